@@ -54,6 +54,16 @@ class Storage(Protocol):
         ...
 
 
+BOOTSTRAP_INDEX = 1
+"""The log index (and term) of the snapshot that founding members start from."""
+
+
+def bootstrap_snapshot(conf_state: ConfState) -> Snapshot:
+    """The empty-state snapshot that founds a group with `conf_state`."""
+    meta = SnapshotMetadata(index=BOOTSTRAP_INDEX, term=BOOTSTRAP_INDEX, conf_state=conf_state)
+    return Snapshot(metadata=meta)
+
+
 def limit_size(entries: list[Entry], max_size: int | None) -> list[Entry]:
     """The longest prefix within `max_size` bytes of data, never fewer than one entry."""
     if max_size is None or not entries:
@@ -80,9 +90,16 @@ class MemoryStorage:
 
     @classmethod
     def bootstrap(cls, conf_state: ConfState) -> MemoryStorage:
-        """A storage for a brand-new group member whose initial membership is given."""
+        """A storage for a founding member of a group whose initial membership is given.
+
+        The membership is recorded as a snapshot at `BOOTSTRAP_INDEX` (term 1), not as log
+        entries: a member added later has an empty log, so the leader must send it a
+        snapshot, which carries both the membership and the state machine (TiKV does the
+        same with its initial index).
+        """
         storage = cls()
-        storage._snapshot = Snapshot(metadata=SnapshotMetadata(conf_state=conf_state))
+        storage.apply_snapshot(bootstrap_snapshot(conf_state))
+        storage.hard_state = HardState(term=BOOTSTRAP_INDEX, commit=BOOTSTRAP_INDEX)
         return storage
 
     def initial_state(self) -> tuple[HardState, ConfState]:
@@ -126,8 +143,9 @@ class MemoryStorage:
     def apply_snapshot(self, snap: Snapshot) -> None:
         """Replace the whole log by a snapshot received from the leader."""
         if snap.metadata.index <= self._snapshot.metadata.index:
+            current = self._snapshot.metadata.index
             raise SnapshotOutOfDateError(
-                f"snapshot at {snap.metadata.index} is not newer than {self._snapshot.metadata.index}"
+                f"snapshot at {snap.metadata.index} is not newer than {current}"
             )
         self._snapshot = snap
         self._ents = [Entry(term=snap.metadata.term, index=snap.metadata.index)]

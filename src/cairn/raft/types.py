@@ -8,10 +8,9 @@ paper and etcd-raft (`term`, `index`, `commit`, `reject_hint`).
 from __future__ import annotations
 
 import enum
-
-import msgpack
 from dataclasses import dataclass, field
 
+import msgpack
 
 NodeId = int
 """A node's identity inside one Raft group; 0 means "none"."""
@@ -216,7 +215,9 @@ class Message:
 
     `index`/`log_term` name the entry preceding `entries` in an append (or the candidate's
     last entry in a vote); `reject_hint`/`hint_term` carry the follower's conflict hint
-    for fast backtracking; `context` carries a ReadIndex request's id or a campaign reason.
+    for fast backtracking; `context` carries a ReadIndex request's id or a campaign reason;
+    `lease_tick` is the leader's tick count when it sent a heartbeat, echoed in the
+    response, from which the leader derives its lease.
     """
 
     type: MessageType
@@ -232,6 +233,7 @@ class Message:
     reject_hint: int = 0
     hint_term: int = 0
     context: bytes = b""
+    lease_tick: int = 0
 
 
 class StateRole(enum.Enum):
@@ -273,9 +275,9 @@ class ReadState:
 
 def encode_conf_change(cc: ConfChange) -> bytes:
     """The bytes carried by an `EntryType.CONF_CHANGE` entry."""
-    return msgpack.packb(
-        [[[c.type.value, c.node_id] for c in cc.changes], cc.transition.value, cc.context]
-    )
+    changes = [[c.type.value, c.node_id] for c in cc.changes]
+    data: bytes = msgpack.packb([changes, cc.transition.value, cc.context])
+    return data
 
 
 def decode_conf_change(data: bytes) -> ConfChange:

@@ -1,0 +1,242 @@
+"""`RawNode`: the whole synchronous API of the Raft core (etcd-raft's shape).
+
+The application owns the loop: it calls `tick()` on a timer, `step()` for each message
+from the network, `propose()` and friends for its own requests, and whenever
+`has_ready()` is true it takes a `ready()`, carries it out in the order the `Ready`
+docstring gives, and calls `advance(ready)`. Nothing here blocks or does I/O.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+
+from cairn.raft.config import Config, PlantedBug
+from cairn.raft.errors import LocalRaftError, ProposalDroppedError, StepLocalMessageError
+from cairn.raft.progress import ProgressState
+from cairn.raft.raft import Raft
+from cairn.raft.ready import Ready
+from cairn.raft.storage import Storage
+from cairn.raft.types import (
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    NodeId,
+    SoftState,
+    StateRole,
+    encode_conf_change,
+    is_local,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    """The leader's view of one peer."""
+
+    match: int
+    next_index: int
+    state: ProgressState
+    is_learner: bool
+    recent_active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A snapshot of a node's Raft state for logs, `INFO raft` and tests."""
+
+    id: NodeId
+    term: int
+    vote: NodeId
+    commit: int
+    applied: int
+    lead: NodeId
+    role: StateRole
+    conf_state: ConfState
+    progress: dict[NodeId, PeerStatus]
+    lead_transferee: NodeId
+
+
+class RawNode:
+    """A Raft node driven by the application, one call at a time."""
+
+    def __init__(self, config: Config, storage: Storage, rng: random.Random) -> None:
+        self.raft = Raft(config, storage, rng)
+        self._prev_soft = self.raft.soft_state()
+        self._prev_hard = self.raft.hard_state()
+        self._ready_number = 0
+        self._in_progress: Ready | None = None
+
+    # -- input ------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Advance logical time by one tick."""
+        self.raft.tick()
+
+    def campaign(self) -> None:
+        """Start an election now, as if the election timeout had passed."""
+        self.raft.step(Message(type=MessageType.HUP, frm=self.raft.id))
+
+    def step(self, msg: Message) -> None:
+        """Handle a message from a peer.
+
+        Local message types are refused; a forwarded proposal or read that this node
+        cannot serve is dropped silently (the requester times out), as etcd does.
+        """
+        if is_local(msg.type):
+            raise StepLocalMessageError(f"{msg.type.value} must not come from the network")
+        if msg.frm not in self.raft.prs.progress and msg.type in (
+            MessageType.APP_RESP,
+            MessageType.HEARTBEAT_RESP,
+            MessageType.SNAP_STATUS,
+        ):
+            return
+        try:
+            self.raft.step(msg)
+        except ProposalDroppedError:
+            if msg.frm == self.raft.id:
+                raise
+
+    def propose(self, data: bytes) -> None:
+        """Propose an entry; raises `ProposalDroppedError` when it cannot be appended."""
+        entry = Entry(term=0, index=0, data=data)
+        self._step_local(Message(type=MessageType.PROP, entries=(entry,)))
+
+    def propose_conf_change(self, cc: ConfChange) -> None:
+        """Propose a membership change; apply it with `apply_conf_change` once committed."""
+        entry = Entry(term=0, index=0, type=EntryType.CONF_CHANGE, data=encode_conf_change(cc))
+        self._step_local(Message(type=MessageType.PROP, entries=(entry,)))
+
+    def apply_conf_change(self, cc: ConfChange) -> ConfState:
+        """Adopt the membership a committed conf-change entry describes."""
+        return self.raft.apply_conf_change(cc)
+
+    def read_index(self, ctx: bytes) -> None:
+        """Ask for a linearizable read; it comes back as a `ReadState` carrying `ctx`.
+
+        `ctx` must be unique among this node's pending reads.
+        """
+        self._step_local(Message(type=MessageType.READ_INDEX, context=ctx))
+
+    def transfer_leader(self, to: NodeId) -> None:
+        """Ask the leader (this node, or forwarded to it) to hand leadership to `to`."""
+        self.raft.step(Message(type=MessageType.TRANSFER_LEADER, frm=to))
+
+    def report_unreachable(self, node_id: NodeId) -> None:
+        """Tell the core a message to `node_id` could not be delivered."""
+        self.raft.step(Message(type=MessageType.UNREACHABLE, frm=node_id))
+
+    def report_snapshot(self, node_id: NodeId, ok: bool) -> None:
+        """Tell the core whether a snapshot reached `node_id`."""
+        self.raft.step(Message(type=MessageType.SNAP_STATUS, frm=node_id, reject=not ok))
+
+    def _step_local(self, m: Message) -> None:
+        self.raft.step(replace(m, frm=self.raft.id))
+
+    # -- output -----------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        """Whether `ready()` would hand out any work."""
+        r = self.raft
+        return bool(
+            r.soft_state() != self._prev_soft
+            or self._hard_state_changed()
+            or r.raft_log.unstable.snapshot is not None
+            or r.raft_log.unstable.entries
+            or r.msgs
+            or r.msgs_after_persist
+            or r.read_states
+            or r.raft_log.has_next_committed_entries()
+        )
+
+    def _hard_state_changed(self) -> bool:
+        hs = self.raft.hard_state()
+        return not hs.is_empty() and hs != self._prev_hard
+
+    def ready(self) -> Ready:
+        """The next batch of work; call `advance` with it before asking again."""
+        if self._in_progress is not None:
+            raise LocalRaftError("ready() called again before advance()")
+        r = self.raft
+        soft = r.soft_state()
+        hard = r.hard_state()
+        entries = tuple(r.raft_log.unstable_entries())
+        hard_changed = self._hard_state_changed()
+        self._ready_number += 1
+        rd = Ready(
+            number=self._ready_number,
+            soft_state=soft if soft != self._prev_soft else None,
+            hard_state=hard if hard_changed else None,
+            read_states=tuple(r.read_states),
+            entries=entries,
+            snapshot=r.raft_log.unstable.snapshot,
+            committed_entries=tuple(r.raft_log.next_committed_entries()),
+            messages=tuple(r.msgs),
+            persisted_messages=tuple(r.msgs_after_persist),
+            must_sync=self._must_sync(hard, entries),
+        )
+        r.msgs, r.msgs_after_persist, r.read_states = [], [], []
+        if rd.soft_state is not None:
+            self._prev_soft = soft
+        self._in_progress = rd
+        return rd
+
+    def _must_sync(self, hard: HardState, entries: tuple[Entry, ...]) -> bool:
+        """Entries, a new term or a new vote must be fsynced; a commit index need not be."""
+        if entries or self.raft.raft_log.unstable.snapshot is not None:
+            return True
+        if self.raft.config.has_bug(PlantedBug.UNSYNCED_VOTE):
+            return False
+        return hard.term != self._prev_hard.term or hard.vote != self._prev_hard.vote
+
+    def advance(self, rd: Ready) -> None:
+        """Record that `rd` was carried out: persisted, sent and applied."""
+        if rd is not self._in_progress:
+            raise LocalRaftError("advance() must be given the Ready last returned by ready()")
+        self._in_progress = None
+        r = self.raft
+        if rd.hard_state is not None:
+            self._prev_hard = rd.hard_state
+        if rd.snapshot is not None:
+            r.raft_log.stable_snap_to(rd.snapshot.metadata.index)
+            r.raft_log.applied_to(rd.snapshot.metadata.index)
+        if rd.entries:
+            last = rd.entries[-1]
+            r.raft_log.stable_to(last.index, last.term)
+            r.on_persisted(last.index)
+        if rd.committed_entries:
+            r.raft_log.applied_to(rd.committed_entries[-1].index)
+            r.reduce_uncommitted_size(rd.committed_entries)
+            r.maybe_auto_leave_joint()
+
+    # -- inspection -------------------------------------------------------------------
+
+    def status(self) -> Status:
+        """The node's current Raft state."""
+        r = self.raft
+        progress = {}
+        if r.role is StateRole.LEADER:
+            progress = {
+                i: PeerStatus(pr.match, pr.next_index, pr.state, pr.is_learner, pr.recent_active)
+                for i, pr in sorted(r.prs.progress.items())
+            }
+        return Status(
+            id=r.id,
+            term=r.term,
+            vote=r.vote,
+            commit=r.raft_log.committed,
+            applied=r.raft_log.applied,
+            lead=r.lead,
+            role=r.role,
+            conf_state=r.prs.config.conf_state(),
+            progress=progress,
+            lead_transferee=r.lead_transferee,
+        )
+
+    def soft_state(self) -> SoftState:
+        """The node's leader and role."""
+        return self.raft.soft_state()
+
