@@ -1,0 +1,97 @@
+"""Peer frames: a 4-byte big-endian length, then one msgpack value (sans-I/O).
+
+Every frame is a list whose first element is its kind. The decoder never trusts a
+declared length beyond `max_frame`, so a confused or hostile peer costs at most that
+much memory before its connection is closed.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+_LEN = struct.Struct(">I")
+PROTOCOL_VERSION = 1
+
+
+class FrameKind(enum.IntEnum):
+    """What a frame carries."""
+
+    HELLO = 0
+    """[kind, version, cluster_id, node_id]: the first frame each side sends."""
+    RAFT = 1
+    """[kind, [message, ...]]: a batch of Raft messages (see `cairn.raft.wire`)."""
+    FORWARD = 2
+    """[kind, request_id, protocol, [arg, ...]]: a client command for the leader to run."""
+    FORWARD_REPLY = 3
+    """[kind, request_id, reply_bytes]: the encoded reply to a forwarded command."""
+
+
+class FrameError(ValueError):
+    """The peer sent bytes that are not a valid frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The handshake: which cluster and node the other side is."""
+
+    version: int
+    cluster_id: str
+    node_id: int
+
+
+def encode_frame(payload: list[Any]) -> bytes:
+    """One frame's bytes."""
+    body: bytes = msgpack.packb(payload, use_bin_type=True)
+    return _LEN.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Feed bytes, take out whole frames (each a decoded msgpack list)."""
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes."""
+        self._buf += data
+
+    def frames(self) -> list[list[Any]]:
+        """Every complete frame received so far, in order."""
+        out: list[list[Any]] = []
+        buf = self._buf
+        pos = 0
+        while len(buf) - pos >= _LEN.size:
+            (length,) = _LEN.unpack_from(buf, pos)
+            if length > self.max_frame:
+                raise FrameError(f"frame of {length} bytes exceeds the limit of {self.max_frame}")
+            end = pos + _LEN.size + length
+            if len(buf) < end:
+                break
+            try:
+                payload = msgpack.unpackb(bytes(buf[pos + _LEN.size : end]), raw=False)
+            except Exception as exc:  # msgpack raises several unrelated types
+                raise FrameError(f"undecodable frame: {exc}") from exc
+            if not isinstance(payload, list) or not payload:
+                raise FrameError("a frame must be a non-empty list")
+            out.append(payload)
+            pos = end
+        del buf[:pos]
+        return out
+
+
+def parse_hello(frame: list[Any]) -> Hello:
+    """The handshake in `frame`, or `FrameError`."""
+    if len(frame) != 4 or frame[0] != FrameKind.HELLO:
+        raise FrameError("expected a HELLO frame first")
+    _, version, cluster_id, node_id = frame
+    if not isinstance(version, int) or not isinstance(cluster_id, str):
+        raise FrameError("malformed HELLO frame")
+    if not isinstance(node_id, int):
+        raise FrameError("malformed HELLO frame")
+    return Hello(version=version, cluster_id=cluster_id, node_id=node_id)

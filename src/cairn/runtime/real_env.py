@@ -1,0 +1,47 @@
+"""The real `Env`: the asyncio event loop's clock and timers, TCP peers, an LMDB log."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cairn.raft.types import NodeId
+from cairn.runtime.env import Clock, LogStore, TimerHandle, Transport
+
+
+class LoopClock:
+    """`Clock` on the running event loop's monotonic time.
+
+    `skew` (seconds per second) exists for the chaos runner's clock-skew fault: the node
+    then believes time runs that much faster or slower than it does.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, skew: float = 0.0) -> None:
+        self.loop = loop
+        self.skew = skew
+        self._origin = loop.time()
+
+    def now(self) -> float:
+        """See `Clock.now`."""
+        return (self.loop.time() - self._origin) * (1.0 + self.skew)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        """See `Clock.call_later`."""
+        return self.loop.call_later(delay / (1.0 + self.skew), callback)
+
+
+@dataclass(frozen=True, slots=True)
+class RealEnv:
+    """The production `Env`; `buggify` is always off outside the simulator."""
+
+    node_id: NodeId
+    clock: Clock
+    transport: Transport
+    log_store: LogStore
+    random: random.Random
+
+    def buggify(self, site: str) -> bool:
+        """Never: fault injection belongs to the simulator and failpoints."""
+        return False
