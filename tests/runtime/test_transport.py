@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 from cairn.raft.types import Entry, Message, MessageType
 from cairn.runtime.frames import FrameKind, encode_frame
