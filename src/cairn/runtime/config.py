@@ -1,0 +1,211 @@
+"""A node's configuration: a TOML file and command-line overrides, validated at start.
+
+Every problem is reported as a `ConfigError` naming the offending key, so `cairn server`
+can print it and exit with status 2 instead of failing later in some obscure way.
+
+Example `node.toml`:
+
+    node_id = 1
+    cluster_id = "dev"
+    client_addr = "127.0.0.1:7001"
+    peer_addr = "127.0.0.1:17001"
+    data_dir = "/var/lib/cairn/1"
+    [peers]
+    1 = "127.0.0.1:17001"
+    2 = "127.0.0.1:17002"
+    3 = "127.0.0.1:17003"
+    [raft]
+    tick_ms = 10
+    election_ticks = 100
+    heartbeat_ticks = 10
+    [limits]
+    max_clients = 10000
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the key."""
+
+
+def parse_address(key: str, value: Any) -> tuple[str, int]:
+    """`host:port` as a (host, port) pair, or `ConfigError` naming `key`."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(f"{key}: expected 'host:port', got {value!r}")
+    host, _, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"{key}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535 or not host:
+        raise ConfigError(f"{key}: {value!r} is not a valid address")
+    return host, port
+
+
+@dataclass(frozen=True, slots=True)
+class RaftSettings:
+    """Raft timing, in ticks of `tick_ms` milliseconds."""
+
+    tick_ms: int = 10
+    election_ticks: int = 100
+    heartbeat_ticks: int = 10
+    read_mode: str = "lease"
+    """"lease" (leader lease, falls back to ReadIndex) or "readindex"."""
+    max_clock_drift_ticks: int = 10
+    snapshot_threshold: int = 10000
+    max_inflight_msgs: int = 256
+    max_size_per_msg: int = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-client and per-server limits on what clients may send and hold."""
+
+    max_clients: int = 10000
+    max_bulk_len: int = 512 << 20
+    max_multibulk_len: int = 1024 * 1024
+    max_inline_len: int = 64 << 10
+    max_query_buffer: int = 1 << 30
+    max_pending_replies_bytes: int = 64 << 20
+    max_pipeline: int = 1024
+    request_timeout_ms: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything one `cairn server` process needs."""
+
+    node_id: int
+    data_dir: Path
+    client_addr: tuple[str, int] = ("127.0.0.1", 6379)
+    peer_addr: tuple[str, int] = ("127.0.0.1", 16379)
+    peers: dict[int, tuple[str, int]] = field(default_factory=dict)
+    cluster_id: str = "cairn"
+    password: str | None = None
+    log_level: str = "info"
+    raft: RaftSettings = field(default_factory=RaftSettings)
+    limits: Limits = field(default_factory=Limits)
+
+    def validate(self) -> NodeConfig:
+        """Return self, or raise `ConfigError` naming the first bad key."""
+        if self.node_id <= 0:
+            raise ConfigError(f"node_id: must be a positive integer, got {self.node_id}")
+        if self.node_id not in self.peers:
+            raise ConfigError(f"peers: must list this node ({self.node_id}) with its peer address")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"log_level: unknown level {self.log_level!r}")
+        r = self.raft
+        if r.read_mode not in ("lease", "readindex"):
+            expected = "expected 'lease' or 'readindex'"
+            raise ConfigError(f"raft.read_mode: {expected}, got {r.read_mode!r}")
+        _positive("raft", r, ("tick_ms", "election_ticks", "heartbeat_ticks", "snapshot_threshold"))
+        if r.heartbeat_ticks >= r.election_ticks:
+            raise ConfigError("raft.heartbeat_ticks: must be smaller than raft.election_ticks")
+        if not 0 <= r.max_clock_drift_ticks < r.election_ticks:
+            raise ConfigError("raft.max_clock_drift_ticks: must be in [0, election_ticks)")
+        _positive("limits", self.limits, tuple(f.name for f in fields(Limits)))
+        return self
+
+
+def _positive(section: str, obj: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{section}.{name}: must be a positive integer, got {value!r}")
+
+
+_TOP_KEYS = {
+    "node_id",
+    "data_dir",
+    "client_addr",
+    "peer_addr",
+    "peers",
+    "cluster_id",
+    "password",
+    "log_level",
+    "raft",
+    "limits",
+}
+
+
+def _section(name: str, cls: type[Any], raw: Any) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a table")
+    known = {f.name: f for f in fields(cls)}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{name}.{key}: unknown key")
+        default = getattr(cls(), key)
+        if type(value) is not type(default):
+            expected = type(default).__name__
+            raise ConfigError(f"{name}.{key}: expected {expected}, got {value!r}")
+    return cls(**raw)
+
+
+def from_mapping(raw: dict[str, Any]) -> NodeConfig:
+    """Build and validate a config from parsed TOML (or any nested mapping)."""
+    for key in raw:
+        if key not in _TOP_KEYS:
+            raise ConfigError(f"{key}: unknown key")
+    if "node_id" not in raw:
+        raise ConfigError("node_id: required")
+    if "data_dir" not in raw:
+        raise ConfigError("data_dir: required")
+    node_id = raw["node_id"]
+    if not isinstance(node_id, int) or isinstance(node_id, bool):
+        raise ConfigError(f"node_id: expected an integer, got {node_id!r}")
+    peers_raw = raw.get("peers", {})
+    if not isinstance(peers_raw, dict):
+        raise ConfigError("peers: expected a table of node id = 'host:port'")
+    peers: dict[int, tuple[str, int]] = {}
+    for key, value in peers_raw.items():
+        try:
+            peer_id = int(key)
+        except ValueError:
+            raise ConfigError(f"peers.{key}: node ids must be integers") from None
+        peers[peer_id] = parse_address(f"peers.{key}", value)
+    for key in ("cluster_id", "log_level"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ConfigError(f"{key}: expected a string")
+    password = raw.get("password")
+    if password is not None and (not isinstance(password, str) or not password):
+        raise ConfigError("password: expected a non-empty string")
+    config = NodeConfig(
+        node_id=node_id,
+        data_dir=Path(str(raw["data_dir"])),
+        client_addr=parse_address("client_addr", raw.get("client_addr", "127.0.0.1:6379")),
+        peer_addr=parse_address("peer_addr", raw.get("peer_addr", "127.0.0.1:16379")),
+        peers=peers,
+        cluster_id=raw.get("cluster_id", "cairn"),
+        password=password,
+        log_level=raw.get("log_level", "info"),
+        raft=_section("raft", RaftSettings, raw.get("raft")),
+        limits=_section("limits", Limits, raw.get("limits")),
+    )
+    return config.validate()
+
+
+def load(path: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:
+    """Read a TOML file, apply command-line overrides (top-level keys), and validate."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_mapping(raw)
+
+
+def with_overrides(config: NodeConfig, **changes: Any) -> NodeConfig:
+    """A copy with some top-level fields replaced, validated again."""
+    return replace(config, **changes).validate()
