@@ -277,6 +277,7 @@ class Raft:
         self.pending_conf_index = 0
         self.uncommitted_size = 0
         self.read_only = ReadOnly()
+        self.pending_read_index = []
 
     def last_persisted_index(self) -> int:
         """The last index known to be on stable storage."""
@@ -714,7 +715,7 @@ class Raft:
         """Handle a message as (pre-)candidate."""
         my_resp = MT.PRE_VOTE_RESP if self.role is StateRole.PRE_CANDIDATE else MT.VOTE_RESP
         match m.type:
-            case MT.PROP:
+            case MT.PROP | MT.READ_INDEX:
                 raise ProposalDroppedError("no leader while campaigning")
             case MT.APP:
                 self.become_follower(m.term, m.frm)
