@@ -1,0 +1,208 @@
+"""The `cairn` command: a click group; `sim` runs deterministic simulations.
+
+Later commands (`server`, `dev`, `ctl`) join the same group.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cairn.check.history import write_jsonl
+from cairn.raft.config import PlantedBug
+from cairn.raft.types import ReadOnlyOption
+from cairn.sim import ALL_FAULTS, Fault, SimConfig, SimResult, run_simulation
+from cairn.sim.sweep import default_workers, sweep
+
+
+class FaultsParam(click.ParamType[frozenset[Fault]]):
+    """`all`, `none`, or a comma-separated list of fault names."""
+
+    name = "faults"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> frozenset[Fault]:
+        if isinstance(value, frozenset):
+            return value
+        text = str(value).strip().lower()
+        if text == "all":
+            return ALL_FAULTS
+        if text == "none":
+            return frozenset()
+        names = {f.value: f for f in Fault}
+        chosen: set[Fault] = set()
+        for part in (p.strip() for p in text.split(",")):
+            if part not in names:
+                known = ", ".join(sorted(names))
+                self.fail(f"unknown fault {part!r} (choose all, none or from: {known})", param, ctx)
+            chosen.add(names[part])
+        return frozenset(chosen)
+
+
+@click.group()
+@click.version_option(package_name="cairn")
+def main() -> None:
+    """Cairn: a strongly consistent, Raft-replicated key-value store."""
+
+
+@main.command()
+@click.option("--nodes", type=click.Choice(["3", "5", "7"]), default="5", show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of a single run.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Sweep this many seeds.")
+@click.option("--first-seed", type=int, default=0, show_default=True, help="First seed of a sweep.")
+@click.option("--steps", type=click.IntRange(min=0), default=5000, show_default=True)
+@click.option("--faults", type=FaultsParam(), default="all", show_default=True)
+@click.option(
+    "--plant",
+    "planted",
+    multiple=True,
+    type=click.Choice([b.value for b in PlantedBug]),
+    help="Switch a deliberate bug on (repeatable), to see the harness catch it.",
+)
+@click.option("--read-mode", type=click.Choice(["seed", "safe", "lease"]), default="seed")
+@click.option("--clients", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Default: CPU count.")
+@click.option("--history", type=click.Path(dir_okay=False, writable=True), default=None)
+@click.option("--keep-going", is_flag=True, help="In a sweep, do not stop at the first failure.")
+def sim(
+    nodes: str,
+    seed: int,
+    seeds: int | None,
+    first_seed: int,
+    steps: int,
+    faults: frozenset[Fault],
+    planted: tuple[str, ...],
+    read_mode: str,
+    clients: int,
+    workers: int | None,
+    history: str | None,
+    keep_going: bool,
+) -> None:
+    """Run a deterministic simulation of a cluster under faults and check it.
+
+    Exits 1 when an invariant breaks or the history is not linearizable, printing the
+    seed that reproduces it.
+    """
+    modes = {"seed": None, "safe": ReadOnlyOption.SAFE, "lease": ReadOnlyOption.LEASE_BASED}
+    config = SimConfig(
+        seed=seed,
+        nodes=int(nodes),
+        steps=steps,
+        faults=faults,
+        planted=frozenset(PlantedBug(p) for p in planted),
+        clients=clients,
+        read_mode=modes[read_mode],
+        keep_history=history is not None and seeds is None,
+    )
+    console = Console()
+    if seeds is None:
+        ok = _single(console, config, history)
+    else:
+        if history is not None:
+            raise click.UsageError("--history needs a single run (--seed), not --seeds")
+        seed_range = range(first_seed, first_seed + seeds)
+        ok = _sweep(console, config, seed_range, workers or default_workers(), keep_going)
+    sys.exit(0 if ok else 1)
+
+
+def _single(console: Console, config: SimConfig, history: str | None) -> bool:
+    started = time.perf_counter()
+    result = run_simulation(config)
+    elapsed = time.perf_counter() - started
+    if history is not None:
+        with open(history, "w", encoding="utf-8") as fp:
+            write_jsonl(result.history, fp)
+    console.print(_summary(result, elapsed))
+    if result.failure is not None:
+        console.print(f"[bold red]FAILED[/] seed {result.seed}: {result.failure}", soft_wrap=True)
+        console.print(f"reproduce: cairn sim {_repro_flags(config)}", soft_wrap=True)
+        return False
+    console.print(f"[bold green]OK[/] seed {result.seed} digest {result.digest[:16]}")
+    return True
+
+
+def _summary(result: SimResult, elapsed: float) -> Table:
+    table = Table(title=f"cairn sim — seed {result.seed}, {result.nodes} nodes", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    ops = f"{result.ops_ok} ok / {result.ops_failed} failed / {result.ops_unknown} unknown"
+    table.add_row("operations", ops)
+    table.add_row(
+        "steps", f"{result.steps} ({result.virtual_time / 1e9:.2f}s virtual, {elapsed:.2f}s real)"
+    )
+    table.add_row("read mode", result.read_mode.value)
+    table.add_row(
+        "elections", f"{result.elections} (terms with a leader: {len(result.leaders_per_term)})"
+    )
+    table.add_row("commits", str(result.commits))
+    faults = ", ".join(f"{k}={v}" for k, v in result.faults.items()) or "none"
+    table.add_row("faults injected", faults)
+    table.add_row("invariants", "held" if result.violation is None else str(result.violation))
+    table.add_row("linearizability", _verdict_text(result))
+    table.add_row(
+        "settled", "yes" if result.settled else "no (no leader or clients busy at the end)"
+    )
+    table.add_row("digest", result.digest)
+    return table
+
+
+def _verdict_text(result: SimResult) -> str:
+    if result.verdict is None:
+        return "not checked"
+    if result.verdict.ok:
+        return f"linearizable ({result.verdict.ops_checked} operations)"
+    if result.verdict.unknown:
+        return f"unknown (search budget exhausted on key {result.verdict.key!r})"
+    return f"NOT linearizable (key {result.verdict.key!r}): {result.verdict.explanation}"
+
+
+def _repro_flags(config: SimConfig) -> str:
+    flags = [f"--seed {config.seed}", f"--nodes {config.nodes}", f"--steps {config.steps}"]
+    if config.faults == ALL_FAULTS:
+        flags.append("--faults all")
+    else:
+        flags.append("--faults " + (",".join(sorted(f.value for f in config.faults)) or "none"))
+    flags.extend(f"--plant {b.value}" for b in sorted(config.planted, key=lambda b: b.value))
+    if config.read_mode is not None:
+        flags.append(
+            "--read-mode " + ("lease" if config.read_mode is ReadOnlyOption.LEASE_BASED else "safe")
+        )
+    if config.clients != 4:
+        flags.append(f"--clients {config.clients}")
+    return " ".join(flags)
+
+
+def _sweep(
+    console: Console, config: SimConfig, seeds: range, workers: int, keep_going: bool
+) -> bool:
+    failures: list[SimResult] = []
+    unknown = 0
+    started = time.perf_counter()
+    columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("seeds", total=len(seeds))
+        stop = (lambda r: False) if keep_going else (lambda r: r.failure is not None)
+        for result in sweep(config, seeds, workers, stop):
+            progress.advance(task)
+            unknown += result.linearizable is None
+            if result.failure is not None:
+                failures.append(result)
+                message = f"[red]seed {result.seed}[/]: {result.failure}"
+                progress.console.print(message, soft_wrap=True)
+    elapsed = time.perf_counter() - started
+    done = int(progress.tasks[0].completed)
+    console.print(
+        f"{done} seeds x {config.steps} steps in {elapsed:.1f}s on {workers} workers:"
+        f" {len(failures)} failed, {unknown} with an unknown linearizability verdict"
+    )
+    for result in sorted(failures, key=lambda r: r.seed):
+        flags = _repro_flags(replace(config, seed=result.seed))
+        console.print(f"reproduce: cairn sim {flags}", soft_wrap=True)
+    return not failures

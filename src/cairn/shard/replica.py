@@ -1,0 +1,520 @@
+"""`Replica`: one Raft node driven against an `Env`, with a state machine on top.
+
+Theory of operation. The Raft core (`RawNode`) is pure; this driver is its only caller and
+the only place that touches the outside world, always through `Env`. It is synchronous and
+callback-driven: every entry point (a timer firing, messages arriving, a proposal, a read)
+first catches up the ticks owed by the clock, feeds the core, then drains every `Ready` in
+the order its docstring prescribes — persist (fsync when `must_sync`), send `messages`,
+send `persisted_messages`, restore a snapshot, apply committed entries, serve reads whose
+index is applied, `advance` — and finally compacts the log when it has grown too long.
+
+Ticks come from the clock, not from the number of timer firings: a node that was paused
+(or starved) catches up every tick it missed before it looks at anything else, so a leader
+cannot trust a lease that the real time has already used up.
+
+Each proposal carries a request id (origin node, incarnation nonce, sequence number). The
+leader remembers at which index it appended each pending proposal; when that index is
+applied the entry there is either ours (success) or another leader's (the proposal was
+overwritten and definitely did not apply). When leadership is lost, pending proposals
+complete as UNKNOWN: they may still be committed by the next leader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import msgpack
+
+from cairn.raft.config import Config
+from cairn.raft.errors import LocalRaftError, ProposalDroppedError
+from cairn.raft.rawnode import RawNode
+from cairn.raft.ready import Ready
+from cairn.raft.storage import MemoryStorage, bootstrap_snapshot
+from cairn.raft.types import (
+    NONE,
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    NodeId,
+    Snapshot,
+    StateRole,
+    decode_conf_change,
+)
+from cairn.runtime.env import DurableState, Env, LogBatch, TimerHandle
+
+
+class StateMachine(Protocol):
+    """The deterministic application replicated by Raft."""
+
+    def apply(self, index: int, data: bytes) -> object:
+        """Apply one committed command and return its result."""
+        ...
+
+    def snapshot(self) -> bytes:
+        """An image of the whole state, from which `restore` rebuilds it."""
+        ...
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state by a `snapshot()` image."""
+        ...
+
+
+class Outcome(enum.Enum):
+    """How a request ended, as far as this replica can tell."""
+
+    OK = "ok"
+    """Applied (a proposal) or served linearizably (a read)."""
+    REJECTED = "rejected"
+    """Definitely not applied: not the leader, dropped, or overwritten by another leader."""
+    UNKNOWN = "unknown"
+    """May or may not be applied (leadership lost while it was in flight, or timed out)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The result handed to a request's `on_done` callback.
+
+    `leader_hint` names the leader this replica believes in (0 when none), so a client
+    told "not leader" can go there next.
+    """
+
+    outcome: Outcome
+    value: object = None
+    reason: str = ""
+    leader_hint: NodeId = NONE
+
+
+Callback = Callable[[Completion], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaConfig:
+    """How a replica drives its Raft node; `raft.applied` is set by the replica itself."""
+
+    raft: Config
+    tick_interval: float = 0.01
+    snapshot_threshold: int = 1000
+    """Take a snapshot and compact the log once this many entries are applied past it."""
+    read_timeout_ticks: int = 100
+    """A read without a read state after this many ticks completes as UNKNOWN."""
+    max_catch_up_ticks: int = 100
+
+
+class ReplicaObserver(Protocol):
+    """Hooks for the simulator's invariant checks and for metrics; must not call back in."""
+
+    def on_persist(self, replica: Replica, ready: Ready) -> None:
+        """`ready`'s snapshot, entries and hard state were just written (called for every
+        Ready, before its messages are sent)."""
+        ...
+
+    def on_apply(self, replica: Replica, entry: Entry) -> None:
+        """`entry` was just applied (conf changes included)."""
+        ...
+
+    def on_restore(self, replica: Replica, snapshot: Snapshot) -> None:
+        """The state machine was just replaced by `snapshot`."""
+        ...
+
+
+@dataclass(slots=True)
+class _PendingProposal:
+    rid: bytes
+    on_done: Callback
+
+
+@dataclass(slots=True)
+class _PendingRead:
+    on_done: Callback
+    deadline_tick: int
+    index: int | None = None
+
+
+@dataclass(slots=True)
+class _Counters:
+    """Running totals a replica keeps about itself (read by tests and metrics)."""
+
+    snapshots_taken: int = 0
+    snapshots_restored: int = 0
+    readies: int = 0
+
+
+def encode_request(rid: bytes, command: bytes) -> bytes:
+    """The data of a normal entry: the request id, then the command."""
+    return bytes(msgpack.packb([rid, command]))
+
+
+def decode_request(data: bytes) -> tuple[bytes, bytes]:
+    """The inverse of `encode_request`."""
+    rid, command = msgpack.unpackb(data)
+    return bytes(rid), bytes(command)
+
+
+class Replica:
+    """A Raft node plus its state machine, driven through an `Env`.
+
+    Invariant: `applied` equals the index of the last entry handed to the state machine
+    (or of the snapshot it was restored from).
+    """
+
+    def __init__(
+        self,
+        env: Env,
+        machine: StateMachine,
+        config: ReplicaConfig,
+        bootstrap: ConfState | None = None,
+        observer: ReplicaObserver | None = None,
+    ) -> None:
+        self.env = env
+        self.machine = machine
+        self.config = config
+        self.observer = observer
+        self.counters = _Counters()
+        self._nonce = env.random.getrandbits(48)
+        self._seq = 0
+        self._stopped = False
+        self._draining = False
+        self._proposals: dict[int, _PendingProposal] = {}
+        self._reads: dict[bytes, _PendingRead] = {}
+        self._snapshot_reports: list[NodeId] = []
+        self.storage, self.conf_state, self.applied = self._recover(env.log_store.load(), bootstrap)
+        raft_config = replace(config.raft, id=env.node_id, applied=self.applied)
+        self.raw = RawNode(raft_config, self.storage, env.random)
+        self._ticks = 0
+        self._start = env.clock.now()
+        self._timer: TimerHandle | None = None
+        env.transport.set_handler(self.on_messages)
+        self._schedule_tick()
+
+    # -- recovery -------------------------------------------------------------------------
+
+    def _recover(
+        self, state: DurableState, bootstrap: ConfState | None
+    ) -> tuple[MemoryStorage, ConfState, int]:
+        """Rebuild the in-memory log and the state machine from what the disk kept."""
+        if state.is_empty() and bootstrap is not None:
+            snap = bootstrap_snapshot(bootstrap)
+            hs = HardState(term=snap.metadata.term, commit=snap.metadata.index)
+            self.env.log_store.write(LogBatch(snapshot=snap, hard_state=hs), sync=True)
+            state = self.env.log_store.load()
+        snap = state.snapshot
+        storage = MemoryStorage()
+        if not snap.is_empty():
+            storage.apply_snapshot(snap)
+            if snap.data:
+                self.machine.restore(snap.data)
+        storage.append(state.entries)
+        storage.set_hard_state(state.hard_state)
+        return storage, snap.metadata.conf_state, snap.metadata.index
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> NodeId:
+        """This replica's node id."""
+        return self.env.node_id
+
+    @property
+    def role(self) -> StateRole:
+        """The Raft role right now."""
+        return self.raw.raft.role
+
+    @property
+    def term(self) -> int:
+        """The current term."""
+        return self.raw.raft.term
+
+    @property
+    def lead(self) -> NodeId:
+        """The leader this node believes in (0 when none)."""
+        return self.raw.raft.lead
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node is the leader of its current term."""
+        return self.raw.raft.role is StateRole.LEADER
+
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop` was called (the process is gone)."""
+        return self._stopped
+
+    def stop(self) -> None:
+        """Stop for good, as a crashed process would: no timers, no callbacks."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def propose(self, command: bytes, on_done: Callback) -> None:
+        """Replicate `command`; `on_done` gets the state machine's result once applied."""
+        if self._reject_unless_leader(on_done):
+            return
+        rid = self._next_rid()
+        self._propose_with(rid, on_done, lambda: self.raw.propose(encode_request(rid, command)))
+
+    def propose_conf_change(self, cc: ConfChange, on_done: Callback) -> None:
+        """Replicate a membership change; `on_done` gets the new `ConfState` once applied."""
+        if self._reject_unless_leader(on_done):
+            return
+        rid = self._next_rid()
+        change = ConfChange(changes=cc.changes, transition=cc.transition, context=rid)
+        self._propose_with(rid, on_done, lambda: self.raw.propose_conf_change(change))
+
+    def read(self, on_done: Callback) -> None:
+        """Complete `on_done` with OK once a linearizable read may be served here.
+
+        The caller reads the state machine inside the callback: at that moment it
+        reflects every write that completed before the read started.
+        """
+        if self._stopped:
+            return
+        self._catch_up()
+        if self.lead == NONE:
+            on_done(Completion(Outcome.REJECTED, reason="no leader"))
+            return
+        ctx = self._next_rid()
+        deadline = self._ticks + self.config.read_timeout_ticks
+        self._reads[ctx] = _PendingRead(on_done, deadline)
+        try:
+            self.raw.read_index(ctx)
+        except LocalRaftError as exc:
+            del self._reads[ctx]
+            on_done(Completion(Outcome.REJECTED, reason=str(exc), leader_hint=self.lead))
+            return
+        self._drain()
+
+    def transfer_leader(self, to: NodeId) -> None:
+        """Ask the leader to hand leadership to `to`."""
+        if self._stopped:
+            return
+        self._catch_up()
+        self.raw.transfer_leader(to)
+        self._drain()
+
+    def campaign(self) -> None:
+        """Start an election now."""
+        if self._stopped:
+            return
+        self._catch_up()
+        self.raw.campaign()
+        self._drain()
+
+    def on_messages(self, msgs: Sequence[Message]) -> None:
+        """Feed messages from the network to the core (the `Transport` handler)."""
+        if self._stopped:
+            return
+        self._catch_up()
+        for msg in msgs:
+            self._step(msg)
+        self._drain()
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _next_rid(self) -> bytes:
+        self._seq += 1
+        return bytes(msgpack.packb([self.node_id, self._nonce, self._seq]))
+
+    def _reject_unless_leader(self, on_done: Callback) -> bool:
+        if self._stopped:
+            return True
+        self._catch_up()
+        if self.is_leader:
+            return False
+        on_done(Completion(Outcome.REJECTED, reason="not leader", leader_hint=self.lead))
+        return True
+
+    def _propose_with(self, rid: bytes, on_done: Callback, propose: Callable[[], None]) -> None:
+        try:
+            propose()
+        except ProposalDroppedError as exc:
+            on_done(Completion(Outcome.REJECTED, reason=str(exc), leader_hint=self.lead))
+            return
+        index = self.raw.raft.raft_log.last_index()
+        self._proposals[index] = _PendingProposal(rid, on_done)
+        self._drain()
+
+    def _step(self, msg: Message) -> None:
+        # A message from a node outside the configuration, or a stray local type: ignore.
+        with contextlib.suppress(LocalRaftError):
+            self.raw.step(msg)
+
+    # -- time -----------------------------------------------------------------------------
+
+    def _next_tick_at(self) -> float:
+        return self._start + (self._ticks + 1) * self.config.tick_interval
+
+    def _schedule_tick(self) -> None:
+        delay = max(0.0, self._next_tick_at() - self.env.clock.now())
+        self._timer = self.env.clock.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        if self._stopped:
+            return
+        self._catch_up()
+        self._drain()
+        self._schedule_tick()
+
+    def _catch_up(self) -> None:
+        """Tick once for every tick interval the clock has passed since the last tick."""
+        now = self.env.clock.now()
+        owed = 0
+        while self._next_tick_at() <= now:
+            self._ticks += 1
+            owed += 1
+            if owed <= self.config.max_catch_up_ticks:
+                self.raw.tick()
+        if owed:
+            self._expire_reads()
+
+    def _expire_reads(self) -> None:
+        expired = [ctx for ctx, r in self._reads.items() if r.deadline_tick <= self._ticks]
+        for ctx in expired:
+            read = self._reads.pop(ctx)
+            read.on_done(Completion(Outcome.UNKNOWN, reason="read timed out"))
+
+    # -- the Ready loop -------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while not self._stopped:
+                if self.raw.has_ready():
+                    self._handle_ready(self.raw.ready())
+                elif self._snapshot_reports:
+                    self._report_snapshots()
+                else:
+                    break
+            self._maybe_compact()
+        finally:
+            self._draining = False
+
+    def _handle_ready(self, rd: Ready) -> None:
+        self.counters.readies += 1
+        if rd.soft_state is not None:
+            self._on_soft_state(rd.soft_state.role, rd.soft_state.lead)
+        self._persist(rd)
+        self._send(rd.messages)
+        self._send(rd.persisted_messages)
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            self._restore(rd.snapshot)
+        for entry in rd.committed_entries:
+            self._apply(entry)
+        self._serve_reads(rd)
+        self.raw.advance(rd)
+
+    def _persist(self, rd: Ready) -> None:
+        snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
+        batch = LogBatch(snapshot=snap, entries=rd.entries, hard_state=rd.hard_state)
+        if not batch.is_empty():
+            self.env.log_store.write(batch, sync=rd.must_sync)
+        if snap is not None:
+            self.storage.apply_snapshot(snap)
+        if rd.entries:
+            self.storage.append(rd.entries)
+        if rd.hard_state is not None:
+            self.storage.set_hard_state(rd.hard_state)
+        if self.observer is not None:
+            self.observer.on_persist(self, rd)
+
+    def _send(self, msgs: Sequence[Message]) -> None:
+        by_peer: dict[NodeId, list[Message]] = {}
+        for msg in msgs:
+            by_peer.setdefault(msg.to, []).append(msg)
+            if msg.type is MessageType.SNAP:
+                self._snapshot_reports.append(msg.to)
+        for to in sorted(by_peer):
+            if to == self.node_id:
+                for msg in by_peer[to]:
+                    self._step(msg)
+            else:
+                self.env.transport.send(to, by_peer[to])
+
+    def _report_snapshots(self) -> None:
+        """Tell the core its snapshots went out; a lost one is retried after a probe."""
+        reports, self._snapshot_reports = self._snapshot_reports, []
+        for to in reports:
+            self.raw.report_snapshot(to, True)
+
+    def _restore(self, snap: Snapshot) -> None:
+        self.machine.restore(snap.data)
+        self.applied = snap.metadata.index
+        self.conf_state = snap.metadata.conf_state
+        self.counters.snapshots_restored += 1
+        for index in sorted(i for i in self._proposals if i <= self.applied):
+            pending = self._proposals.pop(index)
+            pending.on_done(Completion(Outcome.UNKNOWN, reason="replaced by a snapshot"))
+        if self.observer is not None:
+            self.observer.on_restore(self, snap)
+
+    def _apply(self, entry: Entry) -> None:
+        if entry.index <= self.applied:
+            return
+        rid, value = self._apply_entry(entry)
+        self.applied = entry.index
+        pending = self._proposals.pop(entry.index, None)
+        if pending is not None:
+            if rid == pending.rid:
+                pending.on_done(Completion(Outcome.OK, value=value))
+            else:
+                reason = "overwritten by another leader's entry"
+                pending.on_done(Completion(Outcome.REJECTED, reason=reason, leader_hint=self.lead))
+        if self.observer is not None:
+            self.observer.on_apply(self, entry)
+
+    def _apply_entry(self, entry: Entry) -> tuple[bytes | None, object]:
+        """Apply one entry; return its request id (None for a leader's no-op) and result."""
+        if entry.type is EntryType.CONF_CHANGE:
+            cc = decode_conf_change(entry.data)
+            self.conf_state = self.raw.apply_conf_change(cc)
+            return cc.context, self.conf_state
+        if not entry.data:
+            return None, None
+        rid, command = decode_request(entry.data)
+        return rid, self.machine.apply(entry.index, command)
+
+    def _serve_reads(self, rd: Ready) -> None:
+        for rs in rd.read_states:
+            read = self._reads.get(rs.request_ctx)
+            if read is not None:
+                read.index = rs.index
+        ready = [
+            c for c, r in self._reads.items() if r.index is not None and r.index <= self.applied
+        ]
+        for ctx in ready:
+            self._reads.pop(ctx).on_done(Completion(Outcome.OK))
+
+    def _on_soft_state(self, role: StateRole, lead: NodeId) -> None:
+        """Fail what can no longer complete here after a change of leader or role."""
+        if role is not StateRole.LEADER and self._proposals:
+            pending, self._proposals = self._proposals, {}
+            for index in sorted(pending):
+                done = Completion(Outcome.UNKNOWN, reason="not leader", leader_hint=lead)
+                pending[index].on_done(done)
+        waiting = [c for c, r in self._reads.items() if r.index is None]
+        for ctx in waiting:
+            done = Completion(Outcome.REJECTED, reason="leader changed", leader_hint=lead)
+            self._reads.pop(ctx).on_done(done)
+
+    # -- compaction -----------------------------------------------------------------------
+
+    def _maybe_compact(self) -> None:
+        threshold = self.config.snapshot_threshold
+        if self.env.buggify("replica.early_snapshot"):
+            threshold = min(threshold, 5)
+        if self._stopped or self.applied - self.storage.first_index() + 1 < threshold:
+            return
+        snap = self.storage.create_snapshot(self.applied, self.conf_state, self.machine.snapshot())
+        self.storage.compact(self.applied)
+        self.env.log_store.write(LogBatch(snapshot=snap), sync=False)
+        self.counters.snapshots_taken += 1

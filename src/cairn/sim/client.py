@@ -1,0 +1,228 @@
+"""Simulated clients: issue get/put/append/cas with timeouts and retries, record a history.
+
+Theory of operation. A client has one operation outstanding at a time. It sends the
+request to the node it believes leads (requests travel with latency but ignore network
+partitions: clients sit outside the cluster's network); the node proposes a write or
+starts a linearizable read. The client records a `cairn.check` history:
+
+* OK — the node applied the write (a cas that did not swap is a FAIL: it changed nothing)
+  or served the read;
+* FAIL — definitely not applied: "not leader", dropped, overwritten; and any failed read;
+* INFO — unknown: a timeout or leadership lost while in flight. The process id then
+  changes, since a process never has two operations open.
+
+"Not leader" sends the client to the hinted leader; a timeout to a random node.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cairn.check.history import Op, OpType
+from cairn.raft.types import NONE, NodeId
+from cairn.shard.replica import Completion, Outcome
+from cairn.sim.cluster import Cluster
+from cairn.sim.kv_machine import KVCommand, KVOp
+from cairn.sim.loop import HARNESS, EventLoop
+
+MS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ClientParams:
+    """How clients behave in one run."""
+
+    keys: tuple[str, ...] = ("k0", "k1", "k2")
+    timeout: int = 400 * MS
+    think: int = 10 * MS
+    latency: int = 1 * MS
+    read_weight: float = 0.4
+
+
+@dataclass(slots=True)
+class _Call:
+    op_id: int
+    f: str
+    key: str
+    value: object
+
+
+@dataclass(slots=True)
+class HistoryCounts:
+    """How the operations of a run ended."""
+
+    ok: int = 0
+    failed: int = 0
+    unknown: int = 0
+
+
+class SimClient:
+    """One client process (renumbered after each INFO)."""
+
+    def __init__(
+        self,
+        index: int,
+        clients: int,
+        cluster: Cluster,
+        rng: random.Random,
+        params: ClientParams,
+        history: list[Op],
+        counts: HistoryCounts,
+    ) -> None:
+        self.index = index
+        self._stride = clients
+        self.process = index
+        self.cluster = cluster
+        self.loop: EventLoop = cluster.loop
+        self.rng = rng
+        self.params = params
+        self.history = history
+        self.counts = counts
+        self.target = rng.choice(cluster.ids(None))
+        self.stopping = False
+        self._op_id = 0
+        self._call: _Call | None = None
+        self._written = 0
+        self._last_seen: dict[str, str | None] = {}
+
+    @property
+    def idle(self) -> bool:
+        """Whether no operation is outstanding."""
+        return self._call is None
+
+    def start(self) -> None:
+        """Begin issuing operations."""
+        self._schedule_next()
+
+    def _schedule_next(self) -> None:
+        if self.stopping:
+            return
+        delay = self.rng.randrange(self.params.think + 1)
+        self.loop.call_later(delay, HARNESS, f"client {self.index} next", self._invoke)
+
+    # -- choosing and sending ---------------------------------------------------------
+
+    def _choose(self) -> _Call:
+        key = self.rng.choice(self.params.keys)
+        self._op_id += 1
+        if self.rng.random() < self.params.read_weight:
+            return _Call(self._op_id, "get", key, None)
+        self._written += 1
+        token = f"{self.index}.{self._written}"
+        roll = self.rng.random()
+        if roll < 0.4:
+            return _Call(self._op_id, "put", key, token)
+        if roll < 0.65:
+            return _Call(self._op_id, "append", key, token + ";")
+        expected = self._last_seen.get(key)
+        return _Call(self._op_id, "cas", key, (expected, token))
+
+    def _invoke(self) -> None:
+        if self.stopping or self._call is not None:
+            return
+        call = self._choose()
+        self._call = call
+        self._record(OpType.INVOKE, call, call.value)
+        target = self.target
+        label = f"client {self.index} -> n{target} {call.f} {call.key}"
+        self.loop.call_later(self.params.latency, target, label, lambda: self._arrive(target, call))
+        self.loop.call_later(
+            self.params.timeout,
+            HARNESS,
+            f"client {self.index} timeout",
+            lambda: self._timeout(call),
+        )
+
+    def _arrive(self, node: NodeId, call: _Call) -> None:
+        """The request reached `node` (which may be down)."""
+        replica = self.cluster.replica(node)
+        if replica is None:
+            return
+        if call.f == "get":
+            replica.read(lambda done: self._reply(node, call, done, self._read_value(node, call)))
+            return
+        replica.propose(
+            self._command(call).encode(), lambda done: self._reply(node, call, done, None)
+        )
+
+    def _read_value(self, node: NodeId, call: _Call) -> Callable[[], str | None]:
+        def read() -> str | None:
+            machine = self.cluster.nodes[node].machine
+            return machine.get(call.key) if machine is not None else None
+
+        return read
+
+    @staticmethod
+    def _command(call: _Call) -> KVCommand:
+        if call.f == "cas":
+            assert isinstance(call.value, tuple)
+            expected, new = call.value
+            return KVCommand(KVOp.CAS, call.key, new, expected)
+        assert isinstance(call.value, str)
+        return KVCommand(KVOp(call.f), call.key, call.value)
+
+    def _reply(
+        self, node: NodeId, call: _Call, done: Completion, read: Callable[[], str | None] | None
+    ) -> None:
+        value = read() if read is not None and done.outcome is Outcome.OK else None
+        label = f"client {self.index} <- n{node} {done.outcome.value}"
+        self.loop.call_later(
+            self.params.latency, HARNESS, label, lambda: self._complete(node, call, done, value)
+        )
+
+    # -- completing -------------------------------------------------------------------
+
+    def _complete(self, node: NodeId, call: _Call, done: Completion, value: object) -> None:
+        if self._call is not call:
+            return  # a late reply after a timeout
+        if done.outcome is Outcome.OK:
+            self._complete_ok(call, done, value)
+        elif done.outcome is Outcome.REJECTED or call.f == "get":
+            self._finish(OpType.FAIL, call, None if call.f == "get" else call.value)
+        else:
+            self._finish(OpType.INFO, call, None if call.f == "get" else call.value)
+        self._retarget(node, done.leader_hint, done.outcome is Outcome.OK)
+
+    def _complete_ok(self, call: _Call, done: Completion, value: object) -> None:
+        if call.f == "get":
+            assert value is None or isinstance(value, str)
+            self._last_seen[call.key] = value
+            self._finish(OpType.OK, call, value)
+        elif call.f == "cas" and done.value is not True:
+            self._finish(OpType.FAIL, call, call.value)
+        else:
+            self._finish(OpType.OK, call, call.value)
+
+    def _timeout(self, call: _Call) -> None:
+        if self._call is not call:
+            return
+        if call.f == "get":
+            self._finish(OpType.FAIL, call, None)
+        else:
+            self._finish(OpType.INFO, call, call.value)
+        self._retarget(self.target, NONE, False)
+
+    def _finish(self, kind: OpType, call: _Call, value: object) -> None:
+        self._record(kind, call, value)
+        self._call = None
+        if kind is OpType.OK:
+            self.counts.ok += 1
+        elif kind is OpType.FAIL:
+            self.counts.failed += 1
+        else:
+            self.counts.unknown += 1
+            self.process += self._stride
+        self._schedule_next()
+
+    def _retarget(self, node: NodeId, hint: NodeId, ok: bool) -> None:
+        if ok:
+            self.target = node
+        elif hint != NONE and hint in self.cluster.nodes:
+            self.target = hint
+        else:
+            self.target = self.rng.choice(self.cluster.ids(None))
+
+    def _record(self, kind: OpType, call: _Call, value: object) -> None:
+        self.history.append(Op(self.process, kind, call.f, call.key, value, self.loop.now))

@@ -1,0 +1,310 @@
+"""`run_simulation`: one seeded run of a whole cluster under faults, checked end to end.
+
+Theory of operation. One `random.Random(seed)` is the root of every random choice; each
+component gets its own child stream, drawn from the root in a fixed order, so adding a
+draw in one component does not shift the others. A run: build N bootstrapped nodes,
+start clients and the nemesis, execute `steps` events while the invariant checker watches
+every persist, commit and apply; then heal everything, stop the clients, let the cluster
+settle, check that the leader still holds every committed entry, and hand the recorded
+history to the linearizability checker. The result carries counts, the first violation
+(if any), the checker's verdict and the trace digest.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from cairn.check.history import Op
+from cairn.check.linearizability import Verdict, check_history
+from cairn.raft.config import Config, PlantedBug
+from cairn.raft.types import ConfState, NodeId, ReadOnlyOption
+from cairn.shard.replica import ReplicaConfig
+from cairn.sim.client import ClientParams, HistoryCounts, SimClient
+from cairn.sim.cluster import Cluster, NodeState, SimNode
+from cairn.sim.disk import SimDisk
+from cairn.sim.env import Buggify
+from cairn.sim.invariants import InvariantChecker, InvariantViolationError, Violation
+from cairn.sim.loop import EventLoop
+from cairn.sim.nemesis import ALL_FAULTS, Fault, Nemesis, NemesisParams
+from cairn.sim.network import NetworkFaults, SimNetwork
+
+MS = 1_000_000
+TICK = 0.01
+"""Seconds per Raft tick."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """One run's parameters; everything not given here is drawn from `seed`.
+
+    `read_mode` forces ReadIndex (`SAFE`) or lease reads; by default each seed picks one.
+    `settle` is the virtual time (ns) allowed after healing for the cluster to converge.
+    """
+
+    seed: int
+    nodes: int = 5
+    steps: int = 5000
+    faults: frozenset[Fault] = ALL_FAULTS
+    planted: frozenset[PlantedBug] = frozenset()
+    clients: int = 4
+    keys: int = 3
+    read_mode: ReadOnlyOption | None = None
+    settle: int = 3000 * MS
+    keep_history: bool = False
+    keep_trace: bool = False
+    buggify: bool = True
+    check_linearizability: bool = True
+
+    def __post_init__(self) -> None:
+        if self.nodes not in (1, 3, 5, 7):
+            raise ValueError(f"nodes must be 1, 3, 5 or 7, not {self.nodes}")
+        if self.steps < 0 or self.clients < 1 or self.keys < 1:
+            raise ValueError("steps must be >= 0, clients and keys >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    """What one run did and whether it stayed safe."""
+
+    seed: int
+    nodes: int
+    steps: int
+    virtual_time: int
+    read_mode: ReadOnlyOption
+    ops_ok: int
+    ops_failed: int
+    ops_unknown: int
+    elections: int
+    leaders_per_term: dict[int, NodeId]
+    faults: dict[str, int]
+    commits: int
+    violation: Violation | None
+    verdict: Verdict | None
+    digest: str
+    settled: bool
+    buggified: tuple[str, ...] = ()
+    history: tuple[Op, ...] = ()
+    trace: tuple[str, ...] = ()
+
+    @property
+    def linearizable(self) -> bool | None:
+        """The checker's answer: True, False, or None when it was not run or gave up."""
+        if self.verdict is None or self.verdict.unknown:
+            return None
+        return self.verdict.ok
+
+    @property
+    def failure(self) -> str | None:
+        """The first broken property in words, or None when the run stayed safe."""
+        if self.violation is not None:
+            return str(self.violation)
+        if self.linearizable is False and self.verdict is not None:
+            return f"linearizability (key {self.verdict.key!r}): {self.verdict.explanation}"
+        return None
+
+    @property
+    def ok(self) -> bool:
+        """Whether no invariant broke and the history was not found non-linearizable."""
+        return self.failure is None
+
+
+@dataclass(slots=True)
+class _Run:
+    """The live parts of one run."""
+
+    config: SimConfig
+    root: random.Random
+    loop: EventLoop
+    checker: InvariantChecker
+    cluster: Cluster
+    nemesis: Nemesis
+    clients: list[SimClient]
+    history: list[Op]
+    counts: HistoryCounts
+    read_mode: ReadOnlyOption
+    buggify: Buggify
+    violation: Violation | None = None
+    settled: bool = False
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class _LateHooks:
+    """Forwards fault hooks to the nemesis, which is built after the cluster."""
+
+    target: Nemesis | None = None
+
+    def after_vote(self, node_id: NodeId) -> None:
+        if self.target is not None:
+            self.target.after_vote(node_id)
+
+    def after_election(self, node_id: NodeId) -> None:
+        if self.target is not None:
+            self.target.after_election(node_id)
+
+
+def _child(root: random.Random) -> random.Random:
+    return random.Random(root.getrandbits(64))
+
+
+def _network_faults(faults: frozenset[Fault], rng: random.Random) -> NetworkFaults:
+    return NetworkFaults(
+        drop=rng.uniform(0.0, 0.08) if Fault.DROP in faults else 0.0,
+        duplicate=rng.uniform(0.0, 0.05) if Fault.DUPLICATE in faults else 0.0,
+        long_delay=rng.uniform(0.0, 0.05) if Fault.DELAY in faults else 0.0,
+        reorder=Fault.REORDER in faults,
+    )
+
+
+def _replica_config(
+    config: SimConfig, read_mode: ReadOnlyOption, rng: random.Random
+) -> ReplicaConfig:
+    raft = Config(
+        id=1,
+        election_tick=10,
+        heartbeat_tick=2,
+        check_quorum=True,
+        pre_vote=rng.random() < 0.75,
+        read_only_option=read_mode,
+        max_inflight_msgs=rng.choice([4, 64, 256]),
+        max_size_per_msg=rng.choice([64, 1 << 20]),
+        bugs=config.planted,
+    )
+    threshold = rng.choice([20, 50, 200, 1000])
+    return ReplicaConfig(raft=raft, tick_interval=TICK, snapshot_threshold=threshold)
+
+
+def _build(config: SimConfig) -> _Run:
+    root = random.Random(config.seed)
+    loop = EventLoop(trace=[] if config.keep_trace else None)
+    read_mode = config.read_mode or (
+        ReadOnlyOption.LEASE_BASED if root.random() < 0.5 else ReadOnlyOption.SAFE
+    )
+    replica_config = _replica_config(config, read_mode, _child(root))
+    network = SimNetwork(loop, _child(root), _network_faults(config.faults, _child(root)))
+    checker = InvariantChecker(lambda: (loop.steps, loop.now))
+    buggify = Buggify(_child(root), config.buggify)
+    nodes_rng = _child(root)
+    skew = Fault.CLOCK_SKEW in config.faults
+    voters = tuple(range(1, config.nodes + 1))
+
+    def new_node(node_id: NodeId) -> SimNode:
+        rng = _child(nodes_rng)
+        rate = 1.0 + rng.uniform(-0.01, 0.01) if skew else 1.0
+        bootstrap = ConfState(voters=voters) if node_id in voters else None
+        return SimNode(node_id, SimDisk(_child(rng)), rng, rate, bootstrap)
+
+    hooks = _LateHooks()
+    cluster = Cluster(loop, network, checker, replica_config, buggify, hooks)
+    for node_id in voters:
+        cluster.add_node(new_node(node_id))
+    nemesis = Nemesis(cluster, _child(root), config.faults, NemesisParams(), new_node)
+    hooks.target = nemesis
+    history: list[Op] = []
+    counts = HistoryCounts()
+    client_rng = _child(root)
+    params = ClientParams(
+        keys=tuple(f"k{i}" for i in range(config.keys)),
+        read_weight=client_rng.choice([0.2, 0.4, 0.6, 0.8]),
+    )
+    clients = [
+        SimClient(i, config.clients, cluster, _child(root), params, history, counts)
+        for i in range(config.clients)
+    ]
+    return _Run(
+        config, root, loop, checker, cluster, nemesis, clients, history, counts, read_mode, buggify
+    )
+
+
+def _run_steps(run: _Run, until_steps: int, until_time: int | None = None) -> None:
+    loop = run.loop
+    while loop.steps < until_steps and (until_time is None or loop.now < until_time):
+        if not loop.run_one():
+            return
+
+
+def _settle(run: _Run) -> None:
+    """Heal every fault, stop the clients, and run until they are idle and time is up."""
+    run.nemesis.heal_all()
+    run.cluster.network.faults = NetworkFaults()
+    for client in run.clients:
+        client.stopping = True
+    deadline = run.loop.now + run.config.settle
+    loop = run.loop
+    while loop.now < deadline and loop.run_one():
+        if all(c.idle for c in run.clients) and loop.now >= deadline - run.config.settle // 2:
+            break
+    leader = run.cluster.leader()
+    run.settled = leader is not None and all(c.idle for c in run.clients)
+    if leader is not None:
+        log = leader.raw.raft.raft_log
+        run.checker.final_check(leader.node_id, lambda i: log.term(i) or None, log.first_index())
+
+
+def _execute(run: _Run) -> None:
+    for node_id in run.cluster.ids(None):
+        run.cluster.start(node_id)
+    for client in run.clients:
+        client.start()
+    run.nemesis.start()
+    try:
+        _run_steps(run, run.config.steps)
+        _settle(run)
+    except InvariantViolationError as exc:
+        run.violation = exc.violation
+
+
+def run_simulation(config: SimConfig) -> SimResult:
+    """Run one simulation; the same `config` always gives the same result and digest."""
+    run = _build(config)
+    _execute(run)
+    verdict = None
+    if run.violation is None and config.check_linearizability:
+        verdict = check_history(run.history)
+    run.loop.record(f"final draw {run.root.random()}")
+    return _result(run, verdict)
+
+
+def _result(run: _Run, verdict: Verdict | None) -> SimResult:
+    config = run.config
+    return SimResult(
+        seed=config.seed,
+        nodes=config.nodes,
+        steps=run.loop.steps,
+        virtual_time=run.loop.now,
+        read_mode=run.read_mode,
+        ops_ok=run.counts.ok,
+        ops_failed=run.counts.failed,
+        ops_unknown=run.counts.unknown,
+        elections=run.checker.elections,
+        leaders_per_term=dict(sorted(run.checker.leaders.items())),
+        faults=dict(sorted(run.nemesis.counts.items())) | _network_counts(run),
+        commits=run.checker.commit_index,
+        violation=run.violation,
+        verdict=verdict,
+        digest=run.loop.digest(),
+        settled=run.settled,
+        buggified=tuple(sorted(s for s, on in run.buggify.sites.items() if on)),
+        history=tuple(run.history) if config.keep_history else (),
+        trace=tuple(run.loop.trace or ()) if config.keep_trace else (),
+    )
+
+
+def _network_counts(run: _Run) -> dict[str, int]:
+    net = run.cluster.network
+    counts = {
+        Fault.DROP.value: net.dropped,
+        Fault.DUPLICATE.value: net.duplicated,
+        Fault.DELAY.value: net.delayed,
+        Fault.REORDER.value: net.reordered,
+    }
+    lost = sum(node.disk.lost_writes for node in run.cluster.nodes.values())
+    counts["disk:lost-writes"] = lost
+    if Fault.CLOCK_SKEW in run.config.faults:
+        counts[Fault.CLOCK_SKEW.value] = sum(
+            1 for node in run.cluster.nodes.values() if node.clock_rate != 1.0
+        )
+    return {k: v for k, v in sorted(counts.items()) if v}
+
+
+__all__ = ["NodeState", "SimConfig", "SimResult", "run_simulation"]
