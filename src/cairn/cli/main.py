@@ -15,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cairn.check.history import write_jsonl
+from cairn.cli.dev import dev
+from cairn.cli.server_cmd import server
 from cairn.raft.config import PlantedBug
 from cairn.raft.types import ReadOnlyOption
 from cairn.sim import ALL_FAULTS, Fault, SimConfig, SimResult, run_simulation
@@ -50,6 +52,10 @@ class FaultsParam(click.ParamType[frozenset[Fault]]):
 @click.version_option(package_name="cairn")
 def main() -> None:
     """Cairn: a strongly consistent, Raft-replicated key-value store."""
+
+
+main.add_command(server)
+main.add_command(dev)
 
 
 @main.command()

@@ -20,7 +20,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from cairn.raft.types import Message, NodeId
 from cairn.raft.wire import WireFormatError, decode_message, encode_message
@@ -79,11 +79,10 @@ class PeerConnection(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         owner = self.owner
         hello = [FrameKind.HELLO, PROTOCOL_VERSION, owner.config.cluster_id, owner.node_id]
-        transport.write(encode_frame(hello))
+        self.transport.write(encode_frame(hello))
 
     def data_received(self, data: bytes) -> None:
         self.decoder.feed(data)

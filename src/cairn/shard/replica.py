@@ -51,6 +51,10 @@ from cairn.raft.types import (
 from cairn.runtime.env import DurableState, Env, LogBatch, TimerHandle
 
 
+class RecoveryError(Exception):
+    """The durable state cannot be trusted; the node must not start with it."""
+
+
 class StateMachine(Protocol):
     """The deterministic application replicated by Raft."""
 
@@ -64,6 +68,17 @@ class StateMachine(Protocol):
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state by a `snapshot()` image."""
+        ...
+
+    @property
+    def applied_index(self) -> int:
+        """The last entry reflected in the machine's state.
+
+        A durable machine (the store on LMDB) keeps it with its data, so after a restart
+        the replica resumes from there instead of re-applying entries, which would apply
+        a command such as INCR twice. A volatile machine starts from 0 and is rebuilt
+        from the snapshot and the log.
+        """
         ...
 
 
@@ -106,6 +121,8 @@ class ReplicaConfig:
     read_timeout_ticks: int = 100
     """A read without a read state after this many ticks completes as UNKNOWN."""
     max_catch_up_ticks: int = 100
+    batch_ready: bool = False
+    """Coalesce the Ready work of one event-loop turn (group commit); see `_request_drain`."""
 
 
 class ReplicaObserver(Protocol):
@@ -185,6 +202,7 @@ class Replica:
         self._proposals: dict[int, _PendingProposal] = {}
         self._reads: dict[bytes, _PendingRead] = {}
         self._snapshot_reports: list[NodeId] = []
+        self._drain_scheduled = False
         self.storage, self.conf_state, self.applied = self._recover(env.log_store.load(), bootstrap)
         raft_config = replace(config.raft, id=env.node_id, applied=self.applied)
         self.raw = RawNode(raft_config, self.storage, env.random)
@@ -209,11 +227,37 @@ class Replica:
         storage = MemoryStorage()
         if not snap.is_empty():
             storage.apply_snapshot(snap)
+        storage.append(state.entries)
+        hs = state.hard_state
+        applied = self.machine.applied_index
+        if applied < snap.metadata.index:
             if snap.data:
                 self.machine.restore(snap.data)
-        storage.append(state.entries)
-        storage.set_hard_state(state.hard_state)
-        return storage, snap.metadata.conf_state, snap.metadata.index
+            applied = snap.metadata.index
+        elif applied > storage.last_index():
+            raise RecoveryError(
+                f"the state machine has applied entry {applied} but the log ends at "
+                f"{storage.last_index()}: the log lost entries it had acknowledged"
+            )
+        # The machine applies only committed entries, so its applied index is a commit
+        # index too, even if the (unsynced) hard state that recorded it was lost.
+        storage.set_hard_state(replace(hs, commit=max(hs.commit, applied)))
+        return storage, self._conf_state_at(storage, snap, applied), applied
+
+    def _conf_state_at(self, storage: MemoryStorage, snap: Snapshot, applied: int) -> ConfState:
+        """The membership in force at `applied`: the snapshot's, then applied conf changes."""
+        conf_state = snap.metadata.conf_state
+        if applied <= snap.metadata.index:
+            return conf_state
+        probe = RawNode(
+            replace(self.config.raft, id=self.env.node_id, applied=snap.metadata.index),
+            storage,
+            self.env.random,
+        )
+        for entry in storage.entries(snap.metadata.index + 1, applied + 1):
+            if entry.type is EntryType.CONF_CHANGE:
+                conf_state = probe.apply_conf_change(decode_conf_change(entry.data))
+        return conf_state
 
     # -- public API -----------------------------------------------------------------------
 
@@ -290,7 +334,7 @@ class Replica:
             del self._reads[ctx]
             on_done(Completion(Outcome.REJECTED, reason=str(exc), leader_hint=self.lead))
             return
-        self._drain()
+        self._request_drain()
 
     def transfer_leader(self, to: NodeId) -> None:
         """Ask the leader to hand leadership to `to`."""
@@ -315,7 +359,7 @@ class Replica:
         self._catch_up()
         for msg in msgs:
             self._step(msg)
-        self._drain()
+        self._request_drain()
 
     # -- requests -------------------------------------------------------------------------
 
@@ -340,7 +384,7 @@ class Replica:
             return
         index = self.raw.raft.raft_log.last_index()
         self._proposals[index] = _PendingProposal(rid, on_done)
-        self._drain()
+        self._request_drain()
 
     def _step(self, msg: Message) -> None:
         # A message from a node outside the configuration, or a stray local type: ignore.
@@ -383,6 +427,22 @@ class Replica:
 
     # -- the Ready loop -------------------------------------------------------------------
 
+    def _request_drain(self) -> None:
+        """Drain now, or (with `batch_ready`) once at the end of this turn of the loop, so
+        every proposal and message that arrives in one turn shares one Ready and one fsync
+        (group commit)."""
+        if not self.config.batch_ready:
+            self._drain()
+        elif not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.env.clock.call_later(0.0, self._scheduled_drain)
+
+    def _scheduled_drain(self) -> None:
+        self._drain_scheduled = False
+        if not self._stopped:
+            self._catch_up()
+            self._drain()
+
     def _drain(self) -> None:
         if self._draining:
             return
@@ -403,8 +463,10 @@ class Replica:
         self.counters.readies += 1
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state.role, rd.soft_state.lead)
-        self._persist(rd)
+        # `messages` may leave before the persist (a leader's appends then travel while it
+        # fsyncs); `persisted_messages` promise durable state and must wait for it.
         self._send(rd.messages)
+        self._persist(rd)
         self._send(rd.persisted_messages)
         if rd.snapshot is not None and not rd.snapshot.is_empty():
             self._restore(rd.snapshot)

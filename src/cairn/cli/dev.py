@@ -1,0 +1,94 @@
+"""`cairn dev`: a local cluster of `cairn server` processes on 127.0.0.1, in one command.
+
+Each node is a real child process with its own data directory and config file; the
+command waits until a leader is elected (with a live progress line), says where the data
+is and how to connect, and on Ctrl-C (or SIGTERM) stops every node gracefully, by PID.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from cairn.runtime.local_cluster import HOST, LocalCluster, port_free
+
+PEER_PORT_OFFSET = 10000
+
+
+@click.command()
+@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option("--base-port", type=click.IntRange(1024, 55000), default=7001, show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("cairn-data"),
+    show_default=True,
+    help="Where the nodes keep their data (reused on the next run).",
+)
+@click.option("--password", default=None, help="Require AUTH with this password.")
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+def dev(nodes: int, base_port: int, data_dir: Path, password: str | None, timeout: float) -> None:
+    """Run a local cluster of NODES real nodes until Ctrl-C."""
+    console = Console()
+    clients = [base_port + i for i in range(nodes)]
+    peers = [p + PEER_PORT_OFFSET for p in clients]
+    busy = [p for p in clients + peers if not port_free(p)]
+    if busy:
+        raise click.UsageError(f"ports already in use: {', '.join(map(str, busy))}")
+    cluster = LocalCluster.plan(data_dir, nodes, clients, peers, password=password)
+    stopping = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    cluster.start()
+    try:
+        leader = _wait_for_leader(console, cluster, timeout)
+        if leader is None:
+            console.print(f"[red]no leader after {timeout:.0f} s; logs in {cluster.root}[/red]")
+            sys.exit(1)
+        _print_ready(console, cluster, leader)
+        while not stopping and all(cluster.running(n.node_id) for n in cluster.specs):
+            time.sleep(0.2)
+        dead = [n.node_id for n in cluster.specs if not cluster.running(n.node_id)]
+        if dead and not stopping:
+            console.print(f"[yellow]node(s) {dead} exited; logs in {cluster.root}[/yellow]")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping the cluster ...")
+        cluster.stop()
+        console.print("stopped.")
+
+
+def _wait_for_leader(console: Console, cluster: LocalCluster, timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    total = len(cluster.specs)
+    with console.status(f"starting {total} nodes ...") as status:
+        while time.monotonic() < deadline:
+            if not all(cluster.running(n.node_id) for n in cluster.specs):
+                return None
+            seen = [cluster.leader_seen_by(n.node_id) for n in cluster.specs]
+            up = sum(1 for x in seen if x is not None)
+            status.update(f"{up}/{total} nodes see a leader ...")
+            if up == total and len(set(seen)) == 1:
+                return seen[0]
+            time.sleep(0.2)
+    return None
+
+
+def _print_ready(console: Console, cluster: LocalCluster, leader: int) -> None:
+    up = f"[green]Cairn dev cluster of {len(cluster.specs)} nodes is up[/green]"
+    console.print(f"{up} (leader: node {leader})")
+    for n in cluster.specs:
+        console.print(f"  node {n.node_id}: redis://{HOST}:{n.client_port}  data: {n.data_dir}")
+    console.print(f"configs and logs: {cluster.root}")
+    console.print(f"connect with:  redis-cli -p {cluster.specs[0].client_port}")
+    console.print("press Ctrl-C to stop")

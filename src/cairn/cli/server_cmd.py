@@ -1,0 +1,118 @@
+"""`cairn server`: run one node until SIGTERM or SIGINT, then stop gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cairn.runtime.config import ConfigError, NodeConfig, load, parse_address
+from cairn.storage.errors import StartupError
+
+
+class NodeLogFilter(logging.Filter):
+    """Stamps every log record with the node id and its current Raft term."""
+
+    def __init__(self, node_id: int) -> None:
+        super().__init__()
+        self.node_id = node_id
+        self.term: Any = lambda: 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.node_id = self.node_id
+        record.term = self.term()
+        return True
+
+
+def setup_logging(config: NodeConfig) -> NodeLogFilter:
+    """Structured one-line logs: time, level, node, term, logger, message."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s level=%(levelname)s node=%(node_id)s term=%(term)s "
+            "logger=%(name)s msg=%(message)s"
+        )
+    )
+    node_filter = NodeLogFilter(config.node_id)
+    handler.addFilter(node_filter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log_level.upper())
+    return node_filter
+
+
+def parse_peers(text: str | None) -> dict[str, str] | None:
+    """`1=host:port,2=host:port` as the `peers` table of the config file."""
+    if text is None:
+        return None
+    peers: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        node, sep, address = part.partition("=")
+        if not sep:
+            raise ConfigError(f"peers: expected id=host:port, got {part!r}")
+        parse_address(f"peers.{node}", address)
+        peers[node.strip()] = address.strip()
+    return peers
+
+
+async def run_node(config: NodeConfig) -> int:
+    """Run a node until a signal asks it to stop; the exit status."""
+    from cairn.runtime.node import Node
+
+    node_filter = setup_logging(config)
+    node = Node(config)
+    try:
+        await node.start()
+    except (StartupError, OSError) as exc:
+        logging.getLogger("cairn").error("cannot start: %s", exc)
+        return 1
+    node_filter.term = lambda: node.replica.term
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("cairn").info("stopping: finishing in-flight commands")
+    await node.stop()
+    logging.getLogger("cairn").info("stopped")
+    return 0
+
+
+def run_forever(config: NodeConfig) -> int:
+    """Run on uvloop when it is installed (it is a dependency), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a declared dependency
+        return asyncio.run(run_node(config))
+    return uvloop.run(run_node(config))
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--node-id", type=int, default=None)
+@click.option("--data-dir", default=None)
+@click.option("--client-addr", default=None, help="host:port for Redis clients.")
+@click.option("--peer-addr", default=None, help="host:port for the other nodes.")
+@click.option("--peers", default=None, help="1=host:port,2=host:port,... (all voters).")
+@click.option("--cluster-id", default=None)
+@click.option("--password", default=None, help="Require AUTH with this password.")
+@click.option("--log-level", default=None)
+def server(config_path: Path | None, **flags: Any) -> None:
+    """Run one Cairn node (see docs/operations.md for the config file)."""
+    try:
+        flags["peers"] = parse_peers(flags["peers"])
+        overrides = {k: v for k, v in flags.items() if v is not None}
+        if config_path is not None:
+            config = load(config_path, overrides)
+        else:
+            from cairn.runtime.config import from_mapping
+
+            config = from_mapping(overrides)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    sys.exit(run_forever(config))

@@ -1,0 +1,338 @@
+"""Connection-level commands: those answered by the node a client is connected to,
+without touching the replicated keyspace (PING, HELLO, AUTH, CLIENT, INFO, COMMAND ...).
+
+Replies and error texts are Redis 7's, so existing clients behave unchanged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cairn.resp.reply import (
+    NULL,
+    OK,
+    PONG,
+    Array,
+    Bulk,
+    ErrorReply,
+    Integer,
+    Map,
+    Reply,
+    SimpleString,
+    Verbatim,
+)
+from cairn.runtime.command_info import CommandMeta, command_reply
+
+if TYPE_CHECKING:
+    from cairn.runtime.server import ClientConnection, ClientState, RespServer
+
+SERVER_NAME = "cairn"
+PROTOCOL_LEVEL = "7.2.0"
+"""The Redis version whose protocol and replies Cairn follows (HELLO, INFO redis_version)."""
+
+NOAUTH = ErrorReply("NOAUTH Authentication required.")
+WRONGPASS = ErrorReply("WRONGPASS invalid username-password pair or user is disabled.")
+SYNTAX_ERROR = ErrorReply("ERR syntax error")
+NO_PASSWORD = ErrorReply(
+    "ERR AUTH <password> called without any password configured for the default user. "
+    "Are you sure your configuration is correct?"
+)
+
+
+@dataclass(slots=True)
+class ServerContext:
+    """What connection commands may read: the server, the command table, INFO, time."""
+
+    server: RespServer
+    table: Mapping[str, CommandMeta]
+    info: Callable[[Sequence[str]], str]
+    wall_time: Callable[[], float]
+    monotonic: Callable[[], float]
+    role: Callable[[], str] = field(default=lambda: "master")
+
+
+ClientHandler = Callable[[ServerContext, "ClientConnection", Sequence[bytes]], Reply]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCommandSpec:
+    """A connection-level command: Redis metadata plus a handler.
+
+    `no_auth` marks the commands a client may send before authenticating.
+    """
+
+    name: str
+    arity: int
+    flags: tuple[str, ...]
+    handler: ClientHandler
+    group: str
+    since: str
+    summary: str
+    complexity: str = "O(1)"
+    first_key: int = 0
+    last_key: int = 0
+    step: int = 0
+    acl_categories: tuple[str, ...] = ("@connection",)
+    tips: tuple[str, ...] = ()
+    no_auth: bool = False
+
+
+def _arity_error(name: str) -> ErrorReply:
+    return ErrorReply(f"ERR wrong number of arguments for '{name}' command")
+
+
+def ping(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """PING [message]."""
+    if len(args) > 1:
+        return _arity_error("ping")
+    return Bulk(args[0]) if args else PONG
+
+
+def echo(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """ECHO message."""
+    return Bulk(args[0])
+
+
+def _check_password(ctx: ServerContext, user: bytes, password: bytes) -> Reply | None:
+    expected = ctx.server.password
+    if expected is None:
+        return NO_PASSWORD if user == b"default" else WRONGPASS
+    ok = user == b"default" and hmac.compare_digest(password, expected.encode())
+    return None if ok else WRONGPASS
+
+
+def auth(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """AUTH [username] password (only the `default` user exists until ACLs land)."""
+    if len(args) > 2:
+        return SYNTAX_ERROR
+    user, password = (args[0], args[1]) if len(args) == 2 else (b"default", args[0])
+    error = _check_password(ctx, user, password)
+    if error is not None:
+        return error
+    conn.set_authenticated(True)
+    return OK
+
+
+def hello(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """HELLO [protover [AUTH username password] [SETNAME clientname]]."""
+    state = conn.state
+    assert state is not None
+    protocol = state.protocol
+    if args:
+        try:
+            protocol = int(args[0])
+        except ValueError:
+            return ErrorReply("ERR Protocol version is not an integer or out of range")
+        if protocol not in (2, 3):
+            return ErrorReply("NOPROTO unsupported protocol version")
+    name: bytes | None = None
+    i = 1
+    while i < len(args):
+        option = args[i].lower()
+        if option == b"auth" and i + 2 < len(args):
+            error = _check_password(ctx, args[i + 1], args[i + 2])
+            if error is not None:
+                return error
+            conn.set_authenticated(True)
+            i += 3
+        elif option == b"setname" and i + 1 < len(args):
+            name = args[i + 1]
+            if not _valid_name(name):
+                return BAD_NAME
+            i += 2
+        else:
+            option_text = args[i].decode("utf-8", "replace")
+            return ErrorReply(f"ERR Syntax error in HELLO option '{option_text}'")
+    if not state.authenticated:
+        return ErrorReply(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+            "select the RESP protocol version at the same time"
+        )
+    if name is not None:
+        state.name = name.decode()
+    state.protocol = protocol
+    return Map(
+        (
+            (Bulk(b"server"), Bulk(SERVER_NAME.encode())),
+            (Bulk(b"version"), Bulk(PROTOCOL_LEVEL.encode())),
+            (Bulk(b"proto"), Integer(protocol)),
+            (Bulk(b"id"), Integer(state.id)),
+            (Bulk(b"mode"), Bulk(b"standalone")),
+            (Bulk(b"role"), Bulk(ctx.role().encode())),
+            (Bulk(b"modules"), Array(())),
+        )
+    )
+
+
+BAD_NAME = ErrorReply("ERR Client names cannot contain spaces, newlines or special characters.")
+
+
+def _valid_name(name: bytes) -> bool:
+    return all(33 <= b <= 126 for b in name)
+
+
+def select(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """SELECT index: only database 0 exists (as in Redis Cluster)."""
+    try:
+        index = int(args[0])
+    except ValueError:
+        return ErrorReply("ERR value is not an integer or out of range")
+    if index != 0:
+        return ErrorReply("ERR DB index is out of range")
+    return OK
+
+
+def quit_(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """QUIT: reply OK, then close."""
+    conn.close_after_reply()
+    return OK
+
+
+def reset(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """RESET: back to a fresh connection's state."""
+    state = conn.state
+    assert state is not None
+    state.protocol = 2
+    state.name = ""
+    conn.set_authenticated(ctx.server.password is None)
+    return SimpleString("RESET")
+
+
+def time_(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """TIME: [unix seconds, microseconds] as bulk strings."""
+    micros = int(ctx.wall_time() * 1_000_000)
+    seconds, rest = divmod(micros, 1_000_000)
+    return Array((Bulk(str(seconds).encode()), Bulk(str(rest).encode())))
+
+
+def info(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """INFO [section ...]."""
+    text = ctx.info([a.decode("utf-8", "replace").lower() for a in args]).encode()
+    return Verbatim(text) if conn.protocol == 3 else Bulk(text)
+
+
+def command(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """COMMAND [COUNT | LIST | INFO name... | DOCS name...]."""
+    reply = command_reply(ctx.table, args)
+    if reply is None:
+        sub = args[0].decode("utf-8", "replace")
+        return ErrorReply(f"ERR unknown subcommand '{sub}'. Try COMMAND HELP.")
+    return reply
+
+
+def client_line(state: ClientState, now: float) -> str:
+    """One line of CLIENT LIST, in Redis' field order (fields Cairn lacks are zero)."""
+    return (
+        f"id={state.id} addr={state.addr} laddr={state.laddr} fd=0 name={state.name} "
+        f"age={int(now - state.created)} idle={int(now - state.last_active)} flags=N db=0 "
+        f"sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
+        f"obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={state.last_command} user=default "
+        f"redir=-1 resp={state.protocol}\n"
+    )
+
+
+def client(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """CLIENT SETNAME | GETNAME | ID | LIST | INFO."""
+    state = conn.state
+    assert state is not None
+    sub = args[0].lower()
+    rest = args[1:]
+    if sub == b"id" and not rest:
+        return Integer(state.id)
+    if sub == b"getname" and not rest:
+        return Bulk(state.name.encode()) if state.name else NULL
+    if sub == b"setname" and len(rest) == 1:
+        if not _valid_name(rest[0]) and rest[0]:
+            return BAD_NAME
+        state.name = rest[0].decode()
+        return OK
+    now = ctx.monotonic()
+    if sub == b"info" and not rest:
+        return Bulk(client_line(state, now).encode())
+    if sub == b"list" and not rest:
+        clients = ctx.server.clients
+        lines = "".join(client_line(clients[i][1], now) for i in sorted(clients))
+        return Bulk(lines.encode())
+    if sub in (b"id", b"getname", b"setname", b"info", b"list"):
+        return ErrorReply(f"ERR wrong number of arguments for 'client|{sub.decode()}' command")
+    text = args[0].decode("utf-8", "replace")
+    return ErrorReply(f"ERR unknown subcommand '{text}'. Try CLIENT HELP.")
+
+
+def _spec(
+    name: str,
+    arity: int,
+    handler: ClientHandler,
+    summary: str,
+    flags: tuple[str, ...] = ("fast",),
+    no_auth: bool = False,
+    since: str = "1.0.0",
+    group: str = "connection",
+) -> ClientCommandSpec:
+    return ClientCommandSpec(
+        name=name,
+        arity=arity,
+        flags=flags,
+        handler=handler,
+        group=group,
+        since=since,
+        summary=summary,
+        no_auth=no_auth,
+    )
+
+
+_NO_AUTH = ("noscript", "loading", "stale", "fast", "no_auth")
+_STALE = ("loading", "stale")
+
+CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
+    s.name: s
+    for s in (
+        _spec("ping", -1, ping, "Returns the server's liveliness response."),
+        _spec("echo", 2, echo, "Returns the given string."),
+        _spec("auth", -2, auth, "Authenticates the connection.", _NO_AUTH, True),
+        _spec("hello", -1, hello, "Handshakes with the server.", _NO_AUTH, True, "6.0.0"),
+        _spec("select", 2, select, "Changes the selected database."),
+        _spec("quit", -1, quit_, "Closes the connection.", _NO_AUTH, True),
+        _spec("reset", 1, reset, "Resets the connection.", _NO_AUTH, True, "6.2.0"),
+        _spec(
+            "time",
+            1,
+            time_,
+            "Returns the server time.",
+            (*_STALE, "fast"),
+            False,
+            "2.6.0",
+            "server",
+        ),
+        _spec(
+            "info",
+            -1,
+            info,
+            "Returns information and statistics about the server.",
+            _STALE,
+            group="server",
+        ),
+        _spec(
+            "command",
+            -1,
+            command,
+            "Returns detailed information about all commands.",
+            _STALE,
+            False,
+            "2.8.13",
+            "server",
+        ),
+        _spec(
+            "client",
+            -2,
+            client,
+            "A container for client connection commands.",
+            _STALE,
+            since="2.4.0",
+        ),
+    )
+}

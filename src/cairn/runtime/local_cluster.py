@@ -1,0 +1,211 @@
+"""A cluster of real `cairn server` processes on one machine (loopback only).
+
+Used by `cairn dev`, by the real-process tests and by the chaos runner: it writes each
+node's config, starts nodes as child processes, and stops, kills (-9), pauses (SIGSTOP)
+and restarts them by PID. Nothing here is simulated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """Where one node listens and keeps its data."""
+
+    node_id: int
+    client_port: int
+    peer_port: int
+    data_dir: Path
+
+    @property
+    def config_path(self) -> Path:
+        """This node's generated config file (beside its data directory)."""
+        return self.data_dir.parent / f"node{self.node_id}.toml"
+
+    @property
+    def log_path(self) -> Path:
+        """Where this node's stdout and stderr go."""
+        return self.data_dir.parent / f"node{self.node_id}.log"
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports that are free on 127.0.0.1 right now."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind((HOST, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:`port`."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class LocalCluster:
+    """N nodes under `root`; `client_ports[i]` serves node i+1.
+
+    `extra` is appended to every node's config (e.g. a `[raft]` table for faster tests).
+    """
+
+    root: Path
+    specs: list[NodeSpec]
+    password: str | None = None
+    extra: str = ""
+    cluster_id: str = "dev"
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def plan(
+        cls,
+        root: Path,
+        nodes: int,
+        client_ports: list[int] | None = None,
+        peer_ports: list[int] | None = None,
+        **kwargs: object,
+    ) -> LocalCluster:
+        """A cluster of `nodes` nodes; ports are chosen free when not given."""
+        ports = free_ports(2 * nodes) if client_ports is None or peer_ports is None else []
+        clients = client_ports or ports[:nodes]
+        peers = peer_ports or ports[nodes:]
+        root = root.resolve()
+        specs = [NodeSpec(i + 1, clients[i], peers[i], root / f"node{i + 1}") for i in range(nodes)]
+        return cls(root=root, specs=specs, **kwargs)  # type: ignore[arg-type]
+
+    def spec(self, node_id: int) -> NodeSpec:
+        """The spec of node `node_id`."""
+        return self.specs[node_id - 1]
+
+    def write_configs(self) -> None:
+        """Write every node's TOML config."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        peers = "".join(f'{n.node_id} = "{HOST}:{n.peer_port}"\n' for n in self.specs)
+        for n in self.specs:
+            lines = [
+                f"node_id = {n.node_id}",
+                f'cluster_id = "{self.cluster_id}"',
+                f'client_addr = "{HOST}:{n.client_port}"',
+                f'peer_addr = "{HOST}:{n.peer_port}"',
+                f'data_dir = "{n.data_dir}"',
+            ]
+            if self.password:
+                lines.append(f'password = "{self.password}"')
+            text = "\n".join(lines) + "\n" + self.extra.strip() + "\n[peers]\n" + peers
+            n.config_path.write_text(text)
+
+    def start(self, node_id: int | None = None) -> None:
+        """Start one node, or every node not running."""
+        if node_id is None:
+            self.write_configs()
+            for n in self.specs:
+                self.start(n.node_id)
+            return
+        proc = self.procs.get(node_id)
+        if proc is not None and proc.poll() is None:
+            return
+        n = self.spec(node_id)
+        log = n.log_path.open("ab")
+        self.procs[node_id] = subprocess.Popen(
+            [sys.executable, "-m", "cairn", "server", "--config", str(n.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def running(self, node_id: int) -> bool:
+        """Whether node `node_id`'s process is alive."""
+        proc = self.procs.get(node_id)
+        return proc is not None and proc.poll() is None
+
+    def signal(self, node_id: int, sig: int) -> None:
+        """Send a signal to a node's process by PID."""
+        proc = self.procs.get(node_id)
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+
+    def kill(self, node_id: int) -> None:
+        """kill -9 a node and reap it."""
+        self.signal(node_id, signal.SIGKILL)
+        proc = self.procs.get(node_id)
+        if proc is not None:
+            proc.wait()
+
+    def stop(self, node_id: int | None = None, timeout: float = 15.0) -> None:
+        """SIGTERM (graceful) one node or all, then SIGKILL whatever outlives `timeout`."""
+        ids = [node_id] if node_id is not None else [n.node_id for n in self.specs]
+        for i in ids:
+            self.signal(i, signal.SIGCONT)
+            self.signal(i, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for i in ids:
+            proc = self.procs.get(i)
+            if proc is None:
+                continue
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            if proc.poll() is None:
+                self.kill(i)
+
+    def leader(self) -> int | None:
+        """The leader every running node agrees on, or None."""
+        seen = {self.leader_seen_by(n.node_id) for n in self.specs if self.running(n.node_id)}
+        if len(seen) == 1:
+            return seen.pop()
+        return None
+
+    def leader_seen_by(self, node_id: int) -> int | None:
+        """The leader id node `node_id` reports (INFO raft), None if unknown/unreachable."""
+        import redis
+
+        try:
+            client = redis.Redis(
+                host=HOST,
+                port=self.spec(node_id).client_port,
+                password=self.password,
+                socket_timeout=1.0,
+            )
+            with client:
+                info = client.info("raft")
+        except redis.RedisError:
+            return None
+        leader = int(info.get("raft_leader_id", 0))
+        return leader or None
+
+    def wait_for_leader(self, timeout: float = 30.0) -> int:
+        """Block until the running nodes agree on a leader; its id."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if leader is not None:
+                return leader
+            dead = [i for i, p in self.procs.items() if p.poll() is not None]
+            if dead and len(dead) == len(self.procs):
+                raise RuntimeError(f"every node exited; logs in {self.root}")
+            time.sleep(0.1)
+        raise TimeoutError(f"no leader within {timeout} s; logs in {self.root}")

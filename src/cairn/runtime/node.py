@@ -1,0 +1,335 @@
+"""A Cairn node: one Raft replica of the keyspace, its peers, and its Redis clients.
+
+Theory of operation. The `Replica` (the same driver the simulator runs) owns Raft and the
+`StoreMachine`; this module wires it to the real world and routes client commands:
+
+- connection commands (PING, HELLO, CLIENT, INFO ...) are answered here;
+- a write on the leader is proposed with the leader's time stamped in, and answered with
+  the state machine's reply once the entry is applied, i.e. committed on a quorum;
+- a read on the leader waits for a ReadIndex (or lease) confirmation, then runs on the
+  applied state;
+- on a follower the command is forwarded to the leader over the peer connection and the
+  leader's encoded reply is relayed unchanged;
+- with no leader, a command waits (retrying every `RETRY_INTERVAL`) until
+  `request_timeout_ms`, then fails with `-TRYAGAIN`. A write whose outcome cannot be known
+  (leadership lost while it was in flight, or timed out) fails with `-UNCERTAIN`.
+
+The leader also runs active expiry, proposing deletions of expired keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from cairn.raft.config import Config
+from cairn.raft.types import NONE, ConfState, ReadOnlyOption, StateRole
+from cairn.resp.codec import encode
+from cairn.resp.reply import ErrorReply, Reply
+from cairn.runtime.client_commands import CLIENT_COMMANDS, NOAUTH, ServerContext
+from cairn.runtime.config import NodeConfig
+from cairn.runtime.frames import FrameKind
+from cairn.runtime.info import render_info
+from cairn.runtime.real_env import LoopClock, RealEnv
+from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
+from cairn.runtime.transport import TcpTransport, TransportConfig
+from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig
+from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
+from cairn.storage.lmdb_keyspace import LmdbKeyspace
+from cairn.storage.log_store import LmdbLogStore
+from cairn.store import COMMANDS, EXPIRE_DELETE, CommandSpec, classify
+from cairn.store.machine import StoreMachine, encode_command
+
+log = logging.getLogger("cairn.node")
+
+RETRY_INTERVAL = 0.02
+EXPIRY_INTERVAL = 0.1
+EXPIRY_BATCH = 64
+
+TRYAGAIN = ErrorReply("TRYAGAIN no leader is available right now, retry later")
+UNCERTAIN = ErrorReply(
+    "UNCERTAIN the write may or may not have been applied (leadership changed or it timed out)"
+)
+_RETRY_MARK = b""
+"""A forwarded command's reply meaning "I am not the leader (any more): retry"."""
+
+
+@dataclass(slots=True)
+class _Request:
+    """A client command in flight on this node."""
+
+    name: str
+    args: list[bytes]
+    spec: CommandSpec
+    protocol: int
+    deadline: float
+    done: Done
+    forwarded: bool = False
+    """Sent to us by a follower: on a retryable failure, tell it to retry (no re-forwarding)."""
+    finished: bool = False
+
+    def finish(self, reply: ReplyValue) -> None:
+        if not self.finished:
+            self.finished = True
+            self.done(reply)
+
+
+class Node:
+    """One `cairn server` process."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self._forwards: dict[int, _Request] = {}
+        self._next_forward = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stopping = False
+        self.lmdb: LmdbEnv | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open storage, recover, join the peers and start serving clients."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self.log_store = LmdbLogStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
+        self.lmdb = self.log_store.env
+        self.machine = StoreMachine(LmdbKeyspace(self.lmdb))
+        peers = {i: a for i, a in cfg.peers.items() if i != cfg.node_id}
+        self.transport = TcpTransport(
+            cfg.node_id, cfg.peer_addr, peers, TransportConfig(cluster_id=cfg.cluster_id)
+        )
+        self.transport.on_forward = self._on_forward
+        self.transport.on_forward_reply = self._on_forward_reply
+        await self.transport.start()
+        env = RealEnv(cfg.node_id, LoopClock(loop), self.transport, self.log_store, random.Random())
+        self.replica = Replica(
+            env,
+            self.machine,
+            self._replica_config(),
+            bootstrap=ConfState(voters=tuple(sorted(cfg.peers))),
+        )
+        self.server = RespServer(self, cfg.limits, cfg.password)
+        self.context = ServerContext(
+            server=self.server,
+            table={**COMMANDS, **CLIENT_COMMANDS},
+            info=self.info,
+            wall_time=time.time,
+            monotonic=time.monotonic,
+            role=lambda: "master" if self.replica.is_leader else "slave",
+        )
+        await self.server.start(*cfg.client_addr)
+        self._tasks.append(loop.create_task(self._active_expiry()))
+        log.info("node %d serving clients on %s:%d", cfg.node_id, *cfg.client_addr)
+
+    def _replica_config(self) -> ReplicaConfig:
+        r = self.config.raft
+        read_mode = ReadOnlyOption.LEASE_BASED if r.read_mode == "lease" else ReadOnlyOption.SAFE
+        raft = Config(
+            id=self.config.node_id,
+            election_tick=r.election_ticks,
+            heartbeat_tick=r.heartbeat_ticks,
+            max_size_per_msg=r.max_size_per_msg,
+            max_inflight_msgs=r.max_inflight_msgs,
+            check_quorum=True,
+            pre_vote=True,
+            read_only_option=read_mode,
+            max_clock_drift_ticks=r.max_clock_drift_ticks,
+        )
+        return ReplicaConfig(
+            raft=raft,
+            tick_interval=r.tick_ms / 1000,
+            snapshot_threshold=r.snapshot_threshold,
+            read_timeout_ticks=max(1, self.config.limits.request_timeout_ms // r.tick_ms),
+            batch_ready=True,
+        )
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Graceful stop: refuse new work, finish what is in flight, then close and sync."""
+        self.stopping = True
+        for task in self._tasks:
+            task.cancel()
+        deadline = time.monotonic() + grace
+        while self._in_flight() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await self.server.stop()
+        self.replica.stop()
+        await self.transport.stop()
+        self.log_store.close()
+
+    def _in_flight(self) -> bool:
+        return any(conn._slots for conn, _ in self.server.clients.values())
+
+    # -- routing ------------------------------------------------------------------------
+
+    def execute(self, client: ClientConnection, args: list[bytes], done: Done) -> None:
+        """The `CommandRouter` entry point: one command from one client."""
+        state = client.state
+        assert state is not None
+        name = args[0].lower().decode("utf-8", "replace")
+        state.last_command = name
+        client_spec = CLIENT_COMMANDS.get(name)
+        if not state.authenticated and not (client_spec is not None and client_spec.no_auth):
+            done(NOAUTH)
+            return
+        if client_spec is not None:
+            if not _arity_ok(client_spec.arity, len(args)):
+                done(ErrorReply(f"ERR wrong number of arguments for '{name}' command"))
+                return
+            done(client_spec.handler(self.context, client, args[1:]))
+            return
+        spec = classify(args)
+        if isinstance(spec, ErrorReply):
+            done(spec)
+            return
+        timeout = self.config.limits.request_timeout_ms / 1000
+        request = _Request(spec.name, args[1:], spec, client.protocol, _now() + timeout, done)
+        self._dispatch(request)
+
+    def _dispatch(self, request: _Request) -> None:
+        if request.finished:
+            return
+        replica = self.replica
+        if replica.is_leader:
+            if request.spec.is_write:
+                self._write(request)
+            else:
+                self._read(request)
+            return
+        lead = replica.lead
+        if lead != NONE and lead != self.config.node_id and self.transport.connected(lead):
+            self._forward(lead, request)
+            return
+        self._retry_later(request)
+
+    def _retry_later(self, request: _Request) -> None:
+        if request.forwarded:
+            request.finish(_RETRY_MARK)
+            return
+        if _now() >= request.deadline:
+            request.finish(TRYAGAIN)
+            return
+        asyncio.get_running_loop().call_later(RETRY_INTERVAL, self._dispatch, request)
+
+    def _write(self, request: _Request) -> None:
+        now_ms = self.machine.effective_now(_wall_ms())
+        command = encode_command(request.name, request.args, now_ms)
+
+        def on_done(c: Completion) -> None:
+            if c.outcome is Outcome.OK:
+                request.finish(cast(Reply, c.value))
+            elif c.outcome is Outcome.REJECTED:
+                self._retry_later(request)
+            else:
+                request.finish(UNCERTAIN)
+
+        self._arm_timeout(request, UNCERTAIN)
+        self.replica.propose(command, on_done)
+
+    def _read(self, request: _Request) -> None:
+        def on_done(c: Completion) -> None:
+            if c.outcome is Outcome.OK:
+                now_ms = self.machine.effective_now(_wall_ms())
+                request.finish(self.machine.execute_read(request.name, request.args, now_ms))
+            else:
+                self._retry_later(request)
+
+        self.replica.read(on_done)
+
+    def _arm_timeout(self, request: _Request, reply: Reply) -> None:
+        delay = max(0.0, request.deadline - _now())
+        asyncio.get_running_loop().call_later(delay, request.finish, reply)
+
+    # -- forwarding -----------------------------------------------------------------------
+
+    def _forward(self, lead: int, request: _Request) -> None:
+        self._next_forward += 1
+        fid = self._next_forward
+        self._forwards[fid] = request
+        args = [request.name.encode(), *request.args]
+        frame = [FrameKind.FORWARD, fid, request.protocol, args]
+        if not self.transport.send_frame(lead, frame):
+            del self._forwards[fid]
+            self._retry_later(request)
+            return
+        timeout_reply = UNCERTAIN if request.spec.is_write else TRYAGAIN
+        delay = max(0.0, request.deadline - _now())
+        asyncio.get_running_loop().call_later(delay, self._forward_timed_out, fid, timeout_reply)
+
+    def _forward_timed_out(self, fid: int, reply: Reply) -> None:
+        request = self._forwards.pop(fid, None)
+        if request is not None:
+            request.finish(reply)
+
+    def _on_forward_reply(self, fid: int, data: bytes) -> None:
+        request = self._forwards.pop(fid, None)
+        if request is None:
+            return
+        if data == _RETRY_MARK:
+            self._retry_later(request)
+        else:
+            request.finish(data)
+
+    def _on_forward(self, peer: int, fid: int, protocol: int, args: list[bytes]) -> None:
+        """Run a command a follower forwarded; never forward it again."""
+
+        def reply(value: ReplyValue) -> None:
+            data = value if isinstance(value, bytes) else encode(value, protocol)
+            self.transport.send_frame(peer, [FrameKind.FORWARD_REPLY, fid, data])
+
+        spec = classify(args)
+        if isinstance(spec, ErrorReply):
+            reply(spec)
+            return
+        if not self.replica.is_leader:
+            reply(_RETRY_MARK)
+            return
+        timeout = self.config.limits.request_timeout_ms / 1000
+        deadline = _now() + timeout
+        request = _Request(spec.name, args[1:], spec, protocol, deadline, reply, forwarded=True)
+        if spec.is_write:
+            self._write(request)
+        else:
+            self._read(request)
+
+    # -- background work ----------------------------------------------------------------
+
+    async def _active_expiry(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_INTERVAL)
+            if not self.replica.is_leader or self.replica.stopped:
+                continue
+            now_ms = self.machine.effective_now(_wall_ms())
+            keys = self.machine.expired_keys(now_ms, EXPIRY_BATCH)
+            if keys:
+                command = encode_command(EXPIRE_DELETE, keys, now_ms)
+                self.replica.propose(command, lambda c: None)
+
+    # -- introspection --------------------------------------------------------------------
+
+    def info(self, sections: Sequence[str]) -> str:
+        """The INFO text for `sections` (all by default)."""
+        return render_info(self, sections)
+
+    @property
+    def role(self) -> StateRole:
+        """This node's Raft role."""
+        return self.replica.role
+
+
+def _arity_ok(arity: int, argc: int) -> bool:
+    return argc == arity if arity >= 0 else argc >= -arity
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+

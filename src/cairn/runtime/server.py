@@ -1,0 +1,275 @@
+"""The Redis-protocol front end: one asyncio `Protocol` per client connection.
+
+Theory of operation (uvicorn's shape). Bytes from `data_received` go into the sans-I/O
+`RequestParser`; each complete command gets a reply slot in arrival order and is handed
+to the `CommandRouter`, which completes the slot at once (PING) or later (a write waiting
+for Raft). Replies leave strictly in command order: a finished slot is written only when
+every slot before it is finished. Backpressure: when a client has `max_pipeline` commands
+outstanding, or the socket's write buffer is over its high-water mark (the transport
+calls `pause_writing`), the connection stops reading until both drain; commands already
+buffered are parsed when reading resumes. A protocol error gets `-ERR Protocol error: ...`
+and closes that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, cast
+
+from cairn.resp.codec import NEED_DATA, RemoteProtocolError, RequestParser, encode
+from cairn.resp.codec import Limits as ParserLimits
+from cairn.resp.reply import Reply
+from cairn.runtime.config import Limits
+
+log = logging.getLogger("cairn.server")
+
+ReplyValue = Reply | bytes
+"""A typed reply, or one already encoded (e.g. relayed from the leader)."""
+Done = Callable[[ReplyValue], None]
+
+
+@dataclass(slots=True)
+class ClientState:
+    """What the server knows about one client (CLIENT LIST, AUTH, HELLO)."""
+
+    id: int
+    addr: str
+    laddr: str
+    created: float
+    protocol: int = 2
+    name: str = ""
+    authenticated: bool = False
+    last_command: str = "NULL"
+    last_active: float = 0.0
+    closing: bool = False
+    flags: set[str] = field(default_factory=set)
+
+
+class CommandRouter(Protocol):
+    """Runs one client command and completes `done` with its reply, now or later."""
+
+    def execute(self, client: ClientConnection, args: list[bytes], done: Done) -> None:
+        """Run `args` (name first) for `client`."""
+        ...
+
+
+class _Slot:
+    __slots__ = ("data", "done")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.data = b""
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client: parse, route, and write replies in order with flow control."""
+
+    def __init__(self, server: RespServer) -> None:
+        self.server = server
+        limits = server.limits
+        self.parser = RequestParser(
+            ParserLimits(
+                max_bulk_length=limits.max_bulk_len,
+                max_array_length=limits.max_multibulk_len,
+                max_inline_length=limits.max_inline_len,
+                max_buffer=limits.max_query_buffer,
+            )
+        )
+        self.parser.auth_required = server.password is not None
+        self.transport: asyncio.Transport | None = None
+        self.state: ClientState | None = None
+        self._slots: deque[_Slot] = deque()
+        self._reading_paused = False
+        self._writing_paused = False
+        self._close_after_flush = False
+
+    # -- asyncio callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.state = self.server.register(self, self.transport)
+        if self.state is None:
+            self.transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state is not None:
+            self.state.closing = True
+            self.server.unregister(self.state.id)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._update_reading()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed(data)
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        self._process()
+
+    # -- commands -----------------------------------------------------------------------
+
+    def _process(self) -> None:
+        state = self.state
+        if state is None or self._close_after_flush:
+            return
+        while len(self._slots) < self.server.limits.max_pipeline:
+            try:
+                args = self.parser.next_command()
+            except RemoteProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            if args is NEED_DATA:
+                break
+            assert isinstance(args, list)
+            slot = _Slot()
+            self._slots.append(slot)
+            state.last_active = time.monotonic()
+            self.server.router.execute(self, args, self._completer(slot))
+            if self._close_after_flush:
+                break
+        self._update_reading()
+
+    def _completer(self, slot: _Slot) -> Done:
+        def done(reply: ReplyValue) -> None:
+            if slot.done:
+                return
+            slot.done = True
+            if isinstance(reply, bytes):
+                slot.data = reply
+            else:
+                slot.data = encode(reply, self.protocol)
+            self._flush()
+
+        return done
+
+    @property
+    def protocol(self) -> int:
+        """The RESP version this client speaks (2 until HELLO 3)."""
+        return self.state.protocol if self.state is not None else 2
+
+    def set_authenticated(self, authenticated: bool) -> None:
+        """Record AUTH's outcome; unauthenticated clients get Redis' tighter input limits."""
+        assert self.state is not None
+        self.state.authenticated = authenticated
+        self.parser.auth_required = not authenticated
+
+    def close_after_reply(self) -> None:
+        """Close once every reply so far is written (QUIT)."""
+        self._close_after_flush = True
+
+    def _flush(self) -> None:
+        t = self.transport
+        if t is None:
+            return
+        out = []
+        while self._slots and self._slots[0].done:
+            out.append(self._slots.popleft().data)
+        if out and not t.is_closing():
+            t.write(b"".join(out))
+        if self._close_after_flush and not self._slots:
+            t.close()
+            return
+        if self._reading_paused:
+            self._update_reading()
+            if not self._reading_paused:
+                self._process()
+
+    def _update_reading(self) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        should_pause = self._writing_paused or len(self._slots) >= self.server.limits.max_pipeline
+        if should_pause and not self._reading_paused:
+            t.pause_reading()
+            self._reading_paused = True
+        elif not should_pause and self._reading_paused:
+            t.resume_reading()
+            self._reading_paused = False
+
+    def _protocol_error(self, exc: RemoteProtocolError) -> None:
+        """Answer (if Redis would) after pending replies, then close this connection only."""
+        slot = _Slot()
+        slot.done = True
+        reply = exc.error_reply
+        slot.data = b"" if reply is None else encode(reply, self.protocol)
+        self._slots.append(slot)
+        self._close_after_flush = True
+        self._flush()
+
+
+class RespServer:
+    """Accepts clients, enforces the client limit, and knows every connected client."""
+
+    def __init__(self, router: CommandRouter, limits: Limits, password: str | None) -> None:
+        self.router = router
+        self.limits = limits
+        self.password = password
+        self.clients: dict[int, tuple[ClientConnection, ClientState]] = {}
+        self._ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self.stats = {"total_connections_received": 0, "rejected_connections": 0}
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen for clients."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), host, port, reuse_address=True, backlog=4096
+        )
+
+    @property
+    def bound_address(self) -> tuple[str, int]:
+        """The address listened on."""
+        assert self._server is not None and self._server.sockets
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def stop(self) -> None:
+        """Stop accepting and close every client."""
+        if self._server is not None:
+            self._server.close()
+        for conn, _ in list(self.clients.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def register(self, conn: ClientConnection, transport: asyncio.Transport) -> ClientState | None:
+        """A new client's state, or None when the client limit is reached."""
+        self.stats["total_connections_received"] += 1
+        if len(self.clients) >= self.limits.max_clients:
+            self.stats["rejected_connections"] += 1
+            return None
+        now = time.monotonic()
+        state = ClientState(
+            id=next(self._ids),
+            addr=_address(transport.get_extra_info("peername")),
+            laddr=_address(transport.get_extra_info("sockname")),
+            created=now,
+            last_active=now,
+            authenticated=self.password is None,
+        )
+        self.clients[state.id] = (conn, state)
+        return state
+
+    def unregister(self, client_id: int) -> None:
+        """Forget a disconnected client."""
+        self.clients.pop(client_id, None)
+
+
+def _address(name: object) -> str:
+    if isinstance(name, tuple) and len(name) >= 2:
+        return f"{name[0]}:{name[1]}"
+    return "?"

@@ -1,0 +1,274 @@
+"""`LmdbKeyspace`: `cairn.store`'s ordered `Keyspace` in the `kv` database of a node's LMDB.
+
+Theory of operation. Each `WriteBatch` is an LMDB write transaction. Standing alone, a
+batch commits on its own (without fsync: durability is the node's `sync`). Inside
+`group(wtx)`, the node's one write transaction for a whole Ready, each batch is a nested
+transaction: `commit()` folds it into the outer one and `abort()` forgets it, and the
+outer transaction commits and syncs once (group commit). Reads outside a batch go through
+the outer transaction when there is one, so they see what was applied in it.
+
+LMDB keys are at most `max_key_size()` bytes (511), Redis keys are not. Internal keys are
+therefore encoded, preserving their order exactly:
+- a key of at most `limit` bytes is stored as `key + b"\\x00"`;
+- longer keys that share their first `limit` bytes `p` share one record `p + b"\\x01"`
+  whose value is the msgpack list of their `[key, value]` pairs in key order (a bucket).
+Appending 0x00 is order-preserving, and `p + 0x01` sorts after every short key with
+prefix `p` and before any key that is greater in its first `limit` bytes, so a cursor walk
+that expands buckets yields keys in exactly their byte order. A bucket is rewritten on
+each change: cheap for the rare long key; a hash whose Redis key is longer than `limit`
+costs O(fields) per write (its field records all share one bucket). `count()` is LMDB's
+record count plus the extra members of buckets, kept in the `meta` database.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import lmdb
+import msgpack
+
+from cairn.storage.lmdb_env import DISK_ERRORS, LmdbEnv, WriteTxn
+
+_SHORT = b"\x00"
+_BUCKET = b"\x01"
+_EXTRA_KEY = b"kv_bucket_extra"
+_U64 = struct.Struct(">Q")
+
+Pairs = list[tuple[bytes, bytes]]
+
+
+class LmdbKeyspace:
+    """An ordered byte key-value space in the `kv` database (see the module docstring)."""
+
+    def __init__(self, env: LmdbEnv, limit: int | None = None) -> None:
+        """A keyspace in `env`; `limit` (tests only) lowers the direct-key length limit.
+
+        The limit is part of the on-disk format: open a keyspace with the one it was
+        written with (the default).
+        """
+        self.env = env
+        most = env.raw.max_key_size() - 1
+        self.limit = most if limit is None else min(limit, most)
+        """Keys up to this many bytes get a record of their own."""
+        self._outer: WriteTxn | None = None
+        self._batch: LmdbWriteBatch | None = None
+
+    @contextmanager
+    def group(self, wtx: WriteTxn) -> Iterator[None]:
+        """Run batches as nested transactions of `wtx` for the duration of the block."""
+        if self._batch is not None:
+            raise RuntimeError("a write batch is open")
+        self._outer = wtx
+        try:
+            yield
+        finally:
+            self._outer = None
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value stored at `key`, or None."""
+        with self._reading() as txn:
+            return _get(txn, self, key)
+
+    def scan(
+        self, start: bytes, end: bytes | None = None, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` records with `start <= key < end` (no bound when None), in key order."""
+        with self._reading() as txn:
+            return _scan(txn, self, start, end, limit)
+
+    def count(self) -> int:
+        """The number of records."""
+        with self._reading() as txn:
+            return _count(txn, self.env)
+
+    def begin(self) -> LmdbWriteBatch:
+        """Open a write batch (at most one at a time)."""
+        if self._batch is not None:
+            raise RuntimeError("a write batch is already open")
+        if self._outer is not None:
+            self.env.check_writable()
+            txn = self.env.raw.begin(write=True, parent=self._outer.txn)
+            self._batch = LmdbWriteBatch(self, txn, None)
+        else:
+            wtx = self.env.begin_write()
+            self._batch = LmdbWriteBatch(self, wtx.txn, wtx)
+        return self._batch
+
+    @contextmanager
+    def _reading(self) -> Iterator[lmdb.Transaction[bytes]]:
+        if self._outer is not None:
+            yield self._outer.txn
+            return
+        with self.env.read() as txn:
+            yield txn
+
+    def _close(self, batch: LmdbWriteBatch) -> None:
+        if self._batch is not batch:
+            raise RuntimeError("write batch is not open")
+        self._batch = None
+
+
+class LmdbWriteBatch:
+    """A write batch of an `LmdbKeyspace`: one (possibly nested) LMDB write transaction."""
+
+    def __init__(
+        self, space: LmdbKeyspace, txn: lmdb.Transaction[bytes], own: WriteTxn | None
+    ) -> None:
+        self._space = space
+        self._txn = txn
+        self._own = own
+        self._done = False
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value at `key`, as this batch sees it."""
+        return _get(self._txn, self._space, key)
+
+    def scan(
+        self, start: bytes, end: bytes | None = None, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """Like `LmdbKeyspace.scan`, seeing this batch's writes."""
+        return _scan(self._txn, self._space, start, end, limit)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Store `value` at `key`, replacing any previous value."""
+        with self._guard():
+            if len(key) <= self._space.limit:
+                self._txn.put(key + _SHORT, value, db=self._space.env.kv_db)
+            else:
+                self._update_bucket(key, value)
+
+    def delete(self, key: bytes) -> None:
+        """Remove `key` if present."""
+        with self._guard():
+            if len(key) <= self._space.limit:
+                self._txn.delete(key + _SHORT, db=self._space.env.kv_db)
+            else:
+                self._update_bucket(key, None)
+
+    def clear(self) -> None:
+        """Remove every record."""
+        with self._guard():
+            self._txn.drop(self._space.env.kv_db, delete=False)
+            self._txn.delete(_EXTRA_KEY, db=self._space.env.meta_db)
+
+    def commit(self) -> None:
+        """Make the batch's changes part of the keyspace (or of the outer transaction)."""
+        self._finish()
+        if self._own is not None:
+            self._space.env.commit(self._own)
+            return
+        try:
+            self._txn.commit()
+        except DISK_ERRORS as exc:
+            raise self._space.env.fail("keyspace commit", exc) from exc
+
+    def abort(self) -> None:
+        """Forget the batch's changes (a no-op once a disk error has ended the batch)."""
+        if self._done:
+            return
+        self._finish()
+        self._abort_txn()
+
+    def _finish(self) -> None:
+        if self._done:
+            raise RuntimeError("write batch is not open")
+        self._done = True
+        self._space._close(self)
+
+    def _abort_txn(self) -> None:
+        if self._own is not None:
+            self._space.env.abort(self._own)
+        else:
+            self._txn.abort()
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn a disk error into `DiskFailedError`: the batch ends, the environment fails."""
+        if self._done:
+            raise RuntimeError("write batch is not open")
+        try:
+            yield
+        except DISK_ERRORS as exc:
+            self._finish()
+            self._abort_txn()
+            raise self._space.env.fail("keyspace write", exc) from exc
+
+    def _update_bucket(self, key: bytes, value: bytes | None) -> None:
+        db = self._space.env.kv_db
+        bucket_key = key[: self._space.limit] + _BUCKET
+        raw = self._txn.get(bucket_key, db=db)
+        pairs: Pairs = [] if raw is None else _decode_bucket(raw)
+        before = len(pairs)
+        pairs = [(k, v) for k, v in pairs if k != key]
+        if value is not None:
+            pairs.append((key, value))
+            pairs.sort()
+        if pairs:
+            self._txn.put(bucket_key, msgpack.packb([list(p) for p in pairs]), db=db)
+        elif raw is not None:
+            self._txn.delete(bucket_key, db=db)
+        extra_delta = max(len(pairs) - 1, 0) - max(before - 1, 0)
+        if extra_delta:
+            _add_extra(self._txn, self._space.env, extra_delta)
+
+
+def _get(txn: lmdb.Transaction[bytes], space: LmdbKeyspace, key: bytes) -> bytes | None:
+    db = space.env.kv_db
+    if len(key) <= space.limit:
+        return txn.get(key + _SHORT, db=db)
+    raw = txn.get(key[: space.limit] + _BUCKET, db=db)
+    if raw is None:
+        return None
+    return next((v for k, v in _decode_bucket(raw) if k == key), None)
+
+
+def _scan(
+    txn: lmdb.Transaction[bytes],
+    space: LmdbKeyspace,
+    start: bytes,
+    end: bytes | None,
+    limit: int | None,
+) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    if limit is not None and limit <= 0:
+        return out
+    seek = start + _SHORT if len(start) <= space.limit else start[: space.limit] + _BUCKET
+    with txn.cursor(db=space.env.kv_db) as cur:
+        if not cur.set_range(seek):
+            return out
+        for encoded, value in cur.iternext():
+            for key, val in _expand(encoded, value):
+                if key < start:
+                    continue
+                if end is not None and key >= end:
+                    return out
+                out.append((key, val))
+                if limit is not None and len(out) >= limit:
+                    return out
+    return out
+
+
+def _expand(encoded: bytes, value: bytes) -> Pairs:
+    if encoded.endswith(_SHORT):
+        return [(encoded[:-1], value)]
+    return _decode_bucket(value)
+
+
+def _decode_bucket(raw: bytes) -> Pairs:
+    return [(bytes(k), bytes(v)) for k, v in msgpack.unpackb(raw)]
+
+
+def _count(txn: lmdb.Transaction[bytes], env: LmdbEnv) -> int:
+    records: int = txn.stat(env.kv_db)["entries"]
+    return records + _extra(txn, env)
+
+
+def _extra(txn: lmdb.Transaction[bytes], env: LmdbEnv) -> int:
+    raw = txn.get(_EXTRA_KEY, db=env.meta_db)
+    return 0 if raw is None else int(_U64.unpack(raw)[0])
+
+
+def _add_extra(txn: lmdb.Transaction[bytes], env: LmdbEnv, delta: int) -> None:
+    txn.put(_EXTRA_KEY, _U64.pack(_extra(txn, env) + delta), db=env.meta_db)

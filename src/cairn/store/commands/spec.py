@@ -1,0 +1,112 @@
+"""The shape of the command table: `CommandSpec`, the handler context, shared replies.
+
+A `CommandSpec` carries everything the server needs without running the command: arity
+and key positions as Redis defines them (COMMAND INFO, cluster routing, Raft routing: a
+`write` command is proposed, a `readonly` one served after a ReadIndex), and the metadata
+COMMAND DOCS shows. Handlers receive the arguments after the command name.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cairn.resp.reply import ErrorReply, Reply
+from cairn.store.db import Db
+
+
+class Flag(enum.Enum):
+    """Command flags, named as COMMAND INFO names them."""
+
+    WRITE = "write"
+    READONLY = "readonly"
+    DENYOOM = "denyoom"
+    FAST = "fast"
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """What a handler runs against: the keyspace view, the command's time, and the
+    randomness source for commands whose reply is random (reads only)."""
+
+    db: Db
+    now_ms: int
+    name: str
+    rng: random.Random
+
+
+Handler = Callable[[Ctx, Sequence[bytes]], Reply]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One command: its Redis metadata and its handler.
+
+    `arity` counts the command name; a negative arity -N means "at least N". Key positions
+    are 1-based argv indexes (`last_key` -1: the last argument; all zero: no keys).
+    """
+
+    name: str
+    arity: int
+    flags: frozenset[Flag]
+    first_key: int
+    last_key: int
+    step: int
+    group: str
+    since: str
+    complexity: str
+    summary: str
+    handler: Handler
+    acl_categories: tuple[str, ...] = ()
+    tips: tuple[str, ...] = ()
+
+    @property
+    def is_write(self) -> bool:
+        """Whether the command changes state (is proposed through Raft)."""
+        return Flag.WRITE in self.flags
+
+    def arity_ok(self, argc: int) -> bool:
+        """Whether `argc` arguments (name included) satisfy the arity."""
+        return argc == self.arity if self.arity >= 0 else argc >= -self.arity
+
+    def keys(self, argv: Sequence[bytes]) -> list[bytes]:
+        """The key arguments of `argv` (name included), as COMMAND GETKEYS lists them."""
+        if self.first_key == 0:
+            return []
+        last = self.last_key if self.last_key >= 0 else len(argv) + self.last_key
+        return list(argv[self.first_key : last + 1 : self.step])
+
+
+def arity_error(name: str) -> ErrorReply:
+    """The reply to a call with the wrong number of arguments."""
+    return ErrorReply(f"ERR wrong number of arguments for '{name}' command")
+
+
+WRONGTYPE = ErrorReply("WRONGTYPE Operation against a key holding the wrong kind of value")
+NOT_INTEGER = ErrorReply("ERR value is not an integer or out of range")
+NOT_FLOAT = ErrorReply("ERR value is not a valid float")
+OVERFLOW = ErrorReply("ERR increment or decrement would overflow")
+SYNTAX = ErrorReply("ERR syntax error")
+NO_SUCH_KEY = ErrorReply("ERR no such key")
+TOO_BIG = ErrorReply("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+NAN_OR_INF = ErrorReply("ERR increment would produce NaN or Infinity")
+INVALID_CURSOR = ErrorReply("ERR invalid cursor")
+
+MAX_STRING = 512 * 1024 * 1024
+"""Redis' default proto-max-bulk-len: the largest string SETRANGE/APPEND may build."""
+
+
+def text_of(data: bytes) -> str:
+    """User bytes quoted in an error message, as Redis writes them: CR and LF become spaces.
+
+    Non-UTF-8 bytes survive as surrogate escapes; the encoder turns the message back into
+    the same bytes with `encode("utf-8", "surrogateescape")`.
+    """
+    return data.replace(b"\r", b" ").replace(b"\n", b" ").decode("utf-8", "surrogateescape")
+
+
+def expire_error(name: str) -> ErrorReply:
+    """The reply to an out-of-range expiry time."""
+    return ErrorReply(f"ERR invalid expire time in '{name}' command")

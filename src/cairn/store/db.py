@@ -1,0 +1,158 @@
+"""`Db`: the Redis-level view of the keyspace that command handlers work with.
+
+A `Db` wraps either a keyspace (reads) or an open write batch (writes) and a `now_ms`, the
+time the command runs at. Expiry is lazy and deterministic: a key whose expiry is
+`<= now_ms` reads as absent; when a write command meets such a key it deletes it (with its
+sub-records) in its own batch before going on, exactly as every replica will at the same
+log index with the same `now_ms`. Read-only `Db`s never write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cairn.store.keyspace import KeyspaceReader, WriteBatch
+from cairn.store.layout import (
+    KEY_COUNT_KEY,
+    META_END,
+    META_TAG,
+    Meta,
+    ValueType,
+    decode_meta,
+    decode_u64,
+    encode_meta,
+    encode_u64,
+    field_prefix,
+    meta_key,
+    prefix_end,
+    split_meta_key,
+)
+
+
+class ReadOnlyError(Exception):
+    """A handler tried to write through a read-only `Db` (a bug in the command table)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """One Redis key met while walking the keyspace: its internal position and metadata."""
+
+    position: bytes
+    slot: int
+    key: bytes
+    meta: Meta
+
+
+class Db:
+    """Typed access to Redis keys and hash fields at one point in time."""
+
+    def __init__(self, reader: KeyspaceReader, batch: WriteBatch | None, now_ms: int) -> None:
+        self._reader: KeyspaceReader = batch if batch is not None else reader
+        self._batch = batch
+        self.now_ms = now_ms
+
+    # -- keys ---------------------------------------------------------------------
+
+    def lookup(self, key: bytes) -> Meta | None:
+        """The live metadata of `key`, or None (missing or expired; a writer purges it)."""
+        raw = self._reader.get(meta_key(key))
+        if raw is None:
+            return None
+        meta = decode_meta(raw)
+        if not meta.expired(self.now_ms):
+            return meta
+        if self._batch is not None:
+            self._purge(key, meta)
+        return None
+
+    def put_meta(self, key: bytes, meta: Meta, existed: bool) -> None:
+        """Store `key`'s metadata; `existed` says whether `key` was live before (key count)."""
+        self._write().put(meta_key(key), encode_meta(meta))
+        if not existed:
+            self._add_key_count(1)
+
+    def set_string(self, key: bytes, value: bytes, expire_ms: int | None = None) -> None:
+        """Make `key` the string `value`, replacing whatever it held."""
+        old = self.lookup(key)
+        if old is not None and old.type is not ValueType.STRING:
+            self._delete_fields(key)
+        self.put_meta(key, Meta(ValueType.STRING, expire_ms, value=value), old is not None)
+
+    def delete(self, key: bytes) -> bool:
+        """Delete `key` with its sub-records; whether it was live."""
+        meta = self.lookup(key)
+        if meta is None:
+            return False
+        self._purge(key, meta)
+        return True
+
+    def purge_if_expired(self, key: bytes) -> bool:
+        """Delete `key` if it exists and is expired at `now_ms` (active expiry)."""
+        raw = self._reader.get(meta_key(key))
+        if raw is None or not decode_meta(raw).expired(self.now_ms):
+            return False
+        self._purge(key, decode_meta(raw))
+        return True
+
+    def key_count(self) -> int:
+        """The number of Redis keys stored, expired ones not yet deleted included."""
+        return decode_u64(self._reader.get(KEY_COUNT_KEY))
+
+    def walk(self, position: bytes, limit: int) -> list[KeyEntry]:
+        """Up to `limit` keys from internal `position` on, in (slot, key) order, expired
+        ones included (the caller filters them, so `limit` bounds the work done)."""
+        start = max(position, META_TAG)
+        entries = []
+        for internal, raw in self._reader.scan(start, META_END, limit):
+            slot, key = split_meta_key(internal)
+            entries.append(KeyEntry(internal, slot, key, decode_meta(raw)))
+        return entries
+
+    def clear(self) -> None:
+        """Delete every record (FLUSHDB); the machine rewrites its own records after it."""
+        self._write().clear()
+
+    # -- hash fields ----------------------------------------------------------------
+
+    def get_field(self, key: bytes, field: bytes) -> bytes | None:
+        """The value of one field of hash `key` (the caller has checked the type)."""
+        return self._reader.get(field_prefix(key) + field)
+
+    def put_field(self, key: bytes, field: bytes, value: bytes) -> None:
+        """Store one field of hash `key` (the caller maintains the metadata's size)."""
+        self._write().put(field_prefix(key) + field, value)
+
+    def delete_field(self, key: bytes, field: bytes) -> None:
+        """Remove one field of hash `key` (the caller maintains the metadata's size)."""
+        self._write().delete(field_prefix(key) + field)
+
+    def fields(
+        self, key: bytes, start: bytes = b"", limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """Fields `>= start` of hash `key` with their values, in field byte order."""
+        prefix = field_prefix(key)
+        skip = len(prefix)
+        rows = self._reader.scan(prefix + start, prefix_end(prefix), limit)
+        return [(internal[skip:], value) for internal, value in rows]
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _write(self) -> WriteBatch:
+        if self._batch is None:
+            raise ReadOnlyError("write through a read-only Db")
+        return self._batch
+
+    def _purge(self, key: bytes, meta: Meta) -> None:
+        if meta.type is not ValueType.STRING:
+            self._delete_fields(key)
+        self._write().delete(meta_key(key))
+        self._add_key_count(-1)
+
+    def _delete_fields(self, key: bytes) -> None:
+        batch = self._write()
+        for internal, _ in batch.scan(field_prefix(key), prefix_end(field_prefix(key))):
+            batch.delete(internal)
+
+    def _add_key_count(self, delta: int) -> None:
+        batch = self._write()
+        batch.put(KEY_COUNT_KEY, encode_u64(decode_u64(batch.get(KEY_COUNT_KEY)) + delta))

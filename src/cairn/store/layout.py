@@ -1,0 +1,152 @@
+"""How Redis keys and values are laid out in the ordered byte keyspace (Kvrocks-style).
+
+Every internal key starts with a one-byte tag naming its record family:
+
+``M`` metadata, one record per Redis key::
+
+    b"M" | slot (2 bytes, big-endian) | user key
+    value: flags (1 byte: low 7 bits the `ValueType`, top bit set when an expiry follows)
+           | expiry (8 bytes, big-endian unsigned absolute Unix ms, only with the flag)
+           | payload (string: the value itself; hash: the field count, 8 bytes big-endian)
+
+``F`` sub-records, one per element of a composite value (a hash field)::
+
+    b"F" | slot (2 bytes) | length of user key (4 bytes) | user key | field
+    value: the field's value
+
+``X`` the state machine's own records (applied index, largest applied now_ms, key count).
+
+Metadata records sort by (hash slot, key), so the keys of a slot range, which is what a
+region will own, are one contiguous range of ``M`` records (plus the matching range of ``F``
+records). Composite values keep one record per element so that HSET on a large hash costs
+one metadata update and one field write, O(log n), not a rewrite of the whole value, and
+HSCAN/HGETALL are range scans over the key's ``F`` prefix (fields come out in byte order).
+Lists, sets, sorted sets and streams will be added the same way: a new `ValueType` whose
+metadata payload holds its size (and, for lists, head/tail sequence numbers), and elements
+as ``F`` records keyed by member or sequence number (sorted sets adding a second, score-
+ordered family). A later refinement is Kvrocks' version number in the metadata and the
+sub-record keys, which makes deleting a huge value O(1) with background garbage collection;
+today deleting a composite value deletes its sub-records in the same batch.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, replace
+
+from cairn.store.slot import key_slot
+
+META_TAG = b"M"
+FIELD_TAG = b"F"
+SYSTEM_TAG = b"X"
+
+APPLIED_KEY = SYSTEM_TAG + b"applied"
+NOW_KEY = SYSTEM_TAG + b"now"
+KEY_COUNT_KEY = SYSTEM_TAG + b"keys"
+
+META_END = bytes([META_TAG[0] + 1])
+"""Just past every metadata key: the end bound of a scan over all Redis keys."""
+
+_EXPIRE_FLAG = 0x80
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_SLOT = struct.Struct(">H")
+
+
+class ValueType(enum.IntEnum):
+    """The kind of value a Redis key holds (as TYPE names it)."""
+
+    STRING = 0
+    HASH = 1
+
+    @property
+    def type_name(self) -> str:
+        """The name TYPE and SCAN TYPE use."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """A Redis key's metadata record.
+
+    `expire_ms` is the absolute expiry in Unix ms (None: persistent). For a string `value`
+    is the string; for a hash `size` is its number of fields (always >= 1: an empty hash is
+    deleted).
+    """
+
+    type: ValueType
+    expire_ms: int | None = None
+    value: bytes = b""
+    size: int = 0
+
+    def expired(self, now_ms: int) -> bool:
+        """Whether the key is logically gone at `now_ms`."""
+        return self.expire_ms is not None and self.expire_ms <= now_ms
+
+    def with_expire(self, expire_ms: int | None) -> Meta:
+        """This record with another expiry."""
+        return replace(self, expire_ms=expire_ms)
+
+
+def encode_meta(meta: Meta) -> bytes:
+    """The stored bytes of a metadata record."""
+    flags = int(meta.type)
+    head = b""
+    if meta.expire_ms is not None:
+        flags |= _EXPIRE_FLAG
+        head = _U64.pack(meta.expire_ms)
+    payload = meta.value if meta.type is ValueType.STRING else _U64.pack(meta.size)
+    return bytes([flags]) + head + payload
+
+
+def decode_meta(data: bytes) -> Meta:
+    """The inverse of `encode_meta`."""
+    flags = data[0]
+    pos = 1
+    expire_ms = None
+    if flags & _EXPIRE_FLAG:
+        expire_ms = _U64.unpack_from(data, 1)[0]
+        pos = 9
+    kind = ValueType(flags & ~_EXPIRE_FLAG)
+    if kind is ValueType.STRING:
+        return Meta(kind, expire_ms, value=data[pos:])
+    return Meta(kind, expire_ms, size=_U64.unpack_from(data, pos)[0])
+
+
+def meta_key(key: bytes) -> bytes:
+    """The internal key of a Redis key's metadata record."""
+    return META_TAG + _SLOT.pack(key_slot(key)) + key
+
+
+def slot_start(slot: int) -> bytes:
+    """The first possible metadata key of `slot` (slot 16384: just past the last slot)."""
+    return META_TAG + _SLOT.pack(slot) if slot < 16384 else META_END
+
+
+def split_meta_key(internal: bytes) -> tuple[int, bytes]:
+    """(slot, user key) of a metadata key."""
+    return _SLOT.unpack_from(internal, 1)[0], internal[3:]
+
+
+def field_prefix(key: bytes) -> bytes:
+    """The common prefix of the sub-record keys of Redis key `key`."""
+    return FIELD_TAG + _SLOT.pack(key_slot(key)) + _U32.pack(len(key)) + key
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with `prefix` (None: no bound)."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return None
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
+
+
+def encode_u64(value: int) -> bytes:
+    """Fixed-width big-endian encoding of a non-negative system counter."""
+    return _U64.pack(value)
+
+
+def decode_u64(data: bytes | None) -> int:
+    """The inverse of `encode_u64`; a missing record reads as 0."""
+    return 0 if data is None else int(_U64.unpack(data)[0])

@@ -1,0 +1,204 @@
+"""`StoreMachine`: the Redis command state machine that Raft replicates.
+
+Theory of operation. A write command travels as a Raft entry holding
+`encode_command(name, args, now_ms)`, `now_ms` stamped by the leader's clock when it
+proposes. Every replica applies the entry with `apply(index, data)`, which runs the command
+in one keyspace write batch together with the new applied index and the largest now_ms
+seen, so the data and the applied index can never disagree after a crash. Relative times
+(EX, EXPIRE, ...) become absolute with the entry's now_ms, and expiry checks use it too, so
+all replicas compute the same state. Time never runs backwards: an entry is applied at
+`max(its now_ms, the largest applied so far)`, and a new leader stamps its proposals with
+`effective_now(local clock)`.
+
+Reads (`execute_read`) run against the applied state with the leader's now_ms once a
+ReadIndex or lease confirms it is current; they never write, so an expired key simply reads
+as absent. Expired keys are removed by the leader proposing the internal `EXPIRE_DELETE`
+command with keys from `expired_keys`; it deletes a key only if it is still expired at that
+entry's now_ms, so a key refreshed in between survives.
+
+A command that fails (an error reply) leaves no trace but the applied index. Snapshots are
+the whole keyspace in one msgpack image (streaming it in chunks is future work).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import msgpack
+
+from cairn.resp.reply import ErrorReply, Reply
+from cairn.store.commands import (
+    COMMANDS,
+    INTERNAL_COMMANDS,
+    CommandError,
+    CommandSpec,
+    arity_error,
+    classify,
+    run,
+)
+from cairn.store.db import Db
+from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch
+from cairn.store.layout import APPLIED_KEY, META_TAG, NOW_KEY, decode_u64, encode_u64
+
+__all__ = ["StoreMachine", "classify", "decode_command", "encode_command"]
+
+_SNAPSHOT_VERSION = 1
+_SNAPSHOT_CHUNK = 4096
+_EXPIRY_SAMPLE_FACTOR = 20
+
+
+def encode_command(name: str, args: Sequence[bytes], now_ms: int) -> bytes:
+    """The data of a Raft entry carrying one write command (`args` without the name)."""
+    return bytes(msgpack.packb([name, list(args), now_ms], use_bin_type=True))
+
+
+def decode_command(data: bytes) -> tuple[str, list[bytes], int]:
+    """The inverse of `encode_command`; raises ValueError on anything else."""
+    try:
+        name, args, now_ms = msgpack.unpackb(data, raw=False)
+    except Exception as exc:
+        raise ValueError("malformed command entry") from exc
+    if not (
+        isinstance(name, str)
+        and isinstance(args, list)
+        and all(isinstance(a, bytes) for a in args)
+        and isinstance(now_ms, int)
+    ):
+        raise ValueError("malformed command entry")
+    return name, args, now_ms
+
+
+def _spec_for_apply(name: str, args: Sequence[bytes]) -> CommandSpec | ErrorReply:
+    spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)
+    if spec is None:
+        return ErrorReply(f"ERR unknown command '{name}'")
+    if not spec.arity_ok(len(args) + 1):
+        return arity_error(spec.name)
+    return spec
+
+
+class StoreMachine:
+    """The replicated Redis keyspace: implements the driver's `StateMachine` protocol.
+
+    Invariant: `applied_index` and `max_now_ms` equal the records stored in the keyspace
+    (they are written in the same batch as every command's changes).
+    """
+
+    def __init__(self, keyspace: Keyspace | None = None, rng: random.Random | None = None) -> None:
+        self.keyspace: Keyspace = keyspace if keyspace is not None else MemoryKeyspace()
+        self._rng = rng if rng is not None else random.Random(0)
+        self.applied_index = decode_u64(self.keyspace.get(APPLIED_KEY))
+        self.max_now_ms = decode_u64(self.keyspace.get(NOW_KEY))
+        self._expiry_position = META_TAG
+
+    # -- the StateMachine protocol ---------------------------------------------------
+
+    def apply(self, index: int, data: bytes) -> Reply:
+        """Apply the committed command entry at `index`; its reply."""
+        try:
+            name, args, now_ms = decode_command(data)
+        except ValueError:
+            self._advance(index, self.max_now_ms)
+            return ErrorReply("ERR malformed command entry")
+        return self.apply_command(index, name, args, now_ms)
+
+    def snapshot(self) -> bytes:
+        """The whole keyspace (state machine records included) as one msgpack image."""
+        flat: list[bytes] = []
+        start = b""
+        while rows := self.keyspace.scan(start, None, _SNAPSHOT_CHUNK):
+            for key, value in rows:
+                flat += (key, value)
+            start = rows[-1][0] + b"\x00"
+        return bytes(msgpack.packb([_SNAPSHOT_VERSION, flat], use_bin_type=True))
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state by a `snapshot()` image."""
+        version, flat = msgpack.unpackb(data, raw=False)
+        if version != _SNAPSHOT_VERSION:
+            raise ValueError(f"unknown store snapshot version {version}")
+        batch = self.keyspace.begin()
+        try:
+            batch.clear()
+            for i in range(0, len(flat), 2):
+                batch.put(flat[i], flat[i + 1])
+        except BaseException:
+            batch.abort()
+            raise
+        batch.commit()
+        self.applied_index = decode_u64(self.keyspace.get(APPLIED_KEY))
+        self.max_now_ms = decode_u64(self.keyspace.get(NOW_KEY))
+        self._expiry_position = META_TAG
+
+    # -- commands --------------------------------------------------------------------
+
+    def apply_command(self, index: int, name: str, args: Sequence[bytes], now_ms: int) -> Reply:
+        """Run one decoded write command as the entry at `index`, atomically with the
+        applied index."""
+        now_ms = max(now_ms, self.max_now_ms, 0)
+        spec = _spec_for_apply(name, args)
+        if isinstance(spec, ErrorReply):
+            self._advance(index, now_ms)
+            return spec
+        batch = self.keyspace.begin()
+        try:
+            reply = run(spec, Db(self.keyspace, batch, now_ms), args, self._rng)
+        except CommandError as err:
+            batch.abort()
+            self._advance(index, now_ms)
+            return err.reply
+        except BaseException:
+            batch.abort()
+            raise
+        self._write_progress(batch, index, now_ms)
+        batch.commit()
+        self._set_progress(index, now_ms)
+        return reply
+
+    def execute_read(self, name: str, args: Sequence[bytes], now_ms: int) -> Reply:
+        """Run a read-only command against the applied state at `now_ms`."""
+        spec = COMMANDS.get(name)
+        if spec is None or spec.is_write:
+            return ErrorReply(f"ERR '{name}' is not a read-only command")
+        if not spec.arity_ok(len(args) + 1):
+            return arity_error(spec.name)
+        try:
+            return run(spec, Db(self.keyspace, None, now_ms), args, self._rng)
+        except CommandError as err:
+            return err.reply
+
+    def effective_now(self, local_ms: int) -> int:
+        """The time to stamp a proposal (or serve a read) with: never before applied time."""
+        return max(local_ms, self.max_now_ms)
+
+    def expired_keys(self, now_ms: int, limit: int) -> list[bytes]:
+        """Up to `limit` keys expired at `now_ms`, for the leader to delete by proposing
+        `EXPIRE_DELETE`. Each call samples the next stretch of the keyspace (about
+        20 x `limit` keys, wrapping around), like Redis' incremental active expiry."""
+        db = Db(self.keyspace, None, now_ms)
+        entries = db.walk(self._expiry_position, limit * _EXPIRY_SAMPLE_FACTOR)
+        found = [e for e in entries if e.meta.expired(now_ms)][:limit]
+        if len(found) == limit:
+            self._expiry_position = found[-1].position + b"\x00"
+        elif len(entries) == limit * _EXPIRY_SAMPLE_FACTOR:
+            self._expiry_position = entries[-1].position + b"\x00"
+        else:
+            self._expiry_position = META_TAG
+        return [e.key for e in found]
+
+    # -- internals -------------------------------------------------------------------
+
+    def _advance(self, index: int, now_ms: int) -> None:
+        batch = self.keyspace.begin()
+        self._write_progress(batch, index, now_ms)
+        batch.commit()
+        self._set_progress(index, now_ms)
+
+    def _write_progress(self, batch: WriteBatch, index: int, now_ms: int) -> None:
+        batch.put(APPLIED_KEY, encode_u64(index))
+        batch.put(NOW_KEY, encode_u64(now_ms))
+
+    def _set_progress(self, index: int, now_ms: int) -> None:
+        self.applied_index = index
+        self.max_now_ms = now_ms

@@ -1,0 +1,51 @@
+"""Redis Cluster hash slots: which of the 16384 slots a key belongs to.
+
+The slot is CRC16 (the XMODEM variant: polynomial 0x1021, initial value 0, no reflection)
+of the key modulo 16384. When the key contains a `{...}` hash tag with at least one byte
+between the first `{` and the first `}` after it, only those bytes are hashed, so that
+related keys (`{user1000}.following`, `{user1000}.followers`) land in the same slot and
+therefore in the same region. An empty tag (`foo{}{bar}`) hashes the whole key.
+"""
+
+from __future__ import annotations
+
+SLOT_COUNT = 16384
+"""Number of hash slots; a region covers a contiguous range of them."""
+
+
+def _make_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_TABLE = _make_table()
+
+
+def crc16(data: bytes) -> int:
+    """CRC16-XMODEM of `data` (`crc16(b"123456789") == 0x31C3`)."""
+    crc = 0
+    table = _TABLE
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ byte) & 0xFF]
+    return crc
+
+
+def hash_tag(key: bytes) -> bytes:
+    """The part of `key` that is hashed: the first non-empty `{tag}`, else the whole key."""
+    start = key.find(b"{")
+    if start < 0:
+        return key
+    end = key.find(b"}", start + 1)
+    if end < 0 or end == start + 1:
+        return key
+    return key[start + 1 : end]
+
+
+def key_slot(key: bytes) -> int:
+    """The Redis Cluster hash slot of `key` (what `CLUSTER KEYSLOT` answers)."""
+    return crc16(hash_tag(key)) & (SLOT_COUNT - 1)

@@ -1,0 +1,207 @@
+"""Test helpers: run commands on a `StoreMachine` as the node would, and compare replies
+with a real redis-server in RESP2.
+
+`MachineClient` routes like the server layer: `classify`, then writes through `apply` (as a
+Raft entry with a now_ms) and reads through `execute_read`. `resp2` is a small reference
+encoder used only to compare bytes with Redis (the real encoder is `cairn.resp.codec`).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cairn.resp.reply import (
+    Array,
+    Boolean,
+    Bulk,
+    Double,
+    ErrorReply,
+    Integer,
+    Map,
+    NullArray,
+    NullBulk,
+    Push,
+    Reply,
+    Set,
+    SimpleString,
+    Verbatim,
+)
+from cairn.store import StoreMachine, classify, encode_command
+
+
+def resp2(reply: Reply) -> bytes:
+    """The RESP2 bytes of `reply`."""
+    match reply:
+        case SimpleString(value):
+            return b"+" + value.encode() + b"\r\n"
+        case ErrorReply(message):
+            return b"-" + message.encode("utf-8", "surrogateescape") + b"\r\n"
+        case Integer(value) | Boolean(value):
+            return b":%d\r\n" % int(value)
+        case Bulk(value) | Verbatim(value):
+            return b"$%d\r\n%s\r\n" % (len(value), value)
+        case Double(value):
+            return resp2(Bulk(repr(value).encode()))
+        case NullBulk():
+            return b"$-1\r\n"
+        case NullArray():
+            return b"*-1\r\n"
+        case Array(items) | Set(items) | Push(items):
+            return b"*%d\r\n" % len(items) + b"".join(resp2(i) for i in items)
+        case Map(pairs):
+            flat = [item for pair in pairs for item in pair]
+            return b"*%d\r\n" % len(flat) + b"".join(resp2(i) for i in flat)
+    raise TypeError(reply)
+
+
+@dataclass
+class MachineClient:
+    """Sends commands to a `StoreMachine` as the node does; `clock` gives now_ms."""
+
+    clock: Callable[[], int]
+    machine: StoreMachine = field(default_factory=StoreMachine)
+    index: int = 0
+
+    def call(self, *argv: bytes | str) -> Reply:
+        """The reply to one command."""
+        args = [a.encode() if isinstance(a, str) else a for a in argv]
+        spec = classify(args)
+        if isinstance(spec, ErrorReply):
+            return spec
+        now = self.machine.effective_now(self.clock())
+        if not spec.is_write:
+            return self.machine.execute_read(spec.name, args[1:], now)
+        self.index += 1
+        return self.machine.apply(self.index, encode_command(spec.name, args[1:], now))
+
+
+class RawRedis:
+    """A minimal blocking RESP2 client returning each reply's raw bytes."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.buf = b""
+
+    def call(self, argv: Sequence[bytes]) -> bytes:
+        """Send one command; its reply's bytes."""
+        out = b"*%d\r\n" % len(argv) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in argv)
+        self.sock.sendall(out)
+        end = self._reply_end(0)
+        raw, self.buf = self.buf[:end], self.buf[end:]
+        return raw
+
+    def _line(self, pos: int) -> int:
+        while (i := self.buf.find(b"\r\n", pos)) < 0:
+            self._fill()
+        return i
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("redis closed the connection")
+        self.buf += chunk
+
+    def _reply_end(self, pos: int) -> int:
+        eol = self._line(pos)
+        kind, head = self.buf[pos : pos + 1], self.buf[pos + 1 : eol]
+        if kind == b"$" and int(head) >= 0:
+            while len(self.buf) < eol + 2 + int(head) + 2:
+                self._fill()
+            return eol + 2 + int(head) + 2
+        if kind == b"*" and int(head) >= 0:
+            pos = eol + 2
+            for _ in range(int(head)):
+                pos = self._reply_end(pos)
+            return pos
+        return eol + 2
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.sock.close()
+
+
+def parse_resp2(data: bytes) -> object:
+    """RESP2 bytes as nested Python values (bytes, int, None, lists, ("err", msg))."""
+    value, _ = _parse(data, 0)
+    return value
+
+
+def _parse(data: bytes, pos: int) -> tuple[object, int]:
+    eol = data.index(b"\r\n", pos)
+    kind, head = data[pos : pos + 1], data[pos + 1 : eol]
+    if kind == b"+":
+        return head, eol + 2
+    if kind == b"-":
+        return ("err", head), eol + 2
+    if kind == b":":
+        return int(head), eol + 2
+    n = int(head)
+    if n < 0:
+        return None, eol + 2
+    if kind == b"$":
+        return data[eol + 2 : eol + 2 + n], eol + 4 + n
+    items, pos = [], eol + 2
+    for _ in range(n):
+        item, pos = _parse(data, pos)
+        items.append(item)
+    return items, pos
+
+
+def normalize(raw: bytes, tags: frozenset[str], argv: Sequence[bytes]) -> object:
+    """What of a reply the comparison looks at, given the script line's tags."""
+    if not tags:
+        return raw
+    value = parse_resp2(raw)
+    if "ttl" in tags or "random" in tags:
+        return _shape(value)
+    if "scan" in tags and isinstance(value, list):
+        return ("scan", sorted(value[1]) if isinstance(value[1], list) else value[1])
+    if "unordered" in tags and isinstance(value, list):
+        if argv[0].lower() == b"hgetall":
+            return sorted(zip(value[::2], value[1::2], strict=True))
+        return sorted(value, key=repr)
+    return value
+
+
+def _shape(value: object) -> object:
+    if isinstance(value, list):
+        return [_shape(v) for v in value]
+    if isinstance(value, tuple):
+        return value
+    return type(value).__name__
+
+
+@dataclass
+class FakeClock:
+    """A settable clock for tests (ms)."""
+
+    now: int = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+Step = tuple[str, Reply]
+
+
+def run_steps(steps: Sequence[Step], client: MachineClient | None = None) -> MachineClient:
+    """Run `(command line, expected reply)` steps in order on one machine, asserting each
+    reply; a line `"@+1500"` advances the client's clock by 1500 ms instead."""
+    from store_script import split_args
+
+    client = client or MachineClient(clock=FakeClock())
+    for line, expected in steps:
+        if line.startswith("@+"):
+            assert isinstance(client.clock, FakeClock)
+            client.clock.now += int(line[2:])
+            continue
+        got = client.call(*split_args(line))
+        assert got == expected, f"{line!r}: expected {expected!r}, got {got!r}"
+    return client
+
+
+def bulks(*values: bytes | None) -> Array:
+    """An array of bulk strings (None: a null bulk)."""
+    return Array(tuple(NullBulk() if v is None else Bulk(v) for v in values))
