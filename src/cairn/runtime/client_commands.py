@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from cairn.runtime.server import ClientConnection, ClientState, RespServer
 
 SERVER_NAME = "cairn"
-PROTOCOL_LEVEL = "7.2.0"
+PROTOCOL_LEVEL = "7.0.0"
 """The Redis version whose protocol and replies Cairn follows (HELLO, INFO redis_version)."""
 
 NOAUTH = ErrorReply("NOAUTH Authentication required.")
@@ -149,7 +149,7 @@ def hello(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> 
     if not state.authenticated:
         return ErrorReply(
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+            "HELLO AUTH <user> <pass> option can be used to authenticate the client and "
             "select the RESP protocol version at the same time"
         )
     if name is not None:
