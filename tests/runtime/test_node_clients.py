@@ -127,7 +127,7 @@ def test_errors_are_redis_errors(r: redis.Redis) -> None:
     with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'get' command"):
         r.execute_command("GET")
     r.hset("wt", "f", "v")
-    with pytest.raises(redis.ResponseError, match="^WRONGTYPE"):
+    with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE"):
         r.get("wt")
     r.set("notint", "abc")
     with pytest.raises(redis.ResponseError, match="value is not an integer or out of range"):
@@ -181,7 +181,7 @@ def test_asyncio_client(cluster: LocalCluster) -> None:
         values = await asyncio.gather(*(c.get(f"async:{i}") for i in range(200)))
         assert values == [str(i) for i in range(200)]
         async with c.pipeline(transaction=False) as pipe:
-            for i in range(100):
+            for _ in range(100):
                 pipe.incr("async:counter")
             results = await pipe.execute()
         assert results == list(range(1, 101))

@@ -60,6 +60,10 @@ class FaultHooks(Protocol):
         """`node_id` just became leader."""
         ...
 
+    def after_commit(self, node_id: NodeId, commit: int) -> None:
+        """`node_id`, a leader, just persisted a commit index of `commit`."""
+        ...
+
 
 class SimObserver:
     """Feeds replica events to the invariant checker (a `ReplicaObserver`)."""
@@ -82,7 +86,14 @@ class SimObserver:
         if ready.hard_state is not None:
             hs = ready.hard_state
             self.checker.commit_advanced(node, hs.commit, hs.term, _storage_entry_at(replica))
-        if any(m.type is MessageType.VOTE_RESP and not m.reject for m in ready.persisted_messages):
+            if replica.is_leader:
+                self.hooks.after_commit(node, hs.commit)
+        # A granted vote normally waits for the persist (`persisted_messages`); a core that
+        # forgets to wait sends it at once (`messages`). Either way this is the moment.
+        if any(
+            m.type is MessageType.VOTE_RESP and not m.reject
+            for m in (*ready.messages, *ready.persisted_messages)
+        ):
             self.hooks.after_vote(node)
 
     def on_apply(self, replica: Replica, entry: Entry) -> None:

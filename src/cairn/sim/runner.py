@@ -142,6 +142,10 @@ class _LateHooks:
         if self.target is not None:
             self.target.after_election(node_id)
 
+    def after_commit(self, node_id: NodeId, commit: int) -> None:
+        if self.target is not None:
+            self.target.after_commit(node_id, commit)
+
 
 def _child(root: random.Random) -> random.Random:
     return random.Random(root.getrandbits(64))
