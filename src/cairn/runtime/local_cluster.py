@@ -173,10 +173,12 @@ class LocalCluster:
                 self.kill(i)
 
     def leader(self) -> int | None:
-        """The leader every running node agrees on, or None."""
+        """The running leader every running node agrees on, or None."""
         seen = {self.leader_seen_by(n.node_id) for n in self.specs if self.running(n.node_id)}
         if len(seen) == 1:
-            return seen.pop()
+            leader = seen.pop()
+            if leader is not None and self.running(leader):
+                return leader
         return None
 
     def leader_seen_by(self, node_id: int) -> int | None:

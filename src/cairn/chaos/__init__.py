@@ -1,0 +1,1 @@
+"""Testing real clusters under faults: workloads, fault injection, reports."""
