@@ -130,3 +130,49 @@ def test_reads_and_writes_wait_for_an_election(tmp_path: Path) -> None:
             c.get("x")
         assert time.monotonic() - started >= 2.5  # waited for request_timeout_ms
         c.close()
+
+
+def test_a_node_whose_fsync_fails_acknowledges_nothing_more(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, env={"CAIRN_FAILPOINTS": ""}) as cluster:
+        leader = cluster.wait_for_leader()
+        c = client(cluster, leader, decode_responses=True, socket_timeout=10)
+        assert c.set("before", "1") is True
+        assert c.execute_command("CAIRN.FAILPOINT", "storage.lmdb.sync", "return(EIO)") == "OK"
+        with pytest.raises(redis.RedisError):
+            c.set("during", "1")
+        c.close()
+        proc = cluster.procs[leader]
+        assert proc.wait(timeout=20) == 1, "a node with a failed disk must stop"
+        log = cluster.spec(leader).log_path.read_text()
+        assert "will acknowledge nothing more" in log
+        new_leader = cluster.wait_for_leader()
+        assert new_leader != leader
+        survivor = client(cluster, new_leader, decode_responses=True)
+        assert survivor.get("before") == "1"
+        assert survivor.set("after", "1") is True
+        survivor.close()
+
+
+def test_failpoint_command_is_unknown_in_production(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, nodes=1) as cluster:
+        c = client(cluster, 1)
+        with pytest.raises(redis.ResponseError, match="unknown command"):
+            c.execute_command("CAIRN.FAILPOINT", "storage.lmdb.sync", "return")
+        c.close()
+
+
+def test_sigterm_stops_the_leader_gracefully_under_load(
+    loaded_cluster: tuple[LocalCluster, RegisterWorkload],
+) -> None:
+    cluster, workload = loaded_cluster
+    time.sleep(1)
+    leader = cluster.wait_for_leader()
+    cluster.stop(leader)
+    assert cluster.procs[leader].returncode == 0
+    assert "stopped" in cluster.spec(leader).log_path.read_text()
+    new_leader = cluster.wait_for_leader(timeout=10)
+    assert new_leader != leader
+    time.sleep(1)
+    workload.stop()
+    verdict = check_history(workload.history.ops)
+    assert verdict.ok, f"{verdict.outcome}: {verdict.explanation}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -72,15 +73,29 @@ async def run_node(config: NodeConfig) -> int:
         logging.getLogger("cairn").error("cannot start: %s", exc)
         return 1
     node_filter.term = lambda: node.replica.term
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+        loop.add_signal_handler(sig, node.stop_requested.set)
+    await node.stop_requested.wait()
     logging.getLogger("cairn").info("stopping: finishing in-flight commands")
     await node.stop()
     logging.getLogger("cairn").info("stopped")
-    return 0
+    return 1 if node.failure is not None else 0
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-file limit to the hard one; the new soft limit.
+
+    Every client is a file descriptor, so the often-default soft limit of 1024 would
+    refuse connections (EMFILE) long before `limits.max_clients`.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # e.g. an unlimited hard limit some systems refuse
+            return soft
+    return hard
 
 
 def run_forever(config: NodeConfig) -> int:
@@ -115,4 +130,5 @@ def server(config_path: Path | None, **flags: Any) -> None:
             config = from_mapping(overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    raise_fd_limit()
     sys.exit(run_forever(config))

@@ -77,6 +77,8 @@ class LocalCluster:
     password: str | None = None
     extra: str = ""
     cluster_id: str = "dev"
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment variables of every node process (e.g. CAIRN_FAILPOINTS)."""
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @classmethod
@@ -134,6 +136,7 @@ class LocalCluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **self.env},
         )
         log.close()
 

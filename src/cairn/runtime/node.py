@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from typing import cast
 from cairn.raft.config import Config
 from cairn.raft.types import NONE, ConfState, ReadOnlyOption, StateRole
 from cairn.resp.codec import encode
-from cairn.resp.reply import ErrorReply, Reply
+from cairn.resp.reply import OK, ErrorReply, Reply
 from cairn.runtime.client_commands import CLIENT_COMMANDS, NOAUTH, ServerContext
 from cairn.runtime.config import NodeConfig
 from cairn.runtime.frames import FrameKind
@@ -39,6 +40,7 @@ from cairn.runtime.real_env import LoopClock, RealEnv
 from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
 from cairn.runtime.transport import TcpTransport, TransportConfig
 from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig
+from cairn.storage import failpoints
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
 from cairn.storage.lmdb_keyspace import LmdbKeyspace
 from cairn.storage.log_store import LmdbLogStore
@@ -47,6 +49,13 @@ from cairn.store.machine import StoreMachine, encode_command
 
 log = logging.getLogger("cairn.node")
 
+FAILPOINTS_ENV = "CAIRN_FAILPOINTS"
+"""Failpoints to switch on at start, `name=spec;...` (see `cairn.storage.failpoints`).
+
+Only when this variable is set (even empty) does the node accept `CAIRN.FAILPOINT name
+spec`, so tests and the chaos runner can inject faults while it runs; production nodes
+do not know the command."""
+FAILPOINT_COMMAND = "cairn.failpoint"
 RETRY_INTERVAL = 0.02
 EXPIRY_INTERVAL = 0.1
 EXPIRY_BATCH = 64
@@ -55,6 +64,7 @@ TRYAGAIN = ErrorReply("TRYAGAIN no leader is available right now, retry later")
 UNCERTAIN = ErrorReply(
     "UNCERTAIN the write may or may not have been applied (leadership changed or it timed out)"
 )
+SHUTTING_DOWN = ErrorReply("TRYAGAIN this node is shutting down, retry on another node")
 _RETRY_MARK = b""
 """A forwarded command's reply meaning "I am not the leader (any more): retry"."""
 
@@ -89,7 +99,10 @@ class Node:
         self._next_forward = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.stopping = False
+        self.failure: Exception | None = None
+        self.stop_requested = asyncio.Event()
         self.lmdb: LmdbEnv | None = None
+        self.failpoints_enabled = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -97,6 +110,8 @@ class Node:
         """Open storage, recover, join the peers and start serving clients."""
         cfg = self.config
         loop = asyncio.get_running_loop()
+        self.failpoints_enabled = FAILPOINTS_ENV in os.environ
+        failpoints.configure_all(os.environ.get(FAILPOINTS_ENV, ""))
         self.log_store = LmdbLogStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
         self.lmdb = self.log_store.env
         self.machine = StoreMachine(LmdbKeyspace(self.lmdb))
@@ -113,6 +128,7 @@ class Node:
             self.machine,
             self._replica_config(),
             bootstrap=ConfState(voters=tuple(sorted(cfg.peers))),
+            on_fatal=self._on_fatal,
         )
         self.server = RespServer(self, cfg.limits, cfg.password)
         self.context = ServerContext(
@@ -126,6 +142,12 @@ class Node:
         await self.server.start(*cfg.client_addr)
         self._tasks.append(loop.create_task(self._active_expiry()))
         log.info("node %d serving clients on %s:%d", cfg.node_id, *cfg.client_addr)
+
+    def _on_fatal(self, exc: Exception) -> None:
+        """The replica stopped on a storage failure: acknowledge nothing more, and exit."""
+        log.critical("stopping: the replica failed and will acknowledge nothing more: %s", exc)
+        self.failure = exc
+        self.stop_requested.set()
 
     def _replica_config(self) -> ReplicaConfig:
         r = self.config.raft
@@ -157,10 +179,32 @@ class Node:
         deadline = time.monotonic() + grace
         while self._in_flight() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        await self._hand_over_leadership(min(1.0, max(0.0, deadline - time.monotonic())))
         await self.server.stop()
         self.replica.stop()
         await self.transport.stop()
         self.log_store.close()
+
+    async def _hand_over_leadership(self, timeout: float) -> None:
+        """As etcd does on shutdown: pass leadership to the most caught-up voter, so the
+        cluster does not wait out an election timeout."""
+        replica = self.replica
+        if not replica.is_leader or replica.stopped:
+            return
+        status = replica.raw.status()
+        voters = set(status.conf_state.voters)
+        candidates = [
+            (pr.match, peer)
+            for peer, pr in status.progress.items()
+            if peer != status.id and peer in voters and pr.recent_active
+        ]
+        if not candidates:
+            return
+        _, target = max(candidates)
+        replica.transfer_leader(target)
+        deadline = time.monotonic() + timeout
+        while replica.is_leader and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def _in_flight(self) -> bool:
         return any(conn._slots for conn, _ in self.server.clients.values())
@@ -171,11 +215,17 @@ class Node:
         """The `CommandRouter` entry point: one command from one client."""
         state = client.state
         assert state is not None
+        if self.stopping:
+            done(SHUTTING_DOWN)
+            return
         name = args[0].lower().decode("utf-8", "replace")
         state.last_command = name
         client_spec = CLIENT_COMMANDS.get(name)
         if not state.authenticated and not (client_spec is not None and client_spec.no_auth):
             done(NOAUTH)
+            return
+        if name == FAILPOINT_COMMAND and self.failpoints_enabled:
+            done(self._failpoint(args[1:]))
             return
         if client_spec is not None:
             if not _arity_ok(client_spec.arity, len(args)):
@@ -296,6 +346,15 @@ class Node:
             self._write(request)
         else:
             self._read(request)
+
+    def _failpoint(self, args: list[bytes]) -> Reply:
+        if len(args) != 2:
+            return ErrorReply(f"ERR wrong number of arguments for '{FAILPOINT_COMMAND}' command")
+        try:
+            failpoints.configure(args[0].decode(), args[1].decode())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return ErrorReply(f"ERR {exc}")
+        return OK
 
     # -- background work ----------------------------------------------------------------
 

@@ -189,8 +189,11 @@ class Replica:
         config: ReplicaConfig,
         bootstrap: ConfState | None = None,
         observer: ReplicaObserver | None = None,
+        on_fatal: Callable[[Exception], None] | None = None,
     ) -> None:
         self.env = env
+        self.on_fatal = on_fatal
+        self.failure: Exception | None = None
         self.machine = machine
         self.config = config
         self.observer = observer
@@ -456,8 +459,26 @@ class Replica:
                 else:
                     break
             self._maybe_compact()
+        except Exception as exc:
+            # A failed persist (fsync error, disk full) or apply leaves the core with a
+            # Ready it cannot advance past: stop for good rather than answer anything
+            # from state that never reached the disk.
+            self._fail(exc)
         finally:
             self._draining = False
+
+    def _fail(self, exc: Exception) -> None:
+        self.failure = exc
+        self.stop()
+        pending, self._proposals = self._proposals, {}
+        for index in sorted(pending):
+            done = Completion(Outcome.UNKNOWN, reason=f"replica failed: {exc}")
+            pending[index].on_done(done)
+        reads, self._reads = self._reads, {}
+        for read in reads.values():
+            read.on_done(Completion(Outcome.REJECTED, reason=f"replica failed: {exc}"))
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
 
     def _handle_ready(self, rd: Ready) -> None:
         self.counters.readies += 1
