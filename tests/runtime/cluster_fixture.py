@@ -14,21 +14,31 @@ import redis
 
 from cairn.runtime.local_cluster import HOST, LocalCluster
 
-FAST_RAFT = """
-[raft]
-tick_ms = 10
-election_ticks = 30
-heartbeat_ticks = 5
-max_clock_drift_ticks = 5
-[limits]
-request_timeout_ms = 3000
-"""
+FAST_RAFT = {
+    "tick_ms": 10,
+    "election_ticks": 30,
+    "heartbeat_ticks": 5,
+    "max_clock_drift_ticks": 5,
+}
+LIMITS = {"request_timeout_ms": 3000}
+
+
+def _table(name: str, values: dict[str, object]) -> str:
+    return f"[{name}]\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items())
 
 
 @contextmanager
-def running_cluster(root: Path, nodes: int = 3, **kwargs: object) -> Iterator[LocalCluster]:
-    """A started cluster with an elected leader; stopped (by PID) on exit."""
-    cluster = LocalCluster.plan(root, nodes, extra=FAST_RAFT, **kwargs)
+def running_cluster(
+    root: Path,
+    nodes: int = 3,
+    raft: dict[str, object] | None = None,
+    limits: dict[str, object] | None = None,
+    **kwargs: object,
+) -> Iterator[LocalCluster]:
+    """A started cluster with an elected leader; stopped (by PID) on exit. `raft` and
+    `limits` override the fast test settings."""
+    extra = _table("raft", FAST_RAFT | (raft or {})) + _table("limits", LIMITS | (limits or {}))
+    cluster = LocalCluster.plan(root, nodes, extra=extra, **kwargs)
     cluster.start()
     try:
         cluster.wait_for_leader()

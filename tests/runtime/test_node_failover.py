@@ -176,3 +176,25 @@ def test_sigterm_stops_the_leader_gracefully_under_load(
     workload.stop()
     verdict = check_history(workload.history.ops)
     assert verdict.ok, f"{verdict.outcome}: {verdict.explanation}"
+
+
+def test_a_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, raft={"snapshot_threshold": 50}) as cluster:
+        leader = cluster.wait_for_leader()
+        lagging = next(n.node_id for n in cluster.specs if n.node_id != leader)
+        cluster.stop(lagging)
+        c = client(cluster, leader, decode_responses=True)
+        pipe = c.pipeline(transaction=False)
+        for i in range(400):
+            pipe.set(f"snap:{i}", "x" * 200)
+        assert all(pipe.execute())
+        c.close()
+        cluster.start(lagging)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            info = client(cluster, lagging).info()
+            if info.get("db0", {}).get("keys") == 400:
+                break
+            time.sleep(0.2)
+        assert info.get("db0", {}).get("keys") == 400
+        assert info["raft_snapshots_installed"] >= 1, "it should have caught up by snapshot"

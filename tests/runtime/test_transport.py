@@ -51,7 +51,7 @@ def test_messages_flow_both_ways_over_one_connection() -> None:
         await _wait_for(lambda: len(got_b) == 100 and len(got_a) == 1)
         assert got_b == sent
         assert got_a == [_msg(1, 2, 7)]
-        assert a.stats.frames_sent == 1  # one loop turn, one frame
+        assert a.stats.frames_sent == 100  # one frame per send() call
         assert a.stats.connects == 1 and b.stats.connects == 1
         await a.stop()
         await b.stop()
@@ -108,5 +108,27 @@ def test_garbage_from_a_peer_closes_only_that_connection() -> None:
         assert not a.connected(9)
         writer.close()
         await a.stop()
+
+    asyncio.run(main())
+
+
+def test_a_large_snapshot_travels_in_chunks() -> None:
+    from cairn.raft.types import Snapshot, SnapshotMetadata
+
+    async def main() -> None:
+        a, b = await _pair()
+        got: list[Message] = []
+        b.set_handler(lambda msgs: got.extend(msgs))
+        await _wait_for(lambda: a.connected(2))
+        data = bytes(range(256)) * (5 * 4096 + 17)  # about 5 MiB, not a multiple of a chunk
+        snap = Snapshot(data=data, metadata=SnapshotMetadata(index=9, term=3))
+        m = Message(type=MessageType.SNAP, to=2, frm=1, term=3, snapshot=snap)
+        a.send(2, [m, _msg(2, 1, 10)])
+        await _wait_for(lambda: len(got) == 2)
+        assert got[0] == _msg(2, 1, 10) or got[1] == _msg(2, 1, 10)
+        assert m in got
+        assert a.stats.frames_sent >= 6  # 5+ chunk frames and one raft frame
+        await a.stop()
+        await b.stop()
 
     asyncio.run(main())

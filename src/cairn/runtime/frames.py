@@ -29,6 +29,9 @@ class FrameKind(enum.IntEnum):
     """[kind, request_id, protocol, [arg, ...]]: a client command for the leader to run."""
     FORWARD_REPLY = 3
     """[kind, request_id, reply_bytes]: the encoded reply to a forwarded command."""
+    SNAPSHOT_CHUNK = 4
+    """[kind, stream_id, seq, last, message_or_None, chunk]: one piece of a MsgSnap whose
+    data is too large for one frame; the first piece carries the message without data."""
 
 
 class FrameError(ValueError):

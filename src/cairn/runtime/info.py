@@ -76,6 +76,8 @@ def _persistence(node: Node) -> list[tuple[str, object]]:
         ("raft_log_first_index", state.dummy_index + 1),
         ("raft_log_last_index", state.last_index),
         ("raft_snapshot_index", state.snapshot_index),
+        ("raft_snapshots_taken", node.replica.counters.snapshots_taken),
+        ("raft_snapshots_installed", node.replica.counters.snapshots_restored),
         ("disk_status", "failed" if failed else "ok"),
     ]
 

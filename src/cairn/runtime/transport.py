@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from cairn.raft.types import Message, NodeId
@@ -62,6 +62,9 @@ class TransportConfig:
     cluster_id: str = "cairn"
     max_frame: int = 256 << 20
     max_pending_bytes: int = 64 << 20
+    snapshot_chunk: int = 1 << 20
+    max_snapshot: int = 64 << 30
+    """Snapshots larger than this travel as a stream of chunks of this size."""
     backoff_initial: float = 0.05
     backoff_max: float = 2.0
     connect_timeout: float = 2.0
@@ -131,6 +134,14 @@ class PeerConnection(asyncio.Protocol):
 
 
 @dataclass(slots=True)
+class _PartialSnapshot:
+    stream: int
+    message: Message
+    pieces: list[bytes] = field(default_factory=list)
+    next_seq: int = 0
+
+
+@dataclass(slots=True)
 class _Outbox:
     raft: list[Message] = field(default_factory=list)
     other: list[bytes] = field(default_factory=list)
@@ -162,6 +173,8 @@ class TcpTransport:
         self._server: asyncio.Server | None = None
         self._dialers: dict[NodeId, asyncio.Task[None]] = {}
         self._running = False
+        self._next_stream = 0
+        self._incoming: dict[NodeId, _PartialSnapshot] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -274,12 +287,46 @@ class TcpTransport:
         self._handler = handler
 
     def send(self, to: NodeId, msgs: Sequence[Message]) -> None:
-        """See `Transport.send`: queued, then flushed as one frame this loop turn."""
+        """See `Transport.send`: written now, as one frame (with any frames queued before).
+
+        The driver hands over a whole Ready's messages for a peer in one call, so this is
+        already one frame per peer per Ready. Writing at once, rather than at the end of
+        the loop turn, matters for latency: a leader sends its appends and then fsyncs
+        its own log, and the followers' fsyncs should run during the leader's, not after.
+        """
         if to not in self._conns:
             self.stats.messages_dropped += len(msgs)
             return
-        self._outbox.setdefault(to, _Outbox()).raft.extend(msgs)
-        self._schedule_flush()
+        box = self._outbox.pop(to, None) or _Outbox()
+        for m in msgs:
+            snap = m.snapshot
+            if snap is not None and len(snap.data) > self.config.snapshot_chunk:
+                box.other.extend(self._snapshot_frames(m))
+            else:
+                box.raft.append(m)
+        self._flush_box(to, box)
+
+    def _snapshot_frames(self, m: Message) -> list[bytes]:
+        """A large snapshot as a stream of chunk frames (the first carries the message)."""
+        assert m.snapshot is not None
+        data = m.snapshot.data
+        size = self.config.snapshot_chunk
+        self._next_stream += 1
+        head = encode_message(replace(m, snapshot=replace(m.snapshot, data=b"")))
+        pieces = [data[i : i + size] for i in range(0, len(data), size)]
+        return [
+            encode_frame(
+                [
+                    FrameKind.SNAPSHOT_CHUNK,
+                    self._next_stream,
+                    seq,
+                    seq == len(pieces) - 1,
+                    head if seq == 0 else None,
+                    piece,
+                ]
+            )
+            for seq, piece in enumerate(pieces)
+        ]
 
     def send_frame(self, to: NodeId, payload: list[Any]) -> bool:
         """Queue a non-Raft frame (forwarding); false if the peer is not connected."""
@@ -298,19 +345,47 @@ class TcpTransport:
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, {}
         for peer, box in outbox.items():
-            conn = self._conns.get(peer)
-            if conn is None:
-                self.stats.messages_dropped += len(box.raft)
-                continue
-            data = b"".join(box.other)
-            if box.raft:
-                data += encode_frame([FrameKind.RAFT, [encode_message(m) for m in box.raft]])
-            if conn.write(data):
-                self.stats.frames_sent += len(box.other) + (1 if box.raft else 0)
-            else:
-                self.stats.messages_dropped += len(box.raft)
+            self._flush_box(peer, box)
+
+    def _flush_box(self, peer: NodeId, box: _Outbox) -> None:
+        conn = self._conns.get(peer)
+        if conn is None:
+            self.stats.messages_dropped += len(box.raft)
+            return
+        data = b"".join(box.other)
+        if box.raft:
+            data += encode_frame([FrameKind.RAFT, [encode_message(m) for m in box.raft]])
+        if conn.write(data):
+            self.stats.frames_sent += len(box.other) + (1 if box.raft else 0)
+        else:
+            self.stats.messages_dropped += len(box.raft)
 
     # -- receiving ----------------------------------------------------------------------
+
+    def _on_snapshot_chunk(self, peer: NodeId, frame: list[Any]) -> None:
+        """Reassemble a chunked snapshot; a gap (a dropped chunk) abandons the stream and
+        Raft sends the snapshot again later."""
+        _, stream, seq, last, head, piece = frame
+        partial = self._incoming.get(peer)
+        if seq == 0:
+            partial = _PartialSnapshot(stream, decode_message(head))
+            self._incoming[peer] = partial
+        elif partial is None or partial.stream != stream or partial.next_seq != seq:
+            self._incoming.pop(peer, None)
+            return
+        partial.pieces.append(bytes(piece))
+        partial.next_seq += 1
+        if len(partial.pieces) * self.config.snapshot_chunk > self.config.max_snapshot:
+            self._incoming.pop(peer, None)
+            raise FrameError("snapshot stream exceeds max_snapshot")
+        if last:
+            del self._incoming[peer]
+            m = partial.message
+            assert m.snapshot is not None
+            data = b"".join(partial.pieces)
+            full = replace(m, snapshot=replace(m.snapshot, data=data))
+            if self._handler is not None:
+                self._handler([full])
 
     def dispatch(self, peer: NodeId, frame: list[Any]) -> None:
         """Route one frame from `peer` to its handler."""
@@ -326,5 +401,7 @@ class TcpTransport:
         elif kind == FrameKind.FORWARD_REPLY and len(frame) == 3:
             if self.on_forward_reply is not None:
                 self.on_forward_reply(int(frame[1]), bytes(frame[2]))
+        elif kind == FrameKind.SNAPSHOT_CHUNK and len(frame) == 6:
+            self._on_snapshot_chunk(peer, frame)
         else:
             raise FrameError(f"unexpected frame kind {kind!r}")
