@@ -291,3 +291,27 @@ def _stop_redis(tmp_path: Path) -> None:
     pidfile = tmp_path / "redis.pid"
     if pidfile.exists():
         os.kill(int(pidfile.read_text()), signal.SIGTERM)
+
+
+def test_the_leader_expires_keys_for_every_replica(cluster: LocalCluster) -> None:
+    c = client(cluster, cluster.wait_for_leader(), decode_responses=True)
+    before = c.dbsize()
+    pipe = c.pipeline(transaction=False)
+    for i in range(20):
+        pipe.set(f"exp:{i}", "v", px=1500)
+    pipe.dbsize()
+    assert pipe.execute()[-1] == before + 20
+    deadline = time.monotonic() + 10
+    while c.dbsize() != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert c.dbsize() == before, "active expiry should delete expired keys"
+    c.close()
+    for n in cluster.specs:
+        # INFO is answered from each node's own state: the deletions were replicated.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            keys = client(cluster, n.node_id).info("keyspace").get("db0", {}).get("keys", 0)
+            if keys == before:
+                break
+            time.sleep(0.1)
+        assert keys == before
