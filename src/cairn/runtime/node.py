@@ -24,7 +24,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -56,6 +56,11 @@ Only when this variable is set (even empty) does the node accept `CAIRN.FAILPOIN
 spec`, so tests and the chaos runner can inject faults while it runs; production nodes
 do not know the command."""
 FAILPOINT_COMMAND = "cairn.failpoint"
+CLOCKSKEW_COMMAND = "cairn.clockskew"
+"""`CAIRN.CLOCKSKEW rate`: this node's clock runs `rate` seconds per second fast (negative:
+slow); only with failpoints enabled, for the chaos runner's clock-skew fault."""
+PLANT_ENV = "CAIRN_PLANT"
+"""Test-only planted bugs proving the chaos harness bites (see `cairn.chaos.plants`)."""
 RETRY_INTERVAL = 0.02
 EXPIRY_INTERVAL = 0.1
 EXPIRY_BATCH = 64
@@ -103,6 +108,7 @@ class Node:
         self.stop_requested = asyncio.Event()
         self.lmdb: LmdbEnv | None = None
         self.failpoints_enabled = False
+        self.plant = os.environ.get(PLANT_ENV, "")
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -114,6 +120,12 @@ class Node:
         failpoints.configure_all(os.environ.get(FAILPOINTS_ENV, ""))
         self.log_store = LmdbLogStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
         self.lmdb = self.log_store.env
+        if self.plant == "ack-before-sync":
+            from cairn.chaos.plants import UnsyncedLogStore
+
+            unsynced = UnsyncedLogStore(self.log_store, cfg.data_dir)
+            unsynced.start()
+            self.log_store = cast(LmdbLogStore, unsynced)
         self.machine = StoreMachine(LmdbKeyspace(self.lmdb))
         peers = {i: a for i, a in cfg.peers.items() if i != cfg.node_id}
         self.transport = TcpTransport(
@@ -122,7 +134,8 @@ class Node:
         self.transport.on_forward = self._on_forward
         self.transport.on_forward_reply = self._on_forward_reply
         await self.transport.start()
-        env = RealEnv(cfg.node_id, LoopClock(loop), self.transport, self.log_store, random.Random())
+        self.clock = LoopClock(loop)
+        env = RealEnv(cfg.node_id, self.clock, self.transport, self.log_store, random.Random())
         self.replica = Replica(
             env,
             self.machine,
@@ -227,6 +240,9 @@ class Node:
         if name == FAILPOINT_COMMAND and self.failpoints_enabled:
             done(self._failpoint(args[1:]))
             return
+        if name == CLOCKSKEW_COMMAND and self.failpoints_enabled:
+            done(self._clock_skew(args[1:]))
+            return
         if client_spec is not None:
             if not _arity_ok(client_spec.arity, len(args)):
                 done(ErrorReply(f"ERR wrong number of arguments for '{name}' command"))
@@ -238,8 +254,17 @@ class Node:
             done(spec)
             return
         timeout = self.config.limits.request_timeout_ms / 1000
-        request = _Request(spec.name, args[1:], spec, client.protocol, _now() + timeout, done)
-        self._dispatch(request)
+        protocol = client.protocol
+
+        def start(finished: Callable[[], None]) -> None:
+            def reply(value: ReplyValue) -> None:
+                done(value)
+                finished()
+
+            deadline = _now() + timeout
+            self._dispatch(_Request(spec.name, args[1:], spec, protocol, deadline, reply))
+
+        state.order.submit(spec.is_write, start)
 
     def _dispatch(self, request: _Request) -> None:
         if request.finished:
@@ -250,6 +275,10 @@ class Node:
                 self._write(request)
             else:
                 self._read(request)
+            return
+        if self.plant == "stale-follower-read" and not request.spec.is_write:
+            now_ms = self.machine.effective_now(_wall_ms())
+            request.finish(self.machine.execute_read(request.name, request.args, now_ms))
             return
         lead = replica.lead
         if lead != NONE and lead != self.config.node_id and self.transport.connected(lead):
@@ -354,6 +383,16 @@ class Node:
             failpoints.configure(args[0].decode(), args[1].decode())
         except (ValueError, UnicodeDecodeError) as exc:
             return ErrorReply(f"ERR {exc}")
+        return OK
+
+    def _clock_skew(self, args: list[bytes]) -> Reply:
+        try:
+            (rate,) = (float(a) for a in args)
+        except ValueError:
+            return ErrorReply(f"ERR usage: {CLOCKSKEW_COMMAND.upper()} rate (a float > -1)")
+        if rate <= -1.0:
+            return ErrorReply("ERR the clock skew rate must be > -1")
+        self.clock.set_skew(rate)
         return OK
 
     # -- background work ----------------------------------------------------------------

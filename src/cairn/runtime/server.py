@@ -26,6 +26,7 @@ from cairn.resp.codec import NEED_DATA, RemoteProtocolError, RequestParser, enco
 from cairn.resp.codec import Limits as ParserLimits
 from cairn.resp.reply import Reply
 from cairn.runtime.config import Limits
+from cairn.runtime.ordering import ProgramOrder
 
 log = logging.getLogger("cairn.server")
 
@@ -49,6 +50,7 @@ class ClientState:
     last_active: float = 0.0
     closing: bool = False
     flags: set[str] = field(default_factory=set)
+    order: ProgramOrder = field(default_factory=ProgramOrder)
 
 
 class CommandRouter(Protocol):
@@ -110,6 +112,8 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._update_reading()
+        if not self._reading_paused:
+            self._process()  # commands parsed ahead may be all the client will send
 
     def data_received(self, data: bytes) -> None:
         try:
