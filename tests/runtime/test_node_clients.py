@@ -315,3 +315,15 @@ def test_the_leader_expires_keys_for_every_replica(cluster: LocalCluster) -> Non
                 break
             time.sleep(0.1)
         assert keys == before
+
+
+def test_a_pipeline_runs_in_program_order(r: redis.Redis) -> None:
+    port = r.connection_pool.connection_kwargs["port"]
+    pipe = r.pipeline(transaction=False)
+    for i in range(50):
+        pipe.set(f"po:{port}", i)
+        pipe.get(f"po:{port}")
+        pipe.append(f"po:{port}", "x")
+    results = pipe.execute()
+    assert results[1::3] == [str(i) for i in range(50)]
+    assert results[2::3] == [len(str(i)) + 1 for i in range(50)]
