@@ -1,14 +1,26 @@
 """Jepsen-style client workloads against real nodes, recording `cairn.check` histories.
 
-A register workload: each worker thread is one process at a time, running get, put (SET)
-and append (APPEND) on a few keys against a node it picks, and recording every invocation
-and completion. The outcome rules follow what the node's replies promise:
+Every workload is a set of worker threads; each worker is one process at a time, picks a
+node, and records every invocation and completion in a `History` (`cairn.check.Op`
+events, monotonic nanoseconds). The outcome rules follow what the node's replies promise:
 
-- a reply: OK (for a get, with the value read);
+- a reply: OK (for a read, with the value read);
 - `-TRYAGAIN`: definitely not applied (FAIL);
 - any other error, a timeout or a dropped connection: unknown (INFO) for a write, after
   which the worker continues as a new process (Jepsen's rule); a read that fails is
   simply FAIL (it changed nothing).
+
+Three workloads, each with the check its data type allows:
+
+- `RegisterWorkload`: get, put (SET) and append (APPEND) on a few keys; the history is
+  checked for linearizability by `cairn.check`.
+- `SetWorkload`: adds of unique elements to one hash (HSET key element 1, Cairn has no
+  sets yet) and reads of the whole set (HKEYS). A read must contain every add acknowledged
+  before it was invoked and nothing that had not been invoked before it returned; the
+  final read must contain every acknowledged add.
+- `CounterWorkload`: INCR on one key and reads (GET). A read must lie between the
+  increments acknowledged before it started and those invoked before it returned (ok or
+  unknown); so must the final value.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -47,20 +60,92 @@ class History:
             self._next_process += 1
             return self._next_process
 
+    def snapshot(self) -> list[Op]:
+        """A copy of the events so far."""
+        with self.lock:
+            return list(self.ops)
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """One operation of a history: its invocation paired with its completion.
+
+    `end` is None when the operation never completed (still running when the run ended).
+    """
+
+    process: int
+    f: str
+    key: str
+    value: object
+    outcome: OpType
+    start: int
+    end: int | None
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether a client error happened while connecting, before the command was sent
+    (a refused or timed-out connect), so the command definitely did not happen."""
+    text = str(exc).lower()
+    return "connecting to" in text or "timeout connecting" in text
+
+
+def intervals(ops: Sequence[Op]) -> list[Interval]:
+    """Pair every invocation with its process's next completion, in invocation order."""
+    open_: dict[int, Op] = {}
+    done: list[tuple[int, Interval]] = []
+    order: dict[int, int] = {}
+    for i, op in enumerate(ops):
+        if op.type is OpType.INVOKE:
+            open_[op.process] = op
+            order[op.process] = i
+            continue
+        call = open_.pop(op.process, None)
+        if call is None:
+            continue
+        value = op.value if op.type is OpType.OK else call.value
+        item = Interval(op.process, call.f, call.key, value, op.type, call.time, op.time)
+        done.append((order[op.process], item))
+    for process, call in open_.items():
+        item = Interval(process, call.f, call.key, call.value, OpType.INFO, call.time, None)
+        done.append((order[process], item))
+    return [item for _, item in sorted(done, key=lambda pair: pair[0])]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What a workload's own check found; `anomalies` are one-line descriptions.
+
+    `lost` counts acknowledged writes missing from the final state.
+    """
+
+    name: str
+    ok: bool
+    anomalies: tuple[str, ...] = ()
+    lost: int = 0
+    details: str = ""
+
 
 @dataclass
-class RegisterWorkload:
-    """Concurrent get/put/append on `keys`, spread over `endpoints`."""
+class Workload:
+    """Worker threads running `_next_op` against `endpoints`; subclasses say what an
+    operation is and how it is checked.
+
+    `thread_init` runs first in every worker thread (the chaos runner uses it to move the
+    thread into the clients' network namespace).
+    """
 
     endpoints: Sequence[Endpoint]
-    keys: Sequence[str] = ("r0", "r1", "r2")
     workers: int = 6
     password: str | None = None
     timeout: float = 3.0
     seed: int = 0
     history: History = field(default_factory=History)
+    thread_init: Callable[[], None] | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+
+    reads = frozenset({"get", "read"})
+    """Functions that change nothing, so a failed one is simply FAIL."""
 
     def start(self) -> None:
         """Start the worker threads."""
@@ -76,8 +161,10 @@ class RegisterWorkload:
         for t in self._threads:
             t.join(self.timeout * 3)
 
-    def _client(self, rng: random.Random) -> redis.Redis:
-        host, port = rng.choice(list(self.endpoints))
+    def client(self, endpoint: Endpoint) -> redis.Redis:
+        """A redis-py client of one node, without silent retries (a re-sent APPEND or
+        INCR could apply twice behind the history's back)."""
+        host, port = endpoint
         return redis.Redis(
             host=host,
             port=port,
@@ -85,47 +172,240 @@ class RegisterWorkload:
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
             decode_responses=True,
-            # No silent retries: a re-sent APPEND could apply twice behind the history's back.
             retry=Retry(NoBackoff(), 0),
         )
 
     def _run(self, worker: int, rng: random.Random) -> None:
+        if self.thread_init is not None:
+            self.thread_init()
         process = self.history.new_process()
-        client = self._client(rng)
+        client = self.client(rng.choice(list(self.endpoints)))
         n = 0
         while not self._stop.is_set():
             n += 1
-            key = rng.choice(list(self.keys))
-            f = rng.choice(("get", "get", "put", "append"))
-            value = None if f == "get" else f"{worker}-{n}"
-            outcome = self._one(client, process, f, key, value)
-            if outcome is OpType.INFO or (f == "get" and outcome is OpType.FAIL):
+            f, key, value = self._next_op(worker, n, rng)
+            outcome, broken = self._one(client, process, f, key, value)
+            if outcome is OpType.INFO or broken:
                 client.close()
-                client = self._client(rng)
+                client = self.client(rng.choice(list(self.endpoints)))
                 if outcome is OpType.INFO:
                     process = self.history.new_process()
+            elif outcome is OpType.FAIL:
+                time.sleep(0.01)  # a TRYAGAIN: no leader; do not spin
         client.close()
 
     def _one(
-        self, client: redis.Redis, process: int, f: str, key: str, value: str | None
-    ) -> OpType:
+        self, client: redis.Redis, process: int, f: str, key: str, value: object
+    ) -> tuple[OpType, bool]:
+        """Run one operation; its outcome and whether the connection broke."""
         h = self.history
-        h.record(process, OpType.INVOKE, f, key, value)
-        call: Callable[[], object] = {
-            "get": lambda: client.get(key),
-            "put": lambda: client.set(key, value),  # type: ignore[arg-type]
-            "append": lambda: client.append(key, value),  # type: ignore[arg-type]
-        }[f]
+        read = f in self.reads
+        h.record(process, OpType.INVOKE, f, key, None if read else value)
         try:
-            result = call()
+            result = self._call(client, f, key, value)
         except redis.ResponseError as exc:
-            definite = f == "get" or isinstance(exc, redis.exceptions.TryAgainError)
+            definite = read or isinstance(exc, redis.exceptions.TryAgainError)
             kind = OpType.FAIL if definite else OpType.INFO
-            h.record(process, kind, f, key, None if f == "get" else value)
-            return kind
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            kind = OpType.FAIL if f == "get" else OpType.INFO
-            h.record(process, kind, f, key, None if f == "get" else value)
-            return kind
-        h.record(process, OpType.OK, f, key, result if f == "get" else value)
-        return OpType.OK
+            h.record(process, kind, f, key, None if read else value)
+            return kind, False
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            kind = OpType.FAIL if read or _never_sent(exc) else OpType.INFO
+            h.record(process, kind, f, key, None if read else value)
+            return kind, True
+        h.record(process, OpType.OK, f, key, result if read else value)
+        return OpType.OK, False
+
+    def _next_op(self, worker: int, n: int, rng: random.Random) -> tuple[str, str, object]:
+        raise NotImplementedError
+
+    def _call(self, client: redis.Redis, f: str, key: str, value: object) -> object:
+        raise NotImplementedError
+
+    def check(self, final: object) -> CheckResult:
+        """Check the history (and `final`, the value read after the run healed)."""
+        raise NotImplementedError
+
+    def final_read(self, client: redis.Redis) -> object:
+        """Read the final state the check compares with (None: nothing to read)."""
+        return None
+
+
+@dataclass
+class RegisterWorkload(Workload):
+    """Concurrent get/put/append on `keys`; checked for linearizability."""
+
+    keys: Sequence[str] = ("r0", "r1", "r2")
+
+    name = "register"
+
+    def _next_op(self, worker: int, n: int, rng: random.Random) -> tuple[str, str, object]:
+        key = rng.choice(list(self.keys))
+        f = rng.choice(("get", "get", "put", "append"))
+        return f, key, None if f == "get" else f"{worker}-{n}"
+
+    def _call(self, client: redis.Redis, f: str, key: str, value: object) -> object:
+        if f == "get":
+            return client.get(key)
+        if f == "put":
+            return client.set(key, str(value))
+        return client.append(key, str(value))
+
+    def check(self, final: object = None) -> CheckResult:
+        """Linearizability of the whole history (per key), by `cairn.check`."""
+        from cairn.check.linearizability import check_history
+
+        verdict = check_history(self.history.snapshot())
+        detail = f"{verdict.outcome.value}, {verdict.ops_checked} operations checked"
+        if verdict.ok:
+            return CheckResult(self.name, True, details=detail)
+        text = f"key {verdict.key!r}: {verdict.explanation}"
+        return CheckResult(self.name, False, (text,), details=detail)
+
+
+@dataclass
+class SetWorkload(Workload):
+    """Adds of unique elements to a hash (HSET key element 1) and reads (HKEYS).
+
+    The hash changes every `period` seconds (`set:0`, `set:1`, ...) so reads stay short
+    in long runs; each hash is a set of its own, checked alone.
+    """
+
+    key: str = "set"
+    read_ratio: float = 0.05
+    period: float = 10.0
+    _origin: float = field(default_factory=time.monotonic)
+
+    name = "set"
+
+    def _next_op(self, worker: int, n: int, rng: random.Random) -> tuple[str, str, object]:
+        key = f"{self.key}:{int((time.monotonic() - self._origin) / self.period)}"
+        if rng.random() < self.read_ratio:
+            return "read", key, None
+        return "add", key, f"{worker}-{n}"
+
+    def _call(self, client: redis.Redis, f: str, key: str, value: object) -> object:
+        if f == "read":
+            return sorted(client.hkeys(key))
+        return client.hset(key, str(value), "1")
+
+    def final_read(self, client: redis.Redis) -> object:
+        """Every element present after the run, per hash."""
+        keys = sorted({op.key for op in self.history.snapshot()})
+        return {key: sorted(client.hkeys(key)) for key in keys}
+
+    def check(self, final: object) -> CheckResult:
+        """Reads see every earlier acknowledged add and nothing never attempted; the final
+        read holds every acknowledged add. Each hash is checked alone."""
+        finals = final if isinstance(final, dict) else {}
+        by_key: dict[str, list[Interval]] = {}
+        for op in intervals(self.history.snapshot()):
+            by_key.setdefault(op.key, []).append(op)
+        results = [self._check_key(ops, finals.get(k)) for k, ops in sorted(by_key.items())]
+        if final is None:
+            results.append(CheckResult(self.name, False, ("the final read failed",)))
+        anomalies = tuple(a for r in results for a in r.anomalies)
+        lost = sum(r.lost for r in results)
+        numbers = [0, 0, 0, 0]
+        for r in results:
+            for i, part in enumerate(r.details.split(",")[:4] if r.details else []):
+                numbers[i] += int(part)
+        details = (
+            f"{numbers[0]} acknowledged adds, {numbers[1]} unknown, {numbers[2]} present at "
+            f"the end ({numbers[3]} of the unknown took effect) in {len(by_key)} hashes"
+        )
+        return CheckResult(self.name, not anomalies, anomalies[:20], lost, details)
+
+    def _check_key(self, ops: list[Interval], final: object) -> CheckResult:
+        adds = [op for op in ops if op.f == "add"]
+        acked = {str(op.value): op for op in adds if op.outcome is OpType.OK}
+        attempted = {str(op.value): op for op in adds if op.outcome is not OpType.FAIL}
+        anomalies: list[str] = []
+        for read in (op for op in ops if op.f == "read" and op.outcome is OpType.OK):
+            anomalies.extend(_set_read_problems(read, acked, attempted))
+        present = set(final) if isinstance(final, list) else set()
+        lost = sorted(e for e in acked if e not in present)
+        unexpected = sorted(e for e in present if e not in attempted)
+        if lost:
+            anomalies.append(
+                f"final read of {ops[0].key} lacks {len(lost)} acknowledged adds, e.g. {lost[:5]}"
+            )
+        if unexpected:
+            anomalies.append(f"final read holds elements never added: {unexpected[:5]}")
+        unknown = sum(op.outcome is OpType.INFO for op in adds)
+        took = sum(1 for e in present if e not in acked)
+        details = f"{len(acked)},{unknown},{len(present)},{took}"
+        return CheckResult(self.name, not anomalies, tuple(anomalies[:20]), len(lost), details)
+
+
+def _set_read_problems(
+    read: Interval, acked: dict[str, Interval], attempted: dict[str, Interval]
+) -> list[str]:
+    seen = set(read.value) if isinstance(read.value, list) else set()
+    problems = []
+    missing = [e for e, op in acked.items() if op.end is not None and op.end < read.start]
+    missing = [e for e in missing if e not in seen]
+    if missing:
+        problems.append(
+            f"a read at {read.start} lacks {len(missing)} adds acknowledged before it, "
+            f"e.g. {sorted(missing)[:3]}"
+        )
+    assert read.end is not None
+    end = read.end
+    early = [e for e in seen if e not in attempted or attempted[e].start > end]
+    if early:
+        problems.append(f"a read at {read.start} holds elements not yet added: {early[:3]}")
+    return problems
+
+
+@dataclass
+class CounterWorkload(Workload):
+    """INCR on `key` and reads (GET); the value must account for every acknowledged
+    increment and for no increment that was never sent."""
+
+    key: str = "counter"
+    read_ratio: float = 0.2
+
+    name = "counter"
+
+    def _next_op(self, worker: int, n: int, rng: random.Random) -> tuple[str, str, object]:
+        if rng.random() < self.read_ratio:
+            return "read", self.key, None
+        return "incr", self.key, "1"
+
+    def _call(self, client: redis.Redis, f: str, key: str, value: object) -> object:
+        if f == "read":
+            raw = client.get(key)
+            return 0 if raw is None else int(raw)
+        return client.incr(key)
+
+    def final_read(self, client: redis.Redis) -> object:
+        """The counter's value after the run."""
+        raw = client.get(self.key)
+        return 0 if raw is None else int(raw)
+
+    def check(self, final: object) -> CheckResult:
+        """Every read, and the final value, lies within [acknowledged before, invoked
+        before it returned]."""
+        ops = intervals(self.history.snapshot())
+        incrs = [op for op in ops if op.f == "incr"]
+        ok_ends = sorted(op.end for op in incrs if op.outcome is OpType.OK and op.end is not None)
+        sent = sorted(op.start for op in incrs if op.outcome is not OpType.FAIL)
+        anomalies: list[str] = []
+        for read in (op for op in ops if op.f == "read" and op.outcome is OpType.OK):
+            assert read.end is not None
+            lower = bisect_left(ok_ends, read.start)
+            upper = bisect_left(sent, read.end)
+            value = int(str(read.value))
+            if not lower <= value <= upper:
+                anomalies.append(f"a read at {read.start} saw {value}, expected {lower}..{upper}")
+        acked, unknown = len(ok_ends), sum(op.outcome is OpType.INFO for op in incrs)
+        value = final if isinstance(final, int) else -1
+        lost = max(0, acked - value) if value >= 0 else 0
+        if not acked <= value <= acked + unknown:
+            anomalies.insert(
+                0,
+                f"final value {value}, expected {acked}..{acked + unknown} "
+                f"({acked} acknowledged, {unknown} unknown increments)",
+            )
+        details = f"{acked} acknowledged increments, {unknown} unknown, final value {value}"
+        return CheckResult(self.name, not anomalies, tuple(anomalies[:20]), lost, details)

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cairn.check.history import write_jsonl
+from cairn.cli.chaos_cmd import chaos
 from cairn.cli.dev import dev
 from cairn.cli.server_cmd import server
 from cairn.raft.config import PlantedBug
@@ -56,6 +57,7 @@ def main() -> None:
 
 main.add_command(server)
 main.add_command(dev)
+main.add_command(chaos)
 
 
 @main.command()

@@ -22,10 +22,17 @@ class LoopClock:
         self.loop = loop
         self.skew = skew
         self._origin = loop.time()
+        self._base = 0.0
 
     def now(self) -> float:
         """See `Clock.now`."""
-        return (self.loop.time() - self._origin) * (1.0 + self.skew)
+        return self._base + (self.loop.time() - self._origin) * (1.0 + self.skew)
+
+    def set_skew(self, skew: float) -> None:
+        """Change the rate from now on; `now()` stays continuous (no jump)."""
+        self._base = self.now()
+        self._origin = self.loop.time()
+        self.skew = skew
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         """See `Clock.call_later`."""

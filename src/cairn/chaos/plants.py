@@ -1,0 +1,105 @@
+"""Planted bugs for real nodes: test-only switches that prove the chaos harness bites.
+
+A node started with the environment variable `CAIRN_PLANT` set to one of these names
+misbehaves on purpose (nothing changes when the variable is absent):
+
+- `ack-before-sync`: the node's storage never fsyncs what it acknowledges. Every Raft write
+  (entries, hard state, votes) is committed to LMDB without a sync, so the node answers
+  clients and votes with data only in volatile memory. A real crash of such a node loses
+  that memory, but `kill -9` does not (the page cache survives the process), so the plant
+  also models the disk: what is durable is an image of the environment taken by a
+  "writeback" once per `WRITEBACK_INTERVAL` (like the kernel flushing dirty pages),
+  written beside the data as `POWER_LOSS_IMAGE`. The chaos runner's power-loss fault
+  kills every node with -9 and puts that image back in place of the data file, so the
+  cluster restarts with what its disks really held: up to a second behind what was
+  acknowledged.
+- `stale-follower-read`: a follower answers reads from its own applied state at once,
+  without ReadIndex or forwarding to the leader (see `cairn.runtime.node`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cairn.runtime.env import DurableState, LogBatch
+from cairn.storage.log_store import LmdbLogStore
+
+PLANT_ENV = "CAIRN_PLANT"
+ACK_BEFORE_SYNC = "ack-before-sync"
+STALE_FOLLOWER_READ = "stale-follower-read"
+PLANTS = (ACK_BEFORE_SYNC, STALE_FOLLOWER_READ)
+
+POWER_LOSS_IMAGE = "power-loss-image.mdb"
+"""The durable image of a node running `ack-before-sync`, in its data directory."""
+WRITEBACK_INTERVAL = 1.0
+
+
+class UnsyncedLogStore:
+    """A `LogStore` that writes every batch without an fsync (acknowledging at once) and
+    keeps the power-loss image up to date once per `WRITEBACK_INTERVAL`.
+
+    Everything else is the wrapped `LmdbLogStore`'s (attribute access falls through).
+    """
+
+    def __init__(self, store: LmdbLogStore, data_dir: str | os.PathLike[str]) -> None:
+        self.store = store
+        self.image = Path(data_dir) / POWER_LOSS_IMAGE
+        self._task: asyncio.Task[None] | None = None
+        self.writeback()
+
+    def write(self, batch: LogBatch, sync: bool) -> None:
+        """The planted bug: `sync` is ignored."""
+        self.store.write(batch, sync=False)
+
+    def load(self) -> DurableState:
+        """See `LogStore.load`."""
+        return self.store.load()
+
+    def start(self) -> None:
+        """Run the writeback on the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._writeback_loop())
+
+    async def _writeback_loop(self) -> None:
+        while True:
+            await asyncio.sleep(WRITEBACK_INTERVAL)
+            self.writeback()
+
+    def writeback(self) -> None:
+        """Replace the durable image by a consistent copy of the environment as it is."""
+        tmp = self.image.parent / (self.image.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self.store.env.raw.copy(str(tmp))
+        os.replace(tmp / "data.mdb", self.image)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop the writeback; a graceful stop syncs, so the image becomes the data."""
+        if self._task is not None:
+            self._task.cancel()
+        with contextlib.suppress(OSError):
+            self.writeback()
+        self.store.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def restore_power_loss_image(data_dir: Path) -> bool:
+    """After a power loss, put a planted node's durable image in place of its data file.
+
+    Returns whether there was an image (a correct node has none: everything it
+    acknowledged was fsynced, so its files after kill -9 are what a disk would hold).
+    """
+    image = data_dir / POWER_LOSS_IMAGE
+    if not image.exists():
+        return False
+    shutil.copyfile(image, data_dir / "data.mdb")
+    with contextlib.suppress(FileNotFoundError):
+        (data_dir / "lock.mdb").unlink()
+    return True
