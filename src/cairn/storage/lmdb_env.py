@@ -35,6 +35,7 @@ from typing import IO
 import lmdb
 
 from cairn.storage.errors import (
+    CorruptLogError,
     DataDirMismatchError,
     DiskFailedError,
     FormatVersionError,
@@ -273,7 +274,7 @@ def _lock_data_dir(data_dir: Path) -> IO[bytes]:
 
 def _open_raw(data_dir: Path, options: LmdbOptions) -> lmdb.Environment:
     try:
-        return lmdb.open(
+        raw = lmdb.open(
             str(data_dir),
             map_size=options.map_size,
             max_dbs=len(DB_NAMES) + 4,
@@ -284,6 +285,27 @@ def _open_raw(data_dir: Path, options: LmdbOptions) -> lmdb.Environment:
         )
     except lmdb.Error as exc:
         raise StartupError(f"cannot open LMDB environment at {data_dir}: {exc}") from exc
+    try:
+        _check_not_truncated(raw, data_dir)
+    except BaseException:
+        raw.close()
+        raise
+    return raw
+
+
+def _check_not_truncated(raw: lmdb.Environment, data_dir: Path) -> None:
+    """Refuse a data file shorter than the pages its meta page claims.
+
+    LMDB maps the file and would read past its end, which kills the process with SIGBUS
+    instead of an error naming the damage.
+    """
+    data_file = data_dir / "data.mdb"
+    needed = (raw.info()["last_pgno"] + 1) * raw.stat()["psize"]
+    actual = data_file.stat().st_size
+    if actual < needed:
+        raise CorruptLogError(
+            f"{data_file} is truncated: {actual} bytes, but its pages reach {needed} bytes"
+        )
 
 
 def _open_dbs(
