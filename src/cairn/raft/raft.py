@@ -26,9 +26,9 @@ from cairn.raft.errors import (
     CompactedError,
     ProposalDroppedError,
     SnapshotTemporarilyUnavailableError,
-    StepPeerNotFoundError,
     UnavailableError,
 )
+from cairn.raft.leader import serve_read_index, step_leader
 from cairn.raft.log import RaftLog
 from cairn.raft.progress import Progress, ProgressState
 from cairn.raft.quorum import VoteResult
@@ -50,9 +50,7 @@ from cairn.raft.types import (
     Snapshot,
     SoftState,
     StateRole,
-    decode_conf_change,
     encode_conf_change,
-    is_response,
     vote_resp_type,
 )
 
@@ -119,9 +117,7 @@ class Raft:
     def promotable(self) -> bool:
         """Whether this node may campaign: a voter with no snapshot waiting to be applied."""
         pr = self.prs.progress.get(self.id)
-        return (
-            pr is not None and not pr.is_learner and self.raft_log.unstable.snapshot is None
-        )
+        return pr is not None and not pr.is_learner and self.raft_log.unstable.snapshot is None
 
     def committed_entry_in_current_term(self) -> bool:
         """Whether this leader has committed an entry of its own term (thesis §6.4)."""
@@ -443,7 +439,7 @@ class Raft:
             return
         match self.role:
             case StateRole.LEADER:
-                self.step_leader(m)
+                step_leader(self, m)
             case StateRole.CANDIDATE | StateRole.PRE_CANDIDATE:
                 self.step_candidate(m)
             case StateRole.FOLLOWER:
@@ -497,77 +493,6 @@ class Raft:
 
     # -- leader -------------------------------------------------------------------------
 
-    def step_leader(self, m: Message) -> None:
-        """Handle a message as leader."""
-        local = _LEADER_LOCAL_HANDLERS.get(m.type)
-        if local is not None:
-            local(self, m)
-            return
-        pr = self.prs.progress.get(m.frm)
-        if pr is None:
-            if is_response(m.type):
-                raise StepPeerNotFoundError(f"no progress for node {m.frm}")
-            return
-        peer = _LEADER_PEER_HANDLERS.get(m.type)
-        if peer is not None:
-            peer(self, m, pr)
-
-    def _leader_beat(self, m: Message) -> None:
-        self.bcast_heartbeat()
-
-    def _leader_check_quorum(self, m: Message) -> None:
-        if not self.prs.quorum_active():
-            self.become_follower(self.term, NONE)
-        for node_id, pr in self.prs.progress.items():
-            if node_id != self.id:
-                pr.recent_active = False
-
-    def _leader_prop(self, m: Message) -> None:
-        if not m.entries:
-            raise AssertionError("stepped an empty proposal")
-        if self.id not in self.prs.progress:
-            raise ProposalDroppedError("this node was removed from the configuration")
-        if self.lead_transferee != NONE:
-            raise ProposalDroppedError(f"leadership is moving to {self.lead_transferee}")
-        first = self.raft_log.last_index() + 1
-        entries = [self._vet_conf_change(e, first + i) for i, e in enumerate(m.entries)]
-        if not self.append_entries(entries):
-            raise ProposalDroppedError("too many uncommitted entries")
-        self.bcast_append()
-
-    def _vet_conf_change(self, e: Entry, index: int) -> Entry:
-        """Refuse a membership change that may not start now (replace it by a no-op)."""
-        if e.type is not EntryType.CONF_CHANGE:
-            return e
-        cc = decode_conf_change(e.data)
-        joint = self.prs.config.voters.is_joint()
-        refused = (
-            self.pending_conf_index > self.raft_log.applied
-            or (joint and not cc.leave_joint())
-            or (not joint and cc.leave_joint())
-        )
-        if refused:
-            return Entry(term=e.term, index=e.index, type=EntryType.NORMAL)
-        self.pending_conf_index = index
-        return e
-
-    def _leader_read_index(self, m: Message) -> None:
-        if self.prs.is_singleton():
-            self.respond_read_index(m, self.raft_log.committed)
-            return
-        if not self.committed_entry_in_current_term():
-            self.pending_read_index.append(m)
-            return
-        self._serve_read_index(m)
-
-    def _serve_read_index(self, m: Message) -> None:
-        if self.config.read_only_option is ReadOnlyOption.LEASE_BASED and self.lease_valid():
-            self.respond_read_index(m, self.raft_log.committed)
-            return
-        self.read_only.add_request(self.raft_log.committed, m)
-        self.read_only.recv_ack(self.id, m.context)
-        self.bcast_heartbeat(m.context)
-
     def respond_read_index(self, m: Message, index: int) -> None:
         """Hand a confirmed read to the local application or back to the asking follower."""
         if m.frm in (NONE, self.id):
@@ -581,21 +506,7 @@ class Raft:
             return
         pending, self.pending_read_index = self.pending_read_index, []
         for m in pending:
-            self._serve_read_index(m)
-
-    def _leader_transfer(self, m: Message, pr: Progress) -> None:
-        transferee = m.frm
-        if pr.is_learner or transferee == self.id:
-            return
-        if self.lead_transferee == transferee:
-            return
-        self.abort_leader_transfer()
-        self.lead_transferee = transferee
-        self.election_elapsed = 0
-        if pr.match == self.raft_log.last_index():
-            self.send_timeout_now(transferee)
-        else:
-            self.send_append(transferee)
+            serve_read_index(self, m)
 
     def send_timeout_now(self, to: NodeId) -> None:
         """Tell the transferee to campaign now; our lease ends here for good."""
@@ -605,72 +516,6 @@ class Raft:
     def abort_leader_transfer(self) -> None:
         """Give up a leadership transfer."""
         self.lead_transferee = NONE
-
-    def _leader_app_resp(self, m: Message, pr: Progress) -> None:
-        pr.recent_active = True
-        if m.reject:
-            self._handle_append_reject(m, pr)
-            return
-        was_paused = pr.is_paused()
-        if not pr.maybe_update(m.index):
-            return
-        self._on_progress_advanced(m.frm, pr)
-        if self.maybe_commit():
-            self.bcast_append()
-        elif was_paused:
-            self.send_append(m.frm)
-        while self.send_append(m.frm, send_if_empty=False):
-            pass
-        if m.frm == self.lead_transferee and pr.match == self.raft_log.last_index():
-            self.send_timeout_now(m.frm)
-
-    def _on_progress_advanced(self, node_id: NodeId, pr: Progress) -> None:
-        if pr.state is ProgressState.PROBE:
-            pr.become_replicate()
-        elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
-            pr.become_probe()
-            pr.become_replicate()
-        elif pr.state is ProgressState.REPLICATE:
-            pr.inflights.free_le(pr.match)
-
-    def _handle_append_reject(self, m: Message, pr: Progress) -> None:
-        next_probe = m.reject_hint
-        if m.hint_term > 0:
-            next_probe, _ = self.raft_log.find_conflict_by_term(m.reject_hint, m.hint_term)
-        if pr.maybe_decr_to(m.index, next_probe):
-            if pr.state is ProgressState.REPLICATE:
-                pr.become_probe()
-            self.send_append(m.frm)
-
-    def _leader_heartbeat_resp(self, m: Message, pr: Progress) -> None:
-        pr.recent_active = True
-        pr.probe_sent = False
-        if pr.state is ProgressState.REPLICATE and pr.inflights.full():
-            pr.inflights.free_first_one()
-        if self.prs.is_voter(m.frm):
-            self.lease_acks[m.frm] = max(self.lease_acks.get(m.frm, 0), m.lease_tick)
-        if pr.match < self.raft_log.last_index():
-            self.send_append(m.frm)
-        if not m.context:
-            return
-        acks = self.read_only.recv_ack(m.frm, m.context)
-        if acks is None or self.prs.config.voters.vote_result(acks) is not VoteResult.WON:
-            return
-        for status in self.read_only.advance(m.context):
-            self.respond_read_index(status.request, status.index)
-
-    def _leader_snap_status(self, m: Message, pr: Progress) -> None:
-        if pr.state is not ProgressState.SNAPSHOT:
-            return
-        if m.reject:
-            pr.pending_snapshot = 0
-        pr.become_probe()
-        # Wait for a heartbeat answer before probing again.
-        pr.probe_sent = True
-
-    def _leader_unreachable(self, m: Message, pr: Progress) -> None:
-        if pr.state is ProgressState.REPLICATE:
-            pr.become_probe()
 
     def append_entries(self, entries: list[Entry]) -> bool:
         """Give entries our term and the next indexes and append them; false if over limit."""
@@ -886,19 +731,3 @@ _COMMON_HANDLERS: dict[MessageType, Callable[[Raft, Message], None]] = {
     MT.VOTE: Raft._step_vote,
     MT.PRE_VOTE: Raft._step_vote,
 }
-
-_LEADER_LOCAL_HANDLERS: dict[MessageType, Callable[[Raft, Message], None]] = {
-    MT.BEAT: Raft._leader_beat,
-    MT.CHECK_QUORUM: Raft._leader_check_quorum,
-    MT.PROP: Raft._leader_prop,
-    MT.READ_INDEX: Raft._leader_read_index,
-}
-
-_LEADER_PEER_HANDLERS: dict[MessageType, Callable[[Raft, Message, Progress], None]] = {
-    MT.APP_RESP: Raft._leader_app_resp,
-    MT.HEARTBEAT_RESP: Raft._leader_heartbeat_resp,
-    MT.SNAP_STATUS: Raft._leader_snap_status,
-    MT.UNREACHABLE: Raft._leader_unreachable,
-    MT.TRANSFER_LEADER: Raft._leader_transfer,
-}
-
