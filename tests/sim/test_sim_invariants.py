@@ -95,3 +95,21 @@ def test_final_check_needs_every_committed_entry() -> None:
     c.final_check(1, term_at(log_of(1)), 4)  # compacted into a snapshot: fine
     with expect(InvariantKind.COMMITTED_ENTRY_LOST):
         c.final_check(2, term_at(log_of(1, 1)), 1)
+
+
+def test_the_first_violation_is_remembered_even_if_the_raise_is_swallowed() -> None:
+    c = checker()
+    c.leader_elected(1, 3, term_at({}), 1)
+    for node in (2, 3):
+        with expect(InvariantKind.ELECTION_SAFETY):
+            c.leader_elected(node, 3, term_at({}), 1)
+    assert c.violation is not None
+    assert "nodes 1 and 2 both lead term 3" in c.violation.description
+
+
+def test_a_failed_node_is_a_violation() -> None:
+    c = checker()
+    with expect(InvariantKind.NODE_FAILED) as info:
+        c.node_failed(4, AssertionError("gap in the log"))
+    assert "node 4 failed" in info.value.violation.description
+    assert c.violation == info.value.violation

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 from dataclasses import replace
 
 import pytest
 
 from cairn.raft.types import ReadOnlyOption
-from cairn.sim import ALL_FAULTS, Fault, SimConfig, run_simulation
+from cairn.sim import ALL_FAULTS, Fault, InvariantKind, SimConfig, run_simulation
+from cairn.sim.kv_machine import KVMachine
+from cairn.sim.profiles import PROFILES
+from cairn.sim.runner import _replica_config
 from cairn.sim.sweep import sweep
 
 
@@ -98,3 +102,52 @@ def test_slow_sweep_10000_seeds() -> None:
         if r.failure is not None
     ]
     assert failures == []
+
+
+def test_a_violation_inside_a_node_driver_still_stops_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The driver stops itself on any exception from its observer, swallowing the checker's
+    raise; the runner must still see the violation (and report a driver that failed)."""
+
+    def broken_apply(self: KVMachine, index: int, data: bytes) -> object:
+        raise RuntimeError(f"cannot apply {index}")
+
+    monkeypatch.setattr(KVMachine, "apply", broken_apply)
+    result = run_simulation(SimConfig(seed=3, nodes=3, steps=3000, faults=frozenset()))
+    assert result.violation is not None
+    assert result.violation.kind is InvariantKind.NODE_FAILED
+    assert "cannot apply" in result.violation.description
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_each_profile_is_deterministic_and_safe_on_one_seed(name: str) -> None:
+    config = replace(PROFILES[name], seed=4, steps=2000, keep_history=True)
+    a, b = run_simulation(config), run_simulation(config)
+    assert a.digest == b.digest
+    assert a.history == b.history
+    assert a.ok, a.failure
+
+
+def test_forced_raft_settings_reach_the_nodes_and_keep_the_other_draws() -> None:
+    forced = SimConfig(seed=1, pre_vote=False, max_size_per_msg=1, max_inflight_msgs=1)
+    for seed in range(8):
+        mode = ReadOnlyOption.SAFE
+        a = _replica_config(forced, mode, random.Random(seed))
+        b = _replica_config(SimConfig(seed=1), mode, random.Random(seed))
+        assert (a.raft.pre_vote, a.raft.max_size_per_msg, a.raft.max_inflight_msgs) == (
+            False,
+            1,
+            1,
+        )
+        assert a.snapshot_threshold == b.snapshot_threshold
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"readers": 5, "clients": 4}, {"readers": -1}, {"clock_skew": 0.5}, {"clock_skew": -0.1}],
+    ids=["readers>clients", "readers<0", "skew-too-big", "skew-negative"],
+)
+def test_bad_profile_knobs_are_refused(changes: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        SimConfig(seed=0, **changes)  # type: ignore[arg-type]

@@ -8,11 +8,13 @@ returns a `SimResult` with a trace digest: the same seed always gives the same d
 from cairn.sim.invariants import InvariantKind, Violation
 from cairn.sim.nemesis import ALL_FAULTS, Fault
 from cairn.sim.runner import SimConfig, SimResult, run_simulation
+from cairn.sim.scenarios import Scenario
 
 __all__ = [
     "ALL_FAULTS",
     "Fault",
     "InvariantKind",
+    "Scenario",
     "SimConfig",
     "SimResult",
     "Violation",

@@ -39,6 +39,8 @@ class InvariantKind(enum.Enum):
     LEADER_COMPLETENESS = "leader-completeness"
     STATE_MACHINE_SAFETY = "state-machine-safety"
     COMMITTED_ENTRY_LOST = "committed-entry-lost"
+    NODE_FAILED = "node-failed"
+    """A node's driver hit an unexpected exception (a broken assertion, a corrupt log)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,9 @@ class InvariantChecker:
         self._commit_term: dict[int, int] = {}
         self._applied: dict[int, str] = {}
         self._commit_seen: dict[NodeId, int] = {}
+        self.violation: Violation | None = None
+        """The first violation found. It is also raised, but the raise passes through the
+        node driver, which may catch it; the runner looks here after every event."""
 
     @property
     def commit_index(self) -> int:
@@ -93,7 +98,14 @@ class InvariantChecker:
 
     def _fail(self, kind: InvariantKind, description: str) -> None:
         step, time = self._clock()
-        raise InvariantViolationError(Violation(kind, step, time, description))
+        violation = Violation(kind, step, time, description)
+        if self.violation is None:
+            self.violation = violation
+        raise InvariantViolationError(violation)
+
+    def node_failed(self, node: NodeId, error: Exception) -> None:
+        """`node`'s driver stopped itself on an unexpected exception."""
+        self._fail(InvariantKind.NODE_FAILED, f"node {node} failed: {error!r}")
 
     def leader_elected(self, node: NodeId, term: int, term_at: TermAt, first: int) -> None:
         """`node` became leader of `term`; its log answers `term_at`, complete from `first`."""

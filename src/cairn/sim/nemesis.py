@@ -6,7 +6,11 @@ every 20 to 200 ms of virtual time: partitions (halves, isolate the leader, majo
 bridge) healed after a while, crashes followed by restarts, pauses followed by resumes,
 membership changes (add a learner, promote it, remove a voter), and leadership transfers.
 Crashes also strike "at interesting times": right after a node grants a vote, when a
-missing fsync would let it forget the vote. Every fault is counted by kind.
+missing fsync would let it forget the vote, and right after it wins an election. A run
+may also follow a scripted scenario (`cairn.sim.scenarios`): the nemesis hands it the
+same hooks (plus "a leader persisted a new commit index") and its own tools — `count`,
+`later`, `crash` — and the script acts alongside the random schedule. Every fault is
+counted by kind.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from cairn.shard.replica import Completion, Outcome
 from cairn.sim.cluster import Cluster, NodeState, SimNode
 from cairn.sim.loop import HARNESS
 from cairn.sim.network import bridge, cut_between, halves, isolate, majority_ring
+from cairn.sim.scenarios import SCRIPTS, Scenario, Script
 
 MS = 1_000_000
 
@@ -56,9 +61,11 @@ class NemesisParams:
     vote_crash: float = 0.15
     election_crash: float = 0.2
     max_election_crash_delay: int = 15 * MS
+    min_quick_restart: int = 1 * MS
     max_quick_restart: int = 10 * MS
-    """A crash right after a vote is followed by a quick restart (a supervisor's), so the
-    node is back while the election it voted in is still being decided."""
+    """A crash right after a vote is followed by a quick restart (a supervisor's), after
+    `min_quick_restart` to `max_quick_restart`, so the node is back while the election it
+    voted in is still being decided."""
     max_nodes_extra: int = 2
 
 
@@ -72,6 +79,7 @@ class Nemesis:
         faults: frozenset[Fault],
         params: NemesisParams,
         new_node: Callable[[NodeId], SimNode],
+        scenario: Scenario = Scenario.NONE,
     ) -> None:
         self.cluster = cluster
         self.loop = cluster.loop
@@ -85,28 +93,35 @@ class Nemesis:
         self._next_id = max(cluster.nodes) + 1
         self._max_id = max(cluster.nodes) + params.max_nodes_extra
         self._membership_busy_until = 0
+        self.script: Script | None = None
+        if scenario is not Scenario.NONE:
+            self.script = SCRIPTS[scenario](self, random.Random(rng.getrandbits(64)))
 
-    def _count(self, name: str) -> None:
+    def count(self, name: str) -> None:
+        """Count one fault of kind `name` (and put it in the trace)."""
         self.counts[name] = self.counts.get(name, 0) + 1
         self.loop.record(f"nemesis {name}")
 
-    def _later(self, delay: int, label: str, action: Callable[[], None]) -> None:
+    def later(self, delay: int, label: str, action: Callable[[], None]) -> None:
+        """Run `action` after `delay` virtual nanoseconds, as the harness."""
         self.loop.call_later(delay, HARNESS, label, action)
 
     def start(self) -> None:
-        """Begin the fault schedule."""
-        self.active = bool(self._kinds)
+        """Begin the fault schedule (and the scenario's script, if any)."""
+        self.active = bool(self._kinds) or self.script is not None
         self._schedule()
+        if self.script is not None:
+            self.script.start()
 
     def stop(self) -> None:
         """End the schedule; pending undo actions (heal, restart, resume) still run."""
         self.active = False
 
     def _schedule(self) -> None:
-        if not self.active:
+        if not self.active or not self._kinds:
             return
         delay = self.rng.randint(self.params.min_interval, self.params.max_interval)
-        self._later(delay, "nemesis tick", self._tick)
+        self.later(delay, "nemesis tick", self._tick)
 
     def _tick(self) -> None:
         if not self.active:
@@ -139,10 +154,10 @@ class Nemesis:
         else:
             cut = bridge(nodes, self.rng)
         self.cluster.network.set_partition(cut)
-        self._count(Fault.PARTITION.value)
-        self._count(f"partition:{shape}")
+        self.count(Fault.PARTITION.value)
+        self.count(f"partition:{shape}")
         duration = self.rng.randint(50 * MS, self.params.max_partition)
-        self._later(duration, "nemesis heal", lambda: self._heal(cut))
+        self.later(duration, "nemesis heal", lambda: self._heal(cut))
 
     def _heal(self, cut: frozenset[tuple[NodeId, NodeId]]) -> None:
         if self.cluster.network.cut == cut:
@@ -151,48 +166,63 @@ class Nemesis:
 
     # -- crashes and pauses -----------------------------------------------------------
 
-    def _crash(self, node_id: NodeId | None = None, down_for: int | None = None) -> None:
+    def _crash(self) -> None:
         up = self.cluster.ids()
-        if not up:
+        if up:
+            self._crash_node(self.rng.choice(up))
+
+    def _crash_node(self, node_id: NodeId) -> None:
+        """Crash `node_id` if it is up, for a random while."""
+        if self.cluster.nodes[node_id].state is NodeState.UP:
+            self.crash(node_id, self.rng.randint(1 * MS, self.params.max_down))
+
+    def crash(self, node_id: NodeId, down_for: int | None) -> None:
+        """Crash `node_id` if it is up; restart it after `down_for` (None: stays down)."""
+        if self.cluster.nodes[node_id].state is not NodeState.UP:
             return
-        victim = node_id if node_id is not None else self.rng.choice(up)
-        if self.cluster.nodes[victim].state is not NodeState.UP:
-            return
-        self.cluster.crash(victim)
-        self._count(Fault.CRASH.value)
-        if down_for is None:
-            down_for = self.rng.randint(1 * MS, self.params.max_down)
-        self._later(down_for, f"nemesis restart n{victim}", lambda: self._restart(victim))
+        self.cluster.crash(node_id)
+        self.count(Fault.CRASH.value)
+        if down_for is not None:
+            self.later(down_for, f"nemesis restart n{node_id}", lambda: self._restart(node_id))
 
     def _restart(self, node_id: NodeId) -> None:
         if self.cluster.nodes[node_id].state is NodeState.DOWN:
             self.cluster.start(node_id)
-            self._count("restart")
+            self.count("restart")
 
     def after_vote(self, node_id: NodeId) -> None:
         """A node just granted a vote: sometimes crash it before it syncs anything else."""
+        if self.active and self.script is not None:
+            self.script.after_vote(node_id)
         if not self.active or Fault.CRASH not in self.faults:
             return
         if self.rng.random() >= self.params.vote_crash:
             return
-        self._count("crash:after-vote")
-        down_for = self.rng.randint(1 * MS, self.params.max_quick_restart)
-        self._later(
+        self.count("crash:after-vote")
+        down_for = self.rng.randint(self.params.min_quick_restart, self.params.max_quick_restart)
+        self.later(
             self.rng.randint(0, 1 * MS),
             "nemesis crash-after-vote",
-            lambda: self._crash(node_id, down_for),
+            lambda: self.crash(node_id, down_for),
         )
+
+    def after_commit(self, node_id: NodeId, commit: int) -> None:
+        """A leader just persisted a new commit index (only scripts care)."""
+        if self.active and self.script is not None:
+            self.script.after_commit(node_id, commit)
 
     def after_election(self, node_id: NodeId) -> None:
         """A node just became leader: sometimes crash it while its first entries are only
         partly replicated (the Figure 8 scenario of the Raft paper)."""
+        if self.active and self.script is not None:
+            self.script.after_election(node_id)
         if not self.active or Fault.CRASH not in self.faults:
             return
         if self.rng.random() >= self.params.election_crash:
             return
-        self._count("crash:after-election")
+        self.count("crash:after-election")
         delay = self.rng.randint(0, self.params.max_election_crash_delay)
-        self._later(delay, "nemesis crash-after-election", lambda: self._crash(node_id))
+        self.later(delay, "nemesis crash-after-election", lambda: self._crash_node(node_id))
 
     def _pause(self) -> None:
         up = [n for n in self.cluster.ids() if not self.loop.is_paused(n)]
@@ -204,9 +234,9 @@ class Nemesis:
         else:
             victim = self.rng.choice(up)
         self.loop.pause(victim)
-        self._count(Fault.PAUSE.value)
+        self.count(Fault.PAUSE.value)
         duration = self.rng.randint(10 * MS, self.params.max_pause)
-        self._later(duration, f"nemesis resume n{victim}", lambda: self.loop.resume(victim))
+        self.later(duration, f"nemesis resume n{victim}", lambda: self.loop.resume(victim))
 
     # -- membership and leadership ----------------------------------------------------
 
@@ -233,8 +263,8 @@ class Nemesis:
         else:
             return
         self._membership_busy_until = self.loop.now + 1000 * MS
-        self._count(Fault.MEMBERSHIP.value)
-        self._count(name)
+        self.count(Fault.MEMBERSHIP.value)
+        self.count(name)
         leader.propose_conf_change(
             ConfChange(changes=(change,)), lambda done: self._membership_done(change, done)
         )
@@ -243,13 +273,13 @@ class Nemesis:
         self._membership_busy_until = 0
         if done.outcome is Outcome.OK and change.type is ConfChangeType.REMOVE_NODE:
             victim = change.node_id
-            self._later(200 * MS, f"nemesis retire n{victim}", lambda: self._retire(victim))
+            self.later(200 * MS, f"nemesis retire n{victim}", lambda: self._retire(victim))
 
     def _retire(self, node_id: NodeId) -> None:
         node = self.cluster.nodes[node_id]
         if node.state is not NodeState.REMOVED:
             self.cluster.crash(node_id, final=True)
-            self._count("membership:retired")
+            self.count("membership:retired")
 
     def _transfer(self) -> None:
         leader = self.cluster.leader()
@@ -259,7 +289,7 @@ class Nemesis:
         if not others:
             return
         leader.transfer_leader(self.rng.choice(others))
-        self._count(Fault.TRANSFER.value)
+        self.count(Fault.TRANSFER.value)
 
     # -- the end ----------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ history to the linearizability checker. The result carries counts, the first vio
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from cairn.check.history import Op
 from cairn.check.linearizability import Verdict, check_history
@@ -28,8 +29,11 @@ from cairn.sim.invariants import InvariantChecker, InvariantViolationError, Viol
 from cairn.sim.loop import EventLoop
 from cairn.sim.nemesis import ALL_FAULTS, Fault, Nemesis, NemesisParams
 from cairn.sim.network import NetworkFaults, SimNetwork
+from cairn.sim.scenarios import Scenario
 
 MS = 1_000_000
+T = TypeVar("T")
+DEFAULT_NEMESIS = NemesisParams()
 TICK = 0.01
 """Seconds per Raft tick."""
 
@@ -40,6 +44,15 @@ class SimConfig:
 
     `read_mode` forces ReadIndex (`SAFE`) or lease reads; by default each seed picks one.
     `settle` is the virtual time (ns) allowed after healing for the cluster to converge.
+
+    The remaining knobs shape a fault schedule aimed at one kind of bug (see
+    `cairn.sim.profiles`): `scenario` adds a scripted nemesis; `pre_vote`,
+    `max_size_per_msg` and `max_inflight_msgs` force Raft settings that are otherwise
+    drawn per seed (None: drawn); `clock_skew` bounds each node's clock rate error under
+    `Fault.CLOCK_SKEW`; `jitter` is the network's latency spread (ns); `read_weight` the
+    share of reads (None: drawn), except for the first `readers` clients, which only
+    read; `client_timeout` how long a client waits (ns); `nemesis` the timing of the
+    scheduled and hooked faults.
     """
 
     seed: int
@@ -55,12 +68,26 @@ class SimConfig:
     keep_trace: bool = False
     buggify: bool = True
     check_linearizability: bool = True
+    scenario: Scenario = Scenario.NONE
+    pre_vote: bool | None = None
+    max_size_per_msg: int | None = None
+    max_inflight_msgs: int | None = None
+    clock_skew: float = 0.01
+    jitter: int = 2 * MS
+    read_weight: float | None = None
+    readers: int = 0
+    client_timeout: int = 400 * MS
+    nemesis: NemesisParams = DEFAULT_NEMESIS
 
     def __post_init__(self) -> None:
         if self.nodes not in (1, 3, 5, 7):
             raise ValueError(f"nodes must be 1, 3, 5 or 7, not {self.nodes}")
         if self.steps < 0 or self.clients < 1 or self.keys < 1:
             raise ValueError("steps must be >= 0, clients and keys >= 1")
+        if not 0 <= self.readers <= self.clients:
+            raise ValueError(f"readers must be in [0, clients], not {self.readers}")
+        if not 0.0 <= self.clock_skew < 0.5:
+            raise ValueError(f"clock_skew must be in [0, 0.5), not {self.clock_skew}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +178,21 @@ def _child(root: random.Random) -> random.Random:
     return random.Random(root.getrandbits(64))
 
 
-def _network_faults(faults: frozenset[Fault], rng: random.Random) -> NetworkFaults:
+def _network_faults(config: SimConfig, rng: random.Random) -> NetworkFaults:
+    faults = config.faults
     return NetworkFaults(
         drop=rng.uniform(0.0, 0.08) if Fault.DROP in faults else 0.0,
         duplicate=rng.uniform(0.0, 0.05) if Fault.DUPLICATE in faults else 0.0,
         long_delay=rng.uniform(0.0, 0.05) if Fault.DELAY in faults else 0.0,
         reorder=Fault.REORDER in faults,
+        jitter=config.jitter,
     )
+
+
+def _drawn(forced: T | None, drawn: T) -> T:
+    """`forced` unless it is None. The draw happens either way, so forcing one knob does
+    not shift the random choices made after it."""
+    return drawn if forced is None else forced
 
 
 def _replica_config(
@@ -168,10 +203,10 @@ def _replica_config(
         election_tick=10,
         heartbeat_tick=2,
         check_quorum=True,
-        pre_vote=rng.random() < 0.75,
+        pre_vote=_drawn(config.pre_vote, rng.random() < 0.75),
         read_only_option=read_mode,
-        max_inflight_msgs=rng.choice([4, 64, 256]),
-        max_size_per_msg=rng.choice([64, 1 << 20]),
+        max_inflight_msgs=_drawn(config.max_inflight_msgs, rng.choice([4, 64, 256])),
+        max_size_per_msg=_drawn(config.max_size_per_msg, rng.choice([64, 1 << 20])),
         bugs=config.planted,
     )
     threshold = rng.choice([20, 50, 200, 1000])
@@ -185,7 +220,7 @@ def _build(config: SimConfig) -> _Run:
         ReadOnlyOption.LEASE_BASED if root.random() < 0.5 else ReadOnlyOption.SAFE
     )
     replica_config = _replica_config(config, read_mode, _child(root))
-    network = SimNetwork(loop, _child(root), _network_faults(config.faults, _child(root)))
+    network = SimNetwork(loop, _child(root), _network_faults(config, _child(root)))
     checker = InvariantChecker(lambda: (loop.steps, loop.now))
     buggify = Buggify(_child(root), config.buggify)
     nodes_rng = _child(root)
@@ -194,7 +229,7 @@ def _build(config: SimConfig) -> _Run:
 
     def new_node(node_id: NodeId) -> SimNode:
         rng = _child(nodes_rng)
-        rate = 1.0 + rng.uniform(-0.01, 0.01) if skew else 1.0
+        rate = 1.0 + rng.uniform(-config.clock_skew, config.clock_skew) if skew else 1.0
         bootstrap = ConfState(voters=voters) if node_id in voters else None
         return SimNode(node_id, SimDisk(_child(rng)), rng, rate, bootstrap)
 
@@ -202,17 +237,29 @@ def _build(config: SimConfig) -> _Run:
     cluster = Cluster(loop, network, checker, replica_config, buggify, hooks)
     for node_id in voters:
         cluster.add_node(new_node(node_id))
-    nemesis = Nemesis(cluster, _child(root), config.faults, NemesisParams(), new_node)
+    nemesis = Nemesis(
+        cluster, _child(root), config.faults, config.nemesis, new_node, config.scenario
+    )
     hooks.target = nemesis
     history: list[Op] = []
     counts = HistoryCounts()
     client_rng = _child(root)
     params = ClientParams(
         keys=tuple(f"k{i}" for i in range(config.keys)),
-        read_weight=client_rng.choice([0.2, 0.4, 0.6, 0.8]),
+        read_weight=_drawn(config.read_weight, client_rng.choice([0.2, 0.4, 0.6, 0.8])),
+        timeout=config.client_timeout,
     )
+    reader = replace(params, read_weight=1.0)
     clients = [
-        SimClient(i, config.clients, cluster, _child(root), params, history, counts)
+        SimClient(
+            i,
+            config.clients,
+            cluster,
+            _child(root),
+            reader if i < config.readers else params,
+            history,
+            counts,
+        )
         for i in range(config.clients)
     ]
     return _Run(
@@ -220,10 +267,26 @@ def _build(config: SimConfig) -> _Run:
     )
 
 
+def _step(run: _Run) -> bool:
+    """Run one event, then stop the run if it broke an invariant or a node's driver.
+
+    The checker raises from inside observer hooks, but that raise passes through the node
+    driver, which may swallow it (it stops itself on any exception); so the checker's
+    record and each driver's failure are looked at after every event.
+    """
+    ran = run.loop.run_one()
+    if run.checker.violation is not None:
+        raise InvariantViolationError(run.checker.violation)
+    for node_id, node in sorted(run.cluster.nodes.items()):
+        if node.replica is not None and node.replica.failure is not None:
+            run.checker.node_failed(node_id, node.replica.failure)
+    return ran
+
+
 def _run_steps(run: _Run, until_steps: int, until_time: int | None = None) -> None:
     loop = run.loop
     while loop.steps < until_steps and (until_time is None or loop.now < until_time):
-        if not loop.run_one():
+        if not _step(run):
             return
 
 
@@ -235,7 +298,7 @@ def _settle(run: _Run) -> None:
         client.stopping = True
     deadline = run.loop.now + run.config.settle
     loop = run.loop
-    while loop.now < deadline and loop.run_one():
+    while loop.now < deadline and _step(run):
         if all(c.idle for c in run.clients) and loop.now >= deadline - run.config.settle // 2:
             break
     leader = run.cluster.leader()
