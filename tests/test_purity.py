@@ -17,11 +17,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "cairn"
 
 PURE_PACKAGES = ("raft", "resp", "store", "shard", "placement", "txn", "check", "sim")
 
-SIM_IMPURE_MODULES: frozenset[str] = frozenset(
-    {
-        "sweep.py",  # fans seeds out over a process pool: a driver, not the simulation
-    }
-)
+SIM_IMPURE_MODULES: frozenset[str] = frozenset()
 """Modules of `cairn.sim` allowed to do I/O (paths relative to src/cairn/sim). Keep it small;
 the simulation itself needs none."""
 

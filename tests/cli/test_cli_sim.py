@@ -78,3 +78,19 @@ def test_faults_none_injects_nothing() -> None:
     result = CliRunner().invoke(main, ["sim", "--seed", "2", "--steps", "1000", "--faults", "none"])
     assert result.exit_code == 0, result.output
     assert "faults injected │ none" in result.output or "none" in result.output
+
+
+def test_a_profile_catches_its_bug_and_prints_how_to_reproduce() -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["sim", "--profile", "figure-8", "--seed", "0", "--plant", "commit-old-term"]
+    )
+    assert result.exit_code == 1
+    repro = "reproduce: cairn sim --profile figure-8 --seed 0 --plant commit-old-term"
+    assert repro in result.output
+
+
+def test_a_profile_refuses_flags_it_sets() -> None:
+    result = CliRunner().invoke(main, ["sim", "--profile", "split-vote", "--nodes", "3"])
+    assert result.exit_code == 2
+    assert "--nodes cannot be combined with --profile" in result.output

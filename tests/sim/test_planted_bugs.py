@@ -18,10 +18,10 @@ from dataclasses import replace
 
 import pytest
 
+from cairn.cli.sweep import sweep
 from cairn.raft.config import PlantedBug
 from cairn.sim import InvariantKind, SimConfig, SimResult
 from cairn.sim.profiles import EXPOSES, PROFILES
-from cairn.sim.sweep import sweep
 
 SEEDS = 20
 """Seeds swept per bug (and per profile without a bug). Each targeted profile exposes its

@@ -9,12 +9,12 @@ from dataclasses import replace
 
 import pytest
 
+from cairn.cli.sweep import sweep
 from cairn.raft.types import ReadOnlyOption
 from cairn.sim import ALL_FAULTS, Fault, InvariantKind, SimConfig, run_simulation
 from cairn.sim.kv_machine import KVMachine
 from cairn.sim.profiles import PROFILES
 from cairn.sim.runner import _replica_config
-from cairn.sim.sweep import sweep
 
 
 def test_one_seed_twice_gives_the_same_digest_and_result() -> None:

@@ -18,10 +18,11 @@ from cairn.check.history import write_jsonl
 from cairn.cli.chaos_cmd import chaos
 from cairn.cli.dev import dev
 from cairn.cli.server_cmd import server
+from cairn.cli.sweep import default_workers, sweep
 from cairn.raft.config import PlantedBug
 from cairn.raft.types import ReadOnlyOption
 from cairn.sim import ALL_FAULTS, Fault, SimConfig, SimResult, run_simulation
-from cairn.sim.sweep import default_workers, sweep
+from cairn.sim.profiles import PROFILES
 
 
 class FaultsParam(click.ParamType[frozenset[Fault]]):
@@ -79,7 +80,15 @@ main.add_command(chaos)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Default: CPU count.")
 @click.option("--history", type=click.Path(dir_okay=False, writable=True), default=None)
 @click.option("--keep-going", is_flag=True, help="In a sweep, do not stop at the first failure.")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=None,
+    help="A named schedule (see docs/simulation.md); sets nodes, faults and timing itself.",
+)
+@click.pass_context
 def sim(
+    ctx: click.Context,
     nodes: str,
     seed: int,
     seeds: int | None,
@@ -92,6 +101,7 @@ def sim(
     workers: int | None,
     history: str | None,
     keep_going: bool,
+    profile: str | None,
 ) -> None:
     """Run a deterministic simulation of a cluster under faults and check it.
 
@@ -99,28 +109,45 @@ def sim(
     seed that reproduces it.
     """
     modes = {"seed": None, "safe": ReadOnlyOption.SAFE, "lease": ReadOnlyOption.LEASE_BASED}
-    config = SimConfig(
-        seed=seed,
-        nodes=int(nodes),
-        steps=steps,
-        faults=faults,
-        planted=frozenset(PlantedBug(p) for p in planted),
-        clients=clients,
-        read_mode=modes[read_mode],
-        keep_history=history is not None and seeds is None,
-    )
+    bugs = frozenset(PlantedBug(p) for p in planted)
+    keep = history is not None and seeds is None
+    if profile is not None:
+        _refuse_with_profile(ctx, ("nodes", "steps", "faults", "read_mode", "clients"))
+        config = replace(PROFILES[profile], seed=seed, planted=bugs, keep_history=keep)
+    else:
+        config = SimConfig(
+            seed=seed,
+            nodes=int(nodes),
+            steps=steps,
+            faults=faults,
+            planted=bugs,
+            clients=clients,
+            read_mode=modes[read_mode],
+            keep_history=keep,
+        )
     console = Console()
     if seeds is None:
-        ok = _single(console, config, history)
+        ok = _single(console, config, history, profile)
     else:
         if history is not None:
             raise click.UsageError("--history needs a single run (--seed), not --seeds")
         seed_range = range(first_seed, first_seed + seeds)
-        ok = _sweep(console, config, seed_range, workers or default_workers(), keep_going)
+        ok = _sweep(
+            console, config, seed_range, workers or default_workers(), keep_going, profile
+        )
     sys.exit(0 if ok else 1)
 
 
-def _single(console: Console, config: SimConfig, history: str | None) -> bool:
+def _refuse_with_profile(ctx: click.Context, names: tuple[str, ...]) -> None:
+    for name in names:
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} cannot be combined with --profile (it sets it)")
+
+
+def _single(
+    console: Console, config: SimConfig, history: str | None, profile: str | None
+) -> bool:
     started = time.perf_counter()
     result = run_simulation(config)
     elapsed = time.perf_counter() - started
@@ -130,7 +157,7 @@ def _single(console: Console, config: SimConfig, history: str | None) -> bool:
     console.print(_summary(result, elapsed))
     if result.failure is not None:
         console.print(f"[bold red]FAILED[/] seed {result.seed}: {result.failure}", soft_wrap=True)
-        console.print(f"reproduce: cairn sim {_repro_flags(config)}", soft_wrap=True)
+        console.print(f"reproduce: cairn sim {_repro_flags(config, profile)}", soft_wrap=True)
         return False
     console.print(f"[bold green]OK[/] seed {result.seed} digest {result.digest[:16]}")
     return True
@@ -171,13 +198,16 @@ def _verdict_text(result: SimResult) -> str:
     return f"NOT linearizable (key {result.verdict.key!r}): {result.verdict.explanation}"
 
 
-def _repro_flags(config: SimConfig) -> str:
+def _repro_flags(config: SimConfig, profile: str | None) -> str:
+    bugs = [f"--plant {b.value}" for b in sorted(config.planted, key=lambda b: b.value)]
+    if profile is not None:
+        return " ".join([f"--profile {profile}", f"--seed {config.seed}", *bugs])
     flags = [f"--seed {config.seed}", f"--nodes {config.nodes}", f"--steps {config.steps}"]
     if config.faults == ALL_FAULTS:
         flags.append("--faults all")
     else:
         flags.append("--faults " + (",".join(sorted(f.value for f in config.faults)) or "none"))
-    flags.extend(f"--plant {b.value}" for b in sorted(config.planted, key=lambda b: b.value))
+    flags.extend(bugs)
     if config.read_mode is not None:
         flags.append(
             "--read-mode " + ("lease" if config.read_mode is ReadOnlyOption.LEASE_BASED else "safe")
@@ -188,7 +218,12 @@ def _repro_flags(config: SimConfig) -> str:
 
 
 def _sweep(
-    console: Console, config: SimConfig, seeds: range, workers: int, keep_going: bool
+    console: Console,
+    config: SimConfig,
+    seeds: range,
+    workers: int,
+    keep_going: bool,
+    profile: str | None,
 ) -> bool:
     failures: list[SimResult] = []
     unknown = 0
@@ -211,6 +246,6 @@ def _sweep(
         f" {len(failures)} failed, {unknown} with an unknown linearizability verdict"
     )
     for result in sorted(failures, key=lambda r: r.seed):
-        flags = _repro_flags(replace(config, seed=result.seed))
+        flags = _repro_flags(replace(config, seed=result.seed), profile)
         console.print(f"reproduce: cairn sim {flags}", soft_wrap=True)
     return not failures

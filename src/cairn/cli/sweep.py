@@ -2,7 +2,7 @@
 
 Runs share nothing, so a sweep is embarrassingly parallel; results come back as they
 finish (the order of completion does not affect any run, only the order of reporting).
-This is the one part of `cairn.sim` that uses processes; the runs themselves stay pure.
+It lives with the CLI because it uses processes; the runs themselves (`cairn.sim`) stay pure.
 """
 
 from __future__ import annotations
