@@ -151,3 +151,21 @@ def test_forced_raft_settings_reach_the_nodes_and_keep_the_other_draws() -> None
 def test_bad_profile_knobs_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         SimConfig(seed=0, **changes)  # type: ignore[arg-type]
+
+
+def test_runs_replicate_the_real_redis_state_machine_or_the_kv_model() -> None:
+    from cairn.sim.redis_machine import MachineKind
+
+    redis_run = run_simulation(
+        SimConfig(seed=3, steps=3000, machine=MachineKind.REDIS, keep_history=True)
+    )
+    kv_run = run_simulation(
+        SimConfig(seed=3, steps=3000, machine=MachineKind.KV, keep_history=True)
+    )
+    assert redis_run.machine is MachineKind.REDIS and kv_run.machine is MachineKind.KV
+    assert redis_run.failure is None and kv_run.failure is None
+    assert redis_run.verdict is not None and redis_run.verdict.ok
+    assert {op.f for op in redis_run.history} == {"get", "put", "append"}
+    assert "cas" in {op.f for op in kv_run.history}
+    by_default = {run_simulation(SimConfig(seed=s, steps=200)).machine for s in (0, 1)}
+    assert by_default == {MachineKind.REDIS, MachineKind.KV}

@@ -152,3 +152,14 @@ def test_restore_replaces_everything() -> None:
     target.restore(source.snapshot())
     assert target.execute_read("keys", [b"*"], T0) == source.execute_read("keys", [b"*"], T0)
     assert target.applied_index == 1
+
+
+def test_restoring_the_founding_snapshot_empties_the_machine() -> None:
+    from cairn.store.keyspace import MemoryKeyspace
+    from cairn.store.machine import StoreMachine, encode_command
+
+    machine = StoreMachine(MemoryKeyspace())
+    machine.apply(5, encode_command("set", [b"k", b"v"], 1))
+    machine.restore(b"")
+    assert machine.applied_index == 0
+    assert machine.execute_read("dbsize", [], 1).value == 0  # type: ignore[union-attr]

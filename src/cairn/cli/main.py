@@ -173,6 +173,7 @@ def _summary(result: SimResult, elapsed: float) -> Table:
         "steps", f"{result.steps} ({result.virtual_time / 1e9:.2f}s virtual, {elapsed:.2f}s real)"
     )
     table.add_row("read mode", result.read_mode.value)
+    table.add_row("state machine", result.machine.value)
     table.add_row(
         "elections", f"{result.elections} (terms with a leader: {len(result.leaders_per_term)})"
     )

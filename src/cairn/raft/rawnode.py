@@ -9,6 +9,7 @@ docstring gives, and calls `advance(ready)`. Nothing here blocks or does I/O.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from cairn.raft.config import Config, PlantedBug
@@ -104,6 +105,15 @@ class RawNode:
         """Propose an entry; raises `ProposalDroppedError` when it cannot be appended."""
         entry = Entry(term=0, index=0, data=data)
         self._step_local(Message(type=MessageType.PROP, entries=(entry,)))
+
+    def propose_many(self, data: Sequence[bytes]) -> None:
+        """Propose several entries as one message, appended (or dropped) together.
+
+        The leader then sends them to each follower in one append instead of one
+        append per entry; this is how a driver batches the proposals of a loop turn.
+        """
+        entries = tuple(Entry(term=0, index=0, data=d) for d in data)
+        self._step_local(Message(type=MessageType.PROP, entries=entries))
 
     def propose_conf_change(self, cc: ConfChange) -> None:
         """Propose a membership change; apply it with `apply_conf_change` once committed."""

@@ -187,4 +187,7 @@ class MemoryStorage:
             raise UnavailableError(
                 f"missing log entries: last {self.last_index()}, appending at {entries[0].index}"
             )
-        self._ents = [*self._ents[:offset], *entries]
+        if offset == len(self._ents):
+            self._ents.extend(entries)  # the common case: no copy of the whole log
+        else:
+            self._ents = [*self._ents[:offset], *entries]

@@ -90,6 +90,8 @@ class ClientConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._close_after_flush = False
+        self._in_process = False
+        self._flush_scheduled = False
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -129,22 +131,29 @@ class ClientConnection(asyncio.Protocol):
         state = self.state
         if state is None or self._close_after_flush:
             return
-        while len(self._slots) < self.server.limits.max_pipeline:
-            try:
-                args = self.parser.next_command()
-            except RemoteProtocolError as exc:
-                self._protocol_error(exc)
-                return
-            if args is NEED_DATA:
-                break
-            assert isinstance(args, list)
-            slot = _Slot()
-            self._slots.append(slot)
-            state.last_active = time.monotonic()
-            self.server.router.execute(self, args, self._completer(slot))
-            if self._close_after_flush:
-                break
+        self._in_process = True  # replies completed meanwhile go out in one write, below
+        try:
+            while len(self._slots) < self.server.limits.max_pipeline:
+                try:
+                    args = self.parser.next_command()
+                except RemoteProtocolError as exc:
+                    self._in_process = False
+                    self._protocol_error(exc)
+                    return
+                if args is NEED_DATA:
+                    break
+                assert isinstance(args, list)
+                slot = _Slot()
+                self._slots.append(slot)
+                state.last_active = time.monotonic()
+                self.server.router.execute(self, args, self._completer(slot))
+                if self._close_after_flush:
+                    break
+        finally:
+            self._in_process = False
         self._update_reading()
+        if self._slots and self._slots[0].done:
+            self._flush()
 
     def _completer(self, slot: _Slot) -> Done:
         def done(reply: ReplyValue) -> None:
@@ -155,9 +164,25 @@ class ClientConnection(asyncio.Protocol):
                 slot.data = reply
             else:
                 slot.data = encode(reply, self.protocol)
-            self._flush()
+            if self._in_process:
+                return
+            if self._slots and self._slots[-1] is not slot:
+                # Commands behind this one may complete in the same turn (a pipeline
+                # applied in one Ready): write their replies together.
+                self._schedule_flush()
+            else:
+                self._flush()
 
         return done
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
 
     @property
     def protocol(self) -> int:
@@ -183,6 +208,12 @@ class ClientConnection(asyncio.Protocol):
             out.append(self._slots.popleft().data)
         if out and not t.is_closing():
             t.write(b"".join(out))
+            if t.get_write_buffer_size() > self.server.limits.max_pending_replies_bytes:
+                # Redis' client-output-buffer-limit: a client that does not read its
+                # replies may not make the server hold them without bound.
+                log.warning("closing client %s: over the reply buffer limit", self._peer())
+                t.abort()
+                return
         if self._close_after_flush and not self._slots:
             t.close()
             return
@@ -190,6 +221,9 @@ class ClientConnection(asyncio.Protocol):
             self._update_reading()
             if not self._reading_paused:
                 self._process()
+
+    def _peer(self) -> str:
+        return self.state.addr if self.state is not None else "?"
 
     def _update_reading(self) -> None:
         t = self.transport

@@ -45,10 +45,15 @@ from cairn.raft.types import (
     MessageType,
     NodeId,
     Snapshot,
+    SnapshotMetadata,
     StateRole,
     decode_conf_change,
 )
 from cairn.runtime.env import DurableState, Env, LogBatch, TimerHandle
+
+
+class PersistFailedError(Exception):
+    """The log store refused a write: the replica stops and acknowledges nothing more."""
 
 
 class RecoveryError(Exception):
@@ -56,7 +61,11 @@ class RecoveryError(Exception):
 
 
 class StateMachine(Protocol):
-    """The deterministic application replicated by Raft."""
+    """The deterministic application replicated by Raft.
+
+    A machine may also offer `apply_many` (see `ApplyMany`); the replica then hands it each
+    Ready's committed entries together, split only at conf changes.
+    """
 
     def apply(self, index: int, data: bytes) -> object:
         """Apply one committed command and return its result."""
@@ -109,6 +118,10 @@ class Completion:
 
 Callback = Callable[[Completion], None]
 
+ApplyMany = Callable[[Sequence[tuple[int, bytes]]], Sequence[object]]
+"""A machine's optional `apply_many(entries)`: apply consecutive `(index, command)` entries
+as `apply` would one by one, in one storage transaction; the results in order."""
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicaConfig:
@@ -122,7 +135,9 @@ class ReplicaConfig:
     """A read without a read state after this many ticks completes as UNKNOWN."""
     max_catch_up_ticks: int = 100
     batch_ready: bool = False
-    """Coalesce the Ready work of one event-loop turn (group commit); see `_request_drain`."""
+    """Coalesce the Ready work of one event-loop turn (group commit); see `_request_drain`.
+    Proposals and reads of the turn are then also handed to the core together, as one
+    proposal message and one ReadIndex request (see `_flush_batches`)."""
 
 
 class ReplicaObserver(Protocol):
@@ -160,13 +175,49 @@ class _Counters:
     """Running totals a replica keeps about itself (read by tests and metrics)."""
 
     snapshots_taken: int = 0
+    snapshots_made: int = 0
+    """Images built on demand for a follower (durable machines only)."""
     snapshots_restored: int = 0
     readies: int = 0
+
+
+class _OnDemandSnapshotStorage(MemoryStorage):
+    """The in-memory log of a replica whose machine is durable: snapshots on demand.
+
+    Such a machine keeps its applied index with its data, so compacting the log needs no
+    image of the state, only the snapshot's metadata (`Replica._maybe_compact`). An image
+    is made only when the core must send one to a follower that is behind the log: then
+    `snapshot()` builds a fresh one at the applied index (committed, and still covered by
+    the log's terms) and keeps it while the log still continues it, so a resend does not
+    serialise the keyspace again.
+    """
+
+    def __init__(self, make: Callable[[], Snapshot]) -> None:
+        super().__init__()
+        self._make = make
+        self._made: Snapshot | None = None
+
+    def snapshot(self) -> Snapshot:
+        """An image at least as new as the log's start (see the class docstring)."""
+        made = self._made
+        if made is None or made.metadata.index < self.first_index() - 1:
+            made = self._made = self._make()
+        return made
 
 
 def encode_request(rid: bytes, command: bytes) -> bytes:
     """The data of a normal entry: the request id, then the command."""
     return bytes(msgpack.packb([rid, command]))
+
+
+def _fan_out(callbacks: list[Callback]) -> Callback:
+    """One callback completing every one of `callbacks` with the same completion."""
+
+    def done(completion: Completion) -> None:
+        for callback in callbacks:
+            callback(completion)
+
+    return done
 
 
 def decode_request(data: bytes) -> tuple[bytes, bytes]:
@@ -206,6 +257,10 @@ class Replica:
         self._reads: dict[bytes, _PendingRead] = {}
         self._snapshot_reports: list[NodeId] = []
         self._drain_scheduled = False
+        self._batched_proposals: list[tuple[bytes, bytes, Callback]] = []
+        self._batched_reads: list[Callback] = []
+        self._apply_many: ApplyMany | None = getattr(machine, "apply_many", None)
+        self._durable = bool(getattr(machine, "durable", False))
         self.storage, self.conf_state, self.applied = self._recover(env.log_store.load(), bootstrap)
         raft_config = replace(config.raft, id=env.node_id, applied=self.applied)
         self.raw = RawNode(raft_config, self.storage, env.random)
@@ -227,7 +282,9 @@ class Replica:
             self.env.log_store.write(LogBatch(snapshot=snap, hard_state=hs), sync=True)
             state = self.env.log_store.load()
         snap = state.snapshot
-        storage = MemoryStorage()
+        storage = (
+            _OnDemandSnapshotStorage(self._make_snapshot) if self._durable else MemoryStorage()
+        )
         if not snap.is_empty():
             storage.apply_snapshot(snap)
         storage.append(state.entries)
@@ -306,6 +363,10 @@ class Replica:
         if self._reject_unless_leader(on_done):
             return
         rid = self._next_rid()
+        if self.config.batch_ready:
+            self._batched_proposals.append((rid, encode_request(rid, command), on_done))
+            self._request_drain()
+            return
         self._propose_with(rid, on_done, lambda: self.raw.propose(encode_request(rid, command)))
 
     def propose_conf_change(self, cc: ConfChange, on_done: Callback) -> None:
@@ -328,6 +389,13 @@ class Replica:
         if self.lead == NONE:
             on_done(Completion(Outcome.REJECTED, reason="no leader"))
             return
+        if self.config.batch_ready:
+            self._batched_reads.append(on_done)
+        else:
+            self._read_index(on_done)
+        self._request_drain()
+
+    def _read_index(self, on_done: Callback) -> None:
         ctx = self._next_rid()
         deadline = self._ticks + self.config.read_timeout_ticks
         self._reads[ctx] = _PendingRead(on_done, deadline)
@@ -336,8 +404,6 @@ class Replica:
         except LocalRaftError as exc:
             del self._reads[ctx]
             on_done(Completion(Outcome.REJECTED, reason=str(exc), leader_hint=self.lead))
-            return
-        self._request_drain()
 
     def transfer_leader(self, to: NodeId) -> None:
         """Ask the leader to hand leadership to `to`."""
@@ -388,6 +454,34 @@ class Replica:
         index = self.raw.raft.raft_log.last_index()
         self._proposals[index] = _PendingProposal(rid, on_done)
         self._request_drain()
+
+    def _flush_batches(self) -> None:
+        """Hand the core this turn's batched proposals (one message) and reads (one
+        ReadIndex shared by all: each read began before it was taken, so serving them
+        all at its index is linearizable)."""
+        proposals, self._batched_proposals = self._batched_proposals, []
+        if proposals:
+            self._propose_batch(proposals)
+        reads, self._batched_reads = self._batched_reads, []
+        if len(reads) == 1:
+            self._read_index(reads[0])
+        elif reads:
+            self._read_index(_fan_out(reads))
+
+    def _propose_batch(self, batch: list[tuple[bytes, bytes, Callback]]) -> None:
+        if not self.is_leader:
+            for _, _, on_done in batch:
+                on_done(Completion(Outcome.REJECTED, reason="not leader", leader_hint=self.lead))
+            return
+        try:
+            self.raw.propose_many([data for _, data, _ in batch])
+        except ProposalDroppedError as exc:
+            for _, _, on_done in batch:
+                on_done(Completion(Outcome.REJECTED, reason=str(exc), leader_hint=self.lead))
+            return
+        first = self.raw.raft.raft_log.last_index() - len(batch) + 1
+        for i, (rid, _, on_done) in enumerate(batch):
+            self._proposals[first + i] = _PendingProposal(rid, on_done)
 
     def _step(self, msg: Message) -> None:
         # A message from a node outside the configuration, or a stray local type: ignore.
@@ -451,6 +545,8 @@ class Replica:
             return
         self._draining = True
         try:
+            if not self._stopped:
+                self._flush_batches()
             while not self._stopped:
                 if self.raw.has_ready():
                     self._handle_ready(self.raw.ready())
@@ -460,9 +556,11 @@ class Replica:
                     break
             self._maybe_compact()
         except Exception as exc:
-            # A failed persist (fsync error, disk full) or apply leaves the core with a
-            # Ready it cannot advance past: stop for good rather than answer anything
-            # from state that never reached the disk.
+            # A failed persist (fsync error, disk full) leaves the core with a Ready it
+            # cannot advance past, and a failed apply leaves the machine behind the log:
+            # either way stop for good (`on_fatal`) rather than answer anything from state
+            # that may not match the disk. Observers (the simulator's checker) read
+            # `failure`, so nothing raised here goes unseen.
             self._fail(exc)
         finally:
             self._draining = False
@@ -491,8 +589,11 @@ class Replica:
         self._send(rd.persisted_messages)
         if rd.snapshot is not None and not rd.snapshot.is_empty():
             self._restore(rd.snapshot)
-        for entry in rd.committed_entries:
-            self._apply(entry)
+        if self._apply_many is None:
+            for entry in rd.committed_entries:
+                self._apply(entry)
+        else:
+            self._apply_batched(rd.committed_entries, self._apply_many)
         self._serve_reads(rd)
         self.raw.advance(rd)
 
@@ -500,7 +601,10 @@ class Replica:
         snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
         batch = LogBatch(snapshot=snap, entries=rd.entries, hard_state=rd.hard_state)
         if not batch.is_empty():
-            self.env.log_store.write(batch, sync=rd.must_sync)
+            try:
+                self.env.log_store.write(batch, sync=rd.must_sync)
+            except Exception as exc:
+                raise PersistFailedError(f"{type(exc).__name__}: {exc}") from exc
         if snap is not None:
             self.storage.apply_snapshot(snap)
         if rd.entries:
@@ -544,6 +648,10 @@ class Replica:
         if entry.index <= self.applied:
             return
         rid, value = self._apply_entry(entry)
+        self._complete_applied(entry, rid, value)
+
+    def _complete_applied(self, entry: Entry, rid: bytes | None, value: object) -> None:
+        """`entry` has been applied with result `value`: complete its proposal, if ours."""
         self.applied = entry.index
         pending = self._proposals.pop(entry.index, None)
         if pending is not None:
@@ -554,6 +662,37 @@ class Replica:
                 pending.on_done(Completion(Outcome.REJECTED, reason=reason, leader_hint=self.lead))
         if self.observer is not None:
             self.observer.on_apply(self, entry)
+
+    def _apply_batched(self, entries: Sequence[Entry], apply_many: ApplyMany) -> None:
+        """Apply `entries` like `_apply`, handing each run of normal entries to the
+        machine's `apply_many` (one storage transaction per run); conf changes, which the
+        core must see in order, split the runs."""
+        run: list[Entry] = []
+        for entry in entries:
+            if entry.index <= self.applied:
+                continue
+            if entry.type is EntryType.CONF_CHANGE:
+                self._apply_run(run, apply_many)
+                run = []
+                self._apply(entry)
+            else:
+                run.append(entry)
+        self._apply_run(run, apply_many)
+
+    def _apply_run(self, run: list[Entry], apply_many: ApplyMany) -> None:
+        rids: list[bytes | None] = []
+        commands: list[tuple[int, bytes]] = []
+        for entry in run:
+            if entry.data:
+                request_id, command = decode_request(entry.data)
+                commands.append((entry.index, command))
+                rids.append(request_id)
+            else:
+                rids.append(None)  # a leader's no-op: nothing for the machine
+        values = iter(apply_many(commands)) if commands else iter(())
+        for entry, rid in zip(run, rids, strict=True):
+            value = None if rid is None else next(values)
+            self._complete_applied(entry, rid, value)
 
     def _apply_entry(self, entry: Entry) -> tuple[bytes | None, object]:
         """Apply one entry; return its request id (None for a leader's no-op) and result."""
@@ -597,7 +736,19 @@ class Replica:
             threshold = min(threshold, 5)
         if self._stopped or self.applied - self.storage.first_index() + 1 < threshold:
             return
-        snap = self.storage.create_snapshot(self.applied, self.conf_state, self.machine.snapshot())
+        # A durable machine already holds the state up to `applied` on the same disk, and
+        # its writes reach the disk before this record does (commit order), so the
+        # snapshot record needs no image: one is made if a follower needs it.
+        data = b"" if self._durable else self.machine.snapshot()
+        snap = self.storage.create_snapshot(self.applied, self.conf_state, data)
         self.storage.compact(self.applied)
         self.env.log_store.write(LogBatch(snapshot=snap), sync=False)
         self.counters.snapshots_taken += 1
+
+    def _make_snapshot(self) -> Snapshot:
+        """An image of the (durable) machine at `applied`, for a follower behind the log."""
+        meta = SnapshotMetadata(
+            index=self.applied, term=self.storage.term(self.applied), conf_state=self.conf_state
+        )
+        self.counters.snapshots_made += 1
+        return Snapshot(data=self.machine.snapshot(), metadata=meta)

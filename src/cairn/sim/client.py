@@ -26,6 +26,7 @@ from cairn.shard.replica import Completion, Outcome
 from cairn.sim.cluster import Cluster
 from cairn.sim.kv_machine import KVCommand, KVOp
 from cairn.sim.loop import HARNESS, EventLoop
+from cairn.sim.redis_machine import MachineKind, encode_for
 
 MS = 1_000_000
 
@@ -116,6 +117,8 @@ class SimClient:
             return _Call(self._op_id, "put", key, token)
         if roll < 0.65:
             return _Call(self._op_id, "append", key, token + ";")
+        if self.cluster.machine_kind is MachineKind.REDIS:
+            return _Call(self._op_id, "put", key, token)
         expected = self._last_seen.get(key)
         return _Call(self._op_id, "cas", key, (expected, token))
 
@@ -143,9 +146,8 @@ class SimClient:
         if call.f == "get":
             replica.read(lambda done: self._reply(node, call, done, self._read_value(node, call)))
             return
-        replica.propose(
-            self._command(call).encode(), lambda done: self._reply(node, call, done, None)
-        )
+        data = encode_for(self.cluster.machine_kind, self._command(call), self.loop.now)
+        replica.propose(data, lambda done: self._reply(node, call, done, None))
 
     def _read_value(self, node: NodeId, call: _Call) -> Callable[[], str | None]:
         def read() -> str | None:

@@ -20,9 +20,9 @@ from cairn.shard.replica import Replica, ReplicaConfig
 from cairn.sim.disk import SimDisk
 from cairn.sim.env import Buggify, SimClock, SimEnv, SimTransport
 from cairn.sim.invariants import InvariantChecker
-from cairn.sim.kv_machine import KVMachine
 from cairn.sim.loop import EventLoop
 from cairn.sim.network import SimNetwork
+from cairn.sim.redis_machine import MachineKind, SimMachine, new_machine
 
 
 class NodeState(enum.Enum):
@@ -46,7 +46,7 @@ class SimNode:
     state: NodeState = NodeState.DOWN
     incarnation: int = 0
     replica: Replica | None = None
-    machine: KVMachine | None = None
+    machine: SimMachine | None = None
 
 
 class FaultHooks(Protocol):
@@ -146,7 +146,9 @@ class Cluster:
         replica_config: ReplicaConfig,
         buggify: Buggify,
         hooks: FaultHooks,
+        machine_kind: MachineKind = MachineKind.KV,
     ) -> None:
+        self.machine_kind = machine_kind
         self.loop = loop
         self.network = network
         self.checker = checker
@@ -178,7 +180,7 @@ class Cluster:
         env = SimEnv(
             node_id, clock, SimTransport(self.network, node_id), node.disk, env_rng, self.buggify
         )
-        node.machine = KVMachine()
+        node.machine = new_machine(self.machine_kind)
         node.replica = Replica(
             env, node.machine, self.replica_config, node.bootstrap, self.observer
         )

@@ -27,6 +27,7 @@ from __future__ import annotations
 from cairn.raft.config import PlantedBug
 from cairn.raft.types import ReadOnlyOption
 from cairn.sim.nemesis import ALL_FAULTS, Fault
+from cairn.sim.redis_machine import MachineKind
 from cairn.sim.runner import MS, SimConfig
 from cairn.sim.scenarios import Scenario
 
@@ -34,6 +35,7 @@ RANDOM = SimConfig(seed=0, steps=5000, faults=ALL_FAULTS)
 
 FIGURE_8 = SimConfig(
     seed=0,
+    machine=MachineKind.KV,
     nodes=5,
     steps=5000,
     faults=frozenset(),
@@ -45,6 +47,7 @@ FIGURE_8 = SimConfig(
 
 SPLIT_VOTE = SimConfig(
     seed=0,
+    machine=MachineKind.KV,
     nodes=3,
     steps=5000,
     faults=frozenset(),
@@ -56,6 +59,7 @@ SPLIT_VOTE = SimConfig(
 
 STALE_LEADER = SimConfig(
     seed=0,
+    machine=MachineKind.KV,
     nodes=5,
     steps=8000,
     faults=frozenset({Fault.CLOCK_SKEW}),

@@ -29,6 +29,7 @@ from cairn.sim.invariants import InvariantChecker, InvariantViolationError, Viol
 from cairn.sim.loop import EventLoop
 from cairn.sim.nemesis import ALL_FAULTS, Fault, Nemesis, NemesisParams
 from cairn.sim.network import NetworkFaults, SimNetwork
+from cairn.sim.redis_machine import MachineKind
 from cairn.sim.scenarios import Scenario
 
 MS = 1_000_000
@@ -63,6 +64,9 @@ class SimConfig:
     clients: int = 4
     keys: int = 3
     read_mode: ReadOnlyOption | None = None
+    machine: MachineKind | None = None
+    """The replicated state machine: by default even seeds run `cairn.store`'s Redis
+    commands, odd seeds the simulator's get/put/append/cas model."""
     settle: int = 3000 * MS
     keep_history: bool = False
     keep_trace: bool = False
@@ -99,6 +103,7 @@ class SimResult:
     steps: int
     virtual_time: int
     read_mode: ReadOnlyOption
+    machine: MachineKind
     ops_ok: int
     ops_failed: int
     ops_unknown: int
@@ -234,7 +239,8 @@ def _build(config: SimConfig) -> _Run:
         return SimNode(node_id, SimDisk(_child(rng)), rng, rate, bootstrap)
 
     hooks = _LateHooks()
-    cluster = Cluster(loop, network, checker, replica_config, buggify, hooks)
+    machine = config.machine or (MachineKind.REDIS if config.seed % 2 == 0 else MachineKind.KV)
+    cluster = Cluster(loop, network, checker, replica_config, buggify, hooks, machine)
     for node_id in voters:
         cluster.add_node(new_node(node_id))
     nemesis = Nemesis(
@@ -340,6 +346,7 @@ def _result(run: _Run, verdict: Verdict | None) -> SimResult:
         steps=run.loop.steps,
         virtual_time=run.loop.now,
         read_mode=run.read_mode,
+        machine=run.cluster.machine_kind,
         ops_ok=run.counts.ok,
         ops_failed=run.counts.failed,
         ops_unknown=run.counts.unknown,

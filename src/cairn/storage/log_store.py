@@ -594,9 +594,14 @@ class LmdbLogStore:
         """Adopt a committed state: the new position, snapshot cache and entry cache."""
         if snap is not None or snapshot_changed:
             self._snapshot_cache = snap
-        self._tail = [e for e in self._tail if state.dummy_index < e.index <= state.last_index]
-        if appended:
+        # The tail is in ascending index order, so its ends tell whether a filter (a copy
+        # of up to `cache_entries` entries, costly on every write) would drop anything.
+        tail = self._tail
+        if tail and (tail[0].index <= state.dummy_index or tail[-1].index > state.last_index):
+            self._tail = [e for e in tail if state.dummy_index < e.index <= state.last_index]
+        if appended and self._tail and self._tail[-1].index >= appended[0].index:
             self._tail = [e for e in self._tail if e.index < appended[0].index]
+        if appended:
             if self._tail and self._tail[-1].index + 1 != appended[0].index:
                 self._tail = []
             self._tail.extend(appended)

@@ -92,6 +92,12 @@ class StoreMachine:
         self.max_now_ms = decode_u64(self.keyspace.get(NOW_KEY))
         self._expiry_position = META_TAG
 
+    @property
+    def durable(self) -> bool:
+        """Whether the state (with its applied index) survives a restart: then the Raft
+        driver compacts the log without an image and makes one only for a follower."""
+        return self.keyspace.durable
+
     # -- the StateMachine protocol ---------------------------------------------------
 
     def apply(self, index: int, data: bytes) -> Reply:
@@ -102,6 +108,31 @@ class StoreMachine:
             self._advance(index, self.max_now_ms)
             return ErrorReply("ERR malformed command entry")
         return self.apply_command(index, name, args, now_ms)
+
+    def apply_many(self, entries: Sequence[tuple[int, bytes]]) -> list[Reply]:
+        """Apply consecutive committed command entries `(index, data)`; their replies.
+
+        The same replies and state as `apply` on each in turn, but in one keyspace
+        transaction (one LMDB commit for a whole Ready instead of one per entry): each
+        command still runs in its own batch, so a failing command's writes are discarded
+        and the others kept, and the applied index and time are written once, at the end.
+        """
+        if not entries:
+            return []
+        before = (self.applied_index, self.max_now_ms)
+        replies: list[Reply] = []
+        try:
+            with self.keyspace.transaction():
+                for index, data in entries:
+                    replies.append(self._apply_in_batch(index, data))
+                batch = self.keyspace.begin()
+                self._write_progress(batch, self.applied_index, self.max_now_ms)
+                batch.commit()
+        except BaseException:
+            # The transaction is gone (an LMDB one takes every command with it).
+            self._set_progress(*before)
+            raise
+        return replies
 
     def snapshot(self) -> bytes:
         """The whole keyspace (state machine records included) as one msgpack image."""
@@ -114,8 +145,9 @@ class StoreMachine:
         return bytes(msgpack.packb([_SNAPSHOT_VERSION, flat], use_bin_type=True))
 
     def restore(self, data: bytes) -> None:
-        """Replace the whole state by a `snapshot()` image."""
-        version, flat = msgpack.unpackb(data, raw=False)
+        """Replace the whole state by a `snapshot()` image; empty data is the empty state
+        (the snapshot a group is founded with)."""
+        version, flat = msgpack.unpackb(data, raw=False) if data else (_SNAPSHOT_VERSION, [])
         if version != _SNAPSHOT_VERSION:
             raise ValueError(f"unknown store snapshot version {version}")
         batch = self.keyspace.begin()
@@ -153,6 +185,32 @@ class StoreMachine:
             raise
         self._write_progress(batch, index, now_ms)
         batch.commit()
+        self._set_progress(index, now_ms)
+        return reply
+
+    def _apply_in_batch(self, index: int, data: bytes) -> Reply:
+        """`apply` inside `apply_many`'s transaction: progress is written at its end."""
+        try:
+            name, args, now_ms = decode_command(data)
+        except ValueError:
+            self._set_progress(index, self.max_now_ms)
+            return ErrorReply("ERR malformed command entry")
+        now_ms = max(now_ms, self.max_now_ms, 0)
+        spec = _spec_for_apply(name, args)
+        if isinstance(spec, ErrorReply):
+            self._set_progress(index, now_ms)
+            return spec
+        batch = self.keyspace.begin()
+        try:
+            reply = run(spec, Db(self.keyspace, batch, now_ms), args, self._rng)
+        except CommandError as err:
+            batch.abort()
+            reply = err.reply
+        except BaseException:
+            batch.abort()
+            raise
+        else:
+            batch.commit()
         self._set_progress(index, now_ms)
         return reply
 
