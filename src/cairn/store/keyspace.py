@@ -16,6 +16,7 @@ keyspace around an open batch.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 
@@ -60,12 +61,23 @@ class WriteBatch(KeyspaceReader, Protocol):
 class Keyspace(KeyspaceReader, Protocol):
     """An ordered byte key-value space with atomic write batches."""
 
+    durable: bool
+    """Whether committed batches survive a restart (on the node's disk, in the order they
+    were committed, with whatever else the node writes there). The Raft driver then
+    compacts its log without taking an image of the keyspace."""
+
     def count(self) -> int:
         """The number of records."""
         ...
 
     def begin(self) -> WriteBatch:
         """Open a write batch (at most one at a time)."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """A block whose batches share one unit of durability (the store applies a whole
+        Ready's entries in one). Each batch still commits or aborts on its own; if the
+        block raises, the implementation may forget every batch committed in it."""
         ...
 
 
@@ -76,6 +88,8 @@ class MemoryKeyspace:
     writes through to both and keeps an undo log, so reads during the batch see its
     writes and `abort()` restores the previous state.
     """
+
+    durable = False
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
@@ -108,6 +122,10 @@ class MemoryKeyspace:
             raise RuntimeError("a write batch is already open")
         self._batch = _MemoryBatch(self)
         return self._batch
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """See `Keyspace.transaction`: memory has no durability to share, so a no-op."""
+        return nullcontext()
 
     def _put(self, key: bytes, value: bytes) -> bytes | None:
         old = self._data.get(key)

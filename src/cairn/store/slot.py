@@ -9,30 +9,19 @@ therefore in the same region. An empty tag (`foo{}{bar}`) hashes the whole key.
 
 from __future__ import annotations
 
+import binascii
+
 SLOT_COUNT = 16384
 """Number of hash slots; a region covers a contiguous range of them."""
 
 
-def _make_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return tuple(table)
-
-
-_TABLE = _make_table()
-
-
 def crc16(data: bytes) -> int:
-    """CRC16-XMODEM of `data` (`crc16(b"123456789") == 0x31C3`)."""
-    crc = 0
-    table = _TABLE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ byte) & 0xFF]
-    return crc
+    """CRC16-XMODEM of `data` (`crc16(b"123456789") == 0x31C3`).
+
+    `binascii.crc_hqx` with initial value 0 is exactly this CRC, computed in C (about 20x
+    faster than a table-driven loop in Python; a SET hashes its key several times).
+    """
+    return binascii.crc_hqx(data, 0)
 
 
 def hash_tag(key: bytes) -> bytes:
