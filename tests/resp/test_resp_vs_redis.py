@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import time
-from collections.abc import Iterator
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from resp_support import as_resp, run
@@ -31,28 +27,6 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--protected-mode", "yes"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while _talk(port, b"PING\r\n") != b"+PONG\r\n":
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def _talk(port: int, data: bytes) -> bytes:
@@ -152,7 +126,7 @@ bad_st = st.sampled_from(
 ) | st.binary(max_size=20)
 
 
-def test_fixed_cases(redis_port: int) -> None:
+def test_fixed_cases(redis_server_port: int) -> None:
     for data in (
         b"*1\r\n$4\r\nPINGxx*1\r\n$4\r\nPING\r\n",
         b"*1\rX$4\r\nPING\r\n",
@@ -160,13 +134,13 @@ def test_fixed_cases(redis_port: int) -> None:
         b"*1\r\n$" + b"1" * 70000,
         b"*" + b"1" * 70000,
     ):
-        assert _ours(data) == _talk(redis_port, data), data[:40]
+        assert _ours(data) == _talk(redis_server_port, data), data[:40]
 
 
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(good_st, max_size=6), bad_st)
-def test_same_bytes_as_redis(redis_port: int, good: list[bytes], bad: bytes) -> None:
+def test_same_bytes_as_redis(redis_server_port: int, good: list[bytes], bad: bytes) -> None:
     data = b"".join(good) + bad
-    assert _ours(data) == _talk(redis_port, data)
+    assert _ours(data) == _talk(redis_server_port, data)

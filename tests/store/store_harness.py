@@ -2,8 +2,8 @@
 with a real redis-server in RESP2.
 
 `MachineClient` routes like the server layer: `classify`, then writes through `apply` (as a
-Raft entry with a now_ms) and reads through `execute_read`. `resp2` is a small reference
-encoder used only to compare bytes with Redis (the real encoder is `cairn.resp.codec`).
+Raft entry with a now_ms) and reads through `execute_read`; `resp2` encodes a reply with
+the server's own encoder, to compare bytes with Redis.
 """
 
 from __future__ import annotations
@@ -12,48 +12,20 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cairn.resp.codec import encode
 from cairn.resp.reply import (
     Array,
-    Boolean,
     Bulk,
-    Double,
     ErrorReply,
-    Integer,
-    Map,
-    NullArray,
     NullBulk,
-    Push,
     Reply,
-    Set,
-    SimpleString,
-    Verbatim,
 )
 from cairn.store import StoreMachine, classify, encode_command
 
 
 def resp2(reply: Reply) -> bytes:
-    """The RESP2 bytes of `reply`."""
-    match reply:
-        case SimpleString(value):
-            return b"+" + value.encode() + b"\r\n"
-        case ErrorReply(message):
-            return b"-" + message.encode("utf-8", "surrogateescape") + b"\r\n"
-        case Integer(value) | Boolean(value):
-            return b":%d\r\n" % int(value)
-        case Bulk(value) | Verbatim(value):
-            return b"$%d\r\n%s\r\n" % (len(value), value)
-        case Double(value):
-            return resp2(Bulk(repr(value).encode()))
-        case NullBulk():
-            return b"$-1\r\n"
-        case NullArray():
-            return b"*-1\r\n"
-        case Array(items) | Set(items) | Push(items):
-            return b"*%d\r\n" % len(items) + b"".join(resp2(i) for i in items)
-        case Map(pairs):
-            flat = [item for pair in pairs for item in pair]
-            return b"*%d\r\n" % len(flat) + b"".join(resp2(i) for i in flat)
-    raise TypeError(reply)
+    """The RESP2 bytes of `reply`, as the server writes them."""
+    return encode(reply, 2)
 
 
 @dataclass

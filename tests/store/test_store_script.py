@@ -3,11 +3,7 @@ a redis-server on PATH) matches a real Redis reply for reply."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 from store_harness import FakeClock, MachineClient, RawRedis, normalize, resp2
@@ -39,31 +35,8 @@ def test_script_replays_on_cairn() -> None:
         client.call(*line.argv)
 
 
-@pytest.fixture
-def redis_port() -> Iterator[int]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (apt-get install redis-server; .ci/run does)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait()
-
-
-def test_script_matches_real_redis(redis_port: int) -> None:
-    redis = RawRedis(redis_port)
+def test_script_matches_real_redis(redis_server_port: int) -> None:
+    redis = RawRedis(redis_server_port)
     cairn = MachineClient(clock=lambda: int(time.time() * 1000))
     mismatches = []
     for line in load_script():

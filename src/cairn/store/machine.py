@@ -101,13 +101,9 @@ class StoreMachine:
     # -- the StateMachine protocol ---------------------------------------------------
 
     def apply(self, index: int, data: bytes) -> Reply:
-        """Apply the committed command entry at `index`; its reply."""
-        try:
-            name, args, now_ms = decode_command(data)
-        except ValueError:
-            self._advance(index, self.max_now_ms)
-            return ErrorReply("ERR malformed command entry")
-        return self.apply_command(index, name, args, now_ms)
+        """Apply the committed command entry at `index`, atomically with the applied
+        index; its reply."""
+        return self.apply_many([(index, data)])[0]
 
     def apply_many(self, entries: Sequence[tuple[int, bytes]]) -> list[Reply]:
         """Apply consecutive committed command entries `(index, data)`; their replies.
@@ -165,31 +161,10 @@ class StoreMachine:
 
     # -- commands --------------------------------------------------------------------
 
-    def apply_command(self, index: int, name: str, args: Sequence[bytes], now_ms: int) -> Reply:
-        """Run one decoded write command as the entry at `index`, atomically with the
-        applied index."""
-        now_ms = max(now_ms, self.max_now_ms, 0)
-        spec = _spec_for_apply(name, args)
-        if isinstance(spec, ErrorReply):
-            self._advance(index, now_ms)
-            return spec
-        batch = self.keyspace.begin()
-        try:
-            reply = run(spec, Db(self.keyspace, batch, now_ms), args, self._rng)
-        except CommandError as err:
-            batch.abort()
-            self._advance(index, now_ms)
-            return err.reply
-        except BaseException:
-            batch.abort()
-            raise
-        self._write_progress(batch, index, now_ms)
-        batch.commit()
-        self._set_progress(index, now_ms)
-        return reply
-
     def _apply_in_batch(self, index: int, data: bytes) -> Reply:
-        """`apply` inside `apply_many`'s transaction: progress is written at its end."""
+        """One entry inside `apply_many`'s transaction (progress is written at its end).
+
+        A command that fails (an error reply) leaves no trace but the applied index."""
         try:
             name, args, now_ms = decode_command(data)
         except ValueError:
@@ -246,12 +221,6 @@ class StoreMachine:
         return [e.key for e in found]
 
     # -- internals -------------------------------------------------------------------
-
-    def _advance(self, index: int, now_ms: int) -> None:
-        batch = self.keyspace.begin()
-        self._write_progress(batch, index, now_ms)
-        batch.commit()
-        self._set_progress(index, now_ms)
 
     def _write_progress(self, batch: WriteBatch, index: int, now_ms: int) -> None:
         batch.put(APPLIED_KEY, encode_u64(index))
