@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cairn.chaos.faults import FaultKind
-from cairn.chaos.plants import ACK_BEFORE_SYNC, STALE_FOLLOWER_READ
 from cairn.chaos.runner import ChaosConfig, run_chaos
+from cairn.runtime.plants import ACK_BEFORE_SYNC, STALE_FOLLOWER_READ
 
 
 def test_power_loss_finds_writes_acknowledged_before_sync(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ class FaultKind(enum.Enum):
     """A stopped follower's data file gets a bit flip or is truncated: it must refuse to
     start; the runner then restores its pre-damage copy and restarts it."""
     POWER_LOSS = "power-loss"
-    """kill -9 of every node at once, then a restart of all (see `cairn.chaos.plants`)."""
+    """kill -9 of every node at once, then a restart of all (see `cairn.runtime.plants`)."""
 
 
 ALL_FAULTS = frozenset(FaultKind)

@@ -39,7 +39,6 @@ from cairn.chaos import corruption
 from cairn.chaos.cluster import ChaosCluster
 from cairn.chaos.faults import ALL_FAULTS, FaultKind, FaultRecord, Planned, schedule
 from cairn.chaos.network import LoopbackNetwork, NetnsNetwork, Network, netns_available
-from cairn.chaos.plants import PLANT_ENV, restore_power_loss_image
 from cairn.chaos.workload import (
     CheckResult,
     CounterWorkload,
@@ -48,6 +47,7 @@ from cairn.chaos.workload import (
     Workload,
 )
 from cairn.check.history import OpType, write_jsonl
+from cairn.runtime.plants import PLANT_ENV, restore_power_loss_image
 
 WORKLOADS = ("register", "set", "counter")
 SKEW_RANGE = (0.02, 0.08)

@@ -15,8 +15,8 @@ from rich.table import Table
 
 from cairn.chaos.faults import ALL_FAULTS, BASIC_FAULTS, FaultKind
 from cairn.chaos.network import leftover_namespaces
-from cairn.chaos.plants import PLANTS
 from cairn.chaos.runner import WORKLOADS, ChaosConfig, ChaosResult, run_chaos
+from cairn.runtime.plants import PLANTS
 
 
 def parse_faults(text: str) -> frozenset[FaultKind]:

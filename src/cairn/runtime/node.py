@@ -61,7 +61,7 @@ CLOCKSKEW_COMMAND = "cairn.clockskew"
 """`CAIRN.CLOCKSKEW rate`: this node's clock runs `rate` seconds per second fast (negative:
 slow); only with failpoints enabled, for the chaos runner's clock-skew fault."""
 PLANT_ENV = "CAIRN_PLANT"
-"""Test-only planted bugs proving the chaos harness bites (see `cairn.chaos.plants`)."""
+"""Test-only planted bugs proving the chaos harness bites (see `cairn.runtime.plants`)."""
 RETRY_INTERVAL = 0.02
 EXPIRY_INTERVAL = 0.1
 EXPIRY_MAX_INTERVAL = 1.0
@@ -127,7 +127,7 @@ class Node:
         self.log_store = LmdbLogStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
         self.lmdb = self.log_store.env
         if self.plant == "ack-before-sync":
-            from cairn.chaos.plants import UnsyncedLogStore
+            from cairn.runtime.plants import UnsyncedLogStore
 
             unsynced = UnsyncedLogStore(self.log_store, cfg.data_dir)
             unsynced.start()
