@@ -37,6 +37,12 @@ from cairn.runtime.client_commands import CLIENT_COMMANDS, NOAUTH, ServerContext
 from cairn.runtime.config import NodeConfig
 from cairn.runtime.frames import FrameKind
 from cairn.runtime.info import render_info
+from cairn.runtime.plants import (
+    ACK_BEFORE_SYNC,
+    PLANT_ENV,
+    STALE_FOLLOWER_READ,
+    UnsyncedLogStore,
+)
 from cairn.runtime.real_env import LoopClock, RealEnv
 from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
 from cairn.runtime.transport import TcpTransport, TransportConfig
@@ -60,8 +66,6 @@ FAILPOINT_COMMAND = "cairn.failpoint"
 CLOCKSKEW_COMMAND = "cairn.clockskew"
 """`CAIRN.CLOCKSKEW rate`: this node's clock runs `rate` seconds per second fast (negative:
 slow); only with failpoints enabled, for the chaos runner's clock-skew fault."""
-PLANT_ENV = "CAIRN_PLANT"
-"""Test-only planted bugs proving the chaos harness bites (see `cairn.runtime.plants`)."""
 RETRY_INTERVAL = 0.02
 EXPIRY_INTERVAL = 0.1
 EXPIRY_MAX_INTERVAL = 1.0
@@ -126,9 +130,7 @@ class Node:
         failpoints.configure_all(os.environ.get(FAILPOINTS_ENV, ""))
         self.log_store = LmdbLogStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
         self.lmdb = self.log_store.env
-        if self.plant == "ack-before-sync":
-            from cairn.runtime.plants import UnsyncedLogStore
-
+        if self.plant == ACK_BEFORE_SYNC:
             unsynced = UnsyncedLogStore(self.log_store, cfg.data_dir)
             unsynced.start()
             self.log_store = cast(LmdbLogStore, unsynced)
@@ -282,7 +284,7 @@ class Node:
             else:
                 self._read(request)
             return
-        if self.plant == "stale-follower-read" and not request.spec.is_write:
+        if self.plant == STALE_FOLLOWER_READ and not request.spec.is_write:
             now_ms = self.machine.effective_now(_wall_ms())
             request.finish(self.machine.execute_read(request.name, request.args, now_ms))
             return
