@@ -56,13 +56,29 @@ def test_the_counter_check_bounds_reads_and_the_final_value() -> None:
     h = w.history
     for p in range(3):
         _record(h, p, OpType.INVOKE, "incr", "counter", "1")
-        _record(h, p, OpType.OK if p < 2 else OpType.INFO, "incr", "counter", "1")
+        _record(h, p, OpType.OK if p < 2 else OpType.INFO, "incr", "counter", p + 1)
     _record(h, 9, OpType.INVOKE, "read", "counter", None)
     _record(h, 9, OpType.OK, "read", "counter", 1)  # two increments were acknowledged before
     result = w.check(2)
     assert any("saw 1, expected 2..3" in a for a in result.anomalies)
     assert w.check(4).anomalies[0].startswith("final value 4, expected 2..3")  # kept first
     assert w.check(1).lost == 1
+    assert not any("vanished" in a for a in result.anomalies)
+
+
+def test_the_counter_check_counts_losses_that_incr_replies_show() -> None:
+    # Five acknowledged increments, then the counter restarts from 2: three vanished, and
+    # the check says so even when the final read failed (None) or was inflated by
+    # increments that were reported failed yet took effect.
+    w = CounterWorkload([("127.0.0.1", 1)])
+    h = w.history
+    for p, reply in enumerate((1, 2, 3, 4, 5, 3, 4)):
+        _record(h, p, OpType.INVOKE, "incr", "counter", "1")
+        _record(h, p, OpType.OK, "incr", "counter", reply)
+    for final in (None, 7, 4):
+        result = w.check(final)
+        assert not result.ok and result.lost == 3, final
+        assert any("returned 3 after an INCR acknowledged 5" in a for a in result.anomalies)
 
 
 def _echo_server() -> tuple[socket.socket, int]:

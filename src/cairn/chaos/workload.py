@@ -31,6 +31,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import redis
 from redis.backoff import NoBackoff
@@ -115,7 +116,8 @@ def intervals(ops: Sequence[Op]) -> list[Interval]:
 class CheckResult:
     """What a workload's own check found; `anomalies` are one-line descriptions.
 
-    `lost` counts acknowledged writes missing from the final state.
+    `lost` counts acknowledged writes missing from the final state, or shown to have
+    vanished by later replies (a counter's INCR going back).
     """
 
     name: str
@@ -400,7 +402,10 @@ class CounterWorkload(Workload):
                 anomalies.append(f"a read at {read.start} saw {value}, expected {lower}..{upper}")
         acked, unknown = len(ok_ends), sum(op.outcome is OpType.INFO for op in incrs)
         value = final if isinstance(final, int) else -1
-        lost = max(0, acked - value) if value >= 0 else 0
+        regressed, regression = _counter_regression(incrs)
+        if regression:
+            anomalies.append(regression)
+        lost = max(acked - value if value >= 0 else 0, regressed)
         if not acked <= value <= acked + unknown:
             anomalies.insert(
                 0,
@@ -409,3 +414,35 @@ class CounterWorkload(Workload):
             )
         details = f"{acked} acknowledged increments, {unknown} unknown, final value {value}"
         return CheckResult(self.name, not anomalies, tuple(anomalies[:20]), lost, details)
+
+
+def _counter_regression(incrs: list[Interval]) -> tuple[int, str]:
+    """The most acknowledged increments that INCR replies show vanished, and a description.
+
+    An INCR that returned `v` proves the counter reached `v`; an INCR invoked after it
+    completed that returns `w <= v` proves at least `v - w + 1` acknowledged increments are
+    gone. This needs no final read, so a loss is still counted when the cluster cannot
+    answer at the end, and it cannot be hidden by increments that failed yet took effect.
+    """
+    done = sorted(
+        (op.end, int(str(op.value)))
+        for op in incrs
+        if op.outcome is OpType.OK and op.end is not None
+    )
+    ends = [end for end, _ in done]
+    highest = list(accumulate((v for _, v in done), max))
+    worst, text = 0, ""
+    for op in incrs:
+        if op.outcome is not OpType.OK:
+            continue
+        before = bisect_left(ends, op.start)
+        if before == 0:
+            continue
+        seen, got = highest[before - 1], int(str(op.value))
+        if seen - got + 1 > worst:
+            worst = seen - got + 1
+            text = (
+                f"an INCR at {op.start} returned {got} after an INCR acknowledged {seen}: "
+                f"at least {worst} acknowledged increments vanished"
+            )
+    return worst, text
