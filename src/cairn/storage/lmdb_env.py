@@ -2,7 +2,9 @@
 
 Theory of operation. A node keeps everything durable in one LMDB environment: the Raft
 log (`raft_log`), the hard state, snapshot and first index (`raft_state`), the state
-machine (`kv`) and the identity of the data directory (`meta`). LMDB is a copy-on-write
+machine (`kv`) and the identity of the data directory (`meta`); for a multi-raft node the
+logs (`region_log`) and Raft state (`region_raft`) of many regions, keyed by region id, and
+each hosted region's metadata (`regions`). LMDB is a copy-on-write
 B-tree: a write transaction becomes visible atomically at commit, and a crash never
 exposes half of one. The environment is opened with `sync=False, metasync=False`, so a
 commit only hands pages to the operating system; durability comes from an explicit
@@ -53,7 +55,11 @@ LOG_DB = b"raft_log"
 STATE_DB = b"raft_state"
 KV_DB = b"kv"
 META_DB = b"meta"
-DB_NAMES = (LOG_DB, STATE_DB, KV_DB, META_DB)
+REGION_LOG_DB = b"region_log"
+REGION_RAFT_DB = b"region_raft"
+REGIONS_DB = b"regions"
+DB_NAMES = (LOG_DB, STATE_DB, KV_DB, META_DB, REGION_LOG_DB, REGION_RAFT_DB, REGIONS_DB)
+"""Every named database; those missing from an older data directory are created at open."""
 
 FP_BEGIN = "storage.lmdb.begin"
 """Failure point reached when a write transaction begins."""
@@ -126,6 +132,9 @@ class LmdbEnv:
         self.state_db = dbs[STATE_DB]
         self.kv_db = dbs[KV_DB]
         self.meta_db = dbs[META_DB]
+        self.region_log_db = dbs[REGION_LOG_DB]
+        self.region_raft_db = dbs[REGION_RAFT_DB]
+        self.regions_db = dbs[REGIONS_DB]
         self._lock = lock
         self._failed: DiskFailedError | None = None
         self._closed = False

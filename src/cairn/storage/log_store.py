@@ -48,6 +48,7 @@ from cairn.runtime.env import DurableState, LogBatch
 from cairn.storage import records
 from cairn.storage.errors import CorruptLogError, UncoveredCompactionError
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions, WriteTxn
+from cairn.storage.raft_keys import RaftKeys
 from cairn.storage.records import SnapshotRecord
 
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -82,11 +83,17 @@ class LmdbLogStore:
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         cache_entries: int = DEFAULT_CACHE_ENTRIES,
+        keys: RaftKeys | None = None,
     ) -> None:
-        """Load and `verify` the log held by `env`; raises `CorruptLogError` if damaged."""
+        """Load and `verify` the log held by `env`; raises `CorruptLogError` if damaged.
+
+        `keys` places the group's records (default: the node's single group; a region's
+        store is handed out by `NodeStore`).
+        """
         if chunk_size <= 0 or cache_entries < 0:
             raise ValueError("chunk_size must be positive and cache_entries non-negative")
         self.env = env
+        self.keys = keys if keys is not None else RaftKeys.single(env)
         self.chunk_size = chunk_size
         self.cache_entries = cache_entries
         self._state = self._read_state()
@@ -102,12 +109,14 @@ class LmdbLogStore:
         node_id: int,
         cluster_id: str,
         options: LmdbOptions | None = None,
-        **kwargs: int,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
     ) -> LmdbLogStore:
         """Open the data directory and the log in it; closes the directory on failure."""
         env = LmdbEnv.open(path, node_id, cluster_id, options or LmdbOptions())
         try:
-            return cls(env, **kwargs)
+            return cls(env, chunk_size=chunk_size, cache_entries=cache_entries)
         except BaseException:
             env.close()
             raise
@@ -149,9 +158,9 @@ class LmdbLogStore:
             state = self._stage_entries(wtx.txn, state, appended)
         if batch.hard_state is not None:
             wtx.txn.put(
-                records.HARD_STATE_KEY,
-                records.encode_hard_state(batch.hard_state),
-                db=self.env.state_db,
+                self.keys.hard_state_key,
+                self.keys.encode_hard_state(batch.hard_state),
+                db=self.keys.state_db,
             )
             state = replace(state, hard_state=batch.hard_state)
         wtx.staged[self] = state
@@ -203,9 +212,9 @@ class LmdbLogStore:
         if self._tail and index >= self._tail[0].index:
             return self._tail[index - self._tail[0].index].term
         with self.env.read() as txn:
-            value = txn.get(records.index_key(index), db=self.env.log_db)
+            value = txn.get(self.keys.index_key(index), db=self.keys.log_db)
         if value is None:
-            raise CorruptLogError(f"log entry {index} is missing")
+            raise CorruptLogError(self.keys.describe(f"log entry {index} is missing"))
         return records.entry_term(index, value)
 
     def first_index(self) -> int:
@@ -280,7 +289,9 @@ class LmdbLogStore:
         with self.env.write() as wtx:
             self._delete_through(wtx.txn, compact_index)
             wtx.txn.put(
-                records.FIRST_KEY, records.encode_first(compact_index, term), db=self.env.state_db
+                self.keys.first_key,
+                self.keys.encode_first(compact_index, term),
+                db=self.keys.state_db,
             )
             new = replace(state, dummy_index=compact_index, dummy_term=term)
             wtx.after_commit(lambda: self._committed(new, None, ()))
@@ -335,9 +346,9 @@ class LmdbLogStore:
                 self._delete_generation(wtx.txn, generation)
             if hard_state is not None:
                 wtx.txn.put(
-                    records.HARD_STATE_KEY,
-                    records.encode_hard_state(hard_state),
-                    db=self.env.state_db,
+                    self.keys.hard_state_key,
+                    self.keys.encode_hard_state(hard_state),
+                    db=self.keys.state_db,
                 )
                 state = replace(state, hard_state=hard_state)
             final = state
@@ -350,6 +361,12 @@ class LmdbLogStore:
 
     def verify(self) -> None:
         """Check every record; raise `CorruptLogError` naming the first damage found."""
+        try:
+            self._verify()
+        except CorruptLogError as exc:
+            raise CorruptLogError(self.keys.describe(str(exc))) from exc
+
+    def _verify(self) -> None:
         state = self._state
         last, last_term = self._verify_entries(state)
         if last != state.last_index:
@@ -370,19 +387,24 @@ class LmdbLogStore:
     def _verify_entries(self, state: LogState) -> tuple[int, int]:
         """Walk the log: checksums, contiguity, non-decreasing terms. Returns (last, term)."""
         expected, prev_term = state.dummy_index + 1, state.dummy_term
-        with self.env.read() as txn, txn.cursor(db=self.env.log_db) as cur:
-            for key, value in cur.iternext():
-                index = records.key_index(key)
+        keys = self.keys
+        with self.env.read() as txn, txn.cursor(db=keys.log_db) as cur:
+            for key, value in keys.log_records(cur):
+                index = keys.key_index(key)
                 if index != expected:
                     what = "below the first index" if index < expected else "after a gap"
                     raise CorruptLogError(
-                        f"log entry {index} is {what}: expected entry {expected} next"
+                        keys.describe(
+                            f"log entry {index} is {what}: expected entry {expected} next"
+                        )
                     )
-                entry = records.decode_entry(index, value)
+                entry = keys.decode_entry(index, value)
                 if entry.term < prev_term:
                     raise CorruptLogError(
-                        f"log entry {index} has term {entry.term}, below its predecessor's "
-                        f"{prev_term}"
+                        keys.describe(
+                            f"log entry {index} has term {entry.term}, below its predecessor's "
+                            f"{prev_term}"
+                        )
                     )
                 expected, prev_term = index + 1, entry.term
         return expected - 1, prev_term
@@ -409,39 +431,44 @@ class LmdbLogStore:
     # -- internals -----------------------------------------------------------------------
 
     def _read_state(self) -> LogState:
-        db = self.env.state_db
+        keys = self.keys
+        db = keys.state_db
         with self.env.read() as txn:
-            hs_value = txn.get(records.HARD_STATE_KEY, db=db)
-            first_value = txn.get(records.FIRST_KEY, db=db)
-            snap_value = txn.get(records.SNAPSHOT_KEY, db=db)
-            with txn.cursor(db=self.env.log_db) as cur:
-                last_key = cur.key() if cur.last() else None
-        hs = EMPTY_HARD_STATE if hs_value is None else records.decode_hard_state(hs_value)
-        dummy_index, dummy_term = (
-            (0, 0) if first_value is None else records.decode_first(first_value)
-        )
-        snap = None if snap_value is None else records.decode_snapshot(snap_value)
-        last = dummy_index if last_key is None else records.key_index(last_key)
+            hs_value = txn.get(keys.hard_state_key, db=db)
+            first_value = txn.get(keys.first_key, db=db)
+            snap_value = txn.get(keys.snapshot_key, db=db)
+            with txn.cursor(db=keys.log_db) as cur:
+                last_key = keys.last_log_key(cur)
+        try:
+            hs = EMPTY_HARD_STATE if hs_value is None else keys.decode_hard_state(hs_value)
+            dummy_index, dummy_term = (
+                (0, 0) if first_value is None else keys.decode_first(first_value)
+            )
+            snap = None if snap_value is None else keys.decode_snapshot(snap_value)
+        except CorruptLogError as exc:
+            raise CorruptLogError(keys.describe(str(exc))) from exc
+        last = dummy_index if last_key is None else keys.key_index(last_key)
         return LogState(hs, dummy_index, dummy_term, max(last, dummy_index), snap)
 
     def _read_entries(self, lo: int, hi: int, max_size: int | None) -> list[Entry]:
         out: list[Entry] = []
         size = 0
-        with self.env.read() as txn, txn.cursor(db=self.env.log_db) as cur:
-            found = cur.set_key(records.index_key(lo))
+        keys = self.keys
+        with self.env.read() as txn, txn.cursor(db=keys.log_db) as cur:
+            found = cur.set_key(keys.index_key(lo))
             for key, value in cur.iternext() if found else ():
-                index = records.key_index(key)
+                index = keys.key_index(key)
                 if index >= hi:
                     break
                 if index != lo + len(out):
-                    raise CorruptLogError(f"log entry {lo + len(out)} is missing")
-                entry = records.decode_entry(index, value)
+                    raise CorruptLogError(keys.describe(f"log entry {lo + len(out)} is missing"))
+                entry = keys.decode_entry(index, value)
                 size += len(entry.data)
                 if out and max_size is not None and size > max_size:
                     break
                 out.append(entry)
         if not out:
-            raise CorruptLogError(f"log entry {lo} is missing")
+            raise CorruptLogError(keys.describe(f"log entry {lo} is missing"))
         return out
 
     def _stage_snapshot(
@@ -480,9 +507,9 @@ class LmdbLogStore:
             self._delete_through(txn, index)
             last = state.last_index
         else:
-            txn.drop(self.env.log_db, delete=False)
+            self.keys.clear_log(txn)
             last = index
-        txn.put(records.FIRST_KEY, records.encode_first(index, term), db=self.env.state_db)
+        txn.put(self.keys.first_key, self.keys.encode_first(index, term), db=self.keys.state_db)
         self._replace_snapshot_record(txn, state, rec)
         return replace(state, dummy_index=index, dummy_term=term, last_index=last, snapshot=rec)
 
@@ -491,14 +518,14 @@ class LmdbLogStore:
     ) -> None:
         if state.snapshot is not None and state.snapshot.generation != rec.generation:
             self._delete_generation(txn, state.snapshot.generation)
-        txn.put(records.SNAPSHOT_KEY, records.encode_snapshot(rec), db=self.env.state_db)
+        txn.put(self.keys.snapshot_key, self.keys.encode_snapshot(rec), db=self.keys.state_db)
 
     def _term_in(self, txn: lmdb.Transaction[bytes], state: LogState, index: int) -> int:
         if index == state.dummy_index:
             return state.dummy_term
-        value = txn.get(records.index_key(index), db=self.env.log_db)
+        value = txn.get(self.keys.index_key(index), db=self.keys.log_db)
         if value is None:
-            raise CorruptLogError(f"log entry {index} is missing")
+            raise CorruptLogError(self.keys.describe(f"log entry {index} is missing"))
         return records.entry_term(index, value)
 
     def _stage_entries(
@@ -511,26 +538,30 @@ class LmdbLogStore:
             )
         if first <= state.last_index:
             self._delete_from(txn, first)
-        with txn.cursor(db=self.env.log_db) as cur:
+        keys = self.keys
+        with txn.cursor(db=keys.log_db) as cur:
             cur.putmulti(
-                ((records.index_key(e.index), records.encode_entry(e)) for e in entries),
-                append=True,
+                ((keys.index_key(e.index), keys.encode_entry(e)) for e in entries),
+                # Appending (no B-tree search) is valid only at the end of the database.
+                append=keys.end is None,
             )
         return replace(state, last_index=entries[-1].index)
 
     def _delete_from(self, txn: lmdb.Transaction[bytes], index: int) -> None:
         """Delete every entry at or after `index`."""
-        with txn.cursor(db=self.env.log_db) as cur:
-            if cur.set_range(records.index_key(index)):
+        keys = self.keys
+        with txn.cursor(db=keys.log_db) as cur:
+            if cur.set_range(keys.index_key(index)) and keys.owns(cur.key()):
                 # After a delete the cursor sits on the next record; key() is b"" past the end.
-                while cur.delete() and cur.key():
+                while cur.delete() and keys.owns(cur.key()):
                     pass
 
     def _delete_through(self, txn: lmdb.Transaction[bytes], index: int) -> None:
         """Delete every entry at or before `index`."""
-        with txn.cursor(db=self.env.log_db) as cur:
-            cur.first()
-            while cur.key() and records.key_index(cur.key()) <= index:
+        keys = self.keys
+        with txn.cursor(db=keys.log_db) as cur:
+            cur.set_range(keys.prefix)
+            while keys.owns(cur.key()) and keys.key_index(cur.key()) <= index:
                 cur.delete()
 
     def _take_generation(self) -> int:
@@ -539,27 +570,32 @@ class LmdbLogStore:
         return generation
 
     def _put_chunks(self, txn: lmdb.Transaction[bytes], generation: int, data: bytes) -> None:
-        db = self.env.state_db
+        keys = self.keys
         for number, start in enumerate(range(0, len(data), self.chunk_size)):
             piece = data[start : start + self.chunk_size]
             txn.put(
-                records.chunk_key(generation, number),
-                records.encode_chunk(generation, number, piece),
-                db=db,
+                keys.chunk_key(generation, number),
+                keys.encode_chunk(generation, number, piece),
+                db=keys.state_db,
             )
 
     def _read_chunk(self, generation: int, number: int) -> bytes:
         with self.env.read() as txn:
-            value = txn.get(records.chunk_key(generation, number), db=self.env.state_db)
+            value = txn.get(self.keys.chunk_key(generation, number), db=self.keys.state_db)
         if value is None:
-            raise CorruptLogError(f"snapshot chunk {number} (generation {generation}) is missing")
-        return records.decode_chunk(generation, number, value)
+            raise CorruptLogError(
+                self.keys.describe(f"snapshot chunk {number} (generation {generation}) is missing")
+            )
+        try:
+            return self.keys.decode_chunk(generation, number, value)
+        except CorruptLogError as exc:
+            raise CorruptLogError(self.keys.describe(str(exc))) from exc
 
     def _delete_generation(self, txn: lmdb.Transaction[bytes], generation: int) -> None:
-        with txn.cursor(db=self.env.state_db) as cur:
-            cur.set_range(records.chunk_key(generation, 0))
+        with txn.cursor(db=self.keys.state_db) as cur:
+            cur.set_range(self.keys.chunk_key(generation, 0))
             while cur.key():
-                fields = records.chunk_key_fields(cur.key())
+                fields = self.keys.chunk_key_fields(cur.key())
                 if fields is None or fields[0] != generation:
                     break
                 cur.delete()
@@ -568,10 +604,10 @@ class LmdbLogStore:
         """Delete chunks of no installed snapshot (an interrupted stream); the max generation."""
         current = -1 if self._state.snapshot is None else self._state.snapshot.generation
         orphans: set[int] = set()
-        with self.env.read() as txn, txn.cursor(db=self.env.state_db) as cur:
-            present = cur.set_range(records.CHUNK_PREFIX)
+        with self.env.read() as txn, txn.cursor(db=self.keys.state_db) as cur:
+            present = cur.set_range(self.keys.chunk_prefix)
             while present:
-                fields = records.chunk_key_fields(cur.key())
+                fields = self.keys.chunk_key_fields(cur.key())
                 if fields is None:
                     break
                 if fields[0] != current:
@@ -633,9 +669,10 @@ class SnapshotWriter:
         if not data:
             return
         with self._store.env.write() as wtx:
-            key = records.chunk_key(self._generation, self._chunks)
-            value = records.encode_chunk(self._generation, self._chunks, data)
-            wtx.txn.put(key, value, db=self._store.env.state_db)
+            keys = self._store.keys
+            key = keys.chunk_key(self._generation, self._chunks)
+            value = keys.encode_chunk(self._generation, self._chunks, data)
+            wtx.txn.put(key, value, db=keys.state_db)
         self._chunks += 1
         self._size += len(data)
         self._crc = zlib.crc32(data, self._crc)

@@ -8,7 +8,10 @@ LMDB itself never exposes a half-written transaction (copy-on-write B-tree, a ne
 published only by the commit), so a bad checksum is never an expected crash artefact.
 
 Every checksum covers the record's identity as well as its payload (an entry's index, a
-chunk's generation and number), so a record copied under another key is caught too.
+chunk's generation and number), so a record copied under another key is caught too. The
+`seed` argument starts the CRC from another value: a region's records are seeded with the
+CRC-32 of their region prefix (see `raft_keys`), so a record copied to another region fails
+its check as well; the single-group layout uses seed 0, which is plain `zlib.crc32`.
 Layouts (big-endian):
 
     entry        key u64 index        value crc u32 | term u64 | type u8 | data
@@ -60,20 +63,21 @@ def key_index(key: bytes) -> int:
     return value
 
 
-def encode_entry(entry: Entry) -> bytes:
-    """The `raft_log` value of `entry`."""
+def encode_entry(entry: Entry, seed: int = 0) -> bytes:
+    """The `raft_log` value of `entry` (`seed`: the checksum's start, see `RaftKeys`)."""
     code = _TYPE_CODES[entry.type]
-    crc = zlib.crc32(entry.data, zlib.crc32(_ENTRY_IDENT.pack(entry.index, entry.term, code)))
+    ident = _ENTRY_IDENT.pack(entry.index, entry.term, code)
+    crc = zlib.crc32(entry.data, zlib.crc32(ident, seed))
     return _ENTRY_HEAD.pack(crc, entry.term, code) + entry.data
 
 
-def decode_entry(index: int, value: bytes) -> Entry:
+def decode_entry(index: int, value: bytes, seed: int = 0) -> Entry:
     """The entry stored at `index`; `CorruptLogError` naming the index if it is damaged."""
     if len(value) < _ENTRY_HEAD.size:
         raise CorruptLogError(f"log entry {index} is truncated ({len(value)} bytes)")
     crc, term, code = _ENTRY_HEAD.unpack_from(value)
     data = value[_ENTRY_HEAD.size :]
-    if zlib.crc32(data, zlib.crc32(_ENTRY_IDENT.pack(index, term, code))) != crc:
+    if zlib.crc32(data, zlib.crc32(_ENTRY_IDENT.pack(index, term, code), seed)) != crc:
         raise CorruptLogError(f"log entry {index} fails its checksum")
     entry_type = _CODE_TYPES.get(code)
     if entry_type is None:
@@ -89,34 +93,34 @@ def entry_term(index: int, value: bytes) -> int:
     return term
 
 
-def encode_hard_state(hs: HardState) -> bytes:
+def encode_hard_state(hs: HardState, seed: int = 0) -> bytes:
     """The `raft_state` value of the hard state."""
     body = _HARD_STATE.pack(0, hs.term, hs.vote, hs.commit)[_U32.size :]
-    return _U32.pack(zlib.crc32(body)) + body
+    return _U32.pack(zlib.crc32(body, seed)) + body
 
 
-def decode_hard_state(value: bytes) -> HardState:
+def decode_hard_state(value: bytes, seed: int = 0) -> HardState:
     """The stored hard state; `CorruptLogError` if it is damaged."""
     if len(value) != _HARD_STATE.size:
         raise CorruptLogError(f"hard state record has {len(value)} bytes, not {_HARD_STATE.size}")
     crc, term, vote, commit = _HARD_STATE.unpack(value)
-    if zlib.crc32(value[_U32.size :]) != crc:
+    if zlib.crc32(value[_U32.size :], seed) != crc:
         raise CorruptLogError("hard state record fails its checksum")
     return HardState(term=term, vote=vote, commit=commit)
 
 
-def encode_first(index: int, term: int) -> bytes:
+def encode_first(index: int, term: int, seed: int = 0) -> bytes:
     """The `raft_state` value of the dummy entry: the log's first index is `index + 1`."""
     body = _FIRST.pack(0, index, term)[_U32.size :]
-    return _U32.pack(zlib.crc32(body)) + body
+    return _U32.pack(zlib.crc32(body, seed)) + body
 
 
-def decode_first(value: bytes) -> tuple[int, int]:
+def decode_first(value: bytes, seed: int = 0) -> tuple[int, int]:
     """The stored dummy entry (index, term); `CorruptLogError` if it is damaged."""
     if len(value) != _FIRST.size:
         raise CorruptLogError(f"first-index record has {len(value)} bytes, not {_FIRST.size}")
     crc, index, term = _FIRST.unpack(value)
-    if zlib.crc32(value[_U32.size :]) != crc:
+    if zlib.crc32(value[_U32.size :], seed) != crc:
         raise CorruptLogError("first-index record fails its checksum")
     return index, term
 
@@ -136,23 +140,24 @@ class SnapshotRecord:
     data_crc: int
 
 
-def encode_snapshot(rec: SnapshotRecord) -> bytes:
+def encode_snapshot(rec: SnapshotRecord, seed: int = 0) -> bytes:
     """The `raft_state` value of the snapshot record."""
     meta, cs = rec.metadata, rec.metadata.conf_state
     fields = [meta.index, meta.term, list(cs.voters), list(cs.learners)]
     fields += [list(cs.voters_outgoing), list(cs.learners_next), cs.auto_leave]
     fields += [rec.generation, rec.size, rec.chunks, rec.data_crc]
     body: bytes = msgpack.packb(fields)
-    return _U32.pack(zlib.crc32(body)) + body
+    return _U32.pack(zlib.crc32(body, seed)) + body
 
 
-def decode_snapshot(value: bytes) -> SnapshotRecord:
+def decode_snapshot(value: bytes, seed: int = 0) -> SnapshotRecord:
     """The stored snapshot record; `CorruptLogError` if it is damaged."""
-    if len(value) < _U32.size or zlib.crc32(value[_U32.size :]) != _U32.unpack_from(value)[0]:
+    body = value[_U32.size :]
+    if len(value) < _U32.size or zlib.crc32(body, seed) != _U32.unpack_from(value)[0]:
         raise CorruptLogError("snapshot metadata record fails its checksum")
     try:
         index, term, voters, learners, outgoing, nxt, auto, gen, size, chunks, crc = (
-            msgpack.unpackb(value[_U32.size :])
+            msgpack.unpackb(body)
         )
     except (ValueError, TypeError) as exc:
         raise CorruptLogError(f"snapshot metadata record is malformed: {exc}") from exc
@@ -174,15 +179,15 @@ def chunk_key_fields(key: bytes) -> tuple[int, int] | None:
     return generation, number
 
 
-def encode_chunk(generation: int, number: int, data: bytes) -> bytes:
+def encode_chunk(generation: int, number: int, data: bytes, seed: int = 0) -> bytes:
     """The value of one snapshot chunk."""
-    return _U32.pack(zlib.crc32(data, zlib.crc32(chunk_key(generation, number)))) + data
+    return _U32.pack(zlib.crc32(data, zlib.crc32(chunk_key(generation, number), seed))) + data
 
 
-def decode_chunk(generation: int, number: int, value: bytes) -> bytes:
+def decode_chunk(generation: int, number: int, value: bytes, seed: int = 0) -> bytes:
     """The data of one snapshot chunk; `CorruptLogError` naming it if it is damaged."""
     data = value[_U32.size :]
-    crc = zlib.crc32(data, zlib.crc32(chunk_key(generation, number)))
+    crc = zlib.crc32(data, zlib.crc32(chunk_key(generation, number), seed))
     if len(value) < _U32.size or crc != _U32.unpack_from(value)[0]:
         raise CorruptLogError(
             f"snapshot chunk {number} (generation {generation}) fails its checksum"
