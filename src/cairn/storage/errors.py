@@ -43,3 +43,11 @@ class FormatVersionError(StartupError):
 
 class UncoveredCompactionError(DurableStorageError):
     """A compaction would discard entries that no stored snapshot covers."""
+
+
+class UnknownRegionError(DurableStorageError):
+    """The node holds no record of the region (or only its tombstone) for this operation."""
+
+
+class RegionDataError(DurableStorageError):
+    """A region's snapshot data is malformed, truncated, or holds a record outside the region."""

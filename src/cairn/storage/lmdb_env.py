@@ -167,6 +167,11 @@ class LmdbEnv:
         """The error that failed this environment, or None while it is healthy."""
         return self._failed
 
+    @property
+    def writing(self) -> bool:
+        """Whether a write transaction is open now."""
+        return self._writing
+
     def check_writable(self) -> None:
         """Raise `DiskFailedError` if an earlier write failed."""
         if self._failed is not None:

@@ -94,6 +94,36 @@ class LmdbKeyspace:
         with self._reading() as txn:
             return _count(txn, self.env)
 
+    @contextmanager
+    def view(self) -> Iterator[KeyspaceView]:
+        """Reads through one transaction (a consistent view) for the duration of the block:
+        the node's open transaction inside `group`, else a read-only one."""
+        with self._reading() as txn:
+            yield KeyspaceView(self, txn)
+
+    def stage_put(self, wtx: WriteTxn, key: bytes, value: bytes) -> None:
+        """Write one short record straight into the node's transaction `wtx`, outside any
+        batch: the region system records that `NodeStore` writes with Raft metadata."""
+        self._check_short(key)
+        wtx.txn.put(key + _SHORT, value, db=self.env.kv_db)
+
+    def stage_delete_prefix(self, wtx: WriteTxn, prefix: bytes) -> int:
+        """Delete every short record starting with `prefix` inside `wtx`; how many."""
+        self._check_short(prefix)
+        count = 0
+        with wtx.txn.cursor(db=self.env.kv_db) as cur:
+            present = cur.set_range(prefix)
+            while present and cur.key().startswith(prefix):
+                present = cur.delete()
+                count += 1
+        return count
+
+    def _check_short(self, key: bytes) -> None:
+        if self._batch is not None:
+            raise RuntimeError("a write batch is open")
+        if len(key) > self.limit:
+            raise ValueError(f"a system key must be at most {self.limit} bytes: {key!r}")
+
     def begin(self) -> LmdbWriteBatch:
         """Open a write batch (at most one at a time)."""
         if self._batch is not None:
@@ -119,6 +149,24 @@ class LmdbKeyspace:
         if self._batch is not batch:
             raise RuntimeError("write batch is not open")
         self._batch = None
+
+
+class KeyspaceView:
+    """Reads of an `LmdbKeyspace` through one LMDB transaction (see `LmdbKeyspace.view`)."""
+
+    def __init__(self, space: LmdbKeyspace, txn: lmdb.Transaction[bytes]) -> None:
+        self._space = space
+        self._txn = txn
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value stored at `key`, or None."""
+        return _get(self._txn, self._space, key)
+
+    def scan(
+        self, start: bytes, end: bytes | None = None, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """Like `LmdbKeyspace.scan`, in this view."""
+        return _scan(self._txn, self._space, start, end, limit)
 
 
 class LmdbWriteBatch:

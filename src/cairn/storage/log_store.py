@@ -457,6 +457,8 @@ class LmdbLogStore:
         with self.env.read() as txn, txn.cursor(db=keys.log_db) as cur:
             found = cur.set_key(keys.index_key(lo))
             for key, value in cur.iternext() if found else ():
+                if not keys.owns(key):
+                    break
                 index = keys.key_index(key)
                 if index >= hi:
                     break
@@ -613,7 +615,9 @@ class LmdbLogStore:
                 if fields[0] != current:
                     orphans.add(fields[0])
                 present = cur.next()
-        if orphans and self.env.failed is None:
+        # Inside an open transaction (a region store opened while a group commit is being
+        # staged) the orphans wait for the next open.
+        if orphans and self.env.failed is None and not self.env.writing:
             with self.env.write() as wtx:
                 for generation in sorted(orphans):
                     self._delete_generation(wtx.txn, generation)
