@@ -1,0 +1,64 @@
+"""A msgpack codec for trees of frozen dataclasses, enums, tuples, bytes and scalars.
+
+Each dataclass or enum type gets a fixed small integer code from a table (`Codec(table)`);
+a value travels as a msgpack extension of that code holding its fields in declaration
+order, so the wire form is compact and positional. Tuples decode as tuples and nothing
+else is a container, so decoded values are hashable and compare equal to the originals:
+`decode(encode(v)) == v`. Codes are part of the format: never renumber, only append.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+import msgpack
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a value this codec wrote."""
+
+
+class Codec:
+    """Encoder and decoder for the types in `table` (code → type)."""
+
+    def __init__(self, table: dict[int, type]) -> None:
+        self._types = dict(table)
+        self._codes = {cls: code for code, cls in table.items()}
+        if len(self._codes) != len(self._types):
+            raise ValueError("a type appears twice in the codec table")
+
+    def encode(self, value: object) -> bytes:
+        """`value` as msgpack bytes."""
+        packed: bytes = msgpack.packb(value, default=self._default, use_bin_type=True)
+        return packed
+
+    def decode(self, data: bytes) -> object:
+        """The value `encode` turned into `data`; `DecodeError` when it is not one."""
+        try:
+            return msgpack.unpackb(data, ext_hook=self._ext_hook, use_list=False, raw=False)
+        except DecodeError:
+            raise
+        except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+            raise DecodeError(f"malformed placement data: {exc}") from exc
+
+    def _default(self, value: object) -> msgpack.ExtType:
+        code = self._codes.get(type(value))
+        if code is None:
+            raise TypeError(f"cannot encode {type(value).__name__}")
+        if isinstance(value, enum.Enum):
+            return msgpack.ExtType(code, self.encode(value.value))
+        fields = [getattr(value, f.name) for f in dataclasses.fields(value)]  # type: ignore[arg-type]
+        return msgpack.ExtType(code, self.encode(fields))
+
+    def _ext_hook(self, code: int, data: bytes) -> object:
+        cls = self._types.get(code)
+        if cls is None:
+            raise DecodeError(f"unknown type code {code}")
+        inner: Any = self.decode(data)
+        if issubclass(cls, enum.Enum):
+            return cls(inner)
+        if not isinstance(inner, tuple):
+            raise DecodeError(f"{cls.__name__}: fields are not a list")
+        return cls(*inner)

@@ -1,0 +1,252 @@
+"""Commands of the placement metadata state machine, their results, and their wire form.
+
+Every change to the metadata is one of these commands, proposed to the placement group's
+Raft log as `encode_command(c)` and applied on every replica in log order by
+`ClusterMetadata.apply`. Time enters only as the `now_ms` a command carries (stamped by the
+proposer), never from a clock, so every replica computes the same state. Heartbeats and the
+periodic `Tick` that runs the reconcile loops are commands too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cairn.placement.codec import Codec, DecodeError
+from cairn.placement.config import PlacementConfig
+from cairn.placement.model import (
+    DownPeer,
+    HostedPeer,
+    NodeAdmin,
+    NodeStats,
+    PlacementRules,
+    RangeRule,
+    RegionReport,
+)
+from cairn.placement.operators import Operator, OperatorKind, OperatorStatus
+from cairn.placement.steps import (
+    AddLearner,
+    MergeRegion,
+    PromoteLearner,
+    RemovePeer,
+    SplitPolicy,
+    SplitRegion,
+    Step,
+    TransferLeader,
+)
+from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch
+
+
+@dataclass(frozen=True, slots=True)
+class AddNode:
+    """Register node `node_id` (a node joining; registering again updates addresses)."""
+
+    node_id: int
+    peer_address: str
+    client_address: str
+    labels: tuple[tuple[str, str], ...]
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHeartbeat:
+    """A node is alive; its stats and the replicas it hosts (to find stale ones)."""
+
+    node_id: int
+    now_ms: int
+    stats: NodeStats = NodeStats()  # noqa: RUF009 (frozen)
+    hosted: tuple[HostedPeer, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RegionHeartbeat:
+    """A region's leader reports the region."""
+
+    report: RegionReport
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetNodeAdmin:
+    """Drain, remove or re-activate a node."""
+
+    node_id: int
+    admin: NodeAdmin
+    now_ms: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetRules:
+    """Declare the desired placement."""
+
+    rules: PlacementRules
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetConfig:
+    """Change the limits and thresholds."""
+
+    config: PlacementConfig
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AllocIds:
+    """Reserve `count` cluster-unique ids (for region and peer ids made outside the driver)."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Run the reconcile loops: liveness, operator timeouts, checkers and schedulers."""
+
+    now_ms: int
+
+
+Command = (
+    AddNode
+    | NodeHeartbeat
+    | RegionHeartbeat
+    | SetNodeAdmin
+    | SetRules
+    | SetConfig
+    | AllocIds
+    | Tick
+)
+"""Any command of the metadata state machine."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The result of a command that only changes state: whether it did, and why not."""
+
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RegionHeartbeatReply:
+    """What goes back to a region leader: the step to execute, if any.
+
+    `accepted` is false when the report's epoch is stale (the driver knows a newer one).
+    """
+
+    accepted: bool
+    step: Step | None = None
+    operator_id: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHeartbeatReply:
+    """What goes back to a node: hosted replicas it must destroy (removed from their region)."""
+
+    known: bool
+    stale_peers: tuple[HostedPeer, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IdRange:
+    """Ids ``first .. first + count - 1`` are reserved."""
+
+    first: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """The operators a tick started."""
+
+    operators: tuple[Operator, ...]
+
+
+Result = Ack | RegionHeartbeatReply | NodeHeartbeatReply | IdRange | TickResult
+"""Any result of `ClusterMetadata.apply`."""
+
+# Codes are the wire format: append only.
+CODEC_TABLE: dict[int, type] = {
+    1: RegionEpoch,
+    2: PeerRole,
+    3: Peer,
+    4: Region,
+    5: NodeAdmin,
+    6: NodeStats,
+    7: HostedPeer,
+    8: DownPeer,
+    9: RegionReport,
+    10: RangeRule,
+    11: PlacementRules,
+    12: PlacementConfig,
+    13: SplitPolicy,
+    14: AddLearner,
+    15: PromoteLearner,
+    16: RemovePeer,
+    17: TransferLeader,
+    18: SplitRegion,
+    19: MergeRegion,
+    20: OperatorKind,
+    21: OperatorStatus,
+    22: Operator,
+    30: AddNode,
+    31: NodeHeartbeat,
+    32: RegionHeartbeat,
+    33: SetNodeAdmin,
+    34: SetRules,
+    35: SetConfig,
+    36: AllocIds,
+    37: Tick,
+    40: Ack,
+    41: RegionHeartbeatReply,
+    42: NodeHeartbeatReply,
+    43: IdRange,
+    44: TickResult,
+}
+
+CODEC = Codec(CODEC_TABLE)
+"""The codec of every placement value that travels or is stored (extended by the snapshot)."""
+
+_COMMANDS = (AddNode, NodeHeartbeat, RegionHeartbeat, SetNodeAdmin, SetRules, SetConfig)
+_COMMANDS_ALL = (*_COMMANDS, AllocIds, Tick)
+_STEPS = (AddLearner, PromoteLearner, RemovePeer, TransferLeader, SplitRegion, MergeRegion)
+_RESULTS = (Ack, RegionHeartbeatReply, NodeHeartbeatReply, IdRange, TickResult)
+
+
+def encode_command(command: Command) -> bytes:
+    """`command` as the bytes of a Raft proposal."""
+    return CODEC.encode(command)
+
+
+def decode_command(data: bytes) -> Command:
+    """The command `encode_command` wrote; `DecodeError` for anything else."""
+    value = CODEC.decode(data)
+    if not isinstance(value, _COMMANDS_ALL):
+        raise DecodeError(f"not a placement command: {type(value).__name__}")
+    return value
+
+
+def encode_step(step: Step) -> bytes:
+    """`step` as bytes for a heartbeat reply."""
+    return CODEC.encode(step)
+
+
+def decode_step(data: bytes) -> Step:
+    """The step `encode_step` wrote; `DecodeError` for anything else."""
+    value = CODEC.decode(data)
+    if not isinstance(value, _STEPS):
+        raise DecodeError(f"not an operator step: {type(value).__name__}")
+    return value
+
+
+def encode_result(result: Result) -> bytes:
+    """`result` as bytes (for a proposer on another node than the applier)."""
+    return CODEC.encode(result)
+
+
+def decode_result(data: bytes) -> Result:
+    """The result `encode_result` wrote; `DecodeError` for anything else."""
+    value = CODEC.decode(data)
+    if not isinstance(value, _RESULTS):
+        raise DecodeError(f"not a placement result: {type(value).__name__}")
+    return value
