@@ -149,8 +149,10 @@ class Operator:
         return tuple(sorted({n for s in self.pending_steps() for n in s.nodes()}))
 
     def adds_on(self) -> tuple[int, ...]:
-        """The nodes on which an unfinished step adds a replica (each costs a snapshot)."""
-        return tuple(sorted({s.node_id for s in self.pending_steps() if isinstance(s, AddLearner)}))
+        """The nodes receiving a replica whose snapshot may still be in progress: an
+        unfinished add, or an added learner not yet promoted (the snapshot rate limit)."""
+        adding = (AddLearner, PromoteLearner)
+        return tuple(sorted({s.node_id for s in self.pending_steps() if isinstance(s, adding)}))
 
     def regions(self) -> tuple[int, ...]:
         """This operator's region and the regions it depends on."""
