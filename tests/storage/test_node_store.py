@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from storage_helpers import SMALL_MAP
 
 from cairn.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
@@ -21,7 +23,7 @@ from cairn.shard.region import (
     slot_bound,
     split_region,
 )
-from cairn.storage import failpoints, region_data
+from cairn.storage import LmdbLogStore, failpoints, region_data
 from cairn.storage.errors import (
     CorruptLogError,
     DiskFailedError,
@@ -32,7 +34,7 @@ from cairn.storage.lmdb_env import FP_COMMIT, FP_SYNC, LmdbOptions
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore, key_range
 from cairn.storage.raft_keys import RaftKeys, region_prefix
 from cairn.storage.region_data import KeyRange, count_region
-from cairn.storage.region_meta import PeerState, RegionLocalState
+from cairn.storage.region_meta import PeerState, RegionLocalState, decode_state, encode_state
 from cairn.store.layout import field_prefix, meta_key
 
 OpenNode = Callable[..., NodeStore]
@@ -445,3 +447,76 @@ def test_apply_snapshot_refuses_data_at_another_index(open_node: OpenNode, tmp_p
     with pytest.raises(RegionDataError, match="applied index 42, its metadata at 50"):
         target.apply_snapshot(2)
     assert target.state(2) == RegionLocalState(2, PeerState.APPLYING, right)
+
+
+# -- records, layouts ----------------------------------------------------------------------
+
+peers_st = st.lists(st.integers(1, 2**40), min_size=0, max_size=4, unique=True)
+
+
+@given(
+    st.integers(0, 2**64 - 1),
+    st.sampled_from(list(PeerState)),
+    st.binary(max_size=12),
+    st.binary(max_size=12),
+    peers_st,
+    st.booleans(),
+)
+def test_region_records_encode_and_decode(
+    rid: int, state: PeerState, a: bytes, b: bytes, peer_ids: list[int], has_region: bool
+) -> None:
+    start, end = (a, b) if not b or a < b else (b, a) if a else (a, b)
+    if end and start >= end:
+        end = b""
+    peers = tuple(Peer(p, n, PeerRole(n % 2)) for n, p in enumerate(peer_ids))
+    reg = Region(rid, start, end, RegionEpoch(7, 9), peers) if has_region else None
+    if reg is None and state is PeerState.APPLYING:
+        state = PeerState.NORMAL
+    pending = state is PeerState.TOMBSTONE and reg is not None
+    rec = RegionLocalState(rid, state, reg, pending)
+    assert decode_state(rid, encode_state(rec)) == rec
+    with pytest.raises(CorruptLogError):
+        decode_state(rid ^ 1, encode_state(rec))
+
+
+def test_single_group_and_regions_share_an_environment(data_dir: Path) -> None:
+    single = LmdbLogStore.open(data_dir, 1, "test", LmdbOptions(map_size=SMALL_MAP))
+    try:
+        node = NodeStore(single.env)
+        two_regions(node)
+        node.write_many([(1, LogBatch(entries=ents(6, 9)))], True)
+        single.write(LogBatch(entries=ents(1, 4, term=1), hard_state=HardState(1, 1, 3)), True)
+        # A leader's snapshot drops the single group's whole log; the regions keep theirs.
+        snap = Snapshot(metadata=SnapshotMetadata(50, 2, VOTERS))
+        single.write(LogBatch(snapshot=snap, hard_state=HardState(2, 0, 50)), True)
+        assert node.store(1).last_index() == 8
+    finally:
+        single.close()
+    again = LmdbLogStore.open(data_dir, 1, "test", LmdbOptions(map_size=SMALL_MAP))
+    try:
+        assert again.first_index() == 51
+        node = NodeStore(again.env)
+        node.verify()
+        assert [e.index for e in node.store(1).load().entries] == [6, 7, 8]
+    finally:
+        again.close()
+
+
+def test_a_region_store_opened_during_a_group_commit_keeps_orphans_for_later(
+    open_node: OpenNode,
+) -> None:
+    node = open_node()
+    two_regions(node)
+    writer = node.store(2).snapshot_writer()
+    writer.write(b"half a snapshot")  # a stream that never finishes: an orphan chunk
+    node.close()
+    again = open_node()
+    with again.env.write() as wtx:
+        again.stage_many(wtx, [(2, LogBatch(entries=ents(6, 7)))])
+    assert again.store(2).last_index() == 6
+    again.close()
+    last = open_node()
+    keys = RaftKeys.region(last.env, 2)
+    last.store(2)
+    with last.env.read() as txn, txn.cursor(db=keys.state_db) as cur:
+        assert not cur.set_range(keys.chunk_prefix) or not cur.key().startswith(keys.chunk_prefix)
