@@ -14,7 +14,15 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from random import Random
 
-from cairn.placement import PlacementConfig, PlacementDriver, PlacementRules, RegionReport
+from cairn.placement import (
+    Command,
+    PlacementConfig,
+    PlacementDriver,
+    PlacementRules,
+    RegionReport,
+    Result,
+    encode_command,
+)
 from cairn.placement.model import DownPeer, HostedPeer
 from cairn.placement.steps import (
     AddLearner,
@@ -98,11 +106,16 @@ class ModelCluster:
         rules: PlacementRules | None = None,
         config: PlacementConfig = HARNESS_CONFIG,
         loss: float = 0.1,
+        record: bool = False,
     ) -> None:
         self.rng = rng
         self.loss = loss
         self.now_ms = 0
         self.driver = PlacementDriver(config, rules)
+        self.log: list[bytes] = []
+        """Every command the driver applied, encoded (when recording)."""
+        if record:
+            self._record()
         self.nodes: dict[int, ModelNode] = {}
         self.regions: dict[int, ModelRegion] = {}
         self.delayed: list[tuple[int, int, Step]] = []
@@ -114,6 +127,15 @@ class ModelCluster:
         peer = Peer(ids.first + 1, first_node)
         self.regions[ids.first] = ModelRegion(Region(ids.first, peers=(peer,)), peer.id)
         self._sync_hosted(self.regions[ids.first])
+
+    def _record(self) -> None:
+        apply = self.driver.apply
+
+        def logged(command: Command) -> Result:
+            self.log.append(encode_command(command))
+            return apply(command)
+
+        self.driver.apply = logged  # type: ignore[method-assign]
 
     # --- faults and admin ------------------------------------------------------------------
 

@@ -31,8 +31,26 @@ class Codec:
 
     def encode(self, value: object) -> bytes:
         """`value` as msgpack bytes."""
-        packed: bytes = msgpack.packb(value, default=self._default, use_bin_type=True)
+        packed: bytes = msgpack.packb(self._lower(value), use_bin_type=True)
         return packed
+
+    def _lower(self, value: object) -> object:
+        """`value` with every registered type turned into an extension, recursively.
+
+        This runs before msgpack sees the value because an `IntEnum` or `StrEnum` *is* an
+        int or str to msgpack, which would pack it as one and lose its type.
+        """
+        if isinstance(value, tuple | list):
+            return [self._lower(v) for v in value]
+        code = self._codes.get(type(value))
+        if code is None:
+            if isinstance(value, enum.Enum) or dataclasses.is_dataclass(value):
+                raise TypeError(f"cannot encode {type(value).__name__}: not in the table")
+            return value
+        if isinstance(value, enum.Enum):
+            return msgpack.ExtType(code, self.encode(value.value))
+        fields = [getattr(value, f.name) for f in dataclasses.fields(value)]  # type: ignore[arg-type]
+        return msgpack.ExtType(code, self.encode(fields))
 
     def decode(self, data: bytes) -> object:
         """The value `encode` turned into `data`; `DecodeError` when it is not one."""
@@ -42,15 +60,6 @@ class Codec:
             raise
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
             raise DecodeError(f"malformed placement data: {exc}") from exc
-
-    def _default(self, value: object) -> msgpack.ExtType:
-        code = self._codes.get(type(value))
-        if code is None:
-            raise TypeError(f"cannot encode {type(value).__name__}")
-        if isinstance(value, enum.Enum):
-            return msgpack.ExtType(code, self.encode(value.value))
-        fields = [getattr(value, f.name) for f in dataclasses.fields(value)]  # type: ignore[arg-type]
-        return msgpack.ExtType(code, self.encode(fields))
 
     def _ext_hook(self, code: int, data: bytes) -> object:
         cls = self._types.get(code)
