@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 
-from cairn.raft.config import Config
+import pytest
+
+from cairn.raft.config import Config, ReadOnlyOption
 from cairn.raft.types import (
     ConfChange,
     ConfChangeSingle,
@@ -24,14 +26,20 @@ from cairn.sim.network import NetworkFaults, SimNetwork, isolate
 class Harness:
     """A few replicas on a perfect simulated network, driven by hand."""
 
-    def __init__(self, n: int, snapshot_threshold: int = 1000) -> None:
+    def __init__(
+        self,
+        n: int,
+        snapshot_threshold: int = 1000,
+        read_only: ReadOnlyOption = ReadOnlyOption.SAFE,
+    ) -> None:
         self.loop = EventLoop()
         self.rng = random.Random(7)
         self.net = SimNetwork(self.loop, self.rng, NetworkFaults())
         self.ids = list(range(1, n + 1))
         self.disks = {i: SimDisk(random.Random(i), background_flush=0.0) for i in self.ids}
         self.config = ReplicaConfig(
-            Config(id=1, election_tick=10, heartbeat_tick=2), snapshot_threshold=snapshot_threshold
+            Config(id=1, election_tick=10, heartbeat_tick=2, read_only_option=read_only),
+            snapshot_threshold=snapshot_threshold,
         )
         self.replicas: dict[NodeId, Replica] = {}
         self.machines: dict[NodeId, KVMachine] = {}
@@ -107,6 +115,29 @@ def test_proposals_replicate_and_followers_redirect_to_the_leader() -> None:
     follower.read(cb)  # type: ignore[arg-type]
     h.run(0.2)
     assert done[2].outcome is Outcome.OK
+
+
+@pytest.mark.parametrize("mode", [ReadOnlyOption.LEASE_BASED, ReadOnlyOption.SAFE])
+def test_a_leader_holding_its_lease_serves_reads_at_once(mode: ReadOnlyOption) -> None:
+    h = Harness(3, read_only=mode)
+    h.run(1.0)
+    leader = h.leader()
+    done, cb = collect()
+    leader.propose(put("a", "1"), cb)  # type: ignore[arg-type]
+    h.run(0.2)
+    leader.read(cb)  # type: ignore[arg-type]
+    at_once = mode is ReadOnlyOption.LEASE_BASED
+    assert len(done) == (2 if at_once else 1)
+    assert leader.counters.lease_reads == (1 if at_once else 0)
+    h.run(0.2)
+    assert [c.outcome for c in done] == [Outcome.OK, Outcome.OK]
+    # Cut off from its quorum, the old leader's lease runs out (and check-quorum deposes
+    # it): its reads are refused or wait, and never answer from the state it has.
+    h.net.set_partition(isolate(leader.node_id, h.ids))
+    h.run(0.2)
+    leader.read(cb)  # type: ignore[arg-type]
+    h.run(0.5)
+    assert all(c.outcome is not Outcome.OK for c in done[2:])
 
 
 def test_a_deposed_leader_completes_pending_proposals_as_unknown() -> None:

@@ -123,6 +123,18 @@ class Raft:
         """Whether this leader has committed an entry of its own term (thesis §6.4)."""
         return self.raft_log.term(self.raft_log.committed) == self.term
 
+    def lease_read_index(self) -> int | None:
+        """The index a linearizable read may be served at with no round of messages, or None
+        when it needs a ReadIndex round: a leader that has committed an entry of its term and
+        holds its lease (or is the only voter) answers from its commit index (thesis §6.4)."""
+        if self.role is not StateRole.LEADER or not self.committed_entry_in_current_term():
+            return None
+        if self.prs.is_singleton() or (
+            self.config.read_only_option is ReadOnlyOption.LEASE_BASED and self.lease_valid()
+        ):
+            return self.raft_log.committed
+        return None
+
     def in_lease(self) -> bool:
         """Whether this follower may still believe in a leader and so refuse votes.
 

@@ -131,6 +131,10 @@ class RawNode:
         """
         self._step_local(Message(type=MessageType.READ_INDEX, context=ctx))
 
+    def lease_read_index(self) -> int | None:
+        """The index a read may be served at right now without messages (see `Raft`)."""
+        return self.raft.lease_read_index()
+
     def transfer_leader(self, to: NodeId) -> None:
         """Ask the leader (this node, or forwarded to it) to hand leadership to `to`."""
         self.raft.step(Message(type=MessageType.TRANSFER_LEADER, frm=to))
