@@ -1,10 +1,12 @@
 """Durable storage of a Cairn node on LMDB: the Raft log store and the state machine's keyspace.
 
 `LmdbEnv` opens one LMDB environment per node; `LmdbLogStore` is both the driver's
-`LogStore` and the core's `Storage`; `LmdbKeyspace` holds the state machine; `failpoints`
-lets tests and the chaos runner inject disk faults. Unlike the pure packages, this one
-does I/O. The names below are loaded on first use, so that importing
-`cairn.storage.failpoints` (which any layer may do) does not load LMDB.
+`LogStore` and the core's `Storage` (of the node's single group, or of one region);
+`NodeStore` hosts many regions' Raft storage and metadata with group commit;
+`LmdbKeyspace` holds the state machine; `failpoints` lets tests and the chaos runner
+inject disk faults. Unlike the pure packages, this one does I/O. The names below are
+loaded on first use, so that importing `cairn.storage.failpoints` (which any layer may
+do) does not load LMDB.
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ if TYPE_CHECKING:
         DiskFailedError,
         DurableStorageError,
         FormatVersionError,
+        RegionDataError,
         StartupError,
         UncoveredCompactionError,
+        UnknownRegionError,
     )
     from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
     from cairn.storage.lmdb_keyspace import LmdbKeyspace
-    from cairn.storage.log_store import LmdbLogStore, SnapshotWriter
+    from cairn.storage.log_store import LmdbLogStore
+    from cairn.storage.node_store import NodeStore
+    from cairn.storage.region_meta import PeerState, RegionLocalState
+    from cairn.storage.snapshot_writer import SnapshotWriter
 
 _EXPORTS = {
     "CorruptLogError": "errors",
@@ -38,7 +45,12 @@ _EXPORTS = {
     "LmdbOptions": "lmdb_env",
     "LmdbKeyspace": "lmdb_keyspace",
     "LmdbLogStore": "log_store",
-    "SnapshotWriter": "log_store",
+    "SnapshotWriter": "snapshot_writer",
+    "NodeStore": "node_store",
+    "RegionLocalState": "region_meta",
+    "PeerState": "region_meta",
+    "RegionDataError": "errors",
+    "UnknownRegionError": "errors",
 }
 
 __all__ = [
@@ -51,9 +63,14 @@ __all__ = [
     "LmdbKeyspace",
     "LmdbLogStore",
     "LmdbOptions",
+    "NodeStore",
+    "PeerState",
+    "RegionDataError",
+    "RegionLocalState",
     "SnapshotWriter",
     "StartupError",
     "UncoveredCompactionError",
+    "UnknownRegionError",
 ]
 
 

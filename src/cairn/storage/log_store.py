@@ -50,6 +50,15 @@ from cairn.storage.errors import CorruptLogError, UncoveredCompactionError
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions, WriteTxn
 from cairn.storage.raft_keys import RaftKeys
 from cairn.storage.records import SnapshotRecord
+from cairn.storage.snapshot_writer import SnapshotWriter
+
+__all__ = [
+    "DEFAULT_CACHE_ENTRIES",
+    "DEFAULT_CHUNK_SIZE",
+    "LmdbLogStore",
+    "LogState",
+    "SnapshotWriter",
+]
 
 DEFAULT_CHUNK_SIZE = 1 << 20
 """Bytes per stored snapshot chunk (and per chunk streamed by `snapshot_chunks`)."""
@@ -648,57 +657,6 @@ class LmdbLogStore:
         if len(self._tail) > self.cache_entries:
             del self._tail[: len(self._tail) - self.cache_entries]
         self._state = state
-
-
-class SnapshotWriter:
-    """Receives a snapshot's data in pieces (from a leader's stream) and installs it.
-
-    Each `write` goes to disk in its own unsynced transaction, so memory stays bounded by
-    one piece; `finish` installs the snapshot atomically (as a `LogBatch` snapshot would)
-    and syncs. Pieces of a stream that never finishes are deleted at the next open.
-    """
-
-    def __init__(self, store: LmdbLogStore, generation: int) -> None:
-        self._store = store
-        self._generation = generation
-        self._chunks = 0
-        self._size = 0
-        self._crc = 0
-        self._done = False
-
-    def write(self, data: bytes) -> None:
-        """Append one piece of the snapshot's data (empty pieces are ignored)."""
-        if self._done:
-            raise ValueError("snapshot writer already finished")
-        if not data:
-            return
-        with self._store.env.write() as wtx:
-            keys = self._store.keys
-            key = keys.chunk_key(self._generation, self._chunks)
-            value = keys.encode_chunk(self._generation, self._chunks, data)
-            wtx.txn.put(key, value, db=keys.state_db)
-        self._chunks += 1
-        self._size += len(data)
-        self._crc = zlib.crc32(data, self._crc)
-
-    def finish(
-        self, metadata: SnapshotMetadata, hard_state: HardState | None = None, sync: bool = True
-    ) -> bool:
-        """Install the received snapshot; False (and nothing installed) if it is stale."""
-        if self._done:
-            raise ValueError("snapshot writer already finished")
-        self._done = True
-        return self._store.install_streamed(
-            self._generation, metadata, self._size, self._chunks, self._crc, hard_state, sync
-        )
-
-    def abort(self) -> None:
-        """Discard the pieces received so far."""
-        if self._done:
-            return
-        self._done = True
-        with self._store.env.write() as wtx:
-            self._store._delete_generation(wtx.txn, self._generation)
 
 
 def _is_stale(state: LogState, meta: SnapshotMetadata) -> bool:
