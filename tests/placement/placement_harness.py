@@ -127,6 +127,7 @@ class ModelCluster:
         peer = Peer(ids.first + 1, first_node)
         self.regions[ids.first] = ModelRegion(Region(ids.first, peers=(peer,)), peer.id)
         self._sync_hosted(self.regions[ids.first])
+        self.driver.region_heartbeat(self.report(self.regions[ids.first]), self.now_ms)
 
     def _record(self) -> None:
         apply = self.driver.apply

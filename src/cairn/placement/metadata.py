@@ -54,7 +54,13 @@ from cairn.placement.model import (
 )
 from cairn.placement.operators import Operator, OperatorStatus
 from cairn.placement.scheduler import run_checkers
-from cairn.placement.steps import AddLearner, PromoteLearner, SplitRegion, TransferLeader
+from cairn.placement.steps import (
+    AddLearner,
+    MergeRegion,
+    PromoteLearner,
+    SplitRegion,
+    TransferLeader,
+)
 from cairn.shard.region import Peer, Region
 from cairn.shard.region_map import RegionMap
 
@@ -265,12 +271,22 @@ class ClusterMetadata:
         self._infer_split_siblings(report, old, before)
         self._forget_dropped(region)
         op = self._operator_of(region.id)
+        if op is not None and op.region_id != region.id:
+            self._check_merge_target(op, region)
+            return RegionHeartbeatReply(True)
         if op is None:
             return RegionHeartbeatReply(True)
         op = self._update_operator(op.advance(report, self.clock_ms))
         if op.finished:
             return RegionHeartbeatReply(True)
         return RegionHeartbeatReply(True, op.next_step(report), op.id)
+
+    def _check_merge_target(self, op: Operator, target: Region) -> None:
+        """Cancel a merge whose target changed since it was ordered (the leader refuses it)."""
+        step = op.steps[op.step_index] if op.step_index < len(op.steps) else None
+        if isinstance(step, MergeRegion) and step.target_epoch != target.epoch:
+            why = f"merge target {target.id} changed: epoch {target.epoch}"
+            self._update_operator(op.finish(OperatorStatus.CANCELLED, self.clock_ms, why))
 
     def _store_report(self, report: RegionReport, old: Region | None) -> None:
         region = report.region

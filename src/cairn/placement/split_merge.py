@@ -10,7 +10,9 @@ A region is merged into a neighbour when both are small, settled (the declared v
 healthy, no learners) and old enough not to be the fresh halves of a split, under the same
 rule, and the result would not be split again. Raft merges need the two regions' replicas
 on the same nodes, so when they are not, the checker first moves the source's replicas onto
-the target's nodes (an align operator, as PD does); the merge follows on a later tick.
+the target's nodes (an align operator, as PD does); the merge follows on a later tick. A
+neighbour already on the same nodes is preferred, so an aligned region merges into the
+neighbour it was aligned with rather than being aligned again towards the other one.
 """
 
 from __future__ import annotations
@@ -116,7 +118,13 @@ def check_merge(ctx: ScheduleContext, index: int) -> Operator | None:
     candidates = [t for t in neighbours if _mergeable(ctx, source, t)]
     if not candidates:
         return None
-    target = min(candidates, key=lambda t: (t.report.approximate_size, t.region.id))
+    nodes = {p.node_id for p in source.region.peers}
+
+    def preference(t: RegionInfo) -> tuple[bool, int, int]:
+        aligned = {p.node_id for p in t.region.peers} == nodes
+        return (not aligned, t.report.approximate_size, t.region.id)
+
+    target = min(candidates, key=preference)
     return _merge_or_align(ctx, source, target)
 
 
