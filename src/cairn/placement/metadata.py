@@ -61,7 +61,7 @@ from cairn.placement.steps import (
     SplitRegion,
     TransferLeader,
 )
-from cairn.shard.region import Peer, Region
+from cairn.shard.region import Region
 from cairn.shard.region_map import RegionMap
 
 _ADMIN_EVENTS = {
@@ -151,6 +151,8 @@ class ClusterMetadata:
                 return self._set_config(config)
             case AllocIds(count=count):
                 return self._alloc_range(count)
+            case _:
+                raise TypeError(f"not a placement command: {command!r}")
 
     def _advance_clock(self, now_ms: int) -> None:
         self.clock_ms = max(self.clock_ms, now_ms)
@@ -510,8 +512,3 @@ def _current_split(op: Operator | None) -> SplitRegion | None:
         return None
     step = op.steps[op.step_index]
     return step if isinstance(step, SplitRegion) else None
-
-
-def peers_on(region: Region, nodes: set[int]) -> tuple[Peer, ...]:
-    """The region's peers on `nodes`."""
-    return tuple(p for p in region.peers if p.node_id in nodes)
