@@ -33,11 +33,14 @@ def running_cluster(
     nodes: int = 3,
     raft: dict[str, object] | None = None,
     limits: dict[str, object] | None = None,
+    settings: dict[str, object] | None = None,
     **kwargs: object,
 ) -> Iterator[LocalCluster]:
     """A started cluster with an elected leader; stopped (by PID) on exit. `raft` and
-    `limits` override the fast test settings."""
-    extra = _table("raft", FAST_RAFT | (raft or {})) + _table("limits", LIMITS | (limits or {}))
+    `limits` override the fast test settings; `settings` adds top-level keys."""
+    top = "".join(f"{k} = {v!r}\n" for k, v in (settings or {}).items())
+    tables = _table("raft", FAST_RAFT | (raft or {})) + _table("limits", LIMITS | (limits or {}))
+    extra = top + tables
     cluster = LocalCluster.plan(root, nodes, extra=extra, **kwargs)
     cluster.start()
     try:

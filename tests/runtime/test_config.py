@@ -32,6 +32,9 @@ def test_a_complete_file_loads(tmp_path: Path) -> None:
     assert cfg.raft.tick_ms == 5 and cfg.raft.read_mode == "readindex"
     assert cfg.limits.max_clients == 7
     assert cfg.password == "s3cret"
+    assert cfg.redirect == "auto" and cfg.advertised_client_addr == ("127.0.0.1", 7002)
+    moved = from_mapping({**BASE, "advertise_client_addr": "10.1.2.3:7001", "redirect": "never"})
+    assert moved.advertised_client_addr == ("10.1.2.3", 7001) and moved.redirect == "never"
 
 
 def test_overrides_win_over_the_file(tmp_path: Path) -> None:
@@ -58,6 +61,9 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
         ({"limits": {"max_clients": -1}}, "limits.max_clients: must be a positive integer"),
         ({"log_level": "loud"}, "log_level: unknown level"),
         ({"password": ""}, "password: expected a non-empty string"),
+        ({"redirect": "sometimes"}, "redirect: expected one of auto, always, never"),
+        ({"redirect": 1}, "redirect: expected a string"),
+        ({"advertise_client_addr": "nohost"}, "advertise_client_addr: expected 'host:port'"),
     ],
 )
 def test_bad_values_are_named(change: dict[str, object], message: str) -> None:

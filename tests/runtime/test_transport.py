@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from cairn.raft.types import Entry, Message, MessageType
-from cairn.runtime.frames import FrameKind, encode_frame
+from cairn.runtime.frames import FrameError, FrameKind, encode_frame, parse_hello
 from cairn.runtime.transport import TcpTransport, TransportConfig
 
 LOOPBACK = ("127.0.0.1", 0)
@@ -18,7 +20,8 @@ def _msg(to: int, frm: int, index: int) -> Message:
 
 
 async def _pair(cluster_b: str = "cairn") -> tuple[TcpTransport, TcpTransport]:
-    a = TcpTransport(1, LOOPBACK, {}, TransportConfig(backoff_initial=0.01))
+    a_config = TransportConfig(backoff_initial=0.01, client_addr="127.0.0.1:7001")
+    a = TcpTransport(1, LOOPBACK, {}, a_config)
     b = TcpTransport(2, LOOPBACK, {}, TransportConfig(cluster_id=cluster_b, backoff_initial=0.01))
     await a.start()
     await b.start()
@@ -53,10 +56,21 @@ def test_messages_flow_both_ways_over_one_connection() -> None:
         assert got_a == [_msg(1, 2, 7)]
         assert a.stats.frames_sent == 100  # one frame per send() call
         assert a.stats.connects == 1 and b.stats.connects == 1
+        # The handshake carries the client address each side announces (b announces none).
+        assert b.client_addrs == {1: "127.0.0.1:7001"} and a.client_addrs == {}
         await a.stop()
         await b.stop()
 
     asyncio.run(main())
+
+
+def test_a_handshake_without_a_client_address_is_still_understood() -> None:
+    old = parse_hello([FrameKind.HELLO, 1, "cairn", 3])
+    assert (old.node_id, old.client_addr) == (3, "")
+    new = parse_hello([FrameKind.HELLO, 1, "cairn", 3, "h:1"])
+    assert new.client_addr == "h:1"
+    with pytest.raises(FrameError):
+        parse_hello([FrameKind.HELLO, 1, "cairn", 3, 7])
 
 
 def test_dialer_reconnects_after_the_peer_restarts() -> None:
@@ -104,7 +118,7 @@ def test_garbage_from_a_peer_closes_only_that_connection() -> None:
         await writer.drain()
         # The server sends its HELLO, then closes the connection: read() reaches EOF.
         data = await asyncio.wait_for(reader.read(), 5)
-        assert data == encode_frame([FrameKind.HELLO, 1, "cairn", 1])
+        assert data == encode_frame([FrameKind.HELLO, 1, "cairn", 1, ""])
         assert not a.connected(9)
         writer.close()
         await a.stop()

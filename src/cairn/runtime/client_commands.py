@@ -25,6 +25,7 @@ from cairn.resp.reply import (
     Verbatim,
 )
 from cairn.runtime.command_info import CommandMeta, command_reply
+from cairn.shard.routing import ClientRouting, observe
 
 if TYPE_CHECKING:
     from cairn.runtime.server import ClientConnection, ClientState, RespServer
@@ -36,6 +37,7 @@ PROTOCOL_LEVEL = "7.0.0"
 NOAUTH = ErrorReply("NOAUTH Authentication required.")
 WRONGPASS = ErrorReply("WRONGPASS invalid username-password pair or user is disabled.")
 SYNTAX_ERROR = ErrorReply("ERR syntax error")
+NO_CLUSTER = ErrorReply("ERR This instance has cluster support disabled")
 NO_PASSWORD = ErrorReply(
     "ERR AUTH <password> called without any password configured for the default user. "
     "Are you sure your configuration is correct?"
@@ -52,6 +54,8 @@ class ServerContext:
     wall_time: Callable[[], float]
     monotonic: Callable[[], float]
     role: Callable[[], str] = field(default=lambda: "master")
+    cluster: Callable[[Sequence[bytes]], Reply] = field(default=lambda args: NO_CLUSTER)
+    """Answers `CLUSTER <args>` from the node's view of the layout."""
 
 
 ClientHandler = Callable[[ServerContext, "ClientConnection", Sequence[bytes]], Reply]
@@ -161,11 +165,37 @@ def hello(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> 
             (Bulk(b"version"), Bulk(PROTOCOL_LEVEL.encode())),
             (Bulk(b"proto"), Integer(protocol)),
             (Bulk(b"id"), Integer(state.id)),
-            (Bulk(b"mode"), Bulk(b"standalone")),
+            (Bulk(b"mode"), Bulk(b"cluster")),
             (Bulk(b"role"), Bulk(ctx.role().encode())),
             (Bulk(b"modules"), Array(())),
         )
     )
+
+
+def cluster(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """CLUSTER <subcommand>: the layout as Redis Cluster clients read it (`cairn.shard.topology`).
+
+    Asking for the layout marks the connection cluster-aware: it may be answered MOVED."""
+    _observe(conn, b"cluster", args)
+    return ctx.cluster(args)
+
+
+def _connection_mode(name: bytes) -> ClientHandler:
+    """READONLY, READWRITE, ASKING: a cluster client's connection modes, which also mark it
+    cluster-aware. ASKING is otherwise a no-op: Cairn never answers ASK
+    (`cairn.shard.routing`)."""
+
+    def handler(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+        _observe(conn, name, args)
+        return OK
+
+    return handler
+
+
+def _observe(conn: ClientConnection, name: bytes, args: Sequence[bytes]) -> None:
+    state = conn.state
+    if state is not None:
+        state.routing = observe(state.routing, [name, *args])
 
 
 BAD_NAME = ErrorReply("ERR Client names cannot contain spaces, newlines or special characters.")
@@ -198,6 +228,7 @@ def reset(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> 
     assert state is not None
     state.protocol = 2
     state.name = ""
+    state.routing = ClientRouting()
     conn.set_authenticated(ctx.server.password is None)
     return SimpleString("RESET")
 
@@ -333,6 +364,42 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             "A container for client connection commands.",
             _STALE,
             since="2.4.0",
+        ),
+        _spec(
+            "cluster",
+            -2,
+            cluster,
+            "A container for Redis Cluster commands.",
+            _STALE,
+            since="3.0.0",
+            group="cluster",
+        ),
+        _spec(
+            "readonly",
+            1,
+            _connection_mode(b"readonly"),
+            "Enables read-only queries for a connection to a Redis Cluster replica node.",
+            ("loading", "stale", "fast"),
+            since="3.0.0",
+            group="cluster",
+        ),
+        _spec(
+            "readwrite",
+            1,
+            _connection_mode(b"readwrite"),
+            "Enables read-write queries for a connection to a Redis Cluster replica node.",
+            ("loading", "stale", "fast"),
+            since="3.0.0",
+            group="cluster",
+        ),
+        _spec(
+            "asking",
+            1,
+            _connection_mode(b"asking"),
+            "Signals that a cluster client is following an -ASK redirect.",
+            ("fast",),
+            since="3.0.0",
+            group="cluster",
         ),
     )
 }

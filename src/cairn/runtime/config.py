@@ -8,7 +8,9 @@ Example `node.toml`:
     node_id = 1
     cluster_id = "dev"
     client_addr = "127.0.0.1:7001"
+    # advertise_client_addr = "10.0.0.1:7001"  # named in MOVED (default: client_addr)
     peer_addr = "127.0.0.1:17001"
+    redirect = "auto"   # MOVED to cluster-aware clients ("always", "never")
     data_dir = "/var/lib/cairn/1"
     [peers]
     1 = "127.0.0.1:17001"
@@ -85,6 +87,9 @@ class NodeConfig:
     node_id: int
     data_dir: Path
     client_addr: tuple[str, int] = ("127.0.0.1", 6379)
+    advertise_client_addr: tuple[str, int] | None = None
+    """The address other nodes and cluster clients are told to use (MOVED, CLUSTER SLOTS);
+    `client_addr` when not set (set it when binding 0.0.0.0 or behind NAT)."""
     peer_addr: tuple[str, int] = ("127.0.0.1", 16379)
     peers: dict[int, tuple[str, int]] = field(default_factory=dict)
     cluster_id: str = "cairn"
@@ -92,6 +97,14 @@ class NodeConfig:
     log_level: str = "info"
     raft: RaftSettings = field(default_factory=RaftSettings)
     limits: Limits = field(default_factory=Limits)
+    redirect: str = "auto"
+    """When to answer MOVED instead of forwarding: "auto" (to clients that asked for the
+    layout or sent READONLY/READWRITE/ASKING), "always" (as Redis Cluster) or "never"."""
+
+    @property
+    def advertised_client_addr(self) -> tuple[str, int]:
+        """The client address this node announces."""
+        return self.advertise_client_addr or self.client_addr
 
     def validate(self) -> NodeConfig:
         """Return self, or raise `ConfigError` naming the first bad key."""
@@ -99,6 +112,8 @@ class NodeConfig:
             raise ConfigError(f"node_id: must be a positive integer, got {self.node_id}")
         if self.node_id not in self.peers:
             raise ConfigError(f"peers: must list this node ({self.node_id}) with its peer address")
+        if self.redirect not in REDIRECT_MODES:
+            raise ConfigError(f"redirect: expected one of {', '.join(REDIRECT_MODES)}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level: unknown level {self.log_level!r}")
         r = self.raft
@@ -121,10 +136,14 @@ def _positive(section: str, obj: Any, names: tuple[str, ...]) -> None:
             raise ConfigError(f"{section}.{name}: must be a positive integer, got {value!r}")
 
 
+REDIRECT_MODES = ("auto", "always", "never")
+
 _TOP_KEYS = {
     "node_id",
     "data_dir",
     "client_addr",
+    "advertise_client_addr",
+    "redirect",
     "peer_addr",
     "peers",
     "cluster_id",
@@ -173,7 +192,7 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         except ValueError:
             raise ConfigError(f"peers.{key}: node ids must be integers") from None
         peers[peer_id] = parse_address(f"peers.{key}", value)
-    for key in ("cluster_id", "log_level"):
+    for key in ("cluster_id", "log_level", "redirect"):
         if key in raw and not isinstance(raw[key], str):
             raise ConfigError(f"{key}: expected a string")
     password = raw.get("password")
@@ -183,6 +202,12 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         node_id=node_id,
         data_dir=Path(str(raw["data_dir"])),
         client_addr=parse_address("client_addr", raw.get("client_addr", "127.0.0.1:6379")),
+        advertise_client_addr=(
+            parse_address("advertise_client_addr", raw["advertise_client_addr"])
+            if "advertise_client_addr" in raw
+            else None
+        ),
+        redirect=raw.get("redirect", "auto"),
         peer_addr=parse_address("peer_addr", raw.get("peer_addr", "127.0.0.1:16379")),
         peers=peers,
         cluster_id=raw.get("cluster_id", "cairn"),

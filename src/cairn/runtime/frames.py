@@ -40,11 +40,13 @@ class FrameError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """The handshake: which cluster and node the other side is."""
+    """The handshake: which cluster and node the other side is, and the address its
+    clients use (so every node can name every other in MOVED and CLUSTER SLOTS)."""
 
     version: int
     cluster_id: str
     node_id: int
+    client_addr: str = ""
 
 
 def encode_frame(payload: list[Any]) -> bytes:
@@ -90,11 +92,12 @@ class FrameDecoder:
 
 def parse_hello(frame: list[Any]) -> Hello:
     """The handshake in `frame`, or `FrameError`."""
-    if len(frame) != 4 or frame[0] != FrameKind.HELLO:
+    if len(frame) not in (4, 5) or frame[0] != FrameKind.HELLO:
         raise FrameError("expected a HELLO frame first")
-    _, version, cluster_id, node_id = frame
+    _, version, cluster_id, node_id, *rest = frame
+    client_addr = rest[0] if rest else ""
     if not isinstance(version, int) or not isinstance(cluster_id, str):
         raise FrameError("malformed HELLO frame")
-    if not isinstance(node_id, int):
+    if not isinstance(node_id, int) or not isinstance(client_addr, str):
         raise FrameError("malformed HELLO frame")
-    return Hello(version=version, cluster_id=cluster_id, node_id=node_id)
+    return Hello(version, cluster_id, node_id, client_addr)

@@ -24,7 +24,7 @@ def _server(node: Node) -> list[tuple[str, object]]:
     return [
         ("redis_version", PROTOCOL_LEVEL),
         ("cairn_version", _version()),
-        ("redis_mode", "standalone"),
+        ("redis_mode", "cluster"),
         ("os", f"{os.uname().sysname} {os.uname().release} {os.uname().machine}"),
         ("arch_bits", 64 if sys.maxsize > 2**32 else 32),
         ("process_id", os.getpid()),
@@ -131,12 +131,17 @@ def _raft(node: Node) -> list[tuple[str, object]]:
     return fields
 
 
+def _cluster(node: Node) -> list[tuple[str, object]]:
+    return [("cluster_enabled", 1)]
+
+
 SECTIONS: dict[str, Section] = {
     "server": _server,
     "clients": _clients,
     "memory": _memory,
     "persistence": _persistence,
     "replication": _replication,
+    "cluster": _cluster,
     "keyspace": _keyspace,
     "raft": _raft,
 }

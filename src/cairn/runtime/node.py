@@ -34,6 +34,7 @@ from cairn.raft.types import NONE, ConfState, ReadOnlyOption, StateRole
 from cairn.resp.codec import encode
 from cairn.resp.reply import OK, ErrorReply, Reply
 from cairn.runtime.client_commands import CLIENT_COMMANDS, NOAUTH, ServerContext
+from cairn.runtime.cluster_layout import ClusterLayout
 from cairn.runtime.config import NodeConfig
 from cairn.runtime.frames import FrameKind
 from cairn.runtime.info import render_info
@@ -47,6 +48,8 @@ from cairn.runtime.real_env import LoopClock, RealEnv
 from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
 from cairn.runtime.transport import TcpTransport, TransportConfig
 from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig
+from cairn.shard.routing import Moved, Redirect, RoutingPolicy, route
+from cairn.shard.topology import Topology, cluster_command
 from cairn.storage import failpoints
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
 from cairn.storage.lmdb_keyspace import LmdbKeyspace
@@ -119,6 +122,8 @@ class Node:
         self.lmdb: LmdbEnv | None = None
         self.failpoints_enabled = False
         self.plant = os.environ.get(PLANT_ENV, "")
+        self.layout = ClusterLayout(config)
+        self.routing = RoutingPolicy(redirect=Redirect(config.redirect))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -136,8 +141,12 @@ class Node:
             self.log_store = cast(LmdbLogStore, unsynced)
         self.machine = StoreMachine(LmdbKeyspace(self.lmdb))
         peers = {i: a for i, a in cfg.peers.items() if i != cfg.node_id}
+        announce = "{}:{}".format(*cfg.advertised_client_addr)
         self.transport = TcpTransport(
-            cfg.node_id, cfg.peer_addr, peers, TransportConfig(cluster_id=cfg.cluster_id)
+            cfg.node_id,
+            cfg.peer_addr,
+            peers,
+            TransportConfig(cluster_id=cfg.cluster_id, client_addr=announce),
         )
         self.transport.on_forward = self._on_forward
         self.transport.on_forward_reply = self._on_forward_reply
@@ -159,6 +168,7 @@ class Node:
             wall_time=time.time,
             monotonic=time.monotonic,
             role=lambda: "master" if self.replica.is_leader else "slave",
+            cluster=lambda args: cluster_command(self.topology(), args, _wall_ms()),
         )
         await self.server.start(*cfg.client_addr)
         self._tasks.append(loop.create_task(self._active_expiry()))
@@ -261,6 +271,11 @@ class Node:
         if isinstance(spec, ErrorReply):
             done(spec)
             return
+        if self._redirects(state.routing.cluster_aware) and not self.replica.is_leader:
+            decision = route(args, spec, self.topology(), state.routing, self.routing)
+            if isinstance(decision, Moved):
+                done(decision.reply)
+                return
         timeout = self.config.limits.request_timeout_ms / 1000
         protocol = client.protocol
 
@@ -273,6 +288,20 @@ class Node:
             self._dispatch(_Request(spec.name, args[1:], spec, protocol, deadline, reply))
 
         state.order.submit(spec.is_write, start)
+
+    def topology(self) -> Topology:
+        """The cluster's layout as Redis Cluster clients see it (CLUSTER SLOTS, MOVED)."""
+        transport = self.transport
+        connected = frozenset(p for p in self.config.peers if transport.connected(p))
+        replica = self.replica
+        return self.layout.topology(
+            replica.lead, replica.conf_state, transport.client_addrs, connected
+        )
+
+    def _redirects(self, cluster_aware: bool) -> bool:
+        """Whether a client may be answered MOVED rather than have its command forwarded."""
+        mode = self.routing.redirect
+        return mode is Redirect.ALWAYS or (mode is Redirect.AUTO and cluster_aware)
 
     def _dispatch(self, request: _Request) -> None:
         if request.finished:
@@ -472,4 +501,3 @@ def _now() -> float:
 
 def _wall_ms() -> int:
     return int(time.time() * 1000)
-

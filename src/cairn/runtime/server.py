@@ -27,6 +27,7 @@ from cairn.resp.codec import Limits as ParserLimits
 from cairn.resp.reply import Reply
 from cairn.runtime.config import Limits
 from cairn.runtime.ordering import ProgramOrder
+from cairn.shard.routing import ClientRouting
 
 log = logging.getLogger("cairn.server")
 
@@ -51,6 +52,8 @@ class ClientState:
     closing: bool = False
     flags: set[str] = field(default_factory=set)
     order: ProgramOrder = field(default_factory=ProgramOrder)
+    routing: ClientRouting = field(default_factory=ClientRouting)
+    """Whether the client follows MOVED (it asked for the layout, or sent READONLY ...)."""
 
 
 class CommandRouter(Protocol):

@@ -60,6 +60,8 @@ class TransportConfig:
     """Limits and timing of the peer transport."""
 
     cluster_id: str = "cairn"
+    client_addr: str = ""
+    """This node's advertised client address (`host:port`), announced in the handshake."""
     max_frame: int = 256 << 20
     max_pending_bytes: int = 64 << 20
     snapshot_chunk: int = 1 << 20
@@ -84,7 +86,8 @@ class PeerConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         owner = self.owner
-        hello = [FrameKind.HELLO, PROTOCOL_VERSION, owner.config.cluster_id, owner.node_id]
+        cfg = owner.config
+        hello = [FrameKind.HELLO, PROTOCOL_VERSION, cfg.cluster_id, owner.node_id, cfg.client_addr]
         self.transport.write(encode_frame(hello))
 
     def data_received(self, data: bytes) -> None:
@@ -109,6 +112,8 @@ class PeerConnection(asyncio.Protocol):
             self.owner.stats.rejected_peers += 1
             raise FrameError(problem)
         self.peer = hello.node_id
+        if hello.client_addr:
+            self.owner.client_addrs[hello.node_id] = hello.client_addr
         self.owner.attach(hello.node_id, self)
 
     def write(self, data: bytes) -> bool:
@@ -168,6 +173,8 @@ class TcpTransport:
         self.on_forward: ForwardHandler | None = None
         self.on_forward_reply: ForwardReplyHandler | None = None
         self._conns: dict[NodeId, PeerConnection] = {}
+        self.client_addrs: dict[NodeId, str] = {}
+        """The client address each peer announced in its last handshake."""
         self._outbox: dict[NodeId, _Outbox] = {}
         self._flush_scheduled = False
         self._server: asyncio.Server | None = None
