@@ -157,6 +157,40 @@ class ReplicaObserver(Protocol):
         ...
 
 
+class ReplicaHost(Protocol):
+    """The node-level driver of many replicas (`cairn.shard.host.RegionHost`).
+
+    A hosted replica keeps no timer and writes nothing itself at a drain: it asks its host
+    to drain it, and the host carries out every hosted replica's Ready in two phases around
+    one group write (see `Replica.prepare_ready`).
+    """
+
+    def request_drain(self, replica: Replica) -> None:
+        """`replica` has work: drain it at the end of this turn of the event loop."""
+        ...
+
+    def on_wake(self, replica: Replica) -> None:
+        """`replica` left quiescence: tick it again from now on."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedReady:
+    """A Ready whose early messages are sent, waiting for its batch to be made durable.
+
+    The node writes `batch` (with every other replica's) in one write, synced when any of
+    them `must_sync`, then calls `Replica.finish_ready` with this value.
+    """
+
+    ready: Ready
+    batch: LogBatch
+
+    @property
+    def must_sync(self) -> bool:
+        """Whether the write must be fsynced before `finish_ready`."""
+        return self.ready.must_sync
+
+
 @dataclass(slots=True)
 class _PendingProposal:
     rid: bytes
@@ -222,6 +256,12 @@ def _fan_out(callbacks: list[Callback]) -> Callback:
     return done
 
 
+def _batch_of(rd: Ready) -> LogBatch:
+    """What a Ready asks to persist, as one log-store write."""
+    snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
+    return LogBatch(snapshot=snap, entries=rd.entries, hard_state=rd.hard_state)
+
+
 def decode_request(data: bytes) -> tuple[bytes, bytes]:
     """The inverse of `encode_request`."""
     rid, command = msgpack.unpackb(data)
@@ -243,8 +283,13 @@ class Replica:
         bootstrap: ConfState | None = None,
         observer: ReplicaObserver | None = None,
         on_fatal: Callable[[Exception], None] | None = None,
+        *,
+        host: ReplicaHost | None = None,
     ) -> None:
         self.env = env
+        self.host = host
+        self.quiesced = False
+        """A quiescent replica is not ticked (see `quiesce`); any activity wakes it."""
         self.on_fatal = on_fatal
         self.failure: Exception | None = None
         self.machine = machine
@@ -270,7 +315,8 @@ class Replica:
         self._start = env.clock.now()
         self._timer: TimerHandle | None = None
         env.transport.set_handler(self.on_messages)
-        self._schedule_tick()
+        if host is None:
+            self._schedule_tick()
 
     # -- recovery -------------------------------------------------------------------------
 
@@ -514,7 +560,13 @@ class Replica:
         self._schedule_tick()
 
     def _catch_up(self) -> None:
-        """Tick once for every tick interval the clock has passed since the last tick."""
+        """Tick once for every tick interval the clock has passed since the last tick.
+
+        A quiescent replica is woken instead (`_wake`): the time it slept is not ticked.
+        """
+        if self.quiesced:
+            self._wake()
+            return
         now = self.env.clock.now()
         owed = 0
         while self._next_tick_at() <= now:
@@ -524,6 +576,58 @@ class Replica:
                 self.raw.tick()
         if owed:
             self._expire_reads()
+
+    def host_tick(self) -> None:
+        """The host's timer fired: catch up the ticks owed (hosted replicas only)."""
+        if not self._stopped and not self.quiesced:
+            self._catch_up()
+            self._request_drain()
+
+    def is_idle(self) -> bool:
+        """Whether nothing is pending here: no request waits and the log is fully
+        committed, applied and persisted (a precondition of quiescence)."""
+        log = self.raw.raft.raft_log
+        return (
+            not self._proposals
+            and not self._reads
+            and not self._batched_proposals
+            and not self._batched_reads
+            and not self._snapshot_reports
+            and not self.raw.has_ready()
+            and log.committed == log.last_index() == self.applied
+        )
+
+    def quiesce(self) -> None:
+        """Stop ticking until something wakes this replica (CockroachDB's quiescence).
+
+        The core is not ticked while quiescent: a leader sends no heartbeats and a
+        follower's election timer stands still. The host decides when this is safe (every
+        follower caught up, every peer's node live) and wakes followers whose leader's
+        node stops answering. Any request or message wakes the replica (`_catch_up`).
+        """
+        if not self._stopped and self.host is not None:
+            self._catch_up()
+            self.quiesced = True
+
+    def _wake(self) -> None:
+        """Leave quiescence without ticking the time slept, but let the lease see it.
+
+        The core's tick count still advances by the ticks slept: a leader's lease is
+        measured in those ticks, and another leader may have been elected meanwhile (the
+        followers wake when this node looks dead), so the lease must have run out exactly
+        as if the leader had been ticking. The election timers are left where they stood:
+        a follower that slept refuses votes for a little longer, which is only safer.
+        """
+        self.quiesced = False
+        now = self.env.clock.now()
+        before = self._ticks
+        self._ticks = max(before, int((now - self._start) / self.config.tick_interval) - 1)
+        while self._next_tick_at() <= now:
+            self._ticks += 1
+        slept = self._ticks - before
+        self.raw.raft.tick_count += slept
+        if self.host is not None:
+            self.host.on_wake(self)
 
     def _expire_reads(self) -> None:
         expired = [ctx for ctx, r in self._reads.items() if r.deadline_tick <= self._ticks]
@@ -536,8 +640,10 @@ class Replica:
     def _request_drain(self) -> None:
         """Drain now, or (with `batch_ready`) once at the end of this turn of the loop, so
         every proposal and message that arrives in one turn shares one Ready and one fsync
-        (group commit)."""
-        if not self.config.batch_ready:
+        (group commit). A hosted replica always leaves it to its host."""
+        if self.host is not None:
+            self.host.request_drain(self)
+        elif not self.config.batch_ready:
             self._drain()
         elif not self._drain_scheduled:
             self._drain_scheduled = True
@@ -550,20 +656,20 @@ class Replica:
             self._drain()
 
     def _drain(self) -> None:
+        if self.host is not None:
+            self.host.request_drain(self)
+            return
         if self._draining:
             return
         self._draining = True
         try:
-            if not self._stopped:
-                self._flush_batches()
-            while not self._stopped:
-                if self.raw.has_ready():
-                    self._handle_ready(self.raw.ready())
-                elif self._snapshot_reports:
-                    self._report_snapshots()
-                else:
+            while True:
+                prepared = self.prepare_ready()
+                if prepared is None:
                     break
-            self._maybe_compact()
+                self._write(prepared)
+                self.finish_ready(prepared)
+            self.after_drain()
         except Exception as exc:
             # A failed persist (fsync error, disk full) leaves the core with a Ready it
             # cannot advance past, and a failed apply leaves the machine behind the log:
@@ -573,6 +679,53 @@ class Replica:
             self._fail(exc)
         finally:
             self._draining = False
+
+    def prepare_ready(self) -> PreparedReady | None:
+        """Phase one of handling a Ready: take it from the core, act on the change of role,
+        send the messages that may leave before the persist, and hand back the batch to
+        write; None when there is no work. Raises what the core or a callback raises (the
+        caller then calls `fail`)."""
+        if self._stopped:
+            return None
+        self._flush_batches()
+        while not self._stopped:
+            if self.raw.has_ready():
+                rd = self.raw.ready()
+                self.counters.readies += 1
+                if rd.soft_state is not None:
+                    self._on_soft_state(rd.soft_state.role, rd.soft_state.lead)
+                # `messages` may leave before the persist (a leader's appends then travel
+                # while it fsyncs); `persisted_messages` promise durable state and wait.
+                self._send(rd.messages)
+                return PreparedReady(rd, _batch_of(rd))
+            if not self._snapshot_reports:
+                break
+            self._report_snapshots()
+        return None
+
+    def finish_ready(self, prepared: PreparedReady) -> None:
+        """Phase two, once `prepared.batch` is durable (when it had to be): adopt it in the
+        in-memory log, send the persisted messages, restore, apply, serve reads, advance."""
+        rd = prepared.ready
+        self._adopt(rd)
+        self._send(rd.persisted_messages)
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            self._restore(rd.snapshot)
+        if self._apply_many is None:
+            for entry in rd.committed_entries:
+                self._apply(entry)
+        else:
+            self._apply_batched(rd.committed_entries, self._apply_many)
+        self._serve_reads(rd)
+        self.raw.advance(rd)
+
+    def after_drain(self) -> None:
+        """The end of a drain: compact the log if it has grown past the threshold."""
+        self._maybe_compact()
+
+    def fail(self, exc: Exception) -> None:
+        """Stop for good because handling a Ready raised `exc` (see `_drain`)."""
+        self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
         self.failure = exc
@@ -587,35 +740,19 @@ class Replica:
         if self.on_fatal is not None:
             self.on_fatal(exc)
 
-    def _handle_ready(self, rd: Ready) -> None:
-        self.counters.readies += 1
-        if rd.soft_state is not None:
-            self._on_soft_state(rd.soft_state.role, rd.soft_state.lead)
-        # `messages` may leave before the persist (a leader's appends then travel while it
-        # fsyncs); `persisted_messages` promise durable state and must wait for it.
-        self._send(rd.messages)
-        self._persist(rd)
-        self._send(rd.persisted_messages)
-        if rd.snapshot is not None and not rd.snapshot.is_empty():
-            self._restore(rd.snapshot)
-        if self._apply_many is None:
-            for entry in rd.committed_entries:
-                self._apply(entry)
-        else:
-            self._apply_batched(rd.committed_entries, self._apply_many)
-        self._serve_reads(rd)
-        self.raw.advance(rd)
+    def _write(self, prepared: PreparedReady) -> None:
+        """Write one replica's batch on its own (the single-group path)."""
+        if prepared.batch.is_empty():
+            return
+        try:
+            self.env.log_store.write(prepared.batch, sync=prepared.must_sync)
+        except Exception as exc:
+            raise PersistFailedError(f"{type(exc).__name__}: {exc}") from exc
 
-    def _persist(self, rd: Ready) -> None:
-        snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
-        batch = LogBatch(snapshot=snap, entries=rd.entries, hard_state=rd.hard_state)
-        if not batch.is_empty():
-            try:
-                self.env.log_store.write(batch, sync=rd.must_sync)
-            except Exception as exc:
-                raise PersistFailedError(f"{type(exc).__name__}: {exc}") from exc
-        if snap is not None:
-            self.storage.apply_snapshot(snap)
+    def _adopt(self, rd: Ready) -> None:
+        """Mirror what was just persisted in the in-memory log the core reads."""
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            self.storage.apply_snapshot(rd.snapshot)
         if rd.entries:
             self.storage.append(rd.entries)
         if rd.hard_state is not None:
