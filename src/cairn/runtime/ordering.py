@@ -26,10 +26,17 @@ class ProgramOrder:
 
     def submit(self, is_write: bool, start: Start) -> None:
         """Start the command now if no earlier command conflicts, else queue it."""
-        if self._waiting or not self._may_start(is_write):
-            self._waiting.append((is_write, start))
-        else:
+        if self.admits(is_write):
             self._start(is_write, start)
+        else:
+            self._waiting.append((is_write, start))
+
+    def admits(self, is_write: bool) -> bool:
+        """Whether a command submitted now would start at once (none earlier conflicts).
+
+        A command that also ends before anything else is submitted need not be submitted
+        at all: the node serves such reads inline."""
+        return not self._waiting and self._may_start(is_write)
 
     def _may_start(self, is_write: bool) -> bool:
         return self.reads == 0 if is_write else self.writes == 0

@@ -422,7 +422,10 @@ class Replica:
         if self._reject_unless_leader(on_done):
             return
         rid = self._next_rid()
-        change = ConfChange(changes=cc.changes, transition=cc.transition, context=rid)
+        # A hosted replica keeps the caller's context (the new peers' nodes) beside its
+        # request id; a single group's context is the request id alone, as it always was.
+        context = rid if self.host is None else encode_request(rid, cc.context)
+        change = ConfChange(changes=cc.changes, transition=cc.transition, context=context)
         self._propose_with(rid, on_done, lambda: self.raw.propose_conf_change(change))
 
     def read(self, on_done: Callback) -> None:
@@ -433,22 +436,30 @@ class Replica:
         """
         if self._stopped:
             return
-        self._catch_up()
+        if self.can_read_now():
+            on_done(Completion(Outcome.OK))
+            return
         if self.lead == NONE:
             on_done(Completion(Outcome.REJECTED, reason="no leader"))
-            return
-        index = self.raw.lease_read_index()
-        if index is not None and index <= self.applied:
-            # A lease read with nothing committed left to apply: the state is already
-            # what the read must see, so it completes now, with no Ready round.
-            self.counters.lease_reads += 1
-            on_done(Completion(Outcome.OK))
             return
         if self.config.batch_ready:
             self._batched_reads.append(on_done)
         else:
             self._read_index(on_done)
         self._request_drain()
+
+    def can_read_now(self) -> bool:
+        """Whether a linearizable read may be served from the state as it is, at once: this
+        leader holds its lease and has applied everything committed, so no Ready round
+        (ReadIndex) is needed. Counted as a lease read when true."""
+        if self._stopped:
+            return False
+        self._catch_up()
+        index = self.raw.lease_read_index()
+        if index is None or index > self.applied:
+            return False
+        self.counters.lease_reads += 1
+        return True
 
     def _read_index(self, on_done: Callback) -> None:
         ctx = self._next_rid()
@@ -845,11 +856,15 @@ class Replica:
         if entry.type is EntryType.CONF_CHANGE:
             cc = decode_conf_change(entry.data)
             self.conf_state = self.raw.apply_conf_change(cc)
-            return cc.context, self.conf_state
+            return self.conf_change_rid(cc), self.conf_state
         if not entry.data:
             return None, None
         rid, command = decode_request(entry.data)
         return rid, self.machine.apply(entry.index, command)
+
+    def conf_change_rid(self, cc: ConfChange) -> bytes:
+        """The request id inside a conf change's context (see `propose_conf_change`)."""
+        return cc.context if self.host is None else decode_request(cc.context)[0]
 
     def _serve_reads(self, rd: Ready) -> None:
         for rs in rd.read_states:
