@@ -594,6 +594,12 @@ class Replica:
             self._catch_up()
             self._request_drain()
 
+    def wake(self) -> None:
+        """Leave quiescence now (the host saw the leader's node die, or was asked to)."""
+        if not self._stopped and self.quiesced:
+            self._catch_up()
+            self._request_drain()
+
     def is_idle(self) -> bool:
         """Whether nothing is pending here: no request waits and the log is fully
         committed, applied and persisted (a precondition of quiescence)."""

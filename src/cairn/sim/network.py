@@ -12,11 +12,12 @@ checked when a message is sent and again when it arrives.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cairn.raft.types import Message, NodeId
-from cairn.runtime.env import MessageHandler
+from cairn.shard.envelope import Envelope
 from cairn.sim.loop import EventLoop
 
 MS = 1_000_000
@@ -35,8 +36,17 @@ class NetworkFaults:
     max_long_delay: int = 80 * MS
 
 
-def describe_message(msg: Message) -> str:
+Payload = Message | Envelope
+"""What travels: a Raft message (one group per node) or a region host's envelope."""
+
+Handler = Callable[[Sequence[Any]], None]
+"""A node's receiver: a `MessageHandler`, or a region host's envelope handler."""
+
+
+def describe_message(msg: Payload) -> str:
     """A stable one-line rendering of a message for the trace."""
+    if isinstance(msg, Envelope):
+        return msg.describe()
     return (
         f"{msg.frm}->{msg.to} {msg.type.value} t{msg.term} lt{msg.log_term} i{msg.index}"
         f" n{len(msg.entries)} c{msg.commit} r{int(msg.reject)}"
@@ -50,7 +60,7 @@ class SimNetwork:
         self.loop = loop
         self.rng = rng
         self.faults = faults
-        self.handlers: dict[NodeId, MessageHandler | None] = {}
+        self.handlers: dict[NodeId, Handler | None] = {}
         self.cut: frozenset[tuple[NodeId, NodeId]] = frozenset()
         self._last_delivery: dict[tuple[NodeId, NodeId], int] = {}
         self.sent = 0
@@ -61,7 +71,7 @@ class SimNetwork:
         self.delayed = 0
         self.reordered = 0
 
-    def register(self, node: NodeId, handler: MessageHandler | None) -> None:
+    def register(self, node: NodeId, handler: Handler | None) -> None:
         """Route messages for `node` to `handler` (None: the node is down)."""
         self.handlers[node] = handler
 
@@ -77,7 +87,7 @@ class SimNetwork:
         """Whether messages from `a` reach `b` now."""
         return (a, b) not in self.cut
 
-    def send(self, frm: NodeId, to: NodeId, msgs: Sequence[Message]) -> None:
+    def send(self, frm: NodeId, to: NodeId, msgs: Sequence[Payload]) -> None:
         """Schedule the delivery of each message (or lose it)."""
         for msg in msgs:
             self.sent += 1
@@ -100,7 +110,7 @@ class SimNetwork:
             delay += self.rng.randrange(f.max_long_delay + 1)
         return delay
 
-    def _schedule(self, frm: NodeId, to: NodeId, msg: Message) -> None:
+    def _schedule(self, frm: NodeId, to: NodeId, msg: Payload) -> None:
         at = self.loop.now + self._delay()
         last = self._last_delivery.get((frm, to), 0)
         if not self.faults.reorder:
@@ -111,7 +121,7 @@ class SimNetwork:
         label = f"deliver {describe_message(msg)}"
         self.loop.call_at(at, to, label, lambda: self._deliver(frm, to, msg))
 
-    def _deliver(self, frm: NodeId, to: NodeId, msg: Message) -> None:
+    def _deliver(self, frm: NodeId, to: NodeId, msg: Payload) -> None:
         handler = self.handlers.get(to)
         if handler is None or not self.connected(frm, to):
             self.undeliverable += 1

@@ -1,0 +1,746 @@
+"""`RegionHost`: one per node, the driver of every region replica on it (TiKV's raftstore).
+
+Theory of operation. Each hosted region is a `RegionPeer`: a `Replica` in hosted mode over a
+`RegionMachine`, seeing a per-region `Env` whose node id is its peer id, whose transport
+wraps its messages in `Envelope`s and whose log store is its slice of the node's
+`HostStore`. The host owns everything per node:
+
+* **One drain per turn.** A replica with work asks the host (`request_drain`); at the end
+  of the turn the host takes a Ready from every such replica (`prepare_ready`, which sends
+  the messages allowed to leave early), writes all their batches with one `write_many`
+  and at most ONE fsync, then finishes them (`finish_ready`: persisted messages, apply,
+  reads, advance), and repeats while any has more. Envelopes to one node leave together.
+* **One timer.** Every tick the host ticks the regions that are awake, and no other.
+* **Quiescence.** A leader whose region has been idle for `quiesce_after_ticks` (nothing
+  pending, every follower caught up, every peer's node live) sends its followers `QUIESCE`
+  and stops ticking; a follower quiesces only if its term, leader, commit and log match
+  the leader's, and otherwise answers `WAKE`. Anything addressed to a quiescent replica
+  (a request, a Raft message) wakes it. So 1,000 idle regions cost the host nothing per
+  tick but the liveness round: one `LIVENESS` envelope per neighbour node per interval.
+* **Liveness.** A node not heard from (any envelope counts) for `liveness_timeout_ticks`
+  is presumed dead: the host wakes each quiescent follower whose leader lives there, so a
+  region whose leader died is re-elected as fast as one that never slept. A quiescent
+  leader's lease is safe because waking advances its tick count by the time slept
+  (`Replica._wake`).
+* **Peers created by messages** (after an add-learner conf change): a Raft message for a
+  region this node does not host creates an empty peer that waits for a snapshot, unless
+  the message is older than a tombstone left here, or its range overlaps a region hosted
+  here (whose split has not applied yet: that split creates the peer).
+* **Splits** are admin commands applied by `RegionMachine`; as one applies, the host creates
+  the right part's peer on this node from the split-off data, in a write that reaches the
+  disk before anything the left part writes after it.
+
+Requests carry the region epoch the client routed by; a stale one, or a key the region no
+longer holds when the command applies or the read is served, completes REJECTED with a
+`StaleEpochError` value (the node answers MOVED or retries).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import msgpack
+
+from cairn.raft.ready import Ready
+from cairn.raft.storage import BOOTSTRAP_INDEX
+from cairn.raft.types import (
+    NONE,
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    NodeId,
+    Snapshot,
+    SnapshotMetadata,
+    StateRole,
+    decode_conf_change,
+    is_response,
+)
+from cairn.runtime.env import Clock, LogBatch, LogStore, TimerHandle, Transport
+from cairn.shard.envelope import Envelope, EnvelopeKind, liveness
+from cairn.shard.host_store import HostStore, PeerState, RegionLogStore, RegionRecord
+from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch, range_key
+from cairn.shard.region_machine import (
+    SPLIT_INIT_INDEX,
+    EpochNotMatch,
+    KeyNotInRegion,
+    RangeMachine,
+    RegionMachine,
+    encode_split,
+    initial_image,
+)
+from cairn.shard.replica import (
+    Callback,
+    Completion,
+    Outcome,
+    PreparedReady,
+    Replica,
+    ReplicaConfig,
+    ReplicaObserver,
+)
+
+
+class StaleEpochError(Exception):
+    """A request named an older epoch than the region's, or a key it no longer holds.
+
+    `region` is this node's current description (the client refreshes its routing)."""
+
+    def __init__(self, region: Region | None, reason: str) -> None:
+        super().__init__(reason)
+        self.region = region
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """How a host drives its regions; `replica.raft.id` is replaced by each peer id."""
+
+    replica: ReplicaConfig
+    hibernate: bool = True
+    quiesce_after_ticks: int = 20
+    liveness_interval_ticks: int = 2
+    liveness_timeout_ticks: int = 10
+
+
+EnvelopeHandler = Callable[[Sequence[Envelope]], None]
+
+
+class HostTransport(Protocol):
+    """A host's network to the other nodes' hosts (best effort)."""
+
+    def send(self, to: NodeId, envelopes: Sequence[Envelope]) -> None:
+        """Queue `envelopes` for node `to`; never blocks, never raises for a dead node."""
+        ...
+
+    def set_handler(self, handler: EnvelopeHandler | None) -> None:
+        """Register the function receiving this node's envelopes (None: the host stops)."""
+        ...
+
+
+ObserverFactory = Callable[[NodeId, int], ReplicaObserver | None]
+"""(node, region id) -> the observer of that region's replica here (the sim's checker)."""
+
+RegionListener = Callable[[NodeId, Region], None]
+"""Told every description of a region applied on a node (split, conf change, snapshot)."""
+
+MachineFactory = Callable[[], RangeMachine]
+
+
+class _RegionTransport:
+    """A hosted replica's `Transport`: Raft messages go out as envelopes via the host."""
+
+    def __init__(self, host: RegionHost, region_id: int) -> None:
+        self._host = host
+        self._region_id = region_id
+
+    def send(self, to: NodeId, msgs: Sequence[Message]) -> None:
+        self._host.send_raft(self._region_id, to, msgs)
+
+    def set_handler(self, handler: Callable[[Sequence[Message]], None]) -> None:
+        """Messages reach a hosted replica through its host, never directly."""
+
+
+class _RegionEnv:
+    """The `Env` one hosted replica sees: its peer id as node id, the host's clock."""
+
+    def __init__(self, host: RegionHost, region_id: int, peer_id: int) -> None:
+        self._host = host
+        self._peer_id = peer_id
+        self._transport = _RegionTransport(host, region_id)
+        self._log_store = RegionLogStore(host.store, region_id)
+        self._random = random.Random(host.rng.getrandbits(64))
+
+    @property
+    def node_id(self) -> NodeId:
+        return self._peer_id
+
+    @property
+    def clock(self) -> Clock:
+        return self._host.clock
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
+    @property
+    def log_store(self) -> LogStore:
+        return self._log_store
+
+    @property
+    def random(self) -> random.Random:
+        return self._random
+
+    def buggify(self, site: str) -> bool:
+        return self._host.buggify(site)
+
+
+class RegionPeer:
+    """This node's replica of one region: the `Replica`, its machine and description."""
+
+    def __init__(self, host: RegionHost, record: RegionRecord, inner: RangeMachine) -> None:
+        self.host = host
+        self.region_id = record.region_id
+        self.peer_id = record.peer_id
+        placeholder = record.region or Region(record.region_id, epoch=RegionEpoch(0, 0))
+        self.machine = RegionMachine(inner, placeholder, self._on_split)
+        self.downstream = host.observers(host.node_id, record.region_id)
+        self.idle_ticks = 0
+        env = _RegionEnv(host, record.region_id, record.peer_id)
+        config = host.config.replica
+        self.replica = Replica(
+            env,
+            self.machine,
+            config,
+            None,
+            self,
+            host=host,
+        )
+        host.announce(self.machine.region)
+
+    @property
+    def region(self) -> Region:
+        """The description applied here (a placeholder until the first snapshot)."""
+        return self.machine.region
+
+    @property
+    def initialized(self) -> bool:
+        """Whether this peer has its data (it was founded, split off, or got a snapshot)."""
+        return self.machine.region.epoch.version > 0
+
+    # -- ReplicaObserver ---------------------------------------------------------------
+
+    def on_persist(self, replica: Replica, ready: Ready) -> None:
+        if self.downstream is not None:
+            self.downstream.on_persist(replica, ready)
+
+    def on_apply(self, replica: Replica, entry: Entry) -> None:
+        if entry.type is EntryType.CONF_CHANGE:
+            self._on_conf_change(decode_conf_change(entry.data))
+        if self.downstream is not None:
+            self.downstream.on_apply(replica, entry)
+
+    def on_restore(self, replica: Replica, snapshot: Snapshot) -> None:
+        self.host.announce(self.machine.region)
+        if self.downstream is not None:
+            self.downstream.on_restore(replica, snapshot)
+
+    # -- structural changes ------------------------------------------------------------
+
+    def _on_conf_change(self, cc: ConfChange) -> None:
+        """Mirror an applied membership change in the description (nodes from context)."""
+        _, extra = msgpack.unpackb(cc.context)
+        nodes = {int(i): int(n) for i, n in msgpack.unpackb(extra)} if extra else {}
+        peers = {p.id: p for p in self.machine.region.peers}
+        for change in cc.changes:
+            if change.type is ConfChangeType.REMOVE_NODE:
+                peers.pop(change.node_id, None)
+                continue
+            role = PeerRole.LEARNER if change.type is ConfChangeType.ADD_LEARNER else PeerRole.VOTER
+            node = nodes.get(change.node_id)
+            if node is None and change.node_id in peers:
+                node = peers[change.node_id].node_id
+            if node is not None:
+                peers[change.node_id] = Peer(change.node_id, node, role)
+        self.machine.set_peers(tuple(peers[i] for i in sorted(peers)))
+        self.host.announce(self.machine.region)
+        if self.peer_id not in peers:
+            self.host.schedule_destroy(self.region_id)
+
+    def _on_split(self, left: Region, right: Region, image: bytes) -> None:
+        self.host.announce(left)
+        self.host.create_split_peer(right, image)
+
+
+class RegionHost:
+    """Every region replica of one node, driven together (see the module docstring)."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        clock: Clock,
+        transport: HostTransport,
+        store: HostStore,
+        rng: random.Random,
+        config: HostConfig,
+        new_machine: MachineFactory,
+        *,
+        buggify: Callable[[str], bool] = lambda site: False,
+        observers: ObserverFactory = lambda node, region: None,
+        on_region: RegionListener = lambda node, region: None,
+    ) -> None:
+        self.node_id = node_id
+        self.clock = clock
+        self.transport = transport
+        self.store = store
+        self.rng = rng
+        self.config = config
+        self.new_machine = new_machine
+        self.buggify = buggify
+        self.observers = observers
+        self.on_region = on_region
+        self.peers: dict[int, RegionPeer] = {}
+        self.tombstones: dict[int, int] = {}
+        """region id -> the highest peer id of it removed from this node."""
+        self.peer_nodes: dict[int, NodeId] = {}
+        self.awake: set[int] = set()
+        self.stopped = False
+        self.ticks = 0
+        self.drains = 0
+        self.region_ticks = 0
+        self._dirty: set[int] = set()
+        self._drain_scheduled = False
+        self._outbox: dict[NodeId, list[Envelope]] = {}
+        self._heard: dict[NodeId, float] = {}
+        self._dead: set[NodeId] = set()
+        self._start = clock.now()
+        self._timer: TimerHandle | None = None
+        self._recover()
+        transport.set_handler(self.on_envelopes)
+        self._schedule_tick()
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        for record in self.store.records():
+            if record.state is PeerState.TOMBSTONE:
+                self.tombstones[record.region_id] = record.peer_id
+            else:
+                self._add_peer(record)
+
+    def _add_peer(self, record: RegionRecord) -> RegionPeer:
+        peer = RegionPeer(self, record, self.new_machine())
+        self.peers[record.region_id] = peer
+        self.awake.add(record.region_id)
+        return peer
+
+    def bootstrap_region(self, region: Region) -> RegionPeer:
+        """Found `region` on this node (every founding node does the same)."""
+        peer = region.peer_on(self.node_id)
+        if peer is None:
+            raise ValueError(f"region {region.id} has no peer on node {self.node_id}")
+        image = initial_image(self.new_machine(), region)
+        self._write_initial(region, peer.id, image, BOOTSTRAP_INDEX, HardState())
+        return self._add_peer(RegionRecord(region.id, peer.id, region=region))
+
+    def _write_initial(
+        self, region: Region, peer_id: int, image: bytes, index: int, old: HardState
+    ) -> None:
+        """The first snapshot of a founded or split-off region, and its record."""
+        voters = tuple(p.id for p in region.voters())
+        learners = tuple(p.id for p in region.learners())
+        meta = SnapshotMetadata(index, index, ConfState(voters=voters, learners=learners))
+        term = max(index, old.term)
+        hs = HardState(term=term, vote=old.vote if old.term > index else NONE, commit=index)
+        batch = LogBatch(snapshot=Snapshot(data=image, metadata=meta), hard_state=hs)
+        record = RegionRecord(region.id, peer_id, region=region)
+        # Synced: the replica about to be built reads its log back from what is durable.
+        self.store.write_many([(region.id, batch)], sync=True, records=[record])
+
+    def stop(self) -> None:
+        """Stop for good, as a crashed process: no timers, no callbacks."""
+        self.stopped = True
+        for peer in self.peers.values():
+            peer.replica.stop()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    # -- requests ----------------------------------------------------------------------
+
+    def propose(
+        self, region_id: int, epoch: RegionEpoch, command: bytes, on_done: Callback
+    ) -> None:
+        """Replicate `command` in region `region_id` as routed under `epoch`."""
+        peer = self._checked(region_id, epoch, on_done)
+        if peer is not None:
+            peer.replica.propose(command, self._translated(peer, on_done))
+
+    def read(self, region_id: int, epoch: RegionEpoch, key: bytes, on_done: Callback) -> None:
+        """Complete OK once `key` may be read linearizably from region `region_id` here."""
+        peer = self._checked(region_id, epoch, on_done)
+        if peer is None:
+            return
+
+        def served(done: Completion) -> None:
+            if done.outcome is Outcome.OK and not peer.region.contains(range_key(key)):
+                done = self._stale(peer.region, "the key moved to another region")
+            on_done(self._hinted(done))
+
+        peer.replica.read(served)
+
+    def split(
+        self,
+        region_id: int,
+        epoch: RegionEpoch,
+        split_key: bytes,
+        new_id: int,
+        new_peer_ids: Sequence[int],
+        on_done: Callback,
+    ) -> None:
+        """Propose cutting region `region_id` at range key `split_key` (see `RegionMachine`)."""
+        peer = self._checked(region_id, epoch, on_done)
+        if peer is not None:
+            command = encode_split(peer.region.epoch, split_key, new_id, new_peer_ids)
+            peer.replica.propose(command, self._translated(peer, on_done))
+
+    def change_peer(
+        self, region_id: int, kind: ConfChangeType, target: Peer, on_done: Callback
+    ) -> None:
+        """Propose adding (as voter or learner) or removing `target` in region `region_id`."""
+        peer = self.peers.get(region_id)
+        if peer is None:
+            on_done(self._stale(None, f"region {region_id} is not on node {self.node_id}"))
+            return
+        extra = bytes(msgpack.packb([[target.id, target.node_id]]))
+        cc = ConfChange(changes=(ConfChangeSingle(kind, target.id),), context=extra)
+        self.peer_nodes[target.id] = target.node_id
+        peer.replica.propose_conf_change(cc, self._translated(peer, on_done))
+
+    def _checked(self, region_id: int, epoch: RegionEpoch, on_done: Callback) -> RegionPeer | None:
+        peer = self.peers.get(region_id)
+        if peer is None or self.stopped or not peer.initialized:
+            on_done(self._stale(None, f"region {region_id} is not on node {self.node_id}"))
+            return None
+        if epoch.version != peer.region.epoch.version:
+            on_done(self._stale(peer.region, f"epoch {epoch} is not {peer.region.epoch}"))
+            return None
+        return peer
+
+    def _translated(self, peer: RegionPeer, on_done: Callback) -> Callback:
+        def done(completion: Completion) -> None:
+            value = completion.value
+            if isinstance(value, KeyNotInRegion | EpochNotMatch):
+                completion = self._stale(value.region, "the region changed before applying")
+            on_done(self._hinted(completion))
+
+        return done
+
+    def _stale(self, region: Region | None, reason: str) -> Completion:
+        return Completion(Outcome.REJECTED, value=StaleEpochError(region, reason), reason=reason)
+
+    def _hinted(self, done: Completion) -> Completion:
+        """Turn the leader hint from a peer id into a node id."""
+        node = self.peer_nodes.get(done.leader_hint, NONE) if done.leader_hint else NONE
+        return replace(done, leader_hint=node)
+
+    # -- the drain ---------------------------------------------------------------------
+
+    def request_drain(self, replica: Replica) -> None:
+        """See `ReplicaHost.request_drain`."""
+        self._dirty.add(self._region_of(replica))
+        if not self._drain_scheduled and not self.stopped:
+            self._drain_scheduled = True
+            self.clock.call_later(0.0, self._drain)
+
+    def on_wake(self, replica: Replica) -> None:
+        """See `ReplicaHost.on_wake`."""
+        region_id = self._region_of(replica)
+        self.awake.add(region_id)
+        self.peers[region_id].idle_ticks = 0
+
+    @staticmethod
+    def _region_of(replica: Replica) -> int:
+        observer = replica.observer
+        assert isinstance(observer, RegionPeer)
+        return observer.region_id
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        if self.stopped:
+            return
+        self.drains += 1
+        touched: set[int] = set()
+        while self._dirty:
+            dirty, self._dirty = sorted(self._dirty), set()
+            touched.update(dirty)
+            prepared = self._prepare(dirty)
+            if prepared:
+                self._persist(prepared)
+                self._finish(prepared)
+        for region_id in sorted(touched):
+            peer = self.peers.get(region_id)
+            if peer is not None and not peer.replica.stopped:
+                self._guard(peer, peer.replica.after_drain)
+        self._flush()
+
+    def _prepare(self, region_ids: list[int]) -> list[tuple[RegionPeer, PreparedReady]]:
+        out = []
+        for region_id in region_ids:
+            peer = self.peers.get(region_id)
+            if peer is None or peer.replica.stopped:
+                continue
+            try:
+                ready = peer.replica.prepare_ready()
+            except Exception as exc:
+                peer.replica.fail(exc)
+                continue
+            if ready is not None:
+                out.append((peer, ready))
+        return out
+
+    def _persist(self, prepared: list[tuple[RegionPeer, PreparedReady]]) -> None:
+        batches = [(p.region_id, r.batch) for p, r in prepared if not r.batch.is_empty()]
+        sync = any(r.must_sync for _, r in prepared)
+        try:
+            self.store.write_many(batches, sync)
+        except Exception as exc:
+            for peer, _ in prepared:
+                peer.replica.fail(exc)
+
+    def _finish(self, prepared: list[tuple[RegionPeer, PreparedReady]]) -> None:
+        for peer, ready in prepared:
+            if peer.replica.stopped:
+                continue
+            try:
+                peer.replica.finish_ready(ready)
+            except Exception as exc:
+                peer.replica.fail(exc)
+                continue
+            self._dirty.add(peer.region_id)
+
+    @staticmethod
+    def _guard(peer: RegionPeer, action: Callable[[], None]) -> bool:
+        try:
+            action()
+        except Exception as exc:
+            peer.replica.fail(exc)
+            return False
+        return True
+
+    # -- messages ----------------------------------------------------------------------
+
+    def send_raft(self, region_id: int, to_peer: int, msgs: Sequence[Message]) -> None:
+        """Wrap a region's outgoing messages for `to_peer`'s node (dropped if unknown)."""
+        peer = self.peers[region_id]
+        region = peer.region
+        target = region.peer(to_peer)
+        node = target.node_id if target is not None else self.peer_nodes.get(to_peer)
+        if node is None:
+            return
+        frm = Peer(peer.peer_id, self.node_id)
+        for msg in msgs:
+            self._post(
+                Envelope(
+                    EnvelopeKind.RAFT,
+                    region_id,
+                    frm,
+                    Peer(to_peer, node),
+                    region.epoch,
+                    region.start,
+                    region.end,
+                    message=msg,
+                )
+            )
+
+    def _post(self, envelope: Envelope) -> None:
+        self._outbox.setdefault(envelope.to_peer.node_id, []).append(envelope)
+        if not self._drain_scheduled and not self.stopped:
+            self._drain_scheduled = True
+            self.clock.call_later(0.0, self._drain)
+
+    def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, {}
+        for node in sorted(outbox):
+            self.transport.send(node, outbox[node])
+
+    def on_envelopes(self, envelopes: Sequence[Envelope]) -> None:
+        """The transport handler: route each envelope to its region (or create it)."""
+        if self.stopped:
+            return
+        for env in envelopes:
+            self._heard[env.from_node] = self.clock.now()
+            self._dead.discard(env.from_node)
+            if env.from_peer.id:
+                self.peer_nodes[env.from_peer.id] = env.from_node
+            if env.kind is EnvelopeKind.RAFT:
+                self._on_raft(env)
+            elif env.kind is EnvelopeKind.QUIESCE:
+                self._on_quiesce(env)
+            elif env.kind is EnvelopeKind.WAKE:
+                peer = self.peers.get(env.region_id)
+                if peer is not None:
+                    peer.replica.wake()
+
+    def _on_raft(self, env: Envelope) -> None:
+        assert env.message is not None
+        peer = self.peers.get(env.region_id)
+        if peer is None:
+            peer = self._maybe_create(env)
+            if peer is None:
+                return
+        if env.to_peer.id != peer.peer_id:
+            return  # for an older or a newer peer of this region on this node
+        if env.epoch.is_stale(peer.region.epoch) and peer.region.peer(env.from_peer.id) is None:
+            return  # from a peer that has left the region
+        peer.replica.on_messages((env.message,))
+
+    def _maybe_create(self, env: Envelope) -> RegionPeer | None:
+        """A peer for a region first heard of here, if the message may create one."""
+        assert env.message is not None
+        if self.stopped or is_response(env.message.type):
+            return None
+        if self.tombstones.get(env.region_id, 0) >= env.to_peer.id:
+            return None
+        for other in self.peers.values():
+            r = other.region
+            if (
+                other.initialized
+                and (not env.end or r.start < env.end)
+                and (not r.end or env.start < r.end)
+            ):
+                return None  # a local region still covers it: its split will create it
+        record = RegionRecord(env.region_id, env.to_peer.id)
+        self.store.write_many([], sync=False, records=[record])
+        return self._add_peer(record)
+
+    def _on_quiesce(self, env: Envelope) -> None:
+        peer = self.peers.get(env.region_id)
+        if peer is None:
+            return
+        replica = peer.replica
+        raft = replica.raw.raft
+        if (
+            self.config.hibernate
+            and replica.role is StateRole.FOLLOWER
+            and raft.lead == env.from_peer.id
+            and raft.term == env.term
+            and raft.raft_log.committed == env.commit
+            and replica.is_idle()
+        ):
+            replica.quiesce()
+            self.awake.discard(env.region_id)
+            return
+        frm = Peer(peer.peer_id, self.node_id)
+        self._post(Envelope(EnvelopeKind.WAKE, env.region_id, frm, env.from_peer))
+
+    # -- time --------------------------------------------------------------------------
+
+    def _schedule_tick(self) -> None:
+        interval = self.config.replica.tick_interval
+        at = self._start + (self.ticks + 1) * interval
+        self._timer = self.clock.call_later(max(0.0, at - self.clock.now()), self._on_tick)
+
+    def _on_tick(self) -> None:
+        if self.stopped:
+            return
+        self.ticks += 1
+        for region_id in sorted(self.awake):
+            peer = self.peers.get(region_id)
+            if peer is None or peer.replica.stopped:
+                self.awake.discard(region_id)
+                continue
+            if self.config.hibernate and self._maybe_quiesce(peer):
+                continue
+            self.region_ticks += 1
+            peer.replica.host_tick()
+        if self.ticks % self.config.liveness_interval_ticks == 0:
+            self._liveness_round()
+        self._schedule_tick()
+
+    def _maybe_quiesce(self, peer: RegionPeer) -> bool:
+        """Quiesce a leader idle for long enough whose followers are all caught up (checked
+        before the tick, while nothing the tick makes is pending); True if it did."""
+        replica = peer.replica
+        raft = replica.raw.raft
+        if not replica.is_leader or raft.lead_transferee or not replica.is_idle():
+            peer.idle_ticks = 0
+            return False
+        last = raft.raft_log.last_index()
+        others = [i for i in raft.prs.progress if i != peer.peer_id]
+        nodes = [self.peer_nodes.get(i) or _node_in(peer.region, i) for i in others]
+        if (
+            any(raft.prs.progress[i].match != last for i in others)
+            or any(n is None or n in self._dead for n in nodes)
+            or raft.pending_conf_index > raft.raft_log.committed
+        ):
+            peer.idle_ticks = 0
+            return False
+        peer.idle_ticks += 1
+        if peer.idle_ticks < self.config.quiesce_after_ticks:
+            return False
+        frm = Peer(peer.peer_id, self.node_id)
+        for i, node in zip(others, nodes, strict=True):
+            assert node is not None
+            self._post(
+                Envelope(
+                    EnvelopeKind.QUIESCE,
+                    peer.region_id,
+                    frm,
+                    Peer(i, node),
+                    peer.region.epoch,
+                    term=raft.term,
+                    commit=raft.raft_log.committed,
+                )
+            )
+        replica.quiesce()
+        self.awake.discard(peer.region_id)
+        return True
+
+    def _liveness_round(self) -> None:
+        """Tell every neighbour node we live; wake followers of nodes gone silent."""
+        now = self.clock.now()
+        timeout = self.config.liveness_timeout_ticks * self.config.replica.tick_interval
+        for node in self._neighbours():
+            self._post(liveness(self.node_id, node))
+            if node not in self._dead and now - self._heard.get(node, self._start) > timeout:
+                self._dead.add(node)
+                self._wake_followers_of(node)
+
+    def _neighbours(self) -> list[NodeId]:
+        nodes = {p.node_id for peer in self.peers.values() for p in peer.region.peers}
+        nodes.discard(self.node_id)
+        return sorted(nodes)
+
+    def _wake_followers_of(self, node: NodeId) -> None:
+        for region_id in sorted(self.peers):
+            replica = self.peers[region_id].replica
+            lead = replica.lead
+            if replica.quiesced and _node_in(self.peers[region_id].region, lead) == node:
+                replica.wake()
+
+    def is_live(self, node: NodeId) -> bool:
+        """Whether `node` has been heard from recently enough (this node: always)."""
+        return node == self.node_id or node not in self._dead
+
+    # -- structural changes ------------------------------------------------------------
+
+    def announce(self, region: Region) -> None:
+        """A description was applied here: learn its peers' nodes, tell the listener."""
+        for p in region.peers:
+            self.peer_nodes[p.id] = p.node_id
+        if region.epoch.version > 0:
+            self.on_region(self.node_id, region)
+
+    def create_split_peer(self, right: Region, image: bytes) -> None:
+        """A split applied here: create the right part's peer, unless it exists already
+        (created by a message, or ahead of this replay) or was removed from this node."""
+        mine = right.peer_on(self.node_id)
+        if mine is None or right.id in self.peers or right.id in self.tombstones:
+            return
+        self._write_initial(right, mine.id, image, SPLIT_INIT_INDEX, HardState())
+        self._add_peer(RegionRecord(right.id, mine.id, region=right))
+        self._dirty.add(right.id)
+
+    def schedule_destroy(self, region_id: int) -> None:
+        """This node's peer was removed from the region: tombstone it after this turn."""
+        self.clock.call_later(0.0, lambda: self._destroy(region_id))
+
+    def _destroy(self, region_id: int) -> None:
+        peer = self.peers.pop(region_id, None)
+        if peer is None or self.stopped:
+            return
+        peer.replica.stop()
+        self.awake.discard(region_id)
+        self.tombstones[region_id] = peer.peer_id
+        record = RegionRecord(region_id, peer.peer_id, PeerState.TOMBSTONE, peer.region)
+        self.store.write_many([], sync=True, records=[record])
+
+
+def _node_in(region: Region, peer_id: int) -> NodeId | None:
+    p = region.peer(peer_id)
+    return p.node_id if p is not None else None

@@ -1,0 +1,123 @@
+"""A simulated multi-raft cluster: a `RegionHost` per node, many regions, crashes.
+
+Each `HostNode` owns a `SimNodeDisk` for its whole life and a `RegionHost` per incarnation
+(its timers die with it, through `SimClock`'s liveness check). Every region description a
+host applies is reported to the cluster (`applied`), which is what the coverage invariant
+and the clients' routing read.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cairn.raft.types import NodeId
+from cairn.runtime.env import Clock
+from cairn.shard.envelope import Envelope
+from cairn.shard.host import EnvelopeHandler, HostConfig, ObserverFactory, RegionHost
+from cairn.shard.region import Region
+from cairn.sim.env import SimClock
+from cairn.sim.loop import EventLoop
+from cairn.sim.network import SimNetwork
+from cairn.sim.node_disk import SimNodeDisk
+from cairn.sim.range_kv import RangeKVMachine
+
+
+class SimHostTransport:
+    """A host's `HostTransport` onto the simulated network."""
+
+    def __init__(self, network: SimNetwork, node_id: NodeId) -> None:
+        self._network = network
+        self._node_id = node_id
+
+    def send(self, to: NodeId, envelopes: Sequence[Envelope]) -> None:
+        """See `HostTransport.send`."""
+        self._network.send(self._node_id, to, envelopes)
+
+    def set_handler(self, handler: EnvelopeHandler | None) -> None:
+        """See `HostTransport.set_handler`."""
+        self._network.register(self._node_id, handler)
+
+
+@dataclass(slots=True)
+class HostNode:
+    """One node across its incarnations."""
+
+    node_id: NodeId
+    disk: SimNodeDisk
+    rng: random.Random
+    up: bool = False
+    incarnation: int = 0
+    host: RegionHost | None = None
+
+
+@dataclass(slots=True)
+class MultiCluster:
+    """The hosts of one multi-raft run."""
+
+    loop: EventLoop
+    network: SimNetwork
+    config: HostConfig
+    observers: ObserverFactory = lambda node, region: None
+    nodes: dict[NodeId, HostNode] = field(default_factory=dict)
+    applied: dict[int, Region] = field(default_factory=dict)
+    """The newest description of every region applied anywhere (by epoch version)."""
+    history: list[tuple[NodeId, Region]] = field(default_factory=list)
+
+    def add_node(self, node_id: NodeId, rng: random.Random) -> HostNode:
+        """Register a node with a fresh disk (down until `start`)."""
+        node = HostNode(node_id, SimNodeDisk(random.Random(rng.getrandbits(64))), rng)
+        self.nodes[node_id] = node
+        return node
+
+    def start(self, node_id: NodeId) -> RegionHost:
+        """Start a new incarnation of a node from what its disk holds."""
+        node = self.nodes[node_id]
+        node.incarnation += 1
+        node.up = True
+        incarnation = node.incarnation
+
+        def alive() -> bool:
+            return node.up and node.incarnation == incarnation
+
+        clock: Clock = SimClock(self.loop, node_id, 1.0, alive)
+        node.host = RegionHost(
+            node_id,
+            clock,
+            SimHostTransport(self.network, node_id),
+            node.disk,
+            random.Random(node.rng.getrandbits(64)),
+            self.config,
+            RangeKVMachine,
+            observers=self.observers,
+            on_region=self._on_region,
+        )
+        self.loop.record(f"start n{node_id} incarnation {incarnation}")
+        return node.host
+
+    def crash(self, node_id: NodeId) -> None:
+        """Kill a node's process: unsynced writes may be lost, timers and sockets die."""
+        node = self.nodes[node_id]
+        if node.host is not None:
+            node.host.stop()
+        node.host = None
+        node.up = False
+        self.network.register(node_id, None)
+        lost = node.disk.crash()
+        self.loop.resume(node_id)
+        self.loop.record(f"crash n{node_id} lost {lost}")
+
+    def host(self, node_id: NodeId) -> RegionHost | None:
+        """The running host of a node, if it is up."""
+        node = self.nodes.get(node_id)
+        return node.host if node is not None and node.up else None
+
+    def _on_region(self, node_id: NodeId, region: Region) -> None:
+        self.history.append((node_id, region))
+        known = self.applied.get(region.id)
+        if known is None or (region.epoch.version, region.epoch.conf_ver) > (
+            known.epoch.version,
+            known.epoch.conf_ver,
+        ):
+            self.applied[region.id] = region

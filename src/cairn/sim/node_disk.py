@@ -1,0 +1,84 @@
+"""A simulated disk holding every region's Raft log of one node, written in group commits.
+
+The multi-region counterpart of `SimDisk`, with the same contract: a `write_many` lands in
+the operating system's cache; a synced one flushes the whole cache in order, then itself;
+the cache may flush a prefix on its own; a crash keeps a random prefix of the cache and
+loses the rest. A write is atomic across its regions and records (LMDB's one transaction),
+and writes become durable in the order they were made, across regions too — which is what
+lets a split's new region be written without a sync before the left part's later writes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cairn.runtime.env import DurableState, LogBatch
+from cairn.shard.host_store import RegionRecord
+from cairn.sim.disk import SimDisk
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    batches: tuple[tuple[int, LogBatch], ...]
+    records: tuple[RegionRecord, ...]
+
+
+class SimNodeDisk:
+    """The `HostStore` of one simulated node; it outlives the node's crashes."""
+
+    def __init__(self, rng: random.Random, background_flush: float = 0.05) -> None:
+        self._rng = rng
+        self._background_flush = background_flush
+        self._logs: dict[int, SimDisk] = {}
+        self._records: dict[int, RegionRecord] = {}
+        self.pending: list[_Write] = []
+        self.writes = 0
+        self.syncs = 0
+        self.lost_writes = 0
+
+    def write_many(
+        self,
+        batches: Sequence[tuple[int, LogBatch]],
+        sync: bool,
+        records: Sequence[RegionRecord] = (),
+    ) -> None:
+        """See `HostStore.write_many`."""
+        if batches or records:
+            self.writes += 1
+            self.pending.append(_Write(tuple(batches), tuple(records)))
+        if sync:
+            self.syncs += 1
+            self.flush(len(self.pending))
+        elif self.pending and self._rng.random() < self._background_flush:
+            self.flush(self._rng.randint(0, len(self.pending)))
+
+    def load(self, region_id: int) -> DurableState:
+        """See `HostStore.load`: only what was flushed."""
+        log = self._logs.get(region_id)
+        return log.load() if log is not None else DurableState()
+
+    def records(self) -> list[RegionRecord]:
+        """See `HostStore.records`."""
+        return [self._records[i] for i in sorted(self._records)]
+
+    def flush(self, count: int) -> None:
+        """Make the first `count` cached writes durable, in order."""
+        for write in self.pending[:count]:
+            for region_id, batch in write.batches:
+                log = self._logs.get(region_id)
+                if log is None:
+                    log = self._logs[region_id] = SimDisk(random.Random(0), 0.0)
+                log.write(batch, sync=True)
+            for record in write.records:
+                self._records[record.region_id] = record
+        del self.pending[:count]
+
+    def crash(self) -> int:
+        """Lose the cache but a random prefix of it; return how many writes were lost."""
+        self.flush(self._rng.randint(0, len(self.pending)))
+        lost = len(self.pending)
+        self.lost_writes += lost
+        self.pending.clear()
+        return lost

@@ -1,0 +1,29 @@
+"""The simulator's key-value machine, cut by range: what one region of a multi-raft run holds.
+
+`KVMachine` plus the two things `RegionMachine` needs: which key a command touches, and
+splitting off the keys of a range (with their values) as an image the new region starts
+from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import msgpack
+
+from cairn.shard.region import range_key
+from cairn.sim.kv_machine import KVCommand, KVMachine
+
+
+class RangeKVMachine(KVMachine):
+    """A `KVMachine` that is a `RangeMachine`."""
+
+    def keys_of(self, data: bytes) -> Sequence[bytes]:
+        """The one key a `KVCommand` touches."""
+        return (KVCommand.decode(data).key.encode(),)
+
+    def split_off(self, moves: Callable[[bytes], bool], applied: int) -> bytes:
+        """Remove the keys whose range key `moves`; their image at `applied`."""
+        moved = sorted(k for k in self.data if moves(range_key(k.encode())))
+        items = [[k, self.data.pop(k)] for k in moved]
+        return bytes(msgpack.packb([applied, items]))
