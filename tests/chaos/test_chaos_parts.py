@@ -81,6 +81,21 @@ def test_the_counter_check_counts_losses_that_incr_replies_show() -> None:
         assert any("returned 3 after an INCR acknowledged 5" in a for a in result.anomalies)
 
 
+def test_the_counter_workload_records_what_incr_returned(redis_server_port: int) -> None:
+    # Against one real redis-server nothing is lost: every INCR reply is a distinct count,
+    # and the check (which compares replies across operations) finds nothing.
+    w = CounterWorkload([("127.0.0.1", redis_server_port)], workers=3, key="counter:parts")
+    w.start()
+    time.sleep(0.5)
+    w.stop()
+    with w.client(("127.0.0.1", redis_server_port)) as client:
+        result = w.check(w.final_read(client))
+    replies = [op.value for op in w.history.snapshot() if op.type is OpType.OK and op.f == "incr"]
+    assert len(replies) > 10 and len(set(replies)) == len(replies)
+    assert all(isinstance(r, int) for r in replies)
+    assert result.ok and result.lost == 0, result.anomalies
+
+
 def _echo_server() -> tuple[socket.socket, int]:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

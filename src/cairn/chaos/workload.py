@@ -148,6 +148,9 @@ class Workload:
 
     reads = frozenset({"get", "read"})
     """Functions that change nothing, so a failed one is simply FAIL."""
+    replies = frozenset({"incr"})
+    """Writes whose reply, not their argument, is recorded when they succeed (INCR's new
+    value, which the counter check compares across operations)."""
 
     def start(self) -> None:
         """Start the worker threads."""
@@ -214,7 +217,7 @@ class Workload:
             kind = OpType.FAIL if read or _never_sent(exc) else OpType.INFO
             h.record(process, kind, f, key, None if read else value)
             return kind, True
-        h.record(process, OpType.OK, f, key, result if read else value)
+        h.record(process, OpType.OK, f, key, result if read or f in self.replies else value)
         return OpType.OK, False
 
     def _next_op(self, worker: int, n: int, rng: random.Random) -> tuple[str, str, object]:
