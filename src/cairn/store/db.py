@@ -5,6 +5,10 @@ time the command runs at. Expiry is lazy and deterministic: a key whose expiry i
 `<= now_ms` reads as absent; when a write command meets such a key it deletes it (with its
 sub-records) in its own batch before going on, exactly as every replica will at the same
 log index with the same `now_ms`. Read-only `Db`s never write.
+
+A `Db` works within a `Scope`: walks (KEYS, SCAN, RANDOMKEY, active expiry) stay inside its
+range, FLUSHDB clears only its range, and the key count it maintains is the scope's (a
+region's total and per-slot counts, updated in the same batch as the key itself).
 """
 
 from __future__ import annotations
@@ -13,9 +17,6 @@ from dataclasses import dataclass
 
 from cairn.store.keyspace import KeyspaceReader, WriteBatch
 from cairn.store.layout import (
-    KEY_COUNT_KEY,
-    META_END,
-    META_TAG,
     Meta,
     ValueType,
     decode_meta,
@@ -27,6 +28,8 @@ from cairn.store.layout import (
     prefix_end,
     split_meta_key,
 )
+from cairn.store.scope import WHOLE_KEYSPACE, Scope
+from cairn.store.slot import key_slot
 
 
 class ReadOnlyError(Exception):
@@ -46,10 +49,18 @@ class KeyEntry:
 class Db:
     """Typed access to Redis keys and hash fields at one point in time."""
 
-    def __init__(self, reader: KeyspaceReader, batch: WriteBatch | None, now_ms: int) -> None:
+    def __init__(
+        self,
+        reader: KeyspaceReader,
+        batch: WriteBatch | None,
+        now_ms: int,
+        scope: Scope = WHOLE_KEYSPACE,
+    ) -> None:
         self._reader: KeyspaceReader = batch if batch is not None else reader
         self._batch = batch
         self.now_ms = now_ms
+        self.scope = scope
+        self._meta_lo, self._meta_hi = scope.meta_bounds()
 
     # -- keys ---------------------------------------------------------------------
 
@@ -69,7 +80,7 @@ class Db:
         """Store `key`'s metadata; `existed` says whether `key` was live before (key count)."""
         self._write().put(meta_key(key), encode_meta(meta))
         if not existed:
-            self._add_key_count(1)
+            self._add_key_count(key, 1)
 
     def set_string(self, key: bytes, value: bytes, expire_ms: int | None = None) -> None:
         """Make `key` the string `value`, replacing whatever it held."""
@@ -95,22 +106,48 @@ class Db:
         return True
 
     def key_count(self) -> int:
-        """The number of Redis keys stored, expired ones not yet deleted included."""
-        return decode_u64(self._reader.get(KEY_COUNT_KEY))
+        """The number of Redis keys in the scope, expired ones not yet deleted included."""
+        return decode_u64(self._reader.get(self.scope.count_key))
+
+    def slot_key_count(self, slot: int) -> int | None:
+        """The number of Redis keys of `slot` in the scope (None: the scope keeps none)."""
+        where = self.scope.slot_count_key(slot)
+        return None if where is None else decode_u64(self._reader.get(where))
+
+    @property
+    def start_position(self) -> bytes:
+        """The internal position of the scope's first possible key."""
+        return self._meta_lo
 
     def walk(self, position: bytes, limit: int) -> list[KeyEntry]:
-        """Up to `limit` keys from internal `position` on, in (slot, key) order, expired
-        ones included (the caller filters them, so `limit` bounds the work done)."""
-        start = max(position, META_TAG)
+        """Up to `limit` keys of the scope from internal `position` on, in (slot, key)
+        order, expired ones included (the caller filters them, so `limit` bounds the work
+        done)."""
+        start = max(position, self._meta_lo)
         entries = []
-        for internal, raw in self._reader.scan(start, META_END, limit):
+        for internal, raw in self._reader.scan(start, self._meta_hi, limit):
             slot, key = split_meta_key(internal)
             entries.append(KeyEntry(internal, slot, key, decode_meta(raw)))
         return entries
 
     def clear(self) -> None:
-        """Delete every record (FLUSHDB); the machine rewrites its own records after it."""
-        self._write().clear()
+        """Delete every key of the scope (FLUSHDB) with its count; the machine rewrites
+        its progress records after it. The whole keyspace is cleared in one step, a
+        region's range key by key (O(keys + fields), like Redis' FLUSHDB)."""
+        batch = self._write()
+        if not self.scope.is_region:
+            batch.clear()
+            return
+        while entries := self.walk(self._meta_lo, _CLEAR_CHUNK):
+            for e in entries:
+                if e.meta.type is not ValueType.STRING:
+                    self._delete_fields(e.key)
+                batch.delete(e.position)
+        bounds = self.scope.slot_count_bounds()
+        assert bounds is not None
+        for internal, _ in batch.scan(*bounds):
+            batch.delete(internal)
+        batch.delete(self.scope.count_key)
 
     # -- hash fields ----------------------------------------------------------------
 
@@ -146,13 +183,30 @@ class Db:
         if meta.type is not ValueType.STRING:
             self._delete_fields(key)
         self._write().delete(meta_key(key))
-        self._add_key_count(-1)
+        self._add_key_count(key, -1)
 
     def _delete_fields(self, key: bytes) -> None:
         batch = self._write()
         for internal, _ in batch.scan(field_prefix(key), prefix_end(field_prefix(key))):
             batch.delete(internal)
 
-    def _add_key_count(self, delta: int) -> None:
+    def _add_key_count(self, key: bytes, delta: int) -> None:
         batch = self._write()
-        batch.put(KEY_COUNT_KEY, encode_u64(decode_u64(batch.get(KEY_COUNT_KEY)) + delta))
+        total = self.scope.count_key
+        batch.put(total, encode_u64(decode_u64(batch.get(total)) + delta))
+        where = self.scope.slot_count_key(key_slot(key))
+        if where is not None:
+            _add_slot_count(batch, where, delta)
+
+
+_CLEAR_CHUNK = 1024
+
+
+def _add_slot_count(batch: WriteBatch, where: bytes, delta: int) -> None:
+    """Add `delta` to the per-slot counter at `where`; one reaching 0 is deleted, so a
+    region keeps records only for its non-empty slots (what a split walks)."""
+    value = decode_u64(batch.get(where)) + delta
+    if value:
+        batch.put(where, encode_u64(value))
+    else:
+        batch.delete(where)

@@ -15,6 +15,13 @@ Every internal key starts with a one-byte tag naming its record family:
     value: the field's value
 
 ``X`` the state machine's own records (applied index, largest applied now_ms, key count).
+A machine owning the whole keyspace (the single-group node) keeps them at ``X applied``,
+``X now``, ``X keys``; a region's machine keeps them under the region's id::
+
+    b"Xr" | region id (8 bytes, big-endian) | name
+    names: b"applied", b"now", b"keys", b"slot" | slot (2 bytes): keys of that slot
+
+(the format `cairn.storage.region_data` walks, snapshots and drops with the region).
 
 Metadata records sort by (hash slot, key), so the keys of a slot range, which is what a
 region will own, are one contiguous range of ``M`` records (plus the matching range of ``F``
@@ -44,6 +51,8 @@ SYSTEM_TAG = b"X"
 APPLIED_KEY = SYSTEM_TAG + b"applied"
 NOW_KEY = SYSTEM_TAG + b"now"
 KEY_COUNT_KEY = SYSTEM_TAG + b"keys"
+REGION_SYSTEM_TAG = SYSTEM_TAG + b"r"
+SLOT_COUNT_NAME = b"slot"
 
 META_END = bytes([META_TAG[0] + 1])
 """Just past every metadata key: the end bound of a scan over all Redis keys."""
@@ -140,6 +149,26 @@ def prefix_end(prefix: bytes) -> bytes | None:
     if not trimmed:
         return None
     return trimmed[:-1] + bytes([trimmed[-1] + 1])
+
+
+def region_system_prefix(region_id: int) -> bytes:
+    """The common prefix of region `region_id`'s system records."""
+    return REGION_SYSTEM_TAG + _U64.pack(region_id)
+
+
+def region_key(region_id: int, name: bytes) -> bytes:
+    """The key of region `region_id`'s system record `name` (b"applied", b"now", ...)."""
+    return region_system_prefix(region_id) + name
+
+
+def encode_slot(slot: int) -> bytes:
+    """A slot as it appears in internal keys (2 bytes, big-endian)."""
+    return _SLOT.pack(slot)
+
+
+def decode_slot(data: bytes) -> int:
+    """The inverse of `encode_slot`."""
+    return int(_SLOT.unpack(data)[0])
 
 
 def encode_u64(value: int) -> bytes:

@@ -16,8 +16,19 @@ as absent. Expired keys are removed by the leader proposing the internal `EXPIRE
 command with keys from `expired_keys`; it deletes a key only if it is still expired at that
 entry's now_ms, so a key refreshed in between survives.
 
-A command that fails (an error reply) leaves no trace but the applied index. Snapshots are
-the whole keyspace in one msgpack image (streaming it in chunks is future work).
+A command that fails (an error reply) leaves no trace but the applied index.
+
+Scopes. A machine owns a `Scope`: by default the whole keyspace with the single-group
+records (``X applied``, ``X now``, ``X keys``), exactly the store before regions; its
+snapshot is the whole keyspace in one msgpack image. A region's machine owns a range of
+range keys and keeps its records under its region id; many such machines share one
+keyspace (one LMDB environment per node). It refuses a command naming a key outside its
+range (`KEY_NOT_IN_REGION`, before anything is written: the router's safety net), runs
+whole-keyspace commands (SCAN, KEYS, DBSIZE, RANDOMKEY, FLUSHDB, active expiry) on its range
+only, keeps its key count (total and per slot) in the same batch as the keys, and images
+exactly its range (`cairn.store.ranges`). `apply_many_within` applies inside a transaction
+the caller opened, so a multi-raft driver can write a split or merge (`cairn.store.carve`)
+and the region records in the same LMDB write transaction as the entries around it.
 """
 
 from __future__ import annotations
@@ -37,11 +48,26 @@ from cairn.store.commands import (
     classify,
     run,
 )
+from cairn.store.commands.scan import cursor_range_key
 from cairn.store.db import Db
 from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch
-from cairn.store.layout import APPLIED_KEY, META_TAG, NOW_KEY, decode_u64, encode_u64
+from cairn.store.layout import decode_u64, encode_u64
+from cairn.store.ranges import KeyspaceImages, RangeImages
+from cairn.store.scope import WHOLE_KEYSPACE, KeyOutOfRangeError, Scope
 
-__all__ = ["StoreMachine", "classify", "decode_command", "encode_command"]
+__all__ = [
+    "KEY_NOT_IN_REGION",
+    "RetiredMachineError",
+    "StoreMachine",
+    "classify",
+    "decode_command",
+    "encode_command",
+]
+
+KEY_NOT_IN_REGION = ErrorReply("TRYAGAIN key outside this region's range: route it again")
+"""The reply to a command naming a key (or a SCAN cursor) outside a region's range. The
+router never sends one; a route made before a split or merge may, and retrying routes it
+afresh (TRYAGAIN is what Redis Cluster clients retry on)."""
 
 _SNAPSHOT_VERSION = 1
 _SNAPSHOT_CHUNK = 4096
@@ -78,19 +104,42 @@ def _spec_for_apply(name: str, args: Sequence[bytes]) -> CommandSpec | ErrorRepl
     return spec
 
 
-class StoreMachine:
-    """The replicated Redis keyspace: implements the driver's `StateMachine` protocol.
+class RetiredMachineError(RuntimeError):
+    """The machine was merged into its neighbour: its range and records are the other's."""
 
-    Invariant: `applied_index` and `max_now_ms` equal the records stored in the keyspace
-    (they are written in the same batch as every command's changes).
+
+class StoreMachine:
+    """The replicated Redis keyspace, or a region of it: implements the driver's
+    `StateMachine` protocol.
+
+    Invariant: `applied_index` and `max_now_ms` equal the scope's records stored in the
+    keyspace (they are written in the same transaction as every command's changes).
     """
 
-    def __init__(self, keyspace: Keyspace | None = None, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        keyspace: Keyspace | None = None,
+        rng: random.Random | None = None,
+        scope: Scope = WHOLE_KEYSPACE,
+        images: RangeImages | None = None,
+    ) -> None:
+        """A machine over `scope` of `keyspace`; `images` takes and installs a region's
+        images (default: `KeyspaceImages`, pure; a node on LMDB passes the storage
+        layer's range functions)."""
         self.keyspace: Keyspace = keyspace if keyspace is not None else MemoryKeyspace()
         self._rng = rng if rng is not None else random.Random(0)
-        self.applied_index = decode_u64(self.keyspace.get(APPLIED_KEY))
-        self.max_now_ms = decode_u64(self.keyspace.get(NOW_KEY))
-        self._expiry_position = META_TAG
+        self.scope = scope
+        self.images: RangeImages = images if images is not None else KeyspaceImages(self.keyspace)
+        self.retired = False
+        """Set once merged into a neighbour: the machine refuses every further use."""
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the applied index and time from the keyspace (after a restore, or after
+        the caller's transaction around `apply_many_within` was aborted)."""
+        self.applied_index = decode_u64(self.keyspace.get(self.scope.applied_key))
+        self.max_now_ms = decode_u64(self.keyspace.get(self.scope.now_key))
+        self._expiry_position = self.scope.meta_bounds()[0]
 
     @property
     def durable(self) -> bool:
@@ -116,22 +165,70 @@ class StoreMachine:
         if not entries:
             return []
         before = (self.applied_index, self.max_now_ms)
-        replies: list[Reply] = []
         try:
             with self.keyspace.transaction():
-                for index, data in entries:
-                    replies.append(self._apply_in_batch(index, data))
-                batch = self.keyspace.begin()
-                self._write_progress(batch, self.applied_index, self.max_now_ms)
-                batch.commit()
+                return self.apply_many_within(entries)
         except BaseException:
             # The transaction is gone (an LMDB one takes every command with it).
             self._set_progress(*before)
             raise
+
+    def apply_many_within(self, entries: Sequence[tuple[int, bytes]]) -> list[Reply]:
+        """`apply_many` inside a transaction the caller opened (for LMDB,
+        `with keyspace.group(wtx):`), which must commit or abort everything together.
+
+        The driver applies a Ready's entries, a split or merge and the region records in
+        one write transaction this way. If that transaction is aborted after this returns,
+        call `reload()`: the in-memory applied index is ahead of the keyspace.
+        """
+        self._check_live()
+        if not entries:
+            return []
+        before = (self.applied_index, self.max_now_ms)
+        replies: list[Reply] = []
+        try:
+            for index, data in entries:
+                replies.append(self._apply_in_batch(index, data))
+            self.write_progress()
+        except BaseException:
+            self._set_progress(*before)
+            raise
         return replies
 
+    def write_progress(self) -> None:
+        """Store the in-memory applied index and time in one batch."""
+        batch = self.keyspace.begin()
+        try:
+            self._write_progress(batch, self.applied_index, self.max_now_ms)
+        except BaseException:
+            batch.abort()
+            raise
+        batch.commit()
+
+    def check_command(self, name: str, args: Sequence[bytes]) -> None:
+        """Raise `KeyOutOfRangeError` if command `name` names a key (or a SCAN cursor)
+        outside the machine's range: what a driver checks before proposing."""
+        if not self.scope.is_region:
+            return
+        spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)
+        if spec is None or not spec.arity_ok(len(args) + 1):
+            return
+        self.scope.check_keys(spec.keys([name.encode(), *args]))
+        if spec.name == "scan":
+            position = cursor_range_key(args[0])
+            if position is not None:
+                self.scope.check_position(position)
+
+    def key_count(self) -> int:
+        """How many Redis keys the scope holds (expired ones not yet deleted included)."""
+        return Db(self.keyspace, None, 0, self.scope).key_count()
+
     def snapshot(self) -> bytes:
-        """The whole keyspace (state machine records included) as one msgpack image."""
+        """The scope's records as one image: the whole keyspace as one msgpack image, or a
+        region's range and system records as `cairn.store.ranges` frames."""
+        self._check_live()
+        if self.scope.is_region:
+            return self.images.snapshot(self.scope)
         flat: list[bytes] = []
         start = b""
         while rows := self.keyspace.scan(start, None, _SNAPSHOT_CHUNK):
@@ -141,8 +238,13 @@ class StoreMachine:
         return bytes(msgpack.packb([_SNAPSHOT_VERSION, flat], use_bin_type=True))
 
     def restore(self, data: bytes) -> None:
-        """Replace the whole state by a `snapshot()` image; empty data is the empty state
-        (the snapshot a group is founded with)."""
+        """Replace the scope's state by a `snapshot()` image (the rest of the keyspace is
+        untouched); empty data is the empty state (the snapshot a group is founded with)."""
+        self._check_live()
+        if self.scope.is_region:
+            self.images.restore(self.scope, data)
+            self.reload()
+            return
         version, flat = msgpack.unpackb(data, raw=False) if data else (_SNAPSHOT_VERSION, [])
         if version != _SNAPSHOT_VERSION:
             raise ValueError(f"unknown store snapshot version {version}")
@@ -155,9 +257,7 @@ class StoreMachine:
             batch.abort()
             raise
         batch.commit()
-        self.applied_index = decode_u64(self.keyspace.get(APPLIED_KEY))
-        self.max_now_ms = decode_u64(self.keyspace.get(NOW_KEY))
-        self._expiry_position = META_TAG
+        self.reload()
 
     # -- commands --------------------------------------------------------------------
 
@@ -175,9 +275,12 @@ class StoreMachine:
         if isinstance(spec, ErrorReply):
             self._set_progress(index, now_ms)
             return spec
+        if self.scope.is_region and not self._in_range(spec, args):
+            self._set_progress(index, now_ms)
+            return KEY_NOT_IN_REGION
         batch = self.keyspace.begin()
         try:
-            reply = run(spec, Db(self.keyspace, batch, now_ms), args, self._rng)
+            reply = run(spec, Db(self.keyspace, batch, now_ms, self.scope), args, self._rng)
         except CommandError as err:
             batch.abort()
             reply = err.reply
@@ -191,15 +294,20 @@ class StoreMachine:
 
     def execute_read(self, name: str, args: Sequence[bytes], now_ms: int) -> Reply:
         """Run a read-only command against the applied state at `now_ms`."""
+        self._check_live()
         spec = COMMANDS.get(name)
         if spec is None or spec.is_write:
             return ErrorReply(f"ERR '{name}' is not a read-only command")
         if not spec.arity_ok(len(args) + 1):
             return arity_error(spec.name)
+        if self.scope.is_region and not self._in_range(spec, args):
+            return KEY_NOT_IN_REGION
         try:
-            return run(spec, Db(self.keyspace, None, now_ms), args, self._rng)
+            return run(spec, Db(self.keyspace, None, now_ms, self.scope), args, self._rng)
         except CommandError as err:
             return err.reply
+        except KeyOutOfRangeError:
+            return KEY_NOT_IN_REGION
 
     def effective_now(self, local_ms: int) -> int:
         """The time to stamp a proposal (or serve a read) with: never before applied time."""
@@ -209,7 +317,8 @@ class StoreMachine:
         """Up to `limit` keys expired at `now_ms`, for the leader to delete by proposing
         `EXPIRE_DELETE`. Each call samples the next stretch of the keyspace (about
         20 x `limit` keys, wrapping around), like Redis' incremental active expiry."""
-        db = Db(self.keyspace, None, now_ms)
+        self._check_live()
+        db = Db(self.keyspace, None, now_ms, self.scope)
         entries = db.walk(self._expiry_position, limit * _EXPIRY_SAMPLE_FACTOR)
         found = [e for e in entries if e.meta.expired(now_ms)][:limit]
         if len(found) == limit:
@@ -217,14 +326,25 @@ class StoreMachine:
         elif len(entries) == limit * _EXPIRY_SAMPLE_FACTOR:
             self._expiry_position = entries[-1].position + b"\x00"
         else:
-            self._expiry_position = META_TAG
+            self._expiry_position = db.start_position
         return [e.key for e in found]
 
     # -- internals -------------------------------------------------------------------
 
     def _write_progress(self, batch: WriteBatch, index: int, now_ms: int) -> None:
-        batch.put(APPLIED_KEY, encode_u64(index))
-        batch.put(NOW_KEY, encode_u64(now_ms))
+        batch.put(self.scope.applied_key, encode_u64(index))
+        batch.put(self.scope.now_key, encode_u64(now_ms))
+
+    def _in_range(self, spec: CommandSpec, args: Sequence[bytes]) -> bool:
+        try:
+            self.scope.check_keys(spec.keys([spec.name.encode(), *args]))
+        except KeyOutOfRangeError:
+            return False
+        return True
+
+    def _check_live(self) -> None:
+        if self.retired:
+            raise RetiredMachineError("this region was merged into its neighbour")
 
     def _set_progress(self, index: int, now_ms: int) -> None:
         self.applied_index = index

@@ -9,9 +9,8 @@ from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.scan import parse_cursor, parse_options, scan_keys, scan_reply
 from cairn.store.commands.spec import NO_SUCH_KEY, SYNTAX, Ctx, expire_error, text_of
 from cairn.store.glob import stringmatch
-from cairn.store.layout import META_TAG, slot_start
+from cairn.store.layout import slot_start
 from cairn.store.numbers import LLONG_MAX
-from cairn.store.slot import SLOT_COUNT
 
 _WALK_CHUNK = 1024
 _RANDOM_TRIES = 100
@@ -182,7 +181,7 @@ def cmd_keys(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """KEYS pattern: every live key matching, in (slot, key) order."""
     pattern = None if args[0] == b"*" else args[0]
     found: list[Reply] = []
-    position = META_TAG
+    position = ctx.db.start_position
     while entries := ctx.db.walk(position, _WALK_CHUNK):
         for e in entries:
             live = not e.meta.expired(ctx.now_ms)
@@ -201,9 +200,10 @@ def cmd_scan(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 
 def cmd_randomkey(ctx: Ctx, args: Sequence[bytes]) -> Reply:
-    """RANDOMKEY: a live key near a random position in the keyspace, or nil."""
-    start = slot_start(ctx.rng.randrange(SLOT_COUNT)) + ctx.rng.randbytes(8)
-    for position in (start, META_TAG):
+    """RANDOMKEY: a live key near a random position in the keyspace (the scope), or nil."""
+    slots = ctx.db.scope.slots()
+    start = slot_start(ctx.rng.randrange(slots.start, slots.stop)) + ctx.rng.randbytes(8)
+    for position in (start, ctx.db.start_position):
         for e in ctx.db.walk(position, _RANDOM_TRIES):
             if not e.meta.expired(ctx.now_ms):
                 return Bulk(e.key)
@@ -211,12 +211,13 @@ def cmd_randomkey(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 
 def cmd_dbsize(ctx: Ctx, args: Sequence[bytes]) -> Reply:
-    """DBSIZE: the number of keys (expired ones not yet deleted included, like Redis)."""
+    """DBSIZE: the number of keys (expired ones not yet deleted included, like Redis); a
+    region's machine counts its own (O(1): a count record kept with the keys)."""
     return Integer(ctx.db.key_count())
 
 
 def cmd_flushdb(ctx: Ctx, args: Sequence[bytes]) -> Reply:
-    """FLUSHDB/FLUSHALL [ASYNC|SYNC]: delete every key."""
+    """FLUSHDB/FLUSHALL [ASYNC|SYNC]: delete every key (of the region, in a region)."""
     if len(args) > 1 or (args and args[0].lower() not in (b"sync", b"async")):
         raise fail(SYNTAX)
     ctx.db.clear()

@@ -4,8 +4,17 @@ A cursor is a decimal integer, as clients expect, that encodes a position in key
 
 * keys: 0 starts (and ends) the scan; 1..16383 means "from the first key of that slot";
   a larger cursor is the big-endian integer of `0x01 | slot (2 bytes) | key` and means
-  "after that key". A reply stops at a slot boundary whenever it can, so cursors stay small
-  unless a single slot holds more keys than COUNT.
+  "after that key", or of `0x02 | slot (2 bytes) | key` and means "from that key on"
+  (a region's end bound inside a slot). A reply stops at a slot boundary whenever it can,
+  so cursors stay small unless a single slot holds more keys than COUNT.
+
+Regions. A cursor names a position in the global (slot, key) order, never a region, so it
+survives splits and merges between calls. `cursor_range_key` is that position as a range
+key: the router sends SCAN to the region containing it (a region refuses a cursor outside
+its range, like a key). A region walks only its own range; when it runs out, the cursor it
+returns is its end bound (slot cursor, "from" cursor, or 0 after the last region), so the
+client's next call goes to the next region. A call may therefore return no keys with a
+non-zero cursor at a region boundary, which SCAN's contract already allows.
 * hash fields: 0 starts; otherwise the integer of `0x01 | field`, "after that field".
 
 Because the position is a key, not an offset, a scan is immune to keys being added or
@@ -24,14 +33,17 @@ from dataclasses import dataclass
 
 from cairn.resp.reply import Array, Bulk, Reply
 from cairn.store.commands.common import fail, int_arg
+from cairn.store.commands.errors import CommandError
 from cairn.store.commands.spec import INVALID_CURSOR, SYNTAX
 from cairn.store.db import Db
 from cairn.store.glob import stringmatch
 from cairn.store.layout import META_TAG, slot_start
+from cairn.store.scope import Scope
 from cairn.store.slot import SLOT_COUNT
 
 _CURSOR_RE = re.compile(rb"[+-]?[0-9]+")
 _MARK = b"\x01"
+_AT_MARK = b"\x02"
 SMALL_HASH = 128
 """Hashes with at most this many fields are returned whole by one HSCAN call (cursor 0),
 as Redis does for its compact (listpack) hashes."""
@@ -90,12 +102,35 @@ def key_position(cursor: int) -> bytes:
     raw = _cursor_bytes(cursor)
     if raw[:1] == _MARK and len(raw) >= 3:
         return META_TAG + raw[1:] + b"\x00"
+    if raw[:1] == _AT_MARK and len(raw) >= 3:
+        return META_TAG + raw[1:]
     return slot_start(cursor % SLOT_COUNT)
+
+
+def cursor_range_key(cursor: bytes) -> bytes | None:
+    """The range key a SCAN cursor argument resumes at (the router sends the call to the
+    region containing it); None for an invalid cursor."""
+    try:
+        return key_position(parse_cursor(cursor))[1:]
+    except CommandError:
+        return None
+
+
+def end_cursor(scope: Scope) -> int:
+    """The cursor of the first position after `scope`: where the next region's part of the
+    scan starts (0: none, the scan is over)."""
+    if not scope.end:
+        return 0
+    if len(scope.end) == 2 and scope.end != b"\0\0":
+        return int.from_bytes(scope.end, "big")
+    return int.from_bytes(_AT_MARK + scope.end, "big")
 
 
 def scan_keys(db: Db, cursor: int, opts: ScanOptions) -> tuple[int, list[bytes]]:
     """One SCAN step: the next cursor and the live keys it returns."""
-    entries = db.walk(key_position(cursor), opts.count)
+    position = key_position(cursor)
+    db.scope.check_position(position[1:])
+    entries = db.walk(position, opts.count)
     keys = [
         e.key
         for e in entries
@@ -104,11 +139,11 @@ def scan_keys(db: Db, cursor: int, opts: ScanOptions) -> tuple[int, list[bytes]]
         and (opts.type_name is None or opts.type_name == e.meta.type.type_name.encode())
     ]
     if len(entries) < opts.count:
-        return 0, keys
+        return end_cursor(db.scope), keys
     last = entries[-1]
     following = db.walk(last.position + b"\x00", 1)
     if not following:
-        return 0, keys
+        return end_cursor(db.scope), keys
     if following[0].slot != last.slot:
         return following[0].slot, keys
     return int.from_bytes(_MARK + last.position[1:], "big"), keys
