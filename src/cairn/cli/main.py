@@ -16,6 +16,7 @@ from rich.table import Table
 
 from cairn.check.history import write_jsonl
 from cairn.cli.chaos_cmd import chaos
+from cairn.cli.ctl import ctl
 from cairn.cli.dev import dev
 from cairn.cli.server_cmd import server
 from cairn.cli.sweep import default_workers, sweep
@@ -59,6 +60,7 @@ def main() -> None:
 main.add_command(server)
 main.add_command(dev)
 main.add_command(chaos)
+main.add_command(ctl)
 
 
 @main.command()

@@ -1,0 +1,181 @@
+"""The admin API of a node without a placement driver: its layout, its peers, its figures.
+
+Today a node runs one Raft group, and nothing decides placement: the layout is the
+`Topology` the node already builds for CLUSTER SLOTS (one region over the whole keyspace,
+led by the group's leader, on the configured peers). `NodeAdminSource` shows that layout
+through the same values the placement driver's source shows, so `cairn ctl` and scripts
+see one shape either way; there are no events, and the actions answer 501 (HTTP "not
+implemented") with the reason.
+
+`topology_views` is the pure part, the conversion of a `Topology` into API values; the
+class only gathers what it needs from the running node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from cairn.admin.health import gone_nodes, node_counts, problems, region_health
+from cairn.admin.metrics import MetricsSnapshot, RegionMetrics
+from cairn.admin.source import (
+    PLACEMENT_NOT_RUNNING,
+    PlacementUnavailableError,
+    SourceUnavailableError,
+)
+from cairn.admin.views import (
+    ActionResult,
+    EventPage,
+    NodeStatus,
+    NodeView,
+    PeerView,
+    RegionView,
+    StatusView,
+)
+from cairn.placement.model import PlacementRules
+from cairn.resp.reply import Integer
+from cairn.runtime.cluster_layout import WHOLE_KEYSPACE_REGION
+from cairn.shard.region import PeerRole, Region
+from cairn.shard.topology import Topology
+
+if TYPE_CHECKING:
+    from cairn.runtime.node import Node
+
+KeyCount = Callable[[Region], int | None]
+"""The number of keys of a region, if this node can tell (it hosts a replica)."""
+
+
+def topology_views(
+    topology: Topology, peer_addresses: Mapping[int, str], keys: KeyCount
+) -> tuple[list[NodeView], list[RegionView]]:
+    """The nodes and regions of `topology`; `peer_addresses` are the configured peers'."""
+    ids = set(peer_addresses) | set(topology.nodes)
+    ids |= {p.node_id for r in topology.regions for p in r.peers}
+    hosted = {n: [r for r in topology.regions if r.peer_on(n)] for n in ids}
+    nodes = []
+    for n in sorted(ids):
+        address = topology.nodes.get(n)
+        nodes.append(
+            NodeView(
+                id=n,
+                status=NodeStatus.DOWN if n in topology.down else NodeStatus.UP,
+                client_address=None if address is None else address.endpoint,
+                peer_address=peer_addresses.get(n),
+                labels=(),
+                regions=len(hosted[n]),
+                leaders=sum(1 for r in hosted[n] if topology.leader(r) == n),
+                silent_ms=None,
+            )
+        )
+    gone = gone_nodes(nodes)
+    regions = [_region(r, topology.leader(r), gone, keys(r)) for r in topology.regions]
+    return nodes, regions
+
+
+def _region(
+    region: Region, leader: int | None, gone: frozenset[int], keys: int | None
+) -> RegionView:
+    voters = [p.node_id for p in region.voters()]
+    peers = [*region.voters(), *region.learners()]
+    return RegionView(
+        id=region.id,
+        start=region.start,
+        end=region.end,
+        version=region.epoch.version,
+        conf_ver=region.epoch.conf_ver,
+        peers=tuple(
+            PeerView(p.id, p.node_id, "voter" if p.role is PeerRole.VOTER else "learner")
+            for p in peers
+        ),
+        leader=leader,
+        health=region_health(voters, leader, gone),
+        approximate_keys=keys,
+    )
+
+
+class NodeAdminSource:
+    """`AdminSource` over a running single-group `Node` (see the module docstring)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def _views(self) -> tuple[list[NodeView], list[RegionView]]:
+        node = self.node
+        if node.stopping or not hasattr(node, "replica"):
+            raise SourceUnavailableError("the node is starting or stopping")
+        peers = {n: f"{host}:{port}" for n, (host, port) in node.config.peers.items()}
+        return topology_views(node.topology(), peers, self._keys)
+
+    def _keys(self, region: Region) -> int | None:
+        if region.peer_on(self.node.config.node_id) is None:
+            return None
+        reply = self.node.machine.execute_read("dbsize", [], 0)
+        return reply.value if isinstance(reply, Integer) else None
+
+    async def status(self) -> StatusView:
+        """The layout's summary: nodes up and down, the region, its leader."""
+        nodes, regions = self._views()
+        health, found = problems(nodes, regions)
+        return StatusView(
+            cluster_id=self.node.config.cluster_id,
+            answered_by=self.node.config.node_id,
+            placement_running=False,
+            nodes=node_counts(nodes),
+            regions=len(regions),
+            regions_with_leader=sum(1 for r in regions if r.leader is not None),
+            health=health,
+            problems=found,
+            under_replicated=0,
+            operators_running=0,
+            last_event_seq=0,
+            rules=None,
+        )
+
+    async def nodes(self) -> list[NodeView]:
+        """The configured peers, up when connected to this node."""
+        return self._views()[0]
+
+    async def regions(self) -> list[RegionView]:
+        """The one region over the whole keyspace."""
+        return self._views()[1]
+
+    async def events(self, since: int, limit: int) -> EventPage:
+        """None: events are the placement driver's, and it does not run here yet."""
+        return EventPage((), 0, placement_running=False)
+
+    async def drain_node(self, node_id: int, reason: str) -> ActionResult:
+        """Refused (501): draining needs the placement driver."""
+        raise PlacementUnavailableError(PLACEMENT_NOT_RUNNING)
+
+    async def set_placement(self, rules: PlacementRules) -> ActionResult:
+        """Refused (501): placement rules need the placement driver."""
+        raise PlacementUnavailableError(PLACEMENT_NOT_RUNNING)
+
+    def metrics(self) -> MetricsSnapshot:
+        """The node's client figures and its replica's Raft figures."""
+        node = self.node
+        replica = node.replica
+        status = replica.raw.status()
+        counters = replica.counters
+        region = RegionMetrics(
+            region_id=WHOLE_KEYSPACE_REGION,
+            role=status.role.value.removeprefix("State").lower(),
+            term=status.term,
+            commit_index=status.commit,
+            applied_index=status.applied,
+            leader_node=status.lead or None,
+            lease_reads=counters.lease_reads,
+            snapshots_taken=counters.snapshots_taken,
+            snapshots_restored=counters.snapshots_restored,
+            readies=counters.readies,
+        )
+        stats = node.server.stats
+        return MetricsSnapshot(
+            node_id=node.config.node_id,
+            uptime_seconds=max(0.0, time.time() - node.started_at),
+            clients_connected=len(node.server.clients),
+            connections_received=stats["total_connections_received"],
+            connections_rejected=stats["rejected_connections"],
+            regions=(region,),
+        )

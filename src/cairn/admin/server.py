@@ -1,0 +1,312 @@
+"""`AdminServer`: the admin HTTP API (JSON under `/v1`) and `/metrics`, on aiohttp.
+
+Theory of operation. The server owns no state: each request asks the node's `AdminSource`
+and encodes the answer with `cairn.admin.views`. Every failure is a JSON body
+`{"error": {"status", "code", "message"}}` with the matching HTTP status: an `AdminError`
+raised by a handler or a source keeps its own status (400 bad input, 404 unknown node or
+region, 501 placement driver not running, 503 node not ready); an unknown path or method is
+404/405; anything else is logged and answered 500 without internals. Input is checked
+before the source is called, so bad input is a 400 whatever the source could do.
+
+With a `token`, every request must carry `Authorization: Bearer <token>`: the API can
+drain nodes and change placement, so a node with a password protects it with the same.
+The server binds where it is told (the node's `admin_addr`); port 0 picks a free port,
+which `address` reports once started.
+
+Routes (see docs/admin.md):
+
+    GET  /v1/status                cluster summary and health
+    GET  /v1/nodes[/{id}]          nodes
+    GET  /v1/regions[/{id}]        regions
+    GET  /v1/events?since=N&limit=M
+    POST /v1/nodes/{id}/drain      {"reason": "..."} (optional)
+    POST /v1/placement             {"replicas": N, "location_label": "zone", "ranges": [...]}
+    GET  /metrics                  Prometheus text format
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from cairn.admin import metrics as prom
+from cairn.admin.source import (
+    AdminError,
+    AdminSource,
+    BadRequestError,
+    NotFoundError,
+    UnauthorizedError,
+)
+from cairn.admin.views import (
+    ActionResult,
+    Json,
+    SchemaError,
+    event_page_to_json,
+    node_to_json,
+    region_to_json,
+    rules_from_json,
+    rules_to_json,
+    status_to_json,
+)
+from cairn.placement.model import InvalidRulesError
+
+log = logging.getLogger("cairn.admin")
+
+API_VERSION = "v1"
+DEFAULT_EVENT_LIMIT = 100
+MAX_EVENT_LIMIT = 1000
+MAX_BODY_BYTES = 64 << 10
+
+_SOURCE_KEY = web.AppKey("source", AdminSource)
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ENDPOINTS = (
+    "GET /v1/status",
+    "GET /v1/nodes",
+    "GET /v1/nodes/{id}",
+    "GET /v1/regions",
+    "GET /v1/regions/{id}",
+    "GET /v1/events?since=N&limit=M",
+    "POST /v1/nodes/{id}/drain",
+    "POST /v1/placement",
+    "GET /metrics",
+)
+
+
+def _json(body: Json, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(body, separators=(",", ":")) + "\n",
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error_body(status: int, code: str, message: str) -> Json:
+    """The JSON every failure is answered with."""
+    return {"error": {"status": status, "code": code, "message": message}}
+
+
+def _source(request: web.Request) -> AdminSource:
+    return request.app[_SOURCE_KEY]
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequestError(f"{name}: {text!r} is not an integer") from None
+    if not low <= value <= high:
+        raise BadRequestError(f"{name}: {value} is not in [{low}, {high}]")
+    return value
+
+
+def _path_id(request: web.Request, what: str) -> int:
+    text = request.match_info["id"]
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequestError(f"{what} id {text!r} is not an integer") from None
+    if value <= 0:
+        raise BadRequestError(f"{what} id must be positive, got {value}")
+    return value
+
+
+async def _body(request: web.Request, *, required: bool) -> Any:
+    text = await request.text()
+    if not text.strip():
+        if required:
+            raise BadRequestError("a JSON body is required")
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+
+
+def _action(result: ActionResult, status: int = 200) -> web.Response:
+    return _json({"ok": True, "message": result.message}, status)
+
+
+# -- handlers ---------------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.Response:
+    """What this server offers."""
+    return _json({"api": API_VERSION, "endpoints": list(ENDPOINTS)})
+
+
+async def get_status(request: web.Request) -> web.Response:
+    """`GET /v1/status`."""
+    return _json(status_to_json(await _source(request).status()))
+
+
+async def get_nodes(request: web.Request) -> web.Response:
+    """`GET /v1/nodes`."""
+    nodes = await _source(request).nodes()
+    return _json({"nodes": [node_to_json(n) for n in nodes]})
+
+
+async def get_node(request: web.Request) -> web.Response:
+    """`GET /v1/nodes/{id}`."""
+    node_id = _path_id(request, "node")
+    found = [n for n in await _source(request).nodes() if n.id == node_id]
+    if not found:
+        raise NotFoundError(f"node {node_id} is not a member of the cluster")
+    return _json(node_to_json(found[0]))
+
+
+async def get_regions(request: web.Request) -> web.Response:
+    """`GET /v1/regions`."""
+    regions = await _source(request).regions()
+    return _json({"regions": [region_to_json(r) for r in regions]})
+
+
+async def get_region(request: web.Request) -> web.Response:
+    """`GET /v1/regions/{id}`."""
+    region_id = _path_id(request, "region")
+    found = [r for r in await _source(request).regions() if r.id == region_id]
+    if not found:
+        raise NotFoundError(f"region {region_id} is not known")
+    return _json(region_to_json(found[0]))
+
+
+async def get_events(request: web.Request) -> web.Response:
+    """`GET /v1/events?since=N&limit=M`: events numbered after N, at most M (the newest)."""
+    since = _int_param(request, "since", 0, 0, 2**63 - 1)
+    limit = _int_param(request, "limit", DEFAULT_EVENT_LIMIT, 1, MAX_EVENT_LIMIT)
+    return _json(event_page_to_json(await _source(request).events(since, limit)))
+
+
+async def post_drain(request: web.Request) -> web.Response:
+    """`POST /v1/nodes/{id}/drain`, body optionally `{"reason": "..."}`."""
+    node_id = _path_id(request, "node")
+    body = await _body(request, required=False)
+    reason = body.get("reason", "") if isinstance(body, dict) else None
+    if not isinstance(reason, str):
+        raise BadRequestError('the body must be {"reason": "<text>"} or empty')
+    return _action(await _source(request).drain_node(node_id, reason), 202)
+
+
+async def post_placement(request: web.Request) -> web.Response:
+    """`POST /v1/placement`: the desired placement rules."""
+    body = await _body(request, required=True)
+    try:
+        rules = rules_from_json(body)
+        rules.validate()
+    except (SchemaError, InvalidRulesError) as exc:
+        raise BadRequestError(f"invalid placement rules: {exc}") from None
+    result = await _source(request).set_placement(rules)
+    response = _json({"ok": True, "message": result.message, "rules": rules_to_json(rules)})
+    return response
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """`GET /metrics` in the Prometheus text format."""
+    body = prom.render(_source(request).metrics())
+    response = web.Response(body=body)
+    response.content_type = "text/plain"
+    response.headers["Content-Type"] = prom.CONTENT_TYPE
+    return response
+
+
+# -- middleware -------------------------------------------------------------------------
+
+
+def _errors_middleware(token: str | None) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        try:
+            if token is not None:
+                _check_token(request, token)
+            return await handler(request)
+        except AdminError as exc:
+            return _json(error_body(exc.status, exc.code, str(exc)), exc.status)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            message = f"{request.method} {request.path}: {exc.reason}"
+            return _json(error_body(exc.status, _http_code(exc.status), message), exc.status)
+        except Exception:
+            log.exception("admin request %s %s failed", request.method, request.path)
+            message = "internal error (see the node's log)"
+            return _json(error_body(500, "internal", message), 500)
+
+    return middleware
+
+
+def _http_code(status: int) -> str:
+    codes = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}
+    return codes.get(status, "bad-request" if status < 500 else "internal")
+
+
+def _check_token(request: web.Request, token: str) -> None:
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.encode()):
+        raise UnauthorizedError("this admin API needs 'Authorization: Bearer <token>'")
+
+
+def make_app(source: AdminSource, token: str | None = None) -> web.Application:
+    """The aiohttp application answering the admin API from `source`."""
+    app = web.Application(middlewares=[_errors_middleware(token)], client_max_size=MAX_BODY_BYTES)
+    app[_SOURCE_KEY] = source
+    app.router.add_get("/", index)
+    app.router.add_get("/v1", index)
+    app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/v1/nodes", get_nodes)
+    app.router.add_get("/v1/nodes/{id}", get_node)
+    app.router.add_post("/v1/nodes/{id}/drain", post_drain)
+    app.router.add_get("/v1/regions", get_regions)
+    app.router.add_get("/v1/regions/{id}", get_region)
+    app.router.add_get("/v1/events", get_events)
+    app.router.add_post("/v1/placement", post_placement)
+    app.router.add_get("/metrics", get_metrics)
+    return app
+
+
+class AdminServer:
+    """The admin API of one node, listening on `host:port` between `start` and `stop`."""
+
+    def __init__(
+        self, source: AdminSource, host: str, port: int, *, token: str | None = None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.app = make_app(source, token)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Bind and serve (an `OSError` if the address is taken)."""
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        log.info("admin API on http://%s:%d/v1", *self.address)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The address listened on (the real port when started with port 0)."""
+        if self._runner is None or not self._runner.addresses:
+            raise RuntimeError("the admin server is not started")
+        host, port = self._runner.addresses[0][:2]
+        return str(host), int(port)
+
+    async def stop(self) -> None:
+        """Stop listening and finish (then drop) the requests in flight."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()

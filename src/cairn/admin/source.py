@@ -1,0 +1,100 @@
+"""`AdminSource`: what the admin API reads from a node and the actions it can ask of it.
+
+A node hands its `AdminServer` one `AdminSource`. The reads are `async` because once the
+placement driver runs in its own Raft group, a node that is not the group's leader may
+have to ask the leader (or wait for its own replica to catch up) before answering; the
+actions are `async` because they become Raft proposals. `metrics` alone is synchronous:
+it reports this process's own figures, and Prometheus collects them synchronously.
+
+Failures are typed: each `AdminError` carries the HTTP status the server answers with, so
+a source says what went wrong and the server only formats it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from cairn.admin.metrics import MetricsSnapshot
+from cairn.admin.views import ActionResult, EventPage, NodeView, RegionView, StatusView
+from cairn.placement.model import PlacementRules
+
+
+class AdminError(Exception):
+    """A request the admin API refuses; `status` is the HTTP status to answer with."""
+
+    status = 500
+    code = "internal"
+
+
+class BadRequestError(AdminError):
+    """The request is malformed or asks for something impossible (HTTP 400)."""
+
+    status = 400
+    code = "bad-request"
+
+
+class UnauthorizedError(AdminError):
+    """The request lacks the admin token the server was configured with (HTTP 401)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class NotFoundError(AdminError):
+    """No such node, region or endpoint (HTTP 404)."""
+
+    status = 404
+    code = "not-found"
+
+
+class PlacementUnavailableError(AdminError):
+    """The action needs the placement driver, which does not run here yet (HTTP 501)."""
+
+    status = 501
+    code = "placement-not-running"
+
+
+class SourceUnavailableError(AdminError):
+    """The node cannot answer right now (starting, stopping, no placement leader; HTTP 503)."""
+
+    status = 503
+    code = "unavailable"
+
+
+PLACEMENT_NOT_RUNNING = (
+    "the placement driver is not running in this cluster yet: the layout is static "
+    "(one region over the whole keyspace), so nodes cannot be drained and placement rules "
+    "cannot be set"
+)
+
+
+class AdminSource(Protocol):
+    """What a node offers its admin server (see the module docstring)."""
+
+    async def status(self) -> StatusView:
+        """The cluster summary."""
+        ...
+
+    async def nodes(self) -> list[NodeView]:
+        """Every node the cluster knows, by id."""
+        ...
+
+    async def regions(self) -> list[RegionView]:
+        """Every known region, in key order."""
+        ...
+
+    async def events(self, since: int, limit: int) -> EventPage:
+        """Events numbered after `since`, oldest first, at most `limit` (the newest ones)."""
+        ...
+
+    async def drain_node(self, node_id: int, reason: str) -> ActionResult:
+        """Move every replica and leader off `node_id`; `NotFoundError` if unknown."""
+        ...
+
+    async def set_placement(self, rules: PlacementRules) -> ActionResult:
+        """Declare the desired placement (rules already validated by the caller)."""
+        ...
+
+    def metrics(self) -> MetricsSnapshot:
+        """This process's figures, for `/metrics`."""
+        ...

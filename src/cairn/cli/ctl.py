@@ -1,0 +1,306 @@
+"""`cairn ctl`: look at a running cluster and steer it, through any node's admin API.
+
+    cairn ctl status | nodes | regions          what the cluster looks like
+    cairn ctl events [--since N] [--follow]     what the placement driver decided, and why
+    cairn ctl node drain ID [--reason TEXT]     move everything off a node
+    cairn ctl placement set --replicas N --zone-label L [--range START END REPLICAS ...]
+
+Endpoints (`--endpoint`, repeatable or comma-separated, or `CAIRN_ADMIN`) are tried in
+turn until one answers. Tables are for people; `--json` prints the API's JSON for scripts
+(with `events --follow`, one event per line). Exit status: 0 done, 1 the cluster refused
+(for instance 501 while the placement driver does not run), 2 bad arguments or no endpoint
+reachable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from cairn.admin.client import (
+    DEFAULT_ENDPOINTS,
+    AdminClient,
+    AdminClientError,
+    ApiError,
+    UnreachableError,
+)
+from cairn.admin.render import event_line, nodes_table, regions_table, status_table
+from cairn.admin.views import SchemaError, event_from_json, event_to_json, rules_to_json
+from cairn.placement.model import InvalidRulesError, PlacementRules, RangeRule
+from cairn.shard.region import slot_bound
+from cairn.store.slot import SLOT_COUNT
+
+ENDPOINT_ENV = "CAIRN_ADMIN"
+TOKEN_ENV = "CAIRN_ADMIN_TOKEN"
+
+_sleep: Callable[[float], None] = time.sleep
+"""How `events --follow` waits between polls (replaced by the tests)."""
+
+
+@dataclass(slots=True)
+class _Ctl:
+    client: AdminClient
+    json: bool
+    console: Console
+
+
+def _endpoints(given: tuple[str, ...]) -> list[str]:
+    raw = list(given) or [os.environ.get(ENDPOINT_ENV, "")]
+    found = [e.strip() for item in raw for e in item.split(",") if e.strip()]
+    return found or list(DEFAULT_ENDPOINTS)
+
+
+@click.group()
+@click.option(
+    "--endpoint",
+    "-e",
+    "endpoints",
+    multiple=True,
+    metavar="HOST:PORT",
+    help=f"A node's admin address (repeatable, or comma-separated; default ${ENDPOINT_ENV} "
+    f"or {','.join(DEFAULT_ENDPOINTS)}).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of tables.")
+@click.option("--token", envvar=TOKEN_ENV, default=None, help=f"Admin token (or ${TOKEN_ENV}).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.pass_context
+def ctl(
+    ctx: click.Context,
+    endpoints: tuple[str, ...],
+    as_json: bool,
+    token: str | None,
+    timeout: float,
+) -> None:
+    """Inspect and steer a running cluster through its admin API."""
+    try:
+        client = AdminClient(_endpoints(endpoints), token=token, timeout=timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--endpoint") from None
+    ctx.obj = _Ctl(client, as_json, Console(soft_wrap=True))
+
+
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the API's JSON instead of tables."
+)
+
+
+def _ctl(ctx: click.Context, as_json: bool) -> _Ctl:
+    state = ctx.find_object(_Ctl)
+    assert state is not None, "the ctl group sets its state"
+    state.json = state.json or as_json
+    return state
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _call(action: Callable[[], Any]) -> Any:
+    """Run one API call; failures become a message and an exit status (module doc)."""
+    try:
+        return action()
+    except UnreachableError as exc:
+        _fail(2, str(exc))
+    except ApiError as exc:
+        _fail(2 if exc.status == 400 else 1, str(exc))
+    except AdminClientError as exc:
+        _fail(1, str(exc))
+
+
+def _print_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+@ctl.command()
+@_json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """The cluster in one table: health and why, nodes, regions, placement."""
+    state = _ctl(ctx, as_json)
+    if state.json:
+        _print_json(_call(lambda: state.client.request("GET", "/v1/status")))
+        return
+    state.console.print(status_table(_call(state.client.status)))
+
+
+@ctl.command()
+@_json_option
+@click.pass_context
+def nodes(ctx: click.Context, as_json: bool) -> None:
+    """Every node: state, addresses, labels, regions and leaders, last heartbeat."""
+    state = _ctl(ctx, as_json)
+    if state.json:
+        _print_json(_call(lambda: state.client.request("GET", "/v1/nodes")))
+        return
+    state.console.print(nodes_table(_call(state.client.nodes)))
+
+
+@ctl.command()
+@_json_option
+@click.pass_context
+def regions(ctx: click.Context, as_json: bool) -> None:
+    """Every region: slots, epoch, peers (leader starred), health, size, operator."""
+    state = _ctl(ctx, as_json)
+    if state.json:
+        _print_json(_call(lambda: state.client.request("GET", "/v1/regions")))
+        return
+    state.console.print(regions_table(_call(state.client.regions)))
+
+
+@ctl.command()
+@click.option("--since", type=click.IntRange(min=0), default=0, help="After this event number.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
+@_json_option
+@click.pass_context
+def events(
+    ctx: click.Context, since: int, limit: int, follow: bool, interval: float, as_json: bool
+) -> None:
+    """What the placement driver saw and decided, and why, oldest first."""
+    state = _ctl(ctx, as_json)
+    doc = _events_page(state, since, limit)
+    if state.json and not follow:
+        _print_json(doc)
+        return
+    if not doc.get("placement_running", False):
+        state.console.print("no events: the placement driver is not running in this cluster yet")
+        return
+    try:
+        last = _show_events(state, doc, since)
+        while follow:
+            _sleep(interval)
+            last = _show_events(state, _events_page(state, last, 1000), last)
+    except KeyboardInterrupt:
+        pass
+
+
+def _events_page(state: _Ctl, since: int, limit: int) -> Any:
+    path = f"/v1/events?since={since}&limit={limit}"
+    return _call(lambda: state.client.request("GET", path))
+
+
+def _show_events(state: _Ctl, doc: Any, since: int) -> int:
+    """Print a page of events; the number to ask after next time."""
+    last = since
+    for raw in doc.get("events", []):
+        try:
+            event = event_from_json(raw)
+        except SchemaError as exc:
+            _fail(1, f"unexpected answer: {exc}")
+        if state.json:
+            click.echo(json.dumps(event_to_json(event), sort_keys=True))
+        else:
+            state.console.print(event_line(event))
+        last = max(last, event.seq)
+    return last
+
+
+@ctl.group()
+def node() -> None:
+    """Act on one node."""
+
+
+@node.command()
+@click.argument("node_id", type=click.IntRange(min=1), metavar="ID")
+@click.option("--reason", default="", help="Why (recorded with the event).")
+@_json_option
+@click.pass_context
+def drain(ctx: click.Context, node_id: int, reason: str, as_json: bool) -> None:
+    """Move every replica and leader off node ID (it then holds nothing)."""
+    state = _ctl(ctx, as_json)
+    if state.json:
+        body = {"reason": reason} if reason else {}
+        path = f"/v1/nodes/{node_id}/drain"
+        _print_json(_call(lambda: state.client.request("POST", path, body)))
+        return
+    message = _call(lambda: state.client.drain_node(node_id, reason))
+    state.console.print(message)
+
+
+@ctl.group()
+def placement() -> None:
+    """Declare where replicas go."""
+
+
+class BoundParam(click.ParamType[bytes]):
+    """A range boundary: a slot number (0..16384, 16384 being the end), `end`, or `0x<hex>`
+    for an exact range key (two slot bytes, then a key)."""
+
+    name = "bound"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        text = str(value).strip().lower()
+        if text == "end":
+            return b""
+        if text.startswith("0x"):
+            try:
+                return bytes.fromhex(text[2:])
+            except ValueError:
+                self.fail(f"{value!r} is not hex", param, ctx)
+        try:
+            slot = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a slot number, 'end' or 0x<hex>", param, ctx)
+        if not 0 <= slot <= SLOT_COUNT:
+            self.fail(f"slot {slot} is not in 0..{SLOT_COUNT}", param, ctx)
+        return slot_bound(slot)
+
+
+@placement.command("set")
+@click.option("--replicas", type=click.IntRange(min=1), required=True, help="Default replicas.")
+@click.option(
+    "--zone-label",
+    default="zone",
+    show_default=True,
+    help="The node label replicas are spread across.",
+)
+@click.option(
+    "--range",
+    "ranges",
+    type=(BoundParam(), BoundParam(), click.IntRange(min=1)),
+    multiple=True,
+    metavar="START END REPLICAS",
+    help="A rule for keys in [START, END): slots (16384 or 'end' is the end) or 0x<range key>.",
+)
+@_json_option
+@click.pass_context
+def placement_set(
+    ctx: click.Context,
+    replicas: int,
+    zone_label: str,
+    ranges: tuple[tuple[bytes, bytes, int], ...],
+    as_json: bool,
+) -> None:
+    """Declare the replica count, the zone label, and per key-range rules."""
+    state = _ctl(ctx, as_json)
+    rules = PlacementRules(
+        replicas,
+        zone_label,
+        tuple(
+            RangeRule(start, end, count, zone_label, f"range-{i}")
+            for i, (start, end, count) in enumerate(ranges, 1)
+        ),
+    )
+    try:
+        rules.validate()
+    except InvalidRulesError as exc:
+        raise click.UsageError(f"invalid placement rules: {exc}") from None
+    if state.json:
+        body = rules_to_json(rules)
+        _print_json(_call(lambda: state.client.request("POST", "/v1/placement", body)))
+        return
+    state.console.print(_call(lambda: state.client.set_placement(rules)))
