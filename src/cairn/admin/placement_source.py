@@ -40,7 +40,7 @@ _STATUS = {
 
 
 def node_view(row: NodeRow) -> NodeView:
-    """One node as the API shows it."""
+    """One node as the API shows it (a capacity of 0 means the node has not said)."""
     return NodeView(
         id=row.id,
         status=_STATUS[row.state],
@@ -50,8 +50,8 @@ def node_view(row: NodeRow) -> NodeView:
         regions=row.region_count,
         leaders=row.leader_count,
         silent_ms=max(0, row.silent_ms),
-        capacity_bytes=row.capacity_bytes,
-        used_bytes=row.used_bytes,
+        capacity_bytes=row.capacity_bytes or None,
+        used_bytes=row.used_bytes if row.capacity_bytes else None,
     )
 
 

@@ -347,15 +347,23 @@ def rules_from_json(doc: Any) -> PlacementRules:
     """
     if not isinstance(doc, Mapping):
         raise SchemaError("expected an object with replicas, location_label and ranges")
-    label = _get(doc, "location_label", str, optional=True) or "zone"
     ranges = _list(doc, "ranges", _range_rule) if doc.get("ranges") is not None else ()
-    return PlacementRules(_get(doc, "replicas", int), label, ranges)
+    return PlacementRules(_get(doc, "replicas", int), _label(doc), ranges)
+
+
+def _label(doc: Mapping[str, Any]) -> str:
+    label = _get(doc, "location_label", str, optional=True)
+    if label is None:
+        return "zone"
+    if not label:
+        raise SchemaError("location_label: must not be empty")
+    return label
 
 
 def _range_rule(doc: Any) -> RangeRule:
-    label = _get(doc, "location_label", str, optional=True) or "zone"
     name = _get(doc, "name", str, optional=True) or ""
-    return RangeRule(_hex(doc, "start"), _hex(doc, "end"), _get(doc, "replicas", int), label, name)
+    start, end, replicas = _hex(doc, "start"), _hex(doc, "end"), _get(doc, "replicas", int)
+    return RangeRule(start, end, replicas, _label(doc), name)
 
 
 def status_from_json(doc: Any) -> StatusView:
