@@ -257,7 +257,7 @@ class BoundParam(click.ParamType[bytes]):
             self.fail(f"{value!r} is not a slot number, 'end' or 0x<hex>", param, ctx)
         if not 0 <= slot <= SLOT_COUNT:
             self.fail(f"slot {slot} is not in 0..{SLOT_COUNT}", param, ctx)
-        return slot_bound(slot)
+        return b"" if slot == 0 else slot_bound(slot)  # the keyspace's start is b"", not 0000
 
 
 @placement.command("set")
