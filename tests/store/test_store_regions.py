@@ -246,6 +246,7 @@ def test_whole_keyspace_scope_keeps_the_single_group_layout() -> None:
     assert machine.keyspace.get(b"Xapplied") == (3).to_bytes(8, "big")
     assert machine.keyspace.get(b"Xkeys") == (1).to_bytes(8, "big")
     assert [k for k, _ in machine.keyspace.scan(b"X")] == [b"Xapplied", b"Xkeys", b"Xnow"]
+    assert machine.slot_key_count(0) is None
 
 
 def test_scopes_reject_nonsense() -> None:

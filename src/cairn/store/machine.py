@@ -223,6 +223,11 @@ class StoreMachine:
         """How many Redis keys the scope holds (expired ones not yet deleted included)."""
         return Db(self.keyspace, None, 0, self.scope).key_count()
 
+    def slot_key_count(self, slot: int) -> int | None:
+        """How many Redis keys of `slot` the region holds (CLUSTER COUNTKEYSINSLOT); None
+        for the whole keyspace's machine, which keeps no per-slot counts."""
+        return Db(self.keyspace, None, 0, self.scope).slot_key_count(slot)
+
     def snapshot(self) -> bytes:
         """The scope's records as one image: the whole keyspace as one msgpack image, or a
         region's range and system records as `cairn.store.ranges` frames."""
