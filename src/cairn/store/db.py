@@ -194,8 +194,9 @@ class Db:
         batch = self._write()
         total = self.scope.count_key
         batch.put(total, encode_u64(decode_u64(batch.get(total)) + delta))
-        where = self.scope.slot_count_key(key_slot(key))
-        if where is not None:
+        if self.scope.is_region:
+            where = self.scope.slot_count_key(key_slot(key))
+            assert where is not None
             _add_slot_count(batch, where, delta)
 
 
