@@ -205,8 +205,7 @@ async def post_placement(request: web.Request) -> web.Response:
     except (SchemaError, InvalidRulesError) as exc:
         raise BadRequestError(f"invalid placement rules: {exc}") from None
     result = await _source(request).set_placement(rules)
-    response = _json({"ok": True, "message": result.message, "rules": rules_to_json(rules)})
-    return response
+    return _json({"ok": True, "message": result.message, "rules": rules_to_json(rules)})
 
 
 async def get_metrics(request: web.Request) -> web.Response:
