@@ -35,6 +35,9 @@ def test_a_complete_file_loads(tmp_path: Path) -> None:
     assert cfg.redirect == "auto" and cfg.advertised_client_addr == ("127.0.0.1", 7002)
     moved = from_mapping({**BASE, "advertise_client_addr": "10.1.2.3:7001", "redirect": "never"})
     assert moved.advertised_client_addr == ("10.1.2.3", 7001) and moved.redirect == "never"
+    assert cfg.admin_addr == ("127.0.0.1", 27002)  # the client port + 20000
+    assert from_mapping({**BASE, "admin_addr": "off"}).admin_addr is None
+    assert from_mapping({**BASE, "admin_addr": "0.0.0.0:9000"}).admin_addr == ("0.0.0.0", 9000)
 
 
 def test_overrides_win_over_the_file(tmp_path: Path) -> None:
@@ -64,6 +67,8 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
         ({"redirect": "sometimes"}, "redirect: expected one of auto, always, never"),
         ({"redirect": 1}, "redirect: expected a string"),
         ({"advertise_client_addr": "nohost"}, "advertise_client_addr: expected 'host:port'"),
+        ({"admin_addr": "x"}, "admin_addr: expected 'host:port'"),
+        ({"client_addr": "127.0.0.1:50000"}, "admin_addr: the client port .* is over 65535"),
     ],
 )
 def test_bad_values_are_named(change: dict[str, object], message: str) -> None:

@@ -9,14 +9,13 @@
   and the tables `cairn ctl` prints.
 """
 
-from cairn.admin.client import ADMIN_PORT_OFFSET, AdminClient
+from cairn.admin.client import AdminClient
 from cairn.admin.node_source import NodeAdminSource
 from cairn.admin.placement_source import PlacementSource
 from cairn.admin.server import AdminServer
 from cairn.admin.source import AdminError, AdminSource
 
 __all__ = [
-    "ADMIN_PORT_OFFSET",
     "AdminClient",
     "AdminError",
     "AdminServer",

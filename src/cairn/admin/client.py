@@ -30,11 +30,10 @@ from cairn.admin.views import (
     status_from_json,
 )
 from cairn.placement.model import PlacementRules
+from cairn.runtime.config import ADMIN_PORT_OFFSET
 
 DEFAULT_TIMEOUT = 5.0
 
-ADMIN_PORT_OFFSET = 20000
-"""A node's admin port is its client port plus this, unless configured (`admin_addr`)."""
 DEFAULT_ENDPOINTS = tuple(f"127.0.0.1:{7001 + i + ADMIN_PORT_OFFSET}" for i in range(3))
 """Where `cairn ctl` looks when told nothing: the nodes of a default `cairn dev` cluster."""
 

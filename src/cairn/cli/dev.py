@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from cairn.runtime.config import ADMIN_PORT_OFFSET
 from cairn.runtime.local_cluster import HOST, LocalCluster, port_free
 
 PEER_PORT_OFFSET = 10000
@@ -22,7 +23,7 @@ PEER_PORT_OFFSET = 10000
 
 @click.command()
 @click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
-@click.option("--base-port", type=click.IntRange(1024, 55000), default=7001, show_default=True)
+@click.option("--base-port", type=click.IntRange(1024, 45535), default=7001, show_default=True)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -37,10 +38,11 @@ def dev(nodes: int, base_port: int, data_dir: Path, password: str | None, timeou
     console = Console()
     clients = [base_port + i for i in range(nodes)]
     peers = [p + PEER_PORT_OFFSET for p in clients]
-    busy = [p for p in clients + peers if not port_free(p)]
+    admins = [p + ADMIN_PORT_OFFSET for p in clients]
+    busy = [p for p in clients + peers + admins if not port_free(p)]
     if busy:
         raise click.UsageError(f"ports already in use: {', '.join(map(str, busy))}")
-    cluster = LocalCluster.plan(data_dir, nodes, clients, peers, password=password)
+    cluster = LocalCluster.plan(data_dir, nodes, clients, peers, admins, password=password)
     stopping = False
 
     def on_sigterm(signum: int, frame: object) -> None:
@@ -88,7 +90,11 @@ def _print_ready(console: Console, cluster: LocalCluster, leader: int) -> None:
     up = f"[green]Cairn dev cluster of {len(cluster.specs)} nodes is up[/green]"
     console.print(f"{up} (leader: node {leader})")
     for n in cluster.specs:
-        console.print(f"  node {n.node_id}: redis://{HOST}:{n.client_port}  data: {n.data_dir}")
+        console.print(
+            f"  node {n.node_id}: redis://{HOST}:{n.client_port}  "
+            f"admin: http://{HOST}:{n.admin_port}/v1  data: {n.data_dir}"
+        )
     console.print(f"configs and logs: {cluster.root}")
     console.print(f"connect with:  redis-cli -p {cluster.specs[0].client_port}")
+    console.print(f"inspect with:  cairn ctl -e {HOST}:{cluster.specs[0].admin_port} status")
     console.print("press Ctrl-C to stop")

@@ -73,11 +73,24 @@ async def run_node(config: NodeConfig) -> int:
         logging.getLogger("cairn").error("cannot start: %s", exc)
         return 1
     node_filter.term = lambda: node.replica.term
+    admin = None
+    if config.admin_addr is not None:
+        from cairn.admin import AdminServer, NodeAdminSource
+
+        admin = AdminServer(NodeAdminSource(node), *config.admin_addr, token=config.password)
+        try:
+            await admin.start()
+        except OSError as exc:
+            logging.getLogger("cairn").error("cannot start the admin API: %s", exc)
+            await node.stop()
+            return 1
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.stop_requested.set)
     await node.stop_requested.wait()
     logging.getLogger("cairn").info("stopping: finishing in-flight commands")
+    if admin is not None:
+        await admin.stop()
     await node.stop()
     logging.getLogger("cairn").info("stopped")
     return 1 if node.failure is not None else 0
@@ -113,6 +126,7 @@ def run_forever(config: NodeConfig) -> int:
 @click.option("--data-dir", default=None)
 @click.option("--client-addr", default=None, help="host:port for Redis clients.")
 @click.option("--peer-addr", default=None, help="host:port for the other nodes.")
+@click.option("--admin-addr", default=None, help='host:port of the admin API, or "off".')
 @click.option("--peers", default=None, help="1=host:port,2=host:port,... (all voters).")
 @click.option("--cluster-id", default=None)
 @click.option("--password", default=None, help="Require AUTH with this password.")

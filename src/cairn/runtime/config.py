@@ -10,6 +10,7 @@ Example `node.toml`:
     client_addr = "127.0.0.1:7001"
     # advertise_client_addr = "10.0.0.1:7001"  # named in MOVED (default: client_addr)
     peer_addr = "127.0.0.1:17001"
+    admin_addr = "127.0.0.1:27001"   # HTTP admin API and /metrics ("off": none)
     redirect = "auto"   # MOVED to cluster-aware clients ("always", "never")
     data_dir = "/var/lib/cairn/1"
     [peers]
@@ -91,6 +92,9 @@ class NodeConfig:
     """The address other nodes and cluster clients are told to use (MOVED, CLUSTER SLOTS);
     `client_addr` when not set (set it when binding 0.0.0.0 or behind NAT)."""
     peer_addr: tuple[str, int] = ("127.0.0.1", 16379)
+    admin_addr: tuple[str, int] | None = None
+    """The HTTP admin API (`cairn ctl`, /metrics); None: not served. From a config file it
+    defaults to the client port + `ADMIN_PORT_OFFSET`."""
     peers: dict[int, tuple[str, int]] = field(default_factory=dict)
     cluster_id: str = "cairn"
     password: str | None = None
@@ -137,12 +141,16 @@ def _positive(section: str, obj: Any, names: tuple[str, ...]) -> None:
 
 
 REDIRECT_MODES = ("auto", "always", "never")
+ADMIN_PORT_OFFSET = 20000
+"""The admin API listens this far above the client port unless `admin_addr` says otherwise
+(the peer port is conventionally the client port + 10000)."""
 
 _TOP_KEYS = {
     "node_id",
     "data_dir",
     "client_addr",
     "advertise_client_addr",
+    "admin_addr",
     "redirect",
     "peer_addr",
     "peers",
@@ -207,6 +215,7 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
             if "advertise_client_addr" in raw
             else None
         ),
+        admin_addr=_admin_addr(raw),
         redirect=raw.get("redirect", "auto"),
         peer_addr=parse_address("peer_addr", raw.get("peer_addr", "127.0.0.1:16379")),
         peers=peers,
@@ -217,6 +226,23 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         limits=_section("limits", Limits, raw.get("limits")),
     )
     return config.validate()
+
+
+def _admin_addr(raw: dict[str, Any]) -> tuple[str, int] | None:
+    value = raw.get("admin_addr")
+    if value == "off":
+        return None
+    if value is not None:
+        return parse_address("admin_addr", value)
+    host, port = parse_address("client_addr", raw.get("client_addr", "127.0.0.1:6379"))
+    if port == 0:
+        return host, 0
+    if port + ADMIN_PORT_OFFSET > 65535:
+        raise ConfigError(
+            f"admin_addr: the client port + {ADMIN_PORT_OFFSET} is over 65535; "
+            'set admin_addr or "off"'
+        )
+    return host, port + ADMIN_PORT_OFFSET
 
 
 def load(path: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:

@@ -28,6 +28,8 @@ class NodeSpec:
     client_port: int
     peer_port: int
     data_dir: Path
+    admin_port: int | None = None
+    """The admin API's port (None: not served)."""
 
     @property
     def config_path(self) -> Path:
@@ -88,14 +90,20 @@ class LocalCluster:
         nodes: int,
         client_ports: list[int] | None = None,
         peer_ports: list[int] | None = None,
+        admin_ports: list[int] | None = None,
         **kwargs: object,
     ) -> LocalCluster:
         """A cluster of `nodes` nodes; ports are chosen free when not given."""
-        ports = free_ports(2 * nodes) if client_ports is None or peer_ports is None else []
+        given = client_ports is not None and peer_ports is not None and admin_ports is not None
+        ports = [] if given else free_ports(3 * nodes)
         clients = client_ports or ports[:nodes]
-        peers = peer_ports or ports[nodes:]
+        peers = peer_ports or ports[nodes : 2 * nodes]
+        admins = admin_ports or ports[2 * nodes :]
         root = root.resolve()
-        specs = [NodeSpec(i + 1, clients[i], peers[i], root / f"node{i + 1}") for i in range(nodes)]
+        specs = [
+            NodeSpec(i + 1, clients[i], peers[i], root / f"node{i + 1}", admins[i])
+            for i in range(nodes)
+        ]
         return cls(root=root, specs=specs, **kwargs)  # type: ignore[arg-type]
 
     def spec(self, node_id: int) -> NodeSpec:
@@ -113,6 +121,7 @@ class LocalCluster:
                 f'client_addr = "{HOST}:{n.client_port}"',
                 f'peer_addr = "{HOST}:{n.peer_port}"',
                 f'data_dir = "{n.data_dir}"',
+                "admin_addr = " + ('"off"' if n.admin_port is None else f'"{HOST}:{n.admin_port}"'),
             ]
             if self.password:
                 lines.append(f'password = "{self.password}"')
