@@ -31,11 +31,13 @@ from cairn.storage.errors import (
     UnknownRegionError,
 )
 from cairn.storage.lmdb_env import FP_COMMIT, FP_SYNC, LmdbOptions
-from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore, key_range
+from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore, region_scope
 from cairn.storage.raft_keys import RaftKeys, region_prefix
-from cairn.storage.region_data import KeyRange, count_region
+from cairn.storage.region_data import count_region
 from cairn.storage.region_meta import PeerState, RegionLocalState, decode_state, encode_state
 from cairn.store.layout import field_prefix, meta_key
+from cairn.store.ranges import iter_scope
+from cairn.store.scope import WHOLE_KEYSPACE, Scope
 
 OpenNode = Callable[..., NodeStore]
 VOTERS = ConfState(voters=(1, 2, 3))
@@ -75,7 +77,7 @@ def put_keys(node: NodeStore, keys: list[bytes]) -> None:
     batch.commit()
 
 
-def keys_in(rng: KeyRange, count: int = 400) -> list[bytes]:
+def keys_in(rng: Scope, count: int = 400) -> list[bytes]:
     return [k for k in (b"key%d" % i for i in range(count)) if rng.contains(range_key(k))]
 
 
@@ -279,7 +281,7 @@ def test_split_moves_no_data_and_founds_the_new_region(open_node: OpenNode) -> N
     node = open_node()
     whole = region(1)
     node.create_region(RegionLocalState(1, region=whole), conf_state=VOTERS)
-    put_keys(node, keys_in(key_range(whole)))
+    put_keys(node, keys_in(region_scope(whole)))
     records_before = node.keyspace.count()
     left, right = split_region(whole, slot_bound(9000), 2, (21, 22, 23))
     with node.env.write() as wtx:
@@ -291,8 +293,8 @@ def test_split_moves_no_data_and_founds_the_new_region(open_node: OpenNode) -> N
     assert again.state(2) == RegionLocalState(2, region=right)
     assert again.applied_index(2) == RAFT_INIT_INDEX
     assert again.store(2).load().snapshot.metadata == SnapshotMetadata(5, 5, VOTERS)
-    data_left = count_region(again.keyspace, 1, key_range(left))
-    data_right = count_region(again.keyspace, 2, key_range(right))
+    data_left = count_region(again.keyspace, region_scope(left))
+    data_right = count_region(again.keyspace, region_scope(right))
     assert data_left + data_right == records_before + 1
     assert data_left > 0 and data_right > 1
 
@@ -315,7 +317,7 @@ def test_split_replaces_an_uninitialized_peer_but_not_an_initialized_one(
 def test_merge_tombstones_the_source_and_keeps_its_data(open_node: OpenNode) -> None:
     node = open_node()
     left, right = two_regions(node)
-    put_keys(node, keys_in(KeyRange()))
+    put_keys(node, keys_in(WHOLE_KEYSPACE))
     node.write_many([(2, LogBatch(entries=ents(6, 9)))], True)
     total = node.keyspace.count()
     merged = Region(1, left.start, right.end, RegionEpoch(4, 2), left.peers)
@@ -326,21 +328,21 @@ def test_merge_tombstones_the_source_and_keeps_its_data(open_node: OpenNode) -> 
     assert again.state(2) == RegionLocalState(2, PeerState.TOMBSTONE, right)
     assert raft_record_count(again, 2) == 0
     assert again.applied_index(2) == 0
-    assert count_region(again.keyspace, 1, key_range(merged)) == total - 1
+    assert count_region(again.keyspace, region_scope(merged)) == total - 1
     again.verify()
 
 
 def test_destroy_leaves_no_record_of_the_region(open_node: OpenNode) -> None:
     node = open_node()
     left, right = two_regions(node)
-    put_keys(node, keys_in(KeyRange()))
+    put_keys(node, keys_in(WHOLE_KEYSPACE))
     node.write_many([(2, LogBatch(entries=ents(6, 40), hard_state=HardState(6, 1, 39)))], True)
-    left_before = count_region(node.keyspace, 1, key_range(left))
+    left_before = count_region(node.keyspace, region_scope(left))
     deleted = node.destroy_region(2, txn_records=7)
     assert deleted > 7
     assert raft_record_count(node, 2) == 0
-    assert count_region(node.keyspace, 2, key_range(right)) == 0
-    assert count_region(node.keyspace, 1, key_range(left)) == left_before
+    assert count_region(node.keyspace, region_scope(right)) == 0
+    assert count_region(node.keyspace, region_scope(left)) == left_before
     assert node.state(2) == RegionLocalState(2, PeerState.TOMBSTONE, right)
     node.verify()
 
@@ -351,8 +353,8 @@ def test_destroy_interrupted_by_a_crash_is_finished_after_reopen(
 ) -> None:
     node = open_node()
     left, right = two_regions(node)
-    put_keys(node, keys_in(KeyRange()))
-    left_before = count_region(node.keyspace, 1, key_range(left))
+    put_keys(node, keys_in(WHOLE_KEYSPACE))
+    left_before = count_region(node.keyspace, region_scope(left))
     failpoints.enable(region_data.FP_DELETE_STEP, failpoints.Panic(), skip=crash_after)
     with pytest.raises(failpoints.FailpointPanic):
         node.destroy_region(2, txn_records=10)
@@ -363,8 +365,8 @@ def test_destroy_interrupted_by_a_crash_is_finished_after_reopen(
     assert raft_record_count(again, 2) == 0
     again.finish_destroy(2)
     assert again.pending() == []
-    assert count_region(again.keyspace, 2, key_range(right)) == 0
-    assert count_region(again.keyspace, 1, key_range(left)) == left_before
+    assert count_region(again.keyspace, region_scope(right)) == 0
+    assert count_region(again.keyspace, region_scope(left)) == left_before
 
 
 def test_a_crash_before_the_tombstone_commits_leaves_the_region_whole(
@@ -372,9 +374,9 @@ def test_a_crash_before_the_tombstone_commits_leaves_the_region_whole(
 ) -> None:
     node = open_node()
     _, right = two_regions(node)
-    put_keys(node, keys_in(KeyRange()))
+    put_keys(node, keys_in(WHOLE_KEYSPACE))
     node.write_many([(2, LogBatch(entries=ents(6, 9)))], True)
-    before = count_region(node.keyspace, 2, key_range(right))
+    before = count_region(node.keyspace, region_scope(right))
     failpoints.enable(FP_COMMIT, failpoints.Panic(), times=1)
     with pytest.raises(failpoints.FailpointPanic):
         node.destroy_region(2)
@@ -382,7 +384,7 @@ def test_a_crash_before_the_tombstone_commits_leaves_the_region_whole(
     again = open_node()
     assert again.state(2) == RegionLocalState(2, region=right)
     assert again.store(2).last_index() == 8
-    assert count_region(again.keyspace, 2, key_range(right)) == before
+    assert count_region(again.keyspace, region_scope(right)) == before
 
 
 # -- snapshots -----------------------------------------------------------------------------
@@ -406,9 +408,9 @@ def test_snapshot_install_survives_a_crash_and_reproduces_the_data(
 ) -> None:
     source = open_node(tmp_path / "source")
     left, right = two_regions(source)
-    put_keys(source, keys_in(KeyRange()))
+    put_keys(source, keys_in(WHOLE_KEYSPACE))
     with source.env.write() as wtx:
-        source.keyspace.stage_put(wtx, region_data.applied_key(2), (42).to_bytes(8, "big"))
+        source.keyspace.stage_put(wtx, Scope.region(2).applied_key, (42).to_bytes(8, "big"))
     target = open_node()
     target.create_region(RegionLocalState(2))  # created by a message: no range yet
     put_keys(target, [b"stale%d" % i for i in range(50)])
@@ -425,18 +427,18 @@ def test_snapshot_install_survives_a_crash_and_reproduces_the_data(
     assert target.state(2) == RegionLocalState(2, region=right)
     assert target.applied_index(2) == 42
     with source.keyspace.view() as a, target.keyspace.view() as b:
-        want = list(region_data.iter_region(a, 2, key_range(right)))
-        got = list(region_data.iter_region(b, 2, key_range(right)))
+        want = list(iter_scope(a, region_scope(right)))
+        got = list(iter_scope(b, region_scope(right)))
     assert got == want and len(want) > 100
-    assert count_region(target.keyspace, 1, key_range(left)) > 0  # stale keys outside stay
+    assert count_region(target.keyspace, region_scope(left)) > 0  # stale keys outside stay
 
 
 def test_apply_snapshot_refuses_data_at_another_index(open_node: OpenNode, tmp_path: Path) -> None:
     source = open_node(tmp_path / "source")
     _, right = two_regions(source)
-    put_keys(source, keys_in(key_range(right), 60))
+    put_keys(source, keys_in(region_scope(right), 60))
     with source.env.write() as wtx:
-        source.keyspace.stage_put(wtx, region_data.applied_key(2), (42).to_bytes(8, "big"))
+        source.keyspace.stage_put(wtx, Scope.region(2).applied_key, (42).to_bytes(8, "big"))
     data = b"".join(source.snapshot_data(2))
     target = open_node()
     target.create_region(RegionLocalState(2))

@@ -14,19 +14,13 @@ from storage_helpers import SMALL_MAP
 from cairn.shard.region import range_key
 from cairn.storage import LmdbEnv, LmdbKeyspace, LmdbOptions
 from cairn.storage.errors import RegionDataError
-from cairn.storage.region_data import (
-    KeyRange,
-    applied_key,
-    delete_range,
-    install_range,
-    iter_fields,
-    iter_meta,
-    iter_region,
-    range_snapshot,
-)
+from cairn.storage.region_data import delete_range, install_range, range_snapshot
 from cairn.store.layout import field_prefix, meta_key
+from cairn.store.ranges import iter_fields, iter_meta, iter_scope
+from cairn.store.scope import Scope
 
 REGION = 7
+APPLIED = Scope.region(REGION).applied_key
 LIMIT = 24
 """Direct-key limit of the test keyspaces: long keys go to shared buckets."""
 
@@ -60,7 +54,7 @@ def contents(space: LmdbKeyspace) -> dict[bytes, bytes]:
 
 def build(keys: dict[bytes, list[bytes]], tag: bytes = b"") -> Model:
     """M records for every key, F records for its fields, and the region's system record."""
-    model: Model = {applied_key(REGION): (b"", b"\0" * 7 + b"\x09")}
+    model: Model = {APPLIED: (b"", b"\0" * 7 + b"\x09")}
     for key, fields in keys.items():
         model[meta_key(key)] = (key, tag + b"m" + key)
         for field in fields:
@@ -68,12 +62,12 @@ def build(keys: dict[bytes, list[bytes]], tag: bytes = b"") -> Model:
     return model
 
 
-def in_region(model: Model, rng: KeyRange) -> dict[bytes, bytes]:
+def in_region(model: Model, rng: Scope) -> dict[bytes, bytes]:
     """The model's records of region `REGION` over `rng`."""
     return {
         k: v
         for k, (user, v) in model.items()
-        if (not user and k == applied_key(REGION)) or (user and rng.contains(range_key(user)))
+        if (not user and k == APPLIED) or (user and rng.contains(range_key(user)))
     }
 
 
@@ -83,7 +77,7 @@ key_sets = st.dictionaries(user_keys, st.lists(st.binary(max_size=8), max_size=4
 
 
 @st.composite
-def ranges(draw: st.DrawFn, keys: list[bytes]) -> KeyRange:
+def ranges(draw: st.DrawFn, keys: list[bytes]) -> Scope:
     """Bounds drawn near the keys: slot bounds, keys' own range keys, and bounds inside a
     slot between them (a range key's prefix, or just after one)."""
     points = [b"", b"\x00\x00"]
@@ -93,8 +87,8 @@ def ranges(draw: st.DrawFn, keys: list[bytes]) -> KeyRange:
     a, b = draw(st.sampled_from(points)), draw(st.sampled_from(points))
     start, end = (a, b) if (not b or (a and a < b)) else (b, a)
     if end and start >= end:
-        return KeyRange(start)
-    return KeyRange(start, end)
+        return Scope.region(REGION, start)
+    return Scope.region(REGION, start, end)
 
 
 @settings(max_examples=120, deadline=None)
@@ -110,7 +104,7 @@ def test_range_walks_match_a_sorted_model(
     with source.view() as view:
         metas = list(iter_meta(view, rng))
         fields = list(iter_fields(view, rng))
-        everything = list(iter_region(view, REGION, rng))
+        everything = list(iter_scope(view, rng))
     assert metas == sorted((k, v) for k, v in want.items() if k.startswith(b"M"))
     assert fields == sorted((k, v) for k, v in want.items() if k.startswith(b"F"))
     assert everything == sorted(want.items())
@@ -133,13 +127,13 @@ def test_snapshot_install_and_delete_touch_exactly_the_region(
     fill(target, stale)
     rng = data.draw(ranges(list(keys) + list(other)))
     region = in_region(model, rng)
-    frames = list(range_snapshot(source, REGION, rng, chunk_bytes))
+    frames = list(range_snapshot(source, rng, chunk_bytes))
     pieces = _resplit(b"".join(frames), data.draw(st.integers(1, 50)))
-    loaded = install_range(target, REGION, rng, pieces, txn_records=txn_records)
+    loaded = install_range(target, rng, pieces, txn_records=txn_records)
     assert loaded == len(region)
     kept = {k: v for k, (_, v) in stale.items() if k not in in_region(stale, rng)}
     assert contents(target) == kept | region
-    deleted = delete_range(source, REGION, rng, txn_records=txn_records)
+    deleted = delete_range(source, rng, txn_records=txn_records)
     assert deleted == len(region)
     assert contents(source) == {k: v for k, (_, v) in model.items() if k not in region}
 
@@ -155,7 +149,7 @@ def test_fields_of_a_boundary_slot_interleave_by_key_length(
     # In slot {a} the F order is by key length first: {a}z (short) < {a}bb < {a}yy < {a}ccc.
     keys = {b"{a}z": [b"1"], b"{a}bb": [b"2"], b"{a}yy": [b"3"], b"{a}ccc": [b"4"]}
     fill(source, build(keys))
-    rng = KeyRange(range_key(b"{a}c"), range_key(b"{a}yz"))  # holds ccc and yy only
+    rng = Scope.region(REGION, range_key(b"{a}c"), range_key(b"{a}yz"))  # holds ccc and yy only
     with source.view() as view:
         got = [k for k, _ in iter_fields(view, rng)]
     assert got == [field_prefix(b"{a}yy") + b"3", field_prefix(b"{a}ccc") + b"4"]
@@ -165,16 +159,16 @@ def test_install_refuses_a_foreign_record_and_a_truncated_stream(
     spaces: tuple[LmdbKeyspace, LmdbKeyspace],
 ) -> None:
     _, target = spaces
-    rng = KeyRange(range_key(b"{a}"), range_key(b"{a}m"))
+    rng = Scope.region(REGION, range_key(b"{a}"), range_key(b"{a}m"))
     foreign = msgpack.packb([1, REGION, [meta_key(b"{a}z"), b"v"], True])
     with pytest.raises(RegionDataError, match="lies outside the region"):
-        install_range(target, REGION, rng, [foreign])
+        install_range(target, rng, [foreign])
     other_region = msgpack.packb([1, REGION + 1, [], True])
     with pytest.raises(RegionDataError, match="region 8"):
-        install_range(target, REGION, rng, [other_region])
+        install_range(target, rng, [other_region])
     truncated = msgpack.packb([1, REGION, [meta_key(b"{a}b"), b"v"], False])
     with pytest.raises(RegionDataError, match="ends before its last frame"):
-        install_range(target, REGION, rng, [truncated])
+        install_range(target, rng, [truncated])
 
 
 def test_passing_over_a_foreign_key_stops_at_its_neighbour(
@@ -183,7 +177,7 @@ def test_passing_over_a_foreign_key_stops_at_its_neighbour(
     source, _ = spaces
     # {a}yy's fields end just where {a}yz's begin: the seek past one must not skip the other.
     fill(source, build({b"{a}yy": [b"1", b"2"], b"{a}yz": [b"3"], b"{a}yz0": [b"4"]}))
-    rng = KeyRange(range_key(b"{a}yz"))
+    rng = Scope.region(REGION, range_key(b"{a}yz"))
     with source.view() as view:
         got = [k for k, _ in iter_fields(view, rng)]
     assert got == [field_prefix(b"{a}yz") + b"3", field_prefix(b"{a}yz0") + b"4"]

@@ -15,7 +15,6 @@ from cairn.shard.region import Region, merge_regions, split_region
 from cairn.storage import LmdbOptions, region_data
 from cairn.storage.lmdb_keyspace import LmdbKeyspace
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
-from cairn.storage.region_data import KeyRange
 from cairn.storage.region_meta import RegionLocalState
 from cairn.store import (
     KeyspaceImages,
@@ -43,17 +42,13 @@ class StorageImages:
         self.space = space
 
     def snapshot(self, scope: Scope) -> bytes:
-        assert scope.region_id is not None
-        rng = KeyRange(scope.start, scope.end)
-        return b"".join(region_data.range_snapshot(self.space, scope.region_id, rng))
+        return b"".join(region_data.range_snapshot(self.space, scope))
 
     def restore(self, scope: Scope, data: bytes) -> None:
-        assert scope.region_id is not None
-        rng = KeyRange(scope.start, scope.end)
         if data:
-            region_data.install_range(self.space, scope.region_id, rng, [data])
+            region_data.install_range(self.space, scope, [data])
         else:
-            region_data.delete_range(self.space, scope.region_id, rng)
+            region_data.delete_range(self.space, scope)
 
 
 @pytest.fixture
@@ -159,9 +154,7 @@ def test_images_are_those_of_the_storage_layer(open_node: OpenNode, chunk_bytes:
         scope = machine.scope
         assert scope.region_id is not None
         ours = KeyspaceImages(node.keyspace, chunk_bytes).snapshot(scope)
-        theirs = region_data.range_snapshot(
-            node.keyspace, scope.region_id, KeyRange(scope.start, scope.end), chunk_bytes
-        )
+        theirs = region_data.range_snapshot(node.keyspace, scope, chunk_bytes)
         assert ours == b"".join(theirs)
 
 

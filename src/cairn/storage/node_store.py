@@ -30,7 +30,6 @@ a region state marks as unfinished, so a crash at any point leaves a directory t
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterator, Sequence
 
 import lmdb
@@ -45,7 +44,6 @@ from cairn.storage.lmdb_keyspace import LmdbKeyspace
 from cairn.storage.log_store import DEFAULT_CACHE_ENTRIES, DEFAULT_CHUNK_SIZE, LmdbLogStore
 from cairn.storage.raft_keys import RaftKeys, next_prefix, prefix_region, region_prefix
 from cairn.storage.records import SnapshotRecord
-from cairn.storage.region_data import KeyRange
 from cairn.storage.region_meta import (
     PeerState,
     RegionLocalState,
@@ -54,17 +52,18 @@ from cairn.storage.region_meta import (
     key_region,
     meta_key,
 )
+from cairn.store.layout import decode_u64, encode_u64, region_system_prefix
+from cairn.store.ranges import DEFAULT_CHUNK_BYTES
+from cairn.store.scope import Scope
 
 RAFT_INIT_INDEX = 5
 """The log index (and term) a split's new region starts from (TiKV's RAFT_INIT_LOG_INDEX):
 above the bootstrap index, so a peer created earlier by a message (at 0) is behind it."""
 
-_U64 = struct.Struct(">Q")
 
-
-def key_range(region: Region) -> KeyRange:
-    """The range keys a region covers."""
-    return KeyRange(region.start, region.end)
+def region_scope(region: Region) -> Scope:
+    """The part of the shared keyspace a region's state machine owns."""
+    return Scope.region(region.id, region.start, region.end)
 
 
 class NodeStore:
@@ -143,8 +142,8 @@ class NodeStore:
 
     def applied_index(self, region_id: int) -> int:
         """Region `region_id`'s applied index as its state machine last wrote it (0: none)."""
-        raw = self.keyspace.get(region_data.applied_key(region_id))
-        return 0 if raw is None else int(_U64.unpack(raw)[0])
+        raw = self.keyspace.get(Scope.region(region_id).applied_key)
+        return decode_u64(raw)
 
     # -- group commit ----------------------------------------------------------------------
 
@@ -221,8 +220,8 @@ class NodeStore:
         keys = RaftKeys.region(self.env, state.region_id)
         self._stage_raft_reset(wtx, keys, conf_state, index)
         if conf_state is not None:
-            applied = region_data.applied_key(state.region_id)
-            self.keyspace.stage_put(wtx, applied, _U64.pack(index))
+            applied = Scope.region(state.region_id).applied_key
+            self.keyspace.stage_put(wtx, applied, encode_u64(index))
         self.stage_state(wtx, state)
 
     def stage_split(
@@ -289,8 +288,8 @@ class NodeStore:
         state = self._states.get(region_id)
         if state is None or not state.pending_delete or state.region is None:
             return 0
-        rng = key_range(state.region)
-        deleted = region_data.delete_range(self.keyspace, region_id, rng, txn_records=txn_records)
+        scope = region_scope(state.region)
+        deleted = region_data.delete_range(self.keyspace, scope, txn_records=txn_records)
         with self.env.write() as wtx:
             self.stage_state(wtx, RegionLocalState(region_id, PeerState.TOMBSTONE, state.region))
         if sync:
@@ -308,7 +307,7 @@ class NodeStore:
         state = self._require_live(region_id)
         if state.state is not PeerState.APPLYING or state.region is None:
             raise ValueError(f"region {region_id} is not applying a snapshot")
-        rng = key_range(state.region)
+        scope = region_scope(state.region)
         for other in self.pending():
             if other.pending_delete and other.region is not None:
                 self.finish_destroy(other.region_id, txn_records=txn_records, sync=False)
@@ -317,7 +316,7 @@ class NodeStore:
         if meta is None:
             raise RegionDataError(f"region {region_id} is applying but stores no snapshot")
         loaded = region_data.install_range(
-            self.keyspace, region_id, rng, store.snapshot_chunks(), txn_records=txn_records
+            self.keyspace, scope, store.snapshot_chunks(), txn_records=txn_records
         )
         self._finish_apply(region_id, state.region, meta.metadata.index)
         return loaded
@@ -331,20 +330,19 @@ class NodeStore:
             )
         with self.env.write() as wtx:
             if applied == 0:
-                self.keyspace.stage_put(wtx, region_data.applied_key(region_id), _U64.pack(index))
+                applied_key = Scope.region(region_id).applied_key
+                self.keyspace.stage_put(wtx, applied_key, encode_u64(index))
             self.stage_state(wtx, RegionLocalState(region_id, PeerState.NORMAL, region))
         self.env.sync()
 
     def snapshot_data(
-        self, region_id: int, chunk_bytes: int = region_data.DEFAULT_CHUNK_BYTES
+        self, region_id: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES
     ) -> Iterator[bytes]:
         """The region's data as snapshot frames (see `region_data.range_snapshot`)."""
         state = self._require_live(region_id)
         if state.region is None:
             raise UnknownRegionError(f"region {region_id} is not initialized: it has no data")
-        return region_data.range_snapshot(
-            self.keyspace, region_id, key_range(state.region), chunk_bytes
-        )
+        return region_data.range_snapshot(self.keyspace, region_scope(state.region), chunk_bytes)
 
     # -- verification ----------------------------------------------------------------------
 
@@ -408,7 +406,7 @@ class NodeStore:
         keys = RaftKeys.region(self.env, region_id)
         keys.clear(wtx.txn, keys.log_db)
         keys.clear(wtx.txn, keys.state_db)
-        self.keyspace.stage_delete_prefix(wtx, region_data.system_prefix(region_id))
+        self.keyspace.stage_delete_prefix(wtx, region_system_prefix(region_id))
         self._drop_store_after(wtx, region_id)
 
     def _drop_store_after(self, wtx: WriteTxn, region_id: int) -> None:

@@ -21,7 +21,8 @@ A machine owning the whole keyspace (the single-group node) keeps them at ``X ap
     b"Xr" | region id (8 bytes, big-endian) | name
     names: b"applied", b"now", b"keys", b"slot" | slot (2 bytes): keys of that slot
 
-(the format `cairn.storage.region_data` walks, snapshots and drops with the region).
+(the records `cairn.store.ranges` walks and images, and `cairn.storage.region_data` installs
+and drops with the region).
 
 Metadata records sort by (hash slot, key), so the keys of a slot range, which is what a
 region will own, are one contiguous range of ``M`` records (plus the matching range of ``F``

@@ -12,14 +12,16 @@ other regions (`cairn.store.layout`):
 
 A region's snapshot image is the concatenation of msgpack frames
 ``[1, region id, [key, value, key, value, ...], last]`` of about `chunk_bytes` each, in
-the order F, M, X: byte for byte what `cairn.storage.region_data.range_snapshot` produces,
-so an image taken here installs there and the other way round. This module is the pure
-implementation over any `Keyspace` (the simulator's `MemoryKeyspace`); a node on LMDB plugs
-the storage layer's bounded-transaction versions in through `RangeImages`.
+the order F, M, X. This module is the one implementation of the walks and of the image
+format, over any `Keyspace` (the simulator's `MemoryKeyspace` as well as LMDB); installing
+in one batch is `KeyspaceImages`. `cairn.storage.region_data` reuses the walks, the frames
+and `ImageReader` to snapshot, install and delete a region on LMDB in bounded transactions,
+and a node plugs those in through `RangeImages`.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Iterator
 from typing import Protocol
@@ -157,9 +159,10 @@ def _region_id(scope: Scope) -> int:
     return scope.region_id
 
 
-def delete_records(batch: WriteBatch, scope: Scope) -> int:
-    """Delete every record of the scope (data and system records) in `batch`; how many."""
-    doomed = [key for key, _ in iter_scope(batch, scope)]
+def delete_records(batch: WriteBatch, scope: Scope, limit: int | None = None) -> int:
+    """Delete the scope's records (data and system records; the first `limit` of them in
+    key order, all when None) in `batch`; how many."""
+    doomed = [key for key, _ in itertools.islice(iter_scope(batch, scope), limit)]
     for key in doomed:
         batch.delete(key)
     return len(doomed)
@@ -168,25 +171,55 @@ def delete_records(batch: WriteBatch, scope: Scope) -> int:
 def load_image(batch: WriteBatch, scope: Scope, data: bytes) -> int:
     """Write the records of image `data` in `batch`; how many. `ImageError` when it is
     malformed, truncated, of another region or holds a foreign record."""
-    region_id = _region_id(scope)
-    unpacker = msgpack.Unpacker(raw=False)
-    unpacker.feed(data)
-    loaded, finished = 0, False
-    for frame in unpacker:
-        if finished:
-            raise ImageError(f"region {region_id}: image data after its last frame")
-        flat, finished = _check_frame(region_id, frame)
-        for i in range(0, len(flat), 2):
-            key, value = flat[i], flat[i + 1]
-            if not isinstance(key, bytes) or not isinstance(value, bytes):
-                raise ImageError(f"region {region_id}: an image record is not bytes")
-            if not owns(scope, key):
-                raise ImageError(f"region {region_id}: image record {key!r} is outside it")
-            batch.put(key, value)
-            loaded += 1
-    if not finished:
-        raise ImageError(f"region {region_id}: image ends before its last frame")
+    reader = ImageReader(scope)
+    loaded = 0
+    for key, value in reader.feed(data):
+        batch.put(key, value)
+        loaded += 1
+    reader.close()
     return loaded
+
+
+class ImageReader:
+    """Decodes and checks a region image fed in pieces split anywhere.
+
+    Both ways of installing an image read it through this class: `load_image` in one batch
+    and the storage layer in bounded transactions, so they refuse exactly the same images.
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        self.region_id = _region_id(scope)
+        self.finished = False
+        """Whether the last frame has been read."""
+        self._scope = scope
+        self._unpacker = msgpack.Unpacker(raw=False)
+
+    def feed(self, piece: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The records of the frames `piece` completes, each checked before it is yielded
+        (`ImageError`: a malformed frame, another region's, a frame after the last, a record
+        outside the region)."""
+        self._unpacker.feed(piece)
+        for frame in self._unpacker:
+            if self.finished:
+                raise ImageError(f"region {self.region_id}: image data after its last frame")
+            flat, last = _check_frame(self.region_id, frame)
+            for i in range(0, len(flat), 2):
+                yield self._check_record(flat[i], flat[i + 1])
+            self.finished = last
+
+    def close(self) -> None:
+        """`ImageError` unless the image's last frame was read."""
+        if not self.finished:
+            raise ImageError(f"region {self.region_id}: image ends before its last frame")
+
+    def _check_record(self, key: object, value: object) -> tuple[bytes, bytes]:
+        if not isinstance(key, bytes) or not isinstance(value, bytes):
+            raise ImageError(f"region {self.region_id}: an image record is not bytes")
+        if not owns(self._scope, key):
+            raise ImageError(
+                f"region {self.region_id}: image record {key!r} lies outside the region"
+            )
+        return key, value
 
 
 def _check_frame(region_id: int, frame: object) -> tuple[list[object], bool]:
