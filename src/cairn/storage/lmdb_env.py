@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import lmdb
 
@@ -263,6 +263,27 @@ class LmdbEnv:
     def _fail(self, what: str, exc: BaseException) -> DiskFailedError:
         self._failed = DiskFailedError(_describe_failure(what, exc, self.path, self.options))
         return self._failed
+
+
+_T = TypeVar("_T")
+
+
+def open_built(
+    path: str | os.PathLike[str],
+    node_id: int,
+    cluster_id: str,
+    options: LmdbOptions | None,
+    build: Callable[[LmdbEnv], _T],
+) -> _T:
+    """Open the data directory (default options when None) and `build` a store over it;
+    the directory is closed again if building fails, so a store that refuses to open
+    (damage found by its verification) does not keep the directory locked."""
+    env = LmdbEnv.open(path, node_id, cluster_id, options or LmdbOptions())
+    try:
+        return build(env)
+    except BaseException:
+        env.close()
+        raise
 
 
 def _describe_failure(what: str, exc: BaseException, path: Path, options: LmdbOptions) -> str:

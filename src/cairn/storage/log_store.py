@@ -47,7 +47,7 @@ from cairn.raft.types import (
 from cairn.runtime.env import DurableState, LogBatch
 from cairn.storage import records
 from cairn.storage.errors import CorruptLogError, UncoveredCompactionError
-from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions, WriteTxn
+from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions, WriteTxn, open_built
 from cairn.storage.raft_keys import RaftKeys
 from cairn.storage.records import SnapshotRecord
 from cairn.storage.snapshot_writer import SnapshotWriter
@@ -123,12 +123,13 @@ class LmdbLogStore:
         cache_entries: int = DEFAULT_CACHE_ENTRIES,
     ) -> LmdbLogStore:
         """Open the data directory and the log in it; closes the directory on failure."""
-        env = LmdbEnv.open(path, node_id, cluster_id, options or LmdbOptions())
-        try:
-            return cls(env, chunk_size=chunk_size, cache_entries=cache_entries)
-        except BaseException:
-            env.close()
-            raise
+        return open_built(
+            path,
+            node_id,
+            cluster_id,
+            options,
+            lambda env: cls(env, chunk_size=chunk_size, cache_entries=cache_entries),
+        )
 
     def close(self) -> None:
         """Close the underlying environment (syncing it if healthy)."""

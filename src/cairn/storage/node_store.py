@@ -39,7 +39,7 @@ from cairn.runtime.env import LogBatch
 from cairn.shard.region import Region
 from cairn.storage import region_data
 from cairn.storage.errors import CorruptLogError, RegionDataError, UnknownRegionError
-from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions, WriteTxn
+from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions, WriteTxn, open_built
 from cairn.storage.lmdb_keyspace import LmdbKeyspace
 from cairn.storage.log_store import DEFAULT_CACHE_ENTRIES, DEFAULT_CHUNK_SIZE, LmdbLogStore
 from cairn.storage.raft_keys import RaftKeys, next_prefix, prefix_region, region_prefix
@@ -97,12 +97,13 @@ class NodeStore:
         cache_entries: int = DEFAULT_CACHE_ENTRIES,
     ) -> NodeStore:
         """Open the data directory and list its regions; closes the directory on failure."""
-        env = LmdbEnv.open(path, node_id, cluster_id, options or LmdbOptions())
-        try:
-            return cls(env, chunk_size=chunk_size, cache_entries=cache_entries)
-        except BaseException:
-            env.close()
-            raise
+        return open_built(
+            path,
+            node_id,
+            cluster_id,
+            options,
+            lambda env: cls(env, chunk_size=chunk_size, cache_entries=cache_entries),
+        )
 
     def close(self) -> None:
         """Close the environment (syncing it if healthy)."""
