@@ -42,7 +42,7 @@ from cairn.storage.errors import CorruptLogError, RegionDataError, UnknownRegion
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions, WriteTxn, open_built
 from cairn.storage.lmdb_keyspace import LmdbKeyspace
 from cairn.storage.log_store import DEFAULT_CACHE_ENTRIES, DEFAULT_CHUNK_SIZE, LmdbLogStore
-from cairn.storage.raft_keys import RaftKeys, next_prefix, prefix_region, region_prefix
+from cairn.storage.raft_keys import RaftKeys, prefix_region, region_prefix
 from cairn.storage.records import SnapshotRecord
 from cairn.storage.region_meta import (
     PeerState,
@@ -52,7 +52,7 @@ from cairn.storage.region_meta import (
     key_region,
     meta_key,
 )
-from cairn.store.layout import decode_u64, encode_u64, region_system_prefix
+from cairn.store.layout import decode_u64, encode_u64, prefix_end, region_system_prefix
 from cairn.store.ranges import DEFAULT_CHUNK_BYTES
 from cairn.store.scope import Scope
 
@@ -367,7 +367,7 @@ class NodeStore:
             while present:
                 region_id = prefix_region(cur.key())
                 yield region_id
-                after = next_prefix(region_prefix(region_id))
+                after = prefix_end(region_prefix(region_id))
                 present = after is not None and cur.set_range(after)
 
     # -- internals -------------------------------------------------------------------------

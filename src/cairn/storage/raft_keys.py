@@ -32,6 +32,7 @@ from cairn.storage import records
 from cairn.storage.errors import CorruptLogError
 from cairn.storage.lmdb_env import LmdbEnv
 from cairn.storage.records import SnapshotRecord
+from cairn.store.layout import prefix_end
 
 _U64 = struct.Struct(">Q")
 _INDEX = struct.Struct(">Q")
@@ -48,14 +49,6 @@ def prefix_region(key: bytes) -> int:
         raise CorruptLogError(f"a region record has a key of {len(key)} bytes: {key!r}")
     region_id: int = _U64.unpack_from(key)[0]
     return region_id
-
-
-def next_prefix(prefix: bytes) -> bytes | None:
-    """The smallest key above every key that starts with `prefix` (None: no such key)."""
-    trimmed = prefix.rstrip(b"\xff")
-    if not trimmed:
-        return None
-    return trimmed[:-1] + bytes([trimmed[-1] + 1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +80,7 @@ class RaftKeys:
             env.region_raft_db,
             prefix,
             zlib.crc32(prefix),
-            next_prefix(prefix),
+            prefix_end(prefix),
             region_id,
         )
 
