@@ -152,7 +152,8 @@ class LmdbKeyspace:
 
 
 class KeyspaceView:
-    """Reads of an `LmdbKeyspace` through one LMDB transaction (see `LmdbKeyspace.view`)."""
+    """Reads of an `LmdbKeyspace` through one LMDB transaction (see `LmdbKeyspace.view`);
+    a write batch reads the same way, seeing its own writes."""
 
     def __init__(self, space: LmdbKeyspace, txn: lmdb.Transaction[bytes]) -> None:
         self._space = space
@@ -169,26 +170,15 @@ class KeyspaceView:
         return _scan(self._txn, self._space, start, end, limit)
 
 
-class LmdbWriteBatch:
+class LmdbWriteBatch(KeyspaceView):
     """A write batch of an `LmdbKeyspace`: one (possibly nested) LMDB write transaction."""
 
     def __init__(
         self, space: LmdbKeyspace, txn: lmdb.Transaction[bytes], own: WriteTxn | None
     ) -> None:
-        self._space = space
-        self._txn = txn
+        super().__init__(space, txn)
         self._own = own
         self._done = False
-
-    def get(self, key: bytes) -> bytes | None:
-        """The value at `key`, as this batch sees it."""
-        return _get(self._txn, self._space, key)
-
-    def scan(
-        self, start: bytes, end: bytes | None = None, limit: int | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        """Like `LmdbKeyspace.scan`, seeing this batch's writes."""
-        return _scan(self._txn, self._space, start, end, limit)
 
     def put(self, key: bytes, value: bytes) -> None:
         """Store `value` at `key`, replacing any previous value."""
