@@ -83,6 +83,7 @@ class ChaosCluster:
                 f'node_id = {node}\ncluster_id = "chaos"\n'
                 f'client_addr = "{host}:{port}"\npeer_addr = "{phost}:{pport}"\n'
                 f'data_dir = "{self.data_dir(node)}"\nlog_level = "info"\n'
+                'admin_addr = "off"\n'  # its port would be one more to partition and free
                 + _table("raft", RAFT | self.raft)
                 + _table("limits", LIMITS)
                 + "[peers]\n"
