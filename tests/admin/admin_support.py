@@ -16,13 +16,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from cairn.admin import AdminServer, AdminSource, PlacementSource
-from cairn.admin.health import node_counts, problems
 from cairn.admin.metrics import MetricsSnapshot, RegionMetrics
-from cairn.admin.node_source import topology_views
-from cairn.admin.source import PLACEMENT_NOT_RUNNING, PlacementUnavailableError
-from cairn.admin.views import ActionResult, EventPage, NodeView, RegionView, StatusView
+from cairn.admin.node_source import StaticLayoutSource, topology_views
+from cairn.admin.views import NodeView, RegionView
 from cairn.placement import PlacementDriver
-from cairn.placement.model import PlacementRules, RegionReport
+from cairn.placement.model import RegionReport
 from cairn.shard.region import Peer, PeerRole, Region, slot_bound
 from cairn.shard.topology import NodeAddress, Topology
 
@@ -83,10 +81,13 @@ def placement_source(driver: PlacementDriver) -> PlacementSource:
     return PlacementSource(driver, "test-cluster", 1, Clock(T0 + 500), sample_metrics)
 
 
-class StaticSource:
+class StaticSource(StaticLayoutSource):
     """An `AdminSource` with no placement driver, over a fixed topology (as a node today).
 
     `fail` set to an exception makes every read raise it (500s, 503s)."""
+
+    cluster_id = "static"
+    node_id = 1
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
@@ -97,39 +98,6 @@ class StaticSource:
             raise self.fail
         peers = {n: f"{a.host}:{a.bus_port}" for n, a in self.topology.nodes.items()}
         return topology_views(self.topology, peers, lambda r: None)
-
-    async def status(self) -> StatusView:
-        nodes, regions = self._views()
-        health, found = problems(nodes, regions)
-        return StatusView(
-            "static",
-            1,
-            False,
-            node_counts(nodes),
-            len(regions),
-            sum(r.leader is not None for r in regions),
-            health,
-            found,
-            0,
-            0,
-            0,
-            None,
-        )
-
-    async def nodes(self) -> list[NodeView]:
-        return self._views()[0]
-
-    async def regions(self) -> list[RegionView]:
-        return self._views()[1]
-
-    async def events(self, since: int, limit: int) -> EventPage:
-        return EventPage((), 0, placement_running=False)
-
-    async def drain_node(self, node_id: int, reason: str) -> ActionResult:
-        raise PlacementUnavailableError(PLACEMENT_NOT_RUNNING)
-
-    async def set_placement(self, rules: PlacementRules) -> ActionResult:
-        raise PlacementUnavailableError(PLACEMENT_NOT_RUNNING)
 
     def metrics(self) -> MetricsSnapshot:
         return MetricsSnapshot(1, 1.0, 0, 0, 0)

@@ -7,13 +7,15 @@ through the same values the placement driver's source shows, so `cairn ctl` and 
 see one shape either way; there are no events, and the actions answer 501 (HTTP "not
 implemented") with the reason.
 
-`topology_views` is the pure part, the conversion of a `Topology` into API values; the
-class only gathers what it needs from the running node.
+`topology_views` is the pure part, the conversion of a `Topology` into API values;
+`StaticLayoutSource` answers every read and action of a source without a placement driver
+from those values; `NodeAdminSource` only gathers what it needs from the running node.
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -94,32 +96,34 @@ def _region(
     )
 
 
-class NodeAdminSource:
-    """`AdminSource` over a running single-group `Node` (see the module docstring)."""
+class StaticLayoutSource(ABC):
+    """The reads and refusals of an `AdminSource` without a placement driver.
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    The layout is whatever `_views` returns (a subclass says where it comes from); there
+    are no events, no operators and no rules, and the actions answer 501 with the reason.
+    """
 
+    @property
+    @abstractmethod
+    def cluster_id(self) -> str:
+        """The cluster this source reports on."""
+
+    @property
+    @abstractmethod
+    def node_id(self) -> int:
+        """The node answering."""
+
+    @abstractmethod
     def _views(self) -> tuple[list[NodeView], list[RegionView]]:
-        node = self.node
-        if node.stopping or not hasattr(node, "replica"):
-            raise SourceUnavailableError("the node is starting or stopping")
-        peers = {n: f"{host}:{port}" for n, (host, port) in node.config.peers.items()}
-        return topology_views(node.topology(), peers, self._keys)
-
-    def _keys(self, region: Region) -> int | None:
-        if region.peer_on(self.node.config.node_id) is None:
-            return None
-        reply = self.node.machine.execute_read("dbsize", [], 0)
-        return reply.value if isinstance(reply, Integer) else None
+        """The layout's nodes and regions (`topology_views`)."""
 
     async def status(self) -> StatusView:
-        """The layout's summary: nodes up and down, the region, its leader."""
+        """The layout's summary: nodes up and down, the regions, their leaders."""
         nodes, regions = self._views()
         health, found = problems(nodes, regions)
         return StatusView(
-            cluster_id=self.node.config.cluster_id,
-            answered_by=self.node.config.node_id,
+            cluster_id=self.cluster_id,
+            answered_by=self.node_id,
             placement_running=False,
             nodes=node_counts(nodes),
             regions=len(regions),
@@ -133,11 +137,11 @@ class NodeAdminSource:
         )
 
     async def nodes(self) -> list[NodeView]:
-        """The configured peers, up when connected to this node."""
+        """The layout's nodes, by id."""
         return self._views()[0]
 
     async def regions(self) -> list[RegionView]:
-        """The one region over the whole keyspace."""
+        """The layout's regions, in key order."""
         return self._views()[1]
 
     async def events(self, since: int, limit: int) -> EventPage:
@@ -151,6 +155,38 @@ class NodeAdminSource:
     async def set_placement(self, rules: PlacementRules) -> ActionResult:
         """Refused (501): placement rules need the placement driver."""
         raise PlacementUnavailableError(PLACEMENT_NOT_RUNNING)
+
+
+class NodeAdminSource(StaticLayoutSource):
+    """`AdminSource` over a running single-group `Node` (see the module docstring): the
+    configured peers, up when connected to this node, and the one region over the whole
+    keyspace."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    @property
+    def cluster_id(self) -> str:
+        """The node's configured cluster."""
+        return self.node.config.cluster_id
+
+    @property
+    def node_id(self) -> int:
+        """This node's id."""
+        return self.node.config.node_id
+
+    def _views(self) -> tuple[list[NodeView], list[RegionView]]:
+        node = self.node
+        if node.stopping or not hasattr(node, "replica"):
+            raise SourceUnavailableError("the node is starting or stopping")
+        peers = {n: f"{host}:{port}" for n, (host, port) in node.config.peers.items()}
+        return topology_views(node.topology(), peers, self._keys)
+
+    def _keys(self, region: Region) -> int | None:
+        if region.peer_on(self.node.config.node_id) is None:
+            return None
+        reply = self.node.machine.execute_read("dbsize", [], 0)
+        return reply.value if isinstance(reply, Integer) else None
 
     def metrics(self) -> MetricsSnapshot:
         """The node's client figures and its replica's Raft figures."""
