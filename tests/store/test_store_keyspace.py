@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cairn.store.keyspace import MemoryKeyspace
+from cairn.store.keyspace import MemoryKeyspace, write_batch
 
 
 def test_scan_bounds_and_limit() -> None:
@@ -30,6 +30,18 @@ def test_one_batch_at_a_time() -> None:
         space.begin()
     batch.abort()
     space.begin().commit()
+
+
+def test_write_batch_commits_the_block_or_aborts_it() -> None:
+    space = MemoryKeyspace()
+    with write_batch(space) as batch:
+        batch.put(b"a", b"1")
+    with pytest.raises(KeyError), write_batch(space) as batch:
+        batch.put(b"a", b"2")
+        batch.put(b"b", b"2")
+        raise KeyError("refused")
+    assert space.scan(b"") == [(b"a", b"1")]
+    space.begin().commit()  # no batch was left open
 
 
 _OPS = st.lists(

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from cairn.storage.errors import RegionDataError
 from cairn.storage.failpoints import fail_point
 from cairn.storage.lmdb_keyspace import LmdbKeyspace
+from cairn.store.keyspace import write_batch
 from cairn.store.ranges import (
     DEFAULT_CHUNK_BYTES,
     ImageError,
@@ -81,14 +82,8 @@ def delete_range(
     `txn_records` per transaction; how many were deleted."""
     total = 0
     while True:
-        batch = space.begin()
-        try:
-            with _region_data_errors():
-                deleted = delete_records(batch, scope, txn_records)
-        except BaseException:
-            batch.abort()
-            raise
-        batch.commit()
+        with write_batch(space) as batch, _region_data_errors():
+            deleted = delete_records(batch, scope, txn_records)
         fail_point(FP_DELETE_STEP)
         total += deleted
         if deleted < txn_records:
@@ -139,14 +134,9 @@ class _Loader:
         """Commit the staged records in one transaction."""
         if not self._pending:
             return
-        batch = self._space.begin()
-        try:
+        with write_batch(self._space) as batch:
             for key, value in self._pending:
                 batch.put(key, value)
-        except BaseException:
-            batch.abort()
-            raise
-        batch.commit()
         fail_point(FP_INSTALL_STEP)
         self.loaded += len(self._pending)
         self._pending = []

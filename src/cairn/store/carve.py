@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import random
 
-from cairn.store.keyspace import WriteBatch
+from cairn.store.keyspace import WriteBatch, write_batch
 from cairn.store.layout import decode_slot, decode_u64, encode_u64, slot_start
 from cairn.store.machine import StoreMachine
 from cairn.store.scope import Scope
@@ -68,8 +68,7 @@ def split_machine(
         raise CarveError("the right half needs a region id of its own")
     left = Scope.region(scope.region_id, scope.start, split_key)
     right = Scope.region(right_id, split_key, scope.end)
-    batch = machine.keyspace.begin()
-    try:
+    with write_batch(machine.keyspace) as batch:
         moved = _move_slot_counts(batch, scope, right, split_key)
         moved += _split_inner_slot(batch, machine, left, right, split_key)
         _add(batch, left.count_key, -moved)
@@ -77,10 +76,6 @@ def split_machine(
         batch.put(left.applied_key, encode_u64(index))
         batch.put(right.applied_key, encode_u64(right_index))
         batch.put(right.now_key, encode_u64(machine.max_now_ms))
-    except BaseException:
-        batch.abort()
-        raise
-    batch.commit()
     machine.scope = left
     machine.reload()
     return StoreMachine(
@@ -146,8 +141,7 @@ def merge_machines(source: StoreMachine, target: StoreMachine, index: int) -> No
     """
     merged = _merged_scope(source, target)
     src, dst = source.scope, target.scope
-    batch = target.keyspace.begin()
-    try:
+    with write_batch(target.keyspace) as batch:
         bounds = src.slot_count_bounds()
         assert bounds is not None
         for key, value in batch.scan(*bounds):
@@ -161,10 +155,6 @@ def merge_machines(source: StoreMachine, target: StoreMachine, index: int) -> No
             batch.delete(key)
         batch.put(dst.applied_key, encode_u64(index))
         batch.put(dst.now_key, encode_u64(max(source.max_now_ms, target.max_now_ms)))
-    except BaseException:
-        batch.abort()
-        raise
-    batch.commit()
     target.scope = merged
     target.reload()
     source.retired = True

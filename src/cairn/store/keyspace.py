@@ -16,7 +16,8 @@ keyspace around an open batch.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Protocol
 
 
@@ -79,6 +80,19 @@ class Keyspace(KeyspaceReader, Protocol):
         Ready's entries in one). Each batch still commits or aborts on its own; if the
         block raises, the implementation may forget every batch committed in it."""
         ...
+
+
+@contextmanager
+def write_batch(keyspace: Keyspace) -> Iterator[WriteBatch]:
+    """A batch of `keyspace` for the block: committed when the block ends, aborted when it
+    raises (the exception goes on)."""
+    batch = keyspace.begin()
+    try:
+        yield batch
+    except BaseException:
+        batch.abort()
+        raise
+    batch.commit()
 
 
 class MemoryKeyspace:

@@ -50,7 +50,7 @@ from cairn.store.commands import (
 )
 from cairn.store.commands.scan import cursor_range_key
 from cairn.store.db import Db
-from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch
+from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch, write_batch
 from cairn.store.layout import decode_u64, encode_u64
 from cairn.store.ranges import KeyspaceImages, RangeImages
 from cairn.store.scope import WHOLE_KEYSPACE, KeyOutOfRangeError, Scope
@@ -197,13 +197,8 @@ class StoreMachine:
 
     def write_progress(self) -> None:
         """Store the in-memory applied index and time in one batch."""
-        batch = self.keyspace.begin()
-        try:
+        with write_batch(self.keyspace) as batch:
             self._write_progress(batch, self.applied_index, self.max_now_ms)
-        except BaseException:
-            batch.abort()
-            raise
-        batch.commit()
 
     def check_command(self, name: str, args: Sequence[bytes]) -> None:
         """Raise `KeyOutOfRangeError` if command `name` names a key (or a SCAN cursor)
@@ -253,15 +248,10 @@ class StoreMachine:
         version, flat = msgpack.unpackb(data, raw=False) if data else (_SNAPSHOT_VERSION, [])
         if version != _SNAPSHOT_VERSION:
             raise ValueError(f"unknown store snapshot version {version}")
-        batch = self.keyspace.begin()
-        try:
+        with write_batch(self.keyspace) as batch:
             batch.clear()
             for i in range(0, len(flat), 2):
                 batch.put(flat[i], flat[i + 1])
-        except BaseException:
-            batch.abort()
-            raise
-        batch.commit()
         self.reload()
 
     # -- commands --------------------------------------------------------------------

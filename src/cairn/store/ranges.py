@@ -28,7 +28,7 @@ from typing import Protocol
 
 import msgpack
 
-from cairn.store.keyspace import Keyspace, KeyspaceReader, WriteBatch
+from cairn.store.keyspace import Keyspace, KeyspaceReader, WriteBatch, write_batch
 from cairn.store.layout import FIELD_TAG, META_TAG, prefix_end
 from cairn.store.scope import Scope
 
@@ -247,12 +247,7 @@ class KeyspaceImages:
     def restore(self, scope: Scope, data: bytes) -> None:
         """Replace the scope's records by image `data` atomically (nothing changes when
         the image is refused)."""
-        batch = self.keyspace.begin()
-        try:
+        with write_batch(self.keyspace) as batch:
             delete_records(batch, scope)
             if data:
                 load_image(batch, scope, data)
-        except BaseException:
-            batch.abort()
-            raise
-        batch.commit()
