@@ -207,3 +207,22 @@ def test_a_dead_leader_of_a_quiescent_region_is_replaced() -> None:
 
 def _nodes(c: MultiCluster) -> list[NodeId]:
     return sorted(c.nodes)
+
+
+def test_hundreds_of_idle_regions_cost_a_host_no_more_events_than_one() -> None:
+    """Quiescent regions are not ticked: once 100 idle regions have quiesced, half a second
+    of virtual time runs exactly as many events (host timers, liveness) as with one region,
+    and without hibernation every region is ticked on every host tick."""
+    counts = {}
+    for n, hibernate in ((1, True), (100, True), (100, False)):
+        c = make_cluster(hibernate=hibernate)
+        for r in range(1, n + 1):
+            found(c, r, slot_bound(r * 16), slot_bound(r * 16 + 16), 3)
+        run(c, 1.5)
+        hosts = [h for i in (1, 2, 3) if (h := c.host(i)) is not None]
+        steps, ticks = c.loop.steps, sum(h.region_ticks for h in hosts)
+        run(c, 0.5)
+        counts[(n, hibernate)] = (c.loop.steps - steps, sum(h.region_ticks for h in hosts) - ticks)
+    assert counts[(100, True)] == counts[(1, True)]
+    assert counts[(100, True)][1] == 0
+    assert counts[(100, False)][1] >= 100 * 3 * 45

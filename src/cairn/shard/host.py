@@ -300,6 +300,7 @@ class RegionHost:
         self._dead: set[NodeId] = set()
         self._start = clock.now()
         self._timer: TimerHandle | None = None
+        self._neighbour_cache: list[NodeId] | None = None
         self._recover()
         transport.set_handler(self.on_envelopes)
         self._schedule_tick()
@@ -692,9 +693,13 @@ class RegionHost:
                 self._wake_followers_of(node)
 
     def _neighbours(self) -> list[NodeId]:
-        nodes = {p.node_id for peer in self.peers.values() for p in peer.region.peers}
-        nodes.discard(self.node_id)
-        return sorted(nodes)
+        """The other nodes hosting a peer of a region hosted here (cached: a liveness
+        round must not cost O(regions))."""
+        if self._neighbour_cache is None:
+            nodes = {p.node_id for peer in self.peers.values() for p in peer.region.peers}
+            nodes.discard(self.node_id)
+            self._neighbour_cache = sorted(nodes)
+        return self._neighbour_cache
 
     def _wake_followers_of(self, node: NodeId) -> None:
         for region_id in sorted(self.peers):
@@ -711,6 +716,7 @@ class RegionHost:
 
     def announce(self, region: Region) -> None:
         """A description was applied here: learn its peers' nodes, tell the listener."""
+        self._neighbour_cache = None
         for p in region.peers:
             self.peer_nodes[p.id] = p.node_id
         if region.epoch.version > 0:
@@ -736,6 +742,7 @@ class RegionHost:
             return
         peer.replica.stop()
         self.awake.discard(region_id)
+        self._neighbour_cache = None
         self.tombstones[region_id] = peer.peer_id
         record = RegionRecord(region_id, peer.peer_id, PeerState.TOMBSTONE, peer.region)
         self.store.write_many([], sync=True, records=[record])
