@@ -131,6 +131,10 @@ RegionListener = Callable[[NodeId, Region], None]
 
 MachineFactory = Callable[[], RangeMachine]
 
+RecordMachineFactory = Callable[[RegionRecord], RangeMachine]
+"""The machine of one region's peer, made knowing its record (a machine whose storage is
+keyed by region id, such as the real node's, needs it)."""
+
 
 class _RegionTransport:
     """A hosted replica's `Transport`: Raft messages go out as envelopes via the host."""
@@ -273,6 +277,7 @@ class RegionHost:
         buggify: Callable[[str], bool] = lambda site: False,
         observers: ObserverFactory = lambda node, region: None,
         on_region: RegionListener = lambda node, region: None,
+        machine_for: RecordMachineFactory | None = None,
     ) -> None:
         self.node_id = node_id
         self.clock = clock
@@ -284,6 +289,7 @@ class RegionHost:
         self.buggify = buggify
         self.observers = observers
         self.on_region = on_region
+        self.machine_for = machine_for
         self.peers: dict[int, RegionPeer] = {}
         self.tombstones: dict[int, int] = {}
         """region id -> the highest peer id of it removed from this node."""
@@ -315,7 +321,8 @@ class RegionHost:
                 self._add_peer(record)
 
     def _add_peer(self, record: RegionRecord) -> RegionPeer:
-        peer = RegionPeer(self, record, self.new_machine())
+        machine = self.new_machine() if self.machine_for is None else self.machine_for(record)
+        peer = RegionPeer(self, record, machine)
         self.peers[record.region_id] = peer
         self.awake.add(record.region_id)
         return peer

@@ -133,6 +133,12 @@ class RegionMachine:
         """See `StateMachine.applied_index`."""
         return self.inner.applied_index
 
+    @property
+    def durable(self) -> bool:
+        """Whether the inner machine's state survives a restart on its own (a machine
+        without the attribute is not durable): the driver then compacts without images."""
+        return bool(getattr(self.inner, "durable", False))
+
     def apply(self, index: int, data: bytes) -> object:
         """Apply a normal or admin command (see the module docstring)."""
         if data[:1] == ADMIN_TAG:
