@@ -29,6 +29,11 @@ wraps its messages in `Envelope`s and whose log store is its slice of the node's
 * **Splits** are admin commands applied by `RegionMachine`; as one applies, the host creates
   the right part's peer on this node from the split-off data, in a write that reaches the
   disk before anything the left part writes after it.
+* **Merges** are two admin commands: `prepare_merge` freezes the source, `commit_merge`
+  (carrying the source's final data) grows the target over it; as the commit applies, or a
+  snapshot or a restart shows a local region covering this node's source peer with a newer
+  version, the host destroys that peer. A frozen source takes no request and no
+  membership change.
 
 Requests carry the region epoch the client routed by; a stale one, or a key the region no
 longer holds when the command applies or the read is served, completes REJECTED with a
@@ -73,6 +78,8 @@ from cairn.shard.region_machine import (
     KeyNotInRegion,
     RangeMachine,
     RegionMachine,
+    encode_commit_merge,
+    encode_prepare_merge,
     encode_split,
     initial_image,
 )
@@ -192,7 +199,7 @@ class RegionPeer:
         self.region_id = record.region_id
         self.peer_id = record.peer_id
         placeholder = record.region or Region(record.region_id, epoch=RegionEpoch(0, 0))
-        self.machine = RegionMachine(inner, placeholder, self._on_split)
+        self.machine = RegionMachine(inner, placeholder, self._on_split, self._on_merge)
         self.downstream = host.observers(host.node_id, record.region_id)
         self.idle_ticks = 0
         env = _RegionEnv(host, record.region_id, record.peer_id)
@@ -231,6 +238,7 @@ class RegionPeer:
 
     def on_restore(self, replica: Replica, snapshot: Snapshot) -> None:
         self.host.announce(self.machine.region)
+        self.host.destroy_covered(self.machine.region)
         if self.downstream is not None:
             self.downstream.on_restore(replica, snapshot)
 
@@ -259,6 +267,10 @@ class RegionPeer:
     def _on_split(self, left: Region, right: Region, image: bytes) -> None:
         self.host.announce(left)
         self.host.create_split_peer(right, image)
+
+    def _on_merge(self, source: Region, merged: Region) -> None:
+        self.host.announce(merged)
+        self.host.destroy_covered(merged)
 
 
 class RegionHost:
@@ -319,6 +331,11 @@ class RegionHost:
                 self.tombstones[record.region_id] = record.peer_id
             else:
                 self._add_peer(record)
+        for region_id in sorted(self.peers):
+            peer = self.peers.get(region_id)
+            if peer is not None:
+                for covered in self._covered_by(peer.region):
+                    self._destroy(covered)
 
     def _add_peer(self, record: RegionRecord) -> RegionPeer:
         machine = self.new_machine() if self.machine_for is None else self.machine_for(record)
@@ -375,7 +392,8 @@ class RegionHost:
             return
 
         def served(done: Completion) -> None:
-            if done.outcome is Outcome.OK and not peer.region.contains(range_key(key)):
+            moved = not peer.region.contains(range_key(key)) or peer.machine.merging_into
+            if done.outcome is Outcome.OK and moved:
                 done = self._stale(peer.region, "the key moved to another region")
             on_done(self._hinted(done))
 
@@ -396,6 +414,36 @@ class RegionHost:
             command = encode_split(peer.region.epoch, split_key, new_id, new_peer_ids)
             peer.replica.propose(command, self._translated(peer, on_done))
 
+    def prepare_merge(
+        self, region_id: int, epoch: RegionEpoch, target_id: int, on_done: Callback
+    ) -> None:
+        """Propose freezing region `region_id` (at `epoch`) to merge into `target_id`."""
+        peer = self._checked(region_id, epoch, on_done)
+        if peer is not None:
+            command = encode_prepare_merge(peer.region.epoch, target_id)
+            peer.replica.propose(command, self._translated(peer, on_done))
+
+    def commit_merge(
+        self,
+        target_id: int,
+        target_epoch: RegionEpoch,
+        source: Region,
+        source_data: bytes,
+        on_done: Callback,
+    ) -> None:
+        """Propose growing region `target_id` (at `target_epoch`) over the frozen `source`,
+        whose final data (its machine's inner snapshot) is `source_data`."""
+        peer = self._checked(target_id, target_epoch, on_done)
+        if peer is not None:
+            command = encode_commit_merge(peer.region.epoch, source, source_data)
+            peer.replica.propose(command, self._translated(peer, on_done))
+
+    def transfer_leader(self, region_id: int, to_peer: int) -> None:
+        """Ask this node's peer of region `region_id`, if it leads, to hand over to `to_peer`."""
+        peer = self.peers.get(region_id)
+        if peer is not None and not self.stopped and peer.replica.is_leader:
+            peer.replica.transfer_leader(to_peer)
+
     def change_peer(
         self, region_id: int, kind: ConfChangeType, target: Peer, on_done: Callback
     ) -> None:
@@ -403,6 +451,9 @@ class RegionHost:
         peer = self.peers.get(region_id)
         if peer is None:
             on_done(self._stale(None, f"region {region_id} is not on node {self.node_id}"))
+            return
+        if peer.machine.merging_into is not None:
+            on_done(self._stale(peer.region, f"region {region_id} is merging"))
             return
         extra = bytes(msgpack.packb([[target.id, target.node_id]]))
         cc = ConfChange(changes=(ConfChangeSingle(kind, target.id),), context=extra)
@@ -416,6 +467,9 @@ class RegionHost:
             return None
         if epoch.version != peer.region.epoch.version:
             on_done(self._stale(peer.region, f"epoch {epoch} is not {peer.region.epoch}"))
+            return None
+        if peer.machine.merging_into is not None:
+            on_done(self._stale(peer.region, f"region {region_id} is merging"))
             return None
         return peer
 
@@ -738,6 +792,32 @@ class RegionHost:
         self._write_initial(right, mine.id, image, SPLIT_INIT_INDEX, HardState())
         self._add_peer(RegionRecord(right.id, mine.id, region=right))
         self._dirty.add(right.id)
+
+    def destroy_covered(self, region: Region) -> None:
+        """Destroy, after this turn, the local peers `region` has absorbed by a merge."""
+        for covered in self._covered_by(region):
+            self.schedule_destroy(covered)
+
+    def _covered_by(self, region: Region) -> list[int]:
+        """Local initialized regions lying inside `region` with an older version. Ranges
+        change only by splits (a region shrinks) and merges (it grows over a neighbour that
+        ends), so such a region is a merge's source whose peer here missed the end."""
+        return [
+            other.region_id
+            for other in (self.peers[i] for i in sorted(self.peers))
+            if other.region_id != region.id
+            and other.initialized
+            and other.region.epoch.version < region.epoch.version
+            and region.start <= other.region.start
+            and (not region.end or (other.region.end and other.region.end <= region.end))
+        ]
+
+    def destroy_stale_peer(self, region_id: int, peer_id: int) -> None:
+        """Destroy this node's peer `peer_id` of region `region_id`, which is no longer a
+        member (the placement driver says so: it was removed while this node was away)."""
+        peer = self.peers.get(region_id)
+        if peer is not None and peer.peer_id == peer_id:
+            self.schedule_destroy(region_id)
 
     def schedule_destroy(self, region_id: int) -> None:
         """This node's peer was removed from the region: tombstone it after this turn."""

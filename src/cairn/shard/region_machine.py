@@ -17,17 +17,34 @@ with the data (an image is `[region, inner image]`).
   pre-allocated peer ids on the same nodes) takes the keys at and above the split key:
   `split_off` removes them here and returns their image, from which `on_split` creates the
   right region's peer on this node.
+* A merge is two admin commands (see docs/multiraft.md for the safety argument).
+  `encode_prepare_merge`, in the source's log, freezes the source: its version moves on,
+  and from then on it applies no command (every normal one yields `KeyNotInRegion`, every
+  admin one `EpochNotMatch`), so its data is final. `encode_commit_merge`, in the
+  target's log, carries that final data and the source's description; applied under the
+  target epoch it was proposed with, it absorbs the data (`absorb`), grows the range over
+  the source's, and calls `on_merge`, which destroys this node's source peer. Because
+  the data travels in the target's log, every target replica merges the same bytes at the
+  same index whatever state its local source replica is in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import msgpack
 
-from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch, range_key, split_region
+from cairn.shard.region import (
+    Peer,
+    PeerRole,
+    Region,
+    RegionEpoch,
+    merge_regions,
+    range_key,
+    split_region,
+)
 
 ADMIN_TAG = b"\xc1"
 """The first byte of an admin command (never the first byte of a msgpack value)."""
@@ -66,6 +83,11 @@ class RangeMachine(Protocol):
         a machine holding only them, at `applied`)."""
         ...
 
+    def absorb(self, image: bytes) -> None:
+        """Add every key of `image` (a `snapshot()` of a machine over a disjoint range),
+        leaving `applied_index` as it is: a merge's target takes in its source's data."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class KeyNotInRegion:
@@ -89,8 +111,26 @@ class SplitDone:
     right: Region
 
 
+@dataclass(frozen=True, slots=True)
+class MergePrepared:
+    """The result of an applied prepare-merge: the source, frozen under its new epoch."""
+
+    region: Region
+
+
+@dataclass(frozen=True, slots=True)
+class MergeDone:
+    """The result of an applied commit-merge: the target grown over `source`."""
+
+    source: Region
+    merged: Region
+
+
 SplitHook = Callable[[Region, Region, bytes], None]
 """Called as a split applies: (left, right, the right part's image, as `snapshot()` makes)."""
+
+MergeHook = Callable[[Region, Region], None]
+"""Called as a commit-merge applies: (the source as frozen, the grown target)."""
 
 
 def encode_region(region: Region) -> list[object]:
@@ -120,13 +160,46 @@ def encode_split(
     return ADMIN_TAG + bytes(msgpack.packb(body))
 
 
-class RegionMachine:
-    """A region's replicated state: `region` and the application's data inside it."""
+def encode_prepare_merge(epoch: RegionEpoch, target_id: int) -> bytes:
+    """The command, proposed to the source, that freezes it before merging into `target_id`
+    (applied only while the source is still at `epoch`)."""
+    body = ["prepare_merge", epoch.version, epoch.conf_ver, target_id]
+    return ADMIN_TAG + bytes(msgpack.packb(body))
 
-    def __init__(self, inner: RangeMachine, region: Region, on_split: SplitHook) -> None:
+
+def encode_commit_merge(target_epoch: RegionEpoch, source: Region, source_data: bytes) -> bytes:
+    """The command, proposed to the target, that absorbs the frozen `source` and its data
+    (the source machine's inner `snapshot()`), applied only while the target is at
+    `target_epoch`."""
+    body = [
+        "commit_merge",
+        target_epoch.version,
+        target_epoch.conf_ver,
+        encode_region(source),
+        source_data,
+    ]
+    return ADMIN_TAG + bytes(msgpack.packb(body))
+
+
+class RegionMachine:
+    """A region's replicated state: `region` and the application's data inside it.
+
+    Invariant: while `merging_into` is set the region applies nothing (its data is final).
+    """
+
+    def __init__(
+        self,
+        inner: RangeMachine,
+        region: Region,
+        on_split: SplitHook,
+        on_merge: MergeHook = lambda source, merged: None,
+    ) -> None:
         self.inner = inner
         self.region = region
         self.on_split = on_split
+        self.on_merge = on_merge
+        self.merging_into: int | None = None
+        """The target this region is frozen to merge into (a prepare-merge applied)."""
 
     @property
     def applied_index(self) -> int:
@@ -144,17 +217,48 @@ class RegionMachine:
         if data[:1] == ADMIN_TAG:
             return self._apply_admin(index, msgpack.unpackb(data[1:]))
         region = self.region
+        if self.merging_into is not None:
+            return KeyNotInRegion(region)
         if not all(region.contains(range_key(k)) for k in self.inner.keys_of(data)):
             return KeyNotInRegion(region)
         return self.inner.apply(index, data)
 
     def _apply_admin(self, index: int, body: list[object]) -> object:
-        kind, version, conf_ver, split_key, new_id, peer_ids = body
-        if kind != "split":
+        kind, version, conf_ver, *args = body
+        epoch = RegionEpoch(version, conf_ver)  # type: ignore[arg-type]
+        if kind not in ("split", "prepare_merge", "commit_merge"):
             raise ValueError(f"unknown admin command {kind!r}")
+        if self.merging_into is not None or epoch != self.region.epoch:
+            return EpochNotMatch(self.region)
+        if kind == "prepare_merge":
+            return self._prepare_merge(args)
+        if kind == "commit_merge":
+            return self._commit_merge(args)
+        return self._split(args)
+
+    def _prepare_merge(self, args: list[object]) -> object:
+        (target_id,) = args
+        assert isinstance(target_id, int)
+        self.region = replace(self.region, epoch=self.region.epoch.next_version())
+        self.merging_into = target_id
+        return MergePrepared(self.region)
+
+    def _commit_merge(self, args: list[object]) -> object:
+        fields, data = args
+        assert isinstance(fields, list) and isinstance(data, bytes)
+        source = decode_region(fields)
+        try:
+            merged = merge_regions(source, self.region)
+        except ValueError:
+            return EpochNotMatch(self.region)
+        self.inner.absorb(data)
+        self.region = merged
+        self.on_merge(source, merged)
+        return MergeDone(source, merged)
+
+    def _split(self, args: list[object]) -> object:
+        split_key, new_id, peer_ids = args
         region = self.region
-        if RegionEpoch(version, conf_ver) != region.epoch:  # type: ignore[arg-type]
-            return EpochNotMatch(region)
         assert isinstance(split_key, bytes) and isinstance(new_id, int)
         assert isinstance(peer_ids, list)
         if not region.contains(split_key) or split_key == region.start:
@@ -170,13 +274,17 @@ class RegionMachine:
         self.region = self.region.with_peers(peers)
 
     def snapshot(self) -> bytes:
-        """The description and the data, as one image."""
-        return bytes(msgpack.packb([encode_region(self.region), self.inner.snapshot()]))
+        """The description, the data and the merge state, as one image."""
+        fields: list[object] = [encode_region(self.region), self.inner.snapshot()]
+        if self.merging_into is not None:
+            fields.append(self.merging_into)
+        return bytes(msgpack.packb(fields))
 
     def restore(self, data: bytes) -> None:
         """Adopt a `snapshot()` image (description included)."""
-        region, inner = msgpack.unpackb(data)
+        region, inner, *merging = msgpack.unpackb(data)
         self.region = decode_region(region)
+        self.merging_into = int(merging[0]) if merging else None
         self.inner.restore(inner)
 
 

@@ -1,8 +1,8 @@
 """The simulator's key-value machine, cut by range: what one region of a multi-raft run holds.
 
-`KVMachine` plus the two things `RegionMachine` needs: which key a command touches, and
-splitting off the keys of a range (with their values) as an image the new region starts
-from.
+`KVMachine` plus what `RegionMachine` needs: which key a command touches, splitting off
+the keys of a range (with their values) as an image the new region starts from, and
+absorbing a merged neighbour's keys.
 """
 
 from __future__ import annotations
@@ -27,3 +27,9 @@ class RangeKVMachine(KVMachine):
         moved = sorted(k for k in self.data if moves(range_key(k.encode())))
         items = [[k, self.data.pop(k)] for k in moved]
         return bytes(msgpack.packb([applied, items]))
+
+    def absorb(self, image: bytes) -> None:
+        """Add the keys of another machine's `snapshot()` (a merged neighbour's)."""
+        _, items = msgpack.unpackb(image) if image else (0, [])
+        for k, v in items:
+            self.data[k] = v
