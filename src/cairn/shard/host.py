@@ -261,7 +261,11 @@ class RegionPeer:
                 peers[change.node_id] = Peer(change.node_id, node, role)
         self.machine.set_peers(tuple(peers[i] for i in sorted(peers)))
         self.host.announce(self.machine.region)
-        if self.peer_id not in peers:
+        # Only this peer's own removal destroys it: a peer that caught up from a snapshot
+        # older than its own addition replays changes from before it was a member.
+        if any(
+            c.type is ConfChangeType.REMOVE_NODE and c.node_id == self.peer_id for c in cc.changes
+        ):
             self.host.schedule_destroy(self.region_id)
 
     def _on_split(self, left: Region, right: Region, image: bytes) -> None:

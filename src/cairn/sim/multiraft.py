@@ -2,8 +2,11 @@
 
 Each `HostNode` owns a `SimNodeDisk` for its whole life and a `RegionHost` per incarnation
 (its timers die with it, through `SimClock`'s liveness check). Every region description a
-host applies is reported to the cluster (`applied`), which is what the coverage invariant
-and the clients' routing read.
+host applies is reported to the cluster, which keeps the newest of each region in
+`applied`: a description replaces an older one of the same region, and one that covers
+another region's range with a newer version retires that region (a merge's source), for
+good. `applied` is what the coverage invariant (`cairn.sim.coverage`) and the clients'
+routing read.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class HostNode:
     up: bool = False
     incarnation: int = 0
     host: RegionHost | None = None
+    clock_rate: float = 1.0
+    """The node's clock runs this much faster than virtual time (clock skew)."""
+    lost: bool = False
+    """Crashed for good (its disk is gone with it)."""
 
 
 @dataclass(slots=True)
@@ -64,6 +71,11 @@ class MultiCluster:
     applied: dict[int, Region] = field(default_factory=dict)
     """The newest description of every region applied anywhere (by epoch version)."""
     history: list[tuple[NodeId, Region]] = field(default_factory=list)
+    retired: dict[int, int] = field(default_factory=dict)
+    """Region id -> the version of the region that absorbed it (a merge's source)."""
+    keep_history: bool = True
+    changes: int = 0
+    """How many times `applied` changed (the coverage check runs when it moves)."""
 
     def add_node(self, node_id: NodeId, rng: random.Random) -> HostNode:
         """Register a node with a fresh disk (down until `start`)."""
@@ -81,7 +93,7 @@ class MultiCluster:
         def alive() -> bool:
             return node.up and node.incarnation == incarnation
 
-        clock: Clock = SimClock(self.loop, node_id, 1.0, alive)
+        clock: Clock = SimClock(self.loop, node_id, node.clock_rate, alive)
         node.host = RegionHost(
             node_id,
             clock,
@@ -113,11 +125,37 @@ class MultiCluster:
         node = self.nodes.get(node_id)
         return node.host if node is not None and node.up else None
 
+    def lose(self, node_id: NodeId) -> None:
+        """Crash a node for good: it never starts again."""
+        self.crash(node_id)
+        self.nodes[node_id].lost = True
+        self.loop.record(f"lost n{node_id}")
+
+    def live(self) -> list[NodeId]:
+        """The nodes that are up, by id."""
+        return [n for n in sorted(self.nodes) if self.nodes[n].up]
+
     def _on_region(self, node_id: NodeId, region: Region) -> None:
-        self.history.append((node_id, region))
+        if self.keep_history:
+            self.history.append((node_id, region))
+        if region.epoch.version <= self.retired.get(region.id, 0):
+            return
         known = self.applied.get(region.id)
-        if known is None or (region.epoch.version, region.epoch.conf_ver) > (
+        if known is not None and (region.epoch.version, region.epoch.conf_ver) <= (
             known.epoch.version,
             known.epoch.conf_ver,
         ):
-            self.applied[region.id] = region
+            return
+        self.applied[region.id] = region
+        self.changes += 1
+        for other in [self.applied[i] for i in sorted(self.applied)]:
+            if other.id != region.id and _absorbed(other, region):
+                del self.applied[other.id]
+                self.retired[other.id] = region.epoch.version
+
+
+def _absorbed(old: Region, new: Region) -> bool:
+    """Whether `new` covers `old`'s range with a newer version (`old` merged into it)."""
+    if old.epoch.version >= new.epoch.version or old.start < new.start:
+        return False
+    return not new.end or (bool(old.end) and old.end <= new.end)

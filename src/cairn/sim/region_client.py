@@ -1,0 +1,258 @@
+"""Simulated clients of a multi-region cluster: routed by key, refreshed on stale epochs.
+
+Theory of operation. Like `cairn.sim.client.SimClient` (one operation outstanding, a
+timeout, a `cairn.check` history), but every operation goes to the region holding its key
+as the client last learned the layout, under that region's epoch, to the node it believes
+leads that region. The layout is the cluster's applied descriptions as of the client's
+last refresh (a real client asks `CLUSTER SLOTS` or the placement driver); it refreshes
+only when told its epoch is stale or when it finds no region, so requests under old
+epochs really happen and must be refused.
+
+* OK — the write applied in the region (a cas that did not swap is a FAIL), or the read
+  was served linearizably and the value read from the replica's machine at that moment;
+* FAIL — definitely not applied: not leader, stale epoch, key moved, and any failed read;
+* INFO — unknown: timeout or leadership lost in flight (the process id changes).
+
+A client may be given a `script` of keys instead: it reads each once successfully, in
+order (the final reads that prove every acknowledged write survived).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from cairn.check.history import Op, OpType
+from cairn.raft.types import NONE, NodeId
+from cairn.shard.host import StaleEpochError
+from cairn.shard.region import Region, range_key
+from cairn.shard.replica import Completion, Outcome
+from cairn.sim.client import ClientParams, HistoryCounts
+from cairn.sim.kv_machine import KVCommand, KVOp
+from cairn.sim.loop import HARNESS
+from cairn.sim.multiraft import MultiCluster
+from cairn.sim.range_kv import RangeKVMachine
+
+
+@dataclass(slots=True)
+class _Call:
+    op_id: int
+    f: str
+    key: str
+    value: object
+    region: Region
+
+
+class RoutedClient:
+    """One client process of a multi-region run (renumbered after each INFO)."""
+
+    def __init__(
+        self,
+        index: int,
+        stride: int,
+        cluster: MultiCluster,
+        rng: random.Random,
+        params: ClientParams,
+        history: list[Op],
+        counts: HistoryCounts,
+        script: list[str] | None = None,
+    ) -> None:
+        self.index = index
+        self.process = index
+        self._stride = stride
+        self.cluster = cluster
+        self.loop = cluster.loop
+        self.rng = rng
+        self.params = params
+        self.history = history
+        self.counts = counts
+        self.script = script
+        self.stopping = False
+        self.stale_refusals = 0
+        self._routes: list[Region] = []
+        self._leaders: dict[int, NodeId] = {}
+        self._op_id = 0
+        self._written = 0
+        self._call: _Call | None = None
+        self._last_seen: dict[str, str | None] = {}
+
+    @property
+    def idle(self) -> bool:
+        """Whether no operation is outstanding."""
+        return self._call is None
+
+    @property
+    def done(self) -> bool:
+        """Whether a scripted client has read every key of its script."""
+        return self.script is not None and not self.script
+
+    def start(self) -> None:
+        """Begin issuing operations."""
+        self._refresh()
+        self._schedule_next()
+
+    def _refresh(self) -> None:
+        applied = self.cluster.applied
+        self._routes = sorted((applied[i] for i in sorted(applied)), key=lambda r: r.start)
+
+    def _route(self, key: str) -> Region | None:
+        rkey = range_key(key.encode())
+        for region in self._routes:
+            if region.contains(rkey):
+                return region
+        return None
+
+    def _schedule_next(self) -> None:
+        if self.stopping or self.done:
+            return
+        delay = self.rng.randrange(self.params.think + 1)
+        self.loop.call_later(delay, HARNESS, f"rclient {self.index} next", self._invoke)
+
+    # -- choosing and sending ---------------------------------------------------------
+
+    def _choose(self) -> tuple[str, str, object]:
+        if self.script is not None:
+            return "get", self.script[0], None
+        key = self.rng.choice(self.params.keys)
+        if self.rng.random() < self.params.read_weight:
+            return "get", key, None
+        self._written += 1
+        token = f"{self.index}.{self._written}"
+        roll = self.rng.random()
+        if roll < 0.4:
+            return "put", key, token
+        if roll < 0.75:
+            return "append", key, token + ";"
+        return "cas", key, (self._last_seen.get(key), token)
+
+    def _invoke(self) -> None:
+        if self.stopping or self._call is not None or self.done:
+            return
+        f, key, value = self._choose()
+        region = self._route(key)
+        if region is None:
+            self._refresh()
+            region = self._route(key)
+        if region is None:
+            self._schedule_next()
+            return
+        self._op_id += 1
+        call = _Call(self._op_id, f, key, value, region)
+        self._call = call
+        self._record(OpType.INVOKE, call, value)
+        node = self._target(region)
+        label = f"rclient {self.index} -> n{node} r{region.id} {f} {key}"
+        self.loop.call_later(self.params.latency, node, label, lambda: self._arrive(node, call))
+        self.loop.call_later(
+            self.params.timeout,
+            HARNESS,
+            f"rclient {self.index} timeout",
+            lambda: self._timeout(call),
+        )
+
+    def _target(self, region: Region) -> NodeId:
+        hint = self._leaders.get(region.id)
+        if hint is not None and region.peer_on(hint) is not None:
+            return hint
+        return self.rng.choice([p.node_id for p in region.peers])
+
+    def _arrive(self, node: NodeId, call: _Call) -> None:
+        host = self.cluster.host(node)
+        if host is None:
+            return
+        region = call.region
+        if call.f == "get":
+
+            def served(done: Completion) -> None:
+                value = (
+                    self._read(node, region.id, call.key) if done.outcome is Outcome.OK else None
+                )
+                self._reply(node, call, done, value)
+
+            host.read(region.id, region.epoch, call.key.encode(), served)
+            return
+        command = self._command(call).encode()
+        host.propose(region.id, region.epoch, command, lambda d: self._reply(node, call, d, None))
+
+    def _read(self, node: NodeId, region_id: int, key: str) -> str | None:
+        host = self.cluster.host(node)
+        peer = host.peers.get(region_id) if host is not None else None
+        if peer is None:
+            return None
+        inner = peer.machine.inner
+        assert isinstance(inner, RangeKVMachine)
+        return inner.get(key)
+
+    @staticmethod
+    def _command(call: _Call) -> KVCommand:
+        if call.f == "cas":
+            assert isinstance(call.value, tuple)
+            expected, new = call.value
+            return KVCommand(KVOp.CAS, call.key, new, expected)
+        assert isinstance(call.value, str)
+        return KVCommand(KVOp(call.f), call.key, call.value)
+
+    def _reply(self, node: NodeId, call: _Call, done: Completion, value: object) -> None:
+        label = f"rclient {self.index} <- n{node} {done.outcome.value}"
+        self.loop.call_later(
+            self.params.latency, HARNESS, label, lambda: self._complete(node, call, done, value)
+        )
+
+    # -- completing -------------------------------------------------------------------
+
+    def _complete(self, node: NodeId, call: _Call, done: Completion, value: object) -> None:
+        if self._call is not call:
+            return
+        region_id = call.region.id
+        if done.outcome is Outcome.OK:
+            self._leaders[region_id] = node
+            self._complete_ok(call, done, value)
+            return
+        if isinstance(done.value, StaleEpochError):
+            self.stale_refusals += 1
+            self._refresh()
+        if done.leader_hint != NONE:
+            self._leaders[region_id] = done.leader_hint
+        else:
+            self._leaders.pop(region_id, None)
+        if done.outcome is Outcome.REJECTED or call.f == "get":
+            self._finish(OpType.FAIL, call, None if call.f == "get" else call.value)
+        else:
+            self._finish(OpType.INFO, call, call.value)
+
+    def _complete_ok(self, call: _Call, done: Completion, value: object) -> None:
+        if call.f == "get":
+            assert value is None or isinstance(value, str)
+            self._last_seen[call.key] = value
+            if self.script:
+                self.script.pop(0)
+            self._finish(OpType.OK, call, value)
+        elif call.f == "cas" and done.value is not True:
+            self._finish(OpType.FAIL, call, call.value)
+        else:
+            self._finish(OpType.OK, call, call.value)
+
+    def _timeout(self, call: _Call) -> None:
+        if self._call is not call:
+            return
+        self._leaders.pop(call.region.id, None)
+        self._refresh()
+        if call.f == "get":
+            self._finish(OpType.FAIL, call, None)
+        else:
+            self._finish(OpType.INFO, call, call.value)
+
+    def _finish(self, kind: OpType, call: _Call, value: object) -> None:
+        self._record(kind, call, value)
+        self._call = None
+        if kind is OpType.OK:
+            self.counts.ok += 1
+        elif kind is OpType.FAIL:
+            self.counts.failed += 1
+        else:
+            self.counts.unknown += 1
+            self.process += self._stride
+        self._schedule_next()
+
+    def _record(self, kind: OpType, call: _Call, value: object) -> None:
+        self.history.append(Op(self.process, kind, call.f, call.key, value, self.loop.now))

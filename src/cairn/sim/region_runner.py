@@ -1,0 +1,446 @@
+"""`run_region_simulation`: one seeded multi-region run with splits, merges, moves and node
+loss, checked at every event and at the end.
+
+Theory of operation. One `random.Random(seed)` is the root; each component draws its own
+child stream in a fixed order. The cluster starts with `nodes` hosts and one region on the
+first three; routed clients (`cairn.sim.region_client`) write and read a few keys spread
+over the slots; the placement oracle (`cairn.sim.region_pd`) heartbeats a
+`PlacementDriver` whose thresholds are tiny, so regions split as they grow and merge as
+they shrink, replicas move, and lost nodes are repaired; the nemesis
+(`cairn.sim.region_nemesis`) partitions, crashes, pauses and loses nodes, on a network that
+drops, duplicates, delays and reorders, with clocks that drift.
+
+Checked after every event: every region's Raft safety (one `InvariantChecker` per region,
+fed through the hosts' observers), no replica's driver failed, and the applied layout
+tiles the keyspace (`cairn.sim.coverage`). After `steps` events the faults stop (lost nodes
+stay lost), clients stop, and the cluster must converge within `converge_within` of
+virtual time: every region with exactly the declared voters, no learners, all on live
+nodes that hold it at its current epoch, and a leader. Then every key is read once more
+through the routed path, and the whole history (final reads included, so every
+acknowledged write must have survived every split, merge and move) is checked for
+linearizability per key. The result carries the trace digest: same seed, same digest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+
+from cairn.check.history import Op
+from cairn.check.linearizability import Verdict, check_history
+from cairn.placement import PlacementConfig, PlacementDriver, PlacementRules
+from cairn.raft.config import Config
+from cairn.raft.types import NodeId, ReadOnlyOption
+from cairn.shard.host import HostConfig
+from cairn.shard.region import Peer, PeerRole, Region, slot_bound
+from cairn.shard.replica import ReplicaConfig, ReplicaObserver
+from cairn.sim.client import ClientParams, HistoryCounts
+from cairn.sim.cluster import SimObserver
+from cairn.sim.coverage import coverage_problem
+from cairn.sim.invariants import (
+    InvariantChecker,
+    InvariantKind,
+    InvariantViolationError,
+    Violation,
+)
+from cairn.sim.loop import EventLoop
+from cairn.sim.multiraft import MultiCluster
+from cairn.sim.network import NetworkFaults, SimNetwork
+from cairn.sim.region_client import RoutedClient
+from cairn.sim.region_nemesis import RegionNemesis, RegionNemesisParams
+from cairn.sim.region_pd import PlacementOracle
+from cairn.store.slot import SLOT_COUNT
+
+MS = 1_000_000
+TICK = 0.01
+
+REGION_FAULTS = ("drop", "duplicate", "delay", "reorder", "partition", "crash", "pause")
+"""Every fault kind a multi-region run can inject, besides node loss and clock skew."""
+
+SIM_PLACEMENT = PlacementConfig(
+    down_after_ms=1200,
+    disconnected_after_ms=600,
+    max_operators=16,
+    max_node_operators=4,
+    max_node_snapshots=2,
+    operator_timeout_ms=3000,
+    snapshot_operator_timeout_ms=6000,
+    split_size_bytes=40,
+    split_write_bytes_per_s=1 << 30,
+    merge_size_bytes=20,
+    merge_keys=1 << 30,
+    split_merge_interval_ms=300,
+)
+"""Thresholds scaled to a few dozen bytes and seconds, so everything happens in a short run."""
+
+
+class RegionViolationKind:
+    """Violation kinds of a multi-region run beyond Raft's (`Violation.kind` stays an
+    `InvariantKind`; these are the descriptions' prefixes)."""
+
+    COVERAGE = "coverage"
+    CONVERGENCE = "convergence"
+
+
+@dataclass(frozen=True, slots=True)
+class RegionSimConfig:
+    """One multi-region run's parameters; everything else is drawn from `seed`."""
+
+    seed: int
+    nodes: int = 4
+    steps: int = 6000
+    clients: int = 4
+    keys: int = 10
+    replicas: int = 3
+    regions: int = 3
+    """Regions founded at the start (cut at slot boundaries), before any split or merge."""
+    faults: tuple[str, ...] = REGION_FAULTS
+    losses: int = 1
+    """Nodes lost for good (each replaced by a new node)."""
+    clock_skew: float = 0.01
+    converge_within: int = 20_000 * MS
+    """Virtual time allowed, after the faults stop, to reach the declared placement."""
+    check_linearizability: bool = True
+    keep_history: bool = False
+    keep_trace: bool = False
+
+    def __post_init__(self) -> None:
+        if self.nodes < self.replicas or self.replicas < 1:
+            raise ValueError(f"need nodes >= replicas >= 1, not {self.nodes} and {self.replicas}")
+        unknown = set(self.faults) - set(REGION_FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}")
+
+
+@dataclass(frozen=True, slots=True)
+class RegionSimResult:
+    """What one multi-region run did and whether it stayed safe and converged."""
+
+    seed: int
+    steps: int
+    virtual_time: int
+    ops_ok: int
+    ops_failed: int
+    ops_unknown: int
+    stale_refusals: int
+    regions: int
+    splits: int
+    merges: int
+    moves: int
+    faults: dict[str, int]
+    converged_after: int | None
+    """Virtual ns from the end of the faults to convergence (None: it did not converge)."""
+    violation: Violation | None
+    verdict: Verdict | None
+    digest: str
+    history: tuple[Op, ...] = ()
+    trace: tuple[str, ...] = ()
+
+    @property
+    def failure(self) -> str | None:
+        """The first broken property in words, or None when the run was safe and converged."""
+        if self.violation is not None:
+            return str(self.violation)
+        if self.verdict is not None and not self.verdict.ok:
+            return f"linearizability (key {self.verdict.key!r}): {self.verdict.explanation}"
+        return None
+
+    @property
+    def ok(self) -> bool:
+        """Safe, linearizable (or not checked) and converged."""
+        return self.failure is None
+
+
+class _NoHooks:
+    """A multi-region run has no vote or election hooks."""
+
+    def after_vote(self, node_id: NodeId) -> None:
+        """Nothing."""
+
+    def after_election(self, node_id: NodeId) -> None:
+        """Nothing."""
+
+    def after_commit(self, node_id: NodeId, commit: int) -> None:
+        """Nothing."""
+
+
+def _child(root: random.Random) -> random.Random:
+    return random.Random(root.getrandbits(64))
+
+
+class _Run:
+    """The live parts of one run."""
+
+    def __init__(self, config: RegionSimConfig) -> None:
+        self.config = config
+        self.root = random.Random(config.seed)
+        self.loop = EventLoop(trace=[] if config.keep_trace else None)
+        self.checkers: dict[int, InvariantChecker] = {}
+        self.history: list[Op] = []
+        self.counts = HistoryCounts()
+        self.violation: Violation | None = None
+        self._coverage_seen = -1
+        host_config = self._host_config(_child(self.root))
+        network = SimNetwork(self.loop, _child(self.root), self._faults(_child(self.root)))
+        self.cluster = MultiCluster(
+            self.loop, network, host_config, self._observer, keep_history=False
+        )
+        self._nodes_rng = _child(self.root)
+        self.driver = PlacementDriver(SIM_PLACEMENT, PlacementRules(replicas=config.replicas))
+        self.oracle = PlacementOracle(self.cluster, self.driver)
+        for _ in range(config.nodes):
+            self._new_node(start=False)
+        kinds: tuple[str, ...] = tuple(
+            k for k in ("partition", "crash", "pause") if k in config.faults
+        )
+        if config.losses:
+            kinds += ("lose",)
+        params = RegionNemesisParams(losses=config.losses)
+        self.nemesis = RegionNemesis(
+            self.cluster, _child(self.root), params, kinds, lambda: self._new_node(start=True)
+        )
+        self.keys = tuple(f"key{i}" for i in range(config.keys))
+        client_rng = _child(self.root)
+        self.params = ClientParams(keys=self.keys, read_weight=client_rng.choice([0.2, 0.4, 0.6]))
+        self.clients = [
+            RoutedClient(
+                i,
+                config.clients,
+                self.cluster,
+                _child(self.root),
+                self.params,
+                self.history,
+                self.counts,
+            )
+            for i in range(config.clients)
+        ]
+
+    def _host_config(self, rng: random.Random) -> HostConfig:
+        read_mode = ReadOnlyOption.LEASE_BASED if rng.random() < 0.5 else ReadOnlyOption.SAFE
+        raft = Config(
+            id=1,
+            election_tick=10,
+            heartbeat_tick=2,
+            check_quorum=True,
+            pre_vote=rng.random() < 0.75,
+            read_only_option=read_mode,
+            max_size_per_msg=rng.choice([64, 1 << 20]),
+        )
+        replica = ReplicaConfig(raft, tick_interval=TICK, snapshot_threshold=rng.choice([20, 200]))
+        return HostConfig(replica, hibernate=rng.random() < 0.5)
+
+    def _faults(self, rng: random.Random) -> NetworkFaults:
+        faults = self.config.faults
+        return NetworkFaults(
+            drop=rng.uniform(0.0, 0.05) if "drop" in faults else 0.0,
+            duplicate=rng.uniform(0.0, 0.03) if "duplicate" in faults else 0.0,
+            long_delay=rng.uniform(0.0, 0.03) if "delay" in faults else 0.0,
+            reorder="reorder" in faults,
+        )
+
+    def _observer(self, node: NodeId, region_id: int) -> ReplicaObserver:
+        checker = self.checkers.get(region_id)
+        if checker is None:
+            checker = self.checkers[region_id] = InvariantChecker(
+                lambda: (self.loop.steps, self.loop.now)
+            )
+        return SimObserver(checker, _NoHooks())
+
+    def _new_node(self, start: bool) -> None:
+        node_id = max(self.cluster.nodes, default=0) + 1
+        rng = _child(self._nodes_rng)
+        node = self.cluster.add_node(node_id, rng)
+        skew = self.config.clock_skew
+        node.clock_rate = 1.0 + rng.uniform(-skew, skew)
+        self.oracle.register(node_id)
+        if start:
+            self.cluster.start(node_id)
+
+    # -- checking ----------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Stop the run (raise) if anything broke in the last events: coverage after every
+        event that changed the layout, Raft's invariants and drivers every few events (a
+        violation stops the replica that saw it, so it is still there to be found)."""
+        if self.cluster.changes != self._coverage_seen:
+            self._coverage_seen = self.cluster.changes
+            problem = coverage_problem(self.cluster.applied.values())
+            if problem is not None:
+                self._fail(InvariantKind.STATE_MACHINE_SAFETY, f"coverage: {problem}")
+        if self.loop.steps % 16 == 0:
+            self.check_replicas()
+
+    def check_replicas(self) -> None:
+        """Raise the first violation a region's checker saw, or a failed driver."""
+        for region_id in sorted(self.checkers):
+            violation = self.checkers[region_id].violation
+            if violation is not None:
+                raise InvariantViolationError(violation)
+        for node_id in self.cluster.live():
+            host = self.cluster.host(node_id)
+            assert host is not None
+            for region_id in sorted(host.peers):
+                failure = host.peers[region_id].replica.failure
+                if failure is not None:
+                    self._fail(InvariantKind.NODE_FAILED, f"n{node_id} r{region_id}: {failure!r}")
+
+    def _fail(self, kind: InvariantKind, text: str) -> None:
+        raise InvariantViolationError(Violation(kind, self.loop.steps, self.loop.now, text))
+
+    def step(self) -> bool:
+        """Run one event and check it."""
+        ran = self.loop.run_one()
+        self.check()
+        return ran
+
+    # -- convergence -------------------------------------------------------------------
+
+    def unconverged(self) -> str | None:
+        """Why the cluster is not at its declared placement yet (None: it is)."""
+        for region in (self.cluster.applied[i] for i in sorted(self.cluster.applied)):
+            problem = self._region_problem(region)
+            if problem is not None:
+                return f"region {region.id}: {problem}"
+        return None
+
+    def _region_problem(self, region: Region) -> str | None:
+        voters = region.voters()
+        if len(voters) != self.config.replicas or region.learners():
+            return f"{len(voters)} voters, {len(region.learners())} learners"
+        leaders = 0
+        for peer in region.peers:
+            problem = self._peer_problem(region, peer)
+            if problem is not None:
+                return problem
+            host = self.cluster.host(peer.node_id)
+            assert host is not None
+            leaders += host.peers[region.id].replica.is_leader
+        return None if leaders == 1 else f"{leaders} leaders"
+
+    def _peer_problem(self, region: Region, peer: Peer) -> str | None:
+        host = self.cluster.host(peer.node_id)
+        if host is None:
+            return f"peer {peer.id} on down node {peer.node_id}"
+        local = host.peers.get(region.id)
+        if local is None or local.peer_id != peer.id or local.region.epoch != region.epoch:
+            return f"peer {peer.id} not at epoch {region.epoch} on node {peer.node_id}"
+        if peer.role is not PeerRole.VOTER:
+            return f"peer {peer.id} is a learner"
+        return None
+
+
+def _bootstrap(run: _Run) -> None:
+    first = sorted(run.cluster.nodes)[: run.config.replicas]
+    count = run.config.regions
+    bounds = [b""] + [slot_bound(SLOT_COUNT * i // count) for i in range(1, count)] + [b""]
+    regions = []
+    for start, end in itertools.pairwise(bounds):
+        ids = run.driver.alloc_ids(1 + len(first))
+        peers = tuple(Peer(ids.first + 1 + i, n) for i, n in enumerate(first))
+        regions.append(Region(ids.first, start, end, peers=peers))
+    for node_id in sorted(run.cluster.nodes):
+        host = run.cluster.start(node_id)
+        if node_id in first:
+            for region in regions:
+                host.bootstrap_region(region)
+
+
+def _run_until(run: _Run, steps: int, deadline: int) -> None:
+    while run.loop.steps < steps and run.loop.now < deadline and run.step():
+        pass
+
+
+def _converge(run: _Run) -> int | None:
+    """Heal, stop the clients, and wait for the declared placement; the time it took."""
+    run.nemesis.heal_all()
+    run.cluster.network.faults = NetworkFaults()
+    for client in run.clients:
+        client.stopping = True
+    start = run.loop.now
+    deadline = start + run.config.converge_within
+    next_check = start
+    while run.loop.now < deadline and run.step():
+        if run.loop.now >= next_check:
+            next_check = run.loop.now + 50 * MS
+            if all(c.idle for c in run.clients) and run.unconverged() is None:
+                return run.loop.now - start
+    return None
+
+
+def _final_reads(run: _Run) -> None:
+    reader = RoutedClient(
+        run.config.clients,
+        run.config.clients + 1,
+        run.cluster,
+        _child(run.root),
+        run.params,
+        run.history,
+        run.counts,
+        script=list(run.keys),
+    )
+    reader.start()
+    deadline = run.loop.now + 10_000 * MS
+    while not reader.done and run.loop.now < deadline and run.step():
+        pass
+    if not reader.done:
+        run._fail(InvariantKind.COMMITTED_ENTRY_LOST, "final reads did not complete")
+
+
+def _execute(run: _Run) -> int | None:
+    _bootstrap(run)
+    for client in run.clients:
+        client.start()
+    run.oracle.start()
+    run.nemesis.start()
+    converged = None
+    try:
+        _run_until(run, run.config.steps, 10**18)
+        converged = _converge(run)
+        if converged is None:
+            why = run.unconverged() or "clients still busy"
+            run._fail(
+                InvariantKind.NODE_FAILED,
+                f"convergence: not converged within {run.config.converge_within // MS} ms: {why}",
+            )
+        _final_reads(run)
+        run.check_replicas()
+    except InvariantViolationError as exc:
+        run.violation = exc.violation
+    return converged
+
+
+def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
+    """Run one multi-region simulation; the same config always gives the same result."""
+    run = _Run(config)
+    converged = _execute(run)
+    verdict = None
+    if run.violation is None and config.check_linearizability:
+        verdict = check_history(run.history)
+    run.loop.record(f"final draw {run.root.random()}")
+    steps = run.oracle.stats.steps
+    faults = dict(sorted(run.nemesis.counts.items()))
+    net = run.cluster.network
+    for name, count in (("drop", net.dropped), ("duplicate", net.duplicated)):
+        if count:
+            faults[name] = count
+    return RegionSimResult(
+        seed=config.seed,
+        steps=run.loop.steps,
+        virtual_time=run.loop.now,
+        ops_ok=run.counts.ok,
+        ops_failed=run.counts.failed,
+        ops_unknown=run.counts.unknown,
+        stale_refusals=sum(c.stale_refusals for c in run.clients),
+        regions=len(run.cluster.applied),
+        splits=len(run.cluster.applied) + len(run.cluster.retired) - config.regions,
+        merges=len(run.cluster.retired),
+        moves=steps.get("AddLearner", 0),
+        faults=faults,
+        converged_after=converged,
+        violation=run.violation,
+        verdict=verdict,
+        digest=run.loop.digest(),
+        history=tuple(run.history) if config.keep_history else (),
+        trace=tuple(run.loop.trace or ()) if config.keep_trace else (),
+    )
