@@ -72,3 +72,17 @@ def test_bad_configs_are_refused() -> None:
         RegionSimConfig(seed=0, nodes=2)
     with pytest.raises(ValueError):
         RegionSimConfig(seed=0, faults=("earthquake",))
+
+
+def test_cairn_sim_regions_runs_a_seed_and_reports_it() -> None:
+    from click.testing import CliRunner
+
+    from cairn.cli.main import main
+
+    result = CliRunner().invoke(
+        main, ["sim", "--regions", "--seed", "5", "--steps", "1500", "--workers", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "seed 5:" in result.output and "1 seeds, 0 failed" in result.output
+    refused = CliRunner().invoke(main, ["sim", "--regions", "--faults", "drop"])
+    assert refused.exit_code == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import click
@@ -24,6 +25,7 @@ from cairn.raft.config import PlantedBug
 from cairn.raft.types import ReadOnlyOption
 from cairn.sim import ALL_FAULTS, Fault, SimConfig, SimResult, run_simulation
 from cairn.sim.profiles import PROFILES
+from cairn.sim.region_runner import RegionSimConfig, run_region_simulation
 
 
 class FaultsParam(click.ParamType[frozenset[Fault]]):
@@ -88,6 +90,12 @@ main.add_command(ctl)
     default=None,
     help="A named schedule (see docs/simulation.md); sets nodes, faults and timing itself.",
 )
+@click.option(
+    "--regions",
+    is_flag=True,
+    help="Multi-region mode: splits, merges, replica moves, node loss, the placement driver "
+    "(see docs/simulation.md); --nodes defaults to 4, --faults does not apply.",
+)
 @click.pass_context
 def sim(
     ctx: click.Context,
@@ -104,12 +112,24 @@ def sim(
     history: str | None,
     keep_going: bool,
     profile: str | None,
+    regions: bool = False,
 ) -> None:
     """Run a deterministic simulation of a cluster under faults and check it.
 
     Exits 1 when an invariant breaks or the history is not linearizable, printing the
     seed that reproduces it.
     """
+    if regions:
+        _refuse_with_regions(ctx, ("faults", "planted", "read_mode", "history", "profile"))
+        explicit = ctx.get_parameter_source("nodes") is not click.core.ParameterSource.DEFAULT
+        base = RegionSimConfig(
+            seed=seed, nodes=int(nodes) if explicit else 4, steps=steps, clients=clients
+        )
+        seed_range = (
+            range(seed, seed + 1) if seeds is None else range(first_seed, first_seed + seeds)
+        )
+        ok = _region_sweep(Console(), base, seed_range, workers or default_workers(), keep_going)
+        sys.exit(0 if ok else 1)
     modes = {"seed": None, "safe": ReadOnlyOption.SAFE, "lease": ReadOnlyOption.LEASE_BASED}
     bugs = frozenset(PlantedBug(p) for p in planted)
     keep = history is not None and seeds is None
@@ -134,10 +154,59 @@ def sim(
         if history is not None:
             raise click.UsageError("--history needs a single run (--seed), not --seeds")
         seed_range = range(first_seed, first_seed + seeds)
-        ok = _sweep(
-            console, config, seed_range, workers or default_workers(), keep_going, profile
-        )
+        ok = _sweep(console, config, seed_range, workers or default_workers(), keep_going, profile)
     sys.exit(0 if ok else 1)
+
+
+def _refuse_with_regions(ctx: click.Context, names: tuple[str, ...]) -> None:
+    for name in names:
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} cannot be combined with --regions")
+
+
+def _region_sweep(
+    console: Console,
+    base: RegionSimConfig,
+    seeds: range,
+    workers: int,
+    keep_going: bool,
+) -> bool:
+    """Run the multi-region simulation over `seeds`; one line per run, a total at the end."""
+    started = time.perf_counter()
+    failed: list[int] = []
+    totals = {"splits": 0, "merges": 0, "moves": 0, "ops_ok": 0}
+    configs = [replace(base, seed=s) for s in seeds]
+    with ProcessPoolExecutor(max_workers=min(workers, len(configs))) as pool:
+        for result in pool.map(run_region_simulation, configs):
+            for name in totals:
+                totals[name] += getattr(result, name)
+            converged = (
+                "-" if result.converged_after is None else f"{result.converged_after / 1e6:.0f}ms"
+            )
+            line = (
+                f"seed {result.seed}: {result.steps} steps, {result.virtual_time / 1e9:.2f}s"
+                f" virtual, ops {result.ops_ok} ok / {result.ops_failed} failed /"
+                f" {result.ops_unknown} unknown, regions {result.regions}, splits"
+                f" {result.splits}, merges {result.merges}, moves {result.moves},"
+                f" converged after {converged}, digest {result.digest[:12]}"
+            )
+            console.print(line, soft_wrap=True, highlight=False)
+            if result.failure is not None:
+                failed.append(result.seed)
+                console.print(f"[bold red]FAILED[/] seed {result.seed}: {result.failure}")
+                console.print(
+                    f"reproduce: cairn sim --regions --seed {result.seed} --steps {base.steps}"
+                    f" --nodes {base.nodes} --clients {base.clients}",
+                    soft_wrap=True,
+                )
+                if not keep_going:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    break
+    elapsed = time.perf_counter() - started
+    summary = ", ".join(f"{k} {v}" for k, v in totals.items())
+    console.print(f"{len(seeds)} seeds, {len(failed)} failed, {summary}, {elapsed:.1f}s")
+    return not failed
 
 
 def _refuse_with_profile(ctx: click.Context, names: tuple[str, ...]) -> None:
@@ -147,9 +216,7 @@ def _refuse_with_profile(ctx: click.Context, names: tuple[str, ...]) -> None:
             raise click.UsageError(f"{flag} cannot be combined with --profile (it sets it)")
 
 
-def _single(
-    console: Console, config: SimConfig, history: str | None, profile: str | None
-) -> bool:
+def _single(console: Console, config: SimConfig, history: str | None, profile: str | None) -> bool:
     started = time.perf_counter()
     result = run_simulation(config)
     elapsed = time.perf_counter() - started
