@@ -23,7 +23,7 @@ def test_a_complete_file_loads(tmp_path: Path) -> None:
         'node_id = 2\ndata_dir = "d"\nclient_addr = "127.0.0.1:7002"\n'
         'peer_addr = "127.0.0.1:17002"\npassword = "s3cret"\n'
         '[peers]\n1 = "127.0.0.1:17001"\n2 = "127.0.0.1:17002"\n'
-        "[raft]\ntick_ms = 5\nread_mode = \"readindex\"\n[limits]\nmax_clients = 7\n"
+        '[raft]\ntick_ms = 5\nread_mode = "readindex"\n[limits]\nmax_clients = 7\n'
     )
     cfg = load(path)
     assert cfg.node_id == 2
@@ -38,6 +38,11 @@ def test_a_complete_file_loads(tmp_path: Path) -> None:
     assert cfg.admin_addr == ("127.0.0.1", 27002)  # the client port + 20000
     assert from_mapping({**BASE, "admin_addr": "off"}).admin_addr is None
     assert from_mapping({**BASE, "admin_addr": "0.0.0.0:9000"}).admin_addr == ("0.0.0.0", 9000)
+
+
+def test_initial_regions_defaults_to_one_and_is_read() -> None:
+    assert from_mapping(BASE).initial_regions == 1
+    assert from_mapping({**BASE, "initial_regions": 1000}).initial_regions == 1000
 
 
 def test_overrides_win_over_the_file(tmp_path: Path) -> None:
@@ -69,6 +74,11 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
         ({"advertise_client_addr": "nohost"}, "advertise_client_addr: expected 'host:port'"),
         ({"admin_addr": "x"}, "admin_addr: expected 'host:port'"),
         ({"client_addr": "127.0.0.1:50000"}, "admin_addr: the client port .* is over 65535"),
+        ({"initial_regions": 0}, "initial_regions: must be in 1..16384"),
+        ({"initial_regions": 16385}, "initial_regions: must be in 1..16384"),
+        ({"initial_regions": "8"}, "initial_regions: expected an integer"),
+        ({"initial_regions": True}, "initial_regions: expected an integer"),
+        ({"peers": {"1": "h:1", "1000": "h:2"}}, "peers: node ids must be below 1000"),
     ],
 )
 def test_bad_values_are_named(change: dict[str, object], message: str) -> None:

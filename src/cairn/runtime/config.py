@@ -12,6 +12,7 @@ Example `node.toml`:
     peer_addr = "127.0.0.1:17001"
     admin_addr = "127.0.0.1:27001"   # HTTP admin API and /metrics ("off": none)
     redirect = "auto"   # MOVED to cluster-aware clients ("always", "never")
+    initial_regions = 1 # regions a new cluster is founded with (cut evenly by slot)
     data_dir = "/var/lib/cairn/1"
     [peers]
     1 = "127.0.0.1:17001"
@@ -31,6 +32,9 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from cairn.runtime.region_layout import PEER_ID_STRIDE
+from cairn.store.slot import SLOT_COUNT
 
 
 class ConfigError(ValueError):
@@ -101,6 +105,10 @@ class NodeConfig:
     log_level: str = "info"
     raft: RaftSettings = field(default_factory=RaftSettings)
     limits: Limits = field(default_factory=Limits)
+    initial_regions: int = 1
+    """How many regions (Raft groups) a new cluster is founded with, cut at slot
+    boundaries, evenly, each on every node of `peers` (`cairn.runtime.region_layout`).
+    Read only when the data directory is empty; a restart recovers what is on disk."""
     redirect: str = "auto"
     """When to answer MOVED instead of forwarding: "auto" (to clients that asked for the
     layout or sent READONLY/READWRITE/ASKING), "always" (as Redis Cluster) or "never"."""
@@ -116,6 +124,10 @@ class NodeConfig:
             raise ConfigError(f"node_id: must be a positive integer, got {self.node_id}")
         if self.node_id not in self.peers:
             raise ConfigError(f"peers: must list this node ({self.node_id}) with its peer address")
+        if max(self.peers) >= PEER_ID_STRIDE:
+            raise ConfigError(f"peers: node ids must be below {PEER_ID_STRIDE}")
+        if not 1 <= self.initial_regions <= SLOT_COUNT:
+            raise ConfigError(f"initial_regions: must be in 1..{SLOT_COUNT}")
         if self.redirect not in REDIRECT_MODES:
             raise ConfigError(f"redirect: expected one of {', '.join(REDIRECT_MODES)}")
         if self.log_level not in ("debug", "info", "warning", "error"):
@@ -152,6 +164,7 @@ _TOP_KEYS = {
     "advertise_client_addr",
     "admin_addr",
     "redirect",
+    "initial_regions",
     "peer_addr",
     "peers",
     "cluster_id",
@@ -217,6 +230,7 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         ),
         admin_addr=_admin_addr(raw),
         redirect=raw.get("redirect", "auto"),
+        initial_regions=_integer(raw, "initial_regions", 1),
         peer_addr=parse_address("peer_addr", raw.get("peer_addr", "127.0.0.1:16379")),
         peers=peers,
         cluster_id=raw.get("cluster_id", "cairn"),
@@ -226,6 +240,13 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         limits=_section("limits", Limits, raw.get("limits")),
     )
     return config.validate()
+
+
+def _integer(raw: dict[str, Any], key: str, default: int) -> int:
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    return value
 
 
 def _admin_addr(raw: dict[str, Any]) -> tuple[str, int] | None:

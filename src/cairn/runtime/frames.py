@@ -32,6 +32,13 @@ class FrameKind(enum.IntEnum):
     SNAPSHOT_CHUNK = 4
     """[kind, stream_id, seq, last, message_or_None, chunk]: one piece of a MsgSnap whose
     data is too large for one frame; the first piece carries the message without data."""
+    ENVELOPES = 5
+    """[kind, [envelope, ...]]: region-tagged messages between region hosts
+    (see `cairn.runtime.envelope_codec`)."""
+    ENVELOPE_CHUNK = 6
+    """[kind, stream_id, seq, last, envelope_or_None, chunk]: a snapshot-carrying envelope
+    too large for one frame, as SNAPSHOT_CHUNK (the first piece: the envelope without
+    its snapshot's data)."""
 
 
 class FrameError(ValueError):

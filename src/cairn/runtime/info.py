@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from cairn.resp.reply import Integer
 from cairn.runtime.client_commands import PROTOCOL_LEVEL
+from cairn.shard.host import RegionPeer
+from cairn.shard.topology import owned_slots
 
 if TYPE_CHECKING:
     from cairn.runtime.node import Node
@@ -65,10 +66,14 @@ def _memory(node: Node) -> list[tuple[str, object]]:
     return [("used_memory_rss", rss), ("used_memory_peak", peak), ("maxmemory", 0)]
 
 
+def _counters_total(node: Node, name: str) -> int:
+    return sum(getattr(p.replica.counters, name) for p in node.host.peers.values())
+
+
 def _persistence(node: Node) -> list[tuple[str, object]]:
-    store = node.log_store
-    failed = store.env.failed
-    state = store.state
+    first = node.first_peer()
+    state = node.node_store.store(first.region_id).state
+    failed = node.node_store.env.failed
     return [
         ("loading", 0),
         ("aof_enabled", 0),
@@ -76,57 +81,85 @@ def _persistence(node: Node) -> list[tuple[str, object]]:
         ("raft_log_first_index", state.dummy_index + 1),
         ("raft_log_last_index", state.last_index),
         ("raft_snapshot_index", state.snapshot_index),
-        ("raft_snapshots_taken", node.replica.counters.snapshots_taken),
-        ("raft_snapshots_installed", node.replica.counters.snapshots_restored),
+        ("raft_snapshots_taken", _counters_total(node, "snapshots_taken")),
+        ("raft_snapshots_installed", _counters_total(node, "snapshots_restored")),
         ("disk_status", "failed" if failed else "ok"),
     ]
 
 
 def _replication(node: Node) -> list[tuple[str, object]]:
-    replica = node.replica
-    status = replica.raw.status()
-    if replica.is_leader:
+    peer = node.first_peer()
+    status = peer.replica.raw.status()
+    region = peer.region
+    if peer.replica.is_leader:
         fields: list[tuple[str, object]] = [
             ("role", "master"),
             ("connected_slaves", sum(1 for i in status.progress if i != status.id)),
         ]
-        for n, (peer, pr) in enumerate(sorted(status.progress.items())):
-            if peer == status.id:
+        for n, (pid, pr) in enumerate(sorted(status.progress.items())):
+            if pid == status.id:
                 continue
             state = "online" if pr.recent_active else "wait_bgsave"
-            fields.append((f"slave{n}", f"node_id={peer},state={state},offset={pr.match},lag=0"))
+            other = region.peer(pid)
+            node_id = other.node_id if other is not None else pid
+            fields.append((f"slave{n}", f"node_id={node_id},state={state},offset={pr.match},lag=0"))
         fields.append(("master_repl_offset", status.commit))
         return fields
+    lead = node.leader_node(peer)
     return [
         ("role", "slave"),
-        ("master_node_id", status.lead),
-        ("master_link_status", "up" if status.lead else "down"),
+        ("master_node_id", lead or 0),
+        ("master_link_status", "up" if lead else "down"),
         ("slave_repl_offset", status.applied),
     ]
 
 
 def _keyspace(node: Node) -> list[tuple[str, object]]:
-    reply = node.machine.execute_read("dbsize", [], 0)
-    keys = reply.value if isinstance(reply, Integer) else 0
+    keys = node.key_count()
     return [("db0", f"keys={keys},expires=0,avg_ttl=0")] if keys else []
 
 
+def _role(peer: RegionPeer) -> str:
+    return str(peer.replica.role.value).removeprefix("State").lower()
+
+
 def _raft(node: Node) -> list[tuple[str, object]]:
-    status = node.replica.raw.status()
-    cs = status.conf_state
+    """The lowest region's fields under their single-group names (what tools read to
+    find "the" leader), the totals over all regions, then one line per region."""
+    first = node.first_peer()
+    status = first.replica.raw.status()
+    region = first.region
+    peers = node.host.peers
     fields: list[tuple[str, object]] = [
-        ("raft_node_id", status.id),
-        ("raft_role", status.role.value.removeprefix("State").lower()),
+        ("raft_node_id", node.config.node_id),
+        ("raft_role", _role(first)),
         ("raft_term", status.term),
-        ("raft_leader_id", status.lead),
+        ("raft_leader_id", node.leader_node(first) or 0),
         ("raft_commit_index", status.commit),
         ("raft_applied_index", status.applied),
-        ("raft_voters", ",".join(map(str, cs.voters))),
-        ("raft_learners", ",".join(map(str, cs.learners))),
+        ("raft_voters", ",".join(str(p.node_id) for p in region.voters())),
+        ("raft_learners", ",".join(str(p.node_id) for p in region.learners())),
+        ("raft_regions", len(peers)),
+        ("raft_regions_leading", sum(1 for p in peers.values() if p.replica.is_leader)),
+        ("raft_regions_without_leader", sum(1 for p in peers.values() if not p.replica.lead)),
+        ("raft_regions_quiescent", sum(1 for p in peers.values() if p.replica.quiesced)),
+        ("raft_host_ticks", node.host.ticks),
+        ("raft_host_drains", node.host.drains),
     ]
-    for peer, pr in sorted(status.progress.items()):
+    for region_id in sorted(peers):
+        peer = peers[region_id]
+        raw = peer.replica.raw.raft
+        r = peer.region
+        slots = owned_slots(r)
+        span = f"{slots.start}-{slots.stop - 1}" if slots else "-"
         fields.append(
-            (f"raft_peer{peer}", f"match={pr.match},next={pr.next_index},state={pr.state.value}")
+            (
+                f"raft_region{region_id}",
+                f"role={_role(peer)},leader={node.leader_node(peer) or 0},term={raw.term},"
+                f"commit={raw.raft_log.committed},applied={peer.replica.applied},"
+                f"epoch={r.epoch.version}.{r.epoch.conf_ver},slots={span},"
+                f"quiescent={int(peer.replica.quiesced)}",
+            )
         )
     return fields
 

@@ -1,20 +1,31 @@
-"""A Cairn node: one Raft replica of the keyspace, its peers, and its Redis clients.
+"""A Cairn node: a `RegionHost` running every region replica of this node, and its clients.
 
-Theory of operation. The `Replica` (the same driver the simulator runs) owns Raft and the
-`StoreMachine`; this module wires it to the real world and routes client commands:
+Theory of operation. The key space is cut into regions, each a Raft group; the node runs
+all of its replicas in one `RegionHost` (one Ready pass per loop turn over every region,
+ONE group write and at most one fsync for all of them, one timer, quiescence of idle
+regions). The regions' Raft logs live in the node's `NodeStore`, their data in the shared
+LMDB keyspace, each region's `StoreMachine` scoped to its range. A new cluster is founded
+with `initial_regions` regions on every node (`region_layout`), the same on every
+founding node without talking; a restart recovers the regions from the `NodeStore`.
 
-- connection commands (PING, HELLO, CLIENT, INFO ...) are answered here;
-- a write on the leader is proposed with the leader's time stamped in, and answered with
-  the state machine's reply once the entry is applied, i.e. committed on a quorum;
-- a read on the leader waits for a ReadIndex (or lease) confirmation, then runs on the
-  applied state;
-- on a follower the command is forwarded to the leader over the peer connection and the
-  leader's encoded reply is relayed unchanged;
-- with no leader, a command waits (retrying every `RETRY_INTERVAL`) until
-  `request_timeout_ms`, then fails with `-TRYAGAIN`. A write whose outcome cannot be known
-  (leadership lost while it was in flight, or timed out) fails with `-UNCERTAIN`.
+Every client command is routed (`cairn.shard.routing.route`) over the node's `Topology`
+(its regions and the leader each replica believes in):
 
-The leader also runs active expiry, proposing deletions of expired keys.
+- connection commands (PING, HELLO, CLIENT, INFO, CLUSTER ...) are answered here;
+- `Local` (this node leads the key's region): a write is proposed there with the leader's
+  time stamped in and answered once applied; a read waits for a ReadIndex (or is served
+  at once, inline, while the region's lease holds), then runs on the applied state;
+- `Forward`: the command goes to the region's leader node with the region id and epoch it
+  was routed by; the leader answers a retry mark if it no longer leads that region or the
+  epoch changed, and the sender routes again (until the request's deadline);
+- `Moved` (cluster-aware clients, see `RoutingPolicy`), `Refuse` (CROSSSLOT) are answered;
+- `Fanout` (MGET, DEL ... over several regions; DBSIZE, KEYS ... over all): every part runs
+  as its own request, and the replies are merged;
+- `NoRoute` and no known leader: retried every `RETRY_INTERVAL` until
+  `request_timeout_ms`, then `-CLUSTERDOWN` / `-TRYAGAIN`. A write whose outcome cannot be
+  known (leadership lost while it was in flight, or timed out) fails with `-UNCERTAIN`.
+
+Each region's leader also runs active expiry, proposing deletions of expired keys.
 """
 
 from __future__ import annotations
@@ -26,34 +37,50 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 from cairn.raft.config import Config
-from cairn.raft.types import NONE, ConfState, ReadOnlyOption, StateRole
+from cairn.raft.ready import Ready
+from cairn.raft.types import NONE, Entry, ReadOnlyOption, Snapshot, StateRole
 from cairn.resp.codec import encode
-from cairn.resp.reply import OK, ErrorReply, Reply
+from cairn.resp.reply import OK, ErrorReply, Integer, Reply
 from cairn.runtime.client_commands import CLIENT_COMMANDS, NOAUTH, ServerContext
 from cairn.runtime.cluster_layout import ClusterLayout
 from cairn.runtime.config import NodeConfig
+from cairn.runtime.envelope_codec import TcpHostTransport
 from cairn.runtime.frames import FrameKind
+from cairn.runtime.host_store import LmdbHostStore, found_regions
 from cairn.runtime.info import render_info
-from cairn.runtime.plants import (
-    ACK_BEFORE_SYNC,
-    PLANT_ENV,
-    STALE_FOLLOWER_READ,
-    UnsyncedLogStore,
-)
-from cairn.runtime.real_env import LoopClock, RealEnv
+from cairn.runtime.plants import ACK_BEFORE_SYNC, PLANT_ENV, STALE_FOLLOWER_READ, UnsyncedHostStore
+from cairn.runtime.range_store import SplitRefusedError, StoreRangeMachine
+from cairn.runtime.real_env import LoopClock
+from cairn.runtime.region_layout import initial_layout
+from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
-from cairn.runtime.transport import TcpTransport, TransportConfig
+from cairn.runtime.transport import ForwardTarget, TcpTransport, TransportConfig
+from cairn.shard.host import HostConfig, RegionHost, RegionPeer
+from cairn.shard.host_store import HostStore, RegionRecord
+from cairn.shard.region import Region, RegionEpoch
+from cairn.shard.region_machine import RangeMachine
 from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig
-from cairn.shard.routing import Moved, Redirect, RoutingPolicy, route
+from cairn.shard.routing import (
+    ClientRouting,
+    Fanout,
+    Forward,
+    Local,
+    Moved,
+    NoRoute,
+    Redirect,
+    Refuse,
+    RoutingPolicy,
+    merge,
+    route,
+)
 from cairn.shard.topology import Topology, cluster_command
 from cairn.storage import failpoints
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
-from cairn.storage.lmdb_keyspace import LmdbKeyspace
-from cairn.storage.log_store import LmdbLogStore
+from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.store import COMMANDS, EXPIRE_DELETE, CommandSpec, classify
 from cairn.store.machine import StoreMachine, encode_command
 
@@ -73,6 +100,7 @@ RETRY_INTERVAL = 0.02
 EXPIRY_INTERVAL = 0.1
 EXPIRY_MAX_INTERVAL = 1.0
 EXPIRY_BATCH = 64
+FAILURE_POLL = 0.2
 
 TRYAGAIN = ErrorReply("TRYAGAIN no leader is available right now, retry later")
 UNCERTAIN = ErrorReply(
@@ -80,27 +108,72 @@ UNCERTAIN = ErrorReply(
 )
 SHUTTING_DOWN = ErrorReply("TRYAGAIN this node is shutting down, retry on another node")
 _RETRY_MARK = b""
-"""A forwarded command's reply meaning "I am not the leader (any more): retry"."""
+"""A forwarded command's reply meaning "I do not lead that region at that epoch: retry"."""
+_PART_PROTOCOL = 2
+"""The protocol a fanned-out part is forwarded in (its reply is decoded and merged)."""
 
 
 @dataclass(slots=True)
 class _Request:
-    """A client command in flight on this node."""
+    """A client command (or one part of a fanned-out one) in flight on this node."""
 
-    name: str
-    args: list[bytes]
+    argv: list[bytes]
+    """The whole command, name first."""
     spec: CommandSpec
     protocol: int
     deadline: float
     done: Done
     forwarded: bool = False
-    """Sent to us by a follower: on a retryable failure, tell it to retry (no re-forwarding)."""
+    """Sent to us by another node: on a retryable failure, tell it to retry."""
     finished: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def args(self) -> list[bytes]:
+        return self.argv[1:]
 
     def finish(self, reply: ReplyValue) -> None:
         if not self.finished:
             self.finished = True
             self.done(reply)
+
+
+class _LayoutWatch:
+    """Every hosted replica's observer: a change of leader or role changes the layout."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def on_persist(self, replica: Replica, ready: Ready) -> None:
+        if ready.soft_state is not None:
+            self.node.layout_changed()
+
+    def on_apply(self, replica: Replica, entry: Entry) -> None:
+        """Nothing to do: descriptions reach the node through `on_region`."""
+
+    def on_restore(self, replica: Replica, snapshot: Snapshot) -> None:
+        self.node.layout_changed()
+
+
+class NodeKeys:
+    """The whole node's keyspace as one read-only machine for the few callers that want
+    totals (the admin API's key count): DBSIZE is summed over the regions."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def execute_read(self, name: str, args: Sequence[bytes], now_ms: int) -> Reply:
+        """DBSIZE over every region hosted here (any other command is refused)."""
+        if name != "dbsize":
+            return ErrorReply(f"ERR '{name}' needs a region: route it")
+        return Integer(self.node.key_count())
+
+
+def _no_unscoped_machine() -> RangeMachine:
+    raise SplitRefusedError("every region machine of a real node is made for its record")
 
 
 class Node:
@@ -123,23 +196,32 @@ class Node:
         self.failpoints_enabled = False
         self.plant = os.environ.get(PLANT_ENV, "")
         self.layout = ClusterLayout(config)
+        self.layout_version = 0
         self.routing = RoutingPolicy(redirect=Redirect(config.redirect))
+        self.machines: dict[int, StoreMachine] = {}
+        self.machine = NodeKeys(self)
+        self._watch = _LayoutWatch(self)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open storage, recover, join the peers and start serving clients."""
+        """Open storage, recover (or found) the regions, join the peers, serve clients."""
         cfg = self.config
         loop = asyncio.get_running_loop()
         self.failpoints_enabled = FAILPOINTS_ENV in os.environ
         failpoints.configure_all(os.environ.get(FAILPOINTS_ENV, ""))
-        self.log_store = LmdbLogStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
-        self.lmdb = self.log_store.env
+        self.node_store = NodeStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
+        self.lmdb = self.node_store.env
+        if not self.node_store.regions():
+            layout = initial_layout(cfg.peers, cfg.initial_regions)
+            found_regions(self.node_store, layout, RAFT_INIT_INDEX)
+            log.info("founded %d region(s) on nodes %s", len(layout), sorted(cfg.peers))
+        store: HostStore = LmdbHostStore(self.node_store, cfg.node_id, self._on_fatal)
+        self._unsynced: UnsyncedHostStore | None = None
         if self.plant == ACK_BEFORE_SYNC:
-            unsynced = UnsyncedLogStore(self.log_store, cfg.data_dir)
-            unsynced.start()
-            self.log_store = cast(LmdbLogStore, unsynced)
-        self.machine = StoreMachine(LmdbKeyspace(self.lmdb))
+            self._unsynced = UnsyncedHostStore(cast(LmdbHostStore, store), cfg.data_dir)
+            self._unsynced.start()
+            store = self._unsynced
         peers = {i: a for i, a in cfg.peers.items() if i != cfg.node_id}
         announce = "{}:{}".format(*cfg.advertised_client_addr)
         self.transport = TcpTransport(
@@ -152,13 +234,17 @@ class Node:
         self.transport.on_forward_reply = self._on_forward_reply
         await self.transport.start()
         self.clock = LoopClock(loop)
-        env = RealEnv(cfg.node_id, self.clock, self.transport, self.log_store, random.Random())
-        self.replica = Replica(
-            env,
-            self.machine,
-            self._replica_config(),
-            bootstrap=ConfState(voters=tuple(sorted(cfg.peers))),
-            on_fatal=self._on_fatal,
+        self.host = RegionHost(
+            cfg.node_id,
+            self.clock,
+            TcpHostTransport(self.transport),
+            store,
+            random.Random(),
+            self._host_config(),
+            _no_unscoped_machine,
+            observers=lambda node, region: self._watch,
+            on_region=lambda node, region: self.layout_changed(),
+            machine_for=self._machine_for,
         )
         self.server = RespServer(self, cfg.limits, cfg.password)
         self.context = ServerContext(
@@ -172,15 +258,36 @@ class Node:
         )
         await self.server.start(*cfg.client_addr)
         self._tasks.append(loop.create_task(self._active_expiry()))
-        log.info("node %d serving clients on %s:%d", cfg.node_id, *cfg.client_addr)
+        self._tasks.append(loop.create_task(self._watch_failures()))
+        log.info(
+            "node %d serving clients on %s:%d with %d region(s)",
+            cfg.node_id,
+            *cfg.client_addr,
+            len(self.host.peers),
+        )
+
+    def _machine_for(self, record: RegionRecord) -> RangeMachine:
+        machine = StoreRangeMachine(self.node_store.keyspace, record.region_id, record.region)
+        self.machines[record.region_id] = machine.store
+        return machine
 
     def _on_fatal(self, exc: Exception) -> None:
-        """The replica stopped on a storage failure: acknowledge nothing more, and exit."""
-        log.critical("stopping: the replica failed and will acknowledge nothing more: %s", exc)
-        self.failure = exc
+        """A region failed on storage: acknowledge nothing more, and exit."""
+        if self.failure is None:
+            log.critical("stopping: the node failed and will acknowledge nothing more: %s", exc)
+            self.failure = exc
         self.stop_requested.set()
 
-    def _replica_config(self) -> ReplicaConfig:
+    async def _watch_failures(self) -> None:
+        """A replica that failed applying (not writing its log) stops the node too."""
+        while True:
+            await asyncio.sleep(FAILURE_POLL)
+            for peer in self.host.peers.values():
+                if peer.replica.failure is not None:
+                    self._on_fatal(peer.replica.failure)
+                    return
+
+    def _host_config(self) -> HostConfig:
         r = self.config.raft
         read_mode = ReadOnlyOption.LEASE_BASED if r.read_mode == "lease" else ReadOnlyOption.SAFE
         raft = Config(
@@ -194,16 +301,26 @@ class Node:
             read_only_option=read_mode,
             max_clock_drift_ticks=r.max_clock_drift_ticks,
         )
-        return ReplicaConfig(
+        replica = ReplicaConfig(
             raft=raft,
             tick_interval=r.tick_ms / 1000,
             snapshot_threshold=r.snapshot_threshold,
             read_timeout_ticks=max(1, self.config.limits.request_timeout_ms // r.tick_ms),
             batch_ready=True,
         )
+        # Liveness: a node is presumed dead after half an election timeout of silence,
+        # so a quiescent region whose leader died starts its election as soon as an
+        # awake one would (plus that half); heartbeats are the liveness interval.
+        return HostConfig(
+            replica=replica,
+            quiesce_after_ticks=max(20, r.election_ticks // 2),
+            liveness_interval_ticks=max(1, r.heartbeat_ticks),
+            liveness_timeout_ticks=max(2 * r.heartbeat_ticks, r.election_ticks // 2),
+        )
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Graceful stop: refuse new work, finish what is in flight, then close and sync."""
+        """Graceful stop: refuse new work, finish what is in flight, hand over every led
+        region, then close and sync."""
         self.stopping = True
         for task in self._tasks:
             task.cancel()
@@ -212,35 +329,86 @@ class Node:
             await asyncio.sleep(0.01)
         await self._hand_over_leadership(min(1.0, max(0.0, deadline - time.monotonic())))
         await self.server.stop()
-        self.replica.stop()
+        self.host.stop()
         await self.transport.stop()
-        self.log_store.close()
+        if self._unsynced is not None:
+            self._unsynced.close()
+        self.node_store.close()
 
     async def _hand_over_leadership(self, timeout: float) -> None:
-        """As etcd does on shutdown: pass leadership to the most caught-up voter, so the
-        cluster does not wait out an election timeout."""
-        replica = self.replica
-        if not replica.is_leader or replica.stopped:
-            return
-        status = replica.raw.status()
-        voters = set(status.conf_state.voters)
-        candidates = [
-            (pr.match, peer)
-            for peer, pr in status.progress.items()
-            if peer != status.id and peer in voters and pr.recent_active
-        ]
-        if not candidates:
-            return
-        _, target = max(candidates)
-        replica.transfer_leader(target)
+        """As etcd does on shutdown: pass the leadership of every region led here to its
+        most caught-up voter, so the cluster does not wait out election timeouts."""
+        led = [p for p in self.host.peers.values() if p.replica.is_leader]
+        for peer in led:
+            target = _handover_target(peer.replica)
+            if target is not None:
+                peer.replica.transfer_leader(target)
         deadline = time.monotonic() + timeout
-        while replica.is_leader and time.monotonic() < deadline:
+        while any(p.replica.is_leader for p in led) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 
     def _in_flight(self) -> bool:
         return any(conn._slots for conn, _ in self.server.clients.values())
 
-    # -- routing ------------------------------------------------------------------------
+    # -- introspection --------------------------------------------------------------------
+
+    def first_peer(self) -> RegionPeer:
+        """This node's replica of its lowest region (what single-group views show)."""
+        return self.host.peers[min(self.host.peers)]
+
+    @property
+    def replica(self) -> Replica:
+        """The replica of the lowest region (see `first_peer`)."""
+        return self.first_peer().replica
+
+    @property
+    def role(self) -> StateRole:
+        """The Raft role of this node's replica of its lowest region."""
+        return self.replica.role
+
+    def key_count(self) -> int:
+        """How many keys the regions hosted here hold."""
+        total = 0
+        for machine in self.machines.values():
+            if not machine.retired:
+                total += machine.key_count()
+        return total
+
+    def leader_node(self, peer: RegionPeer) -> int | None:
+        """The node that `peer`'s replica believes leads its region (None: unknown)."""
+        lead = peer.replica.lead
+        if lead == NONE:
+            return None
+        found = peer.region.peer(lead)
+        return found.node_id if found is not None else self.host.peer_nodes.get(lead)
+
+    def layout_changed(self) -> None:
+        """A leader or a description changed: the next `topology()` is rebuilt."""
+        self.layout_version += 1
+
+    def topology(self) -> Topology:
+        """The cluster's layout as this node sees it (routing, CLUSTER SLOTS, MOVED)."""
+        transport = self.transport
+        connected = frozenset(p for p in self.config.peers if transport.connected(p))
+        cached = self.layout.cached(self.layout_version, transport.client_addrs, connected)
+        if cached is not None:
+            return cached
+        regions = []
+        leaders = {}
+        for peer in self.host.peers.values():
+            if not peer.initialized:
+                continue
+            regions.append(peer.region)
+            lead = self.leader_node(peer)
+            if lead is not None:
+                leaders[peer.region_id] = lead
+        return self.layout.build(regions, leaders, transport.client_addrs, connected)
+
+    def info(self, sections: Sequence[str]) -> str:
+        """The INFO text for `sections` (all by default)."""
+        return render_info(self, sections)
+
+    # -- client commands ----------------------------------------------------------------
 
     def execute(self, client: ClientConnection, args: list[bytes], done: Done) -> None:
         """The `CommandRouter` entry point: one command from one client."""
@@ -271,17 +439,16 @@ class Node:
         if isinstance(spec, ErrorReply):
             done(spec)
             return
-        if self._redirects(state.routing.cluster_aware) and not self.replica.is_leader:
-            decision = route(args, spec, self.topology(), state.routing, self.routing)
-            if isinstance(decision, Moved):
-                done(decision.reply)
-                return
-        if not spec.is_write and state.order.admits(False) and self.replica.can_read_now():
-            # The common read: nothing earlier of this client in its way, and the lease
-            # makes the state readable now, so it is served here and now, in order,
-            # without a request record, a Ready round or any callbacks.
-            now_ms = self.machine.effective_now(_wall_ms())
-            done(self.machine.execute_read(spec.name, args[1:], now_ms))
+        decision = route(args, spec, self.topology(), state.routing, self.routing)
+        if isinstance(decision, Moved | Refuse):
+            done(decision.reply)
+            return
+        if (
+            isinstance(decision, Local)
+            and not spec.is_write
+            and state.order.admits(False)
+            and self._serve_inline(decision.region, spec, args, done)
+        ):
             return
         timeout = self.config.limits.request_timeout_ms / 1000
         protocol = client.protocol
@@ -292,55 +459,80 @@ class Node:
                 finished()
 
             deadline = _now() + timeout
-            self._dispatch(_Request(spec.name, args[1:], spec, protocol, deadline, reply))
+            self._dispatch(_Request(args, spec, protocol, deadline, reply))
 
         state.order.submit(spec.is_write, start)
 
-    def topology(self) -> Topology:
-        """The cluster's layout as Redis Cluster clients see it (CLUSTER SLOTS, MOVED)."""
-        transport = self.transport
-        connected = frozenset(p for p in self.config.peers if transport.connected(p))
-        replica = self.replica
-        return self.layout.topology(
-            replica.lead, replica.conf_state, transport.client_addrs, connected
-        )
-
-    def _redirects(self, cluster_aware: bool) -> bool:
-        """Whether a client may be answered MOVED rather than have its command forwarded."""
-        mode = self.routing.redirect
-        return mode is Redirect.ALWAYS or (mode is Redirect.AUTO and cluster_aware)
+    def _serve_inline(
+        self, region: Region, spec: CommandSpec, args: list[bytes], done: Done
+    ) -> bool:
+        """The common read: nothing earlier of this client in its way and the region's
+        lease makes its state readable now, so it is served here and now, in order,
+        without a request record, a Ready round or any callbacks."""
+        peer = self.host.peers.get(region.id)
+        if peer is None or peer.region.epoch != region.epoch or not peer.replica.can_read_now():
+            return False
+        machine = self.machines[region.id]
+        done(machine.execute_read(spec.name, args[1:], machine.effective_now(_wall_ms())))
+        return True
 
     def _dispatch(self, request: _Request) -> None:
+        """Route `request` afresh (never MOVED: it is already ours to answer) and run it."""
         if request.finished:
             return
-        replica = self.replica
-        if replica.is_leader:
-            if request.spec.is_write:
-                self._write(request)
-            else:
-                self._read(request)
+        decision = route(request.argv, request.spec, self.topology(), ClientRouting(), self.routing)
+        if isinstance(decision, Moved | Refuse):
+            request.finish(decision.reply)
+        elif isinstance(decision, NoRoute):
+            self._retry_later(request, decision.reply)
+        elif isinstance(decision, Fanout):
+            self._fanout(request, decision)
+        else:
+            self._run_target(request, decision)
+
+    def _run_target(self, request: _Request, target: Local | Forward) -> None:
+        if isinstance(target, Local):
+            self._run(request, target.region)
             return
         if self.plant == STALE_FOLLOWER_READ and not request.spec.is_write:
-            now_ms = self.machine.effective_now(_wall_ms())
-            request.finish(self.machine.execute_read(request.name, request.args, now_ms))
-            return
-        lead = replica.lead
-        if lead != NONE and lead != self.config.node_id and self.transport.connected(lead):
-            self._forward(lead, request)
+            machine = self.machines.get(target.region.id)
+            if machine is not None:
+                now_ms = machine.effective_now(_wall_ms())
+                request.finish(machine.execute_read(request.name, request.args, now_ms))
+                return
+        lead = target.leader
+        if (
+            lead is not None
+            and lead != self.config.node_id
+            and self.transport.connected(lead)
+            and not request.forwarded
+        ):
+            self._forward(lead, request, target.region)
             return
         self._retry_later(request)
 
-    def _retry_later(self, request: _Request) -> None:
+    def _retry_later(self, request: _Request, final: Reply = TRYAGAIN) -> None:
         if request.forwarded:
             request.finish(_RETRY_MARK)
             return
         if _now() >= request.deadline:
-            request.finish(TRYAGAIN)
+            request.finish(final)
             return
         asyncio.get_running_loop().call_later(RETRY_INTERVAL, self._dispatch, request)
 
-    def _write(self, request: _Request) -> None:
-        now_ms = self.machine.effective_now(_wall_ms())
+    def _run(self, request: _Request, region: Region) -> None:
+        """Run `request` on this node's replica of `region` (routed under its epoch)."""
+        if request.spec.is_write:
+            self._write(request, region)
+        else:
+            self._read(request, region)
+
+    def _write(self, request: _Request, region: Region) -> None:
+        machine = self.machines.get(region.id)
+        if machine is None:
+            self._retry_later(request)
+            return
+        now_ms = machine.effective_now(_wall_ms())
         command = encode_command(request.name, request.args, now_ms)
 
         def on_done(c: Completion) -> None:
@@ -352,17 +544,49 @@ class Node:
                 request.finish(UNCERTAIN)
 
         self._arm_timeout(request, UNCERTAIN)
-        self.replica.propose(command, on_done)
+        self.host.propose(region.id, region.epoch, command, on_done)
 
-    def _read(self, request: _Request) -> None:
+    def _read(self, request: _Request, region: Region) -> None:
+        machine = self.machines.get(region.id)
+        if machine is None:
+            self._retry_later(request)
+            return
+
         def on_done(c: Completion) -> None:
             if c.outcome is Outcome.OK:
-                now_ms = self.machine.effective_now(_wall_ms())
-                request.finish(self.machine.execute_read(request.name, request.args, now_ms))
+                now_ms = machine.effective_now(_wall_ms())
+                request.finish(machine.execute_read(request.name, request.args, now_ms))
             else:
                 self._retry_later(request)
 
-        self.replica.read(on_done)
+        keys = request.spec.keys(request.argv)
+        if keys:
+            self.host.read(region.id, region.epoch, keys[0], on_done)
+            return
+        peer = self.host.peers.get(region.id)
+        if peer is None or peer.region.epoch != region.epoch:
+            self._retry_later(request)
+            return
+        peer.replica.read(on_done)
+
+    def _fanout(self, request: _Request, fanout: Fanout) -> None:
+        """Run every part of a command over several regions; merge their replies."""
+        replies: list[Reply | None] = [None] * len(fanout.parts)
+        left = [len(fanout.parts)]
+
+        def collect(i: int) -> Done:
+            def done(value: ReplyValue) -> None:
+                replies[i] = _as_reply(value)
+                left[0] -= 1
+                if left[0] == 0:
+                    request.finish(merge(fanout, cast(list[Reply], replies)))
+
+            return done
+
+        for i, part in enumerate(fanout.parts):
+            argv = list(part.argv)
+            child = _Request(argv, request.spec, _PART_PROTOCOL, request.deadline, collect(i))
+            self._run_target(child, part.target)
 
     def _arm_timeout(self, request: _Request, reply: Reply) -> None:
         """Finish `request` with `reply` at its deadline unless it finished before.
@@ -394,12 +618,20 @@ class Node:
 
     # -- forwarding -----------------------------------------------------------------------
 
-    def _forward(self, lead: int, request: _Request) -> None:
+    def _forward(self, lead: int, request: _Request, region: Region) -> None:
         self._next_forward += 1
         fid = self._next_forward
         self._forwards[fid] = request
-        args = [request.name.encode(), *request.args]
-        frame = [FrameKind.FORWARD, fid, request.protocol, args]
+        epoch = region.epoch
+        frame = [
+            FrameKind.FORWARD,
+            fid,
+            request.protocol,
+            request.argv,
+            region.id,
+            epoch.version,
+            epoch.conf_ver,
+        ]
         if not self.transport.send_frame(lead, frame):
             del self._forwards[fid]
             self._retry_later(request)
@@ -422,8 +654,15 @@ class Node:
         else:
             request.finish(data)
 
-    def _on_forward(self, peer: int, fid: int, protocol: int, args: list[bytes]) -> None:
-        """Run a command a follower forwarded; never forward it again."""
+    def _on_forward(
+        self,
+        peer: int,
+        fid: int,
+        protocol: int,
+        args: list[bytes],
+        target: ForwardTarget | None,
+    ) -> None:
+        """Run a command another node routed to a region led here; never forward it on."""
 
         def reply(value: ReplyValue) -> None:
             data = value if isinstance(value, bytes) else encode(value, protocol)
@@ -433,16 +672,21 @@ class Node:
         if isinstance(spec, ErrorReply):
             reply(spec)
             return
-        if not self.replica.is_leader:
+        timeout = self.config.limits.request_timeout_ms / 1000
+        request = _Request(args, spec, protocol, _now() + timeout, reply, forwarded=True)
+        if self.stopping:
             reply(_RETRY_MARK)
             return
-        timeout = self.config.limits.request_timeout_ms / 1000
-        deadline = _now() + timeout
-        request = _Request(spec.name, args[1:], spec, protocol, deadline, reply, forwarded=True)
-        if spec.is_write:
-            self._write(request)
-        else:
-            self._read(request)
+        if target is None:
+            self._dispatch(request)  # an older sender: route here, never forward
+            return
+        region_id, version, conf_ver = target
+        hosted = self.host.peers.get(region_id)
+        if hosted is None or not hosted.replica.is_leader:
+            reply(_RETRY_MARK)
+            return
+        # The host checks the sender's epoch against the region's (a stale one: retry).
+        self._run(request, replace(hosted.region, epoch=RegionEpoch(version, conf_ver)))
 
     def _failpoint(self, args: list[bytes]) -> Reply:
         if len(args) != 2:
@@ -466,36 +710,50 @@ class Node:
     # -- background work ----------------------------------------------------------------
 
     async def _active_expiry(self) -> None:
-        """Sample the keyspace for expired keys and propose their deletion.
+        """Sample each led region for expired keys and propose their deletion there.
 
         As in Redis, the effort follows the yield: a pass that finds nothing doubles the
         pause before the next (up to `EXPIRY_MAX_INTERVAL`), one that finds something
-        returns to `EXPIRY_INTERVAL`. Each pass walks about 20 x `EXPIRY_BATCH` keys, so
-        a large keyspace without expiring keys no longer costs a steady slice of the CPU.
+        returns to `EXPIRY_INTERVAL`. Each pass walks about 20 x `EXPIRY_BATCH` keys per
+        led region, so a large keyspace without expiring keys costs little.
         """
         interval = EXPIRY_INTERVAL
         while True:
             await asyncio.sleep(interval)
-            if not self.replica.is_leader or self.replica.stopped:
-                interval = EXPIRY_INTERVAL
-                continue
-            now_ms = self.machine.effective_now(_wall_ms())
-            keys = self.machine.expired_keys(now_ms, EXPIRY_BATCH)
-            interval = EXPIRY_INTERVAL if keys else min(2 * interval, EXPIRY_MAX_INTERVAL)
-            if keys:
-                command = encode_command(EXPIRE_DELETE, keys, now_ms)
-                self.replica.propose(command, lambda c: None)
+            found = False
+            for region_id, peer in list(self.host.peers.items()):
+                if peer.replica.stopped or not peer.replica.is_leader:
+                    continue
+                machine = self.machines[region_id]
+                now_ms = machine.effective_now(_wall_ms())
+                keys = machine.expired_keys(now_ms, EXPIRY_BATCH)
+                if keys:
+                    found = True
+                    command = encode_command(EXPIRE_DELETE, keys, now_ms)
+                    self.host.propose(region_id, peer.region.epoch, command, lambda c: None)
+            interval = EXPIRY_INTERVAL if found else min(2 * interval, EXPIRY_MAX_INTERVAL)
 
-    # -- introspection --------------------------------------------------------------------
 
-    def info(self, sections: Sequence[str]) -> str:
-        """The INFO text for `sections` (all by default)."""
-        return render_info(self, sections)
+def _handover_target(replica: Replica) -> int | None:
+    """The most caught-up active voter other than `replica`'s own peer, if any."""
+    status = replica.raw.status()
+    voters = set(status.conf_state.voters)
+    candidates = [
+        (pr.match, peer)
+        for peer, pr in status.progress.items()
+        if peer != status.id and peer in voters and pr.recent_active
+    ]
+    return max(candidates)[1] if candidates else None
 
-    @property
-    def role(self) -> StateRole:
-        """This node's Raft role."""
-        return self.replica.role
+
+def _as_reply(value: ReplyValue) -> Reply:
+    """A part's reply as a `Reply` (a forwarded part's comes back encoded in RESP2)."""
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return decode_reply(value)
+    except ReplyDecodeError as exc:
+        return ErrorReply(f"ERR a region's reply could not be read: {exc}")
 
 
 def _arity_ok(arity: int, argc: int) -> bool:

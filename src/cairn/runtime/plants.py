@@ -3,16 +3,16 @@
 A node started with the environment variable `CAIRN_PLANT` set to one of these names
 misbehaves on purpose (nothing changes when the variable is absent):
 
-- `ack-before-sync`: the node's storage never fsyncs what it acknowledges. Every Raft write
-  (entries, hard state, votes) is committed to LMDB without a sync, so the node answers
-  clients and votes with data only in volatile memory. A real crash of such a node loses
-  that memory, but `kill -9` does not (the page cache survives the process), so the plant
-  also models the disk: what is durable is an image of the environment taken by a
-  "writeback" once per `WRITEBACK_INTERVAL` (like the kernel flushing dirty pages),
-  written beside the data as `POWER_LOSS_IMAGE`. The chaos runner's power-loss fault
-  kills every node with -9 and puts that image back in place of the data file, so the
-  cluster restarts with what its disks really held: up to a second behind what was
-  acknowledged.
+- `ack-before-sync`: the node's storage never fsyncs what it acknowledges. Every group
+  write of its regions' Raft state (entries, hard state, votes) is committed to LMDB
+  without a sync, so the node answers clients and votes with data only in volatile memory.
+  A real crash of such a node loses that memory, but `kill -9` does not (the page cache
+  survives the process), so the plant also models the disk: what is durable is an image of
+  the environment taken by a "writeback" once per `WRITEBACK_INTERVAL` (like the kernel
+  flushing dirty pages), written beside the data as `POWER_LOSS_IMAGE`. The chaos runner's
+  power-loss fault kills every node with -9 and puts that image back in place of the data
+  file, so the cluster restarts with what its disks really held: up to a second behind
+  what was acknowledged.
 - `stale-follower-read`: a follower answers reads from its own applied state at once,
   without ReadIndex or forwarding to the leader (see `cairn.runtime.node`).
 """
@@ -23,11 +23,13 @@ import asyncio
 import contextlib
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cairn.runtime.env import DurableState, LogBatch
-from cairn.storage.log_store import LmdbLogStore
+from cairn.runtime.host_store import LmdbHostStore
+from cairn.shard.host_store import RegionRecord
 
 PLANT_ENV = "CAIRN_PLANT"
 ACK_BEFORE_SYNC = "ack-before-sync"
@@ -39,26 +41,36 @@ POWER_LOSS_IMAGE = "power-loss-image.mdb"
 WRITEBACK_INTERVAL = 1.0
 
 
-class UnsyncedLogStore:
-    """A `LogStore` that writes every batch without an fsync (acknowledging at once) and
-    keeps the power-loss image up to date once per `WRITEBACK_INTERVAL`.
+class UnsyncedHostStore:
+    """A region host's store that writes every group write without an fsync
+    (acknowledging at once) and keeps the power-loss image up to date once per
+    `WRITEBACK_INTERVAL`.
 
-    Everything else is the wrapped `LmdbLogStore`'s (attribute access falls through).
+    Everything else is the wrapped `LmdbHostStore`'s (attribute access falls through).
     """
 
-    def __init__(self, store: LmdbLogStore, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, store: LmdbHostStore, data_dir: str | os.PathLike[str]) -> None:
         self.store = store
         self.image = Path(data_dir) / POWER_LOSS_IMAGE
         self._task: asyncio.Task[None] | None = None
         self.writeback()
 
-    def write(self, batch: LogBatch, sync: bool) -> None:
+    def write_many(
+        self,
+        batches: Sequence[tuple[int, LogBatch]],
+        sync: bool,
+        records: Sequence[RegionRecord] = (),
+    ) -> None:
         """The planted bug: `sync` is ignored."""
-        self.store.write(batch, sync=False)
+        self.store.write_many(batches, False, records)
 
-    def load(self) -> DurableState:
-        """See `LogStore.load`."""
-        return self.store.load()
+    def load(self, region_id: int) -> DurableState:
+        """See `HostStore.load`."""
+        return self.store.load(region_id)
+
+    def records(self) -> list[RegionRecord]:
+        """See `HostStore.records`."""
+        return self.store.records()
 
     def start(self) -> None:
         """Run the writeback on the running event loop."""
@@ -74,7 +86,7 @@ class UnsyncedLogStore:
         tmp = self.image.parent / (self.image.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        self.store.env.raw.copy(str(tmp))
+        self.store.store.env.raw.copy(str(tmp))
         os.replace(tmp / "data.mdb", self.image)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -84,7 +96,6 @@ class UnsyncedLogStore:
             self._task.cancel()
         with contextlib.suppress(OSError):
             self.writeback()
-        self.store.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

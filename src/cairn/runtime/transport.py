@@ -4,7 +4,9 @@ Theory of operation. Of two peers, the one with the smaller node id dials and ke
 redialling with capped, jittered exponential backoff; the other only accepts. Both sides
 open with a HELLO frame naming cluster and node, and a connection from a stranger (another
 cluster, an unknown node, a bad protocol version) is closed. Once up, one connection carries
-traffic both ways: batches of Raft messages and forwarded client commands.
+traffic both ways: region-tagged envelopes between region hosts (`ENVELOPES`), batches of
+Raft messages of a lone group, and forwarded client commands (naming the region and
+epoch the sender routed by).
 
 `send` never blocks: messages are queued per peer and flushed once per event-loop turn as a
 single frame (batching). Raft tolerates loss, so messages for a peer that is down, or
@@ -38,8 +40,15 @@ from cairn.runtime.frames import (
 log = logging.getLogger("cairn.transport")
 
 Address = tuple[str, int]
-ForwardHandler = Callable[[NodeId, int, int, list[bytes]], None]
-"""(from node, request id, protocol, args): run a command a peer forwarded to us."""
+ForwardTarget = tuple[int, int, int]
+"""(region id, epoch version, epoch conf_ver) a forwarded command was routed to."""
+ForwardHandler = Callable[[NodeId, int, int, list[bytes], ForwardTarget | None], None]
+"""(from node, request id, protocol, args, target or None): run a command a peer forwarded."""
+EnvelopeFrameHandler = Callable[[NodeId, list[Any]], None]
+"""(from node, encoded envelopes): what an ENVELOPES frame (or a reassembled chunk
+stream, as a one-item list) carries."""
+ChunkedEnvelopeHandler = Callable[[NodeId, Any, bytes], None]
+"""(from node, encoded envelope head, snapshot data): a reassembled ENVELOPE_CHUNK stream."""
 ForwardReplyHandler = Callable[[int, bytes], None]
 """(request id, encoded reply): the answer to a command we forwarded."""
 
@@ -141,7 +150,8 @@ class PeerConnection(asyncio.Protocol):
 @dataclass(slots=True)
 class _PartialSnapshot:
     stream: int
-    message: Message
+    message: Any
+    """The decoded `Message` (SNAPSHOT_CHUNK) or the encoded envelope (ENVELOPE_CHUNK)."""
     pieces: list[bytes] = field(default_factory=list)
     next_seq: int = 0
 
@@ -172,6 +182,8 @@ class TcpTransport:
         self._handler: MessageHandler | None = None
         self.on_forward: ForwardHandler | None = None
         self.on_forward_reply: ForwardReplyHandler | None = None
+        self.on_envelopes: EnvelopeFrameHandler | None = None
+        self.on_chunked_envelope: ChunkedEnvelopeHandler | None = None
         self._conns: dict[NodeId, PeerConnection] = {}
         self.client_addrs: dict[NodeId, str] = {}
         """The client address each peer announced in its last handshake."""
@@ -181,7 +193,7 @@ class TcpTransport:
         self._dialers: dict[NodeId, asyncio.Task[None]] = {}
         self._running = False
         self._next_stream = 0
-        self._incoming: dict[NodeId, _PartialSnapshot] = {}
+        self._incoming: dict[tuple[NodeId, int], _PartialSnapshot] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -343,6 +355,35 @@ class TcpTransport:
         self._schedule_flush()
         return True
 
+    def send_frames_now(self, to: NodeId, frames: Sequence[bytes]) -> bool:
+        """Write encoded frames to `to` at once (after anything queued for it); false if
+        the peer is not connected (they are dropped)."""
+        if to not in self._conns:
+            return False
+        box = self._outbox.pop(to, None) or _Outbox()
+        box.other.extend(frames)
+        self._flush_box(to, box)
+        return True
+
+    def chunk_frames(self, head: Any, data: bytes) -> list[bytes]:
+        """`data` too large for one frame, as an ENVELOPE_CHUNK stream led by `head`."""
+        size = self.config.snapshot_chunk
+        self._next_stream += 1
+        pieces = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+        return [
+            encode_frame(
+                [
+                    FrameKind.ENVELOPE_CHUNK,
+                    self._next_stream,
+                    seq,
+                    seq == len(pieces) - 1,
+                    head if seq == 0 else None,
+                    piece,
+                ]
+            )
+            for seq, piece in enumerate(pieces)
+        ]
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -370,26 +411,32 @@ class TcpTransport:
     # -- receiving ----------------------------------------------------------------------
 
     def _on_snapshot_chunk(self, peer: NodeId, frame: list[Any]) -> None:
-        """Reassemble a chunked snapshot; a gap (a dropped chunk) abandons the stream and
-        Raft sends the snapshot again later."""
-        _, stream, seq, last, head, piece = frame
-        partial = self._incoming.get(peer)
+        """Reassemble a chunked snapshot (of a Raft message or of an envelope); a gap (a
+        dropped chunk) abandons the stream and Raft sends the snapshot again later."""
+        kind, stream, seq, last, head, piece = frame
+        key = (peer, int(kind))
+        partial = self._incoming.get(key)
         if seq == 0:
-            partial = _PartialSnapshot(stream, decode_message(head))
-            self._incoming[peer] = partial
+            first = decode_message(head) if kind == FrameKind.SNAPSHOT_CHUNK else head
+            partial = _PartialSnapshot(stream, first)
+            self._incoming[key] = partial
         elif partial is None or partial.stream != stream or partial.next_seq != seq:
-            self._incoming.pop(peer, None)
+            self._incoming.pop(key, None)
             return
         partial.pieces.append(bytes(piece))
         partial.next_seq += 1
         if len(partial.pieces) * self.config.snapshot_chunk > self.config.max_snapshot:
-            self._incoming.pop(peer, None)
+            self._incoming.pop(key, None)
             raise FrameError("snapshot stream exceeds max_snapshot")
         if last:
-            del self._incoming[peer]
+            del self._incoming[key]
+            data = b"".join(partial.pieces)
+            if kind == FrameKind.ENVELOPE_CHUNK:
+                if self.on_chunked_envelope is not None:
+                    self.on_chunked_envelope(peer, partial.message, data)
+                return
             m = partial.message
             assert m.snapshot is not None
-            data = b"".join(partial.pieces)
             full = replace(m, snapshot=replace(m.snapshot, data=data))
             if self._handler is not None:
                 self._handler([full])
@@ -401,14 +448,21 @@ class TcpTransport:
             msgs = [decode_message(m) for m in frame[1]]
             if self._handler is not None and msgs:
                 self._handler(msgs)
-        elif kind == FrameKind.FORWARD and len(frame) == 4:
+        elif kind == FrameKind.ENVELOPES and len(frame) == 2:
+            if self.on_envelopes is not None:
+                self.on_envelopes(peer, frame[1])
+        elif kind == FrameKind.FORWARD and len(frame) in (4, 7):
             if self.on_forward is not None:
-                _, request_id, protocol, args = frame
-                self.on_forward(peer, int(request_id), int(protocol), [bytes(a) for a in args])
+                request_id, protocol, args = frame[1:4]
+                target = None
+                if len(frame) == 7:
+                    target = (int(frame[4]), int(frame[5]), int(frame[6]))
+                argv = [bytes(a) for a in args]
+                self.on_forward(peer, int(request_id), int(protocol), argv, target)
         elif kind == FrameKind.FORWARD_REPLY and len(frame) == 3:
             if self.on_forward_reply is not None:
                 self.on_forward_reply(int(frame[1]), bytes(frame[2]))
-        elif kind == FrameKind.SNAPSHOT_CHUNK and len(frame) == 6:
+        elif kind in (FrameKind.SNAPSHOT_CHUNK, FrameKind.ENVELOPE_CHUNK) and len(frame) == 6:
             self._on_snapshot_chunk(peer, frame)
         else:
             raise FrameError(f"unexpected frame kind {kind!r}")

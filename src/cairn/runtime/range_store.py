@@ -1,0 +1,93 @@
+"""`StoreRangeMachine`: a region's durable Redis state machine, as a `RangeMachine`.
+
+`RegionMachine` (in `cairn.shard`) wraps the application's machine and needs three
+things of it beyond a `StateMachine`: the keys a command touches (to check them against
+the region's range when it applies), splitting off a range, and — for the driver —
+whether the state is durable. This adapter gives a region-scoped `StoreMachine` over the
+node's shared `LmdbKeyspace` those three:
+
+* `keys_of` decodes a command entry and asks the command table for its keys;
+* `durable` is the keyspace's (LMDB: true), so the driver compacts the log without
+  images and makes one only for a follower that fell behind it;
+* `split_off` and `absorb` (merge) are refused (`SplitRefusedError`): on LMDB a split
+  must be written in the same transaction as the entry that applies it
+  (`NodeStore.stage_split` together with `StoreMachine.apply_many_within` and
+  `cairn.store.carve`), which the hosted replica's apply path does not offer yet, so the
+  real node never proposes either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from cairn.resp.reply import Reply
+from cairn.shard.region import Region
+from cairn.store.commands import COMMANDS, INTERNAL_COMMANDS
+from cairn.store.keyspace import Keyspace
+from cairn.store.machine import StoreMachine, decode_command
+from cairn.store.scope import Scope
+
+
+class SplitRefusedError(Exception):
+    """A split reached the real node's machine: it cannot write one atomically yet."""
+
+
+def region_scope(region_id: int, region: Region | None) -> Scope:
+    """The keyspace scope of region `region_id` (its whole range until it knows one)."""
+    if region is None:
+        return Scope.region(region_id)
+    return Scope.region(region_id, region.start, region.end)
+
+
+class StoreRangeMachine:
+    """A region-scoped `StoreMachine` seen as a `RangeMachine` (module docstring)."""
+
+    def __init__(self, keyspace: Keyspace, region_id: int, region: Region | None) -> None:
+        self.store = StoreMachine(keyspace, scope=region_scope(region_id, region))
+
+    @property
+    def applied_index(self) -> int:
+        """See `StateMachine.applied_index`."""
+        return self.store.applied_index
+
+    @property
+    def durable(self) -> bool:
+        """See `StoreMachine.durable`."""
+        return self.store.durable
+
+    def apply(self, index: int, data: bytes) -> Reply:
+        """See `StoreMachine.apply`."""
+        return self.store.apply(index, data)
+
+    def apply_many(self, entries: Sequence[tuple[int, bytes]]) -> list[Reply]:
+        """See `StoreMachine.apply_many`."""
+        return self.store.apply_many(entries)
+
+    def snapshot(self) -> bytes:
+        """See `StoreMachine.snapshot`."""
+        return self.store.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        """See `StoreMachine.restore`."""
+        self.store.restore(data)
+
+    def keys_of(self, data: bytes) -> Sequence[bytes]:
+        """The Redis keys of a command entry (none for a malformed or unknown one: the
+        store answers those with an error and changes nothing)."""
+        try:
+            name, args, _ = decode_command(data)
+        except ValueError:
+            return ()
+        spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)
+        if spec is None or not spec.arity_ok(len(args) + 1):
+            return ()
+        return spec.keys([name.encode(), *args])
+
+    def split_off(self, moves: Callable[[bytes], bool], applied: int) -> bytes:
+        """Refused: see the module docstring."""
+        raise SplitRefusedError("the real node does not split regions yet")
+
+    def absorb(self, image: bytes) -> None:
+        """Refused, as `split_off`: a durable merge must be written in the transaction that
+        applies it (`NodeStore.stage_merge`)."""
+        raise SplitRefusedError("the real node does not merge regions yet")
