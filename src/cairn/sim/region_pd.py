@@ -141,10 +141,12 @@ class PlacementOracle:
     # -- heartbeats ---------------------------------------------------------------------
 
     def _node_heartbeat(self, host: RegionHost) -> None:
+        # A peer whose description does not name it yet is catching up from a snapshot
+        # older than its own addition: it is no stale peer, so it is not reported.
         hosted = tuple(
             HostedPeer(p.region_id, p.peer_id, p.region.epoch.conf_ver)
             for p in (host.peers[i] for i in sorted(host.peers))
-            if p.initialized
+            if p.initialized and p.region.peer(p.peer_id) is not None
         )
         reply = self.driver.node_heartbeat(host.node_id, self.now_ms, hosted=hosted)
         for stale in reply.stale_peers:
