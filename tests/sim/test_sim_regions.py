@@ -58,6 +58,13 @@ def test_a_run_splits_moves_and_converges_safely(seed: int) -> None:
     assert result.verdict is not None and result.verdict.ok
 
 
+def test_a_run_that_splits_and_merges_under_faults_stays_safe() -> None:
+    result = run_region_simulation(RegionSimConfig(seed=0, steps=3000))
+    assert result.ok, result.failure
+    assert result.splits >= 1 and result.merges >= 1
+    assert result.converged_after is not None
+
+
 def test_a_lost_node_is_repaired_onto_a_new_one() -> None:
     result = run_region_simulation(
         RegionSimConfig(seed=1, steps=4000, faults=("partition",), losses=1)
