@@ -30,10 +30,11 @@ wraps its messages in `Envelope`s and whose log store is its slice of the node's
   the right part's peer on this node from the split-off data, in a write that reaches the
   disk before anything the left part writes after it.
 * **Merges** are two admin commands: `prepare_merge` freezes the source, `commit_merge`
-  (carrying the source's final data) grows the target over it; as the commit applies, or a
-  snapshot or a restart shows a local region covering this node's source peer with a newer
-  version, the host destroys that peer. A frozen source takes no request and no
-  membership change.
+  (carrying the source's final data) grows the target over it; as the commit applies the
+  host writes the source peer's tombstone at once (so it is durable before anything the
+  target writes later) and destroys the peer; a snapshot or a restart that shows a local
+  region absorbed (`RegionMachine.absorbed`) destroys its peer too. A frozen source takes
+  no request and no membership change.
 
 Requests carry the region epoch the client routed by; a stale one, or a key the region no
 longer holds when the command applies or the read is served, completes REJECTED with a
@@ -238,7 +239,7 @@ class RegionPeer:
 
     def on_restore(self, replica: Replica, snapshot: Snapshot) -> None:
         self.host.announce(self.machine.region)
-        self.host.destroy_covered(self.machine.region)
+        self.host.destroy_absorbed(self.machine.absorbed, durable_now=False)
         if self.downstream is not None:
             self.downstream.on_restore(replica, snapshot)
 
@@ -274,7 +275,7 @@ class RegionPeer:
 
     def _on_merge(self, source: Region, merged: Region) -> None:
         self.host.announce(merged)
-        self.host.destroy_covered(merged)
+        self.host.destroy_absorbed((source.id,), durable_now=True)
 
 
 class RegionHost:
@@ -335,11 +336,9 @@ class RegionHost:
                 self.tombstones[record.region_id] = record.peer_id
             else:
                 self._add_peer(record)
-        for region_id in sorted(self.peers):
-            peer = self.peers.get(region_id)
-            if peer is not None:
-                for covered in self._covered_by(peer.region):
-                    self._destroy(covered)
+        absorbed = {i for peer in self.peers.values() for i in peer.machine.absorbed}
+        for region_id in sorted(absorbed & set(self.peers)):
+            self._destroy(region_id)
 
     def _add_peer(self, record: RegionRecord) -> RegionPeer:
         machine = self.new_machine() if self.machine_for is None else self.machine_for(record)
@@ -797,24 +796,19 @@ class RegionHost:
         self._add_peer(RegionRecord(right.id, mine.id, region=right))
         self._dirty.add(right.id)
 
-    def destroy_covered(self, region: Region) -> None:
-        """Destroy, after this turn, the local peers `region` has absorbed by a merge."""
-        for covered in self._covered_by(region):
-            self.schedule_destroy(covered)
-
-    def _covered_by(self, region: Region) -> list[int]:
-        """Local initialized regions lying inside `region` with an older version. Ranges
-        change only by splits (a region shrinks) and merges (it grows over a neighbour that
-        ends), so such a region is a merge's source whose peer here missed the end."""
-        return [
-            other.region_id
-            for other in (self.peers[i] for i in sorted(self.peers))
-            if other.region_id != region.id
-            and other.initialized
-            and other.region.epoch.version < region.epoch.version
-            and region.start <= other.region.start
-            and (not region.end or (other.region.end and other.region.end <= region.end))
-        ]
+    def destroy_absorbed(self, region_ids: Sequence[int], durable_now: bool) -> None:
+        """Destroy, after this turn, the local peers of regions merged away. With
+        `durable_now` their tombstones are written at once, before anything the target
+        writes after the merge (a compaction that drops the commit entry), so no restart
+        finds both the grown target and the source's peer."""
+        for region_id in sorted(set(region_ids)):
+            peer = self.peers.get(region_id)
+            if peer is None:
+                continue
+            if durable_now:
+                tomb = RegionRecord(region_id, peer.peer_id, PeerState.TOMBSTONE, peer.region)
+                self.store.write_many([], sync=False, records=[tomb])
+            self.schedule_destroy(region_id)
 
     def destroy_stale_peer(self, region_id: int, peer_id: int) -> None:
         """Destroy this node's peer `peer_id` of region `region_id`, which is no longer a

@@ -200,6 +200,8 @@ class RegionMachine:
         self.on_merge = on_merge
         self.merging_into: int | None = None
         """The target this region is frozen to merge into (a prepare-merge applied)."""
+        self.absorbed: tuple[int, ...] = ()
+        """Ids of the regions merged into this one (their peers here must be destroyed)."""
 
     @property
     def applied_index(self) -> int:
@@ -253,6 +255,7 @@ class RegionMachine:
             return EpochNotMatch(self.region)
         self.inner.absorb(data)
         self.region = merged
+        self.absorbed = (*self.absorbed, source.id)
         self.on_merge(source, merged)
         return MergeDone(source, merged)
 
@@ -276,15 +279,16 @@ class RegionMachine:
     def snapshot(self) -> bytes:
         """The description, the data and the merge state, as one image."""
         fields: list[object] = [encode_region(self.region), self.inner.snapshot()]
-        if self.merging_into is not None:
-            fields.append(self.merging_into)
+        if self.merging_into is not None or self.absorbed:
+            fields += [self.merging_into, list(self.absorbed)]
         return bytes(msgpack.packb(fields))
 
     def restore(self, data: bytes) -> None:
         """Adopt a `snapshot()` image (description included)."""
-        region, inner, *merging = msgpack.unpackb(data)
+        region, inner, *merge = msgpack.unpackb(data)
         self.region = decode_region(region)
-        self.merging_into = int(merging[0]) if merging else None
+        self.merging_into = int(merge[0]) if merge and merge[0] is not None else None
+        self.absorbed = tuple(int(i) for i in merge[1]) if merge else ()
         self.inner.restore(inner)
 
 
