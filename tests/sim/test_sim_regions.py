@@ -47,7 +47,7 @@ def test_same_seed_same_run() -> None:
     assert run_region_simulation(RegionSimConfig(seed=4, steps=2500)).digest != a.digest
 
 
-@pytest.mark.parametrize("seed", [2, 14])
+@pytest.mark.parametrize("seed", [0, 3])
 def test_a_run_splits_moves_and_converges_safely(seed: int) -> None:
     result = run_region_simulation(RegionSimConfig(seed=seed, steps=8000))
     assert result.ok, result.failure
@@ -59,7 +59,7 @@ def test_a_run_splits_moves_and_converges_safely(seed: int) -> None:
 
 
 def test_a_run_that_splits_and_merges_under_faults_stays_safe() -> None:
-    result = run_region_simulation(RegionSimConfig(seed=0, steps=3000))
+    result = run_region_simulation(RegionSimConfig(seed=68, steps=3000))
     assert result.ok, result.failure
     assert result.splits >= 1 and result.merges >= 1
     assert result.converged_after is not None
@@ -67,7 +67,7 @@ def test_a_run_that_splits_and_merges_under_faults_stays_safe() -> None:
 
 def test_a_lost_node_is_repaired_onto_a_new_one() -> None:
     result = run_region_simulation(
-        RegionSimConfig(seed=1, steps=4000, faults=("partition",), losses=1)
+        RegionSimConfig(seed=0, steps=4000, faults=("partition",), losses=1)
     )
     assert result.ok, result.failure
     assert result.faults.get("lose") == 1 and result.faults.get("add-node") == 1

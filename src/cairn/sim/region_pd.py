@@ -1,277 +1,295 @@
-"""The placement driver in a multi-region run: an oracle fed by heartbeats, steps executed
-through the hosts, and the coordinator of merges.
+"""The placement driver of a multi-region run: its own Raft group on the first nodes, and an
+agent on every node, all through the simulated network and clocks.
 
-Theory of operation. A `PlacementDriver` runs outside Raft (the placement group is not
-simulated yet): every `interval` of virtual time the oracle sends it a heartbeat from every
-live node (with the peers it hosts; stale ones it names are destroyed) and a report from
-every region leader (range, epoch, size, pending peers), executes the step each report is
-answered with on that leader's host, advances the merges in flight, and ticks the driver.
+Theory of operation. `PlacementCluster` is a `MultiCluster` whose nodes run, besides their
+`RegionHost`, a `PlacementAgent` (`cairn.placement.agent`) and — on the placement group's
+members, the first three nodes — a `PlacementMember` (`cairn.placement.service`): a Raft
+replica of the cluster metadata with its own `SimDisk`, which loses unsynced writes when
+its node crashes like the host's disk does. Both are built for each incarnation of a node
+on that incarnation's clock, so a crash kills their timers, and they die with the node.
+One network handler per node routes what arrives: envelopes to the host, bare Raft
+messages to the placement replica, requests to the member and replies to the agent. So
+placement traffic is dropped, delayed, duplicated, reordered and partitioned like any
+other, and a paused node's placement timers are held back with the rest of its events.
 
-Steps map onto `RegionHost` calls: `AddLearner`/`PromoteLearner`/`RemovePeer` are
-membership changes, `TransferLeader` a leadership transfer, `SplitRegion` a split at a key
-the leader chooses from its data (between two slots where the region spans several), and
-`MergeRegion` starts a merge job. The executor is idempotent in the driver's sense: a step
-that has visibly happened already (the peer exists, the role is right) is not proposed,
-and the same step for the same region is not re-proposed within `retry` of the last try.
-
-A merge job drives the two-command merge (`cairn.shard.region_machine`): prepare on the
-source's leader until some replica of the source is frozen, then commit on the target's
-leader with that replica's final data and the target's current epoch, until the source is
-retired from the applied layout. While a job runs, no other step touches its two regions
-(the driver's operator for them may time out; the job does not), so the target's range
-stays adjacent to the frozen source. A job whose prepare can no longer apply (the source
-moved on before freezing) is dropped.
+`RangeKVInspector` tells an agent what only the data knows: a region's size and key count
+for its report, and where its leader cuts it. `crash_leader` is the placement group's own
+fault: it crashes whichever node leads the group, so every run with crashes exercises a
+failover of the placement driver with operators in flight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
 
-from cairn.placement import PlacementDriver, RegionReport
-from cairn.placement.model import HostedPeer
-from cairn.placement.steps import (
-    AddLearner,
-    MergeRegion,
-    PromoteLearner,
-    RemovePeer,
-    SplitPolicy,
-    SplitRegion,
-    Step,
-    TransferLeader,
+from cairn.placement import PlacementConfig, PlacementRules, RegionReport
+from cairn.placement.agent import AgentSettings, AgentStats, PlacementAgent
+from cairn.placement.service import (
+    PlacementMember,
+    PlacementMessage,
+    PlacementReply,
+    PlacementRequest,
+    ServiceSettings,
 )
-from cairn.raft.types import ConfChangeType, NodeId
+from cairn.raft.types import Message, NodeId
+from cairn.runtime.env import Clock, MessageHandler
+from cairn.shard.envelope import Envelope
 from cairn.shard.host import RegionHost, RegionPeer
-from cairn.shard.region import (
-    Peer,
-    PeerRole,
-    Region,
-    RegionEpoch,
-    bound_slot,
-    range_key,
-    slot_bound,
-)
-from cairn.shard.replica import Completion
+from cairn.shard.region import bound_slot, range_key, slot_bound
+from cairn.shard.replica import ReplicaConfig, ReplicaObserver
+from cairn.sim.disk import SimDisk
+from cairn.sim.env import SimClock
 from cairn.sim.loop import HARNESS
 from cairn.sim.multiraft import MultiCluster
+from cairn.sim.network import Payload, SimNetwork
 from cairn.sim.range_kv import RangeKVMachine
 from cairn.store.slot import SLOT_COUNT
 
 MS = 1_000_000
 
+PLACEMENT_MEMBERS = 3
+"""The placement group's size: the first nodes host it."""
+
+
+class PlacementNetwork(SimNetwork):
+    """The simulated network, also carrying placement requests and replies (delayed,
+    dropped, duplicated and partitioned like everything else, never kept in order)."""
+
+    def _schedule(self, frm: NodeId, to: NodeId, msg: Payload) -> None:
+        if not isinstance(msg, PlacementRequest | PlacementReply):
+            SimNetwork._schedule(self, frm, to, msg)
+            return
+        at = self.loop.now + self._delay()
+        label = f"deliver {msg.describe()}"
+        self.loop.call_at(at, to, label, lambda: self._deliver(frm, to, msg))
+
+    def send_placement(self, frm: NodeId, to: NodeId, msg: PlacementMessage) -> None:
+        """Send a placement request or reply (with the fate of any other message)."""
+        self.send(frm, to, cast(Sequence[Payload], (msg,)))
+
+
+class _RaftTransport:
+    """The placement replica's `Transport`; what arrives reaches it through the node's
+    handler (`SimPlacement._handler`), so registering one is a no-op."""
+
+    def __init__(self, network: SimNetwork, node_id: NodeId) -> None:
+        self._network = network
+        self._node_id = node_id
+
+    def send(self, to: NodeId, msgs: Sequence[Message]) -> None:
+        self._network.send(self._node_id, to, msgs)
+
+    def set_handler(self, handler: MessageHandler) -> None:
+        """See the class docstring."""
+
+
+class MemberEnv:
+    """The `Env` of one incarnation of a placement member."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        clock: Clock,
+        network: SimNetwork,
+        disk: SimDisk,
+        rng: random.Random,
+    ) -> None:
+        self.node_id = node_id
+        self.clock = clock
+        self.transport = _RaftTransport(network, node_id)
+        self.log_store = disk
+        self.random = rng
+
+    def buggify(self, site: str) -> bool:
+        """Never: the placement group's paths are exercised by the faults."""
+        return False
+
+
+class RangeKVInspector:
+    """The `RegionInspector` of regions holding a `RangeKVMachine`."""
+
+    def report(self, peer: RegionPeer) -> RegionReport:
+        """See `report_of`."""
+        return report_of(peer)
+
+    def split_key(self, peer: RegionPeer) -> bytes | None:
+        """See `split_key`."""
+        return split_key(peer)
+
 
 @dataclass(slots=True)
-class MergeJob:
-    """One merge in flight: `source` into `target`, planned at `source_epoch`."""
+class PlacementSetup:
+    """What the placement group and agents of a run are made of."""
 
-    source: int
-    source_epoch: RegionEpoch
-    target: int
-    last_try: int = -(10**18)
-
-
-@dataclass(slots=True)
-class PlacementStats:
-    """What the oracle did in a run."""
-
-    rounds: int = 0
-    steps: dict[str, int] = field(default_factory=dict)
-    merges_started: int = 0
-    stale_peers: int = 0
+    members: tuple[NodeId, ...]
+    replica: ReplicaConfig
+    config: PlacementConfig
+    rules: PlacementRules
+    first_id: int
+    """Ids below it belong to the founding layout."""
+    service: ServiceSettings = ServiceSettings()  # noqa: RUF009 (frozen)
+    agent: AgentSettings = AgentSettings()  # noqa: RUF009 (frozen)
 
 
-def _ignore(done: Completion) -> None:
-    """A step's outcome is learned from the next report, not from its callback."""
-
-
-class PlacementOracle:
-    """Drives a `PlacementDriver` from a `MultiCluster` (see the module docstring)."""
+class SimPlacement:
+    """The placement members and agents of one run, across the nodes' incarnations."""
 
     def __init__(
         self,
         cluster: MultiCluster,
-        driver: PlacementDriver,
-        interval: int = 100 * MS,
-        retry: int = 300 * MS,
+        setup: PlacementSetup,
+        rng: random.Random,
+        observer: Callable[[NodeId], ReplicaObserver | None] = lambda node: None,
     ) -> None:
+        if not isinstance(cluster.network, PlacementNetwork):
+            raise TypeError("placement needs a PlacementNetwork")
         self.cluster = cluster
+        self.network = cluster.network
         self.loop = cluster.loop
-        self.driver = driver
-        self.interval = interval
-        self.retry = retry
-        self.stats = PlacementStats()
-        self.merges: dict[int, MergeJob] = {}
-        self.active = True
-        self._tried: dict[tuple[int, Step], int] = {}
+        self.setup = setup
+        self.rng = rng
+        self.observer = observer
+        self.disks = {n: SimDisk(random.Random(rng.getrandbits(64))) for n in setup.members}
+        self.members: dict[NodeId, PlacementMember] = {}
+        self.agents: dict[NodeId, PlacementAgent] = {}
+        self.agent_stats = AgentStats()
+        self.leader_crashes = 0
 
-    @property
-    def now_ms(self) -> int:
-        """The driver's clock: virtual time in milliseconds."""
-        return self.loop.now // MS
+    def on_start(self, node_id: NodeId, host: RegionHost) -> None:
+        """A node's incarnation started: build its member (if any) and agent on its clock."""
+        node = self.cluster.nodes[node_id]
+        incarnation = node.incarnation
 
-    def register(self, node_id: NodeId) -> None:
-        """Tell the driver about a node (before it first heartbeats)."""
-        self.driver.add_node(node_id, f"n{node_id}", f"n{node_id}", {}, self.now_ms)
+        def alive() -> bool:
+            return node.up and node.incarnation == incarnation
 
-    def start(self) -> None:
-        """Begin the rounds."""
-        self.loop.call_later(self.interval, HARNESS, "pd round", self._round)
-
-    def _round(self) -> None:
-        if not self.active:
-            return
-        self.round()
-        self.loop.call_later(self.interval, HARNESS, "pd round", self._round)
-
-    def round(self) -> None:
-        """One round: node heartbeats, leader reports and their steps, merges, a tick."""
-        self.stats.rounds += 1
-        for node_id in self.cluster.live():
-            host = self.cluster.host(node_id)
-            if host is not None:
-                self._node_heartbeat(host)
-        for node_id in self.cluster.live():
-            host = self.cluster.host(node_id)
-            if host is not None:
-                self._region_heartbeats(host)
-        for source in sorted(self.merges):
-            self._advance(self.merges[source])
-        self.driver.tick(self.now_ms)
-
-    # -- heartbeats ---------------------------------------------------------------------
-
-    def _node_heartbeat(self, host: RegionHost) -> None:
-        # A peer whose description does not name it yet is catching up from a snapshot
-        # older than its own addition: it is no stale peer, so it is not reported.
-        hosted = tuple(
-            HostedPeer(p.region_id, p.peer_id, p.region.epoch.conf_ver)
-            for p in (host.peers[i] for i in sorted(host.peers))
-            if p.initialized and p.region.peer(p.peer_id) is not None
+        clock = SimClock(self.loop, node_id, node.clock_rate, alive)
+        network = self.network
+        member = None
+        if node_id in self.setup.members:
+            member = self._member(node_id, clock)
+        agent = PlacementAgent(
+            host,
+            clock,
+            lambda to, request: network.send_placement(node_id, to, request),
+            self.setup.members,
+            RangeKVInspector(),
+            settings=self.setup.agent,
+            stats=self.agent_stats,
+            log=self.loop.record,
         )
-        reply = self.driver.node_heartbeat(host.node_id, self.now_ms, hosted=hosted)
-        for stale in reply.stale_peers:
-            self.stats.stale_peers += 1
-            host.destroy_stale_peer(stale.region_id, stale.peer_id)
+        self.agents[node_id] = agent
+        network.register(node_id, self._handler(host, member, agent))
+        agent.start()
 
-    def _region_heartbeats(self, host: RegionHost) -> None:
-        for region_id in sorted(host.peers):
-            peer = host.peers.get(region_id)
-            if peer is None or not peer.replica.is_leader or not peer.initialized:
-                continue
-            if peer.machine.merging_into is not None:
-                continue  # frozen: its merge job, not the driver, decides what happens next
-            step = self.driver.region_heartbeat(report_of(peer), self.now_ms)
-            if step is not None and not self._busy(region_id):
-                self._execute(host, peer, step)
+    def _member(self, node_id: NodeId, clock: SimClock) -> PlacementMember:
+        setup = self.setup
+        network = self.network
+        env = MemberEnv(
+            node_id, clock, network, self.disks[node_id], random.Random(self.rng.getrandbits(64))
+        )
+        member = PlacementMember(
+            env,
+            setup.replica,
+            setup.members,
+            lambda to, reply: network.send_placement(node_id, to, reply),
+            config=setup.config,
+            rules=setup.rules,
+            first_id=setup.first_id,
+            settings=setup.service,
+            observer=self.observer(node_id),
+        )
+        self.members[node_id] = member
+        return member
 
-    def _busy(self, region_id: int) -> bool:
-        return any(region_id in (j.source, j.target) for j in self.merges.values())
+    @staticmethod
+    def _handler(
+        host: RegionHost, member: PlacementMember | None, agent: PlacementAgent
+    ) -> Callable[[Sequence[object]], None]:
+        def handle(msgs: Sequence[object]) -> None:
+            for msg in msgs:
+                if isinstance(msg, Envelope):
+                    host.on_envelopes((msg,))
+                elif isinstance(msg, PlacementReply):
+                    agent.on_reply(msg)
+                elif member is None:
+                    continue
+                elif isinstance(msg, PlacementRequest):
+                    member.on_request(msg)
+                elif isinstance(msg, Message):
+                    member.replica.on_messages((msg,))
 
-    # -- steps --------------------------------------------------------------------------
+        return handle
 
-    def _execute(self, host: RegionHost, peer: RegionPeer, step: Step) -> None:
-        key = (peer.region_id, step)
-        if self.loop.now - self._tried.get(key, -(10**18)) < self.retry:
+    def on_crash(self, node_id: NodeId) -> None:
+        """A node crashed: its member and agent die, its placement disk loses its cache."""
+        agent = self.agents.pop(node_id, None)
+        if agent is not None:
+            agent.stop()
+        member = self.members.pop(node_id, None)
+        if member is not None:
+            member.stop()
+            self.disks[node_id].crash()
+
+    # -- views and faults ---------------------------------------------------------------
+
+    def leader(self) -> PlacementMember | None:
+        """The serving leader of the highest term among live members, if any."""
+        best = None
+        for node_id in sorted(self.members):
+            member = self.members[node_id]
+            if member.serving() and (best is None or member.replica.term > best.replica.term):
+                best = member
+        return best
+
+    def failures(self) -> list[tuple[NodeId, Exception]]:
+        """Members whose replica driver failed."""
+        return [
+            (n, m.replica.failure)
+            for n, m in sorted(self.members.items())
+            if m.replica.failure is not None
+        ]
+
+    def crash_leader(self, down_for: int, count: Callable[[str], None]) -> None:
+        """Crash the node leading the placement group; restart it `down_for` later."""
+        leader = self.leader()
+        if leader is None:
             return
-        self._tried[key] = self.loop.now
-        action = self._action(host, peer, step)
-        if action is not None:
-            name = type(step).__name__
-            self.stats.steps[name] = self.stats.steps.get(name, 0) + 1
-            self.loop.record(f"pd r{peer.region_id} {name}")
-            action()
+        victim = leader.node_id
+        self.leader_crashes += 1
+        count("crash:pd-leader")
+        self.cluster.crash(victim)
 
-    def _action(self, host: RegionHost, peer: RegionPeer, step: Step) -> Callable[[], None] | None:
-        region, rid = peer.region, peer.region_id
-        match step:
-            case AddLearner(node_id=n, peer_id=p) if region.peer(p) is None:
-                return lambda: host.change_peer(
-                    rid, ConfChangeType.ADD_LEARNER, Peer(p, n), _ignore
-                )
-            case PromoteLearner(node_id=n, peer_id=p) if _role(region, p) is PeerRole.LEARNER:
-                return lambda: host.change_peer(rid, ConfChangeType.ADD_NODE, Peer(p, n), _ignore)
-            case RemovePeer(node_id=n, peer_id=p) if region.peer(p) is not None:
-                return lambda: host.change_peer(
-                    rid, ConfChangeType.REMOVE_NODE, Peer(p, n), _ignore
-                )
-            case TransferLeader(peer_id=p) if p != peer.peer_id:
-                return lambda: host.transfer_leader(rid, p)
-            case SplitRegion() if step.epoch == region.epoch:
-                at = step.split_key if step.policy is SplitPolicy.KEY else split_key(peer)
-                if at is None:
-                    return None
-                ids = step.new_peer_ids
-                return lambda: host.split(rid, step.epoch, at, step.new_region_id, ids, _ignore)
-            case MergeRegion() if step.source_epoch == region.epoch and rid == step.source_id:
-                return lambda: self._start_merge(step)
-        return None
+        def restart() -> None:
+            node = self.cluster.nodes[victim]
+            if not node.up and not node.lost:
+                self.cluster.start(victim)
+                count("restart")
 
-    # -- merges -------------------------------------------------------------------------
-
-    def _start_merge(self, step: MergeRegion) -> None:
-        target = self.cluster.applied.get(step.target_id)
-        if target is None or target.epoch != step.target_epoch or self._busy(step.target_id):
-            return
-        self.stats.merges_started += 1
-        self.merges[step.source_id] = MergeJob(step.source_id, step.source_epoch, step.target_id)
-        self._advance(self.merges[step.source_id])
-
-    def _advance(self, job: MergeJob) -> None:
-        if job.source in self.cluster.retired:
-            del self.merges[job.source]
-            return
-        if self.loop.now - job.last_try < self.retry:
-            return
-        frozen = self._frozen(job)
-        if frozen is None:
-            self._prepare(job)
-            return
-        target = self._leader(job.target)
-        if target is not None:
-            job.last_try = self.loop.now
-            self.loop.record(f"pd commit-merge r{job.source} into r{job.target}")
-            host, peer = target
-            data = frozen.machine.inner.snapshot()
-            host.commit_merge(job.target, peer.region.epoch, frozen.region, data, _ignore)
-
-    def _prepare(self, job: MergeJob) -> None:
-        applied = self.cluster.applied.get(job.source)
-        if applied is None or applied.epoch.version > job.source_epoch.version:
-            # It moved on without freezing (nobody froze it, or it is retired): give up.
-            if applied is None or not self._any_frozen(job):
-                del self.merges[job.source]
-            return
-        leader = self._leader(job.source)
-        if leader is not None:
-            job.last_try = self.loop.now
-            self.loop.record(f"pd prepare-merge r{job.source} into r{job.target}")
-            host, _ = leader
-            host.prepare_merge(job.source, job.source_epoch, job.target, _ignore)
-
-    def _any_frozen(self, job: MergeJob) -> bool:
-        return self._frozen(job) is not None
-
-    def _frozen(self, job: MergeJob) -> RegionPeer | None:
-        """A live replica of the source frozen for this job's target."""
-        for node_id in self.cluster.live():
-            host = self.cluster.host(node_id)
-            peer = host.peers.get(job.source) if host is not None else None
-            if peer is not None and peer.machine.merging_into == job.target:
-                return peer
-        return None
-
-    def _leader(self, region_id: int) -> tuple[RegionHost, RegionPeer] | None:
-        for node_id in self.cluster.live():
-            host = self.cluster.host(node_id)
-            peer = host.peers.get(region_id) if host is not None else None
-            if host is not None and peer is not None and peer.replica.is_leader:
-                return host, peer
-        return None
+        self.loop.call_later(down_for, HARNESS, f"pd restart n{victim}", restart)
 
 
-def _role(region: Region, peer_id: int) -> PeerRole | None:
-    peer = region.peer(peer_id)
-    return None if peer is None else peer.role
+@dataclass(slots=True)
+class PlacementCluster(MultiCluster):
+    """A `MultiCluster` whose nodes also run the placement group and agents."""
+
+    placement: SimPlacement | None = None
+
+    def start(self, node_id: NodeId) -> RegionHost:
+        """See `MultiCluster.start`; the node's placement member and agent start too."""
+        host = MultiCluster.start(self, node_id)
+        if self.placement is not None:
+            self.placement.on_start(node_id, host)
+        return host
+
+    def crash(self, node_id: NodeId) -> None:
+        """See `MultiCluster.crash`; the node's placement member and agent die too."""
+        if self.placement is not None:
+            self.placement.on_crash(node_id)
+        MultiCluster.crash(self, node_id)
 
 
 def report_of(peer: RegionPeer) -> RegionReport:

@@ -4,21 +4,23 @@ loss, checked at every event and at the end.
 Theory of operation. One `random.Random(seed)` is the root; each component draws its own
 child stream in a fixed order. The cluster starts with `nodes` hosts and one region on the
 first three; routed clients (`cairn.sim.region_client`) write and read a few keys spread
-over the slots; the placement oracle (`cairn.sim.region_pd`) heartbeats a
-`PlacementDriver` whose thresholds are tiny, so regions split as they grow and merge as
-they shrink, replicas move, and lost nodes are repaired; the nemesis
-(`cairn.sim.region_nemesis`) partitions, crashes, pauses and loses nodes, on a network that
-drops, duplicates, delays and reorders, with clocks that drift.
+over the slots; the placement driver runs in its own Raft group on the first three nodes,
+with an agent on every node heartbeating it and executing its steps
+(`cairn.sim.region_pd`), all through the same network and clocks; its thresholds are
+tiny, so regions split as they grow and merge as they shrink, replicas move, and lost
+nodes are repaired; the nemesis (`cairn.sim.region_nemesis`) partitions, crashes, pauses
+and loses nodes, on a network that drops, duplicates, delays and reorders, with clocks
+that drift, and when crashes are on, the placement group's leader is crashed once too.
 
-Checked after every event: every region's Raft safety (one `InvariantChecker` per region,
-fed through the hosts' observers), no replica's driver failed, and the applied layout
-tiles the keyspace (`cairn.sim.coverage`). After `steps` events the faults stop (lost nodes
-stay lost), clients stop, and the cluster must converge within `converge_within` of
-virtual time: every region with exactly the declared voters, no learners, all on live
-nodes that hold it at its current epoch, and a leader. Then every key is read once more
-through the routed path, and the whole history (final reads included, so every
-acknowledged write must have survived every split, merge and move) is checked for
-linearizability per key. The result carries the trace digest: same seed, same digest.
+Checked after every event: every region's Raft safety and the placement group's (one
+`InvariantChecker` per group, fed through the observers), no replica's driver failed, and
+the applied layout tiles the keyspace (`cairn.sim.coverage`). After `steps` events the
+faults stop (lost nodes stay lost), clients stop, and the cluster must converge within
+`converge_within` of virtual time: every region with exactly the declared voters, no
+learners, all on live nodes that hold it at its current epoch, and a leader. Then every
+key is read once more through the routed path, and the whole history (final reads
+included, so every acknowledged write must have survived every split, merge and move) is
+checked for linearizability per key. The result carries the trace digest: same seed, same digest.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 from cairn.check.history import Op
 from cairn.check.linearizability import Verdict, check_history
-from cairn.placement import PlacementConfig, PlacementDriver, PlacementRules
+from cairn.placement import PlacementConfig, PlacementRules
 from cairn.raft.config import Config
 from cairn.raft.types import NodeId, ReadOnlyOption
 from cairn.shard.host import HostConfig
@@ -44,16 +46,25 @@ from cairn.sim.invariants import (
     InvariantViolationError,
     Violation,
 )
-from cairn.sim.loop import EventLoop
-from cairn.sim.multiraft import MultiCluster
-from cairn.sim.network import NetworkFaults, SimNetwork
+from cairn.sim.loop import HARNESS, EventLoop
+from cairn.sim.network import NetworkFaults
 from cairn.sim.region_client import RoutedClient
 from cairn.sim.region_nemesis import RegionNemesis, RegionNemesisParams
-from cairn.sim.region_pd import PlacementOracle
+from cairn.sim.region_pd import (
+    PLACEMENT_MEMBERS,
+    PlacementCluster,
+    PlacementNetwork,
+    PlacementSetup,
+    SimPlacement,
+)
 from cairn.store.slot import SLOT_COUNT
 
 MS = 1_000_000
 TICK = 0.01
+PLACEMENT_GROUP = 0
+"""The checker key of the placement group (region ids start at 1)."""
+PD_CRASH_AFTER = (300 * MS, 700 * MS)
+"""When, after the start, the placement group's leader is crashed (runs with crashes)."""
 
 REGION_FAULTS = ("drop", "duplicate", "delay", "reorder", "partition", "crash", "pause")
 """Every fault kind a multi-region run can inject, besides node loss and clock skew."""
@@ -182,13 +193,25 @@ class _Run:
         self.violation: Violation | None = None
         self._coverage_seen = -1
         host_config = self._host_config(_child(self.root))
-        network = SimNetwork(self.loop, _child(self.root), self._faults(_child(self.root)))
-        self.cluster = MultiCluster(
+        network = PlacementNetwork(self.loop, _child(self.root), self._faults(_child(self.root)))
+        self.cluster = PlacementCluster(
             self.loop, network, host_config, self._observer, keep_history=False
         )
         self._nodes_rng = _child(self.root)
-        self.driver = PlacementDriver(SIM_PLACEMENT, PlacementRules(replicas=config.replicas))
-        self.oracle = PlacementOracle(self.cluster, self.driver)
+        self.placement = SimPlacement(
+            self.cluster,
+            PlacementSetup(
+                members=tuple(range(1, min(PLACEMENT_MEMBERS, config.nodes) + 1)),
+                replica=host_config.replica,
+                config=SIM_PLACEMENT,
+                rules=PlacementRules(replicas=config.replicas),
+                first_id=first_free_id(config),
+            ),
+            _child(self.root),
+            observer=lambda node: self._observer(node, PLACEMENT_GROUP),
+        )
+        self.cluster.placement = self.placement
+        self._pd_rng = _child(self.root)
         for _ in range(config.nodes):
             self._new_node(start=False)
         kinds: tuple[str, ...] = tuple(
@@ -253,7 +276,6 @@ class _Run:
         node = self.cluster.add_node(node_id, rng)
         skew = self.config.clock_skew
         node.clock_rate = 1.0 + rng.uniform(-skew, skew)
-        self.oracle.register(node_id)
         if start:
             self.cluster.start(node_id)
 
@@ -284,6 +306,8 @@ class _Run:
                 failure = host.peers[region_id].replica.failure
                 if failure is not None:
                     self._fail(InvariantKind.NODE_FAILED, f"n{node_id} r{region_id}: {failure!r}")
+        for node_id, failure in self.placement.failures():
+            self._fail(InvariantKind.NODE_FAILED, f"n{node_id} placement: {failure!r}")
 
     def _fail(self, kind: InvariantKind, text: str) -> None:
         raise InvariantViolationError(Violation(kind, self.loop.steps, self.loop.now, text))
@@ -330,15 +354,20 @@ class _Run:
         return None
 
 
+def first_free_id(config: RegionSimConfig) -> int:
+    """The first id the placement driver may hand out: the founding layout's are below."""
+    return 1 + config.regions * (1 + config.replicas)
+
+
 def _bootstrap(run: _Run) -> None:
     first = sorted(run.cluster.nodes)[: run.config.replicas]
     count = run.config.regions
     bounds = [b""] + [slot_bound(SLOT_COUNT * i // count) for i in range(1, count)] + [b""]
     regions = []
-    for start, end in itertools.pairwise(bounds):
-        ids = run.driver.alloc_ids(1 + len(first))
-        peers = tuple(Peer(ids.first + 1 + i, n) for i, n in enumerate(first))
-        regions.append(Region(ids.first, start, end, peers=peers))
+    for i, (start, end) in enumerate(itertools.pairwise(bounds)):
+        base = 1 + i * (1 + len(first))
+        peers = tuple(Peer(base + 1 + j, n) for j, n in enumerate(first))
+        regions.append(Region(base, start, end, peers=peers))
     for node_id in sorted(run.cluster.nodes):
         host = run.cluster.start(node_id)
         if node_id in first:
@@ -387,12 +416,27 @@ def _final_reads(run: _Run) -> None:
         run._fail(InvariantKind.COMMITTED_ENTRY_LOST, "final reads did not complete")
 
 
+def _schedule_placement_fault(run: _Run) -> None:
+    """With crashes on, crash the placement group's leader once while the faults run."""
+    if "crash" not in run.config.faults:
+        return
+    rng = run._pd_rng
+    at = rng.randint(PD_CRASH_AFTER[0], PD_CRASH_AFTER[1])
+    down_for = rng.randint(1 * MS, run.nemesis.params.max_down)
+
+    def strike() -> None:
+        if run.nemesis.active:
+            run.placement.crash_leader(down_for, run.nemesis.count)
+
+    run.loop.call_later(at, HARNESS, "pd leader crash", strike)
+
+
 def _execute(run: _Run) -> int | None:
     _bootstrap(run)
     for client in run.clients:
         client.start()
-    run.oracle.start()
     run.nemesis.start()
+    _schedule_placement_fault(run)
     converged = None
     try:
         _run_until(run, run.config.steps, 10**18)
@@ -418,7 +462,7 @@ def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
     if run.violation is None and config.check_linearizability:
         verdict = check_history(run.history)
     run.loop.record(f"final draw {run.root.random()}")
-    steps = run.oracle.stats.steps
+    steps = run.placement.agent_stats.steps
     faults = dict(sorted(run.nemesis.counts.items()))
     net = run.cluster.network
     for name, count in (("drop", net.dropped), ("duplicate", net.duplicated)):
