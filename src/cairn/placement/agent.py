@@ -277,11 +277,13 @@ class PlacementAgent:
                     self.host.destroy_stale_peer(p.region_id, p.peer_id)
             case RegionHeartbeat(report=report), RegionHeartbeatReply(step=step):
                 if step is not None:
-                    self._execute(report.region.id, step)
+                    self.execute(report.region.id, step)
 
     # -- steps --------------------------------------------------------------------------
 
-    def _execute(self, region_id: int, step: Step) -> None:
+    def execute(self, region_id: int, step: Step) -> None:
+        """Execute `step` on this node's leader of `region_id`, unless it has visibly
+        happened, the region is busy merging, or it was executed within `step_retry`."""
         peer = self.host.peers.get(region_id)
         if peer is None or not peer.replica.is_leader or self._busy(region_id):
             return

@@ -17,17 +17,18 @@ Checked after every event: every region's Raft safety and the placement group's 
 the applied layout tiles the keyspace (`cairn.sim.coverage`). After `steps` events the
 faults stop (lost nodes stay lost), clients stop, and the cluster must converge within
 `converge_within` of virtual time: every region with exactly the declared voters, no
-learners, all on live nodes that hold it at its current epoch, and a leader. Then every
-key is read once more through the routed path, and the whole history (final reads
-included, so every acknowledged write must have survived every split, merge and move) is
-checked for linearizability per key. The result carries the trace digest: same seed, same digest.
+learners, all on live nodes that hold it at its current epoch, and a leader, and the
+placement group with a serving leader. Then every key is read once more through the
+routed path, and the whole history (final reads included, so every acknowledged write
+must have survived every split, merge and move) is checked for linearizability per key.
+The result carries the trace digest: same seed, same digest.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cairn.check.history import Op
 from cairn.check.linearizability import Verdict, check_history
@@ -147,6 +148,9 @@ class RegionSimResult:
     digest: str
     history: tuple[Op, ...] = ()
     trace: tuple[str, ...] = ()
+    placement: dict[str, int] = field(default_factory=dict)
+    """What the agents did: requests sent, served, refused, timed out; stale peers
+    destroyed; merge commits proposed."""
 
     @property
     def failure(self) -> str | None:
@@ -322,6 +326,8 @@ class _Run:
 
     def unconverged(self) -> str | None:
         """Why the cluster is not at its declared placement yet (None: it is)."""
+        if self.placement.leader() is None:
+            return "the placement group has no serving leader"
         for region in (self.cluster.applied[i] for i in sorted(self.cluster.applied)):
             problem = self._region_problem(region)
             if problem is not None:
@@ -487,4 +493,17 @@ def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
         digest=run.loop.digest(),
         history=tuple(run.history) if config.keep_history else (),
         trace=tuple(run.loop.trace or ()) if config.keep_trace else (),
+        placement=_placement_figures(run),
     )
+
+
+def _placement_figures(run: _Run) -> dict[str, int]:
+    stats = run.placement.agent_stats
+    return {
+        "requests": stats.requests,
+        "served": stats.served,
+        "refused": stats.refused,
+        "timeouts": stats.timeouts,
+        "stale_peers": stats.stale_peers,
+        "merge_commits": stats.merges_committed,
+    }
