@@ -389,10 +389,10 @@ class Node:
     def topology(self) -> Topology:
         """The cluster's layout as this node sees it (routing, CLUSTER SLOTS, MOVED)."""
         transport = self.transport
-        connected = frozenset(p for p in self.config.peers if transport.connected(p))
-        cached = self.layout.cached(self.layout_version, transport.client_addrs, connected)
+        cached = self.layout.cached((self.layout_version, transport.links_version))
         if cached is not None:
             return cached
+        connected = frozenset(p for p in self.config.peers if transport.connected(p))
         regions = []
         leaders = {}
         for peer in self.host.peers.values():

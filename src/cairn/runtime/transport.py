@@ -187,6 +187,9 @@ class TcpTransport:
         self._conns: dict[NodeId, PeerConnection] = {}
         self.client_addrs: dict[NodeId, str] = {}
         """The client address each peer announced in its last handshake."""
+        self.links_version = 0
+        """Grows whenever a peer connects or disconnects (and so may have announced a new
+        client address): what the node's cached layout depends on."""
         self._outbox: dict[NodeId, _Outbox] = {}
         self._flush_scheduled = False
         self._server: asyncio.Server | None = None
@@ -287,6 +290,7 @@ class TcpTransport:
         old = self._conns.get(peer)
         self._conns[peer] = conn
         self.stats.connects += 1
+        self.links_version += 1
         if old is not None and old is not conn:
             old.close()
 
@@ -294,6 +298,7 @@ class TcpTransport:
         """Forget `conn` if it is still the one used for `peer`."""
         if self._conns.get(peer) is conn:
             del self._conns[peer]
+            self.links_version += 1
 
     def connected(self, peer: NodeId) -> bool:
         """Whether a live connection to `peer` exists."""

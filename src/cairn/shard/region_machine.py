@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 import msgpack
@@ -224,6 +225,39 @@ class RegionMachine:
         if not all(region.contains(range_key(k)) for k in self.inner.keys_of(data)):
             return KeyNotInRegion(region)
         return self.inner.apply(index, data)
+
+    @property
+    def apply_many(self) -> Callable[[Sequence[tuple[int, bytes]]], list[object]] | None:
+        """`apply` over consecutive entries, with the runs of in-range commands between
+        admin commands handed to the inner machine's `apply_many` (one storage transaction
+        each); None when the inner machine has none, so the driver applies one by one."""
+        inner_many = getattr(self.inner, "apply_many", None)
+        if inner_many is None:
+            return None
+        return partial(self._apply_runs, inner_many)
+
+    def _apply_runs(
+        self,
+        inner_many: Callable[[Sequence[tuple[int, bytes]]], Sequence[object]],
+        entries: Sequence[tuple[int, bytes]],
+    ) -> list[object]:
+        results: list[object] = []
+        run: list[tuple[int, bytes]] = []
+        for index, data in entries:
+            if (
+                data[:1] != ADMIN_TAG
+                and self.merging_into is None
+                and all(self.region.contains(range_key(k)) for k in self.inner.keys_of(data))
+            ):
+                run.append((index, data))
+                continue
+            if run:  # what precedes an admin or refused entry applies first, in log order
+                results.extend(inner_many(run))
+                run = []
+            results.append(self.apply(index, data))
+        if run:
+            results.extend(inner_many(run))
+        return results
 
     def _apply_admin(self, index: int, body: list[object]) -> object:
         kind, version, conf_ver, *args = body
