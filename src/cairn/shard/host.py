@@ -525,6 +525,9 @@ class RegionHost:
             touched.update(dirty)
             prepared = self._prepare(dirty)
             if prepared:
+                # What may leave before the write (a leader's appends) leaves now, so the
+                # followers' fsyncs run during this node's, not after it.
+                self._flush()
                 self._persist(prepared)
                 self._finish(prepared)
         for region_id in sorted(touched):
