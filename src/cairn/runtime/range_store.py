@@ -9,11 +9,11 @@ node's shared `LmdbKeyspace` those three:
 * `keys_of` decodes a command entry and asks the command table for its keys;
 * `durable` is the keyspace's (LMDB: true), so the driver compacts the log without
   images and makes one only for a follower that fell behind it;
-* `split_off` and `absorb` (merge) are refused (`SplitRefusedError`): on LMDB a split
-  must be written in the same transaction as the entry that applies it
-  (`NodeStore.stage_split` together with `StoreMachine.apply_many_within` and
-  `cairn.store.carve`), which the hosted replica's apply path does not offer yet, so the
-  real node never proposes either.
+* `split_off` and `absorb` (merge) are refused (`SplitRefusedError`): on LMDB a split or
+  merge must be written in the same transaction as the entry that applies it, which the
+  node's `LmdbHostStore` does as the `RegionStorage` of every region machine
+  (`cairn.runtime.host_store`); these two are reached only by a host whose store is not
+  one (a test plant wrapping it), which then cannot split or merge.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from cairn.store.scope import Scope
 
 
 class SplitRefusedError(Exception):
-    """A split reached the real node's machine: it cannot write one atomically yet."""
+    """A split or merge reached a real node's machine without a `RegionStorage`."""
 
 
 def region_scope(region_id: int, region: Region | None) -> Scope:
@@ -85,9 +85,9 @@ class StoreRangeMachine:
 
     def split_off(self, moves: Callable[[bytes], bool], applied: int) -> bytes:
         """Refused: see the module docstring."""
-        raise SplitRefusedError("the real node does not split regions yet")
+        raise SplitRefusedError("this host's store cannot write a split atomically")
 
     def absorb(self, image: bytes) -> None:
         """Refused, as `split_off`: a durable merge must be written in the transaction that
         applies it (`NodeStore.stage_merge`)."""
-        raise SplitRefusedError("the real node does not merge regions yet")
+        raise SplitRefusedError("this host's store cannot write a merge atomically")

@@ -43,6 +43,7 @@ longer holds when the command applies or the read is served, completes REJECTED 
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -79,6 +80,7 @@ from cairn.shard.region_machine import (
     KeyNotInRegion,
     RangeMachine,
     RegionMachine,
+    RegionStorage,
     encode_commit_merge,
     encode_prepare_merge,
     encode_split,
@@ -114,6 +116,16 @@ class HostConfig:
     quiesce_after_ticks: int = 20
     liveness_interval_ticks: int = 2
     liveness_timeout_ticks: int = 10
+    max_catch_up_ticks: int = 5
+    """A late tick runs at most this many missed ticks through each awake region's core
+    (replaces `replica.max_catch_up_ticks`); the rest only advance the lease clocks."""
+    founding_sleep_ticks: int | None = None
+    """How long a founding follower sleeps waiting for the founding leader before it wakes
+    to campaign itself (default: four election timeouts); see `RegionHost._found`."""
+    founding_campaign_ticks: int | None = None
+    """When founding leaders campaign: this many ticks after the host starts, plus a random
+    stagger of up to half an election timeout (default: two election timeouts, so the other
+    founding nodes have started and are past the time a just-started node refuses votes)."""
 
 
 EnvelopeHandler = Callable[[Sequence[Envelope]], None]
@@ -200,7 +212,8 @@ class RegionPeer:
         self.region_id = record.region_id
         self.peer_id = record.peer_id
         placeholder = record.region or Region(record.region_id, epoch=RegionEpoch(0, 0))
-        self.machine = RegionMachine(inner, placeholder, self._on_split, self._on_merge)
+        storage = host.store if isinstance(host.store, RegionStorage) else None
+        self.machine = RegionMachine(inner, placeholder, self._on_split, self._on_merge, storage)
         self.downstream = host.observers(host.node_id, record.region_id)
         self.idle_ticks = 0
         env = _RegionEnv(host, record.region_id, record.peer_id)
@@ -233,7 +246,7 @@ class RegionPeer:
 
     def on_apply(self, replica: Replica, entry: Entry) -> None:
         if entry.type is EntryType.CONF_CHANGE:
-            self._on_conf_change(decode_conf_change(entry.data))
+            self._on_conf_change(decode_conf_change(entry.data), entry.index)
         if self.downstream is not None:
             self.downstream.on_apply(replica, entry)
 
@@ -245,8 +258,9 @@ class RegionPeer:
 
     # -- structural changes ------------------------------------------------------------
 
-    def _on_conf_change(self, cc: ConfChange) -> None:
-        """Mirror an applied membership change in the description (nodes from context)."""
+    def _on_conf_change(self, cc: ConfChange, index: int) -> None:
+        """Mirror an applied membership change in the description (nodes from context);
+        durable storage records it with `index` applied."""
         _, extra = msgpack.unpackb(cc.context)
         nodes = {int(i): int(n) for i, n in msgpack.unpackb(extra)} if extra else {}
         peers = {p.id: p for p in self.machine.region.peers}
@@ -260,7 +274,7 @@ class RegionPeer:
                 node = peers[change.node_id].node_id
             if node is not None:
                 peers[change.node_id] = Peer(change.node_id, node, role)
-        self.machine.set_peers(tuple(peers[i] for i in sorted(peers)))
+        self.machine.set_peers(tuple(peers[i] for i in sorted(peers)), index)
         self.host.announce(self.machine.region)
         # Only this peer's own removal destroys it: a peer that caught up from a snapshot
         # older than its own addition replays changes from before it was a member.
@@ -269,12 +283,16 @@ class RegionPeer:
         ):
             self.host.schedule_destroy(self.region_id)
 
-    def _on_split(self, left: Region, right: Region, image: bytes) -> None:
+    def _on_split(self, left: Region, right: Region, image: bytes | None) -> None:
         self.host.announce(left)
         self.host.create_split_peer(right, image)
 
     def _on_merge(self, source: Region, merged: Region) -> None:
         self.host.announce(merged)
+        if self.machine.storage is not None:
+            # The source's records now are the target's (one keyspace): a local source
+            # replica still finishing this turn must not apply anything more.
+            self.host.stop_peer(source.id)
         self.host.destroy_absorbed((source.id,), durable_now=True)
 
 
@@ -301,7 +319,9 @@ class RegionHost:
         self.transport = transport
         self.store = store
         self.rng = rng
-        self.config = config
+        self.config = replace(
+            config, replica=replace(config.replica, max_catch_up_ticks=config.max_catch_up_ticks)
+        )
         self.new_machine = new_machine
         self.buggify = buggify
         self.observers = observers
@@ -323,6 +343,13 @@ class RegionHost:
         self._dead: set[NodeId] = set()
         self._start = clock.now()
         self._timer: TimerHandle | None = None
+        self._timer_tick = 0
+        self._next_liveness = config.liveness_interval_ticks
+        self._asleep_at_birth: dict[int, NodeId] = {}
+        """region id -> the node of its founding leader, for followers born quiescent."""
+        self._birth_alarms: list[tuple[int, int, bool]] = []
+        """A heap of (host tick, region id, campaign): when a founding peer born quiescent
+        campaigns (the founding leader) or wakes (a follower), if still leaderless."""
         self._neighbour_cache: list[NodeId] | None = None
         self._recover()
         transport.set_handler(self.on_envelopes)
@@ -335,7 +362,7 @@ class RegionHost:
             if record.state is PeerState.TOMBSTONE:
                 self.tombstones[record.region_id] = record.peer_id
             else:
-                self._add_peer(record)
+                self._found(self._add_peer(record))
         absorbed = {i for peer in self.peers.values() for i in peer.machine.absorbed}
         for region_id in sorted(absorbed & set(self.peers)):
             self._destroy(region_id)
@@ -354,7 +381,37 @@ class RegionHost:
             raise ValueError(f"region {region.id} has no peer on node {self.node_id}")
         image = initial_image(self.new_machine(), region)
         self._write_initial(region, peer.id, image, BOOTSTRAP_INDEX, HardState())
-        return self._add_peer(RegionRecord(region.id, peer.id, region=region))
+        return self._found(self._add_peer(RegionRecord(region.id, peer.id, region=region)))
+
+    def _found(self, peer: RegionPeer) -> RegionPeer:
+        """Start a peer found on disk or just founded. If its region has never elected a
+        leader, every peer of it starts quiescent: the founding leader (`founding_leader`)
+        campaigns at its alarm (`founding_campaign_ticks` plus a stagger), the others
+        wake at its first message, when its node is presumed dead, or after
+        `founding_sleep_ticks` without a leader. So a node founded with 1,000 regions
+        ticks none of them until they campaign, one at a time, each once."""
+        region = peer.region
+        replica = peer.replica
+        if not self.config.hibernate or not peer.initialized or not replica.is_pristine():
+            return peer
+        chosen = founding_leader(region)
+        if chosen is None or region.peer(peer.peer_id) is None:
+            return peer
+        election = self.config.replica.raft.election_tick
+        if chosen.id == peer.peer_id:
+            first = self.config.founding_campaign_ticks
+            first = 2 * election if first is None else first
+            alarm = (self.ticks + first + self.rng.randrange(max(1, election // 2)), True)
+        elif chosen.node_id in self._dead:
+            return peer
+        else:
+            sleep = self.config.founding_sleep_ticks
+            alarm = (self.ticks + (4 * election if sleep is None else sleep), False)
+            self._asleep_at_birth[peer.region_id] = chosen.node_id
+        replica.quiesce()
+        self.awake.discard(peer.region_id)
+        heapq.heappush(self._birth_alarms, (alarm[0], peer.region_id, alarm[1]))
+        return peer
 
     def _write_initial(
         self, region: Region, peer_id: int, image: bytes, index: int, old: HardState
@@ -507,6 +564,7 @@ class RegionHost:
         region_id = self._region_of(replica)
         self.awake.add(region_id)
         self.peers[region_id].idle_ticks = 0
+        self._tick_soon()
 
     @staticmethod
     def _region_of(replica: Replica) -> int:
@@ -689,14 +747,39 @@ class RegionHost:
     # -- time --------------------------------------------------------------------------
 
     def _schedule_tick(self) -> None:
-        interval = self.config.replica.tick_interval
-        at = self._start + (self.ticks + 1) * interval
+        """Arm the timer for the next tick, or, with every region quiescent, for the next
+        tick with work (a liveness round, a founding sleeper's deadline)."""
+        target = self.ticks + 1
+        if self.config.hibernate and not self.awake:
+            target = self._next_liveness
+            if self._birth_alarms:
+                target = min(target, self._birth_alarms[0][0])
+            target = max(target, self.ticks + 1)
+        self._timer_tick = target
+        at = self._start + target * self.config.replica.tick_interval
         self._timer = self.clock.call_later(max(0.0, at - self.clock.now()), self._on_tick)
 
+    def _tick_soon(self) -> None:
+        """A region woke: tick from the next tick on, if the timer was armed for later."""
+        if self._timer is not None and not self.stopped and self._timer_tick > self.ticks + 1:
+            self._timer.cancel()
+            self._timer = None
+            self._schedule_tick()
+
+    def _due_tick(self) -> int:
+        """The number of the last tick whose time has come."""
+        return int((self.clock.now() - self._start) / self.config.replica.tick_interval)
+
     def _on_tick(self) -> None:
+        """Tick every awake region once. A tick that finds itself late (the process was
+        starved) does not run the ticks it missed: it moves on to the current one, and
+        each replica runs at most `max_catch_up_ticks` of what it is owed."""
         if self.stopped:
             return
-        self.ticks += 1
+        self._timer = None
+        due = self._due_tick()
+        late = due - self._timer_tick
+        self.ticks = max(self.ticks + 1, due)
         for region_id in sorted(self.awake):
             peer = self.peers.get(region_id)
             if peer is None or peer.replica.stopped:
@@ -706,9 +789,28 @@ class RegionHost:
                 continue
             self.region_ticks += 1
             peer.replica.host_tick()
-        if self.ticks % self.config.liveness_interval_ticks == 0:
-            self._liveness_round()
+        self._ring_birth_alarms()
+        if self.ticks >= self._next_liveness:
+            self._next_liveness = self.ticks + self.config.liveness_interval_ticks
+            # A tick that ran late has not yet read what arrived meanwhile: judging the
+            # other nodes' silence now would wake regions because we were slow.
+            self._liveness_round(judge=late < 2)
         self._schedule_tick()
+
+    def _ring_birth_alarms(self) -> None:
+        """Founding leaders still asleep campaign; founding followers still without a
+        leader wake (see `_found`)."""
+        while self._birth_alarms and self._birth_alarms[0][0] <= self.ticks:
+            _, region_id, campaign = heapq.heappop(self._birth_alarms)
+            if not campaign:
+                self._asleep_at_birth.pop(region_id, None)
+            peer = self.peers.get(region_id)
+            if peer is None or not peer.replica.quiesced or peer.replica.lead != NONE:
+                continue
+            if campaign:
+                peer.replica.campaign()
+            else:
+                peer.replica.wake()
 
     def _maybe_quiesce(self, peer: RegionPeer) -> bool:
         """Quiesce a leader idle for long enough whose followers are all caught up (checked
@@ -749,12 +851,15 @@ class RegionHost:
         self.awake.discard(peer.region_id)
         return True
 
-    def _liveness_round(self) -> None:
-        """Tell every neighbour node we live; wake followers of nodes gone silent."""
+    def _liveness_round(self, judge: bool = True) -> None:
+        """Tell every neighbour node we live; wake followers of nodes gone silent (if
+        `judge`)."""
         now = self.clock.now()
         timeout = self.config.liveness_timeout_ticks * self.config.replica.tick_interval
         for node in self._neighbours():
             self._post(liveness(self.node_id, node))
+            if not judge:
+                continue
             if node not in self._dead and now - self._heard.get(node, self._start) > timeout:
                 self._dead.add(node)
                 self._wake_followers_of(node)
@@ -769,10 +874,17 @@ class RegionHost:
         return self._neighbour_cache
 
     def _wake_followers_of(self, node: NodeId) -> None:
+        """Wake the quiescent followers whose leader, or founding leader, is on `node`."""
         for region_id in sorted(self.peers):
             replica = self.peers[region_id].replica
+            if not replica.quiesced:
+                continue
             lead = replica.lead
-            if replica.quiesced and _node_in(self.peers[region_id].region, lead) == node:
+            if lead == NONE:
+                lead_node = self._asleep_at_birth.get(region_id)
+            else:
+                lead_node = _node_in(self.peers[region_id].region, lead)
+            if lead_node == node:
                 replica.wake()
 
     def is_live(self, node: NodeId) -> bool:
@@ -789,15 +901,23 @@ class RegionHost:
         if region.epoch.version > 0:
             self.on_region(self.node_id, region)
 
-    def create_split_peer(self, right: Region, image: bytes) -> None:
+    def create_split_peer(self, right: Region, image: bytes | None) -> None:
         """A split applied here: create the right part's peer, unless it exists already
-        (created by a message, or ahead of this replay) or was removed from this node."""
+        (created by a message, or ahead of this replay) or was removed from this node.
+        Without `image` the split's transaction has founded it on disk already."""
         mine = right.peer_on(self.node_id)
         if mine is None or right.id in self.peers or right.id in self.tombstones:
             return
-        self._write_initial(right, mine.id, image, SPLIT_INIT_INDEX, HardState())
+        if image is not None:
+            self._write_initial(right, mine.id, image, SPLIT_INIT_INDEX, HardState())
         self._add_peer(RegionRecord(right.id, mine.id, region=right))
         self._dirty.add(right.id)
+
+    def stop_peer(self, region_id: int) -> None:
+        """Stop this node's replica of `region_id` now (it is destroyed after the turn)."""
+        peer = self.peers.get(region_id)
+        if peer is not None:
+            peer.replica.stop()
 
     def destroy_absorbed(self, region_ids: Sequence[int], durable_now: bool) -> None:
         """Destroy, after this turn, the local peers of regions merged away. With
@@ -839,3 +959,11 @@ class RegionHost:
 def _node_in(region: Region, peer_id: int) -> NodeId | None:
     p = region.peer(peer_id)
     return p.node_id if p is not None else None
+
+
+def founding_leader(region: Region) -> Peer | None:
+    """The voter that campaigns first in a region that has never had a leader: spread
+    over the voters by region id (with peer ids in node order, region r's founding leader
+    is on the (r mod n)-th node), so founding leaders are balanced over the nodes."""
+    voters = sorted(region.voters(), key=lambda p: p.id)
+    return voters[region.id % len(voters)] if voters else None

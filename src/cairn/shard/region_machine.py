@@ -26,6 +26,16 @@ with the data (an image is `[region, inner image]`).
   the source's, and calls `on_merge`, which destroys this node's source peer. Because
   the data travels in the target's log, every target replica merges the same bytes at the
   same index whatever state its local source replica is in.
+
+Durable region storage. A machine whose data lives on disk with the region's description
+(the real node: LMDB) is given a `RegionStorage`. Every change of the description is then
+written by it in ONE transaction with the machine's applied index, so a restart finds the
+description that matches the applied state and replays the rest of the log idempotently:
+a split (`store_split`: the left's narrowed range, the right region founded, key counts
+carried, no data copied), a commit-merge (`store_merge`), a prepare-merge or a membership
+change (`store_description`, which also records the freeze), and a snapshot
+(`store_restore`). `SplitHook` then gets no image (None): the right region is already on
+disk and its peer only has to be started.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgpack
 
@@ -90,6 +100,39 @@ class RangeMachine(Protocol):
         ...
 
 
+@runtime_checkable
+class RegionStorage(Protocol):
+    """Storage that writes a region's description in the transaction applying its change
+    (see the module docstring); every method is all or nothing."""
+
+    def store_split(self, inner: RangeMachine, index: int, left: Region, right: Region) -> None:
+        """Apply the split entry at `index`: `inner` narrows to `left`, `right` is founded."""
+        ...
+
+    def store_merge(
+        self, inner: RangeMachine, index: int, source: Region, merged: Region, data: bytes
+    ) -> None:
+        """Apply the commit-merge at `index`: `inner` grows to `merged` over `source`, whose
+        final data (its inner `snapshot()`) is `data`."""
+        ...
+
+    def store_description(
+        self, inner: RangeMachine, index: int, region: Region, merging_into: int | None
+    ) -> None:
+        """Record `region` (and the freeze, if any) as applied at `index`."""
+        ...
+
+    def store_restore(
+        self, inner: RangeMachine, region: Region, data: bytes, merging_into: int | None
+    ) -> None:
+        """Replace `inner`'s state by image `data` of `region` (a snapshot)."""
+        ...
+
+    def stored_merge_target(self, inner: RangeMachine) -> int | None:
+        """The target a durable freeze of `inner`'s region names (None: not frozen)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class KeyNotInRegion:
     """The result of a command touching a key outside the region (nothing changed)."""
@@ -127,8 +170,9 @@ class MergeDone:
     merged: Region
 
 
-SplitHook = Callable[[Region, Region, bytes], None]
-"""Called as a split applies: (left, right, the right part's image, as `snapshot()` makes)."""
+SplitHook = Callable[[Region, Region, bytes | None], None]
+"""Called as a split applies: (left, right, the right part's image, as `snapshot()` makes;
+None when a `RegionStorage` has already founded the right region on disk)."""
 
 MergeHook = Callable[[Region, Region], None]
 """Called as a commit-merge applies: (the source as frozen, the grown target)."""
@@ -194,12 +238,17 @@ class RegionMachine:
         region: Region,
         on_split: SplitHook,
         on_merge: MergeHook = lambda source, merged: None,
+        storage: RegionStorage | None = None,
     ) -> None:
         self.inner = inner
         self.region = region
         self.on_split = on_split
         self.on_merge = on_merge
-        self.merging_into: int | None = None
+        self.storage = storage
+        """Writes description changes with the data (None: they live in images only)."""
+        self.merging_into: int | None = (
+            storage.stored_merge_target(inner) if storage is not None else None
+        )
         """The target this region is frozen to merge into (a prepare-merge applied)."""
         self.absorbed: tuple[int, ...] = ()
         """Ids of the regions merged into this one (their peers here must be destroyed)."""
@@ -267,19 +316,22 @@ class RegionMachine:
         if self.merging_into is not None or epoch != self.region.epoch:
             return EpochNotMatch(self.region)
         if kind == "prepare_merge":
-            return self._prepare_merge(args)
+            return self._prepare_merge(index, args)
         if kind == "commit_merge":
-            return self._commit_merge(args)
-        return self._split(args)
+            return self._commit_merge(index, args)
+        return self._split(index, args)
 
-    def _prepare_merge(self, args: list[object]) -> object:
+    def _prepare_merge(self, index: int, args: list[object]) -> object:
         (target_id,) = args
         assert isinstance(target_id, int)
-        self.region = replace(self.region, epoch=self.region.epoch.next_version())
+        frozen = replace(self.region, epoch=self.region.epoch.next_version())
+        if self.storage is not None:
+            self.storage.store_description(self.inner, index, frozen, target_id)
+        self.region = frozen
         self.merging_into = target_id
         return MergePrepared(self.region)
 
-    def _commit_merge(self, args: list[object]) -> object:
+    def _commit_merge(self, index: int, args: list[object]) -> object:
         fields, data = args
         assert isinstance(fields, list) and isinstance(data, bytes)
         source = decode_region(fields)
@@ -287,13 +339,16 @@ class RegionMachine:
             merged = merge_regions(source, self.region)
         except ValueError:
             return EpochNotMatch(self.region)
-        self.inner.absorb(data)
+        if self.storage is not None:
+            self.storage.store_merge(self.inner, index, source, merged, data)
+        else:
+            self.inner.absorb(data)
         self.region = merged
         self.absorbed = (*self.absorbed, source.id)
         self.on_merge(source, merged)
         return MergeDone(source, merged)
 
-    def _split(self, args: list[object]) -> object:
+    def _split(self, index: int, args: list[object]) -> object:
         split_key, new_id, peer_ids = args
         region = self.region
         assert isinstance(split_key, bytes) and isinstance(new_id, int)
@@ -301,14 +356,23 @@ class RegionMachine:
         if not region.contains(split_key) or split_key == region.start:
             return EpochNotMatch(region)
         left, right = split_region(region, split_key, new_id, tuple(peer_ids))
+        if self.storage is not None:
+            self.storage.store_split(self.inner, index, left, right)
+            self.region = left
+            self.on_split(left, right, None)
+            return SplitDone(left, right)
         moved = self.inner.split_off(right.contains, SPLIT_INIT_INDEX)
         self.region = left
         self.on_split(left, right, bytes(msgpack.packb([encode_region(right), moved])))
         return SplitDone(left, right)
 
-    def set_peers(self, peers: tuple[Peer, ...]) -> None:
-        """A membership change was applied: the new peers, conf_ver + 1."""
-        self.region = self.region.with_peers(peers)
+    def set_peers(self, peers: tuple[Peer, ...], index: int | None = None) -> None:
+        """A membership change was applied (at `index`, which durable storage records it
+        at): the new peers, conf_ver + 1."""
+        changed = self.region.with_peers(peers)
+        if self.storage is not None and index is not None:
+            self.storage.store_description(self.inner, index, changed, self.merging_into)
+        self.region = changed
 
     def snapshot(self) -> bytes:
         """The description, the data and the merge state, as one image."""
@@ -320,10 +384,15 @@ class RegionMachine:
     def restore(self, data: bytes) -> None:
         """Adopt a `snapshot()` image (description included)."""
         region, inner, *merge = msgpack.unpackb(data)
-        self.region = decode_region(region)
-        self.merging_into = int(merge[0]) if merge and merge[0] is not None else None
+        described = decode_region(region)
+        merging_into = int(merge[0]) if merge and merge[0] is not None else None
+        if self.storage is not None:
+            self.storage.store_restore(self.inner, described, inner, merging_into)
+        else:
+            self.inner.restore(inner)
+        self.region = described
+        self.merging_into = merging_into
         self.absorbed = tuple(int(i) for i in merge[1]) if merge else ()
-        self.inner.restore(inner)
 
 
 def initial_image(inner: RangeMachine, region: Region) -> bytes:

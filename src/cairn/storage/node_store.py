@@ -226,24 +226,36 @@ class NodeStore:
         self.stage_state(wtx, state)
 
     def stage_split(
-        self, wtx: WriteTxn, left: Region, right: Region, right_conf_state: ConfState
-    ) -> None:
+        self,
+        wtx: WriteTxn,
+        left: Region,
+        right: Region,
+        right_conf_state: ConfState,
+        *,
+        replace_uninitialized: bool = True,
+    ) -> bool:
         """Inside the transaction applying a split: the shrunk `left`, the new `right` at
-        `RAFT_INIT_INDEX` (its data is already in place, nothing is copied).
+        `RAFT_INIT_INDEX` (its data is already in place, nothing is copied); whether
+        `right` was founded.
 
-        A `right` peer created earlier from a message (uninitialized) is replaced; one
-        already initialized by a snapshot is ahead of the split and left alone; one already
-        removed from this node (a tombstone) stays removed, and its range is queued for
-        deletion (`finish_destroy`).
+        A `right` peer created earlier from a message (uninitialized) is replaced, unless
+        `replace_uninitialized` is false (a driver that keeps that peer running, waiting
+        for a snapshot); one already initialized by a snapshot is ahead of the split and
+        left alone; one already removed from this node (a tombstone) stays removed, and
+        its range is queued for deletion (`finish_destroy`).
         """
         self.stage_state(wtx, RegionLocalState(left.id, PeerState.NORMAL, left))
         old = self._states.get(right.id)
-        if old is None or (old.state is not PeerState.TOMBSTONE and not old.initialized):
+        if old is None or (
+            replace_uninitialized and old.state is not PeerState.TOMBSTONE and not old.initialized
+        ):
             new = RegionLocalState(right.id, region=right)
             self._stage_new(wtx, new, right_conf_state, RAFT_INIT_INDEX)
-        elif old.state is PeerState.TOMBSTONE:
+            return True
+        if old.state is PeerState.TOMBSTONE:
             tomb = RegionLocalState(right.id, PeerState.TOMBSTONE, right, pending_delete=True)
             self.stage_state(wtx, tomb)
+        return False
 
     def stage_merge(self, wtx: WriteTxn, source_id: int, merged: Region) -> None:
         """Inside the transaction applying a merge: the grown target `merged`, the source

@@ -28,14 +28,18 @@ index becomes the merge entry's index in the target's log, its time the later of
 
 Call `merge_machines` before `NodeStore.stage_merge` in the transaction: the latter deletes
 the source's system records, which the merge reads.
+
+A region frozen by a prepare-merge keeps the target's id in a system record of its own
+(`freeze`, `frozen_target`), written with its applied index: the freeze survives a restart,
+travels in the region's image, and vanishes with the merge.
 """
 
 from __future__ import annotations
 
 import random
 
-from cairn.store.keyspace import WriteBatch, write_batch
-from cairn.store.layout import decode_slot, decode_u64, encode_u64, slot_start
+from cairn.store.keyspace import Keyspace, WriteBatch, write_batch
+from cairn.store.layout import decode_slot, decode_u64, encode_u64, region_key, slot_start
 from cairn.store.machine import StoreMachine
 from cairn.store.scope import Scope
 
@@ -183,3 +187,19 @@ def _add(batch: WriteBatch, where: bytes, delta: int, *, drop_zero: bool = False
         batch.put(where, encode_u64(value))
     else:
         batch.delete(where)
+
+
+def merge_target_key(region_id: int) -> bytes:
+    """The system record naming the region that region `region_id` is frozen into."""
+    return region_key(region_id, b"merging")
+
+
+def freeze(batch: WriteBatch, region_id: int, target_id: int) -> None:
+    """Record in `batch` that region `region_id` is frozen to merge into `target_id`."""
+    batch.put(merge_target_key(region_id), encode_u64(target_id))
+
+
+def frozen_target(keyspace: Keyspace, region_id: int) -> int | None:
+    """The target a frozen region merges into, or None when it is not frozen."""
+    raw = keyspace.get(merge_target_key(region_id))
+    return None if raw is None else decode_u64(raw)
