@@ -128,6 +128,10 @@ class HostConfig:
     founding nodes have started and are past the time a just-started node refuses votes)."""
 
 
+FOUNDING_QUIESCE_TICKS = 3
+"""Idle ticks after which a founding region's first leader quiesces: its followers have
+applied its first entry one round trip after it committed (the commit is broadcast)."""
+
 EnvelopeHandler = Callable[[Sequence[Envelope]], None]
 
 
@@ -345,6 +349,9 @@ class RegionHost:
         self._timer: TimerHandle | None = None
         self._timer_tick = 0
         self._next_liveness = config.liveness_interval_ticks
+        self._founding: set[int] = set()
+        """Regions founded here that have not quiesced since: their first leader quiesces
+        as soon as its followers have its first entry (`FOUNDING_QUIESCE_TICKS`)."""
         self._asleep_at_birth: dict[int, NodeId] = {}
         """region id -> the node of its founding leader, for followers born quiescent."""
         self._birth_alarms: list[tuple[int, int, bool]] = []
@@ -410,6 +417,7 @@ class RegionHost:
             self._asleep_at_birth[peer.region_id] = chosen.node_id
         replica.quiesce()
         self.awake.discard(peer.region_id)
+        self._founding.add(peer.region_id)
         heapq.heappush(self._birth_alarms, (alarm[0], peer.region_id, alarm[1]))
         return peer
 
@@ -831,8 +839,11 @@ class RegionHost:
             peer.idle_ticks = 0
             return False
         peer.idle_ticks += 1
-        if peer.idle_ticks < self.config.quiesce_after_ticks:
+        founding = peer.region_id in self._founding
+        wait = FOUNDING_QUIESCE_TICKS if founding else self.config.quiesce_after_ticks
+        if peer.idle_ticks < wait:
             return False
+        self._founding.discard(peer.region_id)
         frm = Peer(peer.peer_id, self.node_id)
         for i, node in zip(others, nodes, strict=True):
             assert node is not None
@@ -963,7 +974,7 @@ def _node_in(region: Region, peer_id: int) -> NodeId | None:
 
 def founding_leader(region: Region) -> Peer | None:
     """The voter that campaigns first in a region that has never had a leader: spread
-    over the voters by region id (with peer ids in node order, region r's founding leader
-    is on the (r mod n)-th node), so founding leaders are balanced over the nodes."""
+    over the voters by region id (with peer ids in node order, region 1's on the first
+    node, region 2's on the second...), so founding leaders are balanced over the nodes."""
     voters = sorted(region.voters(), key=lambda p: p.id)
-    return voters[region.id % len(voters)] if voters else None
+    return voters[(region.id - 1) % len(voters)] if voters else None

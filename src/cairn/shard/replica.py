@@ -134,6 +134,8 @@ class ReplicaConfig:
     read_timeout_ticks: int = 100
     """A read without a read state after this many ticks completes as UNKNOWN."""
     max_catch_up_ticks: int = 100
+    """At most this many missed ticks run through the core at once (a hosted replica
+    still counts the rest for its lease: `Replica._count_ticks`)."""
     batch_ready: bool = False
     """Coalesce the Ready work of one event-loop turn (group commit); see `_request_drain`.
     Proposals and reads of the turn are then also handed to the core together, as one
@@ -317,6 +319,10 @@ class Replica:
         env.transport.set_handler(self.on_messages)
         if host is None:
             self._schedule_tick()
+        elif self.raw.has_ready():
+            # Recovered with work (entries committed but not applied): the host ticks an
+            # idle replica without draining it, so ask now.
+            self._request_drain()
 
     # -- recovery -------------------------------------------------------------------------
 
@@ -574,9 +580,14 @@ class Replica:
         """Tick once for every tick interval the clock has passed since the last tick.
 
         A quiescent replica is woken instead (`_wake`): the time it slept is not ticked.
+        A hosted replica that is owed more than `max_catch_up_ticks` (its process was
+        starved) ticks its core that many times and only counts the rest (`_count_ticks`).
         """
         if self.quiesced:
             self._wake()
+            return
+        if self.host is not None:
+            self._catch_up_hosted()
             return
         now = self.env.clock.now()
         owed = 0
@@ -588,11 +599,65 @@ class Replica:
         if owed:
             self._expire_reads()
 
+    def _catch_up_hosted(self) -> None:
+        owed = self._owed_ticks(self.env.clock.now())
+        if not owed:
+            return
+        self._ticks += owed
+        ticked = min(owed, self.config.max_catch_up_ticks)
+        for _ in range(ticked):
+            self.raw.tick()
+        self._count_ticks(owed - ticked)
+        if self._reads:
+            self._expire_reads()
+
+    def _owed_ticks(self, now: float) -> int:
+        """How many tick intervals the clock has passed since the last tick (O(1))."""
+        due = max(self._ticks, int((now - self._start) / self.config.tick_interval) - 1)
+        while self._start + (due + 1) * self.config.tick_interval <= now:
+            due += 1
+        return due - self._ticks
+
+    def _count_ticks(self, ticks: int) -> None:
+        """Let `ticks` pass for the lease without running them through the core.
+
+        The core's tick count is the leader's lease clock: it must advance with the real
+        time, or a leader that was starved or asleep could trust a lease the time has used
+        up. The election and heartbeat timers are left where they stood, as if the time
+        had not passed: a follower then refuses votes a little longer (only safer), and a
+        host that falls behind does not fire every region's election at once.
+        """
+        self.raw.raft.tick_count += ticks
+
     def host_tick(self) -> None:
-        """The host's timer fired: catch up the ticks owed (hosted replicas only)."""
-        if not self._stopped and not self.quiesced:
-            self._catch_up()
+        """The host's timer fired: catch up the ticks owed (hosted replicas only), and ask
+        for a drain only if they made work (a message, a change of role or term): an idle
+        follower's tick then costs a few attribute reads, not a Ready pass."""
+        if self._stopped or self.quiesced:
+            return
+        raft = self.raw.raft
+        role, term = raft.role, raft.term
+        self._catch_up()
+        if (
+            raft.msgs
+            or raft.msgs_after_persist
+            or raft.role is not role
+            or raft.term != term
+            or raft.raft_log.committed > self.applied
+        ):
             self._request_drain()
+
+    def is_pristine(self) -> bool:
+        """Whether this replica is as it was founded: no vote, no leader, no entry past
+        the founding snapshot, its term the snapshot's (no election has reached it)."""
+        raft = self.raw.raft
+        log = raft.raft_log
+        return (
+            raft.vote == NONE
+            and raft.lead == NONE
+            and log.last_index() == log.first_index() - 1
+            and raft.term == log.last_term()
+        )
 
     def wake(self) -> None:
         """Leave quiescence now (the host saw the leader's node die, or was asked to)."""
@@ -636,13 +701,9 @@ class Replica:
         a follower that slept refuses votes for a little longer, which is only safer.
         """
         self.quiesced = False
-        now = self.env.clock.now()
-        before = self._ticks
-        self._ticks = max(before, int((now - self._start) / self.config.tick_interval) - 1)
-        while self._next_tick_at() <= now:
-            self._ticks += 1
-        slept = self._ticks - before
-        self.raw.raft.tick_count += slept
+        slept = self._owed_ticks(self.env.clock.now())
+        self._ticks += slept
+        self._count_ticks(slept)
         if self.host is not None:
             self.host.on_wake(self)
 
