@@ -63,6 +63,7 @@ from cairn.raft.types import (
     EntryType,
     HardState,
     Message,
+    MessageType,
     NodeId,
     Snapshot,
     SnapshotMetadata,
@@ -349,6 +350,10 @@ class RegionHost:
         self._timer: TimerHandle | None = None
         self._timer_tick = 0
         self._next_liveness = config.liveness_interval_ticks
+        self._quiesce_requests: dict[int, Envelope] = {}
+        """region id -> a leader's QUIESCE, answered at the end of the drain."""
+        self._woken_for: dict[NodeId, list[tuple[int, NodeId]]] = {}
+        """node presumed dead -> the (region id, leader peer) followers woken for it."""
         self._founding: set[int] = set()
         """Regions founded here that have not quiesced since: their first leader quiesces
         as soon as its followers have its first entry (`FOUNDING_QUIESCE_TICKS`)."""
@@ -600,6 +605,7 @@ class RegionHost:
             peer = self.peers.get(region_id)
             if peer is not None and not peer.replica.stopped:
                 self._guard(peer, peer.replica.after_drain)
+        self._answer_quiesce_requests()
         self._flush()
 
     def _prepare(self, region_ids: list[int]) -> list[tuple[RegionPeer, PreparedReady]]:
@@ -688,7 +694,9 @@ class RegionHost:
             return
         for env in envelopes:
             self._heard[env.from_node] = self.clock.now()
-            self._dead.discard(env.from_node)
+            if env.from_node in self._dead:
+                self._dead.discard(env.from_node)
+                self._requiesce_followers_of(env.from_node)
             if env.from_peer.id:
                 self.peer_nodes[env.from_peer.id] = env.from_node
             if env.kind is EnvelopeKind.RAFT:
@@ -711,6 +719,8 @@ class RegionHost:
             return  # for an older or a newer peer of this region on this node
         if env.epoch.is_stale(peer.region.epoch) and peer.region.peer(env.from_peer.id) is None:
             return  # from a peer that has left the region
+        if peer.replica.quiesced and _changes_nothing(peer.replica, env.message):
+            return
         peer.replica.on_messages((env.message,))
 
     def _maybe_create(self, env: Envelope) -> RegionPeer | None:
@@ -733,8 +743,24 @@ class RegionHost:
         return self._add_peer(record)
 
     def _on_quiesce(self, env: Envelope) -> None:
+        """A leader asks to quiesce: answered at the end of this turn's drain, once the
+        messages that came with the request (its last append or heartbeat) are handled
+        here; asked at once, the follower would look busy and refuse."""
+        self._quiesce_requests[env.region_id] = env
+        if not self._drain_scheduled and not self.stopped:
+            self._drain_scheduled = True
+            self.clock.call_later(0.0, self._drain)
+
+    def _answer_quiesce_requests(self) -> None:
+        requests, self._quiesce_requests = self._quiesce_requests, {}
+        for region_id in sorted(requests):
+            self._answer_quiesce(requests[region_id])
+
+    def _answer_quiesce(self, env: Envelope) -> None:
+        """Quiesce if this follower agrees with the leader on everything, else ask it to
+        wake."""
         peer = self.peers.get(env.region_id)
-        if peer is None:
+        if peer is None or peer.replica.stopped:
             return
         replica = peer.replica
         raft = replica.raw.raft
@@ -884,8 +910,25 @@ class RegionHost:
             self._neighbour_cache = sorted(nodes)
         return self._neighbour_cache
 
+    def _requiesce_followers_of(self, node: NodeId) -> None:
+        """`node`, presumed dead, was heard from again: the followers woken for it that
+        still follow the same leader there with nothing pending quiesce again, as if never
+        woken (their leader, if it woke meanwhile, wakes them by its next message). A
+        loaded process that missed a liveness round so does not wake its regions for
+        good: awake followers of a quiescent leader would campaign."""
+        woken, self._woken_for[node] = self._woken_for.get(node, []), []
+        for region_id, lead in woken:
+            peer = self.peers.get(region_id)
+            if peer is None or peer.replica.stopped or peer.replica.quiesced:
+                continue
+            replica = peer.replica
+            if replica.role is StateRole.FOLLOWER and replica.lead == lead and replica.is_idle():
+                replica.quiesce()
+                self.awake.discard(region_id)
+
     def _wake_followers_of(self, node: NodeId) -> None:
         """Wake the quiescent followers whose leader, or founding leader, is on `node`."""
+        woken = self._woken_for.setdefault(node, [])
         for region_id in sorted(self.peers):
             replica = self.peers[region_id].replica
             if not replica.quiesced:
@@ -896,6 +939,8 @@ class RegionHost:
             else:
                 lead_node = _node_in(self.peers[region_id].region, lead)
             if lead_node == node:
+                if lead != NONE:
+                    woken.append((region_id, lead))
                 replica.wake()
 
     def is_live(self, node: NodeId) -> bool:
@@ -978,3 +1023,26 @@ def founding_leader(region: Region) -> Peer | None:
     node, region 2's on the second...), so founding leaders are balanced over the nodes."""
     voters = sorted(region.voters(), key=lambda p: p.id)
     return voters[(region.id - 1) % len(voters)] if voters else None
+
+
+def _changes_nothing(replica: Replica, msg: Message) -> bool:
+    """Whether a quiescent replica may drop `msg` without waking: an answer to its last
+    heartbeat or append (a leader), or its leader's last heartbeat (a follower), arriving
+    after the quiescence. Raft allows dropping any message; a quiescent leader has no read
+    waiting for a heartbeat's answer, and a shorter lease is only safer."""
+    raft = replica.raw.raft
+    if msg.term != raft.term:
+        return False
+    if replica.is_leader:
+        if msg.type is MessageType.HEARTBEAT_RESP:
+            return True
+        return (
+            msg.type is MessageType.APP_RESP
+            and not msg.reject
+            and msg.index <= raft.raft_log.last_index()
+        )
+    return (
+        msg.type is MessageType.HEARTBEAT
+        and msg.frm == raft.lead
+        and msg.commit <= raft.raft_log.committed
+    )
