@@ -801,8 +801,9 @@ class RegionHost:
             self._schedule_tick()
 
     def _due_tick(self) -> int:
-        """The number of the last tick whose time has come."""
-        return int((self.clock.now() - self._start) / self.config.replica.tick_interval)
+        """The number of the last tick whose time has come (a timer firing at its tick's
+        time counts as on time, whatever the float rounding)."""
+        return int((self.clock.now() - self._start) / self.config.replica.tick_interval + 1e-6)
 
     def _on_tick(self) -> None:
         """Tick every awake region once. A tick that finds itself late (the process was
