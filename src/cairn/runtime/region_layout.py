@@ -3,7 +3,10 @@
 Every founding node computes the same layout from its configuration alone, without
 talking to the others: the 16,384 hash slots are cut into `count` regions at slot
 boundaries, as evenly as possible (region sizes differ by at most one slot), and every
-region has a voter on every node of `[peers]`.
+region has a voter on every node of `[peers]`, or, given a replica count, on that many
+founders dealt round-robin (region 1 on the first `replicas` nodes, region 2 on the next
+`replicas`, wrapping around), so five founders with three replicas each carry 3/5 of the
+regions, and no node more than one replica above another.
 
 Ids are deterministic: regions are numbered 1..count in slot order, and the peer of
 region `r` on node `n` has id `r * PEER_ID_STRIDE + n` (so node ids must stay below
@@ -43,17 +46,29 @@ def slot_cuts(count: int) -> list[int]:
     return [i * SLOT_COUNT // count for i in range(count + 1)]
 
 
-def initial_layout(node_ids: Iterable[int], count: int) -> list[Region]:
-    """The founding regions, in slot order, each with a voter on every node."""
+def regions_on(node_id: int, layout: Iterable[Region]) -> list[Region]:
+    """The founding regions with a peer on `node_id`: what that node founds on its disk."""
+    return [r for r in layout if r.peer_on(node_id) is not None]
+
+
+def initial_layout(
+    node_ids: Iterable[int], count: int, replicas: int | None = None
+) -> list[Region]:
+    """The founding regions, in slot order, each with a voter on every node (`replicas`
+    None) or on `replicas` nodes round-robin (all of them if there are fewer)."""
     nodes = sorted(set(node_ids))
     if not nodes or nodes[0] <= 0 or nodes[-1] >= PEER_ID_STRIDE:
         raise LayoutError(f"node ids must be in 1..{PEER_ID_STRIDE - 1}, got {nodes}")
+    if replicas is not None and replicas < 1:
+        raise LayoutError(f"replicas must be at least 1, got {replicas}")
+    width = len(nodes) if replicas is None else min(replicas, len(nodes))
     cuts = slot_cuts(count)
     regions = []
     for i in range(count):
         region_id = i + 1
         start = b"" if i == 0 else slot_bound(cuts[i])
         end = slot_bound(cuts[i + 1])  # b"" for the last: the end of the keyspace
-        peers = tuple(Peer(peer_id(region_id, n), n) for n in nodes)
+        chosen = sorted({nodes[(i * width + k) % len(nodes)] for k in range(width)})
+        peers = tuple(Peer(peer_id(region_id, n), n) for n in chosen)
         regions.append(Region(region_id, start, end, peers=peers))
     return regions
