@@ -1,6 +1,7 @@
-"""Multi-raft on real nodes: write throughput with 1 region against 16, and idle CPU with 1,000.
+"""Multi-raft on real nodes: write throughput with 1 region against 16, 3 nodes against 5,
+and the start-up and idle CPU of 1,000 regions.
 
-    python bench/regions.py            # about three minutes
+    python bench/regions.py            # about five minutes
     python bench/regions.py --quick    # fewer requests, a shorter idle window
 
 What it does, all on 127.0.0.1 with free ports and temporary data directories:
@@ -10,11 +11,11 @@ What it does, all on 127.0.0.1 with free ports and temporary data directories:
    100-byte values (`-d 100`), random keys (`-r 100000`), 50 clients: plain, on the leader
    of region 1, and (16 regions) in cluster mode (`--cluster`: it reads CLUSTER NODES and
    sends each key to its slot's master, so the load spreads over the three leaders; it
-   refuses a cluster with one master), measuring the CPU time the three node processes
-   spent (from /proc) per operation;
-2. starts a cluster founded with 1,000 regions, waits until every region has a leader and
-   has gone quiescent, then measures each node's CPU over an idle window (20 s), and the
-   same for a 1-region cluster as the baseline;
+   refuses a cluster with one master), measuring the CPU time the node processes spent
+   (from /proc) per operation; then the same cluster-mode run with 16 regions on 5 nodes;
+2. starts a cluster founded with 1,000 regions, measures the time until every region has a
+   leader and until every region is quiescent, then each node's CPU over an idle window
+   (20 s), and the same for a 1-region cluster as the baseline;
 3. prints a table and rewrites its own section of `docs/benchmarks.md` (between the
    `regions.py` markers, outside the block `bench/compare.py` generates).
 
@@ -52,6 +53,7 @@ class WriteRow:
     """SET throughput of one cluster."""
 
     regions: int
+    nodes: int
     how: str
     rps: float
     p50_ms: float
@@ -64,6 +66,10 @@ class IdleRow:
     """Idle CPU of one cluster's nodes."""
 
     regions: int
+    led_s: float
+    """From starting the processes until every region had a leader on every node."""
+    quiet_s: float
+    """... until every region was quiescent on every node."""
     seconds: float
     cpu_percent: list[float]
     """Per node, CPU time over wall time, in percent of one core."""
@@ -89,9 +95,12 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float) -> None:
     raise TimeoutError(f"{what} within {timeout:.0f} s")
 
 
-def start(root: Path, regions: int) -> LocalCluster:
-    """A 3-node cluster founded with `regions` regions, every region led."""
-    cluster = LocalCluster.plan(root / f"r{regions}", 3, extra=f"initial_regions = {regions}\n")
+def start(root: Path, regions: int, nodes: int = 3) -> tuple[LocalCluster, float]:
+    """A cluster of `nodes` nodes founded with `regions` regions, every region led; and the
+    seconds from starting the processes until then."""
+    extra = f"initial_regions = {regions}\n"
+    cluster = LocalCluster.plan(root / f"r{regions}n{nodes}", nodes, extra=extra)
+    began = time.monotonic()
     cluster.start()
     ports = [s.client_port for s in cluster.specs]
 
@@ -99,20 +108,22 @@ def start(root: Path, regions: int) -> LocalCluster:
         return all(raft_info(p)["raft_regions_without_leader"] == 0 for p in ports)
 
     wait_until(led, f"leaders for {regions} regions", 120 + regions / 5)
-    return cluster
+    return cluster, time.monotonic() - began
 
 
 SET_ARGS = ["-t", "set", "-c", "50", "-d", "100", "-r", "100000", "--csv"]
 
 
-def write_rows(root: Path, regions: int, requests: int) -> list[WriteRow]:
-    """SET on the leader of region 1 (plain client); with several regions, also in cluster
-    mode (redis-benchmark refuses a cluster with a single master)."""
-    cluster = start(root, regions)
+def write_rows(root: Path, regions: int, requests: int, nodes: int = 3) -> list[WriteRow]:
+    """SET on the leader of region 1 (plain client, 3 nodes); with several regions, also in
+    cluster mode (redis-benchmark refuses a cluster with a single master)."""
+    cluster, _ = start(root, regions, nodes)
     try:
         time.sleep(2)  # the addresses of the peers reach every node with the handshakes
         leader = int(raft_info(cluster.spec(1).client_port)["raft_leader_id"])  # type: ignore[call-overload]
-        runs = [("plain, on region 1's leader", leader, [])]
+        runs: list[tuple[str, int, list[str]]] = []
+        if nodes == 3:
+            runs.append(("plain, on region 1's leader", leader, []))
         if regions > 1:
             runs.append(("--cluster", 1, ["--cluster"]))
         pids = [p.pid for p in cluster.procs.values()]
@@ -122,14 +133,15 @@ def write_rows(root: Path, regions: int, requests: int) -> list[WriteRow]:
             with cpu_meter(pids) as used:
                 f = redis_benchmark(port, [*extra, "-n", str(requests), *SET_ARGS])
             cpu_us = sum(used.values()) / requests * 1e6
-            rows.append(WriteRow(regions, how, f.rps, f.p50_ms, f.p99_ms, cpu_us))
+            rows.append(WriteRow(regions, nodes, how, f.rps, f.p50_ms, f.p99_ms, cpu_us))
         return rows
     finally:
         cluster.stop()
 
 
 def idle_row(root: Path, regions: int, seconds: float) -> IdleRow:
-    cluster = start(root, regions)
+    began = time.monotonic()
+    cluster, led_s = start(root, regions)
     try:
         ports = [s.client_port for s in cluster.specs]
 
@@ -137,31 +149,35 @@ def idle_row(root: Path, regions: int, seconds: float) -> IdleRow:
             return all(raft_info(p)["raft_regions_quiescent"] == regions for p in ports)
 
         wait_until(quiet, f"{regions} quiescent regions", 120)
+        quiet_s = time.monotonic() - began
         pids = [p.pid for p in cluster.procs.values()]
         began = time.monotonic()
         with cpu_meter(pids) as used:
             time.sleep(seconds)
         wall = time.monotonic() - began
-        return IdleRow(regions, wall, [100 * used[pid] / wall for pid in pids])
+        return IdleRow(regions, led_s, quiet_s, wall, [100 * used[pid] / wall for pid in pids])
     finally:
         cluster.stop()
 
 
 def print_tables(writes: list[WriteRow], idles: list[IdleRow]) -> None:
-    table = Table(title="SET, 3 nodes, 50 clients, -d 100, random keys (redis-benchmark)")
-    for column in ("regions", "client", "ops/s", "p50 ms", "p99 ms", "CPU µs/op (3 nodes)"):
+    table = Table(title="SET, 50 clients, -d 100, random keys (redis-benchmark)")
+    for column in ("regions", "nodes", "client", "ops/s", "p50 ms", "p99 ms", "CPU µs/op"):
         table.add_column(column, justify="right")
     for w in writes:
         table.add_row(
-            str(w.regions), w.how, f"{w.rps:,.0f}", f"{w.p50_ms:.2f}", f"{w.p99_ms:.2f}",
-            f"{w.cpu_us_per_op:.0f}",
+            str(w.regions), str(w.nodes), w.how, f"{w.rps:,.0f}", f"{w.p50_ms:.2f}",
+            f"{w.p99_ms:.2f}", f"{w.cpu_us_per_op:.0f}",
         )  # fmt: skip
     console.print(table)
-    table = Table(title="Idle CPU per node")
-    for column in ("regions", "window s", "node 1 %", "node 2 %", "node 3 %"):
+    table = Table(title="Start-up and idle CPU per node, 3 nodes")
+    for column in ("regions", "led s", "quiet s", "window s", "node 1 %", "node 2 %", "node 3 %"):
         table.add_column(column, justify="right")
     for i in idles:
-        table.add_row(str(i.regions), f"{i.seconds:.0f}", *(f"{c:.2f}" for c in i.cpu_percent))
+        table.add_row(
+            str(i.regions), f"{i.led_s:.1f}", f"{i.quiet_s:.1f}", f"{i.seconds:.0f}",
+            *(f"{c:.2f}" for c in i.cpu_percent),
+        )  # fmt: skip
     console.print(table)
 
 
@@ -169,35 +185,38 @@ def markdown(writes: list[WriteRow], idles: list[IdleRow], argv: list[str]) -> s
     lines = [
         BEGIN,
         "<!-- Generated by bench/regions.py; edits between these markers are overwritten. -->",
-        "## Multi-raft on real nodes: 1 region against 16, and 1,000 idle regions",
+        "## Multi-raft on real nodes: 1 region against 16, 3 nodes against 5, 1,000 regions",
         "",
         f"`python bench/regions.py {' '.join(argv)}`".replace(" `", "`"),
         f"on {datetime.date.today().isoformat()}, {machine()}.",
         "",
-        "SET, 3 nodes, 50 clients, 100-byte values, random keys: a plain redis-benchmark on",
+        "SET, 50 clients, 100-byte values, random keys: a plain redis-benchmark on",
         "the leader of region 1 (other regions' keys are forwarded to their leaders), and",
         "`redis-benchmark --cluster` (each key sent to its slot's leader; it needs two",
-        "masters or more). CPU is the three node processes' together.",
+        "masters or more). CPU is all the node processes' together, per operation.",
         "",
-        "| regions | client | ops/s | p50 ms | p99 ms | CPU µs/op |",
-        "| ---: | --- | ---: | ---: | ---: | ---: |",
+        "| regions | nodes | client | ops/s | p50 ms | p99 ms | CPU µs/op |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for w in writes:
         lines.append(
-            f"| {w.regions} | {w.how} | {w.rps:,.0f} | {w.p50_ms:.2f} | {w.p99_ms:.2f} | "
-            f"{w.cpu_us_per_op:.0f} |"
+            f"| {w.regions} | {w.nodes} | {w.how} | {w.rps:,.0f} | {w.p50_ms:.2f} | "
+            f"{w.p99_ms:.2f} | {w.cpu_us_per_op:.0f} |"
         )
     lines += [
         "",
-        "Idle CPU of each node (percent of one core) once every region has a leader and has",
-        "gone quiescent:",
+        "Start-up of a 3-node cluster (seconds from starting the processes until every",
+        "region has a leader, and until every region is quiescent), then the idle CPU of",
+        "each node (percent of one core):",
         "",
-        "| regions | window s | node 1 % | node 2 % | node 3 % |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        "| regions | led s | quiet s | window s | node 1 % | node 2 % | node 3 % |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for i in idles:
         cells = " | ".join(f"{c:.2f}" for c in i.cpu_percent)
-        lines.append(f"| {i.regions} | {i.seconds:.0f} | {cells} |")
+        lines.append(
+            f"| {i.regions} | {i.led_s:.1f} | {i.quiet_s:.1f} | {i.seconds:.0f} | {cells} |"
+        )
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -226,8 +245,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cairn-regions-") as tmp:
         root = Path(tmp)
         writes = []
-        for n in (1, 16):
-            writes += write_rows(root, n, requests)
+        for regions, nodes in ((1, 3), (16, 3), (16, 5)):
+            writes += write_rows(root, regions, requests, nodes)
             console.print(writes[-1])
         idles = []
         for n in (1, args.idle_regions):
