@@ -30,6 +30,7 @@ from cairn.placement.commands import (
     Command,
     NodeHeartbeat,
     RegionHeartbeat,
+    RegionHeartbeatReply,
     SetConfig,
     SetNodeAdmin,
     SetRules,
@@ -154,3 +155,23 @@ def test_bad_rules_and_config_are_refused_not_applied() -> None:
     result = md.apply(SetConfig(bad, 2))
     assert isinstance(result, Ack) and not result.ok
     assert md.config == PlacementConfig() and md.rules == PlacementRules()
+
+
+def test_a_deposed_leaders_late_report_is_refused() -> None:
+    # Region 7's leadership moved from peer 1 (term 3) to peer 2 (term 4); a report that
+    # peer 1 sent before it learned of term 4 arrives last and must not undo the move.
+    voters = (Peer(1, 1), Peer(2, 2), Peer(3, 3))
+    region = Region(7, peers=voters)
+    md = ClusterMetadata()
+    for node in (1, 2, 3):
+        md.apply(AddNode(node, f"10.0.0.{node}:7000", f"10.0.0.{node}:6379", (), 1))
+    md.apply(RegionHeartbeat(RegionReport(region, 1, term=3), 2))
+    reply = md.apply(RegionHeartbeat(RegionReport(region, 2, term=4), 3))
+    assert isinstance(reply, RegionHeartbeatReply) and reply.accepted
+    late = md.apply(RegionHeartbeat(RegionReport(region, 1, term=3), 4))
+    assert isinstance(late, RegionHeartbeatReply) and not late.accepted
+    assert "stale leader" in late.reason
+    assert md.region_infos[7].report.leader_peer_id == 2
+    newer_epoch = Region(7, peers=voters, epoch=RegionEpoch(2, 1))
+    md.apply(RegionHeartbeat(RegionReport(newer_epoch, 3, term=2), 5))  # a new epoch: taken
+    assert md.region_infos[7].report.leader_peer_id == 3

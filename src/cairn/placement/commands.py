@@ -130,7 +130,8 @@ class Ack:
 class RegionHeartbeatReply:
     """What goes back to a region leader: the step to execute, if any.
 
-    `accepted` is false when the report's epoch is stale (the driver knows a newer one).
+    `accepted` is false when the report's epoch is stale (the driver knows a newer one) or
+    it comes from a deposed leader (an older term of the same epoch).
     """
 
     accepted: bool

@@ -266,6 +266,15 @@ class ClusterMetadata:
         self.next_id = max(self.next_id, region.id + 1, *(p.id + 1 for p in region.peers))
         before = {i: self.region_map.get(i) for i in self._split_parents(region.id)}
         old = self.region_map.get(region.id)
+        prior = self.region_infos.get(region.id)
+        if (
+            prior is not None
+            and prior.report.region.epoch == region.epoch
+            and report.term < prior.report.term
+        ):
+            self.refused_heartbeats += 1
+            why = f"stale leader: term {report.term} < {prior.report.term}"
+            return RegionHeartbeatReply(False, reason=why)
         if not self.region_map.update(region):
             self.refused_heartbeats += 1
             return RegionHeartbeatReply(False, reason="stale epoch: a newer region is known")

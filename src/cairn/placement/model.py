@@ -111,6 +111,10 @@ class RegionReport:
     write_bytes_per_s: int = 0
     pending_peers: tuple[int, ...] = ()
     down_peers: tuple[DownPeer, ...] = ()
+    term: int = 0
+    """The reporting leader's Raft term: of two reports of one epoch, the older term's comes
+    from a deposed leader and is refused (PD does the same), else a late report of the old
+    leader would undo a leader transfer in the driver's view and start it again."""
 
     @property
     def leader_node_id(self) -> int | None:

@@ -77,6 +77,7 @@ class StoreRegionInspector:
             approximate_keys=keys,
             write_bytes_per_s=self._write_rate(peer),
             pending_peers=_pending(peer),
+            term=peer.replica.term,
         )
 
     def split_key(self, peer: RegionPeer) -> bytes | None:

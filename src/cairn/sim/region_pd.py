@@ -308,6 +308,7 @@ def report_of(peer: RegionPeer) -> RegionReport:
         approximate_size=size,
         approximate_keys=len(inner.data),
         pending_peers=pending,
+        term=raft.term,
     )
 
 
