@@ -82,8 +82,6 @@ class LocalCluster:
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment variables of every node process (e.g. CAIRN_FAILPOINTS)."""
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
-    joins: dict[int, int] = field(default_factory=dict)
-    """Nodes added after the founding (`add_node`): node id -> the node it joined through."""
 
     @classmethod
     def plan(
@@ -115,8 +113,7 @@ class LocalCluster:
     def write_configs(self) -> None:
         """Write every node's TOML config."""
         self.root.mkdir(parents=True, exist_ok=True)
-        founders = [n for n in self.specs if n.node_id not in self.joins]
-        peers = "".join(f'{n.node_id} = "{HOST}:{n.peer_port}"\n' for n in founders)
+        peers = "".join(f'{n.node_id} = "{HOST}:{n.peer_port}"\n' for n in self.specs)
         for n in self.specs:
             lines = [
                 f"node_id = {n.node_id}",
@@ -128,23 +125,8 @@ class LocalCluster:
             ]
             if self.password:
                 lines.append(f'password = "{self.password}"')
-            mine = peers
-            if n.node_id in self.joins:
-                lines.append(f'join = "{HOST}:{self.spec(self.joins[n.node_id]).peer_port}"')
-                mine = f'{n.node_id} = "{HOST}:{n.peer_port}"\n'
-            text = "\n".join(lines) + "\n" + self.extra.strip() + "\n[peers]\n" + mine
+            text = "\n".join(lines) + "\n" + self.extra.strip() + "\n[peers]\n" + peers
             n.config_path.write_text(text)
-
-    def add_node(self, via: int) -> int:
-        """Plan, configure and start a new node that joins the cluster through node `via`
-        (an empty data directory and `join`, no founding); its id."""
-        node_id = len(self.specs) + 1
-        client, peer, admin = free_ports(3)
-        self.specs.append(NodeSpec(node_id, client, peer, self.root / f"node{node_id}", admin))
-        self.joins[node_id] = via
-        self.write_configs()
-        self.start(node_id)
-        return node_id
 
     def start(self, node_id: int | None = None) -> None:
         """Start one node, or every node not running."""
