@@ -158,7 +158,8 @@ def _raft(node: Node) -> list[tuple[str, object]]:
                 f"role={_role(peer)},leader={node.leader_node(peer) or 0},term={raw.term},"
                 f"commit={raw.raft_log.committed},applied={peer.replica.applied},"
                 f"epoch={r.epoch.version}.{r.epoch.conf_ver},slots={span},"
-                f"quiescent={int(peer.replica.quiesced)}",
+                f"quiescent={int(peer.replica.quiesced)},"
+                f"awake={int(region_id in node.host.awake)},elapsed={raw.election_elapsed}",
             )
         )
     return fields

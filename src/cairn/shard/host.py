@@ -420,7 +420,8 @@ class RegionHost:
             sleep = self.config.founding_sleep_ticks
             alarm = (self.ticks + (4 * election if sleep is None else sleep), False)
             self._asleep_at_birth[peer.region_id] = chosen.node_id
-        replica.quiesce()
+        if not replica.quiesce():
+            return peer
         self.awake.discard(peer.region_id)
         self._founding.add(peer.region_id)
         heapq.heappush(self._birth_alarms, (alarm[0], peer.region_id, alarm[1]))
@@ -576,8 +577,16 @@ class RegionHost:
         """See `ReplicaHost.on_wake`."""
         region_id = self._region_of(replica)
         self.awake.add(region_id)
-        self.peers[region_id].idle_ticks = 0
+        peer = self.peers[region_id]
+        peer.idle_ticks = 0
         self._tick_soon()
+        if replica.is_leader:
+            # Its followers sleep and drop its heartbeats (`_changes_nothing`): left
+            # asleep, they would not answer, and check-quorum would depose an awake leader.
+            frm = Peer(peer.peer_id, self.node_id)
+            for p in peer.region.peers:
+                if p.id != peer.peer_id:
+                    self._post(Envelope(EnvelopeKind.WAKE, region_id, frm, p))
 
     @staticmethod
     def _region_of(replica: Replica) -> int:
@@ -771,8 +780,8 @@ class RegionHost:
             and raft.term == env.term
             and raft.raft_log.committed == env.commit
             and replica.is_idle()
+            and replica.quiesce()
         ):
-            replica.quiesce()
             self.awake.discard(env.region_id)
             return
         frm = Peer(peer.peer_id, self.node_id)
@@ -870,6 +879,9 @@ class RegionHost:
         wait = FOUNDING_QUIESCE_TICKS if founding else self.config.quiesce_after_ticks
         if peer.idle_ticks < wait:
             return False
+        if not replica.quiesce():
+            peer.idle_ticks = 0
+            return False
         self._founding.discard(peer.region_id)
         frm = Peer(peer.peer_id, self.node_id)
         for i, node in zip(others, nodes, strict=True):
@@ -885,7 +897,6 @@ class RegionHost:
                     commit=raft.raft_log.committed,
                 )
             )
-        replica.quiesce()
         self.awake.discard(peer.region_id)
         return True
 
@@ -923,8 +934,12 @@ class RegionHost:
             if peer is None or peer.replica.stopped or peer.replica.quiesced:
                 continue
             replica = peer.replica
-            if replica.role is StateRole.FOLLOWER and replica.lead == lead and replica.is_idle():
-                replica.quiesce()
+            if (
+                replica.role is StateRole.FOLLOWER
+                and replica.lead == lead
+                and replica.is_idle()
+                and replica.quiesce()
+            ):
                 self.awake.discard(region_id)
 
     def _wake_followers_of(self, node: NodeId) -> None:

@@ -679,17 +679,29 @@ class Replica:
             and log.committed == log.last_index() == self.applied
         )
 
-    def quiesce(self) -> None:
+    def quiesce(self) -> bool:
         """Stop ticking until something wakes this replica (CockroachDB's quiescence).
 
         The core is not ticked while quiescent: a leader sends no heartbeats and a
         follower's election timer stands still. The host decides when this is safe (every
         follower caught up, every peer's node live) and wakes followers whose leader's
         node stops answering. Any request or message wakes the replica (`_catch_up`).
+
+        The ticks owed are run first, and they may change the role: a leader whose
+        check-quorum fires in them steps down. A replica that so changed does not quiesce
+        (False): a leaderless follower asleep would never campaign, and its region would
+        stay without a leader for good.
         """
-        if not self._stopped and self.host is not None:
-            self._catch_up()
-            self.quiesced = True
+        if self._stopped or self.host is None:
+            return False
+        raft = self.raw.raft
+        before = (raft.role, raft.term, raft.lead)
+        self._catch_up()
+        if (raft.role, raft.term, raft.lead) != before:
+            self._request_drain()
+            return False
+        self.quiesced = True
+        return True
 
     def _wake(self) -> None:
         """Leave quiescence without ticking the time slept, but let the lease see it.
