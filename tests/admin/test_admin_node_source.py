@@ -72,7 +72,7 @@ def test_a_running_node_through_its_admin_server(tmp_path: Path) -> None:
         await node.start()
         server = AdminServer(NodeAdminSource(node), "127.0.0.1", 0)
         try:
-            while not node.replica.is_leader:
+            while not node.leads_first_region():
                 await asyncio.sleep(0.01)
             await server.start()
             client = AdminClient(["{}:{}".format(*server.address)])

@@ -1,4 +1,4 @@
-"""The admin API of a node without a placement driver: its layout, its peers, its figures.
+"""The admin API of a node: the placement driver's views, or its own layout and figures.
 
 Today a node runs one Raft group, and nothing decides placement: the layout is the
 `Topology` the node already builds for CLUSTER SLOTS (one region over the whole keyspace,
@@ -10,6 +10,8 @@ implemented") with the reason.
 `topology_views` is the pure part, the conversion of a `Topology` into API values;
 `StaticLayoutSource` answers every read and action of a source without a placement driver
 from those values; `NodeAdminSource` only gathers what it needs from the running node.
+`ClusterAdminSource`, what `cairn server` serves, answers with the placement driver's
+views on the placement group's leader and falls back to `NodeAdminSource` elsewhere.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from typing import TYPE_CHECKING
 
 from cairn.admin.health import gone_nodes, node_counts, problems, region_health
 from cairn.admin.metrics import MetricsSnapshot, RegionMetrics
+from cairn.admin.placement_source import PlacementSource
 from cairn.admin.source import (
     PLACEMENT_NOT_RUNNING,
+    AdminSource,
     PlacementUnavailableError,
     SourceUnavailableError,
 )
@@ -35,9 +39,10 @@ from cairn.admin.views import (
     RegionView,
     StatusView,
 )
+from cairn.placement.commands import Command, Result
+from cairn.placement.driver import PlacementDriver
 from cairn.placement.model import PlacementRules
 from cairn.resp.reply import Integer
-from cairn.runtime.cluster_layout import WHOLE_KEYSPACE_REGION
 from cairn.shard.region import PeerRole, Region
 from cairn.shard.topology import Topology
 
@@ -189,23 +194,27 @@ class NodeAdminSource(StaticLayoutSource):
         return reply.value if isinstance(reply, Integer) else None
 
     def metrics(self) -> MetricsSnapshot:
-        """The node's client figures and its replica's Raft figures."""
+        """The node's client figures and the Raft figures of every region it hosts."""
         node = self.node
-        replica = node.replica
-        status = replica.raw.status()
-        counters = replica.counters
-        region = RegionMetrics(
-            region_id=WHOLE_KEYSPACE_REGION,
-            role=status.role.value.removeprefix("State").lower(),
-            term=status.term,
-            commit_index=status.commit,
-            applied_index=status.applied,
-            leader_node=status.lead or None,
-            lease_reads=counters.lease_reads,
-            snapshots_taken=counters.snapshots_taken,
-            snapshots_restored=counters.snapshots_restored,
-            readies=counters.readies,
-        )
+        regions = []
+        for region_id in sorted(node.host.peers):
+            peer = node.host.peers[region_id]
+            status = peer.replica.raw.status()
+            counters = peer.replica.counters
+            regions.append(
+                RegionMetrics(
+                    region_id=region_id,
+                    role=status.role.value.removeprefix("State").lower(),
+                    term=status.term,
+                    commit_index=status.commit,
+                    applied_index=status.applied,
+                    leader_node=node.leader_node(peer),
+                    lease_reads=counters.lease_reads,
+                    snapshots_taken=counters.snapshots_taken,
+                    snapshots_restored=counters.snapshots_restored,
+                    readies=counters.readies,
+                )
+            )
         stats = node.server.stats
         return MetricsSnapshot(
             node_id=node.config.node_id,
@@ -213,5 +222,102 @@ class NodeAdminSource(StaticLayoutSource):
             clients_connected=len(node.server.clients),
             connections_received=stats["total_connections_received"],
             connections_rejected=stats["rejected_connections"],
-            regions=(region,),
+            regions=tuple(regions),
         )
+
+
+class ClusterAdminSource:
+    """`AdminSource` of a node running the placement group's agent (`cairn server`).
+
+    The placement driver's views live on the group's leader. This node answers with them
+    when it is that leader (a `PlacementSource` over its replica's driver, whose actions
+    are proposed through the group) and the driver's region map covers the keyspace.
+    When another node leads the group and is reachable from here, it answers 503 naming
+    that node, so `cairn ctl` moves on to the next endpoint. When no leader can be told
+    (the group is electing, or the driver has not heard from every region yet) it shows
+    this node's own layout (`NodeAdminSource`), as a cluster without a driver would.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.local = NodeAdminSource(node)
+
+    def _source(self, action: bool = False) -> AdminSource:
+        node = self.node
+        placement = node.placement
+        if node.stopping or placement is None:
+            raise SourceUnavailableError("the node is starting or stopping")
+        member = placement.serving_member()
+        if member is not None and (action or _covers_keyspace(member.driver)):
+            return PlacementSource(
+                member.driver,
+                node.config.cluster_id,
+                node.config.node_id,
+                lambda: int(time.time() * 1000),
+                self.local.metrics,
+                apply=self._apply,
+            )
+        leader = placement.leader()
+        if (
+            leader is not None
+            and leader != node.config.node_id
+            and node.transport.connected(leader)
+        ):
+            address = node.transport.client_addrs.get(leader, "?")
+            raise SourceUnavailableError(
+                f"node {leader} ({address}) leads the placement group: ask its admin API"
+            )
+        if action:
+            raise SourceUnavailableError("the placement group has no leader right now")
+        return self.local
+
+    async def _apply(self, command: Command) -> Result:
+        placement = self.node.placement
+        results = None if placement is None else await placement.submit((command,))
+        if not results:
+            raise SourceUnavailableError("the placement group lost its leader; try again")
+        return results[0]
+
+    async def status(self) -> StatusView:
+        """See `AdminSource.status`."""
+        return await self._source().status()
+
+    async def nodes(self) -> list[NodeView]:
+        """See `AdminSource.nodes`."""
+        return await self._source().nodes()
+
+    async def regions(self) -> list[RegionView]:
+        """See `AdminSource.regions`."""
+        return await self._source().regions()
+
+    async def events(self, since: int, limit: int) -> EventPage:
+        """See `AdminSource.events`."""
+        return await self._source().events(since, limit)
+
+    async def drain_node(self, node_id: int, reason: str) -> ActionResult:
+        """See `AdminSource.drain_node` (only the placement leader can)."""
+        return await self._source(action=True).drain_node(node_id, reason)
+
+    async def set_placement(self, rules: PlacementRules) -> ActionResult:
+        """See `AdminSource.set_placement` (only the placement leader can)."""
+        return await self._source(action=True).set_placement(rules)
+
+    def metrics(self) -> MetricsSnapshot:
+        """This node's own figures."""
+        return self.local.metrics()
+
+
+def _covers_keyspace(driver: PlacementDriver) -> bool:
+    """Whether the driver knows a region for every part of the keyspace, and every node
+    holding a replica of one."""
+    status = driver.status()
+    nodes = driver.metadata.nodes
+    return (
+        status.regions > 0
+        and status.gaps == 0
+        and all(
+            p.node_id in nodes
+            for info in driver.metadata.region_infos.values()
+            for p in info.report.region.peers
+        )
+    )

@@ -2,9 +2,10 @@
 
 `PlacementSource` implements `AdminSource` on a `PlacementDriver` whose state is at hand
 (the simulator's toy cluster, the tests, and a node holding a replica of the placement
-group). Once the driver runs in its own Raft group, its actions become proposals: the
-node passes a `submit` function that proposes the command and waits for its result, and
-the views read the local replica; the values the API shows do not change.
+group). When the driver runs in its own Raft group, its actions become proposals: the
+node passes an `apply` function that proposes the command through the group and waits
+for its result, and the views read the local replica; the values the API shows do not
+change.
 
 The conversions (`node_view`, `region_view`, `event_view`) are plain functions, so any
 other source built on the driver shows exactly the same thing.
@@ -27,8 +28,9 @@ from cairn.admin.views import (
     RegionView,
     StatusView,
 )
+from cairn.placement.commands import Ack, Command, Result, SetNodeAdmin, SetRules
 from cairn.placement.driver import NodeRow, PlacementDriver, RegionRow
-from cairn.placement.model import Event, InvalidRulesError, NodeState, PlacementRules
+from cairn.placement.model import Event, InvalidRulesError, NodeAdmin, NodeState, PlacementRules
 from cairn.shard.region import Peer, PeerRole
 
 _STATUS = {
@@ -93,12 +95,16 @@ def event_view(event: Event) -> EventView:
 Clock = Callable[[], int]
 """Milliseconds of wall-clock time, stamped on the commands an action issues."""
 
+Apply = Callable[[Command], Awaitable[Result]]
+"""Applies one placement command and returns its result (raising an `AdminError` when it
+cannot be applied, e.g. the placement group lost its leader)."""
+
 
 class PlacementSource:
     """`AdminSource` over a `PlacementDriver` (see the module docstring).
 
-    `apply` runs an action on the driver; by default it calls it directly, a node running
-    the placement group passes one that proposes and awaits the commit.
+    `apply` runs an action's command; by default on the driver directly, a node running
+    the placement group passes one that proposes it and awaits the commit.
     """
 
     def __init__(
@@ -108,14 +114,14 @@ class PlacementSource:
         node_id: int,
         clock: Clock,
         metrics: Callable[[], MetricsSnapshot],
-        apply: Callable[[Callable[[], object]], Awaitable[object]] | None = None,
+        apply: Apply | None = None,
     ) -> None:
         self.driver = driver
         self.cluster_id = cluster_id
         self.node_id = node_id
         self.clock = clock
         self._metrics = metrics
-        self._apply = apply or _call_now
+        self._apply = apply or self._apply_here
 
     async def status(self) -> StatusView:
         """The summary, with health judged from the same nodes and regions the API shows."""
@@ -161,7 +167,7 @@ class PlacementSource:
         if node_id not in self.driver.metadata.nodes:
             raise NotFoundError(f"node {node_id} is not a member of the cluster")
         why = reason or "drain requested through the admin API"
-        await self._apply(lambda: self.driver.drain_node(node_id, self.clock(), why))
+        await self._act(SetNodeAdmin(node_id, NodeAdmin.DRAINING, self.clock(), why))
         return ActionResult(f"node {node_id} is draining: its regions and leaders move away")
 
     async def set_placement(self, rules: PlacementRules) -> ActionResult:
@@ -170,7 +176,7 @@ class PlacementSource:
             rules.validate()
         except InvalidRulesError as exc:
             raise BadRequestError(str(exc)) from None
-        await self._apply(lambda: self.driver.set_rules(rules, self.clock()))
+        await self._act(SetRules(rules, self.clock()))
         ranges = f" and {len(rules.ranges)} range rule(s)" if rules.ranges else ""
         label = rules.location_label
         return ActionResult(f"placement set: {rules.replicas} replicas across {label!r}{ranges}")
@@ -179,6 +185,10 @@ class PlacementSource:
         """This node's figures."""
         return self._metrics()
 
+    async def _act(self, command: Command) -> None:
+        result = await self._apply(command)
+        if isinstance(result, Ack) and not result.ok:
+            raise BadRequestError(result.reason or "the placement driver refused the action")
 
-async def _call_now(action: Callable[[], object]) -> object:
-    return action()
+    async def _apply_here(self, command: Command) -> Result:
+        return self.driver.apply(command)

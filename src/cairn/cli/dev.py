@@ -80,8 +80,9 @@ def _wait_for_leader(console: Console, cluster: LocalCluster, timeout: float) ->
             seen = [cluster.leader_seen_by(n.node_id) for n in cluster.specs]
             up = sum(1 for x in seen if x is not None)
             status.update(f"{up}/{total} nodes see a leader ...")
-            if up == total and len(set(seen)) == 1:
-                return seen[0]
+            leader = cluster.leader() if up == total else None
+            if leader is not None:
+                return leader
             time.sleep(0.2)
     return None
 

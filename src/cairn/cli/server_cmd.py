@@ -72,12 +72,13 @@ async def run_node(config: NodeConfig) -> int:
     except (StartupError, OSError) as exc:
         logging.getLogger("cairn").error("cannot start: %s", exc)
         return 1
-    node_filter.term = lambda: node.replica.term
+    node_filter.term = node.term
     admin = None
     if config.admin_addr is not None:
-        from cairn.admin import AdminServer, NodeAdminSource
+        from cairn.admin import AdminServer
+        from cairn.admin.node_source import ClusterAdminSource
 
-        admin = AdminServer(NodeAdminSource(node), *config.admin_addr, token=config.password)
+        admin = AdminServer(ClusterAdminSource(node), *config.admin_addr, token=config.password)
         try:
             await admin.start()
         except OSError as exc:

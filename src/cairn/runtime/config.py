@@ -14,6 +14,9 @@ Example `node.toml`:
     redirect = "auto"   # MOVED to cluster-aware clients ("always", "never")
     initial_regions = 1 # regions a new cluster is founded with (cut evenly by slot)
     data_dir = "/var/lib/cairn/1"
+    placement_members = 3  # the placement group: the first 3 founding nodes of [peers]
+    down_after_s = 30      # a node silent this long has its replicas rebuilt elsewhere
+    # join = "10.0.0.1:17001"  # a node that is no founder: any existing node's peer address
     [peers]
     1 = "127.0.0.1:17001"
     2 = "127.0.0.1:17002"
@@ -112,6 +115,16 @@ class NodeConfig:
     redirect: str = "auto"
     """When to answer MOVED instead of forwarding: "auto" (to clients that asked for the
     layout or sent READONLY/READWRITE/ASKING), "always" (as Redis Cluster) or "never"."""
+    placement_members: int = 3
+    """The placement group's size: it runs on the first this many founding nodes of
+    `peers` (by id), or on all of them when there are fewer."""
+    down_after_s: float = 30.0
+    """A node silent this long is down, and its replicas are rebuilt elsewhere."""
+    placement_heartbeat_ms: int = 500
+    """How often a node heartbeats the placement group (its regions' leaders with it)."""
+    join: tuple[str, int] | None = None
+    """The peer address of any node of an existing cluster: this node is no founder, it
+    registers with the placement group and receives replicas (`peers` may list only it)."""
 
     @property
     def advertised_client_addr(self) -> tuple[str, int]:
@@ -122,14 +135,22 @@ class NodeConfig:
         """Return self, or raise `ConfigError` naming the first bad key."""
         if self.node_id <= 0:
             raise ConfigError(f"node_id: must be a positive integer, got {self.node_id}")
-        if self.node_id not in self.peers:
+        if self.node_id not in self.peers and self.join is None:
             raise ConfigError(f"peers: must list this node ({self.node_id}) with its peer address")
-        if max(self.peers) >= PEER_ID_STRIDE:
+        if max(self.peers.keys() | {self.node_id}) >= PEER_ID_STRIDE:
             raise ConfigError(f"peers: node ids must be below {PEER_ID_STRIDE}")
         if not 1 <= self.initial_regions <= SLOT_COUNT:
             raise ConfigError(f"initial_regions: must be in 1..{SLOT_COUNT}")
         if self.redirect not in REDIRECT_MODES:
             raise ConfigError(f"redirect: expected one of {', '.join(REDIRECT_MODES)}")
+        if self.placement_members < 1:
+            raise ConfigError(f"placement_members: must be positive, got {self.placement_members}")
+        if not self.down_after_s > 0:
+            raise ConfigError(f"down_after_s: must be positive, got {self.down_after_s}")
+        if self.placement_heartbeat_ms <= 0:
+            raise ConfigError("placement_heartbeat_ms: must be a positive integer")
+        if self.placement_heartbeat_ms >= self.down_after_s * 1000:
+            raise ConfigError("placement_heartbeat_ms: must be shorter than down_after_s")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level: unknown level {self.log_level!r}")
         r = self.raft
@@ -165,6 +186,10 @@ _TOP_KEYS = {
     "admin_addr",
     "redirect",
     "initial_regions",
+    "placement_members",
+    "down_after_s",
+    "placement_heartbeat_ms",
+    "join",
     "peer_addr",
     "peers",
     "cluster_id",
@@ -231,6 +256,10 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         admin_addr=_admin_addr(raw),
         redirect=raw.get("redirect", "auto"),
         initial_regions=_integer(raw, "initial_regions", 1),
+        placement_members=_integer(raw, "placement_members", 3),
+        down_after_s=_seconds(raw, "down_after_s", 30.0),
+        placement_heartbeat_ms=_integer(raw, "placement_heartbeat_ms", 500),
+        join=parse_address("join", raw["join"]) if "join" in raw else None,
         peer_addr=parse_address("peer_addr", raw.get("peer_addr", "127.0.0.1:16379")),
         peers=peers,
         cluster_id=raw.get("cluster_id", "cairn"),
@@ -247,6 +276,13 @@ def _integer(raw: dict[str, Any], key: str, default: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     return value
+
+
+def _seconds(raw: dict[str, Any], key: str, default: float) -> float:
+    value = raw.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a number of seconds, got {value!r}")
+    return float(value)
 
 
 def _admin_addr(raw: dict[str, Any]) -> tuple[str, int] | None:

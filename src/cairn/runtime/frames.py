@@ -39,6 +39,14 @@ class FrameKind(enum.IntEnum):
     """[kind, stream_id, seq, last, envelope_or_None, chunk]: a snapshot-carrying envelope
     too large for one frame, as SNAPSHOT_CHUNK (the first piece: the envelope without
     its snapshot's data)."""
+    PLACEMENT = 7
+    """[kind, message]: a placement request or reply, as `cairn.placement.service`'s
+    `encode_message` writes it (see `cairn.runtime.placement_wiring`)."""
+    PEERS = 8
+    """[kind, [[node_id, host, port], ...], want_reply, [member, ...]]: peer addresses a
+    node knows, and the placement group's members (see `cairn.runtime.placement_wiring`)."""
+    REGIONS = 9
+    """[kind, [[region, leader node or None], ...]]: the placement leader's region map."""
 
 
 class FrameError(ValueError):

@@ -72,15 +72,19 @@ def _counters_total(node: Node, name: str) -> int:
 
 def _persistence(node: Node) -> list[tuple[str, object]]:
     first = node.first_peer()
-    state = node.node_store.store(first.region_id).state
     failed = node.node_store.env.failed
+    log_first = log_last = snapshot = 0
+    if first is not None:
+        state = node.node_store.store(first.region_id).state
+        log_first, log_last = state.dummy_index + 1, state.last_index
+        snapshot = state.snapshot_index
     return [
         ("loading", 0),
         ("aof_enabled", 0),
         ("raft_log_fsync", "always"),
-        ("raft_log_first_index", state.dummy_index + 1),
-        ("raft_log_last_index", state.last_index),
-        ("raft_snapshot_index", state.snapshot_index),
+        ("raft_log_first_index", log_first),
+        ("raft_log_last_index", log_last),
+        ("raft_snapshot_index", snapshot),
         ("raft_snapshots_taken", _counters_total(node, "snapshots_taken")),
         ("raft_snapshots_installed", _counters_total(node, "snapshots_restored")),
         ("disk_status", "failed" if failed else "ok"),
@@ -89,6 +93,8 @@ def _persistence(node: Node) -> list[tuple[str, object]]:
 
 def _replication(node: Node) -> list[tuple[str, object]]:
     peer = node.first_peer()
+    if peer is None:
+        return [("role", "slave"), ("master_node_id", 0), ("master_link_status", "down")]
     status = peer.replica.raw.status()
     region = peer.region
     if peer.replica.is_leader:
@@ -127,18 +133,23 @@ def _raft(node: Node) -> list[tuple[str, object]]:
     """The lowest region's fields under their single-group names (what tools read to
     find "the" leader), the totals over all regions, then one line per region."""
     first = node.first_peer()
-    status = first.replica.raw.status()
-    region = first.region
     peers = node.host.peers
-    fields: list[tuple[str, object]] = [
-        ("raft_node_id", node.config.node_id),
-        ("raft_role", _role(first)),
-        ("raft_term", status.term),
-        ("raft_leader_id", node.leader_node(first) or 0),
-        ("raft_commit_index", status.commit),
-        ("raft_applied_index", status.applied),
-        ("raft_voters", ",".join(str(p.node_id) for p in region.voters())),
-        ("raft_learners", ",".join(str(p.node_id) for p in region.learners())),
+    fields: list[tuple[str, object]] = [("raft_node_id", node.config.node_id)]
+    if first is None:
+        fields += [("raft_role", "none"), ("raft_term", 0), ("raft_leader_id", 0)]
+    else:
+        status = first.replica.raw.status()
+        region = first.region
+        fields += [
+            ("raft_role", _role(first)),
+            ("raft_term", status.term),
+            ("raft_leader_id", node.leader_node(first) or 0),
+            ("raft_commit_index", status.commit),
+            ("raft_applied_index", status.applied),
+            ("raft_voters", ",".join(str(p.node_id) for p in region.voters())),
+            ("raft_learners", ",".join(str(p.node_id) for p in region.learners())),
+        ]
+    fields += [
         ("raft_regions", len(peers)),
         ("raft_regions_leading", sum(1 for p in peers.values() if p.replica.is_leader)),
         ("raft_regions_without_leader", sum(1 for p in peers.values() if not p.replica.lead)),

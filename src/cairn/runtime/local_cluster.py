@@ -82,6 +82,8 @@ class LocalCluster:
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment variables of every node process (e.g. CAIRN_FAILPOINTS)."""
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    joins: dict[int, int] = field(default_factory=dict)
+    """Nodes added after the founding (`add_node`): node id -> the node it joined through."""
 
     @classmethod
     def plan(
@@ -113,7 +115,8 @@ class LocalCluster:
     def write_configs(self) -> None:
         """Write every node's TOML config."""
         self.root.mkdir(parents=True, exist_ok=True)
-        peers = "".join(f'{n.node_id} = "{HOST}:{n.peer_port}"\n' for n in self.specs)
+        founders = [n for n in self.specs if n.node_id not in self.joins]
+        peers = "".join(f'{n.node_id} = "{HOST}:{n.peer_port}"\n' for n in founders)
         for n in self.specs:
             lines = [
                 f"node_id = {n.node_id}",
@@ -125,8 +128,23 @@ class LocalCluster:
             ]
             if self.password:
                 lines.append(f'password = "{self.password}"')
-            text = "\n".join(lines) + "\n" + self.extra.strip() + "\n[peers]\n" + peers
+            mine = peers
+            if n.node_id in self.joins:
+                lines.append(f'join = "{HOST}:{self.spec(self.joins[n.node_id]).peer_port}"')
+                mine = f'{n.node_id} = "{HOST}:{n.peer_port}"\n'
+            text = "\n".join(lines) + "\n" + self.extra.strip() + "\n[peers]\n" + mine
             n.config_path.write_text(text)
+
+    def add_node(self, via: int) -> int:
+        """Plan, configure and start a new node that joins the cluster through node `via`
+        (an empty data directory and `join`, no founding); its id."""
+        node_id = len(self.specs) + 1
+        client, peer, admin = free_ports(3)
+        self.specs.append(NodeSpec(node_id, client, peer, self.root / f"node{node_id}", admin))
+        self.joins[node_id] = via
+        self.write_configs()
+        self.start(node_id)
+        return node_id
 
     def start(self, node_id: int | None = None) -> None:
         """Start one node, or every node not running."""
@@ -185,16 +203,36 @@ class LocalCluster:
                 self.kill(i)
 
     def leader(self) -> int | None:
-        """The running leader every running node agrees on, or None."""
-        seen = {self.leader_seen_by(n.node_id) for n in self.specs if self.running(n.node_id)}
-        if len(seen) == 1:
-            leader = seen.pop()
-            if leader is not None and self.running(leader):
+        """The leader of the lowest region, as every running node hosting it agrees, if
+        it runs (None: no agreement yet, or a node cannot be asked). Once the placement
+        driver has moved replicas, nodes host different regions: only those hosting the
+        lowest one are asked about it."""
+        seen = [self.region_leaders_seen_by(n.node_id) for n in self.specs]
+        views = [v for n, v in zip(self.specs, seen, strict=True) if self.running(n.node_id)]
+        if not views or any(v is None for v in views):
+            return None
+        hosted = [v for v in views if v]
+        if not hosted:
+            return None
+        lowest = min(min(v) for v in hosted)
+        agreed = {v[lowest] for v in hosted if lowest in v}
+        if len(agreed) == 1:
+            leader = agreed.pop()
+            if leader and self.running(leader):
                 return leader
         return None
 
     def leader_seen_by(self, node_id: int) -> int | None:
-        """The leader id node `node_id` reports (INFO raft), None if unknown/unreachable."""
+        """The leader of the lowest region node `node_id` hosts (INFO raft), None if
+        unknown/unreachable."""
+        leaders = self.region_leaders_seen_by(node_id)
+        if not leaders:
+            return None
+        return leaders[min(leaders)] or None
+
+    def region_leaders_seen_by(self, node_id: int) -> dict[int, int] | None:
+        """Region id -> the leader node (0: unknown) of every region node `node_id` hosts
+        (INFO raft); None if it cannot be asked."""
         import redis
 
         try:
@@ -208,8 +246,12 @@ class LocalCluster:
                 info = client.info("raft")
         except redis.RedisError:
             return None
-        leader = int(info.get("raft_leader_id", 0))
-        return leader or None
+        out = {}
+        for key, value in info.items():
+            if key.startswith("raft_region") and key[len("raft_region") :].isdigit():
+                leader = value.get("leader", 0) if isinstance(value, dict) else 0
+                out[int(key[len("raft_region") :])] = int(leader)
+        return out
 
     def wait_for_leader(self, timeout: float = 30.0) -> int:
         """Block until the running nodes agree on a leader; its id."""

@@ -31,18 +31,19 @@ Each region's leader also runs active expiry, proposing deletions of expired key
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import logging
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import cast
 
 from cairn.raft.config import Config
 from cairn.raft.ready import Ready
-from cairn.raft.types import NONE, Entry, ReadOnlyOption, Snapshot, StateRole
+from cairn.raft.types import NONE, Entry, ReadOnlyOption, Snapshot
 from cairn.resp.codec import encode
 from cairn.resp.reply import OK, ErrorReply, Integer, Reply
 from cairn.runtime.client_commands import CLIENT_COMMANDS, NOAUTH, ServerContext
@@ -52,6 +53,7 @@ from cairn.runtime.envelope_codec import TcpHostTransport
 from cairn.runtime.frames import FrameKind
 from cairn.runtime.host_store import LmdbHostStore, found_regions
 from cairn.runtime.info import render_info
+from cairn.runtime.placement_wiring import NodePlacement, RemoteRegion
 from cairn.runtime.plants import ACK_BEFORE_SYNC, PLANT_ENV, STALE_FOLLOWER_READ, UnsyncedHostStore
 from cairn.runtime.range_store import SplitRefusedError, StoreRangeMachine
 from cairn.runtime.real_env import LoopClock
@@ -201,6 +203,7 @@ class Node:
         self.machines: dict[int, StoreMachine] = {}
         self.machine = NodeKeys(self)
         self._watch = _LayoutWatch(self)
+        self.placement: NodePlacement | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -212,7 +215,7 @@ class Node:
         failpoints.configure_all(os.environ.get(FAILPOINTS_ENV, ""))
         self.node_store = NodeStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
         self.lmdb = self.node_store.env
-        if not self.node_store.regions():
+        if not self.node_store.regions() and cfg.join is None:
             layout = initial_layout(cfg.peers, cfg.initial_regions)
             found_regions(self.node_store, layout, RAFT_INIT_INDEX)
             log.info("founded %d region(s) on nodes %s", len(layout), sorted(cfg.peers))
@@ -232,7 +235,6 @@ class Node:
         )
         self.transport.on_forward = self._on_forward
         self.transport.on_forward_reply = self._on_forward_reply
-        await self.transport.start()
         self.clock = LoopClock(loop)
         self.host = RegionHost(
             cfg.node_id,
@@ -246,6 +248,12 @@ class Node:
             on_region=lambda node, region: self.layout_changed(),
             machine_for=self._machine_for,
         )
+        # Before the transport starts: every frame kind has its handler when peers call.
+        self.placement = NodePlacement(
+            cfg, self.host, self.transport, self.clock, self.machines, self.layout_changed
+        )
+        await self.transport.start()
+        self.placement.start()
         self.server = RespServer(self, cfg.limits, cfg.password)
         self.context = ServerContext(
             server=self.server,
@@ -253,7 +261,7 @@ class Node:
             info=self.info,
             wall_time=time.time,
             monotonic=time.monotonic,
-            role=lambda: "master" if self.replica.is_leader else "slave",
+            role=lambda: "master" if self.leads_first_region() else "slave",
             cluster=lambda args: cluster_command(self.topology(), args, _wall_ms()),
         )
         await self.server.start(*cfg.client_addr)
@@ -329,6 +337,8 @@ class Node:
             await asyncio.sleep(0.01)
         await self._hand_over_leadership(min(1.0, max(0.0, deadline - time.monotonic())))
         await self.server.stop()
+        if self.placement is not None:
+            self.placement.stop()
         self.host.stop()
         await self.transport.stop()
         if self._unsynced is not None:
@@ -352,25 +362,26 @@ class Node:
 
     # -- introspection --------------------------------------------------------------------
 
-    def first_peer(self) -> RegionPeer:
-        """This node's replica of its lowest region (what single-group views show)."""
-        return self.host.peers[min(self.host.peers)]
+    def first_peer(self) -> RegionPeer | None:
+        """This node's replica of its lowest region (what single-group views show); None
+        on a node that hosts no region (a drained node, or one that has just joined)."""
+        return self.host.peers[min(self.host.peers)] if self.host.peers else None
 
-    @property
-    def replica(self) -> Replica:
-        """The replica of the lowest region (see `first_peer`)."""
-        return self.first_peer().replica
+    def leads_first_region(self) -> bool:
+        """Whether this node leads its lowest region (ROLE's "master")."""
+        first = self.first_peer()
+        return first is not None and first.replica.is_leader
 
-    @property
-    def role(self) -> StateRole:
-        """The Raft role of this node's replica of its lowest region."""
-        return self.replica.role
+    def term(self) -> int:
+        """The term of this node's lowest region (0 when it hosts none), for the logs."""
+        first = self.first_peer()
+        return 0 if first is None else first.replica.term
 
     def key_count(self) -> int:
         """How many keys the regions hosted here hold."""
         total = 0
-        for machine in self.machines.values():
-            if not machine.retired:
+        for region_id, machine in self.machines.items():
+            if region_id in self.host.peers and not machine.retired:
                 total += machine.key_count()
         return total
 
@@ -392,7 +403,7 @@ class Node:
         cached = self.layout.cached((self.layout_version, transport.links_version))
         if cached is not None:
             return cached
-        connected = frozenset(p for p in self.config.peers if transport.connected(p))
+        connected = frozenset(p for p in transport.peers if transport.connected(p))
         regions = []
         leaders = {}
         for peer in self.host.peers.values():
@@ -402,6 +413,11 @@ class Node:
             lead = self.leader_node(peer)
             if lead is not None:
                 leaders[peer.region_id] = lead
+        if self.placement is not None:
+            for remote in _not_hosted(self.placement.remote.values(), regions):
+                regions.append(remote.region)
+                if remote.leader is not None:
+                    leaders[remote.region.id] = remote.leader
         return self.layout.build(regions, leaders, transport.client_addrs, connected)
 
     def info(self, sections: Sequence[str]) -> str:
@@ -732,6 +748,28 @@ class Node:
                     command = encode_command(EXPIRE_DELETE, keys, now_ms)
                     self.host.propose(region_id, peer.region.epoch, command, lambda c: None)
             interval = EXPIRY_INTERVAL if found else min(2 * interval, EXPIRY_MAX_INTERVAL)
+
+
+def _not_hosted(remote: Iterable[RemoteRegion], hosted: Sequence[Region]) -> list[RemoteRegion]:
+    """The regions of the placement leader's map that no region hosted here overlaps (the
+    node's own descriptions are the fresher ones for what it hosts)."""
+    ordered = sorted(hosted, key=lambda r: r.start)
+    starts = [r.start for r in ordered]
+    ids = {r.id for r in hosted}
+    out = []
+    for item in remote:
+        region = item.region
+        # Hosted ranges do not overlap: only the one starting last at or before this
+        # region's start, and the one after it, can overlap it.
+        i = bisect.bisect_right(starts, region.start) - 1
+        clash = any(0 <= j < len(ordered) and _overlap(ordered[j], region) for j in (i, i + 1))
+        if not clash and region.id not in ids:
+            out.append(item)
+    return out
+
+
+def _overlap(a: Region, b: Region) -> bool:
+    return (not a.end or b.start < a.end) and (not b.end or a.start < b.end)
 
 
 def _handover_target(replica: Replica) -> int | None:

@@ -51,6 +51,8 @@ ChunkedEnvelopeHandler = Callable[[NodeId, Any, bytes], None]
 """(from node, encoded envelope head, snapshot data): a reassembled ENVELOPE_CHUNK stream."""
 ForwardReplyHandler = Callable[[int, bytes], None]
 """(request id, encoded reply): the answer to a command we forwarded."""
+FrameHandler = Callable[[NodeId, list[Any]], None]
+"""(from node, whole frame): a frame of a kind served by a layer above the transport."""
 
 
 @dataclass(slots=True)
@@ -184,6 +186,8 @@ class TcpTransport:
         self.on_forward_reply: ForwardReplyHandler | None = None
         self.on_envelopes: EnvelopeFrameHandler | None = None
         self.on_chunked_envelope: ChunkedEnvelopeHandler | None = None
+        self.handlers: dict[FrameKind, FrameHandler] = {}
+        """Handlers of the frame kinds the transport itself does not serve (placement)."""
         self._conns: dict[NodeId, PeerConnection] = {}
         self.client_addrs: dict[NodeId, str] = {}
         """The client address each peer announced in its last handshake."""
@@ -469,5 +473,7 @@ class TcpTransport:
                 self.on_forward_reply(int(frame[1]), bytes(frame[2]))
         elif kind in (FrameKind.SNAPSHOT_CHUNK, FrameKind.ENVELOPE_CHUNK) and len(frame) == 6:
             self._on_snapshot_chunk(peer, frame)
+        elif kind in self.handlers:
+            self.handlers[kind](peer, frame)
         else:
             raise FrameError(f"unexpected frame kind {kind!r}")

@@ -1,0 +1,537 @@
+"""The placement group and agent of a real node: the pure pieces, wired to TCP and LMDB.
+
+Theory of operation. `cairn.placement.service.PlacementMember` (a member of the placement
+Raft group) and `cairn.placement.agent.PlacementAgent` (a node's side: heartbeats out,
+steps in) are pure; `cairn.sim.region_pd` runs them in simulation. `NodePlacement` runs
+them in a `cairn server`:
+
+* **Members.** The placement group is the first `placement_members` founding nodes of
+  `[peers]` (by id). A member's Raft replica is driven through a `RealEnv`: the node's
+  loop clock, the peer TCP transport's `RAFT` frames (the lone-group frame kind, which
+  the region host does not use: regions travel in `ENVELOPES`) and its own `LmdbLogStore`
+  in `<data_dir>/placement`. Its own environment, not a reserved region of the node's
+  `NodeStore`: the region host lists every record of that store as a region, and the
+  placement log's writes are few (a batch per heartbeat round), so sharing the regions'
+  group commit buys nothing and would tie the metadata to the host's recovery.
+* **Messages.** Requests and replies travel as `PLACEMENT` frames over the same peer
+  links; a member's own agent is answered through the loop, not the network.
+* **Address book.** Nodes that joined after the founding are dialled by address: the
+  placement leader pushes the nodes it knows (`PEERS` frames) to every node it answers,
+  when that book changed since the last push there, and a node learning a new address
+  floods it to its links. A learned address never replaces a configured one (the chaos
+  runner routes peers through proxies).
+* **Join.** A node configured with `join` (and no founding) opens a short connection to
+  that address and announces itself in a `PEERS` frame asking for a reply; the reply
+  names every node the other knows and the placement members. The announced address
+  is flooded to every node, which dials it (the smaller id dials), and the agent, started
+  once the members are known, registers the node: the balance schedulers give it load.
+* **Layout.** A node serves only the regions it hosts; for the others it needs their
+  ranges and leaders to forward or to answer MOVED. The serving leader pushes its region
+  map (`REGIONS` frames) to every node once per heartbeat round when it changed, and in
+  full every `LAYOUT_REFRESH` seconds; the node keeps it beside its own regions.
+
+Until the real node splits and merges durably, its inspector proposes no split key and
+the driver is configured never to merge (`placement_config`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cairn.placement.agent import AgentSettings, NodeIdentity, PlacementAgent
+from cairn.placement.codec import DecodeError
+from cairn.placement.commands import AddNode, Command, Result
+from cairn.placement.config import PlacementConfig
+from cairn.placement.model import NodeAdmin, RegionReport
+from cairn.placement.service import (
+    PlacementMember,
+    PlacementReply,
+    PlacementRequest,
+    ServiceSettings,
+    decode_message,
+    encode_message,
+)
+from cairn.raft.config import Config
+from cairn.raft.types import NodeId
+from cairn.runtime.config import NodeConfig
+from cairn.runtime.frames import (
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    FrameError,
+    FrameKind,
+    encode_frame,
+)
+from cairn.runtime.real_env import LoopClock, RealEnv
+from cairn.runtime.region_layout import PEER_ID_STRIDE
+from cairn.runtime.transport import TcpTransport
+from cairn.shard.host import RegionHost, RegionPeer
+from cairn.shard.region import Region
+from cairn.shard.region_machine import decode_region, encode_region
+from cairn.shard.replica import ReplicaConfig
+from cairn.storage.lmdb_env import LmdbOptions
+from cairn.storage.log_store import LmdbLogStore
+from cairn.store.machine import StoreMachine
+
+log = logging.getLogger("cairn.placement")
+
+PLACEMENT_DIR = "placement"
+"""The placement member's Raft log, under the node's data directory."""
+PLACEMENT_MAP_SIZE = 1 << 30
+PLACEMENT_SNAPSHOT_THRESHOLD = 2000
+"""Entries of the placement log between two compactions (each batch is one entry)."""
+PENDING_LAG = 64
+"""A peer this many entries behind its leader's commit index is still catching up."""
+LAYOUT_REFRESH = 5.0
+"""Seconds between two full pushes of the region map (a push is sent on change too)."""
+JOIN_RETRY = 0.5
+JOIN_REPLY_TIMEOUT = 2.0
+
+
+def placement_members(config: NodeConfig) -> tuple[NodeId, ...]:
+    """The founding nodes that host the placement group (none known to a joining node)."""
+    if config.join is not None:
+        return ()
+    return tuple(sorted(config.peers))[: config.placement_members]
+
+
+def first_id(config: NodeConfig) -> int:
+    """The first id the placement driver allocates: above every founding region and peer."""
+    return (config.initial_regions + 1) * PEER_ID_STRIDE
+
+
+def placement_config(config: NodeConfig) -> PlacementConfig:
+    """The driver's knobs for this cluster: `down_after_s`, and no merges (see the module
+    docstring)."""
+    down = int(config.down_after_s * 1000)
+    return PlacementConfig(
+        down_after_ms=down,
+        disconnected_after_ms=min(10_000, down),
+        merge_size_bytes=0,
+        merge_keys=0,
+    )
+
+
+def agent_settings(config: NodeConfig) -> AgentSettings:
+    """The agent's timing, from the heartbeat interval."""
+    beat = config.placement_heartbeat_ms / 1000
+    return AgentSettings(
+        heartbeat_interval=beat, request_timeout=max(0.5, 2 * beat), step_retry=max(0.3, 2 * beat)
+    )
+
+
+def service_settings(config: NodeConfig) -> ServiceSettings:
+    """The leader loop's timing: a reconcile pass every half heartbeat."""
+    return ServiceSettings(tick_interval=config.placement_heartbeat_ms / 2000, batch_delay=0.01)
+
+
+def _address(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+class StoreInspector:
+    """The `RegionInspector` of a real node's regions: key counts from the store; no split
+    key (the real node does not split yet, see the module docstring)."""
+
+    def __init__(self, machines: Mapping[int, StoreMachine]) -> None:
+        self.machines = machines
+
+    def report(self, peer: RegionPeer) -> RegionReport:
+        """Leader `peer`'s region, its key count and the peers still catching up."""
+        machine = self.machines.get(peer.region_id)
+        keys = machine.key_count() if machine is not None else 0
+        raft = peer.replica.raw.raft
+        behind = raft.raft_log.committed - PENDING_LAG
+        pending = tuple(
+            sorted(
+                i for i, pr in raft.prs.progress.items() if i != peer.peer_id and pr.match < behind
+            )
+        )
+        return RegionReport(peer.region, peer.peer_id, approximate_keys=keys, pending_peers=pending)
+
+    def split_key(self, peer: RegionPeer) -> bytes | None:
+        """None: no split is executed."""
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRegion:
+    """A region as the placement leader last described it, and its leader's node."""
+
+    region: Region
+    leader: NodeId | None
+
+
+BookEntry = tuple[NodeId, str, int]
+
+
+class NodePlacement:
+    """The placement member (on member nodes) and the agent of one real node."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        host: RegionHost,
+        transport: TcpTransport,
+        clock: LoopClock,
+        machines: Mapping[int, StoreMachine],
+        on_layout: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.host = host
+        self.transport = transport
+        self.clock = clock
+        self.machines = machines
+        self.on_layout = on_layout
+        self.members: tuple[NodeId, ...] = placement_members(config)
+        self.member: PlacementMember | None = None
+        self.agent: PlacementAgent | None = None
+        self.remote: dict[int, RemoteRegion] = {}
+        """The placement leader's region map, as last pushed here."""
+        self.stopped = False
+        self._log_store: LmdbLogStore | None = None
+        self._pushed_books: dict[NodeId, tuple[BookEntry, ...]] = {}
+        self._pushed_layout: tuple[object, ...] = ()
+        self._pushed_at = -1e18
+        self._tasks: list[asyncio.Task[None]] = []
+        self._layout_timer: asyncio.TimerHandle | None = None
+        transport.handlers[FrameKind.PLACEMENT] = self._on_placement_frame
+        transport.handlers[FrameKind.PEERS] = self._on_peers_frame
+        transport.handlers[FrameKind.REGIONS] = self._on_regions_frame
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the member (if this node is one) and the agent, or join first."""
+        if self.node_id in self.members:
+            self._start_member()
+        if self.members:
+            self._start_agent()
+        if self.config.join is not None:
+            loop = asyncio.get_running_loop()
+            self._tasks.append(loop.create_task(self._join(self.config.join)))
+        self._schedule_layout_push()
+
+    def _start_member(self) -> None:
+        cfg = self.config
+        path = Path(cfg.data_dir) / PLACEMENT_DIR
+        path.mkdir(parents=True, exist_ok=True)
+        options = LmdbOptions(map_size=PLACEMENT_MAP_SIZE)
+        self._log_store = LmdbLogStore.open(path, cfg.node_id, cfg.cluster_id, options)
+        env = RealEnv(cfg.node_id, self.clock, self.transport, self._log_store, random.Random())
+        self.member = PlacementMember(
+            env,
+            self._replica_config(),
+            self.members,
+            self._send_reply,
+            config=placement_config(cfg),
+            first_id=first_id(cfg),
+            settings=service_settings(cfg),
+        )
+        log.info("placement member of group %s", list(self.members))
+
+    def _replica_config(self) -> ReplicaConfig:
+        r = self.config.raft
+        raft = Config(
+            id=self.node_id,
+            election_tick=r.election_ticks,
+            heartbeat_tick=r.heartbeat_ticks,
+            check_quorum=True,
+            pre_vote=True,
+        )
+        return ReplicaConfig(
+            raft=raft,
+            tick_interval=r.tick_ms / 1000,
+            snapshot_threshold=PLACEMENT_SNAPSHOT_THRESHOLD,
+        )
+
+    def _start_agent(self) -> None:
+        if self.agent is not None or self.stopped:
+            return
+        cfg = self.config
+        identity = NodeIdentity(_address(cfg.peer_addr), _address(cfg.advertised_client_addr))
+        self.agent = PlacementAgent(
+            self.host,
+            self.clock,
+            self._send_request,
+            self.members,
+            StoreInspector(self.machines),
+            identity=identity,
+            settings=agent_settings(cfg),
+            log=log.info,
+        )
+        self.agent.start()
+
+    def stop(self) -> None:
+        """Stop the agent and the member, close the placement log."""
+        self.stopped = True
+        for task in self._tasks:
+            task.cancel()
+        if self._layout_timer is not None:
+            self._layout_timer.cancel()
+        if self.agent is not None:
+            self.agent.stop()
+        if self.member is not None:
+            self.member.stop()
+        if self._log_store is not None:
+            self._log_store.close()
+
+    # -- requests and replies -------------------------------------------------------------
+
+    def _send_request(self, to: NodeId, request: PlacementRequest) -> None:
+        member = self.member
+        if to == self.node_id and member is not None:
+            asyncio.get_running_loop().call_soon(self._local_request, member, request)
+            return
+        self.transport.send_frame(to, [FrameKind.PLACEMENT, encode_message(request)])
+
+    def _local_request(self, member: PlacementMember, request: PlacementRequest) -> None:
+        if not self.stopped:
+            self._serve(member, request)
+
+    def _serve(self, member: PlacementMember, request: PlacementRequest) -> None:
+        self._register_founders(member)
+        member.on_request(request)
+
+    def _register_founders(self, member: PlacementMember) -> None:
+        """Register every founding node the metadata does not know, ahead of any request
+        a serving leader answers: a region's first report names peers on every founding
+        node, and a peer on a node the driver has never heard of is removed at once. A
+        founder that never starts is then judged like any silent node (down, repaired)."""
+        known = member.driver.metadata.nodes
+        missing = [n for n in sorted(self.config.peers) if n not in known]
+        if not missing or not member.serving():
+            return
+        adds = tuple(AddNode(n, _address(self.config.peers[n]), "", (), 0) for n in missing)
+        member.submit(adds, lambda results: None)
+
+    def _send_reply(self, to: NodeId, reply: PlacementReply) -> None:
+        if to == self.node_id:
+            asyncio.get_running_loop().call_soon(self._local_reply, reply)
+            return
+        self.transport.send_frame(to, [FrameKind.PLACEMENT, encode_message(reply)])
+        if reply.served:
+            self._push_book(to)
+
+    def _local_reply(self, reply: PlacementReply) -> None:
+        if not self.stopped and self.agent is not None:
+            self.agent.on_reply(reply)
+
+    def _on_placement_frame(self, peer: NodeId, frame: list[Any]) -> None:
+        if len(frame) != 2 or not isinstance(frame[1], bytes):
+            raise FrameError("a PLACEMENT frame is [kind, message]")
+        try:
+            message = decode_message(frame[1])
+        except DecodeError as exc:
+            raise FrameError(f"undecodable placement message: {exc}") from exc
+        if self.stopped:
+            return
+        if isinstance(message, PlacementRequest):
+            if message.node_id != peer:
+                raise FrameError(f"node {peer} sent a placement request in another's name")
+            if self.member is not None:
+                self._serve(self.member, message)
+        elif self.agent is not None:
+            self.agent.on_reply(message)
+
+    # -- serving the admin API ------------------------------------------------------------
+
+    def serving_member(self) -> PlacementMember | None:
+        """This node's member, if it leads the group and serves."""
+        member = self.member
+        return member if member is not None and member.serving() else None
+
+    def leader(self) -> NodeId | None:
+        """The member this node believes leads the placement group, if any."""
+        if self.member is not None and self.member.leader:
+            return self.member.leader
+        if self.agent is not None and self.agent.registered:
+            return self.agent.target
+        return None
+
+    async def submit(self, commands: Sequence[Command]) -> tuple[Result, ...] | None:
+        """Apply `commands` through the group from this (serving) member; None when it
+        cannot serve them (not the leader any more)."""
+        member = self.member
+        if member is None:
+            return None
+        future: asyncio.Future[tuple[Result, ...] | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+        def answer(results: tuple[Result, ...] | None) -> None:
+            if not future.done():
+                future.set_result(results)
+
+        member.submit(commands, answer)
+        return await future
+
+    # -- the address book -----------------------------------------------------------------
+
+    def book(self) -> tuple[BookEntry, ...]:
+        """Every node whose peer address this node knows, itself included."""
+        host, port = self.config.peer_addr
+        entries = {self.node_id: (host, port)}
+        for node, (h, p) in self.transport.peers.items():
+            entries.setdefault(node, (h, p))
+        return tuple((n, h, p) for n, (h, p) in sorted(entries.items()))
+
+    def _metadata_book(self) -> tuple[BookEntry, ...]:
+        """The nodes the placement metadata knows (not removed), as registered."""
+        member = self.member
+        if member is None:
+            return ()
+        out = []
+        for node in sorted(member.driver.metadata.nodes.values(), key=lambda n: n.id):
+            if node.admin is NodeAdmin.REMOVED or ":" not in node.peer_address:
+                continue
+            host, _, port = node.peer_address.rpartition(":")
+            with contextlib.suppress(ValueError):
+                out.append((node.id, host, int(port)))
+        return tuple(out)
+
+    def _push_book(self, to: NodeId) -> None:
+        book = self._metadata_book()
+        if book and self._pushed_books.get(to) != book:
+            self._pushed_books[to] = book
+            self._send_peers(to, book, want_reply=False)
+
+    def _send_peers(self, to: NodeId, book: Sequence[BookEntry], *, want_reply: bool) -> None:
+        entries = [list(e) for e in book]
+        self.transport.send_frame(to, [FrameKind.PEERS, entries, want_reply, list(self.members)])
+
+    def _on_peers_frame(self, peer: NodeId, frame: list[Any]) -> None:
+        try:
+            _, entries, want_reply, members = frame
+            book = [(int(n), str(h), int(p)) for n, h, p in entries]
+            known = tuple(int(m) for m in members)
+        except (TypeError, ValueError) as exc:
+            raise FrameError(f"malformed PEERS frame: {exc}") from exc
+        if self.stopped:
+            return
+        learned = self.learn(book)
+        if known and not self.members:
+            self.members = tuple(sorted(known))
+            log.info("joined: the placement group is %s", list(self.members))
+            self._start_agent()
+        if want_reply:
+            self._send_peers(peer, self.book(), want_reply=False)
+        if learned:
+            for node in sorted(self.transport.peers):
+                if node != peer and self.transport.connected(node):
+                    self._send_peers(node, learned, want_reply=False)
+
+    def learn(self, book: Sequence[BookEntry]) -> list[BookEntry]:
+        """Add the nodes of `book` this node did not know (a known address is kept); the
+        entries that were new."""
+        new = []
+        for node, host, port in book:
+            if node == self.node_id or node in self.transport.peers or node <= 0:
+                continue
+            self.transport.add_peer(node, (host, port))
+            new.append((node, host, port))
+            log.info("learned node %d at %s:%d", node, host, port)
+        return new
+
+    async def _join(self, address: tuple[str, int]) -> None:
+        """Announce this node to the node at `address` until it answered once."""
+        while not self.stopped:
+            try:
+                await self._join_once(address)
+                return
+            except (OSError, TimeoutError, FrameError) as exc:
+                log.info("joining through %s:%d: %s; retrying", *address, exc)
+            await asyncio.sleep(JOIN_RETRY)
+
+    async def _join_once(self, address: tuple[str, int]) -> None:
+        cfg = self.config
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), JOIN_RETRY * 4)
+        try:
+            hello = [
+                FrameKind.HELLO,
+                PROTOCOL_VERSION,
+                cfg.cluster_id,
+                cfg.node_id,
+                _address(cfg.advertised_client_addr),
+            ]
+            host, port = cfg.peer_addr
+            me = [[cfg.node_id, host, port]]
+            writer.write(encode_frame(hello) + encode_frame([FrameKind.PEERS, me, True, []]))
+            await writer.drain()
+            decoder = FrameDecoder(self.transport.config.max_frame)
+            peer = 0
+            async with asyncio.timeout(JOIN_REPLY_TIMEOUT):
+                while True:
+                    data = await reader.read(1 << 16)
+                    if not data:
+                        raise FrameError("the join node closed the connection")
+                    decoder.feed(data)
+                    for frame in decoder.frames():
+                        if frame[0] == FrameKind.HELLO and len(frame) >= 4:
+                            peer = int(frame[3])
+                        elif frame[0] == FrameKind.PEERS:
+                            self._on_peers_frame(peer, frame)
+                            if self.members:
+                                return
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    # -- the region map -------------------------------------------------------------------
+
+    def _schedule_layout_push(self) -> None:
+        if self.stopped:
+            return
+        delay = self.config.placement_heartbeat_ms / 1000
+        loop = asyncio.get_running_loop()
+        self._layout_timer = loop.call_later(delay, self._layout_round)
+
+    def _layout_round(self) -> None:
+        try:
+            self._push_layout()
+        finally:
+            self._schedule_layout_push()
+
+    def _push_layout(self) -> None:
+        member = self.serving_member()
+        if member is None:
+            return
+        infos = member.driver.metadata.region_infos
+        layout = tuple(
+            (encode_region(info.report.region), info.report.leader_node_id)
+            for _, info in sorted(infos.items())
+        )
+        now = self.clock.now()
+        if layout == self._pushed_layout and now - self._pushed_at < LAYOUT_REFRESH:
+            return
+        self._pushed_layout, self._pushed_at = layout, now
+        items: list[Any] = [list(item) for item in layout]
+        for node in sorted(self.transport.peers):
+            self.transport.send_frame(node, [FrameKind.REGIONS, items])
+        self._adopt_layout(items)
+
+    def _on_regions_frame(self, peer: NodeId, frame: list[Any]) -> None:
+        if len(frame) != 2 or not isinstance(frame[1], list):
+            raise FrameError("a REGIONS frame is [kind, [[region, leader], ...]]")
+        if not self.stopped:
+            self._adopt_layout(frame[1])
+
+    def _adopt_layout(self, items: list[Any]) -> None:
+        try:
+            remote = {}
+            for fields, leader in items:
+                region = decode_region(fields)
+                remote[region.id] = RemoteRegion(region, None if leader is None else int(leader))
+        except (TypeError, ValueError, AssertionError) as exc:
+            raise FrameError(f"malformed region map: {exc}") from exc
+        if remote != self.remote:
+            self.remote = remote
+            self.on_layout()
