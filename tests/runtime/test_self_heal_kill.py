@@ -1,7 +1,11 @@
 """A node killed for good: 5 real nodes under a RedisCluster write load, kill -9 one that
 is no placement member; the driver marks it down after `down_after_s` and rebuilds its
 replicas on the others until every region has 3 voters on live nodes; no acknowledged
-write is lost. `cairn ctl` shows the driver's views and the events that explain it."""
+write is lost. `cairn ctl` shows the driver's views and the events that explain it.
+
+Then the node comes back: its stale replicas are removed, the balance schedulers give it
+new ones (new peers of regions it held before), and after another kill -9 it restarts
+with those and serves."""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ from pathlib import Path
 from click.testing import CliRunner
 from self_heal_support import WriteLoad, healing_cluster, settled, voters, wait_for
 
+from cairn.admin.views import RegionView
 from cairn.cli.main import main
-from cairn.runtime.local_cluster import HOST
+from cairn.runtime.local_cluster import HOST, LocalCluster
 
 
 def test_a_node_killed_for_good_is_repaired_under_load(tmp_path: Path) -> None:
@@ -54,3 +59,29 @@ def test_a_node_killed_for_good_is_repaired_under_load(tmp_path: Path) -> None:
         assert states[victim] == "down" and all(states[n] == "up" for n in (1, 2, 3, 4))
         table = runner.invoke(main, ["ctl", *endpoints, "events"], env={"COLUMNS": "200"})
         assert table.exit_code == 0 and "node-down" in table.output, table.output
+
+        came_back(cluster, victim, held)
+
+
+def came_back(cluster: LocalCluster, victim: int, held: list[int]) -> None:
+    """Restart `victim`; wait until it holds voters again, at least one of a region it
+    held before; kill -9 and restart it; it serves every key through forwarding."""
+    cluster.start(victim)
+    load = WriteLoad(cluster, "back")
+    load.start()
+    try:
+
+        def rebalanced(regions: list[RegionView]) -> bool:
+            mine = [r.id for r in regions if victim in voters(r)]
+            return settled(regions, {1, 2, 3, 4, 5}) and any(r in held for r in mine)
+
+        started = time.monotonic()
+        wait_for(cluster, rebalanced, 60)
+        print(f"node {victim} back with replicas in {time.monotonic() - started:.1f} s")
+        cluster.kill(victim)
+        cluster.start(victim)
+        wait_for(cluster, lambda rs: settled(rs, {1, 2, 3, 4, 5}), 30)
+    finally:
+        load.stop()
+    assert len(load.acked) > 50, f"the load made no progress ({load.errors} errors)"
+    load.check()

@@ -347,6 +347,49 @@ def test_destroy_leaves_no_record_of_the_region(open_node: OpenNode) -> None:
     node.verify()
 
 
+def test_a_tombstone_written_with_the_group_commit_removes_the_replica(
+    open_node: OpenNode,
+) -> None:
+    """The region host removes a replica by writing its tombstone record in a group
+    commit: its Raft and system records go with it, its data range is deleted, a node
+    reopened after it verifies, and a new peer of the region created later starts with an
+    empty log under the id it was given."""
+    node = open_node()
+    left, right = two_regions(node)
+    put_keys(node, keys_in(WHOLE_KEYSPACE))
+    left_before = count_region(node.keyspace, region_scope(left))
+    node.write_many([(2, LogBatch(entries=ents(6, 40), hard_state=HardState(6, 1, 39)))], True)
+    node.write_many([], True, [RegionLocalState(2, PeerState.TOMBSTONE, right)])
+    assert raft_record_count(node, 2) == 0
+    assert node.applied_index(2) == 0
+    assert count_region(node.keyspace, region_scope(right)) == 0
+    assert count_region(node.keyspace, region_scope(left)) == left_before
+    assert node.state(2) == RegionLocalState(2, PeerState.TOMBSTONE, right)
+    node.close()
+    node = open_node()
+    node.verify()
+    node.write_many([], True, [RegionLocalState(2, peer_id=7001)])
+    assert node.store(2).load().entries == ()
+    assert node.store(2).load().hard_state == HardState()
+    node.close()
+    assert open_node().state(2) == RegionLocalState(2, peer_id=7001)
+
+
+def test_a_tombstone_keeps_data_a_live_region_here_holds(open_node: OpenNode) -> None:
+    """A removed replica whose range a live region here overlaps (a merge target, or a
+    newer region of the range) leaves that data alone (what no region holds is replaced
+    when a snapshot of its range is installed here)."""
+    node = open_node()
+    _, right = two_regions(node)
+    put_keys(node, keys_in(WHOLE_KEYSPACE))
+    right_before = count_region(node.keyspace, region_scope(right))
+    stale = region(1, 0, 9000)
+    node.write_many([], True, [RegionLocalState(1, PeerState.TOMBSTONE, stale)])
+    assert raft_record_count(node, 1) == 0
+    assert node.pending() == []
+    assert count_region(node.keyspace, region_scope(right)) == right_before
+
+
 @pytest.mark.parametrize("crash_after", [0, 1, 3])
 def test_destroy_interrupted_by_a_crash_is_finished_after_reopen(
     open_node: OpenNode, crash_after: int
@@ -475,7 +518,7 @@ def test_region_records_encode_and_decode(
     if reg is None and state is PeerState.APPLYING:
         state = PeerState.NORMAL
     pending = state is PeerState.TOMBSTONE and reg is not None
-    rec = RegionLocalState(rid, state, reg, pending)
+    rec = RegionLocalState(rid, state, reg, pending, 0 if reg is not None else rid % 5000)
     assert decode_state(rid, encode_state(rec)) == rec
     with pytest.raises(CorruptLogError):
         decode_state(rid ^ 1, encode_state(rec))

@@ -232,7 +232,8 @@ class LmdbHostStore:
     def _record(self, state: RegionLocalState) -> RegionRecord:
         region = state.region
         mine = region.peer_on(self.node_id) if region is not None else None
-        pid = mine.id if mine is not None else peer_id(state.region_id, self.node_id)
+        pid = mine.id if mine is not None else state.peer_id
+        pid = pid or peer_id(state.region_id, self.node_id)
         tomb = state.state is LocalPeerState.TOMBSTONE
         return RegionRecord(
             state.region_id, pid, PeerState.TOMBSTONE if tomb else PeerState.NORMAL, region
@@ -241,7 +242,10 @@ class LmdbHostStore:
     def _local(self, record: RegionRecord) -> RegionLocalState:
         if record.state is PeerState.TOMBSTONE:
             return RegionLocalState(record.region_id, LocalPeerState.TOMBSTONE, record.region)
-        return RegionLocalState(record.region_id, LocalPeerState.NORMAL, record.region)
+        numbered = record.peer_id if record.region is None else 0
+        return RegionLocalState(
+            record.region_id, LocalPeerState.NORMAL, record.region, peer_id=numbered
+        )
 
 
 def _machine_of(inner: RangeMachine) -> StoreMachine:

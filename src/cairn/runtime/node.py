@@ -215,6 +215,9 @@ class Node:
         failpoints.configure_all(os.environ.get(FAILPOINTS_ENV, ""))
         self.node_store = NodeStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
         self.lmdb = self.node_store.env
+        for state in self.node_store.pending():
+            if state.pending_delete:  # a removal the last run did not finish deleting
+                self.node_store.finish_destroy(state.region_id)
         if not self.node_store.regions() and cfg.join is None:
             layout = initial_layout(cfg.peers, cfg.initial_regions)
             found_regions(self.node_store, layout, RAFT_INIT_INDEX)
@@ -762,14 +765,10 @@ def _not_hosted(remote: Iterable[RemoteRegion], hosted: Sequence[Region]) -> lis
         # Hosted ranges do not overlap: only the one starting last at or before this
         # region's start, and the one after it, can overlap it.
         i = bisect.bisect_right(starts, region.start) - 1
-        clash = any(0 <= j < len(ordered) and _overlap(ordered[j], region) for j in (i, i + 1))
+        clash = any(0 <= j < len(ordered) and ordered[j].overlaps(region) for j in (i, i + 1))
         if not clash and region.id not in ids:
             out.append(item)
     return out
-
-
-def _overlap(a: Region, b: Region) -> bool:
-    return (not a.end or b.start < a.end) and (not b.end or a.start < b.end)
 
 
 def _handover_target(replica: Replica) -> int | None:

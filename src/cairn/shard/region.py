@@ -114,6 +114,11 @@ class Region:
         """Whether Redis key `key` lies in this region."""
         return self.contains(range_key(key))
 
+    def overlaps(self, other: Region) -> bool:
+        """Whether this region's range and `other`'s share a key."""
+        before_end = not self.end or other.start < self.end
+        return before_end and (not other.end or self.start < other.end)
+
     def slots(self) -> range:
         """The slots this region holds keys of (the first and last may be shared)."""
         first = bound_slot(self.start)

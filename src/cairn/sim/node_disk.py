@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cairn.runtime.env import DurableState, LogBatch
-from cairn.shard.host_store import RegionRecord
+from cairn.shard.host_store import PeerState, RegionRecord
 from cairn.sim.disk import SimDisk
 
 
@@ -73,6 +73,10 @@ class SimNodeDisk:
                 log.write(batch, sync=True)
             for record in write.records:
                 self._records[record.region_id] = record
+                if record.state is PeerState.TOMBSTONE:
+                    # A removed replica's log goes with it (as `NodeStore.write_many`
+                    # drops it): a later peer of the region starts empty.
+                    self._logs.pop(record.region_id, None)
         del self.pending[:count]
 
     def crash(self) -> int:

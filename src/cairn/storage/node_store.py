@@ -155,14 +155,27 @@ class NodeStore:
         states: Sequence[RegionLocalState] = (),
     ) -> None:
         """Write the Ready batches of many regions, and the metadata changes they cause,
-        in one transaction; then one fsync when `sync`."""
+        in one transaction; then one fsync when `sync`.
+
+        A state that tombstones a live region removes this node's replica of it: its Raft
+        and system records go in the same transaction (a new peer of the region, added
+        here later, must not inherit the old one's log, vote or applied index), and its
+        data range, unless a live region here overlaps it, is then deleted
+        (`finish_destroy`)."""
+        removed = []
         if batches or states:
             with self.env.write() as wtx:
                 self.stage_many(wtx, batches)
                 for state in states:
+                    if state.state is PeerState.TOMBSTONE and self._is_live(state.region_id):
+                        state = self._removal(state)
+                        self._stage_drop_raft(wtx, state.region_id)
+                        removed.append(state.region_id)
                     self.stage_state(wtx, state)
         if sync:
             self.env.sync()
+        for region_id in removed:
+            self.finish_destroy(region_id, sync=sync)
 
     def stage_many(self, wtx: WriteTxn, batches: Sequence[tuple[int, LogBatch]]) -> None:
         """Stage each region's batch into the caller's transaction."""
@@ -391,6 +404,23 @@ class NodeStore:
                 region_id = key_region(key)
                 states[region_id] = decode_state(region_id, value)
         return states
+
+    def _is_live(self, region_id: int) -> bool:
+        state = self._states.get(region_id)
+        return state is not None and state.state is not PeerState.TOMBSTONE
+
+    def _removal(self, tomb: RegionLocalState) -> RegionLocalState:
+        """`tomb` with its data range marked for deletion, unless another live region here
+        overlaps it (a merge target, or a newer region holding the range: the data is
+        theirs)."""
+        region = tomb.region
+        if region is None:
+            return tomb
+        shared = any(
+            s.region is not None and s.region_id != region.id and s.region.overlaps(region)
+            for s in self.live()
+        )
+        return RegionLocalState(tomb.region_id, PeerState.TOMBSTONE, region, not shared)
 
     def _require_live(self, region_id: int) -> RegionLocalState:
         state = self._states.get(region_id)

@@ -16,8 +16,9 @@ region's current description (range, epoch, peers) and the state of this node's 
 The record changes in the same write transaction as the Raft write that causes the
 change, so the two never disagree after a crash.
 Value layout: crc u32 (seeded with the CRC-32 of the key) | msgpack
-[format, state, pending_delete, region] with region = None or
-[start, end, version, conf_ver, [[peer id, node id, role], ...]].
+[format, state, pending_delete, region(, peer id)] with region = None or
+[start, end, version, conf_ver, [[peer id, node id, role], ...]]; the peer id is there
+only for an uninitialized peer that the placement driver numbered.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class RegionLocalState:
     state: PeerState = PeerState.NORMAL
     region: Region | None = None
     pending_delete: bool = False
+    peer_id: int = 0
+    """This node's peer of an uninitialized region (created by a message, its id chosen
+    by the placement driver); 0 when `region` names it, or for a founding-scheme id."""
 
     def __post_init__(self) -> None:
         if self.region is not None and self.region.id != self.region_id:
@@ -88,6 +92,8 @@ def key_region(key: bytes) -> int:
 def encode_state(rec: RegionLocalState) -> bytes:
     """The stored value of a region's record."""
     fields = [_FORMAT, int(rec.state), rec.pending_delete, _region_fields(rec.region)]
+    if rec.peer_id:
+        fields.append(rec.peer_id)
     body: bytes = msgpack.packb(fields, use_bin_type=True)
     return _U32.pack(zlib.crc32(body, zlib.crc32(meta_key(rec.region_id)))) + body
 
@@ -99,11 +105,12 @@ def decode_state(region_id: int, value: bytes) -> RegionLocalState:
     if len(value) < _U32.size or zlib.crc32(body, seed) != _U32.unpack_from(value)[0]:
         raise CorruptLogError(f"region {region_id}: metadata record fails its checksum")
     try:
-        fmt, state, pending, region = msgpack.unpackb(body, raw=False)
-        if fmt != _FORMAT:
-            raise ValueError(f"unknown format {fmt}")
+        fmt, state, pending, region, *rest = msgpack.unpackb(body, raw=False)
+        if fmt != _FORMAT or len(rest) > 1:
+            raise ValueError(f"unknown format {fmt} with {4 + len(rest)} fields")
+        peer_id = int(rest[0]) if rest else 0
         return RegionLocalState(
-            region_id, PeerState(state), _region_from(region_id, region), bool(pending)
+            region_id, PeerState(state), _region_from(region_id, region), bool(pending), peer_id
         )
     except (ValueError, TypeError) as exc:
         raise CorruptLogError(f"region {region_id}: metadata record is malformed: {exc}") from exc
