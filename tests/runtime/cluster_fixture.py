@@ -34,12 +34,16 @@ def running_cluster(
     raft: dict[str, object] | None = None,
     limits: dict[str, object] | None = None,
     settings: dict[str, object] | None = None,
+    regions: dict[str, object] | None = None,
     **kwargs: object,
 ) -> Iterator[LocalCluster]:
     """A started cluster with an elected leader; stopped (by PID) on exit. `raft` and
-    `limits` override the fast test settings; `settings` adds top-level keys."""
+    `limits` override the fast test settings; `settings` adds top-level keys, `regions`
+    the `[regions]` table."""
     top = "".join(f"{k} = {v!r}\n" for k, v in (settings or {}).items())
     tables = _table("raft", FAST_RAFT | (raft or {})) + _table("limits", LIMITS | (limits or {}))
+    if regions:
+        tables += _table("regions", regions)
     extra = top + tables
     cluster = LocalCluster.plan(root, nodes, extra=extra, **kwargs)
     cluster.start()

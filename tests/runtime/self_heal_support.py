@@ -30,9 +30,14 @@ SETTINGS = {
 
 
 @contextmanager
-def healing_cluster(root: Path, nodes: int = 5) -> Iterator[LocalCluster]:
-    """A running cluster whose driver has settled every region on 3 voters."""
-    with running_cluster(root, nodes=nodes, settings=SETTINGS) as cluster:
+def healing_cluster(
+    root: Path, nodes: int = 5, settings: dict[str, object] | None = None, **kwargs: object
+) -> Iterator[LocalCluster]:
+    """A running cluster whose driver has settled every region on 3 voters (`settings`
+    override `SETTINGS`; other arguments go to `running_cluster`)."""
+    with running_cluster(
+        root, nodes=nodes, settings=SETTINGS | (settings or {}), **kwargs
+    ) as cluster:
         wait_for(cluster, lambda regions: settled(regions, set(range(1, nodes + 1))), 45)
         yield cluster
 
@@ -90,6 +95,8 @@ class WriteLoad:
 
     cluster: LocalCluster
     prefix: str
+    value_size: int = 0
+    """Values are padded to this many bytes (0: short values)."""
     acked: dict[str, str] = field(default_factory=dict)
     errors: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -112,7 +119,7 @@ class WriteLoad:
         rc = self.client()
         i = 0
         while not self._stop.is_set():
-            key, value = f"{self.prefix}:{i}", f"v{i}"
+            key, value = f"{self.prefix}:{i}", f"v{i}".ljust(self.value_size, "x")
             try:
                 if rc.set(key, value):
                     self.acked[key] = value

@@ -80,11 +80,22 @@ def test_allocated_ids_never_collide_with_founding_ones() -> None:
     assert first_id(c) > max(used)
 
 
-def test_the_driver_never_merges_and_marks_nodes_down_after_the_configured_time() -> None:
-    knobs = placement_config(config(down_after_s=3))
+def test_the_driver_takes_its_down_time_and_split_merge_thresholds_from_the_config() -> None:
+    regions = {"split_size_bytes": 1000, "merge_size_bytes": 400, "merge_keys": 7}
+    knobs = placement_config(config(down_after_s=3, regions=regions))
     knobs.validate()
     assert knobs.down_after_ms == 3000 and knobs.disconnected_after_ms <= 3000
-    assert knobs.merge_size_bytes == 0 and knobs.merge_keys == 0
+    assert (knobs.split_size_bytes, knobs.merge_size_bytes, knobs.merge_keys) == (1000, 400, 7)
+    assert knobs.split_merge_interval_ms == 3_600_000
+
+
+def test_merge_thresholds_that_would_split_again_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"regions\.merge_size_bytes"):
+        config(regions={"split_size_bytes": 1000, "merge_size_bytes": 600})
+    with pytest.raises(ConfigError, match=r"regions\.merge_keys"):
+        config(regions={"merge_keys": -1})
+    with pytest.raises(ConfigError, match=r"regions\.split_size_bytes"):
+        config(regions={"split_size_bytes": "big"})
 
 
 class _Loop:

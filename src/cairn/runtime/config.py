@@ -27,6 +27,8 @@ Example `node.toml`:
     heartbeat_ticks = 10
     [limits]
     max_clients = 10000
+    [regions]
+    split_size_bytes = 100663296   # split a region this large (merge_size_bytes: merge)
 """
 
 from __future__ import annotations
@@ -89,6 +91,23 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class RegionSettings:
+    """When the placement driver splits and merges regions (read by the founding nodes
+    that host the placement group, when it starts; the group then keeps them)."""
+
+    split_size_bytes: int = 96 << 20
+    """A region this large is split (at the slot boundary nearest its middle key)."""
+    split_write_bytes_per_s: int = 32 << 20
+    """A region written this fast is split (load-based split)."""
+    merge_size_bytes: int = 20 << 20
+    """A region smaller than this merges with a small neighbour (0: never merge)."""
+    merge_keys: int = 200_000
+    """... if it also holds fewer keys than this."""
+    split_merge_interval_s: int = 3600
+    """A region born of a split is not merged again for this long."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything one `cairn server` process needs."""
 
@@ -108,6 +127,7 @@ class NodeConfig:
     log_level: str = "info"
     raft: RaftSettings = field(default_factory=RaftSettings)
     limits: Limits = field(default_factory=Limits)
+    regions: RegionSettings = field(default_factory=RegionSettings)
     initial_regions: int = 1
     """How many regions (Raft groups) a new cluster is founded with, cut at slot
     boundaries, evenly, each on every node of `peers` (`cairn.runtime.region_layout`).
@@ -163,6 +183,16 @@ class NodeConfig:
         if not 0 <= r.max_clock_drift_ticks < r.election_ticks:
             raise ConfigError("raft.max_clock_drift_ticks: must be in [0, election_ticks)")
         _positive("limits", self.limits, tuple(f.name for f in fields(Limits)))
+        g = self.regions
+        _positive("regions", g, ("split_size_bytes", "split_write_bytes_per_s"))
+        for name in ("merge_size_bytes", "merge_keys", "split_merge_interval_s"):
+            if getattr(g, name) < 0:
+                raise ConfigError(f"regions.{name}: must not be negative")
+        if 2 * g.merge_size_bytes > g.split_size_bytes:
+            raise ConfigError(
+                "regions.merge_size_bytes: two merged regions would be split again "
+                "(keep it at most half of regions.split_size_bytes)"
+            )
         return self
 
 
@@ -197,6 +227,7 @@ _TOP_KEYS = {
     "log_level",
     "raft",
     "limits",
+    "regions",
 }
 
 
@@ -267,6 +298,7 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         log_level=raw.get("log_level", "info"),
         raft=_section("raft", RaftSettings, raw.get("raft")),
         limits=_section("limits", Limits, raw.get("limits")),
+        regions=_section("regions", RegionSettings, raw.get("regions")),
     )
     return config.validate()
 

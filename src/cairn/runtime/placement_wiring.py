@@ -29,9 +29,9 @@ them in a `cairn server`:
   ranges and leaders to forward or to answer MOVED. The serving leader pushes its region
   map (`REGIONS` frames) to every node once per heartbeat round when it changed, and in
   full every `LAYOUT_REFRESH` seconds; the node keeps it beside its own regions.
-
-Until the real node splits and merges durably, its inspector proposes no split key and
-the driver is configured never to merge (`placement_config`).
+* **Splits and merges.** The agent reports each led region's size, keys and write rate
+  and cuts it where `StoreRegionInspector` says; the thresholds are the `[regions]`
+  table of the config (`placement_config`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from cairn.placement.agent import AgentSettings, NodeIdentity, PlacementAgent
 from cairn.placement.codec import DecodeError
 from cairn.placement.commands import AddNode, Command, Result
 from cairn.placement.config import PlacementConfig
-from cairn.placement.model import NodeAdmin, RegionReport
+from cairn.placement.model import NodeAdmin
 from cairn.placement.service import (
     PlacementMember,
     PlacementReply,
@@ -69,9 +69,10 @@ from cairn.runtime.frames import (
     encode_frame,
 )
 from cairn.runtime.real_env import LoopClock, RealEnv
+from cairn.runtime.region_inspector import StoreRegionInspector
 from cairn.runtime.region_layout import PEER_ID_STRIDE
 from cairn.runtime.transport import TcpTransport
-from cairn.shard.host import RegionHost, RegionPeer
+from cairn.shard.host import RegionHost
 from cairn.shard.region import Region
 from cairn.shard.region_machine import decode_region, encode_region
 from cairn.shard.replica import ReplicaConfig
@@ -86,8 +87,6 @@ PLACEMENT_DIR = "placement"
 PLACEMENT_MAP_SIZE = 1 << 30
 PLACEMENT_SNAPSHOT_THRESHOLD = 2000
 """Entries of the placement log between two compactions (each batch is one entry)."""
-PENDING_LAG = 64
-"""A peer this many entries behind its leader's commit index is still catching up."""
 LAYOUT_REFRESH = 5.0
 """Seconds between two full pushes of the region map (a push is sent on change too)."""
 JOIN_RETRY = 0.5
@@ -107,14 +106,17 @@ def first_id(config: NodeConfig) -> int:
 
 
 def placement_config(config: NodeConfig) -> PlacementConfig:
-    """The driver's knobs for this cluster: `down_after_s`, and no merges (see the module
-    docstring)."""
+    """The driver's knobs for this cluster: `down_after_s` and the `[regions]` table."""
     down = int(config.down_after_s * 1000)
+    g = config.regions
     return PlacementConfig(
         down_after_ms=down,
         disconnected_after_ms=min(10_000, down),
-        merge_size_bytes=0,
-        merge_keys=0,
+        split_size_bytes=g.split_size_bytes,
+        split_write_bytes_per_s=g.split_write_bytes_per_s,
+        merge_size_bytes=g.merge_size_bytes,
+        merge_keys=g.merge_keys,
+        split_merge_interval_ms=g.split_merge_interval_s * 1000,
     )
 
 
@@ -133,31 +135,6 @@ def service_settings(config: NodeConfig) -> ServiceSettings:
 
 def _address(address: tuple[str, int]) -> str:
     return f"{address[0]}:{address[1]}"
-
-
-class StoreInspector:
-    """The `RegionInspector` of a real node's regions: key counts from the store; no split
-    key (the real node does not split yet, see the module docstring)."""
-
-    def __init__(self, machines: Mapping[int, StoreMachine]) -> None:
-        self.machines = machines
-
-    def report(self, peer: RegionPeer) -> RegionReport:
-        """Leader `peer`'s region, its key count and the peers still catching up."""
-        machine = self.machines.get(peer.region_id)
-        keys = machine.key_count() if machine is not None else 0
-        raft = peer.replica.raw.raft
-        behind = raft.raft_log.committed - PENDING_LAG
-        pending = tuple(
-            sorted(
-                i for i, pr in raft.prs.progress.items() if i != peer.peer_id and pr.match < behind
-            )
-        )
-        return RegionReport(peer.region, peer.peer_id, approximate_keys=keys, pending_peers=pending)
-
-    def split_key(self, peer: RegionPeer) -> bytes | None:
-        """None: no split is executed."""
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +239,7 @@ class NodePlacement:
             self.clock,
             self._send_request,
             self.members,
-            StoreInspector(self.machines),
+            StoreRegionInspector(self.machines, self.clock.now),
             identity=identity,
             settings=agent_settings(cfg),
             log=log.info,
