@@ -182,7 +182,7 @@ class NodeAdminSource(StaticLayoutSource):
 
     def _views(self) -> tuple[list[NodeView], list[RegionView]]:
         node = self.node
-        if node.stopping or not hasattr(node, "replica"):
+        if node.stopping or not hasattr(node, "host"):
             raise SourceUnavailableError("the node is starting or stopping")
         peers = {n: f"{host}:{port}" for n, (host, port) in node.config.peers.items()}
         return topology_views(node.topology(), peers, self._keys)

@@ -93,6 +93,12 @@ class AgentSettings:
     """A request unanswered this long is given up; the next member is tried."""
     step_retry: float = 0.3
     """The same step for the same region is not executed again sooner."""
+    report_refresh: float = 30.0
+    """A region that did not change is reported again after this long, and so is the list
+    of hosted replicas (TiKV re-reports every 60 s)."""
+    change_slack: tuple[int, int, int] = (4096, 16, 4096)
+    """A region's size (bytes), key count and write rate (bytes/s) have changed when they
+    moved by more than an eighth plus these; smaller drifts wait for the refresh."""
 
 
 @dataclass(slots=True)
@@ -120,11 +126,25 @@ class NodeIdentity:
     labels: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Reported:
+    """What a region looked like when its leader last reported it (served)."""
+
+    quick: tuple[object, ...]
+    """Cheap to read state (applied index, term, epoch, followers' progress): while it
+    stands still the region is not inspected at all."""
+    report: RegionReport
+    at: float
+
+
 @dataclass(slots=True)
 class _InFlight:
     request: PlacementRequest
     member: NodeId
     sent_at: float
+    reported: dict[int, _Reported] = field(default_factory=dict)
+    """What the request reports, adopted once it is served."""
+    hosted: tuple[HostedPeer, ...] | None = None
 
 
 def _ignore(done: Completion) -> None:
@@ -168,6 +188,12 @@ class PlacementAgent:
         self._tried: dict[tuple[int, Step], float] = {}
         self._commit_tried: dict[int, float] = {}
         self._timer: TimerHandle | None = None
+        self._reported: dict[int, _Reported] = {}
+        self._wanted: frozenset[int] = frozenset()
+        self._hosted: tuple[HostedPeer, ...] | None = None
+        self._hosted_at = -1e18
+        self._hosted_view: tuple[int, tuple[HostedPeer, ...]] = (-1, ())
+        """The hosted list as of a `RegionHost.shape_version`."""
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -194,6 +220,7 @@ class PlacementAgent:
         flight = self._in_flight
         if flight is not None and now - flight.sent_at >= self.settings.request_timeout:
             self.stats.timeouts += 1
+            self._hosted = None  # a gap: the driver may have removed replicas meanwhile
             self._in_flight = None
             self._next_member(flight.member)
         if self._in_flight is None:
@@ -213,36 +240,68 @@ class PlacementAgent:
             ident = self.identity
             add = AddNode(self.node_id, ident.peer_address, ident.client_address, ident.labels, 0)
             commands.append(add)
-        commands.append(self._node_heartbeat())
-        commands.extend(RegionHeartbeat(r, 0) for r in self._region_reports())
-        request = PlacementRequest(self.node_id, self._next_request, tuple(commands))
+        flight = _InFlight(PlacementRequest(self.node_id, 0, ()), self.target, now)
+        commands.append(self._node_heartbeat(now, flight))
+        commands.extend(RegionHeartbeat(r, 0) for r in self._region_reports(now, flight))
+        flight.request = PlacementRequest(self.node_id, self._next_request, tuple(commands))
         self._next_request += 1
-        self._in_flight = _InFlight(request, self.target, now)
+        self._in_flight = flight
         self.stats.requests += 1
-        self.send(self.target, request)
+        self.send(self.target, flight.request)
 
-    def _node_heartbeat(self) -> NodeHeartbeat:
+    def _node_heartbeat(self, now: float, flight: _InFlight) -> NodeHeartbeat:
+        """The node heartbeat; it lists the hosted replicas only when they changed since
+        the last served heartbeat, or `report_refresh` after it (the driver looks for
+        stale replicas in the list; an empty one tells it nothing)."""
         # A peer whose description does not name it yet is catching up from a snapshot
         # older than its own addition: it is no stale peer, so it is not reported.
-        peers = [self.host.peers[i] for i in sorted(self.host.peers)]
-        hosted = tuple(
-            HostedPeer(p.region_id, p.peer_id, p.region.epoch.conf_ver)
-            for p in peers
-            if p.initialized and p.region.peer(p.peer_id) is not None
-        )
-        leaders = sum(p.replica.is_leader for p in peers)
-        stats = NodeStats(region_count=len(peers), leader_count=leaders)
+        host = self.host
+        if self._hosted_view[0] != host.shape_version:
+            peers = [host.peers[i] for i in sorted(host.peers)]
+            view = tuple(
+                HostedPeer(p.region_id, p.peer_id, p.region.epoch.conf_ver)
+                for p in peers
+                if p.initialized and p.region.peer(p.peer_id) is not None
+            )
+            self._hosted_view = (host.shape_version, view)
+        hosted = self._hosted_view[1]
+        leaders = sum(p.replica.is_leader for p in host.peers.values())
+        stats = NodeStats(region_count=len(host.peers), leader_count=leaders)
+        if hosted == self._hosted and now - self._hosted_at < self.settings.report_refresh:
+            return NodeHeartbeat(self.node_id, 0, stats, ())
+        flight.hosted = hosted
         return NodeHeartbeat(self.node_id, 0, stats, hosted)
 
-    def _region_reports(self) -> list[RegionReport]:
+    def _region_reports(self, now: float, flight: _InFlight) -> list[RegionReport]:
+        """Reports of the regions led here that changed since their last served report
+        (`_changed`), that an operator works on (`wanted`), or that were last reported
+        `report_refresh` ago. An idle region costs a few attribute reads a round, so
+        1,000 quiescent regions do not keep the placement group busy."""
         reports = []
+        refresh, slack = self.settings.report_refresh, self.settings.change_slack
         for region_id in sorted(self.host.peers):
             peer = self.host.peers[region_id]
             if not peer.replica.is_leader or not peer.initialized:
                 continue
             if peer.machine.merging_into is not None:
                 continue  # frozen: its merge, not the driver, decides what happens next
-            reports.append(self.inspector.report(peer))
+            raft = peer.replica.raw.raft
+            quick = (
+                peer.replica.applied,
+                raft.term,
+                peer.region,
+                tuple(pr.match for pr in raft.prs.progress.values()),
+            )
+            last = self._reported.get(region_id)
+            due = last is None or region_id in self._wanted or now - last.at >= refresh
+            if not due and last is not None and last.quick == quick:
+                continue
+            report = self.inspector.report(peer)
+            if not due and last is not None and not _changed(last.report, report, slack):
+                self._reported[region_id] = _Reported(quick, last.report, last.at)
+                continue
+            flight.reported[region_id] = _Reported(quick, report, now)
+            reports.append(report)
         return reports
 
     def on_reply(self, reply: PlacementReply) -> None:
@@ -253,6 +312,7 @@ class PlacementAgent:
         self._in_flight = None
         if not reply.served:
             self.stats.refused += 1
+            self._hosted = None
             if reply.leader in self.members and reply.leader != reply.member:
                 self.target = reply.leader
             elif reply.leader == NONE:
@@ -260,8 +320,24 @@ class PlacementAgent:
             return
         self.stats.served += 1
         self.target = reply.member
+        self._reported.update(flight.reported)
+        if flight.hosted is not None:
+            self._hosted, self._hosted_at = flight.hosted, flight.sent_at
         for command, result in zip(flight.request.commands, reply.results, strict=False):
             self._on_result(command, result)
+        missing = self._wanted - flight.reported.keys()
+        if any(self._leads(r) for r in missing) and not self.stopped:
+            # An operator waits for a report this request did not carry: send it now
+            # rather than a heartbeat interval later.
+            self.clock.call_later(0.0, self._report_wanted)
+
+    def _leads(self, region_id: int) -> bool:
+        peer = self.host.peers.get(region_id)
+        return peer is not None and peer.replica.is_leader
+
+    def _report_wanted(self) -> None:
+        if not self.stopped and self._in_flight is None:
+            self._send_heartbeats(self.clock.now())
 
     def _on_result(self, command: Command, result: Result) -> None:
         match command, result:
@@ -270,7 +346,9 @@ class PlacementAgent:
                 self.stats.registrations += 1
             case NodeHeartbeat(), NodeHeartbeatReply(known=False):
                 self.registered = False
-            case NodeHeartbeat(), NodeHeartbeatReply(stale_peers=stale):
+                self._forget_reports()
+            case NodeHeartbeat(), NodeHeartbeatReply(stale_peers=stale, wanted=wanted):
+                self._wanted = frozenset(wanted)
                 for p in stale:
                     self.stats.stale_peers += 1
                     self.log(f"pd n{self.node_id} destroy stale r{p.region_id} peer {p.peer_id}")
@@ -374,12 +452,37 @@ class PlacementAgent:
                 target.region_id, target.region.epoch, source.region, data, _ignore
             )
 
+    def _forget_reports(self) -> None:
+        """The driver does not know this node (its metadata was reset): tell it all."""
+        self._reported.clear()
+        self._hosted = None
+
     def _forget_tries(self, now: float) -> None:
         retry = self.settings.step_retry
         self._tried = {k: t for k, t in self._tried.items() if now - t < retry}
         self._commit_tried = {
             k: t for k, t in self._commit_tried.items() if now - t < retry and k in self.host.peers
         }
+
+
+def _changed(before: RegionReport, now: RegionReport, slack: tuple[int, int, int]) -> bool:
+    """Whether `now` tells the driver something `before` did not: another description,
+    leader, term or lagging peer, or a size, key count or write rate that moved by more
+    than an eighth plus `slack` (smaller drifts wait for the refresh)."""
+    if (
+        before.region != now.region
+        or before.leader_peer_id != now.leader_peer_id
+        or before.term != now.term
+        or before.pending_peers != now.pending_peers
+        or before.down_peers != now.down_peers
+    ):
+        return True
+    pairs = (
+        (before.approximate_size, now.approximate_size),
+        (before.approximate_keys, now.approximate_keys),
+        (before.write_bytes_per_s, now.write_bytes_per_s),
+    )
+    return any(abs(a - b) > max(a, b) // 8 + d for (a, b), d in zip(pairs, slack, strict=True))
 
 
 def _role(region: Region, peer_id: int) -> PeerRole | None:

@@ -142,10 +142,14 @@ class RegionHeartbeatReply:
 
 @dataclass(frozen=True, slots=True)
 class NodeHeartbeatReply:
-    """What goes back to a node: hosted replicas it must destroy (removed from their region)."""
+    """What goes back to a node: hosted replicas it must destroy (removed from their
+    region), and the regions it leads that an operator is working on (`wanted`): their
+    leaders report them every round until the operator ends, while the other regions are
+    reported only when they change."""
 
     known: bool
     stale_peers: tuple[HostedPeer, ...] = ()
+    wanted: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,9 @@ class MetadataImage:
     operators: tuple[Operator, ...]
     history: tuple[Operator, ...]
     events: tuple[Event, ...]
+    changes: int = 0
+    checked_changes: int = -1
+    checked_ms: int = 0
 
 
 SNAPSHOT_CODEC = Codec(
@@ -122,6 +125,11 @@ class ClusterMetadata:
         """Operators in flight by id."""
         self.history: list[Operator] = []
         self.events: list[Event] = []
+        self.changes = 0
+        """Counts the changes the reconcile loops read (see `_tick`)."""
+        self.checked_changes = -1
+        """`changes` when the loops last ran and started nothing (-1: run at the next tick)."""
+        self.checked_ms = 0
 
     # --- the command interpreter -----------------------------------------------------------
 
@@ -173,6 +181,7 @@ class ClusterMetadata:
         return IdRange(self.alloc_ids(count), count)
 
     def _record(self, kind: EventKind, reason: str, **where: int | None) -> None:
+        self.changes += 1  # every event is news to the reconcile loops
         self.event_seq += 1
         event = Event(self.event_seq, self.clock_ms, kind, reason, **where)
         self.events.append(event)
@@ -191,6 +200,7 @@ class ClusterMetadata:
             self.nodes[c.node_id] = replace(
                 old, peer_address=c.peer_address, client_address=c.client_address, labels=labels
             )
+            self.changes += old.labels != labels
             return Ack(True, "updated")
         self.nodes[c.node_id] = NodeInfo(
             c.node_id,
@@ -210,6 +220,7 @@ class ClusterMetadata:
         if node.down:
             silent = self.clock_ms - node.last_heartbeat_ms
             self._record(EventKind.NODE_UP, f"heartbeat after {silent} ms", node_id=node.id)
+        self.changes += node.stats != c.stats
         self.nodes[c.node_id] = replace(
             node, down=False, last_heartbeat_ms=self.clock_ms, stats=c.stats
         )
@@ -217,7 +228,17 @@ class ClusterMetadata:
         for p in stale:
             why = f"peer {p.peer_id} is no member of region {p.region_id}: destroy it"
             self._record(EventKind.STALE_PEER, why, region_id=p.region_id, node_id=node.id)
-        return NodeHeartbeatReply(known=True, stale_peers=stale)
+        return NodeHeartbeatReply(known=True, stale_peers=stale, wanted=self._wanted(node.id))
+
+    def _wanted(self, node_id: int) -> tuple[int, ...]:
+        """The regions led from `node_id` (as last reported) that an operator works on."""
+        wanted = set()
+        for op in self.operators.values():
+            for region_id in (op.region_id, *op.related_region_ids):
+                info = self.region_infos.get(region_id)
+                if info is not None and info.report.leader_node_id == node_id:
+                    wanted.add(region_id)
+        return tuple(sorted(wanted))
 
     def _is_stale_peer(self, hosted: HostedPeer) -> bool:
         """A peer removed from its region while its node was away (see docs/placement.md)."""
@@ -308,6 +329,8 @@ class ClusterMetadata:
             self._record(
                 EventKind.REGION_NEW, f"first report, epoch {region.epoch}", region_id=region.id
             )
+        elif replace(prior.report, term=report.term) != report or prior.born_ms != born:
+            self.changes += 1
         self.region_infos[region.id] = RegionInfo(report, self.clock_ms, born)
 
     def _split_parents(self, region_id: int) -> list[int]:
@@ -363,6 +386,8 @@ class ClusterMetadata:
 
     def _forget_dropped(self, grown: Region) -> None:
         """Drop the records of regions the map no longer holds (a newer region overlapped)."""
+        if len(self.region_infos) == len(self.region_map):
+            return  # every record has its region (the map holds no region without one)
         for region_id in sorted(self.region_infos):
             if self.region_map.get(region_id) is not None:
                 continue
@@ -385,6 +410,7 @@ class ClusterMetadata:
     def _update_operator(self, op: Operator) -> Operator:
         """Store `op`'s progress; move it to the history with an event when it has ended."""
         if not op.finished:
+            self.changes += self.operators.get(op.id) != op
             self.operators[op.id] = op
             return op
         self.operators.pop(op.id, None)
@@ -448,10 +474,19 @@ class ClusterMetadata:
     # --- the tick --------------------------------------------------------------------------
 
     def _tick(self) -> Result:
+        """Liveness, operator progress and drains; then the reconcile loops, if anything
+        they read changed since they last ran without starting an operator, or a patrol
+        interval has passed (see `PlacementConfig.patrol_interval_ms`)."""
         self._check_liveness()
         self._check_operators()
         self._check_drained()
-        return TickResult(tuple(self._start_operators()))
+        idle = self.changes == self.checked_changes
+        if idle and self.clock_ms - self.checked_ms < self.config.patrol_interval_ms:
+            return TickResult(())
+        started = self._start_operators()
+        self.checked_ms = self.clock_ms
+        self.checked_changes = -1 if started else self.changes
+        return TickResult(tuple(started))
 
     def _check_liveness(self) -> None:
         for node_id in sorted(self.nodes):
@@ -489,6 +524,9 @@ class ClusterMetadata:
             operators=tuple(self._running()),
             history=tuple(self.history),
             events=tuple(self.events),
+            changes=self.changes,
+            checked_changes=self.checked_changes,
+            checked_ms=self.checked_ms,
         )
 
     def snapshot(self) -> bytes:
@@ -513,6 +551,9 @@ class ClusterMetadata:
         self.operators = {op.id: op for op in image.operators}
         self.history = list(image.history)
         self.events = list(image.events)
+        self.changes = image.changes
+        self.checked_changes = image.checked_changes
+        self.checked_ms = image.checked_ms
 
 
 def _current_split(op: Operator | None) -> SplitRegion | None:

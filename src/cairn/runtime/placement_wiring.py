@@ -85,9 +85,11 @@ log = logging.getLogger("cairn.placement")
 PLACEMENT_DIR = "placement"
 """The placement member's Raft log, under the node's data directory."""
 PLACEMENT_MAP_SIZE = 1 << 30
+PLACEMENT_TICK_MS = 50
+"""The placement replica's tick (at least the regions' `raft.tick_ms`)."""
 PLACEMENT_SNAPSHOT_THRESHOLD = 2000
 """Entries of the placement log between two compactions (each batch is one entry)."""
-LAYOUT_REFRESH = 5.0
+LAYOUT_REFRESH = 30.0
 """Seconds between two full pushes of the region map (a push is sent on change too)."""
 JOIN_RETRY = 0.5
 JOIN_REPLY_TIMEOUT = 2.0
@@ -176,6 +178,9 @@ class NodePlacement:
         self._log_store: LmdbLogStore | None = None
         self._pushed_books: dict[NodeId, tuple[BookEntry, ...]] = {}
         self._pushed_layout: tuple[object, ...] = ()
+        self._layout: tuple[Any, ...] = ()
+        self._layout_changes = -1
+        self._adopted: list[Any] = []
         self._pushed_at = -1e18
         self._tasks: list[asyncio.Task[None]] = []
         self._layout_timer: asyncio.TimerHandle | None = None
@@ -215,17 +220,22 @@ class NodePlacement:
         log.info("placement member of group %s", list(self.members))
 
     def _replica_config(self) -> ReplicaConfig:
+        """The regions' election and heartbeat times, on a coarser tick: the placement
+        group never quiesces, and its timer is most of an idle node's wake-ups."""
         r = self.config.raft
+        tick_ms = max(r.tick_ms, PLACEMENT_TICK_MS)
+        election = max(4, round(r.election_ticks * r.tick_ms / tick_ms))
+        heartbeat = min(election - 1, max(1, round(r.heartbeat_ticks * r.tick_ms / tick_ms)))
         raft = Config(
             id=self.node_id,
-            election_tick=r.election_ticks,
-            heartbeat_tick=r.heartbeat_ticks,
+            election_tick=election,
+            heartbeat_tick=heartbeat,
             check_quorum=True,
             pre_vote=True,
         )
         return ReplicaConfig(
             raft=raft,
-            tick_interval=r.tick_ms / 1000,
+            tick_interval=tick_ms / 1000,
             snapshot_threshold=PLACEMENT_SNAPSHOT_THRESHOLD,
         )
 
@@ -481,11 +491,14 @@ class NodePlacement:
         member = self.serving_member()
         if member is None:
             return
-        infos = member.driver.metadata.region_infos
-        layout = tuple(
-            (encode_region(info.report.region), info.report.leader_node_id)
-            for _, info in sorted(infos.items())
-        )
+        metadata = member.driver.metadata
+        if metadata.changes != self._layout_changes:  # else the map is what was built
+            self._layout_changes = metadata.changes
+            self._layout = tuple(
+                (encode_region(info.report.region), info.report.leader_node_id)
+                for _, info in sorted(metadata.region_infos.items())
+            )
+        layout = self._layout
         now = self.clock.now()
         if layout == self._pushed_layout and now - self._pushed_at < LAYOUT_REFRESH:
             return
@@ -502,6 +515,8 @@ class NodePlacement:
             self._adopt_layout(frame[1])
 
     def _adopt_layout(self, items: list[Any]) -> None:
+        if items == self._adopted:
+            return  # a refresh of the map this node has: nothing to decode
         try:
             remote = {}
             for fields, leader in items:
@@ -509,6 +524,7 @@ class NodePlacement:
                 remote[region.id] = RemoteRegion(region, None if leader is None else int(leader))
         except (TypeError, ValueError, AssertionError) as exc:
             raise FrameError(f"malformed region map: {exc}") from exc
+        self._adopted = items
         if remote != self.remote:
             self.remote = remote
             self.on_layout()

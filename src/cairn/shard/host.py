@@ -336,6 +336,9 @@ class RegionHost:
         self.tombstones: dict[int, int] = {}
         """region id -> the highest peer id of it removed from this node."""
         self.peer_nodes: dict[int, NodeId] = {}
+        self.shape_version = 0
+        """Grows whenever a peer is added or removed here or a description is applied: a
+        view built from the hosted peers is current while it stands still."""
         self.awake: set[int] = set()
         self.stopped = False
         self.ticks = 0
@@ -383,6 +386,7 @@ class RegionHost:
         machine = self.new_machine() if self.machine_for is None else self.machine_for(record)
         peer = RegionPeer(self, record, machine)
         self.peers[record.region_id] = peer
+        self.shape_version += 1
         self.awake.add(record.region_id)
         return peer
 
@@ -968,6 +972,7 @@ class RegionHost:
     def announce(self, region: Region) -> None:
         """A description was applied here: learn its peers' nodes, tell the listener."""
         self._neighbour_cache = None
+        self.shape_version += 1
         for p in region.peers:
             self.peer_nodes[p.id] = p.node_id
         if region.epoch.version > 0:
@@ -1023,6 +1028,7 @@ class RegionHost:
         peer.replica.stop()
         self.awake.discard(region_id)
         self._neighbour_cache = None
+        self.shape_version += 1
         self.tombstones[region_id] = peer.peer_id
         record = RegionRecord(region_id, peer.peer_id, PeerState.TOMBSTONE, peer.region)
         self.store.write_many([], sync=True, records=[record])

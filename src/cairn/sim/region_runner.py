@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from cairn.check.history import Op
 from cairn.check.linearizability import Verdict, check_history
 from cairn.placement import PlacementConfig, PlacementRules
+from cairn.placement.agent import AgentSettings
 from cairn.raft.config import Config
 from cairn.raft.types import NodeId, ReadOnlyOption
 from cairn.shard.host import HostConfig
@@ -210,6 +211,8 @@ class _Run:
                 config=SIM_PLACEMENT,
                 rules=PlacementRules(replicas=config.replicas),
                 first_id=first_free_id(config),
+                # Regions of a few dozen bytes: every change of size matters.
+                agent=AgentSettings(change_slack=(0, 0, 0), report_refresh=5.0),
             ),
             _child(self.root),
             observer=lambda node: self._observer(node, PLACEMENT_GROUP),
