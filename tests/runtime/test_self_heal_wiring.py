@@ -37,6 +37,15 @@ def config(**extra: Any) -> Any:
     return from_mapping(raw | extra)
 
 
+def test_labels_are_a_table_of_strings() -> None:
+    assert config().labels == {}
+    assert config(labels={"zone": "a", "rack": "r1"}).labels == {"zone": "a", "rack": "r1"}
+    with pytest.raises(ConfigError, match=r"labels\.zone"):
+        config(labels={"zone": 3})
+    with pytest.raises(ConfigError, match="labels"):
+        config(labels="zone=a")
+
+
 def test_new_keys_have_defaults_and_are_validated() -> None:
     c = config()
     assert (c.placement_members, c.down_after_s, c.join) == (3, 30.0, None)

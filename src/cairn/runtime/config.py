@@ -17,6 +17,7 @@ Example `node.toml`:
     placement_members = 3  # the placement group: the first 3 founding nodes of [peers]
     down_after_s = 30      # a node silent this long has its replicas rebuilt elsewhere
     # join = "10.0.0.1:17001"  # a node that is no founder: any existing node's peer address
+    labels = { zone = "eu-1a" }  # replicas of a region go to different zones when they can
     [peers]
     1 = "127.0.0.1:17001"
     2 = "127.0.0.1:17002"
@@ -142,6 +143,9 @@ class NodeConfig:
     """A node silent this long is down, and its replicas are rebuilt elsewhere."""
     placement_heartbeat_ms: int = 500
     """How often a node heartbeats the placement group (its regions' leaders with it)."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """This node's labels (`zone`, `rack`, ...): the placement driver spreads a region's
+    replicas over the values of the label `cairn ctl placement set --zone-label` names."""
     join: tuple[str, int] | None = None
     """The peer address of any node of an existing cluster: this node is no founder, it
     registers with the placement group and receives replicas (`peers` may list only it)."""
@@ -220,6 +224,7 @@ _TOP_KEYS = {
     "down_after_s",
     "placement_heartbeat_ms",
     "join",
+    "labels",
     "peer_addr",
     "peers",
     "cluster_id",
@@ -291,6 +296,7 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         down_after_s=_seconds(raw, "down_after_s", 30.0),
         placement_heartbeat_ms=_integer(raw, "placement_heartbeat_ms", 500),
         join=parse_address("join", raw["join"]) if "join" in raw else None,
+        labels=_labels(raw.get("labels", {})),
         peer_addr=parse_address("peer_addr", raw.get("peer_addr", "127.0.0.1:16379")),
         peers=peers,
         cluster_id=raw.get("cluster_id", "cairn"),
@@ -301,6 +307,15 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         regions=_section("regions", RegionSettings, raw.get("regions")),
     )
     return config.validate()
+
+
+def _labels(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise ConfigError('labels: expected a table of name = "value"')
+    for name, value in raw.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"labels.{name}: expected a non-empty string, got {value!r}")
+    return dict(raw)
 
 
 def _integer(raw: dict[str, Any], key: str, default: int) -> int:

@@ -82,6 +82,8 @@ class LocalCluster:
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment variables of every node process (e.g. CAIRN_FAILPOINTS)."""
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    node_settings: dict[int, str] = field(default_factory=dict)
+    """Top-level TOML lines for one node only (e.g. its `labels`), by node id."""
     joins: dict[int, int] = field(default_factory=dict)
     """Nodes added after the founding (`add_node`): node id -> the node it joined through."""
 
@@ -128,6 +130,8 @@ class LocalCluster:
             ]
             if self.password:
                 lines.append(f'password = "{self.password}"')
+            if n.node_id in self.node_settings:
+                lines.append(self.node_settings[n.node_id].strip())
             mine = peers
             if n.node_id in self.joins:
                 lines.append(f'join = "{HOST}:{self.spec(self.joins[n.node_id]).peer_port}"')

@@ -243,7 +243,11 @@ class NodePlacement:
         if self.agent is not None or self.stopped:
             return
         cfg = self.config
-        identity = NodeIdentity(_address(cfg.peer_addr), _address(cfg.advertised_client_addr))
+        identity = NodeIdentity(
+            _address(cfg.peer_addr),
+            _address(cfg.advertised_client_addr),
+            tuple(sorted(cfg.labels.items())),
+        )
         self.agent = PlacementAgent(
             self.host,
             self.clock,
