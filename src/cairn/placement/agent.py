@@ -96,7 +96,7 @@ class AgentSettings:
     report_refresh: float = 30.0
     """A region that did not change is reported again after this long, and so is the list
     of hosted replicas (TiKV re-reports every 60 s)."""
-    change_slack: tuple[int, int, int] = (4096, 16, 4096)
+    change_slack: tuple[int, int, int] = (0, 0, 4096)
     """A region's size (bytes), key count and write rate (bytes/s) have changed when they
     moved by more than an eighth plus these; smaller drifts wait for the refresh."""
 
