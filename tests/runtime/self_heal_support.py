@@ -134,6 +134,11 @@ class WriteLoad:
         if self._thread is not None:
             self._thread.join(30)
 
+    def verify(self, least: int = 50) -> None:
+        """The load (stopped) made progress, and no acknowledged write is lost."""
+        assert len(self.acked) > least, f"the load made no progress ({self.errors} errors)"
+        self.check()
+
     def check(self) -> None:
         """Every acknowledged write reads back (through the cluster, once it serves)."""
         rc = self.client()

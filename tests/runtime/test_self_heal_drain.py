@@ -35,8 +35,7 @@ def test_a_drained_node_ends_with_no_replica_under_load(tmp_path: Path) -> None:
             time.sleep(0.5)
         finally:
             load.stop()
-        assert len(load.acked) > 50, f"the load made no progress ({load.errors} errors)"
-        load.check()
+        load.verify()
         # The drained node hosts nothing and still serves: INFO, and keys it forwards.
         c = client(cluster, drained, socket_timeout=5)
         try:

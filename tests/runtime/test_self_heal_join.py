@@ -33,8 +33,7 @@ def test_a_joining_node_receives_replicas_under_load(tmp_path: Path) -> None:
             time.sleep(0.5)
         finally:
             load.stop()
-        assert len(load.acked) > 50, f"the load made no progress ({load.errors} errors)"
-        load.check()
+        load.verify()
         c = client(cluster, new, socket_timeout=5)
         try:
             key = next(iter(sorted(load.acked)))

@@ -39,8 +39,7 @@ def test_a_node_killed_for_good_is_repaired_under_load(tmp_path: Path) -> None:
             time.sleep(0.5)
         finally:
             load.stop()
-        assert len(load.acked) > 50, f"the load made no progress ({load.errors} errors)"
-        load.check()
+        load.verify()
         endpoints = [a for s in cluster.specs for a in ("-e", f"{HOST}:{s.admin_port}")]
         runner = CliRunner()
         result = runner.invoke(main, ["ctl", *endpoints, "--json", "events", "--limit", "1000"])
@@ -83,5 +82,4 @@ def came_back(cluster: LocalCluster, victim: int, held: list[int]) -> None:
         wait_for(cluster, lambda rs: settled(rs, {1, 2, 3, 4, 5}), 30)
     finally:
         load.stop()
-    assert len(load.acked) > 50, f"the load made no progress ({load.errors} errors)"
-    load.check()
+    load.verify()

@@ -68,5 +68,4 @@ def test_regions_split_under_load_and_merge_when_emptied(tmp_path: Path) -> None
         again.start()
         time.sleep(2)
         again.stop()
-        assert len(again.acked) > 20
-        again.check()
+        again.verify(20)
