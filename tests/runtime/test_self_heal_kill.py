@@ -63,20 +63,24 @@ def test_a_node_killed_for_good_is_repaired_under_load(tmp_path: Path) -> None:
 
 
 def came_back(cluster: LocalCluster, victim: int, held: list[int]) -> None:
-    """Restart `victim`; wait until it holds voters again, at least one of a region it
-    held before; kill -9 and restart it; it serves every key through forwarding."""
+    """Restart `victim`; wait until its stale replicas are gone (tombstones) and it holds
+    voters again (new peers, of regions it held before when the balance picks those);
+    kill -9 and restart it with its tombstones; no acknowledged write is lost."""
     cluster.start(victim)
     load = WriteLoad(cluster, "back")
     load.start()
     try:
 
         def rebalanced(regions: list[RegionView]) -> bool:
-            mine = [r.id for r in regions if victim in voters(r)]
-            return settled(regions, {1, 2, 3, 4, 5}) and any(r in held for r in mine)
+            return settled(regions, {1, 2, 3, 4, 5}) and any(victim in voters(r) for r in regions)
 
         started = time.monotonic()
-        wait_for(cluster, rebalanced, 60)
-        print(f"node {victim} back with replicas in {time.monotonic() - started:.1f} s")
+        regions = wait_for(cluster, rebalanced, 60)
+        again = sorted(r.id for r in regions if victim in voters(r) and r.id in held)
+        print(
+            f"node {victim} back with replicas in {time.monotonic() - started:.1f} s; "
+            f"new peers of regions it held before: {again}"
+        )
         cluster.kill(victim)
         cluster.start(victim)
         wait_for(cluster, lambda rs: settled(rs, {1, 2, 3, 4, 5}), 30)
