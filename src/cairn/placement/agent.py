@@ -264,6 +264,8 @@ class PlacementAgent:
                 if p.initialized and p.region.peer(p.peer_id) is not None
             )
             self._hosted_view = (host.shape_version, view)
+            # Regions no longer hosted here (moved, merged) need no memory of reports.
+            self._reported = {r: v for r, v in self._reported.items() if r in host.peers}
         hosted = self._hosted_view[1]
         leaders = sum(p.replica.is_leader for p in host.peers.values())
         stats = NodeStats(region_count=len(host.peers), leader_count=leaders)

@@ -105,7 +105,7 @@ class LmdbHostStore:
     ) -> None:
         """See `HostStore.write_many`."""
         for region_id, batch in batches:
-            if not batch.is_empty() and not self._live(region_id):
+            if not batch.is_empty() and not self.store.is_live(region_id):
                 raise RegionCreationError(
                     f"region {region_id} has no Raft state on this node to write to"
                 )
@@ -121,7 +121,7 @@ class LmdbHostStore:
 
     def load(self, region_id: int) -> DurableState:
         """See `HostStore.load`."""
-        if not self._live(region_id):
+        if not self.store.is_live(region_id):
             return DurableState()
         return self.store.store(region_id).load()
 
@@ -166,7 +166,7 @@ class LmdbHostStore:
             KeyspaceImages(keyspace).restore(scope, data)
             merge_machines(StoreMachine(keyspace, scope=scope), target, index)
             fail_point(FP_MERGE_STAGED)
-            if self._live(source.id):
+            if self.store.is_live(source.id):
                 self.store.stage_merge(wtx, source.id, merged)
             else:
                 self.store.stage_state(wtx, RegionLocalState(merged.id, region=merged))
@@ -224,10 +224,6 @@ class LmdbHostStore:
             machine.reload()
             raise
         self.writes += 1
-
-    def _live(self, region_id: int) -> bool:
-        state = self.store.state(region_id)
-        return state is not None and state.state is not LocalPeerState.TOMBSTONE
 
     def _record(self, state: RegionLocalState) -> RegionRecord:
         region = state.region

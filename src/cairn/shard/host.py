@@ -573,9 +573,7 @@ class RegionHost:
     def request_drain(self, replica: Replica) -> None:
         """See `ReplicaHost.request_drain`."""
         self._dirty.add(self._region_of(replica))
-        if not self._drain_scheduled and not self.stopped:
-            self._drain_scheduled = True
-            self.clock.call_later(0.0, self._drain)
+        self._schedule_drain()
 
     def on_wake(self, replica: Replica) -> None:
         """See `ReplicaHost.on_wake`."""
@@ -690,11 +688,15 @@ class RegionHost:
                 )
             )
 
-    def _post(self, envelope: Envelope) -> None:
-        self._outbox.setdefault(envelope.to_peer.node_id, []).append(envelope)
+    def _schedule_drain(self) -> None:
+        """Drain at the end of this turn of the event loop (once, however often asked)."""
         if not self._drain_scheduled and not self.stopped:
             self._drain_scheduled = True
             self.clock.call_later(0.0, self._drain)
+
+    def _post(self, envelope: Envelope) -> None:
+        self._outbox.setdefault(envelope.to_peer.node_id, []).append(envelope)
+        self._schedule_drain()
 
     def _flush(self) -> None:
         outbox, self._outbox = self._outbox, {}
@@ -760,9 +762,7 @@ class RegionHost:
         messages that came with the request (its last append or heartbeat) are handled
         here; asked at once, the follower would look busy and refuse."""
         self._quiesce_requests[env.region_id] = env
-        if not self._drain_scheduled and not self.stopped:
-            self._drain_scheduled = True
-            self.clock.call_later(0.0, self._drain)
+        self._schedule_drain()
 
     def _answer_quiesce_requests(self) -> None:
         requests, self._quiesce_requests = self._quiesce_requests, {}

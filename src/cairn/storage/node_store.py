@@ -119,6 +119,11 @@ class NodeStore:
         """Region `region_id`'s record, or None if the node never hosted it."""
         return self._states.get(region_id)
 
+    def is_live(self, region_id: int) -> bool:
+        """Whether this node hosts region `region_id` (a record that is no tombstone)."""
+        state = self._states.get(region_id)
+        return state is not None and state.state is not PeerState.TOMBSTONE
+
     def live(self) -> list[RegionLocalState]:
         """The regions this node serves or is installing (every record but tombstones)."""
         return [s for s in self.regions() if s.state is not PeerState.TOMBSTONE]
@@ -167,7 +172,7 @@ class NodeStore:
             with self.env.write() as wtx:
                 self.stage_many(wtx, batches)
                 for state in states:
-                    if state.state is PeerState.TOMBSTONE and self._is_live(state.region_id):
+                    if state.state is PeerState.TOMBSTONE and self.is_live(state.region_id):
                         state = self._removal(state)
                         self._stage_drop_raft(wtx, state.region_id)
                         removed.append(state.region_id)
@@ -404,10 +409,6 @@ class NodeStore:
                 region_id = key_region(key)
                 states[region_id] = decode_state(region_id, value)
         return states
-
-    def _is_live(self, region_id: int) -> bool:
-        state = self._states.get(region_id)
-        return state is not None and state.state is not PeerState.TOMBSTONE
 
     def _removal(self, tomb: RegionLocalState) -> RegionLocalState:
         """`tomb` with its data range marked for deletion, unless another live region here
