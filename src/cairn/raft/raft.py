@@ -89,6 +89,7 @@ class Raft:
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = config.election_tick
         self.tick_count = 0
+        self._committed_in_term = -1  # the last term seen to have a committed entry
         self.lead_transferee = NONE
         self.lease_revoked = False
         self.lease_acks: dict[NodeId, int] = {}
@@ -120,8 +121,16 @@ class Raft:
         return pr is not None and not pr.is_learner and self.raft_log.unstable.snapshot is None
 
     def committed_entry_in_current_term(self) -> bool:
-        """Whether this leader has committed an entry of its own term (thesis §6.4)."""
-        return self.raft_log.term(self.raft_log.committed) == self.term
+        """Whether this leader has committed an entry of its own term (thesis §6.4).
+
+        Asked on every lease read; once true it stays true for the term (the commit index
+        only grows, and committed entries never change), so the answer is remembered."""
+        if self._committed_in_term == self.term:
+            return True
+        if self.raft_log.term(self.raft_log.committed) != self.term:
+            return False
+        self._committed_in_term = self.term
+        return True
 
     def lease_read_index(self) -> int | None:
         """The index a linearizable read may be served at with no round of messages, or None

@@ -458,7 +458,8 @@ class Node:
         if isinstance(spec, ErrorReply):
             done(spec)
             return
-        decision = route(args, spec, self.topology(), state.routing, self.routing)
+        topology = self.topology()
+        decision = route(args, spec, topology, state.routing, self.routing)
         if isinstance(decision, Moved | Refuse):
             done(decision.reply)
             return
@@ -477,8 +478,11 @@ class Node:
                 done(value)
                 finished()
 
-            deadline = _now() + timeout
-            self._dispatch(_Request(args, spec, protocol, deadline, reply))
+            request = _Request(args, spec, protocol, _now() + timeout, reply)
+            if isinstance(decision, Local) and spec.is_write and self.topology() is topology:
+                self._run(request, decision.region)  # routed just now, under this layout
+            else:
+                self._dispatch(request)
 
         state.order.submit(spec.is_write, start)
 

@@ -565,8 +565,9 @@ class RegionHost:
 
     def _hinted(self, done: Completion) -> Completion:
         """Turn the leader hint from a peer id into a node id."""
-        node = self.peer_nodes.get(done.leader_hint, NONE) if done.leader_hint else NONE
-        return replace(done, leader_hint=node)
+        if not done.leader_hint:
+            return done  # no hint (every successful write): nothing to translate
+        return replace(done, leader_hint=self.peer_nodes.get(done.leader_hint, NONE))
 
     # -- the drain ---------------------------------------------------------------------
 

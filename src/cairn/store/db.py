@@ -60,7 +60,6 @@ class Db:
         self._batch = batch
         self.now_ms = now_ms
         self.scope = scope
-        self._meta_lo, self._meta_hi = scope.meta_bounds()
 
     # -- keys ---------------------------------------------------------------------
 
@@ -117,15 +116,15 @@ class Db:
     @property
     def start_position(self) -> bytes:
         """The internal position of the scope's first possible key."""
-        return self._meta_lo
+        return self.scope.meta_bounds()[0]
 
     def walk(self, position: bytes, limit: int) -> list[KeyEntry]:
         """Up to `limit` keys of the scope from internal `position` on, in (slot, key)
         order, expired ones included (the caller filters them, so `limit` bounds the work
         done)."""
-        start = max(position, self._meta_lo)
+        lo, hi = self.scope.meta_bounds()
         entries = []
-        for internal, raw in self._reader.scan(start, self._meta_hi, limit):
+        for internal, raw in self._reader.scan(max(position, lo), hi, limit):
             slot, key = split_meta_key(internal)
             entries.append(KeyEntry(internal, slot, key, decode_meta(raw)))
         return entries
@@ -138,7 +137,7 @@ class Db:
         if not self.scope.is_region:
             batch.clear()
             return
-        while entries := self.walk(self._meta_lo, _CLEAR_CHUNK):
+        while entries := self.walk(self.scope.meta_bounds()[0], _CLEAR_CHUNK):
             for e in entries:
                 if e.meta.type is not ValueType.STRING:
                     self._delete_fields(e.key)

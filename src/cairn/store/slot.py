@@ -37,4 +37,8 @@ def hash_tag(key: bytes) -> bytes:
 
 def key_slot(key: bytes) -> int:
     """The Redis Cluster hash slot of `key` (what `CLUSTER KEYSLOT` answers)."""
-    return crc16(hash_tag(key)) & (SLOT_COUNT - 1)
+    # On every command's path several times (routing, range checks, record keys): one
+    # Python call, the tag looked for only when there can be one.
+    if b"{" in key:
+        key = hash_tag(key)
+    return binascii.crc_hqx(key, 0) & (SLOT_COUNT - 1)

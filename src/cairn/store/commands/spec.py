@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cairn.resp.reply import ErrorReply, Reply
 from cairn.store.db import Db
@@ -62,10 +62,12 @@ class CommandSpec:
     acl_categories: tuple[str, ...] = ()
     tips: tuple[str, ...] = ()
 
-    @property
-    def is_write(self) -> bool:
-        """Whether the command changes state (is proposed through Raft)."""
-        return Flag.WRITE in self.flags
+    is_write: bool = field(init=False)
+    """Whether the command changes state (is proposed through Raft)."""
+
+    def __post_init__(self) -> None:
+        # A field, not a property over `flags`: it is asked several times per command.
+        object.__setattr__(self, "is_write", Flag.WRITE in self.flags)
 
     def arity_ok(self, argc: int) -> bool:
         """Whether `argc` arguments (name included) satisfy the arity."""
