@@ -454,9 +454,9 @@ class Node:
                 return
             done(client_spec.handler(self.context, client, args[1:]))
             return
-        spec = classify(args)
-        if isinstance(spec, ErrorReply):
-            done(spec)
+        spec = COMMANDS.get(name)
+        if spec is None or not spec.arity_ok(len(args)):
+            done(cast(ErrorReply, classify(args)))  # the error Redis gives
             return
         topology = self.topology()
         decision = route(args, spec, topology, state.routing, self.routing)
@@ -496,7 +496,8 @@ class Node:
         if peer is None or peer.region.epoch != region.epoch or not peer.replica.can_read_now():
             return False
         machine = self.machines[region.id]
-        done(machine.execute_read(spec.name, args[1:], machine.effective_now(_wall_ms())))
+        now_ms = machine.effective_now(_wall_ms())
+        done(machine.execute_read(spec.name, args[1:], now_ms, in_range=True))
         return True
 
     def _dispatch(self, request: _Request) -> None:

@@ -248,6 +248,12 @@ def route(
     keys = spec.keys(argv)
     if not keys:
         return _route_keyless(argv, spec, topology, client, policy)
+    if len(keys) == 1:  # most commands: no lists to build
+        region = topology.region_of(keys[0])
+        slot = key_slot(keys[0])
+        if region is None:
+            return NoRoute(slot)
+        return _route_one(region, slot, spec, topology, client, policy)
     located = _locate(topology, keys)
     for slot, region in zip(located.slots, located.regions, strict=True):
         if region is None:

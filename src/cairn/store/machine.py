@@ -287,15 +287,19 @@ class StoreMachine:
         self._set_progress(index, now_ms)
         return reply
 
-    def execute_read(self, name: str, args: Sequence[bytes], now_ms: int) -> Reply:
-        """Run a read-only command against the applied state at `now_ms`."""
+    def execute_read(
+        self, name: str, args: Sequence[bytes], now_ms: int, *, in_range: bool = False
+    ) -> Reply:
+        """Run a read-only command against the applied state at `now_ms`; `in_range`: the
+        caller has checked that its keys lie in the scope (routed under the current epoch
+        a moment ago), so they are not checked again."""
         self._check_live()
         spec = COMMANDS.get(name)
         if spec is None or spec.is_write:
             return ErrorReply(f"ERR '{name}' is not a read-only command")
         if not spec.arity_ok(len(args) + 1):
             return arity_error(spec.name)
-        if self.scope.is_region and not self._in_range(spec, args):
+        if not in_range and self.scope.is_region and not self._in_range(spec, args):
             return KEY_NOT_IN_REGION
         try:
             return run(spec, Db(self.keyspace, None, now_ms, self.scope), args, self._rng)
