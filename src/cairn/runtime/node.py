@@ -113,6 +113,8 @@ _RETRY_MARK = b""
 """A forwarded command's reply meaning "I do not lead that region at that epoch: retry"."""
 _PART_PROTOCOL = 2
 """The protocol a fanned-out part is forwarded in (its reply is decoded and merged)."""
+_TIMEOUTS_SWEEP_MIN = 1024
+"""The deadline heap size below which finished requests are not swept out."""
 
 
 @dataclass(slots=True)
@@ -186,6 +188,7 @@ class Node:
         self.started_at = time.time()
         self._forwards: dict[int, _Request] = {}
         self._timeouts: list[tuple[float, int, _Request, Reply]] = []
+        self._timeouts_sweep_at = _TIMEOUTS_SWEEP_MIN
         self._timeout_seq = 0
         self._timeout_timer: asyncio.TimerHandle | None = None
         self._timeout_timer_at = 0.0
@@ -616,8 +619,16 @@ class Node:
         """Finish `request` with `reply` at its deadline unless it finished before.
 
         Deadlines wait in one heap behind a single loop timer set for the earliest: a
-        timer per write costs more than the rest of its routing.
+        timer per write costs more than the rest of its routing. Finished requests are
+        swept out whenever the heap has doubled since the last sweep: left until their
+        deadline, the writes of the last `request_timeout_ms` (tens of thousands under
+        load, each holding its reply closures) made every full garbage collection walk
+        them, and its pauses (100-250 ms) were the write latency's tail.
         """
+        if len(self._timeouts) >= self._timeouts_sweep_at:
+            self._timeouts = [t for t in self._timeouts if not t[2].finished]
+            heapq.heapify(self._timeouts)
+            self._timeouts_sweep_at = max(_TIMEOUTS_SWEEP_MIN, 2 * len(self._timeouts))
         self._timeout_seq += 1
         heapq.heappush(self._timeouts, (request.deadline, self._timeout_seq, request, reply))
         if self._timeout_timer is None or request.deadline < self._timeout_timer_at:
