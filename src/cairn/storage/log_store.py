@@ -569,12 +569,16 @@ class LmdbLogStore:
                     pass
 
     def _delete_through(self, txn: lmdb.Transaction[bytes], index: int) -> None:
-        """Delete every entry at or before `index`."""
-        keys = self.keys
-        with txn.cursor(db=keys.log_db) as cur:
-            cur.set_range(keys.prefix)
-            while keys.owns(cur.key()) and keys.key_index(cur.key()) <= index:
-                cur.delete()
+        """Delete every entry at or before `index`.
+
+        A compaction drops thousands of entries at once on the event loop, so the loop
+        only compares keys: a group's log keys are its prefix and a fixed-width big-endian
+        index, so the keys from the prefix up to `index`'s are exactly those entries."""
+        last = self.keys.index_key(index)
+        with txn.cursor(db=self.keys.log_db) as cur:
+            present = cur.set_range(self.keys.prefix)
+            while present and (key := cur.key()) and key <= last:
+                present = cur.delete()
 
     def _take_generation(self) -> int:
         generation = self._next_generation
