@@ -24,7 +24,7 @@ from cairn.resp.reply import Reply
 from cairn.shard.region import Region
 from cairn.store.commands import COMMANDS, INTERNAL_COMMANDS
 from cairn.store.keyspace import Keyspace
-from cairn.store.machine import StoreMachine, decode_command
+from cairn.store.machine import StoreMachine
 from cairn.store.scope import Scope
 
 
@@ -75,7 +75,7 @@ class StoreRangeMachine:
         """The Redis keys of a command entry (none for a malformed or unknown one: the
         store answers those with an error and changes nothing)."""
         try:
-            name, args, _ = decode_command(data)
+            name, args, _ = self.store.decode(data)
         except ValueError:
             return ()
         spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)

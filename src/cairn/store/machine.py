@@ -132,6 +132,7 @@ class StoreMachine:
         self.images: RangeImages = images if images is not None else KeyspaceImages(self.keyspace)
         self.retired = False
         """Set once merged into a neighbour: the machine refuses every further use."""
+        self._decoded: tuple[bytes, tuple[str, list[bytes], int]] | None = None
         self.reload()
 
     def reload(self) -> None:
@@ -194,6 +195,16 @@ class StoreMachine:
             self._set_progress(*before)
             raise
         return replies
+
+    def decode(self, data: bytes) -> tuple[str, list[bytes], int]:
+        """`decode_command(data)`, remembered for the last entry: a region's driver decodes
+        an entry to check its keys against the range just before the machine applies it."""
+        last = self._decoded
+        if last is not None and last[0] is data:
+            return last[1]
+        decoded = decode_command(data)
+        self._decoded = (data, decoded)
+        return decoded
 
     def write_progress(self) -> None:
         """Store the in-memory applied index and time in one batch."""
@@ -261,7 +272,7 @@ class StoreMachine:
 
         A command that fails (an error reply) leaves no trace but the applied index."""
         try:
-            name, args, now_ms = decode_command(data)
+            name, args, now_ms = self.decode(data)
         except ValueError:
             self._set_progress(index, self.max_now_ms)
             return ErrorReply("ERR malformed command entry")
