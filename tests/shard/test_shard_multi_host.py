@@ -13,10 +13,13 @@ from cairn.sim.kv_machine import KVCommand, KVOp
 from cairn.sim.loop import NS_PER_SECOND, EventLoop
 from cairn.sim.multiraft import MultiCluster
 from cairn.sim.network import NetworkFaults, SimNetwork
+from cairn.sim.node_disk import FSYNC_LATENCY, BackgroundSyncDisk
 from cairn.sim.range_kv import RangeKVMachine
 
 
-def make_cluster(nodes: int = 3, hibernate: bool = True) -> MultiCluster:
+def make_cluster(
+    nodes: int = 3, hibernate: bool = True, background_sync: bool = False
+) -> MultiCluster:
     loop = EventLoop()
     net = SimNetwork(loop, random.Random(1), NetworkFaults())
     raft = Config(id=1, election_tick=10, heartbeat_tick=2)
@@ -24,7 +27,7 @@ def make_cluster(nodes: int = 3, hibernate: bool = True) -> MultiCluster:
     cluster = MultiCluster(loop, net, config)
     rng = random.Random(5)
     for i in range(1, nodes + 1):
-        cluster.add_node(i, random.Random(rng.getrandbits(64)))
+        cluster.add_node(i, random.Random(rng.getrandbits(64)), background_sync=background_sync)
         cluster.start(i)
     return cluster
 
@@ -226,3 +229,28 @@ def test_hundreds_of_idle_regions_cost_a_host_no_more_events_than_one() -> None:
     assert counts[(100, True)] == counts[(1, True)]
     assert counts[(100, True)][1] == 0
     assert counts[(100, False)][1] >= 100 * 3 * 45
+
+
+def test_with_background_fsyncs_a_write_is_answered_only_once_a_quorum_synced_it() -> None:
+    c = make_cluster(background_sync=True)
+    found(c, 1, b"", b"", 3)
+    run(c, 2.0)
+    leader = leader_of(c, 1)
+    disks = [c.nodes[n].disk for n in (1, 2, 3)]
+    for disk in disks:
+        assert isinstance(disk, BackgroundSyncDisk)
+        disk.latency = (0.05, 0.05)  # slow fsyncs (half an election timeout)
+    done: list[Completion] = []
+    leader.propose(1, leader.peers[1].region.epoch, put("k", "v"), done.append)
+    run(c, 0.03)
+    assert done == []  # replicated everywhere by now, but synced nowhere
+    run(c, 1.0)
+    assert [d.outcome for d in done] == [Outcome.OK]
+    for n in (1, 2, 3):  # acknowledged, so durable on a quorum: a crash of all keeps it
+        c.crash(n)
+    for disk in disks:
+        disk.latency = FSYNC_LATENCY
+    for n in (1, 2, 3):
+        c.start(n)
+    run(c, 3.0)
+    assert machine(leader_of(c, 1), 1).data == {"k": "v"}

@@ -166,6 +166,12 @@ class RawNode:
             or r.raft_log.has_next_committed_entries()
         )
 
+    @property
+    def ready_in_progress(self) -> bool:
+        """Whether a Ready was handed out and not yet advanced (its write may still be on
+        its way to the disk)."""
+        return self._in_progress is not None
+
     def _hard_state_changed(self) -> bool:
         hs = self.raft.hard_state()
         return not hs.is_empty() and hs != self._prev_hard
@@ -220,7 +226,11 @@ class RawNode:
         if rd.entries:
             last = rd.entries[-1]
             r.raft_log.stable_to(last.index, last.term)
-            r.on_persisted(last.index)
+            # A driver may step messages while this Ready's write is on its way to the
+            # disk (a background fsync); if one replaced these entries meanwhile, the
+            # persisted index is not the log's any more and must not count.
+            if r.raft_log.match_term(last.index, last.term):
+                r.on_persisted(last.index)
         if rd.committed_entries:
             r.raft_log.applied_to(rd.committed_entries[-1].index)
             r.reduce_uncommitted_size(rd.committed_entries)

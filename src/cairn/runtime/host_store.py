@@ -40,13 +40,15 @@ error propagates (the replica fails, the node stops).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from cairn.raft.types import ConfState
 from cairn.runtime.env import DurableState, LogBatch
 from cairn.runtime.range_store import StoreRangeMachine
 from cairn.runtime.region_layout import peer_id
-from cairn.shard.host_store import PeerState, RegionRecord
+from cairn.shard.host_store import PeerState, RegionRecord, SyncDone
 from cairn.shard.region import Region
 from cairn.shard.region_machine import RangeMachine
 from cairn.storage.failpoints import fail_point
@@ -96,6 +98,42 @@ class LmdbHostStore:
         self.on_failure = on_failure
         self.writes = 0
         self.syncs = 0
+        self._sync_thread: ThreadPoolExecutor | None = None
+        self._syncing: asyncio.Future[None] | None = None
+
+    # -- BackgroundSync ----------------------------------------------------------------
+
+    def sync_in_background(self, done: SyncDone) -> None:
+        """See `BackgroundSync`: the fsync runs on this store's own thread (LMDB lets go
+        of the GIL while it syncs), one at a time, and `done` runs on the event loop."""
+        if self._sync_thread is None:
+            self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="cairn-fsync")
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._sync_thread, self.store.env.sync)
+        self._syncing = future
+
+        def finished(f: asyncio.Future[None]) -> None:
+            if self._syncing is f:
+                self._syncing = None
+            exc = f.exception()
+            error = None if exc is None else exc if isinstance(exc, Exception) else None
+            if exc is not None and error is None:
+                error = RuntimeError(f"fsync interrupted: {exc!r}")
+            self.syncs += error is None
+            if error is not None and self.on_failure is not None:
+                self.on_failure(error)
+            done(error)
+
+        future.add_done_callback(finished)
+
+    async def drain_syncs(self) -> None:
+        """Wait for a background fsync still running and stop the sync thread: what a
+        stopping node does before it closes the environment under it."""
+        if self._syncing is not None:
+            await asyncio.wait([self._syncing])
+        if self._sync_thread is not None:
+            self._sync_thread.shutdown(wait=True)
+            self._sync_thread = None
 
     def write_many(
         self,

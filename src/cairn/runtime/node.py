@@ -225,10 +225,11 @@ class Node:
             layout = initial_layout(cfg.peers, cfg.initial_regions)
             found_regions(self.node_store, layout, RAFT_INIT_INDEX)
             log.info("founded %d region(s) on nodes %s", len(layout), sorted(cfg.peers))
-        store: HostStore = LmdbHostStore(self.node_store, cfg.node_id, self._on_fatal)
+        self.host_store = LmdbHostStore(self.node_store, cfg.node_id, self._on_fatal)
+        store: HostStore = self.host_store
         self._unsynced: UnsyncedHostStore | None = None
         if self.plant == ACK_BEFORE_SYNC:
-            self._unsynced = UnsyncedHostStore(cast(LmdbHostStore, store), cfg.data_dir)
+            self._unsynced = UnsyncedHostStore(self.host_store, cfg.data_dir)
             self._unsynced.start()
             store = self._unsynced
         peers = {i: a for i, a in cfg.peers.items() if i != cfg.node_id}
@@ -347,6 +348,7 @@ class Node:
             self.placement.stop()
         self.host.stop()
         await self.transport.stop()
+        await self.host_store.drain_syncs()  # no fsync may run on a closed environment
         if self._unsynced is not None:
             self._unsynced.close()
         self.node_store.close()

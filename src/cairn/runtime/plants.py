@@ -29,7 +29,7 @@ from typing import Any
 
 from cairn.runtime.env import DurableState, LogBatch
 from cairn.runtime.host_store import LmdbHostStore
-from cairn.shard.host_store import RegionRecord
+from cairn.shard.host_store import RegionRecord, SyncDone
 
 PLANT_ENV = "CAIRN_PLANT"
 ACK_BEFORE_SYNC = "ack-before-sync"
@@ -63,6 +63,10 @@ class UnsyncedHostStore:
     ) -> None:
         """The planted bug: `sync` is ignored."""
         self.store.write_many(batches, False, records)
+
+    def sync_in_background(self, done: SyncDone) -> None:
+        """The planted bug again: reported durable at once, without an fsync."""
+        asyncio.get_running_loop().call_soon(done, None)
 
     def load(self, region_id: int) -> DurableState:
         """See `HostStore.load`."""

@@ -10,6 +10,12 @@ wraps its messages in `Envelope`s and whose log store is its slice of the node's
   the messages allowed to leave early), writes all their batches with one `write_many`
   and at most ONE fsync, then finishes them (`finish_ready`: persisted messages, apply,
   reads, advance), and repeats while any has more. Envelopes to one node leave together.
+* **Background fsync.** On a store that can (`BackgroundSync`: a real node's LMDB), the
+  write is committed unsynced and its fsync runs off the event loop; the Readies are
+  finished when it ends (`_synced`), and no new Ready is prepared meanwhile, while the
+  loop keeps reading clients and peers (whose work makes the next write bigger). Raft
+  allows the steps in between (etcd's raft does the same); `RawNode.advance` counts the
+  leader's own entries as persisted only if they are still its log's.
 * **One timer.** Every tick the host ticks the regions that are awake, and no other.
 * **Quiescence.** A leader whose region has been idle for `quiesce_after_ticks` (nothing
   pending, every follower caught up, every peer's node live) sends its followers `QUIESCE`
@@ -47,6 +53,7 @@ import heapq
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 import msgpack
@@ -73,7 +80,13 @@ from cairn.raft.types import (
 )
 from cairn.runtime.env import Clock, LogBatch, LogStore, TimerHandle, Transport
 from cairn.shard.envelope import Envelope, EnvelopeKind, liveness
-from cairn.shard.host_store import HostStore, PeerState, RegionLogStore, RegionRecord
+from cairn.shard.host_store import (
+    BackgroundSync,
+    HostStore,
+    PeerState,
+    RegionLogStore,
+    RegionRecord,
+)
 from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch, range_key
 from cairn.shard.region_machine import (
     SPLIT_INIT_INDEX,
@@ -323,6 +336,9 @@ class RegionHost:
         self.clock = clock
         self.transport = transport
         self.store = store
+        self._background = store if isinstance(store, BackgroundSync) else None
+        self._syncing = False
+        """A background fsync is running: no Ready is prepared until it ends."""
         self.rng = rng
         self.config = replace(
             config, replica=replace(config.replica, max_catch_up_ticks=config.max_catch_up_ticks)
@@ -601,8 +617,15 @@ class RegionHost:
         self._drain_scheduled = False
         if self.stopped:
             return
+        if self._syncing:
+            # The drain carries on when the fsync ends (`_synced`); meanwhile the loop
+            # reads clients and peers, whose work joins the next Ready (a bigger group).
+            self._flush()
+            return
         self.drains += 1
-        touched: set[int] = set()
+        self._drain_from(set())
+
+    def _drain_from(self, touched: set[int]) -> None:
         while self._dirty:
             dirty, self._dirty = sorted(self._dirty), set()
             touched.update(dirty)
@@ -611,8 +634,29 @@ class RegionHost:
                 # What may leave before the write (a leader's appends) leaves now, so the
                 # followers' fsyncs run during this node's, not after it.
                 self._flush()
-                self._persist(prepared)
+                if self._persist(prepared, touched):
+                    return  # `_synced` finishes these Readies once they are durable
                 self._finish(prepared)
+        self._drain_end(touched)
+
+    def _synced(
+        self,
+        prepared: list[tuple[RegionPeer, PreparedReady]],
+        touched: set[int],
+        error: Exception | None,
+    ) -> None:
+        """The background fsync of a drain's write ended: finish its Readies (or fail
+        their replicas, as a failed synchronous write does) and go on draining."""
+        self._syncing = False
+        if self.stopped:
+            return
+        if error is not None:
+            for peer, _ in prepared:
+                peer.replica.fail(error)
+        self._finish(prepared)
+        self._drain_from(touched)
+
+    def _drain_end(self, touched: set[int]) -> None:
         for region_id in sorted(touched):
             peer = self.peers.get(region_id)
             if peer is not None and not peer.replica.stopped:
@@ -635,14 +679,26 @@ class RegionHost:
                 out.append((peer, ready))
         return out
 
-    def _persist(self, prepared: list[tuple[RegionPeer, PreparedReady]]) -> None:
+    def _persist(
+        self, prepared: list[tuple[RegionPeer, PreparedReady]], touched: set[int]
+    ) -> bool:
+        """Write the drain's batches in one transaction; True when their fsync runs in
+        the background (`BackgroundSync`) and `_synced` will finish them, False when
+        they are durable now (or failed: then so have their replicas)."""
         batches = [(p.region_id, r.batch) for p, r in prepared if not r.batch.is_empty()]
         sync = any(r.must_sync for _, r in prepared)
+        background = self._background if sync else None
         try:
-            self.store.write_many(batches, sync)
+            self.store.write_many(batches, sync and background is None)
         except Exception as exc:
             for peer, _ in prepared:
                 peer.replica.fail(exc)
+            return False
+        if background is None:
+            return False
+        self._syncing = True
+        background.sync_in_background(partial(self._synced, prepared, touched))
+        return True
 
     def _finish(self, prepared: list[tuple[RegionPeer, PreparedReady]]) -> None:
         for peer, ready in prepared:

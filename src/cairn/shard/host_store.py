@@ -11,9 +11,9 @@ go through `write_many` from the host.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cairn.runtime.env import DurableState, LogBatch
 from cairn.shard.region import Region
@@ -58,6 +58,26 @@ class HostStore(Protocol):
 
     def records(self) -> list[RegionRecord]:
         """Every region record that is durable, by region id."""
+        ...
+
+
+SyncDone = Callable[[Exception | None], None]
+"""Called when a background fsync ends: None once durable, else the error that failed it."""
+
+
+@runtime_checkable
+class BackgroundSync(Protocol):
+    """A `HostStore` that can fsync without blocking its caller (a real disk).
+
+    The host then writes a drain's batches unsynced, starts the fsync and goes on serving
+    the event loop; what must wait for durability (a follower's acknowledgement, the
+    leader's own match, the apply) waits for `done`. A store without it (the simulator's
+    disk) syncs inside `write_many`.
+    """
+
+    def sync_in_background(self, done: SyncDone) -> None:
+        """Make every write made so far durable off the caller's thread; `done` is then
+        called on the caller's event loop (never from inside this call)."""
         ...
 
 

@@ -676,6 +676,7 @@ class Replica:
             and not self._batched_reads
             and not self._snapshot_reports
             and not self.raw.has_ready()
+            and not self.raw.ready_in_progress
             and log.committed == log.last_index() == self.applied
         )
 

@@ -23,7 +23,7 @@ from cairn.shard.region import Region
 from cairn.sim.env import SimClock
 from cairn.sim.loop import EventLoop
 from cairn.sim.network import SimNetwork
-from cairn.sim.node_disk import SimNodeDisk
+from cairn.sim.node_disk import BackgroundSyncDisk, SimNodeDisk
 from cairn.sim.range_kv import RangeKVMachine
 
 
@@ -77,9 +77,14 @@ class MultiCluster:
     changes: int = 0
     """How many times `applied` changed (the coverage check runs when it moves)."""
 
-    def add_node(self, node_id: NodeId, rng: random.Random) -> HostNode:
-        """Register a node with a fresh disk (down until `start`)."""
-        node = HostNode(node_id, SimNodeDisk(random.Random(rng.getrandbits(64))), rng)
+    def add_node(
+        self, node_id: NodeId, rng: random.Random, *, background_sync: bool = False
+    ) -> HostNode:
+        """Register a node with a fresh disk (down until `start`); with `background_sync`
+        its fsyncs run in the background, as a real node's do (`BackgroundSyncDisk`)."""
+        disk_rng = random.Random(rng.getrandbits(64))
+        disk = BackgroundSyncDisk(disk_rng) if background_sync else SimNodeDisk(disk_rng)
+        node = HostNode(node_id, disk, rng)
         self.nodes[node_id] = node
         return node
 
@@ -94,6 +99,8 @@ class MultiCluster:
             return node.up and node.incarnation == incarnation
 
         clock: Clock = SimClock(self.loop, node_id, node.clock_rate, alive)
+        if isinstance(node.disk, BackgroundSyncDisk):
+            node.disk.clock = clock
         node.host = RegionHost(
             node_id,
             clock,

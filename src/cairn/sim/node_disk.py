@@ -14,8 +14,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cairn.runtime.env import DurableState, LogBatch
-from cairn.shard.host_store import PeerState, RegionRecord
+from cairn.runtime.env import Clock, DurableState, LogBatch
+from cairn.shard.host_store import PeerState, RegionRecord, SyncDone
 from cairn.sim.disk import SimDisk
 
 
@@ -86,3 +86,39 @@ class SimNodeDisk:
         self.lost_writes += lost
         self.pending.clear()
         return lost
+
+
+FSYNC_LATENCY = (0.0002, 0.003)
+"""The range (seconds) a simulated background fsync's duration is drawn from."""
+
+
+class BackgroundSyncDisk(SimNodeDisk):
+    """A `SimNodeDisk` whose fsync also runs in the background (`BackgroundSync`), as the
+    real node's does: the host then writes unsynced and waits for `done`, and whatever
+    the node does meanwhile runs in the simulation too.
+
+    The fsync takes a random time; it makes durable the writes made before it started
+    (not those made after) and reports to the incarnation that started it (`clock` is
+    the current incarnation's: a crashed one hears nothing).
+    """
+
+    def __init__(self, rng: random.Random, latency: tuple[float, float] = FSYNC_LATENCY):
+        super().__init__(rng)
+        self.clock: Clock | None = None
+        self.latency = latency
+        """The range (seconds) an fsync's duration is drawn from."""
+
+    def sync_in_background(self, done: SyncDone) -> None:
+        """See `BackgroundSync`."""
+        assert self.clock is not None, "the node's clock is set at each start"
+        last = self.pending[-1] if self.pending else None
+
+        def finish() -> None:
+            self.syncs += 1
+            for i, write in enumerate(self.pending):
+                if write is last:
+                    self.flush(i + 1)
+                    break
+            done(None)
+
+        self.clock.call_later(self._rng.uniform(*self.latency), finish)

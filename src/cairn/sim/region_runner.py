@@ -115,6 +115,8 @@ class RegionSimConfig:
     converge_within: int = 20_000 * MS
     """Virtual time allowed, after the faults stop, to reach the declared placement."""
     check_linearizability: bool = True
+    background_sync: bool = False
+    """Nodes fsync in the background (`BackgroundSyncDisk`), as real nodes do."""
     keep_history: bool = False
     keep_trace: bool = False
 
@@ -280,7 +282,7 @@ class _Run:
     def _new_node(self, start: bool) -> None:
         node_id = max(self.cluster.nodes, default=0) + 1
         rng = _child(self._nodes_rng)
-        node = self.cluster.add_node(node_id, rng)
+        node = self.cluster.add_node(node_id, rng, background_sync=self.config.background_sync)
         skew = self.config.clock_skew
         node.clock_rate = 1.0 + rng.uniform(-skew, skew)
         if start:
