@@ -60,8 +60,10 @@ class StoreRangeMachine:
         return self.store.apply(index, data)
 
     def apply_many(self, entries: Sequence[tuple[int, bytes]]) -> list[Reply]:
-        """See `StoreMachine.apply_many`."""
-        return self.store.apply_many(entries)
+        """See `StoreMachine.apply_many`: `RegionMachine` hands over only entries whose
+        keys (`keys_of`) it found in the region's current range, so they are not checked
+        a second time."""
+        return self.store.apply_many(entries, in_range=True)
 
     def snapshot(self) -> bytes:
         """See `StoreMachine.snapshot`."""

@@ -155,26 +155,32 @@ class StoreMachine:
         index; its reply."""
         return self.apply_many([(index, data)])[0]
 
-    def apply_many(self, entries: Sequence[tuple[int, bytes]]) -> list[Reply]:
+    def apply_many(
+        self, entries: Sequence[tuple[int, bytes]], *, in_range: bool = False
+    ) -> list[Reply]:
         """Apply consecutive committed command entries `(index, data)`; their replies.
 
         The same replies and state as `apply` on each in turn, but in one keyspace
         transaction (one LMDB commit for a whole Ready instead of one per entry): each
         command still runs in its own batch, so a failing command's writes are discarded
         and the others kept, and the applied index and time are written once, at the end.
+        `in_range`: the caller has checked every entry's keys against the scope (a region
+        driver does, against its current range), so they are not checked again.
         """
         if not entries:
             return []
         before = (self.applied_index, self.max_now_ms)
         try:
             with self.keyspace.transaction():
-                return self.apply_many_within(entries)
+                return self.apply_many_within(entries, in_range=in_range)
         except BaseException:
             # The transaction is gone (an LMDB one takes every command with it).
             self._set_progress(*before)
             raise
 
-    def apply_many_within(self, entries: Sequence[tuple[int, bytes]]) -> list[Reply]:
+    def apply_many_within(
+        self, entries: Sequence[tuple[int, bytes]], *, in_range: bool = False
+    ) -> list[Reply]:
         """`apply_many` inside a transaction the caller opened (for LMDB,
         `with keyspace.group(wtx):`), which must commit or abort everything together.
 
@@ -189,7 +195,7 @@ class StoreMachine:
         replies: list[Reply] = []
         try:
             for index, data in entries:
-                replies.append(self._apply_in_batch(index, data))
+                replies.append(self._apply_in_batch(index, data, in_range))
             self.write_progress()
         except BaseException:
             self._set_progress(*before)
@@ -267,7 +273,7 @@ class StoreMachine:
 
     # -- commands --------------------------------------------------------------------
 
-    def _apply_in_batch(self, index: int, data: bytes) -> Reply:
+    def _apply_in_batch(self, index: int, data: bytes, in_range: bool) -> Reply:
         """One entry inside `apply_many`'s transaction (progress is written at its end).
 
         A command that fails (an error reply) leaves no trace but the applied index."""
@@ -281,7 +287,7 @@ class StoreMachine:
         if isinstance(spec, ErrorReply):
             self._set_progress(index, now_ms)
             return spec
-        if self.scope.is_region and not self._in_range(spec, args):
+        if not in_range and self.scope.is_region and not self._in_range(spec, args):
             self._set_progress(index, now_ms)
             return KEY_NOT_IN_REGION
         batch = self.keyspace.begin()
