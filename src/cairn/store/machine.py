@@ -72,6 +72,8 @@ afresh (TRYAGAIN is what Redis Cluster clients retry on)."""
 _SNAPSHOT_VERSION = 1
 _SNAPSHOT_CHUNK = 4096
 _EXPIRY_SAMPLE_FACTOR = 20
+_DECODED_MAX = 4096
+"""Decoded entries `StoreMachine.decode` remembers at most (a Ready's worth, usually)."""
 
 
 def encode_command(name: str, args: Sequence[bytes], now_ms: int) -> bytes:
@@ -132,7 +134,7 @@ class StoreMachine:
         self.images: RangeImages = images if images is not None else KeyspaceImages(self.keyspace)
         self.retired = False
         """Set once merged into a neighbour: the machine refuses every further use."""
-        self._decoded: tuple[bytes, tuple[str, list[bytes], int]] | None = None
+        self._decoded: dict[bytes, tuple[str, list[bytes], int]] = {}
         self.reload()
 
     def reload(self) -> None:
@@ -200,16 +202,19 @@ class StoreMachine:
         except BaseException:
             self._set_progress(*before)
             raise
+        finally:
+            self._decoded.clear()
         return replies
 
     def decode(self, data: bytes) -> tuple[str, list[bytes], int]:
-        """`decode_command(data)`, remembered for the last entry: a region's driver decodes
-        an entry to check its keys against the range just before the machine applies it."""
-        last = self._decoded
-        if last is not None and last[0] is data:
-            return last[1]
-        decoded = decode_command(data)
-        self._decoded = (data, decoded)
+        """`decode_command(data)`, remembered until the end of the next apply: a region's
+        driver decodes a Ready's entries to check their keys against its range just
+        before the machine applies them."""
+        decoded = self._decoded.get(data)
+        if decoded is None:
+            if len(self._decoded) >= _DECODED_MAX:
+                self._decoded.clear()
+            decoded = self._decoded[data] = decode_command(data)
         return decoded
 
     def write_progress(self) -> None:
