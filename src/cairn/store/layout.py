@@ -76,6 +76,10 @@ class ValueType(enum.IntEnum):
         return self.name.lower()
 
 
+_VALUE_TYPES = {t.value: t for t in ValueType}
+"""`ValueType` by code: a dict lookup, where calling the enum is a slow path of its own."""
+
+
 @dataclass(frozen=True, slots=True)
 class Meta:
     """A Redis key's metadata record.
@@ -118,7 +122,9 @@ def decode_meta(data: bytes) -> Meta:
     if flags & _EXPIRE_FLAG:
         expire_ms = _U64.unpack_from(data, 1)[0]
         pos = 9
-    kind = ValueType(flags & ~_EXPIRE_FLAG)
+    kind = _VALUE_TYPES.get(flags & ~_EXPIRE_FLAG)
+    if kind is None:
+        raise ValueError(f"{flags & ~_EXPIRE_FLAG} is not a valid ValueType")
     if kind is ValueType.STRING:
         return Meta(kind, expire_ms, value=data[pos:])
     return Meta(kind, expire_ms, size=_U64.unpack_from(data, pos)[0])

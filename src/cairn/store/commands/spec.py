@@ -26,7 +26,7 @@ class Flag(enum.Enum):
     FAST = "fast"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ctx:
     """What a handler runs against: the keyspace view, the command's time, and the
     randomness source for commands whose reply is random (reads only)."""
