@@ -116,8 +116,10 @@ class LmdbHostStore:
             if self._syncing is f:
                 self._syncing = None
             exc = f.exception()
-            error = None if exc is None else exc if isinstance(exc, Exception) else None
-            if exc is not None and error is None:
+            error: Exception | None
+            if exc is None or isinstance(exc, Exception):
+                error = exc
+            else:  # a BaseException from the thread: still no durability to report
                 error = RuntimeError(f"fsync interrupted: {exc!r}")
             self.syncs += error is None
             if error is not None and self.on_failure is not None:

@@ -600,10 +600,7 @@ class Replica:
             self._expire_reads()
 
     def _catch_up_hosted(self) -> None:
-        now = self.env.clock.now()
-        if now < self._start + (self._ticks + 1) * self.config.tick_interval:
-            return  # no tick owed (the common case: every lease read asks)
-        owed = self._owed_ticks(now)
+        owed = self._owed_ticks(self.env.clock.now())
         if not owed:
             return
         self._ticks += owed
@@ -616,8 +613,11 @@ class Replica:
 
     def _owed_ticks(self, now: float) -> int:
         """How many tick intervals the clock has passed since the last tick (O(1))."""
-        due = max(self._ticks, int((now - self._start) / self.config.tick_interval) - 1)
-        while self._start + (due + 1) * self.config.tick_interval <= now:
+        interval = self.config.tick_interval
+        if now < self._start + (self._ticks + 1) * interval:
+            return 0  # the common case: every lease read asks
+        due = max(self._ticks, int((now - self._start) / interval) - 1)
+        while self._start + (due + 1) * interval <= now:
             due += 1
         return due - self._ticks
 
