@@ -1,6 +1,6 @@
 """Byte for byte: the store's command script against a real redis-server and a Cairn cluster.
 
-Every line of `tests/store/redis_script.txt` goes to redis-server and to Cairn (the
+Every line of the scripts in `tests/store/scripts/` goes to redis-server and to Cairn (the
 leader for one run, a follower — which forwards — for another); replies must be the same
 bytes, except those the script tags as clock-, randomness- or order-dependent.
 """
@@ -32,7 +32,7 @@ def _compare(redis_port: int, cairn_port: int) -> list[str]:
         theirs = redis.call(line.argv)
         ours = cairn.call(line.argv)
         if normalize(theirs, line.tags, line.argv) != normalize(ours, line.tags, line.argv):
-            mismatches.append(f"line {line.number}: {line.argv!r}: redis {theirs!r} cairn {ours!r}")
+            mismatches.append(f"{line.where}: {line.argv!r}: redis {theirs!r} cairn {ours!r}")
     redis.close()
     cairn.close()
     return mismatches

@@ -33,13 +33,18 @@ def open_env(path: Path) -> LmdbEnv:
 
 
 def same_reads(a: Keyspace | WriteBatch, b: Keyspace | WriteBatch, probes: list[bytes]) -> None:
-    """Point reads and scans agree between the two."""
+    """Point reads and scans, forwards and backwards, agree between the two; a reverse
+    scan is the forward scan's last records, last first."""
     for key in probes:
         assert a.get(key) == b.get(key), key
     for start in probes[:4]:
         for end in (None, *probes[:3]):
             for limit in (None, 0, 1, 3):
                 assert a.scan(start, end, limit) == b.scan(start, end, limit), (start, end, limit)
+                backwards = a.rscan(start, end, limit)
+                assert backwards == b.rscan(start, end, limit), (start, end, limit)
+                every = a.scan(start, end)
+                assert backwards == every[::-1][: len(every) if limit is None else limit]
 
 
 def apply(batch: WriteBatch, op: tuple[str, bytes | None, bytes | None]) -> None:

@@ -1,4 +1,7 @@
-"""Reading `redis_script.txt`: redis-cli's argument quoting and the per-line tags.
+"""Reading the command scripts in `scripts/`: redis-cli's argument quoting and the tags.
+
+Each value type keeps its own script (`scripts/core.txt` for strings, hashes and keys,
+`scripts/lists.txt`, ...); each starts with FLUSHALL, so they replay in any order.
 
 A line is a command in redis-cli syntax (sdssplitargs: bare words, "double quotes" with
 backslash escapes including \\xHH, 'single quotes' with only \\' escaped). Blank lines and
@@ -17,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-SCRIPT = Path(__file__).with_name("redis_script.txt")
+SCRIPTS = Path(__file__).with_name("scripts")
 _TAGS = re.compile(r"\s+#\s*([a-z]+(?:,[a-z]+)*)\s*$")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "a": "\a"}
 
@@ -29,6 +32,12 @@ class ScriptLine:
     number: int
     argv: tuple[bytes, ...]
     tags: frozenset[str]
+    source: str = ""
+
+    @property
+    def where(self) -> str:
+        """Where the line is, for a failure message: `lists.txt:12`."""
+        return f"{self.source}:{self.number}"
 
 
 def split_args(line: str) -> list[bytes]:
@@ -89,7 +98,7 @@ def _closing(line: str, i: int) -> int:
     return i + 1
 
 
-def parse_script(text: str) -> list[ScriptLine]:
+def parse_script(text: str, source: str = "") -> list[ScriptLine]:
     """Every command of a script with its tags."""
     lines = []
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -100,10 +109,13 @@ def parse_script(text: str) -> list[ScriptLine]:
         if match := _TAGS.search(stripped):
             tags = frozenset(match.group(1).split(","))
             stripped = stripped[: match.start()]
-        lines.append(ScriptLine(number, tuple(split_args(stripped)), tags))
+        lines.append(ScriptLine(number, tuple(split_args(stripped)), tags, source))
     return lines
 
 
 def load_script() -> list[ScriptLine]:
-    """The commands of `redis_script.txt`."""
-    return parse_script(SCRIPT.read_text())
+    """The commands of every script in `scripts/`, file by file in name order."""
+    lines: list[ScriptLine] = []
+    for path in sorted(SCRIPTS.glob("*.txt")):
+        lines += parse_script(path.read_text(), path.name)
+    return lines

@@ -1,4 +1,4 @@
-"""redis_script.txt: it parses, replays on Cairn without a crash, and (with --run-slow and
+"""The command scripts (tests/store/scripts/): it parses, replays on Cairn without a crash, and (with --run-slow and
 a redis-server on PATH) matches a real Redis reply for reply."""
 
 from __future__ import annotations
@@ -43,6 +43,6 @@ def test_script_matches_real_redis(redis_server_port: int) -> None:
         theirs = redis.call(line.argv)
         ours = resp2(cairn.call(*line.argv))
         if normalize(theirs, line.tags, line.argv) != normalize(ours, line.tags, line.argv):
-            mismatches.append(f"line {line.number}: {line.argv!r}: {theirs!r} != {ours!r}")
+            mismatches.append(f"{line.where}: {line.argv!r}: {theirs!r} != {ours!r}")
     redis.close()
     assert not mismatches, "\n".join(mismatches)

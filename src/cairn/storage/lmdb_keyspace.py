@@ -93,6 +93,13 @@ class LmdbKeyspace:
         with self._reading() as txn:
             return _scan(txn, self, start, end, limit)
 
+    def rscan(
+        self, start: bytes, end: bytes | None = None, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` records with `start <= key < end`, in descending key order."""
+        with self._reading() as txn:
+            return _rscan(txn, self, start, end, limit)
+
     def count(self) -> int:
         """The number of records."""
         with self._reading() as txn:
@@ -172,6 +179,12 @@ class KeyspaceView:
     ) -> list[tuple[bytes, bytes]]:
         """Like `LmdbKeyspace.scan`, in this view."""
         return _scan(self._txn, self._space, start, end, limit)
+
+    def rscan(
+        self, start: bytes, end: bytes | None = None, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """Like `LmdbKeyspace.rscan`, in this view."""
+        return _rscan(self._txn, self._space, start, end, limit)
 
 
 class LmdbWriteBatch(KeyspaceView):
@@ -310,6 +323,38 @@ def _scan(
                 if key < start:
                     continue
                 if end is not None and key >= end:
+                    return out
+                out.append((key, val))
+                if limit is not None and len(out) >= limit:
+                    return out
+    return out
+
+
+def _rscan(
+    txn: lmdb.Transaction[bytes],
+    space: LmdbKeyspace,
+    start: bytes,
+    end: bytes | None,
+    limit: int | None,
+) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    if limit is not None and limit <= 0:
+        return out
+    with txn.cursor(db=space.env.kv_db) as cur:
+        # Start at the first record at or after `end`'s encoding (a bucket there may still
+        # hold keys below `end`), or at the last record; then walk backwards.
+        if end is None:
+            placed = cur.last()
+        else:
+            seek = end + _SHORT if len(end) <= space.limit else end[: space.limit] + _BUCKET
+            placed = cur.set_range(seek) or cur.last()
+        if not placed:
+            return out
+        for encoded, value in cur.iterprev():
+            for key, val in reversed(_expand(encoded, value)):
+                if end is not None and key >= end:
+                    continue
+                if key < start:
                     return out
                 out.append((key, val))
                 if limit is not None and len(out) >= limit:

@@ -148,27 +148,51 @@ class Db:
             batch.delete(internal)
         batch.delete(self.scope.count_key)
 
-    # -- hash fields ----------------------------------------------------------------
+    # -- sub-records (hash fields, list positions, set and sorted-set members) ---------
+    #
+    # A sub-record is named by its key and a `field`, the bytes after the key's ``F``
+    # prefix: a hash field, a list position, a member, or a sorted set's tagged entries.
+    # The caller has checked the key's type and maintains its metadata's size.
 
     def get_field(self, key: bytes, field: bytes) -> bytes | None:
-        """The value of one field of hash `key` (the caller has checked the type)."""
+        """The value of sub-record `field` of `key`."""
         return self._reader.get(field_prefix(key) + field)
 
     def put_field(self, key: bytes, field: bytes, value: bytes) -> None:
-        """Store one field of hash `key` (the caller maintains the metadata's size)."""
+        """Store sub-record `field` of `key`."""
         self._write().put(field_prefix(key) + field, value)
 
     def delete_field(self, key: bytes, field: bytes) -> None:
-        """Remove one field of hash `key` (the caller maintains the metadata's size)."""
+        """Remove sub-record `field` of `key`."""
         self._write().delete(field_prefix(key) + field)
 
     def fields(
-        self, key: bytes, start: bytes = b"", limit: int | None = None
+        self,
+        key: bytes,
+        start: bytes = b"",
+        limit: int | None = None,
+        end: bytes | None = None,
     ) -> list[tuple[bytes, bytes]]:
-        """Fields `>= start` of hash `key` with their values, in field byte order."""
+        """Sub-records of `key` with `start <= field < end` (`end` None: no bound) and
+        their values, in field byte order."""
         prefix = field_prefix(key)
         skip = len(prefix)
-        rows = self._reader.scan(prefix + start, prefix_end(prefix), limit)
+        stop = prefix_end(prefix) if end is None else prefix + end
+        rows = self._reader.scan(prefix + start, stop, limit)
+        return [(internal[skip:], value) for internal, value in rows]
+
+    def fields_reversed(
+        self,
+        key: bytes,
+        start: bytes = b"",
+        limit: int | None = None,
+        end: bytes | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        """Like `fields`, in descending field order (the last ones first)."""
+        prefix = field_prefix(key)
+        skip = len(prefix)
+        stop = prefix_end(prefix) if end is None else prefix + end
+        rows = self._reader.rscan(prefix + start, stop, limit)
         return [(internal[skip:], value) for internal, value in rows]
 
     # -- internals ----------------------------------------------------------------------

@@ -34,6 +34,13 @@ class KeyspaceReader(Protocol):
         """Up to `limit` records with `start <= key < end` (no bound when None), in key order."""
         ...
 
+    def rscan(
+        self, start: bytes, end: bytes | None = None, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` records with `start <= key < end`, in descending key order (the
+        last ones first): what ZREVRANGE and reverse stream reads walk."""
+        ...
+
 
 class WriteBatch(KeyspaceReader, Protocol):
     """A set of changes that applies atomically; reads through it see its own writes."""
@@ -126,6 +133,17 @@ class MemoryKeyspace:
         data = self._data
         return [(k, data[k]) for k in keys[i:stop]]
 
+    def rscan(
+        self, start: bytes, end: bytes | None = None, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` records with `start <= key < end`, in descending key order."""
+        keys = self._keys
+        lo = bisect_left(keys, start)
+        stop = len(keys) if end is None else bisect_left(keys, end, lo=lo)
+        first = lo if limit is None else max(lo, stop - limit)
+        data = self._data
+        return [(k, data[k]) for k in reversed(keys[first:stop])]
+
     def count(self) -> int:
         """The number of records."""
         return len(self._keys)
@@ -181,6 +199,11 @@ class _MemoryBatch:
         self, start: bytes, end: bytes | None = None, limit: int | None = None
     ) -> list[tuple[bytes, bytes]]:
         return self._space.scan(start, end, limit)
+
+    def rscan(
+        self, start: bytes, end: bytes | None = None, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        return self._space.rscan(start, end, limit)
 
     def put(self, key: bytes, value: bytes) -> None:
         self._undo.append((key, self._space._put(key, value)))

@@ -29,12 +29,14 @@ region will own, are one contiguous range of ``M`` records (plus the matching ra
 records). Composite values keep one record per element so that HSET on a large hash costs
 one metadata update and one field write, O(log n), not a rewrite of the whole value, and
 HSCAN/HGETALL are range scans over the key's ``F`` prefix (fields come out in byte order).
-Lists, sets, sorted sets and streams will be added the same way: a new `ValueType` whose
-metadata payload holds its size (and, for lists, head/tail sequence numbers), and elements
-as ``F`` records keyed by member or sequence number (sorted sets adding a second, score-
-ordered family). A later refinement is Kvrocks' version number in the metadata and the
-sub-record keys, which makes deleting a huge value O(1) with background garbage collection;
-today deleting a composite value deletes its sub-records in the same batch.
+Lists, sets and sorted sets live the same way, every record of a key under its ``F``
+prefix (so splits, snapshots, RENAME and DEL treat every type alike): the metadata payload
+holds the size (a list also its head position, see `Meta.head`), and each element is an
+``F`` record keyed by member or position (a sorted set keeps two families under the prefix,
+told apart by their first byte: members with their scores, and a score-ordered index).
+A later refinement is Kvrocks' version number in the metadata and the sub-record keys,
+which makes deleting a huge value O(1) with background garbage collection; today deleting
+a composite value deletes its sub-records in the same batch.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class ValueType(enum.IntEnum):
 
     STRING = 0
     HASH = 1
+    LIST = 2
+    SET = 3
+    ZSET = 4
 
     @property
     def type_name(self) -> str:
@@ -85,14 +90,16 @@ class Meta:
     """A Redis key's metadata record.
 
     `expire_ms` is the absolute expiry in Unix ms (None: persistent). For a string `value`
-    is the string; for a hash `size` is its number of fields (always >= 1: an empty hash is
-    deleted).
+    is the string; for any other type `size` is its number of elements (always >= 1: an
+    emptied value is deleted). `head` is a list's first position (its elements sit at
+    positions head .. head + size - 1; unused by other types).
     """
 
     type: ValueType
     expire_ms: int | None = None
     value: bytes = b""
     size: int = 0
+    head: int = 0
 
     def expired(self, now_ms: int) -> bool:
         """Whether the key is logically gone at `now_ms`."""
@@ -110,7 +117,12 @@ def encode_meta(meta: Meta) -> bytes:
     if meta.expire_ms is not None:
         flags |= _EXPIRE_FLAG
         head = _U64.pack(meta.expire_ms)
-    payload = meta.value if meta.type is ValueType.STRING else _U64.pack(meta.size)
+    if meta.type is ValueType.STRING:
+        payload = meta.value
+    elif meta.type is ValueType.LIST:
+        payload = _U64.pack(meta.size) + _U64.pack(meta.head)
+    else:
+        payload = _U64.pack(meta.size)
     return bytes([flags]) + head + payload
 
 
@@ -127,7 +139,10 @@ def decode_meta(data: bytes) -> Meta:
         raise ValueError(f"{flags & ~_EXPIRE_FLAG} is not a valid ValueType")
     if kind is ValueType.STRING:
         return Meta(kind, expire_ms, value=data[pos:])
-    return Meta(kind, expire_ms, size=_U64.unpack_from(data, pos)[0])
+    size = _U64.unpack_from(data, pos)[0]
+    if kind is ValueType.LIST:
+        return Meta(kind, expire_ms, size=size, head=_U64.unpack_from(data, pos + 8)[0])
+    return Meta(kind, expire_ms, size=size)
 
 
 def meta_key(key: bytes) -> bytes:

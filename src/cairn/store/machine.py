@@ -297,7 +297,7 @@ class StoreMachine:
             return KEY_NOT_IN_REGION
         batch = self.keyspace.begin()
         try:
-            reply = run(spec, Db(self.keyspace, batch, now_ms, self.scope), args, self._rng)
+            reply = run(spec, Db(self.keyspace, batch, now_ms, self.scope), args, None, index)
         except CommandError as err:
             batch.abort()
             reply = err.reply

@@ -64,7 +64,12 @@ def classify(argv: Sequence[bytes]) -> CommandSpec | ErrorReply:
     return spec
 
 
-def run(spec: CommandSpec, db: Db, args: Sequence[bytes], rng: random.Random) -> Reply:
+def run(
+    spec: CommandSpec, db: Db, args: Sequence[bytes], rng: random.Random | None, seed: int = 0
+) -> Reply:
     """Run `spec`'s handler on `args` (without the name); raises `CommandError`, which the
-    caller turns into the reply after discarding the command's writes."""
-    return spec.handler(Ctx(db, db.now_ms, spec.name, rng), args)
+    caller turns into the reply after discarding the command's writes.
+
+    `rng` None: a replicated write, whose random draws come from a source seeded by `seed`
+    (the entry's index), the same on every replica."""
+    return spec.handler(Ctx(db, db.now_ms, spec.name, rng, seed), args)

@@ -26,15 +26,32 @@ class Flag(enum.Enum):
     FAST = "fast"
 
 
-@dataclass(slots=True)
 class Ctx:
     """What a handler runs against: the keyspace view, the command's time, and the
-    randomness source for commands whose reply is random (reads only)."""
+    randomness source for commands whose outcome is random.
 
-    db: Db
-    now_ms: int
-    name: str
-    rng: random.Random
+    A read's `rng` is the machine's own source. A write's must give every replica the
+    same draws (SPOP, SRANDMEMBER inside a script), so it is seeded by the entry's log
+    index, and only built when a handler asks for it (most writes never do).
+    """
+
+    __slots__ = ("_rng", "db", "name", "now_ms", "seed")
+
+    def __init__(
+        self, db: Db, now_ms: int, name: str, rng: random.Random | None, seed: int = 0
+    ) -> None:
+        self.db = db
+        self.now_ms = now_ms
+        self.name = name
+        self._rng = rng
+        self.seed = seed
+
+    @property
+    def rng(self) -> random.Random:
+        """The randomness source (see the class docstring)."""
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        return self._rng
 
 
 Handler = Callable[[Ctx, Sequence[bytes]], Reply]

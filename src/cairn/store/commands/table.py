@@ -8,53 +8,22 @@ complexities are our own words.
 from __future__ import annotations
 
 from cairn.store.commands import hashes, keys, strings
-from cairn.store.commands.spec import CommandSpec, Flag, Handler
+from cairn.store.commands.define import ALL_SHARDS as _ALL
+from cairn.store.commands.define import K1 as _K1
+from cairn.store.commands.define import KALL as _KALL
+from cairn.store.commands.define import KPAIRS as _KPAIRS
+from cairn.store.commands.define import MULTI_SHARD as _MULTI
+from cairn.store.commands.define import NOKEYS as _NOKEYS
+from cairn.store.commands.define import O1 as _O1
+from cairn.store.commands.define import RF as _RF
+from cairn.store.commands.define import WD as _WD
+from cairn.store.commands.define import WDF as _WDF
+from cairn.store.commands.define import WF as _WF
+from cairn.store.commands.define import R as _R
+from cairn.store.commands.define import W as _W
+from cairn.store.commands.define import cmd as _cmd
+from cairn.store.commands.spec import CommandSpec
 
-_W = frozenset({Flag.WRITE})
-_WD = frozenset({Flag.WRITE, Flag.DENYOOM})
-_WDF = frozenset({Flag.WRITE, Flag.DENYOOM, Flag.FAST})
-_WF = frozenset({Flag.WRITE, Flag.FAST})
-_R = frozenset({Flag.READONLY})
-_RF = frozenset({Flag.READONLY, Flag.FAST})
-
-_MULTI = ("request_policy:multi_shard",)
-_ALL = ("request_policy:all_shards",)
-
-
-def _cmd(
-    name: str,
-    arity: int,
-    flags: frozenset[Flag],
-    keys: tuple[int, int, int],
-    doc: tuple[str, str, str, str],
-    acl: str,
-    handler: Handler,
-    tips: tuple[str, ...] = (),
-) -> CommandSpec:
-    """`doc` is (group, since, complexity, summary); `acl` the space-separated categories."""
-    group, since, complexity, summary = doc
-    return CommandSpec(
-        name=name,
-        arity=arity,
-        flags=flags,
-        first_key=keys[0],
-        last_key=keys[1],
-        step=keys[2],
-        group=group,
-        since=since,
-        complexity=complexity,
-        summary=summary,
-        handler=handler,
-        acl_categories=tuple(acl.split()),
-        tips=tips,
-    )
-
-
-_K1 = (1, 1, 1)
-_KALL = (1, -1, 1)
-_KPAIRS = (1, -1, 2)
-_NOKEYS = (0, 0, 0)
-_O1 = "O(1)"
 _ON_KEYS = "O(N) where N is the number of keys given"
 _SWF = "@write @string @fast"
 _SWS = "@write @string @slow"
@@ -538,7 +507,12 @@ _HASH_COMMANDS = (
 
 
 COMMANDS: dict[str, CommandSpec] = {
-    spec.name: spec for spec in (*_STRING_COMMANDS, *_GENERIC_COMMANDS, *_HASH_COMMANDS)
+    spec.name: spec
+    for spec in (
+        *_STRING_COMMANDS,
+        *_GENERIC_COMMANDS,
+        *_HASH_COMMANDS,
+    )
 }
 """Every client-visible command the store executes, by lowercase name."""
 
