@@ -1,5 +1,5 @@
-"""The command scripts (tests/store/scripts/): it parses, replays on Cairn without a crash, and (with --run-slow and
-a redis-server on PATH) matches a real Redis reply for reply."""
+"""The command scripts (tests/store/scripts/): they parse, replay on Cairn without a crash,
+and (with a redis-server on PATH) matches a real Redis reply for reply."""
 
 from __future__ import annotations
 

@@ -7,7 +7,9 @@ lists its own `CommandSpec`s with `cmd()`; `table.COMMANDS` gathers them all.
 
 from __future__ import annotations
 
-from cairn.store.commands.spec import CommandSpec, Flag, Handler
+from collections.abc import Sequence
+
+from cairn.store.commands.spec import CommandSpec, Flag, Handler, KeyFinder
 
 W = frozenset({Flag.WRITE})
 WD = frozenset({Flag.WRITE, Flag.DENYOOM})
@@ -38,10 +40,14 @@ def cmd(
     acl: str,
     handler: Handler,
     tips: tuple[str, ...] = (),
+    key_finder: KeyFinder | None = None,
 ) -> CommandSpec:
     """One table entry. `keys` is (first, last, step) as Redis' key specs give them; `doc`
-    is (group, since, complexity, summary); `acl` the space-separated categories."""
+    is (group, since, complexity, summary); `acl` the space-separated categories;
+    `key_finder` for movable keys (the MOVABLEKEYS flag is added)."""
     group, since, complexity, summary = doc
+    if key_finder is not None:
+        flags = flags | {Flag.MOVABLEKEYS}
     return CommandSpec(
         name=name,
         arity=arity,
@@ -56,4 +62,20 @@ def cmd(
         handler=handler,
         acl_categories=tuple(acl.split()),
         tips=tips,
+        key_finder=key_finder,
     )
+
+
+def numkeys_keys(at: int, before: tuple[int, ...] = ()) -> KeyFinder:
+    """The key finder of a command whose argument `at` (argv index, name at 0) counts the
+    keys that follow it (LMPOP, SINTERCARD, ZUNION, ...); `before` lists fixed key positions
+    ahead of it (ZUNIONSTORE's destination). A count that is not a positive integer finds no
+    counted keys (the handler gives the error); one past the end finds what is there."""
+
+    def find(argv: Sequence[bytes]) -> list[bytes]:
+        found = [argv[i] for i in before if i < len(argv)]
+        raw = argv[at] if at < len(argv) else b""
+        count = int(raw) if raw.isdigit() and len(raw) < 19 else 0
+        return found + list(argv[at + 1 : at + 1 + count])
+
+    return find

@@ -24,6 +24,9 @@ class Flag(enum.Enum):
     READONLY = "readonly"
     DENYOOM = "denyoom"
     FAST = "fast"
+    BLOCKING = "blocking"
+    MOVABLEKEYS = "movablekeys"
+    NOSCRIPT = "noscript"
 
 
 class Ctx:
@@ -55,6 +58,9 @@ class Ctx:
 
 
 Handler = Callable[[Ctx, Sequence[bytes]], Reply]
+KeyFinder = Callable[[Sequence[bytes]], list[bytes]]
+"""The keys of a command whose key positions depend on its arguments (argv, name included);
+never raises: on malformed arguments it returns what it can and the handler reports them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,9 @@ class CommandSpec:
     """One command: its Redis metadata and its handler.
 
     `arity` counts the command name; a negative arity -N means "at least N". Key positions
-    are 1-based argv indexes (`last_key` -1: the last argument; all zero: no keys).
+    are 1-based argv indexes (`last_key` -1: the last argument; all zero: no keys). A
+    command whose keys move with its arguments (a `numkeys` argument, `STORE dest`) has a
+    `key_finder` and the MOVABLEKEYS flag; its static positions are Redis' (often zero).
     """
 
     name: str
@@ -78,6 +86,7 @@ class CommandSpec:
     handler: Handler
     acl_categories: tuple[str, ...] = ()
     tips: tuple[str, ...] = ()
+    key_finder: KeyFinder | None = None
 
     is_write: bool = field(init=False)
     """Whether the command changes state (is proposed through Raft)."""
@@ -92,6 +101,8 @@ class CommandSpec:
 
     def keys(self, argv: Sequence[bytes]) -> list[bytes]:
         """The key arguments of `argv` (name included), as COMMAND GETKEYS lists them."""
+        if self.key_finder is not None:
+            return self.key_finder(argv)
         if self.first_key == 0:
             return []
         last = self.last_key if self.last_key >= 0 else len(argv) + self.last_key
