@@ -1,0 +1,99 @@
+"""How a sorted set's members live under its key's ``F`` prefix: two record families.
+
+- member records, ``b"m" | member`` -> the score as an 8-byte big-endian IEEE double
+  (exactly the double given, ``-0.0`` included, so ZSCORE prints what Redis prints);
+- score index records, ``b"s" | sortable(score) | member`` -> empty, where `sortable` maps
+  doubles to 8 bytes whose byte order is numeric order (``-0.0`` and ``0.0`` map alike,
+  as Redis's skiplist compares them equal), so members come out by (score, member), the
+  order ZRANGE uses, from a plain ordered scan in either direction.
+
+Every record of the set stays under the key's prefix, so DEL, RENAME, expiry, splits and
+snapshots need nothing of their own. The key's `Meta.size` is the member count; the
+callers (the sorted-set and geo commands) maintain it and delete an emptied set. NaN is
+never stored: the commands refuse it first.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterator
+
+from cairn.store.db import Db
+
+MEMBER = b"m"
+INDEX = b"s"
+INDEX_END = bytes([INDEX[0] + 1])
+
+_DOUBLE = struct.Struct(">d")
+_U64 = struct.Struct(">Q")
+_SIGN = 1 << 63
+_ALL = (1 << 64) - 1
+
+
+def sortable(score: float) -> bytes:
+    """8 bytes whose byte order is the numeric order of scores (-inf .. +inf)."""
+    if score == 0.0:
+        score = 0.0  # -0.0 sorts with 0.0
+    bits = _U64.unpack(_DOUBLE.pack(score))[0]
+    bits = bits ^ _ALL if bits & _SIGN else bits | _SIGN
+    return _U64.pack(bits)
+
+
+def from_sortable(data: bytes) -> float:
+    """The inverse of `sortable` (``-0.0`` comes back as ``0.0``)."""
+    bits = _U64.unpack(data)[0]
+    bits = bits ^ _SIGN if bits & _SIGN else bits ^ _ALL
+    return float(_DOUBLE.unpack(_U64.pack(bits))[0])
+
+
+def score_of(db: Db, key: bytes, member: bytes) -> float | None:
+    """The score of `member` in sorted set `key`, or None."""
+    raw = db.get_field(key, MEMBER + member)
+    return None if raw is None else float(_DOUBLE.unpack(raw)[0])
+
+
+def put_member(db: Db, key: bytes, member: bytes, score: float, old: float | None) -> None:
+    """Give `member` the score `score`; `old` is its current score (None: a new member).
+    The caller adjusts `Meta.size` for a new member."""
+    assert not math.isnan(score)
+    if old is not None:
+        db.delete_field(key, INDEX + sortable(old) + member)
+    db.put_field(key, MEMBER + member, _DOUBLE.pack(score))
+    db.put_field(key, INDEX + sortable(score) + member, b"")
+
+
+def remove_member(db: Db, key: bytes, member: bytes, score: float) -> None:
+    """Remove `member` (whose score is `score`). The caller adjusts `Meta.size`."""
+    db.delete_field(key, MEMBER + member)
+    db.delete_field(key, INDEX + sortable(score) + member)
+
+
+def index_field(score: float, member: bytes = b"") -> bytes:
+    """The index position of (`score`, `member`): a bound for `by_score` walks."""
+    return INDEX + sortable(score) + member
+
+
+def by_score(
+    db: Db,
+    key: bytes,
+    start: bytes = INDEX,
+    end: bytes = INDEX_END,
+    limit: int | None = None,
+    reverse: bool = False,
+) -> Iterator[tuple[bytes, float]]:
+    """(member, score) pairs of `key` with index position in [`start`, `end`), by (score,
+    member) ascending, or descending when `reverse`; at most `limit` of them. Bounds are
+    `index_field` values (the defaults cover the whole set)."""
+    walk = db.fields_reversed if reverse else db.fields
+    for field, _ in walk(key, start, limit, end):
+        yield field[9:], from_sortable(field[1:9])
+
+
+def members(
+    db: Db, key: bytes, start: bytes = b"", limit: int | None = None
+) -> list[tuple[bytes, float]]:
+    """(member, score) pairs of `key` with member >= `start`, in member byte order (what
+    ZSCAN walks)."""
+    rows = db.fields(key, MEMBER + start, limit, INDEX)
+    return [(field[1:], float(_DOUBLE.unpack(raw)[0])) for field, raw in rows]
