@@ -222,7 +222,10 @@ def encode(reply: Reply, protocol: int = 2) -> bytes:
     writers = _writers(protocol)
     out: list[bytes] = []
     writer = writers.get(type(reply)) or _inherited(writers, type(reply))
-    writer(reply, out)
+    try:
+        writer(reply, out)
+    except KeyError as missing:
+        raise LocalProtocolError(f"not a reply type: {missing.args[0]!r}") from None
     return out[0] if len(out) == 1 else b"".join(out)
 
 
