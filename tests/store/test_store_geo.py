@@ -433,8 +433,7 @@ def test_partial_sort_puts_the_smallest_first_in_order(
     points = [_point(float(d), i) for i, d in enumerate(dists)]
     keep = data.draw(st.integers(1, max(1, len(points))))
     ordered = list(points)
-    geo_search._pqsort(ordered, geo_search._by_distance(geo_search._ASC), 0, len(ordered),
-                       keep - 1)  # fmt: skip
+    geo_search._pqsort(ordered, geo_search._by_distance(geo_search._ASC), keep - 1)
     assert sorted(ordered, key=lambda p: p.member) == sorted(points, key=lambda p: p.member)
     assert [p.dist for p in ordered[:keep]] == sorted(p.dist for p in points)[:keep]
 
@@ -444,9 +443,16 @@ def test_partial_sort_is_deterministic_and_not_stable() -> None:
     points = [_point(float(rng.randrange(3)), i) for i in range(60)]
     first, second = list(points), list(points)
     compare = geo_search._by_distance(geo_search._ASC)
-    geo_search._pqsort(first, compare, 0, 60, 9)
-    geo_search._pqsort(second, compare, 0, 60, 9)
+    geo_search._pqsort(first, compare, 9)
+    geo_search._pqsort(second, compare, 9)
     assert first == second
     stable = sorted(points, key=lambda p: p.dist)[:10]
     assert [p.dist for p in first[:10]] == [p.dist for p in stable]
     assert first[:10] != stable  # ties in another order: why it is reproduced, not replaced
+
+
+def test_partial_sort_of_many_points_needs_no_deep_recursion() -> None:
+    points = [_point(float(i % 997) * (-1) ** i, i) for i in range(30000)]
+    expected = sorted((p.dist for p in points), reverse=True)[:5]
+    geo_search._pqsort(points, geo_search._by_distance(geo_search._DESC), 4)
+    assert [p.dist for p in points[:5]] == expected

@@ -251,7 +251,7 @@ def _order(points: list[_Point], sort: int, keep: int) -> None:
     if keep == len(points):
         points.sort(key=lambda p: p.dist, reverse=sort == _DESC)
     else:
-        _pqsort(points, _by_distance(sort), 0, len(points), keep - 1)
+        _pqsort(points, _by_distance(sort), keep - 1)
 
 
 def _med3(a: list[_Point], i: int, j: int, k: int, cmp: Callable[[_Point, _Point], int]) -> int:
@@ -317,21 +317,25 @@ def _partition(
     return pb - pa, pd - pc
 
 
-def _pqsort(
-    a: list[_Point], cmp: Callable[[_Point, _Point], int], lo: int, n: int, last: int
-) -> None:
-    """Redis's `pqsort` (a Bentley-McIlroy quicksort that skips the parts past position
-    `last`): afterwards `a[:last + 1]` holds the smallest elements, sorted."""
-    while n >= 7:
+def _pqsort(a: list[_Point], cmp: Callable[[_Point, _Point], int], last: int) -> None:
+    """Redis's `pqsort`: a Bentley-McIlroy quicksort that leaves alone the parts wholly
+    past position `last`, so afterwards `a[:last + 1]` holds the smallest elements in
+    order, equal ones where Redis puts them. Redis recurses into the lower part and loops
+    on the upper one; the parts are disjoint, so a work list (no recursion depth to run
+    out of on unlucky input) sorts them to the same result."""
+    todo = [(0, len(a))]
+    while todo:
+        lo, n = todo.pop()
+        if n < 7:
+            _insertion_sort(a, lo, n, cmp)
+            continue
         pivot = _pivot(a, lo, n, cmp)
         a[lo], a[pivot] = a[pivot], a[lo]
         smaller, larger = _partition(a, lo, n, cmp)
         if smaller > 1 and lo <= last:
-            _pqsort(a, cmp, lo, smaller, last)
-        if larger <= 1 or lo + n - larger > last:
-            return
-        lo, n = lo + n - larger, larger
-    _insertion_sort(a, lo, n, cmp)
+            todo.append((lo, smaller))
+        if larger > 1 and lo + n - larger <= last:
+            todo.append((lo + n - larger, larger))
 
 
 # -- searches: replies ----------------------------------------------------------------------
