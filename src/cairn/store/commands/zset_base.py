@@ -133,15 +133,21 @@ def by_member(
         yield field[1:], float(_DOUBLE.unpack(raw)[0])
 
 
-def _chunk_counts(db: Db, key: bytes, spans: Sequence[tuple[bytes, bytes]]) -> Iterator[int]:
-    for start, end in spans:
+def _chunk_counts(
+    db: Db, key: bytes, spans: Sequence[tuple[bytes, bytes]]
+) -> Iterator[tuple[int, bool]]:
+    """Record counts of the spans a chunk at a time, each with whether it is the last."""
+    for at, (start, end) in enumerate(spans):
+        last_span = at == len(spans) - 1
         while start < end:
             rows = db.fields(key, start, CHUNK, end)
-            if rows:
-                yield len(rows)
             if len(rows) < CHUNK:
+                if rows or last_span:
+                    yield len(rows), last_span
                 break
+            yield len(rows), False
             start = rows[-1][0] + b"\x00"
+    yield 0, True
 
 
 def count_in(
@@ -156,14 +162,14 @@ def count_in(
     outside = _chunk_counts(db, key, [(family[0], start), (end, family[1])])
     counted_in = counted_out = 0
     while True:
-        step = next(inside, None)
-        if step is None:
-            return counted_in
+        step, done = next(inside)
         counted_in += step
-        step = next(outside, None)
-        if step is None:
-            return size - counted_out
+        if done:
+            return counted_in
+        step, done = next(outside)
         counted_out += step
+        if done:
+            return size - counted_out
 
 
 SCORE_FAMILY = (INDEX, INDEX_END)
@@ -194,9 +200,11 @@ def by_rank(db: Db, key: bytes, size: int, first: int, last: int, reverse: bool)
 
 
 def scored_reply(rows: Iterable[Scored], withscores: bool) -> Reply:
-    """Members alone, or with their scores as pairs (nested in RESP3, as Redis 7.0)."""
+    """Members alone, or with their scores as pairs (nested in RESP3, as Redis 7.0); no
+    members is the empty array either way."""
     if withscores:
-        return Pairs(tuple((Bulk(m), Double(s)) for m, s in rows))
+        found = tuple((Bulk(m), Double(s)) for m, s in rows)
+        return Pairs(found) if found else Array(())
     return Array(tuple(Bulk(m) for m, _ in rows))
 
 
