@@ -35,7 +35,14 @@ from cairn.store.commands.scan import (
     parse_options,
     scan_reply,
 )
-from cairn.store.commands.spec import SYNTAX, CommandSpec, Ctx, Flag
+from cairn.store.commands.spec import (
+    RANDOM_REPEAT_LIMIT,
+    RANDOM_REPEAT_TOO_MANY,
+    SYNTAX,
+    CommandSpec,
+    Ctx,
+    Flag,
+)
 from cairn.store.commands.zset_base import (
     Scored,
     by_member,
@@ -359,15 +366,6 @@ def cmd_bzmpop(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 # -- ZRANDMEMBER ---------------------------------------------------------------------------
 
-RANDOM_REPEAT_MAX = 1_000_000
-"""The most members ZRANDMEMBER returns for a negative count (members may repeat). Redis
-answers any count, building the whole reply; a node must not stall on one command, so
-larger repeat counts get an error (`_TOO_MANY`). No real client asks for a million
-random picks of one set."""
-
-_TOO_MANY = ErrorReply(
-    f"ERR value is out of range, a negative count must be >= -{RANDOM_REPEAT_MAX}"
-)
 _HALF_LONG = LLONG_MAX // 2
 
 
@@ -384,6 +382,8 @@ def _random_count(args: Sequence[bytes]) -> tuple[int, bool]:
     withscores = len(args) == 3
     if withscores and not -_HALF_LONG <= count <= _HALF_LONG:
         raise fail(ErrorReply("ERR value is out of range"))
+    if count < -RANDOM_REPEAT_LIMIT:
+        raise fail(RANDOM_REPEAT_TOO_MANY)
     return count, withscores
 
 
@@ -402,7 +402,8 @@ def _at_ranks(db: Db, key: bytes, ranks: Sequence[int]) -> dict[int, Scored]:
 
 def cmd_zrandmember(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """ZRANDMEMBER key [count [WITHSCORES]]: distinct members for a positive count, draws
-    with repetition for a negative one (at most `RANDOM_REPEAT_MAX`). Picks ranks, then
+    with repetition for a negative one (at most `RANDOM_REPEAT_LIMIT`, checked with the
+    arguments as HRANDFIELD and SRANDMEMBER do). Picks ranks, then
     reads them in one walk: O(N) in the set's size at worst."""
     key = args[0]
     if len(args) == 1:
@@ -415,8 +416,6 @@ def cmd_zrandmember(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     meta = lookup(ctx, key)
     if meta is None or count == 0:
         return Array(())
-    if count < -RANDOM_REPEAT_MAX:
-        raise fail(_TOO_MANY)
     if count < 0:
         ranks = [ctx.rng.randrange(meta.size) for _ in range(-count)]
     elif count >= meta.size:
