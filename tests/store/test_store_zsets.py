@@ -18,6 +18,7 @@ from cairn.resp.reply import NULL, NULL_ARRAY, OK, Array, Bulk, Double, ErrorRep
 from cairn.store.commands import zset_base
 from cairn.store.commands.blocking import Blocked
 from cairn.store.commands.spec import RANDOM_REPEAT_TOO_MANY
+from cairn.store.commands.zset_scores import lex_range, parse_bound, parse_score, score_range
 from cairn.store.db import Db
 from cairn.store.keyspace import write_batch
 from cairn.store.layout import Meta, ValueType
@@ -426,3 +427,64 @@ def test_commands_agree_with_a_model(ops: list[tuple[Any, ...]], data: st.DataOb
         for op in ops:
             _apply(client, model, op)
         _check(client, model, data)
+
+
+# -- score and range parsing (every case below was checked against redis-server 7.0.15) ------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (b"1", 1.0),
+        (b"-0", -0.0),
+        (b"+.5e1", 5.0),
+        (b"1.", 1.0),
+        (b"0x10", 16.0),
+        (b"0x1p-3", 0.125),
+        (b"inF", float("inf")),
+        (b"-Infinity", float("-inf")),
+        (b"4e-320", 4e-320),
+        (b" 1", None),
+        (b"1 ", None),
+        (b"", None),
+        (b"nan", None),
+        (b"1e400", None),
+        (b"1e-400", None),
+        (b"0x1p99999", None),
+        (b"1_0", None),
+        (b"1e", None),
+        (b"0x", None),
+        (b"1\x00", None),
+    ],
+)
+def test_parse_score_is_string2d(text: bytes, value: float | None) -> None:
+    assert parse_score(text) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (b" 1", 1.0),
+        (b"", 0.0),
+        (b"1e400", float("inf")),
+        (b"1e-400", 0.0),
+        (b"2\x00junk", 2.0),
+        (b"1 ", None),
+        (b" ", None),
+        (b"nan", None),
+        (b"x", None),
+    ],
+)
+def test_parse_bound_is_plain_strtod(text: bytes, value: float | None) -> None:
+    assert parse_bound(text) == value
+
+
+def test_score_range_bounds_in_the_index() -> None:
+    closed = score_range(b"1", b"2")
+    assert closed.contains(1.0) and closed.contains(2.0) and not closed.is_empty()
+    opened = score_range(b"(1", b"(1")
+    assert opened.is_empty()
+    start, end = score_range(b"(-inf", b"+inf").bounds()
+    assert start < end
+    low, high = lex_range(b"[b", b"(b")
+    assert low >= high
