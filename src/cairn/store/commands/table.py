@@ -7,7 +7,7 @@ complexities are our own words.
 
 from __future__ import annotations
 
-from cairn.store.commands import geo, hashes, keys, sets, strings
+from cairn.store.commands import geo, hashes, keys, sets, strings, zsets
 from cairn.store.commands.define import ALL_SHARDS as _ALL
 from cairn.store.commands.define import K1 as _K1
 from cairn.store.commands.define import KALL as _KALL
@@ -514,6 +514,7 @@ COMMANDS: dict[str, CommandSpec] = {
         *_HASH_COMMANDS,
         *geo.COMMANDS,
         *sets.COMMANDS,
+        *zsets.COMMANDS,
     )
 }
 """Every client-visible command the store executes, by lowercase name."""
