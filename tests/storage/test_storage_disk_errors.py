@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 
+import lmdb
 import pytest
 from storage_helpers import OpenStore
 
@@ -44,7 +45,9 @@ def test_sync_failure_fails_the_store(open_store: OpenStore) -> None:
     failpoints.enable(FP_SYNC, failpoints.Return(errno=errno.EIO), times=1)
     with pytest.raises(DiskFailedError, match="fsync failed") as failed:
         store.write(batch(6, 8), sync=True)
-    assert isinstance(failed.value.__cause__, failpoints.InjectedError)
+    cause = failed.value.__cause__
+    assert type(cause) is lmdb.Error, "the failpoint raises what py-lmdb raises for EIO"
+    assert str(cause) == "mdb_env_sync: Input/output error"
     assert failpoints.enabled() == [], "the failpoint fired once and switched itself off"
     with pytest.raises(DiskFailedError):
         store.write(batch(9, 9), sync=True)

@@ -177,6 +177,13 @@ RANDFIELD: list[Step] = [
     ),
     ("HRANDFIELD h 9223372036854775807 WITHVALUES", ErrorReply("ERR value is out of range")),
     ("HRANDFIELD h 1 WITHVALUES x", ErrorReply("ERR syntax error")),
+    (
+        "HRANDFIELD h -3000000",
+        ErrorReply("ERR count is out of range: at most 100000 elements with repetition"),
+    ),
+    ("HRANDFIELD h -100001 WITHVALUES", ErrorReply(
+        "ERR count is out of range: at most 100000 elements with repetition"
+    )),
     ("HRANDFIELD h x", NOT_INT),
     ("SET s v", OK),
     ("HRANDFIELD s", WRONGTYPE),

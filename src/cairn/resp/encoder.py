@@ -217,14 +217,23 @@ def _writers(protocol: int) -> dict[type, Writer]:
 
 
 def encode(reply: Reply, protocol: int = 2) -> bytes:
-    """The bytes of one reply in RESP`protocol` (2 or 3)."""
+    """The bytes of one reply in RESP`protocol` (2 or 3). A subclass of a reply type (the
+    store's `Blocked`, an `ErrorReply`) is written as that type."""
     writers = _writers(protocol)
     out: list[bytes] = []
+    writer = writers.get(type(reply)) or _inherited(writers, type(reply))
     try:
-        writers[type(reply)](reply, out)
+        writer(reply, out)
     except KeyError as missing:
         raise LocalProtocolError(f"not a reply type: {missing.args[0]!r}") from None
     return out[0] if len(out) == 1 else b"".join(out)
+
+
+def _inherited(writers: dict[type, Writer], kind: type) -> Writer:
+    for base in kind.__mro__[1:]:
+        if base in writers:
+            return writers[base]
+    raise LocalProtocolError(f"not a reply type: {kind!r}")
 
 
 def encode_many(replies: Iterable[Reply], protocol: int = 2) -> bytes:

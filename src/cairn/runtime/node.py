@@ -43,9 +43,10 @@ from typing import cast
 
 from cairn.raft.config import Config
 from cairn.raft.ready import Ready
-from cairn.raft.types import NONE, Entry, ReadOnlyOption, Snapshot
+from cairn.raft.types import NONE, Entry, EntryType, ReadOnlyOption, Snapshot
 from cairn.resp.codec import encode
 from cairn.resp.reply import OK, ErrorReply, Integer, Reply
+from cairn.runtime.blocking import BlockingCommands, is_blocking
 from cairn.runtime.client_commands import CLIENT_COMMANDS, NOAUTH, ServerContext
 from cairn.runtime.cluster_layout import ClusterLayout
 from cairn.runtime.config import NodeConfig
@@ -66,7 +67,7 @@ from cairn.shard.host import HostConfig, RegionHost, RegionPeer
 from cairn.shard.host_store import HostStore, RegionRecord
 from cairn.shard.region import Region, RegionEpoch
 from cairn.shard.region_machine import RangeMachine
-from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig
+from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig, decode_request
 from cairn.shard.routing import (
     ClientRouting,
     Fanout,
@@ -157,7 +158,15 @@ class _LayoutWatch:
             self.node.layout_changed()
 
     def on_apply(self, replica: Replica, entry: Entry) -> None:
-        """Nothing to do: descriptions reach the node through `on_region`."""
+        """Wake the clients blocked on keys the entry may have filled (descriptions reach
+        the node through `on_region`)."""
+        blocking = self.node.blocking
+        if blocking.waiters and entry.type is EntryType.NORMAL and entry.data:
+            try:
+                command = decode_request(entry.data)[1]
+            except (ValueError, TypeError):
+                return
+            blocking.on_applied(command)
 
     def on_restore(self, replica: Replica, snapshot: Snapshot) -> None:
         self.node.layout_changed()
@@ -208,6 +217,7 @@ class Node:
         self.machine = NodeKeys(self)
         self._watch = _LayoutWatch(self)
         self.placement: NodePlacement | None = None
+        self.blocking = BlockingCommands(self._attempt, COMMANDS)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -485,6 +495,9 @@ class Node:
                 done(value)
                 finished()
 
+            if is_blocking(spec):
+                self.blocking.start(client, args, spec, protocol, reply)
+                return
             request = _Request(args, spec, protocol, _now() + timeout, reply)
             if isinstance(decision, Local) and spec.is_write and self.topology() is topology:
                 self._run(request, decision.region)  # routed just now, under this layout
@@ -507,6 +520,11 @@ class Node:
         settings = self.context.redis_config.object_settings
         done(machine.execute_read(spec.name, args[1:], now_ms, in_range=True, settings=settings))
         return True
+
+    def _attempt(self, argv: list[bytes], spec: CommandSpec, protocol: int, done: Done) -> None:
+        """One attempt of a blocking command: a write routed afresh (see `BlockingCommands`)."""
+        timeout = self.config.limits.request_timeout_ms / 1000
+        self._dispatch(_Request(argv, spec, protocol, _now() + timeout, done))
 
     def _dispatch(self, request: _Request) -> None:
         """Route `request` afresh (never MOVED: it is already ours to answer) and run it."""

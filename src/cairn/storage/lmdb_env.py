@@ -43,7 +43,7 @@ from cairn.storage.errors import (
     FormatVersionError,
     StartupError,
 )
-from cairn.storage.failpoints import fail_point
+from cairn.storage.failpoints import InjectedError, fail_point
 
 FORMAT_VERSION = 1
 """The on-disk format this code writes; a data directory with a newer one is refused."""
@@ -75,16 +75,10 @@ _NODE_KEY = b"node_id"
 _CLUSTER_KEY = b"cluster_id"
 _U64 = struct.Struct(">Q")
 
-DISK_ERRORS: tuple[type[BaseException], ...] = (
-    lmdb.MapFullError,
-    lmdb.DiskError,
-    lmdb.PanicError,
-    lmdb.CorruptedError,
-    lmdb.PageNotFoundError,
-    lmdb.TxnFullError,
-    OSError,
-)
-"""Errors that mean the disk (or LMDB's view of it) refused a write."""
+DISK_ERRORS: tuple[type[BaseException], ...] = (lmdb.Error, OSError)
+"""Errors that mean the disk (or LMDB's view of it) refused a write. Every `lmdb.Error`
+counts: py-lmdb raises the base class itself for an errno it has no class for, which is
+what a failed fdatasync (EIO) or a full disk (ENOSPC) at commit or sync looks like."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +198,7 @@ class LmdbEnv:
             # LMDB's writer lock is not re-entrant: a second writer here would deadlock.
             raise RuntimeError("a write transaction is already open on this environment")
         try:
-            fail_point(FP_BEGIN)
+            _lmdb_fail_point(FP_BEGIN, "mdb_txn_begin")
             wtx = WriteTxn(self.raw.begin(write=True))
         except DISK_ERRORS as exc:
             raise self._fail("write", exc) from exc
@@ -215,7 +209,7 @@ class LmdbEnv:
         """Commit `wtx` (not synced), then run its after-commit actions."""
         self._writing = False
         try:
-            fail_point(FP_COMMIT)
+            _lmdb_fail_point(FP_COMMIT, "mdb_txn_commit")
             wtx.txn.commit()
         except DISK_ERRORS as exc:
             wtx.txn.abort()
@@ -243,7 +237,7 @@ class LmdbEnv:
         """Make every committed transaction durable (fdatasync); failure fails the env."""
         self.check_writable()
         try:
-            fail_point(FP_SYNC)
+            _lmdb_fail_point(FP_SYNC, "mdb_env_sync")
             self.raw.sync(True)
         except DISK_ERRORS as exc:
             raise self._fail("fsync", exc) from exc
@@ -286,13 +280,29 @@ def open_built(
         raise
 
 
+def _lmdb_fail_point(name: str, call: str) -> None:
+    """`fail_point(name)` at an LMDB call, raising what py-lmdb raises for the same failure:
+    an injected errno becomes `lmdb.Error("<call>: <strerror>")`, so tests take the path a
+    real failing disk takes."""
+    try:
+        fail_point(name)
+    except InjectedError as exc:
+        raise lmdb.Error(f"{call}: {os.strerror(exc.errno or errno.EIO)}") from exc
+
+
+def _no_space(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return isinstance(exc, lmdb.Error) and os.strerror(errno.ENOSPC) in str(exc)
+
+
 def _describe_failure(what: str, exc: BaseException, path: Path, options: LmdbOptions) -> str:
     if isinstance(exc, lmdb.MapFullError):
         return (
             f"{what} failed at {path}: the LMDB map is full ({options.map_size} bytes); "
             "raise the storage map size (and make sure the disk has room), then restart"
         )
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    if _no_space(exc):
         return f"{what} failed at {path}: no space left on the device; free space, then restart"
     return f"{what} failed at {path}: {exc!r}; the node stops acknowledging writes"
 

@@ -16,6 +16,7 @@ that does not know it (it must not happen) shows the client a clear error, not a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cairn.resp.reply import ErrorReply
@@ -35,9 +36,20 @@ class Blocked(ErrorReply):
     timeout_ms: int = 0
 
 
+BLOCKED_MESSAGE = "ERR blocking command could not wait on this node"
+"""The text of every `Blocked` reply: how a node recognises one that was forwarded to the
+region's leader and came back as bytes."""
+
+
 def blocked(keys: tuple[bytes, ...], timeout_ms: int) -> Blocked:
     """The outcome of a blocking command that must wait on `keys`."""
-    return Blocked("ERR blocking command could not wait on this node", keys, timeout_ms)
+    return Blocked(BLOCKED_MESSAGE, keys, timeout_ms)
+
+
+def timeout_argument(name: str, argv: Sequence[bytes]) -> bytes:
+    """Where blocking command `name` (argv with the name first) takes its timeout: second
+    for BLMPOP and BZMPOP, last for the others."""
+    return argv[1] if name in ("blmpop", "bzmpop") else argv[-1]
 
 
 def parse_timeout(data: bytes) -> int:

@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from cairn.resp.reply import NULL, OK, Array, Bulk, ErrorReply, Integer, Map, Reply
 from cairn.store.commands.common import bulk_or_null, fail, int_arg, lookup_typed
 from cairn.store.commands.scan import parse_cursor, parse_options, scan_fields, scan_reply
-from cairn.store.commands.spec import NOT_FLOAT, OVERFLOW, SYNTAX, Ctx, arity_error
+from cairn.store.commands.spec import (
+    NOT_FLOAT,
+    OVERFLOW,
+    RANDOM_REPEAT_LIMIT,
+    RANDOM_REPEAT_TOO_MANY,
+    SYNTAX,
+    Ctx,
+    arity_error,
+)
 from cairn.store.layout import Meta, ValueType
 from cairn.store.numbers import (
     LLONG_MAX,
@@ -199,6 +207,8 @@ def _randfield_count(args: Sequence[bytes]) -> tuple[int, bool]:
     withvalues = len(args) == 3
     if withvalues and not -_HALF_LONG <= count <= _HALF_LONG:
         raise fail(ErrorReply("ERR value is out of range"))
+    if count < -RANDOM_REPEAT_LIMIT:
+        raise fail(RANDOM_REPEAT_TOO_MANY)
     return count, withvalues
 
 

@@ -135,6 +135,16 @@ TOO_BIG = ErrorReply("ERR string exceeds maximum allowed size (proto-max-bulk-le
 NAN_OR_INF = ErrorReply("ERR increment would produce NaN or Infinity")
 INVALID_CURSOR = ErrorReply("ERR invalid cursor")
 
+RANDOM_REPEAT_LIMIT = 100_000
+"""The most elements HRANDFIELD, SRANDMEMBER and ZRANDMEMBER return for a negative count
+(with repetition). Redis answers any count, but `HRANDFIELD h -3000000` (30 bytes) would
+hold a node's loop for seconds and cost hundreds of MB: Cairn refuses it instead
+(`RANDOM_REPEAT_TOO_MANY`; documented in docs/commands.md)."""
+
+RANDOM_REPEAT_TOO_MANY = ErrorReply(
+    f"ERR count is out of range: at most {RANDOM_REPEAT_LIMIT} elements with repetition"
+)
+
 MAX_STRING = 512 * 1024 * 1024
 """Redis' default proto-max-bulk-len: the largest string SETRANGE/APPEND may build."""
 
