@@ -7,7 +7,7 @@ complexities are our own words.
 
 from __future__ import annotations
 
-from cairn.store.commands import hashes, keys, strings
+from cairn.store.commands import hashes, keys, sort, strings
 from cairn.store.commands.define import ALL_SHARDS as _ALL
 from cairn.store.commands.define import K1 as _K1
 from cairn.store.commands.define import KALL as _KALL
@@ -25,6 +25,7 @@ from cairn.store.commands.define import cmd as _cmd
 from cairn.store.commands.spec import CommandSpec
 
 _ON_KEYS = "O(N) where N is the number of keys given"
+_SORT_COST = "O(N+M*log(M)) in the elements N and the elements returned M"
 _SWF = "@write @string @fast"
 _SWS = "@write @string @slow"
 _SRF = "@read @string @fast"
@@ -323,6 +324,25 @@ _GENERIC_COMMANDS = (
         "@keyspace @read @slow",
         keys.cmd_object,
         ("nondeterministic_output",),
+    ),
+    _cmd(
+        "sort",
+        -2,
+        _WD,
+        _K1,
+        _g("1.0.0", "Sort a list, set or sorted set, or store the result.", _SORT_COST),
+        "@write @set @sortedset @list @slow @dangerous",
+        sort.cmd_sort,
+        key_finder=sort.sort_keys,
+    ),
+    _cmd(
+        "sort_ro",
+        -2,
+        _R,
+        _K1,
+        _g("7.0.0", "Sort a list, set or sorted set.", _SORT_COST),
+        "@read @set @sortedset @list @slow @dangerous",
+        sort.cmd_sort_ro,
     ),
     _cmd(
         "keys",
