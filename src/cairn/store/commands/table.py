@@ -7,7 +7,7 @@ complexities are our own words.
 
 from __future__ import annotations
 
-from cairn.store.commands import hashes, keys, sort, strings
+from cairn.store.commands import geo, hashes, keys, sets, sort, strings
 from cairn.store.commands.define import ALL_SHARDS as _ALL
 from cairn.store.commands.define import K1 as _K1
 from cairn.store.commands.define import KALL as _KALL
@@ -551,6 +551,8 @@ COMMANDS: dict[str, CommandSpec] = {
         *_STRING_COMMANDS,
         *_GENERIC_COMMANDS,
         *_HASH_COMMANDS,
+        *geo.COMMANDS,
+        *sets.COMMANDS,
     )
 }
 """Every client-visible command the store executes, by lowercase name."""
