@@ -424,6 +424,7 @@ def test_maxclients_and_requirepass_act_at_once(cluster: LocalCluster) -> None:
     try:
         admin.ping()
         assert admin.config_set("maxclients", 1) is True
+        assert admin.info("clients")["maxclients"] == 1, "INFO reports the live limit"
         with socket.create_connection((HOST, port), timeout=5) as extra:
             assert extra.recv(100) == b"-ERR max number of clients reached\r\n"
         assert admin.config_set("maxclients", 10000) is True
