@@ -7,7 +7,7 @@ complexities are our own words.
 
 from __future__ import annotations
 
-from cairn.store.commands import geo, hashes, keys, sets, sort, strings, zsets
+from cairn.store.commands import bitmaps, geo, hashes, keys, lcs, sets, sort, strings, zsets
 from cairn.store.commands.define import ALL_SHARDS as _ALL
 from cairn.store.commands.define import K1 as _K1
 from cairn.store.commands.define import KALL as _KALL
@@ -182,6 +182,24 @@ _STRING_COMMANDS = (
         _s("2.2.0", "Overwrite part of a string.", "O(M) in the length of the resulting string"),
         _SWS,
         strings.cmd_setrange,
+    ),
+    _cmd(
+        "substr",
+        4,
+        _R,
+        _K1,
+        _s("1.0.0", "Read a substring (GETRANGE's old name).", "O(N) in the length read"),
+        "@read @string @slow",
+        strings.cmd_substr,
+    ),
+    _cmd(
+        "lcs",
+        -3,
+        _R,
+        (1, 2, 1),
+        _s("7.0.0", "The longest common subsequence of two strings.", "O(N*M) in the lengths"),
+        "@read @string @slow",
+        lcs.cmd_lcs,
     ),
 )
 
@@ -554,6 +572,7 @@ COMMANDS: dict[str, CommandSpec] = {
         *geo.COMMANDS,
         *sets.COMMANDS,
         *zsets.COMMANDS,
+        *bitmaps.COMMANDS,
     )
 }
 """Every client-visible command the store executes, by lowercase name."""
