@@ -236,6 +236,7 @@ def test_blocking_commands_wait_on_their_keys_and_write_nothing() -> None:
     )
     cases = [
         ("BLPOP gone other 0", (b"gone", b"other"), 0),
+        ("BRPOP other gone other gone 0", (b"other", b"gone"), 0),
         ("BRPOP gone 1.5", (b"gone",), 1500),
         ("BLMOVE gone s left right 0.0001", (b"gone",), 1),
         ("BRPOPLPUSH gone s 2", (b"gone",), 2000),
@@ -443,6 +444,7 @@ def test_every_operation_touches_only_the_records_it_needs() -> None:
     # A search stops early: the first match near the head reads one chunk.
     read, _, _ = _cost(client, spy, "LPOS l e20")
     assert read <= 256
+    assert _cost(client, spy, "LPOS l zz RANK -1 MAXLEN 3") == (3, 0, 0)
 
 
 def test_huge_counts_are_bounded_by_the_list() -> None:

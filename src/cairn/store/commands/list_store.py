@@ -140,28 +140,26 @@ def span(db: Db, key: bytes, meta: Meta, start: int, stop: int) -> list[bytes]:
     return [value for _, value in rows]
 
 
-def walk(db: Db, key: bytes, meta: Meta, from_left: bool) -> Iterator[tuple[int, bytes]]:
-    """(index, element) pairs of list `key` from one end towards the other, read a chunk
-    of records at a time, so a caller that stops early reads little."""
-    if from_left:
-        done = 0
-        while done < meta.size:
-            rows = db.fields(key, position(meta.head + done), min(WALK_CHUNK, meta.size - done))
-            for offset, (_, value) in enumerate(rows):
-                yield done + offset, value
-            done += len(rows)
-            if not rows:
-                return
-        return
-    remaining = meta.size
-    while remaining > 0:
-        end = _bound(meta, remaining)
-        rows = db.fields_reversed(key, position(meta.head), min(WALK_CHUNK, remaining), end)
+def walk(
+    db: Db, key: bytes, meta: Meta, from_left: bool, limit: int = 0
+) -> Iterator[tuple[int, bytes]]:
+    """(index, element) pairs of list `key` from one end towards the other, at most
+    `limit` of them (0: all), read a chunk of records at a time, so a caller that stops
+    early reads little."""
+    total = meta.size if limit <= 0 else min(limit, meta.size)
+    done = 0
+    while done < total:
+        chunk = min(WALK_CHUNK, total - done)
+        if from_left:
+            rows = db.fields(key, position(meta.head + done), chunk)
+        else:
+            end = _bound(meta, meta.size - done)
+            rows = db.fields_reversed(key, position(meta.head), chunk, end)
         for offset, (_, value) in enumerate(rows):
-            yield remaining - 1 - offset, value
-        remaining -= len(rows)
+            yield (done + offset if from_left else meta.size - 1 - done - offset), value
         if not rows:
             return
+        done += len(rows)
 
 
 def trim(db: Db, key: bytes, meta: Meta, drop_left: int, drop_right: int) -> None:

@@ -235,7 +235,8 @@ def cmd_lpos(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]: the index of a
     match (nil if none), or with COUNT an array of up to that many (0: all).
 
-    RANK n skips n - 1 matches (negative: searching from the end). Redis negates the rank
+    RANK n skips n - 1 matches (negative: searching from the end); MAXLEN n reads at most
+    n elements (0: all). Redis negates the rank
     in a C long, so RANK -9223372036854775808 stays negative there: every match counts and
     a COUNT never ends the search; this does the same."""
     key, wanted = args[0], args[1]
@@ -248,9 +249,7 @@ def cmd_lpos(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     limit = 0 if wrapped or count is None else count
     found: list[int] = []
     matches = 0
-    for scanned, (index, value) in enumerate(store.walk(ctx.db, key, meta, rank > 0)):
-        if maxlen and scanned >= maxlen:
-            break
+    for index, value in store.walk(ctx.db, key, meta, rank > 0, maxlen):
         if value != wanted:
             continue
         matches += 1
@@ -272,8 +271,9 @@ def _end(data: bytes) -> bool:
 
 
 def _wait(keys: Sequence[bytes], timeout_ms: int) -> CommandError:
-    """The outcome of a blocking command with nothing to serve (see the module docstring)."""
-    return fail(blocked(tuple(keys), timeout_ms))
+    """The outcome of a blocking command with nothing to serve (see the module docstring):
+    its keys in order, a repeated one once (Redis also waits on each key once)."""
+    return fail(blocked(tuple(dict.fromkeys(keys)), timeout_ms))
 
 
 # -- moves between lists ---------------------------------------------------------------
