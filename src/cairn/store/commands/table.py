@@ -7,7 +7,7 @@ complexities are our own words.
 
 from __future__ import annotations
 
-from cairn.store.commands import bitmaps, geo, hashes, keys, lcs, sets, sort, strings, zsets
+from cairn.store.commands import bitmaps, geo, hashes, keys, lcs, lists, sets, sort, strings, zsets
 from cairn.store.commands.define import ALL_SHARDS as _ALL
 from cairn.store.commands.define import K1 as _K1
 from cairn.store.commands.define import KALL as _KALL
@@ -573,6 +573,7 @@ COMMANDS: dict[str, CommandSpec] = {
         *sets.COMMANDS,
         *zsets.COMMANDS,
         *bitmaps.COMMANDS,
+        *lists.COMMANDS,
     )
 }
 """Every client-visible command the store executes, by lowercase name."""
