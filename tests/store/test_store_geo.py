@@ -381,7 +381,9 @@ _points = st.lists(st.tuples(st.floats(-2.0, 2.0), st.floats(-2.0, 2.0)), min_si
 @settings(max_examples=60, deadline=None)
 @given(
     points=_points,
-    center=st.tuples(st.floats(-179.0, 179.0), st.floats(-70.0, 70.0)),
+    # Within 2 degrees of the model's points, away from longitude +-180: Redis's boxes miss
+    # a point at exactly 180 (geo.txt pins that edge against redis-server).
+    center=st.tuples(st.floats(-177.0, 177.0), st.floats(-70.0, 70.0)),
     size_km=st.floats(0.0, 300.0),
     box=st.booleans(),
 )
