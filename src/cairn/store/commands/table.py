@@ -7,7 +7,7 @@ complexities are our own words.
 
 from __future__ import annotations
 
-from cairn.store.commands import hashes, keys, strings
+from cairn.store.commands import hashes, hyperloglog, keys, strings
 from cairn.store.commands.define import ALL_SHARDS as _ALL
 from cairn.store.commands.define import K1 as _K1
 from cairn.store.commands.define import KALL as _KALL
@@ -512,6 +512,7 @@ COMMANDS: dict[str, CommandSpec] = {
         *_STRING_COMMANDS,
         *_GENERIC_COMMANDS,
         *_HASH_COMMANDS,
+        *hyperloglog.COMMANDS,
     )
 }
 """Every client-visible command the store executes, by lowercase name."""
