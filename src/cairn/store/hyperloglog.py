@@ -15,11 +15,12 @@ promoted to dense when a register needs a value above 32 or when an update would
 sparse string past `SPARSE_MAX_BYTES` (Redis' `hll-sparse-max-bytes`, default 3000).
 
 An element's register and value come from MurmurHash64A with Redis' seed: the low 14 bits
-of the hash pick the register, and the value is the position of the lowest set bit of the
-remaining 50 bits, plus one (at most 51). The estimate is Otmar Ertl's improved estimator
+of the hash pick the register, and the value is one more than the number of trailing zero
+bits of the remaining 50 (at most 51). The estimate is Otmar Ertl's improved estimator
 ("New cardinality estimation algorithms for HyperLogLog sketches", arXiv:1702.01284) over
 the histogram of register values, computed in the same double-precision steps as Redis, so
-the counts agree exactly.
+the counts agree exactly. A sparse value whose opcodes do not cover exactly 16384
+registers is corrupted (`CorruptedError`, Redis' INVALIDOBJ) wherever it is read whole.
 
 Sparse updates follow Redis' algorithm step for step (which opcode is split, which neighbours
 are merged, when the string is promoted), because the exact bytes depend on it. Everything
