@@ -7,7 +7,19 @@ complexities are our own words.
 
 from __future__ import annotations
 
-from cairn.store.commands import bitmaps, geo, hashes, keys, lcs, lists, sets, sort, strings, zsets
+from cairn.store.commands import (
+    bitmaps,
+    geo,
+    hashes,
+    hyperloglog,
+    keys,
+    lcs,
+    lists,
+    sets,
+    sort,
+    strings,
+    zsets,
+)
 from cairn.store.commands.define import ALL_SHARDS as _ALL
 from cairn.store.commands.define import K1 as _K1
 from cairn.store.commands.define import KALL as _KALL
@@ -574,6 +586,7 @@ COMMANDS: dict[str, CommandSpec] = {
         *zsets.COMMANDS,
         *bitmaps.COMMANDS,
         *lists.COMMANDS,
+        *hyperloglog.COMMANDS,
     )
 }
 """Every client-visible command the store executes, by lowercase name."""
