@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from store_harness import MachineClient, Step, bulks, run_steps
 
-from cairn.resp.reply import NULL, OK, Array, Bulk, ErrorReply, Integer, Map
+from cairn.resp.codec import encode
+from cairn.resp.reply import NULL, OK, Array, Bulk, ErrorReply, Integer, Map, Pairs
 
 WRONGTYPE = ErrorReply("WRONGTYPE Operation against a key holding the wrong kind of value")
 NOT_INT = ErrorReply("ERR value is not an integer or out of range")
@@ -166,7 +167,7 @@ RANDFIELD: list[Step] = [
     ("HSET h a 1", Integer(1)),
     ("HRANDFIELD h", Bulk(b"a")),
     ("HRANDFIELD h -3", bulks(b"a", b"a", b"a")),
-    ("HRANDFIELD h -2 WITHVALUES", bulks(b"a", b"1", b"a", b"1")),
+    ("HRANDFIELD h -2 WITHVALUES", Pairs(((Bulk(b"a"), Bulk(b"1")),) * 2)),
     ("HRANDFIELD h 0", Array(())),
     (
         "HRANDFIELD h -9223372036854775808",
@@ -199,3 +200,11 @@ def test_hrandfield() -> None:
         reply = client.call("HRANDFIELD", "h", "2")
         assert isinstance(reply, Array) and len(reply.items) == 2
         assert len(set(reply.items)) == 2 and set(reply.items) <= set(bulks(b"a", b"b", b"c").items)
+
+
+def test_hrandfield_withvalues_nests_pairs_in_resp3() -> None:
+    client = run_steps([("HSET h a 1", Integer(1))])
+    reply = client.call("HRANDFIELD", "h", "-2", "WITHVALUES")
+    pair = b"*2\r\n$1\r\na\r\n$1\r\n1\r\n"
+    assert encode(reply, 3) == b"*2\r\n" + pair * 2, "bytes from redis-server 7.0.15"
+    assert encode(reply, 2) == b"*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\na\r\n$1\r\n1\r\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cairn.resp.reply import NULL, OK, Array, Bulk, ErrorReply, Integer, Map, Reply
+from cairn.resp.reply import NULL, OK, Array, Bulk, ErrorReply, Integer, Map, Pairs, Reply
 from cairn.store.commands.common import bulk_or_null, fail, int_arg, lookup_typed
 from cairn.store.commands.scan import parse_cursor, parse_options, scan_fields, scan_reply
 from cairn.store.commands.spec import (
@@ -214,9 +214,7 @@ def _randfield_count(args: Sequence[bytes]) -> tuple[int, bool]:
 
 def cmd_hrandfield(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """HRANDFIELD key [count [WITHVALUES]]: random fields; a negative count may repeat.
-
-    With WITHVALUES the reply is the flat field/value array of RESP2 (Redis nests the pairs
-    in RESP3; see docs/commands.md)."""
+    With WITHVALUES, field/value pairs: flat in RESP2, nested in RESP3, as Redis sends them."""
     if len(args) == 1:
         rows = _all_fields(ctx, args[0])
         return Bulk(ctx.rng.choice(rows)[0]) if rows else NULL
@@ -231,5 +229,5 @@ def cmd_hrandfield(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     else:
         picked = ctx.rng.sample(rows, count)
     if withvalues:
-        return Array(tuple(Bulk(x) for pair in picked for x in pair))
+        return Pairs(tuple((Bulk(f), Bulk(v)) for f, v in picked))
     return Array(tuple(Bulk(f) for f, _ in picked))
