@@ -466,11 +466,18 @@ class QueueWorkload(Workload):
     request timeout (2 s in chaos runs) stays under the client's `timeout`: a BRPOP whose
     attempt is in flight when its wait ends is answered late, not dropped, and an answer
     the client gave up on would count as unknown.
+
+    Producers rest for the last `rest` seconds of every `period`: the queues empty, the
+    consumers wait in BRPOP and the next LPUSH must wake them (the node's wake-up path),
+    rather than always finding a backlog.
     """
 
     keys: Sequence[str] = ("queue:a", "queue:b")
     block: float = 0.5
     rpop_ratio: float = 0.25
+    period: float = 5.0
+    rest: float = 1.5
+    _origin: float = field(default_factory=time.monotonic)
 
     name = "queue"
     replies = frozenset({"brpop", "rpop"})
@@ -478,8 +485,15 @@ class QueueWorkload(Workload):
     def _next_op(self, worker: int, n: int, rng: random.Random) -> tuple[str, str, object]:
         key = self.keys[(worker // 2) % len(self.keys)]
         if worker % 2 == 0:
+            self._rest_if_due()
             return "lpush", key, f"{worker}-{n}"
         return ("rpop" if rng.random() < self.rpop_ratio else "brpop"), key, None
+
+    def _rest_if_due(self) -> None:
+        """Sleep out the rest of the period's resting time, if it has begun."""
+        into = (time.monotonic() - self._origin) % self.period
+        if into >= self.period - self.rest and not self._stop.is_set():
+            self._stop.wait(self.period - into)
 
     def _call(self, client: redis.Redis, f: str, key: str, value: object) -> object:
         if f == "lpush":
