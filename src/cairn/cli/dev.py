@@ -32,8 +32,22 @@ PEER_PORT_OFFSET = 10000
     help="Where the nodes keep their data (reused on the next run).",
 )
 @click.option("--password", default=None, help="Require AUTH with this password.")
+@click.option(
+    "--regions",
+    type=click.IntRange(1, 16384),
+    default=None,
+    help="Regions a new cluster is founded with [default: one per node, so each node leads "
+    "one, as the masters of a Redis Cluster do]. Ignored when the data directory exists.",
+)
 @click.option("--timeout", type=float, default=30.0, show_default=True)
-def dev(nodes: int, base_port: int, data_dir: Path, password: str | None, timeout: float) -> None:
+def dev(
+    nodes: int,
+    base_port: int,
+    data_dir: Path,
+    password: str | None,
+    regions: int | None,
+    timeout: float,
+) -> None:
     """Run a local cluster of NODES real nodes until Ctrl-C."""
     console = Console()
     clients = [base_port + i for i in range(nodes)]
@@ -42,7 +56,10 @@ def dev(nodes: int, base_port: int, data_dir: Path, password: str | None, timeou
     busy = [p for p in clients + peers + admins if not port_free(p)]
     if busy:
         raise click.UsageError(f"ports already in use: {', '.join(map(str, busy))}")
-    cluster = LocalCluster.plan(data_dir, nodes, clients, peers, admins, password=password)
+    founding = f"initial_regions = {regions or nodes}\n"
+    cluster = LocalCluster.plan(
+        data_dir, nodes, clients, peers, admins, password=password, extra=founding
+    )
     stopping = False
 
     def on_sigterm(signum: int, frame: object) -> None:

@@ -6,12 +6,13 @@ item, are handled inline in the aggregate loop rather than through the dispatch 
 
 Conventions are Redis 7.0's (the version the byte-for-byte tests compare with):
 doubles are `%.17g` (`1.1` is `1.1000000000000001`, `3.0` is `3`, infinities are `inf`
-and `-inf`); in RESP2 a double is a bulk string, a boolean is `:1`/`:0`, a map is a flat
-array, a set and a push are arrays, and both nulls keep their RESP2 forms (`$-1`,
-`*-1`), while RESP3 writes `_` for both. Status and error texts are `str`; bytes that
-are not UTF-8 travel in them as surrogate escapes (`bytes.decode("utf-8",
-"surrogateescape")`) and come out as the original bytes (other lone surrogates as `?`).
-CR and LF in them become spaces, as Redis does, so a reply can never break the framing.
+and `-inf`); in RESP2 a double is a bulk string, a boolean is `:1`/`:0`, a map and
+`Pairs` are flat arrays (RESP3 nests `Pairs` as two-element arrays), a set and a push are
+arrays, and both nulls keep their RESP2 forms (`$-1`, `*-1`), while RESP3 writes `_` for
+both. Status and error texts are `str`; bytes that are not UTF-8 travel in them as
+surrogate escapes (`bytes.decode("utf-8", "surrogateescape")`) and come out as the
+original bytes (other lone surrogates as `?`). CR and LF in them become spaces, as Redis
+does, so a reply can never break the framing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cairn.resp.reply import (
     Map,
     NullArray,
     NullBulk,
+    Pairs,
     Push,
     Reply,
     Set,
@@ -122,6 +124,11 @@ def _map2(reply: Map, out: list[bytes]) -> None:
     _pairs(reply.pairs, out, _WRITERS2)
 
 
+def _flat_pairs2(reply: Pairs, out: list[bytes]) -> None:
+    out.append(b"*%d\r\n" % (2 * len(reply.pairs)))
+    _pairs(reply.pairs, out, _WRITERS2)
+
+
 def _double2(reply: Double, out: list[bytes]) -> None:
     _bulk_bytes(format_double(reply.value), out)
 
@@ -161,6 +168,13 @@ def _map3(reply: Map, out: list[bytes]) -> None:
     _pairs(reply.pairs, out, _WRITERS3)
 
 
+def _nested_pairs3(reply: Pairs, out: list[bytes]) -> None:
+    out.append(b"*%d\r\n" % len(reply.pairs))
+    for key, value in reply.pairs:
+        out.append(b"*2\r\n")
+        _pairs(((key, value),), out, _WRITERS3)
+
+
 def _double3(reply: Double, out: list[bytes]) -> None:
     out.append(b",%b\r\n" % format_double(reply.value))
 
@@ -190,6 +204,7 @@ _WRITERS2: Final[dict[type, Writer]] = {
     Set: _sequence2,
     Push: _sequence2,
     Map: _map2,
+    Pairs: _flat_pairs2,
     Double: _double2,
     Boolean: _boolean2,
     Verbatim: _verbatim2,
@@ -202,6 +217,7 @@ _WRITERS3: Final[dict[type, Writer]] = {
     Set: _set3,
     Push: _push3,
     Map: _map3,
+    Pairs: _nested_pairs3,
     Double: _double3,
     Boolean: _boolean3,
     Verbatim: _verbatim3,

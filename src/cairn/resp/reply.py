@@ -73,6 +73,14 @@ class Map:
 
 
 @dataclass(frozen=True, slots=True)
+class Pairs:
+    """Pairs of replies (a sorted set's members with their scores): an array of
+    two-element arrays in RESP3, one flat array in RESP2, as Redis 7.0 sends WITHSCORES."""
+
+    pairs: tuple[tuple[Reply, Reply], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Set:
     """An unordered collection: `~` in RESP3, an array in RESP2."""
 
@@ -117,6 +125,7 @@ Reply = (
     | NullArray
     | Array
     | Map
+    | Pairs
     | Set
     | Double
     | Boolean

@@ -25,6 +25,8 @@ from cairn.resp.reply import (
     Verbatim,
 )
 from cairn.runtime.command_info import CommandMeta, command_reply
+from cairn.runtime.redis_config import HELP as CONFIG_HELP
+from cairn.runtime.redis_config import NO_REWRITE, RedisConfig, reset_stats
 from cairn.shard.routing import ClientRouting, observe
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ class ServerContext:
     role: Callable[[], str] = field(default=lambda: "master")
     cluster: Callable[[Sequence[bytes]], Reply] = field(default=lambda args: NO_CLUSTER)
     """Answers `CLUSTER <args>` from the node's view of the layout."""
+    redis_config: RedisConfig = field(default_factory=RedisConfig)
+    """This node's CONFIG values (`cairn.runtime.redis_config`)."""
 
 
 ClientHandler = Callable[[ServerContext, "ClientConnection", Sequence[bytes]], Reply]
@@ -255,6 +259,37 @@ def command(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -
     return reply
 
 
+_CONFIG_ARITY = {b"get": -3, b"set": -4, b"resetstat": 2, b"rewrite": 2, b"help": 2}
+
+
+def config(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """CONFIG GET pattern [pattern ...] | SET name value [name value ...] | RESETSTAT |
+    HELP: this node's Redis parameters (`cairn.runtime.redis_config`; REWRITE refused)."""
+    sub = args[0].lower()
+    arity = _CONFIG_ARITY.get(sub)
+    if arity is None:
+        text = args[0].split(b"\0")[0][:128].decode("utf-8", "surrogateescape")
+        return ErrorReply(f"ERR unknown subcommand '{text}'. Try CONFIG HELP.")
+    argc = len(args) + 1
+    if argc != arity if arity > 0 else argc < -arity:
+        return _arity_error(f"config|{sub.decode()}")
+    settings = ctx.redis_config
+    if sub == b"get":
+        pairs = settings.get(args[1:])
+        return Map(tuple((Bulk(name), Bulk(value)) for name, value in pairs))
+    if sub == b"set":
+        if len(args) % 2 == 0:
+            return SYNTAX_ERROR
+        error = settings.set(args[1:], ctx.server)
+        return OK if error is None else error
+    if sub == b"resetstat":
+        reset_stats(ctx.server)
+        return OK
+    if sub == b"rewrite":
+        return NO_REWRITE
+    return Array(tuple(SimpleString(line) for line in CONFIG_HELP))
+
+
 def client_line(state: ClientState, now: float) -> str:
     """One line of CLIENT LIST, in Redis' field order (fields Cairn lacks are zero)."""
     return (
@@ -364,6 +399,15 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             "A container for client connection commands.",
             _STALE,
             since="2.4.0",
+        ),
+        _spec(
+            "config",
+            -2,
+            config,
+            "A container for server configuration commands.",
+            ("admin", "noscript", "loading", "stale"),
+            since="2.0.0",
+            group="server",
         ),
         _spec(
             "cluster",

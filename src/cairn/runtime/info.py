@@ -46,7 +46,7 @@ def _version() -> str:
 def _clients(node: Node) -> list[tuple[str, object]]:
     return [
         ("connected_clients", len(node.server.clients)),
-        ("maxclients", node.config.limits.max_clients),
+        ("maxclients", node.server.limits.max_clients),
         ("total_connections_received", node.server.stats["total_connections_received"]),
         ("rejected_connections", node.server.stats["rejected_connections"]),
     ]

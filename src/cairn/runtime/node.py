@@ -58,6 +58,7 @@ from cairn.runtime.placement_wiring import NodePlacement, RemoteRegion
 from cairn.runtime.plants import ACK_BEFORE_SYNC, PLANT_ENV, STALE_FOLLOWER_READ, UnsyncedHostStore
 from cairn.runtime.range_store import SplitRefusedError, StoreRangeMachine
 from cairn.runtime.real_env import LoopClock
+from cairn.runtime.redis_config import RedisConfig
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
@@ -280,6 +281,7 @@ class Node:
             monotonic=time.monotonic,
             role=lambda: "master" if self.leads_first_region() else "slave",
             cluster=lambda args: cluster_command(self.topology(), args, _wall_ms()),
+            redis_config=RedisConfig.for_node(cfg),
         )
         await self.server.start(*cfg.client_addr)
         self._tasks.append(loop.create_task(self._active_expiry()))
@@ -515,7 +517,8 @@ class Node:
             return False
         machine = self.machines[region.id]
         now_ms = machine.effective_now(_wall_ms())
-        done(machine.execute_read(spec.name, args[1:], now_ms, in_range=True))
+        settings = self.context.redis_config.object_settings
+        done(machine.execute_read(spec.name, args[1:], now_ms, in_range=True, settings=settings))
         return True
 
     def _attempt(self, argv: list[bytes], spec: CommandSpec, protocol: int, done: Done) -> None:
@@ -602,7 +605,10 @@ class Node:
         def on_done(c: Completion) -> None:
             if c.outcome is Outcome.OK:
                 now_ms = machine.effective_now(_wall_ms())
-                request.finish(machine.execute_read(request.name, request.args, now_ms))
+                settings = self.context.redis_config.object_settings
+                request.finish(
+                    machine.execute_read(request.name, request.args, now_ms, settings=settings)
+                )
             else:
                 self._retry_later(request)
 

@@ -102,6 +102,7 @@ _KEYLESS_MERGE = {
     "flushall": Merge.ALL_OK,
     "keys": Merge.CONCAT,
     "randomkey": Merge.ANY,
+    "object": Merge.ANY,  # OBJECT HELP: every region answers the same text
 }
 """Keyless commands that read or clear every region, and how their replies combine."""
 

@@ -50,6 +50,7 @@ from cairn.store.commands import (
 )
 from cairn.store.commands.scan import cursor_range_key
 from cairn.store.db import Db
+from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
 from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch, write_batch
 from cairn.store.layout import decode_u64, encode_u64
 from cairn.store.ranges import KeyspaceImages, RangeImages
@@ -310,11 +311,18 @@ class StoreMachine:
         return reply
 
     def execute_read(
-        self, name: str, args: Sequence[bytes], now_ms: int, *, in_range: bool = False
+        self,
+        name: str,
+        args: Sequence[bytes],
+        now_ms: int,
+        *,
+        in_range: bool = False,
+        settings: ObjectSettings = DEFAULT_SETTINGS,
     ) -> Reply:
         """Run a read-only command against the applied state at `now_ms`; `in_range`: the
         caller has checked that its keys lie in the scope (routed under the current epoch
-        a moment ago), so they are not checked again."""
+        a moment ago), so they are not checked again. `settings`: the serving node's
+        OBJECT settings (CONFIG's encoding thresholds and eviction policy)."""
         self._check_live()
         spec = COMMANDS.get(name)
         if spec is None or spec.is_write:
@@ -324,7 +332,8 @@ class StoreMachine:
         if not in_range and self.scope.is_region and not self._in_range(spec, args):
             return KEY_NOT_IN_REGION
         try:
-            return run(spec, Db(self.keyspace, None, now_ms, self.scope), args, self._rng)
+            db = Db(self.keyspace, None, now_ms, self.scope)
+            return run(spec, db, args, self._rng, settings=settings)
         except CommandError as err:
             return err.reply
         except KeyOutOfRangeError:

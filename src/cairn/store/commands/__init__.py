@@ -16,6 +16,7 @@ from cairn.store.commands.errors import CommandError
 from cairn.store.commands.spec import CommandSpec, Ctx, Flag, arity_error, text_of
 from cairn.store.commands.table import COMMANDS, EXPIRE_DELETE, INTERNAL_COMMANDS
 from cairn.store.db import Db
+from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
 
 __all__ = [
     "COMMANDS",
@@ -65,11 +66,17 @@ def classify(argv: Sequence[bytes]) -> CommandSpec | ErrorReply:
 
 
 def run(
-    spec: CommandSpec, db: Db, args: Sequence[bytes], rng: random.Random | None, seed: int = 0
+    spec: CommandSpec,
+    db: Db,
+    args: Sequence[bytes],
+    rng: random.Random | None,
+    seed: int = 0,
+    settings: ObjectSettings = DEFAULT_SETTINGS,
 ) -> Reply:
     """Run `spec`'s handler on `args` (without the name); raises `CommandError`, which the
     caller turns into the reply after discarding the command's writes.
 
     `rng` None: a replicated write, whose random draws come from a source seeded by `seed`
-    (the entry's index), the same on every replica."""
-    return spec.handler(Ctx(db, db.now_ms, spec.name, rng, seed), args)
+    (the entry's index), the same on every replica. `settings`: the serving node's OBJECT
+    settings (reads only)."""
+    return spec.handler(Ctx(db, db.now_ms, spec.name, rng, seed, settings), args)

@@ -1,4 +1,5 @@
-"""Generic key commands: existence, deletion, expiry, TTL, TYPE, RENAME, KEYS, SCAN, ..."""
+"""Generic key commands: existence, deletion, expiry, TTL, TYPE, RENAME, COPY, OBJECT, KEYS,
+SCAN, ..."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from collections.abc import Sequence
 from cairn.resp.reply import NULL, OK, Array, Bulk, ErrorReply, Integer, Reply, SimpleString
 from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.scan import parse_cursor, parse_options, scan_keys, scan_reply
-from cairn.store.commands.spec import NO_SUCH_KEY, SYNTAX, Ctx, expire_error, text_of
+from cairn.store.commands.spec import (
+    NO_SUCH_KEY,
+    SYNTAX,
+    Ctx,
+    arity_error,
+    expire_error,
+    text_of,
+)
+from cairn.store.encodings import encoding, frequency, refcount
 from cairn.store.glob import stringmatch
 from cairn.store.layout import slot_start
 from cairn.store.numbers import LLONG_MAX
@@ -165,6 +174,132 @@ def _rename(ctx: Ctx, args: Sequence[bytes], nx: bool) -> Reply:
         ctx.db.put_field(dst, field, value)
     ctx.db.delete(src)
     return Integer(1) if nx else OK
+
+
+SAME_OBJECT = ErrorReply("ERR source and destination objects are the same")
+DB_OUT_OF_RANGE = ErrorReply("ERR DB index is out of range")
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+NOT_AN_INT = ErrorReply(f"ERR value is out of range, value must between {_INT_MIN} and {_INT_MAX}")
+"""Redis' `getIntFromObjectOrReply` on a 64-bit integer outside C's int."""
+
+
+def _copy_options(args: Sequence[bytes]) -> bool:
+    """COPY's options after the two keys, in order; whether REPLACE was given."""
+    replace = False
+    i = 0
+    while i < len(args):
+        option = args[i].lower()
+        if option == b"replace":
+            replace = True
+        elif option == b"db" and i + 1 < len(args):
+            db = int_arg(args[i + 1])
+            if not _INT_MIN <= db <= _INT_MAX:
+                raise fail(NOT_AN_INT)
+            if db != 0:
+                raise fail(DB_OUT_OF_RANGE)
+            i += 1
+        else:
+            raise fail(SYNTAX)
+        i += 1
+    return replace
+
+
+def cmd_copy(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """COPY source destination [DB destination-db] [REPLACE]: 1 if copied (value, every
+    sub-record and the TTL), 0 if the source is missing or the destination exists.
+
+    Cairn has one database, so `DB 0` is the only one accepted: any other index gets
+    `ERR DB index is out of range`, as SELECT answers it. (Redis has 16 by default, where
+    `DB 1` copies; Redis Cluster answers `ERR Copying to another database is not allowed in
+    cluster mode` for 1 .. 15.) O(N) in the value's elements, read and written in chunks.
+    """
+    src, dst = args[0], args[1]
+    replace = _copy_options(args[2:])
+    if src == dst:
+        raise fail(SAME_OBJECT)
+    meta = ctx.db.lookup(src)
+    if meta is None:
+        return Integer(0)
+    if ctx.db.lookup(dst) is not None:
+        if not replace:
+            return Integer(0)
+        ctx.db.delete(dst)
+    ctx.db.put_meta(dst, meta, existed=False)
+    position = b""
+    while rows := ctx.db.fields(src, position, _WALK_CHUNK):
+        for field, value in rows:
+            ctx.db.put_field(dst, field, value)
+        if len(rows) < _WALK_CHUNK:
+            break
+        position = rows[-1][0] + b"\x00"
+    return Integer(1)
+
+
+_OBJECT_HELP = (
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+)
+_POLICY_NOTE = (
+    "Please note that when switching between policies at runtime LRU and LFU data will "
+    "take some time to adjust."
+)
+NOT_LFU = ErrorReply(
+    "ERR An LFU maxmemory policy is not selected, access frequency not tracked. " + _POLICY_NOTE
+)
+IS_LFU = ErrorReply(
+    "ERR An LFU maxmemory policy is selected, idle time not tracked. " + _POLICY_NOTE
+)
+_OBJECT_KEYED = (b"encoding", b"freq", b"idletime", b"refcount")
+
+
+def cmd_object(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """OBJECT ENCODING | FREQ | IDLETIME | REFCOUNT key, OBJECT HELP.
+
+    ENCODING: the encoding a freshly built Redis 7.0 value with these contents would have
+    (`cairn.store.encodings`; Redis never converts a value back, Cairn keeps no encoding).
+    IDLETIME is always 0: Cairn keeps no access time (every replica would need to write
+    one on every read). FREQ answers only under an LFU `maxmemory-policy`, with a fresh
+    value's counter. REFCOUNT is 1, or 2147483647 for Redis' shared integers 0 .. 9999.
+    A missing key answers nil. The thresholds and policy are the serving node's CONFIG.
+    """
+    sub = args[0].lower()
+    if sub == b"help":
+        if len(args) != 1:
+            raise fail(arity_error("object|help"))
+        return Array(tuple(SimpleString(line) for line in _OBJECT_HELP))
+    if sub not in _OBJECT_KEYED:
+        name = text_of(args[0].split(b"\0")[0][:128])
+        raise fail(ErrorReply(f"ERR unknown subcommand '{name}'. Try OBJECT HELP."))
+    if len(args) != 2:
+        raise fail(arity_error(f"object|{sub.decode()}"))
+    meta = ctx.db.lookup(args[1])
+    if meta is None:
+        return NULL
+    settings = ctx.settings
+    if sub == b"encoding":
+        return Bulk(encoding(ctx.db, args[1], meta, settings).encode())
+    if sub == b"refcount":
+        return Integer(refcount(meta, settings))
+    if sub == b"freq":
+        if not settings.lfu:
+            raise fail(NOT_LFU)
+        return Integer(frequency(meta, settings))
+    if settings.lfu:
+        raise fail(IS_LFU)
+    return Integer(0)
 
 
 def cmd_rename(ctx: Ctx, args: Sequence[bytes]) -> Reply:

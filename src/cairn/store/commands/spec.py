@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from cairn.resp.reply import ErrorReply, Reply
 from cairn.store.db import Db
+from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
 
 
 class Flag(enum.Enum):
@@ -36,18 +37,28 @@ class Ctx:
     A read's `rng` is the machine's own source. A write's must give every replica the
     same draws (SPOP, SRANDMEMBER inside a script), so it is seeded by the entry's log
     index, and only built when a handler asks for it (most writes never do).
+
+    `settings` are the serving node's OBJECT settings (encoding thresholds, eviction
+    policy): only reads look at them, so a replicated write never depends on them.
     """
 
-    __slots__ = ("_rng", "db", "name", "now_ms", "seed")
+    __slots__ = ("_rng", "db", "name", "now_ms", "seed", "settings")
 
     def __init__(
-        self, db: Db, now_ms: int, name: str, rng: random.Random | None, seed: int = 0
+        self,
+        db: Db,
+        now_ms: int,
+        name: str,
+        rng: random.Random | None,
+        seed: int = 0,
+        settings: ObjectSettings = DEFAULT_SETTINGS,
     ) -> None:
         self.db = db
         self.now_ms = now_ms
         self.name = name
         self._rng = rng
         self.seed = seed
+        self.settings = settings
 
     @property
     def rng(self) -> random.Random:

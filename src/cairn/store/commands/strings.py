@@ -1,4 +1,4 @@
-"""String commands: GET, SET and its variants, counters, ranges."""
+"""String commands: GET, SET and its variants, counters, ranges (GETRANGE, SUBSTR, SETRANGE)."""
 
 from __future__ import annotations
 
@@ -193,7 +193,9 @@ def cmd_msetnx(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     return Integer(1)
 
 
-def _store_keep_ttl(ctx: Ctx, key: bytes, meta: Meta | None, value: bytes) -> None:
+def store_keep_ttl(ctx: Ctx, key: bytes, meta: Meta | None, value: bytes) -> None:
+    """Make `key` the string `value`, keeping the expiry of `meta` (its current record, None
+    if missing): what Redis' in-place string edits (APPEND, SETBIT, INCR...) do."""
     expire = None if meta is None else meta.expire_ms
     ctx.db.put_meta(key, Meta(ValueType.STRING, expire, value=value), existed=meta is not None)
 
@@ -206,7 +208,7 @@ def _incr_by(ctx: Ctx, key: bytes, delta: int) -> Reply:
     result = current + delta
     if not LLONG_MIN <= result <= LLONG_MAX:
         raise fail(OVERFLOW)
-    _store_keep_ttl(ctx, key, meta, format_int(result))
+    store_keep_ttl(ctx, key, meta, format_int(result))
     return Integer(result)
 
 
@@ -244,7 +246,7 @@ def cmd_incrbyfloat(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if not is_finite(result):
         raise fail(NAN_OR_INF)
     text = format_long_double(result)
-    _store_keep_ttl(ctx, args[0], meta, text)
+    store_keep_ttl(ctx, args[0], meta, text)
     return Bulk(text)
 
 
@@ -254,7 +256,7 @@ def cmd_append(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     old = b"" if meta is None else meta.value
     if meta is not None and len(old) + len(args[1]) > MAX_STRING:
         raise fail(TOO_BIG)
-    _store_keep_ttl(ctx, args[0], meta, old + args[1])
+    store_keep_ttl(ctx, args[0], meta, old + args[1])
     return Integer(len(old) + len(args[1]))
 
 
@@ -279,6 +281,11 @@ def cmd_getrange(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     return Bulk(value[start : end + 1])
 
 
+def cmd_substr(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """SUBSTR key start end: GETRANGE under its pre-2.0 name (Redis keeps both)."""
+    return cmd_getrange(ctx, args)
+
+
 def cmd_setrange(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """SETRANGE key offset value: overwrite from `offset`, zero-padding; the new length."""
     offset = int_arg(args[1])
@@ -293,5 +300,5 @@ def cmd_setrange(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         raise fail(TOO_BIG)
     padded = old.ljust(offset, b"\x00")
     value = padded[:offset] + patch + padded[offset + len(patch) :]
-    _store_keep_ttl(ctx, key, meta, value)
+    store_keep_ttl(ctx, key, meta, value)
     return Integer(len(value))

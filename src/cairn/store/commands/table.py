@@ -7,7 +7,7 @@ complexities are our own words.
 
 from __future__ import annotations
 
-from cairn.store.commands import hashes, keys, strings
+from cairn.store.commands import bitmaps, geo, hashes, keys, lcs, lists, sets, sort, strings, zsets
 from cairn.store.commands.define import ALL_SHARDS as _ALL
 from cairn.store.commands.define import K1 as _K1
 from cairn.store.commands.define import KALL as _KALL
@@ -25,6 +25,7 @@ from cairn.store.commands.define import cmd as _cmd
 from cairn.store.commands.spec import CommandSpec
 
 _ON_KEYS = "O(N) where N is the number of keys given"
+_SORT_COST = "O(N+M*log(M)) in the elements N and the elements returned M"
 _SWF = "@write @string @fast"
 _SWS = "@write @string @slow"
 _SRF = "@read @string @fast"
@@ -182,6 +183,24 @@ _STRING_COMMANDS = (
         _SWS,
         strings.cmd_setrange,
     ),
+    _cmd(
+        "substr",
+        4,
+        _R,
+        _K1,
+        _s("1.0.0", "Read a substring (GETRANGE's old name).", "O(N) in the length read"),
+        "@read @string @slow",
+        strings.cmd_substr,
+    ),
+    _cmd(
+        "lcs",
+        -3,
+        _R,
+        (1, 2, 1),
+        _s("7.0.0", "The longest common subsequence of two strings.", "O(N*M) in the lengths"),
+        "@read @string @slow",
+        lcs.cmd_lcs,
+    ),
 )
 
 _GENERIC_COMMANDS = (
@@ -304,6 +323,44 @@ _GENERIC_COMMANDS = (
         _g("1.0.0", "Rename a key if the target is absent.", "O(N) in the elements of the value"),
         _KWF,
         keys.cmd_renamenx,
+    ),
+    _cmd(
+        "copy",
+        -3,
+        _WD,
+        (1, 2, 1),
+        _g("6.2.0", "Copy a key's value to another key.", "O(N) in the elements of the value"),
+        "@keyspace @write @slow",
+        keys.cmd_copy,
+    ),
+    _cmd(
+        "object",
+        -2,
+        _R,
+        (2, 2, 1),
+        _g("2.2.3", "Inspect a key's value: encoding, refcount, idle time, frequency."),
+        "@keyspace @read @slow",
+        keys.cmd_object,
+        ("nondeterministic_output",),
+    ),
+    _cmd(
+        "sort",
+        -2,
+        _WD,
+        _K1,
+        _g("1.0.0", "Sort a list, set or sorted set, or store the result.", _SORT_COST),
+        "@write @set @sortedset @list @slow @dangerous",
+        sort.cmd_sort,
+        key_finder=sort.sort_keys,
+    ),
+    _cmd(
+        "sort_ro",
+        -2,
+        _R,
+        _K1,
+        _g("7.0.0", "Sort a list, set or sorted set.", _SORT_COST),
+        "@read @set @sortedset @list @slow @dangerous",
+        sort.cmd_sort_ro,
     ),
     _cmd(
         "keys",
@@ -512,6 +569,11 @@ COMMANDS: dict[str, CommandSpec] = {
         *_STRING_COMMANDS,
         *_GENERIC_COMMANDS,
         *_HASH_COMMANDS,
+        *geo.COMMANDS,
+        *sets.COMMANDS,
+        *zsets.COMMANDS,
+        *bitmaps.COMMANDS,
+        *lists.COMMANDS,
     )
 }
 """Every client-visible command the store executes, by lowercase name."""
