@@ -5,12 +5,14 @@ Theory of operation. `ChaosRun.run()`:
 1. sets up the network (namespaces if `ip netns add` works, else loopback proxies; the
    choice is stated in the result), writes the configs and starts N `cairn server`
    processes with failpoints enabled, and waits for a leader;
-2. starts the workloads (register, set, counter: worker threads recording histories);
+2. starts the workloads (register, set, counter, queue: worker threads recording
+   histories);
 3. injects the faults of `faults.schedule(seed, ...)` one at a time, healing each after
    its duration, and records each as a `FaultRecord` (target, times, what was observed);
 4. heals everything, restarts every node, lets the clients run a few more seconds, stops
-   them and reads the final state of the set and the counter;
-5. checks every history (linearizability for the register, the set and counter rules)
+   them and reads the final state of the set and the counter, and drains the queues;
+5. checks every history (linearizability for the register, the set, counter and queue
+   rules)
    and writes the histories (JSON lines), `faults.json`, `summary.json` and `report.html`.
 
 Everything the run creates (processes, proxies, namespaces) is removed in a `finally`
@@ -42,6 +44,7 @@ from cairn.chaos.network import LoopbackNetwork, NetnsNetwork, Network, netns_av
 from cairn.chaos.workload import (
     CheckResult,
     CounterWorkload,
+    QueueWorkload,
     RegisterWorkload,
     SetWorkload,
     Workload,
@@ -49,7 +52,7 @@ from cairn.chaos.workload import (
 from cairn.check.history import OpType, write_jsonl
 from cairn.runtime.plants import PLANT_ENV, restore_power_loss_image
 
-WORKLOADS = ("register", "set", "counter")
+WORKLOADS = ("register", "set", "counter", "queue")
 SKEW_RANGE = (0.02, 0.08)
 """Clock-skew rates stay inside the lease's drift margin (5 of 40 election ticks)."""
 
@@ -96,7 +99,7 @@ class ChaosResult:
 
     @property
     def lost(self) -> int:
-        """Acknowledged writes missing from the final state (set and counter)."""
+        """Acknowledged writes missing from the final state (set, counter, queue)."""
         return sum(c.lost for c in self.checks)
 
     @property
@@ -230,6 +233,7 @@ class ChaosRun:
             "register": lambda: RegisterWorkload(endpoints, cfg.workers, seed=cfg.seed),
             "set": lambda: SetWorkload(endpoints, cfg.workers, seed=cfg.seed + 1),
             "counter": lambda: CounterWorkload(endpoints, cfg.workers, seed=cfg.seed + 2),
+            "queue": lambda: QueueWorkload(endpoints, cfg.workers, seed=cfg.seed + 3),
         }
         for name in cfg.workloads:
             workload = makers[name]()

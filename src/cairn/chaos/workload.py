@@ -10,7 +10,7 @@ events, monotonic nanoseconds). The outcome rules follow what the node's replies
   which the worker continues as a new process (Jepsen's rule); a read that fails is
   simply FAIL (it changed nothing).
 
-Three workloads, each with the check its data type allows:
+Four workloads, each with the check its data type allows:
 
 - `RegisterWorkload`: get, put (SET) and append (APPEND) on a few keys; the history is
   checked for linearizability by `cairn.check`.
@@ -21,6 +21,10 @@ Three workloads, each with the check its data type allows:
 - `CounterWorkload`: INCR on one key and reads (GET). A read must lie between the
   increments acknowledged before it started and those invoked before it returned (ok or
   unknown); so must the final value.
+- `QueueWorkload`: producers LPUSH unique values on a few list keys, consumers take them
+  with BRPOP (short timeout) or RPOP; after the run each list is drained with LRANGE. The
+  history and the final lists are checked by `cairn.check.queue`: no value delivered
+  twice, nothing delivered that was not sent, no acknowledged value lost, FIFO.
 """
 
 from __future__ import annotations
@@ -449,3 +453,72 @@ def _counter_regression(incrs: list[Interval]) -> tuple[int, str]:
                 f"at least {worst} acknowledged increments vanished"
             )
     return worst, text
+
+
+@dataclass
+class QueueWorkload(Workload):
+    """Producers LPUSH unique values (`worker-n`) on `keys`, consumers BRPOP (waiting at
+    most `block` seconds) or, one time in four, RPOP; checked by `cairn.check.queue`.
+
+    Even workers produce, odd workers consume; workers 2k and 2k+1 share the key
+    `keys[k % len(keys)]`, one queue per producer group. The keys lie in different slots,
+    so a cluster with several regions serves them from several. `block` plus the node's
+    request timeout (2 s in chaos runs) stays under the client's `timeout`: a BRPOP whose
+    attempt is in flight when its wait ends is answered late, not dropped, and an answer
+    the client gave up on would count as unknown.
+
+    Producers rest for the last `rest` seconds of every `period`: the queues empty, the
+    consumers wait in BRPOP and the next LPUSH must wake them (the node's wake-up path),
+    rather than always finding a backlog.
+    """
+
+    keys: Sequence[str] = ("queue:a", "queue:b")
+    block: float = 0.5
+    rpop_ratio: float = 0.25
+    period: float = 5.0
+    rest: float = 1.5
+    _origin: float = field(default_factory=time.monotonic)
+
+    name = "queue"
+    replies = frozenset({"brpop", "rpop"})
+
+    def _next_op(self, worker: int, n: int, rng: random.Random) -> tuple[str, str, object]:
+        key = self.keys[(worker // 2) % len(self.keys)]
+        if worker % 2 == 0:
+            self._rest_if_due()
+            return "lpush", key, f"{worker}-{n}"
+        return ("rpop" if rng.random() < self.rpop_ratio else "brpop"), key, None
+
+    def _rest_if_due(self) -> None:
+        """Sleep out the rest of the period's resting time, if it has begun."""
+        into = (time.monotonic() - self._origin) % self.period
+        if into >= self.period - self.rest and not self._stop.is_set():
+            self._stop.wait(self.period - into)
+
+    def _call(self, client: redis.Redis, f: str, key: str, value: object) -> object:
+        if f == "lpush":
+            return client.lpush(key, str(value))
+        if f == "rpop":
+            return client.rpop(key)
+        popped = client.brpop([key], timeout=self.block)
+        return None if popped is None else popped[1]
+
+    def final_read(self, client: redis.Redis) -> object:
+        """What is left in each queue after the run (LRANGE key 0 -1, left to right)."""
+        return {key: list(client.lrange(key, 0, -1)) for key in self.keys}
+
+    def check(self, final: object) -> CheckResult:
+        """The queue rules of `cairn.check.queue` on the history and the drained lists."""
+        from cairn.check.queue import check_queue
+
+        finals = final if isinstance(final, dict) else None
+        verdict = check_queue(self.history.snapshot(), finals)
+        anomalies = [a.text for a in verdict.anomalies]
+        if finals is None:
+            anomalies.append("the final drain (LRANGE) failed: losses not checked")
+        details = verdict.stats.describe()
+        if len(anomalies) > 20:
+            details += f"; {len(anomalies)} anomalies in all (20 shown)"
+        return CheckResult(
+            self.name, not anomalies, tuple(anomalies[:20]), verdict.stats.lost, details
+        )
