@@ -509,12 +509,13 @@ def markdown(rows: list[Row], argv: list[str], started: str, host: str, etcd_how
     return "\n".join(lines)
 
 
-def write_doc(section: str) -> None:
-    """Replace the generated section of docs/benchmarks.md (or append one)."""
+def write_doc(section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the generated section of docs/benchmarks.md between `begin` and `end` (or
+    append one)."""
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
         text = head + section + tail
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"

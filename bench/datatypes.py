@@ -48,9 +48,9 @@ from compare import (
     start_cairn,
     start_redis,
     versions,
+    write_doc,
 )
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- datatypes.py:begin -->", "<!-- datatypes.py:end -->"
 TESTS = (
     "set",
@@ -188,17 +188,6 @@ def markdown(rows: list[Row], large: list[list[str]], argv: list[str], started: 
     return "\n".join(lines)
 
 
-def write_doc(section: str) -> None:
-    """Replace the generated section of docs/benchmarks.md (or append one)."""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        text = head + section + rest.partition(END)[2]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
-
-
 def main() -> None:
     """Parse the options, run, print and record."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -228,7 +217,7 @@ def main() -> None:
             section = markdown(rows, large, sys.argv[1:], started)
             console.print(section)
             if not args.no_doc:
-                write_doc(section)
+                write_doc(section, BEGIN, END)
     finally:
         if cluster is not None:
             cluster.stop()

@@ -13,6 +13,7 @@ region's total and per-slot counts, updated in the same batch as the key itself)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cairn.store.keyspace import KeyspaceReader, WriteBatch
@@ -30,6 +31,9 @@ from cairn.store.layout import (
 )
 from cairn.store.scope import WHOLE_KEYSPACE, Scope
 from cairn.store.slot import key_slot
+
+_Scan = Callable[[bytes, bytes | None, int | None], list[tuple[bytes, bytes]]]
+"""A keyspace walk, forwards (`scan`) or backwards (`rscan`)."""
 
 
 class ReadOnlyError(Exception):
@@ -175,11 +179,7 @@ class Db:
     ) -> list[tuple[bytes, bytes]]:
         """Sub-records of `key` with `start <= field < end` (`end` None: no bound) and
         their values, in field byte order."""
-        prefix = field_prefix(key)
-        skip = len(prefix)
-        stop = prefix_end(prefix) if end is None else prefix + end
-        rows = self._reader.scan(prefix + start, stop, limit)
-        return [(internal[skip:], value) for internal, value in rows]
+        return self._walk(self._reader.scan, key, start, limit, end)
 
     def fields_reversed(
         self,
@@ -189,11 +189,16 @@ class Db:
         end: bytes | None = None,
     ) -> list[tuple[bytes, bytes]]:
         """Like `fields`, in descending field order (the last ones first)."""
+        return self._walk(self._reader.rscan, key, start, limit, end)
+
+    @staticmethod
+    def _walk(
+        scan: _Scan, key: bytes, start: bytes, limit: int | None, end: bytes | None
+    ) -> list[tuple[bytes, bytes]]:
         prefix = field_prefix(key)
         skip = len(prefix)
         stop = prefix_end(prefix) if end is None else prefix + end
-        rows = self._reader.rscan(prefix + start, stop, limit)
-        return [(internal[skip:], value) for internal, value in rows]
+        return [(internal[skip:], value) for internal, value in scan(prefix + start, stop, limit)]
 
     # -- internals ----------------------------------------------------------------------
 
