@@ -270,9 +270,13 @@ def test_keyless_commands_fan_out_to_every_region() -> None:
     assert merge(random_key, [NULL, NULL]) == NULL
 
 
-def test_scan_over_several_regions_is_refused_for_now() -> None:
-    decision = decide(b"SCAN", b"0")
-    assert isinstance(decision, Refuse) and decision.reply.message.startswith("ERR SCAN")
+def test_scan_goes_to_the_region_holding_its_cursor() -> None:
+    assert decide(b"SCAN", b"0") == Local(R1), "cursor 0 starts at slot 0"
+    assert decide(b"SCAN", b"8191", b"COUNT", b"5") == Local(R1)
+    assert decide(b"SCAN", b"8192") == Forward(R2, 2), "a slot cursor names its slot"
+    after_foo = int.from_bytes(b"\x01" + key_slot(b"foo").to_bytes(2, "big") + b"foo", "big")
+    assert decide(b"SCAN", str(after_foo).encode()) == Forward(R2, 2)
+    assert decide(b"SCAN", b"notanumber") == Local(R1), "region 1 answers the cursor error"
 
 
 # -- awareness ----------------------------------------------------------------------------

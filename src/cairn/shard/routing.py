@@ -60,6 +60,7 @@ from dataclasses import dataclass, replace
 from cairn.resp.reply import NULL, OK, Array, ErrorReply, Integer, NullBulk, Reply
 from cairn.shard.region import Region
 from cairn.shard.topology import LAYOUT_SUBCOMMANDS, NodeAddress, Topology
+from cairn.store.commands.scan import cursor_range_key
 from cairn.store.commands.spec import CommandSpec
 from cairn.store.slot import key_slot
 
@@ -358,19 +359,38 @@ def _route_keyless(
     policy: RoutingPolicy,
 ) -> Decision:
     """A keyless command reads or clears the whole keyspace: every region, or refused when
-    its replies cannot be combined (SCAN's cursor names one region's position)."""
+    its replies cannot be combined. SCAN goes to the one region holding its cursor's
+    position, which answers up to its own end (see `cairn.store.commands.scan`)."""
     regions = topology.regions
     gaps = topology.gap_slot()
     if gaps is not None:
         return NoRoute(gaps)
     if len(regions) == 1:
         return _target(regions[0], spec, topology, client, policy)
+    if spec.name == "scan":
+        return _route_scan(argv, spec, topology, client, policy)
     merge = _KEYLESS_MERGE.get(spec.name)
     if merge is None:
         name = spec.name.upper()
         return Refuse(ErrorReply(f"ERR {name} over more than one region is not supported yet"))
     parts = tuple(Part(_target(r, spec, topology, client, policy), tuple(argv)) for r in regions)
     return Fanout(parts, merge)
+
+
+def _route_scan(
+    argv: Sequence[bytes],
+    spec: CommandSpec,
+    topology: Topology,
+    client: ClientRouting,
+    policy: RoutingPolicy,
+) -> Decision:
+    position = cursor_range_key(argv[1])
+    if position is None:  # an invalid cursor: any region answers Redis's error
+        return _target(topology.regions[0], spec, topology, client, policy)
+    region = topology.map.locate(position)
+    if region is None:
+        return NoRoute(int.from_bytes(position[:2], "big"))
+    return _target(region, spec, topology, client, policy)
 
 
 # -- merging ----------------------------------------------------------------------------
