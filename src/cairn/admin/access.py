@@ -150,7 +150,7 @@ def is_loopback(host: str) -> bool:
 def log_change(request: web.Request, status: int) -> None:
     """Log a state change (or a refused one): what, the answer, who and from where."""
     holder = request.get(_HOLDER_KEY)
-    who = f"token {holder.describe()}" if holder is not None else "no valid token"
+    who = f"token {holder.describe()}" if holder is not None else "a client not authenticated"
     level = logging.INFO if status < 400 else logging.WARNING
     log.log(
         level,
