@@ -1,23 +1,28 @@
 """Shared by the admin and ctl tests: a populated placement driver, sources, a live server.
 
 `served` runs a real `AdminServer` on 127.0.0.1 (port 0) in an event loop on a background
-thread, so blocking clients (`AdminClient`, click's CliRunner) can talk to it from the test.
+thread, so blocking clients (`AdminClient`, click's CliRunner) can talk to it from the test;
+it knows an admin and a read-only token, and `http` sends the admin one unless told not to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from cairn.admin import AdminServer, AdminSource, PlacementSource
+from cairn.admin.access import Access
 from cairn.admin.metrics import MetricsSnapshot, RegionMetrics
 from cairn.admin.node_source import StaticLayoutSource, topology_views
+from cairn.admin.tokens import Role, TokenEntry, digest, write_tokens
 from cairn.admin.views import NodeView, RegionView
 from cairn.placement import PlacementDriver
 from cairn.placement.model import RegionReport
@@ -110,11 +115,37 @@ def static_topology(down: tuple[int, ...] = (), leader: int | None = 1) -> Topol
     return Topology([region(1, [1, 2, 3], b"", b"")], leaders, nodes, 1, "static", down=down)
 
 
+ADMIN_TOKEN = "cairn_test-admin-token"
+READ_TOKEN = "cairn_test-read-token"
+
+
+def write_test_tokens(path: Path) -> Path:
+    """A tokens file at `path` holding `ADMIN_TOKEN` (id "adm") and `READ_TOKEN` ("rd")."""
+    write_tokens(
+        path,
+        (
+            TokenEntry("adm", "test admin", Role.ADMIN, digest(ADMIN_TOKEN), 0),
+            TokenEntry("rd", "test reader", Role.READ, digest(READ_TOKEN), 0),
+        ),
+    )
+    return path
+
+
 @contextmanager
-def served(source: AdminSource, token: str | None = None) -> Iterator[str]:
-    """A live admin server over `source`; yields its `host:port`."""
+def served(source: AdminSource, access: Access | None = None) -> Iterator[str]:
+    """A live admin server over `source` (by default knowing `ADMIN_TOKEN` and
+    `READ_TOKEN`); yields its `host:port`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if access is None:
+            access = Access.open(write_test_tokens(Path(tmp) / "tokens.json"))
+        with _serving(source, access) as address:
+            yield address
+
+
+@contextmanager
+def _serving(source: AdminSource, access: Access) -> Iterator[str]:
     loop = asyncio.new_event_loop()
-    server = AdminServer(source, "127.0.0.1", 0, token=token)
+    server = AdminServer(source, "127.0.0.1", 0, access=access)
     thread = threading.Thread(target=loop.run_forever, name="admin-server", daemon=True)
     thread.start()
     try:
@@ -129,10 +160,20 @@ def served(source: AdminSource, token: str | None = None) -> Iterator[str]:
 
 
 def http(
-    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    token: str | None = ADMIN_TOKEN,
 ) -> tuple[int, str, Any]:
-    """(status, content type, decoded JSON or text) of one request, errors included."""
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    """(status, content type, decoded JSON or text) of one request, errors included.
+
+    As `cairn ctl` does, it sends `token` as the bearer token and, but for GET and HEAD,
+    `Content-Type: application/json`; `headers` override both."""
+    sent = {} if token is None else {"Authorization": f"Bearer {token}"}
+    if method not in ("GET", "HEAD"):
+        sent["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=body, method=method, headers=sent | (headers or {}))
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             status, ctype, raw = response.status, response.headers["Content-Type"], response.read()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from admin_support import region
+from admin_support import ADMIN_TOKEN, region, write_test_tokens
 
 from cairn.admin import AdminClient, AdminServer, NodeAdminSource
+from cairn.admin.access import Access
 from cairn.admin.client import ApiError
 from cairn.admin.health import problems
 from cairn.admin.node_source import topology_views
@@ -70,12 +71,13 @@ def test_a_running_node_through_its_admin_server(tmp_path: Path) -> None:
     async def main() -> None:
         node = Node(one_node_config(tmp_path))
         await node.start()
-        server = AdminServer(NodeAdminSource(node), "127.0.0.1", 0)
+        access = Access.open(write_test_tokens(tmp_path / "tokens.json"))
+        server = AdminServer(NodeAdminSource(node), "127.0.0.1", 0, access=access)
         try:
             while not node.leads_first_region():
                 await asyncio.sleep(0.01)
             await server.start()
-            client = AdminClient(["{}:{}".format(*server.address)])
+            client = AdminClient(["{}:{}".format(*server.address)], token=ADMIN_TOKEN)
             status = await asyncio.to_thread(client.status)
             assert (status.cluster_id, status.answered_by) == ("solo", 1)
             assert status.placement_running is False and status.health is Health.OK

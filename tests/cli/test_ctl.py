@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "admin"))
 
 from admin_support import (
+    ADMIN_TOKEN,
     T0,
     StaticSource,
     placement_source,
@@ -53,8 +54,11 @@ def dead_endpoint() -> str:
         return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
-def ctl(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(main, ["ctl", *args], env={"COLUMNS": "200", **(env or {})})
+def ctl(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    """`cairn ctl ARGS` with the test servers' admin token in the environment (as a user
+    with $CAIRN_ADMIN_TOKEN set) unless `env` says otherwise."""
+    base: dict[str, str | None] = {"COLUMNS": "200", "CAIRN_ADMIN_TOKEN": ADMIN_TOKEN}
+    return CliRunner().invoke(main, ["ctl", *args], env=base | (env or {}))
 
 
 def test_status_table(endpoint: str) -> None:
@@ -214,9 +218,14 @@ def test_a_malformed_endpoint_exits_2() -> None:
     assert "a port is needed" in result.output
 
 
-def test_a_token_is_sent(driver: PlacementDriver) -> None:
-    with served(placement_source(driver), token="t0k") as address:
-        refused = ctl("-e", address, "status")
-        assert refused.exit_code == 1 and "HTTP 401" in refused.output
-        assert ctl("-e", address, "--token", "t0k", "status").exit_code == 0
-        assert ctl("-e", address, "status", env={"CAIRN_ADMIN_TOKEN": "t0k"}).exit_code == 0
+def test_a_token_is_sent(driver: PlacementDriver, tmp_path: Path) -> None:
+    with served(placement_source(driver)) as address:
+        refused = ctl("-e", address, "status", env={"CAIRN_ADMIN_TOKEN": None})
+        assert refused.exit_code == 2 and "HTTP 401" in refused.output
+        assert "--token" in refused.output
+        no_env = {"CAIRN_ADMIN_TOKEN": None}
+        assert ctl("-e", address, "--token", ADMIN_TOKEN, "status", env=no_env).exit_code == 0
+        assert ctl("-e", address, "status", env={"CAIRN_ADMIN_TOKEN": ADMIN_TOKEN}).exit_code == 0
+        (tmp_path / "t").write_text(ADMIN_TOKEN + "\n")
+        by_file = ctl("-e", address, "--token-file", str(tmp_path / "t"), "status", env=no_env)
+        assert by_file.exit_code == 0, by_file.output

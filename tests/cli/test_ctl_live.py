@@ -21,7 +21,7 @@ def test_ctl_and_metrics_on_a_live_cluster(tmp_path: Path) -> None:
     with running_cluster(tmp_path) as cluster:
         leader = cluster.wait_for_leader()
         endpoints = [f"{HOST}:{s.admin_port}" for s in cluster.specs]
-        args = [a for e in endpoints for a in ("-e", e)]
+        args = [a for e in endpoints for a in ("-e", e)] + ["--token", str(cluster.admin_token)]
         runner = CliRunner()
         result = runner.invoke(main, ["ctl", *args, "--json", "status"])
         assert result.exit_code == 0, result.output
@@ -39,6 +39,8 @@ def test_ctl_and_metrics_on_a_live_cluster(tmp_path: Path) -> None:
         result = runner.invoke(main, ["ctl", *args, "--json", "status"])
         assert result.exit_code == 0, result.output
         port = cluster.specs[1].admin_port
-        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as response:
+        bearer = {"Authorization": f"Bearer {cluster.admin_token}"}
+        scrape = urllib.request.Request(f"http://{HOST}:{port}/metrics", headers=bearer)
+        with urllib.request.urlopen(scrape, timeout=5) as response:
             text = response.read().decode()
         assert "cairn_raft_term" in text and 'node="2"' in text

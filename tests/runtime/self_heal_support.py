@@ -44,7 +44,8 @@ def healing_cluster(
 
 def admin(cluster: LocalCluster) -> AdminClient:
     """An admin client over every node's endpoint."""
-    return AdminClient([f"{HOST}:{s.admin_port}" for s in cluster.specs], timeout=2)
+    endpoints = [f"{HOST}:{s.admin_port}" for s in cluster.specs]
+    return AdminClient(endpoints, token=cluster.admin_token, timeout=2)
 
 
 def driver_regions(cluster: LocalCluster) -> list[RegionView] | None:

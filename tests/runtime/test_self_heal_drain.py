@@ -25,6 +25,7 @@ def test_a_drained_node_ends_with_no_replica_under_load(tmp_path: Path) -> None:
         try:
             time.sleep(1.0)
             endpoints = [a for s in cluster.specs for a in ("-e", f"{HOST}:{s.admin_port}")]
+            endpoints += ["--token", str(cluster.admin_token)]
             result = CliRunner().invoke(main, ["ctl", *endpoints, "node", "drain", str(drained)])
             assert result.exit_code == 0, result.output
             started = time.monotonic()

@@ -40,6 +40,7 @@ def test_a_node_killed_for_good_is_repaired_under_load(tmp_path: Path) -> None:
             load.stop()
         load.verify()
         endpoints = [a for s in cluster.specs for a in ("-e", f"{HOST}:{s.admin_port}")]
+        endpoints += ["--token", str(cluster.admin_token)]
         runner = CliRunner()
         result = runner.invoke(main, ["ctl", *endpoints, "--json", "events", "--limit", "1000"])
         assert result.exit_code == 0, result.output

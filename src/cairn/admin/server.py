@@ -8,10 +8,12 @@ region, 501 placement driver not running, 503 node not ready); an unknown path o
 404/405; anything else is logged and answered 500 without internals. Input is checked
 before the source is called, so bad input is a 400 whatever the source could do.
 
-With a `token`, every request must carry `Authorization: Bearer <token>`: the API can
-drain nodes and change placement, so a node with a password protects it with the same.
-The server binds where it is told (the node's `admin_addr`); port 0 picks a free port,
-which `address` reports once started.
+Every request is checked by `cairn.admin.access` before its handler: a bearer token of
+the node's token file (`cairn.admin.tokens`; role `read` or `admin`), no foreign `Origin`,
+and for a state change `Content-Type: application/json` and an admin token (401, 403, 415
+otherwise). State changes are logged with who asked and from where. The server binds where
+it is told (the node's `admin_addr`); port 0 picks a free port, which `address` reports
+once started; bound beyond loopback with no token configured, it does not start.
 
 Routes (see docs/admin.md):
 
@@ -26,7 +28,6 @@ Routes (see docs/admin.md):
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -36,12 +37,12 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from cairn.admin import metrics as prom
+from cairn.admin.access import Access, log_change
 from cairn.admin.source import (
     AdminError,
     AdminSource,
     BadRequestError,
     NotFoundError,
-    UnauthorizedError,
 )
 from cairn.admin.views import (
     ActionResult,
@@ -220,26 +221,35 @@ async def get_metrics(request: web.Request) -> web.Response:
 # -- middleware -------------------------------------------------------------------------
 
 
-def _errors_middleware(token: str | None) -> Middleware:
+def _errors_middleware(access: Access) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        try:
-            if token is not None:
-                _check_token(request, token)
-            return await handler(request)
-        except AdminError as exc:
-            return _json(error_body(exc.status, exc.code, str(exc)), exc.status)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            message = f"{request.method} {request.path}: {exc.reason}"
-            return _json(error_body(exc.status, _http_code(exc.status), message), exc.status)
-        except Exception:
-            log.exception("admin request %s %s failed", request.method, request.path)
-            message = "internal error (see the node's log)"
-            return _json(error_body(500, "internal", message), 500)
+        response = await _answer(request, handler, access)
+        if request.method not in ("GET", "HEAD"):
+            log_change(request, response.status)
+        return response
 
     return middleware
+
+
+async def _answer(request: web.Request, handler: _Handler, access: Access) -> web.StreamResponse:
+    try:
+        access.check(request)
+        return await handler(request)
+    except AdminError as exc:
+        response = _json(error_body(exc.status, exc.code, str(exc)), exc.status)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="cairn-admin"'
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = f"{request.method} {request.path}: {exc.reason}"
+        return _json(error_body(exc.status, _http_code(exc.status), message), exc.status)
+    except Exception:
+        log.exception("admin request %s %s failed", request.method, request.path)
+        message = "internal error (see the node's log)"
+        return _json(error_body(500, "internal", message), 500)
 
 
 def _http_code(status: int) -> str:
@@ -247,16 +257,10 @@ def _http_code(status: int) -> str:
     return codes.get(status, "bad-request" if status < 500 else "internal")
 
 
-def _check_token(request: web.Request, token: str) -> None:
-    given = request.headers.get("Authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.encode()):
-        raise UnauthorizedError("this admin API needs 'Authorization: Bearer <token>'")
-
-
-def make_app(source: AdminSource, token: str | None = None) -> web.Application:
-    """The aiohttp application answering the admin API from `source`."""
-    app = web.Application(middlewares=[_errors_middleware(token)], client_max_size=MAX_BODY_BYTES)
+def make_app(source: AdminSource, access: Access) -> web.Application:
+    """The aiohttp application answering the admin API from `source`, to whom `access`
+    lets in."""
+    app = web.Application(middlewares=[_errors_middleware(access)], client_max_size=MAX_BODY_BYTES)
     app[_SOURCE_KEY] = source
     app.router.add_get("/", index)
     app.router.add_get("/v1", index)
@@ -275,16 +279,17 @@ def make_app(source: AdminSource, token: str | None = None) -> web.Application:
 class AdminServer:
     """The admin API of one node, listening on `host:port` between `start` and `stop`."""
 
-    def __init__(
-        self, source: AdminSource, host: str, port: int, *, token: str | None = None
-    ) -> None:
+    def __init__(self, source: AdminSource, host: str, port: int, *, access: Access) -> None:
         self.host = host
         self.port = port
-        self.app = make_app(source, token)
+        self.access = access
+        self.app = make_app(source, access)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        """Bind and serve (an `OSError` if the address is taken)."""
+        """Bind and serve (an `OSError` if the address is taken, `AdminStartError` if the
+        protected mode refuses: beyond loopback with no token)."""
+        self.access.check_start(self.host, self.port)
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)

@@ -34,10 +34,26 @@ class BadRequestError(AdminError):
 
 
 class UnauthorizedError(AdminError):
-    """The request lacks the admin token the server was configured with (HTTP 401)."""
+    """The request carries no admin token, or one the node does not know (HTTP 401)."""
 
     status = 401
     code = "unauthorized"
+
+
+class ForbiddenError(AdminError):
+    """The token may not do this (a read-only token asking for a state change), or the
+    request comes from a web page of another origin (HTTP 403)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class UnsupportedMediaTypeError(AdminError):
+    """A state change whose body is not declared `application/json` (HTTP 415): what a
+    cross-origin HTML form can send (text/plain, urlencoded, multipart) is refused."""
+
+    status = 415
+    code = "unsupported-media-type"
 
 
 class NotFoundError(AdminError):

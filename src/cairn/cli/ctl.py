@@ -4,12 +4,15 @@
     cairn ctl events [--since N] [--follow]     what the placement driver decided, and why
     cairn ctl node drain ID [--reason TEXT]     move everything off a node
     cairn ctl placement set --replicas N --zone-label L [--range START END REPLICAS ...]
+    cairn ctl token create --role read|admin | list | revoke ID   the admin tokens file
 
 Endpoints (`--endpoint`, repeatable or comma-separated, or `CAIRN_ADMIN`) are tried in
-turn until one answers. Tables are for people; `--json` prints the API's JSON for scripts
-(with `events --follow`, one event per line). Exit status: 0 done, 1 the cluster refused
-(for instance 501 while the placement driver does not run), 2 bad arguments or no endpoint
-reachable.
+turn until one answers. The bearer token is `--token`, else `CAIRN_ADMIN_TOKEN`, else the
+first line of `--token-file` (or `CAIRN_ADMIN_TOKEN_FILE`), else of `cairn-data/admin.token`
+(a default `cairn dev` cluster's) when it exists. Tables are for people; `--json` prints
+the API's JSON for scripts (with `events --follow`, one event per line). Exit status: 0
+done, 1 the cluster refused (for instance 501 while the placement driver does not run),
+2 bad arguments, no endpoint reachable, or no valid token (401) or not allowed (403).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -33,6 +37,15 @@ from cairn.admin.client import (
     UnreachableError,
 )
 from cairn.admin.render import event_line, nodes_table, regions_table, status_table
+from cairn.admin.tokens import (
+    DEV_TOKEN_FILE,
+    DEV_TOKENS_FILE,
+    Role,
+    TokenFileError,
+    create_token,
+    read_tokens,
+    revoke_token,
+)
 from cairn.admin.views import SchemaError, event_from_json, event_to_json, rules_to_json
 from cairn.placement.model import InvalidRulesError, PlacementRules, RangeRule
 from cairn.shard.region import slot_bound
@@ -40,6 +53,10 @@ from cairn.store.slot import SLOT_COUNT
 
 ENDPOINT_ENV = "CAIRN_ADMIN"
 TOKEN_ENV = "CAIRN_ADMIN_TOKEN"
+TOKEN_FILE_ENV = "CAIRN_ADMIN_TOKEN_FILE"
+DEV_TOKEN_PATH = Path("cairn-data") / DEV_TOKEN_FILE
+"""The admin token of a `cairn dev` cluster in its default data directory."""
+MAX_TOKEN_FILE_BYTES = 4096
 
 _sleep: Callable[[float], None] = time.sleep
 """How `events --follow` waits between polls (replaced by the tests)."""
@@ -70,6 +87,14 @@ def _endpoints(given: tuple[str, ...]) -> list[str]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of tables.")
 @click.option("--token", envvar=TOKEN_ENV, default=None, help=f"Admin token (or ${TOKEN_ENV}).")
+@click.option(
+    "--token-file",
+    envvar=TOKEN_FILE_ENV,
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"A file whose first line is the admin token (or ${TOKEN_FILE_ENV}; default "
+    f"{DEV_TOKEN_PATH} when it exists).",
+)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
 @click.pass_context
 def ctl(
@@ -77,14 +102,34 @@ def ctl(
     endpoints: tuple[str, ...],
     as_json: bool,
     token: str | None,
+    token_file: Path | None,
     timeout: float,
 ) -> None:
     """Inspect and steer a running cluster through its admin API."""
+    if token is None:
+        token = _token_from_file(token_file)
     try:
         client = AdminClient(_endpoints(endpoints), token=token, timeout=timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--endpoint") from None
     ctx.obj = _Ctl(client, as_json, Console(soft_wrap=True))
+
+
+def _token_from_file(path: Path | None) -> str | None:
+    """The first line of `path`, or of the dev cluster's token file when none is given."""
+    if path is None:
+        if not DEV_TOKEN_PATH.is_file():
+            return None
+        path = DEV_TOKEN_PATH
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_TOKEN_FILE_BYTES)
+        text = raw.decode().splitlines()[0].strip() if raw.strip() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--token-file") from None
+    if not text:
+        raise click.BadParameter(f"{path} holds no token", param_hint="--token-file")
+    return text
 
 
 _json_option = click.option(
@@ -111,9 +156,22 @@ def _call(action: Callable[[], Any]) -> Any:
     except UnreachableError as exc:
         _fail(2, str(exc))
     except ApiError as exc:
-        _fail(2 if exc.status == 400 else 1, str(exc))
+        _fail(2 if exc.status in (400, 401, 403) else 1, _explain(exc))
     except AdminClientError as exc:
         _fail(1, str(exc))
+
+
+def _explain(exc: ApiError) -> str:
+    """The server's refusal, with what to do about a missing or weak token."""
+    if exc.status == 401:
+        return (
+            f"{exc}; give an admin token with --token, ${TOKEN_ENV} or --token-file "
+            f"(a `cairn dev` cluster's is <data-dir>/{DEV_TOKEN_FILE}; "
+            "new ones: cairn ctl token create)"
+        )
+    if exc.status == 403 and exc.message.startswith("token "):
+        return f"{exc}; use a token of role admin"
+    return str(exc)
 
 
 def _print_json(doc: Any) -> None:
@@ -304,3 +362,75 @@ def placement_set(
         _print_json(_call(lambda: state.client.request("POST", "/v1/placement", body)))
         return
     state.console.print(_call(lambda: state.client.set_placement(rules)))
+
+
+# -- tokens -----------------------------------------------------------------------------
+
+TOKENS_FILE_ENV = "CAIRN_ADMIN_TOKENS_FILE"
+DEV_TOKENS_PATH = Path("cairn-data") / DEV_TOKENS_FILE
+
+_tokens_file_option = click.option(
+    "--file",
+    "path",
+    envvar=TOKENS_FILE_ENV,
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEV_TOKENS_PATH,
+    show_default=True,
+    help=f"The tokens file a node's admin_tokens_file names (or ${TOKENS_FILE_ENV}).",
+)
+
+
+@ctl.group("token")
+def token_group() -> None:
+    """Create, list and revoke admin tokens (in a node's tokens file, on this machine:
+    copy the file to every node; nodes notice the change on their next request)."""
+
+
+@token_group.command("create")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--name", default="", help="What the token is for (shown by list and in logs).")
+@_tokens_file_option
+def token_create(role: str, name: str, path: Path) -> None:
+    """Add a token and print it, once: only its SHA-256 is stored."""
+    try:
+        secret, entry = create_token(path, Role(role), name)
+    except (TokenFileError, OSError) as exc:
+        _fail(2, str(exc))
+    click.echo(secret)
+    click.echo(f"token {entry.describe()}, role {entry.role}, added to {path}", err=True)
+
+
+@token_group.command("list")
+@_json_option
+@_tokens_file_option
+@click.pass_context
+def token_list(ctx: click.Context, as_json: bool, path: Path) -> None:
+    """The tokens of the file: id, name, role, when created (never the token)."""
+    as_json = _ctl(ctx, as_json).json
+    try:
+        entries = read_tokens(path)
+    except TokenFileError as exc:
+        _fail(2, str(exc))
+    if as_json:
+        rows = [
+            {"id": e.id, "name": e.name, "role": e.role.value, "created": e.created}
+            for e in entries
+        ]
+        _print_json({"tokens": rows})
+        return
+    for e in entries:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.created))
+        click.echo(f"{e.id}  {e.role.value:<5}  {created} UTC  {e.name}")
+
+
+@token_group.command("revoke")
+@click.argument("which", metavar="ID|NAME")
+@_tokens_file_option
+def token_revoke(which: str, path: Path) -> None:
+    """Remove the token(s) with this id or name."""
+    try:
+        gone = revoke_token(path, which)
+    except (TokenFileError, OSError) as exc:
+        _fail(2, str(exc))
+    for e in gone:
+        click.echo(f"revoked token {e.describe()} ({e.role.value})")

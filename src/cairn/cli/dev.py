@@ -1,8 +1,10 @@
 """`cairn dev`: a local cluster of `cairn server` processes on 127.0.0.1, in one command.
 
-Each node is a real child process with its own data directory and config file; the
-command waits until a leader is elected (with a live progress line), says where the data
-is and how to connect, and on Ctrl-C (or SIGTERM) stops every node gracefully, by PID.
+Each node is a real child process with its own data directory and config file; the admin
+API's tokens file, and an admin token (`admin.token`, where `cairn ctl` looks by default),
+are created in the data directory on the first run and kept. The command waits until a
+leader is elected (with a live progress line), says where the data is and how to connect,
+and on Ctrl-C (or SIGTERM) stops every node gracefully, by PID.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from cairn.admin.tokens import DEV_TOKEN_FILE, DEV_TOKENS_FILE
 from cairn.runtime.config import ADMIN_PORT_OFFSET
 from cairn.runtime.local_cluster import HOST, LocalCluster, port_free
 
@@ -114,5 +117,8 @@ def _print_ready(console: Console, cluster: LocalCluster, leader: int) -> None:
         )
     console.print(f"configs and logs: {cluster.root}")
     console.print(f"connect with:  redis-cli -p {cluster.specs[0].client_port}")
-    console.print(f"inspect with:  cairn ctl -e {HOST}:{cluster.specs[0].admin_port} status")
+    endpoint = f"-e {HOST}:{cluster.specs[0].admin_port}"
+    token_file = cluster.root / DEV_TOKEN_FILE
+    console.print(f"inspect with:  cairn ctl {endpoint} --token-file {token_file} status")
+    console.print(f"admin token:   {token_file} (tokens: {cluster.root / DEV_TOKENS_FILE})")
     console.print("press Ctrl-C to stop")

@@ -82,12 +82,14 @@ async def run_node(config: NodeConfig) -> int:
     admin = None
     if config.admin_addr is not None:
         from cairn.admin import AdminServer
+        from cairn.admin.access import Access, AdminStartError
         from cairn.admin.node_source import ClusterAdminSource
 
-        admin = AdminServer(ClusterAdminSource(node), *config.admin_addr, token=config.password)
         try:
+            access = Access.open(config.admin_tokens_file, config.admin_metrics_public)
+            admin = AdminServer(ClusterAdminSource(node), *config.admin_addr, access=access)
             await admin.start()
-        except OSError as exc:
+        except (OSError, AdminStartError) as exc:
             logging.getLogger("cairn").error("cannot start the admin API: %s", exc)
             await node.stop()
             return 1
@@ -134,6 +136,7 @@ def run_forever(config: NodeConfig) -> int:
 @click.option("--client-addr", default=None, help="host:port for Redis clients.")
 @click.option("--peer-addr", default=None, help="host:port for the other nodes.")
 @click.option("--admin-addr", default=None, help='host:port of the admin API, or "off".')
+@click.option("--admin-tokens-file", default=None, help="The admin API's tokens file.")
 @click.option("--peers", default=None, help="1=host:port,2=host:port,... (all voters).")
 @click.option("--cluster-id", default=None)
 @click.option("--password", default=None, help="Require AUTH with this password.")

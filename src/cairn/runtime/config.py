@@ -11,6 +11,8 @@ Example `node.toml`:
     # advertise_client_addr = "10.0.0.1:7001"  # named in MOVED (default: client_addr)
     peer_addr = "127.0.0.1:17001"
     admin_addr = "127.0.0.1:27001"   # HTTP admin API and /metrics ("off": none)
+    admin_tokens_file = "/etc/cairn/admin_tokens.json"  # `cairn ctl token create --file`
+    # admin_metrics_public = true   # /metrics readable without a token (for scrapers)
     redirect = "auto"   # MOVED to cluster-aware clients ("always", "never")
     initial_regions = 1 # regions a new cluster is founded with (cut evenly by slot)
     data_dir = "/var/lib/cairn/1"
@@ -122,6 +124,12 @@ class NodeConfig:
     admin_addr: tuple[str, int] | None = None
     """The HTTP admin API (`cairn ctl`, /metrics); None: not served. From a config file it
     defaults to the client port + `ADMIN_PORT_OFFSET`."""
+    admin_tokens_file: Path | None = None
+    """The admin API's tokens (hashed, `cairn.admin.tokens`), read again when it changes;
+    None: no token, so the admin API refuses every request, and does not start at all
+    when `admin_addr` is not loopback."""
+    admin_metrics_public: bool = False
+    """Whether `GET /metrics` needs no token (every other request still does)."""
     peers: dict[int, tuple[str, int]] = field(default_factory=dict)
     cluster_id: str = "cairn"
     password: str | None = None
@@ -218,6 +226,8 @@ _TOP_KEYS = {
     "client_addr",
     "advertise_client_addr",
     "admin_addr",
+    "admin_tokens_file",
+    "admin_metrics_public",
     "redirect",
     "initial_regions",
     "placement_members",
@@ -290,6 +300,8 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
             else None
         ),
         admin_addr=_admin_addr(raw),
+        admin_tokens_file=_path(raw, "admin_tokens_file"),
+        admin_metrics_public=_flag(raw, "admin_metrics_public", False),
         redirect=raw.get("redirect", "auto"),
         initial_regions=_integer(raw, "initial_regions", 1),
         placement_members=_integer(raw, "placement_members", 3),
@@ -316,6 +328,22 @@ def _labels(raw: Any) -> dict[str, str]:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"labels.{name}: expected a non-empty string, got {value!r}")
     return dict(raw)
+
+
+def _path(raw: dict[str, Any], key: str) -> Path | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: expected a file path, got {value!r}")
+    return Path(value)
+
+
+def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
 
 
 def _integer(raw: dict[str, Any], key: str, default: int) -> int:

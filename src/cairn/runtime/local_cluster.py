@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cairn.admin.tokens import DEV_TOKENS_FILE, ensure_dev_token
+
 HOST = "127.0.0.1"
 
 
@@ -86,6 +88,9 @@ class LocalCluster:
     """Top-level TOML lines for one node only (e.g. its `labels`), by node id."""
     joins: dict[int, int] = field(default_factory=dict)
     """Nodes added after the founding (`add_node`): node id -> the node it joined through."""
+    admin_token: str | None = None
+    """An admin token of the nodes' admin API (`cairn.admin.tokens.ensure_dev_token`: in
+    `root/admin.token`, where `cairn ctl` finds it), set by `write_configs`."""
 
     @classmethod
     def plan(
@@ -117,6 +122,8 @@ class LocalCluster:
     def write_configs(self) -> None:
         """Write every node's TOML config."""
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.admin_token is None and any(n.admin_port is not None for n in self.specs):
+            self.admin_token = ensure_dev_token(self.root)
         founders = [n for n in self.specs if n.node_id not in self.joins]
         peers = "".join(f'{n.node_id} = "{HOST}:{n.peer_port}"\n' for n in founders)
         for n in self.specs:
@@ -128,6 +135,8 @@ class LocalCluster:
                 f'data_dir = "{n.data_dir}"',
                 "admin_addr = " + ('"off"' if n.admin_port is None else f'"{HOST}:{n.admin_port}"'),
             ]
+            if self.admin_token is not None:
+                lines.append(f'admin_tokens_file = "{self.root / DEV_TOKENS_FILE}"')
             if self.password:
                 lines.append(f'password = "{self.password}"')
             if n.node_id in self.node_settings:
