@@ -91,6 +91,12 @@ class Limits:
     max_pending_replies_bytes: int = 64 << 20
     max_pipeline: int = 1024
     request_timeout_ms: int = 2000
+    max_transaction_commands: int = 100_000
+    """Commands one MULTI may queue (more: an error, and EXEC answers EXECABORT)."""
+    max_transaction_bytes: int = 64 << 20
+    """Argument bytes one MULTI may queue: the transaction is ONE Raft entry."""
+    max_watched_keys: int = 10_000
+    """Keys one connection may WATCH at once."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ from cairn.runtime.redis_config import RedisConfig
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
+from cairn.runtime.transactions import Transactions, applied_parts, forwarded_spec
 from cairn.runtime.transport import ForwardTarget, TcpTransport, TransportConfig
 from cairn.shard.host import HostConfig, RegionHost, RegionPeer
 from cairn.shard.host_store import HostStore, RegionRecord
@@ -166,7 +167,8 @@ class _LayoutWatch:
                 command = decode_request(entry.data)[1]
             except (ValueError, TypeError):
                 return
-            blocking.on_applied(command)
+            for part in applied_parts(command):  # a transaction: each of its commands
+                blocking.on_applied(part)
 
     def on_restore(self, replica: Replica, snapshot: Snapshot) -> None:
         self.node.layout_changed()
@@ -218,6 +220,9 @@ class Node:
         self._watch = _LayoutWatch(self)
         self.placement: NodePlacement | None = None
         self.blocking = BlockingCommands(self._attempt, COMMANDS)
+        self.transactions = Transactions(
+            config.limits, self._attempt, _client_arity, self._run_client_command
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -459,6 +464,8 @@ class Node:
         if not state.authenticated and not (client_spec is not None and client_spec.no_auth):
             done(NOAUTH)
             return
+        if self.transactions.intercept(client, name, args, done):
+            return
         if name == FAILPOINT_COMMAND and self.failpoints_enabled:
             done(self._failpoint(args[1:]))
             return
@@ -505,6 +512,11 @@ class Node:
                 self._dispatch(request)
 
         state.order.submit(spec.is_write, start)
+
+    def _run_client_command(self, client: ClientConnection, args: list[bytes]) -> Reply | None:
+        """Run connection command `args` here (a transaction's, at EXEC)."""
+        spec = CLIENT_COMMANDS.get(args[0].lower().decode("utf-8", "replace"))
+        return None if spec is None else spec.handler(self.context, client, args[1:])
 
     def _serve_inline(
         self, region: Region, spec: CommandSpec, args: list[bytes], done: Done
@@ -729,7 +741,7 @@ class Node:
             data = value if isinstance(value, bytes) else encode(value, protocol)
             self.transport.send_frame(peer, [FrameKind.FORWARD_REPLY, fid, data])
 
-        spec = classify(args)
+        spec = forwarded_spec(args)  # a client command or a transaction's internal one
         if isinstance(spec, ErrorReply):
             reply(spec)
             return
@@ -833,6 +845,12 @@ def _as_reply(value: ReplyValue) -> Reply:
         return decode_reply(value)
     except ReplyDecodeError as exc:
         return ErrorReply(f"ERR a region's reply could not be read: {exc}")
+
+
+def _client_arity(name: str) -> int | None:
+    """The arity of connection command `name` (None: not one)."""
+    spec = CLIENT_COMMANDS.get(name)
+    return None if spec is None else spec.arity
 
 
 def _arity_ok(arity: int, argc: int) -> bool:

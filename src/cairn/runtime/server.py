@@ -27,6 +27,7 @@ from cairn.resp.codec import Limits as ParserLimits
 from cairn.resp.reply import Reply
 from cairn.runtime.config import Limits
 from cairn.runtime.ordering import ProgramOrder
+from cairn.runtime.transactions import TransactionState
 from cairn.shard.routing import ClientRouting
 
 log = logging.getLogger("cairn.server")
@@ -54,6 +55,8 @@ class ClientState:
     order: ProgramOrder = field(default_factory=ProgramOrder)
     routing: ClientRouting = field(default_factory=ClientRouting)
     """Whether the client follows MOVED (it asked for the layout, or sent READONLY ...)."""
+    transaction: TransactionState = field(default_factory=TransactionState)
+    """MULTI's queue and the WATCHed keys (`cairn.runtime.transactions`)."""
 
 
 class CommandRouter(Protocol):

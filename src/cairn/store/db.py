@@ -59,11 +59,17 @@ class Db:
         batch: WriteBatch | None,
         now_ms: int,
         scope: Scope = WHOLE_KEYSPACE,
+        stamp: bytes = b"",
     ) -> None:
+        """A view at `now_ms`; `batch` None: read-only. `stamp` (`encode_stamp`) marks
+        every key this writer changes, and deletions in the scope, for WATCH."""
         self._reader: KeyspaceReader = batch if batch is not None else reader
         self._batch = batch
         self.now_ms = now_ms
         self.scope = scope
+        self.stamp = stamp
+        self._unstamped: set[bytes] = set()
+        """Keys whose sub-records changed but whose metadata was not rewritten yet."""
 
     # -- keys ---------------------------------------------------------------------
 
@@ -81,9 +87,22 @@ class Db:
 
     def put_meta(self, key: bytes, meta: Meta, existed: bool) -> None:
         """Store `key`'s metadata; `existed` says whether `key` was live before (key count)."""
-        self._write().put(meta_key(key), encode_meta(meta))
+        self._write().put(meta_key(key), encode_meta(meta, self.stamp or None))
+        self._unstamped.discard(key)
         if not existed:
             self._add_key_count(key, 1)
+
+    def finish_stamps(self) -> None:
+        """Stamp the keys whose sub-records changed without a metadata rewrite (LSET, HSET
+        of an existing field ...): called once a write command succeeded, so every key it
+        changed carries its stamp."""
+        if not self.stamp:
+            return
+        for key in sorted(self._unstamped):
+            raw = self._reader.get(meta_key(key))
+            if raw is not None:
+                self._write().put(meta_key(key), encode_meta(decode_meta(raw), self.stamp))
+        self._unstamped.clear()
 
     def set_string(self, key: bytes, value: bytes, expire_ms: int | None = None) -> None:
         """Make `key` the string `value`, replacing whatever it held."""
@@ -107,6 +126,10 @@ class Db:
             return False
         self._purge(key, decode_meta(raw))
         return True
+
+    def last_deletion(self) -> bytes:
+        """The stamp of the scope's last key deletion (empty: none since stamps exist)."""
+        return self._reader.get(self.scope.deleted_key) or b""
 
     def key_count(self) -> int:
         """The number of Redis keys in the scope, expired ones not yet deleted included."""
@@ -140,6 +163,7 @@ class Db:
         batch = self._write()
         if not self.scope.is_region:
             batch.clear()
+            self._mark_deleted()
             return
         while entries := self.walk(self.scope.meta_bounds()[0], _CLEAR_CHUNK):
             for e in entries:
@@ -151,6 +175,7 @@ class Db:
         for internal, _ in batch.scan(*bounds):
             batch.delete(internal)
         batch.delete(self.scope.count_key)
+        self._mark_deleted()
 
     # -- sub-records (hash fields, list positions, set and sorted-set members) ---------
     #
@@ -165,10 +190,14 @@ class Db:
     def put_field(self, key: bytes, field: bytes, value: bytes) -> None:
         """Store sub-record `field` of `key`."""
         self._write().put(field_prefix(key) + field, value)
+        if self.stamp:
+            self._unstamped.add(key)
 
     def delete_field(self, key: bytes, field: bytes) -> None:
         """Remove sub-record `field` of `key`."""
         self._write().delete(field_prefix(key) + field)
+        if self.stamp:
+            self._unstamped.add(key)
 
     def fields(
         self,
@@ -211,7 +240,15 @@ class Db:
         if meta.type is not ValueType.STRING:
             self._delete_fields(key)
         self._write().delete(meta_key(key))
+        self._unstamped.discard(key)
         self._add_key_count(key, -1)
+        self._mark_deleted()
+
+    def _mark_deleted(self) -> None:
+        """Record that a key of the scope was deleted by this write (`deleted_key`): how
+        WATCH tells that a key absent at WATCH and at EXEC was not created in between."""
+        if self.stamp:
+            self._write().put(self.scope.deleted_key, self.stamp)
 
     def _delete_fields(self, key: bytes) -> None:
         batch = self._write()

@@ -5,8 +5,11 @@ Every internal key starts with a one-byte tag naming its record family:
 ``M`` metadata, one record per Redis key::
 
     b"M" | slot (2 bytes, big-endian) | user key
-    value: flags (1 byte: low 7 bits the `ValueType`, top bit set when an expiry follows)
+    value: flags (1 byte: low 6 bits the `ValueType`, top bit set when an expiry follows,
+                  bit 0x40 set when a modification stamp follows the expiry)
            | expiry (8 bytes, big-endian unsigned absolute Unix ms, only with the flag)
+           | stamp (16 bytes: the region id and log index of the last write, only with
+                    bit 0x40; records written before stamps existed have none)
            | payload (string: the value itself; hash: the field count, 8 bytes big-endian)
 
 ``F`` sub-records, one per element of a composite value (a hash field)::
@@ -19,7 +22,8 @@ A machine owning the whole keyspace (the single-group node) keeps them at ``X ap
 ``X now``, ``X keys``; a region's machine keeps them under the region's id::
 
     b"Xr" | region id (8 bytes, big-endian) | name
-    names: b"applied", b"now", b"keys", b"slot" | slot (2 bytes): keys of that slot
+    names: b"applied", b"now", b"keys", b"slot" | slot (2 bytes): keys of that slot,
+           b"deleted": the stamp of the last key deletion (WATCH, see `Meta.stamp`)
 
 (the records `cairn.store.ranges` walks and images, and `cairn.storage.region_data` installs
 and drops with the region).
@@ -56,11 +60,17 @@ NOW_KEY = SYSTEM_TAG + b"now"
 KEY_COUNT_KEY = SYSTEM_TAG + b"keys"
 REGION_SYSTEM_TAG = SYSTEM_TAG + b"r"
 SLOT_COUNT_NAME = b"slot"
+DELETED_NAME = b"deleted"
+DELETED_KEY = SYSTEM_TAG + DELETED_NAME
+"""The stamp of the last key deletion (the whole keyspace's; a region's is under its id)."""
 
 META_END = bytes([META_TAG[0] + 1])
 """Just past every metadata key: the end bound of a scan over all Redis keys."""
 
 _EXPIRE_FLAG = 0x80
+_STAMP_FLAG = 0x40
+STAMP_LEN = 16
+"""The length of a modification stamp: region id and log index, 8 bytes each."""
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _SLOT = struct.Struct(">H")
@@ -92,7 +102,9 @@ class Meta:
     `expire_ms` is the absolute expiry in Unix ms (None: persistent). For a string `value`
     is the string; for any other type `size` is its number of elements (always >= 1: an
     emptied value is deleted). `head` is a list's first position (its elements sit at
-    positions head .. head + size - 1; unused by other types).
+    positions head .. head + size - 1; unused by other types). `stamp` names the last
+    write to the key (`encode_stamp`; empty on records older than stamps): what WATCH
+    compares (`cairn.store.transaction`).
     """
 
     type: ValueType
@@ -100,6 +112,7 @@ class Meta:
     value: bytes = b""
     size: int = 0
     head: int = 0
+    stamp: bytes = b""
 
     def expired(self, now_ms: int) -> bool:
         """Whether the key is logically gone at `now_ms`."""
@@ -110,13 +123,24 @@ class Meta:
         return replace(self, expire_ms=expire_ms)
 
 
-def encode_meta(meta: Meta) -> bytes:
-    """The stored bytes of a metadata record."""
+def encode_stamp(region_id: int, index: int) -> bytes:
+    """The modification stamp of a write applied at log `index` of region `region_id`
+    (0: the whole keyspace's single group): unique across the cluster's history, since
+    region ids are never reused and a region's log indexes only grow."""
+    return _U64.pack(region_id) + _U64.pack(index)
+
+
+def encode_meta(meta: Meta, stamp: bytes | None = None) -> bytes:
+    """The stored bytes of a metadata record, with `stamp` (None: the record's own)."""
     flags = int(meta.type)
     head = b""
     if meta.expire_ms is not None:
         flags |= _EXPIRE_FLAG
         head = _U64.pack(meta.expire_ms)
+    stamp = meta.stamp if stamp is None else stamp
+    if stamp:
+        flags |= _STAMP_FLAG
+        head += stamp
     if meta.type is ValueType.STRING:
         payload = meta.value
     elif meta.type is ValueType.LIST:
@@ -134,15 +158,21 @@ def decode_meta(data: bytes) -> Meta:
     if flags & _EXPIRE_FLAG:
         expire_ms = _U64.unpack_from(data, 1)[0]
         pos = 9
-    kind = _VALUE_TYPES.get(flags & ~_EXPIRE_FLAG)
+    stamp = b""
+    if flags & _STAMP_FLAG:
+        stamp = data[pos : pos + STAMP_LEN]
+        pos += STAMP_LEN
+    code = flags & ~(_EXPIRE_FLAG | _STAMP_FLAG)
+    kind = _VALUE_TYPES.get(code)
     if kind is None:
-        raise ValueError(f"{flags & ~_EXPIRE_FLAG} is not a valid ValueType")
+        raise ValueError(f"{code} is not a valid ValueType")
     if kind is ValueType.STRING:
-        return Meta(kind, expire_ms, value=data[pos:])
+        return Meta(kind, expire_ms, value=data[pos:], stamp=stamp)
     size = _U64.unpack_from(data, pos)[0]
     if kind is ValueType.LIST:
-        return Meta(kind, expire_ms, size=size, head=_U64.unpack_from(data, pos + 8)[0])
-    return Meta(kind, expire_ms, size=size)
+        head = _U64.unpack_from(data, pos + 8)[0]
+        return Meta(kind, expire_ms, size=size, head=head, stamp=stamp)
+    return Meta(kind, expire_ms, size=size, stamp=stamp)
 
 
 def meta_key(key: bytes) -> bytes:

@@ -16,7 +16,9 @@ as absent. Expired keys are removed by the leader proposing the internal `EXPIRE
 command with keys from `expired_keys`; it deletes a key only if it is still expired at that
 entry's now_ms, so a key refreshed in between survives.
 
-A command that fails (an error reply) leaves no trace but the applied index.
+A command that fails (an error reply) leaves no trace but the applied index. Every write
+stamps the keys it changes with its (region, index) for WATCH; a whole MULTI/EXEC is one
+internal `cairn.exec` entry applied by `cairn.store.transaction.apply_transaction`.
 
 Scopes. A machine owns a `Scope`: by default the whole keyspace with the single-group
 records (``X applied``, ``X now``, ``X keys``), exactly the store before regions; its
@@ -52,9 +54,10 @@ from cairn.store.commands.scan import cursor_range_key
 from cairn.store.db import Db
 from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
 from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch, write_batch
-from cairn.store.layout import decode_u64, encode_u64
+from cairn.store.layout import decode_u64, encode_stamp, encode_u64
 from cairn.store.ranges import KeyspaceImages, RangeImages
 from cairn.store.scope import WHOLE_KEYSPACE, KeyOutOfRangeError, Scope
+from cairn.store.transaction import TRANSACTION_COMMANDS, TXN_COMMAND, apply_transaction
 
 __all__ = [
     "KEY_NOT_IN_REGION",
@@ -98,8 +101,13 @@ def decode_command(data: bytes) -> tuple[str, list[bytes], int]:
     return name, args, now_ms
 
 
+def _internal_spec(name: str) -> CommandSpec | None:
+    """The spec of command `name` as applied: a client command or an internal one."""
+    return COMMANDS.get(name) or INTERNAL_COMMANDS.get(name) or TRANSACTION_COMMANDS.get(name)
+
+
 def _spec_for_apply(name: str, args: Sequence[bytes]) -> CommandSpec | ErrorReply:
-    spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)
+    spec = _internal_spec(name)
     if spec is None:
         return ErrorReply(f"ERR unknown command '{name}'")
     if not spec.arity_ok(len(args) + 1):
@@ -228,7 +236,7 @@ class StoreMachine:
         outside the machine's range: what a driver checks before proposing."""
         if not self.scope.is_region:
             return
-        spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)
+        spec = _internal_spec(name)
         if spec is None or not spec.arity_ok(len(args) + 1):
             return
         self.scope.check_keys(spec.keys([name.encode(), *args]))
@@ -296,9 +304,16 @@ class StoreMachine:
         if not in_range and self.scope.is_region and not self._in_range(spec, args):
             self._set_progress(index, now_ms)
             return KEY_NOT_IN_REGION
+        if spec.name == TXN_COMMAND:
+            reply = apply_transaction(self.keyspace, self.scope, index, now_ms, args[0])
+            self._set_progress(index, now_ms)
+            return reply
         batch = self.keyspace.begin()
+        stamp = encode_stamp(self.scope.region_id or 0, index)
         try:
-            reply = run(spec, Db(self.keyspace, batch, now_ms, self.scope), args, None, index)
+            db = Db(self.keyspace, batch, now_ms, self.scope, stamp)
+            reply = run(spec, db, args, None, index)
+            db.finish_stamps()
         except CommandError as err:
             batch.abort()
             reply = err.reply

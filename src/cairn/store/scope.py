@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from cairn.store.layout import (
     APPLIED_KEY,
+    DELETED_KEY,
+    DELETED_NAME,
     FIELD_TAG,
     KEY_COUNT_KEY,
     META_END,
@@ -143,6 +145,13 @@ class Scope:
     def count_key(self) -> bytes:
         """Where the number of Redis keys is stored."""
         return KEY_COUNT_KEY if self.region_id is None else region_key(self.region_id, b"keys")
+
+    @property
+    def deleted_key(self) -> bytes:
+        """The record holding the stamp of the scope's last key deletion (WATCH)."""
+        if self.region_id is None:
+            return DELETED_KEY
+        return region_key(self.region_id, DELETED_NAME)
 
     def slot_count_key(self, slot: int) -> bytes | None:
         """Where the number of Redis keys of `slot` is stored (None: not kept)."""
