@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from tests.store.region_harness import Regions
-from tests.store.store_harness import MachineClient
+from region_harness import Regions
+from store_harness import MachineClient
 
 from cairn.resp.reply import NULL, NULL_ARRAY, OK, Array, Bulk, ErrorReply, Integer, Reply
 from cairn.store import StoreMachine
