@@ -146,3 +146,21 @@ def test_bad_timeouts_get_redis_errors(cluster: LocalCluster) -> None:
     with pytest.raises(redis.ResponseError, match=r"^timeout is not a float or out of range$"):
         r.execute_command("BLPOP", "q:x", "soon")
     r.close()
+
+
+@pytest.mark.parametrize("where", [1, 2, 3])
+def test_xread_block_dollar_gets_only_later_entries(cluster: LocalCluster, where: int) -> None:
+    """`$` is resolved at the first attempt: the XADD that wakes the reader is what it
+    gets (a later attempt resolving `$` again would wait forever), wherever it is sent."""
+    key = f"x:wake:{where}"
+    waiting = client(cluster, where, decode_responses=True)
+    writer = client(cluster, where % 3 + 1, decode_responses=True)
+    writer.xadd(key, {"old": "1"}, id="1-1")
+    call = Background(lambda: waiting.xread({key: "$"}, block=10000))
+    settle()
+    assert not call.done(), "no entry after $ yet: the client waits"
+    writer.xadd(key, {"new": "2"}, id="2-1")
+    assert call.result() == [[key, [("2-1", {"new": "2"})]]]
+    assert waiting.xread({key: "$"}, block=100) == []  # times out: Redis's null reply
+    waiting.close()
+    writer.close()

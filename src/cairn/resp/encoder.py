@@ -29,6 +29,7 @@ from cairn.resp.reply import (
     ErrorReply,
     Integer,
     Map,
+    NestedMap,
     NullArray,
     NullBulk,
     Pairs,
@@ -129,6 +130,13 @@ def _flat_pairs2(reply: Pairs, out: list[bytes]) -> None:
     _pairs(reply.pairs, out, _WRITERS2)
 
 
+def _nested_map2(reply: NestedMap, out: list[bytes]) -> None:
+    out.append(b"*%d\r\n" % len(reply.pairs))
+    for key, value in reply.pairs:
+        out.append(b"*2\r\n")
+        _pairs(((key, value),), out, _WRITERS2)
+
+
 def _double2(reply: Double, out: list[bytes]) -> None:
     _bulk_bytes(format_double(reply.value), out)
 
@@ -163,7 +171,7 @@ def _push3(reply: Push, out: list[bytes]) -> None:
     _items(reply.items, out, _WRITERS3)
 
 
-def _map3(reply: Map, out: list[bytes]) -> None:
+def _map3(reply: Map | NestedMap, out: list[bytes]) -> None:
     out.append(b"%%%d\r\n" % len(reply.pairs))
     _pairs(reply.pairs, out, _WRITERS3)
 
@@ -205,6 +213,7 @@ _WRITERS2: Final[dict[type, Writer]] = {
     Push: _sequence2,
     Map: _map2,
     Pairs: _flat_pairs2,
+    NestedMap: _nested_map2,
     Double: _double2,
     Boolean: _boolean2,
     Verbatim: _verbatim2,
@@ -218,6 +227,7 @@ _WRITERS3: Final[dict[type, Writer]] = {
     Push: _push3,
     Map: _map3,
     Pairs: _nested_pairs3,
+    NestedMap: _map3,
     Double: _double3,
     Boolean: _boolean3,
     Verbatim: _verbatim3,

@@ -81,6 +81,14 @@ class Pairs:
 
 
 @dataclass(frozen=True, slots=True)
+class NestedMap:
+    """Key-value pairs sent as a map in RESP3 and as an array of two-element arrays in
+    RESP2, as Redis 7.0 sends XREAD's streams."""
+
+    pairs: tuple[tuple[Reply, Reply], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Set:
     """An unordered collection: `~` in RESP3, an array in RESP2."""
 
@@ -126,6 +134,7 @@ Reply = (
     | Array
     | Map
     | Pairs
+    | NestedMap
     | Set
     | Double
     | Boolean

@@ -18,20 +18,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from cairn.resp.codec import encode
-from cairn.resp.reply import NULL_ARRAY, ErrorReply
+from cairn.resp.reply import NULL_ARRAY
 from cairn.runtime.server import ClientConnection, Done, ReplyValue
 from cairn.shard.waiters import Waiter, Waiters, WaitState, wait_keys, wake_keys
 from cairn.store import CommandSpec, Flag
-from cairn.store.commands.blocking import BLOCKED_MESSAGE, Blocked, parse_timeout, timeout_argument
+from cairn.store.commands.blocking import Blocked, blocked_retry_args, command_timeout_ms
 from cairn.store.commands.errors import CommandError
 from cairn.store.machine import decode_command
 
 Attempt = Callable[[list[bytes], CommandSpec, int, Done], None]
 """Run one attempt of a command (argv, spec, protocol) as a write request; `Done` gets
 its reply."""
-
-_BLOCKED_BYTES = encode(ErrorReply(BLOCKED_MESSAGE), 2)
 
 
 def is_blocking(spec: CommandSpec) -> bool:
@@ -71,11 +68,14 @@ class BlockingCommands:
         def outcome(value: ReplyValue) -> None:
             if waiter.state is WaitState.DONE:
                 return
-            if not _is_blocked(value):
+            retry = _retry_args(value)
+            if retry is None:
                 reply(value)
             elif expired[0] or _gone(client):
                 reply(NULL_ARRAY)
             else:
+                if retry:
+                    argv[1:] = retry  # XREAD BLOCK ... $: wait after the id it resolved
                 self.waiters.blocked(waiter)
 
         def attempt() -> None:
@@ -115,15 +115,19 @@ def _timeout_ms(name: str, argv: Sequence[bytes]) -> int:
     """The command's timeout; a malformed one counts as none (the first attempt answers
     Redis's error for it and never blocks)."""
     try:
-        return parse_timeout(timeout_argument(name, argv))
+        return command_timeout_ms(name, argv)
     except CommandError:
         return 0
 
 
-def _is_blocked(value: ReplyValue) -> bool:
-    if isinstance(value, bytes):
-        return value == _BLOCKED_BYTES
-    return isinstance(value, Blocked)
+def _retry_args(value: ReplyValue) -> tuple[bytes, ...] | None:
+    """None unless `value` is a `Blocked` outcome (or its bytes, from a forwarded
+    attempt); then the arguments later attempts run with (empty: unchanged)."""
+    if isinstance(value, Blocked):
+        return value.retry_args
+    if isinstance(value, bytes) and value.startswith(b"-") and value.endswith(b"\r\n"):
+        return blocked_retry_args(value[1:-2].decode("utf-8", "replace"))
+    return None
 
 
 def _gone(client: ClientConnection) -> bool:

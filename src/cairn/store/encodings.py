@@ -17,6 +17,7 @@ value's current contents would be built as. Redis 7.0's rules, by type:
   value is longer than `hash-max-listpack-value` bytes, else `hashtable`;
 - set: `intset` while every member is an integer and there are at most
   `set-max-intset-entries` of them, else `hashtable` (listpack sets came in Redis 7.2);
+- stream: always `stream`;
 - sorted set: `listpack` while it has at most `zset-max-listpack-entries` members and none
   is longer than `zset-max-listpack-value` bytes, else `skiplist`.
 
@@ -90,6 +91,8 @@ def encoding(db: Db, key: bytes, meta: Meta, settings: ObjectSettings) -> str:
         return string_encoding(meta.value)
     if kind is ValueType.LIST:
         return "quicklist"
+    if kind is ValueType.STREAM:
+        return "stream"
     if kind is ValueType.HASH:
         compact = _hash_compact(db, key, meta.size, settings)
         return "listpack" if compact else "hashtable"

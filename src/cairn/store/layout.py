@@ -38,6 +38,8 @@ prefix (so splits, snapshots, RENAME and DEL treat every type alike): the metada
 holds the size (a list also its head position, see `Meta.head`), and each element is an
 ``F`` record keyed by member or position (a sorted set keeps two families under the prefix,
 told apart by their first byte: members with their scores, and a score-ordered index).
+A stream's metadata payload is its length and its state (`Meta.value`), and its entries
+are ``F`` records keyed by their 16-byte big-endian id, so id ranges are ordered scans.
 A later refinement is Kvrocks' version number in the metadata and the sub-record keys,
 which makes deleting a huge value O(1) with background garbage collection; today deleting
 a composite value deletes its sub-records in the same batch.
@@ -84,6 +86,7 @@ class ValueType(enum.IntEnum):
     LIST = 2
     SET = 3
     ZSET = 4
+    STREAM = 5
 
     @property
     def type_name(self) -> str:
@@ -101,10 +104,13 @@ class Meta:
 
     `expire_ms` is the absolute expiry in Unix ms (None: persistent). For a string `value`
     is the string; for any other type `size` is its number of elements (always >= 1: an
-    emptied value is deleted). `head` is a list's first position (its elements sit at
-    positions head .. head + size - 1; unused by other types). `stamp` names the last
-    write to the key (`encode_stamp`; empty on records older than stamps): what WATCH
-    compares (`cairn.store.transaction`).
+    emptied value is deleted; a stream is the exception: Redis keeps an empty stream). `head`
+    is a list's first position (its elements sit at positions head .. head + size - 1;
+    unused by other types). A stream's `value` is its state beyond the length (last,
+    first and largest deleted ids, entries added, group count: see
+    `cairn.store.commands.stream_store`). `stamp` names the last write to the key
+    (`encode_stamp`; empty on records older than stamps): what WATCH compares
+    (`cairn.store.transaction`).
     """
 
     type: ValueType
@@ -145,6 +151,8 @@ def encode_meta(meta: Meta, stamp: bytes | None = None) -> bytes:
         payload = meta.value
     elif meta.type is ValueType.LIST:
         payload = _U64.pack(meta.size) + _U64.pack(meta.head)
+    elif meta.type is ValueType.STREAM:
+        payload = _U64.pack(meta.size) + meta.value
     else:
         payload = _U64.pack(meta.size)
     return bytes([flags]) + head + payload
@@ -172,6 +180,8 @@ def decode_meta(data: bytes) -> Meta:
     if kind is ValueType.LIST:
         head = _U64.unpack_from(data, pos + 8)[0]
         return Meta(kind, expire_ms, size=size, head=head, stamp=stamp)
+    if kind is ValueType.STREAM:
+        return Meta(kind, expire_ms, size=size, value=data[pos + 8 :], stamp=stamp)
     return Meta(kind, expire_ms, size=size, stamp=stamp)
 
 

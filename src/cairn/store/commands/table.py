@@ -17,6 +17,7 @@ from cairn.store.commands import (
     lists,
     sets,
     sort,
+    streams,
     strings,
     zsets,
 )
@@ -587,6 +588,7 @@ COMMANDS: dict[str, CommandSpec] = {
         *bitmaps.COMMANDS,
         *lists.COMMANDS,
         *hyperloglog.COMMANDS,
+        *streams.COMMANDS,
     )
 }
 """Every client-visible command the store executes, by lowercase name."""
