@@ -1,6 +1,7 @@
 """`cairn dev`: a local cluster of `cairn server` processes on 127.0.0.1, in one command.
 
-Each node is a real child process with its own data directory and config file; the
+Each node is a real child process with its own data directory and config file (all
+reading one cluster secret, generated into the data directory with mode 0600); the
 command waits until a leader is elected (with a live progress line), says where the data
 is and how to connect, and on Ctrl-C (or SIGTERM) stops every node gracefully, by PID.
 """
@@ -113,6 +114,7 @@ def _print_ready(console: Console, cluster: LocalCluster, leader: int) -> None:
             f"admin: http://{HOST}:{n.admin_port}/v1  data: {n.data_dir}"
         )
     console.print(f"configs and logs: {cluster.root}")
+    console.print(f"cluster secret (peer port authentication): {cluster.secret_path}")
     console.print(f"connect with:  redis-cli -p {cluster.specs[0].client_port}")
     console.print(f"inspect with:  cairn ctl -e {HOST}:{cluster.specs[0].admin_port} status")
     console.print("press Ctrl-C to stop")

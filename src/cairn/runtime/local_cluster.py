@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,6 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HOST = "127.0.0.1"
+SECRET_FILE = "cluster.secret"
+"""The cluster secret every node of a local cluster reads, under its root (mode 0600)."""
+
+
+def ensure_secret(path: Path) -> Path:
+    """Create `path` holding a fresh random cluster secret (mode 0600) unless it exists,
+    so a restarted local cluster keeps its secret; `path`."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    return path
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +100,11 @@ class LocalCluster:
     joins: dict[int, int] = field(default_factory=dict)
     """Nodes added after the founding (`add_node`): node id -> the node it joined through."""
 
+    @property
+    def secret_path(self) -> Path:
+        """The file holding the cluster secret every node reads (`ensure_secret`)."""
+        return self.root / SECRET_FILE
+
     @classmethod
     def plan(
         cls,
@@ -117,6 +135,7 @@ class LocalCluster:
     def write_configs(self) -> None:
         """Write every node's TOML config."""
         self.root.mkdir(parents=True, exist_ok=True)
+        ensure_secret(self.secret_path)
         founders = [n for n in self.specs if n.node_id not in self.joins]
         peers = "".join(f'{n.node_id} = "{HOST}:{n.peer_port}"\n' for n in founders)
         for n in self.specs:
@@ -126,6 +145,7 @@ class LocalCluster:
                 f'client_addr = "{HOST}:{n.client_port}"',
                 f'peer_addr = "{HOST}:{n.peer_port}"',
                 f'data_dir = "{n.data_dir}"',
+                f'cluster_secret_file = "{self.secret_path}"',
                 "admin_addr = " + ('"off"' if n.admin_port is None else f'"{HOST}:{n.admin_port}"'),
             ]
             if self.password:
