@@ -143,6 +143,7 @@ async def run(args: argparse.Namespace) -> None:
                 "peer_addr": "127.0.0.1:0",
                 "admin_addr": "off",
                 "peers": {"1": "127.0.0.1:0"},
+                "insecure_peer_port": True,  # one node, a benchmark: no peers to trust
             }
         )
         node = Node(config)

@@ -64,6 +64,7 @@ def one_node_config(tmp_path: Path) -> NodeConfig:
         peers={1: ("127.0.0.1", 0)},
         cluster_id="solo",
         raft=raft,
+        cluster_secret=b"a-test-secret-of-enough-bytes",
     ).validate()
 
 

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cairn.raft.types import (
+    LOCAL_MESSAGES,
     ConfState,
     Entry,
     EntryType,
@@ -36,7 +37,7 @@ snapshots = st.builds(
 )
 messages = st.builds(
     Message,
-    type=st.sampled_from(MessageType),
+    type=st.sampled_from([t for t in MessageType if t not in LOCAL_MESSAGES]),
     to=ids,
     frm=ids,
     term=ints,
@@ -63,3 +64,38 @@ def test_round_trip_through_msgpack(m: Message) -> None:
 def test_malformed_input_is_a_typed_error(bad: object) -> None:
     with pytest.raises(WireFormatError):
         decode_message(bad)
+
+
+def _fields(**change: object) -> list[object]:
+    good = encode_message(Message(MessageType.APP, to=2, frm=1, term=3, entries=(Entry(3, 4),)))
+    names = ["type", "to", "frm", "term", "log_term", "index", "entries", "commit", "snapshot"]
+    names += ["reject", "reject_hint", "hint_term", "context", "lease_tick"]
+    for name, value in change.items():
+        good[names.index(name)] = value
+    return good
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"type": -1},  # a negative index would pick the last type
+        {"type": 0},  # MsgHup: local, never on the wire
+        {"term": -5},
+        {"term": 1 << 64},
+        {"term": "7"},
+        {"term": True},
+        {"to": 1.5},
+        {"reject": 1},
+        {"context": "text"},
+        {"entries": [[1, 2, -1, b""]]},  # entry type by negative index
+        {"entries": [[1, 2, 0, "str"]]},
+        {"entries": [[1, 2, 0]]},
+        {"entries": b"xx"},
+        {"snapshot": [1, 1, [[1], [], [], [], 1], b""]},  # auto_leave not a bool
+        {"snapshot": [1, 1, [["a"], [], [], [], False], b""]},
+    ],
+)
+def test_out_of_range_or_mistyped_fields_are_typed_errors(change: dict[str, object]) -> None:
+    decode_message(_fields())  # the unchanged message is fine
+    with pytest.raises(WireFormatError):
+        decode_message(_fields(**change))

@@ -14,6 +14,7 @@ BASE = {
     "client_addr": "127.0.0.1:7001",
     "peer_addr": "127.0.0.1:17001",
     "peers": {"1": "127.0.0.1:17001", "2": "127.0.0.1:17002"},
+    "cluster_secret": "a-test-secret-of-enough-bytes",
 }
 
 
@@ -21,7 +22,7 @@ def test_a_complete_file_loads(tmp_path: Path) -> None:
     path = tmp_path / "node.toml"
     path.write_text(
         'node_id = 2\ndata_dir = "d"\nclient_addr = "127.0.0.1:7002"\n'
-        'peer_addr = "127.0.0.1:17002"\npassword = "s3cret"\n'
+        'peer_addr = "127.0.0.1:17002"\npassword = "s3cret"\ninsecure_peer_port = true\n'
         '[peers]\n1 = "127.0.0.1:17001"\n2 = "127.0.0.1:17002"\n'
         '[raft]\ntick_ms = 5\nread_mode = "readindex"\n[limits]\nmax_clients = 7\n'
     )
@@ -47,7 +48,8 @@ def test_initial_regions_defaults_to_one_and_is_read() -> None:
 
 def test_overrides_win_over_the_file(tmp_path: Path) -> None:
     path = tmp_path / "node.toml"
-    path.write_text('node_id = 1\ndata_dir = "d"\n[peers]\n1 = "127.0.0.1:1"\n')
+    text = 'node_id = 1\ndata_dir = "d"\ninsecure_peer_port = true\n[peers]\n1 = "127.0.0.1:1"\n'
+    path.write_text(text)
     assert load(path, {"log_level": "debug", "password": None}).log_level == "debug"
 
 

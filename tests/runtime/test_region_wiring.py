@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cairn.raft.types import (
+    LOCAL_MESSAGES,
     ConfState,
     Entry,
     HardState,
@@ -41,6 +42,7 @@ from cairn.runtime.transport import TcpTransport, TransportConfig
 from cairn.shard.envelope import Envelope, EnvelopeKind
 from cairn.shard.host_store import PeerState, RegionRecord
 from cairn.shard.region import Peer, RegionEpoch, bound_slot, range_key
+from cairn.shard.replica import encode_request
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.store.machine import encode_command
 from cairn.store.slot import SLOT_COUNT, key_slot
@@ -94,15 +96,20 @@ def test_impossible_layouts_are_refused(nodes: list[int], count: int) -> None:
 # -- envelopes -------------------------------------------------------------------------------
 
 small = st.integers(0, 2**40)
+entry_data = st.builds(
+    lambda rid, key: encode_request(rid, encode_command("set", [key, b"v"], 1)),
+    st.binary(max_size=4),
+    st.binary(max_size=4),
+)  # what a region's normal entry carries (anything else is refused at the edge)
 messages = st.builds(
     Message,
-    type=st.sampled_from(MessageType),
+    type=st.sampled_from([t for t in MessageType if t not in LOCAL_MESSAGES]),
     to=small,
     frm=small,
     term=small,
     index=small,
     entries=st.lists(
-        st.builds(Entry, term=small, index=small, data=st.binary(max_size=8)), max_size=2
+        st.builds(Entry, term=small, index=small, data=st.just(b"") | entry_data), max_size=2
     ).map(tuple),
     commit=small,
     snapshot=st.none()

@@ -33,6 +33,7 @@ def config(**extra: Any) -> Any:
         "node_id": 1,
         "data_dir": "/tmp/x",
         "peers": {str(i): f"127.0.0.1:{17000 + i}" for i in range(1, 6)},
+        "cluster_secret": "a-test-secret-of-enough-bytes",
     }
     return from_mapping(raw | extra)
 
@@ -64,16 +65,17 @@ def test_new_keys_have_defaults_and_are_validated() -> None:
 
 
 def test_a_joining_node_needs_no_founding_peers() -> None:
+    secret = {"cluster_secret": "a-test-secret-of-enough-bytes"}
     joiner = from_mapping(
-        {"node_id": 7, "data_dir": "/tmp/x", "join": "127.0.0.1:17001", "peers": {}}
+        {"node_id": 7, "data_dir": "/tmp/x", "join": "127.0.0.1:17001", "peers": {}} | secret
     )
     assert placement_members(joiner) == ()
     alone = from_mapping(
-        {"node_id": 7, "data_dir": "/tmp/x", "join": "127.0.0.1:1", "peers": {"7": "h:7"}}
+        {"node_id": 7, "data_dir": "/tmp/x", "join": "127.0.0.1:1", "peers": {"7": "h:7"}} | secret
     )
     assert placement_members(alone) == ()
     with pytest.raises(ConfigError, match="peers"):
-        from_mapping({"node_id": 7, "data_dir": "/tmp/x", "peers": {}})
+        from_mapping({"node_id": 7, "data_dir": "/tmp/x", "peers": {}} | secret)
 
 
 def test_the_placement_group_is_the_first_founders() -> None:

@@ -7,7 +7,14 @@ import asyncio
 import pytest
 
 from cairn.raft.types import Entry, Message, MessageType
-from cairn.runtime.frames import FrameError, FrameKind, encode_frame, parse_hello
+from cairn.runtime.frames import (
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    FrameError,
+    FrameKind,
+    encode_frame,
+    parse_hello,
+)
 from cairn.runtime.transport import TcpTransport, TransportConfig
 
 LOOPBACK = ("127.0.0.1", 0)
@@ -116,9 +123,14 @@ def test_garbage_from_a_peer_closes_only_that_connection() -> None:
         writer.write(encode_frame([FrameKind.HELLO, 1, "cairn", 9]))
         writer.write(b"\xff\xff\xff\xff garbage")
         await writer.drain()
-        # The server sends its HELLO, then closes the connection: read() reaches EOF.
+        # The server sends its CHALLENGE (a nonce: nothing about the node), then closes
+        # the connection: read() reaches EOF.
         data = await asyncio.wait_for(reader.read(), 5)
-        assert data == encode_frame([FrameKind.HELLO, 1, "cairn", 1, ""])
+        decoder = FrameDecoder(1024)
+        decoder.feed(data)
+        [challenge] = decoder.frames()
+        assert challenge[:2] == [FrameKind.CHALLENGE, PROTOCOL_VERSION]
+        assert len(challenge) == 3 and len(challenge[2]) == 32
         assert not a.connected(9)
         writer.close()
         await a.stop()

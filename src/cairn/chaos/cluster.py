@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from cairn.chaos.network import Network, python_command
+from cairn.runtime.local_cluster import SECRET_FILE, ensure_secret
 
 RAFT: dict[str, object] = {
     "tick_ms": 10,
@@ -72,6 +73,7 @@ class ChaosCluster:
     def write_configs(self) -> None:
         """One TOML file per node; the `[peers]` table names this node's proxies."""
         self.root.mkdir(parents=True, exist_ok=True)
+        secret = ensure_secret(self.root / SECRET_FILE)
         for node in self.ids:
             peers = "".join(
                 f'{p} = "{":".join(map(str, self.network.peer_address(node, p)))}"\n'
@@ -83,6 +85,7 @@ class ChaosCluster:
                 f'node_id = {node}\ncluster_id = "chaos"\n'
                 f'client_addr = "{host}:{port}"\npeer_addr = "{phost}:{pport}"\n'
                 f'data_dir = "{self.data_dir(node)}"\nlog_level = "info"\n'
+                f'cluster_secret_file = "{secret}"\n'
                 'admin_addr = "off"\n'  # its port would be one more to partition and free
                 + _table("raft", RAFT | self.raft)
                 + _table("limits", LIMITS)

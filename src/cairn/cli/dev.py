@@ -1,10 +1,11 @@
 """`cairn dev`: a local cluster of `cairn server` processes on 127.0.0.1, in one command.
 
-Each node is a real child process with its own data directory and config file; the admin
-API's tokens file, and an admin token (`admin.token`, where `cairn ctl` looks by default),
-are created in the data directory on the first run and kept. The command waits until a
-leader is elected (with a live progress line), says where the data is and how to connect,
-and on Ctrl-C (or SIGTERM) stops every node gracefully, by PID.
+Each node is a real child process with its own data directory and config file, all
+reading one cluster secret (peer port authentication) generated into the data directory
+with mode 0600; the admin API's tokens file, and an admin token (`admin.token`, where
+`cairn ctl` looks by default), are created there too on the first run and kept. The
+command waits until a leader is elected (with a live progress line), says where the data
+is and how to connect, and on Ctrl-C (or SIGTERM) stops every node gracefully, by PID.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def _print_ready(console: Console, cluster: LocalCluster, leader: int) -> None:
             f"admin: http://{HOST}:{n.admin_port}/v1  data: {n.data_dir}"
         )
     console.print(f"configs and logs: {cluster.root}")
+    console.print(f"cluster secret (peer port authentication): {cluster.secret_path}")
     console.print(f"connect with:  redis-cli -p {cluster.specs[0].client_port}")
     endpoint = f"-e {HOST}:{cluster.specs[0].admin_port}"
     token_file = cluster.root / DEV_TOKEN_FILE

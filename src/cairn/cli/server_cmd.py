@@ -140,6 +140,9 @@ def run_forever(config: NodeConfig) -> int:
 @click.option("--peers", default=None, help="1=host:port,2=host:port,... (all voters).")
 @click.option("--cluster-id", default=None)
 @click.option("--password", default=None, help="Require AUTH with this password.")
+@click.option(
+    "--cluster-secret-file", default=None, help="The file holding the peers' shared secret."
+)
 @click.option("--log-level", default=None)
 def server(config_path: Path | None, **flags: Any) -> None:
     """Run one Cairn node (see docs/operations.md for the config file)."""

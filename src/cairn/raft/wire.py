@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cairn.raft.types import (
+    LOCAL_MESSAGES,
     ConfState,
     Entry,
     EntryType,
@@ -34,10 +35,47 @@ def encode_entry(e: Entry) -> list[Any]:
     return [e.term, e.index, _ENTRY_TYPE_CODE[e.type], e.data]
 
 
+_U64 = 1 << 64
+_I64 = 1 << 63
+
+
+def _uint(value: Any, name: str) -> int:
+    """`value` if it is an integer in [0, 2**64), else `WireFormatError` naming `name`."""
+    if type(value) is not int or not 0 <= value < _U64:
+        raise WireFormatError(f"{name} is not an unsigned 64-bit integer: {value!r:.40}")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    """`value` if it is an integer in [-2**63, 2**64), else `WireFormatError`."""
+    if type(value) is not int or not -_I64 <= value < _U64:
+        raise WireFormatError(f"{name} is not a 64-bit integer: {value!r:.40}")
+    return value
+
+
+def _bytes(value: Any, name: str) -> bytes:
+    if not isinstance(value, bytes):
+        raise WireFormatError(f"{name} is not bytes")
+    return value
+
+
+def _code(value: Any, table: list[Any], name: str) -> Any:
+    if type(value) is not int or not 0 <= value < len(table):
+        raise WireFormatError(f"unknown {name} code {value!r:.40}")
+    return table[value]
+
+
 def decode_entry(obj: Any) -> Entry:
-    """The inverse of `encode_entry`."""
+    """The inverse of `encode_entry`; `WireFormatError` on malformed input."""
+    if not isinstance(obj, list | tuple) or len(obj) != 4:
+        raise WireFormatError("an entry is [term, index, type, data]")
     term, index, etype, data = obj
-    return Entry(term=term, index=index, type=_ENTRY_TYPES[etype], data=bytes(data))
+    return Entry(
+        term=_uint(term, "entry term"),
+        index=_uint(index, "entry index"),
+        type=_code(etype, _ENTRY_TYPES, "entry type"),
+        data=_bytes(data, "entry data"),
+    )
 
 
 def encode_conf_state(cs: ConfState) -> list[Any]:
@@ -51,15 +89,25 @@ def encode_conf_state(cs: ConfState) -> list[Any]:
     ]
 
 
+def _ids(obj: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(obj, list | tuple):
+        raise WireFormatError(f"{name} is not a list")
+    return tuple(_uint(i, name) for i in obj)
+
+
 def decode_conf_state(obj: Any) -> ConfState:
-    """The inverse of `encode_conf_state`."""
+    """The inverse of `encode_conf_state`; `WireFormatError` on malformed input."""
+    if not isinstance(obj, list | tuple) or len(obj) != 5:
+        raise WireFormatError("a conf state is five fields")
     voters, learners, outgoing, learners_next, auto_leave = obj
+    if not isinstance(auto_leave, bool):
+        raise WireFormatError("auto_leave is not a boolean")
     return ConfState(
-        voters=tuple(voters),
-        learners=tuple(learners),
-        voters_outgoing=tuple(outgoing),
-        learners_next=tuple(learners_next),
-        auto_leave=bool(auto_leave),
+        voters=_ids(voters, "voters"),
+        learners=_ids(learners, "learners"),
+        voters_outgoing=_ids(outgoing, "voters_outgoing"),
+        learners_next=_ids(learners_next, "learners_next"),
+        auto_leave=auto_leave,
     )
 
 
@@ -70,10 +118,16 @@ def encode_snapshot(s: Snapshot) -> list[Any]:
 
 
 def decode_snapshot(obj: Any) -> Snapshot:
-    """The inverse of `encode_snapshot`."""
+    """The inverse of `encode_snapshot`; `WireFormatError` on malformed input."""
+    if not isinstance(obj, list | tuple) or len(obj) != 4:
+        raise WireFormatError("a snapshot is [index, term, conf_state, data]")
     index, term, cs, data = obj
-    meta = SnapshotMetadata(index=index, term=term, conf_state=decode_conf_state(cs))
-    return Snapshot(data=bytes(data), metadata=meta)
+    meta = SnapshotMetadata(
+        index=_uint(index, "snapshot index"),
+        term=_uint(term, "snapshot term"),
+        conf_state=decode_conf_state(cs),
+    )
+    return Snapshot(data=_bytes(data, "snapshot data"), metadata=meta)
 
 
 def encode_message(m: Message) -> list[Any]:
@@ -97,27 +151,30 @@ def encode_message(m: Message) -> list[Any]:
 
 
 def decode_message(obj: Any) -> Message:
-    """The inverse of `encode_message`; raises `WireFormatError` on malformed input."""
-    try:
-        t, to, frm, term, log_term, index, ents, commit, snap, reject, hint, hint_term, ctx, lt = (
-            obj
-        )
-        return Message(
-            type=_TYPES[t],
-            to=int(to),
-            frm=int(frm),
-            term=int(term),
-            log_term=int(log_term),
-            index=int(index),
-            entries=tuple(decode_entry(e) for e in ents),
-            commit=int(commit),
-            snapshot=None if snap is None else decode_snapshot(snap),
-            reject=bool(reject),
-            reject_hint=int(hint),
-            hint_term=int(hint_term),
-            context=bytes(ctx),
-            lease_tick=int(lt),
-        )
-    except (ValueError, TypeError, IndexError) as exc:
-        raise WireFormatError(f"malformed raft message: {exc}") from exc
-
+    """The inverse of `encode_message`; raises `WireFormatError` on malformed input: a
+    field of the wrong type or out of its range, an unknown message or entry type, a
+    message type that never travels (`LOCAL_MESSAGES`)."""
+    if not isinstance(obj, list | tuple) or len(obj) != 14:
+        raise WireFormatError("a raft message is a list of 14 fields")
+    t, to, frm, term, log_term, index, ents, commit, snap, reject, hint, hint_term, ctx, lt = obj
+    mtype = _code(t, _TYPES, "message type")
+    if mtype in LOCAL_MESSAGES:
+        raise WireFormatError(f"{mtype.value} never travels between nodes")
+    if not isinstance(ents, list | tuple) or not isinstance(reject, bool):
+        raise WireFormatError("malformed raft message: entries or reject")
+    return Message(
+        type=mtype,
+        to=_uint(to, "to"),
+        frm=_uint(frm, "from"),
+        term=_uint(term, "term"),
+        log_term=_uint(log_term, "log_term"),
+        index=_uint(index, "index"),
+        entries=tuple(decode_entry(e) for e in ents),
+        commit=_uint(commit, "commit"),
+        snapshot=None if snap is None else decode_snapshot(snap),
+        reject=reject,
+        reject_hint=_int(hint, "reject_hint"),
+        hint_term=_int(hint_term, "hint_term"),
+        context=_bytes(ctx, "context"),
+        lease_tick=_int(lt, "lease_tick"),
+    )

@@ -20,6 +20,8 @@ Example `node.toml`:
     down_after_s = 30      # a node silent this long has its replicas rebuilt elsewhere
     # join = "10.0.0.1:17001"  # a node that is no founder: any existing node's peer address
     labels = { zone = "eu-1a" }  # replicas of a region go to different zones when they can
+    cluster_secret_file = "/etc/cairn/cluster.secret"  # shared by every node (docs/security.md)
+    # insecure_peer_port = true  # instead: no peer authentication (a trusted network only)
     [peers]
     1 = "127.0.0.1:17001"
     2 = "127.0.0.1:17002"
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from cairn.runtime.peer_auth import MIN_SECRET_BYTES
 from cairn.runtime.region_layout import PEER_ID_STRIDE
 from cairn.store.slot import SLOT_COUNT
 
@@ -163,6 +166,15 @@ class NodeConfig:
     join: tuple[str, int] | None = None
     """The peer address of any node of an existing cluster: this node is no founder, it
     registers with the placement group and receives replicas (`peers` may list only it)."""
+    cluster_secret: bytes | None = field(default=None, repr=False)
+    """The secret every node of the cluster shares: peers prove they know it before the
+    peer port accepts anything from them (`cairn.runtime.peer_auth`). Required unless
+    `insecure_peer_port` is set; from the file `cluster_secret_file` names, or inline."""
+    insecure_peer_port: bool = False
+    """Run without a cluster secret: anyone who can reach the peer port controls the
+    cluster. Only for a network where nothing else can connect; logged loudly."""
+    peer_handshake_timeout_s: float = 5.0
+    """A peer connection that has not authenticated within this long is closed."""
 
     @property
     def advertised_client_addr(self) -> tuple[str, int]:
@@ -189,6 +201,7 @@ class NodeConfig:
             raise ConfigError("placement_heartbeat_ms: must be a positive integer")
         if self.placement_heartbeat_ms >= self.down_after_s * 1000:
             raise ConfigError("placement_heartbeat_ms: must be shorter than down_after_s")
+        _check_peer_auth(self)
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level: unknown level {self.log_level!r}")
         r = self.raft
@@ -212,6 +225,24 @@ class NodeConfig:
                 "(keep it at most half of regions.split_size_bytes)"
             )
         return self
+
+
+def _check_peer_auth(config: NodeConfig) -> None:
+    """A node refuses to start with an open peer port unless told so explicitly."""
+    secret = config.cluster_secret
+    if secret is None and not config.insecure_peer_port:
+        raise ConfigError(
+            "cluster_secret_file: required: every node must share a cluster secret that "
+            "authenticates the peer port (e.g. `head -c 32 /dev/urandom | base64 > "
+            "cluster.secret; chmod 600 cluster.secret`), or set insecure_peer_port = true "
+            "on a network no one else can reach (see docs/security.md)"
+        )
+    if secret is not None and config.insecure_peer_port:
+        raise ConfigError("insecure_peer_port: contradicts the cluster secret that is set")
+    if secret is not None and len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(f"cluster_secret: must be at least {MIN_SECRET_BYTES} bytes long")
+    if not 0 < config.peer_handshake_timeout_s <= 600:
+        raise ConfigError("peer_handshake_timeout_s: must be in (0, 600] seconds")
 
 
 def _positive(section: str, obj: Any, names: tuple[str, ...]) -> None:
@@ -241,6 +272,10 @@ _TOP_KEYS = {
     "placement_heartbeat_ms",
     "join",
     "labels",
+    "cluster_secret",
+    "cluster_secret_file",
+    "insecure_peer_port",
+    "peer_handshake_timeout_s",
     "peer_addr",
     "peers",
     "cluster_id",
@@ -315,6 +350,9 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         placement_heartbeat_ms=_integer(raw, "placement_heartbeat_ms", 500),
         join=parse_address("join", raw["join"]) if "join" in raw else None,
         labels=_labels(raw.get("labels", {})),
+        cluster_secret=_cluster_secret(raw),
+        insecure_peer_port=_flag(raw, "insecure_peer_port"),
+        peer_handshake_timeout_s=_seconds(raw, "peer_handshake_timeout_s", 5.0),
         peer_addr=parse_address("peer_addr", raw.get("peer_addr", "127.0.0.1:16379")),
         peers=peers,
         cluster_id=raw.get("cluster_id", "cairn"),
@@ -325,6 +363,30 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         regions=_section("regions", RegionSettings, raw.get("regions")),
     )
     return config.validate()
+
+
+def _cluster_secret(raw: dict[str, Any]) -> bytes | None:
+    """The secret inline (`cluster_secret`) or read from `cluster_secret_file` (so it is
+    never on a command line or in a config file others may read); surrounding
+    whitespace (a trailing newline) is not part of it."""
+    inline, path = raw.get("cluster_secret"), raw.get("cluster_secret_file")
+    if inline is not None and path is not None:
+        raise ConfigError("cluster_secret: set it or cluster_secret_file, not both")
+    if inline is not None:
+        if not isinstance(inline, str) or not inline.strip():
+            raise ConfigError("cluster_secret: expected a non-empty string")
+        return inline.strip().encode()
+    if path is None:
+        return None
+    if not isinstance(path, str) or not path:
+        raise ConfigError("cluster_secret_file: expected a file name")
+    try:
+        secret = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"cluster_secret_file: cannot read {path}: {exc.strerror}") from None
+    if not secret:
+        raise ConfigError(f"cluster_secret_file: {path} is empty")
+    return secret
 
 
 def _labels(raw: Any) -> dict[str, str]:
@@ -345,7 +407,7 @@ def _path(raw: dict[str, Any], key: str) -> Path | None:
     return Path(value)
 
 
-def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:
+def _flag(raw: dict[str, Any], key: str, default: bool = False) -> bool:
     value = raw.get(key, default)
     if not isinstance(value, bool):
         raise ConfigError(f"{key}: expected true or false, got {value!r}")

@@ -22,6 +22,7 @@ from typing import Any
 
 from cairn.raft.types import NodeId
 from cairn.raft.wire import WireFormatError, decode_message, encode_message
+from cairn.runtime.frame_checks import check_entries
 from cairn.runtime.frames import FrameError, FrameKind, encode_frame
 from cairn.runtime.transport import TcpTransport
 from cairn.shard.envelope import Envelope, EnvelopeKind
@@ -61,6 +62,9 @@ def decode_envelope(obj: Any) -> Envelope:
             raise FrameError("an envelope field is not an integer in range")
         if not isinstance(start, bytes) or not isinstance(end, bytes):
             raise FrameError("an envelope's range bounds are not bytes")
+        message = decode_message(msg) if msg is not None else None
+        if message is not None:
+            check_entries(message, region=True)
         return Envelope(
             _KINDS[kind],
             region,
@@ -69,7 +73,7 @@ def decode_envelope(obj: Any) -> Envelope:
             RegionEpoch(version, conf_ver),
             start,
             end,
-            decode_message(msg) if msg is not None else None,
+            message,
             term,
             commit,
         )

@@ -15,14 +15,16 @@ from typing import Any
 import msgpack
 
 _LEN = struct.Struct(">I")
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: the authenticated handshake (`cairn.runtime.peer_auth`) precedes HELLO."""
 
 
 class FrameKind(enum.IntEnum):
     """What a frame carries."""
 
     HELLO = 0
-    """[kind, version, cluster_id, node_id]: the first frame each side sends."""
+    """[kind, version, cluster_id, node_id, client_addr]: the first frame each side sends
+    once the handshake (CHALLENGE, PROOF) has authenticated the other."""
     RAFT = 1
     """[kind, [message, ...]]: a batch of Raft messages (see `cairn.raft.wire`)."""
     FORWARD = 2
@@ -47,6 +49,10 @@ class FrameKind(enum.IntEnum):
     node knows, and the placement group's members (see `cairn.runtime.placement_wiring`)."""
     REGIONS = 9
     """[kind, [[region, leader node or None], ...]]: the placement leader's region map."""
+    CHALLENGE = 10
+    """[kind, version, nonce]: the handshake's opening, both ways (`cairn.runtime.peer_auth`)."""
+    PROOF = 11
+    """[kind, sender id, receiver id, mac]: a side's proof that it knows the cluster secret."""
 
 
 class FrameError(ValueError):
@@ -71,37 +77,55 @@ def encode_frame(payload: list[Any]) -> bytes:
 
 
 class FrameDecoder:
-    """Feed bytes, take out whole frames (each a decoded msgpack list)."""
+    """Feed bytes, take out whole frames (each a decoded msgpack list).
+
+    `max_frame` may change between two frames: a peer connection accepts only tiny
+    frames until the handshake has authenticated the other side (`next_frame` takes
+    one frame at a time so that the limit applies from the frame after).
+    """
 
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
         self._buf = bytearray()
+        self._pos = 0
 
     def feed(self, data: bytes) -> None:
         """Add received bytes."""
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
         self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet taken out as frames."""
+        return len(self._buf) - self._pos
+
+    def next_frame(self) -> list[Any] | None:
+        """The next complete frame, or None until more bytes arrive."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < _LEN.size:
+            return None
+        (length,) = _LEN.unpack_from(buf, pos)
+        if length > self.max_frame:
+            raise FrameError(f"frame of {length} bytes exceeds the limit of {self.max_frame}")
+        end = pos + _LEN.size + length
+        if len(buf) < end:
+            return None
+        try:
+            payload = msgpack.unpackb(bytes(buf[pos + _LEN.size : end]), raw=False)
+        except Exception as exc:  # msgpack raises several unrelated types
+            raise FrameError(f"undecodable frame: {type(exc).__name__}") from None
+        if not isinstance(payload, list) or not payload:
+            raise FrameError("a frame must be a non-empty list")
+        self._pos = end
+        return payload
 
     def frames(self) -> list[list[Any]]:
         """Every complete frame received so far, in order."""
         out: list[list[Any]] = []
-        buf = self._buf
-        pos = 0
-        while len(buf) - pos >= _LEN.size:
-            (length,) = _LEN.unpack_from(buf, pos)
-            if length > self.max_frame:
-                raise FrameError(f"frame of {length} bytes exceeds the limit of {self.max_frame}")
-            end = pos + _LEN.size + length
-            if len(buf) < end:
-                break
-            try:
-                payload = msgpack.unpackb(bytes(buf[pos + _LEN.size : end]), raw=False)
-            except Exception as exc:  # msgpack raises several unrelated types
-                raise FrameError(f"undecodable frame: {exc}") from exc
-            if not isinstance(payload, list) or not payload:
-                raise FrameError("a frame must be a non-empty list")
-            out.append(payload)
-            pos = end
-        del buf[:pos]
+        while (frame := self.next_frame()) is not None:
+            out.append(frame)
         return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,6 +21,18 @@ from pathlib import Path
 from cairn.admin.tokens import DEV_TOKENS_FILE, ensure_dev_token
 
 HOST = "127.0.0.1"
+SECRET_FILE = "cluster.secret"
+"""The cluster secret every node of a local cluster reads, under its root (mode 0600)."""
+
+
+def ensure_secret(path: Path) -> Path:
+    """Create `path` holding a fresh random cluster secret (mode 0600) unless it exists,
+    so a restarted local cluster keeps its secret; `path`."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    return path
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +105,11 @@ class LocalCluster:
     """An admin token of the nodes' admin API (`cairn.admin.tokens.ensure_dev_token`: in
     `root/admin.token`, where `cairn ctl` finds it), set by `write_configs`."""
 
+    @property
+    def secret_path(self) -> Path:
+        """The file holding the cluster secret every node reads (`ensure_secret`)."""
+        return self.root / SECRET_FILE
+
     @classmethod
     def plan(
         cls,
@@ -124,6 +142,7 @@ class LocalCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.admin_token is None and any(n.admin_port is not None for n in self.specs):
             self.admin_token = ensure_dev_token(self.root)
+        ensure_secret(self.secret_path)
         founders = [n for n in self.specs if n.node_id not in self.joins]
         peers = "".join(f'{n.node_id} = "{HOST}:{n.peer_port}"\n' for n in founders)
         for n in self.specs:
@@ -133,6 +152,7 @@ class LocalCluster:
                 f'client_addr = "{HOST}:{n.client_port}"',
                 f'peer_addr = "{HOST}:{n.peer_port}"',
                 f'data_dir = "{n.data_dir}"',
+                f'cluster_secret_file = "{self.secret_path}"',
                 "admin_addr = " + ('"off"' if n.admin_port is None else f'"{HOST}:{n.admin_port}"'),
             ]
             if self.admin_token is not None:

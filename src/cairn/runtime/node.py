@@ -254,8 +254,16 @@ class Node:
             cfg.node_id,
             cfg.peer_addr,
             peers,
-            TransportConfig(cluster_id=cfg.cluster_id, client_addr=announce),
+            TransportConfig(
+                cluster_id=cfg.cluster_id,
+                client_addr=announce,
+                secret=cfg.cluster_secret or b"",
+                handshake_timeout=cfg.peer_handshake_timeout_s,
+            ),
         )
+        if cfg.cluster_secret is None:
+            warning = "INSECURE: no cluster secret: whoever reaches %s:%d controls the cluster"
+            log.warning(warning, *cfg.peer_addr)
         self.transport.on_forward = self._on_forward
         self.transport.on_forward_reply = self._on_forward_reply
         self.clock = LoopClock(loop)

@@ -61,13 +61,8 @@ from cairn.placement.service import (
 from cairn.raft.config import Config
 from cairn.raft.types import NodeId
 from cairn.runtime.config import NodeConfig
-from cairn.runtime.frames import (
-    PROTOCOL_VERSION,
-    FrameDecoder,
-    FrameError,
-    FrameKind,
-    encode_frame,
-)
+from cairn.runtime.frame_checks import check_peers
+from cairn.runtime.frames import FrameError, FrameKind, encode_frame
 from cairn.runtime.real_env import LoopClock, RealEnv
 from cairn.runtime.region_inspector import StoreRegionInspector
 from cairn.runtime.region_layout import PEER_ID_STRIDE
@@ -445,32 +440,23 @@ class NodePlacement:
         cfg = self.config
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), JOIN_RETRY * 4)
         try:
-            hello = [
-                FrameKind.HELLO,
-                PROTOCOL_VERSION,
-                cfg.cluster_id,
-                cfg.node_id,
-                _address(cfg.advertised_client_addr),
-            ]
+            peer, decoder = await self.transport.dial_handshake(reader, writer)
             host, port = cfg.peer_addr
             me = [[cfg.node_id, host, port]]
-            writer.write(encode_frame(hello) + encode_frame([FrameKind.PEERS, me, True, []]))
+            writer.write(encode_frame([FrameKind.PEERS, me, True, []]))
             await writer.drain()
-            decoder = FrameDecoder(self.transport.config.max_frame)
-            peer = 0
             async with asyncio.timeout(JOIN_REPLY_TIMEOUT):
                 while True:
+                    for frame in decoder.frames():
+                        if frame[0] == FrameKind.PEERS:
+                            check_peers(frame)
+                            self._on_peers_frame(peer, frame)
+                            if self.members:
+                                return
                     data = await reader.read(1 << 16)
                     if not data:
                         raise FrameError("the join node closed the connection")
                     decoder.feed(data)
-                    for frame in decoder.frames():
-                        if frame[0] == FrameKind.HELLO and len(frame) >= 4:
-                            peer = int(frame[3])
-                        elif frame[0] == FrameKind.PEERS:
-                            self._on_peers_frame(peer, frame)
-                            if self.members:
-                                return
         finally:
             writer.close()
             with contextlib.suppress(OSError):

@@ -2,8 +2,13 @@
 
 Theory of operation. Of two peers, the one with the smaller node id dials and keeps
 redialling with capped, jittered exponential backoff; the other only accepts. Both sides
-open with a HELLO frame naming cluster and node, and a connection from a stranger (another
-cluster, an unknown node, a bad protocol version) is closed. Once up, one connection carries
+first prove that they know the cluster secret (`cairn.runtime.peer_auth`: tiny frames, a
+deadline), then say HELLO (cluster, node, client address); a connection that fails either
+(a wrong secret, another cluster, a bad protocol version, a node id that is impossible or
+not the one dialled) is closed with one log line. A node this one does not know (neither
+configured nor learned from the placement group) may only announce itself (a join).
+Every later frame is checked before use (`cairn.runtime.frame_checks`): anything
+malformed closes the connection, again with one log line. Once up, one connection carries
 traffic both ways: region-tagged envelopes between region hosts (`ENVELOPES`), batches of
 Raft messages of a lone group, and forwarded client commands (naming the region and
 epoch the sender routed by).
@@ -20,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -27,6 +33,17 @@ from typing import Any, cast
 from cairn.raft.types import Message, NodeId
 from cairn.raft.wire import WireFormatError, decode_message, encode_message
 from cairn.runtime.env import MessageHandler
+from cairn.runtime.frame_checks import (
+    check_chunk,
+    check_envelopes,
+    check_forward,
+    check_forward_reply,
+    check_join_peers,
+    check_peers,
+    check_placement,
+    check_raft,
+    check_regions,
+)
 from cairn.runtime.frames import (
     PROTOCOL_VERSION,
     FrameDecoder,
@@ -35,6 +52,15 @@ from cairn.runtime.frames import (
     Hello,
     encode_frame,
     parse_hello,
+)
+from cairn.runtime.peer_auth import (
+    HANDSHAKE_MAX_BUFFER,
+    HANDSHAKE_MAX_FRAME,
+    HANDSHAKE_TIMEOUT,
+    NONCE_SIZE,
+    Handshake,
+    HandshakeError,
+    Role,
 )
 
 log = logging.getLogger("cairn.transport")
@@ -81,51 +107,99 @@ class TransportConfig:
     backoff_initial: float = 0.05
     backoff_max: float = 2.0
     connect_timeout: float = 2.0
+    secret: bytes = field(default=b"", repr=False)
+    """The cluster secret both sides of the handshake prove they know (b"": the explicit
+    insecure mode, where anyone who knows the protocol passes)."""
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+    """Seconds a new connection has to authenticate and say HELLO before it is closed."""
 
 
 class PeerConnection(asyncio.Protocol):
-    """One TCP connection to a peer; decodes frames and hands them to the transport."""
+    """One TCP connection to a peer: the handshake, then frames handed to the transport.
+
+    Until the other side is authenticated (`peer_auth`) and has said HELLO, frames may
+    be at most `HANDSHAKE_MAX_FRAME` bytes, at most `HANDSHAKE_MAX_BUFFER` bytes may
+    stay buffered, and the whole must be over within `handshake_timeout` seconds.
+    """
 
     def __init__(self, owner: TcpTransport, expected: NodeId | None) -> None:
         self.owner = owner
         self.expected = expected
         self.peer: NodeId | None = None
-        self.decoder = FrameDecoder(owner.config.max_frame)
+        """The peer's node id, once authenticated and its HELLO accepted."""
+        cfg = owner.config
+        role = Role.ACCEPTOR if expected is None else Role.DIALER
+        self.handshake = Handshake(
+            role,
+            cfg.secret,
+            cfg.cluster_id,
+            owner.node_id,
+            secrets.token_bytes(NONCE_SIZE),
+            expected=expected,
+            knows=owner.knows,
+        )
+        self.decoder = FrameDecoder(HANDSHAKE_MAX_FRAME)
         self.transport: asyncio.Transport | None = None
         self.closed = asyncio.get_running_loop().create_future()
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        owner = self.owner
-        cfg = owner.config
-        hello = [FrameKind.HELLO, PROTOCOL_VERSION, cfg.cluster_id, owner.node_id, cfg.client_addr]
-        self.transport.write(encode_frame(hello))
+        self._send(self.handshake.start())
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.owner.config.handshake_timeout, self._timed_out)
+
+    def _send(self, frames: list[list[Any]]) -> None:
+        if frames and self.transport is not None:
+            self.transport.write(b"".join(encode_frame(f) for f in frames))
+
+    def _timed_out(self) -> None:
+        if self.peer is None:
+            timeout = self.owner.config.handshake_timeout
+            self.owner.refuse(self, f"no handshake within {timeout:g} s")
 
     def data_received(self, data: bytes) -> None:
-        self.decoder.feed(data)
         try:
-            for frame in self.decoder.frames():
+            self.decoder.feed(data)
+            while not self.closing and (frame := self.decoder.next_frame()) is not None:
                 self._on_frame(frame)
+            if self.peer is None and self.decoder.buffered > HANDSHAKE_MAX_BUFFER:
+                raise FrameError("too many bytes before the handshake is over")
         except (FrameError, WireFormatError) as exc:
-            log.warning("closing connection to peer %s: %s", self.peer, exc)
-            self.close()
+            self.owner.refuse(self, str(exc))
+        except Exception as exc:  # a handler's bug: one line, not a traceback per frame
+            self.owner.refuse(self, f"failed on a frame: {type(exc).__name__}: {exc}")
+
+    @property
+    def closing(self) -> bool:
+        """Whether the socket is closed or closing (nothing more is read from it)."""
+        return self.transport is None or self.transport.is_closing()
 
     def _on_frame(self, frame: list[Any]) -> None:
+        if not self.handshake.done:
+            self._send(self.handshake.receive(frame))
+            if self.handshake.done:
+                self.decoder.max_frame = self.owner.config.max_frame
+                self._send([self.owner.hello_frame()])
+            return
         if self.peer is None:
             self._on_hello(parse_hello(frame))
             return
         self.owner.stats.frames_received += 1
-        self.owner.dispatch(self.peer, frame)
+        self.owner.dispatch(self.peer, frame, restricted=self.handshake.restricted)
 
     def _on_hello(self, hello: Hello) -> None:
-        problem = self.owner.vet_hello(hello, self.expected)
+        authenticated = self.handshake.peer
+        assert authenticated is not None
+        problem = self.owner.vet_hello(hello, authenticated)
         if problem:
-            self.owner.stats.rejected_peers += 1
             raise FrameError(problem)
-        self.peer = hello.node_id
-        if hello.client_addr:
-            self.owner.client_addrs[hello.node_id] = hello.client_addr
-        self.owner.attach(hello.node_id, self)
+        if self._timer is not None:
+            self._timer.cancel()
+        self.peer = authenticated
+        if hello.client_addr and not self.handshake.restricted:
+            self.owner.client_addrs[authenticated] = hello.client_addr
+        self.owner.attach(authenticated, self)
 
     def write(self, data: bytes) -> bool:
         """Write a frame unless the socket is backed up; false when dropped."""
@@ -143,10 +217,30 @@ class PeerConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         if self.peer is not None:
             self.owner.detach(self.peer, self)
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+class _RefusalLog:
+    """One log line per refused connection, and, before authentication, at most one a
+    second (with a count of those not logged): strangers must not fill the log."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._last = -1e18
+        self._quiet = 0
+
+    def refused(self, who: str, reason: str, authenticated: bool, now: float) -> None:
+        if not authenticated and now - self._last < self.interval:
+            self._quiet += 1
+            return
+        more = f" ({self._quiet} more refused since)" if self._quiet else ""
+        self._last, self._quiet = now, 0
+        log.warning("closing the peer connection %s: %s%s", who, reason, more)
 
 
 @dataclass(slots=True)
@@ -201,6 +295,7 @@ class TcpTransport:
         self._running = False
         self._next_stream = 0
         self._incoming: dict[tuple[NodeId, int], _PartialSnapshot] = {}
+        self._refusals = _RefusalLog()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -277,17 +372,60 @@ class TcpTransport:
 
     # -- connections ------------------------------------------------------------------
 
-    def vet_hello(self, hello: Hello, expected: NodeId | None) -> str:
-        """Why a peer's handshake is refused ("" if it is accepted)."""
+    def knows(self, node: NodeId) -> bool:
+        """Whether `node` is a peer this node knows: configured, or learned from the
+        placement group's membership (a stranger may only announce itself)."""
+        return node in self.peers
+
+    def hello_frame(self) -> list[Any]:
+        """The HELLO this node sends once the other side is authenticated."""
+        cfg = self.config
+        return [FrameKind.HELLO, PROTOCOL_VERSION, cfg.cluster_id, self.node_id, cfg.client_addr]
+
+    def vet_hello(self, hello: Hello, authenticated: NodeId) -> str:
+        """Why an authenticated peer's HELLO is refused ("" if it is accepted)."""
         if hello.version != PROTOCOL_VERSION:
             return f"peer speaks protocol {hello.version}, we speak {PROTOCOL_VERSION}"
         if hello.cluster_id != self.config.cluster_id:
             return f"peer belongs to cluster {hello.cluster_id!r}"
-        if expected is not None and hello.node_id != expected:
-            return f"dialled node {expected} but node {hello.node_id} answered"
-        if hello.node_id == self.node_id:
-            return "peer claims our own node id"
+        if hello.node_id != authenticated:
+            return f"node {authenticated} said HELLO as node {hello.node_id}"
         return ""
+
+    def refuse(self, conn: PeerConnection, reason: str) -> None:
+        """Close `conn` for `reason`, with one log line (rate-limited for strangers)."""
+        if conn.closing:
+            return
+        authenticated = conn.handshake.done
+        if not authenticated:
+            self.stats.rejected_peers += 1
+        who = f"of node {conn.handshake.peer}" if authenticated else "from an unauthenticated peer"
+        self._refusals.refused(who, reason, authenticated, asyncio.get_running_loop().time())
+        conn.close()
+
+    async def dial_handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[NodeId, FrameDecoder]:
+        """Authenticate a connection this node opened to a `join` address (whose node it
+        cannot know), over streams; the node that answered and a decoder holding any
+        bytes received after the handshake. Sends this node's HELLO."""
+        cfg = self.config
+        nonce = secrets.token_bytes(NONCE_SIZE)
+        hs = Handshake(Role.DIALER, cfg.secret, cfg.cluster_id, self.node_id, nonce)
+        decoder = FrameDecoder(HANDSHAKE_MAX_FRAME)
+        writer.write(b"".join(encode_frame(f) for f in hs.start()))
+        async with asyncio.timeout(cfg.handshake_timeout):
+            while not hs.done:
+                data = await reader.read(HANDSHAKE_MAX_BUFFER)
+                if not data:
+                    raise HandshakeError("the peer closed the connection during the handshake")
+                decoder.feed(data)
+                while not hs.done and (frame := decoder.next_frame()) is not None:
+                    writer.write(b"".join(encode_frame(f) for f in hs.receive(frame)))
+        assert hs.peer is not None
+        decoder.max_frame = cfg.max_frame
+        writer.write(encode_frame(self.hello_frame()))
+        return hs.peer, decoder
 
     def attach(self, peer: NodeId, conn: PeerConnection) -> None:
         """Use `conn` for `peer` from now on (a newer connection replaces an older one)."""
@@ -422,25 +560,29 @@ class TcpTransport:
     def _on_snapshot_chunk(self, peer: NodeId, frame: list[Any]) -> None:
         """Reassemble a chunked snapshot (of a Raft message or of an envelope); a gap (a
         dropped chunk) abandons the stream and Raft sends the snapshot again later."""
-        kind, stream, seq, last, head, piece = frame
-        key = (peer, int(kind))
+        chunk = check_chunk(frame)
+        key = (peer, int(chunk.kind))
         partial = self._incoming.get(key)
-        if seq == 0:
-            first = decode_message(head) if kind == FrameKind.SNAPSHOT_CHUNK else head
-            partial = _PartialSnapshot(stream, first)
+        if chunk.seq == 0:
+            first = chunk.head
+            if chunk.kind == FrameKind.SNAPSHOT_CHUNK:
+                first = decode_message(chunk.head)
+                if first.snapshot is None or first.frm != peer:
+                    raise FrameError("a SNAPSHOT_CHUNK head must be the sender's MsgSnap")
+            partial = _PartialSnapshot(chunk.stream, first)
             self._incoming[key] = partial
-        elif partial is None or partial.stream != stream or partial.next_seq != seq:
+        elif partial is None or partial.stream != chunk.stream or partial.next_seq != chunk.seq:
             self._incoming.pop(key, None)
             return
-        partial.pieces.append(bytes(piece))
+        partial.pieces.append(chunk.piece)
         partial.next_seq += 1
         if len(partial.pieces) * self.config.snapshot_chunk > self.config.max_snapshot:
             self._incoming.pop(key, None)
             raise FrameError("snapshot stream exceeds max_snapshot")
-        if last:
+        if chunk.last:
             del self._incoming[key]
             data = b"".join(partial.pieces)
-            if kind == FrameKind.ENVELOPE_CHUNK:
+            if chunk.kind == FrameKind.ENVELOPE_CHUNK:
                 if self.on_chunked_envelope is not None:
                     self.on_chunked_envelope(peer, partial.message, data)
                 return
@@ -450,30 +592,69 @@ class TcpTransport:
             if self._handler is not None:
                 self._handler([full])
 
-    def dispatch(self, peer: NodeId, frame: list[Any]) -> None:
-        """Route one frame from `peer` to its handler."""
+    def dispatch(self, peer: NodeId, frame: list[Any], *, restricted: bool = False) -> None:
+        """Check one frame from `peer` and route it to its handler (`FrameError` when it
+        is malformed, of an unknown kind, or more than a `restricted` peer may send)."""
         kind = frame[0]
-        if kind == FrameKind.RAFT and len(frame) == 2:
-            msgs = [decode_message(m) for m in frame[1]]
-            if self._handler is not None and msgs:
-                self._handler(msgs)
-        elif kind == FrameKind.ENVELOPES and len(frame) == 2:
-            if self.on_envelopes is not None:
-                self.on_envelopes(peer, frame[1])
-        elif kind == FrameKind.FORWARD and len(frame) in (4, 7):
-            if self.on_forward is not None:
-                request_id, protocol, args = frame[1:4]
-                target = None
-                if len(frame) == 7:
-                    target = (int(frame[4]), int(frame[5]), int(frame[6]))
-                argv = [bytes(a) for a in args]
-                self.on_forward(peer, int(request_id), int(protocol), argv, target)
-        elif kind == FrameKind.FORWARD_REPLY and len(frame) == 3:
-            if self.on_forward_reply is not None:
-                self.on_forward_reply(int(frame[1]), bytes(frame[2]))
-        elif kind in (FrameKind.SNAPSHOT_CHUNK, FrameKind.ENVELOPE_CHUNK) and len(frame) == 6:
-            self._on_snapshot_chunk(peer, frame)
-        elif kind in self.handlers:
-            self.handlers[kind](peer, frame)
+        if type(kind) is not int or kind not in _DISPATCH:
+            if type(kind) is int and kind in self.handlers and not restricted:
+                self.handlers[FrameKind(kind)](peer, frame)
+                return
+            raise FrameError(f"unexpected frame kind {kind!r:.20}")
+        if restricted and kind != FrameKind.PEERS:
+            raise FrameError(f"node {peer} is no member here: it may only announce itself")
+        _DISPATCH[FrameKind(kind)](self, peer, frame, restricted)
+
+    def _on_raft(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
+        msgs = check_raft(frame, peer)
+        if self._handler is not None and msgs:
+            self._handler(msgs)
+
+    def _on_envelopes(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
+        items = check_envelopes(frame)
+        if self.on_envelopes is not None:
+            self.on_envelopes(peer, items)
+
+    def _on_forward(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
+        fwd = check_forward(frame)
+        if self.on_forward is not None:
+            self.on_forward(peer, fwd.request_id, fwd.protocol, fwd.argv, fwd.target)
+
+    def _on_forward_reply(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
+        request_id, data = check_forward_reply(frame)
+        if self.on_forward_reply is not None:
+            self.on_forward_reply(request_id, data)
+
+    def _on_chunk(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
+        self._on_snapshot_chunk(peer, frame)
+
+    def _on_layer_frame(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
+        """PEERS, PLACEMENT, REGIONS: checked here, served by a layer above."""
+        kind = FrameKind(frame[0])
+        if kind == FrameKind.PEERS:
+            peers = check_peers(frame)
+            if restricted:
+                check_join_peers(peer, peers)
+        elif kind == FrameKind.PLACEMENT:
+            check_placement(frame)
         else:
-            raise FrameError(f"unexpected frame kind {kind!r}")
+            check_regions(frame)
+        handler = self.handlers.get(kind)
+        if handler is not None:
+            handler(peer, frame)
+
+
+_Route = Callable[[TcpTransport, NodeId, list[Any], bool], None]
+_DISPATCH: dict[FrameKind, _Route] = {
+    FrameKind.RAFT: TcpTransport._on_raft,
+    FrameKind.ENVELOPES: TcpTransport._on_envelopes,
+    FrameKind.FORWARD: TcpTransport._on_forward,
+    FrameKind.FORWARD_REPLY: TcpTransport._on_forward_reply,
+    FrameKind.SNAPSHOT_CHUNK: TcpTransport._on_chunk,
+    FrameKind.ENVELOPE_CHUNK: TcpTransport._on_chunk,
+    FrameKind.PEERS: TcpTransport._on_layer_frame,
+    FrameKind.PLACEMENT: TcpTransport._on_layer_frame,
+    FrameKind.REGIONS: TcpTransport._on_layer_frame,
+}
+"""How each frame kind after the HELLO is checked and routed (HELLO, CHALLENGE and PROOF
+are the handshake's: sent again, they are refused)."""
