@@ -89,6 +89,12 @@ class Limits:
     max_pending_replies_bytes: int = 64 << 20
     max_pipeline: int = 1024
     request_timeout_ms: int = 2000
+    pubsub_output_hard_limit_bytes: int = 32 << 20
+    """A subscriber whose unsent messages pass this is disconnected at once (Redis's
+    `client-output-buffer-limit pubsub` hard limit)."""
+    pubsub_output_soft_limit_bytes: int = 8 << 20
+    pubsub_output_soft_limit_seconds: int = 60
+    """... or once they have stayed past the soft limit this long (the soft limit)."""
 
 
 @dataclass(frozen=True, slots=True)

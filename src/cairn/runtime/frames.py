@@ -47,6 +47,9 @@ class FrameKind(enum.IntEnum):
     node knows, and the placement group's members (see `cairn.runtime.placement_wiring`)."""
     REGIONS = 9
     """[kind, [[region, leader node or None], ...]]: the placement leader's region map."""
+    PUBLISH = 10
+    """[kind, channel, message]: a message PUBLISHed on the sending node, for this node's
+    subscribers (see `cairn.runtime.pubsub`)."""
 
 
 class FrameError(ValueError):
