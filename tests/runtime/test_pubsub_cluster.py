@@ -185,3 +185,57 @@ def test_a_subscriber_that_does_not_read_is_disconnected(cluster: LocalCluster) 
     assert "over the pubsub output buffer limit" in log
     slow.close()  # what the node had sent drains from the kernel's buffers, not the node's
     healthy.close()
+
+
+def test_sharded_messages_reach_shard_subscribers_on_every_node(cluster: LocalCluster) -> None:
+    subs = {}
+    for n in (1, 2, 3):
+        ps = client(cluster, n).pubsub()
+        ps.ssubscribe("orders{7}")
+        assert ps.get_sharded_message(timeout=5)["type"] == "ssubscribe"
+        subs[n] = ps
+    plain = subscriber(cluster, 1, "orders{7}")
+    wait_numsub(cluster, 1, "orders{7}", 1)
+    publisher = client(cluster, 2)
+    assert publisher.execute_command("PUBSUB SHARDNUMSUB", "orders{7}") == [(b"orders{7}", 1)]
+    assert publisher.spublish("orders{7}", "one") == 1  # the receivers on node 2 only
+    for ps in subs.values():
+        m = ps.get_sharded_message(timeout=5)
+        assert (m["type"], m["channel"], m["data"]) == ("smessage", b"orders{7}", b"one")
+        ps.close()
+    assert plain.get_message(timeout=0.3) is None  # a channel is not a shard channel
+    plain.close()
+
+
+def test_sharded_commands_answer_crossslot_and_moved_as_redis_cluster(
+    cluster: LocalCluster,
+) -> None:
+    leader = cluster.leader()
+    assert leader is not None
+    other = 1 if leader != 1 else 2
+    raw = Raw(cluster, other)
+    raw.call(
+        "SSUBSCRIBE", "a", "b", expect=b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    )
+    raw.call(
+        "SSUBSCRIBE",
+        "a{x}",
+        "b{x}",
+        expect=b"*3\r\n$10\r\nssubscribe\r\n$4\r\na{x}\r\n:1\r\n"
+        b"*3\r\n$10\r\nssubscribe\r\n$4\r\nb{x}\r\n:2\r\n",
+    )
+    raw.call(
+        "GET",
+        "k",
+        expect=b"-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / "
+        b"QUIT / RESET are allowed in this context\r\n",
+    )
+    aware = Raw(cluster, other)
+    aware.send("CLUSTER", "SLOTS")
+    aware.sock.recv(65536)
+    endpoint = f"{HOST}:{cluster.spec(leader).client_port}".encode()
+    moved = b"-MOVED 13271 " + endpoint + b"\r\n"  # CLUSTER KEYSLOT ch = 13271
+    aware.call("SSUBSCRIBE", "ch", expect=moved)
+    aware.call("SPUBLISH", "ch", "x", expect=moved)
+    aware.call("READONLY", expect=b"+OK\r\n")  # as on a Redis replica: served here
+    aware.call("SPUBLISH", "ch", "x", expect=b":0\r\n")

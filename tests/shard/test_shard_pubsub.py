@@ -11,6 +11,7 @@ from cairn.shard.pubsub import (
     PubSubRegistry,
     full_name,
     pubsub_command,
+    shard_channels_error,
     subscriber_mode_error,
     subscriber_ping,
 )
@@ -121,7 +122,7 @@ def test_pubsub_errors_are_redis_texts() -> None:
         == b"-ERR wrong number of arguments for 'pubsub|numpat' command\r\n"
     )
     assert wire(pubsub_command(reg, [b"help"])).startswith(
-        b"*10\r\n+PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n"
+        b"*14\r\n+PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n"
     )
 
 
@@ -146,3 +147,43 @@ def test_output_limit_hard_at_once_soft_after_its_seconds() -> None:
     assert not limit.over(60, 12.0)
     assert not limit.over(60, 22.0)
     assert limit.over(60, 22.5)
+
+
+def test_shard_channels_count_apart_and_keep_subscriber_mode() -> None:
+    reg = PubSubRegistry()
+    got = wire(reg.ssubscribe(1, [b"a", b"b"]))
+    assert got == (
+        b"*3\r\n$10\r\nssubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$10\r\nssubscribe\r\n$1\r\nb\r\n:2\r\n"
+    )
+    assert wire(reg.subscribe(1, [b"c"])) == b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"
+    assert wire(reg.sunsubscribe(1, [])) == (
+        b"*3\r\n$12\r\nsunsubscribe\r\n$1\r\na\r\n:1\r\n"
+        b"*3\r\n$12\r\nsunsubscribe\r\n$1\r\nb\r\n:0\r\n"
+    )
+    assert reg.subscribed(1)  # still on channel c: subscriber mode lasts
+    assert wire(reg.sunsubscribe(1, [])) == b"*3\r\n$12\r\nsunsubscribe\r\n$-1\r\n:0\r\n"
+    reg.unsubscribe(1, [])
+    assert not reg.subscribed(1)
+
+
+def test_shard_messages_reach_shard_subscribers_only() -> None:
+    reg = PubSubRegistry()
+    reg.ssubscribe(1, [b"s{t}"])
+    reg.subscribe(2, [b"s{t}"])
+    reg.psubscribe(3, [b"*"])
+    got = [(d.client, wire(d.push)) for d in reg.shard_deliveries(b"s{t}", b"hi")]
+    assert got == [(1, b"*3\r\n$8\r\nsmessage\r\n$4\r\ns{t}\r\n$2\r\nhi\r\n")]
+    assert [d.client for d in reg.deliveries(b"s{t}", b"hi")] == [2, 3]
+    assert wire(pubsub_command(reg, [b"SHARDCHANNELS"])) == b"*1\r\n$4\r\ns{t}\r\n"
+    assert wire(pubsub_command(reg, [b"SHARDCHANNELS", b"x*"])) == b"*0\r\n"
+    numsub = wire(pubsub_command(reg, [b"SHARDNUMSUB", b"s{t}", b"zz"]))
+    assert numsub == b"*4\r\n$4\r\ns{t}\r\n:1\r\n$2\r\nzz\r\n:0\r\n"
+    reg.forget(1)
+    assert reg.shard_deliveries(b"s{t}", b"x") == []
+
+
+def test_shard_channels_must_share_a_slot() -> None:
+    assert shard_channels_error([b"a{t}", b"b{t}"]) is None
+    error = shard_channels_error([b"a", b"b"])
+    assert error is not None
+    assert wire(error) == b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"

@@ -255,7 +255,9 @@ class Node:
         )
         self.transport.on_forward = self._on_forward
         self.transport.on_forward_reply = self._on_forward_reply
-        self.pubsub = PubSub(self.transport, cfg.limits, _known_command)
+        self.pubsub = PubSub(
+            self.transport, cfg.limits, _known_command, self.topology, self.routing
+        )
         self.clock = LoopClock(loop)
         self.host = RegionHost(
             cfg.node_id,

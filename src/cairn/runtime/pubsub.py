@@ -4,10 +4,11 @@ Theory of operation. Subscriptions live on the node the subscriber is connected 
 (`PubSubRegistry`). PUBLISH on a node delivers the message to that node's subscribers
 (each push is queued on the subscriber's connection, behind the replies of the commands
 it sent before), then queues one PUBLISH frame for every connected peer; a peer delivers
-it to its own subscribers. PUBLISH replies with the number of receivers on the publishing
-node only, as Redis Cluster does. Order per publisher holds: a client's PUBLISHes run in
-its program order, local pushes are queued in that order, and the frames to one peer go,
-in order, down the single TCP connection to it.
+it to its own subscribers. SPUBLISH travels the same way (to shard channel subscribers,
+after Redis Cluster's CROSSSLOT and MOVED checks). PUBLISH replies with the number of
+receivers on the publishing node only, as Redis Cluster does. Order per publisher
+holds: a client's PUBLISHes run in its program order, local pushes are queued in that
+order, and the frames to one peer go, in order, down the single TCP connection to it.
 
 Nothing is stored or retried (at-most-once, as in Redis): a peer that is not connected,
 or whose link is backed up past the transport's limit, misses the message; a subscriber
@@ -39,9 +40,13 @@ from cairn.shard.pubsub import (
     full_name,
     pubsub_command,
     pubsub_lookup_error,
+    shard_channels_error,
+    shard_redirect,
     subscriber_mode_error,
     subscriber_ping,
 )
+from cairn.shard.routing import RoutingPolicy
+from cairn.shard.topology import Topology
 
 log = logging.getLogger("cairn.pubsub")
 
@@ -56,7 +61,10 @@ _SUBSCRIBE_FAMILY = {
     "psubscribe": PubSubRegistry.psubscribe,
     "unsubscribe": PubSubRegistry.unsubscribe,
     "punsubscribe": PubSubRegistry.punsubscribe,
+    "ssubscribe": PubSubRegistry.ssubscribe,
+    "sunsubscribe": PubSubRegistry.sunsubscribe,
 }
+_SHARDED = frozenset({"ssubscribe", "sunsubscribe", "spublish"})
 
 
 class PubSub:
@@ -67,6 +75,8 @@ class PubSub:
         transport: TcpTransport,
         limits: Limits,
         known: Known,
+        topology: Callable[[], Topology],
+        policy: RoutingPolicy,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = PubSubRegistry()
@@ -74,6 +84,8 @@ class PubSub:
         self.limits = limits
         self.server: RespServer | None = None
         self._known = known
+        self._topology = topology
+        self._policy = policy
         self._monotonic = monotonic
         self._output: dict[int, OutputLimit] = {}
         self.max_broadcast = transport.config.max_frame - FRAME_OVERHEAD
@@ -122,6 +134,11 @@ class PubSub:
         if argc != spec.arity if spec.arity > 0 else argc < -spec.arity:
             done(ErrorReply(f"ERR wrong number of arguments for '{name}' command"))
             return
+        if name in _SHARDED and len(args) > 1:
+            refusal = self._shard_refusal(client, args[1:] if name != "spublish" else args[1:2])
+            if refusal is not None:
+                done(refusal)
+                return
         family = _SUBSCRIBE_FAMILY.get(name)
         if family is not None:
             replies = family(self.registry, state.id, args[1:])
@@ -134,41 +151,60 @@ class PubSub:
         if name == "pubsub":
             done(pubsub_command(self.registry, args[1:]))
             return
-        channel, message = args[1], args[2]
+        channel, message, sharded = args[1], args[2], name == "spublish"
 
         def start(finished: Callable[[], None]) -> None:
-            done(self.publish(channel, message))
+            done(self.publish(channel, message, sharded))
             finished()
 
         # As a read: it waits for the client's earlier writes to be applied, so whoever
         # receives the message can read what its publisher wrote before publishing.
         state.order.submit(False, start)
 
+    def _shard_refusal(self, client: ClientConnection, channels: list[bytes]) -> ErrorReply | None:
+        """CROSSSLOT, or MOVED for a client that follows it, as Redis Cluster answers the
+        sharded commands; None: serve them here."""
+        state = client.state
+        assert state is not None
+        error = shard_channels_error(channels)
+        if error is not None:
+            return error
+        return shard_redirect(channels[0], self._topology(), state.routing, self._policy)
+
     # -- publishing ----------------------------------------------------------------------
 
-    def publish(self, channel: bytes, message: bytes) -> Reply:
-        """Deliver here, send to every peer; the reply counts the receivers here."""
+    def publish(self, channel: bytes, message: bytes, sharded: bool = False) -> Reply:
+        """Deliver here, send to every peer; the reply counts the receivers here.
+        `sharded`: SPUBLISH, for the shard channel's subscribers."""
         if len(channel) + len(message) > self.max_broadcast:
             return ErrorReply(
                 f"ERR the channel and message of a PUBLISH may not exceed "
                 f"{self.max_broadcast} bytes together in Cairn (one peer frame)"
             )
         self.stats["published"] += 1
-        receivers = self._deliver(channel, message)
-        frame = [FrameKind.PUBLISH, channel, message]
+        receivers = self._deliver(channel, message, sharded)
+        frame: list[Any] = [FrameKind.PUBLISH, channel, message]
+        if sharded:
+            frame.append(True)
         for peer in sorted(self.transport.peers):
             self.transport.send_frame(peer, frame)
         return Integer(receivers)
 
     def _on_publish_frame(self, peer: int, frame: list[Any]) -> None:
-        if len(frame) != 3 or not isinstance(frame[1], bytes) or not isinstance(frame[2], bytes):
+        valid = len(frame) == 3 or (len(frame) == 4 and frame[3] is True)
+        if not valid or not all(isinstance(f, bytes) for f in frame[1:3]):
             raise FrameError("malformed PUBLISH frame")
+        sharded = len(frame) == 4
         self.stats["received_from_peers"] += 1
-        self._deliver(frame[1], frame[2])
+        self._deliver(frame[1], frame[2], sharded)
 
-    def _deliver(self, channel: bytes, message: bytes) -> int:
+    def _deliver(self, channel: bytes, message: bytes, sharded: bool) -> int:
         """Queue the message for every subscriber here; how many pushes were made."""
-        deliveries = self.registry.deliveries(channel, message)
+        registry = self.registry
+        if sharded:
+            deliveries = registry.shard_deliveries(channel, message)
+        else:
+            deliveries = registry.deliveries(channel, message)
         server = self.server
         if server is None:
             return len(deliveries)
