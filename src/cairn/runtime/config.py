@@ -100,6 +100,12 @@ class Limits:
     """Argument bytes one MULTI may queue: the transaction is ONE Raft entry."""
     max_watched_keys: int = 10_000
     """Keys one connection may WATCH at once."""
+    pubsub_output_hard_limit_bytes: int = 32 << 20
+    """A subscriber whose unsent messages pass this is disconnected at once (Redis's
+    `client-output-buffer-limit pubsub` hard limit)."""
+    pubsub_output_soft_limit_bytes: int = 8 << 20
+    pubsub_output_soft_limit_seconds: int = 60
+    """... or once they have stayed past the soft limit this long (the soft limit)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,9 @@ class FrameKind(enum.IntEnum):
     """[kind, version, nonce]: the handshake's opening, both ways (`cairn.runtime.peer_auth`)."""
     PROOF = 11
     """[kind, sender id, receiver id, mac]: a side's proof that it knows the cluster secret."""
+    PUBLISH = 12
+    """[kind, channel, message]: a message PUBLISHed on the sending node, for this node's
+    subscribers (see `cairn.runtime.pubsub`)."""
 
 
 class FrameError(ValueError):

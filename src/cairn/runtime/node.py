@@ -56,6 +56,7 @@ from cairn.runtime.host_store import LmdbHostStore, found_regions
 from cairn.runtime.info import render_info
 from cairn.runtime.placement_wiring import NodePlacement, RemoteRegion
 from cairn.runtime.plants import ACK_BEFORE_SYNC, PLANT_ENV, STALE_FOLLOWER_READ, UnsyncedHostStore
+from cairn.runtime.pubsub import PubSub
 from cairn.runtime.range_store import SplitRefusedError, StoreRangeMachine
 from cairn.runtime.real_env import LoopClock
 from cairn.runtime.redis_config import RedisConfig
@@ -66,6 +67,7 @@ from cairn.runtime.transactions import Transactions, applied_parts, forwarded_sp
 from cairn.runtime.transport import ForwardTarget, TcpTransport, TransportConfig
 from cairn.shard.host import HostConfig, RegionHost, RegionPeer
 from cairn.shard.host_store import HostStore, RegionRecord
+from cairn.shard.pubsub import PUBSUB_COMMANDS
 from cairn.shard.region import Region, RegionEpoch
 from cairn.shard.region_machine import RangeMachine
 from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig, decode_request
@@ -266,6 +268,9 @@ class Node:
             log.warning(warning, *cfg.peer_addr)
         self.transport.on_forward = self._on_forward
         self.transport.on_forward_reply = self._on_forward_reply
+        self.pubsub = PubSub(
+            self.transport, cfg.limits, _known_command, self.topology, self.routing
+        )
         self.clock = LoopClock(loop)
         self.host = RegionHost(
             cfg.node_id,
@@ -286,9 +291,10 @@ class Node:
         await self.transport.start()
         self.placement.start()
         self.server = RespServer(self, cfg.limits, cfg.password)
+        self.pubsub.attach(self.server)
         self.context = ServerContext(
             server=self.server,
-            table={**COMMANDS, **CLIENT_COMMANDS},
+            table={**COMMANDS, **CLIENT_COMMANDS, **PUBSUB_COMMANDS},
             info=self.info,
             wall_time=time.time,
             monotonic=time.monotonic,
@@ -479,6 +485,8 @@ class Node:
             return
         if name == CLOCKSKEW_COMMAND and self.failpoints_enabled:
             done(self._clock_skew(args[1:]))
+            return
+        if self.pubsub.intercept(client, name, args, done):
             return
         if client_spec is not None:
             if not _arity_ok(client_spec.arity, len(args)):
@@ -859,6 +867,12 @@ def _client_arity(name: str) -> int | None:
     """The arity of connection command `name` (None: not one)."""
     spec = CLIENT_COMMANDS.get(name)
     return None if spec is None else spec.arity
+
+
+def _known_command(name: str, argc: int) -> bool:
+    """Whether a client or keyspace command `name` exists and takes `argc` arguments."""
+    spec = CLIENT_COMMANDS.get(name) or COMMANDS.get(name)
+    return spec is not None and _arity_ok(spec.arity, argc)
 
 
 def _arity_ok(arity: int, argc: int) -> bool:

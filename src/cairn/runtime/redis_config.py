@@ -487,9 +487,14 @@ def _apply(name: str, value: bytes, server: RespServer) -> None:
 
 def _output_limits(limits: Limits) -> str:
     """client-output-buffer-limit as Cairn enforces it: a normal client is closed once its
-    unsent replies pass `max_pending_replies_bytes`; the other classes are Redis'."""
+    unsent replies pass `max_pending_replies_bytes`, a subscriber past the pubsub limits;
+    the slave class is Redis's."""
     normal = f"normal {limits.max_pending_replies_bytes} 0 0"
-    return f"{normal} slave 268435456 67108864 60 pubsub 33554432 8388608 60"
+    pubsub = (
+        f"pubsub {limits.pubsub_output_hard_limit_bytes} "
+        f"{limits.pubsub_output_soft_limit_bytes} {limits.pubsub_output_soft_limit_seconds}"
+    )
+    return f"{normal} slave 268435456 67108864 60 {pubsub}"
 
 
 def names() -> Iterable[str]:

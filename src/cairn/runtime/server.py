@@ -68,11 +68,14 @@ class CommandRouter(Protocol):
 
 
 class _Slot:
-    __slots__ = ("data", "done")
+    __slots__ = ("data", "done", "tail")
 
     def __init__(self) -> None:
         self.done = False
         self.data = b""
+        self.tail: list[bytes] | None = None
+        """Out-of-band pushes (pub/sub messages) that arrived after this command: they
+        leave right after its reply."""
 
 
 class ClientConnection(asyncio.Protocol):
@@ -98,6 +101,10 @@ class ClientConnection(asyncio.Protocol):
         self._close_after_flush = False
         self._in_process = False
         self._flush_scheduled = False
+        self._loose: list[bytes] = []
+        """Pushes that arrived while no command was outstanding: they leave first."""
+        self._pushed_bytes = 0
+        """Bytes of pushes queued here and not yet handed to the transport."""
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -206,9 +213,14 @@ class ClientConnection(asyncio.Protocol):
         t = self.transport
         if t is None:
             return
-        out = []
+        out, self._loose = self._loose, []
         while self._slots and self._slots[0].done:
-            out.append(self._slots.popleft().data)
+            slot = self._slots.popleft()
+            out.append(slot.data)
+            if slot.tail is not None:
+                out.extend(slot.tail)
+        if self._pushed_bytes:
+            self._pushed_bytes = sum(len(d) for s in self._slots if s.tail for d in s.tail)
         if out and not t.is_closing():
             t.write(b"".join(out))
             if t.get_write_buffer_size() > self.server.limits.max_pending_replies_bytes:
@@ -224,6 +236,34 @@ class ClientConnection(asyncio.Protocol):
             self._update_reading()
             if not self._reading_paused:
                 self._process()
+
+    def push(self, data: bytes) -> None:
+        """Queue an out-of-band message (a pub/sub message, already encoded): it is
+        written after the replies of every command received before it, never inside or
+        ahead of one, as Redis appends it to the output buffer when published."""
+        t = self.transport
+        if t is None or t.is_closing() or self._close_after_flush:
+            return
+        if self._slots:
+            slot = self._slots[-1]
+            if slot.tail is None:
+                slot.tail = []
+            slot.tail.append(data)
+        else:
+            self._loose.append(data)
+        self._pushed_bytes += len(data)
+        self._schedule_flush()
+
+    def output_backlog(self) -> int:
+        """Bytes waiting to reach this client: queued pushes plus the socket's buffer
+        (what `client-output-buffer-limit` measures)."""
+        t = self.transport
+        return self._pushed_bytes + (0 if t is None else t.get_write_buffer_size())
+
+    def abort(self) -> None:
+        """Drop the connection now, discarding what is unsent (a slow subscriber)."""
+        if self.transport is not None:
+            self.transport.abort()
 
     def _peer(self) -> str:
         return self.state.addr if self.state is not None else "?"
@@ -263,6 +303,8 @@ class RespServer:
         self._to_flush: list[ClientConnection] = []
         self._server: asyncio.Server | None = None
         self.stats = {"total_connections_received": 0, "rejected_connections": 0}
+        self.on_disconnect: Callable[[int], None] | None = None
+        """Told the id of every client that goes away (pub/sub forgets its subscriptions)."""
 
     async def start(self, host: str, port: int) -> None:
         """Listen for clients."""
@@ -327,6 +369,8 @@ class RespServer:
     def unregister(self, client_id: int) -> None:
         """Forget a disconnected client."""
         self.clients.pop(client_id, None)
+        if self.on_disconnect is not None:
+            self.on_disconnect(client_id)
 
 
 def _address(name: object) -> str:
