@@ -232,6 +232,10 @@ def test_a_server_on_all_interfaces_without_tokens_exits_with_the_reason(tmp_pat
     args = ["--node-id", "1", "--data-dir", str(tmp_path / "d"), "--peers", "1=127.0.0.1:0"]
     args += ["--client-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0"]
     args += ["--admin-addr", "0.0.0.0:0"]
+    secret = tmp_path / "cluster.secret"  # the peer port's secret is not what is tested
+    secret.write_text("s" * 32)
+    secret.chmod(0o600)
+    args += ["--cluster-secret-file", str(secret)]
     done = subprocess.run(
         [sys.executable, "-m", "cairn", "server", *args],
         capture_output=True,
