@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -279,10 +280,20 @@ def make_app(source: AdminSource, access: Access) -> web.Application:
 class AdminServer:
     """The admin API of one node, listening on `host:port` between `start` and `stop`."""
 
-    def __init__(self, source: AdminSource, host: str, port: int, *, access: Access) -> None:
+    def __init__(
+        self,
+        source: AdminSource,
+        host: str,
+        port: int,
+        *,
+        access: Access,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.access = access
+        self.ssl_context = ssl_context
+        """HTTPS with this context (the node's TLS one, `cairn.runtime.tls`); None: HTTP."""
         self.app = make_app(source, access)
         self._runner: web.AppRunner | None = None
 
@@ -292,14 +303,17 @@ class AdminServer:
         self.access.check_start(self.host, self.port)
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(
+            runner, self.host, self.port, reuse_address=True, ssl_context=self.ssl_context
+        )
         try:
             await site.start()
         except OSError:
             await runner.cleanup()
             raise
         self._runner = runner
-        log.info("admin API on http://%s:%d/v1", *self.address)
+        scheme = "http" if self.ssl_context is None else "https"
+        log.info("admin API on %s://%s:%d/v1", scheme, *self.address)
 
     @property
     def address(self) -> tuple[str, int]:

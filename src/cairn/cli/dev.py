@@ -6,6 +6,12 @@ with mode 0600; the admin API's tokens file, and an admin token (`admin.token`, 
 `cairn ctl` looks by default), are created there too on the first run and kept. The
 command waits until a leader is elected (with a live progress line), says where the data
 is and how to connect, and on Ctrl-C (or SIGTERM) stops every node gracefully, by PID.
+
+With `--tls` every node also serves TLS clients on its client port + `TLS_PORT_OFFSET`,
+and its admin API speaks HTTPS, with certificates of a throwaway CA generated into
+`DATA_DIR/tls` (`cairn.cli.certs`; keys mode 0600, kept across runs). Client certificates
+are optional (`tls_auth_clients = "optional"`): `redis-cli --tls --cacert` works alone,
+and with the generated `client.crt`/`client.key` too.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from cairn.runtime.config import ADMIN_PORT_OFFSET
 from cairn.runtime.local_cluster import HOST, LocalCluster, port_free
 
 PEER_PORT_OFFSET = 10000
+TLS_PORT_OFFSET = 1000
+"""With `--tls`, a node's TLS client port is its plain client port + this (8001 for 7001)."""
 
 
 @click.command()
@@ -44,6 +52,12 @@ PEER_PORT_OFFSET = 10000
     "one, as the masters of a Redis Cluster do]. Ignored when the data directory exists.",
 )
 @click.option("--timeout", type=float, default=30.0, show_default=True)
+@click.option(
+    "--tls",
+    is_flag=True,
+    help=f"Also serve TLS clients (client port + {TLS_PORT_OFFSET}) and HTTPS admin, with a "
+    "throwaway CA and certificates generated into DATA_DIR/tls.",
+)
 def dev(
     nodes: int,
     base_port: int,
@@ -51,18 +65,27 @@ def dev(
     password: str | None,
     regions: int | None,
     timeout: float,
+    tls: bool,
 ) -> None:
     """Run a local cluster of NODES real nodes until Ctrl-C."""
     console = Console()
     clients = [base_port + i for i in range(nodes)]
     peers = [p + PEER_PORT_OFFSET for p in clients]
     admins = [p + ADMIN_PORT_OFFSET for p in clients]
-    busy = [p for p in clients + peers + admins if not port_free(p)]
+    tls_ports = [p + TLS_PORT_OFFSET for p in clients] if tls else []
+    busy = [p for p in clients + peers + admins + tls_ports if not port_free(p)]
     if busy:
         raise click.UsageError(f"ports already in use: {', '.join(map(str, busy))}")
     founding = f"initial_regions = {regions or nodes}\n"
     cluster = LocalCluster.plan(
-        data_dir, nodes, clients, peers, admins, password=password, extra=founding
+        data_dir,
+        nodes,
+        clients,
+        peers,
+        admins,
+        tls=tls_ports or False,
+        password=password,
+        extra=founding,
     )
     stopping = False
 
@@ -111,16 +134,35 @@ def _wait_for_leader(console: Console, cluster: LocalCluster, timeout: float) ->
 def _print_ready(console: Console, cluster: LocalCluster, leader: int) -> None:
     up = f"[green]Cairn dev cluster of {len(cluster.specs)} nodes is up[/green]"
     console.print(f"{up} (leader: node {leader})")
+    tls = cluster.specs[0].tls_port is not None
+    scheme = "https" if tls else "http"
     for n in cluster.specs:
+        secure = f"rediss://{HOST}:{n.tls_port}  " if tls else ""
         console.print(
-            f"  node {n.node_id}: redis://{HOST}:{n.client_port}  "
-            f"admin: http://{HOST}:{n.admin_port}/v1  data: {n.data_dir}"
+            f"  node {n.node_id}: redis://{HOST}:{n.client_port}  {secure}"
+            f"admin: {scheme}://{HOST}:{n.admin_port}/v1  data: {n.data_dir}",
+            soft_wrap=True,
         )
     console.print(f"configs and logs: {cluster.root}")
     console.print(f"cluster secret (peer port authentication): {cluster.secret_path}")
     console.print(f"connect with:  redis-cli -p {cluster.specs[0].client_port}")
-    endpoint = f"-e {HOST}:{cluster.specs[0].admin_port}"
+    endpoint = f"-e {scheme}://{HOST}:{cluster.specs[0].admin_port}"
     token_file = cluster.root / DEV_TOKEN_FILE
-    console.print(f"inspect with:  cairn ctl {endpoint} --token-file {token_file} status")
+    ctl = f"cairn ctl {endpoint} --token-file {token_file} status"
+    if tls:
+        _print_tls(console, cluster)
+        ctl = f"SSL_CERT_FILE={cluster.certs.ca_cert} {ctl}"
+    console.print(f"inspect with:  {ctl}", soft_wrap=True)
     console.print(f"admin token:   {token_file} (tokens: {cluster.root / DEV_TOKENS_FILE})")
     console.print("press Ctrl-C to stop")
+
+
+def _print_tls(console: Console, cluster: LocalCluster) -> None:
+    """How to connect over TLS, with and without the generated client certificate."""
+    certs = cluster.certs
+    tls_cli = f"redis-cli --tls --cacert {certs.ca_cert} -p {cluster.specs[0].tls_port}"
+    console.print(f"TLS (CA and certificates in {certs.directory}):", soft_wrap=True)
+    console.print(f"  {tls_cli}", soft_wrap=True)
+    console.print(
+        f"  {tls_cli} --cert {certs.client_cert} --key {certs.client_key}", soft_wrap=True
+    )

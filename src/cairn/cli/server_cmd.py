@@ -9,12 +9,15 @@ import resource
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cairn.runtime.config import ConfigError, NodeConfig, load, parse_address
 from cairn.storage.errors import StartupError
+
+if TYPE_CHECKING:
+    from cairn.runtime.tls import ServerTls
 
 
 class NodeLogFilter(logging.Filter):
@@ -70,6 +73,9 @@ async def run_node(config: NodeConfig) -> int:
     node = Node(config)
     try:
         await node.start()
+    except ConfigError as exc:  # a TLS file changed since `server` checked it
+        logging.getLogger("cairn").error("cannot start: %s", exc)
+        return 2
     except (StartupError, OSError) as exc:
         logging.getLogger("cairn").error("cannot start: %s", exc)
         return 1
@@ -87,7 +93,10 @@ async def run_node(config: NodeConfig) -> int:
 
         try:
             access = Access.open(config.admin_tokens_file, config.admin_metrics_public)
-            admin = AdminServer(ClusterAdminSource(node), *config.admin_addr, access=access)
+            tls_context = node.tls.context if node.tls is not None else None
+            admin = AdminServer(
+                ClusterAdminSource(node), *config.admin_addr, access=access, ssl_context=tls_context
+            )
             await admin.start()
         except (OSError, AdminStartError) as exc:
             logging.getLogger("cairn").error("cannot start the admin API: %s", exc)
@@ -96,6 +105,7 @@ async def run_node(config: NodeConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.stop_requested.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(node.tls))
     await node.stop_requested.wait()
     logging.getLogger("cairn").info("stopping: finishing in-flight commands")
     if admin is not None:
@@ -103,6 +113,14 @@ async def run_node(config: NodeConfig) -> int:
     await node.stop()
     logging.getLogger("cairn").info("stopped")
     return 1 if node.failure is not None else 0
+
+
+def _reload(tls: ServerTls | None) -> None:
+    """SIGHUP: read the TLS certificate and key again (new connections use them)."""
+    if tls is None:
+        logging.getLogger("cairn").info("SIGHUP: no TLS configured, nothing to reload")
+        return
+    tls.reload()
 
 
 def raise_fd_limit() -> int:
@@ -143,6 +161,11 @@ def run_forever(config: NodeConfig) -> int:
 @click.option(
     "--cluster-secret-file", default=None, help="The file holding the peers' shared secret."
 )
+@click.option("--tls-addr", default=None, help="host:port for TLS clients.")
+@click.option("--tls-cert-file", default=None, help="The certificate TLS clients are shown.")
+@click.option("--tls-key-file", default=None, help="Its private key.")
+@click.option("--tls-ca-cert-file", default=None, help="The CA of client certificates.")
+@click.option("--tls-auth-clients", type=click.Choice(["yes", "optional", "no"]), default=None)
 @click.option("--log-level", default=None)
 def server(config_path: Path | None, **flags: Any) -> None:
     """Run one Cairn node (see docs/operations.md for the config file)."""
@@ -155,6 +178,10 @@ def server(config_path: Path | None, **flags: Any) -> None:
             from cairn.runtime.config import from_mapping
 
             config = from_mapping(overrides)
+        if config.tls is not None:
+            from cairn.runtime.tls import ServerTls
+
+            ServerTls.load(config.tls)  # every TLS file checked before anything starts
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     raise_fd_limit()

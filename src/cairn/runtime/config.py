@@ -22,6 +22,11 @@ Example `node.toml`:
     labels = { zone = "eu-1a" }  # replicas of a region go to different zones when they can
     cluster_secret_file = "/etc/cairn/cluster.secret"  # shared by every node (docs/security.md)
     # insecure_peer_port = true  # instead: no peer authentication (a trusted network only)
+    # tls_addr = "127.0.0.1:8001"          # a second client port speaking TLS (Redis's tls-port)
+    # tls_cert_file = "/etc/cairn/node.crt" # (client_addr = "off": TLS only, docs/security.md)
+    # tls_key_file = "/etc/cairn/node.key"
+    # tls_ca_cert_file = "/etc/cairn/ca.crt"
+    # tls_auth_clients = "yes"             # client certificates: "yes", "optional", "no"
     [peers]
     1 = "127.0.0.1:17001"
     2 = "127.0.0.1:17002"
@@ -125,6 +130,27 @@ class RegionSettings:
     """A region born of a split is not merged again for this long."""
 
 
+TLS_AUTH_CLIENTS = ("yes", "optional", "no")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """The TLS client port and the admin API's HTTPS (`cairn.runtime.tls`), as Redis's
+    `tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`.
+    The files are read at start and again on SIGHUP."""
+
+    addr: tuple[str, int]
+    cert_file: Path
+    key_file: Path
+    ca_cert_file: Path | None = None
+    """The CA client certificates must be signed by (required unless auth_clients is no)."""
+    auth_clients: str = "yes"
+    """"yes": a client certificate signed by the CA is required; "optional": checked when
+    one is presented; "no": not asked for. Redis's default is yes, and so is Cairn's."""
+    handshake_timeout_s: float = 10.0
+    """A connection that has not finished its TLS handshake within this long is closed."""
+
+
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything one `cairn server` process needs."""
@@ -181,6 +207,11 @@ class NodeConfig:
     cluster. Only for a network where nothing else can connect; logged loudly."""
     peer_handshake_timeout_s: float = 5.0
     """A peer connection that has not authenticated within this long is closed."""
+    tls: TlsSettings | None = None
+    """The TLS client port and HTTPS admin API; None: no TLS."""
+    client_plaintext: bool = True
+    """Whether `client_addr` serves plain text. `client_addr = "off"` (Redis's `port 0`)
+    turns it off; `client_addr` is then the TLS address (announced, in INFO)."""
 
     @property
     def advertised_client_addr(self) -> tuple[str, int]:
@@ -208,6 +239,7 @@ class NodeConfig:
         if self.placement_heartbeat_ms >= self.down_after_s * 1000:
             raise ConfigError("placement_heartbeat_ms: must be shorter than down_after_s")
         _check_peer_auth(self)
+        _check_tls(self)
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level: unknown level {self.log_level!r}")
         r = self.raft
@@ -251,6 +283,26 @@ def _check_peer_auth(config: NodeConfig) -> None:
         raise ConfigError("peer_handshake_timeout_s: must be in (0, 600] seconds")
 
 
+def _check_tls(config: NodeConfig) -> None:
+    """TLS settings that cannot work together are refused before any file is read."""
+    tls = config.tls
+    if tls is None:
+        if not config.client_plaintext:
+            raise ConfigError('client_addr: "off" needs tls_addr (no client port otherwise)')
+        return
+    if tls.auth_clients not in TLS_AUTH_CLIENTS:
+        raise ConfigError(f"tls_auth_clients: expected one of {', '.join(TLS_AUTH_CLIENTS)}")
+    if tls.auth_clients != "no" and tls.ca_cert_file is None:
+        raise ConfigError(
+            f"tls_ca_cert_file: required when tls_auth_clients is {tls.auth_clients} "
+            "(the CA client certificates are checked against)"
+        )
+    if config.client_plaintext and tls.addr == config.client_addr and tls.addr[1] != 0:
+        raise ConfigError("tls_addr: must differ from client_addr")
+    if not 0 < tls.handshake_timeout_s <= 600:
+        raise ConfigError("tls_handshake_timeout_s: must be in (0, 600] seconds")
+
+
 def _positive(section: str, obj: Any, names: tuple[str, ...]) -> None:
     for name in names:
         value = getattr(obj, name)
@@ -282,6 +334,12 @@ _TOP_KEYS = {
     "cluster_secret_file",
     "insecure_peer_port",
     "peer_handshake_timeout_s",
+    "tls_addr",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_ca_cert_file",
+    "tls_auth_clients",
+    "tls_handshake_timeout_s",
     "peer_addr",
     "peers",
     "cluster_id",
@@ -337,16 +395,24 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
     password = raw.get("password")
     if password is not None and (not isinstance(password, str) or not password):
         raise ConfigError("password: expected a non-empty string")
+    tls = _tls(raw)
+    plaintext = raw.get("client_addr") != "off"
+    if plaintext:
+        client_addr = parse_address("client_addr", raw.get("client_addr", "127.0.0.1:6379"))
+    elif tls is None:
+        raise ConfigError('client_addr: "off" needs tls_addr (no client port otherwise)')
+    else:
+        client_addr = tls.addr
     config = NodeConfig(
         node_id=node_id,
         data_dir=Path(str(raw["data_dir"])),
-        client_addr=parse_address("client_addr", raw.get("client_addr", "127.0.0.1:6379")),
+        client_addr=client_addr,
         advertise_client_addr=(
             parse_address("advertise_client_addr", raw["advertise_client_addr"])
             if "advertise_client_addr" in raw
             else None
         ),
-        admin_addr=_admin_addr(raw),
+        admin_addr=_admin_addr(raw, client_addr),
         admin_tokens_file=_path(raw, "admin_tokens_file"),
         admin_metrics_public=_flag(raw, "admin_metrics_public", False),
         redirect=raw.get("redirect", "auto"),
@@ -359,6 +425,8 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         cluster_secret=_cluster_secret(raw),
         insecure_peer_port=_flag(raw, "insecure_peer_port"),
         peer_handshake_timeout_s=_seconds(raw, "peer_handshake_timeout_s", 5.0),
+        tls=tls,
+        client_plaintext=plaintext,
         peer_addr=parse_address("peer_addr", raw.get("peer_addr", "127.0.0.1:16379")),
         peers=peers,
         cluster_id=raw.get("cluster_id", "cairn"),
@@ -434,13 +502,41 @@ def _seconds(raw: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-def _admin_addr(raw: dict[str, Any]) -> tuple[str, int] | None:
+def _tls(raw: dict[str, Any]) -> TlsSettings | None:
+    """The `tls_*` keys, or None when `tls_addr` is not set (then no other may be)."""
+    if "tls_addr" not in raw:
+        stray = sorted(k for k in raw if k.startswith("tls_"))
+        if stray:
+            raise ConfigError(f"{stray[0]}: set without tls_addr (the TLS client port)")
+        return None
+    cert, key = _path(raw, "tls_cert_file"), _path(raw, "tls_key_file")
+    if cert is None:
+        raise ConfigError("tls_cert_file: required when tls_addr is set")
+    if key is None:
+        raise ConfigError("tls_key_file: required when tls_addr is set")
+    auth = raw.get("tls_auth_clients", "yes")
+    if isinstance(auth, bool):  # TOML's true/false for Redis's yes/no
+        auth = "yes" if auth else "no"
+    if auth not in TLS_AUTH_CLIENTS:
+        expected = ", ".join(TLS_AUTH_CLIENTS)
+        raise ConfigError(f"tls_auth_clients: expected one of {expected}, got {auth!r}")
+    return TlsSettings(
+        addr=parse_address("tls_addr", raw["tls_addr"]),
+        cert_file=cert,
+        key_file=key,
+        ca_cert_file=_path(raw, "tls_ca_cert_file"),
+        auth_clients=auth,
+        handshake_timeout_s=_seconds(raw, "tls_handshake_timeout_s", 10.0),
+    )
+
+
+def _admin_addr(raw: dict[str, Any], client_addr: tuple[str, int]) -> tuple[str, int] | None:
     value = raw.get("admin_addr")
     if value == "off":
         return None
     if value is not None:
         return parse_address("admin_addr", value)
-    host, port = parse_address("client_addr", raw.get("client_addr", "127.0.0.1:6379"))
+    host, port = client_addr
     if port == 0:
         return host, 0
     if port + ADMIN_PORT_OFFSET > 65535:

@@ -17,11 +17,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cairn.admin.tokens import DEV_TOKENS_FILE, ensure_dev_token
 
+if TYPE_CHECKING:
+    from cairn.cli.certs import DevCerts
+
 HOST = "127.0.0.1"
 SECRET_FILE = "cluster.secret"
+TLS_DIR = "tls"
+"""Where a cluster with `tls` keeps its throwaway CA and certificates, under its root."""
 """The cluster secret every node of a local cluster reads, under its root (mode 0600)."""
 
 
@@ -45,6 +51,8 @@ class NodeSpec:
     data_dir: Path
     admin_port: int | None = None
     """The admin API's port (None: not served)."""
+    tls_port: int | None = None
+    """The TLS client port (None: no TLS; the admin API then serves plain HTTP)."""
 
     @property
     def config_path(self) -> Path:
@@ -104,11 +112,20 @@ class LocalCluster:
     admin_token: str | None = None
     """An admin token of the nodes' admin API (`cairn.admin.tokens.ensure_dev_token`: in
     `root/admin.token`, where `cairn ctl` finds it), set by `write_configs`."""
+    tls_auth_clients: str = "optional"
+    """`tls_auth_clients` of the nodes that have a `tls_port` ("yes", "optional", "no")."""
 
     @property
     def secret_path(self) -> Path:
         """The file holding the cluster secret every node reads (`ensure_secret`)."""
         return self.root / SECRET_FILE
+
+    @property
+    def certs(self) -> DevCerts:
+        """The throwaway CA and certificates of TLS nodes (`cairn.cli.certs`)."""
+        from cairn.cli.certs import DevCerts
+
+        return DevCerts(self.root / TLS_DIR)
 
     @classmethod
     def plan(
@@ -118,17 +135,24 @@ class LocalCluster:
         client_ports: list[int] | None = None,
         peer_ports: list[int] | None = None,
         admin_ports: list[int] | None = None,
+        *,
+        tls: bool | list[int] = False,
         **kwargs: object,
     ) -> LocalCluster:
-        """A cluster of `nodes` nodes; ports are chosen free when not given."""
+        """A cluster of `nodes` nodes; ports are chosen free when not given. `tls`: every
+        node also serves TLS clients (on these ports, or free ones when True), with
+        certificates of a throwaway CA generated under `root/tls`."""
         given = client_ports is not None and peer_ports is not None and admin_ports is not None
         ports = [] if given else free_ports(3 * nodes)
         clients = client_ports or ports[:nodes]
         peers = peer_ports or ports[nodes : 2 * nodes]
         admins = admin_ports or ports[2 * nodes :]
+        tls_ports: list[int | None] = [None] * nodes
+        if tls:
+            tls_ports = list(tls) if isinstance(tls, list) else list(free_ports(nodes))
         root = root.resolve()
         specs = [
-            NodeSpec(i + 1, clients[i], peers[i], root / f"node{i + 1}", admins[i])
+            NodeSpec(i + 1, clients[i], peers[i], root / f"node{i + 1}", admins[i], tls_ports[i])
             for i in range(nodes)
         ]
         return cls(root=root, specs=specs, **kwargs)  # type: ignore[arg-type]
@@ -143,6 +167,10 @@ class LocalCluster:
         if self.admin_token is None and any(n.admin_port is not None for n in self.specs):
             self.admin_token = ensure_dev_token(self.root)
         ensure_secret(self.secret_path)
+        if any(n.tls_port is not None for n in self.specs):
+            from cairn.cli.certs import ensure_dev_certs
+
+            ensure_dev_certs(self.certs.directory)
         founders = [n for n in self.specs if n.node_id not in self.joins]
         peers = "".join(f'{n.node_id} = "{HOST}:{n.peer_port}"\n' for n in founders)
         for n in self.specs:
@@ -159,6 +187,8 @@ class LocalCluster:
                 lines.append(f'admin_tokens_file = "{self.root / DEV_TOKENS_FILE}"')
             if self.password:
                 lines.append(f'password = "{self.password}"')
+            if n.tls_port is not None:
+                lines += self._tls_lines(n.tls_port)
             if n.node_id in self.node_settings:
                 lines.append(self.node_settings[n.node_id].strip())
             mine = peers
@@ -167,6 +197,16 @@ class LocalCluster:
                 mine = f'{n.node_id} = "{HOST}:{n.peer_port}"\n'
             text = "\n".join(lines) + "\n" + self.extra.strip() + "\n[peers]\n" + mine
             n.config_path.write_text(text)
+
+    def _tls_lines(self, port: int) -> list[str]:
+        certs = self.certs
+        return [
+            f'tls_addr = "{HOST}:{port}"',
+            f'tls_cert_file = "{certs.node_cert}"',
+            f'tls_key_file = "{certs.node_key}"',
+            f'tls_ca_cert_file = "{certs.ca_cert}"',
+            f'tls_auth_clients = "{self.tls_auth_clients}"',
+        ]
 
     def add_node(self, via: int) -> int:
         """Plan, configure and start a new node that joins the cluster through node `via`

@@ -63,6 +63,7 @@ from cairn.runtime.redis_config import RedisConfig
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
+from cairn.runtime.tls import ServerTls
 from cairn.runtime.transactions import Transactions, applied_parts, forwarded_spec
 from cairn.runtime.transport import ForwardTarget, TcpTransport, TransportConfig
 from cairn.shard.host import HostConfig, RegionHost, RegionPeer
@@ -211,6 +212,8 @@ class Node:
         self.stopping = False
         self.failure: Exception | None = None
         self.stop_requested = asyncio.Event()
+        self.tls: ServerTls | None = None
+        """The TLS client port's and admin API's certificate (reloaded on SIGHUP)."""
         self.lmdb: LmdbEnv | None = None
         self.failpoints_enabled = False
         self.plant = os.environ.get(PLANT_ENV, "")
@@ -232,6 +235,7 @@ class Node:
         """Open storage, recover (or found) the regions, join the peers, serve clients."""
         cfg = self.config
         loop = asyncio.get_running_loop()
+        self.tls = ServerTls.load(cfg.tls) if cfg.tls is not None else None  # files first
         self.failpoints_enabled = FAILPOINTS_ENV in os.environ
         failpoints.configure_all(os.environ.get(FAILPOINTS_ENV, ""))
         self.node_store = NodeStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
@@ -302,7 +306,12 @@ class Node:
             cluster=lambda args: cluster_command(self.topology(), args, _wall_ms()),
             redis_config=RedisConfig.for_node(cfg),
         )
-        await self.server.start(*cfg.client_addr)
+        if cfg.client_plaintext:
+            await self.server.start(*cfg.client_addr)
+        if cfg.tls is not None and self.tls is not None:
+            tls = cfg.tls
+            await self.server.start_tls(*tls.addr, self.tls.context, tls.handshake_timeout_s)
+            log.info("serving TLS clients on %s:%d", *tls.addr)
         self._tasks.append(loop.create_task(self._active_expiry()))
         self._tasks.append(loop.create_task(self._watch_failures()))
         log.info(

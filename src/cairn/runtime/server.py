@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -302,6 +303,7 @@ class RespServer:
         self._ids = itertools.count(1)
         self._to_flush: list[ClientConnection] = []
         self._server: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
         self.stats = {"total_connections_received": 0, "rejected_connections": 0}
         self.on_disconnect: Callable[[int], None] | None = None
         """Told the id of every client that goes away (pub/sub forgets its subscriptions)."""
@@ -313,6 +315,22 @@ class RespServer:
             lambda: ClientConnection(self), host, port, reuse_address=True, backlog=4096
         )
 
+    async def start_tls(
+        self, host: str, port: int, context: ssl.SSLContext, handshake_timeout: float
+    ) -> None:
+        """Listen for TLS clients too (`cairn.runtime.tls`): the same commands, limits
+        and client table; a connection counts once its handshake is done."""
+        loop = asyncio.get_running_loop()
+        self._tls_server = await loop.create_server(
+            lambda: ClientConnection(self),
+            host,
+            port,
+            reuse_address=True,
+            backlog=4096,
+            ssl=context,
+            ssl_handshake_timeout=handshake_timeout,
+        )
+
     @property
     def bound_address(self) -> tuple[str, int]:
         """The address listened on."""
@@ -322,6 +340,8 @@ class RespServer:
 
     async def stop(self) -> None:
         """Stop accepting and close every client."""
+        if self._tls_server is not None:
+            self._tls_server.close()
         if self._server is not None:
             self._server.close()
         for conn, _ in list(self.clients.values()):
@@ -329,6 +349,8 @@ class RespServer:
                 conn.transport.close()
         if self._server is not None:
             await self._server.wait_closed()
+        if self._tls_server is not None:
+            await self._tls_server.wait_closed()
 
     def flush_soon(self, conn: ClientConnection) -> None:
         """Write `conn`'s replies after the event loop has handled every input ready now.
