@@ -25,8 +25,8 @@ from cryptography import x509
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cairn.cli.certs import DevCerts, ensure_dev_certs, renew_node_cert
 from cairn.runtime.config import ConfigError, from_mapping
+from cairn.runtime.dev_certs import DevCerts, ensure_dev_certs, renew_node_cert
 from cairn.runtime.local_cluster import HOST, LocalCluster
 from cairn.runtime.tls import ServerTls, TlsConfigError
 

@@ -9,7 +9,7 @@ is and how to connect, and on Ctrl-C (or SIGTERM) stops every node gracefully, b
 
 With `--tls` every node also serves TLS clients on its client port + `TLS_PORT_OFFSET`,
 and its admin API speaks HTTPS, with certificates of a throwaway CA generated into
-`DATA_DIR/tls` (`cairn.cli.certs`; keys mode 0600, kept across runs). Client certificates
+`DATA_DIR/tls` (`cairn.runtime.dev_certs`; keys mode 0600, kept across runs). Client certificates
 are optional (`tls_auth_clients = "optional"`): `redis-cli --tls --cacert` works alone,
 and with the generated `client.crt`/`client.key` too.
 """

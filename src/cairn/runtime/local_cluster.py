@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from cairn.admin.tokens import DEV_TOKENS_FILE, ensure_dev_token
 
 if TYPE_CHECKING:
-    from cairn.cli.certs import DevCerts
+    from cairn.runtime.dev_certs import DevCerts
 
 HOST = "127.0.0.1"
 SECRET_FILE = "cluster.secret"
@@ -122,8 +122,8 @@ class LocalCluster:
 
     @property
     def certs(self) -> DevCerts:
-        """The throwaway CA and certificates of TLS nodes (`cairn.cli.certs`)."""
-        from cairn.cli.certs import DevCerts
+        """The throwaway CA and certificates of TLS nodes (`cairn.runtime.dev_certs`)."""
+        from cairn.runtime.dev_certs import DevCerts
 
         return DevCerts(self.root / TLS_DIR)
 
@@ -168,7 +168,7 @@ class LocalCluster:
             self.admin_token = ensure_dev_token(self.root)
         ensure_secret(self.secret_path)
         if any(n.tls_port is not None for n in self.specs):
-            from cairn.cli.certs import ensure_dev_certs
+            from cairn.runtime.dev_certs import ensure_dev_certs
 
             ensure_dev_certs(self.certs.directory)
         founders = [n for n in self.specs if n.node_id not in self.joins]
