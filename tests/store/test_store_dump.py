@@ -38,6 +38,7 @@ CASES: dict[str, tuple[list[Argv], bool]] = {
     "str_compressible": ([_b("SET", "k", _TEXT)], True),
     "str_repeated": ([_b("SET", "k", b"ab" * 40000)], True),
     "str_random": ([_b("SET", "k", _RANDOM_BYTES)], True),
+    "str_over_lzf_limit": ([_b("SET", "k", b"abc" * 50000)], False),
     "hll": ([_b("PFADD", "k", *range(300))], True),
     "list_small": ([_b("RPUSH", "k", "a", "1", "-5000", "x" * 70, 2**40)], True),
     "list_nodes": ([_b("RPUSH", "k", *(f"elem{i}" for i in range(3000)))], True),

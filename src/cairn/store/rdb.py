@@ -37,6 +37,11 @@ STREAM_TYPES = frozenset({T_STREAM, T_STREAM_2})
 
 QUICKLIST_NODE_LIMIT = 8192
 """list-max-listpack-size -2: a quicklist node's listpack holds at most 8 KB."""
+LZF_MAX_INPUT = 128 * 1024
+"""The longest string DUMP compresses. Redis compresses every string over 20 bytes; this
+pure-Python LZF costs about 4 s per MB of incompressible input, so a longer string is
+written uncompressed (a valid payload Redis loads the same; only its bytes differ). Every
+compact encoding (listpacks, intsets, quicklist nodes) is far below it."""
 _LZF_MAX_RATIO = 90
 """LZF expands at most 264 bytes from 3: a declared length above this ratio is a lie."""
 
@@ -259,14 +264,15 @@ def _encode_int(value: int) -> bytes | None:
 
 def encode_string(data: bytes) -> bytes:
     """rdbSaveRawString with rdbcompression on: an int encoding for a short canonical
-    integer, LZF for a compressible string over 20 bytes, else length and bytes."""
+    integer, LZF for a compressible string over 20 bytes (up to `LZF_MAX_INPUT`), else
+    length and bytes."""
     if len(data) <= 11:
         number = parse_ll(data)
         if number is not None:
             encoded = _encode_int(number)
             if encoded is not None:
                 return encoded
-    if len(data) > 20:
+    if 20 < len(data) <= LZF_MAX_INPUT:
         packed = lzf_compress(data, len(data) - 4)
         if packed is not None:
             return b"\xc3" + encode_length(len(packed)) + encode_length(len(data)) + packed
