@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from cairn.store.commands import (
     bitmaps,
+    dump,
     geo,
     hashes,
     hyperloglog,
@@ -582,6 +583,7 @@ COMMANDS: dict[str, CommandSpec] = {
         *_STRING_COMMANDS,
         *_GENERIC_COMMANDS,
         *_HASH_COMMANDS,
+        *dump.COMMANDS,
         *geo.COMMANDS,
         *sets.COMMANDS,
         *zsets.COMMANDS,

@@ -1,0 +1,719 @@
+"""Redis 7.0's DUMP payload format (RDB version 10): values to bytes and back.
+
+A payload is an RDB object type byte, the serialized value, the 2-byte little-endian RDB
+version and the CRC64 (Jones polynomial, reflected, as Redis' crc64) of everything before
+it, little-endian. `encode_*` build a payload the way Redis 7.0 would for a freshly built
+value with the same contents (its encoding chosen by the same thresholds, strings
+integer-encoded or LZF-compressed exactly as `rdbSaveRawString` does); `decode` parses every
+encoding Redis 7.0 can load for the types Cairn has (strings, ziplist/listpack/hashtable
+hashes, quicklist and ziplist lists, intset/listpack/hashtable sets, ziplist/listpack/
+skiplist sorted sets) and returns a plain `Value`.
+
+Every byte of a payload is hostile: each length is checked against the bytes that remain
+before anything is allocated, and any inconsistency raises `BadPayloadError` (which RESTORE
+turns into Redis' "Bad data format"). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from cairn.store.layout import ValueType
+from cairn.store.numbers import parse_ll
+
+_T = TypeVar("_T")
+
+RDB_VERSION = 10
+
+T_STRING, T_LIST, T_SET, T_ZSET, T_HASH, T_ZSET_2 = 0, 1, 2, 3, 4, 5
+T_LIST_ZIPLIST, T_SET_INTSET, T_ZSET_ZIPLIST, T_HASH_ZIPLIST = 10, 11, 12, 13
+T_LIST_QUICKLIST, T_STREAM, T_HASH_LISTPACK, T_ZSET_LISTPACK = 14, 15, 16, 17
+T_LIST_QUICKLIST_2, T_STREAM_2, T_SET_LISTPACK = 18, 19, 20
+STREAM_TYPES = frozenset({T_STREAM, T_STREAM_2})
+
+QUICKLIST_NODE_LIMIT = 8192
+"""list-max-listpack-size -2: a quicklist node's listpack holds at most 8 KB."""
+LZF_MAX_INPUT = 128 * 1024
+"""The longest string DUMP compresses. Redis compresses every string over 20 bytes; this
+pure-Python LZF costs about 4 s per MB of incompressible input, so a longer string is
+written uncompressed (a valid payload Redis loads the same; only its bytes differ). Every
+compact encoding (listpacks, intsets, quicklist nodes) is far below it."""
+_LZF_MAX_RATIO = 90
+"""LZF expands at most 264 bytes from 3: a declared length above this ratio is a lie."""
+
+
+class BadPayloadError(ValueError):
+    """A payload that is not a well-formed serialized value."""
+
+
+@dataclass(slots=True)
+class Value:
+    """A decoded value: `string` for strings, `items` for lists and sets, `pairs` for
+    hashes (field, value), `scored` for sorted sets (member, score)."""
+
+    kind: ValueType
+    string: bytes = b""
+    items: list[bytes] = field(default_factory=list)
+    pairs: list[tuple[bytes, bytes]] = field(default_factory=list)
+    scored: list[tuple[bytes, float]] = field(default_factory=list)
+
+
+# -- CRC64 (Jones, reflected) and the footer ------------------------------------------------
+
+
+def _crc_table() -> tuple[int, ...]:
+    poly = 0x95AC9329AC4BC9B5  # 0xad93d23594c935a9 bit-reversed
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc64(data: bytes, crc: int = 0) -> int:
+    """Redis' crc64 of `data` (crc64(0, "123456789") is 0xe9c6d914c4b8d9ca)."""
+    table = _CRC_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+def with_footer(body: bytes) -> bytes:
+    """`body` followed by the RDB version and the CRC64 of both."""
+    data = body + struct.pack("<H", RDB_VERSION)
+    return data + struct.pack("<Q", crc64(data))
+
+
+def verify_footer(payload: bytes) -> bool:
+    """Whether `payload` ends in a version Redis 7.0 loads (<= 10) and a matching CRC."""
+    if len(payload) < 10:
+        return False
+    version = payload[-10] | payload[-9] << 8
+    if version > RDB_VERSION:
+        return False
+    return int(struct.unpack("<Q", payload[-8:])[0]) == crc64(payload[:-8])
+
+
+# -- LZF -----------------------------------------------------------------------------------
+
+
+def _lzf_slot(hval: int) -> int:
+    return ((hval >> 8) - hval * 5) & 0xFFFF
+
+
+def lzf_compress(data: bytes, out_len: int) -> bytes | None:
+    """liblzf's lzf_compress as Redis builds it (HLOG 16, VERY_FAST): the compressed form
+    if it fits in `out_len` bytes, else None. Same choices, same bytes."""
+    n = len(data)
+    if n < 3 or not out_len:
+        return None
+    htab: dict[int, int] = {}
+    out = bytearray(out_len + 8)
+    op, ip, lit = 1, 0, 0
+    hval = data[0] << 8 | data[1]
+    while ip < n - 2:
+        hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFFFF
+        slot = _lzf_slot(hval)
+        ref = htab.get(slot)
+        htab[slot] = ip
+        if (
+            ref is not None
+            and ip - ref - 1 < 8192
+            and ref > 0
+            and data[ref : ref + 3] == data[ip : ip + 3]
+        ):
+            length = 2
+            maxlen = min(n - ip - length, 264)
+            if op - (not lit) + 4 >= out_len:
+                return None
+            out[op - lit - 1] = (lit - 1) & 0xFF
+            if not lit:
+                op -= 1
+            length = _match_length(data, ref, ip, maxlen)
+            off = ip - ref - 1
+            length -= 2
+            ip += 1
+            if length < 7:
+                out[op] = (off >> 8) + (length << 5)
+                op += 1
+            else:
+                out[op] = (off >> 8) + (7 << 5)
+                out[op + 1] = length - 7
+                op += 2
+            out[op] = off & 0xFF
+            op += 2
+            lit = 0
+            ip += length + 1
+            if ip >= n - 2:
+                break
+            ip -= 2
+            hval = data[ip] << 8 | data[ip + 1]
+            for _ in range(2):
+                hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFFFF
+                htab[_lzf_slot(hval)] = ip
+                ip += 1
+        else:
+            if op >= out_len:
+                return None
+            lit += 1
+            out[op] = data[ip]
+            op += 1
+            ip += 1
+            if lit == 32:
+                out[op - lit - 1] = lit - 1
+                lit = 0
+                op += 1
+    if op + 3 > out_len:
+        return None
+    while ip < n:
+        lit += 1
+        out[op] = data[ip]
+        op += 1
+        ip += 1
+        if lit == 32:
+            out[op - lit - 1] = lit - 1
+            lit = 0
+            op += 1
+    out[op - lit - 1] = (lit - 1) & 0xFF
+    if not lit:
+        op -= 1
+    return bytes(out[:op])
+
+
+def _match_length(data: bytes, ref: int, ip: int, maxlen: int) -> int:
+    """lzf_compress' match loop (its unrolled first 16 steps included, which may run one
+    past `maxlen`): the index of the first unmatched byte."""
+    length = 2
+    if maxlen > 16:
+        for _ in range(16):
+            length += 1
+            if data[ref + length] != data[ip + length]:
+                return length
+    while True:
+        length += 1
+        if not (length < maxlen and data[ref + length] == data[ip + length]):
+            return length
+
+
+def lzf_decompress(data: bytes, out_len: int) -> bytes:
+    """The `out_len` bytes LZF `data` expands to; `BadPayloadError` unless exactly that many."""
+    out = bytearray()
+    ip, n = 0, len(data)
+    while ip < n:
+        ctrl = data[ip]
+        ip += 1
+        if ctrl < 32:
+            count = ctrl + 1
+            if ip + count > n or len(out) + count > out_len:
+                raise BadPayloadError("lzf literal overrun")
+            out += data[ip : ip + count]
+            ip += count
+            continue
+        length = ctrl >> 5
+        if length == 7:
+            if ip >= n:
+                raise BadPayloadError("lzf truncated")
+            length += data[ip]
+            ip += 1
+        if ip >= n:
+            raise BadPayloadError("lzf truncated")
+        ref = len(out) - ((ctrl & 0x1F) << 8) - 1 - data[ip]
+        ip += 1
+        length += 2
+        if ref < 0 or len(out) + length > out_len:
+            raise BadPayloadError("lzf reference out of range")
+        for i in range(length):
+            out.append(out[ref + i])
+    if len(out) != out_len:
+        raise BadPayloadError("lzf length mismatch")
+    return bytes(out)
+
+
+# -- RDB lengths and strings ---------------------------------------------------------------
+
+
+def encode_length(n: int) -> bytes:
+    """rdbSaveLen: 6-bit, 14-bit, 32-bit or 64-bit big-endian forms."""
+    if n < 1 << 6:
+        return bytes([n])
+    if n < 1 << 14:
+        return bytes([0x40 | n >> 8, n & 0xFF])
+    if n <= 0xFFFFFFFF:
+        return b"\x80" + struct.pack(">I", n)
+    return b"\x81" + struct.pack(">Q", n)
+
+
+def _encode_int(value: int) -> bytes | None:
+    if -(1 << 7) <= value < 1 << 7:
+        return b"\xc0" + struct.pack("<b", value)
+    if -(1 << 15) <= value < 1 << 15:
+        return b"\xc1" + struct.pack("<h", value)
+    if -(1 << 31) <= value < 1 << 31:
+        return b"\xc2" + struct.pack("<i", value)
+    return None
+
+
+def encode_string(data: bytes) -> bytes:
+    """rdbSaveRawString with rdbcompression on: an int encoding for a short canonical
+    integer, LZF for a compressible string over 20 bytes (up to `LZF_MAX_INPUT`), else
+    length and bytes."""
+    if len(data) <= 11:
+        number = parse_ll(data)
+        if number is not None:
+            encoded = _encode_int(number)
+            if encoded is not None:
+                return encoded
+    if 20 < len(data) <= LZF_MAX_INPUT:
+        packed = lzf_compress(data, len(data) - 4)
+        if packed is not None:
+            return b"\xc3" + encode_length(len(packed)) + encode_length(len(data)) + packed
+    return encode_length(len(data)) + data
+
+
+class Reader:
+    """A cursor over untrusted bytes: every read is bounds-checked."""
+
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
+        self.data = data
+        self.pos = pos
+        self.end = len(data) if end is None else end
+
+    @property
+    def left(self) -> int:
+        """Bytes not yet read."""
+        return self.end - self.pos
+
+    def take(self, n: int) -> bytes:
+        """The next `n` bytes."""
+        if n < 0 or n > self.left:
+            raise BadPayloadError("truncated")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def byte(self) -> int:
+        """The next byte."""
+        return self.take(1)[0]
+
+    def length(self) -> tuple[int, bool]:
+        """An RDB length, and whether it is a special string encoding (then the value is
+        the encoding number)."""
+        first = self.byte()
+        kind = first >> 6
+        if kind == 0:
+            return first & 0x3F, False
+        if kind == 1:
+            return (first & 0x3F) << 8 | self.byte(), False
+        if kind == 3:
+            return first & 0x3F, True
+        if first == 0x80:
+            return int(struct.unpack(">I", self.take(4))[0]), False
+        if first == 0x81:
+            return int(struct.unpack(">Q", self.take(8))[0]), False
+        raise BadPayloadError("bad length encoding")
+
+    def count(self, min_bytes: int = 1) -> int:
+        """An element count, refused when the remaining bytes cannot hold that many."""
+        n, special = self.length()
+        if special or n * min_bytes > self.left:
+            raise BadPayloadError("count out of range")
+        return n
+
+    def string(self) -> bytes:
+        """An RDB string in any encoding."""
+        n, special = self.length()
+        if not special:
+            return self.take(n)
+        if n == 0:
+            return b"%d" % struct.unpack("<b", self.take(1))[0]
+        if n == 1:
+            return b"%d" % struct.unpack("<h", self.take(2))[0]
+        if n == 2:
+            return b"%d" % struct.unpack("<i", self.take(4))[0]
+        if n != 3:
+            raise BadPayloadError("unknown string encoding")
+        packed_len = self.count()
+        out_len, special = self.length()
+        if special or out_len == 0 or out_len > packed_len * _LZF_MAX_RATIO + 64:
+            raise BadPayloadError("bad lzf length")
+        return lzf_decompress(self.take(packed_len), out_len)
+
+
+# -- listpack --------------------------------------------------------------------------------
+
+
+def _backlen(n: int) -> bytes:
+    """lpEncodeBacklen: `n` in 7-bit groups, most significant first, the high bit set on
+    every byte but the first (its size thresholds are Redis', 16383 takes 3 bytes)."""
+    if n <= 127:
+        return bytes([n])
+    size = 2 if n < 16383 else 3 if n < 2097151 else 4 if n < 268435455 else 5
+    groups = [(n >> (7 * i)) & 127 for i in range(size)]
+    return bytes([groups[-1]] + [g | 128 for g in reversed(groups[:-1])])
+
+
+def _lp_entry(item: bytes) -> bytes:
+    number = parse_ll(item)
+    if number is not None:
+        if 0 <= number <= 127:
+            head = bytes([number])
+        elif -4096 <= number <= 4095:
+            v = number & 0x1FFF
+            head = bytes([0xC0 | v >> 8, v & 0xFF])
+        elif -(1 << 15) <= number < 1 << 15:
+            head = b"\xf1" + struct.pack("<h", number)
+        elif -(1 << 23) <= number < 1 << 23:
+            head = b"\xf2" + (number & 0xFFFFFF).to_bytes(3, "little")
+        elif -(1 << 31) <= number < 1 << 31:
+            head = b"\xf3" + struct.pack("<i", number)
+        else:
+            head = b"\xf4" + struct.pack("<q", number)
+    elif len(item) < 64:
+        head = bytes([0x80 | len(item)]) + item
+    elif len(item) < 4096:
+        head = bytes([0xE0 | len(item) >> 8, len(item) & 0xFF]) + item
+    else:
+        head = b"\xf0" + struct.pack("<I", len(item)) + item
+    return head + _backlen(len(head))
+
+
+def listpack(items: list[bytes]) -> bytes:
+    """A listpack of `items` as lpAppend builds it (integers in their int encodings)."""
+    body = b"".join(_lp_entry(item) for item in items)
+    total = 6 + len(body) + 1
+    return struct.pack("<IH", total, min(len(items), 65535)) + body + b"\xff"
+
+
+def _lp_int(raw: bytes, bits: int) -> bytes:
+    value = int.from_bytes(raw, "little")
+    if value >= 1 << (bits - 1):
+        value -= 1 << bits
+    return b"%d" % value
+
+
+def parse_listpack(blob: bytes) -> list[bytes]:
+    """The entries of a listpack blob, every header, length and backlen checked."""
+    if len(blob) < 7 or blob[-1] != 0xFF:
+        raise BadPayloadError("bad listpack")
+    total, count = struct.unpack_from("<IH", blob)
+    if total != len(blob):
+        raise BadPayloadError("bad listpack size")
+    r = Reader(blob, 6, len(blob) - 1)
+    items = []
+    while r.left:
+        start = r.pos
+        items.append(_lp_read(r))
+        entry_len = r.pos - start
+        back = _backlen(entry_len)
+        if r.take(len(back)) != back:
+            raise BadPayloadError("bad listpack backlen")
+    if count != 65535 and count != len(items):
+        raise BadPayloadError("bad listpack count")
+    return items
+
+
+def _lp_read(r: Reader) -> bytes:
+    b = r.byte()
+    if b < 0x80:
+        return b"%d" % b
+    if b < 0xC0:
+        return r.take(b & 0x3F)
+    if b < 0xE0:
+        return _lp_int(bytes([r.byte(), b & 0x1F]), 13)
+    if b < 0xF0:
+        return r.take((b & 0x0F) << 8 | r.byte())
+    if b == 0xF0:
+        return r.take(struct.unpack("<I", r.take(4))[0])
+    widths = {0xF1: 2, 0xF2: 3, 0xF3: 4, 0xF4: 8}
+    if b not in widths:
+        raise BadPayloadError("bad listpack encoding")
+    return _lp_int(r.take(widths[b]), widths[b] * 8)
+
+
+# -- ziplist (older payloads) ----------------------------------------------------------------
+
+
+def parse_ziplist(blob: bytes) -> list[bytes]:
+    """The entries of a ziplist blob (what Redis before 7.0 wrote), checked."""
+    if len(blob) < 11 or blob[-1] != 0xFF:
+        raise BadPayloadError("bad ziplist")
+    total, _tail, count = struct.unpack_from("<IIH", blob)
+    if total != len(blob):
+        raise BadPayloadError("bad ziplist size")
+    r = Reader(blob, 10, len(blob) - 1)
+    items = []
+    while r.left:
+        if r.byte() == 0xFE:
+            r.take(4)
+        items.append(_zl_read(r))
+    if count != 65535 and count != len(items):
+        raise BadPayloadError("bad ziplist count")
+    return items
+
+
+def _zl_read(r: Reader) -> bytes:
+    b = r.byte()
+    kind = b >> 6
+    if kind == 0:
+        return r.take(b & 0x3F)
+    if kind == 1:
+        return r.take((b & 0x3F) << 8 | r.byte())
+    if b == 0x80:
+        return r.take(struct.unpack(">I", r.take(4))[0])
+    ints = {0xC0: 2, 0xD0: 4, 0xE0: 8, 0xF0: 3, 0xFE: 1}
+    if b in ints:
+        return _lp_int(r.take(ints[b]), ints[b] * 8)
+    if 0xF1 <= b <= 0xFD:
+        return b"%d" % ((b & 0x0F) - 1)
+    raise BadPayloadError("bad ziplist encoding")
+
+
+# -- intset ------------------------------------------------------------------------------------
+
+
+def intset(numbers: list[int]) -> bytes:
+    """An intset blob of `numbers` (sorted, the narrowest width that holds them all)."""
+    width = 2
+    for n in numbers:
+        if not -(1 << 15) <= n < 1 << 15:
+            width = 4 if -(1 << 31) <= n < 1 << 31 and width <= 4 else 8
+    fmt = {2: "<h", 4: "<i", 8: "<q"}[width]
+    body = b"".join(struct.pack(fmt, n) for n in sorted(numbers))
+    return struct.pack("<II", width, len(numbers)) + body
+
+
+def parse_intset(blob: bytes) -> list[bytes]:
+    """The members of an intset blob, checked (width, length, strictly ascending)."""
+    if len(blob) < 8:
+        raise BadPayloadError("bad intset")
+    width, count = struct.unpack_from("<II", blob)
+    fmt = {2: "<h", 4: "<i", 8: "<q"}.get(width)
+    if fmt is None or len(blob) != 8 + width * count:
+        raise BadPayloadError("bad intset size")
+    numbers = [struct.unpack_from(fmt, blob, 8 + i * width)[0] for i in range(count)]
+    if any(a >= b for a, b in itertools.pairwise(numbers)):
+        raise BadPayloadError("intset not sorted")
+    return [b"%d" % n for n in numbers]
+
+
+# -- values to payloads ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The encoding thresholds DUMP follows (Redis' defaults; a node's OBJECT settings)."""
+
+    hash_entries: int = 512
+    hash_value: int = 64
+    set_intset_entries: int = 512
+    zset_entries: int = 128
+    zset_value: int = 64
+
+
+def dump_string(value: bytes) -> bytes:
+    """The payload of a string."""
+    return with_footer(bytes([T_STRING]) + encode_string(value))
+
+
+def dump_hash(pairs: list[tuple[bytes, bytes]], limits: Thresholds) -> bytes:
+    """The payload of a hash: a listpack in the given order while small, else a table."""
+    small = len(pairs) <= limits.hash_entries and all(
+        len(f) <= limits.hash_value and len(v) <= limits.hash_value for f, v in pairs
+    )
+    if small:
+        flat = [x for pair in pairs for x in pair]
+        return with_footer(bytes([T_HASH_LISTPACK]) + encode_string(listpack(flat)))
+    body = b"".join(encode_string(f) + encode_string(v) for f, v in pairs)
+    return with_footer(bytes([T_HASH]) + encode_length(len(pairs)) + body)
+
+
+def dump_set(members: list[bytes], limits: Thresholds) -> bytes:
+    """The payload of a set: an intset when every member is an integer and few enough."""
+    numbers = [parse_ll(m) for m in members]
+    if len(members) <= limits.set_intset_entries and None not in numbers:
+        blob = intset([n for n in numbers if n is not None])
+        return with_footer(bytes([T_SET_INTSET]) + encode_string(blob))
+    body = b"".join(encode_string(m) for m in members)
+    return with_footer(bytes([T_SET]) + encode_length(len(members)) + body)
+
+
+def score_text(score: float) -> bytes:
+    """Redis 7.0's d2string: what a listpack sorted set stores as a member's score."""
+    if math.isinf(score):
+        return b"inf" if score > 0 else b"-inf"
+    if score == 0:
+        return b"0"
+    if -4503599627370495 < score < 4503599627370496 and score == int(score):
+        return b"%d" % int(score)
+    return b"%.17g" % score
+
+
+def dump_zset(scored: list[tuple[bytes, float]], limits: Thresholds) -> bytes:
+    """The payload of a sorted set, `scored` in (score, member) order: a listpack while
+    small, else ZSET_2 with the members from the highest down, binary doubles."""
+    small = len(scored) <= limits.zset_entries and all(
+        len(m) <= limits.zset_value for m, _ in scored
+    )
+    if small:
+        flat = [x for m, s in scored for x in (m, score_text(s))]
+        return with_footer(bytes([T_ZSET_LISTPACK]) + encode_string(listpack(flat)))
+    body = b"".join(encode_string(m) + struct.pack("<d", s) for m, s in reversed(scored))
+    return with_footer(bytes([T_ZSET_2]) + encode_length(len(scored)) + body)
+
+
+def _node_allows(node_bytes: int, item: bytes) -> bool:
+    """_quicklistNodeAllowInsert for list-max-listpack-size -2 (Redis 7.0.15 estimates an
+    entry's overhead as 8 bytes)."""
+    return node_bytes + len(item) + 8 <= QUICKLIST_NODE_LIMIT
+
+
+def quicklist_nodes(items: list[bytes]) -> list[list[bytes]]:
+    """How RPUSH of `items` into a new list fills quicklist nodes (8 KB listpacks)."""
+    nodes: list[list[bytes]] = []
+    node_bytes = 0
+    for item in items:
+        if not nodes or not _node_allows(node_bytes, item):
+            nodes.append([])
+            node_bytes = 7
+        nodes[-1].append(item)
+        node_bytes += len(_lp_entry(item))
+    return nodes
+
+
+def dump_list(items: list[bytes]) -> bytes:
+    """The payload of a list: quicklist 2 with packed listpack nodes."""
+    nodes = quicklist_nodes(items)
+    body = b"".join(b"\x02" + encode_string(listpack(node)) for node in nodes)
+    return with_footer(bytes([T_LIST_QUICKLIST_2]) + encode_length(len(nodes)) + body)
+
+
+# -- payloads to values --------------------------------------------------------------------------
+
+
+def object_type(payload: bytes) -> int:
+    """The RDB object type of a (footer-checked) payload."""
+    if len(payload) <= 10:
+        raise BadPayloadError("empty payload")
+    return payload[0]
+
+
+def decode(payload: bytes) -> Value:
+    """The value a footer-checked payload holds; `BadPayloadError` for anything malformed,
+    empty, duplicated, or of a type Cairn does not load (see module docstring)."""
+    r = Reader(payload, 1, len(payload) - 10)
+    kind = object_type(payload)
+    if kind == T_STRING:
+        return Value(ValueType.STRING, string=r.string())
+    if kind in (T_LIST, T_LIST_ZIPLIST, T_LIST_QUICKLIST, T_LIST_QUICKLIST_2):
+        items = _list_items(r, kind)
+        return Value(ValueType.LIST, items=_nonempty(items))
+    if kind in (T_SET, T_SET_INTSET, T_SET_LISTPACK):
+        items = _set_members(r, kind)
+        if len(set(items)) != len(items):
+            raise BadPayloadError("duplicate set member")
+        return Value(ValueType.SET, items=_nonempty(items))
+    if kind in (T_HASH, T_HASH_ZIPLIST, T_HASH_LISTPACK):
+        pairs = _pairs(r, kind == T_HASH, kind == T_HASH_LISTPACK)
+        if len({f for f, _ in pairs}) != len(pairs):
+            raise BadPayloadError("duplicate hash field")
+        return Value(ValueType.HASH, pairs=_nonempty(pairs))
+    if kind in (T_ZSET, T_ZSET_2, T_ZSET_ZIPLIST, T_ZSET_LISTPACK):
+        scored = _zset_members(r, kind)
+        if len({m for m, _ in scored}) != len(scored):
+            raise BadPayloadError("duplicate sorted set member")
+        return Value(ValueType.ZSET, scored=_nonempty(scored))
+    raise BadPayloadError("unsupported object type")
+
+
+def _nonempty(items: list[_T]) -> list[_T]:
+    if not items:
+        raise BadPayloadError("empty value")
+    return items
+
+
+def _list_items(r: Reader, kind: int) -> list[bytes]:
+    if kind == T_LIST:
+        return [r.string() for _ in range(r.count())]
+    if kind == T_LIST_ZIPLIST:
+        return parse_ziplist(r.string())
+    items: list[bytes] = []
+    for _ in range(r.count()):
+        if kind == T_LIST_QUICKLIST:
+            node = parse_ziplist(r.string())
+        else:
+            container = r.count(0)
+            blob = r.string()
+            if container == 1:
+                node = [blob]
+            elif container == 2:
+                node = parse_listpack(blob)
+            else:
+                raise BadPayloadError("bad quicklist container")
+        if not node:
+            raise BadPayloadError("empty quicklist node")
+        items.extend(node)
+    return items
+
+
+def _set_members(r: Reader, kind: int) -> list[bytes]:
+    if kind == T_SET:
+        return [r.string() for _ in range(r.count())]
+    if kind == T_SET_INTSET:
+        return parse_intset(r.string())
+    return parse_listpack(r.string())
+
+
+def _pairs(r: Reader, table: bool, packed: bool) -> list[tuple[bytes, bytes]]:
+    if table:
+        return [(r.string(), r.string()) for _ in range(r.count(2))]
+    flat = parse_listpack(r.string()) if packed else parse_ziplist(r.string())
+    if len(flat) % 2:
+        raise BadPayloadError("odd pair count")
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _zset_members(r: Reader, kind: int) -> list[tuple[bytes, float]]:
+    if kind == T_ZSET_2:
+        rows = [(r.string(), struct.unpack("<d", r.take(8))[0]) for _ in range(r.count(9))]
+    elif kind == T_ZSET:
+        rows = [(r.string(), _text_score(r)) for _ in range(r.count(2))]
+    else:
+        blob = r.string()
+        flat = parse_listpack(blob) if kind == T_ZSET_LISTPACK else parse_ziplist(blob)
+        if len(flat) % 2:
+            raise BadPayloadError("odd pair count")
+        rows = [(flat[i], _parse_score(flat[i + 1])) for i in range(0, len(flat), 2)]
+    if any(math.isnan(s) for _, s in rows):
+        raise BadPayloadError("NaN score")
+    return rows
+
+
+def _text_score(r: Reader) -> float:
+    """rdbLoadDoubleValue: a length byte (253 NaN, 254 +inf, 255 -inf) and ASCII."""
+    n = r.byte()
+    if n == 253:
+        return math.nan
+    if n == 254:
+        return math.inf
+    if n == 255:
+        return -math.inf
+    return _parse_score(r.take(n))
+
+
+def _parse_score(text: bytes) -> float:
+    try:
+        value = float(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadPayloadError("bad score") from None
+    if not text or text.strip() != text or b"_" in text:
+        raise BadPayloadError("bad score")
+    return value
