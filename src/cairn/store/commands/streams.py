@@ -39,7 +39,9 @@ from cairn.store.commands.stream_store import (
 )
 from cairn.store.db import Db
 
-_BOTH = ErrorReply("ERR syntax error, MAXLEN and MINID options at the same time are not compatible")
+_BOTH = ErrorReply(
+    "ERR syntax error, MAXLEN and MINID options at the same time are not compatible"
+)
 _MAXLEN_NEGATIVE = ErrorReply("ERR The MAXLEN argument must be >= 0.")
 _LIMIT_NEGATIVE = ErrorReply("ERR The LIMIT argument must be >= 0.")
 _LIMIT_ALONE = ErrorReply(
