@@ -16,6 +16,9 @@ range and no name is a prefix trap for another. Every change to one pending entr
 constant number of point reads and writes; the group's counters are kept in step. Times
 are the command's `now_ms`, identical on every replica, so the whole state is replicated
 Raft state and survives leader changes exactly.
+
+Consumers keep a seen time only: Redis 7.0 has no "active time" (7.2 added it, with
+XINFO's `inactive` field), and 7.0.15's replies are the target.
 """
 
 from __future__ import annotations
