@@ -164,3 +164,24 @@ def test_xread_block_dollar_gets_only_later_entries(cluster: LocalCluster, where
     assert waiting.xread({key: "$"}, block=100) == []  # times out: Redis's null reply
     waiting.close()
     writer.close()
+
+
+def test_xreadgroup_block_delivers_a_later_entry_once(cluster: LocalCluster) -> None:
+    """XREADGROUP BLOCK `>` parks like XREAD BLOCK; the XADD that wakes it is delivered to
+    one waiting consumer only and enters its PEL, the other keeps waiting and times out."""
+    key = "x:group"
+    first = client(cluster, 2, decode_responses=True)
+    second = client(cluster, 1, decode_responses=True)
+    writer = client(cluster, 3, decode_responses=True)
+    writer.xgroup_create(key, "g", id="$", mkstream=True)
+    call = Background(lambda: first.xreadgroup("g", "c1", {key: ">"}, block=10000))
+    settle()
+    other = Background(lambda: second.xreadgroup("g", "c2", {key: ">"}, block=1500))
+    settle()
+    assert not call.done() and not other.done()
+    writer.xadd(key, {"job": "1"}, id="5-1")
+    assert call.result() == [[key, [("5-1", {"job": "1"})]]]
+    assert other.result() == []
+    assert writer.xpending(key, "g")["consumers"] == [{"name": "c1", "pending": 1}]
+    for c in (first, second, writer):
+        c.close()

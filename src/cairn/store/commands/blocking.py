@@ -77,13 +77,18 @@ def timeout_argument(name: str, argv: Sequence[bytes]) -> bytes:
     """Where blocking command `name` (argv with the name first) takes its timeout: second
     for BLMPOP and BZMPOP, after BLOCK (before STREAMS; b"0" without it) for XREAD, last
     for the others."""
-    if name == "xread":
+    if name in _MS_TIMEOUTS:
         return _xread_block(argv)
     return argv[1] if name in ("blmpop", "bzmpop") else argv[-1]
 
 
+_MS_TIMEOUTS = frozenset({"xread", "xreadgroup"})
+"""The commands whose timeout is a BLOCK option in integer milliseconds."""
+
+
 def _xread_block(argv: Sequence[bytes]) -> bytes:
-    """XREAD's BLOCK argument, scanning its options as XREAD does (b"0": none)."""
+    """XREAD's (and XREADGROUP's) BLOCK argument, scanning the options as XREAD does
+    (b"0": none; GROUP's two names are skipped)."""
     found = b"0"
     i = 1
     while i < len(argv) - 1:
@@ -94,6 +99,8 @@ def _xread_block(argv: Sequence[bytes]) -> bytes:
             if option == b"block":
                 found = argv[i + 1]
             i += 1
+        elif option == b"group":
+            i += 2
         i += 1
     return found
 
@@ -101,7 +108,7 @@ def _xread_block(argv: Sequence[bytes]) -> bytes:
 def command_timeout_ms(name: str, argv: Sequence[bytes]) -> int:
     """Blocking command `name`'s timeout in ms (0: none): XREAD's BLOCK is integer ms, the
     others' timeouts are seconds (`parse_timeout`). CommandError if malformed."""
-    if name == "xread":
+    if name in _MS_TIMEOUTS:
         return parse_ms_timeout(timeout_argument(name, argv))
     return parse_timeout(timeout_argument(name, argv))
 

@@ -25,6 +25,7 @@ from cairn.resp.reply import (
     Reply,
     SimpleString,
 )
+from cairn.store.commands import stream_groups
 from cairn.store.commands.blocking import blocked, parse_ms_timeout
 from cairn.store.commands.common import fail, int_arg, lookup_typed
 from cairn.store.commands.spec import NO_SUCH_KEY, SYNTAX, Ctx, arity_error, text_of
@@ -251,7 +252,7 @@ def xinfo_stream(ctx: Ctx, args: Sequence[bytes], stream: Stream, sub: bytes) ->
     rows = entries(ctx.db, stream.key, MIN_ID, MAX_ID, count or None)
     pairs = _info_head(stream)
     pairs.append((Bulk(b"entries"), entries_reply(rows)))
-    pairs.append((Bulk(b"groups"), Array(())))
+    pairs.append((Bulk(b"groups"), stream_groups.xinfo_full_groups(stream, ctx.db, count)))
     return Map(tuple(pairs))
 
 
@@ -267,16 +268,13 @@ _HELP = (
     "    Prints this help.",
 )
 
-_GROUP_MISSING = "NOGROUP No such consumer group '{group}' for key name '{key}'"
 _XINFO_ARITY = {b"stream": -2, b"groups": 2, b"consumers": 3}
 """Each keyed subcommand's arity counted after XINFO (negative: at least)."""
 
 
 def cmd_xinfo(ctx: Ctx, args: Sequence[bytes]) -> Reply:
-    """XINFO STREAM key [FULL [COUNT n]] | GROUPS key | CONSUMERS key group | HELP.
-
-    Cairn has no consumer groups (yet): a stream's GROUPS are none, and CONSUMERS answers
-    Redis's NOGROUP error, which is what Redis answers for a stream without groups."""
+    """XINFO STREAM key [FULL [COUNT n]] | GROUPS key | CONSUMERS key group | HELP (the
+    group parts in `stream_groups`)."""
     sub = args[0].lower()
     if sub == b"help":
         if len(args) != 1:
@@ -294,6 +292,5 @@ def cmd_xinfo(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if sub == b"stream":
         return xinfo_stream(ctx, args[2:], stream, args[0])
     if sub == b"groups":
-        return Array(())
-    message = _GROUP_MISSING.format(group=text_of(args[2]), key=text_of(args[1]))
-    raise fail(ErrorReply(message))
+        return stream_groups.xinfo_groups(stream, ctx.db)
+    return stream_groups.xinfo_consumers(ctx, stream, args[2])

@@ -8,7 +8,8 @@ across leader changes or clock steps.
 
 XREAD is a write command in Cairn's table (Redis flags it readonly): a client parked by
 XREAD BLOCK must travel through Raft like BLPOP does. Without BLOCK it writes nothing.
-Consumer groups (XGROUP, XREADGROUP, XACK, XPENDING, XCLAIM, XAUTOCLAIM) are not there.
+Consumer groups (XGROUP, XACK, XPENDING in `stream_groups`; XREADGROUP, XCLAIM, XAUTOCLAIM
+in `stream_group_read`) are registered here too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from cairn.resp.reply import NULL, OK, Bulk, ErrorReply, Integer, Reply
-from cairn.store.commands import stream_read
+from cairn.store.commands import stream_group_read, stream_groups, stream_read
 from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.define import K1, NOKEYS, RF, WDF, WF, W, cmd
 from cairn.store.commands.spec import NO_SUCH_KEY, SYNTAX, CommandSpec, Ctx, Flag, arity_error
@@ -390,6 +391,63 @@ COMMANDS: tuple[CommandSpec, ...] = (
         _doc("5.0.0", "Information about a stream.", "O(1), O(N) with FULL"),
         _READ_ACL,
         stream_read.cmd_xinfo,
+    ),
+    cmd(
+        "xgroup",
+        -2,
+        W,
+        (2, 2, 1),
+        _doc("5.0.0", "Create, change and destroy consumer groups and consumers."),
+        _SLOW_WRITE_ACL,
+        stream_groups.cmd_xgroup,
+    ),
+    cmd(
+        "xreadgroup",
+        -7,
+        _XREAD_FLAGS,
+        NOKEYS,
+        _doc("5.0.0", "Deliver entries to a consumer of a group, or wait.", "O(N) returned"),
+        "@write @stream @slow @blocking",
+        stream_group_read.cmd_xreadgroup,
+        key_finder=stream_group_read.xreadgroup_keys,
+    ),
+    cmd(
+        "xack",
+        -4,
+        WF,
+        K1,
+        _doc("5.0.0", "Acknowledge pending entries of a group.", "O(1) for each id"),
+        _WRITE_ACL,
+        stream_groups.cmd_xack,
+    ),
+    cmd(
+        "xpending",
+        -3,
+        frozenset({Flag.READONLY}),
+        K1,
+        _doc("5.0.0", "A group's pending entries.", "O(N) in the entries returned"),
+        _READ_ACL,
+        stream_groups.cmd_xpending,
+    ),
+    cmd(
+        "xclaim",
+        -6,
+        WF,
+        K1,
+        _doc("5.0.0", "Take pending entries over for a consumer.", "O(log N) for each id"),
+        _WRITE_ACL,
+        stream_group_read.cmd_xclaim,
+        ("nondeterministic_output",),
+    ),
+    cmd(
+        "xautoclaim",
+        -6,
+        WF,
+        K1,
+        _doc("6.2.0", "Take idle pending entries over, scanning the PEL.", "O(1) per entry"),
+        _WRITE_ACL,
+        stream_group_read.cmd_xautoclaim,
+        ("nondeterministic_output",),
     ),
 )
 """Every stream command's table entry (`table.COMMANDS` gathers them)."""
