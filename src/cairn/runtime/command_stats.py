@@ -87,8 +87,16 @@ class Histogram:
 
     def add(self, ns: int) -> None:
         """Count one value (clamped to 1 ns .. `MAX_TRACKED_NS`)."""
-        index = _index(min(max(ns, 1), MAX_TRACKED_NS))
-        self.counts[index] = self.counts.get(index, 0) + 1
+        if ns < 1:
+            ns = 1
+        elif ns > MAX_TRACKED_NS:
+            ns = MAX_TRACKED_NS
+        bucket = ns.bit_length() - 1 - _SUB_BITS  # _index, inline: this runs per command
+        if bucket < 0:
+            bucket = 0
+        index = (bucket << 16) | (ns >> bucket)
+        counts = self.counts
+        counts[index] = counts.get(index, 0) + 1
         self.total += 1
 
     def percentile(self, p: float) -> int:
@@ -292,7 +300,7 @@ class CommandRecorder:
     ) -> None:
         """Count one finished call of `argv` (command `key`, None if unknown)."""
         now = self.monotonic()
-        error = _error_text(reply)
+        error = None if type(reply) is SimpleString else _error_text(reply)
         if error is None and _is_queued(reply):
             return
         if error is not None:
@@ -337,7 +345,4 @@ def _error_text(reply: ReplyLike) -> bytes | None:
 
 
 def _is_queued(reply: ReplyLike) -> bool:
-    return isinstance(reply, SimpleString) and reply == QUEUED
-
-
-QUEUED = SimpleString("QUEUED")
+    return type(reply) is SimpleString and reply.value == "QUEUED"
