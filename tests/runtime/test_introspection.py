@@ -24,7 +24,7 @@ from cairn.resp.reply import (
     SimpleString,
 )
 from cairn.runtime.client_commands import ServerContext, config
-from cairn.runtime.client_commands import client as client_command
+from cairn.runtime.client_introspection import client as client_command
 from cairn.runtime.command_stats import CommandRecorder, CommandStats, Histogram, command_key
 from cairn.runtime.config import Limits
 from cairn.runtime.info import human_bytes, wanted_sections
