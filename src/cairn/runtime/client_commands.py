@@ -7,12 +7,12 @@ Replies and error texts are Redis 7's, so existing clients behave unchanged.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cairn.resp.reply import (
-    NULL,
     OK,
     PONG,
     Array,
@@ -24,13 +24,17 @@ from cairn.resp.reply import (
     SimpleString,
     Verbatim,
 )
-from cairn.runtime.command_info import CommandMeta, command_reply
+from cairn.runtime.client_introspection import BAD_NAME, client, valid_name
+from cairn.runtime.command_info import CommandMeta, command_reply, flag_names
+from cairn.runtime.command_stats import CommandRecorder, RecorderSettings
+from cairn.runtime.latency import LatencyMonitor
 from cairn.runtime.redis_config import HELP as CONFIG_HELP
 from cairn.runtime.redis_config import NO_REWRITE, RedisConfig, reset_stats
+from cairn.runtime.slowlog import SlowLog
 from cairn.shard.routing import ClientRouting, observe
 
 if TYPE_CHECKING:
-    from cairn.runtime.server import ClientConnection, ClientState, RespServer
+    from cairn.runtime.server import ClientConnection, RespServer
 
 SERVER_NAME = "cairn"
 PROTOCOL_LEVEL = "7.0.0"
@@ -60,6 +64,39 @@ class ServerContext:
     """Answers `CLUSTER <args>` from the node's view of the layout."""
     redis_config: RedisConfig = field(default_factory=RedisConfig)
     """This node's CONFIG values (`cairn.runtime.redis_config`)."""
+    recorder: CommandRecorder = field(default_factory=lambda: default_recorder())
+    """Command statistics, SLOWLOG and LATENCY (`cairn.runtime.command_stats`)."""
+    subscriptions: Callable[[int], tuple[int, int, int]] = field(default=lambda cid: (0, 0, 0))
+    """A client's (channels, patterns, shard channels) for CLIENT LIST."""
+
+
+def default_recorder() -> CommandRecorder:
+    """A recorder for a context without a node (tests): every name known, none fast."""
+    return CommandRecorder(
+        time.monotonic,
+        time.time,
+        known=lambda name: True,
+        fast=lambda name: False,
+        blocking=lambda name: False,
+        slowlog=SlowLog(),
+        latency=LatencyMonitor(),
+    )
+
+
+def follow_config(ctx: ServerContext) -> None:
+    """Hand the CONFIG parameters the recorder obeys to it (at start, after CONFIG SET):
+    slowlog-log-slower-than, slowlog-max-len, latency-monitor-threshold,
+    latency-tracking and latency-tracking-info-percentiles."""
+    values = ctx.redis_config.values
+    recorder = ctx.recorder
+    recorder.settings = RecorderSettings(
+        slowlog_slower_than_us=int(values["slowlog-log-slower-than"]),
+        latency_threshold_ms=int(values["latency-monitor-threshold"]),
+        latency_tracking=values["latency-tracking"] == b"yes",
+        percentiles=tuple(float(p) for p in values["latency-tracking-info-percentiles"].split()),
+    )
+    recorder.slowlog.max_len = int(values["slowlog-max-len"])
+    recorder.slowlog.trim()
 
 
 ClientHandler = Callable[[ServerContext, "ClientConnection", Sequence[bytes]], Reply]
@@ -148,7 +185,7 @@ def hello(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> 
             i += 3
         elif option == b"setname" and i + 1 < len(args):
             name = args[i + 1]
-            if not _valid_name(name):
+            if not valid_name(name):
                 return BAD_NAME
             i += 2
         else:
@@ -200,13 +237,6 @@ def _observe(conn: ClientConnection, name: bytes, args: Sequence[bytes]) -> None
     state = conn.state
     if state is not None:
         state.routing = observe(state.routing, [name, *args])
-
-
-BAD_NAME = ErrorReply("ERR Client names cannot contain spaces, newlines or special characters.")
-
-
-def _valid_name(name: bytes) -> bool:
-    return all(33 <= b <= 126 for b in name)
 
 
 def select(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
@@ -281,52 +311,33 @@ def config(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) ->
         if len(args) % 2 == 0:
             return SYNTAX_ERROR
         error = settings.set(args[1:], ctx.server)
-        return OK if error is None else error
+        if error is not None:
+            return error
+        follow_config(ctx)
+        return OK
     if sub == b"resetstat":
         reset_stats(ctx.server)
+        ctx.recorder.stats.reset()
         return OK
     if sub == b"rewrite":
         return NO_REWRITE
     return Array(tuple(SimpleString(line) for line in CONFIG_HELP))
 
 
-def client_line(state: ClientState, now: float) -> str:
-    """One line of CLIENT LIST, in Redis' field order (fields Cairn lacks are zero)."""
-    return (
-        f"id={state.id} addr={state.addr} laddr={state.laddr} fd=0 name={state.name} "
-        f"age={int(now - state.created)} idle={int(now - state.last_active)} flags=N db=0 "
-        f"sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
-        f"obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={state.last_command} user=default "
-        f"redir=-1 resp={state.protocol}\n"
-    )
+def slowlog(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """SLOWLOG GET [count] | LEN | RESET | HELP (`cairn.runtime.slowlog`)."""
+    return ctx.recorder.slowlog.command(args)
 
 
-def client(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
-    """CLIENT SETNAME | GETNAME | ID | LIST | INFO."""
-    state = conn.state
-    assert state is not None
-    sub = args[0].lower()
-    rest = args[1:]
-    if sub == b"id" and not rest:
-        return Integer(state.id)
-    if sub == b"getname" and not rest:
-        return Bulk(state.name.encode()) if state.name else NULL
-    if sub == b"setname" and len(rest) == 1:
-        if not _valid_name(rest[0]) and rest[0]:
-            return BAD_NAME
-        state.name = rest[0].decode()
-        return OK
-    now = ctx.monotonic()
-    if sub == b"info" and not rest:
-        return Bulk(client_line(state, now).encode())
-    if sub == b"list" and not rest:
-        clients = ctx.server.clients
-        lines = "".join(client_line(clients[i][1], now) for i in sorted(clients))
-        return Bulk(lines.encode())
-    if sub in (b"id", b"getname", b"setname", b"info", b"list"):
-        return ErrorReply(f"ERR wrong number of arguments for 'client|{sub.decode()}' command")
-    text = args[0].decode("utf-8", "replace")
-    return ErrorReply(f"ERR unknown subcommand '{text}'. Try CLIENT HELP.")
+def latency(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """LATENCY LATEST | HISTORY event | RESET [event ...] | HISTOGRAM [command ...] |
+    DOCTOR | HELP (`cairn.runtime.latency`)."""
+    recorder = ctx.recorder
+    threshold = recorder.settings.latency_threshold_ms
+    reply = recorder.latency.command(args, recorder.stats, threshold)
+    if isinstance(reply, Bulk) and conn.protocol == 3:
+        return Verbatim(reply.value)
+    return reply
 
 
 def _spec(
@@ -401,6 +412,24 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             since="2.4.0",
         ),
         _spec(
+            "slowlog",
+            -2,
+            slowlog,
+            "A container for slow log commands.",
+            ("admin", "noscript", "loading", "stale"),
+            since="2.2.12",
+            group="server",
+        ),
+        _spec(
+            "latency",
+            -2,
+            latency,
+            "A container for latency diagnostics commands.",
+            ("admin", "noscript", "loading", "stale"),
+            since="2.8.13",
+            group="server",
+        ),
+        _spec(
             "config",
             -2,
             config,
@@ -447,3 +476,18 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
         ),
     )
 }
+
+
+def recorder_for(table: Mapping[str, CommandMeta]) -> CommandRecorder:
+    """The node's recorder over its command table: a command is known if in `table`,
+    fast and blocking as its COMMAND INFO flags say."""
+    flags = {name: set(flag_names(meta)) for name, meta in table.items()}
+    return CommandRecorder(
+        time.monotonic,
+        time.time,
+        known=flags.__contains__,
+        fast=lambda name: "fast" in flags.get(name, ()),
+        blocking=lambda name: "blocking" in flags.get(name, ()),
+        slowlog=SlowLog(),
+        latency=LatencyMonitor(),
+    )

@@ -47,7 +47,13 @@ from cairn.raft.types import NONE, Entry, EntryType, ReadOnlyOption, Snapshot
 from cairn.resp.codec import encode
 from cairn.resp.reply import OK, ErrorReply, Integer, Reply
 from cairn.runtime.blocking import BlockingCommands, is_blocking
-from cairn.runtime.client_commands import CLIENT_COMMANDS, NOAUTH, ServerContext
+from cairn.runtime.client_commands import (
+    CLIENT_COMMANDS,
+    NOAUTH,
+    ServerContext,
+    follow_config,
+    recorder_for,
+)
 from cairn.runtime.cluster_layout import ClusterLayout
 from cairn.runtime.config import NodeConfig
 from cairn.runtime.envelope_codec import TcpHostTransport
@@ -305,7 +311,10 @@ class Node:
             role=lambda: "master" if self.leads_first_region() else "slave",
             cluster=lambda args: cluster_command(self.topology(), args, _wall_ms()),
             redis_config=RedisConfig.for_node(cfg),
+            subscriptions=self.pubsub.registry.counts,
         )
+        self.context.recorder = recorder_for(self.context.table)
+        follow_config(self.context)
         if cfg.client_plaintext:
             await self.server.start(*cfg.client_addr)
         if cfg.tls is not None and self.tls is not None:
@@ -483,6 +492,7 @@ class Node:
             return
         name = args[0].lower().decode("utf-8", "replace")
         state.last_command = name
+        done = self.context.recorder.track(state, args, done)
         client_spec = CLIENT_COMMANDS.get(name)
         if not state.authenticated and not (client_spec is not None and client_spec.no_auth):
             done(NOAUTH)
@@ -828,8 +838,13 @@ class Node:
                 if keys:
                     found = True
                     command = encode_command(EXPIRE_DELETE, keys, now_ms)
-                    self.host.propose(region_id, peer.region.epoch, command, lambda c: None)
+                    self.host.propose(region_id, peer.region.epoch, command, self._expired)
             interval = EXPIRY_INTERVAL if found else min(2 * interval, EXPIRY_MAX_INTERVAL)
+
+    def _expired(self, completion: Completion) -> None:
+        """Count the keys an active-expiry proposal of this node deleted (INFO)."""
+        if completion.outcome is Outcome.OK and isinstance(completion.value, Integer):
+            self.server.stats["expired_keys"] += completion.value.value
 
 
 def _not_hosted(remote: Iterable[RemoteRegion], hosted: Sequence[Region]) -> list[RemoteRegion]:

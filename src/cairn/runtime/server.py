@@ -58,6 +58,9 @@ class ClientState:
     """Whether the client follows MOVED (it asked for the layout, or sent READONLY ...)."""
     transaction: TransactionState = field(default_factory=TransactionState)
     """MULTI's queue and the WATCHed keys (`cairn.runtime.transactions`)."""
+    lib_name: str = ""
+    lib_ver: str = ""
+    """CLIENT SETINFO's library name and version (shown by CLIENT LIST)."""
 
 
 class CommandRouter(Protocol):
@@ -132,6 +135,7 @@ class ClientConnection(asyncio.Protocol):
             self._process()  # commands parsed ahead may be all the client will send
 
     def data_received(self, data: bytes) -> None:
+        self.server.stats["total_net_input_bytes"] += len(data)
         try:
             self.parser.feed(data)
         except RemoteProtocolError as exc:
@@ -223,7 +227,9 @@ class ClientConnection(asyncio.Protocol):
         if self._pushed_bytes:
             self._pushed_bytes = sum(len(d) for s in self._slots if s.tail for d in s.tail)
         if out and not t.is_closing():
-            t.write(b"".join(out))
+            payload = b"".join(out)
+            self.server.stats["total_net_output_bytes"] += len(payload)
+            t.write(payload)
             if t.get_write_buffer_size() > self.server.limits.max_pending_replies_bytes:
                 # Redis' client-output-buffer-limit: a client that does not read its
                 # replies may not make the server hold them without bound.
@@ -304,7 +310,13 @@ class RespServer:
         self._to_flush: list[ClientConnection] = []
         self._server: asyncio.Server | None = None
         self._tls_server: asyncio.Server | None = None
-        self.stats = {"total_connections_received": 0, "rejected_connections": 0}
+        self.stats = {
+            "total_connections_received": 0,
+            "rejected_connections": 0,
+            "total_net_input_bytes": 0,
+            "total_net_output_bytes": 0,
+            "expired_keys": 0,
+        }
         self.on_disconnect: Callable[[int], None] | None = None
         """Told the id of every client that goes away (pub/sub forgets its subscriptions)."""
 

@@ -176,6 +176,13 @@ class PubSubRegistry:
         subs = self._clients.get(client)
         return 0 if subs is None else subs.count(kind)
 
+    def counts(self, client: int) -> tuple[int, int, int]:
+        """`client`'s (channels, patterns, shard channels): CLIENT LIST's sub, psub, ssub."""
+        subs = self._clients.get(client)
+        if subs is None:
+            return (0, 0, 0)
+        return len(subs.channels), len(subs.patterns), len(subs.shard)
+
     def subscribed(self, client: int) -> bool:
         """Whether `client` is in subscriber mode (it listens to something)."""
         subs = self._clients.get(client)
