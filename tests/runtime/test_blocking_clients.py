@@ -168,13 +168,16 @@ def test_xread_block_dollar_gets_only_later_entries(cluster: LocalCluster, where
 
 def test_xreadgroup_block_delivers_a_later_entry_once(cluster: LocalCluster) -> None:
     """XREADGROUP BLOCK `>` parks like XREAD BLOCK; the XADD that wakes it is delivered to
-    one waiting consumer only and enters its PEL, the other keeps waiting and times out."""
+    one waiting consumer only and enters its PEL, the other keeps waiting and times out.
+    Both wait on one node: first come, first served holds per node (across nodes the first
+    attempt to reach the log wins, see docs/commands.md), and each BLOCK stays below the
+    client's socket timeout, past which redis-py sends the command again."""
     key = "x:group"
     first = client(cluster, 2, decode_responses=True)
-    second = client(cluster, 1, decode_responses=True)
+    second = client(cluster, 2, decode_responses=True)
     writer = client(cluster, 3, decode_responses=True)
     writer.xgroup_create(key, "g", id="$", mkstream=True)
-    call = Background(lambda: first.xreadgroup("g", "c1", {key: ">"}, block=10000))
+    call = Background(lambda: first.xreadgroup("g", "c1", {key: ">"}, block=4000))
     settle()
     other = Background(lambda: second.xreadgroup("g", "c2", {key: ">"}, block=1500))
     settle()
