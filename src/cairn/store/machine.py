@@ -49,6 +49,7 @@ from cairn.store.commands import (
     arity_error,
     classify,
     run,
+    run_in_batch,
 )
 from cairn.store.commands.scan import cursor_range_key
 from cairn.store.db import Db
@@ -308,20 +309,8 @@ class StoreMachine:
             reply = apply_transaction(self.keyspace, self.scope, index, now_ms, args[0])
             self._set_progress(index, now_ms)
             return reply
-        batch = self.keyspace.begin()
         stamp = encode_stamp(self.scope.region_id or 0, index)
-        try:
-            db = Db(self.keyspace, batch, now_ms, self.scope, stamp)
-            reply = run(spec, db, args, None, index)
-            db.finish_stamps()
-        except CommandError as err:
-            batch.abort()
-            reply = err.reply
-        except BaseException:
-            batch.abort()
-            raise
-        else:
-            batch.commit()
+        reply = run_in_batch(self.keyspace, spec, args, now_ms, self.scope, stamp, index)
         self._set_progress(index, now_ms)
         return reply
 

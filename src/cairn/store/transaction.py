@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 import msgpack
 
 from cairn.resp.reply import NULL, NULL_ARRAY, Array, Bulk, ErrorReply, Reply
-from cairn.store.commands import CommandError, CommandSpec, Flag, classify, run
+from cairn.store.commands import CommandError, CommandSpec, Flag, classify, run_in_batch
 from cairn.store.commands.blocking import Blocked
 from cairn.store.commands.spec import Ctx
 from cairn.store.db import Db
@@ -217,19 +217,7 @@ def _run_one(
     spec = classify(argv)
     if isinstance(spec, ErrorReply):
         return spec
-    batch = keyspace.begin()
-    db = Db(keyspace, batch, now_ms, scope, stamp)
-    try:
-        reply = run(spec, db, argv[1:], None, seed)
-        db.finish_stamps()
-    except CommandError as err:
-        batch.abort()
-        reply = err.reply
-    except BaseException:
-        batch.abort()
-        raise
-    else:
-        batch.commit()
+    reply = run_in_batch(keyspace, spec, argv[1:], now_ms, scope, stamp, seed)
     if isinstance(reply, Blocked):  # nothing to take: answered as a timeout at once
         return NULL if spec.name in _NONBLOCKING_NULL else NULL_ARRAY
     return reply

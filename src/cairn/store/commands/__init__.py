@@ -17,6 +17,8 @@ from cairn.store.commands.spec import CommandSpec, Ctx, Flag, arity_error, text_
 from cairn.store.commands.table import COMMANDS, EXPIRE_DELETE, INTERNAL_COMMANDS
 from cairn.store.db import Db
 from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
+from cairn.store.keyspace import Keyspace
+from cairn.store.scope import Scope
 
 __all__ = [
     "COMMANDS",
@@ -28,6 +30,7 @@ __all__ = [
     "arity_error",
     "classify",
     "run",
+    "run_in_batch",
     "unknown_command",
 ]
 
@@ -80,3 +83,31 @@ def run(
     (the entry's index), the same on every replica. `settings`: the serving node's OBJECT
     settings (reads only)."""
     return spec.handler(Ctx(db, db.now_ms, spec.name, rng, seed, settings), args)
+
+
+def run_in_batch(
+    keyspace: Keyspace,
+    spec: CommandSpec,
+    args: Sequence[bytes],
+    now_ms: int,
+    scope: Scope,
+    stamp: bytes,
+    seed: int,
+) -> Reply:
+    """Run write command `spec` in a batch of its own, stamping the keys it changes with
+    `stamp`: the batch is committed when the command succeeds and discarded when it fails
+    (its error reply is the answer). What applying one Raft entry, or one command of a
+    transaction, does."""
+    batch = keyspace.begin()
+    try:
+        db = Db(keyspace, batch, now_ms, scope, stamp)
+        reply = run(spec, db, args, None, seed)
+        db.finish_stamps()
+    except CommandError as err:
+        batch.abort()
+        return err.reply
+    except BaseException:
+        batch.abort()
+        raise
+    batch.commit()
+    return reply

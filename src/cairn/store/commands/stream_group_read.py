@@ -36,7 +36,7 @@ from cairn.store.commands.stream_group_store import (
     put_pending,
 )
 from cairn.store.commands.stream_groups import c_text, nogroup, read_after
-from cairn.store.commands.stream_ids import MAX_ID, StreamId, interval_id, strict_id
+from cairn.store.commands.stream_ids import MAX_ID, StreamId, interval_start, strict_id
 from cairn.store.commands.stream_read import BLOCKED_COUNT, entries_reply, entry_reply
 from cairn.store.commands.stream_store import (
     Stream,
@@ -57,7 +57,6 @@ _DOLLAR = ErrorReply(
     "ID would just return an empty result set."
 )
 _READGROUP_SUFFIX = " in XREADGROUP with GROUP option"
-_BAD_START = ErrorReply("ERR invalid start ID for the interval")
 _AUTOCLAIM_COUNT = ErrorReply("ERR COUNT must be > 0")
 AUTOCLAIM_MAX_COUNT = (2**63 - 1) // 16
 """XAUTOCLAIM's largest COUNT (Redis's LONG_MAX / sizeof(streamID))."""
@@ -402,12 +401,7 @@ def _autoclaim_options(args: Sequence[bytes]) -> tuple[int, StreamId, int, bool]
         min_idle = max(0, int_arg(args[3]))
     except CommandError:
         raise fail(ErrorReply("ERR Invalid min-idle-time argument for XAUTOCLAIM")) from None
-    start, exclusive = interval_id(args[4], 0)
-    if exclusive:
-        following = start.next()
-        if following is None:
-            raise fail(_BAD_START)
-        start = following
+    start = interval_start(args[4])
     count, justid = 100, False
     j = 5
     while j < len(args):

@@ -47,18 +47,16 @@ from cairn.store.commands.stream_group_store import (
 )
 from cairn.store.commands.stream_group_store import Consumer as ConsumerRecord
 from cairn.store.commands.stream_ids import (
-    MAX_ID,
     MIN_ID,
     StreamId,
-    interval_id,
+    interval_end,
+    interval_start,
     parse_id,
     strict_id,
 )
 from cairn.store.commands.stream_store import Stream, StreamState, lookup_stream, save
 from cairn.store.db import Db
 
-_BAD_START = ErrorReply("ERR invalid start ID for the interval")
-_BAD_END = ErrorReply("ERR invalid end ID for the interval")
 _BUSYGROUP = ErrorReply("BUSYGROUP Consumer Group name already exists")
 _NEEDS_KEY = ErrorReply(
     "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want "
@@ -337,22 +335,6 @@ def adjust_owners(db: Db, key: bytes, group: bytes, deltas: dict[bytes, int]) ->
 # -- XPENDING -------------------------------------------------------------------------
 
 
-def _bounds(start_arg: bytes, end_arg: bytes) -> tuple[StreamId, StreamId]:
-    start, exclusive = interval_id(start_arg, 0)
-    if exclusive:
-        following = start.next()
-        if following is None:
-            raise fail(_BAD_START)
-        start = following
-    end, exclusive = interval_id(end_arg, MAX_ID.seq)
-    if exclusive:
-        preceding = end.previous()
-        if preceding is None:
-            raise fail(_BAD_END)
-        end = preceding
-    return start, end
-
-
 def cmd_xpending(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """XPENDING key group [[IDLE min-idle] start end count [consumer]]."""
     argc = len(args) + 1
@@ -367,7 +349,7 @@ def cmd_xpending(ctx: Ctx, args: Sequence[bytes]) -> Reply:
                 raise fail(SYNTAX)
             at = 4
         count = max(0, int_arg(args[at + 2]))
-        start, end = _bounds(args[at], args[at + 1])
+        start, end = interval_start(args[at]), interval_end(args[at + 1])
         who = args[at + 3] if at + 3 < len(args) else None
         extended = (start, end, count, who)
     stream = lookup_stream(ctx.db, args[0])

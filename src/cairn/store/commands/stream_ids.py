@@ -119,3 +119,29 @@ def interval_id(data: bytes, missing_seq: int) -> tuple[StreamId, bool]:
     if len(data) > 1 and data[:1] == b"(":
         return strict_id(data[1:], missing_seq), True
     return parse_id(data, missing_seq)[0], False
+
+
+_BAD_START = ErrorReply("ERR invalid start ID for the interval")
+_BAD_END = ErrorReply("ERR invalid end ID for the interval")
+
+
+def interval_start(data: bytes) -> StreamId:
+    """The first id a range starting at bound `data` includes (`(id` excludes `id`)."""
+    start, exclusive = interval_id(data, 0)
+    if not exclusive:
+        return start
+    following = start.next()
+    if following is None:
+        raise fail(_BAD_START)
+    return following
+
+
+def interval_end(data: bytes) -> StreamId:
+    """The last id a range ending at bound `data` includes (`(id` excludes `id`)."""
+    end, exclusive = interval_id(data, MAX_ID.seq)
+    if not exclusive:
+        return end
+    preceding = end.previous()
+    if preceding is None:
+        raise fail(_BAD_END)
+    return preceding

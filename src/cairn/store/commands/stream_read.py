@@ -33,7 +33,8 @@ from cairn.store.commands.stream_ids import (
     MAX_ID,
     MIN_ID,
     StreamId,
-    interval_id,
+    interval_end,
+    interval_start,
     strict_id,
 )
 from cairn.store.commands.stream_store import (
@@ -63,8 +64,6 @@ _GT_ONLY = ErrorReply(
     "ERR The > ID can be specified only when calling XREADGROUP using the GROUP "
     "<group> <consumer> option."
 )
-_BAD_START = ErrorReply("ERR invalid start ID for the interval")
-_BAD_END = ErrorReply("ERR invalid end ID for the interval")
 
 
 def entry_reply(entry: Entry) -> Array:
@@ -96,18 +95,7 @@ def _range_count(args: Sequence[bytes]) -> int | None:
 
 def _range(ctx: Ctx, args: Sequence[bytes], rev: bool) -> Reply:
     start_arg, end_arg = (args[2], args[1]) if rev else (args[1], args[2])
-    start, exclusive = interval_id(start_arg, 0)
-    if exclusive:
-        following = start.next()
-        if following is None:
-            raise fail(_BAD_START)
-        start = following
-    end, exclusive = interval_id(end_arg, MAX_ID.seq)
-    if exclusive:
-        preceding = end.previous()
-        if preceding is None:
-            raise fail(_BAD_END)
-        end = preceding
+    start, end = interval_start(start_arg), interval_end(end_arg)
     count = _range_count(args)
     stream = lookup_stream(ctx.db, args[0])
     if stream is None:
