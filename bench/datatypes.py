@@ -145,11 +145,12 @@ def large_values(r: redis.Redis, pid: int, list_size: int, set_size: int) -> lis
             lambda s, n=n: [x for i in range(s, s + n) for x in (i, f"m{i}")],
         )
     rows = []
+    middle = {"small": "m50", "large": f"m{set_size // 2}"}  # ranks are dearest mid-set
     checks = {
         "LPUSH + RPOP": lambda k: (r.lpush(f"{{l}}{k}", "x"), r.rpop(f"{{l}}{k}")),
         "SISMEMBER": lambda k: r.sismember(f"{{s}}{k}", "m77"),
         "ZRANGE 0 99": lambda k: r.zrange(f"{{z}}{k}", 0, 99),
-        "ZRANK": lambda k: r.zrank(f"{{z}}{k}", "m50"),
+        "ZRANK (middle member)": lambda k: r.zrank(f"{{z}}{k}", middle[k]),
     }
     for name, call in checks.items():
         small = latency_us(lambda call=call: call("small"), 300)
