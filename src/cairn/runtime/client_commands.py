@@ -364,6 +364,7 @@ def _spec(
 
 _NO_AUTH = ("noscript", "loading", "stale", "fast", "no_auth")
 _STALE = ("loading", "stale")
+_ADMIN = ("admin", "noscript", "loading", "stale")
 
 CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
     s.name: s
@@ -416,7 +417,7 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             -2,
             slowlog,
             "A container for slow log commands.",
-            ("admin", "noscript", "loading", "stale"),
+            _ADMIN,
             since="2.2.12",
             group="server",
         ),
@@ -425,7 +426,7 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             -2,
             latency,
             "A container for latency diagnostics commands.",
-            ("admin", "noscript", "loading", "stale"),
+            _ADMIN,
             since="2.8.13",
             group="server",
         ),
@@ -434,7 +435,7 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             -2,
             config,
             "A container for server configuration commands.",
-            ("admin", "noscript", "loading", "stale"),
+            _ADMIN,
             since="2.0.0",
             group="server",
         ),

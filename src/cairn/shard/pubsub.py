@@ -31,7 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cairn.resp.reply import NULL, Array, Bulk, ErrorReply, Integer, Push, Reply, SimpleString
-from cairn.shard.routing import CROSSSLOT, ClientRouting, RoutingPolicy, _moved, _redirects
+from cairn.shard.routing import (
+    CROSSSLOT,
+    ClientRouting,
+    RoutingPolicy,
+    client_redirects,
+    moved_to_leader,
+)
 from cairn.shard.topology import Topology
 from cairn.store.glob import stringmatch
 from cairn.store.slot import key_slot
@@ -503,10 +509,10 @@ def shard_redirect(
 
     Where it is served does not change who receives a message: SPUBLISH reaches the shard
     channel's subscribers on every node, as PUBLISH does."""
-    if not _redirects(policy, client):
+    if not client_redirects(policy, client):
         return None
     region = topology.region_of(channel)
     if client.readonly and region is not None and region.peer_on(topology.my_id) is not None:
         return None  # READONLY: as a Redis replica of the slot serves sharded pub/sub
-    moved = _moved(key_slot(channel), topology)
+    moved = moved_to_leader(key_slot(channel), topology)
     return None if moved is None else moved.reply

@@ -299,20 +299,22 @@ def _route_one(
     policy: RoutingPolicy,
 ) -> Decision:
     target = _target(region, spec, topology, client, policy)
-    if isinstance(target, Local) or not _redirects(policy, client):
+    if isinstance(target, Local) or not client_redirects(policy, client):
         return target
     if client.readonly and not spec.is_write and region.peer_on(topology.my_id) is not None:
         return target  # the client chose a replica for its reads on purpose: serve it
-    return _moved(slot, topology) or target
+    return moved_to_leader(slot, topology) or target
 
 
-def _redirects(policy: RoutingPolicy, client: ClientRouting) -> bool:
+def client_redirects(policy: RoutingPolicy, client: ClientRouting) -> bool:
+    """Whether `client` is answered MOVED (rather than served by forwarding) under `policy`:
+    shared with sharded pub/sub, which redirects as Redis Cluster does."""
     if policy.redirect is Redirect.ALWAYS:
         return True
     return policy.redirect is Redirect.AUTO and client.cluster_aware
 
 
-def _moved(slot: int, topology: Topology) -> Moved | None:
+def moved_to_leader(slot: int, topology: Topology) -> Moved | None:
     """MOVED to the known leader of `slot`'s owner, unless that is this node (then the
     client already talks to the node CLUSTER SLOTS names, and this node forwards)."""
     owner = topology.owner(slot)
