@@ -230,9 +230,11 @@ def _percent(p: float) -> str:
     return text or "0"
 
 
-def command_key(argv: Sequence[bytes]) -> str | None:
-    """The name Redis 7 counts `argv` under, or None for an unknown subcommand."""
-    name = argv[0].lower().decode("utf-8", "replace")
+def command_key(argv: Sequence[bytes], name: str | None = None) -> str | None:
+    """The name Redis 7 counts `argv` under, or None for an unknown subcommand; `name` is
+    `argv[0]` lowercased, when the caller has it already."""
+    if name is None:
+        name = argv[0].lower().decode("utf-8", "replace")
     subs = CONTAINERS.get(name)
     if subs is None or len(argv) < 2:
         return name
@@ -274,11 +276,16 @@ class CommandRecorder:
         self.settings = RecorderSettings()
 
     def track(
-        self, state: ClientState, argv: list[bytes], done: Callable[[ReplyLike], None]
+        self,
+        state: ClientState,
+        argv: list[bytes],
+        done: Callable[[ReplyLike], None],
+        name: str | None = None,
     ) -> Callable[[ReplyLike], None]:
-        """`done`, wrapped to record `argv`'s call when its reply is ready."""
+        """`done`, wrapped to record `argv`'s call when its reply is ready (`name`: the
+        command's lowercase name, when the caller has it already)."""
         start = self.monotonic()
-        key = command_key(argv)
+        key = command_key(argv, name)
         if key is not None and not self._known(key.split("|", 1)[0]):
             key = None
         if key is not None:

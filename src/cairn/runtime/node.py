@@ -492,7 +492,7 @@ class Node:
             return
         name = args[0].lower().decode("utf-8", "replace")
         state.last_command = name
-        done = self.context.recorder.track(state, args, done)
+        done = self.context.recorder.track(state, args, done, name)
         client_spec = CLIENT_COMMANDS.get(name)
         if not state.authenticated and not (client_spec is not None and client_spec.no_auth):
             done(NOAUTH)
