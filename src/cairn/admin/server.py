@@ -24,6 +24,7 @@ Routes (see docs/admin.md):
     POST /v1/nodes/{id}/drain      {"reason": "..."} (optional)
     POST /v1/placement             {"replicas": N, "location_label": "zone", "ranges": [...]}
     GET  /metrics                  Prometheus text format
+    POST /v1/backup/{pause,unpause,open,chunk,close}   `cairn ctl backup` (`backup_api`)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from aiohttp.typedefs import Middleware
 
 from cairn.admin import metrics as prom
 from cairn.admin.access import Access, log_change
+from cairn.admin.backup_api import NodeBackup, add_routes
 from cairn.admin.source import (
     AdminError,
     AdminSource,
@@ -258,9 +260,11 @@ def _http_code(status: int) -> str:
     return codes.get(status, "bad-request" if status < 500 else "internal")
 
 
-def make_app(source: AdminSource, access: Access) -> web.Application:
+def make_app(
+    source: AdminSource, access: Access, backup: NodeBackup | None = None
+) -> web.Application:
     """The aiohttp application answering the admin API from `source`, to whom `access`
-    lets in."""
+    lets in; with `backup`, the backup endpoints too."""
     app = web.Application(middlewares=[_errors_middleware(access)], client_max_size=MAX_BODY_BYTES)
     app[_SOURCE_KEY] = source
     app.router.add_get("/", index)
@@ -274,6 +278,8 @@ def make_app(source: AdminSource, access: Access) -> web.Application:
     app.router.add_get("/v1/events", get_events)
     app.router.add_post("/v1/placement", post_placement)
     app.router.add_get("/metrics", get_metrics)
+    if backup is not None:
+        add_routes(app, backup)
     return app
 
 
@@ -288,13 +294,15 @@ class AdminServer:
         *,
         access: Access,
         ssl_context: ssl.SSLContext | None = None,
+        backup: NodeBackup | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.access = access
         self.ssl_context = ssl_context
         """HTTPS with this context (the node's TLS one, `cairn.runtime.tls`); None: HTTP."""
-        self.app = make_app(source, access)
+        self.backup = backup
+        self.app = make_app(source, access, backup)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -325,6 +333,8 @@ class AdminServer:
 
     async def stop(self) -> None:
         """Stop listening and finish (then drop) the requests in flight."""
+        if self.backup is not None:
+            self.backup.close_all()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

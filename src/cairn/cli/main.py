@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cairn.check.history import write_jsonl
+from cairn.cli.backup import backup, restore
 from cairn.cli.chaos_cmd import chaos
 from cairn.cli.ctl import ctl
 from cairn.cli.dev import dev
@@ -63,6 +64,8 @@ main.add_command(server)
 main.add_command(dev)
 main.add_command(chaos)
 main.add_command(ctl)
+ctl.add_command(backup)
+ctl.add_command(restore)
 
 
 @main.command()

@@ -89,13 +89,18 @@ async def run_node(config: NodeConfig) -> int:
     if config.admin_addr is not None:
         from cairn.admin import AdminServer
         from cairn.admin.access import Access, AdminStartError
+        from cairn.admin.backup_api import NodeBackup
         from cairn.admin.node_source import ClusterAdminSource
 
         try:
             access = Access.open(config.admin_tokens_file, config.admin_metrics_public)
             tls_context = node.tls.context if node.tls is not None else None
             admin = AdminServer(
-                ClusterAdminSource(node), *config.admin_addr, access=access, ssl_context=tls_context
+                ClusterAdminSource(node),
+                *config.admin_addr,
+                access=access,
+                ssl_context=tls_context,
+                backup=NodeBackup(node),
             )
             await admin.start()
         except (OSError, AdminStartError) as exc:

@@ -25,6 +25,7 @@ from cairn.resp.reply import (
     Verbatim,
 )
 from cairn.runtime.client_introspection import BAD_NAME, client, valid_name
+from cairn.runtime.client_pause import ClientPause, client_pause_command, pause_arity_error
 from cairn.runtime.command_info import CommandMeta, command_reply, flag_names
 from cairn.runtime.command_stats import CommandRecorder, RecorderSettings
 from cairn.runtime.latency import LatencyMonitor
@@ -68,6 +69,8 @@ class ServerContext:
     """Command statistics, SLOWLOG and LATENCY (`cairn.runtime.command_stats`)."""
     subscriptions: Callable[[int], tuple[int, int, int]] = field(default=lambda cid: (0, 0, 0))
     """A client's (channels, patterns, shard channels) for CLIENT LIST."""
+    pause: ClientPause = field(default_factory=ClientPause)
+    """CLIENT PAUSE's state and held commands (`cairn.runtime.client_pause`)."""
 
 
 def default_recorder() -> CommandRecorder:
@@ -123,6 +126,16 @@ class ClientCommandSpec:
     acl_categories: tuple[str, ...] = ("@connection",)
     tips: tuple[str, ...] = ()
     no_auth: bool = False
+
+
+def client_or_pause(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """CLIENT PAUSE and UNPAUSE (`cairn.runtime.client_pause`); any other CLIENT
+    subcommand goes to `client`."""
+    sub = args[0].lower()
+    if sub not in (b"pause", b"unpause"):
+        return client(ctx, conn, args)
+    wrong = pause_arity_error(sub, len(args) + 1)
+    return wrong if wrong is not None else client_pause_command(ctx.pause, sub, args[1:])
 
 
 def _arity_error(name: str) -> ErrorReply:
@@ -407,7 +420,7 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
         _spec(
             "client",
             -2,
-            client,
+            client_or_pause,
             "A container for client connection commands.",
             _STALE,
             since="2.4.0",

@@ -314,6 +314,7 @@ class Node:
             subscriptions=self.pubsub.registry.counts,
         )
         self.context.recorder = recorder_for(self.context.table)
+        self.context.pause.attach(self.execute)
         follow_config(self.context)
         if cfg.client_plaintext:
             await self.server.start(*cfg.client_addr)
@@ -491,6 +492,8 @@ class Node:
             done(SHUTTING_DOWN)
             return
         name = args[0].lower().decode("utf-8", "replace")
+        if self.context.pause.holds(client, name, args, done):  # CLIENT PAUSE
+            return
         state.last_command = name
         done = self.context.recorder.track(state, args, done, name)
         client_spec = CLIENT_COMMANDS.get(name)
