@@ -20,6 +20,7 @@ from cairn.cli.backup import backup, restore
 from cairn.cli.chaos_cmd import chaos
 from cairn.cli.ctl import ctl
 from cairn.cli.dev import dev
+from cairn.cli.import_cmd import import_redis
 from cairn.cli.server_cmd import server
 from cairn.cli.sweep import default_workers, sweep
 from cairn.raft.config import PlantedBug
@@ -66,6 +67,7 @@ main.add_command(chaos)
 main.add_command(ctl)
 ctl.add_command(backup)
 ctl.add_command(restore)
+main.add_command(import_redis)
 
 
 @main.command()
