@@ -70,7 +70,7 @@ def _scan(source: redis.Redis, match: str | None) -> Iterator[list[bytes]]:
     while True:
         cursor, keys = source.scan(cursor, match=match, count=SCAN_COUNT)
         if keys:
-            yield list(keys)
+            yield [k if isinstance(k, bytes) else k.encode() for k in keys]
         if cursor == 0:
             return
 
