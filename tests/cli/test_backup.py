@@ -7,11 +7,12 @@ the backup are refused, naming the file.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 from cluster_fixture import client, running_cluster
 
 HOUR_MS = 3_600_000
+STREAMS_DUMP = importlib.util.find_spec("cairn.store.rdb_stream") is not None
+"""Whether Cairn's DUMP serializes streams (a module of its own, when it lands)."""
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +58,7 @@ def _fill(r: redis.Redis) -> list[bytes]:
     r.pexpire("z:big", HOUR_MS)
     for i in range(100):
         r.set(f"{{tag}}:k{i}", i)
+    r.xadd("x:stream", {"f": "v"})
     return sorted(r.keys("*"))
 
 
@@ -83,19 +87,22 @@ def test_backup_under_load_restores_every_acknowledged_key(
 ) -> None:
     r = client(source, 1)
     names = _fill(r)
-    dumps = {k: r.dump(k) for k in names}
+    dumps = {k: r.dump(k) for k in names if STREAMS_DUMP or k != b"x:stream"}
     writer = _Writer(client(source, 2))
     writer.start()
-    time.sleep(0.3)
+    _wait(lambda: len(writer.acked) >= 20)
     started = time.monotonic()
     result = CliRunner().invoke(main, [*_ctl_args(source), "backup", str(tmp_path / "b")])
-    time.sleep(0.2)
+    ended = time.monotonic()
+    _wait(lambda: writer.acked[-1][1] > ended)  # writes go on after the backup
     writer.stop.set()
     writer.join(5)
     assert result.exit_code == 0, result.output
     assert "backed up" in result.output and "writes paused" in result.output
+    if not STREAMS_DUMP:  # reported, never skipped silently
+        assert "not copied: 'x:stream': ERR DUMP of a stream is not supported" in result.output
     before = [i for i, at in writer.acked if at < started]
-    assert len(before) > 10 and len(writer.acked) > len(before)
+    assert len(before) >= 20
 
     backup = tmp_path / "b"
     _refused_when_damaged(backup, tmp_path)
@@ -106,7 +113,8 @@ def test_backup_under_load_restores_every_acknowledged_key(
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
         t = client(target, 1)
-        for key in names:  # every preloaded key, byte for byte, with its TTL
+        assert (t.exists("x:stream") == 1) == STREAMS_DUMP
+        for key in dumps:  # every preloaded key, byte for byte, with its TTL
             assert t.dump(key) == dumps[key], key
             assert (t.pttl(key) > HOUR_MS - 120_000) == (r.pttl(key) > 0), key
         values = t.mget([f"w:{i}" for i in before])
@@ -114,6 +122,13 @@ def test_backup_under_load_restores_every_acknowledged_key(
         assert missing == [], f"acknowledged before the backup but not restored: {missing}"
         again = CliRunner().invoke(main, args)  # the target now holds keys
         assert again.exit_code == 2 and "--force" in again.output
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def _refused_when_damaged(backup: Path, tmp_path: Path) -> None:

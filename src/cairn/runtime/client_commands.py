@@ -31,6 +31,7 @@ from cairn.runtime.command_stats import CommandRecorder, RecorderSettings
 from cairn.runtime.latency import LatencyMonitor
 from cairn.runtime.redis_config import HELP as CONFIG_HELP
 from cairn.runtime.redis_config import NO_REWRITE, RedisConfig, reset_stats
+from cairn.runtime.save_commands import bgsave, save
 from cairn.runtime.slowlog import SlowLog
 from cairn.shard.routing import ClientRouting, observe
 
@@ -378,6 +379,7 @@ def _spec(
 _NO_AUTH = ("noscript", "loading", "stale", "fast", "no_auth")
 _STALE = ("loading", "stale")
 _ADMIN = ("admin", "noscript", "loading", "stale")
+_SAVE = ("admin", "noscript", "no_async_loading")
 
 CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
     s.name: s
@@ -487,6 +489,17 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             ("fast",),
             since="3.0.0",
             group="cluster",
+        ),
+        _spec(
+            "save", 1, save, "Synchronously saves the database(s) to disk.", _SAVE, group="server"
+        ),
+        _spec(
+            "bgsave",
+            -1,
+            bgsave,
+            "Asynchronously saves the database(s) to disk.",
+            _SAVE,
+            group="server",
         ),
     )
 }
