@@ -25,6 +25,13 @@ class _Clock:
         return self.now
 
 
+class _Conn:
+    """What `ClientPause` reads of a connection: whether it closed."""
+
+    def __init__(self) -> None:
+        self.state = type("State", (), {"closing": False})()
+
+
 def _pause() -> tuple[ClientPause, _Clock, list[tuple[Any, list[bytes]]]]:
     clock = _Clock()
     pause = ClientPause(clock=clock)
@@ -42,7 +49,7 @@ def _holds(pause: ClientPause, conn: object, *args: bytes) -> bool:
 
 def test_write_mode_holds_writes_and_then_the_clients_later_reads() -> None:
     pause, _, ran = _pause()
-    a, b = object(), object()
+    a, b = _Conn(), _Conn()
     pause.pause(1000, PauseMode.WRITE)
     assert not _holds(pause, a, b"GET", b"k")
     assert _holds(pause, a, b"SET", b"k", b"v")
@@ -51,6 +58,9 @@ def test_write_mode_holds_writes_and_then_the_clients_later_reads() -> None:
     assert _holds(pause, b, b"EXEC")  # may replicate
     assert _holds(pause, b, b"PUBLISH", b"c", b"m")
     assert pause.held == 4 and ran == []
+    c = _Conn()
+    assert _holds(pause, c, b"DEL", b"k")
+    c.state.closing = True  # closed while held: dropped
     pause.unpause()
     assert [args[0] for _, args in ran] == [b"SET", b"GET", b"EXEC", b"PUBLISH"]
     assert not _holds(pause, a, b"SET", b"k", b"v")
@@ -61,18 +71,18 @@ def test_all_mode_holds_everything_and_the_stricter_longer_pause_wins() -> None:
     pause.pause(1000, PauseMode.ALL)
     pause.pause(10, PauseMode.WRITE)
     assert pause.mode is PauseMode.ALL
-    assert _holds(pause, object(), b"CLIENT", b"UNPAUSE")
+    assert _holds(pause, _Conn(), b"CLIENT", b"UNPAUSE")
     clock.now += 0.5
-    assert _holds(pause, object(), b"PING")
+    assert _holds(pause, _Conn(), b"PING")
     clock.now += 0.6  # past the end: the next command ends the pause and runs the held
-    assert not _holds(pause, object(), b"SET", b"k", b"v")
+    assert not _holds(pause, _Conn(), b"SET", b"k", b"v")
     assert len(ran) == 2 and not pause.active
 
 
 def test_held_commands_are_bounded() -> None:
     pause, _, _ = _pause()
     pause.pause(1000, PauseMode.WRITE)
-    conn = object()
+    conn = _Conn()
     for _ in range(MAX_HELD):
         pause.holds(cast(Any, conn), "set", [b"SET", b"k", b"v"], lambda r: None)
     answers: list[Reply] = []

@@ -148,7 +148,8 @@ class ClientPause:
         held, self._held = self._held, deque()
         self._waiting.clear()
         for conn, args, done in held:
-            if self._resume is not None:
+            gone = conn.state is not None and conn.state.closing
+            if self._resume is not None and not gone:  # a closed client's commands are dropped
                 self._resume(conn, args, done)
 
 
