@@ -19,6 +19,9 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from cairn.admin.backup_api import MAX_HANDLES
+from cairn.admin.client import AdminClient, ApiError
+from cairn.cli import backup as backup_cli
 from cairn.cli.backup_format import MANIFEST
 from cairn.cli.main import main
 from cairn.runtime.local_cluster import HOST, LocalCluster
@@ -83,8 +86,9 @@ class _Writer(threading.Thread):
 
 
 def test_backup_under_load_restores_every_acknowledged_key(
-    source: LocalCluster, tmp_path: Path
+    source: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(backup_cli, "CHUNK_KEYS", 7)  # many chunks per region
     r = client(source, 1)
     names = _fill(r)
     dumps = {k: r.dump(k) for k in names if STREAMS_DUMP or k != b"x:stream"}
@@ -186,3 +190,30 @@ def test_client_pause_write_holds_writes_not_reads(source: LocalCluster) -> None
         admin.execute_command("CLIENT", "PAUSE", "10", "READ")
     with pytest.raises(redis.ResponseError, match="timeout is negative"):
         admin.execute_command("CLIENT", "PAUSE", "-1")
+
+
+def test_backup_endpoints_refuse_bad_requests(source: LocalCluster) -> None:
+    port = source.spec(1).admin_port
+    admin = AdminClient([f"{HOST}:{port}"], token=source.admin_token)
+
+    def refused(path: str, body: dict[str, object]) -> tuple[int, str]:
+        with pytest.raises(ApiError) as info:
+            admin.request("POST", path, body)
+        return info.value.status, info.value.message
+
+    assert refused("/v1/backup/chunk", {"handle": "nope", "region": 1})[0] == 404
+    assert refused("/v1/backup/open", {"lifetime_s": "x"})[0] == 400
+    assert refused("/v1/backup/pause", {"timeout_ms": 10**9})[0] == 400
+    opened = [admin.request("POST", "/v1/backup/open", {}) for _ in range(MAX_HANDLES)]
+    handles = [o["handle"] for o in opened]
+    try:
+        assert refused("/v1/backup/open", {})[0] == 429
+        led = [r["id"] for r in opened[0]["regions"]]
+        region = led[0] if led else 1
+        body = {"handle": handles[0], "region": region, "cursor": 99}
+        status, message = refused("/v1/backup/chunk", body)
+        assert (status, "is not current" in message) == ((400, True) if led else (404, False))
+    finally:
+        for h in handles:
+            admin.request("POST", "/v1/backup/close", {"handle": h})
+    assert refused("/v1/backup/close", {"handle": handles[0]})[0] == 404

@@ -13,7 +13,8 @@ the whole cluster through every node's admin API:
    write).
 3. `POST /v1/backup/unpause` on every node: writes go on; the handles keep their view.
 4. `POST /v1/backup/chunk` reads a region's keys from a handle in key order, a chunk at a
-   time (key, DUMP payload, absolute expiry); `POST /v1/backup/close` ends the handle.
+   time (key, DUMP payload, absolute expiry) from a cursor the previous chunk handed out;
+   `POST /v1/backup/close` ends the handle.
 
 No write is admitted anywhere between the first pause and the last open, so the cut is one
 point of the cluster's history. A held read transaction keeps LMDB from reusing the pages
@@ -70,6 +71,10 @@ class _RegionCut:
     scope: Scope
     now_ms: int
     keys: int
+    cursors: dict[int, bytes] = field(default_factory=dict)
+    """Cursor -> the internal position to read on from: the last one handed out, and the
+    one before it (so a chunk asked again after a lost answer is served again)."""
+    issued: int = 0
 
 
 @dataclass(slots=True)
@@ -160,13 +165,18 @@ class NodeBackup:
             ],
         }
 
-    def chunk(self, handle_id: str, region_id: int, after: bytes, limit: int) -> dict[str, Any]:
-        """Up to `limit` live keys of a region after internal position `after` (b"": from
-        the start): key, DUMP payload, absolute expiry; and what could not be dumped."""
+    def chunk(self, handle_id: str, region_id: int, cursor: int, limit: int) -> dict[str, Any]:
+        """Up to `limit` live keys of a region from `cursor` on (0: its start; then the
+        `next` of the previous chunk): key, DUMP payload, absolute expiry; what could not
+        be dumped; and the next cursor (None: done). Positions stay on the node, so a
+        long key never has to travel back in a request."""
         handle = self._handle(handle_id)
         cut = handle.regions.get(region_id)
         if cut is None:
             raise NotFoundError(f"snapshot {handle_id} holds no region {region_id}")
+        after = b"" if cursor == 0 else cut.cursors.get(cursor)
+        if after is None:
+            raise BadRequestError(f"cursor {cursor} of region {region_id} is not current")
         db = Db(handle.view, None, cut.now_ms, cut.scope)
         settings = self.node.context.redis_config.object_settings
         entries: list[list[Any]] = []
@@ -188,7 +198,12 @@ class NodeBackup:
             if size >= CHUNK_BYTES:
                 break
         more = len(walked) == limit or size >= CHUNK_BYTES
-        following = _hex(last + b"\x00") if last is not None and more else None
+        following = None
+        if last is not None and more:
+            cut.issued += 1
+            following = cut.issued
+            cut.cursors = {k: v for k, v in cut.cursors.items() if k == cursor}
+            cut.cursors[following] = last + b"\x00"
         return {"entries": entries, "skipped": skipped, "next": following}
 
     def close(self, handle_id: str) -> dict[str, Any]:
@@ -294,16 +309,13 @@ async def post_open(request: web.Request) -> web.Response:
 
 
 async def post_chunk(request: web.Request) -> web.Response:
-    """`POST /v1/backup/chunk` {"handle", "region", "after" (hex), "limit"}."""
+    """`POST /v1/backup/chunk` {"handle", "region", "cursor", "limit"}."""
     body = await _body(request)
     handle = _text(body, "handle", 64)
     region = int(_number(body, "region", 0, 1, 2**63 - 1))
-    try:
-        after = bytes.fromhex(_text(body, "after", 8192))
-    except ValueError:
-        raise BadRequestError("after must be hex") from None
+    cursor = int(_number(body, "cursor", 0, 0, 2**63 - 1))
     limit = int(_number(body, "limit", 1000, 1, MAX_CHUNK_KEYS))
-    return _json(request.app[BACKUP_KEY].chunk(handle, region, after, limit))
+    return _json(request.app[BACKUP_KEY].chunk(handle, region, cursor, limit))
 
 
 async def post_close(request: web.Request) -> web.Response:

@@ -152,9 +152,9 @@ def _dump_region(
     skipped: list[dict[str, str]] = []
     with (directory / file_name(rid)).open("wb") as out:
         writer = RecordWriter(out)
-        after = ""
+        cursor = 0
         while True:
-            body = {"handle": handle, "region": rid, "after": after, "limit": CHUNK_KEYS}
+            body = {"handle": handle, "region": rid, "cursor": cursor, "limit": CHUNK_KEYS}
             chunk = _call(partial(client.request, "POST", "/v1/backup/chunk", body))
             for key, payload, expire in chunk["entries"]:
                 writer.add(base64.b64decode(key), int(expire), base64.b64decode(payload))
@@ -162,7 +162,7 @@ def _dump_region(
             bar(len(chunk["entries"]) + len(chunk["skipped"]))
             if chunk["next"] is None:
                 break
-            after = chunk["next"]
+            cursor = int(chunk["next"])
     return {
         "id": rid,
         "start": region["start"],
