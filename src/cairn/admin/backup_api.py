@@ -16,11 +16,11 @@ the whole cluster through every node's admin API:
    time (key, DUMP payload, absolute expiry) from a cursor the previous chunk handed out;
    `POST /v1/backup/close` ends the handle.
 
-No write is admitted anywhere between the first pause and the last open, so the cut is one
-point of the cluster's history. A held read transaction keeps LMDB from reusing the pages
-it sees, so handles are few (`MAX_HANDLES`) and expire (`lifetime_s`, at most
-`MAX_LIFETIME_S`). Every endpoint is a POST, so it needs an admin token (the snapshot holds
-every value of the cluster).
+No write is admitted anywhere between the last node's pause and the first unpause, and
+every snapshot is opened in between, so the cut is one point of the cluster's history. A
+held read transaction keeps LMDB from reusing the pages it sees, so handles are few
+(`MAX_HANDLES`) and expire (`lifetime_s`, at most `MAX_LIFETIME_S`). Every endpoint is a
+POST, so it needs an admin token (the snapshot holds every value of the cluster).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ import redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cairn.admin.backup_api import DEFAULT_LIFETIME_S, MAX_LIFETIME_S
 from cairn.admin.client import AdminClient
 from cairn.admin.views import NodeStatus
 from cairn.cli.backup_format import (
@@ -79,10 +80,10 @@ def _node_clients(endpoints: list[str], token: str | None, timeout: float) -> li
     return [AdminClient([e], token=token, timeout=timeout) for e in endpoints]
 
 
-def take_cut(main: AdminClient, nodes: list[AdminClient], up: set[int]) -> Cut:
+def take_cut(nodes: list[AdminClient], up: set[int], lifetime_s: float) -> Cut:
     """Pause every node, open snapshots, unpause; retried when the regions do not tile."""
     for attempt in range(1, CUT_ATTEMPTS + 1):
-        cut = _try_cut(nodes, up)
+        cut = _try_cut(nodes, up, lifetime_s)
         problem = _tiling_problem([doc for _, _, doc in cut.parts])
         if problem is None:
             return cut
@@ -93,7 +94,7 @@ def take_cut(main: AdminClient, nodes: list[AdminClient], up: set[int]) -> Cut:
     raise AssertionError("unreachable")
 
 
-def _try_cut(nodes: list[AdminClient], up: set[int]) -> Cut:
+def _try_cut(nodes: list[AdminClient], up: set[int], lifetime_s: float) -> Cut:
     paused: dict[int, AdminClient] = {}
     started = time.monotonic()
     drained = True
@@ -109,9 +110,13 @@ def _try_cut(nodes: list[AdminClient], up: set[int]) -> Cut:
         if missing:
             _fail(2, f"no admin endpoint given for node(s) {missing}: give every node's")
         for client in paused.values():
-            opened = _call(partial(client.request, "POST", "/v1/backup/open", {}))
+            ask = {"lifetime_s": lifetime_s}
+            opened = _call(partial(client.request, "POST", "/v1/backup/open", ask))
             handles.append((client, opened["handle"]))
             parts.extend((client, opened["handle"], region) for region in opened["regions"])
+    except BaseException:  # a refusal or an error mid-cut (`_fail` exits): free the nodes
+        close_cut(Cut([], 0.0, False, [], handles))
+        raise
     finally:
         for client in paused.values():
             try:
@@ -177,8 +182,16 @@ def _dump_region(
 
 @click.command("backup")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--snapshot-lifetime",
+    "lifetime_s",
+    type=click.FloatRange(1, MAX_LIFETIME_S),
+    default=DEFAULT_LIFETIME_S,
+    show_default=True,
+    help="Seconds the nodes keep the snapshots open (the backup must finish within).",
+)
 @click.pass_context
-def backup(ctx: click.Context, directory: Path) -> None:
+def backup(ctx: click.Context, directory: Path, lifetime_s: float) -> None:
     """Back up the whole cluster at one point into DIRECTORY (give every node's
     --endpoint)."""
     state = _ctl(ctx, False)
@@ -190,7 +203,7 @@ def backup(ctx: click.Context, directory: Path) -> None:
     up = {n.id for n in _call(main.nodes) if n.status is NodeStatus.UP}
     nodes = _node_clients(main.endpoints, main.token, main.timeout)
     created = int(time.time() * 1000)
-    cut = take_cut(main, nodes, up)
+    cut = take_cut(nodes, up, lifetime_s)
     try:
         total = sum(int(doc["keys"]) for _, _, doc in cut.parts)
         with progress_bar() as progress:
