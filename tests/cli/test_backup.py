@@ -8,6 +8,7 @@ the backup are refused, naming the file.
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import sys
 import threading
@@ -109,6 +110,8 @@ def test_backup_under_load_restores_every_acknowledged_key(
     assert len(before) >= 20
 
     backup = tmp_path / "b"
+    cut = json.loads((backup / MANIFEST).read_text())["cut"]
+    assert cut["nodes"] == [1, 2, 3] and cut["drained"] is True and cut["pause_ms"] > 0
     _refused_when_damaged(backup, tmp_path)
     with running_cluster(tmp_path / "dst", nodes=1) as target:
         to = f"{HOST}:{target.spec(1).client_port}"
@@ -217,3 +220,14 @@ def test_backup_endpoints_refuse_bad_requests(source: LocalCluster) -> None:
         for h in handles:
             admin.request("POST", "/v1/backup/close", {"handle": h})
     assert refused("/v1/backup/close", {"handle": handles[0]})[0] == 404
+
+
+def test_backup_refuses_without_every_nodes_endpoint(source: LocalCluster, tmp_path: Path) -> None:
+    two = [a for n in (1, 2) for a in ("-e", f"{HOST}:{source.spec(n).admin_port}")]
+    args = ["ctl", *two, "--token", str(source.admin_token), "backup", str(tmp_path / "b")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "node(s) [3]" in result.output, result.output
+    r = client(source, 3)  # and nothing stays paused
+    started = time.monotonic()
+    r.set("after-refusal", 1)
+    assert time.monotonic() - started < 1
