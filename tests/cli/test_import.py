@@ -44,8 +44,8 @@ def redis_server() -> Iterator[redis.Redis]:
             time.sleep(0.05)
     try:
         yield r
-    finally:
-        r.shutdown(nosave=True)
+    finally:  # redis-cli: redis-py's SHUTDOWN retries for seconds on the closed socket
+        subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False)
 
 
 @pytest.fixture(scope="module")
