@@ -60,8 +60,10 @@ def _fill(r: redis.Redis) -> list[bytes]:
     r.zadd("z:big", {f"m{i}": i / 3 for i in range(200)})
     r.pexpire("h:small", HOUR_MS)
     r.pexpire("z:big", HOUR_MS)
+    pipe = r.pipeline(transaction=False)
     for i in range(100):
-        r.set(f"{{tag}}:k{i}", i)
+        pipe.set(f"{{tag}}:k{i}", i)
+    pipe.execute()
     r.xadd("x:stream", {"f": "v"})
     return sorted(r.keys("*"))
 
@@ -92,7 +94,11 @@ def test_backup_under_load_restores_every_acknowledged_key(
     monkeypatch.setattr(backup_cli, "CHUNK_KEYS", 7)  # many chunks per region
     r = client(source, 1)
     names = _fill(r)
-    dumps = {k: r.dump(k) for k in names if STREAMS_DUMP or k != b"x:stream"}
+    keep = [k for k in names if STREAMS_DUMP or k != b"x:stream"]
+    pipe = r.pipeline(transaction=False)
+    for k in keep:
+        pipe.dump(k)
+    dumps = dict(zip(keep, pipe.execute(), strict=True))
     writer = _Writer(client(source, 2))
     writer.start()
     _wait(lambda: len(writer.acked) >= 20)
