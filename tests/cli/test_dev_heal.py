@@ -277,3 +277,26 @@ def test_a_5_node_dev_cluster_heals_a_killed_node_within_60_s(tmp_path: Path) ->
         table = dev.ctl("events")
         assert table.exit_code == 0 and "node-down" in table.output, table.output
         _start_again(dev, victim)
+
+
+def test_an_unreachable_endpoint_names_it_and_says_what_to_do() -> None:
+    port = _free_base(1) + ADMIN_PORT_OFFSET
+    result = CliRunner().invoke(main, ["ctl", "-e", f"{HOST}:{port}", "--token", "t", "nodes"])
+    assert result.exit_code == 2
+    assert f"{HOST}:{port}" in result.output and "is the cluster running?" in result.output
+    assert "--endpoint" in result.output and "cairn ctl node start" in result.output
+
+
+def test_node_start_without_a_dev_cluster_exits_2(tmp_path: Path) -> None:
+    args = ["ctl", "node", "start", "1", "--data-dir", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "no `cairn dev` cluster runs" in result.output
+    (tmp_path / STATE_FILE).write_text("{not json")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "not a `cairn dev` state file" in result.output
+    done = subprocess.Popen(["true"])
+    done.wait()
+    stale = {"pid": done.pid, "socket": str(tmp_path / SOCKET_FILE), "nodes": [{"id": 1}]}
+    (tmp_path / STATE_FILE).write_text(json.dumps(stale))
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and f"(pid {done.pid}) is gone" in result.output, result.output

@@ -50,6 +50,7 @@ from cairn.admin.tokens import (
 from cairn.admin.views import SchemaError, event_from_json, event_to_json, rules_to_json
 from cairn.cli.dev_supervisor import DevControlError, request_start
 from cairn.placement.model import InvalidRulesError, PlacementRules, RangeRule
+from cairn.runtime.config import ADMIN_PORT_OFFSET
 from cairn.shard.region import slot_bound
 from cairn.store.slot import SLOT_COUNT
 
@@ -156,11 +157,21 @@ def _call(action: Callable[[], Any]) -> Any:
     try:
         return action()
     except UnreachableError as exc:
-        _fail(2, str(exc))
+        _fail(2, _unreachable(exc))
     except ApiError as exc:
         _fail(2 if exc.status in (400, 401, 403) else 1, _explain(exc))
     except AdminClientError as exc:
         _fail(1, str(exc))
+
+
+def _unreachable(exc: UnreachableError) -> str:
+    """Every endpoint tried and why it did not answer, with what to do."""
+    return (
+        f"{exc}; is the cluster running? Name a running node's admin address with "
+        f"--endpoint/-e or ${ENDPOINT_ENV} (a node's admin port is its client port + "
+        f"{ADMIN_PORT_OFFSET}, as `cairn dev` prints; a stopped dev node starts again with "
+        "`cairn ctl node start N`)"
+    )
 
 
 def _explain(exc: ApiError) -> str:
@@ -172,7 +183,7 @@ def _explain(exc: ApiError) -> str:
             "new ones: cairn ctl token create)"
         )
     if exc.status == 403 and exc.message.startswith("token "):
-        return f"{exc}; use a token of role admin"
+        return f"{exc}; use a token of role admin (new ones: cairn ctl token create --role admin)"
     return str(exc)
 
 
