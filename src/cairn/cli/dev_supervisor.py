@@ -290,7 +290,10 @@ class Supervisor:
         proc = self.cluster.procs.get(node_id)
         if self.cluster.running(node_id) and proc is not None:
             return _answer(False, "running", f"node {node_id} is already running (pid {proc.pid})")
-        self.cluster.start(node_id)
+        try:
+            self.cluster.start(node_id)
+        except OSError as exc:  # its log cannot be opened, no more processes, ...
+            return _answer(False, "exited", f"node {node_id} could not be started: {exc}")
         proc = self.cluster.procs[node_id]
         self.alive.add(node_id)
         self.write_state()
