@@ -65,10 +65,20 @@ def lp_entry(item: bytes) -> bytes:
     return head + backlen(len(head))
 
 
-def int_entry(number: int) -> bytes:
-    """One entry holding the integer `number` (`lpAppendInteger`)."""
+def _encode_int(number: int) -> bytes:
     head = _int_head(number)
     return head + backlen(len(head))
+
+
+_SMALL_INTS = tuple(_encode_int(n) for n in range(-4096, 4096))
+"""The entries of the 13-bit integers, precomputed: stream nodes are mostly these."""
+
+
+def int_entry(number: int) -> bytes:
+    """One entry holding the integer `number` (`lpAppendInteger`)."""
+    if -4096 <= number < 4096:
+        return _SMALL_INTS[number + 4096]
+    return _encode_int(number)
 
 
 def pack(entries: list[bytes], count: int) -> bytes:

@@ -7,7 +7,9 @@ value with the same contents (its encoding chosen by the same thresholds, string
 integer-encoded or LZF-compressed exactly as `rdbSaveRawString` does); `decode` parses every
 encoding Redis 7.0 can load for the types Cairn has (strings, ziplist/listpack/hashtable
 hashes, quicklist and ziplist lists, intset/listpack/hashtable sets, ziplist/listpack/
-skiplist sorted sets) and returns a plain `Value`.
+skiplist sorted sets) and returns a plain `Value`. Streams have their own module,
+`cairn.store.rdb_stream`; LZF is `cairn.store.lzf` and the listpack codec
+`cairn.store.listpack` (both re-exported here, with `BadPayloadError`).
 
 Every byte of a payload is hostile: each length is checked against the bytes that remain
 before anything is allocated, and any inconsistency raises `BadPayloadError` (which RESTORE
@@ -23,17 +25,13 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from cairn.store.layout import ValueType
-from cairn.store.listpack import int_text, listpack, lp_entry, parse_listpack
-from cairn.store.lzf import BadPayloadError, lzf_compress, lzf_decompress
+from cairn.store.listpack import int_text, lp_entry
+from cairn.store.listpack import listpack as listpack
+from cairn.store.listpack import parse_listpack as parse_listpack
+from cairn.store.lzf import BadPayloadError as BadPayloadError
+from cairn.store.lzf import lzf_compress as lzf_compress
+from cairn.store.lzf import lzf_decompress as lzf_decompress
 from cairn.store.numbers import parse_ll
-
-__all__ = [
-    "BadPayloadError",
-    "listpack",
-    "lzf_compress",
-    "lzf_decompress",
-    "parse_listpack",
-]
 
 _T = TypeVar("_T")
 
