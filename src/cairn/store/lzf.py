@@ -28,9 +28,10 @@ def lzf_compress(data: bytes, out_len: int) -> bytes | None:
     out = bytearray(out_len + 8)
     op, ip, lit = 1, 0, 0
     hval = data[0] << 8 | data[1]
-    while ip < n - 2:
+    limit = n - 2
+    while ip < limit:
         hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFFFF
-        slot = _lzf_slot(hval)
+        slot = ((hval >> 8) - hval * 5) & 0xFFFF  # _lzf_slot, inlined: the hot loop
         ref = htab.get(slot)
         htab[slot] = ip
         if (
@@ -61,7 +62,7 @@ def lzf_compress(data: bytes, out_len: int) -> bytes | None:
             op += 2
             lit = 0
             ip += length + 1
-            if ip >= n - 2:
+            if ip >= limit:
                 break
             ip -= 2
             hval = data[ip] << 8 | data[ip + 1]
