@@ -198,10 +198,12 @@ def _nodes(entries: Iterable[Entry]) -> Iterator[bytes]:
 
 
 def _id_lengths(entry_id: Id) -> bytes:
+    """An id as two RDB lengths, as Redis saves the stream's and groups' ids."""
     return encode_length(entry_id[0]) + encode_length(entry_id[1])
 
 
 def _group(group: GroupData) -> bytes:
+    """One group: name, last id, entries-read, the PEL with its NACKs, the consumers."""
     parts = [
         encode_string(group.name),
         _id_lengths(group.last_id),
@@ -242,10 +244,12 @@ def _u64(r: Reader) -> int:
 
 
 def _read_id(r: Reader) -> Id:
+    """An id saved as two RDB lengths (ms, then seq)."""
     return _u64(r), _u64(r)
 
 
 def _int(item: bytes) -> int:
+    """A listpack element that must be an integer (counts, flags, id deltas)."""
     number = parse_ll(item)
     if number is None:
         raise BadPayloadError("stream listpack: expected an integer")
@@ -261,6 +265,7 @@ class _NodeReader:
         self.pos = 0
 
     def take(self, n: int) -> list[bytes]:
+        """The next `n` elements, refused when the node has fewer left."""
         if n < 0 or self.pos + n > len(self.items):
             raise BadPayloadError("stream listpack: entry overruns the node")
         chunk = self.items[self.pos : self.pos + n]
@@ -268,6 +273,7 @@ class _NodeReader:
         return chunk
 
     def number(self, low: int = 0) -> int:
+        """The next element as an integer of at least `low`."""
         value = _int(self.take(1)[0])
         if value < low:
             raise BadPayloadError("stream listpack: number out of range")
@@ -331,6 +337,7 @@ def _read_entries(r: Reader) -> tuple[list[Entry], Id | None]:
 
 
 def _read_pel(r: Reader) -> dict[Id, PendingData]:
+    """A group PEL by id (raw id, delivery time, delivery count); duplicates refused."""
     pel: dict[Id, PendingData] = {}
     for _ in range(r.count(_PEL_ENTRY_MIN)):
         entry_id: Id = _RAW_ID.unpack(r.take(_RAW_ID.size))
@@ -368,6 +375,7 @@ def _read_consumers(r: Reader, pel: dict[Id, PendingData]) -> list[ConsumerData]
 
 
 def _read_groups(r: Reader, legacy: bool) -> list[GroupData]:
+    """The groups by name (type 15 saves no entries-read counter)."""
     groups: list[GroupData] = []
     names: set[bytes] = set()
     for _ in range(r.count(_GROUP_MIN)):
@@ -390,6 +398,7 @@ def _read_groups(r: Reader, legacy: bool) -> list[GroupData]:
 
 
 def _pel_id(entry: PendingData) -> Id:
+    """Sort key of a PEL entry."""
     return entry.id
 
 
