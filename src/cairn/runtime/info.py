@@ -16,8 +16,9 @@ What some fields mean in Cairn (docs/operations.md, "Introspection"):
 - `role:master`: every Cairn node accepts reads and writes for every key (a follower
   forwards to the region's leader), so to a Redis client each node is a master with no
   replicas. Replication is Raft's, per region: see the `raft` section.
-- `keyspace_hits`/`keyspace_misses` are left out: a read is answered by the region
-  leader's replica, which may be on another node, and counting there is not yet done.
+- `keyspace_hits`/`keyspace_misses` count the key lookups of the read commands this node
+  ran: reads run on the region's leader (or on a follower for READONLY clients), so a
+  read sent to one node is counted on the node that served it.
 - `expired_keys` counts the keys that this node's active expiry deleted (it proposes the
   deletions of the regions it leads); keys removed because a write found them expired
   are not counted.
@@ -209,6 +210,8 @@ def _stats(node: Node) -> Fields:
         ("total_net_output_bytes", stats["total_net_output_bytes"]),
         ("rejected_connections", stats["rejected_connections"]),
         ("expired_keys", stats["expired_keys"]),
+        ("keyspace_hits", sum(m.lookups[0] for m in node.machines.values())),
+        ("keyspace_misses", sum(m.lookups[1] for m in node.machines.values())),
         ("evicted_keys", 0),
         ("evicted_clients", 0),
         ("pubsub_channels", len(registry.channels())),
