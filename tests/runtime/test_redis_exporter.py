@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import time
 import urllib.request
@@ -20,6 +21,7 @@ import pytest
 from cluster_fixture import running_cluster
 from store_harness import RawRedis
 
+from cairn.runtime.config_rewrite import NO_CONFIG_FILE
 from cairn.runtime.local_cluster import LocalCluster
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "cairn.json"
@@ -314,3 +316,40 @@ def test_monitor_and_client_reply_match_redis(
     assert ours[0].split(b"\r\n")[:7] == theirs[0].split(b"\r\n")[:7]
     assert b'"AUTH" "(redacted)"' in ours[1] and b"NOSUCH" not in ours[1]
     assert b"CONFIG" not in ours[1]
+
+
+def test_config_rewrite_saves_into_the_node_file(
+    cluster: LocalCluster, redis_server_port: int
+) -> None:
+    """Last in this module: it restarts node 3."""
+    theirs = RawRedis(redis_server_port)
+    assert theirs.call([b"CONFIG", b"REWRITE"]) == b"-" + NO_CONFIG_FILE.message.encode() + b"\r\n"
+    theirs.close()
+    spec = cluster.spec(3)
+    before = spec.config_path.read_text()
+    ours = RawRedis(spec.client_port)
+    if cluster.password:
+        ours.call([b"AUTH", cluster.password.encode()])
+    set_reply = ours.call([b"CONFIG", b"SET", b"maxmemory-policy", b"allkeys-lru", b"hz", b"20"])
+    assert set_reply == b"+OK\r\n"
+    assert ours.call([b"CONFIG", b"REWRITE"]) == b"+OK\r\n"
+    ours.close()
+    after = spec.config_path.read_text()
+    assert after.startswith(before.rstrip("\n"))
+    assert after.endswith('[redis]\nmaxmemory-policy = "allkeys-lru"\nhz = "20"\n')
+    assert stat.S_IMODE(spec.config_path.stat().st_mode) == 0o600
+    cluster.kill(3)  # the rewrite is fsynced: a crash keeps it
+    cluster.start(3)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            ours = RawRedis(spec.client_port)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "node 3 did not come back"
+            time.sleep(0.1)
+    if cluster.password:
+        ours.call([b"AUTH", cluster.password.encode()])
+    got = ours.call([b"CONFIG", b"GET", b"maxmemory-policy"])
+    assert got == b"*2\r\n$16\r\nmaxmemory-policy\r\n$11\r\nallkeys-lru\r\n"
+    ours.close()

@@ -27,10 +27,11 @@ from cairn.resp.reply import (
 from cairn.runtime.client_introspection import BAD_NAME, client, valid_name
 from cairn.runtime.command_info import CommandMeta, command_reply, flag_names
 from cairn.runtime.command_stats import CommandRecorder, RecorderSettings
+from cairn.runtime.config_rewrite import NO_CONFIG_FILE
 from cairn.runtime.latency import LatencyMonitor
 from cairn.runtime.monitor import Monitors
 from cairn.runtime.redis_config import HELP as CONFIG_HELP
-from cairn.runtime.redis_config import NO_REWRITE, RedisConfig, reset_stats
+from cairn.runtime.redis_config import RedisConfig, reset_stats
 from cairn.runtime.server_facts import lastsave, monitor, role, wait
 from cairn.runtime.slowlog import SlowLog
 from cairn.shard.routing import ClientRouting, observe
@@ -74,6 +75,9 @@ class ServerContext:
     """ROLE's offset and WAIT's replica count (`cairn.runtime.server_facts`)."""
     monitors: Monitors = field(default_factory=lambda: Monitors({}, time.time, 1 << 20))
     """The connections in MONITOR mode (`cairn.runtime.monitor`)."""
+    rewrite: Callable[[], ErrorReply | None] = field(default=lambda: NO_CONFIG_FILE)
+    """CONFIG REWRITE: save the CONFIG values into the node's TOML file
+    (`cairn.runtime.config_rewrite`); None, or the error."""
 
 
 def default_recorder() -> CommandRecorder:
@@ -300,7 +304,8 @@ _CONFIG_ARITY = {b"get": -3, b"set": -4, b"resetstat": 2, b"rewrite": 2, b"help"
 
 def config(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
     """CONFIG GET pattern [pattern ...] | SET name value [name value ...] | RESETSTAT |
-    HELP: this node's Redis parameters (`cairn.runtime.redis_config`; REWRITE refused)."""
+    REWRITE | HELP: this node's Redis parameters (`cairn.runtime.redis_config`; REWRITE
+    saves them into its TOML file, `cairn.runtime.config_rewrite`)."""
     sub = args[0].lower()
     arity = _CONFIG_ARITY.get(sub)
     if arity is None:
@@ -326,7 +331,8 @@ def config(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) ->
         ctx.recorder.stats.reset()
         return OK
     if sub == b"rewrite":
-        return NO_REWRITE
+        error = ctx.rewrite()
+        return OK if error is None else error
     return Array(tuple(SimpleString(line) for line in CONFIG_HELP))
 
 

@@ -55,7 +55,13 @@ from cairn.runtime.client_commands import (
     recorder_for,
 )
 from cairn.runtime.cluster_layout import ClusterLayout
-from cairn.runtime.config import NodeConfig
+from cairn.runtime.config import ConfigError, NodeConfig
+from cairn.runtime.config_rewrite import (
+    NO_CONFIG_FILE,
+    changed_values,
+    rewrite_file,
+    saved_args,
+)
 from cairn.runtime.envelope_codec import TcpHostTransport
 from cairn.runtime.frames import FrameKind
 from cairn.runtime.host_store import LmdbHostStore, found_regions
@@ -316,6 +322,8 @@ class Node:
             subscriptions=self.pubsub.registry.counts,
             replication=self.replication,
         )
+        self._apply_saved_config()
+        self.context.rewrite = self._rewrite_config
         self.context.recorder = recorder_for(self.context.table)
         self.context.monitors = Monitors(
             self.context.table, time.time, cfg.limits.max_pending_replies_bytes
@@ -335,6 +343,24 @@ class Node:
             *cfg.client_addr,
             len(self.host.peers),
         )
+
+    def _apply_saved_config(self) -> None:
+        """The config file's `[redis]` table (CONFIG REWRITE's), as one CONFIG SET."""
+        args = saved_args(self.config.redis_params)
+        if isinstance(args, ErrorReply):
+            error: ErrorReply | None = args
+        else:
+            error = self.context.redis_config.set(args, self.server) if args else None
+        if error is not None:
+            raise ConfigError(f"[redis]: {error.message.removeprefix('ERR ')}")
+
+    def _rewrite_config(self) -> ErrorReply | None:
+        """CONFIG REWRITE: the values CONFIG SET changed, into the node's TOML file."""
+        path = self.config.config_file
+        if path is None:
+            return NO_CONFIG_FILE
+        base = RedisConfig.for_node(self.config).values
+        return rewrite_file(path, changed_values(self.context.redis_config.values, base))
 
     def _machine_for(self, record: RegionRecord) -> RangeMachine:
         machine = StoreRangeMachine(self.node_store.keyspace, record.region_id, record.region)
