@@ -9,8 +9,9 @@ from store_harness import FakeClock, MachineClient
 from cairn.resp.reply import Integer
 from cairn.runtime.client_introspection import _client_reply, reply_silenced
 from cairn.runtime.memory_report import EMPTY, NO_ISSUE, doctor_report, is_node_level
-from cairn.runtime.monitor import monitor_line, quote
+from cairn.runtime.monitor import Monitors, monitor_line, quote
 from cairn.runtime.server import ClientState
+from cairn.store import COMMANDS
 from cairn.store.layout import decode_meta, encode_meta, field_prefix, meta_key
 
 
@@ -67,3 +68,36 @@ def test_memory_doctor_and_routing_choice() -> None:
     assert doctor_report(0) == EMPTY and doctor_report(3) == NO_ISSUE
     assert is_node_level([b"MEMORY", b"STATS"]) and is_node_level([b"MEMORY", b"USAGE"])
     assert not is_node_level([b"MEMORY", b"USAGE", b"k"]) and not is_node_level([b"MEMORY"])
+
+
+class _Watcher:
+    """A monitor connection that never reads: what it was sent piles up."""
+
+    def __init__(self, client_id: int) -> None:
+        self.state = ClientState(id=client_id, addr="w", laddr="l", created=0.0)
+        self.sent: list[bytes] = []
+        self.aborted = False
+
+    def output_backlog(self) -> int:
+        return sum(len(line) for line in self.sent)
+
+    def push(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_a_monitor_that_does_not_read_is_dropped_at_the_limit() -> None:
+    monitors = Monitors(COMMANDS, lambda: 1.0, max_backlog=1000)
+    slow, gone = _Watcher(1), _Watcher(2)
+    monitors.add(slow)  # type: ignore[arg-type]
+    monitors.add(gone)  # type: ignore[arg-type]
+    gone.state.closing = True
+    sender = ClientState(id=3, addr="127.0.0.1:5", laddr="l", created=0.0)
+    for _ in range(100):
+        monitors.feed(sender, "get", [b"GET", b"k" * 20])
+    assert slow.aborted and not monitors.watchers
+    assert 0 < slow.output_backlog() <= 1000 and not gone.sent
+    assert "monitor" in slow.state.flags
+    monitors.feed(sender, "nosuch", [b"NOSUCH"])  # unknown commands are never formatted
