@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import pytest
+
 from cairn.resp.reply import OK, ErrorReply, Reply, SimpleString
+from cairn.runtime import client_pause
 from cairn.runtime.client_pause import (
-    MAX_HELD,
     TOO_MANY_HELD,
     ClientPause,
     PauseMode,
@@ -79,11 +81,12 @@ def test_all_mode_holds_everything_and_the_stricter_longer_pause_wins() -> None:
     assert len(ran) == 2 and not pause.active
 
 
-def test_held_commands_are_bounded() -> None:
+def test_held_commands_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_pause, "MAX_HELD", 50)
     pause, _, _ = _pause()
     pause.pause(1000, PauseMode.WRITE)
     conn = _Conn()
-    for _ in range(MAX_HELD):
+    for _ in range(50):
         pause.holds(cast(Any, conn), "set", [b"SET", b"k", b"v"], lambda r: None)
     answers: list[Reply] = []
     assert pause.holds(cast(Any, conn), "set", [b"SET", b"k", b"v"], answers.append)

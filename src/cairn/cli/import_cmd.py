@@ -5,8 +5,8 @@ pipeline of DUMP, PTTL and TYPE, and written to Cairn with one pipeline of RESTO
 source's remaining TTL, REPLACE with `--replace`), with a progress bar. A key deleted on
 the source while the copy runs is counted as gone, not as a failure. A key Cairn refuses is
 not copied, and the summary says why, by key and type: a module type (Cairn has none), a
-stream (until Cairn's RESTORE loads stream payloads: the same RESTORE path then copies
-them, nothing here changes), or a value beyond the target's limits.
+value beyond the target's limits, or a key Cairn holds already (without `--replace`).
+Streams go through RESTORE like every other type.
 
 The verify pass DUMPs every copied key on both sides. Equal payloads are a match. Cairn
 serializes hash fields and set members in byte order where Redis' hashtable encoding lists
@@ -220,7 +220,9 @@ def _canonical(value: Value) -> object:
         return kind, dict(value.scored)
     if kind == "LIST":
         return kind, value.items
-    return kind, value.string
+    if kind == "STRING":
+        return kind, value.string
+    return object()  # a type compared otherwise (a stream: `_same_stream`), never equal here
 
 
 # -- the command -------------------------------------------------------------------------
