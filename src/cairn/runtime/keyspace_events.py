@@ -74,6 +74,8 @@ class KeyspaceEvents:
     def on_apply(self, replica: Replica, entry: Entry) -> None:
         """After `entry` was applied: take its events; publish them if this node leads the
         region in the entry's term (see the module docstring)."""
+        if not self.flags:
+            return  # the usual case: nothing collected (`adopt` cleared what was)
         store = _store_of(replica)
         if store is None or not store.events:
             return

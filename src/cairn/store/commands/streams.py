@@ -192,12 +192,13 @@ def cmd_xadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     new = _next_id(state, opts, ctx.now_ms)
     put_entry(ctx.db, key, new, fields)
     length = state.length + 1
-    state = replace(
-        state,
+    state = StreamState(  # not dataclasses.replace: this is XADD's hot path
         length=length,
         last_id=new,
-        entries_added=state.entries_added + 1,
         first_id=new if length == 1 else state.first_id,
+        max_deleted=state.max_deleted,
+        entries_added=state.entries_added + 1,
+        groups=state.groups,
     )
     how = opts.trim()
     trimmed = 0
