@@ -543,10 +543,10 @@ def run(args: argparse.Namespace, procs: Processes, tmp: Path) -> list[Row]:
             else "Python HTTP/JSON gateway fallback"
         )
         rows = []
-        for w in WORKLOADS:
+        for step, w in enumerate(WORKLOADS, 1):
             n = max(w.requests // divisor, 100)
             row = Row(w)
-            console.print(f"[bold]{w.name}[/] ({n} requests)")
+            console.print(f"[{step}/{len(WORKLOADS)}] [bold]{w.name}[/] ({n} requests)")
             leader = cluster.wait_for_leader(timeout=60.0)
             try:
                 with cpu_meter(list(pids.values())) as used:

@@ -89,8 +89,8 @@ def bench_args(test: str, divisor: int) -> list[str]:
 def run_tests(cairn_port: int, redis_port: int, divisor: int) -> list[Row]:
     """Every test on Cairn, then on Redis, back to back."""
     rows = []
-    for test in TESTS:
-        console.print(f"  {test} ...")
+    for step, test in enumerate(TESTS, 1):
+        console.print(f"  [{step}/{len(TESTS)}] {test} ...")
         args = bench_args(test, divisor)
         cairn = redis_benchmark(cairn_port, args)
         theirs = redis_benchmark(redis_port, args)

@@ -63,10 +63,12 @@ def test_queue_under_kills_and_partitions(tmp_path: Path) -> None:
         faults=frozenset({FaultKind.KILL, FaultKind.PARTITION}),
         workloads=("queue",),
         workers=4,
+        network="netns",  # the README's test command installs what namespaces need
     )
     before = set(leftover_namespaces())
     result: ChaosResult = run_chaos(config, lambda t, m: print(f"[{t:6.1f}s] {m}"))
     print(json.dumps(result.summary(), indent=1))
+    assert result.network.startswith("network namespaces"), result.network
     assert result.ok, "\n".join(result.anomalies)
     assert result.lost == 0
     assert {f.kind for f in result.faults} == config.faults

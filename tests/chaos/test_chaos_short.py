@@ -39,9 +39,11 @@ def test_kills_pauses_and_partitions(tmp_path: Path) -> None:
         faults=BASIC_FAULTS,
         workloads=("register", "set", "counter"),
         workers=3,
+        network="netns",  # the README's test command installs what namespaces need
     )
     before = set(leftover_namespaces())
     result = _run(config)
+    assert result.network.startswith("network namespaces"), result.network
     _assert_clean(result)
     kinds = {f.kind for f in result.faults}
     assert kinds == BASIC_FAULTS, f"every basic fault should have been injected, got {kinds}"

@@ -192,7 +192,9 @@ def test_redis_cli_tls(cluster: LocalCluster) -> None:
     cert = ["--cert", str(certs.client_cert), "--key", str(certs.client_key)]
     done = subprocess.run([*base, *cert, "PING"], capture_output=True, text=True, timeout=10)
     assert done.stdout == "PONG\n", done.stderr
-    done = subprocess.run([*base, *cert, "GET", "tls:1"], capture_output=True, timeout=10)
+    done = subprocess.run([*base, *cert, "SET", "tls:cli", "v"], capture_output=True, timeout=10)
+    assert done.stdout == b"OK\n", done.stderr
+    done = subprocess.run([*base, *cert, "GET", "tls:cli"], capture_output=True, timeout=10)
     assert done.stdout == b"v\n"
     refused = subprocess.run([*base, "PING"], capture_output=True, text=True, timeout=10)
     assert "PONG" not in refused.stdout

@@ -3,6 +3,7 @@
     cairn ctl status | nodes | regions          what the cluster looks like
     cairn ctl events [--since N] [--follow]     what the placement driver decided, and why
     cairn ctl node drain ID [--reason TEXT]     move everything off a node
+    cairn ctl node start ID [--data-dir DIR]    start a node of a `cairn dev` cluster again
     cairn ctl placement set --replicas N --zone-label L [--range START END REPLICAS ...]
     cairn ctl token create --role read|admin | list | revoke ID   the admin tokens file
 
@@ -47,7 +48,9 @@ from cairn.admin.tokens import (
     revoke_token,
 )
 from cairn.admin.views import SchemaError, event_from_json, event_to_json, rules_to_json
+from cairn.cli.dev_supervisor import DevControlError, request_start
 from cairn.placement.model import InvalidRulesError, PlacementRules, RangeRule
+from cairn.runtime.config import ADMIN_PORT_OFFSET
 from cairn.shard.region import slot_bound
 from cairn.store.slot import SLOT_COUNT
 
@@ -154,11 +157,21 @@ def _call(action: Callable[[], Any]) -> Any:
     try:
         return action()
     except UnreachableError as exc:
-        _fail(2, str(exc))
+        _fail(2, _unreachable(exc))
     except ApiError as exc:
         _fail(2 if exc.status in (400, 401, 403) else 1, _explain(exc))
     except AdminClientError as exc:
         _fail(1, str(exc))
+
+
+def _unreachable(exc: UnreachableError) -> str:
+    """Every endpoint tried and why it did not answer, with what to do."""
+    return (
+        f"{exc}; is the cluster running? Name a running node's admin address with "
+        f"--endpoint/-e or ${ENDPOINT_ENV} (a node's admin port is its client port + "
+        f"{ADMIN_PORT_OFFSET}, as `cairn dev` prints; a stopped dev node starts again with "
+        "`cairn ctl node start N`)"
+    )
 
 
 def _explain(exc: ApiError) -> str:
@@ -170,7 +183,7 @@ def _explain(exc: ApiError) -> str:
             "new ones: cairn ctl token create)"
         )
     if exc.status == 403 and exc.message.startswith("token "):
-        return f"{exc}; use a token of role admin"
+        return f"{exc}; use a token of role admin (new ones: cairn ctl token create --role admin)"
     return str(exc)
 
 
@@ -283,6 +296,26 @@ def drain(ctx: click.Context, node_id: int, reason: str, as_json: bool) -> None:
         return
     message = _call(lambda: state.client.drain_node(node_id, reason))
     state.console.print(message)
+
+
+@node.command("start")
+@click.argument("node_id", type=click.IntRange(min=1), metavar="ID")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("cairn-data"),
+    show_default=True,
+    help="The data directory of the `cairn dev` cluster.",
+)
+def node_start(node_id: int, data_dir: Path) -> None:
+    """Start node ID of a `cairn dev` cluster on this machine again (after it exited or was
+    killed): the running `cairn dev` starts it with its own config and data, and keeps
+    supervising it."""
+    try:
+        message = request_start(data_dir, node_id)
+    except DevControlError as exc:
+        _fail(exc.status, str(exc))
+    click.echo(message)
 
 
 @ctl.group()

@@ -6,6 +6,9 @@ with mode 0600; the admin API's tokens file, and an admin token (`admin.token`, 
 `cairn ctl` looks by default), are created there too on the first run and kept. The
 command waits until a leader is elected (with a live progress line), says where the data
 is and how to connect, and on Ctrl-C (or SIGTERM) stops every node gracefully, by PID.
+A node that exits (kill -9 included) is reported with its exit status and the end of its
+log while the others keep serving; `cairn ctl node start N` starts it again under the same
+supervisor (`cairn.cli.dev_supervisor`).
 
 With `--tls` every node also serves TLS clients on its client port + `TLS_PORT_OFFSET`,
 and its admin API speaks HTTPS, with certificates of a throwaway CA generated into
@@ -25,6 +28,7 @@ import click
 from rich.console import Console
 
 from cairn.admin.tokens import DEV_TOKEN_FILE, DEV_TOKENS_FILE
+from cairn.cli.dev_supervisor import DevControlError, Supervisor
 from cairn.runtime.config import ADMIN_PORT_OFFSET
 from cairn.runtime.local_cluster import HOST, LocalCluster, port_free
 
@@ -94,23 +98,27 @@ def dev(
         stopping = True
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    supervisor = Supervisor(cluster, console)
+    try:
+        supervisor.check_free()
+    except DevControlError as exc:
+        raise click.UsageError(str(exc)) from None
     cluster.start()
     try:
+        supervisor.open()
         leader = _wait_for_leader(console, cluster, timeout)
         if leader is None:
             console.print(f"[red]no leader after {timeout:.0f} s; logs in {cluster.root}[/red]")
             sys.exit(1)
         _print_ready(console, cluster, leader)
-        while not stopping and all(cluster.running(n.node_id) for n in cluster.specs):
-            time.sleep(0.2)
-        dead = [n.node_id for n in cluster.specs if not cluster.running(n.node_id)]
-        if dead and not stopping:
-            console.print(f"[yellow]node(s) {dead} exited; logs in {cluster.root}[/yellow]")
+        supervisor.mark_ready()
+        supervisor.run(lambda: stopping)
     except KeyboardInterrupt:
         pass
     finally:
         console.print("stopping the cluster ...")
         cluster.stop()
+        supervisor.close()
         console.print("stopped.")
 
 

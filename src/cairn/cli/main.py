@@ -177,8 +177,14 @@ def _region_sweep(
     failed: list[int] = []
     totals = {"splits": 0, "merges": 0, "moves": 0, "ops_ok": 0}
     configs = [replace(base, seed=s) for s in seeds]
-    with ProcessPoolExecutor(max_workers=min(workers, len(configs))) as pool:
+    columns = (TextColumn("regions sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with (
+        ProcessPoolExecutor(max_workers=min(workers, len(configs))) as pool,
+        Progress(*columns, console=console, transient=True) as progress,
+    ):
+        task = progress.add_task("seeds", total=len(configs))
         for result in pool.map(run_region_simulation, configs):
+            progress.advance(task)
             for name in totals:
                 totals[name] += getattr(result, name)
             converged = (
@@ -218,7 +224,9 @@ def _refuse_with_profile(ctx: click.Context, names: tuple[str, ...]) -> None:
 
 def _single(console: Console, config: SimConfig, history: str | None, profile: str | None) -> bool:
     started = time.perf_counter()
-    result = run_simulation(config)
+    doing = f"simulating seed {config.seed}, {config.steps} steps ..."
+    with console.status(doing, refresh_per_second=4):
+        result = run_simulation(config)
     elapsed = time.perf_counter() - started
     if history is not None:
         with open(history, "w", encoding="utf-8") as fp:

@@ -27,9 +27,12 @@ from cairn.resp.reply import (
 from cairn.runtime.client_introspection import BAD_NAME, client, valid_name
 from cairn.runtime.command_info import CommandMeta, command_reply, flag_names
 from cairn.runtime.command_stats import CommandRecorder, RecorderSettings
+from cairn.runtime.config_rewrite import NO_CONFIG_FILE
 from cairn.runtime.latency import LatencyMonitor
+from cairn.runtime.monitor import Monitors
 from cairn.runtime.redis_config import HELP as CONFIG_HELP
-from cairn.runtime.redis_config import NO_REWRITE, RedisConfig, reset_stats
+from cairn.runtime.redis_config import RedisConfig, reset_stats
+from cairn.runtime.server_facts import lastsave, monitor, role, wait
 from cairn.runtime.slowlog import SlowLog
 from cairn.shard.routing import ClientRouting, observe
 
@@ -68,6 +71,13 @@ class ServerContext:
     """Command statistics, SLOWLOG and LATENCY (`cairn.runtime.command_stats`)."""
     subscriptions: Callable[[int], tuple[int, int, int]] = field(default=lambda cid: (0, 0, 0))
     """A client's (channels, patterns, shard channels) for CLIENT LIST."""
+    replication: Callable[[], tuple[int, int]] = field(default=lambda: (0, 0))
+    """ROLE's offset and WAIT's replica count (`cairn.runtime.server_facts`)."""
+    monitors: Monitors = field(default_factory=lambda: Monitors({}, time.time, 1 << 20))
+    """The connections in MONITOR mode (`cairn.runtime.monitor`)."""
+    rewrite: Callable[[], ErrorReply | None] = field(default=lambda: NO_CONFIG_FILE)
+    """CONFIG REWRITE: save the CONFIG values into the node's TOML file
+    (`cairn.runtime.config_rewrite`); None, or the error."""
 
 
 def default_recorder() -> CommandRecorder:
@@ -294,7 +304,8 @@ _CONFIG_ARITY = {b"get": -3, b"set": -4, b"resetstat": 2, b"rewrite": 2, b"help"
 
 def config(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
     """CONFIG GET pattern [pattern ...] | SET name value [name value ...] | RESETSTAT |
-    HELP: this node's Redis parameters (`cairn.runtime.redis_config`; REWRITE refused)."""
+    REWRITE | HELP: this node's Redis parameters (`cairn.runtime.redis_config`; REWRITE
+    saves them into its TOML file, `cairn.runtime.config_rewrite`)."""
     sub = args[0].lower()
     arity = _CONFIG_ARITY.get(sub)
     if arity is None:
@@ -320,7 +331,8 @@ def config(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) ->
         ctx.recorder.stats.reset()
         return OK
     if sub == b"rewrite":
-        return NO_REWRITE
+        error = ctx.rewrite()
+        return OK if error is None else error
     return Array(tuple(SimpleString(line) for line in CONFIG_HELP))
 
 
@@ -437,6 +449,41 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             "A container for server configuration commands.",
             _ADMIN,
             since="2.0.0",
+            group="server",
+        ),
+        _spec(
+            "lastsave",
+            1,
+            lastsave,
+            "Returns the Unix timestamp of the last successful save to disk.",
+            ("loading", "stale", "fast"),
+            group="server",
+        ),
+        _spec(
+            "role",
+            1,
+            role,
+            "Returns the replication role.",
+            ("noscript", "loading", "stale", "fast"),
+            since="2.8.12",
+            group="server",
+        ),
+        _spec(
+            "wait",
+            3,
+            wait,
+            "Blocks until the asynchronous replication of all preceding write commands "
+            "sent by the connection is completed.",
+            ("noscript",),
+            since="3.0.0",
+            group="generic",
+        ),
+        _spec(
+            "monitor",
+            1,
+            monitor,
+            "Listens for all requests received by the server in real-time.",
+            ("admin", "noscript", "loading", "stale"),
             group="server",
         ),
         _spec(

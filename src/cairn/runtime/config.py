@@ -212,6 +212,11 @@ class NodeConfig:
     client_plaintext: bool = True
     """Whether `client_addr` serves plain text. `client_addr = "off"` (Redis's `port 0`)
     turns it off; `client_addr` is then the TLS address (announced, in INFO)."""
+    redis_params: dict[str, str] = field(default_factory=dict)
+    """The `[redis]` table: CONFIG parameters CONFIG REWRITE saved, applied at start as a
+    CONFIG SET (`cairn.runtime.config_rewrite`)."""
+    config_file: Path | None = None
+    """The TOML file this config was read from (CONFIG REWRITE writes it); None: none."""
 
     @property
     def advertised_client_addr(self) -> tuple[str, int]:
@@ -316,6 +321,7 @@ ADMIN_PORT_OFFSET = 20000
 (the peer port is conventionally the client port + 10000)."""
 
 _TOP_KEYS = {
+    "redis",
     "node_id",
     "data_dir",
     "client_addr",
@@ -435,8 +441,16 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         raft=_section("raft", RaftSettings, raw.get("raft")),
         limits=_section("limits", Limits, raw.get("limits")),
         regions=_section("regions", RegionSettings, raw.get("regions")),
+        redis_params=_redis_params(raw.get("redis", {})),
     )
     return config.validate()
+
+
+def _redis_params(raw: Any) -> dict[str, str]:
+    """The `[redis]` table: parameter names and string values (checked at start)."""
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ConfigError("redis: expected a table of CONFIG parameter = \"value\"")
+    return {str(k): v for k, v in raw.items()}
 
 
 def _cluster_secret(raw: dict[str, Any]) -> bytes | None:
@@ -556,7 +570,7 @@ def load(path: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return from_mapping(raw)
+    return replace(from_mapping(raw), config_file=path.resolve())
 
 
 def with_overrides(config: NodeConfig, **changes: Any) -> NodeConfig:

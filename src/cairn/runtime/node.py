@@ -55,12 +55,20 @@ from cairn.runtime.client_commands import (
     recorder_for,
 )
 from cairn.runtime.cluster_layout import ClusterLayout
-from cairn.runtime.config import NodeConfig
+from cairn.runtime.config import ConfigError, NodeConfig
+from cairn.runtime.config_rewrite import (
+    NO_CONFIG_FILE,
+    changed_values,
+    rewrite_file,
+    saved_args,
+)
 from cairn.runtime.envelope_codec import TcpHostTransport
 from cairn.runtime.frames import FrameKind
 from cairn.runtime.host_store import LmdbHostStore, found_regions
 from cairn.runtime.info import render_info
 from cairn.runtime.keyspace_events import NOTIFY_PARAM, KeyspaceEvents
+from cairn.runtime.memory_report import is_node_level, memory_command
+from cairn.runtime.monitor import Monitors
 from cairn.runtime.placement_wiring import NodePlacement, RemoteRegion
 from cairn.runtime.plants import ACK_BEFORE_SYNC, PLANT_ENV, STALE_FOLLOWER_READ, UnsyncedHostStore
 from cairn.runtime.pubsub import PubSub
@@ -315,9 +323,16 @@ class Node:
             cluster=lambda args: cluster_command(self.topology(), args, _wall_ms()),
             redis_config=RedisConfig.for_node(cfg),
             subscriptions=self.pubsub.registry.counts,
+            replication=self.replication,
         )
+        self._apply_saved_config()
+        self.context.rewrite = self._rewrite_config
         self.context.recorder = recorder_for(self.context.table)
+        self.context.monitors = Monitors(
+            self.context.table, time.time, cfg.limits.max_pending_replies_bytes
+        )
         self.context.redis_config.watchers[NOTIFY_PARAM] = self.keyspace_events.configure
+        self.keyspace_events.configure(self.context.redis_config.values[NOTIFY_PARAM])
         follow_config(self.context)
         if cfg.client_plaintext:
             await self.server.start(*cfg.client_addr)
@@ -333,6 +348,24 @@ class Node:
             *cfg.client_addr,
             len(self.host.peers),
         )
+
+    def _apply_saved_config(self) -> None:
+        """The config file's `[redis]` table (CONFIG REWRITE's), as one CONFIG SET."""
+        args = saved_args(self.config.redis_params)
+        if isinstance(args, ErrorReply):
+            error: ErrorReply | None = args
+        else:
+            error = self.context.redis_config.set(args, self.server) if args else None
+        if error is not None:
+            raise ConfigError(f"[redis]: {error.message.removeprefix('ERR ')}")
+
+    def _rewrite_config(self) -> ErrorReply | None:
+        """CONFIG REWRITE: the values CONFIG SET changed, into the node's TOML file."""
+        path = self.config.config_file
+        if path is None:
+            return NO_CONFIG_FILE
+        base = RedisConfig.for_node(self.config).values
+        return rewrite_file(path, changed_values(self.context.redis_config.values, base))
 
     def _machine_for(self, record: RegionRecord) -> RangeMachine:
         machine = StoreRangeMachine(self.node_store.keyspace, record.region_id, record.region)
@@ -447,6 +480,15 @@ class Node:
                 total += machine.key_count()
         return total
 
+    def replication(self) -> tuple[int, int]:
+        """ROLE's offset (the commit index of the lowest region here) and WAIT's count:
+        the replicas besides the leader every acknowledged write is on (the smallest
+        quorum over the regions hosted here, minus one)."""
+        first = self.first_peer()
+        offset = 0 if first is None else first.replica.raw.status().commit
+        voters = [len(p.region.voters()) for p in self.host.peers.values()]
+        return offset, (min(voters) // 2 if voters else 0)
+
     def leader_node(self, peer: RegionPeer) -> int | None:
         """The node that `peer`'s replica believes leads its region (None: unknown)."""
         lead = peer.replica.lead
@@ -502,6 +544,7 @@ class Node:
         if not state.authenticated and not (client_spec is not None and client_spec.no_auth):
             done(NOAUTH)
             return
+        self.context.monitors.feed(state, name, args)
         if self.transactions.intercept(client, name, args, done):
             return
         if name == FAILPOINT_COMMAND and self.failpoints_enabled:
@@ -511,6 +554,9 @@ class Node:
             done(self._clock_skew(args[1:]))
             return
         if self.pubsub.intercept(client, name, args, done):
+            return
+        if name == "memory" and is_node_level(args):  # MEMORY USAGE is routed by its key
+            done(memory_command(self, client.protocol, args[1:]))
             return
         if client_spec is not None:
             if not _arity_ok(client_spec.arity, len(args)):

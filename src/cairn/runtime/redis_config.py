@@ -1,8 +1,8 @@
 """CONFIG GET / SET / RESETSTAT / HELP: Redis 7.0's parameters, kept by each node.
 
 CONFIG is a node-level command, as in Redis (Cluster): it is answered by the node the
-client is connected to, and CONFIG SET changes that node only, until it restarts (CONFIG
-REWRITE is refused: a node's settings live in its TOML file). The parameter table is
+client is connected to, and CONFIG SET changes that node only, until it restarts or CONFIG
+REWRITE saves the values into its TOML file (`cairn.runtime.config_rewrite`). The parameter table is
 redis-server 7.0.15's (`cairn.runtime.redis_params`); values parse and fail exactly as
 there, byte for byte: `ERR Unknown option or number of arguments for CONFIG SET - 'x'`,
 `ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument must be
@@ -80,11 +80,6 @@ HELP = (
     "HELP",
     "    Prints this help.",
 )
-NO_REWRITE = ErrorReply(
-    "ERR CONFIG REWRITE is not supported: a Cairn node's settings live in its TOML file"
-)
-
-
 class _InvalidError(Exception):
     """A value CONFIG SET refuses; the message is Redis' reason."""
 

@@ -26,6 +26,7 @@ from typing import Protocol, cast
 from cairn.resp.codec import NEED_DATA, RemoteProtocolError, RequestParser, encode
 from cairn.resp.codec import Limits as ParserLimits
 from cairn.resp.reply import Reply
+from cairn.runtime.client_introspection import reply_silenced
 from cairn.runtime.config import Limits
 from cairn.runtime.ordering import ProgramOrder
 from cairn.runtime.transactions import TransactionState
@@ -72,10 +73,12 @@ class CommandRouter(Protocol):
 
 
 class _Slot:
-    __slots__ = ("data", "done", "tail")
+    __slots__ = ("data", "done", "silent", "tail")
 
     def __init__(self) -> None:
         self.done = False
+        self.silent = False
+        """CLIENT REPLY OFF or SKIP: the reply is dropped (pushes after it still go)."""
         self.data = b""
         self.tail: list[bytes] | None = None
         """Out-of-band pushes (pub/sub messages) that arrived after this command: they
@@ -165,6 +168,8 @@ class ClientConnection(asyncio.Protocol):
                 self._slots.append(slot)
                 state.last_active = time.monotonic()
                 self.server.router.execute(self, args, self._completer(slot))
+                if state.flags:
+                    slot.silent = reply_silenced(state)
                 if self._close_after_flush:
                     break
         finally:
@@ -221,7 +226,8 @@ class ClientConnection(asyncio.Protocol):
         out, self._loose = self._loose, []
         while self._slots and self._slots[0].done:
             slot = self._slots.popleft()
-            out.append(slot.data)
+            if not slot.silent:
+                out.append(slot.data)
             if slot.tail is not None:
                 out.extend(slot.tail)
         if self._pushed_bytes:

@@ -61,9 +61,12 @@ class Db:
         now_ms: int,
         scope: Scope = WHOLE_KEYSPACE,
         stamp: bytes = b"",
+        lookups: list[int] | None = None,
     ) -> None:
         """A view at `now_ms`; `batch` None: read-only. `stamp` (`encode_stamp`) marks
-        every key this writer changes, and deletions in the scope, for WATCH."""
+        every key this writer changes, and deletions in the scope, for WATCH. `lookups`:
+        [hits, misses] counters `lookup` adds to (Redis' keyspace_hits/misses)."""
+        self._lookups = lookups
         self._reader: KeyspaceReader = batch if batch is not None else reader
         self._batch = batch
         self.now_ms = now_ms
@@ -87,15 +90,15 @@ class Db:
     def lookup(self, key: bytes) -> Meta | None:
         """The live metadata of `key`, or None (missing or expired; a writer purges it)."""
         raw = self._reader.get(meta_key(key))
-        if raw is None:
-            return None
-        meta = decode_meta(raw)
-        if not meta.expired(self.now_ms):
-            return meta
-        if self._batch is not None:
-            self._purge(key, meta)
-            self.notify(EXPIRED, "expired", key)
-        return None
+        meta = None if raw is None else decode_meta(raw)
+        if meta is not None and meta.expired(self.now_ms):
+            if self._batch is not None:
+                self._purge(key, meta)
+                self.notify(EXPIRED, "expired", key)
+            meta = None
+        if self._lookups is not None:
+            self._lookups[meta is None] += 1
+        return meta
 
     def put_meta(self, key: bytes, meta: Meta, existed: bool) -> None:
         """Store `key`'s metadata; `existed` says whether `key` was live before (key count)."""

@@ -154,6 +154,9 @@ class StoreMachine:
         set by the node while `notify-keyspace-events` can publish anything."""
         self.events: dict[int, list[Event]] = {}
         """The notifications of applied entries not yet taken (`take_events`), by index."""
+        self.lookups = [0, 0]
+        """Key lookups of the read commands run here: [hits, misses] (INFO's
+        keyspace_hits and keyspace_misses; a serving node's figure, never replicated)."""
         self.reload()
 
     def reload(self) -> None:
@@ -359,7 +362,7 @@ class StoreMachine:
         if not in_range and self.scope.is_region and not self._in_range(spec, args):
             return KEY_NOT_IN_REGION
         try:
-            db = Db(self.keyspace, None, now_ms, self.scope)
+            db = Db(self.keyspace, None, now_ms, self.scope, lookups=self.lookups)
             return run(spec, db, args, self._rng, settings=settings)
         except CommandError as err:
             return err.reply

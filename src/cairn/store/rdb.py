@@ -7,7 +7,9 @@ value with the same contents (its encoding chosen by the same thresholds, string
 integer-encoded or LZF-compressed exactly as `rdbSaveRawString` does); `decode` parses every
 encoding Redis 7.0 can load for the types Cairn has (strings, ziplist/listpack/hashtable
 hashes, quicklist and ziplist lists, intset/listpack/hashtable sets, ziplist/listpack/
-skiplist sorted sets) and returns a plain `Value`.
+skiplist sorted sets) and returns a plain `Value`. Streams have their own module,
+`cairn.store.rdb_stream`; LZF is `cairn.store.lzf` and the listpack codec
+`cairn.store.listpack` (both re-exported here, with `BadPayloadError`).
 
 Every byte of a payload is hostile: each length is checked against the bytes that remain
 before anything is allocated, and any inconsistency raises `BadPayloadError` (which RESTORE
@@ -23,6 +25,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from cairn.store.layout import ValueType
+from cairn.store.listpack import int_text, lp_entry
+from cairn.store.listpack import listpack as listpack
+from cairn.store.listpack import parse_listpack as parse_listpack
+from cairn.store.lzf import BadPayloadError as BadPayloadError
+from cairn.store.lzf import lzf_compress as lzf_compress
+from cairn.store.lzf import lzf_decompress as lzf_decompress
 from cairn.store.numbers import parse_ll
 
 _T = TypeVar("_T")
@@ -44,10 +52,6 @@ written uncompressed (a valid payload Redis loads the same; only its bytes diffe
 compact encoding (listpacks, intsets, quicklist nodes) is far below it."""
 _LZF_MAX_RATIO = 90
 """LZF expands at most 264 bytes from 3: a declared length above this ratio is a lie."""
-
-
-class BadPayloadError(ValueError):
-    """A payload that is not a well-formed serialized value."""
 
 
 @dataclass(slots=True)
@@ -101,141 +105,6 @@ def verify_footer(payload: bytes) -> bool:
     if version > RDB_VERSION:
         return False
     return int(struct.unpack("<Q", payload[-8:])[0]) == crc64(payload[:-8])
-
-
-# -- LZF -----------------------------------------------------------------------------------
-
-
-def _lzf_slot(hval: int) -> int:
-    return ((hval >> 8) - hval * 5) & 0xFFFF
-
-
-def lzf_compress(data: bytes, out_len: int) -> bytes | None:
-    """liblzf's lzf_compress as Redis builds it (HLOG 16, VERY_FAST): the compressed form
-    if it fits in `out_len` bytes, else None. Same choices, same bytes."""
-    n = len(data)
-    if n < 3 or not out_len:
-        return None
-    htab: dict[int, int] = {}
-    out = bytearray(out_len + 8)
-    op, ip, lit = 1, 0, 0
-    hval = data[0] << 8 | data[1]
-    while ip < n - 2:
-        hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFFFF
-        slot = _lzf_slot(hval)
-        ref = htab.get(slot)
-        htab[slot] = ip
-        if (
-            ref is not None
-            and ip - ref - 1 < 8192
-            and ref > 0
-            and data[ref : ref + 3] == data[ip : ip + 3]
-        ):
-            length = 2
-            maxlen = min(n - ip - length, 264)
-            if op - (not lit) + 4 >= out_len:
-                return None
-            out[op - lit - 1] = (lit - 1) & 0xFF
-            if not lit:
-                op -= 1
-            length = _match_length(data, ref, ip, maxlen)
-            off = ip - ref - 1
-            length -= 2
-            ip += 1
-            if length < 7:
-                out[op] = (off >> 8) + (length << 5)
-                op += 1
-            else:
-                out[op] = (off >> 8) + (7 << 5)
-                out[op + 1] = length - 7
-                op += 2
-            out[op] = off & 0xFF
-            op += 2
-            lit = 0
-            ip += length + 1
-            if ip >= n - 2:
-                break
-            ip -= 2
-            hval = data[ip] << 8 | data[ip + 1]
-            for _ in range(2):
-                hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFFFF
-                htab[_lzf_slot(hval)] = ip
-                ip += 1
-        else:
-            if op >= out_len:
-                return None
-            lit += 1
-            out[op] = data[ip]
-            op += 1
-            ip += 1
-            if lit == 32:
-                out[op - lit - 1] = lit - 1
-                lit = 0
-                op += 1
-    if op + 3 > out_len:
-        return None
-    while ip < n:
-        lit += 1
-        out[op] = data[ip]
-        op += 1
-        ip += 1
-        if lit == 32:
-            out[op - lit - 1] = lit - 1
-            lit = 0
-            op += 1
-    out[op - lit - 1] = (lit - 1) & 0xFF
-    if not lit:
-        op -= 1
-    return bytes(out[:op])
-
-
-def _match_length(data: bytes, ref: int, ip: int, maxlen: int) -> int:
-    """lzf_compress' match loop (its unrolled first 16 steps included, which may run one
-    past `maxlen`): the index of the first unmatched byte."""
-    length = 2
-    if maxlen > 16:
-        for _ in range(16):
-            length += 1
-            if data[ref + length] != data[ip + length]:
-                return length
-    while True:
-        length += 1
-        if not (length < maxlen and data[ref + length] == data[ip + length]):
-            return length
-
-
-def lzf_decompress(data: bytes, out_len: int) -> bytes:
-    """The `out_len` bytes LZF `data` expands to; `BadPayloadError` unless exactly that many."""
-    out = bytearray()
-    ip, n = 0, len(data)
-    while ip < n:
-        ctrl = data[ip]
-        ip += 1
-        if ctrl < 32:
-            count = ctrl + 1
-            if ip + count > n or len(out) + count > out_len:
-                raise BadPayloadError("lzf literal overrun")
-            out += data[ip : ip + count]
-            ip += count
-            continue
-        length = ctrl >> 5
-        if length == 7:
-            if ip >= n:
-                raise BadPayloadError("lzf truncated")
-            length += data[ip]
-            ip += 1
-        if ip >= n:
-            raise BadPayloadError("lzf truncated")
-        ref = len(out) - ((ctrl & 0x1F) << 8) - 1 - data[ip]
-        ip += 1
-        length += 2
-        if ref < 0 or len(out) + length > out_len:
-            raise BadPayloadError("lzf reference out of range")
-        for i in range(length):
-            out.append(out[ref + i])
-    if len(out) != out_len:
-        raise BadPayloadError("lzf length mismatch")
-    return bytes(out)
 
 
 # -- RDB lengths and strings ---------------------------------------------------------------
@@ -348,97 +217,6 @@ class Reader:
         return lzf_decompress(self.take(packed_len), out_len)
 
 
-# -- listpack --------------------------------------------------------------------------------
-
-
-def _backlen(n: int) -> bytes:
-    """lpEncodeBacklen: `n` in 7-bit groups, most significant first, the high bit set on
-    every byte but the first (its size thresholds are Redis', 16383 takes 3 bytes)."""
-    if n <= 127:
-        return bytes([n])
-    size = 2 if n < 16383 else 3 if n < 2097151 else 4 if n < 268435455 else 5
-    groups = [(n >> (7 * i)) & 127 for i in range(size)]
-    return bytes([groups[-1]] + [g | 128 for g in reversed(groups[:-1])])
-
-
-def _lp_entry(item: bytes) -> bytes:
-    number = parse_ll(item)
-    if number is not None:
-        if 0 <= number <= 127:
-            head = bytes([number])
-        elif -4096 <= number <= 4095:
-            v = number & 0x1FFF
-            head = bytes([0xC0 | v >> 8, v & 0xFF])
-        elif -(1 << 15) <= number < 1 << 15:
-            head = b"\xf1" + struct.pack("<h", number)
-        elif -(1 << 23) <= number < 1 << 23:
-            head = b"\xf2" + (number & 0xFFFFFF).to_bytes(3, "little")
-        elif -(1 << 31) <= number < 1 << 31:
-            head = b"\xf3" + struct.pack("<i", number)
-        else:
-            head = b"\xf4" + struct.pack("<q", number)
-    elif len(item) < 64:
-        head = bytes([0x80 | len(item)]) + item
-    elif len(item) < 4096:
-        head = bytes([0xE0 | len(item) >> 8, len(item) & 0xFF]) + item
-    else:
-        head = b"\xf0" + struct.pack("<I", len(item)) + item
-    return head + _backlen(len(head))
-
-
-def listpack(items: list[bytes]) -> bytes:
-    """A listpack of `items` as lpAppend builds it (integers in their int encodings)."""
-    body = b"".join(_lp_entry(item) for item in items)
-    total = 6 + len(body) + 1
-    return struct.pack("<IH", total, min(len(items), 65535)) + body + b"\xff"
-
-
-def _lp_int(raw: bytes, bits: int) -> bytes:
-    value = int.from_bytes(raw, "little")
-    if value >= 1 << (bits - 1):
-        value -= 1 << bits
-    return b"%d" % value
-
-
-def parse_listpack(blob: bytes) -> list[bytes]:
-    """The entries of a listpack blob, every header, length and backlen checked."""
-    if len(blob) < 7 or blob[-1] != 0xFF:
-        raise BadPayloadError("bad listpack")
-    total, count = struct.unpack_from("<IH", blob)
-    if total != len(blob):
-        raise BadPayloadError("bad listpack size")
-    r = Reader(blob, 6, len(blob) - 1)
-    items = []
-    while r.left:
-        start = r.pos
-        items.append(_lp_read(r))
-        entry_len = r.pos - start
-        back = _backlen(entry_len)
-        if r.take(len(back)) != back:
-            raise BadPayloadError("bad listpack backlen")
-    if count != 65535 and count != len(items):
-        raise BadPayloadError("bad listpack count")
-    return items
-
-
-def _lp_read(r: Reader) -> bytes:
-    b = r.byte()
-    if b < 0x80:
-        return b"%d" % b
-    if b < 0xC0:
-        return r.take(b & 0x3F)
-    if b < 0xE0:
-        return _lp_int(bytes([r.byte(), b & 0x1F]), 13)
-    if b < 0xF0:
-        return r.take((b & 0x0F) << 8 | r.byte())
-    if b == 0xF0:
-        return r.take(struct.unpack("<I", r.take(4))[0])
-    widths = {0xF1: 2, 0xF2: 3, 0xF3: 4, 0xF4: 8}
-    if b not in widths:
-        raise BadPayloadError("bad listpack encoding")
-    return _lp_int(r.take(widths[b]), widths[b] * 8)
-
-
 # -- ziplist (older payloads) ----------------------------------------------------------------
 
 
@@ -471,7 +249,7 @@ def _zl_read(r: Reader) -> bytes:
         return r.take(struct.unpack(">I", r.take(4))[0])
     ints = {0xC0: 2, 0xD0: 4, 0xE0: 8, 0xF0: 3, 0xFE: 1}
     if b in ints:
-        return _lp_int(r.take(ints[b]), ints[b] * 8)
+        return int_text(r.take(ints[b]), ints[b] * 8)
     if 0xF1 <= b <= 0xFD:
         return b"%d" % ((b & 0x0F) - 1)
     raise BadPayloadError("bad ziplist encoding")
@@ -585,7 +363,7 @@ def quicklist_nodes(items: list[bytes]) -> list[list[bytes]]:
             nodes.append([])
             node_bytes = 7
         nodes[-1].append(item)
-        node_bytes += len(_lp_entry(item))
+        node_bytes += len(lp_entry(item))
     return nodes
 
 

@@ -9,8 +9,10 @@ Redis' order is its dict's; every payload RESTOREs into Redis with the same cont
 Strings, intsets, sorted sets and RPUSH-built lists come out byte for byte as Redis' do.
 
 RESTORE loads every encoding Redis 7.0 loads for the types Cairn has (`rdb.decode`) and
-writes the value through the same records the type's commands use. Streams are not
-serialized: DUMP of a stream and RESTORE of a stream payload answer an explicit error.
+writes the value through the same records the type's commands use. Streams (entries,
+consumer groups, PELs, consumers) go through `cairn.store.rdb_stream` and
+`stream_dump` here: byte for byte as Redis 7.0 writes a stream built by XADD, and every
+stream payload Redis 7.0 writes loads (its deleted entries dropped).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.define import K1, WD, R, cmd
 from cairn.store.commands.list_store import START_HEAD, position
 from cairn.store.commands.spec import SYNTAX, Ctx
+from cairn.store.commands.stream_dump import serialize_stream, write_stream
 from cairn.store.db import Db
 from cairn.store.encodings import ObjectSettings
 from cairn.store.layout import Meta, ValueType
@@ -41,6 +44,7 @@ from cairn.store.rdb import (
     object_type,
     verify_footer,
 )
+from cairn.store.rdb_stream import StreamValue, load_stream
 from cairn.store.zset_records import by_score, put_member
 
 BUSYKEY = ErrorReply("BUSYKEY Target key name already exists.")
@@ -49,8 +53,6 @@ BAD_PAYLOAD = ErrorReply("ERR DUMP payload version or checksum are wrong")
 BAD_TTL = ErrorReply("ERR Invalid TTL value, must be >= 0")
 BAD_IDLETIME = ErrorReply("ERR Invalid IDLETIME value, must be >= 0")
 BAD_FREQ = ErrorReply("ERR Invalid FREQ value, must be >= 0 and <= 255")
-NO_STREAM_DUMP = ErrorReply("ERR DUMP of a stream is not supported by Cairn")
-NO_STREAM_RESTORE = ErrorReply("ERR RESTORE of a stream payload is not supported by Cairn")
 
 
 def _thresholds(settings: ObjectSettings) -> Thresholds:
@@ -77,7 +79,7 @@ def serialize(db: Db, key: bytes, meta: Meta, settings: ObjectSettings) -> bytes
         return dump_set([member for member, _ in db.fields(key)], limits)
     if kind is ValueType.ZSET:
         return dump_zset(list(by_score(db, key)), limits)
-    raise fail(NO_STREAM_DUMP)
+    return serialize_stream(db, key)
 
 
 def cmd_dump(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -116,12 +118,12 @@ def _parse_options(args: Sequence[bytes]) -> tuple[bool, bool]:
     return replace, absttl
 
 
-def _load(payload: bytes) -> Value:
+def _load(payload: bytes) -> Value | StreamValue:
     if not verify_footer(payload):
         raise fail(BAD_PAYLOAD)
     try:
         if object_type(payload) in STREAM_TYPES:
-            raise fail(NO_STREAM_RESTORE)
+            return load_stream(payload)
         return decode(payload)
     except BadPayloadError:
         raise fail(BAD_FORMAT) from None
@@ -147,7 +149,10 @@ def cmd_restore(ctx: Ctx, args: Sequence[bytes]) -> Reply:
             if deleted:
                 ctx.notify(GENERIC, "del", key)
             return OK  # already expired (Redis' sum wraps negative): nothing is created
-    write_value(ctx.db, key, value, expire_ms)
+    if isinstance(value, StreamValue):
+        write_stream(ctx.db, key, value, expire_ms)
+    else:
+        write_value(ctx.db, key, value, expire_ms)
     ctx.notify(GENERIC, "restore", key)
     return OK
 

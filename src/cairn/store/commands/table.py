@@ -16,6 +16,7 @@ from cairn.store.commands import (
     keys,
     lcs,
     lists,
+    memory,
     sets,
     sort,
     streams,
@@ -346,6 +347,15 @@ _GENERIC_COMMANDS = (
         _g("6.2.0", "Copy a key's value to another key.", "O(N) in the elements of the value"),
         "@keyspace @write @slow",
         keys.cmd_copy,
+    ),
+    _cmd(
+        "memory",
+        -2,
+        _R,
+        (2, 2, 1),
+        _g("4.0.0", "The bytes a key and its value take in the keyspace (MEMORY USAGE)."),
+        "@read @slow",
+        memory.cmd_memory,
     ),
     _cmd(
         "object",
