@@ -169,3 +169,5 @@ def test_the_script_covers_every_family() -> None:
         assert family in names
     for family in ("SMOVE", "ZADD", "BZPOPMIN", "XADD", "XGROUP", "XREADGROUP", "XCLAIM"):
         assert family in names
+    for family in ("RESTORE", "SORT", "GEOSEARCHSTORE", "BITFIELD", "PFMERGE", "GETEX"):
+        assert family in names
