@@ -177,8 +177,10 @@ def test_values_cairn_cannot_honour_are_refused() -> None:
     assert _run(ctx, "CONFIG SET maxmemory 1gb") == _failed(
         "maxmemory", "Cairn does not evict keys (only 0 is accepted)"
     )
-    assert _run(ctx, "CONFIG SET notify-keyspace-events KEA") == _failed(
-        "notify-keyspace-events", 'Cairn sends no keyspace notifications (only "" is accepted)'
+    assert _run(ctx, "CONFIG SET notify-keyspace-events KEA") == OK
+    assert _get(ctx, "notify-keyspace-events") == {b"notify-keyspace-events": b"AKE"}
+    assert _run(ctx, "CONFIG SET notify-keyspace-events Kq") == _failed(
+        "notify-keyspace-events", "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
     )
     assert _get(ctx, "cluster-enabled", "databases") == {
         b"cluster-enabled": b"yes",

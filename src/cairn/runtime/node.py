@@ -66,6 +66,7 @@ from cairn.runtime.envelope_codec import TcpHostTransport
 from cairn.runtime.frames import FrameKind
 from cairn.runtime.host_store import LmdbHostStore, found_regions
 from cairn.runtime.info import render_info
+from cairn.runtime.keyspace_events import NOTIFY_PARAM, KeyspaceEvents
 from cairn.runtime.memory_report import is_node_level, memory_command
 from cairn.runtime.monitor import Monitors
 from cairn.runtime.placement_wiring import NodePlacement, RemoteRegion
@@ -177,7 +178,8 @@ class _LayoutWatch:
 
     def on_apply(self, replica: Replica, entry: Entry) -> None:
         """Wake the clients blocked on keys the entry may have filled (descriptions reach
-        the node through `on_region`)."""
+        the node through `on_region`), after publishing its keyspace notifications."""
+        self.node.keyspace_events.on_apply(replica, entry)
         blocking = self.node.blocking
         if blocking.waiters and entry.type is EntryType.NORMAL and entry.data:
             try:
@@ -289,6 +291,7 @@ class Node:
         self.pubsub = PubSub(
             self.transport, cfg.limits, _known_command, self.topology, self.routing
         )
+        self.keyspace_events = KeyspaceEvents(self.pubsub.publish, self.machines.values)
         self.clock = LoopClock(loop)
         self.host = RegionHost(
             cfg.node_id,
@@ -329,6 +332,8 @@ class Node:
         self.context.monitors = Monitors(
             self.context.table, time.time, cfg.limits.max_pending_replies_bytes
         )
+        self.context.redis_config.watchers[NOTIFY_PARAM] = self.keyspace_events.configure
+        self.keyspace_events.configure(self.context.redis_config.values[NOTIFY_PARAM])
         follow_config(self.context)
         if cfg.client_plaintext:
             await self.server.start(*cfg.client_addr)
@@ -366,6 +371,7 @@ class Node:
     def _machine_for(self, record: RegionRecord) -> RangeMachine:
         machine = StoreRangeMachine(self.node_store.keyspace, record.region_id, record.region)
         self.machines[record.region_id] = machine.store
+        self.keyspace_events.adopt(machine.store)
         return machine
 
     def _on_fatal(self, exc: Exception) -> None:

@@ -27,7 +27,10 @@ What the parameters mean to Cairn:
   reason: `port`, `bind`, `client-output-buffer-limit` (the node's own, immutable),
   `dir` (the node's data directory, protected as in Redis), `cluster-enabled yes`,
   `databases 1`, `timeout` (only 0: Cairn does not close idle clients), `maxmemory` (only
-  0: Cairn does not evict), `notify-keyspace-events` (only "": no keyspace events);
+  0: Cairn does not evict);
+- `notify-keyspace-events`: validated and shown as Redis does ("KEA" shows as "AKE"); the
+  regions this node leads publish their keyspace notifications with it
+  (`cairn.runtime.keyspace_events`: configure every node alike);
 - every other parameter is validated like Redis, kept and reported, and changes nothing
   in Cairn (there is no RDB, AOF, replication link, TLS, ... to tune).
 
@@ -50,6 +53,7 @@ from cairn.runtime.redis_params import PARAMS, ULLONG_MAX, Kind, Param
 from cairn.store.commands.sort import strtod
 from cairn.store.encodings import ObjectSettings
 from cairn.store.glob import stringmatch
+from cairn.store.notifications import INVALID_FLAGS, flags_text, parse_flags
 from cairn.store.numbers import parse_ll
 
 if TYPE_CHECKING:
@@ -88,6 +92,9 @@ class RedisConfig:
         default_factory=lambda: {p.name: p.default.encode() for p in PARAMS}
     )
     _settings: ObjectSettings | None = None
+    watchers: dict[str, Callable[[bytes], None]] = field(default_factory=dict)
+    """Called with a parameter's new value after a CONFIG SET changed it, by name (the
+    node's parts that follow a parameter: `notify-keyspace-events`)."""
 
     @classmethod
     def for_node(cls, config: NodeConfig) -> RedisConfig:
@@ -148,6 +155,10 @@ class RedisConfig:
         if server is not None:
             for name, value in staged.items():
                 _apply(name, value, server)
+        for name, value in staged.items():
+            watcher = self.watchers.get(name)
+            if watcher is not None:
+                watcher(value)
         return None
 
     @property
@@ -413,7 +424,10 @@ def string2d(word: bytes) -> float | None:
 
 
 def _parse_notify(param: Param, raw: bytes) -> bytes:
-    return raw
+    flags = parse_flags(raw)
+    if flags is None:
+        raise _InvalidError(INVALID_FLAGS)
+    return flags_text(flags)
 
 
 def _parse_fixed(param: Param, raw: bytes) -> bytes:
@@ -437,10 +451,6 @@ _PARSERS: dict[Kind, Callable[[Param, bytes], bytes]] = {
 _CAIRN_RULES: dict[str, tuple[Callable[[bytes], bool], str]] = {
     "timeout": (lambda v: v == b"0", "Cairn does not close idle clients (only 0 is accepted)"),
     "maxmemory": (lambda v: v == b"0", "Cairn does not evict keys (only 0 is accepted)"),
-    "notify-keyspace-events": (
-        lambda v: v == b"",
-        'Cairn sends no keyspace notifications (only "" is accepted)',
-    ),
 }
 """Parameters Cairn reports but cannot honour other values of: (accepted?, reason)."""
 
