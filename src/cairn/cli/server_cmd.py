@@ -90,6 +90,7 @@ async def run_node(config: NodeConfig) -> int:
         from cairn.admin import AdminServer
         from cairn.admin.access import Access, AdminStartError
         from cairn.admin.backup_api import NodeBackup
+        from cairn.admin.history import node_feed
         from cairn.admin.node_source import ClusterAdminSource
 
         try:
@@ -101,6 +102,7 @@ async def run_node(config: NodeConfig) -> int:
                 access=access,
                 ssl_context=tls_context,
                 backup=NodeBackup(node),
+                history=node_feed(node),
             )
             await admin.start()
         except (OSError, AdminStartError) as exc:
