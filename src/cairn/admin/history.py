@@ -28,7 +28,7 @@ import resource
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,9 +115,6 @@ class Sample:
                 for p, v in zip(PERCENTILES, self.latency_us, strict=True)
             },
             "commit_lag": {str(n): lag for n, lag in sorted(self.lag.items())},
-            "region_writes_per_s": {
-                str(r): round(w, 2) for r, w in sorted(self.region_writes_per_s.items())
-            },
             "rss_bytes": self.rss_bytes,
         }
 
@@ -149,11 +146,16 @@ def _interval_percentiles(
 
 @dataclass
 class History:
-    """The newest samples of one node, in a ring of `settings.capacity`."""
+    """The newest samples of one node, in a ring of `settings.capacity`: a sample holds a
+    few numbers and one per node (the lag), so the ring's size is bounded by the capacity
+    and the cluster's size, not by the number of regions."""
 
     node_id: int
     settings: HistorySettings = field(default_factory=HistorySettings)
     samples: deque[Sample] = field(init=False)
+    region_writes: Mapping[int, float] = field(default_factory=dict, init=False)
+    """The newest sample's write rate by region (kept once, not per sample: a node may host
+    many regions)."""
     _last: Reading | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -165,7 +167,8 @@ class History:
         if last is None:
             return None
         sample = Sample.between(last, reading)
-        self.samples.append(sample)
+        self.region_writes = sample.region_writes_per_s
+        self.samples.append(replace(sample, region_writes_per_s={}))
         return sample
 
     def to_json(self, since_ms: int = 0) -> dict[str, Any]:
@@ -176,6 +179,9 @@ class History:
             "capacity": self.settings.capacity,
             "percentiles": [_label(p) for p in PERCENTILES],
             "samples": [s.to_json() for s in self.samples if s.wall_ms > since_ms],
+            "region_writes_per_s": {
+                str(r): round(w, 2) for r, w in sorted(self.region_writes.items())
+            },
         }
 
 

@@ -151,6 +151,7 @@ def _print_ready(console: Console, cluster: LocalCluster, leader: int) -> None:
             f"admin: {scheme}://{HOST}:{n.admin_port}/v1  data: {n.data_dir}",
             soft_wrap=True,
         )
+    console.print(f"dashboard:     {scheme}://{HOST}:{cluster.specs[0].admin_port}/dashboard")
     console.print(f"configs and logs: {cluster.root}")
     console.print(f"cluster secret (peer port authentication): {cluster.secret_path}")
     console.print(f"connect with:  redis-cli -p {cluster.specs[0].client_port}")

@@ -221,8 +221,6 @@
     const body = $("regions").tBodies[0];
     map.replaceChildren();
     body.replaceChildren();
-    const last = history && history.samples.length
-      ? history.samples[history.samples.length - 1] : null;
     const operators = $("operators");
     operators.replaceChildren();
     for (const r of regions) {
@@ -234,7 +232,7 @@
       map.append(block);
       const voters = r.peers.filter((p) => p.role === "voter").map((p) => p.node_id);
       const learners = r.peers.filter((p) => p.role === "learner").map((p) => p.node_id);
-      const writes = last ? last.region_writes_per_s[String(r.id)] : undefined;
+      const writes = history ? history.region_writes_per_s[String(r.id)] : undefined;
       const row = el("tr");
       row.dataset.regionId = r.id;
       row.append(
@@ -263,7 +261,7 @@
       const item = el("li", null, "event kind-" + e.kind);
       item.dataset.kind = e.kind;
       item.dataset.seq = e.seq;
-      const when = new Date(e.time_ms).toLocaleTimeString();
+      const when = placementTime(e.time_ms);
       const where = [e.node_id !== null ? "node " + e.node_id : null,
         e.region_id !== null ? "region " + e.region_id : null,
         e.operator_id !== null ? "op " + e.operator_id : null].filter(Boolean).join(" ");
@@ -276,6 +274,16 @@
     if (!page.placement_running && !list.children.length) {
       list.append(el("li", "no placement driver runs here: no events", "muted"));
     }
+  }
+
+  // Events carry placement time: milliseconds the placement group has run since the
+  // cluster began (not the wall clock), shown as h:mm:ss.s.
+  function placementTime(ms) {
+    const tenths = Math.floor(ms / 100);
+    const seconds = Math.floor(tenths / 10);
+    const pad = (n) => String(n).padStart(2, "0");
+    return "t " + Math.floor(seconds / 3600) + ":" + pad(Math.floor(seconds / 60) % 60) + ":" +
+      pad(seconds % 60) + "." + (tenths % 10);
   }
 
   // -- charts -----------------------------------------------------------------------
