@@ -3,7 +3,8 @@ Selenium opens the placement leader's `/dashboard` of a live 4-node cluster, log
 the dev token, and sees every node up and the regions; the test kills a node holding
 replicas, and the page, without a reload, shows it down and the placement driver's
 repair (node-down, then operators adding replicas elsewhere). The browser's console must
-stay free of errors throughout.
+stay free of errors throughout. Logged in again with a read-only token, the page offers no
+action.
 
 Four nodes, not three: with three replicas per region a three-node cluster has nowhere
 to rebuild a dead node's replicas, so there would be no repair to see.
@@ -33,6 +34,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from cairn.admin.tokens import DEV_TOKENS_FILE, Role, create_token
 from cairn.runtime.local_cluster import HOST, LocalCluster
 
 NODES = 4
@@ -59,8 +61,15 @@ def admin_get(cluster: LocalCluster, node_id: int, path: str) -> tuple[int, Any]
         return 0, None
 
 
-def until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.2) -> Any:
-    """Poll `check` until it returns something true; that value."""
+def until(
+    what: str,
+    check: Callable[[], Any],
+    timeout: float,
+    every: float = 0.2,
+    page: WebDriver | None = None,
+) -> Any:
+    """Poll `check` until it returns something true; that value (on a timeout, the error
+    describes `page` as it is then)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -70,7 +79,18 @@ def until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.
         if found:
             return found
         time.sleep(every)
-    raise TimeoutError(f"{what}: not within {timeout} s")
+    seen = "" if page is None else f"; the page: {page_summary(page)}"
+    raise TimeoutError(f"{what}: not within {timeout} s{seen}")
+
+
+def page_summary(page: WebDriver) -> str:
+    """What the page shows, for a failure's message."""
+    banner = page.find_element(By.ID, "banner")
+    return (
+        f"nodes {node_states(page)}, events {event_kinds(page)[:8]}, "
+        f"banner {banner.text if banner.is_displayed() else None!r}, "
+        f"console {page.get_log('browser')}"
+    )
 
 
 def placement_view(cluster: LocalCluster) -> tuple[int, list[dict[str, Any]]] | None:
@@ -187,7 +207,7 @@ def test_the_dashboard_shows_a_node_killed_and_its_repair(
     token.send_keys(str(cluster.admin_token))
     token.submit()
     every = {n: "up" for n in range(1, NODES + 1)}
-    until("every node shown up", lambda: node_states(browser) == every, 10)
+    until("every node shown up", lambda: node_states(browser) == every, 10, page=browser)
     shown = browser.find_elements(By.CSS_SELECTOR, "#regions tbody tr")
     assert len(shown) == len(regions) and browser.find_elements(By.CSS_SELECTOR, "#keymap .region")
     assert "zone-1" in browser.find_element(By.ID, "nodes").text
@@ -198,15 +218,45 @@ def test_the_dashboard_shows_a_node_killed_and_its_repair(
         if n != viewer and any(p["node_id"] == n for r in regions for p in r["peers"])
     )
     with Load(cluster.spec(viewer).client_port):
-        until("a throughput line", lambda: chart_points(browser, "chart-ops") >= 2, 10)
+        until(
+            "a throughput line", lambda: chart_points(browser, "chart-ops") >= 2, 10, page=browser
+        )
         if SHOTS:
             time.sleep(8)  # a few more samples in the charts
         shoot(browser, "dashboard.png")
         cluster.kill(victim)
-        until("the victim shown down", lambda: node_states(browser).get(victim) == "down", 20)
-        until("node-down listed", lambda: "node-down" in event_kinds(browser), 5)
-        until("a repair operator listed", lambda: "operator-created" in event_kinds(browser), 20)
+        until(
+            "the victim shown down",
+            lambda: node_states(browser).get(victim) == "down",
+            20,
+            page=browser,
+        )
+        until("node-down listed", lambda: "node-down" in event_kinds(browser), 5, page=browser)
+        until(
+            "a repair operator listed",
+            lambda: "operator-created" in event_kinds(browser),
+            20,
+            page=browser,
+        )
         shoot(browser, "dashboard-repair.png")
     down = browser.find_element(By.CSS_SELECTOR, '#events li[data-kind="node-down"]').text
     assert f"node {victim}" in down
     assert console_errors(browser) == []
+    read_only_sees_no_actions(cluster, browser)
+
+
+def read_only_sees_no_actions(cluster: LocalCluster, page: WebDriver) -> None:
+    """Logged in again with a read token, the page shows the cluster but offers no action
+    (the nodes reload their tokens file when it changes)."""
+    token, _ = create_token(cluster.root / DEV_TOKENS_FILE, Role.READ, "dashboard reader")
+    page.find_element(By.ID, "logout").click()
+    field = until("the token form", lambda: page.find_element(By.ID, "token").is_displayed(), 5)
+    assert field
+    page.find_element(By.ID, "token").send_keys(token)
+    page.find_element(By.ID, "token").submit()
+    until("logged in", lambda: page.find_element(By.ID, "who").text.endswith("read"), 5, page=page)
+    until("nodes shown", lambda: len(node_states(page)) == NODES, 10, page=page)
+    buttons = page.find_elements(By.CSS_SELECTOR, "#nodes button")
+    assert len(buttons) == NODES and not any(b.is_enabled() for b in buttons)
+    assert not page.find_element(By.ID, "replicas-set").is_enabled()
+    assert console_errors(page) == []

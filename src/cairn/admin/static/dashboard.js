@@ -19,6 +19,7 @@
     history: null,
     polls: 0,
     timer: null,
+    generation: 0,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -90,6 +91,13 @@
     $("login").hidden = false;
     $("login-error").textContent = message || "";
     $("who").textContent = "";
+    // nothing read with the previous token stays on the page
+    for (const id of ["nodes", "regions"]) $(id).tBodies[0].replaceChildren();
+    for (const id of ["events", "operators", "keymap"]) $(id).replaceChildren();
+    state.lastSeq = 0;
+    state.eventsLoaded = false;
+    state.status = null;
+    state.history = null;
   }
 
   async function open(token) {
@@ -114,20 +122,24 @@
 
   function startPolling() {
     stopPolling();
+    const generation = state.generation;
     const loop = async () => {
       await poll();
-      if (state.token !== null) state.timer = setTimeout(loop, POLL_MS);
+      // a loop whose login ended stops here (another may run for the next login)
+      if (generation === state.generation) state.timer = setTimeout(loop, POLL_MS);
     };
     loop();
   }
 
   function stopPolling() {
+    state.generation += 1;
     if (state.timer !== null) clearTimeout(state.timer);
     state.timer = null;
   }
 
   async function poll() {
     const withHistory = state.polls % HISTORY_EVERY === 0;
+    const token = state.token;
     state.polls += 1;
     try {
       const [status, nodes, regions, events, history] = await Promise.all([
@@ -137,6 +149,7 @@
         api("/v1/events?since=" + state.lastSeq + "&limit=" + (state.eventsLoaded ? 1000 : 200)),
         withHistory ? api("/v1/history").catch(() => null) : Promise.resolve(state.history),
       ]);
+      if (state.token !== token) return; // logged out meanwhile: show nothing of it
       state.status = status;
       state.history = history;
       banner(null);
@@ -146,6 +159,7 @@
       renderEvents(events);
       if (withHistory) renderHistory(history);
     } catch (err) {
+      if (state.token !== token) return;
       if (err.status === 401) { showLogin("The token was refused: " + err.message); return; }
       banner(err.status === 503 ? err.message + " (this page keeps trying)" : err.message);
     }
