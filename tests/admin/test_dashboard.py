@@ -21,7 +21,15 @@ from admin_support import placement_source as make_source
 from cairn.admin import AdminServer
 from cairn.admin.access import Access
 from cairn.admin.dashboard import STATIC_FILES
-from cairn.admin.history import History, HistoryFeed, HistorySettings, Reading, Sample
+from cairn.admin.history import (
+    DiskUse,
+    History,
+    HistoryFeed,
+    HistorySettings,
+    Reading,
+    Sample,
+    disk_use,
+)
 from cairn.runtime.command_stats import Histogram
 
 
@@ -38,6 +46,7 @@ def reading(t: float, commands: int, latency_ns: list[int], applied: int, lag: i
         applied={7: applied},
         lag={1: 0, 2: lag},
         rss_bytes=1 << 20,
+        disk=DiskUse(4096, 1 << 30, 1 << 32),
     )
 
 
@@ -58,6 +67,8 @@ def test_a_sample_is_the_rates_and_percentiles_of_its_interval() -> None:
     doc = sample.to_json()
     assert doc["latency_us"].keys() == {"p50", "p99", "p99.9"}
     assert doc["commit_lag"] == {"1": 0, "2": 4} and "region_writes_per_s" not in doc
+    assert doc["disk"] == {"data": 4096, "free": 1 << 30, "total": 1 << 32}
+    assert doc["rss_bytes"] == 1 << 20
 
 
 def test_counters_that_went_backwards_restart_from_zero() -> None:
@@ -85,6 +96,16 @@ def test_the_ring_keeps_the_newest_samples_only() -> None:
     assert doc["region_writes_per_s"] == {"7": 1.0}  # the newest only, not per sample
     assert doc["node_id"] == 3 and doc["capacity"] == 4 and doc["interval_ms"] == 1000
     assert [s["time_ms"] for s in history.to_json(since_ms=7000)["samples"]] == [8000, 9000]
+
+
+def test_disk_use_counts_the_blocks_under_the_data_directory(tmp_path: Path) -> None:
+    (tmp_path / "region-1").mkdir()
+    (tmp_path / "region-1" / "data.mdb").write_bytes(b"x" * 100_000)
+    (tmp_path / "small").write_bytes(b"y")
+    use = disk_use(tmp_path)
+    assert use is not None and 100_000 <= use.data_bytes <= 120_000
+    assert 0 < use.free_bytes <= use.total_bytes
+    assert disk_use(tmp_path / "missing") is None
 
 
 @pytest.mark.parametrize("interval, capacity", [(0, 10), (61, 10), (1, 1), (1, 3601)])

@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import resource
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -73,6 +75,21 @@ class Reading:
     lag: Mapping[int, int]
     """Node id -> entries behind the commit index, where this node leads (module doc)."""
     rss_bytes: int | None = None
+    disk: DiskUse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DiskUse:
+    """What the node's data takes on disk, and its file system's room."""
+
+    data_bytes: int
+    """Blocks allocated to the files under the data directory (LMDB files are sparse)."""
+    free_bytes: int
+    total_bytes: int
+
+    def to_json(self) -> dict[str, int]:
+        """The `disk` of a sample."""
+        return {"data": self.data_bytes, "free": self.free_bytes, "total": self.total_bytes}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +104,7 @@ class Sample:
     region_writes_per_s: Mapping[int, float]
     """Entries applied per second, by region: the region's write rate."""
     rss_bytes: int | None = None
+    disk: DiskUse | None = None
 
     @classmethod
     def between(cls, before: Reading, after: Reading) -> Sample:
@@ -103,6 +121,7 @@ class Sample:
             lag=dict(after.lag),
             region_writes_per_s=writes,
             rss_bytes=after.rss_bytes,
+            disk=after.disk,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -116,6 +135,7 @@ class Sample:
             },
             "commit_lag": {str(n): lag for n, lag in sorted(self.lag.items())},
             "rss_bytes": self.rss_bytes,
+            "disk": None if self.disk is None else self.disk.to_json(),
         }
 
 
@@ -243,6 +263,7 @@ def read_node(node: Node) -> Reading | None:
         applied=applied,
         lag=lag,
         rss_bytes=_rss_bytes(),
+        disk=disk_use(node.config.data_dir),
     )
 
 
@@ -260,3 +281,25 @@ def node_feed(node: Node, settings: HistorySettings | None = None) -> HistoryFee
     """The history of `node` and its reader, for `AdminServer(history=...)`."""
     history = History(node.config.node_id, settings or HistorySettings())
     return HistoryFeed(history, lambda: read_node(node))
+
+
+MAX_DATA_FILES = 10_000
+"""`disk_use` stops counting after this many directory entries (a bound on its cost)."""
+
+
+def disk_use(data_dir: Path) -> DiskUse | None:
+    """The disk used under `data_dir` and its file system's room (None if unreadable)."""
+    try:
+        usage = shutil.disk_usage(data_dir)
+    except OSError:
+        return None
+    total, seen, pending = 0, 0, [data_dir]
+    while pending and seen < MAX_DATA_FILES:
+        with contextlib.suppress(OSError), os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                seen += 1
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+    return DiskUse(total, usage.free, usage.total)

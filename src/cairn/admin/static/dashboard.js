@@ -141,28 +141,50 @@
     const withHistory = state.polls % HISTORY_EVERY === 0;
     const token = state.token;
     state.polls += 1;
+    // The history is this node's own: it is shown even when the cluster's views are not
+    // (a node that does not lead the placement group answers those with 503).
+    const history = withHistory
+      ? api("/v1/history").catch(() => null) : Promise.resolve(state.history);
     try {
-      const [status, nodes, regions, events, history] = await Promise.all([
+      const [status, nodes, regions, events] = await Promise.all([
         api("/v1/status"),
         api("/v1/nodes"),
         api("/v1/regions"),
         api("/v1/events?since=" + state.lastSeq + "&limit=" + (state.eventsLoaded ? 1000 : 200)),
-        withHistory ? api("/v1/history").catch(() => null) : Promise.resolve(state.history),
       ]);
+      const samples = await history;
       if (state.token !== token) return; // logged out meanwhile: show nothing of it
       state.status = status;
-      state.history = history;
+      state.history = samples;
       banner(null);
       renderStatus(status);
-      renderNodes(nodes.nodes, history);
-      renderRegions(regions.regions, history);
+      renderNodes(nodes.nodes, samples);
+      renderRegions(regions.regions, samples);
       renderEvents(events);
-      if (withHistory) renderHistory(history);
     } catch (err) {
       if (state.token !== token) return;
       if (err.status === 401) { showLogin("The token was refused: " + err.message); return; }
       banner(err.status === 503 ? err.message + " (this page keeps trying)" : err.message);
+      if (err.status === 503) leaderHint(err.message);
     }
+    const samples = await history;
+    if (withHistory && state.token === token) {
+      state.history = samples;
+      renderHistory(samples);
+    }
+  }
+
+  // "node 2 (127.0.0.1:7002) leads the placement group": a link to that node's dashboard
+  // at the default admin port (client port + 20000), which a `cairn dev` cluster uses.
+  function leaderHint(message) {
+    const found = /node (\d+) \(([A-Za-z0-9.-]+):(\d+)\) leads the placement group/.exec(message);
+    if (!found) return;
+    const port = Number(found[3]) + 20000;
+    if (port > 65535) return;
+    const url = location.protocol + "//" + found[2] + ":" + port + "/dashboard";
+    const link = el("a", url);
+    link.href = url;
+    $("banner").append(el("span", " Its dashboard, if it uses the default admin port: "), link);
   }
 
   function banner(message) {
@@ -212,11 +234,9 @@
       row.append(el("td", "node " + n.id), el("td", n.labels.zone || "–"));
       row.append(el("td", n.status, "state state-" + n.status));
       row.append(el("td", n.regions), el("td", n.leaders));
-      const disk = n.used_bytes === null && n.capacity_bytes === null ? "–"
-        : bytes(n.used_bytes) + " / " + bytes(n.capacity_bytes);
-      row.append(el("td", disk));
-      const own = last && history.node_id === n.id ? bytes(last.rss_bytes) : "–";
-      row.append(el("td", own), el("td", n.client_address || "–"));
+      const own = last && history.node_id === n.id ? last : null;
+      row.append(el("td", diskText(n, own)));
+      row.append(el("td", own ? bytes(own.rss_bytes) : "–"), el("td", n.client_address || "–"));
       const cell = el("td");
       const drain = el("button", "Drain");
       drain.type = "button";
@@ -228,6 +248,17 @@
       row.append(cell);
       body.append(row);
     }
+  }
+
+  // Disk: what the placement driver knows of the node, else this node's own sample.
+  function diskText(node, sample) {
+    if (node.capacity_bytes !== null) {
+      return bytes(node.used_bytes) + " / " + bytes(node.capacity_bytes);
+    }
+    if (sample && sample.disk) {
+      return bytes(sample.disk.data) + " data, " + bytes(sample.disk.free) + " free";
+    }
+    return "–";
   }
 
   function renderRegions(regions, history) {
