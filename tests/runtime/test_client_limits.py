@@ -103,21 +103,31 @@ def test_unauthenticated_connections_are_capped_per_address_and_timed_out(
 
 
 def test_idle_clients_are_closed_after_timeout(cluster: LocalCluster) -> None:
+    """`timeout 1`: a silent client is closed; one that talks, a subscriber and a client
+    blocked in BLPOP are not (as in Redis)."""
     port = cluster.spec(3).client_port
     admin = connect(port)
+    idle, busy, subscriber, blocked = (connect(port) for _ in range(4))
     try:
         assert roundtrip(admin, AUTH + command("CONFIG", "SET", "timeout", "1"), 2) == ["OK"] * 2
-        idle, busy = connect(port), connect(port)
-        assert roundtrip(idle, AUTH) == roundtrip(busy, AUTH) == ["OK"]
+        for sock in (idle, busy, subscriber, blocked):
+            assert roundtrip(sock, AUTH) == ["OK"]
+        assert roundtrip(subscriber, command("SUBSCRIBE", "limits:ch")) == [
+            [b"subscribe", b"limits:ch", 1]
+        ]
+        blocked.sendall(command("BLPOP", "limits:list", "0"))
         deadline = time.monotonic() + 2.5
-        while time.monotonic() < deadline:  # busy keeps talking, idle says nothing
+        while time.monotonic() < deadline:  # busy keeps talking, the others say nothing
             assert roundtrip(busy, PING) == ["PONG"]
             time.sleep(0.25)
         assert read_until_closed(idle, timeout=0.5).closed
-        assert roundtrip(busy, PING) == ["PONG"]
+        assert roundtrip(subscriber, PING) == [[b"pong", b""]]
+        assert roundtrip(busy, command("RPUSH", "limits:list", "x")) == [1]
+        assert roundtrip(blocked, b"") == [[b"limits:list", b"x"]]
         assert roundtrip(busy, command("CONFIG", "SET", "timeout", "0")) == ["OK"]
     finally:
-        admin.close()
+        for sock in (admin, idle, busy, subscriber, blocked):
+            sock.close()
 
 
 def test_maxmemory_bounds_client_memory(cluster: LocalCluster) -> None:
