@@ -186,8 +186,7 @@ class ClientConnection(asyncio.Protocol):
             if slot.done:
                 return
             if reply is OUTPUT_LIMIT_CLOSE:  # a leader refused to queue this reply
-                log.warning("closing client %s: over the output buffer limit", self._peer())
-                self.abort()
+                self._close_over_output_limit()
                 return
             slot.done = True
             if isinstance(reply, bytes):
@@ -291,6 +290,13 @@ class ClientConnection(asyncio.Protocol):
         (what `client-output-buffer-limit` measures)."""
         t = self.transport
         return self._pushed_bytes + (0 if t is None else t.get_write_buffer_size())
+
+    def _close_over_output_limit(self) -> None:
+        """Drop the connection (once: its other forwarded commands may get the same)."""
+        t = self.transport
+        if t is not None and not t.is_closing():
+            log.warning("closing client %s: over the output buffer limit", self._peer())
+            t.abort()
 
     def abort(self) -> None:
         """Drop the connection now, discarding what is unsent (a slow subscriber)."""
