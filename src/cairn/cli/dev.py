@@ -47,7 +47,13 @@ TLS_PORT_OFFSET = 1000
     show_default=True,
     help="Where the nodes keep their data (reused on the next run).",
 )
-@click.option("--password", default=None, help="Require AUTH with this password.")
+@click.option(
+    "--password",
+    default=None,
+    envvar="CAIRN_PASSWORD",
+    help="Require AUTH with this password (better: set CAIRN_PASSWORD); the nodes read it "
+    "from DATA_DIR/password (mode 0600), never from their command line.",
+)
 @click.option(
     "--regions",
     type=click.IntRange(1, 16384),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import resource
 import signal
 import sys
@@ -130,6 +131,18 @@ def _reload(tls: ServerTls | None) -> None:
     tls.reload()
 
 
+PASSWORD_ENV = "CAIRN_PASSWORD"
+"""The environment variable a node reads its client password from (never a flag: a
+running process's arguments are readable by every user of the host)."""
+
+
+def password_from_env() -> dict[str, str]:
+    """`{"password": ...}` from `CAIRN_PASSWORD`, removed from the environment so the
+    node's children do not inherit it; {} when unset or empty."""
+    password = os.environ.pop(PASSWORD_ENV, "")
+    return {"password": password} if password else {}
+
+
 def raise_fd_limit() -> int:
     """Raise the soft open-file limit to the hard one; the new soft limit.
 
@@ -164,7 +177,11 @@ def run_forever(config: NodeConfig) -> int:
 @click.option("--admin-tokens-file", default=None, help="The admin API's tokens file.")
 @click.option("--peers", default=None, help="1=host:port,2=host:port,... (all voters).")
 @click.option("--cluster-id", default=None)
-@click.option("--password", default=None, help="Require AUTH with this password.")
+@click.option(
+    "--password-file",
+    default=None,
+    help=f"Require AUTH with the password in this file (or set {PASSWORD_ENV}).",
+)
 @click.option(
     "--cluster-secret-file", default=None, help="The file holding the peers' shared secret."
 )
@@ -179,6 +196,7 @@ def server(config_path: Path | None, **flags: Any) -> None:
     try:
         flags["peers"] = parse_peers(flags["peers"])
         overrides = {k: v for k, v in flags.items() if v is not None}
+        overrides.update(password_from_env())
         if config_path is not None:
             config = load(config_path, overrides)
         else:

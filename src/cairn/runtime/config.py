@@ -111,6 +111,23 @@ class Limits:
     pubsub_output_soft_limit_bytes: int = 8 << 20
     pubsub_output_soft_limit_seconds: int = 60
     """... or once they have stayed past the soft limit this long (the soft limit)."""
+    normal_output_soft_limit_bytes: int = 0
+    """A normal client whose unsent replies stay over this (0: no soft limit, Redis's
+    default) for `normal_output_soft_limit_seconds` is disconnected; the hard limit is
+    `max_pending_replies_bytes`, which also bounds what a region leader queues for a
+    follower's clients (`cairn.runtime.client_limits.forwarded_reply_fits`)."""
+    normal_output_soft_limit_seconds: int = 0
+    max_unauthenticated_per_source: int = 64
+    """Connections one source address may hold before they authenticate (with a
+    password set); more are refused, so one host cannot take every client slot."""
+    auth_timeout_ms: int = 10_000
+    """A connection that has not authenticated within this long is closed."""
+    idle_timeout_s: int = 0
+    """Redis's `timeout`: a client idle this long is closed (0: never)."""
+    max_memory_bytes: int = 0
+    """Redis's `maxmemory`, for the node's client memory (query buffers and unsent
+    replies, not the dataset, which is in LMDB): over it, commands that would add
+    memory get Redis's -OOM error (0: no limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +190,12 @@ class NodeConfig:
     """Whether `GET /metrics` needs no token (every other request still does)."""
     peers: dict[int, tuple[str, int]] = field(default_factory=dict)
     cluster_id: str = "cairn"
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    """The password clients AUTH with (Redis's `requirepass`): from `password_file`, the
+    environment (`CAIRN_PASSWORD`, read by `cairn server`) or inline; never a flag."""
+    protected_mode: bool = True
+    """Redis's `protected-mode`: with no password, clients from other hosts are refused
+    (`cairn.runtime.protected_mode`)."""
     log_level: str = "info"
     raft: RaftSettings = field(default_factory=RaftSettings)
     limits: Limits = field(default_factory=Limits)
@@ -256,7 +278,13 @@ class NodeConfig:
             raise ConfigError("raft.heartbeat_ticks: must be smaller than raft.election_ticks")
         if not 0 <= r.max_clock_drift_ticks < r.election_ticks:
             raise ConfigError("raft.max_clock_drift_ticks: must be in [0, election_ticks)")
-        _positive("limits", self.limits, tuple(f.name for f in fields(Limits)))
+        _positive(
+            "limits", self.limits, tuple(f.name for f in fields(Limits) if f.name not in _ZERO_OK)
+        )
+        for name in _ZERO_OK:
+            value = getattr(self.limits, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"limits.{name}: must not be negative, got {value!r}")
         g = self.regions
         _positive("regions", g, ("split_size_bytes", "split_write_bytes_per_s"))
         for name in ("merge_size_bytes", "merge_keys", "split_merge_interval_s"):
@@ -315,6 +343,13 @@ def _positive(section: str, obj: Any, names: tuple[str, ...]) -> None:
             raise ConfigError(f"{section}.{name}: must be a positive integer, got {value!r}")
 
 
+_ZERO_OK = (
+    "normal_output_soft_limit_bytes",
+    "normal_output_soft_limit_seconds",
+    "idle_timeout_s",
+    "max_memory_bytes",
+)
+"""`[limits]` keys where 0 means "no limit", as in Redis."""
 REDIRECT_MODES = ("auto", "always", "never")
 ADMIN_PORT_OFFSET = 20000
 """The admin API listens this far above the client port unless `admin_addr` says otherwise
@@ -350,6 +385,8 @@ _TOP_KEYS = {
     "peers",
     "cluster_id",
     "password",
+    "password_file",
+    "protected_mode",
     "log_level",
     "raft",
     "limits",
@@ -398,9 +435,7 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
     for key in ("cluster_id", "log_level", "redirect"):
         if key in raw and not isinstance(raw[key], str):
             raise ConfigError(f"{key}: expected a string")
-    password = raw.get("password")
-    if password is not None and (not isinstance(password, str) or not password):
-        raise ConfigError("password: expected a non-empty string")
+    password = _password(raw)
     tls = _tls(raw)
     plaintext = raw.get("client_addr") != "off"
     if plaintext:
@@ -437,6 +472,7 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         peers=peers,
         cluster_id=raw.get("cluster_id", "cairn"),
         password=password,
+        protected_mode=_flag(raw, "protected_mode", True),
         log_level=raw.get("log_level", "info"),
         raft=_section("raft", RaftSettings, raw.get("raft")),
         limits=_section("limits", Limits, raw.get("limits")),
@@ -475,6 +511,32 @@ def _cluster_secret(raw: dict[str, Any]) -> bytes | None:
     if not secret:
         raise ConfigError(f"cluster_secret_file: {path} is empty")
     return secret
+
+
+def _password(raw: dict[str, Any]) -> str | None:
+    """The client password inline (`password`) or the first line of `password_file`
+    (so it is never on a command line; a trailing newline is not part of it)."""
+    inline, path = raw.get("password"), raw.get("password_file")
+    if inline is not None and path is not None:
+        raise ConfigError("password: set it or password_file, not both")
+    if inline is not None:
+        if not isinstance(inline, str) or not inline:
+            raise ConfigError("password: expected a non-empty string")
+        return inline
+    if path is None:
+        return None
+    if not isinstance(path, str) or not path:
+        raise ConfigError("password_file: expected a file name")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"password_file: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"password_file: {path} is not UTF-8 text") from None
+    password = text.strip("\r\n")
+    if not password:
+        raise ConfigError(f"password_file: {path} is empty")
+    return password
 
 
 def _labels(raw: Any) -> dict[str, str]:

@@ -90,6 +90,24 @@ def port_free(port: int) -> bool:
     return True
 
 
+PASSWORD_FILE = "password"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable and writable by the owner only (0600), from the
+    first byte: a config may hold secrets."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _without_password(env: os._Environ[str]) -> dict[str, str]:
+    """The environment minus CAIRN_PASSWORD: the nodes read the password file instead."""
+    return {k: v for k, v in env.items() if k != "CAIRN_PASSWORD"}
+
+
 @dataclass
 class LocalCluster:
     """N nodes under `root`; `client_ports[i]` serves node i+1.
@@ -186,7 +204,7 @@ class LocalCluster:
             if self.admin_token is not None:
                 lines.append(f'admin_tokens_file = "{self.root / DEV_TOKENS_FILE}"')
             if self.password:
-                lines.append(f'password = "{self.password}"')
+                lines.append(f'password_file = "{self._password_file()}"')
             if n.tls_port is not None:
                 lines += self._tls_lines(n.tls_port)
             if n.node_id in self.node_settings:
@@ -196,7 +214,15 @@ class LocalCluster:
                 lines.append(f'join = "{HOST}:{self.spec(self.joins[n.node_id]).peer_port}"')
                 mine = f'{n.node_id} = "{HOST}:{n.peer_port}"\n'
             text = "\n".join(lines) + "\n" + self.extra.strip() + "\n[peers]\n" + mine
-            n.config_path.write_text(text)
+            write_private(n.config_path, text)
+
+    def _password_file(self) -> Path:
+        """The clients' password in `root/password` (mode 0600), named by every config,
+        so it is never on a node's command line."""
+        assert self.password is not None
+        path = self.root / PASSWORD_FILE
+        write_private(path, self.password + "\n")
+        return path
 
     def _tls_lines(self, port: int) -> list[str]:
         certs = self.certs
@@ -236,7 +262,7 @@ class LocalCluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **self.env},
+            env={**_without_password(os.environ), **self.env},
         )
         log.close()
 

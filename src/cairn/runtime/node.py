@@ -54,6 +54,7 @@ from cairn.runtime.client_commands import (
     follow_config,
     recorder_for,
 )
+from cairn.runtime.client_limits import OUTPUT_LIMIT_CLOSE, forwarded_reply_fits
 from cairn.runtime.cluster_layout import ClusterLayout
 from cairn.runtime.config import ConfigError, NodeConfig
 from cairn.runtime.config_rewrite import (
@@ -132,6 +133,9 @@ UNCERTAIN = ErrorReply(
 SHUTTING_DOWN = ErrorReply("TRYAGAIN this node is shutting down, retry on another node")
 _RETRY_MARK = b""
 """A forwarded command's reply meaning "I do not lead that region at that epoch: retry"."""
+_OUTPUT_LIMIT_MARK = b"\x00output-limit"
+"""A forwarded command's reply meaning "the reply would pass the output limit: close
+the client" (no RESP reply starts with a NUL byte)."""
 _PART_PROTOCOL = 2
 """The protocol a fanned-out part is forwarded in (its reply is decoded and merged)."""
 _TIMEOUTS_SWEEP_MIN = 1024
@@ -311,7 +315,7 @@ class Node:
         )
         await self.transport.start()
         self.placement.start()
-        self.server = RespServer(self, cfg.limits, cfg.password)
+        self.server = RespServer(self, cfg.limits, cfg.password, cfg.protected_mode)
         self.pubsub.attach(self.server)
         self.context = ServerContext(
             server=self.server,
@@ -813,6 +817,8 @@ class Node:
             return
         if data == _RETRY_MARK:
             self._retry_later(request)
+        elif data == _OUTPUT_LIMIT_MARK:
+            request.finish(OUTPUT_LIMIT_CLOSE)
         else:
             request.finish(data)
 
@@ -828,6 +834,9 @@ class Node:
 
         def reply(value: ReplyValue) -> None:
             data = value if isinstance(value, bytes) else encode(value, protocol)
+            limit = self.server.limits.max_pending_replies_bytes
+            if not forwarded_reply_fits(self.transport.backlog(peer), len(data), limit):
+                data = _OUTPUT_LIMIT_MARK  # client-output-buffer-limit, applied here
             self.transport.send_frame(peer, [FrameKind.FORWARD_REPLY, fid, data])
 
         spec = forwarded_spec(args)  # a client command or a transaction's internal one

@@ -256,6 +256,8 @@ class _PartialSnapshot:
 class _Outbox:
     raft: list[Message] = field(default_factory=list)
     other: list[bytes] = field(default_factory=list)
+    other_bytes: int = 0
+    """Bytes of the frames queued by `send_frame` (read by `backlog`)."""
 
 
 class TcpTransport:
@@ -498,9 +500,22 @@ class TcpTransport:
         """Queue a non-Raft frame (forwarding); false if the peer is not connected."""
         if to not in self._conns:
             return False
-        self._outbox.setdefault(to, _Outbox()).other.append(encode_frame(payload))
+        box = self._outbox.setdefault(to, _Outbox())
+        frame = encode_frame(payload)
+        box.other.append(frame)
+        box.other_bytes += len(frame)
         self._schedule_flush()
         return True
+
+    def backlog(self, peer: NodeId) -> int:
+        """Bytes waiting to reach `peer`: frames queued this turn and the socket's write
+        buffer (a region leader bounds the forwarded replies it holds with it)."""
+        box = self._outbox.get(peer)
+        conn = self._conns.get(peer)
+        t = None if conn is None else conn.transport
+        return (0 if box is None else box.other_bytes) + (
+            0 if t is None else t.get_write_buffer_size()
+        )
 
     def send_frames_now(self, to: NodeId, frames: Sequence[bytes]) -> bool:
         """Write encoded frames to `to` at once (after anything queued for it); false if
