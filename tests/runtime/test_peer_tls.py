@@ -166,7 +166,7 @@ def test_a_node_refuses_a_certificate_that_names_another_node(certs: DevCerts) -
     with pytest.raises(TlsConfigError, match="names node 2, this is node 1"):
         PeerTls.load(_settings(certs, 2), 1)
     client_only = PeerTlsSettings(certs.client_cert, certs.client_key, certs.ca_cert)
-    with pytest.raises(TlsConfigError, match="peer_tls_cert_file: .* names no node id"):
+    with pytest.raises(TlsConfigError, match=r"peer_tls_cert_file: .* names no node id"):
         PeerTls.load(client_only, 1)
 
 
