@@ -27,14 +27,7 @@ from test_peer_auth import _forged_hello_and, _terms
 from cairn.cli.main import main
 from cairn.raft.types import Message, MessageType
 from cairn.runtime.config import ConfigError, PeerTlsSettings, from_mapping
-from cairn.runtime.dev_certs import (
-    DevCerts,
-    ensure_dev_certs,
-    issue,
-    make_ca,
-    write_cert,
-    write_key,
-)
+from cairn.runtime.dev_certs import DevCerts, ensure_dev_certs
 from cairn.runtime.envelope_codec import encode_envelope
 from cairn.runtime.frames import FrameDecoder, FrameKind, encode_frame
 from cairn.runtime.local_cluster import HOST, LocalCluster
@@ -66,14 +59,15 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> DevCerts:
 
 
 @pytest.fixture(scope="module")
-def foreign(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> DevCerts:
+    """Another CA, with a certificate naming node 2."""
+    return ensure_dev_certs(tmp_path_factory.mktemp("other-ca"), (2,))
+
+
+@pytest.fixture(scope="module")
+def foreign(other_ca: DevCerts) -> KeyPair:
     """A certificate naming node 2, signed by another CA."""
-    directory = tmp_path_factory.mktemp("foreign")
-    ca_cert, ca_key = make_ca("Another CA")
-    cert, key = issue(ca_cert, ca_key, "cairn-node-2", server=True, node_id=2)
-    write_cert(directory / "node2.crt", cert)
-    write_key(directory / "node2.key", key)
-    return directory / "node2.crt", directory / "node2.key"
+    return other_ca.node_cert(2), other_ca.node_key(2)
 
 
 # -- naming -----------------------------------------------------------------------------
@@ -174,24 +168,28 @@ def test_a_node_refuses_a_certificate_that_names_another_node(certs: DevCerts) -
 
 
 def test_a_dialer_refuses_a_node_whose_certificate_names_another_id(
-    certs: DevCerts, caplog: pytest.LogCaptureFixture
+    certs: DevCerts, other_ca: DevCerts, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Nodes 1 and 2 connect over mutual TLS (no cluster secret: TLS alone). Node 1's
     address book sends it to "node 3", actually a node holding node 2's certificate (and
-    claiming id 3): node 1 refuses it before the handshake."""
+    claiming id 3): node 1 refuses it before the handshake. "Node 4" has a certificate of
+    another CA: the TLS handshake fails, and node 1 says so once, not at every retry."""
 
-    def node(node_id: int, cert_of: int, peers: dict[int, tuple[str, int]]) -> TcpTransport:
-        tls = PeerTls.load(_settings(certs, cert_of), cert_of)
+    def node(
+        node_id: int, cert_of: int, peers: dict[int, tuple[str, int]], ca: DevCerts = certs
+    ) -> TcpTransport:
+        tls = PeerTls.load(_settings(ca, cert_of), cert_of)
         config = TransportConfig(
             cluster_id="c", tls_listener=tls.listener, tls_dialer=tls.dialer, backoff_max=0.2
         )
         return TcpTransport(node_id, ("127.0.0.1", 0), peers, config)
 
     async def main() -> None:
-        two, impostor = node(2, 2, {}), node(3, 2, {})
-        await two.start()
-        await impostor.start()
-        one = node(1, 1, {2: two.bound_address, 3: impostor.bound_address})
+        two, impostor, stranger = node(2, 2, {}), node(3, 2, {}), node(4, 2, {}, other_ca)
+        for t in (two, impostor, stranger):
+            await t.start()
+        addresses = {2: two.bound_address, 3: impostor.bound_address}
+        one = node(1, 1, addresses | {4: stranger.bound_address})
         await one.start()
         try:
             deadline = time.monotonic() + 10
@@ -201,14 +199,17 @@ def test_a_dialer_refuses_a_node_whose_certificate_names_another_id(
             while one.stats.rejected_peers == 0:
                 assert time.monotonic() < deadline, "node 1 never refused the impostor"
                 await asyncio.sleep(0.02)
+            await asyncio.sleep(1.0)  # node 1 keeps redialling 3 and 4 (backoff 0.2 s)
             assert not one.connected(3) and not impostor.connected(1)
+            assert not one.connected(4) and not stranger.connected(1)
         finally:
-            for t in (one, two, impostor):
+            for t in (one, two, impostor, stranger):
                 await t.stop()
 
     with caplog.at_level(logging.WARNING, logger="cairn.transport"):
         asyncio.run(main())
     assert "dialled node 3 but its TLS certificate names node 2" in caplog.text
+    assert caplog.text.count("TLS handshake with node 4") == 1
 
 
 # -- a real cluster with peer mTLS --------------------------------------------------------

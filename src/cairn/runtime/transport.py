@@ -390,6 +390,7 @@ class TcpTransport:
     async def _dial_forever(self, peer: NodeId) -> None:
         backoff = self.config.backoff_initial
         loop = asyncio.get_running_loop()
+        tls_failure = ""
         while self._running and peer in self.peers:
             host, port = self.peers[peer]
             try:
@@ -402,11 +403,14 @@ class TcpTransport:
                     ),
                     self.config.connect_timeout + self._tls_time(),
                 )
-            except (TimeoutError, OSError):
+            except (TimeoutError, OSError) as exc:
+                if isinstance(exc, ssl.SSLError) and str(exc) != tls_failure:
+                    tls_failure = str(exc)  # logged once per distinct reason, not per retry
+                    log.warning("TLS handshake with node %d (%s:%d): %s", peer, host, port, exc)
                 await asyncio.sleep(backoff * (0.5 + self.rng.random()))
                 backoff = min(backoff * 2, self.config.backoff_max)
                 continue
-            backoff = self.config.backoff_initial
+            backoff, tls_failure = self.config.backoff_initial, ""
             await conn.closed
             await asyncio.sleep(self.config.backoff_initial * self.rng.random())
 
