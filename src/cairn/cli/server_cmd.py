@@ -18,7 +18,7 @@ from cairn.runtime.config import ConfigError, NodeConfig, load, parse_address
 from cairn.storage.errors import StartupError
 
 if TYPE_CHECKING:
-    from cairn.runtime.tls import ServerTls
+    from cairn.runtime.tls import PeerTls, ServerTls
 
 
 class NodeLogFilter(logging.Filter):
@@ -113,7 +113,7 @@ async def run_node(config: NodeConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.stop_requested.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(node.tls))
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(node.tls, node.peer_tls))
     await node.stop_requested.wait()
     logging.getLogger("cairn").info("stopping: finishing in-flight commands")
     if admin is not None:
@@ -123,12 +123,15 @@ async def run_node(config: NodeConfig) -> int:
     return 1 if node.failure is not None else 0
 
 
-def _reload(tls: ServerTls | None) -> None:
-    """SIGHUP: read the TLS certificate and key again (new connections use them)."""
-    if tls is None:
+def _reload(tls: ServerTls | None, peer_tls: PeerTls | None = None) -> None:
+    """SIGHUP: read the TLS certificates and keys again (new connections use them)."""
+    if tls is None and peer_tls is None:
         logging.getLogger("cairn").info("SIGHUP: no TLS configured, nothing to reload")
         return
-    tls.reload()
+    if tls is not None:
+        tls.reload()
+    if peer_tls is not None:
+        peer_tls.reload()
 
 
 PASSWORD_ENV = "CAIRN_PASSWORD"
@@ -207,6 +210,10 @@ def server(config_path: Path | None, **flags: Any) -> None:
             from cairn.runtime.tls import ServerTls
 
             ServerTls.load(config.tls)  # every TLS file checked before anything starts
+        if config.peer_tls is not None:
+            from cairn.runtime.tls import PeerTls
+
+            PeerTls.load(config.peer_tls, config.node_id)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     raise_fd_limit()

@@ -27,6 +27,8 @@ Example `node.toml`:
     # tls_key_file = "/etc/cairn/node.key"
     # tls_ca_cert_file = "/etc/cairn/ca.crt"
     # tls_auth_clients = "yes"             # client certificates: "yes", "optional", "no"
+    # peer_tls = true                      # mutual TLS between nodes (Redis's tls-cluster)
+    # peer_tls_cert_file = "/etc/cairn/node.crt"  # default: tls_cert_file (names the node id)
     [peers]
     1 = "127.0.0.1:17001"
     2 = "127.0.0.1:17002"
@@ -169,6 +171,54 @@ class TlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerTlsSettings:
+    """Mutual TLS on the peer port (`peer_tls = true`, Redis's `tls-cluster yes`): every
+    peer connection, both ways, with a certificate signed by `ca_cert_file` that names
+    the node's id (`cairn.runtime.peer_auth.certificate_node_id`). The files default to
+    the client TLS ones; read at start and again on SIGHUP (`cairn.runtime.tls.PeerTls`)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_cert_file: Path
+    keys: tuple[str, str, str] = (
+        "peer_tls_cert_file",
+        "peer_tls_key_file",
+        "peer_tls_ca_cert_file",
+    )
+    """The config key each file came from (for messages): `peer_tls_*` or `tls_*`."""
+
+
+PEER_TLS_KEYS = ("peer_tls", "peer_tls_cert_file", "peer_tls_key_file", "peer_tls_ca_cert_file")
+
+
+def _peer_tls(raw: dict[str, Any], tls: TlsSettings | None) -> PeerTlsSettings | None:
+    """The `peer_tls*` keys: None unless `peer_tls = true` (then no other may be set);
+    each file defaults to its `tls_*` counterpart."""
+    if not _flag(raw, "peer_tls"):
+        stray = sorted(k for k in raw if k.startswith("peer_tls_"))
+        if stray:
+            raise ConfigError(f"{stray[0]}: set without peer_tls = true")
+        return None
+    inherited = {
+        "cert_file": tls.cert_file if tls else None,
+        "key_file": tls.key_file if tls else None,
+        "ca_cert_file": tls.ca_cert_file if tls else None,
+    }
+    files: dict[str, Path] = {}
+    keys: list[str] = []
+    for name, path in inherited.items():
+        own = _path(raw, f"peer_tls_{name}")
+        if own is not None:
+            files[name], key = own, f"peer_tls_{name}"
+        elif path is not None:
+            files[name], key = path, f"tls_{name}"
+        else:
+            raise ConfigError(f"peer_tls_{name}: required with peer_tls (or tls_{name})")
+        keys.append(key)
+    return PeerTlsSettings(keys=(keys[0], keys[1], keys[2]), **files)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything one `cairn server` process needs."""
 
@@ -231,6 +281,8 @@ class NodeConfig:
     """A peer connection that has not authenticated within this long is closed."""
     tls: TlsSettings | None = None
     """The TLS client port and HTTPS admin API; None: no TLS."""
+    peer_tls: PeerTlsSettings | None = None
+    """Mutual TLS on the peer port; None: plain TCP (authenticated by the cluster secret)."""
     client_plaintext: bool = True
     """Whether `client_addr` serves plain text. `client_addr = "off"` (Redis's `port 0`)
     turns it off; `client_addr` is then the TLS address (announced, in INFO)."""
@@ -301,11 +353,14 @@ class NodeConfig:
 def _check_peer_auth(config: NodeConfig) -> None:
     """A node refuses to start with an open peer port unless told so explicitly."""
     secret = config.cluster_secret
-    if secret is None and not config.insecure_peer_port:
+    if config.peer_tls is not None and config.insecure_peer_port:
+        raise ConfigError("insecure_peer_port: contradicts peer_tls (TLS authenticates peers)")
+    if secret is None and not config.insecure_peer_port and config.peer_tls is None:
         raise ConfigError(
             "cluster_secret_file: required: every node must share a cluster secret that "
             "authenticates the peer port (e.g. `head -c 32 /dev/urandom | base64 > "
-            "cluster.secret; chmod 600 cluster.secret`), or set insecure_peer_port = true "
+            "cluster.secret; chmod 600 cluster.secret`), or turn on peer_tls (mutual TLS "
+            "between nodes), or set insecure_peer_port = true "
             "on a network no one else can reach (see docs/security.md)"
         )
     if secret is not None and config.insecure_peer_port:
@@ -381,6 +436,7 @@ _TOP_KEYS = {
     "tls_ca_cert_file",
     "tls_auth_clients",
     "tls_handshake_timeout_s",
+    *PEER_TLS_KEYS,
     "peer_addr",
     "peers",
     "cluster_id",
@@ -467,6 +523,7 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         insecure_peer_port=_flag(raw, "insecure_peer_port"),
         peer_handshake_timeout_s=_seconds(raw, "peer_handshake_timeout_s", 5.0),
         tls=tls,
+        peer_tls=_peer_tls(raw, tls),
         client_plaintext=plaintext,
         peer_addr=parse_address("peer_addr", raw.get("peer_addr", "127.0.0.1:16379")),
         peers=peers,

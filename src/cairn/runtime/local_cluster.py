@@ -132,6 +132,9 @@ class LocalCluster:
     `root/admin.token`, where `cairn ctl` finds it), set by `write_configs`."""
     tls_auth_clients: str = "optional"
     """`tls_auth_clients` of the nodes that have a `tls_port` ("yes", "optional", "no")."""
+    peer_tls: bool = True
+    """When some node has a `tls_port`: every node's peer port speaks mutual TLS too, each
+    with its own certificate naming its node id (`peer_tls = true`)."""
 
     @property
     def secret_path(self) -> Path:
@@ -185,10 +188,10 @@ class LocalCluster:
         if self.admin_token is None and any(n.admin_port is not None for n in self.specs):
             self.admin_token = ensure_dev_token(self.root)
         ensure_secret(self.secret_path)
-        if any(n.tls_port is not None for n in self.specs):
+        if self.tls:
             from cairn.runtime.dev_certs import ensure_dev_certs
 
-            ensure_dev_certs(self.certs.directory)
+            ensure_dev_certs(self.certs.directory, [n.node_id for n in self.specs])
         founders = [n for n in self.specs if n.node_id not in self.joins]
         peers = "".join(f'{n.node_id} = "{HOST}:{n.peer_port}"\n' for n in founders)
         for n in self.specs:
@@ -205,8 +208,8 @@ class LocalCluster:
                 lines.append(f'admin_tokens_file = "{self.root / DEV_TOKENS_FILE}"')
             if self.password:
                 lines.append(f'password_file = "{self._password_file()}"')
-            if n.tls_port is not None:
-                lines += self._tls_lines(n.tls_port)
+            if self.tls:
+                lines += self._tls_lines(n)
             if n.node_id in self.node_settings:
                 lines.append(self.node_settings[n.node_id].strip())
             mine = peers
@@ -224,15 +227,28 @@ class LocalCluster:
         write_private(path, self.password + "\n")
         return path
 
-    def _tls_lines(self, port: int) -> list[str]:
+    @property
+    def tls(self) -> bool:
+        """Whether the cluster uses TLS (some node serves TLS clients)."""
+        return any(n.tls_port is not None for n in self.specs)
+
+    def _tls_lines(self, n: NodeSpec) -> list[str]:
+        """A node's TLS keys: its client TLS port (when it has one), and peer mTLS."""
         certs = self.certs
-        return [
-            f'tls_addr = "{HOST}:{port}"',
-            f'tls_cert_file = "{certs.node_cert}"',
-            f'tls_key_file = "{certs.node_key}"',
-            f'tls_ca_cert_file = "{certs.ca_cert}"',
-            f'tls_auth_clients = "{self.tls_auth_clients}"',
+        files = [
+            f'cert_file = "{certs.node_cert(n.node_id)}"',
+            f'key_file = "{certs.node_key(n.node_id)}"',
+            f'ca_cert_file = "{certs.ca_cert}"',
         ]
+        lines = []
+        if n.tls_port is not None:
+            lines += [f'tls_addr = "{HOST}:{n.tls_port}"', *(f"tls_{f}" for f in files)]
+            lines.append(f'tls_auth_clients = "{self.tls_auth_clients}"')
+        if self.peer_tls:
+            lines.append("peer_tls = true")
+            if n.tls_port is None:  # else the tls_* files serve the peer port too
+                lines += [f"peer_tls_{f}" for f in files]
+        return lines
 
     def add_node(self, via: int) -> int:
         """Plan, configure and start a new node that joins the cluster through node `via`

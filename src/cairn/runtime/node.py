@@ -79,7 +79,7 @@ from cairn.runtime.redis_config import RedisConfig
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
-from cairn.runtime.tls import ServerTls
+from cairn.runtime.tls import PeerTls, ServerTls
 from cairn.runtime.transactions import Transactions, applied_parts, forwarded_spec
 from cairn.runtime.transport import ForwardTarget, TcpTransport, TransportConfig
 from cairn.shard.host import HostConfig, RegionHost, RegionPeer
@@ -234,6 +234,8 @@ class Node:
         self.stop_requested = asyncio.Event()
         self.tls: ServerTls | None = None
         """The TLS client port's and admin API's certificate (reloaded on SIGHUP)."""
+        self.peer_tls: PeerTls | None = None
+        """The peer port's mutual TLS contexts (`peer_tls`; reloaded on SIGHUP)."""
         self.lmdb: LmdbEnv | None = None
         self.failpoints_enabled = False
         self.plant = os.environ.get(PLANT_ENV, "")
@@ -256,6 +258,8 @@ class Node:
         cfg = self.config
         loop = asyncio.get_running_loop()
         self.tls = ServerTls.load(cfg.tls) if cfg.tls is not None else None  # files first
+        if cfg.peer_tls is not None:
+            self.peer_tls = PeerTls.load(cfg.peer_tls, cfg.node_id)
         self.failpoints_enabled = FAILPOINTS_ENV in os.environ
         failpoints.configure_all(os.environ.get(FAILPOINTS_ENV, ""))
         self.node_store = NodeStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
@@ -285,9 +289,11 @@ class Node:
                 client_addr=announce,
                 secret=cfg.cluster_secret or b"",
                 handshake_timeout=cfg.peer_handshake_timeout_s,
+                tls_listener=self.peer_tls.listener if self.peer_tls else None,
+                tls_dialer=self.peer_tls.dialer if self.peer_tls else None,
             ),
         )
-        if cfg.cluster_secret is None:
+        if cfg.cluster_secret is None and self.peer_tls is None:
             warning = "INSECURE: no cluster secret: whoever reaches %s:%d controls the cluster"
             log.warning(warning, *cfg.peer_addr)
         self.transport.on_forward = self._on_forward
