@@ -14,6 +14,9 @@ import redis
 from cluster_fixture import client, running_cluster
 
 from cairn.runtime.local_cluster import LocalCluster
+from cairn.runtime.transactions import applied_parts
+from cairn.store import encode_command
+from cairn.store.transaction import encode_transaction
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "transactions.md"
 
@@ -44,6 +47,17 @@ def _others(cluster: LocalCluster, leader: int) -> list[int]:
     return [n.node_id for n in cluster.specs if n.node_id != leader]
 
 
+def test_blocked_clients_see_the_wrapped_command() -> None:
+    tagged = encode_command("cairn.idem", [b"id", b"1000", b"10", b"LPUSH", b"q", b"x"], 5)
+    assert applied_parts(tagged) == [encode_command("lpush", [b"q", b"x"], 5)]
+    payload = encode_transaction([], [[b"RPUSH", b"q", b"y"], [b"INCR", b"n"]])
+    exec_entry = encode_command("cairn.idem", [b"id", b"1000", b"10", b"cairn.exec", payload], 5)
+    assert applied_parts(exec_entry) == [
+        encode_command("rpush", [b"q", b"y"], 5),
+        encode_command("incr", [b"n"], 5),
+    ]
+
+
 def test_the_prefix_over_the_wire(cluster: LocalCluster) -> None:
     follower = _others(cluster, cluster.wait_for_leader())[0]
     c = client(cluster, follower)
@@ -69,6 +83,10 @@ def test_the_prefix_over_the_wire(cluster: LocalCluster) -> None:
     resp2 = client(cluster, follower, protocol=2)  # the same first reply, in RESP2's form
     assert resp2.execute_command("IDEMPOTENT", "z1", "ZINCRBY", "board", "1.5", "m") == b"1.5"
     assert c.zscore("board", "m") == 1.5
+    waiting = client(cluster, follower, socket_timeout=4.0).connection_pool.get_connection()
+    waiting.send_command("BLPOP", "queue", "3")
+    assert c.execute_command("IDEMPOTENT", "q1", "LPUSH", "queue", "job") == 1
+    assert waiting.read_response() == [b"queue", b"job"]  # woken, not timed out
     for each in (c, resp2, resp3):
         each.close()
 

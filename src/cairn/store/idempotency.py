@@ -378,7 +378,10 @@ def _record(
     first_key: bytes,
     reply: Reply,
 ) -> None:
-    blob: bytes | None = encode_reply(reply)
+    try:
+        blob: bytes | None = encode_reply(reply)
+    except TypeError:  # a reply type the table cannot hold: kept as "not kept"
+        blob = None
     if len(blob or b"") > MAX_KEPT_REPLY:
         blob = None
     _put(batch, scope, where, [expire_ms, digest, first_key, blob])
@@ -475,7 +478,8 @@ def _move(batch: WriteBatch, src: Scope, dst: Scope, where: bytes, value: list[o
 
 
 def encode_reply(reply: Reply) -> bytes:
-    """`reply` as msgpack, every RESP3 type kept (a retry may come over RESP2 or RESP3)."""
+    """`reply` as msgpack, every RESP3 type kept (a retry may come over RESP2 or RESP3);
+    TypeError for anything else."""
     return bytes(msgpack.packb(_tree(reply), use_bin_type=True))
 
 
@@ -505,7 +509,9 @@ def _tree(reply: Reply) -> list[object]:
         return ["=", reply.text, reply.format]
     if isinstance(reply, Array | Set | Push):
         return [_ITEM_TAGS[type(reply)], [_tree(item) for item in reply.items]]
-    return [_PAIR_TAGS[type(reply)], [[_tree(k), _tree(v)] for k, v in reply.pairs]]
+    if isinstance(reply, Map | Pairs | NestedMap):
+        return [_PAIR_TAGS[type(reply)], [[_tree(k), _tree(v)] for k, v in reply.pairs]]
+    raise TypeError(f"no stored form for a {type(reply).__name__} reply")
 
 
 _ITEM_TAGS: dict[type, str] = {Array: "*", Set: "~", Push: ">"}
