@@ -3,6 +3,8 @@ first reply, and the request table survives expiry rules, snapshots, splits and 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from store_harness import MachineClient
 
@@ -25,6 +27,8 @@ from cairn.resp.reply import (
     SimpleString,
     Verbatim,
 )
+from cairn.storage import LmdbOptions, region_data
+from cairn.storage.node_store import NodeStore
 from cairn.store import StoreMachine, encode_command, merge_machines, split_machine
 from cairn.store.idempotency import (
     BAD_ID,
@@ -312,3 +316,23 @@ def test_untagged_commands_are_unaffected() -> None:
     client = MachineClient(clock=lambda: 1000)
     assert client.call("INCR", "k") == Integer(1)
     assert client.call("INCR", "k") == Integer(2)
+
+
+def test_the_table_travels_in_a_region_image_on_lmdb(tmp_path: Path) -> None:
+    nodes = [
+        NodeStore.open(tmp_path / f"n{i}", 1, "test", LmdbOptions(map_size=32 << 20))
+        for i in (1, 2)
+    ]
+    try:
+        scope = Scope.region(1)
+        source = Tagged(StoreMachine(nodes[0].keyspace, scope=scope))
+        assert source.tagged("r1", "RPUSH", "l", "a", "b") == Integer(2)
+        image = b"".join(region_data.range_snapshot(nodes[0].keyspace, scope))
+        region_data.install_range(nodes[1].keyspace, scope, [image])
+        copy = Tagged(StoreMachine(nodes[1].keyspace, scope=scope))
+        assert copy.tagged("r1", "RPUSH", "l", "a", "b", now=2000) == Integer(2)
+        assert copy.read("LLEN", "l") == Integer(2)
+        assert request_count(nodes[1].keyspace, scope) == 1
+    finally:
+        for node in nodes:
+            node.close()
