@@ -107,6 +107,10 @@ class Limits:
     """Argument bytes one MULTI may queue: the transaction is ONE Raft entry."""
     max_watched_keys: int = 10_000
     """Keys one connection may WATCH at once."""
+    idempotency_ttl_ms: int = 600_000
+    """How long a request id of IDEMPOTENT is remembered (`cairn.store.idempotency`)."""
+    idempotency_max_ids: int = 100_000
+    """Live request ids one region remembers; a new one beyond is refused."""
     pubsub_output_hard_limit_bytes: int = 32 << 20
     """A subscriber whose unsent messages pass this is disconnected at once (Redis's
     `client-output-buffer-limit pubsub` hard limit)."""

@@ -25,7 +25,10 @@ Every client command is routed (`cairn.shard.routing.route`) over the node's `To
   `request_timeout_ms`, then `-CLUSTERDOWN` / `-TRYAGAIN`. A write whose outcome cannot be
   known (leadership lost while it was in flight, or timed out) fails with `-UNCERTAIN`.
 
-Each region's leader also runs active expiry, proposing deletions of expired keys.
+Each region's leader also runs active expiry, proposing deletions of expired keys (and of
+expired request ids of idempotent writes). ``IDEMPOTENT <id> <command> ...`` becomes the
+internal `cairn.idem` write here (`cairn.store.idempotency.tag_command`), routed and
+proposed like the command it wraps.
 """
 
 from __future__ import annotations
@@ -106,6 +109,8 @@ from cairn.storage import failpoints
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.store import COMMANDS, EXPIRE_DELETE, CommandSpec, classify
+from cairn.store.idempotency import PREFIX as IDEMPOTENT
+from cairn.store.idempotency import PURGE_COMMAND, tag_command
 from cairn.store.machine import StoreMachine, encode_command
 
 log = logging.getLogger("cairn.node")
@@ -578,6 +583,13 @@ class Node:
             done(client_spec.handler(self.context, client, args[1:]))
             return
         spec = COMMANDS.get(name)
+        if name == IDEMPOTENT:  # IDEMPOTENT <id> <command> ...: `cairn.store.idempotency`
+            limits = self.config.limits
+            tagged = tag_command(args, limits.idempotency_ttl_ms, limits.idempotency_max_ids)
+            if isinstance(tagged, ErrorReply):
+                done(tagged)
+                return
+            args, spec = tagged  # the internal entry, routed by the wrapped command's keys
         if spec is None or not spec.arity_ok(len(args)):
             done(cast(ErrorReply, classify(args)))  # the error Redis gives
             return
@@ -908,12 +920,20 @@ class Node:
                     found = True
                     command = encode_command(EXPIRE_DELETE, keys, now_ms)
                     self.host.propose(region_id, peer.region.epoch, command, self._expired)
+                if machine.has_expired_requests(now_ms):  # IDEMPOTENT's expired request ids
+                    found = True
+                    command = encode_command(PURGE_COMMAND, [], now_ms)
+                    self.host.propose(region_id, peer.region.epoch, command, _ignored)
             interval = EXPIRY_INTERVAL if found else min(2 * interval, EXPIRY_MAX_INTERVAL)
 
     def _expired(self, completion: Completion) -> None:
         """Count the keys an active-expiry proposal of this node deleted (INFO)."""
         if completion.outcome is Outcome.OK and isinstance(completion.value, Integer):
             self.server.stats["expired_keys"] += completion.value.value
+
+
+def _ignored(completion: Completion) -> None:
+    """A background proposal's outcome nobody waits for (a lost one is proposed again)."""
 
 
 def _not_hosted(remote: Iterable[RemoteRegion], hosted: Sequence[Region]) -> list[RemoteRegion]:
