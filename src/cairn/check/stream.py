@@ -15,10 +15,11 @@ time after its invocation, or never). Values by function (lists may be tuples):
 
 - `xadd`: invoked with the payload (a string); an OK completion carries the id returned
   (`"<ms>-<seq>"`).
-- `xreadgroup`: invoked with `[consumer, start]` (start `">"`: new entries, anything else:
-  the consumer's own pending entries); `xautoclaim`: invoked with `[consumer]`. An OK
-  completion carries the entries delivered as `[[id, payload], ...]`. Both are
-  *deliveries*: an entry delivered is pending for that consumer until acknowledged.
+- `xreadgroup`: invoked with `[consumer, start, ...]` (start `">"`: new entries, anything
+  else: the consumer's own pending entries; more items, such as COUNT, are free);
+  `xautoclaim`: invoked with `[consumer]`. An OK completion carries the entries
+  delivered as `[[id, payload], ...]`. Both are *deliveries*: an entry delivered is
+  pending for that consumer until acknowledged.
 - `xack`: invoked with the ids acknowledged (a list); an OK completion carries the count
   XACK returned.
 
@@ -223,8 +224,8 @@ def _event_problem(op: Op) -> str | None:
     v = op.value
     if op.f == XADD and not isinstance(v, str):
         return "an xadd is invoked with its payload (a string)"
-    if op.f == XREADGROUP and not (isinstance(v, list | tuple) and len(v) == 2):
-        return "an xreadgroup is invoked with [consumer, start]"
+    if op.f == XREADGROUP and not (isinstance(v, list | tuple) and len(v) >= 2):
+        return "an xreadgroup is invoked with [consumer, start, ...]"
     if op.f == XAUTOCLAIM and not (isinstance(v, list | tuple) and len(v) >= 1):
         return "an xautoclaim is invoked with [consumer]"
     if op.f == XACK and not (isinstance(v, list | tuple) and v):
