@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -130,10 +131,10 @@ class StreamWorkload(Workload):
         self, client: redis.Redis, key: str, consumer: str, start: str, count: int
     ) -> list[list[str]]:
         block = int(self.block * 1000) if start == ">" else None
-        reply = client.xreadgroup(GROUP, consumer, {key: start}, count=count, block=block)
+        reply: Any = client.xreadgroup(GROUP, consumer, {key: start}, count=count, block=block)
         if not reply:
             return []
-        return _entries(reply[0][1])
+        return _entries(reply[0][1])  # RESP2: [[key, entries]]
 
     def _ensure_group(self, client: redis.Redis, key: str, member: _Member) -> None:
         if key in member.groups:
@@ -173,7 +174,8 @@ def _entries(raw: object) -> list[list[str]]:
 
 
 def _final(client: redis.Redis, key: str) -> StreamFinal:
-    entries = [(str(i), str(f.get("p"))) for i, f in client.xrange(key, "-", "+")]
+    rows: Any = client.xrange(key, "-", "+")
+    entries = [(str(i), str((f or {}).get("p"))) for i, f in rows]
     pending: list[tuple[str, str]] = []
     last: str | None = None
     if client.exists(key):

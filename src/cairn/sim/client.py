@@ -19,9 +19,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from cairn.check.history import Op, OpType
 from cairn.raft.types import NONE, NodeId
+from cairn.resp.reply import Reply
 from cairn.shard.replica import Completion, Outcome
 from cairn.sim.cluster import Cluster
 from cairn.sim.kv_machine import KVCommand, KVOp
@@ -199,7 +201,7 @@ class SimClient:
             return  # a late reply after a timeout
         if done.outcome is Outcome.OK and call.command is not None:
             assert self.logic is not None
-            kind, result = self.logic.complete(call.command, done.value)  # type: ignore[arg-type]
+            kind, result = self.logic.complete(call.command, cast(Reply, done.value))
             self._finish(kind, call, result)
         elif done.outcome is Outcome.OK:
             self._complete_ok(call, done, value)
@@ -250,13 +252,16 @@ class SimClient:
         target = self.target
         now_ms = EPOCH_MS + self.loop.now // MS
 
+        def answered(done: Completion) -> None:
+            label = f"client {self.index} setup reply"
+            self.loop.call_later(
+                self.params.latency, HARNESS, label, lambda: self._setup_reply(call, target, done)
+            )
+
         def arrive() -> None:
             replica = self.cluster.replica(target)
             if replica is not None:
-                data = encode_command(cmd.name, cmd.argv(), now_ms)
-                replica.propose(data, lambda done: self.loop.call_later(
-                    self.params.latency, HARNESS, f"client {self.index} setup",
-                    lambda: self._setup_reply(call, target, done)))  # fmt: skip
+                replica.propose(encode_command(cmd.name, cmd.argv(), now_ms), answered)
 
         self.loop.call_later(self.params.latency, target, f"client {self.index} setup", arrive)
         self.loop.call_later(
@@ -272,7 +277,7 @@ class SimClient:
         self._call = None
         assert self.logic is not None
         ok = done is not None and done.outcome is Outcome.OK
-        if ok and done is not None and self.logic.setup_done(done.value):  # type: ignore[arg-type]
+        if ok and done is not None and self.logic.setup_done(cast(Reply, done.value)):
             self._setup = None
         self._retarget(node, NONE if done is None else done.leader_hint, ok)
         self._schedule_next()
