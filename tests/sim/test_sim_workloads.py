@@ -28,6 +28,7 @@ def test_a_quiet_run_does_real_work_and_passes_the_check(workload: Workload) -> 
     assert a.ok, a.failure
     assert a.machine is MachineKind.REDIS and a.settled
     assert a.workload_verdict is not None and a.workload_verdict.anomalies == 0
+    assert a.workload_verdict.final_read
     assert a.ops_ok > 50
     fs = {op.f for op in a.history}
     expected = {"lpush", "rpop"} if workload is Workload.QUEUE else {"xadd", "xreadgroup", "xack"}
@@ -65,4 +66,6 @@ def test_ci_sweep_every_fault_no_anomaly(workload: Workload) -> None:
     assert failures == []
     assert len(checked) == SWEEP_SEEDS
     assert sum(r.settled for r in results) >= SWEEP_SEEDS * 3 // 4
+    read = sum(r.workload_verdict.final_read for r in checked if r.workload_verdict)
+    assert read >= SWEEP_SEEDS * 3 // 4, f"only {read} runs had a final read"
     assert ops > SWEEP_SEEDS * 30

@@ -241,11 +241,14 @@ def _last_id(machine: StoreMachine, key: str, now_ms: int) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadVerdict:
-    """A queue or stream check's result: the first anomalies in words (None: clean)."""
+    """A queue or stream check's result: the first anomalies in words (None: clean), and
+    whether the leader's state could be read at the end (without it, losses and the final
+    PEL are not checked)."""
 
     failure: str | None
     details: str
     anomalies: int
+    final_read: bool
 
 
 def check_workload(workload: Workload, history: Sequence[Op], final: object) -> WorkloadVerdict:
@@ -253,13 +256,14 @@ def check_workload(workload: Workload, history: Sequence[Op], final: object) -> 
     if workload is Workload.QUEUE:
         lists = final if isinstance(final, dict) else None
         q = check_queue(history, lists)
-        texts = [a.text for a in q.anomalies]
-        return _verdict(texts, q.stats.describe())
+        return _verdict([a.text for a in q.anomalies], q.stats.describe(), q.drained)
     streams = final if isinstance(final, dict) else None
     s = check_stream(history, streams)
-    return _verdict([a.text for a in s.anomalies], s.stats.describe())
+    return _verdict([a.text for a in s.anomalies], s.stats.describe(), s.final_read)
 
 
-def _verdict(texts: list[str], details: str) -> WorkloadVerdict:
+def _verdict(texts: list[str], details: str, final_read: bool) -> WorkloadVerdict:
     failure = "; ".join(texts[:3]) if texts else None
-    return WorkloadVerdict(failure, details, len(texts))
+    if not final_read:
+        details += " (no final read: the leader had not applied all it committed)"
+    return WorkloadVerdict(failure, details, len(texts), final_read)
