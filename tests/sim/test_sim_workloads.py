@@ -9,7 +9,9 @@ import time
 from dataclasses import replace
 
 import pytest
+from click.testing import CliRunner
 
+from cairn.cli.main import main
 from cairn.cli.sweep import sweep
 from cairn.resp.reply import Integer
 from cairn.sim import ALL_FAULTS, SimConfig, run_simulation
@@ -69,3 +71,12 @@ def test_ci_sweep_every_fault_no_anomaly(workload: Workload) -> None:
     read = sum(r.workload_verdict.final_read for r in checked if r.workload_verdict)
     assert read >= SWEEP_SEEDS * 3 // 4, f"only {read} runs had a final read"
     assert ops > SWEEP_SEEDS * 30
+
+
+def test_cairn_sim_runs_a_workload_and_prints_its_check() -> None:
+    args = ["sim", "--workload", "queue", "--seed", "2", "--nodes", "3", "--steps", "1500"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "queue check" in result.output and "acknowledged enqueues" in result.output
+    bad = CliRunner().invoke(main, ["sim", "--workload", "stream", "--regions"])
+    assert bad.exit_code != 0 and "--workload cannot be combined with --regions" in bad.output
