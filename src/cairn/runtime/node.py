@@ -74,7 +74,14 @@ from cairn.runtime.keyspace_events import NOTIFY_PARAM, KeyspaceEvents
 from cairn.runtime.memory_report import is_node_level, memory_command
 from cairn.runtime.monitor import Monitors
 from cairn.runtime.placement_wiring import NodePlacement, RemoteRegion
-from cairn.runtime.plants import ACK_BEFORE_SYNC, PLANT_ENV, STALE_FOLLOWER_READ, UnsyncedHostStore
+from cairn.runtime.plants import (
+    ACK_BEFORE_SYNC,
+    PLANT_ENV,
+    STALE_FOLLOWER_READ,
+    STREAM_ACK_LEADER_ONLY,
+    UnsyncedHostStore,
+    ack_on_leader_only,
+)
 from cairn.runtime.pubsub import PubSub
 from cairn.runtime.range_store import SplitRefusedError, StoreRangeMachine
 from cairn.runtime.real_env import LoopClock
@@ -706,6 +713,9 @@ class Node:
             self._retry_later(request)
             return
         now_ms = machine.effective_now(_wall_ms())
+        if self.plant == STREAM_ACK_LEADER_ONLY and request.name == "xack":
+            request.finish(ack_on_leader_only(machine, request.args, now_ms))
+            return
         command = encode_command(request.name, request.args, now_ms)
 
         def on_done(c: Completion) -> None:
