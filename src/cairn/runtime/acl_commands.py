@@ -203,7 +203,7 @@ class AclTable:
     def _rebuild(self) -> None:
         users = {n: parse_description(n, r, self.catalog) for n, r in self.rules.items()}
         if DEFAULT not in users:
-            users[DEFAULT] = default_user(self.password)
+            users[DEFAULT] = default_user(self.password, self.catalog)
         self.users = users
         self.open_users = {n for n, u in users.items() if unrestricted(u, self.catalog)}
 
@@ -301,6 +301,13 @@ class AclCommands:
                     if conn.transport is not None:
                         conn.transport.close()
 
+    def follow_password(self, password: str | None) -> None:
+        """The configured password (CONFIG SET requirepass): the `default` user's, unless
+        an ACL command has set that user for the cluster."""
+        if password != self.table.password:
+            self.table.set_password(password)
+        self._sync_server()
+
     def _sync_server(self) -> None:
         """New connections start authenticated only if `default` needs no password."""
         self.server.password = None if self.table.default_is_open() else "acl"
@@ -333,6 +340,12 @@ class AclCommands:
             return ErrorReply(f"ERR wrong number of arguments for 'acl|{sub}' command")
         if sub in ("setuser", "deluser"):  # only here inside MULTI (`intercept` otherwise)
             return ErrorReply(f"ERR ACL {sub.upper()} cannot run inside MULTI on Cairn")
+        if sub == "log" and len(args) > 2:
+            text = args[0].decode("utf-8", "replace")
+            return ErrorReply(
+                f"ERR unknown subcommand or wrong number of arguments for '{text}'. "
+                "Try ACL HELP."
+            )
         handler = getattr(self, f"_{sub}")
         reply: Reply = handler(conn, list(args[1:]))
         return reply
@@ -442,10 +455,6 @@ class AclCommands:
         return OK if denial is None else Bulk(_encode(denial.dryrun_text()))
 
     def _log(self, conn: ClientConnection, args: list[bytes]) -> Reply:
-        if len(args) > 1:
-            return ErrorReply(
-                "ERR unknown subcommand or wrong number of arguments for 'log'. Try ACL HELP."
-            )
         count = len(self.log.entries)
         if args:
             if args[0].lower() == b"reset":

@@ -101,6 +101,8 @@ def follow_config(ctx: ServerContext) -> None:
     )
     recorder.slowlog.max_len = int(values["slowlog-max-len"])
     recorder.slowlog.trim()
+    if ctx.acl is not None:  # CONFIG SET requirepass: the default user's password
+        ctx.acl.follow_password(values["requirepass"].decode("utf-8") or None)
 
 
 ClientHandler = Callable[[ServerContext, "ClientConnection", Sequence[bytes]], Reply]

@@ -113,9 +113,10 @@ def new_user(name: str) -> User:
     return User(name)
 
 
-def default_user(password: str | None) -> User:
+def default_user(password: str | None, catalog: Catalog) -> User:
     """The `default` user of a node configured with `password` (None: nopass)."""
-    user = User("default", enabled=True, allkeys=True, allchannels=True, all_future=True)
+    user = User("default", enabled=True, allkeys=True, allchannels=True)
+    _allcommands(user, catalog)
     if password is None:
         user.nopass = True
     else:
