@@ -82,6 +82,10 @@ def test_commands_channels_and_the_log(cluster: LocalCluster) -> None:
     admin = _raw(cluster, 2)
     rules = [b"on", b">pw", b"~*", b"-@all", b"+get", b"+publish", b"+auth", b"&news"]
     assert admin.call([b"ACL", b"SETUSER", b"ro", *rules]) == b"+OK\r\n"
+    assert admin.call([b"ACL", b"SETUSER", b"bin", b"~\xff"]) == (
+        b"-ERR Cairn needs user names and ACL rules (but passwords) in UTF-8\r\n"
+    )
+    assert admin.call([b"ACL", b"SETUSER", b"bin", b">\xff"]) == b"+OK\r\n"
     _until(lambda: _auth_ok(cluster, 3, b"ro", b"pw"), "ro authenticates on node 3")
     conn = _raw(cluster, 3)
     assert conn.call([b"AUTH", b"ro", b"pw"]) == b"+OK\r\n"

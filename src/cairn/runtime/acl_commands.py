@@ -79,6 +79,7 @@ NO_PLACEMENT = ErrorReply(
     "TRYAGAIN the placement group that stores ACL users is unreachable: retry later"
 )
 CONCURRENT = ErrorReply("ERR the user was changed meanwhile on another node: retry the ACL SETUSER")
+NOT_UTF8 = ErrorReply("ERR Cairn needs user names and ACL rules (but passwords) in UTF-8")
 MAX_GENPASS_BITS = 4096
 _ARITY = {
     "cat": -2,
@@ -354,6 +355,9 @@ class AclCommands:
         if b" " in username or b"\0" in username:
             done(BAD_USERNAME)
             return
+        if not _utf8(username) or not all(r[:1] in (b">", b"<") or _utf8(r) for r in rules):
+            done(NOT_UTF8)  # users travel as text (a password, hashed, may be any bytes)
+            return
         name = username.decode("utf-8", "surrogateescape")
         base = self.table.user(name) or new_user(name)
         try:
@@ -374,7 +378,7 @@ class AclCommands:
             done(NO_PLACEMENT)
 
     def _deluser(self, names: Sequence[bytes], done: Done) -> None:
-        decoded = tuple(n.decode("utf-8", "surrogateescape") for n in names)
+        decoded = tuple(n.decode("utf-8") for n in names if _utf8(n))  # no other exist
         if DEFAULT in decoded:
             done(ErrorReply("ERR The 'default' user cannot be removed"))
             return
@@ -490,6 +494,14 @@ class AclCommands:
 
     def _help(self, conn: ClientConnection, args: list[bytes]) -> Reply:
         return Array(tuple(SimpleString(line) for line in HELP))
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _encode(text: str) -> bytes:

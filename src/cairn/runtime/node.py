@@ -710,7 +710,9 @@ class Node:
 
         for i, part in enumerate(fanout.parts):
             argv = list(part.argv)
-            child = _Request(argv, request.spec, _PART_PROTOCOL, request.deadline, collect(i))
+            child = _Request(
+                argv, request.spec, _PART_PROTOCOL, request.deadline, collect(i), user=request.user
+            )
             self._run_target(child, part.target)
 
     def _arm_timeout(self, request: _Request, reply: Reply) -> None:
