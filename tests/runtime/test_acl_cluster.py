@@ -75,6 +75,16 @@ def test_a_user_made_on_one_node_is_confined_on_every_node(cluster: LocalCluster
         listing = conn.call([b"CLIENT", b"LIST"])
         assert b" user=app " in listing
         conn.close()
+    conn = _raw(cluster, 1)
+    assert conn.call([b"AUTH", b"app", b"pw"]) == b"+OK\r\n"
+    assert conn.call([b"MULTI"]) == b"+OK\r\n"
+    assert conn.call([b"SET", b"app:m", b"1"]) == b"+QUEUED\r\n"
+    assert conn.call([b"SET", b"other:m", b"1"]) == NOPERM_KEY
+    assert conn.call([b"EXEC"]) == (
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    )
+    assert conn.call([b"GET", b"app:m"]) == b"$-1\r\n"
+    conn.close()
     admin.close()
 
 
