@@ -75,6 +75,11 @@ def test_a_user_made_on_one_node_is_confined_on_every_node(cluster: LocalCluster
         listing = conn.call([b"CLIENT", b"LIST"])
         assert b" user=app " in listing
         conn.close()
+    conn = _raw(cluster, 2)
+    assert conn.call([b"HELLO", b"3", b"AUTH", b"app", b"bad"]) == WRONGPASS
+    assert conn.call([b"HELLO", b"2", b"AUTH", b"app", b"pw"]).startswith(b"*14\r\n")
+    assert conn.call([b"ACL", b"WHOAMI"]) == b"$3\r\napp\r\n"
+    conn.close()
     conn = _raw(cluster, 1)
     assert conn.call([b"AUTH", b"app", b"pw"]) == b"+OK\r\n"
     assert conn.call([b"MULTI"]) == b"+OK\r\n"
