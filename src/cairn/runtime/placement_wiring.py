@@ -614,16 +614,16 @@ class NodePlacement:
         version = metadata.acl_version
         if version == 0:
             return  # no ACL command ever: every node has only its configured default
-        items = sorted(metadata.acl_users.items())
         if self._acl_local != version:
             self._acl_local = version
-            self.on_acl_users(version, items)
+            self.on_acl_users(version, sorted(metadata.acl_users.items()))
         links = self.transport.links_version
         frame: list[Any] | None = None
-        for node in sorted(self.transport.peers):
+        for node in self.transport.peers:
             if self._acl_pushed.get(node) == (version, links) or not self.transport.connected(node):
                 continue
             if frame is None:
+                items = sorted(metadata.acl_users.items())
                 frame = [FrameKind.ACL_USERS, version, [list(item) for item in items]]
             if self.transport.send_frame(node, frame):
                 self._acl_pushed[node] = (version, links)
