@@ -49,6 +49,7 @@ from cairn.raft.ready import Ready
 from cairn.raft.types import NONE, Entry, EntryType, ReadOnlyOption, Snapshot
 from cairn.resp.codec import encode
 from cairn.resp.reply import OK, ErrorReply, Integer, Reply
+from cairn.runtime.acl_commands import AclCommands, AclTable, acl_key_info, node_catalog
 from cairn.runtime.blocking import BlockingCommands, is_blocking
 from cairn.runtime.client_commands import (
     CLIENT_COMMANDS,
@@ -57,6 +58,7 @@ from cairn.runtime.client_commands import (
     follow_config,
     recorder_for,
 )
+from cairn.runtime.client_introspection import client_line
 from cairn.runtime.client_limits import OUTPUT_LIMIT_CLOSE, forwarded_reply_fits
 from cairn.runtime.cluster_layout import ClusterLayout
 from cairn.runtime.config import ConfigError, NodeConfig
@@ -117,7 +119,7 @@ from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.store import COMMANDS, EXPIRE_DELETE, CommandSpec, classify
 from cairn.store.idempotency import PREFIX as IDEMPOTENT
-from cairn.store.idempotency import PURGE_COMMAND, tag_command
+from cairn.store.idempotency import PURGE_COMMAND, checked_argv, tag_command
 from cairn.store.machine import StoreMachine, encode_command
 
 log = logging.getLogger("cairn.node")
@@ -166,6 +168,9 @@ class _Request:
     done: Done
     forwarded: bool = False
     """Sent to us by another node: on a retryable failure, tell it to retry."""
+    user: str = ""
+    """The ACL user it runs as, sent along when forwarded for the leader to check again
+    ("": an internal attempt (a transaction, a blocking retry), checked where it began)."""
     finished: bool = False
 
     @property
@@ -349,6 +354,19 @@ class Node:
         )
         self._apply_saved_config()
         self.context.rewrite = self._rewrite_config
+        self.acl = AclCommands(
+            AclTable(node_catalog(self.context.table), cfg.password),
+            self.server,
+            lambda commands, answer: self.placement is not None
+            and self.placement.propose(commands, answer, cfg.limits.request_timeout_ms / 1000),
+            acl_key_info,
+            lambda conn: client_line(self.context, conn, time.monotonic()).rstrip("\n"),
+            _wall_ms,
+        )
+        self.context.acl = self.acl
+        self.placement.on_acl_users = self.acl.adopt
+        if self.placement.acl_latest is not None:
+            self.acl.adopt(*self.placement.acl_latest)
         self.context.recorder = recorder_for(self.context.table)
         self.context.pause.attach(self.execute)
         self.context.monitors = Monitors(
@@ -566,11 +584,19 @@ class Node:
         state.last_command = name
         done = self.context.recorder.track(state, args, done, name)
         client_spec = CLIENT_COMMANDS.get(name)
-        if not state.authenticated and not (client_spec is not None and client_spec.no_auth):
-            done(NOAUTH)
-            return
+        if not (client_spec is not None and client_spec.no_auth):
+            if not state.authenticated:
+                done(NOAUTH)
+                return
+            checked = checked_argv(args)
+            denied = None if checked is None else self.acl.check(client, checked)
+            if denied is not None:
+                done(denied)
+                return
         self.context.monitors.feed(state, name, args)
         if self.transactions.intercept(client, name, args, done):
+            return
+        if name == "acl" and self.acl.intercept(client, args, done):
             return
         if name == FAILPOINT_COMMAND and self.failpoints_enabled:
             done(self._failpoint(args[1:]))
@@ -623,7 +649,7 @@ class Node:
             if is_blocking(spec):
                 self.blocking.start(client, args, spec, protocol, reply)
                 return
-            request = _Request(args, spec, protocol, _now() + timeout, reply)
+            request = _Request(args, spec, protocol, _now() + timeout, reply, user=state.user)
             if isinstance(decision, Local) and spec.is_write and self.topology() is topology:
                 self._run(request, decision.region)  # routed just now, under this layout
             else:
@@ -771,7 +797,9 @@ class Node:
 
         for i, part in enumerate(fanout.parts):
             argv = list(part.argv)
-            child = _Request(argv, request.spec, _PART_PROTOCOL, request.deadline, collect(i))
+            child = _Request(
+                argv, request.spec, _PART_PROTOCOL, request.deadline, collect(i), user=request.user
+            )
             self._run_target(child, part.target)
 
     def _arm_timeout(self, request: _Request, reply: Reply) -> None:
@@ -825,6 +853,7 @@ class Node:
             region.id,
             epoch.version,
             epoch.conf_ver,
+            request.user,
         ]
         if not self.transport.send_frame(lead, frame):
             del self._forwards[fid]
@@ -857,8 +886,11 @@ class Node:
         protocol: int,
         args: list[bytes],
         target: ForwardTarget | None,
+        user: str = "default",
     ) -> None:
-        """Run a command another node routed to a region led here; never forward it on."""
+        """Run a command another node routed to a region led here; never forward it on.
+        The command's ACL user is checked again here: users are replicated, and this
+        node's table is the one that decides what runs on its regions."""
 
         def reply(value: ReplyValue) -> None:
             data = value if isinstance(value, bytes) else encode(value, protocol)
@@ -870,6 +902,11 @@ class Node:
         spec = forwarded_spec(args)  # a client command or a transaction's internal one
         if isinstance(spec, ErrorReply):
             reply(spec)
+            return
+        checked = checked_argv(args)
+        denied = self.acl.check_forwarded(user, checked) if user and checked else None
+        if denied is not None:
+            reply(denied)
             return
         timeout = self.config.limits.request_timeout_ms / 1000
         request = _Request(args, spec, protocol, _now() + timeout, reply, forwarded=True)

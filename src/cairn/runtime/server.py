@@ -52,6 +52,8 @@ class ClientState:
     protocol: int = 2
     name: str = ""
     authenticated: bool = False
+    user: str = "default"
+    """The ACL user the connection runs as (AUTH, HELLO AUTH; `cairn.runtime.acl_commands`)."""
     last_command: str = "NULL"
     last_active: float = 0.0
     closing: bool = False

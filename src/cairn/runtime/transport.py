@@ -74,8 +74,9 @@ log = logging.getLogger("cairn.transport")
 Address = tuple[str, int]
 ForwardTarget = tuple[int, int, int]
 """(region id, epoch version, epoch conf_ver) a forwarded command was routed to."""
-ForwardHandler = Callable[[NodeId, int, int, list[bytes], ForwardTarget | None], None]
-"""(from node, request id, protocol, args, target or None): run a command a peer forwarded."""
+ForwardHandler = Callable[[NodeId, int, int, list[bytes], ForwardTarget | None, str], None]
+"""(from node, request id, protocol, args, target or None, ACL user): run a command a peer
+forwarded."""
 EnvelopeFrameHandler = Callable[[NodeId, list[Any]], None]
 """(from node, encoded envelopes): what an ENVELOPES frame (or a reassembled chunk
 stream, as a one-item list) carries."""
@@ -700,7 +701,7 @@ class TcpTransport:
     def _on_forward(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
         fwd = check_forward(frame)
         if self.on_forward is not None:
-            self.on_forward(peer, fwd.request_id, fwd.protocol, fwd.argv, fwd.target)
+            self.on_forward(peer, fwd.request_id, fwd.protocol, fwd.argv, fwd.target, fwd.user)
 
     def _on_forward_reply(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
         request_id, data = check_forward_reply(frame)

@@ -92,6 +92,7 @@ __all__ = [
     "PREFIX",
     "PURGE_COMMAND",
     "apply_idempotency",
+    "checked_argv",
     "has_expired",
     "move_requests",
     "request_count",
@@ -194,6 +195,21 @@ def _check_wrapped(wrapped: Sequence[bytes]) -> CommandSpec | ErrorReply:
     if not spec.keys(wrapped):
         return ErrorReply(f"ERR IDEMPOTENT cannot wrap '{spec.name}': it names no key")
     return spec
+
+
+def checked_argv(argv: list[bytes]) -> list[bytes] | None:
+    """What ACL checks for `argv`: the wrapped command of ``IDEMPOTENT`` or of a
+    `cairn.idem` entry (the prefix itself grants nothing), `argv` itself otherwise; None
+    for a tagged transaction, whose commands were checked as they were queued."""
+    name = argv[0].lower()
+    if name == PREFIX.encode():
+        return argv[2:] or argv
+    if name == IDEM_COMMAND.encode():
+        wrapped = argv[4:]
+        if wrapped and wrapped[0] == TXN_COMMAND.encode():
+            return None
+        return wrapped or argv
+    return argv
 
 
 def wrapped_keys(argv: Sequence[bytes]) -> list[bytes]:
