@@ -105,6 +105,7 @@ from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.store import COMMANDS, EXPIRE_DELETE, CommandSpec, classify
 from cairn.store.machine import StoreMachine, encode_command
+from cairn.store.scripting import FRONT_COMMANDS, ScriptFront
 
 log = logging.getLogger("cairn.node")
 
@@ -242,6 +243,8 @@ class Node:
         self.transactions = Transactions(
             config.limits, self._attempt, _client_arity, self._run_client_command
         )
+        self.scripts = ScriptFront()
+        """The node's script cache: EVALSHA and SCRIPT are answered from it."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -539,6 +542,12 @@ class Node:
             done(NOAUTH)
             return
         self.context.monitors.feed(state, name, args)
+        if name in FRONT_COMMANDS:  # EVALSHA becomes EVAL (the entry carries the body)
+            fronted = self.scripts.front(args)
+            if not isinstance(fronted, list):
+                done(fronted)
+                return
+            args, name = fronted, fronted[0].decode()
         if self.transactions.intercept(client, name, args, done):
             return
         if name == FAILPOINT_COMMAND and self.failpoints_enabled:

@@ -5,8 +5,16 @@ Lua values and back, `engine` runs one script against the command's `Db`, `comma
 the table entries, and `cache` the node's script cache and front (EVALSHA → EVAL, SCRIPT).
 """
 
-from cairn.store.scripting.cache import ScriptCache, ScriptFront, sha1_hex
+from cairn.store.scripting.cache import FRONT_COMMANDS, ScriptCache, ScriptFront, sha1_hex
 from cairn.store.scripting.commands import COMMANDS
 from cairn.store.scripting.sandbox import DEFAULT_LIMITS, ScriptLimits
 
-__all__ = ["COMMANDS", "DEFAULT_LIMITS", "ScriptCache", "ScriptFront", "ScriptLimits", "sha1_hex"]
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_LIMITS",
+    "FRONT_COMMANDS",
+    "ScriptCache",
+    "ScriptFront",
+    "ScriptLimits",
+    "sha1_hex",
+]

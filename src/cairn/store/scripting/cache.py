@@ -60,6 +60,9 @@ _HELP = (
 )
 """SCRIPT HELP as Redis 7.0 prints it, without DEBUG (Cairn has no Lua debugger)."""
 
+FRONT_COMMANDS = frozenset({"eval", "eval_ro", "evalsha", "evalsha_ro", "script"})
+"""The commands `ScriptFront.front` looks at (lower-case names)."""
+
 _SCRIPT_ARITY = {"load": 3, "exists": -3, "flush": -2, "kill": 2, "help": 2}
 
 

@@ -272,7 +272,7 @@ base.redis = readonly({
   debug = function() end,
   LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
   REPL_NONE = 0, REPL_AOF = 1, REPL_SLAVE = 2, REPL_REPLICA = 2, REPL_ALL = 3,
-  REDIS_VERSION = '7.0.15', REDIS_VERSION_NUM = 0x00070f,
+  REDIS_VERSION = '7.0.15', REDIS_VERSION_NUM = 0x07000f,
 })
 
 -- running a script ---------------------------------------------------------------------
