@@ -547,7 +547,7 @@ class Node:
             if not isinstance(fronted, list):
                 done(fronted)
                 return
-            args, name = fronted, fronted[0].decode()
+            args, name = fronted, fronted[0].lower().decode("utf-8", "replace")
         if self.transactions.intercept(client, name, args, done):
             return
         if name == FAILPOINT_COMMAND and self.failpoints_enabled:
