@@ -82,6 +82,11 @@ def test_scripts_are_routed_by_their_keys(cluster: LocalCluster) -> None:
     assert c.eval_ro("return redis.call('GET', KEYS[1])", 1, a) == "one"
     with pytest.raises(redis.ResponseError, match="read-only scripts"):
         c.eval_ro("return redis.call('DEL', KEYS[1])", 1, a)
+    sha = c.script_load("return redis.call('INCR', KEYS[1])")
+    pipe = c.pipeline(transaction=True)  # inside MULTI: EVALSHA queued as EVAL
+    pipe.evalsha(sha, 1, f"{{{a}}}:n")
+    pipe.eval("return redis.call('INCR', KEYS[1])", 1, f"{{{a}}}:n")
+    assert pipe.execute() == [1, 2]
     c.close()
 
 
