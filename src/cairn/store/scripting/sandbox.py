@@ -48,7 +48,8 @@ HOOK_STEP = 1000
 class ScriptLimits:
     """The bounds of one script run: the same on every replica (they decide the outcome).
 
-    `instructions`: Lua VM instructions (about 50 ms of pure Lua at the default, which also allows about 5,000 `redis.call`s);
+    `instructions`: Lua VM instructions (at the default about 50 ms of pure Lua, or about
+    5,000 `redis.call`s);
     `call_cost`: instructions charged per `redis.call`/`redis.pcall` (a command costs far
     more than one VM instruction); `memory`: bytes the Lua state may allocate.
     """
