@@ -139,9 +139,27 @@ def test_the_budget_stops_every_kind_of_loop(body: bytes) -> None:
     assert time.perf_counter() - started < 2
 
 
+def test_pattern_matching_that_could_backtrack_for_ever_is_refused() -> None:
+    started = time.perf_counter()
+    for body in (
+        b"return string.find(string.rep('a', 5000), '.-.-.-b')",
+        b"return (string.rep('a', 5000)):match('(.*)(.*)(.*)b')",
+        b"for w in string.rep('ab', 3000):gmatch('a.-b.-a.-x') do end",
+    ):
+        reply = _run(body)
+        assert isinstance(reply, ErrorReply) and "pattern too complex" in reply.message
+    assert time.perf_counter() - started < 2
+    assert _run(b"return ('key:123'):match('^(%a+):(%d+)$')") == Bulk(b"key")
+    assert _run(b"return string.find(string.rep('a', 5000), '.-.-.-b', 1, true)") == NULL
+    assert _run(b"return (string.gsub('a-b-c', '[-]', '+'))") == Bulk(b"a+b+c")
+    reply = _run(b"return #string.rep('', 2^31)")
+    assert isinstance(reply, ErrorReply) and "string.rep result too large" in reply.message
+    assert _run(b"return string.rep('ab', 3)") == Bulk(b"ababab")
+
+
 def test_the_memory_limit_stops_a_script() -> None:
     with pytest.raises(CommandError) as caught:
-        _run(b"local s = string.rep('x', 1e7) return #s")
+        _run(b"local t = {} for i = 1, 1000 do t[i] = string.rep('x', 100000) .. i end")
     assert "memory limit" in caught.value.reply.message
 
 

@@ -51,10 +51,14 @@ class ScriptLimits:
     `instructions`: Lua VM instructions (at the default about 50 ms of pure Lua, or about
     5,000 `redis.call`s);
     `call_cost`: instructions charged per `redis.call`/`redis.pcall` (a command costs far
-    more than one VM instruction); `memory`: bytes the Lua state may allocate.
+    more than one VM instruction); `memory`: bytes the Lua state may allocate;
+    `pattern_steps`: the bound on one pattern match (a C call no hook can stop).
     """
 
     instructions: int = 5_000_000
+    pattern_steps: int = 100_000_000
+    """The most steps a `string.find/match/gmatch/gsub` may be estimated to take:
+    (subject length + 1) ^ (quantifiers in the pattern, + 1 unless anchored by ``^``)."""
     call_cost: int = 1_000
     memory: int = 64 * 1024 * 1024
 
@@ -87,7 +91,7 @@ class Rand48:
 
 
 PRELUDE = r"""
-local api, limit, step, call_cost = ...
+local api, limit, step, call_cost, pattern_steps, memory = ...
 local py_call, py_pcall, py_errtext, py_text, py_rand, py_srand, py_sha1, py_setresp, py_log =
     api.call, api.pcall, api.errtext, api.text, api.rand, api.srand, api.sha1hex,
     api.setresp, api.log
@@ -208,7 +212,57 @@ end
 base.loadstring = sandboxed_load
 base.load = load
 base.rawset = api.rawset
-base.string = readonly(string)
+-- Pattern matching is one C call the hook cannot interrupt, and backtracking makes it
+-- polynomial in the subject's length with the number of quantifiers as the exponent
+-- (`s:find('.-.-.-x')`): a match whose estimated steps pass PATTERN_STEPS is refused.
+local string_copy = {}
+for k, v in pairs(string) do string_copy[k] = v end
+local function quantifiers(pattern)
+  local count, i, n, in_set = 0, 1, #pattern, false
+  while i <= n do
+    local c = pattern:sub(i, i)
+    if c == '%' then
+      i = i + 1
+    elseif in_set then
+      if c == ']' then in_set = false end
+    elseif c == '[' then
+      in_set = true
+      if pattern:sub(i + 1, i + 1) == ']' then i = i + 1 end
+    elseif c == '*' or c == '+' or c == '-' then
+      count = count + 1
+    end
+    i = i + 1
+  end
+  return count
+end
+local function guard(name, subject, pattern, plain)
+  if plain or type(subject) ~= 'string' and type(subject) ~= 'number' then return end
+  if type(pattern) ~= 'string' and type(pattern) ~= 'number' then return end
+  pattern = tostring(pattern)
+  local exponent = quantifiers(pattern)
+  if pattern:sub(1, 1) ~= '^' or name == 'gmatch' then exponent = exponent + 1 end
+  if (#tostring(subject) + 1) ^ exponent > pattern_steps then
+    error('pattern too complex for a subject of ' .. #tostring(subject) ..
+          ' bytes (Cairn bounds pattern matching, see docs/scripting.md)', 3)
+  end
+end
+for _, name in ipairs({'find', 'match', 'gmatch', 'gsub'}) do
+  local raw = string[name]
+  string_copy[name] = function(s, p, a, b)
+    guard(name, s, p, name == 'find' and b)
+    return raw(s, p, a, b)
+  end
+end
+-- string.rep loops n times in C even for an empty string: bounded by the memory limit.
+local rep = string.rep
+string_copy.rep = function(s, n)
+  if type(n) == 'number' and type(s) == 'string' and n * (#s > 0 and #s or 1) > memory then
+    error('string.rep result too large (the Lua memory limit is ' .. memory .. ' bytes)', 2)
+  end
+  return rep(s, n)
+end
+getmetatable('').__index = string_copy
+base.string = readonly(string_copy)
 base.table = readonly(table)
 local math_copy = {}
 for k, v in pairs(math) do math_copy[k] = v end
@@ -376,6 +430,8 @@ class LuaState:
             limits.instructions,
             HOOK_STEP,
             limits.call_cost,
+            limits.pattern_steps,
+            limits.memory,
         )
         (
             self.compile,
