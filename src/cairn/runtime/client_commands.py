@@ -25,6 +25,7 @@ from cairn.resp.reply import (
     Verbatim,
 )
 from cairn.runtime.client_introspection import BAD_NAME, client, valid_name
+from cairn.runtime.client_pause import ClientPause, client_pause_command, pause_arity_error
 from cairn.runtime.command_info import CommandMeta, command_reply, flag_names
 from cairn.runtime.command_stats import CommandRecorder, RecorderSettings
 from cairn.runtime.config_rewrite import NO_CONFIG_FILE
@@ -32,6 +33,7 @@ from cairn.runtime.latency import LatencyMonitor
 from cairn.runtime.monitor import Monitors
 from cairn.runtime.redis_config import HELP as CONFIG_HELP
 from cairn.runtime.redis_config import RedisConfig, reset_stats
+from cairn.runtime.save_commands import bgsave, save
 from cairn.runtime.server_facts import lastsave, monitor, role, wait
 from cairn.runtime.slowlog import SlowLog
 from cairn.shard.routing import ClientRouting, observe
@@ -71,6 +73,8 @@ class ServerContext:
     """Command statistics, SLOWLOG and LATENCY (`cairn.runtime.command_stats`)."""
     subscriptions: Callable[[int], tuple[int, int, int]] = field(default=lambda cid: (0, 0, 0))
     """A client's (channels, patterns, shard channels) for CLIENT LIST."""
+    pause: ClientPause = field(default_factory=ClientPause)
+    """CLIENT PAUSE's state and held commands (`cairn.runtime.client_pause`)."""
     replication: Callable[[], tuple[int, int]] = field(default=lambda: (0, 0))
     """ROLE's offset and WAIT's replica count (`cairn.runtime.server_facts`)."""
     monitors: Monitors = field(default_factory=lambda: Monitors({}, time.time, 1 << 20))
@@ -133,6 +137,16 @@ class ClientCommandSpec:
     acl_categories: tuple[str, ...] = ("@connection",)
     tips: tuple[str, ...] = ()
     no_auth: bool = False
+
+
+def client_or_pause(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """CLIENT PAUSE and UNPAUSE (`cairn.runtime.client_pause`); any other CLIENT
+    subcommand goes to `client`."""
+    sub = args[0].lower()
+    if sub not in (b"pause", b"unpause"):
+        return client(ctx, conn, args)
+    wrong = pause_arity_error(sub, len(args) + 1)
+    return wrong if wrong is not None else client_pause_command(ctx.pause, sub, args[1:])
 
 
 def _arity_error(name: str) -> ErrorReply:
@@ -377,6 +391,7 @@ def _spec(
 _NO_AUTH = ("noscript", "loading", "stale", "fast", "no_auth")
 _STALE = ("loading", "stale")
 _ADMIN = ("admin", "noscript", "loading", "stale")
+_SAVE = ("admin", "noscript", "no_async_loading")
 
 CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
     s.name: s
@@ -419,7 +434,7 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
         _spec(
             "client",
             -2,
-            client,
+            client_or_pause,
             "A container for client connection commands.",
             _STALE,
             since="2.4.0",
@@ -521,6 +536,17 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             ("fast",),
             since="3.0.0",
             group="cluster",
+        ),
+        _spec(
+            "save", 1, save, "Synchronously saves the database(s) to disk.", _SAVE, group="server"
+        ),
+        _spec(
+            "bgsave",
+            -1,
+            bgsave,
+            "Asynchronously saves the database(s) to disk.",
+            _SAVE,
+            group="server",
         ),
     )
 }

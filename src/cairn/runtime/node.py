@@ -25,7 +25,10 @@ Every client command is routed (`cairn.shard.routing.route`) over the node's `To
   `request_timeout_ms`, then `-CLUSTERDOWN` / `-TRYAGAIN`. A write whose outcome cannot be
   known (leadership lost while it was in flight, or timed out) fails with `-UNCERTAIN`.
 
-Each region's leader also runs active expiry, proposing deletions of expired keys.
+Each region's leader also runs active expiry, proposing deletions of expired keys (and of
+expired request ids of idempotent writes). ``IDEMPOTENT <id> <command> ...`` becomes the
+internal `cairn.idem` write here (`cairn.store.idempotency.tag_command`), routed and
+proposed like the command it wraps.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from cairn.runtime.client_commands import (
     follow_config,
     recorder_for,
 )
+from cairn.runtime.client_limits import OUTPUT_LIMIT_CLOSE, forwarded_reply_fits
 from cairn.runtime.cluster_layout import ClusterLayout
 from cairn.runtime.config import ConfigError, NodeConfig
 from cairn.runtime.config_rewrite import (
@@ -66,10 +70,18 @@ from cairn.runtime.envelope_codec import TcpHostTransport
 from cairn.runtime.frames import FrameKind
 from cairn.runtime.host_store import LmdbHostStore, found_regions
 from cairn.runtime.info import render_info
+from cairn.runtime.keyspace_events import NOTIFY_PARAM, KeyspaceEvents
 from cairn.runtime.memory_report import is_node_level, memory_command
 from cairn.runtime.monitor import Monitors
 from cairn.runtime.placement_wiring import NodePlacement, RemoteRegion
-from cairn.runtime.plants import ACK_BEFORE_SYNC, PLANT_ENV, STALE_FOLLOWER_READ, UnsyncedHostStore
+from cairn.runtime.plants import (
+    ACK_BEFORE_SYNC,
+    PLANT_ENV,
+    STALE_FOLLOWER_READ,
+    STREAM_ACK_LEADER_ONLY,
+    UnsyncedHostStore,
+    ack_on_leader_only,
+)
 from cairn.runtime.pubsub import PubSub
 from cairn.runtime.range_store import SplitRefusedError, StoreRangeMachine
 from cairn.runtime.real_env import LoopClock
@@ -77,7 +89,7 @@ from cairn.runtime.redis_config import RedisConfig
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
-from cairn.runtime.tls import ServerTls
+from cairn.runtime.tls import PeerTls, ServerTls
 from cairn.runtime.transactions import Transactions, applied_parts, forwarded_spec
 from cairn.runtime.transport import ForwardTarget, TcpTransport, TransportConfig
 from cairn.shard.host import HostConfig, RegionHost, RegionPeer
@@ -104,6 +116,8 @@ from cairn.storage import failpoints
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.store import COMMANDS, EXPIRE_DELETE, CommandSpec, classify
+from cairn.store.idempotency import PREFIX as IDEMPOTENT
+from cairn.store.idempotency import PURGE_COMMAND, tag_command
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.scripting import FRONT_COMMANDS, ScriptFront
 
@@ -132,6 +146,9 @@ UNCERTAIN = ErrorReply(
 SHUTTING_DOWN = ErrorReply("TRYAGAIN this node is shutting down, retry on another node")
 _RETRY_MARK = b""
 """A forwarded command's reply meaning "I do not lead that region at that epoch: retry"."""
+_OUTPUT_LIMIT_MARK = b"\x00output-limit"
+"""A forwarded command's reply meaning "the reply would pass the output limit: close
+the client" (no RESP reply starts with a NUL byte)."""
 _PART_PROTOCOL = 2
 """The protocol a fanned-out part is forwarded in (its reply is decoded and merged)."""
 _TIMEOUTS_SWEEP_MIN = 1024
@@ -178,7 +195,8 @@ class _LayoutWatch:
 
     def on_apply(self, replica: Replica, entry: Entry) -> None:
         """Wake the clients blocked on keys the entry may have filled (descriptions reach
-        the node through `on_region`)."""
+        the node through `on_region`), after publishing its keyspace notifications."""
+        self.node.keyspace_events.on_apply(replica, entry)
         blocking = self.node.blocking
         if blocking.waiters and entry.type is EntryType.NORMAL and entry.data:
             try:
@@ -229,6 +247,8 @@ class Node:
         self.stop_requested = asyncio.Event()
         self.tls: ServerTls | None = None
         """The TLS client port's and admin API's certificate (reloaded on SIGHUP)."""
+        self.peer_tls: PeerTls | None = None
+        """The peer port's mutual TLS contexts (`peer_tls`; reloaded on SIGHUP)."""
         self.lmdb: LmdbEnv | None = None
         self.failpoints_enabled = False
         self.plant = os.environ.get(PLANT_ENV, "")
@@ -253,6 +273,8 @@ class Node:
         cfg = self.config
         loop = asyncio.get_running_loop()
         self.tls = ServerTls.load(cfg.tls) if cfg.tls is not None else None  # files first
+        if cfg.peer_tls is not None:
+            self.peer_tls = PeerTls.load(cfg.peer_tls, cfg.node_id)
         self.failpoints_enabled = FAILPOINTS_ENV in os.environ
         failpoints.configure_all(os.environ.get(FAILPOINTS_ENV, ""))
         self.node_store = NodeStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
@@ -282,9 +304,11 @@ class Node:
                 client_addr=announce,
                 secret=cfg.cluster_secret or b"",
                 handshake_timeout=cfg.peer_handshake_timeout_s,
+                tls_listener=self.peer_tls.listener if self.peer_tls else None,
+                tls_dialer=self.peer_tls.dialer if self.peer_tls else None,
             ),
         )
-        if cfg.cluster_secret is None:
+        if cfg.cluster_secret is None and self.peer_tls is None:
             warning = "INSECURE: no cluster secret: whoever reaches %s:%d controls the cluster"
             log.warning(warning, *cfg.peer_addr)
         self.transport.on_forward = self._on_forward
@@ -292,6 +316,7 @@ class Node:
         self.pubsub = PubSub(
             self.transport, cfg.limits, _known_command, self.topology, self.routing
         )
+        self.keyspace_events = KeyspaceEvents(self.pubsub.publish, self.machines.values)
         self.clock = LoopClock(loop)
         self.host = RegionHost(
             cfg.node_id,
@@ -311,7 +336,7 @@ class Node:
         )
         await self.transport.start()
         self.placement.start()
-        self.server = RespServer(self, cfg.limits, cfg.password)
+        self.server = RespServer(self, cfg.limits, cfg.password, cfg.protected_mode)
         self.pubsub.attach(self.server)
         self.context = ServerContext(
             server=self.server,
@@ -328,9 +353,12 @@ class Node:
         self._apply_saved_config()
         self.context.rewrite = self._rewrite_config
         self.context.recorder = recorder_for(self.context.table)
+        self.context.pause.attach(self.execute)
         self.context.monitors = Monitors(
             self.context.table, time.time, cfg.limits.max_pending_replies_bytes
         )
+        self.context.redis_config.watchers[NOTIFY_PARAM] = self.keyspace_events.configure
+        self.keyspace_events.configure(self.context.redis_config.values[NOTIFY_PARAM])
         follow_config(self.context)
         if cfg.client_plaintext:
             await self.server.start(*cfg.client_addr)
@@ -368,6 +396,7 @@ class Node:
     def _machine_for(self, record: RegionRecord) -> RangeMachine:
         machine = StoreRangeMachine(self.node_store.keyspace, record.region_id, record.region)
         self.machines[record.region_id] = machine.store
+        self.keyspace_events.adopt(machine.store)
         return machine
 
     def _on_fatal(self, exc: Exception) -> None:
@@ -535,6 +564,8 @@ class Node:
             done(SHUTTING_DOWN)
             return
         name = args[0].lower().decode("utf-8", "replace")
+        if self.context.pause.holds(client, name, args, done):  # CLIENT PAUSE
+            return
         state.last_command = name
         done = self.context.recorder.track(state, args, done, name)
         client_spec = CLIENT_COMMANDS.get(name)
@@ -568,6 +599,13 @@ class Node:
             done(client_spec.handler(self.context, client, args[1:]))
             return
         spec = COMMANDS.get(name)
+        if name == IDEMPOTENT:  # IDEMPOTENT <id> <command> ...: `cairn.store.idempotency`
+            limits = self.config.limits
+            tagged = tag_command(args, limits.idempotency_ttl_ms, limits.idempotency_max_ids)
+            if isinstance(tagged, ErrorReply):
+                done(tagged)
+                return
+            args, spec = tagged  # the internal entry, routed by the wrapped command's keys
         if spec is None or not spec.arity_ok(len(args)):
             done(cast(ErrorReply, classify(args)))  # the error Redis gives
             return
@@ -684,6 +722,9 @@ class Node:
             self._retry_later(request)
             return
         now_ms = machine.effective_now(_wall_ms())
+        if self.plant == STREAM_ACK_LEADER_ONLY and request.name == "xack":
+            request.finish(ack_on_leader_only(machine, request.args, now_ms))
+            return
         command = encode_command(request.name, request.args, now_ms)
 
         def on_done(c: Completion) -> None:
@@ -813,6 +854,8 @@ class Node:
             return
         if data == _RETRY_MARK:
             self._retry_later(request)
+        elif data == _OUTPUT_LIMIT_MARK:
+            request.finish(OUTPUT_LIMIT_CLOSE)
         else:
             request.finish(data)
 
@@ -828,6 +871,9 @@ class Node:
 
         def reply(value: ReplyValue) -> None:
             data = value if isinstance(value, bytes) else encode(value, protocol)
+            limit = self.server.limits.max_pending_replies_bytes
+            if not forwarded_reply_fits(self.transport.backlog(peer), len(data), limit):
+                data = _OUTPUT_LIMIT_MARK  # client-output-buffer-limit, applied here
             self.transport.send_frame(peer, [FrameKind.FORWARD_REPLY, fid, data])
 
         spec = forwarded_spec(args)  # a client command or a transaction's internal one
@@ -893,12 +939,20 @@ class Node:
                     found = True
                     command = encode_command(EXPIRE_DELETE, keys, now_ms)
                     self.host.propose(region_id, peer.region.epoch, command, self._expired)
+                if machine.has_expired_requests(now_ms):  # IDEMPOTENT's expired request ids
+                    found = True
+                    command = encode_command(PURGE_COMMAND, [], now_ms)
+                    self.host.propose(region_id, peer.region.epoch, command, _ignored)
             interval = EXPIRY_INTERVAL if found else min(2 * interval, EXPIRY_MAX_INTERVAL)
 
     def _expired(self, completion: Completion) -> None:
         """Count the keys an active-expiry proposal of this node deleted (INFO)."""
         if completion.outcome is Outcome.OK and isinstance(completion.value, Integer):
             self.server.stats["expired_keys"] += completion.value.value
+
+
+def _ignored(completion: Completion) -> None:
+    """A background proposal's outcome nobody waits for (a lost one is proposed again)."""
 
 
 def _not_hosted(remote: Iterable[RemoteRegion], hosted: Sequence[Region]) -> list[RemoteRegion]:

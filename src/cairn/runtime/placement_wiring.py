@@ -438,7 +438,7 @@ class NodePlacement:
 
     async def _join_once(self, address: tuple[str, int]) -> None:
         cfg = self.config
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), JOIN_RETRY * 4)
+        reader, writer = await self.transport.open_stream(address, JOIN_RETRY * 4)
         try:
             peer, decoder = await self.transport.dial_handshake(reader, writer)
             host, port = cfg.peer_addr

@@ -18,6 +18,7 @@ from cairn.store.commands.common import fail, get_string, int_arg, lookup_typed
 from cairn.store.commands.spec import MAX_STRING, SYNTAX, TOO_BIG, Ctx
 from cairn.store.commands.strings import store_keep_ttl
 from cairn.store.layout import ValueType
+from cairn.store.notifications import STRING
 from cairn.store.numbers import LLONG_MIN, parse_ll
 
 BIT_OFFSET = ErrorReply("ERR bit offset is not an integer or out of range")
@@ -223,6 +224,7 @@ def _run(ctx: Ctx, key: bytes, ops: list[FieldOp], read_only: bool) -> Reply:
         changed = changed or op_changed
     if changed:
         store_keep_ttl(ctx, key, meta, bytes(buf))
+        ctx.notify(STRING, "setbit", key)
     return Array(tuple(replies))
 
 

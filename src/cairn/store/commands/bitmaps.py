@@ -18,6 +18,7 @@ from cairn.store.commands.define import K1, RF, WD, R, cmd
 from cairn.store.commands.spec import SYNTAX, CommandSpec, Ctx
 from cairn.store.commands.strings import store_keep_ttl
 from cairn.store.layout import ValueType
+from cairn.store.notifications import GENERIC, STRING
 from cairn.store.numbers import parse_ll
 
 BIT_VALUE = ErrorReply("ERR bit is not an integer or out of range")
@@ -48,6 +49,7 @@ def cmd_setbit(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         mask = 1 << (7 - (offset & 7))
         buf[byte] = buf[byte] | mask if on else buf[byte] & ~mask
         store_keep_ttl(ctx, args[0], meta, bytes(buf))
+        ctx.notify(STRING, "setbit", args[0])
     return Integer(previous)
 
 
@@ -219,10 +221,12 @@ def cmd_bitop(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     values = [get_string(ctx.db, key) or b"" for key in sources]
     size = max(len(v) for v in values)
     if size == 0:
-        ctx.db.delete(dest)
+        if ctx.db.delete(dest):
+            ctx.notify(GENERIC, "del", dest)
         return Integer(0)
     chunks = [_combine(op, values, at, min(_CHUNK, size - at)) for at in range(0, size, _CHUNK)]
     ctx.db.set_string(dest, b"".join(chunks))
+    ctx.notify(STRING, "set", dest)
     return Integer(size)
 
 

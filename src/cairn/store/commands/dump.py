@@ -28,6 +28,7 @@ from cairn.store.commands.stream_dump import serialize_stream, write_stream
 from cairn.store.db import Db
 from cairn.store.encodings import ObjectSettings
 from cairn.store.layout import Meta, ValueType
+from cairn.store.notifications import GENERIC
 from cairn.store.numbers import LLONG_MAX
 from cairn.store.rdb import (
     STREAM_TYPES,
@@ -140,17 +141,19 @@ def cmd_restore(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if ttl < 0:
         raise fail(BAD_TTL)
     value = _load(args[2])
-    if replace:
-        ctx.db.delete(key)
+    deleted = replace and ctx.db.delete(key)
     expire_ms = None
     if ttl:
         expire_ms = ttl if absttl else ttl + ctx.now_ms
         if expire_ms > LLONG_MAX or expire_ms <= ctx.now_ms:
+            if deleted:
+                ctx.notify(GENERIC, "del", key)
             return OK  # already expired (Redis' sum wraps negative): nothing is created
     if isinstance(value, StreamValue):
         write_stream(ctx.db, key, value, expire_ms)
     else:
         write_value(ctx.db, key, value, expire_ms)
+    ctx.notify(GENERIC, "restore", key)
     return OK
 
 

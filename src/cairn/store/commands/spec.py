@@ -60,6 +60,13 @@ class Ctx:
         self.seed = seed
         self.settings = settings
 
+    def notify(self, cls: int, event: str, key: bytes) -> None:
+        """Report keyspace notification `event` of class `cls` (`cairn.store.notifications`)
+        on `key`: Redis's `notifyKeyspaceEvent`, recorded only when the write collects."""
+        events = self.db.events
+        if events is not None:
+            events.append((cls, event, key))
+
     @property
     def rng(self) -> random.Random:
         """The randomness source (see the class docstring)."""

@@ -45,6 +45,7 @@ from cairn.store.commands.stream_store import (
     last_entry_id,
     lookup_stream,
 )
+from cairn.store.notifications import STREAM
 from cairn.store.numbers import format_int
 
 _UNBALANCED = ErrorReply(
@@ -80,6 +81,7 @@ class GroupWriter:
         if consumer is None:
             consumer = Consumer(name, self.ctx.now_ms)
             self.group = replace(self.group, consumers=self.group.consumers + 1)
+            self.ctx.notify(STREAM, "xgroup-createconsumer", self.key)
         put_consumer(
             self.ctx.db, self.key, self.group.name, replace(consumer, seen_ms=self.ctx.now_ms)
         )
