@@ -163,6 +163,26 @@ def test_the_memory_limit_stops_a_script() -> None:
     assert "memory limit" in caught.value.reply.message
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"local t, i = {}, 0 while pcall(function() i = i + 1 t[i] = string.rep('x', 9000) .. i"
+        b" end) do end for j = 1, 50 do pcall(redis.call, 'get', 'big') end return i",
+        b"local t, i = {}, 0 while pcall(function() i = i + 1 t[i] = {i, i} end) do end"
+        b" return redis.pcall('nosuch')",
+        b"local t, i = {}, 0 while pcall(function() i = i + 1 t[i] = 'x' .. i end) do end return t",
+    ],
+)
+def test_filling_the_memory_then_calling_python_ends_cleanly(body: bytes) -> None:
+    space = MemoryKeyspace()
+    batch = space.begin()
+    Db(space, batch, 1, stamp=b"\0" * 16).set_string(b"big", b"z" * 200_000)
+    batch.commit()
+    with pytest.raises(CommandError) as caught:  # never an abort of the process
+        _run(body, ScriptLimits(instructions=50_000_000, memory=1 << 20), keyspace=space)
+    assert "memory limit" in caught.value.reply.message
+
+
 def test_a_script_stopped_by_the_budget_leaves_no_write() -> None:
     space = MemoryKeyspace()
     with pytest.raises(CommandError):

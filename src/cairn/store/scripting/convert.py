@@ -64,6 +64,34 @@ def number_to_integer(value: float) -> int:
 
 # -- reply -> Lua -------------------------------------------------------------------------
 
+_VALUE_COST = 48
+"""Bytes a Lua value costs besides its string bytes (a generous estimate: a table slot,
+a string header)."""
+
+
+def lua_size(reply: Reply) -> int:
+    """About how many bytes `reply_to_lua` allocates in the Lua state for `reply` (an
+    over-estimate, checked before converting: see `LuaState.room`)."""
+    total, pending = 0, [reply]
+    while pending:
+        item = pending.pop()
+        total += _VALUE_COST
+        match item:
+            case Bulk(value) | Verbatim(value, _):
+                total += len(value)
+            case SimpleString(text) | ErrorReply(text):
+                total += len(text) + _VALUE_COST
+            case Array(items) | Push(items) | Set(items):
+                total += _VALUE_COST
+                pending.extend(items)
+            case Map(pairs) | NestedMap(pairs) | Pairs(pairs):
+                total += _VALUE_COST * (1 + len(pairs))
+                for first, second in pairs:
+                    pending += (first, second)
+            case _:
+                pass
+    return total
+
 
 def reply_to_lua(state: LuaState, reply: Reply, resp: int) -> Any:
     """The Lua value `redis.call` returns for `reply` under protocol `resp` (2 or 3)."""

@@ -27,7 +27,7 @@ Undeclared keys inside the region are allowed, as Redis allows them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from cairn.store.commands.blocking import Blocked
 from cairn.store.commands.errors import CommandError
 from cairn.store.commands.spec import CommandSpec, Ctx, Flag
 from cairn.store.scope import KeyOutOfRangeError
-from cairn.store.scripting.convert import lua_to_reply, reply_to_lua
+from cairn.store.scripting.convert import lua_size, lua_to_reply, reply_to_lua
 from cairn.store.scripting.sandbox import (
     LuaState,
     Rand48,
@@ -163,19 +163,24 @@ class _Run:
     resp: int = 2
 
     def call(self, *args: Any) -> Any:
-        """`redis.call`: the reply as a Lua value; an error is raised into the script."""
+        """`redis.call`: the reply as a Lua value; an error is raised into the script.
+        Out of memory: nil (the run is already marked and ends at the next hook)."""
         ok, value = self._call(args)
-        if not ok:
+        if not ok and self._room(len(value)):
             raise ScriptError(value)
-        return value
+        return value if ok else None
 
     def pcall(self, *args: Any) -> Any:
         """`redis.pcall`: the reply as a Lua value, an error as ``{err=...}``."""
         ok, value = self._call(args)
         if not ok:
             assert self.state is not None
-            return self.state.table({b"err": value})
+            return self.state.table({b"err": value}) if self._room(len(value)) else None
         return value
+
+    def _room(self, estimate: int) -> bool:
+        assert self.state is not None
+        return self.state.room(estimate + 256)
 
     def _call(self, args: tuple[Any, ...]) -> tuple[bool, Any]:
         assert self.state is not None
@@ -195,6 +200,8 @@ class _Run:
             return False, reply
         if isinstance(reply, ErrorReply):
             return False, lua_error_text(b"-" + reply.message.encode("utf-8", "surrogateescape"))
+        if not self.state.room(lua_size(reply)):
+            return True, None
         return True, reply_to_lua(self.state, reply, self.resp)
 
     def _dispatch(self, argv: list[bytes]) -> Reply | bytes:
@@ -237,8 +244,14 @@ class _Run:
             return NULL_ARRAY
         return reply
 
+    def resp_of(self) -> int:
+        """The protocol the script chose with `redis.setresp` (2 unless it did)."""
+        return self.resp
+
     def setresp(self, *args: Any) -> None:
         """`redis.setresp(2|3)`: how later `redis.call` replies (and the result) convert."""
+        if not self._room(0):
+            return
         if len(args) != 1:
             raise ScriptError(b"ERR redis.setresp() requires one argument.")
         if args[0] not in (2, 3) or isinstance(args[0], bool):
@@ -247,6 +260,8 @@ class _Run:
 
     def log(self, *args: Any) -> None:
         """`redis.log(level, message ...)`: to the node's log (each replica logs its run)."""
+        if not self._room(0):
+            return
         if len(args) < 2:
             raise ScriptError(b"ERR redis.log() requires two arguments or more.")
         level = args[0]
@@ -273,16 +288,21 @@ def run_script(
     `argv`; its reply. Raises `CommandError` when the budget or memory limit stops it."""
     run = _Run(ctx, readonly)
     rand = Rand48(ctx.rng.getrandbits(32))
+    arguments = sum(len(a) for a in (*keys, *argv)) + 64 * (len(keys) + len(argv) + 2)
+    if arguments > limits.memory:
+        raise CommandError(memory_error(limits))
     state = new_state(limits, run, rand)
     run.state = state
+    if not state.room(arguments + len(body) * 8):
+        raise CommandError(memory_error(limits))
     function, problem = state.compile(_without_shebang(body))
     if function is None:
         return compile_error(problem)
+    if not state.room(arguments):
+        raise CommandError(memory_error(limits))
     state.start(function, state.table(list(keys)), state.table(list(argv)))
     try:
-        outcome = state.xpcall(function, state.handler)
-        ok, result = outcome[:2] if isinstance(outcome, tuple) else (outcome, None)
-        reply = lua_to_reply(result, run.resp) if ok else _error_reply(result, sha)
+        reply = _outcome(state, function, sha, run.resp_of)
     except lua51.LuaMemoryError as exc:
         raise CommandError(memory_error(limits)) from exc
     except lua51.LuaError as exc:
@@ -291,11 +311,23 @@ def run_script(
         reply = ErrorReply(f"ERR Error running script (call to {sha}): {_first_line(exc)}")
     finally:
         state.stop()
+    if state.out_of_memory:
+        raise CommandError(memory_error(limits))
     if state.spent:
         raise CommandError(budget_error(limits))
     if _out_of_memory(reply):
         raise CommandError(memory_error(limits))
     return reply
+
+
+def _outcome(state: LuaState, function: Any, sha: str, resp: Callable[[], int]) -> Reply:
+    """Run the compiled script under the hook; its reply (conversions included: a
+    returned table's metamethods still run under the budget)."""
+    outcome = state.xpcall(function, state.handler)
+    ok, result = outcome[:2] if isinstance(outcome, tuple) else (outcome, None)
+    if not state.room(0):  # reading a table pushes its keys: keep room for them
+        return ErrorReply("ERR not enough memory")
+    return lua_to_reply(result, resp()) if ok else _error_reply(result, sha)
 
 
 def _first_line(exc: Exception) -> str:

@@ -43,6 +43,13 @@ import lupa.lua51 as lua51
 HOOK_STEP = 1000
 """VM instructions between two runs of the budget hook."""
 
+HEADROOM = 4 * 1024 * 1024
+"""Bytes the Lua state may hold past `ScriptLimits.memory` (lupa's hard cap): the hook
+stops a script past the limit itself, so the headroom absorbs a burst between two hook
+runs and the Python side's own allocations (see `LuaState.room`)."""
+SLACK = 64 * 1024
+"""Bytes kept free below the hard cap before Python creates a Lua value."""
+
 
 @dataclass(frozen=True, slots=True)
 class ScriptLimits:
@@ -92,6 +99,7 @@ class Rand48:
 
 PRELUDE = r"""
 local api, limit, step, call_cost, pattern_steps, memory = ...
+local collectgarbage = collectgarbage
 local py_call, py_pcall, py_errtext, py_text, py_rand, py_srand, py_sha1, py_setresp, py_log =
     api.call, api.pcall, api.errtext, api.text, api.rand, api.srand, api.sha1hex,
     api.setresp, api.log
@@ -105,18 +113,20 @@ local MARK = '__cairn_budget_exceeded__'
 
 -- the budget -------------------------------------------------------------------------
 local used, exceeded = 0, false
-local counters = {calls = 0}
+local counters = {calls = 0, oom = false}
 local hook
+local count_memory, soft_kb = collectgarbage, memory / 1024
 hook = function()
   used = used + step
-  if exceeded or used + counters.calls * call_cost > limit then
-    if not exceeded then
+  if not exceeded then
+    if count_memory('count') > soft_kb then counters.oom = true end
+    if counters.oom or used + counters.calls * call_cost > limit then
       exceeded = true
       py_exhausted()
       dbg.sethook(hook, '', 1)
     end
-    error(MARK, 0)
   end
+  if exceeded then error(MARK, 0) end
 end
 
 -- read-only tables ---------------------------------------------------------------------
@@ -402,6 +412,7 @@ class LuaState:
     """One fresh Lua state with the sandbox installed (one per script run)."""
 
     def __init__(self, limits: ScriptLimits, api: ScriptApi, rand: Rand48) -> None:
+        self.hard_cap = limits.memory + HEADROOM
         self.spent = False
         """Set when the instruction budget ran out (every replica sets it alike)."""
         self.runtime = lua51.LuaRuntime(
@@ -409,16 +420,16 @@ class LuaState:
             unpack_returned_tuples=True,
             register_eval=False,
             register_builtins=False,
-            max_memory=limits.memory,
+            max_memory=limits.memory + HEADROOM,
         )
         functions = {
             b"call": api.call,
             b"pcall": api.pcall,
-            b"errtext": lua_error_text,
-            b"text": _error_text,
+            b"errtext": self._error_text,
+            b"text": self._exception_text,
             b"rand": rand.next_fraction,
             b"srand": rand.seed,
-            b"sha1hex": _sha1_hex,
+            b"sha1hex": self._sha1_hex,
             b"setresp": api.setresp,
             b"log": api.log,
             b"rawset": self.rawset,
@@ -452,8 +463,35 @@ class LuaState:
         """The script's `rawset`: Lua's, except on the sandbox's read-only tables (a
         Python callable, so the error names the script's line even in a tail call)."""
         if args and self._protected[args[0]]:
+            if not self.room(256):
+                return None
             raise ScriptError(b"ERR Attempt to modify a readonly table")
         return self._raw(*args)
+
+    def room(self, estimate: int) -> bool:
+        """Whether Python may create about `estimate` bytes of Lua values now. Python's
+        own allocations in the state are not protected calls: one failing would abort
+        the process, so they must never reach the hard cap. When there is no room the
+        run is marked out of memory (no allocation needed) and ends at the next hook."""
+        if self.runtime.get_memory_used() + 2 * estimate + SLACK <= self.hard_cap:
+            return True
+        self.counters[b"oom"] = True
+        return False
+
+    @property
+    def out_of_memory(self) -> bool:
+        """Whether the run passed the memory limit (every replica alike)."""
+        return bool(self.counters[b"oom"])
+
+    def _error_text(self, text: bytes) -> bytes | None:
+        return lua_error_text(text) if self.room(len(text)) else None
+
+    def _exception_text(self, error: object) -> bytes | None:
+        text = _error_text(error)
+        return text if self.room(len(text)) else None
+
+    def _sha1_hex(self, *args: Any) -> bytes | None:
+        return _sha1_hex(*args) if self.room(256) else None
 
     def _exhausted(self) -> None:
         self.spent = True
