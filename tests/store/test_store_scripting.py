@@ -355,6 +355,15 @@ def test_script_load_refuses_what_does_not_compile() -> None:
     assert reply.message.startswith("ERR Error compiling script (new function): user_script:1:")
 
 
+def test_huge_scripts_are_refused_before_they_reach_lua() -> None:
+    body = b"return 1 --" + b"x" * (20 * 1024 * 1024)
+    reply = ScriptFront().front([b"SCRIPT", b"LOAD", body])
+    assert isinstance(reply, ErrorReply) and "too large" in reply.message
+    with pytest.raises(CommandError) as caught:
+        _run(body)
+    assert "memory limit" in caught.value.reply.message
+
+
 def test_the_cache_is_bounded() -> None:
     cache = ScriptCache(max_scripts=2, max_bytes=100)
     first = cache.add(b"return 1")

@@ -163,6 +163,8 @@ def check_script(body: bytes, limits: ScriptLimits = DEFAULT_LIMITS) -> ErrorRep
     if isinstance(flags, ErrorReply):
         return flags
     state = new_state(limits, _NoCalls(), Rand48())
+    if not state.room(len(body) * 8):  # compiling needs room: never fail outside Lua
+        return ErrorReply(f"ERR script too large to compile within {limits.memory} bytes")
     source = b"--" + body[2:] if body.startswith(b"#!") else body
     function, problem = state.compile(source)
     return compile_error(problem) if function is None else None
