@@ -121,6 +121,7 @@ from cairn.store import COMMANDS, EXPIRE_DELETE, CommandSpec, classify
 from cairn.store.idempotency import PREFIX as IDEMPOTENT
 from cairn.store.idempotency import PURGE_COMMAND, checked_argv, tag_command
 from cairn.store.machine import StoreMachine, encode_command
+from cairn.store.scripting import FRONT_COMMANDS, ScriptFront
 
 log = logging.getLogger("cairn.node")
 
@@ -267,6 +268,8 @@ class Node:
         self.transactions = Transactions(
             config.limits, self._attempt, _client_arity, self._run_client_command
         )
+        self.scripts = ScriptFront()
+        """The node's script cache: EVALSHA and SCRIPT are answered from it."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -594,6 +597,12 @@ class Node:
                 done(denied)
                 return
         self.context.monitors.feed(state, name, args)
+        if name in FRONT_COMMANDS:  # EVALSHA becomes EVAL (the entry carries the body)
+            fronted = self.scripts.front(args)
+            if not isinstance(fronted, list):
+                done(fronted)
+                return
+            args, name = fronted, fronted[0].lower().decode("utf-8", "replace")
         if self.transactions.intercept(client, name, args, done):
             return
         if name == "acl" and self.acl.intercept(client, args, done):

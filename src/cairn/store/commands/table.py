@@ -38,6 +38,7 @@ from cairn.store.commands.define import R as _R
 from cairn.store.commands.define import W as _W
 from cairn.store.commands.define import cmd as _cmd
 from cairn.store.commands.spec import CommandSpec
+from cairn.store.scripting import commands as scripting
 
 _ON_KEYS = "O(N) where N is the number of keys given"
 _SORT_COST = "O(N+M*log(M)) in the elements N and the elements returned M"
@@ -601,6 +602,7 @@ COMMANDS: dict[str, CommandSpec] = {
         *lists.COMMANDS,
         *hyperloglog.COMMANDS,
         *streams.COMMANDS,
+        *scripting.COMMANDS,
     )
 }
 """Every client-visible command the store executes, by lowercase name."""
