@@ -105,6 +105,12 @@ class Limits:
     """Commands one MULTI may queue (more: an error, and EXEC answers EXECABORT)."""
     max_transaction_bytes: int = 64 << 20
     """Argument bytes one MULTI may queue: the transaction is ONE Raft entry."""
+    max_entry_bytes: int = 16 << 20
+    """Argument bytes of one replicated write command (a SET's value, an MSET's pairs): it
+    is ONE Raft entry, encoded, written, fsynced and sent to every replica while the
+    leader's loop waits. A 64 MiB SET stalled a leader for seconds and forced elections;
+    past this a write gets `-ERR value too large for one replicated write` (Redis allows
+    `proto-max-bulk-len`, 512 MiB). See docs/security.md, "Limits"."""
     max_watched_keys: int = 10_000
     """Keys one connection may WATCH at once."""
     idempotency_ttl_ms: int = 600_000

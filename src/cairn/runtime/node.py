@@ -68,6 +68,7 @@ from cairn.runtime.config_rewrite import (
     rewrite_file,
     saved_args,
 )
+from cairn.runtime.entry_limits import entry_too_large
 from cairn.runtime.envelope_codec import TcpHostTransport
 from cairn.runtime.frames import FrameKind
 from cairn.runtime.host_store import LmdbHostStore, found_regions
@@ -635,6 +636,9 @@ class Node:
         if spec is None or not spec.arity_ok(len(args)):
             done(cast(ErrorReply, classify(args)))  # the error Redis gives
             return
+        if spec.is_write and (big := entry_too_large(args, self.config.limits.max_entry_bytes)):
+            done(big)  # one Raft entry must not stall the loop (`entry_limits`)
+            return
         topology = self.topology()
         decision = route(args, spec, topology, state.routing, self.routing)
         if isinstance(decision, Moved | Refuse):
@@ -743,6 +747,9 @@ class Node:
             self._read(request, region)
 
     def _write(self, request: _Request, region: Region) -> None:
+        if big := entry_too_large(request.argv, self.config.limits.max_entry_bytes):
+            request.finish(big)  # forwarded by a node with a larger limit
+            return
         machine = self.machines.get(region.id)
         if machine is None:
             self._retry_later(request)

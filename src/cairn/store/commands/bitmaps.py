@@ -15,7 +15,7 @@ from cairn.store.commands import bitfield
 from cairn.store.commands.bitfield import bit_offset_arg
 from cairn.store.commands.common import fail, get_string, int_arg, lookup_typed
 from cairn.store.commands.define import K1, RF, WD, R, cmd
-from cairn.store.commands.spec import SYNTAX, CommandSpec, Ctx
+from cairn.store.commands.spec import MAX_WRITE_STRING, STRING_LIMIT, SYNTAX, CommandSpec, Ctx
 from cairn.store.commands.strings import store_keep_ttl
 from cairn.store.layout import ValueType
 from cairn.store.notifications import GENERIC, STRING
@@ -33,11 +33,14 @@ def _bit_at(value: bytes, offset: int) -> int:
 
 def cmd_setbit(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """SETBIT key offset 0|1: the bit's previous value; the string grows zero-padded and
-    keeps its TTL."""
+    keeps its TTL. An offset past `MAX_WRITE_STRING` bytes (Redis: 512 MiB) is refused with
+    `STRING_LIMIT`."""
     offset = bit_offset_arg(args[1])
     on = parse_ll(args[2])
     if on not in (0, 1):
         raise fail(BIT_VALUE)
+    if offset >> 3 >= MAX_WRITE_STRING:
+        raise fail(STRING_LIMIT)
     meta = lookup_typed(ctx.db, args[0], ValueType.STRING)
     old = b"" if meta is None else meta.value
     previous = _bit_at(old, offset)

@@ -31,8 +31,10 @@ from cairn.store.layout import Meta, ValueType
 from cairn.store.notifications import GENERIC
 from cairn.store.numbers import LLONG_MAX
 from cairn.store.rdb import (
+    DECODE_BUDGET,
     STREAM_TYPES,
     BadPayloadError,
+    PayloadTooLargeError,
     Thresholds,
     Value,
     decode,
@@ -49,6 +51,11 @@ from cairn.store.zset_records import by_score, put_member
 
 BUSYKEY = ErrorReply("BUSYKEY Target key name already exists.")
 BAD_FORMAT = ErrorReply("ERR Bad data format")
+TOO_LARGE = ErrorReply(
+    f"ERR Bad data format: the payload decodes to more than {DECODE_BUDGET} bytes"
+    " (Cairn's RESTORE limit)"
+)
+"""A payload that would decode past `DECODE_BUDGET` (Redis would load it)."""
 BAD_PAYLOAD = ErrorReply("ERR DUMP payload version or checksum are wrong")
 BAD_TTL = ErrorReply("ERR Invalid TTL value, must be >= 0")
 BAD_IDLETIME = ErrorReply("ERR Invalid IDLETIME value, must be >= 0")
@@ -125,6 +132,8 @@ def _load(payload: bytes) -> Value | StreamValue:
         if object_type(payload) in STREAM_TYPES:
             return load_stream(payload)
         return decode(payload)
+    except PayloadTooLargeError:
+        raise fail(TOO_LARGE) from None
     except BadPayloadError:
         raise fail(BAD_FORMAT) from None
 

@@ -16,10 +16,12 @@ from cairn.store.commands.common import (
 )
 from cairn.store.commands.spec import (
     MAX_STRING,
+    MAX_WRITE_STRING,
     NAN_OR_INF,
     NOT_FLOAT,
     NOT_INTEGER,
     OVERFLOW,
+    STRING_LIMIT,
     SYNTAX,
     TOO_BIG,
     Ctx,
@@ -264,11 +266,13 @@ def cmd_incrbyfloat(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 
 def cmd_append(ctx: Ctx, args: Sequence[bytes]) -> Reply:
-    """APPEND key value: the new length."""
+    """APPEND key value: the new length (at most `MAX_WRITE_STRING`, see SETRANGE)."""
     meta = lookup_typed(ctx.db, args[0], ValueType.STRING)
     old = b"" if meta is None else meta.value
     if meta is not None and len(old) + len(args[1]) > MAX_STRING:
         raise fail(TOO_BIG)
+    if len(old) + len(args[1]) > MAX_WRITE_STRING:
+        raise fail(STRING_LIMIT)
     store_keep_ttl(ctx, args[0], meta, old + args[1])
     ctx.notify(STRING, "append", args[0])
     return Integer(len(old) + len(args[1]))
@@ -301,7 +305,9 @@ def cmd_substr(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 
 def cmd_setrange(ctx: Ctx, args: Sequence[bytes]) -> Reply:
-    """SETRANGE key offset value: overwrite from `offset`, zero-padding; the new length."""
+    """SETRANGE key offset value: overwrite from `offset`, zero-padding; the new length.
+
+    A string past `MAX_WRITE_STRING` is refused (`STRING_LIMIT`; Redis allows 512 MiB)."""
     offset = int_arg(args[1])
     if offset < 0:
         raise fail(ErrorReply("ERR offset is out of range"))
@@ -312,6 +318,8 @@ def cmd_setrange(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         return Integer(len(old))
     if offset + len(patch) > MAX_STRING:
         raise fail(TOO_BIG)
+    if offset + len(patch) > MAX_WRITE_STRING:
+        raise fail(STRING_LIMIT)
     padded = old.ljust(offset, b"\x00")
     value = padded[:offset] + patch + padded[offset + len(patch) :]
     store_keep_ttl(ctx, key, meta, value)
