@@ -83,6 +83,10 @@ def test_usage_sums_the_latest_report_of_each_live_region() -> None:
     book.report((RegionUsage(2, (TenantUsage("acme", 4, 40),)),), {1, 2})
     book.report((RegionUsage(1, (TenantUsage("acme", 5, 50),)),), {1, 2})  # replaces 3
     assert book.table() == (TenantState(ACME, 9, 90, 2),)
+    book.specs["beta"] = TenantSpec("beta", "b:")
+    book.report((RegionUsage(2, (TenantUsage("beta", 1, 5),)),), {1, 2})  # acme kept
+    assert book.table() == (TenantState(ACME, 9, 90, 2), TenantState(book.specs["beta"], 1, 5, 1))
+    del book.specs["beta"]
     book.report((), {2})  # region 1 merged away
     assert book.table() == (TenantState(ACME, 4, 40, 1),)
     assert sum_usage({}, book.usage.values()) == ()

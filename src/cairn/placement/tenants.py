@@ -182,10 +182,19 @@ class TenantBook:
         """Take the reports of `regions`; forget the reports of regions not in `live`."""
         for usage in regions:
             if usage.region_id in live:
-                known = tuple(u for u in usage.usage if u.name in self.specs)
-                self.usage[usage.region_id] = RegionUsage(usage.region_id, known)
+                counts = {u.name: u for u in self._known(usage.region_id)}
+                counts.update((u.name, u) for u in usage.usage if u.name in self.specs)
+                merged = tuple(counts[n] for n in sorted(counts))
+                self.usage[usage.region_id] = RegionUsage(usage.region_id, merged)
         for region_id in [r for r in self.usage if r not in live]:
             del self.usage[region_id]
+
+    def _known(self, region_id: int) -> tuple[TenantUsage, ...]:
+        """The region's latest counts of tenants that still exist (a report replaces
+        only the tenants it names: a node that does not know a tenant yet keeps the
+        region's last count of it)."""
+        known = self.usage.get(region_id)
+        return () if known is None else tuple(u for u in known.usage if u.name in self.specs)
 
     def table(self) -> tuple[TenantState, ...]:
         """Every tenant with its usage summed over the regions' latest reports."""

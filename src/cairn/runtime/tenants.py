@@ -242,12 +242,14 @@ class NodeTenants:
     def _report(self) -> None:
         prefixes = {n: s.spec.prefix.encode() for n, s in self.states.items()}
         regions = tuple(
-            RegionUsage(region_id, region_usage(machine, prefixes) if prefixes else ())
-            for region_id, machine in self.led()
+            RegionUsage(region_id, region_usage(machine, prefixes))
+            for region_id, machine in (self.led() if prefixes else ())
         )
         now_ms = int(time.time() * 1000)
         command = ReportTenantUsage(self.node_id, regions, now_ms)
-        self._in_flight = self.propose((command,), self._answer)
+        self._in_flight = True  # before: an answer may come within `propose`
+        if not self.propose((command,), self._answer):
+            self._in_flight = False
 
     def _answer(self, results: tuple[Result, ...] | None) -> None:
         self._in_flight = False
