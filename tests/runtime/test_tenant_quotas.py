@@ -98,3 +98,4 @@ def test_max_ops_is_a_per_node_bucket() -> None:
     assert tenants.ops["acme"] == 6 and tenants.refusals[("acme", "max-ops")] == 2
     tenants.adopt([])
     assert tenants.check("acme", [b"GET", b"app:1"]) is None  # deleted: no quota
+    assert not tenants.ops and not tenants.refusals

@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -102,10 +103,16 @@ def test_a_tenant_is_confined_and_refused_over_its_quotas(cluster: LocalCluster)
     assert conn.call([b"GET", b"app:0"]) == b"$1\r\nv\r\n"  # reads pass
     assert conn.call([b"EXISTS", b"app:%d" % written]) == b":0\r\n"  # nothing half-written
 
-    listing = _ctl(cluster, "tenant", "list", "--json")
-    assert listing.exit_code == 0, listing.output
-    (row,) = json.loads(listing.output)["tenants"]
-    assert row["keys"] == written and row["over_quota"] == "max-keys", row
+    rows: list[dict[str, Any]] = []
+
+    def listed() -> bool:
+        listing = _ctl(cluster, "tenant", "list", "--json")
+        assert listing.exit_code == 0, listing.output
+        rows[:] = json.loads(listing.output)["tenants"]
+        return rows[0]["keys"] == written  # once the reports count the last writes
+
+    _until(listed, f"the listing counts {written} keys")
+    assert rows[0]["over_quota"] == "max-keys" and rows[0]["bytes"] > 0, rows
 
     # DEL frees the quota (after the next reports).
     assert conn.call([b"DEL", *(b"app:%d" % i for i in range(written))]) == b":%d\r\n" % written

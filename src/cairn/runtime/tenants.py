@@ -205,6 +205,10 @@ class NodeTenants:
         self.learned_at = self.clock()
         for name in [n for n in self._buckets if n not in self.states]:
             del self._buckets[name]
+        for name in [n for n in self.ops if n not in self.states]:
+            del self.ops[name]  # a deleted tenant's counters go with it
+        for key in [k for k in self.refusals if k[0] not in self.states]:
+            del self.refusals[key]
 
     def figures(self) -> list[TenantFigures]:
         """Every known tenant with this node's counters, by name."""
