@@ -43,6 +43,19 @@ class RegionMetrics:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantMetrics:
+    """One tenant: cluster-wide usage as this node last learned it, quotas (0: none),
+    and this node's operations and refusals by quota."""
+
+    name: str
+    keys: int
+    bytes: int
+    quotas: tuple[tuple[str, int], ...]
+    ops: int
+    refusals: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSnapshot:
     """Everything `/metrics` reports for one node, read at one moment."""
 
@@ -54,6 +67,7 @@ class MetricsSnapshot:
     regions: tuple[RegionMetrics, ...] = ()
     commands: Mapping[str, int] = field(default_factory=dict)
     """Commands served, by name (empty where the server does not count them)."""
+    tenants: tuple[TenantMetrics, ...] = ()
 
 
 _RegionFigure = tuple[str, str, Callable[[RegionMetrics], int | None]]
@@ -118,6 +132,8 @@ class SnapshotCollector(Collector):
             for name in sorted(s.commands):
                 family.add_metric((node, name), s.commands[name])
             yield family
+        if s.tenants:
+            yield from _tenants(node, s.tenants)
 
     def _regions(self, node: str) -> Iterator[Metric]:
         regions = self.snapshot.regions
@@ -139,6 +155,35 @@ class SnapshotCollector(Collector):
 
 
 _LABELS = ("node", "region")
+
+
+def _tenants(node: str, tenants: tuple[TenantMetrics, ...]) -> Iterator[Metric]:
+    """The tenant families (`cairn.runtime.tenants`)."""
+    labels = ("node", "tenant")
+    keys = GaugeMetricFamily("cairn_tenant_keys", "A tenant's keys, cluster-wide.", labels=labels)
+    size = GaugeMetricFamily(
+        "cairn_tenant_bytes", "A tenant's bytes (keys and values), cluster-wide.", labels=labels
+    )
+    quota = GaugeMetricFamily(
+        "cairn_tenant_quota", "A tenant's quota (0: none).", labels=(*labels, "quota")
+    )
+    ops = CounterMetricFamily(
+        "cairn_tenant_ops", "Commands of a tenant's user on this node.", labels=labels
+    )
+    refusals = CounterMetricFamily(
+        "cairn_tenant_refusals",
+        "Commands of a tenant refused on this node, by quota.",
+        labels=(*labels, "quota"),
+    )
+    for t in tenants:
+        keys.add_metric((node, t.name), t.keys)
+        size.add_metric((node, t.name), t.bytes)
+        ops.add_metric((node, t.name), t.ops)
+        for name, value in t.quotas:
+            quota.add_metric((node, t.name, name), value)
+        for name, value in t.refusals:
+            refusals.add_metric((node, t.name, name), value)
+    yield from (keys, size, quota, ops, refusals)
 
 
 def _per_region(

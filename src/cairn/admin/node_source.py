@@ -30,6 +30,7 @@ from cairn.admin.source import (
     PlacementUnavailableError,
     SourceUnavailableError,
 )
+from cairn.admin.tenants_api import tenant_metrics
 from cairn.admin.views import (
     ActionResult,
     EventPage,
@@ -223,6 +224,7 @@ class NodeAdminSource(StaticLayoutSource):
             connections_received=stats["total_connections_received"],
             connections_rejected=stats["rejected_connections"],
             regions=tuple(regions),
+            tenants=tenant_metrics(node.tenants),
         )
 
 

@@ -27,6 +27,7 @@ Routes (see docs/admin.md):
     POST /v1/backup/{pause,unpause,open,chunk,close}   `cairn ctl backup` (`backup_api`)
     GET  /v1/session               the token's id, name and role (for the dashboard)
     GET  /v1/history?since_ms=T    this node's figures over the last minutes
+    GET|POST /v1/tenants, DELETE /v1/tenants/{name}   `cairn ctl tenant` (`tenants_api`)
     GET  /dashboard                the web dashboard (`cairn.admin.dashboard`; no token
                                    for the page and its static files, which hold no data)
 """
@@ -53,6 +54,8 @@ from cairn.admin.source import (
     BadRequestError,
     NotFoundError,
 )
+from cairn.admin.tenants_api import NodeTenants
+from cairn.admin.tenants_api import add_routes as add_tenant_routes
 from cairn.admin.views import (
     ActionResult,
     Json,
@@ -275,6 +278,7 @@ def make_app(
     access: Access,
     backup: NodeBackup | None = None,
     history: HistoryFeed | None = None,
+    tenants: NodeTenants | None = None,
 ) -> web.Application:
     """The aiohttp application answering the admin API from `source`, to whom `access`
     lets in; with `backup`, the backup endpoints too; with the dashboard (and
@@ -294,6 +298,8 @@ def make_app(
     app.router.add_get("/metrics", get_metrics)
     if backup is not None:
         add_routes(app, backup)
+    if tenants is not None:
+        add_tenant_routes(app, tenants)
     dashboard.setup(app, access, history)
     return app
 
@@ -311,6 +317,7 @@ class AdminServer:
         ssl_context: ssl.SSLContext | None = None,
         backup: NodeBackup | None = None,
         history: HistoryFeed | None = None,
+        tenants: NodeTenants | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -318,7 +325,7 @@ class AdminServer:
         self.ssl_context = ssl_context
         """HTTPS with this context (the node's TLS one, `cairn.runtime.tls`); None: HTTP."""
         self.backup = backup
-        self.app = make_app(source, access, backup, history)
+        self.app = make_app(source, access, backup, history, tenants)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

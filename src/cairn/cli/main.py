@@ -23,6 +23,7 @@ from cairn.cli.dev import dev
 from cairn.cli.import_cmd import import_redis
 from cairn.cli.server_cmd import server
 from cairn.cli.sweep import default_workers, sweep
+from cairn.cli.tenant_cmd import tenant
 from cairn.raft.config import PlantedBug
 from cairn.raft.types import ReadOnlyOption
 from cairn.sim import ALL_FAULTS, Fault, SimConfig, SimResult, run_simulation
@@ -68,6 +69,7 @@ main.add_command(chaos)
 main.add_command(ctl)
 ctl.add_command(backup)
 ctl.add_command(restore)
+ctl.add_command(tenant)
 main.add_command(import_redis)
 
 

@@ -33,6 +33,7 @@ from cairn.placement.steps import (
     Step,
     TransferLeader,
 )
+from cairn.placement.tenants import RegionUsage, TenantSpec, TenantState, TenantUsage
 from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch
 
 
@@ -126,6 +127,34 @@ class DelAclUsers:
     now_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class SetTenant:
+    """Create tenant `spec` and its ACL user `spec.name` with `rules` (canonical, as
+    `SetAclUser`'s), both or neither (see `cairn.placement.tenants`)."""
+
+    spec: TenantSpec
+    rules: str
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DelTenant:
+    """Delete tenant `name` and its ACL user."""
+
+    name: str
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportTenantUsage:
+    """Node `node_id`'s count of each tenant's usage in the regions it leads; answered
+    with every tenant's cluster-wide usage (`TenantTable`)."""
+
+    node_id: int
+    regions: tuple[RegionUsage, ...]
+    now_ms: int
+
+
 Command = (
     AddNode
     | NodeHeartbeat
@@ -137,6 +166,9 @@ Command = (
     | Tick
     | SetAclUser
     | DelAclUsers
+    | SetTenant
+    | DelTenant
+    | ReportTenantUsage
 )
 """Any command of the metadata state machine."""
 
@@ -197,7 +229,22 @@ class AclDeleted:
     count: int
 
 
-Result = Ack | RegionHeartbeatReply | NodeHeartbeatReply | IdRange | TickResult | AclDeleted
+@dataclass(frozen=True, slots=True)
+class TenantTable:
+    """Every tenant with its cluster-wide usage, as of the latest reports."""
+
+    tenants: tuple[TenantState, ...]
+
+
+Result = (
+    Ack
+    | RegionHeartbeatReply
+    | NodeHeartbeatReply
+    | IdRange
+    | TickResult
+    | AclDeleted
+    | TenantTable
+)
 """Any result of `ClusterMetadata.apply`."""
 
 # Codes are the wire format: append only.
@@ -240,6 +287,14 @@ CODEC_TABLE: dict[int, type] = {
     45: SetAclUser,
     46: DelAclUsers,
     47: AclDeleted,
+    70: TenantSpec,
+    71: TenantUsage,
+    72: RegionUsage,
+    73: TenantState,
+    74: SetTenant,
+    75: DelTenant,
+    76: ReportTenantUsage,
+    77: TenantTable,
 }
 
 CODEC = Codec(CODEC_TABLE)
@@ -254,10 +309,21 @@ _COMMANDS = (
     SetConfig,
     SetAclUser,
     DelAclUsers,
+    SetTenant,
+    DelTenant,
+    ReportTenantUsage,
 )
 _COMMANDS_ALL = (*_COMMANDS, AllocIds, Tick)
 _STEPS = (AddLearner, PromoteLearner, RemovePeer, TransferLeader, SplitRegion, MergeRegion)
-_RESULTS = (Ack, RegionHeartbeatReply, NodeHeartbeatReply, IdRange, TickResult, AclDeleted)
+_RESULTS = (
+    Ack,
+    RegionHeartbeatReply,
+    NodeHeartbeatReply,
+    IdRange,
+    TickResult,
+    AclDeleted,
+    TenantTable,
+)
 
 
 def encode_command(command: Command) -> bytes:

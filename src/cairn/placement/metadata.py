@@ -29,16 +29,20 @@ from cairn.placement.commands import (
     AllocIds,
     Command,
     DelAclUsers,
+    DelTenant,
     IdRange,
     NodeHeartbeat,
     NodeHeartbeatReply,
     RegionHeartbeat,
     RegionHeartbeatReply,
+    ReportTenantUsage,
     Result,
     SetAclUser,
     SetConfig,
     SetNodeAdmin,
     SetRules,
+    SetTenant,
+    TenantTable,
     Tick,
     TickResult,
 )
@@ -64,6 +68,7 @@ from cairn.placement.steps import (
     SplitRegion,
     TransferLeader,
 )
+from cairn.placement.tenants import RegionUsage, TenantBook, TenantSpec
 from cairn.shard.region import Region
 from cairn.shard.region_map import RegionMap
 
@@ -102,6 +107,10 @@ class MetadataImage:
     """ACL users by name: (name, canonical rules), sorted (appended: older snapshots
     decode without it)."""
     acl_version: int = 0
+    tenants: tuple[TenantSpec, ...] = ()
+    """Tenants by name (appended: older snapshots decode without them)."""
+    tenant_usage: tuple[RegionUsage, ...] = ()
+    """The latest usage report of each region, by region id."""
 
 
 SNAPSHOT_CODEC = Codec(
@@ -142,6 +151,8 @@ class ClusterMetadata:
         Opaque here: the nodes parse them; the metadata only orders and keeps them."""
         self.acl_version = 0
         """Grows with every applied change to `acl_users` (nodes adopt newer tables)."""
+        self.tenants = TenantBook()
+        """Tenants and their usage reports (`cairn.placement.tenants`)."""
 
     # --- the command interpreter -----------------------------------------------------------
 
@@ -177,6 +188,9 @@ class ClusterMetadata:
             case DelAclUsers():
                 self._advance_clock(command.now_ms)
                 return self._del_acl_users(command.names)
+            case SetTenant() | DelTenant() | ReportTenantUsage():
+                self._advance_clock(command.now_ms)
+                return self._tenant_command(command)
             case _:
                 raise TypeError(f"not a placement command: {command!r}")
 
@@ -312,6 +326,30 @@ class ClusterMetadata:
         if gone:
             self.acl_version += 1
         return AclDeleted(len(gone))
+
+    # --- tenants ---------------------------------------------------------------------------
+
+    def _tenant_command(self, c: SetTenant | DelTenant | ReportTenantUsage) -> Result:
+        book = self.tenants
+        match c:
+            case SetTenant():
+                refusal = book.refusal(c.spec, self.acl_users)
+                if refusal is not None:
+                    return Ack(False, refusal)
+                book.specs[c.spec.name] = c.spec
+                self.acl_users[c.spec.name] = c.rules
+                self.acl_version += 1
+                return Ack(True)
+            case DelTenant():
+                if book.specs.pop(c.name, None) is None:
+                    return Ack(False, f"no tenant '{c.name}'")
+                if self.acl_users.pop(c.name, None) is not None:
+                    self.acl_version += 1
+                book.report((), set(self.region_infos))
+                return Ack(True)
+            case ReportTenantUsage():
+                book.report(c.regions, set(self.region_infos))
+                return TenantTable(book.table())
 
     # --- regions ---------------------------------------------------------------------------
 
@@ -562,6 +600,8 @@ class ClusterMetadata:
             checked_ms=self.checked_ms,
             acl_users=tuple(sorted(self.acl_users.items())),
             acl_version=self.acl_version,
+            tenants=tuple(self.tenants.specs[n] for n in sorted(self.tenants.specs)),
+            tenant_usage=tuple(self.tenants.usage[r] for r in sorted(self.tenants.usage)),
         )
 
     def snapshot(self) -> bytes:
@@ -591,6 +631,9 @@ class ClusterMetadata:
         self.checked_ms = image.checked_ms
         self.acl_users = dict(image.acl_users)
         self.acl_version = image.acl_version
+        self.tenants = TenantBook()
+        self.tenants.specs = {t.name: t for t in image.tenants}
+        self.tenants.usage = {u.region_id: u for u in image.tenant_usage}
 
 
 def _current_split(op: Operator | None) -> SplitRegion | None:

@@ -140,6 +140,9 @@ class Limits:
     """Redis's `maxmemory`, for the node's client memory (query buffers and unsent
     replies, not the dataset, which is in LMDB): over it, commands that would add
     memory get Redis's -OOM error (0: no limit)."""
+    tenant_report_ms: int = 1000
+    """How often a node reports its tenants' usage (`cairn.runtime.tenants`): the quotas
+    on keys and bytes are soft by at most this long's writes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,8 @@ from cairn.runtime.real_env import LoopClock
 from cairn.runtime.redis_config import RedisConfig
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
-from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
+from cairn.runtime.server import ClientConnection, ClientState, Done, ReplyValue, RespServer
+from cairn.runtime.tenants import NodeTenants
 from cairn.runtime.tls import PeerTls, ServerTls
 from cairn.runtime.transactions import Transactions, applied_parts, forwarded_spec
 from cairn.runtime.transport import ForwardTarget, TcpTransport, TransportConfig
@@ -368,9 +369,19 @@ class Node:
             _wall_ms,
         )
         self.context.acl = self.acl
-        self.placement.on_acl_users = self.acl.adopt
         if self.placement.acl_latest is not None:
             self.acl.adopt(*self.placement.acl_latest)
+        self.tenants = NodeTenants(
+            cfg.node_id,
+            lambda commands, answer: self.placement is not None
+            and self.placement.propose(commands, answer, cfg.limits.request_timeout_ms / 1000),
+            self._led_machines,
+            acl_key_info,
+            time.monotonic,
+            cfg.limits.tenant_report_ms / 1000,
+        )
+        self.tenants.start()
+        self.placement.on_acl_users = self._acl_users_changed
         self.context.recorder = recorder_for(self.context.table)
         self.context.pause.attach(self.execute)
         self.context.monitors = Monitors(
@@ -417,6 +428,13 @@ class Node:
         self.machines[record.region_id] = machine.store
         self.keyspace_events.adopt(machine.store)
         return machine
+
+    def _acl_users_changed(self, version: int, items: Sequence[tuple[str, str]]) -> None:
+        """The placement leader pushed the users: adopt them, and learn the tenants again
+        (creating or deleting a tenant changes its user, so this is how an idle node,
+        which does not report while it knows no tenant, hears of a new one)."""
+        self.acl.adopt(version, items)
+        self.tenants.report_now()
 
     def _on_fatal(self, exc: Exception) -> None:
         """A region failed on storage: acknowledge nothing more, and exit."""
@@ -476,6 +494,7 @@ class Node:
             await asyncio.sleep(0.01)
         await self._hand_over_leadership(min(1.0, max(0.0, deadline - time.monotonic())))
         await self.server.stop()
+        self.tenants.stop()
         if self.placement is not None:
             self.placement.stop()
         self.host.stop()
@@ -484,6 +503,22 @@ class Node:
         if self._unsynced is not None:
             self._unsynced.close()
         self.node_store.close()
+
+    def _tenant_check(self, state: ClientState, argv: list[bytes]) -> ErrorReply | None:
+        """A tenant's quotas (`cairn.runtime.tenants`); a refusal inside MULTI makes EXEC
+        abort, as an ACL denial does."""
+        denied = self.tenants.check(state.user, argv)
+        if denied is not None and state.transaction.queued is not None:
+            state.transaction.failed = True
+        return denied
+
+    def _led_machines(self) -> list[tuple[int, StoreMachine]]:
+        """(region id, machine) of every region this node leads (for tenant usage)."""
+        return [
+            (region_id, self.machines[region_id])
+            for region_id, peer in sorted(self.host.peers.items())
+            if peer.replica.is_leader and region_id in self.machines
+        ]
 
     async def _hand_over_leadership(self, timeout: float) -> None:
         """As etcd does on shutdown: pass the leadership of every region led here to its
@@ -594,6 +629,8 @@ class Node:
                 return
             checked = checked_argv(args)
             denied = None if checked is None else self.acl.check(client, checked)
+            if denied is None and checked is not None:
+                denied = self._tenant_check(state, checked)
             if denied is not None:
                 done(denied)
                 return
