@@ -39,6 +39,7 @@ from aiohttp.typedefs import Middleware
 
 from cairn.admin import metrics as prom
 from cairn.admin.access import Access, log_change
+from cairn.admin.http_log import http_error_logger
 from cairn.admin.source import (
     AdminError,
     AdminSource,
@@ -315,7 +316,9 @@ class AdminServer:
         """Bind and serve (an `OSError` if the address is taken, `AdminStartError` if the
         protected mode refuses: beyond loopback with no token)."""
         self.access.check_start(self.host, self.port)
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, logger=http_error_logger()
+        )
         await runner.setup()
         site = web.TCPSite(
             runner, self.host, self.port, reuse_address=True, ssl_context=self.ssl_context

@@ -377,9 +377,10 @@ class RegionMachine:
         assert isinstance(peer_ids, list)
         if not region.contains(split_key) or split_key == region.start:
             return EpochNotMatch(region)
-        if len(peer_ids) != len(region.peers):  # proposed under another membership
+        try:
+            left, right = split_region(region, split_key, new_id, tuple(peer_ids))
+        except ValueError:  # new peer ids that do not fit this membership: change nothing
             return EpochNotMatch(region)
-        left, right = split_region(region, split_key, new_id, tuple(peer_ids))
         if self.storage is not None:
             self.storage.store_split(self.inner, index, left, right)
             self.region = left
