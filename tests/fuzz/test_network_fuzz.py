@@ -21,7 +21,7 @@ from network_fuzz import Fuzzer
 
 from cairn.runtime.local_cluster import LocalCluster
 
-CI_SECONDS = 25.0
+CI_SECONDS = 20.0
 LONG_SECONDS = 600.0
 RSS_GROWTH_MB = 100
 PASSWORD = "fz-pass"
