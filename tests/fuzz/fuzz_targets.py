@@ -88,7 +88,7 @@ ALLOWED: dict[str, tuple[type[BaseException], ...]] = {
     "raft": (WireFormatError, FrameError),
     "entry": (CorruptLogError, FrameError),
     "config": (ConfigError,),
-    "admin_json": (SchemaError, InvalidRulesError, json.JSONDecodeError),
+    "admin_json": (SchemaError, InvalidRulesError),
 }
 """The typed errors each target's decoder may raise (its documented contract)."""
 
