@@ -144,7 +144,7 @@ ACCEPTOR_ID = 1
 PEER_ID = 2
 
 
-def _dispatch(frame: list[Any], restricted: bool) -> None:
+def dispatch_frame(frame: list[Any], restricted: bool) -> None:
     """What `TcpTransport.dispatch` and the layers' handlers do with one frame."""
     kind = frame[0]
     if type(kind) is not int or kind not in FrameKind._value2member_map_:
@@ -234,7 +234,7 @@ def frame(data: bytes) -> None:
     decoder.max_frame = 1 << 20
     restricted = first[0] != FrameKind.CHALLENGE  # as a known peer, or as a joining one
     while (next_frame := decoder.next_frame()) is not None:
-        _dispatch(next_frame, restricted)
+        dispatch_frame(next_frame, restricted)
 
 
 # -- envelopes, raft messages ------------------------------------------------------------
