@@ -21,6 +21,7 @@ from cairn.resp.reply import (
     Reply,
 )
 from cairn.store import StoreMachine, classify, encode_command
+from cairn.store.scripting import ScriptFront
 
 
 def resp2(reply: Reply) -> bytes:
@@ -35,10 +36,17 @@ class MachineClient:
     clock: Callable[[], int]
     machine: StoreMachine = field(default_factory=StoreMachine)
     index: int = 0
+    scripts: ScriptFront = field(default_factory=ScriptFront)
+    """The node's script cache and front (EVALSHA becomes EVAL, SCRIPT answered)."""
 
     def call(self, *argv: bytes | str) -> Reply:
         """The reply to one command."""
         args = [a.encode() if isinstance(a, str) else a for a in argv]
+        if args:
+            fronted = self.scripts.front(args)
+            if not isinstance(fronted, list):
+                return fronted
+            args = fronted
         spec = classify(args)
         if isinstance(spec, ErrorReply):
             return spec

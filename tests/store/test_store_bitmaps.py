@@ -27,6 +27,9 @@ BAD_TYPE = ErrorReply(
     "Note that u64 is not supported but i64 is."
 )
 TOO_BIG = ErrorReply("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+STRING_LIMIT = ErrorReply(
+    "ERR string exceeds maximum allowed size (Cairn's string limit is 16777216 bytes)"
+)
 LCS_TOO_BIG = ErrorReply(
     "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len"
 )
@@ -133,9 +136,11 @@ BITFIELD: list[Step] = [
     ("BITFIELD_RO bf GET u8 0", ints(255)),
     ("BITFIELD_RO h SET u8 0 1", ErrorReply("ERR BITFIELD_RO only supports the GET subcommand")),
     ("BITFIELD_RO h GET u8 0", WRONGTYPE),
-    # Cairn refuses what would grow past proto-max-bulk-len (Redis would allocate it).
+    # Cairn refuses what would grow past proto-max-bulk-len (Redis would allocate it), and
+    # past its own 16 MiB string limit (Redis would build a 512 MiB string).
     ("BITFIELD big SET i64 4294967295 1", TOO_BIG),
-    ("BITFIELD big SET u8 4294967288 1 GET u8 0", ints(0, 0)),
+    ("BITFIELD big SET u8 4294967288 1 GET u8 0", STRING_LIMIT),
+    ("BITFIELD big SET u8 134217720 1 GET u8 0", ints(0, 0)),
     ("EXISTS big", Integer(1)),
     ("DEL big", Integer(1)),
 ]

@@ -24,6 +24,11 @@ Routes (see docs/admin.md):
     POST /v1/nodes/{id}/drain      {"reason": "..."} (optional)
     POST /v1/placement             {"replicas": N, "location_label": "zone", "ranges": [...]}
     GET  /metrics                  Prometheus text format
+    POST /v1/backup/{pause,unpause,open,chunk,close}   `cairn ctl backup` (`backup_api`)
+    GET  /v1/session               the token's id, name and role (for the dashboard)
+    GET  /v1/history?since_ms=T    this node's figures over the last minutes
+    GET  /dashboard                the web dashboard (`cairn.admin.dashboard`; no token
+                                   for the page and its static files, which hold no data)
 """
 
 from __future__ import annotations
@@ -37,8 +42,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from cairn.admin import dashboard
 from cairn.admin import metrics as prom
 from cairn.admin.access import Access, log_change
+from cairn.admin.backup_api import NodeBackup, add_routes
+from cairn.admin.history import HistoryFeed
 from cairn.admin.http_log import http_error_logger
 from cairn.admin.source import (
     AdminError,
@@ -79,6 +87,9 @@ ENDPOINTS = (
     "POST /v1/nodes/{id}/drain",
     "POST /v1/placement",
     "GET /metrics",
+    "GET /v1/session",
+    "GET /v1/history?since_ms=T",
+    "GET /dashboard",
 )
 
 
@@ -250,7 +261,8 @@ def _errors_middleware(access: Access) -> Middleware:
 
 async def _answer(request: web.Request, handler: _Handler, access: Access) -> web.StreamResponse:
     try:
-        access.check(request)
+        if not dashboard.is_public(request):
+            access.check(request)
         return await handler(request)
     except AdminError as exc:
         response = _json(error_body(exc.status, exc.code, str(exc)), exc.status)
@@ -273,9 +285,15 @@ def _http_code(status: int) -> str:
     return codes.get(status, "bad-request" if status < 500 else "internal")
 
 
-def make_app(source: AdminSource, access: Access) -> web.Application:
+def make_app(
+    source: AdminSource,
+    access: Access,
+    backup: NodeBackup | None = None,
+    history: HistoryFeed | None = None,
+) -> web.Application:
     """The aiohttp application answering the admin API from `source`, to whom `access`
-    lets in."""
+    lets in; with `backup`, the backup endpoints too; with the dashboard (and
+    `/v1/history` when `history` is given)."""
     app = web.Application(middlewares=[_errors_middleware(access)], client_max_size=MAX_BODY_BYTES)
     app[_SOURCE_KEY] = source
     app.router.add_get("/", index)
@@ -289,6 +307,9 @@ def make_app(source: AdminSource, access: Access) -> web.Application:
     app.router.add_get("/v1/events", get_events)
     app.router.add_post("/v1/placement", post_placement)
     app.router.add_get("/metrics", get_metrics)
+    if backup is not None:
+        add_routes(app, backup)
+    dashboard.setup(app, access, history)
     return app
 
 
@@ -303,13 +324,16 @@ class AdminServer:
         *,
         access: Access,
         ssl_context: ssl.SSLContext | None = None,
+        backup: NodeBackup | None = None,
+        history: HistoryFeed | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.access = access
         self.ssl_context = ssl_context
         """HTTPS with this context (the node's TLS one, `cairn.runtime.tls`); None: HTTP."""
-        self.app = make_app(source, access)
+        self.backup = backup
+        self.app = make_app(source, access, backup, history)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -342,6 +366,8 @@ class AdminServer:
 
     async def stop(self) -> None:
         """Stop listening and finish (then drop) the requests in flight."""
+        if self.backup is not None:
+            self.backup.close_all()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

@@ -27,15 +27,18 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 FUNCTIONS = ("get", "put", "append", "cas")
 """The operation names the register model knows."""
 
 _FIELDS = ("process", "type", "f", "key", "value", "time")
 _FIELD_SET = frozenset(_FIELDS)
+
+
+_Paired = TypeVar("_Paired")
 
 
 class HistoryError(ValueError):
@@ -194,6 +197,38 @@ def complete_operations(ops: Sequence[Op]) -> list[Operation]:
         pairs[index] = _pair(invoke, index, op)
     for index, invoke in outstanding.values():
         pairs[index] = _pair(invoke, index, None)
+    return [pairs[i] for i in sorted(pairs)]
+
+
+def pair_invocations(
+    ops: Sequence[Op],
+    event_problem: Callable[[Op], str | None],
+    pair: Callable[[Op, Op | None], _Paired],
+) -> list[_Paired]:
+    """Pair every invocation with its process's next completion, in invocation order, as
+    `pair(invocation, completion)` (None: still outstanding at the end, so INFO).
+
+    Raises `HistoryError` on the first event `event_problem` refuses, a completion without
+    invocation, or a second invocation while one is outstanding. The queue and stream
+    checks read their histories with it.
+    """
+    open_: dict[int, tuple[int, Op]] = {}
+    pairs: dict[int, _Paired] = {}
+    for i, op in enumerate(ops):
+        problem = event_problem(op)
+        if problem is None and op.type is OpType.INVOKE and op.process in open_:
+            problem = f"process {op.process} already has an operation outstanding"
+        if problem is None and op.type is not OpType.INVOKE and op.process not in open_:
+            problem = f"{op.type.value} without an invocation by process {op.process}"
+        if problem is not None:
+            raise HistoryError(f"event #{i}: {problem}", event=i)
+        if op.type is OpType.INVOKE:
+            open_[op.process] = (i, op)
+        else:
+            index, call = open_.pop(op.process)
+            pairs[index] = pair(call, op)
+    for index, call in open_.values():
+        pairs[index] = pair(call, None)
     return [pairs[i] for i in sorted(pairs)]
 
 

@@ -43,7 +43,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cairn.check.history import HistoryError, Op, OpType
+from cairn.check.history import HistoryError, Op, OpType, pair_invocations
 
 ENQUEUE = "enqueue"
 DEQUEUE = "dequeue"
@@ -171,24 +171,7 @@ def queue_operations(ops: Sequence[Op]) -> list[QueueOp]:
     unknown function, a bad value, a completion without invocation, or a second
     invocation while one is outstanding.
     """
-    open_: dict[int, tuple[int, Op]] = {}
-    pairs: dict[int, QueueOp] = {}
-    for i, op in enumerate(ops):
-        problem = _event_problem(op)
-        if problem is None and op.type is OpType.INVOKE and op.process in open_:
-            problem = f"process {op.process} already has an operation outstanding"
-        if problem is None and op.type is not OpType.INVOKE and op.process not in open_:
-            problem = f"{op.type.value} without an invocation by process {op.process}"
-        if problem is not None:
-            raise HistoryError(f"event #{i}: {problem}", event=i)
-        if op.type is OpType.INVOKE:
-            open_[op.process] = (i, op)
-        else:
-            index, call = open_.pop(op.process)
-            pairs[index] = _pair(call, op)
-    for index, call in open_.values():
-        pairs[index] = _pair(call, None)
-    return [pairs[i] for i in sorted(pairs)]
+    return pair_invocations(ops, _event_problem, _pair)
 
 
 def _pair(call: Op, done: Op | None) -> QueueOp:

@@ -25,15 +25,21 @@ from cairn.resp.reply import (
     Verbatim,
 )
 from cairn.runtime.client_introspection import BAD_NAME, client, valid_name
+from cairn.runtime.client_pause import ClientPause, client_pause_command, pause_arity_error
 from cairn.runtime.command_info import CommandMeta, command_reply, flag_names
 from cairn.runtime.command_stats import CommandRecorder, RecorderSettings
+from cairn.runtime.config_rewrite import NO_CONFIG_FILE
 from cairn.runtime.latency import LatencyMonitor
+from cairn.runtime.monitor import Monitors
 from cairn.runtime.redis_config import HELP as CONFIG_HELP
-from cairn.runtime.redis_config import NO_REWRITE, RedisConfig, reset_stats
+from cairn.runtime.redis_config import RedisConfig, reset_stats
+from cairn.runtime.save_commands import bgsave, save
+from cairn.runtime.server_facts import lastsave, monitor, role, wait
 from cairn.runtime.slowlog import SlowLog
 from cairn.shard.routing import ClientRouting, observe
 
 if TYPE_CHECKING:
+    from cairn.runtime.acl_commands import AclCommands
     from cairn.runtime.server import ClientConnection, RespServer
 
 SERVER_NAME = "cairn"
@@ -68,6 +74,18 @@ class ServerContext:
     """Command statistics, SLOWLOG and LATENCY (`cairn.runtime.command_stats`)."""
     subscriptions: Callable[[int], tuple[int, int, int]] = field(default=lambda cid: (0, 0, 0))
     """A client's (channels, patterns, shard channels) for CLIENT LIST."""
+    pause: ClientPause = field(default_factory=ClientPause)
+    """CLIENT PAUSE's state and held commands (`cairn.runtime.client_pause`)."""
+    replication: Callable[[], tuple[int, int]] = field(default=lambda: (0, 0))
+    """ROLE's offset and WAIT's replica count (`cairn.runtime.server_facts`)."""
+    monitors: Monitors = field(default_factory=lambda: Monitors({}, time.time, 1 << 20))
+    """The connections in MONITOR mode (`cairn.runtime.monitor`)."""
+    rewrite: Callable[[], ErrorReply | None] = field(default=lambda: NO_CONFIG_FILE)
+    """CONFIG REWRITE: save the CONFIG values into the node's TOML file
+    (`cairn.runtime.config_rewrite`); None, or the error."""
+    acl: AclCommands | None = None
+    """The node's ACL users (`cairn.runtime.acl_commands`); None: only `default`, with
+    the configured password (a context without a node)."""
 
 
 def default_recorder() -> CommandRecorder:
@@ -97,6 +115,8 @@ def follow_config(ctx: ServerContext) -> None:
     )
     recorder.slowlog.max_len = int(values["slowlog-max-len"])
     recorder.slowlog.trim()
+    if ctx.acl is not None:  # CONFIG SET requirepass: the default user's password
+        ctx.acl.follow_password(values["requirepass"].decode("utf-8") or None)
 
 
 ClientHandler = Callable[[ServerContext, "ClientConnection", Sequence[bytes]], Reply]
@@ -125,6 +145,16 @@ class ClientCommandSpec:
     no_auth: bool = False
 
 
+def client_or_pause(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """CLIENT PAUSE and UNPAUSE (`cairn.runtime.client_pause`); any other CLIENT
+    subcommand goes to `client`."""
+    sub = args[0].lower()
+    if sub not in (b"pause", b"unpause"):
+        return client(ctx, conn, args)
+    wrong = pause_arity_error(sub, len(args) + 1)
+    return wrong if wrong is not None else client_pause_command(ctx.pause, sub, args[1:])
+
+
 def _arity_error(name: str) -> ErrorReply:
     return ErrorReply(f"ERR wrong number of arguments for '{name}' command")
 
@@ -141,7 +171,15 @@ def echo(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> R
     return Bulk(args[0])
 
 
-def _check_password(ctx: ServerContext, user: bytes, password: bytes) -> Reply | None:
+def _check_password(
+    ctx: ServerContext,
+    conn: ClientConnection,
+    user: bytes,
+    password: bytes,
+    one_arg: bool = False,
+) -> Reply | None:
+    if ctx.acl is not None:
+        return ctx.acl.authenticate(conn, user, password, one_arg)
     expected = ctx.server.password
     if expected is None:
         return NO_PASSWORD if user == b"default" else WRONGPASS
@@ -150,11 +188,11 @@ def _check_password(ctx: ServerContext, user: bytes, password: bytes) -> Reply |
 
 
 def auth(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
-    """AUTH [username] password (only the `default` user exists until ACLs land)."""
+    """AUTH [username] password (ACL users: `cairn.runtime.acl_commands`)."""
     if len(args) > 2:
         return SYNTAX_ERROR
     user, password = (args[0], args[1]) if len(args) == 2 else (b"default", args[0])
-    error = _check_password(ctx, user, password)
+    error = _check_password(ctx, conn, user, password, len(args) == 1)
     if error is not None:
         return error
     conn.set_authenticated(True)
@@ -178,7 +216,7 @@ def hello(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> 
     while i < len(args):
         option = args[i].lower()
         if option == b"auth" and i + 2 < len(args):
-            error = _check_password(ctx, args[i + 1], args[i + 2])
+            error = _check_password(ctx, conn, args[i + 1], args[i + 2])
             if error is not None:
                 return error
             conn.set_authenticated(True)
@@ -263,6 +301,7 @@ def reset(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> 
     state.protocol = 2
     state.name = ""
     state.routing = ClientRouting()
+    state.user = "default"
     conn.set_authenticated(ctx.server.password is None)
     return SimpleString("RESET")
 
@@ -294,7 +333,8 @@ _CONFIG_ARITY = {b"get": -3, b"set": -4, b"resetstat": 2, b"rewrite": 2, b"help"
 
 def config(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
     """CONFIG GET pattern [pattern ...] | SET name value [name value ...] | RESETSTAT |
-    HELP: this node's Redis parameters (`cairn.runtime.redis_config`; REWRITE refused)."""
+    REWRITE | HELP: this node's Redis parameters (`cairn.runtime.redis_config`; REWRITE
+    saves them into its TOML file, `cairn.runtime.config_rewrite`)."""
     sub = args[0].lower()
     arity = _CONFIG_ARITY.get(sub)
     if arity is None:
@@ -320,7 +360,8 @@ def config(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) ->
         ctx.recorder.stats.reset()
         return OK
     if sub == b"rewrite":
-        return NO_REWRITE
+        error = ctx.rewrite()
+        return OK if error is None else error
     return Array(tuple(SimpleString(line) for line in CONFIG_HELP))
 
 
@@ -338,6 +379,14 @@ def latency(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -
     if isinstance(reply, Bulk) and conn.protocol == 3:
         return Verbatim(reply.value)
     return reply
+
+
+def acl(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """ACL <subcommand> ... (`cairn.runtime.acl_commands`; SETUSER and DELUSER are
+    answered there asynchronously, once the cluster has applied them)."""
+    if ctx.acl is None:
+        return ErrorReply("ERR ACL users need a node")
+    return ctx.acl.command(conn, args)
 
 
 def _spec(
@@ -365,6 +414,7 @@ def _spec(
 _NO_AUTH = ("noscript", "loading", "stale", "fast", "no_auth")
 _STALE = ("loading", "stale")
 _ADMIN = ("admin", "noscript", "loading", "stale")
+_SAVE = ("admin", "noscript", "no_async_loading")
 
 CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
     s.name: s
@@ -407,7 +457,7 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
         _spec(
             "client",
             -2,
-            client,
+            client_or_pause,
             "A container for client connection commands.",
             _STALE,
             since="2.4.0",
@@ -437,6 +487,50 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             "A container for server configuration commands.",
             _ADMIN,
             since="2.0.0",
+            group="server",
+        ),
+        _spec(
+            "lastsave",
+            1,
+            lastsave,
+            "Returns the Unix timestamp of the last successful save to disk.",
+            ("loading", "stale", "fast"),
+            group="server",
+        ),
+        _spec(
+            "role",
+            1,
+            role,
+            "Returns the replication role.",
+            ("noscript", "loading", "stale", "fast"),
+            since="2.8.12",
+            group="server",
+        ),
+        _spec(
+            "wait",
+            3,
+            wait,
+            "Blocks until the asynchronous replication of all preceding write commands "
+            "sent by the connection is completed.",
+            ("noscript",),
+            since="3.0.0",
+            group="generic",
+        ),
+        _spec(
+            "monitor",
+            1,
+            monitor,
+            "Listens for all requests received by the server in real-time.",
+            ("admin", "noscript", "loading", "stale"),
+            group="server",
+        ),
+        _spec(
+            "acl",
+            -2,
+            acl,
+            "A container for Access List Control commands.",
+            ("noscript", "loading", "stale"),
+            since="6.0.0",
             group="server",
         ),
         _spec(
@@ -474,6 +568,17 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             ("fast",),
             since="3.0.0",
             group="cluster",
+        ),
+        _spec(
+            "save", 1, save, "Synchronously saves the database(s) to disk.", _SAVE, group="server"
+        ),
+        _spec(
+            "bgsave",
+            -1,
+            bgsave,
+            "Asynchronously saves the database(s) to disk.",
+            _SAVE,
+            group="server",
         ),
     )
 }

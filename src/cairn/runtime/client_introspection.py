@@ -55,6 +55,12 @@ CLIENT_HELP = (
     "    Return information about client connections. Options:",
     "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
     "      Return clients of specified type.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
     "SETINFO <option> <value>",
@@ -78,6 +84,7 @@ _CLIENT_ARITY = {
     b"no-evict": 3,
     b"no-touch": 3,
     b"setinfo": 4,
+    b"reply": 3,
     b"help": 2,
 }
 _TYPES = (b"normal", b"master", b"slave", b"replica", b"pubsub")
@@ -89,8 +96,9 @@ def _client_type(ctx: ServerContext, state: ClientState) -> bytes:
 
 
 def _flags(ctx: ServerContext, state: ClientState, subs: tuple[int, int, int]) -> str:
-    """Redis' flag letters Cairn can have: P pubsub, x MULTI, e no-evict, T no-touch."""
-    flags = ""
+    """Redis' flag letters Cairn can have: O monitor, P pubsub, x MULTI, e no-evict,
+    T no-touch."""
+    flags = "O" if "monitor" in state.flags else ""
     if any(subs):
         flags += "P"
     if state.transaction.queued is not None:
@@ -123,7 +131,7 @@ def client_line(ctx: ServerContext, conn: ClientConnection, now: float) -> str:
         f"flags={_flags(ctx, state, subs)} db=0 sub={subs[0]} psub={subs[1]} ssub={subs[2]} "
         f"multi={-1 if queued is None else len(queued)} qbuf={qbuf} qbuf-free=0 argv-mem=0 "
         f"multi-mem={multi_mem} rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
-        f"tot-mem={qbuf + multi_mem + omem} events=r cmd={state.last_command} user=default "
+        f"tot-mem={qbuf + multi_mem + omem} events=r cmd={state.last_command} user={state.user} "
         f"redir=-1 resp={state.protocol} lib-name={state.lib_name} lib-ver={state.lib_ver}\n"
     )
 
@@ -161,6 +169,8 @@ def client(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) ->
         return _client_switch(state, sub.decode(), rest[0])
     if sub == b"setinfo":
         return _client_setinfo(state, rest[0], rest[1])
+    if sub == b"reply":
+        return _client_reply(state, rest[0])
     return Array(tuple(SimpleString(line) for line in CLIENT_HELP))
 
 
@@ -205,6 +215,43 @@ def _client_switch(state: ClientState, flag: str, value: bytes) -> Reply:
     else:
         return SYNTAX_ERROR
     return OK
+
+
+REPLY_OFF = "reply-off"
+REPLY_SKIP = "reply-skip"
+REPLY_SKIP_NEXT = "reply-skip-next"
+
+
+def _client_reply(state: ClientState, value: bytes) -> Reply:
+    """CLIENT REPLY ON (answers OK) | OFF (no reply from now on, this one included) |
+    SKIP (no reply to this command and the next). `reply_silenced` applies the mode."""
+    choice = value.lower()
+    if choice == b"on":
+        state.flags -= {REPLY_OFF, REPLY_SKIP, REPLY_SKIP_NEXT}
+    elif choice == b"off":
+        state.flags.add(REPLY_OFF)
+    elif choice == b"skip":
+        if REPLY_OFF not in state.flags:
+            state.flags.add(REPLY_SKIP)
+    else:
+        return SYNTAX_ERROR
+    return OK
+
+
+def reply_silenced(state: ClientState) -> bool:
+    """Whether the command just handed to the router gets no reply (CLIENT REPLY OFF, or
+    SKIP: that command and the next one); called once per command, after it started."""
+    flags = state.flags
+    if REPLY_SKIP_NEXT in flags:
+        flags.discard(REPLY_SKIP_NEXT)
+        silenced = True
+    else:
+        silenced = REPLY_OFF in flags
+    if REPLY_SKIP in flags:
+        flags.discard(REPLY_SKIP)
+        flags.add(REPLY_SKIP_NEXT)
+        silenced = True
+    return silenced
 
 
 def _client_setinfo(state: ClientState, option: bytes, value: bytes) -> Reply:

@@ -10,7 +10,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from cairn.resp.reply import Array, Bulk, Integer, Map, NullArray, Reply, Set, SimpleString
+from cairn.resp.reply import (
+    Array,
+    Bulk,
+    ErrorReply,
+    Integer,
+    Map,
+    NullArray,
+    Reply,
+    Set,
+    SimpleString,
+)
+from cairn.store.glob import stringmatch
+
+SYNTAX_ERROR = ErrorReply("ERR syntax error")
 
 
 class CommandMeta(Protocol):
@@ -84,8 +97,10 @@ def command_reply(table: Mapping[str, CommandMeta], args: Sequence[bytes]) -> Re
     rest = [a.decode("utf-8", "replace").lower() for a in args[1:]]
     if sub == b"count" and not rest:
         return Integer(len(table))
-    if sub == b"list" and not rest:
-        return Array(tuple(Bulk(n.lower().encode()) for n in sorted(table)))
+    if sub == b"list":
+        return list_reply(table, args[1:])
+    if sub == b"getkeys":
+        return getkeys_reply(table, args[1:])
     if sub == b"info":
         names = rest or sorted(table)
         return Array(tuple(info_entry(table[n]) if n in table else NullArray() for n in names))
@@ -93,3 +108,42 @@ def command_reply(table: Mapping[str, CommandMeta], args: Sequence[bytes]) -> Re
         names = [n for n in (rest or sorted(table)) if n in table]
         return Map(tuple((Bulk(n.encode()), docs_entry(table[n])) for n in names))
     return None
+
+
+def list_reply(table: Mapping[str, CommandMeta], options: Sequence[bytes]) -> Reply:
+    """COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]: no module
+    is loaded, so a MODULE filter matches nothing; ACLCAT matches a category without its
+    `@`, case-insensitively; PATTERN is a case-insensitive glob on the name."""
+    names = sorted(table)
+    if options:
+        if len(options) != 3 or options[0].lower() != b"filterby":
+            return SYNTAX_ERROR
+        kind, value = options[1].lower(), options[2]
+        if kind == b"module":
+            names = []
+        elif kind == b"aclcat":
+            wanted = "@" + value.decode("utf-8", "replace").lower()
+            names = [n for n in names if wanted in table[n].acl_categories]
+        elif kind == b"pattern":
+            names = [n for n in names if stringmatch(value, n.encode(), nocase=True)]
+        else:
+            return SYNTAX_ERROR
+    return Array(tuple(Bulk(n.lower().encode()) for n in names))
+
+
+def getkeys_reply(table: Mapping[str, CommandMeta], argv: Sequence[bytes]) -> Reply:
+    """COMMAND GETKEYS command [arg ...]: the key arguments, as the command table finds
+    them (Redis 7.0's errors for an unknown command, a wrong arity, no keys)."""
+    if len(argv) < 2:
+        return ErrorReply("ERR wrong number of arguments for 'command|getkeys' command")
+    meta = table.get(argv[0].decode("utf-8", "replace").lower())
+    if meta is None:
+        return ErrorReply("ERR Invalid command specified")
+    arity = meta.arity
+    if len(argv) != arity if arity >= 0 else len(argv) < -arity:
+        return ErrorReply("ERR Invalid number of arguments specified for command")
+    finder = getattr(meta, "keys", None)
+    keys: list[bytes] = finder(argv) if finder is not None else []
+    if not keys:
+        return ErrorReply("ERR The command has no key arguments")
+    return Array(tuple(Bulk(k) for k in keys))

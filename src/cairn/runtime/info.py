@@ -16,11 +16,14 @@ What some fields mean in Cairn (docs/operations.md, "Introspection"):
 - `role:master`: every Cairn node accepts reads and writes for every key (a follower
   forwards to the region's leader), so to a Redis client each node is a master with no
   replicas. Replication is Raft's, per region: see the `raft` section.
-- `keyspace_hits`/`keyspace_misses` are left out: a read is answered by the region
-  leader's replica, which may be on another node, and counting there is not yet done.
+- `keyspace_hits`/`keyspace_misses` count the key lookups of the read commands this node
+  ran: reads run on the region's leader (or on a follower for READONLY clients), so a
+  read sent to one node is counted on the node that served it.
 - `expired_keys` counts the keys that this node's active expiry deleted (it proposes the
   deletions of the regions it leads); keys removed because a write found them expired
   are not counted.
+- `rdb_last_save_time` is now, as LASTSAVE answers: every acknowledged write is on disk;
+  `mem_clients_normal` is the bytes buffered for this node's clients (MEMORY STATS).
 - `db0:...,expires=0,avg_ttl=0`: LMDB keeps no count of keys with a TTL, so these are 0.
 """
 
@@ -98,12 +101,18 @@ def _clients(node: Node) -> Fields:
     ]
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
+    """The process' resident set size (its peak when /proc is not there)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_rss_bytes() -> int:
+    """The process' largest resident set size so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def human_bytes(n: int) -> str:
@@ -123,9 +132,17 @@ def _system_memory() -> int:
         return 0
 
 
+def client_buffers(node: Node) -> int:
+    """The bytes buffered for this node's clients (pending input, queued output, MULTI)."""
+    total = 0
+    for conn, state in node.server.clients.values():
+        total += conn.parser.buffered + conn.output_backlog() + state.transaction.queued_bytes
+    return total
+
+
 def _memory(node: Node) -> Fields:
-    rss = _rss_bytes()
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss)
+    rss = rss_bytes()
+    peak = max(peak_rss_bytes(), rss)
     system = _system_memory()
     policy = node.context.redis_config.values["maxmemory-policy"].decode()
     return [
@@ -142,6 +159,8 @@ def _memory(node: Node) -> Fields:
         ("maxmemory_human", "0B"),
         ("maxmemory_policy", policy),
         ("mem_fragmentation_ratio", "1.00"),
+        ("mem_clients_slaves", 0),
+        ("mem_clients_normal", client_buffers(node)),
         ("mem_allocator", "python"),
     ]
 
@@ -164,6 +183,7 @@ def _persistence(node: Node) -> Fields:
         ("async_loading", 0),
         ("rdb_changes_since_last_save", 0),
         ("rdb_bgsave_in_progress", 0),
+        ("rdb_last_save_time", int(time.time())),
         ("rdb_last_bgsave_status", status),
         ("aof_enabled", 0),
         ("aof_rewrite_in_progress", 0),
@@ -192,6 +212,8 @@ def _stats(node: Node) -> Fields:
         ("expired_keys", stats["expired_keys"]),
         ("evicted_keys", 0),
         ("evicted_clients", 0),
+        ("keyspace_hits", sum(m.lookups[0] for m in node.machines.values())),
+        ("keyspace_misses", sum(m.lookups[1] for m in node.machines.values())),
         ("pubsub_channels", len(registry.channels())),
         ("pubsub_patterns", registry.numpat()),
         ("pubsubshard_channels", len(registry.channels(kind=Kind.SHARD))),

@@ -107,6 +107,10 @@ _KEYLESS_MERGE = {
 }
 """Keyless commands that read or clear every region, and how their replies combine."""
 
+ANYWHERE = frozenset({"eval", "eval_ro", "evalsha", "evalsha_ro"})
+"""Keyless commands that run whole in one region, whichever: scripts declaring no keys
+run in the region of slot 0 (docs/scripting.md)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RoutingPolicy:
@@ -369,6 +373,8 @@ def _route_keyless(
         return NoRoute(gaps)
     if len(regions) == 1:
         return _target(regions[0], spec, topology, client, policy)
+    if spec.name in ANYWHERE:
+        return _route_anywhere(spec, topology, client, policy)
     if spec.name == "scan":
         return _route_scan(argv, spec, topology, client, policy)
     merge = _KEYLESS_MERGE.get(spec.name)
@@ -377,6 +383,17 @@ def _route_keyless(
         return Refuse(ErrorReply(f"ERR {name} over more than one region is not supported yet"))
     parts = tuple(Part(_target(r, spec, topology, client, policy), tuple(argv)) for r in regions)
     return Fanout(parts, merge)
+
+
+def _route_anywhere(
+    spec: CommandSpec, topology: Topology, client: ClientRouting, policy: RoutingPolicy
+) -> Decision:
+    """A keyless command that may run in any one region (a script with no keys): the
+    region of slot 0, like a keyless EXEC."""
+    region = topology.region_of(b"")
+    if region is None:
+        return NoRoute(0)
+    return _route_one(region, 0, spec, topology, client, policy)
 
 
 def _route_scan(

@@ -29,6 +29,7 @@ from cairn.store.layout import (
     prefix_end,
     split_meta_key,
 )
+from cairn.store.notifications import EXPIRED, NEW, Event
 from cairn.store.scope import WHOLE_KEYSPACE, Scope
 from cairn.store.slot import key_slot
 
@@ -60,9 +61,12 @@ class Db:
         now_ms: int,
         scope: Scope = WHOLE_KEYSPACE,
         stamp: bytes = b"",
+        lookups: list[int] | None = None,
     ) -> None:
         """A view at `now_ms`; `batch` None: read-only. `stamp` (`encode_stamp`) marks
-        every key this writer changes, and deletions in the scope, for WATCH."""
+        every key this writer changes, and deletions in the scope, for WATCH. `lookups`:
+        [hits, misses] counters `lookup` adds to (Redis' keyspace_hits/misses)."""
+        self._lookups = lookups
         self._reader: KeyspaceReader = batch if batch is not None else reader
         self._batch = batch
         self.now_ms = now_ms
@@ -70,20 +74,31 @@ class Db:
         self.stamp = stamp
         self._unstamped: set[bytes] = set()
         """Keys whose sub-records changed but whose metadata was not rewritten yet."""
+        self._overwritten: set[bytes] = set()
+        """Keys `overwrite` deleted: their re-creation is no `new` key (Redis's setKey)."""
+        self.events: list[Event] | None = None
+        """The keyspace notifications of this write, when the machine collects them
+        (`cairn.store.notifications`); None: not collecting (the usual case)."""
+
+    def notify(self, cls: int, event: str, key: bytes) -> None:
+        """Record a keyspace notification, if this write collects them."""
+        if self.events is not None:
+            self.events.append((cls, event, key))
 
     # -- keys ---------------------------------------------------------------------
 
     def lookup(self, key: bytes) -> Meta | None:
         """The live metadata of `key`, or None (missing or expired; a writer purges it)."""
         raw = self._reader.get(meta_key(key))
-        if raw is None:
-            return None
-        meta = decode_meta(raw)
-        if not meta.expired(self.now_ms):
-            return meta
-        if self._batch is not None:
-            self._purge(key, meta)
-        return None
+        meta = None if raw is None else decode_meta(raw)
+        if meta is not None and meta.expired(self.now_ms):
+            if self._batch is not None:
+                self._purge(key, meta)
+                self.notify(EXPIRED, "expired", key)
+            meta = None
+        if self._lookups is not None:
+            self._lookups[meta is None] += 1
+        return meta
 
     def put_meta(self, key: bytes, meta: Meta, existed: bool) -> None:
         """Store `key`'s metadata; `existed` says whether `key` was live before (key count)."""
@@ -91,6 +106,10 @@ class Db:
         self._unstamped.discard(key)
         if not existed:
             self._add_key_count(key, 1)
+            if key in self._overwritten:
+                self._overwritten.discard(key)
+            else:
+                self.notify(NEW, "new", key)
 
     def finish_stamps(self) -> None:
         """Stamp the keys whose sub-records changed without a metadata rewrite (LSET, HSET
@@ -119,12 +138,27 @@ class Db:
         self._purge(key, meta)
         return True
 
+    def overwrite(self, key: bytes) -> bool:
+        """`delete` for a key about to be written again by the same command (the *STORE
+        commands): its re-creation is not reported as a new key, as Redis's setKey
+        overwrites in place; whether it was live."""
+        deleted = self.delete(key)
+        if deleted:
+            self.rewriting(key)
+        return deleted
+
+    def rewriting(self, key: bytes) -> None:
+        """This command deletes `key` and creates it again (see `overwrite`): no `new`."""
+        if self.events is not None:
+            self._overwritten.add(key)
+
     def purge_if_expired(self, key: bytes) -> bool:
         """Delete `key` if it exists and is expired at `now_ms` (active expiry)."""
         raw = self._reader.get(meta_key(key))
         if raw is None or not decode_meta(raw).expired(self.now_ms):
             return False
         self._purge(key, decode_meta(raw))
+        self.notify(EXPIRED, "expired", key)
         return True
 
     def last_deletion(self) -> bytes:

@@ -18,7 +18,9 @@ entry's now_ms, so a key refreshed in between survives.
 
 A command that fails (an error reply) leaves no trace but the applied index. Every write
 stamps the keys it changes with its (region, index) for WATCH; a whole MULTI/EXEC is one
-internal `cairn.exec` entry applied by `cairn.store.transaction.apply_transaction`.
+internal `cairn.exec` entry applied by `cairn.store.transaction.apply_transaction`; an
+IDEMPOTENT write is a `cairn.idem` entry wrapping either, applied at most once per request
+id by `cairn.store.idempotency.apply_idempotency`.
 
 Scopes. A machine owns a `Scope`: by default the whole keyspace with the single-group
 records (``X applied``, ``X now``, ``X keys``), exactly the store before regions; its
@@ -54,8 +56,10 @@ from cairn.store.commands import (
 from cairn.store.commands.scan import cursor_range_key
 from cairn.store.db import Db
 from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
+from cairn.store.idempotency import IDEMPOTENCY_COMMANDS, apply_idempotency, has_expired
 from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch, write_batch
 from cairn.store.layout import decode_u64, encode_stamp, encode_u64
+from cairn.store.notifications import Event
 from cairn.store.ranges import KeyspaceImages, RangeImages
 from cairn.store.scope import WHOLE_KEYSPACE, KeyOutOfRangeError, Scope
 from cairn.store.transaction import TRANSACTION_COMMANDS, TXN_COMMAND, apply_transaction
@@ -77,6 +81,9 @@ afresh (TRYAGAIN is what Redis Cluster clients retry on)."""
 _SNAPSHOT_VERSION = 1
 _SNAPSHOT_CHUNK = 4096
 _EXPIRY_SAMPLE_FACTOR = 20
+_EVENTS_MAX = 65536
+"""Entries whose notifications `StoreMachine.events` holds at most (untaken ones are
+dropped beyond it: pub/sub is at-most-once)."""
 _DECODED_MAX = 4096
 """Decoded entries `StoreMachine.decode` remembers at most (a Ready's worth, usually)."""
 
@@ -104,7 +111,12 @@ def decode_command(data: bytes) -> tuple[str, list[bytes], int]:
 
 def _internal_spec(name: str) -> CommandSpec | None:
     """The spec of command `name` as applied: a client command or an internal one."""
-    return COMMANDS.get(name) or INTERNAL_COMMANDS.get(name) or TRANSACTION_COMMANDS.get(name)
+    return (
+        COMMANDS.get(name)
+        or INTERNAL_COMMANDS.get(name)
+        or TRANSACTION_COMMANDS.get(name)
+        or IDEMPOTENCY_COMMANDS.get(name)
+    )
 
 
 def _spec_for_apply(name: str, args: Sequence[bytes]) -> CommandSpec | ErrorReply:
@@ -145,6 +157,14 @@ class StoreMachine:
         self.retired = False
         """Set once merged into a neighbour: the machine refuses every further use."""
         self._decoded: dict[bytes, tuple[str, list[bytes], int]] = {}
+        self.collect_events = False
+        """Whether applying records keyspace notifications (`cairn.store.notifications`):
+        set by the node while `notify-keyspace-events` can publish anything."""
+        self.events: dict[int, list[Event]] = {}
+        """The notifications of applied entries not yet taken (`take_events`), by index."""
+        self.lookups = [0, 0]
+        """Key lookups of the read commands run here: [hits, misses] (INFO's
+        keyspace_hits and keyspace_misses; a serving node's figure, never replicated)."""
         self.reload()
 
     def reload(self) -> None:
@@ -227,6 +247,14 @@ class StoreMachine:
             decoded = self._decoded[data] = decode_command(data)
         return decoded
 
+    def take_events(self, index: int) -> list[Event]:
+        """The keyspace notifications applying entry `index` recorded (empty if none or
+        not collecting), forgotten here: the replica's observer takes them after each
+        entry, and the region's leader publishes them."""
+        if not self.events:
+            return []
+        return self.events.pop(index, [])
+
     def write_progress(self) -> None:
         """Store the in-memory applied index and time in one batch."""
         with write_batch(self.keyspace) as batch:
@@ -305,12 +333,22 @@ class StoreMachine:
         if not in_range and self.scope.is_region and not self._in_range(spec, args):
             self._set_progress(index, now_ms)
             return KEY_NOT_IN_REGION
+        events: list[Event] | None = [] if self.collect_events else None
         if spec.name == TXN_COMMAND:
-            reply = apply_transaction(self.keyspace, self.scope, index, now_ms, args[0])
-            self._set_progress(index, now_ms)
-            return reply
-        stamp = encode_stamp(self.scope.region_id or 0, index)
-        reply = run_in_batch(self.keyspace, spec, args, now_ms, self.scope, stamp, index)
+            reply = apply_transaction(self.keyspace, self.scope, index, now_ms, args[0], events)
+        elif spec.name in IDEMPOTENCY_COMMANDS:  # IDEMPOTENT: cairn.store.idempotency
+            reply = apply_idempotency(
+                self.keyspace, self.scope, index, now_ms, spec.name, args, events
+            )
+        else:
+            stamp = encode_stamp(self.scope.region_id or 0, index)
+            reply = run_in_batch(
+                self.keyspace, spec, args, now_ms, self.scope, stamp, index, events
+            )
+        if events:
+            if len(self.events) >= _EVENTS_MAX:
+                self.events.clear()  # nobody is taking them: keep the memory bounded
+            self.events[index] = events
         self._set_progress(index, now_ms)
         return reply
 
@@ -336,7 +374,7 @@ class StoreMachine:
         if not in_range and self.scope.is_region and not self._in_range(spec, args):
             return KEY_NOT_IN_REGION
         try:
-            db = Db(self.keyspace, None, now_ms, self.scope)
+            db = Db(self.keyspace, None, now_ms, self.scope, lookups=self.lookups)
             return run(spec, db, args, self._rng, settings=settings)
         except CommandError as err:
             return err.reply
@@ -362,6 +400,12 @@ class StoreMachine:
         else:
             self._expiry_position = db.start_position
         return [e.key for e in found]
+
+    def has_expired_requests(self, now_ms: int) -> bool:
+        """Whether the request table (IDEMPOTENT) holds ids expired at `now_ms`: then
+        the leader proposes their purge (`cairn.store.idempotency.PURGE_COMMAND`)."""
+        self._check_live()
+        return has_expired(self.keyspace, self.scope, now_ms)
 
     # -- internals -------------------------------------------------------------------
 

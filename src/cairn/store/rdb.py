@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -52,6 +53,42 @@ written uncompressed (a valid payload Redis loads the same; only its bytes diffe
 compact encoding (listpacks, intsets, quicklist nodes) is far below it."""
 _LZF_MAX_RATIO = 90
 """LZF expands at most 264 bytes from 3: a declared length above this ratio is a lie."""
+
+DECODE_BUDGET = 256 * 1024 * 1024
+"""The most memory one payload may decode to (RESTORE): every string's bytes plus
+`ELEMENT_COST` per element, charged before the string is read or decompressed and before
+a listpack, ziplist or intset is parsed. A 16 MiB payload of LZF strings could otherwise
+expand 90 times (1.4 GB), and a listpack of one-byte integers costs a Python object per
+two bytes. The same constant on every replica (RESTORE is applied by each), so it is not a
+node setting; `decode(payload, budget)` takes another for tests and tools."""
+
+ELEMENT_COST = 64
+"""What one decoded element costs in memory beyond its bytes (a bytes object, its slot in
+a list, its share of a pair): the charge per element against `DECODE_BUDGET`."""
+
+
+class PayloadTooLargeError(BadPayloadError):
+    """A payload that would decode past its budget (`DECODE_BUDGET`)."""
+
+
+class Budget:
+    """The memory a payload may still decode to; `charge` refuses what would pass it."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.left = DECODE_BUDGET if limit is None else limit
+
+    def charge(self, n: int) -> None:
+        """Spend `n` bytes, `PayloadTooLargeError` (before anything is allocated) if they
+        are not left."""
+        if n > self.left:
+            raise PayloadTooLargeError("payload decodes past the budget")
+        self.left -= n
+
+    def refund(self, n: int) -> None:
+        """Give back `n` bytes charged as an upper bound and not used."""
+        self.left += n
 
 
 @dataclass(slots=True)
@@ -151,10 +188,24 @@ def encode_string(data: bytes) -> bytes:
 class Reader:
     """A cursor over untrusted bytes: every read is bounds-checked."""
 
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
+    def __init__(
+        self, data: bytes, pos: int = 0, end: int | None = None, budget: Budget | None = None
+    ) -> None:
         self.data = data
         self.pos = pos
         self.end = len(data) if end is None else end
+        self.budget = Budget() if budget is None else budget
+
+    def elements(
+        self, blob: bytes, min_bytes: int, parse: Callable[[bytes], list[_T]]
+    ) -> list[_T]:
+        """`parse(blob)` for a blob of elements of at least `min_bytes` each: charged for as
+        many as it could hold before parsing, the unused part given back after."""
+        upper = len(blob) // min_bytes * ELEMENT_COST
+        self.budget.charge(upper)
+        parsed = parse(blob)
+        self.budget.refund(upper - len(parsed) * ELEMENT_COST)
+        return parsed
 
     @property
     def left(self) -> int:
@@ -195,13 +246,16 @@ class Reader:
         n, special = self.length()
         if special or n * min_bytes > self.left:
             raise BadPayloadError("count out of range")
+        self.budget.charge(n * ELEMENT_COST)
         return n
 
     def string(self) -> bytes:
         """An RDB string in any encoding."""
         n, special = self.length()
         if not special:
-            return self.take(n)
+            chunk = self.take(n)  # a slice of the payload: checked against its bytes first
+            self.budget.charge(n)
+            return chunk
         if n == 0:
             return b"%d" % struct.unpack("<b", self.take(1))[0]
         if n == 1:
@@ -214,6 +268,7 @@ class Reader:
         out_len, special = self.length()
         if special or out_len == 0 or out_len > packed_len * _LZF_MAX_RATIO + 64:
             raise BadPayloadError("bad lzf length")
+        self.budget.charge(out_len)
         return lzf_decompress(self.take(packed_len), out_len)
 
 
@@ -384,10 +439,12 @@ def object_type(payload: bytes) -> int:
     return payload[0]
 
 
-def decode(payload: bytes) -> Value:
+def decode(payload: bytes, budget: int | None = None) -> Value:
     """The value a footer-checked payload holds; `BadPayloadError` for anything malformed,
-    empty, duplicated, or of a type Cairn does not load (see module docstring)."""
-    r = Reader(payload, 1, len(payload) - 10)
+    empty, duplicated, or of a type Cairn does not load (see module docstring);
+    `PayloadTooLargeError` (a `BadPayloadError`) for one that decodes past `budget`
+    (default `DECODE_BUDGET`)."""
+    r = Reader(payload, 1, len(payload) - 10, Budget(budget or DECODE_BUDGET))
     kind = object_type(payload)
     if kind == T_STRING:
         return Value(ValueType.STRING, string=r.string())
@@ -422,18 +479,18 @@ def _list_items(r: Reader, kind: int) -> list[bytes]:
     if kind == T_LIST:
         return [r.string() for _ in range(r.count())]
     if kind == T_LIST_ZIPLIST:
-        return parse_ziplist(r.string())
+        return r.elements(r.string(), 2, parse_ziplist)
     items: list[bytes] = []
     for _ in range(r.count()):
         if kind == T_LIST_QUICKLIST:
-            node = parse_ziplist(r.string())
+            node = r.elements(r.string(), 2, parse_ziplist)
         else:
             container = r.count(0)
             blob = r.string()
             if container == 1:
                 node = [blob]
             elif container == 2:
-                node = parse_listpack(blob)
+                node = r.elements(blob, 2, parse_listpack)
             else:
                 raise BadPayloadError("bad quicklist container")
         if not node:
@@ -446,14 +503,14 @@ def _set_members(r: Reader, kind: int) -> list[bytes]:
     if kind == T_SET:
         return [r.string() for _ in range(r.count())]
     if kind == T_SET_INTSET:
-        return parse_intset(r.string())
-    return parse_listpack(r.string())
+        return r.elements(r.string(), 2, parse_intset)
+    return r.elements(r.string(), 2, parse_listpack)
 
 
 def _pairs(r: Reader, table: bool, packed: bool) -> list[tuple[bytes, bytes]]:
     if table:
         return [(r.string(), r.string()) for _ in range(r.count(2))]
-    flat = parse_listpack(r.string()) if packed else parse_ziplist(r.string())
+    flat = r.elements(r.string(), 2, parse_listpack if packed else parse_ziplist)
     if len(flat) % 2:
         raise BadPayloadError("odd pair count")
     return list(zip(flat[::2], flat[1::2], strict=True))
@@ -466,7 +523,7 @@ def _zset_members(r: Reader, kind: int) -> list[tuple[bytes, float]]:
         rows = [(r.string(), _text_score(r)) for _ in range(r.count(2))]
     else:
         blob = r.string()
-        flat = parse_listpack(blob) if kind == T_ZSET_LISTPACK else parse_ziplist(blob)
+        flat = r.elements(blob, 2, parse_listpack if kind == T_ZSET_LISTPACK else parse_ziplist)
         if len(flat) % 2:
             raise BadPayloadError("odd pair count")
         rows = [(flat[i], _parse_score(flat[i + 1])) for i in range(0, len(flat), 2)]

@@ -43,6 +43,7 @@ from cairn.store.listpack import int_entry, lp_entry, pack, parse_listpack
 from cairn.store.lzf import BadPayloadError
 from cairn.store.numbers import parse_ll
 from cairn.store.rdb import (
+    ELEMENT_COST,
     T_STREAM,
     T_STREAM_2,
     Reader,
@@ -332,7 +333,12 @@ def _read_entries(r: Reader) -> tuple[list[Entry], Id | None]:
         if len(key) != _RAW_ID.size:
             raise BadPayloadError("stream node key is not an id")
         master: Id = _RAW_ID.unpack(key)
-        top = _read_node(r.string(), master, top, entries)
+        blob = r.string()
+        upper = len(blob) // 2 * ELEMENT_COST  # the node's elements, charged before parsing
+        r.budget.charge(upper)
+        before = len(entries)
+        top = _read_node(blob, master, top, entries)
+        r.budget.refund(upper - (len(entries) - before) * ELEMENT_COST)
     return entries, top
 
 

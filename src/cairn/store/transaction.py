@@ -47,6 +47,7 @@ from cairn.store.commands.spec import Ctx
 from cairn.store.db import Db
 from cairn.store.keyspace import Keyspace
 from cairn.store.layout import encode_stamp
+from cairn.store.notifications import Event
 from cairn.store.scope import KeyOutOfRangeError, Scope
 
 __all__ = [
@@ -187,10 +188,16 @@ a node forwards them to a region's leader like any write."""
 
 
 def apply_transaction(
-    keyspace: Keyspace, scope: Scope, index: int, now_ms: int, data: bytes
+    keyspace: Keyspace,
+    scope: Scope,
+    index: int,
+    now_ms: int,
+    data: bytes,
+    events: list[Event] | None = None,
 ) -> Reply:
     """Apply the transaction `data` (`encode_transaction`) at log `index` and time
-    `now_ms`, inside the caller's keyspace transaction; the EXEC reply."""
+    `now_ms`, inside the caller's keyspace transaction; the EXEC reply. `events`: where
+    the keyspace notifications of its commands go, in order (None: not collected)."""
     try:
         txn = decode_transaction(data)
         scope.check_keys(txn.keys())
@@ -206,18 +213,24 @@ def apply_transaction(
     replies = []
     for position, argv in enumerate(txn.commands):
         seed = (index << 20) | position
-        replies.append(_run_one(keyspace, scope, now_ms, stamp, seed, argv))
+        replies.append(_run_one(keyspace, scope, now_ms, stamp, seed, argv, events))
     return Array(tuple(replies))
 
 
 def _run_one(
-    keyspace: Keyspace, scope: Scope, now_ms: int, stamp: bytes, seed: int, argv: list[bytes]
+    keyspace: Keyspace,
+    scope: Scope,
+    now_ms: int,
+    stamp: bytes,
+    seed: int,
+    argv: list[bytes],
+    events: list[Event] | None,
 ) -> Reply:
     """One queued command in its own batch: its reply, its writes kept only on success."""
     spec = classify(argv)
     if isinstance(spec, ErrorReply):
         return spec
-    reply = run_in_batch(keyspace, spec, argv[1:], now_ms, scope, stamp, seed)
+    reply = run_in_batch(keyspace, spec, argv[1:], now_ms, scope, stamp, seed, events)
     if isinstance(reply, Blocked):  # nothing to take: answered as a timeout at once
         return NULL if spec.name in _NONBLOCKING_NULL else NULL_ARRAY
     return reply

@@ -18,6 +18,7 @@ from cairn.store.commands.table import COMMANDS, EXPIRE_DELETE, INTERNAL_COMMAND
 from cairn.store.db import Db
 from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
 from cairn.store.keyspace import Keyspace
+from cairn.store.notifications import Event
 from cairn.store.scope import Scope
 
 __all__ = [
@@ -93,14 +94,18 @@ def run_in_batch(
     scope: Scope,
     stamp: bytes,
     seed: int,
+    events: list[Event] | None = None,
 ) -> Reply:
     """Run write command `spec` in a batch of its own, stamping the keys it changes with
     `stamp`: the batch is committed when the command succeeds and discarded when it fails
     (its error reply is the answer). What applying one Raft entry, or one command of a
-    transaction, does."""
+    transaction, does. `events` (not None: collecting keyspace notifications) receives
+    the command's notifications when it succeeds."""
     batch = keyspace.begin()
     try:
         db = Db(keyspace, batch, now_ms, scope, stamp)
+        if events is not None:
+            db.events = []
         reply = run(spec, db, args, None, seed)
         db.finish_stamps()
     except CommandError as err:
@@ -110,4 +115,6 @@ def run_in_batch(
         batch.abort()
         raise
     batch.commit()
+    if db.events:
+        events.extend(db.events)  # type: ignore[union-attr]  # set above when not None
     return reply

@@ -15,9 +15,17 @@ from dataclasses import dataclass
 
 from cairn.resp.reply import NULL, Array, ErrorReply, Integer, Reply
 from cairn.store.commands.common import fail, get_string, int_arg, lookup_typed
-from cairn.store.commands.spec import MAX_STRING, SYNTAX, TOO_BIG, Ctx
+from cairn.store.commands.spec import (
+    MAX_STRING,
+    MAX_WRITE_STRING,
+    STRING_LIMIT,
+    SYNTAX,
+    TOO_BIG,
+    Ctx,
+)
 from cairn.store.commands.strings import store_keep_ttl
 from cairn.store.layout import ValueType
+from cairn.store.notifications import STRING
 from cairn.store.numbers import LLONG_MIN, parse_ll
 
 BIT_OFFSET = ErrorReply("ERR bit offset is not an integer or out of range")
@@ -212,6 +220,8 @@ def _run(ctx: Ctx, key: bytes, ops: list[FieldOp], read_only: bool) -> Reply:
     size = max(op.offset + op.bits - 1 for op in writes) // 8 + 1
     if size > MAX_STRING:
         raise fail(TOO_BIG)
+    if size > MAX_WRITE_STRING:
+        raise fail(STRING_LIMIT)
     old = b"" if meta is None else meta.value
     buf = bytearray(old)
     if len(buf) < size:
@@ -223,6 +233,7 @@ def _run(ctx: Ctx, key: bytes, ops: list[FieldOp], read_only: bool) -> Reply:
         changed = changed or op_changed
     if changed:
         store_keep_ttl(ctx, key, meta, bytes(buf))
+        ctx.notify(STRING, "setbit", key)
     return Array(tuple(replies))
 
 
@@ -233,7 +244,8 @@ def cmd_bitfield(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
     Redis grows the string to any bit offset below 2**32 plus the field's width; Cairn
     refuses a write whose string would pass `MAX_STRING` (proto-max-bulk-len) with the
-    "string exceeds maximum allowed size" error instead."""
+    "string exceeds maximum allowed size" error instead, and one past `MAX_WRITE_STRING`
+    (16 MiB) with `STRING_LIMIT`."""
     return _run(ctx, args[0], parse_ops(args[1:]), read_only=False)
 
 

@@ -15,9 +15,10 @@ from cairn.store.commands import bitfield
 from cairn.store.commands.bitfield import bit_offset_arg
 from cairn.store.commands.common import fail, get_string, int_arg, lookup_typed
 from cairn.store.commands.define import K1, RF, WD, R, cmd
-from cairn.store.commands.spec import SYNTAX, CommandSpec, Ctx
+from cairn.store.commands.spec import MAX_WRITE_STRING, STRING_LIMIT, SYNTAX, CommandSpec, Ctx
 from cairn.store.commands.strings import store_keep_ttl
 from cairn.store.layout import ValueType
+from cairn.store.notifications import GENERIC, STRING
 from cairn.store.numbers import parse_ll
 
 BIT_VALUE = ErrorReply("ERR bit is not an integer or out of range")
@@ -32,11 +33,14 @@ def _bit_at(value: bytes, offset: int) -> int:
 
 def cmd_setbit(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """SETBIT key offset 0|1: the bit's previous value; the string grows zero-padded and
-    keeps its TTL."""
+    keeps its TTL. An offset past `MAX_WRITE_STRING` bytes (Redis: 512 MiB) is refused with
+    `STRING_LIMIT`."""
     offset = bit_offset_arg(args[1])
     on = parse_ll(args[2])
     if on not in (0, 1):
         raise fail(BIT_VALUE)
+    if offset >> 3 >= MAX_WRITE_STRING:
+        raise fail(STRING_LIMIT)
     meta = lookup_typed(ctx.db, args[0], ValueType.STRING)
     old = b"" if meta is None else meta.value
     previous = _bit_at(old, offset)
@@ -48,6 +52,7 @@ def cmd_setbit(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         mask = 1 << (7 - (offset & 7))
         buf[byte] = buf[byte] | mask if on else buf[byte] & ~mask
         store_keep_ttl(ctx, args[0], meta, bytes(buf))
+        ctx.notify(STRING, "setbit", args[0])
     return Integer(previous)
 
 
@@ -219,10 +224,12 @@ def cmd_bitop(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     values = [get_string(ctx.db, key) or b"" for key in sources]
     size = max(len(v) for v in values)
     if size == 0:
-        ctx.db.delete(dest)
+        if ctx.db.delete(dest):
+            ctx.notify(GENERIC, "del", dest)
         return Integer(0)
     chunks = [_combine(op, values, at, min(_CHUNK, size - at)) for at in range(0, size, _CHUNK)]
     ctx.db.set_string(dest, b"".join(chunks))
+    ctx.notify(STRING, "set", dest)
     return Integer(size)
 
 

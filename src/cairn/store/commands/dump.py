@@ -28,10 +28,13 @@ from cairn.store.commands.stream_dump import serialize_stream, write_stream
 from cairn.store.db import Db
 from cairn.store.encodings import ObjectSettings
 from cairn.store.layout import Meta, ValueType
+from cairn.store.notifications import GENERIC
 from cairn.store.numbers import LLONG_MAX
 from cairn.store.rdb import (
+    DECODE_BUDGET,
     STREAM_TYPES,
     BadPayloadError,
+    PayloadTooLargeError,
     Thresholds,
     Value,
     decode,
@@ -48,6 +51,11 @@ from cairn.store.zset_records import by_score, put_member
 
 BUSYKEY = ErrorReply("BUSYKEY Target key name already exists.")
 BAD_FORMAT = ErrorReply("ERR Bad data format")
+TOO_LARGE = ErrorReply(
+    f"ERR Bad data format: the payload decodes to more than {DECODE_BUDGET} bytes"
+    " (Cairn's RESTORE limit)"
+)
+"""A payload that would decode past `DECODE_BUDGET` (Redis would load it)."""
 BAD_PAYLOAD = ErrorReply("ERR DUMP payload version or checksum are wrong")
 BAD_TTL = ErrorReply("ERR Invalid TTL value, must be >= 0")
 BAD_IDLETIME = ErrorReply("ERR Invalid IDLETIME value, must be >= 0")
@@ -124,6 +132,8 @@ def _load(payload: bytes) -> Value | StreamValue:
         if object_type(payload) in STREAM_TYPES:
             return load_stream(payload)
         return decode(payload)
+    except PayloadTooLargeError:
+        raise fail(TOO_LARGE) from None
     except BadPayloadError:
         raise fail(BAD_FORMAT) from None
 
@@ -140,17 +150,19 @@ def cmd_restore(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if ttl < 0:
         raise fail(BAD_TTL)
     value = _load(args[2])
-    if replace:
-        ctx.db.delete(key)
+    deleted = replace and ctx.db.delete(key)
     expire_ms = None
     if ttl:
         expire_ms = ttl if absttl else ttl + ctx.now_ms
         if expire_ms > LLONG_MAX or expire_ms <= ctx.now_ms:
+            if deleted:
+                ctx.notify(GENERIC, "del", key)
             return OK  # already expired (Redis' sum wraps negative): nothing is created
     if isinstance(value, StreamValue):
         write_stream(ctx.db, key, value, expire_ms)
     else:
         write_value(ctx.db, key, value, expire_ms)
+    ctx.notify(GENERIC, "restore", key)
     return OK
 
 

@@ -20,6 +20,7 @@ from cairn.store.commands.geo_args import coordinate, format_distance, lon_lat, 
 from cairn.store.commands.spec import SYNTAX, Ctx
 from cairn.store.geohash import decode_score, distance, geohash_string, point_score
 from cairn.store.layout import Meta, ValueType
+from cairn.store.notifications import ZSET
 
 
 def _position(score: float | None) -> Reply:
@@ -78,6 +79,8 @@ def cmd_geoadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         size = added + (0 if meta is None else meta.size)
         expire = None if meta is None else meta.expire_ms
         ctx.db.put_meta(key, Meta(ValueType.ZSET, expire, size=size), meta is not None)
+    if added or changed:
+        ctx.notify(ZSET, "zadd", key)
     return Integer(added + changed if ch else added)
 
 

@@ -30,6 +30,7 @@ from cairn.store.commands.spec import SYNTAX, Ctx
 from cairn.store.db import Db
 from cairn.store.geohash import Shape, decode_score, search_ranges
 from cairn.store.layout import Meta, ValueType
+from cairn.store.notifications import GENERIC, ZSET
 
 # -- options --------------------------------------------------------------------
 
@@ -357,11 +358,15 @@ def _store(ctx: Ctx, dest: bytes, points: Sequence[_Point], q: _Query) -> Reply:
     """Replace `dest` with a sorted set of the results (scored by geohash, or by distance
     with STOREDIST); an empty result deletes `dest`."""
     scores = {p.member: p.dist / q.conversion if q.storedist else p.score for p in points}
-    ctx.db.delete(dest)
+    deleted = ctx.db.overwrite(dest)
     for member, score in scores.items():
         zrec.put_member(ctx.db, dest, member, score, None)
     if scores:
         ctx.db.put_meta(dest, Meta(ValueType.ZSET, size=len(scores)), False)
+        event = "geosearchstore" if ctx.name == "geosearchstore" else "georadiusstore"
+        ctx.notify(ZSET, event, dest)
+    elif deleted:
+        ctx.notify(GENERIC, "del", dest)
     return Integer(len(points))
 
 
@@ -373,7 +378,8 @@ def _search(ctx: Ctx, args: Sequence[bytes], source_at: int, flags: int) -> Repl
     if meta is None:
         if q.store is None:
             return Array(())
-        ctx.db.delete(q.store)
+        if ctx.db.delete(q.store):
+            ctx.notify(GENERIC, "del", q.store)
         return Integer(0)
     if q.count and not q.sort and not q.any:
         q.sort = _ASC

@@ -18,6 +18,7 @@ from cairn.store.commands.spec import (
     arity_error,
 )
 from cairn.store.layout import Meta, ValueType
+from cairn.store.notifications import GENERIC, HASH
 from cairn.store.numbers import (
     LLONG_MAX,
     LLONG_MIN,
@@ -56,12 +57,15 @@ def _field_pairs(ctx: Ctx, args: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
 
 def cmd_hset(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """HSET key field value [field value ...]: the number of fields added."""
-    return Integer(_set_fields(ctx, args[0], _field_pairs(ctx, args)))
+    added = _set_fields(ctx, args[0], _field_pairs(ctx, args))
+    ctx.notify(HASH, "hset", args[0])
+    return Integer(added)
 
 
 def cmd_hmset(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """HMSET key field value [field value ...]: OK."""
     _set_fields(ctx, args[0], _field_pairs(ctx, args))
+    ctx.notify(HASH, "hset", args[0])
     return OK
 
 
@@ -71,6 +75,7 @@ def cmd_hsetnx(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if meta is not None and ctx.db.get_field(args[0], args[1]) is not None:
         return Integer(0)
     _set_fields(ctx, args[0], [(args[1], args[2])])
+    ctx.notify(HASH, "hset", args[0])
     return Integer(1)
 
 
@@ -121,8 +126,11 @@ def cmd_hdel(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         if ctx.db.get_field(key, field) is not None:
             ctx.db.delete_field(key, field)
             removed += 1
+    if removed:
+        ctx.notify(HASH, "hdel", key)
     if removed == meta.size:
         ctx.db.delete(key)
+        ctx.notify(GENERIC, "del", key)
     elif removed:
         ctx.db.put_meta(key, Meta(ValueType.HASH, meta.expire_ms, size=meta.size - removed), True)
     return Integer(removed)
@@ -157,6 +165,7 @@ def cmd_hincrby(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if not LLONG_MIN <= result <= LLONG_MAX:
         raise fail(OVERFLOW)
     _set_fields(ctx, key, [(field, format_int(result))])
+    ctx.notify(HASH, "hincrby", key)
     return Integer(result)
 
 
@@ -177,6 +186,7 @@ def cmd_hincrbyfloat(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         raise fail(ErrorReply("ERR increment would produce NaN or Infinity"))
     text = format_long_double(result)
     _set_fields(ctx, key, [(field, text)])
+    ctx.notify(HASH, "hincrbyfloat", key)
     return Bulk(text)
 
 

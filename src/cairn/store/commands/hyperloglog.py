@@ -31,6 +31,7 @@ from cairn.store.commands.common import fail, lookup_typed
 from cairn.store.commands.define import K1, KALL, WD, WDF, R, cmd
 from cairn.store.commands.spec import CommandSpec, Ctx
 from cairn.store.layout import Meta, ValueType
+from cairn.store.notifications import STRING
 
 NOT_HLL = ErrorReply("WRONGTYPE Key is not a valid HyperLogLog string value.")
 CORRUPTED = ErrorReply("INVALIDOBJ Corrupted HLL object detected")
@@ -72,6 +73,7 @@ def cmd_pfadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if value is None:
         return Integer(0)
     _store(ctx, key, meta, value)
+    ctx.notify(STRING, "pfadd", key)
     return Integer(1)
 
 
@@ -118,6 +120,7 @@ def cmd_pfmerge(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     dest = ctx.db.lookup(args[0])
     base = None if dest is None else dest.value
     _store(ctx, args[0], dest, hll.merge_into(base, merged or hll.empty_lanes(), dense))
+    ctx.notify(STRING, "pfadd", args[0])
     return OK
 
 

@@ -19,6 +19,7 @@ from cairn.store.commands.spec import (
 from cairn.store.encodings import encoding, frequency, refcount
 from cairn.store.glob import stringmatch
 from cairn.store.layout import slot_start
+from cairn.store.notifications import GENERIC
 from cairn.store.numbers import LLONG_MAX
 
 _WALK_CHUNK = 1024
@@ -29,7 +30,12 @@ _MAX_SECONDS = LLONG_MAX // 1000
 
 def cmd_del(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """DEL/UNLINK key [key ...]: the number of keys deleted."""
-    return Integer(sum(ctx.db.delete(key) for key in args))
+    deleted = 0
+    for key in args:
+        if ctx.db.delete(key):
+            deleted += 1
+            ctx.notify(GENERIC, "del", key)
+    return Integer(deleted)
 
 
 def cmd_exists(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -87,8 +93,10 @@ def _expire(ctx: Ctx, args: Sequence[bytes], unit_ms: int, relative: bool) -> Re
         return Integer(0)
     if when <= ctx.now_ms:
         ctx.db.delete(args[0])
+        ctx.notify(GENERIC, "del", args[0])
     else:
         ctx.db.put_meta(args[0], meta.with_expire(when), existed=True)
+        ctx.notify(GENERIC, "expire", args[0])
     return Integer(1)
 
 
@@ -148,6 +156,7 @@ def cmd_persist(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if meta is None or meta.expire_ms is None:
         return Integer(0)
     ctx.db.put_meta(args[0], meta.with_expire(None), existed=True)
+    ctx.notify(GENERIC, "persist", args[0])
     return Integer(1)
 
 
@@ -173,6 +182,8 @@ def _rename(ctx: Ctx, args: Sequence[bytes], nx: bool) -> Reply:
     for field, value in fields:
         ctx.db.put_field(dst, field, value)
     ctx.db.delete(src)
+    ctx.notify(GENERIC, "rename_from", src)
+    ctx.notify(GENERIC, "rename_to", dst)
     return Integer(1) if nx else OK
 
 
@@ -232,6 +243,7 @@ def cmd_copy(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         if len(rows) < _WALK_CHUNK:
             break
         position = rows[-1][0] + b"\x00"
+    ctx.notify(GENERIC, "copy_to", dst)
     return Integer(1)
 
 

@@ -32,6 +32,7 @@ from cairn.store.commands.spec import (
     arity_error,
 )
 from cairn.store.layout import Meta
+from cairn.store.notifications import GENERIC, LIST
 from cairn.store.numbers import LLONG_MIN, parse_ll
 
 _NOT_POSITIVE = ErrorReply("ERR value is out of range, must be positive")
@@ -53,7 +54,23 @@ def _push(ctx: Ctx, args: Sequence[bytes], left: bool, only_existing: bool) -> R
     meta = store.lookup_list(ctx.db, args[0])
     if meta is None and only_existing:
         return Integer(0)
-    return Integer(store.push(ctx.db, args[0], meta, args[1:], left))
+    size = store.push(ctx.db, args[0], meta, args[1:], left)
+    ctx.notify(LIST, "lpush" if left else "rpush", args[0])
+    return Integer(size)
+
+
+def _notify_pop(ctx: Ctx, key: bytes, left: bool, emptied: bool) -> None:
+    """Redis's events for a pop: lpop or rpop, then del if it emptied the list."""
+    ctx.notify(LIST, "lpop" if left else "rpop", key)
+    if emptied:
+        ctx.notify(GENERIC, "del", key)
+
+
+def _popped(ctx: Ctx, key: bytes, meta: Meta, count: int, left: bool) -> list[bytes]:
+    """`store.pop` with its notifications."""
+    values = store.pop(ctx.db, key, meta, count, left)
+    _notify_pop(ctx, key, left, len(values) >= meta.size)
+    return values
 
 
 def cmd_lpush(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -91,10 +108,10 @@ def _pop(ctx: Ctx, args: Sequence[bytes], left: bool) -> Reply:
     if meta is None:
         return NULL if count is None else NULL_ARRAY
     if count is None:
-        return Bulk(store.pop(ctx.db, args[0], meta, 1, left)[0])
+        return Bulk(_popped(ctx, args[0], meta, 1, left)[0])
     if count == 0:
         return Array(())
-    return store.elements(store.pop(ctx.db, args[0], meta, count, left))
+    return store.elements(_popped(ctx, args[0], meta, count, left))
 
 
 def cmd_lpop(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -136,6 +153,7 @@ def cmd_lset(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if index is None:
         raise fail(_INDEX_RANGE)
     ctx.db.put_field(args[0], store.position(meta.head + index), args[2])
+    ctx.notify(LIST, "lset", args[0])
     return OK
 
 
@@ -163,6 +181,9 @@ def cmd_ltrim(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         store.trim(ctx.db, args[0], meta, meta.size, 0)
     else:
         store.trim(ctx.db, args[0], meta, bounds[0], meta.size - bounds[1] - 1)
+    ctx.notify(LIST, "ltrim", args[0])
+    if bounds is None:
+        ctx.notify(GENERIC, "del", args[0])
     return OK
 
 
@@ -185,6 +206,9 @@ def cmd_lrem(ctx: Ctx, args: Sequence[bytes]) -> Reply:
                 break
     if found:
         store.remove_at(ctx.db, key, meta, sorted(found))
+        ctx.notify(LIST, "lrem", key)
+        if len(found) == meta.size:
+            ctx.notify(GENERIC, "del", key)
     return Integer(len(found))
 
 
@@ -200,7 +224,9 @@ def cmd_linsert(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     for index, value in store.walk(ctx.db, key, meta, from_left=True):
         if value == pivot:
             at = index if where == b"before" else index + 1
-            return Integer(store.insert_at(ctx.db, key, meta, at, args[3]))
+            size = store.insert_at(ctx.db, key, meta, at, args[3])
+            ctx.notify(LIST, "linsert", key)
+            return Integer(size)
     return Integer(-1)
 
 
@@ -287,10 +313,14 @@ def _move(ctx: Ctx, source: bytes, destination: bytes, from_left: bool, to_left:
     if meta is None:
         return NULL
     target = store.lookup_list(ctx.db, destination)
+    if destination == source:
+        ctx.db.rewriting(source)  # a rotation: the list is never gone
     value = store.pop(ctx.db, source, meta, 1, from_left)[0]
     if destination == source:
         target = store.lookup_list(ctx.db, destination)
     store.push(ctx.db, destination, target, [value], to_left)
+    ctx.notify(LIST, "lpush" if to_left else "rpush", destination)
+    _notify_pop(ctx, source, from_left, meta.size == 1 and destination != source)
     return Bulk(value)
 
 
@@ -348,7 +378,7 @@ def _bpop(ctx: Ctx, args: Sequence[bytes], left: bool) -> Reply:
     if found is None:
         raise _wait(keys, timeout_ms)
     key, meta = found
-    return Array((Bulk(key), Bulk(store.pop(ctx.db, key, meta, 1, left)[0])))
+    return Array((Bulk(key), Bulk(_popped(ctx, key, meta, 1, left)[0])))
 
 
 def cmd_blpop(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -388,7 +418,7 @@ def _mpop_args(args: Sequence[bytes]) -> tuple[Sequence[bytes], bool, int]:
 def _mpop(ctx: Ctx, found: tuple[bytes, Meta], count: int, left: bool) -> Reply:
     """[key, [elements]]: up to `count` elements popped from the list found."""
     key, meta = found
-    return Array((Bulk(key), store.elements(store.pop(ctx.db, key, meta, count, left))))
+    return Array((Bulk(key), store.elements(_popped(ctx, key, meta, count, left))))
 
 
 def cmd_lmpop(ctx: Ctx, args: Sequence[bytes]) -> Reply:

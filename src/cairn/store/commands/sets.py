@@ -33,6 +33,7 @@ from cairn.store.commands.spec import (
 )
 from cairn.store.db import Db
 from cairn.store.layout import Meta, ValueType
+from cairn.store.notifications import GENERIC, SET
 from cairn.store.numbers import LLONG_MAX, parse_ll
 
 _CHUNK = 512
@@ -125,13 +126,17 @@ def cmd_sadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if added:
         expire_ms = None if meta is None else meta.expire_ms
         ctx.db.put_meta(key, Meta(ValueType.SET, expire_ms, size=size + added), meta is not None)
+        ctx.notify(SET, "sadd", key)
     return Integer(added)
 
 
-def _remove(ctx: Ctx, key: bytes, meta: Meta, members: Sequence[bytes]) -> None:
-    """Delete `members` (all present, distinct) from set `key`; an emptied set is deleted."""
+def _remove(ctx: Ctx, key: bytes, meta: Meta, members: Sequence[bytes], event: str) -> None:
+    """Delete `members` (all present, distinct) from set `key`; an emptied set is deleted.
+    `event`: the notification (srem, spop), followed by del for an emptied set."""
+    ctx.notify(SET, event, key)
     if len(members) == meta.size:
         ctx.db.delete(key)
+        ctx.notify(GENERIC, "del", key)
         return
     for member in members:
         ctx.db.delete_field(key, member)
@@ -146,7 +151,7 @@ def cmd_srem(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         return Integer(0)
     present = [m for m in dict.fromkeys(args[1:]) if ctx.db.get_field(key, m) is not None]
     if present:
-        _remove(ctx, key, meta, present)
+        _remove(ctx, key, meta, present, "srem")
     return Integer(len(present))
 
 
@@ -187,7 +192,7 @@ def cmd_smove(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     present = ctx.db.get_field(source, member) is not None
     if source == destination or not present:
         return Integer(int(present))
-    _remove(ctx, source, src, [member])
+    _remove(ctx, source, src, [member], "srem")
     cmd_sadd(ctx, [destination, member])
     return Integer(1)
 
@@ -218,7 +223,7 @@ def cmd_spop(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if meta is None:
         return NULL
     member = _sample(ctx, args[0], meta.size, 1)[0]
-    _remove(ctx, args[0], meta, [member])
+    _remove(ctx, args[0], meta, [member], "spop")
     return Bulk(member)
 
 
@@ -235,10 +240,10 @@ def _spop_count(ctx: Ctx, key: bytes, count: int) -> Reply:
         return Set(())
     if count >= meta.size:
         members = _members(ctx.db, key)
-        ctx.db.delete(key)
+        _remove(ctx, key, meta, members, "spop")
         return _set_reply(members)
     popped = _sample(ctx, key, meta.size, count)
-    _remove(ctx, key, meta, popped)
+    _remove(ctx, key, meta, popped, "spop")
     return _set_reply(popped)
 
 
@@ -331,11 +336,14 @@ def _set_reply(members: Sequence[bytes]) -> Reply:
 def _store(ctx: Ctx, destination: bytes, members: Sequence[bytes]) -> Reply:
     """Replace `destination` (any type, expiry dropped) by a set of `members`, or delete it
     when there are none; the size."""
-    ctx.db.delete(destination)
+    deleted = ctx.db.overwrite(destination)
     if members:
         ctx.db.put_meta(destination, Meta(ValueType.SET, size=len(members)), False)
         for member in members:
             ctx.db.put_field(destination, member, b"")
+        ctx.notify(SET, ctx.name, destination)  # sinterstore, sunionstore, sdiffstore
+    elif deleted:
+        ctx.notify(GENERIC, "del", destination)
     return Integer(len(members))
 
 

@@ -36,6 +36,7 @@ from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.spec import SYNTAX, WRONGTYPE, Ctx
 from cairn.store.db import Db
 from cairn.store.layout import Meta, ValueType
+from cairn.store.notifications import GENERIC, LIST
 from cairn.store.slot import SLOT_COUNT, crc16, key_slot
 from cairn.store.zset_records import INDEX, MEMBER, by_score
 
@@ -329,7 +330,7 @@ def _sort(ctx: Ctx, args: Sequence[bytes], readonly: bool) -> Reply:
     values = _values(ctx.db, chosen, opts)
     if opts.store is None:
         return Array(tuple(NULL if v is None else Bulk(v) for v in values))
-    _store_list(ctx.db, opts.store, [b"" if v is None else v for v in values])
+    _store_list(ctx, opts.store, [b"" if v is None else v for v in values])
     return Integer(len(values))
 
 
@@ -343,14 +344,18 @@ def _values(db: Db, chosen: list[bytes], opts: _Sort) -> list[bytes | None]:
     return [_lookup_pattern(db, pattern, e) for e in chosen for pattern in opts.gets]
 
 
-def _store_list(db: Db, key: bytes, values: list[bytes]) -> None:
+def _store_list(ctx: Ctx, key: bytes, values: list[bytes]) -> None:
     """Make `key` the list `values` (no TTL), or delete it when there are none."""
-    db.delete(key)
+    db = ctx.db
+    deleted = db.overwrite(key)
     if not values:
+        if deleted:
+            ctx.notify(GENERIC, "del", key)
         return
     db.put_meta(key, Meta(ValueType.LIST, size=len(values), head=LIST_ORIGIN), existed=False)
     for i, value in enumerate(values):
         db.put_field(key, _position(LIST_ORIGIN + i), value)
+    ctx.notify(LIST, "sortstore", key)
 
 
 def cmd_sort(ctx: Ctx, args: Sequence[bytes]) -> Reply:

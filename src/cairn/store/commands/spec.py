@@ -60,6 +60,13 @@ class Ctx:
         self.seed = seed
         self.settings = settings
 
+    def notify(self, cls: int, event: str, key: bytes) -> None:
+        """Report keyspace notification `event` of class `cls` (`cairn.store.notifications`)
+        on `key`: Redis's `notifyKeyspaceEvent`, recorded only when the write collects."""
+        events = self.db.events
+        if events is not None:
+            events.append((cls, event, key))
+
     @property
     def rng(self) -> random.Random:
         """The randomness source (see the class docstring)."""
@@ -147,6 +154,20 @@ RANDOM_REPEAT_TOO_MANY = ErrorReply(
 
 MAX_STRING = 512 * 1024 * 1024
 """Redis' default proto-max-bulk-len: the largest string SETRANGE/APPEND may build."""
+
+MAX_WRITE_STRING = 16 * 1024 * 1024
+"""The largest string a write may grow a key to (SETRANGE, APPEND, SETBIT, BITFIELD).
+
+Redis lets `SETRANGE k 536870911 x` (30 bytes) build a 512 MiB string; in Cairn that one
+string would be written to LMDB and to every replica's log, holding each node's loop for
+seconds (defect 3). The bound is a constant, not a node setting, because every replica
+must make the same decision when it applies the entry. It matches the default
+`max_entry_bytes` (the largest replicated write a node accepts from a client). Past it
+Cairn answers `STRING_LIMIT`; past Redis' own 512 MiB it answers Redis' errors."""
+
+STRING_LIMIT = ErrorReply(
+    f"ERR string exceeds maximum allowed size (Cairn's string limit is {MAX_WRITE_STRING} bytes)"
+)
 
 
 def text_of(data: bytes) -> str:

@@ -31,6 +31,7 @@ from cairn.store.commands.stream_group_store import (
     get_group,
     get_pending,
     group_pending,
+    next_delivery,
     put_consumer,
     put_group,
     put_pending,
@@ -45,6 +46,7 @@ from cairn.store.commands.stream_store import (
     last_entry_id,
     lookup_stream,
 )
+from cairn.store.notifications import STREAM
 from cairn.store.numbers import format_int
 
 _UNBALANCED = ErrorReply(
@@ -80,6 +82,7 @@ class GroupWriter:
         if consumer is None:
             consumer = Consumer(name, self.ctx.now_ms)
             self.group = replace(self.group, consumers=self.group.consumers + 1)
+            self.ctx.notify(STREAM, "xgroup-createconsumer", self.key)
         put_consumer(
             self.ctx.db, self.key, self.group.name, replace(consumer, seen_ms=self.ctx.now_ms)
         )
@@ -251,7 +254,7 @@ def _history(writer: GroupWriter, after: StreamId, opts: _ReadArgs) -> Reply:
         rows.append(reply)
         entry = get_pending(ctx.db, key, name, entry_id)
         assert entry is not None
-        again = replace(entry, delivery_ms=ctx.now_ms, deliveries=entry.deliveries + 1)
+        again = replace(entry, delivery_ms=ctx.now_ms, deliveries=next_delivery(entry.deliveries))
         put_pending(ctx.db, key, name, again)
     return Array(tuple(rows))
 
@@ -385,7 +388,7 @@ def cmd_xclaim(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         if opts.retries >= 0:
             deliveries = opts.retries
         elif not opts.justid:
-            deliveries += 1
+            deliveries = next_delivery(deliveries)
         writer.assign(old, Pending(entry_id, name, delivery, deliveries))
         claimed.append(Bulk(entry_id.text()) if opts.justid else fields)
     writer.finish(original)
@@ -453,7 +456,7 @@ def cmd_xautoclaim(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         if not met:
             writer.seen(name)
             met = True
-        deliveries = entry.deliveries if justid else entry.deliveries + 1
+        deliveries = entry.deliveries if justid else next_delivery(entry.deliveries)
         writer.assign(entry, Pending(entry.id, name, ctx.now_ms, deliveries))
         claimed.append(Bulk(entry.id.text()) if justid else fields)
         count -= 1

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from cairn.store.commands.stream_ids import StreamId, decode_id
 from cairn.store.commands.stream_store import Stream, StreamState, save
 from cairn.store.db import Db
+from cairn.store.numbers import LLONG_MAX, LLONG_MIN
 
 GROUP = b"g"
 GROUP_END = b"h"
@@ -218,6 +219,12 @@ def get_pending(db: Db, key: bytes, group: bytes, entry_id: StreamId) -> Pending
 def _decode_pending(entry_id: StreamId, raw: bytes) -> Pending:
     delivery, deliveries = _PENDING.unpack_from(raw)
     return Pending(entry_id, raw[_PENDING.size :], delivery, deliveries)
+
+
+def next_delivery(deliveries: int) -> int:
+    """A delivery count plus one, wrapping at 2**63 like Redis' `long long` counter (a
+    RETRYCOUNT of 9223372036854775807 then one more claim gives -9223372036854775808)."""
+    return deliveries + 1 if deliveries < LLONG_MAX else LLONG_MIN
 
 
 def put_pending(db: Db, key: bytes, group: bytes, entry: Pending) -> None:

@@ -56,6 +56,7 @@ from cairn.store.commands.stream_ids import (
 )
 from cairn.store.commands.stream_store import Stream, StreamState, lookup_stream, save
 from cairn.store.db import Db
+from cairn.store.notifications import STREAM
 
 _BUSYGROUP = ErrorReply("BUSYGROUP Consumer Group name already exists")
 _NEEDS_KEY = ErrorReply(
@@ -250,11 +251,12 @@ def cmd_xgroup(ctx: Ctx, args: Sequence[bytes]) -> Reply:
             return Integer(0)
         destroy_group(ctx.db, key, group)
         count_groups(ctx.db, stream, -1)
+        ctx.notify(STREAM, "xgroup-destroy", key)
         return Integer(1)
     assert group is not None
     if sub == b"createconsumer":
         return Integer(1 if create_consumer(ctx, key, group, args[3]) else 0)
-    return _delconsumer(ctx.db, key, group, args[3])
+    return _delconsumer(ctx, key, group, args[3])
 
 
 def _create(
@@ -270,12 +272,14 @@ def _create(
         raise fail(_BUSYGROUP)
     put_group(ctx.db, key, Group(name, last, read))
     count_groups(ctx.db, stream, 1)
+    ctx.notify(STREAM, "xgroup-create", key)
     return OK
 
 
 def _setid(ctx: Ctx, stream: Stream, group: Group, raw_id: bytes, read: int) -> Reply:
     last = stream.state.last_id if raw_id == b"$" else parse_id(raw_id)[0]
     put_group(ctx.db, stream.key, replace(group, last_id=last, entries_read=read))
+    ctx.notify(STREAM, "xgroup-setid", stream.key)
     return OK
 
 
@@ -287,14 +291,17 @@ def create_consumer(ctx: Ctx, key: bytes, group: Group, name: bytes) -> Group | 
     put_consumer(ctx.db, key, group.name, ConsumerRecord(name, ctx.now_ms))
     updated = replace(group, consumers=group.consumers + 1)
     put_group(ctx.db, key, updated)
+    ctx.notify(STREAM, "xgroup-createconsumer", key)
     return updated
 
 
-def _delconsumer(db: Db, key: bytes, group: Group, name: bytes) -> Reply:
+def _delconsumer(ctx: Ctx, key: bytes, group: Group, name: bytes) -> Reply:
+    db = ctx.db
     consumer = get_consumer(db, key, group.name, name)
     if consumer is None:
         return Integer(0)
     put_group(db, key, delete_consumer(db, key, group, consumer))
+    ctx.notify(STREAM, "xgroup-delconsumer", key)
     return Integer(consumer.pending)
 
 

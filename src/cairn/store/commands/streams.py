@@ -38,6 +38,7 @@ from cairn.store.commands.stream_store import (
     trim,
 )
 from cairn.store.db import Db
+from cairn.store.notifications import STREAM
 
 _BOTH = ErrorReply(
     "ERR syntax error, MAXLEN and MINID options at the same time are not compatible"
@@ -191,17 +192,22 @@ def cmd_xadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     new = _next_id(state, opts, ctx.now_ms)
     put_entry(ctx.db, key, new, fields)
     length = state.length + 1
-    state = replace(
-        state,
+    state = StreamState(  # not dataclasses.replace: this is XADD's hot path
         length=length,
         last_id=new,
-        entries_added=state.entries_added + 1,
         first_id=new if length == 1 else state.first_id,
+        max_deleted=state.max_deleted,
+        entries_added=state.entries_added + 1,
+        groups=state.groups,
     )
     how = opts.trim()
+    trimmed = 0
     if how is not None:
-        state, _ = trim(ctx.db, key, state, how)
+        state, trimmed = trim(ctx.db, key, state, how)
     save(ctx.db, key, stream, state)
+    ctx.notify(STREAM, "xadd", key)
+    if trimmed:
+        ctx.notify(STREAM, "xtrim", key)
     return Bulk(new.text())
 
 
@@ -216,6 +222,7 @@ def cmd_xtrim(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     state, deleted = trim(ctx.db, args[0], stream.state, how)
     if deleted:
         save(ctx.db, args[0], stream, state)
+        ctx.notify(STREAM, "xtrim", args[0])
     return Integer(deleted)
 
 
@@ -237,6 +244,7 @@ def cmd_xdel(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if deleted:
         state = after_delete(ctx.db, args[0], state, deleted, first_gone)
         save(ctx.db, args[0], stream, state)
+        ctx.notify(STREAM, "xdel", args[0])
     return Integer(deleted)
 
 
@@ -286,6 +294,7 @@ def cmd_xsetid(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if max_deleted != MIN_ID:
         state = replace(state, max_deleted=max_deleted)
     save(ctx.db, args[0], stream, state)
+    ctx.notify(STREAM, "xsetid", args[0])
     return OK
 
 

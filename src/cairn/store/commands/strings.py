@@ -16,16 +16,19 @@ from cairn.store.commands.common import (
 )
 from cairn.store.commands.spec import (
     MAX_STRING,
+    MAX_WRITE_STRING,
     NAN_OR_INF,
     NOT_FLOAT,
     NOT_INTEGER,
     OVERFLOW,
+    STRING_LIMIT,
     SYNTAX,
     TOO_BIG,
     Ctx,
     arity_error,
 )
 from cairn.store.layout import Meta, ValueType
+from cairn.store.notifications import GENERIC, STRING
 from cairn.store.numbers import (
     LLONG_MAX,
     LLONG_MIN,
@@ -100,6 +103,9 @@ def _set(ctx: Ctx, key: bytes, value: bytes, opts: _Options) -> Reply:
     if opts.keepttl and meta is not None:
         expire = meta.expire_ms
     ctx.db.set_string(key, value, expire)
+    ctx.notify(STRING, "set", key)
+    if expire is not None and not opts.keepttl:
+        ctx.notify(GENERIC, "expire", key)
     return bulk_or_null(old) if opts.get else OK
 
 
@@ -113,6 +119,7 @@ def cmd_setnx(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if ctx.db.lookup(args[0]) is not None:
         return Integer(0)
     ctx.db.set_string(args[0], args[1])
+    ctx.notify(STRING, "set", args[0])
     return Integer(1)
 
 
@@ -135,6 +142,7 @@ def cmd_getset(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """GETSET key value: set, drop the TTL, return the old value."""
     old = get_string(ctx.db, args[0])
     ctx.db.set_string(args[0], args[1])
+    ctx.notify(STRING, "set", args[0])
     return bulk_or_null(old)
 
 
@@ -143,6 +151,7 @@ def cmd_getdel(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     old = get_string(ctx.db, args[0])
     if old is not None:
         ctx.db.delete(args[0])
+        ctx.notify(GENERIC, "del", args[0])
     return bulk_or_null(old)
 
 
@@ -155,8 +164,10 @@ def cmd_getex(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     expire = _expire_of(ctx, opts)
     if expire is not None and opts.expire_opt in (b"exat", b"pxat") and expire <= ctx.now_ms:
         ctx.db.delete(args[0])
+        ctx.notify(GENERIC, "del", args[0])
     elif expire is not None or (opts.persist and meta.expire_ms is not None):
         ctx.db.put_meta(args[0], meta.with_expire(expire), existed=True)
+        ctx.notify(GENERIC, "expire" if expire is not None else "persist", args[0])
     return Bulk(meta.value)
 
 
@@ -180,6 +191,7 @@ def cmd_mset(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """MSET key value [key value ...]."""
     for key, value in _pairs(ctx, args):
         ctx.db.set_string(key, value)
+        ctx.notify(STRING, "set", key)
     return OK
 
 
@@ -190,6 +202,7 @@ def cmd_msetnx(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         return Integer(0)
     for key, value in pairs:
         ctx.db.set_string(key, value)
+        ctx.notify(STRING, "set", key)
     return Integer(1)
 
 
@@ -209,6 +222,7 @@ def _incr_by(ctx: Ctx, key: bytes, delta: int) -> Reply:
     if not LLONG_MIN <= result <= LLONG_MAX:
         raise fail(OVERFLOW)
     store_keep_ttl(ctx, key, meta, format_int(result))
+    ctx.notify(STRING, "incrby", key)
     return Integer(result)
 
 
@@ -247,16 +261,20 @@ def cmd_incrbyfloat(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         raise fail(NAN_OR_INF)
     text = format_long_double(result)
     store_keep_ttl(ctx, args[0], meta, text)
+    ctx.notify(STRING, "incrbyfloat", args[0])
     return Bulk(text)
 
 
 def cmd_append(ctx: Ctx, args: Sequence[bytes]) -> Reply:
-    """APPEND key value: the new length."""
+    """APPEND key value: the new length (at most `MAX_WRITE_STRING`, see SETRANGE)."""
     meta = lookup_typed(ctx.db, args[0], ValueType.STRING)
     old = b"" if meta is None else meta.value
     if meta is not None and len(old) + len(args[1]) > MAX_STRING:
         raise fail(TOO_BIG)
+    if len(old) + len(args[1]) > MAX_WRITE_STRING:
+        raise fail(STRING_LIMIT)
     store_keep_ttl(ctx, args[0], meta, old + args[1])
+    ctx.notify(STRING, "append", args[0])
     return Integer(len(old) + len(args[1]))
 
 
@@ -287,7 +305,9 @@ def cmd_substr(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 
 def cmd_setrange(ctx: Ctx, args: Sequence[bytes]) -> Reply:
-    """SETRANGE key offset value: overwrite from `offset`, zero-padding; the new length."""
+    """SETRANGE key offset value: overwrite from `offset`, zero-padding; the new length.
+
+    A string past `MAX_WRITE_STRING` is refused (`STRING_LIMIT`; Redis allows 512 MiB)."""
     offset = int_arg(args[1])
     if offset < 0:
         raise fail(ErrorReply("ERR offset is out of range"))
@@ -298,7 +318,10 @@ def cmd_setrange(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         return Integer(len(old))
     if offset + len(patch) > MAX_STRING:
         raise fail(TOO_BIG)
+    if offset + len(patch) > MAX_WRITE_STRING:
+        raise fail(STRING_LIMIT)
     padded = old.ljust(offset, b"\x00")
     value = padded[:offset] + patch + padded[offset + len(patch) :]
     store_keep_ttl(ctx, key, meta, value)
+    ctx.notify(STRING, "setrange", key)
     return Integer(len(value))

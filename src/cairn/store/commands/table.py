@@ -16,6 +16,7 @@ from cairn.store.commands import (
     keys,
     lcs,
     lists,
+    memory,
     sets,
     sort,
     streams,
@@ -37,6 +38,7 @@ from cairn.store.commands.define import R as _R
 from cairn.store.commands.define import W as _W
 from cairn.store.commands.define import cmd as _cmd
 from cairn.store.commands.spec import CommandSpec
+from cairn.store.scripting import commands as scripting
 
 _ON_KEYS = "O(N) where N is the number of keys given"
 _SORT_COST = "O(N+M*log(M)) in the elements N and the elements returned M"
@@ -348,6 +350,15 @@ _GENERIC_COMMANDS = (
         keys.cmd_copy,
     ),
     _cmd(
+        "memory",
+        -2,
+        _R,
+        (2, 2, 1),
+        _g("4.0.0", "The bytes a key and its value take in the keyspace (MEMORY USAGE)."),
+        "@read @slow",
+        memory.cmd_memory,
+    ),
+    _cmd(
         "object",
         -2,
         _R,
@@ -591,6 +602,7 @@ COMMANDS: dict[str, CommandSpec] = {
         *lists.COMMANDS,
         *hyperloglog.COMMANDS,
         *streams.COMMANDS,
+        *scripting.COMMANDS,
     )
 }
 """Every client-visible command the store executes, by lowercase name."""

@@ -36,6 +36,7 @@ from cairn.store.commands.zset_base import (
 )
 from cairn.store.commands.zset_scores import lex_range, score_range
 from cairn.store.layout import Meta
+from cairn.store.notifications import GENERIC, ZSET
 
 
 class Kind(enum.Enum):
@@ -166,12 +167,16 @@ def _select(ctx: Ctx, key: bytes, meta: Meta, request: RangeRequest, span: _Span
 def store_members(ctx: Ctx, dest: bytes, rows: Iterable[Scored]) -> int:
     """Replace `dest`, whatever it held, by a sorted set of `rows` (deleted if none); the
     number of members. Used by ZRANGESTORE and the *STORE forms of the set algebra."""
-    ctx.db.delete(dest)
+    deleted = ctx.db.overwrite(dest)
     size = 0
     for member, score in rows:
         set_score(ctx.db, dest, member, score, None)
         size += 1
     save_size(ctx.db, dest, None, size)
+    if size:
+        ctx.notify(ZSET, ctx.name, dest)  # zrangestore, zunionstore, zinterstore, zdiffstore
+    elif deleted:
+        ctx.notify(GENERIC, "del", dest)
     return size
 
 
@@ -262,7 +267,12 @@ def _remove_range(ctx: Ctx, args: Sequence[bytes], kind: Kind) -> Reply:
         rows = by_score(ctx.db, key, span.start, span.end)
     else:
         rows = by_member(ctx.db, key, span.start, span.end)
-    return Integer(remove(ctx.db, key, meta, rows))
+    removed = remove(ctx.db, key, meta, rows)
+    if removed:
+        ctx.notify(ZSET, ctx.name, key)  # zremrangebyrank, zremrangebyscore, zremrangebylex
+        if removed == meta.size:
+            ctx.notify(GENERIC, "del", key)
+    return Integer(removed)
 
 
 def cmd_zremrangebyrank(ctx: Ctx, args: Sequence[bytes]) -> Reply:

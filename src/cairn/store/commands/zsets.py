@@ -59,6 +59,7 @@ from cairn.store.commands.zset_base import (
 from cairn.store.commands.zset_scores import score_arg
 from cairn.store.db import Db
 from cairn.store.layout import Meta
+from cairn.store.notifications import GENERIC, ZSET
 from cairn.store.numbers import LLONG_MAX, parse_ll
 from cairn.store.zset_records import MEMBER, score_of
 
@@ -161,6 +162,8 @@ def add_members(
         _add_one(ctx.db, key, member, score, flags, tally)
     if tally.added:
         save_size(ctx.db, key, meta, (0 if meta is None else meta.size) + tally.added)
+    if tally.added or tally.updated:
+        ctx.notify(ZSET, "zincr" if flags.incr else "zadd", key)
     return tally
 
 
@@ -194,7 +197,17 @@ def cmd_zrem(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         score = score_of(ctx.db, key, member)
         if score is not None:
             gone[member] = score
-    return Integer(remove(ctx.db, key, meta, gone.items()))
+    return Integer(removed_notified(ctx, key, meta, remove(ctx.db, key, meta, gone.items())))
+
+
+def removed_notified(ctx: Ctx, key: bytes, meta: Meta, removed: int, event: str = "zrem") -> int:
+    """`removed` (members just removed from `key`, `meta` its record before), after
+    Redis's notifications: `event` if any went, then del if the set is gone."""
+    if removed:
+        ctx.notify(ZSET, event, key)
+        if removed == meta.size:
+            ctx.notify(GENERIC, "del", key)
+    return removed
 
 
 def cmd_zcard(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -241,11 +254,12 @@ def cmd_zrevrank(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 # -- pops ----------------------------------------------------------------------------------
 
 
-def pop(db: Db, key: bytes, meta: Meta, count: int, highest: bool) -> list[Scored]:
+def pop(ctx: Ctx, key: bytes, meta: Meta, count: int, highest: bool) -> list[Scored]:
     """Remove and return up to `count` members of `key` from its low (or high) end."""
     want = min(count, meta.size)
-    rows = list(islice(by_score(db, key, reverse=highest, want=want), want))
-    remove(db, key, meta, rows)
+    rows = list(islice(by_score(ctx.db, key, reverse=highest, want=want), want))
+    removed = remove(ctx.db, key, meta, rows)
+    removed_notified(ctx, key, meta, removed, "zpopmax" if highest else "zpopmin")
     return rows
 
 
@@ -260,7 +274,7 @@ def _zpop(ctx: Ctx, args: Sequence[bytes], highest: bool) -> Reply:
     meta = lookup(ctx, args[0])
     if meta is None or count == 0:
         return Array(())
-    rows = pop(ctx.db, args[0], meta, 1 if count is None else count, highest)
+    rows = pop(ctx, args[0], meta, 1 if count is None else count, highest)
     if count is None:
         return Array((Bulk(rows[0][0]), Double(rows[0][1])))
     return scored_reply(rows, True)
@@ -324,7 +338,7 @@ def _serve_mpop(ctx: Ctx, request: _MultiPop) -> Reply | None:
     if found is None:
         return None
     key, meta = found
-    rows = pop(ctx.db, key, meta, request.count, request.highest)
+    rows = pop(ctx, key, meta, request.count, request.highest)
     return Array((Bulk(key), nested_pairs(rows)))
 
 
@@ -341,7 +355,7 @@ def _bzpop(ctx: Ctx, args: Sequence[bytes], highest: bool) -> Reply:
     for key in keys:
         meta = lookup(ctx, key)
         if meta is not None:
-            member, score = pop(ctx.db, key, meta, 1, highest)[0]
+            member, score = pop(ctx, key, meta, 1, highest)[0]
             return Array((Bulk(key), Bulk(member), Double(score)))
     return blocked(keys, timeout_ms)
 

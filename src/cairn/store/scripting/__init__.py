@@ -1,0 +1,20 @@
+"""Lua scripting (EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT), as Redis 7.0 runs it.
+
+`sandbox` builds the restricted Lua 5.1 state and its budget, `convert` turns replies into
+Lua values and back, `engine` runs one script against the command's `Db`, `commands` holds
+the table entries, and `cache` the node's script cache and front (EVALSHA → EVAL, SCRIPT).
+"""
+
+from cairn.store.scripting.cache import FRONT_COMMANDS, ScriptCache, ScriptFront, sha1_hex
+from cairn.store.scripting.commands import COMMANDS
+from cairn.store.scripting.sandbox import DEFAULT_LIMITS, ScriptLimits
+
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_LIMITS",
+    "FRONT_COMMANDS",
+    "ScriptCache",
+    "ScriptFront",
+    "ScriptLimits",
+    "sha1_hex",
+]

@@ -1,0 +1,362 @@
+"""Running one script: compile it, run it in a fresh sandbox, dispatch its `redis.call`s to
+the command table against the command's own `Db`, and turn the outcome into the reply.
+
+Theory of operation. EVAL is a write command (EVAL_RO a read): the machine applies it as
+one Raft entry, in one write batch, like any command, so the whole script is atomic and
+isolated (nothing else runs until it returns) and every replica runs it with the same
+`now_ms`, the same random seed and the same budget. `redis.call` runs the named command's
+handler directly against the script's `Db`: its writes join the script's batch.
+
+Outcomes, as Redis 7.0 answers them:
+
+- the script returns: its value converted (`convert.lua_to_reply`), the batch committed;
+- it raises an error (its own, or a failed `redis.call`): the error reply
+  ``<message> script: <sha>, on @user_script:<line>.``, and, as in Redis, the writes it
+  made before the error are kept (scripts are atomic, not transactional);
+- it exceeds its budget (`sandbox.ScriptLimits`) of instructions or memory: Redis would
+  keep it running and answer -BUSY to others until SCRIPT KILL; Cairn ends it with
+  `CommandError`, so the machine discards the batch: the script had no effect, on every
+  replica alike.
+
+Keys. A command a script calls may only name keys of the region the script runs in (the
+region of its declared KEYS, which routing placed in one region): any other key fails the
+call with Redis Cluster's "Script attempted to access a non local key in a cluster node".
+Undeclared keys inside the region are allowed, as Redis allows them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lupa.lua51 as lua51
+
+from cairn.resp.reply import NULL_ARRAY, PONG, Array, Bulk, ErrorReply, Reply
+from cairn.store.commands.blocking import Blocked
+from cairn.store.commands.errors import CommandError
+from cairn.store.commands.spec import CommandSpec, Ctx, Flag
+from cairn.store.scope import KeyOutOfRangeError
+from cairn.store.scripting.convert import lua_size, lua_to_reply, reply_to_lua
+from cairn.store.scripting.sandbox import (
+    LuaState,
+    Rand48,
+    ScriptError,
+    ScriptLimits,
+    lua_error_text,
+    lua_number_text,
+    new_state,
+)
+
+_log = logging.getLogger("cairn.scripting")
+
+UNKNOWN = b"ERR Unknown Redis command called from script"
+WRONG_ARITY = b"ERR Wrong number of args calling Redis command from script"
+NOT_ALLOWED = b"ERR This Redis command is not allowed from script"
+READ_ONLY = b"ERR Write commands are not allowed from read-only scripts."
+NOT_LOCAL = b"ERR Script attempted to access a non local key in a cluster node"
+_LOG_LEVELS = (logging.DEBUG, logging.DEBUG, logging.INFO, logging.WARNING)
+
+
+def budget_error(limits: ScriptLimits) -> ErrorReply:
+    """The reply to a script stopped by its instruction budget (its writes discarded)."""
+    return ErrorReply(
+        "ERR Script exceeded the instruction budget "
+        f"({limits.instructions} Lua instructions; its writes were discarded)"
+    )
+
+
+def memory_error(limits: ScriptLimits) -> ErrorReply:
+    """The reply to a script stopped by the Lua memory limit (its writes discarded)."""
+    return ErrorReply(
+        f"ERR Script exceeded the Lua memory limit ({limits.memory} bytes; "
+        "its writes were discarded)"
+    )
+
+
+def compile_error(message: bytes) -> ErrorReply:
+    """Redis 7.0's reply to a script that does not compile."""
+    text = message.decode("utf-8", "surrogateescape")
+    return ErrorReply(f"ERR Error compiling script (new function): {text}")
+
+
+def _local_ping(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    if len(args) > 1:
+        return ErrorReply("ERR wrong number of arguments for 'ping' command")
+    return PONG if not args else Bulk(args[0])
+
+
+def _local_echo(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    return Bulk(args[0])
+
+
+def _local_time(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """TIME inside a script: the command's `now_ms` (the same on every replica), not the
+    local clock."""
+    seconds, ms = divmod(ctx.now_ms, 1000)
+    return Array((Bulk(b"%d" % seconds), Bulk(b"%d" % (ms * 1000))))
+
+
+_SCRIPT_LOCAL: dict[str, tuple[int, Any]] = {
+    "ping": (-1, _local_ping),
+    "echo": (2, _local_echo),
+    "time": (1, _local_time),
+}
+"""Server commands a script may call although the store's table has none: (arity,
+handler)."""
+
+_NODE_NOSCRIPT = frozenset(
+    [
+        "multi",
+        "exec",
+        "discard",
+        "watch",
+        "unwatch",
+        "subscribe",
+        "unsubscribe",
+        "psubscribe",
+        "punsubscribe",
+        "ssubscribe",
+        "sunsubscribe",
+        "auth",
+        "hello",
+        "reset",
+        "quit",
+        "monitor",
+        "sync",
+        "psync",
+        "replconf",
+        "function",
+        "fcall",
+        "fcall_ro",
+        "wait",
+        "save",
+        "bgsave",
+        "bgrewriteaof",
+        "shutdown",
+        "slaveof",
+        "replicaof",
+        "failover",
+        "client",
+        "cluster",
+        "readonly",
+        "readwrite",
+        "asking",
+        "select",
+    ]
+)
+"""Server commands Redis refuses inside a script ("not allowed from script")."""
+
+
+_NO_ARGS = b"ERR Please specify at least one argument for this redis lib call"
+_BAD_ARG = b"ERR Lua redis lib command arguments must be strings or integers"
+
+
+@dataclass
+class _Run:
+    """One script run's Python side of the `redis` library (`sandbox.ScriptApi`)."""
+
+    ctx: Ctx
+    readonly: bool
+    state: LuaState | None = None
+    resp: int = 2
+
+    def call(self, *args: Any) -> Any:
+        """`redis.call`: the reply as a Lua value; an error is raised into the script.
+        Out of memory: nil (the run is already marked and ends at the next hook)."""
+        ok, value = self._call(args)
+        if not ok and self._room(len(value)):
+            raise ScriptError(value)
+        return value if ok else None
+
+    def pcall(self, *args: Any) -> Any:
+        """`redis.pcall`: the reply as a Lua value, an error as ``{err=...}``."""
+        ok, value = self._call(args)
+        if not ok:
+            assert self.state is not None
+            return self.state.table({b"err": value}) if self._room(len(value)) else None
+        return value
+
+    def _room(self, estimate: int) -> bool:
+        assert self.state is not None
+        return self.state.room(estimate + 256)
+
+    def _call(self, args: tuple[Any, ...]) -> tuple[bool, Any]:
+        assert self.state is not None
+        self.state.count_call()
+        if not args:
+            return False, _NO_ARGS
+        argv = []
+        for arg in args:
+            if isinstance(arg, bytes):
+                argv.append(arg)
+            elif isinstance(arg, int | float) and not isinstance(arg, bool):
+                argv.append(lua_number_text(arg))
+            else:
+                return False, _BAD_ARG
+        reply = self._dispatch(argv)
+        if isinstance(reply, bytes):
+            return False, reply
+        if isinstance(reply, ErrorReply):
+            return False, lua_error_text(b"-" + reply.message.encode("utf-8", "surrogateescape"))
+        if not self.state.room(lua_size(reply)):
+            return True, None
+        return True, reply_to_lua(self.state, reply, self.resp)
+
+    def _dispatch(self, argv: list[bytes]) -> Reply | bytes:
+        from cairn.store.commands.table import COMMANDS  # the table lists the scripts too
+
+        name = argv[0].lower().decode("utf-8", "replace")
+        spec = COMMANDS.get(name)
+        if spec is None:
+            return self._local(name, argv)
+        if not spec.arity_ok(len(argv)):
+            return WRONG_ARITY
+        if Flag.NOSCRIPT in spec.flags:
+            return NOT_ALLOWED
+        if spec.is_write and self.readonly:
+            return READ_ONLY
+        if not all(self.ctx.db.scope.contains_key(k) for k in spec.keys(argv)):
+            return NOT_LOCAL
+        return self._run(spec, argv)
+
+    def _local(self, name: str, argv: list[bytes]) -> Reply | bytes:
+        found = _SCRIPT_LOCAL.get(name)
+        if found is None:
+            return NOT_ALLOWED if name in _NODE_NOSCRIPT else UNKNOWN
+        arity, handler = found
+        if arity >= 0 and len(argv) != arity:
+            return WRONG_ARITY
+        reply: Reply = handler(self.ctx, argv[1:])
+        return reply
+
+    def _run(self, spec: CommandSpec, argv: list[bytes]) -> Reply | bytes:
+        ctx = self.ctx
+        inner = Ctx(ctx.db, ctx.now_ms, spec.name, ctx.rng, ctx.seed, ctx.settings)
+        try:
+            reply = spec.handler(inner, argv[1:])
+        except CommandError as err:
+            return err.reply
+        except KeyOutOfRangeError:
+            return NOT_LOCAL
+        if isinstance(reply, Blocked):  # never waits inside a script: a timeout at once
+            return NULL_ARRAY
+        return reply
+
+    def resp_of(self) -> int:
+        """The protocol the script chose with `redis.setresp` (2 unless it did)."""
+        return self.resp
+
+    def setresp(self, *args: Any) -> None:
+        """`redis.setresp(2|3)`: how later `redis.call` replies (and the result) convert."""
+        if not self._room(0):
+            return
+        if len(args) != 1:
+            raise ScriptError(b"ERR redis.setresp() requires one argument.")
+        if args[0] not in (2, 3) or isinstance(args[0], bool):
+            raise ScriptError(b"ERR RESP version must be 2 or 3.")
+        self.resp = int(args[0])
+
+    def log(self, *args: Any) -> None:
+        """`redis.log(level, message ...)`: to the node's log (each replica logs its run)."""
+        if not self._room(0):
+            return
+        if len(args) < 2:
+            raise ScriptError(b"ERR redis.log() requires two arguments or more.")
+        level = args[0]
+        if not isinstance(level, int | float) or isinstance(level, bool):
+            raise ScriptError(b"ERR First argument must be a number (log level).")
+        if not 0 <= level <= 3:
+            raise ScriptError(b"ERR Invalid debug level.")
+        words = [a if isinstance(a, bytes) else str(a).encode() for a in args[1:]]
+        text = b" ".join(words).decode("utf-8", "replace")
+        _log.log(_LOG_LEVELS[int(level)], "script: %s", text)
+
+
+def run_script(
+    ctx: Ctx,
+    sha: str,
+    body: bytes,
+    keys: Sequence[bytes],
+    argv: Sequence[bytes],
+    *,
+    readonly: bool,
+    limits: ScriptLimits,
+) -> Reply:
+    """Run script `body` (its shebang line, if any, already validated) with `keys` and
+    `argv`; its reply. Raises `CommandError` when the budget or memory limit stops it."""
+    run = _Run(ctx, readonly)
+    rand = Rand48(ctx.rng.getrandbits(32))
+    arguments = sum(len(a) for a in (*keys, *argv)) + 64 * (len(keys) + len(argv) + 2)
+    if arguments > limits.memory:
+        raise CommandError(memory_error(limits))
+    state = new_state(limits, run, rand)
+    run.state = state
+    if not state.room(arguments + len(body) * 8):
+        raise CommandError(memory_error(limits))
+    function, problem = state.compile(_without_shebang(body))
+    if function is None:
+        return compile_error(problem)
+    if not state.room(arguments):
+        raise CommandError(memory_error(limits))
+    state.start(function, state.table(list(keys)), state.table(list(argv)))
+    try:
+        reply = _outcome(state, function, sha, run.resp_of)
+    except lua51.LuaMemoryError as exc:
+        raise CommandError(memory_error(limits)) from exc
+    except lua51.LuaError as exc:
+        if state.spent:
+            raise CommandError(budget_error(limits)) from exc
+        reply = ErrorReply(f"ERR Error running script (call to {sha}): {_first_line(exc)}")
+    finally:
+        state.stop()
+    if state.out_of_memory:
+        raise CommandError(memory_error(limits))
+    if state.spent:
+        raise CommandError(budget_error(limits))
+    if _out_of_memory(reply):
+        raise CommandError(memory_error(limits))
+    return reply
+
+
+def _outcome(state: LuaState, function: Any, sha: str, resp: Callable[[], int]) -> Reply:
+    """Run the compiled script under the hook; its reply (conversions included: a
+    returned table's metamethods still run under the budget)."""
+    outcome = state.xpcall(function, state.handler)
+    ok, result = outcome[:2] if isinstance(outcome, tuple) else (outcome, None)
+    if not state.room(0):  # reading a table pushes its keys: keep room for them
+        return ErrorReply("ERR not enough memory")
+    return lua_to_reply(result, resp()) if ok else _error_reply(result, sha)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).split("\n", 1)[0]
+
+
+def _out_of_memory(reply: Reply) -> bool:
+    """Whether the script died of the Lua memory limit (Lua's own "not enough memory")."""
+    return isinstance(reply, ErrorReply) and (
+        reply.message.startswith("ERR not enough memory")
+        or reply.message.startswith("ERR error in error handling")
+    )
+
+
+def _without_shebang(body: bytes) -> bytes:
+    """The body Lua compiles: a shebang line becomes a comment, so line numbers stay."""
+    return b"--" + body[2:] if body.startswith(b"#!") else body
+
+
+def _error_reply(error: Any, sha: str) -> ErrorReply:
+    """Redis 7.0's reply to a script that raised `error` (the handler's table)."""
+    if isinstance(error, bytes):  # the handler itself failed ("error in error handling")
+        return ErrorReply("ERR " + error.decode("utf-8", "replace"))
+    if lua51.lua_type(error) != "table" or not isinstance(error[b"err"], bytes):
+        return ErrorReply(f"ERR Error running script (call to {sha}): unknown error")
+    text = error[b"err"].replace(b"\r", b" ").replace(b"\n", b" ")
+    message = text.decode("utf-8", "surrogateescape")
+    source, line = error[b"source"], error[b"line"]
+    if isinstance(source, bytes) and isinstance(line, int | float):
+        where = source.decode("utf-8", "replace")
+        return ErrorReply(f"{message} script: {sha}, on {where}:{int(line)}.")
+    return ErrorReply(message)
