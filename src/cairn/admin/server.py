@@ -48,6 +48,7 @@ from cairn.admin import metrics as prom
 from cairn.admin.access import Access, log_change
 from cairn.admin.backup_api import NodeBackup, add_routes
 from cairn.admin.history import HistoryFeed
+from cairn.admin.http_log import http_error_logger
 from cairn.admin.source import (
     AdminError,
     AdminSource,
@@ -137,7 +138,17 @@ def _path_id(request: web.Request, what: str) -> int:
 
 
 async def _body(request: web.Request, *, required: bool) -> Any:
-    text = await request.text()
+    return parse_json_body(await request.read(), required=required)
+
+
+def parse_json_body(raw: bytes, *, required: bool) -> Any:
+    """A request body's JSON document (`{}` for an empty optional body), or
+    `BadRequestError`: for bytes that are not UTF-8, not JSON, nested too deep for the
+    parser, or holding an integer too long to convert (each a 400, never a 500)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequestError("the body is not UTF-8") from None
     if not text.strip():
         if required:
             raise BadRequestError("a JSON body is required")
@@ -145,6 +156,10 @@ async def _body(request: web.Request, *, required: bool) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
+        raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequestError("the body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer beyond sys.get_int_max_str_digits()
         raise BadRequestError(f"the body is not valid JSON: {exc}") from None
 
 
@@ -332,7 +347,9 @@ class AdminServer:
         """Bind and serve (an `OSError` if the address is taken, `AdminStartError` if the
         protected mode refuses: beyond loopback with no token)."""
         self.access.check_start(self.host, self.port)
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, logger=http_error_logger()
+        )
         await runner.setup()
         site = web.TCPSite(
             runner, self.host, self.port, reuse_address=True, ssl_context=self.ssl_context

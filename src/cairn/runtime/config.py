@@ -701,6 +701,8 @@ def load(path: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return replace(from_mapping(raw), config_file=path.resolve())
 

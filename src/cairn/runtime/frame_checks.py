@@ -21,7 +21,7 @@ from cairn.raft.types import EntryType, Message, NodeId, decode_conf_change
 from cairn.raft.wire import decode_message
 from cairn.runtime.frames import FrameError, FrameKind
 from cairn.runtime.peer_auth import plausible_node_id
-from cairn.shard.region_machine import ADMIN_TAG
+from cairn.shard.region_machine import ADMIN_TAG, decode_region
 from cairn.store.machine import decode_command
 
 U64 = 1 << 64
@@ -266,9 +266,42 @@ def _check_request(data: bytes, region: bool) -> None:
     if not region:
         return
     if command[:1] == ADMIN_TAG:
-        msgpack.unpackb(command[1:])
+        check_admin_command(msgpack.unpackb(command[1:]))
     else:
         decode_command(command)
+
+
+ADMIN_ARGS = {"split": 3, "prepare_merge": 1, "commit_merge": 2}
+"""The arguments (after kind, version, conf_ver) of each admin command of a region's log."""
+
+
+def check_admin_command(body: Any) -> None:
+    """Refuse an admin command (`cairn.shard.region_machine`'s split, prepare-merge,
+    commit-merge) whose shape `RegionMachine.apply` would fail on."""
+    if not isinstance(body, list) or len(body) < 3 or body[0] not in ADMIN_ARGS:
+        raise FrameError("an admin entry is [kind, version, conf_ver, ...] of a known kind")
+    kind, version, conf_ver, *args = body
+    if len(args) != ADMIN_ARGS[kind]:
+        raise FrameError(f"a {kind} entry has {len(args)} arguments")
+    uint(version, "an admin entry's version")
+    uint(conf_ver, "an admin entry's conf_ver")
+    if kind == "split":
+        split_key, new_id, peer_ids = args
+        if not isinstance(split_key, bytes):
+            raise FrameError("a split key is bytes")
+        uint(new_id, "a split's new region id")
+        for peer_id in _list(peer_ids, "a split's peer ids", MAX_MEMBERS):
+            uint(peer_id, "a split's peer id")
+    elif kind == "prepare_merge":
+        uint(args[0], "a merge's target region id")
+    else:
+        fields, data = args
+        if not isinstance(data, bytes):
+            raise FrameError("a commit-merge's data is bytes")
+        try:
+            decode_region(fields)
+        except ValueError as exc:
+            raise FrameError(f"a commit-merge's source region: {exc}") from None
 
 
 def _check_conf_change(data: bytes, region: bool) -> None:

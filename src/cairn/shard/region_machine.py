@@ -185,16 +185,38 @@ def encode_region(region: Region) -> list[object]:
 
 
 def decode_region(fields: Sequence[object]) -> Region:
-    """The inverse of `encode_region`."""
+    """The inverse of `encode_region`; `ValueError` unless every field has its type.
+
+    The fields come from peers (region maps, commit-merge entries): nothing is converted,
+    so a number where bytes belong cannot become `bytes(n)`, n zero bytes."""
+    if not isinstance(fields, list | tuple) or len(fields) != 6:
+        raise ValueError("a region is [id, start, end, version, conf_ver, peers]")
     rid, start, end, version, conf_ver, peers = fields
-    assert isinstance(peers, list)
+    if not isinstance(start, bytes) or not isinstance(end, bytes):
+        raise ValueError("a region's bounds are bytes")
+    if not isinstance(peers, list | tuple):
+        raise ValueError("a region's peers are a list")
     return Region(
-        id=int(rid),  # type: ignore[call-overload]
-        start=bytes(start),  # type: ignore[call-overload]
-        end=bytes(end),  # type: ignore[call-overload]
-        epoch=RegionEpoch(int(version), int(conf_ver)),  # type: ignore[call-overload]
-        peers=tuple(Peer(int(i), int(n), PeerRole(r)) for i, n, r in peers),
+        id=_count(rid),
+        start=start,
+        end=end,
+        epoch=RegionEpoch(_count(version), _count(conf_ver)),
+        peers=tuple(_decode_peer(p) for p in peers),
     )
+
+
+def _count(value: object) -> int:
+    """`value` if it is a non-negative int (not a bool), else `ValueError`."""
+    if type(value) is not int or value < 0:
+        raise ValueError(f"expected a non-negative integer, got {value!r:.20}")
+    return value
+
+
+def _decode_peer(fields: object) -> Peer:
+    if not isinstance(fields, list | tuple) or len(fields) != 3:
+        raise ValueError("a peer is [id, node id, role]")
+    pid, node, role = fields
+    return Peer(_count(pid), _count(node), PeerRole(role))
 
 
 def encode_split(
@@ -355,7 +377,10 @@ class RegionMachine:
         assert isinstance(peer_ids, list)
         if not region.contains(split_key) or split_key == region.start:
             return EpochNotMatch(region)
-        left, right = split_region(region, split_key, new_id, tuple(peer_ids))
+        try:
+            left, right = split_region(region, split_key, new_id, tuple(peer_ids))
+        except ValueError:  # new peer ids that do not fit this membership: change nothing
+            return EpochNotMatch(region)
         if self.storage is not None:
             self.storage.store_split(self.inner, index, left, right)
             self.region = left
