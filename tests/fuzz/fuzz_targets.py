@@ -344,7 +344,8 @@ def config(data: bytes) -> None:
 def admin_json(data: bytes) -> None:
     """A POST /v1/placement body as the admin server reads it (`parse_json_body`), then
     `rules_from_json` and `validate`."""
-    from cairn.admin.server import BadRequestError, parse_json_body
+    from cairn.admin.json_body import parse_json_body
+    from cairn.admin.source import BadRequestError
 
     try:
         body = parse_json_body(data, required=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from cairn.admin.server import parse_json_body
+from cairn.admin.json_body import parse_json_body
 from cairn.admin.source import BadRequestError
 from cairn.raft.types import Entry, Message, MessageType
 from cairn.runtime.config import ConfigError, load

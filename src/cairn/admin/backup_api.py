@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from cairn.admin.json_body import parse_json_object
 from cairn.admin.source import AdminError, BadRequestError, NotFoundError
 from cairn.runtime.client_pause import PauseMode
 from cairn.storage.lmdb_keyspace import KeyspaceView
@@ -256,16 +256,7 @@ ENDPOINTS = (
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    text = await request.text()
-    if not text.strip():
-        return {}
-    try:
-        body = json.loads(text)
-    except ValueError:
-        raise BadRequestError("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequestError("the body must be a JSON object")
-    return body
+    return parse_json_object(await request.read())
 
 
 def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:

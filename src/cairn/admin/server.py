@@ -49,6 +49,7 @@ from cairn.admin.access import Access, log_change
 from cairn.admin.backup_api import NodeBackup, add_routes
 from cairn.admin.history import HistoryFeed
 from cairn.admin.http_log import http_error_logger
+from cairn.admin.json_body import parse_json_body
 from cairn.admin.source import (
     AdminError,
     AdminSource,
@@ -141,26 +142,6 @@ async def _body(request: web.Request, *, required: bool) -> Any:
     return parse_json_body(await request.read(), required=required)
 
 
-def parse_json_body(raw: bytes, *, required: bool) -> Any:
-    """A request body's JSON document (`{}` for an empty optional body), or
-    `BadRequestError`: for bytes that are not UTF-8, not JSON, nested too deep for the
-    parser, or holding an integer too long to convert (each a 400, never a 500)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequestError("the body is not UTF-8") from None
-    if not text.strip():
-        if required:
-            raise BadRequestError("a JSON body is required")
-        return {}
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadRequestError(f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise BadRequestError("the body is not valid JSON: nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer beyond sys.get_int_max_str_digits()
-        raise BadRequestError(f"the body is not valid JSON: {exc}") from None
 
 
 def _action(result: ActionResult, status: int = 200) -> web.Response:

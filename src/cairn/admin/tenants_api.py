@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from cairn.admin.json_body import parse_json_body
 from cairn.admin.metrics import TenantMetrics
 from cairn.admin.source import AdminError, BadRequestError, NotFoundError, SourceUnavailableError
 from cairn.placement.commands import (
@@ -202,10 +203,7 @@ async def get_tenants(request: web.Request) -> web.Response:
 
 async def post_tenant(request: web.Request) -> web.Response:
     """`POST /v1/tenants`: create a tenant (answers its password once if generated)."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequestError("the body is not JSON") from None
+    body = parse_json_body(await request.read(), required=True)
     spec, password = spec_from_json(body)
     generated = password is None
     if password is None:
