@@ -22,7 +22,9 @@ tells the server's middleware so. `GET /v1/session` says which token the page ho
 still refuses them (403) whatever the page does.
 
 `GET /v1/history` is the node's `History` (`cairn.admin.history`), sampled by a task
-that lives as long as the application.
+that lives as long as the application; `GET /v1/history?node=N` is node N's, asked of it
+over the peer transport (`cairn.admin.forward`), so the page charts every node from
+whichever node it is open on.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from cairn.admin.access import Access
+from cairn.admin.forward import Forwarder
 from cairn.admin.history import HistoryFeed, sample_forever
-from cairn.admin.source import BadRequestError
+from cairn.admin.source import BadRequestError, NotFoundError
 
 PAGE_PATH = "/dashboard"
 STATIC_PREFIX = "/dashboard/static/"
@@ -60,7 +63,10 @@ SECURITY_HEADERS = {
 }
 
 
-_FEED_KEY = web.AppKey("history_feed", HistoryFeed)
+FEED_KEY = web.AppKey("history_feed", HistoryFeed)
+FORWARDER_KEY = web.AppKey("forwarder", Forwarder)
+"""The admin app's `Forwarder` (set by `cairn.admin.server.make_app` when the node has
+peers to ask)."""
 _ACCESS_KEY = web.AppKey("dashboard_access", Access)
 _PAGE_KEY = web.AppKey("dashboard_page", str)
 _ASSETS_KEY = web.AppKey("dashboard_assets", dict[str, bytes])
@@ -123,15 +129,31 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 async def get_history(request: web.Request) -> web.Response:
-    """`GET /v1/history?since_ms=T`: this node's samples newer than T (all by default)."""
-    text = request.query.get("since_ms", "0")
+    """`GET /v1/history?since_ms=T&node=N`: node N's samples newer than T (all by
+    default); N is this node by default, another is asked over the peer transport."""
+    since = _query_int(request, "since_ms", 0, 0)
+    feed = request.app[FEED_KEY]
+    node = _query_int(request, "node", feed.history.node_id, 1)
+    forwarder = request.app.get(FORWARDER_KEY)
+    if node == feed.history.node_id or forwarder is None:
+        if node != feed.history.node_id:
+            raise NotFoundError(f"node {node}'s history is only on node {node}")
+        return web.json_response(feed.history.to_json(since))
+    status, body = await forwarder.ask(node, "history", [since])
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _query_int(request: web.Request, name: str, default: int, low: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
     try:
-        since = int(text)
+        value = int(text)
     except ValueError:
-        raise BadRequestError(f"since_ms: {text[:40]!r} is not an integer") from None
-    if not 0 <= since < 2**63:
-        raise BadRequestError(f"since_ms: {since} is out of range")
-    return web.json_response(request.app[_FEED_KEY].history.to_json(since))
+        raise BadRequestError(f"{name}: {text[:40]!r} is not an integer") from None
+    if not low <= value < 2**63:
+        raise BadRequestError(f"{name}: {value} is out of range")
+    return value
 
 
 def setup(app: web.Application, access: Access, feed: HistoryFeed | None) -> None:
@@ -144,7 +166,7 @@ def setup(app: web.Application, access: Access, feed: HistoryFeed | None) -> Non
     app.router.add_get(STATIC_PREFIX + "{name}", get_static)
     app.router.add_get("/v1/session", get_session)
     if feed is not None:
-        app[_FEED_KEY] = feed
+        app[FEED_KEY] = feed
         app.router.add_get("/v1/history", get_history)
         app.cleanup_ctx.append(_sampling(feed))
 

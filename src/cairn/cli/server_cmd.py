@@ -103,6 +103,7 @@ async def run_node(config: NodeConfig) -> int:
                 ssl_context=tls_context,
                 backup=NodeBackup(node),
                 history=node_feed(node),
+                peer=None if node.placement is None else node.placement.admin,
             )
             await admin.start()
         except (OSError, AdminStartError) as exc:

@@ -56,6 +56,11 @@ class FrameKind(enum.IntEnum):
     PUBLISH = 12
     """[kind, channel, message]: a message PUBLISHed on the sending node, for this node's
     subscribers (see `cairn.runtime.pubsub`)."""
+    ADMIN = 13
+    """[kind, request_id, view, [arg, ...]]: a read of another node's admin API (a cluster
+    view of the placement leader, a node's history; see `cairn.runtime.admin_peer`)."""
+    ADMIN_REPLY = 14
+    """[kind, request_id, http_status, json_body]: the answer to an ADMIN frame."""
 
 
 class FrameError(ValueError):
