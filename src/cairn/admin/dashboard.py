@@ -140,7 +140,7 @@ async def get_history(request: web.Request) -> web.Response:
             raise NotFoundError(f"node {node}'s history is only on node {node}")
         return web.json_response(feed.history.to_json(since))
     status, body = await forwarder.ask(node, "history", [since])
-    return web.Response(body=body, status=status, content_type="application/json")
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
 
 
 def _query_int(request: web.Request, name: str, default: int, low: int) -> int:

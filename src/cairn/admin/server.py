@@ -148,7 +148,7 @@ async def _view(request: web.Request, view: str, args: Args) -> web.Response:
     """`view` as this node answers it, or the placement leader (`cairn.admin.forward`)."""
     feed = request.app.get(dashboard.FEED_KEY)
     status, body = await answer(_source(request), feed, _forwarder(request), view, args)
-    return web.Response(body=body, status=status, content_type="application/json")
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
 
 
 async def get_status(request: web.Request) -> web.Response:
