@@ -368,6 +368,16 @@ def test_every_nodes_history_is_asked_of_it(pair: tuple[str, str, Links]) -> Non
     assert http("GET", other + "/v1/history?node=0")[0] == 400
 
 
+def test_the_histories_of_several_nodes_come_in_one_answer(pair: tuple[str, str, Links]) -> None:
+    _, other, _ = pair
+    status, _, doc = http("GET", other + "/v1/histories?nodes=1,2,3,2", token=READ_TOKEN)
+    assert status == 200
+    assert sorted(h["node_id"] for h in doc["histories"]) == [1, 2]
+    assert doc["unanswered"] == {"3": "asking node 3: node 3 is not connected to this node"}
+    for query in ("", "nodes=", "nodes=1,x", "nodes=0", "nodes=" + ",".join(["1"] * 65)):
+        assert http("GET", other + "/v1/histories?" + query)[0] == 400, query
+
+
 def test_a_node_asked_for_a_view_it_cannot_serve_does_not_ask_further(
     pair: tuple[str, str, Links],
 ) -> None:

@@ -28,6 +28,7 @@ Routes (see docs/admin.md):
     GET  /v1/session               the token's id, name and role (for the dashboard)
     GET  /v1/history?since_ms=T&node=N   node N's (default: this node's) figures over
                                    the last minutes
+    GET  /v1/histories?nodes=1,2,3 several nodes' histories at once (for the dashboard)
     GET  /dashboard                the web dashboard (`cairn.admin.dashboard`; no token
                                    for the page and its static files, which hold no data)
 """
@@ -75,6 +76,7 @@ ENDPOINTS = (
     "GET /metrics",
     "GET /v1/session",
     "GET /v1/history?since_ms=T&node=N",
+    "GET /v1/histories?nodes=1,2,3&since_ms=T",
     "GET /dashboard",
 )
 
