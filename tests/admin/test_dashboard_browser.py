@@ -4,7 +4,7 @@ placement group (its admin API asks the leader for the cluster's views, and ever
 for its history), logs in with the dev token, and sees every node up with its disk and
 memory, the regions, and a chart line per node; the test kills a node holding replicas
 (neither the viewer nor the placement leader), and the page, without a reload, shows it
-down, its regions degraded and the placement driver's repair (node-down, then operators
+down, the cluster degraded and the placement driver's repair (node-down, then operators
 adding replicas elsewhere). The browser's console must
 stay free of errors throughout. Logged in again with a read-only token, the page offers no
 action.
@@ -204,12 +204,12 @@ def chart_points(page: WebDriver, chart: str) -> list[int]:
     return [len(str(line.get_attribute("points")).split()) for line in lines]
 
 
-def cells(page: WebDriver, table: str, column: int) -> dict[int, str]:
-    """One column of the nodes or regions table: row id -> text."""
-    rows = page.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr")
-    key = "data-node-id" if table == "nodes" else "data-region-id"
+def cells(page: WebDriver, column: int) -> dict[int, str]:
+    """One column of the nodes table: node id -> text."""
+    rows = page.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")
     return {
-        int(r.get_attribute(key)): r.find_elements(By.TAG_NAME, "td")[column].text for r in rows
+        int(r.get_attribute("data-node-id")): r.find_elements(By.TAG_NAME, "td")[column].text
+        for r in rows
     }
 
 
@@ -254,21 +254,22 @@ def test_the_dashboard_shows_a_node_killed_and_its_repair(
             10,
             page=browser,
         )
-        disks = cells(browser, "nodes", 5)
+        disks = cells(browser, 5)
         assert len(disks) == NODES and all("free" in d for d in disks.values()), disks
-        assert all(m.endswith("iB") for m in cells(browser, "nodes", 6).values())
+        assert all(m.endswith("iB") for m in cells(browser, 6).values())
         if SHOTS:
             time.sleep(8)  # a few more samples in the charts
         shoot(browser, "dashboard.png")
         cluster.kill(victim)
-        hosted = {r["id"] for r in regions if any(p["node_id"] == victim for p in r["peers"])}
         until(
-            "the victim shown down, a region of it degraded",
-            lambda: node_states(browser).get(victim) == "down"
-            and any(cells(browser, "regions", 2).get(r) == "degraded" for r in hosted),
+            "the victim shown down",
+            lambda: node_states(browser).get(victim) == "down",
             20,
             page=browser,
         )
+        health = browser.find_element(By.ID, "health")
+        assert health.get_attribute("data-health") == "degraded"
+        assert f"node(s) {victim} down" in health.text
         until("node-down listed", lambda: "node-down" in event_kinds(browser), 5, page=browser)
         until(
             "a repair operator listed",
