@@ -167,16 +167,8 @@ def test_set_errors_are_redis_errors() -> None:
     assert _get(ctx, "maxclients") == {b"maxclients": b"10000"}
 
 
-def test_values_cairn_cannot_honour_are_refused() -> None:
+def test_keyspace_events_are_validated_and_fixed_values_kept() -> None:
     ctx = _context()
-    assert _run(ctx, "CONFIG SET timeout 0") == OK
-    assert _run(ctx, "CONFIG SET timeout 5") == _failed(
-        "timeout", "Cairn does not close idle clients (only 0 is accepted)"
-    )
-    assert _run(ctx, "CONFIG SET maxmemory 0") == OK
-    assert _run(ctx, "CONFIG SET maxmemory 1gb") == _failed(
-        "maxmemory", "Cairn does not evict keys (only 0 is accepted)"
-    )
     assert _run(ctx, "CONFIG SET notify-keyspace-events KEA") == OK
     assert _get(ctx, "notify-keyspace-events") == {b"notify-keyspace-events": b"AKE"}
     assert _run(ctx, "CONFIG SET notify-keyspace-events Kq") == _failed(
@@ -191,6 +183,32 @@ def test_values_cairn_cannot_honour_are_refused() -> None:
 def test_settings_that_take_effect() -> None:
     ctx = _context()
     server = ctx.server
+    assert _run(ctx, "CONFIG SET timeout 5 maxmemory 1mb protected-mode no") == OK
+    assert (server.limits.idle_timeout_s, server.limits.max_memory_bytes) == (5, 1 << 20)
+    assert server.protected_mode is False
+    assert _run(ctx, "CONFIG SET client-output-buffer-limit 'Normal 1kb 512 3'") == OK
+    limits = server.limits
+    assert limits.max_pending_replies_bytes == 1024
+    assert (limits.normal_output_soft_limit_bytes, limits.normal_output_soft_limit_seconds) == (
+        512,
+        3,
+    )
+    shown = _get(ctx, "client-output-buffer-limit")[b"client-output-buffer-limit"]
+    assert shown.startswith(b"normal 1024 512 3")
+    assert _run(ctx, "CONFIG SET client-output-buffer-limit 'pubsub 1mb 1kb 1'") == OK
+    assert server.limits.pubsub_output_hard_limit_bytes == 1 << 20
+    for value, reason in (
+        ("normal 1 2", "Wrong number of arguments in buffer limit configuration."),
+        ("master 1 2 3", "Invalid client class specified in buffer limit configuration."),
+        (
+            "normal 1 2 -1",
+            "Error in hard, soft or soft_seconds setting in buffer limit configuration.",
+        ),
+        ("normal 0 0 0", "Cairn needs a normal output limit (0 is not accepted)"),
+    ):
+        assert _run(ctx, f"CONFIG SET client-output-buffer-limit '{value}'") == _failed(
+            "client-output-buffer-limit", reason
+        ), value
     assert _run(ctx, "CONFIG SET maxclients 3 proto-max-bulk-len 2mb") == OK
     assert server.limits.max_clients == 3
     assert server.limits.max_bulk_len == 2 * 1024 * 1024

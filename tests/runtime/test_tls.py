@@ -1,5 +1,5 @@
 """TLS on the client port and the admin API: config checks, and a real 3-node cluster
-(plain peers, TLS clients, `tls_auth_clients = "yes"`) with a throwaway CA, reached by
+(mutual TLS between peers, TLS clients, `tls_auth_clients = "yes"`) with a throwaway CA, reached by
 redis-py, redis-cli and HTTPS; certificate reload on SIGHUP; bad files refused at start."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cairn.runtime.config import ConfigError, from_mapping
-from cairn.runtime.dev_certs import DevCerts, ensure_dev_certs, renew_node_cert
+from cairn.runtime.dev_certs import DevCerts, ensure_dev_certs, issue_node_cert
 from cairn.runtime.local_cluster import HOST, LocalCluster
 from cairn.runtime.tls import ServerTls, TlsConfigError
 
@@ -42,8 +42,8 @@ BASE: dict[str, Any] = {
 def _tls(certs: DevCerts, **more: Any) -> dict[str, Any]:
     return {
         "tls_addr": "127.0.0.1:8001",
-        "tls_cert_file": str(certs.node_cert),
-        "tls_key_file": str(certs.node_key),
+        "tls_cert_file": str(certs.node_cert(1)),
+        "tls_key_file": str(certs.node_key(1)),
         "tls_ca_cert_file": str(certs.ca_cert),
         **more,
     }
@@ -59,12 +59,13 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> DevCerts:
 
 
 def test_generated_keys_are_private_and_certs_name_loopback(certs: DevCerts) -> None:
-    for key in (certs.ca_key, certs.node_key, certs.client_key):
+    for key in (certs.ca_key, certs.node_key(1), certs.node_key(3), certs.client_key):
         assert key.stat().st_mode & 0o777 == 0o600
-    cert = x509.load_pem_x509_certificate(certs.node_cert.read_bytes())
+    cert = x509.load_pem_x509_certificate(certs.node_cert(2).read_bytes())
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
     assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert sans.get_values_for_type(x509.UniformResourceIdentifier) == ["cairn://node/2"]
 
 
 def test_tls_settings_are_read(certs: DevCerts) -> None:
@@ -119,7 +120,7 @@ def test_tls_values_are_checked(certs: DevCerts) -> None:
     ],
 )
 def test_bad_files_are_named(certs: DevCerts, files: dict[str, str], message: str) -> None:
-    named = {"CLIENT_KEY": certs.client_key, "CA_KEY": certs.ca_key, "NODE_KEY": certs.node_key}
+    named = {"CLIENT_KEY": certs.client_key, "CA_KEY": certs.ca_key, "NODE_KEY": certs.node_key(1)}
     files = {k: str(named.get(v, v)) for k, v in files.items()}
     settings = from_mapping(BASE | _tls(certs, **files)).tls
     assert settings is not None
@@ -171,7 +172,7 @@ def _tls_client(cluster: LocalCluster, node_id: int, *, cert: bool = True) -> re
 
 
 def test_redis_py_over_tls_on_every_node(cluster: LocalCluster) -> None:
-    for node_id in (1, 2, 3):  # followers forward over the (plain) peer port
+    for node_id in (1, 2, 3):  # followers forward over the (mutual TLS) peer port
         with _tls_client(cluster, node_id) as c:
             assert c.set(f"tls:{node_id}", b"v") is True
             assert c.get(f"tls:{node_id}") == b"v"
@@ -263,24 +264,27 @@ def _wait_for_log(cluster: LocalCluster, node_id: int, text: str) -> None:
 
 def test_sighup_reloads_the_certificate(cluster: LocalCluster) -> None:
     certs = cluster.certs
-    old = _served_serial(cluster, 1)
+    old, old_2 = _served_serial(cluster, 1), _served_serial(cluster, 2)
     with _tls_client(cluster, 1) as before:
         assert before.ping()
-        good_key = certs.node_key.read_bytes()
-        certs.node_key.write_bytes(b"not a key\n")  # a bad reload keeps the old context
+        good_key = certs.node_key(1).read_bytes()
+        certs.node_key(1).write_bytes(b"not a key\n")  # a bad reload keeps the old context
         cluster.signal(1, signal.SIGHUP)
         _wait_for_log(cluster, 1, "TLS reload failed, still serving the old certificate")
         assert cluster.running(1) and _served_serial(cluster, 1) == old
-        certs.node_key.write_bytes(good_key)
-        new = renew_node_cert(certs).serial_number
+        certs.node_key(1).write_bytes(good_key)
+        new = issue_node_cert(certs, 1).serial_number
         assert new != old
         cluster.signal(1, signal.SIGHUP)
         _wait_for_serial(cluster, 1, new)
         assert before.ping()  # the connection opened before the reload is untouched
         assert before.get("tls:1") == b"v"
-    assert _served_serial(cluster, 2) == old  # node 2 was not told to reload
+    assert _served_serial(cluster, 2) == old_2  # node 2 was not told to reload
     with _tls_client(cluster, 1) as after:
         assert after.get("tls:2") == b"v"
     log = cluster.spec(1).log_path.read_text()
     assert "TLS reload failed, still serving the old certificate: tls_key_file" in log
     assert f"TLS certificate reloaded: serial {new:x}" in log
+    # The peer port's certificate (the same files) is reloaded with it:
+    assert "peer TLS reload failed, still using the old certificate: tls_key_file" in log
+    assert f"peer TLS certificate reloaded: serial {new:x}" in log

@@ -4,16 +4,22 @@ A client is given several endpoints (any node's admin address will do) and tries
 turn: one that cannot be reached, or answers 503 (not ready), is skipped for the next. Any
 other answer is final, errors included: a 400 from one node would be a 400 from all of
 them. Answers are decoded into the `cairn.admin.views` values the server encoded.
+
+Over HTTPS (a node with TLS on), `tls_context` builds the client's `ssl.SSLContext`: the CA
+that signed the nodes' certificates, and the client certificate and key that a node with
+`tls_auth_clients = "yes"` requires (mutual TLS).
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from cairn.admin.views import (
@@ -70,12 +76,33 @@ class BadAnswerError(AdminClientError):
     """The server answered something that is not the API's JSON."""
 
 
-def normalize_endpoint(text: str) -> str:
-    """`host:port` or an `http://` URL as a base URL without a trailing slash."""
+def tls_context(
+    cacert: Path | None = None, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext:
+    """The client context for HTTPS endpoints: trusting `cacert` (else the system's CAs),
+    presenting the client certificate `cert` with its `key` (both or neither);
+    `ValueError` naming the file that cannot be used."""
+    if (cert is None) != (key is None):
+        raise ValueError("a client certificate needs its key (--cert with --key)")
+    try:
+        context = ssl.create_default_context(cafile=None if cacert is None else str(cacert))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"--cacert {cacert}: cannot use it: {exc}") from None
+    if cert is not None and key is not None:
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"--cert {cert} / --key {key}: cannot use them: {exc}") from None
+    return context
+
+
+def normalize_endpoint(text: str, scheme: str = "http") -> str:
+    """`host:port` or an `http(s)://` URL as a base URL without a trailing slash; a bare
+    `host:port` gets `scheme`."""
     text = text.strip()
     if not text:
         raise ValueError("an empty endpoint")
-    url = text if "://" in text else f"http://{text}"
+    url = text if "://" in text else f"{scheme}://{text}"
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{text!r} is not host:port or an http(s) URL")
@@ -97,12 +124,17 @@ class AdminClient:
         *,
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        ssl_context: ssl.SSLContext | None = None,
+        scheme: str = "http",
     ) -> None:
+        """`ssl_context`: for https endpoints (`tls_context`; None: the system's CAs);
+        `scheme`: what a bare `host:port` endpoint speaks."""
         if not endpoints:
             raise ValueError("at least one endpoint is needed")
-        self.endpoints = [normalize_endpoint(e) for e in endpoints]
+        self.endpoints = [normalize_endpoint(e, scheme) for e in endpoints]
         self.token = token
         self.timeout = timeout
+        self.ssl_context = ssl_context
 
     # -- the API --------------------------------------------------------------------------
 
@@ -163,7 +195,8 @@ class AdminClient:
         if self.token is not None:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            opened = urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context)
+            with opened as response:
                 return bytes(response.read())
         except urllib.error.HTTPError as exc:
             raw = exc.read()

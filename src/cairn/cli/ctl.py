@@ -10,10 +10,15 @@
 Endpoints (`--endpoint`, repeatable or comma-separated, or `CAIRN_ADMIN`) are tried in
 turn until one answers. The bearer token is `--token`, else `CAIRN_ADMIN_TOKEN`, else the
 first line of `--token-file` (or `CAIRN_ADMIN_TOKEN_FILE`), else of `cairn-data/admin.token`
-(a default `cairn dev` cluster's) when it exists. Tables are for people; `--json` prints
-the API's JSON for scripts (with `events --follow`, one event per line). Exit status: 0
-done, 1 the cluster refused (for instance 501 while the placement driver does not run),
-2 bad arguments, no endpoint reachable, or no valid token (401) or not allowed (403).
+(a default `cairn dev` cluster's) when it exists. Over HTTPS, `--cacert` (or `CAIRN_CACERT`)
+is the CA of the nodes' certificates and `--cert`/`--key` (or `CAIRN_CERT`/`CAIRN_KEY`) the
+client certificate a node with `tls_auth_clients = "yes"` requires; with either given, a
+bare `host:port` endpoint means https. When none is given, those of a default `cairn dev
+--tls` cluster (`cairn-data/tls`) are used for https endpoints when they exist. Tables are
+for people; `--json` prints the API's JSON for scripts (with `events --follow`, one event
+per line). Exit status: 0 done, 1 the cluster refused (for instance 501 while the
+placement driver does not run), 2 bad arguments, no endpoint reachable, or no valid token
+(401) or not allowed (403).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from cairn.admin.client import (
     AdminClientError,
     ApiError,
     UnreachableError,
+    tls_context,
 )
 from cairn.admin.render import event_line, nodes_table, regions_table, status_table
 from cairn.admin.tokens import (
@@ -60,6 +66,11 @@ TOKEN_FILE_ENV = "CAIRN_ADMIN_TOKEN_FILE"
 DEV_TOKEN_PATH = Path("cairn-data") / DEV_TOKEN_FILE
 """The admin token of a `cairn dev` cluster in its default data directory."""
 MAX_TOKEN_FILE_BYTES = 4096
+CACERT_ENV = "CAIRN_CACERT"
+CERT_ENV = "CAIRN_CERT"
+KEY_ENV = "CAIRN_KEY"
+DEV_TLS_DIR = Path("cairn-data") / "tls"
+"""The throwaway CA and client certificate of a `cairn dev --tls` cluster (default dir)."""
 
 _sleep: Callable[[float], None] = time.sleep
 """How `events --follow` waits between polls (replaced by the tests)."""
@@ -99,6 +110,27 @@ def _endpoints(given: tuple[str, ...]) -> list[str]:
     f"{DEV_TOKEN_PATH} when it exists).",
 )
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.option(
+    "--cacert",
+    envvar=CACERT_ENV,
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"The CA of the nodes' HTTPS certificates (or ${CACERT_ENV}).",
+)
+@click.option(
+    "--cert",
+    envvar=CERT_ENV,
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"A client certificate, for nodes with tls_auth_clients = yes (or ${CERT_ENV}).",
+)
+@click.option(
+    "--key",
+    envvar=KEY_ENV,
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"The client certificate's key (or ${KEY_ENV}).",
+)
 @click.pass_context
 def ctl(
     ctx: click.Context,
@@ -107,15 +139,36 @@ def ctl(
     token: str | None,
     token_file: Path | None,
     timeout: float,
+    cacert: Path | None,
+    cert: Path | None,
+    key: Path | None,
 ) -> None:
     """Inspect and steer a running cluster through its admin API."""
     if token is None:
         token = _token_from_file(token_file)
+    scheme = "https" if cacert or cert or key else "http"
+    if scheme == "http" and (DEV_TLS_DIR / "ca.crt").is_file():
+        cacert, cert, key = _dev_tls_files()
     try:
-        client = AdminClient(_endpoints(endpoints), token=token, timeout=timeout)
+        context = tls_context(cacert, cert, key)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cacert/--cert/--key") from None
+    try:
+        client = AdminClient(
+            _endpoints(endpoints), token=token, timeout=timeout, ssl_context=context, scheme=scheme
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--endpoint") from None
     ctx.obj = _Ctl(client, as_json, Console(soft_wrap=True))
+
+
+def _dev_tls_files() -> tuple[Path, Path | None, Path | None]:
+    """The CA and (when both exist) client certificate and key of a default `cairn dev
+    --tls` cluster, used for https endpoints when no TLS option is given."""
+    cert, key = DEV_TLS_DIR / "client.crt", DEV_TLS_DIR / "client.key"
+    if cert.is_file() and key.is_file():
+        return DEV_TLS_DIR / "ca.crt", cert, key
+    return DEV_TLS_DIR / "ca.crt", None, None
 
 
 def _token_from_file(path: Path | None) -> str | None:

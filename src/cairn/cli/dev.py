@@ -14,7 +14,8 @@ With `--tls` every node also serves TLS clients on its client port + `TLS_PORT_O
 and its admin API speaks HTTPS, with certificates of a throwaway CA generated into
 `DATA_DIR/tls` (`cairn.runtime.dev_certs`; keys mode 0600, kept across runs). Client certificates
 are optional (`tls_auth_clients = "optional"`): `redis-cli --tls --cacert` works alone,
-and with the generated `client.crt`/`client.key` too.
+and with the generated `client.crt`/`client.key` too. The peer ports speak mutual TLS
+(`peer_tls = true`), each node with its own certificate naming its node id.
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ TLS_PORT_OFFSET = 1000
     show_default=True,
     help="Where the nodes keep their data (reused on the next run).",
 )
-@click.option("--password", default=None, help="Require AUTH with this password.")
+@click.option(
+    "--password",
+    default=None,
+    envvar="CAIRN_PASSWORD",
+    help="Require AUTH with this password (better: set CAIRN_PASSWORD); the nodes read it "
+    "from DATA_DIR/password (mode 0600), never from their command line.",
+)
 @click.option(
     "--regions",
     type=click.IntRange(1, 16384),
@@ -160,7 +167,9 @@ def _print_ready(console: Console, cluster: LocalCluster, leader: int) -> None:
     ctl = f"cairn ctl {endpoint} --token-file {token_file} status"
     if tls:
         _print_tls(console, cluster)
-        ctl = f"SSL_CERT_FILE={cluster.certs.ca_cert} {ctl}"
+        certs = cluster.certs
+        mtls = f"--cacert {certs.ca_cert} --cert {certs.client_cert} --key {certs.client_key}"
+        ctl = f"cairn ctl {endpoint} {mtls} --token-file {token_file} status"
     console.print(f"inspect with:  {ctl}", soft_wrap=True)
     console.print(f"admin token:   {token_file} (tokens: {cluster.root / DEV_TOKENS_FILE})")
     console.print("press Ctrl-C to stop")
@@ -174,4 +183,10 @@ def _print_tls(console: Console, cluster: LocalCluster) -> None:
     console.print(f"  {tls_cli}", soft_wrap=True)
     console.print(
         f"  {tls_cli} --cert {certs.client_cert} --key {certs.client_key}", soft_wrap=True
+    )
+    console.print("  peer ports: mutual TLS, node<id>.crt names each node's id", soft_wrap=True)
+    console.print(
+        f"  cairn ctl: --cacert/--cert/--key (or CAIRN_CACERT={certs.ca_cert} "
+        f"CAIRN_CERT={certs.client_cert} CAIRN_KEY={certs.client_key})",
+        soft_wrap=True,
     )

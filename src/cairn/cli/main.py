@@ -28,6 +28,7 @@ from cairn.raft.types import ReadOnlyOption
 from cairn.sim import ALL_FAULTS, Fault, SimConfig, SimResult, run_simulation
 from cairn.sim.profiles import PROFILES
 from cairn.sim.region_runner import RegionSimConfig, run_region_simulation
+from cairn.sim.workloads import Workload
 
 
 class FaultsParam(click.ParamType[frozenset[Fault]]):
@@ -86,6 +87,14 @@ main.add_command(import_redis)
 )
 @click.option("--read-mode", type=click.Choice(["seed", "safe", "lease"]), default="seed")
 @click.option("--clients", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--workload",
+    type=click.Choice([w.value for w in Workload]),
+    default=Workload.REGISTER.value,
+    show_default=True,
+    help="What clients do: registers (linearizability), or a queue or a stream on the Redis "
+    "machine (see docs/simulation.md).",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Default: CPU count.")
 @click.option("--history", type=click.Path(dir_okay=False, writable=True), default=None)
 @click.option("--keep-going", is_flag=True, help="In a sweep, do not stop at the first failure.")
@@ -113,6 +122,7 @@ def sim(
     planted: tuple[str, ...],
     read_mode: str,
     clients: int,
+    workload: str,
     workers: int | None,
     history: str | None,
     keep_going: bool,
@@ -125,7 +135,9 @@ def sim(
     seed that reproduces it.
     """
     if regions:
-        _refuse_with_regions(ctx, ("faults", "planted", "read_mode", "history", "profile"))
+        _refuse_with_regions(
+            ctx, ("faults", "planted", "read_mode", "history", "profile", "workload")
+        )
         explicit = ctx.get_parameter_source("nodes") is not click.core.ParameterSource.DEFAULT
         base = RegionSimConfig(
             seed=seed, nodes=int(nodes) if explicit else 4, steps=steps, clients=clients
@@ -140,7 +152,13 @@ def sim(
     keep = history is not None and seeds is None
     if profile is not None:
         _refuse_with_profile(ctx, ("nodes", "steps", "faults", "read_mode", "clients"))
-        config = replace(PROFILES[profile], seed=seed, planted=bugs, keep_history=keep)
+        config = replace(
+            PROFILES[profile],
+            seed=seed,
+            planted=bugs,
+            keep_history=keep,
+            workload=Workload(workload),
+        )
     else:
         config = SimConfig(
             seed=seed,
@@ -151,6 +169,7 @@ def sim(
             clients=clients,
             read_mode=modes[read_mode],
             keep_history=keep,
+            workload=Workload(workload),
         )
     console = Console()
     if seeds is None:
@@ -264,6 +283,10 @@ def _summary(result: SimResult, elapsed: float) -> Table:
     table.add_row("faults injected", faults)
     table.add_row("invariants", "held" if result.violation is None else str(result.violation))
     table.add_row("linearizability", _verdict_text(result))
+    if result.workload_verdict is not None:
+        check = result.workload_verdict
+        text = check.details if check.failure is None else f"FAILED: {check.failure}"
+        table.add_row(f"{result.workload.value} check", text)
     table.add_row(
         "settled", "yes" if result.settled else "no (no leader or clients busy at the end)"
     )
@@ -283,6 +306,8 @@ def _verdict_text(result: SimResult) -> str:
 
 def _repro_flags(config: SimConfig, profile: str | None) -> str:
     bugs = [f"--plant {b.value}" for b in sorted(config.planted, key=lambda b: b.value)]
+    if config.workload is not Workload.REGISTER:
+        bugs.append(f"--workload {config.workload.value}")
     if profile is not None:
         return " ".join([f"--profile {profile}", f"--seed {config.seed}", *bugs])
     flags = [f"--seed {config.seed}", f"--nodes {config.nodes}", f"--steps {config.steps}"]

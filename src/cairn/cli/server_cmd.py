@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import resource
 import signal
 import sys
@@ -17,7 +18,7 @@ from cairn.runtime.config import ConfigError, NodeConfig, load, parse_address
 from cairn.storage.errors import StartupError
 
 if TYPE_CHECKING:
-    from cairn.runtime.tls import ServerTls
+    from cairn.runtime.tls import PeerTls, ServerTls
 
 
 class NodeLogFilter(logging.Filter):
@@ -113,7 +114,7 @@ async def run_node(config: NodeConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.stop_requested.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(node.tls))
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(node.tls, node.peer_tls))
     await node.stop_requested.wait()
     logging.getLogger("cairn").info("stopping: finishing in-flight commands")
     if admin is not None:
@@ -123,12 +124,27 @@ async def run_node(config: NodeConfig) -> int:
     return 1 if node.failure is not None else 0
 
 
-def _reload(tls: ServerTls | None) -> None:
-    """SIGHUP: read the TLS certificate and key again (new connections use them)."""
-    if tls is None:
+def _reload(tls: ServerTls | None, peer_tls: PeerTls | None = None) -> None:
+    """SIGHUP: read the TLS certificates and keys again (new connections use them)."""
+    if tls is None and peer_tls is None:
         logging.getLogger("cairn").info("SIGHUP: no TLS configured, nothing to reload")
         return
-    tls.reload()
+    if tls is not None:
+        tls.reload()
+    if peer_tls is not None:
+        peer_tls.reload()
+
+
+PASSWORD_ENV = "CAIRN_PASSWORD"
+"""The environment variable a node reads its client password from (never a flag: a
+running process's arguments are readable by every user of the host)."""
+
+
+def password_from_env() -> dict[str, str]:
+    """`{"password": ...}` from `CAIRN_PASSWORD`, removed from the environment so the
+    node's children do not inherit it; {} when unset or empty."""
+    password = os.environ.pop(PASSWORD_ENV, "")
+    return {"password": password} if password else {}
 
 
 def raise_fd_limit() -> int:
@@ -165,7 +181,11 @@ def run_forever(config: NodeConfig) -> int:
 @click.option("--admin-tokens-file", default=None, help="The admin API's tokens file.")
 @click.option("--peers", default=None, help="1=host:port,2=host:port,... (all voters).")
 @click.option("--cluster-id", default=None)
-@click.option("--password", default=None, help="Require AUTH with this password.")
+@click.option(
+    "--password-file",
+    default=None,
+    help=f"Require AUTH with the password in this file (or set {PASSWORD_ENV}).",
+)
 @click.option(
     "--cluster-secret-file", default=None, help="The file holding the peers' shared secret."
 )
@@ -180,6 +200,7 @@ def server(config_path: Path | None, **flags: Any) -> None:
     try:
         flags["peers"] = parse_peers(flags["peers"])
         overrides = {k: v for k, v in flags.items() if v is not None}
+        overrides.update(password_from_env())
         if config_path is not None:
             config = load(config_path, overrides)
         else:
@@ -190,6 +211,10 @@ def server(config_path: Path | None, **flags: Any) -> None:
             from cairn.runtime.tls import ServerTls
 
             ServerTls.load(config.tls)  # every TLS file checked before anything starts
+        if config.peer_tls is not None:
+            from cairn.runtime.tls import PeerTls
+
+            PeerTls.load(config.peer_tls, config.node_id)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     raise_fd_limit()

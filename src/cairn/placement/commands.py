@@ -105,6 +105,27 @@ class Tick:
     now_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class SetAclUser:
+    """Create or replace ACL user `name` with `rules` (its canonical description,
+    `cairn.store.acl.describe`), if the user is still as the proposer saw it:
+    `expected` is the description it changed ("" when it created the user). A user
+    changed meanwhile on another node is refused, and ACL SETUSER says to retry."""
+
+    name: str
+    rules: str
+    expected: str
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DelAclUsers:
+    """Delete the ACL users `names` (those that exist)."""
+
+    names: tuple[str, ...]
+    now_ms: int
+
+
 Command = (
     AddNode
     | NodeHeartbeat
@@ -114,6 +135,8 @@ Command = (
     | SetConfig
     | AllocIds
     | Tick
+    | SetAclUser
+    | DelAclUsers
 )
 """Any command of the metadata state machine."""
 
@@ -167,7 +190,14 @@ class TickResult:
     operators: tuple[Operator, ...]
 
 
-Result = Ack | RegionHeartbeatReply | NodeHeartbeatReply | IdRange | TickResult
+@dataclass(frozen=True, slots=True)
+class AclDeleted:
+    """How many ACL users a `DelAclUsers` deleted."""
+
+    count: int
+
+
+Result = Ack | RegionHeartbeatReply | NodeHeartbeatReply | IdRange | TickResult | AclDeleted
 """Any result of `ClusterMetadata.apply`."""
 
 # Codes are the wire format: append only.
@@ -207,15 +237,27 @@ CODEC_TABLE: dict[int, type] = {
     42: NodeHeartbeatReply,
     43: IdRange,
     44: TickResult,
+    45: SetAclUser,
+    46: DelAclUsers,
+    47: AclDeleted,
 }
 
 CODEC = Codec(CODEC_TABLE)
 """The codec of every placement value that travels or is stored (extended by the snapshot)."""
 
-_COMMANDS = (AddNode, NodeHeartbeat, RegionHeartbeat, SetNodeAdmin, SetRules, SetConfig)
+_COMMANDS = (
+    AddNode,
+    NodeHeartbeat,
+    RegionHeartbeat,
+    SetNodeAdmin,
+    SetRules,
+    SetConfig,
+    SetAclUser,
+    DelAclUsers,
+)
 _COMMANDS_ALL = (*_COMMANDS, AllocIds, Tick)
 _STEPS = (AddLearner, PromoteLearner, RemovePeer, TransferLeader, SplitRegion, MergeRegion)
-_RESULTS = (Ack, RegionHeartbeatReply, NodeHeartbeatReply, IdRange, TickResult)
+_RESULTS = (Ack, RegionHeartbeatReply, NodeHeartbeatReply, IdRange, TickResult, AclDeleted)
 
 
 def encode_command(command: Command) -> bytes:

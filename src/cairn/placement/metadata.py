@@ -24,15 +24,18 @@ from cairn.placement.codec import Codec
 from cairn.placement.commands import (
     CODEC_TABLE,
     Ack,
+    AclDeleted,
     AddNode,
     AllocIds,
     Command,
+    DelAclUsers,
     IdRange,
     NodeHeartbeat,
     NodeHeartbeatReply,
     RegionHeartbeat,
     RegionHeartbeatReply,
     Result,
+    SetAclUser,
     SetConfig,
     SetNodeAdmin,
     SetRules,
@@ -95,6 +98,10 @@ class MetadataImage:
     changes: int = 0
     checked_changes: int = -1
     checked_ms: int = 0
+    acl_users: tuple[tuple[str, str], ...] = ()
+    """ACL users by name: (name, canonical rules), sorted (appended: older snapshots
+    decode without it)."""
+    acl_version: int = 0
 
 
 SNAPSHOT_CODEC = Codec(
@@ -130,6 +137,11 @@ class ClusterMetadata:
         self.checked_changes = -1
         """`changes` when the loops last ran and started nothing (-1: run at the next tick)."""
         self.checked_ms = 0
+        self.acl_users: dict[str, str] = {}
+        """ACL users set through ACL SETUSER: name -> canonical rules (`cairn.store.acl`).
+        Opaque here: the nodes parse them; the metadata only orders and keeps them."""
+        self.acl_version = 0
+        """Grows with every applied change to `acl_users` (nodes adopt newer tables)."""
 
     # --- the command interpreter -----------------------------------------------------------
 
@@ -159,6 +171,12 @@ class ClusterMetadata:
                 return self._set_config(config)
             case AllocIds(count=count):
                 return self._alloc_range(count)
+            case SetAclUser():
+                self._advance_clock(command.now_ms)
+                return self._set_acl_user(command)
+            case DelAclUsers():
+                self._advance_clock(command.now_ms)
+                return self._del_acl_users(command.names)
             case _:
                 raise TypeError(f"not a placement command: {command!r}")
 
@@ -283,6 +301,21 @@ class ClusterMetadata:
         self.config = config
         self._record(EventKind.CONFIG_CHANGED, "by request")
         return Ack(True)
+
+    # --- ACL users -------------------------------------------------------------------------
+
+    def _set_acl_user(self, c: SetAclUser) -> Result:
+        if self.acl_users.get(c.name, "") != c.expected:
+            return Ack(False, "changed concurrently")
+        self.acl_users[c.name] = c.rules
+        self.acl_version += 1
+        return Ack(True)
+
+    def _del_acl_users(self, names: tuple[str, ...]) -> Result:
+        gone = [n for n in dict.fromkeys(names) if self.acl_users.pop(n, None) is not None]
+        if gone:
+            self.acl_version += 1
+        return AclDeleted(len(gone))
 
     # --- regions ---------------------------------------------------------------------------
 
@@ -531,6 +564,8 @@ class ClusterMetadata:
             changes=self.changes,
             checked_changes=self.checked_changes,
             checked_ms=self.checked_ms,
+            acl_users=tuple(sorted(self.acl_users.items())),
+            acl_version=self.acl_version,
         )
 
     def snapshot(self) -> bytes:
@@ -558,6 +593,8 @@ class ClusterMetadata:
         self.changes = image.changes
         self.checked_changes = image.checked_changes
         self.checked_ms = image.checked_ms
+        self.acl_users = dict(image.acl_users)
+        self.acl_version = image.acl_version
 
 
 def _current_split(op: Operator | None) -> SplitRegion | None:

@@ -39,6 +39,7 @@ from cairn.runtime.slowlog import SlowLog
 from cairn.shard.routing import ClientRouting, observe
 
 if TYPE_CHECKING:
+    from cairn.runtime.acl_commands import AclCommands
     from cairn.runtime.server import ClientConnection, RespServer
 
 SERVER_NAME = "cairn"
@@ -82,6 +83,9 @@ class ServerContext:
     rewrite: Callable[[], ErrorReply | None] = field(default=lambda: NO_CONFIG_FILE)
     """CONFIG REWRITE: save the CONFIG values into the node's TOML file
     (`cairn.runtime.config_rewrite`); None, or the error."""
+    acl: AclCommands | None = None
+    """The node's ACL users (`cairn.runtime.acl_commands`); None: only `default`, with
+    the configured password (a context without a node)."""
 
 
 def default_recorder() -> CommandRecorder:
@@ -111,6 +115,8 @@ def follow_config(ctx: ServerContext) -> None:
     )
     recorder.slowlog.max_len = int(values["slowlog-max-len"])
     recorder.slowlog.trim()
+    if ctx.acl is not None:  # CONFIG SET requirepass: the default user's password
+        ctx.acl.follow_password(values["requirepass"].decode("utf-8") or None)
 
 
 ClientHandler = Callable[[ServerContext, "ClientConnection", Sequence[bytes]], Reply]
@@ -165,7 +171,15 @@ def echo(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> R
     return Bulk(args[0])
 
 
-def _check_password(ctx: ServerContext, user: bytes, password: bytes) -> Reply | None:
+def _check_password(
+    ctx: ServerContext,
+    conn: ClientConnection,
+    user: bytes,
+    password: bytes,
+    one_arg: bool = False,
+) -> Reply | None:
+    if ctx.acl is not None:
+        return ctx.acl.authenticate(conn, user, password, one_arg)
     expected = ctx.server.password
     if expected is None:
         return NO_PASSWORD if user == b"default" else WRONGPASS
@@ -174,11 +188,11 @@ def _check_password(ctx: ServerContext, user: bytes, password: bytes) -> Reply |
 
 
 def auth(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
-    """AUTH [username] password (only the `default` user exists until ACLs land)."""
+    """AUTH [username] password (ACL users: `cairn.runtime.acl_commands`)."""
     if len(args) > 2:
         return SYNTAX_ERROR
     user, password = (args[0], args[1]) if len(args) == 2 else (b"default", args[0])
-    error = _check_password(ctx, user, password)
+    error = _check_password(ctx, conn, user, password, len(args) == 1)
     if error is not None:
         return error
     conn.set_authenticated(True)
@@ -202,7 +216,7 @@ def hello(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> 
     while i < len(args):
         option = args[i].lower()
         if option == b"auth" and i + 2 < len(args):
-            error = _check_password(ctx, args[i + 1], args[i + 2])
+            error = _check_password(ctx, conn, args[i + 1], args[i + 2])
             if error is not None:
                 return error
             conn.set_authenticated(True)
@@ -287,6 +301,7 @@ def reset(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> 
     state.protocol = 2
     state.name = ""
     state.routing = ClientRouting()
+    state.user = "default"
     conn.set_authenticated(ctx.server.password is None)
     return SimpleString("RESET")
 
@@ -364,6 +379,14 @@ def latency(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -
     if isinstance(reply, Bulk) and conn.protocol == 3:
         return Verbatim(reply.value)
     return reply
+
+
+def acl(ctx: ServerContext, conn: ClientConnection, args: Sequence[bytes]) -> Reply:
+    """ACL <subcommand> ... (`cairn.runtime.acl_commands`; SETUSER and DELUSER are
+    answered there asynchronously, once the cluster has applied them)."""
+    if ctx.acl is None:
+        return ErrorReply("ERR ACL users need a node")
+    return ctx.acl.command(conn, args)
 
 
 def _spec(
@@ -499,6 +522,15 @@ CLIENT_COMMANDS: dict[str, ClientCommandSpec] = {
             monitor,
             "Listens for all requests received by the server in real-time.",
             ("admin", "noscript", "loading", "stale"),
+            group="server",
+        ),
+        _spec(
+            "acl",
+            -2,
+            acl,
+            "A container for Access List Control commands.",
+            ("noscript", "loading", "stale"),
+            since="6.0.0",
             group="server",
         ),
         _spec(

@@ -131,7 +131,7 @@ def client_line(ctx: ServerContext, conn: ClientConnection, now: float) -> str:
         f"flags={_flags(ctx, state, subs)} db=0 sub={subs[0]} psub={subs[1]} ssub={subs[2]} "
         f"multi={-1 if queued is None else len(queued)} qbuf={qbuf} qbuf-free=0 argv-mem=0 "
         f"multi-mem={multi_mem} rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
-        f"tot-mem={qbuf + multi_mem + omem} events=r cmd={state.last_command} user=default "
+        f"tot-mem={qbuf + multi_mem + omem} events=r cmd={state.last_command} user={state.user} "
         f"redir=-1 resp={state.protocol} lib-name={state.lib_name} lib-ver={state.lib_ver}\n"
     )
 

@@ -39,9 +39,10 @@ if TYPE_CHECKING:
 MAX_HELD = 100_000
 """The most commands held back by a pause at once."""
 MAY_REPLICATE = frozenset(
-    {"exec", "eval", "evalsha", "fcall", "publish", "spublish", "pfcount", "wait"}
+    {"exec", "eval", "evalsha", "fcall", "publish", "spublish", "pfcount", "wait", "idempotent"}
 )
-"""Commands Redis 7.0 holds in WRITE mode although they are not write commands."""
+"""Commands Redis 7.0 holds in WRITE mode although they are not write commands (and Cairn's
+IDEMPOTENT prefix, which only wraps writes)."""
 TOO_MANY_HELD = ErrorReply("TRYAGAIN writes are paused (CLIENT PAUSE) and too many commands wait")
 BAD_MODE = ErrorReply("ERR CLIENT PAUSE mode must be WRITE or ALL")
 BAD_TIMEOUT = ErrorReply("ERR timeout is not an integer or out of range")

@@ -27,6 +27,8 @@ Example `node.toml`:
     # tls_key_file = "/etc/cairn/node.key"
     # tls_ca_cert_file = "/etc/cairn/ca.crt"
     # tls_auth_clients = "yes"             # client certificates: "yes", "optional", "no"
+    # peer_tls = true                      # mutual TLS between nodes (Redis's tls-cluster)
+    # peer_tls_cert_file = "/etc/cairn/node.crt"  # default: tls_cert_file (names the node id)
     [peers]
     1 = "127.0.0.1:17001"
     2 = "127.0.0.1:17002"
@@ -105,12 +107,33 @@ class Limits:
     """Argument bytes one MULTI may queue: the transaction is ONE Raft entry."""
     max_watched_keys: int = 10_000
     """Keys one connection may WATCH at once."""
+    idempotency_ttl_ms: int = 600_000
+    """How long a request id of IDEMPOTENT is remembered (`cairn.store.idempotency`)."""
+    idempotency_max_ids: int = 100_000
+    """Live request ids one region remembers; a new one beyond is refused."""
     pubsub_output_hard_limit_bytes: int = 32 << 20
     """A subscriber whose unsent messages pass this is disconnected at once (Redis's
     `client-output-buffer-limit pubsub` hard limit)."""
     pubsub_output_soft_limit_bytes: int = 8 << 20
     pubsub_output_soft_limit_seconds: int = 60
     """... or once they have stayed past the soft limit this long (the soft limit)."""
+    normal_output_soft_limit_bytes: int = 0
+    """A normal client whose unsent replies stay over this (0: no soft limit, Redis's
+    default) for `normal_output_soft_limit_seconds` is disconnected; the hard limit is
+    `max_pending_replies_bytes`, which also bounds what a region leader queues for a
+    follower's clients (`cairn.runtime.client_limits.forwarded_reply_fits`)."""
+    normal_output_soft_limit_seconds: int = 0
+    max_unauthenticated_per_source: int = 64
+    """Connections one source address may hold before they authenticate (with a
+    password set); more are refused, so one host cannot take every client slot."""
+    auth_timeout_ms: int = 10_000
+    """A connection that has not authenticated within this long is closed."""
+    idle_timeout_s: int = 0
+    """Redis's `timeout`: a client idle this long is closed (0: never)."""
+    max_memory_bytes: int = 0
+    """Redis's `maxmemory`, for the node's client memory (query buffers and unsent
+    replies, not the dataset, which is in LMDB): over it, commands that would add
+    memory get Redis's -OOM error (0: no limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +175,54 @@ class TlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerTlsSettings:
+    """Mutual TLS on the peer port (`peer_tls = true`, Redis's `tls-cluster yes`): every
+    peer connection, both ways, with a certificate signed by `ca_cert_file` that names
+    the node's id (`cairn.runtime.peer_auth.certificate_node_id`). The files default to
+    the client TLS ones; read at start and again on SIGHUP (`cairn.runtime.tls.PeerTls`)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_cert_file: Path
+    keys: tuple[str, str, str] = (
+        "peer_tls_cert_file",
+        "peer_tls_key_file",
+        "peer_tls_ca_cert_file",
+    )
+    """The config key each file came from (for messages): `peer_tls_*` or `tls_*`."""
+
+
+PEER_TLS_KEYS = ("peer_tls", "peer_tls_cert_file", "peer_tls_key_file", "peer_tls_ca_cert_file")
+
+
+def _peer_tls(raw: dict[str, Any], tls: TlsSettings | None) -> PeerTlsSettings | None:
+    """The `peer_tls*` keys: None unless `peer_tls = true` (then no other may be set);
+    each file defaults to its `tls_*` counterpart."""
+    if not _flag(raw, "peer_tls"):
+        stray = sorted(k for k in raw if k.startswith("peer_tls_"))
+        if stray:
+            raise ConfigError(f"{stray[0]}: set without peer_tls = true")
+        return None
+    inherited = {
+        "cert_file": tls.cert_file if tls else None,
+        "key_file": tls.key_file if tls else None,
+        "ca_cert_file": tls.ca_cert_file if tls else None,
+    }
+    files: dict[str, Path] = {}
+    keys: list[str] = []
+    for name, path in inherited.items():
+        own = _path(raw, f"peer_tls_{name}")
+        if own is not None:
+            files[name], key = own, f"peer_tls_{name}"
+        elif path is not None:
+            files[name], key = path, f"tls_{name}"
+        else:
+            raise ConfigError(f"peer_tls_{name}: required with peer_tls (or tls_{name})")
+        keys.append(key)
+    return PeerTlsSettings(keys=(keys[0], keys[1], keys[2]), **files)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything one `cairn server` process needs."""
 
@@ -173,7 +244,12 @@ class NodeConfig:
     """Whether `GET /metrics` needs no token (every other request still does)."""
     peers: dict[int, tuple[str, int]] = field(default_factory=dict)
     cluster_id: str = "cairn"
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    """The password clients AUTH with (Redis's `requirepass`): from `password_file`, the
+    environment (`CAIRN_PASSWORD`, read by `cairn server`) or inline; never a flag."""
+    protected_mode: bool = True
+    """Redis's `protected-mode`: with no password, clients from other hosts are refused
+    (`cairn.runtime.protected_mode`)."""
     log_level: str = "info"
     raft: RaftSettings = field(default_factory=RaftSettings)
     limits: Limits = field(default_factory=Limits)
@@ -209,6 +285,8 @@ class NodeConfig:
     """A peer connection that has not authenticated within this long is closed."""
     tls: TlsSettings | None = None
     """The TLS client port and HTTPS admin API; None: no TLS."""
+    peer_tls: PeerTlsSettings | None = None
+    """Mutual TLS on the peer port; None: plain TCP (authenticated by the cluster secret)."""
     client_plaintext: bool = True
     """Whether `client_addr` serves plain text. `client_addr = "off"` (Redis's `port 0`)
     turns it off; `client_addr` is then the TLS address (announced, in INFO)."""
@@ -256,7 +334,13 @@ class NodeConfig:
             raise ConfigError("raft.heartbeat_ticks: must be smaller than raft.election_ticks")
         if not 0 <= r.max_clock_drift_ticks < r.election_ticks:
             raise ConfigError("raft.max_clock_drift_ticks: must be in [0, election_ticks)")
-        _positive("limits", self.limits, tuple(f.name for f in fields(Limits)))
+        _positive(
+            "limits", self.limits, tuple(f.name for f in fields(Limits) if f.name not in _ZERO_OK)
+        )
+        for name in _ZERO_OK:
+            value = getattr(self.limits, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"limits.{name}: must not be negative, got {value!r}")
         g = self.regions
         _positive("regions", g, ("split_size_bytes", "split_write_bytes_per_s"))
         for name in ("merge_size_bytes", "merge_keys", "split_merge_interval_s"):
@@ -273,11 +357,14 @@ class NodeConfig:
 def _check_peer_auth(config: NodeConfig) -> None:
     """A node refuses to start with an open peer port unless told so explicitly."""
     secret = config.cluster_secret
-    if secret is None and not config.insecure_peer_port:
+    if config.peer_tls is not None and config.insecure_peer_port:
+        raise ConfigError("insecure_peer_port: contradicts peer_tls (TLS authenticates peers)")
+    if secret is None and not config.insecure_peer_port and config.peer_tls is None:
         raise ConfigError(
             "cluster_secret_file: required: every node must share a cluster secret that "
             "authenticates the peer port (e.g. `head -c 32 /dev/urandom | base64 > "
-            "cluster.secret; chmod 600 cluster.secret`), or set insecure_peer_port = true "
+            "cluster.secret; chmod 600 cluster.secret`), or turn on peer_tls (mutual TLS "
+            "between nodes), or set insecure_peer_port = true "
             "on a network no one else can reach (see docs/security.md)"
         )
     if secret is not None and config.insecure_peer_port:
@@ -315,6 +402,13 @@ def _positive(section: str, obj: Any, names: tuple[str, ...]) -> None:
             raise ConfigError(f"{section}.{name}: must be a positive integer, got {value!r}")
 
 
+_ZERO_OK = (
+    "normal_output_soft_limit_bytes",
+    "normal_output_soft_limit_seconds",
+    "idle_timeout_s",
+    "max_memory_bytes",
+)
+"""`[limits]` keys where 0 means "no limit", as in Redis."""
 REDIRECT_MODES = ("auto", "always", "never")
 ADMIN_PORT_OFFSET = 20000
 """The admin API listens this far above the client port unless `admin_addr` says otherwise
@@ -346,10 +440,13 @@ _TOP_KEYS = {
     "tls_ca_cert_file",
     "tls_auth_clients",
     "tls_handshake_timeout_s",
+    *PEER_TLS_KEYS,
     "peer_addr",
     "peers",
     "cluster_id",
     "password",
+    "password_file",
+    "protected_mode",
     "log_level",
     "raft",
     "limits",
@@ -398,9 +495,7 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
     for key in ("cluster_id", "log_level", "redirect"):
         if key in raw and not isinstance(raw[key], str):
             raise ConfigError(f"{key}: expected a string")
-    password = raw.get("password")
-    if password is not None and (not isinstance(password, str) or not password):
-        raise ConfigError("password: expected a non-empty string")
+    password = _password(raw)
     tls = _tls(raw)
     plaintext = raw.get("client_addr") != "off"
     if plaintext:
@@ -432,11 +527,13 @@ def from_mapping(raw: dict[str, Any]) -> NodeConfig:
         insecure_peer_port=_flag(raw, "insecure_peer_port"),
         peer_handshake_timeout_s=_seconds(raw, "peer_handshake_timeout_s", 5.0),
         tls=tls,
+        peer_tls=_peer_tls(raw, tls),
         client_plaintext=plaintext,
         peer_addr=parse_address("peer_addr", raw.get("peer_addr", "127.0.0.1:16379")),
         peers=peers,
         cluster_id=raw.get("cluster_id", "cairn"),
         password=password,
+        protected_mode=_flag(raw, "protected_mode", True),
         log_level=raw.get("log_level", "info"),
         raft=_section("raft", RaftSettings, raw.get("raft")),
         limits=_section("limits", Limits, raw.get("limits")),
@@ -475,6 +572,32 @@ def _cluster_secret(raw: dict[str, Any]) -> bytes | None:
     if not secret:
         raise ConfigError(f"cluster_secret_file: {path} is empty")
     return secret
+
+
+def _password(raw: dict[str, Any]) -> str | None:
+    """The client password inline (`password`) or the first line of `password_file`
+    (so it is never on a command line; a trailing newline is not part of it)."""
+    inline, path = raw.get("password"), raw.get("password_file")
+    if inline is not None and path is not None:
+        raise ConfigError("password: set it or password_file, not both")
+    if inline is not None:
+        if not isinstance(inline, str) or not inline:
+            raise ConfigError("password: expected a non-empty string")
+        return inline
+    if path is None:
+        return None
+    if not isinstance(path, str) or not path:
+        raise ConfigError("password_file: expected a file name")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"password_file: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"password_file: {path} is not UTF-8 text") from None
+    password = text.strip("\r\n")
+    if not password:
+        raise ConfigError(f"password_file: {path} is empty")
+    return password
 
 
 def _labels(raw: Any) -> dict[str, str]:

@@ -2,10 +2,12 @@
 `cairn dev --tls`, `LocalCluster(tls=True)` and the tests.
 
 Everything is generated with the `cryptography` package (EC P-256 keys, SHA-256
-signatures): a self-signed CA (`ca.crt`, `ca.key`), one server certificate every node of
-the local cluster serves (`node.crt`, `node.key`: SANs 127.0.0.1 and localhost, for
-server and client authentication) and one client certificate (`client.crt`,
-`client.key`) for `redis-cli --cert/--key` and redis-py's `ssl_certfile/ssl_keyfile`.
+signatures): a self-signed CA (`ca.crt`, `ca.key`), one certificate per node
+(`node<id>.crt`, `node<id>.key`: SANs 127.0.0.1, localhost and the URI `cairn://node/<id>`
+that names the node for peer mutual TLS, CN `cairn-node-<id>`, for server and client
+authentication: a node presents it to clients, to the nodes it dials and to those that
+dial it) and one client certificate (`client.crt`, `client.key`, naming no node) for
+`redis-cli --cert/--key`, redis-py's `ssl_certfile/ssl_keyfile` and `cairn ctl --cert`.
 Keys are written with mode 0600 and never overwritten by accident: `ensure_dev_certs`
 keeps the files of an earlier run. This is for development: production certificates come
 from the operator's own CA.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from cairn.runtime.peer_auth import NODE_CN_PREFIX, NODE_URI_PREFIX
 
 DEV_VALIDITY = datetime.timedelta(days=365)
 """How long a generated certificate is valid."""
@@ -48,15 +53,13 @@ class DevCerts:
         """The CA's key (signs renewed node certificates)."""
         return self.directory / "ca.key"
 
-    @property
-    def node_cert(self) -> Path:
-        """The certificate the nodes serve (`tls_cert_file`)."""
-        return self.directory / "node.crt"
+    def node_cert(self, node_id: int) -> Path:
+        """The certificate node `node_id` serves and dials with (`tls_cert_file`)."""
+        return self.directory / f"node{node_id}.crt"
 
-    @property
-    def node_key(self) -> Path:
+    def node_key(self, node_id: int) -> Path:
         """Its key (`tls_key_file`)."""
-        return self.directory / "node.key"
+        return self.directory / f"node{node_id}.key"
 
     @property
     def client_cert(self) -> Path:
@@ -127,9 +130,11 @@ def issue(
     common_name: str,
     *,
     server: bool,
+    node_id: int | None = None,
 ) -> tuple[x509.Certificate, PrivateKey]:
     """A certificate signed by the CA: for a server (SANs 127.0.0.1 and localhost, good
-    for server and client authentication) or for a client."""
+    for server and client authentication; with `node_id`, also the SAN URI
+    `cairn://node/<id>` that names the node for peer TLS) or for a client."""
     key = new_key()
     now = _now()
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -153,6 +158,8 @@ def issue(
     if server:
         names: list[x509.GeneralName] = [x509.DNSName(h) for h in SAN_HOSTS]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SAN_IPS]
+        if node_id is not None:
+            names.append(x509.UniformResourceIdentifier(f"{NODE_URI_PREFIX}{node_id}"))
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(ca_key, hashes.SHA256()), key
 
@@ -193,33 +200,35 @@ def load_ca(certs: DevCerts) -> tuple[x509.Certificate, PrivateKey]:
     return cert, key
 
 
-def renew_node_cert(certs: DevCerts) -> x509.Certificate:
-    """A new node certificate and key from the same CA (a new serial), written over the
-    old ones; the new certificate. SIGHUP makes the nodes serve it."""
+def issue_node_cert(certs: DevCerts, node_id: int) -> x509.Certificate:
+    """A new certificate and key for node `node_id` from the CA (a new serial), written
+    over any old ones; the new certificate. SIGHUP makes the node serve it."""
     ca_cert, ca_key = load_ca(certs)
-    cert, key = issue(ca_cert, ca_key, "cairn node", server=True)
-    write_key(certs.node_key, key)
-    write_cert(certs.node_cert, cert)
+    name = f"{NODE_CN_PREFIX}{node_id}"
+    cert, key = issue(ca_cert, ca_key, name, server=True, node_id=node_id)
+    write_key(certs.node_key(node_id), key)
+    write_cert(certs.node_cert(node_id), cert)
     return cert
 
 
-def ensure_dev_certs(directory: Path) -> DevCerts:
-    """The CA, node and client certificates under `directory`, generated on the first
-    call and kept afterwards (a restarted dev cluster keeps its CA, so clients that
-    trust it keep working)."""
+def ensure_dev_certs(directory: Path, node_ids: Iterable[int] = (1, 2, 3)) -> DevCerts:
+    """The CA, client and node certificates (of `node_ids`) under `directory`: each
+    generated when missing and kept afterwards (a restarted dev cluster keeps its CA, so
+    clients that trust it keep working; a node added later gets its own from that CA)."""
     certs = DevCerts(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    files = (certs.ca_cert, certs.ca_key, certs.node_cert, certs.node_key)
-    if all(p.exists() for p in (*files, certs.client_cert, certs.client_key)):
-        return certs
-    ca_cert, ca_key = make_ca()
-    write_key(certs.ca_key, ca_key)
-    write_cert(certs.ca_cert, ca_cert)
-    for cert_path, key_path, name, server in (
-        (certs.node_cert, certs.node_key, "cairn node", True),
-        (certs.client_cert, certs.client_key, "cairn client", False),
-    ):
-        cert, key = issue(ca_cert, ca_key, name, server=server)
-        write_key(key_path, key)
-        write_cert(cert_path, cert)
+    if not (certs.ca_cert.exists() and certs.ca_key.exists()):
+        ca_cert, ca_key = make_ca()
+        write_key(certs.ca_key, ca_key)
+        write_cert(certs.ca_cert, ca_cert)
+        for old in (certs.client_cert, *directory.glob("node*.crt")):
+            old.unlink(missing_ok=True)  # signed by a CA that is gone
+    if not (certs.client_cert.exists() and certs.client_key.exists()):
+        ca_cert, ca_key = load_ca(certs)
+        cert, key = issue(ca_cert, ca_key, "cairn client", server=False)
+        write_key(certs.client_key, key)
+        write_cert(certs.client_cert, cert)
+    for node_id in node_ids:
+        if not (certs.node_cert(node_id).exists() and certs.node_key(node_id).exists()):
+            issue_node_cert(certs, node_id)
     return certs

@@ -34,6 +34,11 @@ MAX_BOOK = 4096
 MAX_MEMBERS = 64
 MAX_HOST = 255
 MAX_REGIONS = 1 << 16
+MAX_ACL_USERS = 1 << 16
+"""The most users in one ACL_USERS frame."""
+MAX_ACL_NAME = 1024
+MAX_ACL_RULES = 1 << 20
+"""The longest user name and rule string an ACL_USERS or FORWARD frame may carry."""
 FORWARD_PROTOCOLS = (2, 3)
 """The RESP versions a forwarded command's reply may be encoded in."""
 
@@ -67,11 +72,13 @@ class ForwardFrame:
     argv: list[bytes]
     target: tuple[int, int, int] | None
     """(region id, epoch version, epoch conf_ver) the sender routed by; None: route here."""
+    user: str = "default"
+    """The ACL user the command runs as (`default` from a sender that does not say)."""
 
 
 def check_forward(frame: list[Any], max_args: int = MAX_FORWARD_ARGS) -> ForwardFrame:
     """A FORWARD frame's fields, checked."""
-    _arity(frame, FrameKind.FORWARD, (4, 7))
+    _arity(frame, FrameKind.FORWARD, (4, 7, 8))
     request_id = uint(frame[1], "a FORWARD's request id")
     protocol = frame[2]
     if type(protocol) is not int or protocol not in FORWARD_PROTOCOLS:
@@ -80,10 +87,35 @@ def check_forward(frame: list[Any], max_args: int = MAX_FORWARD_ARGS) -> Forward
     if not argv or not all(isinstance(a, bytes) for a in argv):
         raise FrameError("a FORWARD's argv must be a non-empty list of bytes")
     target = None
-    if len(frame) == 7:
-        region, version, conf_ver = (uint(x, "a FORWARD's region or epoch") for x in frame[4:])
+    if len(frame) >= 7:
+        region, version, conf_ver = (uint(x, "a FORWARD's region or epoch") for x in frame[4:7])
         target = (region, version, conf_ver)
-    return ForwardFrame(request_id, protocol, argv, target)
+    user = "default"
+    if len(frame) == 8:
+        user = _short_text(frame[7], "a FORWARD's user", MAX_ACL_NAME)
+    return ForwardFrame(request_id, protocol, argv, target, user)
+
+
+def _short_text(value: Any, name: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise FrameError(f"{name} is not a string")
+    if len(value) > limit:
+        raise FrameError(f"{name} is longer than {limit} characters")
+    return value
+
+
+def check_acl_users(frame: list[Any]) -> tuple[int, list[tuple[str, str]]]:
+    """An ACL_USERS frame's (version, [(name, rules), ...]), checked (the rules are
+    parsed by the node, which skips what it does not understand)."""
+    _arity(frame, FrameKind.ACL_USERS, (3,))
+    version = uint(frame[1], "an ACL_USERS version")
+    users = []
+    for item in _list(frame[2], "an ACL_USERS table", MAX_ACL_USERS):
+        if not isinstance(item, list) or len(item) != 2:
+            raise FrameError("an ACL user is [name, rules]")
+        name = _short_text(item[0], "an ACL user's name", MAX_ACL_NAME)
+        users.append((name, _short_text(item[1], "an ACL user's rules", MAX_ACL_RULES)))
+    return version, users
 
 
 def check_forward_reply(frame: list[Any]) -> tuple[int, bytes]:

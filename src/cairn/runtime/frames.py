@@ -28,7 +28,10 @@ class FrameKind(enum.IntEnum):
     RAFT = 1
     """[kind, [message, ...]]: a batch of Raft messages (see `cairn.raft.wire`)."""
     FORWARD = 2
-    """[kind, request_id, protocol, [arg, ...]]: a client command for the leader to run."""
+    """[kind, request_id, protocol, [arg, ...], region, version, conf_ver, user]: a client
+    command for the leader to run, routed to that region at that epoch, for ACL user
+    `user` (the leader checks the user's permissions again). Older senders omit `user`
+    (the leader then checks the `default` user), or all four fields (route here)."""
     FORWARD_REPLY = 3
     """[kind, request_id, reply_bytes]: the encoded reply to a forwarded command."""
     SNAPSHOT_CHUNK = 4
@@ -56,10 +59,13 @@ class FrameKind(enum.IntEnum):
     PUBLISH = 12
     """[kind, channel, message]: a message PUBLISHed on the sending node, for this node's
     subscribers (see `cairn.runtime.pubsub`)."""
-    ADMIN = 13
+    ACL_USERS = 13
+    """[kind, version, [[name, rules], ...]]: the cluster's ACL users as the placement
+    leader holds them (see `cairn.runtime.acl_commands`)."""
+    ADMIN = 14
     """[kind, request_id, view, [arg, ...]]: a read of another node's admin API (a cluster
     view of the placement leader, a node's history; see `cairn.runtime.admin_peer`)."""
-    ADMIN_REPLY = 14
+    ADMIN_REPLY = 15
     """[kind, request_id, http_status, json_body]: the answer to an ADMIN frame."""
 
 

@@ -90,6 +90,24 @@ def port_free(port: int) -> bool:
     return True
 
 
+PASSWORD_FILE = "password"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable and writable by the owner only (0600), from the
+    first byte: a config may hold secrets."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _without_password(env: os._Environ[str]) -> dict[str, str]:
+    """The environment minus CAIRN_PASSWORD: the nodes read the password file instead."""
+    return {k: v for k, v in env.items() if k != "CAIRN_PASSWORD"}
+
+
 @dataclass
 class LocalCluster:
     """N nodes under `root`; `client_ports[i]` serves node i+1.
@@ -114,6 +132,9 @@ class LocalCluster:
     `root/admin.token`, where `cairn ctl` finds it), set by `write_configs`."""
     tls_auth_clients: str = "optional"
     """`tls_auth_clients` of the nodes that have a `tls_port` ("yes", "optional", "no")."""
+    peer_tls: bool = True
+    """When some node has a `tls_port`: every node's peer port speaks mutual TLS too, each
+    with its own certificate naming its node id (`peer_tls = true`)."""
 
     @property
     def secret_path(self) -> Path:
@@ -167,10 +188,10 @@ class LocalCluster:
         if self.admin_token is None and any(n.admin_port is not None for n in self.specs):
             self.admin_token = ensure_dev_token(self.root)
         ensure_secret(self.secret_path)
-        if any(n.tls_port is not None for n in self.specs):
+        if self.tls:
             from cairn.runtime.dev_certs import ensure_dev_certs
 
-            ensure_dev_certs(self.certs.directory)
+            ensure_dev_certs(self.certs.directory, [n.node_id for n in self.specs])
         founders = [n for n in self.specs if n.node_id not in self.joins]
         peers = "".join(f'{n.node_id} = "{HOST}:{n.peer_port}"\n' for n in founders)
         for n in self.specs:
@@ -186,9 +207,9 @@ class LocalCluster:
             if self.admin_token is not None:
                 lines.append(f'admin_tokens_file = "{self.root / DEV_TOKENS_FILE}"')
             if self.password:
-                lines.append(f'password = "{self.password}"')
-            if n.tls_port is not None:
-                lines += self._tls_lines(n.tls_port)
+                lines.append(f'password_file = "{self._password_file()}"')
+            if self.tls:
+                lines += self._tls_lines(n)
             if n.node_id in self.node_settings:
                 lines.append(self.node_settings[n.node_id].strip())
             mine = peers
@@ -196,17 +217,38 @@ class LocalCluster:
                 lines.append(f'join = "{HOST}:{self.spec(self.joins[n.node_id]).peer_port}"')
                 mine = f'{n.node_id} = "{HOST}:{n.peer_port}"\n'
             text = "\n".join(lines) + "\n" + self.extra.strip() + "\n[peers]\n" + mine
-            n.config_path.write_text(text)
+            write_private(n.config_path, text)
 
-    def _tls_lines(self, port: int) -> list[str]:
+    def _password_file(self) -> Path:
+        """The clients' password in `root/password` (mode 0600), named by every config,
+        so it is never on a node's command line."""
+        assert self.password is not None
+        path = self.root / PASSWORD_FILE
+        write_private(path, self.password + "\n")
+        return path
+
+    @property
+    def tls(self) -> bool:
+        """Whether the cluster uses TLS (some node serves TLS clients)."""
+        return any(n.tls_port is not None for n in self.specs)
+
+    def _tls_lines(self, n: NodeSpec) -> list[str]:
+        """A node's TLS keys: its client TLS port (when it has one), and peer mTLS."""
         certs = self.certs
-        return [
-            f'tls_addr = "{HOST}:{port}"',
-            f'tls_cert_file = "{certs.node_cert}"',
-            f'tls_key_file = "{certs.node_key}"',
-            f'tls_ca_cert_file = "{certs.ca_cert}"',
-            f'tls_auth_clients = "{self.tls_auth_clients}"',
+        files = [
+            f'cert_file = "{certs.node_cert(n.node_id)}"',
+            f'key_file = "{certs.node_key(n.node_id)}"',
+            f'ca_cert_file = "{certs.ca_cert}"',
         ]
+        lines = []
+        if n.tls_port is not None:
+            lines += [f'tls_addr = "{HOST}:{n.tls_port}"', *(f"tls_{f}" for f in files)]
+            lines.append(f'tls_auth_clients = "{self.tls_auth_clients}"')
+        if self.peer_tls:
+            lines.append("peer_tls = true")
+            if n.tls_port is None:  # else the tls_* files serve the peer port too
+                lines += [f"peer_tls_{f}" for f in files]
+        return lines
 
     def add_node(self, via: int) -> int:
         """Plan, configure and start a new node that joins the cluster through node `via`
@@ -236,7 +278,7 @@ class LocalCluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **self.env},
+            env={**_without_password(os.environ), **self.env},
         )
         log.close()
 

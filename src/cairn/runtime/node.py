@@ -25,7 +25,10 @@ Every client command is routed (`cairn.shard.routing.route`) over the node's `To
   `request_timeout_ms`, then `-CLUSTERDOWN` / `-TRYAGAIN`. A write whose outcome cannot be
   known (leadership lost while it was in flight, or timed out) fails with `-UNCERTAIN`.
 
-Each region's leader also runs active expiry, proposing deletions of expired keys.
+Each region's leader also runs active expiry, proposing deletions of expired keys (and of
+expired request ids of idempotent writes). ``IDEMPOTENT <id> <command> ...`` becomes the
+internal `cairn.idem` write here (`cairn.store.idempotency.tag_command`), routed and
+proposed like the command it wraps.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from cairn.raft.ready import Ready
 from cairn.raft.types import NONE, Entry, EntryType, ReadOnlyOption, Snapshot
 from cairn.resp.codec import encode
 from cairn.resp.reply import OK, ErrorReply, Integer, Reply
+from cairn.runtime.acl_commands import AclCommands, AclTable, acl_key_info, node_catalog
 from cairn.runtime.blocking import BlockingCommands, is_blocking
 from cairn.runtime.client_commands import (
     CLIENT_COMMANDS,
@@ -54,6 +58,8 @@ from cairn.runtime.client_commands import (
     follow_config,
     recorder_for,
 )
+from cairn.runtime.client_introspection import client_line
+from cairn.runtime.client_limits import OUTPUT_LIMIT_CLOSE, forwarded_reply_fits
 from cairn.runtime.cluster_layout import ClusterLayout
 from cairn.runtime.config import ConfigError, NodeConfig
 from cairn.runtime.config_rewrite import (
@@ -70,7 +76,14 @@ from cairn.runtime.keyspace_events import NOTIFY_PARAM, KeyspaceEvents
 from cairn.runtime.memory_report import is_node_level, memory_command
 from cairn.runtime.monitor import Monitors
 from cairn.runtime.placement_wiring import NodePlacement, RemoteRegion
-from cairn.runtime.plants import ACK_BEFORE_SYNC, PLANT_ENV, STALE_FOLLOWER_READ, UnsyncedHostStore
+from cairn.runtime.plants import (
+    ACK_BEFORE_SYNC,
+    PLANT_ENV,
+    STALE_FOLLOWER_READ,
+    STREAM_ACK_LEADER_ONLY,
+    UnsyncedHostStore,
+    ack_on_leader_only,
+)
 from cairn.runtime.pubsub import PubSub
 from cairn.runtime.range_store import SplitRefusedError, StoreRangeMachine
 from cairn.runtime.real_env import LoopClock
@@ -78,7 +91,7 @@ from cairn.runtime.redis_config import RedisConfig
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.runtime.server import ClientConnection, Done, ReplyValue, RespServer
-from cairn.runtime.tls import ServerTls
+from cairn.runtime.tls import PeerTls, ServerTls
 from cairn.runtime.transactions import Transactions, applied_parts, forwarded_spec
 from cairn.runtime.transport import ForwardTarget, TcpTransport, TransportConfig
 from cairn.shard.host import HostConfig, RegionHost, RegionPeer
@@ -105,6 +118,8 @@ from cairn.storage import failpoints
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.store import COMMANDS, EXPIRE_DELETE, CommandSpec, classify
+from cairn.store.idempotency import PREFIX as IDEMPOTENT
+from cairn.store.idempotency import PURGE_COMMAND, checked_argv, tag_command
 from cairn.store.machine import StoreMachine, encode_command
 
 log = logging.getLogger("cairn.node")
@@ -132,6 +147,9 @@ UNCERTAIN = ErrorReply(
 SHUTTING_DOWN = ErrorReply("TRYAGAIN this node is shutting down, retry on another node")
 _RETRY_MARK = b""
 """A forwarded command's reply meaning "I do not lead that region at that epoch: retry"."""
+_OUTPUT_LIMIT_MARK = b"\x00output-limit"
+"""A forwarded command's reply meaning "the reply would pass the output limit: close
+the client" (no RESP reply starts with a NUL byte)."""
 _PART_PROTOCOL = 2
 """The protocol a fanned-out part is forwarded in (its reply is decoded and merged)."""
 _TIMEOUTS_SWEEP_MIN = 1024
@@ -150,6 +168,9 @@ class _Request:
     done: Done
     forwarded: bool = False
     """Sent to us by another node: on a retryable failure, tell it to retry."""
+    user: str = ""
+    """The ACL user it runs as, sent along when forwarded for the leader to check again
+    ("": an internal attempt (a transaction, a blocking retry), checked where it began)."""
     finished: bool = False
 
     @property
@@ -230,6 +251,8 @@ class Node:
         self.stop_requested = asyncio.Event()
         self.tls: ServerTls | None = None
         """The TLS client port's and admin API's certificate (reloaded on SIGHUP)."""
+        self.peer_tls: PeerTls | None = None
+        """The peer port's mutual TLS contexts (`peer_tls`; reloaded on SIGHUP)."""
         self.lmdb: LmdbEnv | None = None
         self.failpoints_enabled = False
         self.plant = os.environ.get(PLANT_ENV, "")
@@ -252,6 +275,8 @@ class Node:
         cfg = self.config
         loop = asyncio.get_running_loop()
         self.tls = ServerTls.load(cfg.tls) if cfg.tls is not None else None  # files first
+        if cfg.peer_tls is not None:
+            self.peer_tls = PeerTls.load(cfg.peer_tls, cfg.node_id)
         self.failpoints_enabled = FAILPOINTS_ENV in os.environ
         failpoints.configure_all(os.environ.get(FAILPOINTS_ENV, ""))
         self.node_store = NodeStore.open(cfg.data_dir, cfg.node_id, cfg.cluster_id, LmdbOptions())
@@ -281,9 +306,11 @@ class Node:
                 client_addr=announce,
                 secret=cfg.cluster_secret or b"",
                 handshake_timeout=cfg.peer_handshake_timeout_s,
+                tls_listener=self.peer_tls.listener if self.peer_tls else None,
+                tls_dialer=self.peer_tls.dialer if self.peer_tls else None,
             ),
         )
-        if cfg.cluster_secret is None:
+        if cfg.cluster_secret is None and self.peer_tls is None:
             warning = "INSECURE: no cluster secret: whoever reaches %s:%d controls the cluster"
             log.warning(warning, *cfg.peer_addr)
         self.transport.on_forward = self._on_forward
@@ -311,7 +338,7 @@ class Node:
         )
         await self.transport.start()
         self.placement.start()
-        self.server = RespServer(self, cfg.limits, cfg.password)
+        self.server = RespServer(self, cfg.limits, cfg.password, cfg.protected_mode)
         self.pubsub.attach(self.server)
         self.context = ServerContext(
             server=self.server,
@@ -327,6 +354,19 @@ class Node:
         )
         self._apply_saved_config()
         self.context.rewrite = self._rewrite_config
+        self.acl = AclCommands(
+            AclTable(node_catalog(self.context.table), cfg.password),
+            self.server,
+            lambda commands, answer: self.placement is not None
+            and self.placement.propose(commands, answer, cfg.limits.request_timeout_ms / 1000),
+            acl_key_info,
+            lambda conn: client_line(self.context, conn, time.monotonic()).rstrip("\n"),
+            _wall_ms,
+        )
+        self.context.acl = self.acl
+        self.placement.on_acl_users = self.acl.adopt
+        if self.placement.acl_latest is not None:
+            self.acl.adopt(*self.placement.acl_latest)
         self.context.recorder = recorder_for(self.context.table)
         self.context.pause.attach(self.execute)
         self.context.monitors = Monitors(
@@ -544,11 +584,19 @@ class Node:
         state.last_command = name
         done = self.context.recorder.track(state, args, done, name)
         client_spec = CLIENT_COMMANDS.get(name)
-        if not state.authenticated and not (client_spec is not None and client_spec.no_auth):
-            done(NOAUTH)
-            return
+        if not (client_spec is not None and client_spec.no_auth):
+            if not state.authenticated:
+                done(NOAUTH)
+                return
+            checked = checked_argv(args)
+            denied = None if checked is None else self.acl.check(client, checked)
+            if denied is not None:
+                done(denied)
+                return
         self.context.monitors.feed(state, name, args)
         if self.transactions.intercept(client, name, args, done):
+            return
+        if name == "acl" and self.acl.intercept(client, args, done):
             return
         if name == FAILPOINT_COMMAND and self.failpoints_enabled:
             done(self._failpoint(args[1:]))
@@ -568,6 +616,13 @@ class Node:
             done(client_spec.handler(self.context, client, args[1:]))
             return
         spec = COMMANDS.get(name)
+        if name == IDEMPOTENT:  # IDEMPOTENT <id> <command> ...: `cairn.store.idempotency`
+            limits = self.config.limits
+            tagged = tag_command(args, limits.idempotency_ttl_ms, limits.idempotency_max_ids)
+            if isinstance(tagged, ErrorReply):
+                done(tagged)
+                return
+            args, spec = tagged  # the internal entry, routed by the wrapped command's keys
         if spec is None or not spec.arity_ok(len(args)):
             done(cast(ErrorReply, classify(args)))  # the error Redis gives
             return
@@ -594,7 +649,7 @@ class Node:
             if is_blocking(spec):
                 self.blocking.start(client, args, spec, protocol, reply)
                 return
-            request = _Request(args, spec, protocol, _now() + timeout, reply)
+            request = _Request(args, spec, protocol, _now() + timeout, reply, user=state.user)
             if isinstance(decision, Local) and spec.is_write and self.topology() is topology:
                 self._run(request, decision.region)  # routed just now, under this layout
             else:
@@ -684,6 +739,9 @@ class Node:
             self._retry_later(request)
             return
         now_ms = machine.effective_now(_wall_ms())
+        if self.plant == STREAM_ACK_LEADER_ONLY and request.name == "xack":
+            request.finish(ack_on_leader_only(machine, request.args, now_ms))
+            return
         command = encode_command(request.name, request.args, now_ms)
 
         def on_done(c: Completion) -> None:
@@ -739,7 +797,9 @@ class Node:
 
         for i, part in enumerate(fanout.parts):
             argv = list(part.argv)
-            child = _Request(argv, request.spec, _PART_PROTOCOL, request.deadline, collect(i))
+            child = _Request(
+                argv, request.spec, _PART_PROTOCOL, request.deadline, collect(i), user=request.user
+            )
             self._run_target(child, part.target)
 
     def _arm_timeout(self, request: _Request, reply: Reply) -> None:
@@ -793,6 +853,7 @@ class Node:
             region.id,
             epoch.version,
             epoch.conf_ver,
+            request.user,
         ]
         if not self.transport.send_frame(lead, frame):
             del self._forwards[fid]
@@ -813,6 +874,8 @@ class Node:
             return
         if data == _RETRY_MARK:
             self._retry_later(request)
+        elif data == _OUTPUT_LIMIT_MARK:
+            request.finish(OUTPUT_LIMIT_CLOSE)
         else:
             request.finish(data)
 
@@ -823,16 +886,27 @@ class Node:
         protocol: int,
         args: list[bytes],
         target: ForwardTarget | None,
+        user: str = "default",
     ) -> None:
-        """Run a command another node routed to a region led here; never forward it on."""
+        """Run a command another node routed to a region led here; never forward it on.
+        The command's ACL user is checked again here: users are replicated, and this
+        node's table is the one that decides what runs on its regions."""
 
         def reply(value: ReplyValue) -> None:
             data = value if isinstance(value, bytes) else encode(value, protocol)
+            limit = self.server.limits.max_pending_replies_bytes
+            if not forwarded_reply_fits(self.transport.backlog(peer), len(data), limit):
+                data = _OUTPUT_LIMIT_MARK  # client-output-buffer-limit, applied here
             self.transport.send_frame(peer, [FrameKind.FORWARD_REPLY, fid, data])
 
         spec = forwarded_spec(args)  # a client command or a transaction's internal one
         if isinstance(spec, ErrorReply):
             reply(spec)
+            return
+        checked = checked_argv(args)
+        denied = self.acl.check_forwarded(user, checked) if user and checked else None
+        if denied is not None:
+            reply(denied)
             return
         timeout = self.config.limits.request_timeout_ms / 1000
         request = _Request(args, spec, protocol, _now() + timeout, reply, forwarded=True)
@@ -893,12 +967,20 @@ class Node:
                     found = True
                     command = encode_command(EXPIRE_DELETE, keys, now_ms)
                     self.host.propose(region_id, peer.region.epoch, command, self._expired)
+                if machine.has_expired_requests(now_ms):  # IDEMPOTENT's expired request ids
+                    found = True
+                    command = encode_command(PURGE_COMMAND, [], now_ms)
+                    self.host.propose(region_id, peer.region.epoch, command, _ignored)
             interval = EXPIRY_INTERVAL if found else min(2 * interval, EXPIRY_MAX_INTERVAL)
 
     def _expired(self, completion: Completion) -> None:
         """Count the keys an active-expiry proposal of this node deleted (INFO)."""
         if completion.outcome is Outcome.OK and isinstance(completion.value, Integer):
             self.server.stats["expired_keys"] += completion.value.value
+
+
+def _ignored(completion: Completion) -> None:
+    """A background proposal's outcome nobody waits for (a lost one is proposed again)."""
 
 
 def _not_hosted(remote: Iterable[RemoteRegion], hosted: Sequence[Region]) -> list[RemoteRegion]:

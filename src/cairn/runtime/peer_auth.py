@@ -33,6 +33,14 @@ know, or one that dialled a `join` address, only `restricted`: it may announce i
 `Handshake` is the state machine of one side: `start()` gives the frames to send first,
 `receive(frame)` consumes one handshake frame and gives the frames to send in reply,
 `HandshakeError` says the other side failed (the connection is then closed).
+
+With mutual TLS on the peer port (`peer_tls`, `cairn.runtime.tls.PeerTls`), each node's
+certificate names its node id (`certificate_node_id`: a SAN URI `cairn://node/<id>`, or
+a subject CN `cairn-node-<id>`), and the transport tells each side the id the other's
+certificate names (`Handshake.certified`): a PROOF whose sender is another id is refused
+before its mac is even checked, so a node's certificate cannot be used to pose as another
+node. The HMAC exchange still runs (with the cluster secret when one is configured: both
+must pass; with an empty secret when TLS alone authenticates).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +71,11 @@ HANDSHAKE_TIMEOUT = 5.0
 """Seconds a connection has to finish the handshake (`peer_handshake_timeout_s`)."""
 MIN_SECRET_BYTES = 16
 _LABEL = b"cairn-peer-auth"
+NODE_URI_PREFIX = "cairn://node/"
+"""A node certificate names its node id as a SAN URI `cairn://node/<id>` ..."""
+NODE_CN_PREFIX = "cairn-node-"
+"""... or as its subject common name `cairn-node-<id>` (used when it has no such URI)."""
+_ID_DIGITS = re.compile(r"[1-9][0-9]{0,5}")
 
 
 class Role(enum.Enum):
@@ -99,6 +113,34 @@ def proof_mac(
 def plausible_node_id(value: Any) -> bool:
     """Whether `value` can be a node id at all (a positive int below `PEER_ID_STRIDE`)."""
     return type(value) is int and 0 < value < PEER_ID_STRIDE
+
+
+def node_id_named(uris: list[str], common_names: list[str]) -> NodeId | None:
+    """The node id a certificate names: its `cairn://node/<id>` SAN URIs, or when it has
+    none, its `cairn-node-<id>` common names. None when it names no node id, a malformed
+    or impossible one, or several (such a certificate identifies no node)."""
+    named = [u for u in uris if u.startswith(NODE_URI_PREFIX)]
+    prefix = NODE_URI_PREFIX
+    if not named:
+        named = [c for c in common_names if c.startswith(NODE_CN_PREFIX)]
+        prefix = NODE_CN_PREFIX
+    ids = set()
+    for name in named:
+        digits = name[len(prefix) :]
+        if not _ID_DIGITS.fullmatch(digits) or not plausible_node_id(int(digits)):
+            return None
+        ids.add(int(digits))
+    return ids.pop() if len(ids) == 1 else None
+
+
+def certificate_node_id(peercert: dict[str, Any] | None) -> NodeId | None:
+    """The node id named by a verified peer certificate as `ssl.SSLObject.getpeercert()`
+    gives it (see `node_id_named`); None without a certificate or a single node id."""
+    if not peercert:
+        return None
+    uris = [v for k, v in peercert.get("subjectAltName", ()) if k == "URI"]
+    cns = [v for rdn in peercert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    return node_id_named([str(u) for u in uris], [str(c) for c in cns])
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +217,9 @@ class Handshake:
         self.peer_nonce = b""
         self.peer: NodeId | None = None
         """The authenticated peer's node id, once `done`."""
+        self.certified: NodeId | None = None
+        """The node id the other side's TLS certificate names (set by the transport when
+        the peer port speaks mutual TLS): the only id it may claim. None: no TLS."""
         self.restricted = False
         """Authenticated, but not a node this side knows (or a join): it may only announce
         itself (see `cairn.runtime.frame_checks.check_join_peers`)."""
@@ -208,6 +253,10 @@ class Handshake:
     def _on_proof(self, proof: Proof) -> list[list[Any]]:
         if proof.sender == self.node_id:
             raise HandshakeError("peer claims our own node id")
+        if self.certified is not None and proof.sender != self.certified:
+            raise HandshakeError(
+                f"peer claims node {proof.sender} but its certificate names node {self.certified}"
+            )
         if self.role is Role.DIALER:
             return self._on_acceptor_proof(proof)
         if proof.receiver not in (0, self.node_id):

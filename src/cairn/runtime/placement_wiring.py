@@ -59,10 +59,10 @@ from cairn.placement.service import (
     encode_message,
 )
 from cairn.raft.config import Config
-from cairn.raft.types import NodeId
+from cairn.raft.types import NONE, NodeId
 from cairn.runtime.admin_peer import AdminPeer
 from cairn.runtime.config import NodeConfig
-from cairn.runtime.frame_checks import check_peers
+from cairn.runtime.frame_checks import check_acl_users, check_peers
 from cairn.runtime.frames import FrameError, FrameKind, encode_frame
 from cairn.runtime.real_env import LoopClock, RealEnv
 from cairn.runtime.region_inspector import StoreRegionInspector
@@ -89,6 +89,13 @@ LAYOUT_REFRESH = 30.0
 """Seconds between two full pushes of the region map (a push is sent on change too)."""
 JOIN_RETRY = 0.5
 JOIN_REPLY_TIMEOUT = 2.0
+PROPOSAL_RETRY = 0.05
+"""Seconds before a proposal a member refused (not the leader) is sent again."""
+_FIRST_PROPOSAL_ID = 1 << 48
+"""Request ids of `NodePlacement.propose` (the agent's heartbeats count from 1)."""
+
+AclUsersHandler = Callable[[int, list[tuple[str, str]]], None]
+"""(version, [(name, rules), ...]): the cluster's ACL users, as the placement leader has them."""
 
 
 def placement_members(config: NodeConfig) -> tuple[NodeId, ...]:
@@ -180,6 +187,15 @@ class NodePlacement:
         self._pushed_at = -1e18
         self._tasks: list[asyncio.Task[None]] = []
         self._layout_timer: asyncio.TimerHandle | None = None
+        self.on_acl_users: AclUsersHandler = self._remember_acl
+        """Told the cluster's ACL users when they change (see `_push_acl`)."""
+        self.acl_latest: tuple[int, list[tuple[str, str]]] | None = None
+        """The users pushed before the node set `on_acl_users` (it adopts them then)."""
+        self._acl_pushed: dict[NodeId, tuple[int, int]] = {}
+        self._acl_local = 0
+        self._proposals: dict[int, _Proposal] = {}
+        self._next_proposal = _FIRST_PROPOSAL_ID
+        transport.handlers[FrameKind.ACL_USERS] = self._on_acl_frame
         transport.handlers[FrameKind.PLACEMENT] = self._on_placement_frame
         transport.handlers[FrameKind.PEERS] = self._on_peers_frame
         transport.handlers[FrameKind.REGIONS] = self._on_regions_frame
@@ -305,6 +321,7 @@ class NodePlacement:
         member.submit(adds, lambda results: None)
 
     def _send_reply(self, to: NodeId, reply: PlacementReply) -> None:
+        self._push_acl()  # before the reply: a node that changed a user sees it at once
         if to == self.node_id:
             asyncio.get_running_loop().call_soon(self._local_reply, reply)
             return
@@ -325,7 +342,9 @@ class NodePlacement:
             raise FrameError(f"undecodable placement message: {exc}") from exc
         if self.stopped:
             return
-        if isinstance(message, PlacementRequest):
+        if isinstance(message, PlacementReply) and message.request_id in self._proposals:
+            self._on_proposal_reply(message)
+        elif isinstance(message, PlacementRequest):
             if message.node_id != peer:
                 raise FrameError(f"node {peer} sent a placement request in another's name")
             if self.member is not None:
@@ -444,7 +463,7 @@ class NodePlacement:
 
     async def _join_once(self, address: tuple[str, int]) -> None:
         cfg = self.config
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), JOIN_RETRY * 4)
+        reader, writer = await self.transport.open_stream(address, JOIN_RETRY * 4)
         try:
             peer, decoder = await self.transport.dial_handshake(reader, writer)
             host, port = cfg.peer_addr
@@ -479,6 +498,7 @@ class NodePlacement:
 
     def _layout_round(self) -> None:
         try:
+            self._push_acl()
             self._push_layout()
         finally:
             self._schedule_layout_push()
@@ -524,3 +544,115 @@ class NodePlacement:
         if remote != self.remote:
             self.remote = remote
             self.on_layout()
+
+    # -- proposals from any node (ACL users) ----------------------------------------------
+
+    def propose(self, commands: Sequence[Command], answer: Answer, timeout: float) -> bool:
+        """Apply `commands` through the placement group from any node: sent to the
+        member believed to lead (again to the one a refusal names) until `timeout`
+        seconds have passed. `answer` gets the results, or None (no leader in time, or
+        no answer: then whether they applied is unknown). False: no group is known."""
+        if not self.members or self.stopped:
+            return False
+        self._next_proposal += 1
+        proposal = _Proposal(self._next_proposal, tuple(commands), answer)
+        self._proposals[proposal.request_id] = proposal
+        loop = asyncio.get_running_loop()
+        proposal.timer = loop.call_later(timeout, self._proposal_timed_out, proposal.request_id)
+        self._send_proposal(proposal, self.leader() or self.members[0])
+        return True
+
+    def _send_proposal(self, proposal: _Proposal, to: NodeId) -> None:
+        if self.stopped or proposal.request_id not in self._proposals:
+            return
+        proposal.target = to
+        member = self.member
+        if to == self.node_id and member is not None:
+            member.submit(proposal.commands, lambda r: self._local_answer(proposal, r))
+            return
+        request = PlacementRequest(self.node_id, proposal.request_id, proposal.commands)
+        self.transport.send_frame(to, [FrameKind.PLACEMENT, encode_message(request)])
+
+    def _local_answer(self, proposal: _Proposal, results: tuple[Result, ...] | None) -> None:
+        if results is not None:
+            self._push_acl()
+            self._finish_proposal(proposal.request_id, results)
+            return
+        leader = self.member.leader if self.member is not None else NONE
+        self._retry_proposal(proposal, leader)
+
+    def _on_proposal_reply(self, reply: PlacementReply) -> None:
+        proposal = self._proposals.get(reply.request_id)
+        if proposal is None:
+            return
+        if reply.served:
+            self._finish_proposal(reply.request_id, reply.results)
+        else:
+            self._retry_proposal(proposal, reply.leader)
+
+    def _retry_proposal(self, proposal: _Proposal, leader: NodeId) -> None:
+        if leader not in self.members or leader == proposal.target:
+            i = self.members.index(proposal.target) if proposal.target in self.members else -1
+            leader = self.members[(i + 1) % len(self.members)]
+        loop = asyncio.get_running_loop()
+        loop.call_later(PROPOSAL_RETRY, self._send_proposal, proposal, leader)
+
+    def _proposal_timed_out(self, request_id: int) -> None:
+        self._finish_proposal(request_id, None)
+
+    def _finish_proposal(self, request_id: int, results: tuple[Result, ...] | None) -> None:
+        proposal = self._proposals.pop(request_id, None)
+        if proposal is None:
+            return
+        if proposal.timer is not None:
+            proposal.timer.cancel()
+        proposal.answer(results)
+
+    # -- the ACL users ----------------------------------------------------------------------
+
+    def _push_acl(self) -> None:
+        """On the serving leader: adopt the metadata's ACL users here, and push them to
+        every connected node that has not had this version over its current link."""
+        member = self.serving_member()
+        if member is None:
+            return
+        metadata = member.driver.metadata
+        version = metadata.acl_version
+        if version == 0:
+            return  # no ACL command ever: every node has only its configured default
+        if self._acl_local != version:
+            self._acl_local = version
+            self.on_acl_users(version, sorted(metadata.acl_users.items()))
+        links = self.transport.links_version
+        frame: list[Any] | None = None
+        for node in self.transport.peers:
+            if self._acl_pushed.get(node) == (version, links) or not self.transport.connected(node):
+                continue
+            if frame is None:
+                items = sorted(metadata.acl_users.items())
+                frame = [FrameKind.ACL_USERS, version, [list(item) for item in items]]
+            if self.transport.send_frame(node, frame):
+                self._acl_pushed[node] = (version, links)
+
+    def _remember_acl(self, version: int, users: list[tuple[str, str]]) -> None:
+        if self.acl_latest is None or version > self.acl_latest[0]:
+            self.acl_latest = (version, users)
+
+    def _on_acl_frame(self, peer: NodeId, frame: list[Any]) -> None:
+        version, users = check_acl_users(frame)
+        if not self.stopped:
+            self.on_acl_users(version, users)
+
+
+Answer = Callable[[tuple[Result, ...] | None], None]
+
+
+@dataclass(slots=True)
+class _Proposal:
+    """Commands `NodePlacement.propose` is getting applied."""
+
+    request_id: int
+    commands: tuple[Command, ...]
+    answer: Answer
+    target: NodeId = 0
+    timer: asyncio.TimerHandle | None = None

@@ -15,6 +15,10 @@ misbehaves on purpose (nothing changes when the variable is absent):
   what was acknowledged.
 - `stale-follower-read`: a follower answers reads from its own applied state at once,
   without ReadIndex or forwarding to the leader (see `cairn.runtime.node`).
+- `stream-ack-leader-only`: the leader applies XACK to its own state and answers, without
+  proposing it: the followers never remove the entries from their PEL, so after the next
+  election acknowledged entries are pending again (redelivered by XREADGROUP `0` and
+  XAUTOCLAIM, and in the final XPENDING). The stream chaos workload must find it.
 """
 
 from __future__ import annotations
@@ -27,14 +31,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cairn.resp.reply import Reply
 from cairn.runtime.env import DurableState, LogBatch
 from cairn.runtime.host_store import LmdbHostStore
 from cairn.shard.host_store import RegionRecord, SyncDone
+from cairn.store.commands import COMMANDS, run_in_batch
+from cairn.store.layout import encode_stamp
+from cairn.store.machine import StoreMachine
 
 PLANT_ENV = "CAIRN_PLANT"
 ACK_BEFORE_SYNC = "ack-before-sync"
 STALE_FOLLOWER_READ = "stale-follower-read"
-PLANTS = (ACK_BEFORE_SYNC, STALE_FOLLOWER_READ)
+STREAM_ACK_LEADER_ONLY = "stream-ack-leader-only"
+PLANTS = (ACK_BEFORE_SYNC, STALE_FOLLOWER_READ, STREAM_ACK_LEADER_ONLY)
 
 POWER_LOSS_IMAGE = "power-loss-image.mdb"
 """The durable image of a node running `ack-before-sync`, in its data directory."""
@@ -118,3 +127,13 @@ def restore_power_loss_image(data_dir: Path) -> bool:
     with contextlib.suppress(FileNotFoundError):
         (data_dir / "lock.mdb").unlink()
     return True
+
+
+def ack_on_leader_only(machine: StoreMachine, args: Sequence[bytes], now_ms: int) -> Reply:
+    """The planted bug `stream-ack-leader-only`: run XACK on this node's applied state
+    alone, outside Raft (the followers never see it), and return its reply."""
+    stamp = encode_stamp(machine.scope.region_id or 0, machine.applied_index)
+    with machine.keyspace.transaction():
+        return run_in_batch(
+            machine.keyspace, COMMANDS["xack"], args, now_ms, machine.scope, stamp, 0
+        )

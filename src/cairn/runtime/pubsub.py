@@ -97,6 +97,7 @@ class PubSub:
         """Serve `server`'s clients: forget a client's subscriptions when it goes away."""
         self.server = server
         server.on_disconnect = self.forget
+        server.limiter.is_subscriber = self.registry.subscribed  # `timeout` spares them
 
     def forget(self, client_id: int) -> None:
         """Drop every subscription of a client (disconnected, or RESET)."""
@@ -225,7 +226,7 @@ class PubSub:
     def _enforce_limit(self, client_id: int, conn: ClientConnection) -> None:
         limit = self._output.get(client_id)
         if limit is None:
-            lim = self.limits
+            lim = self.limits if self.server is None else self.server.limits  # CONFIG SET
             limit = self._output[client_id] = OutputLimit(
                 lim.pubsub_output_hard_limit_bytes,
                 lim.pubsub_output_soft_limit_bytes,

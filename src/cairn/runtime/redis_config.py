@@ -12,7 +12,12 @@ parsed, and only when all are valid is anything changed.
 
 What the parameters mean to Cairn:
 
-- take effect: `maxclients` (new connections beyond it are refused), `requirepass`
+- take effect: `maxclients` (new connections beyond it are refused), `timeout` (idle
+  clients are closed), `maxmemory` (the node's client memory: query buffers and unsent
+  replies, not the dataset), `protected-mode`, `client-output-buffer-limit` (the normal
+  and pubsub classes; a hard limit of 0 is refused: Cairn always bounds replies, and
+  the normal hard limit also bounds what a leader queues for a follower's clients),
+  `requirepass`
   (AUTH's password; "" removes it; connections already authenticated stay so, as in
   Redis), `proto-max-bulk-len` and `client-query-buffer-limit` (the protocol parser's
   limits, for connections opened after the change: a connection's parser is built with
@@ -24,10 +29,8 @@ What the parameters mean to Cairn:
   FREQ or IDLETIME answers (`cairn.store.encodings`). `list-max-listpack-size` and
   `list-compress-depth` are validated and kept (Redis 7.0 lists are always `quicklist`);
 - reported as they are and refused a change Cairn cannot honour, with a Redis-style
-  reason: `port`, `bind`, `client-output-buffer-limit` (the node's own, immutable),
-  `dir` (the node's data directory, protected as in Redis), `cluster-enabled yes`,
-  `databases 1`, `timeout` (only 0: Cairn does not close idle clients), `maxmemory` (only
-  0: Cairn does not evict);
+  reason: `port`, `bind`, `dir` (the node's data directory, protected as in Redis),
+  `cluster-enabled yes`, `databases 1`;
 - `notify-keyspace-events`: validated and shown as Redis does ("KEA" shows as "AKE"); the
   regions this node leads publish their keyspace notifications with it
   (`cairn.runtime.keyspace_events`: configure every node alike);
@@ -111,6 +114,9 @@ class RedisConfig:
             "proto-max-bulk-len": str(limits.max_bulk_len),
             "client-query-buffer-limit": str(limits.max_query_buffer),
             "client-output-buffer-limit": _output_limits(limits),
+            "timeout": str(limits.idle_timeout_s),
+            "maxmemory": str(limits.max_memory_bytes),
+            "protected-mode": "yes" if config.protected_mode else "no",
             "loglevel": _REDIS_LEVELS.get(config.log_level, "notice"),
         }
         made.values.update({name: value.encode() for name, value in own.items()})
@@ -150,6 +156,10 @@ class RedisConfig:
                 staged[param.name] = parse_value(param, raw)
             except _InvalidError as exc:
                 return _set_failed(shown, str(exc))
+            if param.kind is Kind.OUTPUT_LIMITS:
+                staged[param.name] = _merge_output_limits(
+                    self.values[param.name], staged[param.name]
+                )
         self.values.update(staged)
         self._settings = None
         if server is not None:
@@ -232,13 +242,8 @@ def _text(data: bytes) -> str:
 
 
 def parse_value(param: Param, raw: bytes) -> bytes:
-    """The value `raw` as CONFIG GET will show it, or `_InvalidError` with Redis' reason (and
-    Cairn's, for the few parameters it cannot honour)."""
-    shown = _PARSERS[param.kind](param, raw)
-    rule = _CAIRN_RULES.get(param.name)
-    if rule is not None and not rule[0](shown):
-        raise _InvalidError(rule[1])
-    return shown
+    """The value `raw` as CONFIG GET will show it, or `_InvalidError` with Redis' reason."""
+    return _PARSERS[param.kind](param, raw)
 
 
 def _parse_bool(param: Param, raw: bytes) -> bytes:
@@ -430,6 +435,42 @@ def _parse_notify(param: Param, raw: bytes) -> bytes:
     return flags_text(flags)
 
 
+_OUTPUT_CLASSES = {b"normal": "normal", b"slave": "slave", b"replica": "slave", b"pubsub": "pubsub"}
+_OUTPUT_ORDER = ("normal", "slave", "pubsub")
+
+
+def _parse_output_limits(param: Param, raw: bytes) -> bytes:
+    """Redis's `client-output-buffer-limit` groups, merged into the current value by
+    `RedisConfig.set` (`_merge_output_limits`); here: checked, as Redis checks them."""
+    words = raw.split(b" ") if raw else []
+    if len(words) % 4:
+        raise _InvalidError("Wrong number of arguments in buffer limit configuration.")
+    groups = []
+    for i in range(0, len(words), 4):
+        cls = _OUTPUT_CLASSES.get(words[i].lower())
+        if cls is None:
+            raise _InvalidError("Invalid client class specified in buffer limit configuration.")
+        hard, soft, seconds = memtoull(words[i + 1]), memtoull(words[i + 2]), _strtoll(words[i + 3])
+        if hard is None or soft is None or seconds is None or seconds < 0:
+            raise _InvalidError(
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
+            )
+        if cls != "slave" and (hard == 0 or (cls == "pubsub" and not soft * seconds)):
+            raise _InvalidError(f"Cairn needs a {cls} output limit (0 is not accepted)")
+        groups.append(f"{cls} {hard} {soft} {seconds}")
+    return " ".join(groups).encode()
+
+
+def _merge_output_limits(current: bytes, groups: bytes) -> bytes:
+    """The whole value after CONFIG SET named some classes (the others stay)."""
+    values = current.decode().split()
+    merged = {values[i]: values[i : i + 4] for i in range(0, len(values), 4)}
+    words = groups.decode().split()
+    for i in range(0, len(words), 4):
+        merged[words[i]] = words[i : i + 4]
+    return " ".join(" ".join(merged[c]) for c in _OUTPUT_ORDER if c in merged).encode()
+
+
 def _parse_fixed(param: Param, raw: bytes) -> bytes:
     raise _InvalidError("can't set immutable config")  # never reached: FIXED ones are immutable
 
@@ -445,14 +486,9 @@ _PARSERS: dict[Kind, Callable[[Param, bytes], bytes]] = {
     Kind.OOM: _parse_oom,
     Kind.PERCENTILES: _parse_percentiles,
     Kind.NOTIFY: _parse_notify,
+    Kind.OUTPUT_LIMITS: _parse_output_limits,
     Kind.FIXED: _parse_fixed,
 }
-
-_CAIRN_RULES: dict[str, tuple[Callable[[bytes], bool], str]] = {
-    "timeout": (lambda v: v == b"0", "Cairn does not close idle clients (only 0 is accepted)"),
-    "maxmemory": (lambda v: v == b"0", "Cairn does not evict keys (only 0 is accepted)"),
-}
-"""Parameters Cairn reports but cannot honour other values of: (accepted?, reason)."""
 
 
 # -- what takes effect ------------------------------------------------------------------
@@ -475,8 +511,37 @@ def _set_password(server: RespServer, value: bytes) -> None:
     server.password = value.decode("utf-8") or None
 
 
+def _set_output_limits(server: RespServer, value: bytes) -> None:
+    words = value.decode().split()
+    groups = {words[i]: [int(w) for w in words[i + 1 : i + 4]] for i in range(0, len(words), 4)}
+    if "normal" in groups:
+        hard, soft, seconds = groups["normal"]
+        _with_limits(
+            server,
+            max_pending_replies_bytes=hard,
+            normal_output_soft_limit_bytes=soft,
+            normal_output_soft_limit_seconds=seconds,
+        )
+    if "pubsub" in groups:
+        hard, soft, seconds = groups["pubsub"]
+        _with_limits(
+            server,
+            pubsub_output_hard_limit_bytes=hard,
+            pubsub_output_soft_limit_bytes=soft,
+            pubsub_output_soft_limit_seconds=seconds,
+        )
+
+
+def _set_protected_mode(server: RespServer, value: bytes) -> None:
+    server.protected_mode = value == b"yes"
+
+
 _APPLY: dict[str, Callable[[RespServer, bytes], None]] = {
     "maxclients": lambda s, v: _with_limits(s, max_clients=int(v)),
+    "timeout": lambda s, v: _with_limits(s, idle_timeout_s=int(v)),
+    "maxmemory": lambda s, v: _with_limits(s, max_memory_bytes=int(v)),
+    "protected-mode": _set_protected_mode,
+    "client-output-buffer-limit": _set_output_limits,
     "proto-max-bulk-len": lambda s, v: _with_limits(s, max_bulk_len=int(v)),
     "client-query-buffer-limit": lambda s, v: _with_limits(s, max_query_buffer=int(v)),
     "requirepass": _set_password,
@@ -494,7 +559,10 @@ def _output_limits(limits: Limits) -> str:
     """client-output-buffer-limit as Cairn enforces it: a normal client is closed once its
     unsent replies pass `max_pending_replies_bytes`, a subscriber past the pubsub limits;
     the slave class is Redis's."""
-    normal = f"normal {limits.max_pending_replies_bytes} 0 0"
+    normal = (
+        f"normal {limits.max_pending_replies_bytes} {limits.normal_output_soft_limit_bytes} "
+        f"{limits.normal_output_soft_limit_seconds}"
+    )
     pubsub = (
         f"pubsub {limits.pubsub_output_hard_limit_bytes} "
         f"{limits.pubsub_output_soft_limit_bytes} {limits.pubsub_output_soft_limit_seconds}"

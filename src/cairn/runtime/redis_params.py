@@ -40,6 +40,8 @@ class Kind(enum.Enum):
     OOM = "oom"
     PERCENTILES = "percentiles"
     NOTIFY = "notify"
+    OUTPUT_LIMITS = "output-limits"
+    """client-output-buffer-limit: `<class> <hard> <soft> <seconds>` groups."""
     FIXED = "fixed"
     """A multi-argument value Cairn reports but does not let CONFIG SET change."""
 
@@ -273,7 +275,7 @@ PARAMS: tuple[Param, ...] = (
     _s("tls-ciphersuites"),
     _s("dir", flags="p"),
     Param("save", Kind.SAVE, ""),
-    Param("client-output-buffer-limit", Kind.FIXED, "", flags="i"),
+    Param("client-output-buffer-limit", Kind.OUTPUT_LIMITS, ""),
     Param("oom-score-adj-values", Kind.OOM, "0 200 800"),
     Param("notify-keyspace-events", Kind.NOTIFY, ""),
     Param("bind", Kind.FIXED, "* -::*", flags="i"),

@@ -27,8 +27,10 @@ from cairn.resp.codec import NEED_DATA, RemoteProtocolError, RequestParser, enco
 from cairn.resp.codec import Limits as ParserLimits
 from cairn.resp.reply import Reply
 from cairn.runtime.client_introspection import reply_silenced
+from cairn.runtime.client_limits import OUTPUT_LIMIT_CLOSE, ClientLimiter
 from cairn.runtime.config import Limits
 from cairn.runtime.ordering import ProgramOrder
+from cairn.runtime.protected_mode import start_warning
 from cairn.runtime.transactions import TransactionState
 from cairn.shard.routing import ClientRouting
 
@@ -50,6 +52,8 @@ class ClientState:
     protocol: int = 2
     name: str = ""
     authenticated: bool = False
+    user: str = "default"
+    """The ACL user the connection runs as (AUTH, HELLO AUTH; `cairn.runtime.acl_commands`)."""
     last_command: str = "NULL"
     last_active: float = 0.0
     closing: bool = False
@@ -117,10 +121,12 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        self.state = self.server.register(self, self.transport)
-        if self.state is None:
-            self.transport.write(b"-ERR max number of clients reached\r\n")
+        admitted = self.server.register(self, self.transport)
+        if isinstance(admitted, bytes):  # refused: the reason, then close (as Redis)
+            self.transport.write(admitted)
             transport.close()
+            return
+        self.state = admitted
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state is not None:
@@ -167,6 +173,10 @@ class ClientConnection(asyncio.Protocol):
                 slot = _Slot()
                 self._slots.append(slot)
                 state.last_active = time.monotonic()
+                refusal = self.server.limiter.refuse_command(args)
+                if refusal is not None:  # maxmemory reached
+                    self._completer(slot)(refusal)
+                    continue
                 self.server.router.execute(self, args, self._completer(slot))
                 if state.flags:
                     slot.silent = reply_silenced(state)
@@ -181,6 +191,9 @@ class ClientConnection(asyncio.Protocol):
     def _completer(self, slot: _Slot) -> Done:
         def done(reply: ReplyValue) -> None:
             if slot.done:
+                return
+            if reply is OUTPUT_LIMIT_CLOSE:  # a leader refused to queue this reply
+                self._close_over_output_limit()
                 return
             slot.done = True
             if isinstance(reply, bytes):
@@ -211,8 +224,11 @@ class ClientConnection(asyncio.Protocol):
 
     def set_authenticated(self, authenticated: bool) -> None:
         """Record AUTH's outcome; unauthenticated clients get Redis' tighter input limits."""
-        assert self.state is not None
-        self.state.authenticated = authenticated
+        state = self.state
+        assert state is not None
+        if authenticated != state.authenticated:
+            self.server.limiter.authentication_changed(state, authenticated)
+        state.authenticated = authenticated
         self.parser.auth_required = not authenticated
 
     def close_after_reply(self) -> None:
@@ -267,11 +283,28 @@ class ClientConnection(asyncio.Protocol):
         self._pushed_bytes += len(data)
         self._schedule_flush()
 
+    def reply_backlog(self) -> int:
+        """Bytes of replies this client makes the node hold: finished replies waiting
+        for an earlier one, queued pushes and the socket's buffer."""
+        return self.output_backlog() + sum(len(s.data) for s in self._slots if s.done)
+
+    def waiting(self) -> bool:
+        """Whether a command of this client has not been answered yet (blocked or in
+        flight): Redis's `timeout` does not close such a client."""
+        return any(not s.done for s in self._slots)
+
     def output_backlog(self) -> int:
         """Bytes waiting to reach this client: queued pushes plus the socket's buffer
         (what `client-output-buffer-limit` measures)."""
         t = self.transport
         return self._pushed_bytes + (0 if t is None else t.get_write_buffer_size())
+
+    def _close_over_output_limit(self) -> None:
+        """Drop the connection (once: its other forwarded commands may get the same)."""
+        t = self.transport
+        if t is not None and not t.is_closing():
+            log.warning("closing client %s: over the output buffer limit", self._peer())
+            t.abort()
 
     def abort(self) -> None:
         """Drop the connection now, discarding what is unsent (a slow subscriber)."""
@@ -307,10 +340,19 @@ class ClientConnection(asyncio.Protocol):
 class RespServer:
     """Accepts clients, enforces the client limit, and knows every connected client."""
 
-    def __init__(self, router: CommandRouter, limits: Limits, password: str | None) -> None:
+    def __init__(
+        self,
+        router: CommandRouter,
+        limits: Limits,
+        password: str | None,
+        protected_mode: bool = True,
+    ) -> None:
         self.router = router
         self.limits = limits
         self.password = password
+        self.protected_mode = protected_mode
+        """Redis's protected mode (`cairn.runtime.protected_mode`); CONFIG SET changes it."""
+        self.limiter = ClientLimiter(self)
         self.clients: dict[int, tuple[ClientConnection, ClientState]] = {}
         self._ids = itertools.count(1)
         self._to_flush: list[ClientConnection] = []
@@ -332,6 +374,16 @@ class RespServer:
         self._server = await loop.create_server(
             lambda: ClientConnection(self), host, port, reuse_address=True, backlog=4096
         )
+        self._started(host)
+
+    def _started(self, host: str) -> None:
+        """Start the limits' sweep once, and warn about an open port with no password."""
+        if self.limiter.running:
+            return
+        self.limiter.start()
+        warning = start_warning(self.protected_mode, self.password, host)
+        if warning is not None:
+            log.warning("%s", warning)
 
     async def start_tls(
         self, host: str, port: int, context: ssl.SSLContext, handshake_timeout: float
@@ -348,6 +400,7 @@ class RespServer:
             ssl=context,
             ssl_handshake_timeout=handshake_timeout,
         )
+        self._started(host)
 
     @property
     def bound_address(self) -> tuple[str, int]:
@@ -358,6 +411,7 @@ class RespServer:
 
     async def stop(self) -> None:
         """Stop accepting and close every client."""
+        self.limiter.stop()
         if self._tls_server is not None:
             self._tls_server.close()
         if self._server is not None:
@@ -388,29 +442,45 @@ class RespServer:
         for conn in conns:
             conn.scheduled_flush()
 
-    def register(self, conn: ClientConnection, transport: asyncio.Transport) -> ClientState | None:
-        """A new client's state, or None when the client limit is reached."""
+    def register(self, conn: ClientConnection, transport: asyncio.Transport) -> ClientState | bytes:
+        """A new client's state, or the line to send it before closing (the client limit,
+        protected mode, too many unauthenticated connections from its address)."""
         self.stats["total_connections_received"] += 1
         if len(self.clients) >= self.limits.max_clients:
             self.stats["rejected_connections"] += 1
-            return None
+            return b"-ERR max number of clients reached\r\n"
+        peer = transport.get_extra_info("peername")
+        authenticated = self.password is None
+        refusal = self.limiter.admit(_host_of(peer), authenticated)
+        if refusal is not None:
+            self.stats["rejected_connections"] += 1
+            return refusal
         now = time.monotonic()
         state = ClientState(
             id=next(self._ids),
-            addr=_address(transport.get_extra_info("peername")),
+            addr=_address(peer),
             laddr=_address(transport.get_extra_info("sockname")),
             created=now,
             last_active=now,
-            authenticated=self.password is None,
+            authenticated=authenticated,
         )
+        if not authenticated:
+            self.limiter.authentication_changed(state, False, counted=True)
         self.clients[state.id] = (conn, state)
         return state
 
     def unregister(self, client_id: int) -> None:
         """Forget a disconnected client."""
-        self.clients.pop(client_id, None)
+        entry = self.clients.pop(client_id, None)
+        if entry is not None:
+            self.limiter.gone(entry[1])
         if self.on_disconnect is not None:
             self.on_disconnect(client_id)
+
+
+def _host_of(name: object) -> str:
+    """The host part of a socket address ("" when unknown: never local)."""
+    return str(name[0]) if isinstance(name, tuple) and name else ""
 
 
 def _address(name: object) -> str:

@@ -19,6 +19,11 @@ fingerprint of each key; EXEC carries them and the store compares them at apply.
 waits for every WATCH of its connection still in flight. UNWATCH, EXEC and DISCARD forget
 the watched keys (a WATCH still in flight then counts for nothing).
 
+``IDEMPOTENT <request-id> EXEC`` is EXEC tagged with a request id: the transaction entry
+goes wrapped in `cairn.idem` (`cairn.store.idempotency`), so a retry of the same id (a new
+connection's MULTI ... IDEMPOTENT id EXEC) is answered the first EXEC's reply instead of
+running again. ``IDEMPOTENT`` inside MULTI tags nothing and aborts the transaction.
+
 Every queued byte is counted: `Limits.max_transaction_commands`,
 `max_transaction_bytes` and `max_watched_keys` bound what one connection may hold.
 """
@@ -32,6 +37,13 @@ from typing import TYPE_CHECKING
 from cairn.resp.codec import encode
 from cairn.resp.reply import OK, QUEUED, Array, Bulk, ErrorReply, NullArray, Reply
 from cairn.store import CommandSpec, classify
+from cairn.store.idempotency import (
+    IDEM_COMMAND,
+    IDEMPOTENCY_COMMANDS,
+    INSIDE_MULTI,
+    PREFIX,
+    tag_transaction,
+)
 from cairn.store.machine import decode_command, encode_command
 from cairn.store.transaction import (
     TRANSACTION_COMMANDS,
@@ -107,7 +119,7 @@ def forwarded_spec(args: list[bytes]) -> CommandSpec | ErrorReply:
     """The spec of a command another node forwarded: a client command or one of the
     transactions' internal ones (never accepted from a client)."""
     name = args[0].decode("utf-8", "replace") if args else ""
-    spec = TRANSACTION_COMMANDS.get(name)
+    spec = TRANSACTION_COMMANDS.get(name) or IDEMPOTENCY_COMMANDS.get(name)
     if spec is not None:
         return spec if spec.arity_ok(len(args)) else ErrorReply("ERR malformed forward")
     return classify(args)
@@ -115,11 +127,15 @@ def forwarded_spec(args: list[bytes]) -> CommandSpec | ErrorReply:
 
 def applied_parts(data: bytes) -> list[bytes]:
     """The command entries an applied entry stands for, for waking blocked clients: a
-    transaction's commands one by one, anything else itself."""
+    transaction's commands one by one, an idempotent write's wrapped command or
+    transaction, anything else itself."""
     try:
         name, args, now_ms = decode_command(data)
     except ValueError:
         return [data]
+    if name == IDEM_COMMAND and len(args) > 3:  # id, ttl, max ids, the wrapped command
+        inner = args[3].lower().decode("utf-8", "replace")
+        return applied_parts(encode_command(inner, args[4:], now_ms))
     if name != TXN_COMMAND or len(args) != 1:
         return [data]
     try:
@@ -156,6 +172,9 @@ class Transactions:
         state = client.state
         assert state is not None
         txn = state.transaction
+        if name == PREFIX and len(args) == 3 and args[2].lower() == b"exec":
+            self._tagged_exec(client, txn, args[1], done)  # IDEMPOTENT <id> EXEC
+            return True
         if name in _ARITY:
             if not _arity_ok(_ARITY[name], len(args)):
                 done(_rejected(txn, name, f"wrong number of arguments for '{name}' command"))
@@ -230,6 +249,8 @@ class Transactions:
         return error
 
     def _check(self, name: str, args: list[bytes]) -> ErrorReply | None:
+        if name == PREFIX:
+            return INSIDE_MULTI
         arity = self._client_arity(name)
         if arity is not None:
             if _arity_ok(arity, len(args)):
@@ -279,7 +300,26 @@ class Transactions:
 
         state.order.submit(True, start)
 
-    def _exec(self, client: ClientConnection, txn: TransactionState, done: Done) -> None:
+    def _tagged_exec(
+        self, client: ClientConnection, txn: TransactionState, request_id: bytes, done: Done
+    ) -> None:
+        """``IDEMPOTENT <request-id> EXEC``: EXEC, applied at most once per request id."""
+        checked = tag_transaction(request_id, b"", 1, 1)
+        if isinstance(checked, ErrorReply):  # a bad id discards the transaction, as EXEC's
+            if txn.queued is None:
+                done(checked)
+            else:
+                done(_rejected(txn, "exec", checked.message.removeprefix("ERR ")))
+            return
+        self._exec(client, txn, done, request_id)
+
+    def _exec(
+        self,
+        client: ClientConnection,
+        txn: TransactionState,
+        done: Done,
+        request_id: bytes | None = None,
+    ) -> None:
         if txn.queued is None:
             done(EXEC_WITHOUT)
             return
@@ -300,7 +340,7 @@ class Transactions:
                     done(value)
                     finished()
 
-                self._run(client, queued, watches, reply)
+                self._run(client, queued, watches, reply, request_id)
 
             if txn.probes:
                 txn.waiting.append(run)
@@ -315,8 +355,10 @@ class Transactions:
         queued: list[list[bytes]],
         watches: list[tuple[bytes, bytes]],
         done: Done,
+        request_id: bytes | None = None,
     ) -> None:
-        """Run the queued commands: the store ones as one entry, then the connection ones."""
+        """Run the queued commands: the store ones as one entry (wrapped in `cairn.idem`
+        with `request_id`), then the connection ones."""
         state = client.state
         assert state is not None
         data = [argv for argv in queued if self._client_arity(_name(argv)) is None]
@@ -344,7 +386,15 @@ class Transactions:
                     out.append(encode(self._client_reply(client, argv), protocol))
             done(b"*%d\r\n" % len(out) + b"".join(out))
 
-        self._dispatch([TXN_COMMAND.encode(), payload], spec, protocol, applied)
+        argv = [TXN_COMMAND.encode(), payload]
+        if request_id is not None:
+            limits = self.limits
+            tagged = tag_transaction(
+                request_id, payload, limits.idempotency_ttl_ms, limits.idempotency_max_ids
+            )
+            assert not isinstance(tagged, ErrorReply)  # the id was checked at EXEC
+            argv, spec = tagged, IDEMPOTENCY_COMMANDS[IDEM_COMMAND]
+        self._dispatch(argv, spec, protocol, applied)
 
     def _client_reply(self, client: ClientConnection, argv: list[bytes]) -> Reply:
         reply = self._run_client(client, argv)

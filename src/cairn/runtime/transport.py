@@ -7,6 +7,10 @@ deadline), then say HELLO (cluster, node, client address); a connection that fai
 (a wrong secret, another cluster, a bad protocol version, a node id that is impossible or
 not the one dialled) is closed with one log line. A node this one does not know (neither
 configured nor learned from the placement group) may only announce itself (a join).
+With mutual TLS (`peer_tls`), the connection is TLS both ways first (certificates signed by
+the cluster's CA required on both ends, within the same handshake deadline), and the node id
+the other side's certificate names must be the node dialled and the node that the PROOF
+claims (`Handshake.certified`), else the connection is closed with one log line.
 Every later frame is checked before use (`cairn.runtime.frame_checks`): anything
 malformed closes the connection, again with one log line. Once up, one connection carries
 traffic both ways: region-tagged envelopes between region hosts (`ENVELOPES`), batches of
@@ -26,6 +30,7 @@ import contextlib
 import logging
 import random
 import secrets
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -61,6 +66,7 @@ from cairn.runtime.peer_auth import (
     Handshake,
     HandshakeError,
     Role,
+    certificate_node_id,
 )
 
 log = logging.getLogger("cairn.transport")
@@ -68,8 +74,9 @@ log = logging.getLogger("cairn.transport")
 Address = tuple[str, int]
 ForwardTarget = tuple[int, int, int]
 """(region id, epoch version, epoch conf_ver) a forwarded command was routed to."""
-ForwardHandler = Callable[[NodeId, int, int, list[bytes], ForwardTarget | None], None]
-"""(from node, request id, protocol, args, target or None): run a command a peer forwarded."""
+ForwardHandler = Callable[[NodeId, int, int, list[bytes], ForwardTarget | None, str], None]
+"""(from node, request id, protocol, args, target or None, ACL user): run a command a peer
+forwarded."""
 EnvelopeFrameHandler = Callable[[NodeId, list[Any]], None]
 """(from node, encoded envelopes): what an ENVELOPES frame (or a reassembled chunk
 stream, as a one-item list) carries."""
@@ -111,7 +118,13 @@ class TransportConfig:
     """The cluster secret both sides of the handshake prove they know (b"": the explicit
     insecure mode, where anyone who knows the protocol passes)."""
     handshake_timeout: float = HANDSHAKE_TIMEOUT
-    """Seconds a new connection has to authenticate and say HELLO before it is closed."""
+    """Seconds a new connection has to authenticate and say HELLO before it is closed (and,
+    with TLS, as long again for the TLS handshake)."""
+    tls_listener: ssl.SSLContext | None = None
+    """Mutual TLS on the peer port (`cairn.runtime.tls.PeerTls`): the context accepted
+    connections are wrapped in; None (with `tls_dialer`): plain TCP."""
+    tls_dialer: ssl.SSLContext | None = None
+    """The context of the connections this node opens (its certificate, the CA)."""
 
 
 class PeerConnection(asyncio.Protocol):
@@ -145,9 +158,28 @@ class PeerConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        if self.owner.config.tls_listener is not None and not self._check_certificate():
+            return
         self._send(self.handshake.start())
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.owner.config.handshake_timeout, self._timed_out)
+
+    def _check_certificate(self) -> bool:
+        """With TLS (already completed, the chain verified): the node id the peer's
+        certificate names, which is all it may claim; false when the connection was
+        refused (no node id, or not the node dialled)."""
+        assert self.transport is not None
+        named = certificate_node_id(self.transport.get_extra_info("peercert"))
+        problem = ""
+        if named is None:
+            problem = "its TLS certificate names no node id"
+        elif self.expected is not None and named != self.expected:
+            problem = f"dialled node {self.expected} but its TLS certificate names node {named}"
+        if problem:
+            self.owner.refuse(self, problem)
+            return False
+        self.handshake.certified = named
+        return True
 
     def _send(self, frames: list[list[Any]]) -> None:
         if frames and self.transport is not None:
@@ -256,6 +288,8 @@ class _PartialSnapshot:
 class _Outbox:
     raft: list[Message] = field(default_factory=list)
     other: list[bytes] = field(default_factory=list)
+    other_bytes: int = 0
+    """Bytes of the frames queued by `send_frame` (read by `backlog`)."""
 
 
 class TcpTransport:
@@ -304,7 +338,11 @@ class TcpTransport:
         loop = asyncio.get_running_loop()
         self._running = True
         self._server = await loop.create_server(
-            lambda: PeerConnection(self, None), self.listen[0], self.listen[1], reuse_address=True
+            lambda: PeerConnection(self, None),
+            self.listen[0],
+            self.listen[1],
+            reuse_address=True,
+            **self._tls_args(self.config.tls_listener),
         )
         for peer in sorted(self.peers):
             self._ensure_dialer(peer)
@@ -355,20 +393,48 @@ class TcpTransport:
     async def _dial_forever(self, peer: NodeId) -> None:
         backoff = self.config.backoff_initial
         loop = asyncio.get_running_loop()
+        tls_failure = ""
         while self._running and peer in self.peers:
             host, port = self.peers[peer]
             try:
                 _, conn = await asyncio.wait_for(
-                    loop.create_connection(lambda: PeerConnection(self, peer), host, port),
-                    self.config.connect_timeout,
+                    loop.create_connection(
+                        lambda: PeerConnection(self, peer),
+                        host,
+                        port,
+                        **self._tls_args(self.config.tls_dialer),
+                    ),
+                    self.config.connect_timeout + self._tls_time(),
                 )
-            except (TimeoutError, OSError):
+            except (TimeoutError, OSError) as exc:
+                if isinstance(exc, ssl.SSLError) and str(exc) != tls_failure:
+                    tls_failure = str(exc)  # logged once per distinct reason, not per retry
+                    log.warning("TLS handshake with node %d (%s:%d): %s", peer, host, port, exc)
                 await asyncio.sleep(backoff * (0.5 + self.rng.random()))
                 backoff = min(backoff * 2, self.config.backoff_max)
                 continue
-            backoff = self.config.backoff_initial
+            backoff, tls_failure = self.config.backoff_initial, ""
             await conn.closed
             await asyncio.sleep(self.config.backoff_initial * self.rng.random())
+
+    def _tls_args(self, context: ssl.SSLContext | None) -> dict[str, Any]:
+        """The TLS keywords of `create_server`/`create_connection` (none without TLS)."""
+        if context is None:
+            return {}
+        return {"ssl": context, "ssl_handshake_timeout": self.config.handshake_timeout}
+
+    def _tls_time(self) -> float:
+        return self.config.handshake_timeout if self.config.tls_dialer is not None else 0.0
+
+    async def open_stream(
+        self, address: Address, timeout: float
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to a peer port as streams (a `join` address), over TLS when the
+        peer port speaks it; then `dial_handshake`."""
+        return await asyncio.wait_for(
+            asyncio.open_connection(*address, **self._tls_args(self.config.tls_dialer)),
+            timeout + self._tls_time(),
+        )
 
     # -- connections ------------------------------------------------------------------
 
@@ -412,6 +478,10 @@ class TcpTransport:
         cfg = self.config
         nonce = secrets.token_bytes(NONCE_SIZE)
         hs = Handshake(Role.DIALER, cfg.secret, cfg.cluster_id, self.node_id, nonce)
+        if cfg.tls_dialer is not None:
+            hs.certified = certificate_node_id(writer.get_extra_info("peercert"))
+            if hs.certified is None:
+                raise HandshakeError("the join node's TLS certificate names no node id")
         decoder = FrameDecoder(HANDSHAKE_MAX_FRAME)
         writer.write(b"".join(encode_frame(f) for f in hs.start()))
         async with asyncio.timeout(cfg.handshake_timeout):
@@ -498,9 +568,22 @@ class TcpTransport:
         """Queue a non-Raft frame (forwarding); false if the peer is not connected."""
         if to not in self._conns:
             return False
-        self._outbox.setdefault(to, _Outbox()).other.append(encode_frame(payload))
+        box = self._outbox.setdefault(to, _Outbox())
+        frame = encode_frame(payload)
+        box.other.append(frame)
+        box.other_bytes += len(frame)
         self._schedule_flush()
         return True
+
+    def backlog(self, peer: NodeId) -> int:
+        """Bytes waiting to reach `peer`: frames queued this turn and the socket's write
+        buffer (a region leader bounds the forwarded replies it holds with it)."""
+        box = self._outbox.get(peer)
+        conn = self._conns.get(peer)
+        t = None if conn is None else conn.transport
+        return (0 if box is None else box.other_bytes) + (
+            0 if t is None else t.get_write_buffer_size()
+        )
 
     def send_frames_now(self, to: NodeId, frames: Sequence[bytes]) -> bool:
         """Write encoded frames to `to` at once (after anything queued for it); false if
@@ -618,7 +701,7 @@ class TcpTransport:
     def _on_forward(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
         fwd = check_forward(frame)
         if self.on_forward is not None:
-            self.on_forward(peer, fwd.request_id, fwd.protocol, fwd.argv, fwd.target)
+            self.on_forward(peer, fwd.request_id, fwd.protocol, fwd.argv, fwd.target, fwd.user)
 
     def _on_forward_reply(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
         request_id, data = check_forward_reply(frame)

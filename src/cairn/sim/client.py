@@ -19,14 +19,18 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from cairn.check.history import Op, OpType
 from cairn.raft.types import NONE, NodeId
+from cairn.resp.reply import Reply
 from cairn.shard.replica import Completion, Outcome
 from cairn.sim.cluster import Cluster
 from cairn.sim.kv_machine import KVCommand, KVOp
 from cairn.sim.loop import HARNESS, EventLoop
-from cairn.sim.redis_machine import MachineKind, encode_for
+from cairn.sim.redis_machine import EPOCH_MS, MachineKind, encode_for
+from cairn.sim.workloads import ClientLogic, Command
+from cairn.store.machine import encode_command
 
 MS = 1_000_000
 
@@ -48,6 +52,8 @@ class _Call:
     f: str
     key: str
     value: object
+    command: Command | None = None
+    """A queue or stream workload's command (None: a register operation)."""
 
 
 @dataclass(slots=True)
@@ -71,8 +77,12 @@ class SimClient:
         params: ClientParams,
         history: list[Op],
         counts: HistoryCounts,
+        logic: ClientLogic | None = None,
     ) -> None:
         self.index = index
+        self.logic = logic
+        """A queue or stream workload's choices (`cairn.sim.workloads`); None: registers."""
+        self._setup = logic.setup() if logic is not None else None
         self._stride = clients
         self.process = index
         self.cluster = cluster
@@ -106,8 +116,11 @@ class SimClient:
     # -- choosing and sending ---------------------------------------------------------
 
     def _choose(self) -> _Call:
-        key = self.rng.choice(self.params.keys)
         self._op_id += 1
+        if self.logic is not None:
+            cmd = self.logic.choose(self.rng)
+            return _Call(self._op_id, cmd.f, cmd.key, cmd.value, cmd)
+        key = self.rng.choice(self.params.keys)
         if self.rng.random() < self.params.read_weight:
             return _Call(self._op_id, "get", key, None)
         self._written += 1
@@ -124,6 +137,9 @@ class SimClient:
 
     def _invoke(self) -> None:
         if self.stopping or self._call is not None:
+            return
+        if self._setup is not None:
+            self._send_setup(self._setup)
             return
         call = self._choose()
         self._call = call
@@ -146,7 +162,11 @@ class SimClient:
         if call.f == "get":
             replica.read(lambda done: self._reply(node, call, done, self._read_value(node, call)))
             return
-        data = encode_for(self.cluster.machine_kind, self._command(call), self.loop.now)
+        if call.command is not None:
+            now_ms = EPOCH_MS + self.loop.now // MS
+            data = encode_command(call.command.name, call.command.argv(), now_ms)
+        else:
+            data = encode_for(self.cluster.machine_kind, self._command(call), self.loop.now)
         replica.propose(data, lambda done: self._reply(node, call, done, None))
 
     def _read_value(self, node: NodeId, call: _Call) -> Callable[[], str | None]:
@@ -179,7 +199,11 @@ class SimClient:
     def _complete(self, node: NodeId, call: _Call, done: Completion, value: object) -> None:
         if self._call is not call:
             return  # a late reply after a timeout
-        if done.outcome is Outcome.OK:
+        if done.outcome is Outcome.OK and call.command is not None:
+            assert self.logic is not None
+            kind, result = self.logic.complete(call.command, cast(Reply, done.value))
+            self._finish(kind, call, result)
+        elif done.outcome is Outcome.OK:
             self._complete_ok(call, done, value)
         elif done.outcome is Outcome.REJECTED or call.f == "get":
             self._finish(OpType.FAIL, call, None if call.f == "get" else call.value)
@@ -207,6 +231,8 @@ class SimClient:
         self._retarget(self.target, NONE, False)
 
     def _finish(self, kind: OpType, call: _Call, value: object) -> None:
+        if kind is OpType.INFO and self.logic is not None and call.command is not None:
+            self.logic.unknown(call.command)
         self._record(kind, call, value)
         self._call = None
         if kind is OpType.OK:
@@ -216,6 +242,44 @@ class SimClient:
         else:
             self.counts.unknown += 1
             self.process += self._stride
+        self._schedule_next()
+
+    def _send_setup(self, cmd: Command) -> None:
+        """Propose the workload's setup command (unrecorded); try again until it is done."""
+        self._op_id += 1
+        call = _Call(self._op_id, cmd.f, cmd.key, None, cmd)
+        self._call = call
+        target = self.target
+        now_ms = EPOCH_MS + self.loop.now // MS
+
+        def answered(done: Completion) -> None:
+            label = f"client {self.index} setup reply"
+            self.loop.call_later(
+                self.params.latency, HARNESS, label, lambda: self._setup_reply(call, target, done)
+            )
+
+        def arrive() -> None:
+            replica = self.cluster.replica(target)
+            if replica is not None:
+                replica.propose(encode_command(cmd.name, cmd.argv(), now_ms), answered)
+
+        self.loop.call_later(self.params.latency, target, f"client {self.index} setup", arrive)
+        self.loop.call_later(
+            self.params.timeout,
+            HARNESS,
+            f"client {self.index} setup timeout",
+            lambda: self._setup_reply(call, target, None),
+        )
+
+    def _setup_reply(self, call: _Call, node: NodeId, done: Completion | None) -> None:
+        if self._call is not call:
+            return
+        self._call = None
+        assert self.logic is not None
+        ok = done is not None and done.outcome is Outcome.OK
+        if ok and done is not None and self.logic.setup_done(cast(Reply, done.value)):
+            self._setup = None
+        self._retarget(node, NONE if done is None else done.leader_hint, ok)
         self._schedule_next()
 
     def _retarget(self, node: NodeId, hint: NodeId, ok: bool) -> None:

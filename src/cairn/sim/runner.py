@@ -29,14 +29,25 @@ from cairn.sim.invariants import InvariantChecker, InvariantViolationError, Viol
 from cairn.sim.loop import EventLoop
 from cairn.sim.nemesis import ALL_FAULTS, Fault, Nemesis, NemesisParams
 from cairn.sim.network import NetworkFaults, SimNetwork
-from cairn.sim.redis_machine import MachineKind
+from cairn.sim.redis_machine import EPOCH_MS, MachineKind
 from cairn.sim.scenarios import Scenario
+from cairn.sim.workloads import (
+    ClientLogic,
+    Workload,
+    WorkloadVerdict,
+    check_workload,
+    final_read,
+    new_logic,
+)
+from cairn.store.machine import StoreMachine
 
 MS = 1_000_000
 T = TypeVar("T")
 DEFAULT_NEMESIS = NemesisParams()
 TICK = 0.01
 """Seconds per Raft tick."""
+WORKLOAD_KEYS = {Workload.QUEUE: "q0", Workload.STREAM: "s0"}
+"""The one key a queue or stream run works on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +93,11 @@ class SimConfig:
     readers: int = 0
     client_timeout: int = 400 * MS
     nemesis: NemesisParams = DEFAULT_NEMESIS
+    workload: Workload = Workload.REGISTER
+    """What clients do: registers (checked for linearizability), or a queue or a stream
+    on the Redis machine (`cairn.sim.workloads`, checked by `cairn.check.queue` and
+    `cairn.check.stream` against a final read of the leader's state). A queue or
+    stream run always replicates the Redis machine, whatever `machine` says."""
 
     def __post_init__(self) -> None:
         if self.nodes not in (1, 3, 5, 7):
@@ -116,6 +132,9 @@ class SimResult:
     digest: str
     settled: bool
     buggified: tuple[str, ...] = ()
+    workload: Workload = Workload.REGISTER
+    workload_verdict: WorkloadVerdict | None = None
+    """A queue or stream run's check (None: a register run, or a violation stopped it)."""
     history: tuple[Op, ...] = ()
     trace: tuple[str, ...] = ()
 
@@ -133,6 +152,8 @@ class SimResult:
             return str(self.violation)
         if self.linearizable is False and self.verdict is not None:
             return f"linearizability (key {self.verdict.key!r}): {self.verdict.explanation}"
+        if self.workload_verdict is not None and self.workload_verdict.failure is not None:
+            return f"{self.workload.value} check: {self.workload_verdict.failure}"
         return None
 
     @property
@@ -240,6 +261,8 @@ def _build(config: SimConfig) -> _Run:
 
     hooks = _LateHooks()
     machine = config.machine or (MachineKind.REDIS if config.seed % 2 == 0 else MachineKind.KV)
+    if config.workload is not Workload.REGISTER:
+        machine = MachineKind.REDIS
     cluster = Cluster(loop, network, checker, replica_config, buggify, hooks, machine)
     for node_id in voters:
         cluster.add_node(new_node(node_id))
@@ -265,12 +288,20 @@ def _build(config: SimConfig) -> _Run:
             reader if i < config.readers else params,
             history,
             counts,
+            _logic(config, i),
         )
         for i in range(config.clients)
     ]
     return _Run(
         config, root, loop, checker, cluster, nemesis, clients, history, counts, read_mode, buggify
     )
+
+
+def _logic(config: SimConfig, index: int) -> ClientLogic | None:
+    """Client `index`'s queue or stream logic (None: a register client)."""
+    if config.workload is Workload.REGISTER:
+        return None
+    return new_logic(config.workload, index, WORKLOAD_KEYS[config.workload])
 
 
 def _step(run: _Run) -> bool:
@@ -332,10 +363,26 @@ def run_simulation(config: SimConfig) -> SimResult:
     run = _build(config)
     _execute(run)
     verdict = None
-    if run.violation is None and config.check_linearizability:
+    checked = None
+    if run.violation is None and config.workload is not Workload.REGISTER:
+        checked = check_workload(config.workload, run.history, _final_read(run))
+    elif run.violation is None and config.check_linearizability:
         verdict = check_history(run.history)
     run.loop.record(f"final draw {run.root.random()}")
-    return _result(run, verdict)
+    return replace(_result(run, verdict), workload=config.workload, workload_verdict=checked)
+
+
+def _final_read(run: _Run) -> object:
+    """The queue or stream as the settled leader holds it, once it has applied everything
+    it committed (None: no such leader)."""
+    leader = run.cluster.leader()
+    if leader is None or leader.applied < leader.raw.raft.raft_log.committed:
+        return None
+    machine = run.cluster.nodes[leader.node_id].machine
+    if not isinstance(machine, StoreMachine):
+        return None
+    key = WORKLOAD_KEYS[run.config.workload]
+    return final_read(run.config.workload, machine, key, EPOCH_MS + run.loop.now // MS)
 
 
 def _result(run: _Run, verdict: Verdict | None) -> SimResult:

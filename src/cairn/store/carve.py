@@ -14,6 +14,9 @@ per non-empty slot besides its total (`Scope.slot_count_key`), so a split:
   keys from the split key on: O(keys of that one slot on the right);
 - subtracts the right's total from the left's.
 
+The request ids of idempotent writes (`cairn.store.idempotency`) follow their first key
+the same way: a split moves those past the split key, a merge moves all of the source's.
+
 A merge adds the source's per-slot records into the target's (a slot both share, when the
 boundary was inside it, is summed) and deletes the source's records: O(non-empty slots of
 the source).
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import random
 
+from cairn.store.idempotency import move_requests, split_requests
 from cairn.store.keyspace import Keyspace, WriteBatch, write_batch
 from cairn.store.layout import decode_slot, decode_u64, encode_u64, region_key, slot_start
 from cairn.store.machine import StoreMachine
@@ -80,6 +84,7 @@ def split_machine(
         batch.put(left.applied_key, encode_u64(index))
         batch.put(right.applied_key, encode_u64(right_index))
         batch.put(right.now_key, encode_u64(machine.max_now_ms))
+        split_requests(batch, left, right, split_key)  # IDEMPOTENT ids follow their keys
     machine.scope = left
     machine.reload()
     return StoreMachine(
@@ -153,6 +158,7 @@ def merge_machines(source: StoreMachine, target: StoreMachine, index: int) -> No
             assert into is not None
             _add(batch, into, decode_u64(value), drop_zero=True)
         _add(batch, dst.count_key, decode_u64(batch.get(src.count_key)))
+        move_requests(batch, src, dst)  # IDEMPOTENT ids, before the source's go
         system = src.system_bounds()
         assert system is not None
         for key, _ in batch.scan(*system):

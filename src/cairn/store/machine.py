@@ -18,7 +18,9 @@ entry's now_ms, so a key refreshed in between survives.
 
 A command that fails (an error reply) leaves no trace but the applied index. Every write
 stamps the keys it changes with its (region, index) for WATCH; a whole MULTI/EXEC is one
-internal `cairn.exec` entry applied by `cairn.store.transaction.apply_transaction`.
+internal `cairn.exec` entry applied by `cairn.store.transaction.apply_transaction`; an
+IDEMPOTENT write is a `cairn.idem` entry wrapping either, applied at most once per request
+id by `cairn.store.idempotency.apply_idempotency`.
 
 Scopes. A machine owns a `Scope`: by default the whole keyspace with the single-group
 records (``X applied``, ``X now``, ``X keys``), exactly the store before regions; its
@@ -54,6 +56,7 @@ from cairn.store.commands import (
 from cairn.store.commands.scan import cursor_range_key
 from cairn.store.db import Db
 from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
+from cairn.store.idempotency import IDEMPOTENCY_COMMANDS, apply_idempotency, has_expired
 from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch, write_batch
 from cairn.store.layout import decode_u64, encode_stamp, encode_u64
 from cairn.store.notifications import Event
@@ -108,7 +111,12 @@ def decode_command(data: bytes) -> tuple[str, list[bytes], int]:
 
 def _internal_spec(name: str) -> CommandSpec | None:
     """The spec of command `name` as applied: a client command or an internal one."""
-    return COMMANDS.get(name) or INTERNAL_COMMANDS.get(name) or TRANSACTION_COMMANDS.get(name)
+    return (
+        COMMANDS.get(name)
+        or INTERNAL_COMMANDS.get(name)
+        or TRANSACTION_COMMANDS.get(name)
+        or IDEMPOTENCY_COMMANDS.get(name)
+    )
 
 
 def _spec_for_apply(name: str, args: Sequence[bytes]) -> CommandSpec | ErrorReply:
@@ -328,6 +336,10 @@ class StoreMachine:
         events: list[Event] | None = [] if self.collect_events else None
         if spec.name == TXN_COMMAND:
             reply = apply_transaction(self.keyspace, self.scope, index, now_ms, args[0], events)
+        elif spec.name in IDEMPOTENCY_COMMANDS:  # IDEMPOTENT: cairn.store.idempotency
+            reply = apply_idempotency(
+                self.keyspace, self.scope, index, now_ms, spec.name, args, events
+            )
         else:
             stamp = encode_stamp(self.scope.region_id or 0, index)
             reply = run_in_batch(
@@ -388,6 +400,12 @@ class StoreMachine:
         else:
             self._expiry_position = db.start_position
         return [e.key for e in found]
+
+    def has_expired_requests(self, now_ms: int) -> bool:
+        """Whether the request table (IDEMPOTENT) holds ids expired at `now_ms`: then
+        the leader proposes their purge (`cairn.store.idempotency.PURGE_COMMAND`)."""
+        self._check_live()
+        return has_expired(self.keyspace, self.scope, now_ms)
 
     # -- internals -------------------------------------------------------------------
 
