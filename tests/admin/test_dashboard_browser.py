@@ -93,7 +93,8 @@ def page_summary(page: WebDriver) -> str:
     """What the page shows, for a failure's message."""
     banner = page.find_element(By.ID, "banner")
     return (
-        f"nodes {node_states(page)}, events {event_kinds(page)[:8]}, "
+        f"nodes {node_states(page)}, disk {cells(page, 5)}, memory {cells(page, 6)}, "
+        f"events {event_kinds(page)[:8]}, "
         f"banner {banner.text if banner.is_displayed() else None!r}, "
         f"console {page.get_log('browser')}"
     )
@@ -254,9 +255,14 @@ def test_the_dashboard_shows_a_node_killed_and_its_repair(
             10,
             page=browser,
         )
-        disks = cells(browser, 5)
-        assert len(disks) == NODES and all("free" in d for d in disks.values()), disks
-        assert all(m.endswith("iB") for m in cells(browser, 6).values())
+        until(
+            "the disk and memory of every node",  # each from the node's own history
+            lambda: len(cells(browser, 5)) == NODES
+            and all("free" in d for d in cells(browser, 5).values())
+            and all(m.endswith("iB") for m in cells(browser, 6).values()),
+            10,
+            page=browser,
+        )
         if SHOTS:
             time.sleep(8)  # a few more samples in the charts
         shoot(browser, "dashboard.png")
@@ -268,8 +274,13 @@ def test_the_dashboard_shows_a_node_killed_and_its_repair(
             page=browser,
         )
         health = browser.find_element(By.ID, "health")
-        assert health.get_attribute("data-health") == "degraded"
-        assert f"node(s) {victim} down" in health.text
+        until(
+            "the cluster shown degraded, naming the node down",
+            lambda: health.get_attribute("data-health") == "degraded"
+            and f"node(s) {victim} down" in health.text,
+            5,
+            page=browser,
+        )
         until("node-down listed", lambda: "node-down" in event_kinds(browser), 5, page=browser)
         until(
             "a repair operator listed",

@@ -176,16 +176,20 @@
 
   // Every node's history, asked through this node in one request
   // (/v1/histories?nodes=...): the nodes of the last view that are not down or removed,
-  // or this node's own before the first view. A node that does not answer is left out.
+  // or this node's own before the first view. A node up that does not answer this time
+  // (a busy machine) keeps its previous history until the next round, so the charts do
+  // not flicker; a node down is left out.
   async function fetchHistories() {
     if (!state.nodeIds.length) {
       const own = await api("/v1/history").catch(() => null);
       return own ? { [own.node_id]: own } : {};
     }
-    const doc = await api("/v1/histories?nodes=" + state.nodeIds.join(","))
-      .catch(() => null);
+    const ids = state.nodeIds;
+    const doc = await api("/v1/histories?nodes=" + ids.join(",")).catch(() => null);
     const byNode = {};
     for (const h of doc ? doc.histories : []) byNode[h.node_id] = h;
+    const before = state.histories || {};
+    for (const id of ids) if (!byNode[id] && before[id]) byNode[id] = before[id];
     return byNode;
   }
 
