@@ -10,7 +10,7 @@ from admin_support import ADMIN_TOKEN, region, write_test_tokens
 from cairn.admin import AdminClient, AdminServer, NodeAdminSource
 from cairn.admin.access import Access
 from cairn.admin.client import ApiError
-from cairn.admin.health import problems
+from cairn.admin.health import problems, region_health
 from cairn.admin.node_source import topology_views
 from cairn.admin.views import Health, NodeStatus
 from cairn.runtime.config import NodeConfig, RaftSettings
@@ -40,11 +40,25 @@ def test_nodes_and_regions_of_a_topology() -> None:
     assert (first.leader, second.leader) == (1, 3)
     assert first.approximate_keys == 10 and second.approximate_keys == 20
     assert [p.role for p in second.peers] == ["voter", "voter", "learner"]
-    assert first.health is Health.OK
+    assert first.health is Health.DEGRADED, "a voter on node 2, which is down"
     assert second.health is Health.UNAVAILABLE, "voters on 2 (down) and 3: half are gone"
     health, found = problems(nodes, views)
     assert health is Health.UNAVAILABLE
-    assert found == ("region(s) 2 lost their quorum", "node(s) 2 down")
+    assert found == (
+        "region(s) 2 lost their quorum",
+        "region(s) 1 have a replica on a node down or removed",
+        "node(s) 2 down",
+    )
+
+
+def test_a_region_with_a_voter_on_a_node_gone_is_degraded_not_ok() -> None:
+    # the dashboard's repair screenshot showed r2 and r3 "ok" with a replica on down node 4
+    assert region_health([1, 2, 3], 1, frozenset()) is Health.OK
+    assert region_health([1, 2, 3], 1, frozenset({3})) is Health.DEGRADED
+    assert region_health([1, 2, 3, 4, 5], 1, frozenset({4})) is Health.DEGRADED
+    assert region_health([1, 2, 3], 1, frozenset({2, 3})) is Health.UNAVAILABLE
+    assert region_health([1, 2, 3], None, frozenset()) is Health.DEGRADED
+    assert region_health([1, 2, 3], 1, frozenset({7})) is Health.OK, "not its node"
 
 
 def test_a_leaderless_region_is_degraded() -> None:

@@ -245,7 +245,11 @@ def test_without_a_placement_driver_views_show_the_static_layout(static_url: str
 def test_health_reports_down_nodes_and_lost_quorums() -> None:
     with served(StaticSource(static_topology(down=(3,)))) as address:
         doc = http("GET", f"http://{address}/v1/status")[2]
-        assert doc["health"] == "degraded" and doc["problems"] == ["node(s) 3 down"]
+        assert doc["health"] == "degraded"
+        assert doc["problems"] == [
+            "region(s) 1 have a replica on a node down or removed",
+            "node(s) 3 down",
+        ]
     with served(StaticSource(static_topology(down=(2, 3), leader=None))) as address:
         doc = http("GET", f"http://{address}/v1/status")[2]
         assert doc["health"] == "unavailable"

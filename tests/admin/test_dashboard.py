@@ -9,13 +9,22 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import pytest
-from admin_support import ADMIN_TOKEN, READ_TOKEN, http, sample_driver, write_test_tokens
+from admin_support import (
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    StaticSource,
+    http,
+    sample_driver,
+    static_topology,
+    write_test_tokens,
+)
 from admin_support import placement_source as make_source
 
 from cairn.admin import AdminServer
@@ -30,7 +39,11 @@ from cairn.admin.history import (
     Sample,
     disk_use,
 )
+from cairn.admin.source import LeaderElsewhereError
+from cairn.admin.views import ActionResult, EventPage
+from cairn.runtime.admin_peer import AdminPeer, PeerUnavailableError
 from cairn.runtime.command_stats import Histogram
+from cairn.runtime.frames import FrameDecoder, FrameError, FrameKind, encode_frame
 
 
 def reading(t: float, commands: int, latency_ns: list[int], applied: int, lag: int) -> Reading:
@@ -223,3 +236,189 @@ def test_a_server_without_a_feed_has_no_history() -> None:
     with served(make_source(sample_driver())) as address:
         assert http("GET", f"http://{address}/v1/history")[0] == 404
         assert http("GET", f"http://{address}/dashboard", token=None)[0] == 200
+
+
+# -- every node answers: views asked of the placement leader, histories of each node -----
+
+
+class NotLeader(StaticSource):
+    """The source of a node that does not lead the placement group: node 1 does."""
+
+    node_id = 2
+
+    def __init__(self) -> None:
+        super().__init__(static_topology())
+        self.fail = LeaderElsewhereError(1, "node 1 (127.0.0.1:7001) leads the placement group")
+
+    async def events(self, since: int, limit: int) -> EventPage:
+        raise LeaderElsewhereError(1, "node 1 leads the placement group")
+
+    async def drain_node(self, node_id: int, reason: str) -> ActionResult:
+        raise LeaderElsewhereError(1, "node 1 leads the placement group")
+
+
+class Links:
+    """Peer links between `AdminPeer`s of one loop: each frame is encoded, decoded and
+    dispatched as the TCP transport does; a node absent from `peers` is not connected."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.peers: dict[int, AdminPeer] = {}
+
+    def sender(self, frm: int) -> Callable[[int, list[Any]], bool]:
+        def send(to: int, payload: list[Any]) -> bool:
+            if to not in self.peers:
+                return False
+            self.loop.call_soon(self._deliver, frm, to, encode_frame(payload))
+            return True
+
+        return send
+
+    def _deliver(self, frm: int, to: int, data: bytes) -> None:
+        decoder = FrameDecoder(1 << 24)
+        decoder.feed(data)
+        (frame,) = decoder.frames()
+        peer = self.peers[to]
+        handler = peer.on_request if frame[0] == FrameKind.ADMIN else peer.on_reply
+        handler(frm, frame)
+
+
+def history_feed(node_id: int) -> HistoryFeed:
+    ticks = count()
+
+    def read() -> Reading:
+        t = next(ticks)
+        return reading(time.monotonic(), t * 10, [2_000] * t, t * 2, t % 3)
+
+    return HistoryFeed(History(node_id, HistorySettings(interval_s=0.05, capacity=50)), read)
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[tuple[str, str, Links]]:
+    """Node 1 (the placement leader, over the sample driver) and node 2 (not the leader),
+    linked; yields their base URLs."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    links = Links(loop)
+    sources: dict[int, Any] = {1: make_source(sample_driver()), 2: NotLeader()}
+    servers = []
+    with tempfile.TemporaryDirectory() as tmp:
+        access = Access.open(write_test_tokens(Path(tmp) / "tokens.json"))
+        for n in (1, 2):
+            links.peers[n] = AdminPeer(links.sender(n), timeout=1.0)
+            server = AdminServer(
+                sources[n], "127.0.0.1", 0, access=access, history=history_feed(n),
+                peer=links.peers[n],
+            )
+            asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+            servers.append(server)
+        try:
+            first, second = (f"http://{s.address[0]}:{s.address[1]}" for s in servers)
+            yield first, second, links
+        finally:
+            for server in servers:
+                asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
+
+
+def test_a_view_asked_of_a_node_that_does_not_lead_is_the_leaders(
+    pair: tuple[str, str, Links],
+) -> None:
+    leader, other, _ = pair
+    for path in ("/v1/status", "/v1/nodes", "/v1/regions", "/v1/nodes/3", "/v1/regions/2",
+                 "/v1/events?since=0&limit=5"):
+        direct = http("GET", leader + path, token=READ_TOKEN)
+        asked = http("GET", other + path, token=READ_TOKEN)
+        assert asked[0] == 200 and asked == direct, path
+    assert http("GET", other + "/v1/status")[2]["answered_by"] == 1
+    # the leader's refusals come back as they are
+    assert http("GET", other + "/v1/nodes/99")[:2] == (404, "application/json; charset=utf-8")
+    assert http("GET", other + "/v1/nodes/99")[2] == http("GET", leader + "/v1/nodes/99")[2]
+    # the caller's token is checked where it called
+    assert http("GET", other + "/v1/status", token=None)[0] == 401
+
+
+def test_an_action_asked_of_a_node_that_does_not_lead_is_done_by_the_leader(
+    pair: tuple[str, str, Links],
+) -> None:
+    leader, other, _ = pair
+    body = b'{"reason": "test"}'
+    assert http("POST", other + "/v1/nodes/4/drain", body, token=READ_TOKEN)[0] == 403
+    status, _, doc = http("POST", other + "/v1/nodes/4/drain", body)
+    assert status == 202 and doc["ok"] is True
+    assert http("GET", leader + "/v1/nodes/4")[2]["status"] == "draining"
+
+
+def test_every_nodes_history_is_asked_of_it(pair: tuple[str, str, Links]) -> None:
+    leader, other, _ = pair
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        doc = http("GET", other + "/v1/history?node=1", token=READ_TOKEN)[2]
+        if doc["samples"]:
+            break
+        time.sleep(0.05)
+    assert doc["node_id"] == 1 and doc["samples"]
+    assert http("GET", other + "/v1/history")[2]["node_id"] == 2
+    assert http("GET", leader + "/v1/history?node=2")[2]["node_id"] == 2
+    status, _, doc = http("GET", other + "/v1/history?node=3")
+    assert status == 503 and "node 3 is not connected" in doc["error"]["message"]
+    assert http("GET", other + "/v1/history?node=0")[0] == 400
+
+
+def test_the_histories_of_several_nodes_come_in_one_answer(pair: tuple[str, str, Links]) -> None:
+    _, other, _ = pair
+    status, _, doc = http("GET", other + "/v1/histories?nodes=1,2,3,2", token=READ_TOKEN)
+    assert status == 200
+    assert sorted(h["node_id"] for h in doc["histories"]) == [1, 2]
+    assert doc["unanswered"] == {"3": "asking node 3: node 3 is not connected to this node"}
+    for query in ("", "nodes=", "nodes=1,x", "nodes=0", "nodes=" + ",".join(["1"] * 65)):
+        assert http("GET", other + "/v1/histories?" + query)[0] == 400, query
+
+
+def test_a_node_asked_for_a_view_it_cannot_serve_does_not_ask_further(
+    pair: tuple[str, str, Links],
+) -> None:
+    _, _, links = pair
+    ask = links.peers[1].ask(2, "status", [])
+    status, body = asyncio.run_coroutine_threadsafe(ask, links.loop).result(5)
+    assert status == 503 and b"leads the placement group" in body
+    ask = links.peers[1].ask(2, "no-such-view", [])
+    assert asyncio.run_coroutine_threadsafe(ask, links.loop).result(5)[0] == 404
+    ask = links.peers[1].ask(2, "events", [0, 10**6])  # over the limit: refused there too
+    assert asyncio.run_coroutine_threadsafe(ask, links.loop).result(5)[0] == 400
+
+
+def test_a_peer_that_does_not_answer_times_out() -> None:
+    async def run() -> None:
+        peer = AdminPeer(lambda to, payload: True, timeout=0.05)  # sent, never answered
+        with pytest.raises(PeerUnavailableError, match="did not answer within"):
+            await peer.ask(2, "status", [])
+        assert not peer._pending
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        [FrameKind.ADMIN, 1, "", []],
+        [FrameKind.ADMIN, 1, "x" * 33, []],
+        [FrameKind.ADMIN, 1, "status", [1, 2, 3, 4, 5]],
+        [FrameKind.ADMIN, 1, "drain", [-1]],
+        [FrameKind.ADMIN, 1, "drain", [1.5]],
+        [FrameKind.ADMIN, 1, "placement", ["x" * (64 << 10 + 1)]],
+        [FrameKind.ADMIN, -1, "status", []],
+        [FrameKind.ADMIN, 1, "status"],
+        [FrameKind.ADMIN_REPLY, 1, 99, b"{}"],
+        [FrameKind.ADMIN_REPLY, 1, 200, "{}"],
+        [FrameKind.ADMIN_REPLY, 1, 200, b"x" * ((16 << 20) + 1)],
+    ],
+)
+def test_malformed_admin_frames_are_refused(frame: list[Any]) -> None:
+    peer = AdminPeer(lambda to, payload: True)
+    handler = peer.on_request if frame[0] == FrameKind.ADMIN else peer.on_reply
+    with pytest.raises(FrameError):
+        handler(2, frame)

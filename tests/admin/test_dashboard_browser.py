@@ -1,8 +1,11 @@
 """The dashboard in a real browser (issue 15): Debian's headless Chromium driven by
-Selenium opens the placement leader's `/dashboard` of a live 4-node cluster, logs in with
-the dev token, and sees every node up and the regions; the test kills a node holding
-replicas, and the page, without a reload, shows it down and the placement driver's
-repair (node-down, then operators adding replicas elsewhere). The browser's console must
+Selenium opens the `/dashboard` of a node of a live 4-node cluster that does NOT lead the
+placement group (its admin API asks the leader for the cluster's views, and every node
+for its history), logs in with the dev token, and sees every node up with its disk and
+memory, the regions, and a chart line per node; the test kills a node holding replicas
+(neither the viewer nor the placement leader), and the page, without a reload, shows it
+down, the cluster degraded and the placement driver's repair (node-down, then operators
+adding replicas elsewhere). The browser's console must
 stay free of errors throughout. Logged in again with a read-only token, the page offers no
 action.
 
@@ -90,7 +93,8 @@ def page_summary(page: WebDriver) -> str:
     """What the page shows, for a failure's message."""
     banner = page.find_element(By.ID, "banner")
     return (
-        f"nodes {node_states(page)}, events {event_kinds(page)[:8]}, "
+        f"nodes {node_states(page)}, disk {cells(page, 5)}, memory {cells(page, 6)}, "
+        f"events {event_kinds(page)[:8]}, "
         f"banner {banner.text if banner.is_displayed() else None!r}, "
         f"console {page.get_log('browser')}"
     )
@@ -103,12 +107,15 @@ def placement_view(cluster: LocalCluster) -> tuple[int, list[dict[str, Any]]] | 
         status, doc = admin_get(cluster, spec.node_id, "/v1/status")
         if status != 200 or not doc["placement_running"]:
             continue
-        regions = admin_get(cluster, spec.node_id, "/v1/regions")[1]["regions"]
+        status, found = admin_get(cluster, spec.node_id, "/v1/regions")
+        if status != 200:
+            return None
+        regions = found["regions"]
         settled = all(
             sum(p["role"] == "voter" for p in r["peers"]) == 3 and r["leader"] and not r["operator"]
             for r in regions
         )
-        return (spec.node_id, regions) if regions and settled else None
+        return (doc["answered_by"], regions) if regions and settled else None
     return None
 
 
@@ -192,10 +199,19 @@ def event_kinds(page: WebDriver) -> list[str]:
     return [str(i.get_attribute("data-kind")) for i in items]
 
 
-def chart_points(page: WebDriver, chart: str) -> int:
-    """How many points the first line of a chart has (0: no line drawn)."""
+def chart_points(page: WebDriver, chart: str) -> list[int]:
+    """How many points each line of a chart has (one line per node)."""
     lines = page.find_elements(By.CSS_SELECTOR, f"#{chart} polyline")
-    return len(str(lines[0].get_attribute("points")).split()) if lines else 0
+    return [len(str(line.get_attribute("points")).split()) for line in lines]
+
+
+def cells(page: WebDriver, column: int) -> dict[int, str]:
+    """One column of the nodes table: node id -> text."""
+    rows = page.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")
+    return {
+        int(r.get_attribute("data-node-id")): r.find_elements(By.TAG_NAME, "td")[column].text
+        for r in rows
+    }
 
 
 def console_errors(page: WebDriver) -> list[dict[str, Any]]:
@@ -213,7 +229,8 @@ def shoot(page: WebDriver, name: str) -> None:
 def test_the_dashboard_shows_a_node_killed_and_its_repair(
     cluster: LocalCluster, browser: WebDriver
 ) -> None:
-    viewer, regions = until("placement settled", lambda: stable_view(cluster), 45, 0.3)
+    leader, regions = until("placement settled", lambda: stable_view(cluster), 45, 0.3)
+    viewer = next(n for n in range(1, NODES + 1) if n != leader)
     browser.get(f"http://{HOST}:{cluster.spec(viewer).admin_port}/dashboard")
     assert browser.find_element(By.ID, "login").is_displayed()
     token = browser.find_element(By.ID, "token")
@@ -225,14 +242,26 @@ def test_the_dashboard_shows_a_node_killed_and_its_repair(
     assert len(shown) == len(regions) and browser.find_elements(By.CSS_SELECTOR, "#keymap .region")
     assert "zone-1" in browser.find_element(By.ID, "nodes").text
     assert browser.find_element(By.ID, "who").text.endswith("admin")
+    assert f"answered by node {leader}" in browser.find_element(By.ID, "cluster").text
     victim = next(
         n
         for n in range(NODES, 0, -1)
-        if n != viewer and any(p["node_id"] == n for r in regions for p in r["peers"])
+        if n not in (viewer, leader) and any(p["node_id"] == n for r in regions for p in r["peers"])
     )
     with Load(cluster.spec(viewer).client_port):
         until(
-            "a throughput line", lambda: chart_points(browser, "chart-ops") >= 2, 10, page=browser
+            "a throughput line per node",
+            lambda: [p >= 2 for p in chart_points(browser, "chart-ops")] == [True] * NODES,
+            10,
+            page=browser,
+        )
+        until(
+            "the disk and memory of every node",  # each from the node's own history
+            lambda: len(cells(browser, 5)) == NODES
+            and all("free" in d for d in cells(browser, 5).values())
+            and all(m.endswith("iB") for m in cells(browser, 6).values()),
+            10,
+            page=browser,
         )
         if SHOTS:
             time.sleep(8)  # a few more samples in the charts
@@ -242,6 +271,14 @@ def test_the_dashboard_shows_a_node_killed_and_its_repair(
             "the victim shown down",
             lambda: node_states(browser).get(victim) == "down",
             20,
+            page=browser,
+        )
+        health = browser.find_element(By.ID, "health")
+        until(
+            "the cluster shown degraded, naming the node down",
+            lambda: health.get_attribute("data-health") == "degraded"
+            and f"node(s) {victim} down" in health.text,
+            5,
             page=browser,
         )
         until("node-down listed", lambda: "node-down" in event_kinds(browser), 5, page=browser)

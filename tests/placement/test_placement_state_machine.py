@@ -175,3 +175,19 @@ def test_a_deposed_leaders_late_report_is_refused() -> None:
     newer_epoch = Region(7, peers=voters, epoch=RegionEpoch(2, 1))
     md.apply(RegionHeartbeat(RegionReport(newer_epoch, 3, term=2), 5))  # a new epoch: taken
     assert md.region_infos[7].report.leader_peer_id == 3
+
+
+def test_a_founders_placeholder_never_overwrites_the_nodes_own_registration() -> None:
+    # the placement leader registers every founder it has not heard of yet (no client
+    # address, no labels); applied after the node's own registration it must not erase
+    # the node's zone (the dashboard test saw node 1 lose its zone this way)
+    from cairn.placement.driver import PlacementDriver
+
+    driver = PlacementDriver()
+    driver.add_node(1, "10.0.0.1:17001", "10.0.0.1:7001", {"zone": "a"}, 0)
+    driver.add_node(1, "10.0.0.1:17001", "", {}, 0)
+    node = driver.metadata.nodes[1]
+    assert node.labels == (("zone", "a"),) and node.client_address == "10.0.0.1:7001"
+    driver.add_node(1, "10.0.0.9:17001", "10.0.0.9:7001", {"zone": "b"}, 0)
+    node = driver.metadata.nodes[1]
+    assert node.labels == (("zone", "b"),) and node.client_address == "10.0.0.9:7001"

@@ -22,7 +22,11 @@ tells the server's middleware so. `GET /v1/session` says which token the page ho
 still refuses them (403) whatever the page does.
 
 `GET /v1/history` is the node's `History` (`cairn.admin.history`), sampled by a task
-that lives as long as the application.
+that lives as long as the application; `GET /v1/history?node=N` is node N's, asked of it
+over the peer transport (`cairn.admin.forward`); `GET /v1/histories?nodes=1,2,3` asks
+them all at once (what the page polls: one request, and a node down is listed as
+unanswered rather than failing it), so the page charts every node from whichever node
+it is open on.
 """
 
 from __future__ import annotations
@@ -32,13 +36,15 @@ import contextlib
 import hashlib
 import html
 import importlib.resources
+import json
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from cairn.admin.access import Access
+from cairn.admin.forward import Forwarder
 from cairn.admin.history import HistoryFeed, sample_forever
-from cairn.admin.source import BadRequestError
+from cairn.admin.source import BadRequestError, NotFoundError, SourceUnavailableError
 
 PAGE_PATH = "/dashboard"
 STATIC_PREFIX = "/dashboard/static/"
@@ -60,7 +66,10 @@ SECURITY_HEADERS = {
 }
 
 
-_FEED_KEY = web.AppKey("history_feed", HistoryFeed)
+FEED_KEY = web.AppKey("history_feed", HistoryFeed)
+FORWARDER_KEY = web.AppKey("forwarder", Forwarder)
+"""The admin app's `Forwarder` (set by `cairn.admin.server.make_app` when the node has
+peers to ask)."""
 _ACCESS_KEY = web.AppKey("dashboard_access", Access)
 _PAGE_KEY = web.AppKey("dashboard_page", str)
 _ASSETS_KEY = web.AppKey("dashboard_assets", dict[str, bytes])
@@ -123,15 +132,86 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 async def get_history(request: web.Request) -> web.Response:
-    """`GET /v1/history?since_ms=T`: this node's samples newer than T (all by default)."""
-    text = request.query.get("since_ms", "0")
+    """`GET /v1/history?since_ms=T&node=N`: node N's samples newer than T (all by
+    default); N is this node by default, another is asked over the peer transport."""
+    since = _query_int(request, "since_ms", 0, 0)
+    feed = request.app[FEED_KEY]
+    node = _query_int(request, "node", feed.history.node_id, 1)
+    forwarder = request.app.get(FORWARDER_KEY)
+    if node == feed.history.node_id or forwarder is None:
+        if node != feed.history.node_id:
+            raise NotFoundError(f"node {node}'s history is only on node {node}")
+        return web.json_response(feed.history.to_json(since))
+    status, body = await forwarder.ask(node, "history", [since])
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+
+
+MAX_HISTORY_NODES = 64
+"""The most nodes one `GET /v1/histories` may name."""
+
+
+async def get_histories(request: web.Request) -> web.Response:
+    """`GET /v1/histories?nodes=1,2,3&since_ms=T`: the history of each node named, asked
+    of them at once; a node that does not answer (down, not connected, too slow) is
+    listed under "unanswered" with the reason, so the page charts the others."""
+    since = _query_int(request, "since_ms", 0, 0)
+    ids = _node_list(request.query.get("nodes", ""))
+    feed = request.app[FEED_KEY]
+    forwarder = request.app.get(FORWARDER_KEY)
+
+    async def one(node: int) -> tuple[int, bytes] | str:
+        if node == feed.history.node_id:
+            return 200, json.dumps(feed.history.to_json(since)).encode()
+        if forwarder is None:
+            return f"node {node}'s history is only on node {node}"
+        try:
+            return await forwarder.ask(node, "history", [since])
+        except SourceUnavailableError as exc:
+            return str(exc)
+
+    histories: list[object] = []
+    unanswered: dict[str, str] = {}
+    for node, got in zip(ids, await asyncio.gather(*(one(n) for n in ids)), strict=True):
+        if isinstance(got, str):
+            unanswered[str(node)] = got
+        elif got[0] != 200:
+            unanswered[str(node)] = _error_message(got[1])
+        else:
+            histories.append(json.loads(got[1]))
+    return web.json_response({"histories": histories, "unanswered": unanswered})
+
+
+def _node_list(text: str) -> list[int]:
+    parts = text.split(",") if text else []
+    if not 0 < len(parts) <= MAX_HISTORY_NODES:
+        raise BadRequestError(f"nodes: name 1 to {MAX_HISTORY_NODES} node ids, comma-separated")
     try:
-        since = int(text)
+        ids = [int(p) for p in parts]
     except ValueError:
-        raise BadRequestError(f"since_ms: {text[:40]!r} is not an integer") from None
-    if not 0 <= since < 2**63:
-        raise BadRequestError(f"since_ms: {since} is out of range")
-    return web.json_response(request.app[_FEED_KEY].history.to_json(since))
+        raise BadRequestError(f"nodes: {text[:60]!r} is not a list of node ids") from None
+    if not all(0 < n < 2**63 for n in ids):
+        raise BadRequestError("nodes: a node id is positive")
+    return list(dict.fromkeys(ids))
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        return str(json.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return "no answer"
+
+
+def _query_int(request: web.Request, name: str, default: int, low: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequestError(f"{name}: {text[:40]!r} is not an integer") from None
+    if not low <= value < 2**63:
+        raise BadRequestError(f"{name}: {value} is out of range")
+    return value
 
 
 def setup(app: web.Application, access: Access, feed: HistoryFeed | None) -> None:
@@ -144,8 +224,9 @@ def setup(app: web.Application, access: Access, feed: HistoryFeed | None) -> Non
     app.router.add_get(STATIC_PREFIX + "{name}", get_static)
     app.router.add_get("/v1/session", get_session)
     if feed is not None:
-        app[_FEED_KEY] = feed
+        app[FEED_KEY] = feed
         app.router.add_get("/v1/history", get_history)
+        app.router.add_get("/v1/histories", get_histories)
         app.cleanup_ctx.append(_sampling(feed))
 
 
@@ -228,11 +309,11 @@ _PAGE = """<!DOCTYPE html>
     </div>
   </section>
   <section>
-    <h2>This node over the last minutes <span id="history-node" class="muted"></span></h2>
+    <h2>Every node over the last minutes <span id="history-node" class="muted"></span></h2>
     <div class="charts">
-      <figure><figcaption>throughput (commands/s)</figcaption>
+      <figure><figcaption>throughput per node (commands/s)</figcaption>
         <svg id="chart-ops" class="chart" viewBox="0 0 400 140"></svg></figure>
-      <figure><figcaption>latency (us): p50, p99, p99.9</figcaption>
+      <figure><figcaption>latency per node: p99 (us)</figcaption>
         <svg id="chart-latency" class="chart" viewBox="0 0 400 140"></svg></figure>
       <figure><figcaption>Raft commit lag per node (entries)</figcaption>
         <svg id="chart-lag" class="chart" viewBox="0 0 400 140"></svg></figure>

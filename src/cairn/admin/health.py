@@ -6,8 +6,9 @@ of `cairn ctl nodes` and `regions` can see for themselves:
 
 - a region whose voters are at least half on nodes that are down or removed has lost its
   quorum: it cannot serve (unavailable);
-- a region without a known leader, or with fewer voters than declared, still has a quorum
-  but is degraded;
+- a region without a known leader, with a voter on a node that is down or removed, or
+  with fewer voters than declared, still has a quorum but is degraded (one more loss
+  may take it);
 - a range of the keyspace no region covers cannot be served; a node down is a degradation.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cairn.admin.views import Health, NodeCounts, NodeStatus, NodeView, RegionView
+from cairn.admin.views import Health, NodeCounts, NodeStatus, NodeView, PeerView, RegionView
 
 _GONE = (NodeStatus.DOWN, NodeStatus.REMOVED)
 
@@ -25,7 +26,7 @@ def region_health(voters: Sequence[int], leader: int | None, gone: frozenset[int
     lost = sum(1 for n in voters if n in gone)
     if not voters or 2 * lost >= len(voters):
         return Health.UNAVAILABLE
-    if leader is None or leader in gone:
+    if lost or leader is None or leader in gone:
         return Health.DEGRADED
     return Health.OK
 
@@ -59,10 +60,15 @@ def problems(
     if lost:
         worst = Health.UNAVAILABLE
         found.append(f"region(s) {_ids(lost)} lost their quorum")
-    leaderless = [r.id for r in regions if r.health is Health.DEGRADED]
+    gone = gone_nodes(nodes)
+    degraded = [r for r in regions if r.health is Health.DEGRADED]
+    leaderless = [r.id for r in degraded if r.leader is None or r.leader in gone]
+    exposed = [r.id for r in degraded if any(_voter_gone(p, gone) for p in r.peers)]
     down = [n.id for n in nodes if n.status is NodeStatus.DOWN]
     if leaderless:
         found.append(f"region(s) {_ids(leaderless)} have no leader")
+    if exposed:
+        found.append(f"region(s) {_ids(exposed)} have a replica on a node down or removed")
     if down:
         found.append(f"node(s) {_ids(down)} down")
     if under_replicated:
@@ -70,6 +76,10 @@ def problems(
     if found and worst is Health.OK:
         worst = Health.DEGRADED
     return worst, tuple(found)
+
+
+def _voter_gone(peer: PeerView, gone: frozenset[int]) -> bool:
+    return peer.role == "voter" and peer.node_id in gone
 
 
 def _ids(ids: Sequence[int], shown: int = 8) -> str:

@@ -27,6 +27,7 @@ from cairn.admin.placement_source import PlacementSource
 from cairn.admin.source import (
     PLACEMENT_NOT_RUNNING,
     AdminSource,
+    LeaderElsewhereError,
     PlacementUnavailableError,
     SourceUnavailableError,
 )
@@ -234,10 +235,12 @@ class ClusterAdminSource:
     The placement driver's views live on the group's leader. This node answers with them
     when it is that leader (a `PlacementSource` over its replica's driver, whose actions
     are proposed through the group) and the driver's region map covers the keyspace.
-    When another node leads the group and is reachable from here, it answers 503 naming
-    that node, so `cairn ctl` moves on to the next endpoint. When no leader can be told
-    (the group is electing, or the driver has not heard from every region yet) it shows
-    this node's own layout (`NodeAdminSource`), as a cluster without a driver would.
+    When another node leads the group and is reachable from here, it raises
+    `LeaderElsewhereError` naming that node: the admin server asks that node over the
+    peer transport (`cairn.admin.forward`), or answers 503 naming it without one. When no
+    leader can be told (the group is electing, or the driver has not heard from every
+    region yet) it shows this node's own layout (`NodeAdminSource`), as a cluster without
+    a driver would.
     """
 
     def __init__(self, node: Node) -> None:
@@ -266,8 +269,8 @@ class ClusterAdminSource:
             and node.transport.connected(leader)
         ):
             address = node.transport.client_addrs.get(leader, "?")
-            raise SourceUnavailableError(
-                f"node {leader} ({address}) leads the placement group: ask its admin API"
+            raise LeaderElsewhereError(
+                leader, f"node {leader} ({address}) leads the placement group: ask its admin API"
             )
         if action:
             raise SourceUnavailableError("the placement group has no leader right now")

@@ -26,7 +26,9 @@ Routes (see docs/admin.md):
     GET  /metrics                  Prometheus text format
     POST /v1/backup/{pause,unpause,open,chunk,close}   `cairn ctl backup` (`backup_api`)
     GET  /v1/session               the token's id, name and role (for the dashboard)
-    GET  /v1/history?since_ms=T    this node's figures over the last minutes
+    GET  /v1/history?since_ms=T&node=N   node N's (default: this node's) figures over
+                                   the last minutes
+    GET  /v1/histories?nodes=1,2,3 several nodes' histories at once (for the dashboard)
     GET|POST /v1/tenants, DELETE /v1/tenants/{name}   `cairn ctl tenant` (`tenants_api`)
     GET  /dashboard                the web dashboard (`cairn.admin.dashboard`; no token
                                    for the page and its static files, which hold no data)
@@ -37,7 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -47,35 +49,25 @@ from cairn.admin import dashboard
 from cairn.admin import metrics as prom
 from cairn.admin.access import Access, log_change
 from cairn.admin.backup_api import NodeBackup, add_routes
+from cairn.admin.dashboard import FORWARDER_KEY
+from cairn.admin.forward import DEFAULT_EVENT_LIMIT, MAX_EVENT_LIMIT, Forwarder, answer
 from cairn.admin.history import HistoryFeed
 from cairn.admin.http_log import http_error_logger
 from cairn.admin.json_body import parse_json_body
-from cairn.admin.source import (
-    AdminError,
-    AdminSource,
-    BadRequestError,
-    NotFoundError,
-)
+from cairn.admin.source import AdminError, AdminSource, BadRequestError
 from cairn.admin.tenants_api import NodeTenants
 from cairn.admin.tenants_api import add_routes as add_tenant_routes
 from cairn.admin.views import (
-    ActionResult,
     Json,
     SchemaError,
-    event_page_to_json,
-    node_to_json,
-    region_to_json,
     rules_from_json,
-    rules_to_json,
-    status_to_json,
 )
 from cairn.placement.model import InvalidRulesError
+from cairn.runtime.admin_peer import AdminPeer, Args
 
 log = logging.getLogger("cairn.admin")
 
 API_VERSION = "v1"
-DEFAULT_EVENT_LIMIT = 100
-MAX_EVENT_LIMIT = 1000
 MAX_BODY_BYTES = 64 << 10
 
 _SOURCE_KEY = web.AppKey("source", AdminSource)
@@ -92,7 +84,8 @@ ENDPOINTS = (
     "POST /v1/placement",
     "GET /metrics",
     "GET /v1/session",
-    "GET /v1/history?since_ms=T",
+    "GET /v1/history?since_ms=T&node=N",
+    "GET /v1/histories?nodes=1,2,3&since_ms=T",
     "GET /dashboard",
 )
 
@@ -144,10 +137,6 @@ async def _body(request: web.Request, *, required: bool) -> Any:
 
 
 
-def _action(result: ActionResult, status: int = 200) -> web.Response:
-    return _json({"ok": True, "message": result.message}, status)
-
-
 # -- handlers ---------------------------------------------------------------------------
 
 
@@ -156,46 +145,47 @@ async def index(request: web.Request) -> web.Response:
     return _json({"api": API_VERSION, "endpoints": list(ENDPOINTS)})
 
 
+def _forwarder(request: web.Request) -> Forwarder | None:
+    return request.app.get(FORWARDER_KEY)
+
+
+async def _view(request: web.Request, view: str, args: Args) -> web.Response:
+    """`view` as this node answers it, or the placement leader (`cairn.admin.forward`)."""
+    feed = request.app.get(dashboard.FEED_KEY)
+    status, body = await answer(_source(request), feed, _forwarder(request), view, args)
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+
+
 async def get_status(request: web.Request) -> web.Response:
     """`GET /v1/status`."""
-    return _json(status_to_json(await _source(request).status()))
+    return await _view(request, "status", [])
 
 
 async def get_nodes(request: web.Request) -> web.Response:
     """`GET /v1/nodes`."""
-    nodes = await _source(request).nodes()
-    return _json({"nodes": [node_to_json(n) for n in nodes]})
+    return await _view(request, "nodes", [])
 
 
 async def get_node(request: web.Request) -> web.Response:
     """`GET /v1/nodes/{id}`."""
-    node_id = _path_id(request, "node")
-    found = [n for n in await _source(request).nodes() if n.id == node_id]
-    if not found:
-        raise NotFoundError(f"node {node_id} is not a member of the cluster")
-    return _json(node_to_json(found[0]))
+    return await _view(request, "node", [_path_id(request, "node")])
 
 
 async def get_regions(request: web.Request) -> web.Response:
     """`GET /v1/regions`."""
-    regions = await _source(request).regions()
-    return _json({"regions": [region_to_json(r) for r in regions]})
+    return await _view(request, "regions", [])
 
 
 async def get_region(request: web.Request) -> web.Response:
     """`GET /v1/regions/{id}`."""
-    region_id = _path_id(request, "region")
-    found = [r for r in await _source(request).regions() if r.id == region_id]
-    if not found:
-        raise NotFoundError(f"region {region_id} is not known")
-    return _json(region_to_json(found[0]))
+    return await _view(request, "region", [_path_id(request, "region")])
 
 
 async def get_events(request: web.Request) -> web.Response:
     """`GET /v1/events?since=N&limit=M`: events numbered after N, at most M (the newest)."""
     since = _int_param(request, "since", 0, 0, 2**63 - 1)
     limit = _int_param(request, "limit", DEFAULT_EVENT_LIMIT, 1, MAX_EVENT_LIMIT)
-    return _json(event_page_to_json(await _source(request).events(since, limit)))
+    return await _view(request, "events", [since, limit])
 
 
 async def post_drain(request: web.Request) -> web.Response:
@@ -205,19 +195,17 @@ async def post_drain(request: web.Request) -> web.Response:
     reason = body.get("reason", "") if isinstance(body, dict) else None
     if not isinstance(reason, str):
         raise BadRequestError('the body must be {"reason": "<text>"} or empty')
-    return _action(await _source(request).drain_node(node_id, reason), 202)
+    return await _view(request, "drain", [node_id, reason])
 
 
 async def post_placement(request: web.Request) -> web.Response:
     """`POST /v1/placement`: the desired placement rules."""
     body = await _body(request, required=True)
     try:
-        rules = rules_from_json(body)
-        rules.validate()
+        rules_from_json(body).validate()
     except (SchemaError, InvalidRulesError) as exc:
         raise BadRequestError(f"invalid placement rules: {exc}") from None
-    result = await _source(request).set_placement(rules)
-    return _json({"ok": True, "message": result.message, "rules": rules_to_json(rules)})
+    return await _view(request, "placement", [json.dumps(body, separators=(",", ":"))])
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -275,12 +263,19 @@ def make_app(
     backup: NodeBackup | None = None,
     history: HistoryFeed | None = None,
     tenants: NodeTenants | None = None,
+    peer: AdminPeer | None = None,
 ) -> web.Application:
     """The aiohttp application answering the admin API from `source`, to whom `access`
     lets in; with `backup`, the backup endpoints too; with the dashboard (and
-    `/v1/history` when `history` is given)."""
+    `/v1/history` when `history` is given); with `peer`, the views this node cannot
+    answer are asked of the node that can, and other nodes' questions answered
+    (`cairn.admin.forward`)."""
     app = web.Application(middlewares=[_errors_middleware(access)], client_max_size=MAX_BODY_BYTES)
     app[_SOURCE_KEY] = source
+    if peer is not None:
+        forwarder = Forwarder(peer, source, history)
+        app[FORWARDER_KEY] = forwarder
+        app.cleanup_ctx.append(_answering(forwarder))
     app.router.add_get("/", index)
     app.router.add_get("/v1", index)
     app.router.add_get("/v1/status", get_status)
@@ -300,6 +295,17 @@ def make_app(
     return app
 
 
+def _answering(forwarder: Forwarder) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The cleanup context that answers other nodes' questions while the app runs."""
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        forwarder.attach()
+        yield
+        forwarder.detach()
+
+    return run
+
+
 class AdminServer:
     """The admin API of one node, listening on `host:port` between `start` and `stop`."""
 
@@ -314,6 +320,7 @@ class AdminServer:
         backup: NodeBackup | None = None,
         history: HistoryFeed | None = None,
         tenants: NodeTenants | None = None,
+        peer: AdminPeer | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -321,7 +328,7 @@ class AdminServer:
         self.ssl_context = ssl_context
         """HTTPS with this context (the node's TLS one, `cairn.runtime.tls`); None: HTTP."""
         self.backup = backup
-        self.app = make_app(source, access, backup, history, tenants)
+        self.app = make_app(source, access, backup, history, tenants, peer)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

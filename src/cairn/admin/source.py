@@ -77,6 +77,15 @@ class SourceUnavailableError(AdminError):
     code = "unavailable"
 
 
+class LeaderElsewhereError(SourceUnavailableError):
+    """Another node (`leader`) leads the placement group and has the cluster's views: the
+    admin server asks it (`cairn.admin.forward`), or answers 503 naming it."""
+
+    def __init__(self, leader: int, message: str) -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
 PLACEMENT_NOT_RUNNING = (
     "the placement driver is not running in this cluster yet: the layout is static "
     "(one region over the whole keyspace), so nodes cannot be drained and placement rules "

@@ -106,6 +106,7 @@ async def run_node(config: NodeConfig) -> int:
                 backup=NodeBackup(node),
                 history=node_feed(node),
                 tenants=NodeTenants(node),
+                peer=None if node.placement is None else node.placement.admin,
             )
             await admin.start()
         except (OSError, AdminStartError) as exc:

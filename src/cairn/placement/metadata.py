@@ -228,6 +228,10 @@ class ClusterMetadata:
         if old is not None and old.admin is NodeAdmin.REMOVED:
             return Ack(False, f"node {c.node_id} was removed; ids are not reused")
         labels = tuple(sorted(c.labels))
+        if old is not None and old.client_address and not c.client_address:
+            # the placement leader's placeholder for a founder (no client address, no
+            # labels) never overwrites the node's own registration, applied first
+            return Ack(True, "known")
         if old is not None:
             self.nodes[c.node_id] = replace(
                 old, peer_address=c.peer_address, client_address=c.client_address, labels=labels

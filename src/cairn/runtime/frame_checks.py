@@ -312,3 +312,50 @@ def _check_conf_change(data: bytes, region: bool) -> None:
         uint(change.node_id, "a conf change's node id")
     if region and cc.context:
         _request(cc.context)
+
+
+MAX_ADMIN_VIEW = 32
+"""The longest view name an ADMIN frame may carry."""
+MAX_ADMIN_ARGS = 4
+MAX_ADMIN_ARG = 64 << 10
+"""The longest text argument of an ADMIN frame (a placement rules document fits)."""
+MAX_ADMIN_REPLY = 16 << 20
+"""The largest body an ADMIN_REPLY may carry."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminFrame:
+    """A read (or action) of this node's admin API another node asks for its caller."""
+
+    request_id: int
+    view: str
+    args: list[int | str]
+
+
+def check_admin(frame: list[Any]) -> AdminFrame:
+    """An ADMIN frame's fields: a short view name, a few integer or bounded text args."""
+    _arity(frame, FrameKind.ADMIN, (4,))
+    request_id = uint(frame[1], "an ADMIN frame's request id")
+    view = frame[2]
+    if not isinstance(view, str) or not 0 < len(view) <= MAX_ADMIN_VIEW:
+        raise FrameError("an ADMIN frame's view is not a short name")
+    args = _list(frame[3], "an ADMIN frame's args", MAX_ADMIN_ARGS)
+    for arg in args:
+        if isinstance(arg, str):
+            if len(arg) > MAX_ADMIN_ARG:
+                raise FrameError("an ADMIN frame's argument is too long")
+        else:
+            uint(arg, "an ADMIN frame's argument")
+    return AdminFrame(request_id, view, args)
+
+
+def check_admin_reply(frame: list[Any]) -> tuple[int, int, bytes]:
+    """An ADMIN_REPLY's (request id, HTTP status, JSON body)."""
+    _arity(frame, FrameKind.ADMIN_REPLY, (4,))
+    request_id = uint(frame[1], "an ADMIN_REPLY's request id")
+    status, body = frame[2], frame[3]
+    if type(status) is not int or not 200 <= status <= 599:
+        raise FrameError("an ADMIN_REPLY's status is not an HTTP status")
+    if not isinstance(body, bytes) or len(body) > MAX_ADMIN_REPLY:
+        raise FrameError("an ADMIN_REPLY's body is not bytes of a bounded size")
+    return request_id, status, body

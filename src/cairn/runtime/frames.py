@@ -62,6 +62,11 @@ class FrameKind(enum.IntEnum):
     ACL_USERS = 13
     """[kind, version, [[name, rules], ...]]: the cluster's ACL users as the placement
     leader holds them (see `cairn.runtime.acl_commands`)."""
+    ADMIN = 14
+    """[kind, request_id, view, [arg, ...]]: a read of another node's admin API (a cluster
+    view of the placement leader, a node's history; see `cairn.runtime.admin_peer`)."""
+    ADMIN_REPLY = 15
+    """[kind, request_id, http_status, json_body]: the answer to an ADMIN frame."""
 
 
 class FrameError(ValueError):

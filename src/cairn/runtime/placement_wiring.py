@@ -60,6 +60,7 @@ from cairn.placement.service import (
 )
 from cairn.raft.config import Config
 from cairn.raft.types import NONE, NodeId
+from cairn.runtime.admin_peer import AdminPeer
 from cairn.runtime.config import NodeConfig
 from cairn.runtime.frame_checks import check_acl_users, check_peers
 from cairn.runtime.frames import FrameError, FrameKind, encode_frame
@@ -198,6 +199,10 @@ class NodePlacement:
         transport.handlers[FrameKind.PLACEMENT] = self._on_placement_frame
         transport.handlers[FrameKind.PEERS] = self._on_peers_frame
         transport.handlers[FrameKind.REGIONS] = self._on_regions_frame
+        self.admin = AdminPeer(transport.send_frame)
+        """Admin API reads asked of and by other nodes (`cairn.runtime.admin_peer`)."""
+        transport.handlers[FrameKind.ADMIN] = self.admin.on_request
+        transport.handlers[FrameKind.ADMIN_REPLY] = self.admin.on_reply
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -274,6 +279,7 @@ class NodePlacement:
     def stop(self) -> None:
         """Stop the agent and the member, close the placement log."""
         self.stopped = True
+        self.admin.close()
         for task in self._tasks:
             task.cancel()
         if self._layout_timer is not None:

@@ -16,7 +16,8 @@
     lastSeq: 0,
     eventsLoaded: false,
     status: null,
-    history: null,
+    histories: null, // node id -> that node's /v1/history (asked through this node)
+    nodeIds: [],
     polls: 0,
     timer: null,
     generation: 0,
@@ -97,7 +98,8 @@
     state.lastSeq = 0;
     state.eventsLoaded = false;
     state.status = null;
-    state.history = null;
+    state.histories = null;
+    state.nodeIds = [];
   }
 
   async function open(token) {
@@ -141,10 +143,7 @@
     const withHistory = state.polls % HISTORY_EVERY === 0;
     const token = state.token;
     state.polls += 1;
-    // The history is this node's own: it is shown even when the cluster's views are not
-    // (a node that does not lead the placement group answers those with 503).
-    const history = withHistory
-      ? api("/v1/history").catch(() => null) : Promise.resolve(state.history);
+    const histories = withHistory ? fetchHistories() : Promise.resolve(state.histories);
     try {
       const [status, nodes, regions, events] = await Promise.all([
         api("/v1/status"),
@@ -152,39 +151,46 @@
         api("/v1/regions"),
         api("/v1/events?since=" + state.lastSeq + "&limit=" + (state.eventsLoaded ? 1000 : 200)),
       ]);
-      const samples = await history;
+      const byNode = await histories;
       if (state.token !== token) return; // logged out meanwhile: show nothing of it
       state.status = status;
-      state.history = samples;
+      state.histories = byNode;
+      state.nodeIds = nodes.nodes.filter((n) => n.status === "up" || n.status === "draining")
+        .map((n) => n.id);
       banner(null);
       renderStatus(status);
-      renderNodes(nodes.nodes, samples);
-      renderRegions(regions.regions, samples);
+      renderNodes(nodes.nodes, byNode);
+      renderRegions(regions.regions, byNode);
       renderEvents(events);
     } catch (err) {
       if (state.token !== token) return;
       if (err.status === 401) { showLogin("The token was refused: " + err.message); return; }
       banner(err.status === 503 ? err.message + " (this page keeps trying)" : err.message);
-      if (err.status === 503) leaderHint(err.message);
     }
-    const samples = await history;
+    const byNode = await histories;
     if (withHistory && state.token === token) {
-      state.history = samples;
-      renderHistory(samples);
+      state.histories = byNode;
+      renderHistory(byNode);
     }
   }
 
-  // "node 2 (127.0.0.1:7002) leads the placement group": a link to that node's dashboard
-  // at the default admin port (client port + 20000), which a `cairn dev` cluster uses.
-  function leaderHint(message) {
-    const found = /node (\d+) \(([A-Za-z0-9.-]+):(\d+)\) leads the placement group/.exec(message);
-    if (!found) return;
-    const port = Number(found[3]) + 20000;
-    if (port > 65535) return;
-    const url = location.protocol + "//" + found[2] + ":" + port + "/dashboard";
-    const link = el("a", url);
-    link.href = url;
-    $("banner").append(el("span", " Its dashboard, if it uses the default admin port: "), link);
+  // Every node's history, asked through this node in one request
+  // (/v1/histories?nodes=...): the nodes of the last view that are not down or removed,
+  // or this node's own before the first view. A node up that does not answer this time
+  // (a busy machine) keeps its previous history until the next round, so the charts do
+  // not flicker; a node down is left out.
+  async function fetchHistories() {
+    if (!state.nodeIds.length) {
+      const own = await api("/v1/history").catch(() => null);
+      return own ? { [own.node_id]: own } : {};
+    }
+    const ids = state.nodeIds;
+    const doc = await api("/v1/histories?nodes=" + ids.join(",")).catch(() => null);
+    const byNode = {};
+    for (const h of doc ? doc.histories : []) byNode[h.node_id] = h;
+    const before = state.histories || {};
+    for (const id of ids) if (!byNode[id] && before[id]) byNode[id] = before[id];
+    return byNode;
   }
 
   function banner(message) {
@@ -222,11 +228,14 @@
     return "";
   }
 
-  function renderNodes(nodes, history) {
+  function lastSample(histories, id) {
+    const doc = histories ? histories[id] : undefined;
+    return doc && doc.samples.length ? doc.samples[doc.samples.length - 1] : null;
+  }
+
+  function renderNodes(nodes, histories) {
     const body = $("nodes").tBodies[0];
     body.replaceChildren();
-    const last = history && history.samples.length
-      ? history.samples[history.samples.length - 1] : null;
     for (const n of nodes) {
       const row = el("tr");
       row.dataset.nodeId = n.id;
@@ -234,7 +243,7 @@
       row.append(el("td", "node " + n.id), el("td", n.labels.zone || "–"));
       row.append(el("td", n.status, "state state-" + n.status));
       row.append(el("td", n.regions), el("td", n.leaders));
-      const own = last && history.node_id === n.id ? last : null;
+      const own = lastSample(histories, n.id);
       row.append(el("td", diskText(n, own)));
       row.append(el("td", own ? bytes(own.rss_bytes) : "–"), el("td", n.client_address || "–"));
       const cell = el("td");
@@ -250,7 +259,7 @@
     }
   }
 
-  // Disk: what the placement driver knows of the node, else this node's own sample.
+  // Disk: what the placement driver knows of the node, else the node's own last sample.
   function diskText(node, sample) {
     if (node.capacity_bytes !== null) {
       return bytes(node.used_bytes) + " / " + bytes(node.capacity_bytes);
@@ -261,7 +270,19 @@
     return "–";
   }
 
-  function renderRegions(regions, history) {
+  // A region's write rate: as its leader's history says (every replica applies the
+  // same writes), else the highest any node reports.
+  function regionWrites(histories, region) {
+    if (!histories) return undefined;
+    const key = String(region.id);
+    const lead = histories[region.leader];
+    if (lead && lead.region_writes_per_s[key] !== undefined) return lead.region_writes_per_s[key];
+    const seen = Object.values(histories).map((h) => h.region_writes_per_s[key])
+      .filter((w) => w !== undefined);
+    return seen.length ? Math.max(...seen) : undefined;
+  }
+
+  function renderRegions(regions, histories) {
     const map = $("keymap");
     const body = $("regions").tBodies[0];
     map.replaceChildren();
@@ -277,7 +298,7 @@
       map.append(block);
       const voters = r.peers.filter((p) => p.role === "voter").map((p) => p.node_id);
       const learners = r.peers.filter((p) => p.role === "learner").map((p) => p.node_id);
-      const writes = history ? history.region_writes_per_s[String(r.id)] : undefined;
+      const writes = regionWrites(histories, r);
       const row = el("tr");
       row.dataset.regionId = r.id;
       row.append(
@@ -333,24 +354,38 @@
 
   // -- charts -----------------------------------------------------------------------
 
-  function renderHistory(history) {
-    if (!history) {
-      $("history-node").textContent = "(no history on this node)";
+  function color(id) { return PALETTE[(Number(id) - 1) % PALETTE.length]; }
+
+  // One line per node: its throughput and p99 latency from its own history; its commit
+  // lag as the leaders of its regions see it (the highest any node reports for it in
+  // the same second).
+  function renderHistory(histories) {
+    const ids = Object.keys(histories || {}).map(Number).sort((a, b) => a - b);
+    if (!ids.length) {
+      $("history-node").textContent = "(no history answered)";
       return;
     }
-    $("history-node").textContent = "(node " + history.node_id + ")";
-    const s = history.samples;
-    const series = (name, color, pick) => ({
-      name, color, points: s.map((x) => [x.time_ms, pick(x)]).filter((p) => p[1] !== null),
+    $("history-node").textContent = "(nodes " + ids.join(", ") + ")";
+    const line = (id, pick) => ({
+      name: "node " + id, color: color(id),
+      points: histories[id].samples.map((x) => [x.time_ms, pick(x)]).filter((p) => p[1] !== null),
     });
-    lineChart($("chart-ops"), [series("ops/s", PALETTE[0], (x) => x.ops_per_s)]);
-    lineChart($("chart-latency"), history.percentiles.map((p, i) =>
-      series(p, PALETTE[i], (x) => x.latency_us[p])));
-    const nodes = new Set();
-    for (const x of s) for (const n of Object.keys(x.commit_lag)) nodes.add(n);
-    lineChart($("chart-lag"), [...nodes].sort((a, b) => a - b).map((n) =>
-      series("node " + n, PALETTE[(Number(n) - 1) % PALETTE.length],
-        (x) => x.commit_lag[n] ?? null)));
+    lineChart($("chart-ops"), ids.map((id) => line(id, (x) => x.ops_per_s)));
+    lineChart($("chart-latency"), ids.map((id) => line(id, (x) => x.latency_us["p99"] ?? null)));
+    const lag = {}; // node -> second -> [time_ms, entries]
+    for (const id of ids) {
+      for (const x of histories[id].samples) {
+        const second = Math.floor(x.time_ms / 1000);
+        for (const [node, entries] of Object.entries(x.commit_lag)) {
+          const at = (lag[node] ??= {});
+          if (!at[second] || at[second][1] < entries) at[second] = [x.time_ms, entries];
+        }
+      }
+    }
+    lineChart($("chart-lag"), Object.keys(lag).map(Number).sort((a, b) => a - b).map((n) => ({
+      name: "node " + n, color: color(n),
+      points: Object.values(lag[n]).sort((a, b) => a[0] - b[0]),
+    })));
   }
 
   function lineChart(svg, series) {
