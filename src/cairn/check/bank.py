@@ -192,8 +192,8 @@ def _explain_final(
             unknown.append(tuple(move))
     target = tuple(int(str(final[a])) for a in accounts)
     reachable = {tuple(base)}
-    for move in unknown:
-        reachable |= {tuple(r + m for r, m in zip(s, move, strict=True)) for s in reachable}
+    for step in unknown:
+        reachable |= {tuple(r + m for r, m in zip(s, step, strict=True)) for s in reachable}
         if len(reachable) > MAX_SUBSETS:
             return None, f"not checked ({len(unknown)} unknown transfers, too many subsets)"
     if target in reachable:
