@@ -226,6 +226,7 @@ def check_bank(
     if final is not None:
         problems = _balance_problems("the final read", final, opening, allow_negative)
         anomalies += problems
+        explained = "not checked (the final read itself is wrong)"
         if not problems:
             unexplained, explained = _explain_final(final, opening, ops)
             if unexplained is not None:
