@@ -2,7 +2,7 @@
 through kills and partitions must show 0 anomalies after real work; with the planted bug
 `exec-split` (EXEC applied as separate entries) both checkers must find it.
 
-About 50 seconds for the file on two cores.
+About 45 seconds for the file on two cores.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def _committed(path: Path, f: str) -> int:
 def test_bank_and_append_under_kills_and_partitions(tmp_path: Path) -> None:
     config = ChaosConfig(
         out=tmp_path,
-        duration=20,
-        seed=5,
+        duration=14,
+        seed=21,  # a kill, then the leader isolated
         faults=frozenset({FaultKind.KILL, FaultKind.PARTITION}),
         workloads=("bank", "append"),
         workers=3,
@@ -43,9 +43,9 @@ def test_bank_and_append_under_kills_and_partitions(tmp_path: Path) -> None:
     assert "explained by the acknowledged" in bank.details, bank.details
     transfers = _committed(result.histories["bank"], "transfer")
     reads = _committed(result.histories["bank"], "read")
-    assert transfers > 100 and reads > 50, (transfers, reads)
+    assert transfers > 60 and reads > 30, (transfers, reads)
     txns = _committed(result.histories["append"], "txn")
-    assert txns > 300, f"too few committed list-append transactions: {txns}"
+    assert txns > 200, f"too few committed list-append transactions: {txns}"
     mine = [ns for ns in leftover_namespaces() if ns.startswith(run.run_id)]
     assert not mine, f"the run left network namespaces behind: {mine}"
 
