@@ -58,8 +58,8 @@ from __future__ import annotations
 
 import enum
 from bisect import bisect_left
-from collections import deque
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -69,6 +69,9 @@ TXN = "txn"
 """The function name of a list-append transaction in a history."""
 APPEND = "append"
 READ = "r"
+
+_SCALARS = (int, str)
+"""The types an appended value may have (exactly: a bool is not an integer here)."""
 
 MicroOp = tuple[str, str, object]
 """(APPEND, key, value) or (READ, key, list read or None)."""
@@ -186,12 +189,12 @@ def _micro_op(raw: object, completed: bool) -> MicroOp:
     if f not in (APPEND, READ) or not isinstance(key, str):
         raise HistoryError(f"a micro-operation is [append|r, key, value], not {raw!r}")
     if f == APPEND:
-        if not isinstance(value, Hashable) or value is None or isinstance(value, bool):
+        if type(value) not in _SCALARS:
             raise HistoryError(f"an appended value must be a string or integer, not {value!r}")
         return (f, key, value)
     if value is None or not completed:
         return (f, key, None)
-    if not isinstance(value, list | tuple) or not all(isinstance(v, Hashable) for v in value):
+    if not isinstance(value, list | tuple) or not all(type(v) in _SCALARS for v in value):
         raise HistoryError(f"a read completes with a list of values, not {value!r}")
     return (f, key, tuple(value))
 
@@ -307,7 +310,7 @@ def _read_anomalies(facts: _Facts, final: Mapping[str, Sequence[object]] | None)
     labelled += [(None, k, tuple(vs), 0, "the final read") for k, vs in (final or {}).items()]
     for t, k, values, pos, who in labelled:
         txns = () if t is None else (t.index,)
-        dupes = sorted({repr(v) for v in values if values.count(v) > 1})
+        dupes = sorted(repr(v) for v, n in Counter(values).items() if n > 1)
         if dupes:
             text = f"{who} read {k!r} with {', '.join(dupes)} more than once: {list(values)}"
             out.append(Anomaly(AnomalyKind.DUPLICATE, txns, text))
@@ -365,13 +368,16 @@ def _intermediate(
 
 def _lost(facts: _Facts, final: Mapping[str, Sequence[object]]) -> list[Anomaly]:
     out: list[Anomaly] = []
+    by_key: dict[str, list[tuple[object, Txn]]] = {}
+    for (key, v), w in facts.writer.items():
+        if w.outcome is OpType.OK:
+            by_key.setdefault(key, []).append((v, w))
     for k in sorted(final):
         present = set(final[k])
         missing = sorted(
-            ((v, w) for (key, v), w in facts.writer.items()
-             if key == k and w.outcome is OpType.OK and v not in present),
+            ((v, w) for v, w in by_key.get(k, ()) if v not in present),
             key=lambda pair: repr(pair[0]),
-        )  # fmt: skip
+        )
         for v, w in missing:
             text = (
                 f"{_name(w)} appended {v!r} to {k!r} and committed, but the final read of "
