@@ -1,7 +1,7 @@
 """The simulator's transaction workloads (`cairn.sim.txn_workloads`): list-append checked
 by Elle and the bank checked by `cairn.check.bank`; deterministic, doing real work, clean
-under every fault in a bounded CI sweep, and biting on a broken machine (about 15 s on 2
-cores)."""
+under every fault in a bounded CI sweep, and biting on a broken machine (about 30 s on 2
+loaded cores)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from cairn.sim.workloads import Workload
 from cairn.store.commands.spec import Ctx
 from cairn.store.commands.table import COMMANDS
 
-SWEEP_SEEDS = 6
+SWEEP_SEEDS = 4
 TXN_WORKLOADS = [Workload.APPEND, Workload.BANK]
 
 
@@ -79,5 +79,5 @@ def test_ci_sweep_every_fault_no_anomaly(workload: Workload) -> None:
     assert failures == []
     checked = [r.workload_verdict for r in results if r.workload_verdict is not None]
     assert len(checked) == SWEEP_SEEDS
-    assert sum(v.final_read for v in checked) >= SWEEP_SEEDS * 2 // 3
+    assert sum(v.final_read for v in checked) >= SWEEP_SEEDS * 3 // 4
     assert ops > SWEEP_SEEDS * 30
