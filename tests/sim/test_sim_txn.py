@@ -81,3 +81,30 @@ def test_ci_sweep_every_fault_no_anomaly(workload: Workload) -> None:
     assert len(checked) == SWEEP_SEEDS
     assert sum(v.final_read for v in checked) >= SWEEP_SEEDS * 3 // 4
     assert ops > SWEEP_SEEDS * 30
+
+
+def test_a_third_of_bank_transfers_are_scripts_that_refuse_overdrafts() -> None:
+    import random
+
+    from cairn.check.history import OpType
+    from cairn.resp.reply import Integer
+    from cairn.sim.redis_machine import RedisSimMachine
+    from cairn.sim.txn_workloads import TRANSFER_SCRIPT, BankLogic
+    from cairn.store.machine import encode_command
+
+    logic, rng = BankLogic(0, "{bank}"), random.Random(1)
+    picks = [logic.choose(rng) for _ in range(300)]
+    scripts = [c for c in picks if c.name == "eval"]
+    assert 40 < len(scripts) < 100 and all(c.f == "transfer" for c in scripts)
+    assert logic.complete(scripts[0], Integer(0)) == (OpType.FAIL, scripts[0].value)
+    assert logic.complete(scripts[0], Integer(1)) == (OpType.OK, scripts[0].value)
+    machine = RedisSimMachine()
+    entries = [("set", "{b}a", "10"), ("set", "{b}b", "10"),
+               ("eval", TRANSFER_SCRIPT, "2", "{b}a", "{b}b", "3"),
+               ("eval", TRANSFER_SCRIPT, "2", "{b}a", "{b}b", "30")]  # fmt: skip
+    replies = [
+        machine.apply(i, encode_command(name, [a.encode() for a in args], 1_700_000_000_000))
+        for i, (name, *args) in enumerate(entries, start=1)
+    ]
+    assert replies[2:] == [Integer(1), Integer(0)]
+    assert (machine.get("{b}a"), machine.get("{b}b")) == ("7", "13")

@@ -17,14 +17,17 @@ make EXEC answer ``-CROSSSLOT`` until cross-region transactions land. So every k
 workload carries one hash tag (``{bank}``, ``{la}``): one slot, one region. When
 cross-region transactions exist the same workloads spread their keys by dropping the tag.
 
-- `BankWorkload`: `accounts` accounts opened with `opening` each (MSETNX, once). Transfers
-  WATCH both accounts, read them, give up (FAIL) when the source cannot pay, else move a
-  random amount in MULTI/EXEC: half the time with DECRBY/INCRBY, half the time with SET of
-  the balances computed from the watched reads (which only WATCH keeps correct). Readers
+- `BankWorkload`: `accounts` accounts opened with `opening` each (MSETNX, once). A third
+  of the transfers are one EVAL of `TRANSFER_SCRIPT` (it checks the balance and moves the
+  money, or answers 0: FAIL); the others WATCH both accounts, read them, give up (FAIL)
+  when the source cannot pay, else move a random amount in MULTI/EXEC: with DECRBY/INCRBY,
+  or with SET of the balances computed from the watched reads (which only WATCH keeps
+  correct). An EVAL answered with an error other than TRYAGAIN, or a lost connection once
+  it was sent, is unknown. Readers
   GET every balance in one MULTI/EXEC. Checked by `cairn.check.bank`: every read sums to
   the total, no balance negative, final balances explained by the transfers.
-  `transfer_commands` is the hook for other ways to move money (a Lua script, request ids
-  for retries) once those land; today transfers use MULTI/WATCH only.
+  `transfer_commands` is the hook for other ways to move money in MULTI/EXEC (request ids
+  for retries: `IDEMPOTENT <id> EXEC` is not used yet).
 - `AppendWorkload`: transactions of 1-4 micro-operations (RPUSH of a unique integer,
   LRANGE of the whole list) on a few list keys, in one MULTI/EXEC; each key is retired
   after `appends_per_key` appends for a fresh one, so lists stay short. Checked by
@@ -49,6 +52,7 @@ from redis.retry import Retry
 
 from cairn.chaos.workload import CheckResult, Endpoint, Workload, _never_sent
 from cairn.check.history import OpType
+from cairn.sim.txn_workloads import TRANSFER_SCRIPT
 
 Command = tuple[object, ...]
 _Connection: Any = Connection
@@ -167,6 +171,8 @@ class BankWorkload(TxnWorkload):
     max_amount: int = 20
     read_ratio: float = 0.3
     prefix: str = "{bank}:acct"
+    scripts: bool = True
+    """A third of the transfers run as one EVAL of `TRANSFER_SCRIPT` instead."""
     _ready: threading.Event = field(default_factory=threading.Event)
 
     name = "bank"
@@ -212,7 +218,10 @@ class BankWorkload(TxnWorkload):
             return self._read(session, process)
         src, dst = rng.sample(self.names, 2)
         amount = rng.randint(1, self.max_amount)
-        return self._transfer(session, process, src, dst, amount, rng.random() < 0.5)
+        roll = rng.random()
+        if self.scripts and roll < 1 / 3:
+            return self._transfer_by_script(session, process, src, dst, amount)
+        return self._transfer(session, process, src, dst, amount, roll < 2 / 3)
 
     def _read(self, session: Session, process: int) -> OpType:
         h = self.history
@@ -263,6 +272,31 @@ class BankWorkload(TxnWorkload):
             h.record(process, kind, "transfer", self.prefix, value)
             return kind
         h.record(process, OpType.OK, "transfer", self.prefix, value)
+        return OpType.OK
+
+    def _transfer_by_script(
+        self, session: Session, process: int, src: str, dst: str, amount: int
+    ) -> OpType:
+        """EVAL of `TRANSFER_SCRIPT`: 1 moved the money, 0 refused (the source cannot pay)."""
+        h = self.history
+        value = [src, dst, amount]
+        h.record(process, OpType.INVOKE, "transfer", self.prefix, value)
+        try:
+            session.conn.connect()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            h.record(process, OpType.FAIL, "transfer", self.prefix, value)
+            return OpType.FAIL
+        try:
+            moved = session.call("EVAL", TRANSFER_SCRIPT, 2, src, dst, amount)
+        except redis.ResponseError as exc:
+            kind = OpType.FAIL if str(exc).startswith("TRYAGAIN") else OpType.INFO
+            h.record(process, kind, "transfer", self.prefix, value)
+            return kind
+        except (redis.RedisError, OSError):
+            h.record(process, OpType.INFO, "transfer", self.prefix, value)
+            return OpType.INFO
+        kind = OpType.OK if moved == 1 else OpType.FAIL
+        h.record(process, kind, "transfer", self.prefix, value)
         return OpType.OK
 
     def final_read(self, client: redis.Redis) -> object:

@@ -16,10 +16,12 @@ edges on virtual time) and reports in the simulator's `WorkloadVerdict`.
 
 Bank (`BankLogic`). `ACCOUNTS` accounts open with `OPENING` each: every client first runs
 MSETNX of all opening balances (unrecorded; only the first applied one sets anything).
-Then a client either transfers a random amount between two accounts (DECRBY and INCRBY in
-one transaction) or reads every balance (GET each, one transaction). Without WATCH a
-transfer cannot look at the balance first, so overdrafts are allowed here; the chaos
-bank, which WATCHes, forbids them. `check_bank` then holds every read and the final
+Then a client either transfers a random amount between two accounts or reads every
+balance (GET each, one transaction). A third of the transfers are one EVAL of
+`TRANSFER_SCRIPT` (it moves the money only if the source can pay, else answers 0: FAIL);
+the others are DECRBY and INCRBY in one transaction, which without WATCH cannot look at
+the balance first, so overdrafts are allowed here (the chaos bank, which WATCHes, forbids
+them). `check_bank` then holds every read and the final
 balances to the conserved total and explains the final balances by the transfers.
 
 Pure: no I/O, no clock.
@@ -33,11 +35,22 @@ from dataclasses import dataclass
 
 from cairn.check.bank import check_bank
 from cairn.check.elle import check_list_append
-from cairn.check.history import Op
+from cairn.check.history import Op, OpType
 from cairn.resp.reply import Array, Bulk, Integer, Reply
 from cairn.sim.workloads import ClientLogic, Command, WorkloadVerdict
 from cairn.store.machine import StoreMachine
 from cairn.store.transaction import TXN_COMMAND, encode_transaction
+
+TRANSFER_SCRIPT = """
+local have = tonumber(redis.call('GET', KEYS[1]))
+local amount = tonumber(ARGV[1])
+if have < amount then return 0 end
+redis.call('DECRBY', KEYS[1], amount)
+redis.call('INCRBY', KEYS[2], amount)
+return 1
+"""
+"""A bank transfer as one script (KEYS: from, to; ARGV: amount), atomic without WATCH since
+a script is one Raft entry; the chaos bank runs it too. 1: moved, 0: refused."""
 
 KEYS = 4
 """List keys per run: few, so transactions conflict often."""
@@ -154,11 +167,20 @@ class BankLogic(ClientLogic):
             return _txn("read", self.key, None, [[b"GET", a.encode()] for a in names])
         src, dst = rng.sample(names, 2)
         amount = rng.randint(1, 30)
+        if rng.random() < 1 / 3:
+            args = (TRANSFER_SCRIPT, "2", src, dst, str(amount))
+            return Command("transfer", self.key, [src, dst, amount], "eval", args)
         commands = [
             [b"DECRBY", src.encode(), str(amount).encode()],
             [b"INCRBY", dst.encode(), str(amount).encode()],
         ]
         return _txn("transfer", self.key, [src, dst, amount], commands)
+
+    def complete(self, cmd: Command, reply: Reply) -> tuple[OpType, object]:
+        """A script transfer that answered 0 moved nothing (the source could not pay)."""
+        if cmd.name == "eval" and reply == Integer(0):
+            return OpType.FAIL, cmd.value
+        return super().complete(cmd, reply)
 
     def _value(self, cmd: Command, reply: Reply) -> object:
         if cmd.f == "transfer":
