@@ -169,7 +169,9 @@ class Transactions:
         self._split = os.environ.get(PLANT_ENV) == EXEC_SPLIT
         """The planted bug `exec-split` (`cairn.runtime.plants`)."""
 
-    def intercept(self, client: ClientConnection, name: str, args: list[bytes], done: Done) -> bool:
+    def intercept(
+        self, client: ClientConnection, name: str, args: list[bytes], done: Done
+    ) -> bool:
         """Handle `args` if it is a transaction command or is queued; False: run it."""
         state = client.state
         assert state is not None
