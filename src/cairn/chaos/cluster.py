@@ -87,6 +87,9 @@ class ChaosCluster:
                 f'data_dir = "{self.data_dir(node)}"\nlog_level = "info"\n'
                 f'cluster_secret_file = "{secret}"\n'
                 'admin_addr = "off"\n'  # its port would be one more to partition and free
+                # clients reach the nodes from their own namespace, not from loopback:
+                # without a password, protected mode would answer them -DENIED
+                + "protected_mode = false\n"
                 + _table("raft", RAFT | self.raft)
                 + _table("limits", LIMITS)
                 + "[peers]\n"

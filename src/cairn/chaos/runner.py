@@ -5,15 +5,15 @@ Theory of operation. `ChaosRun.run()`:
 1. sets up the network (namespaces if `ip netns add` works, else loopback proxies; the
    choice is stated in the result), writes the configs and starts N `cairn server`
    processes with failpoints enabled, and waits for a leader;
-2. starts the workloads (register, set, counter, queue, stream: worker threads recording
-   histories);
+2. starts the workloads (register, set, counter, queue, stream, and the transactions'
+   bank and append of `cairn.chaos.txn_workloads`: worker threads recording histories);
 3. injects the faults of `faults.schedule(seed, ...)` one at a time, healing each after
    its duration, and records each as a `FaultRecord` (target, times, what was observed);
 4. heals everything, restarts every node, lets the clients run a few more seconds, stops
    them and reads the final state of the set and the counter, drains the queues and
-   reads the streams and their groups;
+   reads the streams and their groups, the bank's balances and the appended lists;
 5. checks every history (linearizability for the register, the set, counter, queue and
-   stream rules)
+   stream rules, the bank's totals, Elle's cycles for append)
    and writes the histories (JSON lines), `faults.json`, `summary.json` and `report.html`.
 
 Everything the run creates (processes, proxies, namespaces) is removed in a `finally`
@@ -43,6 +43,7 @@ from cairn.chaos.cluster import ChaosCluster
 from cairn.chaos.faults import ALL_FAULTS, FaultKind, FaultRecord, Planned, schedule
 from cairn.chaos.network import LoopbackNetwork, NetnsNetwork, Network, netns_available
 from cairn.chaos.stream_workload import StreamWorkload
+from cairn.chaos.txn_workloads import AppendWorkload, BankWorkload
 from cairn.chaos.workload import (
     CheckResult,
     CounterWorkload,
@@ -54,7 +55,7 @@ from cairn.chaos.workload import (
 from cairn.check.history import OpType, write_jsonl
 from cairn.runtime.plants import PLANT_ENV, restore_power_loss_image
 
-WORKLOADS = ("register", "set", "counter", "queue", "stream")
+WORKLOADS = ("register", "set", "counter", "queue", "stream", "bank", "append")
 SKEW_RANGE = (0.02, 0.08)
 """Clock-skew rates stay inside the lease's drift margin (5 of 40 election ticks)."""
 
@@ -237,6 +238,8 @@ class ChaosRun:
             "counter": lambda: CounterWorkload(endpoints, cfg.workers, seed=cfg.seed + 2),
             "queue": lambda: QueueWorkload(endpoints, cfg.workers, seed=cfg.seed + 3),
             "stream": lambda: StreamWorkload(endpoints, cfg.workers, seed=cfg.seed + 4),
+            "bank": lambda: BankWorkload(endpoints, cfg.workers, seed=cfg.seed + 5),
+            "append": lambda: AppendWorkload(endpoints, cfg.workers, seed=cfg.seed + 6),
         }
         for name in cfg.workloads:
             workload = makers[name]()

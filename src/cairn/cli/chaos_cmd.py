@@ -39,7 +39,8 @@ def parse_faults(text: str) -> frozenset[FaultKind]:
 
 
 def parse_workloads(text: str) -> tuple[str, ...]:
-    """`all` or a comma-separated list of register, set, counter, queue, stream."""
+    """`all` or a comma-separated list of register, set, counter, queue, stream, bank,
+    append."""
     if text.strip().lower() == "all":
         return WORKLOADS
     parts = tuple(p.strip().lower() for p in text.split(",") if p.strip())

@@ -19,6 +19,11 @@ misbehaves on purpose (nothing changes when the variable is absent):
   proposing it: the followers never remove the entries from their PEL, so after the next
   election acknowledged entries are pending again (redelivered by XREADGROUP `0` and
   XAUTOCLAIM, and in the final XPENDING). The stream chaos workload must find it.
+- `exec-split`: EXEC proposes each queued command as an entry of its own, one after the
+  other (WATCH checked with the first only), instead of the whole transaction as one
+  entry: a transaction is no longer atomic, and other clients see and interleave with its
+  halves (see `cairn.runtime.transactions`). The bank and list-append workloads must see
+  it.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ PLANT_ENV = "CAIRN_PLANT"
 ACK_BEFORE_SYNC = "ack-before-sync"
 STALE_FOLLOWER_READ = "stale-follower-read"
 STREAM_ACK_LEADER_ONLY = "stream-ack-leader-only"
-PLANTS = (ACK_BEFORE_SYNC, STALE_FOLLOWER_READ, STREAM_ACK_LEADER_ONLY)
+EXEC_SPLIT = "exec-split"
+PLANTS = (ACK_BEFORE_SYNC, STALE_FOLLOWER_READ, STREAM_ACK_LEADER_ONLY, EXEC_SPLIT)
 
 POWER_LOSS_IMAGE = "power-loss-image.mdb"
 """The durable image of a node running `ack-before-sync`, in its data directory."""

@@ -30,12 +30,14 @@ Every queued byte is counted: `Limits.max_transaction_commands`,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cairn.resp.codec import encode
 from cairn.resp.reply import OK, QUEUED, Array, Bulk, ErrorReply, NullArray, Reply
+from cairn.runtime.plants import EXEC_SPLIT, PLANT_ENV
 from cairn.store import CommandSpec, classify
 from cairn.store.idempotency import (
     IDEM_COMMAND,
@@ -164,6 +166,8 @@ class Transactions:
         self._dispatch = dispatch
         self._client_arity = client_commands
         self._run_client = run_client
+        self._split = os.environ.get(PLANT_ENV) == EXEC_SPLIT
+        """The planted bug `exec-split` (`cairn.runtime.plants`)."""
 
     def intercept(
         self, client: ClientConnection, name: str, args: list[bytes], done: Done
@@ -366,6 +370,9 @@ class Transactions:
             done(Array(tuple(self._client_reply(client, argv) for argv in queued)))
             return
         protocol = state.protocol
+        if self._split and data:
+            self._run_split(client, queued, watches, data, done)
+            return
         payload = encode_transaction(watches, data)
         spec = TRANSACTION_COMMANDS[TXN_COMMAND]
 
@@ -395,6 +402,50 @@ class Transactions:
             assert not isinstance(tagged, ErrorReply)  # the id was checked at EXEC
             argv, spec = tagged, IDEMPOTENCY_COMMANDS[IDEM_COMMAND]
         self._dispatch(argv, spec, protocol, applied)
+
+    def _run_split(
+        self,
+        client: ClientConnection,
+        queued: list[list[bytes]],
+        watches: list[tuple[bytes, bytes]],
+        data: list[list[bytes]],
+        done: Done,
+    ) -> None:
+        """The planted bug `exec-split`: each store command its own entry, one after
+        the other (the watches checked with the first only), so other clients' writes
+        and reads interleave with the transaction's commands."""
+        state = client.state
+        assert state is not None
+        protocol = state.protocol
+        spec = TRANSACTION_COMMANDS[TXN_COMMAND]
+        parts: list[bytes] = []
+
+        def step(i: int) -> None:
+            payload = encode_transaction(watches if i == 0 else [], [data[i]])
+
+            def applied(value: ReplyValue) -> None:
+                got = None if _is_failure(value) else _store_parts(value, protocol)
+                if got is None:
+                    if i == 0:
+                        done(value)
+                        return
+                    got = [value if isinstance(value, bytes) else encode(value, protocol)]
+                parts.extend(got)
+                if i + 1 < len(data):
+                    step(i + 1)
+                    return
+                store = iter(parts)
+                out = [
+                    next(store)
+                    if self._client_arity(_name(argv)) is None
+                    else encode(self._client_reply(client, argv), protocol)
+                    for argv in queued
+                ]
+                done(b"*%d\r\n" % len(out) + b"".join(out))
+
+            self._dispatch([TXN_COMMAND.encode(), payload], spec, protocol, applied)
+
+        step(0)
 
     def _client_reply(self, client: ClientConnection, argv: list[bytes]) -> Reply:
         reply = self._run_client(client, argv)
@@ -513,4 +564,3 @@ def _bulk_value(part: bytes) -> bytes | None:
         return None
     length, at = _header(part, 0)
     return part[at : at + length] if length >= 0 else None
-

@@ -46,8 +46,13 @@ T = TypeVar("T")
 DEFAULT_NEMESIS = NemesisParams()
 TICK = 0.01
 """Seconds per Raft tick."""
-WORKLOAD_KEYS = {Workload.QUEUE: "q0", Workload.STREAM: "s0"}
-"""The one key a queue or stream run works on."""
+WORKLOAD_KEYS = {
+    Workload.QUEUE: "q0",
+    Workload.STREAM: "s0",
+    Workload.APPEND: "{la}",
+    Workload.BANK: "{bank}",
+}
+"""The one key a queue or stream run works on (append, bank: the hash tag of their keys)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,10 @@ class Workload(enum.Enum):
     """get/put/append(/cas), checked for linearizability (`cairn.sim.client`)."""
     QUEUE = "queue"
     STREAM = "stream"
+    APPEND = "append"
+    """List-append transactions checked by Elle (`cairn.sim.txn_workloads`)."""
+    BANK = "bank"
+    """Transfers and reads of every balance in transactions (`cairn.sim.txn_workloads`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +210,14 @@ def new_logic(workload: Workload, index: int, key: str) -> ClientLogic:
         return QueueLogic(index, key)
     if workload is Workload.STREAM:
         return StreamLogic(index, key)
+    if workload is Workload.APPEND:
+        from cairn.sim.txn_workloads import AppendLogic
+
+        return AppendLogic(index, key)
+    if workload is Workload.BANK:
+        from cairn.sim.txn_workloads import BankLogic
+
+        return BankLogic(index, key)
     raise ValueError(f"{workload.value} clients are cairn.sim.client's own")
 
 
@@ -218,6 +230,14 @@ def final_read(workload: Workload, machine: StoreMachine, key: str, now_ms: int)
         reply = machine.execute_read("lrange", [key.encode(), b"0", b"-1"], now_ms)
         assert isinstance(reply, Array)
         return {key: [_text(item) for item in reply.items]}
+    if workload is Workload.APPEND:
+        from cairn.sim.txn_workloads import final_lists
+
+        return final_lists(machine, key, now_ms)
+    if workload is Workload.BANK:
+        from cairn.sim.txn_workloads import final_balances
+
+        return final_balances(machine, key, now_ms)
     entries = entries_of(machine.execute_read("xrange", [key.encode(), b"-", b"+"], now_ms))
     pel = machine.execute_read("xpending", [key.encode(), b"g", b"-", b"+", b"1000000"], now_ms)
     pending = [(_text(p.items[0]), _text(p.items[1])) for p in _items(pel)]
@@ -257,6 +277,14 @@ def check_workload(workload: Workload, history: Sequence[Op], final: object) -> 
         lists = final if isinstance(final, dict) else None
         q = check_queue(history, lists)
         return _verdict([a.text for a in q.anomalies], q.stats.describe(), q.drained)
+    if workload is Workload.APPEND:
+        from cairn.sim.txn_workloads import check_append
+
+        return check_append(history, final)
+    if workload is Workload.BANK:
+        from cairn.sim.txn_workloads import check_bank_run
+
+        return check_bank_run(history, final)
     streams = final if isinstance(final, dict) else None
     s = check_stream(history, streams)
     return _verdict([a.text for a in s.anomalies], s.stats.describe(), s.final_read)

@@ -1,0 +1,416 @@
+"""Transaction workloads for chaos runs: a bank and Elle's list-append.
+
+Both run MULTI/EXEC (and WATCH) over one raw connection per worker, so every command of a
+transaction surely goes down the same connection and each reply is read in order: no
+client library retries, no pool. The outcome rules:
+
+- EXEC answered with an array: committed (OK); with the null array: aborted because a
+  watched key changed (FAIL: nothing applied);
+- a failure before EXEC was sent (WATCH, the reads under WATCH, MULTI, queuing; or a
+  connection that was never made): FAIL, since a transaction never executed applies nothing;
+- EXEC answered ``-TRYAGAIN`` or ``-EXECABORT``: FAIL; any other error, a timeout or a
+  dropped connection once EXEC was sent: unknown (INFO), and the worker continues as a new
+  process.
+
+Cairn runs a transaction as one Raft entry of one region, and keys of several regions
+make EXEC answer ``-CROSSSLOT`` until cross-region transactions land. So every key of a
+workload carries one hash tag (``{bank}``, ``{la}``): one slot, one region. When
+cross-region transactions exist the same workloads spread their keys by dropping the tag.
+
+- `BankWorkload`: `accounts` accounts opened with `opening` each (MSETNX, once). A third
+  of the transfers are one EVAL of `TRANSFER_SCRIPT` (it checks the balance and moves the
+  money, or answers 0: FAIL); the others WATCH both accounts, read them, give up (FAIL)
+  when the source cannot pay, else move a random amount in MULTI/EXEC: with DECRBY/INCRBY,
+  or with SET of the balances computed from the watched reads (which only WATCH keeps
+  correct). An EVAL answered with an error other than TRYAGAIN, or a lost connection once
+  it was sent, is unknown. Readers
+  GET every balance in one MULTI/EXEC. Checked by `cairn.check.bank`: every read sums to
+  the total, no balance negative, final balances explained by the transfers.
+  `transfer_commands` is the hook for other ways to move money in MULTI/EXEC (request ids
+  for retries: `IDEMPOTENT <id> EXEC` is not used yet).
+- `AppendWorkload`: transactions of 1-4 micro-operations (RPUSH of a unique integer,
+  LRANGE of the whole list) on a few list keys, in one MULTI/EXEC; each key is retired
+  after `appends_per_key` appends for a fresh one, so lists stay short. Checked by
+  `cairn.check.elle` (cycles in the dependency graph, aborted and intermediate reads, lost
+  appends against the final lists).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.connection import Connection
+from redis.retry import Retry
+
+from cairn.chaos.workload import CheckResult, Endpoint, Workload, _never_sent
+from cairn.check.history import OpType
+from cairn.sim.txn_workloads import TRANSFER_SCRIPT
+
+Command = tuple[object, ...]
+_Connection: Any = Connection
+"""redis-py's raw connection (its methods carry no type hints)."""
+
+
+class AbortedError(Exception):
+    """EXEC answered the null array, EXECABORT or TRYAGAIN: nothing was applied."""
+
+
+class UnsentError(Exception):
+    """The transaction failed before EXEC was sent: nothing was applied."""
+
+
+class Session:
+    """One raw connection to one node; transactions are pipelined on it."""
+
+    def __init__(self, endpoint: Endpoint, password: str | None, timeout: float) -> None:
+        host, port = endpoint
+        self.conn: Any = _Connection(
+            host=host,
+            port=port,
+            password=password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    def call(self, *args: object) -> object:
+        """One command, its reply (raises `redis.ResponseError` on an error reply)."""
+        self.conn.send_command(*args)
+        return self.conn.read_response()
+
+    def exec(self, commands: Sequence[Command]) -> list[object]:
+        """MULTI, `commands`, EXEC in one write; the replies of EXEC's array.
+
+        Raises `AbortedError` when nothing was applied for sure, `UnsentError` when the connection
+        failed before the bytes left, and anything else when the outcome is unknown."""
+        try:
+            self.conn.connect()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise UnsentError(str(exc)) from exc
+        batch = [("MULTI",), *commands, ("EXEC",)]
+        self.conn.send_packed_command(self.conn.pack_commands(batch))
+        queuing: redis.ResponseError | None = None
+        for _ in range(len(batch) - 1):  # +OK and +QUEUED (or a queuing error)
+            try:
+                self.conn.read_response()
+            except redis.ResponseError as exc:
+                queuing = queuing or exc
+        try:
+            reply = self.conn.read_response()
+        except redis.ResponseError as exc:
+            text = str(exc)
+            if queuing is not None or text.startswith(("EXECABORT", "TRYAGAIN")):
+                raise AbortedError(text) from exc
+            raise
+        if reply is None:
+            raise AbortedError("a watched key changed")
+        if not isinstance(reply, list):
+            raise redis.ResponseError(f"EXEC answered {reply!r}")
+        return reply
+
+    def close(self) -> None:
+        """Drop the connection."""
+        self.conn.disconnect()
+
+
+@dataclass
+class TxnWorkload(Workload):
+    """A workload whose operations are transactions on a `Session` per worker."""
+
+    def _run(self, worker: int, rng: random.Random) -> None:
+        if self.thread_init is not None:
+            self.thread_init()
+        process = self.history.new_process()
+        session = self._session(rng)
+        while not self._stop.is_set():
+            outcome = self._transaction(session, process, worker, rng)
+            if outcome is OpType.INFO:
+                process = self.history.new_process()
+            if outcome is not OpType.OK:
+                session.close()
+                session = self._session(rng)
+                time.sleep(0.01)  # no leader or a conflict: do not spin
+        session.close()
+
+    def _session(self, rng: random.Random) -> Session:
+        return Session(rng.choice(list(self.endpoints)), self.password, self.timeout)
+
+    def _transaction(
+        self, session: Session, process: int, worker: int, rng: random.Random
+    ) -> OpType:
+        raise NotImplementedError
+
+    def _outcome(self, exc: BaseException, exec_sent: bool) -> OpType:
+        """FAIL when the transaction surely did not apply, else INFO."""
+        if isinstance(exc, AbortedError | UnsentError) or not exec_sent:
+            return OpType.FAIL
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError):
+            return OpType.FAIL if _never_sent(exc) else OpType.INFO
+        return OpType.INFO
+
+
+_FAILURES = (AbortedError, UnsentError, redis.RedisError, OSError)
+
+
+@dataclass
+class BankWorkload(TxnWorkload):
+    """Transfers between `accounts` accounts and reads of every balance; see the module
+    docstring."""
+
+    accounts: int = 8
+    opening: int = 100
+    max_amount: int = 20
+    read_ratio: float = 0.3
+    prefix: str = "{bank}:acct"
+    scripts: bool = True
+    """A third of the transfers run as one EVAL of `TRANSFER_SCRIPT` instead."""
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    name = "bank"
+
+    @property
+    def names(self) -> list[str]:
+        """The account keys."""
+        return [f"{self.prefix}{i}" for i in range(self.accounts)]
+
+    @property
+    def balances(self) -> dict[str, int]:
+        """The opening balances."""
+        return {a: self.opening for a in self.names}
+
+    def _run(self, worker: int, rng: random.Random) -> None:
+        if worker == 0:
+            if self.thread_init is not None:
+                self.thread_init()
+            self._open_accounts(rng)
+        else:
+            while not self._ready.wait(0.2) and not self._stop.is_set():
+                pass
+        super()._run(worker, rng)
+
+    def _open_accounts(self, rng: random.Random) -> None:
+        """MSETNX every opening balance (all or nothing, so a retry is harmless)."""
+        args = [x for a, v in self.balances.items() for x in (a, v)]
+        while not self._stop.is_set():
+            session = self._session(rng)
+            try:
+                session.call("MSETNX", *args)
+                self._ready.set()
+                return
+            except _FAILURES:
+                time.sleep(0.2)
+            finally:
+                session.close()
+
+    def _transaction(
+        self, session: Session, process: int, worker: int, rng: random.Random
+    ) -> OpType:
+        if rng.random() < self.read_ratio:
+            return self._read(session, process)
+        src, dst = rng.sample(self.names, 2)
+        amount = rng.randint(1, self.max_amount)
+        roll = rng.random()
+        if self.scripts and roll < 1 / 3:
+            return self._transfer_by_script(session, process, src, dst, amount)
+        return self._transfer(session, process, src, dst, amount, roll < 2 / 3)
+
+    def _read(self, session: Session, process: int) -> OpType:
+        h = self.history
+        h.record(process, OpType.INVOKE, "read", self.prefix, None)
+        try:
+            replies = session.exec([("GET", a) for a in self.names])
+            values = {a: int(str(v)) for a, v in zip(self.names, replies, strict=True)}
+        except (*_FAILURES, ValueError):
+            h.record(process, OpType.FAIL, "read", self.prefix, None)
+            return OpType.FAIL
+        h.record(process, OpType.OK, "read", self.prefix, values)
+        return OpType.OK
+
+    def transfer_commands(
+        self, src: str, dst: str, amount: int, seen: tuple[int, int], absolute: bool
+    ) -> list[Command]:
+        """The commands that move `amount` from `src` to `dst`, whose balances were `seen`
+        under WATCH: DECRBY/INCRBY, or SET of the new balances when `absolute`.
+
+        The hook for other ways to transfer (a script, a request id for retries)."""
+        if absolute:
+            return [("SET", src, seen[0] - amount), ("SET", dst, seen[1] + amount)]
+        return [("DECRBY", src, amount), ("INCRBY", dst, amount)]
+
+    def _transfer(
+        self, session: Session, process: int, src: str, dst: str, amount: int, absolute: bool
+    ) -> OpType:
+        h = self.history
+        value = [src, dst, amount]
+        h.record(process, OpType.INVOKE, "transfer", self.prefix, value)
+        exec_sent = False
+        try:
+            session.call("WATCH", src, dst)
+            seen = session.call("MGET", src, dst)
+            assert isinstance(seen, list)
+            balances = (int(str(seen[0])), int(str(seen[1])))
+            if balances[0] < amount:
+                session.call("UNWATCH")
+                h.record(process, OpType.FAIL, "transfer", self.prefix, value)
+                return OpType.OK  # the rules said no: not a failure of the cluster
+            commands = self.transfer_commands(src, dst, amount, balances, absolute)
+            exec_sent = True
+            session.exec(commands)
+        except (*_FAILURES, ValueError) as exc:
+            if isinstance(exc, UnsentError):
+                exec_sent = False
+            kind = self._outcome(exc, exec_sent)
+            h.record(process, kind, "transfer", self.prefix, value)
+            return kind
+        h.record(process, OpType.OK, "transfer", self.prefix, value)
+        return OpType.OK
+
+    def _transfer_by_script(
+        self, session: Session, process: int, src: str, dst: str, amount: int
+    ) -> OpType:
+        """EVAL of `TRANSFER_SCRIPT`: 1 moved the money, 0 refused (the source cannot pay)."""
+        h = self.history
+        value = [src, dst, amount]
+        h.record(process, OpType.INVOKE, "transfer", self.prefix, value)
+        try:
+            session.conn.connect()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            h.record(process, OpType.FAIL, "transfer", self.prefix, value)
+            return OpType.FAIL
+        try:
+            moved = session.call("EVAL", TRANSFER_SCRIPT, 2, src, dst, amount)
+        except redis.ResponseError as exc:
+            kind = OpType.FAIL if str(exc).startswith("TRYAGAIN") else OpType.INFO
+            h.record(process, kind, "transfer", self.prefix, value)
+            return kind
+        except (redis.RedisError, OSError):
+            h.record(process, OpType.INFO, "transfer", self.prefix, value)
+            return OpType.INFO
+        kind = OpType.OK if moved == 1 else OpType.FAIL
+        h.record(process, kind, "transfer", self.prefix, value)
+        return OpType.OK
+
+    def final_read(self, client: redis.Redis) -> object:
+        """Every balance, read in one MULTI/EXEC."""
+        pipe = client.pipeline(transaction=True)
+        for a in self.names:
+            pipe.get(a)
+        return {a: int(str(v)) for a, v in zip(self.names, pipe.execute(), strict=True)}
+
+    def check(self, final: object) -> CheckResult:
+        """The rules of `cairn.check.bank` on the history and the final balances."""
+        from cairn.check.bank import check_bank
+
+        finals = final if isinstance(final, dict) else None
+        verdict = check_bank(self.history.snapshot(), self.balances, finals)
+        anomalies = [str(a) for a in verdict.anomalies]
+        if finals is None:
+            anomalies.append("the final read of the balances failed")
+        details = verdict.stats.describe()
+        if len(anomalies) > 20:
+            details += f"; {len(anomalies)} anomalies in all (20 shown)"
+        return CheckResult(self.name, not anomalies, tuple(anomalies[:20]), 0, details)
+
+
+@dataclass
+class AppendWorkload(TxnWorkload):
+    """List-append transactions checked by Elle; see the module docstring."""
+
+    active_keys: int = 5
+    appends_per_key: int = 150
+    max_ops: int = 4
+    prefix: str = "{la}:k"
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _values: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _active: list[int] = field(default_factory=list)
+    _written: dict[int, int] = field(default_factory=dict)
+    _next_key: int = 0
+
+    name = "append"
+
+    def _pick(self, rng: random.Random, append: bool) -> tuple[str, int | None]:
+        """A live key (and a fresh value when appending); retires full keys."""
+        with self._lock:
+            while len(self._active) < self.active_keys:
+                self._active.append(self._next_key)
+                self._written[self._next_key] = 0
+                self._next_key += 1
+            key = rng.choice(self._active)
+            if not append:
+                return f"{self.prefix}{key}", None
+            self._written[key] += 1
+            if self._written[key] >= self.appends_per_key:
+                self._active.remove(key)
+            return f"{self.prefix}{key}", next(self._values)
+
+    def _plan(self, rng: random.Random) -> list[list[object]]:
+        ops: list[list[object]] = []
+        for _ in range(rng.randint(1, self.max_ops)):
+            append = rng.random() < 0.5
+            key, value = self._pick(rng, append)
+            ops.append(["append", key, value] if append else ["r", key, None])
+        return ops
+
+    def _transaction(
+        self, session: Session, process: int, worker: int, rng: random.Random
+    ) -> OpType:
+        h = self.history
+        ops = self._plan(rng)
+        h.record(process, OpType.INVOKE, "txn", "{la}", ops)
+        commands: list[Command] = [
+            ("RPUSH", k, v) if f == "append" else ("LRANGE", k, 0, -1) for f, k, v in ops
+        ]
+        try:
+            replies = session.exec(commands)
+            done = [
+                [f, k, v] if f == "append" else [f, k, [int(str(x)) for x in _as_list(reply)]]
+                for (f, k, v), reply in zip(ops, replies, strict=True)
+            ]
+        except (*_FAILURES, ValueError) as exc:
+            kind = self._outcome(exc, True)
+            h.record(process, kind, "txn", "{la}", ops)
+            return kind
+        h.record(process, OpType.OK, "txn", "{la}", done)
+        return OpType.OK
+
+    def final_read(self, client: redis.Redis) -> object:
+        """Every list ever written, whole."""
+        with self._lock:
+            keys = [f"{self.prefix}{k}" for k in range(self._next_key)]
+        return {k: [int(x) for x in client.lrange(k, 0, -1)] for k in keys}
+
+    def check(self, final: object) -> CheckResult:
+        """Elle's list-append check (`cairn.check.elle`), strict serializability; the
+        first anomalies listed are up to three of each class."""
+        from cairn.check.elle import check_list_append
+
+        finals = final if isinstance(final, dict) else None
+        verdict = check_list_append(self.history.snapshot(), finals)
+        by_name: dict[str, list[str]] = {}
+        for a in verdict.anomalies:
+            by_name.setdefault(a.name, []).append(str(a))
+        anomalies = [text for texts in by_name.values() for text in texts[:3]]
+        anomalies += [text for texts in by_name.values() for text in texts[3:]]
+        if finals is None:
+            anomalies.append("the final read of the lists failed: losses not checked")
+        details = verdict.stats.describe()
+        if len(anomalies) > 20:
+            details += f"; {len(anomalies)} anomalies in all (20 shown)"
+        return CheckResult(self.name, not anomalies, tuple(anomalies[:20]), verdict.lost, details)
+
+
+def _as_list(reply: object) -> list[object]:
+    if isinstance(reply, redis.ResponseError):
+        raise reply
+    if not isinstance(reply, list):
+        raise ValueError(f"LRANGE answered {reply!r}")
+    return reply

@@ -1,0 +1,217 @@
+"""Transaction workloads for simulated clients on the Redis machine: list-append and bank.
+
+Theory of operation. Both propose transactions as the one internal entry a real node's
+EXEC makes (`cairn.exec`, `cairn.store.transaction.encode_transaction` with no watched
+keys), so the simulator replicates exactly what Cairn replicates for MULTI/EXEC; its reply
+is the array of the commands' replies. All keys of a run share one hash tag (a
+transaction lives in one region until cross-region transactions land).
+
+List-append (`AppendLogic`). Each client sends transactions of one to four micro-operations on
+`KEYS` list keys (all under one hash tag: a transaction lives in one region): RPUSH of a
+value unique in the run (client index times a million plus a counter), or LRANGE of the
+whole list. The history records ``f == "txn"`` with the micro-operations as
+`cairn.check.elle` reads them, and after the run every list is read from the leader's
+applied state; `check_append` runs Elle's checker (strict serializability: real-time
+edges on virtual time) and reports in the simulator's `WorkloadVerdict`.
+
+Bank (`BankLogic`). `ACCOUNTS` accounts open with `OPENING` each: every client first runs
+MSETNX of all opening balances (unrecorded; only the first applied one sets anything).
+Then a client either transfers a random amount between two accounts or reads every
+balance (GET each, one transaction). A third of the transfers are one EVAL of
+`TRANSFER_SCRIPT` (it moves the money only if the source can pay, else answers 0: FAIL);
+the others are DECRBY and INCRBY in one transaction, which without WATCH cannot look at
+the balance first, so overdrafts are allowed here (the chaos bank, which WATCHes, forbids
+them). `check_bank` then holds every read and the final
+balances to the conserved total and explains the final balances by the transfers.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cairn.check.bank import check_bank
+from cairn.check.elle import check_list_append
+from cairn.check.history import Op, OpType
+from cairn.resp.reply import Array, Bulk, Integer, Reply
+from cairn.sim.workloads import ClientLogic, Command, WorkloadVerdict
+from cairn.store.machine import StoreMachine
+from cairn.store.transaction import TXN_COMMAND, encode_transaction
+
+TRANSFER_SCRIPT = """
+local have = tonumber(redis.call('GET', KEYS[1]))
+local amount = tonumber(ARGV[1])
+if have < amount then return 0 end
+redis.call('DECRBY', KEYS[1], amount)
+redis.call('INCRBY', KEYS[2], amount)
+return 1
+"""
+"""A bank transfer as one script (KEYS: from, to; ARGV: amount), atomic without WATCH since
+a script is one Raft entry; the chaos bank runs it too. 1: moved, 0: refused."""
+
+KEYS = 4
+"""List keys per run: few, so transactions conflict often."""
+MAX_OPS = 4
+
+
+def keys_of(tag: str) -> list[str]:
+    """The run's list keys under hash tag `tag` (e.g. "{la}" -> "{la}:0" ...)."""
+    return [f"{tag}:{i}" for i in range(KEYS)]
+
+
+@dataclass(frozen=True, slots=True)
+class TxnCommand(Command):
+    """A transaction: `payload` is the encoded `cairn.exec` argument (bytes, which the
+    string arguments of `Command` cannot carry)."""
+
+    payload: bytes = b""
+
+    def argv(self) -> list[bytes]:
+        """The one argument of `cairn.exec`."""
+        return [self.payload]
+
+
+class AppendLogic(ClientLogic):
+    """One client of the list-append workload; `key` is the hash tag of the run's keys."""
+
+    def choose(self, rng: random.Random) -> Command:
+        ops: list[list[object]] = []
+        commands: list[list[bytes]] = []
+        for _ in range(rng.randint(1, MAX_OPS)):
+            key = rng.choice(keys_of(self.key))
+            if rng.random() < 0.5:
+                self.sent += 1
+                value = self.index * 1_000_000 + self.sent
+                ops.append(["append", key, value])
+                commands.append([b"RPUSH", key.encode(), str(value).encode()])
+            else:
+                ops.append(["r", key, None])
+                commands.append([b"LRANGE", key.encode(), b"0", b"-1"])
+        payload = encode_transaction([], commands)
+        return TxnCommand("txn", self.key, ops, TXN_COMMAND, (), payload)
+
+    def _value(self, cmd: Command, reply: Reply) -> object:
+        assert isinstance(reply, Array) and isinstance(cmd.value, list)
+        done: list[list[object]] = []
+        for (f, k, v), item in zip(cmd.value, reply.items, strict=True):
+            if f == "append":
+                assert isinstance(item, Integer), item
+                done.append([f, k, v])
+            else:
+                done.append([f, k, _ints(item)])
+        return done
+
+
+def _ints(reply: Reply) -> list[int]:
+    assert isinstance(reply, Array), reply
+    out = []
+    for item in reply.items:
+        assert isinstance(item, Bulk), item
+        out.append(int(item.value))
+    return out
+
+
+def final_lists(machine: StoreMachine, tag: str, now_ms: int) -> dict[str, list[int]]:
+    """Every list of the run, read from `machine`'s applied state (LRANGE)."""
+    return {
+        key: _ints(machine.execute_read("lrange", [key.encode(), b"0", b"-1"], now_ms))
+        for key in keys_of(tag)
+    }
+
+
+def check_append(history: Sequence[Op], final: object) -> WorkloadVerdict:
+    """Elle's list-append check of `history` against the final lists (None: none read)."""
+    lists = final if isinstance(final, dict) else None
+    verdict = check_list_append(list(history), lists)
+    texts = [str(a) for a in verdict.anomalies]
+    failure = "; ".join(texts[:3]) if texts else None
+    details = verdict.stats.describe()
+    if lists is None:
+        details += " (no final read: the leader had not applied all it committed)"
+    return WorkloadVerdict(failure, details, len(texts), lists is not None)
+
+
+# --- bank --------------------------------------------------------------------------------
+
+ACCOUNTS = 5
+OPENING = 100
+
+
+def accounts_of(tag: str) -> list[str]:
+    """The run's account keys under hash tag `tag`."""
+    return [f"{tag}:{i}" for i in range(ACCOUNTS)]
+
+
+def opening_of(tag: str) -> dict[str, int]:
+    """The opening balances."""
+    return dict.fromkeys(accounts_of(tag), OPENING)
+
+
+def _txn(f: str, tag: str, value: object, commands: list[list[bytes]]) -> TxnCommand:
+    return TxnCommand(f, tag, value, TXN_COMMAND, (), encode_transaction([], commands))
+
+
+class BankLogic(ClientLogic):
+    """One client of the bank; `key` is the hash tag of the accounts."""
+
+    def setup(self) -> Command | None:
+        args = [x for a in accounts_of(self.key) for x in (a.encode(), str(OPENING).encode())]
+        return _txn("open", self.key, None, [[b"MSETNX", *args]])
+
+    def choose(self, rng: random.Random) -> Command:
+        names = accounts_of(self.key)
+        if rng.random() < 0.3:
+            return _txn("read", self.key, None, [[b"GET", a.encode()] for a in names])
+        src, dst = rng.sample(names, 2)
+        amount = rng.randint(1, 30)
+        if rng.random() < 1 / 3:
+            args = (TRANSFER_SCRIPT, "2", src, dst, str(amount))
+            return Command("transfer", self.key, [src, dst, amount], "eval", args)
+        commands = [
+            [b"DECRBY", src.encode(), str(amount).encode()],
+            [b"INCRBY", dst.encode(), str(amount).encode()],
+        ]
+        return _txn("transfer", self.key, [src, dst, amount], commands)
+
+    def complete(self, cmd: Command, reply: Reply) -> tuple[OpType, object]:
+        """A script transfer that answered 0 moved nothing (the source could not pay)."""
+        if cmd.name == "eval" and reply == Integer(0):
+            return OpType.FAIL, cmd.value
+        return super().complete(cmd, reply)
+
+    def _value(self, cmd: Command, reply: Reply) -> object:
+        if cmd.f == "transfer":
+            return cmd.value
+        assert isinstance(reply, Array)
+        balances: dict[str, int] = {}
+        for name, item in zip(accounts_of(self.key), reply.items, strict=True):
+            assert isinstance(item, Bulk), item
+            balances[name] = int(item.value)
+        return balances
+
+
+def final_balances(machine: StoreMachine, tag: str, now_ms: int) -> dict[str, int]:
+    """Every balance, read from `machine`'s applied state."""
+    out: dict[str, int] = {}
+    for name in accounts_of(tag):
+        reply = machine.execute_read("get", [name.encode()], now_ms)
+        assert isinstance(reply, Bulk), reply
+        out[name] = int(reply.value)
+    return out
+
+
+def check_bank_run(history: Sequence[Op], final: object) -> WorkloadVerdict:
+    """The bank check of `history` against the final balances (None: none read); the
+    accounts' hash tag is the history's key."""
+    tag = next((op.key for op in history), "{bank}")
+    balances = final if isinstance(final, dict) else None
+    verdict = check_bank(history, opening_of(tag), balances, allow_negative=True)
+    texts = [str(a) for a in verdict.anomalies]
+    failure = "; ".join(texts[:3]) if texts else None
+    details = verdict.stats.describe()
+    if balances is None:
+        details += " (no final read: the leader had not applied all it committed)"
+    return WorkloadVerdict(failure, details, len(texts), balances is not None)

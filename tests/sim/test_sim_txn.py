@@ -1,0 +1,110 @@
+"""The simulator's transaction workloads (`cairn.sim.txn_workloads`): list-append checked
+by Elle and the bank checked by `cairn.check.bank`; deterministic, doing real work, clean
+under every fault in a bounded CI sweep, and biting on a broken machine (about 30 s on 2
+loaded cores)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+
+import pytest
+
+from cairn.cli.sweep import sweep
+from cairn.resp.reply import Array
+from cairn.sim import ALL_FAULTS, SimConfig, run_simulation
+from cairn.sim.workloads import Workload
+from cairn.store.commands.spec import Ctx
+from cairn.store.commands.table import COMMANDS
+
+SWEEP_SEEDS = 4
+TXN_WORKLOADS = [Workload.APPEND, Workload.BANK]
+
+
+@pytest.mark.parametrize("workload", TXN_WORKLOADS, ids=lambda w: w.value)
+def test_a_quiet_run_commits_transactions_and_passes_its_check(workload: Workload) -> None:
+    config = SimConfig(seed=3, nodes=3, steps=3000, faults=frozenset(), workload=workload)
+    a = run_simulation(replace(config, keep_history=True))
+    assert a.ok, a.failure
+    assert a.workload_verdict is not None and a.workload_verdict.anomalies == 0
+    assert a.workload_verdict.final_read and a.settled
+    assert a.ops_ok > 50
+    if workload is Workload.APPEND:
+        done = [op.value for op in a.history if op.type.value == "ok"]
+        assert any(f == "r" and v for txn in done for f, _, v in txn)  # reads saw appends
+    else:
+        assert {op.f for op in a.history} == {"transfer", "read"}
+        assert "explained by the acknowledged" in a.workload_verdict.details
+    b = run_simulation(replace(config, keep_history=True))
+    assert (a.digest, a.history) == (b.digest, b.history)
+
+
+def test_elle_bites_on_a_stale_lrange(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LRANGE that leaves out the newest element: reads miss committed appends."""
+    real = COMMANDS["lrange"].handler
+
+    def stale(ctx: Ctx, args: object) -> object:
+        reply = real(ctx, args)
+        return Array(reply.items[:-1]) if isinstance(reply, Array) and reply.items else reply
+
+    monkeypatch.setitem(COMMANDS, "lrange", replace(COMMANDS["lrange"], handler=stale))
+    config = SimConfig(seed=3, nodes=3, steps=3000, faults=frozenset(), workload=Workload.APPEND)
+    result = run_simulation(config)
+    assert result.failure is not None and "append check" in result.failure, result.failure
+
+
+def test_the_bank_bites_on_an_incrby_that_mints_money(monkeypatch: pytest.MonkeyPatch) -> None:
+    """INCRBY that adds one more than asked: reads of every balance sum to too much."""
+    real = COMMANDS["incrby"].handler
+
+    def generous(ctx: Ctx, args: list[bytes]) -> object:
+        return real(ctx, [args[0], str(int(args[1]) + 1).encode()])
+
+    monkeypatch.setitem(COMMANDS, "incrby", replace(COMMANDS["incrby"], handler=generous))
+    config = SimConfig(seed=3, nodes=3, steps=3000, faults=frozenset(), workload=Workload.BANK)
+    result = run_simulation(config)
+    assert result.failure is not None and "wrong-total" in result.failure, result.failure
+
+
+@pytest.mark.parametrize("workload", TXN_WORKLOADS, ids=lambda w: w.value)
+def test_ci_sweep_every_fault_no_anomaly(workload: Workload) -> None:
+    base = SimConfig(seed=0, steps=3000, faults=ALL_FAULTS, workload=workload)
+    started = time.perf_counter()
+    results = list(sweep(base, range(SWEEP_SEEDS), workers=os.cpu_count() or 2))
+    elapsed = time.perf_counter() - started
+    failures = [f"seed {r.seed}: {r.failure}" for r in results if r.failure is not None]
+    ops = sum(r.ops_ok for r in results)
+    print(f"\n{workload.value} sweep: {SWEEP_SEEDS} seeds in {elapsed:.1f}s, {ops} ok")
+    assert failures == []
+    checked = [r.workload_verdict for r in results if r.workload_verdict is not None]
+    assert len(checked) == SWEEP_SEEDS
+    assert sum(v.final_read for v in checked) >= SWEEP_SEEDS * 3 // 4
+    assert ops > SWEEP_SEEDS * 30
+
+
+def test_a_third_of_bank_transfers_are_scripts_that_refuse_overdrafts() -> None:
+    import random
+
+    from cairn.check.history import OpType
+    from cairn.resp.reply import Integer
+    from cairn.sim.redis_machine import RedisSimMachine
+    from cairn.sim.txn_workloads import TRANSFER_SCRIPT, BankLogic
+    from cairn.store.machine import encode_command
+
+    logic, rng = BankLogic(0, "{bank}"), random.Random(1)
+    picks = [logic.choose(rng) for _ in range(300)]
+    scripts = [c for c in picks if c.name == "eval"]
+    assert 40 < len(scripts) < 100 and all(c.f == "transfer" for c in scripts)
+    assert logic.complete(scripts[0], Integer(0)) == (OpType.FAIL, scripts[0].value)
+    assert logic.complete(scripts[0], Integer(1)) == (OpType.OK, scripts[0].value)
+    machine = RedisSimMachine()
+    entries = [("set", "{b}a", "10"), ("set", "{b}b", "10"),
+               ("eval", TRANSFER_SCRIPT, "2", "{b}a", "{b}b", "3"),
+               ("eval", TRANSFER_SCRIPT, "2", "{b}a", "{b}b", "30")]  # fmt: skip
+    replies = [
+        machine.apply(i, encode_command(name, [a.encode() for a in args], 1_700_000_000_000))
+        for i, (name, *args) in enumerate(entries, start=1)
+    ]
+    assert replies[2:] == [Integer(1), Integer(0)]
+    assert (machine.get("{b}a"), machine.get("{b}b")) == ("7", "13")
