@@ -149,6 +149,63 @@ def test_keys_of_every_type(r: redis.Redis) -> None:
     assert sorted(r.scan_iter(match="{k}*", _type="list")) == ["{k}l", "{k}l2"]
 
 
+def test_streams_and_consumer_groups(r: redis.Redis) -> None:
+    """Every stream command through redis-py's own helpers (explicit ids, so the replies
+    are the same on Redis and on every Cairn node); errors included."""
+    assert r.xadd("st", {"f": "1"}, id="1-1") == "1-1"
+    assert r.xadd("st", {"f": "2"}, id="2-1") == "2-1"
+    assert r.xadd("st", {"f": "3"}, id="3-*") == "3-0"
+    assert r.xadd("nost", {"f": "1"}, nomkstream=True) is None
+    with pytest.raises(redis.ResponseError, match="equal or smaller than the target stream top"):
+        r.xadd("st", {"f": "0"}, id="1-1")
+    assert r.xlen("st") == 3
+    assert r.xrange("st", "-", "+", count=2) == [("1-1", {"f": "1"}), ("2-1", {"f": "2"})]
+    assert r.xrevrange("st", "+", "(2-1") == [("3-0", {"f": "3"})]
+    assert r.xread({"st": "2-1"}) == [["st", [("3-0", {"f": "3"})]]]
+    assert r.xread({"st": "$"}, block=100) == []
+    assert r.xgroup_create("st", "g", id="0") is True
+    with pytest.raises(redis.ResponseError, match="BUSYGROUP"):
+        r.xgroup_create("st", "g", id="0")
+    assert r.xgroup_create("new", "g2", id="$", mkstream=True) is True
+    assert r.xgroup_createconsumer("st", "g", "c2") == 1
+    got = r.xreadgroup("g", "c1", {"st": ">"}, count=2)
+    assert got == [["st", [("1-1", {"f": "1"}), ("2-1", {"f": "2"})]]]
+    assert r.xreadgroup("g", "c1", {"st": "0"}) == got  # its pending history
+    assert r.xack("st", "g", "1-1", "9-9") == 1
+    summary = r.xpending("st", "g")
+    assert (summary["pending"], summary["min"], summary["max"]) == (1, "2-1", "2-1")
+    assert summary["consumers"] == [{"name": "c1", "pending": 1}]
+    [entry] = r.xpending_range("st", "g", "-", "+", 10)
+    assert (entry["message_id"], entry["consumer"], entry["times_delivered"]) == ("2-1", "c1", 2)
+    assert r.xclaim("st", "g", "c2", 0, ["2-1"], justid=True) == ["2-1"]
+    claimed = r.xautoclaim("st", "g", "c1", 0, start_id="0-0", count=5)
+    assert claimed[0] == "0-0" and claimed[1] == [("2-1", {"f": "2"})]
+    groups = r.xinfo_groups("st")
+    assert [(g["name"], g["consumers"], g["pending"], g["last-delivered-id"]) for g in groups] == [
+        ("g", 2, 1, "2-1")
+    ]
+    consumers = {c["name"]: c["pending"] for c in r.xinfo_consumers("st", "g")}
+    assert consumers == {"c1": 1, "c2": 0}
+    info = r.xinfo_stream("st")
+    assert (info["length"], info["last-generated-id"], info["groups"]) == (3, "3-0", 1)
+    assert info["first-entry"] == ("1-1", {"f": "1"})
+    assert r.xgroup_setid("st", "g", "3-0") is True
+    assert r.xreadgroup("g", "c1", {"st": ">"}) == []
+    assert r.xgroup_delconsumer("st", "g", "c2") == 0
+    assert r.xdel("st", "1-1", "8-8") == 1
+    assert r.xtrim("st", maxlen=1, approximate=False) == 1
+    assert r.xrange("st") == [("3-0", {"f": "3"})]
+    assert r.execute_command("XSETID", "st", "5-0") == "OK"
+    assert r.xadd("st", {"f": "6"}, id="6-0", maxlen=1, approximate=False) == "6-0"
+    assert r.xlen("st") == 1
+    assert r.xgroup_destroy("st", "g") == 1
+    with pytest.raises(redis.ResponseError, match="NOGROUP"):
+        r.xreadgroup("g", "c1", {"st": ">"})
+    r.set("str", "x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.xadd("str", {"f": "1"})
+
+
 def test_asyncio_client(r: redis.Redis) -> None:
     kwargs = r.connection_pool.connection_kwargs
 
