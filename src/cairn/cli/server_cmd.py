@@ -93,6 +93,7 @@ async def run_node(config: NodeConfig) -> int:
         from cairn.admin.backup_api import NodeBackup
         from cairn.admin.history import node_feed
         from cairn.admin.node_source import ClusterAdminSource
+        from cairn.admin.region_actions import NodeActions
 
         try:
             access = Access.open(config.admin_tokens_file, config.admin_metrics_public)
@@ -104,6 +105,7 @@ async def run_node(config: NodeConfig) -> int:
                 ssl_context=tls_context,
                 backup=NodeBackup(node),
                 history=node_feed(node),
+                regions=NodeActions(node),
             )
             await admin.start()
         except (OSError, AdminStartError) as exc:
