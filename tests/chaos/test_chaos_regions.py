@@ -18,8 +18,8 @@ def test_region_faults_on_five_nodes(tmp_path: Path) -> None:
     config = ChaosConfig(
         out=tmp_path,
         nodes=5,
-        duration=50,
-        seed=3,
+        duration=40,
+        seed=1,
         faults=REGION_FAULTS | {FaultKind.KILL},
         workloads=("register", "set"),
         workers=2,

@@ -75,11 +75,11 @@ _DURATIONS: dict[FaultKind, tuple[float, float]] = {
     FaultKind.CORRUPT: (0.0, 0.0),
     FaultKind.POWER_LOSS: (0.0, 0.0),
     # region faults: how long the runner waits for the operator before giving up
-    FaultKind.SPLIT: (4.0, 6.0),
-    FaultKind.MERGE: (6.0, 10.0),
-    FaultKind.MOVE: (5.0, 8.0),
-    FaultKind.TRANSFER: (2.0, 4.0),
-    FaultKind.DRAIN: (6.0, 10.0),
+    FaultKind.SPLIT: (2.5, 4.0),
+    FaultKind.MERGE: (4.0, 7.0),
+    FaultKind.MOVE: (3.0, 6.0),
+    FaultKind.TRANSFER: (1.5, 3.0),
+    FaultKind.DRAIN: (4.0, 7.0),
 }
 
 PARTITION_SHAPES = ("halves", "isolate-leader", "majority-ring", "one-way")
