@@ -7,7 +7,9 @@ that does not lead the placement group answers 503 and the client moves on). The
 nodes and leader are chosen at random (from the run's seeded source) among those the
 request can apply to, as the driver shows them then; a refusal (the region became busy,
 a node is down) is retried on another choice a few times. The fault then waits for the
-operator to end, at most the planned duration, and records how it ended as the record's
+operator to end, at most its planned duration or `MIN_WAIT_S` if longer (on a loaded
+machine a snapshot can take seconds; the schedule's next fault then starts late rather than
+this one being cut short), and records how it ended as the record's
 `outcome`: `succeeded`, `cancelled`, `timed-out`, or `running` when the wait ran out (the
 operator goes on; the run does not depend on it). A drain waits until the node holds no
 replica, then undrains it (the undrain is sent whatever happened).
@@ -31,6 +33,8 @@ from cairn.chaos.faults import FaultKind, FaultRecord, Planned
 ATTEMPTS = 4
 """Choices tried before a fault is recorded as refused."""
 POLL_S = 0.25
+MIN_WAIT_S = 10.0
+"""The least time a region fault waits for its operator."""
 MAX_REGIONS = 12
 """No split beyond this many regions (the run should stay small)."""
 
@@ -163,7 +167,8 @@ class RegionFaults:
                 time.sleep(0.3)
                 continue
             operator = doc["operator"]
-            r.outcome, took = self.wait_operator(int(operator["id"]), p.duration)
+            bound = max(p.duration, MIN_WAIT_S)
+            r.outcome, took = self.wait_operator(int(operator["id"]), bound)
             r.detail = f"#{operator['id']} {r.outcome} after {took:.1f}s: {operator['description']}"
             return
         r.outcome = "refused"
@@ -196,7 +201,7 @@ class RegionFaults:
         start = time.monotonic()
         try:
             self.call("POST", f"/v1/nodes/{node}/drain", {"reason": "chaos"})
-            r.outcome = self._wait_drained(node, p.duration)
+            r.outcome = self._wait_drained(node, max(p.duration, MIN_WAIT_S))
         finally:
             self._undrain(node, r)
         took = time.monotonic() - start
