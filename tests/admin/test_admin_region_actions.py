@@ -89,6 +89,12 @@ def test_bad_input_is_a_400(url: str, path: str, body: object, text: str) -> Non
     assert status == 400 and text in doc["error"]["message"], doc
 
 
+def test_hostile_bodies_are_a_400(url: str) -> None:
+    for raw in (b"[" * 20000 + b"]" * 20000, b"{not json", "\u00e9".encode("latin-1")):
+        status, _, doc = http("POST", url + "/v1/regions/1/split", raw)
+        assert status == 400, doc
+
+
 def test_tokens_are_checked(url: str, driver: PlacementDriver) -> None:
     status, doc = post(url, "/v1/regions/1/transfer-leader", {"to": 2}, token=READ_TOKEN)
     assert status == 403 and doc["error"]["code"] == "forbidden"

@@ -191,13 +191,18 @@ def _id(text: str, what: str) -> int:
 
 
 async def _body(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]:
-    text = await request.text()
+    try:
+        text = (await request.read()).decode()
+    except UnicodeDecodeError:
+        raise BadRequestError("the body is not UTF-8") from None
     if not text.strip():
         return {}
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequestError("the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequestError("the body must be a JSON object")
     unknown = sorted(set(body) - allowed - {"reason"})
