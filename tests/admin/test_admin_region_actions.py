@@ -91,8 +91,9 @@ def test_bad_input_is_a_400(url: str, path: str, body: object, text: str) -> Non
 
 def test_hostile_bodies_are_a_400(url: str) -> None:
     for raw in (b"[" * 20000 + b"]" * 20000, b"{not json", "\u00e9".encode("latin-1")):
-        status, _, doc = http("POST", url + "/v1/regions/1/split", raw)
-        assert status == 400, doc
+        for path in ("/v1/regions/1/split", "/v1/nodes/1/drain", "/v1/placement"):
+            status, _, doc = http("POST", url + path, raw)
+            assert status == 400, (path, doc)
 
 
 def test_tokens_are_checked(url: str, driver: PlacementDriver) -> None:

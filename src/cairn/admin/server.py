@@ -141,7 +141,10 @@ def _path_id(request: web.Request, what: str) -> int:
 
 
 async def _body(request: web.Request, *, required: bool) -> Any:
-    text = await request.text()
+    try:
+        text = (await request.read()).decode()
+    except UnicodeDecodeError:
+        raise BadRequestError("the body is not UTF-8") from None
     if not text.strip():
         if required:
             raise BadRequestError("a JSON body is required")
@@ -150,6 +153,8 @@ async def _body(request: web.Request, *, required: bool) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequestError("the body is nested too deeply") from None
 
 
 def _action(result: ActionResult, status: int = 200) -> web.Response:
