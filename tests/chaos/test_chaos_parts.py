@@ -215,5 +215,7 @@ def test_the_leader_is_the_lowest_regions_as_its_leader_says() -> None:
     cluster.region_leaders = views.get  # type: ignore[assignment, method-assign]
     cluster.running = lambda n: True  # type: ignore[method-assign]
     assert cluster.leader() == 2
-    views[2] = {1: 1}  # node 2 no longer thinks it leads: no agreement
+    views[2] = {1: 1}  # no agreement on region 1: region 2's leader, by its own word
+    assert cluster.leader() == 1
+    views[3] = views[4] = None  # a minority answers
     assert cluster.leader() is None

@@ -240,21 +240,21 @@ class ChaosCluster:
         return info
 
     def leader(self) -> int | None:
-        """The leader of the lowest region: the node most answering nodes name for it that
-        names itself too (a majority of the nodes must answer), or None. Once the
-        placement driver has moved replicas, nodes host different regions, and a removed
-        replica not yet destroyed may name an old leader or none: those are outvoted."""
+        """The leader of the lowest region whose leader is agreed: the node most answering
+        nodes name for it that names itself too (a majority of the nodes must answer), or
+        None. Once the placement driver has moved replicas, nodes host different regions,
+        and a removed or merged-away replica not yet destroyed may name an old leader or
+        none: it is outvoted, or its region is passed over for the next."""
         views = {n: self.region_leaders(n) for n in self.ids}
         answered = {n: v for n, v in views.items() if v is not None}
-        hosted = [v for v in answered.values() if v]
-        if len(answered) <= self.nodes // 2 or not hosted:
+        if len(answered) <= self.nodes // 2:
             return None
-        lowest = min(min(v) for v in hosted)
-        claims = Counter(v[lowest] for v in hosted if v.get(lowest))
-        for leader, _ in claims.most_common():
-            own = answered.get(leader) or {}
-            if own.get(lowest) == leader and self.running(leader) and leader not in self.paused:
-                return leader
+        for region in sorted({r for v in answered.values() for r in v}):
+            claims = Counter(v[region] for v in answered.values() if v.get(region))
+            for leader, _ in claims.most_common():
+                own = answered.get(leader) or {}
+                if own.get(region) == leader and self.running(leader):
+                    return None if leader in self.paused else leader
         return None
 
     def wait_for_leader(self, timeout: float = 30.0) -> int | None:
