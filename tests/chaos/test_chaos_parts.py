@@ -172,7 +172,50 @@ def test_a_damaged_directory_is_restored_from_its_backup(tmp_path: Path) -> None
 
 
 def test_every_fault_kind_has_a_handler() -> None:
+    from cairn.chaos.faults import REGION_FAULTS
+    from cairn.chaos.region_faults import RegionFaults
     from cairn.chaos.runner import ChaosRun
 
-    for kind in FaultKind:
+    for kind in ALL_FAULTS:
         assert hasattr(ChaosRun, "_fault_" + kind.value.replace("-", "_")), kind
+    regions = RegionFaults(None, random.Random(1))  # type: ignore[arg-type]
+    for kind in REGION_FAULTS:
+        assert callable(regions.handler(kind)), kind
+
+
+def test_region_faults_are_their_own_group() -> None:
+    from cairn.chaos.faults import REGION_FAULTS
+    from cairn.chaos.runner import REGION_RUN_KEYS, ChaosConfig
+    from cairn.cli.chaos_cmd import parse_faults
+    from cairn.store.slot import key_slot
+
+    assert not REGION_FAULTS & ALL_FAULTS
+    assert frozenset(FaultKind) == ALL_FAULTS | REGION_FAULTS
+    assert parse_faults("basic,regions") == BASIC_FAULTS | REGION_FAULTS
+    assert parse_faults("kill,split") == {FaultKind.KILL, FaultKind.SPLIT}
+    assert ChaosConfig(Path("x"), faults=BASIC_FAULTS).founding_regions == 1
+    regional = ChaosConfig(Path("x"), faults=frozenset({FaultKind.MOVE}))
+    assert regional.region_faults and regional.founding_regions == 4
+    assert ChaosConfig(Path("x"), regions=6).founding_regions == 6
+    # the register keys of a run with regions lie in each quarter of the slots
+    assert sorted(key_slot(k.encode()) * 4 // 16384 for k in REGION_RUN_KEYS) == [0, 1, 2, 3]
+
+
+def test_the_leader_is_the_lowest_regions_as_its_leader_says() -> None:
+    from cairn.chaos.cluster import ChaosCluster
+
+    views: dict[int, dict[int, int] | None] = {
+        1: {1: 2, 2: 1},
+        2: {1: 2},
+        3: {1: 0, 3: 3},  # a removed replica of region 1 that knows no leader
+        4: {3: 3},
+        5: None,  # does not answer
+    }
+    cluster = ChaosCluster(Path("x"), 5, network=None)  # type: ignore[arg-type]
+    cluster.region_leaders = views.get  # type: ignore[assignment, method-assign]
+    cluster.running = lambda n: True  # type: ignore[method-assign]
+    assert cluster.leader() == 2
+    views[2] = {1: 1}  # no agreement on region 1: region 2's leader, by its own word
+    assert cluster.leader() == 1
+    views[3] = views[4] = None  # a minority answers
+    assert cluster.leader() is None

@@ -23,6 +23,8 @@ Routes (see docs/admin.md):
     GET  /v1/events?since=N&limit=M
     POST /v1/nodes/{id}/drain      {"reason": "..."} (optional)
     POST /v1/placement             {"replicas": N, "location_label": "zone", "ranges": [...]}
+    POST /v1/regions/{id}/{split,merge,move,transfer-leader}, POST /v1/nodes/{id}/undrain,
+    GET  /v1/operators/{id}        operators asked for by hand (`region_actions`)
     GET  /metrics                  Prometheus text format
     POST /v1/backup/{pause,unpause,open,chunk,close}   `cairn ctl backup` (`backup_api`)
     GET  /v1/session               the token's id, name and role (for the dashboard)
@@ -54,6 +56,10 @@ from cairn.admin.forward import DEFAULT_EVENT_LIMIT, MAX_EVENT_LIMIT, Forwarder,
 from cairn.admin.history import HistoryFeed
 from cairn.admin.http_log import http_error_logger
 from cairn.admin.json_body import parse_json_body
+from cairn.admin.placement_source import PlacementSource
+from cairn.admin.region_actions import ENDPOINTS as REGION_ENDPOINTS
+from cairn.admin.region_actions import DriverActions, RegionActions
+from cairn.admin.region_actions import add_routes as add_region_routes
 from cairn.admin.source import AdminError, AdminSource, BadRequestError
 from cairn.admin.tenants_api import NodeTenants
 from cairn.admin.tenants_api import add_routes as add_tenant_routes
@@ -82,6 +88,7 @@ ENDPOINTS = (
     "GET /v1/events?since=N&limit=M",
     "POST /v1/nodes/{id}/drain",
     "POST /v1/placement",
+    *REGION_ENDPOINTS,
     "GET /metrics",
     "GET /v1/session",
     "GET /v1/history?since_ms=T&node=N",
@@ -264,12 +271,14 @@ def make_app(
     history: HistoryFeed | None = None,
     tenants: NodeTenants | None = None,
     peer: AdminPeer | None = None,
+    regions: RegionActions | None = None,
 ) -> web.Application:
     """The aiohttp application answering the admin API from `source`, to whom `access`
     lets in; with `backup`, the backup endpoints too; with the dashboard (and
     `/v1/history` when `history` is given); with `peer`, the views this node cannot
     answer are asked of the node that can, and other nodes' questions answered
-    (`cairn.admin.forward`)."""
+    (`cairn.admin.forward`). The operator requests go to `regions` (by default the
+    driver of a `PlacementSource`; none: they answer 501)."""
     app = web.Application(middlewares=[_errors_middleware(access)], client_max_size=MAX_BODY_BYTES)
     app[_SOURCE_KEY] = source
     if peer is not None:
@@ -287,6 +296,9 @@ def make_app(
     app.router.add_get("/v1/events", get_events)
     app.router.add_post("/v1/placement", post_placement)
     app.router.add_get("/metrics", get_metrics)
+    if regions is None and isinstance(source, PlacementSource):
+        regions = DriverActions(source.driver, source.clock)
+    add_region_routes(app, regions)
     if backup is not None:
         add_routes(app, backup)
     if tenants is not None:
@@ -321,6 +333,7 @@ class AdminServer:
         history: HistoryFeed | None = None,
         tenants: NodeTenants | None = None,
         peer: AdminPeer | None = None,
+        regions: RegionActions | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -328,7 +341,7 @@ class AdminServer:
         self.ssl_context = ssl_context
         """HTTPS with this context (the node's TLS one, `cairn.runtime.tls`); None: HTTP."""
         self.backup = backup
-        self.app = make_app(source, access, backup, history, tenants, peer)
+        self.app = make_app(source, access, backup, history, tenants, peer, regions)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

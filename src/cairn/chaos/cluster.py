@@ -6,6 +6,11 @@ started, killed (-9), paused (SIGSTOP), resumed and stopped by PID only. Every n
 with failpoints enabled (`CAIRN_FAILPOINTS` set, empty), so the runner can switch disk
 faults and the clock skew on and off through `CAIRN.FAILPOINT` / `CAIRN.CLOCKSKEW`.
 Administrative commands go through a small thread pool living in the clients' namespace.
+
+With `admin` set, every node serves its admin API (on its client address's host, with a
+dev admin token under `root`) for the region faults, and the cluster is founded with
+`regions` regions; the placement driver's own merges are off (`merge_size_bytes = 0`) so
+the region count changes only by the faults.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,8 +29,9 @@ from typing import Any
 
 import redis
 
+from cairn.admin.tokens import DEV_TOKENS_FILE, ensure_dev_token
 from cairn.chaos.network import Network, python_command
-from cairn.runtime.local_cluster import SECRET_FILE, ensure_secret
+from cairn.runtime.local_cluster import SECRET_FILE, ensure_secret, free_ports
 
 RAFT: dict[str, object] = {
     "tick_ms": 10,
@@ -34,6 +41,8 @@ RAFT: dict[str, object] = {
 }
 """Fast elections (400-800 ms) so a short run sees many of them."""
 LIMITS: dict[str, object] = {"request_timeout_ms": 2000}
+NETNS_ADMIN_PORT = 6390
+"""The admin port in namespace mode (each node has its own address there)."""
 
 
 def _table(name: str, values: dict[str, object]) -> str:
@@ -51,6 +60,13 @@ class ChaosCluster:
     raft: dict[str, object] = field(default_factory=dict)
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     paused: set[int] = field(default_factory=set)
+    admin_api: bool = False
+    """Serve the admin API (the region faults need it)."""
+    regions: int = 1
+    """Regions the cluster is founded with."""
+    admin_token: str | None = None
+    """The admin token, once `write_configs` made it (with `admin_api`)."""
+    _admin_ports: list[int] = field(default_factory=list)
     _admin: ThreadPoolExecutor | None = None
 
     @property
@@ -70,10 +86,28 @@ class ChaosCluster:
         """Node `node`'s config file."""
         return self.root / f"node{node}.toml"
 
+    def admin_addr(self, node: int) -> tuple[str, int]:
+        """Where node `node` serves its admin API (with `admin_api`)."""
+        return self.network.client_addr(node)[0], self._admin_ports[node - 1]
+
+    def _admin_lines(self, node: int) -> str:
+        if not self.admin_api:
+            return 'admin_addr = "off"\n'  # its port would be one more to partition and free
+        host, port = self.admin_addr(node)
+        return (
+            f'admin_addr = "{host}:{port}"\nadmin_tokens_file = "{self.root / DEV_TOKENS_FILE}"\n'
+        )
+
     def write_configs(self) -> None:
         """One TOML file per node; the `[peers]` table names this node's proxies."""
         self.root.mkdir(parents=True, exist_ok=True)
         secret = ensure_secret(self.root / SECRET_FILE)
+        if self.admin_api:
+            self.admin_token = ensure_dev_token(self.root)
+            netns = self.network.mode == "netns"
+            ports = [NETNS_ADMIN_PORT] * self.nodes if netns else free_ports(self.nodes)
+            self._admin_ports = ports
+        regions = _table("regions", {"merge_size_bytes": 0}) if self.regions > 1 else ""
         for node in self.ids:
             peers = "".join(
                 f'{p} = "{":".join(map(str, self.network.peer_address(node, p)))}"\n'
@@ -86,12 +120,13 @@ class ChaosCluster:
                 f'client_addr = "{host}:{port}"\npeer_addr = "{phost}:{pport}"\n'
                 f'data_dir = "{self.data_dir(node)}"\nlog_level = "info"\n'
                 f'cluster_secret_file = "{secret}"\n'
-                'admin_addr = "off"\n'  # its port would be one more to partition and free
-                # clients reach the nodes from their own namespace, not from loopback:
-                # without a password, protected mode would answer them -DENIED
-                + "protected_mode = false\n"
+                f"initial_regions = {self.regions}\n"
+                # the clients come from the bridge's address: a private test network
+                "protected_mode = false\n"
+                + self._admin_lines(node)
                 + _table("raft", RAFT | self.raft)
                 + _table("limits", LIMITS)
+                + regions
                 + "[peers]\n"
                 + peers
             )
@@ -205,14 +240,21 @@ class ChaosCluster:
         return info
 
     def leader(self) -> int | None:
-        """The leader the answering nodes agree on (a majority must answer), or None."""
-        infos = [self.raft_info(n) for n in self.ids]
-        leaders = {int(i.get("raft_leader_id", 0)) for i in infos if i is not None}
-        answered = sum(1 for i in infos if i is not None)
-        if len(leaders) == 1 and answered > self.nodes // 2:
-            leader = leaders.pop()
-            if leader and self.running(leader) and leader not in self.paused:
-                return leader
+        """The leader of the lowest region whose leader is agreed: the node most answering
+        nodes name for it that names itself too (a majority of the nodes must answer), or
+        None. Once the placement driver has moved replicas, nodes host different regions,
+        and a removed or merged-away replica not yet destroyed may name an old leader or
+        none: it is outvoted, or its region is passed over for the next."""
+        views = {n: self.region_leaders(n) for n in self.ids}
+        answered = {n: v for n, v in views.items() if v is not None}
+        if len(answered) <= self.nodes // 2:
+            return None
+        for region in sorted({r for v in answered.values() for r in v}):
+            claims = Counter(v[region] for v in answered.values() if v.get(region))
+            for leader, _ in claims.most_common():
+                own = answered.get(leader) or {}
+                if own.get(region) == leader and self.running(leader):
+                    return None if leader in self.paused else leader
         return None
 
     def wait_for_leader(self, timeout: float = 30.0) -> int | None:
@@ -225,9 +267,26 @@ class ChaosCluster:
             time.sleep(0.2)
         return None
 
+    def region_leaders(self, node: int) -> dict[int, int] | None:
+        """Region id -> leader node (0: unknown) of every region node `node` hosts (None
+        when it does not answer)."""
+        info = self.raft_info(node)
+        return None if info is None else _region_leaders(info)
+
     def close(self) -> None:
         """Stop every node and the admin pool."""
         self.stop_all()
         if self._admin is not None:
             self._admin.shutdown(wait=False, cancel_futures=True)
             self._admin = None
+
+
+def _region_leaders(info: dict[str, Any]) -> dict[int, int]:
+    """Region id -> leader node from an INFO raft section (its `raft_region<id>` lines)."""
+    out = {}
+    for key, value in info.items():
+        suffix = key[len("raft_region") :]
+        if key.startswith("raft_region") and suffix.isdigit():
+            leader = value.get("leader", 0) if isinstance(value, dict) else 0
+            out[int(suffix)] = int(leader)
+    return out

@@ -41,9 +41,25 @@ class FaultKind(enum.Enum):
     start; the runner then restores its pre-damage copy and restarts it."""
     POWER_LOSS = "power-loss"
     """kill -9 of every node at once, then a restart of all (see `cairn.runtime.plants`)."""
+    SPLIT = "split"
+    """A region is split (halfway through its slots) through the admin API."""
+    MERGE = "merge"
+    """A region is merged into its neighbour (replicas aligned first when they differ)."""
+    MOVE = "move"
+    """One replica of a region moves to a node that holds none (snapshot, promote, remove)."""
+    TRANSFER = "transfer"
+    """A region's leadership is handed to another voter."""
+    DRAIN = "drain"
+    """A node is drained (its replicas and leaders move off), then undrained."""
 
 
-ALL_FAULTS = frozenset(FaultKind)
+REGION_FAULTS = frozenset(
+    {FaultKind.SPLIT, FaultKind.MERGE, FaultKind.MOVE, FaultKind.TRANSFER, FaultKind.DRAIN}
+)
+"""Faults asked of the placement driver (`cairn.chaos.region_faults`): they need its
+admin API and several regions, which the runner provides when any is chosen."""
+ALL_FAULTS = frozenset(FaultKind) - REGION_FAULTS
+"""The node, network and disk faults (`--faults all`); region faults are `regions`."""
 BASIC_FAULTS = frozenset({FaultKind.KILL, FaultKind.PAUSE, FaultKind.PARTITION})
 
 _DURATIONS: dict[FaultKind, tuple[float, float]] = {
@@ -58,6 +74,12 @@ _DURATIONS: dict[FaultKind, tuple[float, float]] = {
     FaultKind.SLOW_FSYNC: (2.0, 5.0),
     FaultKind.CORRUPT: (0.0, 0.0),
     FaultKind.POWER_LOSS: (0.0, 0.0),
+    # region faults: how long the runner waits for the operator before giving up
+    FaultKind.SPLIT: (2.5, 4.0),
+    FaultKind.MERGE: (4.0, 7.0),
+    FaultKind.MOVE: (3.0, 6.0),
+    FaultKind.TRANSFER: (1.5, 3.0),
+    FaultKind.DRAIN: (4.0, 7.0),
 }
 
 PARTITION_SHAPES = ("halves", "isolate-leader", "majority-ring", "one-way")
@@ -122,6 +144,9 @@ class FaultRecord:
     start: int
     end: int = 0
     detail: str = ""
+    outcome: str = ""
+    """For a region fault: how its operator ended (`succeeded`, `cancelled`, `timed-out`,
+    `running` when the runner stopped waiting, `refused`); empty for the others."""
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

@@ -44,6 +44,11 @@ FAULT_COLOURS = {
     FaultKind.SLOW_FSYNC: "#ca6f1e",
     FaultKind.CORRUPT: "#7b241c",
     FaultKind.POWER_LOSS: "#000000",
+    FaultKind.SPLIT: "#1e8449",
+    FaultKind.MERGE: "#117864",
+    FaultKind.MOVE: "#6c3483",
+    FaultKind.TRANSFER: "#b7950b",
+    FaultKind.DRAIN: "#873600",
 }
 
 

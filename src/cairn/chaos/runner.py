@@ -9,6 +9,9 @@ Theory of operation. `ChaosRun.run()`:
    bank and append of `cairn.chaos.txn_workloads`: worker threads recording histories);
 3. injects the faults of `faults.schedule(seed, ...)` one at a time, healing each after
    its duration, and records each as a `FaultRecord` (target, times, what was observed);
+   region faults (split, merge, move, transfer, drain: `cairn.chaos.region_faults`) go
+   through the admin API, which the nodes then serve, on a cluster founded with several
+   regions (`ChaosConfig.regions`) so that the workloads' keys lie in different ones;
 4. heals everything, restarts every node, lets the clients run a few more seconds, stops
    them and reads the final state of the set and the counter, drains the queues and
    reads the streams and their groups, the bank's balances and the appended lists;
@@ -38,10 +41,19 @@ from typing import Any
 
 import redis
 
+from cairn.admin.client import AdminClientError
 from cairn.chaos import corruption
 from cairn.chaos.cluster import ChaosCluster
-from cairn.chaos.faults import ALL_FAULTS, FaultKind, FaultRecord, Planned, schedule
+from cairn.chaos.faults import (
+    ALL_FAULTS,
+    REGION_FAULTS,
+    FaultKind,
+    FaultRecord,
+    Planned,
+    schedule,
+)
 from cairn.chaos.network import LoopbackNetwork, NetnsNetwork, Network, netns_available
+from cairn.chaos.region_faults import RegionFaults
 from cairn.chaos.stream_workload import StreamWorkload
 from cairn.chaos.txn_workloads import AppendWorkload, BankWorkload
 from cairn.chaos.workload import (
@@ -56,6 +68,10 @@ from cairn.check.history import OpType, write_jsonl
 from cairn.runtime.plants import PLANT_ENV, restore_power_loss_image
 
 WORKLOADS = ("register", "set", "counter", "queue", "stream", "bank", "append")
+REGION_RUN_REGIONS = 4
+"""Regions a run with region faults is founded with unless told (`ChaosConfig.regions`)."""
+REGION_RUN_KEYS = ("r0", "r1", "r2", "r3")
+"""Register keys of a run with several regions: one in each quarter of the slots."""
 SKEW_RANGE = (0.02, 0.08)
 """Clock-skew rates stay inside the lease's drift margin (5 of 40 election ticks)."""
 
@@ -75,6 +91,20 @@ class ChaosConfig:
     plant: str | None = None
     keep_data: bool = False
     final_quiet: float = 3.0
+    regions: int = 0
+    """Regions to found the cluster with; 0: 1, or `REGION_RUN_REGIONS` with region faults."""
+
+    @property
+    def region_faults(self) -> bool:
+        """Whether any region fault is chosen (the admin API is then served)."""
+        return bool(self.faults & REGION_FAULTS)
+
+    @property
+    def founding_regions(self) -> int:
+        """The regions the cluster is founded with."""
+        if self.regions:
+            return self.regions
+        return REGION_RUN_REGIONS if self.region_faults else 1
 
 
 @dataclass
@@ -110,6 +140,16 @@ class ChaosResult:
         """No anomaly at all."""
         return not self.anomalies
 
+    def region_fault_counts(self) -> dict[str, dict[str, int]]:
+        """Per region fault kind: how many were injected, and how each ended."""
+        counts: dict[str, dict[str, int]] = {}
+        for f in self.faults:
+            if f.kind in REGION_FAULTS:
+                row = counts.setdefault(f.kind.value, {"injected": 0})
+                row["injected"] += 1
+                row[f.outcome or "unknown"] = row.get(f.outcome or "unknown", 0) + 1
+        return counts
+
     def summary(self) -> dict[str, Any]:
         """The JSON summary written as `summary.json`."""
         cfg = self.config
@@ -124,6 +164,8 @@ class ChaosResult:
             "network": self.network,
             "schedule": [p.describe() for p in self.plan],
             "faults_injected": len(self.faults),
+            "regions_at_start": cfg.founding_regions,
+            "region_faults": self.region_fault_counts(),
             "operations": self.ops,
             "checks": [
                 {"workload": c.name, "ok": c.ok, "details": c.details, "lost": c.lost}
@@ -151,7 +193,15 @@ class ChaosRun:
         self.network: Network = self._choose_network()
         env = {PLANT_ENV: config.plant} if config.plant else {}
         root = config.out / "cluster"
-        self.cluster = ChaosCluster(root, config.nodes, self.network, env=env)
+        self.cluster = ChaosCluster(
+            root,
+            config.nodes,
+            self.network,
+            env=env,
+            admin_api=config.region_faults,
+            regions=config.founding_regions,
+        )
+        self.region_faults = RegionFaults(self.cluster, self.rng)
         self.workloads: list[Workload] = []
         self.records: list[FaultRecord] = []
         self.t0 = time.monotonic_ns()
@@ -233,7 +283,9 @@ class ChaosRun:
         endpoints = [self.network.client_addr(n) for n in self.cluster.ids]
         init = self.network.client_thread_init()
         makers: dict[str, Callable[[], Workload]] = {
-            "register": lambda: RegisterWorkload(endpoints, cfg.workers, seed=cfg.seed),
+            "register": lambda: RegisterWorkload(
+                endpoints, cfg.workers, seed=cfg.seed, keys=self._register_keys()
+            ),
             "set": lambda: SetWorkload(endpoints, cfg.workers, seed=cfg.seed + 1),
             "counter": lambda: CounterWorkload(endpoints, cfg.workers, seed=cfg.seed + 2),
             "queue": lambda: QueueWorkload(endpoints, cfg.workers, seed=cfg.seed + 3),
@@ -247,6 +299,11 @@ class ChaosRun:
             workload.start()
             self.workloads.append(workload)
 
+    def _register_keys(self) -> tuple[str, ...]:
+        if self.config.founding_regions > 1:
+            return REGION_RUN_KEYS
+        return tuple(RegisterWorkload.keys)
+
     def _wait_until(self, at: float) -> None:
         while self.now() < at:
             time.sleep(min(0.2, at - self.now()))
@@ -255,12 +312,15 @@ class ChaosRun:
     # -- faults ----------------------------------------------------------------------------
 
     def _inject(self, planned: Planned) -> None:
-        handler = getattr(self, "_fault_" + planned.kind.value.replace("-", "_"))
+        if planned.kind in REGION_FAULTS:
+            handler = self.region_faults.handler(planned.kind)
+        else:
+            handler = getattr(self, "_fault_" + planned.kind.value.replace("-", "_"))
         record = FaultRecord(planned.kind, "", time.monotonic_ns())
         self.records.append(record)
         try:
             handler(planned, record)
-        except (redis.RedisError, OSError, TimeoutError) as exc:
+        except (redis.RedisError, OSError, TimeoutError, AdminClientError) as exc:
             record.notes.append(f"runner error while injecting: {exc!r}")
         record.end = record.end or time.monotonic_ns()
         self.say(f"{planned.kind.value}: {record.describe()}")
@@ -554,6 +614,7 @@ class ChaosRun:
                 "start_s": (r.start - self.t0) / 1e9,
                 "end_s": (r.end - self.t0) / 1e9,
                 "detail": r.detail,
+                "outcome": r.outcome,
                 "problems": r.problems,
                 "notes": r.notes,
             }

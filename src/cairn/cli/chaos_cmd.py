@@ -13,28 +13,27 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cairn.chaos.faults import ALL_FAULTS, BASIC_FAULTS, FaultKind
+from cairn.chaos.faults import ALL_FAULTS, BASIC_FAULTS, REGION_FAULTS, FaultKind
 from cairn.chaos.network import leftover_namespaces
 from cairn.chaos.runner import WORKLOADS, ChaosConfig, ChaosResult, run_chaos
 from cairn.runtime.plants import PLANTS
 
+_GROUPS = {"all": ALL_FAULTS, "basic": BASIC_FAULTS, "regions": REGION_FAULTS, "none": frozenset()}
+
 
 def parse_faults(text: str) -> frozenset[FaultKind]:
-    """`all`, `basic` (kill, pause, partition), `none`, or a comma-separated list."""
-    text = text.strip().lower()
-    if text == "all":
-        return ALL_FAULTS
-    if text == "basic":
-        return BASIC_FAULTS
-    if text == "none":
-        return frozenset()
-    names = {f.value: f for f in FaultKind}
-    chosen = set()
-    for part in (p.strip() for p in text.split(",")):
+    """A comma-separated list of faults and groups: `all` (node, network and disk faults),
+    `basic` (kill, pause, partition), `regions` (split, merge, move, transfer, drain),
+    `none`."""
+    names = {f.value: frozenset({f}) for f in FaultKind} | _GROUPS
+    chosen: set[FaultKind] = set()
+    for part in (p.strip() for p in text.strip().lower().split(",")):
         if part not in names:
-            known = ", ".join(sorted(names))
-            raise click.BadParameter(f"unknown fault {part!r} (all, basic, none, or: {known})")
-        chosen.add(names[part])
+            known = ", ".join(f.value for f in FaultKind)
+            raise click.BadParameter(
+                f"unknown fault {part!r} (all, basic, regions, none, or: {known})"
+            )
+        chosen |= names[part]
     return frozenset(chosen)
 
 
@@ -59,7 +58,8 @@ def parse_workloads(text: str) -> tuple[str, ...]:
     "faults_text",
     default="all",
     show_default=True,
-    help="all, basic, none, or a list: " + ",".join(f.value for f in FaultKind),
+    help="A list of faults and groups: all, basic, regions, none, "
+    + ",".join(f.value for f in FaultKind),
 )
 @click.option(
     "--workload",

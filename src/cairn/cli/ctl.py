@@ -4,6 +4,8 @@
     cairn ctl events [--since N] [--follow]     what the placement driver decided, and why
     cairn ctl node drain ID [--reason TEXT]     move everything off a node
     cairn ctl node start ID [--data-dir DIR]    start a node of a `cairn dev` cluster again
+    cairn ctl region split ID [--slot N|--by-size] | merge ID [--into M]
+                   | move ID --from A --to B | transfer-leader ID --to N   [--wait S]
     cairn ctl placement set --replicas N --zone-label L [--range START END REPLICAS ...]
     cairn ctl token create --role read|admin | list | revoke ID   the admin tokens file
 
@@ -520,3 +522,144 @@ def token_revoke(which: str, path: Path) -> None:
         _fail(2, str(exc))
     for e in gone:
         click.echo(f"revoked token {e.describe()} ({e.role.value})")
+
+
+@ctl.group()
+def region() -> None:
+    """Ask for one operator on a region: split, merge, move a replica, transfer a leader."""
+
+
+_reason_option = click.option("--reason", default="", help="Why (kept with the operator).")
+_wait_option = click.option(
+    "--wait",
+    type=click.FloatRange(min=0, max=3600),
+    default=0,
+    help="Wait up to this many seconds for the operator to finish (exit 1 unless it succeeds).",
+)
+
+
+def _request(
+    ctx: click.Context,
+    region_id: int,
+    action: str,
+    body: dict[str, Any],
+    wait: float,
+    as_json: bool,
+) -> None:
+    """POST the request, print the operator started, and optionally wait for its end."""
+    state = _ctl(ctx, as_json)
+    path = f"/v1/regions/{region_id}/{action}"
+    doc = _call(lambda: state.client.request("POST", path, body))
+    op = doc.get("operator", {}) if isinstance(doc, dict) else {}
+    if wait > 0 and isinstance(op.get("id"), int):
+        op = _wait_operator(state, op["id"], wait)
+        doc = {"ok": op.get("status") == "succeeded", "operator": op}
+    if state.json:
+        _print_json(doc)
+    else:
+        state.console.print(f"{op.get('status', 'started')}: {op.get('description', '')}")
+        if op.get("outcome"):
+            state.console.print(f"  {op['outcome']}")
+    if wait > 0 and op.get("status") != "succeeded":
+        sys.exit(1)
+
+
+def _wait_operator(state: _Ctl, operator_id: int, wait: float) -> dict[str, Any]:
+    deadline = time.monotonic() + wait
+    while True:
+        op: dict[str, Any] = _call(
+            lambda: state.client.request("GET", f"/v1/operators/{operator_id}")
+        )
+        if op.get("status") != "running" or time.monotonic() >= deadline:
+            return op
+        _sleep(0.2)
+
+
+@region.command("split")
+@click.argument("region_id", type=click.IntRange(min=1), metavar="ID")
+@click.option(
+    "--slot",
+    type=click.IntRange(1, SLOT_COUNT - 1),
+    default=None,
+    help="Cut where this slot starts.",
+)
+@click.option("--by-size", is_flag=True, help="Let the leader cut where half the keys lie.")
+@_reason_option
+@_wait_option
+@_json_option
+@click.pass_context
+def region_split(
+    ctx: click.Context,
+    region_id: int,
+    slot: int | None,
+    by_size: bool,
+    reason: str,
+    wait: float,
+    as_json: bool,
+) -> None:
+    """Split region ID in two (by default halfway through its slots)."""
+    if slot is not None and by_size:
+        raise click.BadParameter("give --slot or --by-size, not both")
+    body: dict[str, Any] = {"reason": reason} if reason else {}
+    if slot is not None:
+        body["slot"] = slot
+    elif by_size:
+        body["policy"] = "size"
+    _request(ctx, region_id, "split", body, wait, as_json)
+
+
+@region.command("merge")
+@click.argument("region_id", type=click.IntRange(min=1), metavar="ID")
+@click.option(
+    "--into",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The neighbour to merge into (default: the right one, else the left).",
+)
+@_reason_option
+@_wait_option
+@_json_option
+@click.pass_context
+def region_merge(
+    ctx: click.Context, region_id: int, into: int | None, reason: str, wait: float, as_json: bool
+) -> None:
+    """Merge region ID into a neighbour (its replicas move to the neighbour's nodes first)."""
+    body: dict[str, Any] = {"reason": reason} if reason else {}
+    if into is not None:
+        body["into"] = into
+    _request(ctx, region_id, "merge", body, wait, as_json)
+
+
+@region.command("move")
+@click.argument("region_id", type=click.IntRange(min=1), metavar="ID")
+@click.option(
+    "--from", "src", type=click.IntRange(min=1), required=True, help="The node losing the replica."
+)
+@click.option(
+    "--to", "dst", type=click.IntRange(min=1), required=True, help="The node receiving it."
+)
+@_reason_option
+@_wait_option
+@_json_option
+@click.pass_context
+def region_move(
+    ctx: click.Context, region_id: int, src: int, dst: int, reason: str, wait: float, as_json: bool
+) -> None:
+    """Move region ID's replica from one node to another."""
+    body: dict[str, Any] = {"from": src, "to": dst} | ({"reason": reason} if reason else {})
+    _request(ctx, region_id, "move", body, wait, as_json)
+
+
+@region.command("transfer-leader")
+@click.argument("region_id", type=click.IntRange(min=1), metavar="ID")
+@click.option("--to", "dst", type=click.IntRange(min=1), required=True, help="The node to lead.")
+@_reason_option
+@_wait_option
+@_json_option
+@click.pass_context
+def region_transfer(
+    ctx: click.Context, region_id: int, dst: int, reason: str, wait: float, as_json: bool
+) -> None:
+    """Hand region ID's leadership to its voter on another node."""
+    body: dict[str, Any] = {"to": dst} | ({"reason": reason} if reason else {})
+    _request(ctx, region_id, "transfer-leader", body, wait, as_json)

@@ -93,6 +93,7 @@ async def run_node(config: NodeConfig) -> int:
         from cairn.admin.backup_api import NodeBackup
         from cairn.admin.history import node_feed
         from cairn.admin.node_source import ClusterAdminSource
+        from cairn.admin.region_actions import NodeActions
         from cairn.admin.tenants_api import NodeTenants
 
         try:
@@ -107,6 +108,7 @@ async def run_node(config: NodeConfig) -> int:
                 history=node_feed(node),
                 tenants=NodeTenants(node),
                 peer=None if node.placement is None else node.placement.admin,
+                regions=NodeActions(node),
             )
             await admin.start()
         except (OSError, AdminStartError) as exc:

@@ -9,6 +9,7 @@ periodic `Tick` that runs the reconcile loops are commands too.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from cairn.placement.codec import Codec, DecodeError
@@ -99,6 +100,46 @@ class AllocIds:
     count: int
 
 
+class RequestKind(enum.StrEnum):
+    """What an operator request asks of one region (`RequestOperator`)."""
+
+    SPLIT = "split"
+    MERGE = "merge"
+    MOVE = "move"
+    TRANSFER_LEADER = "transfer-leader"
+
+
+class SplitChoice(enum.IntEnum):
+    """Where a requested split without a slot cuts the region."""
+
+    MIDDLE_SLOT = 0
+    """At the slot boundary halfway through the region's slots (works on an empty region)."""
+    HALF_BY_SIZE = 1
+    """Where the leader finds half the keys on each side (nothing happens under two keys)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOperator:
+    """Someone (an operator, a test) asks for one operator on region `region_id`.
+
+    SPLIT: at `split_slot`'s lower boundary when it is not -1, else as `split_choice`
+    says. MERGE: into `target_region_id` (0: the right neighbour, else the left one),
+    moving the region's replicas onto the target's nodes first when they differ. MOVE:
+    the replica on `from_node` to `to_node`. TRANSFER_LEADER: to the voter on `to_node`.
+    Validated by the driver (`cairn.placement.requests`); the reply says why not.
+    """
+
+    kind: RequestKind
+    region_id: int
+    now_ms: int
+    from_node: int = 0
+    to_node: int = 0
+    target_region_id: int = 0
+    split_slot: int = -1
+    split_choice: SplitChoice = SplitChoice.MIDDLE_SLOT
+    reason: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Tick:
     """Run the reconcile loops: liveness, operator timeouts, checkers and schedulers."""
@@ -169,6 +210,7 @@ Command = (
     | SetTenant
     | DelTenant
     | ReportTenantUsage
+    | RequestOperator
 )
 """Any command of the metadata state machine."""
 
@@ -236,6 +278,16 @@ class TenantTable:
     tenants: tuple[TenantState, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class RequestReply:
+    """The answer to a `RequestOperator`: the operator started, or why none was."""
+
+    ok: bool
+    reason: str = ""
+    operator_id: int = 0
+    description: str = ""
+
+
 Result = (
     Ack
     | RegionHeartbeatReply
@@ -244,6 +296,7 @@ Result = (
     | TickResult
     | AclDeleted
     | TenantTable
+    | RequestReply
 )
 """Any result of `ClusterMetadata.apply`."""
 
@@ -271,6 +324,8 @@ CODEC_TABLE: dict[int, type] = {
     20: OperatorKind,
     21: OperatorStatus,
     22: Operator,
+    23: RequestKind,
+    24: SplitChoice,
     30: AddNode,
     31: NodeHeartbeat,
     32: RegionHeartbeat,
@@ -279,6 +334,7 @@ CODEC_TABLE: dict[int, type] = {
     35: SetConfig,
     36: AllocIds,
     37: Tick,
+    38: RequestOperator,
     40: Ack,
     41: RegionHeartbeatReply,
     42: NodeHeartbeatReply,
@@ -295,6 +351,7 @@ CODEC_TABLE: dict[int, type] = {
     75: DelTenant,
     76: ReportTenantUsage,
     77: TenantTable,
+    48: RequestReply,
 }
 
 CODEC = Codec(CODEC_TABLE)
@@ -312,6 +369,7 @@ _COMMANDS = (
     SetTenant,
     DelTenant,
     ReportTenantUsage,
+    RequestOperator,
 )
 _COMMANDS_ALL = (*_COMMANDS, AllocIds, Tick)
 _STEPS = (AddLearner, PromoteLearner, RemovePeer, TransferLeader, SplitRegion, MergeRegion)
@@ -323,6 +381,7 @@ _RESULTS = (
     TickResult,
     AclDeleted,
     TenantTable,
+    RequestReply,
 )
 
 

@@ -26,6 +26,9 @@ from cairn.placement.commands import (
     NodeHeartbeatReply,
     RegionHeartbeat,
     RegionHeartbeatReply,
+    RequestKind,
+    RequestOperator,
+    RequestReply,
     Result,
     SetConfig,
     SetNodeAdmin,
@@ -188,6 +191,33 @@ class PlacementDriver:
         """Reserve cluster-unique ids (bootstrapping the first region, say)."""
         return self._expect(AllocIds(count), IdRange)
 
+    def request(self, request: RequestOperator) -> RequestReply:
+        """Ask for one operator by hand (`cairn.placement.requests`): started, or why not."""
+        return self._expect(request, RequestReply)
+
+    def request_split(self, region_id: int, now_ms: int, slot: int = -1) -> RequestReply:
+        """Split `region_id` at `slot`'s lower boundary (-1: halfway through its slots)."""
+        return self.request(RequestOperator(RequestKind.SPLIT, region_id, now_ms, split_slot=slot))
+
+    def request_merge(self, region_id: int, now_ms: int, target: int = 0) -> RequestReply:
+        """Merge `region_id` into neighbour `target` (0: the right one, else the left)."""
+        command = RequestOperator(RequestKind.MERGE, region_id, now_ms, target_region_id=target)
+        return self.request(command)
+
+    def request_move(
+        self, region_id: int, from_node: int, to_node: int, now_ms: int
+    ) -> RequestReply:
+        """Move `region_id`'s replica from `from_node` to `to_node`."""
+        command = RequestOperator(
+            RequestKind.MOVE, region_id, now_ms, from_node=from_node, to_node=to_node
+        )
+        return self.request(command)
+
+    def request_transfer(self, region_id: int, to_node: int, now_ms: int) -> RequestReply:
+        """Hand `region_id`'s leadership to its voter on `to_node`."""
+        command = RequestOperator(RequestKind.TRANSFER_LEADER, region_id, now_ms, to_node=to_node)
+        return self.request(command)
+
     def snapshot(self) -> bytes:
         """The whole state as bytes."""
         return self.metadata.snapshot()
@@ -205,6 +235,13 @@ class PlacementDriver:
     def history(self) -> list[Operator]:
         """Finished operators, oldest first (bounded)."""
         return list(self.metadata.history)
+
+    def operator(self, operator_id: int) -> Operator | None:
+        """Operator `operator_id`, running or finished (None: unknown or out of the history)."""
+        found = self.metadata.operators.get(operator_id)
+        if found is not None:
+            return found
+        return next((op for op in reversed(self.metadata.history) if op.id == operator_id), None)
 
     def events(self, since_seq: int = 0, limit: int | None = None) -> list[Event]:
         """Events numbered after `since_seq`, oldest first, at most `limit` (the newest)."""

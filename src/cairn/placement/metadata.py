@@ -36,6 +36,8 @@ from cairn.placement.commands import (
     RegionHeartbeat,
     RegionHeartbeatReply,
     ReportTenantUsage,
+    RequestOperator,
+    RequestReply,
     Result,
     SetAclUser,
     SetConfig,
@@ -60,6 +62,7 @@ from cairn.placement.model import (
     RegionReport,
 )
 from cairn.placement.operators import Operator, OperatorStatus
+from cairn.placement.requests import RequestRefused, start_requested
 from cairn.placement.scheduler import run_checkers
 from cairn.placement.steps import (
     AddLearner,
@@ -191,6 +194,9 @@ class ClusterMetadata:
             case SetTenant() | DelTenant() | ReportTenantUsage():
                 self._advance_clock(command.now_ms)
                 return self._tenant_command(command)
+            case RequestOperator():
+                self._advance_clock(command.now_ms)
+                return self._request_operator(command)
             case _:
                 raise TypeError(f"not a placement command: {command!r}")
 
@@ -520,12 +526,13 @@ class ClusterMetadata:
                     return f"target node {step.node_id} is gone"
         return None
 
-    def _start_operators(self) -> list[Operator]:
+    def _context(self) -> ScheduleContext:
+        """The view the checkers (and requests) decide from, now."""
         running: dict[int, Operator] = {}
         for op in self._running():
             for region_id in op.regions():
                 running[region_id] = op
-        ctx = ScheduleContext(
+        return ScheduleContext(
             now_ms=self.clock_ms,
             config=self.config,
             rules=self.rules,
@@ -535,16 +542,30 @@ class ClusterMetadata:
             alloc_ids=self.alloc_ids,
             alloc_operator_id=self._alloc_operator_id,
         )
-        started = run_checkers(ctx)
+
+    def _start_operators(self) -> list[Operator]:
+        started = run_checkers(self._context())
         for op in started:
-            self.operators[op.id] = op
-            self._record(
-                EventKind.OPERATOR_CREATED,
-                f"{op.reason}: {op.describe()}",
-                region_id=op.region_id,
-                operator_id=op.id,
-            )
+            self._created(op)
         return started
+
+    def _created(self, op: Operator) -> None:
+        self.operators[op.id] = op
+        self._record(
+            EventKind.OPERATOR_CREATED,
+            f"{op.reason}: {op.describe()}",
+            region_id=op.region_id,
+            operator_id=op.id,
+        )
+
+    def _request_operator(self, c: RequestOperator) -> Result:
+        """An operator asked for by hand (`cairn.placement.requests`): started or refused."""
+        try:
+            op = start_requested(self._context(), c)
+        except RequestRefused as exc:
+            return RequestReply(False, str(exc))
+        self._created(op)
+        return RequestReply(True, "started", op.id, op.describe())
 
     # --- the tick --------------------------------------------------------------------------
 
