@@ -193,12 +193,34 @@ def test_getuser_in_resp3_matches_redis(cluster: LocalCluster, redis_server_port
 
 def test_deleted_user_fails_everywhere_and_is_disconnected(cluster: LocalCluster) -> None:
     admin = _raw(cluster, 1)
-    assert admin.call([b"ACL", b"SETUSER", b"gone", b"on", b">pw", b"~*", b"+@all"]) == (
-        b"+OK\r\n"
-    )
+    assert admin.call([b"ACL", b"SETUSER", b"gone", b"on", b">pw", b"~*", b"+@all"]) == (b"+OK\r\n")
     _until(lambda: _auth_ok(cluster, 2, b"gone", b"pw"), "gone authenticates on node 2")
     held = _raw(cluster, 2)
     assert held.call([b"AUTH", b"gone", b"pw"]) == b"+OK\r\n"
+    killed = _raw(cluster, 2)
+    assert killed.call([b"AUTH", b"gone", b"pw"]) == b"+OK\r\n"
+    killer = _raw(cluster, 2)
+    assert (
+        killer.call([b"CLIENT", b"KILL", b"USER", b"nobody"]) == b"-ERR No such user 'nobody'\r\n"
+    )
+    assert (
+        killer.call(
+            [
+                b"CLIENT",
+                b"KILL",
+                b"USER",
+                b"gone",
+                b"ID",
+                b"%d" % int(killed.call([b"CLIENT", b"ID"])[1:-2]),
+            ]
+        )
+        == b":1\r\n"
+    )
+    with pytest.raises(ConnectionError):
+        killed.call([b"PING"])  # CLIENT KILL USER closed it, and only it
+    assert held.call([b"PING"]) == b"+PONG\r\n"
+    killer.close()
+    killed.close()
     assert admin.call([b"ACL", b"DELUSER", b"gone"]) == b":1\r\n"
     for node in (1, 2, 3):
         _until(lambda n=node: not _auth_ok(cluster, n, b"gone", b"pw"), f"gone refused on {node}")

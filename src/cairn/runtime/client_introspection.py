@@ -9,7 +9,7 @@ closes connections of this node only: the caller after its reply, others at once
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -280,11 +280,13 @@ class _KillFilter:
     type: bytes | None = None
     addr: str | None = None
     laddr: str | None = None
+    user: str | None = None
     skipme: bool = True
 
     def matches(self, ctx: ServerContext, state: ClientState) -> bool:
         return (
             (self.id is None or state.id == self.id)
+            and (self.user is None or state.user == self.user)
             and (self.addr is None or state.addr == self.addr)
             and (self.laddr is None or state.laddr == self.laddr)
             and (self.type is None or _type_matches(ctx, state, self.type))
@@ -295,7 +297,9 @@ def _type_matches(ctx: ServerContext, state: ClientState, wanted: bytes) -> bool
     return _client_type(ctx, state) == wanted
 
 
-def _parse_kill(rest: Sequence[bytes]) -> _KillFilter | ErrorReply:
+def _parse_kill(
+    rest: Sequence[bytes], user_exists: Callable[[str], bool]
+) -> _KillFilter | ErrorReply:
     """The new form's option/value pairs, with Redis 7.0's errors."""
     found = _KillFilter()
     for i in range(0, len(rest), 2):
@@ -318,8 +322,9 @@ def _parse_kill(rest: Sequence[bytes]) -> _KillFilter | ErrorReply:
         elif option == b"laddr":
             found.laddr = text
         elif option == b"user":
-            if value != b"default":
+            if not user_exists(text):
                 return ErrorReply(f"ERR No such user '{text}'")
+            found.user = text
         elif value.lower() in (b"yes", b"no"):
             found.skipme = value.lower() == b"yes"
         else:
@@ -337,7 +342,10 @@ def _client_kill(ctx: ServerContext, conn: ClientConnection, rest: Sequence[byte
             return ErrorReply("ERR No such client")
         _kill(conn, victims)
         return OK
-    parsed = _parse_kill(rest)
+    acl = ctx.acl
+    parsed = _parse_kill(
+        rest, lambda name: name == "default" if acl is None else acl.table.user(name) is not None
+    )
     if isinstance(parsed, ErrorReply):
         return parsed
     victims = [
