@@ -77,6 +77,26 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield cluster
 
 
+def test_info_regions_lists_what_the_node_holds(cluster: LocalCluster) -> None:
+    c = client(cluster, 3)
+    c.set("{a}regions", "v")  # slot 15495: the last region's
+    deadline = time.monotonic() + 10
+    while True:  # this node's replica may apply the write a moment after the leader
+        regions = c.info("regions")
+        if regions[f"region{REGIONS}"]["keys"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert regions["regions_hosted"] == REGIONS
+    first, last = regions["region1"], regions[f"region{REGIONS}"]
+    assert first["slots"] == "0-2047" and last["slots"] == "14336-16383"
+    assert last["keys"] >= 1
+    assert first["voters"] == "1|2|3" and first["learners"] == ""
+    assert first["role"] in ("leader", "follower")
+    assert first["leader"] in (1, 2, 3)
+    assert "region1" not in c.info("raft")  # the raft section keeps its own names
+    c.close()
+
+
 def test_info_raft_and_cluster_slots_show_every_region_and_its_leader(
     cluster: LocalCluster,
 ) -> None:

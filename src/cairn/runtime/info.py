@@ -332,6 +332,31 @@ def _cluster(node: Node) -> Fields:
     return [("cluster_enabled", 1)]
 
 
+def _regions(node: Node) -> Fields:
+    """What this node holds, region by region: the key range (as hash slots), the keys its
+    replica holds, its role, the leader, voters and learners (the raft section has the
+    Raft state of each)."""
+    fields: Fields = [("regions_hosted", len(node.host.peers))]
+    for region_id in sorted(node.host.peers):
+        peer = node.host.peers[region_id]
+        region = peer.region
+        machine = node.machines.get(region_id)
+        keys = 0 if machine is None or machine.retired else machine.key_count()
+        slots = owned_slots(region)
+        span = f"{slots.start}-{slots.stop - 1}" if slots else "-"
+        fields.append(
+            (
+                f"region{region_id}",
+                f"slots={span},keys={keys},role={_role(peer)},"
+                f"leader={node.leader_node(peer) or 0},"
+                f"voters={'|'.join(str(p.node_id) for p in region.voters())},"
+                f"learners={'|'.join(str(p.node_id) for p in region.learners())},"
+                f"epoch={region.epoch.version}.{region.epoch.conf_ver}",
+            )
+        )
+    return fields
+
+
 SECTIONS: dict[str, tuple[str, Section]] = {
     "server": ("Server", _server),
     "clients": ("Clients", _clients),
@@ -347,6 +372,7 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     "cluster": ("Cluster", _cluster),
     "keyspace": ("Keyspace", _keyspace),
     "raft": ("Raft", _raft),
+    "regions": ("Regions", _regions),
 }
 """Every section, in the order INFO prints them (Redis 7.0's, then Cairn's)."""
 DEFAULT = frozenset(SECTIONS) - {"commandstats", "latencystats"}
