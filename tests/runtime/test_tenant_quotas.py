@@ -3,6 +3,8 @@ quota decisions of `NodeTenants.check`."""
 
 from __future__ import annotations
 
+import asyncio
+
 from store_harness import MachineClient
 
 from cairn.placement.commands import ReportTenantUsage, TenantTable
@@ -99,3 +101,36 @@ def test_max_ops_is_a_per_node_bucket() -> None:
     tenants.adopt([])
     assert tenants.check("acme", [b"GET", b"app:1"]) is None  # deleted: no quota
     assert not tenants.ops and not tenants.refusals
+
+
+def test_a_node_without_tenants_reports_only_until_it_learns_the_table() -> None:
+    """Each report is a placement-group write: an idle node must not write one a second,
+    but a report that failed (no placement leader yet) is tried again."""
+    sent: list[object] = []
+    accept = [False]
+
+    def propose(commands: tuple[object, ...], answer: object) -> bool:
+        sent.append(commands[0])
+        if accept[0]:
+            answer((TenantTable(()),))  # type: ignore[operator]
+        return accept[0]
+
+    async def run() -> None:
+        tenants = NodeTenants(7, propose, lambda: [], acl_key_info, lambda: 0.0, 0.01)
+        tenants.start()
+        await asyncio.sleep(0.05)  # the placement group cannot be reached: retried
+        tried = len(sent)
+        assert tried >= 2
+        accept[0] = True
+        await asyncio.sleep(0.05)  # learned (no tenant): then quiet
+        learned = len(sent)
+        assert learned > tried
+        await asyncio.sleep(0.08)
+        assert len(sent) == learned, "a node with no tenant kept writing reports"
+        tenants.report_now()  # the users changed: ask again, once
+        assert len(sent) == learned + 1
+        await asyncio.sleep(0.05)
+        assert len(sent) == learned + 1
+        tenants.stop()
+
+    asyncio.run(run())

@@ -166,7 +166,9 @@ class NodeTenants:
         self.refusals: Counter[tuple[str, str]] = Counter()
         self._buckets: dict[str, TokenBucket] = {}
         self._in_flight = False
-        self._first = False
+        self._wanted = False
+        """A table is owed (at start, or the users changed): report until one is learned,
+        even while no tenant is known."""
         self._again = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -230,7 +232,7 @@ class NodeTenants:
         node knows a tenant; once at start to learn them. A node that knows none stays
         quiet (each report is a placement-group write) until `report_now`."""
         self._timer = asyncio.get_running_loop().call_later(self.interval, self._round)
-        self._first = True
+        self._wanted = True
 
     def stop(self) -> None:
         """Stop reporting."""
@@ -241,6 +243,7 @@ class NodeTenants:
     def report_now(self) -> None:
         """Count and report at once (a tenant was created or deleted): after the report in
         flight, if there is one, whose answer may predate the change."""
+        self._wanted = True
         if self._in_flight:
             self._again = True
         else:
@@ -248,8 +251,7 @@ class NodeTenants:
 
     def _round(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(self.interval, self._round)
-        first, self._first = self._first, False
-        if not self._in_flight and (self.states or first):
+        if not self._in_flight and (self.states or self._wanted):
             self._report()
 
     def _report(self) -> None:
@@ -268,6 +270,7 @@ class NodeTenants:
         self._in_flight = False
         if results and isinstance(results[0], TenantTable):
             self.adopt(results[0].tenants)
+            self._wanted = self._again
         if self._again:
             self._again = False
             self._report()
