@@ -23,7 +23,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `slow` tests unless `--run-slow` was given."""
+    """Group the tests for pytest-xdist (`--dist loadgroup`): a module's tests run on one
+    worker, so its module-scoped cluster starts once; the chaos runs, each a cluster of
+    real processes under faults, run one after another on one worker, never two at once.
+    Skip `slow` tests unless `--run-slow` was given."""
+    for item in items:
+        path = item.path.as_posix()
+        group = "chaos" if "/tests/chaos/" in path else path
+        item.add_marker(pytest.mark.xdist_group(name=group))
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --run-slow")
