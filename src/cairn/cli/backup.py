@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -294,16 +295,32 @@ def restore_into(
         _fail(1, f"{len(errors)} keys were not restored")
 
 
+def restore_pipeline(
+    target: redis.Redis,
+    entries: Iterable[tuple[bytes, bytes, int]],
+    *,
+    replace: bool,
+    absttl: bool,
+) -> list[Any]:
+    """RESTORE every (key, payload, ttl ms) of `entries` in one pipeline: the replies, an
+    error as its exception. `absttl`: the ttl is a Unix time in ms (a backup's), else
+    milliseconds from now (an import's PTTL). Restore and import both load through it."""
+    pipe = target.pipeline(transaction=False)
+    for key, payload, ttl in entries:
+        args: list[Any] = ["RESTORE", key, ttl, payload]
+        if absttl:
+            args.append("ABSTTL")
+        if replace:
+            args.append("REPLACE")
+        pipe.execute_command(*args)  # type: ignore[no-untyped-call]
+    return list(pipe.execute(raise_on_error=False))
+
+
 def _restore_batch(target: redis.Redis, batch: list[Any], force: bool, errors: list[str]) -> int:
     if not batch:
         return 0
-    pipe = target.pipeline(transaction=False)
-    for r in batch:
-        args: list[Any] = ["RESTORE", r.key, r.expire_ms, r.payload, "ABSTTL"]
-        if force:
-            args.append("REPLACE")
-        pipe.execute_command(*args)  # type: ignore[no-untyped-call]
-    replies = pipe.execute(raise_on_error=False)
+    entries = [(r.key, r.payload, r.expire_ms) for r in batch]
+    replies = restore_pipeline(target, entries, replace=force, absttl=True)
     ok = 0
     for r, reply in zip(batch, replies, strict=True):
         if isinstance(reply, Exception):

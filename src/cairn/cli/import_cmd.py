@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 import click
 import redis
 
-from cairn.cli.backup import progress_bar
+from cairn.cli.backup import progress_bar, restore_pipeline
 from cairn.store.rdb import BadPayloadError, Value, decode, verify_footer
 
 SCAN_COUNT = 500
@@ -129,13 +129,8 @@ def _restore(
 def _restore_pipeline(
     target: redis.Redis, todo: list[tuple[bytes, bytes, int, str]], replace: bool
 ) -> list[Any]:
-    pipe = target.pipeline(transaction=False)
-    for key, payload, ttl, _ in todo:
-        args: list[Any] = ["RESTORE", key, ttl, payload]
-        if replace:
-            args.append("REPLACE")
-        pipe.execute_command(*args)  # type: ignore[no-untyped-call]
-    return list(pipe.execute(raise_on_error=False))
+    entries = [(key, payload, ttl) for key, payload, ttl, _ in todo]
+    return restore_pipeline(target, entries, replace=replace, absttl=False)
 
 
 def _why(kind: str, error: Exception) -> str:
