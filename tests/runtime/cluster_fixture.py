@@ -58,3 +58,16 @@ def client(cluster: LocalCluster, node_id: int, **kwargs: object) -> redis.Redis
     """A redis-py client of node `node_id`."""
     port = cluster.spec(node_id).client_port
     return redis.Redis(host=HOST, port=port, password=cluster.password, **kwargs)  # type: ignore[arg-type]
+
+
+def set_until_certain(r: redis.Redis, key: str, value: bytes, attempts: int = 3) -> None:
+    """SET `key`, again if the node answers UNCERTAIN: on a loaded machine the fast test
+    elections can move a leader under a large write, and a SET is safe to repeat."""
+    for attempt in range(attempts):
+        try:
+            r.set(key, value)
+            return
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("UNCERTAIN") or attempt == attempts - 1:
+                raise
+

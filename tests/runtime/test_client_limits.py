@@ -28,7 +28,7 @@ from bad_input_tools import (
     rss_mb,
     wait_until,
 )
-from cluster_fixture import client, running_cluster
+from cluster_fixture import client, running_cluster, set_until_certain
 
 from cairn.cli.server_cmd import PASSWORD_ENV, password_from_env
 from cairn.runtime.client_limits import TOO_MANY_UNAUTHENTICATED
@@ -237,7 +237,7 @@ def test_a_forwarded_reply_over_the_hard_limit_closes_the_client(cluster: LocalC
     leader = _key_leader(cluster, "limits:huge")
     follower = next(s.node_id for s in cluster.specs if s.node_id != leader)
     with client(cluster, leader) as r:
-        r.set("limits:huge", b"h" * (2 << 20))
+        set_until_certain(r, "limits:huge", b"h" * (2 << 20))
         r.config_set("client-output-buffer-limit", "normal 1mb 0 0")
     try:
         with connect(cluster.spec(follower).client_port) as sock:
