@@ -104,6 +104,15 @@ def test_info_raft_and_cluster_slots_show_every_region_and_its_leader(
     assert info["raft_regions"] == REGIONS
     led = sum(raft_info(cluster, n)["raft_regions_leading"] for n in (1, 2, 3))
     assert led == REGIONS
+    for n in (1, 2, 3):  # the node-level fields describe the node, not its lowest region
+        node = raft_info(cluster, n)
+        got = node["raft_regions_led"]  # redis-py turns "1,4" into [1, 4] and "4" into 4
+        regions_led = got if isinstance(got, list) else [got] if got != "" else []
+        mine = [r for r in range(1, REGIONS + 1) if node[f"raft_region{r}"]["role"] == "leader"]
+        assert regions_led == mine and node["raft_regions_leading"] == len(mine)
+        assert node["raft_role"] == ("leader" if mine else "follower")
+        terms = [node[f"raft_region{r}"]["term"] for r in range(1, REGIONS + 1)]
+        assert node["raft_term"] == max(terms)
     assert info["raft_region1"]["slots"] == "0-2047"
     assert info["raft_region8"]["slots"] == "14336-16383"
     by_region = leaders(cluster, 1)

@@ -170,13 +170,12 @@ def _counters_total(node: Node, name: str) -> int:
 
 
 def _persistence(node: Node) -> Fields:
-    first = node.first_peer()
     failed = node.node_store.env.failed
-    log_first = log_last = snapshot = 0
-    if first is not None:
-        state = node.node_store.store(first.region_id).state
-        log_first, log_last = state.dummy_index + 1, state.last_index
-        snapshot = state.snapshot_index
+    log_entries = snapshot = 0
+    for region_id in node.host.peers:
+        state = node.node_store.store(region_id).state
+        log_entries += state.last_index - state.dummy_index
+        snapshot += state.snapshot_index
     status = "err" if failed else "ok"
     return [
         ("loading", 0),
@@ -189,9 +188,8 @@ def _persistence(node: Node) -> Fields:
         ("aof_rewrite_in_progress", 0),
         ("aof_last_write_status", status),
         ("raft_log_fsync", "always"),
-        ("raft_log_first_index", log_first),
-        ("raft_log_last_index", log_last),
-        ("raft_snapshot_index", snapshot),
+        ("raft_log_entries", log_entries),
+        ("raft_snapshot_index_total", snapshot),
         ("raft_snapshots_taken", _counters_total(node, "snapshots_taken")),
         ("raft_snapshots_installed", _counters_total(node, "snapshots_restored")),
         ("disk_status", "failed" if failed else "ok"),
@@ -222,8 +220,7 @@ def _stats(node: Node) -> Fields:
 
 
 def _replication(node: Node) -> Fields:
-    first = node.first_peer()
-    offset = 0 if first is None else first.replica.raw.status().commit
+    offset, _ = node.replication()
     return [
         ("role", "master"),
         ("connected_slaves", 0),
@@ -281,26 +278,27 @@ def _role(peer: RegionPeer) -> str:
     return str(peer.replica.role.value).removeprefix("State").lower()
 
 
+def _node_role(node: Node) -> str:
+    """The node's part in Raft: `leader` when it leads at least one region, `follower`
+    when it hosts regions but leads none, `none` when it hosts none."""
+    peers = node.host.peers.values()
+    if not peers:
+        return "none"
+    return "leader" if any(p.replica.is_leader for p in peers) else "follower"
+
+
 def _raft(node: Node) -> list[tuple[str, object]]:
-    """The lowest region's fields under their single-group names (what tools read to
-    find "the" leader), the totals over all regions, then one line per region."""
-    first = node.first_peer()
+    """The node (its role, its highest term, the regions it leads), the totals over all
+    regions, then one line per region. No field describes one region under a
+    single-group name: a node holds many."""
     peers = node.host.peers
-    fields: list[tuple[str, object]] = [("raft_node_id", node.config.node_id)]
-    if first is None:
-        fields += [("raft_role", "none"), ("raft_term", 0), ("raft_leader_id", 0)]
-    else:
-        status = first.replica.raw.status()
-        region = first.region
-        fields += [
-            ("raft_role", _role(first)),
-            ("raft_term", status.term),
-            ("raft_leader_id", node.leader_node(first) or 0),
-            ("raft_commit_index", status.commit),
-            ("raft_applied_index", status.applied),
-            ("raft_voters", ",".join(str(p.node_id) for p in region.voters())),
-            ("raft_learners", ",".join(str(p.node_id) for p in region.learners())),
-        ]
+    led = sorted(r for r, p in peers.items() if p.replica.is_leader)
+    fields: list[tuple[str, object]] = [
+        ("raft_node_id", node.config.node_id),
+        ("raft_role", _node_role(node)),
+        ("raft_term", node.term()),
+        ("raft_regions_led", ",".join(map(str, led))),
+    ]
     fields += [
         ("raft_regions", len(peers)),
         ("raft_regions_leading", sum(1 for p in peers.values() if p.replica.is_leader)),

@@ -351,7 +351,6 @@ class Node:
             info=self.info,
             wall_time=time.time,
             monotonic=time.monotonic,
-            role=lambda: "master" if self.leads_first_region() else "slave",
             cluster=lambda args: cluster_command(self.topology(), args, _wall_ms()),
             redis_config=RedisConfig.for_node(cfg),
             subscriptions=self.pubsub.registry.counts,
@@ -537,20 +536,10 @@ class Node:
 
     # -- introspection --------------------------------------------------------------------
 
-    def first_peer(self) -> RegionPeer | None:
-        """This node's replica of its lowest region (what single-group views show); None
-        on a node that hosts no region (a drained node, or one that has just joined)."""
-        return self.host.peers[min(self.host.peers)] if self.host.peers else None
-
-    def leads_first_region(self) -> bool:
-        """Whether this node leads its lowest region (ROLE's "master")."""
-        first = self.first_peer()
-        return first is not None and first.replica.is_leader
-
     def term(self) -> int:
-        """The term of this node's lowest region (0 when it hosts none), for the logs."""
-        first = self.first_peer()
-        return 0 if first is None else first.replica.term
+        """The highest term among the regions hosted here (0 when it hosts none), for the
+        logs and INFO."""
+        return max((p.replica.term for p in self.host.peers.values()), default=0)
 
     def key_count(self) -> int:
         """How many keys the regions hosted here hold."""
@@ -561,12 +550,14 @@ class Node:
         return total
 
     def replication(self) -> tuple[int, int]:
-        """ROLE's offset (the commit index of the lowest region here) and WAIT's count:
-        the replicas besides the leader every acknowledged write is on (the smallest
-        quorum over the regions hosted here, minus one)."""
-        first = self.first_peer()
-        offset = 0 if first is None else first.replica.raw.status().commit
-        voters = [len(p.region.voters()) for p in self.host.peers.values()]
+        """ROLE's offset and WAIT's count. The offset is the node's, not one region's: the
+        sum of the commit indexes of the regions hosted here (it grows with every write
+        this node replicates; it drops when a region leaves the node). The count: the
+        replicas besides the leader every acknowledged write is on (the smallest quorum
+        over the regions hosted here, minus one)."""
+        peers = self.host.peers.values()
+        offset = sum(p.replica.raw.status().commit for p in peers)
+        voters = [len(p.region.voters()) for p in peers]
         return offset, (min(voters) // 2 if voters else 0)
 
     def leader_node(self, peer: RegionPeer) -> int | None:

@@ -4,9 +4,10 @@ answered with what they mean for a Raft store (docs/commands.md, "Introspection"
 - LASTSAVE: every write Cairn acknowledges is already in the fsynced Raft log and LMDB,
   so the whole acknowledged dataset is saved at every moment: the reply is the current
   Unix time (a client polling LASTSAVE to see a BGSAVE finish sees it at once).
-- ROLE: `master`, the replication offset INFO shows (the commit index of this node's
-  lowest region) and no replicas: every node serves reads and writes of every key (a
-  follower forwards to the region's leader), so to a Redis client each node is a master;
+- ROLE: `master`, the replication offset INFO shows (the node's: the sum of the commit
+  indexes of the regions it hosts) and no replicas: every node serves reads and writes of
+  every key (a follower forwards to the region's leader), so to a Redis client each node
+  is a master;
   replication is Raft's, per region (INFO raft).
 - WAIT numreplicas timeout: an acknowledged write is already on a quorum of its
   region's voters, so WAIT never blocks: it answers at once the number of replicas
