@@ -91,6 +91,29 @@ def test_the_prefix_over_the_wire(cluster: LocalCluster) -> None:
         each.close()
 
 
+def test_command_introspection_knows_the_prefix(cluster: LocalCluster) -> None:
+    """COMMAND INFO/DOCS/GETKEYS/LIST describe IDEMPOTENT (cluster clients and redis-cli
+    read them); its keys are the wrapped command's."""
+    c = client(cluster, 1)
+    raw = c.connection_pool.get_connection()  # replies as sent: redis-py digests COMMAND's
+
+    def call(*args: str) -> Any:
+        raw.send_command(*args)
+        return raw.read_response()
+
+    (info,) = call("COMMAND", "INFO", "idempotent")
+    assert info[:6] == [b"idempotent", -3, [b"write", b"movablekeys"], 0, 0, 0]
+    assert call("COMMAND", "GETKEYS", "IDEMPOTENT", "r1", "MSET", "a", "1", "b", "2") == [
+        b"a",
+        b"b",
+    ]
+    with pytest.raises(redis.ResponseError, match="The command has no key arguments"):
+        call("COMMAND", "GETKEYS", "IDEMPOTENT", "r1", "EXEC")
+    assert b"idempotent" in call("COMMAND", "LIST", "FILTERBY", "ACLCAT", "write")
+    c.connection_pool.release(raw)
+    c.close()
+
+
 def test_the_recipe_from_the_docs(cluster: LocalCluster, recipe: dict[str, Any]) -> None:
     clients = _clients(cluster, [n.node_id for n in cluster.specs])
     idempotent: Callable[..., Any] = recipe["idempotent"]

@@ -7,7 +7,8 @@ last key, step, ACL categories, tips, key specs, subcommands].
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from cairn.resp.reply import (
@@ -24,6 +25,7 @@ from cairn.resp.reply import (
 from cairn.store.glob import stringmatch
 
 SYNTAX_ERROR = ErrorReply("ERR syntax error")
+NO_KEYS = ErrorReply("ERR The command has no key arguments")
 
 
 class CommandMeta(Protocol):
@@ -53,10 +55,50 @@ class CommandMeta(Protocol):
     def tips(self) -> tuple[str, ...]: ...
 
 
+@dataclass(frozen=True)
+class ServedCommand:
+    """What COMMAND knows of a command the node serves itself before routing (MULTI,
+    WATCH, IDEMPOTENT ...): metadata only; the node's front end runs it."""
+
+    name: str
+    arity: int
+    flags: tuple[str, ...]
+    group: str
+    since: str
+    summary: str
+    acl_categories: tuple[str, ...]
+    complexity: str = "O(1)"
+    first_key: int = 0
+    last_key: int = 0
+    step: int = 0
+    tips: tuple[str, ...] = ()
+    key_finder: Callable[[Sequence[bytes]], list[bytes]] | None = None
+
+    def keys(self, argv: Sequence[bytes]) -> list[bytes]:
+        """The key arguments of `argv` (name included), as COMMAND GETKEYS lists them."""
+        if self.key_finder is not None:
+            return self.key_finder(argv)
+        if self.first_key == 0:
+            return []
+        last = self.last_key if self.last_key >= 0 else len(argv) + self.last_key
+        return list(argv[self.first_key : last + 1 : self.step])
+
+
+_FLAG_ORDER = (
+    "write", "readonly", "denyoom", "module", "admin", "pubsub", "noscript", "blocking",
+    "loading", "stale", "skip_monitor", "skip_slowlog", "asking", "fast", "no_auth",
+    "may_replicate", "no_mandatory_keys", "no_async_loading", "no_multi", "movablekeys",
+    "allow_busy",
+)  # fmt: skip
+"""Redis 7.0 lists a command's flags in this order (`addReplyCommandFlags`)."""
+_FLAG_RANK = {name: i for i, name in enumerate(_FLAG_ORDER)}
+
+
 def flag_names(meta: object) -> list[str]:
-    """The command's flags as COMMAND INFO spells them."""
+    """The command's flags as COMMAND INFO spells and orders them."""
     flags = getattr(meta, "flags", ())
-    return sorted(getattr(f, "value", f) for f in flags)
+    names = {getattr(f, "value", f) for f in flags}
+    return sorted(names, key=lambda n: (_FLAG_RANK.get(n, len(_FLAG_RANK)), n))
 
 
 def info_entry(meta: CommandMeta) -> Reply:
@@ -139,11 +181,13 @@ def getkeys_reply(table: Mapping[str, CommandMeta], argv: Sequence[bytes]) -> Re
     meta = table.get(argv[0].decode("utf-8", "replace").lower())
     if meta is None:
         return ErrorReply("ERR Invalid command specified")
+    finder = getattr(meta, "keys", None)
+    if finder is None or (meta.first_key == 0 and getattr(meta, "key_finder", None) is None):
+        return NO_KEYS  # before the arity check, as Redis 7.0 does
     arity = meta.arity
     if len(argv) != arity if arity >= 0 else len(argv) < -arity:
         return ErrorReply("ERR Invalid number of arguments specified for command")
-    finder = getattr(meta, "keys", None)
-    keys: list[bytes] = finder(argv) if finder is not None else []
+    keys: list[bytes] = finder(argv)
     if not keys:
-        return ErrorReply("ERR The command has no key arguments")
+        return NO_KEYS
     return Array(tuple(Bulk(k) for k in keys))

@@ -94,7 +94,12 @@ from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.runtime.server import ClientConnection, ClientState, Done, ReplyValue, RespServer
 from cairn.runtime.tenants import NodeTenants
 from cairn.runtime.tls import PeerTls, ServerTls
-from cairn.runtime.transactions import Transactions, applied_parts, forwarded_spec
+from cairn.runtime.transactions import (
+    SERVED_COMMANDS,
+    Transactions,
+    applied_parts,
+    forwarded_spec,
+)
 from cairn.runtime.transport import ForwardTarget, TcpTransport, TransportConfig
 from cairn.shard.host import HostConfig, RegionHost, RegionPeer
 from cairn.shard.host_store import HostStore, RegionRecord
@@ -347,7 +352,7 @@ class Node:
         self.pubsub.attach(self.server)
         self.context = ServerContext(
             server=self.server,
-            table={**COMMANDS, **CLIENT_COMMANDS, **PUBSUB_COMMANDS},
+            table={**COMMANDS, **CLIENT_COMMANDS, **PUBSUB_COMMANDS, **SERVED_COMMANDS},
             info=self.info,
             wall_time=time.time,
             monotonic=time.monotonic,

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from cairn.resp.codec import encode
 from cairn.resp.reply import OK, QUEUED, Array, Bulk, ErrorReply, NullArray, Reply
+from cairn.runtime.command_info import ServedCommand
 from cairn.runtime.plants import EXEC_SPLIT, PLANT_ENV
 from cairn.store import CommandSpec, classify
 from cairn.store.idempotency import (
@@ -44,6 +45,7 @@ from cairn.store.idempotency import (
     IDEMPOTENCY_COMMANDS,
     INSIDE_MULTI,
     PREFIX,
+    prefix_keys,
     tag_transaction,
 )
 from cairn.store.machine import decode_command, encode_command
@@ -57,6 +59,7 @@ from cairn.store.transaction import (
 
 __all__ = [
     "EXECABORT",
+    "SERVED_COMMANDS",
     "TransactionState",
     "Transactions",
     "applied_parts",
@@ -74,6 +77,65 @@ DISCARD_WITHOUT = ErrorReply("ERR DISCARD without MULTI")
 WATCH_INSIDE = ErrorReply("ERR WATCH inside MULTI is not allowed")
 
 _ARITY = {"multi": 1, "exec": 1, "discard": 1, "watch": -2, "unwatch": 1}
+
+_TXN_FLAGS = ("noscript", "loading", "stale", "fast", "allow_busy")
+_TXN_CATEGORIES = ("@fast", "@transaction")
+
+
+def _served(name: str, since: str, summary: str, **extra: object) -> ServedCommand:
+    fields: dict[str, object] = {"flags": _TXN_FLAGS, "acl_categories": _TXN_CATEGORIES}
+    fields.update(extra)
+    return ServedCommand(
+        name=name,
+        arity=_ARITY[name],
+        group="transactions",
+        since=since,
+        summary=summary,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+SERVED_COMMANDS: dict[str, ServedCommand] = {
+    "multi": _served("multi", "1.2.0", "Mark the start of a transaction block"),
+    "exec": _served(
+        "exec",
+        "1.2.0",
+        "Execute all commands issued after MULTI",
+        flags=("noscript", "loading", "stale", "skip_slowlog"),
+        acl_categories=("@slow", "@transaction"),
+        complexity="Depends on commands in the transaction",
+    ),
+    "discard": _served(
+        "discard",
+        "2.0.0",
+        "Discard all commands issued after MULTI",
+        complexity="O(N), when N is the number of queued commands",
+    ),
+    "watch": _served(
+        "watch",
+        "2.2.0",
+        "Watch the given keys to determine execution of the MULTI/EXEC block",
+        complexity="O(1) for every key.",
+        first_key=1,
+        last_key=-1,
+        step=1,
+    ),
+    "unwatch": _served("unwatch", "2.2.0", "Forget about all watched keys"),
+    PREFIX: ServedCommand(
+        name=PREFIX,
+        arity=-3,
+        flags=("movablekeys", "write"),
+        group="generic",
+        since="7.0.0",
+        summary="Cairn: runs a write (or EXEC) at most once per request id, however often "
+        "a client retries it.",
+        acl_categories=("@write",),
+        complexity="O(1) besides the wrapped command",
+        key_finder=prefix_keys,
+    ),
+}
+"""What COMMAND INFO, DOCS, LIST and GETKEYS say of the commands this module serves
+(Redis 7.0's metadata for the transaction commands; IDEMPOTENT is Cairn's own)."""
 _ACT_AT_ONCE = frozenset({"quit", "reset"})
 """Commands Redis runs at once even inside MULTI (besides the transaction's own)."""
 _ARG_OVERHEAD = 16

@@ -592,3 +592,12 @@ IDEMPOTENCY_COMMANDS: dict[str, CommandSpec] = {
 }
 """The internal entries of idempotent writes: not in `COMMANDS`, so no client sends them;
 a node forwards `cairn.idem` to a region's leader like any write."""
+
+
+
+def prefix_keys(argv: Sequence[bytes]) -> list[bytes]:
+    """The keys of ``IDEMPOTENT id command args...``: the wrapped command's (COMMAND
+    GETKEYS); none for EXEC, whose keys are those of the queued transaction."""
+    wrapped = argv[2:]
+    spec = classify(wrapped) if wrapped else None
+    return [] if spec is None or isinstance(spec, ErrorReply) else spec.keys(wrapped)
