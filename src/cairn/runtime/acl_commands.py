@@ -58,7 +58,7 @@ from cairn.store.acl import (
 )
 from cairn.store.acl.check import Denial
 from cairn.store.acl.node_categories import NODE_COMMAND_CATEGORIES
-from cairn.store.acl.user import channel_rules, command_rules, key_rules
+from cairn.store.acl.selector import Selector, channel_rules, command_rules, key_rules
 
 if TYPE_CHECKING:
     from cairn.runtime.server import ClientConnection, Done, RespServer
@@ -141,14 +141,20 @@ def node_catalog(table: Mapping[str, object]) -> Catalog:
     """The ACL catalog of a node whose command table is `table`: the data commands with
     their specs' categories, the node-level ones (and their subcommands) with Redis's."""
     leaves: dict[str, tuple[str, ...]] = {}
+    arities: dict[str, int] = {}
     for name, spec in COMMANDS.items():
         if "." not in name:  # internal commands (active expiry) are no client's
             leaves[name] = spec.acl_categories
+            arities[name] = spec.arity
     names = set(table) | _TRANSACTION_NAMES | {"watch"}
     for leaf, categories in NODE_COMMAND_CATEGORIES.items():
         if leaf.split("|", 1)[0] in names:
             leaves[leaf] = categories
-    return Catalog.build(leaves)
+    for name, meta in table.items():
+        arity = getattr(meta, "arity", None)
+        if isinstance(arity, int) and name.lower() in leaves:
+            arities.setdefault(name.lower(), arity)
+    return Catalog.build(leaves, arities)
 
 
 def acl_key_info(argv: list[bytes]) -> tuple[list[bytes], bool] | None:
@@ -344,8 +350,7 @@ class AclCommands:
         if sub == "log" and len(args) > 2:
             text = args[0].decode("utf-8", "replace")
             return ErrorReply(
-                f"ERR unknown subcommand or wrong number of arguments for '{text}'. "
-                "Try ACL HELP."
+                f"ERR unknown subcommand or wrong number of arguments for '{text}'. Try ACL HELP."
             )
         handler = getattr(self, f"_{sub}")
         reply: Reply = handler(conn, list(args[1:]))
@@ -405,16 +410,21 @@ class AclCommands:
         user = self.table.user(args[0].decode("utf-8", "surrogateescape"))
         if user is None:
             return NullBulk()
-        catalog = self.table.catalog
         fields: tuple[tuple[str, Reply], ...] = (
             ("flags", Array(tuple(Bulk(f.encode()) for f in user.flags()))),
             ("passwords", Array(tuple(Bulk(p.encode()) for p in user.passwords))),
-            ("commands", Bulk(command_rules(user, catalog).encode())),
-            ("keys", Bulk(_encode(key_rules(user)))),
-            ("channels", Bulk(_encode(channel_rules(user, for_getuser=True)))),
-            ("selectors", Array(())),
+            *self._selector_fields(user),
+            ("selectors", Array(tuple(_map(self._selector_fields(s)) for s in user.selectors))),
         )
-        return Map(tuple((Bulk(k.encode()), v) for k, v in fields))
+        return _map(fields)
+
+    def _selector_fields(self, sel: Selector) -> tuple[tuple[str, Reply], ...]:
+        """A selector's commands, keys and channels, as ACL GETUSER shows them."""
+        return (
+            ("commands", Bulk(_encode(command_rules(sel, self.table.catalog)))),
+            ("keys", Bulk(_encode(key_rules(sel)))),
+            ("channels", Bulk(_encode(channel_rules(sel, for_getuser=True)))),
+        )
 
     def _list(self, conn: ClientConnection, args: list[bytes]) -> Reply:
         catalog = self.table.catalog
@@ -455,6 +465,9 @@ class AclCommands:
         info = self.key_info(argv)
         if info is None:
             return ErrorReply(f"ERR Command '{argv[0].decode('utf-8', 'replace')}' not found")
+        if not self.table.catalog.arity_ok(argv):
+            name = argv[0].decode("utf-8", "replace").lower()
+            return ErrorReply(f"ERR wrong number of arguments for '{name}' command")
         denial = check(user, self.table.catalog, argv, info[0], info[1])
         return OK if denial is None else Bulk(_encode(denial.dryrun_text()))
 
@@ -494,6 +507,10 @@ class AclCommands:
 
     def _help(self, conn: ClientConnection, args: list[bytes]) -> Reply:
         return Array(tuple(SimpleString(line) for line in HELP))
+
+
+def _map(fields: Sequence[tuple[str, Reply]]) -> Map:
+    return Map(tuple((Bulk(k.encode()), v) for k, v in fields))
 
 
 def _utf8(data: bytes) -> bool:

@@ -47,11 +47,15 @@ class Catalog:
     (without `@`)."""
     containers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Container name -> its subcommands (`client` -> (`client|getname`, ...)), sorted."""
+    arities: Mapping[str, int] = field(default_factory=dict)
+    """Command -> its arity, where known (ACL DRYRUN checks it as Redis does)."""
     flagged: Mapping[str, tuple[str, ...]] = field(init=False, repr=False)
     bits: Mapping[str, frozenset[str]] = field(init=False, repr=False)
 
     @classmethod
-    def build(cls, commands: Mapping[str, Iterable[str]]) -> Catalog:
+    def build(
+        cls, commands: Mapping[str, Iterable[str]], arities: Mapping[str, int] | None = None
+    ) -> Catalog:
         """A catalog from name -> categories (`@read` or `read`); a subcommand's
         container is added (without categories) if `commands` lacks it."""
         cats = {
@@ -64,7 +68,8 @@ class Catalog:
                 parent = name.split("|", 1)[0]
                 containers.setdefault(parent, []).append(name)
                 cats.setdefault(parent, frozenset())
-        return cls(cats, {k: tuple(sorted(v)) for k, v in containers.items()})
+        subs = {k: tuple(sorted(v)) for k, v in containers.items()}
+        return cls(cats, subs, {k.lower(): v for k, v in (arities or {}).items()})
 
     def __post_init__(self) -> None:
         flagged = {
@@ -111,3 +116,11 @@ class Catalog:
             if sub in self.categories:
                 return sub
         return name
+
+    def arity_ok(self, argv: list[bytes]) -> bool:
+        """Whether `argv` has as many arguments as its command takes (True when its
+        arity is not known)."""
+        arity = self.arities.get(argv[0].decode("utf-8", "replace").lower())
+        if arity is None:
+            return True
+        return len(argv) == arity if arity >= 0 else len(argv) >= -arity
