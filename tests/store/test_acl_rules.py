@@ -177,6 +177,9 @@ def test_single_commands_follow_names_where_redis_follows_its_hash_table() -> No
             "Cairn refuses spaces in a first-argument rule (ACL LIST could not be read back)",
         ),
         ('("~\\xff")', "Cairn needs the rules of a selector in UTF-8"),
+        ("~a\tb", "Syntax error"),
+        ("&a\x0bb", "Syntax error"),
+        ("(\x0b~c\x0b +get)", "Syntax error"),
         (
             "#abc",
             "The password hash must be exactly 64 characters and contain only lowercase "

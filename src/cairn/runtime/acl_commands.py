@@ -58,7 +58,13 @@ from cairn.store.acl import (
 )
 from cairn.store.acl.check import Denial
 from cairn.store.acl.node_categories import NODE_COMMAND_CATEGORIES
-from cairn.store.acl.selector import Selector, channel_rules, command_rules, key_rules
+from cairn.store.acl.selector import (
+    Selector,
+    channel_rules,
+    command_rules,
+    has_spaces,
+    key_rules,
+)
 
 if TYPE_CHECKING:
     from cairn.runtime.server import ClientConnection, Done, RespServer
@@ -357,7 +363,7 @@ class AclCommands:
         return reply
 
     def _setuser(self, username: bytes, rules: Sequence[bytes], done: Done) -> None:
-        if b" " in username or b"\0" in username:
+        if has_spaces(username):
             done(BAD_USERNAME)
             return
         if not _utf8(username) or not all(r[:1] in (b">", b"<") or _utf8(r) for r in rules):

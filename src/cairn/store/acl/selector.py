@@ -21,9 +21,10 @@ name order where Redis follows its hash table's order, each followed by its firs
 arguments).
 
 The description is what the cluster replicates, so it must read back as the same
-selector: patterns, channels and first arguments never contain a space (Redis refuses
-spaces in key patterns; Cairn in the other two as well), and a rule inside a selector
-never ends with ')' (Cairn refuses it: the group would end there when read back).
+selector: patterns and channels never contain a blank (Redis refuses them), first
+arguments never a space (Cairn refuses it: Redis takes it, and its ACL LIST line is then
+ambiguous), and a rule inside a selector never ends with ')' (Cairn refuses it: the
+group would end there when read back).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class AclRuleError(ValueError):
     replaces the whole text: Redis's unmatched-parenthesis error has its own)."""
 
     def __init__(self, rule: str, reason: str, message: str | None = None) -> None:
-        super().__init__(message or f"Error in ACL SETUSER modifier '{rule}': {reason}")
+        shown = c_string(rule)  # Redis formats it as a C string
+        super().__init__(message or f"Error in ACL SETUSER modifier '{shown}': {reason}")
         self.rule = rule
         self.reason = reason
 
@@ -143,7 +145,7 @@ SELECTOR_SIMPLE = {
 def apply_selector_rule(sel: Selector, op: str, raw: bytes, catalog: Catalog) -> None:
     """Apply one rule that a selector takes (keys, channels, commands) to `sel`;
     `AclRuleError` for anything else (`raw` is `op`'s bytes: patterns are binary)."""
-    simple = SELECTOR_SIMPLE.get(op.lower())
+    simple = SELECTOR_SIMPLE.get(c_string(op).lower())
     if simple is not None:
         simple(sel, catalog)
         return
@@ -180,8 +182,8 @@ def _key_rule(sel: Selector, op: str, raw: bytes) -> None:
     if not perms or offset == len(raw):
         raise AclRuleError(op, ERR_SYNTAX)
     pattern = raw[offset:]
-    if b" " in pattern:
-        raise AclRuleError(op, ERR_SYNTAX)  # the description is space-separated
+    if has_spaces(pattern):
+        raise AclRuleError(op, ERR_SYNTAX)
     for i, (known, flags) in enumerate(sel.keys):
         if known == pattern:
             sel.keys[i] = (known, flags | perms)
@@ -193,13 +195,23 @@ def _channel_rule(sel: Selector, op: str, raw: bytes) -> None:
     if sel.allchannels:
         raise AclRuleError(op, ERR_ALLCHANNELS)
     pattern = raw[1:]
-    if b" " in pattern:
-        raise AclRuleError(op, ERR_SYNTAX)  # the description is space-separated
+    if has_spaces(pattern):
+        raise AclRuleError(op, ERR_SYNTAX)
     if pattern not in sel.channels:
         sel.channels.append(pattern)
 
 
+def has_spaces(data: bytes) -> bool:
+    """Whether `data` has a blank or a NUL (Redis's ACLStringHasSpaces: such patterns
+    and user names are refused)."""
+    return any(c in _BLANKS_AND_NUL for c in data)
+
+
+_BLANKS_AND_NUL = frozenset(b" \t\n\v\f\r\0")
+
+
 def _command_rule(sel: Selector, op: str, catalog: Catalog) -> None:
+    op = c_string(op)  # Redis reads command rules as C strings
     allow = op[0] == "+"
     if op[1:2] == "@":
         category = op[2:].lower()
@@ -247,6 +259,11 @@ def _add_firstarg(sel: Selector, op: str, command: str, arg: str) -> None:
     known = sel.firstargs.setdefault(command, [])
     if fold(arg) not in (fold(a) for a in known):
         known.append(arg)
+
+
+def c_string(text: str) -> str:
+    """`text` up to its first NUL, as C reads it (Redis compares most rules so)."""
+    return text.split("\0", 1)[0]
 
 
 def fold(text: str) -> bytes:

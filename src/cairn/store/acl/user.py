@@ -33,6 +33,7 @@ from cairn.store.acl.selector import (
     AclRuleError,
     Selector,
     apply_selector_rule,
+    c_string,
     channel_rules,
     command_rules,
     describe_selector,
@@ -192,7 +193,7 @@ def _selector_from_group(text: str, raw: bytes, catalog: Catalog) -> Selector:
 def _apply(user: User, op: str, raw: bytes, catalog: Catalog) -> None:
     if not op:
         return  # Redis: an empty rule does nothing
-    simple = _USER_SIMPLE.get(op.lower())
+    simple = _USER_SIMPLE.get(c_string(op).lower())
     if simple is not None:
         simple(user, catalog)
     elif op[0] in (">", "<", "#", "!"):
