@@ -427,3 +427,24 @@ def test_selector_denials_on_every_node_match_redis(
     for conn in (admin, theirs_admin):
         assert conn.call([b"ACL", b"DELUSER", b"sel"]) == b":1\r\n"
         conn.close()
+
+
+def test_users_too_long_to_replicate_are_refused(cluster: LocalCluster) -> None:
+    """ACL_USERS frames carry names of at most 1,024 characters and rules of at most
+    1 MiB: a longer user would make every node refuse the table that holds it."""
+    admin = _raw(cluster, 2)
+    refused = (
+        b"-ERR Cairn replicates users of at most 1024 characters of name and 1048576 of "
+        b"rules (as ACL LIST shows them)\r\n"
+    )
+    assert admin.call([b"ACL", b"SETUSER", b"n" * 1025]) == refused
+    assert admin.call([b"ACL", b"SETUSER", b"long", b"~" + b"k" * (1 << 20)]) == refused
+    many = [b"(~k%d +get)" % i for i in range(129)]  # each costs every command a check
+    assert admin.call([b"ACL", b"SETUSER", b"long", *many]) == (
+        b"-ERR Error in ACL SETUSER modifier '(~k128 +get)': Cairn allows at most 128 "
+        b"selectors per user\r\n"
+    )
+    assert admin.call([b"ACL", b"GETUSER", b"long"]) == b"$-1\r\n"
+    assert admin.call([b"ACL", b"SETUSER", b"n" * 1024, b"(~k +get)"]) == b"+OK\r\n"
+    assert admin.call([b"ACL", b"DELUSER", b"n" * 1024]) == b":1\r\n"
+    admin.close()

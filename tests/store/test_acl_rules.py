@@ -23,6 +23,7 @@ from cairn.store.acl import (
     unrestricted,
 )
 from cairn.store.acl.selector import split_args
+from cairn.store.acl.user import MAX_SELECTORS
 
 CATALOG = node_catalog({**COMMANDS, **CLIENT_COMMANDS, **PUBSUB_COMMANDS})
 PW_HASH = "30c952fab122c3f9759f02a6d95c3758b246b4fee239957b2d4fee46e26170c4"
@@ -116,6 +117,15 @@ def test_selector_descriptions_are_redis_s_and_read_back(rules: str, expected: s
             ours.channels,
         )
         assert theirs.firstargs == ours.firstargs
+
+
+def test_selectors_are_bounded() -> None:
+    groups = [b"(~k%d +get)" % i for i in range(MAX_SELECTORS)]
+    user = apply_rules(new_user("u"), groups, CATALOG)
+    assert len(user.selectors) == MAX_SELECTORS
+    with pytest.raises(AclRuleError, match="at most 128 selectors"):
+        apply_rules(user, [b"(~x)"], CATALOG)
+    assert apply_rules(user, [b"clearselectors", b"(~x)"], CATALOG).selectors[0].keys == [(b"x", 3)]
 
 
 def test_a_damaged_description_gives_a_user_that_may_do_nothing() -> None:

@@ -39,6 +39,7 @@ from cairn.resp.reply import (
     Reply,
     SimpleString,
 )
+from cairn.runtime.frame_checks import MAX_ACL_NAME, MAX_ACL_RULES
 from cairn.shard.pubsub import PUBSUB_COMMANDS
 from cairn.store import COMMANDS
 from cairn.store.acl import (
@@ -86,6 +87,10 @@ NO_PLACEMENT = ErrorReply(
 )
 CONCURRENT = ErrorReply("ERR the user was changed meanwhile on another node: retry the ACL SETUSER")
 NOT_UTF8 = ErrorReply("ERR Cairn needs user names and ACL rules (but passwords) in UTF-8")
+TOO_LONG = ErrorReply(
+    f"ERR Cairn replicates users of at most {MAX_ACL_NAME} characters of name and "
+    f"{MAX_ACL_RULES} of rules (as ACL LIST shows them)"
+)
 MAX_GENPASS_BITS = 4096
 _ARITY = {
     "cat": -2,
@@ -377,6 +382,9 @@ class AclCommands:
             done(ErrorReply(f"ERR {exc}"))
             return
         text = describe(user, self.table.catalog)
+        if len(name) > MAX_ACL_NAME or len(text) > MAX_ACL_RULES:
+            done(TOO_LONG)  # every node's ACL_USERS frames would be refused
+            return
         expected = self.table.rules.get(name, "")
 
         def answer(results: tuple[Result, ...] | None) -> None:

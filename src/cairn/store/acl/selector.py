@@ -318,7 +318,7 @@ def command_rules(sel: Selector, catalog: Catalog) -> str:
             if category in applied:
                 continue
             flagged = catalog.in_category(category)
-            on = sum(1 for m in flagged if m in temp)
+            on = len(temp.intersection(flagged))
             off = len(flagged) - on
             diff, same = (off, on) if additive else (on, off)
             if same > diff and (diff < mindiff or (diff == mindiff and same > maxsame)):
@@ -343,7 +343,8 @@ def _single_rules(sel: Selector, fake: set[str], catalog: Catalog) -> list[str]:
     its subcommands (naming a container sets its subcommands too), then its first
     arguments. Redis walks its command table's hash order; Cairn walks names in order."""
     out = []
-    for name in catalog.top_level():
+    differ = {leaf.split("|", 1)[0] for leaf in sel.allowed.symmetric_difference(fake)}
+    for name in sorted(differ.union(sel.firstargs)):  # the rest needs no rule
         for item in (name, *catalog.containers.get(name, ())):
             want = item in sel.allowed
             if want == (item in fake):

@@ -69,6 +69,10 @@ ERR_SELECTOR_UTF8 = "Cairn needs the rules of a selector in UTF-8"
 ERR_SELECTOR_PAREN = (
     "Cairn refuses a rule ending with ')' inside a selector (ACL LIST could not be read back)"
 )
+MAX_SELECTORS = 128
+"""The most selectors a user may have besides the root one (Redis has no limit; each
+costs every command of the user a check, on its node and on the leader)."""
+ERR_TOO_MANY_SELECTORS = f"Cairn allows at most {MAX_SELECTORS} selectors per user"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -141,6 +145,8 @@ def apply_rules(user: User, rules: Sequence[bytes], catalog: Catalog) -> User:
     for rule in merge_selector_args(rules):
         text = rule.decode("utf-8", "surrogateescape")
         if text[:1] == "(" and text[-1:] == ")":
+            if len(out.selectors) >= MAX_SELECTORS:
+                raise AclRuleError(text, ERR_TOO_MANY_SELECTORS)
             out.selectors.append(_selector_from_group(text, rule, catalog))
         else:
             _apply(out, text, rule, catalog)
