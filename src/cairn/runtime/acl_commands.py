@@ -58,7 +58,7 @@ from cairn.store.acl import (
     unrestricted,
 )
 from cairn.store.acl.check import Denial
-from cairn.store.acl.node_categories import NODE_COMMAND_CATEGORIES
+from cairn.store.acl.node_categories import NODE_COMMAND_CATEGORIES, NODE_SUBCOMMAND_ARITY
 from cairn.store.acl.selector import (
     Selector,
     channel_rules,
@@ -165,6 +165,7 @@ def node_catalog(table: Mapping[str, object]) -> Catalog:
         arity = getattr(meta, "arity", None)
         if isinstance(arity, int) and name.lower() in leaves:
             arities.setdefault(name.lower(), arity)
+    arities.update((k, v) for k, v in NODE_SUBCOMMAND_ARITY.items() if k in leaves)
     return Catalog.build(leaves, arities)
 
 
@@ -479,9 +480,9 @@ class AclCommands:
         info = self.key_info(argv)
         if info is None:
             return ErrorReply(f"ERR Command '{argv[0].decode('utf-8', 'replace')}' not found")
-        if not self.table.catalog.arity_ok(argv):
-            name = argv[0].decode("utf-8", "replace").lower()
-            return ErrorReply(f"ERR wrong number of arguments for '{name}' command")
+        wrong = self.table.catalog.arity_error(argv)
+        if wrong is not None:
+            return ErrorReply(wrong)
         denial = check(user, self.table.catalog, argv, info[0], info[1])
         return OK if denial is None else Bulk(_encode(denial.dryrun_text()))
 

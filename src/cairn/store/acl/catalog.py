@@ -117,10 +117,11 @@ class Catalog:
                 return sub
         return name
 
-    def arity_ok(self, argv: list[bytes]) -> bool:
-        """Whether `argv` has as many arguments as its command takes (True when its
-        arity is not known)."""
-        arity = self.arities.get(argv[0].decode("utf-8", "replace").lower())
-        if arity is None:
-            return True
-        return len(argv) == arity if arity >= 0 else len(argv) >= -arity
+    def arity_error(self, argv: list[bytes]) -> str | None:
+        """Redis's error when `argv` has not as many arguments as its command (or
+        subcommand) takes; None when it has, or its arity is not known."""
+        leaf = self.leaf_of(argv)
+        arity = self.arities.get(leaf)
+        if arity is None or (len(argv) == arity if arity >= 0 else len(argv) >= -arity):
+            return None
+        return f"ERR wrong number of arguments for '{leaf}' command"
