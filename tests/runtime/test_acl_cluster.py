@@ -268,3 +268,186 @@ def test_a_confined_user_may_not_run_scripts(cluster: LocalCluster) -> None:
     conn.close()
     assert admin.call([b"ACL", b"DELUSER", b"lua"]) == b":1\r\n"
     admin.close()
+
+
+SELECTOR_RULES = [b"reset", b"on", b">pw", b"~root:*", b"+get", b"(~app:*", b"+@string)"]
+SELECTOR_RULES += [b"(%W~log:* +set)", b"(&ch* +publish)", b"(%R~a* +mget)", b"(~b* +mget)"]
+FIRSTARG_RULES = [b"reset", b"on", b">pw", b"~*", b"+select|0", b"+select|AbC", b"+select|0"]
+SELECTOR_SCRIPT: list[list[bytes]] = [
+    [b"ACL", b"SETUSER", b"sel", *SELECTOR_RULES],
+    [b"ACL", b"GETUSER", b"sel"],
+    [b"ACL", b"SETUSER", b"fa", *FIRSTARG_RULES],
+    [b"ACL", b"GETUSER", b"fa"],
+    *(
+        [b"ACL", b"DRYRUN", b"sel", *argv]
+        for argv in (
+            [b"get", b"app:1"],
+            [b"get", b"log:1"],
+            [b"get", b"root:1"],
+            [b"set", b"log:1", b"v"],
+            [b"set", b"app:1", b"v"],
+            [b"mget", b"app:1", b"log:1"],
+            [b"mget", b"a1", b"b1"],
+            [b"mget", b"b1", b"a1"],
+            [b"mget", b"c1", b"a1", b"b2"],
+            [b"publish", b"ch1", b"m"],
+            [b"publish", b"x", b"m"],
+            [b"mset", b"app:1", b"a", b"log:1", b"b"],
+        )
+    ),
+    *(
+        [b"ACL", b"DRYRUN", b"fa", *argv]
+        for argv in ([b"select", b"0"], [b"select", b"abc"], [b"select", b"1"], [b"get", b"K"])
+    ),
+    [b"ACL", b"DRYRUN", b"fa", b"get", b"x"],
+    [b"ACL", b"DRYRUN", b"fa", b"select"],
+    [b"ACL", b"DRYRUN", b"fa", b"config", b"get"],
+    [b"ACL", b"DRYRUN", b"fa", b"client", b"kill"],
+    [b"ACL", b"DRYRUN", b"fa", b"client", b"list", b"x"],
+    [b"ACL", b"SETUSER", b"fa", b"+select|a\tb", b"+select|c\0d"],
+    [b"ACL", b"GETUSER", b"fa"],
+    [b"ACL", b"SETUSER", b"fa", b"-select"],
+    [b"ACL", b"GETUSER", b"fa"],
+    [b"ACL", b"SETUSER", b"fa", b"+get|k"],
+    [b"ACL", b"GETUSER", b"fa"],
+    [b"ACL", b"DRYRUN", b"fa", b"get", b"K"],
+    [b"ACL", b"SETUSER", b"fa", b"-@string"],
+    [b"ACL", b"GETUSER", b"fa"],
+    [b"ACL", b"SETUSER", b"fa", b"+@all", b"-get", b"+get|x", b"+get|X", b"(+get|y)"],
+    [b"ACL", b"GETUSER", b"fa"],
+    *(
+        [b"ACL", b"SETUSER", b"bad", *rules]
+        for rules in (
+            [b"(~x"],
+            [b"on", b"(~x", b"+get"],
+            [b"(~x +nosuch)"],
+            [b"(on)"],
+            [b")"],
+            [b"(", b"x)"],
+            [b'("" +get)'],
+            [b"(allkeys ~x)"],
+            [b"+config|get|x"],
+            [b"+config|nosuch"],
+            [b"+select|"],
+            [b"-select|0"],
+            [b"+nosuch|x"],
+            [b"~a\tb"],
+            [b"&a\x0bb"],
+            [b"~a\0b"],
+            [b"-get\0x", b"+nosuch"],
+        )
+    ),
+    [b"ACL", b"GETUSER", b"bad"],
+    [b"ACL", b"SETUSER", b"a\tb"],
+    [b"ACL", b"SETUSER", b"odd", b"(a", b"(~b", b"+get)", b'(~c"d +get)', b"( ~e  +del )"],
+    [b"ACL", b"GETUSER", b"odd"],
+    [b"ACL", b"SETUSER", b"odd", b"clearselectors"],
+    [b"ACL", b"GETUSER", b"odd"],
+    [b"ACL", b"SETUSER", b"odd", b'("~x\\x41" "+get")', b"(~a ~a %R~a ~*)", b"reset"],
+    [b"ACL", b"GETUSER", b"odd"],
+]
+SELECTOR_USERS = (b"sel", b"fa", b"odd", b"bad")
+USER_COMMANDS: list[list[bytes]] = [
+    [b"GET", b"app:1"],
+    [b"GET", b"log:1"],
+    [b"SET", b"log:1", b"v"],
+    [b"SET", b"app:1", b"v"],
+    [b"GET", b"app:1"],
+    [b"MGET", b"app:1", b"log:1"],
+    [b"MGET", b"b1", b"a1"],
+    [b"PUBLISH", b"ch1", b"m"],
+    [b"PUBLISH", b"x", b"m"],
+    [b"SELECT", b"0"],
+    [b"DEL", b"log:1"],
+]
+
+
+def _users_lines(port: int) -> list[bytes]:
+    r = redis.Redis(host=HOST, port=port)
+    try:
+        lines = r.execute_command("ACL", "LIST")
+    finally:
+        r.close()
+    return [line for line in lines if line.split(b" ")[1] in SELECTOR_USERS]
+
+
+def test_selectors_and_first_args_match_redis(
+    cluster: LocalCluster, redis_server_port: int
+) -> None:
+    theirs, ours = RawRedis(redis_server_port), _raw(cluster, 3)
+    mismatches = []
+    for argv in [[b"ACL", b"DELUSER", *SELECTOR_USERS], *SELECTOR_SCRIPT]:
+        want, got = theirs.call(argv), ours.call(argv)
+        if want != got:
+            mismatches.append(f"{argv!r}: redis {want!r} cairn {got!r}")
+    assert not mismatches, "\n".join(mismatches)
+    assert _users_lines(redis_server_port) == _users_lines(_port(cluster, 3))
+    replies = []
+    for port in (redis_server_port, _port(cluster, 3)):  # RESP3: selectors are maps
+        r = redis.Redis(host=HOST, port=port, protocol=3)
+        replies.append(r.execute_command("ACL", "GETUSER", "sel"))
+        r.close()
+    assert replies[0] == replies[1]
+    assert replies[1][b"selectors"][1] == {  # the selector (%W~log:* +set)
+        b"commands": b"-@all +set",
+        b"keys": b"%W~log:*",
+        b"channels": b"",
+    }
+    ours.close()
+    theirs.close()
+
+
+def test_selector_denials_on_every_node_match_redis(
+    cluster: LocalCluster, redis_server_port: int
+) -> None:
+    admin, theirs_admin = _raw(cluster, 1), RawRedis(redis_server_port)
+    for conn in (admin, theirs_admin):
+        assert conn.call([b"ACL", b"SETUSER", b"sel", *SELECTOR_RULES, b"+select|0"]) == (
+            b"+OK\r\n"
+        )
+        assert conn.call([b"DEL", b"app:1", b"log:1"])[:1] == b":"
+    theirs = RawRedis(redis_server_port)
+    theirs.call([b"ACL", b"LOG", b"RESET"])
+    assert theirs.call([b"AUTH", b"sel", b"pw"]) == b"+OK\r\n"
+    want = [theirs.call(argv) for argv in USER_COMMANDS]
+    assert want[1] == NOPERM_KEY and want[8] == NOPERM_CHANNEL  # the script means it
+    for node in (1, 2, 3):  # through forwarding too: the leader checks again
+        _until(lambda n=node: _auth_ok(cluster, n, b"sel", b"pw"), f"sel on node {node}")
+        assert admin.call([b"DEL", b"app:1", b"log:1"])[:1] == b":"
+        ours = _raw(cluster, node)
+        ours.call([b"ACL", b"LOG", b"RESET"])
+        assert ours.call([b"AUTH", b"sel", b"pw"]) == b"+OK\r\n"
+        got = [ours.call(argv) for argv in USER_COMMANDS]
+        assert got == want, f"node {node}: {got!r} != {want!r}"
+        ours.close()
+    logs = []
+    for port in (redis_server_port, _port(cluster, 3)):
+        r = redis.Redis(host=HOST, port=port)
+        logs.append([(e["reason"], e["object"], e["username"], e["count"]) for e in r.acl_log()])
+        r.close()
+    assert logs[0] == logs[1] and logs[0], logs
+    theirs.close()
+    for conn in (admin, theirs_admin):
+        assert conn.call([b"ACL", b"DELUSER", b"sel"]) == b":1\r\n"
+        conn.close()
+
+
+def test_users_too_long_to_replicate_are_refused(cluster: LocalCluster) -> None:
+    """ACL_USERS frames carry names of at most 1,024 characters and rules of at most
+    1 MiB: a longer user would make every node refuse the table that holds it."""
+    admin = _raw(cluster, 2)
+    refused = (
+        b"-ERR Cairn replicates users of at most 1024 characters of name and 1048576 of "
+        b"rules (as ACL LIST shows them)\r\n"
+    )
+    assert admin.call([b"ACL", b"SETUSER", b"n" * 1025]) == refused
+    assert admin.call([b"ACL", b"SETUSER", b"long", b"~" + b"k" * (1 << 20)]) == refused
+    many = [b"(~k%d +get)" % i for i in range(129)]  # each costs every command a check
+    assert admin.call([b"ACL", b"SETUSER", b"long", *many]) == (
+        b"-ERR Error in ACL SETUSER modifier '(~k128 +get)': Cairn allows at most 128 "
+        b"selectors per user\r\n"
+    )
+    assert admin.call([b"ACL", b"GETUSER", b"long"]) == b"$-1\r\n"
+    assert admin.call([b"ACL", b"SETUSER", b"n" * 1024, b"(~k +get)"]) == b"+OK\r\n"
+    assert admin.call([b"ACL", b"DELUSER", b"n" * 1024]) == b":1\r\n"
+    admin.close()

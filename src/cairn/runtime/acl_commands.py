@@ -39,6 +39,7 @@ from cairn.resp.reply import (
     Reply,
     SimpleString,
 )
+from cairn.runtime.frame_checks import MAX_ACL_NAME, MAX_ACL_RULES
 from cairn.shard.pubsub import PUBSUB_COMMANDS
 from cairn.store import COMMANDS
 from cairn.store.acl import (
@@ -57,8 +58,14 @@ from cairn.store.acl import (
     unrestricted,
 )
 from cairn.store.acl.check import Denial
-from cairn.store.acl.node_categories import NODE_COMMAND_CATEGORIES
-from cairn.store.acl.user import channel_rules, command_rules, key_rules
+from cairn.store.acl.node_categories import NODE_COMMAND_CATEGORIES, NODE_SUBCOMMAND_ARITY
+from cairn.store.acl.selector import (
+    Selector,
+    channel_rules,
+    command_rules,
+    has_spaces,
+    key_rules,
+)
 
 if TYPE_CHECKING:
     from cairn.runtime.server import ClientConnection, Done, RespServer
@@ -80,6 +87,10 @@ NO_PLACEMENT = ErrorReply(
 )
 CONCURRENT = ErrorReply("ERR the user was changed meanwhile on another node: retry the ACL SETUSER")
 NOT_UTF8 = ErrorReply("ERR Cairn needs user names and ACL rules (but passwords) in UTF-8")
+TOO_LONG = ErrorReply(
+    f"ERR Cairn replicates users of at most {MAX_ACL_NAME} characters of name and "
+    f"{MAX_ACL_RULES} of rules (as ACL LIST shows them)"
+)
 MAX_GENPASS_BITS = 4096
 _ARITY = {
     "cat": -2,
@@ -141,14 +152,21 @@ def node_catalog(table: Mapping[str, object]) -> Catalog:
     """The ACL catalog of a node whose command table is `table`: the data commands with
     their specs' categories, the node-level ones (and their subcommands) with Redis's."""
     leaves: dict[str, tuple[str, ...]] = {}
+    arities: dict[str, int] = {}
     for name, spec in COMMANDS.items():
         if "." not in name:  # internal commands (active expiry) are no client's
             leaves[name] = spec.acl_categories
+            arities[name] = spec.arity
     names = set(table) | _TRANSACTION_NAMES | {"watch"}
     for leaf, categories in NODE_COMMAND_CATEGORIES.items():
         if leaf.split("|", 1)[0] in names:
             leaves[leaf] = categories
-    return Catalog.build(leaves)
+    for name, meta in table.items():
+        arity = getattr(meta, "arity", None)
+        if isinstance(arity, int) and name.lower() in leaves:
+            arities.setdefault(name.lower(), arity)
+    arities.update((k, v) for k, v in NODE_SUBCOMMAND_ARITY.items() if k in leaves)
+    return Catalog.build(leaves, arities)
 
 
 def acl_key_info(argv: list[bytes]) -> tuple[list[bytes], bool] | None:
@@ -344,15 +362,14 @@ class AclCommands:
         if sub == "log" and len(args) > 2:
             text = args[0].decode("utf-8", "replace")
             return ErrorReply(
-                f"ERR unknown subcommand or wrong number of arguments for '{text}'. "
-                "Try ACL HELP."
+                f"ERR unknown subcommand or wrong number of arguments for '{text}'. Try ACL HELP."
             )
         handler = getattr(self, f"_{sub}")
         reply: Reply = handler(conn, list(args[1:]))
         return reply
 
     def _setuser(self, username: bytes, rules: Sequence[bytes], done: Done) -> None:
-        if b" " in username or b"\0" in username:
+        if has_spaces(username):
             done(BAD_USERNAME)
             return
         if not _utf8(username) or not all(r[:1] in (b">", b"<") or _utf8(r) for r in rules):
@@ -366,6 +383,9 @@ class AclCommands:
             done(ErrorReply(f"ERR {exc}"))
             return
         text = describe(user, self.table.catalog)
+        if len(name) > MAX_ACL_NAME or len(text) > MAX_ACL_RULES:
+            done(TOO_LONG)  # every node's ACL_USERS frames would be refused
+            return
         expected = self.table.rules.get(name, "")
 
         def answer(results: tuple[Result, ...] | None) -> None:
@@ -405,16 +425,21 @@ class AclCommands:
         user = self.table.user(args[0].decode("utf-8", "surrogateescape"))
         if user is None:
             return NullBulk()
-        catalog = self.table.catalog
         fields: tuple[tuple[str, Reply], ...] = (
             ("flags", Array(tuple(Bulk(f.encode()) for f in user.flags()))),
             ("passwords", Array(tuple(Bulk(p.encode()) for p in user.passwords))),
-            ("commands", Bulk(command_rules(user, catalog).encode())),
-            ("keys", Bulk(_encode(key_rules(user)))),
-            ("channels", Bulk(_encode(channel_rules(user, for_getuser=True)))),
-            ("selectors", Array(())),
+            *self._selector_fields(user),
+            ("selectors", Array(tuple(_map(self._selector_fields(s)) for s in user.selectors))),
         )
-        return Map(tuple((Bulk(k.encode()), v) for k, v in fields))
+        return _map(fields)
+
+    def _selector_fields(self, sel: Selector) -> tuple[tuple[str, Reply], ...]:
+        """A selector's commands, keys and channels, as ACL GETUSER shows them."""
+        return (
+            ("commands", Bulk(_encode(command_rules(sel, self.table.catalog)))),
+            ("keys", Bulk(_encode(key_rules(sel)))),
+            ("channels", Bulk(_encode(channel_rules(sel, for_getuser=True)))),
+        )
 
     def _list(self, conn: ClientConnection, args: list[bytes]) -> Reply:
         catalog = self.table.catalog
@@ -455,6 +480,9 @@ class AclCommands:
         info = self.key_info(argv)
         if info is None:
             return ErrorReply(f"ERR Command '{argv[0].decode('utf-8', 'replace')}' not found")
+        wrong = self.table.catalog.arity_error(argv)
+        if wrong is not None:
+            return ErrorReply(wrong)
         denial = check(user, self.table.catalog, argv, info[0], info[1])
         return OK if denial is None else Bulk(_encode(denial.dryrun_text()))
 
@@ -494,6 +522,10 @@ class AclCommands:
 
     def _help(self, conn: ClientConnection, args: list[bytes]) -> Reply:
         return Array(tuple(SimpleString(line) for line in HELP))
+
+
+def _map(fields: Sequence[tuple[str, Reply]]) -> Map:
+    return Map(tuple((Bulk(k.encode()), v) for k, v in fields))
 
 
 def _utf8(data: bytes) -> bool:

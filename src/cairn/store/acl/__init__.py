@@ -7,6 +7,7 @@ canonical descriptions in the placement metadata (`cairn.placement.metadata`).
 from cairn.store.acl.catalog import CATEGORIES, Catalog
 from cairn.store.acl.check import Denial, check, unrestricted
 from cairn.store.acl.log import AclLog, LogEntry
+from cairn.store.acl.selector import Selector
 from cairn.store.acl.user import (
     AclRuleError,
     User,
@@ -25,6 +26,7 @@ __all__ = [
     "Catalog",
     "Denial",
     "LogEntry",
+    "Selector",
     "User",
     "apply_rules",
     "check",

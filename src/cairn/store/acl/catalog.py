@@ -47,11 +47,15 @@ class Catalog:
     (without `@`)."""
     containers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Container name -> its subcommands (`client` -> (`client|getname`, ...)), sorted."""
+    arities: Mapping[str, int] = field(default_factory=dict)
+    """Command -> its arity, where known (ACL DRYRUN checks it as Redis does)."""
     flagged: Mapping[str, tuple[str, ...]] = field(init=False, repr=False)
     bits: Mapping[str, frozenset[str]] = field(init=False, repr=False)
 
     @classmethod
-    def build(cls, commands: Mapping[str, Iterable[str]]) -> Catalog:
+    def build(
+        cls, commands: Mapping[str, Iterable[str]], arities: Mapping[str, int] | None = None
+    ) -> Catalog:
         """A catalog from name -> categories (`@read` or `read`); a subcommand's
         container is added (without categories) if `commands` lacks it."""
         cats = {
@@ -64,7 +68,8 @@ class Catalog:
                 parent = name.split("|", 1)[0]
                 containers.setdefault(parent, []).append(name)
                 cats.setdefault(parent, frozenset())
-        return cls(cats, {k: tuple(sorted(v)) for k, v in containers.items()})
+        subs = {k: tuple(sorted(v)) for k, v in containers.items()}
+        return cls(cats, subs, {k.lower(): v for k, v in (arities or {}).items()})
 
     def __post_init__(self) -> None:
         flagged = {
@@ -111,3 +116,12 @@ class Catalog:
             if sub in self.categories:
                 return sub
         return name
+
+    def arity_error(self, argv: list[bytes]) -> str | None:
+        """Redis's error when `argv` has not as many arguments as its command (or
+        subcommand) takes; None when it has, or its arity is not known."""
+        leaf = self.leaf_of(argv)
+        arity = self.arities.get(leaf)
+        if arity is None or (len(argv) == arity if arity >= 0 else len(argv) >= -arity):
+            return None
+        return f"ERR wrong number of arguments for '{leaf}' command"

@@ -1,65 +1,85 @@
 """ACL users: Redis 7.0's ACL SETUSER rules, and the canonical rule string of a user.
 
-Theory of operation. A `User` is mutable while rules apply (`apply_rules` works on a
-copy and returns it only when every rule is valid, as ACL SETUSER changes nothing on
-an error). Its command permissions are Redis's bitmap as a set of allowed leaves
-(`cairn.store.acl.catalog`) plus `all_future`, the reserved bit `+@all` sets: a user
-made with `+@all` may also run commands added later. `describe` writes the user back as
-rules in Redis's canonical order (flags, passwords, keys, channels, commands); command
-rules are rebuilt from the bitmap as Redis does (`+@all` or `-@all`, then each category
-the user holds more than half of (or lacks more than half of), then single commands to
-make up the difference, here in name order where Redis follows its hash table's order).
-Parsing a description gives the same user back: the description is what the cluster
-replicates (`cairn.placement`), and every node parses it into its own table.
+Theory of operation. A `User` is its flags, its passwords, its root selector (the
+`Selector` fields it inherits: the rules given outside parentheses) and its further
+`selectors`, one per `(...)` group (`cairn.store.acl.selector`). It is mutable while
+rules apply (`apply_rules` works on a copy and returns it only when every rule is
+valid, as ACL SETUSER changes nothing on an error). Arguments are first merged into
+selector groups as Redis's ACLMergeSelectorArguments merges them (`(~a:*` `+get)` is
+one group, `(~a:* +get)`), and a group's inside is split as sdssplitargs splits it.
 
-Selectors (`(...)`) and first-argument rules (`+select|0`) are not supported.
+`describe` writes the user back as rules in Redis's canonical order (flags, passwords,
+the root selector's keys, channels and commands, then each selector in parentheses):
+ACL LIST's line without `user <name> `, and the line Redis writes in an ACL file.
+Parsing a description gives the same user back: the description is what the cluster
+replicates (`cairn.placement`) and snapshots, and every node parses it into its own
+table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from cairn.store.acl.catalog import CATEGORIES, Catalog
+from cairn.store.acl.catalog import Catalog
+from cairn.store.acl.selector import (
+    ALL_PERMS,
+    READ,
+    SELECTOR_SIMPLE,
+    WRITE,
+    AclRuleError,
+    Selector,
+    apply_selector_rule,
+    c_string,
+    channel_rules,
+    command_rules,
+    describe_selector,
+    key_rules,
+    split_args,
+)
 
-READ = 1
-WRITE = 2
-ALL_PERMS = READ | WRITE
+__all__ = [
+    "ALL_PERMS",
+    "READ",
+    "WRITE",
+    "AclRuleError",
+    "Selector",
+    "User",
+    "apply_rules",
+    "channel_rules",
+    "command_rules",
+    "default_user",
+    "describe",
+    "hash_password",
+    "key_rules",
+    "new_user",
+    "parse_description",
+]
 
-ERR_UNKNOWN = "Unknown command or category name in ACL"
 ERR_SYNTAX = "Syntax error"
-ERR_ALLKEYS = (
-    "Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does "
-    "not have any effect. Try 'resetkeys' to start with an empty list of patterns"
-)
-ERR_ALLCHANNELS = (
-    "Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and "
-    "does not have any effect. Try 'resetchannels' to start with an empty list of channels"
-)
 ERR_NO_PASSWORD = "The password you are trying to remove from the user does not exist"
 ERR_HASH = (
     "The password hash must be exactly 64 characters and contain only lowercase "
     "hexadecimal characters"
 )
-ERR_SUBCOMMAND_ARG = "Allowing first-arg of a subcommand is not supported"
-ERR_SELECTORS = "selectors are not supported by Cairn"
-ERR_FIRST_ARG = "first-argument rules (command|argument) are not supported by Cairn"
+ERR_SELECTOR_UTF8 = "Cairn needs the rules of a selector in UTF-8"
+ERR_SELECTOR_PAREN = (
+    "Cairn refuses a rule ending with ')' inside a selector (ACL LIST could not be read back)"
+)
+MAX_SELECTORS = 128
+"""The most selectors a user may have besides the root one (Redis has no limit; each
+costs every command of the user a check, on its node and on the leader)."""
+ERR_TOO_MANY_SELECTORS = f"Cairn allows at most {MAX_SELECTORS} selectors per user"
 _HEX = frozenset("0123456789abcdef")
 
 
-class AclRuleError(ValueError):
-    """A rule ACL SETUSER refuses: `rule` and Redis's `reason`."""
-
-    def __init__(self, rule: str, reason: str) -> None:
-        super().__init__(f"Error in ACL SETUSER modifier '{rule}': {reason}")
-        self.rule = rule
-        self.reason = reason
-
-
 @dataclass(slots=True)
-class User:
-    """One ACL user (see the module docstring)."""
+class User(Selector):
+    """One ACL user (see the module docstring); its own `Selector` fields are the root
+    selector's."""
 
     name: str
     enabled: bool = False
@@ -68,24 +88,18 @@ class User:
     """"", "sanitize-payload" or "skip-sanitize-payload" (flags only: no DUMP/RESTORE)."""
     passwords: list[str] = field(default_factory=list)
     """SHA-256 hex digests, in the order they were added."""
-    allkeys: bool = False
-    keys: list[tuple[bytes, int]] = field(default_factory=list)
-    """(pattern, READ|WRITE) in the order added; a pattern given twice ORs its flags."""
-    allchannels: bool = False
-    channels: list[bytes] = field(default_factory=list)
-    allowed: set[str] = field(default_factory=set)
-    """The leaves (commands, subcommands) the user may run."""
-    all_future: bool = False
+    selectors: list[Selector] = field(default_factory=list)
+    """The selectors besides the root one, in the order added."""
 
     def copy(self) -> User:
         """A deep enough copy to apply rules to."""
-        return replace(
+        out = replace(
             self,
             passwords=list(self.passwords),
-            keys=list(self.keys),
-            channels=list(self.channels),
-            allowed=set(self.allowed),
+            selectors=[s.copy() for s in self.selectors],
         )
+        self._copy_lists(out)
+        return out
 
     def flags(self) -> list[str]:
         """The flags ACL GETUSER lists, in Redis's order."""
@@ -116,7 +130,7 @@ def new_user(name: str) -> User:
 def default_user(password: str | None, catalog: Catalog) -> User:
     """The `default` user of a node configured with `password` (None: nopass)."""
     user = User("default", enabled=True, allkeys=True, allchannels=True)
-    _allcommands(user, catalog)
+    apply_selector_rule(user, "allcommands", b"allcommands", catalog)
     if password is None:
         user.nopass = True
     else:
@@ -125,39 +139,73 @@ def default_user(password: str | None, catalog: Catalog) -> User:
 
 
 def apply_rules(user: User, rules: Sequence[bytes], catalog: Catalog) -> User:
-    """A copy of `user` with every rule applied; `AclRuleError` at the first bad one."""
+    """A copy of `user` with every rule applied; `AclRuleError` at the first bad one
+    (or for a selector group left open)."""
     out = user.copy()
-    for rule in rules:
+    for rule in merge_selector_args(rules):
         text = rule.decode("utf-8", "surrogateescape")
-        _apply(out, text, rule, catalog)
+        if text[:1] == "(" and text[-1:] == ")":
+            if len(out.selectors) >= MAX_SELECTORS:
+                raise AclRuleError(text, ERR_TOO_MANY_SELECTORS)
+            out.selectors.append(_selector_from_group(text, rule, catalog))
+        else:
+            _apply(out, text, rule, catalog)
     return out
 
 
+def merge_selector_args(rules: Sequence[bytes]) -> list[bytes]:
+    """ACL SETUSER's arguments with each `(`...`)` group joined by spaces into one, as
+    Redis's ACLMergeSelectorArguments joins them (a group opened inside an open group
+    replaces it, as there); `AclRuleError` naming the argument an open group started at."""
+    merged: list[bytes] = []
+    group: bytes | None = None
+    start = b""
+    for op in rules:
+        if op[:1] == b"(" and op[-1:] != b")":
+            group = start = op
+            continue
+        if group is not None:
+            group += b" " + op
+            if op[-1:] == b")":
+                merged.append(group)
+                group = None
+            continue
+        merged.append(op)
+    if group is not None:
+        text = start.decode("utf-8", "surrogateescape")
+        message = f"Unmatched parenthesis in acl selector starting at '{text}'."
+        raise AclRuleError(text, "unmatched parenthesis", message)
+    return merged
+
+
+def _selector_from_group(text: str, raw: bytes, catalog: Catalog) -> Selector:
+    """The selector a `(...)` group makes (Redis's aclCreateSelectorFromOpSet: its
+    inside split as sdssplitargs splits it; unbalanced quotes make an empty one)."""
+    sel = Selector()
+    for word in split_args(raw[1:-1]) or ():
+        try:
+            op = word.decode("utf-8")
+        except UnicodeDecodeError:
+            raise AclRuleError(text, ERR_SELECTOR_UTF8) from None
+        if op.endswith(")"):
+            raise AclRuleError(text, ERR_SELECTOR_PAREN)
+        try:
+            apply_selector_rule(sel, op, word, catalog)
+        except AclRuleError as exc:
+            raise AclRuleError(text, exc.reason) from None
+    return sel
+
+
 def _apply(user: User, op: str, raw: bytes, catalog: Catalog) -> None:
-    low = op.lower()
-    simple = _SIMPLE.get(low)
+    if not op:
+        return  # Redis: an empty rule does nothing
+    simple = _USER_SIMPLE.get(c_string(op).lower())
     if simple is not None:
         simple(user, catalog)
-        return
-    if op.startswith("(") or op.endswith(")"):
-        raise AclRuleError(op, ERR_SELECTORS)
-    head = op[:1]
-    if head in (">", "<", "#", "!"):
+    elif op[0] in (">", "<", "#", "!"):
         _password_rule(user, op, raw)
-    elif head in ("~", "%"):
-        _key_rule(user, op, raw)
-    elif head == "&":
-        if user.allchannels:
-            raise AclRuleError(op, ERR_ALLCHANNELS)
-        pattern = raw[1:]
-        if b" " in pattern:
-            raise AclRuleError(op, ERR_SYNTAX)  # the description is space-separated
-        if pattern not in user.channels:
-            user.channels.append(pattern)
-    elif head in ("+", "-"):
-        _command_rule(user, op, catalog)
     else:
-        raise AclRuleError(op, ERR_SYNTAX)
+        apply_selector_rule(user, op, raw, catalog)
 
 
 def _on(user: User, catalog: Catalog) -> None:
@@ -178,36 +226,6 @@ def _resetpass(user: User, catalog: Catalog) -> None:
     user.passwords.clear()
 
 
-def _allkeys(user: User, catalog: Catalog) -> None:
-    user.allkeys = True
-    user.keys.clear()
-
-
-def _resetkeys(user: User, catalog: Catalog) -> None:
-    user.allkeys = False
-    user.keys.clear()
-
-
-def _allchannels(user: User, catalog: Catalog) -> None:
-    user.allchannels = True
-    user.channels.clear()
-
-
-def _resetchannels(user: User, catalog: Catalog) -> None:
-    user.allchannels = False
-    user.channels.clear()
-
-
-def _allcommands(user: User, catalog: Catalog) -> None:
-    user.allowed = set(catalog.categories)
-    user.all_future = True
-
-
-def _nocommands(user: User, catalog: Catalog) -> None:
-    user.allowed = set()
-    user.all_future = False
-
-
 def _sanitize(user: User, catalog: Catalog) -> None:
     user.sanitize = "sanitize-payload"
 
@@ -216,34 +234,31 @@ def _skip_sanitize(user: User, catalog: Catalog) -> None:
     user.sanitize = "skip-sanitize-payload"
 
 
+def _clearselectors(user: User, catalog: Catalog) -> None:
+    user.selectors.clear()
+
+
 def _reset(user: User, catalog: Catalog) -> None:
     _resetpass(user, catalog)
-    _resetkeys(user, catalog)
-    _resetchannels(user, catalog)
+    apply_selector_rule(user, "resetkeys", b"resetkeys", catalog)
+    apply_selector_rule(user, "resetchannels", b"resetchannels", catalog)
     user.enabled = False
-    _nocommands(user, catalog)
     user.sanitize = "sanitize-payload"
+    user.selectors.clear()
+    apply_selector_rule(user, "nocommands", b"nocommands", catalog)
 
 
-_SIMPLE = {
+_USER_SIMPLE = {
     "on": _on,
     "off": _off,
     "nopass": _nopass,
     "resetpass": _resetpass,
-    "allkeys": _allkeys,
-    "~*": _allkeys,
-    "resetkeys": _resetkeys,
-    "allchannels": _allchannels,
-    "&*": _allchannels,
-    "resetchannels": _resetchannels,
-    "allcommands": _allcommands,
-    "+@all": _allcommands,
-    "nocommands": _nocommands,
-    "-@all": _nocommands,
     "sanitize-payload": _sanitize,
     "skip-sanitize-payload": _skip_sanitize,
+    "clearselectors": _clearselectors,
     "reset": _reset,
 }
+assert not set(_USER_SIMPLE) & set(SELECTOR_SIMPLE)
 
 
 def _password_rule(user: User, op: str, raw: bytes) -> None:
@@ -264,66 +279,6 @@ def _password_rule(user: User, op: str, raw: bytes) -> None:
         raise AclRuleError(op, ERR_NO_PASSWORD)
 
 
-def _key_rule(user: User, op: str, raw: bytes) -> None:
-    if user.allkeys:
-        raise AclRuleError(op, ERR_ALLKEYS)
-    perms, offset = ALL_PERMS, 1
-    if op[0] == "%":
-        perms = 0
-        while offset < len(raw):
-            c = chr(raw[offset]).upper()
-            offset += 1
-            if c == "R" and not perms & READ:
-                perms |= READ
-            elif c == "W" and not perms & WRITE:
-                perms |= WRITE
-            elif c == "~":
-                break
-            else:
-                raise AclRuleError(op, ERR_SYNTAX)
-        else:
-            raise AclRuleError(op, ERR_SYNTAX)  # no '~'
-    if not perms or offset == len(raw):
-        raise AclRuleError(op, ERR_SYNTAX)
-    pattern = raw[offset:]
-    if b" " in pattern:
-        raise AclRuleError(op, ERR_SYNTAX)  # the description is space-separated
-    for i, (known, flags) in enumerate(user.keys):
-        if known == pattern:
-            user.keys[i] = (known, flags | perms)
-            return
-    user.keys.append((pattern, perms))
-
-
-def _command_rule(user: User, op: str, catalog: Catalog) -> None:
-    allow = op[0] == "+"
-    if op[1:2] == "@":
-        category = op[2:].lower()
-        if category not in CATEGORIES:
-            raise AclRuleError(op, ERR_UNKNOWN)
-        leaves: Sequence[str] | frozenset[str] = catalog.category_bits(category)
-    else:
-        name = op[1:]
-        if "|" in name and allow:
-            parent, sub = name.lower().rsplit("|", 1)
-            if catalog.resolve(parent) is None:
-                raise AclRuleError(op, ERR_UNKNOWN)
-            if "|" in parent:
-                raise AclRuleError(op, ERR_SUBCOMMAND_ARG)
-            if not sub:
-                raise AclRuleError(op, ERR_SYNTAX)
-            if parent not in catalog.containers:
-                raise AclRuleError(op, ERR_FIRST_ARG)
-        found = catalog.resolve(name)
-        if found is None:
-            raise AclRuleError(op, ERR_UNKNOWN)
-        leaves = list(found)
-    if allow:
-        user.allowed.update(leaves)
-    else:
-        user.allowed.difference_update(leaves)
-
-
 # -- the canonical description ---------------------------------------------------------
 
 
@@ -331,98 +286,40 @@ def describe(user: User, catalog: Catalog) -> str:
     """The user as rules (ACL LIST without `user <name> `), in Redis's order."""
     parts = user.flags()
     parts.extend(f"#{p}" for p in user.passwords)
-    for item in (key_rules(user), channel_rules(user), command_rules(user, catalog)):
-        if item:
-            parts.append(item)
+    parts.append(describe_selector(user, catalog))
+    parts.extend(f"({describe_selector(s, catalog)})" for s in user.selectors)
     return " ".join(parts)
-
-
-def key_rules(user: User) -> str:
-    """The key patterns as rules (`~*`, `~app:*`, `%R~r:*`)."""
-    if user.allkeys:
-        return "~*"
-    return " ".join(_key_rule_text(pattern, perms) for pattern, perms in user.keys)
-
-
-def _key_rule_text(pattern: bytes, perms: int) -> str:
-    text = pattern.decode("utf-8", "surrogateescape")
-    if perms == ALL_PERMS:
-        return f"~{text}"
-    return "%" + ("R" if perms & READ else "") + ("W" if perms & WRITE else "") + "~" + text
-
-
-def channel_rules(user: User, *, for_getuser: bool = False) -> str:
-    """The channel patterns as rules (ACL LIST prefixes them with `resetchannels`)."""
-    if user.allchannels:
-        return "&*"
-    pats = [f"&{p.decode('utf-8', 'surrogateescape')}" for p in user.channels]
-    return " ".join(pats if for_getuser else ["resetchannels", *pats])
-
-
-def command_rules(user: User, catalog: Catalog) -> str:
-    """The command permissions as rules, rebuilt from the allowed set as Redis 7.0 does:
-    `+@all` (or `-@all`), then greedily the category that covers the most of what is
-    left with the fewest exceptions, then single commands for the difference."""
-    additive = not user.all_future
-    rules = ["-@all" if additive else "+@all"]
-    fake = set() if additive else set(catalog.categories)
-    temp = set(user.allowed)
-    applied: set[str] = set()
-    while True:
-        best, mindiff, maxsame = "", 1 << 62, 0
-        for category in CATEGORIES:
-            if category in applied:
-                continue
-            flagged = catalog.in_category(category)
-            on = sum(1 for m in flagged if m in temp)
-            off = len(flagged) - on
-            diff, same = (off, on) if additive else (on, off)
-            if same > diff and (diff < mindiff or (diff == mindiff and same > maxsame)):
-                best, mindiff, maxsame = category, diff, same
-        if not best:
-            break
-        bits = catalog.category_bits(best)
-        if additive:
-            fake.update(bits)
-            temp.difference_update(bits)
-        else:
-            fake.difference_update(bits)
-            temp.update(bits)
-        rules.append(("+@" if additive else "-@") + best)
-        applied.add(best)
-    rules.extend(_single_rules(user.allowed, fake, catalog))
-    return " ".join(rules)
-
-
-def _single_rules(allowed: set[str], fake: set[str], catalog: Catalog) -> list[str]:
-    """`+name`/`-name` wherever `fake` differs from `allowed`: each command, then its
-    subcommands (naming a container sets its subcommands too). Redis walks its command
-    table's hash order; Cairn walks names in order."""
-    out = []
-    for name in catalog.top_level():
-        for item in (name, *catalog.containers.get(name, ())):
-            want = item in allowed
-            if want == (item in fake):
-                continue
-            out.append(("+" if want else "-") + item)
-            changed = (item, *catalog.containers.get(item, ()))
-            if want:
-                fake.update(changed)
-            else:
-                fake.difference_update(changed)
-    return out
 
 
 def parse_description(name: str, text: str, catalog: Catalog) -> User:
     """The user a `describe` string stands for (what a node adopts from the cluster).
 
-    Rules naming commands this node does not know are skipped (a newer node's rules)."""
+    Rules naming commands this node does not know are skipped (a newer node's rules).
+    A description's words never contain spaces (`cairn.store.acl.selector`), so a
+    selector group's inside is split on spaces, not unquoted."""
     user = new_user(name)
-    for rule in text.split(" "):
-        if not rule:
-            continue
-        try:
-            _apply(user, rule, rule.encode("utf-8", "surrogateescape"), catalog)
-        except AclRuleError:
-            continue
+    words = [w.encode("utf-8", "surrogateescape") for w in text.split(" ") if w]
+    try:
+        rules = merge_selector_args(words)
+    except AclRuleError:
+        return user  # never written by `describe`: a user that may do nothing
+    for merged in rules:
+        rule = merged.decode("utf-8", "surrogateescape")
+        if rule[:1] == "(" and rule[-1:] == ")":
+            sel = Selector()
+            for word in rule[1:-1].split(" "):
+                _try(apply_selector_rule, sel, word, catalog)
+            user.selectors.append(sel)
+        else:
+            _try(_apply, user, rule, catalog)
     return user
+
+
+def _try(
+    apply: Callable[[Any, str, bytes, Catalog], None], target: Selector, rule: str, catalog: Catalog
+) -> None:
+    """Apply a described rule, skipping one this node refuses (a newer node's)."""
+    if not rule:
+        return
+    with contextlib.suppress(AclRuleError):
+        apply(target, rule, rule.encode("utf-8", "surrogateescape"), catalog)
