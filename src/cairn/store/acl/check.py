@@ -40,8 +40,6 @@ class Denial:
 
     def error_text(self) -> str:
         """The NOPERM error's text."""
-        if self.reason == "command" and self.object in SCRIPT_COMMANDS:
-            return SCRIPT_REFUSED
         if self.reason == "command":
             return f"NOPERM this user has no permissions to run the '{self.object}' command"
         return NOPERM_KEY if self.reason == "key" else NOPERM_CHANNEL
@@ -51,16 +49,6 @@ class Denial:
         kind = {"command": "run", "key": "access", "channel": "access"}[self.reason]
         noun = {"command": "command", "key": "key", "channel": "channel"}[self.reason]
         return f"This user has no permissions to {kind} the '{self.object}' {noun}"
-
-
-SCRIPT_COMMANDS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro"})
-"""Commands that run a script. Its `redis.call`s run inside the replicated apply, which
-does not know the caller; so only a user with every permission may run one (a confined
-user could otherwise reach any key or command of the region through a script)."""
-SCRIPT_REFUSED = (
-    "NOPERM this user has no permissions to run scripts: Cairn runs scripts only for users "
-    "with every permission (allkeys, allchannels, allcommands)"
-)
 
 
 def unrestricted(user: User, catalog: Catalog) -> bool:
@@ -83,8 +71,6 @@ def check(
     """Whether `user` may run `argv` whose key arguments are `keys`; None: allowed."""
     leaf = catalog.leaf_of(list(argv))
     if leaf not in user.allowed and not (user.all_future and leaf not in catalog.categories):
-        return Denial("command", leaf)
-    if leaf in SCRIPT_COMMANDS and not unrestricted(user, catalog):
         return Denial("command", leaf)
     if not user.allkeys:
         need = WRITE if is_write else READ

@@ -167,9 +167,12 @@ local function randomseed(v) py_srand(check_int(v, 1)) end
 
 -- the environment ----------------------------------------------------------------------
 local base = {}
+local mode = 'run'      -- 'load' while a FUNCTION library's top-level code runs
+local library_api       -- what that code sees as globals (set below)
 local env = setmetatable({}, {
   __index = function(_, k)
-    local v = base[k]
+    local v
+    if mode == 'load' then v = library_api[k] else v = base[k] end
     if v == nil then
       error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
     end
@@ -341,6 +344,109 @@ base.redis = readonly({
 })
 
 -- running a script ---------------------------------------------------------------------
+local chunk_name = '@user_script'
+-- FUNCTION libraries --------------------------------------------------------------------
+-- While a library loads, its globals are only `redis` with register_function, log and the
+-- constants (Redis 7.0's library API); every other name fails as a nonexistent global.
+local FLAGS = {'no-writes', 'allow-oom', 'allow-stale', 'no-cluster', 'allow-cross-slot-keys'}
+local KNOWN_FLAG = {}
+for _, f in ipairs(FLAGS) do KNOWN_FLAG[f] = true end
+local registered = {}   -- {name=, callback=, flags={...}, description=} in order
+local by_name = {}
+local function reg_error(text) error({err = 'ERR ' .. text}, 0) end
+local function is_string(v) return type(v) == 'string' or type(v) == 'number' end
+local function read_flags(t)
+  local seen = {}
+  for _, f in pairs(t) do
+    if type(f) ~= 'string' or not KNOWN_FLAG[f] then reg_error('unknown flag given') end
+    seen[f] = true
+  end
+  local out = {}
+  for _, f in ipairs(FLAGS) do if seen[f] then out[#out + 1] = f end end
+  return out
+end
+local function named_args(t)
+  if type(t) ~= 'table' then
+    reg_error('calling redis.register_function with a single argument is only applicable ' ..
+              'to Lua table (representing named arguments).')
+  end
+  local name, callback, flags, desc = nil, nil, {}, nil
+  for k, v in pairs(t) do
+    if not is_string(k) then
+      reg_error('named argument key given to redis.register_function is not a string')
+    end
+    local key = string.lower(tostring(k))
+    if key == 'function_name' then
+      if not is_string(v) then
+        reg_error('function_name argument given to redis.register_function must be a string')
+      end
+      name = tostring(v)
+    elseif key == 'description' then
+      if not is_string(v) then
+        reg_error('description argument given to redis.register_function must be a string')
+      end
+      desc = tostring(v)
+    elseif key == 'callback' then
+      if type(v) ~= 'function' then
+        reg_error('callback argument given to redis.register_function must be a function')
+      end
+      callback = v
+    elseif key == 'flags' then
+      if type(v) ~= 'table' then
+        reg_error('flags argument to redis.register_function must be a table ' ..
+                  'representing function flags')
+      end
+      flags = read_flags(v)
+    else
+      reg_error('unknown argument given to redis.register_function')
+    end
+  end
+  if name == nil then reg_error('redis.register_function must get a function name argument') end
+  if callback == nil then reg_error('redis.register_function must get a callback argument') end
+  return name, callback, flags, desc
+end
+local function register_function(...)
+  local argc = select('#', ...)
+  if argc < 1 or argc > 2 then
+    reg_error('wrong number of arguments to redis.register_function')
+  end
+  local name, callback, flags, desc
+  if argc == 1 then
+    name, callback, flags, desc = named_args((...))
+  else
+    local a, b = ...
+    if not is_string(a) then
+      reg_error('first argument to redis.register_function must be a string')
+    end
+    if type(b) ~= 'function' then
+      reg_error('second argument to redis.register_function must be a function')
+    end
+    name, callback, flags = tostring(a), b, {}
+  end
+  if not string.find(name, '^[%w_]+$') then  -- Redis 7.0 says "Library" here too
+    reg_error('Library names can only contain letters, numbers, or underscores(_) and ' ..
+              'must be at least one character long')
+  end
+  if by_name[name] then reg_error('Function already exists in the library') end
+  local entry = {name = name, callback = callback, flags = flags, description = desc}
+  by_name[name] = entry
+  registered[#registered + 1] = entry
+end
+local library_redis = setmetatable({}, {
+  __index = function(t, k)
+    local v = ({register_function = register_function, log = py_log, LOG_DEBUG = 0,
+                LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+                REDIS_VERSION = '7.0.15', REDIS_VERSION_NUM = 0x07000f})[k]
+    if v == nil then
+      error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+    end
+    return v
+  end,
+  __newindex = readonly_error, __metatable = false,
+})
+protected[library_redis] = true
+library_api = {redis = library_redis}
+
 local function handler(err)
   if type(err) == 'userdata' then
     err = {err = py_text(err)}
@@ -350,7 +456,7 @@ local function handler(err)
   for level = 2, 64 do
     local info = dbg.getinfo(level, 'Sl')
     if info == nil then break end
-    if info.source == '@user_script' then
+    if info.source == chunk_name then
       rawset(err, 'source', info.source)
       rawset(err, 'line', info.currentline)
       break
@@ -359,9 +465,38 @@ local function handler(err)
   return err
 end
 
-local function compile(body)
-  local f, err = loadstring_raw(body, '@user_script')
+local function compile(body, name)
+  chunk_name = name or '@user_script'
+  local f, err = loadstring_raw(body, chunk_name)
   return f, err
+end
+
+-- A library: `start_load` runs before its code (under the hook), `registrations` after it;
+-- then `start_function` makes the registered callback the run's entry point.
+local function start_load(f)
+  mode = 'load'
+  setfenv(f, env)
+  dbg.sethook(hook, '', step)
+end
+local function registrations()
+  mode = 'run'
+  local out = {}
+  for i, e in ipairs(registered) do
+    out[i] = {e.name, e.description or false, table.concat(e.flags, ',')}
+  end
+  return out
+end
+local function start_function(name, keys, argv)
+  mode = 'run'
+  local entry = by_name[name]
+  if entry == nil then  -- FCALL names a function in any case
+    for _, e in ipairs(registered) do
+      if string.lower(e.name) == string.lower(name) then entry = e end
+    end
+  end
+  if entry == nil then return nil end
+  local callback = entry.callback
+  return function() return callback(keys, argv) end, table.concat(entry.flags, ',')
 end
 
 -- `start` installs the hook last; Python then calls `xpcall(f, handler)`, converts the
@@ -373,7 +508,8 @@ local function start(f, keys, argv)
   dbg.sethook(hook, '', step)
 end
 
-return compile, start, xpcall, handler, dbg.sethook, counters, protected, rawset
+return compile, start, xpcall, handler, dbg.sethook, counters, protected, rawset,
+       start_load, registrations, start_function
 """
 """The Lua source of the sandbox (see the module docstring); returns its entry points
 (see `LuaState`)."""
@@ -453,6 +589,9 @@ class LuaState:
             self.counters,
             self._protected,
             self._raw,
+            self.start_load,
+            self.registrations,
+            self.start_function,
         ) = entry
 
     def table(self, items: list[Any] | dict[Any, Any]) -> Any:
