@@ -36,9 +36,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
 import lupa.lua51 as lua51
+
+if TYPE_CHECKING:
+    from cairn.store.scripting.libs import Libraries
 
 HOOK_STEP = 1000
 """VM instructions between two runs of the budget hook."""
@@ -307,8 +311,9 @@ local function status_reply(...)
   return {ok = msg}
 end
 
+local py_raw = api.rawtext
 local function caught(e)
-  if type(e) == 'userdata' then return py_text(e) end
+  if type(e) == 'userdata' then return py_raw(e) end
   if type(e) == 'table' and type(rawget(e, 'err')) == 'string' then return rawget(e, 'err') end
   return e
 end
@@ -325,6 +330,29 @@ base.xpcall = function(f, h)
     return h(caught(e))
   end)
 end
+
+-- the libraries Redis ships (`libs`): Python callables, so an error names the script's line
+local null = newproxy(false)
+local libs = api.libs
+base.bit = readonly({
+  tobit = libs.tobit, tohex = libs.tohex, bnot = libs.bnot, band = libs.band,
+  bor = libs.bor, bxor = libs.bxor, lshift = libs.lshift, rshift = libs.rshift,
+  arshift = libs.arshift, rol = libs.rol, ror = libs.ror, bswap = libs.bswap,
+})
+base.cjson = readonly({
+  encode = libs.cjson_encode, decode = libs.cjson_decode, null = null,
+  encode_max_depth = libs.encode_max_depth, decode_max_depth = libs.decode_max_depth,
+  encode_number_precision = libs.encode_number_precision,
+  encode_sparse_array = libs.encode_sparse_array,
+  encode_invalid_numbers = libs.encode_invalid_numbers,
+  decode_invalid_numbers = libs.decode_invalid_numbers,
+  encode_keep_buffer = libs.encode_keep_buffer,
+  _NAME = 'cjson', _VERSION = '2.1.0',
+})
+base.cmsgpack = readonly({
+  pack = libs.pack, unpack = libs.unpack, unpack_one = libs.unpack_one,
+  unpack_limit = libs.unpack_limit, _NAME = 'cmsgpack', _VERSION = 'lua-cmsgpack 0.4.0',
+})
 
 base.redis = readonly({
   call = py_call,
@@ -508,11 +536,52 @@ local function start(f, keys, argv)
   dbg.sethook(hook, '', step)
 end
 
+-- luaL_where(L, 1) for a library function (a Python callable): the position of the Lua
+-- line that called it, none when a C function (pcall) did. Levels: 1 this, 2 the callable.
+local function where()
+  local info = dbg.getinfo(3, 'Sl')
+  if info and info.currentline > 0 then
+    return info.short_src .. ':' .. info.currentline .. ': '
+  end
+  return ''
+end
+
 return compile, start, xpcall, handler, dbg.sethook, counters, protected, rawset,
-       start_load, registrations, start_function
+       start_load, registrations, start_function, where, null
 """
 """The Lua source of the sandbox (see the module docstring); returns its entry points
 (see `LuaState`)."""
+
+
+def library_functions(libs: Libraries) -> dict[bytes, Any]:
+    """The Python callables behind `bit`, `cjson` and `cmsgpack` (see `libs`)."""
+    table: dict[bytes, Any] = {
+        b"cjson_encode": libs.cjson_encode,
+        b"cjson_decode": libs.cjson_decode,
+        b"pack": libs.msgpack_pack,
+    }
+    for name in ("unpack", "unpack_one", "unpack_limit"):
+        table[name.encode()] = partial(libs.msgpack_unpack, name.encode())
+    for name in BIT_FUNCTIONS:
+        table[name.encode()] = partial(libs.bit, name.encode())
+    for name in CJSON_SETTINGS:
+        table[name.encode()] = partial(libs.cjson_setting, name.encode())
+    return table
+
+
+BIT_FUNCTIONS = (
+    "tobit", "tohex", "bnot", "band", "bor", "bxor", "lshift", "rshift", "arshift", "rol",
+    "ror", "bswap",
+)  # fmt: skip
+CJSON_SETTINGS = (
+    "encode_max_depth",
+    "decode_max_depth",
+    "encode_number_precision",
+    "encode_sparse_array",
+    "encode_invalid_numbers",
+    "decode_invalid_numbers",
+    "encode_keep_buffer",
+)
 
 
 class ScriptError(Exception):
@@ -549,6 +618,11 @@ class LuaState:
 
     def __init__(self, limits: ScriptLimits, api: ScriptApi, rand: Rand48) -> None:
         self.hard_cap = limits.memory + HEADROOM
+        self.call_cost = limits.call_cost
+        self.instructions = limits.instructions
+        from cairn.store.scripting.libs import Libraries  # it needs ScriptError from here
+
+        self.libs = Libraries()
         self.spent = False
         """Set when the instruction budget ran out (every replica sets it alike)."""
         self.runtime = lua51.LuaRuntime(
@@ -563,6 +637,7 @@ class LuaState:
             b"pcall": api.pcall,
             b"errtext": self._error_text,
             b"text": self._exception_text,
+            b"rawtext": self._raw_text,
             b"rand": rand.next_fraction,
             b"srand": rand.seed,
             b"sha1hex": self._sha1_hex,
@@ -570,6 +645,7 @@ class LuaState:
             b"log": api.log,
             b"rawset": self.rawset,
             b"exhausted": self._exhausted,
+            b"libs": self.runtime.table_from(library_functions(self.libs)),
         }
         entry = self.runtime.execute(
             PRELUDE,
@@ -592,7 +668,10 @@ class LuaState:
             self.start_load,
             self.registrations,
             self.start_function,
+            self.where,
+            null,
         ) = entry
+        self.libs.bind(self, null)
 
     def table(self, items: list[Any] | dict[Any, Any]) -> Any:
         """A Lua table holding `items` (a list becomes a 1-based sequence)."""
@@ -627,6 +706,13 @@ class LuaState:
 
     def _exception_text(self, error: object) -> bytes | None:
         text = _error_text(error)
+        return text if self.room(len(text)) else None
+
+    def _raw_text(self, error: object) -> bytes | None:
+        """What `pcall` returns for a Python error: a library's as a Lua string error."""
+        text = getattr(error, "raw", None)
+        if not isinstance(text, bytes):
+            text = _error_text(error)
         return text if self.room(len(text)) else None
 
     def _sha1_hex(self, *args: Any) -> bytes | None:
