@@ -1,5 +1,6 @@
-"""Redis 7.0's `cjson` library (Lua CJSON 2.1.0 as Redis bundles it), in Python behind
-the sandbox: `encode` and `decode` with CJSON's output and error texts, and its settings
+"""Redis 7.0's `cjson` library (Lua CJSON 2.1.0 as Redis bundles it): `decode` in Python
+behind the sandbox (`encode` walks tables in Lua: `sandbox.PRELUDE`'s `json_value`, called
+by `libs.Libraries.cjson_encode`), with CJSON's output and error texts, and its settings
 (`encode_max_depth`, `decode_max_depth`, `encode_number_precision`,
 `encode_sparse_array`, `encode_invalid_numbers`, `decode_invalid_numbers`,
 `encode_keep_buffer`), which last for the run (every run starts from a fresh state).
@@ -13,19 +14,17 @@ included, as an object, `cjson.null` as ``null``.
 Decoding: a recursive descent over CJSON's tokens with its messages ("Expected value but
 found invalid token at character 1"); numbers become Lua numbers (doubles), ``null``
 `cjson.null`, strings' ``\\uXXXX`` escapes UTF-8. Python work cannot be interrupted by the
-instruction hook, so both directions are charged to the script's budget up front by the
-size of their input (`Budget`), and nesting is bounded by the depth settings (1000).
+instruction hook, so decoding is charged to the script's budget up front by the size of
+its input (`libs`), and nesting is bounded by the depth setting (1000).
 """
 
 from __future__ import annotations
 
-import math
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from cairn.store.scripting.sandbox import ScriptError, lua_type
 
 MAX_DEPTH = 1000
 
@@ -47,117 +46,6 @@ class Settings:
     encode_invalid: bool = False
     decode_invalid: bool = True
     keep_buffer: bool = True
-
-
-_ESCAPES = {i: b"\\u%04x" % i for i in range(32)}
-_ESCAPES.update(
-    {
-        8: b"\\b",
-        9: b"\\t",
-        10: b"\\n",
-        12: b"\\f",
-        13: b"\\r",
-        0x22: b'\\"',
-        0x5C: b"\\\\",
-        0x2F: b"\\/",
-        0x7F: b"\\u007f",
-    }
-)
-_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\/\x7f]')
-
-
-def escape(data: bytes) -> bytes:
-    """`data` as a JSON string, CJSON's escapes."""
-    return b'"' + _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group()[0]], data) + b'"'
-
-
-class Encoder:
-    """`cjson.encode` for one value (`is_null` tells the run's `cjson.null`)."""
-
-    def __init__(
-        self, settings: Settings, is_null: Callable[[Any], bool], charge: Callable[[int], None]
-    ) -> None:
-        self.settings = settings
-        self.is_null = is_null
-        self.charge = charge
-        self.out: list[bytes] = []
-
-    def encode(self, value: Any) -> bytes:
-        """The JSON text of `value`; `JsonError` with CJSON's message."""
-        self.value(value, 0)
-        return b"".join(self.out)
-
-    def number(self, value: float) -> bytes:
-        if not self.settings.encode_invalid and (math.isnan(value) or math.isinf(value)):
-            raise JsonError("Cannot serialise number: must not be NaN or Inf")
-        if math.isnan(value):
-            return b"nan"
-        if math.isinf(value):
-            return b"inf" if value > 0 else b"-inf"
-        return b"%.*g" % (self.settings.precision, value)
-
-    def value(self, value: Any, depth: int) -> None:
-        self.charge(1)
-        if value is None or (lua_type(value) == "userdata" and self.is_null(value)):
-            self.out.append(b"null")
-        elif isinstance(value, bool):
-            self.out.append(b"true" if value else b"false")
-        elif isinstance(value, int | float):
-            self.out.append(self.number(float(value)))
-        elif isinstance(value, bytes):
-            self.charge(len(value) // 1024)  # in values: a byte costs 1/16 of a unit
-            self.out.append(escape(value))
-        elif lua_type(value) == "table":
-            self.table(value, depth + 1)
-        else:
-            kind = lua_type(value) or type(value).__name__
-            raise JsonError(f"Cannot serialise {kind}: type not supported")
-
-    def table(self, table: Any, depth: int) -> None:
-        if depth > self.settings.encode_max_depth:
-            raise JsonError(f"Cannot serialise, excessive nesting ({depth})")
-        length = self.array_length(table)
-        if length > 0:
-            self.out.append(b"[")
-            for i in range(1, length + 1):
-                if i > 1:
-                    self.out.append(b",")
-                self.value(table[i], depth)
-            self.out.append(b"]")
-            return
-        self.out.append(b"{")
-        first = True
-        for key, item in table.items():
-            if not first:
-                self.out.append(b",")
-            first = False
-            if isinstance(key, bytes):
-                self.out.append(escape(key))
-            elif isinstance(key, int | float) and not isinstance(key, bool):
-                self.out.append(b'"' + self.number(float(key)) + b'"')
-            else:
-                kind = "boolean" if isinstance(key, bool) else lua_type(key) or "nil"
-                raise JsonError(f"Cannot serialise {kind}: table key must be a number or string")
-            self.out.append(b":")
-            self.value(item, depth)
-        self.out.append(b"}")
-
-    def array_length(self, table: Any) -> int:
-        """CJSON's `lua_array_length`: the array's length, or -1 (0: empty) for an object."""
-        largest, items = 0, 0
-        for key in table:
-            self.charge(1)
-            if isinstance(key, bool) or not isinstance(key, int | float):
-                return -1
-            if key != math.floor(key) or key < 1:
-                return -1
-            largest, items = max(largest, int(key)), items + 1
-        s = self.settings
-        if s.sparse_ratio > 0 and largest > items * s.sparse_ratio and largest > s.sparse_safe:
-            if not s.sparse_convert:
-                raise JsonError("Cannot serialise table: excessively sparse array")
-            return -1
-        return largest
 
 
 # -- decoding -------------------------------------------------------------------------------
@@ -229,7 +117,33 @@ class Decoder:
         self.depth = 0
 
     def decode(self) -> Any:
-        """The value of the whole text; `JsonError` with CJSON's message."""
+        """The value of the whole text; `JsonError` with CJSON's message. Valid JSON is
+        read by Python's (C) parser; anything it refuses by the token parser below,
+        which gives CJSON's value or error."""
+        try:
+            parsed = json.loads(self.data, parse_int=float, parse_constant=_refuse)
+        except (ValueError, RecursionError):
+            return self.slow()
+        if _depth_over(parsed, self.settings.decode_max_depth):
+            return self.slow()
+        return self.lua(parsed)
+
+    def lua(self, value: Any) -> Any:
+        """A value `json.loads` made, as Lua values."""
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogatepass")
+        if value is None:
+            return self.null
+        if isinstance(value, list):
+            return self.make_table([self.lua(v) for v in value])
+        if isinstance(value, dict):
+            return self.make_table(
+                {k.encode("utf-8", "surrogatepass"): self.lua(v) for k, v in value.items()}
+            )
+        return value
+
+    def slow(self) -> Any:
+        """The token parser's value of the whole text."""
         value = self.value(self.next(), "Expected value")
         token = self.next()
         if token.kind != "end":
@@ -357,7 +271,18 @@ class Decoder:
         return point, i
 
 
-def script_error(where: bytes, text: str) -> ScriptError:
-    """A CJSON error raised into the script as Redis shows it: the caller's position,
-    then CJSON's message."""
-    return ScriptError(b"ERR " + where + text.encode())
+def _refuse(text: str) -> Any:
+    raise ValueError(text)
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether `value` nests deeper than `limit` (then the token parser gives the error)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, list | dict):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((c, depth + 1) for c in children if isinstance(c, list | dict))
+    return False

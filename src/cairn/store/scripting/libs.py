@@ -114,14 +114,28 @@ class Libraries:
         """`cjson.encode(value)`."""
         if len(args) != 1:
             raise self._error("bad argument #1 to 'encode' (expected 1 argument)")
-        try:
-            text = cjson.Encoder(self.settings, self.is_null, self._charge_values).encode(args[0])
-            self.flush()
-        except BudgetSpentError:
-            return None
-        except cjson.JsonError as exc:
-            raise self._error(str(exc)) from None
-        return self._result(text)
+        state = self.state
+        assert state is not None
+        s = self.settings
+        cfg = state.table(
+            {
+                b"format": b"%%.%dg" % s.precision,
+                b"encode_invalid": s.encode_invalid,
+                b"encode_max_depth": s.encode_max_depth,
+                b"sparse_ratio": s.sparse_ratio,
+                b"sparse_safe": s.sparse_safe,
+                b"sparse_convert": s.sparse_convert,
+            }
+        )
+        # the walk is Lua (`sandbox.PRELUDE`), under the hook and the memory limit
+        result = state.json_encode(args[0], cfg)
+        if isinstance(result, bytes):
+            return result
+        if state.spent or state.out_of_memory or not isinstance(result, tuple):
+            return None  # the run is over: the hook ends it at its next instruction
+        error = result[1]
+        text = error if isinstance(error, bytes) else b"unknown error"
+        raise self._error(text.decode("utf-8", "replace"))
 
     def cjson_decode(self, *args: Any) -> Any:
         """`cjson.decode(text)`."""
@@ -147,7 +161,7 @@ class Libraries:
 
     def _table(self, items: dict[Any, Any] | list[Any]) -> Any:
         assert self.state is not None
-        self.charge((len(items) + 1) * VALUE_COST)
+        self.charge(len(items) + VALUE_COST)
         return self.state.table(items)
 
     def cjson_setting(self, name: bytes, *args: Any) -> Any:

@@ -333,6 +333,95 @@ end
 
 -- the libraries Redis ships (`libs`): Python callables, so an error names the script's line
 local null = newproxy(false)
+
+-- cjson.encode's walk, in Lua (so the hook bounds it); `libs.cjson_encode` calls it and
+-- raises its errors at the caller's line. `cfg` holds the run's CJSON settings.
+local json_escapes = {['"'] = '\\"', ['\\'] = '\\\\', ['/'] = '\\/', ['\b'] = '\\b',
+                      ['\f'] = '\\f', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t'}
+for i = 0, 31 do
+  local c = string.char(i)
+  if json_escapes[c] == nil then json_escapes[c] = string.format('\\u%04x', i) end
+end
+json_escapes['\127'] = '\\u007f'
+local gsub, sformat, huge = string.gsub, string.format, math.huge
+local function json_number(n, cfg)
+  if n ~= n or n == huge or n == -huge then
+    if not cfg.encode_invalid then
+      error('Cannot serialise number: must not be NaN or Inf', 0)
+    end
+  end
+  return sformat(cfg.format, n)
+end
+local json_value
+local function json_table(t, depth, cfg, out)
+  if depth > cfg.encode_max_depth then
+    error('Cannot serialise, excessive nesting (' .. depth .. ')', 0)
+  end
+  local largest, items, array = 0, 0, true
+  for k in next, t do
+    if type(k) == 'number' and k >= 1 and k == floor(k) then
+      if k > largest then largest = k end
+      items = items + 1
+    else
+      array = false
+      break
+    end
+  end
+  if array and cfg.sparse_ratio > 0 and largest > items * cfg.sparse_ratio
+     and largest > cfg.sparse_safe then
+    if not cfg.sparse_convert then
+      error('Cannot serialise table: excessively sparse array', 0)
+    end
+    array = false
+  end
+  if array and largest > 0 then
+    out[#out + 1] = '['
+    for i = 1, largest do
+      if i > 1 then out[#out + 1] = ',' end
+      json_value(t[i], depth, cfg, out)
+    end
+    out[#out + 1] = ']'
+    return
+  end
+  out[#out + 1] = '{'
+  local first = true
+  for k, v in next, t do
+    if not first then out[#out + 1] = ',' end
+    first = false
+    local kind = type(k)
+    if kind == 'string' then
+      out[#out + 1] = '"' .. gsub(k, '[%c"\\/]', json_escapes) .. '":'
+    elseif kind == 'number' then
+      out[#out + 1] = '"' .. json_number(k, cfg) .. '":'
+    else
+      error('Cannot serialise ' .. kind .. ': table key must be a number or string', 0)
+    end
+    json_value(v, depth, cfg, out)
+  end
+  out[#out + 1] = '}'
+end
+json_value = function(v, depth, cfg, out)
+  local kind = type(v)
+  if kind == 'string' then
+    out[#out + 1] = '"' .. gsub(v, '[%c"\\/]', json_escapes) .. '"'
+  elseif kind == 'number' then
+    out[#out + 1] = json_number(v, cfg)
+  elseif kind == 'boolean' then
+    out[#out + 1] = v and 'true' or 'false'
+  elseif kind == 'table' then
+    json_table(v, depth + 1, cfg, out)
+  elseif v == nil or v == null then
+    out[#out + 1] = 'null'
+  else
+    error('Cannot serialise ' .. kind .. ': type not supported', 0)
+  end
+end
+local function json_encode(v, cfg)
+  local out = {}
+  local ok, err = pcall_raw(json_value, v, 0, cfg, out)
+  if not ok then return nil, err end
+  return table.concat(out)
+end
 local libs = api.libs
 base.bit = readonly({
   tobit = libs.tobit, tohex = libs.tohex, bnot = libs.bnot, band = libs.band,
@@ -547,7 +636,7 @@ local function where()
 end
 
 return compile, start, xpcall, handler, dbg.sethook, counters, protected, rawset,
-       start_load, registrations, start_function, where, null
+       start_load, registrations, start_function, where, null, json_encode
 """
 """The Lua source of the sandbox (see the module docstring); returns its entry points
 (see `LuaState`)."""
@@ -670,6 +759,7 @@ class LuaState:
             self.start_function,
             self.where,
             null,
+            self.json_encode,
         ) = entry
         self.libs.bind(self, null)
 
