@@ -165,6 +165,10 @@ def test_a_function_loaded_on_node_1_runs_on_node_3(cluster: LocalCluster) -> No
     _until(known_on_3, "the library reaches node 3")
     assert three.fcall("bump", 1, key, 2) == 7
     assert three.fcall_ro("peek", 1, key) == "7"
+    assert three.execute_command("IDEMPOTENT", "fn-1", "FCALL", "bump", 1, key, 1) == 8
+    assert three.execute_command("IDEMPOTENT", "fn-1", "FCALL", "bump", 1, key, 1) == 8
+    sha = three.script_load("return redis.call('GET', KEYS[1])")
+    assert three.execute_command("IDEMPOTENT", "fn-2", "EVALSHA", sha, 1, key) == "8"
     with pytest.raises(redis.ResponseError, match="write flag using"):
         three.fcall_ro("bump", 1, key, 1)
     with pytest.raises(redis.ResponseError, match="already exists"):

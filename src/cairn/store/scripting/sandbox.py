@@ -13,8 +13,11 @@ with "Script attempted to access nonexistent global variable"), and it holds onl
 functions Redis keeps, `string`, `table`, `math` and `coroutine` (themselves read-only),
 `KEYS`, `ARGV` and `redis`. There is no `os`, `io`, `debug`, `print`, `loadfile`,
 `dofile`, `require`, `getfenv` or `setfenv`; `loadstring`/`load` compile text only (no
-bytecode, which could crash the VM) into the same sandbox. Redis' `bit`, `cjson`,
-`struct` and `cmsgpack` libraries are not available (lupa's Lua 5.1 has none of them).
+bytecode, which could crash the VM) into the same sandbox. Redis' `bit`, `cjson` and
+`cmsgpack` libraries are Cairn's own (`libs`); `struct` is not offered. While a FUNCTION
+library's top-level code runs (`start_load`), its globals are only Redis' library API
+(`redis.register_function`, `redis.log`, the constants); its functions then run with
+the script globals above, without KEYS and ARGV (they get keys and args as arguments).
 
 Determinism. `math.random` is Redis' own generator (`redisLrand48`, a 48-bit LCG with
 `math.randomseed` as `redisSrand48`), seeded at the start of each run from the command's
