@@ -1,4 +1,4 @@
-"""The Lua libraries Redis ships (cjson, cmsgpack, bit) bounded by the script's budget:
+"""The Lua libraries Redis ships (cjson, cmsgpack, struct, bit) bounded by the script's budget:
 hostile input ends the script with the budget's or the library's error, quickly, and the
 node's Python stays unharmed. Their outputs are compared with redis-server in
 `scripts/script_libraries.txt`."""
@@ -24,6 +24,10 @@ HOSTILE = [
     ("return cmsgpack.unpack('\\221\\255\\255\\255\\255\\1\\2\\3')", "Missing bytes"),
     # 100,000 nested arrays
     ("return cmsgpack.unpack(string.rep('\\145', 100000) .. '\\1')", "Bad data format"),
+    # a struct format claiming two billion bytes of three
+    ("return struct.unpack('c2000000000', 'abc')", "data string too short"),
+    # a 4 MB format string: charged by its size
+    ("return struct.size(string.rep('b', 4000000))", "budget"),
 ]
 
 

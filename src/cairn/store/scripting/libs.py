@@ -18,7 +18,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from cairn.store.scripting import cjson, msgpack
+from cairn.store.scripting import cjson, lstruct, msgpack
 from cairn.store.scripting.sandbox import ScriptError, lua_type
 
 if TYPE_CHECKING:
@@ -239,6 +239,47 @@ class Libraries:
         if name != "unpack":
             values.insert(0, -1 if end >= len(data) else end)
         return tuple(values)
+
+    # -- struct ----------------------------------------------------------------------------
+
+    def struct_call(self, name: bytes, *args: Any) -> Any:
+        """`struct.pack(fmt, ...)`, `struct.unpack(fmt, data [, init])`, `struct.size(fmt)`."""
+        op = name.decode()
+        fmt = args[0] if args else None
+        if isinstance(fmt, int | float) and not isinstance(fmt, bool):
+            fmt = b"%.14g" % fmt
+        if not isinstance(fmt, bytes):
+            got = "no value" if not args else _lua_kind(fmt)
+            raise self._error(f"bad argument #1 to '{op}' (string expected, got {got})")
+        work = len(fmt) + sum(len(a) for a in args if isinstance(a, bytes))
+        try:
+            self.charge(work)
+            self.flush()
+            return self._struct(op, fmt, args[1:])
+        except BudgetSpentError:
+            return None
+        except lstruct.StructError as exc:
+            if exc.argument:
+                raise self._error(f"bad argument #{exc.argument} to '{op}' ({exc})") from None
+            raise self._error(str(exc)) from None
+
+    def _struct(self, op: str, fmt: bytes, rest: tuple[Any, ...]) -> Any:
+        if op == "pack":
+            return self._result(lstruct.pack(fmt, rest))
+        if op == "size":
+            return lstruct.size(fmt)
+        data = rest[0] if rest else None
+        if not isinstance(data, bytes):
+            got = "no value" if not rest else _lua_kind(data)
+            raise self._error(f"bad argument #2 to 'unpack' (string expected, got {got})")
+        init = 1
+        if len(rest) > 1 and rest[1] is not None:
+            number = _lua_number(rest[1])
+            if number is None:
+                kind = _lua_kind(rest[1])
+                raise self._error(f"bad argument #3 to 'unpack' (number expected, got {kind})")
+            init = int(number)
+        return tuple(lstruct.unpack(fmt, data, init))
 
     # -- bit (LuaBitOp) --------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ functions Redis keeps, `string`, `table`, `math` and `coroutine` (themselves rea
 `KEYS`, `ARGV` and `redis`. There is no `os`, `io`, `debug`, `print`, `loadfile`,
 `dofile`, `require`, `getfenv` or `setfenv`; `loadstring`/`load` compile text only (no
 bytecode, which could crash the VM) into the same sandbox. Redis' `bit`, `cjson` and
-`cmsgpack` libraries are Cairn's own (`libs`); `struct` is not offered. While a FUNCTION
+`cmsgpack` and `struct` libraries are Cairn's own (`libs`). While a FUNCTION
 library's top-level code runs (`start_load`), its globals are only Redis' library API
 (`redis.register_function`, `redis.log`, the constants); its functions then run with
 the script globals above, without KEYS and ARGV (they get keys and args as arguments).
@@ -441,6 +441,8 @@ base.cjson = readonly({
   encode_keep_buffer = libs.encode_keep_buffer,
   _NAME = 'cjson', _VERSION = '2.1.0',
 })
+base.struct = readonly({pack = libs.struct_pack, unpack = libs.struct_unpack,
+                        size = libs.struct_size})
 base.cmsgpack = readonly({
   pack = libs.pack, unpack = libs.unpack, unpack_one = libs.unpack_one,
   unpack_limit = libs.unpack_limit, _NAME = 'cmsgpack', _VERSION = 'lua-cmsgpack 0.4.0',
@@ -654,6 +656,8 @@ def library_functions(libs: Libraries) -> dict[bytes, Any]:
     }
     for name in ("unpack", "unpack_one", "unpack_limit"):
         table[name.encode()] = partial(libs.msgpack_unpack, name.encode())
+    for name in ("pack", "unpack", "size"):
+        table[b"struct_" + name.encode()] = partial(libs.struct_call, name.encode())
     for name in BIT_FUNCTIONS:
         table[name.encode()] = partial(libs.bit, name.encode())
     for name in CJSON_SETTINGS:
