@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cairn.store.scripting import cjson, lstruct, msgpack
@@ -367,3 +368,36 @@ def _lua_kind(value: Any) -> str:
     if isinstance(value, bytes):
         return "string"
     return lua_type(value) or type(value).__name__
+
+
+def library_functions(libs: Libraries) -> dict[bytes, Any]:
+    """The Python callables behind `bit`, `cjson` and `cmsgpack` (see `libs`)."""
+    table: dict[bytes, Any] = {
+        b"cjson_encode": libs.cjson_encode,
+        b"cjson_decode": libs.cjson_decode,
+        b"pack": libs.msgpack_pack,
+    }
+    for name in ("unpack", "unpack_one", "unpack_limit"):
+        table[name.encode()] = partial(libs.msgpack_unpack, name.encode())
+    for name in ("pack", "unpack", "size"):
+        table[b"struct_" + name.encode()] = partial(libs.struct_call, name.encode())
+    for name in BIT_FUNCTIONS:
+        table[name.encode()] = partial(libs.bit, name.encode())
+    for name in CJSON_SETTINGS:
+        table[name.encode()] = partial(libs.cjson_setting, name.encode())
+    return table
+
+
+BIT_FUNCTIONS = (
+    "tobit", "tohex", "bnot", "band", "bor", "bxor", "lshift", "rshift", "arshift", "rol",
+    "ror", "bswap",
+)  # fmt: skip
+CJSON_SETTINGS = (
+    "encode_max_depth",
+    "decode_max_depth",
+    "encode_number_precision",
+    "encode_sparse_array",
+    "encode_invalid_numbers",
+    "decode_invalid_numbers",
+    "encode_keep_buffer",
+)
