@@ -1,6 +1,6 @@
 """The Lua libraries Redis 7.0 ships to scripts, on the Python side: `cjson` (see
-`cjson`), `cmsgpack` (see `msgpack`) and the core of `bit` (LuaBitOp), installed in
-every sandbox by `sandbox.PRELUDE`.
+`cjson`), `cmsgpack` (see `cmsgpack`), `struct` (see `lstruct`) and `bit` (LuaBitOp),
+installed in every sandbox by `prelude.LIBRARIES_LUA`.
 
 Python work runs inside one Lua call, where the instruction hook cannot stop it: each
 function charges its work to the run's budget as it goes (`Libraries.charge`, in
@@ -19,7 +19,7 @@ import sys
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from cairn.store.scripting import cjson, lstruct, msgpack
+from cairn.store.scripting import cjson, cmsgpack, lstruct
 from cairn.store.scripting.sandbox import ScriptError, lua_type
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ class Libraries:
         if not args:
             raise self._error("bad argument #0 to 'pack' (MessagePack pack needs input.)")
         try:
-            packed = msgpack.pack(args, self._charge_values)
+            packed = cmsgpack.pack(args, self._charge_values)
             self.flush()
         except BudgetSpentError:
             return None
@@ -232,10 +232,10 @@ class Libraries:
             self.flush()
             if not self.state.room(len(data) * 8):
                 return None
-            values, end = msgpack.unpack(data, offset, limit, self._table)
+            values, end = cmsgpack.unpack(data, offset, limit, self._table)
         except BudgetSpentError:
             return None
-        except msgpack.MsgpackError as exc:
+        except cmsgpack.MsgpackError as exc:
             raise self._error(str(exc)) from None
         if name != "unpack":
             values.insert(0, -1 if end >= len(data) else end)
