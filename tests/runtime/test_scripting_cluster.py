@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -129,3 +130,92 @@ def test_a_script_that_never_ends_is_stopped_and_others_are_served(
         reader = client(cluster, node)
         assert reader.eval_ro("return redis.call('EXISTS', KEYS[1])", 1, key) == 0
         reader.close()
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+LIBRARY = """#!lua name=counters
+redis.register_function('bump', function(keys, args)
+  return redis.call('INCRBY', keys[1], args[1])
+end)
+redis.register_function{function_name='peek', flags={'no-writes'},
+  callback=function(keys) return redis.call('GET', keys[1]) end}
+"""
+
+
+def test_a_function_loaded_on_node_1_runs_on_node_3(cluster: LocalCluster) -> None:
+    """Libraries are cluster state: loaded through node 1, callable through node 3 once
+    the placement leader's push arrives; deleted the same way (their survival across
+    restarts is the placement metadata's: `tests/store/test_functions.py`)."""
+    key = key_in(2, "fn:")
+    one = client(cluster, 1, decode_responses=True)
+    assert one.function_load(LIBRARY, replace=True) == "counters"
+    assert one.fcall("bump", 1, key, 5) == 5  # the loading node knows it at once
+    three = client(cluster, 3, decode_responses=True)
+
+    def known_on_3() -> bool:
+        return bool(three.function_list(library="counters"))
+
+    _until(known_on_3, "the library reaches node 3")
+    assert three.fcall("bump", 1, key, 2) == 7
+    assert three.fcall_ro("peek", 1, key) == "7"
+    assert three.execute_command("IDEMPOTENT", "fn-1", "FCALL", "bump", 1, key, 1) == 8
+    assert three.execute_command("IDEMPOTENT", "fn-1", "FCALL", "bump", 1, key, 1) == 8
+    sha = three.script_load("return redis.call('GET', KEYS[1])")
+    assert three.execute_command("IDEMPOTENT", "fn-2", "EVALSHA", sha, 1, key) == "8"
+    with pytest.raises(redis.ResponseError, match="write flag using"):
+        three.fcall_ro("bump", 1, key, 1)
+    with pytest.raises(redis.ResponseError, match="already exists"):
+        three.function_load(LIBRARY)
+    assert one.function_delete("counters") is True
+    _until(lambda: not known_on_3(), "the deletion reaches node 3")
+    with pytest.raises(redis.ResponseError, match="Function not found"):
+        three.fcall("bump", 1, key, 1)
+    one.close()
+    three.close()
+
+
+def test_a_confined_user_runs_scripts_checked_per_call(cluster: LocalCluster) -> None:
+    """A script of a user confined to app:* may touch app:* keys; any other key or a
+    command it may not run fails that redis.call with Redis 7.0's error, on any node."""
+    admin = client(cluster, 1, decode_responses=True)
+    assert admin.execute_command("ACL", "SETUSER", "lua", "on", ">pw", "~app:*", "+@all", "-get")
+    mine, other = key_in(1, "app:"), key_in(1, "zz:")
+    two = _as_lua(cluster, 2, decode_responses=True)
+    _until(lambda: _auth_ok(cluster, 2), "the user reaches node 2")
+    assert two.eval("return redis.call('SET', KEYS[1], 'v')", 1, mine) == "OK"
+    with pytest.raises(redis.ResponseError, match="can't access at least one of the keys"):
+        two.eval("return redis.call('SET', ARGV[1], 'v')", 1, mine, other)
+    with pytest.raises(redis.ResponseError, match="can't run this command or subcommand"):
+        two.eval("return redis.call('GET', KEYS[1])", 1, mine)
+    assert admin.exists(other) == 0
+    admin.function_load(LIBRARY, replace=True)
+    _until(lambda: bool(two.function_list(library="counters")), "the library reaches node 2")
+    with pytest.raises(redis.ResponseError, match="can't run this command or subcommand"):
+        two.fcall("peek", 1, mine)
+    assert two.fcall("bump", 1, f"{mine}:n", 3) == 3
+    two.close()
+    admin.execute_command("ACL", "DELUSER", "lua")
+    admin.function_delete("counters")
+    admin.close()
+
+
+def _as_lua(cluster: LocalCluster, node: int, **kwargs: Any) -> redis.Redis:
+    port = cluster.spec(node).client_port
+    return redis.Redis(host="127.0.0.1", port=port, username="lua", password="pw", **kwargs)
+
+
+def _auth_ok(cluster: LocalCluster, node: int) -> bool:
+    try:
+        c = _as_lua(cluster, node)
+        c.ping()
+        c.close()
+        return True
+    except redis.RedisError:
+        return False

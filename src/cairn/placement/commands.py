@@ -169,6 +169,17 @@ class DelAclUsers:
 
 
 @dataclass(frozen=True, slots=True)
+class SetFunctions:
+    """Replace the cluster's FUNCTION libraries with `libraries` ((name, code) pairs), if
+    the table is still at `base` (its version when the proposer computed the change: see
+    `cairn.store.scripting.functions`); else refused, and the client told to retry."""
+
+    base: int
+    libraries: tuple[tuple[str, bytes], ...]
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class SetTenant:
     """Create tenant `spec` and its ACL user `spec.name` with `rules` (canonical, as
     `SetAclUser`'s), both or neither (see `cairn.placement.tenants`)."""
@@ -207,6 +218,7 @@ Command = (
     | Tick
     | SetAclUser
     | DelAclUsers
+    | SetFunctions
     | SetTenant
     | DelTenant
     | ReportTenantUsage
@@ -351,6 +363,7 @@ CODEC_TABLE: dict[int, type] = {
     75: DelTenant,
     76: ReportTenantUsage,
     77: TenantTable,
+    78: SetFunctions,
     48: RequestReply,
 }
 
@@ -366,6 +379,7 @@ _COMMANDS = (
     SetConfig,
     SetAclUser,
     DelAclUsers,
+    SetFunctions,
     SetTenant,
     DelTenant,
     ReportTenantUsage,

@@ -41,6 +41,7 @@ from cairn.placement.commands import (
     Result,
     SetAclUser,
     SetConfig,
+    SetFunctions,
     SetNodeAdmin,
     SetRules,
     SetTenant,
@@ -114,6 +115,10 @@ class MetadataImage:
     """Tenants by name (appended: older snapshots decode without them)."""
     tenant_usage: tuple[RegionUsage, ...] = ()
     """The latest usage report of each region, by region id."""
+    functions: tuple[tuple[str, bytes], ...] = ()
+    """FUNCTION libraries: (name, code) in load order (appended: older snapshots decode
+    without them)."""
+    function_version: int = 0
 
 
 SNAPSHOT_CODEC = Codec(
@@ -156,6 +161,10 @@ class ClusterMetadata:
         """Grows with every applied change to `acl_users` (nodes adopt newer tables)."""
         self.tenants = TenantBook()
         """Tenants and their usage reports (`cairn.placement.tenants`)."""
+        self.functions: tuple[tuple[str, bytes], ...] = ()
+        """FUNCTION libraries (name, code), opaque here: nodes parse and check them."""
+        self.function_version = 0
+        """Grows with every applied change to `functions` (nodes adopt newer tables)."""
 
     # --- the command interpreter -----------------------------------------------------------
 
@@ -191,6 +200,9 @@ class ClusterMetadata:
             case DelAclUsers():
                 self._advance_clock(command.now_ms)
                 return self._del_acl_users(command.names)
+            case SetFunctions():
+                self._advance_clock(command.now_ms)
+                return self._set_functions(command)
             case SetTenant() | DelTenant() | ReportTenantUsage():
                 self._advance_clock(command.now_ms)
                 return self._tenant_command(command)
@@ -329,6 +341,13 @@ class ClusterMetadata:
             return Ack(False, "changed concurrently")
         self.acl_users[c.name] = c.rules
         self.acl_version += 1
+        return Ack(True)
+
+    def _set_functions(self, c: SetFunctions) -> Result:
+        if c.base != self.function_version:
+            return Ack(False, "changed concurrently")
+        self.functions = c.libraries
+        self.function_version += 1
         return Ack(True)
 
     def _del_acl_users(self, names: tuple[str, ...]) -> Result:
@@ -627,6 +646,8 @@ class ClusterMetadata:
             acl_version=self.acl_version,
             tenants=tuple(self.tenants.specs[n] for n in sorted(self.tenants.specs)),
             tenant_usage=tuple(self.tenants.usage[r] for r in sorted(self.tenants.usage)),
+            functions=self.functions,
+            function_version=self.function_version,
         )
 
     def snapshot(self) -> bytes:
@@ -659,6 +680,8 @@ class ClusterMetadata:
         self.tenants = TenantBook()
         self.tenants.specs = {t.name: t for t in image.tenants}
         self.tenants.usage = {u.region_id: u for u in image.tenant_usage}
+        self.functions = image.functions
+        self.function_version = image.function_version
 
 
 def _current_split(op: Operator | None) -> SplitRegion | None:

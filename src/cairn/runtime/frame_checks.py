@@ -118,6 +118,23 @@ def check_acl_users(frame: list[Any]) -> tuple[int, list[tuple[str, str]]]:
     return version, users
 
 
+MAX_FUNCTION_LIBRARIES = 10_000
+"""The most libraries in one FUNCTIONS frame (`cairn.store.scripting.functions`)."""
+
+
+def check_functions(frame: list[Any]) -> tuple[int, list[tuple[str, bytes]]]:
+    """A FUNCTIONS frame's (version, [(name, code), ...]), checked (each library's code is
+    parsed again by the node, which skips what does not load)."""
+    _arity(frame, FrameKind.FUNCTIONS, (3,))
+    version = uint(frame[1], "a FUNCTIONS version")
+    libraries = []
+    for item in _list(frame[2], "a FUNCTIONS table", MAX_FUNCTION_LIBRARIES):
+        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], bytes):
+            raise FrameError("a library is [name, code]")
+        libraries.append((_short_text(item[0], "a library's name", MAX_ACL_NAME), item[1]))
+    return version, libraries
+
+
 def check_forward_reply(frame: list[Any]) -> tuple[int, bytes]:
     """A FORWARD_REPLY's (request id, encoded reply)."""
     _arity(frame, FrameKind.FORWARD_REPLY, (3,))

@@ -67,6 +67,9 @@ class FrameKind(enum.IntEnum):
     view of the placement leader, a node's history; see `cairn.runtime.admin_peer`)."""
     ADMIN_REPLY = 15
     """[kind, request_id, http_status, json_body]: the answer to an ADMIN frame."""
+    FUNCTIONS = 16
+    """[kind, version, [[name, code], ...]]: the cluster's FUNCTION libraries as the
+    placement leader holds them (see `cairn.store.scripting.functions`)."""
 
 
 class FrameError(ValueError):

@@ -91,6 +91,7 @@ from cairn.runtime.real_env import LoopClock
 from cairn.runtime.redis_config import RedisConfig
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
+from cairn.runtime.script_wiring import script_rules, wire_functions
 from cairn.runtime.server import ClientConnection, ClientState, Done, ReplyValue, RespServer
 from cairn.runtime.tenants import NodeTenants
 from cairn.runtime.tls import PeerTls, ServerTls
@@ -129,6 +130,7 @@ from cairn.store.idempotency import PREFIX as IDEMPOTENT
 from cairn.store.idempotency import PURGE_COMMAND, checked_argv, tag_command
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.scripting import FRONT_COMMANDS, ScriptFront
+from cairn.store.scripting.front import Deferred
 
 log = logging.getLogger("cairn.node")
 
@@ -375,6 +377,7 @@ class Node:
         self.context.acl = self.acl
         if self.placement.acl_latest is not None:
             self.acl.adopt(*self.placement.acl_latest)
+        wire_functions(self.scripts, self.placement, cfg.limits.request_timeout_ms / 1000)
         self.tenants = NodeTenants(
             cfg.node_id,
             lambda commands, answer: self.placement is not None
@@ -631,8 +634,11 @@ class Node:
                 done(denied)
                 return
         self.context.monitors.feed(state, name, args)
-        if name in FRONT_COMMANDS:  # EVALSHA becomes EVAL (the entry carries the body)
-            fronted = self.scripts.front(args)
+        if name in FRONT_COMMANDS:  # EVALSHA becomes EVAL, FCALL carries its library
+            fronted = self.scripts.front(args, script_rules(self.acl, state.user))
+            if isinstance(fronted, Deferred):  # FUNCTION LOAD & co: a placement proposal
+                fronted.start(done)
+                return
             if not isinstance(fronted, list):
                 done(fronted)
                 return

@@ -62,7 +62,7 @@ from cairn.raft.config import Config
 from cairn.raft.types import NONE, NodeId
 from cairn.runtime.admin_peer import AdminPeer
 from cairn.runtime.config import NodeConfig
-from cairn.runtime.frame_checks import check_acl_users, check_peers
+from cairn.runtime.frame_checks import check_acl_users, check_functions, check_peers
 from cairn.runtime.frames import FrameError, FrameKind, encode_frame
 from cairn.runtime.real_env import LoopClock, RealEnv
 from cairn.runtime.region_inspector import StoreRegionInspector
@@ -95,6 +95,7 @@ _FIRST_PROPOSAL_ID = 1 << 48
 """Request ids of `NodePlacement.propose` (the agent's heartbeats count from 1)."""
 
 AclUsersHandler = Callable[[int, list[tuple[str, str]]], None]
+FunctionsHandler = Callable[[int, list[tuple[str, bytes]]], None]
 """(version, [(name, rules), ...]): the cluster's ACL users, as the placement leader has them."""
 
 
@@ -193,9 +194,15 @@ class NodePlacement:
         """The users pushed before the node set `on_acl_users` (it adopts them then)."""
         self._acl_pushed: dict[NodeId, tuple[int, int]] = {}
         self._acl_local = 0
+        self.on_functions: FunctionsHandler = self._remember_functions
+        """Told the cluster's FUNCTION libraries when they change (see `_push_functions`)."""
+        self.functions_latest: tuple[int, list[tuple[str, bytes]]] | None = None
+        self._functions_pushed: dict[NodeId, tuple[int, int]] = {}
+        self._functions_local = 0
         self._proposals: dict[int, _Proposal] = {}
         self._next_proposal = _FIRST_PROPOSAL_ID
         transport.handlers[FrameKind.ACL_USERS] = self._on_acl_frame
+        transport.handlers[FrameKind.FUNCTIONS] = self._on_functions_frame
         transport.handlers[FrameKind.PLACEMENT] = self._on_placement_frame
         transport.handlers[FrameKind.PEERS] = self._on_peers_frame
         transport.handlers[FrameKind.REGIONS] = self._on_regions_frame
@@ -613,6 +620,7 @@ class NodePlacement:
     def _push_acl(self) -> None:
         """On the serving leader: adopt the metadata's ACL users here, and push them to
         every connected node that has not had this version over its current link."""
+        self._push_functions()
         member = self.serving_member()
         if member is None:
             return
@@ -633,6 +641,36 @@ class NodePlacement:
                 frame = [FrameKind.ACL_USERS, version, [list(item) for item in items]]
             if self.transport.send_frame(node, frame):
                 self._acl_pushed[node] = (version, links)
+
+    def _push_functions(self) -> None:
+        """As `_push_acl`, for the FUNCTION libraries (called with it)."""
+        member = self.serving_member()
+        if member is None or member.driver.metadata.function_version == 0:
+            return
+        metadata = member.driver.metadata
+        version = metadata.function_version
+        if self._functions_local != version:
+            self._functions_local = version
+            self.on_functions(version, list(metadata.functions))
+        links = self.transport.links_version
+        frame: list[Any] | None = None
+        for node in self.transport.peers:
+            pushed = self._functions_pushed.get(node) == (version, links)
+            if pushed or not self.transport.connected(node):
+                continue
+            if frame is None:
+                frame = [FrameKind.FUNCTIONS, version, [list(i) for i in metadata.functions]]
+            if self.transport.send_frame(node, frame):
+                self._functions_pushed[node] = (version, links)
+
+    def _remember_functions(self, version: int, libraries: list[tuple[str, bytes]]) -> None:
+        if self.functions_latest is None or version > self.functions_latest[0]:
+            self.functions_latest = (version, libraries)
+
+    def _on_functions_frame(self, peer: NodeId, frame: list[Any]) -> None:
+        version, libraries = check_functions(frame)
+        if not self.stopped:
+            self.on_functions(version, libraries)
 
     def _remember_acl(self, version: int, users: list[tuple[str, str]]) -> None:
         if self.acl_latest is None or version > self.acl_latest[0]:

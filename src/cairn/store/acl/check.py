@@ -43,8 +43,6 @@ class Denial:
 
     def error_text(self) -> str:
         """The NOPERM error's text."""
-        if self.reason == "command" and self.object in SCRIPT_COMMANDS:
-            return SCRIPT_REFUSED
         if self.reason == "command":
             return f"NOPERM this user has no permissions to run the '{self.object}' command"
         return NOPERM_KEY if self.reason == "key" else NOPERM_CHANNEL
@@ -54,16 +52,6 @@ class Denial:
         kind = {"command": "run", "key": "access", "channel": "access"}[self.reason]
         noun = {"command": "command", "key": "key", "channel": "channel"}[self.reason]
         return f"This user has no permissions to {kind} the '{self.object}' {noun}"
-
-
-SCRIPT_COMMANDS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro"})
-"""Commands that run a script. Its `redis.call`s run inside the replicated apply, which
-does not know the caller; so only a user with every permission may run one (a confined
-user could otherwise reach any key or command of the region through a script)."""
-SCRIPT_REFUSED = (
-    "NOPERM this user has no permissions to run scripts: Cairn runs scripts only for users "
-    "with every permission (allkeys, allchannels, allcommands)"
-)
 
 
 def unrestricted(user: User, catalog: Catalog) -> bool:
@@ -89,8 +77,6 @@ def check(
     none does, the denial is Redis's pick: a channel before a key before the command,
     and of the keys (or channels) refused, the one latest in the command."""
     leaf = catalog.leaf_of(list(argv))
-    if leaf in SCRIPT_COMMANDS and not unrestricted(user, catalog):
-        return Denial("command", leaf)
     need = WRITE if is_write else READ
     worst: tuple[int, int, bytes] = (_DENIED_COMMAND, 0, b"")
     for selector in (user, *user.selectors):

@@ -23,6 +23,8 @@ from typing import Any
 from cairn.resp.reply import OK, Array, Bulk, ErrorReply, Integer, Reply, SimpleString
 from cairn.store.commands.spec import text_of
 from cairn.store.scripting.engine import compile_error
+from cairn.store.scripting.front import TAIL, Deferred, FunctionFront
+from cairn.store.scripting.functions import Libraries
 from cairn.store.scripting.sandbox import (
     DEFAULT_LIMITS,
     Rand48,
@@ -60,9 +62,23 @@ _HELP = (
 )
 """SCRIPT HELP as Redis 7.0 prints it, without DEBUG (Cairn has no Lua debugger)."""
 
-FRONT_COMMANDS = frozenset({"eval", "eval_ro", "evalsha", "evalsha_ro", "script"})
+FRONT_COMMANDS = frozenset(
+    {
+        "eval",
+        "eval_ro",
+        "evalsha",
+        "evalsha_ro",
+        "script",
+        "fcall",
+        "fcall_ro",
+        "function",
+        "idempotent",
+    }
+)
 """The commands `ScriptFront.front` looks at (lower-case names)."""
 
+_WRAPPED = frozenset({b"eval", b"eval_ro", b"evalsha", b"evalsha_ro", b"fcall", b"fcall_ro"})
+"""Script commands IDEMPOTENT may wrap: fronted as if sent alone."""
 _SCRIPT_ARITY = {"load": 3, "exists": -3, "flush": -2, "kill": 2, "help": 2}
 
 
@@ -112,19 +128,32 @@ class ScriptFront:
     def __init__(self, cache: ScriptCache | None = None, limits: ScriptLimits = DEFAULT_LIMITS):
         self.cache = cache if cache is not None else ScriptCache()
         self.limits = limits
+        self.functions = FunctionFront(Libraries(limits))
+        """FUNCTION and FCALL (`front.FunctionFront`)."""
 
-    def front(self, argv: list[bytes]) -> list[bytes] | Reply:
-        """`argv` to route and run (EVALSHA made EVAL), or the reply to answer now."""
+    def front(self, argv: list[bytes], rules: bytes = b"") -> list[bytes] | Reply | Deferred:
+        """`argv` to route and run (EVALSHA made EVAL, FCALL given its library), or the
+        reply to answer now (`Deferred`: later). `rules`: the caller's canonical ACL rules
+        when it may not run everything (each `redis.call` is then checked against them)."""
         name = argv[0].lower()
         if name in (b"eval", b"eval_ro") and len(argv) >= 3:
             self.cache.add(argv[1])
-        elif name in (b"evalsha", b"evalsha_ro") and len(argv) >= 3:
+            return [*argv, TAIL, b"", rules] if rules else argv
+        if name in (b"evalsha", b"evalsha_ro") and len(argv) >= 3:
             body = self.cache.get(argv[1])
             if body is None:
                 return NOSCRIPT
-            return [b"eval" if name == b"evalsha" else b"eval_ro", body, *argv[2:]]
-        elif name == b"script" and len(argv) >= 2:
+            tail = [TAIL, b"", rules] if rules else []
+            return [b"eval" if name == b"evalsha" else b"eval_ro", body, *argv[2:], *tail]
+        if name in (b"fcall", b"fcall_ro") and len(argv) >= 3:
+            return self.functions.fcall(argv, rules)
+        if name == b"script" and len(argv) >= 2:
             return self.script(argv[1:])
+        if name == b"function" and len(argv) >= 2:
+            return self.functions.function(argv[1:])
+        if name == b"idempotent" and len(argv) >= 3 and argv[2].lower() in _WRAPPED:
+            inner = self.front(argv[2:], rules)  # IDEMPOTENT <id> EVAL ...: the script's
+            return [*argv[:2], *inner] if isinstance(inner, list) else inner
         return argv
 
     def script(self, args: Sequence[bytes]) -> Reply:

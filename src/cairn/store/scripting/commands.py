@@ -22,8 +22,11 @@ from cairn.store.commands.define import cmd, numkeys_keys
 from cairn.store.commands.errors import CommandError
 from cairn.store.commands.spec import NOT_INTEGER, CommandSpec, Ctx, Flag
 from cairn.store.numbers import parse_ll
+from cairn.store.scripting.acl import script_checker
 from cairn.store.scripting.cache import NOSCRIPT, sha1_hex
-from cairn.store.scripting.engine import run_script
+from cairn.store.scripting.engine import run_function, run_script
+from cairn.store.scripting.front import split_tail
+from cairn.store.scripting.functions import NOT_FOUND
 from cairn.store.scripting.sandbox import DEFAULT_LIMITS, ScriptLimits
 
 SHEBANG_FLAGS = frozenset(
@@ -71,7 +74,8 @@ def _numkeys(args: Sequence[bytes]) -> int:
 
 
 def evaluate(ctx: Ctx, args: Sequence[bytes], readonly: bool, limits: ScriptLimits) -> Reply:
-    """EVAL/EVAL_RO script numkeys [key ...] [arg ...]."""
+    """EVAL/EVAL_RO script numkeys [key ...] [arg ...] (and the front's tail: `front`)."""
+    args, _, rules = split_tail(args)
     count = _numkeys(args)
     body = args[0]
     flags = parse_shebang(body)
@@ -79,7 +83,57 @@ def evaluate(ctx: Ctx, args: Sequence[bytes], readonly: bool, limits: ScriptLimi
         return flags
     keys, argv = args[2 : 2 + count], args[2 + count :]
     readonly = readonly or "no-writes" in flags
-    return run_script(ctx, sha1_hex(body), body, keys, argv, readonly=readonly, limits=limits)
+    check = script_checker(rules)
+    return run_script(
+        ctx, sha1_hex(body), body, keys, argv, readonly=readonly, limits=limits, check=check
+    )
+
+
+def _fcall_numkeys(args: Sequence[bytes]) -> int:
+    """FCALL's key count, checked as Redis 7.0 checks it."""
+    count = parse_ll(args[1])
+    if count is None:
+        raise CommandError(ErrorReply("ERR Bad number of keys provided"))
+    if count > len(args) - 2:
+        raise CommandError(_TOO_MANY_KEYS)
+    if count < 0:
+        raise CommandError(_NEGATIVE_KEYS)
+    return count
+
+
+def function_call(ctx: Ctx, args: Sequence[bytes], readonly: bool) -> Reply:
+    """FCALL/FCALL_RO function numkeys [key ...] [arg ...], with the front's tail (the
+    library's code and the caller's rules); without one no library is known here."""
+    args, code, rules = split_tail(args)
+    if code is None:
+        return NOT_FOUND
+    count = _fcall_numkeys(args)
+    keys, argv = args[2 : 2 + count], args[2 + count :]
+    return run_function(
+        ctx,
+        args[0],
+        code,
+        keys,
+        argv,
+        readonly=readonly,
+        limits=DEFAULT_LIMITS,
+        check=script_checker(rules),
+    )
+
+
+def fcall(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """FCALL function numkeys [key ...] [arg ...]."""
+    return function_call(ctx, args, False)
+
+
+def fcall_ro(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """FCALL_RO function numkeys [key ...] [arg ...]: writes refused."""
+    return function_call(ctx, args, True)
+
+
+def function(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """FUNCTION reaching the store: it is the node's (`front.FunctionFront`)."""
+    return ErrorReply("ERR FUNCTION is answered by the node's function table, not by a region")
 
 
 def eval_(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -122,4 +176,11 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "Execute a read-only Lua script server side"), _ACL, evalsha, key_finder=_KEYS),
     cmd("script", -2, _NODE, _NONE, ("scripting", "2.6.0", "Depends on subcommand.",
         "A container for Lua scripts management commands"), "@slow", script),
+    cmd("fcall", -3, _WRITE, _NONE, ("scripting", "7.0.0", "Depends on the function "
+        "that is executed.", "Invoke a function"), _ACL, fcall, key_finder=_KEYS),
+    cmd("fcall_ro", -3, _READ, _NONE, ("scripting", "7.0.0", "Depends on the function "
+        "that is executed.", "Invoke a read-only function"), _ACL, fcall_ro,
+        key_finder=_KEYS),
+    cmd("function", -2, _NODE, _NONE, ("scripting", "7.0.0", "Depends on subcommand.",
+        "A container for function commands"), "@slow", function),
 )  # fmt: skip

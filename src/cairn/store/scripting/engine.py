@@ -153,6 +153,11 @@ _NO_ARGS = b"ERR Please specify at least one argument for this redis lib call"
 _BAD_ARG = b"ERR Lua redis lib command arguments must be strings or integers"
 
 
+Checker = Callable[[list[bytes], CommandSpec | None], bytes | None]
+"""The caller's ACL check of one `redis.call` (argv, its spec or None for a script-local
+command): None when allowed, else the error text (`acl.script_checker`)."""
+
+
 @dataclass
 class _Run:
     """One script run's Python side of the `redis` library (`sandbox.ScriptApi`)."""
@@ -161,6 +166,7 @@ class _Run:
     readonly: bool
     state: LuaState | None = None
     resp: int = 2
+    check: Checker | None = None
 
     def call(self, *args: Any) -> Any:
         """`redis.call`: the reply as a Lua value; an error is raised into the script.
@@ -215,6 +221,8 @@ class _Run:
             return WRONG_ARITY
         if Flag.NOSCRIPT in spec.flags:
             return NOT_ALLOWED
+        if self.check is not None and (denied := self.check(argv, spec)) is not None:
+            return denied
         if spec.is_write and self.readonly:
             return READ_ONLY
         if not all(self.ctx.db.scope.contains_key(k) for k in spec.keys(argv)):
@@ -228,6 +236,8 @@ class _Run:
         arity, handler = found
         if arity >= 0 and len(argv) != arity:
             return WRONG_ARITY
+        if self.check is not None and (denied := self.check(argv, None)) is not None:
+            return denied
         reply: Reply = handler(self.ctx, argv[1:])
         return reply
 
@@ -283,10 +293,12 @@ def run_script(
     *,
     readonly: bool,
     limits: ScriptLimits,
+    check: Checker | None = None,
 ) -> Reply:
     """Run script `body` (its shebang line, if any, already validated) with `keys` and
-    `argv`; its reply. Raises `CommandError` when the budget or memory limit stops it."""
-    run = _Run(ctx, readonly)
+    `argv`; its reply. Raises `CommandError` when the budget or memory limit stops it.
+    `check`: the caller's ACL check of each `redis.call` (None: may run anything)."""
+    run = _Run(ctx, readonly, check=check)
     rand = Rand48(ctx.rng.getrandbits(32))
     arguments = sum(len(a) for a in (*keys, *argv)) + 64 * (len(keys) + len(argv) + 2)
     if arguments > limits.memory:
@@ -317,6 +329,73 @@ def run_script(
         raise CommandError(budget_error(limits))
     if _out_of_memory(reply):
         raise CommandError(memory_error(limits))
+    return reply
+
+
+def load_error(state: LuaState, outcome: Any) -> ErrorReply | None:
+    """The FUNCTION LOAD error for a library whose top-level code ended with `outcome`
+    (the xpcall's results), or None when it ran to its end."""
+    ok, error = outcome[:2] if isinstance(outcome, tuple) else (outcome, None)
+    if ok:
+        return None
+    text = _error_reply(error, "").message
+    if lua51.lua_type(error) == "table" and isinstance(error[b"err"], bytes):
+        text = error[b"err"].decode("utf-8", "surrogateescape")
+    return ErrorReply(f"ERR Error registering functions: {text}")
+
+
+def run_function(
+    ctx: Ctx,
+    name: bytes,
+    code: bytes,
+    keys: Sequence[bytes],
+    argv: Sequence[bytes],
+    *,
+    readonly: bool,
+    limits: ScriptLimits,
+    check: Checker | None = None,
+) -> Reply:
+    """FCALL: load library `code` (its shebang already validated) in a fresh sandbox, then
+    run its function `name` with `keys` and `argv`; its reply. Raises `CommandError`
+    when the budget or memory limit stops it (as `run_script`)."""
+    run = _Run(ctx, readonly, check=check)
+    rand = Rand48(ctx.rng.getrandbits(32))
+    arguments = sum(len(a) for a in (*keys, *argv)) + 64 * (len(keys) + len(argv) + 2)
+    if arguments > limits.memory:
+        raise CommandError(memory_error(limits))
+    state = new_state(limits, run, rand)
+    run.state = state
+    if not state.room(arguments + len(code) * 8):
+        raise CommandError(memory_error(limits))
+    chunk, problem = state.compile(_without_shebang(code), b"@user_function")
+    if chunk is None:
+        return ErrorReply(f"ERR Error compiling function: {problem.decode('utf-8', 'replace')}")
+    try:
+        state.start_load(chunk)
+        failed = load_error(state, state.xpcall(chunk, state.handler))
+        if failed is not None:
+            return failed
+        if not state.room(arguments):
+            raise CommandError(memory_error(limits))
+        lua_keys, lua_argv = state.table(list(keys)), state.table(list(argv))
+        found = state.start_function(name, lua_keys, lua_argv)
+        if not isinstance(found, tuple):
+            return ErrorReply("ERR Function not found")
+        function, flags = found
+        run.readonly = run.readonly or b"no-writes" in flags.split(b",")
+        reply = _outcome(state, function, name.decode("utf-8", "replace"), run.resp_of)
+    except lua51.LuaMemoryError as exc:
+        raise CommandError(memory_error(limits)) from exc
+    except lua51.LuaError as exc:
+        if state.spent:
+            raise CommandError(budget_error(limits)) from exc
+        reply = ErrorReply(f"ERR Error running function: {_first_line(exc)}")
+    finally:
+        state.stop()
+    if state.out_of_memory or _out_of_memory(reply):
+        raise CommandError(memory_error(limits))
+    if state.spent:
+        raise CommandError(budget_error(limits))
     return reply
 
 

@@ -13,8 +13,11 @@ with "Script attempted to access nonexistent global variable"), and it holds onl
 functions Redis keeps, `string`, `table`, `math` and `coroutine` (themselves read-only),
 `KEYS`, `ARGV` and `redis`. There is no `os`, `io`, `debug`, `print`, `loadfile`,
 `dofile`, `require`, `getfenv` or `setfenv`; `loadstring`/`load` compile text only (no
-bytecode, which could crash the VM) into the same sandbox. Redis' `bit`, `cjson`,
-`struct` and `cmsgpack` libraries are not available (lupa's Lua 5.1 has none of them).
+bytecode, which could crash the VM) into the same sandbox. Redis' `bit`, `cjson` and
+`cmsgpack` and `struct` libraries are Cairn's own (`libs`). While a FUNCTION
+library's top-level code runs (`start_load`), its globals are only Redis' library API
+(`redis.register_function`, `redis.log`, the constants); its functions then run with
+the script globals above, without KEYS and ARGV (they get keys and args as arguments).
 
 Determinism. `math.random` is Redis' own generator (`redisLrand48`, a 48-bit LCG with
 `math.randomseed` as `redisSrand48`), seeded at the start of each run from the command's
@@ -36,9 +39,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import lupa.lua51 as lua51
+
+from cairn.store.scripting.prelude import FUNCTIONS_LUA, LIBRARIES_LUA
+
+if TYPE_CHECKING:
+    pass
 
 HOOK_STEP = 1000
 """VM instructions between two runs of the budget hook."""
@@ -167,9 +175,12 @@ local function randomseed(v) py_srand(check_int(v, 1)) end
 
 -- the environment ----------------------------------------------------------------------
 local base = {}
+local mode = 'run'      -- 'load' while a FUNCTION library's top-level code runs
+local library_api       -- what that code sees as globals (set below)
 local env = setmetatable({}, {
   __index = function(_, k)
-    local v = base[k]
+    local v
+    if mode == 'load' then v = library_api[k] else v = base[k] end
     if v == nil then
       error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
     end
@@ -304,8 +315,9 @@ local function status_reply(...)
   return {ok = msg}
 end
 
+local py_raw = api.rawtext
 local function caught(e)
-  if type(e) == 'userdata' then return py_text(e) end
+  if type(e) == 'userdata' then return py_raw(e) end
   if type(e) == 'table' and type(rawget(e, 'err')) == 'string' then return rawget(e, 'err') end
   return e
 end
@@ -323,6 +335,7 @@ base.xpcall = function(f, h)
   end)
 end
 
+--@LIBRARIES@
 base.redis = readonly({
   call = py_call,
   pcall = py_pcall,
@@ -341,6 +354,8 @@ base.redis = readonly({
 })
 
 -- running a script ---------------------------------------------------------------------
+local chunk_name = '@user_script'
+--@FUNCTIONS@
 local function handler(err)
   if type(err) == 'userdata' then
     err = {err = py_text(err)}
@@ -350,7 +365,7 @@ local function handler(err)
   for level = 2, 64 do
     local info = dbg.getinfo(level, 'Sl')
     if info == nil then break end
-    if info.source == '@user_script' then
+    if info.source == chunk_name then
       rawset(err, 'source', info.source)
       rawset(err, 'line', info.currentline)
       break
@@ -359,9 +374,38 @@ local function handler(err)
   return err
 end
 
-local function compile(body)
-  local f, err = loadstring_raw(body, '@user_script')
+local function compile(body, name)
+  chunk_name = name or '@user_script'
+  local f, err = loadstring_raw(body, chunk_name)
   return f, err
+end
+
+-- A library: `start_load` runs before its code (under the hook), `registrations` after it;
+-- then `start_function` makes the registered callback the run's entry point.
+local function start_load(f)
+  mode = 'load'
+  setfenv(f, env)
+  dbg.sethook(hook, '', step)
+end
+local function registrations()
+  mode = 'run'
+  local out = {}
+  for i, e in ipairs(registered) do
+    out[i] = {e.name, e.description or false, table.concat(e.flags, ',')}
+  end
+  return out
+end
+local function start_function(name, keys, argv)
+  mode = 'run'
+  local entry = by_name[name]
+  if entry == nil then  -- FCALL names a function in any case
+    for _, e in ipairs(registered) do
+      if string.lower(e.name) == string.lower(name) then entry = e end
+    end
+  end
+  if entry == nil then return nil end
+  local callback = entry.callback
+  return function() return callback(keys, argv) end, table.concat(entry.flags, ',')
 end
 
 -- `start` installs the hook last; Python then calls `xpcall(f, handler)`, converts the
@@ -373,10 +417,24 @@ local function start(f, keys, argv)
   dbg.sethook(hook, '', step)
 end
 
-return compile, start, xpcall, handler, dbg.sethook, counters, protected, rawset
+-- luaL_where(L, 1) for a library function (a Python callable): the position of the Lua
+-- line that called it, none when a C function (pcall) did. Levels: 1 this, 2 the callable.
+local function where()
+  local info = dbg.getinfo(3, 'Sl')
+  if info and info.currentline > 0 then
+    return info.short_src .. ':' .. info.currentline .. ': '
+  end
+  return ''
+end
+
+return compile, start, xpcall, handler, dbg.sethook, counters, protected, rawset,
+       start_load, registrations, start_function, where, null, json_encode
 """
 """The Lua source of the sandbox (see the module docstring); returns its entry points
 (see `LuaState`)."""
+PRELUDE = PRELUDE.replace("--@FUNCTIONS@\n", FUNCTIONS_LUA).replace(
+    "--@LIBRARIES@\n", LIBRARIES_LUA
+)
 
 
 class ScriptError(Exception):
@@ -413,6 +471,11 @@ class LuaState:
 
     def __init__(self, limits: ScriptLimits, api: ScriptApi, rand: Rand48) -> None:
         self.hard_cap = limits.memory + HEADROOM
+        self.call_cost = limits.call_cost
+        self.instructions = limits.instructions
+        from cairn.store.scripting.libs import Libraries, library_functions  # they import this
+
+        self.libs = Libraries()
         self.spent = False
         """Set when the instruction budget ran out (every replica sets it alike)."""
         self.runtime = lua51.LuaRuntime(
@@ -427,6 +490,7 @@ class LuaState:
             b"pcall": api.pcall,
             b"errtext": self._error_text,
             b"text": self._exception_text,
+            b"rawtext": self._raw_text,
             b"rand": rand.next_fraction,
             b"srand": rand.seed,
             b"sha1hex": self._sha1_hex,
@@ -434,6 +498,7 @@ class LuaState:
             b"log": api.log,
             b"rawset": self.rawset,
             b"exhausted": self._exhausted,
+            b"libs": self.runtime.table_from(library_functions(self.libs)),
         }
         entry = self.runtime.execute(
             PRELUDE,
@@ -453,7 +518,14 @@ class LuaState:
             self.counters,
             self._protected,
             self._raw,
+            self.start_load,
+            self.registrations,
+            self.start_function,
+            self.where,
+            null,
+            self.json_encode,
         ) = entry
+        self.libs.bind(self, null)
 
     def table(self, items: list[Any] | dict[Any, Any]) -> Any:
         """A Lua table holding `items` (a list becomes a 1-based sequence)."""
@@ -488,6 +560,13 @@ class LuaState:
 
     def _exception_text(self, error: object) -> bytes | None:
         text = _error_text(error)
+        return text if self.room(len(text)) else None
+
+    def _raw_text(self, error: object) -> bytes | None:
+        """What `pcall` returns for a Python error: a library's as a Lua string error."""
+        text = getattr(error, "raw", None)
+        if not isinstance(text, bytes):
+            text = _error_text(error)
         return text if self.room(len(text)) else None
 
     def _sha1_hex(self, *args: Any) -> bytes | None:
