@@ -44,6 +44,8 @@ INSTRUMENTED: dict[str, tuple[str, ...]] = {
     "entry": (
         "cairn.storage.records", "cairn.runtime.frame_checks", "cairn.shard.region_machine",
         "cairn.shard.region", "cairn.store.machine", "cairn.runtime.range_store",
+        "cairn.store.ranges", "cairn.store.carve", "cairn.store.merge_image",
+        "cairn.store.idempotency",
     ),
     "config": ("cairn.runtime.config",),
     "admin_json": ("cairn.admin.views", "cairn.admin.server", "cairn.placement.model"),

@@ -1,0 +1,64 @@
+"""What a commit-merge's image must be before a replica installs it (issue 14, defect 5).
+
+A commit-merge entry carries its source region's final data as a region image
+(`cairn.store.ranges`); every replica of the target installs it (`KeyspaceImages.restore`,
+or the storage layer's bounded transactions, both through `ImageReader`) and then merges
+the two machines (`carve.merge_machines`), which reads the source's system records: its
+key counts (added to the target's), applied index and time, and the request table
+(`idempotency.move_requests`). An exception there stops the target region for good on
+that node, so a peer's entry is checked here first, at the edge
+(`cairn.runtime.frame_checks.check_admin_command`): the image must be one `ImageReader`
+accepts whole (frames, region, every record inside the source), and every system record
+the merge reads must decode. The data records' values are taken as they come, as from a
+snapshot.
+"""
+
+from __future__ import annotations
+
+from cairn.store.carve import merge_target_key
+from cairn.store.idempotency import check_image_record
+from cairn.store.ranges import ImageError, ImageReader
+from cairn.store.scope import Scope
+from cairn.store.slot import SLOT_COUNT
+
+MAX_COUNT = 1 << 62
+"""The largest key count an image may hold: two such add up without leaving 8 bytes."""
+_U64_BYTES = 8
+_SLOT_BYTES = 2
+
+
+def check_merge_image(scope: Scope, data: bytes) -> None:
+    """`ImageError` unless `data` is an image of region `scope` that installing and
+    merging read without an exception (module docstring); empty data is no records."""
+    if not data:
+        return
+    reader = ImageReader(scope)
+    for key, value in reader.feed(data):
+        _check_system_record(scope, key, value)
+    reader.close()
+
+
+def _check_system_record(scope: Scope, key: bytes, value: bytes) -> None:
+    system, slots = scope.system_bounds(), scope.slot_count_bounds()
+    assert system is not None and slots is not None and scope.region_id is not None
+    if not system[0] <= key < system[1]:
+        return  # a data record
+    if key in (scope.count_key, scope.applied_key, scope.now_key):
+        _u64(key, value, MAX_COUNT if key == scope.count_key else 1 << 64)
+    elif key == merge_target_key(scope.region_id):
+        _u64(key, value, 1 << 64)
+    elif slots[0] <= key < slots[1]:
+        slot = key[len(slots[0]) :]
+        if len(slot) != _SLOT_BYTES or int.from_bytes(slot, "big") >= SLOT_COUNT:
+            raise ImageError(f"region {scope.region_id}: slot count record {key!r}")
+        _u64(key, value, MAX_COUNT)
+    else:
+        try:
+            check_image_record(scope, key, value)
+        except ValueError as exc:
+            raise ImageError(f"region {scope.region_id}: {exc}") from None
+
+
+def _u64(key: bytes, value: bytes, limit: int) -> None:
+    if len(value) != _U64_BYTES or int.from_bytes(value, "big") >= limit:
+        raise ImageError(f"system record {key!r} is not a number below {limit}")
