@@ -350,7 +350,8 @@ def entry(data: bytes) -> None:
 
     The first byte is the mode: bit 0 a stored record, bit 1 a conf change, bit 2 the
     region is the keyspace's left half (so a commit-merge from its right neighbour
-    applies) instead of the whole keyspace."""
+    applies) instead of the whole keyspace, bit 3 an entry of the placement group's log
+    (a batch of placement commands, applied by a `PlacementMachine`)."""
     if len(data) < 2:
         return
     mode, body = data[0], data[1:]
@@ -361,7 +362,12 @@ def entry(data: bytes) -> None:
     message = Message(
         MessageType.APP, to=11, frm=12, entries=(Entry(2, 7, etype, body),)
     )
-    check_entries(message, region=True)
+    placement = bool(mode & 8)
+    check_entries(message, region=not placement)
+    if placement:
+        if etype is EntryType.NORMAL:
+            _apply_placement(body)
+        return
     machine = _fresh_region(_LEFT if mode & 4 else _REGION)
     if etype is EntryType.CONF_CHANGE:
         _apply_conf_change(machine, body)
@@ -370,6 +376,17 @@ def entry(data: bytes) -> None:
 
     _, command = decode_request(body)
     machine.apply(7, command)
+
+
+def _apply_placement(data: bytes) -> None:
+    """`PlacementMachine.apply` on a fresh placement driver (a malformed batch applies
+    nothing; a well-formed one must apply without an exception)."""
+    from cairn.placement.driver import PlacementDriver
+    from cairn.placement.service import PlacementMachine
+    from cairn.shard.replica import decode_request
+
+    _, command = decode_request(data)
+    PlacementMachine(PlacementDriver()).apply(7, command)
 
 
 def _apply_conf_change(machine: RegionMachine, data: bytes) -> None:
@@ -534,6 +551,16 @@ def _frames() -> list[bytes]:
     return seeds
 
 
+def _placement_entries() -> list[bytes]:
+    """Entries of the placement group's log (mode bit 3): batches of commands."""
+    from cairn.placement.commands import AddNode, AllocIds
+    from cairn.placement.service import encode_batch
+
+    add = AddNode(PEER_ID, "127.0.0.1:7101", "127.0.0.1:7001", (("zone", "a"),), 5)
+    batches = [(add, AllocIds(3)), (AllocIds(1),), ()]
+    return [b"\x08" + encode_request(b"r1", encode_batch(b)) for b in batches]
+
+
 def _placement_request() -> bytes:
     from cairn.placement.commands import AddNode, AllocIds
     from cairn.placement.service import PlacementRequest
@@ -580,7 +607,7 @@ def seeds(name: str) -> list[bytes]:
         stored = [b"\x01" + encode_entry(e) for e in _entries()]
         applied = [bytes([2 if e.type is EntryType.CONF_CHANGE else 0]) + e.data
                    for e in _entries()]
-        return stored + applied + _merge_seeds()
+        return stored + applied + _merge_seeds() + _placement_entries()
     if name == "config":
         return [_config_seed()]
     if name == "admin_json":

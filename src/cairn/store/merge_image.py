@@ -33,30 +33,45 @@ def check_merge_image(scope: Scope, data: bytes) -> None:
     if not data:
         return
     reader = ImageReader(scope)
+    system = _SystemRecords(scope)
+    low, high = system.bounds
     for key, value in reader.feed(data):
-        _check_system_record(scope, key, value)
+        if low <= key < high:
+            system.check(key, value)
     reader.close()
 
 
-def _check_system_record(scope: Scope, key: bytes, value: bytes) -> None:
-    system, slots = scope.system_bounds(), scope.slot_count_bounds()
-    assert system is not None and slots is not None and scope.region_id is not None
-    if not system[0] <= key < system[1]:
-        return  # a data record
-    if key in (scope.count_key, scope.applied_key, scope.now_key):
-        _u64(key, value, MAX_COUNT if key == scope.count_key else 1 << 64)
-    elif key == merge_target_key(scope.region_id):
-        _u64(key, value, 1 << 64)
-    elif slots[0] <= key < slots[1]:
-        slot = key[len(slots[0]) :]
-        if len(slot) != _SLOT_BYTES or int.from_bytes(slot, "big") >= SLOT_COUNT:
-            raise ImageError(f"region {scope.region_id}: slot count record {key!r}")
-        _u64(key, value, MAX_COUNT)
-    else:
-        try:
-            check_image_record(scope, key, value)
-        except ValueError as exc:
-            raise ImageError(f"region {scope.region_id}: {exc}") from None
+class _SystemRecords:
+    """The checks of one region's system records, with its keys worked out once."""
+
+    def __init__(self, scope: Scope) -> None:
+        system, slots = scope.system_bounds(), scope.slot_count_bounds()
+        assert system is not None and slots is not None and scope.region_id is not None
+        self.scope = scope
+        self.bounds = system
+        self.slots = slots
+        self.limits = {
+            scope.count_key: MAX_COUNT,
+            scope.applied_key: 1 << 64,
+            scope.now_key: 1 << 64,
+            merge_target_key(scope.region_id): 1 << 64,
+        }
+
+    def check(self, key: bytes, value: bytes) -> None:
+        """`ImageError` unless system record `key` holds what the merge reads there."""
+        limit = self.limits.get(key)
+        if limit is not None:
+            _u64(key, value, limit)
+        elif self.slots[0] <= key < self.slots[1]:
+            slot = key[len(self.slots[0]) :]
+            if len(slot) != _SLOT_BYTES or int.from_bytes(slot, "big") >= SLOT_COUNT:
+                raise ImageError(f"region {self.scope.region_id}: slot count record {key!r}")
+            _u64(key, value, MAX_COUNT)
+        else:
+            try:
+                check_image_record(self.scope, key, value)
+            except ValueError as exc:
+                raise ImageError(f"region {self.scope.region_id}: {exc}") from None
 
 
 def _u64(key: bytes, value: bytes, limit: int) -> None:
