@@ -125,9 +125,11 @@ def run_target(
         args = ["nice", "-n", str(nice), *args]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(HERE)]))
     start = time.monotonic()
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, check=False
+    )  # one stream, in order: atheris prints a crash's traceback on stdout
     elapsed = time.monotonic() - start
-    output = proc.stdout + proc.stderr
+    output = proc.stdout
     return Outcome(
         target=target,
         runs=_stat(output, "number_of_executed_units"),

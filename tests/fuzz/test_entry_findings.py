@@ -16,6 +16,11 @@ commit-merges that carry their source's image, and membership changes decoded as
 10. A membership change whose context names its nodes as anything but a list of
     [peer id, node id] raised in apply, and so did an empty context: the edge refuses
     the first (`conf_change_nodes`), the second names no nodes.
+11. A placement-group entry whose command held a field of another type (a time that is
+    a string) decoded, then raised in `ClusterMetadata.apply`, stopping the placement
+    group's apply. The placement codec now checks every decoded field against its
+    declared type for commands and messages (`Codec(checked=True)`): such a batch is
+    malformed and applies nothing, on every member alike.
 """
 
 from __future__ import annotations
@@ -150,3 +155,29 @@ def test_membership_change_contexts() -> None:
 def test_every_regression_runs_clean() -> None:
     for path in sorted(REGRESSIONS.iterdir()):
         run_one("entry", path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["placement-time-not-a-number", "placement-labels-not-pairs", "placement-count-a-bool"],
+)
+def test_placement_commands_of_the_wrong_types_apply_nothing(name: str) -> None:
+    from cairn.placement.codec import DecodeError
+    from cairn.placement.driver import PlacementDriver
+    from cairn.placement.service import PlacementMachine, decode_batch
+
+    _, body = _regression(name)
+    command = decode_request(body)[1]
+    with pytest.raises(DecodeError, match="not a"):
+        decode_batch(command)
+    machine = PlacementMachine(PlacementDriver())
+    assert machine.apply(7, command) == ()
+    assert machine.applied_index == 7
+
+
+def test_placement_commands_of_the_declared_types_decode() -> None:
+    from cairn.placement.commands import AddNode, AllocIds, Tick
+    from cairn.placement.service import decode_batch, encode_batch
+
+    batch = (Tick(7), AddNode(2, "a:1", "a:2", (("zone", "a"),), 5), AllocIds(3))
+    assert decode_batch(encode_batch(batch)) == batch
