@@ -26,6 +26,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from cairn.raft.types import (
 from cairn.raft.wire import WireFormatError, decode_message, encode_message
 from cairn.resp.errors import RemoteProtocolError
 from cairn.resp.parser import NEED_DATA, Limits, RequestParser
+from cairn.resp.reply import ErrorReply
 from cairn.runtime.config import ConfigError, load
 from cairn.runtime.envelope_codec import decode_envelope, encode_envelope
 from cairn.runtime.frame_checks import (
@@ -66,7 +68,7 @@ from cairn.runtime.frame_checks import (
 from cairn.runtime.frames import FrameDecoder, FrameError, FrameKind, encode_frame
 from cairn.runtime.peer_auth import HANDSHAKE_MAX_FRAME, Handshake, Role
 from cairn.shard.envelope import Envelope, EnvelopeKind
-from cairn.shard.region import Peer, Region, RegionEpoch
+from cairn.shard.region import Peer, Region, RegionEpoch, range_key
 from cairn.shard.region_machine import (
     RegionMachine,
     decode_region,
@@ -266,51 +268,90 @@ def raft(data: bytes) -> None:
 
 # -- log entries and their apply -----------------------------------------------------------
 
-_REGION = Region(
-    1, b"", b"", RegionEpoch(1, 1), (Peer(11, 1), Peer(12, 2), Peer(13, 3))
-)
+_PEERS = (Peer(11, 1), Peer(12, 2), Peer(13, 3))
+_REGION = Region(1, b"", b"", RegionEpoch(1, 1), _PEERS)
+_HALF = b"\x20\x00"
+"""The range key of slot 8192: the `entry` target's region is either the whole keyspace
+or its left half, whose right neighbour (region 2, `_SOURCE`) can merge into it."""
+_LEFT = Region(1, b"", _HALF, RegionEpoch(1, 1), _PEERS)
+_SOURCE = Region(2, _HALF, b"", RegionEpoch(3, 1), (Peer(21, 1), Peer(22, 2), Peer(23, 3)))
 
 
-class _DescriptionsOnly:
-    """A `RegionStorage` that keeps nothing: as the node's durable one, it lets splits
-    and merges apply without the machine cutting its data (which an in-memory store
-    refuses); what the target checks is that decoding and applying does not raise."""
+class _InMemoryStorage:
+    """The node's `RegionStorage` (`LmdbHostStore`) over the target's in-memory keyspace:
+    the same calls on the same machine, without LMDB's transaction. A commit-merge
+    installs the source's image (`KeyspaceImages.restore`) and merges the two machines
+    (`merge_machines`); a split carves the machine (`split_machine`); a description
+    change records the applied index and the freeze. What the target checks is that an
+    entry the edge accepted applies without an exception."""
 
     def store_split(self, inner: Any, index: int, left: Region, right: Region) -> None:
-        """Nothing to write."""
+        """`LmdbHostStore.store_split`'s carve."""
+        from cairn.storage.node_store import RAFT_INIT_INDEX
+        from cairn.store.carve import split_machine
+
+        split_machine(inner.store, right.start, right.id, index, RAFT_INIT_INDEX)
 
     def store_merge(
         self, inner: Any, index: int, source: Region, merged: Region, data: bytes
     ) -> None:
-        """Nothing to write."""
+        """`LmdbHostStore.store_merge`'s image install and machine merge."""
+        from cairn.store.carve import merge_machines
+        from cairn.store.machine import StoreMachine
+        from cairn.store.ranges import KeyspaceImages
+        from cairn.store.scope import Scope
+
+        keyspace = inner.store.keyspace
+        scope = Scope.region(source.id, source.start, source.end)
+        KeyspaceImages(keyspace).restore(scope, data)
+        merge_machines(StoreMachine(keyspace, scope=scope), inner.store, index)
 
     def store_description(
         self, inner: Any, index: int, region: Region, merging_into: int | None
     ) -> None:
-        """Nothing to write."""
+        """`LmdbHostStore.store_description`'s records."""
+        from cairn.store.carve import freeze
+        from cairn.store.keyspace import write_batch
+        from cairn.store.layout import encode_u64
+
+        machine = inner.store
+        with write_batch(machine.keyspace) as batch:
+            if merging_into is not None:
+                freeze(batch, region.id, merging_into)
+            batch.put(machine.scope.applied_key, encode_u64(index))
+        machine.reload()
 
     def store_restore(
         self, inner: Any, region: Region, data: bytes, merging_into: int | None
     ) -> None:
-        """Nothing to write."""
+        """Not reached: entries carry no snapshot."""
+        raise AssertionError("an entry restored a snapshot")
 
     def stored_merge_target(self, inner: Any) -> int | None:
-        """Never frozen."""
+        """Never frozen at the start."""
         return None
 
 
-def _fresh_region() -> RegionMachine:
+def _fresh_region(region: Region) -> RegionMachine:
     from cairn.runtime.range_store import StoreRangeMachine
 
-    inner = StoreRangeMachine(MemoryKeyspace(), 1, _REGION)
+    inner = StoreRangeMachine(MemoryKeyspace(), region.id, region)
     return RegionMachine(
-        inner, _REGION, on_split=lambda left, right, image: None, storage=_DescriptionsOnly()
+        inner, region, on_split=lambda left, right, image: None, storage=_InMemoryStorage()
     )
 
 
 def entry(data: bytes) -> None:
     """A stored log record (`records.decode_entry`), and its data as a follower takes an
-    entry: refused at the edge (`check_entries`) or applied without an exception."""
+    entry: refused at the edge (`check_entries`) or applied without an exception, as the
+    node applies it: a store command or an admin one (split, prepare-merge, commit-merge
+    with its source's image, installed and merged) by a `RegionMachine` over the node's
+    storage calls, a membership change by the host's decoding of its context.
+
+    The first byte is the mode: bit 0 a stored record, bit 1 a conf change, bit 2 the
+    region is the keyspace's left half (so a commit-merge from its right neighbour
+    applies) instead of the whole keyspace, bit 3 an entry of the placement group's log
+    (a batch of placement commands, applied by a `PlacementMachine`)."""
     if len(data) < 2:
         return
     mode, body = data[0], data[1:]
@@ -321,12 +362,40 @@ def entry(data: bytes) -> None:
     message = Message(
         MessageType.APP, to=11, frm=12, entries=(Entry(2, 7, etype, body),)
     )
-    check_entries(message, region=True)
-    if etype is EntryType.NORMAL:
-        from cairn.shard.replica import decode_request
+    placement = bool(mode & 8)
+    check_entries(message, region=not placement)
+    if placement:
+        if etype is EntryType.NORMAL:
+            _apply_placement(body)
+        return
+    machine = _fresh_region(_LEFT if mode & 4 else _REGION)
+    if etype is EntryType.CONF_CHANGE:
+        _apply_conf_change(machine, body)
+        return
+    from cairn.shard.replica import decode_request
 
-        _, command = decode_request(body)
-        _fresh_region().apply(7, command)
+    _, command = decode_request(body)
+    machine.apply(7, command)
+
+
+def _apply_placement(data: bytes) -> None:
+    """`PlacementMachine.apply` on a fresh placement driver (a malformed batch applies
+    nothing; a well-formed one must apply without an exception)."""
+    from cairn.placement.driver import PlacementDriver
+    from cairn.placement.service import PlacementMachine
+    from cairn.shard.replica import decode_request
+
+    _, command = decode_request(data)
+    PlacementMachine(PlacementDriver()).apply(7, command)
+
+
+def _apply_conf_change(machine: RegionMachine, data: bytes) -> None:
+    """`RegionPeer._on_conf_change`: the new peers from the change and its context."""
+    from cairn.raft.types import decode_conf_change
+    from cairn.shard.host import conf_change_peers
+
+    cc = decode_conf_change(data)
+    machine.set_peers(conf_change_peers(cc, machine.region), 7)
 
 
 # -- config, admin JSON -------------------------------------------------------------------
@@ -399,7 +468,7 @@ def _entries() -> list[Entry]:
         encode_command("xadd", [b"s", b"*", b"f", b"v"], 1000),
         encode_command("expire", [b"k", b"10"], 1000),
         encode_command("del", [b"k", b"h"], 1000),
-        encode_split(epoch, b"m", 2, [21, 22, 23]),
+        encode_split(epoch, range_key(b"m"), 2, [21, 22, 23]),
         encode_prepare_merge(epoch, 2),
         encode_commit_merge(epoch, Region(2, b"", b"a", RegionEpoch(2, 1), ()), b""),
     ]
@@ -407,6 +476,44 @@ def _entries() -> list[Entry]:
     change = ConfChange((ConfChangeSingle(ConfChangeType.ADD_NODE, 14),), context=b"")
     out.append(Entry(2, 7, EntryType.CONF_CHANGE, encode_conf_change(change)))
     return out
+
+
+def _source_image() -> bytes:
+    """`_SOURCE`'s final data as its leader snapshots it for a commit-merge: keys of
+    several types (with a TTL, in its half of the keyspace) and an IDEMPOTENT request's
+    records, so the image holds F, M and system records of every family."""
+    from cairn.store.idempotency import tag_command
+    from cairn.store.machine import StoreMachine
+    from cairn.store.scope import Scope
+
+    machine = StoreMachine(MemoryKeyspace(), scope=Scope.region(2, _HALF, b""))
+    keys = [k for k in (b"k%d" % i for i in range(40)) if range_key(k) >= _HALF][:4]
+    commands = [
+        ("set", [keys[0], b"v", b"PX", b"100000"]),
+        ("hset", [keys[1], b"f", b"v", b"g", b"w"]),
+        ("rpush", [keys[2], b"a", b"b"]),
+        ("zadd", [keys[3], b"1", b"m"]),
+    ]
+    for index, (name, args) in enumerate(commands, start=6):
+        machine.apply(index, encode_command(name, args, 1000))
+    tagged = tag_command([b"IDEMPOTENT", b"req-1", b"SET", keys[0], b"w"], 60_000, 100)
+    assert not isinstance(tagged, ErrorReply)
+    argv, _ = tagged
+    machine.apply(10, encode_command(argv[0].decode(), argv[1:], 1000))
+    return machine.snapshot()
+
+
+def _merge_seeds() -> list[bytes]:
+    """Commit-merges of `_SOURCE` into the left half (mode bit 2): with its real image,
+    an empty one, and one whose source is not the neighbour."""
+    image = _source_image()
+    target = RegionEpoch(1, 1)
+    commands = [
+        encode_commit_merge(target, _SOURCE, image),
+        encode_commit_merge(target, _SOURCE, b""),
+        encode_commit_merge(target, replace(_SOURCE, start=b"\x30\x00"), image),
+    ]
+    return [b"\x04" + encode_request(b"r1", c) for c in commands]
 
 
 def _frames() -> list[bytes]:
@@ -442,6 +549,16 @@ def _frames() -> list[bytes]:
     seeds.append(encode_frame([FrameKind.PEERS, [[2, "h", 1]], False, []]) + encode_frame(
         [FrameKind.PEERS, [[2, "h", 1]], False, []]))
     return seeds
+
+
+def _placement_entries() -> list[bytes]:
+    """Entries of the placement group's log (mode bit 3): batches of commands."""
+    from cairn.placement.commands import AddNode, AllocIds
+    from cairn.placement.service import encode_batch
+
+    add = AddNode(PEER_ID, "127.0.0.1:7101", "127.0.0.1:7001", (("zone", "a"),), 5)
+    batches = [(add, AllocIds(3)), (AllocIds(1),), ()]
+    return [b"\x08" + encode_request(b"r1", encode_batch(b)) for b in batches]
 
 
 def _placement_request() -> bytes:
@@ -490,7 +607,7 @@ def seeds(name: str) -> list[bytes]:
         stored = [b"\x01" + encode_entry(e) for e in _entries()]
         applied = [bytes([2 if e.type is EntryType.CONF_CHANGE else 0]) + e.data
                    for e in _entries()]
-        return stored + applied
+        return stored + applied + _merge_seeds() + _placement_entries()
     if name == "config":
         return [_config_seed()]
     if name == "admin_json":

@@ -28,7 +28,7 @@ from cairn.raft.types import Entry, Message, MessageType
 from cairn.runtime.config import ConfigError, load
 from cairn.runtime.frame_checks import check_entries
 from cairn.runtime.frames import FrameError
-from cairn.shard.region import Peer, Region, RegionEpoch
+from cairn.shard.region import Peer, Region, RegionEpoch, range_key
 from cairn.shard.region_machine import (
     ADMIN_TAG,
     EpochNotMatch,
@@ -40,6 +40,8 @@ from cairn.shard.region_machine import (
 from cairn.shard.replica import encode_request
 
 REGION = Region(1, b"", b"", RegionEpoch(1, 1), (Peer(11, 1), Peer(12, 2), Peer(13, 3)))
+CUT = range_key(b"m")
+"""A split key: a range key (slot, then key) inside the region."""
 
 
 def _append(command: bytes) -> Message:
@@ -67,18 +69,18 @@ def test_malformed_admin_entries_are_refused_at_the_edge(body: object) -> None:
 
 
 def test_well_formed_admin_entries_pass_the_edge() -> None:
-    check_entries(_append(encode_split(RegionEpoch(1, 1), b"m", 2, [21, 22, 23])), region=True)
+    check_entries(_append(encode_split(RegionEpoch(1, 1), CUT, 2, [21, 22, 23])), region=True)
 
 
 def test_a_split_whose_peer_ids_do_not_fit_changes_nothing() -> None:
     from fuzz_targets import _fresh_region
 
-    machine = _fresh_region()
+    machine = _fresh_region(REGION)
     for wrong in ([21], [21, 22, 21], [21, 22, 23, 24]):
-        split = encode_split(REGION.epoch, b"m", 2, wrong)
+        split = encode_split(REGION.epoch, CUT, 2, wrong)
         assert machine.apply(7, split) == EpochNotMatch(REGION)
     assert machine.region == REGION
-    right = encode_split(REGION.epoch, b"m", 2, [21, 22, 23])
+    right = encode_split(REGION.epoch, CUT, 2, [21, 22, 23])
     assert isinstance(machine.apply(8, right), SplitDone)
 
 

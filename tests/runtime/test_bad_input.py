@@ -196,10 +196,10 @@ def test_declared_but_unsent_sizes_allocate_nothing(cluster: LocalCluster) -> No
     payload = b"x" * (8 << 20)
     socks = []
     try:
-        for i in range(4):  # each: a 1M-argument array, then a 500 MB argument, 8 MiB sent
-            sock = connect(port)
+        for i in range(4):  # each: a 1M-argument array, then a 16 MB argument (within the
+            sock = connect(port)  # default proto-max-bulk-len, 17 MiB), 8 MiB sent
             sock.sendall(b"*1000000\r\n$3\r\nSET\r\n$%d\r\nbad:k%d\r\n" % (5 + len(str(i)), i))
-            sock.sendall(b"$500000000\r\n" + payload)
+            sock.sendall(b"$16000000\r\n" + payload)
             socks.append(sock)
         time.sleep(0.3)
         grown = rss_mb(pid) - before

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import types
+import typing
 from typing import Any
 
 import msgpack
@@ -23,7 +25,10 @@ class DecodeError(ValueError):
 class Codec:
     """Encoder and decoder for the types in `table` (code → type)."""
 
-    def __init__(self, table: dict[int, type]) -> None:
+    def __init__(self, table: dict[int, type], *, checked: bool = False) -> None:
+        """`checked`: every decoded dataclass's fields must have their declared types
+        (`_conforms`), for what comes from peers (log entries, messages)."""
+        self._checked = checked
         self._types = dict(table)
         self._codes = {cls: code for code, cls in table.items()}
         if len(self._codes) != len(self._types):
@@ -70,4 +75,47 @@ class Codec:
             return cls(inner)
         if not isinstance(inner, tuple):
             raise DecodeError(f"{cls.__name__}: fields are not a list")
-        return cls(*inner)
+        value = cls(*inner)
+        if not self._checked:
+            return value
+        for name, hint in _field_hints(cls).items():
+            if not _conforms(getattr(value, name), hint):
+                raise DecodeError(f"{cls.__name__}.{name}: not a {hint}")
+        return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _field_hints(cls: type) -> dict[str, Any]:
+    """The declared type of each field of dataclass `cls` (worked out once)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _conforms(value: object, hint: Any) -> bool:
+    """Whether a decoded `value` has declared type `hint`: what the codec wrote always does,
+    so a peer's entry or message whose field holds another type (a string where a time
+    belongs) is refused here instead of failing where the metadata uses it. Shapes other
+    than scalars, registered types, tuples and unions are not checked."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_conforms(v, args[0]) for v in value)
+        return len(args) == len(value) and all(map(_conforms, value, args))
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is int:
+        return type(value) is int
+    if hint is float:
+        return type(value) in (int, float)
+    if isinstance(hint, type) and origin is None:
+        return isinstance(value, hint)
+    return True

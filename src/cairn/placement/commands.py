@@ -367,7 +367,7 @@ CODEC_TABLE: dict[int, type] = {
     48: RequestReply,
 }
 
-CODEC = Codec(CODEC_TABLE)
+CODEC = Codec(CODEC_TABLE, checked=True)
 """The codec of every placement value that travels or is stored (extended by the snapshot)."""
 
 _COMMANDS = (

@@ -87,7 +87,7 @@ class PlacementReply:
 PlacementMessage = PlacementRequest | PlacementReply
 """What travels between nodes' agents and the placement group's members."""
 
-MESSAGE_CODEC = Codec({**CODEC_TABLE, 80: PlacementRequest, 81: PlacementReply})
+MESSAGE_CODEC = Codec({**CODEC_TABLE, 80: PlacementRequest, 81: PlacementReply}, checked=True)
 """The wire form of placement messages (the commands' codes, plus these two)."""
 
 

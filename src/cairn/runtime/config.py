@@ -94,7 +94,13 @@ class Limits:
     """Per-client and per-server limits on what clients may send and hold."""
 
     max_clients: int = 10000
-    max_bulk_len: int = 512 << 20
+    max_bulk_len: int = 0
+    """Redis's `proto-max-bulk-len`: the longest argument, refused at its `$<length>`
+    header, before any of it is read (`-ERR Protocol error: invalid bulk length`, then
+    the connection is closed, as Redis). 0 (the default): `max_entry_bytes` plus
+    `BULK_LEN_MARGIN`, so an argument no write could carry is never received whole (Redis's
+    default is 512 MiB: a refused 64 MiB SET was read and parsed, holding the loop).
+    See docs/security.md, "Limits"."""
     max_multibulk_len: int = 1024 * 1024
     max_inline_len: int = 64 << 10
     max_query_buffer: int = 1 << 30
@@ -143,6 +149,21 @@ class Limits:
     tenant_report_ms: int = 1000
     """How often a node reports its tenants' usage (`cairn.runtime.tenants`): the quotas
     on keys and bytes are soft by at most this long's writes."""
+
+    def __post_init__(self) -> None:
+        if self.max_bulk_len == 0:  # derived: see the field's docstring
+            object.__setattr__(self, "max_bulk_len", default_max_bulk_len(self.max_entry_bytes))
+
+
+BULK_LEN_MARGIN = 1 << 20
+"""How far the default `max_bulk_len` reaches past `max_entry_bytes`: a write a little over
+the write limit still gets the error that names `max_entry_bytes`, not a protocol error."""
+
+
+def default_max_bulk_len(max_entry_bytes: int) -> int:
+    """`max_bulk_len` when the config leaves it at 0: `max_entry_bytes` plus the margin
+    (at least Redis's own minimum of `proto-max-bulk-len`, 1 MiB, also the margin)."""
+    return max(max_entry_bytes, 0) + BULK_LEN_MARGIN
 
 
 @dataclass(frozen=True, slots=True)

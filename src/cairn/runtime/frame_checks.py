@@ -21,8 +21,10 @@ from cairn.raft.types import EntryType, Message, NodeId, decode_conf_change
 from cairn.raft.wire import decode_message
 from cairn.runtime.frames import FrameError, FrameKind
 from cairn.runtime.peer_auth import plausible_node_id
-from cairn.shard.region_machine import ADMIN_TAG, decode_region
+from cairn.shard.region_machine import ADMIN_TAG, conf_change_nodes, decode_region
 from cairn.store.machine import decode_command
+from cairn.store.merge_image import check_merge_image
+from cairn.store.scope import Scope
 
 U64 = 1 << 64
 MAX_FORWARD_ARGS = 1 << 20
@@ -316,9 +318,13 @@ def check_admin_command(body: Any) -> None:
         if not isinstance(data, bytes):
             raise FrameError("a commit-merge's data is bytes")
         try:
-            decode_region(fields)
+            source = decode_region(fields)
         except ValueError as exc:
             raise FrameError(f"a commit-merge's source region: {exc}") from None
+        try:  # what its replica installs and merges (`cairn.store.merge_image`)
+            check_merge_image(Scope.region(source.id, source.start, source.end), data)
+        except ValueError as exc:
+            raise FrameError(f"a commit-merge's image: {exc}") from None
 
 
 def _check_conf_change(data: bytes, region: bool) -> None:
@@ -329,6 +335,7 @@ def _check_conf_change(data: bytes, region: bool) -> None:
         uint(change.node_id, "a conf change's node id")
     if region and cc.context:
         _request(cc.context)
+        conf_change_nodes(cc.context)  # what `RegionPeer._on_conf_change` decodes
 
 
 MAX_ADMIN_VIEW = 32

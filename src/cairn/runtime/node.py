@@ -181,6 +181,9 @@ class _Request:
     user: str = ""
     """The ACL user it runs as, sent along when forwarded for the leader to check again
     ("": an internal attempt (a transaction, a blocking retry), checked where it began)."""
+    sized: bool = False
+    """Its size was checked against `max_entry_bytes` as it arrived (`execute`), so
+    `_write` need not sum its arguments again (it does for forwarded and internal ones)."""
     finished: bool = False
 
     @property
@@ -701,7 +704,9 @@ class Node:
             if is_blocking(spec):
                 self.blocking.start(client, args, spec, protocol, reply)
                 return
-            request = _Request(args, spec, protocol, _now() + timeout, reply, user=state.user)
+            request = _Request(
+                args, spec, protocol, _now() + timeout, reply, user=state.user, sized=True
+            )
             if isinstance(decision, Local) and spec.is_write and self.topology() is topology:
                 self._run(request, decision.region)  # routed just now, under this layout
             else:
@@ -786,8 +791,9 @@ class Node:
             self._read(request, region)
 
     def _write(self, request: _Request, region: Region) -> None:
-        if big := entry_too_large(request.argv, self.config.limits.max_entry_bytes):
-            request.finish(big)  # forwarded by a node with a larger limit
+        limit = self.config.limits.max_entry_bytes
+        if not request.sized and (big := entry_too_large(request.argv, limit)):
+            request.finish(big)  # forwarded by a node with a larger limit, or internal
             return
         machine = self.machines.get(region.id)
         if machine is None:
@@ -853,7 +859,8 @@ class Node:
         for i, part in enumerate(fanout.parts):
             argv = list(part.argv)
             child = _Request(
-                argv, request.spec, _PART_PROTOCOL, request.deadline, collect(i), user=request.user
+                argv, request.spec, _PART_PROTOCOL, request.deadline, collect(i),
+                user=request.user, sized=request.sized,
             )
             self._run_target(child, part.target)
 

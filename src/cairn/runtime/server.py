@@ -318,7 +318,11 @@ class ClientConnection(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return
-        should_pause = self._writing_paused or len(self._slots) >= self.server.limits.max_pipeline
+        should_pause = (
+            self._writing_paused
+            or self._close_after_flush  # a protocol error: nothing more is read (a refused bulk)
+            or len(self._slots) >= self.server.limits.max_pipeline
+        )
         if should_pause and not self._reading_paused:
             t.pause_reading()
             self._reading_paused = True
@@ -334,6 +338,7 @@ class ClientConnection(asyncio.Protocol):
         slot.data = b"" if reply is None else encode(reply, self.protocol)
         self._slots.append(slot)
         self._close_after_flush = True
+        self._update_reading()  # the rest of a refused bulk stays in the client's socket
         self._flush()
 
 

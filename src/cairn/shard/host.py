@@ -95,6 +95,7 @@ from cairn.shard.region_machine import (
     RangeMachine,
     RegionMachine,
     RegionStorage,
+    conf_change_nodes,
     encode_commit_merge,
     encode_prepare_merge,
     encode_split,
@@ -279,20 +280,7 @@ class RegionPeer:
     def _on_conf_change(self, cc: ConfChange, index: int) -> None:
         """Mirror an applied membership change in the description (nodes from context);
         durable storage records it with `index` applied."""
-        _, extra = msgpack.unpackb(cc.context)
-        nodes = {int(i): int(n) for i, n in msgpack.unpackb(extra)} if extra else {}
-        peers = {p.id: p for p in self.machine.region.peers}
-        for change in cc.changes:
-            if change.type is ConfChangeType.REMOVE_NODE:
-                peers.pop(change.node_id, None)
-                continue
-            role = PeerRole.LEARNER if change.type is ConfChangeType.ADD_LEARNER else PeerRole.VOTER
-            node = nodes.get(change.node_id)
-            if node is None and change.node_id in peers:
-                node = peers[change.node_id].node_id
-            if node is not None:
-                peers[change.node_id] = Peer(change.node_id, node, role)
-        self.machine.set_peers(tuple(peers[i] for i in sorted(peers)), index)
+        self.machine.set_peers(conf_change_peers(cc, self.machine.region), index)
         self.host.announce(self.machine.region)
         # Only this peer's own removal destroys it: a peer that caught up from a snapshot
         # older than its own addition replays changes from before it was a member.
@@ -312,6 +300,24 @@ class RegionPeer:
             # replica still finishing this turn must not apply anything more.
             self.host.stop_peer(source.id)
         self.host.destroy_absorbed((source.id,), durable_now=True)
+
+
+def conf_change_peers(cc: ConfChange, region: Region) -> tuple[Peer, ...]:
+    """`region`'s peers once membership change `cc` applies (the nodes of added peers
+    from its context, `conf_change_nodes`), in peer id order."""
+    nodes = conf_change_nodes(cc.context)
+    peers = {p.id: p for p in region.peers}
+    for change in cc.changes:
+        if change.type is ConfChangeType.REMOVE_NODE:
+            peers.pop(change.node_id, None)
+            continue
+        role = PeerRole.LEARNER if change.type is ConfChangeType.ADD_LEARNER else PeerRole.VOTER
+        node = nodes.get(change.node_id)
+        if node is None and change.node_id in peers:
+            node = peers[change.node_id].node_id
+        if node is not None:
+            peers[change.node_id] = Peer(change.node_id, node, role)
+    return tuple(peers[i] for i in sorted(peers))
 
 
 class RegionHost:

@@ -46,6 +46,13 @@ def bound_slot(bound: bytes, *, end: bool = False) -> int:
     return int.from_bytes(bound[:_SLOT_BYTES].ljust(_SLOT_BYTES, b"\0"), "big")
 
 
+def is_range_bound(bound: bytes) -> bool:
+    """Whether `bound` can cut the keyspace: a slot (2 bytes, below `SLOT_COUNT`) and
+    perhaps a key, as `range_key` and `slot_bound` make (a split key from a peer's entry
+    is checked with this before the store carves its slot counts by it)."""
+    return len(bound) >= _SLOT_BYTES and bound_slot(bound) < SLOT_COUNT
+
+
 def is_slot_bound(bound: bytes) -> bool:
     """Whether `bound` falls between two slots rather than inside one."""
     return len(bound) in (0, _SLOT_BYTES)
@@ -167,6 +174,10 @@ def split_region(
     """
     if not region.contains(split_key) or split_key == region.start:
         raise ValueError(f"split key {split_key!r} is not strictly inside region {region.id}")
+    if not is_range_bound(split_key):
+        raise ValueError(f"split key {split_key!r} is not a range key")
+    if new_id == region.id:
+        raise ValueError(f"the right part of region {region.id} needs an id of its own")
     if len(new_peer_ids) != len(region.peers):
         raise ValueError(
             f"region {region.id} has {len(region.peers)} peers, got new ids {new_peer_ids}"
@@ -183,6 +194,8 @@ def merge_regions(source: Region, target: Region) -> Region:
 
     The result's version exceeds both inputs', so neither old description can pass for it.
     """
+    if source.id == target.id:
+        raise ValueError(f"region {source.id} cannot merge into itself")
     if source.end == target.start and source.end:
         start, end = source.start, target.end
     elif target.end == source.start and target.end:

@@ -219,6 +219,33 @@ def _decode_peer(fields: object) -> Peer:
     return Peer(_count(pid), _count(node), PeerRole(role))
 
 
+def conf_change_nodes(context: bytes) -> dict[int, int]:
+    """Peer id -> node id of the peers a region's membership change names, from the
+    context its entry carries (`encode_request(request id, msgpack [[peer id, node id],
+    ...])`, see `RegionHost.change_peer`); empty for an empty context. `ValueError`
+    unless it is exactly that: the context comes from a peer's log entry, and the apply
+    that reads it must not fail (`cairn.runtime.frame_checks` calls this at the edge)."""
+    if not context:
+        return {}
+    outer = msgpack.unpackb(context)
+    if not isinstance(outer, list | tuple) or len(outer) != 2:
+        raise ValueError("a membership change's context is [request id, nodes]")
+    extra = outer[1]
+    if not isinstance(extra, bytes):
+        raise ValueError("a membership change's nodes are bytes")
+    if not extra:
+        return {}
+    pairs = msgpack.unpackb(extra)
+    if not isinstance(pairs, list | tuple):
+        raise ValueError("a membership change's nodes are a list of [peer id, node id]")
+    nodes = {}
+    for pair in pairs:
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ValueError("a membership change's node is [peer id, node id]")
+        nodes[_count(pair[0])] = _count(pair[1])
+    return nodes
+
+
 def encode_split(
     epoch: RegionEpoch, split_key: bytes, new_id: int, new_peer_ids: Sequence[int]
 ) -> bytes:

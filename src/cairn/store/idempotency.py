@@ -92,6 +92,7 @@ __all__ = [
     "PREFIX",
     "PURGE_COMMAND",
     "apply_idempotency",
+    "check_image_record",
     "checked_argv",
     "has_expired",
     "move_requests",
@@ -329,6 +330,33 @@ def _answer(known: list[object], digest: bytes) -> Reply:
 
 
 # -- the table's records ----------------------------------------------------------------
+
+
+def check_image_record(scope: Scope, key: bytes, value: bytes) -> None:
+    """`ValueError` unless `key`, a system record of region `scope` in an image a
+    commit-merge carries, is one `move_requests` and later lookups read safely: a
+    request record [expiry (u64), digest, first key, reply or None] under a slot, the
+    count 8 bytes. A key that is not the table's passes (`cairn.store.merge_image`)."""
+    name = key[len(_prefix(scope)) :]
+    if name == _COUNT and len(value) != _U64.size:
+        raise ValueError("the request table's count is not 8 bytes")
+    if not name.startswith(_RECORD):
+        return
+    if len(name) < len(_RECORD) + _SLOT.size:
+        raise ValueError("a request record's key has no slot")
+    try:
+        known = msgpack.unpackb(value, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ValueError(f"a request record is not msgpack ({type(exc).__name__})") from None
+    if not (isinstance(known, list) and len(known) == 4):
+        raise ValueError("a request record is [expiry, digest, first key, reply]")
+    expire_ms, digest, first_key, blob = known
+    if type(expire_ms) is not int or not 0 <= expire_ms < 1 << 64:
+        raise ValueError("a request record's expiry is out of range")
+    if not (isinstance(digest, bytes) and isinstance(first_key, bytes)):
+        raise ValueError("a request record's digest and first key are bytes")
+    if blob is not None and not isinstance(blob, bytes):
+        raise ValueError("a request record's reply is bytes or nil")
 
 
 def _prefix(scope: Scope) -> bytes:
