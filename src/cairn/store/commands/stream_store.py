@@ -43,8 +43,11 @@ NODE_ENTRIES = 100
 """Entries per virtual node for approximate trimming (Redis's stream-node-max-entries)."""
 APPROX_LIMIT = 100 * NODE_ENTRIES
 """How many entries an approximate trim without LIMIT may remove (Redis's default)."""
-RECLAIM_BATCH = 1024
-"""Trimmed records a write deletes at most (`reclaim`): what bounds one apply's work."""
+RECLAIM_BATCH = 64
+"""Trimmed records a write to the stream deletes at most (`reclaim`); the leader's
+background `cairn.xreclaim` entries delete the rest in batches (`stream_reclaim`)."""
+SCAN_MAX = 256
+"""A trim of at most this many entries reads them instead of counting in the hole tree."""
 
 _STATE = struct.Struct(">QQQQQQQQQQQQI?")
 _LEGACY_STATE = 64
@@ -96,7 +99,8 @@ def _encode_state(state: StreamState) -> bytes:
     )
 
 
-def _decode_state(meta: Meta) -> StreamState:
+def decode_state(meta: Meta) -> StreamState:
+    """A stream's state from its metadata record."""
     if len(meta.value) == _LEGACY_STATE:
         raise ValueError("a stream stored before ordinals: load it again through RESTORE")
     v = _STATE.unpack(meta.value)
@@ -127,7 +131,7 @@ class Stream:
 def lookup_stream(db: Db, key: bytes) -> Stream | None:
     """The stream at `key`, None if missing; WRONGTYPE for another type."""
     meta = lookup_typed(db, key, ValueType.STREAM)
-    return None if meta is None else Stream(key, meta, _decode_state(meta))
+    return None if meta is None else Stream(key, meta, decode_state(meta))
 
 
 def save(db: Db, key: bytes, old: Stream | None, state: StreamState) -> Stream:
@@ -139,6 +143,16 @@ def save(db: Db, key: bytes, old: Stream | None, state: StreamState) -> Stream:
     meta = Meta(ValueType.STREAM, expire, value=_encode_state(state), size=state.length)
     db.put_meta(key, meta, existed=old is not None)
     return Stream(key, meta, state)
+
+
+def save_state(db: Db, key: bytes, meta: Meta, state: StreamState) -> None:
+    """Rewrite existing stream `key`'s metadata `meta` with `state`, nothing else."""
+    db.put_meta(key, replace(meta, value=_encode_state(state), size=state.length), existed=True)
+
+
+def is_legacy(meta: Meta) -> bool:
+    """Whether a stream's metadata predates cuts and ordinals (`decode_state` refuses it)."""
+    return len(meta.value) == _LEGACY_STATE
 
 
 def encode_fields(fields: tuple[bytes, ...]) -> bytes:
@@ -274,29 +288,52 @@ def live_before(db: Db, key: bytes, state: StreamState, ordinal: int) -> int:
 
 def trim(db: Db, key: bytes, state: StreamState, how: Trim) -> tuple[StreamState, int]:
     """Trim the stream (whose current state is `state`); its new state and how many
-    entries were trimmed. O(log n): the trimmed entries only move behind the cut."""
+    entries were trimmed. O(log n) whatever the amount: the trimmed entries only move
+    behind the cut (a trim of at most `SCAN_MAX` entries just reads them: XADD's usual
+    one-entry trim costs one short scan)."""
     if not state.length:
         return state, 0
-    new_first: StreamId | None = None
+    head: list[tuple[StreamId, int]] = []
     if how.maxlen is not None:
         wanted = max(0, state.length - how.maxlen)
     else:
         assert how.minid is not None
-        found = _seek(db, key, state, how.minid)
-        wanted = live_before(db, key, state, state.next_ord if found is None else found[1])
-        new_first = None if found is None else found[0]
+        head = _head(db, key, state, how.minid, SCAN_MAX + 1)
+        wanted = len(head)
+        if wanted > SCAN_MAX:
+            found = _seek(db, key, state, how.minid)
+            wanted = live_before(db, key, state, state.next_ord if found is None else found[1])
     count = _approx_count(state.length, wanted, how) if how.approx else wanted
     if not count:
         return state, 0
     if count == state.length:
         return _cut(state, state.last_id, state.next_ord, MIN_ID, 0), count
-    if new_first is None or count != wanted:
+    if count < len(head):
+        new_first, ordinal = head[count]
+    elif count <= SCAN_MAX:
+        found = _seek(db, key, state, how.minid) if how.minid is not None else None
+        new_first, ordinal = found or _head(db, key, state, None, count + 1)[count]
+    else:
         new_first = _find_ordinal(db, key, state, _solid_rank(db, key, state, count))
-    ordinal = entry_ordinal(db, key, state, new_first)
-    assert ordinal is not None
+        found_ordinal = entry_ordinal(db, key, state, new_first)
+        assert found_ordinal is not None
+        ordinal = found_ordinal
     cut = new_first.previous()
     assert cut is not None
     return _cut(state, cut, ordinal, new_first, state.length - count), count
+
+
+def _head(
+    db: Db, key: bytes, state: StreamState, below: StreamId | None, limit: int
+) -> list[tuple[StreamId, int]]:
+    """The first `limit` live entries (only those below `below` when given): ids and
+    ordinals."""
+    low = _live_start(state, MIN_ID)
+    if low is None:
+        return []
+    high = _gen_end(state.gen) if below is None else entry_key(state.gen, below)
+    rows = db.fields(key, low, limit, high) if low < high else []
+    return [(decode_id(name[5:]), _ordinal(value)) for name, value in rows]
 
 
 def _approx_count(length: int, wanted: int, how: Trim) -> int:
