@@ -1,15 +1,38 @@
 """How a stream lives in the keyspace, and the record-level operations its commands share.
 
 A stream is a metadata record (`ValueType.STREAM`: `Meta.size` is its length, `Meta.value`
-its `StreamState`) and one ``F`` sub-record per entry, keyed by `ENTRY` and the entry's
-16-byte big-endian id, valued by its field/value pairs. Id ranges are ordered scans over
-that family, so XADD is one point write, XRANGE of n entries one scan of n records, and
-trimming deletes exactly the entries it trims (each a point delete).
+its `StreamState`) and one ``F`` sub-record per entry, keyed by `ENTRY`, the stream's
+4-byte generation and the entry's 16-byte big-endian id, valued by the entry's 8-byte
+ordinal and its field/value pairs. Id ranges are ordered scans over that family, so XADD
+is one point write and XRANGE of n entries one seek and a scan of n records.
 
 The last generated id, the recorded first id, the largest deleted id and the entries-added
 counter live in the metadata: they are replicated state like the entries, so ids never go
 backwards, whichever replica leads. Unlike the other composite types, an emptied stream is
 kept (Redis keeps it: its last id must survive XDEL and XTRIM).
+
+Trimming never deletes in bulk (issue 13: XTRIM MAXLEN 0 of ten million entries must not
+stall the node). It moves the stream's *cut*:
+
+    Invariant: an entry record is live iff its generation is the stream's `gen` and its
+    id is above `cut`; `cut <= last_id`; every live entry's ordinal is at least
+    `cut_ord`, and `length` counts the live entries.
+
+Records behind the cut (trimmed) are invisible to every read, which starts its scans past
+the cut, and are deleted later in bounded batches (`reclaim`: by each later write of the
+stream, and by the leader's `cairn.xreclaim` entries, `stream_reclaim`); `reclaim` in the
+state says some may remain. Finding the cut is O(log n) however many entries go: the
+number of live entries between two ordinals is their difference minus the XDEL holes in
+between, which `stream_holes` counts in bounded reads, and the entry of a given ordinal is
+found by a binary search over ids (ordinals grow with ids). Trims of at most `SCAN_MAX`
+entries simply read them. When XSETID takes an emptied stream's last id below its cut
+(Redis allows any id on an empty stream), the stream moves to a new generation, so the
+records of the old one stay behind the cut whatever ids come next.
+
+DEL, RENAME, COPY, DUMP and a snapshot see the records as they are: a deleted stream takes
+its trimmed records with it, a copied one keeps its state and cut with them, and DUMP
+writes the live entries only. Trimming leaves consumer groups and their PELs alone, as
+Redis does (a pending entry that was trimmed reads as deleted).
 
 Approximate trimming (`MAXLEN ~`, `MINID ~`) removes whole nodes in Redis (a radix-tree
 node holds up to `stream-node-max-entries`, 100, entries). Cairn has no nodes; it counts
@@ -17,6 +40,9 @@ virtual nodes of `NODE_ENTRIES` consecutive entries from the first one, which is
 Redis stream built by XADD of small entries has, so it trims exactly as much as Redis
 there (after XDEL, or with entries over 4 KB a node, Redis's nodes differ and so may the
 amount trimmed; either way the promise of `~`, at least the threshold kept, holds).
+
+A stream written before ordinals and cuts existed (a 64-byte state) is refused with an
+error reply rather than misread: DUMP it with the old version and RESTORE it.
 """
 
 from __future__ import annotations
@@ -24,7 +50,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, replace
 
-from cairn.store.commands.common import lookup_typed
+from cairn.resp.reply import ErrorReply
+from cairn.store.commands.common import fail, lookup_typed
 from cairn.store.commands.stream_holes import (
     add_hole,
     first_hole_records,
@@ -52,6 +79,10 @@ SCAN_MAX = 256
 _STATE = struct.Struct(">QQQQQQQQQQQQI?")
 _LEGACY_STATE = 64
 """The size of a state written before cuts and ordinals existed (refused: see the docstring)."""
+_LEGACY = ErrorReply(
+    "ERR this stream was written by an older Cairn (before trimming cuts): DUMP it with "
+    "that version and RESTORE it"
+)
 _ORD = struct.Struct(">Q")
 _GEN = struct.Struct(">I")
 _LEN = struct.Struct(">I")
@@ -102,7 +133,7 @@ def _encode_state(state: StreamState) -> bytes:
 def decode_state(meta: Meta) -> StreamState:
     """A stream's state from its metadata record."""
     if len(meta.value) == _LEGACY_STATE:
-        raise ValueError("a stream stored before ordinals: load it again through RESTORE")
+        raise fail(_LEGACY)
     v = _STATE.unpack(meta.value)
     return StreamState(
         length=meta.size,
