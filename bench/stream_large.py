@@ -144,12 +144,19 @@ def measure(
     def middle(key: bytes) -> bytes:
         return entry_id(sizes[key] // 2)
 
+    def range_middle(key: bytes) -> bytes:
+        """Where `XRANGE middle` starts: the middle, but 100 entries from the end at most
+        (the small stream's middle has only 50 entries after it)."""
+        return entry_id(min(sizes[key] // 2, sizes[key] - 100))
+
     def near_end(key: bytes) -> bytes:
         return entry_id(sizes[key] - 100)
 
     commands: dict[str, Callable[[bytes], object]] = {
         "XRANGE - + COUNT 100": lambda k: call("XRANGE", k, "-", "+", "COUNT", "100"),
-        "XRANGE middle + COUNT 100": lambda k: call("XRANGE", k, middle(k), "+", "COUNT", "100"),
+        "XRANGE middle + COUNT 100": lambda k: call(
+            "XRANGE", k, range_middle(k), "+", "COUNT", "100"
+        ),
         "XRANGE end-100 + COUNT 100": lambda k: call("XRANGE", k, near_end(k), "+", "COUNT", "100"),
         "XREVRANGE + - COUNT 100": lambda k: call("XREVRANGE", k, "+", "-", "COUNT", "100"),
         "XLEN": lambda k: call("XLEN", k),
