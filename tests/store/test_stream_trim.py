@@ -93,6 +93,25 @@ def test_trimming_a_hundred_thousand_entries_is_one_bounded_apply() -> None:
         assert left - records(client.machine, b"s") == BACKGROUND_BATCH
     assert client.call("XLEN", "s") == Integer(10)
     assert client.call("XRANGE", "s", "-", "+", "COUNT", "1") == first
+    left = records(client.machine, b"s")
+    client.call("XADD", "s", "*", "f", "new")  # a write deletes its own small batch
+    assert left + 1 - records(client.machine, b"s") == RECLAIM_BATCH
+
+
+def test_reclaim_keeps_the_watch_stamp_and_stops_at_a_recreated_key() -> None:
+    client = MachineClient(clock=FakeClock())
+    build(client, b"s", 3000)
+    client.call("XTRIM", "s", "MAXLEN", "1")
+    stamp = Db(client.machine.keyspace, None, 0).lookup(b"s")
+    assert stamp is not None and stamp.stamp
+    assert reclaim_once(client, b"s") == BACKGROUND_BATCH
+    after = Db(client.machine.keyspace, None, 0).lookup(b"s")
+    assert after is not None and after.stamp == stamp.stamp  # WATCH sees no change
+    assert client.call("DEL", "s") == Integer(1)
+    client.call("XADD", "s", "1-1", "a", "b")
+    assert client.machine.reclaimable_streams(client.clock(), 8) == []
+    assert reclaim_once(client, b"s") == 0
+    assert client.call("XLEN", "s") == Integer(1)
 
 
 def test_minid_and_maxlen_trims_count_through_deleted_entries() -> None:
