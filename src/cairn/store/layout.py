@@ -39,7 +39,9 @@ holds the size (a list also its head position, see `Meta.head`), and each elemen
 ``F`` record keyed by member or position (a sorted set keeps two families under the prefix,
 told apart by their first byte: members with their scores, and a score-ordered index).
 A stream's metadata payload is its length and its state (`Meta.value`), and its entries
-are ``F`` records keyed by their 16-byte big-endian id, so id ranges are ordered scans.
+are ``F`` records keyed by the stream's generation and their 16-byte big-endian id, so id
+ranges are ordered scans (`cairn.store.commands.stream_store`: trimming moves a cut and
+the trimmed records are deleted later, in bounded batches).
 A later refinement is Kvrocks' version number in the metadata and the sub-record keys,
 which makes deleting a huge value O(1) with background garbage collection; today deleting
 a composite value deletes its sub-records in the same batch.

@@ -54,6 +54,7 @@ from cairn.store.commands import (
     run_in_batch,
 )
 from cairn.store.commands.scan import cursor_range_key
+from cairn.store.commands.stream_reclaim import needs_reclaim
 from cairn.store.db import Db
 from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
 from cairn.store.idempotency import IDEMPOTENCY_COMMANDS, apply_idempotency, has_expired
@@ -173,6 +174,7 @@ class StoreMachine:
         self.applied_index = decode_u64(self.keyspace.get(self.scope.applied_key))
         self.max_now_ms = decode_u64(self.keyspace.get(self.scope.now_key))
         self._expiry_position = self.scope.meta_bounds()[0]
+        self._reclaim_position = self._expiry_position
 
     @property
     def durable(self) -> bool:
@@ -399,6 +401,23 @@ class StoreMachine:
             self._expiry_position = entries[-1].position + b"\x00"
         else:
             self._expiry_position = db.start_position
+        return [e.key for e in found]
+
+    def reclaimable_streams(self, now_ms: int, limit: int) -> list[bytes]:
+        """Up to `limit` streams with trimmed records left to delete, for the leader to
+        propose `cairn.xreclaim` (`cairn.store.commands.stream_reclaim`). Each call walks
+        the next stretch of about 20 x `limit` keys, wrapping around, like `expired_keys`;
+        a stream with much left is named again until it is done."""
+        self._check_live()
+        db = Db(self.keyspace, None, now_ms, self.scope)
+        entries = db.walk(self._reclaim_position, limit * _EXPIRY_SAMPLE_FACTOR)
+        found = [e for e in entries if needs_reclaim(e.meta)][:limit]
+        if len(found) == limit:
+            self._reclaim_position = found[0].position
+        elif len(entries) == limit * _EXPIRY_SAMPLE_FACTOR:
+            self._reclaim_position = entries[-1].position + b"\x00"
+        else:
+            self._reclaim_position = db.start_position
         return [e.key for e in found]
 
     def has_expired_requests(self, now_ms: int) -> bool:

@@ -48,11 +48,11 @@ from cairn.store.rdb_stream import (
 )
 
 
-def _all_entries(db: Db, key: bytes) -> Iterator[Entry]:
+def _all_entries(db: Db, key: bytes, state: StreamState) -> Iterator[Entry]:
     """Every entry ascending, read `BATCH` records at a time."""
     start: StreamId | None = MIN_ID
     while start is not None:
-        rows = entries(db, key, start, MAX_ID, BATCH)
+        rows = entries(db, key, state, start, MAX_ID, BATCH)
         yield from rows
         if len(rows) < BATCH:
             return
@@ -84,14 +84,16 @@ def serialize_stream(db: Db, key: bytes) -> bytes:
         state.length, state.last_id, state.first_id, state.max_deleted, state.entries_added
     )
     data = [_group_data(db, key, group) for group in groups(db, key)]
-    return dump_stream(header, _all_entries(db, key), data)
+    return dump_stream(header, _all_entries(db, key, state), data)
 
 
 def write_stream(db: Db, key: bytes, value: StreamValue, expire_ms: int | None) -> None:
     """Create `key` (absent) holding the loaded stream, through the stream's records."""
     head = value.header
+    ordinals = StreamState()
     for entry_id, fields in value.entries:
-        put_entry(db, key, StreamId(*entry_id), fields)
+        put_entry(db, key, ordinals, StreamId(*entry_id), fields)
+        ordinals = replace(ordinals, next_ord=ordinals.next_ord + 1)
     state = StreamState(
         length=head.length,
         last_id=StreamId(*head.last_id),
@@ -99,6 +101,7 @@ def write_stream(db: Db, key: bytes, value: StreamValue, expire_ms: int | None) 
         max_deleted=StreamId(*head.max_deleted),
         entries_added=head.entries_added,
         groups=len(value.groups),
+        next_ord=ordinals.next_ord,
     )
     stream = save(db, key, None, state)
     if expire_ms is not None:

@@ -42,7 +42,7 @@ from cairn.store.commands.stream_read import BLOCKED_COUNT, entries_reply, entry
 from cairn.store.commands.stream_store import (
     Stream,
     entries,
-    entry_key,
+    get_entry,
     last_entry_id,
     lookup_stream,
 )
@@ -119,13 +119,10 @@ class GroupWriter:
         put_group(db, self.key, self.group)
 
 
-def _entry_fields(ctx: Ctx, key: bytes, entry_id: StreamId) -> Reply | None:
+def _entry_fields(ctx: Ctx, stream: Stream, entry_id: StreamId) -> Reply | None:
     """Entry `entry_id` as a reply, None if it is not in the stream."""
-    raw = ctx.db.get_field(key, entry_key(entry_id))
-    if raw is None:
-        return None
-    rows = entries(ctx.db, key, entry_id, entry_id, 1)
-    return entry_reply(rows[0])
+    entry = get_entry(ctx.db, stream.key, stream.state, entry_id)
+    return None if entry is None else entry_reply(entry)
 
 
 # -- XREADGROUP -----------------------------------------------------------------------
@@ -227,9 +224,9 @@ def _serve(ctx: Ctx, key: bytes, after: StreamId, opts: _ReadArgs) -> Reply | No
     writer = GroupWriter(ctx, key, group)
     if after != MAX_ID:
         writer.seen(opts.consumer)
-        reply = _history(writer, after, opts)
+        reply = _history(writer, stream, after, opts)
     else:
-        last = last_entry_id(ctx.db, key)
+        last = last_entry_id(ctx.db, key, stream.state)
         if last is None or last <= group.last_id:
             return None
         writer.seen(opts.consumer)
@@ -238,7 +235,7 @@ def _serve(ctx: Ctx, key: bytes, after: StreamId, opts: _ReadArgs) -> Reply | No
     return reply
 
 
-def _history(writer: GroupWriter, after: StreamId, opts: _ReadArgs) -> Reply:
+def _history(writer: GroupWriter, stream: Stream, after: StreamId, opts: _ReadArgs) -> Reply:
     """The consumer's pending entries after `after`, each delivered again."""
     ctx, key, name = writer.ctx, writer.key, writer.group.name
     start = after.next()
@@ -247,7 +244,7 @@ def _history(writer: GroupWriter, after: StreamId, opts: _ReadArgs) -> Reply:
     for entry_id in consumer_pending_ids(ctx.db, key, name, opts.consumer, start, None):
         if opts.count and len(rows) >= opts.count:
             break
-        reply = _entry_fields(ctx, key, entry_id)
+        reply = _entry_fields(ctx, stream, entry_id)
         if reply is None:
             rows.append(Array((Bulk(entry_id.text()), NULL_ARRAY)))
             continue
@@ -264,7 +261,7 @@ def _deliver(writer: GroupWriter, stream: Stream, opts: _ReadArgs) -> Reply:
     ctx, key = writer.ctx, writer.key
     start = writer.group.last_id.next()
     assert start is not None
-    rows = entries(ctx.db, key, start, MAX_ID, opts.count or None)
+    rows = entries(ctx.db, key, stream.state, start, MAX_ID, opts.count or None)
     for entry_id, _ in rows:
         read = read_after(stream.state, writer.group, entry_id)
         writer.group = replace(writer.group, last_id=entry_id, entries_read=read)
@@ -355,7 +352,7 @@ def cmd_xclaim(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME ms-unix-time]
     [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID id]."""
     key, name = args[0], args[2]
-    _, original = _lookup_group(ctx, key, args[1])
+    stream, original = _lookup_group(ctx, key, args[1])
     group = original
     try:
         min_idle = max(0, int_arg(args[3]))
@@ -372,7 +369,7 @@ def cmd_xclaim(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     met = False
     for entry_id in opts.ids:
         old = get_pending(ctx.db, key, group.name, entry_id)
-        fields = _entry_fields(ctx, key, entry_id)
+        fields = _entry_fields(ctx, stream, entry_id)
         if fields is None:
             if old is not None:
                 writer.remove(old)
@@ -432,7 +429,7 @@ def cmd_xautoclaim(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     against COUNT). The reply's cursor is the next pending id, 0-0 at the end."""
     min_idle, start, count, justid = _autoclaim_options(args)
     key, name = args[0], args[2]
-    _, group = _lookup_group(ctx, key, args[1])
+    stream, group = _lookup_group(ctx, key, args[1])
     writer = GroupWriter(ctx, key, group)
     pel = group_pending(ctx.db, key, group.name, start)
     attempts = count * _ATTEMPTS_FACTOR
@@ -445,7 +442,7 @@ def cmd_xautoclaim(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         if entry is None:
             ended = True
             break
-        fields = _entry_fields(ctx, key, entry.id)
+        fields = _entry_fields(ctx, stream, entry.id)
         if fields is None:
             writer.remove(entry)
             deleted.append(Bulk(entry.id.text()))

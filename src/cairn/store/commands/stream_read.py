@@ -27,7 +27,7 @@ from cairn.resp.reply import (
 )
 from cairn.store.commands import stream_groups
 from cairn.store.commands.blocking import blocked, parse_ms_timeout
-from cairn.store.commands.common import fail, int_arg, lookup_typed
+from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.spec import NO_SUCH_KEY, SYNTAX, Ctx, arity_error, text_of
 from cairn.store.commands.stream_ids import (
     MAX_ID,
@@ -44,7 +44,6 @@ from cairn.store.commands.stream_store import (
     entries,
     lookup_stream,
 )
-from cairn.store.layout import ValueType
 from cairn.store.numbers import format_int
 
 BLOCKED_COUNT = 1000
@@ -102,7 +101,7 @@ def _range(ctx: Ctx, args: Sequence[bytes], rev: bool) -> Reply:
         return Array(())
     if count == 0:
         return NULL_ARRAY
-    return entries_reply(entries(ctx.db, args[0], start, end, count, rev))
+    return entries_reply(entries(ctx.db, args[0], stream.state, start, end, count, rev))
 
 
 def cmd_xrange(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -166,10 +165,10 @@ def cmd_xread(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     served: list[tuple[Reply, Reply]] = []
     for key, after in zip(keys, ids, strict=True):
         start = after.next()
-        stream = lookup_typed(ctx.db, key, ValueType.STREAM)
-        if stream is None or start is None or not stream.size:
+        stream = lookup_stream(ctx.db, key)
+        if stream is None or start is None or not stream.state.length:
             continue
-        rows = entries(ctx.db, key, start, MAX_ID, count or None)
+        rows = entries(ctx.db, key, stream.state, start, MAX_ID, count or None)
         if rows:
             served.append((Bulk(key), entries_reply(rows)))
     if served:
@@ -214,8 +213,8 @@ def _info_head(stream: Stream) -> list[tuple[Reply, Reply]]:
     ]
 
 
-def _edge(ctx: Ctx, key: bytes, rev: bool) -> Reply:
-    rows = entries(ctx.db, key, MIN_ID, MAX_ID, 1, rev)
+def _edge(ctx: Ctx, stream: Stream, rev: bool) -> Reply:
+    rows = entries(ctx.db, stream.key, stream.state, MIN_ID, MAX_ID, 1, rev)
     return entry_reply(rows[0]) if rows else NULL
 
 
@@ -225,8 +224,8 @@ def xinfo_stream(ctx: Ctx, args: Sequence[bytes], stream: Stream, sub: bytes) ->
     if not args:
         pairs = _info_head(stream)
         pairs.append((Bulk(b"groups"), Integer(stream.state.groups)))
-        pairs.append((Bulk(b"first-entry"), _edge(ctx, stream.key, rev=False)))
-        pairs.append((Bulk(b"last-entry"), _edge(ctx, stream.key, rev=True)))
+        pairs.append((Bulk(b"first-entry"), _edge(ctx, stream, rev=False)))
+        pairs.append((Bulk(b"last-entry"), _edge(ctx, stream, rev=True)))
         return Map(tuple(pairs))
     if len(args) not in (1, 3) or args[0].lower() != b"full":
         raise fail(_subcommand_syntax(sub))
@@ -237,7 +236,7 @@ def xinfo_stream(ctx: Ctx, args: Sequence[bytes], stream: Stream, sub: bytes) ->
         count = int_arg(args[2])
         if count < 0:
             count = _FULL_COUNT
-    rows = entries(ctx.db, stream.key, MIN_ID, MAX_ID, count or None)
+    rows = entries(ctx.db, stream.key, stream.state, MIN_ID, MAX_ID, count or None)
     pairs = _info_head(stream)
     pairs.append((Bulk(b"entries"), entries_reply(rows)))
     pairs.append((Bulk(b"groups"), stream_groups.xinfo_full_groups(stream, ctx.db, count)))

@@ -22,6 +22,7 @@ from cairn.store.commands import stream_group_read, stream_groups, stream_read
 from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.define import K1, NOKEYS, RF, WDF, WF, W, cmd
 from cairn.store.commands.spec import NO_SUCH_KEY, SYNTAX, CommandSpec, Ctx, Flag, arity_error
+from cairn.store.commands.stream_holes import add_hole
 from cairn.store.commands.stream_ids import MAX_ID, MIN_ID, StreamId, parse_id, strict_id
 from cairn.store.commands.stream_store import (
     APPROX_LIMIT,
@@ -30,9 +31,10 @@ from cairn.store.commands.stream_store import (
     Trim,
     after_delete,
     entry_key,
-    has_entry,
+    entry_ordinal,
     last_entry_id,
     lookup_stream,
+    new_generation,
     put_entry,
     save,
     trim,
@@ -40,9 +42,7 @@ from cairn.store.commands.stream_store import (
 from cairn.store.db import Db
 from cairn.store.notifications import STREAM
 
-_BOTH = ErrorReply(
-    "ERR syntax error, MAXLEN and MINID options at the same time are not compatible"
-)
+_BOTH = ErrorReply("ERR syntax error, MAXLEN and MINID options at the same time are not compatible")
 _MAXLEN_NEGATIVE = ErrorReply("ERR The MAXLEN argument must be >= 0.")
 _LIMIT_NEGATIVE = ErrorReply("ERR The LIMIT argument must be >= 0.")
 _LIMIT_ALONE = ErrorReply(
@@ -190,7 +190,7 @@ def cmd_xadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if state.last_id == MAX_ID:
         raise fail(_EXHAUSTED)
     new = _next_id(state, opts, ctx.now_ms)
-    put_entry(ctx.db, key, new, fields)
+    put_entry(ctx.db, key, state, new, fields)
     length = state.length + 1
     state = StreamState(  # not dataclasses.replace: this is XADD's hot path
         length=length,
@@ -199,6 +199,11 @@ def cmd_xadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         max_deleted=state.max_deleted,
         entries_added=state.entries_added + 1,
         groups=state.groups,
+        cut=state.cut,
+        cut_ord=state.cut_ord,
+        next_ord=state.next_ord + 1,
+        gen=state.gen,
+        reclaim=state.reclaim,
     )
     how = opts.trim()
     trimmed = 0
@@ -234,9 +239,11 @@ def cmd_xdel(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     ids = [strict_id(data) for data in args[1:]]
     state, deleted, first_gone = stream.state, 0, False
     for entry_id in ids:
-        if not has_entry(ctx.db, args[0], entry_id):
+        ordinal = entry_ordinal(ctx.db, args[0], state, entry_id)
+        if ordinal is None:
             continue
-        ctx.db.delete_field(args[0], entry_key(entry_id))
+        ctx.db.delete_field(args[0], entry_key(state.gen, entry_id))
+        add_hole(ctx.db, args[0], ordinal, 1)
         first_gone = first_gone or entry_id == state.first_id
         if entry_id > state.max_deleted:
             state = replace(state, max_deleted=entry_id)
@@ -288,6 +295,8 @@ def cmd_xsetid(ctx: Ctx, args: Sequence[bytes]) -> Reply:
             raise fail(_SETID_BELOW_TOP)
         if added is not None and state.length > added:
             raise fail(_SETID_ADDED_SMALL)
+    elif new < state.cut:
+        state = new_generation(state)
     state = replace(state, last_id=new)
     if added is not None:
         state = replace(state, entries_added=added)
@@ -299,7 +308,7 @@ def cmd_xsetid(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 
 def _top(db: Db, stream: Stream) -> StreamId:
-    top = last_entry_id(db, stream.key)
+    top = last_entry_id(db, stream.key, stream.state)
     assert top is not None
     return top
 

@@ -19,6 +19,7 @@ from cairn.store.commands import (
     memory,
     sets,
     sort,
+    stream_reclaim,
     streams,
     strings,
     zsets,
@@ -620,5 +621,14 @@ INTERNAL_COMMANDS: dict[str, CommandSpec] = {
         _g("0.1.0", "Delete expired keys.", _ON_KEYS),
         "@keyspace @write @fast",
         keys.cmd_expire_deleted,
+    ),
+    stream_reclaim.RECLAIM_COMMAND: _cmd(
+        stream_reclaim.RECLAIM_COMMAND,
+        -2,
+        _W,
+        _KALL,
+        _g("0.1.0", "Delete trimmed stream records.", "O(1) per record, bounded"),
+        "@stream @write @fast",
+        stream_reclaim.cmd_reclaim,
     ),
 }
