@@ -99,7 +99,9 @@ def buried(reader: KeyspaceReader, scope: Scope) -> int:
 def reclaim(batch: WriteBatch, scope: Scope, budget: int = RECLAIM_BUDGET) -> int:
     """Delete up to `budget` records of the scope's buried incarnations, in graveyard
     order, dropping each graveyard record once its incarnation is empty (it counts in the
-    budget); how many records were deleted."""
+    budget); how many records were deleted. Each incarnation is emptied from its last
+    record backwards, which a sorted array (`MemoryKeyspace`) deletes without moving the
+    records before it."""
     deleted = 0
     while deleted < budget:
         first = next(iter_fields(batch, scope, GARBAGE_TAG), None)
@@ -108,7 +110,7 @@ def reclaim(batch: WriteBatch, scope: Scope, budget: int = RECLAIM_BUDGET) -> in
         grave = first[0]
         prefix = buried_prefix(grave)
         want = budget - deleted
-        rows = batch.scan(prefix, prefix_end(prefix), want)
+        rows = batch.rscan(prefix, prefix_end(prefix), want)  # from the end: see above
         for internal, _ in rows:
             batch.delete(internal)
         deleted += len(rows)
