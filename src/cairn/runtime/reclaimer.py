@@ -17,18 +17,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from cairn.resp.reply import Integer
 from cairn.shard.host import RegionHost
 from cairn.shard.replica import Completion, Outcome
 from cairn.store.machine import StoreMachine, encode_command
-from cairn.store.reclaim import RECLAIM_COMMAND
+from cairn.store.reclaim import RECLAIM_COMMAND, buried
 
 log = logging.getLogger(__name__)
 
 IDLE_INTERVAL = 0.5
 """Seconds between checks for garbage when none was found."""
+
+
+def pending_objects(machines: Iterable[StoreMachine]) -> int:
+    """Deleted values whose records are not reclaimed yet, in the regions hosted here
+    (INFO's `lazyfree_pending_objects`, Redis's name for the same backlog)."""
+    return sum(buried(m.keyspace, m.scope) for m in machines if not m.retired)
 
 
 class Reclaimer:
