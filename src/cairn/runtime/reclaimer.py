@@ -4,9 +4,9 @@ Theory of operation. Deleting a large list, set, sorted set, hash or stream only
 it (`cairn.store.reclaim`): its records stay behind a graveyard record until the
 region's leader proposes `RECLAIM_COMMAND` entries, each deleting at most
 `RECLAIM_BUDGET` records on every replica at the same log index. This task runs on every
-node; for each region it leads whose machine reports garbage it proposes one step, waits
-for it to be applied, and goes on while garbage remains: one step in flight per region, so
-the log never fills with reclaim entries and each apply stays bounded. With no garbage
+node; for each region it leads whose machine reports garbage it proposes `DEPTH` steps, waits
+for them to be applied, and goes on while garbage remains: a few steps in flight per
+region, so the log never fills with reclaim entries and each apply stays bounded. With no garbage
 anywhere it checks again after `IDLE_INTERVAL` (one short walk of each led region's
 graveyard range). A step lost to a leadership change is simply proposed again by whoever
 leads next, since the graveyard is replicated state.
@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 IDLE_INTERVAL = 0.5
 """Seconds between checks for garbage when none was found."""
+
+DEPTH = 4
+"""Reclaim steps proposed together per region and round: they share the Raft round trip
+and the fsync (a step past the end of the graveyard deletes nothing), while each applied
+entry still deletes at most `RECLAIM_BUDGET` records."""
 
 
 def pending_objects(machines: Iterable[StoreMachine]) -> int:
@@ -59,9 +64,13 @@ class Reclaimer:
                 await asyncio.sleep(IDLE_INTERVAL)
 
     async def round(self) -> bool:
-        """One step in each led region with garbage, the steps in flight together;
+        """`DEPTH` steps in each led region with garbage, all in flight together;
         whether any was proposed."""
-        steps = [self._step(region_id) for region_id in self._led_with_garbage()]
+        steps = [
+            self._step(region_id)
+            for region_id in self._led_with_garbage()
+            for _ in range(DEPTH)
+        ]
         if not steps:
             return False
         await asyncio.gather(*steps)
