@@ -7,8 +7,9 @@ region's leader proposes `RECLAIM_COMMAND` entries, each deleting at most
 node; for each region it leads whose machine reports garbage it proposes `DEPTH` steps, waits
 for them to be applied, and goes on while garbage remains: a few steps in flight per
 region, so the log never fills with reclaim entries and each apply stays bounded. With no garbage
-anywhere it checks again after `IDLE_INTERVAL` (one short walk of each led region's
-graveyard range). A step lost to a leadership change is simply proposed again by whoever
+anywhere it checks again after `IDLE_INTERVAL`: one short walk of the graveyard range of
+each led region that applied anything since it was last found clean, so quiescent regions
+cost nothing. A step lost to a leadership change is simply proposed again by whoever
 leads next, since the graveyard is replicated state.
 """
 
@@ -24,6 +25,7 @@ from cairn.shard.host import RegionHost
 from cairn.shard.replica import Completion, Outcome
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.reclaim import RECLAIM_COMMAND, buried
+from cairn.store.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,10 @@ class Reclaimer:
         self.host = host
         self.machines = machines
         self.wall_ms = wall_ms
+        self._clean: dict[int, tuple[int, Scope]] = {}
+        """(applied index, scope) of each region when it was last found without garbage:
+        only an applied entry, a snapshot or a split or merge (which change them) can
+        bury anything, so a quiet region is not walked again."""
         self.reclaimed = 0
         """Records the steps this node proposed have deleted (INFO-like figure)."""
 
@@ -82,8 +88,15 @@ class Reclaimer:
             if peer.replica.stopped or not peer.replica.is_leader:
                 continue
             machine = self.machines.get(region_id)
-            if machine is not None and not machine.retired and machine.has_garbage():
+            if machine is None or machine.retired:
+                continue
+            state = (machine.applied_index, machine.scope)
+            if self._clean.get(region_id) == state:
+                continue  # nothing applied since it was found clean: still clean
+            if machine.has_garbage():
                 found.append(region_id)
+            else:
+                self._clean[region_id] = state
         return found
 
     async def _step(self, region_id: int) -> None:
