@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 IDLE_INTERVAL = 0.5
 """Seconds between checks for garbage when none was found."""
 
-DEPTH = 4
+DEPTH = 2
 """Reclaim steps proposed together per region and round: they share the Raft round trip
 and the fsync (a step past the end of the graveyard deletes nothing), while each applied
 entry still deletes at most `RECLAIM_BUDGET` records."""
