@@ -73,9 +73,7 @@ class Reclaimer:
         """`DEPTH` steps in each led region with garbage, all in flight together;
         whether any was proposed."""
         steps = [
-            self._step(region_id)
-            for region_id in self._led_with_garbage()
-            for _ in range(DEPTH)
+            self._step(region_id) for region_id in self._led_with_garbage() for _ in range(DEPTH)
         ]
         if not steps:
             return False

@@ -105,7 +105,9 @@ class Db:
                 self._purge(key, meta)
                 self.notify(EXPIRED, "expired", key)
             meta = None
-        elif meta is not None and key not in self._prefixes:
+        elif (
+            meta is not None and meta.type is not ValueType.STRING and key not in self._prefixes
+        ):  # its sub-records are what the command reads next
             self._prefixes[key] = (meta.version, element_prefix(key, meta.version))
         if self._lookups is not None:
             self._lookups[meta is None] += 1
