@@ -30,26 +30,16 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import HOST, console, ensure_tools, start_cairn
-from datatypes import fill
+from datatypes import fill, rss_mb
 
 from cairn.runtime.local_cluster import LocalCluster
-
-
-def rss_split(pid: int) -> tuple[float, float]:
-    """(RssAnon, RssFile) of process `pid`, in MB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("RssAnon", "RssFile"):
-            fields[name] = int(value.split()[0]) / 1024
-    return fields.get("RssAnon", 0.0), fields.get("RssFile", 0.0)
 
 
 def report(cluster: LocalCluster, leader: int, when: str) -> list[str]:
     """One table row per node: `when`, node (the leader starred), RssAnon, RssFile."""
     rows = []
     for node in (1, 2, 3):
-        anon, mapped = rss_split(cluster.procs[node].pid)
+        anon, mapped = rss_mb(cluster.procs[node].pid)
         star = "*" if node == leader else ""
         rows.append(f"| {when} | {node}{star} | {anon:,.0f} | {mapped:,.0f} |")
         console.print(rows[-1])
