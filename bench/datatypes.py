@@ -16,7 +16,8 @@ What it does, on 127.0.0.1 with free ports and temporary data directories:
 3. with `--large`: fills a list of 10 million elements, a set and a sorted set of 1 million
    members (pipelined variadic writes), and compares the latency of LPUSH+RPOP, SISMEMBER,
    ZRANGE 0 99 and ZRANK on them with the same commands on 100-element values (issue 11
-   asks within 2x), and the leader's RSS growth over its idle size (within 200 MB asked);
+   asks within 2x), and the leader's RSS growth over its idle size (within 200 MB asked),
+   its heap (RssAnon) and LMDB's mapped pages (RssFile) apart;
 4. rewrites the generated section of `docs/benchmarks.md` between its markers.
 
 Everything it started is stopped by PID at the end, also on failure or Ctrl-C.
@@ -121,12 +122,15 @@ def fill(r: redis.Redis, command: str, key: str, count: int, make: Callable[[int
     pipe.execute()
 
 
-def rss_mb(pid: int) -> float:
-    """The resident set size of process `pid`, in MB."""
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(RssAnon, RssFile) of process `pid`, in MB: its own heap, and the file pages it
+    maps (LMDB's data file, libraries), which the kernel can drop under pressure."""
+    fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields.get("RssAnon", 0.0), fields.get("RssFile", 0.0)
 
 
 def large_values(r: redis.Redis, pid: int, list_size: int, set_size: int) -> list[list[str]]:
@@ -156,8 +160,9 @@ def large_values(r: redis.Redis, pid: int, list_size: int, set_size: int) -> lis
         small = latency_us(lambda call=call: call("small"), 300)
         large = latency_us(lambda call=call: call("large"), 300)
         rows.append([name, f"{small:.0f}", f"{large:.0f}", f"{large / small:.2f}"])
-    growth = rss_mb(pid) - idle
-    rows.append(["leader RSS growth (MB)", f"{idle:.0f} idle", f"+{growth:.0f}", ""])
+    for name, before, after in zip(("RssAnon", "RssFile"), idle, rss_mb(pid), strict=True):
+        row = [f"leader {name} growth (MB)", f"{before:.0f} idle", f"+{after - before:.0f}", ""]
+        rows.append(row)
     return rows
 
 

@@ -9,6 +9,7 @@ what an application sees through the client library, on the leader and on follow
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -230,3 +231,30 @@ def test_asyncio_client(r: redis.Redis) -> None:
             await a.aclose()
 
     assert asyncio.run(main()) == [["x", "y"], {"m"}, [("m", 2.0)], ("al", "x")]
+
+
+def _pending(cluster: LocalCluster, node: int) -> int:
+    return int(client(cluster, node).info("memory")["lazyfree_pending_objects"])
+
+
+def test_unlink_of_large_values_is_reclaimed_on_every_replica(cluster: LocalCluster) -> None:
+    """UNLINK of a 20,000-element list and a 2,000-member set answers at once and the keys
+    are gone; their records are reclaimed in the background through Raft, on every
+    replica (INFO's lazyfree_pending_objects drops to 0 on all three nodes)."""
+
+    c = client(cluster, cluster.wait_for_leader(), socket_timeout=10)
+    c.flushall()
+    for start in range(0, 20_000, 5_000):
+        c.rpush("big", *range(start, start + 5_000))
+    c.sadd("bigset", *range(2_000))
+    started = time.monotonic()
+    assert c.unlink("big", "bigset") == 2
+    assert time.monotonic() - started < 1
+    assert c.exists("big", "bigset") == 0
+    assert c.rpush("big", "new") == 1
+    deadline = time.monotonic() + 20
+    while any(_pending(cluster, n) for n in (1, 2, 3)):
+        assert time.monotonic() < deadline, "the deleted values were not reclaimed"
+        time.sleep(0.2)
+    assert c.lrange("big", 0, -1) == [b"new"]
+    assert c.dbsize() == 1

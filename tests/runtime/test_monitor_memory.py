@@ -12,7 +12,7 @@ from cairn.runtime.memory_report import EMPTY, NO_ISSUE, doctor_report, is_node_
 from cairn.runtime.monitor import Monitors, monitor_line, quote
 from cairn.runtime.server import ClientState
 from cairn.store import COMMANDS
-from cairn.store.layout import decode_meta, encode_meta, field_prefix, meta_key
+from cairn.store.layout import decode_meta, element_prefix, encode_meta, meta_key
 
 
 def test_quote_is_redis_sdscatrepr() -> None:
@@ -51,7 +51,7 @@ def test_memory_usage_counts_the_key_records() -> None:
     assert isinstance(size, Integer) and size.value > 50
     client.call("HSET", "h", *[x for i in range(100) for x in (f"f{i:03}", "x" * 10)])
     exact = client.call("MEMORY", "USAGE", "h", "SAMPLES", "0")
-    record = len(field_prefix(b"h")) + 4 + 10
+    record = len(element_prefix(b"h", 0)) + 4 + 10
     assert isinstance(exact, Integer)
     assert exact.value == len(meta_key(b"h")) + 100 * record + _meta_len(client, b"h")
     sampled = client.call("MEMORY", "USAGE", "h")

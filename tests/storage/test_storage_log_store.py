@@ -26,6 +26,7 @@ from cairn.storage import (
     UncoveredCompactionError,
 )
 from cairn.storage.lmdb_env import META_DB
+from cairn.storage.log_store import CACHE_BYTES
 
 CONF = ConfState(voters=(1, 2, 3))
 
@@ -85,6 +86,22 @@ def test_entries_respect_max_size_like_memory_storage(open_store: OpenStore) -> 
     ms.append(batch)
     for size in (None, 0, 9, 10, 25, 1000):
         assert store.entries(2, 9, size) == ms.entries(2, 9, size)
+
+
+def test_the_entry_cache_is_bounded_in_bytes_and_older_entries_come_from_disk(
+    open_store: OpenStore,
+) -> None:
+    """Entries of 1 MiB: the cache keeps about CACHE_BYTES of them however many
+    `cache_entries` allows, and the older ones read back from LMDB."""
+    store = open_store()
+    big = tuple(Entry(term=1, index=i, data=bytes([i]) * (1 << 20)) for i in range(1, 11))
+    for entry in big:
+        store.write(LogBatch(entries=(entry,)), sync=False)
+    cached = store._tail
+    assert 1 <= len(cached) <= CACHE_BYTES >> 20
+    assert store._tail_bytes == sum(len(e.data) for e in cached) <= CACHE_BYTES
+    assert cached[-1] == big[-1]
+    assert tuple(store.entries(1, 11)) == big
 
 
 def test_overwrite_truncates_the_conflicting_suffix(open_store: OpenStore) -> None:

@@ -21,6 +21,7 @@ from cairn.resp.reply import (
     Reply,
 )
 from cairn.store import StoreMachine, classify, encode_command
+from cairn.store.reclaim import RECLAIM_COMMAND
 from cairn.store.scripting import ScriptFront
 
 
@@ -55,6 +56,21 @@ class MachineClient:
             return self.machine.execute_read(spec.name, args[1:], now)
         self.index += 1
         return self.machine.apply(self.index, encode_command(spec.name, args[1:], now))
+
+    def apply_internal(self, name: str, *args: bytes) -> Reply:
+        """Apply internal command `name` as the leader would propose it."""
+        self.index += 1
+        now = self.machine.effective_now(self.clock())
+        return self.machine.apply(self.index, encode_command(name, list(args), now))
+
+    def reclaim_all(self) -> int:
+        """Apply reclaim steps until no deleted value is left (as the leader does); how
+        many steps it took."""
+        steps = 0
+        while self.machine.has_garbage():
+            self.apply_internal(RECLAIM_COMMAND)
+            steps += 1
+        return steps
 
 
 class RawRedis:

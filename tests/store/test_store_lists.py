@@ -28,7 +28,15 @@ from cairn.store.commands.blocking import Blocked
 from cairn.store.commands.list_store import START_HEAD
 from cairn.store.commands.spec import Flag
 from cairn.store.keyspace import MemoryKeyspace, write_batch
-from cairn.store.layout import Meta, ValueType, encode_meta, field_prefix, meta_key
+from cairn.store.layout import (
+    VERSION_LEN,
+    Meta,
+    ValueType,
+    element_prefix,
+    encode_meta,
+    field_prefix,
+    meta_key,
+)
 
 WRONGTYPE = ErrorReply("WRONGTYPE Operation against a key holding the wrong kind of value")
 NOT_INT = ErrorReply("ERR value is not an integer or out of range")
@@ -332,9 +340,10 @@ def test_rename_and_delete_carry_every_record() -> None:
 
 
 def _field_records(client: MachineClient, key: bytes) -> list[tuple[int, bytes]]:
-    prefix = field_prefix(key)
-    rows = client.machine.keyspace.scan(prefix, prefix + b"\xff" * 9)
-    return [(_POS.unpack(k[len(prefix) :])[0], v) for k, v in rows if k.startswith(prefix)]
+    prefix = field_prefix(key)  # every version's records: the live one's, buried ones'
+    rows = client.machine.keyspace.scan(prefix, prefix + b"\xff" * 13)
+    skip = len(prefix) + VERSION_LEN
+    return [(_POS.unpack(k[skip:])[0], v) for k, v in rows if k.startswith(prefix)]
 
 
 def test_positions_grow_from_the_middle_at_both_ends() -> None:
@@ -354,7 +363,7 @@ def test_a_full_end_of_the_position_space_is_an_error_not_a_crash() -> None:
     client = MachineClient(clock=FakeClock())
     with write_batch(client.machine.keyspace) as batch:
         batch.put(meta_key(b"l"), encode_meta(Meta(ValueType.LIST, size=1, head=0)))
-        batch.put(field_prefix(b"l") + _POS.pack(0), b"first")
+        batch.put(element_prefix(b"l", 0) + _POS.pack(0), b"first")
     full = ErrorReply("ERR list has no room left at that end")
     assert client.call("LPUSH", "l", "x") == full
     assert client.call("LINSERT", "l", "before", "first", "x") == full

@@ -22,6 +22,8 @@ What some fields mean in Cairn (docs/operations.md, "Introspection"):
 - `expired_keys` counts the keys that this node's active expiry deleted (it proposes the
   deletions of the regions it leads); keys removed because a write found them expired
   are not counted.
+- `lazyfree_pending_objects` counts the deleted large values of the regions hosted here
+  whose records are not reclaimed yet (`cairn.store.reclaim`; the same on every replica).
 - `rdb_last_save_time` is now, as LASTSAVE answers: every acknowledged write is on disk;
   `mem_clients_normal` is the bytes buffered for this node's clients (MEMORY STATS).
 - `db0:...,expires=0,avg_ttl=0`: LMDB keeps no count of keys with a TTL, so these are 0.
@@ -37,6 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from cairn.runtime.client_commands import PROTOCOL_LEVEL
+from cairn.runtime.reclaimer import pending_objects
 from cairn.shard.host import RegionPeer
 from cairn.shard.pubsub import Kind
 from cairn.shard.topology import owned_slots
@@ -162,6 +165,7 @@ def _memory(node: Node) -> Fields:
         ("mem_clients_slaves", 0),
         ("mem_clients_normal", client_buffers(node)),
         ("mem_allocator", "python"),
+        ("lazyfree_pending_objects", pending_objects(node.machines.values())),
     ]
 
 

@@ -88,6 +88,7 @@ from cairn.runtime.plants import (
 from cairn.runtime.pubsub import PubSub
 from cairn.runtime.range_store import SplitRefusedError, StoreRangeMachine
 from cairn.runtime.real_env import LoopClock
+from cairn.runtime.reclaimer import Reclaimer
 from cairn.runtime.redis_config import RedisConfig
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
@@ -408,6 +409,8 @@ class Node:
             await self.server.start_tls(*tls.addr, self.tls.context, tls.handshake_timeout_s)
             log.info("serving TLS clients on %s:%d", *tls.addr)
         self._tasks.append(loop.create_task(self._active_expiry()))
+        self.reclaimer = Reclaimer(self.host, self.machines, _wall_ms)  # deleted big keys
+        self._tasks.append(loop.create_task(self.reclaimer.run()))
         self._tasks.append(loop.create_task(self._watch_failures()))
         log.info(
             "node %d serving clients on %s:%d with %d region(s)",

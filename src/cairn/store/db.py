@@ -2,13 +2,19 @@
 
 A `Db` wraps either a keyspace (reads) or an open write batch (writes) and a `now_ms`, the
 time the command runs at. Expiry is lazy and deterministic: a key whose expiry is
-`<= now_ms` reads as absent; when a write command meets such a key it deletes it (with its
-sub-records) in its own batch before going on, exactly as every replica will at the same
+`<= now_ms` reads as absent; when a write command meets such a key it deletes it in its own
+batch before going on, exactly as every replica will at the same
 log index with the same `now_ms`. Read-only `Db`s never write.
 
 A `Db` works within a `Scope`: walks (KEYS, SCAN, RANDOMKEY, active expiry) stay inside its
 range, FLUSHDB clears only its range, and the key count it maintains is the scope's (a
 region's total and per-slot counts, updated in the same batch as the key itself).
+
+Sub-records live under the key's version (`cairn.store.layout.element_prefix`), which the
+`Db` keeps per key: read from the metadata the first time a key is met, or chosen by
+`cairn.store.reclaim.next_version` for a key being created. Deleting a composite key
+drops its metadata and hands its records to `cairn.store.reclaim.bury` (O(1) for a large
+value; the leader reclaims the records afterwards in bounded steps).
 """
 
 from __future__ import annotations
@@ -22,14 +28,15 @@ from cairn.store.layout import (
     ValueType,
     decode_meta,
     decode_u64,
+    element_prefix,
     encode_meta,
     encode_u64,
-    field_prefix,
     meta_key,
     prefix_end,
     split_meta_key,
 )
 from cairn.store.notifications import EXPIRED, NEW, Event
+from cairn.store.reclaim import bury, next_version, reclaim
 from cairn.store.scope import WHOLE_KEYSPACE, Scope
 from cairn.store.slot import key_slot
 
@@ -76,6 +83,8 @@ class Db:
         """Keys whose sub-records changed but whose metadata was not rewritten yet."""
         self._overwritten: set[bytes] = set()
         """Keys `overwrite` deleted: their re-creation is no `new` key (Redis's setKey)."""
+        self._prefixes: dict[bytes, tuple[int, bytes]] = {}
+        """(version, sub-record prefix) of the keys met so far (`_element_prefix`)."""
         self.events: list[Event] | None = None
         """The keyspace notifications of this write, when the machine collects them
         (`cairn.store.notifications`); None: not collecting (the usual case)."""
@@ -96,13 +105,19 @@ class Db:
                 self._purge(key, meta)
                 self.notify(EXPIRED, "expired", key)
             meta = None
+        elif (
+            meta is not None and meta.type is not ValueType.STRING and key not in self._prefixes
+        ):  # its sub-records are what the command reads next
+            self._prefixes[key] = (meta.version, element_prefix(key, meta.version))
         if self._lookups is not None:
             self._lookups[meta is None] += 1
         return meta
 
     def put_meta(self, key: bytes, meta: Meta, existed: bool) -> None:
-        """Store `key`'s metadata; `existed` says whether `key` was live before (key count)."""
-        self._write().put(meta_key(key), encode_meta(meta, self.stamp or None))
+        """Store `key`'s metadata; `existed` says whether `key` was live before (key count).
+        The record keeps the key's version (`Db`'s, whatever `meta` carries)."""
+        version = 0 if meta.type is ValueType.STRING else self._element_prefix(key)[0]
+        self._write().put(meta_key(key), encode_meta(meta, self.stamp or None, version))
         self._unstamped.discard(key)
         if not existed:
             self._add_key_count(key, 1)
@@ -127,7 +142,7 @@ class Db:
         """Make `key` the string `value`, replacing whatever it held."""
         old = self.lookup(key)
         if old is not None and old.type is not ValueType.STRING:
-            self._delete_fields(key)
+            self._bury(key, old)
         self.put_meta(key, Meta(ValueType.STRING, expire_ms, value=value), old is not None)
 
     def delete(self, key: bytes) -> bool:
@@ -193,7 +208,8 @@ class Db:
     def clear(self) -> None:
         """Delete every key of the scope (FLUSHDB) with its count; the machine rewrites
         its progress records after it. The whole keyspace is cleared in one step, a
-        region's range key by key (O(keys + fields), like Redis' FLUSHDB)."""
+        region's range key by key (O(keys), like Redis' FLUSHDB: large values are buried,
+        `cairn.store.reclaim`)."""
         batch = self._write()
         if not self.scope.is_region:
             batch.clear()
@@ -202,7 +218,7 @@ class Db:
         while entries := self.walk(self.scope.meta_bounds()[0], _CLEAR_CHUNK):
             for e in entries:
                 if e.meta.type is not ValueType.STRING:
-                    self._delete_fields(e.key)
+                    self._bury(e.key, e.meta)
                 batch.delete(e.position)
         bounds = self.scope.slot_count_bounds()
         assert bounds is not None
@@ -211,25 +227,31 @@ class Db:
         batch.delete(self.scope.count_key)
         self._mark_deleted()
 
+    def reclaim(self, budget: int) -> int:
+        """Delete up to `budget` records of the scope's buried values
+        (`cairn.store.reclaim.reclaim`); how many."""
+        return reclaim(self._write(), self.scope, budget)
+
     # -- sub-records (hash fields, list positions, set and sorted-set members) ---------
     #
     # A sub-record is named by its key and a `field`, the bytes after the key's ``F``
-    # prefix: a hash field, a list position, a member, or a sorted set's tagged entries.
-    # The caller has checked the key's type and maintains its metadata's size.
+    # prefix and version: a hash field, a list position, a member, or a sorted set's
+    # tagged entries. The caller has checked the key's type and maintains its
+    # metadata's size.
 
     def get_field(self, key: bytes, field: bytes) -> bytes | None:
         """The value of sub-record `field` of `key`."""
-        return self._reader.get(field_prefix(key) + field)
+        return self._reader.get(self._element_prefix(key)[1] + field)
 
     def put_field(self, key: bytes, field: bytes, value: bytes) -> None:
         """Store sub-record `field` of `key`."""
-        self._write().put(field_prefix(key) + field, value)
+        self._write().put(self._element_prefix(key)[1] + field, value)
         if self.stamp:
             self._unstamped.add(key)
 
     def delete_field(self, key: bytes, field: bytes) -> None:
         """Remove sub-record `field` of `key`."""
-        self._write().delete(field_prefix(key) + field)
+        self._write().delete(self._element_prefix(key)[1] + field)
         if self.stamp:
             self._unstamped.add(key)
 
@@ -242,7 +264,8 @@ class Db:
     ) -> list[tuple[bytes, bytes]]:
         """Sub-records of `key` with `start <= field < end` (`end` None: no bound) and
         their values, in field byte order."""
-        return self._walk(self._reader.scan, key, start, limit, end)
+        prefix = self._element_prefix(key)[1]
+        return _walk(self._reader.scan, prefix, start, limit, end)
 
     def fields_reversed(
         self,
@@ -252,16 +275,21 @@ class Db:
         end: bytes | None = None,
     ) -> list[tuple[bytes, bytes]]:
         """Like `fields`, in descending field order (the last ones first)."""
-        return self._walk(self._reader.rscan, key, start, limit, end)
+        prefix = self._element_prefix(key)[1]
+        return _walk(self._reader.rscan, prefix, start, limit, end)
 
-    @staticmethod
-    def _walk(
-        scan: _Scan, key: bytes, start: bytes, limit: int | None, end: bytes | None
-    ) -> list[tuple[bytes, bytes]]:
-        prefix = field_prefix(key)
-        skip = len(prefix)
-        stop = prefix_end(prefix) if end is None else prefix + end
-        return [(internal[skip:], value) for internal, value in scan(prefix + start, stop, limit)]
+    def _element_prefix(self, key: bytes) -> tuple[int, bytes]:
+        """(version, sub-record prefix) of `key`: its metadata's version when it has
+        metadata, else the version a new incarnation takes (`next_version`)."""
+        known = self._prefixes.get(key)
+        if known is None:
+            raw = self._reader.get(meta_key(key))
+            if raw is not None:
+                version = decode_meta(raw).version
+            else:
+                version = next_version(self._reader, key)
+            known = self._prefixes[key] = (version, element_prefix(key, version))
+        return known
 
     # -- internals ----------------------------------------------------------------------
 
@@ -272,7 +300,7 @@ class Db:
 
     def _purge(self, key: bytes, meta: Meta) -> None:
         if meta.type is not ValueType.STRING:
-            self._delete_fields(key)
+            self._bury(key, meta)
         self._write().delete(meta_key(key))
         self._unstamped.discard(key)
         self._add_key_count(key, -1)
@@ -284,10 +312,11 @@ class Db:
         if self.stamp:
             self._write().put(self.scope.deleted_key, self.stamp)
 
-    def _delete_fields(self, key: bytes) -> None:
-        batch = self._write()
-        for internal, _ in batch.scan(field_prefix(key), prefix_end(field_prefix(key))):
-            batch.delete(internal)
+    def _bury(self, key: bytes, meta: Meta) -> None:
+        """Dispose of the sub-records of `key`'s incarnation `meta` (deleted now, or
+        buried for `reclaim` when large); the key's next incarnation takes a new version."""
+        bury(self._write(), key, meta.version)
+        self._prefixes.pop(key, None)
 
     def _add_key_count(self, key: bytes, delta: int) -> None:
         batch = self._write()
@@ -300,6 +329,15 @@ class Db:
 
 
 _CLEAR_CHUNK = 1024
+
+
+def _walk(
+    scan: _Scan, prefix: bytes, start: bytes, limit: int | None, end: bytes | None
+) -> list[tuple[bytes, bytes]]:
+    """Sub-records under `prefix` with `start <= field < end`, fields stripped of it."""
+    skip = len(prefix)
+    stop = prefix_end(prefix) if end is None else prefix + end
+    return [(internal[skip:], value) for internal, value in scan(prefix + start, stop, limit)]
 
 
 def _add_slot_count(batch: WriteBatch, where: bytes, delta: int) -> None:

@@ -10,12 +10,21 @@ Every internal key starts with a one-byte tag naming its record family:
            | expiry (8 bytes, big-endian unsigned absolute Unix ms, only with the flag)
            | stamp (16 bytes: the region id and log index of the last write, only with
                     bit 0x40; records written before stamps existed have none)
+           | version (4 bytes, big-endian, only with bit 0x20: the incarnation whose
+                      ``F`` records hold the elements; absent means 0)
            | payload (string: the value itself; hash: the field count, 8 bytes big-endian)
 
 ``F`` sub-records, one per element of a composite value (a hash field)::
 
-    b"F" | slot (2 bytes) | length of user key (4 bytes) | user key | field
+    b"F" | slot (2 bytes) | length of user key (4 bytes) | user key | version (4 bytes)
+         | field
     value: the field's value
+
+``G`` the graveyard: one record per deleted incarnation of a large composite key whose
+sub-records are still being reclaimed (`cairn.store.reclaim`)::
+
+    b"G" | slot (2 bytes) | length of user key (4 bytes) | user key | version (4 bytes)
+    value: empty
 
 ``X`` the state machine's own records (applied index, largest applied now_ms, key count).
 A machine owning the whole keyspace (the single-group node) keeps them at ``X applied``,
@@ -42,9 +51,13 @@ A stream's metadata payload is its length and its state (`Meta.value`), and its 
 are ``F`` records keyed by the stream's generation and their 16-byte big-endian id, so id
 ranges are ordered scans (`cairn.store.commands.stream_store`: trimming moves a cut and
 the trimmed records are deleted later, in bounded batches).
-A later refinement is Kvrocks' version number in the metadata and the sub-record keys,
-which makes deleting a huge value O(1) with background garbage collection; today deleting
-a composite value deletes its sub-records in the same batch.
+As in Kvrocks, the sub-record keys carry the key's *version* (its incarnation), kept in
+the metadata: deleting a large composite value (DEL, UNLINK, an overwrite, expiry,
+RENAME onto it) drops its metadata and writes one ``G`` record, O(1), and a re-created
+key takes a version above every buried one, so it never sees the old elements; the leader
+then reclaims the buried records in bounded steps through Raft (`cairn.store.reclaim`).
+``G`` records sort by slot like ``F`` records, so splits, merges, snapshots and region
+drops carry them with the keys' ranges.
 """
 
 from __future__ import annotations
@@ -57,6 +70,7 @@ from cairn.store.slot import key_slot
 
 META_TAG = b"M"
 FIELD_TAG = b"F"
+GARBAGE_TAG = b"G"
 SYSTEM_TAG = b"X"
 
 APPLIED_KEY = SYSTEM_TAG + b"applied"
@@ -73,6 +87,10 @@ META_END = bytes([META_TAG[0] + 1])
 
 _EXPIRE_FLAG = 0x80
 _STAMP_FLAG = 0x40
+_VERSION_FLAG = 0x20
+VERSION_LEN = 4
+"""The length of a key's version in its metadata and its sub-record keys."""
+MAX_VERSION = 2**32 - 1
 STAMP_LEN = 16
 """The length of a modification stamp: region id and log index, 8 bytes each."""
 _U64 = struct.Struct(">Q")
@@ -112,7 +130,9 @@ class Meta:
     first and largest deleted ids, entries added, group count: see
     `cairn.store.commands.stream_store`). `stamp` names the last write to the key
     (`encode_stamp`; empty on records older than stamps): what WATCH compares
-    (`cairn.store.transaction`).
+    (`cairn.store.transaction`). `version` is the incarnation whose ``F`` records hold
+    the elements (`element_prefix`); `cairn.store.db.Db` keeps it, whatever a handler
+    builds its `Meta` with.
     """
 
     type: ValueType
@@ -121,6 +141,7 @@ class Meta:
     size: int = 0
     head: int = 0
     stamp: bytes = b""
+    version: int = 0
 
     def expired(self, now_ms: int) -> bool:
         """Whether the key is logically gone at `now_ms`."""
@@ -138,8 +159,9 @@ def encode_stamp(region_id: int, index: int) -> bytes:
     return _U64.pack(region_id) + _U64.pack(index)
 
 
-def encode_meta(meta: Meta, stamp: bytes | None = None) -> bytes:
-    """The stored bytes of a metadata record, with `stamp` (None: the record's own)."""
+def encode_meta(meta: Meta, stamp: bytes | None = None, version: int | None = None) -> bytes:
+    """The stored bytes of a metadata record, with `stamp` and `version` (None: the
+    record's own)."""
     flags = int(meta.type)
     head = b""
     if meta.expire_ms is not None:
@@ -149,6 +171,10 @@ def encode_meta(meta: Meta, stamp: bytes | None = None) -> bytes:
     if stamp:
         flags |= _STAMP_FLAG
         head += stamp
+    version = meta.version if version is None else version
+    if version:
+        flags |= _VERSION_FLAG
+        head += _U32.pack(version)
     if meta.type is ValueType.STRING:
         payload = meta.value
     elif meta.type is ValueType.LIST:
@@ -172,7 +198,11 @@ def decode_meta(data: bytes) -> Meta:
     if flags & _STAMP_FLAG:
         stamp = data[pos : pos + STAMP_LEN]
         pos += STAMP_LEN
-    code = flags & ~(_EXPIRE_FLAG | _STAMP_FLAG)
+    version = 0
+    if flags & _VERSION_FLAG:
+        version = _U32.unpack_from(data, pos)[0]
+        pos += VERSION_LEN
+    code = flags & ~(_EXPIRE_FLAG | _STAMP_FLAG | _VERSION_FLAG)
     kind = _VALUE_TYPES.get(code)
     if kind is None:
         raise ValueError(f"{code} is not a valid ValueType")
@@ -181,10 +211,11 @@ def decode_meta(data: bytes) -> Meta:
     size = _U64.unpack_from(data, pos)[0]
     if kind is ValueType.LIST:
         head = _U64.unpack_from(data, pos + 8)[0]
-        return Meta(kind, expire_ms, size=size, head=head, stamp=stamp)
+        return Meta(kind, expire_ms, size=size, head=head, stamp=stamp, version=version)
     if kind is ValueType.STREAM:
-        return Meta(kind, expire_ms, size=size, value=data[pos + 8 :], stamp=stamp)
-    return Meta(kind, expire_ms, size=size, stamp=stamp)
+        value = data[pos + 8 :]
+        return Meta(kind, expire_ms, size=size, value=value, stamp=stamp, version=version)
+    return Meta(kind, expire_ms, size=size, stamp=stamp, version=version)
 
 
 def meta_key(key: bytes) -> bytes:
@@ -205,6 +236,31 @@ def split_meta_key(internal: bytes) -> tuple[int, bytes]:
 def field_prefix(key: bytes) -> bytes:
     """The common prefix of the sub-record keys of Redis key `key`."""
     return FIELD_TAG + _SLOT.pack(key_slot(key)) + _U32.pack(len(key)) + key
+
+
+def element_prefix(key: bytes, version: int) -> bytes:
+    """The common prefix of the sub-records of incarnation `version` of Redis key `key`."""
+    return field_prefix(key) + _U32.pack(version)
+
+
+def garbage_prefix(key: bytes) -> bytes:
+    """The common prefix of the graveyard records of Redis key `key`'s buried versions."""
+    return GARBAGE_TAG + field_prefix(key)[1:]
+
+
+def garbage_key(key: bytes, version: int) -> bytes:
+    """The graveyard record of incarnation `version` of Redis key `key`."""
+    return garbage_prefix(key) + _U32.pack(version)
+
+
+def buried_prefix(garbage: bytes) -> bytes:
+    """The sub-record prefix (`element_prefix`) a graveyard record's key names."""
+    return FIELD_TAG + garbage[1:]
+
+
+def buried_version(garbage: bytes) -> int:
+    """The version a graveyard record's key names."""
+    return int(_U32.unpack_from(garbage, len(garbage) - VERSION_LEN)[0])
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

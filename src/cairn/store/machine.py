@@ -14,7 +14,9 @@ Reads (`execute_read`) run against the applied state with the leader's now_ms on
 ReadIndex or lease confirms it is current; they never write, so an expired key simply reads
 as absent. Expired keys are removed by the leader proposing the internal `EXPIRE_DELETE`
 command with keys from `expired_keys`; it deletes a key only if it is still expired at that
-entry's now_ms, so a key refreshed in between survives.
+entry's now_ms, so a key refreshed in between survives. Deleted large values are
+reclaimed the same way: the leader proposes the internal `RECLAIM_COMMAND` while
+`has_garbage` (`cairn.store.reclaim`).
 
 A command that fails (an error reply) leaves no trace but the applied index. Every write
 stamps the keys it changes with its (region, index) for WATCH; a whole MULTI/EXEC is one
@@ -62,6 +64,7 @@ from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch, write_bat
 from cairn.store.layout import decode_u64, encode_stamp, encode_u64
 from cairn.store.notifications import Event
 from cairn.store.ranges import KeyspaceImages, RangeImages
+from cairn.store.reclaim import has_garbage
 from cairn.store.scope import WHOLE_KEYSPACE, KeyOutOfRangeError, Scope
 from cairn.store.transaction import TRANSACTION_COMMANDS, TXN_COMMAND, apply_transaction
 
@@ -425,6 +428,12 @@ class StoreMachine:
         the leader proposes their purge (`cairn.store.idempotency.PURGE_COMMAND`)."""
         self._check_live()
         return has_expired(self.keyspace, self.scope, now_ms)
+
+    def has_garbage(self) -> bool:
+        """Whether the scope holds deleted large values whose records are not reclaimed
+        yet: then the leader proposes `cairn.store.reclaim.RECLAIM_COMMAND`."""
+        self._check_live()
+        return has_garbage(self.keyspace, self.scope)
 
     # -- internals -------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Theory of operation. A region's machine owns, in the keyspace it shares with the
 other regions (`cairn.store.layout`):
 
 - its ``M`` records: one contiguous run, `Scope.meta_bounds`;
-- the ``F`` records of its keys. Within a slot, field keys order by key *length* first, so
+- the ``F`` records of its keys, and their ``G`` (graveyard) records, keyed the same
+  way (`cairn.store.reclaim`). Within a slot, field keys order by key *length* first, so
   where a bound falls inside a slot that slot's fields are not contiguous: the walk covers
   every slot the scope touches and filters by range key, passing over a foreign key's
   fields with one seek;
@@ -12,7 +13,7 @@ other regions (`cairn.store.layout`):
 
 A region's snapshot image is the concatenation of msgpack frames
 ``[1, region id, [key, value, key, value, ...], last]`` of about `chunk_bytes` each, in
-the order F, M, X. This module is the one implementation of the walks and of the image
+the order F, G, M, X. This module is the one implementation of the walks and of the image
 format, over any `Keyspace` (the simulator's `MemoryKeyspace` as well as LMDB); installing
 in one batch is `KeyspaceImages`. `cairn.storage.region_data` reuses the walks, the frames
 and `ImageReader` to snapshot, install and delete a region on LMDB in bounded transactions,
@@ -29,7 +30,7 @@ from typing import Protocol
 import msgpack
 
 from cairn.store.keyspace import Keyspace, KeyspaceReader, WriteBatch, write_batch
-from cairn.store.layout import FIELD_TAG, META_TAG, prefix_end
+from cairn.store.layout import FIELD_TAG, GARBAGE_TAG, META_TAG, prefix_end
 from cairn.store.scope import Scope
 
 SNAPSHOT_FORMAT = 1
@@ -76,7 +77,7 @@ def owns(scope: Scope, key: bytes) -> bool:
     """Whether internal record `key` belongs to region scope `scope`."""
     if key.startswith(META_TAG):
         return scope.contains(key[1:])
-    if key.startswith(FIELD_TAG):
+    if key.startswith(FIELD_TAG) or key.startswith(GARBAGE_TAG):
         return scope.contains(field_range_key(key)[0])
     bounds = scope.system_bounds()
     return bounds is not None and bounds[0] <= key < bounds[1]
@@ -87,9 +88,12 @@ def iter_meta(reader: KeyspaceReader, scope: Scope) -> Iterator[tuple[bytes, byt
     yield from _iter_span(reader, *scope.meta_bounds())
 
 
-def iter_fields(reader: KeyspaceReader, scope: Scope) -> Iterator[tuple[bytes, bytes]]:
-    """The F records of the scope's keys, in key order (module docstring)."""
-    pos, hi = scope.field_bounds()
+def iter_fields(
+    reader: KeyspaceReader, scope: Scope, tag: bytes = FIELD_TAG
+) -> Iterator[tuple[bytes, bytes]]:
+    """The F records of the scope's keys (or its G records, `tag` GARBAGE_TAG), in key
+    order (module docstring)."""
+    pos, hi = scope.field_bounds(tag)
     while rows := reader.scan(pos, hi, PAGE):
         skip = b""
         for key, value in rows:
@@ -115,8 +119,9 @@ def iter_system(reader: KeyspaceReader, scope: Scope) -> Iterator[tuple[bytes, b
 
 
 def iter_scope(reader: KeyspaceReader, scope: Scope) -> Iterator[tuple[bytes, bytes]]:
-    """Every record of the scope, in key order (F < M < X)."""
+    """Every record of the scope, in key order (F < G < M < X)."""
     yield from iter_fields(reader, scope)
+    yield from iter_fields(reader, scope, GARBAGE_TAG)
     yield from iter_meta(reader, scope)
     yield from iter_system(reader, scope)
 

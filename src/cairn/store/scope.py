@@ -109,15 +109,16 @@ class Scope:
         """The interval ``[lo, hi)`` of the scope's metadata (``M``) records."""
         return META_TAG + self.start, META_TAG + self.end if self.end else META_END
 
-    def field_bounds(self) -> tuple[bytes, bytes]:
-        """An interval of ``F`` records covering every slot the scope touches (a superset
-        when a bound lies inside a slot: field keys order by key length within a slot)."""
-        lo = FIELD_TAG + self.start[:2]
+    def field_bounds(self, tag: bytes = FIELD_TAG) -> tuple[bytes, bytes]:
+        """An interval of ``F`` records (or of another family keyed like them: ``G``,
+        the graveyard) covering every slot the scope touches (a superset when a bound
+        lies inside a slot: field keys order by key length within a slot)."""
+        lo = tag + self.start[:2]
         if not self.end:
-            return lo, META_TAG  # "F" + 1
+            return lo, bytes([tag[0] + 1])
         if len(self.end) == 2:
-            return lo, FIELD_TAG + self.end
-        hi = prefix_end(FIELD_TAG + self.end[:2])
+            return lo, tag + self.end
+        hi = prefix_end(tag + self.end[:2])
         assert hi is not None  # "F..." always has a successor
         return lo, hi
 

@@ -21,6 +21,7 @@ from cairn.store.glob import stringmatch
 from cairn.store.layout import slot_start
 from cairn.store.notifications import GENERIC
 from cairn.store.numbers import LLONG_MAX
+from cairn.store.reclaim import RECLAIM_BUDGET
 
 _WALK_CHUNK = 1024
 _RANDOM_TRIES = 100
@@ -46,6 +47,12 @@ def cmd_exists(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 def cmd_expire_deleted(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """Internal: delete the keys that are expired at this entry's time (active expiry)."""
     return Integer(sum(ctx.db.purge_if_expired(key) for key in args))
+
+
+def cmd_reclaim(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """Internal: one bounded step reclaiming the sub-records of deleted large keys
+    (`cairn.store.reclaim`); the number of records deleted."""
+    return Integer(ctx.db.reclaim(RECLAIM_BUDGET))
 
 
 _EXPIRE_FLAGS = (b"nx", b"xx", b"gt", b"lt")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from cairn.resp.reply import NULL, ErrorReply, Integer, Reply
 from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.spec import SYNTAX, Ctx, arity_error
-from cairn.store.layout import Meta, ValueType, encode_meta, field_prefix, meta_key
+from cairn.store.layout import Meta, ValueType, element_prefix, encode_meta, meta_key
 
 DEFAULT_SAMPLES = 5
 """Redis' OBJ_COMPUTE_SIZE_DEF_SAMPLES."""
@@ -58,7 +58,7 @@ def key_usage(ctx: Ctx, key: bytes, meta: Meta, samples: int) -> int:
     size = len(meta_key(key)) + len(encode_meta(meta))
     if meta.type is ValueType.STRING:
         return size
-    prefix = len(field_prefix(key))
+    prefix = len(element_prefix(key, meta.version))
     records = max(meta.size, 0) * _RECORDS_PER_ELEMENT.get(meta.type, 1)
     if samples < 0 or samples >= records:
         return size + _all_records(ctx, key, prefix)

@@ -39,6 +39,7 @@ from cairn.store.commands.define import R as _R
 from cairn.store.commands.define import W as _W
 from cairn.store.commands.define import cmd as _cmd
 from cairn.store.commands.spec import CommandSpec
+from cairn.store.reclaim import RECLAIM_COMMAND
 from cairn.store.scripting import commands as scripting
 
 _ON_KEYS = "O(N) where N is the number of keys given"
@@ -630,5 +631,14 @@ INTERNAL_COMMANDS: dict[str, CommandSpec] = {
         _g("0.1.0", "Delete trimmed stream records.", "O(1) per record, bounded"),
         "@stream @write @fast",
         stream_reclaim.cmd_reclaim,
+    ),
+    RECLAIM_COMMAND: _cmd(
+        RECLAIM_COMMAND,
+        1,
+        _W,
+        _NOKEYS,
+        ("generic", "0.1.0", "O(1): a bounded step", "Reclaim deleted large keys."),
+        "@keyspace @write",
+        keys.cmd_reclaim,
     ),
 }
