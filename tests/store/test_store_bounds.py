@@ -213,13 +213,16 @@ TEMPLATES: dict[str, list[str]] = {
     "eval_ro": ["return N", "return 1 N"],
     "evalsha": ["e0e1f9fabfc9d4800c877a703b823ac0578ff8db N", "0000 N str"],
     "evalsha_ro": ["e0e1f9fabfc9d4800c877a703b823ac0578ff8db N"],
+    "fcall": ["nosuchfn N", "nosuchfn 1 N", "nosuchfn N str"],
+    "fcall_ro": ["nosuchfn N", "nosuchfn 1 N"],
 }
 """Argument shapes per command; `N` is the position under test, `DUMP` a DUMP payload."""
 
 _NO_INTEGER_NAMES = """
     append bitop dbsize decr del dump exists expiretime flushall flushdb geodist geohash geopos
     get getdel getset hdel hexists hget hgetall hkeys hlen hmget hmset hset hsetnx hstrlen hvals
-    incr keys lcs linsert llen lmove lpush lpushx mget mset msetnx object persist pexpiretime
+    function incr keys lcs linsert llen lmove lpush lpushx mget mset msetnx object persist
+    pexpiretime
     pfadd pfcount pfmerge pttl randomkey rename renamenx rpoplpush rpush rpushx sadd scard script
     sdiff sdiffstore setnx sinter sinterstore sismember smembers smismember smove srem strlen
     sunion sunionstore touch ttl type unlink xack xlen zcard zlexcount zmscore zrank zrem
