@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from cairn.raft.config import Config
 from cairn.raft.errors import CompactedError, SnapshotOutOfDateError, UnavailableError
+from cairn.raft.raft import Raft
 from cairn.raft.storage import BOOTSTRAP_INDEX, MemoryStorage, limit_size
 from cairn.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
 
@@ -118,3 +122,19 @@ def test_create_snapshot_and_apply_it_elsewhere() -> None:
     assert other.snapshot().data == b"image"
     with pytest.raises(SnapshotOutOfDateError):
         other.apply_snapshot(snap)
+
+
+def test_the_membership_at_the_applied_index_stands_until_a_newer_snapshot() -> None:
+    # A durable state machine restarts past the snapshot: the conf changes in between
+    # are applied already, so the core must start from the membership they made.
+    s = storage_with(3, 3, 3)
+    s.set_hard_state(HardState(term=3, commit=6))
+    moved = ConfState(voters=(1, 2, 4))
+    s.set_conf_state(moved)
+    assert s.initial_state()[1] == moved
+    core = Raft(Config(id=1, applied=5), s, random.Random(1))
+    assert core.prs.config.voters.ids() == [1, 2, 4]
+    s.compact(4)
+    assert s.initial_state()[1] == moved
+    s.apply_snapshot(Snapshot(metadata=SnapshotMetadata(index=9, term=4, conf_state=CS)))
+    assert s.initial_state()[1] == CS

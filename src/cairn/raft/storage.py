@@ -30,7 +30,11 @@ class Storage(Protocol):
     """
 
     def initial_state(self) -> tuple[HardState, ConfState]:
-        """The persisted hard state and the latest membership."""
+        """The persisted hard state and the membership in force at the index the core
+        starts from as applied (`Config.applied`, else the snapshot's): the core never
+        applies again the conf changes at or below that index, so a membership older than
+        it would be the core's for good (TiKV's `PeerStorage` reports the region's current
+        peers for the same reason)."""
         ...
 
     def entries(self, lo: int, hi: int, max_size: int | None = None) -> list[Entry]:
@@ -87,6 +91,8 @@ class MemoryStorage:
         self.hard_state: HardState = EMPTY_HARD_STATE
         self._snapshot = Snapshot()
         self._ents: list[Entry] = [Entry(term=0, index=0)]
+        self._conf_state: ConfState | None = None
+        """The membership at the applied index, when it is not the snapshot's."""
 
     @classmethod
     def bootstrap(cls, conf_state: ConfState) -> MemoryStorage:
@@ -104,7 +110,21 @@ class MemoryStorage:
 
     def initial_state(self) -> tuple[HardState, ConfState]:
         """See `Storage.initial_state`."""
+        if self._conf_state is not None:
+            return self.hard_state, self._conf_state
         return self.hard_state, self._snapshot.metadata.conf_state
+
+    def set_conf_state(self, conf_state: ConfState) -> None:
+        """Record the membership in force at the applied index the core will start from.
+
+        A durable state machine restarts with an applied index past the snapshot (it
+        holds its state on its own); the conf changes between the two are in the log, and
+        the core, told they are applied, does not apply them again. Without this the core
+        would count votes among the snapshot's members (peers long removed, or itself as
+        the learner it was), and a region could elect no leader again. A newer snapshot
+        (`apply_snapshot`) replaces it by its own membership.
+        """
+        self._conf_state = conf_state
 
     def set_hard_state(self, hs: HardState) -> None:
         """Record the hard state handed out by a `Ready`."""
@@ -149,6 +169,7 @@ class MemoryStorage:
             )
         self._snapshot = snap
         self._ents = [Entry(term=snap.metadata.term, index=snap.metadata.index)]
+        self._conf_state = None
 
     def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
         """Record a snapshot of the state machine at `index` (which must be applied)."""

@@ -356,7 +356,11 @@ class Replica:
         # The machine applies only committed entries, so its applied index is a commit
         # index too, even if the (unsynced) hard state that recorded it was lost.
         storage.set_hard_state(replace(hs, commit=max(hs.commit, applied)))
-        return storage, self._conf_state_at(storage, snap, applied), applied
+        conf_state = self._conf_state_at(storage, snap, applied)
+        # The core starts from `applied` and takes this membership as the one in force
+        # there; the snapshot's would miss the conf changes a durable machine applied.
+        storage.set_conf_state(conf_state)
+        return storage, conf_state, applied
 
     def _conf_state_at(self, storage: MemoryStorage, snap: Snapshot, applied: int) -> ConfState:
         """The membership in force at `applied`: the snapshot's, then applied conf changes."""
