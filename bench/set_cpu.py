@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,6 +51,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--n1", type=int, default=1500)
     p.add_argument("--n50", type=int, default=20000)
+    p.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
     p.add_argument("--profile", type=Path, default=None)
     p.add_argument("--profile-seconds", type=int, default=12)
     a = p.parse_args()
@@ -70,6 +72,10 @@ def main() -> None:
                 for t in threads:
                     t.join()
                 return
+            with cpu_meter(list(pids.values())) as idle:
+                time.sleep(a.idle)
+            shares = " ".join(f"{100 * idle[pids[i]] / a.idle:.1f}" for i in sorted(pids))
+            print(f"idle CPU % of a core per node (leader {leader}): {shares}", flush=True)
             for r in range(a.rounds):
                 for clients, n in ((1, a.n1), (50, a.n50)):
                     with cpu_meter(list(pids.values())) as used:
