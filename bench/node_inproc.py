@@ -149,7 +149,9 @@ async def run(args: argparse.Namespace) -> None:
         node = Node(config)
         await node.start()
         try:
-            while not node.leads_first_region():
+            while not node.host.peers or not all(
+                p.replica.is_leader for p in node.host.peers.values()
+            ):
                 await asyncio.sleep(0.05)
             keys = [b"key:%012d" % i for i in range(KEYS)]
             value = b"v" * args.value_size
@@ -186,7 +188,10 @@ async def run(args: argparse.Namespace) -> None:
         for stack, count in watch.stalls.most_common(10):
             print(f"stall x{count}: {stack}")
     if profile is not None:
-        pstats.Stats(profile).sort_stats(args.profile).print_stats(args.top)
+        stats = pstats.Stats(profile).sort_stats(args.profile)
+        stats.print_stats(args.top)
+        if args.callers:
+            stats.print_callers(args.callers)
 
 
 def _gc_pauses() -> dict[int, list[float]]:
@@ -210,6 +215,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--value-size", type=int, default=100)
     parser.add_argument("--profile", metavar="SORT", help="cProfile, sorted by SORT")
+    parser.add_argument("--callers", metavar="REGEX", help="with --profile: who calls these")
     parser.add_argument("--top", type=int, default=40, help="profile lines to print")
     parser.add_argument("--watch", action="store_true", help="report loop stalls")
     parser.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -15,6 +16,7 @@ from cairn.raft.types import (
     NodeId,
     StateRole,
 )
+from cairn.runtime.env import LogBatch
 from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig
 from cairn.sim.disk import SimDisk
 from cairn.sim.env import Buggify, SimClock, SimEnv, SimTransport
@@ -31,12 +33,14 @@ class Harness:
         n: int,
         snapshot_threshold: int = 1000,
         read_only: ReadOnlyOption = ReadOnlyOption.SAFE,
+        disk: Callable[[EventLoop, NodeId], SimDisk] | None = None,
     ) -> None:
         self.loop = EventLoop()
         self.rng = random.Random(7)
         self.net = SimNetwork(self.loop, self.rng, NetworkFaults())
         self.ids = list(range(1, n + 1))
-        self.disks = {i: SimDisk(random.Random(i), background_flush=0.0) for i in self.ids}
+        make = disk or (lambda _loop, i: SimDisk(random.Random(i), background_flush=0.0))
+        self.disks = {i: make(self.loop, i) for i in self.ids}
         self.config = ReplicaConfig(
             Config(id=1, election_tick=10, heartbeat_tick=2, read_only_option=read_only),
             snapshot_threshold=snapshot_threshold,
@@ -74,6 +78,65 @@ class Harness:
         leaders = [r for r in self.replicas.values() if not r.stopped and r.is_leader]
         assert len(leaders) == 1
         return leaders[0]
+
+
+class BackgroundSyncSimDisk(SimDisk):
+    """A `SimDisk` with `sync_in_background` (as the placement group's LMDB log has),
+    whose fsyncs end on the next loop turn, or, while `held`, only at `release`."""
+
+    def __init__(self, loop: EventLoop, node: NodeId) -> None:
+        super().__init__(random.Random(node), background_flush=0.0)
+        self.loop = loop
+        self.node = node
+        self.held = False
+        self.waiting: list[tuple[LogBatch | None, Callable[[Exception | None], None]]] = []
+        self.background_syncs = 0
+
+    def sync_in_background(self, done: Callable[[Exception | None], None]) -> None:
+        self.background_syncs += 1
+        self.waiting.append((self.pending[-1] if self.pending else None, done))
+        if not self.held:
+            self.loop.call_later(1, self.node, "fsync", self.release)
+
+    def release(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for last, done in waiting:
+            for i, write in enumerate(self.pending):
+                if write is last:
+                    self.flush(i + 1)
+                    break
+            done(None)
+
+
+def test_a_background_fsync_acknowledges_nothing_before_a_quorum_synced() -> None:
+    h = Harness(3, disk=BackgroundSyncSimDisk)
+    disks = {i: d for i, d in h.disks.items() if isinstance(d, BackgroundSyncSimDisk)}
+    h.run(1.0)
+    leader = h.leader()
+    assert all(d.background_syncs > 0 for d in disks.values())  # the path is taken
+    followers = [i for i in h.ids if i != leader.node_id]
+    for d in disks.values():
+        d.held = True
+    done, cb = collect()  # holds stay under the election timeout (10 ticks of 10 ms)
+    leader.propose(put("a", "1"), cb)  # type: ignore[arg-type]
+    h.run(0.03)
+    assert done == [] and all(d.waiting for d in disks.values())
+    assert all(m.get("a") is None for m in h.machines.values())
+    disks[leader.node_id].release()  # the leader alone: no quorum
+    h.run(0.03)
+    assert done == []
+    disks[followers[0]].release()  # a quorum has it on disk
+    h.run(0.03)
+    assert [c.outcome for c in done] == [Outcome.OK]
+    assert h.machines[leader.node_id].get("a") == "1"
+    h.crash(followers[1])  # its unsynced copy may be lost; the others hold the write
+    for d in disks.values():
+        d.held = False
+        d.release()
+    leader.propose(put("b", "2"), cb)  # type: ignore[arg-type]
+    h.run(0.5)
+    assert [c.outcome for c in done] == [Outcome.OK, Outcome.OK]
+    assert h.machines[followers[0]].get("b") == "2"
 
 
 def put(key: str, value: str) -> bytes:

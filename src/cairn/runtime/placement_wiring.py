@@ -64,6 +64,7 @@ from cairn.runtime.admin_peer import AdminPeer
 from cairn.runtime.config import NodeConfig
 from cairn.runtime.frame_checks import check_acl_users, check_functions, check_peers
 from cairn.runtime.frames import FrameError, FrameKind, encode_frame
+from cairn.runtime.log_sync import BackgroundSyncLog
 from cairn.runtime.real_env import LoopClock, RealEnv
 from cairn.runtime.region_inspector import StoreRegionInspector
 from cairn.runtime.region_layout import PEER_ID_STRIDE
@@ -179,7 +180,7 @@ class NodePlacement:
         self.remote: dict[int, RemoteRegion] = {}
         """The placement leader's region map, as last pushed here."""
         self.stopped = False
-        self._log_store: LmdbLogStore | None = None
+        self._log_store: BackgroundSyncLog | None = None
         self._pushed_books: dict[NodeId, tuple[BookEntry, ...]] = {}
         self._pushed_layout: tuple[object, ...] = ()
         self._layout: tuple[Any, ...] = ()
@@ -229,7 +230,8 @@ class NodePlacement:
         path = Path(cfg.data_dir) / PLACEMENT_DIR
         path.mkdir(parents=True, exist_ok=True)
         options = LmdbOptions(map_size=PLACEMENT_MAP_SIZE)
-        self._log_store = LmdbLogStore.open(path, cfg.node_id, cfg.cluster_id, options)
+        store = LmdbLogStore.open(path, cfg.node_id, cfg.cluster_id, options)
+        self._log_store = BackgroundSyncLog(store)  # its fsyncs leave the event loop
         env = RealEnv(cfg.node_id, self.clock, self.transport, self._log_store, random.Random())
         self.member = PlacementMember(
             env,

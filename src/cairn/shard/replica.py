@@ -25,6 +25,7 @@ import contextlib
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 import msgpack
@@ -121,6 +122,10 @@ Callback = Callable[[Completion], None]
 ApplyMany = Callable[[Sequence[tuple[int, bytes]]], Sequence[object]]
 """A machine's optional `apply_many(entries)`: apply consecutive `(index, command)` entries
 as `apply` would one by one, in one storage transaction; the results in order."""
+
+SyncDone = Callable[[Exception | None], None]
+"""Called on the event loop when a background fsync ends (None: every write made before
+it started is durable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +307,11 @@ class Replica:
         self._seq = 0
         self._stopped = False
         self._draining = False
+        self._syncing = False
+        """A Ready's write waits for its background fsync (`_write_in_background`)."""
+        self._background: Callable[[SyncDone], None] | None = (
+            getattr(env.log_store, "sync_in_background", None) if host is None else None
+        )
         self._proposals: dict[int, _PendingProposal] = {}
         self._reads: dict[bytes, _PendingRead] = {}
         self._snapshot_reports: list[NodeId] = []
@@ -757,14 +767,16 @@ class Replica:
         if self.host is not None:
             self.host.request_drain(self)
             return
-        if self._draining:
-            return
+        if self._draining or self._syncing:
+            return  # a drain in progress, or `_synced` carries on once the fsync ends
         self._draining = True
         try:
             while True:
                 prepared = self.prepare_ready()
                 if prepared is None:
                     break
+                if self._write_in_background(prepared):
+                    return  # `_synced` finishes it once durable, then drains on
                 self._write(prepared)
                 self.finish_ready(prepared)
             self.after_drain()
@@ -846,6 +858,42 @@ class Replica:
             self.env.log_store.write(prepared.batch, sync=prepared.must_sync)
         except Exception as exc:
             raise PersistFailedError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _write_in_background(self, prepared: PreparedReady) -> bool:
+        """On a log store that can fsync off the event loop (`sync_in_background`: the
+        placement group's LMDB log), write a batch that must be synced unsynced and start
+        its fsync; True when `_synced` will finish the Ready. Meanwhile the replica takes
+        in proposals, messages and ticks, but prepares no new Ready and acknowledges
+        nothing of this one: its persisted messages, its apply and `advance` wait for
+        the fsync, so nothing is answered or promised before it is durable."""
+        background = self._background
+        if background is None or not prepared.must_sync or prepared.batch.is_empty():
+            return False
+        try:
+            self.env.log_store.write(prepared.batch, sync=False)
+        except Exception as exc:
+            raise PersistFailedError(f"{type(exc).__name__}: {exc}") from exc
+        self._syncing = True
+        background(partial(self._synced, prepared))
+        return True
+
+    def _synced(self, prepared: PreparedReady, error: Exception | None) -> None:
+        """The background fsync of `prepared`'s write ended: finish it, drain on."""
+        self._syncing = False
+        if self._stopped:
+            return
+        if error is not None:
+            self._fail(PersistFailedError(f"{type(error).__name__}: {error}"))
+            return
+        self._draining = True
+        try:
+            self.finish_ready(prepared)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        finally:
+            self._draining = False
+        self._drain()
 
     def _adopt(self, rd: Ready) -> None:
         """Mirror what was just persisted in the in-memory log the core reads."""
