@@ -45,6 +45,7 @@ from cairn.store.commands.spec import (
 )
 from cairn.store.commands.zset_base import (
     Scored,
+    at_ranks,
     by_member,
     by_rank,
     by_score,
@@ -401,24 +402,11 @@ def _random_count(args: Sequence[bytes]) -> tuple[int, bool]:
     return count, withscores
 
 
-def _at_ranks(db: Db, key: bytes, ranks: Sequence[int]) -> dict[int, Scored]:
-    """The members at the given ranks, read in one walk up to the largest."""
-    wanted = sorted(set(ranks))
-    found: dict[int, Scored] = {}
-    rows = by_score(db, key, want=wanted[-1] + 1)
-    at = 0
-    for rank in wanted:
-        row = next(islice(rows, rank - at, None))
-        found[rank] = row
-        at = rank + 1
-    return found
-
-
 def cmd_zrandmember(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """ZRANDMEMBER key [count [WITHSCORES]]: distinct members for a positive count, draws
     with repetition for a negative one (at most `RANDOM_REPEAT_LIMIT`, checked with the
-    arguments as HRANDFIELD and SRANDMEMBER do). Picks ranks, then
-    reads them in one walk: O(N) in the set's size at worst."""
+    arguments as HRANDFIELD and SRANDMEMBER do). Picks ranks, then reads them through the
+    order-statistics index, or in one walk when they are many (`zset_base.at_ranks`)."""
     key = args[0]
     if len(args) == 1:
         meta = lookup(ctx, key)
@@ -436,7 +424,7 @@ def cmd_zrandmember(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         ranks = list(range(meta.size))
     else:
         ranks = ctx.rng.sample(range(meta.size), count)
-    found = _at_ranks(ctx.db, key, ranks)
+    found = at_ranks(ctx.db, key, meta.size, ranks)
     return scored_reply((found[r] for r in ranks), withscores)
 
 
