@@ -48,6 +48,7 @@ a composite value deletes its sub-records in the same batch.
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from dataclasses import dataclass, replace
 
@@ -201,7 +202,18 @@ def split_meta_key(internal: bytes) -> tuple[int, bytes]:
 
 
 def field_prefix(key: bytes) -> bytes:
-    """The common prefix of the sub-record keys of Redis key `key`."""
+    """The common prefix of the sub-record keys of Redis key `key` (remembered for the
+    last short keys: a command on a composite value asks for it once per record)."""
+    if len(key) <= _CACHED_KEY_LEN:
+        return _short_field_prefix(key)
+    return FIELD_TAG + _SLOT.pack(key_slot(key)) + _U32.pack(len(key)) + key
+
+
+_CACHED_KEY_LEN = 128
+
+
+@functools.lru_cache(maxsize=256)
+def _short_field_prefix(key: bytes) -> bytes:
     return FIELD_TAG + _SLOT.pack(key_slot(key)) + _U32.pack(len(key)) + key
 
 

@@ -19,8 +19,9 @@ position descends one level at a time, reading the pivots of one span (about `FA
 records) at each, then about `FANOUT` entries at the bottom: about
 ``FANOUT * (LEVELS + 1) + n / FANOUT ** LEVELS`` records, a few hundred for a set of
 millions. Adding or removing an entry updates one count per level (its predecessor pivot
-at that level), plus, for the one entry in `FANOUT` that is itself a pivot, one span's
-count at the level below.
+at that level; the levels with no pivot before the entry, every level of a small set,
+cost one failed lookup in all), plus, for the one entry in `FANOUT` that is itself a
+pivot, one span's count at the level below.
 
 An entry's level comes from a public hash, so a client can choose members that are all
 pivots and make the walks of its own key longer (never wrong); the cost stays bounded by
@@ -36,12 +37,16 @@ from dataclasses import dataclass
 
 from cairn.store.db import Db
 
-FANOUT_BITS = 5
+FANOUT_BITS = 6
 FANOUT = 1 << FANOUT_BITS
 """One entry in `FANOUT` is a pivot of level 1, one in ``FANOUT ** 2`` of level 2, ..."""
-LEVELS = 4
-"""Pivot levels: the top level has one pivot per ``FANOUT ** LEVELS`` (about a million)
-entries, so its walk stays short for sets of tens of millions."""
+LEVELS = 3
+"""Pivot levels: the top level has one pivot per ``FANOUT ** LEVELS`` (about 260,000)
+entries, so its walk stays short for sets of tens of millions, while an addition or a
+removal touches at most `LEVELS` counts."""
+
+SELECT_COST = FANOUT * (LEVELS + 1)
+"""About the records one rank or selection reads: what callers weigh against a walk."""
 
 _U64 = struct.Struct(">Q")
 
@@ -128,8 +133,9 @@ class OrderIndex:
         for lvl in range(1, self.levels + 1):
             prev = self._previous(db, key, lvl, entry)
             if lvl > height:
-                if prev is not None:
-                    self._put(db, key, lvl, prev[0], prev[1] + 1)
+                if prev is None:
+                    break  # no pivot below `entry` at this level, hence none above it
+                self._put(db, key, lvl, prev[0], prev[1] + 1)
                 continue
             following = db.fields(key, self._pivot(lvl, entry) + b"\x00", 1, self._level_end(lvl))
             hi = following[0][0][len(self.counts) + 1 :] if following else None
@@ -143,6 +149,8 @@ class OrderIndex:
         height = level(entry, self.bits, self.levels)
         for lvl in range(1, self.levels + 1):
             prev = self._previous(db, key, lvl, entry)
+            if prev is None and lvl > height:
+                break  # no pivot below `entry` at this level, hence none above it
             change = -1
             if lvl <= height:
                 raw = db.get_field(key, self._pivot(lvl, entry))

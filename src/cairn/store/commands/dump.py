@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cairn.resp.reply import NULL, OK, Bulk, ErrorReply, Reply
+from cairn.store import set_records
 from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.define import K1, WD, R, cmd
 from cairn.store.commands.list_store import START_HEAD, position
@@ -83,7 +84,7 @@ def serialize(db: Db, key: bytes, meta: Meta, settings: ObjectSettings) -> bytes
     if kind is ValueType.LIST:
         return dump_list([value for _, value in db.fields(key)])
     if kind is ValueType.SET:
-        return dump_set([member for member, _ in db.fields(key)], limits)
+        return dump_set(set_records.members(db, key), limits)
     if kind is ValueType.ZSET:
         return dump_zset(list(by_score(db, key)), limits)
     return serialize_stream(db, key)
@@ -178,7 +179,7 @@ def write_value(db: Db, key: bytes, value: Value, expire_ms: int | None) -> None
         size = len(value.pairs)
     elif kind is ValueType.SET:
         for member in value.items:
-            db.put_field(key, member, b"")
+            set_records.add(db, key, member)
         size = len(value.items)
     elif kind is ValueType.LIST:
         for i, item in enumerate(value.items):

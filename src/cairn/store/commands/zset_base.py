@@ -30,6 +30,7 @@ from cairn.store.commands.common import lookup_typed
 from cairn.store.commands.spec import Ctx
 from cairn.store.db import Db
 from cairn.store.layout import Meta, ValueType
+from cairn.store.order_index import SELECT_COST
 from cairn.store.zset_records import (
     INDEX,
     INDEX_END,
@@ -245,7 +246,7 @@ def at_ranks(db: Db, key: bytes, size: int, ranks: Sequence[int]) -> dict[int, S
     or all in one walk up to the largest when that reads fewer records."""
     wanted = sorted(set(ranks))
     found: dict[int, Scored] = {}
-    if len(wanted) * _SELECT_COST < wanted[-1]:
+    if len(wanted) * SELECT_COST < wanted[-1]:
         for rank in wanted:
             found[rank] = member_at(db, key, size, rank)
         return found
@@ -255,10 +256,6 @@ def at_ranks(db: Db, key: bytes, size: int, ranks: Sequence[int]) -> dict[int, S
         found[rank] = next(islice(rows, rank - at, None))
         at = rank + 1
     return found
-
-
-_SELECT_COST = 256
-"""About the records one lookup through the index reads (`order_index`)."""
 
 
 def scored_reply(rows: Iterable[Scored], withscores: bool) -> Reply:
