@@ -75,6 +75,25 @@ def test_index_matches_a_sorted_list(ops: list[tuple[bool, bytes]], probes: list
     check(Db(space, None, 0), SMALL, model, probes)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sets(ENTRIES, max_size=12), max_size=4),
+    st.sampled_from([SMALL, OrderIndex(b"e", b"f", b"c", bits=2, levels=2)]),
+)
+def test_batches_count_like_single_additions(batches: list[set[bytes]], index: OrderIndex) -> None:
+    space = MemoryKeyspace()
+    model: list[bytes] = []
+    for batch_entries in batches:
+        fresh = [e for e in batch_entries if e not in model]
+        with write_batch(space) as batch:
+            db = Db(space, batch, 0)
+            for entry in fresh:
+                db.put_field(KEY, index.entries + entry, b"")
+            index.added_many(db, KEY, fresh)
+        model = sorted(model + fresh)
+        check(Db(space, None, 0), index, model, [])
+
+
 def test_a_wider_shape_on_a_few_thousand_entries() -> None:
     index = OrderIndex(b"e", b"f", b"c", bits=3, levels=3)
     space = MemoryKeyspace()

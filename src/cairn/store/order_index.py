@@ -144,6 +144,65 @@ class OrderIndex:
             if prev is not None:
                 self._put(db, key, lvl, prev[0], prev[1] - (count - 1))
 
+    def added_many(self, db: Db, key: bytes, entries: list[bytes]) -> None:
+        """Count `entries` (distinct), whose records the caller has just written (they were
+        absent): level by level, bottom up, each existing pivot's count grows once by the
+        new entries in its span, then the new pivots of the level split their spans. A
+        bulk write (a variadic SADD or ZADD, RESTORE, a *STORE) so reads each pivot it
+        touches once, not once per entry."""
+        if not entries:
+            return
+        ordered = sorted(entries)
+        heights = [level(e, self.bits, self.levels) for e in ordered]
+        for lvl in range(1, self.levels + 1):
+            grown = self._grow_spans(db, key, lvl, ordered)
+            rising = [e for e, height in zip(ordered, heights, strict=True) if height >= lvl]
+            if not grown and not rising:
+                break  # no pivot below any entry at this level, hence none above
+            for entry in rising:
+                following = db.fields(
+                    key, self._pivot(lvl, entry) + b"\x00", 1, self._level_end(lvl)
+                )
+                hi = following[0][0][len(self.counts) + 1 :] if following else None
+                count = self._span_count(db, key, lvl - 1, entry, hi)
+                prev = self._previous(db, key, lvl, entry)
+                self._put(db, key, lvl, entry, count)
+                if prev is not None:
+                    self._put(db, key, lvl, prev[0], prev[1] - count)
+
+    def _grow_spans(self, db: Db, key: bytes, lvl: int, ordered: list[bytes]) -> bool:
+        """Add to each existing pivot of level `lvl` the number of `ordered` entries in its
+        span; whether any entry has a pivot below it."""
+        limit = 2 * len(ordered) + 1
+        end = self._pivot(lvl, ordered[-1]) + b"\x00"
+        inside = self._pivots_upto(db, key, lvl, ordered[0], end, limit)
+        grown: dict[bytes, list[int]] = {}
+        if len(inside) < limit:  # every pivot among the entries: one merge in memory
+            prev = self._previous(db, key, lvl, ordered[0])
+            at = 0
+            for entry in ordered:
+                while at < len(inside) and inside[at][0] < entry:
+                    prev = inside[at]
+                    at += 1
+                if prev is not None:
+                    grown.setdefault(prev[0], [prev[1], 0])[1] += 1
+        else:
+            for entry in ordered:
+                prev = self._previous(db, key, lvl, entry)
+                if prev is not None:
+                    grown.setdefault(prev[0], [prev[1], 0])[1] += 1
+        for pivot, (count, more) in grown.items():
+            self._put(db, key, lvl, pivot, count + more)
+        return bool(grown)
+
+    def _pivots_upto(
+        self, db: Db, key: bytes, lvl: int, lo: bytes, end: bytes, limit: int
+    ) -> list[tuple[bytes, int]]:
+        """At most `limit` pivots of level `lvl` from entry `lo` to record key `end`."""
+        skip = len(self.counts) + 1
+        rows = db.fields(key, self._pivot(lvl, lo), limit, end)
+        return [(field[skip:], _U64.unpack(raw)[0]) for field, raw in rows]
+
     def removed(self, db: Db, key: bytes, entry: bytes) -> None:
         """Stop counting `entry` (present until this call or just deleted by the caller)."""
         height = level(entry, self.bits, self.levels)

@@ -37,6 +37,17 @@ def add(db: Db, key: bytes, member: bytes) -> None:
     POSITIONS.added(db, key, member)
 
 
+def add_many(db: Db, key: bytes, members: list[bytes]) -> None:
+    """Add `members`, distinct and absent from set `key`, counted in one pass (see
+    `OrderIndex.added_many`); the caller keeps `Meta.size`."""
+    if len(members) == 1:
+        add(db, key, members[0])
+        return
+    for member in members:
+        db.put_field(key, MEMBER + member, b"")
+    POSITIONS.added_many(db, key, members)
+
+
 def remove(db: Db, key: bytes, member: bytes) -> None:
     """Remove `member`, present in set `key`; the caller keeps `Meta.size`."""
     db.delete_field(key, MEMBER + member)

@@ -63,9 +63,18 @@ def score_of(db: Db, key: bytes, member: bytes) -> float | None:
     return None if raw is None else float(_DOUBLE.unpack(raw)[0])
 
 
-def put_member(db: Db, key: bytes, member: bytes, score: float, old: float | None) -> None:
+def put_member(
+    db: Db,
+    key: bytes,
+    member: bytes,
+    score: float,
+    old: float | None,
+    deferred: list[bytes] | None = None,
+) -> None:
     """Give `member` the score `score`; `old` is its current score (None: a new member).
-    The caller adjusts `Meta.size` for a new member."""
+    The caller adjusts `Meta.size` for a new member. With `deferred`, the new index entry
+    is appended to it rather than counted: the caller counts them all at once with
+    `RANKS.added_many` (members distinct within the batch)."""
     assert not math.isnan(score)
     entry = sortable(score) + member
     db.put_field(key, MEMBER + member, _DOUBLE.pack(score))
@@ -76,7 +85,15 @@ def put_member(db: Db, key: bytes, member: bytes, score: float, old: float | Non
         RANKS.removed(db, key, old_entry)
         db.delete_field(key, INDEX + old_entry)
     db.put_field(key, INDEX + entry, b"")
-    RANKS.added(db, key, entry)
+    if deferred is None:
+        RANKS.added(db, key, entry)
+    else:
+        deferred.append(entry)
+
+
+def count_added(db: Db, key: bytes, entries: list[bytes]) -> None:
+    """Count the index entries `put_member` deferred (see there)."""
+    RANKS.added_many(db, key, entries)
 
 
 def remove_member(db: Db, key: bytes, member: bytes, score: float) -> None:

@@ -48,7 +48,7 @@ from cairn.store.rdb import (
     verify_footer,
 )
 from cairn.store.rdb_stream import StreamValue, load_stream
-from cairn.store.zset_records import by_score, put_member
+from cairn.store.zset_records import by_score, count_added, put_member
 
 BUSYKEY = ErrorReply("BUSYKEY Target key name already exists.")
 BAD_FORMAT = ErrorReply("ERR Bad data format")
@@ -178,8 +178,7 @@ def write_value(db: Db, key: bytes, value: Value, expire_ms: int | None) -> None
             db.put_field(key, field, data)
         size = len(value.pairs)
     elif kind is ValueType.SET:
-        for member in value.items:
-            set_records.add(db, key, member)
+        set_records.add_many(db, key, list(value.items))
         size = len(value.items)
     elif kind is ValueType.LIST:
         for i, item in enumerate(value.items):
@@ -187,8 +186,10 @@ def write_value(db: Db, key: bytes, value: Value, expire_ms: int | None) -> None
         db.put_meta(key, Meta(kind, expire_ms, size=len(value.items), head=START_HEAD), False)
         return
     else:
+        fresh: list[bytes] = []
         for member, score in value.scored:
-            put_member(db, key, member, 0.0 if score == 0.0 else score, None)
+            put_member(db, key, member, 0.0 if score == 0.0 else score, None, fresh)
+        count_added(db, key, fresh)
         size = len(value.scored)
     db.put_meta(key, Meta(kind, expire_ms, size=size), False)
 

@@ -36,7 +36,7 @@ from cairn.store.layout import Meta, ValueType
 from cairn.store.notifications import GENERIC, SET
 from cairn.store.numbers import LLONG_MAX, parse_ll
 from cairn.store.order_index import SELECT_COST
-from cairn.store.set_records import MEMBER, MEMBER_END, add, has, member_at, remove
+from cairn.store.set_records import MEMBER, MEMBER_END, add_many, has, member_at, remove
 from cairn.store.set_records import members as member_range
 
 _CHUNK = 512
@@ -126,11 +126,12 @@ def cmd_sadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     key = args[0]
     meta = _set(ctx, key)
     size = 0 if meta is None else meta.size
-    added = 0
+    fresh: dict[bytes, None] = {}
     for member in args[1:]:
-        if size + added == 0 or not has(ctx.db, key, member):
-            add(ctx.db, key, member)
-            added += 1
+        if member not in fresh and (size == 0 or not has(ctx.db, key, member)):
+            fresh[member] = None
+    added = len(fresh)
+    add_many(ctx.db, key, list(fresh))
     if added:
         expire_ms = None if meta is None else meta.expire_ms
         ctx.db.put_meta(key, Meta(ValueType.SET, expire_ms, size=size + added), meta is not None)
@@ -345,8 +346,7 @@ def _store(ctx: Ctx, destination: bytes, members: Sequence[bytes]) -> Reply:
     deleted = ctx.db.overwrite(destination)
     if members:
         ctx.db.put_meta(destination, Meta(ValueType.SET, size=len(members)), False)
-        for member in members:
-            add(ctx.db, destination, member)
+        add_many(ctx.db, destination, list(members))
         ctx.notify(SET, ctx.name, destination)  # sinterstore, sunionstore, sdiffstore
     elif deleted:
         ctx.notify(GENERIC, "del", destination)

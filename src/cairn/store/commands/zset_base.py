@@ -67,10 +67,17 @@ def stored(score: float) -> float:
     return 0.0 if score == 0.0 else score
 
 
-def set_score(db: Db, key: bytes, member: bytes, score: float, old: float | None) -> None:
+def set_score(
+    db: Db,
+    key: bytes,
+    member: bytes,
+    score: float,
+    old: float | None,
+    deferred: list[bytes] | None = None,
+) -> None:
     """Give `member` the score `score` (`old`: its current one, None if new); the caller
-    keeps the size."""
-    put_member(db, key, member, stored(score), old)
+    keeps the size. `deferred`: see `zset_records.put_member`."""
+    put_member(db, key, member, stored(score), old, deferred)
 
 
 def save_size(db: Db, key: bytes, meta: Meta | None, size: int) -> None:

@@ -37,6 +37,7 @@ from cairn.store.commands.zset_base import (
 from cairn.store.commands.zset_scores import lex_range, score_range
 from cairn.store.layout import Meta
 from cairn.store.notifications import GENERIC, ZSET
+from cairn.store.zset_records import count_added
 
 
 class Kind(enum.Enum):
@@ -169,9 +170,11 @@ def store_members(ctx: Ctx, dest: bytes, rows: Iterable[Scored]) -> int:
     number of members. Used by ZRANGESTORE and the *STORE forms of the set algebra."""
     deleted = ctx.db.overwrite(dest)
     size = 0
+    fresh: list[bytes] = []
     for member, score in rows:
-        set_score(ctx.db, dest, member, score, None)
+        set_score(ctx.db, dest, member, score, None, fresh)
         size += 1
+    count_added(ctx.db, dest, fresh)
     save_size(ctx.db, dest, None, size)
     if size:
         ctx.notify(ZSET, ctx.name, dest)  # zrangestore, zunionstore, zinterstore, zdiffstore
