@@ -36,8 +36,10 @@ HSCAN/HGETALL are range scans over the key's ``F`` prefix (fields come out in by
 Lists, sets and sorted sets live the same way, every record of a key under its ``F``
 prefix (so splits, snapshots, RENAME and DEL treat every type alike): the metadata payload
 holds the size (a list also its head position, see `Meta.head`), and each element is an
-``F`` record keyed by member or position (a sorted set keeps two families under the prefix,
-told apart by their first byte: members with their scores, and a score-ordered index).
+``F`` record keyed by member or position (a set and a sorted set keep several families
+under the prefix, told apart by their first byte: members (with their scores), a
+score-ordered index, and the counts of an order-statistics index, see `set_records` and
+`zset_records`).
 A stream's metadata payload is its length and its state (`Meta.value`), and its entries
 are ``F`` records keyed by their 16-byte big-endian id, so id ranges are ordered scans.
 A later refinement is Kvrocks' version number in the metadata and the sub-record keys,
