@@ -15,9 +15,10 @@ What it does, on 127.0.0.1 with free ports and temporary data directories:
    to reach 0.8 x Cairn's SET);
 3. with `--large`: fills a list of 10 million elements, a set and a sorted set of 1 million
    members (pipelined variadic writes), and compares the latency of LPUSH+RPOP, SISMEMBER,
-   ZRANGE 0 99 and ZRANK on them with the same commands on 100-element values (issue 11
-   asks within 2x), and the leader's RSS growth over its idle size (within 200 MB asked),
-   its heap (RssAnon) and LMDB's mapped pages (RssFile) apart;
+   SRANDMEMBER, SPOP (adding the member back), ZRANGE 0 99, ZRANK, ZRANGE and ZCOUNT in
+   the middle and ZRANDMEMBER on them with the same commands on 100-element values (issue
+   11 asks within 2x), and the leader's RSS growth over its idle size (within 200 MB
+   asked), its heap (RssAnon) and LMDB's mapped pages (RssFile) apart;
 4. rewrites the generated section of `docs/benchmarks.md` between its markers.
 
 Everything it started is stopped by PID at the end, also on failure or Ctrl-C.
@@ -99,13 +100,18 @@ def run_tests(cairn_port: int, redis_port: int, divisor: int) -> list[Row]:
     return rows
 
 
-def latency_us(call: Callable[[], object], rounds: int) -> float:
-    """The median latency of `call` in microseconds, over `rounds` calls."""
+def latency_us(call: Callable[[], object], rounds: int, budget_s: float = 5.0) -> float:
+    """The median latency of `call` in microseconds, over `rounds` calls, or fewer (at
+    least 3) once they took `budget_s` (a linear call on a huge value takes seconds)."""
     samples = []
+    spent = 0.0
     for _ in range(rounds):
         started = time.perf_counter()
         call()
         samples.append((time.perf_counter() - started) * 1e6)
+        spent += samples[-1] / 1e6
+        if len(samples) >= 3 and spent > budget_s:
+            break
     return statistics.median(samples)
 
 
@@ -149,16 +155,26 @@ def large_values(r: redis.Redis, pid: int, list_size: int, set_size: int) -> lis
             lambda s, n=n: [x for i in range(s, s + n) for x in (i, f"m{i}")],
         )
     rows = []
-    middle = {"small": "m50", "large": f"m{set_size // 2}"}  # ranks are dearest mid-set
+    half = {"small": 50, "large": set_size // 2}  # ranks are dearest mid-set
     checks = {
         "LPUSH + RPOP": lambda k: (r.lpush(f"{{l}}{k}", "x"), r.rpop(f"{{l}}{k}")),
         "SISMEMBER": lambda k: r.sismember(f"{{s}}{k}", "m77"),
+        "SRANDMEMBER": lambda k: r.srandmember(f"{{s}}{k}"),
+        "SPOP + SADD it back": lambda k: r.sadd(f"{{s}}{k}", r.spop(f"{{s}}{k}")),
         "ZRANGE 0 99": lambda k: r.zrange(f"{{z}}{k}", 0, 99),
-        "ZRANK (middle member)": lambda k: r.zrank(f"{{z}}{k}", middle[k]),
+        "ZRANK (middle member)": lambda k: r.zrank(f"{{z}}{k}", f"m{half[k]}"),
+        "ZRANGE of 10 at the middle rank": lambda k: r.zrange(f"{{z}}{k}", half[k], half[k] + 9),
+        "ZCOUNT (middle scores)": lambda k: r.zcount(f"{{z}}{k}", half[k], half[k] + 10),
+        "ZRANDMEMBER": lambda k: r.zrandmember(f"{{z}}{k}"),
     }
     for name, call in checks.items():
         small = latency_us(lambda call=call: call("small"), 300)
-        large = latency_us(lambda call=call: call("large"), 300)
+        try:
+            large = latency_us(lambda call=call: call("large"), 300)
+        except redis.RedisError as e:  # e.g. a linear walk that cost the leader its term
+            rows.append([name, f"{small:.0f}", f"failed: {e}", ""])
+            time.sleep(5)  # let the cluster elect a leader again
+            continue
         rows.append([name, f"{small:.0f}", f"{large:.0f}", f"{large / small:.2f}"])
     for name, before, after in zip(("RssAnon", "RssFile"), idle, rss_mb(pid), strict=True):
         row = [f"leader {name} growth (MB)", f"{before:.0f} idle", f"+{after - before:.0f}", ""]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from store_harness import FakeClock, MachineClient, Step, bulks, run_steps
 
 from cairn.resp.reply import NULL, OK, Array, Bulk, ErrorReply, Integer, Map, Reply, SimpleString
-from cairn.store import zset_records
+from cairn.store import set_records, zset_records
 from cairn.store.commands.sort import LIST_ORIGIN, pattern_slot, sort_keys, strtod
 from cairn.store.db import Db
 from cairn.store.encodings import ObjectSettings
@@ -327,8 +327,9 @@ def _build(client: MachineClient, argv: list[bytes]) -> Reply | None:
         db.put_meta(key, Meta(ValueType.LIST, size=size + len(rest), head=head), meta is not None)
     elif name == b"sadd":
         for member in rest:
-            db.put_field(key, member, b"")
-        size = len(db.fields(key))
+            if not set_records.has(db, key, member):
+                set_records.add(db, key, member)
+        size = len(set_records.members(db, key))
         db.put_meta(key, Meta(ValueType.SET, size=size), meta is not None)
     else:
         for i in range(0, len(rest), 2):

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from cairn.store.db import Db
 from cairn.store.layout import Meta, ValueType
 from cairn.store.numbers import parse_ll
+from cairn.store.set_records import MEMBER as SET_MEMBER
+from cairn.store.set_records import MEMBER_END as SET_END
 from cairn.store.zset_records import INDEX, MEMBER
 
 EMBSTR_SIZE_LIMIT = 44
@@ -98,7 +100,7 @@ def encoding(db: Db, key: bytes, meta: Meta, settings: ObjectSettings) -> str:
         return "listpack" if compact else "hashtable"
     if kind is ValueType.SET:
         compact = meta.size <= settings.set_max_intset_entries and _all_fields(
-            db, key, b"", None, lambda field, _: parse_ll(field) is not None
+            db, key, SET_MEMBER, SET_END, lambda field, _: parse_ll(field[1:]) is not None
         )
         return "intset" if compact else "hashtable"
     limit = settings.zset_max_listpack_value

@@ -45,8 +45,10 @@ HSCAN/HGETALL are range scans over the key's ``F`` prefix (fields come out in by
 Lists, sets and sorted sets live the same way, every record of a key under its ``F``
 prefix (so splits, snapshots, RENAME and DEL treat every type alike): the metadata payload
 holds the size (a list also its head position, see `Meta.head`), and each element is an
-``F`` record keyed by member or position (a sorted set keeps two families under the prefix,
-told apart by their first byte: members with their scores, and a score-ordered index).
+``F`` record keyed by member or position (a set and a sorted set keep several families
+under the prefix, told apart by their first byte: members (with their scores), a
+score-ordered index, and the counts of an order-statistics index, see `set_records` and
+`zset_records`).
 A stream's metadata payload is its length and its state (`Meta.value`), and its entries
 are ``F`` records keyed by the stream's generation and their 16-byte big-endian id, so id
 ranges are ordered scans (`cairn.store.commands.stream_store`: trimming moves a cut and
@@ -63,6 +65,7 @@ drops carry them with the keys' ranges.
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from dataclasses import dataclass, replace
 
@@ -234,7 +237,18 @@ def split_meta_key(internal: bytes) -> tuple[int, bytes]:
 
 
 def field_prefix(key: bytes) -> bytes:
-    """The common prefix of the sub-record keys of Redis key `key`."""
+    """The common prefix of the sub-record keys of Redis key `key` (remembered for the
+    last short keys: a command on a composite value asks for it once per record)."""
+    if len(key) <= _CACHED_KEY_LEN:
+        return _short_field_prefix(key)
+    return FIELD_TAG + _SLOT.pack(key_slot(key)) + _U32.pack(len(key)) + key
+
+
+_CACHED_KEY_LEN = 128
+
+
+@functools.lru_cache(maxsize=256)
+def _short_field_prefix(key: bytes) -> bytes:
     return FIELD_TAG + _SLOT.pack(key_slot(key)) + _U32.pack(len(key)) + key
 
 

@@ -5,7 +5,11 @@
 - score index records, ``b"s" | sortable(score) | member`` -> empty, where `sortable` maps
   doubles to 8 bytes whose byte order is numeric order (``-0.0`` and ``0.0`` map alike,
   as Redis's skiplist compares them equal), so members come out by (score, member), the
-  order ZRANGE uses, from a plain ordered scan in either direction.
+  order ZRANGE uses, from a plain ordered scan in either direction;
+- rank counts, ``b"c" | level | sortable(score) | member`` -> a count: the order-statistics
+  index over the score index (`cairn.store.order_index`), so ranks, counts and the member
+  at a rank cost O(log n) record reads (`RANKS`). `put_member` and `remove_member` keep
+  it, so every writer of sorted sets (the commands, geo, RESTORE) does.
 
 Every record of the set stays under the key's prefix, so DEL, RENAME, expiry, splits and
 snapshots need nothing of their own. The key's `Meta.size` is the member count; the
@@ -20,10 +24,16 @@ import struct
 from collections.abc import Iterator
 
 from cairn.store.db import Db
+from cairn.store.order_index import OrderIndex
 
 MEMBER = b"m"
 INDEX = b"s"
 INDEX_END = bytes([INDEX[0] + 1])
+COUNTS = b"c"
+
+RANKS = OrderIndex(INDEX, INDEX_END, COUNTS)
+"""The order-statistics index of the score index: entries are ``sortable(score) |
+member``."""
 
 _DOUBLE = struct.Struct(">d")
 _U64 = struct.Struct(">Q")
@@ -53,20 +63,61 @@ def score_of(db: Db, key: bytes, member: bytes) -> float | None:
     return None if raw is None else float(_DOUBLE.unpack(raw)[0])
 
 
-def put_member(db: Db, key: bytes, member: bytes, score: float, old: float | None) -> None:
+def put_member(
+    db: Db,
+    key: bytes,
+    member: bytes,
+    score: float,
+    old: float | None,
+    deferred: list[bytes] | None = None,
+) -> None:
     """Give `member` the score `score`; `old` is its current score (None: a new member).
-    The caller adjusts `Meta.size` for a new member."""
+    The caller adjusts `Meta.size` for a new member. With `deferred`, the new index entry
+    is appended to it rather than counted: the caller counts them all at once with
+    `RANKS.added_many` (members distinct within the batch)."""
     assert not math.isnan(score)
-    if old is not None:
-        db.delete_field(key, INDEX + sortable(old) + member)
+    entry = sortable(score) + member
     db.put_field(key, MEMBER + member, _DOUBLE.pack(score))
-    db.put_field(key, INDEX + sortable(score) + member, b"")
+    if old is not None:
+        old_entry = sortable(old) + member
+        if old_entry == entry:
+            return
+        RANKS.removed(db, key, old_entry)
+        db.delete_field(key, INDEX + old_entry)
+    db.put_field(key, INDEX + entry, b"")
+    if deferred is None:
+        RANKS.added(db, key, entry)
+    else:
+        deferred.append(entry)
+
+
+def count_added(db: Db, key: bytes, entries: list[bytes]) -> None:
+    """Count the index entries `put_member` deferred (see there)."""
+    RANKS.added_many(db, key, entries)
 
 
 def remove_member(db: Db, key: bytes, member: bytes, score: float) -> None:
     """Remove `member` (whose score is `score`). The caller adjusts `Meta.size`."""
+    entry = sortable(score) + member
     db.delete_field(key, MEMBER + member)
-    db.delete_field(key, INDEX + sortable(score) + member)
+    db.delete_field(key, INDEX + entry)
+    RANKS.removed(db, key, entry)
+
+
+def rank_at(db: Db, key: bytes, size: int, position: bytes) -> int:
+    """How many of `key`'s `size` members sit below score-index position `position` (an
+    `index_field` value, or `INDEX` / `INDEX_END`)."""
+    if position <= INDEX:
+        return 0
+    if position >= INDEX_END:
+        return size
+    return RANKS.rank(db, key, size, position[len(INDEX) :])
+
+
+def member_at(db: Db, key: bytes, size: int, rank: int) -> tuple[bytes, float]:
+    """The (member, score) at 0-based `rank` by (score, member), ``0 <= rank < size``."""
+    entry = RANKS.select(db, key, size, rank)
+    return entry[8:], from_sortable(entry[:8])
 
 
 def index_field(score: float, member: bytes = b"") -> bytes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cairn.resp.reply import NULL, OK, Bulk, ErrorReply, Reply
+from cairn.store import set_records
 from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.define import K1, WD, R, cmd
 from cairn.store.commands.list_store import START_HEAD, position
@@ -47,7 +48,7 @@ from cairn.store.rdb import (
     verify_footer,
 )
 from cairn.store.rdb_stream import StreamValue, load_stream
-from cairn.store.zset_records import by_score, put_member
+from cairn.store.zset_records import by_score, count_added, put_member
 
 BUSYKEY = ErrorReply("BUSYKEY Target key name already exists.")
 BAD_FORMAT = ErrorReply("ERR Bad data format")
@@ -83,7 +84,7 @@ def serialize(db: Db, key: bytes, meta: Meta, settings: ObjectSettings) -> bytes
     if kind is ValueType.LIST:
         return dump_list([value for _, value in db.fields(key)])
     if kind is ValueType.SET:
-        return dump_set([member for member, _ in db.fields(key)], limits)
+        return dump_set(set_records.members(db, key), limits)
     if kind is ValueType.ZSET:
         return dump_zset(list(by_score(db, key)), limits)
     return serialize_stream(db, key)
@@ -177,8 +178,7 @@ def write_value(db: Db, key: bytes, value: Value, expire_ms: int | None) -> None
             db.put_field(key, field, data)
         size = len(value.pairs)
     elif kind is ValueType.SET:
-        for member in value.items:
-            db.put_field(key, member, b"")
+        set_records.add_many(db, key, list(value.items))
         size = len(value.items)
     elif kind is ValueType.LIST:
         for i, item in enumerate(value.items):
@@ -186,8 +186,10 @@ def write_value(db: Db, key: bytes, value: Value, expire_ms: int | None) -> None
         db.put_meta(key, Meta(kind, expire_ms, size=len(value.items), head=START_HEAD), False)
         return
     else:
+        fresh: list[bytes] = []
         for member, score in value.scored:
-            put_member(db, key, member, 0.0 if score == 0.0 else score, None)
+            put_member(db, key, member, 0.0 if score == 0.0 else score, None, fresh)
+        count_added(db, key, fresh)
         size = len(value.scored)
     db.put_meta(key, Meta(kind, expire_ms, size=size), False)
 

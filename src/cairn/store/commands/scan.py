@@ -156,11 +156,22 @@ def field_start(cursor: int) -> bytes:
 
 
 def scan_fields(
-    db: Db, key: bytes, size: int, cursor: int, opts: ScanOptions
+    db: Db,
+    key: bytes,
+    size: int,
+    cursor: int,
+    opts: ScanOptions,
+    family: tuple[bytes, bytes] | None = None,
 ) -> tuple[int, list[tuple[bytes, bytes]]]:
-    """One HSCAN step over hash `key` of `size` fields: next cursor and matching pairs."""
+    """One HSCAN step over hash `key` of `size` fields: next cursor and matching pairs.
+    `family`: the [prefix, end) of the sub-records walked (a set's members), the prefix
+    left out of the names returned and of the cursor; None: every sub-record."""
+    prefix, end = family if family is not None else (b"", None)
     whole = size <= SMALL_HASH
-    rows = db.fields(key) if whole else db.fields(key, field_start(cursor), opts.count + 1)
+    start = prefix if whole else prefix + field_start(cursor)
+    rows = db.fields(key, start, None if whole else opts.count + 1, end)
+    if prefix:
+        rows = [(f[len(prefix) :], v) for f, v in rows]
     more = not whole and len(rows) > opts.count
     rows = rows[: opts.count] if more else rows
     pairs = [(f, v) for f, v in rows if opts.matches(f)]

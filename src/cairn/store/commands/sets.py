@@ -1,14 +1,14 @@
 """Set commands. A set is a metadata record holding its member count plus one empty record
-per member (the member is the record's field), so adding, removing or testing one member
-is a point read or write, and the members come out of a range scan in byte order.
+per member (`cairn.store.set_records`), so adding, removing or testing one member is a
+point read or write (plus the order-statistics index's few counts), and the members come
+out of a range scan in byte order.
 
 Random draws (SPOP, SRANDMEMBER) are uniform: a draw picks positions in the members' byte
-order and walks to them, from whichever end of the set is nearer, in chunks, stopping at
-the last position needed (O(position) record reads, O(count) memory). Redis draws from
-its hash table in O(1); the records here carry no ranks, so a uniform draw from a huge set
-costs a walk of about a quarter of it on average. SRANDMEMBER with a negative count (with
-repetition) returns at most `RANDOM_REPEAT_LIMIT` members and refuses larger counts before
-reading anything; Redis answers any count (docs/commands.md).
+order (from `ctx.rng`, the same on every replica for a write) and finds each through the
+order-statistics index in O(log n) record reads; when the positions are many, one walk
+from the nearer ends reads fewer records and gives the same members. SRANDMEMBER with a
+negative count (with repetition) returns at most `RANDOM_REPEAT_LIMIT` members and refuses
+larger counts before reading anything; Redis answers any count (docs/commands.md).
 
 Set algebra replies come out in byte order (Redis' order is unspecified): SINTER walks the
 smallest set and probes the others with point reads, as Redis does; SDIFF walks the first
@@ -35,9 +35,13 @@ from cairn.store.db import Db
 from cairn.store.layout import Meta, ValueType
 from cairn.store.notifications import GENERIC, SET
 from cairn.store.numbers import LLONG_MAX, parse_ll
+from cairn.store.order_index import SELECT_COST
+from cairn.store.set_records import MEMBER, MEMBER_END, add_many, has, member_at, remove
+from cairn.store.set_records import members as member_range
 
 _CHUNK = 512
 """Members read per range scan while walking a set."""
+
 
 _NOT_POSITIVE = ErrorReply("ERR value is out of range, must be positive")
 _COUNT_RANGE = ErrorReply(
@@ -61,12 +65,12 @@ def _walk(db: Db, key: bytes, reverse: bool = False, stop: int | None = None) ->
     start, end, left = b"", None, stop
     while left is None or left > 0:
         limit = _CHUNK if left is None else min(_CHUNK, left)
-        rows = db.fields_reversed(key, b"", limit, end) if reverse else db.fields(key, start, limit)
-        yield from (member for member, _ in rows)
+        rows = member_range(db, key, start, limit, reverse, end)
+        yield from rows
         if len(rows) < limit:
             return
         left = None if left is None else left - limit
-        start, end = rows[-1][0] + b"\x00", rows[-1][0]
+        start, end = (b"", rows[-1]) if reverse else (rows[-1] + b"\x00", None)
 
 
 def _members(db: Db, key: bytes) -> list[bytes]:
@@ -89,11 +93,15 @@ def _pick(members: Iterator[bytes], offsets: Sequence[int]) -> list[bytes]:
 
 def _members_at(db: Db, key: bytes, size: int, positions: Sequence[int]) -> dict[int, bytes]:
     """The members at `positions` (0-based, byte order) of set `key` of `size` members:
-    positions in the lower half are reached from the first member, the others from the
-    last, so no walk passes the middle of the set."""
+    each found through the order-statistics index, or, when that reads more, by walks
+    from the first member to the positions in the lower half and from the last to the
+    others, so no walk passes the middle of the set."""
     wanted = sorted(set(positions))
     low = [p for p in wanted if p < size // 2]
     high = [size - 1 - p for p in reversed(wanted) if p >= size // 2]
+    walked = (low[-1] if low else 0) + (high[-1] if high else 0)
+    if len(wanted) * SELECT_COST < walked:
+        return {p: member_at(db, key, size, p) for p in wanted}
     found: dict[int, bytes] = {}
     for offsets, reverse in ((low, False), (high, True)):
         if offsets:
@@ -118,11 +126,12 @@ def cmd_sadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     key = args[0]
     meta = _set(ctx, key)
     size = 0 if meta is None else meta.size
-    added = 0
+    fresh: dict[bytes, None] = {}
     for member in args[1:]:
-        if size + added == 0 or ctx.db.get_field(key, member) is None:
-            ctx.db.put_field(key, member, b"")
-            added += 1
+        if member not in fresh and (size == 0 or not has(ctx.db, key, member)):
+            fresh[member] = None
+    added = len(fresh)
+    add_many(ctx.db, key, list(fresh))
     if added:
         expire_ms = None if meta is None else meta.expire_ms
         ctx.db.put_meta(key, Meta(ValueType.SET, expire_ms, size=size + added), meta is not None)
@@ -139,7 +148,7 @@ def _remove(ctx: Ctx, key: bytes, meta: Meta, members: Sequence[bytes], event: s
         ctx.notify(GENERIC, "del", key)
         return
     for member in members:
-        ctx.db.delete_field(key, member)
+        remove(ctx.db, key, member)
     ctx.db.put_meta(key, Meta(ValueType.SET, meta.expire_ms, size=meta.size - len(members)), True)
 
 
@@ -149,7 +158,7 @@ def cmd_srem(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     meta = _set(ctx, key)
     if meta is None:
         return Integer(0)
-    present = [m for m in dict.fromkeys(args[1:]) if ctx.db.get_field(key, m) is not None]
+    present = [m for m in dict.fromkeys(args[1:]) if has(ctx.db, key, m)]
     if present:
         _remove(ctx, key, meta, present, "srem")
     return Integer(len(present))
@@ -164,7 +173,7 @@ def cmd_smembers(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 def cmd_sismember(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """SISMEMBER key member: 1 if `member` is in the set."""
     meta = _set(ctx, args[0])
-    return Integer(int(meta is not None and ctx.db.get_field(args[0], args[1]) is not None))
+    return Integer(int(meta is not None and has(ctx.db, args[0], args[1])))
 
 
 def cmd_smismember(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -172,7 +181,7 @@ def cmd_smismember(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     key = args[0]
     if _set(ctx, key) is None:
         return Array(tuple(Integer(0) for _ in args[1:]))
-    return Array(tuple(Integer(int(ctx.db.get_field(key, m) is not None)) for m in args[1:]))
+    return Array(tuple(Integer(int(has(ctx.db, key, m))) for m in args[1:]))
 
 
 def cmd_scard(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -189,7 +198,7 @@ def cmd_smove(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if src is None:
         return Integer(0)
     _set(ctx, destination)  # WRONGTYPE if it holds another type
-    present = ctx.db.get_field(source, member) is not None
+    present = has(ctx.db, source, member)
     if source == destination or not present:
         return Integer(int(present))
     _remove(ctx, source, src, [member], "srem")
@@ -205,7 +214,7 @@ def cmd_sscan(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if meta is None:
         return scan_reply(0, [])
     opts = parse_options(args[2:], allow_type=False)
-    next_cursor, pairs = scan_fields(ctx.db, args[0], meta.size, cursor, opts)
+    next_cursor, pairs = scan_fields(ctx.db, args[0], meta.size, cursor, opts, (MEMBER, MEMBER_END))
     return scan_reply(next_cursor, [member for member, _ in pairs])
 
 
@@ -297,7 +306,7 @@ def _inter(ctx: Ctx, keys: Sequence[bytes], limit: int = 0) -> list[bytes]:
     others = [k for k in dict.fromkeys(keys) if k != smallest]
     common: list[bytes] = []
     for member in _walk(ctx.db, smallest):
-        if all(ctx.db.get_field(k, member) is not None for k in others):
+        if all(has(ctx.db, k, member) for k in others):
             common.append(member)
             if len(common) == limit:
                 break
@@ -323,9 +332,7 @@ def _diff(ctx: Ctx, keys: Sequence[bytes]) -> list[bytes]:
     others = [k for m, k in zip(metas[1:], keys[1:], strict=True) if m is not None]
     others = list(dict.fromkeys(others))
     return [
-        member
-        for member in _walk(ctx.db, first)
-        if all(ctx.db.get_field(k, member) is None for k in others)
+        member for member in _walk(ctx.db, first) if not any(has(ctx.db, k, member) for k in others)
     ]
 
 
@@ -339,8 +346,7 @@ def _store(ctx: Ctx, destination: bytes, members: Sequence[bytes]) -> Reply:
     deleted = ctx.db.overwrite(destination)
     if members:
         ctx.db.put_meta(destination, Meta(ValueType.SET, size=len(members)), False)
-        for member in members:
-            ctx.db.put_field(destination, member, b"")
+        add_many(ctx.db, destination, list(members))
         ctx.notify(SET, ctx.name, destination)  # sinterstore, sunionstore, sdiffstore
     elif deleted:
         ctx.notify(GENERIC, "del", destination)

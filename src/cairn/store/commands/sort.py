@@ -37,6 +37,8 @@ from cairn.store.commands.spec import SYNTAX, WRONGTYPE, Ctx
 from cairn.store.db import Db
 from cairn.store.layout import Meta, ValueType
 from cairn.store.notifications import GENERIC, LIST
+from cairn.store.set_records import MEMBER as SET_MEMBER
+from cairn.store.set_records import MEMBER_END as SET_END
 from cairn.store.slot import SLOT_COUNT, crc16, key_slot
 from cairn.store.zset_records import INDEX, MEMBER, by_score
 
@@ -274,7 +276,8 @@ def _elements(db: Db, key: bytes, meta: Meta | None, opts: _Sort) -> tuple[list[
             return _list_range(db, key, meta, start, end, opts.desc), 0, end - start
         return _list_range(db, key, meta, 0, meta.size - 1, False), start, end
     if meta.type is ValueType.SET:
-        return _all_fields(db, key), start, end
+        members = _all_fields(db, key, SET_MEMBER, SET_END)
+        return [m[len(SET_MEMBER) :] for m in members], start, end
     if opts.dontsort:
         if end < start:
             return [], 0, -1

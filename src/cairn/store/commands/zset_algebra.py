@@ -8,8 +8,7 @@ weighted score that is NaN (``0 * inf``) counts as 0, and so does a sum of ``inf
 ``-inf``. ZINTER walks its smallest input and looks each member up in the others (point
 reads); ZUNION and ZDIFF read their inputs whole.
 
-Plain sets are read as the set commands store them: one sub-record per member, named by
-the member, under the key's prefix (`_set_members`, `_set_has`).
+Plain sets are read through `cairn.store.set_records` (`_set_members`, `_set_has`).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from cairn.resp.reply import ErrorReply, Integer, Reply
+from cairn.store import set_records
 from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.define import WD, R, cmd, numkeys_keys
 from cairn.store.commands.spec import SYNTAX, WRONGTYPE, CommandSpec, Ctx
@@ -86,16 +86,15 @@ def _set_members(db: Db, key: bytes) -> Iterator[bytes]:
     """The members of plain set `key`, a chunk of sub-records at a time."""
     start = b""
     while True:
-        rows = db.fields(key, start, CHUNK)
-        for field, _ in rows:
-            yield field
+        rows = set_records.members(db, key, start, CHUNK)
+        yield from rows
         if len(rows) < CHUNK:
             return
-        start = rows[-1][0] + b"\x00"
+        start = rows[-1] + b"\x00"
 
 
 def _set_has(db: Db, key: bytes, member: bytes) -> bool:
-    return db.get_field(key, member) is not None
+    return set_records.has(db, key, member)
 
 
 def members_of(db: Db, source: Source) -> Iterator[Scored]:

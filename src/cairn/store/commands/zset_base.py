@@ -6,11 +6,13 @@ Walks read the records in chunks (`CHUNK`, or fewer when the caller says how man
 wants), so a command that returns k members of a huge set reads about k records, and one
 that must skip or count many holds one chunk in memory at a time.
 
-Counting (ZRANK, ZCOUNT, ZLEXCOUNT) has no index of its own: `count_in` walks the inside
-and the outside of the range by turns, a chunk at a time, and stops when either runs out,
-so it costs about twice the smaller of the two counts: a rank near either end, or a small
-or nearly whole range, is cheap; the middle of a huge set is O(n) reads. Reaching a rank
-(ZRANGE by rank, ZREMRANGEBYRANK) walks from whichever end is nearer, for the same reason.
+Ranks and counts by score (ZRANK, ZCOUNT, ZRANGE by rank, ZREMRANGEBY RANK, ZRANDMEMBER)
+go through the score index's order-statistics index (`zset_records.RANKS`): O(log n)
+record reads wherever the rank lies; a rank within `NEAR` of either end is still reached
+by a plain walk, which is cheaper there. ZLEXCOUNT counts the member records: when every
+member has the same score (the case Redis defines lex ranges for) the member order is the
+score order and the index answers; otherwise `count_in` walks the inside and the outside
+of the range by turns and stops when either runs out (about twice the smaller count).
 
 Stored scores are normalised as Redis 7.0 stores them in its compact encoding (the one a
 default server uses for sets of up to 128 members): ``-0`` becomes ``0``. A computed
@@ -28,19 +30,25 @@ from cairn.store.commands.common import lookup_typed
 from cairn.store.commands.spec import Ctx
 from cairn.store.db import Db
 from cairn.store.layout import Meta, ValueType
+from cairn.store.order_index import SELECT_COST
 from cairn.store.zset_records import (
     INDEX,
     INDEX_END,
     MEMBER,
     from_sortable,
     index_field,
+    member_at,
     put_member,
+    rank_at,
     remove_member,
     score_of,
 )
 
 CHUNK = 512
 """Records read per step of a walk or a count."""
+
+NEAR = 64
+"""Ranks this close to an end are reached by a walk rather than through the index."""
 
 _DOUBLE = struct.Struct(">d")
 """How a member record holds its score (see `cairn.store.zset_records`)."""
@@ -59,10 +67,17 @@ def stored(score: float) -> float:
     return 0.0 if score == 0.0 else score
 
 
-def set_score(db: Db, key: bytes, member: bytes, score: float, old: float | None) -> None:
+def set_score(
+    db: Db,
+    key: bytes,
+    member: bytes,
+    score: float,
+    old: float | None,
+    deferred: list[bytes] | None = None,
+) -> None:
     """Give `member` the score `score` (`old`: its current one, None if new); the caller
-    keeps the size."""
-    put_member(db, key, member, stored(score), old)
+    keeps the size. `deferred`: see `zset_records.put_member`."""
+    put_member(db, key, member, stored(score), old, deferred)
 
 
 def save_size(db: Db, key: bytes, meta: Meta | None, size: int) -> None:
@@ -181,22 +196,73 @@ def rank_of(db: Db, key: bytes, size: int, member: bytes, reverse: bool) -> int 
     score = score_of(db, key, member)
     if score is None:
         return None
-    position = index_field(score, member)
-    if reverse:
-        return count_in(db, key, position + b"\x00", INDEX_END, SCORE_FAMILY, size)
-    return count_in(db, key, INDEX, position, SCORE_FAMILY, size)
+    rank = rank_at(db, key, size, index_field(score, member))
+    return size - 1 - rank if reverse else rank
+
+
+def count_scores(db: Db, key: bytes, size: int, start: bytes, end: bytes) -> int:
+    """How many of `key`'s `size` members have score-index positions in [`start`, `end`)."""
+    if start >= end:
+        return 0
+    return rank_at(db, key, size, end) - rank_at(db, key, size, start)
+
+
+def count_lex(db: Db, key: bytes, size: int, start: bytes, end: bytes) -> int:
+    """How many members lie in [`start`, `end`) of the member records (lex positions):
+    through the index when every score is equal, else by `count_in` (module docstring)."""
+    if start >= end:
+        return 0
+    first = db.fields(key, INDEX, 1, INDEX_END)
+    last = db.fields_reversed(key, INDEX, 1, INDEX_END)
+    if first and last and first[0][0][1:9] == last[0][0][1:9]:
+        score = INDEX + first[0][0][1:9]
+        return count_scores(db, key, size, _as_index(score, start), _as_index(score, end))
+    return count_in(db, key, start, end, MEMBER_FAMILY, size)
+
+
+def _as_index(score: bytes, position: bytes) -> bytes:
+    """The score-index position of lex position `position` when every member's index
+    position starts with `score`."""
+    if position >= INDEX:
+        return INDEX_END
+    return score + position[len(MEMBER) :]
 
 
 def by_rank(db: Db, key: bytes, size: int, first: int, last: int, reverse: bool) -> list[Scored]:
     """The members at ranks `first`..`last` (0 <= first <= last < size) counted in the
-    walk's direction (`reverse`: from the highest), walking from the nearer end."""
-    if first <= size - 1 - last:
-        rows = by_score(db, key, reverse=reverse, want=last + 1)
-        return list(islice(rows, first, last + 1))
-    rows = by_score(db, key, reverse=not reverse, want=size - first)
-    picked = list(islice(rows, size - 1 - last, size - first))
-    picked.reverse()
-    return picked
+    walk's direction (`reverse`: from the highest): a walk from the nearer end when it is
+    within `NEAR` of the range, else from the range's first member found by rank."""
+    want = last - first + 1
+    if first <= NEAR:
+        return list(islice(by_score(db, key, reverse=reverse, want=last + 1), first, last + 1))
+    if size - 1 - last <= NEAR:
+        rows = by_score(db, key, reverse=not reverse, want=size - first)
+        picked = list(islice(rows, size - 1 - last, size - first))
+        picked.reverse()
+        return picked
+    ascending = size - 1 - first if reverse else first
+    member, score = member_at(db, key, size, ascending)
+    position = index_field(score, member)
+    if reverse:
+        return list(by_score(db, key, INDEX, position + b"\x00", True, want))
+    return list(by_score(db, key, position, INDEX_END, False, want))
+
+
+def at_ranks(db: Db, key: bytes, size: int, ranks: Sequence[int]) -> dict[int, Scored]:
+    """The members at the given ranks (ascending order): each found through the index,
+    or all in one walk up to the largest when that reads fewer records."""
+    wanted = sorted(set(ranks))
+    found: dict[int, Scored] = {}
+    if len(wanted) * SELECT_COST < wanted[-1]:
+        for rank in wanted:
+            found[rank] = member_at(db, key, size, rank)
+        return found
+    rows = by_score(db, key, want=wanted[-1] + 1)
+    at = 0
+    for rank in wanted:
+        found[rank] = next(islice(rows, rank - at, None))
+        at = rank + 1
+    return found
 
 
 def scored_reply(rows: Iterable[Scored], withscores: bool) -> Reply:

@@ -5,8 +5,9 @@ ZRANGEBYLEX, ZREVRANGEBYLEX and ZREVRANGE, ZRANGESTORE, and the ZREMRANGEBY* rem
 All of them are Redis 7.0's `zrangeGenericCommand` (or `zremrangeGenericCommand`) with
 its argument rules and errors in its order: options first, then the range, then the key.
 A score or lex range is a pair of positions in one record family, so a range with LIMIT
-reads only the members it skips and returns, in either direction; a rank range walks
-from the nearer end (`zset_base.by_rank`).
+reads only the members it skips and returns, in either direction; a rank range starts
+at its first member found through the order-statistics index, or walks from an end
+within reach (`zset_base.by_rank`); counts are differences of ranks.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from cairn.store.commands.common import fail, int_arg
 from cairn.store.commands.define import K1, RF, WD, R, W, cmd
 from cairn.store.commands.spec import SYNTAX, CommandSpec, Ctx
 from cairn.store.commands.zset_base import (
-    MEMBER_FAMILY,
-    SCORE_FAMILY,
     Scored,
     by_member,
     by_rank,
     by_score,
-    count_in,
+    count_lex,
+    count_scores,
     lookup,
     remove,
     save_size,
@@ -37,6 +37,7 @@ from cairn.store.commands.zset_base import (
 from cairn.store.commands.zset_scores import lex_range, score_range
 from cairn.store.layout import Meta
 from cairn.store.notifications import GENERIC, ZSET
+from cairn.store.zset_records import count_added
 
 
 class Kind(enum.Enum):
@@ -169,9 +170,11 @@ def store_members(ctx: Ctx, dest: bytes, rows: Iterable[Scored]) -> int:
     number of members. Used by ZRANGESTORE and the *STORE forms of the set algebra."""
     deleted = ctx.db.overwrite(dest)
     size = 0
+    fresh: list[bytes] = []
     for member, score in rows:
-        set_score(ctx.db, dest, member, score, None)
+        set_score(ctx.db, dest, member, score, None, fresh)
         size += 1
+    count_added(ctx.db, dest, fresh)
     save_size(ctx.db, dest, None, size)
     if size:
         ctx.notify(ZSET, ctx.name, dest)  # zrangestore, zunionstore, zinterstore, zdiffstore
@@ -238,7 +241,7 @@ def cmd_zcount(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     meta = lookup(ctx, args[0])
     if meta is None:
         return Integer(0)
-    return Integer(count_in(ctx.db, args[0], span.start, span.end, SCORE_FAMILY, meta.size))
+    return Integer(count_scores(ctx.db, args[0], meta.size, span.start, span.end))
 
 
 def cmd_zlexcount(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -247,7 +250,7 @@ def cmd_zlexcount(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     meta = lookup(ctx, args[0])
     if meta is None:
         return Integer(0)
-    return Integer(count_in(ctx.db, args[0], span.start, span.end, MEMBER_FAMILY, meta.size))
+    return Integer(count_lex(ctx.db, args[0], meta.size, span.start, span.end))
 
 
 # -- removals ------------------------------------------------------------------------------

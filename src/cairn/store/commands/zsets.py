@@ -45,6 +45,7 @@ from cairn.store.commands.spec import (
 )
 from cairn.store.commands.zset_base import (
     Scored,
+    at_ranks,
     by_member,
     by_rank,
     by_score,
@@ -61,7 +62,7 @@ from cairn.store.db import Db
 from cairn.store.layout import Meta
 from cairn.store.notifications import GENERIC, ZSET
 from cairn.store.numbers import LLONG_MAX, parse_ll
-from cairn.store.zset_records import MEMBER, score_of
+from cairn.store.zset_records import MEMBER, count_added, score_of
 
 NAN_SCORE = ErrorReply("ERR resulting score is not a number (NaN)")
 _MUST_BE_POSITIVE = ErrorReply("ERR value is out of range, must be positive")
@@ -125,14 +126,21 @@ class _Tally:
 
 
 def _add_one(
-    db: Db, key: bytes, member: bytes, score: float, flags: AddFlags, tally: _Tally
+    db: Db,
+    key: bytes,
+    member: bytes,
+    score: float,
+    flags: AddFlags,
+    tally: _Tally,
+    deferred: list[bytes] | None,
 ) -> None:
-    """Redis' `zsetAdd` for one member on an existing or just created set."""
+    """Redis' `zsetAdd` for one member on an existing or just created set (`deferred`:
+    see `zset_records.put_member`)."""
     old = score_of(db, key, member)
     if old is None:
         if flags.xx:
             return
-        set_score(db, key, member, score, None)
+        set_score(db, key, member, score, None, deferred)
         tally.added += 1
     else:
         if flags.nx:
@@ -144,7 +152,7 @@ def _add_one(
         if (flags.lt and score >= old) or (flags.gt and score <= old):
             return
         if score != old:
-            set_score(db, key, member, score, old)
+            set_score(db, key, member, score, old, deferred)
             tally.updated += 1
     tally.processed += 1
     tally.score = score
@@ -158,8 +166,14 @@ def add_members(
     tally = _Tally()
     if meta is None and flags.xx:
         return tally
+    # distinct members are counted in one pass at the end; a member given twice must be
+    # counted before its second score replaces the first
+    distinct = len(pairs) > 1 and len({member for _, member in pairs}) == len(pairs)
+    deferred: list[bytes] | None = [] if distinct else None
     for score, member in pairs:
-        _add_one(ctx.db, key, member, score, flags, tally)
+        _add_one(ctx.db, key, member, score, flags, tally, deferred)
+    if deferred:
+        count_added(ctx.db, key, deferred)
     if tally.added:
         save_size(ctx.db, key, meta, (0 if meta is None else meta.size) + tally.added)
     if tally.added or tally.updated:
@@ -401,24 +415,11 @@ def _random_count(args: Sequence[bytes]) -> tuple[int, bool]:
     return count, withscores
 
 
-def _at_ranks(db: Db, key: bytes, ranks: Sequence[int]) -> dict[int, Scored]:
-    """The members at the given ranks, read in one walk up to the largest."""
-    wanted = sorted(set(ranks))
-    found: dict[int, Scored] = {}
-    rows = by_score(db, key, want=wanted[-1] + 1)
-    at = 0
-    for rank in wanted:
-        row = next(islice(rows, rank - at, None))
-        found[rank] = row
-        at = rank + 1
-    return found
-
-
 def cmd_zrandmember(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """ZRANDMEMBER key [count [WITHSCORES]]: distinct members for a positive count, draws
     with repetition for a negative one (at most `RANDOM_REPEAT_LIMIT`, checked with the
-    arguments as HRANDFIELD and SRANDMEMBER do). Picks ranks, then
-    reads them in one walk: O(N) in the set's size at worst."""
+    arguments as HRANDFIELD and SRANDMEMBER do). Picks ranks, then reads them through the
+    order-statistics index, or in one walk when they are many (`zset_base.at_ranks`)."""
     key = args[0]
     if len(args) == 1:
         meta = lookup(ctx, key)
@@ -436,7 +437,7 @@ def cmd_zrandmember(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         ranks = list(range(meta.size))
     else:
         ranks = ctx.rng.sample(range(meta.size), count)
-    found = _at_ranks(ctx.db, key, ranks)
+    found = at_ranks(ctx.db, key, meta.size, ranks)
     return scored_reply((found[r] for r in ranks), withscores)
 
 

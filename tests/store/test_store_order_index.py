@@ -1,0 +1,115 @@
+"""The order-statistics index against a sorted list: ranks, selections and the stored
+counts after every addition and removal (a fan-out of 2 reaches every level with a few
+dozen entries, a fan-out of 8 does with a few thousand)."""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_left
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cairn.store.db import Db
+from cairn.store.keyspace import MemoryKeyspace, write_batch
+from cairn.store.order_index import OrderIndex, level
+
+SMALL = OrderIndex(b"e", b"f", b"c", bits=1, levels=4)
+KEY = b"k"
+ENTRIES = st.binary(max_size=3)
+
+
+def _add(db: Db, index: OrderIndex, entry: bytes) -> None:
+    db.put_field(KEY, index.entries + entry, b"")
+    index.added(db, KEY, entry)
+
+
+def _remove(db: Db, index: OrderIndex, entry: bytes) -> None:
+    db.delete_field(KEY, index.entries + entry)
+    index.removed(db, KEY, entry)
+
+
+def expected_counts(index: OrderIndex, model: list[bytes]) -> dict[bytes, int]:
+    """The count records a correct index holds for the sorted entries `model`."""
+    counts: dict[bytes, int] = {}
+    for lvl in range(1, index.levels + 1):
+        pivots = [i for i, e in enumerate(model) if level(e, index.bits, index.levels) >= lvl]
+        for at, i in enumerate(pivots):
+            end = pivots[at + 1] if at + 1 < len(pivots) else len(model)
+            counts[index.counts + bytes((lvl,)) + model[i]] = end - i
+    return counts
+
+
+def check(db: Db, index: OrderIndex, model: list[bytes], probes: list[bytes]) -> None:
+    """Every count record, every selection and the ranks of `probes` and the entries."""
+    stored = {
+        field: struct.unpack(">Q", raw)[0]
+        for field, raw in db.fields(KEY, index.counts, None, index.entries)
+    }
+    assert stored == expected_counts(index, model)
+    for rank, entry in enumerate(model):
+        assert index.select(db, KEY, len(model), rank) == entry
+        assert index.rank(db, KEY, len(model), entry) == rank
+    for probe in probes:
+        assert index.rank(db, KEY, len(model), probe) == bisect_left(model, probe)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), ENTRIES), max_size=40),
+    st.lists(ENTRIES, max_size=5),
+)
+def test_index_matches_a_sorted_list(ops: list[tuple[bool, bytes]], probes: list[bytes]) -> None:
+    space = MemoryKeyspace()
+    model: list[bytes] = []
+    for add, entry in ops:
+        present = entry in model
+        with write_batch(space) as batch:
+            db = Db(space, batch, 0)
+            if add and not present:
+                _add(db, SMALL, entry)
+                model.insert(bisect_left(model, entry), entry)
+            elif not add and present:
+                _remove(db, SMALL, entry)
+                model.remove(entry)
+    check(Db(space, None, 0), SMALL, model, probes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sets(ENTRIES, max_size=12), max_size=4),
+    st.sampled_from([SMALL, OrderIndex(b"e", b"f", b"c", bits=2, levels=2)]),
+)
+def test_batches_count_like_single_additions(batches: list[set[bytes]], index: OrderIndex) -> None:
+    space = MemoryKeyspace()
+    model: list[bytes] = []
+    for batch_entries in batches:
+        fresh = [e for e in batch_entries if e not in model]
+        with write_batch(space) as batch:
+            db = Db(space, batch, 0)
+            for entry in fresh:
+                db.put_field(KEY, index.entries + entry, b"")
+            index.added_many(db, KEY, fresh)
+        model = sorted(model + fresh)
+        check(Db(space, None, 0), index, model, [])
+
+
+def test_a_wider_shape_on_a_few_thousand_entries() -> None:
+    index = OrderIndex(b"e", b"f", b"c", bits=3, levels=3)
+    space = MemoryKeyspace()
+    model = sorted(b"%05d" % (i * 7919 % 3000) for i in range(3000))
+    with write_batch(space) as batch:
+        db = Db(space, batch, 0)
+        for entry in model[::2] + model[1::2]:
+            _add(db, index, entry)
+        for entry in model[::3]:
+            _remove(db, index, entry)
+    kept = [e for i, e in enumerate(model) if i % 3]
+    db = Db(space, None, 0)
+    stored = {f: struct.unpack(">Q", r)[0] for f, r in db.fields(KEY, b"c", None, b"e")}
+    assert stored == expected_counts(index, kept)
+    assert any(f[1] == 3 for f in stored)  # the top level has pivots
+    for rank in (0, 1, 1234, len(kept) // 2, len(kept) - 1):
+        assert index.select(db, KEY, len(kept), rank) == kept[rank]
+        assert index.rank(db, KEY, len(kept), kept[rank]) == rank
+    assert index.rank(db, KEY, len(kept), b"01500x") == bisect_left(kept, b"01500x")

@@ -1,0 +1,195 @@
+"""The order-statistics indexes of sets and sorted sets stay exact through every command
+that writes them (with a fan-out of 2, so a few dozen members reach every level), and
+random draws and ranks in big values read a few hundred records, not a walk."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from store_harness import FakeClock, MachineClient
+from test_store_order_index import expected_counts
+
+from cairn.resp.reply import Array, Bulk, Integer
+from cairn.store import set_records, zset_records
+from cairn.store.db import Db
+from cairn.store.layout import ValueType
+from cairn.store.order_index import OrderIndex
+
+KEYS = [b"{k}s", b"{k}t", b"{k}z", b"{k}y"]
+MEMBERS = [b"%c" % c for c in b"abcdefghijklmnopqrstuvwx"] + [b"", b"1", b"22"]
+
+
+@contextmanager
+def narrow_indexes() -> Iterator[None]:
+    """Both indexes with a fan-out of 2 and 3 levels (the stored records' shape is the
+    same, only more of them)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            set_records,
+            "POSITIONS",
+            OrderIndex(set_records.MEMBER, set_records.MEMBER_END, set_records.COUNTS, 1, 3),
+        )
+        patch.setattr(
+            zset_records,
+            "RANKS",
+            OrderIndex(zset_records.INDEX, zset_records.INDEX_END, zset_records.COUNTS, 1, 3),
+        )
+        yield
+
+
+def check_indexes(client: MachineClient) -> None:
+    """Every set's and sorted set's count records are exactly what its entries call for,
+    its size is its entry count, and ranks agree with the order."""
+    db = Db(client.machine.keyspace, None, client.clock())
+    for key in KEYS:
+        meta = db.lookup(key)
+        if meta is None:
+            assert db.fields(key) == []
+            continue
+        if meta.type is ValueType.SET:
+            index = set_records.POSITIONS
+            entries = set_records.members(db, key)
+        elif meta.type is ValueType.ZSET:
+            index = zset_records.RANKS
+            entries = [f[1:] for f, _ in db.fields(key, index.entries, None, index.entries_end)]
+        else:
+            continue
+        assert meta.size == len(entries)
+        stored = {
+            field: struct.unpack(">Q", raw)[0]
+            for field, raw in db.fields(key, index.counts, None, bytes([index.counts[0] + 1]))
+        }
+        assert stored == expected_counts(index, entries), key
+        for rank, entry in enumerate(entries):
+            assert index.select(db, key, len(entries), rank) == entry
+
+
+def _member(draw: st.DrawFn) -> bytes:
+    return draw(st.sampled_from(MEMBERS))
+
+
+@st.composite
+def commands(draw: st.DrawFn) -> list[bytes]:
+    """One command writing sets or sorted sets (or moving them)."""
+    s, t, z, y = KEYS
+    some = draw(st.lists(st.sampled_from(MEMBERS), min_size=1, max_size=8))
+    n = b"%d" % draw(st.integers(-3, 6))
+    score = b"%d" % draw(st.integers(-3, 3))
+    choices = [
+        [b"SADD", draw(st.sampled_from([s, t])), *some],
+        [b"SREM", s, *some],
+        [b"SPOP", s, b"%d" % draw(st.integers(0, 5))],
+        [b"SPOP", t],
+        [b"SMOVE", s, t, _member(draw)],
+        [draw(st.sampled_from([b"SINTERSTORE", b"SUNIONSTORE", b"SDIFFSTORE"])), t, s, t],
+        [b"ZADD", z, *[a for m in some for a in (score, m)]],
+        [b"ZADD", y, b"INCR", score, _member(draw)],
+        [b"ZINCRBY", z, score, _member(draw)],
+        [b"ZREM", z, *some],
+        [draw(st.sampled_from([b"ZPOPMIN", b"ZPOPMAX"])), z, b"2"],
+        [b"ZREMRANGEBYRANK", z, n, b"%d" % draw(st.integers(-3, 8))],
+        [b"ZREMRANGEBYSCORE", z, b"(0", score],
+        [b"ZREMRANGEBYLEX", z, b"[" + _member(draw), b"+"],
+        [b"ZUNIONSTORE", y, b"2", z, s],
+        [b"ZINTERSTORE", y, b"2", y, z],
+        [b"ZDIFFSTORE", y, b"2", y, z],
+        [b"ZRANGESTORE", y, z, b"1", n],
+        [b"GEOADD", z, b"13.36", b"38.11", _member(draw)],
+        [b"RENAME", draw(st.sampled_from([s, z])), draw(st.sampled_from([t, y]))],
+        [b"COPY", draw(st.sampled_from([s, z])), draw(st.sampled_from([t, y])), b"REPLACE"],
+        [b"RESTORE", draw(st.sampled_from([t, y])), b"0", draw(st.sampled_from([s, z]))],
+        [b"DEL", draw(st.sampled_from(KEYS))],
+    ]
+    return draw(st.sampled_from(choices))
+
+
+def run(client: MachineClient, argv: list[bytes]) -> None:
+    """Run one command; RESTORE's payload argument names the key to DUMP."""
+    if argv[0] == b"RESTORE":
+        payload = client.call(b"DUMP", argv[3])
+        if not isinstance(payload, Bulk):
+            return
+        argv = [*argv[:3], payload.value, b"REPLACE"]
+    client.call(*argv)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(commands(), max_size=25))
+def test_indexes_stay_exact_through_every_writer(script: list[list[bytes]]) -> None:
+    with narrow_indexes():
+        client = MachineClient(clock=FakeClock())
+        client.call(b"SADD", KEYS[0], *MEMBERS[:16])
+        client.call(b"ZADD", KEYS[2], *[a for i, m in enumerate(MEMBERS) for a in (b"%d" % i, m)])
+        check_indexes(client)
+        for argv in script:
+            run(client, argv)
+            check_indexes(client)
+
+
+@pytest.mark.usefixtures("narrowed")
+def test_ranks_agree_with_the_order() -> None:
+    client = MachineClient(clock=FakeClock())
+    client.call(b"ZADD", b"z", *[a for i, m in enumerate(MEMBERS) for a in (b"%d" % (i % 5), m)])
+    order = client.call(b"ZRANGE", b"z", b"0", b"-1")
+    assert isinstance(order, Array)
+    ranked = [item.value for item in order.items if isinstance(item, Bulk)]
+    for rank, member in enumerate(ranked):
+        assert client.call(b"ZRANK", b"z", member) == Integer(rank)
+        assert client.call(b"ZREVRANK", b"z", member) == Integer(len(ranked) - 1 - rank)
+        assert client.call(b"ZRANGE", b"z", b"%d" % rank, b"%d" % rank) == Array((Bulk(member),))
+    in_range = sum(i % 5 in (1, 2) for i in range(len(MEMBERS)))
+    assert client.call(b"ZCOUNT", b"z", b"1", b"(3") == Integer(in_range)
+
+
+@pytest.fixture
+def narrowed() -> Iterator[None]:
+    with narrow_indexes():
+        yield
+
+
+class _Reads:
+    """Counts the sub-records `Db.fields`/`Db.fields_reversed` hand out."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.rows = 0
+        for name in ("fields", "fields_reversed"):
+            original = getattr(Db, name)
+
+            def counted(*args: object, _original: object = original, **kw: object) -> object:
+                rows = _original(*args, **kw)  # type: ignore[operator]
+                self.rows += len(rows)
+                return rows
+
+            monkeypatch.setattr(Db, name, counted)
+
+
+def test_draws_from_a_big_set_read_a_few_hundred_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = MachineClient(clock=FakeClock())
+    many = [b"m%05d" % i for i in range(12000)]
+    client.call(b"SADD", b"s", *many)
+    reads = _Reads(monkeypatch)
+    seen: set[bytes] = set()
+    for _ in range(30):
+        reads.rows = 0
+        reply = client.call(b"SRANDMEMBER", b"s")
+        assert isinstance(reply, Bulk) and reply.value in many
+        seen.add(reply.value)
+        assert reads.rows < 600
+        reads.rows = 0
+        popped = client.call(b"SPOP", b"s")
+        assert isinstance(popped, Bulk)
+        assert reads.rows < 600
+        assert client.call(b"SISMEMBER", b"s", popped.value) == Integer(0)
+    assert len(seen) > 25
+    reads.rows = 0
+    reply = client.call(b"SRANDMEMBER", b"s", b"-5")
+    assert isinstance(reply, Array) and len(reply.items) == 5
+    assert reads.rows < 5 * 600
+    assert client.call(b"SCARD", b"s") == Integer(12000 - 30)
