@@ -313,6 +313,8 @@ def _read_node(blob: bytes, master: Id, after: Id | None, out: list[Entry]) -> I
         gone, entry_id, fields = node.entry(names)
         if after is not None and entry_id <= after:
             raise BadPayloadError("stream ids do not increase")
+        if not any(entry_id):  # no command makes 0-0, and reads start above it
+            raise BadPayloadError("stream entry id 0-0")
         after = entry_id
         if gone:
             seen_deleted += 1
