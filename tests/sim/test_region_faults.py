@@ -11,13 +11,14 @@ a run with a planted bug is deterministic (same seed, same digest and history); 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from cairn.cli.main import main
 from cairn.raft.config import PlantedBug
-from cairn.sim.region_runner import REGION_FAULTS, RegionSimConfig, run_region_simulation
+from cairn.sim.region_runner import EVERY_FAULT, run_region_simulation
 
 SWEEP = range(100, 116)
 STEPS = 2000
@@ -45,7 +46,7 @@ def test_a_bounded_sweep_with_every_fault_stays_safe_and_converges() -> None:
     struck: dict[str, int] = {}
     fired: dict[str, int] = {}
     for seed in SWEEP:
-        result = run_region_simulation(RegionSimConfig(seed=seed, steps=STEPS))
+        result = run_region_simulation(replace(EVERY_FAULT, seed=seed, steps=STEPS))
         if result.failure is not None or result.converged_after is None:
             failures.append(f"seed {seed}: {result.failure}")
         for name, count in result.faults.items():
@@ -59,10 +60,10 @@ def test_a_bounded_sweep_with_every_fault_stays_safe_and_converges() -> None:
 
 
 def test_same_seed_same_run_with_every_fault_and_a_plant() -> None:
-    config = RegionSimConfig(
+    config = replace(
+        EVERY_FAULT,
         seed=21,
         steps=1500,
-        faults=REGION_FAULTS,
         planted=frozenset({PlantedBug.NO_TRUNCATE}),
         keep_history=True,
     )
@@ -71,7 +72,7 @@ def test_same_seed_same_run_with_every_fault_and_a_plant() -> None:
     assert a.history == b.history and a.history
     assert a.failure == b.failure
     assert a.buggify_fired == b.buggify_fired
-    other = run_region_simulation(RegionSimConfig(seed=22, steps=1500))
+    other = run_region_simulation(replace(config, seed=22))
     assert other.digest != a.digest
 
 

@@ -29,6 +29,7 @@ from cairn.raft.types import ReadOnlyOption
 from cairn.sim import ALL_FAULTS, Fault, SimConfig, SimResult, run_simulation
 from cairn.sim.profiles import PROFILES
 from cairn.sim.region_runner import (
+    EVERY_FAULT,
     REGION_FAULTS,
     RegionSimConfig,
     RegionSimResult,
@@ -158,7 +159,8 @@ def sim(
     if regions:
         _refuse_with_regions(ctx, ("profile", "workload"))
         explicit = ctx.get_parameter_source("nodes") is not click.core.ParameterSource.DEFAULT
-        base = RegionSimConfig(
+        base = replace(
+            EVERY_FAULT,
             seed=seed,
             nodes=int(nodes) if explicit else 4,
             steps=steps,

@@ -30,7 +30,7 @@ Buggify = Callable[[str], bool]
 """A run's buggify switch (`cairn.sim.env.Buggify`): whether a site takes its odd path."""
 
 MS = 1_000_000
-HELD_BACK = (20 * MS, 150 * MS)
+HELD_BACK = (5 * MS, 50 * MS)
 """How long a held-back batch of envelopes waits before it goes out (buggify)."""
 
 

@@ -42,16 +42,29 @@ class RegionNemesisParams:
     max_pause: int = 300 * MS
     losses: int = 1
     replace_after: int = 100 * MS
-    vote_crash: float = 0.05
-    """The chance a node is crashed right after it grants a vote (runs with crashes)."""
-    election_crash: float = 0.1
+    vote_crash: float = 0.0
+    """The chance a node is crashed right after it grants a vote (runs with crashes;
+    `HOOKED` strikes there)."""
+    election_crash: float = 0.0
     """The chance a node is crashed soon after it wins a region's election."""
     max_election_crash_delay: int = 15 * MS
     min_quick_restart: int = 1 * MS
     max_quick_restart: int = 10 * MS
     max_power_down: int = 200 * MS
-    shapes: tuple[str, ...] = ("halves", "isolate", "bridge", "one-way")
-    """The partition shapes drawn from."""
+    shapes: tuple[str, ...] = ("halves", "isolate", "bridge")
+    """The partition shapes drawn from (`HOOKED` adds one-way)."""
+    isolate_leaders: bool = False
+    """An isolated node is one that leads regions, when there is one."""
+
+
+HOOKED = RegionNemesisParams(
+    vote_crash=0.05,
+    election_crash=0.1,
+    shapes=("halves", "isolate", "bridge", "one-way"),
+    isolate_leaders=True,
+)
+"""The nemesis of `cairn sim --regions`: crashes at the hooked moments too, one-way
+partitions, leaders isolated."""
 
 
 class RegionNemesis:
@@ -119,7 +132,7 @@ class RegionNemesis:
         elif shape == "isolate":
             # Cut off a node that leads regions, when there is one: its clients keep
             # talking to it while the others elect new leaders.
-            leading = [n for n in nodes if self._leads(n)]
+            leading = [n for n in nodes if self._leads(n)] if self.params.isolate_leaders else []
             cut = isolate(self.rng.choice(leading or nodes), nodes)
         elif shape == "one-way":
             cut = one_way(nodes, self.rng)
@@ -163,7 +176,7 @@ class RegionNemesis:
     def after_vote(self, node_id: NodeId) -> None:
         """`node_id` just granted a vote in some region: sometimes crash it before it
         syncs anything else, and restart it quickly."""
-        if not self.active or "crash" not in self.kinds:
+        if not self.active or "crash" not in self.kinds or not self.params.vote_crash:
             return
         if self.rng.random() >= self.params.vote_crash:
             return
@@ -178,7 +191,7 @@ class RegionNemesis:
     def after_election(self, node_id: NodeId) -> None:
         """`node_id` just became some region's leader: sometimes crash it while its first
         entries are only partly replicated."""
-        if not self.active or "crash" not in self.kinds:
+        if not self.active or "crash" not in self.kinds or not self.params.election_crash:
             return
         if self.rng.random() >= self.params.election_crash:
             return

@@ -90,6 +90,7 @@ REGION_STALE_LEADER = RegionSimConfig(
         max_interval=150 * MS,
         max_partition=500 * MS,
         shapes=("isolate",),
+        isolate_leaders=True,
     ),
 )
 

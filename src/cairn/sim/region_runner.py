@@ -53,7 +53,7 @@ from cairn.sim.invariants import (
 from cairn.sim.loop import HARNESS, EventLoop
 from cairn.sim.network import NetworkFaults
 from cairn.sim.region_client import RoutedClient
-from cairn.sim.region_nemesis import RegionNemesis, RegionNemesisParams
+from cairn.sim.region_nemesis import HOOKED, RegionNemesis, RegionNemesisParams
 from cairn.sim.region_pd import (
     PLACEMENT_MEMBERS,
     PlacementCluster,
@@ -84,6 +84,9 @@ REGION_FAULTS = (
 )
 """Every fault kind a multi-region run can inject, besides node loss (`losses`). The
 names are the single-group `Fault` values, plus `power-loss` (every node at once)."""
+BASE_FAULTS = ("drop", "duplicate", "delay", "reorder", "partition", "crash", "pause", "clock-skew")
+"""A `RegionSimConfig`'s default: the faults multi-region runs had before they took
+`--faults` (the CI sweep's); `EVERY_FAULT` is what `cairn sim --regions` runs."""
 SCHEDULED = ("partition", "crash", "pause", "transfer", "power-loss")
 """The kinds the nemesis schedules; the others are properties of the network and clocks."""
 
@@ -124,12 +127,12 @@ class RegionSimConfig:
     replicas: int = 3
     regions: int = 3
     """Regions founded at the start (cut at slot boundaries), before any split or merge."""
-    faults: tuple[str, ...] = REGION_FAULTS
+    faults: tuple[str, ...] = BASE_FAULTS
     planted: frozenset[PlantedBug] = frozenset()
     """Deliberate Raft bugs, switched on in every region's group and the placement group."""
     read_mode: ReadOnlyOption | None = None
     """ReadIndex (`SAFE`) or lease reads for every group (None: each seed draws one)."""
-    buggify: bool = True
+    buggify: bool = False
     pre_vote: bool | None = None
     """Force Raft's pre-vote on or off in every group (None: each seed draws it)."""
     max_size_per_msg: int | None = None
@@ -161,6 +164,11 @@ class RegionSimConfig:
         unknown = set(self.faults) - set(REGION_FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}")
+
+
+EVERY_FAULT = RegionSimConfig(seed=0, faults=REGION_FAULTS, buggify=True, nemesis=HOOKED)
+"""What `cairn sim --regions` runs by default: every fault kind, crashes at the hooked
+moments, one-way partitions, and buggify on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,9 +265,10 @@ class _Run:
         self._coverage_seen = -1
         host_config = self._host_config(_child(self.root))
         self.read_mode = host_config.replica.raft.read_only_option
-        self.buggify = Buggify(_child(self.root), config.buggify)
+        # Built last (below), so switching it on shifts no other random stream.
+        self.buggify = Buggify(random.Random(0), enabled=False)
         network = PlacementNetwork(
-            self.loop, _child(self.root), self._faults(_child(self.root)), self.buggify
+            self.loop, _child(self.root), self._faults(_child(self.root)), self._buggify
         )
         self.cluster = PlacementCluster(
             self.loop,
@@ -267,7 +276,7 @@ class _Run:
             host_config,
             self._observer,
             keep_history=False,
-            buggify=self.buggify,
+            buggify=self._buggify,
         )
         self._nodes_rng = _child(self.root)
         self.placement = SimPlacement(
@@ -314,6 +323,10 @@ class _Run:
             )
             for i in range(config.clients)
         ]
+        self.buggify = Buggify(_child(self.root), config.buggify)
+
+    def _buggify(self, site: str) -> bool:
+        return self.buggify(site)
 
     def _host_config(self, rng: random.Random) -> HostConfig:
         drawn = ReadOnlyOption.LEASE_BASED if rng.random() < 0.5 else ReadOnlyOption.SAFE
