@@ -20,16 +20,11 @@ from cairn.cli.main import main
 from cairn.raft.config import PlantedBug
 from cairn.sim.region_runner import EVERY_FAULT, run_region_simulation
 
-SWEEP = range(100, 116)
-STEPS = 2000
-NEW_SITES = {
-    "host.send_held_back",
-    "disk.crash_loses_all_unsynced",
-    "client.late_reply",
-    "placement.step_delayed",
-    "host.snapshot_cut_short",
-}
-"""Buggify sites of the multi-region path (besides the replica's own)."""
+SWEEP = range(100, 110)
+STEPS = 1500
+SWEEP_SITES = {"host.send_held_back", "client.late_reply", "placement.step_delayed"}
+"""Buggify sites that fire within the sweep (the rarer ones are tested one by one in
+`test_region_buggify.py`)."""
 STRUCK = (
     "transfer",
     "power-loss",
@@ -56,7 +51,7 @@ def test_a_bounded_sweep_with_every_fault_stays_safe_and_converges() -> None:
     assert not failures, "\n".join(failures)
     missing = [name for name in STRUCK if not struck.get(name)]
     assert not missing, (missing, struck)
-    assert set(fired) >= NEW_SITES, fired
+    assert set(fired) >= SWEEP_SITES, fired
 
 
 def test_same_seed_same_run_with_every_fault_and_a_plant() -> None:

@@ -262,9 +262,13 @@ def _region_line(result: RegionSimResult) -> str:
         f" virtual, ops {result.ops_ok} ok / {result.ops_failed} failed /"
         f" {result.ops_unknown} unknown, regions {result.regions}, splits"
         f" {result.splits}, merges {result.merges}, moves {result.moves},"
-        f" converged after {converged}, {result.read_mode.value} reads,"
+        f" converged after {converged}, {_read_name(result.read_mode)} reads,"
         f" digest {result.digest[:12]}"
     )
+
+
+def _read_name(mode: ReadOnlyOption) -> str:
+    return "lease" if mode is ReadOnlyOption.LEASE_BASED else "ReadIndex"
 
 
 def _region_sweep(

@@ -13,7 +13,8 @@ profiles is caught; with no bug, the same seeds stay safe.
   UNSYNCED_VOTE.
 * `region-figure-8` — leaders crashed right after their election while their first
   entries are partly replicated, under partitions, with many writers on few keys; the
-  Raft paper's Figure 8 across every region. Exposes NO_TRUNCATE and COMMIT_OLD_TERM.
+  Raft paper's Figure 8 across every region, one entry per message. Exposes NO_TRUNCATE
+  (COMMIT_OLD_TERM needs the scripted sequence: see `REGION_EXPOSES`).
 * `region-stale-leader` — lease reads, with leaders paused and cut off while clocks drift:
   a deposed leader that still trusts its lease serves a stale read. Exposes
   STALE_LEASE_READ.
@@ -105,7 +106,9 @@ REGION_EXPOSES: dict[PlantedBug, str] = {
     PlantedBug.DOUBLE_VOTE: "region-elections",
     PlantedBug.UNSYNCED_VOTE: "region-elections",
     PlantedBug.NO_TRUNCATE: "region-figure-8",
-    PlantedBug.COMMIT_OLD_TERM: "region-figure-8",
     PlantedBug.STALE_LEASE_READ: "region-stale-leader",
 }
-"""The profile that exposes each planted bug on the multi-region path."""
+"""The profile that exposes each planted bug on the multi-region path. COMMIT_OLD_TERM
+is not here yet: it needs the Figure 8 sequence scripted (`cairn.sim.scenarios.Figure8`
+against one region group), which random crashes after elections did not line up in 30
+seeds; the single-group sweep still catches it."""
