@@ -27,6 +27,7 @@ from cairn.raft.types import NodeId
 from cairn.sim.loop import HARNESS
 from cairn.sim.multiraft import MultiCluster
 from cairn.sim.network import bridge, cut_between, halves, isolate, one_way
+from cairn.sim.region_scenarios import RegionFigure8
 
 MS = 1_000_000
 
@@ -77,6 +78,7 @@ class RegionNemesis:
         params: RegionNemesisParams,
         kinds: tuple[str, ...],
         add_node: Callable[[], None],
+        scenario: str = "",
     ) -> None:
         self.cluster = cluster
         self.loop = cluster.loop
@@ -87,6 +89,9 @@ class RegionNemesis:
         self.counts: dict[str, int] = {}
         self.active = False
         self._losses = 0
+        self.script: RegionFigure8 | None = None
+        if scenario == "figure-8":
+            self.script = RegionFigure8(self, random.Random(rng.getrandbits(64)))
 
     def count(self, name: str) -> None:
         """Count one fault (and put it in the trace)."""
@@ -99,11 +104,13 @@ class RegionNemesis:
 
     def start(self) -> None:
         """Begin the schedule."""
-        self.active = bool(self.kinds)
+        self.active = bool(self.kinds) or self.script is not None
         self._schedule()
+        if self.script is not None:
+            self.script.start()
 
     def _schedule(self) -> None:
-        if self.active:
+        if self.active and self.kinds:
             delay = self.rng.randint(self.params.min_interval, self.params.max_interval)
             self.later(delay, "nemesis tick", self._tick)
 
@@ -164,14 +171,16 @@ class RegionNemesis:
             lambda: self._restart(victim),
         )
 
-    def crash(self, node_id: NodeId, down_for: int) -> None:
-        """Crash `node_id` if it is up; restart it after `down_for`."""
+    def crash(self, node_id: NodeId, down_for: int | None) -> None:
+        """Crash `node_id` if it is up; restart it after `down_for` (None: stays down
+        until a script or the end restarts it)."""
         node = self.cluster.nodes[node_id]
         if not node.up:
             return
         self.cluster.crash(node_id)
         self.count("crash")
-        self.later(down_for, f"nemesis restart n{node_id}", lambda: self._restart(node_id))
+        if down_for is not None:
+            self.later(down_for, f"nemesis restart n{node_id}", lambda: self._restart(node_id))
 
     def after_vote(self, node_id: NodeId) -> None:
         """`node_id` just granted a vote in some region: sometimes crash it before it
@@ -188,9 +197,11 @@ class RegionNemesis:
             lambda: self.crash(node_id, down_for),
         )
 
-    def after_election(self, node_id: NodeId) -> None:
-        """`node_id` just became some region's leader: sometimes crash it while its first
-        entries are only partly replicated."""
+    def after_election(self, node_id: NodeId, region_id: int = 0) -> None:
+        """`node_id` just became region `region_id`'s leader: sometimes crash it while its
+        first entries are only partly replicated."""
+        if self.active and self.script is not None:
+            self.script.after_election(node_id, region_id)
         if not self.active or "crash" not in self.kinds or not self.params.election_crash:
             return
         if self.rng.random() >= self.params.election_crash:
@@ -200,8 +211,10 @@ class RegionNemesis:
         down_for = self.rng.randint(1 * MS, self.params.max_down)
         self.later(delay, "nemesis crash-after-election", lambda: self.crash(node_id, down_for))
 
-    def after_commit(self, node_id: NodeId, commit: int) -> None:
-        """A leader persisted a commit index (no fault strikes here)."""
+    def after_commit(self, node_id: NodeId, region_id: int, commit: int) -> None:
+        """`node_id`, leading `region_id`, persisted a commit index (only scripts care)."""
+        if self.active and self.script is not None:
+            self.script.after_commit(node_id, region_id, commit)
 
     def _transfer(self) -> None:
         """Ask a random region's leader to hand leadership to another voter."""

@@ -1,20 +1,20 @@
 """Named multi-region schedules aimed at the planted Raft bugs (`cairn sim --regions`).
 
 The single-group profiles (`cairn.sim.profiles`) script a scenario against one Raft
-group; a multi-region run has many groups, so these aim the random nemesis instead: they
-keep the faults that expose a kind of bug, strike at the hooked moments more often, and
-leave out node loss (no replica moves to wait for), so a planted bug shows up within a
-few seeds. `tests/sim/test_region_plants.py` proves it: with the bug on, a sweep of these
-profiles is caught; with no bug, the same seeds stay safe.
+group; a multi-region run has many groups, so these aim the nemesis at them: they keep
+the faults that expose a kind of bug, strike at the hooked moments more often or follow
+a script against one region (`cairn.sim.region_scenarios`), and leave out node loss (no
+replica moves to wait for), so a planted bug shows up within a few seeds.
+`tests/sim/test_region_plants.py` proves it: with the bug on, a sweep of these profiles
+is caught; with no bug, the same seeds stay safe.
 
 * `region-elections` — many elections in every region at once: crashes right after a
   vote (quick restarts, so a forgotten vote can be cast again in the same term), pauses
   and partitions, pre-vote off, so candidates split the vote. Exposes DOUBLE_VOTE and
   UNSYNCED_VOTE.
-* `region-figure-8` — leaders crashed right after their election while their first
-  entries are partly replicated, under partitions, with many writers on few keys; the
-  Raft paper's Figure 8 across every region, one entry per message. Exposes NO_TRUNCATE
-  (COMMIT_OLD_TERM needs the scripted sequence: see `REGION_EXPOSES`).
+* `region-figure-8` — the Raft paper's Figure 8 scripted against region 1, replicated on
+  all five nodes (`cairn.sim.region_scenarios.RegionFigure8`), one entry per message,
+  many writers on few keys. Exposes NO_TRUNCATE and COMMIT_OLD_TERM.
 * `region-stale-leader` — lease reads, with leaders paused and cut off while clocks drift:
   a deposed leader that still trusts its lease serves a stale read. Exposes
   STALE_LEASE_READ.
@@ -52,23 +52,16 @@ REGION_FIGURE_8 = RegionSimConfig(
     seed=0,
     nodes=5,
     replicas=5,
-    steps=3000,
-    regions=2,
+    steps=5000,
+    regions=1,
     clients=6,
     keys=3,
     max_size_per_msg=1,
     max_inflight_msgs=1,
-    faults=("crash", "partition"),
+    faults=(),
+    scenario="figure-8",
     losses=0,
     read_mode=ReadOnlyOption.SAFE,
-    nemesis=RegionNemesisParams(
-        min_interval=20 * MS,
-        max_interval=120 * MS,
-        vote_crash=0.0,
-        election_crash=0.6,
-        max_election_crash_delay=5 * MS,
-        max_down=150 * MS,
-    ),
 )
 
 REGION_STALE_LEADER = RegionSimConfig(
@@ -106,9 +99,7 @@ REGION_EXPOSES: dict[PlantedBug, str] = {
     PlantedBug.DOUBLE_VOTE: "region-elections",
     PlantedBug.UNSYNCED_VOTE: "region-elections",
     PlantedBug.NO_TRUNCATE: "region-figure-8",
+    PlantedBug.COMMIT_OLD_TERM: "region-figure-8",
     PlantedBug.STALE_LEASE_READ: "region-stale-leader",
 }
-"""The profile that exposes each planted bug on the multi-region path. COMMIT_OLD_TERM
-is not here yet: it needs the Figure 8 sequence scripted (`cairn.sim.scenarios.Figure8`
-against one region group), which random crashes after elections did not line up in 30
-seeds; the single-group sweep still catches it."""
+"""The profile that exposes each planted bug on the multi-region path."""

@@ -61,6 +61,7 @@ from cairn.sim.region_pd import (
     PlacementSetup,
     SimPlacement,
 )
+from cairn.sim.region_scenarios import SCENARIOS
 from cairn.store.slot import SLOT_COUNT
 
 MS = 1_000_000
@@ -139,6 +140,8 @@ class RegionSimConfig:
     """Force Raft's message size limit (None: each seed draws 64 bytes or 1 MiB)."""
     max_inflight_msgs: int | None = None
     """Force Raft's in-flight append limit (None: Raft's default)."""
+    scenario: str = ""
+    """A scripted fault sequence against region 1 (`cairn.sim.region_scenarios`)."""
     hibernate: bool | None = None
     """Force idle regions' hibernation on or off (None: each seed draws it)."""
     read_weight: float | None = None
@@ -161,6 +164,8 @@ class RegionSimConfig:
     def __post_init__(self) -> None:
         if self.nodes < self.replicas or self.replicas < 1:
             raise ValueError(f"need nodes >= replicas >= 1, not {self.nodes} and {self.replicas}")
+        if self.scenario not in ("", *SCENARIOS):
+            raise ValueError(f"unknown scenario {self.scenario!r}")
         unknown = set(self.faults) - set(REGION_FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}")
@@ -222,9 +227,10 @@ class _NodeHooks:
     """The fault hooks of one group's replica on one node: the observer names the
     replica's peer id, the nemesis strikes the node, which is built after the cluster."""
 
-    def __init__(self, run: _Run, node: NodeId) -> None:
+    def __init__(self, run: _Run, node: NodeId, region_id: int) -> None:
         self._run = run
         self._node = node
+        self._region = region_id
 
     def after_vote(self, node_id: NodeId) -> None:
         """The replica just granted a vote."""
@@ -232,10 +238,11 @@ class _NodeHooks:
 
     def after_election(self, node_id: NodeId) -> None:
         """The replica just became its group's leader."""
-        self._run.nemesis.after_election(self._node)
+        self._run.nemesis.after_election(self._node, self._region)
 
     def after_commit(self, node_id: NodeId, commit: int) -> None:
-        """Nothing strikes here."""
+        """The replica, leading its group, persisted a commit index."""
+        self._run.nemesis.after_commit(self._node, self._region, commit)
 
 
 def _child(root: random.Random) -> random.Random:
@@ -302,7 +309,12 @@ class _Run:
             kinds += ("lose",)
         params = replace(config.nemesis, losses=config.losses)
         self.nemesis = RegionNemesis(
-            self.cluster, _child(self.root), params, kinds, lambda: self._new_node(start=True)
+            self.cluster,
+            _child(self.root),
+            params,
+            kinds,
+            lambda: self._new_node(start=True),
+            config.scenario,
         )
         self.keys = tuple(f"key{i}" for i in range(config.keys))
         client_rng = _child(self.root)
@@ -361,7 +373,7 @@ class _Run:
             checker = self.checkers[region_id] = InvariantChecker(
                 lambda: (self.loop.steps, self.loop.now)
             )
-        return SimObserver(checker, _NodeHooks(self, node))
+        return SimObserver(checker, _NodeHooks(self, node, region_id))
 
     def _new_node(self, start: bool) -> None:
         node_id = max(self.cluster.nodes, default=0) + 1
