@@ -80,7 +80,9 @@ def test_bad_fault_lists_are_refused() -> None:
     history = runner.invoke(main, ["sim", "--regions", "--seeds", "2", "--history", "h.jsonl"])
     assert history.exit_code == 2 and "--history needs a single run" in history.output
     profile = runner.invoke(main, ["sim", "--regions", "--profile", "figure-8"])
-    assert profile.exit_code == 2 and "--profile cannot be combined" in profile.output
+    assert profile.exit_code == 2 and "cannot be combined with --regions" in profile.output
+    alone = runner.invoke(main, ["sim", "--profile", "region-elections"])
+    assert alone.exit_code == 2 and "need --regions" in alone.output
 
 
 def test_cairn_sim_regions_takes_faults_read_mode_and_history(tmp_path: Path) -> None:
@@ -106,3 +108,16 @@ def test_cairn_sim_regions_plant_fails_with_a_reproduction_line() -> None:
 
 PLANT_SEED = 2
 """A seed whose run, with DOUBLE_VOTE planted and the flags above, is caught."""
+
+
+def test_cairn_sim_regions_runs_a_region_profile_and_names_it_to_reproduce() -> None:
+    args = ["sim", "--regions", "--profile", "region-figure-8", "--seed", "0", "--workers", "1"]
+    result = CliRunner().invoke(main, [*args, "--plant", "commit-old-term"])
+    assert result.exit_code == 1, result.output
+    assert "leader-completeness" in result.output
+    assert (
+        "reproduce: cairn sim --regions --profile region-figure-8 --seed 0"
+        " --plant commit-old-term" in result.output
+    )
+    clean = CliRunner().invoke(main, args)
+    assert clean.exit_code == 0, clean.output

@@ -28,6 +28,7 @@ from cairn.raft.config import PlantedBug
 from cairn.raft.types import ReadOnlyOption
 from cairn.sim import ALL_FAULTS, Fault, SimConfig, SimResult, run_simulation
 from cairn.sim.profiles import PROFILES
+from cairn.sim.region_profiles import REGION_PROFILES
 from cairn.sim.region_runner import (
     EVERY_FAULT,
     REGION_FAULTS,
@@ -117,16 +118,17 @@ main.add_command(import_redis)
 @click.option("--keep-going", is_flag=True, help="In a sweep, do not stop at the first failure.")
 @click.option(
     "--profile",
-    type=click.Choice(sorted(PROFILES)),
+    type=click.Choice(sorted(PROFILES) + sorted(REGION_PROFILES)),
     default=None,
-    help="A named schedule (see docs/simulation.md); sets nodes, faults and timing itself.",
+    help="A named schedule (see docs/simulation.md); sets nodes, faults and timing itself. "
+    "The region-* ones are for --regions, the others for single-group runs.",
 )
 @click.option(
     "--regions",
     is_flag=True,
     help="Multi-region mode: splits, merges, replica moves, node loss, the placement driver "
-    "(see docs/simulation.md); --nodes defaults to 4; takes --faults, --plant, --read-mode "
-    "and --history, not --profile or --workload.",
+    "(see docs/simulation.md); --nodes defaults to 4; takes --faults, --plant, --read-mode, "
+    "--history and the region-* profiles, not --workload.",
 )
 @click.pass_context
 def sim(
@@ -156,25 +158,37 @@ def sim(
     bugs = frozenset(PlantedBug(p) for p in planted)
     if history is not None and seeds is not None:
         raise click.UsageError("--history needs a single run (--seed), not --seeds")
-    if regions:
-        _refuse_with_regions(ctx, ("profile", "workload"))
-        explicit = ctx.get_parameter_source("nodes") is not click.core.ParameterSource.DEFAULT
-        base = replace(
-            EVERY_FAULT,
-            seed=seed,
-            nodes=int(nodes) if explicit else 4,
-            steps=steps,
-            clients=clients,
-            faults=_region_faults(faults),
-            planted=bugs,
-            read_mode=modes[read_mode],
-            keep_history=history is not None,
+    if (profile in REGION_PROFILES) != (regions and profile is not None):
+        raise click.UsageError(
+            "the region-* profiles need --regions"
+            if profile in REGION_PROFILES
+            else f"--profile {profile} cannot be combined with --regions (choose a region-* one)"
         )
+    if regions:
+        _refuse_with_regions(ctx, ("workload",))
+        if profile is not None:
+            _refuse_with_profile(ctx, ("nodes", "steps", "faults", "read_mode", "clients"))
+            base = replace(
+                REGION_PROFILES[profile], seed=seed, planted=bugs, keep_history=history is not None
+            )
+        else:
+            explicit = ctx.get_parameter_source("nodes") is not click.core.ParameterSource.DEFAULT
+            base = replace(
+                EVERY_FAULT,
+                seed=seed,
+                nodes=int(nodes) if explicit else 4,
+                steps=steps,
+                clients=clients,
+                faults=_region_faults(faults),
+                planted=bugs,
+                read_mode=modes[read_mode],
+                keep_history=history is not None,
+            )
         seed_range = (
             range(seed, seed + 1) if seeds is None else range(first_seed, first_seed + seeds)
         )
         ok = _region_sweep(
-            Console(), base, seed_range, workers or default_workers(), keep_going, history
+            Console(), base, seed_range, workers or default_workers(), keep_going, history, profile
         )
         sys.exit(0 if ok else 1)
     fault_set = FaultsParam().convert(faults, None, ctx)
@@ -238,8 +252,11 @@ def _region_faults(text: str) -> tuple[str, ...]:
     return tuple(f for f in REGION_FAULTS if f in chosen)
 
 
-def _region_repro(base: RegionSimConfig, seed: int) -> str:
+def _region_repro(base: RegionSimConfig, seed: int, profile: str | None = None) -> str:
     """The command line that reruns one seed of a multi-region sweep."""
+    plants = [f"--plant {b.value}" for b in sorted(base.planted, key=lambda b: b.value)]
+    if profile is not None:
+        return " ".join(["cairn sim --regions --profile", profile, f"--seed {seed}", *plants])
     flags = [
         f"--seed {seed}",
         f"--steps {base.steps}",
@@ -248,7 +265,7 @@ def _region_repro(base: RegionSimConfig, seed: int) -> str:
     ]
     if base.faults != REGION_FAULTS:
         flags.append("--faults " + (",".join(base.faults) or "none"))
-    flags.extend(f"--plant {b.value}" for b in sorted(base.planted, key=lambda b: b.value))
+    flags.extend(plants)
     if base.read_mode is not None:
         lease = base.read_mode is ReadOnlyOption.LEASE_BASED
         flags.append("--read-mode " + ("lease" if lease else "safe"))
@@ -278,6 +295,7 @@ def _region_sweep(
     workers: int,
     keep_going: bool,
     history: str | None = None,
+    profile: str | None = None,
 ) -> bool:
     """Run the multi-region simulation over `seeds`; one line per run, a total at the end
     (and, for a single run with `history`, its history as JSON lines)."""
@@ -302,7 +320,8 @@ def _region_sweep(
             if result.failure is not None:
                 failed.append(result.seed)
                 console.print(f"[bold red]FAILED[/] seed {result.seed}: {result.failure}")
-                console.print(f"reproduce: {_region_repro(base, result.seed)}", soft_wrap=True)
+                repro = _region_repro(base, result.seed, profile)
+                console.print(f"reproduce: {repro}", soft_wrap=True)
                 if not keep_going:
                     pool.shutdown(wait=False, cancel_futures=True)
                     break
