@@ -91,5 +91,5 @@ def test_cairn_sim_regions_runs_a_seed_and_reports_it() -> None:
     )
     assert result.exit_code == 0, result.output
     assert "seed 5:" in result.output and "1 seeds, 0 failed" in result.output
-    refused = CliRunner().invoke(main, ["sim", "--regions", "--faults", "drop"])
+    refused = CliRunner().invoke(main, ["sim", "--regions", "--faults", "membership"])
     assert refused.exit_code == 2

@@ -28,7 +28,14 @@ from cairn.raft.config import PlantedBug
 from cairn.raft.types import ReadOnlyOption
 from cairn.sim import ALL_FAULTS, Fault, SimConfig, SimResult, run_simulation
 from cairn.sim.profiles import PROFILES
-from cairn.sim.region_runner import RegionSimConfig, run_region_simulation
+from cairn.sim.region_profiles import REGION_PROFILES
+from cairn.sim.region_runner import (
+    EVERY_FAULT,
+    REGION_FAULTS,
+    RegionSimConfig,
+    RegionSimResult,
+    run_region_simulation,
+)
 from cairn.sim.workloads import Workload
 
 
@@ -79,7 +86,16 @@ main.add_command(import_redis)
 @click.option("--seeds", type=click.IntRange(min=1), default=None, help="Sweep this many seeds.")
 @click.option("--first-seed", type=int, default=0, show_default=True, help="First seed of a sweep.")
 @click.option("--steps", type=click.IntRange(min=0), default=5000, show_default=True)
-@click.option("--faults", type=FaultsParam(), default="all", show_default=True)
+@click.option(
+    "--faults",
+    default="all",
+    show_default=True,
+    help="all, none, or a comma-separated list of: "
+    + ", ".join(f.value for f in Fault)
+    + "; with --regions: "
+    + ", ".join(REGION_FAULTS)
+    + " (membership changes there are the placement driver's, always on).",
+)
 @click.option(
     "--plant",
     "planted",
@@ -102,15 +118,17 @@ main.add_command(import_redis)
 @click.option("--keep-going", is_flag=True, help="In a sweep, do not stop at the first failure.")
 @click.option(
     "--profile",
-    type=click.Choice(sorted(PROFILES)),
+    type=click.Choice(sorted(PROFILES) + sorted(REGION_PROFILES)),
     default=None,
-    help="A named schedule (see docs/simulation.md); sets nodes, faults and timing itself.",
+    help="A named schedule (see docs/simulation.md); sets nodes, faults and timing itself. "
+    "The region-* ones are for --regions, the others for single-group runs.",
 )
 @click.option(
     "--regions",
     is_flag=True,
     help="Multi-region mode: splits, merges, replica moves, node loss, the placement driver "
-    "(see docs/simulation.md); --nodes defaults to 4, --faults does not apply.",
+    "(see docs/simulation.md); --nodes defaults to 4; takes --faults, --plant, --read-mode, "
+    "--history and the region-* profiles, not --workload.",
 )
 @click.pass_context
 def sim(
@@ -120,7 +138,7 @@ def sim(
     seeds: int | None,
     first_seed: int,
     steps: int,
-    faults: frozenset[Fault],
+    faults: str,
     planted: tuple[str, ...],
     read_mode: str,
     clients: int,
@@ -136,21 +154,44 @@ def sim(
     Exits 1 when an invariant breaks or the history is not linearizable, printing the
     seed that reproduces it.
     """
+    modes = {"seed": None, "safe": ReadOnlyOption.SAFE, "lease": ReadOnlyOption.LEASE_BASED}
+    bugs = frozenset(PlantedBug(p) for p in planted)
+    if history is not None and seeds is not None:
+        raise click.UsageError("--history needs a single run (--seed), not --seeds")
+    if (profile in REGION_PROFILES) != (regions and profile is not None):
+        raise click.UsageError(
+            "the region-* profiles need --regions"
+            if profile in REGION_PROFILES
+            else f"--profile {profile} cannot be combined with --regions (choose a region-* one)"
+        )
     if regions:
-        _refuse_with_regions(
-            ctx, ("faults", "planted", "read_mode", "history", "profile", "workload")
-        )
-        explicit = ctx.get_parameter_source("nodes") is not click.core.ParameterSource.DEFAULT
-        base = RegionSimConfig(
-            seed=seed, nodes=int(nodes) if explicit else 4, steps=steps, clients=clients
-        )
+        _refuse_with_regions(ctx, ("workload",))
+        if profile is not None:
+            _refuse_with_profile(ctx, ("nodes", "steps", "faults", "read_mode", "clients"))
+            base = replace(
+                REGION_PROFILES[profile], seed=seed, planted=bugs, keep_history=history is not None
+            )
+        else:
+            explicit = ctx.get_parameter_source("nodes") is not click.core.ParameterSource.DEFAULT
+            base = replace(
+                EVERY_FAULT,
+                seed=seed,
+                nodes=int(nodes) if explicit else 4,
+                steps=steps,
+                clients=clients,
+                faults=_region_faults(faults),
+                planted=bugs,
+                read_mode=modes[read_mode],
+                keep_history=history is not None,
+            )
         seed_range = (
             range(seed, seed + 1) if seeds is None else range(first_seed, first_seed + seeds)
         )
-        ok = _region_sweep(Console(), base, seed_range, workers or default_workers(), keep_going)
+        ok = _region_sweep(
+            Console(), base, seed_range, workers or default_workers(), keep_going, history, profile
+        )
         sys.exit(0 if ok else 1)
-    modes = {"seed": None, "safe": ReadOnlyOption.SAFE, "lease": ReadOnlyOption.LEASE_BASED}
-    bugs = frozenset(PlantedBug(p) for p in planted)
+    fault_set = FaultsParam().convert(faults, None, ctx)
     keep = history is not None and seeds is None
     if profile is not None:
         _refuse_with_profile(ctx, ("nodes", "steps", "faults", "read_mode", "clients"))
@@ -166,7 +207,7 @@ def sim(
             seed=seed,
             nodes=int(nodes),
             steps=steps,
-            faults=faults,
+            faults=fault_set,
             planted=bugs,
             clients=clients,
             read_mode=modes[read_mode],
@@ -177,8 +218,6 @@ def sim(
     if seeds is None:
         ok = _single(console, config, history, profile)
     else:
-        if history is not None:
-            raise click.UsageError("--history needs a single run (--seed), not --seeds")
         seed_range = range(first_seed, first_seed + seeds)
         ok = _sweep(console, config, seed_range, workers or default_workers(), keep_going, profile)
     sys.exit(0 if ok else 1)
@@ -191,14 +230,75 @@ def _refuse_with_regions(ctx: click.Context, names: tuple[str, ...]) -> None:
             raise click.UsageError(f"{flag} cannot be combined with --regions")
 
 
+def _region_faults(text: str) -> tuple[str, ...]:
+    """`--faults` for a multi-region run: all, none, or names from `REGION_FAULTS`."""
+    text = text.strip().lower()
+    if text == "all":
+        return REGION_FAULTS
+    if text == "none":
+        return ()
+    chosen: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part == Fault.MEMBERSHIP.value:
+            raise click.UsageError(
+                "with --regions, membership changes are the placement driver's (always on);"
+                " drop 'membership' from --faults"
+            )
+        if part not in REGION_FAULTS:
+            known = ", ".join(REGION_FAULTS)
+            raise click.UsageError(f"unknown fault {part!r} with --regions (choose from: {known})")
+        if part not in chosen:
+            chosen.append(part)
+    return tuple(f for f in REGION_FAULTS if f in chosen)
+
+
+def _region_repro(base: RegionSimConfig, seed: int, profile: str | None = None) -> str:
+    """The command line that reruns one seed of a multi-region sweep."""
+    plants = [f"--plant {b.value}" for b in sorted(base.planted, key=lambda b: b.value)]
+    if profile is not None:
+        return " ".join(["cairn sim --regions --profile", profile, f"--seed {seed}", *plants])
+    flags = [
+        f"--seed {seed}",
+        f"--steps {base.steps}",
+        f"--nodes {base.nodes}",
+        f"--clients {base.clients}",
+    ]
+    if base.faults != REGION_FAULTS:
+        flags.append("--faults " + (",".join(base.faults) or "none"))
+    flags.extend(plants)
+    if base.read_mode is not None:
+        lease = base.read_mode is ReadOnlyOption.LEASE_BASED
+        flags.append("--read-mode " + ("lease" if lease else "safe"))
+    return "cairn sim --regions " + " ".join(flags)
+
+
+def _region_line(result: RegionSimResult) -> str:
+    converged = "-" if result.converged_after is None else f"{result.converged_after / 1e6:.0f}ms"
+    return (
+        f"seed {result.seed}: {result.steps} steps, {result.virtual_time / 1e9:.2f}s"
+        f" virtual, ops {result.ops_ok} ok / {result.ops_failed} failed /"
+        f" {result.ops_unknown} unknown, regions {result.regions}, splits"
+        f" {result.splits}, merges {result.merges}, moves {result.moves},"
+        f" converged after {converged}, {_read_name(result.read_mode)} reads,"
+        f" digest {result.digest[:12]}"
+    )
+
+
+def _read_name(mode: ReadOnlyOption) -> str:
+    return "lease" if mode is ReadOnlyOption.LEASE_BASED else "ReadIndex"
+
+
 def _region_sweep(
     console: Console,
     base: RegionSimConfig,
     seeds: range,
     workers: int,
     keep_going: bool,
+    history: str | None = None,
+    profile: str | None = None,
 ) -> bool:
-    """Run the multi-region simulation over `seeds`; one line per run, a total at the end."""
+    """Run the multi-region simulation over `seeds`; one line per run, a total at the end
+    (and, for a single run with `history`, its history as JSON lines)."""
     started = time.perf_counter()
     failed: list[int] = []
     totals = {"splits": 0, "merges": 0, "moves": 0, "ops_ok": 0}
@@ -213,25 +313,15 @@ def _region_sweep(
             progress.advance(task)
             for name in totals:
                 totals[name] += getattr(result, name)
-            converged = (
-                "-" if result.converged_after is None else f"{result.converged_after / 1e6:.0f}ms"
-            )
-            line = (
-                f"seed {result.seed}: {result.steps} steps, {result.virtual_time / 1e9:.2f}s"
-                f" virtual, ops {result.ops_ok} ok / {result.ops_failed} failed /"
-                f" {result.ops_unknown} unknown, regions {result.regions}, splits"
-                f" {result.splits}, merges {result.merges}, moves {result.moves},"
-                f" converged after {converged}, digest {result.digest[:12]}"
-            )
-            console.print(line, soft_wrap=True, highlight=False)
+            console.print(_region_line(result), soft_wrap=True, highlight=False)
+            if history is not None:
+                with open(history, "w", encoding="utf-8") as fp:
+                    write_jsonl(result.history, fp)
             if result.failure is not None:
                 failed.append(result.seed)
                 console.print(f"[bold red]FAILED[/] seed {result.seed}: {result.failure}")
-                console.print(
-                    f"reproduce: cairn sim --regions --seed {result.seed} --steps {base.steps}"
-                    f" --nodes {base.nodes} --clients {base.clients}",
-                    soft_wrap=True,
-                )
+                repro = _region_repro(base, result.seed, profile)
+                console.print(f"reproduce: {repro}", soft_wrap=True)
                 if not keep_going:
                     pool.shutdown(wait=False, cancel_futures=True)
                     break

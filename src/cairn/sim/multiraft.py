@@ -12,10 +12,10 @@ routing read.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from cairn.raft.types import NodeId
+from cairn.raft.types import MessageType, NodeId
 from cairn.runtime.env import Clock
 from cairn.shard.envelope import Envelope
 from cairn.shard.host import EnvelopeHandler, HostConfig, ObserverFactory, RegionHost
@@ -26,21 +26,55 @@ from cairn.sim.network import SimNetwork
 from cairn.sim.node_disk import BackgroundSyncDisk, SimNodeDisk
 from cairn.sim.range_kv import RangeKVMachine
 
+Buggify = Callable[[str], bool]
+"""A run's buggify switch (`cairn.sim.env.Buggify`): whether a site takes its odd path."""
+
+MS = 1_000_000
+HELD_BACK = (5 * MS, 50 * MS)
+"""How long a held-back batch of envelopes waits before it goes out (buggify)."""
+
+
+def _never(site: str) -> bool:
+    return False
+
 
 class SimHostTransport:
-    """A host's `HostTransport` onto the simulated network."""
+    """A host's `HostTransport` onto the simulated network.
 
-    def __init__(self, network: SimNetwork, node_id: NodeId) -> None:
+    Two buggify sites: `host.send_held_back` holds a whole batch back for a while before
+    it leaves (a congested socket buffer: later batches may overtake it), and
+    `host.snapshot_cut_short` loses a snapshot on the way (a stream that broke midway; the
+    leader retries after a probe)."""
+
+    def __init__(self, network: SimNetwork, node_id: NodeId, buggify: Buggify = _never) -> None:
         self._network = network
         self._node_id = node_id
+        self._buggify = buggify
 
     def send(self, to: NodeId, envelopes: Sequence[Envelope]) -> None:
         """See `HostTransport.send`."""
-        self._network.send(self._node_id, to, envelopes)
+        if any(_is_snapshot(e) for e in envelopes) and self._buggify("host.snapshot_cut_short"):
+            envelopes = [e for e in envelopes if not _is_snapshot(e)]
+            self._network.loop.record(f"buggify snapshot cut short n{self._node_id}->n{to}")
+        if not envelopes:
+            return
+        network = self._network
+        if self._buggify("host.send_held_back"):
+            delay = network.rng.randint(*HELD_BACK)
+            frm = self._node_id
+            batch = list(envelopes)
+            label = f"buggify held back n{frm}->n{to}"
+            network.loop.call_later(delay, frm, label, lambda: network.send(frm, to, batch))
+            return
+        network.send(self._node_id, to, envelopes)
 
     def set_handler(self, handler: EnvelopeHandler | None) -> None:
         """See `HostTransport.set_handler`."""
         self._network.register(self._node_id, handler)
+
+
+def _is_snapshot(envelope: Envelope) -> bool:
+    return envelope.message is not None and envelope.message.type is MessageType.SNAP
 
 
 @dataclass(slots=True)
@@ -76,6 +110,8 @@ class MultiCluster:
     keep_history: bool = True
     changes: int = 0
     """How many times `applied` changed (the coverage check runs when it moves)."""
+    buggify: Buggify = _never
+    """The run's buggify switch, handed to every host and its transport."""
 
     def add_node(
         self, node_id: NodeId, rng: random.Random, *, background_sync: bool = False
@@ -83,7 +119,11 @@ class MultiCluster:
         """Register a node with a fresh disk (down until `start`); with `background_sync`
         its fsyncs run in the background, as a real node's do (`BackgroundSyncDisk`)."""
         disk_rng = random.Random(rng.getrandbits(64))
-        disk = BackgroundSyncDisk(disk_rng) if background_sync else SimNodeDisk(disk_rng)
+        disk = (
+            BackgroundSyncDisk(disk_rng, buggify=self.buggify)
+            if background_sync
+            else SimNodeDisk(disk_rng, buggify=self.buggify)
+        )
         node = HostNode(node_id, disk, rng)
         self.nodes[node_id] = node
         return node
@@ -104,11 +144,12 @@ class MultiCluster:
         node.host = RegionHost(
             node_id,
             clock,
-            SimHostTransport(self.network, node_id),
+            SimHostTransport(self.network, node_id, self.buggify),
             node.disk,
             random.Random(node.rng.getrandbits(64)),
             self.config,
             RangeKVMachine,
+            buggify=self.buggify,
             observers=self.observers,
             on_region=self._on_region,
         )

@@ -178,3 +178,13 @@ def bridge(nodes: Sequence[NodeId], rng: random.Random) -> frozenset[tuple[NodeI
         - {(middle, n) for n in rest}
         - {(n, middle) for n in rest}
     )
+
+
+def one_way(nodes: Sequence[NodeId], rng: random.Random) -> frozenset[tuple[NodeId, NodeId]]:
+    """A one-way partition: one node hears the others but nothing it sends reaches them
+    (or, half the time, the reverse: it speaks but hears nothing)."""
+    victim = rng.choice(list(nodes))
+    others = [n for n in nodes if n != victim]
+    if rng.random() < 0.5:
+        return frozenset((victim, n) for n in others)
+    return frozenset((n, victim) for n in others)

@@ -11,7 +11,7 @@ lets a split's new region be written without a sync before the left part's later
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cairn.runtime.env import Clock, DurableState, LogBatch
@@ -25,11 +25,24 @@ class _Write:
     records: tuple[RegionRecord, ...]
 
 
-class SimNodeDisk:
-    """The `HostStore` of one simulated node; it outlives the node's crashes."""
+def _never(site: str) -> bool:
+    return False
 
-    def __init__(self, rng: random.Random, background_flush: float = 0.05) -> None:
+
+class SimNodeDisk:
+    """The `HostStore` of one simulated node; it outlives the node's crashes.
+
+    Buggify site `disk.crash_loses_all_unsynced`: a crash keeps nothing of the cache (no
+    lucky prefix survives), the harshest outcome the contract allows."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        background_flush: float = 0.05,
+        buggify: Callable[[str], bool] = _never,
+    ) -> None:
         self._rng = rng
+        self.buggify = buggify
         self._background_flush = background_flush
         self._logs: dict[int, SimDisk] = {}
         self._records: dict[int, RegionRecord] = {}
@@ -81,7 +94,10 @@ class SimNodeDisk:
 
     def crash(self) -> int:
         """Lose the cache but a random prefix of it; return how many writes were lost."""
-        self.flush(self._rng.randint(0, len(self.pending)))
+        kept = self._rng.randint(0, len(self.pending))
+        if self.pending and self.buggify("disk.crash_loses_all_unsynced"):
+            kept = 0
+        self.flush(kept)
         lost = len(self.pending)
         self.lost_writes += lost
         self.pending.clear()
@@ -90,6 +106,8 @@ class SimNodeDisk:
 
 FSYNC_LATENCY = (0.0002, 0.003)
 """The range (seconds) a simulated background fsync's duration is drawn from."""
+SLOW_FSYNC = (0.02, 0.2)
+"""The range (seconds) of a slow fsync (buggify site `disk.slow_fsync`)."""
 
 
 class BackgroundSyncDisk(SimNodeDisk):
@@ -99,11 +117,17 @@ class BackgroundSyncDisk(SimNodeDisk):
 
     The fsync takes a random time; it makes durable the writes made before it started
     (not those made after) and reports to the incarnation that started it (`clock` is
-    the current incarnation's: a crashed one hears nothing).
+    the current incarnation's: a crashed one hears nothing). Buggify site
+    `disk.slow_fsync`: an fsync takes 20 to 200 ms (a disk busy with something else).
     """
 
-    def __init__(self, rng: random.Random, latency: tuple[float, float] = FSYNC_LATENCY):
-        super().__init__(rng)
+    def __init__(
+        self,
+        rng: random.Random,
+        latency: tuple[float, float] = FSYNC_LATENCY,
+        buggify: Callable[[str], bool] = _never,
+    ):
+        super().__init__(rng, buggify=buggify)
         self.clock: Clock | None = None
         self.latency = latency
         """The range (seconds) an fsync's duration is drawn from."""
@@ -121,4 +145,5 @@ class BackgroundSyncDisk(SimNodeDisk):
                     break
             done(None)
 
-        self.clock.call_later(self._rng.uniform(*self.latency), finish)
+        latency = SLOW_FSYNC if self.buggify("disk.slow_fsync") else self.latency
+        self.clock.call_later(self._rng.uniform(*latency), finish)

@@ -33,6 +33,9 @@ from cairn.sim.loop import HARNESS
 from cairn.sim.multiraft import MultiCluster
 from cairn.sim.range_kv import RangeKVMachine
 
+LATE_REPLY = (50_000_000, 400_000_000)
+"""The extra wait (ns) of a late reply (buggify site `client.late_reply`)."""
+
 
 @dataclass(slots=True)
 class _Call:
@@ -194,9 +197,12 @@ class RoutedClient:
 
     def _reply(self, node: NodeId, call: _Call, done: Completion, value: object) -> None:
         label = f"rclient {self.index} <- n{node} {done.outcome.value}"
-        self.loop.call_later(
-            self.params.latency, HARNESS, label, lambda: self._complete(node, call, done, value)
-        )
+        delay = self.params.latency
+        if self.cluster.buggify("client.late_reply"):
+            # The apply's notification reaches the client late (a slow reply path): the
+            # client may time out first and must record the outcome as unknown.
+            delay += self.rng.randint(*LATE_REPLY)
+        self.loop.call_later(delay, HARNESS, label, lambda: self._complete(node, call, done, value))
 
     # -- completing -------------------------------------------------------------------
 

@@ -42,9 +42,9 @@ from cairn.shard.region import bound_slot, range_key, slot_bound
 from cairn.shard.replica import ReplicaConfig, ReplicaObserver
 from cairn.sim.disk import SimDisk
 from cairn.sim.env import SimClock
-from cairn.sim.loop import HARNESS
+from cairn.sim.loop import HARNESS, EventLoop
 from cairn.sim.multiraft import MultiCluster
-from cairn.sim.network import Payload, SimNetwork
+from cairn.sim.network import NetworkFaults, Payload, SimNetwork
 from cairn.sim.range_kv import RangeKVMachine
 from cairn.store.slot import SLOT_COUNT
 
@@ -54,9 +54,27 @@ PLACEMENT_MEMBERS = 3
 """The placement group's size: the first nodes host it."""
 
 
+STEP_DELAY = (100 * MS, 600 * MS)
+"""How long a held-back placement message waits (buggify `placement.step_delayed`)."""
+
+
 class PlacementNetwork(SimNetwork):
     """The simulated network, also carrying placement requests and replies (delayed,
-    dropped, duplicated and partitioned like everything else, never kept in order)."""
+    dropped, duplicated and partitioned like everything else, never kept in order).
+
+    Buggify site `placement.step_delayed`: a request or reply (the heartbeats that carry
+    the driver's operator steps to the agents, and their answers) is held back for 100 to
+    600 ms before it leaves, so a step arrives after the driver may have moved on."""
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        rng: random.Random,
+        faults: NetworkFaults,
+        buggify: Callable[[str], bool] = lambda site: False,
+    ) -> None:
+        super().__init__(loop, rng, faults)
+        self.buggify = buggify
 
     def _schedule(self, frm: NodeId, to: NodeId, msg: Payload) -> None:
         if not isinstance(msg, PlacementRequest | PlacementReply):
@@ -68,6 +86,13 @@ class PlacementNetwork(SimNetwork):
 
     def send_placement(self, frm: NodeId, to: NodeId, msg: PlacementMessage) -> None:
         """Send a placement request or reply (with the fate of any other message)."""
+        if self.buggify("placement.step_delayed"):
+            delay = self.rng.randint(*STEP_DELAY)
+            label = f"buggify step delayed n{frm}->n{to}"
+            self.loop.call_later(
+                delay, frm, label, lambda: self.send(frm, to, cast(Sequence[Payload], (msg,)))
+            )
+            return
         self.send(frm, to, cast(Sequence[Payload], (msg,)))
 
 
@@ -96,16 +121,18 @@ class MemberEnv:
         network: SimNetwork,
         disk: SimDisk,
         rng: random.Random,
+        buggify: Callable[[str], bool] = lambda site: False,
     ) -> None:
         self.node_id = node_id
         self.clock = clock
         self.transport = _RaftTransport(network, node_id)
         self.log_store = disk
         self.random = rng
+        self._buggify = buggify
 
     def buggify(self, site: str) -> bool:
-        """Never: the placement group's paths are exercised by the faults."""
-        return False
+        """The run's buggify switch (the placement replica's sites, as a region's)."""
+        return self._buggify(site)
 
 
 class RangeKVInspector:
@@ -189,7 +216,12 @@ class SimPlacement:
         setup = self.setup
         network = self.network
         env = MemberEnv(
-            node_id, clock, network, self.disks[node_id], random.Random(self.rng.getrandbits(64))
+            node_id,
+            clock,
+            network,
+            self.disks[node_id],
+            random.Random(self.rng.getrandbits(64)),
+            self.cluster.buggify,
         )
         member = PlacementMember(
             env,

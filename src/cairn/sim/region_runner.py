@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from cairn.check.history import Op
 from cairn.check.linearizability import Verdict, check_history
 from cairn.placement import PlacementConfig, PlacementRules
 from cairn.placement.agent import AgentSettings
-from cairn.raft.config import Config
+from cairn.raft.config import Config, PlantedBug
 from cairn.raft.types import NodeId, ReadOnlyOption
 from cairn.shard.host import HostConfig
 from cairn.shard.region import Peer, PeerRole, Region, slot_bound
@@ -42,6 +43,7 @@ from cairn.shard.replica import ReplicaConfig, ReplicaObserver
 from cairn.sim.client import ClientParams, HistoryCounts
 from cairn.sim.cluster import SimObserver
 from cairn.sim.coverage import coverage_problem
+from cairn.sim.env import Buggify
 from cairn.sim.invariants import (
     InvariantChecker,
     InvariantKind,
@@ -51,7 +53,7 @@ from cairn.sim.invariants import (
 from cairn.sim.loop import HARNESS, EventLoop
 from cairn.sim.network import NetworkFaults
 from cairn.sim.region_client import RoutedClient
-from cairn.sim.region_nemesis import RegionNemesis, RegionNemesisParams
+from cairn.sim.region_nemesis import HOOKED, RegionNemesis, RegionNemesisParams
 from cairn.sim.region_pd import (
     PLACEMENT_MEMBERS,
     PlacementCluster,
@@ -59,6 +61,7 @@ from cairn.sim.region_pd import (
     PlacementSetup,
     SimPlacement,
 )
+from cairn.sim.region_scenarios import SCENARIOS
 from cairn.store.slot import SLOT_COUNT
 
 MS = 1_000_000
@@ -68,8 +71,25 @@ PLACEMENT_GROUP = 0
 PD_CRASH_AFTER = (300 * MS, 700 * MS)
 """When, after the start, the placement group's leader is crashed (runs with crashes)."""
 
-REGION_FAULTS = ("drop", "duplicate", "delay", "reorder", "partition", "crash", "pause")
-"""Every fault kind a multi-region run can inject, besides node loss and clock skew."""
+REGION_FAULTS = (
+    "drop",
+    "duplicate",
+    "delay",
+    "reorder",
+    "partition",
+    "crash",
+    "pause",
+    "clock-skew",
+    "transfer",
+    "power-loss",
+)
+"""Every fault kind a multi-region run can inject, besides node loss (`losses`). The
+names are the single-group `Fault` values, plus `power-loss` (every node at once)."""
+BASE_FAULTS = ("drop", "duplicate", "delay", "reorder", "partition", "crash", "pause", "clock-skew")
+"""A `RegionSimConfig`'s default: the faults multi-region runs had before they took
+`--faults` (the CI sweep's); `EVERY_FAULT` is what `cairn sim --regions` runs."""
+SCHEDULED = ("partition", "crash", "pause", "transfer", "power-loss")
+"""The kinds the nemesis schedules; the others are properties of the network and clocks."""
 
 SIM_PLACEMENT = PlacementConfig(
     down_after_ms=1200,
@@ -108,7 +128,28 @@ class RegionSimConfig:
     replicas: int = 3
     regions: int = 3
     """Regions founded at the start (cut at slot boundaries), before any split or merge."""
-    faults: tuple[str, ...] = REGION_FAULTS
+    faults: tuple[str, ...] = BASE_FAULTS
+    planted: frozenset[PlantedBug] = frozenset()
+    """Deliberate Raft bugs, switched on in every region's group and the placement group."""
+    read_mode: ReadOnlyOption | None = None
+    """ReadIndex (`SAFE`) or lease reads for every group (None: each seed draws one)."""
+    buggify: bool = False
+    pre_vote: bool | None = None
+    """Force Raft's pre-vote on or off in every group (None: each seed draws it)."""
+    max_size_per_msg: int | None = None
+    """Force Raft's message size limit (None: each seed draws 64 bytes or 1 MiB)."""
+    max_inflight_msgs: int | None = None
+    """Force Raft's in-flight append limit (None: Raft's default)."""
+    scenario: str = ""
+    """A scripted fault sequence against region 1 (`cairn.sim.region_scenarios`)."""
+    hibernate: bool | None = None
+    """Force idle regions' hibernation on or off (None: each seed draws it)."""
+    read_weight: float | None = None
+    """The clients' share of reads (None: each seed draws one)."""
+    client_timeout: int = 400 * MS
+    """How long a client waits for a reply (ns) before recording the outcome unknown."""
+    nemesis: RegionNemesisParams = RegionNemesisParams()  # noqa: RUF009 (frozen)
+    """Timing of the scheduled and hooked faults (`losses` below overrides its own)."""
     losses: int = 1
     """Nodes lost for good (each replaced by a new node)."""
     clock_skew: float = 0.01
@@ -123,9 +164,16 @@ class RegionSimConfig:
     def __post_init__(self) -> None:
         if self.nodes < self.replicas or self.replicas < 1:
             raise ValueError(f"need nodes >= replicas >= 1, not {self.nodes} and {self.replicas}")
+        if self.scenario not in ("", *SCENARIOS):
+            raise ValueError(f"unknown scenario {self.scenario!r}")
         unknown = set(self.faults) - set(REGION_FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}")
+
+
+EVERY_FAULT = RegionSimConfig(seed=0, faults=REGION_FAULTS, buggify=True, nemesis=HOOKED)
+"""What `cairn sim --regions` runs by default: every fault kind, crashes at the hooked
+moments, one-way partitions, and buggify on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +202,11 @@ class RegionSimResult:
     placement: dict[str, int] = field(default_factory=dict)
     """What the agents did: requests sent, served, refused, timed out; stale peers
     destroyed; merge commits proposed."""
+    read_mode: ReadOnlyOption = ReadOnlyOption.SAFE
+    buggified: tuple[str, ...] = ()
+    """The buggify sites that were switched on in this run."""
+    buggify_fired: dict[str, int] = field(default_factory=dict)
+    """How often each buggify site took its odd path."""
 
     @property
     def failure(self) -> str | None:
@@ -170,21 +223,39 @@ class RegionSimResult:
         return self.failure is None
 
 
-class _NoHooks:
-    """A multi-region run has no vote or election hooks."""
+class _NodeHooks:
+    """The fault hooks of one group's replica on one node: the observer names the
+    replica's peer id, the nemesis strikes the node, which is built after the cluster."""
+
+    def __init__(self, run: _Run, node: NodeId, region_id: int) -> None:
+        self._run = run
+        self._node = node
+        self._region = region_id
 
     def after_vote(self, node_id: NodeId) -> None:
-        """Nothing."""
+        """The replica just granted a vote."""
+        self._run.nemesis.after_vote(self._node)
 
     def after_election(self, node_id: NodeId) -> None:
-        """Nothing."""
+        """The replica just became its group's leader."""
+        self._run.nemesis.after_election(self._node, self._region)
 
     def after_commit(self, node_id: NodeId, commit: int) -> None:
-        """Nothing."""
+        """The replica, leading its group, persisted a commit index."""
+        self._run.nemesis.after_commit(self._node, self._region, commit)
 
 
 def _child(root: random.Random) -> random.Random:
     return random.Random(root.getrandbits(64))
+
+
+T = TypeVar("T")
+
+
+def _drawn(forced: T | None, drawn: T) -> T:
+    """`forced` unless it is None (the draw happens either way, so forcing one knob does
+    not shift the choices drawn after it)."""
+    return drawn if forced is None else forced
 
 
 class _Run:
@@ -200,9 +271,19 @@ class _Run:
         self.violation: Violation | None = None
         self._coverage_seen = -1
         host_config = self._host_config(_child(self.root))
-        network = PlacementNetwork(self.loop, _child(self.root), self._faults(_child(self.root)))
+        self.read_mode = host_config.replica.raft.read_only_option
+        # Built last (below), so switching it on shifts no other random stream.
+        self.buggify = Buggify(random.Random(0), enabled=False)
+        network = PlacementNetwork(
+            self.loop, _child(self.root), self._faults(_child(self.root)), self._buggify
+        )
         self.cluster = PlacementCluster(
-            self.loop, network, host_config, self._observer, keep_history=False
+            self.loop,
+            network,
+            host_config,
+            self._observer,
+            keep_history=False,
+            buggify=self._buggify,
         )
         self._nodes_rng = _child(self.root)
         self.placement = SimPlacement(
@@ -223,18 +304,25 @@ class _Run:
         self._pd_rng = _child(self.root)
         for _ in range(config.nodes):
             self._new_node(start=False)
-        kinds: tuple[str, ...] = tuple(
-            k for k in ("partition", "crash", "pause") if k in config.faults
-        )
+        kinds: tuple[str, ...] = tuple(k for k in SCHEDULED if k in config.faults)
         if config.losses:
             kinds += ("lose",)
-        params = RegionNemesisParams(losses=config.losses)
+        params = replace(config.nemesis, losses=config.losses)
         self.nemesis = RegionNemesis(
-            self.cluster, _child(self.root), params, kinds, lambda: self._new_node(start=True)
+            self.cluster,
+            _child(self.root),
+            params,
+            kinds,
+            lambda: self._new_node(start=True),
+            config.scenario,
         )
         self.keys = tuple(f"key{i}" for i in range(config.keys))
         client_rng = _child(self.root)
-        self.params = ClientParams(keys=self.keys, read_weight=client_rng.choice([0.2, 0.4, 0.6]))
+        self.params = ClientParams(
+            keys=self.keys,
+            read_weight=_drawn(config.read_weight, client_rng.choice([0.2, 0.4, 0.6])),
+            timeout=config.client_timeout,
+        )
         self.clients = [
             RoutedClient(
                 i,
@@ -247,20 +335,28 @@ class _Run:
             )
             for i in range(config.clients)
         ]
+        self.buggify = Buggify(_child(self.root), config.buggify)
+
+    def _buggify(self, site: str) -> bool:
+        return self.buggify(site)
 
     def _host_config(self, rng: random.Random) -> HostConfig:
-        read_mode = ReadOnlyOption.LEASE_BASED if rng.random() < 0.5 else ReadOnlyOption.SAFE
+        drawn = ReadOnlyOption.LEASE_BASED if rng.random() < 0.5 else ReadOnlyOption.SAFE
+        read_mode = self.config.read_mode or drawn
         raft = Config(
             id=1,
             election_tick=10,
             heartbeat_tick=2,
             check_quorum=True,
-            pre_vote=rng.random() < 0.75,
+            pre_vote=_drawn(self.config.pre_vote, rng.random() < 0.75),
             read_only_option=read_mode,
-            max_size_per_msg=rng.choice([64, 1 << 20]),
+            max_size_per_msg=_drawn(self.config.max_size_per_msg, rng.choice([64, 1 << 20])),
+            bugs=self.config.planted,
         )
+        if self.config.max_inflight_msgs is not None:
+            raft = replace(raft, max_inflight_msgs=self.config.max_inflight_msgs)
         replica = ReplicaConfig(raft, tick_interval=TICK, snapshot_threshold=rng.choice([20, 200]))
-        return HostConfig(replica, hibernate=rng.random() < 0.5)
+        return HostConfig(replica, hibernate=_drawn(self.config.hibernate, rng.random() < 0.5))
 
     def _faults(self, rng: random.Random) -> NetworkFaults:
         faults = self.config.faults
@@ -277,14 +373,15 @@ class _Run:
             checker = self.checkers[region_id] = InvariantChecker(
                 lambda: (self.loop.steps, self.loop.now)
             )
-        return SimObserver(checker, _NoHooks())
+        return SimObserver(checker, _NodeHooks(self, node, region_id))
 
     def _new_node(self, start: bool) -> None:
         node_id = max(self.cluster.nodes, default=0) + 1
         rng = _child(self._nodes_rng)
         node = self.cluster.add_node(node_id, rng, background_sync=self.config.background_sync)
         skew = self.config.clock_skew
-        node.clock_rate = 1.0 + rng.uniform(-skew, skew)
+        rate = 1.0 + rng.uniform(-skew, skew)
+        node.clock_rate = rate if "clock-skew" in self.config.faults else 1.0
         if start:
             self.cluster.start(node_id)
 
@@ -432,12 +529,13 @@ def _schedule_placement_fault(run: _Run) -> None:
     if "crash" not in run.config.faults:
         return
     rng = run._pd_rng
+    nemesis = run.nemesis
     at = rng.randint(PD_CRASH_AFTER[0], PD_CRASH_AFTER[1])
-    down_for = rng.randint(1 * MS, run.nemesis.params.max_down)
+    down_for = rng.randint(1 * MS, nemesis.params.max_down)
 
     def strike() -> None:
-        if run.nemesis.active:
-            run.placement.crash_leader(down_for, run.nemesis.count)
+        if nemesis.active:
+            run.placement.crash_leader(down_for, nemesis.count)
 
     run.loop.call_later(at, HARNESS, "pd leader crash", strike)
 
@@ -499,6 +597,9 @@ def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
         history=tuple(run.history) if config.keep_history else (),
         trace=tuple(run.loop.trace or ()) if config.keep_trace else (),
         placement=_placement_figures(run),
+        read_mode=run.read_mode,
+        buggified=tuple(sorted(s for s, on in run.buggify.sites.items() if on)),
+        buggify_fired=dict(sorted(run.buggify.fired.items())),
     )
 
 

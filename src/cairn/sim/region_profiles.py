@@ -1,0 +1,105 @@
+"""Named multi-region schedules aimed at the planted Raft bugs (`cairn sim --regions`).
+
+The single-group profiles (`cairn.sim.profiles`) script a scenario against one Raft
+group; a multi-region run has many groups, so these aim the nemesis at them: they keep
+the faults that expose a kind of bug, strike at the hooked moments more often or follow
+a script against one region (`cairn.sim.region_scenarios`), and leave out node loss (no
+replica moves to wait for), so a planted bug shows up within a few seeds.
+`tests/sim/test_region_plants.py` proves it: with the bug on, a sweep of these profiles
+is caught; with no bug, the same seeds stay safe.
+
+* `region-elections` — many elections in every region at once: crashes right after a
+  vote (quick restarts, so a forgotten vote can be cast again in the same term), pauses
+  and partitions, pre-vote off, so candidates split the vote. Exposes DOUBLE_VOTE and
+  UNSYNCED_VOTE.
+* `region-figure-8` — the Raft paper's Figure 8 scripted against region 1, replicated on
+  all five nodes (`cairn.sim.region_scenarios.RegionFigure8`), one entry per message,
+  many writers on few keys. Exposes NO_TRUNCATE and COMMIT_OLD_TERM.
+* `region-stale-leader` — lease reads, with leaders paused and cut off while clocks drift:
+  a deposed leader that still trusts its lease serves a stale read. Exposes
+  STALE_LEASE_READ.
+"""
+
+from __future__ import annotations
+
+from cairn.raft.config import PlantedBug
+from cairn.raft.types import ReadOnlyOption
+from cairn.sim.region_nemesis import RegionNemesisParams
+from cairn.sim.region_runner import RegionSimConfig
+
+MS = 1_000_000
+
+REGION_ELECTIONS = RegionSimConfig(
+    seed=0,
+    nodes=3,
+    steps=3000,
+    regions=3,
+    faults=("crash", "pause", "partition"),
+    losses=0,
+    pre_vote=False,
+    read_mode=ReadOnlyOption.SAFE,
+    nemesis=RegionNemesisParams(
+        min_interval=20 * MS,
+        max_interval=120 * MS,
+        vote_crash=0.5,
+        election_crash=0.1,
+        max_down=200 * MS,
+        max_pause=200 * MS,
+    ),
+)
+
+REGION_FIGURE_8 = RegionSimConfig(
+    seed=0,
+    nodes=5,
+    replicas=5,
+    steps=5000,
+    regions=1,
+    clients=6,
+    keys=3,
+    max_size_per_msg=1,
+    max_inflight_msgs=1,
+    faults=(),
+    scenario="figure-8",
+    losses=0,
+    read_mode=ReadOnlyOption.SAFE,
+)
+
+REGION_STALE_LEADER = RegionSimConfig(
+    seed=0,
+    nodes=3,
+    steps=8000,
+    regions=1,
+    clients=6,
+    keys=1,
+    read_weight=0.5,
+    client_timeout=100 * MS,
+    hibernate=False,
+    pre_vote=False,
+    faults=("partition", "clock-skew"),
+    clock_skew=0.05,
+    losses=0,
+    read_mode=ReadOnlyOption.LEASE_BASED,
+    nemesis=RegionNemesisParams(
+        min_interval=50 * MS,
+        max_interval=150 * MS,
+        max_partition=500 * MS,
+        shapes=("isolate",),
+        isolate_leaders=True,
+    ),
+)
+
+REGION_PROFILES: dict[str, RegionSimConfig] = {
+    "region-elections": REGION_ELECTIONS,
+    "region-figure-8": REGION_FIGURE_8,
+    "region-stale-leader": REGION_STALE_LEADER,
+}
+"""Every multi-region profile by name."""
+
+REGION_EXPOSES: dict[PlantedBug, str] = {
+    PlantedBug.DOUBLE_VOTE: "region-elections",
+    PlantedBug.UNSYNCED_VOTE: "region-elections",
+    PlantedBug.NO_TRUNCATE: "region-figure-8",
+    PlantedBug.COMMIT_OLD_TERM: "region-figure-8",
+    PlantedBug.STALE_LEASE_READ: "region-stale-leader",
+}
+"""The profile that exposes each planted bug on the multi-region path."""
