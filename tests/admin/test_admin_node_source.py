@@ -89,7 +89,7 @@ def test_a_running_node_through_its_admin_server(tmp_path: Path) -> None:
         access = Access.open(write_test_tokens(tmp_path / "tokens.json"))
         server = AdminServer(NodeAdminSource(node), "127.0.0.1", 0, access=access)
         try:
-            while not node.leads_first_region():
+            while not any(p.replica.is_leader for p in node.host.peers.values()):
                 await asyncio.sleep(0.01)
             await server.start()
             client = AdminClient(["{}:{}".format(*server.address)], token=ADMIN_TOKEN)
