@@ -22,6 +22,7 @@ from cairn.resp.reply import (
     Set,
     SimpleString,
 )
+from cairn.store.commands.spec import positional_keys
 from cairn.store.glob import stringmatch
 
 SYNTAX_ERROR = ErrorReply("ERR syntax error")
@@ -78,10 +79,7 @@ class ServedCommand:
         """The key arguments of `argv` (name included), as COMMAND GETKEYS lists them."""
         if self.key_finder is not None:
             return self.key_finder(argv)
-        if self.first_key == 0:
-            return []
-        last = self.last_key if self.last_key >= 0 else len(argv) + self.last_key
-        return list(argv[self.first_key : last + 1 : self.step])
+        return positional_keys(argv, self.first_key, self.last_key, self.step)
 
 
 _FLAG_ORDER = (

@@ -40,12 +40,11 @@ error propagates (the replica fails, the node stops).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from cairn.raft.types import ConfState
 from cairn.runtime.env import DurableState, LogBatch
+from cairn.runtime.fsync_thread import FsyncThread
 from cairn.runtime.range_store import StoreRangeMachine
 from cairn.runtime.region_layout import peer_id
 from cairn.shard.host_store import PeerState, RegionRecord, SyncDone
@@ -97,45 +96,29 @@ class LmdbHostStore:
         self.node_id = node_id
         self.on_failure = on_failure
         self.writes = 0
-        self.syncs = 0
-        self._sync_thread: ThreadPoolExecutor | None = None
-        self._syncing: asyncio.Future[None] | None = None
+        self._inline_syncs = 0
+        self._fsync = FsyncThread(store.env.sync, "cairn-fsync", self._failed)
 
     # -- BackgroundSync ----------------------------------------------------------------
 
     def sync_in_background(self, done: SyncDone) -> None:
         """See `BackgroundSync`: the fsync runs on this store's own thread (LMDB lets go
         of the GIL while it syncs), one at a time, and `done` runs on the event loop."""
-        if self._sync_thread is None:
-            self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="cairn-fsync")
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._sync_thread, self.store.env.sync)
-        self._syncing = future
+        self._fsync.start(done)
 
-        def finished(f: asyncio.Future[None]) -> None:
-            if self._syncing is f:
-                self._syncing = None
-            exc = f.exception()
-            error: Exception | None
-            if exc is None or isinstance(exc, Exception):
-                error = exc
-            else:  # a BaseException from the thread: still no durability to report
-                error = RuntimeError(f"fsync interrupted: {exc!r}")
-            self.syncs += error is None
-            if error is not None and self.on_failure is not None:
-                self.on_failure(error)
-            done(error)
+    def _failed(self, error: Exception) -> None:
+        if self.on_failure is not None:
+            self.on_failure(error)
 
-        future.add_done_callback(finished)
+    @property
+    def syncs(self) -> int:
+        """The fsyncs of this store: inline (`write_many` with `sync`) and background."""
+        return self._inline_syncs + self._fsync.syncs
 
     async def drain_syncs(self) -> None:
         """Wait for a background fsync still running and stop the sync thread: what a
         stopping node does before it closes the environment under it."""
-        if self._syncing is not None:
-            await asyncio.wait([self._syncing])
-        if self._sync_thread is not None:
-            self._sync_thread.shutdown(wait=True)
-            self._sync_thread = None
+        await self._fsync.drain()
 
     def write_many(
         self,
@@ -157,7 +140,7 @@ class LmdbHostStore:
                 self.on_failure(exc)
             raise
         self.writes += 1
-        self.syncs += sync
+        self._inline_syncs += sync
 
     def load(self, region_id: int) -> DurableState:
         """See `HostStore.load`."""

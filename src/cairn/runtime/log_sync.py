@@ -12,10 +12,8 @@ with `LmdbHostStore.sync_in_background`.
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
 from cairn.runtime.env import DurableState, LogBatch
+from cairn.runtime.fsync_thread import FsyncThread
 from cairn.shard.replica import SyncDone
 from cairn.storage.log_store import LmdbLogStore
 
@@ -25,9 +23,7 @@ class BackgroundSyncLog:
 
     def __init__(self, store: LmdbLogStore) -> None:
         self.store = store
-        self.syncs = 0
-        self._thread: ThreadPoolExecutor | None = None
-        self._syncing: asyncio.Future[None] | None = None
+        self._fsync = FsyncThread(store.sync, "cairn-pd-fsync")
 
     def write(self, batch: LogBatch, sync: bool) -> None:
         """See `LogStore.write`."""
@@ -40,29 +36,15 @@ class BackgroundSyncLog:
     def sync_in_background(self, done: SyncDone) -> None:
         """Make every write so far durable on this log's thread; `done` runs on the event
         loop afterwards (with the error, if the fsync failed)."""
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="cairn-pd-fsync")
-        future = asyncio.get_running_loop().run_in_executor(self._thread, self.store.sync)
-        self._syncing = future
+        self._fsync.start(done)
 
-        def finished(f: asyncio.Future[None]) -> None:
-            if self._syncing is f:
-                self._syncing = None
-            exc = f.exception()
-            error: Exception | None
-            if exc is None or isinstance(exc, Exception):
-                error = exc
-            else:  # a BaseException from the thread: still no durability to report
-                error = RuntimeError(f"fsync interrupted: {exc!r}")
-            self.syncs += error is None
-            done(error)
-
-        future.add_done_callback(finished)
+    @property
+    def syncs(self) -> int:
+        """The background fsyncs that succeeded."""
+        return self._fsync.syncs
 
     def close(self) -> None:
         """Wait for an fsync still running (at most one), then close the log: the
         environment must not be closed under the sync thread."""
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-            self._thread = None
+        self._fsync.shutdown()
         self.store.close()

@@ -121,10 +121,16 @@ class CommandSpec:
         """The key arguments of `argv` (name included), as COMMAND GETKEYS lists them."""
         if self.key_finder is not None:
             return self.key_finder(argv)
-        if self.first_key == 0:
-            return []
-        last = self.last_key if self.last_key >= 0 else len(argv) + self.last_key
-        return list(argv[self.first_key : last + 1 : self.step])
+        return positional_keys(argv, self.first_key, self.last_key, self.step)
+
+
+def positional_keys(argv: Sequence[bytes], first: int, last: int, step: int) -> list[bytes]:
+    """The keys at Redis's (first key, last key, step) positions of `argv` (name included;
+    a negative `last` counts from the end; `first` 0: no keys)."""
+    if first == 0:
+        return []
+    end = last if last >= 0 else len(argv) + last
+    return list(argv[first : end + 1 : step])
 
 
 def arity_error(name: str) -> ErrorReply:
