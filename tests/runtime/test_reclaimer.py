@@ -6,6 +6,7 @@ trimmed stream), and that it stops, and stops walking, once nothing is left."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -78,7 +79,8 @@ def test_one_reclaimer_reclaims_a_buried_list_and_a_trimmed_stream_then_stops() 
         {1: leader, 2: follower}, {1: FakePeer(FakeReplica(True)), 2: FakePeer(FakeReplica(False))}
     )
     machines = {1: leader.machine, 2: follower.machine}
-    reclaimer = Reclaimer(cast(RegionHost, host), machines, lambda: 10**13)
+    seconds = itertools.count(0, 10)  # every look a walk may make is due
+    reclaimer = Reclaimer(cast(RegionHost, host), machines, lambda: 10**13, seconds.__next__)
     assert buried(leader.machine.keyspace, leader.machine.scope) == 1
     garbage = stream_records(leader.machine, b"list") + 1 + stream_records(leader.machine, b"s")
     assert garbage > 5000 + 1400
@@ -114,3 +116,29 @@ def test_one_reclaimer_reclaims_a_buried_list_and_a_trimmed_stream_then_stops() 
     assert asyncio.run(rounds(10)) > 0
     assert stream_records(leader.machine, b"s") == 0
     assert asyncio.run(rounds(5)) == 0
+
+
+def test_the_stream_walk_is_paced_while_a_graveyard_keeps_the_reclaimer_busy() -> None:
+    """Busy rounds (a 5,000-record graveyard: several rounds of steps) walk the keys for
+    trimmed streams once per `WALK_INTERVAL`, not once per round."""
+    client = garbage_region(0)
+    host = FakeHost({1: client}, {1: FakePeer(FakeReplica(True))})
+    walks = []
+    walk = client.machine.reclaimable_streams
+
+    def counted(now_ms: int, limit: int) -> list[bytes]:
+        walks.append(now_ms)
+        return walk(now_ms, limit)
+
+    client.machine.reclaimable_streams = counted  # type: ignore[method-assign]
+    reclaimer = Reclaimer(cast(RegionHost, host), {1: client.machine}, lambda: 10**13, lambda: 7.0)
+
+    async def busy() -> int:
+        count = 0
+        while await reclaimer.round():
+            count += 1
+        return count
+
+    assert asyncio.run(busy()) >= 2
+    assert not client.machine.has_garbage()
+    assert len(walks) == 1

@@ -11,13 +11,15 @@ that holds garbage (a graveyard record, `StoreMachine.has_garbage`, or streams w
 trimmed records, found by `StoreMachine.reclaimable_streams`' incremental walk and named
 in the step) it proposes `DEPTH` steps, waits for them to be applied, and goes on while
 garbage remains: a few steps in flight per region, so the log never fills with reclaim
-entries and each apply stays bounded. A failed step (no longer leader, region moved)
-backs off for `IDLE_INTERVAL`. With no garbage anywhere it checks again after
-`IDLE_INTERVAL`. A region is known clean once its graveyard is empty and a whole lap of
-the stream walk found nothing with no entry applied in between; it is not walked again
-until it applies something, so quiescent regions cost nothing. A step lost to a
-leadership change is simply proposed again by whoever leads next, since the garbage is
-replicated state.
+entries and each apply stays bounded. The walk looks at most every `WALK_INTERVAL` per
+region (it costs more than a step's apply), and the streams of a step that used its whole
+budget are named again in the next round, since the walk has moved on past them. A failed
+step (no longer leader, region moved) backs off for `IDLE_INTERVAL`. With no garbage
+anywhere it checks again after `IDLE_INTERVAL`. A region is known clean once its
+graveyard is empty and a whole lap of the stream walk found nothing with no entry applied
+in between; it is not walked again until it applies something, so quiescent regions cost
+nothing. A step lost to a leadership change is simply proposed again by whoever leads
+next, since the garbage is replicated state.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ IDLE_INTERVAL = 0.5
 
 STREAM_BATCH = 64
 """Streams one step names at most (the walk samples about 20 times as many keys)."""
+
+WALK_INTERVAL = 0.5
+"""Seconds between two looks of the stream walk in one region (about 12 ms each on a
+loaded machine): busy rounds reclaiming a graveyard do not walk each time."""
 
 DEPTH = 2
 """Reclaim steps proposed together per region and round: they share the Raft round trip
@@ -66,10 +72,14 @@ class Reclaimer:
         host: RegionHost,
         machines: Mapping[int, StoreMachine],
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
         self.machines = machines
         self.wall_ms = wall_ms
+        self.monotonic = monotonic
+        self._walked: dict[int, float] = {}
+        """When each region's stream walk last looked (`WALK_INTERVAL`)."""
         self._clean: dict[int, tuple[int, Scope]] = {}
         """(applied index, scope) of each region when it was last found without garbage:
         only an applied entry, a snapshot or a split or merge (which change them) can
@@ -117,15 +127,25 @@ class Reclaimer:
             if self._clean.get(region_id) == state:
                 continue  # nothing applied since it was found clean: still clean
             now_ms = machine.effective_now(self.wall_ms())
+            walk = self._walk_due(region_id)
             carried = self._carry.pop(region_id, [])
-            found_now = machine.reclaimable_streams(now_ms, STREAM_BATCH)
+            found_now = machine.reclaimable_streams(now_ms, STREAM_BATCH) if walk else []
             streams = list(dict.fromkeys(carried + found_now))[:STREAM_BATCH]
             if streams or machine.has_garbage():
                 self._quiet.pop(region_id, None)
                 found.append((region_id, streams))
-            elif self._swept(region_id, state, machine.stream_laps):
+            elif walk and self._swept(region_id, state, machine.stream_laps):
                 self._clean[region_id] = state
         return found
+
+    def _walk_due(self, region_id: int) -> bool:
+        """Whether the region's stream walk may look now (and note that it does)."""
+        now = self.monotonic()
+        last = self._walked.get(region_id)
+        if last is not None and now - last < WALK_INTERVAL:
+            return False
+        self._walked[region_id] = now
+        return True
 
     def _swept(self, region_id: int, state: tuple[int, Scope], laps: int) -> bool:
         """Whether the stream walk has found nothing for a whole lap in `state` (it
