@@ -1,7 +1,7 @@
 """Trimming large streams (issue 13): XTRIM and XADD's trimming move the stream's cut in
 one bounded apply, the trimmed records are reclaimed in bounded batches afterwards (by
-later writes and by `cairn.xreclaim`), replies stay Redis 7.0's byte for byte, and a
-snapshot or a restart in the middle of reclaiming loses nothing."""
+later writes and by the leader's `cairn.reclaim` steps), replies stay Redis 7.0's byte
+for byte, and a snapshot or a restart in the middle of reclaiming loses nothing."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from cairn.storage.lmdb_keyspace import LmdbKeyspace
 from cairn.store import StoreMachine, encode_command
 from cairn.store.commands import stream_store
 from cairn.store.commands.stream_ids import StreamId
-from cairn.store.commands.stream_reclaim import BACKGROUND_BATCH, RECLAIM_COMMAND
 from cairn.store.commands.stream_store import RECLAIM_BATCH, StreamState, put_entry, save
 from cairn.store.db import Db
 from cairn.store.layout import field_prefix, prefix_end
+from cairn.store.reclaim import RECLAIM_BUDGET, RECLAIM_COMMAND, buried
 
 BIG = 100_000
 START_MS = 1_000_000
@@ -61,7 +61,8 @@ def records(machine: StoreMachine, key: bytes) -> int:
 
 
 def reclaim_once(client: MachineClient, *keys: bytes) -> int:
-    """Apply one `cairn.xreclaim` entry as the leader proposes it; records it deleted."""
+    """Apply one `cairn.reclaim` entry naming `keys` as the leader proposes it; records
+    it deleted."""
     client.index += 1
     command = encode_command(RECLAIM_COMMAND, list(keys), client.clock())
     reply = client.machine.apply(client.index, command)
@@ -89,8 +90,8 @@ def test_trimming_a_hundred_thousand_entries_is_one_bounded_apply() -> None:
     )
     for _ in range(3):  # bounded steps; test_a_snapshot_or_restart... runs them to the end
         left = records(client.machine, b"s")
-        assert reclaim_once(client, b"s") == BACKGROUND_BATCH
-        assert left - records(client.machine, b"s") == BACKGROUND_BATCH
+        assert reclaim_once(client, b"s") == RECLAIM_BUDGET
+        assert left - records(client.machine, b"s") == RECLAIM_BUDGET
     assert client.call("XLEN", "s") == Integer(10)
     assert client.call("XRANGE", "s", "-", "+", "COUNT", "1") == first
     left = records(client.machine, b"s")
@@ -104,14 +105,37 @@ def test_reclaim_keeps_the_watch_stamp_and_stops_at_a_recreated_key() -> None:
     client.call("XTRIM", "s", "MAXLEN", "1")
     stamp = Db(client.machine.keyspace, None, 0).lookup(b"s")
     assert stamp is not None and stamp.stamp
-    assert reclaim_once(client, b"s") == BACKGROUND_BATCH
+    assert reclaim_once(client, b"s") == RECLAIM_BUDGET
     after = Db(client.machine.keyspace, None, 0).lookup(b"s")
     assert after is not None and after.stamp == stamp.stamp  # WATCH sees no change
     assert client.call("DEL", "s") == Integer(1)
     client.call("XADD", "s", "1-1", "a", "b")
     assert client.machine.reclaimable_streams(client.clock(), 8) == []
-    assert reclaim_once(client, b"s") == 0
+    assert client.reclaim_all()  # the old incarnation was buried: its own garbage
+    assert reclaim_once(client, b"s") == 0  # the new stream has nothing trimmed
     assert client.call("XLEN", "s") == Integer(1)
+
+
+def test_one_step_shares_its_budget_between_streams_and_buried_keys() -> None:
+    """A `cairn.reclaim` step naming a trimmed stream while the graveyard holds a deleted
+    list gives each half its budget, and the rest to whichever has more."""
+    client = MachineClient(clock=FakeClock())
+    build(client, b"s", 3000)
+    client.call("XTRIM", "s", "MAXLEN", "0")
+    client.call("RPUSH", "l", *[b"%d" % i for i in range(3000)])
+    client.call("DEL", "l")
+    assert buried(client.machine.keyspace, client.machine.scope) == 1
+    left = records(client.machine, b"s")
+    assert reclaim_once(client, b"s") == RECLAIM_BUDGET
+    assert left - records(client.machine, b"s") == RECLAIM_BUDGET // 2
+    steps = 1
+    while reclaim_once(client, b"s"):
+        steps += 1
+    assert steps == 6  # 6,000 records and the graveyard record, 1,024 a step
+    assert records(client.machine, b"s") == 0
+    assert client.machine.reclaimable_streams(client.clock(), 8) == []
+    assert not client.machine.has_garbage()
+    assert client.call("XLEN", "s") == Integer(0)
 
 
 def test_minid_and_maxlen_trims_count_through_deleted_entries() -> None:

@@ -127,7 +127,6 @@ from cairn.storage import failpoints
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.store import COMMANDS, EXPIRE_DELETE, CommandSpec, classify
-from cairn.store.commands.stream_reclaim import RECLAIM_COMMAND
 from cairn.store.idempotency import PREFIX as IDEMPOTENT
 from cairn.store.idempotency import PURGE_COMMAND, checked_argv, tag_command
 from cairn.store.machine import StoreMachine, encode_command
@@ -409,7 +408,7 @@ class Node:
             await self.server.start_tls(*tls.addr, self.tls.context, tls.handshake_timeout_s)
             log.info("serving TLS clients on %s:%d", *tls.addr)
         self._tasks.append(loop.create_task(self._active_expiry()))
-        self.reclaimer = Reclaimer(self.host, self.machines, _wall_ms)  # deleted big keys
+        self.reclaimer = Reclaimer(self.host, self.machines, _wall_ms)  # deleted/trimmed
         self._tasks.append(loop.create_task(self.reclaimer.run()))
         self._tasks.append(loop.create_task(self._watch_failures()))
         log.info(
@@ -1036,11 +1035,6 @@ class Node:
                 if machine.has_expired_requests(now_ms):  # IDEMPOTENT's expired request ids
                     found = True
                     command = encode_command(PURGE_COMMAND, [], now_ms)
-                    self.host.propose(region_id, peer.region.epoch, command, _ignored)
-                streams = machine.reclaimable_streams(now_ms, EXPIRY_BATCH)
-                if streams:  # trimmed stream records (cairn.store.commands.stream_reclaim)
-                    found = True
-                    command = encode_command(RECLAIM_COMMAND, streams, now_ms)
                     self.host.propose(region_id, peer.region.epoch, command, _ignored)
             interval = EXPIRY_INTERVAL if found else min(2 * interval, EXPIRY_MAX_INTERVAL)
 

@@ -1,16 +1,25 @@
-"""The background task that reclaims the records of deleted large values, through Raft.
+"""The background task that reclaims garbage through Raft: the records of deleted large
+values and the trimmed records of streams.
 
 Theory of operation. Deleting a large list, set, sorted set, hash or stream only buries
-it (`cairn.store.reclaim`): its records stay behind a graveyard record until the
-region's leader proposes `RECLAIM_COMMAND` entries, each deleting at most
-`RECLAIM_BUDGET` records on every replica at the same log index. This task runs on every
-node; for each region it leads whose machine reports garbage it proposes `DEPTH` steps, waits
-for them to be applied, and goes on while garbage remains: a few steps in flight per
-region, so the log never fills with reclaim entries and each apply stays bounded. With no garbage
-anywhere it checks again after `IDLE_INTERVAL`: one short walk of the graveyard range of
-each led region that applied anything since it was last found clean, so quiescent regions
-cost nothing. A step lost to a leadership change is simply proposed again by whoever
-leads next, since the graveyard is replicated state.
+it, and trimming a stream only moves its cut (`cairn.store.reclaim`,
+`cairn.store.commands.stream_reclaim`): the records stay until the region's leader
+proposes `RECLAIM_COMMAND` entries, each deleting at most `RECLAIM_BUDGET` records of
+either kind on every replica at the same log index. This task is the one proposer of that
+work, with one policy for both kinds. It runs on every node; for each region it leads
+that holds garbage (a graveyard record, `StoreMachine.has_garbage`, or streams with
+trimmed records, found by `StoreMachine.reclaimable_streams`' incremental walk and named
+in the step) it proposes `DEPTH` steps, waits for them to be applied, and goes on while
+garbage remains: a few steps in flight per region, so the log never fills with reclaim
+entries and each apply stays bounded. The walk looks at most every `WALK_INTERVAL` per
+region (it costs more than a step's apply), and the streams of a step that used its whole
+budget are named again in the next round, since the walk has moved on past them. A failed
+step (no longer leader, region moved) backs off for `IDLE_INTERVAL`. With no garbage
+anywhere it checks again after `IDLE_INTERVAL`. A region is known clean once its
+graveyard is empty and a whole lap of the stream walk found nothing with no entry applied
+in between; it is not walked again until it applies something, so quiescent regions cost
+nothing. A step lost to a leadership change is simply proposed again by whoever leads
+next, since the garbage is replicated state.
 """
 
 from __future__ import annotations
@@ -24,13 +33,20 @@ from cairn.resp.reply import Integer
 from cairn.shard.host import RegionHost
 from cairn.shard.replica import Completion, Outcome
 from cairn.store.machine import StoreMachine, encode_command
-from cairn.store.reclaim import RECLAIM_COMMAND, buried
+from cairn.store.reclaim import RECLAIM_BUDGET, RECLAIM_COMMAND, buried
 from cairn.store.scope import Scope
 
 log = logging.getLogger(__name__)
 
 IDLE_INTERVAL = 0.5
 """Seconds between checks for garbage when none was found."""
+
+STREAM_BATCH = 64
+"""Streams one step names at most (the walk samples about 20 times as many keys)."""
+
+WALK_INTERVAL = 0.5
+"""Seconds between two looks of the stream walk in one region (about 12 ms each on a
+loaded machine): busy rounds reclaiming a graveyard do not walk each time."""
 
 DEPTH = 2
 """Reclaim steps proposed together per region and round: they share the Raft round trip
@@ -44,6 +60,10 @@ def pending_objects(machines: Iterable[StoreMachine]) -> int:
     return sum(buried(m.keyspace, m.scope) for m in machines if not m.retired)
 
 
+Work = tuple[int, list[bytes]]
+"""A region to reclaim in, and the trimmed streams its steps name (maybe none)."""
+
+
 class Reclaimer:
     """Proposes reclaim steps in the regions this node leads (module docstring)."""
 
@@ -52,19 +72,29 @@ class Reclaimer:
         host: RegionHost,
         machines: Mapping[int, StoreMachine],
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
         self.machines = machines
         self.wall_ms = wall_ms
+        self.monotonic = monotonic
+        self._walked: dict[int, float] = {}
+        """When each region's stream walk last looked (`WALK_INTERVAL`)."""
         self._clean: dict[int, tuple[int, Scope]] = {}
         """(applied index, scope) of each region when it was last found without garbage:
         only an applied entry, a snapshot or a split or merge (which change them) can
-        bury anything, so a quiet region is not walked again."""
+        bury or trim anything, so a quiet region is not walked again."""
+        self._quiet: dict[int, tuple[tuple[int, Scope], int]] = {}
+        """(applied index, scope) and stream-walk lap count of each region when a walk
+        first found nothing there: two laps later with the same state, it is clean."""
+        self._carry: dict[int, list[bytes]] = {}
+        """The streams each region's last steps named when one of them used its whole
+        budget: named again next round, since the walk has moved on past them."""
         self.reclaimed = 0
         """Records the steps this node proposed have deleted (INFO-like figure)."""
 
     async def run(self) -> None:
-        """Reclaim for ever: one step per region with garbage per round."""
+        """Reclaim for ever: `DEPTH` steps per region with garbage per round."""
         while True:
             if not await self.round():
                 await asyncio.sleep(IDLE_INTERVAL)
@@ -72,15 +102,20 @@ class Reclaimer:
     async def round(self) -> bool:
         """`DEPTH` steps in each led region with garbage, all in flight together;
         whether any was proposed."""
-        steps = [
-            self._step(region_id) for region_id in self._led_with_garbage() for _ in range(DEPTH)
-        ]
-        if not steps:
+        work = self._work()
+        if not work:
             return False
-        await asyncio.gather(*steps)
+        steps = [
+            self._step(region_id, streams) for region_id, streams in work for _ in range(DEPTH)
+        ]
+        deleted = await asyncio.gather(*steps)
+        for i, (region_id, streams) in enumerate(work):
+            if streams and RECLAIM_BUDGET in deleted[i * DEPTH : (i + 1) * DEPTH]:
+                self._carry[region_id] = streams  # maybe more left: name them again
         return True
 
-    def _led_with_garbage(self) -> list[int]:
+    def _work(self) -> list[Work]:
+        """The led regions with garbage, each with the trimmed streams to name."""
         found = []
         for region_id, peer in list(self.host.peers.items()):
             if peer.replica.stopped or not peer.replica.is_leader:
@@ -91,17 +126,42 @@ class Reclaimer:
             state = (machine.applied_index, machine.scope)
             if self._clean.get(region_id) == state:
                 continue  # nothing applied since it was found clean: still clean
-            if machine.has_garbage():
-                found.append(region_id)
-            else:
+            now_ms = machine.effective_now(self.wall_ms())
+            walk = self._walk_due(region_id)
+            carried = self._carry.pop(region_id, [])
+            found_now = machine.reclaimable_streams(now_ms, STREAM_BATCH) if walk else []
+            streams = list(dict.fromkeys(carried + found_now))[:STREAM_BATCH]
+            if streams or machine.has_garbage():
+                self._quiet.pop(region_id, None)
+                found.append((region_id, streams))
+            elif walk and self._swept(region_id, state, machine.stream_laps):
                 self._clean[region_id] = state
         return found
 
-    async def _step(self, region_id: int) -> None:
+    def _walk_due(self, region_id: int) -> bool:
+        """Whether the region's stream walk may look now (and note that it does)."""
+        now = self.monotonic()
+        last = self._walked.get(region_id)
+        if last is not None and now - last < WALK_INTERVAL:
+            return False
+        self._walked[region_id] = now
+        return True
+
+    def _swept(self, region_id: int, state: tuple[int, Scope], laps: int) -> bool:
+        """Whether the stream walk has found nothing for a whole lap in `state` (it
+        started the lap after the first empty look, and finished it)."""
+        quiet = self._quiet.get(region_id)
+        if quiet is None or quiet[0] != state:
+            self._quiet[region_id] = (state, laps)
+            return False
+        return laps >= quiet[1] + 2
+
+    async def _step(self, region_id: int, streams: list[bytes]) -> int:
+        """Propose one step naming `streams` and wait for it; the records it deleted."""
         peer = self.host.peers.get(region_id)
         machine = self.machines.get(region_id)
         if peer is None or machine is None:
-            return
+            return 0
         done: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
 
         def finished(completion: Completion) -> None:
@@ -109,11 +169,13 @@ class Reclaimer:
                 done.set_result(completion)
 
         now_ms = machine.effective_now(self.wall_ms())
-        command = encode_command(RECLAIM_COMMAND, [], now_ms)
+        command = encode_command(RECLAIM_COMMAND, streams, now_ms)
         self.host.propose(region_id, peer.region.epoch, command, finished)
         completion = await done
         if completion.outcome is Outcome.OK and isinstance(completion.value, Integer):
             self.reclaimed += completion.value.value
-        else:  # not leader any more, or the region moved: the next round sees
-            log.debug("reclaim step in region %d: %s", region_id, completion.reason)
-            await asyncio.sleep(IDLE_INTERVAL)
+            return completion.value.value
+        # not leader any more, or the region moved: back off, the next round sees
+        log.debug("reclaim step in region %d: %s", region_id, completion.reason)
+        await asyncio.sleep(IDLE_INTERVAL)
+        return 0

@@ -15,8 +15,9 @@ ReadIndex or lease confirms it is current; they never write, so an expired key s
 as absent. Expired keys are removed by the leader proposing the internal `EXPIRE_DELETE`
 command with keys from `expired_keys`; it deletes a key only if it is still expired at that
 entry's now_ms, so a key refreshed in between survives. Deleted large values are
-reclaimed the same way: the leader proposes the internal `RECLAIM_COMMAND` while
-`has_garbage` (`cairn.store.reclaim`).
+reclaimed the same way, with trimmed stream records: the leader proposes the internal
+`RECLAIM_COMMAND` while `has_garbage` or `reclaimable_streams` finds work
+(`cairn.store.reclaim`).
 
 A command that fails (an error reply) leaves no trace but the applied index. Every write
 stamps the keys it changes with its (region, index) for WATCH; a whole MULTI/EXEC is one
@@ -169,6 +170,9 @@ class StoreMachine:
         self.lookups = [0, 0]
         """Key lookups of the read commands run here: [hits, misses] (INFO's
         keyspace_hits and keyspace_misses; a serving node's figure, never replicated)."""
+        self.stream_laps = 0
+        """How many times `reclaimable_streams`' walk went past the last key (never goes
+        down): the reclaimer knows a region clean after a whole lap found nothing."""
         self.reload()
 
     def reload(self) -> None:
@@ -408,9 +412,9 @@ class StoreMachine:
 
     def reclaimable_streams(self, now_ms: int, limit: int) -> list[bytes]:
         """Up to `limit` streams with trimmed records left to delete, for the leader to
-        propose `cairn.xreclaim` (`cairn.store.commands.stream_reclaim`). Each call walks
-        the next stretch of about 20 x `limit` keys, wrapping around, like `expired_keys`;
-        a stream with much left is named again until it is done."""
+        name in its `cairn.reclaim` steps (`cairn.runtime.reclaimer`). Each call walks
+        the next stretch of about 20 x `limit` keys, wrapping around (`stream_laps`), like
+        `expired_keys`; a stream with much left is named again until it is done."""
         self._check_live()
         db = Db(self.keyspace, None, now_ms, self.scope)
         entries = db.walk(self._reclaim_position, limit * _EXPIRY_SAMPLE_FACTOR)
@@ -421,6 +425,7 @@ class StoreMachine:
             self._reclaim_position = entries[-1].position + b"\x00"
         else:
             self._reclaim_position = db.start_position
+            self.stream_laps += 1
         return [e.key for e in found]
 
     def has_expired_requests(self, now_ms: int) -> bool:
@@ -431,7 +436,8 @@ class StoreMachine:
 
     def has_garbage(self) -> bool:
         """Whether the scope holds deleted large values whose records are not reclaimed
-        yet: then the leader proposes `cairn.store.reclaim.RECLAIM_COMMAND`."""
+        yet: then the leader proposes `cairn.store.reclaim.RECLAIM_COMMAND` steps (as it
+        does for the streams `reclaimable_streams` finds)."""
         self._check_live()
         return has_garbage(self.keyspace, self.scope)
 

@@ -18,14 +18,18 @@ key (0 when none is buried), so it never sees the old incarnation's records. Inv
 every ``F`` record belongs either to its key's live version or to a buried one.
 
 The region's leader proposes the internal `RECLAIM_COMMAND` while `has_garbage` says the
-region holds ``G`` records (`cairn.runtime.node`, next to active expiry); applying it
-deletes at most `RECLAIM_BUDGET` records (`reclaim`), the oldest graveyard record first
-in key order, and deletes a graveyard record once its incarnation has no record left.
-Each step is an ordinary Raft entry, so every replica deletes exactly the same records at
-the same index, and the work per entry is bounded whatever was deleted. The graveyard is
-part of the region's records (`cairn.store.ranges`: G sorts by slot like F), so it
-survives restarts, travels in snapshots and follows its keys through splits and merges;
-reclaiming resumes wherever the graveyard is after any of them.
+region holds ``G`` records or it knows trimmed streams (`cairn.runtime.reclaimer`: the one
+proposer of background reclaim). Applying it (`cairn.store.commands.keys.cmd_reclaim`) is
+one bounded step over both kinds of garbage: at most `RECLAIM_BUDGET` records in all,
+split between the trimmed records of the streams it names
+(`cairn.store.commands.stream_reclaim.reclaim_streams`) and the graveyard (`reclaim`: the
+oldest graveyard record first in key order, deleted once its incarnation has no record
+left). Each step is an ordinary Raft entry, so every replica deletes exactly the same
+records at the same index, and the work per entry is bounded whatever was deleted or
+trimmed. The graveyard is part of the region's records (`cairn.store.ranges`: G sorts by
+slot like F), and a stream's trimmed state is in its metadata, so both survive restarts,
+travel in snapshots and follow their keys through splits and merges; reclaiming resumes
+wherever they are after any of them.
 
 Pure: no I/O; the records are read and written through a `WriteBatch`.
 """
@@ -50,11 +54,13 @@ INLINE_RECORDS = 64
 """Sub-records a deleted incarnation may have and still be deleted in the same batch."""
 
 RECLAIM_BUDGET = 1024
-"""Records one `RECLAIM_COMMAND` entry deletes at most (sub-records and graveyard
-records): the bound on the work a reclaim step adds to an apply."""
+"""Records one `RECLAIM_COMMAND` entry deletes at most (buried sub-records, graveyard
+records and trimmed stream records together): the bound on the work a reclaim step adds
+to an apply."""
 
 RECLAIM_COMMAND = "cairn.reclaim"
-"""The internal command a region's leader proposes while its graveyard is not empty; not
+"""The internal command ``cairn.reclaim [stream ...]`` a region's leader proposes while
+its graveyard is not empty or it knows streams with trimmed records (which it names); not
 in `COMMANDS`, so no client can send it. Its reply is the number of records deleted."""
 
 

@@ -16,6 +16,7 @@ from cairn.store.commands.spec import (
     expire_error,
     text_of,
 )
+from cairn.store.commands.stream_reclaim import reclaim_streams
 from cairn.store.encodings import encoding, frequency, refcount
 from cairn.store.glob import stringmatch
 from cairn.store.layout import slot_start
@@ -50,9 +51,18 @@ def cmd_expire_deleted(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 
 def cmd_reclaim(ctx: Ctx, args: Sequence[bytes]) -> Reply:
-    """Internal: one bounded step reclaiming the sub-records of deleted large keys
-    (`cairn.store.reclaim`); the number of records deleted."""
-    return Integer(ctx.db.reclaim(RECLAIM_BUDGET))
+    """Internal: cairn.reclaim [stream ...], one bounded step of background reclaim
+    (`cairn.store.reclaim`): deletes at most `RECLAIM_BUDGET` records of buried
+    incarnations and of the named streams' trimmed entries; how many it deleted.
+
+    Neither kind starves the other: the streams get the first half of the budget, the
+    graveyard what they left, the streams again whatever the graveyard left."""
+    db = ctx.db
+    done = reclaim_streams(db, args, RECLAIM_BUDGET // 2)
+    done += db.reclaim(RECLAIM_BUDGET - done)
+    if done < RECLAIM_BUDGET:
+        done += reclaim_streams(db, args, RECLAIM_BUDGET - done)
+    return Integer(done)
 
 
 _EXPIRE_FLAGS = (b"nx", b"xx", b"gt", b"lt")

@@ -20,7 +20,7 @@ stall the node). It moves the stream's *cut*:
 
 Records behind the cut (trimmed) are invisible to every read, which starts its scans past
 the cut, and are deleted later in bounded batches (`reclaim`: by each later write of the
-stream, and by the leader's `cairn.xreclaim` entries, `stream_reclaim`); `reclaim` in the
+stream, and by the leader's `cairn.reclaim` steps, `stream_reclaim`); `reclaim` in the
 state says some may remain. Finding the cut is O(log n) however many entries go: the
 number of live entries between two ordinals is their difference minus the XDEL holes in
 between, which `stream_holes` counts in bounded reads, and the entry of a given ordinal is
@@ -72,7 +72,7 @@ APPROX_LIMIT = 100 * NODE_ENTRIES
 """How many entries an approximate trim without LIMIT may remove (Redis's default)."""
 RECLAIM_BATCH = 64
 """Trimmed records a write to the stream deletes at most (`reclaim`); the leader's
-background `cairn.xreclaim` entries delete the rest in batches (`stream_reclaim`)."""
+background `cairn.reclaim` steps delete the rest in batches (`stream_reclaim`)."""
 SCAN_MAX = 256
 """A trim of at most this many entries reads them instead of counting in the hole tree."""
 

@@ -1,0 +1,144 @@
+"""The one background reclaimer (`cairn.runtime.reclaimer`) on a node-level harness: a
+fake region host whose proposals apply at once to real `StoreMachine`s, so the tests see
+exactly which steps the leader proposes, for both kinds of garbage (a buried list, a
+trimmed stream), and that it stops, and stops walking, once nothing is left."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import cast
+
+from store_harness import FakeClock, MachineClient
+
+from cairn.runtime.reclaimer import Reclaimer
+from cairn.shard.host import RegionHost
+from cairn.shard.replica import Callback, Completion, Outcome
+from cairn.store import StoreMachine, decode_command
+from cairn.store.layout import field_prefix, prefix_end
+from cairn.store.reclaim import RECLAIM_COMMAND, buried
+
+
+@dataclass
+class FakeReplica:
+    is_leader: bool
+    stopped: bool = False
+
+
+@dataclass
+class FakeRegion:
+    epoch: int = 1
+
+
+@dataclass
+class FakePeer:
+    replica: FakeReplica
+    region: FakeRegion = field(default_factory=FakeRegion)
+
+
+@dataclass
+class FakeHost:
+    """Regions by id; `propose` applies the command to that region's client's machine."""
+
+    clients: dict[int, MachineClient]
+    peers: dict[int, FakePeer]
+    proposed: list[tuple[int, str, list[bytes]]] = field(default_factory=list)
+
+    def propose(self, region_id: int, epoch: int, command: bytes, on_done: Callback) -> None:
+        name, args, _ = decode_command(command)
+        self.proposed.append((region_id, name, args))
+        client = self.clients[region_id]
+        client.index += 1
+        reply = client.machine.apply(client.index, command)
+        on_done(Completion(Outcome.OK, reply))
+
+
+def stream_records(machine: StoreMachine, key: bytes) -> int:
+    """The sub-records of `key`, of every version (a buried list's too)."""
+    prefix = field_prefix(key)
+    return len(machine.keyspace.scan(prefix, prefix_end(prefix)))
+
+
+def garbage_region(stream_entries: int) -> MachineClient:
+    """A region with 3,000 plain keys (the stream walk takes several stretches), a
+    deleted 5,000-element list and a stream of `stream_entries` trimmed away."""
+    client = MachineClient(clock=FakeClock())
+    client.call("MSET", *[b"k%d" % (i // 2) if i % 2 == 0 else b"v" for i in range(6000)])
+    client.call("RPUSH", "list", *[b"%d" % i for i in range(5000)])
+    client.call("DEL", "list")
+    for _ in range(stream_entries):
+        client.call("XADD", "s", "*", "f", "v")
+    client.call("XTRIM", "s", "MAXLEN", "0")
+    return client
+
+
+def test_one_reclaimer_reclaims_a_buried_list_and_a_trimmed_stream_then_stops() -> None:
+    leader, follower = garbage_region(1500), garbage_region(0)
+    host = FakeHost(
+        {1: leader, 2: follower}, {1: FakePeer(FakeReplica(True)), 2: FakePeer(FakeReplica(False))}
+    )
+    machines = {1: leader.machine, 2: follower.machine}
+    seconds = itertools.count(0, 10)  # every look a walk may make is due
+    reclaimer = Reclaimer(cast(RegionHost, host), machines, lambda: 10**13, seconds.__next__)
+    assert buried(leader.machine.keyspace, leader.machine.scope) == 1
+    garbage = stream_records(leader.machine, b"list") + 1 + stream_records(leader.machine, b"s")
+    assert garbage > 5000 + 1400
+
+    async def rounds(count: int) -> int:
+        """Run `count` rounds (what `run` does, without its idle pauses); how many
+        proposed something."""
+        return sum([await reclaimer.round() for _ in range(count)])
+
+    busy = asyncio.run(rounds(40))
+    assert 0 < busy < 40  # a few busy rounds (DEPTH steps each), then nothing to do
+    assert {name for _, name, _ in host.proposed} == {RECLAIM_COMMAND}
+    assert {region for region, _, _ in host.proposed} == {1}  # only where it leads
+    # The stream is named by the steps of the first two rounds, though the walk has moved
+    # on to keys past it after the first: a step that used its whole budget is followed
+    # by steps naming the same streams.
+    assert [args for _, _, args in host.proposed[:4]] == [[b"s"]] * 4
+    assert not leader.machine.has_garbage()
+    assert stream_records(leader.machine, b"s") == 0
+    assert leader.machine.reclaimable_streams(leader.clock(), 8) == []
+    assert reclaimer.reclaimed == garbage
+    assert stream_records(leader.machine, b"list") == 0
+    assert follower.machine.has_garbage()  # a follower's garbage is its leader's to do
+
+    # Clean: later rounds propose nothing and no longer walk the region...
+    proposed, laps = len(host.proposed), leader.machine.stream_laps
+    assert asyncio.run(rounds(5)) == 0
+    assert len(host.proposed) == proposed and leader.machine.stream_laps == laps
+    # ...until it applies something: a new trim is found and reclaimed.
+    for _ in range(100):
+        leader.call("XADD", "s", "*", "f", "v")
+    leader.call("XTRIM", "s", "MAXLEN", "0")
+    assert asyncio.run(rounds(10)) > 0
+    assert stream_records(leader.machine, b"s") == 0
+    assert asyncio.run(rounds(5)) == 0
+
+
+def test_the_stream_walk_is_paced_while_a_graveyard_keeps_the_reclaimer_busy() -> None:
+    """Busy rounds (a 5,000-record graveyard: several rounds of steps) walk the keys for
+    trimmed streams once per `WALK_INTERVAL`, not once per round."""
+    client = garbage_region(0)
+    host = FakeHost({1: client}, {1: FakePeer(FakeReplica(True))})
+    walks = []
+    walk = client.machine.reclaimable_streams
+
+    def counted(now_ms: int, limit: int) -> list[bytes]:
+        walks.append(now_ms)
+        return walk(now_ms, limit)
+
+    client.machine.reclaimable_streams = counted  # type: ignore[method-assign]
+    reclaimer = Reclaimer(cast(RegionHost, host), {1: client.machine}, lambda: 10**13, lambda: 7.0)
+
+    async def busy() -> int:
+        count = 0
+        while await reclaimer.round():
+            count += 1
+        return count
+
+    assert asyncio.run(busy()) >= 2
+    assert not client.machine.has_garbage()
+    assert len(walks) == 1
