@@ -190,6 +190,7 @@ def test_a_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
         assert all(pipe.execute())
         c.close()
         cluster.start(lagging)
+        cluster.wait_serving(lagging)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             info = client(cluster, lagging).info()

@@ -33,7 +33,7 @@ _NOT_FOR_CAIRN_GROUPS = (
         "allocator_frag_bytes allocator_frag_ratio allocator_resident_bytes allocator_rss_bytes "
         "allocator_rss_ratio defrag_hits defrag_key_hits defrag_key_misses defrag_misses "
         "mem_fragmentation_bytes mem_not_counted_for_eviction_bytes memory_used_dataset_bytes "
-        "memory_used_overhead_bytes memory_used_startup_bytes lazyfree_pending_objects",
+        "memory_used_overhead_bytes memory_used_startup_bytes",
     ),
     (
         "no RDB, AOF, fork or Redis replication: Raft replicates and LMDB persists",
@@ -46,7 +46,7 @@ _NOT_FOR_CAIRN_GROUPS = (
         "slave_expires_tracked_keys",
     ),
     (
-        "no Lua scripting",
+        "no Lua memory or script cache figures in INFO",
         "memory_used_lua_bytes memory_used_scripts_bytes number_of_cached_scripts",
     ),
     (

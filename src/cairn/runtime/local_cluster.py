@@ -368,6 +368,28 @@ class LocalCluster:
                 out[int(key[len("raft_region") :])] = int(leader)
         return out
 
+    def wait_serving(self, node_id: int, timeout: float = 30.0) -> None:
+        """Block until node `node_id` answers PING on its client port (a node just started
+        takes a moment to listen, longer on a loaded machine)."""
+        import redis
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client = redis.Redis(
+                    host=HOST,
+                    port=self.spec(node_id).client_port,
+                    password=self.password,
+                    socket_timeout=1.0,
+                )
+                with client:
+                    client.ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
     def wait_for_leader(self, timeout: float = 30.0) -> int:
         """Block until the running nodes agree on a leader; its id."""
         deadline = time.monotonic() + timeout
