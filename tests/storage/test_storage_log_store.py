@@ -257,6 +257,19 @@ def test_newer_format_is_refused(open_store: OpenStore, data_dir: Path) -> None:
         LmdbLogStore.open(data_dir, 1, "test")
 
 
+def test_older_format_is_refused_with_the_way_forward(
+    open_store: OpenStore, data_dir: Path
+) -> None:
+    open_store().close()
+    raw = lmdb.open(str(data_dir), max_dbs=8)
+    meta = raw.open_db(META_DB)
+    with raw.begin(write=True) as txn:
+        txn.put(b"format_version", (1).to_bytes(8, "big"), db=meta)
+    raw.close()
+    with pytest.raises(FormatVersionError, match=r"format 1, older .*`cairn ctl backup`"):
+        LmdbLogStore.open(data_dir, 1, "test")
+
+
 def test_foreign_lmdb_environment_is_not_adopted(data_dir: Path) -> None:
     raw = lmdb.open(str(data_dir), max_dbs=8)
     raw.open_db(b"somebody_elses")

@@ -45,8 +45,11 @@ from cairn.storage.errors import (
 )
 from cairn.storage.failpoints import InjectedError, fail_point
 
-FORMAT_VERSION = 1
-"""The on-disk format this code writes; a data directory with a newer one is refused."""
+FORMAT_VERSION = 2
+"""The on-disk format this code writes; a data directory with another one is refused.
+2 (2026-12-07): the sub-records of composite values carry the key's version (background
+deletion), set members are `m` records with an order-statistics index, stream entries
+carry their sequence numbers: a format-1 keyspace would be misread."""
 
 DEFAULT_MAP_SIZE = 4 << 30
 """The default LMDB map size (address space reserved; the file grows as data is written)."""
@@ -393,6 +396,12 @@ def _check_meta(
         raise FormatVersionError(
             f"{data_dir} uses storage format {fmt}, newer than this build's {FORMAT_VERSION}; "
             "run a newer Cairn"
+        )
+    if fmt < FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{data_dir} uses storage format {fmt}, older than this build's {FORMAT_VERSION} "
+            "(the key layout changed); back the cluster up with the Cairn that wrote it "
+            "(`cairn ctl backup`) and restore it into a new cluster (`cairn ctl restore`)"
         )
     stored_node = _read_u64(txn, meta, _NODE_KEY, data_dir)
     if stored_node != node_id:
