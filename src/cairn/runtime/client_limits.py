@@ -94,6 +94,8 @@ class ClientLimiter:
         self._memory = 0
         self._memory_at = -1.0
         self._over_soft: dict[int, float] = {}
+        self._idle_seen: dict[int, float] = {}
+        """Clients found past `timeout` by the last sweep: their `last_active` then."""
         self._timer: asyncio.TimerHandle | None = None
         self.stats = {"client_timeouts": 0, "auth_timeouts": 0, "oom_refusals": 0}
 
@@ -211,10 +213,17 @@ class ClientLimiter:
         idle_s, soft = limits.idle_timeout_s, limits.normal_output_soft_limit_bytes
         if not (idle_s or soft):
             return
+        idle_seen, self._idle_seen = self._idle_seen, {}
         for conn, state in list(server.clients.values()):
             if state.closing:
                 continue
             if idle_s and now - state.last_active > idle_s and self._may_idle_out(conn):
+                # Closed at the second sweep that finds it idle: the loop has polled its
+                # socket in between. After a stall, uvloop runs due timers before it reads
+                # the sockets, so a command sent in time would otherwise be cut off unread.
+                if idle_seen.get(state.id) != state.last_active:
+                    self._idle_seen[state.id] = state.last_active
+                    continue
                 self.stats["client_timeouts"] += 1
                 conn.abort()
             elif soft and self._over_soft_too_long(conn, state.id, now):
