@@ -185,7 +185,8 @@ class ClientLimiter:
         self._timer = asyncio.get_running_loop().call_later(self._interval(), self._tick)
 
     def _interval(self) -> float:
-        """Often enough to close a client within about a quarter of its shortest timeout."""
+        """A quarter of the shortest timeout: an idle client is closed by its second
+        sweep, within about half a timeout past it."""
         limits = self.server.limits
         shortest = limits.auth_timeout_ms / 1000
         if limits.idle_timeout_s:
