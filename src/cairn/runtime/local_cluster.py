@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from cairn.admin.tokens import DEV_TOKENS_FILE, ensure_dev_token
 
 if TYPE_CHECKING:
+    from redis import Redis
+
     from cairn.runtime.dev_certs import DevCerts
 
 HOST = "127.0.0.1"
@@ -351,13 +353,7 @@ class LocalCluster:
         import redis
 
         try:
-            client = redis.Redis(
-                host=HOST,
-                port=self.spec(node_id).client_port,
-                password=self.password,
-                socket_timeout=1.0,
-            )
-            with client:
+            with self._client(node_id) as client:
                 info = client.info("raft")
         except redis.RedisError:
             return None
@@ -368,6 +364,13 @@ class LocalCluster:
                 out[int(key[len("raft_region") :])] = int(leader)
         return out
 
+    def _client(self, node_id: int) -> Redis:
+        """A redis-py client of node `node_id` with a short timeout (for polling it)."""
+        import redis
+
+        port = self.spec(node_id).client_port
+        return redis.Redis(host=HOST, port=port, password=self.password, socket_timeout=1.0)
+
     def wait_serving(self, node_id: int, timeout: float = 30.0) -> None:
         """Block until node `node_id` answers PING on its client port (a node just started
         takes a moment to listen, longer on a loaded machine)."""
@@ -376,13 +379,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                client = redis.Redis(
-                    host=HOST,
-                    port=self.spec(node_id).client_port,
-                    password=self.password,
-                    socket_timeout=1.0,
-                )
-                with client:
+                with self._client(node_id) as client:
                     client.ping()
                 return
             except redis.RedisError:

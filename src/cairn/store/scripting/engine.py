@@ -298,15 +298,7 @@ def run_script(
     """Run script `body` (its shebang line, if any, already validated) with `keys` and
     `argv`; its reply. Raises `CommandError` when the budget or memory limit stops it.
     `check`: the caller's ACL check of each `redis.call` (None: may run anything)."""
-    run = _Run(ctx, readonly, check=check)
-    rand = Rand48(ctx.rng.getrandbits(32))
-    arguments = sum(len(a) for a in (*keys, *argv)) + 64 * (len(keys) + len(argv) + 2)
-    if arguments > limits.memory:
-        raise CommandError(memory_error(limits))
-    state = new_state(limits, run, rand)
-    run.state = state
-    if not state.room(arguments + len(body) * 8):
-        raise CommandError(memory_error(limits))
+    run, state, arguments = _sandbox(ctx, readonly, check, limits, keys, argv, body)
     function, problem = state.compile(_without_shebang(body))
     if function is None:
         return compile_error(problem)
@@ -358,15 +350,7 @@ def run_function(
     """FCALL: load library `code` (its shebang already validated) in a fresh sandbox, then
     run its function `name` with `keys` and `argv`; its reply. Raises `CommandError`
     when the budget or memory limit stops it (as `run_script`)."""
-    run = _Run(ctx, readonly, check=check)
-    rand = Rand48(ctx.rng.getrandbits(32))
-    arguments = sum(len(a) for a in (*keys, *argv)) + 64 * (len(keys) + len(argv) + 2)
-    if arguments > limits.memory:
-        raise CommandError(memory_error(limits))
-    state = new_state(limits, run, rand)
-    run.state = state
-    if not state.room(arguments + len(code) * 8):
-        raise CommandError(memory_error(limits))
+    run, state, arguments = _sandbox(ctx, readonly, check, limits, keys, argv, code)
     chunk, problem = state.compile(_without_shebang(code), b"@user_function")
     if chunk is None:
         return ErrorReply(f"ERR Error compiling function: {problem.decode('utf-8', 'replace')}")
@@ -397,6 +381,29 @@ def run_function(
     if state.spent:
         raise CommandError(budget_error(limits))
     return reply
+
+
+def _sandbox(
+    ctx: Ctx,
+    readonly: bool,
+    check: Checker | None,
+    limits: ScriptLimits,
+    keys: Sequence[bytes],
+    argv: Sequence[bytes],
+    code: bytes,
+) -> tuple[_Run, LuaState, int]:
+    """A fresh Lua state for one script or function call, with room checked for its
+    arguments and its code: the run, the state, and what the arguments weigh."""
+    run = _Run(ctx, readonly, check=check)
+    rand = Rand48(ctx.rng.getrandbits(32))
+    arguments = sum(len(a) for a in (*keys, *argv)) + 64 * (len(keys) + len(argv) + 2)
+    if arguments > limits.memory:
+        raise CommandError(memory_error(limits))
+    state = new_state(limits, run, rand)
+    run.state = state
+    if not state.room(arguments + len(code) * 8):
+        raise CommandError(memory_error(limits))
+    return run, state, arguments
 
 
 def _outcome(state: LuaState, function: Any, sha: str, resp: Callable[[], int]) -> Reply:
