@@ -37,7 +37,9 @@ INSTRUMENTED: dict[str, tuple[str, ...]] = {
     "frame": (
         "cairn.runtime.frames", "cairn.runtime.frame_checks", "cairn.runtime.peer_auth",
         "cairn.runtime.envelope_codec", "cairn.raft.wire", "cairn.placement.codec",
-        "cairn.placement.service", "cairn.shard.region_machine",
+        "cairn.placement.service", "cairn.shard.region_machine", "cairn.store.acl",
+        "cairn.runtime.acl_commands", "cairn.store.scripting.functions",
+        "cairn.runtime.admin_peer",
     ),
     "envelope": ("cairn.runtime.envelope_codec", "cairn.raft.wire", "cairn.runtime.frame_checks"),
     "raft": ("cairn.raft.wire", "cairn.raft.types", "cairn.runtime.frame_checks"),

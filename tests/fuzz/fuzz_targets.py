@@ -22,6 +22,7 @@ error reply at worst, since an exception there stops the region for good).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -54,11 +55,15 @@ from cairn.resp.reply import ErrorReply
 from cairn.runtime.config import ConfigError, load
 from cairn.runtime.envelope_codec import decode_envelope, encode_envelope
 from cairn.runtime.frame_checks import (
+    check_acl_users,
+    check_admin,
+    check_admin_reply,
     check_chunk,
     check_entries,
     check_envelopes,
     check_forward,
     check_forward_reply,
+    check_functions,
     check_join_peers,
     check_peers,
     check_placement,
@@ -175,6 +180,14 @@ def dispatch_frame(frame: list[Any], restricted: bool) -> None:
         _regions(check_regions(frame))
     elif kind == FrameKind.PUBLISH:
         _publish(frame)
+    elif kind == FrameKind.ACL_USERS:
+        _acl_users(frame)
+    elif kind == FrameKind.FUNCTIONS:
+        _functions(frame)
+    elif kind == FrameKind.ADMIN:
+        check_admin(frame)
+    elif kind == FrameKind.ADMIN_REPLY:
+        check_admin_reply(frame)
     else:  # HELLO, CHALLENGE, PROOF after the handshake
         raise FrameError("handshake frame after the handshake")
 
@@ -217,6 +230,36 @@ def _publish(frame: list[Any]) -> None:
     valid = len(frame) == 3 or (len(frame) == 4 and frame[3] is True)
     if not valid or not all(isinstance(f, bytes) for f in frame[1:3]):
         raise FrameError("malformed PUBLISH frame")
+
+
+@functools.cache
+def _node_catalog() -> Any:
+    """The ACL catalog a node builds from its whole command table (`Node.start`)."""
+    from cairn.runtime.acl_commands import node_catalog
+    from cairn.runtime.client_commands import CLIENT_COMMANDS
+    from cairn.runtime.transactions import SERVED_COMMANDS
+    from cairn.shard.pubsub import PUBSUB_COMMANDS
+    from cairn.store import COMMANDS
+
+    return node_catalog({**COMMANDS, **CLIENT_COMMANDS, **PUBSUB_COMMANDS, **SERVED_COMMANDS})
+
+
+def _acl_users(frame: list[Any]) -> None:
+    """`NodePlacement._on_acl_frame` and the node's `AclTable.adopt`: every user's rules
+    parsed against the node's catalog (what it does not understand is skipped)."""
+    from cairn.runtime.acl_commands import AclTable
+
+    version, users = check_acl_users(frame)
+    AclTable(_node_catalog(), None).adopt(version, users)
+
+
+def _functions(frame: list[Any]) -> None:
+    """`NodePlacement._on_functions_frame` and `Libraries.adopt`: each library's code
+    loaded in the sandbox (a library that does not load is skipped)."""
+    from cairn.store.scripting.functions import Libraries
+
+    version, libraries = check_functions(frame)
+    Libraries().adopt(version, libraries)
 
 
 def frame(data: bytes) -> None:
@@ -516,6 +559,9 @@ def _merge_seeds() -> list[bytes]:
     return [b"\x04" + encode_request(b"r1", c) for c in commands]
 
 
+_LIBRARY = b"#!lua name=lib\nredis.register_function('f', function() return 1 end)"
+
+
 def _frames() -> list[bytes]:
     snap = Snapshot(b"data", SnapshotMetadata(5, 2, ConfState(voters=(11, 12, 13))))
     ents = tuple(_entries()[:3])
@@ -541,6 +587,10 @@ def _frames() -> list[bytes]:
         [FrameKind.REGIONS, [[encode_region(_REGION), 1]]],
         [FrameKind.PUBLISH, b"chan", b"msg"],
         [FrameKind.PLACEMENT, _placement_request()],
+        [FrameKind.ACL_USERS, 3, [["alice", "on >pw ~app:* &* +@read -debug"]]],
+        [FrameKind.FUNCTIONS, 2, [["lib", _LIBRARY]]],
+        [FrameKind.ADMIN, 7, "cluster", ["regions"]],
+        [FrameKind.ADMIN_REPLY, 7, 200, b"{}"],
     ]
     challenge = encode_frame([FrameKind.CHALLENGE, 2, b"\x01" * 32])
     proof = encode_frame([FrameKind.PROOF, PEER_ID, ACCEPTOR_ID, b"\x02" * 32])
