@@ -119,7 +119,9 @@ def workloads(tag_a: bytes, tag_b: bytes, sha: bytes) -> list[Workload]:
         def request(n: int) -> bytes:
             k1, k2 = keys(n, second)
             return (
-                command(b"MULTI") + command(b"SET", k1, VALUE) + command(b"SET", k2, VALUE)
+                command(b"MULTI")
+                + command(b"SET", k1, VALUE)
+                + command(b"SET", k2, VALUE)
                 + command(b"EXEC")
             )
 
@@ -142,7 +144,11 @@ def workloads(tag_a: bytes, tag_b: bytes, sha: bytes) -> list[Workload]:
 
 
 async def _client(
-    port: int, password: str | None, work: Workload, first: int, stop_at: float,
+    port: int,
+    password: str | None,
+    work: Workload,
+    first: int,
+    stop_at: float,
     result: Result,
 ) -> None:
     reader, writer = await asyncio.open_connection(HOST, port)
@@ -187,17 +193,24 @@ def idle_cpu_rate(pids: list[int], seconds: float = 3.0) -> float:
     return sum(used.values()) / seconds
 
 
-def drive(port: int, password: str | None, work: Workload, clients: int, seconds: float,
-          pids: list[int], idle_rate: float = 0.0) -> Result:
+def drive(
+    port: int,
+    password: str | None,
+    work: Workload,
+    clients: int,
+    seconds: float,
+    pids: list[int],
+    idle_rate: float = 0.0,
+) -> Result:
     """Run `work` with `clients` connections for `seconds`; CPU of `pids` per success,
     less their idle use (`idle_rate` CPU seconds per second)."""
     result = Result(0, 0, seconds, [])
 
     async def main() -> None:
         stop_at = time.monotonic() + seconds
-        await asyncio.gather(*(
-            _client(port, password, work, i * 104729, stop_at, result) for i in range(clients)
-        ))
+        await asyncio.gather(
+            *(_client(port, password, work, i * 104729, stop_at, result) for i in range(clients))
+        )
 
     with cpu_meter(pids) as used:
         asyncio.run(main())
@@ -215,6 +228,7 @@ def region_leaders(client: redis.Redis) -> list[tuple[int, int, int]]:
 def pick_tags(ranges: list[tuple[int, int, int]]) -> tuple[bytes, bytes, int]:
     """Two hash tags in different regions, the first in a region the second's leader does
     not also lead when avoidable; the port of the first tag's leader."""
+
     def owner(tag: bytes) -> tuple[int, int, int]:
         slot = key_slot(tag)
         return next(r for r in ranges if r[0] <= slot <= r[1])
@@ -225,8 +239,9 @@ def pick_tags(ranges: list[tuple[int, int, int]]) -> tuple[bytes, bytes, int]:
     return first, second, owner(first)[2]
 
 
-def markdown(rows: list[tuple[str, int, Result | None, Result | None]], argv: list[str],
-             started: str) -> str:
+def markdown(
+    rows: list[tuple[str, int, Result | None, Result | None]], argv: list[str], started: str
+) -> str:
     """The generated section of docs/benchmarks.md."""
     by = {(name, clients): (cairn, red) for name, clients, cairn, red in rows}
     lines = [
@@ -248,9 +263,15 @@ def markdown(rows: list[tuple[str, int, Result | None, Result | None]], argv: li
     ]
     for name, clients, cairn, red in rows:
         c = cairn or Result(0, 0, 0, [])
-        cells = [name, str(clients), f"{c.rps:,.0f}", f"{c.percentile(0.5):.2f}",
-                 f"{c.percentile(0.99):.2f}",
-                 "-" if c.cpu_us is None else f"{c.cpu_us:,.0f}", str(c.errors)]
+        cells = [
+            name,
+            str(clients),
+            f"{c.rps:,.0f}",
+            f"{c.percentile(0.5):.2f}",
+            f"{c.percentile(0.99):.2f}",
+            "-" if c.cpu_us is None else f"{c.cpu_us:,.0f}",
+            str(c.errors),
+        ]
         if red is None:
             cells += ["-", "-", "-"]
         else:
@@ -278,8 +299,10 @@ def markdown(rows: list[tuple[str, int, Result | None, Result | None]], argv: li
                 f"{multi.rps / cross.rps:.2f} x in time per request"
             )
         elif cross is not None and not cross.ops:
-            lines.append(f"- {clients} client(s): cross-region MULTI/EXEC failed on every "
-                         "request (not supported by this build)")
+            lines.append(
+                f"- {clients} client(s): cross-region MULTI/EXEC failed on every "
+                "request (not supported by this build)"
+            )
     lines += ["", END]
     return "\n".join(lines)
 
@@ -317,8 +340,10 @@ def main() -> None:
                 for clients in CLIENTS:
                     console.print(f"{work.name}, {clients} client(s) ...")
                     cairn = drive(port, cluster.password, work, clients, seconds, pids, idle)
-                    red = None if work.cairn_only else drive(
-                        redis_port, None, work, clients, seconds, []
+                    red = (
+                        None
+                        if work.cairn_only
+                        else drive(redis_port, None, work, clients, seconds, [])
                     )
                     rows.append((work.name, clients, cairn, red))
             section = markdown(rows, sys.argv[1:], started)
