@@ -331,7 +331,9 @@ def main() -> None:
             probe = redis.Redis(host=HOST, port=any_port, password=cluster.password)
             wait_until(lambda: len(region_leaders(probe)) >= REGIONS, "every region's leader")
             tag_a, tag_b, port = pick_tags(region_leaders(probe))
-            sha = probe.script_load(SCRIPT).encode()
+            # the script cache is per node, as in Redis Cluster: load it where it runs
+            leader = redis.Redis(host=HOST, port=port, password=cluster.password)
+            sha = leader.script_load(SCRIPT).encode()
             redis.Redis(host=HOST, port=redis_port).script_load(SCRIPT)
             pids = [p.pid for p in cluster.procs.values()]
             idle = idle_cpu_rate(pids)
