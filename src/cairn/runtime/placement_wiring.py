@@ -58,6 +58,8 @@ from cairn.placement.service import (
     decode_message,
     encode_message,
 )
+from cairn.placement.tso import TsoReply, TsoRequest
+from cairn.placement.tso_client import OnError, OnTimestamp
 from cairn.raft.config import Config
 from cairn.raft.types import NONE, NodeId
 from cairn.runtime.admin_peer import AdminPeer
@@ -69,6 +71,7 @@ from cairn.runtime.real_env import LoopClock, RealEnv
 from cairn.runtime.region_inspector import StoreRegionInspector
 from cairn.runtime.region_layout import PEER_ID_STRIDE
 from cairn.runtime.transport import TcpTransport
+from cairn.runtime.tso_wiring import NodeTso, wall_ms
 from cairn.shard.host import RegionHost
 from cairn.shard.region import Region
 from cairn.shard.region_machine import decode_region, encode_region
@@ -202,6 +205,8 @@ class NodePlacement:
         self._functions_local = 0
         self._proposals: dict[int, _Proposal] = {}
         self._next_proposal = _FIRST_PROPOSAL_ID
+        self.tso = NodeTso(self.node_id, clock, transport, lambda: self.members, self._member)
+        """This node's client of the placement group's timestamp oracle (`timestamp`)."""
         transport.handlers[FrameKind.ACL_USERS] = self._on_acl_frame
         transport.handlers[FrameKind.FUNCTIONS] = self._on_functions_frame
         transport.handlers[FrameKind.PLACEMENT] = self._on_placement_frame
@@ -241,6 +246,7 @@ class NodePlacement:
             config=placement_config(cfg),
             first_id=first_id(cfg),
             settings=service_settings(cfg),
+            wall_ms=wall_ms,
         )
         log.info("placement member of group %s", list(self.members))
 
@@ -289,6 +295,7 @@ class NodePlacement:
         """Stop the agent and the member, close the placement log."""
         self.stopped = True
         self.admin.close()
+        self.tso.stop()
         for task in self._tasks:
             task.cancel()
         if self._layout_timer is not None:
@@ -329,7 +336,10 @@ class NodePlacement:
         adds = tuple(AddNode(n, _address(self.config.peers[n]), "", (), 0) for n in missing)
         member.submit(adds, lambda results: None)
 
-    def _send_reply(self, to: NodeId, reply: PlacementReply) -> None:
+    def _send_reply(self, to: NodeId, reply: PlacementReply | TsoReply) -> None:
+        if isinstance(reply, TsoReply):
+            self.tso.send_reply(to, reply)
+            return
         self._push_acl()  # before the reply: a node that changed a user sees it at once
         if to == self.node_id:
             asyncio.get_running_loop().call_soon(self._local_reply, reply)
@@ -351,7 +361,9 @@ class NodePlacement:
             raise FrameError(f"undecodable placement message: {exc}") from exc
         if self.stopped:
             return
-        if isinstance(message, PlacementReply) and message.request_id in self._proposals:
+        if isinstance(message, TsoRequest | TsoReply):
+            self.tso.on_message(peer, message)
+        elif isinstance(message, PlacementReply) and message.request_id in self._proposals:
             self._on_proposal_reply(message)
         elif isinstance(message, PlacementRequest):
             if message.node_id != peer:
@@ -361,7 +373,22 @@ class NodePlacement:
         elif self.agent is not None:
             self.agent.on_reply(message)
 
+    # -- timestamps (the placement group's TSO) -------------------------------------------
+
+    def timestamp(
+        self, on_ts: OnTimestamp, on_error: OnError, timeout: float | None = None
+    ) -> None:
+        """One cluster-wide timestamp (`cairn.placement.tso`), above every one any node got
+        before this call: `on_ts(ts)`, or `on_error(reason)` after `timeout` seconds
+        (default: the request timeout); called later from the loop, never from here."""
+        if timeout is None:
+            timeout = self.config.limits.request_timeout_ms / 1000
+        self.tso.client.timestamp(on_ts, on_error, timeout)
+
     # -- serving the admin API ------------------------------------------------------------
+
+    def _member(self) -> PlacementMember | None:
+        return self.member
 
     def serving_member(self) -> PlacementMember | None:
         """This node's member, if it leads the group and serves."""
