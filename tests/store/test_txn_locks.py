@@ -10,7 +10,7 @@ import pytest
 from store_harness import MachineClient
 
 from cairn.resp.reply import NULL, OK, Array, Bulk, ErrorReply, Integer, NullBulk, Reply
-from cairn.store import StoreMachine
+from cairn.store import StoreMachine, encode_command
 from cairn.store.commands import EXPIRE_DELETE
 from cairn.store.idempotency import tag_command
 from cairn.store.keyspace import MemoryKeyspace
@@ -499,3 +499,20 @@ def test_lock_records_sit_under_their_key() -> None:
     assert machine.keyspace.get(lock_key(b"{tag}k")) is not None
     assert isinstance(c.call("get", "{tag}k"), ErrorReply)
     assert c.call("get", "{tag}other") == NullBulk()
+
+
+def test_a_lock_applies_to_the_next_entry_of_the_same_batch() -> None:
+    machine = StoreMachine(MemoryKeyspace())
+    lock_args = [_n(TS), b"k", b"3000", b"100", b"0", b"k"]
+    replies = machine.apply_many(
+        [
+            (1, encode_command("set", [b"k", b"1"], T0)),
+            (2, encode_command(LOCK_COMMAND, lock_args, T0)),
+            (3, encode_command("set", [b"k", b"2"], T0)),
+            (4, encode_command(ROLLBACK_COMMAND, [_n(TS), b"1", b"k"], T0)),
+            (5, encode_command("set", [b"k", b"3"], T0)),
+        ]
+    )
+    assert replies[2] == locked_error(TS, 3000, b"k", b"k")
+    assert replies[4] == OK
+    assert machine.execute_read("get", [b"k"], T0) == Bulk(b"3")
