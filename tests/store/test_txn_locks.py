@@ -233,6 +233,7 @@ def test_values_beyond_max_bytes_refuse(client: MachineClient) -> None:
         [b"1", b"a", b"1", b"1", b"2", b"w", b"f", b"a"],  # nwatch past the arguments
         [b"99999999999999999999", b"a", b"1", b"1", b"0", b"a"],
         [b"9223372036854775808", b"a", b"1", b"1", b"0", b"a"],
+        [b"1", b"a", b"4294967296", b"1", b"0", b"a"],  # a ttl past 2^32 ms
     ],
 )
 def test_malformed_lock_arguments_are_refused(client: MachineClient, args: list[bytes]) -> None:
