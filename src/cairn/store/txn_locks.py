@@ -83,6 +83,7 @@ __all__ = [
     "Lock",
     "Status",
     "has_locks",
+    "is_locked",
     "lock_error",
     "read_lock",
     "read_status",
@@ -194,6 +195,11 @@ def read_status(reader: KeyspaceReader, primary: bytes, start_ts: int) -> Status
     """The status record of transaction `start_ts` (primary `primary`), or None."""
     raw = reader.get(status_key(primary, start_ts))
     return None if raw is None else decode_status(raw)
+
+
+def is_locked(reader: KeyspaceReader, key: bytes) -> bool:
+    """Whether `key` holds a lock."""
+    return reader.get(lock_key(key)) is not None
 
 
 def has_locks(reader: KeyspaceReader, scope: Scope) -> bool:
