@@ -60,14 +60,25 @@ from cairn.store.commands.scan import cursor_range_key
 from cairn.store.commands.stream_reclaim import needs_reclaim
 from cairn.store.db import Db
 from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
-from cairn.store.idempotency import IDEMPOTENCY_COMMANDS, apply_idempotency, has_expired
+from cairn.store.idempotency import (
+    IDEM_COMMAND,
+    IDEMPOTENCY_COMMANDS,
+    apply_idempotency,
+    has_expired,
+)
 from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch, write_batch
 from cairn.store.layout import decode_u64, encode_stamp, encode_u64
 from cairn.store.notifications import Event
 from cairn.store.ranges import KeyspaceImages, RangeImages
 from cairn.store.reclaim import has_garbage
 from cairn.store.scope import WHOLE_KEYSPACE, KeyOutOfRangeError, Scope
-from cairn.store.transaction import TRANSACTION_COMMANDS, TXN_COMMAND, apply_transaction
+from cairn.store.transaction import (
+    TRANSACTION_COMMANDS,
+    TXN_COMMAND,
+    WATCH_COMMAND,
+    apply_transaction,
+)
+from cairn.store.txn_locks import TXN_LOCK_COMMANDS, has_locks, is_locked, lock_error
 
 __all__ = [
     "KEY_NOT_IN_REGION",
@@ -121,7 +132,17 @@ def _internal_spec(name: str) -> CommandSpec | None:
         or INTERNAL_COMMANDS.get(name)
         or TRANSACTION_COMMANDS.get(name)
         or IDEMPOTENCY_COMMANDS.get(name)
+        or TXN_LOCK_COMMANDS.get(name)
     )
+
+
+_LOCK_CHECKED_INTERNAL = frozenset({TXN_COMMAND, WATCH_COMMAND, IDEM_COMMAND})
+"""The internal commands carrying client commands: lock-checked like those
+(`cairn.store.txn_locks`); the others (expiry, reclaim, the transactions' own) are not."""
+
+
+def _lock_checked(spec: CommandSpec) -> bool:
+    return spec.name in _LOCK_CHECKED_INTERNAL or COMMANDS.get(spec.name) is spec
 
 
 def _spec_for_apply(name: str, args: Sequence[bytes]) -> CommandSpec | ErrorReply:
@@ -179,9 +200,16 @@ class StoreMachine:
         """Re-read the applied index and time from the keyspace (after a restore, or after
         the caller's transaction around `apply_many_within` was aborted)."""
         self.applied_index = decode_u64(self.keyspace.get(self.scope.applied_key))
+        self._note_locks()
         self.max_now_ms = decode_u64(self.keyspace.get(self.scope.now_key))
         self._expiry_position = self.scope.meta_bounds()[0]
         self._reclaim_position = self._expiry_position
+
+    def _note_locks(self) -> None:
+        """Look whether the scope holds any transaction lock (one short scan): while it
+        holds none, client commands skip the lock check. Only a `TXN_LOCK_COMMANDS`
+        entry, an image or a split or merge (which reload) add or remove locks."""
+        self._locks_possible = has_locks(self.keyspace, self.scope)
 
     @property
     def durable(self) -> bool:
@@ -342,6 +370,11 @@ class StoreMachine:
         if not in_range and self.scope.is_region and not self._in_range(spec, args):
             self._set_progress(index, now_ms)
             return KEY_NOT_IN_REGION
+        if self._locks_possible and _lock_checked(spec):
+            locked = lock_error(self.keyspace, spec.keys([spec.name.encode(), *args]), now_ms)
+            if locked is not None:
+                self._set_progress(index, now_ms)
+                return locked
         events: list[Event] | None = [] if self.collect_events else None
         if spec.name == TXN_COMMAND:
             reply = apply_transaction(self.keyspace, self.scope, index, now_ms, args[0], events)
@@ -354,6 +387,8 @@ class StoreMachine:
             reply = run_in_batch(
                 self.keyspace, spec, args, now_ms, self.scope, stamp, index, events
             )
+            if spec.name in TXN_LOCK_COMMANDS:
+                self._note_locks()
         if events:
             if len(self.events) >= _EVENTS_MAX:
                 self.events.clear()  # nobody is taking them: keep the memory bounded
@@ -382,6 +417,10 @@ class StoreMachine:
             return arity_error(spec.name)
         if not in_range and self.scope.is_region and not self._in_range(spec, args):
             return KEY_NOT_IN_REGION
+        if self._locks_possible:
+            locked = lock_error(self.keyspace, spec.keys([spec.name.encode(), *args]), now_ms)
+            if locked is not None:
+                return locked
         try:
             db = Db(self.keyspace, None, now_ms, self.scope, lookups=self.lookups)
             return run(spec, db, args, self._rng, settings=settings)
@@ -401,7 +440,10 @@ class StoreMachine:
         self._check_live()
         db = Db(self.keyspace, None, now_ms, self.scope)
         entries = db.walk(self._expiry_position, limit * _EXPIRY_SAMPLE_FACTOR)
-        found = [e for e in entries if e.meta.expired(now_ms)][:limit]
+        found = [e for e in entries if e.meta.expired(now_ms)]
+        if self._locks_possible:  # a locked key is its transaction's (`Db.purge_if_expired`)
+            found = [e for e in found if not is_locked(self.keyspace, e.key)]
+        found = found[:limit]
         if len(found) == limit:
             self._expiry_position = found[-1].position + b"\x00"
         elif len(entries) == limit * _EXPIRY_SAMPLE_FACTOR:
