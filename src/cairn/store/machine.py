@@ -67,6 +67,7 @@ from cairn.store.notifications import Event
 from cairn.store.ranges import KeyspaceImages, RangeImages
 from cairn.store.reclaim import has_garbage
 from cairn.store.scope import WHOLE_KEYSPACE, KeyOutOfRangeError, Scope
+from cairn.store.scripting.effects import EFFECTS_COMMAND, EFFECTS_COMMANDS, apply_effects
 from cairn.store.transaction import TRANSACTION_COMMANDS, TXN_COMMAND, apply_transaction
 
 __all__ = [
@@ -121,6 +122,7 @@ def _internal_spec(name: str) -> CommandSpec | None:
         or INTERNAL_COMMANDS.get(name)
         or TRANSACTION_COMMANDS.get(name)
         or IDEMPOTENCY_COMMANDS.get(name)
+        or EFFECTS_COMMANDS.get(name)
     )
 
 
@@ -345,6 +347,8 @@ class StoreMachine:
         events: list[Event] | None = [] if self.collect_events else None
         if spec.name == TXN_COMMAND:
             reply = apply_transaction(self.keyspace, self.scope, index, now_ms, args[0], events)
+        elif spec.name == EFFECTS_COMMAND:  # a script's effects: cairn.store.scripting.effects
+            reply = apply_effects(self.keyspace, self.scope, index, now_ms, args[0], events)
         elif spec.name in IDEMPOTENCY_COMMANDS:  # IDEMPOTENT: cairn.store.idempotency
             reply = apply_idempotency(
                 self.keyspace, self.scope, index, now_ms, spec.name, args, events

@@ -24,7 +24,7 @@ from cairn.store.commands.spec import NOT_INTEGER, CommandSpec, Ctx, Flag
 from cairn.store.numbers import parse_ll
 from cairn.store.scripting.acl import script_checker
 from cairn.store.scripting.cache import NOSCRIPT, sha1_hex
-from cairn.store.scripting.engine import run_function, run_script
+from cairn.store.scripting.engine import Keyless, run_function, run_script
 from cairn.store.scripting.front import split_tail
 from cairn.store.scripting.functions import NOT_FOUND
 from cairn.store.scripting.sandbox import DEFAULT_LIMITS, ScriptLimits
@@ -73,8 +73,15 @@ def _numkeys(args: Sequence[bytes]) -> int:
     return count
 
 
-def evaluate(ctx: Ctx, args: Sequence[bytes], readonly: bool, limits: ScriptLimits) -> Reply:
-    """EVAL/EVAL_RO script numkeys [key ...] [arg ...] (and the front's tail: `front`)."""
+def evaluate(
+    ctx: Ctx,
+    args: Sequence[bytes],
+    readonly: bool,
+    limits: ScriptLimits,
+    on_keyless: Keyless | None = None,
+) -> Reply:
+    """EVAL/EVAL_RO script numkeys [key ...] [arg ...] (and the front's tail: `front`);
+    `on_keyless`: see `engine.Keyless` (a run for its effects)."""
     args, _, rules = split_tail(args)
     count = _numkeys(args)
     body = args[0]
@@ -85,7 +92,15 @@ def evaluate(ctx: Ctx, args: Sequence[bytes], readonly: bool, limits: ScriptLimi
     readonly = readonly or "no-writes" in flags
     check = script_checker(rules)
     return run_script(
-        ctx, sha1_hex(body), body, keys, argv, readonly=readonly, limits=limits, check=check
+        ctx,
+        sha1_hex(body),
+        body,
+        keys,
+        argv,
+        readonly=readonly,
+        limits=limits,
+        check=check,
+        on_keyless=on_keyless,
     )
 
 
@@ -101,9 +116,12 @@ def _fcall_numkeys(args: Sequence[bytes]) -> int:
     return count
 
 
-def function_call(ctx: Ctx, args: Sequence[bytes], readonly: bool) -> Reply:
+def function_call(
+    ctx: Ctx, args: Sequence[bytes], readonly: bool, on_keyless: Keyless | None = None
+) -> Reply:
     """FCALL/FCALL_RO function numkeys [key ...] [arg ...], with the front's tail (the
-    library's code and the caller's rules); without one no library is known here."""
+    library's code and the caller's rules); without one no library is known here.
+    `on_keyless`: see `engine.Keyless` (a run for its effects)."""
     args, code, rules = split_tail(args)
     if code is None:
         return NOT_FOUND
@@ -118,6 +136,7 @@ def function_call(ctx: Ctx, args: Sequence[bytes], readonly: bool) -> Reply:
         readonly=readonly,
         limits=DEFAULT_LIMITS,
         check=script_checker(rules),
+        on_keyless=on_keyless,
     )
 
 

@@ -157,6 +157,11 @@ Checker = Callable[[list[bytes], CommandSpec | None], bytes | None]
 """The caller's ACL check of one `redis.call` (argv, its spec or None for a script-local
 command): None when allowed, else the error text (`acl.script_checker`)."""
 
+Keyless = Callable[[str], None]
+"""Told the name of each store command a script calls that names no key (DBSIZE, KEYS,
+SCAN, FLUSHDB ...): a run replicated by its effects cannot vouch for what such a command
+read (`effects`)."""
+
 
 @dataclass
 class _Run:
@@ -167,6 +172,7 @@ class _Run:
     state: LuaState | None = None
     resp: int = 2
     check: Checker | None = None
+    on_keyless: Keyless | None = None
 
     def call(self, *args: Any) -> Any:
         """`redis.call`: the reply as a Lua value; an error is raised into the script.
@@ -225,8 +231,11 @@ class _Run:
             return denied
         if spec.is_write and self.readonly:
             return READ_ONLY
-        if not all(self.ctx.db.scope.contains_key(k) for k in spec.keys(argv)):
+        keys = spec.keys(argv)
+        if not all(self.ctx.db.scope.contains_key(k) for k in keys):
             return NOT_LOCAL
+        if not keys and self.on_keyless is not None:
+            self.on_keyless(spec.name)
         return self._run(spec, argv)
 
     def _local(self, name: str, argv: list[bytes]) -> Reply | bytes:
@@ -294,11 +303,14 @@ def run_script(
     readonly: bool,
     limits: ScriptLimits,
     check: Checker | None = None,
+    on_keyless: Keyless | None = None,
 ) -> Reply:
     """Run script `body` (its shebang line, if any, already validated) with `keys` and
     `argv`; its reply. Raises `CommandError` when the budget or memory limit stops it.
-    `check`: the caller's ACL check of each `redis.call` (None: may run anything)."""
+    `check`: the caller's ACL check of each `redis.call` (None: may run anything);
+    `on_keyless`: see `Keyless`."""
     run, state, arguments = _sandbox(ctx, readonly, check, limits, keys, argv, body)
+    run.on_keyless = on_keyless
     function, problem = state.compile(_without_shebang(body))
     if function is None:
         return compile_error(problem)
@@ -346,11 +358,13 @@ def run_function(
     readonly: bool,
     limits: ScriptLimits,
     check: Checker | None = None,
+    on_keyless: Keyless | None = None,
 ) -> Reply:
     """FCALL: load library `code` (its shebang already validated) in a fresh sandbox, then
     run its function `name` with `keys` and `argv`; its reply. Raises `CommandError`
     when the budget or memory limit stops it (as `run_script`)."""
     run, state, arguments = _sandbox(ctx, readonly, check, limits, keys, argv, code)
+    run.on_keyless = on_keyless
     chunk, problem = state.compile(_without_shebang(code), b"@user_function")
     if chunk is None:
         return ErrorReply(f"ERR Error compiling function: {problem.decode('utf-8', 'replace')}")
