@@ -10,6 +10,7 @@ from collections import Counter
 from store_harness import FakeClock, MachineClient, normalize, resp2
 from store_script import load_script
 
+from cairn.resp.codec import encode
 from cairn.resp.reply import Array, Bulk, ErrorReply, Integer, Reply
 from cairn.store import StoreMachine, classify, encode_command
 from cairn.store.keyspace import MemoryKeyspace, write_batch
@@ -293,9 +294,11 @@ def test_every_script_line_answers_as_the_script_run_in_apply() -> None:
     mismatches = []
     scripting = {"scripting.txt", "functions.txt", "script_libraries.txt"}
     for line in (line for line in load_script() if line.source in scripting):
-        theirs = resp2(verbatim.call(*line.argv))
-        ours = resp2(effects.call(*line.argv))
+        first, second = verbatim.call(*line.argv), effects.call(*line.argv)
+        theirs, ours = resp2(first), resp2(second)
         if normalize(theirs, line.tags, line.argv) != normalize(ours, line.tags, line.argv):
             mismatches.append(f"{line.where}: {line.argv!r}: {theirs!r} != {ours!r}")
+        elif not line.tags and encode(first, 3) != encode(second, 3):
+            mismatches.append(f"{line.where}: RESP3 {first!r} != {second!r}")
     assert not mismatches, "\n".join(mismatches[:20])
     assert effects.outcomes["Effects"] > 10 and effects.outcomes["Answer"] > 50
