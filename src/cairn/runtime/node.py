@@ -92,7 +92,7 @@ from cairn.runtime.reclaimer import Reclaimer
 from cairn.runtime.redis_config import RedisConfig
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
-from cairn.runtime.script_wiring import ScriptEffects, script_rules, wire_functions
+from cairn.runtime.script_wiring import NodeEffectsIo, script_rules, wire_functions
 from cairn.runtime.server import ClientConnection, ClientState, Done, ReplyValue, RespServer
 from cairn.runtime.tenants import NodeTenants
 from cairn.runtime.tls import PeerTls, ServerTls
@@ -122,6 +122,7 @@ from cairn.shard.routing import (
     merge,
     route,
 )
+from cairn.shard.script_effects import ScriptEffects
 from cairn.shard.topology import Topology, cluster_command
 from cairn.storage import failpoints
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
@@ -350,11 +351,7 @@ class Node:
             machine_for=self._machine_for,
         )
         self.script_effects = ScriptEffects(
-            self.host,
-            lambda request, region: self._write(request, region, verbatim=True),
-            self._retry_later,
-            lambda: self.config.limits.max_entry_bytes,
-            _wall_ms,
+            random.Random(), _wall_ms, lambda: self.config.limits.max_entry_bytes
         )
         """EVAL and FCALL led here: run once, replicated by their effects."""
         # Before the transport starts: every frame kind has its handler when peers call.
@@ -815,7 +812,14 @@ class Node:
             return
         if not verbatim and request.name in EFFECT_SCRIPTS:
             self._arm_timeout(request, UNCERTAIN)
-            self.script_effects.start(request, region, machine)
+            io = NodeEffectsIo(
+                self.host,
+                region,
+                request,
+                lambda: self._write(request, region, verbatim=True),
+                lambda: self._retry_later(request),
+            )
+            self.script_effects.start(request.name, request.args, machine, io)
             return
         now_ms = machine.effective_now(_wall_ms())
         if self.plant == STREAM_ACK_LEADER_ONLY and request.name == "xack":
