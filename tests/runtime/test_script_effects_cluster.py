@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from cluster_fixture import client, running_cluster
+from store_harness import RawRedis, parse_resp2
 
 from cairn.runtime.local_cluster import LocalCluster
 from cairn.runtime.plants import PLANT_ENV, STALE_FOLLOWER_READ
@@ -128,3 +129,35 @@ def test_an_untrackable_script_is_replicated_as_itself(cluster: LocalCluster) ->
     assert int(value) >= 1
     _on_every_node(cluster, "{u}size", value)
     c.close()
+
+
+def test_function_and_script_subcommands_are_described_as_redis_does(
+    cluster: LocalCluster, redis_server_port: int
+) -> None:
+    """COMMAND INFO/DOCS of FUNCTION's and SCRIPT's subcommands and ACL CAT scripting, as
+    redis-server 7.0.15 answers them (its subcommands come in hash order: sorted here)."""
+    theirs, ours = RawRedis(redis_server_port), RawRedis(cluster.spec(1).client_port)
+    if cluster.password:
+        assert ours.call([b"AUTH", cluster.password.encode()]) == b"+OK\r\n"
+    subs = [f"{c}|{s}".encode() for c in ("function", "script") for s in SUBS[c]]
+    for name in subs:
+        for command in ([b"COMMAND", b"INFO", name], [b"COMMAND", b"DOCS", name]):
+            assert ours.call(command) == theirs.call(command), command
+    for container in (b"function", b"script"):
+        command = [b"COMMAND", b"INFO", container]
+        assert _sorted_subs(ours.call(command)) == _sorted_subs(theirs.call(command))
+    cat = [b"ACL", b"CAT", b"scripting"]
+    assert sorted(parse_resp2(ours.call(cat))) == sorted(parse_resp2(theirs.call(cat)))  # type: ignore[arg-type]
+    theirs.close()
+    ours.close()
+
+
+SUBS = {
+    "function": ("delete", "dump", "flush", "help", "kill", "list", "load", "restore", "stats"),
+    "script": ("debug", "exists", "flush", "help", "kill", "load"),
+}
+
+
+def _sorted_subs(raw: bytes) -> object:
+    entry = parse_resp2(raw)[0]  # type: ignore[index]
+    return [*entry[:9], sorted(entry[9], key=repr)]

@@ -1,9 +1,10 @@
 """EVAL, EVAL_RO, EVALSHA, EVALSHA_RO and SCRIPT: the scripting command table entries.
 
-EVAL is a write (one Raft entry, applied on every replica; see `engine`), EVAL_RO a read
+EVAL is a write, run once by the region's leader and replicated by its effects
+(`effects`; these handlers are what that run, and a replayed entry, call), EVAL_RO a read
 served by the region's leader after its lease or a ReadIndex, with writes refused. A script
-marked ``#!lua flags=no-writes`` sent with EVAL still runs as a write entry, with writes
-refused as in Redis. EVAL is routed by its declared keys (all in one region, else
+marked ``#!lua flags=no-writes`` sent with EVAL runs with writes refused as in Redis, and,
+writing nothing, needs no entry. EVAL is routed by its declared keys (all in one region, else
 -CROSSSLOT as Redis Cluster answers); a script with no keys runs in the region of slot 0.
 
 EVALSHA and SCRIPT never reach the store through a node: the node's `ScriptFront` turns
@@ -178,7 +179,9 @@ def script(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 _WRITE = frozenset({Flag.WRITE, Flag.NOSCRIPT})
 _READ = frozenset({Flag.READONLY, Flag.NOSCRIPT})
-_NODE = frozenset({Flag.NOSCRIPT})
+_NODE: frozenset[Flag] = frozenset()
+"""SCRIPT and FUNCTION have no flags of their own (Redis 7.0: their subcommands have,
+`subcommands`); a script may call neither (`engine`'s node-level refusals)."""
 _ACL = "@slow @scripting"
 _KEYS = numkeys_keys(2)
 _NONE = (0, 0, 0)

@@ -1,11 +1,13 @@
 """Running one script: compile it, run it in a fresh sandbox, dispatch its `redis.call`s to
 the command table against the command's own `Db`, and turn the outcome into the reply.
 
-Theory of operation. EVAL is a write command (EVAL_RO a read): the machine applies it as
-one Raft entry, in one write batch, like any command, so the whole script is atomic and
-isolated (nothing else runs until it returns) and every replica runs it with the same
-`now_ms`, the same random seed and the same budget. `redis.call` runs the named command's
-handler directly against the script's `Db`: its writes join the script's batch.
+Theory of operation. A script runs against one `Db` in one write batch, and nothing else
+runs until it returns, so it is atomic and isolated. Usually that batch is an overlay on
+the region leader's applied state and the records it ends with are replicated as the
+script's effects (`effects`); a script that cannot be tracked, or one inside MULTI or
+IDEMPOTENT, is instead applied as its own Raft entry, where every replica runs it with the
+same `now_ms`, the same random seed and the same budget. `redis.call` runs the named
+command's handler directly against the script's `Db`: its writes join the script's batch.
 
 Outcomes, as Redis 7.0 answers them:
 
@@ -15,8 +17,8 @@ Outcomes, as Redis 7.0 answers them:
   made before the error are kept (scripts are atomic, not transactional);
 - it exceeds its budget (`sandbox.ScriptLimits`) of instructions or memory: Redis would
   keep it running and answer -BUSY to others until SCRIPT KILL; Cairn ends it with
-  `CommandError`, so the machine discards the batch: the script had no effect, on every
-  replica alike.
+  `CommandError`, so the batch is discarded: the script had no effect (on every replica
+  alike, when it is replayed).
 
 Keys. A command a script calls may only name keys of the region the script runs in (the
 region of its declared KEYS, which routing placed in one region): any other key fails the
@@ -128,6 +130,7 @@ _NODE_NOSCRIPT = frozenset(
         "psync",
         "replconf",
         "function",
+        "script",
         "fcall",
         "fcall_ro",
         "wait",
@@ -225,7 +228,7 @@ class _Run:
             return self._local(name, argv)
         if not spec.arity_ok(len(argv)):
             return WRONG_ARITY
-        if Flag.NOSCRIPT in spec.flags:
+        if Flag.NOSCRIPT in spec.flags or name in _NODE_NOSCRIPT:
             return NOT_ALLOWED
         if self.check is not None and (denied := self.check(argv, spec)) is not None:
             return denied
