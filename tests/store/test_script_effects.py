@@ -302,3 +302,18 @@ def test_every_script_line_answers_as_the_script_run_in_apply() -> None:
             mismatches.append(f"{line.where}: RESP3 {first!r} != {second!r}")
     assert not mismatches, "\n".join(mismatches[:20])
     assert effects.outcomes["Effects"] > 10 and effects.outcomes["Answer"] > 50
+
+
+def test_function_subcommands_have_redis_acl_categories() -> None:
+    """As redis-server 7.0.15: FUNCTION LOAD is @write (denied by -@write), LIST is not;
+    the scripting category holds the FUNCTION and SCRIPT subcommands."""
+    from cairn.store.acl.check import check
+    from cairn.store.acl.user import parse_description
+    from cairn.store.scripting.acl import script_catalog
+
+    catalog = script_catalog()
+    user = parse_description("u", "on nopass ~* &* +@all -@write", catalog)
+    denied = check(user, catalog, [b"FUNCTION", b"LOAD", b"code"], [], False)
+    assert denied is not None and denied.object == "function|load"
+    assert check(user, catalog, [b"FUNCTION", b"LIST"], [], False) is None
+    assert {"function|load", "script|load", "eval"} <= set(catalog.in_category("scripting"))
