@@ -49,3 +49,27 @@ def test_a_read_waits_for_earlier_writes_and_later_commands_wait_for_it() -> Non
     assert r.started == ["w1", "w2", "r1", "w3", "r2"]
     r.finishers["r2"]()
     assert order.reads == 0 and order.writes == 0
+
+
+def test_an_exclusive_command_waits_for_everything_earlier_and_holds_everything_later() -> None:
+    order, r = ProgramOrder(), Recorder()
+    order.submit(True, r.cmd("w1"))
+    order.submit(True, r.cmd("s1"), exclusive=True)
+    order.submit(True, r.cmd("w2"))
+    order.submit(False, r.cmd("r1"))
+    assert r.started == ["w1"]  # a write in flight: the script waits (it reads)
+    assert not order.admits(False) and not order.admits(True)
+    r.finishers["w1"]()
+    assert r.started == ["w1", "s1"]
+    r.finishers["s1"]()
+    assert r.started == ["w1", "s1", "w2"]
+    r.finishers["w2"]()
+    assert r.started == ["w1", "s1", "w2", "r1"]
+    r.finishers["r1"]()
+    order.submit(False, r.cmd("r2"))
+    order.submit(True, r.cmd("s2"), exclusive=True)
+    assert r.started[-1] == "r2"  # a read in flight: the script waits (it writes)
+    r.finishers["r2"]()
+    assert r.started[-1] == "s2" and order.reads == 1 and order.writes == 1
+    r.finishers["s2"]()
+    assert order.reads == 0 and order.writes == 0

@@ -24,6 +24,7 @@ from cairn.resp.reply import (
 )
 from cairn.store.commands.spec import positional_keys
 from cairn.store.glob import stringmatch
+from cairn.store.scripting.subcommands import SUBCOMMANDS
 
 SYNTAX_ERROR = ErrorReply("ERR syntax error")
 NO_KEYS = ErrorReply("ERR The command has no key arguments")
@@ -112,21 +113,34 @@ def info_entry(meta: CommandMeta) -> Reply:
             Set(tuple(SimpleString(c) for c in meta.acl_categories)),
             Array(tuple(Bulk(t.encode()) for t in meta.tips)),
             Array(()),
-            Array(()),
+            Array(tuple(info_entry(sub) for sub in SUBCOMMANDS.get(meta.name.lower(), ()))),
         )
     )
 
 
 def docs_entry(meta: CommandMeta) -> Reply:
-    """One COMMAND DOCS entry (without argument descriptions)."""
-    return Map(
-        (
-            (Bulk(b"summary"), Bulk(meta.summary.encode())),
-            (Bulk(b"since"), Bulk(meta.since.encode())),
-            (Bulk(b"group"), Bulk(meta.group.encode())),
-            (Bulk(b"complexity"), Bulk(meta.complexity.encode())),
-        )
+    """One COMMAND DOCS entry (without argument descriptions; with the subcommands')."""
+    fields: tuple[tuple[Reply, Reply], ...] = (
+        (Bulk(b"summary"), Bulk(meta.summary.encode())),
+        (Bulk(b"since"), Bulk(meta.since.encode())),
+        (Bulk(b"group"), Bulk(meta.group.encode())),
+        (Bulk(b"complexity"), Bulk(meta.complexity.encode())),
     )
+    subs = SUBCOMMANDS.get(meta.name.lower(), ())
+    if subs:
+        docs = tuple((Bulk(sub.name.encode()), docs_entry(sub)) for sub in subs)
+        fields += ((Bulk(b"subcommands"), Map(docs)),)
+    return Map(fields)
+
+
+def _find(table: Mapping[str, CommandMeta], name: str) -> CommandMeta | None:
+    """Command `name`, or subcommand `container|sub` of a container that lists it."""
+    if name in table:
+        return table[name]
+    container, _, _ = name.partition("|")
+    if container not in table:
+        return None
+    return next((sub for sub in SUBCOMMANDS.get(container, ()) if sub.name == name), None)
 
 
 def command_reply(table: Mapping[str, CommandMeta], args: Sequence[bytes]) -> Reply | None:
@@ -142,11 +156,11 @@ def command_reply(table: Mapping[str, CommandMeta], args: Sequence[bytes]) -> Re
     if sub == b"getkeys":
         return getkeys_reply(table, args[1:])
     if sub == b"info":
-        names = rest or sorted(table)
-        return Array(tuple(info_entry(table[n]) if n in table else NullArray() for n in names))
+        found = [_find(table, n) for n in rest or sorted(table)]
+        return Array(tuple(NullArray() if m is None else info_entry(m) for m in found))
     if sub == b"docs":
-        names = [n for n in (rest or sorted(table)) if n in table]
-        return Map(tuple((Bulk(n.encode()), docs_entry(table[n])) for n in names))
+        metas = [m for m in (_find(table, n) for n in rest or sorted(table)) if m is not None]
+        return Map(tuple((Bulk(m.name.lower().encode()), docs_entry(m)) for m in metas))
     return None
 
 

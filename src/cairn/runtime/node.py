@@ -92,7 +92,7 @@ from cairn.runtime.reclaimer import Reclaimer
 from cairn.runtime.redis_config import RedisConfig
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
-from cairn.runtime.script_wiring import script_rules, wire_functions
+from cairn.runtime.script_wiring import NodeEffectsIo, script_rules, wire_functions
 from cairn.runtime.server import ClientConnection, ClientState, Done, ReplyValue, RespServer
 from cairn.runtime.tenants import NodeTenants
 from cairn.runtime.tls import PeerTls, ServerTls
@@ -122,6 +122,7 @@ from cairn.shard.routing import (
     merge,
     route,
 )
+from cairn.shard.script_effects import ScriptEffects
 from cairn.shard.topology import Topology, cluster_command
 from cairn.storage import failpoints
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
@@ -131,6 +132,7 @@ from cairn.store.idempotency import PREFIX as IDEMPOTENT
 from cairn.store.idempotency import PURGE_COMMAND, checked_argv, tag_command
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.scripting import FRONT_COMMANDS, ScriptFront
+from cairn.store.scripting.effects import EFFECT_SCRIPTS
 from cairn.store.scripting.front import Deferred
 
 log = logging.getLogger("cairn.node")
@@ -348,6 +350,10 @@ class Node:
             on_region=lambda node, region: self.layout_changed(),
             machine_for=self._machine_for,
         )
+        self.script_effects = ScriptEffects(
+            random.Random(), _wall_ms, lambda: self.config.limits.max_entry_bytes
+        )
+        """EVAL and FCALL led here: run once, replicated by their effects."""
         # Before the transport starts: every frame kind has its handler when peers call.
         self.placement = NodePlacement(
             cfg, self.host, self.transport, self.clock, self.machines, self.layout_changed
@@ -715,7 +721,7 @@ class Node:
             else:
                 self._dispatch(request)
 
-        state.order.submit(spec.is_write, start)
+        state.order.submit(spec.is_write, start, exclusive=name in EFFECT_SCRIPTS)
 
     def _run_client_command(self, client: ClientConnection, args: list[bytes]) -> Reply | None:
         """Run connection command `args` here (a transaction's, at EXEC)."""
@@ -793,7 +799,9 @@ class Node:
         else:
             self._read(request, region)
 
-    def _write(self, request: _Request, region: Region) -> None:
+    def _write(self, request: _Request, region: Region, verbatim: bool = False) -> None:
+        """Propose write `request` in `region` (led here); EVAL and FCALL run here for
+        their effects (`ScriptEffects`) unless `verbatim`: then the script is the entry."""
         limit = self.config.limits.max_entry_bytes
         if not request.sized and (big := entry_too_large(request.argv, limit)):
             request.finish(big)  # forwarded by a node with a larger limit, or internal
@@ -801,6 +809,17 @@ class Node:
         machine = self.machines.get(region.id)
         if machine is None:
             self._retry_later(request)
+            return
+        if not verbatim and request.name in EFFECT_SCRIPTS:
+            self._arm_timeout(request, UNCERTAIN)
+            io = NodeEffectsIo(
+                self.host,
+                region,
+                request,
+                lambda: self._write(request, region, verbatim=True),
+                lambda: self._retry_later(request),
+            )
+            self.script_effects.start(request.name, request.args, machine, io)
             return
         now_ms = machine.effective_now(_wall_ms())
         if self.plant == STREAM_ACK_LEADER_ONLY and request.name == "xack":

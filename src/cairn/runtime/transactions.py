@@ -49,6 +49,7 @@ from cairn.store.idempotency import (
     tag_transaction,
 )
 from cairn.store.machine import decode_command, encode_command
+from cairn.store.scripting.effects import EFFECTS_COMMAND, wake_part
 from cairn.store.transaction import (
     TRANSACTION_COMMANDS,
     TXN_COMMAND,
@@ -192,11 +193,14 @@ def forwarded_spec(args: list[bytes]) -> CommandSpec | ErrorReply:
 def applied_parts(data: bytes) -> list[bytes]:
     """The command entries an applied entry stands for, for waking blocked clients: a
     transaction's commands one by one, an idempotent write's wrapped command or
-    transaction, anything else itself."""
+    transaction, a script's effects as the script on the keys it wrote, anything else
+    itself."""
     try:
         name, args, now_ms = decode_command(data)
     except ValueError:
         return [data]
+    if name == EFFECTS_COMMAND and args:  # a script's effects: as a script on its writes
+        return [encode_command("eval", wake_part(args[0]), now_ms)]
     if name == IDEM_COMMAND and len(args) > 3:  # id, ttl, max ids, the wrapped command
         inner = args[3].lower().decode("utf-8", "replace")
         return applied_parts(encode_command(inner, args[4:], now_ms))

@@ -12,6 +12,11 @@ starts a linearizable read. The client records a `cairn.check` history:
   changes, since a process never has two operations open.
 
 "Not leader" sends the client to the hinted leader; a timeout to a random node.
+
+Scripts (EVAL, FCALL) run as a real node runs them: once, on the leader's state, and
+replicated by their effects (`cairn.shard.script_effects`), so runs with scripts check
+effects replication under every fault (stale effects, retries, the fallback to the
+script itself).
 """
 
 from __future__ import annotations
@@ -24,15 +29,18 @@ from typing import cast
 from cairn.check.history import Op, OpType
 from cairn.raft.types import NONE, NodeId
 from cairn.resp.reply import Reply
-from cairn.shard.replica import Completion, Outcome
+from cairn.shard.replica import Callback, Completion, Outcome, Replica
+from cairn.shard.script_effects import ScriptEffects
 from cairn.sim.cluster import Cluster
 from cairn.sim.kv_machine import KVCommand, KVOp
 from cairn.sim.loop import HARNESS, EventLoop
 from cairn.sim.redis_machine import EPOCH_MS, MachineKind, encode_for
 from cairn.sim.workloads import ClientLogic, Command
-from cairn.store.machine import encode_command
+from cairn.store.machine import StoreMachine, encode_command
+from cairn.store.scripting.effects import EFFECT_SCRIPTS
 
 MS = 1_000_000
+_MAX_ENTRY_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +105,9 @@ class SimClient:
         self._call: _Call | None = None
         self._written = 0
         self._last_seen: dict[str, str | None] = {}
+        self._scripts = ScriptEffects(random.Random(index), self._now_ms, lambda: _MAX_ENTRY_BYTES)
+        """Scripts as a leader runs them (its own random source: the client's choices
+        stay what they were)."""
 
     @property
     def idle(self) -> bool:
@@ -162,12 +173,23 @@ class SimClient:
         if call.f == "get":
             replica.read(lambda done: self._reply(node, call, done, self._read_value(node, call)))
             return
+        machine = self.cluster.nodes[node].machine
+        if (
+            call.command is not None
+            and call.command.name in EFFECT_SCRIPTS
+            and isinstance(machine, StoreMachine)
+        ):
+            io = _ScriptIo(self, node, call, replica)
+            self._scripts.start(call.command.name, call.command.argv(), machine, io)
+            return
         if call.command is not None:
-            now_ms = EPOCH_MS + self.loop.now // MS
-            data = encode_command(call.command.name, call.command.argv(), now_ms)
+            data = encode_command(call.command.name, call.command.argv(), self._now_ms())
         else:
             data = encode_for(self.cluster.machine_kind, self._command(call), self.loop.now)
         replica.propose(data, lambda done: self._reply(node, call, done, None))
+
+    def _now_ms(self) -> int:
+        return EPOCH_MS + self.loop.now // MS
 
     def _read_value(self, node: NodeId, call: _Call) -> Callable[[], str | None]:
         def read() -> str | None:
@@ -292,3 +314,32 @@ class SimClient:
 
     def _record(self, kind: OpType, call: _Call, value: object) -> None:
         self.history.append(Op(self.process, kind, call.f, call.key, value, self.loop.now))
+
+
+class _ScriptIo:
+    """One script call's `EffectsIo` on a simulated node: the replica's reads and
+    proposals; its outcome goes back to the client as any reply does."""
+
+    def __init__(self, client: SimClient, node: NodeId, call: _Call, replica: Replica) -> None:
+        self._client = client
+        self._node = node
+        self._call = call
+        self._replica = replica
+
+    def read(self, on_done: Callback) -> None:
+        self._replica.read(on_done)
+
+    def propose(self, command: bytes, on_done: Callback) -> None:
+        self._replica.propose(command, on_done)
+
+    def replay(self) -> None:
+        command = self._call.command
+        assert command is not None
+        data = encode_command(command.name, command.argv(), self._client._now_ms())
+        self._replica.propose(data, self.done)
+
+    def done(self, completion: Completion) -> None:
+        self._client._reply(self._node, self._call, completion, None)
+
+    def cancelled(self) -> bool:
+        return self._client._call is not self._call

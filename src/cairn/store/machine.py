@@ -72,6 +72,7 @@ from cairn.store.notifications import Event
 from cairn.store.ranges import KeyspaceImages, RangeImages
 from cairn.store.reclaim import has_garbage
 from cairn.store.scope import WHOLE_KEYSPACE, KeyOutOfRangeError, Scope
+from cairn.store.scripting.effects import EFFECTS_COMMAND, EFFECTS_COMMANDS, apply_effects
 from cairn.store.transaction import (
     TRANSACTION_COMMANDS,
     TXN_COMMAND,
@@ -133,12 +134,14 @@ def _internal_spec(name: str) -> CommandSpec | None:
         or TRANSACTION_COMMANDS.get(name)
         or IDEMPOTENCY_COMMANDS.get(name)
         or TXN_LOCK_COMMANDS.get(name)
+        or EFFECTS_COMMANDS.get(name)
     )
 
 
-_LOCK_CHECKED_INTERNAL = frozenset({TXN_COMMAND, WATCH_COMMAND, IDEM_COMMAND})
-"""The internal commands carrying client commands: lock-checked like those
-(`cairn.store.txn_locks`); the others (expiry, reclaim, the transactions' own) are not."""
+_LOCK_CHECKED_INTERNAL = frozenset({TXN_COMMAND, WATCH_COMMAND, IDEM_COMMAND, EFFECTS_COMMAND})
+"""The internal commands carrying client commands (a script's effects too: its leader run
+read through any lock): lock-checked like those (`cairn.store.txn_locks`); the others
+(expiry, reclaim, the transactions' own) are not."""
 
 
 def _lock_checked(spec: CommandSpec) -> bool:
@@ -378,6 +381,8 @@ class StoreMachine:
         events: list[Event] | None = [] if self.collect_events else None
         if spec.name == TXN_COMMAND:
             reply = apply_transaction(self.keyspace, self.scope, index, now_ms, args[0], events)
+        elif spec.name == EFFECTS_COMMAND:  # a script's effects: cairn.store.scripting.effects
+            reply = apply_effects(self.keyspace, self.scope, index, now_ms, args[0], events)
         elif spec.name in IDEMPOTENCY_COMMANDS:  # IDEMPOTENT: cairn.store.idempotency
             reply = apply_idempotency(
                 self.keyspace, self.scope, index, now_ms, spec.name, args, events

@@ -6,7 +6,9 @@ as Redis 7.0 runs it.
 against the command's `Db`, `commands` holds the table entries, `cache` the node's script
 cache and front (EVALSHA → EVAL, SCRIPT), `functions` the library table and FUNCTION,
 `front` FCALL's routing and the script tail (library code, caller's ACL rules), `acl` the
-per-call ACL check, and `libs` (`cjson`, `cmsgpack`, `lstruct`) the libraries Redis ships.
+per-call ACL check, `libs` (`cjson`, `cmsgpack`, `lstruct`) the libraries Redis ships,
+`effects` the replication of a script by the records it wrote (on `cairn.store.overlay`),
+and `subcommands` FUNCTION's and SCRIPT's subcommand metadata.
 """
 
 from cairn.store.scripting.cache import FRONT_COMMANDS, ScriptCache, ScriptFront, sha1_hex

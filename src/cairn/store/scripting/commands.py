@@ -1,9 +1,10 @@
 """EVAL, EVAL_RO, EVALSHA, EVALSHA_RO and SCRIPT: the scripting command table entries.
 
-EVAL is a write (one Raft entry, applied on every replica; see `engine`), EVAL_RO a read
+EVAL is a write, run once by the region's leader and replicated by its effects
+(`effects`; these handlers are what that run, and a replayed entry, call), EVAL_RO a read
 served by the region's leader after its lease or a ReadIndex, with writes refused. A script
-marked ``#!lua flags=no-writes`` sent with EVAL still runs as a write entry, with writes
-refused as in Redis. EVAL is routed by its declared keys (all in one region, else
+marked ``#!lua flags=no-writes`` sent with EVAL runs with writes refused as in Redis, and,
+writing nothing, needs no entry. EVAL is routed by its declared keys (all in one region, else
 -CROSSSLOT as Redis Cluster answers); a script with no keys runs in the region of slot 0.
 
 EVALSHA and SCRIPT never reach the store through a node: the node's `ScriptFront` turns
@@ -24,7 +25,7 @@ from cairn.store.commands.spec import NOT_INTEGER, CommandSpec, Ctx, Flag
 from cairn.store.numbers import parse_ll
 from cairn.store.scripting.acl import script_checker
 from cairn.store.scripting.cache import NOSCRIPT, sha1_hex
-from cairn.store.scripting.engine import run_function, run_script
+from cairn.store.scripting.engine import Keyless, run_function, run_script
 from cairn.store.scripting.front import split_tail
 from cairn.store.scripting.functions import NOT_FOUND
 from cairn.store.scripting.sandbox import DEFAULT_LIMITS, ScriptLimits
@@ -73,8 +74,15 @@ def _numkeys(args: Sequence[bytes]) -> int:
     return count
 
 
-def evaluate(ctx: Ctx, args: Sequence[bytes], readonly: bool, limits: ScriptLimits) -> Reply:
-    """EVAL/EVAL_RO script numkeys [key ...] [arg ...] (and the front's tail: `front`)."""
+def evaluate(
+    ctx: Ctx,
+    args: Sequence[bytes],
+    readonly: bool,
+    limits: ScriptLimits,
+    on_keyless: Keyless | None = None,
+) -> Reply:
+    """EVAL/EVAL_RO script numkeys [key ...] [arg ...] (and the front's tail: `front`);
+    `on_keyless`: see `engine.Keyless` (a run for its effects)."""
     args, _, rules = split_tail(args)
     count = _numkeys(args)
     body = args[0]
@@ -85,7 +93,15 @@ def evaluate(ctx: Ctx, args: Sequence[bytes], readonly: bool, limits: ScriptLimi
     readonly = readonly or "no-writes" in flags
     check = script_checker(rules)
     return run_script(
-        ctx, sha1_hex(body), body, keys, argv, readonly=readonly, limits=limits, check=check
+        ctx,
+        sha1_hex(body),
+        body,
+        keys,
+        argv,
+        readonly=readonly,
+        limits=limits,
+        check=check,
+        on_keyless=on_keyless,
     )
 
 
@@ -101,9 +117,12 @@ def _fcall_numkeys(args: Sequence[bytes]) -> int:
     return count
 
 
-def function_call(ctx: Ctx, args: Sequence[bytes], readonly: bool) -> Reply:
+def function_call(
+    ctx: Ctx, args: Sequence[bytes], readonly: bool, on_keyless: Keyless | None = None
+) -> Reply:
     """FCALL/FCALL_RO function numkeys [key ...] [arg ...], with the front's tail (the
-    library's code and the caller's rules); without one no library is known here."""
+    library's code and the caller's rules); without one no library is known here.
+    `on_keyless`: see `engine.Keyless` (a run for its effects)."""
     args, code, rules = split_tail(args)
     if code is None:
         return NOT_FOUND
@@ -118,6 +137,7 @@ def function_call(ctx: Ctx, args: Sequence[bytes], readonly: bool) -> Reply:
         readonly=readonly,
         limits=DEFAULT_LIMITS,
         check=script_checker(rules),
+        on_keyless=on_keyless,
     )
 
 
@@ -159,7 +179,9 @@ def script(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 _WRITE = frozenset({Flag.WRITE, Flag.NOSCRIPT})
 _READ = frozenset({Flag.READONLY, Flag.NOSCRIPT})
-_NODE = frozenset({Flag.NOSCRIPT})
+_NODE: frozenset[Flag] = frozenset()
+"""SCRIPT and FUNCTION have no flags of their own (Redis 7.0: their subcommands have,
+`subcommands`); a script may call neither (`engine`'s node-level refusals)."""
 _ACL = "@slow @scripting"
 _KEYS = numkeys_keys(2)
 _NONE = (0, 0, 0)

@@ -1,11 +1,13 @@
 """Running one script: compile it, run it in a fresh sandbox, dispatch its `redis.call`s to
 the command table against the command's own `Db`, and turn the outcome into the reply.
 
-Theory of operation. EVAL is a write command (EVAL_RO a read): the machine applies it as
-one Raft entry, in one write batch, like any command, so the whole script is atomic and
-isolated (nothing else runs until it returns) and every replica runs it with the same
-`now_ms`, the same random seed and the same budget. `redis.call` runs the named command's
-handler directly against the script's `Db`: its writes join the script's batch.
+Theory of operation. A script runs against one `Db` in one write batch, and nothing else
+runs until it returns, so it is atomic and isolated. Usually that batch is an overlay on
+the region leader's applied state and the records it ends with are replicated as the
+script's effects (`effects`); a script that cannot be tracked, or one inside MULTI or
+IDEMPOTENT, is instead applied as its own Raft entry, where every replica runs it with the
+same `now_ms`, the same random seed and the same budget. `redis.call` runs the named
+command's handler directly against the script's `Db`: its writes join the script's batch.
 
 Outcomes, as Redis 7.0 answers them:
 
@@ -15,8 +17,8 @@ Outcomes, as Redis 7.0 answers them:
   made before the error are kept (scripts are atomic, not transactional);
 - it exceeds its budget (`sandbox.ScriptLimits`) of instructions or memory: Redis would
   keep it running and answer -BUSY to others until SCRIPT KILL; Cairn ends it with
-  `CommandError`, so the machine discards the batch: the script had no effect, on every
-  replica alike.
+  `CommandError`, so the batch is discarded: the script had no effect (on every replica
+  alike, when it is replayed).
 
 Keys. A command a script calls may only name keys of the region the script runs in (the
 region of its declared KEYS, which routing placed in one region): any other key fails the
@@ -128,6 +130,7 @@ _NODE_NOSCRIPT = frozenset(
         "psync",
         "replconf",
         "function",
+        "script",
         "fcall",
         "fcall_ro",
         "wait",
@@ -157,6 +160,11 @@ Checker = Callable[[list[bytes], CommandSpec | None], bytes | None]
 """The caller's ACL check of one `redis.call` (argv, its spec or None for a script-local
 command): None when allowed, else the error text (`acl.script_checker`)."""
 
+Keyless = Callable[[str], None]
+"""Told the name of each store command a script calls that names no key (DBSIZE, KEYS,
+SCAN, FLUSHDB ...): a run replicated by its effects cannot vouch for what such a command
+read (`effects`)."""
+
 
 @dataclass
 class _Run:
@@ -167,6 +175,7 @@ class _Run:
     state: LuaState | None = None
     resp: int = 2
     check: Checker | None = None
+    on_keyless: Keyless | None = None
 
     def call(self, *args: Any) -> Any:
         """`redis.call`: the reply as a Lua value; an error is raised into the script.
@@ -219,14 +228,17 @@ class _Run:
             return self._local(name, argv)
         if not spec.arity_ok(len(argv)):
             return WRONG_ARITY
-        if Flag.NOSCRIPT in spec.flags:
+        if Flag.NOSCRIPT in spec.flags or name in _NODE_NOSCRIPT:
             return NOT_ALLOWED
         if self.check is not None and (denied := self.check(argv, spec)) is not None:
             return denied
         if spec.is_write and self.readonly:
             return READ_ONLY
-        if not all(self.ctx.db.scope.contains_key(k) for k in spec.keys(argv)):
+        keys = spec.keys(argv)
+        if not all(self.ctx.db.scope.contains_key(k) for k in keys):
             return NOT_LOCAL
+        if not keys and self.on_keyless is not None:
+            self.on_keyless(spec.name)
         return self._run(spec, argv)
 
     def _local(self, name: str, argv: list[bytes]) -> Reply | bytes:
@@ -294,11 +306,14 @@ def run_script(
     readonly: bool,
     limits: ScriptLimits,
     check: Checker | None = None,
+    on_keyless: Keyless | None = None,
 ) -> Reply:
     """Run script `body` (its shebang line, if any, already validated) with `keys` and
     `argv`; its reply. Raises `CommandError` when the budget or memory limit stops it.
-    `check`: the caller's ACL check of each `redis.call` (None: may run anything)."""
+    `check`: the caller's ACL check of each `redis.call` (None: may run anything);
+    `on_keyless`: see `Keyless`."""
     run, state, arguments = _sandbox(ctx, readonly, check, limits, keys, argv, body)
+    run.on_keyless = on_keyless
     function, problem = state.compile(_without_shebang(body))
     if function is None:
         return compile_error(problem)
@@ -346,11 +361,13 @@ def run_function(
     readonly: bool,
     limits: ScriptLimits,
     check: Checker | None = None,
+    on_keyless: Keyless | None = None,
 ) -> Reply:
     """FCALL: load library `code` (its shebang already validated) in a fresh sandbox, then
     run its function `name` with `keys` and `argv`; its reply. Raises `CommandError`
     when the budget or memory limit stops it (as `run_script`)."""
     run, state, arguments = _sandbox(ctx, readonly, check, limits, keys, argv, code)
+    run.on_keyless = on_keyless
     chunk, problem = state.compile(_without_shebang(code), b"@user_function")
     if chunk is None:
         return ErrorReply(f"ERR Error compiling function: {problem.decode('utf-8', 'replace')}")

@@ -19,14 +19,17 @@ library's top-level code runs (`start_load`), its globals are only Redis' librar
 (`redis.register_function`, `redis.log`, the constants); its functions then run with
 the script globals above, without KEYS and ARGV (they get keys and args as arguments).
 
-Determinism. `math.random` is Redis' own generator (`redisLrand48`, a 48-bit LCG with
+Randomness. `math.random` is Redis' own generator (`redisLrand48`, a 48-bit LCG with
 `math.randomseed` as `redisSrand48`), seeded at the start of each run from the command's
-`ctx.rng`, which for a write is seeded by the entry's log index: every replica draws the
-same numbers (Redis 7.0 seeds it once per process).
+`ctx.rng`: a fresh draw of the leader's random source for a script run for its effects
+(`effects`; only its writes are replicated, so each run draws new numbers, as Redis 7.0,
+which seeds it once per process), and a source seeded by the entry's log index for a
+script replayed in apply, so every replica draws the same numbers.
 
 The budget. Redis lets a script run past `busy-reply-threshold` and then answers `-BUSY`
-to everyone until SCRIPT KILL. In Cairn a script runs inside the apply of one Raft entry,
-on every replica, so it is bounded by a deterministic count instead: a Lua count hook
+to everyone until SCRIPT KILL. In Cairn a script runs on the region's leader between
+applies (or, replayed, inside the apply of one Raft entry on every replica), so it is
+bounded by a deterministic count instead: a Lua count hook
 charges `HOOK_STEP` VM instructions at a time (and each `redis.call` charges
 `ScriptLimits.call_cost`); once the total passes `ScriptLimits.instructions` the hook
 raises an error at every following instruction, so no `pcall` can swallow it, and the run

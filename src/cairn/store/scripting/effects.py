@@ -1,0 +1,408 @@
+"""Scripts replicated by their effects: run once on the region's leader, applied as records.
+
+Theory of operation. EVAL (EVALSHA arrives as EVAL) and FCALL reach the region's leader
+as writes. Instead of proposing the script, the leader runs it once (`run_for_effects`)
+on its applied state, read linearizably (after its lease or a ReadIndex), through an
+`OverlayKeyspace`: the script reads the real keyspace and its own writes, and writes only
+to the overlay. The outcome is one of:
+
+- `Answer`: the script wrote nothing (a read-only script, or one stopped by its budget
+  with its writes discarded): its reply is the answer, no entry at all, as for a read;
+- `Effects`: what it wrote, proposed as ONE internal entry ``cairn.effects <payload>``
+  carrying the script's reply, its record writes (``M``, ``F``, ``G`` puts and deletes
+  and the scope's deletion stamp), the key counts it changed as deltas, the keyspace
+  notifications it raised, the keys it wrote (to wake blocked clients), and the
+  fingerprint (`cairn.store.transaction.fingerprint`) of every key whose records it read
+  or wrote;
+- `Replay`: its writes cannot be vouched for by fingerprints (it called a command that
+  names no key, such as DBSIZE, KEYS, SCAN or FLUSHALL, or read records no key accounts
+  for): the leader proposes the script itself, which every replica runs as before.
+
+Apply (`apply_effects`): if any fingerprint differs from the one recorded, another entry
+changed (or expired, or deleted, or created) a key the script depended on between the run
+and the apply: the entry writes nothing and answers `STALE`, and the leader runs the
+script again (a bounded number of times, then it proposes the script itself: progress is
+guaranteed under contention). Otherwise the records are written as they are: no replica
+runs Lua. Equal fingerprints mean every key the script touched is as it was when the
+script ran (each write leaves a new stamp, each deletion moves the region's deletion
+stamp), so the records the script wrote are exactly what running it at this index would
+write, but for two things fixed at apply:
+
+- stamps: the run does not know its entry's index, so it stamps with `PLACEHOLDER_STAMP`;
+  the apply rewrites it, in every metadata record and in the deletion stamp record, with
+  `encode_stamp(region, index)`, as if the script had run in this entry;
+- key counts: other entries may have created or deleted other keys in between, so the
+  counts travel as deltas and are added to the values found at apply.
+
+A script that pushes one element onto a list of ten million makes an entry of two records
+(the list's metadata and the new element), not the list.
+
+Pure: no I/O; the caller supplies the time and the random source (a script's random
+draws no longer need to agree between replicas: only its effects are replicated).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from cairn.resp.reply import ErrorReply, Reply
+from cairn.store.commands.errors import CommandError
+from cairn.store.commands.spec import CommandSpec, Ctx, Flag
+from cairn.store.db import Db
+from cairn.store.idempotency import decode_reply, encode_reply
+from cairn.store.keyspace import KeyspaceReader, WriteBatch, write_batch
+from cairn.store.layout import META_TAG, decode_meta, decode_u64, encode_meta, encode_stamp
+from cairn.store.notifications import Event
+from cairn.store.overlay import OverlayKeyspace, encode_counter, record_owner
+from cairn.store.scope import KeyOutOfRangeError, Scope
+from cairn.store.scripting.commands import evaluate, function_call
+from cairn.store.scripting.sandbox import DEFAULT_LIMITS
+from cairn.store.transaction import fingerprint
+
+__all__ = [
+    "EFFECTS_COMMAND",
+    "EFFECTS_COMMANDS",
+    "EFFECT_SCRIPTS",
+    "PLACEHOLDER_STAMP",
+    "STALE",
+    "Answer",
+    "Effects",
+    "Replay",
+    "apply_effects",
+    "decode_effects",
+    "effects_keys",
+    "encode_effects",
+    "run_for_effects",
+    "wake_part",
+]
+
+EFFECTS_COMMAND = "cairn.effects"
+"""The internal command carrying a script's effects: ``cairn.effects <payload>``."""
+EFFECT_SCRIPTS = frozenset({"eval", "fcall"})
+"""The write commands the leader runs for their effects (EVALSHA arrives as EVAL)."""
+PLACEHOLDER_STAMP = b"\xff" * 8 + b"\x00" * 8
+"""The stamp a run writes (region id 2^64-1: no region has it); the apply replaces it."""
+STALE = ErrorReply(
+    "TRYAGAIN a key the script used changed before its effects applied: run it again"
+)
+"""An effects entry's reply when a fingerprint changed: it wrote nothing. The leader that
+proposed it runs the script again; a client never sees it unless that leader is gone."""
+MALFORMED = ErrorReply("ERR malformed script effects entry")
+KEY_NOT_IN_REGION = ErrorReply("TRYAGAIN key outside this region's range: route it again")
+
+_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The script wrote nothing: `reply` answers it, as a read would be answered."""
+
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The script must be replicated as itself (run by every replica), for `reason`."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What a script wrote, to be applied as one entry (module docstring).
+
+    Invariant: every record write belongs to a key of `fingerprints` or is the scope's
+    deletion stamp; `counters` are key-count records with their change against the state
+    the script ran on (and whether the run left them deleted).
+    """
+
+    reply: Reply
+    fingerprints: tuple[tuple[bytes, bytes], ...]
+    writes: tuple[tuple[bytes, bytes | None], ...]
+    counters: tuple[tuple[bytes, int, bool], ...]
+    events: tuple[Event, ...]
+    wake: tuple[bytes, ...]
+
+
+Outcome = Answer | Effects | Replay
+
+
+def run_for_effects(
+    keyspace: KeyspaceReader,
+    scope: Scope,
+    name: str,
+    args: Sequence[bytes],
+    now_ms: int,
+    rng: random.Random,
+    collect_events: bool = False,
+) -> Outcome:
+    """Run script command `name` (``eval`` or ``fcall``; `args` without the name, with the
+    front's tail) on `keyspace` at `now_ms` through an overlay; what to do with it.
+    `collect_events`: record its keyspace notifications (the leader publishes them)."""
+    overlay = OverlayKeyspace(keyspace, _counter_test(scope), _tracked_test(scope))
+    keyless: list[str] = []
+    batch = overlay.begin()
+    db = Db(overlay, batch, now_ms, scope, PLACEHOLDER_STAMP)
+    if collect_events:
+        db.events = []
+    ctx = Ctx(db, now_ms, name, rng)
+    try:
+        reply = _call(ctx, name, args, keyless.append)
+        db.finish_stamps()
+    except CommandError as err:
+        batch.abort()
+        return Answer(err.reply)
+    except KeyOutOfRangeError:
+        batch.abort()
+        return Answer(KEY_NOT_IN_REGION)
+    batch.commit()
+    if not overlay.wrote:
+        return Answer(reply)
+    if keyless or overlay.untracked:
+        return Replay(f"it called {keyless[0]}" if keyless else "it walked the keyspace")
+    return _effects(keyspace, scope, now_ms, overlay, reply, db.events or [])
+
+
+def _call(ctx: Ctx, name: str, args: Sequence[bytes], keyless: Any) -> Reply:
+    if name == "fcall":
+        return function_call(ctx, args, False, keyless)
+    return evaluate(ctx, args, False, DEFAULT_LIMITS, keyless)
+
+
+def _effects(
+    keyspace: KeyspaceReader,
+    scope: Scope,
+    now_ms: int,
+    overlay: OverlayKeyspace,
+    reply: Reply,
+    events: list[Event],
+) -> Outcome:
+    reader = Db(keyspace, None, now_ms, scope)
+    try:
+        encode_reply(reply)
+    except TypeError:
+        return Replay("its reply has no stored form")
+    return Effects(
+        reply,
+        tuple((key, fingerprint(reader, key)) for key in sorted(overlay.touched)),
+        tuple(overlay.record_writes()),
+        tuple(overlay.counter_deltas()),
+        tuple(events),
+        tuple(overlay.written_keys()),
+    )
+
+
+def _counter_test(scope: Scope) -> Any:
+    """Whether a system record is one of `scope`'s key counts."""
+    bounds = scope.slot_count_bounds()
+    total = scope.count_key
+
+    def is_counter(key: bytes) -> bool:
+        return key == total or (bounds is not None and bounds[0] <= key < bounds[1])
+
+    return is_counter
+
+
+def _tracked_test(scope: Scope) -> Any:
+    """Whether reading a system record is accounted for: the counts (read to be updated)
+    and the deletion stamp (read by fingerprints)."""
+    is_counter = _counter_test(scope)
+    deleted = scope.deleted_key
+
+    def tracked(key: bytes) -> bool:
+        return key == deleted or bool(is_counter(key))
+
+    return tracked
+
+
+# -- the entry --------------------------------------------------------------------------
+
+
+def encode_effects(effects: Effects) -> bytes:
+    """The argument of a `cairn.effects` entry."""
+    payload = [
+        _FORMAT,
+        encode_reply(effects.reply),
+        [list(pair) for pair in effects.fingerprints],
+        [list(pair) for pair in effects.writes],
+        [list(c) for c in effects.counters],
+        [list(e) for e in effects.events],
+        list(effects.wake),
+    ]
+    return bytes(msgpack.packb(payload, use_bin_type=True))
+
+
+def decode_effects(data: bytes) -> Effects:
+    """The inverse of `encode_effects`; ValueError on anything else."""
+    try:
+        fmt, reply, prints, writes, counters, events, wake = msgpack.unpackb(data, raw=False)
+        effects = Effects(
+            decode_reply(reply),
+            tuple(_pair(p, bytes) for p in prints),
+            tuple(_pair(w, bytes | None) for w in writes),
+            tuple(_counter(c) for c in counters),
+            tuple(_event(e) for e in events),
+            tuple(wake),
+        )
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ValueError("malformed effects entry") from exc
+    if fmt != _FORMAT or not all(isinstance(k, bytes) for k in effects.wake):
+        raise ValueError("malformed effects entry")
+    return effects
+
+
+def _pair(item: Any, second: Any) -> tuple[bytes, Any]:
+    if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], bytes)):
+        raise ValueError("malformed effects entry")
+    if not isinstance(item[1], second):
+        raise ValueError("malformed effects entry")
+    return item[0], item[1]
+
+
+def _counter(item: Any) -> tuple[bytes, int, bool]:
+    if not (
+        isinstance(item, list)
+        and len(item) == 3
+        and isinstance(item[0], bytes)
+        and isinstance(item[1], int)
+        and isinstance(item[2], bool)
+    ):
+        raise ValueError("malformed effects entry")
+    return item[0], item[1], item[2]
+
+
+def _event(item: Any) -> Event:
+    if not (
+        isinstance(item, list)
+        and len(item) == 3
+        and isinstance(item[0], int)
+        and isinstance(item[1], str)
+        and isinstance(item[2], bytes)
+    ):
+        raise ValueError("malformed effects entry")
+    return item[0], item[1], item[2]
+
+
+def effects_keys(argv: Sequence[bytes]) -> list[bytes]:
+    """The Redis keys of a `cairn.effects` entry (name first): those it fingerprints."""
+    try:
+        return [key for key, _ in decode_effects(argv[1]).fingerprints]
+    except (ValueError, IndexError):
+        return []
+
+
+def wake_part(payload: bytes) -> list[bytes]:
+    """EVAL's arguments for a script declaring exactly the keys effects `payload` wrote:
+    the command an applied effects entry stands for when blocked clients are woken
+    (every key it wrote may have been filled; a malformed payload wakes no one)."""
+    try:
+        wake = decode_effects(payload).wake
+    except ValueError:
+        wake = ()
+    return [b"", b"%d" % len(wake), *wake]
+
+
+# -- apply ------------------------------------------------------------------------------
+
+
+def apply_effects(
+    keyspace: Any,
+    scope: Scope,
+    index: int,
+    now_ms: int,
+    data: bytes,
+    events: list[Event] | None = None,
+) -> Reply:
+    """Apply effects `data` (`encode_effects`) at log `index` and time `now_ms`, inside
+    the caller's keyspace transaction: the script's reply, or `STALE` (nothing written)
+    when a key it used changed since it ran. `events`: where its notifications go (None:
+    not collected)."""
+    try:
+        effects = decode_effects(data)
+        keys = [key for key, _ in effects.fingerprints]
+        scope.check_keys(keys)
+        _check_writes(effects, frozenset(keys), scope)
+    except ValueError:
+        return MALFORMED
+    except KeyOutOfRangeError:
+        return KEY_NOT_IN_REGION
+    reader = Db(keyspace, None, now_ms, scope)
+    for key, recorded in effects.fingerprints:
+        if fingerprint(reader, key) != recorded:
+            return STALE
+    stamp = encode_stamp(scope.region_id or 0, index)
+    with write_batch(keyspace) as batch:
+        _write_records(batch, effects.writes, stamp)
+        _add_counts(batch, effects.counters)
+    if events is not None:
+        events.extend(effects.events)
+    return effects.reply
+
+
+def _check_writes(effects: Effects, keys: frozenset[bytes], scope: Scope) -> None:
+    """ValueError unless every write is a record of a fingerprinted key (or the scope's
+    deletion stamp) and every counter one of the scope's counts."""
+    for internal, _ in effects.writes:
+        owner = record_owner(internal)
+        if owner not in keys and internal != scope.deleted_key:
+            raise ValueError("an effects entry writes outside its keys")
+    is_counter = _counter_test(scope)
+    if not all(is_counter(key) for key, _, _ in effects.counters):
+        raise ValueError("an effects entry changes a record that is no count")
+
+
+def _write_records(
+    batch: WriteBatch, writes: Sequence[tuple[bytes, bytes | None]], stamp: bytes
+) -> None:
+    """Write the run's records, its placeholder stamps replaced by `stamp`."""
+    for internal, value in writes:
+        if value is None:
+            batch.delete(internal)
+        elif value == PLACEHOLDER_STAMP:
+            batch.put(internal, stamp)
+        elif internal[:1] == META_TAG:
+            meta = decode_meta(value)
+            batch.put(internal, encode_meta(meta, stamp) if meta.stamp else value)
+        else:
+            batch.put(internal, value)
+
+
+def _add_counts(batch: WriteBatch, counters: Sequence[tuple[bytes, int, bool]]) -> None:
+    """Add each count's change to its value now; a count the run deleted (a slot it
+    emptied) is deleted if it is zero now too."""
+    for key, delta, deleted in counters:
+        value = decode_u64(batch.get(key)) + delta
+        if value <= 0 and deleted:
+            batch.delete(key)
+        else:
+            batch.put(key, encode_counter(value))
+
+
+def _not_direct(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """`cairn.effects` is applied by `apply_effects`, never through a handler."""
+    raise CommandError(ErrorReply("ERR cairn.effects is applied by the machine only"))
+
+
+EFFECTS_COMMANDS: dict[str, CommandSpec] = {
+    EFFECTS_COMMAND: CommandSpec(
+        name=EFFECTS_COMMAND,
+        arity=2,
+        flags=frozenset({Flag.WRITE}),
+        first_key=0,
+        last_key=0,
+        step=0,
+        group="scripting",
+        since="7.0.0",
+        complexity="O(N) in the records the script wrote",
+        summary="Internal: a script's effects, replicated instead of the script.",
+        handler=_not_direct,
+        key_finder=effects_keys,
+    )
+}
+"""The internal command of effects replication: not in `COMMANDS`, so no client (and no
+forwarding peer) can send it; only a region's leader proposes it."""

@@ -1,0 +1,90 @@
+"""`ScriptEffects`, a region leader's EVAL/FCALL run for their effects, against a fake
+`EffectsIo` and a real store machine: no entry for a script that writes nothing, one
+effects entry for one that writes, the script itself once its effects came back stale
+`MAX_RUNS` times, and a clear error (nothing proposed) for effects past the entry limit."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from cairn.resp.reply import Bulk, ErrorReply, Integer
+from cairn.shard.replica import Callback, Completion, Outcome
+from cairn.shard.script_effects import MAX_RUNS, ScriptEffects
+from cairn.store import StoreMachine, decode_command, encode_command
+from cairn.store.scripting.effects import EFFECTS_COMMAND, STALE
+
+
+@dataclass
+class FakeIo:
+    """Reads are served at once; proposals are applied to `machine` (or come back
+    `STALE` while `stale` is set)."""
+
+    machine: StoreMachine
+    stale: bool = False
+    proposed: list[bytes] = field(default_factory=list)
+    replayed: int = 0
+    outcome: Completion | None = None
+
+    def read(self, on_done: Callback) -> None:
+        on_done(Completion(Outcome.OK))
+
+    def propose(self, command: bytes, on_done: Callback) -> None:
+        self.proposed.append(command)
+        if self.stale:
+            on_done(Completion(Outcome.OK, STALE))
+            return
+        on_done(Completion(Outcome.OK, self.machine.apply(self.machine.applied_index + 1, command)))
+
+    def replay(self) -> None:
+        self.replayed += 1
+
+    def done(self, completion: Completion) -> None:
+        assert self.outcome is None
+        self.outcome = completion
+
+    def cancelled(self) -> bool:
+        return self.outcome is not None
+
+
+def _setup(limit: int = 1 << 20) -> tuple[ScriptEffects, FakeIo]:
+    machine = StoreMachine()
+    machine.apply(1, encode_command("set", [b"k", b"5"], 0))
+    runner = ScriptEffects(random.Random(1), lambda: 1_700_000_000_000, lambda: limit)
+    return runner, FakeIo(machine)
+
+
+def _run(runner: ScriptEffects, io: FakeIo, body: str, *keys: str) -> None:
+    args = [body.encode(), b"%d" % len(keys), *(k.encode() for k in keys)]
+    runner.start("eval", args, io.machine, io)
+
+
+def test_a_reading_script_is_answered_without_an_entry() -> None:
+    runner, io = _setup()
+    _run(runner, io, "return redis.call('GET', KEYS[1])", "k")
+    assert io.outcome == Completion(Outcome.OK, Bulk(b"5")) and io.proposed == []
+    assert runner.counters.answered == 1
+
+
+def test_a_writing_script_is_one_effects_entry() -> None:
+    runner, io = _setup()
+    _run(runner, io, "return redis.call('INCRBY', KEYS[1], 10)", "k")
+    assert io.outcome == Completion(Outcome.OK, Integer(15))
+    assert [decode_command(c)[0] for c in io.proposed] == [EFFECTS_COMMAND]
+    assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"15")
+
+
+def test_stale_effects_run_again_then_the_script_is_replayed() -> None:
+    runner, io = _setup()
+    io.stale = True
+    _run(runner, io, "return redis.call('INCR', KEYS[1])", "k")
+    assert len(io.proposed) == MAX_RUNS and io.replayed == 1 and io.outcome is None
+    assert runner.counters.stale == MAX_RUNS and runner.counters.replayed == 1
+
+
+def test_effects_past_the_entry_limit_are_refused_and_nothing_is_proposed() -> None:
+    runner, io = _setup(limit=2048)
+    _run(runner, io, "redis.call('SET', KEYS[1], string.rep('x', 4096))", "k")
+    assert io.outcome is not None and isinstance(io.outcome.value, ErrorReply)
+    assert "effects are too large" in io.outcome.value.message and io.proposed == []
+    assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"5")
