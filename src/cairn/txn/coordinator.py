@@ -1,0 +1,401 @@
+"""The coordinator of one cross-region transaction: a step machine, pure.
+
+Theory of operation (docs/transactions.md; Percolator with pessimistic locks, as TiKV):
+
+1. `start_ts` from the timestamp oracle; the keys grouped by region (`TxnIO.group`);
+2. `cairn.txn.lock` in every region at once: each key is locked and its value read (a
+   watched key's fingerprint checked first); the primary is the transaction's first key;
+3. the queued commands run on a scratch machine loaded with those values (`Scratch`),
+   at the time `start_ts` stands for: their replies, and the effect on every changed key;
+4. `cairn.txn.prewrite` of the effects into the locks, in every region with changes at
+   once (a transaction that changed nothing rolls its locks back and answers);
+5. `commit_ts` from the oracle; `cairn.txn.commit` in the primary's region: that one Raft
+   entry is the transaction's commit point; the client is answered;
+6. the other regions are committed in the background (a reader that meets one of their
+   locks first rolls it forward itself: `cairn.txn.resolver`).
+
+Conflicts never wait while holding locks: a key locked by another transaction, a lock
+lost to a resolver, a region that could not be reached make the coordinator roll back
+every lock it took, back off (randomised, through the injected random source), and start
+again with a new `start_ts`, until the request's deadline (then `-TRYAGAIN`). A watched
+key that changed aborts (the null array, as EXEC). A primary commit whose outcome cannot
+be known is retried (it is idempotent) and answered `-UNCERTAIN` after the deadline.
+
+Everything the coordinator does to the world goes through `TxnIO` (route and run an
+internal command, group keys by region, schedule, read the monotonic clock) and a
+`TimestampSource`: the runtime drives it with the node's own routing; the tests with real
+`StoreMachine`s standing for regions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from random import Random
+from typing import Protocol
+
+from cairn.resp.reply import NULL_ARRAY, Array, ErrorReply, Reply
+from cairn.store import CommandSpec, classify
+from cairn.txn.protocol import (
+    Conflict,
+    Effect,
+    Loaded,
+    Status,
+    commit_argv,
+    lock_argv,
+    physical_ms,
+    prewrite_argv,
+    read_lock,
+    read_status,
+    rollback_argv,
+)
+
+TRYAGAIN = ErrorReply(
+    "TRYAGAIN the transaction met conflicting transactions until its deadline, retry later"
+)
+UNCERTAIN = ErrorReply(
+    "UNCERTAIN the transaction may or may not have been committed (its commit timed out)"
+)
+TOO_LARGE = ErrorReply(
+    "ERR transaction too large: the values of its keys pass txn_max_bytes"
+)
+
+Done = Callable[[Reply], None]
+TimestampCallback = Callable[[int | ErrorReply], None]
+
+
+class TimestampSource(Protocol):
+    """The timestamp oracle: `get` calls back once with a fresh timestamp (strictly
+    greater than every one handed out before) or an `ErrorReply`."""
+
+    def get(self, callback: TimestampCallback) -> None: ...
+
+
+class TxnIO(Protocol):
+    """What the coordinator and the resolver need from the node."""
+
+    def send(self, argv: list[bytes], done: Done) -> None:
+        """Route the internal command `argv` by its keys and run it; `done` gets its reply
+        (an `ErrorReply` when it could not run: CROSSSLOT, TRYAGAIN, UNCERTAIN ...)."""
+
+    def group(self, keys: Sequence[bytes]) -> list[list[bytes]] | None:
+        """`keys` grouped by the region holding them (each group in the keys' order, the
+        groups in the order of their first key); None: some key has no known region."""
+
+    def later(self, delay_s: float, action: Callable[[], None]) -> None:
+        """Run `action` after `delay_s` seconds."""
+
+    def now(self) -> float:
+        """A monotonic clock, in seconds (deadlines)."""
+
+
+class Scratch(Protocol):
+    """Run the queued commands over the loaded values, as EXEC would, at `now_ms`: each
+    command's reply, and the effect of every key whose value changed."""
+
+    def __call__(
+        self, loaded: Sequence[Loaded], commands: Sequence[Sequence[bytes]], now_ms: int
+    ) -> tuple[list[Reply], list[Effect]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TxnSettings:
+    """The knobs of cross-region transactions (`txn_*` in the node's config)."""
+
+    lock_ttl_ms: int = 3000
+    """How long a lock protects an unfinished transaction before others may resolve it."""
+    max_bytes: int = 64 << 20
+    """The most bytes of values one transaction may read into its scratch machine."""
+    backoff_base_s: float = 0.002
+    backoff_max_s: float = 0.1
+    commit_retry_s: float = 0.02
+    """The pause before sending again a commit that failed to reach its region."""
+
+
+def backoff(rng: Random, settings: TxnSettings, attempt: int) -> float:
+    """Full-jitter exponential backoff: a random pause in [base, min(max, base * 2^n)]."""
+    cap = min(settings.backoff_max_s, settings.backoff_base_s * (1 << min(attempt, 20)))
+    return settings.backoff_base_s + rng.random() * (cap - settings.backoff_base_s)
+
+
+def transaction_keys(
+    watches: Sequence[tuple[bytes, bytes]], commands: Sequence[Sequence[bytes]]
+) -> list[bytes]:
+    """Every key a transaction locks, each once: the watched ones, then each command's."""
+    keys: dict[bytes, None] = dict.fromkeys(k for k, _ in watches)
+    for argv in commands:
+        spec = classify(list(argv))
+        if isinstance(spec, CommandSpec):
+            keys.update(dict.fromkeys(spec.keys(list(argv))))
+    return list(keys)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One try with one `start_ts` over one grouping of the keys."""
+
+    start_ts: int
+    groups: list[list[bytes]]
+    loaded: dict[bytes, Loaded]
+    pending: int = 0
+    """Region replies still awaited by the current step."""
+    outcome: Reply | None = None
+    """The worst answer collected so far by the current step (None: all fine)."""
+    retry: bool = False
+    """The step failed in a way a new attempt may get past."""
+    conflict: Conflict | None = None
+    prewriting: bool = False
+    """Past the locks: the current step is the prewrite."""
+
+
+class Coordinator:
+    """Runs one transaction to its end and answers `done` exactly once."""
+
+    def __init__(
+        self,
+        watches: Sequence[tuple[bytes, bytes]],
+        commands: Sequence[Sequence[bytes]],
+        io: TxnIO,
+        timestamps: TimestampSource,
+        scratch: Scratch,
+        settings: TxnSettings,
+        rng: Random,
+        deadline: float,
+        done: Done,
+        resolve: Callable[[Conflict, int, Callable[[], None]], None] | None = None,
+    ) -> None:
+        """`deadline` is on `io.now()`'s clock; `resolve(conflict, attempt, then)` clears
+        an expired lock met while locking (`Resolver.resolve`; None: just back off)."""
+        self.watches = dict(watches)
+        self.commands = [list(c) for c in commands]
+        self.keys = transaction_keys(list(watches), self.commands)
+        self.io = io
+        self.timestamps = timestamps
+        self.scratch = scratch
+        self.settings = settings
+        self.rng = rng
+        self.deadline = deadline
+        self._done = done
+        self._resolve = resolve
+        self.attempts = 0
+        self.finished = False
+        self._current: _Attempt | None = None
+        self._replies: list[Reply] = []
+
+    @property
+    def primary(self) -> bytes:
+        """The transaction's primary key: its status lives there."""
+        return self.keys[0]
+
+    def start(self) -> None:
+        """Begin the first attempt."""
+        if not self.keys:
+            self._finish(ErrorReply("ERR a cross-region transaction needs keys"))
+            return
+        self._begin()
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self.io.now() >= self.deadline:
+            self._finish(TRYAGAIN)
+            return
+        self.attempts += 1
+        self.timestamps.get(self._got_start)
+
+    def _got_start(self, ts: int | ErrorReply) -> None:
+        if isinstance(ts, ErrorReply):
+            self._again()
+            return
+        groups = self.io.group(self.keys)
+        if groups is None:
+            self._again()
+            return
+        attempt = _Attempt(ts, groups, {})
+        self._current = attempt
+        attempt.pending = len(groups)
+        for keys in groups:
+            watched = [(k, self.watches[k]) for k in keys if k in self.watches]
+            plain = [k for k in keys if k not in self.watches]
+            order = [k for k, _ in watched] + plain
+            argv = lock_argv(
+                ts,
+                self.primary,
+                self.settings.lock_ttl_ms,
+                self.settings.max_bytes,
+                watched,
+                plain,
+            )
+            self.io.send(argv, self._step(attempt, self._lock_reader(attempt, order)))
+
+    def _step(self, attempt: _Attempt, read: Callable[[Reply], None]) -> Done:
+        """A region's reply to the current step (ignored once the attempt is over)."""
+
+        def done(reply: Reply) -> None:
+            if self._current is not attempt or self.finished:
+                return
+            read(reply)
+            attempt.pending -= 1
+            if attempt.pending == 0:
+                self._step_over(attempt)
+
+        return done
+
+    def _lock_reader(self, attempt: _Attempt, keys: list[bytes]) -> Callable[[Reply], None]:
+        return lambda reply: self._locked(attempt, keys, reply)
+
+    def _locked(self, attempt: _Attempt, keys: list[bytes], reply: Reply) -> None:
+        got = read_lock(reply, keys)
+        if isinstance(got, list):
+            attempt.loaded.update((v.key, v) for v in got)
+        elif isinstance(got, Conflict):
+            attempt.retry, attempt.conflict = True, got
+        elif isinstance(got, Status) and got.word == b"watch":
+            attempt.outcome = NULL_ARRAY
+        elif isinstance(got, Status) and got.word == b"toolarge":
+            attempt.outcome = attempt.outcome or TOO_LARGE
+        else:  # rolledback (a resolver was faster than our primary's lock), or a failure
+            attempt.retry = True
+
+    def _step_over(self, attempt: _Attempt) -> None:
+        """Every region answered the current step: go on, or roll back and end/retry."""
+        if attempt.outcome is not None:
+            self._abort(attempt, attempt.outcome)
+        elif attempt.retry:
+            self._abort(attempt, None)
+        elif not attempt.prewriting:
+            self._run_scratch(attempt)
+        else:
+            self._stepped(attempt)
+
+    def _run_scratch(self, attempt: _Attempt) -> None:
+        loaded = [attempt.loaded[k] for k in self.keys]
+        try:
+            replies, effects = self.scratch(loaded, self.commands, physical_ms(attempt.start_ts))
+        except ValueError as exc:  # a DUMP the scratch machine could not load
+            self._abort(attempt, ErrorReply(f"ERR the transaction could not run: {exc}"))
+            return
+        self._replies = replies
+        if not effects:  # read only: every value was read under lock, nothing to commit
+            self._abort(attempt, Array(tuple(replies)))
+            return
+        attempt.prewriting = True
+        by_key = {e.key: e for e in effects}
+        groups = [[by_key[k] for k in keys if k in by_key] for keys in attempt.groups]
+        groups = [g for g in groups if g]
+        attempt.pending = len(groups)
+        for group in groups:
+            argv = prewrite_argv(attempt.start_ts, group)
+            self.io.send(argv, self._step(attempt, _prewrote(attempt)))
+
+    def _stepped(self, attempt: _Attempt) -> None:
+        """Prewritten everywhere: take `commit_ts`."""
+
+        def got(ts: int | ErrorReply) -> None:
+            if self._current is not attempt or self.finished:
+                return
+            if isinstance(ts, ErrorReply):
+                self._abort(attempt, None)
+                return
+            self._commit_primary(attempt, ts)
+
+        self.timestamps.get(got)
+
+    def _commit_primary(self, attempt: _Attempt, commit_ts: int) -> None:
+        keys = self._primary_group(attempt)
+        argv = commit_argv(attempt.start_ts, commit_ts, keys, primary=True)
+
+        def answered(reply: Reply) -> None:
+            if self._current is not attempt or self.finished:
+                return
+            status = read_status(reply)
+            if isinstance(status, Status) and status.word == b"ok":
+                self._finish(Array(tuple(self._replies)))
+                self._commit_secondaries(attempt, commit_ts)
+            elif isinstance(status, Status) and status.word == b"rolledback":
+                self._replies = []  # not committed: a resolver rolled us back; start over
+                self._abort(attempt, None)
+            elif self.io.now() >= self.deadline:
+                self._finish(UNCERTAIN)
+            else:  # unreachable, or its outcome unknown: a commit is safe to send again
+                self.io.later(self.settings.commit_retry_s, lambda: self.io.send(argv, answered))
+
+        self.io.send(argv, answered)
+
+    def _commit_secondaries(self, attempt: _Attempt, commit_ts: int) -> None:
+        """Commit the other regions, each until it answers (or the lock's ttl is long
+        past: then a reader rolls it forward, as after a coordinator's crash)."""
+        give_up = self.io.now() + 2 * self.settings.lock_ttl_ms / 1000
+        primary = self.primary
+        for keys in attempt.groups:
+            if primary in keys:
+                continue
+            argv = commit_argv(attempt.start_ts, commit_ts, keys, primary=False)
+            self._send_until_ok(argv, give_up)
+
+    def _send_until_ok(self, argv: list[bytes], give_up: float) -> None:
+        def answered(reply: Reply) -> None:
+            status = read_status(reply)
+            if isinstance(status, Status) or self.io.now() >= give_up:
+                return
+            self.io.later(self.settings.commit_retry_s, lambda: self.io.send(argv, answered))
+
+        self.io.send(argv, answered)
+
+    # -- endings --------------------------------------------------------------------------
+
+    def _primary_group(self, attempt: _Attempt) -> list[bytes]:
+        """The primary's region's keys, the primary first."""
+        primary = self.primary
+        for keys in attempt.groups:
+            if primary in keys:
+                return [primary] + [k for k in keys if k != primary]
+        raise AssertionError("the primary is in no group")
+
+    def _abort(self, attempt: _Attempt, outcome: Reply | None) -> None:
+        """Roll back every lock of `attempt`; then answer `outcome`, or (None) try again
+        after a randomised pause (resolving the conflicting lock if it has expired)."""
+        self._current = None
+        attempt.pending = len(attempt.groups)
+        conflict = attempt.conflict
+
+        def rolled(reply: Reply) -> None:
+            attempt.pending -= 1
+            if attempt.pending or self.finished:
+                return
+            if outcome is not None:
+                self._finish(outcome)
+            elif conflict is not None and conflict.ttl_ms == 0 and self._resolve is not None:
+                self._resolve(conflict, self.attempts, self._again)
+            else:
+                self._again()
+
+        for keys in attempt.groups:
+            is_primary = self.primary in keys
+            ordered = self._primary_group(attempt) if is_primary else keys
+            self.io.send(rollback_argv(attempt.start_ts, ordered, is_primary), rolled)
+
+    def _again(self) -> None:
+        """Back off, then a new attempt (the deadline is checked as it begins)."""
+        if self.finished:
+            return
+        self._replies = []
+        pause = backoff(self.rng, self.settings, self.attempts)
+        if self.io.now() + pause >= self.deadline:
+            self._finish(TRYAGAIN)
+            return
+        self.io.later(pause, self._begin)
+
+    def _finish(self, reply: Reply) -> None:
+        if not self.finished:
+            self.finished = True
+            self._done(reply)
+
+
+def _prewrote(attempt: _Attempt) -> Callable[[Reply], None]:
+    def read(reply: Reply) -> None:
+        status = read_status(reply)
+        if not (isinstance(status, Status) and status.word == b"ok"):
+            attempt.retry = True  # `lost`: a resolver rolled a lock back; or unreachable
+
+    return read
