@@ -31,6 +31,7 @@ from cairn.store.layout import (
     element_prefix,
     encode_meta,
     encode_u64,
+    lock_key,
     meta_key,
     prefix_end,
     split_meta_key,
@@ -168,13 +169,27 @@ class Db:
             self._overwritten.add(key)
 
     def purge_if_expired(self, key: bytes) -> bool:
-        """Delete `key` if it exists and is expired at `now_ms` (active expiry)."""
+        """Delete `key` if it exists and is expired at `now_ms` (active expiry); a key
+        locked by a cross-region transaction is left alone (`cairn.store.txn_locks`: its
+        commit decides its value)."""
         raw = self._reader.get(meta_key(key))
         if raw is None or not decode_meta(raw).expired(self.now_ms):
+            return False
+        if self._reader.get(lock_key(key)) is not None:
             return False
         self._purge(key, decode_meta(raw))
         self.notify(EXPIRED, "expired", key)
         return True
+
+    @property
+    def records(self) -> KeyspaceReader:
+        """The raw records this view reads (its batch when it writes): for the modules
+        keeping records of their own beside the keys (`cairn.store.txn_locks`)."""
+        return self._reader
+
+    def record_writer(self) -> WriteBatch:
+        """The batch this writer writes to (`ReadOnlyError` for a read-only view)."""
+        return self._write()
 
     def last_deletion(self) -> bytes:
         """The stamp of the scope's last key deletion (empty: none since stamps exist)."""

@@ -26,6 +26,19 @@ sub-records are still being reclaimed (`cairn.store.reclaim`)::
     b"G" | slot (2 bytes) | length of user key (4 bytes) | user key | version (4 bytes)
     value: empty
 
+``L`` a key's lock of a cross-region transaction (`cairn.store.txn_locks`), keyed like the
+metadata record::
+
+    b"L" | slot (2 bytes) | user key
+    value: msgpack [1, start_ts, primary key, ttl_ms, locked_at_ms, effect]
+
+``S`` the status of a cross-region transaction, kept with its primary key::
+
+    b"S" | slot (2 bytes) | primary key | start_ts (8 bytes, big-endian)
+    value: msgpack [1, state (1 committed, 2 rolled back), commit_ts, at_ms]
+
+(the user key of an ``S`` record is everything between the slot and the last 8 bytes).
+
 ``X`` the state machine's own records (applied index, largest applied now_ms, key count).
 A machine owning the whole keyspace (the single-group node) keeps them at ``X applied``,
 ``X now``, ``X keys``; a region's machine keeps them under the region's id::
@@ -59,7 +72,7 @@ RENAME onto it) drops its metadata and writes one ``G`` record, O(1), and a re-c
 key takes a version above every buried one, so it never sees the old elements; the leader
 then reclaims the buried records in bounded steps through Raft (`cairn.store.reclaim`).
 ``G`` records sort by slot like ``F`` records, so splits, merges, snapshots and region
-drops carry them with the keys' ranges.
+drops carry them with the keys' ranges; so do ``L`` and ``S`` records.
 """
 
 from __future__ import annotations
@@ -74,6 +87,8 @@ from cairn.store.slot import key_slot
 META_TAG = b"M"
 FIELD_TAG = b"F"
 GARBAGE_TAG = b"G"
+LOCK_TAG = b"L"
+STATUS_TAG = b"S"
 SYSTEM_TAG = b"X"
 
 APPLIED_KEY = SYSTEM_TAG + b"applied"
@@ -283,6 +298,32 @@ def prefix_end(prefix: bytes) -> bytes | None:
     if not trimmed:
         return None
     return trimmed[:-1] + bytes([trimmed[-1] + 1])
+
+
+def lock_key(key: bytes) -> bytes:
+    """The internal key of Redis key `key`'s transaction lock record."""
+    return LOCK_TAG + _SLOT.pack(key_slot(key)) + key
+
+
+def status_key(primary: bytes, start_ts: int) -> bytes:
+    """The internal key of the status record of transaction `start_ts`, whose primary key
+    is `primary`."""
+    return STATUS_TAG + _SLOT.pack(key_slot(primary)) + primary + _U64.pack(start_ts)
+
+
+STATUS_TS_LEN = 8
+"""The length of the start_ts at the end of a status record's key."""
+
+
+def status_range_key(internal: bytes) -> bytes:
+    """The range key (slot | primary key) of a status record's internal key."""
+    return internal[1 : len(internal) - STATUS_TS_LEN]
+
+
+def split_status_key(internal: bytes) -> tuple[bytes, int]:
+    """(primary key, start_ts) of a status record's internal key."""
+    cut = len(internal) - STATUS_TS_LEN
+    return internal[3:cut], int(_U64.unpack_from(internal, cut)[0])
 
 
 def region_system_prefix(region_id: int) -> bytes:

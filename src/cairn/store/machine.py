@@ -60,14 +60,25 @@ from cairn.store.commands.scan import cursor_range_key
 from cairn.store.commands.stream_reclaim import needs_reclaim
 from cairn.store.db import Db
 from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
-from cairn.store.idempotency import IDEMPOTENCY_COMMANDS, apply_idempotency, has_expired
+from cairn.store.idempotency import (
+    IDEM_COMMAND,
+    IDEMPOTENCY_COMMANDS,
+    apply_idempotency,
+    has_expired,
+)
 from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch, write_batch
 from cairn.store.layout import decode_u64, encode_stamp, encode_u64
 from cairn.store.notifications import Event
 from cairn.store.ranges import KeyspaceImages, RangeImages
 from cairn.store.reclaim import has_garbage
 from cairn.store.scope import WHOLE_KEYSPACE, KeyOutOfRangeError, Scope
-from cairn.store.transaction import TRANSACTION_COMMANDS, TXN_COMMAND, apply_transaction
+from cairn.store.transaction import (
+    TRANSACTION_COMMANDS,
+    TXN_COMMAND,
+    WATCH_COMMAND,
+    apply_transaction,
+)
+from cairn.store.txn_locks import TXN_LOCK_COMMANDS, lock_error
 
 __all__ = [
     "KEY_NOT_IN_REGION",
@@ -121,7 +132,17 @@ def _internal_spec(name: str) -> CommandSpec | None:
         or INTERNAL_COMMANDS.get(name)
         or TRANSACTION_COMMANDS.get(name)
         or IDEMPOTENCY_COMMANDS.get(name)
+        or TXN_LOCK_COMMANDS.get(name)
     )
+
+
+_LOCK_CHECKED_INTERNAL = frozenset({TXN_COMMAND, WATCH_COMMAND, IDEM_COMMAND})
+"""The internal commands carrying client commands: lock-checked like those
+(`cairn.store.txn_locks`); the others (expiry, reclaim, the transactions' own) are not."""
+
+
+def _lock_checked(spec: CommandSpec) -> bool:
+    return spec.name in _LOCK_CHECKED_INTERNAL or COMMANDS.get(spec.name) is spec
 
 
 def _spec_for_apply(name: str, args: Sequence[bytes]) -> CommandSpec | ErrorReply:
@@ -342,6 +363,11 @@ class StoreMachine:
         if not in_range and self.scope.is_region and not self._in_range(spec, args):
             self._set_progress(index, now_ms)
             return KEY_NOT_IN_REGION
+        if _lock_checked(spec):
+            locked = lock_error(self.keyspace, spec.keys([spec.name.encode(), *args]), now_ms)
+            if locked is not None:
+                self._set_progress(index, now_ms)
+                return locked
         events: list[Event] | None = [] if self.collect_events else None
         if spec.name == TXN_COMMAND:
             reply = apply_transaction(self.keyspace, self.scope, index, now_ms, args[0], events)
@@ -382,6 +408,9 @@ class StoreMachine:
             return arity_error(spec.name)
         if not in_range and self.scope.is_region and not self._in_range(spec, args):
             return KEY_NOT_IN_REGION
+        locked = lock_error(self.keyspace, spec.keys([spec.name.encode(), *args]), now_ms)
+        if locked is not None:
+            return locked
         try:
             db = Db(self.keyspace, None, now_ms, self.scope, lookups=self.lookups)
             return run(spec, db, args, self._rng, settings=settings)

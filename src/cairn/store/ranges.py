@@ -9,15 +9,20 @@ other regions (`cairn.store.layout`):
   where a bound falls inside a slot that slot's fields are not contiguous: the walk covers
   every slot the scope touches and filters by range key, passing over a foreign key's
   fields with one seek;
+- the ``L`` (lock) records of its keys, keyed like ``M`` records: one contiguous run;
+- the ``S`` (transaction status) records of its keys, ``S | slot | key | start_ts``: the
+  key has no length prefix, so where a bound falls inside a slot the walk covers the
+  slots the scope touches and filters each record by its range key (the key before the
+  last 8 bytes);
 - its system records under ``Xr | region id`` (applied index, time, key counts).
 
 A region's snapshot image is the concatenation of msgpack frames
 ``[1, region id, [key, value, key, value, ...], last]`` of about `chunk_bytes` each, in
-the order F, G, M, X. This module is the one implementation of the walks and of the image
-format, over any `Keyspace` (the simulator's `MemoryKeyspace` as well as LMDB); installing
-in one batch is `KeyspaceImages`. `cairn.storage.region_data` reuses the walks, the frames
-and `ImageReader` to snapshot, install and delete a region on LMDB in bounded transactions,
-and a node plugs those in through `RangeImages`.
+the order F, G, L, M, S, X (the tags' order). This module is the one implementation of
+the walks and of the image format, over any `Keyspace` (the simulator's `MemoryKeyspace`
+as well as LMDB); installing in one batch is `KeyspaceImages`. `cairn.storage.region_data`
+reuses the walks, the frames and `ImageReader` to snapshot, install and delete a region on
+LMDB in bounded transactions, and a node plugs those in through `RangeImages`.
 """
 
 from __future__ import annotations
@@ -30,7 +35,16 @@ from typing import Protocol
 import msgpack
 
 from cairn.store.keyspace import Keyspace, KeyspaceReader, WriteBatch, write_batch
-from cairn.store.layout import FIELD_TAG, GARBAGE_TAG, META_TAG, prefix_end
+from cairn.store.layout import (
+    FIELD_TAG,
+    GARBAGE_TAG,
+    LOCK_TAG,
+    META_TAG,
+    STATUS_TAG,
+    STATUS_TS_LEN,
+    prefix_end,
+    status_range_key,
+)
 from cairn.store.scope import Scope
 
 SNAPSHOT_FORMAT = 1
@@ -79,6 +93,12 @@ def owns(scope: Scope, key: bytes) -> bool:
         return scope.contains(key[1:])
     if key.startswith(FIELD_TAG) or key.startswith(GARBAGE_TAG):
         return scope.contains(field_range_key(key)[0])
+    if key.startswith(LOCK_TAG):
+        return scope.contains(key[1:])
+    if key.startswith(STATUS_TAG):
+        if len(key) < 3 + STATUS_TS_LEN:
+            raise ImageError(f"status record key {key!r} is truncated")
+        return scope.contains(status_range_key(key))
     bounds = scope.system_bounds()
     return bounds is not None and bounds[0] <= key < bounds[1]
 
@@ -111,6 +131,20 @@ def iter_fields(
         pos = max(skip, rows[-1][0] + b"\x00")
 
 
+def iter_locks(reader: KeyspaceReader, scope: Scope) -> Iterator[tuple[bytes, bytes]]:
+    """The L (lock) records of the scope's keys, in key order."""
+    hi = LOCK_TAG + scope.end if scope.end else META_TAG  # "M": just past every L record
+    yield from _iter_span(reader, LOCK_TAG + scope.start, hi)
+
+
+def iter_statuses(reader: KeyspaceReader, scope: Scope) -> Iterator[tuple[bytes, bytes]]:
+    """The S (transaction status) records of the scope's keys, in key order (module
+    docstring: filtered by range key within the slots the scope touches)."""
+    for key, value in _iter_span(reader, *scope.field_bounds(STATUS_TAG)):
+        if len(key) >= 3 + STATUS_TS_LEN and scope.contains(status_range_key(key)):
+            yield key, value
+
+
 def iter_system(reader: KeyspaceReader, scope: Scope) -> Iterator[tuple[bytes, bytes]]:
     """The region's system records (none for the whole keyspace's scope)."""
     bounds = scope.system_bounds()
@@ -119,10 +153,12 @@ def iter_system(reader: KeyspaceReader, scope: Scope) -> Iterator[tuple[bytes, b
 
 
 def iter_scope(reader: KeyspaceReader, scope: Scope) -> Iterator[tuple[bytes, bytes]]:
-    """Every record of the scope, in key order (F < G < M < X)."""
+    """Every record of the scope, in key order (F < G < L < M < S < X)."""
     yield from iter_fields(reader, scope)
     yield from iter_fields(reader, scope, GARBAGE_TAG)
+    yield from iter_locks(reader, scope)
     yield from iter_meta(reader, scope)
+    yield from iter_statuses(reader, scope)
     yield from iter_system(reader, scope)
 
 

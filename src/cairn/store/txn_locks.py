@@ -1,0 +1,582 @@
+"""Cross-region transactions, the store half: lock and status records, the five internal
+commands that read and write them, and the lock check every client command passes.
+
+Theory of operation (the shared interface is `TXN_SPEC.md`, sections 1 to 3). Cairn's
+store keeps one version per key, so a transaction spanning regions is Percolator with
+pessimistic locks (TiKV's pessimistic transactions): its coordinator (`cairn.runtime`)
+locks every key it touches, reading their values in the same entry (`LOCK_COMMAND`),
+computes the result on a scratch machine (`cairn.store.txn_scratch`), stores each changed
+key's effect in its lock (`PREWRITE_COMMAND`), commits the primary key's region
+(`COMMIT_COMMAND` with is_primary 1: the effects applied, the locks dropped and a
+committed status record written, all in ONE entry: the transaction's commit point), then
+the other regions. `ROLLBACK_COMMAND` drops locks; `STATUS_COMMAND` tells another
+transaction (or a reader that met a lock) whether a lock's owner committed, rolled back,
+or is alive, rolling back an owner whose primary lock outlived its ttl (TiKV's
+check_txn_status).
+
+Records (`cairn.store.layout`): a lock ``L | slot | key`` ->
+``[1, start_ts, primary, ttl_ms, locked_at_ms, effect]``; a status
+``S | slot | primary | start_ts`` -> ``[1, state, commit_ts, at_ms]``. Both live with
+their key's range (`cairn.store.ranges`), so splits, merges, snapshots and region drops
+carry them. Each command is an ordinary handler run in the entry's one batch: a refusal
+checks everything before writing anything, and a commit applies its effects through the
+real RESTORE and DEL handlers on the entry's `Db`, so stamps (WATCH), key counts, the
+graveyard and notifications are exactly RESTORE's and DEL's; the node wakes blocked
+clients from the commit's keys (`COMMIT_COMMAND`'s key finder names them).
+
+Lock check (`lock_error`): the machine looks up the ``L`` record of each key of every
+command it runs for a client (and of `cairn.exec`, `cairn.watch`, `cairn.idem`), one
+keyspace get per key, and answers ``-LOCKED <start_ts> <ttl_remaining_ms> <hex primary>
+<hex key>`` for a locked key without running the command; the node resolves the lock
+and retries. Active expiry leaves a locked key alone (`Db.purge_if_expired`).
+
+Status records are removed `txn_status_retention_ms` after they were written by the
+region's leader, proposing `GC_COMMAND` entries naming the stale records its walk found
+(`stale_statuses`, `cairn.runtime.reclaimer`), each deleting at most `GC_BATCH` records
+still stale at its own time.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import msgpack
+
+from cairn.resp.reply import NULL, Array, Bulk, ErrorReply, Integer, Reply
+from cairn.store.commands import CommandError, CommandSpec, Flag
+from cairn.store.commands.dump import cmd_restore, serialize
+from cairn.store.commands.keys import cmd_del
+from cairn.store.commands.spec import Ctx
+from cairn.store.db import Db
+from cairn.store.encodings import DEFAULT_SETTINGS
+from cairn.store.keyspace import KeyspaceReader
+from cairn.store.layout import (
+    STATUS_TAG,
+    STATUS_TS_LEN,
+    lock_key,
+    split_status_key,
+    status_key,
+    status_range_key,
+)
+from cairn.store.rdb import STREAM_TYPES, BadPayloadError, decode, object_type, verify_footer
+from cairn.store.rdb_stream import load_stream
+from cairn.store.scope import Scope
+from cairn.store.transaction import fingerprint
+
+__all__ = [
+    "COMMITTED",
+    "COMMIT_COMMAND",
+    "GC_BATCH",
+    "GC_COMMAND",
+    "LOCK_COMMAND",
+    "PREWRITE_COMMAND",
+    "ROLLBACK_COMMAND",
+    "ROLLED_BACK",
+    "STATUS_COMMAND",
+    "TXN_LOCK_COMMANDS",
+    "Lock",
+    "Status",
+    "lock_error",
+    "read_lock",
+    "read_status",
+    "stale_statuses",
+]
+
+LOCK_COMMAND = "cairn.txn.lock"
+PREWRITE_COMMAND = "cairn.txn.prewrite"
+COMMIT_COMMAND = "cairn.txn.commit"
+ROLLBACK_COMMAND = "cairn.txn.rollback"
+STATUS_COMMAND = "cairn.txn.status"
+GC_COMMAND = "cairn.txn.gc"
+"""``cairn.txn.gc <retention_ms> (<primary> <start_ts>)...``: delete the named status
+records that are `retention_ms` old at the entry's time; the number deleted."""
+
+GC_BATCH = 256
+"""Status records one `GC_COMMAND` entry names at most."""
+
+COMMITTED = 1
+ROLLED_BACK = 2
+_FORMAT = 1
+_TS_LIMIT = 1 << 63
+"""Timestamps and times are below 2^63: they come back as RESP integers."""
+_KIND_DELETE = 0
+_KIND_RESTORE = 1
+
+_OK = Array((Bulk(b"ok"),))
+_ROLLED_BACK_REPLY = Array((Bulk(b"rolledback"),))
+
+
+# -- records -------------------------------------------------------------------------------
+
+
+Effect = tuple[int, int, bytes]
+"""A prewritten effect: (kind 0 delete / 1 restore, absolute pexpireat_ms or 0, payload)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """A key's lock: its transaction, primary key, ttl, when it was taken, and the
+    prewritten effect (None: nothing prewritten, or the key is unchanged)."""
+
+    start_ts: int
+    primary: bytes
+    ttl_ms: int
+    locked_at_ms: int
+    effect: Effect | None = None
+
+    def remaining_ms(self, now_ms: int) -> int:
+        """The ttl left at `now_ms` (0 once expired)."""
+        return max(0, self.locked_at_ms + self.ttl_ms - now_ms)
+
+    def encode(self) -> bytes:
+        """The record's stored bytes."""
+        effect = None if self.effect is None else list(self.effect)
+        payload = [_FORMAT, self.start_ts, self.primary, self.ttl_ms, self.locked_at_ms, effect]
+        return bytes(msgpack.packb(payload, use_bin_type=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A transaction's outcome: `COMMITTED` (with its commit_ts) or `ROLLED_BACK`, and
+    the entry time it was written at."""
+
+    state: int
+    commit_ts: int
+    at_ms: int
+
+    def encode(self) -> bytes:
+        """The record's stored bytes."""
+        payload = [_FORMAT, self.state, self.commit_ts, self.at_ms]
+        return bytes(msgpack.packb(payload, use_bin_type=True))
+
+
+def decode_lock(data: bytes) -> Lock:
+    """The inverse of `Lock.encode` (ValueError on anything else)."""
+    try:
+        fmt, start_ts, primary, ttl_ms, locked_at, effect = msgpack.unpackb(data, raw=False)
+    except Exception as exc:
+        raise ValueError("malformed lock record") from exc
+    if fmt != _FORMAT or not isinstance(primary, bytes):
+        raise ValueError("malformed lock record")
+    if effect is not None:
+        kind, pexpireat, payload = effect
+        effect = (int(kind), int(pexpireat), bytes(payload))
+    return Lock(int(start_ts), primary, int(ttl_ms), int(locked_at), effect)
+
+
+def decode_status(data: bytes) -> Status:
+    """The inverse of `Status.encode` (ValueError on anything else)."""
+    try:
+        fmt, state, commit_ts, at_ms = msgpack.unpackb(data, raw=False)
+    except Exception as exc:
+        raise ValueError("malformed status record") from exc
+    if fmt != _FORMAT or state not in (COMMITTED, ROLLED_BACK):
+        raise ValueError("malformed status record")
+    return Status(int(state), int(commit_ts), int(at_ms))
+
+
+def read_lock(reader: KeyspaceReader, key: bytes) -> Lock | None:
+    """`key`'s lock, or None."""
+    raw = reader.get(lock_key(key))
+    return None if raw is None else decode_lock(raw)
+
+
+def read_status(reader: KeyspaceReader, primary: bytes, start_ts: int) -> Status | None:
+    """The status record of transaction `start_ts` (primary `primary`), or None."""
+    raw = reader.get(status_key(primary, start_ts))
+    return None if raw is None else decode_status(raw)
+
+
+def lock_error(reader: KeyspaceReader, keys: Sequence[bytes], now_ms: int) -> ErrorReply | None:
+    """The ``-LOCKED`` reply for the first of `keys` holding a lock (one get per key),
+    or None when none does (module docstring)."""
+    for key in keys:
+        raw = reader.get(lock_key(key))
+        if raw is not None:
+            lock = decode_lock(raw)
+            return ErrorReply(
+                f"LOCKED {lock.start_ts} {lock.remaining_ms(now_ms)} "
+                f"{lock.primary.hex()} {key.hex()}"
+            )
+    return None
+
+
+# -- argument parsing ----------------------------------------------------------------------
+
+
+def _bad(message: str) -> CommandError:
+    return CommandError(ErrorReply(f"ERR {message}"))
+
+
+def _number(arg: bytes, what: str, limit: int = _TS_LIMIT) -> int:
+    """A decimal ASCII number in ``[0, limit)``; an error reply for anything else."""
+    if not (0 < len(arg) <= 19 and arg.isdigit()):
+        raise _bad(f"invalid {what}")
+    value = int(arg)
+    if value >= limit:
+        raise _bad(f"{what} out of range")
+    return value
+
+
+def _flag(arg: bytes) -> bool:
+    if arg not in (b"0", b"1"):
+        raise _bad("invalid is_primary")
+    return arg == b"1"
+
+
+@dataclass(frozen=True, slots=True)
+class LockRequest:
+    """A parsed `LOCK_COMMAND`."""
+
+    start_ts: int
+    primary: bytes
+    ttl_ms: int
+    max_bytes: int
+    watches: list[tuple[bytes, bytes]]
+    keys: list[bytes]
+
+    def every_key(self) -> list[bytes]:
+        """Every key locked: the watched ones and the others, each once."""
+        return list(dict.fromkeys([key for key, _ in self.watches] + self.keys))
+
+
+def parse_lock(args: Sequence[bytes]) -> LockRequest:
+    """`cairn.txn.lock <start_ts> <primary> <ttl_ms> <max_bytes> <nwatch>
+    [<key> <fingerprint>]*nwatch <key> ...` (without the name)."""
+    if len(args) < 5:
+        raise _bad("wrong number of arguments for cairn.txn.lock")
+    start_ts = _number(args[0], "start_ts")
+    ttl_ms = _number(args[2], "ttl_ms")
+    max_bytes = _number(args[3], "max_bytes")
+    nwatch = _number(args[4], "nwatch", (len(args) - 5) // 2 + 1)
+    end = 5 + 2 * nwatch
+    watches = [(args[i], args[i + 1]) for i in range(5, end, 2)]
+    keys = list(args[end:])
+    if not watches and not keys:
+        raise _bad("cairn.txn.lock names no key")
+    return LockRequest(start_ts, args[1], ttl_ms, max_bytes, watches, keys)
+
+
+def parse_prewrite(args: Sequence[bytes]) -> tuple[int, list[tuple[bytes, Effect]]]:
+    """`cairn.txn.prewrite <start_ts> <n> [<key> <kind> <pexpireat_ms> <payload>]*n`:
+    (start_ts, [(key, effect)]); a restore's payload must be a DUMP RESTORE accepts."""
+    if len(args) < 2:
+        raise _bad("wrong number of arguments for cairn.txn.prewrite")
+    start_ts = _number(args[0], "start_ts")
+    count = _number(args[1], "n", (len(args) - 2) // 4 + 1)
+    if len(args) != 2 + 4 * count or count == 0:
+        raise _bad("wrong number of arguments for cairn.txn.prewrite")
+    effects = []
+    for i in range(2, len(args), 4):
+        kind = _number(args[i + 1], "kind", 2)
+        pexpireat = _number(args[i + 2], "pexpireat_ms")
+        payload = args[i + 3]
+        if kind == _KIND_RESTORE:
+            _check_payload(payload)
+        effects.append((args[i], (kind, pexpireat, payload if kind == _KIND_RESTORE else b"")))
+    return start_ts, effects
+
+
+def _check_payload(payload: bytes) -> None:
+    """An error reply unless RESTORE would load `payload` (so a commit cannot fail)."""
+    if not verify_footer(payload):
+        raise _bad("DUMP payload version or checksum are wrong")
+    try:
+        if object_type(payload) in STREAM_TYPES:
+            load_stream(payload)
+        else:
+            decode(payload)
+    except (BadPayloadError, ValueError):
+        raise _bad("Bad data format") from None
+
+
+def _parse_keys(args: Sequence[bytes], at: int, what: str) -> list[bytes]:
+    keys = list(args[at:])
+    if not keys:
+        raise _bad(f"wrong number of arguments for {what}")
+    return keys
+
+
+# -- the commands --------------------------------------------------------------------------
+
+
+def _view(ctx: Ctx) -> Db:
+    """A read-only view of the entry's state (reads that must not purge expired keys)."""
+    return Db(ctx.db.records, None, ctx.now_ms, ctx.db.scope)
+
+
+def _owned(lock: Lock | None, start_ts: int) -> bool:
+    return lock is not None and lock.start_ts == start_ts
+
+
+def cmd_lock(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """`LOCK_COMMAND`: lock every key and read the values (TXN_SPEC 2.1)."""
+    req = parse_lock(args)
+    records = ctx.db.records
+    every = req.every_key()
+    held: set[bytes] = set()
+    for key in every:
+        lock = read_lock(records, key)
+        if lock is not None and lock.start_ts != req.start_ts:
+            remaining = Integer(lock.remaining_ms(ctx.now_ms))
+            return Array(
+                (Bulk(b"locked"), Bulk(key), Bulk(lock.primary), Integer(lock.start_ts), remaining)
+            )
+        if lock is not None:
+            held.add(key)
+    view = _view(ctx)
+    for key, recorded in req.watches:
+        if fingerprint(view, key) != recorded:
+            return Array((Bulk(b"watch"),))
+    if req.primary in every:
+        status = read_status(records, req.primary, req.start_ts)
+        if status is not None and status.state == ROLLED_BACK:
+            return _ROLLED_BACK_REPLY
+    values = _read_values(view, req.keys, req.max_bytes)
+    if values is None:
+        return Array((Bulk(b"toolarge"),))
+    batch = ctx.db.record_writer()
+    fresh = Lock(req.start_ts, req.primary, req.ttl_ms, ctx.now_ms).encode()
+    for key in every:
+        if key not in held:
+            batch.put(lock_key(key), fresh)
+    return Array((Bulk(b"ok"), Array(tuple(values))))
+
+
+def _read_values(view: Db, keys: Sequence[bytes], max_bytes: int) -> list[Reply] | None:
+    """[exists, pexpireat_ms, dump or nil] of each key, or None once the DUMPs together
+    exceed `max_bytes`."""
+    total = 0
+    seen: dict[bytes, Reply] = {}
+    values: list[Reply] = []
+    for key in keys:
+        value = seen.get(key)
+        if value is None:
+            meta = view.lookup(key)
+            if meta is None:
+                value = Array((Integer(0), Integer(0), NULL))
+            else:
+                dump = serialize(view, key, meta, DEFAULT_SETTINGS)
+                total += len(dump)
+                if total > max_bytes:
+                    return None
+                value = Array((Integer(1), Integer(meta.expire_ms or 0), Bulk(dump)))
+            seen[key] = value
+        values.append(value)
+    return values
+
+
+def cmd_prewrite(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """`PREWRITE_COMMAND`: store the effects in the transaction's locks (TXN_SPEC 2.2)."""
+    start_ts, effects = parse_prewrite(args)
+    records = ctx.db.records
+    locks: dict[bytes, Lock] = {}
+    for key, _ in effects:
+        lock = read_lock(records, key)
+        if lock is None or lock.start_ts != start_ts:
+            return Array((Bulk(b"lost"), Bulk(key)))
+        locks[key] = lock
+    batch = ctx.db.record_writer()
+    for key, effect in effects:
+        lock = locks[key]
+        locks[key] = Lock(lock.start_ts, lock.primary, lock.ttl_ms, lock.locked_at_ms, effect)
+    for key, lock in locks.items():
+        batch.put(lock_key(key), lock.encode())
+    return _OK
+
+
+def cmd_commit(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """`COMMIT_COMMAND`: apply the effects, drop the locks, mark the primary committed
+    (TXN_SPEC 2.3)."""
+    if len(args) < 3:
+        raise _bad("wrong number of arguments for cairn.txn.commit")
+    start_ts = _number(args[0], "start_ts")
+    commit_ts = _number(args[1], "commit_ts")
+    is_primary = _flag(args[2])
+    keys = _parse_keys(args, 3, COMMIT_COMMAND)
+    records = ctx.db.records
+    if is_primary and not _owned(read_lock(records, keys[0]), start_ts):
+        status = read_status(records, keys[0], start_ts)
+        return _OK if status is not None and status.state == COMMITTED else _ROLLED_BACK_REPLY
+    for key in dict.fromkeys(keys):
+        lock = read_lock(records, key)
+        if lock is None or lock.start_ts != start_ts:
+            continue
+        if lock.effect is not None:
+            _apply_effect(ctx, key, lock.effect)
+        ctx.db.record_writer().delete(lock_key(key))
+    if is_primary:
+        status = Status(COMMITTED, commit_ts, ctx.now_ms)
+        ctx.db.record_writer().put(status_key(keys[0], start_ts), status.encode())
+    return _OK
+
+
+def _apply_effect(ctx: Ctx, key: bytes, effect: Effect) -> None:
+    """Apply a prewritten effect exactly as ``RESTORE key <pexpireat> payload REPLACE
+    ABSTTL`` or ``DEL key`` would, on the entry's `Db`."""
+    kind, pexpireat, payload = effect
+    if kind == _KIND_DELETE:
+        cmd_del(Ctx(ctx.db, ctx.now_ms, "del", None, ctx.seed), [key])
+        return
+    argv = [key, b"%d" % pexpireat, payload, b"REPLACE", b"ABSTTL"]
+    cmd_restore(Ctx(ctx.db, ctx.now_ms, "restore", None, ctx.seed), argv)
+
+
+def cmd_rollback(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """`ROLLBACK_COMMAND`: drop the transaction's locks, mark the primary rolled back
+    (TXN_SPEC 2.4)."""
+    if len(args) < 3:
+        raise _bad("wrong number of arguments for cairn.txn.rollback")
+    start_ts = _number(args[0], "start_ts")
+    is_primary = _flag(args[1])
+    keys = _parse_keys(args, 2, ROLLBACK_COMMAND)
+    status = read_status(ctx.db.records, keys[0], start_ts) if is_primary else None
+    if status is not None and status.state == COMMITTED:
+        return Array((Bulk(b"committed"), Integer(status.commit_ts)))
+    _drop_locks(ctx, start_ts, keys)
+    if is_primary and status is None:
+        _write_rolled_back(ctx, keys[0], start_ts)
+    return _OK
+
+
+def _drop_locks(ctx: Ctx, start_ts: int, keys: Sequence[bytes]) -> None:
+    records = ctx.db.records
+    for key in dict.fromkeys(keys):
+        if _owned(read_lock(records, key), start_ts):
+            ctx.db.record_writer().delete(lock_key(key))
+
+
+def _write_rolled_back(ctx: Ctx, primary: bytes, start_ts: int) -> None:
+    status = Status(ROLLED_BACK, 0, ctx.now_ms)
+    ctx.db.record_writer().put(status_key(primary, start_ts), status.encode())
+
+
+def cmd_status(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """`STATUS_COMMAND`: TiKV's check_txn_status (TXN_SPEC 2.5)."""
+    primary = args[0]
+    start_ts = _number(args[1], "start_ts")
+    records = ctx.db.records
+    status = read_status(records, primary, start_ts)
+    if status is not None:
+        if status.state == COMMITTED:
+            return Array((Bulk(b"committed"), Integer(status.commit_ts)))
+        return Array((Bulk(b"rolledback"), Integer(0)))
+    lock = read_lock(records, primary)
+    if lock is not None and lock.start_ts == start_ts:
+        remaining = lock.remaining_ms(ctx.now_ms)
+        if remaining > 0:
+            return Array((Bulk(b"alive"), Integer(remaining)))
+        ctx.db.record_writer().delete(lock_key(primary))
+    _write_rolled_back(ctx, primary, start_ts)
+    return Array((Bulk(b"rolledback"), Integer(0)))
+
+
+# -- status records' garbage collection ----------------------------------------------------
+
+
+def cmd_gc(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """`GC_COMMAND`: delete the named status records that are stale at this entry's time
+    (a record rewritten since the leader looked is checked again); how many."""
+    retention = _number(args[0], "retention_ms")
+    if len(args) % 2 != 1 or len(args) > 1 + 2 * GC_BATCH:
+        raise _bad("wrong number of arguments for cairn.txn.gc")
+    records = ctx.db.records
+    deleted = 0
+    for i in range(1, len(args), 2):
+        where = status_key(args[i], _number(args[i + 1], "start_ts"))
+        raw = records.get(where)
+        if raw is not None and decode_status(raw).at_ms + retention <= ctx.now_ms:
+            ctx.db.record_writer().delete(where)
+            deleted += 1
+    return Integer(deleted)
+
+
+def stale_statuses(
+    reader: KeyspaceReader,
+    scope: Scope,
+    now_ms: int,
+    retention_ms: int,
+    position: bytes,
+    limit: int = GC_BATCH,
+) -> tuple[list[tuple[bytes, int]], bytes]:
+    """Up to `limit` status records of `scope` that are `retention_ms` old at `now_ms`,
+    as (primary, start_ts), from internal `position` on (b"": the start), and where the
+    next look starts (b"": back to the start). A look reads at most 20 x `limit` records."""
+    lo, hi = scope.field_bounds(STATUS_TAG)
+    budget = limit * 20
+    found: list[tuple[bytes, int]] = []
+    rows = reader.scan(max(position, lo), hi, budget)
+    for key, value in rows:
+        if len(key) < 3 + STATUS_TS_LEN or not scope.contains(status_range_key(key)):
+            continue
+        if decode_status(value).at_ms + retention_ms <= now_ms:
+            found.append(split_status_key(key))
+            if len(found) == limit:
+                return found, key + b"\x00"
+    return found, (rows[-1][0] + b"\x00" if len(rows) == budget else b"")
+
+
+# -- the command table ---------------------------------------------------------------------
+
+
+def _lock_keys(argv: Sequence[bytes]) -> list[bytes]:
+    try:
+        return parse_lock(argv[1:]).every_key()
+    except CommandError:
+        return []
+
+
+def _prewrite_keys(argv: Sequence[bytes]) -> list[bytes]:
+    return list(argv[3::4]) if len(argv) >= 3 and (len(argv) - 3) % 4 == 0 else []
+
+
+def _keys_from(at: int) -> Callable[[Sequence[bytes]], list[bytes]]:
+    def finder(argv: Sequence[bytes]) -> list[bytes]:
+        return list(argv[at:])
+
+    return finder
+
+
+def _primary_key(argv: Sequence[bytes]) -> list[bytes]:
+    return list(argv[1:2])
+
+
+def _gc_keys(argv: Sequence[bytes]) -> list[bytes]:
+    return list(argv[2::2])
+
+
+def _internal(
+    name: str,
+    arity: int,
+    handler: Callable[[Ctx, Sequence[bytes]], Reply],
+    key_finder: Callable[[Sequence[bytes]], list[bytes]],
+) -> CommandSpec:
+    return CommandSpec(
+        name=name,
+        arity=arity,
+        flags=frozenset({Flag.WRITE}),
+        first_key=0,
+        last_key=0,
+        step=0,
+        group="transactions",
+        since="7.0.0",
+        complexity="O(N)",
+        summary="Internal: part of a cross-region transaction.",
+        handler=handler,
+        key_finder=key_finder,
+    )
+
+
+TXN_LOCK_COMMANDS: dict[str, CommandSpec] = {
+    LOCK_COMMAND: _internal(LOCK_COMMAND, -6, cmd_lock, _lock_keys),
+    PREWRITE_COMMAND: _internal(PREWRITE_COMMAND, -7, cmd_prewrite, _prewrite_keys),
+    COMMIT_COMMAND: _internal(COMMIT_COMMAND, -5, cmd_commit, _keys_from(4)),
+    ROLLBACK_COMMAND: _internal(ROLLBACK_COMMAND, -4, cmd_rollback, _keys_from(3)),
+    STATUS_COMMAND: _internal(STATUS_COMMAND, 3, cmd_status, _primary_key),
+    GC_COMMAND: _internal(GC_COMMAND, -4, cmd_gc, _gc_keys),
+}
+"""The internal commands of cross-region transactions: not in `COMMANDS`, so no client
+can send them; routed by their keys like `cairn.exec`, and never lock-checked."""
