@@ -56,6 +56,9 @@ TRYAGAIN = ErrorReply(
 UNCERTAIN = ErrorReply(
     "UNCERTAIN the transaction may or may not have been committed (its commit timed out)"
 )
+KEYLESS = ErrorReply(
+    "ERR a transaction over several regions cannot run a command that names no key"
+)
 TOO_LARGE = ErrorReply(
     "ERR transaction too large: the values of its keys pass txn_max_bytes"
 )
@@ -90,11 +93,16 @@ class TxnIO(Protocol):
 
 
 class Scratch(Protocol):
-    """Run the queued commands over the loaded values, as EXEC would, at `now_ms`: each
-    command's reply, and the effect of every key whose value changed."""
+    """Run the queued commands over the loaded values, as EXEC would, at `now_ms` (the
+    randomness seeded by `start_ts`): each command's reply, and the effect of every key
+    whose value changed (`cairn.txn.scratch.store_scratch`)."""
 
     def __call__(
-        self, loaded: Sequence[Loaded], commands: Sequence[Sequence[bytes]], now_ms: int
+        self,
+        loaded: Sequence[Loaded],
+        commands: Sequence[Sequence[bytes]],
+        now_ms: int,
+        start_ts: int,
     ) -> tuple[list[Reply], list[Effect]]: ...
 
 
@@ -118,15 +126,27 @@ def backoff(rng: Random, settings: TxnSettings, attempt: int) -> float:
     return settings.backoff_base_s + rng.random() * (cap - settings.backoff_base_s)
 
 
+def command_keys(commands: Sequence[Sequence[bytes]]) -> list[bytes] | None:
+    """Every key the commands name, each once, in order; None when one of them names no
+    key (DBSIZE, KEYS, FLUSHALL ...): a transaction over some keys cannot answer it."""
+    keys: dict[bytes, None] = {}
+    for argv in commands:
+        spec = classify(list(argv))
+        if not isinstance(spec, CommandSpec):
+            continue  # its error is its reply (the scratch run answers it)
+        named = spec.keys(list(argv))
+        if not named:
+            return None
+        keys.update(dict.fromkeys(named))
+    return list(keys)
+
+
 def transaction_keys(
     watches: Sequence[tuple[bytes, bytes]], commands: Sequence[Sequence[bytes]]
 ) -> list[bytes]:
-    """Every key a transaction locks, each once: the watched ones, then each command's."""
+    """Every key a transaction locks, each once: the watched ones, then the commands'."""
     keys: dict[bytes, None] = dict.fromkeys(k for k, _ in watches)
-    for argv in commands:
-        spec = classify(list(argv))
-        if isinstance(spec, CommandSpec):
-            keys.update(dict.fromkeys(spec.keys(list(argv))))
+    keys.update(dict.fromkeys(command_keys(commands) or []))
     return list(keys)
 
 
@@ -169,6 +189,10 @@ class Coordinator:
         self.watches = dict(watches)
         self.commands = [list(c) for c in commands]
         self.keys = transaction_keys(list(watches), self.commands)
+        named = command_keys(self.commands)
+        self.keyless = named is None
+        self.read_keys = frozenset(named or ())
+        """The keys whose values the commands need (a key only watched is not read)."""
         self.io = io
         self.timestamps = timestamps
         self.scratch = scratch
@@ -189,8 +213,8 @@ class Coordinator:
 
     def start(self) -> None:
         """Begin the first attempt."""
-        if not self.keys:
-            self._finish(ErrorReply("ERR a cross-region transaction needs keys"))
+        if not self.keys or self.keyless:
+            self._finish(KEYLESS)
             return
         self._begin()
 
@@ -216,8 +240,7 @@ class Coordinator:
         attempt.pending = len(groups)
         for keys in groups:
             watched = [(k, self.watches[k]) for k in keys if k in self.watches]
-            plain = [k for k in keys if k not in self.watches]
-            order = [k for k, _ in watched] + plain
+            plain = [k for k in keys if k in self.read_keys]
             argv = lock_argv(
                 ts,
                 self.primary,
@@ -226,7 +249,7 @@ class Coordinator:
                 watched,
                 plain,
             )
-            self.io.send(argv, self._step(attempt, self._lock_reader(attempt, order)))
+            self.io.send(argv, self._step(attempt, self._lock_reader(attempt, plain)))
 
     def _step(self, attempt: _Attempt, read: Callable[[Reply], None]) -> Done:
         """A region's reply to the current step (ignored once the attempt is over)."""
@@ -269,11 +292,17 @@ class Coordinator:
             self._stepped(attempt)
 
     def _run_scratch(self, attempt: _Attempt) -> None:
-        loaded = [attempt.loaded[k] for k in self.keys]
+        loaded = [attempt.loaded[k] for k in self.keys if k in self.read_keys]
         try:
-            replies, effects = self.scratch(loaded, self.commands, physical_ms(attempt.start_ts))
+            now_ms = physical_ms(attempt.start_ts)
+            replies, effects = self.scratch(loaded, self.commands, now_ms, attempt.start_ts)
         except ValueError as exc:  # a DUMP the scratch machine could not load
             self._abort(attempt, ErrorReply(f"ERR the transaction could not run: {exc}"))
+            return
+        stray = next((e.key for e in effects if e.key not in self.read_keys), None)
+        if stray is not None:  # a script wrote a key it did not declare: not locked
+            message = f"ERR the transaction wrote key {stray!r}, which it does not name"
+            self._abort(attempt, ErrorReply(message))
             return
         self._replies = replies
         if not effects:  # read only: every value was read under lock, nothing to commit
