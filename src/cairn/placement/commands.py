@@ -35,6 +35,7 @@ from cairn.placement.steps import (
     TransferLeader,
 )
 from cairn.placement.tenants import RegionUsage, TenantSpec, TenantState, TenantUsage
+from cairn.placement.tso import SaveTsoBound
 from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch
 
 
@@ -365,6 +366,7 @@ CODEC_TABLE: dict[int, type] = {
     77: TenantTable,
     78: SetFunctions,
     48: RequestReply,
+    79: SaveTsoBound,
 }
 
 CODEC = Codec(CODEC_TABLE, checked=True)

@@ -37,13 +37,21 @@ from dataclasses import dataclass, replace
 import msgpack
 
 from cairn.placement.codec import Codec, DecodeError
-from cairn.placement.commands import CODEC, CODEC_TABLE, AllocIds, Command, Result, Tick
+from cairn.placement.commands import CODEC, CODEC_TABLE, Ack, AllocIds, Command, Result, Tick
 from cairn.placement.config import PlacementConfig
 from cairn.placement.driver import PlacementDriver
 from cairn.placement.model import PlacementRules
+from cairn.placement.tso import SaveTsoBound, TimestampOracle, TsoReply, TsoRequest, TsoSettings
 from cairn.raft.types import NONE, ConfState, NodeId
 from cairn.runtime.env import Clock, Env, TimerHandle
-from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig, ReplicaObserver
+from cairn.shard.replica import (
+    Callback,
+    Completion,
+    Outcome,
+    Replica,
+    ReplicaConfig,
+    ReplicaObserver,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +92,18 @@ class PlacementReply:
         return f"pd-reply n{self.member}->n{self.node_id} #{self.request_id} {what}"
 
 
-PlacementMessage = PlacementRequest | PlacementReply
-"""What travels between nodes' agents and the placement group's members."""
+PlacementMessage = PlacementRequest | PlacementReply | TsoRequest | TsoReply
+"""What travels between nodes' agents and the placement group's members (and the TSO's
+requests and replies, `cairn.placement.tso`)."""
 
-MESSAGE_CODEC = Codec({**CODEC_TABLE, 80: PlacementRequest, 81: PlacementReply}, checked=True)
-"""The wire form of placement messages (the commands' codes, plus these two)."""
+MESSAGE_CODEC = Codec(
+    {**CODEC_TABLE, 80: PlacementRequest, 81: PlacementReply, 82: TsoRequest, 83: TsoReply},
+    checked=True,
+)
+"""The wire form of placement messages (the commands' codes, plus these four)."""
+
+LogCommand = Command | SaveTsoBound
+"""What an entry of the placement log holds: metadata commands and the TSO's bounds."""
 
 
 def encode_message(message: PlacementMessage) -> bytes:
@@ -99,23 +114,23 @@ def encode_message(message: PlacementMessage) -> bytes:
 def decode_message(data: bytes) -> PlacementMessage:
     """The message `encode_message` wrote; `DecodeError` for anything else."""
     value = MESSAGE_CODEC.decode(data)
-    if not isinstance(value, PlacementRequest | PlacementReply):
+    if not isinstance(value, PlacementRequest | PlacementReply | TsoRequest | TsoReply):
         raise DecodeError(f"not a placement message: {type(value).__name__}")
     return value
 
 
-def encode_batch(commands: Sequence[Command]) -> bytes:
+def encode_batch(commands: Sequence[LogCommand]) -> bytes:
     """The data of one entry of the placement group's log."""
     return CODEC.encode(tuple(commands))
 
 
-def decode_batch(data: bytes) -> tuple[Command, ...]:
+def decode_batch(data: bytes) -> tuple[LogCommand, ...]:
     """The commands `encode_batch` wrote; `DecodeError` for anything else."""
     value = CODEC.decode(data)
     if not isinstance(value, tuple):
         raise DecodeError("a placement entry is not a list of commands")
     for command in value:
-        if not isinstance(command, Command):
+        if not isinstance(command, LogCommand):
             raise DecodeError(f"not a placement command: {type(command).__name__}")
     return value
 
@@ -124,11 +139,13 @@ class PlacementMachine:
     """`ClusterMetadata` as a Raft state machine: each entry a batch of commands, each
     result the tuple of their results. A malformed entry applies nothing (on every member).
 
-    Invariant: `applied_index` is the last entry applied or the snapshot restored."""
+    Invariant: `applied_index` is the last entry applied or the snapshot restored;
+    `tso_bound_ms` is the largest `SaveTsoBound` applied (`cairn.placement.tso`)."""
 
     def __init__(self, driver: PlacementDriver) -> None:
         self.driver = driver
         self.applied_index = 0
+        self.tso_bound_ms = 0
 
     def apply(self, index: int, data: bytes) -> tuple[Result, ...]:
         """Apply one committed batch."""
@@ -136,19 +153,27 @@ class PlacementMachine:
             commands = decode_batch(data)
         except DecodeError:
             commands = ()
-        results = tuple(self.driver.apply(c) for c in commands)
+        results = tuple(self._apply_one(c) for c in commands)
         self.applied_index = index
         return results
 
+    def _apply_one(self, command: LogCommand) -> Result:
+        if isinstance(command, SaveTsoBound):
+            self.tso_bound_ms = max(self.tso_bound_ms, command.bound_ms)
+            return Ack(True)
+        return self.driver.apply(command)
+
     def snapshot(self) -> bytes:
-        """The applied index and the metadata's snapshot."""
-        return bytes(msgpack.packb([self.applied_index, self.driver.snapshot()]))
+        """The applied index, the metadata's snapshot and the TSO's saved bound."""
+        image = [self.applied_index, self.driver.snapshot(), self.tso_bound_ms]
+        return bytes(msgpack.packb(image))
 
     def restore(self, data: bytes) -> None:
-        """Adopt a `snapshot()` image."""
-        index, image = msgpack.unpackb(data)
+        """Adopt a `snapshot()` image (one written before the TSO has no bound: 0)."""
+        index, image, *rest = msgpack.unpackb(data)
         self.driver.restore(bytes(image))
         self.applied_index = int(index)
+        self.tso_bound_ms = int(rest[0]) if rest else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +197,7 @@ class ServiceStats:
     refused: int = 0
 
 
-ReplySender = Callable[[NodeId, PlacementReply], None]
+ReplySender = Callable[[NodeId, PlacementReply | TsoReply], None]
 """Sends a reply to a node (best effort, like every transport)."""
 
 Answer = Callable[[tuple[Result, ...] | None], None]
@@ -203,7 +228,11 @@ class PlacementMember:
         first_id: int = 1,
         settings: ServiceSettings | None = None,
         observer: ReplicaObserver | None = None,
+        wall_ms: Callable[[], int] | None = None,
+        tso: TsoSettings | None = None,
     ) -> None:
+        """`wall_ms`: the wall clock in milliseconds, the TSO's physical time (default: the
+        env's clock); `tso`: the timestamp oracle's settings."""
         self.driver = PlacementDriver(config, rules)
         # Ids below `first_id` belong to the founding layout (every member agrees).
         self.driver.metadata.next_id = max(self.driver.metadata.next_id, first_id)
@@ -220,6 +249,9 @@ class PlacementMember:
         self._anchor: _Anchor | None = None
         self._tick_in_flight = False
         self._tick_timer = self.clock.call_later(self.settings.tick_interval, self._on_tick)
+        clock = self.clock
+        wall = wall_ms if wall_ms is not None else lambda: int(clock.now() * 1000)
+        self.tso = TimestampOracle(_OracleHost(self), clock, wall, tso)
 
     # -- serving ------------------------------------------------------------------------
 
@@ -269,6 +301,22 @@ class PlacementMember:
 
         self.submit(request.commands, answer)
 
+    def on_tso_request(self, request: TsoRequest) -> None:
+        """A node asks for timestamps: answered once served, or refused (`cairn.placement.tso`)."""
+
+        def grant(first: int | None) -> None:
+            if first is None:
+                reply = TsoReply(
+                    self.node_id, request.node_id, request.request_id, False, leader=self.leader
+                )
+            else:
+                reply = TsoReply(
+                    self.node_id, request.node_id, request.request_id, True, first, request.count
+                )
+            self.send_reply(request.node_id, reply)
+
+        self.tso.request(request.count, grant)
+
     def submit(self, commands: Sequence[Command], answer: Answer) -> None:
         """Apply `commands` through the group (a local caller's path, the admin API's);
         `answer` gets their results once applied, or None if this member cannot serve."""
@@ -312,6 +360,7 @@ class PlacementMember:
     def stop(self) -> None:
         """Stop for good (the process is gone): no timers, no answers."""
         self.replica.stop()
+        self.tso.stop()
         self._tick_timer.cancel()
         if self._flush_timer is not None:
             self._flush_timer.cancel()
@@ -337,3 +386,35 @@ def _answer_all(queue: list[tuple[tuple[Command, ...], Answer]], done: Completio
     for commands, answer in queue:
         answer(results[at : at + len(commands)])
         at += len(commands)
+
+
+class _OracleHost:
+    """A member as its timestamp oracle sees it (`cairn.placement.tso.OracleHost`)."""
+
+    def __init__(self, member: PlacementMember) -> None:
+        self._member = member
+
+    def serving(self) -> bool:
+        """See `PlacementMember.serving`."""
+        return self._member.serving()
+
+    def current_term(self) -> int:
+        """The member's Raft term."""
+        return self._member.replica.term
+
+    def saved_bound(self) -> int:
+        """The highest bound applied on this member."""
+        return self._member.machine.tso_bound_ms
+
+    def propose_bound(self, bound_ms: int, done: Callable[[bool], None]) -> None:
+        """Propose `SaveTsoBound(bound_ms)` as an entry of its own."""
+        self._member.replica.propose(encode_batch([SaveTsoBound(bound_ms)]), _ok(done))
+
+    def confirm(self, done: Callable[[bool], None]) -> None:
+        """A linearizable read: the lease, or a ReadIndex round."""
+        self._member.replica.read(_ok(done))
+
+
+def _ok(done: Callable[[bool], None]) -> Callback:
+    """A replica callback telling `done` whether the request completed OK."""
+    return lambda completion: done(completion.outcome is Outcome.OK)

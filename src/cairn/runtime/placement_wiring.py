@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,8 @@ from cairn.placement.service import (
     decode_message,
     encode_message,
 )
+from cairn.placement.tso import TsoReply, TsoRequest
+from cairn.placement.tso_client import OnError, OnTimestamp, TsoClient
 from cairn.raft.config import Config
 from cairn.raft.types import NONE, NodeId
 from cairn.runtime.admin_peer import AdminPeer
@@ -202,6 +205,8 @@ class NodePlacement:
         self._functions_local = 0
         self._proposals: dict[int, _Proposal] = {}
         self._next_proposal = _FIRST_PROPOSAL_ID
+        self.tso = TsoClient(self.node_id, clock, self._send_tso_request, lambda: self.members)
+        """This node's client of the placement group's timestamp oracle (`timestamp`)."""
         transport.handlers[FrameKind.ACL_USERS] = self._on_acl_frame
         transport.handlers[FrameKind.FUNCTIONS] = self._on_functions_frame
         transport.handlers[FrameKind.PLACEMENT] = self._on_placement_frame
@@ -241,6 +246,7 @@ class NodePlacement:
             config=placement_config(cfg),
             first_id=first_id(cfg),
             settings=service_settings(cfg),
+            wall_ms=_wall_ms,
         )
         log.info("placement member of group %s", list(self.members))
 
@@ -289,6 +295,7 @@ class NodePlacement:
         """Stop the agent and the member, close the placement log."""
         self.stopped = True
         self.admin.close()
+        self.tso.stop()
         for task in self._tasks:
             task.cancel()
         if self._layout_timer is not None:
@@ -329,7 +336,10 @@ class NodePlacement:
         adds = tuple(AddNode(n, _address(self.config.peers[n]), "", (), 0) for n in missing)
         member.submit(adds, lambda results: None)
 
-    def _send_reply(self, to: NodeId, reply: PlacementReply) -> None:
+    def _send_reply(self, to: NodeId, reply: PlacementReply | TsoReply) -> None:
+        if isinstance(reply, TsoReply):
+            self._send_tso_reply(to, reply)
+            return
         self._push_acl()  # before the reply: a node that changed a user sees it at once
         if to == self.node_id:
             asyncio.get_running_loop().call_soon(self._local_reply, reply)
@@ -351,7 +361,9 @@ class NodePlacement:
             raise FrameError(f"undecodable placement message: {exc}") from exc
         if self.stopped:
             return
-        if isinstance(message, PlacementReply) and message.request_id in self._proposals:
+        if isinstance(message, TsoRequest | TsoReply):
+            self._on_tso_message(peer, message)
+        elif isinstance(message, PlacementReply) and message.request_id in self._proposals:
             self._on_proposal_reply(message)
         elif isinstance(message, PlacementRequest):
             if message.node_id != peer:
@@ -360,6 +372,46 @@ class NodePlacement:
                 self._serve(self.member, message)
         elif self.agent is not None:
             self.agent.on_reply(message)
+
+    # -- timestamps (the placement group's TSO, `cairn.placement.tso`) ---------------------
+
+    def timestamp(
+        self, on_ts: OnTimestamp, on_error: OnError, timeout: float | None = None
+    ) -> None:
+        """Get one cluster-wide timestamp (`physical_ms << 18 | logical`), strictly above
+        every timestamp any node obtained before this call: `on_ts(ts)`, or
+        `on_error(reason)` once `timeout` seconds (default: the request timeout) passed
+        without one. Concurrent callers share one request per round trip. The callbacks
+        are called later from the event loop, never from inside this call."""
+        if timeout is None:
+            timeout = self.config.limits.request_timeout_ms / 1000
+        self.tso.timestamp(on_ts, on_error, timeout)
+
+    def _send_tso_request(self, to: NodeId, request: TsoRequest) -> None:
+        member = self.member
+        if to == self.node_id and member is not None:
+            asyncio.get_running_loop().call_soon(self._local_tso_request, member, request)
+            return
+        self.transport.send_frame(to, [FrameKind.PLACEMENT, encode_message(request)])
+
+    def _local_tso_request(self, member: PlacementMember, request: TsoRequest) -> None:
+        if not self.stopped:
+            member.on_tso_request(request)
+
+    def _send_tso_reply(self, to: NodeId, reply: TsoReply) -> None:
+        if to == self.node_id:
+            asyncio.get_running_loop().call_soon(self.tso.on_reply, reply)
+            return
+        self.transport.send_frame(to, [FrameKind.PLACEMENT, encode_message(reply)])
+
+    def _on_tso_message(self, peer: NodeId, message: TsoRequest | TsoReply) -> None:
+        if isinstance(message, TsoReply):
+            self.tso.on_reply(message)
+            return
+        if message.node_id != peer:
+            raise FrameError(f"node {peer} sent a TSO request in another's name")
+        if self.member is not None:
+            self.member.on_tso_request(message)
 
     # -- serving the admin API ------------------------------------------------------------
 
@@ -685,6 +737,11 @@ class NodePlacement:
 
 
 Answer = Callable[[tuple[Result, ...] | None], None]
+
+
+def _wall_ms() -> int:
+    """The wall clock in milliseconds: the TSO's physical time."""
+    return int(time.time() * 1000)
 
 
 @dataclass(slots=True)
