@@ -9,8 +9,10 @@ Theory of operation (docs/transactions.md; Percolator with pessimistic locks, as
    at the time `start_ts` stands for: their replies, and the effect on every changed key;
 4. `cairn.txn.prewrite` of the effects into the locks, in every region with changes at
    once (a transaction that changed nothing rolls its locks back and answers);
-5. `commit_ts` from the oracle; `cairn.txn.commit` in the primary's region: that one Raft
-   entry is the transaction's commit point; the client is answered;
+5. `commit_ts` from the oracle (asked while the prewrites run: the store keeps one
+   version per key, so nothing reads at a timestamp and the commit timestamp only has to
+   follow `start_ts`); `cairn.txn.commit` in the primary's region: that one Raft entry is
+   the transaction's commit point; the client is answered;
 6. the other regions are committed in the background (a reader that meets one of their
    locks first rolls it forward itself: `cairn.txn.resolver`).
 
@@ -166,6 +168,8 @@ class _Attempt:
     conflict: Conflict | None = None
     prewriting: bool = False
     """Past the locks: the current step is the prewrite."""
+    commit_ts: int = 0
+    """Asked of the oracle while the prewrites run (0: not yet answered)."""
 
 
 class Coordinator:
@@ -289,7 +293,7 @@ class Coordinator:
         elif not attempt.prewriting:
             self._run_scratch(attempt)
         else:
-            self._stepped(attempt)
+            self._commit_primary(attempt, attempt.commit_ts)
 
     def _run_scratch(self, attempt: _Attempt) -> None:
         loaded = [attempt.loaded[k] for k in self.keys if k in self.read_keys]
@@ -312,21 +316,18 @@ class Coordinator:
         by_key = {e.key: e for e in effects}
         groups = [[by_key[k] for k in keys if k in by_key] for keys in attempt.groups]
         groups = [g for g in groups if g]
-        attempt.pending = len(groups)
+        attempt.pending = len(groups) + 1  # and the commit timestamp, asked meanwhile
         for group in groups:
             argv = prewrite_argv(attempt.start_ts, group)
             self.io.send(argv, self._step(attempt, _prewrote(attempt)))
-
-    def _stepped(self, attempt: _Attempt) -> None:
-        """Prewritten everywhere: take `commit_ts`."""
+        stamped = self._step(attempt, lambda reply: None)
 
         def got(ts: int | ErrorReply) -> None:
-            if self._current is not attempt or self.finished:
-                return
             if isinstance(ts, ErrorReply):
-                self._abort(attempt, None)
-                return
-            self._commit_primary(attempt, ts)
+                attempt.retry = True
+            else:
+                attempt.commit_ts = ts
+            stamped(ts if isinstance(ts, ErrorReply) else Array(()))
 
         self.timestamps.get(got)
 
