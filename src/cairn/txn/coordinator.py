@@ -61,9 +61,7 @@ UNCERTAIN = ErrorReply(
 KEYLESS = ErrorReply(
     "ERR a transaction over several regions cannot run a command that names no key"
 )
-TOO_LARGE = ErrorReply(
-    "ERR transaction too large: the values of its keys pass txn_max_bytes"
-)
+TOO_LARGE = ErrorReply("ERR transaction too large: the values of its keys pass txn_max_bytes")
 
 Done = Callable[[Reply], None]
 TimestampCallback = Callable[[int | ErrorReply], None]
@@ -332,8 +330,12 @@ class Coordinator:
         self.timestamps.get(got)
 
     def _commit_primary(self, attempt: _Attempt, commit_ts: int) -> None:
-        keys = self._primary_group(attempt)
-        argv = commit_argv(attempt.start_ts, commit_ts, keys, primary=True)
+        """Commit the primary's region (the keys that are in it now, should a split or a
+        merge have moved some since the locks), sending it again until it answers."""
+
+        def send() -> None:
+            keys = self._primary_keys()
+            self.io.send(commit_argv(attempt.start_ts, commit_ts, keys, True), answered)
 
         def answered(reply: Reply) -> None:
             if self._current is not attempt or self.finished:
@@ -348,45 +350,58 @@ class Coordinator:
             elif self.io.now() >= self.deadline:
                 self._finish(UNCERTAIN)
             else:  # unreachable, or its outcome unknown: a commit is safe to send again
-                self.io.later(self.settings.commit_retry_s, lambda: self.io.send(argv, answered))
+                self.io.later(self.settings.commit_retry_s, send)
 
-        self.io.send(argv, answered)
+        send()
 
     def _commit_secondaries(self, attempt: _Attempt, commit_ts: int) -> None:
-        """Commit the other regions, each until it answers (or the lock's ttl is long
-        past: then a reader rolls it forward, as after a coordinator's crash)."""
+        """Commit the other keys' regions, each until it answers (or twice the lock's ttl
+        has passed: then a reader rolls it forward, as after a coordinator's crash)."""
         give_up = self.io.now() + 2 * self.settings.lock_ttl_ms / 1000
-        primary = self.primary
-        for keys in attempt.groups:
-            if primary in keys:
-                continue
-            argv = commit_argv(attempt.start_ts, commit_ts, keys, primary=False)
-            self._send_until_ok(argv, give_up)
+        primary = set(self._primary_keys())
+        rest = [k for k in self.keys if k not in primary]
+        self._send_until_ok(
+            lambda keys: commit_argv(attempt.start_ts, commit_ts, keys, False), rest, give_up
+        )
 
-    def _send_until_ok(self, argv: list[bytes], give_up: float) -> None:
-        def answered(reply: Reply) -> None:
-            status = read_status(reply)
-            if isinstance(status, Status) or self.io.now() >= give_up:
-                return
-            self.io.later(self.settings.commit_retry_s, lambda: self.io.send(argv, answered))
+    def _send_until_ok(
+        self, make: Callable[[list[bytes]], list[bytes]], keys: list[bytes], give_up: float
+    ) -> None:
+        """Send `make(group)` for each region's group of `keys`; a group that fails is
+        grouped and sent again after a pause (the layout may have changed)."""
+        for group in self._groups_now(keys):
 
-        self.io.send(argv, answered)
+            def answered(reply: Reply, group: list[bytes] = group) -> None:
+                if isinstance(read_status(reply), Status) or self.io.now() >= give_up:
+                    return
+                retry = self.settings.commit_retry_s
+                self.io.later(retry, lambda: self._send_until_ok(make, group, give_up))
+
+            self.io.send(make(group), answered)
 
     # -- endings --------------------------------------------------------------------------
 
-    def _primary_group(self, attempt: _Attempt) -> list[bytes]:
-        """The primary's region's keys, the primary first."""
+    def _groups_now(self, keys: list[bytes]) -> list[list[bytes]]:
+        """`keys` by region under the layout as it is now (a split or a merge may have
+        moved some since they were locked); a key a group when one has no known region."""
+        groups = self.io.group(keys) if keys else []
+        return groups if groups is not None else [[k] for k in keys]
+
+    def _primary_keys(self) -> list[bytes]:
+        """The keys in the primary's region now, the primary first."""
         primary = self.primary
-        for keys in attempt.groups:
+        for keys in self._groups_now(self.keys):
             if primary in keys:
                 return [primary] + [k for k in keys if k != primary]
-        raise AssertionError("the primary is in no group")
+        return [primary]
 
     def _abort(self, attempt: _Attempt, outcome: Reply | None) -> None:
         """Roll back every lock of `attempt`; then answer `outcome`, or (None) try again
         after a randomised pause (resolving the conflicting lock if it has expired)."""
         self._current = None
-        attempt.pending = len(attempt.groups)
+        primary = self._primary_keys()
+        groups = [primary] + [g for g in self._groups_now(self.keys) if self.primary not in g]
+        attempt.pending = len(groups)
         conflict = attempt.conflict
 
         def rolled(reply: Reply) -> None:
@@ -400,10 +415,8 @@ class Coordinator:
             else:
                 self._again()
 
-        for keys in attempt.groups:
-            is_primary = self.primary in keys
-            ordered = self._primary_group(attempt) if is_primary else keys
-            self.io.send(rollback_argv(attempt.start_ts, ordered, is_primary), rolled)
+        for i, keys in enumerate(groups):
+            self.io.send(rollback_argv(attempt.start_ts, keys, i == 0), rolled)
 
     def _again(self) -> None:
         """Back off, then a new attempt (the deadline is checked as it begins)."""
