@@ -32,6 +32,7 @@ Routes (see docs/admin.md):
                                    the last minutes
     GET  /v1/histories?nodes=1,2,3 several nodes' histories at once (for the dashboard)
     GET|POST /v1/tenants, DELETE /v1/tenants/{name}   `cairn ctl tenant` (`tenants_api`)
+    POST /v1/tso                   take one timestamp of the placement group's TSO (`tso_api`)
     GET  /dashboard                the web dashboard (`cairn.admin.dashboard`; no token
                                    for the page and its static files, which hold no data)
 """
@@ -63,6 +64,8 @@ from cairn.admin.region_actions import add_routes as add_region_routes
 from cairn.admin.source import AdminError, AdminSource, BadRequestError
 from cairn.admin.tenants_api import NodeTenants
 from cairn.admin.tenants_api import add_routes as add_tenant_routes
+from cairn.admin.tso_api import NodeTimestamps
+from cairn.admin.tso_api import add_routes as add_tso_routes
 from cairn.admin.views import (
     Json,
     SchemaError,
@@ -272,6 +275,7 @@ def make_app(
     tenants: NodeTenants | None = None,
     peer: AdminPeer | None = None,
     regions: RegionActions | None = None,
+    tso: NodeTimestamps | None = None,
 ) -> web.Application:
     """The aiohttp application answering the admin API from `source`, to whom `access`
     lets in; with `backup`, the backup endpoints too; with the dashboard (and
@@ -303,6 +307,8 @@ def make_app(
         add_routes(app, backup)
     if tenants is not None:
         add_tenant_routes(app, tenants)
+    if tso is not None:
+        add_tso_routes(app, tso)
     dashboard.setup(app, access, history)
     return app
 
@@ -334,6 +340,7 @@ class AdminServer:
         tenants: NodeTenants | None = None,
         peer: AdminPeer | None = None,
         regions: RegionActions | None = None,
+        tso: NodeTimestamps | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -341,7 +348,7 @@ class AdminServer:
         self.ssl_context = ssl_context
         """HTTPS with this context (the node's TLS one, `cairn.runtime.tls`); None: HTTP."""
         self.backup = backup
-        self.app = make_app(source, access, backup, history, tenants, peer, regions)
+        self.app = make_app(source, access, backup, history, tenants, peer, regions, tso)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

@@ -95,6 +95,7 @@ async def run_node(config: NodeConfig) -> int:
         from cairn.admin.node_source import ClusterAdminSource
         from cairn.admin.region_actions import NodeActions
         from cairn.admin.tenants_api import NodeTenants
+        from cairn.admin.tso_api import NodeTimestamps
 
         try:
             access = Access.open(config.admin_tokens_file, config.admin_metrics_public)
@@ -109,6 +110,7 @@ async def run_node(config: NodeConfig) -> int:
                 tenants=NodeTenants(node),
                 peer=None if node.placement is None else node.placement.admin,
                 regions=NodeActions(node),
+                tso=NodeTimestamps(node),
             )
             await admin.start()
         except (OSError, AdminStartError) as exc:

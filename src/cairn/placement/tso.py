@@ -238,9 +238,9 @@ class TimestampOracle:
 
     def _prepare(self, state: _Term) -> None:
         """A new term: commit a bound above the saved one and this clock, then serve."""
-        start = max(self.wall_ms(), self.host.saved_bound())
+        start = max(self.wall_ms(), self.host.saved_bound(), 1)
         if TSO_BACKWARDS in self.settings.plants:
-            start = self.wall_ms()  # the planted bug: the saved bound is ignored
+            start = max(self.wall_ms(), 1)  # the planted bug: the saved bound is ignored
             state.ready, state.physical = True, start
         state.renewing = True
         self.stats.bounds += 1

@@ -126,6 +126,10 @@ class Limits:
     """How long a request id of IDEMPOTENT is remembered (`cairn.store.idempotency`)."""
     idempotency_max_ids: int = 100_000
     """Live request ids one region remembers; a new one beyond is refused."""
+    txn_status_retention_ms: int = 600_000
+    """How long the outcome of a cross-region transaction is kept with its primary key
+    after it was decided (`cairn.store.txn_locks`): a lock of it met later than this
+    (a node down that long) reads as rolled back."""
     pubsub_output_hard_limit_bytes: int = 32 << 20
     """A subscriber whose unsent messages pass this is disconnected at once (Redis's
     `client-output-buffer-limit pubsub` hard limit)."""

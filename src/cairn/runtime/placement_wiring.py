@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +59,7 @@ from cairn.placement.service import (
     encode_message,
 )
 from cairn.placement.tso import TsoReply, TsoRequest
-from cairn.placement.tso_client import OnError, OnTimestamp, TsoClient
+from cairn.placement.tso_client import OnError, OnTimestamp
 from cairn.raft.config import Config
 from cairn.raft.types import NONE, NodeId
 from cairn.runtime.admin_peer import AdminPeer
@@ -72,6 +71,7 @@ from cairn.runtime.real_env import LoopClock, RealEnv
 from cairn.runtime.region_inspector import StoreRegionInspector
 from cairn.runtime.region_layout import PEER_ID_STRIDE
 from cairn.runtime.transport import TcpTransport
+from cairn.runtime.tso_wiring import NodeTso, wall_ms
 from cairn.shard.host import RegionHost
 from cairn.shard.region import Region
 from cairn.shard.region_machine import decode_region, encode_region
@@ -205,7 +205,7 @@ class NodePlacement:
         self._functions_local = 0
         self._proposals: dict[int, _Proposal] = {}
         self._next_proposal = _FIRST_PROPOSAL_ID
-        self.tso = TsoClient(self.node_id, clock, self._send_tso_request, lambda: self.members)
+        self.tso = NodeTso(self.node_id, clock, transport, lambda: self.members, self._member)
         """This node's client of the placement group's timestamp oracle (`timestamp`)."""
         transport.handlers[FrameKind.ACL_USERS] = self._on_acl_frame
         transport.handlers[FrameKind.FUNCTIONS] = self._on_functions_frame
@@ -246,7 +246,7 @@ class NodePlacement:
             config=placement_config(cfg),
             first_id=first_id(cfg),
             settings=service_settings(cfg),
-            wall_ms=_wall_ms,
+            wall_ms=wall_ms,
         )
         log.info("placement member of group %s", list(self.members))
 
@@ -338,7 +338,7 @@ class NodePlacement:
 
     def _send_reply(self, to: NodeId, reply: PlacementReply | TsoReply) -> None:
         if isinstance(reply, TsoReply):
-            self._send_tso_reply(to, reply)
+            self.tso.send_reply(to, reply)
             return
         self._push_acl()  # before the reply: a node that changed a user sees it at once
         if to == self.node_id:
@@ -362,7 +362,7 @@ class NodePlacement:
         if self.stopped:
             return
         if isinstance(message, TsoRequest | TsoReply):
-            self._on_tso_message(peer, message)
+            self.tso.on_message(peer, message)
         elif isinstance(message, PlacementReply) and message.request_id in self._proposals:
             self._on_proposal_reply(message)
         elif isinstance(message, PlacementRequest):
@@ -373,47 +373,22 @@ class NodePlacement:
         elif self.agent is not None:
             self.agent.on_reply(message)
 
-    # -- timestamps (the placement group's TSO, `cairn.placement.tso`) ---------------------
+    # -- timestamps (the placement group's TSO) -------------------------------------------
 
     def timestamp(
         self, on_ts: OnTimestamp, on_error: OnError, timeout: float | None = None
     ) -> None:
-        """Get one cluster-wide timestamp (`physical_ms << 18 | logical`), strictly above
-        every timestamp any node obtained before this call: `on_ts(ts)`, or
-        `on_error(reason)` once `timeout` seconds (default: the request timeout) passed
-        without one. Concurrent callers share one request per round trip. The callbacks
-        are called later from the event loop, never from inside this call."""
+        """One cluster-wide timestamp (`cairn.placement.tso`), above every one any node got
+        before this call: `on_ts(ts)`, or `on_error(reason)` after `timeout` seconds
+        (default: the request timeout); called later from the loop, never from here."""
         if timeout is None:
             timeout = self.config.limits.request_timeout_ms / 1000
-        self.tso.timestamp(on_ts, on_error, timeout)
-
-    def _send_tso_request(self, to: NodeId, request: TsoRequest) -> None:
-        member = self.member
-        if to == self.node_id and member is not None:
-            asyncio.get_running_loop().call_soon(self._local_tso_request, member, request)
-            return
-        self.transport.send_frame(to, [FrameKind.PLACEMENT, encode_message(request)])
-
-    def _local_tso_request(self, member: PlacementMember, request: TsoRequest) -> None:
-        if not self.stopped:
-            member.on_tso_request(request)
-
-    def _send_tso_reply(self, to: NodeId, reply: TsoReply) -> None:
-        if to == self.node_id:
-            asyncio.get_running_loop().call_soon(self.tso.on_reply, reply)
-            return
-        self.transport.send_frame(to, [FrameKind.PLACEMENT, encode_message(reply)])
-
-    def _on_tso_message(self, peer: NodeId, message: TsoRequest | TsoReply) -> None:
-        if isinstance(message, TsoReply):
-            self.tso.on_reply(message)
-            return
-        if message.node_id != peer:
-            raise FrameError(f"node {peer} sent a TSO request in another's name")
-        if self.member is not None:
-            self.member.on_tso_request(message)
+        self.tso.client.timestamp(on_ts, on_error, timeout)
 
     # -- serving the admin API ------------------------------------------------------------
+
+    def _member(self) -> PlacementMember | None:
+        return self.member
 
     def serving_member(self) -> PlacementMember | None:
         """This node's member, if it leads the group and serves."""
@@ -737,11 +712,6 @@ class NodePlacement:
 
 
 Answer = Callable[[tuple[Result, ...] | None], None]
-
-
-def _wall_ms() -> int:
-    """The wall clock in milliseconds: the TSO's physical time."""
-    return int(time.time() * 1000)
 
 
 @dataclass(slots=True)

@@ -20,6 +20,13 @@ graveyard is empty and a whole lap of the stream walk found nothing with no entr
 in between; it is not walked again until it applies something, so quiescent regions cost
 nothing. A step lost to a leadership change is simply proposed again by whoever leads
 next, since the garbage is replicated state.
+
+The same task removes the status records of cross-region transactions
+(`cairn.store.txn_locks`) once `status_retention_ms` old: every `STATUS_INTERVAL` per led
+region it looks at the next stretch of the region's status records (`stale_statuses`,
+wrapping around) and proposes one `GC_COMMAND` naming the stale ones it found (at most
+`GC_BATCH`), which deletes those still stale at its own time. Records age without any
+entry being applied, so this look is timed, not tied to the clean-region bookkeeping.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from cairn.shard.replica import Completion, Outcome
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.reclaim import RECLAIM_BUDGET, RECLAIM_COMMAND, buried
 from cairn.store.scope import Scope
+from cairn.store.txn_locks import GC_COMMAND, stale_statuses
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,12 @@ STREAM_BATCH = 64
 WALK_INTERVAL = 0.5
 """Seconds between two looks of the stream walk in one region (about 12 ms each on a
 loaded machine): busy rounds reclaiming a graveyard do not walk each time."""
+
+STATUS_INTERVAL = 1.0
+"""Seconds between two looks for stale transaction status records in one region."""
+
+DEFAULT_STATUS_RETENTION_MS = 600_000
+"""`limits.txn_status_retention_ms`'s default."""
 
 DEPTH = 2
 """Reclaim steps proposed together per region and round: they share the Raft round trip
@@ -73,8 +87,17 @@ class Reclaimer:
         machines: Mapping[int, StoreMachine],
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         monotonic: Callable[[], float] = time.monotonic,
+        status_retention_ms: int = DEFAULT_STATUS_RETENTION_MS,
     ) -> None:
         self.host = host
+        self.status_retention_ms = status_retention_ms
+        """How long a transaction's status record is kept (module docstring)."""
+        self._status_looked: dict[int, float] = {}
+        """When each region's status records were last looked at (`STATUS_INTERVAL`)."""
+        self._status_position: dict[int, bytes] = {}
+        """Where each region's next look at its status records starts."""
+        self.statuses_removed = 0
+        """Status records the steps this node proposed have deleted."""
         self.machines = machines
         self.wall_ms = wall_ms
         self.monotonic = monotonic
@@ -96,7 +119,10 @@ class Reclaimer:
     async def run(self) -> None:
         """Reclaim for ever: `DEPTH` steps per region with garbage per round."""
         while True:
-            if not await self.round():
+            busy = await self.round()
+            if await self.status_round():
+                busy = True
+            if not busy:
                 await asyncio.sleep(IDLE_INTERVAL)
 
     async def round(self) -> bool:
@@ -156,8 +182,53 @@ class Reclaimer:
             return False
         return laps >= quiet[1] + 2
 
+    async def status_round(self) -> bool:
+        """One `GC_COMMAND` in each led region whose look found stale status records,
+        all in flight together; whether any was proposed."""
+        steps = []
+        for region_id, args in self._status_work():
+            steps.append(self._propose(region_id, GC_COMMAND, args))
+        if not steps:
+            return False
+        self.statuses_removed += sum(await asyncio.gather(*steps))
+        return True
+
+    def _status_work(self) -> list[tuple[int, list[bytes]]]:
+        """The led regions whose look is due and found stale status records, each with
+        its `GC_COMMAND` arguments."""
+        found = []
+        now = self.monotonic()
+        for region_id, peer in list(self.host.peers.items()):
+            if peer.replica.stopped or not peer.replica.is_leader:
+                continue
+            machine = self.machines.get(region_id)
+            if machine is None or machine.retired:
+                continue
+            last = self._status_looked.get(region_id)
+            if last is not None and now - last < STATUS_INTERVAL:
+                continue
+            self._status_looked[region_id] = now
+            now_ms = machine.effective_now(self.wall_ms())
+            position = self._status_position.get(region_id, b"")
+            stale, self._status_position[region_id] = stale_statuses(
+                machine.keyspace, machine.scope, now_ms, self.status_retention_ms, position
+            )
+            if stale:
+                args = [b"%d" % self.status_retention_ms]
+                for primary, start_ts in stale:
+                    args += [primary, b"%d" % start_ts]
+                found.append((region_id, args))
+        return found
+
     async def _step(self, region_id: int, streams: list[bytes]) -> int:
         """Propose one step naming `streams` and wait for it; the records it deleted."""
+        deleted = await self._propose(region_id, RECLAIM_COMMAND, streams)
+        self.reclaimed += deleted
+        return deleted
+
+    async def _propose(self, region_id: int, name: str, args: list[bytes]) -> int:
+        """Propose internal command `name` and wait for it; its Integer reply (0 when it
+        failed: then back off)."""
         peer = self.host.peers.get(region_id)
         machine = self.machines.get(region_id)
         if peer is None or machine is None:
@@ -169,13 +240,12 @@ class Reclaimer:
                 done.set_result(completion)
 
         now_ms = machine.effective_now(self.wall_ms())
-        command = encode_command(RECLAIM_COMMAND, streams, now_ms)
+        command = encode_command(name, args, now_ms)
         self.host.propose(region_id, peer.region.epoch, command, finished)
         completion = await done
         if completion.outcome is Outcome.OK and isinstance(completion.value, Integer):
-            self.reclaimed += completion.value.value
             return completion.value.value
         # not leader any more, or the region moved: back off, the next round sees
-        log.debug("reclaim step in region %d: %s", region_id, completion.reason)
+        log.debug("%s in region %d: %s", name, region_id, completion.reason)
         await asyncio.sleep(IDLE_INTERVAL)
         return 0

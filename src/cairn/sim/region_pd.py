@@ -16,6 +16,10 @@ other, and a paused node's placement timers are held back with the rest of its e
 for its report, and where its leader cuts it. `crash_leader` is the placement group's own
 fault: it crashes whichever node leads the group, so every run with crashes exercises a
 failover of the placement driver with operators in flight.
+
+Every node also runs a `TsoClient` (`tso_clients`) of the group's timestamp oracle; a
+member's wall clock (the TSO's physical time) is its simulated clock from `WALL_EPOCH_MS`
+plus `wall_skew_ms[node]`, which a test moves to skew it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from cairn.placement.service import (
     PlacementRequest,
     ServiceSettings,
 )
+from cairn.placement.tso import TsoReply, TsoRequest, TsoSettings
+from cairn.placement.tso_client import TsoClient, TsoClientSettings
 from cairn.raft.types import Message, NodeId
 from cairn.runtime.env import Clock, MessageHandler
 from cairn.shard.envelope import Envelope
@@ -53,6 +59,9 @@ MS = 1_000_000
 PLACEMENT_MEMBERS = 3
 """The placement group's size: the first nodes host it."""
 
+
+WALL_EPOCH_MS = 1_700_000_000_000
+"""A member's wall clock at virtual time 0 (before any skew)."""
 
 STEP_DELAY = (100 * MS, 600 * MS)
 """How long a held-back placement message waits (buggify `placement.step_delayed`)."""
@@ -77,7 +86,7 @@ class PlacementNetwork(SimNetwork):
         self.buggify = buggify
 
     def _schedule(self, frm: NodeId, to: NodeId, msg: Payload) -> None:
-        if not isinstance(msg, PlacementRequest | PlacementReply):
+        if not isinstance(msg, PlacementRequest | PlacementReply | TsoRequest | TsoReply):
             SimNetwork._schedule(self, frm, to, msg)
             return
         at = self.loop.now + self._delay()
@@ -159,6 +168,8 @@ class PlacementSetup:
     """Ids below it belong to the founding layout."""
     service: ServiceSettings = ServiceSettings()  # noqa: RUF009 (frozen)
     agent: AgentSettings = AgentSettings()  # noqa: RUF009 (frozen)
+    tso: TsoSettings = TsoSettings()  # noqa: RUF009 (frozen)
+    tso_client: TsoClientSettings = TsoClientSettings()  # noqa: RUF009 (frozen)
 
 
 class SimPlacement:
@@ -184,6 +195,10 @@ class SimPlacement:
         self.agents: dict[NodeId, PlacementAgent] = {}
         self.agent_stats = AgentStats()
         self.leader_crashes = 0
+        self.tso_clients: dict[NodeId, TsoClient] = {}
+        """Each live node's client of the timestamp oracle."""
+        self.wall_skew_ms: dict[NodeId, int] = {}
+        """Milliseconds added to a member's wall clock (clock skew; set by tests)."""
 
     def on_start(self, node_id: NodeId, host: RegionHost) -> None:
         """A node's incarnation started: build its member (if any) and agent on its clock."""
@@ -209,7 +224,15 @@ class SimPlacement:
             log=self.loop.record,
         )
         self.agents[node_id] = agent
-        network.register(node_id, self._handler(host, member, agent))
+        tso = TsoClient(
+            node_id,
+            clock,
+            lambda to, request: network.send_placement(node_id, to, request),
+            lambda: self.setup.members,
+            self.setup.tso_client,
+        )
+        self.tso_clients[node_id] = tso
+        network.register(node_id, self._handler(host, member, agent, tso))
         agent.start()
 
     def _member(self, node_id: NodeId, clock: SimClock) -> PlacementMember:
@@ -233,13 +256,19 @@ class SimPlacement:
             first_id=setup.first_id,
             settings=setup.service,
             observer=self.observer(node_id),
+            wall_ms=lambda: WALL_EPOCH_MS + int(clock.now() * 1000) + self.wall_skew(node_id),
+            tso=setup.tso,
         )
         self.members[node_id] = member
         return member
 
+    def wall_skew(self, node_id: NodeId) -> int:
+        """How far member `node_id`'s wall clock is off (milliseconds)."""
+        return self.wall_skew_ms.get(node_id, 0)
+
     @staticmethod
     def _handler(
-        host: RegionHost, member: PlacementMember | None, agent: PlacementAgent
+        host: RegionHost, member: PlacementMember | None, agent: PlacementAgent, tso: TsoClient
     ) -> Callable[[Sequence[object]], None]:
         def handle(msgs: Sequence[object]) -> None:
             for msg in msgs:
@@ -247,10 +276,14 @@ class SimPlacement:
                     host.on_envelopes((msg,))
                 elif isinstance(msg, PlacementReply):
                     agent.on_reply(msg)
+                elif isinstance(msg, TsoReply):
+                    tso.on_reply(msg)
                 elif member is None:
                     continue
                 elif isinstance(msg, PlacementRequest):
                     member.on_request(msg)
+                elif isinstance(msg, TsoRequest):
+                    member.on_tso_request(msg)
                 elif isinstance(msg, Message):
                     member.replica.on_messages((msg,))
 
@@ -261,6 +294,9 @@ class SimPlacement:
         agent = self.agents.pop(node_id, None)
         if agent is not None:
             agent.stop()
+        tso = self.tso_clients.pop(node_id, None)
+        if tso is not None:
+            tso.stop()
         member = self.members.pop(node_id, None)
         if member is not None:
             member.stop()

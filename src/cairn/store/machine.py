@@ -78,7 +78,7 @@ from cairn.store.transaction import (
     WATCH_COMMAND,
     apply_transaction,
 )
-from cairn.store.txn_locks import TXN_LOCK_COMMANDS, lock_error
+from cairn.store.txn_locks import TXN_LOCK_COMMANDS, has_locks, lock_error
 
 __all__ = [
     "KEY_NOT_IN_REGION",
@@ -200,9 +200,16 @@ class StoreMachine:
         """Re-read the applied index and time from the keyspace (after a restore, or after
         the caller's transaction around `apply_many_within` was aborted)."""
         self.applied_index = decode_u64(self.keyspace.get(self.scope.applied_key))
+        self._note_locks()
         self.max_now_ms = decode_u64(self.keyspace.get(self.scope.now_key))
         self._expiry_position = self.scope.meta_bounds()[0]
         self._reclaim_position = self._expiry_position
+
+    def _note_locks(self) -> None:
+        """Look whether the scope holds any transaction lock (one short scan): while it
+        holds none, client commands skip the lock check. Only a `TXN_LOCK_COMMANDS`
+        entry, an image or a split or merge (which reload) add or remove locks."""
+        self._locks_possible = has_locks(self.keyspace, self.scope)
 
     @property
     def durable(self) -> bool:
@@ -363,7 +370,7 @@ class StoreMachine:
         if not in_range and self.scope.is_region and not self._in_range(spec, args):
             self._set_progress(index, now_ms)
             return KEY_NOT_IN_REGION
-        if _lock_checked(spec):
+        if self._locks_possible and _lock_checked(spec):
             locked = lock_error(self.keyspace, spec.keys([spec.name.encode(), *args]), now_ms)
             if locked is not None:
                 self._set_progress(index, now_ms)
@@ -380,6 +387,8 @@ class StoreMachine:
             reply = run_in_batch(
                 self.keyspace, spec, args, now_ms, self.scope, stamp, index, events
             )
+            if spec.name in TXN_LOCK_COMMANDS:
+                self._note_locks()
         if events:
             if len(self.events) >= _EVENTS_MAX:
                 self.events.clear()  # nobody is taking them: keep the memory bounded
@@ -408,9 +417,10 @@ class StoreMachine:
             return arity_error(spec.name)
         if not in_range and self.scope.is_region and not self._in_range(spec, args):
             return KEY_NOT_IN_REGION
-        locked = lock_error(self.keyspace, spec.keys([spec.name.encode(), *args]), now_ms)
-        if locked is not None:
-            return locked
+        if self._locks_possible:
+            locked = lock_error(self.keyspace, spec.keys([spec.name.encode(), *args]), now_ms)
+            if locked is not None:
+                return locked
         try:
             db = Db(self.keyspace, None, now_ms, self.scope, lookups=self.lookups)
             return run(spec, db, args, self._rng, settings=settings)

@@ -26,7 +26,9 @@ clients from the commit's keys (`COMMIT_COMMAND`'s key finder names them).
 
 Lock check (`lock_error`): the machine looks up the ``L`` record of each key of every
 command it runs for a client (and of `cairn.exec`, `cairn.watch`, `cairn.idem`), one
-keyspace get per key, and answers ``-LOCKED <start_ts> <ttl_remaining_ms> <hex primary>
+keyspace get per key, while its scope holds any lock at all (`has_locks`, looked at once
+after each of these commands and at every reload: a region without locks pays nothing),
+and answers ``-LOCKED <start_ts> <ttl_remaining_ms> <hex primary>
 <hex key>`` for a locked key without running the command; the node resolves the lock
 and retries. Active expiry leaves a locked key alone (`Db.purge_if_expired`).
 
@@ -61,6 +63,7 @@ from cairn.store.layout import (
     status_key,
     status_range_key,
 )
+from cairn.store.ranges import iter_locks
 from cairn.store.rdb import STREAM_TYPES, BadPayloadError, decode, object_type, verify_footer
 from cairn.store.rdb_stream import load_stream
 from cairn.store.scope import Scope
@@ -79,6 +82,7 @@ __all__ = [
     "TXN_LOCK_COMMANDS",
     "Lock",
     "Status",
+    "has_locks",
     "lock_error",
     "read_lock",
     "read_status",
@@ -188,6 +192,11 @@ def read_status(reader: KeyspaceReader, primary: bytes, start_ts: int) -> Status
     """The status record of transaction `start_ts` (primary `primary`), or None."""
     raw = reader.get(status_key(primary, start_ts))
     return None if raw is None else decode_status(raw)
+
+
+def has_locks(reader: KeyspaceReader, scope: Scope) -> bool:
+    """Whether `scope` holds any lock record (one short scan)."""
+    return next(iter_locks(reader, scope), None) is not None
 
 
 def lock_error(reader: KeyspaceReader, keys: Sequence[bytes], now_ms: int) -> ErrorReply | None:

@@ -1,0 +1,95 @@
+"""The reclaimer removes cross-region transactions' status records once
+`txn_status_retention_ms` old (`cairn.runtime.reclaimer`, `cairn.store.txn_locks`), in
+regions it leads, through proposed `cairn.txn.gc` entries applied on a fake host."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import cast
+
+from store_harness import FakeClock, MachineClient
+
+from cairn.runtime.config import Limits
+from cairn.runtime.reclaimer import Reclaimer
+from cairn.shard.host import RegionHost
+from cairn.shard.replica import Callback, Completion, Outcome
+from cairn.store import decode_command
+from cairn.store.ranges import iter_statuses
+from cairn.store.txn_locks import GC_BATCH, GC_COMMAND, ROLLBACK_COMMAND
+
+
+@dataclass
+class Replica:
+    is_leader: bool
+    stopped: bool = False
+
+
+@dataclass
+class RegionInfo:
+    epoch: int = 1
+
+
+@dataclass
+class Peer:
+    replica: Replica
+    region: RegionInfo = field(default_factory=RegionInfo)
+
+
+@dataclass
+class Host:
+    """Regions by id; `propose` applies at once to that region's machine."""
+
+    clients: dict[int, MachineClient]
+    peers: dict[int, Peer]
+    proposed: list[tuple[int, str, list[bytes]]] = field(default_factory=list)
+
+    def propose(self, region_id: int, epoch: int, command: bytes, on_done: Callback) -> None:
+        name, args, _ = decode_command(command)
+        self.proposed.append((region_id, name, args))
+        client = self.clients[region_id]
+        client.index += 1
+        on_done(Completion(Outcome.OK, client.machine.apply(client.index, command)))
+
+
+def _decided(client: MachineClient, count: int) -> None:
+    for i in range(count):
+        client.apply_internal(ROLLBACK_COMMAND, b"%d" % (1000 + i), b"1", b"p%d" % i)
+
+
+def _statuses(client: MachineClient) -> int:
+    return sum(1 for _ in iter_statuses(client.machine.keyspace, client.machine.scope))
+
+
+def test_stale_status_records_are_removed_in_bounded_steps_where_it_leads() -> None:
+    assert Limits().txn_status_retention_ms == 600_000
+    clock = FakeClock()
+    leader, follower = MachineClient(clock=clock), MachineClient(clock=clock)
+    _decided(leader, GC_BATCH + 44)
+    _decided(follower, 3)
+    host = Host({1: leader, 2: follower}, {1: Peer(Replica(True)), 2: Peer(Replica(False))})
+    machines = {1: leader.machine, 2: follower.machine}
+    seconds = itertools.count(0, 10)  # every look is due
+    reclaimer = Reclaimer(
+        cast(RegionHost, host), machines, clock, seconds.__next__, status_retention_ms=5000
+    )
+
+    async def rounds(count: int) -> int:
+        return sum([await reclaimer.status_round() for _ in range(count)])
+
+    assert asyncio.run(rounds(3)) == 0  # nothing is old enough yet
+    clock.now += 4000
+    leader.apply_internal(ROLLBACK_COMMAND, b"9999", b"1", b"young")
+    clock.now += 1000
+    assert asyncio.run(rounds(4)) == 2
+    assert [(r, n, len(a)) for r, n, a in host.proposed] == [
+        (1, GC_COMMAND, 1 + 2 * GC_BATCH),
+        (1, GC_COMMAND, 1 + 2 * 44),
+    ]
+    assert reclaimer.statuses_removed == GC_BATCH + 44
+    assert _statuses(leader) == 1  # the young one stays
+    assert _statuses(follower) == 3  # a follower's records are its leader's to remove
+    clock.now += 4000
+    assert asyncio.run(rounds(2)) == 1
+    assert _statuses(leader) == 0
