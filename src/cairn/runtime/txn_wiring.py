@@ -146,7 +146,6 @@ class CrossRegion:
         self.timestamps: TimestampSource | None = None
         """The wiring point for the placement group's timestamp oracle (None: cross-region
         transactions are refused with CROSSSLOT, as before they existed)."""
-        self.stats = {"txn_committed": 0, "txn_aborted": 0, "txn_failed": 0}
 
     @property
     def enabled(self) -> bool:
@@ -164,13 +163,6 @@ class CrossRegion:
             done(CROSSSLOT)
             return
 
-        def finished(reply: Reply) -> None:
-            key = "txn_committed" if isinstance(reply, Array) else "txn_failed"
-            if not isinstance(reply, Array | ErrorReply):
-                key = "txn_aborted"
-            self.stats[key] += 1
-            done(reply)
-
         coordinator = Coordinator(
             watches,
             commands,
@@ -180,7 +172,7 @@ class CrossRegion:
             self.settings,
             self.rng,
             time.monotonic() + self.request_timeout_s,
-            finished,
+            done,
             self.resolver.resolve,
         )
         coordinator.start()
