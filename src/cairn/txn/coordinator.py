@@ -126,6 +126,29 @@ def backoff(rng: Random, settings: TxnSettings, attempt: int) -> float:
     return settings.backoff_base_s + rng.random() * (cap - settings.backoff_base_s)
 
 
+_SCRIPTS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
+"""Scripts may name keys they did not declare: the scratch machine holds only the locked
+ones, so a script would silently read them as absent."""
+
+
+def unsupported(commands: Sequence[Sequence[bytes]]) -> ErrorReply | None:
+    """Why the commands cannot run as a cross-region transaction (None: they can): a
+    script, or SORT reading other keys through BY or GET patterns (unlocked keys)."""
+    for argv in commands:
+        name = argv[0].lower().decode("utf-8", "replace") if argv else ""
+        if name in _SCRIPTS:
+            return ErrorReply(
+                f"ERR a transaction over several regions cannot run {name.upper()}: "
+                "a script may name keys it does not declare"
+            )
+        if name in ("sort", "sort_ro") and any(a.lower() in (b"by", b"get") for a in argv[2:]):
+            return ErrorReply(
+                "ERR a transaction over several regions cannot run SORT with BY or GET: "
+                "its patterns name other keys"
+            )
+    return None
+
+
 def command_keys(commands: Sequence[Sequence[bytes]]) -> list[bytes] | None:
     """Every key the commands name, each once, in order; None when one of them names no
     key (DBSIZE, KEYS, FLUSHALL ...): a transaction over some keys cannot answer it."""
@@ -217,6 +240,10 @@ class Coordinator:
         """Begin the first attempt."""
         if not self.keys or self.keyless:
             self._finish(KEYLESS)
+            return
+        refused = unsupported(self.commands)
+        if refused is not None:
+            self._finish(refused)
             return
         self._begin()
 
