@@ -145,6 +145,7 @@ def test_on_lmdb_a_split_and_a_snapshot_install_carry_the_records(node: NodeStor
     node.create_region(RegionLocalState(1, region=Region(1)), conf_state=voters)
     log = Log(StoreMachine(node.keyspace, scope=Scope.region(1)), RAFT_INIT_INDEX)
     _lock_and_decide(log)
+    assert _locked(log.machine, LEFT_KEY)  # the machine saw its own lock entries
     left_region, right_region = split_region(Region(1), SPLIT, 2, ())
     with node.env.write() as wtx, node.keyspace.group(wtx):
         right = split_machine(log.machine, SPLIT, 2, index=log.index + 1, right_index=5)

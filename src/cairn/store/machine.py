@@ -78,7 +78,7 @@ from cairn.store.transaction import (
     WATCH_COMMAND,
     apply_transaction,
 )
-from cairn.store.txn_locks import TXN_LOCK_COMMANDS, has_locks, lock_error
+from cairn.store.txn_locks import TXN_LOCK_COMMANDS, has_locks, is_locked, lock_error
 
 __all__ = [
     "KEY_NOT_IN_REGION",
@@ -440,7 +440,10 @@ class StoreMachine:
         self._check_live()
         db = Db(self.keyspace, None, now_ms, self.scope)
         entries = db.walk(self._expiry_position, limit * _EXPIRY_SAMPLE_FACTOR)
-        found = [e for e in entries if e.meta.expired(now_ms)][:limit]
+        found = [e for e in entries if e.meta.expired(now_ms)]
+        if self._locks_possible:  # a locked key is its transaction's (`Db.purge_if_expired`)
+            found = [e for e in found if not is_locked(self.keyspace, e.key)]
+        found = found[:limit]
         if len(found) == limit:
             self._expiry_position = found[-1].position + b"\x00"
         elif len(entries) == limit * _EXPIRY_SAMPLE_FACTOR:

@@ -83,6 +83,7 @@ __all__ = [
     "Lock",
     "Status",
     "has_locks",
+    "is_locked",
     "lock_error",
     "read_lock",
     "read_status",
@@ -106,6 +107,8 @@ ROLLED_BACK = 2
 _FORMAT = 1
 _TS_LIMIT = 1 << 63
 """Timestamps and times are below 2^63: they come back as RESP integers."""
+TTL_LIMIT = 1 << 32
+"""A lock's ttl is below 2^32 ms (about 49 days), so its expiry stays a RESP integer."""
 _KIND_DELETE = 0
 _KIND_RESTORE = 1
 
@@ -194,6 +197,11 @@ def read_status(reader: KeyspaceReader, primary: bytes, start_ts: int) -> Status
     return None if raw is None else decode_status(raw)
 
 
+def is_locked(reader: KeyspaceReader, key: bytes) -> bool:
+    """Whether `key` holds a lock."""
+    return reader.get(lock_key(key)) is not None
+
+
 def has_locks(reader: KeyspaceReader, scope: Scope) -> bool:
     """Whether `scope` holds any lock record (one short scan)."""
     return next(iter_locks(reader, scope), None) is not None
@@ -258,7 +266,7 @@ def parse_lock(args: Sequence[bytes]) -> LockRequest:
     if len(args) < 5:
         raise _bad("wrong number of arguments for cairn.txn.lock")
     start_ts = _number(args[0], "start_ts")
-    ttl_ms = _number(args[2], "ttl_ms")
+    ttl_ms = _number(args[2], "ttl_ms", TTL_LIMIT)
     max_bytes = _number(args[3], "max_bytes")
     nwatch = _number(args[4], "nwatch", (len(args) - 5) // 2 + 1)
     end = 5 + 2 * nwatch
