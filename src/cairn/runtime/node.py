@@ -111,6 +111,7 @@ from cairn.shard.region import Region, RegionEpoch
 from cairn.shard.region_machine import RangeMachine
 from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig, decode_request
 from cairn.shard.routing import (
+    CROSSSLOT,
     ClientRouting,
     Fanout,
     Forward,
@@ -697,7 +698,11 @@ class Node:
             return
         topology = self.topology()
         decision = route(args, spec, topology, state.routing, self.routing)
-        if isinstance(decision, Refuse) and self._cross_command(client, args, spec, done):
+        if (
+            isinstance(decision, Refuse)
+            and decision.reply == CROSSSLOT
+            and self._cross_command(client, args, spec, done)
+        ):
             return
         if isinstance(decision, Moved | Refuse):
             done(decision.reply)

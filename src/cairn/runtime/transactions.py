@@ -13,8 +13,9 @@ the keys lie in more than one region (routing answers CROSSSLOT), `cross` runs i
 cross-region transaction (`cairn.runtime.txn_wiring`; WATCH likewise reads each region's
 fingerprints through `cross_watch`), or CROSSSLOT stands (a cluster-aware connection, an
 IDEMPOTENT EXEC). Its reply is the array of the commands' replies, or the null array when
-a watched key changed. Connection commands (PING, ECHO, CLIENT ...) queued in the transaction run
-on this node once the store part has applied, their replies put in their places.
+a watched key changed. Connection commands (PING, ECHO, CLIENT ...) queued in the
+transaction run on this node once the store part has applied, their replies put in their
+places.
 
 WATCH sends `cairn.watch keys...`, also a write (so it is linearizable), and keeps the
 fingerprint of each key; EXEC carries them and the store compares them at apply. EXEC
