@@ -517,3 +517,19 @@ def test_a_lock_applies_to_the_next_entry_of_the_same_batch() -> None:
     assert replies[2] == locked_error(TS, 3000, b"k", b"k")
     assert replies[4] == OK
     assert machine.execute_read("get", [b"k"], T0) == Bulk(b"3")
+
+
+def test_commit_buries_large_values_it_replaces_or_deletes(client: MachineClient) -> None:
+    client.call("set", "src", "small")
+    payload = dump(client, b"src")
+    for key in ("big1", "big2"):
+        client.call("rpush", key, *[str(i) for i in range(100)])
+    lock(client, TS, b"big1", [b"big1", b"big2"])
+    prewrite(client, TS, [(b"big1", 1, 0, payload), (b"big2", 0, 0, b"")])
+    assert not client.machine.has_garbage()
+    assert commit(client, TS, TS + 1, True, b"big1", b"big2") == reply(b"ok")
+    assert client.machine.has_garbage()  # both lists buried, reclaimed in the background
+    assert client.call("get", "big1") == Bulk(b"small")
+    assert client.call("exists", "big2") == Integer(0)
+    assert client.reclaim_all() > 0
+    assert client.call("dbsize") == Integer(2)

@@ -153,3 +153,10 @@ def test_errors_are_per_command_and_unknown_commands_name_no_key() -> None:
     assert result.replies[2] == ErrorReply("ERR wrong number of arguments for 'get' command")
     assert result.replies[3] == Integer(2)
     assert set(result.effects) == {b"a"}
+
+
+def test_a_script_writing_an_undeclared_key_is_refused() -> None:
+    script = b"redis.call('set', KEYS[1], 1) return redis.call('set', 'other', 1)"
+    with pytest.raises(ScratchKeyError) as refused:
+        run_scratch({b"a": (0, 0, None)}, [[b"EVAL", script, b"1", b"a"]], NOW, 1)
+    assert refused.value.key == b"other"

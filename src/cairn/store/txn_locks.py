@@ -28,9 +28,9 @@ Lock check (`lock_error`): the machine looks up the ``L`` record of each key of 
 command it runs for a client (and of `cairn.exec`, `cairn.watch`, `cairn.idem`), one
 keyspace get per key, while its scope holds any lock at all (`has_locks`, looked at once
 after each of these commands and at every reload: a region without locks pays nothing),
-and answers ``-LOCKED <start_ts> <ttl_remaining_ms> <hex primary>
-<hex key>`` for a locked key without running the command; the node resolves the lock
-and retries. Active expiry leaves a locked key alone (`Db.purge_if_expired`).
+and answers ``-LOCKED <start_ts> <ttl_remaining_ms> <hex primary> <hex key>`` for a
+locked key without running the command; the node resolves the lock and retries. Active
+expiry leaves a locked key alone (`Db.purge_if_expired`, `StoreMachine.expired_keys`).
 
 Status records are removed `txn_status_retention_ms` after they were written by the
 region's leader, proposing `GC_COMMAND` entries naming the stale records its walk found

@@ -17,7 +17,9 @@ key they change (`cairn.store.transaction`), so after the run:
 
 Every key the commands name must be among the loaded ones (they are the keys the
 coordinator locked): `ScratchKeyError` otherwise, before anything runs. Keys created by
-the commands are found by walking the scratch keyspace, whatever named them.
+the commands are found by walking the scratch keyspace, whatever named them; one that
+was not loaded (a script writing a key it did not declare) is refused the same way, after
+the run, since no lock covers it.
 
 Pure: no I/O; the keyspace is in memory and thrown away.
 """
@@ -99,7 +101,11 @@ def run_scratch(
     reply = machine.apply(seed, entry)
     if not isinstance(reply, Array):  # only a malformed entry: the commands are checked
         raise ScratchError(f"the scratch transaction failed: {reply!r}")
-    return ScratchResult(list(reply.items), _effects(keyspace, before, now_ms, seed))
+    effects = _effects(keyspace, before, now_ms, seed)
+    for key in effects:
+        if key not in values:  # a script wrote a key it did not declare
+            raise ScratchKeyError(key)
+    return ScratchResult(list(reply.items), effects)
 
 
 def _check_keys(values: Mapping[bytes, LoadedValue], commands: Sequence[Sequence[bytes]]) -> None:
