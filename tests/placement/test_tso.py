@@ -79,7 +79,9 @@ class FakeMember:
     leads: bool = True
     saved: int = 0
     proposals: list[tuple[int, Callable[[bool], None]]] = field(default_factory=list)
-    confirm_at_once: bool = True
+    confirm_at_once: bool | None = True
+    """The answer of every confirmation (None: held in `confirms` until the test answers)."""
+    confirms: list[Callable[[bool], None]] = field(default_factory=list)
 
     def serving(self) -> bool:
         return self.leads
@@ -94,7 +96,10 @@ class FakeMember:
         self.proposals.append((bound_ms, done))
 
     def confirm(self, done: Callable[[bool], None]) -> None:
-        done(self.confirm_at_once)
+        if self.confirm_at_once is None:
+            self.confirms.append(done)
+        else:
+            done(self.confirm_at_once)
 
     def apply_all(self) -> None:
         proposals, self.proposals = self.proposals, []
@@ -183,6 +188,20 @@ def test_a_term_change_refuses_what_waits_and_prepares_again() -> None:
     assert waiting == [None] and again == []
     member.apply_all()
     assert again == [compose(9000, 0)]
+
+
+def test_a_confirmation_answers_only_the_requests_that_arrived_before_it_started() -> None:
+    wall = [1000]
+    oracle, member, _ = _oracle(wall, FakeMember(confirm_at_once=None))
+    first = _ask(oracle)
+    member.apply_all()
+    assert first == [] and len(member.confirms) == 1
+    second = _ask(oracle)  # arrives while the confirmation is under way
+    member.confirms.pop()(True)
+    assert first == [compose(1000, 0)] and second == []
+    assert len(member.confirms) == 1  # a confirmation of its own
+    member.confirms.pop()(True)
+    assert second == [compose(1000, 1)]
 
 
 def test_refusals() -> None:
@@ -283,6 +302,8 @@ def test_a_refusal_goes_to_the_leader_it_names_and_late_replies_are_dropped() ->
     assert sent[-1] == (3, TsoRequest(9, 2, 1)) and client.target == 3
     client.on_reply(TsoReply(1, 9, 1, True, 50, 1))  # a duplicate of the old attempt
     client.on_reply(TsoReply(3, 9, 2, True, 70, 2))  # not an answer to this request
+    client.on_reply(TsoReply(3, 9, 2, True, 1 << 64, 1))  # beyond 64 bits
+    client.on_reply(TsoReply(3, 9, 2, True, 0, 1))
     assert caller.got == []
     client.on_reply(TsoReply(3, 9, 2, True, 70, 1))
     assert caller.got == [70]

@@ -93,7 +93,8 @@ def _cluster(seed: int, plants: frozenset[str]) -> tuple[EventLoop, PlacementClu
     replica = ReplicaConfig(raft, tick_interval=0.01, snapshot_threshold=50)
     cluster = PlacementCluster(loop, network, HostConfig(replica), keep_history=False)
     for node_id in NODES:
-        cluster.add_node(node_id, random.Random(rng.getrandbits(64)))
+        node = cluster.add_node(node_id, random.Random(rng.getrandbits(64)))
+        node.clock_rate = rng.uniform(0.92, 1.08)  # drift within the Raft lease's allowance
     placement = SimPlacement(
         cluster,
         PlacementSetup(

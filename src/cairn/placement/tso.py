@@ -182,8 +182,10 @@ class _Term:
     physical: int = 0
     logical: int = 0
     renewing: bool = False
+    confirming: bool = False
     next_ms_due: bool = False
     pending: list[tuple[int, Grant]] = field(default_factory=list)
+    """Requests not answered yet, in arrival order."""
 
 
 class TimestampOracle:
@@ -204,7 +206,6 @@ class TimestampOracle:
         self._state: _Term | None = None
         self._timer: TimerHandle | None = None
         self._last_request = 0.0
-        self._confirming = False
         self._stopped = False
 
     # -- requests -------------------------------------------------------------------------
@@ -263,14 +264,17 @@ class TimestampOracle:
     # -- serving --------------------------------------------------------------------------
 
     def _serve(self, state: _Term) -> None:
-        """Confirm leadership once for every pending request, then hand out timestamps."""
-        if self._confirming or not state.pending or state.next_ms_due:
+        """Confirm leadership once for the requests pending now, then answer them (those
+        arriving meanwhile wait for the next confirmation: one that started before a
+        request arrived proves nothing about the time after it was sent)."""
+        if state.confirming or not state.pending or state.next_ms_due:
             return
-        self._confirming = True
-        self.host.confirm(lambda ok: self._confirmed(state, ok))
+        state.confirming = True
+        covered = len(state.pending)
+        self.host.confirm(lambda ok: self._confirmed(state, ok, covered))
 
-    def _confirmed(self, state: _Term, ok: bool) -> None:
-        self._confirming = False
+    def _confirmed(self, state: _Term, ok: bool, covered: int) -> None:
+        state.confirming = False
         if state is not self._state:
             return
         if not self.host.serving() or self.host.current_term() != state.term:
@@ -280,15 +284,19 @@ class TimestampOracle:
         if not ok:  # not confirmed in time (still leading): the nodes ask again
             self._refuse(state)
             return
-        while state.pending:
+        served = 0
+        while served < covered and state.pending:
             count, grant = state.pending[0]
             first = self._allocate(state, count)
             if first is None:
                 break
             state.pending.pop(0)
+            served += 1
             self.stats.timestamps += count
             grant(first)
         self._maybe_renew(state)
+        if served == covered:
+            self._serve(state)  # the requests that arrived during the confirmation
 
     def _allocate(self, state: _Term, count: int) -> int | None:
         """The first of `count` timestamps, or None when the batch must wait: for the next

@@ -28,6 +28,8 @@ from cairn.placement.tso import TsoReply, TsoRequest
 from cairn.raft.types import NodeId
 from cairn.runtime.env import Clock, TimerHandle
 
+MAX_TS = (1 << 64) - 1
+"""The largest 64-bit timestamp (a reply's batch must end at or below it)."""
 OnTimestamp = Callable[[int], None]
 """Receives one timestamp."""
 OnError = Callable[[str], None]
@@ -187,7 +189,8 @@ class TsoClient:
         if self._stopped or flight is None or reply.request_id != flight.request_id:
             return
         if reply.served:
-            if reply.count != len(flight.callers) or reply.first <= 0:
+            last = reply.first + reply.count - 1
+            if reply.count != len(flight.callers) or reply.first <= 0 or last > MAX_TS:
                 return  # not an answer to this request: wait for the attempt's timeout
             self._granted(flight, reply.first)
             return
