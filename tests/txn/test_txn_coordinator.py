@@ -215,3 +215,26 @@ def test_scripts_and_sort_patterns_are_refused() -> None:
     world.run()
     assert outcome.reply == Array((Integer(1),))
     assert world.raw("LRANGE", "b", "0", "-1") == Array((Bulk(b"1"),))
+
+
+def test_a_transaction_rolls_forward_a_committed_lock_without_waiting_its_ttl() -> None:
+    world = World()
+    committed = []
+
+    def after_primary(argv: list[bytes]) -> bool:
+        if argv[0] == b"cairn.txn.commit" and argv[3] == b"1":
+            committed.append(argv)
+            return False
+        return bool(committed)
+
+    world.drops.append(after_primary)
+    first = world.transaction([["SET", "a", "1"], ["SET", "b", "1"]])
+    world.run()
+    assert first.reply == Array((OK, OK))
+    world.drops.clear()
+    before = world.clock
+    second = world.transaction([["INCR", "b"], ["INCR", "c"]])
+    world.run()
+    assert second.reply == Array((Integer(2), Integer(1)))
+    assert world.clock - before < 0.1  # the ttl is 0.3 s: it did not wait for it
+    assert world.locks() == 0

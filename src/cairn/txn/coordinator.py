@@ -19,7 +19,9 @@ Theory of operation (docs/transactions.md; Percolator with pessimistic locks, as
 Conflicts never wait while holding locks: a key locked by another transaction, a lock
 lost to a resolver, a region that could not be reached make the coordinator roll back
 every lock it took, back off (randomised, through the injected random source), and start
-again with a new `start_ts`, until the request's deadline (then `-TRYAGAIN`). A watched
+again with a new `start_ts`, until the request's deadline (then `-TRYAGAIN`); the lock met
+is resolved first (`Resolver`: rolled forward if its transaction committed, back if it
+expired, waited for a little while it is alive). A watched
 key that changed aborts (the null array, as EXEC). A primary commit whose outcome cannot
 be known is retried (it is idempotent) and answered `-UNCERTAIN` after the deadline.
 
@@ -437,7 +439,10 @@ class Coordinator:
                 return
             if outcome is not None:
                 self._finish(outcome)
-            elif conflict is not None and conflict.ttl_ms == 0 and self._resolve is not None:
+            elif conflict is not None and self._resolve is not None:
+                # Ask the lock's primary even while its ttl runs: a lock whose transaction
+                # committed (its coordinator died, or is still committing its secondaries)
+                # is rolled forward now instead of blocking us until it expires.
                 self._resolve(conflict, self.attempts, self._again)
             else:
                 self._again()
