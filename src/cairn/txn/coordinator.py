@@ -4,8 +4,8 @@ Theory of operation (docs/transactions.md; Percolator with pessimistic locks, as
 
 1. `start_ts` from the timestamp oracle; the keys grouped by region (`TxnIO.group`);
 2. `cairn.txn.lock` in every region at once (after a conflict, one region after the
-   other in key-space order: of two transactions after the same keys, the one ahead
-   never loses its locks to the other): each key is locked and its value read (a
+   other in key-space order, so that two retrying transactions after the same keys do
+   not keep aborting each other): each key is locked and its value read (a
    watched key's fingerprint checked first); the primary is the transaction's first key;
 3. the queued commands run on a scratch machine loaded with those values (`Scratch`),
    at the time `start_ts` stands for: their replies, and the effect on every changed key;
