@@ -86,8 +86,6 @@ class World:
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self.sent: list[list[bytes]] = []
-        self.sent_at: list[float] = []
-        """When each command of `sent` was sent (virtual seconds)."""
         self.drops: list[Callable[[list[bytes]], bool]] = []
         self.failures: list[Callable[[list[bytes]], bool]] = []
         self.delays: list[tuple[Callable[[list[bytes]], bool], float]] = []
@@ -115,7 +113,6 @@ class World:
 
     def send(self, argv: list[bytes], done: Callable[[Reply], None]) -> None:
         self.sent.append(argv)
-        self.sent_at.append(self.clock)
         if any(drop(argv) for drop in self.drops):
             return
         delay = self.latency_s

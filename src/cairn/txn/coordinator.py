@@ -3,9 +3,7 @@
 Theory of operation (docs/transactions.md; Percolator with pessimistic locks, as TiKV):
 
 1. `start_ts` from the timestamp oracle; the keys grouped by region (`TxnIO.group`);
-2. `cairn.txn.lock` in every region at once (after a conflict, one region after the
-   other in key-space order, so that two retrying transactions after the same keys do
-   not keep aborting each other): each key is locked and its value read (a
+2. `cairn.txn.lock` in every region at once: each key is locked and its value read (a
    watched key's fingerprint checked first); the primary is the transaction's first key;
 3. the queued commands run on a scratch machine loaded with those values (`Scratch`),
    at the time `start_ts` stands for: their replies, and the effect on every changed key;
@@ -36,13 +34,12 @@ internal command, group keys by region, schedule, read the monotonic clock) and 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from random import Random
 from typing import Protocol
 
 from cairn.resp.reply import NULL_ARRAY, Array, ErrorReply, Reply
 from cairn.store import CommandSpec, classify
-from cairn.store.slot import key_slot
 from cairn.txn.protocol import (
     Conflict,
     Effect,
@@ -196,8 +193,6 @@ class _Attempt:
     """Past the locks: the current step is the prewrite."""
     commit_ts: int = 0
     """Asked of the oracle while the prewrites run (0: not yet answered)."""
-    ordered: list[tuple[list[bytes], Callable[[Reply], None]]] = field(default_factory=list)
-    """Lock commands still to send, one region after the other (a retried attempt)."""
 
 
 class Coordinator:
@@ -273,8 +268,8 @@ class Coordinator:
             return
         attempt = _Attempt(ts, groups, {})
         self._current = attempt
-        sends = []
-        for keys in sorted(groups, key=_region_order):
+        attempt.pending = len(groups)
+        for keys in groups:
             watched = [(k, self.watches[k]) for k in keys if k in self.watches]
             plain = [k for k in keys if k in self.read_keys]
             argv = lock_argv(
@@ -285,13 +280,7 @@ class Coordinator:
                 watched,
                 plain,
             )
-            sends.append((argv, self._lock_reader(attempt, plain)))
-        if self.attempts > 1:  # contended: one region after the other, in a global order
-            attempt.ordered = sends[1:]
-            sends = sends[:1]
-        attempt.pending = len(sends)
-        for argv, reader in sends:
-            self.io.send(argv, self._step(attempt, reader))
+            self.io.send(argv, self._step(attempt, self._lock_reader(attempt, plain)))
 
     def _step(self, attempt: _Attempt, read: Callable[[Reply], None]) -> Done:
         """A region's reply to the current step (ignored once the attempt is over)."""
@@ -328,10 +317,6 @@ class Coordinator:
             self._abort(attempt, attempt.outcome)
         elif attempt.retry:
             self._abort(attempt, None)
-        elif attempt.ordered:
-            argv, reader = attempt.ordered.pop(0)
-            attempt.pending = 1
-            self.io.send(argv, self._step(attempt, reader))
         elif not attempt.prewriting:
             self._run_scratch(attempt)
         else:
@@ -480,12 +465,6 @@ class Coordinator:
         if not self.finished:
             self.finished = True
             self._done(reply)
-
-
-def _region_order(keys: list[bytes]) -> tuple[int, bytes]:
-    """Where a region's group of keys sorts in the key space (regions are ranges of
-    `slot | key`): the same order for every transaction."""
-    return min((key_slot(k), k) for k in keys)
 
 
 def _prewrote(attempt: _Attempt) -> Callable[[Reply], None]:
