@@ -206,8 +206,12 @@ def test_a_confirmation_answers_only_the_requests_that_arrived_before_it_started
 
 def test_refusals() -> None:
     wall = [1000]
-    oracle, member, _ = _oracle(wall, max_count=10)
+    oracle, member, _ = _oracle(wall, max_count=10, max_pending=2)
     assert _ask(oracle, 0) == [None] and _ask(oracle, 11) == [None]
+    waiting = [_ask(oracle), _ask(oracle), _ask(oracle)]  # the bound is not applied yet
+    assert waiting == [[], [], [None]]
+    member.apply_all()
+    assert waiting == [[compose(1000, 0)], [compose(1000, 1)], [None]]
     member.leads = False
     assert _ask(oracle) == [None]
     member.leads = True
@@ -216,7 +220,7 @@ def test_refusals() -> None:
     member.apply_all()
     assert got == [None]
     member.confirm_at_once = True
-    assert _ask(oracle) == [compose(1000, 0)]  # same term: the state is kept
+    assert _ask(oracle) == [compose(1000, 2)]  # same term: the state is kept
 
 
 def test_settings_are_checked() -> None:

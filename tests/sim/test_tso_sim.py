@@ -29,7 +29,7 @@ MS = 1_000_000
 NODES = (1, 2, 3, 4, 5)
 MEMBERS = (1, 2, 3)
 CALLERS_PER_NODE = 2
-DURATION = 9.0
+DURATION = 7.5
 """Seconds of virtual time per run."""
 CAUGHT_SEED = 1
 """A seed whose run catches `tso-backwards` (the bug-free run of it passes)."""
@@ -196,7 +196,7 @@ def test_timestamps_increase_across_leader_kills_partitions_and_skew() -> None:
     run = run_tso(CAUGHT_SEED)
     assert run.violations() == [], (run.faults, run.violations()[:3])
     assert {f.split()[0] for f in run.faults} == {"crash", "isolate", "skew"}, run.faults
-    assert len(run.got) > 1500, (len(run.got), run.errors)
+    assert len(run.got) > 1000, (len(run.got), run.errors)
     assert len({member for member, _ in run.leaders}) >= 2, run.leaders
 
 

@@ -120,6 +120,9 @@ class TsoSettings:
     """Stop renewing after this long without a request."""
     max_count: int = 1 << 16
     """The most timestamps one request may ask for (a larger count is refused)."""
+    max_pending: int = 10_000
+    """The most requests waiting to be answered; beyond it new ones are refused (each node
+    keeps one in flight, so only a misbehaving peer reaches it)."""
     plants: frozenset[str] = frozenset()
     """Planted bugs (`TSO_PLANTS`; tests only)."""
 
@@ -217,9 +220,13 @@ class TimestampOracle:
             self.stats.refused += 1
             grant(None)
             return
+        state = self._sync_term()
+        if len(state.pending) >= self.settings.max_pending:
+            self.stats.refused += 1
+            grant(None)
+            return
         self.stats.requests += 1
         self._last_request = self.clock.now()
-        state = self._sync_term()
         state.pending.append((count, grant))
         self._arm_timer()
         if state.ready:
