@@ -420,7 +420,12 @@ class Node:
             await self.server.start_tls(*tls.addr, self.tls.context, tls.handshake_timeout_s)
             log.info("serving TLS clients on %s:%d", *tls.addr)
         self._tasks.append(loop.create_task(self._active_expiry()))
-        self.reclaimer = Reclaimer(self.host, self.machines, _wall_ms)  # deleted/trimmed
+        self.reclaimer = Reclaimer(  # deleted values, trimmed streams, stale txn statuses
+            self.host,
+            self.machines,
+            _wall_ms,
+            status_retention_ms=cfg.limits.txn_status_retention_ms,
+        )
         self._tasks.append(loop.create_task(self.reclaimer.run()))
         self._tasks.append(loop.create_task(self._watch_failures()))
         log.info(
