@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from random import Random
+
 from txn_harness import World
 
 from cairn.resp.reply import NULL_ARRAY, OK, Array, Bulk, ErrorReply, Integer, NullBulk
+from cairn.txn import TxnSettings
+from cairn.txn.coordinator import CHANGES_TOO_LARGE, TOO_LARGE
 from cairn.txn.protocol import lock_argv
 
 
@@ -237,4 +241,21 @@ def test_a_transaction_rolls_forward_a_committed_lock_without_waiting_its_ttl() 
     world.run()
     assert second.reply == Array((Integer(2), Integer(1)))
     assert world.clock - before < 0.1  # the ttl is 0.3 s: it did not wait for it
+    assert world.locks() == 0
+
+
+def test_changes_too_large_for_one_entry_are_refused() -> None:
+    world = World()
+    world.settings = TxnSettings(lock_ttl_ms=300, max_bytes=1000)
+    noise = Random(1).randbytes(1200)  # DUMP compresses: values that do not
+    world.raw("SET", "a", noise[:600])
+    outcome = world.transaction([["APPEND", "a", noise[600:]], ["SET", "b", "1"]])
+    world.run()
+    assert outcome.reply == CHANGES_TOO_LARGE
+    world.raw("SET", "c", noise)
+    outcome = world.transaction([["GET", "c"], ["SET", "b", "1"]])
+    world.run()
+    assert outcome.reply == TOO_LARGE
+    assert world.raw("GET", "b") == NullBulk()
+    assert world.raw("STRLEN", "a") == Integer(600)
     assert world.locks() == 0

@@ -63,7 +63,13 @@ UNCERTAIN = ErrorReply(
 KEYLESS = ErrorReply(
     "ERR a transaction over several regions cannot run a command that names no key"
 )
-TOO_LARGE = ErrorReply("ERR transaction too large: the values of its keys pass txn_max_bytes")
+TOO_LARGE = ErrorReply(
+    "ERR transaction too large: the values it reads in one region pass "
+    "limits.max_entry_bytes"
+)
+CHANGES_TOO_LARGE = ErrorReply(
+    "ERR transaction too large: its changes to one region pass limits.max_entry_bytes"
+)
 
 Done = Callable[[Reply], None]
 TimestampCallback = Callable[[int | ErrorReply], None]
@@ -114,8 +120,9 @@ class TxnSettings:
 
     lock_ttl_ms: int = 3000
     """How long a lock protects an unfinished transaction before others may resolve it."""
-    max_bytes: int = 64 << 20
-    """The most bytes of values one transaction may read into its scratch machine."""
+    max_bytes: int = 16 << 20
+    """The most bytes of values one transaction may read in one region, and of changes it
+    may prewrite in one region (each is one Raft entry: `limits.max_entry_bytes`)."""
     backoff_base_s: float = 0.002
     backoff_max_s: float = 0.1
     commit_retry_s: float = 0.02
@@ -343,9 +350,12 @@ class Coordinator:
         by_key = {e.key: e for e in effects}
         groups = [[by_key[k] for k in keys if k in by_key] for keys in attempt.groups]
         groups = [g for g in groups if g]
+        argvs = [prewrite_argv(attempt.start_ts, group) for group in groups]
+        if any(sum(map(len, argv)) > self.settings.max_bytes for argv in argvs):
+            self._abort(attempt, CHANGES_TOO_LARGE)  # one region's prewrite is one entry
+            return
         attempt.pending = len(groups) + 1  # and the commit timestamp, asked meanwhile
-        for group in groups:
-            argv = prewrite_argv(attempt.start_ts, group)
+        for argv in argvs:
             self.io.send(argv, self._step(attempt, _prewrote(attempt)))
         stamped = self._step(attempt, lambda reply: None)
 
