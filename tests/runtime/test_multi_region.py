@@ -150,15 +150,21 @@ def test_plain_clients_on_any_node_reach_every_region(cluster: LocalCluster) -> 
         reader.close()
 
 
-def test_multi_key_commands_fan_out_or_answer_crossslot(cluster: LocalCluster) -> None:
+def test_multi_key_commands_fan_out_run_as_transactions_or_answer_crossslot(
+    cluster: LocalCluster,
+) -> None:
     c = client(cluster, 3, decode_responses=True)
     spread = [keys_in(r, 1, "multi:")[0] for r in range(1, REGIONS + 1)]
     for key in spread:
         c.set(key, f"v-{key}")
     assert c.mget([*spread, "multi:absent"]) == [f"v-{k}" for k in spread] + [None]
     assert c.exists(*spread, "multi:absent") == REGIONS
+    assert c.mset({spread[0]: "x", spread[1]: "y"}) is True  # a cross-region transaction
+    aware = client(cluster, 3, single_connection_client=True)
+    aware.execute_command("READWRITE")  # it can follow MOVED: answered as by Redis Cluster
     with pytest.raises(redis.ResponseError, match="hash to the same slot"):  # CROSSSLOT
-        c.mset({spread[0]: "x", spread[1]: "y"})
+        aware.mset({spread[0]: "x", spread[1]: "y"})
+    aware.close()
     a, b = keys_in(5, 2, "same:")
     assert key_slot(a.encode()) != key_slot(b.encode())  # two slots, one region
     assert c.mset({a: "1", b: "2"}) is True

@@ -169,9 +169,14 @@ def test_transaction_helper_retries(cluster: LocalCluster) -> None:
     assert calls[0] == 2 and r.get("{h}x") == b"22"
 
 
-def test_keys_in_several_regions_are_crossslot(cluster: LocalCluster) -> None:
+def test_keys_in_several_regions_are_crossslot_for_a_cluster_aware_connection(
+    cluster: LocalCluster,
+) -> None:
+    """A plain connection's EXEC over several regions is a cross-region transaction
+    (tests/runtime/test_txn_cross_region.py); one that can follow MOVED gets CROSSSLOT."""
     raw = RawRedis(cluster.spec(cluster.wait_for_leader()).client_port)
     keys = [b"spread:%d" % i for i in range(16)]  # three regions: some fall in different ones
+    assert raw.call([b"readwrite"]) == b"+OK\r\n"
     assert raw.call([b"multi"]) == b"+OK\r\n"
     for key in keys:
         assert raw.call([b"set", key, b"1"]) == b"+QUEUED\r\n"

@@ -12,18 +12,20 @@ client library retries, no pool. The outcome rules:
   dropped connection once EXEC was sent: unknown (INFO), and the worker continues as a new
   process.
 
-Cairn runs a transaction as one Raft entry of one region, and keys of several regions
-make EXEC answer ``-CROSSSLOT`` until cross-region transactions land. So every key of a
-workload carries one hash tag (``{bank}``, ``{la}``): one slot, one region. When
-cross-region transactions exist the same workloads spread their keys by dropping the tag.
+The keys carry no hash tag, so with several regions they spread over them: a
+transaction whose keys fall in one region is one Raft entry there, any other a
+cross-region transaction (`cairn.txn`, docs/transactions.md). ``-TRYAGAIN`` from such a
+transaction means it never committed (its locks met others' until its deadline), so it
+is a FAIL like any TRYAGAIN.
 
 - `BankWorkload`: `accounts` accounts opened with `opening` each (MSETNX, once). A third
   of the transfers are one EVAL of `TRANSFER_SCRIPT` (it checks the balance and moves the
-  money, or answers 0: FAIL); the others WATCH both accounts, read them, give up (FAIL)
-  when the source cannot pay, else move a random amount in MULTI/EXEC: with DECRBY/INCRBY,
-  or with SET of the balances computed from the watched reads (which only WATCH keeps
-  correct). An EVAL answered with an error other than TRYAGAIN, or a lost connection once
-  it was sent, is unknown. Readers
+  money, or answers 0: FAIL; ``-CROSSSLOT`` when the two accounts lie in different
+  regions, as scripts run in one region: FAIL, nothing ran); the others WATCH both
+  accounts, read them, give up (FAIL) when the source cannot pay, else move a random
+  amount in MULTI/EXEC: with DECRBY/INCRBY, or with SET of the balances computed from
+  the watched reads (which only WATCH keeps correct). An EVAL answered with an error other
+  than TRYAGAIN or CROSSSLOT, or a lost connection once it was sent, is unknown. Readers
   GET every balance in one MULTI/EXEC. Checked by `cairn.check.bank`: every read sums to
   the total, no balance negative, final balances explained by the transfers.
   `transfer_commands` is the hook for other ways to move money in MULTI/EXEC (request ids
@@ -107,9 +109,8 @@ class Session:
         try:
             reply = self.conn.read_response()
         except redis.ResponseError as exc:
-            text = str(exc)
-            if queuing is not None or text.startswith(("EXECABORT", "TRYAGAIN")):
-                raise AbortedError(text) from exc
+            if queuing is not None or isinstance(exc, _NEVER_RAN):
+                raise AbortedError(str(exc)) from exc
             raise
         if reply is None:
             raise AbortedError("a watched key changed")
@@ -159,6 +160,11 @@ class TxnWorkload(Workload):
 
 
 _FAILURES = (AbortedError, UnsentError, redis.RedisError, OSError)
+_NEVER_RAN = redis.exceptions.ExecAbortError | redis.exceptions.TryAgainError
+"""EXECABORT and TRYAGAIN: nothing was applied (redis-py raises them by their code, and
+drops the code from the message)."""
+_APPEND_LABEL = "la"
+"""The key the history records for every list-append transaction."""
 
 
 @dataclass
@@ -170,7 +176,7 @@ class BankWorkload(TxnWorkload):
     opening: int = 100
     max_amount: int = 20
     read_ratio: float = 0.3
-    prefix: str = "{bank}:acct"
+    prefix: str = "bank:acct"
     scripts: bool = True
     """A third of the transfers run as one EVAL of `TRANSFER_SCRIPT` instead."""
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -288,8 +294,9 @@ class BankWorkload(TxnWorkload):
             return OpType.FAIL
         try:
             moved = session.call("EVAL", TRANSFER_SCRIPT, 2, src, dst, amount)
-        except redis.ResponseError as exc:
-            kind = OpType.FAIL if str(exc).startswith("TRYAGAIN") else OpType.INFO
+        except redis.ResponseError as exc:  # refused before running: nothing applied
+            never_ran = isinstance(exc, _NEVER_RAN | redis.exceptions.ClusterCrossSlotError)
+            kind = OpType.FAIL if never_ran else OpType.INFO
             h.record(process, kind, "transfer", self.prefix, value)
             return kind
         except (redis.RedisError, OSError):
@@ -328,7 +335,7 @@ class AppendWorkload(TxnWorkload):
     active_keys: int = 5
     appends_per_key: int = 150
     max_ops: int = 4
-    prefix: str = "{la}:k"
+    prefix: str = "la:k"
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _values: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _active: list[int] = field(default_factory=list)
@@ -365,7 +372,7 @@ class AppendWorkload(TxnWorkload):
     ) -> OpType:
         h = self.history
         ops = self._plan(rng)
-        h.record(process, OpType.INVOKE, "txn", "{la}", ops)
+        h.record(process, OpType.INVOKE, "txn", _APPEND_LABEL, ops)
         commands: list[Command] = [
             ("RPUSH", k, v) if f == "append" else ("LRANGE", k, 0, -1) for f, k, v in ops
         ]
@@ -377,9 +384,9 @@ class AppendWorkload(TxnWorkload):
             ]
         except (*_FAILURES, ValueError) as exc:
             kind = self._outcome(exc, True)
-            h.record(process, kind, "txn", "{la}", ops)
+            h.record(process, kind, "txn", _APPEND_LABEL, ops)
             return kind
-        h.record(process, OpType.OK, "txn", "{la}", done)
+        h.record(process, OpType.OK, "txn", _APPEND_LABEL, done)
         return OpType.OK
 
     def final_read(self, client: redis.Redis) -> object:

@@ -119,6 +119,9 @@ class Limits:
     `proto-max-bulk-len`, 512 MiB). See docs/security.md, "Limits"."""
     max_watched_keys: int = 10_000
     """Keys one connection may WATCH at once."""
+    txn_lock_ttl_ms: int = 3000
+    """How long a cross-region transaction's locks protect it: past this, another
+    transaction or a reader that meets one may roll it back (`cairn.txn`)."""
     idempotency_ttl_ms: int = 600_000
     """How long a request id of IDEMPOTENT is remembered (`cairn.store.idempotency`)."""
     idempotency_max_ids: int = 100_000

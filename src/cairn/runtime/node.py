@@ -103,6 +103,7 @@ from cairn.runtime.transactions import (
     forwarded_spec,
 )
 from cairn.runtime.transport import ForwardTarget, TcpTransport, TransportConfig
+from cairn.runtime.txn_wiring import cross_region, is_locked, takes_transaction
 from cairn.shard.host import HostConfig, RegionHost, RegionPeer
 from cairn.shard.host_store import HostStore, RegionRecord
 from cairn.shard.pubsub import PUBSUB_COMMANDS
@@ -110,6 +111,7 @@ from cairn.shard.region import Region, RegionEpoch
 from cairn.shard.region_machine import RangeMachine
 from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig, decode_request
 from cairn.shard.routing import (
+    CROSSSLOT,
     ClientRouting,
     Fanout,
     Forward,
@@ -119,6 +121,7 @@ from cairn.shard.routing import (
     Redirect,
     Refuse,
     RoutingPolicy,
+    client_redirects,
     merge,
     route,
 )
@@ -134,6 +137,7 @@ from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.scripting import FRONT_COMMANDS, ScriptFront
 from cairn.store.scripting.effects import EFFECT_SCRIPTS
 from cairn.store.scripting.front import Deferred
+from cairn.store.txn_locks import TXN_LOCK_COMMANDS
 
 log = logging.getLogger("cairn.node")
 
@@ -188,6 +192,9 @@ class _Request:
     """Its size was checked against `max_entry_bytes` as it arrived (`execute`), so
     `_write` need not sum its arguments again (it does for forwarded and internal ones)."""
     finished: bool = False
+    on_locked: Callable[[_Request, ReplyValue], bool] | None = None
+    """Answered `-LOCKED` (a cross-region transaction's lock): resolve, run again."""
+    lock_waits: int = 0
 
     @property
     def name(self) -> str:
@@ -199,6 +206,8 @@ class _Request:
 
     def finish(self, reply: ReplyValue) -> None:
         if not self.finished:
+            if self.on_locked is not None and not self.forwarded and self.on_locked(self, reply):
+                return  # resolving the lock; the command runs again (`Node._on_locked`)
             self.finished = True
             self.done(reply)
 
@@ -279,12 +288,15 @@ class Node:
         self.machine = NodeKeys(self)
         self._watch = _LayoutWatch(self)
         self.placement: NodePlacement | None = None
-        self.blocking = BlockingCommands(self._attempt, COMMANDS)
+        self.blocking = BlockingCommands(self._attempt, {**COMMANDS, **TXN_LOCK_COMMANDS})
         self.transactions = Transactions(
             config.limits, self._attempt, _client_arity, self._run_client_command
         )
         self.scripts = ScriptFront()
         """The node's script cache: EVALSHA and SCRIPT are answered from it."""
+        self.txn = cross_region(config, self._attempt, self.topology, lambda: self.placement)
+        self.transactions.cross = self._cross_exec
+        self.transactions.cross_watch = self._cross_watch
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -414,7 +426,12 @@ class Node:
             await self.server.start_tls(*tls.addr, self.tls.context, tls.handshake_timeout_s)
             log.info("serving TLS clients on %s:%d", *tls.addr)
         self._tasks.append(loop.create_task(self._active_expiry()))
-        self.reclaimer = Reclaimer(self.host, self.machines, _wall_ms)  # deleted/trimmed
+        self.reclaimer = Reclaimer(  # deleted values, trimmed streams, stale txn statuses
+            self.host,
+            self.machines,
+            _wall_ms,
+            status_retention_ms=cfg.limits.txn_status_retention_ms,
+        )
         self._tasks.append(loop.create_task(self.reclaimer.run()))
         self._tasks.append(loop.create_task(self._watch_failures()))
         log.info(
@@ -692,6 +709,12 @@ class Node:
             return
         topology = self.topology()
         decision = route(args, spec, topology, state.routing, self.routing)
+        if (
+            isinstance(decision, Refuse)
+            and decision.reply == CROSSSLOT
+            and self._cross_command(client, args, spec, done)
+        ):
+            return
         if isinstance(decision, Moved | Refuse):
             done(decision.reply)
             return
@@ -723,6 +746,71 @@ class Node:
 
         state.order.submit(spec.is_write, start, exclusive=name in EFFECT_SCRIPTS)
 
+    # -- cross-region transactions (`cairn.runtime.txn_wiring`) --------------------------
+
+    def _cross_command(
+        self, client: ClientConnection, args: list[bytes], spec: CommandSpec, done: Done
+    ) -> bool:
+        """A multi-key write refused as CROSSSLOT runs as a one-command transaction, for
+        a connection that is not redirected (a cluster-aware one gets CROSSSLOT)."""
+        state = client.state
+        assert state is not None
+        if not takes_transaction(spec) or not self._cross_allowed(client):
+            return False
+
+        def start(finished: Callable[[], None]) -> None:
+            def reply(value: ReplyValue) -> None:
+                done(value)
+                finished()
+
+            self.txn.run_command(args, reply)
+
+        state.order.submit(True, start)
+        return True
+
+    def _cross_allowed(self, client: ClientConnection) -> bool:
+        state = client.state
+        return (
+            self.txn.enabled
+            and state is not None
+            and not client_redirects(self.routing, state.routing)
+        )
+
+    def _cross_exec(
+        self,
+        client: ClientConnection,
+        watches: list[tuple[bytes, bytes]],
+        commands: list[list[bytes]],
+        done: Done,
+    ) -> bool:
+        """EXEC over several regions (`Transactions`): False to answer CROSSSLOT."""
+        if not self._cross_allowed(client):
+            return False
+        self.txn.run(watches, commands, done)
+        return True
+
+    def _cross_watch(self, client: ClientConnection, keys: list[bytes], done: Done) -> bool:
+        """WATCH of keys in several regions: False to answer CROSSSLOT."""
+        if not self._cross_allowed(client):
+            return False
+        self.txn.watch(keys, done)
+        return True
+
+    def _on_locked(self, request: _Request, reply: ReplyValue) -> bool:
+        """`request` met a transaction's lock: settle it, then route and run it again."""
+        if reply.__class__ is not ErrorReply and reply.__class__ is not bytes:
+            return False
+        request.lock_waits += 1
+        waits = request.lock_waits
+
+        def expired(final: Reply) -> None:
+            request.on_locked = None
+            request.finish(final)
+
+        return self.txn.resolve_locked(
+            reply, waits, request.deadline, lambda: self._dispatch(request), expired
+        )
+
     def _run_client_command(self, client: ClientConnection, args: list[bytes]) -> Reply | None:
         """Run connection command `args` here (a transaction's, at EXEC)."""
         spec = CLIENT_COMMANDS.get(args[0].lower().decode("utf-8", "replace"))
@@ -740,7 +828,10 @@ class Node:
         machine = self.machines[region.id]
         now_ms = machine.effective_now(_wall_ms())
         settings = self.context.redis_config.object_settings
-        done(machine.execute_read(spec.name, args[1:], now_ms, in_range=True, settings=settings))
+        reply = machine.execute_read(spec.name, args[1:], now_ms, in_range=True, settings=settings)
+        if is_locked(reply):
+            return False  # a transaction's lock: the full path resolves it
+        done(reply)
         return True
 
     def _attempt(self, argv: list[bytes], spec: CommandSpec, protocol: int, done: Done) -> None:
@@ -763,6 +854,7 @@ class Node:
             self._run_target(request, decision)
 
     def _run_target(self, request: _Request, target: Local | Forward) -> None:
+        request.on_locked = self._on_locked
         if isinstance(target, Local):
             self._run(request, target.region)
             return
@@ -794,6 +886,7 @@ class Node:
 
     def _run(self, request: _Request, region: Region) -> None:
         """Run `request` on this node's replica of `region` (routed under its epoch)."""
+        request.on_locked = self._on_locked
         if request.spec.is_write:
             self._write(request, region)
         else:

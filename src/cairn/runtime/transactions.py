@@ -8,11 +8,14 @@ act at once (RESET discards), as in Redis.
 
 EXEC sends the store commands as ONE internal `cairn.exec` write
 (`cairn.store.transaction`), routed like any write by all its keys (watched ones
-included): to this node's region if it leads it, forwarded to the leader otherwise, and
-``-CROSSSLOT`` when the keys lie in more than one region (until distributed transactions
-land). Its reply is the array of the commands' replies, or the null array when a watched
-key changed. Connection commands (PING, ECHO, CLIENT ...) queued in the transaction run
-on this node once the store part has applied, their replies put in their places.
+included): to this node's region if it leads it, forwarded to the leader otherwise. When
+the keys lie in more than one region (routing answers CROSSSLOT), `cross` runs it as a
+cross-region transaction (`cairn.runtime.txn_wiring`; WATCH likewise reads each region's
+fingerprints through `cross_watch`), or CROSSSLOT stands (a cluster-aware connection, an
+IDEMPOTENT EXEC). Its reply is the array of the commands' replies, or the null array when
+a watched key changed. Connection commands (PING, ECHO, CLIENT ...) queued in the
+transaction run on this node once the store part has applied, their replies put in their
+places.
 
 WATCH sends `cairn.watch keys...`, also a write (so it is linearizable), and keeps the
 fingerprint of each key; EXEC carries them and the store compares them at apply. EXEC
@@ -57,6 +60,7 @@ from cairn.store.transaction import (
     decode_transaction,
     encode_transaction,
 )
+from cairn.store.txn_locks import TXN_LOCK_COMMANDS
 
 __all__ = [
     "EXECABORT",
@@ -178,13 +182,23 @@ Dispatch = Callable[[list[bytes], CommandSpec, int, "Done"], None]
 """Route and run an internal write (`Node._attempt`): argv, spec, protocol, done."""
 RunClient = Callable[["ClientConnection", list[bytes]], Reply | None]
 """Run a connection command here (None: `args` names none)."""
+CrossExec = Callable[
+    ["ClientConnection", list[tuple[bytes, bytes]], list[list[bytes]], "Done"], bool
+]
+"""Run EXEC's store commands as a cross-region transaction (False: refused, CROSSSLOT)."""
+CrossWatch = Callable[["ClientConnection", list[bytes], "Done"], bool]
+"""Read the fingerprints of keys in several regions (False: refused, CROSSSLOT)."""
 
 
 def forwarded_spec(args: list[bytes]) -> CommandSpec | ErrorReply:
     """The spec of a command another node forwarded: a client command or one of the
     transactions' internal ones (never accepted from a client)."""
     name = args[0].decode("utf-8", "replace") if args else ""
-    spec = TRANSACTION_COMMANDS.get(name) or IDEMPOTENCY_COMMANDS.get(name)
+    spec = (
+        TRANSACTION_COMMANDS.get(name)
+        or IDEMPOTENCY_COMMANDS.get(name)
+        or TXN_LOCK_COMMANDS.get(name)
+    )
     if spec is not None:
         return spec if spec.arity_ok(len(args)) else ErrorReply("ERR malformed forward")
     return classify(args)
@@ -234,6 +248,8 @@ class Transactions:
         self._run_client = run_client
         self._split = os.environ.get(PLANT_ENV) == EXEC_SPLIT
         """The planted bug `exec-split` (`cairn.runtime.plants`)."""
+        self.cross: CrossExec | None = None
+        self.cross_watch: CrossWatch | None = None
 
     def intercept(
         self, client: ClientConnection, name: str, args: list[bytes], done: Done
@@ -351,6 +367,12 @@ class Transactions:
 
         def start(finished: Callable[[], None]) -> None:
             def answered(value: ReplyValue) -> None:
+                if (
+                    _is_crossslot(value)
+                    and self.cross_watch is not None
+                    and self.cross_watch(client, fresh, answered)
+                ):
+                    return  # keys in several regions: read region by region
                 prints = _fingerprints(value, len(fresh))
                 if isinstance(prints, ErrorReply):
                     done(prints)
@@ -443,6 +465,13 @@ class Transactions:
         spec = TRANSACTION_COMMANDS[TXN_COMMAND]
 
         def applied(value: ReplyValue) -> None:
+            if (
+                request_id is None
+                and _is_crossslot(value)
+                and self.cross is not None
+                and self.cross(client, watches, data, applied)
+            ):
+                return  # keys in several regions: a cross-region transaction
             if len(data) == len(queued) or _is_failure(value):
                 done(value)
                 return
@@ -535,6 +564,13 @@ def _name(argv: list[bytes]) -> str:
 
 def _arity_ok(arity: int, argc: int) -> bool:
     return argc == arity if arity >= 0 else argc >= -arity
+
+
+def _is_crossslot(value: ReplyValue) -> bool:
+    """Routing refused the keys as spanning several regions."""
+    if isinstance(value, bytes):
+        return value.startswith(b"-CROSSSLOT ")
+    return isinstance(value, ErrorReply) and value.message.startswith("CROSSSLOT ")
 
 
 def _is_failure(value: ReplyValue) -> bool:

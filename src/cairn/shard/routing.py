@@ -47,8 +47,11 @@ execution over the union would answer when nothing else writes those keys meanwh
 region's part is atomic and linearizable, but the whole is not one atomic step across
 regions (a concurrent reader may see one region's part done and not another's, as with a
 Redis Cluster client splitting the same command). Commands whose meaning needs one atomic
-step over all keys (MSET, MSETNX, RENAME, RENAMENX) answer CROSSSLOT until cross-region
-transactions land. `RoutingPolicy(split=frozenset())` refuses all of them instead.
+step over all keys (`TRANSACTIONAL`: MSET, MSETNX, RENAME, SUNIONSTORE ...) are refused
+here (`Refuse(CROSSSLOT)`); the node then runs them as a one-command cross-region
+transaction for a connection it would not redirect (`client_redirects` False), and a
+cluster-aware one gets CROSSSLOT as from Redis Cluster (`cairn.runtime.txn_wiring`).
+`RoutingPolicy(split=frozenset())` refuses all of them instead.
 """
 
 from __future__ import annotations
@@ -96,6 +99,17 @@ class Merge(enum.Enum):
 
 SPLITTABLE = frozenset({"mget", "del", "unlink", "exists", "touch"})
 """Multi-key commands that may run region by region (module doc: which and why)."""
+
+TRANSACTIONAL = frozenset(
+    {
+        "mset", "msetnx", "rename", "renamenx", "copy", "smove", "lmove",
+        "sinterstore", "sunionstore", "sdiffstore", "zunionstore", "zinterstore",
+        "zdiffstore", "zrangestore", "bitop", "pfmerge", "geosearchstore", "sort",
+    }
+)
+"""Multi-key writes that run as one cross-region transaction when their keys span
+regions (for a connection that is not redirected; `SORT` only with `STORE`, the one form
+naming a second key)."""
 
 _KEYLESS_MERGE = {
     "dbsize": Merge.SUM,
