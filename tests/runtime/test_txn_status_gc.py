@@ -11,13 +11,21 @@ from typing import cast
 
 from store_harness import FakeClock, MachineClient
 
+from cairn.resp.reply import Array, Bulk
 from cairn.runtime.config import Limits
-from cairn.runtime.reclaimer import Reclaimer
+from cairn.runtime.reclaimer import LOCK_GRACE_MS, Reclaimer
 from cairn.shard.host import RegionHost
 from cairn.shard.replica import Callback, Completion, Outcome
 from cairn.store import decode_command
 from cairn.store.ranges import iter_statuses
-from cairn.store.txn_locks import GC_BATCH, GC_COMMAND, ROLLBACK_COMMAND
+from cairn.store.txn_locks import (
+    GC_BATCH,
+    GC_COMMAND,
+    LOCK_COMMAND,
+    ROLLBACK_COMMAND,
+    SWEEP_BATCH,
+    expired_locks,
+)
 
 
 @dataclass
@@ -93,3 +101,54 @@ def test_stale_status_records_are_removed_in_bounded_steps_where_it_leads() -> N
     clock.now += 4000
     assert asyncio.run(rounds(2)) == 1
     assert _statuses(leader) == 0
+
+
+def _lock(client: MachineClient, start_ts: int, primary: bytes, ttl_ms: int, *keys: bytes) -> None:
+    # cairn.txn.lock <start_ts> <primary> <ttl_ms> <max_bytes> <nwatch> <key>...
+    reply = client.apply_internal(
+        LOCK_COMMAND, b"%d" % start_ts, primary, b"%d" % ttl_ms, b"1000000", b"0", *keys
+    )
+    assert cast(Array, reply).items[0] == Bulk(b"ok")
+
+
+def test_locks_long_expired_are_handed_to_the_resolver_where_it_leads() -> None:
+    clock = FakeClock()
+    leader, follower = MachineClient(clock=clock), MachineClient(clock=clock)
+    _lock(leader, 2000, b"p", 3000, b"p", b"a")
+    _lock(leader, 2001, b"q", 60_000, b"b")
+    _lock(follower, 2002, b"r", 3000, b"c")
+    host = Host({1: leader, 2: follower}, {1: Peer(Replica(True)), 2: Peer(Replica(False))})
+    handed: list[tuple[bytes, int]] = []
+    seconds = itertools.count(0, 10)
+    reclaimer = Reclaimer(
+        cast(RegionHost, host),
+        {1: leader.machine, 2: follower.machine},
+        clock,
+        seconds.__next__,
+        resolve_lock=lambda key, lock: handed.append((key, lock.start_ts)),
+    )
+    asyncio.run(reclaimer.status_round())
+    assert handed == []  # alive: their coordinators are at work
+    clock.now += 3000 + LOCK_GRACE_MS - 1
+    asyncio.run(reclaimer.status_round())
+    assert handed == []  # expired, but readers get the first chance
+    clock.now += 1
+    asyncio.run(reclaimer.status_round())
+    assert handed == [(b"a", 2000), (b"p", 2000)]  # not the live one, not a follower's
+    assert reclaimer.locks_handed == 2
+
+
+def test_expired_locks_walks_in_bounded_looks() -> None:
+    clock = FakeClock()
+    client = MachineClient(clock=clock)
+    keys = [b"k%03d" % i for i in range(150)]
+    _lock(client, 3000, keys[0], 10, *keys)
+    clock.now += 100
+    machine = client.machine
+    seen: list[bytes] = []
+    position = b""
+    for _ in range(3):
+        found, position = expired_locks(machine.keyspace, machine.scope, clock(), 0, position)
+        assert len(found) <= SWEEP_BATCH
+        seen += [key for key, _ in found]
+    assert sorted(seen) == sorted(keys) and position == b""

@@ -431,6 +431,7 @@ class Node:
             self.machines,
             _wall_ms,
             status_retention_ms=cfg.limits.txn_status_retention_ms,
+            resolve_lock=self.txn.resolve_expired,
         )
         self._tasks.append(loop.create_task(self.reclaimer.run()))
         self._tasks.append(loop.create_task(self._watch_failures()))

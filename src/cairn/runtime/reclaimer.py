@@ -27,6 +27,13 @@ region it looks at the next stretch of the region's status records (`stale_statu
 wrapping around) and proposes one `GC_COMMAND` naming the stale ones it found (at most
 `GC_BATCH`), which deletes those still stale at its own time. Records age without any
 entry being applied, so this look is timed, not tied to the clean-region bookkeeping.
+The same look hands the region's locks expired for `LOCK_GRACE_MS` (`expired_locks`) to
+the node's lock resolver, which settles each from its transaction's primary (rolled
+forward or back). So a lock left by a coordinator that died is resolved within seconds
+even if no reader ever meets it, and never outlives its transaction's status record
+(which a reader would otherwise need after the retention: without it the lock would be
+rolled back though its transaction committed). Only a region without a leader for
+longer than the retention defeats this (docs/transactions.md).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from cairn.shard.replica import Completion, Outcome
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.reclaim import RECLAIM_BUDGET, RECLAIM_COMMAND, buried
 from cairn.store.scope import Scope
-from cairn.store.txn_locks import GC_COMMAND, stale_statuses
+from cairn.store.txn_locks import GC_COMMAND, Lock, expired_locks, stale_statuses
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,13 @@ STATUS_INTERVAL = 1.0
 
 DEFAULT_STATUS_RETENTION_MS = 600_000
 """`limits.txn_status_retention_ms`'s default."""
+
+LOCK_GRACE_MS = 1_000
+"""How long past its ttl a lock is left to the readers that meet it before the leader's
+look resolves it itself."""
+
+LockResolver = Callable[[bytes, Lock], None]
+"""Settles the lock `Lock` on a user key (the node's cross-region resolver)."""
 
 DEPTH = 2
 """Reclaim steps proposed together per region and round: they share the Raft round trip
@@ -88,8 +102,15 @@ class Reclaimer:
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         monotonic: Callable[[], float] = time.monotonic,
         status_retention_ms: int = DEFAULT_STATUS_RETENTION_MS,
+        resolve_lock: LockResolver | None = None,
     ) -> None:
         self.host = host
+        self.resolve_lock = resolve_lock
+        """Where expired locks go (None: only readers resolve them)."""
+        self._lock_position: dict[int, bytes] = {}
+        """Where each region's next look for expired locks starts."""
+        self.locks_handed = 0
+        """Expired locks handed to `resolve_lock` (tests, INFO-like figure)."""
         self.status_retention_ms = status_retention_ms
         """How long a transaction's status record is kept (module docstring)."""
         self._status_looked: dict[int, float] = {}
@@ -213,12 +234,25 @@ class Reclaimer:
             stale, self._status_position[region_id] = stale_statuses(
                 machine.keyspace, machine.scope, now_ms, self.status_retention_ms, position
             )
+            self._hand_expired_locks(region_id, machine, now_ms)
             if stale:
                 args = [b"%d" % self.status_retention_ms]
                 for primary, start_ts in stale:
                     args += [primary, b"%d" % start_ts]
                 found.append((region_id, args))
         return found
+
+    def _hand_expired_locks(self, region_id: int, machine: StoreMachine, now_ms: int) -> None:
+        """Give the region's next stretch of long-expired locks to `resolve_lock`."""
+        if self.resolve_lock is None or not machine.may_hold_locks:
+            return
+        position = self._lock_position.get(region_id, b"")
+        expired, self._lock_position[region_id] = expired_locks(
+            machine.keyspace, machine.scope, now_ms, LOCK_GRACE_MS, position
+        )
+        for key, lock in expired:
+            self.locks_handed += 1
+            self.resolve_lock(key, lock)
 
     async def _step(self, region_id: int, streams: list[bytes]) -> int:
         """Propose one step naming `streams` and wait for it; the records it deleted."""

@@ -42,7 +42,7 @@ from cairn.shard.routing import CROSSSLOT, SLOT_NOT_SERVED, TRANSACTIONAL
 from cairn.shard.topology import Topology
 from cairn.store import CommandSpec
 from cairn.store.transaction import TRANSACTION_COMMANDS, WATCH_COMMAND
-from cairn.store.txn_locks import TXN_LOCK_COMMANDS
+from cairn.store.txn_locks import TXN_LOCK_COMMANDS, Lock
 from cairn.txn import (
     Coordinator,
     Resolver,
@@ -52,7 +52,7 @@ from cairn.txn import (
     read_locked_error,
 )
 from cairn.txn.coordinator import TimestampCallback
-from cairn.txn.protocol import LOCKED_PREFIX
+from cairn.txn.protocol import LOCKED_PREFIX, Conflict
 from cairn.txn.scratch import store_scratch
 
 if TYPE_CHECKING:
@@ -177,6 +177,12 @@ class CrossRegion:
         )
         coordinator.start()
 
+    def resolve_expired(self, key: bytes, lock: Lock) -> None:
+        """Settle `key`'s expired `lock` from its transaction's primary (the region
+        leader's sweep, `cairn.runtime.reclaimer`): nothing waits on the outcome."""
+        conflict = Conflict(key, lock.primary, lock.start_ts, 0)
+        self.resolver.resolve(conflict, 0, _nothing)
+
     def run_command(self, argv: list[bytes], done: Callable[[Reply], None]) -> None:
         """Run one multi-key command as a transaction; `done` gets its own reply."""
 
@@ -290,3 +296,7 @@ def is_locked(reply: object) -> bool:
 def takes_transaction(spec: CommandSpec) -> bool:
     """Whether a command refused as CROSSSLOT runs as a cross-region transaction."""
     return spec.name in TRANSACTIONAL
+
+
+def _nothing() -> None:
+    """What a sweep's resolution does once settled: nothing (it retries no command)."""

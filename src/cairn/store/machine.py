@@ -215,6 +215,11 @@ class StoreMachine:
         self._locks_possible = has_locks(self.keyspace, self.scope)
 
     @property
+    def may_hold_locks(self) -> bool:
+        """Whether the scope may hold a transaction lock (False: surely none)."""
+        return self._locks_possible
+
+    @property
     def durable(self) -> bool:
         """Whether the state (with its applied index) survives a restart: then the Raft
         driver compacts the log without an image and makes one only for a follower."""

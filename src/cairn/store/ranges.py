@@ -131,10 +131,13 @@ def iter_fields(
         pos = max(skip, rows[-1][0] + b"\x00")
 
 
-def iter_locks(reader: KeyspaceReader, scope: Scope) -> Iterator[tuple[bytes, bytes]]:
-    """The L (lock) records of the scope's keys, in key order."""
+def iter_locks(
+    reader: KeyspaceReader, scope: Scope, position: bytes = b""
+) -> Iterator[tuple[bytes, bytes]]:
+    """The L (lock) records of the scope's keys, in key order (from internal key
+    `position` on, when given)."""
     hi = LOCK_TAG + scope.end if scope.end else META_TAG  # "M": just past every L record
-    yield from _iter_span(reader, LOCK_TAG + scope.start, hi)
+    yield from _iter_span(reader, max(LOCK_TAG + scope.start, position), hi)
 
 
 def iter_statuses(reader: KeyspaceReader, scope: Scope) -> Iterator[tuple[bytes, bytes]]:

@@ -42,6 +42,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -79,9 +80,11 @@ __all__ = [
     "ROLLBACK_COMMAND",
     "ROLLED_BACK",
     "STATUS_COMMAND",
+    "SWEEP_BATCH",
     "TXN_LOCK_COMMANDS",
     "Lock",
     "Status",
+    "expired_locks",
     "has_locks",
     "is_locked",
     "lock_error",
@@ -531,6 +534,35 @@ def stale_statuses(
             continue
         if decode_status(value).at_ms + retention_ms <= now_ms:
             found.append(split_status_key(key))
+            if len(found) == limit:
+                return found, key + b"\x00"
+    return found, (rows[-1][0] + b"\x00" if len(rows) == budget else b"")
+
+
+SWEEP_BATCH = 64
+"""Expired locks one look of `expired_locks` names at most."""
+
+
+def expired_locks(
+    reader: KeyspaceReader,
+    scope: Scope,
+    now_ms: int,
+    grace_ms: int,
+    position: bytes,
+    limit: int = SWEEP_BATCH,
+) -> tuple[list[tuple[bytes, Lock]], bytes]:
+    """Up to `limit` locks of `scope` whose ttl ran out at least `grace_ms` before
+    `now_ms`, as (user key, lock), from internal `position` on (b"": the start), and
+    where the next look starts (b"": back to the start). A look reads at most 20 x
+    `limit` records. The region leader resolves them (`cairn.runtime.reclaimer`), so a
+    transaction whose coordinator died leaves no lock that outlives its status record."""
+    budget = limit * 20
+    found: list[tuple[bytes, Lock]] = []
+    rows = list(itertools.islice(iter_locks(reader, scope, position), budget))
+    for key, value in rows:
+        lock = decode_lock(value)
+        if lock.locked_at_ms + lock.ttl_ms + grace_ms <= now_ms:
+            found.append((key[1 + 2 :], lock))
             if len(found) == limit:
                 return found, key + b"\x00"
     return found, (rows[-1][0] + b"\x00" if len(rows) == budget else b"")
