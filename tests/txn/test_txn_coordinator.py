@@ -7,9 +7,9 @@ from random import Random
 
 from txn_harness import World
 
-from cairn.resp.reply import NULL_ARRAY, OK, Array, Bulk, ErrorReply, Integer, NullBulk
-from cairn.txn import TxnSettings
-from cairn.txn.coordinator import CHANGES_TOO_LARGE, TOO_LARGE
+from cairn.resp.reply import NULL_ARRAY, OK, Array, Bulk, ErrorReply, Integer, NullBulk, Reply
+from cairn.txn import Resolver, TxnSettings
+from cairn.txn.coordinator import CHANGES_TOO_LARGE, SECONDARIES_FIRST, TOO_LARGE
 from cairn.txn.protocol import lock_argv
 
 
@@ -259,3 +259,80 @@ def test_changes_too_large_for_one_entry_are_refused() -> None:
     assert world.raw("GET", "b") == NullBulk()
     assert world.raw("STRLEN", "a") == Integer(600)
     assert world.locks() == 0
+
+
+def _die_after_first_commit(world: World) -> None:
+    """The coordinator dies right after its first commit message left it."""
+    sent: list[list[bytes]] = []
+
+    def lost(argv: list[bytes]) -> bool:
+        if argv[0] == b"cairn.txn.commit":
+            sent.append(argv)
+            return len(sent) > 1
+        return bool(sent)
+
+    world.drops.append(lost)
+
+
+def _all_or_nothing(settings: TxnSettings, reads_ignore_locks: bool = False) -> list[Reply]:
+    """A transaction over three regions whose coordinator dies after its first commit
+    message; then readers read every key: all old or all new, unless a bug breaks it."""
+    world = World()
+    world.settings = settings
+    world.resolver = Resolver(world, settings, world.rng)
+    for region in world.regions:
+        region.machine.reads_ignore_locks = reads_ignore_locks
+    for key in ("a", "b", "c"):
+        world.raw("SET", key, "old")
+    _die_after_first_commit(world)
+    world.transaction([["SET", "a", "new"], ["SET", "b", "new"], ["SET", "c", "new"]])
+    world.run(until=0.05)
+    world.drops.clear()
+    return [world.call("GET", key) for key in ("a", "b", "c")]
+
+
+def test_a_dead_coordinator_leaves_all_or_nothing() -> None:
+    """The primary is committed first: readers roll the rest forward."""
+    assert _all_or_nothing(TxnSettings(lock_ttl_ms=300)) == [Bulk(b"new")] * 3
+
+
+def test_planted_secondaries_first_is_caught() -> None:
+    """Planted bug: secondaries committed before the primary. The coordinator dies after
+    committing one secondary; the primary's lock expires and is rolled back, so the
+    transaction is half applied, which the all-or-nothing check sees."""
+    plant = TxnSettings(lock_ttl_ms=300, plants=frozenset({SECONDARIES_FIRST}))
+    values = _all_or_nothing(plant)
+    assert Bulk(b"new") in values and Bulk(b"old") in values
+
+
+def _read_after_ack(reads_ignore_locks: bool) -> Reply:
+    """A transaction acknowledged once its primary committed, whose coordinator dies
+    before the secondary's commit: a reader's GET of the secondary key."""
+    world = World()
+    for region in world.regions:
+        region.machine.reads_ignore_locks = reads_ignore_locks
+    world.raw("SET", "b", "old")
+    committed: list[list[bytes]] = []
+
+    def after_primary(argv: list[bytes]) -> bool:
+        if argv[0] == b"cairn.txn.commit" and argv[3] == b"1":
+            committed.append(argv)
+            return False
+        return bool(committed)
+
+    world.drops.append(after_primary)
+    outcome = world.transaction([["SET", "a", "1"], ["SET", "b", "2"]])
+    world.run()
+    assert outcome.reply == Array((OK, OK))  # acknowledged
+    world.drops.clear()
+    return world.call("GET", "b")
+
+
+def test_a_read_after_the_acknowledgement_sees_the_transaction() -> None:
+    assert _read_after_ack(reads_ignore_locks=False) == Bulk(b"2")
+
+
+def test_planted_read_ignoring_a_lock_is_caught() -> None:
+    """Planted bug: reads skip the lock check, so the read after the acknowledgement
+    returns the value from before the transaction (not linearizable)."""
+    assert _read_after_ack(reads_ignore_locks=True) == Bulk(b"old")

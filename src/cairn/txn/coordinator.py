@@ -127,6 +127,14 @@ class TxnSettings:
     backoff_max_s: float = 0.1
     commit_retry_s: float = 0.02
     """The pause before sending again a commit that failed to reach its region."""
+    plants: frozenset[str] = frozenset()
+    """Planted bugs (tests only; `PLANTS`): empty in every real node."""
+
+
+SECONDARIES_FIRST = "txn-secondaries-first"
+"""Planted bug: the secondaries are committed before the primary, so a coordinator that
+dies in between leaves them committed while its primary is then rolled back."""
+PLANTS = frozenset({SECONDARIES_FIRST})
 
 
 def backoff(rng: Random, settings: TxnSettings, attempt: int) -> float:
@@ -327,6 +335,8 @@ class Coordinator:
         elif not attempt.prewriting:
             self._run_scratch(attempt)
         else:
+            if SECONDARIES_FIRST in self.settings.plants:
+                self._commit_secondaries(attempt, attempt.commit_ts)
             self._commit_primary(attempt, attempt.commit_ts)
 
     def _run_scratch(self, attempt: _Attempt) -> None:
@@ -382,7 +392,8 @@ class Coordinator:
             status = read_status(reply)
             if isinstance(status, Status) and status.word == b"ok":
                 self._finish(Array(tuple(self._replies)))
-                self._commit_secondaries(attempt, commit_ts)
+                if SECONDARIES_FIRST not in self.settings.plants:
+                    self._commit_secondaries(attempt, commit_ts)
             elif isinstance(status, Status) and status.word == b"rolledback":
                 self._replies = []  # not committed: a resolver rolled us back; start over
                 self._abort(attempt, None)
