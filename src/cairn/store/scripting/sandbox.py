@@ -1,11 +1,13 @@
 """The Lua state a script runs in: Redis' restricted globals, its `redis` library, and the
 instruction budget that bounds every run.
 
-Theory of operation. Every script run gets a fresh Lua 5.1 state (`lupa.lua51`, the Lua
-Redis embeds; creating one costs about 0.1 ms), built by `new_state`: the `PRELUDE` below
-runs once in it with the Python callbacks as arguments and returns the sandbox's entry
-points. A fresh state means no script can leave anything behind for the next one, and
-every replica starts each run from the same state.
+Theory of operation. A script runs in a Lua 5.1 state (`lupa.lua51`, the Lua Redis
+embeds) built by `LuaState`: the `PRELUDE` below runs once in it with the Python callbacks
+as arguments and returns the sandbox's entry points. Building one costs about 3 ms. A run
+replayed on every replica gets a new state (`new_state`), so every replica starts it from
+the same state; a leader's run for effects takes a reused one from a `pool.StatePool`,
+rebound to the run (`LuaState.bind`) and checked after it (`LuaState.tidy`), so that it
+shows the next run exactly what a new state shows (see `pool`).
 
 The sandbox is Redis 7.0's: the script's global environment is a read-only proxy (writing
 a global fails with Redis' "Attempt to modify a readonly table", reading an undefined one
