@@ -17,7 +17,7 @@ from cairn.store.keyspace import MemoryKeyspace
 from cairn.store.scripting.cache import sha1_hex
 from cairn.store.scripting.engine import run_function, run_script
 from cairn.store.scripting.pool import StatePool
-from cairn.store.scripting.sandbox import CACHED_FUNCTIONS, ScriptLimits
+from cairn.store.scripting.sandbox import CACHED_FUNCTIONS, IDLE, ScriptLimits
 
 LIMITS = ScriptLimits(instructions=2_000_000, call_cost=100, memory=2 * 1024 * 1024)
 
@@ -129,7 +129,8 @@ def test_a_new_state_passes_the_probe() -> None:
 def test_refused_attempts_leave_nothing_and_the_state_is_reused() -> None:
     pool = StatePool()
     assert _run(REFUSED, pool) == Array((Integer(16), Integer(16)))
-    assert len(pool) == 1
+    (state,) = pool.idle()
+    assert state.api is IDLE  # an idle state holds nothing of its last run
     assert _run(PROBE, pool, [b"h"]) == Array(())
     assert pool.counters.reused == 1 and pool.counters.built == 1
 

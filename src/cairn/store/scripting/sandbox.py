@@ -483,6 +483,21 @@ class ScriptApi(Protocol):
         ...
 
 
+class _Idle:
+    """The `redis` library's Python side of a state between runs (nothing calls it)."""
+
+    def call(self, *args: Any) -> Any:
+        """Refused: no run is bound."""
+        raise ScriptError(b"ERR no script is running in this Lua state")
+
+    pcall = call
+    setresp = call
+    log = call
+
+
+IDLE: ScriptApi = _Idle()
+
+
 class LuaState:
     """One Lua state with the sandbox installed. A state made by `new_state` serves one
     run; one from a `pool.StatePool` serves many, rebound to each (`bind`) and checked
@@ -600,6 +615,7 @@ class LuaState:
         """End a run: drop its values, collect, restore the collector's settings; whether
         the state may serve another run (nothing a script could reach was changed, the
         run ended within its budget and memory). A False state must be dropped."""
+        self.api = IDLE  # hold on to nothing of the run (its Ctx, Db, overlay)
         if self.spent or self.out_of_memory:
             return False
         try:
