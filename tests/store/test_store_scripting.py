@@ -31,6 +31,7 @@ from cairn.store.keyspace import MemoryKeyspace
 from cairn.store.scope import Scope, range_key
 from cairn.store.scripting import ScriptCache, ScriptFront, sha1_hex
 from cairn.store.scripting.engine import run_script
+from cairn.store.scripting.pool import StatePool
 from cairn.store.scripting.sandbox import Rand48, ScriptLimits
 
 SMALL = ScriptLimits(instructions=200_000, call_cost=100, memory=4 * 1024 * 1024)
@@ -44,20 +45,43 @@ def _eval(client: MachineClient, body: str, *keys_and_args: str, numkeys: int = 
     return client.call("EVAL", body, str(numkeys), *keys_and_args)
 
 
-def _run(body: bytes, limits: ScriptLimits = SMALL, keyspace: MemoryKeyspace | None = None):
-    """Run `body` directly with `limits` in a batch that is committed unless it raised."""
+def _run(
+    body: bytes,
+    limits: ScriptLimits = SMALL,
+    keyspace: MemoryKeyspace | None = None,
+    pool: StatePool | None = None,
+):
+    """Run `body` directly with `limits` in a batch that is committed unless it raised
+    (in a state from `pool`, as a leader's run for effects, else in a new one)."""
     space = keyspace if keyspace is not None else MemoryKeyspace()
     batch = space.begin()
     db = Db(space, batch, 1_000, stamp=b"\0" * 16)
     try:
         reply = run_script(Ctx(db, 1_000, "eval", None, 7), "sha", body, [], [], readonly=False,
-                           limits=limits)  # fmt: skip
+                           limits=limits, pool=pool)  # fmt: skip
     except CommandError:
         batch.abort()
         raise
     db.finish_stamps()
     batch.commit()
     return reply
+
+
+def _warm_pool(limits: ScriptLimits = SMALL) -> StatePool:
+    """A pool holding one state that already served a run (the next run reuses it)."""
+    pool = StatePool()
+    assert _run(b"local t = {} for i = 1, 1000 do t[i] = i end return #t", limits, pool=pool)
+    assert len(pool) == 1
+    return pool
+
+
+def _pool_or_none(reused: bool, limits: ScriptLimits = SMALL) -> StatePool | None:
+    return _warm_pool(limits) if reused else None
+
+
+def _dropped(pool: StatePool | None) -> bool:
+    """Whether the state of a run that hit a limit was dropped, not kept for reuse."""
+    return pool is None or (len(pool) == 0 and pool.counters.reused == 1)
 
 
 # -- the sandbox -------------------------------------------------------------------------
@@ -131,12 +155,15 @@ def test_time_inside_a_script_is_the_entry_time() -> None:
         b"return setmetatable({}, {__index = function() while true do end end})",
     ],
 )
-def test_the_budget_stops_every_kind_of_loop(body: bytes) -> None:
+@pytest.mark.parametrize("reused", [False, True])
+def test_the_budget_stops_every_kind_of_loop(body: bytes, reused: bool) -> None:
+    pool = _pool_or_none(reused)
     started = time.perf_counter()
     with pytest.raises(CommandError) as caught:
-        _run(body)
+        _run(body, pool=pool)
     assert "instruction budget" in caught.value.reply.message
     assert time.perf_counter() - started < 2
+    assert _dropped(pool)
 
 
 def test_pattern_matching_that_could_backtrack_for_ever_is_refused() -> None:
@@ -157,10 +184,13 @@ def test_pattern_matching_that_could_backtrack_for_ever_is_refused() -> None:
     assert _run(b"return string.rep('ab', 3)") == Bulk(b"ababab")
 
 
-def test_the_memory_limit_stops_a_script() -> None:
+@pytest.mark.parametrize("reused", [False, True])
+def test_the_memory_limit_stops_a_script(reused: bool) -> None:
+    pool = _pool_or_none(reused)
     with pytest.raises(CommandError) as caught:
-        _run(b"local t = {} for i = 1, 1000 do t[i] = string.rep('x', 100000) .. i end")
+        _run(b"local t = {} for i = 1, 1000 do t[i] = string.rep('x', 100000) .. i end", pool=pool)
     assert "memory limit" in caught.value.reply.message
+    assert _dropped(pool)
 
 
 @pytest.mark.parametrize(
@@ -173,14 +203,18 @@ def test_the_memory_limit_stops_a_script() -> None:
         b"local t, i = {}, 0 while pcall(function() i = i + 1 t[i] = 'x' .. i end) do end return t",
     ],
 )
-def test_filling_the_memory_then_calling_python_ends_cleanly(body: bytes) -> None:
+@pytest.mark.parametrize("reused", [False, True])
+def test_filling_the_memory_then_calling_python_ends_cleanly(body: bytes, reused: bool) -> None:
     space = MemoryKeyspace()
     batch = space.begin()
     Db(space, batch, 1, stamp=b"\0" * 16).set_string(b"big", b"z" * 200_000)
     batch.commit()
+    limits = ScriptLimits(instructions=50_000_000, memory=1 << 20)
+    pool = _pool_or_none(reused, limits)
     with pytest.raises(CommandError) as caught:  # never an abort of the process
-        _run(body, ScriptLimits(instructions=50_000_000, memory=1 << 20), keyspace=space)
+        _run(body, limits, keyspace=space, pool=pool)
     assert "memory limit" in caught.value.reply.message
+    assert _dropped(pool)
 
 
 def test_a_script_stopped_by_the_budget_leaves_no_write() -> None:

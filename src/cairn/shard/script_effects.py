@@ -45,6 +45,7 @@ from cairn.store.scripting.effects import (
     encode_effects,
     run_for_effects,
 )
+from cairn.store.scripting.pool import StatePool
 
 __all__ = ["MAX_RUNS", "EffectsCounters", "EffectsIo", "ScriptEffects", "effects_too_large"]
 
@@ -103,6 +104,8 @@ class ScriptEffects:
         self._clock_ms = clock_ms
         self._max_entry_bytes = max_entry_bytes
         self.counters = EffectsCounters()
+        self.states = StatePool()
+        """The Lua states this node's runs reuse (`cairn.store.scripting.pool`)."""
 
     def start(self, name: str, args: Sequence[bytes], machine: StoreMachine, io: EffectsIo) -> None:
         """Run script command `name` (``eval`` or ``fcall``; `args` without the name) of a
@@ -127,7 +130,14 @@ class ScriptEffects:
     ) -> None:
         now_ms = machine.effective_now(self._clock_ms())
         outcome = run_for_effects(
-            machine.keyspace, machine.scope, name, args, now_ms, self._rng, machine.collect_events
+            machine.keyspace,
+            machine.scope,
+            name,
+            args,
+            now_ms,
+            self._rng,
+            machine.collect_events,
+            self.states,
         )
         if isinstance(outcome, Answer):
             self.counters.answered += 1

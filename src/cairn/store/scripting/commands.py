@@ -17,6 +17,7 @@ for SCRIPT.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cairn.resp.reply import ErrorReply, Reply
 from cairn.store.commands.define import cmd, numkeys_keys
@@ -29,6 +30,9 @@ from cairn.store.scripting.engine import Keyless, run_function, run_script
 from cairn.store.scripting.front import split_tail
 from cairn.store.scripting.functions import NOT_FOUND
 from cairn.store.scripting.sandbox import DEFAULT_LIMITS, ScriptLimits
+
+if TYPE_CHECKING:
+    from cairn.store.scripting.pool import StatePool
 
 SHEBANG_FLAGS = frozenset(
     {"no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"}
@@ -80,9 +84,11 @@ def evaluate(
     readonly: bool,
     limits: ScriptLimits,
     on_keyless: Keyless | None = None,
+    pool: StatePool | None = None,
 ) -> Reply:
     """EVAL/EVAL_RO script numkeys [key ...] [arg ...] (and the front's tail: `front`);
-    `on_keyless`: see `engine.Keyless` (a run for its effects)."""
+    `on_keyless`: see `engine.Keyless`, `pool`: the Lua states to reuse (both for a run
+    for its effects)."""
     args, _, rules = split_tail(args)
     count = _numkeys(args)
     body = args[0]
@@ -102,6 +108,7 @@ def evaluate(
         limits=limits,
         check=check,
         on_keyless=on_keyless,
+        pool=pool,
     )
 
 
@@ -118,11 +125,16 @@ def _fcall_numkeys(args: Sequence[bytes]) -> int:
 
 
 def function_call(
-    ctx: Ctx, args: Sequence[bytes], readonly: bool, on_keyless: Keyless | None = None
+    ctx: Ctx,
+    args: Sequence[bytes],
+    readonly: bool,
+    on_keyless: Keyless | None = None,
+    pool: StatePool | None = None,
 ) -> Reply:
     """FCALL/FCALL_RO function numkeys [key ...] [arg ...], with the front's tail (the
     library's code and the caller's rules); without one no library is known here.
-    `on_keyless`: see `engine.Keyless` (a run for its effects)."""
+    `on_keyless`: see `engine.Keyless`, `pool`: the Lua states to reuse (both for a run
+    for its effects)."""
     args, code, rules = split_tail(args)
     if code is None:
         return NOT_FOUND
@@ -138,6 +150,7 @@ def function_call(
         limits=DEFAULT_LIMITS,
         check=script_checker(rules),
         on_keyless=on_keyless,
+        pool=pool,
     )
 
 

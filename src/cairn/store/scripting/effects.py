@@ -61,6 +61,7 @@ from cairn.store.notifications import Event
 from cairn.store.overlay import OverlayKeyspace, encode_counter, record_owner
 from cairn.store.scope import KeyOutOfRangeError, Scope
 from cairn.store.scripting.commands import evaluate, function_call
+from cairn.store.scripting.pool import StatePool
 from cairn.store.scripting.sandbox import DEFAULT_LIMITS
 from cairn.store.transaction import fingerprint
 
@@ -140,10 +141,12 @@ def run_for_effects(
     now_ms: int,
     rng: random.Random,
     collect_events: bool = False,
+    pool: StatePool | None = None,
 ) -> Outcome:
     """Run script command `name` (``eval`` or ``fcall``; `args` without the name, with the
     front's tail) on `keyspace` at `now_ms` through an overlay; what to do with it.
-    `collect_events`: record its keyspace notifications (the leader publishes them)."""
+    `collect_events`: record its keyspace notifications (the leader publishes them);
+    `pool`: the leader's reusable Lua states (None: a new state for this run)."""
     overlay = OverlayKeyspace(keyspace, _counter_test(scope), _tracked_test(scope))
     keyless: list[str] = []
     batch = overlay.begin()
@@ -152,7 +155,7 @@ def run_for_effects(
         db.events = []
     ctx = Ctx(db, now_ms, name, rng)
     try:
-        reply = _call(ctx, name, args, keyless.append)
+        reply = _call(ctx, name, args, keyless.append, pool)
         db.finish_stamps()
     except CommandError as err:
         batch.abort()
@@ -168,10 +171,12 @@ def run_for_effects(
     return _effects(keyspace, scope, now_ms, overlay, reply, db.events or [])
 
 
-def _call(ctx: Ctx, name: str, args: Sequence[bytes], keyless: Any) -> Reply:
+def _call(
+    ctx: Ctx, name: str, args: Sequence[bytes], keyless: Any, pool: StatePool | None
+) -> Reply:
     if name == "fcall":
-        return function_call(ctx, args, False, keyless)
-    return evaluate(ctx, args, False, DEFAULT_LIMITS, keyless)
+        return function_call(ctx, args, False, keyless, pool)
+    return evaluate(ctx, args, False, DEFAULT_LIMITS, keyless, pool)
 
 
 def _effects(

@@ -1,5 +1,6 @@
-"""Running one script: compile it, run it in a fresh sandbox, dispatch its `redis.call`s to
-the command table against the command's own `Db`, and turn the outcome into the reply.
+"""Running one script: compile it, run it in a sandbox (a new one, or for a leader's run
+for effects one reused from a `pool.StatePool`), dispatch its `redis.call`s to the command
+table against the command's own `Db`, and turn the outcome into the reply.
 
 Theory of operation. A script runs against one `Db` in one write batch, and nothing else
 runs until it returns, so it is atomic and isolated. Usually that batch is an overlay on
@@ -31,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lupa.lua51 as lua51
 
@@ -50,6 +51,9 @@ from cairn.store.scripting.sandbox import (
     lua_number_text,
     new_state,
 )
+
+if TYPE_CHECKING:
+    from cairn.store.scripting.pool import StatePool
 
 _log = logging.getLogger("cairn.scripting")
 
@@ -307,14 +311,33 @@ def run_script(
     limits: ScriptLimits,
     check: Checker | None = None,
     on_keyless: Keyless | None = None,
+    pool: StatePool | None = None,
 ) -> Reply:
     """Run script `body` (its shebang line, if any, already validated) with `keys` and
     `argv`; its reply. Raises `CommandError` when the budget or memory limit stops it.
     `check`: the caller's ACL check of each `redis.call` (None: may run anything);
-    `on_keyless`: see `Keyless`."""
-    run, state, arguments = _sandbox(ctx, readonly, check, limits, keys, argv, body)
+    `on_keyless`: see `Keyless`; `pool`: where to take the Lua state from and give it
+    back to (None: a new state, as every run replayed on all replicas takes)."""
+    run, state, arguments = _sandbox(ctx, readonly, check, limits, keys, argv, body, pool)
     run.on_keyless = on_keyless
-    function, problem = state.compile(_without_shebang(body))
+    reply = _script_reply(state, run, sha, body, keys, argv, arguments, limits)
+    if pool is not None:  # not reached when the run raised: that state is dropped
+        pool.release(state)
+    return reply
+
+
+def _script_reply(
+    state: LuaState,
+    run: _Run,
+    sha: str,
+    body: bytes,
+    keys: Sequence[bytes],
+    argv: Sequence[bytes],
+    arguments: int,
+    limits: ScriptLimits,
+) -> Reply:
+    """`run_script`'s run in `state`."""
+    function, problem = state.compile_cached(_without_shebang(body), b"@user_script")
     if function is None:
         return compile_error(problem)
     if not state.room(arguments):
@@ -362,17 +385,36 @@ def run_function(
     limits: ScriptLimits,
     check: Checker | None = None,
     on_keyless: Keyless | None = None,
+    pool: StatePool | None = None,
 ) -> Reply:
-    """FCALL: load library `code` (its shebang already validated) in a fresh sandbox, then
-    run its function `name` with `keys` and `argv`; its reply. Raises `CommandError`
-    when the budget or memory limit stops it (as `run_script`)."""
-    run, state, arguments = _sandbox(ctx, readonly, check, limits, keys, argv, code)
+    """FCALL: load library `code` (its shebang already validated) in a sandbox, then run
+    its function `name` with `keys` and `argv`; its reply. Raises `CommandError` when the
+    budget or memory limit stops it (as `run_script`; `pool` too). The library's code
+    runs at every call, so its local variables start afresh each time."""
+    run, state, arguments = _sandbox(ctx, readonly, check, limits, keys, argv, code, pool)
     run.on_keyless = on_keyless
-    chunk, problem = state.compile(_without_shebang(code), b"@user_function")
+    reply = _function_reply(state, run, name, code, keys, argv, arguments, limits)
+    if pool is not None:  # not reached when the run raised: that state is dropped
+        pool.release(state)
+    return reply
+
+
+def _function_reply(
+    state: LuaState,
+    run: _Run,
+    name: bytes,
+    code: bytes,
+    keys: Sequence[bytes],
+    argv: Sequence[bytes],
+    arguments: int,
+    limits: ScriptLimits,
+) -> Reply:
+    """`run_function`'s run in `state`."""
+    chunk, problem = state.compile_cached(_without_shebang(code), b"@user_function")
     if chunk is None:
         return ErrorReply(f"ERR Error compiling function: {problem.decode('utf-8', 'replace')}")
     try:
-        state.start_load(chunk)
+        state.start_load(chunk, b"@user_function")
         failed = load_error(state, state.xpcall(chunk, state.handler))
         if failed is not None:
             return failed
@@ -408,15 +450,17 @@ def _sandbox(
     keys: Sequence[bytes],
     argv: Sequence[bytes],
     code: bytes,
+    pool: StatePool | None,
 ) -> tuple[_Run, LuaState, int]:
-    """A fresh Lua state for one script or function call, with room checked for its
-    arguments and its code: the run, the state, and what the arguments weigh."""
+    """A Lua state for one script or function call (from `pool`, else a new one), with
+    room checked for its arguments and its code: the run, the state, and what the
+    arguments weigh."""
     run = _Run(ctx, readonly, check=check)
     rand = Rand48(ctx.rng.getrandbits(32))
     arguments = sum(len(a) for a in (*keys, *argv)) + 64 * (len(keys) + len(argv) + 2)
     if arguments > limits.memory:
         raise CommandError(memory_error(limits))
-    state = new_state(limits, run, rand)
+    state = new_state(limits, run, rand) if pool is None else pool.acquire(limits, run, rand)
     run.state = state
     if not state.room(arguments + len(code) * 8):
         raise CommandError(memory_error(limits))

@@ -141,7 +141,7 @@ def load_library(code: bytes, limits: ScriptLimits = DEFAULT_LIMITS) -> Library 
     if chunk is None:
         return ErrorReply(f"ERR Error compiling function: {_text(problem)}")
     try:
-        state.start_load(chunk)
+        state.start_load(chunk, b"@user_function")
         failed = load_error(state, state.xpcall(chunk, state.handler))
         if state.spent or state.out_of_memory:
             return ErrorReply("ERR Error registering functions: FUNCTION LOAD exceeded the budget")

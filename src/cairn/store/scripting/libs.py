@@ -76,6 +76,11 @@ class Libraries:
         self.is_null = equal(null)
         deep_enough()
 
+    def reset(self) -> None:
+        """Start another run in the same state: CJSON's default settings, no charge."""
+        self.settings = cjson.Settings()
+        self._pending = 0
+
     # -- the budget ------------------------------------------------------------------------
 
     def charge(self, work: int) -> None:

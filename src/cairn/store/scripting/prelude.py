@@ -1,6 +1,7 @@
 """Parts of the sandbox's Lua prelude (`sandbox.PRELUDE`), kept here to keep that module
-small: the FUNCTION library API (`redis.register_function` and the load-time globals) and
-the libraries Redis ships (`bit`, `cjson`, `cmsgpack`, `struct`: Python callables from
+small: the FUNCTION library API (`redis.register_function` and the load-time globals),
+what reusing a state needs (`REUSE_LUA`: `prepare` and `tidy`, see `pool`), and the
+libraries Redis ships (`bit`, `cjson`, `cmsgpack`, `struct`: Python callables from
 `libs`, and `cjson.encode`'s walk in Lua). They are spliced into the prelude's one chunk,
 so they use its locals (`readonly`, `protected`, `base`, `api`, ...).
 """
@@ -229,3 +230,54 @@ base.cmsgpack = readonly({
 
 """
 """The `bit`, `cjson`, `cmsgpack` and `struct` tables, and `json_encode`."""
+
+REUSE_LUA = r"""
+-- Reusing the state (`StatePool`): `prepare` starts a new run's budget (`credit_kb`: what
+-- the state holds more than when it was new: its cached functions); `tidy` ends a run:
+-- it drops the run's values, restores the collector's defaults (a script may stop it),
+-- and says whether everything a script can reach but not replace is as it was: the
+-- string metatable and its `__index` table (`getmetatable('')`), no metatable on them,
+-- and every read-only proxy still empty (`table.insert` writes past `__newindex`).
+local string_mt = getmetatable('')
+local function snapshot(t)
+  local copy = {}
+  for k, v in pairs(t) do copy[k] = v end
+  return copy
+end
+local saved_mt, saved_string = snapshot(string_mt), snapshot(string_copy)
+local function unchanged(t, saved)
+  if getmetatable_raw(t) ~= nil then return false end
+  for k, v in next, t do
+    if not rawequal(saved[k], v) then return false end
+  end
+  for k, v in next, saved do
+    if not rawequal(rawget(t, k), v) then return false end
+  end
+  return true
+end
+local function prepare(credit_kb)
+  used, exceeded = 0, false
+  counters.calls, counters.oom = 0, false
+  soft_kb = base_soft_kb + credit_kb
+  mode = 'run'
+end
+local function tidy()
+  base.KEYS, base.ARGV = nil, nil
+  registered, by_name = {}, {}
+  mode = 'run'
+  collectgarbage('restart')
+  collectgarbage('setpause', 200)
+  collectgarbage('setstepmul', 200)
+  collectgarbage('collect')
+  if not rawequal(getmetatable_raw(''), string_mt) then return false end
+  if not unchanged(string_mt, saved_mt) or not unchanged(string_copy, saved_string) then
+    return false
+  end
+  for proxy in next, protected do
+    if next(proxy) ~= nil then return false end
+  end
+  return true
+end
+
+"""
+"""`prepare` and `tidy`: a state serving many runs (`sandbox.LuaState.bind`/`tidy`)."""

@@ -1,11 +1,13 @@
 """The Lua state a script runs in: Redis' restricted globals, its `redis` library, and the
 instruction budget that bounds every run.
 
-Theory of operation. Every script run gets a fresh Lua 5.1 state (`lupa.lua51`, the Lua
-Redis embeds; creating one costs about 0.1 ms), built by `new_state`: the `PRELUDE` below
-runs once in it with the Python callbacks as arguments and returns the sandbox's entry
-points. A fresh state means no script can leave anything behind for the next one, and
-every replica starts each run from the same state.
+Theory of operation. A script runs in a Lua 5.1 state (`lupa.lua51`, the Lua Redis
+embeds) built by `LuaState`: the `PRELUDE` below runs once in it with the Python callbacks
+as arguments and returns the sandbox's entry points. Building one costs about 3 ms. A run
+replayed on every replica gets a new state (`new_state`), so every replica starts it from
+the same state; a leader's run for effects takes a reused one from a `pool.StatePool`,
+rebound to the run (`LuaState.bind`) and checked after it (`LuaState.tidy`), so that it
+shows the next run exactly what a new state shows (see `pool`).
 
 The sandbox is Redis 7.0's: the script's global environment is a read-only proxy (writing
 a global fails with Redis' "Attempt to modify a readonly table", reading an undefined one
@@ -46,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import lupa.lua51 as lua51
 
-from cairn.store.scripting.prelude import FUNCTIONS_LUA, LIBRARIES_LUA
+from cairn.store.scripting.prelude import FUNCTIONS_LUA, LIBRARIES_LUA, REUSE_LUA
 
 if TYPE_CHECKING:
     pass
@@ -60,6 +62,10 @@ stops a script past the limit itself, so the headroom absorbs a burst between tw
 runs and the Python side's own allocations (see `LuaState.room`)."""
 SLACK = 64 * 1024
 """Bytes kept free below the hard cap before Python creates a Lua value."""
+CACHED_FUNCTIONS = 64
+"""Compiled scripts a reused state keeps (`LuaState.compile_cached`)."""
+CACHED_BYTES = 1024 * 1024
+"""Bytes of script source whose compiled functions a reused state keeps at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +127,14 @@ local error, type, tostring, select, setmetatable, rawset, floor =
 local loadstring_raw, setfenv, pcall_raw, xpcall_raw, rawget =
     loadstring, setfenv, pcall, xpcall, rawget
 local MARK = '__cairn_budget_exceeded__'
+local next, pairs, rawequal, getmetatable_raw = next, pairs, rawequal, dbg.getmetatable
 
 -- the budget -------------------------------------------------------------------------
 local used, exceeded = 0, false
 local counters = {calls = 0, oom = false}
 local hook
 local count_memory, soft_kb = collectgarbage, memory / 1024
+local base_soft_kb = soft_kb
 hook = function()
   used = used + step
   if not exceeded then
@@ -385,7 +393,9 @@ end
 
 -- A library: `start_load` runs before its code (under the hook), `registrations` after it;
 -- then `start_function` makes the registered callback the run's entry point.
-local function start_load(f)
+local function start_load(f, name)
+  chunk_name = name
+  registered, by_name = {}, {}
   mode = 'load'
   setfenv(f, env)
   dbg.sethook(hook, '', step)
@@ -415,11 +425,13 @@ end
 -- result (metamethods still under the hook) and calls `stop` (the C function
 -- debug.sethook: clearing the hook runs no VM instruction the hook could stop).
 local function start(f, keys, argv)
+  chunk_name = '@user_script'
   base.KEYS, base.ARGV = keys, argv
   setfenv(f, env)
   dbg.sethook(hook, '', step)
 end
 
+--@REUSE@
 -- luaL_where(L, 1) for a library function (a Python callable): the position of the Lua
 -- line that called it, none when a C function (pcall) did. Levels: 1 this, 2 the callable.
 local function where()
@@ -431,12 +443,14 @@ local function where()
 end
 
 return compile, start, xpcall, handler, dbg.sethook, counters, protected, rawset,
-       start_load, registrations, start_function, where, null, json_encode
+       start_load, registrations, start_function, where, null, json_encode, prepare, tidy
 """
 """The Lua source of the sandbox (see the module docstring); returns its entry points
 (see `LuaState`)."""
-PRELUDE = PRELUDE.replace("--@FUNCTIONS@\n", FUNCTIONS_LUA).replace(
-    "--@LIBRARIES@\n", LIBRARIES_LUA
+PRELUDE = (
+    PRELUDE.replace("--@FUNCTIONS@\n", FUNCTIONS_LUA)
+    .replace("--@LIBRARIES@\n", LIBRARIES_LUA)
+    .replace("--@REUSE@\n", REUSE_LUA)
 )
 
 
@@ -469,18 +483,45 @@ class ScriptApi(Protocol):
         ...
 
 
+class _Idle:
+    """The `redis` library's Python side of a state between runs (nothing calls it)."""
+
+    def call(self, *args: Any) -> Any:
+        """Refused: no run is bound."""
+        raise ScriptError(b"ERR no script is running in this Lua state")
+
+    pcall = call
+    setresp = call
+    log = call
+
+
+IDLE: ScriptApi = _Idle()
+
+
 class LuaState:
-    """One fresh Lua state with the sandbox installed (one per script run)."""
+    """One Lua state with the sandbox installed. A state made by `new_state` serves one
+    run; one from a `pool.StatePool` serves many, rebound to each (`bind`) and checked
+    after each (`tidy`): every per-run part (the `redis` library's Python side, the
+    random generator, the budget, the memory accounting, CJSON's settings) is reached
+    through this object, never baked into the Lua state."""
 
     def __init__(self, limits: ScriptLimits, api: ScriptApi, rand: Rand48) -> None:
+        self.limits = limits
         self.hard_cap = limits.memory + HEADROOM
         self.call_cost = limits.call_cost
         self.instructions = limits.instructions
         from cairn.store.scripting.libs import Libraries, library_functions  # they import this
 
+        self.api = api
+        self.rand = rand
         self.libs = Libraries()
         self.spent = False
         """Set when the instruction budget ran out (every replica sets it alike)."""
+        self.runs = 1
+        """Runs this state served (this one included)."""
+        self.compiled: dict[tuple[bytes, bytes], Any] = {}
+        """Compiled chunks by (chunk name, source), oldest first (`compile_cached`)."""
+        self.compiled_bytes = 0
         self.runtime = lua51.LuaRuntime(
             encoding=None,
             unpack_returned_tuples=True,
@@ -489,16 +530,16 @@ class LuaState:
             max_memory=limits.memory + HEADROOM,
         )
         functions = {
-            b"call": api.call,
-            b"pcall": api.pcall,
+            b"call": self._call,
+            b"pcall": self._pcall,
             b"errtext": self._error_text,
             b"text": self._exception_text,
             b"rawtext": self._raw_text,
-            b"rand": rand.next_fraction,
-            b"srand": rand.seed,
+            b"rand": self._rand,
+            b"srand": self._srand,
             b"sha1hex": self._sha1_hex,
-            b"setresp": api.setresp,
-            b"log": api.log,
+            b"setresp": self._setresp,
+            b"log": self._log,
             b"rawset": self.rawset,
             b"exhausted": self._exhausted,
             b"libs": self.runtime.table_from(library_functions(self.libs)),
@@ -527,8 +568,81 @@ class LuaState:
             self.where,
             null,
             self.json_encode,
+            self._prepare,
+            self._tidy,
         ) = entry
         self.libs.bind(self, null)
+        self.fresh_used = self.runtime.get_memory_used()
+        """What the state held before its first run: a later run is credited what it holds
+        more (its cached functions), so every run has the room a new state's first has."""
+
+    # -- the per-run indirection (what the prelude calls) ---------------------------------
+
+    def _call(self, *args: Any) -> Any:
+        return self.api.call(*args)
+
+    def _pcall(self, *args: Any) -> Any:
+        return self.api.pcall(*args)
+
+    def _setresp(self, *args: Any) -> None:
+        self.api.setresp(*args)
+
+    def _log(self, *args: Any) -> None:
+        self.api.log(*args)
+
+    def _rand(self) -> float:
+        return self.rand.next_fraction()
+
+    def _srand(self, value: int) -> None:
+        self.rand.seed(value)
+
+    # -- reuse ------------------------------------------------------------------------------
+
+    def bind(self, api: ScriptApi, rand: Rand48) -> None:
+        """Start another run in this (tidied) state: its `redis` library, its random
+        generator, a full budget, and the memory limit counted from what a new state
+        holds (the cached functions are credited, to the soft limit and the hard cap)."""
+        self.api, self.rand = api, rand
+        self.spent = False
+        self.libs.reset()
+        self.runs += 1
+        credit = max(0, self.runtime.get_memory_used() - self.fresh_used)
+        self.hard_cap = self.limits.memory + HEADROOM + credit
+        self.runtime.set_max_memory(self.hard_cap)
+        self._prepare(credit / 1024)
+
+    def tidy(self) -> bool:
+        """End a run: drop its values, collect, restore the collector's settings; whether
+        the state may serve another run (nothing a script could reach was changed, the
+        run ended within its budget and memory). A False state must be dropped."""
+        self.api = IDLE  # hold on to nothing of the run (its Ctx, Db, overlay)
+        if self.spent or self.out_of_memory:
+            return False
+        try:
+            clean = self._tidy()
+        except lua51.LuaError:
+            return False
+        return clean is True and not self.out_of_memory
+
+    def compile_cached(self, body: bytes, name: bytes) -> tuple[Any, Any]:
+        """`compile`, remembering what compiles (at most `CACHED_FUNCTIONS` chunks and
+        `CACHED_BYTES` of source, the oldest dropped first): (function, None) or
+        (None, the error)."""
+        key = (name, body)
+        function = self.compiled.get(key)
+        if function is not None:
+            return function, None
+        function, problem = self.compile(body, name)
+        if function is None:
+            return None, problem
+        if len(body) <= CACHED_BYTES:
+            self.compiled[key] = function
+            self.compiled_bytes += len(body)
+            while len(self.compiled) > CACHED_FUNCTIONS or self.compiled_bytes > CACHED_BYTES:
+                oldest = next(iter(self.compiled))
+                del self.compiled[oldest]
+                self.compiled_bytes -= len(oldest[1])
+        return function, None
 
     def table(self, items: list[Any] | dict[Any, Any]) -> Any:
         """A Lua table holding `items` (a list becomes a 1-based sequence)."""
