@@ -168,3 +168,22 @@ def test_selection_reads_long_spans_in_chunks(monkeypatch: pytest.MonkeyPatch) -
     db = Db(space, None, 0)
     for rank, entry in enumerate(model):
         assert index.select(db, KEY, len(model), rank) == entry
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(ENTRIES, max_size=40), st.integers(min_value=0, max_value=40))
+def test_removing_the_first_entries_keeps_the_index(entries: set[bytes], pops: int) -> None:
+    """ZPOPMIN's path: `removed_first` on the lowest entry, again and again."""
+    space = MemoryKeyspace()
+    model = sorted(entries)
+    with write_batch(space) as batch:
+        db = Db(space, batch, 0)
+        for entry in model:
+            _add(db, SMALL, entry)
+    for _ in range(min(pops, len(model))):
+        entry = model.pop(0)
+        with write_batch(space) as batch:
+            db = Db(space, batch, 0)
+            db.delete_field(KEY, SMALL.entries + entry)
+            SMALL.removed_first(db, KEY, entry)
+        check(Db(space, None, 0), SMALL, model, [])

@@ -45,8 +45,9 @@ LEVELS = 3
 entries, so its walk stays short for sets of tens of millions, while an addition or a
 removal touches at most `LEVELS` counts."""
 
-SELECT_COST = FANOUT * (LEVELS + 1)
-"""About the records one rank or selection reads: what callers weigh against a walk."""
+SELECT_COST = FANOUT * (LEVELS + 1) // 2
+"""About the records one selection reads (the top span whole, then about a quarter of
+each span below, `OrderIndex.select_path`): what callers weigh against a walk."""
 
 _U64 = struct.Struct(">Q")
 _CHUNK = 16
@@ -298,6 +299,13 @@ class OrderIndex:
                 change = _U64.unpack(raw)[0] - 1
             if prev is not None and change:
                 self._put(db, key, lvl, prev[0], prev[1] + change)
+
+    def removed_first(self, db: Db, key: bytes, entry: bytes) -> None:
+        """`removed` for the first entry (ZPOPMIN's): no pivot lies below it at any level,
+        so its own count records, if it is a pivot, are all that change (its span joins
+        the head, which keeps no record)."""
+        for lvl in range(1, level(entry, self.bits, self.levels) + 1):
+            db.delete_field(key, self._pivot(lvl, entry))
 
     def removed_on(self, db: Db, key: bytes, entry: bytes, path: Path) -> None:
         """`removed`, for an entry `select_path` just found with `path` (nothing written
