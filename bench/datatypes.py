@@ -12,7 +12,8 @@ What it does, on 127.0.0.1 with free ports and temporary data directories:
    test (lpush, rpush, lpop, rpop, sadd, spop, zadd, zpopmin, lrange_100, lrange_600)
    against Cairn's leader and against redis-server, back to back, and prints each rate as a
    ratio to Redis's and to Cairn's own SET rate in the same run (issue 11 asks each write
-   to reach 0.8 x Cairn's SET);
+   to reach 0.8 x Cairn's SET), with the CPU time the three Cairn nodes spent per command
+   (from /proc, the steadier figure on a shared machine);
 3. with `--large`: fills a list of 10 million elements, a set and a sorted set of 1 million
    members (pipelined variadic writes), and compares the latency of LPUSH+RPOP, SISMEMBER,
    SRANDMEMBER, SPOP (adding the member back), ZRANGE 0 99, ZRANK, ZRANGE and ZCOUNT in
@@ -44,6 +45,7 @@ from compare import (
     Figures,
     Processes,
     console,
+    cpu_meter,
     ensure_tools,
     machine,
     redis_benchmark,
@@ -80,6 +82,8 @@ class Row:
     test: str
     cairn: Figures
     redis: Figures
+    cpu_us: float = 0.0
+    """CPU microseconds per command, all three Cairn nodes together."""
 
 
 def bench_args(test: str, divisor: int) -> list[str]:
@@ -88,15 +92,18 @@ def bench_args(test: str, divisor: int) -> list[str]:
     return ["-t", test, "-n", str(requests), "-c", "50", "-r", "100000", "--csv"]
 
 
-def run_tests(cairn_port: int, redis_port: int, divisor: int) -> list[Row]:
-    """Every test on Cairn, then on Redis, back to back."""
+def run_tests(cairn_port: int, redis_port: int, divisor: int, pids: list[int]) -> list[Row]:
+    """Every test on Cairn, then on Redis, back to back; the Cairn nodes' (`pids`) CPU
+    time around each Cairn run."""
     rows = []
     for step, test in enumerate(TESTS, 1):
         console.print(f"  [{step}/{len(TESTS)}] {test} ...")
         args = bench_args(test, divisor)
-        cairn = redis_benchmark(cairn_port, args)
+        with cpu_meter(pids) as used:
+            cairn = redis_benchmark(cairn_port, args)
         theirs = redis_benchmark(redis_port, args)
-        rows.append(Row(test, cairn, theirs))
+        requests = int(args[args.index("-n") + 1])
+        rows.append(Row(test, cairn, theirs, 1e6 * sum(used.values()) / requests))
     return rows
 
 
@@ -193,14 +200,15 @@ def markdown(rows: list[Row], large: list[list[str]], argv: list[str], started: 
         f"{machine()}; {versions()}. 3 Cairn nodes, one region; redis-server with",
         "`appendfsync always`; redis-benchmark, 50 clients, `-r 100000`.",
         "",
-        "| test | Cairn ops/s | p99 ms | Redis ops/s | Cairn/Redis | Cairn/Cairn SET |",
-        "|---|--:|--:|--:|--:|--:|",
+        "| test | Cairn ops/s | p99 ms | Redis ops/s | Cairn/Redis | Cairn/Cairn SET "
+        "| Cairn CPU us/op (3 nodes) |",
+        "|---|--:|--:|--:|--:|--:|--:|",
     ]
     for row in rows:
         lines.append(
             f"| {row.test} | {row.cairn.rps:,.0f} | {row.cairn.p99_ms:.1f} | "
             f"{row.redis.rps:,.0f} | {row.cairn.rps / row.redis.rps:.2f} | "
-            f"{row.cairn.rps / cairn_set:.2f} |"
+            f"{row.cairn.rps / cairn_set:.2f} | {row.cpu_us:,.0f} |"
         )
     if large:
         lines += ["", "| large values | 100 elements, us | large, us | ratio |"]
@@ -230,7 +238,8 @@ def main() -> None:
             redis_port = start_redis(procs, tmp)
             cluster, leader = start_cairn(tmp)
             port = cluster.spec(leader).client_port
-            rows = run_tests(port, redis_port, QUICK_DIVISOR if args.quick else 1)
+            pids = [proc.pid for proc in cluster.procs.values()]
+            rows = run_tests(port, redis_port, QUICK_DIVISOR if args.quick else 1, pids)
             large: list[list[str]] = []
             if args.large:
                 console.print("large values ...")

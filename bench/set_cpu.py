@@ -3,11 +3,15 @@
     PYTHONPATH=src python bench/set_cpu.py                 # 3 rounds of both loads
     PYTHONPATH=src python bench/set_cpu.py --rounds 5 --n1 2000 --n50 30000
     PYTHONPATH=src python bench/set_cpu.py --profile /tmp/prof   # py-spy leader + follower
+    PYTHONPATH=src python bench/set_cpu.py --tests set,sadd,spop,zadd,zpopmin --n50 10000
 
 Starts a `LocalCluster` of 3 nodes (what `cairn dev` starts, production timing), then for
 each round runs `redis-benchmark -t set -d 100 -r 100000` against the leader with 1 client
 and with 50 clients, and reads each node's CPU time (utime + stime from /proc/PID/stat)
-around the run. The machine this was written on has 2 shared cores, so throughput moves
+around the run. With `--tests`, each round runs those redis-benchmark tests instead, in the
+order given, 50 clients each, with `bench/datatypes.py`'s arguments (`-r 100000`, default
+3-byte values), so SPOP pops the set SADD filled and the CPU per command compares with
+SET's of the same round. The machine this was written on has 2 shared cores, so throughput moves
 with whatever else runs; CPU time per operation is the figure to compare between versions.
 """
 
@@ -32,6 +36,27 @@ def args_for(clients: int, n: int) -> list[str]:
     return ["-t", "set", "-n", str(n), "-c", str(clients), "-d", "100", "-r", "100000", "--csv"]
 
 
+def test_args(test: str, n: int) -> list[str]:
+    """redis-benchmark arguments of one data-type test, as `bench/datatypes.py` runs it."""
+    return ["-t", test, "-n", str(n), "-c", "50", "-r", "100000", "--csv"]
+
+
+def per_test(pids: dict[int, int], leader: int, port: int, a: argparse.Namespace) -> None:
+    """`--tests`: each round runs every named test once, one line each."""
+    for r in range(a.rounds):
+        for test in a.tests.split(","):
+            n = a.n50
+            with cpu_meter(list(pids.values())) as used:
+                fig = redis_benchmark(port, test_args(test, n))
+            per = {i: 1e6 * used[pid] / n for i, pid in pids.items()}
+            fol = " ".join(f"{per[i]:5.0f}" for i in sorted(pids) if i != leader)
+            print(
+                f"round {r} {test:8s}: {fig.rps:7,.0f}/s p99 {fig.p99_ms:7.2f} ms  CPU us/op "
+                f"leader {per[leader]:5.0f} followers {fol}  all {sum(per.values()):5.0f}",
+                flush=True,
+            )
+
+
 def spy(pid: int, out: Path, seconds: int) -> threading.Thread:
     """py-spy `pid` for `seconds` into `out` (raw folded stacks), in a thread."""
 
@@ -54,6 +79,7 @@ def main() -> None:
     p.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
     p.add_argument("--profile", type=Path, default=None)
     p.add_argument("--profile-seconds", type=int, default=12)
+    p.add_argument("--tests", default="", help="comma-separated redis-benchmark tests")
     a = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="set-cpu-") as tmp:
         cluster, leader = start_cairn(Path(tmp))
@@ -71,6 +97,9 @@ def main() -> None:
                 redis_benchmark(port, args_for(50, a.n50))
                 for t in threads:
                     t.join()
+                return
+            if a.tests:
+                per_test(pids, leader, port, a)
                 return
             with cpu_meter(list(pids.values())) as idle:
                 time.sleep(a.idle)

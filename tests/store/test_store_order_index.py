@@ -7,9 +7,11 @@ from __future__ import annotations
 import struct
 from bisect import bisect_left
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cairn.store import order_index
 from cairn.store.db import Db
 from cairn.store.keyspace import MemoryKeyspace, write_batch
 from cairn.store.order_index import OrderIndex, level
@@ -113,3 +115,75 @@ def test_a_wider_shape_on_a_few_thousand_entries() -> None:
         assert index.select(db, KEY, len(kept), rank) == kept[rank]
         assert index.rank(db, KEY, len(kept), kept[rank]) == rank
     assert index.rank(db, KEY, len(kept), b"01500x") == bisect_left(kept, b"01500x")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sets(ENTRIES, max_size=40),
+    st.lists(st.integers(min_value=0, max_value=1000), max_size=12),
+    st.sampled_from([1, 2, 16]),
+)
+def test_removal_by_the_selection_path_matches_removal(
+    entries: set[bytes], draws: list[int], chunk: int
+) -> None:
+    """SPOP's path: `select_path` finds the entry at a rank (reading spans a `chunk` of
+    pivots at a time, from the nearer end) and `removed_on` uncounts it from that path;
+    every count, selection and rank stays what a sorted list says."""
+    space = MemoryKeyspace()
+    model = sorted(entries)
+    with write_batch(space) as batch:
+        db = Db(space, batch, 0)
+        for entry in model:
+            _add(db, SMALL, entry)
+    original = order_index._CHUNK
+    order_index._CHUNK = chunk
+    try:
+        for draw in draws:
+            if not model:
+                break
+            rank = draw % len(model)
+            with write_batch(space) as batch:
+                db = Db(space, batch, 0)
+                entry, path = SMALL.select_path(db, KEY, len(model), rank)
+                assert entry == model[rank]
+                db.delete_field(KEY, SMALL.entries + entry)
+                SMALL.removed_on(db, KEY, entry, path)
+            model.remove(entry)
+            check(Db(space, None, 0), SMALL, model, [])
+    finally:
+        order_index._CHUNK = original
+
+
+def test_selection_reads_long_spans_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spans of many pivots (a fan-out of 8, a chunk of 2 pivots): a selection at every
+    rank still finds its entry, walking from either end across chunk boundaries."""
+    monkeypatch.setattr(order_index, "_CHUNK", 2)
+    index = OrderIndex(b"e", b"f", b"c", bits=3, levels=2)
+    space = MemoryKeyspace()
+    model = sorted(b"%04d" % i for i in range(700))
+    with write_batch(space) as batch:
+        db = Db(space, batch, 0)
+        for entry in model:
+            _add(db, index, entry)
+    db = Db(space, None, 0)
+    for rank, entry in enumerate(model):
+        assert index.select(db, KEY, len(model), rank) == entry
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(ENTRIES, max_size=40), st.integers(min_value=0, max_value=40))
+def test_removing_the_first_entries_keeps_the_index(entries: set[bytes], pops: int) -> None:
+    """ZPOPMIN's path: `removed_first` on the lowest entry, again and again."""
+    space = MemoryKeyspace()
+    model = sorted(entries)
+    with write_batch(space) as batch:
+        db = Db(space, batch, 0)
+        for entry in model:
+            _add(db, SMALL, entry)
+    for _ in range(min(pops, len(model))):
+        entry = model.pop(0)
+        with write_batch(space) as batch:
+            db = Db(space, batch, 0)
+            db.delete_field(KEY, SMALL.entries + entry)
+            SMALL.removed_first(db, KEY, entry)
+        check(Db(space, None, 0), SMALL, model, [])

@@ -90,14 +90,18 @@ class LmdbKeyspace:
         self, start: bytes, end: bytes | None = None, limit: int | None = None
     ) -> list[tuple[bytes, bytes]]:
         """Up to `limit` records with `start <= key < end` (no bound when None), in key order."""
-        with self._reading() as txn:
+        if self._outer is not None:  # inside `group`: no context manager on this hot path
+            return _scan(self._outer.txn, self, start, end, limit)
+        with self.env.read() as txn:
             return _scan(txn, self, start, end, limit)
 
     def rscan(
         self, start: bytes, end: bytes | None = None, limit: int | None = None
     ) -> list[tuple[bytes, bytes]]:
         """Up to `limit` records with `start <= key < end`, in descending key order."""
-        with self._reading() as txn:
+        if self._outer is not None:
+            return _rscan(self._outer.txn, self, start, end, limit)
+        with self.env.read() as txn:
             return _rscan(txn, self, start, end, limit)
 
     def count(self) -> int:
@@ -311,21 +315,35 @@ def _scan(
     end: bytes | None,
     limit: int | None,
 ) -> list[tuple[bytes, bytes]]:
+    # The loop of every sub-record walk (sets, sorted sets, their order-statistics index):
+    # a short record (the usual case) is handled inline, a bucket expanded.
     out: list[tuple[bytes, bytes]] = []
     if limit is not None and limit <= 0:
         return out
     seek = start + _SHORT if len(start) <= space.limit else start[: space.limit] + _BUCKET
+    wanted = -1 if limit is None else limit
+    append = out.append
     with txn.cursor(db=space.env.kv_db) as cur:
         if not cur.set_range(seek):
             return out
         for encoded, value in cur.iternext():
-            for key, val in _expand(encoded, value):
+            if encoded[-1] == 0:
+                key = encoded[:-1]
                 if key < start:
                     continue
                 if end is not None and key >= end:
                     return out
-                out.append((key, val))
-                if limit is not None and len(out) >= limit:
+                append((key, value))
+                if len(out) == wanted:
+                    return out
+                continue
+            for key, val in _decode_bucket(value):
+                if key < start:
+                    continue
+                if end is not None and key >= end:
+                    return out
+                append((key, val))
+                if len(out) == wanted:
                     return out
     return out
 
@@ -340,6 +358,8 @@ def _rscan(
     out: list[tuple[bytes, bytes]] = []
     if limit is not None and limit <= 0:
         return out
+    wanted = -1 if limit is None else limit
+    append = out.append
     with txn.cursor(db=space.env.kv_db) as cur:
         # Start at the first record at or after `end`'s encoding (a bucket there may still
         # hold keys below `end`), or at the last record; then walk backwards.
@@ -351,21 +371,25 @@ def _rscan(
         if not placed:
             return out
         for encoded, value in cur.iterprev():
-            for key, val in reversed(_expand(encoded, value)):
+            if encoded[-1] == 0:
+                key = encoded[:-1]
                 if end is not None and key >= end:
                     continue
                 if key < start:
                     return out
-                out.append((key, val))
-                if limit is not None and len(out) >= limit:
+                append((key, value))
+                if len(out) == wanted:
+                    return out
+                continue
+            for key, val in reversed(_decode_bucket(value)):
+                if end is not None and key >= end:
+                    continue
+                if key < start:
+                    return out
+                append((key, val))
+                if len(out) == wanted:
                     return out
     return out
-
-
-def _expand(encoded: bytes, value: bytes) -> Pairs:
-    if encoded.endswith(_SHORT):
-        return [(encoded[:-1], value)]
-    return _decode_bucket(value)
 
 
 def _decode_bucket(raw: bytes) -> Pairs:

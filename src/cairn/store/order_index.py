@@ -45,10 +45,17 @@ LEVELS = 3
 entries, so its walk stays short for sets of tens of millions, while an addition or a
 removal touches at most `LEVELS` counts."""
 
-SELECT_COST = FANOUT * (LEVELS + 1)
-"""About the records one rank or selection reads: what callers weigh against a walk."""
+SELECT_COST = FANOUT * (LEVELS + 1) // 2
+"""About the records one selection reads (the top span whole, then about a quarter of
+each span below, `OrderIndex.select_path`): what callers weigh against a walk."""
 
 _U64 = struct.Struct(">Q")
+_CHUNK = 16
+"""Pivot records read per step of a walk inside a span (about `FANOUT` long)."""
+
+Path = list[tuple[bytes, int] | None]
+"""Per level from 1 up: the pivot whose span holds an entry, with its count (None: the
+entry lies in that level's head); see `OrderIndex.select_path`."""
 
 
 class IndexCorruptError(Exception):
@@ -103,13 +110,32 @@ class OrderIndex:
 
     def select(self, db: Db, key: bytes, size: int, rank: int) -> bytes:
         """The entry at 0-based `rank` (``0 <= rank < size``) among `key`'s `size`."""
+        return self.select_path(db, key, size, rank)[0]
+
+    def select_path(self, db: Db, key: bytes, size: int, rank: int) -> tuple[bytes, Path]:
+        """`select`, with the pivot (and its count) whose span holds the entry at each
+        level, from level 1 up, None where it lies in the head (then every level above
+        is None too): what `removed_on` needs to remove that entry without looking its
+        pivots up again.
+
+        Below the top span, every span starts with a pivot of its own level (the pivot
+        of the level above is one), so it has no head, and the span is read from
+        whichever end is nearer to `rank`, a chunk at a time, up to the pivot that holds
+        it; the entries of the last span likewise: about a quarter of the span's records
+        on average instead of all of them."""
         lo, hi, total = b"", None, size
+        chosen: list[tuple[bytes, int] | None] = []
         for lvl in range(self.levels, 0, -1):
+            if lo:
+                lo, hi, total, rank = self._within(db, key, lvl, lo, hi, total, rank)
+                chosen.append((lo, total))
+                continue
             pivots = self._pivots(db, key, lvl, lo, hi)
             head = total - sum(count for _, count in pivots)
             if rank < head:
                 hi = pivots[0][0] if pivots else hi
                 total = head
+                chosen.append(None)
                 continue
             rank -= head
             for at, (pivot, count) in enumerate(pivots):
@@ -120,10 +146,64 @@ class OrderIndex:
                 rank -= count
             else:
                 raise IndexCorruptError(f"rank past the counts of {key!r}")
-        rows = db.fields(key, self.entries + lo, rank + 1, self._entry_bound(hi))
-        if len(rows) <= rank:
+            chosen.append((lo, total))
+        chosen.reverse()
+        return self._entry_in(db, key, lo, hi, total, rank), chosen
+
+    def _within(
+        self, db: Db, key: bytes, lvl: int, lo: bytes, hi: bytes | None, total: int, rank: int
+    ) -> tuple[bytes, bytes | None, int, int]:
+        """The pivot of level `lvl` whose span holds `rank` in the span [`lo`, `hi`) of
+        `total` entries (`lo` a pivot of this level): (that pivot, the next one or `hi`,
+        its count, the rank within it)."""
+        end = self._level_end(lvl) if hi is None else self._pivot(lvl, hi)
+        skip = len(self.counts) + 1
+        if rank < total - rank:  # forwards from `lo`
+            start = self._pivot(lvl, lo)
+            while True:
+                rows = db.fields(key, start, _CHUNK, end)
+                for at, (field, raw) in enumerate(rows):
+                    count = _U64.unpack(raw)[0]
+                    if rank < count:
+                        following = rows[at + 1][0][skip:] if at + 1 < len(rows) else None
+                        if following is None and len(rows) == _CHUNK:
+                            more = db.fields(key, field + b"\x00", 1, end)
+                            following = more[0][0][skip:] if more else hi
+                        return field[skip:], hi if following is None else following, count, rank
+                    rank -= count
+                if len(rows) < _CHUNK:
+                    raise IndexCorruptError(f"rank past the counts of {key!r}")
+                start = rows[-1][0] + b"\x00"
+        back = total - 1 - rank  # backwards from `hi`
+        after = hi
+        floor = self._pivot(lvl, lo)
+        while True:
+            rows = db.fields_reversed(key, floor, _CHUNK, end)
+            for field, raw in rows:
+                count = _U64.unpack(raw)[0]
+                if back < count:
+                    return field[skip:], after, count, count - 1 - back
+                back -= count
+                after = field[skip:]
+            if len(rows) < _CHUNK:
+                raise IndexCorruptError(f"rank past the counts of {key!r}")
+            end = rows[-1][0]
+
+    def _entry_in(
+        self, db: Db, key: bytes, lo: bytes, hi: bytes | None, total: int, rank: int
+    ) -> bytes:
+        """The entry at `rank` of the `total` entries in [`lo`, `hi`), read from the
+        nearer end."""
+        bound = self._entry_bound(hi)
+        if rank < total - rank:
+            rows = db.fields(key, self.entries + lo, rank + 1, bound)
+            at = rank
+        else:
+            at = total - 1 - rank
+            rows = db.fields_reversed(key, self.entries + lo, at + 1, bound)
+        if len(rows) <= at:
             raise IndexCorruptError(f"fewer entries than counted in {key!r}")
-        return rows[rank][0][len(self.entries) :]
+        return rows[at][0][len(self.entries) :]
 
     # -- maintenance --------------------------------------------------------------------
 
@@ -219,6 +299,25 @@ class OrderIndex:
                 change = _U64.unpack(raw)[0] - 1
             if prev is not None and change:
                 self._put(db, key, lvl, prev[0], prev[1] + change)
+
+    def removed_first(self, db: Db, key: bytes, entry: bytes) -> None:
+        """`removed` for the first entry (ZPOPMIN's): no pivot lies below it at any level,
+        so its own count records, if it is a pivot, are all that change (its span joins
+        the head, which keeps no record)."""
+        for lvl in range(1, level(entry, self.bits, self.levels) + 1):
+            db.delete_field(key, self._pivot(lvl, entry))
+
+    def removed_on(self, db: Db, key: bytes, entry: bytes, path: Path) -> None:
+        """`removed`, for an entry `select_path` just found with `path` (nothing written
+        in between): an entry that is no pivot (all but one in `FANOUT`) takes one off
+        the count of the pivot holding it at each level, with no lookups."""
+        if level(entry, self.bits, self.levels):
+            self.removed(db, key, entry)
+            return
+        for lvl, held in enumerate(path, 1):
+            if held is None:
+                break  # in the head of this level, hence of every level above
+            self._put(db, key, lvl, held[0], held[1] - 1)
 
     # -- internals ----------------------------------------------------------------------
 

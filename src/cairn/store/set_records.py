@@ -16,7 +16,7 @@ goes through `add` and `remove`, which keep the index.
 from __future__ import annotations
 
 from cairn.store.db import Db
-from cairn.store.order_index import OrderIndex
+from cairn.store.order_index import OrderIndex, Path
 
 MEMBER = b"m"
 MEMBER_END = bytes([MEMBER[0] + 1])
@@ -48,10 +48,14 @@ def add_many(db: Db, key: bytes, members: list[bytes]) -> None:
     POSITIONS.added_many(db, key, members)
 
 
-def remove(db: Db, key: bytes, member: bytes) -> None:
-    """Remove `member`, present in set `key`; the caller keeps `Meta.size`."""
+def remove(db: Db, key: bytes, member: bytes, path: Path | None = None) -> None:
+    """Remove `member`, present in set `key`; the caller keeps `Meta.size`. `path`: the
+    index path `member_path` found it by, just before (spares the index its lookups)."""
     db.delete_field(key, MEMBER + member)
-    POSITIONS.removed(db, key, member)
+    if path is None:
+        POSITIONS.removed(db, key, member)
+    else:
+        POSITIONS.removed_on(db, key, member, path)
 
 
 def members(
@@ -72,3 +76,8 @@ def members(
 def member_at(db: Db, key: bytes, size: int, position: int) -> bytes:
     """The member at 0-based `position` of the byte order among `key`'s `size` members."""
     return POSITIONS.select(db, key, size, position)
+
+
+def member_path(db: Db, key: bytes, size: int, position: int) -> tuple[bytes, Path]:
+    """`member_at`, with the index path to the member (for `remove`)."""
+    return POSITIONS.select_path(db, key, size, position)

@@ -96,12 +96,16 @@ def count_added(db: Db, key: bytes, entries: list[bytes]) -> None:
     RANKS.added_many(db, key, entries)
 
 
-def remove_member(db: Db, key: bytes, member: bytes, score: float) -> None:
-    """Remove `member` (whose score is `score`). The caller adjusts `Meta.size`."""
+def remove_member(db: Db, key: bytes, member: bytes, score: float, lowest: bool = False) -> None:
+    """Remove `member` (whose score is `score`). The caller adjusts `Meta.size`.
+    `lowest`: it is the set's lowest member (`OrderIndex.removed_first`)."""
     entry = sortable(score) + member
     db.delete_field(key, MEMBER + member)
     db.delete_field(key, INDEX + entry)
-    RANKS.removed(db, key, entry)
+    if lowest:
+        RANKS.removed_first(db, key, entry)
+    else:
+        RANKS.removed(db, key, entry)
 
 
 def rank_at(db: Db, key: bytes, size: int, position: bytes) -> int:

@@ -35,6 +35,10 @@ _POSITIONS = 1 << 64
 _NO_ROOM = ErrorReply("ERR list has no room left at that end")
 
 
+class ListCorruptError(Exception):
+    """A list's records disagree with its metadata (a bug: both change in one batch)."""
+
+
 def _bound(meta: Meta, upto: int) -> bytes | None:
     """The exclusive end field of the first `upto` elements (None: the list's end, which
     may be the end of the position space)."""
@@ -120,6 +124,14 @@ def pop(db: Db, key: bytes, meta: Meta, count: int, left: bool) -> list[bytes]:
     order they leave it (RPOP's come last element first). One scan of the popped records
     and a delete for each; an emptied list is deleted."""
     taken = min(count, meta.size)
+    if taken == 1 and meta.size > 1:  # LPOP/RPOP without a count: point read and delete
+        field = position(meta.head if left else meta.head + meta.size - 1)
+        value = db.get_field(key, field)
+        if value is None:
+            raise ListCorruptError(f"list {key!r} has no element at an end")
+        db.delete_field(key, field)
+        store_meta(db, key, meta, meta.head + 1 if left else meta.head, meta.size - 1)
+        return [value]
     if left:
         rows = db.fields(key, position(meta.head), taken)
         head = meta.head + taken

@@ -35,8 +35,16 @@ from cairn.store.db import Db
 from cairn.store.layout import Meta, ValueType
 from cairn.store.notifications import GENERIC, SET
 from cairn.store.numbers import LLONG_MAX, parse_ll
-from cairn.store.order_index import SELECT_COST
-from cairn.store.set_records import MEMBER, MEMBER_END, add_many, has, member_at, remove
+from cairn.store.order_index import SELECT_COST, Path
+from cairn.store.set_records import (
+    MEMBER,
+    MEMBER_END,
+    add_many,
+    has,
+    member_at,
+    member_path,
+    remove,
+)
 from cairn.store.set_records import members as member_range
 
 _CHUNK = 512
@@ -139,16 +147,24 @@ def cmd_sadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     return Integer(added)
 
 
-def _remove(ctx: Ctx, key: bytes, meta: Meta, members: Sequence[bytes], event: str) -> None:
+def _remove(
+    ctx: Ctx,
+    key: bytes,
+    meta: Meta,
+    members: Sequence[bytes],
+    event: str,
+    path: Path | None = None,
+) -> None:
     """Delete `members` (all present, distinct) from set `key`; an emptied set is deleted.
-    `event`: the notification (srem, spop), followed by del for an emptied set."""
+    `event`: the notification (srem, spop), followed by del for an emptied set. `path`:
+    the index path of a single member just found by `member_path`."""
     ctx.notify(SET, event, key)
     if len(members) == meta.size:
         ctx.db.delete(key)
         ctx.notify(GENERIC, "del", key)
         return
     for member in members:
-        remove(ctx.db, key, member)
+        remove(ctx.db, key, member, path)
     ctx.db.put_meta(key, Meta(ValueType.SET, meta.expire_ms, size=meta.size - len(members)), True)
 
 
@@ -231,9 +247,18 @@ def cmd_spop(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     meta = _set(ctx, args[0])
     if meta is None:
         return NULL
-    member = _sample(ctx, args[0], meta.size, 1)[0]
-    _remove(ctx, args[0], meta, [member], "spop")
+    member, path = _draw_one(ctx, args[0], meta.size)
+    _remove(ctx, args[0], meta, [member], "spop", path)
     return Bulk(member)
+
+
+def _draw_one(ctx: Ctx, key: bytes, size: int) -> tuple[bytes, Path | None]:
+    """`_sample` of one member (the same draw), with its index path when the index found
+    it (None: a walk from the nearer end did, as `_members_at` decides)."""
+    position = ctx.rng.sample(range(size), 1)[0]
+    if min(position, size - 1 - position) > SELECT_COST:
+        return member_path(ctx.db, key, size, position)
+    return _members_at(ctx.db, key, size, [position])[position], None
 
 
 def _positive_count(data: bytes) -> int:

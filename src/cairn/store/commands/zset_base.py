@@ -90,12 +90,13 @@ def save_size(db: Db, key: bytes, meta: Meta | None, size: int) -> None:
     db.put_meta(key, Meta(ValueType.ZSET, expire_ms, size=size), meta is not None)
 
 
-def remove(db: Db, key: bytes, meta: Meta, rows: Iterable[Scored]) -> int:
+def remove(db: Db, key: bytes, meta: Meta, rows: Iterable[Scored], lowest: bool = False) -> int:
     """Remove the members `rows` (all present) from `key`; how many, the key deleted if
-    emptied."""
+    emptied. `lowest`: `rows` are the set's lowest members in ascending order (ZPOPMIN),
+    so each is the first of the index when it goes (`zset_records.remove_member`)."""
     removed = 0
     for member, score in rows:
-        remove_member(db, key, member, score)
+        remove_member(db, key, member, score, lowest)
         removed += 1
     if removed:
         save_size(db, key, meta, meta.size - removed)

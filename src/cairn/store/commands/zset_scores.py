@@ -40,6 +40,9 @@ _NUMBER = re.compile(
     re.IGNORECASE,
 )
 _SPACE = b" \t\n\v\f\r"
+_PLAIN_DIGITS = 15
+"""Up to this many bytes, an optionally signed run of ASCII digits is a plain integer
+that a double holds exactly (``-0`` gives ``-0.0``, as `strtod` does)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,8 @@ def parse_score(data: bytes) -> float | None:
     """A score or increment as Redis' `string2d` reads it (see the module docstring)."""
     if not data or data[0] in _SPACE:
         return None
+    if len(data) <= _PLAIN_DIGITS and (data.isdigit() or (data[0] == 45 and data[1:].isdigit())):
+        return float(data)  # a plain integer (what most scores are): exact, no ERANGE
     parsed = strtod(data)
     if parsed is None or parsed.overflow or parsed.underflow:
         return None

@@ -85,6 +85,7 @@ class AddFlags:
 
 
 _ADD_OPTIONS = frozenset({b"nx", b"xx", b"gt", b"lt", b"ch", b"incr"})
+_NO_FLAGS = AddFlags()
 
 
 def _conflict(flags: AddFlags, pairs: int) -> ErrorReply | None:
@@ -107,8 +108,8 @@ def _parse_zadd(args: Sequence[bytes]) -> tuple[AddFlags, list[tuple[float, byte
     rest = args[at:]
     if not rest or len(rest) % 2:
         raise fail(SYNTAX)
-    flags = AddFlags(**{name.decode(): True for name in seen})
-    error = _conflict(flags, len(rest) // 2)
+    flags = AddFlags(**{name.decode(): True for name in seen}) if seen else _NO_FLAGS
+    error = _conflict(flags, len(rest) // 2) if seen else None
     if error is not None:
         raise fail(error)
     scores = [score_arg(rest[i]) for i in range(0, len(rest), 2)]
@@ -272,7 +273,7 @@ def pop(ctx: Ctx, key: bytes, meta: Meta, count: int, highest: bool) -> list[Sco
     """Remove and return up to `count` members of `key` from its low (or high) end."""
     want = min(count, meta.size)
     rows = list(islice(by_score(ctx.db, key, reverse=highest, want=want), want))
-    removed = remove(ctx.db, key, meta, rows)
+    removed = remove(ctx.db, key, meta, rows, lowest=not highest)
     removed_notified(ctx, key, meta, removed, "zpopmax" if highest else "zpopmin")
     return rows
 
