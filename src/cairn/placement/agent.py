@@ -287,12 +287,12 @@ class PlacementAgent:
                 continue
             if peer.machine.merging_into is not None:
                 continue  # frozen: its merge, not the driver, decides what happens next
-            raft = peer.replica.raw.raft
+            raw = peer.replica.raw
             quick = (
                 peer.replica.applied,
-                raft.term,
+                raw.term,
                 peer.region,
-                tuple(pr.match for pr in raft.prs.progress.values()),
+                tuple(raw.peer_matches().values()),
             )
             last = self._reported.get(region_id)
             due = last is None or region_id in self._wanted or now - last.at >= refresh

@@ -230,7 +230,7 @@ class PlacementMember:
         if replica.stopped or not replica.is_leader:
             self._anchor = None
             return False
-        if replica.raw.raft.raft_log.term(replica.applied) != replica.term:
+        if replica.raw.log.term(replica.applied) != replica.term:
             return False
         if self._anchor is None or self._anchor.term != replica.term:
             ms = self.driver.metadata.clock_ms

@@ -329,10 +329,10 @@ def report_of(peer: RegionPeer) -> RegionReport:
     inner = peer.machine.inner
     assert isinstance(inner, RangeKVMachine)
     size = sum(len(k) + len(v) for k, v in inner.data.items())
-    raft = peer.replica.raw.raft
-    behind = raft.raft_log.committed - 10
+    raw = peer.replica.raw
+    behind = raw.log.committed - 10
     pending = tuple(
-        sorted(i for i, pr in raft.prs.progress.items() if i != peer.peer_id and pr.match < behind)
+        sorted(i for i, match in raw.peer_matches().items() if i != peer.peer_id and match < behind)
     )
     return RegionReport(
         peer.region,
@@ -340,7 +340,7 @@ def report_of(peer: RegionPeer) -> RegionReport:
         approximate_size=size,
         approximate_keys=len(inner.data),
         pending_peers=pending,
-        term=raft.term,
+        term=raw.term,
     )
 
 
