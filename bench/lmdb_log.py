@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from cairn.raft.types import Entry, HardState
-from cairn.runtime.env import LogBatch
+from cairn.env import LogBatch
 from cairn.storage import LmdbLogStore, LmdbOptions
 
 MAP_SIZE = 2 << 30

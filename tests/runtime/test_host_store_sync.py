@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from cairn.env import LogBatch
 from cairn.raft.types import Entry
-from cairn.runtime.env import LogBatch
 from cairn.runtime.host_store import LmdbHostStore, found_regions
 from cairn.runtime.region_layout import initial_layout
 from cairn.shard.host_store import BackgroundSync

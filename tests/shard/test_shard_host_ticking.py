@@ -9,11 +9,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from cairn.meta.region import Peer, Region, slot_bound
 from cairn.raft.config import Config, ReadOnlyOption
 from cairn.raft.types import Message, MessageType
 from cairn.shard.envelope import Envelope, EnvelopeKind
 from cairn.shard.host import HostConfig, RegionHost, founding_leader
-from cairn.shard.region import Peer, Region, slot_bound
 from cairn.shard.replica import ReplicaConfig
 from cairn.sim.loop import NS_PER_SECOND, EventLoop
 from cairn.sim.multiraft import MultiCluster

@@ -39,6 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cairn.env import Clock, TimerHandle
+from cairn.meta.region import Peer, PeerRole, Region
 from cairn.placement.commands import (
     Ack,
     AddNode,
@@ -62,9 +64,7 @@ from cairn.placement.steps import (
     TransferLeader,
 )
 from cairn.raft.types import NONE, ConfChangeType, NodeId
-from cairn.runtime.env import Clock, TimerHandle
 from cairn.shard.host import RegionHost, RegionPeer
-from cairn.shard.region import Peer, PeerRole, Region
 from cairn.shard.replica import Completion
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from cairn.meta.region import Peer, PeerRole, Region, RegionEpoch
 from cairn.placement.codec import Codec, DecodeError
 from cairn.placement.config import PlacementConfig
 from cairn.placement.model import (
@@ -35,7 +36,6 @@ from cairn.placement.steps import (
     TransferLeader,
 )
 from cairn.placement.tenants import RegionUsage, TenantSpec, TenantState, TenantUsage
-from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch
 
 
 @dataclass(frozen=True, slots=True)

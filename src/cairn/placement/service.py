@@ -36,13 +36,13 @@ from dataclasses import dataclass, replace
 
 import msgpack
 
+from cairn.env import Clock, Env, TimerHandle
 from cairn.placement.codec import Codec, DecodeError
 from cairn.placement.commands import CODEC, CODEC_TABLE, AllocIds, Command, Result, Tick
 from cairn.placement.config import PlacementConfig
 from cairn.placement.driver import PlacementDriver
 from cairn.placement.model import PlacementRules
 from cairn.raft.types import NONE, ConfState, NodeId
-from cairn.runtime.env import Clock, Env, TimerHandle
 from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig, ReplicaObserver
 
 

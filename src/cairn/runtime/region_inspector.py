@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from cairn.meta.region import Region, slot_bound
 from cairn.placement.model import RegionReport
 from cairn.raft.errors import CompactedError
 from cairn.shard.host import RegionPeer
-from cairn.shard.region import Region, slot_bound
 from cairn.store.layout import decode_slot, decode_u64, slot_start
 from cairn.store.machine import StoreMachine
 

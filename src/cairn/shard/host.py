@@ -58,6 +58,8 @@ from typing import Protocol
 
 import msgpack
 
+from cairn.env import Clock, LogBatch, LogStore, TimerHandle, Transport
+from cairn.meta.region import Peer, PeerRole, Region, RegionEpoch, range_key
 from cairn.raft.ready import Ready
 from cairn.raft.storage import BOOTSTRAP_INDEX
 from cairn.raft.types import (
@@ -78,7 +80,6 @@ from cairn.raft.types import (
     decode_conf_change,
     is_response,
 )
-from cairn.runtime.env import Clock, LogBatch, LogStore, TimerHandle, Transport
 from cairn.shard.envelope import Envelope, EnvelopeKind, liveness
 from cairn.shard.host_store import (
     BackgroundSync,
@@ -87,7 +88,6 @@ from cairn.shard.host_store import (
     RegionLogStore,
     RegionRecord,
 )
-from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch, range_key
 from cairn.shard.region_machine import (
     SPLIT_INIT_INDEX,
     EpochNotMatch,

@@ -30,6 +30,7 @@ from typing import Protocol
 
 import msgpack
 
+from cairn.env import DurableState, Env, LogBatch, TimerHandle
 from cairn.raft.config import Config
 from cairn.raft.errors import LocalRaftError, ProposalDroppedError
 from cairn.raft.rawnode import RawNode
@@ -50,7 +51,6 @@ from cairn.raft.types import (
     StateRole,
     decode_conf_change,
 )
-from cairn.runtime.env import DurableState, Env, LogBatch, TimerHandle
 
 
 class PersistFailedError(Exception):

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cairn.runtime.env import Clock, DurableState, LogBatch
+from cairn.env import Clock, DurableState, LogBatch
 from cairn.shard.host_store import PeerState, RegionRecord, SyncDone
 from cairn.sim.disk import SimDisk
 

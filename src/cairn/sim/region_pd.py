@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from cairn.env import Clock, MessageHandler
+from cairn.meta.region import bound_slot, range_key, slot_bound
 from cairn.placement import PlacementConfig, PlacementRules, RegionReport
 from cairn.placement.agent import AgentSettings, AgentStats, PlacementAgent
 from cairn.placement.service import (
@@ -35,10 +37,8 @@ from cairn.placement.service import (
     ServiceSettings,
 )
 from cairn.raft.types import Message, NodeId
-from cairn.runtime.env import Clock, MessageHandler
 from cairn.shard.envelope import Envelope
 from cairn.shard.host import RegionHost, RegionPeer
-from cairn.shard.region import bound_slot, range_key, slot_bound
 from cairn.shard.replica import ReplicaConfig, ReplicaObserver
 from cairn.sim.disk import SimDisk
 from cairn.sim.env import SimClock
