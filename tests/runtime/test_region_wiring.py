@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cairn.env import LogBatch
+from cairn.env.host_store import PeerState, RegionRecord
 from cairn.meta.region import Peer, RegionEpoch, bound_slot, range_key
 from cairn.raft.types import (
     LOCAL_MESSAGES,
@@ -41,7 +42,6 @@ from cairn.runtime.region_layout import (
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.runtime.transport import TcpTransport, TransportConfig
 from cairn.shard.envelope import Envelope, EnvelopeKind
-from cairn.shard.host_store import PeerState, RegionRecord
 from cairn.shard.replica import encode_request
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.store.machine import encode_command

@@ -59,6 +59,13 @@ from typing import Protocol
 import msgpack
 
 from cairn.env import Clock, LogBatch, LogStore, TimerHandle, Transport
+from cairn.env.host_store import (
+    BackgroundSync,
+    HostStore,
+    PeerState,
+    RegionLogStore,
+    RegionRecord,
+)
 from cairn.meta.region import Peer, PeerRole, Region, RegionEpoch, range_key
 from cairn.raft.ready import Ready
 from cairn.raft.storage import BOOTSTRAP_INDEX
@@ -81,13 +88,6 @@ from cairn.raft.types import (
     is_response,
 )
 from cairn.shard.envelope import Envelope, EnvelopeKind, liveness
-from cairn.shard.host_store import (
-    BackgroundSync,
-    HostStore,
-    PeerState,
-    RegionLogStore,
-    RegionRecord,
-)
 from cairn.shard.region_machine import (
     SPLIT_INIT_INDEX,
     EpochNotMatch,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cairn.env import Clock, DurableState, LogBatch
-from cairn.shard.host_store import PeerState, RegionRecord, SyncDone
+from cairn.env.host_store import PeerState, RegionRecord, SyncDone
 from cairn.sim.disk import SimDisk
 
 
