@@ -91,8 +91,12 @@ def _checked_files() -> list[Path]:
 
 def test_nothing_outside_the_core_reaches_past_rawnode() -> None:
     reaches = []
+    clues = ("raft", *CORE_INTERNALS)  # every reach names one of these; parse only those
     for path in _checked_files():
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        text = path.read_text(encoding="utf-8")
+        if not any(clue in text for clue in clues):
+            continue
+        tree = ast.parse(text, filename=str(path))
         where = path.relative_to(ROOT)
         reaches += [f"{where}:{line}: {what}" for line, what in find_reaches(tree)]
     assert not reaches, "use RawNode's API instead:\n" + "\n".join(reaches)
