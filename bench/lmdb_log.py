@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cairn.env import LogBatch
 from cairn.raft.types import Entry, HardState
-from cairn.runtime.env import LogBatch
 from cairn.storage import LmdbLogStore, LmdbOptions
 
 MAP_SIZE = 2 << 30

@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from cairn.env import LogBatch
+from cairn.meta.region import Region, slot_bound
 from cairn.raft.types import ConfState, Entry, HardState
-from cairn.runtime.env import LogBatch
-from cairn.shard.region import Region, slot_bound
 from cairn.storage import LmdbOptions
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.storage.region_meta import RegionLocalState

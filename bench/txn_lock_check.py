@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cairn.meta.region import Region
 from cairn.raft.types import ConfState
-from cairn.shard.region import Region
 from cairn.storage import LmdbOptions
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.storage.region_meta import RegionLocalState

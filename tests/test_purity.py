@@ -3,7 +3,9 @@
 Each module is parsed with `ast` (never imported) and every import is checked. `random` is
 allowed only for its `Random` class: `from random import Random`, or `import random` where
 every use is `random.Random`; any other `random.<name>` (random.random(), random.choice(),
-random.seed() ...) is the global random source leaking in.
+random.seed() ...) is the global random source leaking in. Nor may a pure package import
+Cairn's impure packages (`cairn.runtime`, `cairn.storage` ...): the real world reaches it
+only through `cairn.env`'s protocols.
 """
 
 from __future__ import annotations
@@ -15,7 +17,22 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "cairn"
 
-PURE_PACKAGES = ("raft", "resp", "store", "shard", "placement", "txn", "check", "sim")
+PURE_PACKAGES = (
+    "raft",
+    "resp",
+    "store",
+    "meta",
+    "env",
+    "shard",
+    "placement",
+    "txn",
+    "check",
+    "sim",
+)
+
+IMPURE_PACKAGES = frozenset({"runtime", "storage", "admin", "chaos", "cli"})
+"""Cairn's packages that do I/O (sockets, LMDB, files, processes): no pure module imports
+them, not even for a type."""
 
 SIM_IMPURE_MODULES: frozenset[str] = frozenset()
 """Modules of `cairn.sim` allowed to do I/O (paths relative to src/cairn/sim). Keep it small;
@@ -50,11 +67,19 @@ class Impurity:
         return f"{self.module}:{self.line}: {self.what}"
 
 
+def _impure_cairn(module: str) -> bool:
+    """Whether `module` (dotted) is, or is inside, one of Cairn's impure packages."""
+    parts = module.split(".")
+    return len(parts) > 1 and parts[0] == "cairn" and parts[1] in IMPURE_PACKAGES
+
+
 def _import_problems(node: ast.Import, random_aliases: set[str]) -> list[tuple[int, str]]:
     found = []
     for alias in node.names:
         top = alias.name.split(".")[0]
-        if alias.name == "random":
+        if _impure_cairn(alias.name):
+            found.append((node.lineno, f"imports {alias.name}"))
+        elif alias.name == "random":
             random_aliases.add(alias.asname or "random")
         elif top in FORBIDDEN_MODULES or top == "random":
             found.append((node.lineno, f"imports {alias.name}"))
@@ -63,10 +88,15 @@ def _import_problems(node: ast.Import, random_aliases: set[str]) -> list[tuple[i
 
 def _import_from_problems(node: ast.ImportFrom) -> list[tuple[int, str]]:
     if node.level or node.module is None:
-        return []  # relative: a module of cairn
+        return []  # relative: a module of the same package (none of Cairn's is relative)
+    names = ", ".join(a.name for a in node.names)
+    if _impure_cairn(node.module):
+        return [(node.lineno, f"imports {names} from {node.module}")]
+    if node.module == "cairn":
+        impure = [a.name for a in node.names if a.name in IMPURE_PACKAGES]
+        return [(node.lineno, f"imports {name} from cairn") for name in impure]
     top = node.module.split(".")[0]
     if top in FORBIDDEN_MODULES:
-        names = ", ".join(a.name for a in node.names)
         return [(node.lineno, f"imports {names} from {node.module}")]
     if top != "random":
         return []
@@ -141,6 +171,9 @@ from threading import Lock
 import selectors, subprocess
 from select import select
 import socket
+from cairn.runtime.env import Clock
+import cairn.storage.log_store
+from cairn import storage, raft
 
 def f(rng: random.Random) -> float:
     random.seed(4)
@@ -154,6 +187,9 @@ from random import Random
 from . import sibling
 from .time import Clock  # a sibling module that happens to be called time
 import timeit, ossaudiodev_like_name, randomness
+from cairn.env import Clock
+from cairn.meta.region import Region
+import cairn.runtimes_like_name
 
 def make(seed: int) -> random.Random:
     return random.Random(seed)
@@ -181,8 +217,11 @@ def test_planted_bad_module_is_caught_with_lines(tmp_path: Path) -> None:
         "cairn.raft.planted:7: imports subprocess",
         "cairn.raft.planted:8: imports select from select",
         "cairn.raft.planted:9: imports socket",
-        "cairn.raft.planted:12: uses random.seed (the global random source)",
-        "cairn.raft.planted:13: uses random.random (the global random source)",
+        "cairn.raft.planted:10: imports Clock from cairn.runtime.env",
+        "cairn.raft.planted:11: imports cairn.storage.log_store",
+        "cairn.raft.planted:12: imports storage from cairn",
+        "cairn.raft.planted:15: uses random.seed (the global random source)",
+        "cairn.raft.planted:16: uses random.random (the global random source)",
     ]
 
 

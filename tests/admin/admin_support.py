@@ -22,11 +22,11 @@ from cairn.admin import AdminServer, AdminSource, PlacementSource
 from cairn.admin.access import Access
 from cairn.admin.metrics import MetricsSnapshot, RegionMetrics
 from cairn.admin.node_source import StaticLayoutSource, topology_views
-from cairn.admin.tokens import Role, TokenEntry, digest, write_tokens
 from cairn.admin.views import NodeView, RegionView
+from cairn.meta.region import Peer, PeerRole, Region, slot_bound
 from cairn.placement import PlacementDriver
 from cairn.placement.model import RegionReport
-from cairn.shard.region import Peer, PeerRole, Region, slot_bound
+from cairn.runtime.admin_tokens import Role, TokenEntry, digest, write_tokens
 from cairn.shard.topology import NodeAddress, Topology
 
 T0 = 1_700_000_000_000

@@ -25,7 +25,10 @@ from admin_support import (
 from click.testing import CliRunner, Result
 
 from cairn.admin.access import Access, AdminStartError, is_loopback, same_origin
-from cairn.admin.tokens import (
+from cairn.cli.main import main
+from cairn.placement import PlacementDriver
+from cairn.placement.model import NodeState
+from cairn.runtime.admin_tokens import (
     Role,
     TokenFileError,
     TokenStore,
@@ -35,9 +38,6 @@ from cairn.admin.tokens import (
     read_tokens,
     revoke_token,
 )
-from cairn.cli.main import main
-from cairn.placement import PlacementDriver
-from cairn.placement.model import NodeState
 
 PLACEMENT = json.dumps({"replicas": 5}).encode()
 

@@ -13,9 +13,9 @@ from cairn.admin.client import ApiError
 from cairn.admin.health import problems, region_health
 from cairn.admin.node_source import topology_views
 from cairn.admin.views import Health, NodeStatus
+from cairn.meta.region import slot_bound
 from cairn.runtime.config import NodeConfig, RaftSettings
 from cairn.runtime.node import Node
-from cairn.shard.region import slot_bound
 from cairn.shard.topology import NodeAddress, Topology
 
 

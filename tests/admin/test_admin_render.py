@@ -6,8 +6,8 @@ import pytest
 
 from cairn.admin.render import ago, human_bytes, region_range, rules_text, wall_time
 from cairn.admin.views import Health, RegionView
+from cairn.meta.region import slot_bound
 from cairn.placement.model import PlacementRules, RangeRule
-from cairn.shard.region import slot_bound
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,9 @@ from admin_support import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from cairn.admin.source import SourceUnavailableError
+from cairn.meta.region import slot_bound
 from cairn.placement import PlacementDriver
 from cairn.placement.model import EventKind, NodeState, RangeRule
-from cairn.shard.region import slot_bound
 
 
 @pytest.fixture

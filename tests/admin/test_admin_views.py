@@ -33,8 +33,8 @@ from cairn.admin.views import (
     status_from_json,
     status_to_json,
 )
+from cairn.meta.region import slot_bound
 from cairn.placement.model import PlacementRules, RangeRule
-from cairn.shard.region import slot_bound
 
 ids = st.integers(min_value=1, max_value=2**40)
 counts = st.integers(min_value=0, max_value=2**40)

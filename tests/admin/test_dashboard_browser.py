@@ -37,7 +37,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from cairn.admin.tokens import DEV_TOKENS_FILE, Role, create_token
+from cairn.runtime.admin_tokens import DEV_TOKENS_FILE, Role, create_token
 from cairn.runtime.local_cluster import HOST, LocalCluster
 
 NODES = 4

@@ -16,8 +16,8 @@ from cairn.chaos.faults import ALL_FAULTS, BASIC_FAULTS, FaultKind, schedule
 from cairn.chaos.proxy import ProxyMesh
 from cairn.chaos.workload import CounterWorkload, History, SetWorkload
 from cairn.check.history import OpType
+from cairn.env import LogBatch
 from cairn.raft.types import ConfState, Entry
-from cairn.runtime.env import LogBatch
 from cairn.storage.errors import StartupError
 from cairn.storage.log_store import LmdbLogStore
 

@@ -25,9 +25,9 @@ from admin_support import (
 
 import cairn.cli.ctl as ctl_module
 from cairn.cli.main import main
+from cairn.meta.region import slot_bound
 from cairn.placement import PlacementDriver
 from cairn.placement.model import NodeState, RangeRule
-from cairn.shard.region import slot_bound
 
 
 @pytest.fixture

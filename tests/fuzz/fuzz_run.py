@@ -45,7 +45,7 @@ INSTRUMENTED: dict[str, tuple[str, ...]] = {
     "raft": ("cairn.raft.wire", "cairn.raft.types", "cairn.runtime.frame_checks"),
     "entry": (
         "cairn.storage.records", "cairn.runtime.frame_checks", "cairn.shard.region_machine",
-        "cairn.shard.region", "cairn.store.machine", "cairn.runtime.range_store",
+        "cairn.meta.region", "cairn.store.machine", "cairn.runtime.range_store",
         "cairn.store.ranges", "cairn.store.carve", "cairn.store.merge_image",
         "cairn.store.idempotency", "cairn.placement",
     ),

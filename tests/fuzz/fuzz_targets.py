@@ -34,6 +34,7 @@ from typing import Any
 import msgpack
 
 from cairn.admin.views import SchemaError, rules_from_json
+from cairn.meta.region import Peer, Region, RegionEpoch, range_key
 from cairn.placement.model import InvalidRulesError
 from cairn.raft.types import (
     ConfChange,
@@ -73,7 +74,6 @@ from cairn.runtime.frame_checks import (
 from cairn.runtime.frames import FrameDecoder, FrameError, FrameKind, encode_frame
 from cairn.runtime.peer_auth import HANDSHAKE_MAX_FRAME, Handshake, Role
 from cairn.shard.envelope import Envelope, EnvelopeKind
-from cairn.shard.region import Peer, Region, RegionEpoch, range_key
 from cairn.shard.region_machine import (
     RegionMachine,
     decode_region,

@@ -24,11 +24,11 @@ import pytest
 
 from cairn.admin.json_body import parse_json_body
 from cairn.admin.source import BadRequestError
+from cairn.meta.region import Peer, Region, RegionEpoch, range_key
 from cairn.raft.types import Entry, Message, MessageType
 from cairn.runtime.config import ConfigError, load
 from cairn.runtime.frame_checks import check_entries
 from cairn.runtime.frames import FrameError
-from cairn.shard.region import Peer, Region, RegionEpoch, range_key
 from cairn.shard.region_machine import (
     ADMIN_TAG,
     EpochNotMatch,

@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cairn.env import TimerHandle
 from cairn.placement import PlacementConfig, PlacementRules
 from cairn.placement.commands import Command
 from cairn.placement.service import (
@@ -21,7 +22,6 @@ from cairn.placement.service import (
 )
 from cairn.raft.config import Config
 from cairn.raft.types import Message, NodeId
-from cairn.runtime.env import TimerHandle
 from cairn.shard.replica import ReplicaConfig
 from cairn.sim.disk import SimDisk
 from cairn.sim.env import SimClock

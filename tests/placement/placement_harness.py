@@ -14,6 +14,15 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from random import Random
 
+from cairn.meta.region import (
+    Peer,
+    PeerRole,
+    Region,
+    bound_slot,
+    merge_regions,
+    slot_bound,
+    split_region,
+)
 from cairn.placement import (
     Command,
     PlacementConfig,
@@ -33,15 +42,6 @@ from cairn.placement.steps import (
     SplitRegion,
     Step,
     TransferLeader,
-)
-from cairn.shard.region import (
-    Peer,
-    PeerRole,
-    Region,
-    bound_slot,
-    merge_regions,
-    slot_bound,
-    split_region,
 )
 from cairn.store.slot import SLOT_COUNT
 

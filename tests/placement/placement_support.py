@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from cairn.meta.region import Peer, PeerRole, Region, RegionEpoch
 from cairn.placement import PlacementConfig, PlacementDriver, PlacementRules, RegionReport
 from cairn.placement.operators import Operator
-from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch
 
 T0 = 1_000
 

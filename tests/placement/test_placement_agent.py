@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import random
 
+from cairn.meta.region import Peer, PeerRole, Region
 from cairn.placement import NodeState, PlacementConfig, PlacementRules
 from cairn.placement.agent import AgentSettings, PlacementAgent
 from cairn.placement.service import PlacementMember
 from cairn.placement.steps import AddLearner, TransferLeader
 from cairn.raft.config import Config
 from cairn.shard.host import HostConfig
-from cairn.shard.region import Peer, PeerRole, Region
 from cairn.shard.replica import ReplicaConfig
 from cairn.sim.loop import EventLoop
 from cairn.sim.network import NetworkFaults, isolate

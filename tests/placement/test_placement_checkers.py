@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from placement_support import T0, driver_with_nodes, heartbeat_all, only, region, report
 
+from cairn.meta.region import Peer, PeerRole, Region, slot_bound, split_region
 from cairn.placement import EventKind, NodeState, OperatorKind, PlacementConfig, PlacementRules
 from cairn.placement.model import DownPeer, HostedPeer, RangeRule
 from cairn.placement.steps import (
@@ -17,7 +18,6 @@ from cairn.placement.steps import (
     SplitRegion,
     TransferLeader,
 )
-from cairn.shard.region import Peer, PeerRole, Region, slot_bound, split_region
 
 ZONES3 = ["a", "b", "c", "a", "b", "c"]
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from placement_support import region, report
 
+from cairn.meta.region import Peer, PeerRole, RegionEpoch, slot_bound, split_region
 from cairn.placement.model import RegionReport
 from cairn.placement.operators import Operator, OperatorKind, OperatorStatus
 from cairn.placement.steps import (
@@ -17,7 +18,6 @@ from cairn.placement.steps import (
     SplitRegion,
     TransferLeader,
 )
-from cairn.shard.region import Peer, PeerRole, RegionEpoch, slot_bound, split_region
 
 BASE = region(1, [1, 2, 3])
 MOVE = (AddLearner(4, 900), PromoteLearner(4, 900), RemovePeer(3, 103))

@@ -12,6 +12,7 @@ from random import Random
 from placement_harness import HARNESS_CONFIG, ModelCluster
 from placement_support import T0, driver_with_nodes, region, report
 
+from cairn.meta.region import Region, slot_bound
 from cairn.placement import OperatorKind, OperatorStatus, PlacementDriver
 from cairn.placement.commands import (
     RequestKind,
@@ -25,7 +26,6 @@ from cairn.placement.commands import (
 )
 from cairn.placement.requests import middle_slot_bound
 from cairn.placement.steps import MergeRegion, SplitPolicy, SplitRegion
-from cairn.shard.region import Region, slot_bound
 
 CONFIG = replace(
     HARNESS_CONFIG, split_size_bytes=10**9, split_write_bytes_per_s=10**9, merge_size_bytes=0

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pd_group_harness import MEMBERS, new_group
 
+from cairn.meta.region import Peer, Region
 from cairn.placement import EventKind, NodeState, PlacementDriver
 from cairn.placement.codec import DecodeError
 from cairn.placement.commands import (
@@ -33,7 +34,6 @@ from cairn.placement.service import (
     encode_message,
 )
 from cairn.placement.steps import AddLearner
-from cairn.shard.region import Peer, Region
 
 hosted = st.builds(HostedPeer, st.integers(1, 99), st.integers(1, 999), st.integers(0, 9))
 commands = st.one_of(

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from placement_harness import ModelCluster
 
+from cairn.meta.region import Peer, PeerRole, Region, RegionEpoch, slot_bound
 from cairn.placement import (
     ClusterMetadata,
     PlacementConfig,
@@ -38,7 +39,6 @@ from cairn.placement.commands import (
 )
 from cairn.placement.model import DownPeer, HostedPeer, NodeAdmin, NodeStats
 from cairn.placement.steps import MergeRegion, SplitPolicy, SplitRegion, TransferLeader
-from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch, slot_bound
 
 REGION = Region(
     7, slot_bound(3), b"", RegionEpoch(4, 9), (Peer(1, 1), Peer(2, 2, PeerRole.LEARNER))

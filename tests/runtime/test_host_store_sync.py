@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from cairn.env import LogBatch
+from cairn.env.host_store import BackgroundSync
 from cairn.raft.types import Entry
-from cairn.runtime.env import LogBatch
 from cairn.runtime.host_store import LmdbHostStore, found_regions
 from cairn.runtime.region_layout import initial_layout
-from cairn.shard.host_store import BackgroundSync
 from cairn.storage import LmdbOptions, failpoints
 from cairn.storage.errors import DiskFailedError
 from cairn.storage.lmdb_env import FP_SYNC

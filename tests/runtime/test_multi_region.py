@@ -15,9 +15,9 @@ from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
+from cairn.meta.region import range_key
 from cairn.runtime.local_cluster import HOST, LocalCluster
 from cairn.runtime.region_layout import initial_layout
-from cairn.shard.region import range_key
 from cairn.store.slot import key_slot
 
 REGIONS = 8

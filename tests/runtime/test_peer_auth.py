@@ -17,6 +17,7 @@ import pytest
 import redis
 from cluster_fixture import client, running_cluster
 
+from cairn.meta.region import Peer
 from cairn.raft.types import Entry, EntryType, Message, MessageType
 from cairn.raft.wire import encode_message
 from cairn.runtime.config import ConfigError, from_mapping
@@ -32,7 +33,6 @@ from cairn.runtime.local_cluster import HOST, LocalCluster
 from cairn.runtime.peer_auth import NONCE_SIZE, Handshake, HandshakeError, Role, proof_mac
 from cairn.runtime.transport import TcpTransport, TransportConfig
 from cairn.shard.envelope import Envelope, EnvelopeKind
-from cairn.shard.region import Peer
 from cairn.shard.replica import encode_request
 from cairn.store.machine import encode_command
 

@@ -25,6 +25,7 @@ from cluster_fixture import client, running_cluster
 from test_peer_auth import _forged_hello_and, _terms
 
 from cairn.cli.main import main
+from cairn.meta.region import Peer
 from cairn.raft.types import Message, MessageType
 from cairn.runtime.config import ConfigError, PeerTlsSettings, from_mapping
 from cairn.runtime.dev_certs import DevCerts, ensure_dev_certs
@@ -41,7 +42,6 @@ from cairn.runtime.peer_auth import (
 from cairn.runtime.tls import PeerTls, TlsConfigError
 from cairn.runtime.transport import TcpTransport, TransportConfig
 from cairn.shard.envelope import Envelope, EnvelopeKind
-from cairn.shard.region import Peer
 
 BASE: dict[str, Any] = {
     "node_id": 1,

@@ -30,12 +30,12 @@ from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
+from cairn.meta.region import slot_bound
 from cairn.resp.reply import OK, ErrorReply, Reply
 from cairn.runtime.local_cluster import HOST, LocalCluster
 from cairn.runtime.node import Node
 from cairn.runtime.region_layout import peer_id
 from cairn.runtime.server import ClientConnection, Done
-from cairn.shard.region import slot_bound
 from cairn.shard.region_machine import MergeDone, MergePrepared, SplitDone
 from cairn.shard.replica import Completion, Outcome
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cairn.meta.region import Peer, PeerRole, Region, range_key, slot_bound
 from cairn.resp.reply import Bulk, NullBulk
 from cairn.runtime.host_store import (
     FP_MERGE_STAGED,
@@ -22,7 +23,6 @@ from cairn.runtime.host_store import (
 from cairn.runtime.range_store import StoreRangeMachine
 from cairn.runtime.region_inspector import estimate_size, slot_counts, split_key_of
 from cairn.runtime.region_layout import initial_layout, peer_id
-from cairn.shard.region import Peer, PeerRole, Region, range_key, slot_bound
 from cairn.shard.region_machine import (
     EpochNotMatch,
     KeyNotInRegion,

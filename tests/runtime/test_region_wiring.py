@@ -13,6 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cairn.env import LogBatch
+from cairn.env.host_store import PeerState, RegionRecord
+from cairn.meta.region import Peer, RegionEpoch, bound_slot, range_key
 from cairn.raft.types import (
     LOCAL_MESSAGES,
     ConfState,
@@ -25,7 +28,6 @@ from cairn.raft.types import (
 )
 from cairn.resp.encoder import encode
 from cairn.resp.reply import NULL, NULL_ARRAY, Array, Bulk, ErrorReply, Integer, Reply, SimpleString
-from cairn.runtime.env import LogBatch
 from cairn.runtime.envelope_codec import TcpHostTransport, decode_envelope, encode_envelope
 from cairn.runtime.frames import FrameError
 from cairn.runtime.host_store import LmdbHostStore, RegionCreationError, found_regions
@@ -40,8 +42,6 @@ from cairn.runtime.region_layout import (
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.runtime.transport import TcpTransport, TransportConfig
 from cairn.shard.envelope import Envelope, EnvelopeKind
-from cairn.shard.host_store import PeerState, RegionRecord
-from cairn.shard.region import Peer, RegionEpoch, bound_slot, range_key
 from cairn.shard.replica import encode_request
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.store.machine import encode_command

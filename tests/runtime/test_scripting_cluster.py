@@ -15,9 +15,9 @@ import pytest
 import redis
 from cluster_fixture import client, running_cluster
 
+from cairn.meta.region import range_key
 from cairn.runtime.local_cluster import LocalCluster
 from cairn.runtime.region_layout import initial_layout
-from cairn.shard.region import range_key
 
 REGIONS = 4
 LAYOUT = initial_layout([1, 2, 3], REGIONS)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cairn.meta.region import Region
 from cairn.runtime.config import ConfigError, from_mapping
 from cairn.runtime.frames import FrameError, FrameKind
 from cairn.runtime.node import _not_hosted
@@ -24,7 +25,6 @@ from cairn.runtime.real_env import LoopClock
 from cairn.runtime.region_layout import initial_layout
 from cairn.runtime.transport import TcpTransport
 from cairn.shard.host import RegionHost
-from cairn.shard.region import Region
 from cairn.shard.region_machine import encode_region
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from cairn.meta.region import Peer, Region, slot_bound
 from cairn.raft.config import Config, ReadOnlyOption
 from cairn.raft.types import Message, MessageType
 from cairn.shard.envelope import Envelope, EnvelopeKind
 from cairn.shard.host import HostConfig, RegionHost, founding_leader
-from cairn.shard.region import Peer, Region, slot_bound
 from cairn.shard.replica import ReplicaConfig
 from cairn.sim.loop import NS_PER_SECOND, EventLoop
 from cairn.sim.multiraft import MultiCluster
@@ -135,7 +135,7 @@ def test_a_stalled_host_skips_the_ticks_it_missed_but_its_leases_count_them() ->
     host = c.host(2)
     assert host is not None
     before_ticks, before_region_ticks = host.ticks, host.region_ticks
-    lease_clocks = {r: p.replica.raw.raft.tick_count for r, p in host.peers.items()}
+    lease_clocks = {r: p.replica.raw.lease_clock for r, p in host.peers.items()}
     c.loop.pause(2)
     run(c, 2.0)  # 200 ticks go by while node 2 runs nothing
     c.loop.resume(2)
@@ -145,7 +145,7 @@ def test_a_stalled_host_skips_the_ticks_it_missed_but_its_leases_count_them() ->
     assert host.region_ticks - before_region_ticks <= 2 * len(host.peers)
     # ... yet every lease clock counted them all.
     for region_id, peer in host.peers.items():
-        assert peer.replica.raw.raft.tick_count - lease_clocks[region_id] >= 200
+        assert peer.replica.raw.lease_clock - lease_clocks[region_id] >= 200
 
 
 def test_an_idle_host_wakes_only_for_liveness_rounds() -> None:
@@ -171,7 +171,7 @@ def test_a_quiescent_leader_ignores_late_answers_but_wakes_for_news() -> None:
     assert replica.quiesced
     follower = next(p for p in leader.peers[1].region.peers if p.node_id != leader.node_id)
     me = Peer(leader.peers[1].peer_id, leader.node_id)
-    term, last = replica.term, replica.raw.raft.raft_log.last_index()
+    term, last = replica.term, replica.raw.log.last_index()
 
     def deliver(msg: Message) -> None:
         region = leader.peers[1].region

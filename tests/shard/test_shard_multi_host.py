@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
+from cairn.meta.region import Peer, PeerRole, Region, range_key, slot_bound
 from cairn.raft.config import Config
 from cairn.raft.types import ConfChangeType, NodeId
 from cairn.shard.host import HostConfig, RegionHost, StaleEpochError
-from cairn.shard.region import Peer, PeerRole, Region, range_key, slot_bound
 from cairn.shard.replica import Completion, Outcome, ReplicaConfig
 from cairn.sim.kv_machine import KVCommand, KVOp
 from cairn.sim.loop import NS_PER_SECOND, EventLoop

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import random
 
+from cairn.meta.region import Peer, Region, slot_bound
 from cairn.raft.config import Config
 from cairn.raft.types import ConfChangeType
 from cairn.shard.host import HostConfig, RegionHost, StaleEpochError
-from cairn.shard.region import Peer, Region, slot_bound
 from cairn.shard.region_machine import MergeDone, MergePrepared, encode_commit_merge
 from cairn.shard.replica import Completion, Outcome, ReplicaConfig
 from cairn.sim.kv_machine import KVCommand, KVOp

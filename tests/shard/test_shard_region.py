@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cairn.shard.region import (
+from cairn.meta.region import (
     Peer,
     Region,
     RegionEpoch,

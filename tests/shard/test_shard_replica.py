@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from cairn.env import LogBatch
 from cairn.raft.config import Config, ReadOnlyOption
 from cairn.raft.types import (
     ConfChange,
@@ -16,7 +17,6 @@ from cairn.raft.types import (
     NodeId,
     StateRole,
 )
-from cairn.runtime.env import LogBatch
 from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig
 from cairn.sim.disk import SimDisk
 from cairn.sim.env import Buggify, SimClock, SimEnv, SimTransport

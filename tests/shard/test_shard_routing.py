@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cairn.meta.region import Peer, Region, RegionEpoch, range_key, slot_bound
 from cairn.resp.reply import NULL, OK, Array, Bulk, ErrorReply, Integer, Reply
-from cairn.shard.region import Peer, Region, RegionEpoch, range_key, slot_bound
 from cairn.shard.routing import (
     CROSSSLOT,
     SLOT_NOT_SERVED,

@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 from redis._parsers.helpers import parse_cluster_info, parse_cluster_nodes
 from redis.cluster import parse_cluster_shards, parse_cluster_slots
 
+from cairn.meta.region import Peer, PeerRole, Region, RegionEpoch, range_key, slot_bound
 from cairn.resp.encoder import encode
 from cairn.resp.reply import Array, Bulk, ErrorReply, Map, Reply, Verbatim
-from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch, range_key, slot_bound
 from cairn.shard.routing import CROSSSLOT, ClientRouting, Moved, Refuse, route
 from cairn.shard.topology import (
     NodeAddress,

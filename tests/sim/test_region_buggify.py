@@ -10,11 +10,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from cairn.env import LogBatch
+from cairn.meta.region import Peer
 from cairn.placement.service import PlacementReply
 from cairn.raft.types import HardState, Message, MessageType, Snapshot
-from cairn.runtime.env import LogBatch
 from cairn.shard.envelope import Envelope, EnvelopeKind
-from cairn.shard.region import Peer
 from cairn.sim.env import SimClock
 from cairn.sim.loop import EventLoop
 from cairn.sim.multiraft import HELD_BACK, SimHostTransport

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from cairn.env import LogBatch
 from cairn.raft.types import Entry, HardState, Snapshot, SnapshotMetadata
-from cairn.runtime.env import LogBatch
 from cairn.sim.disk import SimDisk
 
 

@@ -142,9 +142,9 @@ def moved_group(restart_second_voter: bool = True) -> Group:
 def test_restarted_replicas_count_votes_among_the_members_they_applied() -> None:
     g = moved_group()
     for i in (2, 4, 6):
-        raft = g.replicas[i].raw.raft
-        assert raft.prs.config.voters.ids() == [2, 4, 6], f"replica {i}"
-        assert not raft.prs.config.learners, f"replica {i}"
+        conf = g.replicas[i].raw.status().conf_state
+        assert conf.voters == (2, 4, 6) and not conf.voters_outgoing, f"replica {i}"
+        assert not conf.learners, f"replica {i}"
         assert g.replicas[i].conf_state.voters == (2, 4, 6), f"replica {i}"
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cairn.shard.region import Region, slot_bound
+from cairn.meta.region import Region, slot_bound
 from cairn.sim.coverage import coverage_problem
 from cairn.sim.region_runner import RegionSimConfig, run_region_simulation
 

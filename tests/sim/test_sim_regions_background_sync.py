@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from cairn.shard.host_store import SyncDone
+from cairn.env.host_store import SyncDone
 from cairn.sim.node_disk import BackgroundSyncDisk
 from cairn.sim.region_runner import RegionSimConfig, run_region_simulation
 

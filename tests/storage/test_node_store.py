@@ -12,9 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from storage_helpers import SMALL_MAP
 
-from cairn.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
-from cairn.runtime.env import LogBatch
-from cairn.shard.region import (
+from cairn.env import LogBatch
+from cairn.meta.region import (
     Peer,
     PeerRole,
     Region,
@@ -23,6 +22,7 @@ from cairn.shard.region import (
     slot_bound,
     split_region,
 )
+from cairn.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
 from cairn.storage import LmdbLogStore, failpoints, region_data
 from cairn.storage.errors import (
     CorruptLogError,

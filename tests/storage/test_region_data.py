@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from storage_helpers import SMALL_MAP
 
-from cairn.shard.region import range_key
+from cairn.meta.region import range_key
 from cairn.storage import LmdbEnv, LmdbKeyspace, LmdbOptions
 from cairn.storage.errors import RegionDataError
 from cairn.storage.region_data import delete_range, install_range, range_snapshot

@@ -9,8 +9,8 @@ import lmdb
 import pytest
 from storage_helpers import SMALL_MAP
 
+from cairn.env import LogBatch
 from cairn.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
-from cairn.runtime.env import LogBatch
 from cairn.storage import CorruptLogError, LmdbLogStore, LmdbOptions
 from cairn.storage.lmdb_env import LOG_DB, STATE_DB
 from cairn.storage.records import HARD_STATE_KEY, index_key

@@ -16,7 +16,7 @@ from cairn.storage import LmdbLogStore, LmdbOptions
 WRITER = """
 import sys
 from cairn.raft.types import Entry, HardState
-from cairn.runtime.env import LogBatch
+from cairn.env import LogBatch
 from cairn.storage import LmdbLogStore, LmdbOptions
 
 store = LmdbLogStore.open(sys.argv[1], 1, "crash", LmdbOptions(map_size=int(sys.argv[2])))

@@ -8,8 +8,8 @@ import lmdb
 import pytest
 from storage_helpers import OpenStore
 
+from cairn.env import LogBatch
 from cairn.raft.types import Entry, HardState
-from cairn.runtime.env import LogBatch
 from cairn.storage import DiskFailedError, failpoints
 from cairn.storage.lmdb_env import FP_COMMIT, FP_SYNC
 

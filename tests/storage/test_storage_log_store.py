@@ -8,6 +8,7 @@ import lmdb
 import pytest
 from storage_helpers import SMALL_MAP, OpenStore
 
+from cairn.env import DurableState, LogBatch
 from cairn.raft.errors import (
     CompactedError,
     SnapshotOutOfDateError,
@@ -15,7 +16,6 @@ from cairn.raft.errors import (
 )
 from cairn.raft.storage import MemoryStorage
 from cairn.raft.types import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata
-from cairn.runtime.env import DurableState, LogBatch
 from cairn.storage import (
     DataDirMismatchError,
     FormatVersionError,

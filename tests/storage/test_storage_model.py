@@ -18,10 +18,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from cairn.env import LogBatch
 from cairn.raft.errors import StorageError
 from cairn.raft.storage import MemoryStorage
 from cairn.raft.types import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata
-from cairn.runtime.env import LogBatch
 from cairn.sim.disk import SimDisk
 from cairn.storage import LmdbLogStore, LmdbOptions
 

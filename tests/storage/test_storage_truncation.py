@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cairn.env import LogBatch
 from cairn.raft.types import Entry, HardState
-from cairn.runtime.env import LogBatch
 from cairn.storage.errors import CorruptLogError
 from cairn.storage.log_store import LmdbLogStore
 

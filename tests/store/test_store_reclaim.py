@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from store_harness import FakeClock, MachineClient, resp2
 
+from cairn.meta.region import Region
 from cairn.raft.types import ConfState
 from cairn.resp.reply import OK, Array, Bulk, Integer, Reply
-from cairn.shard.region import Region
 from cairn.storage import LmdbOptions
 from cairn.storage.node_store import NodeStore
 from cairn.storage.region_meta import RegionLocalState

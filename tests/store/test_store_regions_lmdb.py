@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from region_harness import is_refusal
 
+from cairn.meta.region import Region, merge_regions, split_region
 from cairn.raft.types import ConfState
 from cairn.resp.reply import OK, Bulk, Integer, NullBulk
-from cairn.shard.region import Region, merge_regions, split_region
 from cairn.storage import LmdbOptions, region_data
 from cairn.storage.lmdb_keyspace import LmdbKeyspace
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cairn.meta.region import Region, split_region
 from cairn.raft.types import ConfState
 from cairn.resp.reply import Array, Bulk, ErrorReply, Integer, Reply
-from cairn.shard.region import Region, split_region
 from cairn.storage import LmdbOptions, region_data
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.storage.region_meta import RegionLocalState

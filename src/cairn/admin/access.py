@@ -35,7 +35,7 @@ from cairn.admin.source import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
-from cairn.admin.tokens import Role, TokenEntry, TokenFileError, TokenStore
+from cairn.runtime.admin_tokens import Role, TokenEntry, TokenFileError, TokenStore
 
 log = logging.getLogger("cairn.admin")
 

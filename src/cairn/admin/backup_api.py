@@ -115,7 +115,7 @@ class NodeBackup:
             return False
         for peer in node.host.peers.values():
             replica = peer.replica
-            if replica.is_leader and replica.raw.raft.raft_log.last_index() > replica.applied:
+            if replica.is_leader and replica.raw.log.last_index() > replica.applied:
                 return False
         return True
 

@@ -41,11 +41,11 @@ from cairn.admin.views import (
     RegionView,
     StatusView,
 )
+from cairn.meta.region import PeerRole, Region
 from cairn.placement.commands import Command, Result
 from cairn.placement.driver import PlacementDriver
 from cairn.placement.model import PlacementRules
 from cairn.resp.reply import Integer
-from cairn.shard.region import PeerRole, Region
 from cairn.shard.topology import Topology
 
 if TYPE_CHECKING:

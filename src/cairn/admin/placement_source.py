@@ -28,10 +28,10 @@ from cairn.admin.views import (
     RegionView,
     StatusView,
 )
+from cairn.meta.region import Peer, PeerRole
 from cairn.placement.commands import Ack, Command, Result, SetNodeAdmin, SetRules
 from cairn.placement.driver import NodeRow, PlacementDriver, RegionRow
 from cairn.placement.model import Event, InvalidRulesError, NodeAdmin, NodeState, PlacementRules
-from cairn.shard.region import Peer, PeerRole
 
 _STATUS = {
     NodeState.UP: NodeStatus.UP,

@@ -23,8 +23,8 @@ from cairn.admin.views import (
     describe_bound,
     describe_slots,
 )
+from cairn.meta.region import is_slot_bound
 from cairn.placement.model import PlacementRules
-from cairn.shard.region import is_slot_bound
 
 _HEALTH_STYLE = {Health.OK: "green", Health.DEGRADED: "yellow", Health.UNAVAILABLE: "bold red"}
 _NODE_STYLE = {

@@ -9,7 +9,7 @@ region, 501 placement driver not running, 503 node not ready); an unknown path o
 before the source is called, so bad input is a 400 whatever the source could do.
 
 Every request is checked by `cairn.admin.access` before its handler: a bearer token of
-the node's token file (`cairn.admin.tokens`; role `read` or `admin`), no foreign `Origin`,
+the node's token file (`cairn.runtime.admin_tokens`; role `read` or `admin`), no foreign `Origin`,
 and for a state change `Content-Type: application/json` and an admin token (401, 403, 415
 otherwise). State changes are logged with who asked and from where. The server binds where
 it is told (the node's `admin_addr`); port 0 picks a free port, which `address` reports

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from cairn.meta.region import Region, bound_slot, is_slot_bound
 from cairn.placement.model import PlacementRules, RangeRule
-from cairn.shard.region import Region, bound_slot, is_slot_bound
 from cairn.shard.topology import owned_slots
 
 _T = TypeVar("_T")

@@ -29,8 +29,8 @@ from typing import Any
 
 import redis
 
-from cairn.admin.tokens import DEV_TOKENS_FILE, ensure_dev_token
 from cairn.chaos.network import Network, python_command
+from cairn.runtime.admin_tokens import DEV_TOKENS_FILE, ensure_dev_token
 from cairn.runtime.local_cluster import SECRET_FILE, ensure_secret, free_ports
 
 RAFT: dict[str, object] = {

@@ -46,7 +46,11 @@ from cairn.admin.client import (
     tls_context,
 )
 from cairn.admin.render import event_line, nodes_table, regions_table, status_table
-from cairn.admin.tokens import (
+from cairn.admin.views import SchemaError, event_from_json, event_to_json, rules_to_json
+from cairn.cli.dev_supervisor import DevControlError, request_start
+from cairn.meta.region import slot_bound
+from cairn.placement.model import InvalidRulesError, PlacementRules, RangeRule
+from cairn.runtime.admin_tokens import (
     DEV_TOKEN_FILE,
     DEV_TOKENS_FILE,
     Role,
@@ -55,11 +59,7 @@ from cairn.admin.tokens import (
     read_tokens,
     revoke_token,
 )
-from cairn.admin.views import SchemaError, event_from_json, event_to_json, rules_to_json
-from cairn.cli.dev_supervisor import DevControlError, request_start
-from cairn.placement.model import InvalidRulesError, PlacementRules, RangeRule
 from cairn.runtime.config import ADMIN_PORT_OFFSET
-from cairn.shard.region import slot_bound
 from cairn.store.slot import SLOT_COUNT
 
 ENDPOINT_ENV = "CAIRN_ADMIN"

@@ -28,8 +28,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from cairn.admin.tokens import DEV_TOKEN_FILE, DEV_TOKENS_FILE
 from cairn.cli.dev_supervisor import DevControlError, Supervisor
+from cairn.runtime.admin_tokens import DEV_TOKEN_FILE, DEV_TOKENS_FILE
 from cairn.runtime.config import ADMIN_PORT_OFFSET
 from cairn.runtime.local_cluster import HOST, LocalCluster, port_free
 

@@ -39,6 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cairn.env import Clock, TimerHandle
+from cairn.meta.region import Peer, PeerRole, Region
 from cairn.placement.commands import (
     Ack,
     AddNode,
@@ -62,9 +64,7 @@ from cairn.placement.steps import (
     TransferLeader,
 )
 from cairn.raft.types import NONE, ConfChangeType, NodeId
-from cairn.runtime.env import Clock, TimerHandle
 from cairn.shard.host import RegionHost, RegionPeer
-from cairn.shard.region import Peer, PeerRole, Region
 from cairn.shard.replica import Completion
 
 
@@ -287,12 +287,12 @@ class PlacementAgent:
                 continue
             if peer.machine.merging_into is not None:
                 continue  # frozen: its merge, not the driver, decides what happens next
-            raft = peer.replica.raw.raft
+            raw = peer.replica.raw
             quick = (
                 peer.replica.applied,
-                raft.term,
+                raw.term,
                 peer.region,
-                tuple(pr.match for pr in raft.prs.progress.values()),
+                tuple(raw.peer_matches().values()),
             )
             last = self._reported.get(region_id)
             due = last is None or region_id in self._wanted or now - last.at >= refresh

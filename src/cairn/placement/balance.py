@@ -17,12 +17,12 @@ flight (see `ScheduleContext`), so one tick does not send everything to the same
 
 from __future__ import annotations
 
+from cairn.meta.region import Peer
 from cairn.placement.context import ScheduleContext
 from cairn.placement.model import NodeAdmin, RegionInfo
 from cairn.placement.operators import Operator, OperatorKind
 from cairn.placement.split_merge import is_settled
 from cairn.placement.steps import AddLearner, PromoteLearner, RemovePeer, Step, TransferLeader
-from cairn.shard.region import Peer
 
 
 def _leader_candidates(ctx: ScheduleContext, info: RegionInfo) -> list[Peer]:

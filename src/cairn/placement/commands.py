@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from cairn.meta.region import Peer, PeerRole, Region, RegionEpoch
 from cairn.placement.codec import Codec, DecodeError
 from cairn.placement.config import PlacementConfig
 from cairn.placement.model import (
@@ -36,7 +37,6 @@ from cairn.placement.steps import (
 )
 from cairn.placement.tenants import RegionUsage, TenantSpec, TenantState, TenantUsage
 from cairn.placement.tso import SaveTsoBound
-from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cairn.meta.region import Peer, Region
 from cairn.placement.config import PlacementConfig
 from cairn.placement.model import NodeAdmin, NodeInfo, PlacementRules, RegionInfo
 from cairn.placement.operators import Operator, OperatorKind, moves_data
 from cairn.placement.steps import AddLearner, RemovePeer, Step, TransferLeader
-from cairn.shard.region import Peer, Region
 
 
 @dataclass

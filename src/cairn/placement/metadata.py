@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from cairn.meta.region import Region
 from cairn.placement.codec import Codec
 from cairn.placement.commands import (
     CODEC_TABLE,
@@ -73,7 +74,6 @@ from cairn.placement.steps import (
     TransferLeader,
 )
 from cairn.placement.tenants import RegionUsage, TenantBook, TenantSpec
-from cairn.shard.region import Region
 from cairn.shard.region_map import RegionMap
 
 _ADMIN_EVENTS = {

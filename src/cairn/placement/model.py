@@ -11,7 +11,7 @@ import enum
 import itertools
 from dataclasses import dataclass
 
-from cairn.shard.region import Region
+from cairn.meta.region import Region
 
 
 class NodeAdmin(enum.IntEnum):

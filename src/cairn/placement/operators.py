@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from cairn.meta.region import RegionEpoch
 from cairn.placement.model import RegionReport
 from cairn.placement.steps import (
     AddLearner,
@@ -30,7 +31,6 @@ from cairn.placement.steps import (
     TransferLeader,
     describe_step,
 )
-from cairn.shard.region import RegionEpoch
 
 
 class OperatorKind(enum.StrEnum):

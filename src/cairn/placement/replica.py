@@ -22,11 +22,11 @@ crowded zone, then on the fullest node, a follower before the leader.
 
 from __future__ import annotations
 
+from cairn.meta.region import Peer
 from cairn.placement.context import ScheduleContext
 from cairn.placement.model import NodeAdmin, RegionInfo
 from cairn.placement.operators import Operator, OperatorKind
 from cairn.placement.steps import AddLearner, PromoteLearner, RemovePeer, Step
-from cairn.shard.region import Peer
 
 
 def best_target(ctx: ScheduleContext, info: RegionInfo, label: str, keep: list[Peer]) -> int | None:

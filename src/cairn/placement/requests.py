@@ -20,6 +20,7 @@ target is the operator's related region, so no other operator touches it meanwhi
 
 from __future__ import annotations
 
+from cairn.meta.region import Region, RegionEpoch, bound_slot, slot_bound
 from cairn.placement.commands import RequestKind, RequestOperator, SplitChoice
 from cairn.placement.context import ScheduleContext
 from cairn.placement.model import RegionInfo
@@ -34,7 +35,6 @@ from cairn.placement.steps import (
     Step,
     TransferLeader,
 )
-from cairn.shard.region import Region, RegionEpoch, bound_slot, slot_bound
 from cairn.store.slot import SLOT_COUNT
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 
 import msgpack
 
+from cairn.env import Clock, Env, TimerHandle
 from cairn.placement.codec import Codec, DecodeError
 from cairn.placement.commands import CODEC, CODEC_TABLE, Ack, AllocIds, Command, Result, Tick
 from cairn.placement.config import PlacementConfig
@@ -43,7 +44,6 @@ from cairn.placement.driver import PlacementDriver
 from cairn.placement.model import PlacementRules
 from cairn.placement.tso import SaveTsoBound, TimestampOracle, TsoReply, TsoRequest, TsoSettings
 from cairn.raft.types import NONE, ConfState, NodeId
-from cairn.runtime.env import Clock, Env, TimerHandle
 from cairn.shard.replica import (
     Callback,
     Completion,
@@ -262,7 +262,7 @@ class PlacementMember:
         if replica.stopped or not replica.is_leader:
             self._anchor = None
             return False
-        if replica.raw.raft.raft_log.term(replica.applied) != replica.term:
+        if replica.raw.log.term(replica.applied) != replica.term:
             return False
         if self._anchor is None or self._anchor.term != replica.term:
             ms = self.driver.metadata.clock_ms

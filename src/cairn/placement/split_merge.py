@@ -17,6 +17,7 @@ neighbour it was aligned with rather than being aligned again towards the other 
 
 from __future__ import annotations
 
+from cairn.meta.region import Region, bound_slot, is_slot_bound, slot_bound
 from cairn.placement.context import ScheduleContext
 from cairn.placement.model import RegionInfo
 from cairn.placement.operators import Operator, OperatorKind
@@ -29,7 +30,6 @@ from cairn.placement.steps import (
     SplitRegion,
     Step,
 )
-from cairn.shard.region import Region, bound_slot, is_slot_bound, slot_bound
 from cairn.store.slot import SLOT_COUNT
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from cairn.meta.region import PeerRole, RegionEpoch
 from cairn.placement.model import RegionReport
-from cairn.shard.region import PeerRole, RegionEpoch
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cairn.runtime.env import Clock, TimerHandle
+from cairn.env import Clock, TimerHandle
 
 LOGICAL_BITS = 18
 """Bits of the logical counter (TiKV's layout)."""

@@ -24,9 +24,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cairn.env import Clock, TimerHandle
 from cairn.placement.tso import TsoReply, TsoRequest
 from cairn.raft.types import NodeId
-from cairn.runtime.env import Clock, TimerHandle
 
 MAX_TS = (1 << 64) - 1
 """The largest 64-bit timestamp (a reply's batch must end at or below it)."""

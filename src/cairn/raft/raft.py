@@ -415,6 +415,13 @@ class Raft:
 
     # -- ticks --------------------------------------------------------------------------
 
+    def advance_lease_clock(self, ticks: int) -> None:
+        """Let `ticks` pass for the lease only: the election and heartbeat timers stand
+        still (see `RawNode.advance_lease_clock`)."""
+        if ticks < 0:
+            raise ValueError(f"the lease clock cannot go back ({ticks} ticks)")
+        self.tick_count += ticks
+
     def tick(self) -> None:
         """Advance logical time by one tick."""
         self.tick_count += 1

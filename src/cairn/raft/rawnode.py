@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from cairn.raft.config import Config, PlantedBug
 from cairn.raft.errors import LocalRaftError, ProposalDroppedError, StepLocalMessageError
+from cairn.raft.log import RaftLog
 from cairn.raft.progress import ProgressState
 from cairn.raft.raft import Raft
 from cairn.raft.ready import Ready
@@ -70,6 +71,7 @@ class RawNode:
         self._prev_hard = self.raft.hard_state()
         self._ready_number = 0
         self._in_progress: Ready | None = None
+        self._log_view = LogView(self.raft.raft_log)
 
     # -- input ------------------------------------------------------------------------
 
@@ -264,3 +266,121 @@ class RawNode:
         """The node's leader and role."""
         return self.raft.soft_state()
 
+    # The cheap read-only views a driver consults on every tick or request. `status()`
+    # copies the whole state; these read one field each, so a host with many regions can
+    # ask them of every region on every tick.
+
+    @property
+    def id(self) -> NodeId:
+        """This node's id in its group."""
+        return self.raft.id
+
+    @property
+    def term(self) -> int:
+        """The current term."""
+        return self.raft.term
+
+    @property
+    def vote(self) -> NodeId:
+        """The node voted for in the current term (`NONE`: no vote)."""
+        return self.raft.vote
+
+    @property
+    def lead(self) -> NodeId:
+        """The leader this node believes in (`NONE` when it knows of none)."""
+        return self.raft.lead
+
+    @property
+    def role(self) -> StateRole:
+        """Leader, follower, candidate or pre-candidate."""
+        return self.raft.role
+
+    @property
+    def lead_transferee(self) -> NodeId:
+        """The peer a leadership transfer in progress goes to (`NONE`: none)."""
+        return self.raft.lead_transferee
+
+    @property
+    def election_elapsed(self) -> int:
+        """Ticks since the election timer was last reset (for diagnostics)."""
+        return self.raft.election_elapsed
+
+    @property
+    def log(self) -> LogView:
+        """A read-only view of the log: its bounds, terms, commit and applied indexes."""
+        return self._log_view
+
+    def conf_change_pending(self) -> bool:
+        """Whether a leader has a membership change in its log that is not yet committed
+        (it refuses another until then)."""
+        return self.raft.pending_conf_index > self.raft.raft_log.committed
+
+    def has_unsent_messages(self) -> bool:
+        """Whether the core holds messages the next `ready()` would hand out."""
+        return bool(self.raft.msgs or self.raft.msgs_after_persist)
+
+    def peer_matches(self) -> dict[NodeId, int]:
+        """A leader's match index of every voter and learner, itself included (what it
+        knows each one has in its log); empty on any other role."""
+        if self.raft.role is not StateRole.LEADER:
+            return {}
+        return {i: pr.match for i, pr in self.raft.prs.progress.items()}
+
+    # -- the lease clock ---------------------------------------------------------------
+
+    @property
+    def lease_clock(self) -> int:
+        """Ticks this node has counted: `tick()` calls plus `advance_lease_clock` ticks.
+
+        A leader's lease is measured on it (leases and heartbeat acknowledgements carry
+        its readings), so it must keep pace with the real time even when the driver
+        does not run every tick through the core."""
+        return self.raft.tick_count
+
+    def advance_lease_clock(self, ticks: int) -> None:
+        """Let `ticks` pass for the lease without running them through the core.
+
+        For a driver that was starved or let its node sleep (quiescence): the lease must
+        not outlive the real time, or a leader could trust a lease another election has
+        already ended. The election and heartbeat timers stay where they stood, as if the
+        time had not passed: a follower then refuses votes a little longer (only safer),
+        and a host that falls behind does not fire every group's election at once."""
+        self.raft.advance_lease_clock(ticks)
+
+
+class LogView:
+    """A read-only view of a node's Raft log (what a driver may inspect, nothing more).
+
+    Invariant: ``first_index() - 1 <= applied <= committed <= last_index()``.
+    """
+
+    __slots__ = ("_log",)
+
+    def __init__(self, log: RaftLog) -> None:
+        self._log = log
+
+    @property
+    def committed(self) -> int:
+        """The highest index known to be committed."""
+        return self._log.committed
+
+    @property
+    def applied(self) -> int:
+        """The highest index handed out for applying and acknowledged by `advance`."""
+        return self._log.applied
+
+    def first_index(self) -> int:
+        """The first index still readable from the log (after the snapshot)."""
+        return self._log.first_index()
+
+    def last_index(self) -> int:
+        """The index of the last entry (the snapshot's index when there is none)."""
+        return self._log.last_index()
+
+    def last_term(self) -> int:
+        """The term of the last entry."""
+        return self._log.last_term()
+
+    def term(self, index: int) -> int:
+        """The term of the entry at `index`; 0 when it is compacted away or beyond the log."""
+        return self._log.term(index)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from cairn.meta.region import Region
 from cairn.runtime.config import ConfigError, NodeConfig, parse_address
-from cairn.shard.region import Region
 from cairn.shard.topology import NodeAddress, Topology
 
 WHOLE_KEYSPACE_REGION = 1

@@ -274,7 +274,7 @@ class NodeConfig:
     """The HTTP admin API (`cairn ctl`, /metrics); None: not served. From a config file it
     defaults to the client port + `ADMIN_PORT_OFFSET`."""
     admin_tokens_file: Path | None = None
-    """The admin API's tokens (hashed, `cairn.admin.tokens`), read again when it changes;
+    """The admin API's tokens (hashed, `cairn.runtime.admin_tokens`), read again when it changes;
     None: no token, so the admin API refuses every request, and does not start at all
     when `admin_addr` is not loopback."""
     admin_metrics_public: bool = False

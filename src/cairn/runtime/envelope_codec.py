@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from cairn.meta.region import Peer, RegionEpoch
 from cairn.raft.types import NodeId
 from cairn.raft.wire import WireFormatError, decode_message, encode_message
 from cairn.runtime.frame_checks import check_entries
@@ -27,7 +28,6 @@ from cairn.runtime.frames import FrameError, FrameKind, encode_frame
 from cairn.runtime.transport import TcpTransport
 from cairn.shard.envelope import Envelope, EnvelopeKind
 from cairn.shard.host import EnvelopeHandler
-from cairn.shard.region import Peer, RegionEpoch
 
 _KINDS = list(EnvelopeKind)
 _CODES = {kind: i for i, kind in enumerate(_KINDS)}

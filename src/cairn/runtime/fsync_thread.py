@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from cairn.shard.host_store import SyncDone
+from cairn.env.host_store import SyncDone
 
 
 class FsyncThread:

@@ -42,13 +42,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from cairn.env import DurableState, LogBatch
+from cairn.env.host_store import PeerState, RegionRecord, SyncDone
+from cairn.meta.region import Region
 from cairn.raft.types import ConfState
-from cairn.runtime.env import DurableState, LogBatch
 from cairn.runtime.fsync_thread import FsyncThread
 from cairn.runtime.range_store import StoreRangeMachine
 from cairn.runtime.region_layout import peer_id
-from cairn.shard.host_store import PeerState, RegionRecord, SyncDone
-from cairn.shard.region import Region
 from cairn.shard.region_machine import RangeMachine
 from cairn.storage.failpoints import fail_point
 from cairn.storage.lmdb_env import WriteTxn

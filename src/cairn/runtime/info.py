@@ -313,7 +313,7 @@ def _raft(node: Node) -> list[tuple[str, object]]:
     ]
     for region_id in sorted(peers):
         peer = peers[region_id]
-        raw = peer.replica.raw.raft
+        raw = peer.replica.raw
         r = peer.region
         slots = owned_slots(r)
         span = f"{slots.start}-{slots.stop - 1}" if slots else "-"
@@ -321,7 +321,7 @@ def _raft(node: Node) -> list[tuple[str, object]]:
             (
                 f"raft_region{region_id}",
                 f"role={_role(peer)},leader={node.leader_node(peer) or 0},term={raw.term},"
-                f"commit={raw.raft_log.committed},applied={peer.replica.applied},"
+                f"commit={raw.log.committed},applied={peer.replica.applied},"
                 f"epoch={r.epoch.version}.{r.epoch.conf_ver},slots={span},"
                 f"quiescent={int(peer.replica.quiesced)},"
                 f"awake={int(region_id in node.host.awake)},elapsed={raw.election_elapsed}",

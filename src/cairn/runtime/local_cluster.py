@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cairn.admin.tokens import DEV_TOKENS_FILE, ensure_dev_token
+from cairn.runtime.admin_tokens import DEV_TOKENS_FILE, ensure_dev_token
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -130,7 +130,7 @@ class LocalCluster:
     joins: dict[int, int] = field(default_factory=dict)
     """Nodes added after the founding (`add_node`): node id -> the node it joined through."""
     admin_token: str | None = None
-    """An admin token of the nodes' admin API (`cairn.admin.tokens.ensure_dev_token`: in
+    """An admin token of the nodes' admin API (`cairn.runtime.admin_tokens.ensure_dev_token`: in
     `root/admin.token`, where `cairn ctl` finds it), set by `write_configs`."""
     tls_auth_clients: str = "optional"
     """`tls_auth_clients` of the nodes that have a `tls_port` ("yes", "optional", "no")."""

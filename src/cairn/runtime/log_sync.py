@@ -12,7 +12,7 @@ with `LmdbHostStore.sync_in_background`.
 
 from __future__ import annotations
 
-from cairn.runtime.env import DurableState, LogBatch
+from cairn.env import DurableState, LogBatch
 from cairn.runtime.fsync_thread import FsyncThread
 from cairn.shard.replica import SyncDone
 from cairn.storage.log_store import LmdbLogStore

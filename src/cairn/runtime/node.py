@@ -44,6 +44,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import cast
 
+from cairn.env.host_store import HostStore, RegionRecord
+from cairn.meta.region import Region, RegionEpoch
 from cairn.raft.config import Config
 from cairn.raft.ready import Ready
 from cairn.raft.types import NONE, Entry, EntryType, ReadOnlyOption, Snapshot
@@ -105,9 +107,7 @@ from cairn.runtime.transactions import (
 from cairn.runtime.transport import ForwardTarget, TcpTransport, TransportConfig
 from cairn.runtime.txn_wiring import cross_region, is_locked, takes_transaction
 from cairn.shard.host import HostConfig, RegionHost, RegionPeer
-from cairn.shard.host_store import HostStore, RegionRecord
 from cairn.shard.pubsub import PUBSUB_COMMANDS
-from cairn.shard.region import Region, RegionEpoch
 from cairn.shard.region_machine import RangeMachine
 from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig, decode_request
 from cairn.shard.routing import (

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cairn.meta.region import Region
 from cairn.placement.agent import AgentSettings, NodeIdentity, PlacementAgent
 from cairn.placement.codec import DecodeError
 from cairn.placement.commands import AddNode, Command, Result
@@ -73,7 +74,6 @@ from cairn.runtime.region_layout import PEER_ID_STRIDE
 from cairn.runtime.transport import TcpTransport
 from cairn.runtime.tso_wiring import NodeTso, wall_ms
 from cairn.shard.host import RegionHost
-from cairn.shard.region import Region
 from cairn.shard.region_machine import decode_region, encode_region
 from cairn.shard.replica import ReplicaConfig
 from cairn.storage.lmdb_env import LmdbOptions

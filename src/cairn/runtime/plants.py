@@ -36,10 +36,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cairn.env import DurableState, LogBatch
+from cairn.env.host_store import RegionRecord, SyncDone
 from cairn.resp.reply import Reply
-from cairn.runtime.env import DurableState, LogBatch
 from cairn.runtime.host_store import LmdbHostStore
-from cairn.shard.host_store import RegionRecord, SyncDone
 from cairn.store.commands import COMMANDS, run_in_batch
 from cairn.store.layout import encode_stamp
 from cairn.store.machine import StoreMachine

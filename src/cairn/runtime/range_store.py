@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from cairn.meta.region import Region
 from cairn.resp.reply import Reply
-from cairn.shard.region import Region
 from cairn.store.commands import COMMANDS, INTERNAL_COMMANDS
 from cairn.store.keyspace import Keyspace
 from cairn.store.machine import StoreMachine

@@ -7,8 +7,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cairn.env import Clock, LogStore, TimerHandle, Transport
 from cairn.raft.types import NodeId
-from cairn.runtime.env import Clock, LogStore, TimerHandle, Transport
 
 
 class LoopClock:

@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from cairn.meta.region import Region, slot_bound
 from cairn.placement.model import RegionReport
 from cairn.raft.errors import CompactedError
 from cairn.shard.host import RegionPeer
-from cairn.shard.region import Region, slot_bound
 from cairn.store.layout import decode_slot, decode_u64, slot_start
 from cairn.store.machine import StoreMachine
 
@@ -118,10 +118,10 @@ def _entry_bytes(peer: RegionPeer, lo: int, hi: int) -> tuple[int, int]:
 
 
 def _pending(peer: RegionPeer) -> tuple[int, ...]:
-    raft = peer.replica.raw.raft
-    behind = raft.raft_log.committed - PENDING_LAG
-    progress = raft.prs.progress
-    return tuple(sorted(i for i, pr in progress.items() if i != peer.peer_id and pr.match < behind))
+    raw = peer.replica.raw
+    behind = raw.log.committed - PENDING_LAG
+    matches = raw.peer_matches()
+    return tuple(sorted(i for i, match in matches.items() if i != peer.peer_id and match < behind))
 
 
 def estimate_size(machine: StoreMachine, keys: int) -> int:

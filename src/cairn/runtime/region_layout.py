@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cairn.shard.region import Peer, Region, slot_bound
+from cairn.meta.region import Peer, Region, slot_bound
 from cairn.store.slot import SLOT_COUNT
 
 PEER_ID_STRIDE = 1000

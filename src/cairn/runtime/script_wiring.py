@@ -23,10 +23,10 @@ from cairn.store.scripting import ScriptFront
 from cairn.store.scripting.functions import Change
 
 if TYPE_CHECKING:
+    from cairn.meta.region import Region
     from cairn.runtime.acl_commands import AclCommands
     from cairn.runtime.placement_wiring import NodePlacement
     from cairn.shard.host import RegionHost
-    from cairn.shard.region import Region
 
 
 def wire_functions(scripts: ScriptFront, placement: NodePlacement, timeout: float) -> None:

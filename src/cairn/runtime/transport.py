@@ -35,9 +35,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
+from cairn.env import MessageHandler
 from cairn.raft.types import Message, NodeId
 from cairn.raft.wire import WireFormatError, decode_message, encode_message
-from cairn.runtime.env import MessageHandler
 from cairn.runtime.frame_checks import (
     check_chunk,
     check_envelopes,

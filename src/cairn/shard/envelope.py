@@ -1,6 +1,6 @@
 """`Envelope`: one message between two nodes' region hosts, tagged with its region.
 
-Inside a region, Raft's ids are peer ids (cluster-unique, see `cairn.shard.region`); an
+Inside a region, Raft's ids are peer ids (cluster-unique, see `cairn.meta.region`); an
 envelope adds what the receiving host needs to route and vet the message before any Raft
 group sees it (TiKV's `RaftMessage`): the region id, the sending and receiving peers with
 their nodes, and the sender's region epoch and range, so a host can tell a message from a
@@ -18,8 +18,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from cairn.meta.region import Peer, RegionEpoch
 from cairn.raft.types import Message, NodeId
-from cairn.shard.region import Peer, RegionEpoch
 
 
 class EnvelopeKind(enum.Enum):

@@ -58,6 +58,15 @@ from typing import Protocol
 
 import msgpack
 
+from cairn.env import Clock, LogBatch, LogStore, TimerHandle, Transport
+from cairn.env.host_store import (
+    BackgroundSync,
+    HostStore,
+    PeerState,
+    RegionLogStore,
+    RegionRecord,
+)
+from cairn.meta.region import Peer, PeerRole, Region, RegionEpoch, range_key
 from cairn.raft.ready import Ready
 from cairn.raft.storage import BOOTSTRAP_INDEX
 from cairn.raft.types import (
@@ -78,16 +87,7 @@ from cairn.raft.types import (
     decode_conf_change,
     is_response,
 )
-from cairn.runtime.env import Clock, LogBatch, LogStore, TimerHandle, Transport
 from cairn.shard.envelope import Envelope, EnvelopeKind, liveness
-from cairn.shard.host_store import (
-    BackgroundSync,
-    HostStore,
-    PeerState,
-    RegionLogStore,
-    RegionRecord,
-)
-from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch, range_key
 from cairn.shard.region_machine import (
     SPLIT_INIT_INDEX,
     EpochNotMatch,
@@ -839,13 +839,13 @@ class RegionHost:
         if peer is None or peer.replica.stopped:
             return
         replica = peer.replica
-        raft = replica.raw.raft
+        raw = replica.raw
         if (
             self.config.hibernate
             and replica.role is StateRole.FOLLOWER
-            and raft.lead == env.from_peer.id
-            and raft.term == env.term
-            and raft.raft_log.committed == env.commit
+            and raw.lead == env.from_peer.id
+            and raw.term == env.term
+            and raw.log.committed == env.commit
             and replica.is_idle()
             and replica.quiesce()
         ):
@@ -927,17 +927,18 @@ class RegionHost:
         """Quiesce a leader idle for long enough whose followers are all caught up (checked
         before the tick, while nothing the tick makes is pending); True if it did."""
         replica = peer.replica
-        raft = replica.raw.raft
-        if not replica.is_leader or raft.lead_transferee or not replica.is_idle():
+        raw = replica.raw
+        if not replica.is_leader or raw.lead_transferee or not replica.is_idle():
             peer.idle_ticks = 0
             return False
-        last = raft.raft_log.last_index()
-        others = [i for i in raft.prs.progress if i != peer.peer_id]
+        last = raw.log.last_index()
+        matches = raw.peer_matches()
+        others = [i for i in matches if i != peer.peer_id]
         nodes = [self.peer_nodes.get(i) or _node_in(peer.region, i) for i in others]
         if (
-            any(raft.prs.progress[i].match != last for i in others)
+            any(matches[i] != last for i in others)
             or any(n is None or n in self._dead for n in nodes)
-            or raft.pending_conf_index > raft.raft_log.committed
+            or raw.conf_change_pending()
         ):
             peer.idle_ticks = 0
             return False
@@ -960,8 +961,8 @@ class RegionHost:
                     frm,
                     Peer(i, node),
                     peer.region.epoch,
-                    term=raft.term,
-                    commit=raft.raft_log.committed,
+                    term=raw.term,
+                    commit=raw.log.committed,
                 )
             )
         self.awake.discard(peer.region_id)
@@ -1115,8 +1116,8 @@ def _changes_nothing(replica: Replica, msg: Message) -> bool:
     heartbeat or append (a leader), or its leader's last heartbeat (a follower), arriving
     after the quiescence. Raft allows dropping any message; a quiescent leader has no read
     waiting for a heartbeat's answer, and a shorter lease is only safer."""
-    raft = replica.raw.raft
-    if msg.term != raft.term:
+    raw = replica.raw
+    if msg.term != raw.term:
         return False
     if replica.is_leader:
         if msg.type is MessageType.HEARTBEAT_RESP:
@@ -1124,10 +1125,10 @@ def _changes_nothing(replica: Replica, msg: Message) -> bool:
         return (
             msg.type is MessageType.APP_RESP
             and not msg.reject
-            and msg.index <= raft.raft_log.last_index()
+            and msg.index <= raw.log.last_index()
         )
     return (
         msg.type is MessageType.HEARTBEAT
-        and msg.frm == raft.lead
-        and msg.commit <= raft.raft_log.committed
+        and msg.frm == raw.lead
+        and msg.commit <= raw.log.committed
     )

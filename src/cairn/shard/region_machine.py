@@ -47,7 +47,7 @@ from typing import Protocol, runtime_checkable
 
 import msgpack
 
-from cairn.shard.region import (
+from cairn.meta.region import (
     Peer,
     PeerRole,
     Region,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 
-from cairn.shard.region import Region, range_key
+from cairn.meta.region import Region, range_key
 
 
 class RegionMap:

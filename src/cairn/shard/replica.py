@@ -30,6 +30,7 @@ from typing import Protocol
 
 import msgpack
 
+from cairn.env import DurableState, Env, LogBatch, TimerHandle
 from cairn.raft.config import Config
 from cairn.raft.errors import LocalRaftError, ProposalDroppedError
 from cairn.raft.rawnode import RawNode
@@ -50,7 +51,6 @@ from cairn.raft.types import (
     StateRole,
     decode_conf_change,
 )
-from cairn.runtime.env import DurableState, Env, LogBatch, TimerHandle
 
 
 class PersistFailedError(Exception):
@@ -397,22 +397,22 @@ class Replica:
     @property
     def role(self) -> StateRole:
         """The Raft role right now."""
-        return self.raw.raft.role
+        return self.raw.role
 
     @property
     def term(self) -> int:
         """The current term."""
-        return self.raw.raft.term
+        return self.raw.term
 
     @property
     def lead(self) -> NodeId:
         """The leader this node believes in (0 when none)."""
-        return self.raw.raft.lead
+        return self.raw.lead
 
     @property
     def is_leader(self) -> bool:
         """Whether this node is the leader of its current term."""
-        return self.raw.raft.role is StateRole.LEADER
+        return self.raw.role is StateRole.LEADER
 
     @property
     def stopped(self) -> bool:
@@ -537,7 +537,7 @@ class Replica:
         except ProposalDroppedError as exc:
             on_done(Completion(Outcome.REJECTED, reason=str(exc), leader_hint=self.lead))
             return
-        index = self.raw.raft.raft_log.last_index()
+        index = self.raw.log.last_index()
         self._proposals[index] = _PendingProposal(rid, on_done)
         self._request_drain()
 
@@ -565,7 +565,7 @@ class Replica:
             for _, _, on_done in batch:
                 on_done(Completion(Outcome.REJECTED, reason=str(exc), leader_hint=self.lead))
             return
-        first = self.raw.raft.raft_log.last_index() - len(batch) + 1
+        first = self.raw.log.last_index() - len(batch) + 1
         for i, (rid, _, on_done) in enumerate(batch):
             self._proposals[first + i] = _PendingProposal(rid, on_done)
 
@@ -644,7 +644,7 @@ class Replica:
         had not passed: a follower then refuses votes a little longer (only safer), and a
         host that falls behind does not fire every region's election at once.
         """
-        self.raw.raft.tick_count += ticks
+        self.raw.advance_lease_clock(ticks)
 
     def host_tick(self) -> None:
         """The host's timer fired: catch up the ticks owed (hosted replicas only), and ask
@@ -652,28 +652,27 @@ class Replica:
         follower's tick then costs a few attribute reads, not a Ready pass."""
         if self._stopped or self.quiesced:
             return
-        raft = self.raw.raft
-        role, term = raft.role, raft.term
+        raw = self.raw
+        role, term = raw.role, raw.term
         self._catch_up()
         if (
-            raft.msgs
-            or raft.msgs_after_persist
-            or raft.role is not role
-            or raft.term != term
-            or raft.raft_log.committed > self.applied
+            raw.has_unsent_messages()
+            or raw.role is not role
+            or raw.term != term
+            or raw.log.committed > self.applied
         ):
             self._request_drain()
 
     def is_pristine(self) -> bool:
         """Whether this replica is as it was founded: no vote, no leader, no entry past
         the founding snapshot, its term the snapshot's (no election has reached it)."""
-        raft = self.raw.raft
-        log = raft.raft_log
+        raw = self.raw
+        log = raw.log
         return (
-            raft.vote == NONE
-            and raft.lead == NONE
+            raw.vote == NONE
+            and raw.lead == NONE
             and log.last_index() == log.first_index() - 1
-            and raft.term == log.last_term()
+            and raw.term == log.last_term()
         )
 
     def wake(self) -> None:
@@ -685,7 +684,7 @@ class Replica:
     def is_idle(self) -> bool:
         """Whether nothing is pending here: no request waits and the log is fully
         committed, applied and persisted (a precondition of quiescence)."""
-        log = self.raw.raft.raft_log
+        log = self.raw.log
         return (
             not self._proposals
             and not self._reads
@@ -712,10 +711,10 @@ class Replica:
         """
         if self._stopped or self.host is None:
             return False
-        raft = self.raw.raft
-        before = (raft.role, raft.term, raft.lead)
+        raw = self.raw
+        before = (raw.role, raw.term, raw.lead)
         self._catch_up()
-        if (raft.role, raft.term, raft.lead) != before:
+        if (raw.role, raw.term, raw.lead) != before:
             self._request_drain()
             return False
         self.quiesced = True

@@ -60,8 +60,8 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from cairn.meta.region import Region
 from cairn.resp.reply import NULL, OK, Array, ErrorReply, Integer, NullBulk, Reply
-from cairn.shard.region import Region
 from cairn.shard.topology import LAYOUT_SUBCOMMANDS, NodeAddress, Topology
 from cairn.store.commands.scan import cursor_range_key
 from cairn.store.commands.spec import CommandSpec

@@ -35,8 +35,8 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from cairn.meta.region import Peer, Region, bound_slot, slot_bound
 from cairn.resp.reply import Array, Bulk, ErrorReply, Integer, Map, Reply, SimpleString, Verbatim
-from cairn.shard.region import Peer, Region, bound_slot, slot_bound
 from cairn.shard.region_map import RegionMap
 from cairn.store.commands.spec import text_of
 from cairn.store.slot import SLOT_COUNT, key_slot

@@ -76,7 +76,7 @@ class SimObserver:
         """See `ReplicaObserver.on_persist`."""
         node = replica.node_id
         if ready.soft_state is not None and ready.soft_state.role is StateRole.LEADER:
-            log = replica.raw.raft.raft_log
+            log = replica.raw.log
             self.checker.leader_elected(
                 node, replica.term, _log_term_at(replica), log.first_index()
             )
@@ -105,7 +105,7 @@ class SimObserver:
 
 
 def _log_term_at(replica: Replica) -> Callable[[int], int | None]:
-    log = replica.raw.raft.raft_log
+    log = replica.raw.log
 
     def term_at(index: int) -> int | None:
         return log.term(index) or None

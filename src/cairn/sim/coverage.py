@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cairn.shard.region import Region
+from cairn.meta.region import Region
 
 
 def coverage_problem(regions: Iterable[Region]) -> str | None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 
+from cairn.env import DurableState, LogBatch
 from cairn.raft.types import EMPTY_HARD_STATE, Entry, HardState, Snapshot
-from cairn.runtime.env import DurableState, LogBatch
 
 
 class SimDisk:

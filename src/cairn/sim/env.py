@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
+from cairn.env import Clock, LogStore, MessageHandler, TimerHandle, Transport
 from cairn.raft.types import Message, NodeId
-from cairn.runtime.env import Clock, LogStore, MessageHandler, TimerHandle, Transport
 from cairn.sim.disk import SimDisk
 from cairn.sim.loop import NS_PER_SECOND, EventLoop
 from cairn.sim.network import SimNetwork

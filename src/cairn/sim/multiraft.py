@@ -15,11 +15,11 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cairn.env import Clock
+from cairn.meta.region import Region
 from cairn.raft.types import MessageType, NodeId
-from cairn.runtime.env import Clock
 from cairn.shard.envelope import Envelope
 from cairn.shard.host import EnvelopeHandler, HostConfig, ObserverFactory, RegionHost
-from cairn.shard.region import Region
 from cairn.sim.env import SimClock
 from cairn.sim.loop import EventLoop
 from cairn.sim.network import SimNetwork

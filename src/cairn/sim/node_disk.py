@@ -14,8 +14,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cairn.runtime.env import Clock, DurableState, LogBatch
-from cairn.shard.host_store import PeerState, RegionRecord, SyncDone
+from cairn.env import Clock, DurableState, LogBatch
+from cairn.env.host_store import PeerState, RegionRecord, SyncDone
 from cairn.sim.disk import SimDisk
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import msgpack
 
-from cairn.shard.region import range_key
+from cairn.meta.region import range_key
 from cairn.sim.kv_machine import KVCommand, KVMachine
 
 

@@ -23,9 +23,9 @@ import random
 from dataclasses import dataclass
 
 from cairn.check.history import Op, OpType
+from cairn.meta.region import Region, range_key
 from cairn.raft.types import NONE, NodeId
 from cairn.shard.host import StaleEpochError
-from cairn.shard.region import Region, range_key
 from cairn.shard.replica import Completion, Outcome
 from cairn.sim.client import ClientParams, HistoryCounts
 from cairn.sim.kv_machine import KVCommand, KVOp

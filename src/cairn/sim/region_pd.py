@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from cairn.env import Clock, MessageHandler
+from cairn.meta.region import bound_slot, range_key, slot_bound
 from cairn.placement import PlacementConfig, PlacementRules, RegionReport
 from cairn.placement.agent import AgentSettings, AgentStats, PlacementAgent
 from cairn.placement.service import (
@@ -41,10 +43,8 @@ from cairn.placement.service import (
 from cairn.placement.tso import TsoReply, TsoRequest, TsoSettings
 from cairn.placement.tso_client import TsoClient, TsoClientSettings
 from cairn.raft.types import Message, NodeId
-from cairn.runtime.env import Clock, MessageHandler
 from cairn.shard.envelope import Envelope
 from cairn.shard.host import RegionHost, RegionPeer
-from cairn.shard.region import bound_slot, range_key, slot_bound
 from cairn.shard.replica import ReplicaConfig, ReplicaObserver
 from cairn.sim.disk import SimDisk
 from cairn.sim.env import SimClock
@@ -365,10 +365,10 @@ def report_of(peer: RegionPeer) -> RegionReport:
     inner = peer.machine.inner
     assert isinstance(inner, RangeKVMachine)
     size = sum(len(k) + len(v) for k, v in inner.data.items())
-    raft = peer.replica.raw.raft
-    behind = raft.raft_log.committed - 10
+    raw = peer.replica.raw
+    behind = raw.log.committed - 10
     pending = tuple(
-        sorted(i for i, pr in raft.prs.progress.items() if i != peer.peer_id and pr.match < behind)
+        sorted(i for i, match in raw.peer_matches().items() if i != peer.peer_id and match < behind)
     )
     return RegionReport(
         peer.region,
@@ -376,7 +376,7 @@ def report_of(peer: RegionPeer) -> RegionReport:
         approximate_size=size,
         approximate_keys=len(inner.data),
         pending_peers=pending,
-        term=raft.term,
+        term=raw.term,
     )
 
 

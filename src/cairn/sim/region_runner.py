@@ -33,12 +33,12 @@ from typing import TypeVar
 
 from cairn.check.history import Op
 from cairn.check.linearizability import Verdict, check_history
+from cairn.meta.region import Peer, PeerRole, Region, slot_bound
 from cairn.placement import PlacementConfig, PlacementRules
 from cairn.placement.agent import AgentSettings
 from cairn.raft.config import Config, PlantedBug
 from cairn.raft.types import NodeId, ReadOnlyOption
 from cairn.shard.host import HostConfig
-from cairn.shard.region import Peer, PeerRole, Region, slot_bound
 from cairn.shard.replica import ReplicaConfig, ReplicaObserver
 from cairn.sim.client import ClientParams, HistoryCounts
 from cairn.sim.cluster import SimObserver

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
-from cairn.raft.log import RaftLog
+from cairn.raft.rawnode import LogView
 from cairn.raft.types import NONE, NodeId
 from cairn.sim.multiraft import MultiCluster
 from cairn.sim.network import cut_between, isolate
@@ -113,10 +113,10 @@ class RegionFigure8:
                 return node_id
         return None
 
-    def _log(self, node_id: NodeId) -> RaftLog | None:
+    def _log(self, node_id: NodeId) -> LogView | None:
         host = self.tools.cluster.host(node_id)
         peer = host.peers.get(TARGET) if host is not None else None
-        return peer.replica.raw.raft.raft_log if peer is not None else None
+        return peer.replica.raw.log if peer is not None else None
 
     def _begin(self, attempt: int) -> None:
         if not self.tools.active or attempt != self.attempt:
@@ -158,7 +158,7 @@ class RegionFigure8:
             self.phase = _Phase.SETTLE
             self.tools.later(0, "figure-8 abort", self._abort)
 
-    def _first_conflict(self, log: RaftLog) -> int:
+    def _first_conflict(self, log: LogView) -> int:
         start = log.committed + 1
         m_log = self._log(self.isolated)
         if m_log is None:

@@ -346,7 +346,7 @@ def _settle(run: _Run) -> None:
     leader = run.cluster.leader()
     run.settled = leader is not None and all(c.idle for c in run.clients)
     if leader is not None:
-        log = leader.raw.raft.raft_log
+        log = leader.raw.log
         run.checker.final_check(leader.node_id, lambda i: log.term(i) or None, log.first_index())
 
 
@@ -381,7 +381,7 @@ def _final_read(run: _Run) -> object:
     """The queue or stream as the settled leader holds it, once it has applied everything
     it committed (None: no such leader)."""
     leader = run.cluster.leader()
-    if leader is None or leader.applied < leader.raw.raft.raft_log.committed:
+    if leader is None or leader.applied < leader.raw.log.committed:
         return None
     machine = run.cluster.nodes[leader.node_id].machine
     if not isinstance(machine, StoreMachine):

@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
-from cairn.raft.log import RaftLog
+from cairn.raft.rawnode import LogView
 from cairn.raft.types import NONE, NodeId
 from cairn.sim.cluster import Cluster, NodeState
 from cairn.sim.network import cut_between, isolate
@@ -173,21 +173,21 @@ class Figure8(Script):
             replica = self.tools.cluster.replica(node_id)
             assert replica is not None
             self.new_leader = node_id
-            self.conflict = self._first_conflict(replica.raw.raft.raft_log)
+            self.conflict = self._first_conflict(replica.raw.log)
             self.tools.later(0, "figure-8 crash side A", self._crash_rest_of_a)
             self._enter(_Phase.CATCH_UP, 1000 * MS)
         elif self.phase is _Phase.ISOLATED and node_id != self.isolated:
             self.phase = _Phase.SETTLE
             self.tools.later(0, "figure-8 abort", self._abort)
 
-    def _first_conflict(self, log: RaftLog) -> int:
+    def _first_conflict(self, log: LogView) -> int:
         """The first index past `log`'s commit where the isolated M's log differs from it
         (just past the commit when M's log is a prefix of it, or M is gone)."""
         start = log.committed + 1
         m_replica = self.tools.cluster.replica(self.isolated)
         if m_replica is None:
             return start
-        m_log = m_replica.raw.raft.raft_log
+        m_log = m_replica.raw.log
         for index in range(start, min(log.last_index(), m_log.last_index()) + 1):
             if m_log.term(index) != log.term(index):
                 return index

@@ -2,7 +2,7 @@
 
 Theory of operation. One object serves both sides of the Raft boundary: the driver
 writes each Ready through `write(LogBatch, sync)` (the `LogStore` protocol of
-`cairn.runtime.env`) and the core reads through the six methods of
+`cairn.env`) and the core reads through the six methods of
 `cairn.raft.storage.Storage`, with exactly `MemoryStorage`'s answers and named errors.
 
 On disk (see `records` for the byte layouts):
@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 
 import lmdb
 
+from cairn.env import DurableState, LogBatch
 from cairn.raft.errors import CompactedError, SnapshotOutOfDateError, UnavailableError
 from cairn.raft.storage import bootstrap_snapshot, limit_size
 from cairn.raft.types import (
@@ -44,7 +45,6 @@ from cairn.raft.types import (
     Snapshot,
     SnapshotMetadata,
 )
-from cairn.runtime.env import DurableState, LogBatch
 from cairn.storage import records
 from cairn.storage.errors import CorruptLogError, UncoveredCompactionError
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions, WriteTxn, open_built

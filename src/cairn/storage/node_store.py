@@ -34,9 +34,9 @@ from collections.abc import Iterator, Sequence
 
 import lmdb
 
+from cairn.env import LogBatch
+from cairn.meta.region import Region
 from cairn.raft.types import ConfState, HardState, SnapshotMetadata
-from cairn.runtime.env import LogBatch
-from cairn.shard.region import Region
 from cairn.storage import region_data
 from cairn.storage.errors import CorruptLogError, RegionDataError, UnknownRegionError
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions, WriteTxn, open_built

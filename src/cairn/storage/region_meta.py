@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from cairn.shard.region import Peer, PeerRole, Region, RegionEpoch
+from cairn.meta.region import Peer, PeerRole, Region, RegionEpoch
 from cairn.storage.errors import CorruptLogError
 
 _U32 = struct.Struct(">I")

@@ -1,7 +1,7 @@
 """`Scope`: the part of the keyspace one `StoreMachine` owns, and where its own records live.
 
 A scope is a range ``[start, end)`` of range keys (``slot (2 bytes) | key``, the order of
-`cairn.shard.region.range_key`; ``b""`` bounds are open) plus the keys of the machine's
+`cairn.meta.region.range_key`; ``b""`` bounds are open) plus the keys of the machine's
 system records. Two kinds exist:
 
 - `WHOLE_KEYSPACE` (`region_id` None): every key, with the single-group records

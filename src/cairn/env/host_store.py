@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from cairn.runtime.env import DurableState, LogBatch
-from cairn.shard.region import Region
+from cairn.env import DurableState, LogBatch
+from cairn.meta.region import Region
 
 
 class PeerState(enum.Enum):

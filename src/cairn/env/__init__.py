@@ -10,6 +10,11 @@ under both, and a simulated run is reproducible from its seed.
 
 The interface is deliberately small and synchronous: callbacks, never coroutines, so the
 driver stays a plain state machine that the simulator can step one event at a time.
+
+This package sits on the floor of the package graph (it imports only `cairn.raft.types`):
+the pure packages that are written against `Env` and the two worlds that implement it
+(`cairn.runtime.real_env`, `cairn.storage`, `cairn.sim`) all import it from below, never
+from each other.
 """
 
 from __future__ import annotations
