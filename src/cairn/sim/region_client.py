@@ -1,7 +1,7 @@
 """Simulated clients of a multi-region cluster: routed by key, refreshed on stale epochs.
 
-Theory of operation. Like `cairn.sim.client.SimClient` (one operation outstanding, a
-timeout, a `cairn.check` history), but every operation goes to the region holding its key
+Theory of operation. A client has one operation outstanding at a time, a timeout, and
+records a `cairn.check` history; every operation goes to the region holding its key
 as the client last learned the layout, under that region's epoch, to the node it believes
 leads that region. The layout is the cluster's applied descriptions as of the client's
 last refresh (a real client asks `CLUSTER SLOTS` or the placement driver); it refreshes
@@ -36,7 +36,6 @@ from cairn.resp.reply import Integer, Reply
 from cairn.shard.host import StaleEpochError
 from cairn.shard.region import Region, range_key
 from cairn.shard.replica import Completion, Outcome
-from cairn.sim.client import ClientParams, HistoryCounts
 from cairn.sim.loop import HARNESS
 from cairn.sim.multiraft import MultiCluster
 from cairn.sim.store_range import EPOCH_MS, SimStoreMachine
@@ -56,6 +55,26 @@ return 0
 """
 """Compare-and-set as one script (KEYS: the key; ARGV: whether a value is expected, the
 expected value, the new value). 1: swapped, 0: not."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientParams:
+    """How clients behave in one run."""
+
+    keys: tuple[str, ...] = ("k0", "k1", "k2")
+    timeout: int = 400 * MS
+    think: int = 10 * MS
+    latency: int = 1 * MS
+    read_weight: float = 0.4
+
+
+@dataclass(slots=True)
+class HistoryCounts:
+    """How the operations of a run ended."""
+
+    ok: int = 0
+    failed: int = 0
+    unknown: int = 0
 
 
 @dataclass(slots=True)

@@ -9,12 +9,11 @@ restart together), or — at most `losses` times per run, and never while anothe
 down — the loss of a node for good, followed after `replace_after` by a brand-new node
 joining (the placement driver must move every replica off the lost node onto the others).
 
-Like the single-group nemesis (`cairn.sim.nemesis`), crashes also strike at the
-interesting times, through the invariant observers' hooks: right after a node grants a
-vote in any region (with a quick restart, so a forgotten vote can be cast again in the
-same election), and right after a node becomes a region's leader (the Raft paper's
-Figure 8). Network faults (drop, duplicate, delay, reorder) and clock skew are
-properties of the run, set up by the runner.
+Crashes also strike at the interesting times, through the invariant observers' hooks:
+right after a node grants a vote in any region (with a quick restart, so a forgotten vote
+can be cast again in the same election), and right after a node becomes a region's
+leader (the Raft paper's Figure 8). Network faults (drop, duplicate, delay, reorder) and
+clock skew are properties of the run, set up by the runner.
 """
 
 from __future__ import annotations

@@ -40,8 +40,6 @@ from cairn.raft.types import NodeId, ReadOnlyOption
 from cairn.shard.host import HostConfig
 from cairn.shard.region import Peer, PeerRole, Region, range_key, slot_bound
 from cairn.shard.replica import ReplicaConfig, ReplicaObserver
-from cairn.sim.client import ClientParams, HistoryCounts
-from cairn.sim.cluster import SimObserver
 from cairn.sim.coverage import coverage_problem
 from cairn.sim.env import Buggify
 from cairn.sim.invariants import (
@@ -52,7 +50,8 @@ from cairn.sim.invariants import (
 )
 from cairn.sim.loop import HARNESS, EventLoop
 from cairn.sim.network import NetworkFaults
-from cairn.sim.region_client import RoutedClient
+from cairn.sim.observer import SimObserver
+from cairn.sim.region_client import ClientParams, HistoryCounts, RoutedClient
 from cairn.sim.region_nemesis import HOOKED, RegionNemesis, RegionNemesisParams
 from cairn.sim.region_pd import (
     PLACEMENT_MEMBERS,
@@ -71,6 +70,7 @@ from cairn.sim.workloads import (
     final_read,
     new_logic,
 )
+from cairn.store.machine import StoreMachine
 from cairn.store.slot import SLOT_COUNT
 
 MS = 1_000_000
@@ -100,7 +100,7 @@ REGION_FAULTS = (
     "power-loss",
 )
 """Every fault kind a multi-region run can inject, besides node loss (`losses`). The
-names are the single-group `Fault` values, plus `power-loss` (every node at once)."""
+names are `cairn sim --faults`'s; `power-loss` crashes every node at once."""
 BASE_FAULTS = ("drop", "duplicate", "delay", "reorder", "partition", "crash", "pause", "clock-skew")
 """A `RegionSimConfig`'s default: the faults multi-region runs had before they took
 `--faults` (the CI sweep's); `EVERY_FAULT` is what `cairn sim --regions` runs."""
@@ -547,26 +547,38 @@ def _logic(workload: Workload, index: int) -> ClientLogic | None:
 
 
 def _final_workload_read(run: _Run) -> object:
-    """The workload's key as the leader of its region holds it once it has applied all it
-    committed (None: no such leader)."""
+    """The workload's keys as the leaders of their regions hold them (None: some leader
+    has not applied all it committed, or a key has no leader)."""
     workload = run.config.workload
-    key = WORKLOAD_KEYS[workload]
+    return final_read(
+        workload,
+        lambda key: _leader_machine(run, key),
+        WORKLOAD_KEYS[workload],
+        EPOCH_MS + run.loop.now // MS,
+    )
+
+
+def _leader_machine(run: _Run, key: str) -> StoreMachine | None:
+    """The store of the leader serving `key`, once it has applied all it committed: the
+    newest description holding the key (an older one, split or merged away, may linger
+    in a lagging replica)."""
     rkey = range_key(key.encode())
-    for region in run.cluster.applied.values():
-        if not region.contains(rkey):
-            continue
-        for peer in region.peers:
-            host = run.cluster.host(peer.node_id)
-            local = host.peers.get(region.id) if host is not None else None
-            if local is None or not local.replica.is_leader:
-                continue
-            raft = local.replica.raw.raft
-            if local.replica.applied < raft.raft_log.committed:
-                return None
-            inner = local.machine.inner
-            assert isinstance(inner, SimStoreMachine)
-            return final_read(workload, inner.store, key, EPOCH_MS + run.loop.now // MS)
-    return None
+    leaders = []
+    for node_id in run.cluster.live():
+        host = run.cluster.host(node_id)
+        assert host is not None
+        for peer in host.peers.values():
+            region = peer.region
+            if peer.replica.is_leader and region.contains(rkey) and not peer.machine.merging_into:
+                leaders.append((region.epoch.version, node_id, peer))
+    if not leaders:
+        return None
+    _, _, peer = max(leaders, key=lambda item: item[:2])
+    if peer.replica.applied < peer.replica.raw.raft.raft_log.committed:
+        return None
+    inner = peer.machine.inner
+    assert isinstance(inner, SimStoreMachine)
+    return inner.store
 
 
 def _final_reads(run: _Run) -> None:
