@@ -63,3 +63,11 @@ def test_keys_of_names_the_keys_of_a_command_and_none_of_garbage() -> None:
     ]
     assert machine.keys_of(b"\x00garbage") == ()
     assert machine.keys_of(encode_command("nosuchcommand", [b"k"], 0)) == ()
+
+
+def test_keys_of_names_a_transactions_keys_so_the_region_can_refuse_it() -> None:
+    from cairn.store.transaction import TXN_COMMAND, encode_transaction
+
+    payload = encode_transaction([], [[b"DECRBY", b"{b}:1", b"3"], [b"INCRBY", b"{b}:2", b"3"]])
+    entry = encode_command(TXN_COMMAND, [payload], 0)
+    assert list(SimStoreMachine().keys_of(entry)) == [b"{b}:1", b"{b}:2"]

@@ -559,26 +559,24 @@ def _final_workload_read(run: _Run) -> object:
 
 
 def _leader_machine(run: _Run, key: str) -> StoreMachine | None:
-    """The store of the leader serving `key`, once it has applied all it committed: the
-    newest description holding the key (an older one, split or merged away, may linger
-    in a lagging replica)."""
+    """The store of the leader of the region holding `key` (the newest applied
+    description, which the coverage check keeps unique), once that leader, at that
+    description, has applied all it committed."""
     rkey = range_key(key.encode())
-    leaders = []
-    for node_id in run.cluster.live():
-        host = run.cluster.host(node_id)
-        assert host is not None
-        for peer in host.peers.values():
-            region = peer.region
-            if peer.replica.is_leader and region.contains(rkey) and not peer.machine.merging_into:
-                leaders.append((region.epoch.version, node_id, peer))
-    if not leaders:
-        return None
-    _, _, peer = max(leaders, key=lambda item: item[:2])
-    if peer.replica.applied < peer.replica.raw.raft.raft_log.committed:
-        return None
-    inner = peer.machine.inner
-    assert isinstance(inner, SimStoreMachine)
-    return inner.store
+    for region in run.cluster.applied.values():
+        if not region.contains(rkey):
+            continue
+        for member in region.peers:
+            host = run.cluster.host(member.node_id)
+            peer = host.peers.get(region.id) if host is not None else None
+            if peer is None or not peer.replica.is_leader or peer.region.epoch != region.epoch:
+                continue
+            if peer.replica.applied < peer.replica.raw.raft.raft_log.committed:
+                return None
+            inner = peer.machine.inner
+            assert isinstance(inner, SimStoreMachine)
+            return inner.store
+    return None
 
 
 def _final_reads(run: _Run) -> None:

@@ -44,6 +44,7 @@ from cairn.store.layout import (
 from cairn.store.machine import StoreMachine
 from cairn.store.ranges import field_range_key
 from cairn.store.scope import range_key
+from cairn.store.transaction import TXN_COMMAND, decode_transaction
 
 EPOCH_MS = 1_700_000_000_000
 """Virtual time zero as a Unix time in ms, so entries carry plausible timestamps."""
@@ -85,10 +86,14 @@ class SimStoreMachine:
         self.store.restore(data)
 
     def keys_of(self, data: bytes) -> Sequence[bytes]:
-        """The Redis keys of a command entry, as `StoreRangeMachine.keys_of` finds them
-        (none for a malformed or unknown one: the store answers it with an error)."""
+        """The Redis keys of a command entry (none for a malformed or unknown one: the
+        store answers it with an error), a MULTI/EXEC's included: this machine owns the
+        whole of its keyspace, so the region's check of these keys is the only one (a
+        real node's region-scoped store checks a transaction's keys again itself)."""
         try:
             name, args, _ = self.store.decode(data)
+            if name == TXN_COMMAND and len(args) == 1:
+                return decode_transaction(args[0]).keys()
         except ValueError:
             return ()
         spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)
