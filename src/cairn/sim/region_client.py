@@ -38,7 +38,7 @@ from cairn.shard.region import Region, range_key
 from cairn.shard.replica import Completion, Outcome
 from cairn.sim.loop import HARNESS
 from cairn.sim.multiraft import MultiCluster
-from cairn.sim.store_range import EPOCH_MS, SimStoreMachine
+from cairn.sim.store_range import EPOCH_MS, SimStoreMachine, entry_keys
 from cairn.sim.workloads import ClientLogic, Command
 from cairn.store.machine import encode_command
 
@@ -184,10 +184,16 @@ class RoutedClient:
         if self.stopping or self._call is not None or self.done:
             return
         f, key, value, command = self._choose()
-        region = self._route(key)
+        routed = key
+        if command is not None:
+            # A workload names its hash tag or first key; the region must hold the keys
+            # the command touches (a split may cut a slot between the tag and its keys).
+            keys = entry_keys(encode_command(command.name, command.argv(), 0))
+            routed = keys[0].decode() if keys else key
+        region = self._route(routed)
         if region is None:
             self._refresh()
-            region = self._route(key)
+            region = self._route(routed)
         if region is None:
             self._schedule_next()
             return

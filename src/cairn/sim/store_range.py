@@ -41,7 +41,7 @@ from cairn.store.layout import (
     decode_u64,
     encode_u64,
 )
-from cairn.store.machine import StoreMachine
+from cairn.store.machine import StoreMachine, decode_command
 from cairn.store.ranges import field_range_key
 from cairn.store.scope import range_key
 from cairn.store.transaction import TXN_COMMAND, decode_transaction
@@ -50,6 +50,21 @@ EPOCH_MS = 1_700_000_000_000
 """Virtual time zero as a Unix time in ms, so entries carry plausible timestamps."""
 _SNAPSHOT_VERSION = 1
 """`StoreMachine`'s whole-keyspace image version (`StoreMachine.snapshot`)."""
+
+
+def entry_keys(data: bytes) -> Sequence[bytes]:
+    """The Redis keys of a command entry, a MULTI/EXEC's included (none for a malformed
+    or unknown one: the store answers it with an error)."""
+    try:
+        name, args, _ = decode_command(data)
+        if name == TXN_COMMAND and len(args) == 1:
+            return decode_transaction(args[0]).keys()
+    except ValueError:
+        return ()
+    spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)
+    if spec is None or not spec.arity_ok(len(args) + 1):
+        return ()
+    return spec.keys([name.encode(), *args])
 
 
 def record_range_key(key: bytes) -> bytes | None:
@@ -86,20 +101,10 @@ class SimStoreMachine:
         self.store.restore(data)
 
     def keys_of(self, data: bytes) -> Sequence[bytes]:
-        """The Redis keys of a command entry (none for a malformed or unknown one: the
-        store answers it with an error), a MULTI/EXEC's included: this machine owns the
-        whole of its keyspace, so the region's check of these keys is the only one (a
-        real node's region-scoped store checks a transaction's keys again itself)."""
-        try:
-            name, args, _ = self.store.decode(data)
-            if name == TXN_COMMAND and len(args) == 1:
-                return decode_transaction(args[0]).keys()
-        except ValueError:
-            return ()
-        spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)
-        if spec is None or not spec.arity_ok(len(args) + 1):
-            return ()
-        return spec.keys([name.encode(), *args])
+        """See `entry_keys`: this machine owns the whole of its keyspace, so the region's
+        check of these keys is the only one (a real node's region-scoped store checks a
+        transaction's keys again itself)."""
+        return entry_keys(data)
 
     # -- split and merge -----------------------------------------------------------------
 
