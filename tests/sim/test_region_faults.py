@@ -79,10 +79,8 @@ def test_bad_fault_lists_are_refused() -> None:
     assert unknown.exit_code == 2 and "unknown fault 'earthquake'" in unknown.output
     history = runner.invoke(main, ["sim", "--regions", "--seeds", "2", "--history", "h.jsonl"])
     assert history.exit_code == 2 and "--history needs a single run" in history.output
-    profile = runner.invoke(main, ["sim", "--regions", "--profile", "figure-8"])
-    assert profile.exit_code == 2 and "cannot be combined with --regions" in profile.output
-    alone = runner.invoke(main, ["sim", "--profile", "region-elections"])
-    assert alone.exit_code == 2 and "need --regions" in alone.output
+    profile = runner.invoke(main, ["sim", "--profile", "figure-8"])
+    assert profile.exit_code == 2 and "'figure-8' is not one of" in profile.output
 
 
 def test_cairn_sim_regions_takes_faults_read_mode_and_history(tmp_path: Path) -> None:
@@ -102,7 +100,7 @@ def test_cairn_sim_regions_plant_fails_with_a_reproduction_line() -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
     assert "FAILED" in result.output and "election-safety" in result.output
-    assert "reproduce: cairn sim --regions --seed" in result.output
+    assert "reproduce: cairn sim --seed" in result.output
     assert "--plant double-vote" in result.output
 
 
@@ -116,7 +114,7 @@ def test_cairn_sim_regions_runs_a_region_profile_and_names_it_to_reproduce() -> 
     assert result.exit_code == 1, result.output
     assert "leader-completeness" in result.output
     assert (
-        "reproduce: cairn sim --regions --profile region-figure-8 --seed 0"
+        "reproduce: cairn sim --profile region-figure-8 --seed 0"
         " --plant commit-old-term" in result.output
     )
     clean = CliRunner().invoke(main, args)

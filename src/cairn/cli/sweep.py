@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import replace
 
-from cairn.sim.runner import SimConfig, SimResult, run_simulation
+from cairn.sim.region_runner import RegionSimConfig, RegionSimResult, run_region_simulation
 
 
-def _run(config: SimConfig) -> SimResult:
-    return run_simulation(config)
+def _run(config: RegionSimConfig) -> RegionSimResult:
+    return run_region_simulation(config)
 
 
 def default_workers() -> int:
@@ -25,11 +25,11 @@ def default_workers() -> int:
 
 
 def sweep(
-    base: SimConfig,
+    base: RegionSimConfig,
     seeds: Iterable[int],
     workers: int | None = None,
-    stop: Callable[[SimResult], bool] | None = None,
-) -> Iterator[SimResult]:
+    stop: Callable[[RegionSimResult], bool] | None = None,
+) -> Iterator[RegionSimResult]:
     """Run `base` under each seed and yield results as they complete.
 
     With `workers == 1` everything runs in this process. `stop(result)` returning True
@@ -39,7 +39,7 @@ def sweep(
     workers = workers or default_workers()
     if workers == 1:
         for config in configs:
-            result = run_simulation(config)
+            result = run_region_simulation(config)
             yield result
             if stop is not None and stop(result):
                 return
@@ -48,10 +48,12 @@ def sweep(
 
 
 def _parallel(
-    configs: Iterator[SimConfig], workers: int, stop: Callable[[SimResult], bool] | None
-) -> Iterator[SimResult]:
+    configs: Iterator[RegionSimConfig],
+    workers: int,
+    stop: Callable[[RegionSimResult], bool] | None,
+) -> Iterator[RegionSimResult]:
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        running: set[Future[SimResult]] = set()
+        running: set[Future[RegionSimResult]] = set()
         try:
             while True:
                 while len(running) < workers * 2:

@@ -1,22 +1,30 @@
-"""Deterministic simulation of whole Cairn clusters (FoundationDB-style).
+"""Deterministic simulation of whole multi-region Cairn clusters (FoundationDB-style).
 
-`run_simulation(SimConfig(seed=...))` runs one seeded cluster under faults in virtual time,
-checks Raft's safety invariants at every step and the history for linearizability, and
-returns a `SimResult` with a trace digest: the same seed always gives the same digest.
+`run_region_simulation(RegionSimConfig(seed=...))` runs one seeded cluster of region
+hosts, the placement driver and its agents, routed clients over the real store machine,
+under faults in virtual time; it checks Raft's safety invariants in every group at every
+step, the layout's coverage of the keyspace, convergence, and the history (for
+linearizability, or with a workload's own checker), and returns a `RegionSimResult` with
+a trace digest: the same seed always gives the same digest.
 """
 
 from cairn.sim.invariants import InvariantKind, Violation
-from cairn.sim.nemesis import ALL_FAULTS, Fault
-from cairn.sim.runner import SimConfig, SimResult, run_simulation
-from cairn.sim.scenarios import Scenario
+from cairn.sim.region_runner import (
+    EVERY_FAULT,
+    REGION_FAULTS,
+    RegionSimConfig,
+    RegionSimResult,
+    run_region_simulation,
+)
+from cairn.sim.workloads import Workload
 
 __all__ = [
-    "ALL_FAULTS",
-    "Fault",
+    "EVERY_FAULT",
+    "REGION_FAULTS",
     "InvariantKind",
-    "Scenario",
-    "SimConfig",
-    "SimResult",
+    "RegionSimConfig",
+    "RegionSimResult",
     "Violation",
-    "run_simulation",
+    "Workload",
+    "run_region_simulation",
 ]

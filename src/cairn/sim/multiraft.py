@@ -19,7 +19,13 @@ from cairn.env import Clock
 from cairn.meta.region import Region
 from cairn.raft.types import MessageType, NodeId
 from cairn.shard.envelope import Envelope
-from cairn.shard.host import EnvelopeHandler, HostConfig, ObserverFactory, RegionHost
+from cairn.shard.host import (
+    EnvelopeHandler,
+    HostConfig,
+    MachineFactory,
+    ObserverFactory,
+    RegionHost,
+)
 from cairn.sim.env import SimClock
 from cairn.sim.loop import EventLoop
 from cairn.sim.network import SimNetwork
@@ -112,6 +118,9 @@ class MultiCluster:
     """How many times `applied` changed (the coverage check runs when it moves)."""
     buggify: Buggify = _never
     """The run's buggify switch, handed to every host and its transport."""
+    new_machine: MachineFactory = RangeKVMachine
+    """Each region peer's machine: the run's real store (`SimStoreMachine`), or the
+    get/put model the shard tests drive."""
 
     def add_node(
         self, node_id: NodeId, rng: random.Random, *, background_sync: bool = False
@@ -148,7 +157,7 @@ class MultiCluster:
             node.disk,
             random.Random(node.rng.getrandbits(64)),
             self.config,
-            RangeKVMachine,
+            self.new_machine,
             buggify=self.buggify,
             observers=self.observers,
             on_region=self._on_region,

@@ -1,7 +1,7 @@
 """Simulated clients of a multi-region cluster: routed by key, refreshed on stale epochs.
 
-Theory of operation. Like `cairn.sim.client.SimClient` (one operation outstanding, a
-timeout, a `cairn.check` history), but every operation goes to the region holding its key
+Theory of operation. A client has one operation outstanding at a time, a timeout, and
+records a `cairn.check` history; every operation goes to the region holding its key
 as the client last learned the layout, under that region's epoch, to the node it believes
 leads that region. The layout is the cluster's applied descriptions as of the client's
 last refresh (a real client asks `CLUSTER SLOTS` or the placement driver); it refreshes
@@ -15,26 +15,66 @@ epochs really happen and must be refused.
 
 A client may be given a `script` of keys instead: it reads each once successfully, in
 order (the final reads that prove every acknowledged write survived).
+
+Every write is a command of the real store (`cairn.store`, replicated by every region's
+`SimStoreMachine`): put is SET, append is APPEND, cas is one EVAL of `CAS_SCRIPT`. A
+client given a `ClientLogic` (`cairn.sim.workloads`: queue, stream, list-append and bank
+transactions) proposes that logic's commands instead, routed by the workload's key, runs
+its setup command first (unrecorded, until it succeeds), and lets the logic read the
+replies; its history goes to the workload's checker.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import cast
 
 from cairn.check.history import Op, OpType
 from cairn.meta.region import Region, range_key
 from cairn.raft.types import NONE, NodeId
+from cairn.resp.reply import Integer, Reply
 from cairn.shard.host import StaleEpochError
 from cairn.shard.replica import Completion, Outcome
-from cairn.sim.client import ClientParams, HistoryCounts
-from cairn.sim.kv_machine import KVCommand, KVOp
 from cairn.sim.loop import HARNESS
 from cairn.sim.multiraft import MultiCluster
-from cairn.sim.range_kv import RangeKVMachine
+from cairn.sim.store_range import EPOCH_MS, SimStoreMachine, entry_keys
+from cairn.sim.workloads import ClientLogic, Command
+from cairn.store.machine import encode_command
 
 LATE_REPLY = (50_000_000, 400_000_000)
 """The extra wait (ns) of a late reply (buggify site `client.late_reply`)."""
+MS = 1_000_000
+CAS_SCRIPT = """
+local v = redis.call('GET', KEYS[1])
+if (ARGV[1] == '0' and v == false) or (ARGV[1] == '1' and v == ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+"""Compare-and-set as one script (KEYS: the key; ARGV: whether a value is expected, the
+expected value, the new value). 1: swapped, 0: not."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientParams:
+    """How clients behave in one run."""
+
+    keys: tuple[str, ...] = ("k0", "k1", "k2")
+    timeout: int = 400 * MS
+    think: int = 10 * MS
+    latency: int = 1 * MS
+    read_weight: float = 0.4
+
+
+@dataclass(slots=True)
+class HistoryCounts:
+    """How the operations of a run ended."""
+
+    ok: int = 0
+    failed: int = 0
+    unknown: int = 0
 
 
 @dataclass(slots=True)
@@ -44,6 +84,10 @@ class _Call:
     key: str
     value: object
     region: Region
+    command: Command | None = None
+    """A workload's command (None: a register operation)."""
+    setup: bool = False
+    """The workload's setup command (unrecorded)."""
 
 
 class RoutedClient:
@@ -59,8 +103,11 @@ class RoutedClient:
         history: list[Op],
         counts: HistoryCounts,
         script: list[str] | None = None,
+        logic: ClientLogic | None = None,
     ) -> None:
         self.index = index
+        self.logic = logic
+        self._setup = logic.setup() if logic is not None else None
         self.process = index
         self._stride = stride
         self.cluster = cluster
@@ -113,36 +160,49 @@ class RoutedClient:
 
     # -- choosing and sending ---------------------------------------------------------
 
-    def _choose(self) -> tuple[str, str, object]:
+    def _choose(self) -> tuple[str, str, object, Command | None]:
         if self.script is not None:
-            return "get", self.script[0], None
+            return "get", self.script[0], None, None
+        if self._setup is not None:
+            return self._setup.f, self._setup.key, None, self._setup
+        if self.logic is not None:
+            cmd = self.logic.choose(self.rng)
+            return cmd.f, cmd.key, cmd.value, cmd
         key = self.rng.choice(self.params.keys)
         if self.rng.random() < self.params.read_weight:
-            return "get", key, None
+            return "get", key, None, None
         self._written += 1
         token = f"{self.index}.{self._written}"
         roll = self.rng.random()
         if roll < 0.4:
-            return "put", key, token
+            return "put", key, token, None
         if roll < 0.75:
-            return "append", key, token + ";"
-        return "cas", key, (self._last_seen.get(key), token)
+            return "append", key, token + ";", None
+        return "cas", key, (self._last_seen.get(key), token), None
 
     def _invoke(self) -> None:
         if self.stopping or self._call is not None or self.done:
             return
-        f, key, value = self._choose()
-        region = self._route(key)
+        f, key, value, command = self._choose()
+        routed = key
+        if command is not None:
+            # A workload names its hash tag or first key; the region must hold the keys
+            # the command touches (a split may cut a slot between the tag and its keys).
+            keys = entry_keys(encode_command(command.name, command.argv(), 0))
+            routed = keys[0].decode() if keys else key
+        region = self._route(routed)
         if region is None:
             self._refresh()
-            region = self._route(key)
+            region = self._route(routed)
         if region is None:
             self._schedule_next()
             return
         self._op_id += 1
-        call = _Call(self._op_id, f, key, value, region)
+        setup = command is not None and command is self._setup
+        call = _Call(self._op_id, f, key, value, region, command, setup)
         self._call = call
-        self._record(OpType.INVOKE, call, value)
+        if not setup:
+            self._record(OpType.INVOKE, call, value)
         node = self._target(region)
         label = f"rclient {self.index} -> n{node} r{region.id} {f} {key}"
         self.loop.call_later(self.params.latency, node, label, lambda: self._arrive(node, call))
@@ -174,7 +234,7 @@ class RoutedClient:
 
             host.read(region.id, region.epoch, call.key.encode(), served)
             return
-        command = self._command(call).encode()
+        command = self._command(call, EPOCH_MS + self.loop.now // MS)
         host.propose(region.id, region.epoch, command, lambda d: self._reply(node, call, d, None))
 
     def _read(self, node: NodeId, region_id: int, key: str) -> str | None:
@@ -183,17 +243,24 @@ class RoutedClient:
         if peer is None:
             return None
         inner = peer.machine.inner
-        assert isinstance(inner, RangeKVMachine)
+        assert isinstance(inner, SimStoreMachine)
         return inner.get(key)
 
     @staticmethod
-    def _command(call: _Call) -> KVCommand:
+    def _command(call: _Call, now_ms: int) -> bytes:
+        """The entry proposed for `call`: the store command of a put, append or cas (module
+        docstring), or a workload's own command."""
+        if call.command is not None:
+            return encode_command(call.command.name, call.command.argv(), now_ms)
+        key = call.key.encode()
         if call.f == "cas":
             assert isinstance(call.value, tuple)
             expected, new = call.value
-            return KVCommand(KVOp.CAS, call.key, new, expected)
+            argv = [b"0" if expected is None else b"1", (expected or "").encode(), new.encode()]
+            return encode_command("eval", [CAS_SCRIPT.encode(), b"1", key, *argv], now_ms)
         assert isinstance(call.value, str)
-        return KVCommand(KVOp(call.f), call.key, call.value)
+        name = "set" if call.f == "put" else "append"
+        return encode_command(name, [key, call.value.encode()], now_ms)
 
     def _reply(self, node: NodeId, call: _Call, done: Completion, value: object) -> None:
         label = f"rclient {self.index} <- n{node} {done.outcome.value}"
@@ -212,7 +279,14 @@ class RoutedClient:
         region_id = call.region.id
         if done.outcome is Outcome.OK:
             self._leaders[region_id] = node
-            self._complete_ok(call, done, value)
+            if call.setup:
+                self._setup_done(cast(Reply, done.value))
+            elif call.command is not None:
+                assert self.logic is not None
+                kind, result = self.logic.complete(call.command, cast(Reply, done.value))
+                self._finish(kind, call, result)
+            else:
+                self._complete_ok(call, done, value)
             return
         if isinstance(done.value, StaleEpochError):
             self.stale_refusals += 1
@@ -221,7 +295,9 @@ class RoutedClient:
             self._leaders[region_id] = done.leader_hint
         else:
             self._leaders.pop(region_id, None)
-        if done.outcome is Outcome.REJECTED or call.f == "get":
+        if call.setup:
+            self._setup_failed()
+        elif done.outcome is Outcome.REJECTED or call.f == "get":
             self._finish(OpType.FAIL, call, None if call.f == "get" else call.value)
         else:
             self._finish(OpType.INFO, call, call.value)
@@ -233,22 +309,37 @@ class RoutedClient:
             if self.script:
                 self.script.pop(0)
             self._finish(OpType.OK, call, value)
-        elif call.f == "cas" and done.value is not True:
+        elif call.f == "cas" and done.value != Integer(1):
             self._finish(OpType.FAIL, call, call.value)
         else:
             self._finish(OpType.OK, call, call.value)
+
+    def _setup_done(self, reply: Reply) -> None:
+        assert self.logic is not None
+        if self.logic.setup_done(reply):
+            self._setup = None
+        self._call = None
+        self._schedule_next()
+
+    def _setup_failed(self) -> None:
+        self._call = None
+        self._schedule_next()
 
     def _timeout(self, call: _Call) -> None:
         if self._call is not call:
             return
         self._leaders.pop(call.region.id, None)
         self._refresh()
-        if call.f == "get":
+        if call.setup:
+            self._setup_failed()
+        elif call.f == "get":
             self._finish(OpType.FAIL, call, None)
         else:
             self._finish(OpType.INFO, call, call.value)
 
     def _finish(self, kind: OpType, call: _Call, value: object) -> None:
+        if kind is OpType.INFO and self.logic is not None and call.command is not None:
+            self.logic.unknown(call.command)
         self._record(kind, call, value)
         self._call = None
         if kind is OpType.OK:

@@ -2,19 +2,19 @@
 
 Theory of operation. Every `min_interval` to `max_interval` of virtual time it picks one
 fault: a partition (random halves, one node isolated, two halves joined by a bridge node,
-or one-way: a node that only hears or only speaks; healed after a while, one at a time),
+or one-way: a node that only hears or only speaks, or a majorities ring; healed after a
+while, one at a time),
 a crash followed by a restart, a pause, a leadership transfer in a random region, a power
 loss (every live node crashes at once, each losing what it had not synced, and all
 restart together), or — at most `losses` times per run, and never while another node is
 down — the loss of a node for good, followed after `replace_after` by a brand-new node
 joining (the placement driver must move every replica off the lost node onto the others).
 
-Like the single-group nemesis (`cairn.sim.nemesis`), crashes also strike at the
-interesting times, through the invariant observers' hooks: right after a node grants a
-vote in any region (with a quick restart, so a forgotten vote can be cast again in the
-same election), and right after a node becomes a region's leader (the Raft paper's
-Figure 8). Network faults (drop, duplicate, delay, reorder) and clock skew are
-properties of the run, set up by the runner.
+Crashes also strike at the interesting times, through the invariant observers' hooks:
+right after a node grants a vote in any region (with a quick restart, so a forgotten vote
+can be cast again in the same election), and right after a node becomes a region's
+leader (the Raft paper's Figure 8). Network faults (drop, duplicate, delay, reorder) and
+clock skew are properties of the run, set up by the runner.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from cairn.raft.types import NodeId
 from cairn.sim.loop import HARNESS
 from cairn.sim.multiraft import MultiCluster
-from cairn.sim.network import bridge, cut_between, halves, isolate, one_way
+from cairn.sim.network import bridge, cut_between, halves, isolate, majority_ring, one_way
 from cairn.sim.region_scenarios import RegionFigure8
 
 MS = 1_000_000
@@ -53,7 +53,8 @@ class RegionNemesisParams:
     max_quick_restart: int = 10 * MS
     max_power_down: int = 200 * MS
     shapes: tuple[str, ...] = ("halves", "isolate", "bridge")
-    """The partition shapes drawn from (`HOOKED` adds one-way)."""
+    """The partition shapes drawn from (`HOOKED` adds one-way and the majorities ring:
+    every node sees a majority, no two neighbours the same one)."""
     isolate_leaders: bool = False
     """An isolated node is one that leads regions, when there is one."""
 
@@ -61,7 +62,7 @@ class RegionNemesisParams:
 HOOKED = RegionNemesisParams(
     vote_crash=0.05,
     election_crash=0.1,
-    shapes=("halves", "isolate", "bridge", "one-way"),
+    shapes=("halves", "isolate", "bridge", "one-way", "majority-ring"),
     isolate_leaders=True,
 )
 """The nemesis of `cairn sim --regions`: crashes at the hooked moments too, one-way
@@ -143,6 +144,8 @@ class RegionNemesis:
             cut = isolate(self.rng.choice(leading or nodes), nodes)
         elif shape == "one-way":
             cut = one_way(nodes, self.rng)
+        elif shape == "majority-ring":
+            cut = majority_ring(nodes, self.rng)
         else:
             cut = bridge(nodes, self.rng)
         network.set_partition(cut)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from cairn.env import Clock, MessageHandler
-from cairn.meta.region import bound_slot, range_key, slot_bound
+from cairn.meta.region import bound_slot, slot_bound
 from cairn.placement import PlacementConfig, PlacementRules, RegionReport
 from cairn.placement.agent import AgentSettings, AgentStats, PlacementAgent
 from cairn.placement.service import (
@@ -51,7 +51,7 @@ from cairn.sim.env import SimClock
 from cairn.sim.loop import HARNESS, EventLoop
 from cairn.sim.multiraft import MultiCluster
 from cairn.sim.network import NetworkFaults, Payload, SimNetwork
-from cairn.sim.range_kv import RangeKVMachine
+from cairn.sim.store_range import machine_layout
 from cairn.store.slot import SLOT_COUNT
 
 MS = 1_000_000
@@ -145,7 +145,7 @@ class MemberEnv:
 
 
 class RangeKVInspector:
-    """The `RegionInspector` of regions holding a `RangeKVMachine`."""
+    """The `RegionInspector` of the simulator's regions (`machine_layout`)."""
 
     def report(self, peer: RegionPeer) -> RegionReport:
         """See `report_of`."""
@@ -362,9 +362,7 @@ class PlacementCluster(MultiCluster):
 
 def report_of(peer: RegionPeer) -> RegionReport:
     """What the leader `peer` tells the driver about its region."""
-    inner = peer.machine.inner
-    assert isinstance(inner, RangeKVMachine)
-    size = sum(len(k) + len(v) for k, v in inner.data.items())
+    keys, size = machine_layout(peer.machine.inner)
     raw = peer.replica.raw
     behind = raw.log.committed - 10
     pending = tuple(
@@ -374,7 +372,7 @@ def report_of(peer: RegionPeer) -> RegionReport:
         peer.region,
         peer.peer_id,
         approximate_size=size,
-        approximate_keys=len(inner.data),
+        approximate_keys=len(keys),
         pending_peers=pending,
         term=raw.term,
     )
@@ -384,9 +382,7 @@ def split_key(peer: RegionPeer) -> bytes | None:
     """Where the leader cuts its region: at the median key, moved to a slot boundary when
     the region spans several slots; None when no valid key exists."""
     region = peer.region
-    inner = peer.machine.inner
-    assert isinstance(inner, RangeKVMachine)
-    keys = sorted(range_key(k.encode()) for k in inner.data)
+    keys, _ = machine_layout(peer.machine.inner)
     first = bound_slot(region.start)
     last = bound_slot(region.end, end=True)
     if last - first >= 2:

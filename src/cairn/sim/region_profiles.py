@@ -1,7 +1,7 @@
 """Named multi-region schedules aimed at the planted Raft bugs (`cairn sim --regions`).
 
-The single-group profiles (`cairn.sim.profiles`) script a scenario against one Raft
-group; a multi-region run has many groups, so these aim the nemesis at them: they keep
+A random schedule over many groups rarely lines up what a given bug needs, so these aim
+the nemesis at it: they keep
 the faults that expose a kind of bug, strike at the hooked moments more often or follow
 a script against one region (`cairn.sim.region_scenarios`), and leave out node loss (no
 replica moves to wait for), so a planted bug shows up within a few seeds.

@@ -33,15 +33,13 @@ from typing import TypeVar
 
 from cairn.check.history import Op
 from cairn.check.linearizability import Verdict, check_history
-from cairn.meta.region import Peer, PeerRole, Region, slot_bound
+from cairn.meta.region import Peer, PeerRole, Region, range_key, slot_bound
 from cairn.placement import PlacementConfig, PlacementRules
 from cairn.placement.agent import AgentSettings
 from cairn.raft.config import Config, PlantedBug
 from cairn.raft.types import NodeId, ReadOnlyOption
 from cairn.shard.host import HostConfig
 from cairn.shard.replica import ReplicaConfig, ReplicaObserver
-from cairn.sim.client import ClientParams, HistoryCounts
-from cairn.sim.cluster import SimObserver
 from cairn.sim.coverage import coverage_problem
 from cairn.sim.env import Buggify
 from cairn.sim.invariants import (
@@ -52,7 +50,8 @@ from cairn.sim.invariants import (
 )
 from cairn.sim.loop import HARNESS, EventLoop
 from cairn.sim.network import NetworkFaults
-from cairn.sim.region_client import RoutedClient
+from cairn.sim.observer import SimObserver
+from cairn.sim.region_client import ClientParams, HistoryCounts, RoutedClient
 from cairn.sim.region_nemesis import HOOKED, RegionNemesis, RegionNemesisParams
 from cairn.sim.region_pd import (
     PLACEMENT_MEMBERS,
@@ -62,12 +61,29 @@ from cairn.sim.region_pd import (
     SimPlacement,
 )
 from cairn.sim.region_scenarios import SCENARIOS
+from cairn.sim.store_range import EPOCH_MS, SimStoreMachine
+from cairn.sim.workloads import (
+    ClientLogic,
+    Workload,
+    WorkloadVerdict,
+    check_workload,
+    final_read,
+    new_logic,
+)
+from cairn.store.machine import StoreMachine
 from cairn.store.slot import SLOT_COUNT
 
 MS = 1_000_000
 TICK = 0.01
 PLACEMENT_GROUP = 0
 """The checker key of the placement group (region ids start at 1)."""
+WORKLOAD_KEYS = {
+    Workload.QUEUE: "q0",
+    Workload.STREAM: "s0",
+    Workload.APPEND: "{la}",
+    Workload.BANK: "{bank}",
+}
+"""The one key a queue or stream run works on (append, bank: the hash tag of their keys)."""
 PD_CRASH_AFTER = (300 * MS, 700 * MS)
 """When, after the start, the placement group's leader is crashed (runs with crashes)."""
 
@@ -84,7 +100,7 @@ REGION_FAULTS = (
     "power-loss",
 )
 """Every fault kind a multi-region run can inject, besides node loss (`losses`). The
-names are the single-group `Fault` values, plus `power-loss` (every node at once)."""
+names are `cairn sim --faults`'s; `power-loss` crashes every node at once."""
 BASE_FAULTS = ("drop", "duplicate", "delay", "reorder", "partition", "crash", "pause", "clock-skew")
 """A `RegionSimConfig`'s default: the faults multi-region runs had before they took
 `--faults` (the CI sweep's); `EVERY_FAULT` is what `cairn sim --regions` runs."""
@@ -99,9 +115,9 @@ SIM_PLACEMENT = PlacementConfig(
     max_node_snapshots=2,
     operator_timeout_ms=3000,
     snapshot_operator_timeout_ms=6000,
-    split_size_bytes=40,
+    split_size_bytes=120,
     split_write_bytes_per_s=1 << 30,
-    merge_size_bytes=20,
+    merge_size_bytes=60,
     merge_keys=1 << 30,
     split_merge_interval_ms=300,
 )
@@ -160,6 +176,10 @@ class RegionSimConfig:
     """Nodes fsync in the background (`BackgroundSyncDisk`), as real nodes do."""
     keep_history: bool = False
     keep_trace: bool = False
+    workload: Workload = Workload.REGISTER
+    """What clients do: registers (checked for linearizability), or a queue, a stream,
+    list-append or bank transactions on one key or hash tag (`cairn.sim.workloads`,
+    checked against a final read of the applied state of the key's region leader)."""
 
     def __post_init__(self) -> None:
         if self.nodes < self.replicas or self.replicas < 1:
@@ -207,6 +227,9 @@ class RegionSimResult:
     """The buggify sites that were switched on in this run."""
     buggify_fired: dict[str, int] = field(default_factory=dict)
     """How often each buggify site took its odd path."""
+    workload: Workload = Workload.REGISTER
+    workload_verdict: WorkloadVerdict | None = None
+    """A workload run's check (None: a register run, or a violation stopped it)."""
 
     @property
     def failure(self) -> str | None:
@@ -215,7 +238,16 @@ class RegionSimResult:
             return str(self.violation)
         if self.verdict is not None and not self.verdict.ok:
             return f"linearizability (key {self.verdict.key!r}): {self.verdict.explanation}"
+        if self.workload_verdict is not None and self.workload_verdict.failure is not None:
+            return f"{self.workload.value} check: {self.workload_verdict.failure}"
         return None
+
+    @property
+    def linearizable(self) -> bool | None:
+        """The checker's answer: True, False, or None when it was not run or gave up."""
+        if self.verdict is None or self.verdict.unknown:
+            return None
+        return self.verdict.ok
 
     @property
     def ok(self) -> bool:
@@ -284,6 +316,7 @@ class _Run:
             self._observer,
             keep_history=False,
             buggify=self._buggify,
+            new_machine=SimStoreMachine,
         )
         self._nodes_rng = _child(self.root)
         self.placement = SimPlacement(
@@ -332,6 +365,7 @@ class _Run:
                 self.params,
                 self.history,
                 self.counts,
+                logic=_logic(config.workload, i),
             )
             for i in range(config.clients)
         ]
@@ -505,7 +539,49 @@ def _converge(run: _Run) -> int | None:
     return None
 
 
+def _logic(workload: Workload, index: int) -> ClientLogic | None:
+    """Client `index`'s workload logic (None: a register client)."""
+    if workload is Workload.REGISTER:
+        return None
+    return new_logic(workload, index, WORKLOAD_KEYS[workload])
+
+
+def _final_workload_read(run: _Run) -> object:
+    """The workload's keys as the leaders of their regions hold them (None: some leader
+    has not applied all it committed, or a key has no leader)."""
+    workload = run.config.workload
+    return final_read(
+        workload,
+        lambda key: _leader_machine(run, key),
+        WORKLOAD_KEYS[workload],
+        EPOCH_MS + run.loop.now // MS,
+    )
+
+
+def _leader_machine(run: _Run, key: str) -> StoreMachine | None:
+    """The store of the leader of the region holding `key` (the newest applied
+    description, which the coverage check keeps unique), once that leader, at that
+    description, has applied all it committed."""
+    rkey = range_key(key.encode())
+    for region in run.cluster.applied.values():
+        if not region.contains(rkey):
+            continue
+        for member in region.peers:
+            host = run.cluster.host(member.node_id)
+            peer = host.peers.get(region.id) if host is not None else None
+            if peer is None or not peer.replica.is_leader or peer.region.epoch != region.epoch:
+                continue
+            if peer.replica.applied < peer.replica.raw.log.committed:
+                return None
+            inner = peer.machine.inner
+            assert isinstance(inner, SimStoreMachine)
+            return inner.store
+    return None
+
+
 def _final_reads(run: _Run) -> None:
+    if run.config.workload is not Workload.REGISTER:
+        return
     reader = RoutedClient(
         run.config.clients,
         run.config.clients + 1,
@@ -568,7 +644,10 @@ def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
     run = _Run(config)
     converged = _execute(run)
     verdict = None
-    if run.violation is None and config.check_linearizability:
+    checked = None
+    if run.violation is None and config.workload is not Workload.REGISTER:
+        checked = check_workload(config.workload, run.history, _final_workload_read(run))
+    elif run.violation is None and config.check_linearizability:
         verdict = check_history(run.history)
     run.loop.record(f"final draw {run.root.random()}")
     steps = run.placement.agent_stats.steps
@@ -600,6 +679,8 @@ def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
         read_mode=run.read_mode,
         buggified=tuple(sorted(s for s, on in run.buggify.sites.items() if on)),
         buggify_fired=dict(sorted(run.buggify.fired.items())),
+        workload=config.workload,
+        workload_verdict=checked,
     )
 
 

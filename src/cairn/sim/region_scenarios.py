@@ -1,10 +1,11 @@
 """Scripted fault sequences against one region of a multi-region run.
 
-The multi-region counterpart of `cairn.sim.scenarios`: a random schedule over many groups
-rarely lines up the moments a bug needs, so a script watches one region (the first
-founded, id 1) through the nemesis' hooks — a node became its leader, its leader
-persisted a commit index — and acts on whole nodes (partitions, crashes), as the
-single-group scripts do on their one group.
+A random schedule over many groups rarely lines up the moments a bug needs, so a script
+watches one region (the first founded, id 1) through the nemesis' hooks — a node became
+its leader, its leader persisted a commit index — and acts on whole nodes (partitions,
+crashes). A script observes only what an operator could (who leads, that a commit index
+moved), never the planted bug, so with no bug the same schedule must stay safe; every
+attempt that stalls is undone by a watchdog, so a run never wedges.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ class _Phase(enum.Enum):
 
 
 class RegionFigure8:
-    """The Raft paper's Figure 8 on region `TARGET`, one attempt after another (see
-    `cairn.sim.scenarios.Figure8`, whose phases these are):
+    """The Raft paper's Figure 8 on region `TARGET`, one attempt after another: leave an
+    entry of an old term on a bare majority, then let a node that lacks it lead.
 
     1. *split*: cut the region's leader L and f-1 of its voters' nodes (side A) from the
        other nodes (side B); L keeps taking writes only A stores.

@@ -30,7 +30,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cairn.check.bank import check_bank
@@ -114,12 +114,18 @@ def _ints(reply: Reply) -> list[int]:
     return out
 
 
-def final_lists(machine: StoreMachine, tag: str, now_ms: int) -> dict[str, list[int]]:
-    """Every list of the run, read from `machine`'s applied state (LRANGE)."""
-    return {
-        key: _ints(machine.execute_read("lrange", [key.encode(), b"0", b"-1"], now_ms))
-        for key in keys_of(tag)
-    }
+def final_lists(
+    machine_of: Callable[[str], StoreMachine | None], tag: str, now_ms: int
+) -> dict[str, list[int]] | None:
+    """Every list of the run, each read (LRANGE) from the applied state of the machine
+    holding it (None: some list could not be read)."""
+    lists: dict[str, list[int]] = {}
+    for key in keys_of(tag):
+        machine = machine_of(key)
+        if machine is None:
+            return None
+        lists[key] = _ints(machine.execute_read("lrange", [key.encode(), b"0", b"-1"], now_ms))
+    return lists
 
 
 def check_append(history: Sequence[Op], final: object) -> WorkloadVerdict:
@@ -193,14 +199,23 @@ class BankLogic(ClientLogic):
         return balances
 
 
-def final_balances(machine: StoreMachine, tag: str, now_ms: int) -> dict[str, int]:
-    """Every balance, read from `machine`'s applied state."""
+def final_balances(
+    machine_of: Callable[[str], StoreMachine | None], tag: str, now_ms: int
+) -> dict[str, int] | None:
+    """Every balance, each read from the applied state of the machine holding it (None:
+    some could not be read, or no account was ever opened). A missing account reads as
+    0 once another exists (the opening MSETNX sets all or none): the check then finds
+    the money gone."""
     out: dict[str, int] = {}
+    opened = False
     for name in accounts_of(tag):
+        machine = machine_of(name)
+        if machine is None:
+            return None
         reply = machine.execute_read("get", [name.encode()], now_ms)
-        assert isinstance(reply, Bulk), reply
-        out[name] = int(reply.value)
-    return out
+        opened |= isinstance(reply, Bulk)
+        out[name] = int(reply.value) if isinstance(reply, Bulk) else 0
+    return out if opened else None
 
 
 def check_bank_run(history: Sequence[Op], final: object) -> WorkloadVerdict:

@@ -1,7 +1,7 @@
 """Queue and stream workloads for simulated clients on the Redis machine (`cairn.store`).
 
-Theory of operation. The default simulated client (`cairn.sim.client`) reads and writes
-registers, checked for linearizability. These workloads give it other data types: each
+Theory of operation. The default simulated client (`cairn.sim.region_client`) reads and
+writes registers, checked for linearizability. These workloads give it other data types: each
 client owns a `ClientLogic` that picks its next command (`Command`: the history's
 function, key and value, and the Redis command proposed for it) and turns the machine's
 reply into the history's completion. Every command here changes state (RPOP, XREADGROUP
@@ -18,15 +18,14 @@ history to `cairn.check.queue` or `cairn.check.stream`.
   `CLAIM_IDLE_MS` (XAUTOCLAIM); after any operation of unknown outcome it re-reads its
   own pending entries (XREADGROUP `0`), as a consumer does after reconnecting.
 
-Nothing here touches the runner, the event loop or the network: the logic moves with the
-workload when the simulator of the whole node replaces this one. Pure: no I/O, no clock.
+Nothing here touches the runner, the event loop or the network. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cairn.check.history import Op, OpType
@@ -44,7 +43,7 @@ class Workload(enum.Enum):
     """What simulated clients do."""
 
     REGISTER = "register"
-    """get/put/append(/cas), checked for linearizability (`cairn.sim.client`)."""
+    """get/put/append/cas, checked for linearizability (`cairn.sim.region_client`)."""
     QUEUE = "queue"
     STREAM = "stream"
     APPEND = "append"
@@ -218,26 +217,35 @@ def new_logic(workload: Workload, index: int, key: str) -> ClientLogic:
         from cairn.sim.txn_workloads import BankLogic
 
         return BankLogic(index, key)
-    raise ValueError(f"{workload.value} clients are cairn.sim.client's own")
+    raise ValueError(f"{workload.value} clients are cairn.sim.region_client's own")
 
 
 # --- the end of a run ----------------------------------------------------------------------
 
 
-def final_read(workload: Workload, machine: StoreMachine, key: str, now_ms: int) -> object:
-    """What the check compares with, read from `machine`'s applied state."""
+MachineOf = Callable[[str], StoreMachine | None]
+"""The machine whose applied state holds a key at the end of a run (None: none can be
+read, e.g. its region's leader has not applied all it committed)."""
+
+
+def final_read(workload: Workload, machine_of: MachineOf, key: str, now_ms: int) -> object:
+    """What the check compares with, each key read from the applied state of the machine
+    holding it (None: some key could not be read)."""
+    if workload is Workload.APPEND:
+        from cairn.sim.txn_workloads import final_lists
+
+        return final_lists(machine_of, key, now_ms)
+    if workload is Workload.BANK:
+        from cairn.sim.txn_workloads import final_balances
+
+        return final_balances(machine_of, key, now_ms)
+    machine = machine_of(key)
+    if machine is None:
+        return None
     if workload is Workload.QUEUE:
         reply = machine.execute_read("lrange", [key.encode(), b"0", b"-1"], now_ms)
         assert isinstance(reply, Array)
         return {key: [_text(item) for item in reply.items]}
-    if workload is Workload.APPEND:
-        from cairn.sim.txn_workloads import final_lists
-
-        return final_lists(machine, key, now_ms)
-    if workload is Workload.BANK:
-        from cairn.sim.txn_workloads import final_balances
-
-        return final_balances(machine, key, now_ms)
     entries = entries_of(machine.execute_read("xrange", [key.encode(), b"-", b"+"], now_ms))
     pel = machine.execute_read("xpending", [key.encode(), b"g", b"-", b"+", b"1000000"], now_ms)
     pending = [(_text(p.items[0]), _text(p.items[1])) for p in _items(pel)]
