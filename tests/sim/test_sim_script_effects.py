@@ -1,6 +1,7 @@
 """Scripts replicated by their effects in the simulator: the bank workload's transfer
-scripts run once on the leader and are applied as `cairn.effects` entries, some found
-stale and run again, and the bank check bites when stale effects are applied anyway."""
+scripts (and the registers' compare-and-set) run once on the region leader and are
+applied as `cairn.effects` entries, some found stale and run again, and the bank check
+bites when stale effects are applied anyway."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import pytest
 
 import cairn.shard.script_effects as script_effects
 import cairn.store.scripting.effects as effects
-from cairn.sim import SimConfig, run_simulation
+from cairn.sim import RegionSimConfig, run_region_simulation
 from cairn.sim.workloads import Workload
 
-CONFIG = SimConfig(seed=5, nodes=3, steps=2000, faults=frozenset(), workload=Workload.BANK)
+CONFIG = RegionSimConfig(
+    seed=5, nodes=3, steps=3000, faults=(), losses=0, workload=Workload.BANK
+)
 
 
 def test_bank_transfers_are_applied_as_effects_and_stale_ones_run_again(
@@ -25,7 +28,7 @@ def test_bank_transfers_are_applied_as_effects_and_stale_ones_run_again(
         runners.append(self)
 
     monkeypatch.setattr(script_effects.ScriptEffects, "__init__", remember)
-    result = run_simulation(CONFIG)
+    result = run_region_simulation(CONFIG)
     assert result.ok, result.failure
     assert result.workload_verdict is not None and result.workload_verdict.anomalies == 0
     assert sum(r.counters.applied for r in runners) > 10
@@ -36,5 +39,5 @@ def test_the_bank_bites_when_stale_effects_are_applied(monkeypatch: pytest.Monke
     """Every key's fingerprint the same: no entry is ever found stale, so transfers
     computed on balances another transfer changed meanwhile overwrite it."""
     monkeypatch.setattr(effects, "fingerprint", lambda db, key: b"same")
-    result = run_simulation(CONFIG)
+    result = run_region_simulation(CONFIG)
     assert result.failure is not None and "bank check" in result.failure, result.failure

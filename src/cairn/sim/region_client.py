@@ -22,6 +22,11 @@ client given a `ClientLogic` (`cairn.sim.workloads`: queue, stream, list-append 
 transactions) proposes that logic's commands instead, routed by the workload's key, runs
 its setup command first (unrecorded, until it succeeds), and lets the logic read the
 replies; its history goes to the workload's checker.
+
+Scripts (the cas register's EVAL, the bank's transfers) run as a real node runs them:
+once, on the region leader's state, replicated by their effects
+(`cairn.shard.script_effects`), so every fault also checks effects replication (stale
+effects run again, the fallback to the script itself).
 """
 
 from __future__ import annotations
@@ -34,14 +39,18 @@ from cairn.check.history import Op, OpType
 from cairn.meta.region import Region, range_key
 from cairn.raft.types import NONE, NodeId
 from cairn.resp.reply import Integer, Reply
-from cairn.shard.host import StaleEpochError
-from cairn.shard.replica import Completion, Outcome
+from cairn.shard.host import RegionHost, StaleEpochError
+from cairn.shard.replica import Callback, Completion, Outcome
+from cairn.shard.script_effects import ScriptEffects
 from cairn.sim.loop import HARNESS
 from cairn.sim.multiraft import MultiCluster
 from cairn.sim.store_range import EPOCH_MS, SimStoreMachine, entry_keys
 from cairn.sim.workloads import ClientLogic, Command
 from cairn.store.machine import encode_command
+from cairn.store.scripting.effects import EFFECT_SCRIPTS
 
+MAX_ENTRY = 16 << 20
+"""The largest entry a simulated leader proposes (a node's `max_entry_bytes`)."""
 LATE_REPLY = (50_000_000, 400_000_000)
 """The extra wait (ns) of a late reply (buggify site `client.late_reply`)."""
 MS = 1_000_000
@@ -125,6 +134,9 @@ class RoutedClient:
         self._written = 0
         self._call: _Call | None = None
         self._last_seen: dict[str, str | None] = {}
+        self._scripts = ScriptEffects(random.Random(index), self._now_ms, lambda: MAX_ENTRY)
+        """Scripts run as a region leader runs them: once, replicated by their effects
+        (its own random source: the client's choices stay what they were)."""
 
     @property
     def idle(self) -> bool:
@@ -234,8 +246,18 @@ class RoutedClient:
 
             host.read(region.id, region.epoch, call.key.encode(), served)
             return
-        command = self._command(call, EPOCH_MS + self.loop.now // MS)
+        name, argv = self._argv(call)
+        peer = host.peers.get(region.id)
+        inner = peer.machine.inner if peer is not None else None
+        if name in EFFECT_SCRIPTS and isinstance(inner, SimStoreMachine):
+            io = _ScriptIo(self, node, call, host, name, argv)
+            self._scripts.start(name, argv, inner.store, io)
+            return
+        command = encode_command(name, argv, self._now_ms())
         host.propose(region.id, region.epoch, command, lambda d: self._reply(node, call, d, None))
+
+    def _now_ms(self) -> int:
+        return EPOCH_MS + self.loop.now // MS
 
     def _read(self, node: NodeId, region_id: int, key: str) -> str | None:
         host = self.cluster.host(node)
@@ -247,20 +269,19 @@ class RoutedClient:
         return inner.get(key)
 
     @staticmethod
-    def _command(call: _Call, now_ms: int) -> bytes:
-        """The entry proposed for `call`: the store command of a put, append or cas (module
-        docstring), or a workload's own command."""
+    def _argv(call: _Call) -> tuple[str, list[bytes]]:
+        """The command proposed for `call` (name, arguments): the store command of a put,
+        append or cas (module docstring), or a workload's own command."""
         if call.command is not None:
-            return encode_command(call.command.name, call.command.argv(), now_ms)
+            return call.command.name, call.command.argv()
         key = call.key.encode()
         if call.f == "cas":
             assert isinstance(call.value, tuple)
             expected, new = call.value
             argv = [b"0" if expected is None else b"1", (expected or "").encode(), new.encode()]
-            return encode_command("eval", [CAS_SCRIPT.encode(), b"1", key, *argv], now_ms)
+            return "eval", [CAS_SCRIPT.encode(), b"1", key, *argv]
         assert isinstance(call.value, str)
-        name = "set" if call.f == "put" else "append"
-        return encode_command(name, [key, call.value.encode()], now_ms)
+        return ("set" if call.f == "put" else "append"), [key, call.value.encode()]
 
     def _reply(self, node: NodeId, call: _Call, done: Completion, value: object) -> None:
         label = f"rclient {self.index} <- n{node} {done.outcome.value}"
@@ -353,3 +374,43 @@ class RoutedClient:
 
     def _record(self, kind: OpType, call: _Call, value: object) -> None:
         self.history.append(Op(self.process, kind, call.f, call.key, value, self.loop.now))
+
+
+class _ScriptIo:
+    """One script call's `EffectsIo` on a simulated node: its host's reads and proposals
+    in the call's region under the call's epoch; the outcome goes back to the client as
+    any reply does."""
+
+    def __init__(
+        self,
+        client: RoutedClient,
+        node: NodeId,
+        call: _Call,
+        host: RegionHost,
+        name: str,
+        argv: list[bytes],
+    ) -> None:
+        self._client = client
+        self._node = node
+        self._call = call
+        self._host = host
+        self._name = name
+        self._argv = argv
+
+    def read(self, on_done: Callback) -> None:
+        region = self._call.region
+        self._host.read(region.id, region.epoch, self._call.key.encode(), on_done)
+
+    def propose(self, command: bytes, on_done: Callback) -> None:
+        region = self._call.region
+        self._host.propose(region.id, region.epoch, command, on_done)
+
+    def replay(self) -> None:
+        command = encode_command(self._name, self._argv, self._client._now_ms())
+        self.propose(command, self.done)
+
+    def done(self, completion: Completion) -> None:
+        self._client._reply(self._node, self._call, completion, None)
+
+    def cancelled(self) -> bool:
+        return self._client._call is not self._call
