@@ -238,14 +238,19 @@ def test_a_forwarded_reply_over_the_hard_limit_closes_the_client(cluster: LocalC
     follower = next(s.node_id for s in cluster.specs if s.node_id != leader)
     with client(cluster, leader) as r:
         set_until_certain(r, "limits:huge", b"h" * (2 << 20))
-        r.config_set("client-output-buffer-limit", "normal 1mb 0 0")
+    # On every node: the region's leadership may move before the GET (a loaded machine),
+    # and whichever node leads then must refuse to queue the reply.
+    for spec in cluster.specs:
+        with client(cluster, spec.node_id) as r:
+            r.config_set("client-output-buffer-limit", "normal 1mb 0 0")
     try:
         with connect(cluster.spec(follower).client_port) as sock:
             sock.sendall(AUTH + command("GET", "limits:huge"))
             assert read_until_closed(sock, timeout=5) == Exchange(b"+OK\r\n", closed=True)
     finally:
-        with client(cluster, leader) as r:
-            r.config_set("client-output-buffer-limit", "normal 64mb 0 0")
+        for spec in cluster.specs:
+            with client(cluster, spec.node_id) as r:
+                r.config_set("client-output-buffer-limit", "normal 64mb 0 0")
 
 
 # -- secrets ------------------------------------------------------------------------------
