@@ -75,7 +75,7 @@ from cairn.resp.reply import (
     Verbatim,
 )
 from cairn.store.commands import CommandError, CommandSpec, Flag, classify, run_in_batch
-from cairn.store.commands.spec import Ctx
+from cairn.store.commands.spec import Ctx, internal_write
 from cairn.store.keyspace import Keyspace, KeyspaceReader, WriteBatch, write_batch
 from cairn.store.layout import SYSTEM_TAG, encode_stamp, prefix_end, region_system_prefix
 from cairn.store.notifications import Event
@@ -598,19 +598,14 @@ def _applied_by_machine(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 
 def _internal(name: str, arity: int, key_finder: bool) -> CommandSpec:
-    return CommandSpec(
-        name=name,
-        arity=arity,
-        flags=frozenset({Flag.WRITE}),
-        first_key=0,
-        last_key=0,
-        step=0,
-        group="generic",
-        since="7.0.0",
-        complexity="O(1) besides the wrapped command",
-        summary="Internal: an idempotent write (IDEMPOTENT) or the purge of expired ids.",
-        handler=_applied_by_machine,
-        key_finder=wrapped_keys if key_finder else None,
+    return internal_write(
+        name,
+        arity,
+        _applied_by_machine,
+        wrapped_keys if key_finder else None,
+        "generic",
+        "Internal: an idempotent write (IDEMPOTENT) or the purge of expired ids.",
+        "O(1) besides the wrapped command",
     )
 
 

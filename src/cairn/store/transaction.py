@@ -41,9 +41,9 @@ from collections.abc import Callable, Sequence
 import msgpack
 
 from cairn.resp.reply import NULL, NULL_ARRAY, Array, Bulk, ErrorReply, Reply
-from cairn.store.commands import CommandError, CommandSpec, Flag, classify, run_in_batch
+from cairn.store.commands import CommandError, CommandSpec, classify, run_in_batch
 from cairn.store.commands.blocking import Blocked
-from cairn.store.commands.spec import Ctx
+from cairn.store.commands.spec import Ctx, internal_write
 from cairn.store.db import Db
 from cairn.store.keyspace import Keyspace
 from cairn.store.layout import encode_stamp
@@ -162,20 +162,14 @@ def _internal(
     handler: Callable[[Ctx, Sequence[bytes]], Reply],
     key_finder: Callable[[Sequence[bytes]], list[bytes]] | None,
 ) -> CommandSpec:
-    step = 0 if key_finder is not None else 1
-    return CommandSpec(
-        name=name,
-        arity=arity,
-        flags=frozenset({Flag.WRITE}),
-        first_key=step,
-        last_key=-step,
-        step=step,
-        group="transactions",
-        since="7.0.0",
-        complexity="O(N)",
-        summary="Internal: part of MULTI/EXEC/WATCH.",
-        handler=handler,
-        key_finder=key_finder,
+    return internal_write(
+        name,
+        arity,
+        handler,
+        key_finder,
+        "transactions",
+        "Internal: part of MULTI/EXEC/WATCH.",
+        every_argument_a_key=key_finder is None,
     )
 
 

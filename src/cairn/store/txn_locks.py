@@ -49,10 +49,10 @@ from dataclasses import dataclass
 import msgpack
 
 from cairn.resp.reply import NULL, Array, Bulk, ErrorReply, Integer, Reply
-from cairn.store.commands import CommandError, CommandSpec, Flag
+from cairn.store.commands import CommandError, CommandSpec
 from cairn.store.commands.dump import cmd_restore, serialize
 from cairn.store.commands.keys import cmd_del
-from cairn.store.commands.spec import Ctx
+from cairn.store.commands.spec import Ctx, internal_write
 from cairn.store.db import Db
 from cairn.store.encodings import DEFAULT_SETTINGS
 from cairn.store.keyspace import KeyspaceReader
@@ -603,19 +603,13 @@ def _internal(
     handler: Callable[[Ctx, Sequence[bytes]], Reply],
     key_finder: Callable[[Sequence[bytes]], list[bytes]],
 ) -> CommandSpec:
-    return CommandSpec(
-        name=name,
-        arity=arity,
-        flags=frozenset({Flag.WRITE}),
-        first_key=0,
-        last_key=0,
-        step=0,
-        group="transactions",
-        since="7.0.0",
-        complexity="O(N)",
-        summary="Internal: part of a cross-region transaction.",
-        handler=handler,
-        key_finder=key_finder,
+    return internal_write(
+        name,
+        arity,
+        handler,
+        key_finder,
+        "transactions",
+        "Internal: part of a cross-region transaction.",
     )
 
 

@@ -124,6 +124,37 @@ class CommandSpec:
         return positional_keys(argv, self.first_key, self.last_key, self.step)
 
 
+def internal_write(
+    name: str,
+    arity: int,
+    handler: Handler,
+    key_finder: KeyFinder | None,
+    group: str,
+    summary: str,
+    complexity: str = "O(N)",
+    *,
+    every_argument_a_key: bool = False,
+) -> CommandSpec:
+    """The spec of an internal write command (transactions, idempotency, effects ...):
+    never in `COMMANDS`, so no client can send it; routed by `key_finder`'s keys, or by
+    every argument with `every_argument_a_key` (neither: keyless)."""
+    step = 1 if every_argument_a_key else 0
+    return CommandSpec(
+        name=name,
+        arity=arity,
+        flags=frozenset({Flag.WRITE}),
+        first_key=step,
+        last_key=-step,
+        step=step,
+        group=group,
+        since="7.0.0",
+        complexity=complexity,
+        summary=summary,
+        handler=handler,
+        key_finder=key_finder,
+    )
+
+
 def positional_keys(argv: Sequence[bytes], first: int, last: int, step: int) -> list[bytes]:
     """The keys at Redis's (first key, last key, step) positions of `argv` (name included;
     a negative `last` counts from the end; `first` 0: no keys)."""

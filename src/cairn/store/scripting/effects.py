@@ -52,7 +52,7 @@ import msgpack
 
 from cairn.resp.reply import ErrorReply, Reply
 from cairn.store.commands.errors import CommandError
-from cairn.store.commands.spec import CommandSpec, Ctx, Flag
+from cairn.store.commands.spec import CommandSpec, Ctx, internal_write
 from cairn.store.db import Db
 from cairn.store.idempotency import decode_reply, encode_reply
 from cairn.store.keyspace import KeyspaceReader, WriteBatch, write_batch
@@ -394,19 +394,14 @@ def _not_direct(ctx: Ctx, args: Sequence[bytes]) -> Reply:
 
 
 EFFECTS_COMMANDS: dict[str, CommandSpec] = {
-    EFFECTS_COMMAND: CommandSpec(
-        name=EFFECTS_COMMAND,
-        arity=2,
-        flags=frozenset({Flag.WRITE}),
-        first_key=0,
-        last_key=0,
-        step=0,
-        group="scripting",
-        since="7.0.0",
-        complexity="O(N) in the records the script wrote",
-        summary="Internal: a script's effects, replicated instead of the script.",
-        handler=_not_direct,
-        key_finder=effects_keys,
+    EFFECTS_COMMAND: internal_write(
+        EFFECTS_COMMAND,
+        2,
+        _not_direct,
+        effects_keys,
+        "scripting",
+        "Internal: a script's effects, replicated instead of the script.",
+        "O(N) in the records the script wrote",
     )
 }
 """The internal command of effects replication: not in `COMMANDS`, so no client (and no
