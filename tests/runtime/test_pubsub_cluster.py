@@ -47,6 +47,18 @@ def wait_numsub(cluster: LocalCluster, node: int, channel: str, want: int) -> No
         time.sleep(0.05)
 
 
+def wait_linked(cluster: LocalCluster, node: int) -> None:
+    """Until `node` holds a peer link to every other node: a PUBLISH frame goes only over
+    the links up at that moment (at most once, as Redis Cluster's bus), and just after
+    the cluster starts some may still be connecting."""
+    deadline = time.monotonic() + 30
+    c = client(cluster, node)
+    others = len(cluster.specs) - 1
+    while c.info("clients")["cluster_connections"] != others:
+        assert time.monotonic() < deadline, c.info("clients")
+        time.sleep(0.05)
+
+
 def messages(ps: redis.client.PubSub, count: int) -> list[dict[str, object]]:
     """Up to `count` messages; the deadline is generous for a loaded CI machine (a
     passing run returns as soon as the last one arrives)."""
@@ -93,6 +105,7 @@ def test_a_message_reaches_subscribers_on_every_node(cluster: LocalCluster) -> N
     subs = [subscriber(cluster, n, "news", patterns=("n*",)) for n in (1, 2, 3)]
     for n in (1, 2, 3):
         wait_numsub(cluster, n, "news", 1)
+    wait_linked(cluster, 2)
     # Redis Cluster counts the receivers on the publishing node only.
     assert client(cluster, 2).publish("news", "hello") == 2
     for ps in subs:
