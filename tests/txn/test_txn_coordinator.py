@@ -132,17 +132,23 @@ def test_coordinator_dead_after_locking_a_reader_rolls_it_back() -> None:
     assert world.locks() == 0
 
 
-def test_coordinator_dead_after_committing_the_primary_a_reader_rolls_forward() -> None:
-    world = World()
-    committed = []
+def _lose_all_after_the_primary_commit(world: World) -> None:
+    """The coordinator dies once its primary's commit left it: everything it sends after
+    that is lost."""
+    committed: list[list[bytes]] = []
 
     def after_primary(argv: list[bytes]) -> bool:
         if argv[0] == b"cairn.txn.commit" and argv[3] == b"1":
             committed.append(argv)
             return False
-        return bool(committed)  # everything after the primary's commit is lost
+        return bool(committed)
 
     world.drops.append(after_primary)
+
+
+def test_coordinator_dead_after_committing_the_primary_a_reader_rolls_forward() -> None:
+    world = World()
+    _lose_all_after_the_primary_commit(world)
     outcome = world.transaction([["SET", "a", "1"], ["SET", "b", "2"], ["SET", "c", "3"]])
     world.run()
     assert outcome.reply == Array((OK, OK, OK))
@@ -223,15 +229,7 @@ def test_scripts_and_sort_patterns_are_refused() -> None:
 
 def test_a_transaction_rolls_forward_a_committed_lock_without_waiting_its_ttl() -> None:
     world = World()
-    committed = []
-
-    def after_primary(argv: list[bytes]) -> bool:
-        if argv[0] == b"cairn.txn.commit" and argv[3] == b"1":
-            committed.append(argv)
-            return False
-        return bool(committed)
-
-    world.drops.append(after_primary)
+    _lose_all_after_the_primary_commit(world)
     first = world.transaction([["SET", "a", "1"], ["SET", "b", "1"]])
     world.run()
     assert first.reply == Array((OK, OK))
@@ -312,15 +310,7 @@ def _read_after_ack(reads_ignore_locks: bool) -> Reply:
     for region in world.regions:
         region.machine.reads_ignore_locks = reads_ignore_locks
     world.raw("SET", "b", "old")
-    committed: list[list[bytes]] = []
-
-    def after_primary(argv: list[bytes]) -> bool:
-        if argv[0] == b"cairn.txn.commit" and argv[3] == b"1":
-            committed.append(argv)
-            return False
-        return bool(committed)
-
-    world.drops.append(after_primary)
+    _lose_all_after_the_primary_commit(world)
     outcome = world.transaction([["SET", "a", "1"], ["SET", "b", "2"]])
     world.run()
     assert outcome.reply == Array((OK, OK))  # acknowledged
