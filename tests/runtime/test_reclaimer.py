@@ -7,51 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, field
 from typing import cast
 
+from fake_region_host import FakeHost, FakePeer, FakeReplica
 from store_harness import FakeClock, MachineClient
 
 from cairn.runtime.reclaimer import Reclaimer
 from cairn.shard.host import RegionHost
-from cairn.shard.replica import Callback, Completion, Outcome
-from cairn.store import StoreMachine, decode_command
+from cairn.store import StoreMachine
 from cairn.store.layout import field_prefix, prefix_end
 from cairn.store.reclaim import RECLAIM_COMMAND, buried
-
-
-@dataclass
-class FakeReplica:
-    is_leader: bool
-    stopped: bool = False
-
-
-@dataclass
-class FakeRegion:
-    epoch: int = 1
-
-
-@dataclass
-class FakePeer:
-    replica: FakeReplica
-    region: FakeRegion = field(default_factory=FakeRegion)
-
-
-@dataclass
-class FakeHost:
-    """Regions by id; `propose` applies the command to that region's client's machine."""
-
-    clients: dict[int, MachineClient]
-    peers: dict[int, FakePeer]
-    proposed: list[tuple[int, str, list[bytes]]] = field(default_factory=list)
-
-    def propose(self, region_id: int, epoch: int, command: bytes, on_done: Callback) -> None:
-        name, args, _ = decode_command(command)
-        self.proposed.append((region_id, name, args))
-        client = self.clients[region_id]
-        client.index += 1
-        reply = client.machine.apply(client.index, command)
-        on_done(Completion(Outcome.OK, reply))
 
 
 def stream_records(machine: StoreMachine, key: bytes) -> int:

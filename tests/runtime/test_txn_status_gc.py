@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, field
 from typing import cast
 
+from fake_region_host import FakeHost, FakePeer, FakeReplica
 from store_harness import FakeClock, MachineClient
 
 from cairn.resp.reply import Array, Bulk
 from cairn.runtime.config import Limits
 from cairn.runtime.reclaimer import LOCK_GRACE_MS, Reclaimer
 from cairn.shard.host import RegionHost
-from cairn.shard.replica import Callback, Completion, Outcome
-from cairn.store import decode_command
 from cairn.store.ranges import iter_statuses
 from cairn.store.txn_locks import (
     GC_BATCH,
@@ -26,39 +24,6 @@ from cairn.store.txn_locks import (
     SWEEP_BATCH,
     expired_locks,
 )
-
-
-@dataclass
-class Replica:
-    is_leader: bool
-    stopped: bool = False
-
-
-@dataclass
-class RegionInfo:
-    epoch: int = 1
-
-
-@dataclass
-class Peer:
-    replica: Replica
-    region: RegionInfo = field(default_factory=RegionInfo)
-
-
-@dataclass
-class Host:
-    """Regions by id; `propose` applies at once to that region's machine."""
-
-    clients: dict[int, MachineClient]
-    peers: dict[int, Peer]
-    proposed: list[tuple[int, str, list[bytes]]] = field(default_factory=list)
-
-    def propose(self, region_id: int, epoch: int, command: bytes, on_done: Callback) -> None:
-        name, args, _ = decode_command(command)
-        self.proposed.append((region_id, name, args))
-        client = self.clients[region_id]
-        client.index += 1
-        on_done(Completion(Outcome.OK, client.machine.apply(client.index, command)))
 
 
 def _decided(client: MachineClient, count: int) -> None:
@@ -76,7 +41,8 @@ def test_stale_status_records_are_removed_in_bounded_steps_where_it_leads() -> N
     leader, follower = MachineClient(clock=clock), MachineClient(clock=clock)
     _decided(leader, GC_BATCH + 44)
     _decided(follower, 3)
-    host = Host({1: leader, 2: follower}, {1: Peer(Replica(True)), 2: Peer(Replica(False))})
+    peers = {1: FakePeer(FakeReplica(True)), 2: FakePeer(FakeReplica(False))}
+    host = FakeHost({1: leader, 2: follower}, peers)
     machines = {1: leader.machine, 2: follower.machine}
     seconds = itertools.count(0, 10)  # every look is due
     reclaimer = Reclaimer(
@@ -117,7 +83,8 @@ def test_locks_long_expired_are_handed_to_the_resolver_where_it_leads() -> None:
     _lock(leader, 2000, b"p", 3000, b"p", b"a")
     _lock(leader, 2001, b"q", 60_000, b"b")
     _lock(follower, 2002, b"r", 3000, b"c")
-    host = Host({1: leader, 2: follower}, {1: Peer(Replica(True)), 2: Peer(Replica(False))})
+    peers = {1: FakePeer(FakeReplica(True)), 2: FakePeer(FakeReplica(False))}
+    host = FakeHost({1: leader, 2: follower}, peers)
     handed: list[tuple[bytes, int]] = []
     seconds = itertools.count(0, 10)
     reclaimer = Reclaimer(
