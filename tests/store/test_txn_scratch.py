@@ -10,7 +10,8 @@ from collections.abc import Iterator, Sequence
 import pytest
 from store_harness import MachineClient, RawRedis, parse_resp2, resp2
 
-from cairn.resp.reply import Array, Bulk, ErrorReply, Integer, SimpleString
+from cairn.resp.reply import Array, Bulk, ErrorReply, Integer, NullBulk, SimpleString
+from cairn.store.scripting.confine import UNDECLARED
 from cairn.store.txn_locks import LOCK_COMMAND
 from cairn.store.txn_scratch import LoadedValue, ScratchKeyError, run_scratch
 
@@ -155,8 +156,11 @@ def test_errors_are_per_command_and_unknown_commands_name_no_key() -> None:
     assert set(result.effects) == {b"a"}
 
 
-def test_a_script_writing_an_undeclared_key_is_refused() -> None:
-    script = b"redis.call('set', KEYS[1], 1) return redis.call('set', 'other', 1)"
-    with pytest.raises(ScratchKeyError) as refused:
-        run_scratch({b"a": (0, 0, None)}, [[b"EVAL", script, b"1", b"a"]], NOW, 1)
-    assert refused.value.key == b"other"
+def test_a_script_naming_an_undeclared_key_fails_and_writes_nothing() -> None:
+    """Declared keys only (`cairn.store.scripting.confine`), even a key another queued
+    command locked, and even when the script catches the error."""
+    values: dict[bytes, LoadedValue] = {b"a": (0, 0, None), b"b": (0, 0, None)}
+    script = b"redis.call('set', KEYS[1], 1) return redis.pcall('set', 'b', 1)"
+    result = run_scratch(values, [[b"EVAL", script, b"1", b"a"], [b"GET", b"b"]], NOW, 1)
+    assert result.replies == [UNDECLARED, NullBulk()]
+    assert result.effects == {}

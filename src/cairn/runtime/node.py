@@ -135,6 +135,7 @@ from cairn.store.idempotency import PREFIX as IDEMPOTENT
 from cairn.store.idempotency import PURGE_COMMAND, checked_argv, tag_command
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.scripting import FRONT_COMMANDS, ScriptFront
+from cairn.store.scripting.confine import CROSS_REGION_SCRIPTS
 from cairn.store.scripting.effects import EFFECT_SCRIPTS
 from cairn.store.scripting.front import Deferred
 from cairn.store.txn_locks import TXN_LOCK_COMMANDS
@@ -766,7 +767,7 @@ class Node:
 
             self.txn.run_command(args, reply)
 
-        state.order.submit(True, start)
+        state.order.submit(True, start, exclusive=spec.name in CROSS_REGION_SCRIPTS)
         return True
 
     def _cross_allowed(self, client: ClientConnection) -> bool:

@@ -8,8 +8,10 @@ multi-key write names keys in several regions (routing answered CROSSSLOT):
   watched keys and fingerprints, run as one `Coordinator` transaction; its reply is the
   EXEC array (or the null array when a watched key changed);
 - a multi-key write outside MULTI whose meaning needs one atomic step over all its keys
-  (`cairn.shard.routing.TRANSACTIONAL`: MSET, RENAME, SUNIONSTORE ...) runs as a
-  one-command transaction (`run_command`), for a plain connection. A connection that
+  (`cairn.shard.routing.TRANSACTIONAL`: MSET, RENAME, SUNIONSTORE ...), or a script
+  whose declared keys lie in several regions (EVAL, FCALL and their _RO forms, confined
+  to those keys: `cairn.store.scripting.confine`), runs as a one-command transaction
+  (`run_command`), for a plain connection. A connection that
   can follow MOVED (`client_redirects`: cluster-aware under `redirect = "auto"`, all
   under "always") still gets CROSSSLOT, as from Redis Cluster: it routes by slot itself
   and must not come to rely on what a real cluster refuses;
@@ -41,6 +43,7 @@ from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.shard.routing import CROSSSLOT, SLOT_NOT_SERVED, TRANSACTIONAL
 from cairn.shard.topology import Topology
 from cairn.store import CommandSpec
+from cairn.store.scripting.confine import CROSS_REGION_SCRIPTS
 from cairn.store.transaction import TRANSACTION_COMMANDS, WATCH_COMMAND
 from cairn.store.txn_locks import TXN_LOCK_COMMANDS, Lock
 from cairn.txn import (
@@ -294,8 +297,9 @@ def is_locked(reply: object) -> bool:
 
 
 def takes_transaction(spec: CommandSpec) -> bool:
-    """Whether a command refused as CROSSSLOT runs as a cross-region transaction."""
-    return spec.name in TRANSACTIONAL
+    """Whether a command refused as CROSSSLOT runs as a cross-region transaction: a
+    multi-key write, or a script whose declared keys lie in several regions."""
+    return spec.name in TRANSACTIONAL or spec.name in CROSS_REGION_SCRIPTS
 
 
 def _nothing() -> None:

@@ -16,10 +16,13 @@ key they change (`cairn.store.transaction`), so after the run:
 - a key live before and absent now was deleted: kind 0.
 
 Every key the commands name must be among the loaded ones (they are the keys the
-coordinator locked): `ScratchKeyError` otherwise, before anything runs. Keys created by
-the commands are found by walking the scratch keyspace, whatever named them; one that
-was not loaded (a script writing a key it did not declare) is refused the same way, after
-the run, since no lock covers it.
+coordinator locked): `ScratchKeyError` otherwise, before anything runs. A script may name
+only its declared keys there (the machine's scope is `DECLARED_KEYS_ONLY`,
+`cairn.store.scripting.confine`): a call naming another key ends the script with an
+error, its writes discarded. Keys created by the commands are found by walking the
+scratch keyspace, whatever named them; one that was not loaded is refused the same way,
+after the run, since no lock covers it (a safety net: the confinement keeps scripts from
+writing one).
 
 Pure: no I/O; the keyspace is in memory and thrown away.
 """
@@ -39,6 +42,7 @@ from cairn.store.keyspace import MemoryKeyspace
 from cairn.store.layout import encode_stamp
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.scope import WHOLE_KEYSPACE
+from cairn.store.scripting.confine import DECLARED_KEYS_ONLY
 from cairn.store.transaction import TXN_COMMAND, encode_transaction
 
 __all__ = [
@@ -96,7 +100,7 @@ def run_scratch(
     _check_keys(values, commands)
     keyspace = MemoryKeyspace()
     before = _load(keyspace, values, now_ms)
-    machine = StoreMachine(keyspace, random.Random(seed))
+    machine = StoreMachine(keyspace, random.Random(seed), DECLARED_KEYS_ONLY)
     entry = encode_command(TXN_COMMAND, [encode_transaction([], commands)], now_ms)
     reply = machine.apply(seed, entry)
     if not isinstance(reply, Array):  # only a malformed entry: the commands are checked

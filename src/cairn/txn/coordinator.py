@@ -143,21 +143,12 @@ def backoff(rng: Random, settings: TxnSettings, attempt: int) -> float:
     return settings.backoff_base_s + rng.random() * (cap - settings.backoff_base_s)
 
 
-_SCRIPTS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
-"""Scripts may name keys they did not declare: the scratch machine holds only the locked
-ones, so a script would silently read them as absent."""
-
-
 def unsupported(commands: Sequence[Sequence[bytes]]) -> ErrorReply | None:
-    """Why the commands cannot run as a cross-region transaction (None: they can): a
-    script, or SORT reading other keys through BY or GET patterns (unlocked keys)."""
+    """Why the commands cannot run as a cross-region transaction (None: they can): SORT
+    reading other keys through BY or GET patterns (unlocked keys). A script can: on the
+    scratch machine it may use only its declared keys (`cairn.store.scripting.confine`)."""
     for argv in commands:
         name = argv[0].lower().decode("utf-8", "replace") if argv else ""
-        if name in _SCRIPTS:
-            return ErrorReply(
-                f"ERR a transaction over several regions cannot run {name.upper()}: "
-                "a script may name keys it does not declare"
-            )
         if name in ("sort", "sort_ro") and any(a.lower() in (b"by", b"get") for a in argv[2:]):
             return ErrorReply(
                 "ERR a transaction over several regions cannot run SORT with BY or GET: "

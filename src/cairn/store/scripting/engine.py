@@ -24,7 +24,10 @@ Outcomes, as Redis 7.0 answers them:
 Keys. A command a script calls may only name keys of the region the script runs in (the
 region of its declared KEYS, which routing placed in one region): any other key fails the
 call with Redis Cluster's "Script attempted to access a non local key in a cluster node".
-Undeclared keys inside the region are allowed, as Redis allows them.
+Undeclared keys inside the region are allowed, as Redis allows them. On the scratch
+machine of a cross-region transaction (scope `confine.DECLARED_KEYS_ONLY`) a script may
+use only its declared keys: any other key, or a command naming none, fails the call and
+then the whole run (`confine`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from cairn.store.commands.blocking import Blocked
 from cairn.store.commands.errors import CommandError
 from cairn.store.commands.spec import CommandSpec, Ctx, Flag
 from cairn.store.scope import KeyOutOfRangeError
+from cairn.store.scripting.confine import KEYLESS, UNDECLARED, confined
 from cairn.store.scripting.convert import lua_size, lua_to_reply, reply_to_lua
 from cairn.store.scripting.sandbox import (
     LuaState,
@@ -180,6 +184,11 @@ class _Run:
     resp: int = 2
     check: Checker | None = None
     on_keyless: Keyless | None = None
+    declared: frozenset[bytes] | None = None
+    """The only keys its calls may name (its KEYS), when confined (`confine`); None: any
+    key of its region."""
+    strayed: ErrorReply | None = None
+    """Set when a confined run named another key: the run's reply, its writes discarded."""
 
     def call(self, *args: Any) -> Any:
         """`redis.call`: the reply as a Lua value; an error is raised into the script.
@@ -239,11 +248,23 @@ class _Run:
         if spec.is_write and self.readonly:
             return READ_ONLY
         keys = spec.keys(argv)
+        if self.declared is not None and (stray := self._stray(keys)) is not None:
+            return stray
         if not all(self.ctx.db.scope.contains_key(k) for k in keys):
             return NOT_LOCAL
         if not keys and self.on_keyless is not None:
             self.on_keyless(spec.name)
         return self._run(spec, argv)
+
+    def _stray(self, keys: list[bytes]) -> ErrorReply | None:
+        """A confined run's refusal of a call naming no key or an undeclared one (None:
+        it names only declared keys); the first refusal becomes the run's reply."""
+        assert self.declared is not None
+        if keys and all(k in self.declared for k in keys):
+            return None
+        refusal = UNDECLARED if keys else KEYLESS
+        self.strayed = self.strayed or refusal
+        return refusal
 
     def _local(self, name: str, argv: list[bytes]) -> Reply | bytes:
         found = _SCRIPT_LOCAL.get(name)
@@ -353,6 +374,8 @@ def _script_reply(
         reply = ErrorReply(f"ERR Error running script (call to {sha}): {_first_line(exc)}")
     finally:
         state.stop()
+    if run.strayed is not None:
+        raise CommandError(run.strayed)
     if state.out_of_memory:
         raise CommandError(memory_error(limits))
     if state.spent:
@@ -435,6 +458,8 @@ def _function_reply(
         reply = ErrorReply(f"ERR Error running function: {_first_line(exc)}")
     finally:
         state.stop()
+    if run.strayed is not None:
+        raise CommandError(run.strayed)
     if state.out_of_memory or _out_of_memory(reply):
         raise CommandError(memory_error(limits))
     if state.spent:
@@ -456,6 +481,8 @@ def _sandbox(
     room checked for its arguments and its code: the run, the state, and what the
     arguments weigh."""
     run = _Run(ctx, readonly, check=check)
+    if confined(ctx.db.scope):
+        run.declared = frozenset(keys)
     rand = Rand48(ctx.rng.getrandbits(32))
     arguments = sum(len(a) for a in (*keys, *argv)) + 64 * (len(keys) + len(argv) + 2)
     if arguments > limits.memory:
