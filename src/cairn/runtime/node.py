@@ -136,7 +136,7 @@ from cairn.store.idempotency import PURGE_COMMAND, checked_argv, tag_command
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.scripting import FRONT_COMMANDS, ScriptFront
 from cairn.store.scripting.confine import CROSS_REGION_SCRIPTS
-from cairn.store.scripting.effects import EFFECT_SCRIPTS
+from cairn.store.scripting.effects import EFFECT_SCRIPTS, runs_for_effects
 from cairn.store.scripting.front import Deferred
 from cairn.store.txn_locks import TXN_LOCK_COMMANDS
 
@@ -895,8 +895,9 @@ class Node:
             self._read(request, region)
 
     def _write(self, request: _Request, region: Region, verbatim: bool = False) -> None:
-        """Propose write `request` in `region` (led here); EVAL and FCALL run here for
-        their effects (`ScriptEffects`) unless `verbatim`: then the script is the entry."""
+        """Propose write `request` in `region` (led here); EVAL and FCALL, and a
+        transaction queueing one, run here for their effects (`ScriptEffects`) unless
+        `verbatim`: then the script (or the transaction) is the entry."""
         limit = self.config.limits.max_entry_bytes
         if not request.sized and (big := entry_too_large(request.argv, limit)):
             request.finish(big)  # forwarded by a node with a larger limit, or internal
@@ -905,7 +906,7 @@ class Node:
         if machine is None:
             self._retry_later(request)
             return
-        if not verbatim and request.name in EFFECT_SCRIPTS:
+        if not verbatim and runs_for_effects(request.name, request.args):
             self._arm_timeout(request, UNCERTAIN)
             io = NodeEffectsIo(
                 self.host,

@@ -52,6 +52,7 @@ from cairn.store.idempotency import (
     tag_transaction,
 )
 from cairn.store.machine import decode_command, encode_command
+from cairn.store.scripting.confine import CROSS_REGION_SCRIPTS
 from cairn.store.scripting.effects import EFFECTS_COMMAND, wake_part
 from cairn.store.transaction import (
     TRANSACTION_COMMANDS,
@@ -439,7 +440,10 @@ class Transactions:
             else:
                 run()
 
-        state.order.submit(True, start)
+        # A script's transaction is run on the leader's state (for its effects, or on the
+        # coordinator's scratch machine): alone in the client's order, as a script is.
+        scripted = any(_name(argv) in CROSS_REGION_SCRIPTS for argv in queued)
+        state.order.submit(True, start, exclusive=scripted)
 
     def _run(
         self,

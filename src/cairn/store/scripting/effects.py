@@ -18,6 +18,14 @@ to the overlay. The outcome is one of:
   names no key, such as DBSIZE, KEYS, SCAN or FLUSHALL, or read records no key accounts
   for): the leader proposes the script itself, which every replica runs as before.
 
+A transaction (``cairn.exec``, MULTI/EXEC in one region) that queues a script is run the
+same way (`run_transaction_for_effects`): its watched keys compared, then each queued
+command in its own overlay batch (a failing command's writes discarded, as
+`cairn.store.transaction.apply_transaction` does), the scripts among them with the
+leader's reused Lua states; its effect is one ``cairn.effects`` entry whose reply is the
+EXEC array, so no replica runs the script again. A watched key that changed answers the
+null array at once (no entry: the run's read point is linearizable).
+
 Apply (`apply_effects`): if any fingerprint differs from the one recorded, another entry
 changed (or expired, or deleted, or created) a key the script depended on between the run
 and the apply: the entry writes nothing and answers `STALE`, and the leader runs the
@@ -50,7 +58,9 @@ from typing import Any
 
 import msgpack
 
-from cairn.resp.reply import ErrorReply, Reply
+from cairn.resp.reply import NULL, NULL_ARRAY, Array, ErrorReply, Reply
+from cairn.store.commands import classify
+from cairn.store.commands.blocking import Blocked
 from cairn.store.commands.errors import CommandError
 from cairn.store.commands.spec import CommandSpec, Ctx, internal_write
 from cairn.store.db import Db
@@ -63,7 +73,7 @@ from cairn.store.scope import KeyOutOfRangeError, Scope
 from cairn.store.scripting.commands import evaluate, function_call
 from cairn.store.scripting.pool import StatePool
 from cairn.store.scripting.sandbox import DEFAULT_LIMITS
-from cairn.store.transaction import fingerprint
+from cairn.store.transaction import TXN_COMMAND, decode_transaction, fingerprint
 
 __all__ = [
     "EFFECTS_COMMAND",
@@ -79,6 +89,9 @@ __all__ = [
     "effects_keys",
     "encode_effects",
     "run_for_effects",
+    "run_transaction_for_effects",
+    "runs_for_effects",
+    "transaction_has_script",
     "wake_part",
 ]
 
@@ -86,6 +99,11 @@ EFFECTS_COMMAND = "cairn.effects"
 """The internal command carrying a script's effects: ``cairn.effects <payload>``."""
 EFFECT_SCRIPTS = frozenset({"eval", "fcall"})
 """The write commands the leader runs for their effects (EVALSHA arrives as EVAL)."""
+_QUEUED_SCRIPTS = frozenset({"eval", "eval_ro", "fcall", "fcall_ro"})
+"""The script commands that make a queued transaction run for its effects."""
+_NONBLOCKING_NULL = frozenset({"blmove", "brpoplpush"})
+"""Blocking commands whose run inside MULTI answers a null bulk, not the null array (as
+`cairn.store.transaction` answers them)."""
 PLACEHOLDER_STAMP = b"\xff" * 8 + b"\x00" * 8
 """The stamp a run writes (region id 2^64-1: no region has it); the apply replaces it."""
 STALE = ErrorReply(
@@ -146,7 +164,13 @@ def run_for_effects(
     """Run script command `name` (``eval`` or ``fcall``; `args` without the name, with the
     front's tail) on `keyspace` at `now_ms` through an overlay; what to do with it.
     `collect_events`: record its keyspace notifications (the leader publishes them);
-    `pool`: the leader's reusable Lua states (None: a new state for this run)."""
+    `pool`: the leader's reusable Lua states (None: a new state for this run). Name
+    ``cairn.exec``: a transaction queueing a script (`run_transaction_for_effects`)."""
+    if name == TXN_COMMAND:
+        payload = args[0] if len(args) == 1 else b""
+        return run_transaction_for_effects(
+            keyspace, scope, payload, now_ms, rng, collect_events, pool
+        )
     overlay = OverlayKeyspace(keyspace, _counter_test(scope), _tracked_test(scope))
     keyless: list[str] = []
     batch = overlay.begin()
@@ -174,9 +198,115 @@ def run_for_effects(
 def _call(
     ctx: Ctx, name: str, args: Sequence[bytes], keyless: Any, pool: StatePool | None
 ) -> Reply:
-    if name == "fcall":
-        return function_call(ctx, args, False, keyless, pool)
-    return evaluate(ctx, args, False, DEFAULT_LIMITS, keyless, pool)
+    if name in ("fcall", "fcall_ro"):
+        return function_call(ctx, args, name == "fcall_ro", keyless, pool)
+    return evaluate(ctx, args, name == "eval_ro", DEFAULT_LIMITS, keyless, pool)
+
+
+# -- a transaction queueing a script -----------------------------------------------------
+
+
+def runs_for_effects(name: str, args: Sequence[bytes]) -> bool:
+    """Whether the leader runs write `name` (`args` without the name) for its effects: a
+    script, or a transaction queueing one."""
+    if name in EFFECT_SCRIPTS:
+        return True
+    return name == TXN_COMMAND and len(args) == 1 and transaction_has_script(args[0])
+
+
+def transaction_has_script(payload: bytes) -> bool:
+    """Whether transaction `payload` (`encode_transaction`) queues a script (False for a
+    malformed one: the apply answers it)."""
+    try:
+        commands = decode_transaction(payload).commands
+    except ValueError:
+        return False
+    return any(_name(argv) in _QUEUED_SCRIPTS for argv in commands)
+
+
+def run_transaction_for_effects(
+    keyspace: KeyspaceReader,
+    scope: Scope,
+    payload: bytes,
+    now_ms: int,
+    rng: random.Random,
+    collect_events: bool = False,
+    pool: StatePool | None = None,
+) -> Outcome:
+    """Run transaction `payload` on `keyspace` at `now_ms` through an overlay, as
+    `apply_transaction` would apply it (module docstring); what to do with it."""
+    try:
+        txn = decode_transaction(payload)
+        scope.check_keys(txn.keys())
+    except ValueError:
+        return Replay("a malformed transaction")  # the apply answers it
+    except KeyOutOfRangeError:
+        return Answer(KEY_NOT_IN_REGION)
+    overlay = OverlayKeyspace(keyspace, _counter_test(scope), _tracked_test(scope))
+    reader = Db(overlay, None, now_ms, scope)
+    for key, recorded in txn.watches:
+        if fingerprint(reader, key) != recorded:
+            return Answer(NULL_ARRAY)
+    keyless: list[str] = []
+    events: list[Event] | None = [] if collect_events else None
+    replies = []
+    for argv in txn.commands:
+        reply = _run_queued(overlay, scope, argv, now_ms, rng, keyless, events, pool)
+        if isinstance(reply, KeyOutOfRangeError):
+            return Answer(KEY_NOT_IN_REGION)
+        replies.append(reply)
+    reply = Array(tuple(replies))
+    if not overlay.wrote:
+        return Answer(reply)
+    if keyless or overlay.untracked:
+        return Replay(f"it called {keyless[0]}" if keyless else "it walked the keyspace")
+    return _effects(keyspace, scope, now_ms, overlay, reply, events or [])
+
+
+def _run_queued(
+    overlay: OverlayKeyspace,
+    scope: Scope,
+    argv: list[bytes],
+    now_ms: int,
+    rng: random.Random,
+    keyless: list[str],
+    events: list[Event] | None,
+    pool: StatePool | None,
+) -> Reply | KeyOutOfRangeError:
+    """One queued command in its own overlay batch: its reply, its writes kept only when
+    it succeeds (`cairn.store.commands.run_in_batch`, with the scripts' hook and states)."""
+    spec = classify(argv)
+    if isinstance(spec, ErrorReply):
+        return spec
+    name, args = spec.name, argv[1:]
+    batch = overlay.begin()
+    db = Db(overlay, batch, now_ms, scope, PLACEHOLDER_STAMP)
+    if events is not None:
+        db.events = []
+    try:
+        if name in _QUEUED_SCRIPTS:
+            reply = _call(Ctx(db, now_ms, name, rng), name, args, keyless.append, pool)
+        else:
+            if not spec.keys(argv):
+                keyless.append(name)
+            reply = spec.handler(Ctx(db, now_ms, name, rng), args)
+        db.finish_stamps()
+    except CommandError as err:
+        batch.abort()
+        return err.reply
+    except KeyOutOfRangeError as exc:
+        batch.abort()
+        return exc
+    batch.commit()
+    if events is not None and db.events:
+        events.extend(db.events)
+    if isinstance(reply, Blocked):  # nothing to take: answered as a timeout at once
+        return NULL if name in _NONBLOCKING_NULL else NULL_ARRAY
+    return reply
+
+
+def _name(argv: Sequence[bytes]) -> str:
+    return argv[0].lower().decode("utf-8", "replace") if argv else ""
 
 
 def _effects(
