@@ -1,8 +1,8 @@
 """Scripts replicated by their effects on a real 3-node cluster of 2 regions: a script whose
 writes differ on every run (math.random, TIME) leaves the same value on every replica
-(followers apply the leader's records, they never run Lua), concurrent read-modify-write
-scripts on one key lose no update, a script whose effects pass the entry limit writes
-nothing, and a script that cannot be tracked (it calls DBSIZE) is replicated as itself.
+(followers apply the leader's records, they never run Lua; inside MULTI too), concurrent
+read-modify-write scripts on one key lose no update, a script whose effects pass the entry
+limit writes nothing, and a script that cannot be tracked (it calls DBSIZE) is replicated as itself.
 
 Each node's own applied state is read through the planted `stale-follower-read` bug: a
 follower answers a read from its state at once, without asking the leader."""
@@ -76,6 +76,24 @@ def test_random_writes_are_the_same_on_every_replica(cluster: LocalCluster) -> N
         assert reader.lrange("{r}history", 0, -1) == values
         reader.close()
     assert len(_logged(cluster, "effects-run-{r}value")) == 1  # only the leader ran Lua
+    c.close()
+
+
+def test_a_script_inside_multi_is_replicated_by_its_effects(cluster: LocalCluster) -> None:
+    """EXEC of a transaction queueing a script is run once, by the region's leader: its
+    random draw is the same on every replica and only one node's log holds its line."""
+    c = client(cluster, 1, socket_timeout=4)
+    body = (
+        "redis.log(redis.LOG_WARNING, 'multi-run-' .. ARGV[1]) "
+        "local v = math.random(1000000000) redis.call('SET', KEYS[1], v) return v"
+    )
+    c.set("{m}n", 1)
+    pipe = c.pipeline(transaction=True)
+    pipe.incr("{m}n").eval(body, 1, "{m}value", "once").get("{m}n")
+    bumped, value, read = pipe.execute()
+    assert (bumped, read) == (2, b"2")
+    _on_every_node(cluster, "{m}value", b"%d" % value)
+    assert len(_logged(cluster, "multi-run-once")) == 1  # no replica ran it again
     c.close()
 
 

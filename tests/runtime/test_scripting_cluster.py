@@ -1,11 +1,17 @@
 """Lua scripts on a real 3-node cluster of 4 regions, through redis-py: `register_script`
-from any node (followers included), scripts routed by their keys (CROSSSLOT across
-regions, keyless ones in slot 0's region), and a script that never ends stopped by the
-instruction budget, with its writes discarded on every replica, while other clients are
-served."""
+from any node (followers included), scripts routed by their keys (keyless ones in slot 0's
+region), and a script that never ends stopped by the instruction budget, with its writes
+discarded on every replica, while other clients are served.
+
+Scripts whose declared keys lie in several regions run as cross-region transactions
+(`cairn.store.scripting.confine`): a transfer script under concurrent use from every node
+(the total conserved, audited by EVAL_RO over every account), `register_script` and
+FCALL across regions, a script using an undeclared key (refused, nothing applied), EVAL
+inside MULTI across regions, and a cluster-aware connection still answered CROSSSLOT."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -75,8 +81,7 @@ def test_scripts_are_routed_by_their_keys(cluster: LocalCluster) -> None:
     a, b = key_in(1, "a:"), key_in(4, "b:")
     body = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
     assert c.eval(body, 1, a, "one") == "one"
-    with pytest.raises(redis.ResponseError, match="hash to the same slot"):
-        c.eval("return 1", 2, a, b)
+    assert c.eval("return #KEYS", 2, a, b) == 2  # across regions: a transaction
     assert c.eval("return {ARGV[1], #KEYS}", 0, "keyless") == ["keyless", 0]
     with pytest.raises(redis.ResponseError, match="non local key"):
         c.eval("return redis.call('GET', ARGV[1])", 1, a, b)
@@ -219,3 +224,151 @@ def _auth_ok(cluster: LocalCluster, node: int) -> bool:
         return True
     except redis.RedisError:
         return False
+
+
+# -- scripts across regions ------------------------------------------------------------
+
+TRANSFER = """
+local from = tonumber(redis.call('GET', KEYS[1]) or '0')
+local amount = tonumber(ARGV[1])
+if from < amount then return 0 end
+redis.call('DECRBY', KEYS[1], amount)
+redis.call('INCRBY', KEYS[2], amount)
+return 1
+"""
+TOTAL = """#!lua flags=no-writes
+local total = 0
+for _, key in ipairs(KEYS) do total = total + tonumber(redis.call('GET', key) or '0') end
+return total
+"""
+
+
+def test_a_transfer_script_across_regions_conserves_the_total(cluster: LocalCluster) -> None:
+    """Transfers between accounts of all four regions by `register_script` (EVALSHA) from
+    every node at once, while an auditor sums every account with EVAL_RO: every sum is
+    the total, and no balance goes negative."""
+    accounts = [key_in(region, "acct:") for region in (1, 2, 3, 4)]
+    setup = client(cluster, 1)
+    setup.mset(dict.fromkeys(accounts, 100))
+    moved: list[int] = []
+    sums: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def transfers(node: int, seed: int) -> None:
+        rng = random.Random(seed)
+        c = client(cluster, node, socket_timeout=4)
+        transfer = c.register_script(TRANSFER)
+        try:
+            for _ in range(8):
+                src, dst = rng.sample(accounts, 2)
+                try:
+                    moved.append(transfer(keys=[src, dst], args=[rng.randint(1, 80)]))
+                except redis.ResponseError as exc:  # nothing applied: tell it apart
+                    if not str(exc).startswith("TRYAGAIN"):
+                        raise
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            c.close()
+
+    def audit() -> None:
+        c = client(cluster, 2, socket_timeout=4)
+        try:
+            while not stop.is_set():
+                sums.append(c.eval_ro(TOTAL, len(accounts), *accounts))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            c.close()
+
+    auditor = threading.Thread(target=audit)
+    auditor.start()
+    workers = [threading.Thread(target=transfers, args=(n, n)) for n in (1, 2, 3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    stop.set()
+    auditor.join()
+    assert not errors, errors
+    assert sum(moved) > 0 and sums and set(sums) == {400}
+    balances = [int(v) for v in setup.mget(accounts)]
+    assert sum(balances) == 400 and min(balances) >= 0
+    setup.close()
+
+
+def test_an_undeclared_key_across_regions_is_refused_and_nothing_applied(
+    cluster: LocalCluster,
+) -> None:
+    a, b, other = key_in(1, "ud:"), key_in(2, "ud:"), key_in(3, "ud:")
+    c = client(cluster, 3, decode_responses=True)
+    c.set(other, "secret")
+    body = (
+        "redis.call('SET', KEYS[1], 'x') redis.call('SET', KEYS[2], 'y') "
+        "return redis.pcall('GET', ARGV[1])"
+    )
+    with pytest.raises(redis.ResponseError) as refused:
+        c.eval(body, 2, a, b, other)
+    assert str(refused.value) == (
+        "Script attempted to access a key it did not declare: a script whose keys lie in "
+        "several regions may use only its declared keys (its writes were discarded)"
+    )
+    with pytest.raises(redis.ResponseError, match="names no key"):
+        c.eval("redis.call('SET', KEYS[1], 'x') return redis.call('DBSIZE')", 2, a, b)
+    assert c.mget(a, b, other) == [None, None, "secret"]
+    same = key_in(1, "ud2:")  # in one region an undeclared key is fine, as in Redis
+    assert c.eval("return redis.call('SET', ARGV[1], 'z')", 1, a, same) == "OK"
+    c.close()
+
+
+def test_scripts_inside_multi_across_regions(cluster: LocalCluster) -> None:
+    a, b, d = key_in(1, "mx:"), key_in(3, "mx:"), key_in(4, "mx:")
+    c = client(cluster, 2, decode_responses=True)
+    sha = c.script_load(TRANSFER)
+    pipe = c.pipeline(transaction=True)
+    pipe.set(a, 10).evalsha(sha, 2, a, b, 4).eval(TRANSFER, 2, b, d, 1).mget(a, b, d)
+    assert pipe.execute() == [True, 1, 1, ["6", "3", "1"]]
+    pipe = c.pipeline(transaction=True)
+    pipe.incr(d).eval("return redis.call('GET', ARGV[1])", 1, a, b)
+    first, refused = pipe.execute(raise_on_error=False)
+    assert first == 2 and "did not declare" in str(refused)
+    assert c.mget(a, b, d) == ["6", "3", "2"]
+    c.close()
+
+
+def test_functions_and_read_only_scripts_across_regions(cluster: LocalCluster) -> None:
+    a, b = key_in(2, "fx:"), key_in(4, "fx:")
+    c = client(cluster, 1, decode_responses=True)
+    c.mset({a: 7, b: 0})
+    library = (
+        "#!lua name=bank\n"
+        f"redis.register_function('move', function(keys, args) {TRANSFER_BODY} end)\n"
+        "redis.register_function{function_name='both', flags={'no-writes'}, callback="
+        "function(keys) return {redis.call('GET', keys[1]), redis.call('GET', keys[2])} end}"
+    )
+    assert c.function_load(library, replace=True) == "bank"
+    assert c.fcall("move", 2, a, b, 5) == 1
+    assert c.fcall_ro("both", 2, a, b) == ["2", "5"]
+    assert c.eval_ro("return redis.call('GET', KEYS[2])", 2, a, b) == "5"
+    with pytest.raises(redis.ResponseError, match="read-only scripts"):
+        c.eval_ro("return redis.call('SET', KEYS[2], 1)", 2, a, b)
+    assert c.mget(a, b) == ["2", "5"]
+    c.function_delete("bank")
+    c.close()
+
+
+TRANSFER_BODY = (
+    "local from = tonumber(redis.call('GET', keys[1]) or '0') "
+    "if from < tonumber(args[1]) then return 0 end "
+    "redis.call('DECRBY', keys[1], args[1]) redis.call('INCRBY', keys[2], args[1]) return 1"
+)
+
+
+def test_a_cluster_aware_connection_gets_crossslot_for_a_script(cluster: LocalCluster) -> None:
+    a, b = key_in(1, "ca:"), key_in(2, "ca:")
+    c = client(cluster, 1, single_connection_client=True)
+    c.execute_command("READWRITE")  # it can follow MOVED: served as by Redis Cluster
+    with pytest.raises(redis.exceptions.ClusterCrossSlotError):
+        c.eval("return 1", 2, a, b)
+    c.close()
