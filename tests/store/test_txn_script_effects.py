@@ -25,6 +25,7 @@ from cairn.store.scripting.effects import (
     runs_for_effects,
 )
 from cairn.store.transaction import TXN_COMMAND, encode_transaction
+from cairn.txn.protocol import lock_argv
 
 NOW = 1_700_000_000_000
 BUMP = "redis.call('SET', KEYS[2], ARGV[1]) return redis.call('INCRBY', KEYS[1], ARGV[1])"
@@ -125,3 +126,23 @@ def test_a_script_stopped_by_its_budget_discards_only_its_own_writes() -> None:
     assert applied == verbatim.apply(TXN_COMMAND, payload)
     assert isinstance(applied, Array) and applied.items[0] == OK
     assert region.dumps("a", "b") == verbatim.dumps("a", "b")
+
+
+def test_a_read_of_a_locked_key_answers_locked_for_the_node_to_resolve() -> None:
+    """A run that writes nothing is answered as a read: not over a key a cross-region
+    transaction holds locked (its value may already have changed at the primary)."""
+    region = Region(["SET", "a", "1"])
+    argv = lock_argv(5 << 18, b"a", 3000, 1 << 20, [], [b"a"])
+    region.index += 1
+    region.machine.apply(region.index, encode_command(argv[0].decode(), argv[1:], NOW))
+    assert region.machine.may_hold_locks
+    machine = region.machine
+    for name, args in (
+        ("eval", [b"return redis.call('GET', KEYS[1])", b"1", b"a"]),
+        (TXN_COMMAND, [_payload([["EVAL", "return redis.call('GET', 'a')", "0"]])]),
+    ):
+        outcome = run_for_effects(
+            machine.keyspace, machine.scope, name, args, NOW, random.Random(1), check_locks=True
+        )
+        assert isinstance(outcome, Answer) and isinstance(outcome.reply, ErrorReply)
+        assert outcome.reply.message.startswith("LOCKED "), name

@@ -138,6 +138,7 @@ class ScriptEffects:
             self._rng,
             machine.collect_events,
             self.states,
+            machine.may_hold_locks,
         )
         if isinstance(outcome, Answer):
             self.counters.answered += 1

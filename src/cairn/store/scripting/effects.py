@@ -74,6 +74,7 @@ from cairn.store.scripting.commands import evaluate, function_call
 from cairn.store.scripting.pool import StatePool
 from cairn.store.scripting.sandbox import DEFAULT_LIMITS
 from cairn.store.transaction import TXN_COMMAND, decode_transaction, fingerprint
+from cairn.store.txn_locks import lock_error
 
 __all__ = [
     "EFFECTS_COMMAND",
@@ -160,16 +161,18 @@ def run_for_effects(
     rng: random.Random,
     collect_events: bool = False,
     pool: StatePool | None = None,
+    check_locks: bool = False,
 ) -> Outcome:
     """Run script command `name` (``eval`` or ``fcall``; `args` without the name, with the
     front's tail) on `keyspace` at `now_ms` through an overlay; what to do with it.
     `collect_events`: record its keyspace notifications (the leader publishes them);
-    `pool`: the leader's reusable Lua states (None: a new state for this run). Name
+    `pool`: the leader's reusable Lua states (None: a new state for this run);
+    `check_locks`: the region may hold cross-region locks (`_answer`). Name
     ``cairn.exec``: a transaction queueing a script (`run_transaction_for_effects`)."""
     if name == TXN_COMMAND:
         payload = args[0] if len(args) == 1 else b""
         return run_transaction_for_effects(
-            keyspace, scope, payload, now_ms, rng, collect_events, pool
+            keyspace, scope, payload, now_ms, rng, collect_events, pool, check_locks
         )
     overlay = OverlayKeyspace(keyspace, _counter_test(scope), _tracked_test(scope))
     keyless: list[str] = []
@@ -189,10 +192,29 @@ def run_for_effects(
         return Answer(KEY_NOT_IN_REGION)
     batch.commit()
     if not overlay.wrote:
-        return Answer(reply)
+        return _answer(keyspace, overlay, reply, now_ms, check_locks)
     if keyless or overlay.untracked:
         return Replay(f"it called {keyless[0]}" if keyless else "it walked the keyspace")
     return _effects(keyspace, scope, now_ms, overlay, reply, db.events or [])
+
+
+def _answer(
+    keyspace: KeyspaceReader,
+    overlay: OverlayKeyspace,
+    reply: Reply,
+    now_ms: int,
+    check_locks: bool,
+) -> Answer:
+    """A run that wrote nothing is answered as a read, and, as a read, only if no key it
+    read is locked by a cross-region transaction (that key's value may be about to
+    change, or may have changed at the transaction's primary already): else `-LOCKED`,
+    which the node resolves before it runs the script again. An entry is checked when
+    applied instead (`cairn.effects` names its keys)."""
+    if check_locks:
+        locked = lock_error(keyspace, sorted(overlay.touched), now_ms)
+        if locked is not None:
+            return Answer(locked)
+    return Answer(reply)
 
 
 def _call(
@@ -232,9 +254,11 @@ def run_transaction_for_effects(
     rng: random.Random,
     collect_events: bool = False,
     pool: StatePool | None = None,
+    check_locks: bool = False,
 ) -> Outcome:
     """Run transaction `payload` on `keyspace` at `now_ms` through an overlay, as
-    `apply_transaction` would apply it (module docstring); what to do with it."""
+    `apply_transaction` would apply it (module docstring); what to do with it
+    (`check_locks`: as `run_for_effects`)."""
     try:
         txn = decode_transaction(payload)
         scope.check_keys(txn.keys())
@@ -246,7 +270,7 @@ def run_transaction_for_effects(
     reader = Db(overlay, None, now_ms, scope)
     for key, recorded in txn.watches:
         if fingerprint(reader, key) != recorded:
-            return Answer(NULL_ARRAY)
+            return _answer(keyspace, overlay, NULL_ARRAY, now_ms, check_locks)
     keyless: list[str] = []
     events: list[Event] | None = [] if collect_events else None
     replies = []
@@ -257,7 +281,7 @@ def run_transaction_for_effects(
         replies.append(reply)
     reply = Array(tuple(replies))
     if not overlay.wrote:
-        return Answer(reply)
+        return _answer(keyspace, overlay, reply, now_ms, check_locks)
     if keyless or overlay.untracked:
         return Replay(f"it called {keyless[0]}" if keyless else "it walked the keyspace")
     return _effects(keyspace, scope, now_ms, overlay, reply, events or [])
