@@ -52,6 +52,7 @@ draws no longer need to agree between replicas: only its effects are replicated)
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,8 @@ EFFECT_SCRIPTS = frozenset({"eval", "fcall"})
 """The write commands the leader runs for their effects (EVALSHA arrives as EVAL)."""
 _QUEUED_SCRIPTS = frozenset({"eval", "eval_ro", "fcall", "fcall_ro"})
 """The script commands that make a queued transaction run for its effects."""
+_SCRIPT_NAME = re.compile(rb"(?i)eval|fcall")
+"""What every queued script's name holds: a transaction's payload without it queues none."""
 _NONBLOCKING_NULL = frozenset({"blmove", "brpoplpush"})
 """Blocking commands whose run inside MULTI answers a null bulk, not the null array (as
 `cairn.store.transaction` answers them)."""
@@ -239,6 +242,8 @@ def runs_for_effects(name: str, args: Sequence[bytes]) -> bool:
 def transaction_has_script(payload: bytes) -> bool:
     """Whether transaction `payload` (`encode_transaction`) queues a script (False for a
     malformed one: the apply answers it)."""
+    if _SCRIPT_NAME.search(payload) is None:  # most transactions: no decoding at all
+        return False
     try:
         commands = decode_transaction(payload).commands
     except ValueError:
