@@ -1,14 +1,16 @@
 """`ScriptEffects`: a region leader's EVAL and FCALL, run once and replicated by their effects.
 
 Theory of operation (the store's side is `cairn.store.scripting.effects`). The node hands
-over every EVAL/FCALL it would propose in a region it leads, with an `EffectsIo` that
+over every EVAL/FCALL it would propose in a region it leads, and every transaction
+(``cairn.exec``) that queues one (`effects.runs_for_effects`), with an `EffectsIo` that
 reads, proposes and answers for that one request. The runner
 
 1. waits until the region's applied state is linearizably readable here (`io.read`: the
    leader's lease, or a ReadIndex, as for any read);
 2. runs the script on that state through an overlay (`run_for_effects`);
-3. answers at once if the script wrote nothing (no entry: it was a read), proposes it as
-   itself if its effects cannot be tracked (`io.replay`), or proposes its one
+3. answers at once if the script wrote nothing (no entry: it was a read; `-LOCKED`, for
+   the node to resolve, if a key it read is locked by a cross-region transaction),
+   proposes it as itself if its effects cannot be tracked (`io.replay`), or proposes its one
    `cairn.effects` entry, refused with a clear error when it is larger than the entry
    limit;
 4. when that entry comes back `STALE` (a key the script used changed between the run and
