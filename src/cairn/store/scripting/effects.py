@@ -279,11 +279,11 @@ def run_transaction_for_effects(
     keyless: list[str] = []
     events: list[Event] | None = [] if collect_events else None
     replies = []
-    for argv in txn.commands:
-        reply = _run_queued(overlay, scope, argv, now_ms, rng, keyless, events, pool)
-        if isinstance(reply, KeyOutOfRangeError):
-            return Answer(KEY_NOT_IN_REGION)
-        replies.append(reply)
+    try:
+        for argv in txn.commands:
+            replies.append(_run_queued(overlay, scope, argv, now_ms, rng, keyless, events, pool))
+    except KeyOutOfRangeError:  # a script named a key outside the region
+        return Answer(KEY_NOT_IN_REGION)
     reply = Array(tuple(replies))
     if not overlay.wrote:
         return _answer(keyspace, overlay, reply, now_ms, check_locks)
@@ -301,9 +301,10 @@ def _run_queued(
     keyless: list[str],
     events: list[Event] | None,
     pool: StatePool | None,
-) -> Reply | KeyOutOfRangeError:
+) -> Reply:
     """One queued command in its own overlay batch: its reply, its writes kept only when
-    it succeeds (`cairn.store.commands.run_in_batch`, with the scripts' hook and states)."""
+    it succeeds (`cairn.store.commands.run_in_batch`, with the scripts' hook and states).
+    Raises `KeyOutOfRangeError` (nothing kept) when it names a key outside the region."""
     spec = classify(argv)
     if isinstance(spec, ErrorReply):
         return spec
@@ -323,9 +324,9 @@ def _run_queued(
     except CommandError as err:
         batch.abort()
         return err.reply
-    except KeyOutOfRangeError as exc:
+    except BaseException:
         batch.abort()
-        return exc
+        raise
     batch.commit()
     if events is not None and db.events:
         events.extend(db.events)
