@@ -82,6 +82,7 @@ from cairn.store.notifications import Event
 from cairn.store.scope import KeyOutOfRangeError, Scope, range_key
 from cairn.store.slot import key_slot
 from cairn.store.transaction import TXN_COMMAND, apply_transaction, decode_transaction
+from cairn.store.txn_locks import parse_lock
 
 __all__ = [
     "DEFAULT_MAX_IDS",
@@ -91,12 +92,16 @@ __all__ = [
     "MAX_REQUEST_ID",
     "PREFIX",
     "PURGE_COMMAND",
+    "TXN_COMMIT_COMMAND",
+    "TXN_LOCK_COMMAND",
     "apply_idempotency",
     "check_image_record",
     "checked_argv",
     "has_expired",
     "move_requests",
+    "record_encoded",
     "request_count",
+    "request_digest",
     "split_requests",
     "tag_command",
     "wrapped_keys",
@@ -247,6 +252,10 @@ def apply_idempotency(
     if name == PURGE_COMMAND:
         with write_batch(keyspace) as batch:
             return Integer(_purge(batch, scope, now_ms, PURGE_BATCH))
+    if name in (TXN_LOCK_COMMAND, TXN_COMMIT_COMMAND):  # across regions: its own module
+        from cairn.store.idempotency_txn import apply_idempotent_txn
+
+        return apply_idempotent_txn(keyspace, scope, index, now_ms, name, args, events)
     parsed = _parse(args)
     if isinstance(parsed, ErrorReply):
         return parsed
@@ -317,6 +326,13 @@ def _digest(wrapped: Sequence[bytes]) -> bytes:
         parts = [wrapped[0], decode_transaction(wrapped[1]).commands]
     packed = msgpack.packb(parts, use_bin_type=True)
     return hashlib.blake2b(packed, digest_size=16).digest()
+
+
+def request_digest(wrapped: Sequence[bytes]) -> bytes:
+    """The digest a request id is recorded with for the wrapped command or transaction
+    `wrapped` (``[name, args ...]`` or ``[cairn.exec, payload]``): what a cross-region
+    run of the same request records too (`cairn.store.idempotency_txn`)."""
+    return _digest(wrapped)
 
 
 def _answer(known: list[object], digest: bytes) -> Reply:
@@ -426,6 +442,20 @@ def _record(
         blob: bytes | None = encode_reply(reply)
     except TypeError:  # a reply type the table cannot hold: kept as "not kept"
         blob = None
+    record_encoded(batch, scope, where, expire_ms, digest, first_key, blob)
+
+
+def record_encoded(
+    batch: WriteBatch,
+    scope: Scope,
+    where: bytes,
+    expire_ms: int,
+    digest: bytes,
+    first_key: bytes,
+    blob: bytes | None,
+) -> None:
+    """Record a request id at `where` with its reply already encoded (`encode_reply`;
+    None, or one past `MAX_KEPT_REPLY`: not kept)."""
     if len(blob or b"") > MAX_KEPT_REPLY:
         blob = None
     _put(batch, scope, where, [expire_ms, digest, first_key, blob])
@@ -609,9 +639,50 @@ def _internal(name: str, arity: int, key_finder: bool) -> CommandSpec:
     )
 
 
+TXN_LOCK_COMMAND = "cairn.idem.lock"
+"""``cairn.idem.lock <request-id> <digest> <first key> <cairn.txn.lock arguments ...>``:
+a tagged cross-region transaction's lock of its primary's region
+(`cairn.store.idempotency_txn`)."""
+TXN_COMMIT_COMMAND = "cairn.idem.commit"
+"""``cairn.idem.commit <request-id> <ttl ms> <max ids> <digest> <reply> <start_ts>
+<commit_ts> <key> ...``: its primary commit, recording the request id."""
+TXN_COMMIT_HEAD = 7
+"""The arguments of `TXN_COMMIT_COMMAND` before its keys."""
+
+
+def txn_lock_keys(argv: Sequence[bytes]) -> list[bytes]:
+    """The keys of a `TXN_LOCK_COMMAND` entry (argv, name first): those it locks."""
+    if len(argv) < 5:
+        return []
+    try:
+        return parse_lock(argv[4:]).every_key()
+    except CommandError:
+        return []
+
+
+def txn_commit_keys(argv: Sequence[bytes]) -> list[bytes]:
+    """The keys of a `TXN_COMMIT_COMMAND` entry (argv, name first): those it commits."""
+    return list(argv[1 + TXN_COMMIT_HEAD :])
+
+
+def _txn_step(
+    name: str, arity: int, finder: Callable[[Sequence[bytes]], list[bytes]]
+) -> CommandSpec:
+    return internal_write(
+        name,
+        arity,
+        _applied_by_machine,
+        finder,
+        "transactions",
+        "Internal: a step of an idempotent cross-region transaction.",
+    )
+
+
 IDEMPOTENCY_COMMANDS: dict[str, CommandSpec] = {
     IDEM_COMMAND: _internal(IDEM_COMMAND, -6, True),
     PURGE_COMMAND: _internal(PURGE_COMMAND, 1, False),
+    TXN_LOCK_COMMAND: _txn_step(TXN_LOCK_COMMAND, -9, txn_lock_keys),
+    TXN_COMMIT_COMMAND: _txn_step(TXN_COMMIT_COMMAND, -(2 + TXN_COMMIT_HEAD), txn_commit_keys),
 }
 """The internal entries of idempotent writes: not in `COMMANDS`, so no client sends them;
 a node forwards `cairn.idem` to a region's leader like any write."""
