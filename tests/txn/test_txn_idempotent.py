@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from txn_harness import CROSSSLOT, Outcome, World, region_of
 
-from cairn.resp.reply import NULL, Array, Bulk, ErrorReply, Integer, Reply
+from cairn.resp.reply import NULL, NULL_ARRAY, Array, Bulk, ErrorReply, Integer, Reply
 from cairn.store import classify, encode_command
 from cairn.store.idempotency import IDEMPOTENCY_COMMANDS, MISMATCH, tag_transaction
 from cairn.store.transaction import encode_transaction
@@ -38,7 +38,11 @@ class TaggingWorld(World):
         return region.machine.apply(region.index, entry)
 
     def tagged(
-        self, request_id: str, commands: Sequence[Sequence[str]], single: bool = False
+        self,
+        request_id: str,
+        commands: Sequence[Sequence[str]],
+        single: bool = False,
+        watches: Sequence[tuple[bytes, bytes]] = (),
     ) -> Outcome:
         outcome = Outcome()
         argvs = [[a.encode() for a in c] for c in commands]
@@ -49,9 +53,9 @@ class TaggingWorld(World):
                 request_id.encode(), [name.name.encode(), *argvs[0][1:]], TTL_MS, MAX_IDS
             )
         else:
-            tag = exec_tag(request_id.encode(), [], argvs, TTL_MS, MAX_IDS)
+            tag = exec_tag(request_id.encode(), watches, argvs, TTL_MS, MAX_IDS)
         coordinator = Coordinator(
-            [],
+            watches,
             argvs,
             self,
             self.oracle,
@@ -180,3 +184,21 @@ def test_internal_steps_are_not_client_commands() -> None:
     for name in ("cairn.idem.lock", "cairn.idem.commit"):
         assert name not in TXN_LOCK_COMMANDS
         assert isinstance(classify([name.encode(), b"x"]), ErrorReply)
+
+
+def test_a_retry_watching_other_keys_finds_the_record() -> None:
+    """The record is kept with the first command key, not the first watched one: a retry
+    whose WATCH is bound to fail (a probe) still answers the first outcome, and a request
+    never applied answers the null array and applies nothing."""
+    world = TaggingWorld()
+    world.tagged("t-w", TRANSFER)
+    world.run()
+    probe = [(b"c-probe", b"no such fingerprint"), (b"b1", b"nor this")]
+    again = world.tagged("t-w", TRANSFER, watches=probe)
+    world.run()
+    assert again.reply == _ints(-5, 5, 1)
+    fresh = world.tagged("t-w2", TRANSFER, watches=probe)
+    world.run()
+    assert fresh.reply == NULL_ARRAY
+    assert world.call("GET", "c1") == Bulk(b"1")
+    assert not any(r.machine.may_hold_locks for r in world.regions)

@@ -89,8 +89,9 @@ class Session:
         self.conn.send_command(*args)
         return self.conn.read_response()
 
-    def exec(self, commands: Sequence[Command]) -> list[object]:
-        """MULTI, `commands`, EXEC in one write; the replies of EXEC's array.
+    def exec(self, commands: Sequence[Command], request_id: str | None = None) -> list[object]:
+        """MULTI, `commands`, EXEC in one write (``IDEMPOTENT <request_id> EXEC`` when
+        given); the replies of EXEC's array.
 
         Raises `AbortedError` when nothing was applied for sure, `UnsentError` when the connection
         failed before the bytes left, and anything else when the outcome is unknown."""
@@ -98,7 +99,8 @@ class Session:
             self.conn.connect()
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise UnsentError(str(exc)) from exc
-        batch = [("MULTI",), *commands, ("EXEC",)]
+        last: Command = ("EXEC",) if request_id is None else ("IDEMPOTENT", request_id, "EXEC")
+        batch = [("MULTI",), *commands, last]
         self.conn.send_packed_command(self.conn.pack_commands(batch))
         queuing: redis.ResponseError | None = None
         for _ in range(len(batch) - 1):  # +OK and +QUEUED (or a queuing error)

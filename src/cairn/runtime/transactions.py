@@ -188,6 +188,10 @@ CrossExec = Callable[
 """Run EXEC's store commands as a cross-region transaction (False: refused, CROSSSLOT)."""
 CrossWatch = Callable[["ClientConnection", list[bytes], "Done"], bool]
 """Read the fingerprints of keys in several regions (False: refused, CROSSSLOT)."""
+CrossTagged = Callable[
+    ["ClientConnection", bytes, list[tuple[bytes, bytes]], list[list[bytes]], "Done"], bool
+]
+"""``IDEMPOTENT <id> EXEC`` over several regions (False: refused, CROSSSLOT)."""
 
 
 def forwarded_spec(args: list[bytes]) -> CommandSpec | ErrorReply:
@@ -250,6 +254,7 @@ class Transactions:
         """The planted bug `exec-split` (`cairn.runtime.plants`)."""
         self.cross: CrossExec | None = None
         self.cross_watch: CrossWatch | None = None
+        self.cross_tagged: CrossTagged | None = None
 
     def intercept(
         self, client: ClientConnection, name: str, args: list[bytes], done: Done
@@ -472,6 +477,13 @@ class Transactions:
                 and self.cross(client, watches, data, applied)
             ):
                 return  # keys in several regions: a cross-region transaction
+            if (
+                request_id is not None
+                and _is_crossslot(value)
+                and self.cross_tagged is not None
+                and self.cross_tagged(client, request_id, watches, data, applied)
+            ):
+                return  # likewise, tagged (`cairn.runtime.cross_requests`)
             if len(data) == len(queued) or _is_failure(value):
                 done(value)
                 return

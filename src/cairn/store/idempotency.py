@@ -15,7 +15,9 @@ The request table is replicated state under the machine's system prefix (``X`` f
 whole keyspace, ``Xr | region id`` for a region), three record families:
 
 - ``idem: | slot | request id`` -> msgpack ``[expire ms, digest, first key, reply]``:
-  one per live request id, keyed by the hash slot of the wrapped command's first key;
+  one per live request id, keyed by the hash slot of the request's first key (the wrapped
+  command's first key; a transaction's first command key, else its first watched key:
+  `request_key`, so a retry watching other keys finds it);
 - ``idemt | expire ms (8 bytes) | slot | request id`` -> empty: the same ids ordered by
   expiry, so the expired ones are found first without a scan;
 - ``idemn`` -> how many ids the table holds (the cap's count).
@@ -102,8 +104,10 @@ __all__ = [
     "record_encoded",
     "request_count",
     "request_digest",
+    "request_key",
     "split_requests",
     "tag_command",
+    "transaction_request_key",
     "wrapped_keys",
 ]
 
@@ -235,6 +239,37 @@ def wrapped_keys(argv: Sequence[bytes]) -> list[bytes]:
     return [] if isinstance(spec, ErrorReply) else spec.keys(wrapped)
 
 
+def request_key(wrapped: Sequence[bytes]) -> bytes | None:
+    """The key whose hash slot keeps a request's id: the wrapped command's first key, or
+    a transaction's first command key (its first watched key when its commands name
+    none): never decided by WATCH alone, so a retry that watches other keys, or the same
+    in another order, finds the record. None when the request names no key."""
+    if wrapped and wrapped[0] == TXN_COMMAND.encode():
+        if len(wrapped) != 2:
+            return None
+        try:
+            txn = decode_transaction(wrapped[1])
+        except ValueError:
+            return None
+        return transaction_request_key(txn.watches, txn.commands)
+    spec = classify(wrapped) if wrapped else None
+    keys = [] if spec is None or isinstance(spec, ErrorReply) else spec.keys(wrapped)
+    return keys[0] if keys else None
+
+
+def transaction_request_key(
+    watches: Sequence[tuple[bytes, bytes]], commands: Sequence[Sequence[bytes]]
+) -> bytes | None:
+    """`request_key` of a transaction of `commands` watching `watches`."""
+    for argv in commands:
+        spec = classify(list(argv))
+        if isinstance(spec, CommandSpec):
+            keys = spec.keys(list(argv))
+            if keys:
+                return keys[0]
+    return watches[0][0] if watches else None
+
+
 # -- applying ---------------------------------------------------------------------------
 
 
@@ -271,7 +306,8 @@ def apply_idempotency(
         scope.check_keys(keys)
     except KeyOutOfRangeError:
         return ErrorReply("TRYAGAIN key outside this region's range: route it again")
-    where = _record_key(scope, key_slot(keys[0]), request_id)
+    first = request_key(wrapped) or keys[0]
+    where = _record_key(scope, key_slot(first), request_id)
     digest = _digest(wrapped)
     with write_batch(keyspace) as batch:
         _purge(batch, scope, now_ms, PURGE_ON_WRITE)
@@ -284,7 +320,7 @@ def apply_idempotency(
     if isinstance(reply, ErrorReply) and reply.message.startswith("TRYAGAIN"):
         return reply
     with write_batch(keyspace) as batch:
-        _record(batch, scope, where, now_ms + ttl_ms, digest, keys[0], reply)
+        _record(batch, scope, where, now_ms + ttl_ms, digest, first, reply)
     return reply
 
 

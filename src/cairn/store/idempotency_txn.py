@@ -3,11 +3,12 @@ transaction locks its primary, and recorded in the same entry as its primary com
 
 Theory of operation (docs/transactions.md, "Idempotent writes across regions"). A tagged
 EXEC or tagged multi-key write whose keys span regions runs as a cross-region transaction
-(`cairn.txn.Coordinator`). Its primary key is the request's first key (the first watched
-key, else the first command's first key): the key whose hash slot keeps the request id
-record of a single-region request (`cairn.store.idempotency`), so a retry finds the record
-wherever it was written, whether the retry runs in one region or several. Two internal
-writes wrap the primary region's steps:
+(`cairn.txn.Coordinator`). Its primary key is the request's first key (`request_key`:
+the command's first key; a transaction's first command key, else its first watched key):
+the key whose hash slot keeps the request id record of a single-region request
+(`cairn.store.idempotency`), so a retry finds the record wherever it was written, whether
+the retry runs in one region or several, and whatever it watches. Two internal writes
+wrap the primary region's steps:
 
 - `LOCK_COMMAND` ``cairn.idem.lock <request-id> <digest> <first-key> <cairn.txn.lock
   arguments ...>``: when the request id is recorded (and unexpired) in the first key's

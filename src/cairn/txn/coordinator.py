@@ -236,6 +236,10 @@ class Coordinator:
         self.watches = dict(watches)
         self.commands = [list(c) for c in commands]
         self.keys = transaction_keys(list(watches), self.commands)
+        first = tag.first_key if tag is not None else None
+        if first is not None and first in self.keys:  # its slot keeps the request id
+            self.keys.remove(first)
+            self.keys.insert(0, first)
         named = command_keys(self.commands)
         self.keyless = named is None
         self.read_keys = frozenset(named or ())

@@ -35,6 +35,8 @@ from cairn.store.idempotency import (
     decode_reply,
     encode_reply,
     request_digest,
+    request_key,
+    transaction_request_key,
 )
 from cairn.store.idempotency_txn import final_reply
 from cairn.store.transaction import TXN_COMMAND, encode_transaction
@@ -54,6 +56,9 @@ class RequestTag:
     """`cairn.store.idempotency.request_digest` of the wrapped command or transaction."""
     ttl_ms: int
     max_ids: int
+    first_key: bytes | None = None
+    """The request's first key (`request_key`): its slot keeps the record, so it is the
+    transaction's primary."""
     single: bool = False
     """A one-command request: its reply is the command's own, not an array of one."""
     answered_final: Reply | None = None
@@ -114,10 +119,12 @@ def exec_tag(
     single-region run of the same transaction records: its commands, not its watches)."""
     payload = encode_transaction(watches, commands)
     digest = request_digest([TXN_COMMAND.encode(), payload])
-    return RequestTag(request_id, digest, ttl_ms, max_ids)
+    first = transaction_request_key(watches, commands)
+    return RequestTag(request_id, digest, ttl_ms, max_ids, first)
 
 
 def command_tag(request_id: bytes, argv: Sequence[bytes], ttl_ms: int, max_ids: int) -> RequestTag:
     """The tag of ``IDEMPOTENT <id> <command> ...`` (`argv`: the command, its canonical
     lowercase name first, as `cairn.idem` carries it)."""
-    return RequestTag(request_id, request_digest(list(argv)), ttl_ms, max_ids, single=True)
+    digest, first = request_digest(list(argv)), request_key(list(argv))
+    return RequestTag(request_id, digest, ttl_ms, max_ids, first, single=True)
