@@ -61,8 +61,6 @@ class RequestTag:
     transaction's primary."""
     single: bool = False
     """A one-command request: its reply is the command's own, not an array of one."""
-    answered_final: Reply | None = None
-    """The final reply a region answered (the recorded one), once one has."""
 
     def lock_argv(self, primary: bytes, argv: list[bytes]) -> list[bytes]:
         """The primary region's lock: `argv` (a `cairn.txn.lock`) checking the id first."""
@@ -94,7 +92,6 @@ class RequestTag:
             decoded = decode_reply(blob)
         except Exception:  # msgpack and the tree raise several unrelated types
             decoded = UNREADABLE
-        self.answered_final = decoded
         return decoded
 
 
