@@ -6,11 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from txn_harness import CROSSSLOT, Outcome, World, region_of
+from txn_harness import CROSSSLOT, START_MS, Outcome, World, region_of
 
 from cairn.resp.reply import NULL, NULL_ARRAY, Array, Bulk, ErrorReply, Integer, Reply
-from cairn.store import classify, encode_command
-from cairn.store.idempotency import IDEMPOTENCY_COMMANDS, MISMATCH, tag_transaction
+from cairn.store import StoreMachine, classify, encode_command
+from cairn.store.idempotency import (
+    IDEMPOTENCY_COMMANDS,
+    MISMATCH,
+    REPLY_NOT_KEPT,
+    decode_reply,
+    tag_transaction,
+)
+from cairn.store.idempotency_txn import final_reply
 from cairn.store.transaction import encode_transaction
 from cairn.store.txn_locks import TXN_LOCK_COMMANDS
 from cairn.txn import Coordinator
@@ -202,3 +209,52 @@ def test_a_retry_watching_other_keys_finds_the_record() -> None:
     assert fresh.reply == NULL_ARRAY
     assert world.call("GET", "c1") == Bulk(b"1")
     assert not any(r.machine.may_hold_locks for r in world.regions)
+
+
+def test_single_region_record_is_kept_with_the_first_command_key() -> None:
+    """One region: a retry whose WATCH names other keys first (here one bound to fail)
+    still finds the record, kept with the first command key's slot."""
+    machine = World(regions=1).regions[0].machine
+    argvs = [[b"INCR", b"a5"], [b"INCR", b"b5"]]
+    first = tag_transaction(b"t-1r", encode_transaction([], argvs), TTL_MS, MAX_IDS)
+    probe = [(b"zz-probe", b"no such fingerprint")]
+    retry = tag_transaction(b"t-1r", encode_transaction(probe, argvs), TTL_MS, MAX_IDS)
+    assert not isinstance(first, ErrorReply) and not isinstance(retry, ErrorReply)
+    for index, argv in enumerate((first, retry, retry), start=1):
+        entry = encode_command(argv[0].decode(), argv[1:], START_MS)
+        assert machine.apply(index, entry) == _ints(1, 1)
+    assert machine.execute_read("get", [b"a5"], START_MS) == Bulk(b"1")
+
+
+def _apply(machine: StoreMachine, index: int, argv: Sequence[bytes]) -> Reply:
+    return machine.apply(index, encode_command(argv[0].decode(), list(argv[1:]), START_MS))
+
+
+def test_malformed_steps_are_refused_without_a_trace() -> None:
+    """The internal steps come from peers, still checked: bad ids, digests, numbers, a
+    first key the lock does not name, an oversized or undecodable reply."""
+    machine = StoreMachine()
+    digest = b"d" * 16
+    lock = [b"1000", b"k1", b"300", b"1000", b"0", b"k1"]
+    bad = [
+        [b"cairn.idem.lock", b"", digest, b"k1", *lock],
+        [b"cairn.idem.lock", b"id", b"short", b"k1", *lock],
+        [b"cairn.idem.lock", b"id", digest, b"other", *lock],
+        [b"cairn.idem.lock", b"id", digest, b"k1", b"x", b"k1", b"300", b"1000", b"0", b"k1"],
+        [b"cairn.idem.commit", b"id", b"0", b"10", digest, b"", b"1000", b"1001", b"k1"],
+        [b"cairn.idem.commit", b"id", b"10", b"x", digest, b"", b"1000", b"1001", b"k1"],
+        [b"cairn.idem.commit", b"id", b"10", b"10", digest, b"r" * (65 << 10), b"1", b"2", b"k"],
+    ]
+    for index, argv in enumerate(bad, start=1):
+        reply = _apply(machine, index, argv)
+        assert isinstance(reply, ErrorReply), argv
+    assert not machine.may_hold_locks
+    # a commit of a lock it holds, with a reply that does not decode: kept as "not kept"
+    assert _apply(machine, 20, [b"cairn.idem.lock", b"id", digest, b"k1", *lock]) == Array(
+        (Bulk(b"ok"), Array((Array((Integer(0), Integer(0), NULL)),)))
+    )
+    commit = [b"cairn.idem.commit", b"id", b"60000", b"10", digest, b"\xc1junk"]
+    assert _apply(machine, 21, [*commit, b"1000", b"1001", b"k1"]) == Array((Bulk(b"ok"),))
+    again = _apply(machine, 22, [b"cairn.idem.lock", b"id", digest, b"k1", *lock])
+    blob = final_reply(again)
+    assert blob is not None and decode_reply(blob) == REPLY_NOT_KEPT
