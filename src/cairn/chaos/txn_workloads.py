@@ -188,6 +188,9 @@ class BankWorkload(TxnWorkload):
     retry_pause: float = 0.2
     """Seconds before the first retry (the n-th waits n times as long)."""
     _ready: threading.Event = field(default_factory=threading.Event)
+    _retried: list[int] = field(default_factory=lambda: [0, 0])
+    """Transfers sent again with their request id, and of them those then acknowledged."""
+    _retried_lock: threading.Lock = field(default_factory=threading.Lock)
 
     name = "bank"
 
@@ -292,10 +295,16 @@ class BankWorkload(TxnWorkload):
             if exec_sent and _worth_retrying(exc):
                 retry = _Retry(src, dst, amount, balances, commands, request_id, absolute)
                 kind = self._retry_transfer(retry, kind)
+                self._count_retry(kind)
             h.record(process, kind, "transfer", self.prefix, value)
             return kind
         h.record(process, OpType.OK, "transfer", self.prefix, value)
         return OpType.OK
+
+    def _count_retry(self, kind: OpType) -> None:
+        with self._retried_lock:
+            self._retried[0] += 1
+            self._retried[1] += kind is OpType.OK
 
     def _retry_transfer(self, retry: _Retry, first: OpType) -> OpType:
         """Send an unknown (or TRYAGAIN) transfer again with its request id, at most
@@ -345,7 +354,7 @@ class BankWorkload(TxnWorkload):
         value = [src, dst, amount]
         h.record(process, OpType.INVOKE, "transfer", self.prefix, value)
         argv = ("IDEMPOTENT", uuid.uuid4().hex, "EVAL", TRANSFER_SCRIPT, 2, src, dst, amount)
-        unknown, answer = False, ""
+        unknown, answer, retried = False, "", False
         for attempt in range(1 + self.retries):
             if attempt:
                 if self._stop.is_set():
@@ -355,9 +364,12 @@ class BankWorkload(TxnWorkload):
             answer = _script_run(session, argv)
             if attempt:
                 session.close()
+                retried = True
             unknown = unknown or answer == _UNKNOWN
             if answer in (_MOVED, _REFUSED, _CROSSSLOT):
                 break
+        if retried:
+            self._count_retry(OpType.OK if answer in (_MOVED, _REFUSED) else OpType.INFO)
         if answer in (_MOVED, _REFUSED):
             h.record(
                 process,
@@ -388,6 +400,10 @@ class BankWorkload(TxnWorkload):
         if finals is None:
             anomalies.append("the final read of the balances failed")
         details = verdict.stats.describe()
+        details += (
+            f"; {self._retried[0]} transfers sent again with their request id "
+            f"({self._retried[1]} then acknowledged)"
+        )
         if len(anomalies) > 20:
             details += f"; {len(anomalies)} anomalies in all (20 shown)"
         return CheckResult(self.name, not anomalies, tuple(anomalies[:20]), 0, details)
