@@ -226,7 +226,7 @@ def _retry(port: int, password: str | None, request_id: str, commands: Sequence[
 
 
 def test_bank_retries_a_transfer_whose_connection_was_cut(
-    cluster: LocalCluster, layout: list[tuple[int, int, int]]
+    cluster: LocalCluster, layout: list[tuple[int, int, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The chaos bank's transfer path: EXEC sent, the connection cut before its reply;
     the transfer is retried with its request id and applies exactly once."""
@@ -256,11 +256,10 @@ def test_bank_retries_a_transfer_whose_connection_was_cut(
         raise redis.ConnectionError("cut by the test")
 
     session = Session(endpoints[0], cluster.password, 5.0)
-    Session.exec = cut_after_sending  # type: ignore[method-assign]
+    monkeypatch.setattr(Session, "exec", cut_after_sending)
     try:
         outcome = bank._transfer(session, 0, a, b, 7, absolute=False)
     finally:
-        Session.exec = real_exec  # type: ignore[method-assign]
         session.close()
     assert cut[0] == 1
     assert outcome is OpType.OK  # the retry found the first run's recorded reply
