@@ -194,6 +194,10 @@ def test_idempotent_multi_key_write_across_regions_applies_once(
     assert r1.execute_command("IDEMPOTENT", "im-2", "MSETNX", src + "x", 1, dst + "x", 2) == 1
     assert r3.execute_command("IDEMPOTENT", "im-2", "MSETNX", src + "x", 1, dst + "x", 2) == 1
     assert r1.lrange(dst, 0, -1) == [b"a"]
+    pop = ("IDEMPOTENT", "im-3", "LMPOP", 2, src, dst, "RIGHT")  # not TRANSACTIONAL
+    assert r1.execute_command(*pop) == [src.encode(), [b"c"]]
+    assert r3.execute_command(*pop) == [src.encode(), [b"c"]]
+    assert r1.lrange(src, 0, -1) == [b"b"]
 
 
 def _tagged_exec(

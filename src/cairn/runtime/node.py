@@ -28,7 +28,9 @@ Every client command is routed (`cairn.shard.routing.route`) over the node's `To
 Each region's leader also runs active expiry, proposing deletions of expired keys (and of
 expired request ids of idempotent writes). ``IDEMPOTENT <id> <command> ...`` becomes the
 internal `cairn.idem` write here (`cairn.store.idempotency.tag_command`), routed and
-proposed like the command it wraps.
+proposed like the command it wraps. A command refused as CROSSSLOT may still run as a
+cross-region transaction for a plain connection (`_cross_run`): a multi-key write
+(`TRANSACTIONAL`), a multi-key read or a tagged write (`cairn.runtime.cross_requests`).
 """
 
 from __future__ import annotations

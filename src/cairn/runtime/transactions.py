@@ -11,9 +11,10 @@ EXEC sends the store commands as ONE internal `cairn.exec` write
 included): to this node's region if it leads it, forwarded to the leader otherwise. When
 the keys lie in more than one region (routing answers CROSSSLOT), `cross` runs it as a
 cross-region transaction (`cairn.runtime.txn_wiring`; WATCH likewise reads each region's
-fingerprints through `cross_watch`), or CROSSSLOT stands (a cluster-aware connection, an
-IDEMPOTENT EXEC). Its reply is the array of the commands' replies, or the null array when
-a watched key changed. Connection commands (PING, ECHO, CLIENT ...) queued in the
+fingerprints through `cross_watch`; an IDEMPOTENT EXEC through `cross_tagged`,
+`cairn.runtime.cross_requests`), or CROSSSLOT stands (a cluster-aware connection). Its
+reply is the array of the commands' replies, or the null array when a watched key
+changed. Connection commands (PING, ECHO, CLIENT ...) queued in the
 transaction run on this node once the store part has applied, their replies put in their
 places.
 
