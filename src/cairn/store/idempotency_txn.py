@@ -67,19 +67,10 @@ from cairn.store.layout import encode_stamp
 from cairn.store.notifications import Event
 from cairn.store.scope import KeyOutOfRangeError, Scope
 from cairn.store.slot import key_slot
-from cairn.store.txn_locks import (
-    COMMIT_COMMAND as TXN_COMMIT,
-)
-from cairn.store.txn_locks import (
-    LOCK_COMMAND as TXN_LOCK,
-)
-from cairn.store.txn_locks import (
-    ROLLBACK_COMMAND as TXN_ROLLBACK,
-)
-from cairn.store.txn_locks import (
-    TXN_LOCK_COMMANDS,
-    read_lock,
-)
+from cairn.store.txn_locks import COMMIT_COMMAND as TXN_COMMIT
+from cairn.store.txn_locks import LOCK_COMMAND as TXN_LOCK
+from cairn.store.txn_locks import ROLLBACK_COMMAND as TXN_ROLLBACK
+from cairn.store.txn_locks import TXN_LOCK_COMMANDS, read_lock
 
 __all__ = [
     "COMMIT_COMMAND",
