@@ -7,6 +7,7 @@ primary's region was killed and on the restarted node; the chaos bank's retry pa
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -227,6 +228,27 @@ def _retry(port: int, password: str | None, request_id: str, commands: Sequence[
             if not retryable or time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+def test_concurrent_copies_of_one_tagged_exec_apply_once(
+    cluster: LocalCluster, layout: list[tuple[int, int, int]]
+) -> None:
+    """The same tagged EXEC sent at once on every node (an original and its retries
+    racing): one applies, every copy answers its reply."""
+    a, b = key_in(layout, 1, "cc"), key_in(layout, 2, "cc")
+    commands = [("INCRBY", a, 3), ("INCRBY", b, 4)]
+    replies: list[object] = []
+
+    def send(node: int) -> None:
+        replies.append(_retry(cluster.spec(node).client_port, cluster.password, "cc-1", commands))
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in (1, 2, 3, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert replies == [[3, 4]] * 4
+    assert client(cluster, 1).mget(a, b) == [b"3", b"4"]
 
 
 def test_bank_retries_a_transfer_whose_connection_was_cut(
