@@ -148,6 +148,12 @@ def test_cross_region_reads_answer_as_redis(
         ["XREAD", "COUNT", "5", "STREAMS", k["x0"], k["x1"], "0", "0"],
         ["SINTER", k["s0"], k["t1"]],  # WRONGTYPE, as Redis
         ["SUNION", k["l0"], k["s2"]],
+        ["SINTERCARD", "2", k["s0"], k["s1"], "LIMIT", "-1"],
+        ["SINTERCARD", "3", k["s0"], k["s1"]],
+        ["ZUNION", "2", k["z0"], k["z1"], "WEIGHTS", "1"],
+        ["ZINTER", "2", k["z0"], k["z1"], "AGGREGATE", "nope"],
+        ["LCS", k["t0"], k["t1"], "MINMATCHLEN", "x"],
+        ["PFCOUNT", k["h0"], k["s0"]],
     ]
     for protocol in ("2", "3"):
         theirs, ours = Raw(redis_server_port), Raw(cluster.spec(1).client_port)
