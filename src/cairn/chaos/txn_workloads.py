@@ -43,6 +43,7 @@ import itertools
 import random
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,8 +90,9 @@ class Session:
         self.conn.send_command(*args)
         return self.conn.read_response()
 
-    def exec(self, commands: Sequence[Command]) -> list[object]:
-        """MULTI, `commands`, EXEC in one write; the replies of EXEC's array.
+    def exec(self, commands: Sequence[Command], request_id: str | None = None) -> list[object]:
+        """MULTI, `commands`, EXEC in one write (``IDEMPOTENT <request_id> EXEC`` when
+        given); the replies of EXEC's array.
 
         Raises `AbortedError` when nothing was applied for sure, `UnsentError` when the connection
         failed before the bytes left, and anything else when the outcome is unknown."""
@@ -98,7 +100,8 @@ class Session:
             self.conn.connect()
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise UnsentError(str(exc)) from exc
-        batch = [("MULTI",), *commands, ("EXEC",)]
+        last: Command = ("EXEC",) if request_id is None else ("IDEMPOTENT", request_id, "EXEC")
+        batch = [("MULTI",), *commands, last]
         self.conn.send_packed_command(self.conn.pack_commands(batch))
         queuing: redis.ResponseError | None = None
         for _ in range(len(batch) - 1):  # +OK and +QUEUED (or a queuing error)
@@ -179,7 +182,15 @@ class BankWorkload(TxnWorkload):
     prefix: str = "bank:acct"
     scripts: bool = True
     """A third of the transfers run as one EVAL of `TRANSFER_SCRIPT` instead."""
+    retries: int = 3
+    """How many times a transfer whose outcome is unknown is sent again with its
+    ``IDEMPOTENT`` request id."""
+    retry_pause: float = 0.2
+    """Seconds before the first retry (the n-th waits n times as long)."""
     _ready: threading.Event = field(default_factory=threading.Event)
+    _retried: list[int] = field(default_factory=lambda: [0, 0])
+    """Transfers sent again with their request id, and of them those then acknowledged."""
+    _retried_lock: threading.Lock = field(default_factory=threading.Lock)
 
     name = "bank"
 
@@ -187,6 +198,11 @@ class BankWorkload(TxnWorkload):
     def names(self) -> list[str]:
         """The account keys."""
         return [f"{self.prefix}{i}" for i in range(self.accounts)]
+
+    @property
+    def probe_key(self) -> str:
+        """The key a retry watches and writes when it only asks for a first outcome."""
+        return f"{self.prefix}-probe"
 
     @property
     def balances(self) -> dict[str, int]:
@@ -259,6 +275,7 @@ class BankWorkload(TxnWorkload):
         value = [src, dst, amount]
         h.record(process, OpType.INVOKE, "transfer", self.prefix, value)
         exec_sent = False
+        request_id = uuid.uuid4().hex
         try:
             session.call("WATCH", src, dst)
             seen = session.call("MGET", src, dst)
@@ -270,41 +287,101 @@ class BankWorkload(TxnWorkload):
                 return OpType.OK  # the rules said no: not a failure of the cluster
             commands = self.transfer_commands(src, dst, amount, balances, absolute)
             exec_sent = True
-            session.exec(commands)
+            session.exec(commands, request_id)
         except (*_FAILURES, ValueError) as exc:
             if isinstance(exc, UnsentError):
                 exec_sent = False
             kind = self._outcome(exc, exec_sent)
+            if exec_sent and _worth_retrying(exc):
+                retry = _Retry(src, dst, amount, balances, commands, request_id, absolute)
+                kind = self._retry_transfer(retry, kind)
+                self._count_retry(kind)
             h.record(process, kind, "transfer", self.prefix, value)
             return kind
         h.record(process, OpType.OK, "transfer", self.prefix, value)
         return OpType.OK
 
+    def _count_retry(self, kind: OpType) -> None:
+        with self._retried_lock:
+            self._retried[0] += 1
+            self._retried[1] += kind is OpType.OK
+
+    def _retry_transfer(self, retry: _Retry, first: OpType) -> OpType:
+        """Send an unknown (or TRYAGAIN) transfer again with its request id, at most
+        `retries` times, each on a fresh connection to a random node: OK once a run
+        answers EXEC's array (the transfer applied exactly once: by this run or by an
+        earlier one, whose recorded reply this is); else INFO if any run's outcome is
+        unknown, FAIL if every run surely applied nothing.
+
+        Each run WATCHes both accounts again and reads them. Sending the same commands
+        could apply a transfer that never applied before, so that is done only when the
+        balances still allow it (the source can pay; for SET of computed balances, both
+        still as first seen). Otherwise the run also watches and writes a probe key of
+        its own, so its EXEC surely aborts unless the request id is recorded: it only
+        asks for the first outcome."""
+        unknown = first is OpType.INFO
+        for attempt in range(self.retries):
+            if self._stop.is_set():
+                break
+            time.sleep(self.retry_pause * (attempt + 1))
+            session = Session(random.choice(list(self.endpoints)), self.password, self.timeout)
+            sent = False
+            try:
+                session.call("WATCH", retry.src, retry.dst)
+                now = session.call("MGET", retry.src, retry.dst)
+                assert isinstance(now, list)
+                if not retry.may_apply((int(str(now[0])), int(str(now[1])))):
+                    session.call("WATCH", self.probe_key)
+                    session.call("SET", self.probe_key, retry.request_id)  # dirties the WATCH
+                sent = True
+                session.exec(retry.commands, retry.request_id)
+                return OpType.OK
+            except (*_FAILURES, ValueError, AssertionError) as exc:
+                if sent and not isinstance(exc, AbortedError | UnsentError):
+                    unknown = True  # this run's own outcome is unknown too
+            finally:
+                session.close()
+        return OpType.INFO if unknown else OpType.FAIL
+
     def _transfer_by_script(
         self, session: Session, process: int, src: str, dst: str, amount: int
     ) -> OpType:
-        """EVAL of `TRANSFER_SCRIPT`: 1 moved the money, 0 refused (the source cannot pay)."""
+        """``IDEMPOTENT <id> EVAL`` of `TRANSFER_SCRIPT`: 1 moved the money, 0 refused
+        (the source cannot pay). A run whose outcome is unknown, or that answered
+        TRYAGAIN, is sent again with the same id (the script checks the balance itself,
+        so any run is safe; a retry answers the first run's reply if it applied)."""
         h = self.history
         value = [src, dst, amount]
         h.record(process, OpType.INVOKE, "transfer", self.prefix, value)
-        try:
-            session.conn.connect()
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            h.record(process, OpType.FAIL, "transfer", self.prefix, value)
-            return OpType.FAIL
-        try:
-            moved = session.call("EVAL", TRANSFER_SCRIPT, 2, src, dst, amount)
-        except redis.ResponseError as exc:  # refused before running: nothing applied
-            never_ran = isinstance(exc, _NEVER_RAN | redis.exceptions.ClusterCrossSlotError)
-            kind = OpType.FAIL if never_ran else OpType.INFO
-            h.record(process, kind, "transfer", self.prefix, value)
-            return kind
-        except (redis.RedisError, OSError):
-            h.record(process, OpType.INFO, "transfer", self.prefix, value)
-            return OpType.INFO
-        kind = OpType.OK if moved == 1 else OpType.FAIL
+        argv = ("IDEMPOTENT", uuid.uuid4().hex, "EVAL", TRANSFER_SCRIPT, 2, src, dst, amount)
+        unknown, answer, retried = False, "", False
+        for attempt in range(1 + self.retries):
+            if attempt:
+                if self._stop.is_set():
+                    break
+                time.sleep(self.retry_pause * attempt)
+                session = Session(random.choice(list(self.endpoints)), self.password, self.timeout)
+            answer = _script_run(session, argv)
+            if attempt:
+                session.close()
+                retried = True
+            unknown = unknown or answer == _UNKNOWN
+            if answer in (_MOVED, _REFUSED, _CROSSSLOT):
+                break
+        if retried:
+            self._count_retry(OpType.OK if answer in (_MOVED, _REFUSED) else OpType.INFO)
+        if answer in (_MOVED, _REFUSED):
+            h.record(
+                process,
+                OpType.OK if answer == _MOVED else OpType.FAIL,
+                "transfer",
+                self.prefix,
+                value,
+            )
+            return OpType.OK
+        kind = OpType.INFO if unknown else OpType.FAIL
         h.record(process, kind, "transfer", self.prefix, value)
-        return OpType.OK
+        return kind
 
     def final_read(self, client: redis.Redis) -> object:
         """Every balance, read in one MULTI/EXEC."""
@@ -323,6 +400,10 @@ class BankWorkload(TxnWorkload):
         if finals is None:
             anomalies.append("the final read of the balances failed")
         details = verdict.stats.describe()
+        details += (
+            f"; {self._retried[0]} transfers sent again with their request id "
+            f"({self._retried[1]} then acknowledged)"
+        )
         if len(anomalies) > 20:
             details += f"; {len(anomalies)} anomalies in all (20 shown)"
         return CheckResult(self.name, not anomalies, tuple(anomalies[:20]), 0, details)
@@ -421,3 +502,57 @@ def _as_list(reply: object) -> list[object]:
     if not isinstance(reply, list):
         raise ValueError(f"LRANGE answered {reply!r}")
     return reply
+
+
+_MOVED, _REFUSED, _NOTHING, _CROSSSLOT, _UNKNOWN = "moved", "refused", "nothing", "xslot", "?"
+
+
+def _script_run(session: Session, argv: Command) -> str:
+    """One run of a tagged transfer script: `_MOVED` (it answered 1), `_REFUSED` (0),
+    `_NOTHING` (surely not run: no connection, TRYAGAIN), `_CROSSSLOT` (the accounts lie
+    in different regions: it never will), `_UNKNOWN` (sent, no answer)."""
+    try:
+        session.conn.connect()
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return _NOTHING
+    try:
+        moved = session.call(*argv)
+    except redis.exceptions.ClusterCrossSlotError:
+        return _CROSSSLOT
+    except redis.ResponseError as exc:  # refused before running: nothing applied
+        return _NOTHING if isinstance(exc, _NEVER_RAN) else _UNKNOWN
+    except (redis.RedisError, OSError):
+        return _UNKNOWN
+    return _MOVED if moved == 1 else _REFUSED
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """Whether a transfer's EXEC that failed with `exc` is sent again with its request
+    id: an unknown outcome (no reply, a timeout, -UNCERTAIN, any other error after EXEC
+    was sent) or -TRYAGAIN; never a watched key that changed, EXECABORT or a failure
+    before EXEC was sent (nothing applied, and the rules may have changed)."""
+    if isinstance(exc, UnsentError):
+        return False
+    if isinstance(exc, AbortedError):
+        return isinstance(exc.__cause__, redis.exceptions.TryAgainError)
+    return True
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """What a retry of a MULTI/EXEC transfer sends again, and what it first saw."""
+
+    src: str
+    dst: str
+    amount: int
+    seen: tuple[int, int]
+    commands: list[Command]
+    request_id: str
+    absolute: bool
+
+    def may_apply(self, balances: tuple[int, int]) -> bool:
+        """Whether running the transfer now is right even if it never applied before:
+        the source can pay, and SET of computed balances still sees the same ones."""
+        if self.absolute:
+            return balances == self.seen
+        return balances[0] >= self.amount

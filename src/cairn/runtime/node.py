@@ -28,7 +28,9 @@ Every client command is routed (`cairn.shard.routing.route`) over the node's `To
 Each region's leader also runs active expiry, proposing deletions of expired keys (and of
 expired request ids of idempotent writes). ``IDEMPOTENT <id> <command> ...`` becomes the
 internal `cairn.idem` write here (`cairn.store.idempotency.tag_command`), routed and
-proposed like the command it wraps.
+proposed like the command it wraps. A command refused as CROSSSLOT may still run as a
+cross-region transaction for a plain connection (`_cross_run`): a multi-key write
+(`TRANSACTIONAL`), a multi-key read or a tagged write (`cairn.runtime.cross_requests`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,13 @@ from cairn.runtime.config_rewrite import (
     changed_values,
     rewrite_file,
     saved_args,
+)
+from cairn.runtime.cross_requests import (
+    WAKING,
+    cross_read,
+    run_tagged_command,
+    run_tagged_exec,
+    tagged_command,
 )
 from cairn.runtime.entry_limits import entry_too_large
 from cairn.runtime.envelope_codec import TcpHostTransport
@@ -289,7 +298,7 @@ class Node:
         self.machine = NodeKeys(self)
         self._watch = _LayoutWatch(self)
         self.placement: NodePlacement | None = None
-        self.blocking = BlockingCommands(self._attempt, {**COMMANDS, **TXN_LOCK_COMMANDS})
+        self.blocking = BlockingCommands(self._attempt, {**COMMANDS, **TXN_LOCK_COMMANDS, **WAKING})
         self.transactions = Transactions(
             config.limits, self._attempt, _client_arity, self._run_client_command
         )
@@ -298,6 +307,7 @@ class Node:
         self.txn = cross_region(config, self._attempt, self.topology, lambda: self.placement)
         self.transactions.cross = self._cross_exec
         self.transactions.cross_watch = self._cross_watch
+        self.transactions.cross_tagged = self._cross_tagged_exec
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -757,7 +767,10 @@ class Node:
         a connection that is not redirected (a cluster-aware one gets CROSSSLOT)."""
         state = client.state
         assert state is not None
-        if not takes_transaction(spec) or not self._cross_allowed(client):
+        if not self._cross_allowed(client):
+            return False
+        run = self._cross_run(args, spec)  # `cairn.runtime.cross_requests`
+        if run is None:
             return False
 
         def start(finished: Callable[[], None]) -> None:
@@ -765,10 +778,25 @@ class Node:
                 done(value)
                 finished()
 
-            self.txn.run_command(args, reply)
+            run(reply)
 
-        state.order.submit(True, start, exclusive=spec.name in CROSS_REGION_SCRIPTS)
+        state.order.submit(spec.is_write, start, exclusive=spec.name in CROSS_REGION_SCRIPTS)
         return True
+
+    def _cross_run(
+        self, args: list[bytes], spec: CommandSpec
+    ) -> Callable[[Callable[[Reply], None]], None] | None:
+        """How a command refused as CROSSSLOT runs over several regions (None: it does
+        not): a multi-key write or read as a one-command transaction, a tagged write as
+        a tagged one."""
+        if takes_transaction(spec) or cross_read(spec, args):
+            return lambda reply: self.txn.run_command(args, reply)
+        tagged = tagged_command(args, spec)
+        if tagged is None:
+            return None
+        limits = self.config.limits
+        ttl, most = limits.idempotency_ttl_ms, limits.idempotency_max_ids
+        return lambda reply: run_tagged_command(self.txn, *tagged, ttl, most, reply)
 
     def _cross_allowed(self, client: ClientConnection) -> bool:
         state = client.state
@@ -789,6 +817,22 @@ class Node:
         if not self._cross_allowed(client):
             return False
         self.txn.run(watches, commands, done)
+        return True
+
+    def _cross_tagged_exec(
+        self,
+        client: ClientConnection,
+        request_id: bytes,
+        watches: list[tuple[bytes, bytes]],
+        commands: list[list[bytes]],
+        done: Done,
+    ) -> bool:
+        """``IDEMPOTENT <id> EXEC`` over several regions: False to answer CROSSSLOT."""
+        if not self._cross_allowed(client):
+            return False
+        limits = self.config.limits
+        ttl, most = limits.idempotency_ttl_ms, limits.idempotency_max_ids
+        run_tagged_exec(self.txn, request_id, watches, commands, ttl, most, done)
         return True
 
     def _cross_watch(self, client: ClientConnection, keys: list[bytes], done: Done) -> bool:

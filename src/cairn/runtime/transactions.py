@@ -11,9 +11,10 @@ EXEC sends the store commands as ONE internal `cairn.exec` write
 included): to this node's region if it leads it, forwarded to the leader otherwise. When
 the keys lie in more than one region (routing answers CROSSSLOT), `cross` runs it as a
 cross-region transaction (`cairn.runtime.txn_wiring`; WATCH likewise reads each region's
-fingerprints through `cross_watch`), or CROSSSLOT stands (a cluster-aware connection, an
-IDEMPOTENT EXEC). Its reply is the array of the commands' replies, or the null array when
-a watched key changed. Connection commands (PING, ECHO, CLIENT ...) queued in the
+fingerprints through `cross_watch`; an IDEMPOTENT EXEC through `cross_tagged`,
+`cairn.runtime.cross_requests`), or CROSSSLOT stands (a cluster-aware connection). Its
+reply is the array of the commands' replies, or the null array when a watched key
+changed. Connection commands (PING, ECHO, CLIENT ...) queued in the
 transaction run on this node once the store part has applied, their replies put in their
 places.
 
@@ -189,6 +190,10 @@ CrossExec = Callable[
 """Run EXEC's store commands as a cross-region transaction (False: refused, CROSSSLOT)."""
 CrossWatch = Callable[["ClientConnection", list[bytes], "Done"], bool]
 """Read the fingerprints of keys in several regions (False: refused, CROSSSLOT)."""
+CrossTagged = Callable[
+    ["ClientConnection", bytes, list[tuple[bytes, bytes]], list[list[bytes]], "Done"], bool
+]
+"""``IDEMPOTENT <id> EXEC`` over several regions (False: refused, CROSSSLOT)."""
 
 
 def forwarded_spec(args: list[bytes]) -> CommandSpec | ErrorReply:
@@ -251,6 +256,7 @@ class Transactions:
         """The planted bug `exec-split` (`cairn.runtime.plants`)."""
         self.cross: CrossExec | None = None
         self.cross_watch: CrossWatch | None = None
+        self.cross_tagged: CrossTagged | None = None
 
     def intercept(
         self, client: ClientConnection, name: str, args: list[bytes], done: Done
@@ -476,6 +482,13 @@ class Transactions:
                 and self.cross(client, watches, data, applied)
             ):
                 return  # keys in several regions: a cross-region transaction
+            if (
+                request_id is not None
+                and _is_crossslot(value)
+                and self.cross_tagged is not None
+                and self.cross_tagged(client, request_id, watches, data, applied)
+            ):
+                return  # likewise, tagged (`cairn.runtime.cross_requests`)
             if len(data) == len(queued) or _is_failure(value):
                 done(value)
                 return

@@ -43,6 +43,7 @@ from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.shard.routing import CROSSSLOT, SLOT_NOT_SERVED, TRANSACTIONAL
 from cairn.shard.topology import Topology
 from cairn.store import CommandSpec
+from cairn.store.idempotency import IDEMPOTENCY_COMMANDS
 from cairn.store.scripting.confine import CROSS_REGION_SCRIPTS
 from cairn.store.transaction import TRANSACTION_COMMANDS, WATCH_COMMAND
 from cairn.store.txn_locks import TXN_LOCK_COMMANDS, Lock
@@ -286,7 +287,8 @@ def cross_region(
         lock_ttl_ms=limits.txn_lock_ttl_ms,
         max_bytes=limits.max_entry_bytes,  # what is read is prewritten: one entry
     )
-    cross = CrossRegion(attempt, topology, TXN_LOCK_COMMANDS, store_scratch, settings, timeout_s)
+    specs = {**TXN_LOCK_COMMANDS, **IDEMPOTENCY_COMMANDS}  # with IDEMPOTENT's own steps
+    cross = CrossRegion(attempt, topology, specs, store_scratch, settings, timeout_s)
     cross.timestamps = PlacementTimestamps(placement, timeout_s)
     return cross
 

@@ -15,7 +15,9 @@ The request table is replicated state under the machine's system prefix (``X`` f
 whole keyspace, ``Xr | region id`` for a region), three record families:
 
 - ``idem: | slot | request id`` -> msgpack ``[expire ms, digest, first key, reply]``:
-  one per live request id, keyed by the hash slot of the wrapped command's first key;
+  one per live request id, keyed by the hash slot of the request's first key (the wrapped
+  command's first key; a transaction's first command key, else its first watched key:
+  `request_key`, so a retry watching other keys finds it);
 - ``idemt | expire ms (8 bytes) | slot | request id`` -> empty: the same ids ordered by
   expiry, so the expired ones are found first without a scan;
 - ``idemn`` -> how many ids the table holds (the cap's count).
@@ -82,6 +84,7 @@ from cairn.store.notifications import Event
 from cairn.store.scope import KeyOutOfRangeError, Scope, range_key
 from cairn.store.slot import key_slot
 from cairn.store.transaction import TXN_COMMAND, apply_transaction, decode_transaction
+from cairn.store.txn_locks import parse_lock
 
 __all__ = [
     "DEFAULT_MAX_IDS",
@@ -91,14 +94,20 @@ __all__ = [
     "MAX_REQUEST_ID",
     "PREFIX",
     "PURGE_COMMAND",
+    "TXN_COMMIT_COMMAND",
+    "TXN_LOCK_COMMAND",
     "apply_idempotency",
     "check_image_record",
     "checked_argv",
     "has_expired",
     "move_requests",
+    "record_encoded",
     "request_count",
+    "request_digest",
+    "request_key",
     "split_requests",
     "tag_command",
+    "transaction_request_key",
     "wrapped_keys",
 ]
 
@@ -230,6 +239,37 @@ def wrapped_keys(argv: Sequence[bytes]) -> list[bytes]:
     return [] if isinstance(spec, ErrorReply) else spec.keys(wrapped)
 
 
+def request_key(wrapped: Sequence[bytes]) -> bytes | None:
+    """The key whose hash slot keeps a request's id: the wrapped command's first key, or
+    a transaction's first command key (its first watched key when its commands name
+    none): never decided by WATCH alone, so a retry that watches other keys, or the same
+    in another order, finds the record. None when the request names no key."""
+    if wrapped and wrapped[0] == TXN_COMMAND.encode():
+        if len(wrapped) != 2:
+            return None
+        try:
+            txn = decode_transaction(wrapped[1])
+        except ValueError:
+            return None
+        return transaction_request_key(txn.watches, txn.commands)
+    spec = classify(wrapped) if wrapped else None
+    keys = [] if spec is None or isinstance(spec, ErrorReply) else spec.keys(wrapped)
+    return keys[0] if keys else None
+
+
+def transaction_request_key(
+    watches: Sequence[tuple[bytes, bytes]], commands: Sequence[Sequence[bytes]]
+) -> bytes | None:
+    """`request_key` of a transaction of `commands` watching `watches`."""
+    for argv in commands:
+        spec = classify(list(argv))
+        if isinstance(spec, CommandSpec):
+            keys = spec.keys(list(argv))
+            if keys:
+                return keys[0]
+    return watches[0][0] if watches else None
+
+
 # -- applying ---------------------------------------------------------------------------
 
 
@@ -247,6 +287,10 @@ def apply_idempotency(
     if name == PURGE_COMMAND:
         with write_batch(keyspace) as batch:
             return Integer(_purge(batch, scope, now_ms, PURGE_BATCH))
+    if name in (TXN_LOCK_COMMAND, TXN_COMMIT_COMMAND):  # across regions: its own module
+        from cairn.store.idempotency_txn import apply_idempotent_txn
+
+        return apply_idempotent_txn(keyspace, scope, index, now_ms, name, args, events)
     parsed = _parse(args)
     if isinstance(parsed, ErrorReply):
         return parsed
@@ -262,7 +306,8 @@ def apply_idempotency(
         scope.check_keys(keys)
     except KeyOutOfRangeError:
         return ErrorReply("TRYAGAIN key outside this region's range: route it again")
-    where = _record_key(scope, key_slot(keys[0]), request_id)
+    first = request_key(wrapped) or keys[0]
+    where = _record_key(scope, key_slot(first), request_id)
     digest = _digest(wrapped)
     with write_batch(keyspace) as batch:
         _purge(batch, scope, now_ms, PURGE_ON_WRITE)
@@ -275,7 +320,7 @@ def apply_idempotency(
     if isinstance(reply, ErrorReply) and reply.message.startswith("TRYAGAIN"):
         return reply
     with write_batch(keyspace) as batch:
-        _record(batch, scope, where, now_ms + ttl_ms, digest, keys[0], reply)
+        _record(batch, scope, where, now_ms + ttl_ms, digest, first, reply)
     return reply
 
 
@@ -317,6 +362,13 @@ def _digest(wrapped: Sequence[bytes]) -> bytes:
         parts = [wrapped[0], decode_transaction(wrapped[1]).commands]
     packed = msgpack.packb(parts, use_bin_type=True)
     return hashlib.blake2b(packed, digest_size=16).digest()
+
+
+def request_digest(wrapped: Sequence[bytes]) -> bytes:
+    """The digest a request id is recorded with for the wrapped command or transaction
+    `wrapped` (``[name, args ...]`` or ``[cairn.exec, payload]``): what a cross-region
+    run of the same request records too (`cairn.store.idempotency_txn`)."""
+    return _digest(wrapped)
 
 
 def _answer(known: list[object], digest: bytes) -> Reply:
@@ -426,6 +478,20 @@ def _record(
         blob: bytes | None = encode_reply(reply)
     except TypeError:  # a reply type the table cannot hold: kept as "not kept"
         blob = None
+    record_encoded(batch, scope, where, expire_ms, digest, first_key, blob)
+
+
+def record_encoded(
+    batch: WriteBatch,
+    scope: Scope,
+    where: bytes,
+    expire_ms: int,
+    digest: bytes,
+    first_key: bytes,
+    blob: bytes | None,
+) -> None:
+    """Record a request id at `where` with its reply already encoded (`encode_reply`;
+    None, or one past `MAX_KEPT_REPLY`: not kept)."""
     if len(blob or b"") > MAX_KEPT_REPLY:
         blob = None
     _put(batch, scope, where, [expire_ms, digest, first_key, blob])
@@ -609,9 +675,50 @@ def _internal(name: str, arity: int, key_finder: bool) -> CommandSpec:
     )
 
 
+TXN_LOCK_COMMAND = "cairn.idem.lock"
+"""``cairn.idem.lock <request-id> <digest> <first key> <cairn.txn.lock arguments ...>``:
+a tagged cross-region transaction's lock of its primary's region
+(`cairn.store.idempotency_txn`)."""
+TXN_COMMIT_COMMAND = "cairn.idem.commit"
+"""``cairn.idem.commit <request-id> <ttl ms> <max ids> <digest> <reply> <start_ts>
+<commit_ts> <key> ...``: its primary commit, recording the request id."""
+TXN_COMMIT_HEAD = 7
+"""The arguments of `TXN_COMMIT_COMMAND` before its keys."""
+
+
+def txn_lock_keys(argv: Sequence[bytes]) -> list[bytes]:
+    """The keys of a `TXN_LOCK_COMMAND` entry (argv, name first): those it locks."""
+    if len(argv) < 5:
+        return []
+    try:
+        return parse_lock(argv[4:]).every_key()
+    except CommandError:
+        return []
+
+
+def txn_commit_keys(argv: Sequence[bytes]) -> list[bytes]:
+    """The keys of a `TXN_COMMIT_COMMAND` entry (argv, name first): those it commits."""
+    return list(argv[1 + TXN_COMMIT_HEAD :])
+
+
+def _txn_step(
+    name: str, arity: int, finder: Callable[[Sequence[bytes]], list[bytes]]
+) -> CommandSpec:
+    return internal_write(
+        name,
+        arity,
+        _applied_by_machine,
+        finder,
+        "transactions",
+        "Internal: a step of an idempotent cross-region transaction.",
+    )
+
+
 IDEMPOTENCY_COMMANDS: dict[str, CommandSpec] = {
     IDEM_COMMAND: _internal(IDEM_COMMAND, -6, True),
     PURGE_COMMAND: _internal(PURGE_COMMAND, 1, False),
+    TXN_LOCK_COMMAND: _txn_step(TXN_LOCK_COMMAND, -9, txn_lock_keys),
+    TXN_COMMIT_COMMAND: _txn_step(TXN_COMMIT_COMMAND, -(2 + TXN_COMMIT_HEAD), txn_commit_keys),
 }
 """The internal entries of idempotent writes: not in `COMMANDS`, so no client sends them;
 a node forwards `cairn.idem` to a region's leader like any write."""

@@ -63,6 +63,8 @@ from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
 from cairn.store.idempotency import (
     IDEM_COMMAND,
     IDEMPOTENCY_COMMANDS,
+    TXN_COMMIT_COMMAND,
+    TXN_LOCK_COMMAND,
     apply_idempotency,
     has_expired,
 )
@@ -396,6 +398,8 @@ class StoreMachine:
             reply = apply_idempotency(
                 self.keyspace, self.scope, index, now_ms, spec.name, args, events
             )
+            if spec.name in (TXN_LOCK_COMMAND, TXN_COMMIT_COMMAND):  # they lock, unlock
+                self._note_locks()
         else:
             stamp = encode_stamp(self.scope.region_id or 0, index)
             reply = run_in_batch(

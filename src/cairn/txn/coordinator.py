@@ -40,6 +40,7 @@ from typing import Protocol
 
 from cairn.resp.reply import NULL_ARRAY, Array, ErrorReply, Reply
 from cairn.store import CommandSpec, classify
+from cairn.txn.idempotent import RequestTag
 from cairn.txn.protocol import (
     Conflict,
     Effect,
@@ -199,6 +200,8 @@ class _Attempt:
     """Past the locks: the current step is the prewrite."""
     commit_ts: int = 0
     """Asked of the oracle while the prewrites run (0: not yet answered)."""
+    final: Reply | None = None
+    """A tagged request's recorded reply, met at the primary's lock (`RequestTag`)."""
 
 
 class Coordinator:
@@ -216,12 +219,18 @@ class Coordinator:
         deadline: float,
         done: Done,
         resolve: Callable[[Conflict, int, Callable[[], None]], None] | None = None,
+        tag: RequestTag | None = None,
     ) -> None:
         """`deadline` is on `io.now()`'s clock; `resolve(conflict, attempt, then)` clears
-        an expired lock met while locking (`Resolver.resolve`; None: just back off)."""
+        an expired lock met while locking (`Resolver.resolve`; None: just back off);
+        `tag`: the request id of an idempotent request (`cairn.txn.idempotent`)."""
         self.watches = dict(watches)
         self.commands = [list(c) for c in commands]
         self.keys = transaction_keys(list(watches), self.commands)
+        first = tag.first_key if tag is not None else None
+        if first is not None and first in self.keys:  # its slot keeps the request id
+            self.keys.remove(first)
+            self.keys.insert(0, first)
         named = command_keys(self.commands)
         self.keyless = named is None
         self.read_keys = frozenset(named or ())
@@ -234,6 +243,7 @@ class Coordinator:
         self.deadline = deadline
         self._done = done
         self._resolve = resolve
+        self.tag = tag
         self.attempts = 0
         self.finished = False
         self._current: _Attempt | None = None
@@ -286,6 +296,8 @@ class Coordinator:
                 watched,
                 plain,
             )
+            if self.tag is not None and self.primary in keys:
+                argv = self.tag.lock_argv(self.primary, argv)
             self.io.send(argv, self._step(attempt, self._lock_reader(attempt, plain)))
 
     def _step(self, attempt: _Attempt, read: Callable[[Reply], None]) -> Done:
@@ -305,6 +317,9 @@ class Coordinator:
         return lambda reply: self._locked(attempt, keys, reply)
 
     def _locked(self, attempt: _Attempt, keys: list[bytes], reply: Reply) -> None:
+        if self.tag is not None and (final := self.tag.final(reply)) is not None:
+            attempt.final = final  # the request id is recorded: that is the answer
+            return
         got = read_lock(reply, keys)
         if isinstance(got, list):
             attempt.loaded.update((v.key, v) for v in got)
@@ -319,7 +334,9 @@ class Coordinator:
 
     def _step_over(self, attempt: _Attempt) -> None:
         """Every region answered the current step: go on, or roll back and end/retry."""
-        if attempt.outcome is not None:
+        if attempt.final is not None:
+            self._abort(attempt, attempt.final)
+        elif attempt.outcome is not None:
             self._abort(attempt, attempt.outcome)
         elif attempt.retry:
             self._abort(attempt, None)
@@ -344,7 +361,7 @@ class Coordinator:
             self._abort(attempt, ErrorReply(message))
             return
         self._replies = replies
-        if not effects:  # read only: every value was read under lock, nothing to commit
+        if not effects and self.tag is None:  # read only: read under locks, nothing to commit
             self._abort(attempt, Array(tuple(replies)))
             return
         attempt.prewriting = True
@@ -374,15 +391,23 @@ class Coordinator:
         merge have moved some since the locks), sending it again until it answers."""
 
         def send() -> None:
-            keys = self._primary_keys()
-            self.io.send(commit_argv(attempt.start_ts, commit_ts, keys, True), answered)
+            argv = commit_argv(attempt.start_ts, commit_ts, self._primary_keys(), True)
+            if self.tag is not None:  # commit and record the request id in one entry
+                argv = self.tag.commit_argv(argv, self._replies)
+            self.io.send(argv, answered)
 
         def answered(reply: Reply) -> None:
             if self._current is not attempt or self.finished:
                 return
+            if self.tag is not None and (final := self.tag.final(reply)) is not None:
+                self._replies = []  # recorded meanwhile: not committed, roll back the rest
+                self._abort(attempt, final)
+                return
             status = read_status(reply)
             if isinstance(status, Status) and status.word == b"ok":
-                self._finish(Array(tuple(self._replies)))
+                replies = self._replies
+                tag = self.tag
+                self._finish(Array(tuple(replies)) if tag is None else tag.client_reply(replies))
                 if SECONDARIES_FIRST not in self.settings.plants:
                     self._commit_secondaries(attempt, commit_ts)
             elif isinstance(status, Status) and status.word == b"rolledback":
