@@ -84,6 +84,7 @@ from cairn.runtime.plants import (
     PLANT_ENV,
     STALE_FOLLOWER_READ,
     STREAM_ACK_LEADER_ONLY,
+    TXN_READS_IGNORE_LOCKS,
     UnsyncedHostStore,
     ack_on_leader_only,
 )
@@ -294,7 +295,9 @@ class Node:
         )
         self.scripts = ScriptFront()
         """The node's script cache: EVALSHA and SCRIPT are answered from it."""
-        self.txn = cross_region(config, self._attempt, self.topology, lambda: self.placement)
+        self.txn = cross_region(
+            config, self._attempt, self.topology, lambda: self.placement, self.plant
+        )
         self.transactions.cross = self._cross_exec
         self.transactions.cross_watch = self._cross_watch
 
@@ -463,6 +466,7 @@ class Node:
     def _machine_for(self, record: RegionRecord) -> RangeMachine:
         machine = StoreRangeMachine(self.node_store.keyspace, record.region_id, record.region)
         self.machines[record.region_id] = machine.store
+        machine.store.reads_ignore_locks = self.plant == TXN_READS_IGNORE_LOCKS
         self.keyspace_events.adopt(machine.store)
         return machine
 

@@ -24,6 +24,19 @@ misbehaves on purpose (nothing changes when the variable is absent):
   entry: a transaction is no longer atomic, and other clients see and interleave with its
   halves (see `cairn.runtime.transactions`). The bank and list-append workloads must see
   it.
+- `txn-secondaries-first`: the coordinator of a cross-region transaction commits its
+  secondaries before its primary (`cairn.txn.coordinator.SECONDARIES_FIRST`), and a real
+  node then waits `SECONDARIES_FIRST_WINDOW_S` before sending the primary's commit (the
+  window a coordinator's crash must hit: without it the two commits leave in the same
+  loop turn, and a kill -9 lands between them once in thousands of runs). A coordinator
+  killed in the window leaves committed secondaries; its primary's lock expires and is
+  rolled back by the next reader, so the transaction is half applied. Kills must find it:
+  the bank's totals change.
+- `txn-reads-ignore-locks`: a read outside a transaction ignores the locks of
+  cross-region transactions (`StoreMachine.reads_ignore_locks`): a read of a secondary
+  key just after its transaction was acknowledged, before the secondary's commit applied,
+  answers the value from before the transaction. The list-append workload's plain reads
+  must find it (a real-time cycle).
 """
 
 from __future__ import annotations
@@ -32,7 +45,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +56,27 @@ from cairn.runtime.host_store import LmdbHostStore
 from cairn.store.commands import COMMANDS, run_in_batch
 from cairn.store.layout import encode_stamp
 from cairn.store.machine import StoreMachine
+from cairn.txn.coordinator import SECONDARIES_FIRST, Done, TxnIO
+from cairn.txn.protocol import COMMIT_COMMAND
 
 PLANT_ENV = "CAIRN_PLANT"
 ACK_BEFORE_SYNC = "ack-before-sync"
 STALE_FOLLOWER_READ = "stale-follower-read"
 STREAM_ACK_LEADER_ONLY = "stream-ack-leader-only"
 EXEC_SPLIT = "exec-split"
-PLANTS = (ACK_BEFORE_SYNC, STALE_FOLLOWER_READ, STREAM_ACK_LEADER_ONLY, EXEC_SPLIT)
+TXN_SECONDARIES_FIRST = SECONDARIES_FIRST
+TXN_READS_IGNORE_LOCKS = "txn-reads-ignore-locks"
+PLANTS = (
+    ACK_BEFORE_SYNC,
+    STALE_FOLLOWER_READ,
+    STREAM_ACK_LEADER_ONLY,
+    EXEC_SPLIT,
+    TXN_SECONDARIES_FIRST,
+    TXN_READS_IGNORE_LOCKS,
+)
+SECONDARIES_FIRST_WINDOW_S = 0.3
+"""Under `txn-secondaries-first`, the pause between the secondaries' and the primary's
+commits of a transaction this node coordinates."""
 
 POWER_LOSS_IMAGE = "power-loss-image.mdb"
 """The durable image of a node running `ack-before-sync`, in its data directory."""
@@ -143,3 +170,40 @@ def ack_on_leader_only(machine: StoreMachine, args: Sequence[bytes], now_ms: int
         return run_in_batch(
             machine.keyspace, COMMANDS["xack"], args, now_ms, machine.scope, stamp, 0
         )
+
+
+def txn_plants(plant: str) -> frozenset[str]:
+    """The coordinator's planted bugs (`TxnSettings.plants`) for node plant `plant`."""
+    return frozenset({SECONDARIES_FIRST}) if plant == TXN_SECONDARIES_FIRST else frozenset()
+
+
+class DelayedPrimaryCommit:
+    """A coordinator's `TxnIO` under `txn-secondaries-first`: a primary's commit leaves
+    `SECONDARIES_FIRST_WINDOW_S` after it is asked for (the secondaries' are already sent,
+    by the planted order), so a kill -9 of this node can land between the two.
+
+    Everything else goes straight to the wrapped `TxnIO`."""
+
+    def __init__(self, io: TxnIO, delay_s: float = SECONDARIES_FIRST_WINDOW_S) -> None:
+        self.io = io
+        self.delay_s = delay_s
+
+    def send(self, argv: list[bytes], done: Done) -> None:
+        """Send `argv`; a primary's commit after the planted pause."""
+        primary_commit = len(argv) > 3 and argv[0] == COMMIT_COMMAND.encode() and argv[3] == b"1"
+        if primary_commit:
+            self.io.later(self.delay_s, lambda: self.io.send(argv, done))
+        else:
+            self.io.send(argv, done)
+
+    def group(self, keys: Sequence[bytes]) -> list[list[bytes]] | None:
+        """See `TxnIO.group`."""
+        return self.io.group(keys)
+
+    def later(self, delay_s: float, action: Callable[[], None]) -> None:
+        """See `TxnIO.later`."""
+        self.io.later(delay_s, action)
+
+    def now(self) -> float:
+        """See `TxnIO.now`."""
+        return self.io.now()

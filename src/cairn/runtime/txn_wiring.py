@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from cairn.resp.reply import Array, ErrorReply, Reply
+from cairn.runtime.plants import DelayedPrimaryCommit, txn_plants
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.shard.routing import CROSSSLOT, SLOT_NOT_SERVED, TRANSACTIONAL
 from cairn.shard.topology import Topology
@@ -51,7 +52,7 @@ from cairn.txn import (
     TxnSettings,
     read_locked_error,
 )
-from cairn.txn.coordinator import TimestampCallback
+from cairn.txn.coordinator import TimestampCallback, TxnIO
 from cairn.txn.protocol import LOCKED_PREFIX, Conflict
 from cairn.txn.scratch import store_scratch
 
@@ -135,7 +136,7 @@ class CrossRegion:
         settings: TxnSettings,
         request_timeout_s: float,
     ) -> None:
-        self.io = NodeTxnIO(attempt, topology, specs)
+        self.io: TxnIO = NodeTxnIO(attempt, topology, specs)
         self._attempt = attempt
         self._topology = topology
         self.scratch = scratch
@@ -274,16 +275,20 @@ def cross_region(
     attempt: Attempt,
     topology: Callable[[], Topology],
     placement: Callable[[], NodePlacement | None],
+    plant: str = "",
 ) -> CrossRegion:
     """The node's `CrossRegion`, with its settings from `config` and its timestamps from
-    the placement group."""
+    the placement group; `plant`: the node's planted bug (`cairn.runtime.plants`)."""
     limits = config.limits
     timeout_s = limits.request_timeout_ms / 1000
     settings = TxnSettings(
         lock_ttl_ms=limits.txn_lock_ttl_ms,
         max_bytes=limits.max_entry_bytes,  # what is read is prewritten: one entry
+        plants=txn_plants(plant),
     )
     cross = CrossRegion(attempt, topology, TXN_LOCK_COMMANDS, store_scratch, settings, timeout_s)
+    if settings.plants:
+        cross.io = DelayedPrimaryCommit(cross.io)
     cross.timestamps = PlacementTimestamps(placement, timeout_s)
     return cross
 
