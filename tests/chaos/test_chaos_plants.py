@@ -4,6 +4,17 @@
 of every node, disks reverting to what was durable) must then show lost acknowledged
 writes. `stale-follower-read` serves reads on followers without ReadIndex; partitions and
 pauses must then show a non-linearizable read.
+
+The cross-region transactions' plants run on a cluster founded with 4 regions (the
+bank's accounts and the lists spread over all of them). `txn-secondaries-first` commits
+a transaction's secondaries before its primary; the bug needs the coordinator to die
+between the two commits, which the plant brings itself (each node exits once, after the
+secondaries' commits of its second such transaction: a kill -9 hits those milliseconds
+too rarely for a short run). The primary's lock then expires and is rolled back, and
+the bank's reads must show a wrong total. `txn-reads-ignore-locks` lets a plain read
+skip the locks: the list-append workload's plain LRANGE of a key it just appended to,
+before the secondary's commit applied, must show a real-time cycle. test_chaos_txn.py
+runs the same workloads on the same kind of cluster without a plant: clean.
 """
 
 from __future__ import annotations
@@ -12,7 +23,13 @@ from pathlib import Path
 
 from cairn.chaos.faults import FaultKind
 from cairn.chaos.runner import ChaosConfig, run_chaos
-from cairn.runtime.plants import ACK_BEFORE_SYNC, STALE_FOLLOWER_READ
+from cairn.runtime.plants import (
+    ACK_BEFORE_SYNC,
+    CRASH_STATUS,
+    STALE_FOLLOWER_READ,
+    TXN_READS_IGNORE_LOCKS,
+    TXN_SECONDARIES_FIRST,
+)
 
 
 def test_power_loss_finds_writes_acknowledged_before_sync(tmp_path: Path) -> None:
@@ -49,3 +66,44 @@ def test_partitions_find_stale_follower_reads(tmp_path: Path) -> None:
     assert not register.ok, "stale follower reads went unnoticed"
     assert "no linearization" in register.anomalies[0]
     assert result.lost == 0  # the bug loses no write; it only reads the past
+
+
+def test_a_crash_between_commits_finds_secondaries_committed_first(tmp_path: Path) -> None:
+    config = ChaosConfig(
+        out=tmp_path,
+        duration=7,
+        seed=2,
+        faults=frozenset(),
+        workloads=("bank",),
+        workers=4,
+        network="loopback",
+        plant=TXN_SECONDARIES_FIRST,
+        regions=4,
+    )
+    result = run_chaos(config)
+    crashes = [p for f in result.faults for p in f.problems if f"status {CRASH_STATUS}" in p]
+    assert crashes, "no coordinator crashed between its commits"
+    assert result.cross_region["bank"]["cross_region"] >= 3, result.cross_region
+    bank = next(c for c in result.checks if c.name == "bank")
+    assert not bank.ok, "half-committed transfers went unnoticed"
+    assert any("wrong-total" in a for a in bank.anomalies), bank.anomalies
+
+
+def test_plain_reads_find_reads_that_ignore_locks(tmp_path: Path) -> None:
+    config = ChaosConfig(
+        out=tmp_path,
+        duration=4,
+        seed=3,
+        faults=frozenset(),
+        workloads=("append",),
+        workers=4,
+        network="loopback",
+        plant=TXN_READS_IGNORE_LOCKS,
+        regions=4,
+        final_quiet=1.5,
+    )
+    result = run_chaos(config)
+    assert result.cross_region["append"]["cross_region"] > 20, result.cross_region
+    append = next(c for c in result.checks if c.name == "append")
+    assert not append.ok, "reads of values from before acknowledged transactions went unnoticed"
+    assert any("realtime" in a for a in append.anomalies), append.anomalies

@@ -593,6 +593,7 @@ class ChaosRun:
                 return self.cluster.admin(read)
             except (redis.RedisError, OSError, TimeoutError):
                 time.sleep(0.5)
+                self._reap_crashes()  # a node that exited at the very end: restart it
         return None
 
     def _result(self, plan: list[Planned], finals: dict[str, object], ended: int) -> ChaosResult:

@@ -25,13 +25,16 @@ misbehaves on purpose (nothing changes when the variable is absent):
   halves (see `cairn.runtime.transactions`). The bank and list-append workloads must see
   it.
 - `txn-secondaries-first`: the coordinator of a cross-region transaction commits its
-  secondaries before its primary (`cairn.txn.coordinator.SECONDARIES_FIRST`), and a real
-  node then waits `SECONDARIES_FIRST_WINDOW_S` before sending the primary's commit (the
-  window a coordinator's crash must hit: without it the two commits leave in the same
-  loop turn, and a kill -9 lands between them once in thousands of runs). A coordinator
-  killed in the window leaves committed secondaries; its primary's lock expires and is
-  rolled back by the next reader, so the transaction is half applied. Kills must find it:
-  the bank's totals change.
+  secondaries before its primary (`cairn.txn.coordinator.SECONDARIES_FIRST`). The bug only
+  shows when the coordinator dies between the two commits, and a kill -9 lands in that
+  moment (a few milliseconds) too rarely for a short run, so the plant also brings the
+  crash: once per data directory, on the `CRASH_ON_COMMIT`-th transaction the node
+  coordinates that has secondaries, it waits until their commits are acknowledged and
+  then exits (status `CRASH_STATUS`) instead of sending its primary's commit
+  (`CrashBeforePrimaryCommit`). The primary's lock then expires and the next reader rolls
+  it back: the transaction is half applied, and the bank's totals change. A correct
+  coordinator crashing at the same point leaves nothing committed (its locks expire and
+  are rolled back whole).
 - `txn-reads-ignore-locks`: a read outside a transaction ignores the locks of
   cross-region transactions (`StoreMachine.reads_ignore_locks`): a read of a secondary
   key just after its transaction was acknowledged, before the secondary's commit applied,
@@ -74,9 +77,15 @@ PLANTS = (
     TXN_SECONDARIES_FIRST,
     TXN_READS_IGNORE_LOCKS,
 )
-SECONDARIES_FIRST_WINDOW_S = 0.3
-"""Under `txn-secondaries-first`, the pause between the secondaries' and the primary's
-commits of a transaction this node coordinates."""
+CRASH_ON_COMMIT = 2
+"""Under `txn-secondaries-first`: the transaction with secondaries (counted from the
+node's start) before whose primary commit the node crashes, once per data directory."""
+CRASH_STATUS = 70
+CRASH_MARK = "plant-crashed"
+"""The file a node writes in its data directory before its planted crash (so that it
+crashes once, not again after every restart)."""
+SECONDARIES_WAIT_S = 2.0
+"""How long the planted crash waits for the secondaries' commits to be acknowledged."""
 
 POWER_LOSS_IMAGE = "power-loss-image.mdb"
 """The durable image of a node running `ack-before-sync`, in its data directory."""
@@ -177,24 +186,53 @@ def txn_plants(plant: str) -> frozenset[str]:
     return frozenset({SECONDARIES_FIRST}) if plant == TXN_SECONDARIES_FIRST else frozenset()
 
 
-class DelayedPrimaryCommit:
-    """A coordinator's `TxnIO` under `txn-secondaries-first`: a primary's commit leaves
-    `SECONDARIES_FIRST_WINDOW_S` after it is asked for (the secondaries' are already sent,
-    by the planted order), so a kill -9 of this node can land between the two.
+class CrashBeforePrimaryCommit:
+    """A coordinator's `TxnIO` under `txn-secondaries-first` (see the module docstring):
+    it counts the transactions whose primary commit follows secondaries' commits, and
+    before the `CRASH_ON_COMMIT`-th one's primary commit, once its secondaries' commits
+    are acknowledged, ends the process (`exit`), unless `mark` exists (it is created
+    first). Everything else goes straight to the wrapped `TxnIO`."""
 
-    Everything else goes straight to the wrapped `TxnIO`."""
-
-    def __init__(self, io: TxnIO, delay_s: float = SECONDARIES_FIRST_WINDOW_S) -> None:
+    def __init__(self, io: TxnIO, mark: Path, exit: Callable[[int], object] = os._exit) -> None:
         self.io = io
-        self.delay_s = delay_s
+        self.mark = mark
+        self.exit = exit
+        self.pending: dict[bytes, int] = {}
+        """Per transaction (its start_ts, as sent): secondaries' commits unanswered."""
+        self.seen = 0
 
     def send(self, argv: list[bytes], done: Done) -> None:
-        """Send `argv`; a primary's commit after the planted pause."""
-        primary_commit = len(argv) > 3 and argv[0] == COMMIT_COMMAND.encode() and argv[3] == b"1"
-        if primary_commit:
-            self.io.later(self.delay_s, lambda: self.io.send(argv, done))
-        else:
+        """Send `argv`; see the class docstring for a primary's commit."""
+        if len(argv) < 4 or argv[0] != COMMIT_COMMAND.encode():
             self.io.send(argv, done)
+            return
+        start_ts = argv[1]
+        if argv[3] != b"1":  # a secondary's commit: count it until answered
+            self.pending[start_ts] = self.pending.get(start_ts, 0) + 1
+
+            def answered(reply: Reply) -> None:
+                left = self.pending.get(start_ts, 1) - 1
+                if left > 0:
+                    self.pending[start_ts] = left
+                else:
+                    self.pending.pop(start_ts, None)
+                done(reply)
+
+            self.io.send(argv, answered)
+            return
+        if start_ts in self.pending:
+            self.seen += 1
+            if self.seen == CRASH_ON_COMMIT and not self.mark.exists():
+                self._crash_when_committed(start_ts, self.io.now() + SECONDARIES_WAIT_S)
+                return
+        self.io.send(argv, done)
+
+    def _crash_when_committed(self, start_ts: bytes, give_up: float) -> None:
+        if start_ts in self.pending and self.io.now() < give_up:
+            self.io.later(0.01, lambda: self._crash_when_committed(start_ts, give_up))
+            return
+        self.mark.write_text("crashed before a primary commit (txn-secondaries-first)\n")
+        self.exit(CRASH_STATUS)
 
     def group(self, keys: Sequence[bytes]) -> list[list[bytes]] | None:
         """See `TxnIO.group`."""

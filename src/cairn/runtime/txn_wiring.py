@@ -34,10 +34,11 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cairn.resp.reply import Array, ErrorReply, Reply
-from cairn.runtime.plants import DelayedPrimaryCommit, txn_plants
+from cairn.runtime.plants import CRASH_MARK, CrashBeforePrimaryCommit, txn_plants
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.shard.routing import CROSSSLOT, SLOT_NOT_SERVED, TRANSACTIONAL
 from cairn.shard.topology import Topology
@@ -288,7 +289,7 @@ def cross_region(
     )
     cross = CrossRegion(attempt, topology, TXN_LOCK_COMMANDS, store_scratch, settings, timeout_s)
     if settings.plants:
-        cross.io = DelayedPrimaryCommit(cross.io)
+        cross.io = CrashBeforePrimaryCommit(cross.io, Path(config.data_dir) / CRASH_MARK)
     cross.timestamps = PlacementTimestamps(placement, timeout_s)
     return cross
 
