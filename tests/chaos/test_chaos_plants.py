@@ -19,17 +19,22 @@ runs the same workloads on the same kind of cluster without a plant: clean.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cairn.chaos.faults import FaultKind
 from cairn.chaos.runner import ChaosConfig, run_chaos
+from cairn.resp.reply import Array, Reply
 from cairn.runtime.plants import (
     ACK_BEFORE_SYNC,
+    CRASH_MARK,
     CRASH_STATUS,
     STALE_FOLLOWER_READ,
     TXN_READS_IGNORE_LOCKS,
     TXN_SECONDARIES_FIRST,
+    CrashBeforePrimaryCommit,
 )
+from cairn.txn.protocol import commit_argv
 
 
 def test_power_loss_finds_writes_acknowledged_before_sync(tmp_path: Path) -> None:
@@ -107,3 +112,52 @@ def test_plain_reads_find_reads_that_ignore_locks(tmp_path: Path) -> None:
     append = next(c for c in result.checks if c.name == "append")
     assert not append.ok, "reads of values from before acknowledged transactions went unnoticed"
     assert any("realtime" in a for a in append.anomalies), append.anomalies
+
+
+class _FakeIO:
+    """A `TxnIO` that keeps what was sent and answers when told."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[list[bytes], Callable[[Reply], None]]] = []
+        self.timers: list[Callable[[], None]] = []
+
+    def send(self, argv: list[bytes], done: Callable[[Reply], None]) -> None:
+        self.sent.append((argv, done))
+
+    def group(self, keys: Sequence[bytes]) -> list[list[bytes]] | None:
+        return [list(keys)]
+
+    def later(self, delay_s: float, action: Callable[[], None]) -> None:
+        self.timers.append(action)
+
+    def now(self) -> float:
+        return 0.0
+
+
+def _commit(io: CrashBeforePrimaryCommit, start_ts: int, secondaries: int) -> None:
+    for _ in range(secondaries):
+        io.send(commit_argv(start_ts, start_ts + 1, [b"s"], False), lambda r: None)
+    io.send(commit_argv(start_ts, start_ts + 1, [b"p"], True), lambda r: None)
+
+
+def test_the_planted_crash_waits_for_the_secondaries_and_comes_once(tmp_path: Path) -> None:
+    fake = _FakeIO()
+    exits: list[int] = []
+    io = CrashBeforePrimaryCommit(fake, tmp_path / CRASH_MARK, exits.append)
+    _commit(io, 10, 0)  # no secondaries: not counted
+    _commit(io, 20, 2)  # the first with secondaries: its primary's commit goes out
+    assert [a[0] for a, _ in fake.sent].count(b"cairn.txn.commit") == 4
+    assert fake.sent[-1][0][3] == b"1"
+    for _, done in fake.sent:
+        done(Array(()))
+    _commit(io, 30, 1)  # the second: held until its secondary is answered, then the crash
+    assert fake.sent[-1][0][3] == b"0" and len(fake.timers) == 1
+    fake.timers.pop()()
+    assert not exits and len(fake.timers) == 1  # still waiting for the secondary
+    fake.sent[-1][1](Array(()))
+    fake.timers.pop()()
+    assert exits == [CRASH_STATUS] and (tmp_path / CRASH_MARK).exists()
+    fresh = CrashBeforePrimaryCommit(_FakeIO(), tmp_path / CRASH_MARK, exits.append)
+    for ts in (40, 50, 60):  # a restarted node with the mark never crashes again
+        _commit(fresh, ts, 1)
+    assert exits == [CRASH_STATUS]
