@@ -480,7 +480,9 @@ class Node:
     def _on_fatal(self, exc: Exception) -> None:
         """A region failed on storage: acknowledge nothing more, and exit."""
         if self.failure is None:
-            log.critical("stopping: the node failed and will acknowledge nothing more: %s", exc)
+            log.critical(
+                "stopping: the node failed and will acknowledge nothing more: %s", exc, exc_info=exc
+            )
             self.failure = exc
         self.stop_requested.set()
 
