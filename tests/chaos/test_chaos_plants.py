@@ -97,7 +97,7 @@ def test_a_crash_between_commits_finds_secondaries_committed_first(tmp_path: Pat
 def test_plain_reads_find_reads_that_ignore_locks(tmp_path: Path) -> None:
     config = ChaosConfig(
         out=tmp_path,
-        duration=5,
+        duration=6,
         seed=3,
         faults=frozenset(),
         workloads=("append",),

@@ -44,7 +44,7 @@ import redis
 from cairn.admin.client import AdminClientError
 from cairn.chaos import corruption
 from cairn.chaos.cluster import ChaosCluster
-from cairn.chaos.cross_region import count_cross_region
+from cairn.chaos.cross_region import count_cross_region, founding_region
 from cairn.chaos.faults import (
     ALL_FAULTS,
     REGION_FAULTS,
@@ -296,13 +296,20 @@ class ChaosRun:
             "queue": lambda: QueueWorkload(endpoints, cfg.workers, seed=cfg.seed + 3),
             "stream": lambda: StreamWorkload(endpoints, cfg.workers, seed=cfg.seed + 4),
             "bank": lambda: BankWorkload(endpoints, cfg.workers, seed=cfg.seed + 5),
-            "append": lambda: AppendWorkload(endpoints, cfg.workers, seed=cfg.seed + 6),
+            "append": lambda: AppendWorkload(
+                endpoints, cfg.workers, seed=cfg.seed + 6, region_of=self._founding_region
+            ),
         }
         for name in cfg.workloads:
             workload = makers[name]()
             workload.thread_init = init
             workload.start()
             self.workloads.append(workload)
+
+    def _founding_region(self, key: str) -> int:
+        """The founding region holding `key` (the plain reads of list-append aim outside
+        a transaction's primary region with it)."""
+        return founding_region(key, self.config.founding_regions)
 
     def _register_keys(self) -> tuple[str, ...]:
         if self.config.founding_regions > 1:

@@ -34,7 +34,7 @@ is a FAIL like any TRYAGAIN.
   LRANGE of the whole list) on a few list keys, in one MULTI/EXEC; each key is retired
   after `appends_per_key` appends for a fresh one, so lists stay short. After a committed
   transaction that appended, a worker often (`plain_reads`) reads one of the keys it
-  appended to (not the first, its primary, when it can) with a plain LRANGE outside MULTI
+  appended to (one outside its primary's region when it can) with a plain LRANGE outside MULTI
   (a one-read transaction in the history):
   read-your-writes through the plain read path, which must respect the locks of
   cross-region transactions whose secondaries are still committing. Checked by
@@ -48,7 +48,7 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -349,7 +349,10 @@ class AppendWorkload(TxnWorkload):
     plain_reads: float = 0.5
     """The chance of a plain LRANGE of a key just appended to, after a committed append."""
     _appended: dict[int, list[str]] = field(default_factory=dict)
-    """Per worker: the keys its last committed transaction appended to."""
+    """Per worker: the keys its last committed transaction appended to (those in another
+    region than its primary's when there are any)."""
+    region_of: Callable[[str], object] | None = None
+    """The region of a key, as far as the runner knows (None: every key its own)."""
 
     name = "append"
 
@@ -399,9 +402,11 @@ class AppendWorkload(TxnWorkload):
             h.record(process, kind, "txn", _APPEND_LABEL, ops)
             return kind
         h.record(process, OpType.OK, "txn", _APPEND_LABEL, done)
-        primary = ops[0][1]  # a transaction's first key is its primary (`cairn.txn`)
+        primary = str(ops[0][1])  # a transaction's first key is its primary (`cairn.txn`)
         appended = [str(k) for f, k, _ in ops if f == "append"]
-        self._appended[worker] = [k for k in appended if k != primary] or appended
+        region_of = self.region_of or (lambda key: key)
+        secondary = [k for k in appended if region_of(k) != region_of(primary)]
+        self._appended[worker] = secondary or appended
         return OpType.OK
 
     def _plain_read(self, session: Session, process: int, key: str) -> OpType:
