@@ -28,11 +28,12 @@ misbehaves on purpose (nothing changes when the variable is absent):
   secondaries before its primary (`cairn.txn.coordinator.SECONDARIES_FIRST`). The bug only
   shows when the coordinator dies between the two commits, and a kill -9 lands in that
   moment (a few milliseconds) too rarely for a short run, so the plant also brings the
-  crash: once per data directory, on the `CRASH_ON_COMMIT`-th transaction the node
-  coordinates that has secondaries, it waits until their commits are acknowledged and
-  then exits (status `CRASH_STATUS`) instead of sending its primary's commit
-  (`CrashBeforePrimaryCommit`). The primary's lock then expires and the next reader rolls
-  it back: the transaction is half applied, and the bank's totals change. A correct
+  crash: node `CRASH_NODE`, once per data directory, on the `CRASH_ON_COMMIT`-th
+  transaction it coordinates that has secondaries, waits until their commits are
+  acknowledged and then exits (status `CRASH_STATUS`) instead of sending its primary's
+  commit (`CrashBeforePrimaryCommit`; one node, so that the cluster keeps a majority),
+  logging `CRASH_LOG` first. The primary's lock then expires and the next reader rolls it
+  back: the transaction is half applied, and the bank's totals change. A correct
   coordinator crashing at the same point leaves nothing committed (its locks expire and
   are rolled back whole).
 - `txn-reads-ignore-locks`: a read outside a transaction ignores the locks of
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -62,6 +64,8 @@ from cairn.store.machine import StoreMachine
 from cairn.txn.coordinator import SECONDARIES_FIRST, Done, TxnIO
 from cairn.txn.protocol import COMMIT_COMMAND
 
+log = logging.getLogger("cairn.plants")
+
 PLANT_ENV = "CAIRN_PLANT"
 ACK_BEFORE_SYNC = "ack-before-sync"
 STALE_FOLLOWER_READ = "stale-follower-read"
@@ -77,13 +81,16 @@ PLANTS = (
     TXN_SECONDARIES_FIRST,
     TXN_READS_IGNORE_LOCKS,
 )
-CRASH_ON_COMMIT = 2
+CRASH_NODE = 1
+"""Under `txn-secondaries-first`: the node that crashes between the commits."""
+CRASH_ON_COMMIT = 1
 """Under `txn-secondaries-first`: the transaction with secondaries (counted from the
 node's start) before whose primary commit the node crashes, once per data directory."""
 CRASH_STATUS = 70
 CRASH_MARK = "plant-crashed"
 """The file a node writes in its data directory before its planted crash (so that it
 crashes once, not again after every restart)."""
+CRASH_LOG = "planted crash between the secondaries' and the primary's commits"
 SECONDARIES_WAIT_S = 2.0
 """How long the planted crash waits for the secondaries' commits to be acknowledged."""
 
@@ -181,6 +188,14 @@ def ack_on_leader_only(machine: StoreMachine, args: Sequence[bytes], now_ms: int
         )
 
 
+def planted_io(io: TxnIO, plant: str, node_id: int, data_dir: Path) -> TxnIO:
+    """The coordinator's `TxnIO` on node `node_id` under node plant `plant`: `io`, or
+    under `txn-secondaries-first` on `CRASH_NODE` the planted crash around it."""
+    if plant != TXN_SECONDARIES_FIRST or node_id != CRASH_NODE:
+        return io
+    return CrashBeforePrimaryCommit(io, data_dir / CRASH_MARK)
+
+
 def txn_plants(plant: str) -> frozenset[str]:
     """The coordinator's planted bugs (`TxnSettings.plants`) for node plant `plant`."""
     return frozenset({SECONDARIES_FIRST}) if plant == TXN_SECONDARIES_FIRST else frozenset()
@@ -232,6 +247,9 @@ class CrashBeforePrimaryCommit:
             self.io.later(0.01, lambda: self._crash_when_committed(start_ts, give_up))
             return
         self.mark.write_text("crashed before a primary commit (txn-secondaries-first)\n")
+        log.warning("%s (txn-secondaries-first)", CRASH_LOG)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
         self.exit(CRASH_STATUS)
 
     def group(self, keys: Sequence[bytes]) -> list[list[bytes]] | None:

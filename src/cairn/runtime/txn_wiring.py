@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cairn.resp.reply import Array, ErrorReply, Reply
-from cairn.runtime.plants import CRASH_MARK, CrashBeforePrimaryCommit, txn_plants
+from cairn.runtime.plants import planted_io, txn_plants
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.shard.routing import CROSSSLOT, SLOT_NOT_SERVED, TRANSACTIONAL
 from cairn.shard.topology import Topology
@@ -288,8 +288,7 @@ def cross_region(
         plants=txn_plants(plant),
     )
     cross = CrossRegion(attempt, topology, TXN_LOCK_COMMANDS, store_scratch, settings, timeout_s)
-    if settings.plants:
-        cross.io = CrashBeforePrimaryCommit(cross.io, Path(config.data_dir) / CRASH_MARK)
+    cross.io = planted_io(cross.io, plant, config.node_id, Path(config.data_dir))
     cross.timestamps = PlacementTimestamps(placement, timeout_s)
     return cross
 
