@@ -11,6 +11,7 @@ inside MULTI across regions, and a cluster-aware connection still answered CROSS
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -262,10 +263,8 @@ def test_a_transfer_script_across_regions_conserves_the_total(cluster: LocalClus
         try:
             for _ in range(8):
                 src, dst = rng.sample(accounts, 2)
-                try:
+                with contextlib.suppress(redis.exceptions.TryAgainError):  # none applied
                     moved.append(transfer(keys=[src, dst], args=[rng.randint(1, 80)]))
-                except redis.exceptions.TryAgainError:  # contention: nothing applied
-                    pass
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
@@ -275,10 +274,8 @@ def test_a_transfer_script_across_regions_conserves_the_total(cluster: LocalClus
         c = client(cluster, 2, socket_timeout=4)
         try:
             while not stop.is_set():
-                try:
+                with contextlib.suppress(redis.exceptions.TryAgainError):  # contention
                     sums.append(c.eval_ro(TOTAL, len(accounts), *accounts))
-                except redis.exceptions.TryAgainError:  # contention until its deadline
-                    pass
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:

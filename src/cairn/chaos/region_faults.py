@@ -33,8 +33,9 @@ from cairn.chaos.faults import FaultKind, FaultRecord, Planned
 ATTEMPTS = 4
 """Choices tried before a fault is recorded as refused."""
 POLL_S = 0.25
-MIN_WAIT_S = 10.0
-"""The least time a region fault waits for its operator."""
+MIN_WAIT_S = 20.0
+"""The least time a region fault waits for its operator (a merge takes 3-5 s on an idle
+machine, over 10 s on a loaded one)."""
 MAX_REGIONS = 12
 """No split beyond this many regions (the run should stay small)."""
 

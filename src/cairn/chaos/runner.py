@@ -44,6 +44,7 @@ import redis
 from cairn.admin.client import AdminClientError
 from cairn.chaos import corruption
 from cairn.chaos.cluster import ChaosCluster
+from cairn.chaos.cross_region import count_cross_region, founding_region
 from cairn.chaos.faults import (
     ALL_FAULTS,
     REGION_FAULTS,
@@ -55,7 +56,7 @@ from cairn.chaos.faults import (
 from cairn.chaos.network import LoopbackNetwork, NetnsNetwork, Network, netns_available
 from cairn.chaos.region_faults import RegionFaults
 from cairn.chaos.stream_workload import StreamWorkload
-from cairn.chaos.txn_workloads import AppendWorkload, BankWorkload
+from cairn.chaos.txn_workloads import AppendWorkload, BankWorkload, TxnWorkload
 from cairn.chaos.workload import (
     CheckResult,
     CounterWorkload,
@@ -122,6 +123,9 @@ class ChaosResult:
     ended: int
     report: Path | None = None
     errors: list[str] = field(default_factory=list)
+    cross_region: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per transaction workload: acknowledged operations, and those whose keys lie in
+    several founding regions (`cairn.chaos.cross_region`)."""
 
     @property
     def anomalies(self) -> list[str]:
@@ -166,6 +170,7 @@ class ChaosResult:
             "faults_injected": len(self.faults),
             "regions_at_start": cfg.founding_regions,
             "region_faults": self.region_fault_counts(),
+            "cross_region": self.cross_region,
             "operations": self.ops,
             "checks": [
                 {"workload": c.name, "ok": c.ok, "details": c.details, "lost": c.lost}
@@ -291,13 +296,20 @@ class ChaosRun:
             "queue": lambda: QueueWorkload(endpoints, cfg.workers, seed=cfg.seed + 3),
             "stream": lambda: StreamWorkload(endpoints, cfg.workers, seed=cfg.seed + 4),
             "bank": lambda: BankWorkload(endpoints, cfg.workers, seed=cfg.seed + 5),
-            "append": lambda: AppendWorkload(endpoints, cfg.workers, seed=cfg.seed + 6),
+            "append": lambda: AppendWorkload(
+                endpoints, cfg.workers, seed=cfg.seed + 6, region_of=self._founding_region
+            ),
         }
         for name in cfg.workloads:
             workload = makers[name]()
             workload.thread_init = init
             workload.start()
             self.workloads.append(workload)
+
+    def _founding_region(self, key: str) -> int:
+        """The founding region holding `key` (the plain reads of list-append aim outside
+        a transaction's primary region with it)."""
+        return founding_region(key, self.config.founding_regions)
 
     def _register_keys(self) -> tuple[str, ...]:
         if self.config.founding_regions > 1:
@@ -588,11 +600,12 @@ class ChaosRun:
                 return self.cluster.admin(read)
             except (redis.RedisError, OSError, TimeoutError):
                 time.sleep(0.5)
+                self._reap_crashes()  # a node that exited at the very end: restart it
         return None
 
     def _result(self, plan: list[Planned], finals: dict[str, object], ended: int) -> ChaosResult:
         cfg = self.config
-        checks, histories, ops = [], {}, {}
+        checks, histories, ops, crossing = [], {}, {}, {}
         for workload in self.workloads:
             name = str(getattr(workload, "name", type(workload).__name__))
             final = finals.get(type(workload).__name__)
@@ -607,6 +620,8 @@ class ChaosRun:
                 if op.type is not OpType.INVOKE:
                     counts[op.type.value] += 1
             ops[name] = counts
+            if isinstance(workload, TxnWorkload):
+                crossing[name] = count_cross_region(events, cfg.founding_regions)
         faults_json = [
             {
                 "kind": r.kind.value,
@@ -623,7 +638,7 @@ class ChaosRun:
         (cfg.out / "faults.json").write_text(json.dumps(faults_json, indent=2) + "\n")
         return ChaosResult(
             cfg, self.network_description, plan, self.records, checks, histories, ops,
-            self.t0, ended,
+            self.t0, ended, cross_region=crossing,
         )  # fmt: skip
 
     def cleanup(self) -> None:

@@ -32,7 +32,12 @@ is a FAIL like any TRYAGAIN.
   for retries: `IDEMPOTENT <id> EXEC` is not used yet).
 - `AppendWorkload`: transactions of 1-4 micro-operations (RPUSH of a unique integer,
   LRANGE of the whole list) on a few list keys, in one MULTI/EXEC; each key is retired
-  after `appends_per_key` appends for a fresh one, so lists stay short. Checked by
+  after `appends_per_key` appends for a fresh one, so lists stay short. After a committed
+  transaction that appended, a worker often (`plain_reads`) reads one of the keys it
+  appended to (one outside its primary's region when it can) with a plain LRANGE outside MULTI
+  (a one-read transaction in the history):
+  read-your-writes through the plain read path, which must respect the locks of
+  cross-region transactions whose secondaries are still committing. Checked by
   `cairn.check.elle` (cycles in the dependency graph, aborted and intermediate reads, lost
   appends against the final lists).
 """
@@ -44,7 +49,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -422,6 +427,13 @@ class AppendWorkload(TxnWorkload):
     _active: list[int] = field(default_factory=list)
     _written: dict[int, int] = field(default_factory=dict)
     _next_key: int = 0
+    plain_reads: float = 0.5
+    """The chance of a plain LRANGE of a key just appended to, after a committed append."""
+    _appended: dict[int, list[str]] = field(default_factory=dict)
+    """Per worker: the keys its last committed transaction appended to (those in another
+    region than its primary's when there are any)."""
+    region_of: Callable[[str], object] | None = None
+    """The region of a key, as far as the runner knows (None: every key its own)."""
 
     name = "append"
 
@@ -452,6 +464,9 @@ class AppendWorkload(TxnWorkload):
         self, session: Session, process: int, worker: int, rng: random.Random
     ) -> OpType:
         h = self.history
+        appended = self._appended.pop(worker, [])
+        if appended and rng.random() < self.plain_reads:
+            return self._plain_read(session, process, rng.choice(appended))
         ops = self._plan(rng)
         h.record(process, OpType.INVOKE, "txn", _APPEND_LABEL, ops)
         commands: list[Command] = [
@@ -468,6 +483,25 @@ class AppendWorkload(TxnWorkload):
             h.record(process, kind, "txn", _APPEND_LABEL, ops)
             return kind
         h.record(process, OpType.OK, "txn", _APPEND_LABEL, done)
+        primary = str(ops[0][1])  # a transaction's first key is its primary (`cairn.txn`)
+        appended = [str(k) for f, k, _ in ops if f == "append"]
+        region_of = self.region_of or (lambda key: key)
+        secondary = [k for k in appended if region_of(k) != region_of(primary)]
+        self._appended[worker] = secondary or appended
+        return OpType.OK
+
+    def _plain_read(self, session: Session, process: int, key: str) -> OpType:
+        """LRANGE of `key` outside MULTI, recorded as a one-read transaction (a read that
+        failed changed nothing: FAIL)."""
+        h = self.history
+        ops: list[list[object]] = [["r", key, None]]
+        h.record(process, OpType.INVOKE, "txn", _APPEND_LABEL, ops)
+        try:
+            values = [int(str(x)) for x in _as_list(session.call("LRANGE", key, 0, -1))]
+        except (*_FAILURES, ValueError):
+            h.record(process, OpType.FAIL, "txn", _APPEND_LABEL, ops)
+            return OpType.FAIL
+        h.record(process, OpType.OK, "txn", _APPEND_LABEL, [["r", key, values]])
         return OpType.OK
 
     def final_read(self, client: redis.Redis) -> object:

@@ -93,6 +93,7 @@ from cairn.runtime.plants import (
     PLANT_ENV,
     STALE_FOLLOWER_READ,
     STREAM_ACK_LEADER_ONLY,
+    TXN_READS_IGNORE_LOCKS,
     UnsyncedHostStore,
     ack_on_leader_only,
 )
@@ -304,7 +305,9 @@ class Node:
         )
         self.scripts = ScriptFront()
         """The node's script cache: EVALSHA and SCRIPT are answered from it."""
-        self.txn = cross_region(config, self._attempt, self.topology, lambda: self.placement)
+        self.txn = cross_region(
+            config, self._attempt, self.topology, lambda: self.placement, self.plant
+        )
         self.transactions.cross = self._cross_exec
         self.transactions.cross_watch = self._cross_watch
         self.transactions.cross_tagged = self._cross_tagged_exec
@@ -474,6 +477,7 @@ class Node:
     def _machine_for(self, record: RegionRecord) -> RangeMachine:
         machine = StoreRangeMachine(self.node_store.keyspace, record.region_id, record.region)
         self.machines[record.region_id] = machine.store
+        machine.store.reads_ignore_locks = self.plant == TXN_READS_IGNORE_LOCKS
         self.keyspace_events.adopt(machine.store)
         return machine
 
@@ -487,7 +491,9 @@ class Node:
     def _on_fatal(self, exc: Exception) -> None:
         """A region failed on storage: acknowledge nothing more, and exit."""
         if self.failure is None:
-            log.critical("stopping: the node failed and will acknowledge nothing more: %s", exc)
+            log.critical(
+                "stopping: the node failed and will acknowledge nothing more: %s", exc, exc_info=exc
+            )
             self.failure = exc
         self.stop_requested.set()
 

@@ -24,15 +24,33 @@ misbehaves on purpose (nothing changes when the variable is absent):
   entry: a transaction is no longer atomic, and other clients see and interleave with its
   halves (see `cairn.runtime.transactions`). The bank and list-append workloads must see
   it.
+- `txn-secondaries-first`: the coordinator of a cross-region transaction commits its
+  secondaries before its primary (`cairn.txn.coordinator.SECONDARIES_FIRST`). The bug only
+  shows when the coordinator dies between the two commits, and a kill -9 lands in that
+  moment (a few milliseconds) too rarely for a short run, so the plant also brings the
+  crash: node `CRASH_NODE`, once per data directory, on the `CRASH_ON_COMMIT`-th
+  transaction it coordinates that has secondaries, waits until their commits are
+  acknowledged and then exits (status `CRASH_STATUS`) instead of sending its primary's
+  commit (`CrashBeforePrimaryCommit`; one node, so that the cluster keeps a majority),
+  logging `CRASH_LOG` first. The primary's lock then expires and the next reader rolls it
+  back: the transaction is half applied, and the bank's totals change. A correct
+  coordinator crashing at the same point leaves nothing committed (its locks expire and
+  are rolled back whole).
+- `txn-reads-ignore-locks`: a read outside a transaction ignores the locks of
+  cross-region transactions (`StoreMachine.reads_ignore_locks`): a read of a secondary
+  key just after its transaction was acknowledged, before the secondary's commit applied,
+  answers the value from before the transaction. The list-append workload's plain reads
+  must find it (a real-time cycle).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +61,38 @@ from cairn.runtime.host_store import LmdbHostStore
 from cairn.store.commands import COMMANDS, run_in_batch
 from cairn.store.layout import encode_stamp
 from cairn.store.machine import StoreMachine
+from cairn.txn.coordinator import SECONDARIES_FIRST, Done, TxnIO
+from cairn.txn.protocol import COMMIT_COMMAND
+
+log = logging.getLogger("cairn.plants")
 
 PLANT_ENV = "CAIRN_PLANT"
 ACK_BEFORE_SYNC = "ack-before-sync"
 STALE_FOLLOWER_READ = "stale-follower-read"
 STREAM_ACK_LEADER_ONLY = "stream-ack-leader-only"
 EXEC_SPLIT = "exec-split"
-PLANTS = (ACK_BEFORE_SYNC, STALE_FOLLOWER_READ, STREAM_ACK_LEADER_ONLY, EXEC_SPLIT)
+TXN_SECONDARIES_FIRST = SECONDARIES_FIRST
+TXN_READS_IGNORE_LOCKS = "txn-reads-ignore-locks"
+PLANTS = (
+    ACK_BEFORE_SYNC,
+    STALE_FOLLOWER_READ,
+    STREAM_ACK_LEADER_ONLY,
+    EXEC_SPLIT,
+    TXN_SECONDARIES_FIRST,
+    TXN_READS_IGNORE_LOCKS,
+)
+CRASH_NODE = 1
+"""Under `txn-secondaries-first`: the node that crashes between the commits."""
+CRASH_ON_COMMIT = 1
+"""Under `txn-secondaries-first`: the transaction with secondaries (counted from the
+node's start) before whose primary commit the node crashes, once per data directory."""
+CRASH_STATUS = 70
+CRASH_MARK = "plant-crashed"
+"""The file a node writes in its data directory before its planted crash (so that it
+crashes once, not again after every restart)."""
+CRASH_LOG = "planted crash between the secondaries' and the primary's commits"
+SECONDARIES_WAIT_S = 2.0
+"""How long the planted crash waits for the secondaries' commits to be acknowledged."""
 
 POWER_LOSS_IMAGE = "power-loss-image.mdb"
 """The durable image of a node running `ack-before-sync`, in its data directory."""
@@ -143,3 +186,80 @@ def ack_on_leader_only(machine: StoreMachine, args: Sequence[bytes], now_ms: int
         return run_in_batch(
             machine.keyspace, COMMANDS["xack"], args, now_ms, machine.scope, stamp, 0
         )
+
+
+def planted_io(io: TxnIO, plant: str, node_id: int, data_dir: Path) -> TxnIO:
+    """The coordinator's `TxnIO` on node `node_id` under node plant `plant`: `io`, or
+    under `txn-secondaries-first` on `CRASH_NODE` the planted crash around it."""
+    if plant != TXN_SECONDARIES_FIRST or node_id != CRASH_NODE:
+        return io
+    return CrashBeforePrimaryCommit(io, data_dir / CRASH_MARK)
+
+
+def txn_plants(plant: str) -> frozenset[str]:
+    """The coordinator's planted bugs (`TxnSettings.plants`) for node plant `plant`."""
+    return frozenset({SECONDARIES_FIRST}) if plant == TXN_SECONDARIES_FIRST else frozenset()
+
+
+class CrashBeforePrimaryCommit:
+    """A coordinator's `TxnIO` under `txn-secondaries-first` (see the module docstring):
+    it counts the transactions whose primary commit follows secondaries' commits, and
+    before the `CRASH_ON_COMMIT`-th one's primary commit, once its secondaries' commits
+    are acknowledged, ends the process (`exit`), unless `mark` exists (it is created
+    first). Everything else goes straight to the wrapped `TxnIO`."""
+
+    def __init__(self, io: TxnIO, mark: Path, exit: Callable[[int], object] = os._exit) -> None:
+        self.io = io
+        self.mark = mark
+        self.exit = exit
+        self.pending: dict[bytes, int] = {}
+        """Per transaction (its start_ts, as sent): secondaries' commits unanswered."""
+        self.seen = 0
+
+    def send(self, argv: list[bytes], done: Done) -> None:
+        """Send `argv`; see the class docstring for a primary's commit."""
+        if len(argv) < 4 or argv[0] != COMMIT_COMMAND.encode():
+            self.io.send(argv, done)
+            return
+        start_ts = argv[1]
+        if argv[3] != b"1":  # a secondary's commit: count it until answered
+            self.pending[start_ts] = self.pending.get(start_ts, 0) + 1
+
+            def answered(reply: Reply) -> None:
+                left = self.pending.get(start_ts, 1) - 1
+                if left > 0:
+                    self.pending[start_ts] = left
+                else:
+                    self.pending.pop(start_ts, None)
+                done(reply)
+
+            self.io.send(argv, answered)
+            return
+        if start_ts in self.pending:
+            self.seen += 1
+            if self.seen == CRASH_ON_COMMIT and not self.mark.exists():
+                self._crash_when_committed(start_ts, self.io.now() + SECONDARIES_WAIT_S)
+                return
+        self.io.send(argv, done)
+
+    def _crash_when_committed(self, start_ts: bytes, give_up: float) -> None:
+        if start_ts in self.pending and self.io.now() < give_up:
+            self.io.later(0.01, lambda: self._crash_when_committed(start_ts, give_up))
+            return
+        self.mark.write_text("crashed before a primary commit (txn-secondaries-first)\n")
+        log.warning("%s (txn-secondaries-first)", CRASH_LOG)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        self.exit(CRASH_STATUS)
+
+    def group(self, keys: Sequence[bytes]) -> list[list[bytes]] | None:
+        """See `TxnIO.group`."""
+        return self.io.group(keys)
+
+    def later(self, delay_s: float, action: Callable[[], None]) -> None:
+        """See `TxnIO.later`."""
+        self.io.later(delay_s, action)
+
+    def now(self) -> float:
+        """See `TxnIO.now`."""
+        return self.io.now()

@@ -36,9 +36,11 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cairn.resp.reply import Array, ErrorReply, Reply
+from cairn.runtime.plants import planted_io, txn_plants
 from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.shard.routing import CROSSSLOT, SLOT_NOT_SERVED, TRANSACTIONAL
 from cairn.shard.topology import Topology
@@ -55,7 +57,7 @@ from cairn.txn import (
     TxnSettings,
     read_locked_error,
 )
-from cairn.txn.coordinator import TimestampCallback
+from cairn.txn.coordinator import TimestampCallback, TxnIO
 from cairn.txn.protocol import LOCKED_PREFIX, Conflict
 from cairn.txn.scratch import store_scratch
 
@@ -139,7 +141,7 @@ class CrossRegion:
         settings: TxnSettings,
         request_timeout_s: float,
     ) -> None:
-        self.io = NodeTxnIO(attempt, topology, specs)
+        self.io: TxnIO = NodeTxnIO(attempt, topology, specs)
         self._attempt = attempt
         self._topology = topology
         self.scratch = scratch
@@ -278,17 +280,20 @@ def cross_region(
     attempt: Attempt,
     topology: Callable[[], Topology],
     placement: Callable[[], NodePlacement | None],
+    plant: str = "",
 ) -> CrossRegion:
     """The node's `CrossRegion`, with its settings from `config` and its timestamps from
-    the placement group."""
+    the placement group; `plant`: the node's planted bug (`cairn.runtime.plants`)."""
     limits = config.limits
     timeout_s = limits.request_timeout_ms / 1000
     settings = TxnSettings(
         lock_ttl_ms=limits.txn_lock_ttl_ms,
         max_bytes=limits.max_entry_bytes,  # what is read is prewritten: one entry
+        plants=txn_plants(plant),
     )
     specs = {**TXN_LOCK_COMMANDS, **IDEMPOTENCY_COMMANDS}  # with IDEMPOTENT's own steps
     cross = CrossRegion(attempt, topology, specs, store_scratch, settings, timeout_s)
+    cross.io = planted_io(cross.io, plant, config.node_id, Path(config.data_dir))
     cross.timestamps = PlacementTimestamps(placement, timeout_s)
     return cross
 
