@@ -59,6 +59,7 @@ from cairn.env.host_store import RegionRecord, SyncDone
 from cairn.resp.reply import Reply
 from cairn.runtime.host_store import LmdbHostStore
 from cairn.store.commands import COMMANDS, run_in_batch
+from cairn.store.idempotency_txn import COMMIT_COMMAND as TAGGED_COMMIT_COMMAND
 from cairn.store.layout import encode_stamp
 from cairn.store.machine import StoreMachine
 from cairn.txn.coordinator import SECONDARIES_FIRST, Done, TxnIO
@@ -218,11 +219,14 @@ class CrashBeforePrimaryCommit:
 
     def send(self, argv: list[bytes], done: Done) -> None:
         """Send `argv`; see the class docstring for a primary's commit."""
-        if len(argv) < 4 or argv[0] != COMMIT_COMMAND.encode():
+        if len(argv) >= 7 and argv[0] == TAGGED_COMMIT_COMMAND.encode():
+            start_ts, primary = argv[6], True  # an IDEMPOTENT request's primary commit
+        elif len(argv) >= 4 and argv[0] == COMMIT_COMMAND.encode():
+            start_ts, primary = argv[1], argv[3] == b"1"
+        else:
             self.io.send(argv, done)
             return
-        start_ts = argv[1]
-        if argv[3] != b"1":  # a secondary's commit: count it until answered
+        if not primary:  # a secondary's commit: count it until answered
             self.pending[start_ts] = self.pending.get(start_ts, 0) + 1
 
             def answered(reply: Reply) -> None:
