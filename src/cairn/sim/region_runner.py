@@ -36,6 +36,7 @@ from cairn.check.linearizability import Verdict, check_history
 from cairn.meta.region import Peer, PeerRole, Region, range_key, slot_bound
 from cairn.placement import PlacementConfig, PlacementRules
 from cairn.placement.agent import AgentSettings
+from cairn.placement.tso import TSO_BACKWARDS, TsoSettings
 from cairn.raft.config import Config, PlantedBug
 from cairn.raft.types import NodeId, ReadOnlyOption
 from cairn.shard.host import HostConfig
@@ -62,6 +63,13 @@ from cairn.sim.region_pd import (
 )
 from cairn.sim.region_scenarios import SCENARIOS
 from cairn.sim.store_range import EPOCH_MS, SimStoreMachine
+from cairn.sim.txn_client import (
+    LOCK_TTL_MS,
+    READS_IGNORE_LOCKS,
+    TXN_PLANTS,
+    TxnContext,
+    lock_on,
+)
 from cairn.sim.workloads import (
     ClientLogic,
     Workload,
@@ -72,6 +80,8 @@ from cairn.sim.workloads import (
 )
 from cairn.store.machine import StoreMachine
 from cairn.store.slot import SLOT_COUNT
+from cairn.txn import TxnSettings
+from cairn.txn.coordinator import SECONDARIES_FIRST
 
 MS = 1_000_000
 TICK = 0.01
@@ -80,10 +90,14 @@ PLACEMENT_GROUP = 0
 WORKLOAD_KEYS = {
     Workload.QUEUE: "q0",
     Workload.STREAM: "s0",
-    Workload.APPEND: "{la}",
-    Workload.BANK: "{bank}",
+    Workload.APPEND: "la",
+    Workload.BANK: "bank",
 }
-"""The one key a queue or stream run works on (append, bank: the hash tag of their keys)."""
+"""The one key a queue or stream run works on (append, bank: the prefix of their keys,
+which lie in several regions)."""
+TXN_WORKLOADS = (Workload.APPEND, Workload.BANK)
+SETTLE_WITHIN = 10_000 * MS
+"""Virtual time allowed, after convergence, to resolve the locks dead coordinators left."""
 PD_CRASH_AFTER = (300 * MS, 700 * MS)
 """When, after the start, the placement group's leader is crashed (runs with crashes)."""
 
@@ -178,8 +192,14 @@ class RegionSimConfig:
     keep_trace: bool = False
     workload: Workload = Workload.REGISTER
     """What clients do: registers (checked for linearizability), or a queue, a stream,
-    list-append or bank transactions on one key or hash tag (`cairn.sim.workloads`,
-    checked against a final read of the applied state of the key's region leader)."""
+    list-append or bank transactions (`cairn.sim.workloads`, checked against a final
+    read of the applied state of the keys' region leaders)."""
+    txn_plants: frozenset[str] = frozenset()
+    """Planted bugs of cross-region transactions (`cairn.sim.txn_client.TXN_PLANTS`)."""
+    coordinator_crashes: float = 0.05
+    """The chance that a cross-region transaction's coordinator dies mid-way."""
+    tso_wall_skew_ms: int = 0
+    """Each placement member's wall clock is off by up to this much (the TSO's time)."""
 
     def __post_init__(self) -> None:
         if self.nodes < self.replicas or self.replicas < 1:
@@ -189,6 +209,8 @@ class RegionSimConfig:
         unknown = set(self.faults) - set(REGION_FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}")
+        if not self.txn_plants <= set(TXN_PLANTS):
+            raise ValueError(f"unknown plants {sorted(self.txn_plants - set(TXN_PLANTS))}")
 
 
 EVERY_FAULT = RegionSimConfig(seed=0, faults=REGION_FAULTS, buggify=True, nemesis=HOOKED)
@@ -230,6 +252,9 @@ class RegionSimResult:
     workload: Workload = Workload.REGISTER
     workload_verdict: WorkloadVerdict | None = None
     """A workload run's check (None: a register run, or a violation stopped it)."""
+    transactions: dict[str, int] = field(default_factory=dict)
+    """What a transaction workload's transactions did (`TxnStats`: cross-region and
+    single-region ones, coordinator crashes, locks met and resolved)."""
 
     @property
     def failure(self) -> str | None:
@@ -316,7 +341,7 @@ class _Run:
             self._observer,
             keep_history=False,
             buggify=self._buggify,
-            new_machine=SimStoreMachine,
+            new_machine=self._machine,
         )
         self._nodes_rng = _child(self.root)
         self.placement = SimPlacement(
@@ -329,6 +354,7 @@ class _Run:
                 first_id=first_free_id(config),
                 # Regions of a few dozen bytes: every change of size matters.
                 agent=AgentSettings(change_slack=(0, 0, 0), report_refresh=5.0),
+                tso=TsoSettings(plants=frozenset(config.txn_plants & {TSO_BACKWARDS})),
             ),
             _child(self.root),
             observer=lambda node: self._observer(node, PLACEMENT_GROUP),
@@ -350,6 +376,7 @@ class _Run:
             config.scenario,
         )
         self.keys = tuple(f"key{i}" for i in range(config.keys))
+        self.txn = self._new_txn()
         client_rng = _child(self.root)
         self.params = ClientParams(
             keys=self.keys,
@@ -366,10 +393,30 @@ class _Run:
                 self.history,
                 self.counts,
                 logic=_logic(config.workload, i),
+                txn=self.txn,
             )
             for i in range(config.clients)
         ]
         self.buggify = Buggify(_child(self.root), config.buggify)
+        if self.txn is not None:  # drawn last: the streams above stay what they were
+            for client in self.clients:
+                client.use_txn_rng(_child(self.root))
+            skew = config.tso_wall_skew_ms
+            for member in self.placement.setup.members:
+                self.placement.wall_skew_ms[member] = self.root.randint(-skew, skew)
+
+    def _machine(self) -> SimStoreMachine:
+        return SimStoreMachine(READS_IGNORE_LOCKS in self.config.txn_plants)
+
+    def _new_txn(self) -> TxnContext | None:
+        """The clients' cross-region transactions (None: not a transaction workload)."""
+        if self.config.workload not in TXN_WORKLOADS:
+            return None
+        plants = frozenset(self.config.txn_plants & {SECONDARIES_FIRST})
+        settings = TxnSettings(lock_ttl_ms=LOCK_TTL_MS, plants=plants)
+        return TxnContext(
+            settings, lambda: dict(self.placement.tso_clients), self.config.coordinator_crashes
+        )
 
     def _buggify(self, site: str) -> bool:
         return self.buggify(site)
@@ -600,6 +647,59 @@ def _final_reads(run: _Run) -> None:
         run._fail(InvariantKind.COMMITTED_ENTRY_LOST, "final reads did not complete")
 
 
+def _workload_keys(run: _Run) -> list[str]:
+    """Every key of a transaction workload's run."""
+    from cairn.sim.txn_workloads import accounts_of, keys_of
+
+    prefix = WORKLOAD_KEYS[run.config.workload]
+    return accounts_of(prefix) if run.config.workload is Workload.BANK else keys_of(prefix)
+
+
+def _locks_left(run: _Run) -> list[str]:
+    """The workload's keys some region leader still holds a lock on."""
+    now_ms = EPOCH_MS + run.loop.now // MS
+    left = []
+    for key in _workload_keys(run):
+        machine = _leader_machine(run, key)
+        if machine is not None and lock_on(machine, key, now_ms) is not None:
+            left.append(key)
+    return left
+
+
+def _settle(run: _Run) -> None:
+    """Resolve the locks dead coordinators left: a reader (unrecorded) meets each key's
+    lock and resolves it, as any client would, until none is left."""
+    if run.txn is None:
+        return
+    deadline = run.loop.now + SETTLE_WITHIN
+    rounds = 0
+    while run.loop.now < deadline:
+        left = _locks_left(run)
+        if not left:
+            return
+        rounds += 1
+        reader = RoutedClient(
+            run.config.clients + rounds,
+            run.config.clients + 1,
+            run.cluster,
+            random.Random(rounds),
+            run.params,
+            run.history,
+            run.counts,
+            script=left,
+            txn=run.txn,
+            txn_rng=random.Random(rounds),
+            record=False,
+        )
+        reader.start()
+        while not reader.done and run.loop.now < deadline and run.step():
+            pass
+        reader.stopping = True
+    left = _locks_left(run)
+    if left:
+        run._fail(InvariantKind.NODE_FAILED, f"locks on {left} not resolved at the end")
+
+
 def _schedule_placement_fault(run: _Run) -> None:
     """With crashes on, crash the placement group's leader once while the faults run."""
     if "crash" not in run.config.faults:
@@ -633,6 +733,7 @@ def _execute(run: _Run) -> int | None:
                 f"convergence: not converged within {run.config.converge_within // MS} ms: {why}",
             )
         _final_reads(run)
+        _settle(run)
         run.check_replicas()
     except InvariantViolationError as exc:
         run.violation = exc.violation
@@ -647,6 +748,7 @@ def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
     checked = None
     if run.violation is None and config.workload is not Workload.REGISTER:
         checked = check_workload(config.workload, run.history, _final_workload_read(run))
+        checked = _with_transactions(run, checked)
     elif run.violation is None and config.check_linearizability:
         verdict = check_history(run.history)
     run.loop.record(f"final draw {run.root.random()}")
@@ -681,6 +783,31 @@ def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
         buggify_fired=dict(sorted(run.buggify.fired.items())),
         workload=config.workload,
         workload_verdict=checked,
+        transactions=run.txn.stats.figures() if run.txn is not None else {},
+    )
+
+
+def _with_transactions(run: _Run, verdict: WorkloadVerdict) -> WorkloadVerdict:
+    """A transaction workload's verdict, with what its transactions did and the order
+    of the timestamps its coordinators were given (a failure if not increasing)."""
+    if run.txn is None:
+        return verdict
+    for client in run.clients:
+        run.txn.stats.resolved += client.resolver.resolved if client.resolver else 0
+    stats = run.txn.stats
+    details = (
+        f"{verdict.details}; transactions: {stats.cross_region} cross-region, "
+        f"{stats.single_region} single-region, {stats.coordinator_crashes} coordinator "
+        f"crashes, {stats.gave_up} given up, {stats.locked} locks met, "
+        f"{stats.resolved} resolved, {len(run.txn.tso.got)} timestamps"
+    )
+    found = run.txn.tso.violations()
+    if not found:
+        return replace(verdict, details=details)
+    text = "tso-order: " + "; ".join(found[:3])
+    failure = text if verdict.failure is None else f"{verdict.failure}; {text}"
+    return replace(
+        verdict, failure=failure, details=details, anomalies=verdict.anomalies + len(found)
     )
 
 
