@@ -56,7 +56,6 @@ from cairn.sim.loop import HARNESS
 from cairn.sim.multiraft import MultiCluster
 from cairn.sim.store_range import EPOCH_MS, SimStoreMachine, entry_keys
 from cairn.sim.txn_client import (
-    CRASH_STAGES,
     STAGE_COMMAND,
     SimTimestamps,
     SimTxnIO,
@@ -330,7 +329,7 @@ class RoutedClient:
         io = SimTxnIO(self, lambda: self._coordinator_died(call))
         stage = None
         if self._txn_rng.random() < context.crash_rate:
-            stage = self._txn_rng.choice(CRASH_STAGES)
+            stage = self._txn_rng.choice(context.crash_stages)
             io.crash_at = STAGE_COMMAND.get(stage)
         self._coordinator_io = io
 

@@ -64,6 +64,7 @@ from cairn.sim.region_pd import (
 from cairn.sim.region_scenarios import SCENARIOS
 from cairn.sim.store_range import EPOCH_MS, SimStoreMachine
 from cairn.sim.txn_client import (
+    CRASH_STAGES,
     LOCK_TTL_MS,
     READS_IGNORE_LOCKS,
     TXN_PLANTS,
@@ -96,6 +97,9 @@ WORKLOAD_KEYS = {
 """The one key a queue or stream run works on (append, bank: the prefix of their keys,
 which lie in several regions)."""
 TXN_WORKLOADS = (Workload.APPEND, Workload.BANK)
+TXN_TIMEOUT_FACTOR = 4
+"""A transaction client waits this many times `client_timeout`: a cross-region
+transaction takes two timestamps and three rounds of proposals in several regions."""
 SETTLE_WITHIN = 10_000 * MS
 """Virtual time allowed, after convergence, to resolve the locks dead coordinators left."""
 PD_CRASH_AFTER = (300 * MS, 700 * MS)
@@ -198,6 +202,8 @@ class RegionSimConfig:
     """Planted bugs of cross-region transactions (`cairn.sim.txn_client.TXN_PLANTS`)."""
     coordinator_crashes: float = 0.05
     """The chance that a cross-region transaction's coordinator dies mid-way."""
+    crash_stages: tuple[str, ...] = CRASH_STAGES
+    """Where a dying coordinator dies (drawn among these: `CRASH_STAGES`)."""
     tso_wall_skew_ms: int = 0
     """Each placement member's wall clock is off by up to this much (the TSO's time)."""
 
@@ -209,6 +215,8 @@ class RegionSimConfig:
         unknown = set(self.faults) - set(REGION_FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}")
+        if not self.crash_stages or not set(self.crash_stages) <= set(CRASH_STAGES):
+            raise ValueError(f"crash stages must be among {CRASH_STAGES}")
         if not self.txn_plants <= set(TXN_PLANTS):
             raise ValueError(f"unknown plants {sorted(self.txn_plants - set(TXN_PLANTS))}")
 
@@ -381,7 +389,7 @@ class _Run:
         self.params = ClientParams(
             keys=self.keys,
             read_weight=_drawn(config.read_weight, client_rng.choice([0.2, 0.4, 0.6])),
-            timeout=config.client_timeout,
+            timeout=config.client_timeout * (TXN_TIMEOUT_FACTOR if self.txn else 1),
         )
         self.clients = [
             RoutedClient(
@@ -415,7 +423,10 @@ class _Run:
         plants = frozenset(self.config.txn_plants & {SECONDARIES_FIRST})
         settings = TxnSettings(lock_ttl_ms=LOCK_TTL_MS, plants=plants)
         return TxnContext(
-            settings, lambda: dict(self.placement.tso_clients), self.config.coordinator_crashes
+            settings,
+            lambda: dict(self.placement.tso_clients),
+            self.config.coordinator_crashes,
+            self.config.crash_stages,
         )
 
     def _buggify(self, site: str) -> bool:

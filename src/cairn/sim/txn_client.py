@@ -61,7 +61,7 @@ SEND_RETRY = 10 * MS
 """The pause before a refused internal command is sent again."""
 SEND_WINDOW = 300 * MS
 """How long a refused internal command keeps being sent again before -TRYAGAIN."""
-TSO_TIMEOUT_S = 0.2
+TSO_TIMEOUT_S = 0.5
 LOCK_TTL_MS = 300
 """The simulated lock ttl: short against a run of a few virtual seconds, so locks left by
 a dead coordinator are resolved while clients still run."""
@@ -156,6 +156,8 @@ class TxnContext:
     """Each live node's `TsoClient` (`SimPlacement.tso_clients`)."""
     crash_rate: float = 0.0
     """The chance that a cross-region transaction's coordinator dies (`CRASH_STAGES`)."""
+    crash_stages: tuple[str, ...] = CRASH_STAGES
+    """Where a dying coordinator dies."""
     stats: TxnStats = field(default_factory=TxnStats)
     tso: TsoLog = field(default_factory=TsoLog)
 
