@@ -21,22 +21,24 @@ is caught; with no bug, the same seeds stay safe.
 
 Cross-region transactions (`cairn.sim.txn_client`; `TXN_EXPOSES`, proven by
 `tests/sim/test_sim_txn.py`): no network faults, so transactions commit quickly and
-often, and many coordinators die mid-way:
+often, and many coordinators die mid-way.
 
 * `txn-crashes` — the bank, half of the coordinators dying right after their first
-  commit went out. Exposes `txn-secondaries-first`: a
-  coordinator that dies after committing its secondaries leaves its primary to be rolled
-  back, so money appears or vanishes.
-* `txn-stale-read` — list-append with eight clients, whose single reads are plain
-  LRANGEs on the leader, half of the coordinators dying right after answering: the
-  secondaries of an acknowledged transaction stay
-  locked until someone resolves them. Exposes `reads-ignore-locks`: a read that skips
-  the lock returns the list from before an acknowledged transaction (Elle: a real-time
-  cycle).
-* `txn-tso` — the bank with the placement group's leader crashed (nodes crash too) and
-  the members' wall clocks up to 300 ms apart. Exposes `tso-backwards`: the new leader
-  hands out timestamps below those of the old one, which the run's check of the
-  timestamps its coordinators were given catches (`TsoLog`).
+  commit went out. Exposes `txn-secondaries-first`: a coordinator that dies after
+  committing its secondaries leaves its primary to be rolled back, so money appears or
+  vanishes.
+
+* `txn-stale-read` — list-append with half of the operations plain LRANGEs of one key
+  on the leader, half of the coordinators dying right after answering: the secondaries
+  of an acknowledged transaction stay locked until someone resolves them. Exposes
+  `reads-ignore-locks`: a read that skips the lock returns the list from before an
+  acknowledged transaction (Elle: G-single-realtime).
+* `txn-tso` — the bank with the placement group's leader crashed every 400 ms and the
+  members' wall clocks up to a second apart. Exposes `tso-backwards`: a new leader that
+  starts from its own clock hands out timestamps below the old one's. The store keeps
+  one version per key, so no value read depends on a timestamp's order and neither
+  checker of the data can see it; the run's own check of every timestamp its
+  coordinators were given (`cairn.sim.txn_client.TsoLog`, real-time order) does.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ TXN_STALE_READ = RegionSimConfig(
     steps=8000,
     faults=(),
     losses=0,
-    clients=8,
+    read_weight=0.5,
     workload=Workload.APPEND,
     coordinator_crashes=0.5,
     crash_stages=("answered",),
@@ -138,10 +140,12 @@ TXN_TSO = RegionSimConfig(
     seed=0,
     nodes=3,
     steps=8000,
-    faults=("crash",),
+    faults=(),
     losses=0,
     workload=Workload.BANK,
-    tso_wall_skew_ms=300,
+    tso_wall_skew_ms=1000,
+    pd_crash_at=(500 * MS, 700 * MS),
+    pd_crash_every=400 * MS,
 )
 
 REGION_PROFILES: dict[str, RegionSimConfig] = {

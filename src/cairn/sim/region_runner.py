@@ -71,6 +71,7 @@ from cairn.sim.txn_client import (
     TxnContext,
     lock_on,
 )
+from cairn.sim.txn_workloads import AppendLogic
 from cairn.sim.workloads import (
     ClientLogic,
     Workload,
@@ -97,7 +98,7 @@ WORKLOAD_KEYS = {
 """The one key a queue or stream run works on (append, bank: the prefix of their keys,
 which lie in several regions)."""
 TXN_WORKLOADS = (Workload.APPEND, Workload.BANK)
-TXN_TIMEOUT_FACTOR = 4
+TXN_TIMEOUT_FACTOR = 2
 """A transaction client waits this many times `client_timeout`: a cross-region
 transaction takes two timestamps and three rounds of proposals in several regions."""
 SETTLE_WITHIN = 10_000 * MS
@@ -206,6 +207,12 @@ class RegionSimConfig:
     """Where a dying coordinator dies (drawn among these: `CRASH_STAGES`)."""
     tso_wall_skew_ms: int = 0
     """Each placement member's wall clock is off by up to this much (the TSO's time)."""
+    pd_crash_at: tuple[int, int] | None = None
+    """Crash the placement group's leader once, at a time drawn in this window (ns), even
+    without crash faults (None: once at `PD_CRASH_AFTER` when crashes are on)."""
+    pd_crash_every: int = 0
+    """With `pd_crash_at`: crash the placement group's leader again this often (ns; 0:
+    once), until the faults stop."""
 
     def __post_init__(self) -> None:
         if self.nodes < self.replicas or self.replicas < 1:
@@ -334,6 +341,8 @@ class _Run:
         self.history: list[Op] = []
         self.counts = HistoryCounts()
         self.violation: Violation | None = None
+        self.converging = False
+        """Past the faults (`_converge`)."""
         self._coverage_seen = -1
         host_config = self._host_config(_child(self.root))
         self.read_mode = host_config.replica.raft.read_only_option
@@ -400,7 +409,7 @@ class _Run:
                 self.params,
                 self.history,
                 self.counts,
-                logic=_logic(config.workload, i),
+                logic=_logic_of(config, i),
                 txn=self.txn,
             )
             for i in range(config.clients)
@@ -582,6 +591,7 @@ def _run_until(run: _Run, steps: int, deadline: int) -> None:
 
 def _converge(run: _Run) -> int | None:
     """Heal, stop the clients, and wait for the declared placement; the time it took."""
+    run.converging = True
     run.nemesis.heal_all()
     run.cluster.network.faults = NetworkFaults()
     for client in run.clients:
@@ -602,6 +612,14 @@ def _logic(workload: Workload, index: int) -> ClientLogic | None:
     if workload is Workload.REGISTER:
         return None
     return new_logic(workload, index, WORKLOAD_KEYS[workload])
+
+
+def _logic_of(config: RegionSimConfig, index: int) -> ClientLogic | None:
+    """`_logic`, with the list-append's share of plain reads from `read_weight`."""
+    logic = _logic(config.workload, index)
+    if isinstance(logic, AppendLogic) and config.read_weight is not None:
+        logic.plain_reads = config.read_weight
+    return logic
 
 
 def _final_workload_read(run: _Run) -> object:
@@ -712,17 +730,22 @@ def _settle(run: _Run) -> None:
 
 
 def _schedule_placement_fault(run: _Run) -> None:
-    """With crashes on, crash the placement group's leader once while the faults run."""
-    if "crash" not in run.config.faults:
+    """With crashes on (or `pd_crash_at`), crash the placement group's leader once while
+    the faults run."""
+    forced = run.config.pd_crash_at
+    if "crash" not in run.config.faults and forced is None:
         return
     rng = run._pd_rng
     nemesis = run.nemesis
-    at = rng.randint(PD_CRASH_AFTER[0], PD_CRASH_AFTER[1])
+    at = rng.randint(*(forced or PD_CRASH_AFTER))
     down_for = rng.randint(1 * MS, nemesis.params.max_down)
 
     def strike() -> None:
-        if nemesis.active:
+        if nemesis.active or (forced is not None and not run.converging):
             run.placement.crash_leader(down_for, nemesis.count)
+        every = run.config.pd_crash_every
+        if forced is not None and every and not run.converging:
+            run.loop.call_later(every, HARNESS, "pd leader crash", strike)
 
     run.loop.call_later(at, HARNESS, "pd leader crash", strike)
 

@@ -202,6 +202,7 @@ class SimTxnIO:
             if answered[0]:
                 return
             answered[0] = True
+            timer.cancel()  # not a step of the run any more
             self._completed(argv, done, until, region, node, completion)
 
         def arrive() -> None:
@@ -214,7 +215,9 @@ class SimTxnIO:
         latency = client.params.latency
         self.loop.call_later(latency, node, f"txn {argv[0].decode()} -> n{node}", arrive)
         timeout = Completion(Outcome.UNKNOWN, None, "no answer")
-        self.loop.call_later(SEND_TIMEOUT, HARNESS, "txn send timeout", lambda: reply(timeout))
+        timer = self.loop.call_later(
+            SEND_TIMEOUT, HARNESS, "txn send timeout", lambda: reply(timeout)
+        )
 
     def _back(self, reply: Callable[[Completion], None], done: Completion) -> None:
         latency = self.client.params.latency

@@ -88,7 +88,14 @@ class TxnCommand(Command):
 class AppendLogic(ClientLogic):
     """One client of the list-append workload; `key` is the prefix of the run's keys."""
 
+    plain_reads = 0.0
+    """The share of operations that are a plain LRANGE of one key (besides transactions
+    of a single read, which are plain reads too)."""
+
     def choose(self, rng: random.Random) -> Command:
+        if self.plain_reads and rng.random() < self.plain_reads:
+            key = rng.choice(keys_of(self.key))
+            return Command("txn", self.key, [["r", key, None]], "lrange", (key, "0", "-1"))
         ops: list[list[object]] = []
         commands: list[list[bytes]] = []
         for _ in range(rng.randint(1, MAX_OPS)):
