@@ -42,15 +42,24 @@ def test_the_keys_of_a_run_lie_in_several_founding_regions(workload: Workload) -
 
 
 def test_a_quiet_run_crosses_regions_and_is_deterministic() -> None:
+    """Half of its coordinators die: the run (crashes, resolutions, timestamps from the
+    placement group) is still the same for the same seed."""
     config = RegionSimConfig(
-        seed=3, nodes=3, steps=3000, faults=(), losses=0, workload=Workload.BANK
+        seed=3,
+        nodes=3,
+        steps=3000,
+        faults=(),
+        losses=0,
+        workload=Workload.BANK,
+        coordinator_crashes=0.5,
     )
     a = run_region_simulation(replace(config, keep_history=True))
     assert a.ok, a.failure
     assert a.workload_verdict is not None and a.workload_verdict.anomalies == 0
     assert a.workload_verdict.final_read and a.converged_after is not None
-    assert a.ops_ok >= 2
+    assert a.ops_ok >= 1
     assert a.transactions["cross_region"] >= 5, a.transactions
+    assert a.transactions["coordinator_crashes"] >= 1, a.transactions
     assert "cross-region" in a.workload_verdict.details
     b = run_region_simulation(replace(config, keep_history=True))
     assert (a.digest, a.history) == (b.digest, b.history)
