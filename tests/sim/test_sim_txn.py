@@ -19,8 +19,9 @@ from cairn.placement.tso import TSO_BACKWARDS
 from cairn.resp.reply import Array
 from cairn.sim import EVERY_FAULT, RegionSimConfig, run_region_simulation
 from cairn.sim.region_profiles import REGION_PROFILES, TXN_EXPOSES
-from cairn.sim.region_runner import WORKLOAD_KEYS, _Run, _workload_keys
+from cairn.sim.region_runner import WORKLOAD_KEYS
 from cairn.sim.txn_client import READS_IGNORE_LOCKS, TXN_PLANTS
+from cairn.sim.txn_run import workload_keys
 from cairn.sim.workloads import Workload
 from cairn.store.commands.spec import Ctx
 from cairn.store.commands.table import COMMANDS
@@ -34,10 +35,10 @@ TXN_WORKLOADS = [Workload.APPEND, Workload.BANK]
 
 @pytest.mark.parametrize("workload", TXN_WORKLOADS, ids=lambda w: w.value)
 def test_the_keys_of_a_run_lie_in_several_founding_regions(workload: Workload) -> None:
-    run = _Run(RegionSimConfig(seed=1, workload=workload))
-    count = run.config.regions
+    count = RegionSimConfig(seed=1, workload=workload).regions
     bounds = [slot_bound(SLOT_COUNT * i // count) for i in range(1, count)]
-    regions = {bisect.bisect_right(bounds, range_key(k.encode())) for k in _workload_keys(run)}
+    keys = workload_keys(workload, WORKLOAD_KEYS[workload])
+    regions = {bisect.bisect_right(bounds, range_key(k.encode())) for k in keys}
     assert "{" not in WORKLOAD_KEYS[workload] and len(regions) == count, regions
 
 

@@ -65,12 +65,11 @@ from cairn.sim.region_scenarios import SCENARIOS
 from cairn.sim.store_range import EPOCH_MS, SimStoreMachine
 from cairn.sim.txn_client import (
     CRASH_STAGES,
-    LOCK_TTL_MS,
     READS_IGNORE_LOCKS,
     TXN_PLANTS,
     TxnContext,
-    lock_on,
 )
+from cairn.sim.txn_run import new_context, settle, with_transactions
 from cairn.sim.txn_workloads import AppendLogic
 from cairn.sim.workloads import (
     ClientLogic,
@@ -82,8 +81,6 @@ from cairn.sim.workloads import (
 )
 from cairn.store.machine import StoreMachine
 from cairn.store.slot import SLOT_COUNT
-from cairn.txn import TxnSettings
-from cairn.txn.coordinator import SECONDARIES_FIRST
 
 MS = 1_000_000
 TICK = 0.01
@@ -101,8 +98,7 @@ TXN_WORKLOADS = (Workload.APPEND, Workload.BANK)
 TXN_TIMEOUT_FACTOR = 2
 """A transaction client waits this many times `client_timeout`: a cross-region
 transaction takes two timestamps and three rounds of proposals in several regions."""
-SETTLE_WITHIN = 10_000 * MS
-"""Virtual time allowed, after convergence, to resolve the locks dead coordinators left."""
+
 PD_CRASH_AFTER = (300 * MS, 700 * MS)
 """When, after the start, the placement group's leader is crashed (runs with crashes)."""
 
@@ -429,13 +425,12 @@ class _Run:
         """The clients' cross-region transactions (None: not a transaction workload)."""
         if self.config.workload not in TXN_WORKLOADS:
             return None
-        plants = frozenset(self.config.txn_plants & {SECONDARIES_FIRST})
-        settings = TxnSettings(lock_ttl_ms=LOCK_TTL_MS, plants=plants)
-        return TxnContext(
-            settings,
+        config = self.config
+        return new_context(
+            config.txn_plants,
             lambda: dict(self.placement.tso_clients),
-            self.config.coordinator_crashes,
-            self.config.crash_stages,
+            config.coordinator_crashes,
+            config.crash_stages,
         )
 
     def _buggify(self, site: str) -> bool:
@@ -676,59 +671,6 @@ def _final_reads(run: _Run) -> None:
         run._fail(InvariantKind.COMMITTED_ENTRY_LOST, "final reads did not complete")
 
 
-def _workload_keys(run: _Run) -> list[str]:
-    """Every key of a transaction workload's run."""
-    from cairn.sim.txn_workloads import accounts_of, keys_of
-
-    prefix = WORKLOAD_KEYS[run.config.workload]
-    return accounts_of(prefix) if run.config.workload is Workload.BANK else keys_of(prefix)
-
-
-def _locks_left(run: _Run) -> list[str]:
-    """The workload's keys some region leader still holds a lock on."""
-    now_ms = EPOCH_MS + run.loop.now // MS
-    left = []
-    for key in _workload_keys(run):
-        machine = _leader_machine(run, key)
-        if machine is not None and lock_on(machine, key, now_ms) is not None:
-            left.append(key)
-    return left
-
-
-def _settle(run: _Run) -> None:
-    """Resolve the locks dead coordinators left: a reader (unrecorded) meets each key's
-    lock and resolves it, as any client would, until none is left."""
-    if run.txn is None:
-        return
-    deadline = run.loop.now + SETTLE_WITHIN
-    rounds = 0
-    while run.loop.now < deadline:
-        left = _locks_left(run)
-        if not left:
-            return
-        rounds += 1
-        reader = RoutedClient(
-            run.config.clients + rounds,
-            run.config.clients + 1,
-            run.cluster,
-            random.Random(rounds),
-            run.params,
-            run.history,
-            run.counts,
-            script=left,
-            txn=run.txn,
-            txn_rng=random.Random(rounds),
-            record=False,
-        )
-        reader.start()
-        while not reader.done and run.loop.now < deadline and run.step():
-            pass
-        reader.stopping = True
-    left = _locks_left(run)
-    if left:
-        run._fail(InvariantKind.NODE_FAILED, f"locks on {left} not resolved at the end")
-
-
 def _schedule_placement_fault(run: _Run) -> None:
     """With crashes on (or `pd_crash_at`), crash the placement group's leader once while
     the faults run."""
@@ -767,7 +709,8 @@ def _execute(run: _Run) -> int | None:
                 f"convergence: not converged within {run.config.converge_within // MS} ms: {why}",
             )
         _final_reads(run)
-        _settle(run)
+        if run.txn is not None:
+            settle(run, lambda key: _leader_machine(run, key))
         run.check_replicas()
     except InvariantViolationError as exc:
         run.violation = exc.violation
@@ -782,7 +725,8 @@ def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
     checked = None
     if run.violation is None and config.workload is not Workload.REGISTER:
         checked = check_workload(config.workload, run.history, _final_workload_read(run))
-        checked = _with_transactions(run, checked)
+        if run.txn is not None:
+            checked = with_transactions(run.txn, run.clients, checked)
     elif run.violation is None and config.check_linearizability:
         verdict = check_history(run.history)
     run.loop.record(f"final draw {run.root.random()}")
@@ -818,30 +762,6 @@ def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
         workload=config.workload,
         workload_verdict=checked,
         transactions=run.txn.stats.figures() if run.txn is not None else {},
-    )
-
-
-def _with_transactions(run: _Run, verdict: WorkloadVerdict) -> WorkloadVerdict:
-    """A transaction workload's verdict, with what its transactions did and the order
-    of the timestamps its coordinators were given (a failure if not increasing)."""
-    if run.txn is None:
-        return verdict
-    for client in run.clients:
-        run.txn.stats.resolved += client.resolver.resolved if client.resolver else 0
-    stats = run.txn.stats
-    details = (
-        f"{verdict.details}; transactions: {stats.cross_region} cross-region, "
-        f"{stats.single_region} single-region, {stats.coordinator_crashes} coordinator "
-        f"crashes, {stats.gave_up} given up, {stats.locked} locks met, "
-        f"{stats.resolved} resolved, {len(run.txn.tso.got)} timestamps"
-    )
-    found = run.txn.tso.violations()
-    if not found:
-        return replace(verdict, details=details)
-    text = "tso-order: " + "; ".join(found[:3])
-    failure = text if verdict.failure is None else f"{verdict.failure}; {text}"
-    return replace(
-        verdict, failure=failure, details=details, anomalies=verdict.anomalies + len(found)
     )
 
 
