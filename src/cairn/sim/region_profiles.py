@@ -33,7 +33,7 @@ often, and many coordinators die mid-way.
   of an acknowledged transaction stay locked until someone resolves them. Exposes
   `reads-ignore-locks`: a read that skips the lock returns the list from before an
   acknowledged transaction (Elle: G-single-realtime).
-* `txn-tso` — the bank with the placement group's leader crashed every 400 ms and the
+* `txn-tso` — the bank with the placement group's leader crashed every 250 ms and the
   members' wall clocks up to a second apart. Exposes `tso-backwards`: a new leader that
   starts from its own clock hands out timestamps below the old one's. The store keeps
   one version per key, so no value read depends on a timestamp's order and neither
@@ -139,13 +139,13 @@ TXN_STALE_READ = RegionSimConfig(
 TXN_TSO = RegionSimConfig(
     seed=0,
     nodes=3,
-    steps=8000,
+    steps=6000,
     faults=(),
     losses=0,
     workload=Workload.BANK,
     tso_wall_skew_ms=1000,
-    pd_crash_at=(500 * MS, 700 * MS),
-    pd_crash_every=400 * MS,
+    pd_crash_at=(400 * MS, 600 * MS),
+    pd_crash_every=250 * MS,
 )
 
 REGION_PROFILES: dict[str, RegionSimConfig] = {
