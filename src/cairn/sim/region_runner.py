@@ -195,6 +195,9 @@ class RegionSimConfig:
     """What clients do: registers (checked for linearizability), or a queue, a stream,
     list-append or bank transactions (`cairn.sim.workloads`, checked against a final
     read of the applied state of the keys' region leaders)."""
+    workload_key: str = ""
+    """The workload's key or its keys' prefix ("": `WORKLOAD_KEYS`'); a hash tag such as
+    "{bank}" keeps a transaction workload's keys in one region (1PC transactions)."""
     txn_plants: frozenset[str] = frozenset()
     """Planted bugs of cross-region transactions (`cairn.sim.txn_client.TXN_PLANTS`)."""
     coordinator_crashes: float = 0.05
@@ -602,16 +605,17 @@ def _converge(run: _Run) -> int | None:
     return None
 
 
-def _logic(workload: Workload, index: int) -> ClientLogic | None:
-    """Client `index`'s workload logic (None: a register client)."""
-    if workload is Workload.REGISTER:
-        return None
-    return new_logic(workload, index, WORKLOAD_KEYS[workload])
+def workload_key(config: RegionSimConfig) -> str:
+    """The key (queue, stream) or the keys' prefix (append, bank) of a workload's run."""
+    return config.workload_key or WORKLOAD_KEYS[config.workload]
 
 
 def _logic_of(config: RegionSimConfig, index: int) -> ClientLogic | None:
-    """`_logic`, with the list-append's share of plain reads from `read_weight`."""
-    logic = _logic(config.workload, index)
+    """Client `index`'s workload logic (None: a register client), with the list-append's
+    share of plain reads from `read_weight`."""
+    if config.workload is Workload.REGISTER:
+        return None
+    logic = new_logic(config.workload, index, workload_key(config))
     if isinstance(logic, AppendLogic) and config.read_weight is not None:
         logic.plain_reads = config.read_weight
     return logic
@@ -624,7 +628,7 @@ def _final_workload_read(run: _Run) -> object:
     return final_read(
         workload,
         lambda key: _leader_machine(run, key),
-        WORKLOAD_KEYS[workload],
+        workload_key(run.config),
         EPOCH_MS + run.loop.now // MS,
     )
 

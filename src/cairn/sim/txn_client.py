@@ -20,7 +20,7 @@ or commit, or right after it answered the client; from then on its `SimTxnIO` is
 yet, records the outcome unknown. A client that times out kills its coordinator the same
 way. The locks it leaves are resolved by whoever meets them (`cairn.txn.Resolver`: rolled
 forward or back from the primary's status once its ttl ran out, on virtual time), and by
-`settle` at the end of the run, before the final read.
+`cairn.sim.txn_run.settle` at the end of the run, before the final read.
 
 Pure: no I/O, no clock but the event loop's.
 """

@@ -69,9 +69,9 @@ def locks_left(keys: Sequence[str], leader_machine: LeaderMachine, now_ms: int) 
 
 def settle(run: _Run, leader_machine: LeaderMachine) -> None:
     """Resolve the locks left on the workload's keys (module docstring)."""
-    from cairn.sim.region_runner import WORKLOAD_KEYS
+    from cairn.sim.region_runner import workload_key
 
-    keys = workload_keys(run.config.workload, WORKLOAD_KEYS[run.config.workload])
+    keys = workload_keys(run.config.workload, workload_key(run.config))
     deadline = run.loop.now + SETTLE_WITHIN
     rounds = 0
     while run.loop.now < deadline:
