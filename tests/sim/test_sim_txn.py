@@ -20,13 +20,17 @@ from cairn.resp.reply import Array
 from cairn.sim import EVERY_FAULT, RegionSimConfig, run_region_simulation
 from cairn.sim.region_profiles import REGION_PROFILES, TXN_EXPOSES
 from cairn.sim.region_runner import WORKLOAD_KEYS
-from cairn.sim.txn_client import READS_IGNORE_LOCKS, TXN_PLANTS
+from cairn.sim.store_range import EPOCH_MS, SimStoreMachine
+from cairn.sim.txn_client import READS_IGNORE_LOCKS, TXN_PLANTS, lock_on
 from cairn.sim.txn_run import workload_keys
 from cairn.sim.workloads import Workload
 from cairn.store.commands.spec import Ctx
 from cairn.store.commands.table import COMMANDS
+from cairn.store.machine import encode_command
 from cairn.store.slot import SLOT_COUNT
+from cairn.store.txn_locks import read_status
 from cairn.txn.coordinator import SECONDARIES_FIRST
+from cairn.txn.protocol import LOGICAL_BITS, lock_argv, rollback_argv, status_argv
 
 SWEEP_SEEDS = 2
 SWEEP_STEPS = 2500
@@ -173,3 +177,35 @@ def test_every_profiled_plant_is_a_sim_plant() -> None:
     assert set(TXN_EXPOSES) == set(TXN_PLANTS)
     for name in TXN_EXPOSES.values():
         assert REGION_PROFILES[name].workload in TXN_WORKLOADS
+
+
+def test_locks_and_statuses_move_with_their_keys_on_a_split_and_back_on_a_merge() -> None:
+    """A transaction's lock (``L``) and its primary's status (``S``) records go with
+    their key's range, so the region holding a key after a split still sees its lock."""
+    machine = SimStoreMachine()
+    keys = [b"a", b"b", b"c", b"d"]
+    cut = sorted(range_key(k) for k in keys)[2]
+    right_keys = [k for k in keys if range_key(k) >= cut]
+    left_keys = [k for k in keys if range_key(k) < cut]
+    start = 5 << LOGICAL_BITS
+    entries = [
+        lock_argv(start, right_keys[0], 60_000, 1 << 20, [], keys),
+        rollback_argv(start + 1, [left_keys[0]], True),  # a status record on the left
+        status_argv(right_keys[1], start + 2),  # and one on the right (rolled back)
+    ]
+    for index, argv in enumerate(entries, start=1):
+        machine.apply(index, encode_command(argv[0].decode(), argv[1:], EPOCH_MS))
+    right = SimStoreMachine()
+    right.restore(machine.split_off(lambda rkey: rkey >= cut, applied=len(entries)))
+    for key in keys:
+        holder, other = (right, machine) if range_key(key) >= cut else (machine, right)
+        assert lock_on(holder.store, key.decode(), EPOCH_MS) is not None, key
+        assert lock_on(other.store, key.decode(), EPOCH_MS) is None, key
+    statuses = [(left_keys[0], start + 1, machine), (right_keys[1], start + 2, right)]
+    for primary, ts, holder in statuses:
+        other = machine if holder is right else right
+        assert read_status(holder.store.keyspace, primary, ts) is not None, primary
+        assert read_status(other.store.keyspace, primary, ts) is None, primary
+    machine.absorb(right.snapshot())
+    assert all(lock_on(machine.store, k.decode(), EPOCH_MS) is not None for k in keys)
+    assert all(read_status(machine.store.keyspace, p, ts) for p, ts, _ in statuses)
