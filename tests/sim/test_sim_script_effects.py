@@ -13,8 +13,9 @@ from cairn.sim import RegionSimConfig, run_region_simulation
 from cairn.sim.workloads import Workload
 
 CONFIG = RegionSimConfig(
-    seed=5, nodes=3, steps=3000, faults=(), losses=0, workload=Workload.BANK
+    seed=5, nodes=3, steps=3000, faults=(), losses=0, workload=Workload.BANK, workload_key="{bank}"
 )
+"""The accounts under one hash tag: every transfer in one region, a third of them scripts."""
 
 
 def test_bank_transfers_are_applied_as_effects_and_stale_ones_run_again(

@@ -26,6 +26,7 @@ from cairn.raft.config import PlantedBug
 from cairn.raft.types import ReadOnlyOption
 from cairn.sim.region_profiles import REGION_PROFILES
 from cairn.sim.region_runner import EVERY_FAULT, REGION_FAULTS, RegionSimConfig, RegionSimResult
+from cairn.sim.txn_client import TXN_PLANTS
 from cairn.sim.workloads import Workload
 
 
@@ -64,8 +65,9 @@ main.add_command(import_redis)
     "--plant",
     "planted",
     multiple=True,
-    type=click.Choice([b.value for b in PlantedBug]),
-    help="Switch a deliberate bug on (repeatable), to see the harness catch it.",
+    type=click.Choice([b.value for b in PlantedBug] + list(TXN_PLANTS)),
+    help="Switch a deliberate bug on (repeatable), to see the harness catch it: Raft's, or "
+    "cross-region transactions' (bank and append workloads).",
 )
 @click.option("--read-mode", type=click.Choice(["seed", "safe", "lease"]), default="seed")
 @click.option("--clients", type=click.IntRange(min=1), default=4, show_default=True)
@@ -120,7 +122,8 @@ def sim(
     converge, printing the command line that reproduces it.
     """
     modes = {"seed": None, "safe": ReadOnlyOption.SAFE, "lease": ReadOnlyOption.LEASE_BASED}
-    bugs = frozenset(PlantedBug(p) for p in planted)
+    bugs = frozenset(PlantedBug(p) for p in planted if p not in TXN_PLANTS)
+    txn_bugs = frozenset(p for p in planted if p in TXN_PLANTS)
     if history is not None and seeds is not None:
         raise click.UsageError("--history needs a single run (--seed), not --seeds")
     chosen = Workload(workload)
@@ -130,9 +133,11 @@ def sim(
             REGION_PROFILES[profile],
             seed=seed,
             planted=bugs,
+            txn_plants=txn_bugs,
             keep_history=history is not None,
-            workload=chosen,
         )
+        if ctx.get_parameter_source("workload") is not click.core.ParameterSource.DEFAULT:
+            base = replace(base, workload=chosen)
     else:
         base = replace(
             EVERY_FAULT,
@@ -142,6 +147,7 @@ def sim(
             clients=clients,
             faults=_region_faults(faults),
             planted=bugs,
+            txn_plants=txn_bugs,
             read_mode=modes[read_mode],
             keep_history=history is not None,
             workload=chosen,
@@ -178,6 +184,7 @@ def _region_faults(text: str) -> tuple[str, ...]:
 def _region_repro(base: RegionSimConfig, seed: int, profile: str | None = None) -> str:
     """The command line that reruns one seed of a sweep."""
     extra = [f"--plant {b.value}" for b in sorted(base.planted, key=lambda b: b.value)]
+    extra += [f"--plant {p}" for p in sorted(base.txn_plants)]
     if base.workload is not Workload.REGISTER:
         extra.append(f"--workload {base.workload.value}")
     if profile is not None:

@@ -23,6 +23,15 @@ transactions) proposes that logic's commands instead, routed by the workload's k
 its setup command first (unrecorded, until it succeeds), and lets the logic read the
 replies; its history goes to the workload's checker.
 
+Transactions (`cairn.sim.txn_workloads`): one whose keys lie in one region is proposed
+there as one `cairn.exec`; one naming keys in several regions runs through the real
+cross-region coordinator (`cairn.sim.txn_client`), which the client drives over this
+same routed path, and which may crash or be given up when the client times out. A
+command or read the store answers `-LOCKED` has not run: the client's `Resolver`
+settles the lock (from its transaction's primary) and the command is sent again, until
+its deadline. A workload's read-only command (the list-append's plain LRANGE) is served
+as a linearizable read on the leader's applied state, as a real node serves it.
+
 Scripts (the cas register's EVAL, the bank's transfers) run as a real node runs them:
 once, on the region leader's state, replicated by their effects
 (`cairn.shard.script_effects`), so every fault also checks effects replication (stale
@@ -32,22 +41,35 @@ effects run again, the fallback to the script itself).
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
 from cairn.check.history import Op, OpType
 from cairn.meta.region import Region, range_key
 from cairn.raft.types import NONE, NodeId
-from cairn.resp.reply import Integer, Reply
+from cairn.resp.reply import ErrorReply, Integer, Reply
 from cairn.shard.host import RegionHost, StaleEpochError
 from cairn.shard.replica import Callback, Completion, Outcome
 from cairn.shard.script_effects import ScriptEffects
 from cairn.sim.loop import HARNESS
 from cairn.sim.multiraft import MultiCluster
 from cairn.sim.store_range import EPOCH_MS, SimStoreMachine, entry_keys
+from cairn.sim.txn_client import (
+    STAGE_COMMAND,
+    SimTimestamps,
+    SimTxnIO,
+    TxnContext,
+    lock_on,
+    store_of,
+)
+from cairn.sim.txn_workloads import TxnCommand
 from cairn.sim.workloads import ClientLogic, Command
+from cairn.store.commands import COMMANDS
 from cairn.store.machine import encode_command
 from cairn.store.scripting.effects import EFFECT_SCRIPTS
+from cairn.txn import Coordinator, Resolver, read_locked_error
+from cairn.txn.scratch import store_scratch
 
 MAX_ENTRY = 16 << 20
 """The largest entry a simulated leader proposes (a node's `max_entry_bytes`)."""
@@ -97,6 +119,12 @@ class _Call:
     """A workload's command (None: a register operation)."""
     setup: bool = False
     """The workload's setup command (unrecorded)."""
+    routed: str = ""
+    """The key the call is routed by."""
+    deadline: int = 0
+    """Virtual time after which a lock met is not resolved any more (the command fails)."""
+    attempts: int = 0
+    """Locks met and resolved so far."""
 
 
 class RoutedClient:
@@ -113,9 +141,17 @@ class RoutedClient:
         counts: HistoryCounts,
         script: list[str] | None = None,
         logic: ClientLogic | None = None,
+        txn: TxnContext | None = None,
+        txn_rng: random.Random | None = None,
+        record: bool = True,
     ) -> None:
+        """`txn`: the run's cross-region transactions (None: none, and no lock is ever
+        met); `txn_rng` their own random source; `record`: False for the unrecorded
+        reader that settles the last locks of a run."""
         self.index = index
         self.logic = logic
+        if logic is not None:
+            logic.colocated = self._colocated
         self._setup = logic.setup() if logic is not None else None
         self.process = index
         self._stride = stride
@@ -137,6 +173,14 @@ class RoutedClient:
         self._scripts = ScriptEffects(random.Random(index), self._now_ms, lambda: MAX_ENTRY)
         """Scripts run as a region leader runs them: once, replicated by their effects
         (its own random source: the client's choices stay what they were)."""
+        self.record = record
+        self.txn = txn
+        self._txn_rng = txn_rng if txn_rng is not None else random.Random(index)
+        self._txn_io = SimTxnIO(self)
+        self.resolver = (
+            Resolver(self._txn_io, txn.settings, self._txn_rng) if txn is not None else None
+        )
+        self._coordinator_io: SimTxnIO | None = None
 
     @property
     def idle(self) -> bool:
@@ -156,6 +200,43 @@ class RoutedClient:
     def _refresh(self) -> None:
         applied = self.cluster.applied
         self._routes = sorted((applied[i] for i in sorted(applied)), key=lambda r: r.start)
+
+    def use_txn_rng(self, rng: random.Random) -> None:
+        """Draw the transactions' choices (coordinator crashes, backoffs, the node asked
+        for timestamps) from `rng`."""
+        self._txn_rng = rng
+        if self.resolver is not None:
+            self.resolver.rng = rng
+
+    def refresh(self) -> None:
+        """Learn the layout again (the cluster's applied descriptions)."""
+        self._refresh()
+
+    def route_or_refresh(self, key: str) -> Region | None:
+        """The region holding `key` as the client knows the layout (refreshed once when
+        no region is known for it)."""
+        region = self._route(key)
+        if region is None:
+            self._refresh()
+            region = self._route(key)
+        return region
+
+    def _colocated(self, keys: Sequence[str]) -> bool:
+        regions = {r.id if r is not None else None for r in map(self._route, keys)}
+        return len(regions) == 1 and None not in regions
+
+    def note_leader(self, region_id: int, node: NodeId, done: Completion) -> None:
+        """Learn from a reply who leads region `region_id`."""
+        if done.outcome is Outcome.OK:
+            self._leaders[region_id] = node
+        elif done.leader_hint != NONE:
+            self._leaders[region_id] = done.leader_hint
+        else:
+            self._leaders.pop(region_id, None)
+
+    def now_ms(self) -> int:
+        """The client's wall clock in ms (entries' time)."""
+        return self._now_ms()
 
     def _route(self, key: str) -> Region | None:
         rkey = range_key(key.encode())
@@ -196,34 +277,132 @@ class RoutedClient:
         if self.stopping or self._call is not None or self.done:
             return
         f, key, value, command = self._choose()
-        routed = key
+        keys = [key]
         if command is not None:
-            # A workload names its hash tag or first key; the region must hold the keys
+            # A workload names its prefix or first key; the region must hold the keys
             # the command touches (a split may cut a slot between the tag and its keys).
-            keys = entry_keys(encode_command(command.name, command.argv(), 0))
-            routed = keys[0].decode() if keys else key
-        region = self._route(routed)
-        if region is None:
-            self._refresh()
-            region = self._route(routed)
-        if region is None:
+            named = entry_keys(encode_command(command.name, command.argv(), 0))
+            keys = [k.decode("latin-1") for k in named] or [key]
+        regions = [self.route_or_refresh(k) for k in keys]
+        if any(r is None for r in regions):
             self._schedule_next()
             return
         self._op_id += 1
         setup = command is not None and command is self._setup
-        call = _Call(self._op_id, f, key, value, region, command, setup)
+        call = _Call(self._op_id, f, key, value, cast(Region, regions[0]), command, setup)
+        call.routed = keys[0]
+        call.deadline = self.loop.now + self.params.timeout * 3 // 4
         self._call = call
         if not setup:
             self._record(OpType.INVOKE, call, value)
-        node = self._target(region)
-        label = f"rclient {self.index} -> n{node} r{region.id} {f} {key}"
-        self.loop.call_later(self.params.latency, node, label, lambda: self._arrive(node, call))
+        crossing = len({cast(Region, r).id for r in regions}) > 1
+        if crossing and isinstance(command, TxnCommand) and self.txn is not None:
+            self._cross(call, command)
+        else:
+            if self.txn is not None and isinstance(command, TxnCommand):
+                self.txn.stats.single_region += 1
+            self._send(call)
         self.loop.call_later(
             self.params.timeout,
             HARNESS,
             f"rclient {self.index} timeout",
             lambda: self._timeout(call),
         )
+
+    def _send(self, call: _Call) -> None:
+        """Send `call` to the node believed to lead the region of its key."""
+        region = self.route_or_refresh(call.routed)
+        if region is None:
+            return  # the timeout ends it
+        call.region = region
+        node = self._target(region)
+        label = f"rclient {self.index} -> n{node} r{region.id} {call.f} {call.key}"
+        self.loop.call_later(self.params.latency, node, label, lambda: self._arrive(node, call))
+
+    # -- cross-region transactions ------------------------------------------------------
+
+    def _cross(self, call: _Call, command: TxnCommand) -> None:
+        """Run `command` through the real coordinator (`cairn.sim.txn_client`)."""
+        context = self.txn
+        assert context is not None and self.resolver is not None
+        context.stats.cross_region += 1
+        io = SimTxnIO(self, lambda: self._coordinator_died(call))
+        stage = None
+        if self._txn_rng.random() < context.crash_rate:
+            stage = self._txn_rng.choice(context.crash_stages)
+            io.crash_at = STAGE_COMMAND.get(stage)
+        self._coordinator_io = io
+
+        def done(reply: Reply) -> None:
+            if self._call is call:
+                self._cross_done(call, reply)
+            if stage == "answered" and not io.dead:
+                io.kill()
+                context.stats.coordinator_crashes += 1
+
+        coordinator = Coordinator(
+            [],
+            [list(c) for c in command.commands],
+            io,
+            SimTimestamps(io, context, self._txn_rng),
+            store_scratch,
+            context.settings,
+            self._txn_rng,
+            call.deadline / 1e9,
+            done,
+            self.resolver.resolve,
+        )
+        coordinator.start()
+
+    def _cross_done(self, call: _Call, reply: Reply) -> None:
+        self._coordinator_io = None
+        if call.setup:
+            if isinstance(reply, ErrorReply):
+                self._setup_failed()
+            else:
+                self._setup_done(reply)
+            return
+        if isinstance(reply, ErrorReply) and reply.message.startswith("UNCERTAIN"):
+            self._finish(OpType.INFO, call, call.value)
+            return
+        assert self.logic is not None and call.command is not None
+        kind, result = self.logic.complete(call.command, reply)
+        self._finish(kind, call, result)
+
+    def _coordinator_died(self, call: _Call) -> None:
+        """The coordinator crashed before answering: the client saw its connection drop."""
+        assert self.txn is not None
+        self.txn.stats.coordinator_crashes += 1
+        if self._call is not call:
+            return
+        self._coordinator_io = None
+        if call.setup:
+            self._setup_failed()
+        else:
+            self._finish(OpType.INFO, call, call.value)
+
+    def _resolve_locked(self, call: _Call, value: object) -> bool:
+        """If `value` is `-LOCKED`, settle the lock and send `call` again (True); False
+        for any other reply, or past the call's deadline (the command did not run)."""
+        if self.resolver is None or not isinstance(value, ErrorReply):
+            return False
+        conflict = read_locked_error(value)
+        if conflict is None or self.loop.now >= call.deadline:
+            return False
+        assert self.txn is not None
+        self.txn.stats.locked += 1
+        call.attempts += 1
+
+        def again() -> None:
+            if self._call is call:
+                self._send(call)
+
+        self.resolver.resolve(conflict, call.attempts, again)
+        return True
+
+    def target(self, region: Region) -> NodeId:
+        """The node a request to `region` goes to (the leader as last learned)."""
+        return self._target(region)
 
     def _target(self, region: Region) -> NodeId:
         hint = self._leaders.get(region.id)
@@ -239,12 +418,18 @@ class RoutedClient:
         if call.f == "get":
 
             def served(done: Completion) -> None:
+                locked = self._lock_met(node, region.id, call.key, done)
+                if locked is not None:
+                    done = Completion(Outcome.OK, locked)
                 value = (
                     self._read(node, region.id, call.key) if done.outcome is Outcome.OK else None
                 )
                 self._reply(node, call, done, value)
 
             host.read(region.id, region.epoch, call.key.encode(), served)
+            return
+        if self._is_read(call):
+            self._serve_read(node, host, call)
             return
         name, argv = self._argv(call)
         peer = host.peers.get(region.id)
@@ -258,6 +443,42 @@ class RoutedClient:
 
     def _now_ms(self) -> int:
         return EPOCH_MS + self.loop.now // MS
+
+    def _lock_met(
+        self, node: NodeId, region_id: int, key: str, done: Completion
+    ) -> ErrorReply | None:
+        """The `-LOCKED` reply a served GET of `key` meets (None: not locked, or no
+        transactions in this run)."""
+        if self.txn is None or done.outcome is not Outcome.OK:
+            return None
+        store = store_of(self, node, region_id)
+        return lock_on(store.store, key, self._now_ms()) if store is not None else None
+
+    @staticmethod
+    def _is_read(call: _Call) -> bool:
+        """Whether `call` is a workload's read-only command (served, not proposed)."""
+        if call.command is None:
+            return False
+        spec = COMMANDS.get(call.command.name)
+        return spec is not None and not spec.is_write
+
+    def _serve_read(self, node: NodeId, host: RegionHost, call: _Call) -> None:
+        """A workload's read: linearizable on the leader, then run on its applied state
+        (through the store's lock check, as a real node's inline read)."""
+        region = call.region
+        assert call.command is not None
+        name, argv = call.command.name, call.command.argv()
+
+        def served(done: Completion) -> None:
+            store = store_of(self, node, region.id) if done.outcome is Outcome.OK else None
+            if store is not None:
+                reply = store.store.execute_read(name, argv, self._now_ms())
+                done = Completion(Outcome.OK, reply, leader_hint=done.leader_hint)
+            elif done.outcome is Outcome.OK:
+                done = Completion(Outcome.UNKNOWN, None, "the region left the node")
+            self._reply(node, call, done, None)
+
+        host.read(region.id, region.epoch, call.routed.encode(), served)
 
     def _read(self, node: NodeId, region_id: int, key: str) -> str | None:
         host = self.cluster.host(node)
@@ -300,6 +521,8 @@ class RoutedClient:
         region_id = call.region.id
         if done.outcome is Outcome.OK:
             self._leaders[region_id] = node
+            if self._resolve_locked(call, done.value):
+                return
             if call.setup:
                 self._setup_done(cast(Reply, done.value))
             elif call.command is not None:
@@ -318,7 +541,7 @@ class RoutedClient:
             self._leaders.pop(region_id, None)
         if call.setup:
             self._setup_failed()
-        elif done.outcome is Outcome.REJECTED or call.f == "get":
+        elif done.outcome is Outcome.REJECTED or call.f == "get" or self._is_read(call):
             self._finish(OpType.FAIL, call, None if call.f == "get" else call.value)
         else:
             self._finish(OpType.INFO, call, call.value)
@@ -349,11 +572,16 @@ class RoutedClient:
     def _timeout(self, call: _Call) -> None:
         if self._call is not call:
             return
+        if self._coordinator_io is not None:  # the client gives up its coordinator
+            self._coordinator_io.kill()
+            self._coordinator_io = None
+            assert self.txn is not None
+            self.txn.stats.gave_up += 1
         self._leaders.pop(call.region.id, None)
         self._refresh()
         if call.setup:
             self._setup_failed()
-        elif call.f == "get":
+        elif call.f == "get" or self._is_read(call):
             self._finish(OpType.FAIL, call, None)
         else:
             self._finish(OpType.INFO, call, call.value)
@@ -363,16 +591,22 @@ class RoutedClient:
             self.logic.unknown(call.command)
         self._record(kind, call, value)
         self._call = None
-        if kind is OpType.OK:
+        self._coordinator_io = None
+        if not self.record:
+            pass
+        elif kind is OpType.OK:
             self.counts.ok += 1
         elif kind is OpType.FAIL:
             self.counts.failed += 1
         else:
             self.counts.unknown += 1
+        if kind is OpType.INFO:
             self.process += self._stride
         self._schedule_next()
 
     def _record(self, kind: OpType, call: _Call, value: object) -> None:
+        if not self.record:
+            return
         self.history.append(Op(self.process, kind, call.f, call.key, value, self.loop.now))
 
 

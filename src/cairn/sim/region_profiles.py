@@ -18,14 +18,39 @@ is caught; with no bug, the same seeds stay safe.
 * `region-stale-leader` — lease reads, with leaders paused and cut off while clocks drift:
   a deposed leader that still trusts its lease serves a stale read. Exposes
   STALE_LEASE_READ.
+
+Cross-region transactions (`cairn.sim.txn_client`; `TXN_EXPOSES`, proven by
+`tests/sim/test_sim_txn.py`): no network faults, so transactions commit quickly and
+often, and many coordinators die mid-way.
+
+* `txn-crashes` — the bank, half of the coordinators dying right after their first
+  commit went out. Exposes `txn-secondaries-first`: a coordinator that dies after
+  committing its secondaries leaves its primary to be rolled back, so money appears or
+  vanishes.
+
+* `txn-stale-read` — list-append with half of the operations plain LRANGEs of one key
+  on the leader, half of the coordinators dying right after answering: the secondaries
+  of an acknowledged transaction stay locked until someone resolves them. Exposes
+  `reads-ignore-locks`: a read that skips the lock returns the list from before an
+  acknowledged transaction (Elle: G-single-realtime).
+* `txn-tso` — the bank with the placement group's leader crashed every 250 ms and the
+  members' wall clocks up to a second apart. Exposes `tso-backwards`: a new leader that
+  starts from its own clock hands out timestamps below the old one's. The store keeps
+  one version per key, so no value read depends on a timestamp's order and neither
+  checker of the data can see it; the run's own check of every timestamp its
+  coordinators were given (`cairn.sim.txn_client.TsoLog`, real-time order) does.
 """
 
 from __future__ import annotations
 
+from cairn.placement.tso import TSO_BACKWARDS
 from cairn.raft.config import PlantedBug
 from cairn.raft.types import ReadOnlyOption
 from cairn.sim.region_nemesis import RegionNemesisParams
 from cairn.sim.region_runner import RegionSimConfig
+from cairn.sim.txn_client import READS_IGNORE_LOCKS
+from cairn.sim.workloads import Workload
+from cairn.txn.coordinator import SECONDARIES_FIRST
 
 MS = 1_000_000
 
@@ -88,10 +113,48 @@ REGION_STALE_LEADER = RegionSimConfig(
     ),
 )
 
+TXN_CRASHES = RegionSimConfig(
+    seed=0,
+    nodes=3,
+    steps=6000,
+    faults=(),
+    losses=0,
+    workload=Workload.BANK,
+    coordinator_crashes=0.5,
+    crash_stages=("commit",),
+)
+
+TXN_STALE_READ = RegionSimConfig(
+    seed=0,
+    nodes=3,
+    steps=6000,
+    faults=(),
+    losses=0,
+    read_weight=0.5,
+    workload=Workload.APPEND,
+    coordinator_crashes=0.5,
+    crash_stages=("answered",),
+)
+
+TXN_TSO = RegionSimConfig(
+    seed=0,
+    nodes=3,
+    steps=6000,
+    faults=(),
+    losses=0,
+    workload=Workload.BANK,
+    tso_wall_skew_ms=1000,
+    pd_crash_at=(400 * MS, 600 * MS),
+    pd_crash_every=250 * MS,
+)
+
 REGION_PROFILES: dict[str, RegionSimConfig] = {
     "region-elections": REGION_ELECTIONS,
     "region-figure-8": REGION_FIGURE_8,
     "region-stale-leader": REGION_STALE_LEADER,
+    "txn-crashes": TXN_CRASHES,
+    "txn-stale-read": TXN_STALE_READ,
+    "txn-tso": TXN_TSO,
 }
 """Every multi-region profile by name."""
 
@@ -103,3 +166,10 @@ REGION_EXPOSES: dict[PlantedBug, str] = {
     PlantedBug.STALE_LEASE_READ: "region-stale-leader",
 }
 """The profile that exposes each planted bug on the multi-region path."""
+
+TXN_EXPOSES: dict[str, str] = {
+    SECONDARIES_FIRST: "txn-crashes",
+    READS_IGNORE_LOCKS: "txn-stale-read",
+    TSO_BACKWARDS: "txn-tso",
+}
+"""The profile that exposes each planted bug of cross-region transactions."""

@@ -36,6 +36,7 @@ from cairn.check.linearizability import Verdict, check_history
 from cairn.meta.region import Peer, PeerRole, Region, range_key, slot_bound
 from cairn.placement import PlacementConfig, PlacementRules
 from cairn.placement.agent import AgentSettings
+from cairn.placement.tso import TSO_BACKWARDS, TsoSettings
 from cairn.raft.config import Config, PlantedBug
 from cairn.raft.types import NodeId, ReadOnlyOption
 from cairn.shard.host import HostConfig
@@ -62,6 +63,14 @@ from cairn.sim.region_pd import (
 )
 from cairn.sim.region_scenarios import SCENARIOS
 from cairn.sim.store_range import EPOCH_MS, SimStoreMachine
+from cairn.sim.txn_client import (
+    CRASH_STAGES,
+    READS_IGNORE_LOCKS,
+    TXN_PLANTS,
+    TxnContext,
+)
+from cairn.sim.txn_run import new_context, settle, with_transactions
+from cairn.sim.txn_workloads import AppendLogic
 from cairn.sim.workloads import (
     ClientLogic,
     Workload,
@@ -80,10 +89,16 @@ PLACEMENT_GROUP = 0
 WORKLOAD_KEYS = {
     Workload.QUEUE: "q0",
     Workload.STREAM: "s0",
-    Workload.APPEND: "{la}",
-    Workload.BANK: "{bank}",
+    Workload.APPEND: "la",
+    Workload.BANK: "bank",
 }
-"""The one key a queue or stream run works on (append, bank: the hash tag of their keys)."""
+"""The one key a queue or stream run works on (append, bank: the prefix of their keys,
+which lie in several regions)."""
+TXN_WORKLOADS = (Workload.APPEND, Workload.BANK)
+TXN_TIMEOUT_FACTOR = 2
+"""A transaction client waits this many times `client_timeout`: a cross-region
+transaction takes two timestamps and three rounds of proposals in several regions."""
+
 PD_CRASH_AFTER = (300 * MS, 700 * MS)
 """When, after the start, the placement group's leader is crashed (runs with crashes)."""
 
@@ -178,8 +193,25 @@ class RegionSimConfig:
     keep_trace: bool = False
     workload: Workload = Workload.REGISTER
     """What clients do: registers (checked for linearizability), or a queue, a stream,
-    list-append or bank transactions on one key or hash tag (`cairn.sim.workloads`,
-    checked against a final read of the applied state of the key's region leader)."""
+    list-append or bank transactions (`cairn.sim.workloads`, checked against a final
+    read of the applied state of the keys' region leaders)."""
+    workload_key: str = ""
+    """The workload's key or its keys' prefix ("": `WORKLOAD_KEYS`'); a hash tag such as
+    "{bank}" keeps a transaction workload's keys in one region (1PC transactions)."""
+    txn_plants: frozenset[str] = frozenset()
+    """Planted bugs of cross-region transactions (`cairn.sim.txn_client.TXN_PLANTS`)."""
+    coordinator_crashes: float = 0.05
+    """The chance that a cross-region transaction's coordinator dies mid-way."""
+    crash_stages: tuple[str, ...] = CRASH_STAGES
+    """Where a dying coordinator dies (drawn among these: `CRASH_STAGES`)."""
+    tso_wall_skew_ms: int = 0
+    """Each placement member's wall clock is off by up to this much (the TSO's time)."""
+    pd_crash_at: tuple[int, int] | None = None
+    """Crash the placement group's leader once, at a time drawn in this window (ns), even
+    without crash faults (None: once at `PD_CRASH_AFTER` when crashes are on)."""
+    pd_crash_every: int = 0
+    """With `pd_crash_at`: crash the placement group's leader again this often (ns; 0:
+    once), until the faults stop."""
 
     def __post_init__(self) -> None:
         if self.nodes < self.replicas or self.replicas < 1:
@@ -189,6 +221,10 @@ class RegionSimConfig:
         unknown = set(self.faults) - set(REGION_FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}")
+        if not self.crash_stages or not set(self.crash_stages) <= set(CRASH_STAGES):
+            raise ValueError(f"crash stages must be among {CRASH_STAGES}")
+        if not self.txn_plants <= set(TXN_PLANTS):
+            raise ValueError(f"unknown plants {sorted(self.txn_plants - set(TXN_PLANTS))}")
 
 
 EVERY_FAULT = RegionSimConfig(seed=0, faults=REGION_FAULTS, buggify=True, nemesis=HOOKED)
@@ -230,6 +266,9 @@ class RegionSimResult:
     workload: Workload = Workload.REGISTER
     workload_verdict: WorkloadVerdict | None = None
     """A workload run's check (None: a register run, or a violation stopped it)."""
+    transactions: dict[str, int] = field(default_factory=dict)
+    """What a transaction workload's transactions did (`TxnStats`: cross-region and
+    single-region ones, coordinator crashes, locks met and resolved)."""
 
     @property
     def failure(self) -> str | None:
@@ -301,6 +340,8 @@ class _Run:
         self.history: list[Op] = []
         self.counts = HistoryCounts()
         self.violation: Violation | None = None
+        self.converging = False
+        """Past the faults (`_converge`)."""
         self._coverage_seen = -1
         host_config = self._host_config(_child(self.root))
         self.read_mode = host_config.replica.raft.read_only_option
@@ -316,7 +357,7 @@ class _Run:
             self._observer,
             keep_history=False,
             buggify=self._buggify,
-            new_machine=SimStoreMachine,
+            new_machine=self._machine,
         )
         self._nodes_rng = _child(self.root)
         self.placement = SimPlacement(
@@ -329,6 +370,7 @@ class _Run:
                 first_id=first_free_id(config),
                 # Regions of a few dozen bytes: every change of size matters.
                 agent=AgentSettings(change_slack=(0, 0, 0), report_refresh=5.0),
+                tso=TsoSettings(plants=frozenset(config.txn_plants & {TSO_BACKWARDS})),
             ),
             _child(self.root),
             observer=lambda node: self._observer(node, PLACEMENT_GROUP),
@@ -350,11 +392,12 @@ class _Run:
             config.scenario,
         )
         self.keys = tuple(f"key{i}" for i in range(config.keys))
+        self.txn = self._new_txn()
         client_rng = _child(self.root)
         self.params = ClientParams(
             keys=self.keys,
             read_weight=_drawn(config.read_weight, client_rng.choice([0.2, 0.4, 0.6])),
-            timeout=config.client_timeout,
+            timeout=config.client_timeout * (TXN_TIMEOUT_FACTOR if self.txn else 1),
         )
         self.clients = [
             RoutedClient(
@@ -365,11 +408,33 @@ class _Run:
                 self.params,
                 self.history,
                 self.counts,
-                logic=_logic(config.workload, i),
+                logic=_logic_of(config, i),
+                txn=self.txn,
             )
             for i in range(config.clients)
         ]
         self.buggify = Buggify(_child(self.root), config.buggify)
+        if self.txn is not None:  # drawn last: the streams above stay what they were
+            for client in self.clients:
+                client.use_txn_rng(_child(self.root))
+            skew = config.tso_wall_skew_ms
+            for member in self.placement.setup.members:
+                self.placement.wall_skew_ms[member] = self.root.randint(-skew, skew)
+
+    def _machine(self) -> SimStoreMachine:
+        return SimStoreMachine(READS_IGNORE_LOCKS in self.config.txn_plants)
+
+    def _new_txn(self) -> TxnContext | None:
+        """The clients' cross-region transactions (None: not a transaction workload)."""
+        if self.config.workload not in TXN_WORKLOADS:
+            return None
+        config = self.config
+        return new_context(
+            config.txn_plants,
+            lambda: dict(self.placement.tso_clients),
+            config.coordinator_crashes,
+            config.crash_stages,
+        )
 
     def _buggify(self, site: str) -> bool:
         return self.buggify(site)
@@ -524,6 +589,7 @@ def _run_until(run: _Run, steps: int, deadline: int) -> None:
 
 def _converge(run: _Run) -> int | None:
     """Heal, stop the clients, and wait for the declared placement; the time it took."""
+    run.converging = True
     run.nemesis.heal_all()
     run.cluster.network.faults = NetworkFaults()
     for client in run.clients:
@@ -539,11 +605,20 @@ def _converge(run: _Run) -> int | None:
     return None
 
 
-def _logic(workload: Workload, index: int) -> ClientLogic | None:
-    """Client `index`'s workload logic (None: a register client)."""
-    if workload is Workload.REGISTER:
+def workload_key(config: RegionSimConfig) -> str:
+    """The key (queue, stream) or the keys' prefix (append, bank) of a workload's run."""
+    return config.workload_key or WORKLOAD_KEYS[config.workload]
+
+
+def _logic_of(config: RegionSimConfig, index: int) -> ClientLogic | None:
+    """Client `index`'s workload logic (None: a register client), with the list-append's
+    share of plain reads from `read_weight`."""
+    if config.workload is Workload.REGISTER:
         return None
-    return new_logic(workload, index, WORKLOAD_KEYS[workload])
+    logic = new_logic(config.workload, index, workload_key(config))
+    if isinstance(logic, AppendLogic) and config.read_weight is not None:
+        logic.plain_reads = config.read_weight
+    return logic
 
 
 def _final_workload_read(run: _Run) -> object:
@@ -553,7 +628,7 @@ def _final_workload_read(run: _Run) -> object:
     return final_read(
         workload,
         lambda key: _leader_machine(run, key),
-        WORKLOAD_KEYS[workload],
+        workload_key(run.config),
         EPOCH_MS + run.loop.now // MS,
     )
 
@@ -601,17 +676,22 @@ def _final_reads(run: _Run) -> None:
 
 
 def _schedule_placement_fault(run: _Run) -> None:
-    """With crashes on, crash the placement group's leader once while the faults run."""
-    if "crash" not in run.config.faults:
+    """With crashes on (or `pd_crash_at`), crash the placement group's leader once while
+    the faults run."""
+    forced = run.config.pd_crash_at
+    if "crash" not in run.config.faults and forced is None:
         return
     rng = run._pd_rng
     nemesis = run.nemesis
-    at = rng.randint(PD_CRASH_AFTER[0], PD_CRASH_AFTER[1])
+    at = rng.randint(*(forced or PD_CRASH_AFTER))
     down_for = rng.randint(1 * MS, nemesis.params.max_down)
 
     def strike() -> None:
-        if nemesis.active:
+        if nemesis.active or (forced is not None and not run.converging):
             run.placement.crash_leader(down_for, nemesis.count)
+        every = run.config.pd_crash_every
+        if forced is not None and every and not run.converging:
+            run.loop.call_later(every, HARNESS, "pd leader crash", strike)
 
     run.loop.call_later(at, HARNESS, "pd leader crash", strike)
 
@@ -633,6 +713,8 @@ def _execute(run: _Run) -> int | None:
                 f"convergence: not converged within {run.config.converge_within // MS} ms: {why}",
             )
         _final_reads(run)
+        if run.txn is not None:
+            settle(run, lambda key: _leader_machine(run, key))
         run.check_replicas()
     except InvariantViolationError as exc:
         run.violation = exc.violation
@@ -647,6 +729,8 @@ def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
     checked = None
     if run.violation is None and config.workload is not Workload.REGISTER:
         checked = check_workload(config.workload, run.history, _final_workload_read(run))
+        if run.txn is not None:
+            checked = with_transactions(run.txn, run.clients, checked)
     elif run.violation is None and config.check_linearizability:
         verdict = check_history(run.history)
     run.loop.record(f"final draw {run.root.random()}")
@@ -681,6 +765,7 @@ def run_region_simulation(config: RegionSimConfig) -> RegionSimResult:
         buggify_fired=dict(sorted(run.buggify.fired.items())),
         workload=config.workload,
         workload_verdict=checked,
+        transactions=run.txn.stats.figures() if run.txn is not None else {},
     )
 
 

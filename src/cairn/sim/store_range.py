@@ -16,6 +16,8 @@ Splitting and merging are record moves, the simulator's counterpart of the LMDB 
   deletion stamp of this one), and takes their count off this machine's key count;
 * `absorb` adds a merged neighbour's records and key count (time: the later of the two).
 
+Transactions' lock (``L``) and status (``S``) records move with their key's range too.
+
 Limits: IDEMPOTENT request records stay with the left half of a split (no simulated
 workload sends IDEMPOTENT), and WATCH stamps restart with the new region's log (no
 simulated workload WATCHes).
@@ -36,15 +38,19 @@ from cairn.store.layout import (
     FIELD_TAG,
     GARBAGE_TAG,
     KEY_COUNT_KEY,
+    LOCK_TAG,
     META_TAG,
     NOW_KEY,
+    STATUS_TAG,
     decode_u64,
     encode_u64,
+    status_range_key,
 )
 from cairn.store.machine import StoreMachine, decode_command
 from cairn.store.ranges import field_range_key
 from cairn.store.scope import range_key
 from cairn.store.transaction import TXN_COMMAND, decode_transaction
+from cairn.store.txn_locks import TXN_LOCK_COMMANDS
 
 EPOCH_MS = 1_700_000_000_000
 """Virtual time zero as a Unix time in ms, so entries carry plausible timestamps."""
@@ -61,17 +67,19 @@ def entry_keys(data: bytes) -> Sequence[bytes]:
             return decode_transaction(args[0]).keys()
     except ValueError:
         return ()
-    spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)
+    spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name) or TXN_LOCK_COMMANDS.get(name)
     if spec is None or not spec.arity_ok(len(args) + 1):
         return ()
     return spec.keys([name.encode(), *args])
 
 
 def record_range_key(key: bytes) -> bytes | None:
-    """The range key a data record (``M``, ``F``, ``G``) belongs to; None for the machine's
-    own (``X``) records."""
-    if key.startswith(META_TAG):
+    """The range key a data record (``M``, ``F``, ``G``) or a transaction's lock (``L``)
+    or status (``S``) record belongs to; None for the machine's own (``X``) records."""
+    if key.startswith(META_TAG) or key.startswith(LOCK_TAG):
         return key[1:]
+    if key.startswith(STATUS_TAG):
+        return status_range_key(key)
     if key.startswith(FIELD_TAG) or key.startswith(GARBAGE_TAG):
         return field_range_key(key)[0]
     return None
@@ -80,8 +88,10 @@ def record_range_key(key: bytes) -> bytes | None:
 class SimStoreMachine:
     """A region peer's `StoreMachine` on its own `MemoryKeyspace`, as a `RangeMachine`."""
 
-    def __init__(self) -> None:
+    def __init__(self, reads_ignore_locks: bool = False) -> None:
+        """`reads_ignore_locks`: the planted bug of that name (`StoreMachine`'s)."""
         self.store = StoreMachine(MemoryKeyspace())
+        self.store.reads_ignore_locks = reads_ignore_locks
 
     @property
     def applied_index(self) -> int:

@@ -1,15 +1,21 @@
 """Transaction workloads for simulated clients on the Redis machine: list-append and bank.
 
-Theory of operation. Both propose transactions as the one internal entry a real node's
+Theory of operation. A transaction is proposed as the one internal entry a real node's
 EXEC makes (`cairn.exec`, `cairn.store.transaction.encode_transaction` with no watched
-keys), so the simulator replicates exactly what Cairn replicates for MULTI/EXEC; its reply
-is the array of the commands' replies. All keys of a run share one hash tag (a
-transaction lives in one region until cross-region transactions land).
+keys) when its keys are in one region, so the simulator replicates exactly what Cairn
+replicates for MULTI/EXEC; its reply is the array of the commands' replies. The keys of a
+run carry no hash tag: they hash to slots spread over the founding regions (and the
+regions split and merge under them), so most transactions name keys in several regions
+and the client runs them through the real cross-region coordinator
+(`cairn.sim.txn_client`; the reply is the same EXEC array). Every command that meets a
+lock (`-LOCKED`) resolves it and runs again.
 
 List-append (`AppendLogic`). Each client sends transactions of one to four micro-operations on
-`KEYS` list keys (all under one hash tag: a transaction lives in one region): RPUSH of a
+`KEYS` list keys: RPUSH of a
 value unique in the run (client index times a million plus a counter), or LRANGE of the
-whole list. The history records ``f == "txn"`` with the micro-operations as
+whole list; a transaction of a single read is a plain LRANGE, served by the region
+leader as a linearizable read (the path that must not read through a lock). The history
+records ``f == "txn"`` with the micro-operations as
 `cairn.check.elle` reads them, and after the run every list is read from the leader's
 applied state; `check_append` runs Elle's checker (strict serializability: real-time
 edges on virtual time) and reports in the simulator's `WorkloadVerdict`.
@@ -17,9 +23,11 @@ edges on virtual time) and reports in the simulator's `WorkloadVerdict`.
 Bank (`BankLogic`). `ACCOUNTS` accounts open with `OPENING` each: every client first runs
 MSETNX of all opening balances (unrecorded; only the first applied one sets anything).
 Then a client either transfers a random amount between two accounts or reads every
-balance (GET each, one transaction). A third of the transfers are one EVAL of
-`TRANSFER_SCRIPT` (it moves the money only if the source can pay, else answers 0: FAIL);
-the others are DECRBY and INCRBY in one transaction, which without WATCH cannot look at
+balance (GET each, one transaction). A third of the transfers between two accounts of
+one region (as the client routes them) are one EVAL of
+`TRANSFER_SCRIPT` (it moves the money only if the source can pay, else answers 0: FAIL;
+a script cannot cross regions); the others are DECRBY and INCRBY in one transaction,
+which without WATCH cannot look at
 the balance first, so overdrafts are allowed here (the chaos bank, which WATCHes, forbids
 them). `check_bank` then holds every read and the final
 balances to the conserved total and explains the final balances by the transfers.
@@ -36,7 +44,7 @@ from dataclasses import dataclass
 from cairn.check.bank import check_bank
 from cairn.check.elle import check_list_append
 from cairn.check.history import Op, OpType
-from cairn.resp.reply import Array, Bulk, Integer, Reply
+from cairn.resp.reply import Array, Bulk, ErrorReply, Integer, Reply
 from cairn.sim.workloads import ClientLogic, Command, WorkloadVerdict
 from cairn.store.machine import StoreMachine
 from cairn.store.transaction import TXN_COMMAND, encode_transaction
@@ -57,17 +65,20 @@ KEYS = 4
 MAX_OPS = 4
 
 
-def keys_of(tag: str) -> list[str]:
-    """The run's list keys under hash tag `tag` (e.g. "{la}" -> "{la}:0" ...)."""
-    return [f"{tag}:{i}" for i in range(KEYS)]
+def keys_of(prefix: str) -> list[str]:
+    """The run's list keys named after `prefix` (e.g. "la" -> "la:0" ...; no hash tag,
+    so they lie in different regions)."""
+    return [f"{prefix}:{i}" for i in range(KEYS)]
 
 
 @dataclass(frozen=True, slots=True)
 class TxnCommand(Command):
     """A transaction: `payload` is the encoded `cairn.exec` argument (bytes, which the
-    string arguments of `Command` cannot carry)."""
+    string arguments of `Command` cannot carry); `commands` the same commands as argv
+    lists, for the cross-region coordinator."""
 
     payload: bytes = b""
+    commands: tuple[tuple[bytes, ...], ...] = ()
 
     def argv(self) -> list[bytes]:
         """The one argument of `cairn.exec`."""
@@ -75,9 +86,16 @@ class TxnCommand(Command):
 
 
 class AppendLogic(ClientLogic):
-    """One client of the list-append workload; `key` is the hash tag of the run's keys."""
+    """One client of the list-append workload; `key` is the prefix of the run's keys."""
+
+    plain_reads = 0.0
+    """The share of operations that are a plain LRANGE of one key (besides transactions
+    of a single read, which are plain reads too)."""
 
     def choose(self, rng: random.Random) -> Command:
+        if self.plain_reads and rng.random() < self.plain_reads:
+            key = rng.choice(keys_of(self.key))
+            return Command("txn", self.key, [["r", key, None]], "lrange", (key, "0", "-1"))
         ops: list[list[object]] = []
         commands: list[list[bytes]] = []
         for _ in range(rng.randint(1, MAX_OPS)):
@@ -90,11 +108,14 @@ class AppendLogic(ClientLogic):
             else:
                 ops.append(["r", key, None])
                 commands.append([b"LRANGE", key.encode(), b"0", b"-1"])
-        payload = encode_transaction([], commands)
-        return TxnCommand("txn", self.key, ops, TXN_COMMAND, (), payload)
+        if len(ops) == 1 and ops[0][0] == "r":
+            return Command("txn", self.key, ops, "lrange", (str(ops[0][1]), "0", "-1"))
+        return _txn("txn", self.key, ops, commands)
 
     def _value(self, cmd: Command, reply: Reply) -> object:
         assert isinstance(reply, Array) and isinstance(cmd.value, list)
+        if cmd.name == "lrange":  # a plain read
+            return [["r", cmd.value[0][1], _ints(reply)]]
         done: list[list[object]] = []
         for (f, k, v), item in zip(cmd.value, reply.items, strict=True):
             if f == "append":
@@ -124,7 +145,10 @@ def final_lists(
         machine = machine_of(key)
         if machine is None:
             return None
-        lists[key] = _ints(machine.execute_read("lrange", [key.encode(), b"0", b"-1"], now_ms))
+        reply = machine.execute_read("lrange", [key.encode(), b"0", b"-1"], now_ms)
+        if isinstance(reply, ErrorReply):  # still locked: the run could not settle it
+            return None
+        lists[key] = _ints(reply)
     return lists
 
 
@@ -146,9 +170,9 @@ ACCOUNTS = 5
 OPENING = 100
 
 
-def accounts_of(tag: str) -> list[str]:
-    """The run's account keys under hash tag `tag`."""
-    return [f"{tag}:{i}" for i in range(ACCOUNTS)]
+def accounts_of(prefix: str) -> list[str]:
+    """The run's account keys named after `prefix` (no hash tag)."""
+    return [f"{prefix}:{i}" for i in range(ACCOUNTS)]
 
 
 def opening_of(tag: str) -> dict[str, int]:
@@ -156,12 +180,14 @@ def opening_of(tag: str) -> dict[str, int]:
     return dict.fromkeys(accounts_of(tag), OPENING)
 
 
-def _txn(f: str, tag: str, value: object, commands: list[list[bytes]]) -> TxnCommand:
-    return TxnCommand(f, tag, value, TXN_COMMAND, (), encode_transaction([], commands))
+def _txn(f: str, prefix: str, value: object, commands: list[list[bytes]]) -> TxnCommand:
+    payload = encode_transaction([], commands)
+    argvs = tuple(tuple(c) for c in commands)
+    return TxnCommand(f, prefix, value, TXN_COMMAND, (), payload, argvs)
 
 
 class BankLogic(ClientLogic):
-    """One client of the bank; `key` is the hash tag of the accounts."""
+    """One client of the bank; `key` is the prefix of the accounts."""
 
     def setup(self) -> Command | None:
         args = [x for a in accounts_of(self.key) for x in (a.encode(), str(OPENING).encode())]
@@ -173,7 +199,7 @@ class BankLogic(ClientLogic):
             return _txn("read", self.key, None, [[b"GET", a.encode()] for a in names])
         src, dst = rng.sample(names, 2)
         amount = rng.randint(1, 30)
-        if rng.random() < 1 / 3:
+        if rng.random() < 1 / 3 and self.colocated([src, dst]):
             args = (TRANSFER_SCRIPT, "2", src, dst, str(amount))
             return Command("transfer", self.key, [src, dst, amount], "eval", args)
         commands = [
@@ -213,6 +239,8 @@ def final_balances(
         if machine is None:
             return None
         reply = machine.execute_read("get", [name.encode()], now_ms)
+        if isinstance(reply, ErrorReply):  # still locked: the run could not settle it
+            return None
         opened |= isinstance(reply, Bulk)
         out[name] = int(reply.value) if isinstance(reply, Bulk) else 0
     return out if opened else None
@@ -220,8 +248,8 @@ def final_balances(
 
 def check_bank_run(history: Sequence[Op], final: object) -> WorkloadVerdict:
     """The bank check of `history` against the final balances (None: none read); the
-    accounts' hash tag is the history's key."""
-    tag = next((op.key for op in history), "{bank}")
+    accounts' prefix is the history's key."""
+    tag = next((op.key for op in history), "bank")
     balances = final if isinstance(final, dict) else None
     verdict = check_bank(history, opening_of(tag), balances, allow_negative=True)
     texts = [str(a) for a in verdict.anomalies]

@@ -92,6 +92,9 @@ class ClientLogic:
         self.index = index
         self.key = key
         self.sent = 0
+        self.colocated: Callable[[Sequence[str]], bool] = _always
+        """Whether keys lie in one region as the client routes them (set by the client:
+        a script cannot cross regions)."""
 
     def choose(self, rng: random.Random) -> Command:
         """The next operation."""
@@ -120,6 +123,10 @@ class ClientLogic:
     def _token(self) -> str:
         self.sent += 1
         return f"{self.index}-{self.sent}"
+
+
+def _always(keys: Sequence[str]) -> bool:
+    return True
 
 
 class QueueLogic(ClientLogic):
