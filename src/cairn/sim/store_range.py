@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 import msgpack
 
 from cairn.resp.reply import Bulk, Reply
-from cairn.store.commands import COMMANDS, INTERNAL_COMMANDS
 from cairn.store.keyspace import MemoryKeyspace, write_batch
 from cairn.store.layout import (
     APPLIED_KEY,
@@ -41,7 +40,7 @@ from cairn.store.layout import (
     decode_u64,
     encode_u64,
 )
-from cairn.store.machine import StoreMachine, decode_command
+from cairn.store.machine import StoreMachine, command_keys, decode_command
 from cairn.store.ranges import field_range_key
 from cairn.store.scope import range_key
 from cairn.store.transaction import TXN_COMMAND, decode_transaction
@@ -61,10 +60,7 @@ def entry_keys(data: bytes) -> Sequence[bytes]:
             return decode_transaction(args[0]).keys()
     except ValueError:
         return ()
-    spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)
-    if spec is None or not spec.arity_ok(len(args) + 1):
-        return ()
-    return spec.keys([name.encode(), *args])
+    return tuple(command_keys(name, args))  # every family: cross-region txn, effects too
 
 
 def record_range_key(key: bytes) -> bytes | None:
