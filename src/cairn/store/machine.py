@@ -395,7 +395,12 @@ class StoreMachine:
         if isinstance(spec, ErrorReply):
             self._set_progress(index, now_ms)
             return spec
-        if not in_range and self.scope.is_region and not self._in_range(spec, args):
+        if (
+            self.scope.is_region
+            and (not in_range or spec.name in TXN_LOCK_COMMANDS)
+            and not self._in_range(spec, args)
+        ):  # the transactions' handlers, unlike cairn.exec's and cairn.effects', never
+            # look at the scope: checked here whatever the caller did (a few keys)
             self._set_progress(index, now_ms)
             return KEY_NOT_IN_REGION
         if self._locks_possible and _lock_checked(spec):
