@@ -22,9 +22,8 @@ from collections.abc import Callable, Sequence
 
 from cairn.meta.region import Region
 from cairn.resp.reply import Reply
-from cairn.store.commands import COMMANDS, INTERNAL_COMMANDS
 from cairn.store.keyspace import Keyspace
-from cairn.store.machine import StoreMachine
+from cairn.store.machine import StoreMachine, command_keys
 from cairn.store.scope import Scope
 
 
@@ -74,16 +73,15 @@ class StoreRangeMachine:
         self.store.restore(data)
 
     def keys_of(self, data: bytes) -> Sequence[bytes]:
-        """The Redis keys of a command entry (none for a malformed or unknown one: the
-        store answers those with an error and changes nothing)."""
+        """The Redis keys of a command entry, whatever its family (`command_keys`: the
+        cross-region transactions' and a script's effects too, which `RegionMachine`
+        must check against its range like any other); none for a malformed or unknown
+        one (the store answers those with an error and changes nothing)."""
         try:
             name, args, _ = self.store.decode(data)
         except ValueError:
             return ()
-        spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name)
-        if spec is None or not spec.arity_ok(len(args) + 1):
-            return ()
-        return spec.keys([name.encode(), *args])
+        return command_keys(name, args)
 
     def split_off(self, moves: Callable[[bytes], bool], applied: int) -> bytes:
         """Refused: see the module docstring."""

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 import msgpack
 
 from cairn.resp.reply import Bulk, Reply
-from cairn.store.commands import COMMANDS, INTERNAL_COMMANDS
 from cairn.store.keyspace import MemoryKeyspace, write_batch
 from cairn.store.layout import (
     APPLIED_KEY,
@@ -46,11 +45,10 @@ from cairn.store.layout import (
     encode_u64,
     status_range_key,
 )
-from cairn.store.machine import StoreMachine, decode_command
+from cairn.store.machine import StoreMachine, command_keys, decode_command
 from cairn.store.ranges import field_range_key
 from cairn.store.scope import range_key
 from cairn.store.transaction import TXN_COMMAND, decode_transaction
-from cairn.store.txn_locks import TXN_LOCK_COMMANDS
 
 EPOCH_MS = 1_700_000_000_000
 """Virtual time zero as a Unix time in ms, so entries carry plausible timestamps."""
@@ -67,10 +65,7 @@ def entry_keys(data: bytes) -> Sequence[bytes]:
             return decode_transaction(args[0]).keys()
     except ValueError:
         return ()
-    spec = COMMANDS.get(name) or INTERNAL_COMMANDS.get(name) or TXN_LOCK_COMMANDS.get(name)
-    if spec is None or not spec.arity_ok(len(args) + 1):
-        return ()
-    return spec.keys([name.encode(), *args])
+    return tuple(command_keys(name, args))  # every family: cross-region txn, effects too
 
 
 def record_range_key(key: bytes) -> bytes | None:

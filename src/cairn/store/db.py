@@ -19,6 +19,7 @@ value; the leader reclaims the records afterwards in bounded steps).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,12 +35,15 @@ from cairn.store.layout import (
     lock_key,
     meta_key,
     prefix_end,
+    slot_start,
     split_meta_key,
 )
 from cairn.store.notifications import EXPIRED, NEW, Event
 from cairn.store.reclaim import bury, next_version, reclaim
 from cairn.store.scope import WHOLE_KEYSPACE, Scope
 from cairn.store.slot import key_slot
+
+_log = logging.getLogger("cairn.store")
 
 _Scan = Callable[[bytes, bytes | None, int | None], list[tuple[bytes, bytes]]]
 """A keyspace walk, forwards (`scan`) or backwards (`rscan`)."""
@@ -334,13 +338,62 @@ class Db:
         self._prefixes.pop(key, None)
 
     def _add_key_count(self, key: bytes, delta: int) -> None:
+        """Add `delta` to the scope's key count and to the count of `key`'s slot, in the
+        same batch as the key's metadata record (already written or deleted).
+
+        A count that would go below zero means the counts no longer match the records,
+        a broken invariant (docs/reliability.md, Known findings): rather than stop the
+        region for good on every replica (the entry fails again after each restart), the
+        slot is counted again from its records and the total summed again, both logged
+        as errors. The records are the same on every replica, so the repair is too."""
         batch = self._write()
         total = self.scope.count_key
-        batch.put(total, encode_u64(decode_u64(batch.get(total)) + delta))
+        value = decode_u64(batch.get(total)) + delta
         if self.scope.is_region:
-            where = self.scope.slot_count_key(key_slot(key))
+            slot = key_slot(key)
+            where = self.scope.slot_count_key(slot)
             assert where is not None
-            _add_slot_count(batch, where, delta)
+            slot_ok = _add_slot_count(batch, where, delta)
+            if not slot_ok:
+                self._recount_slot(slot, where)
+            if not slot_ok or value < 0:
+                value = self._sum_slot_counts()
+        elif value < 0:
+            value = self._recount_all()
+        batch.put(total, encode_u64(value))
+
+    def _recount_slot(self, slot: int, where: bytes) -> None:
+        """Set the count of `slot` (record `where`) from the scope's records of it."""
+        batch = self._write()
+        lo, hi = self.scope.meta_bounds()
+        found = _count_rows(batch, max(lo, slot_start(slot)), min(hi, slot_start(slot + 1)))
+        _log.error(
+            "region %s: the key count of slot %d would go below zero; counted again "
+            "from its records: %d",
+            self.scope.region_id,
+            slot,
+            found,
+        )
+        if found:
+            batch.put(where, encode_u64(found))
+        else:
+            batch.delete(where)
+
+    def _sum_slot_counts(self) -> int:
+        """The scope's total as the sum of its per-slot counts (O(non-empty slots))."""
+        bounds = self.scope.slot_count_bounds()
+        assert bounds is not None
+        total = sum(decode_u64(value) for _, value in self._write().scan(*bounds))
+        _log.error(
+            "region %s: key count summed again from its slots: %d", self.scope.region_id, total
+        )
+        return total
+
+    def _recount_all(self) -> int:
+        """The number of the scope's metadata records (the whole keyspace's repair)."""
+        found = _count_rows(self._write(), *self.scope.meta_bounds())
+        _log.error("the key count would go below zero; counted again from the records: %d", found)
+        return found
 
 
 _CLEAR_CHUNK = 1024
@@ -355,11 +408,24 @@ def _walk(
     return [(internal[skip:], value) for internal, value in scan(prefix + start, stop, limit)]
 
 
-def _add_slot_count(batch: WriteBatch, where: bytes, delta: int) -> None:
+def _add_slot_count(batch: WriteBatch, where: bytes, delta: int) -> bool:
     """Add `delta` to the per-slot counter at `where`; one reaching 0 is deleted, so a
-    region keeps records only for its non-empty slots (what a split walks)."""
+    region keeps records only for its non-empty slots (what a split walks). False, and
+    nothing written, when it would go below zero (the caller counts the slot again)."""
     value = decode_u64(batch.get(where)) + delta
+    if value < 0:
+        return False
     if value:
         batch.put(where, encode_u64(value))
     else:
         batch.delete(where)
+    return True
+
+
+def _count_rows(reader: KeyspaceReader, lo: bytes, hi: bytes) -> int:
+    """How many records lie in ``[lo, hi)``, read a page at a time."""
+    count, position = 0, lo
+    while position < hi and (rows := reader.scan(position, hi, _CLEAR_CHUNK)):
+        count += len(rows)
+        position = rows[-1][0] + b"\x00"
+    return count

@@ -140,6 +140,22 @@ def _internal_spec(name: str) -> CommandSpec | None:
     )
 
 
+def command_keys(name: str, args: Sequence[bytes]) -> list[bytes]:
+    """The Redis keys of command `name` as an entry applies it (`args` without the name):
+    client and internal commands, MULTI/EXEC, IDEMPOTENT, the cross-region transactions'
+    and a script's effects alike; empty for an unknown command or a wrong arity (the
+    machine answers those with an error and changes nothing).
+
+    A region's driver checks these against its current range before it lets the machine
+    skip its own check (`apply_many(in_range=True)`), so they must be exactly the keys
+    the machine's own check would look at: a command family missing here is applied
+    unchecked, outside the region, after a split moved its keys away."""
+    spec = _internal_spec(name)
+    if spec is None or not spec.arity_ok(len(args) + 1):
+        return []
+    return spec.keys([name.encode(), *args])
+
+
 _LOCK_CHECKED_INTERNAL = frozenset({TXN_COMMAND, WATCH_COMMAND, IDEM_COMMAND, EFFECTS_COMMAND})
 """The internal commands carrying client commands (a script's effects too: its leader run
 read through any lock): lock-checked like those (`cairn.store.txn_locks`); the others
@@ -381,7 +397,12 @@ class StoreMachine:
         if isinstance(spec, ErrorReply):
             self._set_progress(index, now_ms)
             return spec
-        if not in_range and self.scope.is_region and not self._in_range(spec, args):
+        if (
+            self.scope.is_region
+            and (not in_range or spec.name in TXN_LOCK_COMMANDS)
+            and not self._in_range(spec, args)
+        ):  # the transactions' handlers, unlike cairn.exec's and cairn.effects', never
+            # look at the scope: checked here whatever the caller did (a few keys)
             self._set_progress(index, now_ms)
             return KEY_NOT_IN_REGION
         if self._locks_possible and _lock_checked(spec):
