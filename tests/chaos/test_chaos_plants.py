@@ -111,7 +111,7 @@ def test_plain_reads_find_reads_that_ignore_locks(tmp_path: Path) -> None:
         final_quiet=1.5,
     )
     result = run_chaos(config)
-    assert result.cross_region["append"]["cross_region"] > 20, result.cross_region
+    assert result.cross_region["append"]["cross_region"] >= 10, result.cross_region
     append = next(c for c in result.checks if c.name == "append")
     assert not append.ok, "reads of values from before acknowledged transactions went unnoticed"
     assert any("realtime" in a for a in append.anomalies), append.anomalies
