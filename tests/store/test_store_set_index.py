@@ -153,11 +153,12 @@ def narrowed() -> Iterator[None]:
 
 
 class _Reads:
-    """Counts the sub-records `Db.fields`/`Db.fields_reversed` hand out."""
+    """Counts the sub-records `Db.fields`, `Db.fields_reversed` and `Db.raw_fields` hand
+    out."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.rows = 0
-        for name in ("fields", "fields_reversed"):
+        for name in ("fields", "fields_reversed", "raw_fields"):
             original = getattr(Db, name)
 
             def counted(*args: object, _original: object = original, **kw: object) -> object:

@@ -293,6 +293,21 @@ class Db:
         prefix = self._element_prefix(key)[1]
         return _walk(self._reader.rscan, prefix, start, limit, end)
 
+    def raw_fields(
+        self, key: bytes, start: bytes, limit: int | None, end: bytes, reverse: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        """`fields` (`fields_reversed` when `reverse`) with each record's whole keyspace
+        key, whose first `field_offset(key)` bytes are the key's prefix: for walks that
+        read many records and use the fields of few (the order-statistics index), sparing
+        a copy of every record."""
+        prefix = self._element_prefix(key)[1]
+        scan = self._reader.rscan if reverse else self._reader.scan
+        return scan(prefix + start, prefix + end, limit)
+
+    def field_offset(self, key: bytes) -> int:
+        """Where a field starts in the keys `raw_fields` returns for `key`."""
+        return len(self._element_prefix(key)[1])
+
     def _element_prefix(self, key: bytes) -> tuple[int, bytes]:
         """(version, sub-record prefix) of `key`: its metadata's version when it has
         metadata, else the version a new incarnation takes (`next_version`)."""
