@@ -304,6 +304,13 @@ class Db:
         scan = self._reader.rscan if reverse else self._reader.scan
         return scan(prefix + start, prefix + end, limit)
 
+    def put_record(self, key: bytes, record: bytes, value: bytes) -> None:
+        """`put_field` of a sub-record of `key` named by its whole keyspace key, as
+        `raw_fields` returned it."""
+        self._write().put(record, value)
+        if self.stamp:
+            self._unstamped.add(key)
+
     def field_offset(self, key: bytes) -> int:
         """Where a field starts in the keys `raw_fields` returns for `key`."""
         return len(self._element_prefix(key)[1])

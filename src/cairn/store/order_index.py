@@ -227,6 +227,9 @@ class OrderIndex:
     def added(self, db: Db, key: bytes, entry: bytes) -> None:
         """Count `entry`, whose record the caller has just written (it was absent)."""
         height = level(entry, self.bits, self.levels)
+        if not height:
+            self._bump(db, key, entry, 1)
+            return
         for lvl in range(1, self.levels + 1):
             prev = self._previous(db, key, lvl, entry)
             if lvl > height:
@@ -303,6 +306,9 @@ class OrderIndex:
     def removed(self, db: Db, key: bytes, entry: bytes) -> None:
         """Stop counting `entry` (present until this call or just deleted by the caller)."""
         height = level(entry, self.bits, self.levels)
+        if not height:
+            self._bump(db, key, entry, -1)
+            return
         for lvl in range(1, self.levels + 1):
             prev = self._previous(db, key, lvl, entry)
             if prev is None and lvl > height:
@@ -363,6 +369,22 @@ class OrderIndex:
             return None
         record, raw = rows[0]
         return record[db.field_offset(key) + len(self.counts) + 1 :], _U64.unpack(raw)[0]
+
+    def _bump(self, db: Db, key: bytes, entry: bytes, delta: int) -> None:
+        """Add `delta` to the count of the last pivot below `entry` at each level, up to
+        the first level with none (then none lies below it above either): the whole of
+        counting or uncounting an entry that is no pivot (all but one in `FANOUT`), one
+        reverse lookup and one write per level, each on the record as read."""
+        for lvl in range(1, self.levels + 1):
+            floor = self.counts + bytes((lvl,))
+            rows = db.raw_fields(key, floor, 1, floor + entry, True)
+            if not rows:
+                return
+            record, raw = rows[0]
+            count = _U64.unpack(raw)[0] + delta
+            if count <= 0:
+                raise IndexCorruptError(f"a count of {key!r} would drop to {count}")
+            db.put_record(key, record, _U64.pack(count))
 
     def _span_count(self, db: Db, key: bytes, lvl: int, lo: bytes, hi: bytes | None) -> int:
         """The entries in [`lo`, `hi`), `lo` being a pivot of level `lvl` (0: an entry):
