@@ -53,6 +53,9 @@ _U64 = struct.Struct(">Q")
 _CHUNK = 16
 """Pivot records read per step of a walk inside a span (about `FANOUT` long)."""
 
+_Rows = list[tuple[bytes, bytes]]
+"""Records as `Db.raw_fields` returns them."""
+
 Path = list[tuple[bytes, int] | None]
 """Per level from 1 up: the pivot whose span holds an entry, with its count (None: the
 entry lies in that level's head); see `OrderIndex.select_path`."""
@@ -125,16 +128,35 @@ class OrderIndex:
         any below a head) keeps no count for that head, so it is read from its end (the
         head's count is what is left once its pivots are counted); the entries of the
         last span likewise from the nearer end. About a quarter of a span's records on
-        average, half of it for a head span, instead of all of them."""
+        average, half of it for a head span, instead of all of them. The first chunk is
+        read across every level's counts at once, from the top level's end down: levels
+        with no pivot at all (the top ones of a set of thousands) cost no read of their
+        own, their head being the whole set."""
         lo: bytes | None = None
         hi: bytes | None = None
         total = size
-        chosen: list[tuple[bytes, int] | None] = []
-        for lvl in range(self.levels, 0, -1):
-            lo, hi, total, rank = self._within(db, key, lvl, lo, hi, total, rank)
+        top, first = self._top_chunk(db, key)
+        chosen: list[tuple[bytes, int] | None] = [None] * (self.levels - top)
+        for lvl in range(top, 0, -1):
+            lo, hi, total, rank = self._within(
+                db, key, lvl, lo, hi, total, rank, first if lvl == top else None
+            )
             chosen.append(None if lo is None else (lo, total))
         chosen.reverse()
         return self._entry_in(db, key, lo or b"", hi, total, rank), chosen
+
+    def _top_chunk(self, db: Db, key: bytes) -> tuple[int, tuple[_Rows, bool]]:
+        """The highest level with a pivot (0: none), and the last pivots of that level (up
+        to `_CHUNK`, descending) with whether they are all of it: one backward read from
+        the end of the top level over every level's counts."""
+        at = db.field_offset(key) + len(self.counts)
+        floor = self.counts + bytes((1,))
+        rows = db.raw_fields(key, floor, _CHUNK, self._level_end(self.levels), True)
+        if not rows:
+            return 0, ([], True)
+        top = rows[0][0][at]
+        mine = [row for row in rows if row[0][at] == top]
+        return top, (mine, len(mine) < _CHUNK)
 
     def _within(
         self,
@@ -145,11 +167,13 @@ class OrderIndex:
         hi: bytes | None,
         total: int,
         rank: int,
+        first: tuple[_Rows, bool] | None = None,
     ) -> tuple[bytes | None, bytes | None, int, int]:
         """The pivot of level `lvl` whose span holds `rank` in the span [`lo`, `hi`) of
         `total` entries (`lo` a pivot of this level; None: the span starts at the first
         entry, with this level's head): (that pivot, or None for the head, the next pivot
-        or `hi`, its count, the rank within it)."""
+        or `hi`, its count, the rank within it). `first`: the span's last pivots, already
+        read (`_top_chunk`), and whether they are all of them."""
         end = self._level_end(lvl) if hi is None else self._pivot(lvl, hi)
         offset = db.field_offset(key)
         skip = offset + len(self.counts) + 1
@@ -170,7 +194,11 @@ class OrderIndex:
         after: bytes | None = None  # the record of the pivot after the one looked at
         floor = self._pivot(lvl, b"" if lo is None else lo)
         while True:
-            rows = db.raw_fields(key, floor, _CHUNK, end, reverse=True)
+            if first is None:
+                rows = db.raw_fields(key, floor, _CHUNK, end, reverse=True)
+                complete = len(rows) < _CHUNK
+            else:
+                (rows, complete), first = first, None
             for record, raw in rows:
                 count = unpack(raw)[0]
                 if back < count:
@@ -178,7 +206,7 @@ class OrderIndex:
                     return record[skip:], following, count, count - 1 - back
                 back -= count
                 after = record
-            if len(rows) < _CHUNK:
+            if complete:
                 if lo is None:  # in the head: `back` entries of it lie after `rank`
                     first = hi if after is None else after[skip:]
                     return None, first, back + rank + 1, rank
