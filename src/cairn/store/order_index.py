@@ -198,7 +198,8 @@ class OrderIndex:
                 rows = db.raw_fields(key, floor, _CHUNK, end, reverse=True)
                 complete = len(rows) < _CHUNK
             else:
-                (rows, complete), first = first, None
+                rows, complete = first
+                first = None
             for record, raw in rows:
                 count = unpack(raw)[0]
                 if back < count:
@@ -208,8 +209,8 @@ class OrderIndex:
                 after = record
             if complete:
                 if lo is None:  # in the head: `back` entries of it lie after `rank`
-                    first = hi if after is None else after[skip:]
-                    return None, first, back + rank + 1, rank
+                    head_end = hi if after is None else after[skip:]
+                    return None, head_end, back + rank + 1, rank
                 raise IndexCorruptError(f"rank past the counts of {key!r}")
             end = rows[-1][0][offset:]
 
