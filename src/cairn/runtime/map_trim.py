@@ -140,11 +140,18 @@ class MapTrimmer:
         return self.limit_bytes > 0 and self.rss_file_bytes() > self.limit_bytes
 
     async def run(self) -> None:
-        """Check every `interval_s`, trimming (in a thread: the kernel walks the map's
-        page tables) when `due`; until cancelled."""
+        """Check every `interval_s`, trimming when `due`; until cancelled. The trim runs on
+        the loop, like the environment's close: a map unmapped between reading
+        ``/proc/self/maps`` and advising it could be replaced by heap memory, which
+        ``MADV_DONTNEED`` would zero (advising at most a few tens of MB of mapped pages
+        takes milliseconds)."""
         if self.limit_bytes <= 0 or self._madvise is None:
             return
         while True:
             await asyncio.sleep(self.interval_s)
-            if self.due():
-                await asyncio.to_thread(self.trim)
+            try:
+                if self.due():
+                    self.trim()
+            except OSError as exc:  # no /proc here: nothing to bound
+                log.warning("not trimming the LMDB map: %s", exc)
+                return
