@@ -129,7 +129,7 @@ class Limits:
     map_resident_limit_bytes: int = 64 << 20
     """The node's file-backed resident set (LMDB's mapped data file, libraries) past which
     it drops the data file's pages from its mappings (`cairn.runtime.map_trim`: they stay
-    in the page cache); checked every 5 s. 0: never."""
+    in the page cache); checked every second. 0: never."""
     txn_status_retention_ms: int = 600_000
     """How long the outcome of a cross-region transaction is kept with its primary key
     after it was decided (`cairn.store.txn_locks`): a lock of it met later than this

@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 MADV_DONTNEED = 4
 """Linux's value (``mmap.MADV_DONTNEED`` where the platform defines it)."""
-DEFAULT_INTERVAL_S = 5.0
-"""How often the resident set is checked."""
+DEFAULT_INTERVAL_S = 1.0
+"""How often the resident set is checked (reading /proc/self/status: about 0.1 ms)."""
 PAGE = mmap.PAGESIZE
 
 
