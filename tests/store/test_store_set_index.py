@@ -4,6 +4,7 @@ random draws and ranks in big values read a few hundred records, not a walk."""
 
 from __future__ import annotations
 
+import random
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,9 +17,12 @@ from test_store_order_index import expected_counts
 
 from cairn.resp.reply import Array, Bulk, Integer
 from cairn.store import set_records, zset_records
+from cairn.store.commands import COMMANDS, run_in_batch
 from cairn.store.db import Db
+from cairn.store.keyspace import MemoryKeyspace
 from cairn.store.layout import ValueType
 from cairn.store.order_index import OrderIndex
+from cairn.store.scope import WHOLE_KEYSPACE
 
 KEYS = [b"{k}s", b"{k}t", b"{k}z", b"{k}y"]
 MEMBERS = [b"%c" % c for c in b"abcdefghijklmnopqrstuvwx"] + [b"", b"1", b"22"]
@@ -153,11 +157,12 @@ def narrowed() -> Iterator[None]:
 
 
 class _Reads:
-    """Counts the sub-records `Db.fields`/`Db.fields_reversed` hand out."""
+    """Counts the sub-records `Db.fields`, `Db.fields_reversed` and `Db.raw_fields` hand
+    out."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.rows = 0
-        for name in ("fields", "fields_reversed"):
+        for name in ("fields", "fields_reversed", "raw_fields"):
             original = getattr(Db, name)
 
             def counted(*args: object, _original: object = original, **kw: object) -> object:
@@ -198,3 +203,20 @@ def test_draws_from_a_big_set_read_a_few_hundred_records(
     assert isinstance(reply, Array) and len(reply.items) == 5
     assert reads.rows < 5 * 600
     assert client.call(b"SCARD", b"s") == Integer(12000 - 30)
+
+
+@pytest.mark.parametrize("size", [5, 300, 3000])
+def test_spop_draws_the_position_the_seeded_sample_draws(size: int) -> None:
+    """A write's SPOP pops the member at ``Random(seed).sample(range(size), 1)[0]`` of the
+    byte order, `seed` being the entry's log index, whichever way it finds that position
+    (a walk from the nearer end, the index): what every replica, of this version or the
+    earlier ones, computes for the same entry."""
+    space = MemoryKeyspace()
+    members = sorted(b"m%06d" % (i * 7919 % 100_000) for i in range(size))
+    spec = COMMANDS["sadd"]
+    run_in_batch(space, spec, [b"s", *members], 0, WHOLE_KEYSPACE, b"", 1)
+    for seed in range(2, 2 + min(size - 1, 30)):
+        expected = members[random.Random(seed).sample(range(len(members)), 1)[0]]
+        reply = run_in_batch(space, COMMANDS["spop"], [b"s"], 0, WHOLE_KEYSPACE, b"", seed)
+        assert reply == Bulk(expected)
+        members.remove(expected)

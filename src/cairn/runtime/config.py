@@ -126,6 +126,10 @@ class Limits:
     """How long a request id of IDEMPOTENT is remembered (`cairn.store.idempotency`)."""
     idempotency_max_ids: int = 100_000
     """Live request ids one region remembers; a new one beyond is refused."""
+    map_resident_limit_bytes: int = 64 << 20
+    """The node's file-backed resident set (LMDB's mapped data file, libraries) past which
+    it drops the data file's pages from its mappings (`cairn.runtime.map_trim`: they stay
+    in the page cache); checked every second. 0: never."""
     txn_status_retention_ms: int = 600_000
     """How long the outcome of a cross-region transaction is kept with its primary key
     after it was decided (`cairn.store.txn_locks`): a lock of it met later than this
@@ -444,6 +448,7 @@ _ZERO_OK = (
     "normal_output_soft_limit_seconds",
     "idle_timeout_s",
     "max_memory_bytes",
+    "map_resident_limit_bytes",
 )
 """`[limits]` keys where 0 means "no limit", as in Redis."""
 REDIRECT_MODES = ("auto", "always", "never")

@@ -44,6 +44,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import cast
 
 from cairn.env.host_store import HostStore, RegionRecord
@@ -85,6 +86,7 @@ from cairn.runtime.frames import FrameKind
 from cairn.runtime.host_store import LmdbHostStore, found_regions
 from cairn.runtime.info import render_info
 from cairn.runtime.keyspace_events import NOTIFY_PARAM, KeyspaceEvents
+from cairn.runtime.map_trim import MapTrimmer
 from cairn.runtime.memory_report import is_node_level, memory_command
 from cairn.runtime.monitor import Monitors
 from cairn.runtime.placement_wiring import NodePlacement, RemoteRegion
@@ -448,6 +450,10 @@ class Node:
             resolve_lock=self.txn.resolve_expired,
         )
         self._tasks.append(loop.create_task(self.reclaimer.run()))
+        self.map_trimmer = MapTrimmer(
+            Path(self.lmdb.path) / "data.mdb", cfg.limits.map_resident_limit_bytes
+        )
+        self._tasks.append(loop.create_task(self.map_trimmer.run()))
         self._tasks.append(loop.create_task(self._watch_failures()))
         log.info(
             "node %d serving clients on %s:%d with %d region(s)",

@@ -297,6 +297,28 @@ class Db:
         prefix = self._element_prefix(key)[1]
         return _walk(self._reader.rscan, prefix, start, limit, end)
 
+    def raw_fields(
+        self, key: bytes, start: bytes, limit: int | None, end: bytes, reverse: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        """`fields` (`fields_reversed` when `reverse`) with each record's whole keyspace
+        key, whose first `field_offset(key)` bytes are the key's prefix: for walks that
+        read many records and use the fields of few (the order-statistics index), sparing
+        a copy of every record."""
+        prefix = self._element_prefix(key)[1]
+        scan = self._reader.rscan if reverse else self._reader.scan
+        return scan(prefix + start, prefix + end, limit)
+
+    def put_record(self, key: bytes, record: bytes, value: bytes) -> None:
+        """`put_field` of a sub-record of `key` named by its whole keyspace key, as
+        `raw_fields` returned it."""
+        self._write().put(record, value)
+        if self.stamp:
+            self._unstamped.add(key)
+
+    def field_offset(self, key: bytes) -> int:
+        """Where a field starts in the keys `raw_fields` returns for `key`."""
+        return len(self._element_prefix(key)[1])
+
     def _element_prefix(self, key: bytes) -> tuple[int, bytes]:
         """(version, sub-record prefix) of `key`: its metadata's version when it has
         metadata, else the version a new incarnation takes (`next_version`)."""

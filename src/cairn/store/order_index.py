@@ -53,6 +53,9 @@ _U64 = struct.Struct(">Q")
 _CHUNK = 16
 """Pivot records read per step of a walk inside a span (about `FANOUT` long)."""
 
+_Rows = list[tuple[bytes, bytes]]
+"""Records as `Db.raw_fields` returns them."""
+
 Path = list[tuple[bytes, int] | None]
 """Per level from 1 up: the pivot whose span holds an entry, with its count (None: the
 entry lies in that level's head); see `OrderIndex.select_path`."""
@@ -118,76 +121,119 @@ class OrderIndex:
         is None too): what `removed_on` needs to remove that entry without looking its
         pivots up again.
 
-        Below the top span, every span starts with a pivot of its own level (the pivot
-        of the level above is one), so it has no head, and the span is read from
-        whichever end is nearer to `rank`, a chunk at a time, up to the pivot that holds
-        it; the entries of the last span likewise: about a quarter of the span's records
-        on average instead of all of them."""
-        lo, hi, total = b"", None, size
-        chosen: list[tuple[bytes, int] | None] = []
-        for lvl in range(self.levels, 0, -1):
-            if lo:
-                lo, hi, total, rank = self._within(db, key, lvl, lo, hi, total, rank)
-                chosen.append((lo, total))
-                continue
-            pivots = self._pivots(db, key, lvl, lo, hi)
-            head = total - sum(count for _, count in pivots)
-            if rank < head:
-                hi = pivots[0][0] if pivots else hi
-                total = head
-                chosen.append(None)
-                continue
-            rank -= head
-            for at, (pivot, count) in enumerate(pivots):
-                if rank < count:
-                    lo, total = pivot, count
-                    hi = pivots[at + 1][0] if at + 1 < len(pivots) else hi
-                    break
-                rank -= count
-            else:
-                raise IndexCorruptError(f"rank past the counts of {key!r}")
-            chosen.append((lo, total))
+        Each level's span is read a chunk of pivots at a time, up to the pivot that holds
+        `rank`: below the top span, every span starts with a pivot of its own level (the
+        pivot of the level above is one), so it has no head and is read from whichever
+        end is nearer to `rank`; a span that holds the head of its level (the top one, and
+        any below a head) keeps no count for that head, so it is read from its end (the
+        head's count is what is left once its pivots are counted); the entries of the
+        last span likewise from the nearer end. About a quarter of a span's records on
+        average, half of it for a head span, instead of all of them. The first chunk is
+        read across every level's counts at once, from the top level's end down: levels
+        with no pivot at all (the top ones of a set of thousands) cost no read of their
+        own, their head being the whole set."""
+        lo: bytes | None = None
+        hi: bytes | None = None
+        total = size
+        top, first = self._top_chunk(db, key)
+        chosen: list[tuple[bytes, int] | None] = [None] * (self.levels - top)
+        for lvl in range(top, 0, -1):
+            lo, hi, total, rank = self._within(
+                db, key, lvl, lo, hi, total, rank, first if lvl == top else None
+            )
+            chosen.append(None if lo is None else (lo, total))
         chosen.reverse()
-        return self._entry_in(db, key, lo, hi, total, rank), chosen
+        return self._entry_in(db, key, lo or b"", hi, total, rank), chosen
+
+    def _top_chunk(self, db: Db, key: bytes) -> tuple[int, tuple[_Rows, bool]]:
+        """The highest level with a pivot (0: none), and the last pivots of that level (up
+        to `_CHUNK`, descending) with whether they are all of it: one backward read from
+        the end of the top level over every level's counts."""
+        at = db.field_offset(key) + len(self.counts)
+        floor = self.counts + bytes((1,))
+        rows = db.raw_fields(key, floor, _CHUNK, self._level_end(self.levels), True)
+        if not rows:
+            return 0, ([], True)
+        top = rows[0][0][at]
+        mine = [row for row in rows if row[0][at] == top]
+        return top, (mine, len(mine) < _CHUNK)
 
     def _within(
-        self, db: Db, key: bytes, lvl: int, lo: bytes, hi: bytes | None, total: int, rank: int
-    ) -> tuple[bytes, bytes | None, int, int]:
+        self,
+        db: Db,
+        key: bytes,
+        lvl: int,
+        lo: bytes | None,
+        hi: bytes | None,
+        total: int,
+        rank: int,
+        first: tuple[_Rows, bool] | None = None,
+    ) -> tuple[bytes | None, bytes | None, int, int]:
         """The pivot of level `lvl` whose span holds `rank` in the span [`lo`, `hi`) of
-        `total` entries (`lo` a pivot of this level): (that pivot, the next one or `hi`,
-        its count, the rank within it)."""
+        `total` entries (`lo` a pivot of this level; None: the span starts at the first
+        entry, with this level's head): (that pivot, or None for the head, the next pivot
+        or `hi`, its count, the rank within it). `first`: the span's last pivots, already
+        read (`_top_chunk`), and whether they are all of them."""
         end = self._level_end(lvl) if hi is None else self._pivot(lvl, hi)
-        skip = len(self.counts) + 1
-        if rank < total - rank:  # forwards from `lo`
+        offset = db.field_offset(key)
+        skip = offset + len(self.counts) + 1
+        unpack = _U64.unpack
+        if lo is not None and rank < total - rank:  # forwards from `lo`
             start = self._pivot(lvl, lo)
             while True:
-                rows = db.fields(key, start, _CHUNK, end)
-                for at, (field, raw) in enumerate(rows):
-                    count = _U64.unpack(raw)[0]
+                rows = db.raw_fields(key, start, _CHUNK, end)
+                for at, (record, raw) in enumerate(rows):
+                    count = unpack(raw)[0]
                     if rank < count:
-                        following = rows[at + 1][0][skip:] if at + 1 < len(rows) else None
-                        if following is None and len(rows) == _CHUNK:
-                            more = db.fields(key, field + b"\x00", 1, end)
-                            following = more[0][0][skip:] if more else hi
-                        return field[skip:], hi if following is None else following, count, rank
+                        return record[skip:], self._next(db, key, rows, at, end, hi), count, rank
                     rank -= count
                 if len(rows) < _CHUNK:
                     raise IndexCorruptError(f"rank past the counts of {key!r}")
-                start = rows[-1][0] + b"\x00"
+                start = rows[-1][0][offset:] + b"\x00"
         back = total - 1 - rank  # backwards from `hi`
-        after = hi
-        floor = self._pivot(lvl, lo)
+        after: bytes | None = None  # the record of the pivot after the one looked at
+        floor = self._pivot(lvl, b"" if lo is None else lo)
         while True:
-            rows = db.fields_reversed(key, floor, _CHUNK, end)
-            for field, raw in rows:
-                count = _U64.unpack(raw)[0]
+            if first is None:
+                rows = db.raw_fields(key, floor, _CHUNK, end, reverse=True)
+                complete = len(rows) < _CHUNK
+            else:
+                rows, complete = first
+                first = None
+            for record, raw in rows:
+                count = unpack(raw)[0]
                 if back < count:
-                    return field[skip:], after, count, count - 1 - back
+                    following = hi if after is None else after[skip:]
+                    return record[skip:], following, count, count - 1 - back
                 back -= count
-                after = field[skip:]
-            if len(rows) < _CHUNK:
+                after = record
+            if complete:
+                if lo is None:  # in the head: `back` entries of it lie after `rank`
+                    head_end = hi if after is None else after[skip:]
+                    return None, head_end, back + rank + 1, rank
                 raise IndexCorruptError(f"rank past the counts of {key!r}")
-            end = rows[-1][0]
+            end = rows[-1][0][offset:]
+
+    def _next(
+        self,
+        db: Db,
+        key: bytes,
+        rows: list[tuple[bytes, bytes]],
+        at: int,
+        end: bytes,
+        hi: bytes | None,
+    ) -> bytes | None:
+        """The pivot after `rows[at]` (raw count records of one level, read forwards up
+        to `end`), or `hi` when there is none before `end`."""
+        offset = db.field_offset(key)
+        skip = offset + len(self.counts) + 1
+        if at + 1 < len(rows):
+            return rows[at + 1][0][skip:]
+        if len(rows) < _CHUNK:
+            return hi
+        start = rows[at][0][offset:] + b"\x00"
+        more = db.raw_fields(key, start, 1, end)
+        return more[0][0][skip:] if more else hi
 
     def _entry_in(
         self, db: Db, key: bytes, lo: bytes, hi: bytes | None, total: int, rank: int
@@ -196,20 +242,23 @@ class OrderIndex:
         nearer end."""
         bound = self._entry_bound(hi)
         if rank < total - rank:
-            rows = db.fields(key, self.entries + lo, rank + 1, bound)
             at = rank
+            rows = db.raw_fields(key, self.entries + lo, rank + 1, bound)
         else:
             at = total - 1 - rank
-            rows = db.fields_reversed(key, self.entries + lo, at + 1, bound)
+            rows = db.raw_fields(key, self.entries + lo, at + 1, bound, reverse=True)
         if len(rows) <= at:
             raise IndexCorruptError(f"fewer entries than counted in {key!r}")
-        return rows[at][0][len(self.entries) :]
+        return rows[at][0][db.field_offset(key) + len(self.entries) :]
 
     # -- maintenance --------------------------------------------------------------------
 
     def added(self, db: Db, key: bytes, entry: bytes) -> None:
         """Count `entry`, whose record the caller has just written (it was absent)."""
         height = level(entry, self.bits, self.levels)
+        if not height:
+            self._bump(db, key, entry, 1)
+            return
         for lvl in range(1, self.levels + 1):
             prev = self._previous(db, key, lvl, entry)
             if lvl > height:
@@ -286,6 +335,9 @@ class OrderIndex:
     def removed(self, db: Db, key: bytes, entry: bytes) -> None:
         """Stop counting `entry` (present until this call or just deleted by the caller)."""
         height = level(entry, self.bits, self.levels)
+        if not height:
+            self._bump(db, key, entry, -1)
+            return
         for lvl in range(1, self.levels + 1):
             prev = self._previous(db, key, lvl, entry)
             if prev is None and lvl > height:
@@ -335,23 +387,39 @@ class OrderIndex:
     ) -> list[tuple[bytes, int]]:
         """The pivots of level `lvl` with entries in [`lo`, `hi`) and their counts."""
         end = self._level_end(lvl) if hi is None else self._pivot(lvl, hi)
-        skip = len(self.counts) + 1
-        rows = db.fields(key, self._pivot(lvl, lo), None, end)
-        return [(field[skip:], _U64.unpack(raw)[0]) for field, raw in rows]
+        skip = db.field_offset(key) + len(self.counts) + 1
+        rows = db.raw_fields(key, self._pivot(lvl, lo), None, end)
+        return [(record[skip:], _U64.unpack(raw)[0]) for record, raw in rows]
 
     def _previous(self, db: Db, key: bytes, lvl: int, entry: bytes) -> tuple[bytes, int] | None:
         """The last pivot of level `lvl` below `entry`, with its count (None: the head)."""
-        rows = db.fields_reversed(key, self._pivot(lvl, b""), 1, self._pivot(lvl, entry))
+        rows = db.raw_fields(key, self._pivot(lvl, b""), 1, self._pivot(lvl, entry), True)
         if not rows:
             return None
-        field, raw = rows[0]
-        return field[len(self.counts) + 1 :], _U64.unpack(raw)[0]
+        record, raw = rows[0]
+        return record[db.field_offset(key) + len(self.counts) + 1 :], _U64.unpack(raw)[0]
+
+    def _bump(self, db: Db, key: bytes, entry: bytes, delta: int) -> None:
+        """Add `delta` to the count of the last pivot below `entry` at each level, up to
+        the first level with none (then none lies below it above either): the whole of
+        counting or uncounting an entry that is no pivot (all but one in `FANOUT`), one
+        reverse lookup and one write per level, each on the record as read."""
+        for lvl in range(1, self.levels + 1):
+            floor = self.counts + bytes((lvl,))
+            rows = db.raw_fields(key, floor, 1, floor + entry, True)
+            if not rows:
+                return
+            record, raw = rows[0]
+            count = _U64.unpack(raw)[0] + delta
+            if count <= 0:
+                raise IndexCorruptError(f"a count of {key!r} would drop to {count}")
+            db.put_record(key, record, _U64.pack(count))
 
     def _span_count(self, db: Db, key: bytes, lvl: int, lo: bytes, hi: bytes | None) -> int:
         """The entries in [`lo`, `hi`), `lo` being a pivot of level `lvl` (0: an entry):
         the sum of that level's counts over the span, or the entries themselves."""
         if lvl == 0:
-            return len(db.fields(key, self.entries + lo, None, self._entry_bound(hi)))
+            return len(db.raw_fields(key, self.entries + lo, None, self._entry_bound(hi)))
         return sum(count for _, count in self._pivots(db, key, lvl, lo, hi))
 
     def _put(self, db: Db, key: bytes, lvl: int, entry: bytes, count: int) -> None:

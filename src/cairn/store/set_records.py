@@ -73,6 +73,13 @@ def members(
     return [field[1:] for field, _ in walk(key, MEMBER + start, limit, stop)]
 
 
+def member_from_end(db: Db, key: bytes, offset: int, reverse: bool) -> bytes:
+    """The member `offset` places after the first of `key` (before the last when
+    `reverse`), which exists: one range scan of ``offset + 1`` records."""
+    rows = db.raw_fields(key, MEMBER, offset + 1, MEMBER_END, reverse)
+    return rows[offset][0][db.field_offset(key) + len(MEMBER) :]
+
+
 def member_at(db: Db, key: bytes, size: int, position: int) -> bytes:
     """The member at 0-based `position` of the byte order among `key`'s `size` members."""
     return POSITIONS.select(db, key, size, position)

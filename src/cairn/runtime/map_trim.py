@@ -1,0 +1,157 @@
+"""Keeping LMDB's mapped data file out of the node's resident set.
+
+Theory of operation. LMDB reads every record through a read-only shared memory map of
+``data.mdb`` (the node's environment has no ``MDB_WRITEMAP``: writes go through
+``pwrite``). Each page a read touches stays mapped into the process and counts in its RSS
+as ``RssFile``, until the whole data file is (1.2 GB after the reclaim of a 13-million-
+record value walked every page: docs/benchmarks.md). ``MDB_NORDAHEAD`` keeps a fault from
+bringing in its neighbours, but nothing ever unmaps a page once touched.
+
+Those pages are the kernel's page cache of the data file: clean, shared, and dropped under
+memory pressure whether mapped or not. What grows is the figure a supervisor watching RSS
+sees. `MapTrimmer` bounds it: every `interval_s` it reads the process's ``RssFile``
+(``/proc/self/status``) and, past `limit_bytes`, advises ``MADV_DONTNEED`` over the data
+file's mappings (found in ``/proc/self/maps``). On a shared file mapping that only drops
+this process's page-table entries: the pages stay in the page cache, nothing is written or
+lost, and the next read of a page maps it again (a minor fault, no disk read while the
+kernel keeps the page). The hot pages (the B-tree's upper levels, the pages a workload
+keeps reading) come back at once; what stays out is the cold bulk a large value or a
+reclaim walked through once.
+
+A writable mapping (``MDB_WRITEMAP``) is never advised; on anything but Linux the trimmer
+finds no mapping and does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import mmap
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MADV_DONTNEED = 4
+"""Linux's value (``mmap.MADV_DONTNEED`` where the platform defines it)."""
+DEFAULT_INTERVAL_S = 1.0
+"""How often the resident set is checked (reading /proc/self/status: about 0.1 ms)."""
+PAGE = mmap.PAGESIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """One mapping of the data file in this process: its address range and file offset."""
+
+    start: int
+    end: int
+    offset: int
+    writable: bool
+
+
+def parse_maps(text: str, path: Path) -> list[Mapping]:
+    """The mappings of file `path` listed in `text` (the format of ``/proc/PID/maps``)."""
+    wanted = str(path)
+    found = []
+    for line in text.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6 or parts[5] != wanted:
+            continue
+        start, _, end = parts[0].partition("-")
+        perms = parts[1]
+        found.append(Mapping(int(start, 16), int(end, 16), int(parts[2], 16), "w" in perms))
+    return found
+
+
+def status_kb(text: str, name: str) -> int:
+    """The value of `name` (``RssFile``, ``RssAnon`` ...) in kB in ``/proc/PID/status``
+    text; 0 when absent."""
+    for line in text.splitlines():
+        field, _, value = line.partition(":")
+        if field == name:
+            return int(value.split()[0])
+    return 0
+
+
+def _libc_madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+    madvise = getattr(libc, "madvise", None)
+    if madvise is None:
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    return madvise
+
+
+class MapTrimmer:
+    """Drops the data file's pages from this process's resident set once its file-backed
+    RSS passes `limit_bytes` (0: never)."""
+
+    def __init__(self, data_file: Path, limit_bytes: int, interval_s: float = DEFAULT_INTERVAL_S):
+        self.data_file = data_file.resolve()
+        self.limit_bytes = limit_bytes
+        self.interval_s = interval_s
+        self.trims = 0
+        """How many times the map was advised (INFO-style counter, for tests and logs)."""
+        self._madvise = _libc_madvise()
+
+    def rss_file_bytes(self) -> int:
+        """This process's file-backed resident set (the data file's mapped pages, and
+        the libraries'), in bytes."""
+        return 1024 * status_kb(Path("/proc/self/status").read_text(), "RssFile")
+
+    def mappings(self) -> list[Mapping]:
+        """The data file's mappings in this process."""
+        try:
+            text = Path("/proc/self/maps").read_text()
+        except OSError:
+            return []
+        return parse_maps(text, self.data_file)
+
+    def trim(self) -> int:
+        """Advise ``MADV_DONTNEED`` over every read-only mapping of the data file, up to
+        the file's size; the bytes advised."""
+        if self._madvise is None:
+            return 0
+        try:
+            size = self.data_file.stat().st_size
+        except OSError:
+            return 0
+        advised = 0
+        for m in self.mappings():
+            if m.writable or m.offset >= size:
+                continue
+            length = min(m.end - m.start, -(-(size - m.offset) // PAGE) * PAGE)
+            if self._madvise(m.start, length, MADV_DONTNEED) == 0:
+                advised += length
+            else:
+                log.warning("madvise of the LMDB map failed: errno %d", ctypes.get_errno())
+        self.trims += 1
+        return advised
+
+    def due(self) -> bool:
+        """Whether the resident set is past the limit."""
+        return self.limit_bytes > 0 and self.rss_file_bytes() > self.limit_bytes
+
+    async def run(self) -> None:
+        """Check every `interval_s`, trimming when `due`; until cancelled. The trim runs on
+        the loop, like the environment's close: a map unmapped between reading
+        ``/proc/self/maps`` and advising it could be replaced by heap memory, which
+        ``MADV_DONTNEED`` would zero (advising at most a few tens of MB of mapped pages
+        takes milliseconds)."""
+        if self.limit_bytes <= 0 or self._madvise is None:
+            return
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                if self.due():
+                    self.trim()
+            except OSError as exc:  # no /proc here: nothing to bound
+                log.warning("not trimming the LMDB map: %s", exc)
+                return
