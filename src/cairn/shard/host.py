@@ -232,7 +232,10 @@ class RegionPeer:
         self.peer_id = record.peer_id
         placeholder = record.region or Region(record.region_id, epoch=RegionEpoch(0, 0))
         storage = host.store if isinstance(host.store, RegionStorage) else None
-        self.machine = RegionMachine(inner, placeholder, self._on_split, self._on_merge, storage)
+        planted = host.config.replica.raft.bugs
+        self.machine = RegionMachine(
+            inner, placeholder, self._on_split, self._on_merge, storage, planted
+        )
         self.downstream = host.observers(host.node_id, record.region_id)
         self.idle_ticks = 0
         env = _RegionEnv(host, record.region_id, record.peer_id)
