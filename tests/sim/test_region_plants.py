@@ -40,6 +40,8 @@ CAUGHT_AS: dict[PlantedBug, set[str]] = {
     PlantedBug.NO_TRUNCATE: SAFETY | {LINEARIZABILITY},
     PlantedBug.COMMIT_OLD_TERM: SAFETY | {LINEARIZABILITY},
     PlantedBug.STALE_LEASE_READ: {LINEARIZABILITY},
+    PlantedBug.SPLIT_KEY_LEFT_BEHIND: {LINEARIZABILITY},
+    PlantedBug.APPLY_OUT_OF_RANGE: {LINEARIZABILITY},
 }
 """The violations each bug may show up as (a stale read is visible only in the history;
 a forgotten or doubled vote makes two leaders of a term first, or a leader missing a

@@ -210,7 +210,8 @@ class PlacementAgent:
     def _on_timer(self) -> None:
         if self.stopped or self.host.stopped:
             return
-        self.round()
+        if not self.host.buggify("agent.round_skipped"):  # buggify: a starved agent
+            self.round()
         self._timer = self.clock.call_later(self.settings.heartbeat_interval, self._on_timer)
 
     def round(self) -> None:
@@ -378,6 +379,9 @@ class PlacementAgent:
         name = type(step).__name__
         self.stats.steps[name] = self.stats.steps.get(name, 0) + 1
         self.log(f"pd n{self.node_id} r{region_id} {name}")
+        if self.host.buggify("agent.step_late"):  # the step runs after the driver moved on
+            self.clock.call_later(0.2, action)
+            return
         action()
 
     def _busy(self, region_id: int) -> bool:
@@ -434,6 +438,8 @@ class PlacementAgent:
 
     def _commit_merges(self, now: float) -> None:
         """Commit every merge whose source is frozen here into a target led from here."""
+        if self.host.buggify("agent.merge_commit_late"):
+            return  # buggify: this round proposes none (a later one does)
         for region_id in sorted(self.host.peers):
             source = self.host.peers[region_id]
             target_id = source.machine.merging_into

@@ -348,7 +348,8 @@ class PlacementMember:
     def _on_tick(self) -> None:
         if self.replica.stopped:
             return
-        if not self._tick_in_flight and self.serving():
+        late = self.replica.env.buggify("placement.tick_skipped")  # the driver's tick is late
+        if not self._tick_in_flight and self.serving() and not late:
             self._tick_in_flight = True
             self.stats.ticks += 1
             self.submit((Tick(0),), self._ticked)

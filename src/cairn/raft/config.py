@@ -27,6 +27,13 @@ class PlantedBug(enum.Enum):
     """A leader serves lease reads without checking that its lease is still valid."""
     UNSYNCED_VOTE = "unsynced-vote"
     """A new vote or term is not marked `must_sync`, so a crash may forget it."""
+    SPLIT_KEY_LEFT_BEHIND = "split-key-left-behind"
+    """Node level (`RegionMachine`): a split hands the new region the keys past the split
+    point but keeps those at it (the split key, or the first slot of a split at a slot
+    bound), which the left part no longer owns: the new region lacks them."""
+    APPLY_OUT_OF_RANGE = "apply-out-of-range"
+    """Node level (`RegionMachine`): a write whose key a split moved away between its
+    proposal and its apply is applied anyway, in the region that no longer owns it."""
 
 
 @dataclass(frozen=True, slots=True)

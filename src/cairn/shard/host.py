@@ -232,7 +232,10 @@ class RegionPeer:
         self.peer_id = record.peer_id
         placeholder = record.region or Region(record.region_id, epoch=RegionEpoch(0, 0))
         storage = host.store if isinstance(host.store, RegionStorage) else None
-        self.machine = RegionMachine(inner, placeholder, self._on_split, self._on_merge, storage)
+        planted = host.config.replica.raft.bugs
+        self.machine = RegionMachine(
+            inner, placeholder, self._on_split, self._on_merge, storage, planted
+        )
         self.downstream = host.observers(host.node_id, record.region_id)
         self.idle_ticks = 0
         env = _RegionEnv(host, record.region_id, record.peer_id)
@@ -578,6 +581,9 @@ class RegionHost:
             value = completion.value
             if isinstance(value, KeyNotInRegion | EpochNotMatch):
                 completion = self._stale(value.region, "the region changed before applying")
+            if self.buggify("host.apply_notified_late"):  # the notice of the apply comes late
+                self.clock.call_later(0.05, partial(on_done, self._hinted(completion)))
+                return
             on_done(self._hinted(completion))
 
         return done
@@ -755,7 +761,7 @@ class RegionHost:
         """Drain at the end of this turn of the event loop (once, however often asked)."""
         if not self._drain_scheduled and not self.stopped:
             self._drain_scheduled = True
-            self.clock.call_later(0.0, self._drain)
+            self.clock.call_later(0.004 if self.buggify("host.drain_late") else 0.0, self._drain)
 
     def _post(self, envelope: Envelope) -> None:
         self._outbox.setdefault(envelope.to_peer.node_id, []).append(envelope)
@@ -945,7 +951,7 @@ class RegionHost:
         peer.idle_ticks += 1
         founding = peer.region_id in self._founding
         wait = FOUNDING_QUIESCE_TICKS if founding else self.config.quiesce_after_ticks
-        if peer.idle_ticks < wait:
+        if peer.idle_ticks < wait or self.buggify("host.quiesce_deferred"):
             return False
         if not replica.quiesce():
             peer.idle_ticks = 0

@@ -56,6 +56,7 @@ from cairn.meta.region import (
     range_key,
     split_region,
 )
+from cairn.raft.config import PlantedBug
 
 ADMIN_TAG = b"\xc1"
 """The first byte of an admin command (never the first byte of a msgpack value)."""
@@ -288,8 +289,11 @@ class RegionMachine:
         on_split: SplitHook,
         on_merge: MergeHook = lambda source, merged: None,
         storage: RegionStorage | None = None,
+        planted: frozenset[PlantedBug] = frozenset(),
     ) -> None:
         self.inner = inner
+        self.planted = planted
+        """Deliberate node-level bugs (`PlantedBug`), for the simulator's tests only."""
         self.region = region
         self.on_split = on_split
         self.on_merge = on_merge
@@ -317,12 +321,16 @@ class RegionMachine:
         """Apply a normal or admin command (see the module docstring)."""
         if data[:1] == ADMIN_TAG:
             return self._apply_admin(index, msgpack.unpackb(data[1:]))
-        region = self.region
-        if self.merging_into is not None:
-            return KeyNotInRegion(region)
-        if not all(region.contains(range_key(k)) for k in self.inner.keys_of(data)):
-            return KeyNotInRegion(region)
+        if self.merging_into is not None or not self._in_range(data):
+            return KeyNotInRegion(self.region)
         return self.inner.apply(index, data)
+
+    def _in_range(self, data: bytes) -> bool:
+        """Whether every key normal command `data` touches lies in the region now."""
+        if PlantedBug.APPLY_OUT_OF_RANGE in self.planted:
+            return True
+        region = self.region
+        return all(region.contains(range_key(k)) for k in self.inner.keys_of(data))
 
     @property
     def apply_many(self) -> Callable[[Sequence[tuple[int, bytes]]], list[object]] | None:
@@ -342,11 +350,7 @@ class RegionMachine:
         results: list[object] = []
         run: list[tuple[int, bytes]] = []
         for index, data in entries:
-            if (
-                data[:1] != ADMIN_TAG
-                and self.merging_into is None
-                and all(self.region.contains(range_key(k)) for k in self.inner.keys_of(data))
-            ):
+            if data[:1] != ADMIN_TAG and self.merging_into is None and self._in_range(data):
                 run.append((index, data))
                 continue
             if run:  # what precedes an admin or refused entry applies first, in log order
@@ -413,7 +417,10 @@ class RegionMachine:
             self.region = left
             self.on_split(left, right, None)
             return SplitDone(left, right)
-        moved = self.inner.split_off(right.contains, SPLIT_INIT_INDEX)
+        moves = right.contains
+        if PlantedBug.SPLIT_KEY_LEFT_BEHIND in self.planted:
+            moves = partial(_above, split_key, right)
+        moved = self.inner.split_off(moves, SPLIT_INIT_INDEX)
         self.region = left
         self.on_split(left, right, bytes(msgpack.packb([encode_region(right), moved])))
         return SplitDone(left, right)
@@ -445,6 +452,12 @@ class RegionMachine:
         self.region = described
         self.merging_into = merging_into
         self.absorbed = tuple(int(i) for i in merge[1]) if merge else ()
+
+
+def _above(split_key: bytes, right: Region, key: bytes) -> bool:
+    """`PlantedBug.SPLIT_KEY_LEFT_BEHIND`'s handover: the right part's keys but those at
+    the split point (the split key, or the keys of the slot a slot-bound split starts)."""
+    return right.contains(key) and not key.startswith(split_key)
 
 
 def initial_image(inner: RangeMachine, region: Region) -> bytes:

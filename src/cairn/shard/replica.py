@@ -472,7 +472,7 @@ class Replica:
         """Whether a linearizable read may be served from the state as it is, at once: this
         leader holds its lease and has applied everything committed, so no Ready round
         (ReadIndex) is needed. Counted as a lease read when true."""
-        if self._stopped:
+        if self._stopped or self.env.buggify("replica.lease_read_refused"):
             return False
         self._catch_up()
         index = self.raw.lease_read_index()
@@ -493,7 +493,7 @@ class Replica:
 
     def transfer_leader(self, to: NodeId) -> None:
         """Ask the leader to hand leadership to `to`."""
-        if self._stopped:
+        if self._stopped or self.env.buggify("replica.transfer_ignored"):
             return
         self._catch_up()
         self.raw.transfer_leader(to)
@@ -650,7 +650,7 @@ class Replica:
         """The host's timer fired: catch up the ticks owed (hosted replicas only), and ask
         for a drain only if they made work (a message, a change of role or term): an idle
         follower's tick then costs a few attribute reads, not a Ready pass."""
-        if self._stopped or self.quiesced:
+        if self._stopped or self.quiesced or self.env.buggify("replica.tick_skipped"):
             return
         raw = self.raw
         role, term = raw.role, raw.term
@@ -922,7 +922,7 @@ class Replica:
         """Tell the core its snapshots went out; a lost one is retried after a probe."""
         reports, self._snapshot_reports = self._snapshot_reports, []
         for to in reports:
-            self.raw.report_snapshot(to, True)
+            self.raw.report_snapshot(to, not self.env.buggify("replica.snapshot_reported_failed"))
 
     def _restore(self, snap: Snapshot) -> None:
         self.machine.restore(snap.data)
@@ -1005,6 +1005,8 @@ class Replica:
             read = self._reads.get(rs.request_ctx)
             if read is not None:
                 read.index = rs.index
+        if self.env.buggify("replica.read_served_late"):
+            return  # buggify: the reads ready now are answered at a later Ready
         ready = [
             c for c, r in self._reads.items() if r.index is not None and r.index <= self.applied
         ]

@@ -47,10 +47,11 @@ def _never(site: str) -> bool:
 class SimHostTransport:
     """A host's `HostTransport` onto the simulated network.
 
-    Two buggify sites: `host.send_held_back` holds a whole batch back for a while before
-    it leaves (a congested socket buffer: later batches may overtake it), and
+    Three buggify sites: `host.send_held_back` holds a whole batch back for a while before
+    it leaves (a congested socket buffer: later batches may overtake it),
     `host.snapshot_cut_short` loses a snapshot on the way (a stream that broke midway; the
-    leader retries after a probe)."""
+    leader retries after a probe), and `host.batch_reordered` sends a batch's envelopes
+    last first (frames of one flush that took different connections)."""
 
     def __init__(self, network: SimNetwork, node_id: NodeId, buggify: Buggify = _never) -> None:
         self._network = network
@@ -64,6 +65,8 @@ class SimHostTransport:
             self._network.loop.record(f"buggify snapshot cut short n{self._node_id}->n{to}")
         if not envelopes:
             return
+        if len(envelopes) > 1 and self._buggify("host.batch_reordered"):
+            envelopes = envelopes[::-1]
         network = self._network
         if self._buggify("host.send_held_back"):
             delay = network.rng.randint(*HELD_BACK)

@@ -108,6 +108,10 @@ FSYNC_LATENCY = (0.0002, 0.003)
 """The range (seconds) a simulated background fsync's duration is drawn from."""
 SLOW_FSYNC = (0.02, 0.2)
 """The range (seconds) of a slow fsync (buggify site `disk.slow_fsync`)."""
+LATE_REPORT = (0.005, 0.1)
+"""How long (seconds) a finished fsync's report waits (buggify `disk.sync_reported_late`):
+the writes are durable, the node does not know it yet (a crash now loses no data but
+every acknowledgement that waited for it)."""
 
 
 class BackgroundSyncDisk(SimNodeDisk):
@@ -117,8 +121,10 @@ class BackgroundSyncDisk(SimNodeDisk):
 
     The fsync takes a random time; it makes durable the writes made before it started
     (not those made after) and reports to the incarnation that started it (`clock` is
-    the current incarnation's: a crashed one hears nothing). Buggify site
-    `disk.slow_fsync`: an fsync takes 20 to 200 ms (a disk busy with something else).
+    the current incarnation's: a crashed one hears nothing). Buggify sites
+    `disk.slow_fsync`: an fsync takes 20 to 200 ms (a disk busy with something else);
+    `disk.sync_reported_late`: an fsync is done, but the thread's report of it reaches the
+    node 5 to 100 ms later (a busy event loop).
     """
 
     def __init__(
@@ -136,6 +142,7 @@ class BackgroundSyncDisk(SimNodeDisk):
         """See `BackgroundSync`."""
         assert self.clock is not None, "the node's clock is set at each start"
         last = self.pending[-1] if self.pending else None
+        clock = self.clock
 
         def finish() -> None:
             self.syncs += 1
@@ -143,7 +150,10 @@ class BackgroundSyncDisk(SimNodeDisk):
                 if write is last:
                     self.flush(i + 1)
                     break
+            if self.buggify("disk.sync_reported_late"):
+                clock.call_later(self._rng.uniform(*LATE_REPORT), lambda: done(None))
+                return
             done(None)
 
         latency = SLOW_FSYNC if self.buggify("disk.slow_fsync") else self.latency
-        self.clock.call_later(self._rng.uniform(*latency), finish)
+        clock.call_later(self._rng.uniform(*latency), finish)

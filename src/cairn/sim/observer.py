@@ -46,9 +46,11 @@ class SimObserver:
         node = replica.node_id
         if ready.soft_state is not None and ready.soft_state.role is StateRole.LEADER:
             log = replica.raw.log
-            self.checker.leader_elected(
-                node, replica.term, _log_term_at(replica), log.first_index()
-            )
+            # The term this Ready was prepared in (now persisted), not the core's current
+            # one: a Ready finished after a background fsync may find the core, which
+            # stepped messages meanwhile, already a follower of a later term.
+            term = replica.storage.hard_state.term
+            self.checker.leader_elected(node, term, _log_term_at(replica), log.first_index())
             self.hooks.after_election(node)
         if ready.entries:
             self.checker.entries_written(node, ready.entries, _storage_term_at(replica))

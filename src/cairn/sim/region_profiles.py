@@ -18,6 +18,12 @@ is caught; with no bug, the same seeds stay safe.
 * `region-stale-leader` — lease reads, with leaders paused and cut off while clocks drift:
   a deposed leader that still trusts its lease serves a stale read. Exposes
   STALE_LEASE_READ.
+* `region-splits` — one region that splits again and again under twenty writers on
+  thirty keys, with background fsyncs, long message delays and pauses, which hold a
+  split's entry between its proposal and its apply while writes routed under the old
+  epoch pile up behind it. Exposes the node-level SPLIT_KEY_LEFT_BEHIND (a split keeps
+  the keys at its split point: the new region lacks them) and APPLY_OUT_OF_RANGE (a write
+  applied in the region a split just took its key from), both seen by the final reads.
 
 Cross-region transactions (`cairn.sim.txn_client`; `TXN_EXPOSES`, proven by
 `tests/sim/test_sim_txn.py`): no network faults, so transactions commit quickly and
@@ -148,6 +154,20 @@ TXN_TSO = RegionSimConfig(
     pd_crash_every=250 * MS,
 )
 
+REGION_SPLITS = RegionSimConfig(
+    seed=0,
+    nodes=3,
+    steps=6000,
+    regions=1,
+    clients=20,
+    keys=30,
+    read_weight=0.3,
+    faults=("delay", "pause"),
+    losses=0,
+    background_sync=True,
+    read_mode=ReadOnlyOption.SAFE,
+)
+
 REGION_PROFILES: dict[str, RegionSimConfig] = {
     "region-elections": REGION_ELECTIONS,
     "region-figure-8": REGION_FIGURE_8,
@@ -155,6 +175,7 @@ REGION_PROFILES: dict[str, RegionSimConfig] = {
     "txn-crashes": TXN_CRASHES,
     "txn-stale-read": TXN_STALE_READ,
     "txn-tso": TXN_TSO,
+    "region-splits": REGION_SPLITS,
 }
 """Every multi-region profile by name."""
 
@@ -164,6 +185,8 @@ REGION_EXPOSES: dict[PlantedBug, str] = {
     PlantedBug.NO_TRUNCATE: "region-figure-8",
     PlantedBug.COMMIT_OLD_TERM: "region-figure-8",
     PlantedBug.STALE_LEASE_READ: "region-stale-leader",
+    PlantedBug.SPLIT_KEY_LEFT_BEHIND: "region-splits",
+    PlantedBug.APPLY_OUT_OF_RANGE: "region-splits",
 }
 """The profile that exposes each planted bug on the multi-region path."""
 
