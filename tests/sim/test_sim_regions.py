@@ -47,7 +47,7 @@ def test_same_seed_same_run() -> None:
     assert run_region_simulation(RegionSimConfig(seed=4, steps=2500)).digest != a.digest
 
 
-@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("seed", [6, 9])  # seeds whose runs split and move
 def test_a_run_splits_moves_and_converges_safely(seed: int) -> None:
     result = run_region_simulation(RegionSimConfig(seed=seed, steps=8000))
     assert result.ok, result.failure
