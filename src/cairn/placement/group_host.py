@@ -27,9 +27,7 @@ splits, merges or changes its membership.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Protocol
 
 from cairn.env.host_store import RegionRecord
@@ -107,33 +105,6 @@ def placement_region(members: Sequence[NodeId]) -> Region:
     """The placement group's region: one voter per member, its peer id the node id."""
     peers = tuple(Peer(node, node) for node in sorted(members))
     return Region(PLACEMENT_REGION_ID, epoch=RegionEpoch(1, 1), peers=peers)
-
-
-PLACEMENT_TICK = 0.05
-"""Seconds per tick of the placement replica: coarser than a region's, since the group never
-quiesces and its timer is most of an idle node's wake-ups."""
-
-
-def placement_replica(
-    region: ReplicaConfig, tick_interval: float = PLACEMENT_TICK
-) -> ReplicaConfig:
-    """The placement replica's config from the regions': the same Raft options on a tick of
-    at least `tick_interval`, with the election, heartbeat, clock-drift and read timeout
-    times kept in seconds (the drift rounded up: a lease is only ever shorter)."""
-    tick = max(region.tick_interval, tick_interval)
-    raft = region.raft
-    scale = region.tick_interval / tick
-    election = max(4, round(raft.election_tick * scale))
-    heartbeat = min(election - 1, max(1, round(raft.heartbeat_tick * scale)))
-    drift = min(election - 1, math.ceil(raft.max_clock_drift_ticks * scale))
-    return replace(
-        region,
-        raft=replace(
-            raft, election_tick=election, heartbeat_tick=heartbeat, max_clock_drift_ticks=drift
-        ),
-        tick_interval=tick,
-        read_timeout_ticks=max(1, round(region.read_timeout_ticks * scale)),
-    )
 
 
 def placement_host_config(replica: ReplicaConfig) -> HostConfig:

@@ -36,7 +36,6 @@ from cairn.check.linearizability import Verdict, check_history
 from cairn.meta.region import Peer, PeerRole, Region, range_key, slot_bound
 from cairn.placement import PlacementConfig, PlacementRules
 from cairn.placement.agent import AgentSettings
-from cairn.placement.group_host import placement_replica
 from cairn.raft.config import Config, PlantedBug
 from cairn.raft.types import NodeId, ReadOnlyOption
 from cairn.shard.host import HostConfig
@@ -324,7 +323,7 @@ class _Run:
             self.cluster,
             PlacementSetup(
                 members=tuple(range(1, min(PLACEMENT_MEMBERS, config.nodes) + 1)),
-                replica=placement_replica(host_config.replica),  # as a real node's
+                replica=host_config.replica,
                 config=SIM_PLACEMENT,
                 rules=PlacementRules(replicas=config.replicas),
                 first_id=first_free_id(config),
