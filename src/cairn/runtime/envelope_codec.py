@@ -6,10 +6,10 @@ An `Envelope` travels as a positional msgpack list::
      start, end, message or None, term, commit]
 
 with the Raft message in `cairn.raft.wire`'s form. All envelopes a host sends to one node
-in one drain go in ONE `ENVELOPES` frame, written at once (as a lone group's Raft
-messages were: a leader's appends travel while it fsyncs). An envelope whose message
-carries a snapshot larger than the transport's chunk size travels as an `ENVELOPE_CHUNK`
-stream instead, its head being the envelope without the snapshot's data.
+in one drain go in ONE `ENVELOPES` frame, written at once (a leader's appends travel
+while it fsyncs). An envelope whose message carries a snapshot larger than the
+transport's chunk size travels as an `ENVELOPE_CHUNK` stream instead, its head being the
+envelope without the snapshot's data.
 
 The placement group's region (`PLACEMENT_REGION_ID`) travels in the same frames; its
 envelopes are handed to the member's placement host (`placement_handler`), never to the
