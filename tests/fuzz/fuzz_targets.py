@@ -68,10 +68,9 @@ from cairn.runtime.frame_checks import (
     check_join_peers,
     check_peers,
     check_placement,
-    check_raft,
     check_regions,
 )
-from cairn.runtime.frames import FrameDecoder, FrameError, FrameKind, encode_frame
+from cairn.runtime.frames import RETIRED_KINDS, FrameDecoder, FrameError, FrameKind, encode_frame
 from cairn.runtime.peer_auth import HANDSHAKE_MAX_FRAME, Handshake, Role
 from cairn.shard.envelope import Envelope, EnvelopeKind
 from cairn.shard.region_machine import (
@@ -154,21 +153,21 @@ PEER_ID = 2
 def dispatch_frame(frame: list[Any], restricted: bool) -> None:
     """What `TcpTransport.dispatch` and the layers' handlers do with one frame."""
     kind = frame[0]
+    if type(kind) is int and kind in RETIRED_KINDS and not restricted:
+        return  # an older node's: dropped
     if type(kind) is not int or kind not in FrameKind._value2member_map_:
         raise FrameError("unexpected frame kind")
     kind = FrameKind(kind)
     if restricted and kind != FrameKind.PEERS:
         raise FrameError("restricted")
-    if kind == FrameKind.RAFT:
-        check_raft(frame, PEER_ID)
-    elif kind == FrameKind.ENVELOPES:
+    if kind == FrameKind.ENVELOPES:
         for item in check_envelopes(frame):
             decode_envelope(item)
     elif kind == FrameKind.FORWARD:
         check_forward(frame)
     elif kind == FrameKind.FORWARD_REPLY:
         check_forward_reply(frame)
-    elif kind in (FrameKind.SNAPSHOT_CHUNK, FrameKind.ENVELOPE_CHUNK):
+    elif kind == FrameKind.ENVELOPE_CHUNK:
         _chunk(frame)
     elif kind == FrameKind.PEERS:
         peers = check_peers(frame)
@@ -194,11 +193,7 @@ def dispatch_frame(frame: list[Any], restricted: bool) -> None:
 
 def _chunk(frame: list[Any]) -> None:
     chunk = check_chunk(frame)
-    if chunk.seq == 0 and chunk.kind == FrameKind.SNAPSHOT_CHUNK:
-        first = decode_message(chunk.head)
-        if first.snapshot is None or first.frm != PEER_ID:
-            raise FrameError("a SNAPSHOT_CHUNK head must be the sender's MsgSnap")
-    elif chunk.seq == 0:
+    if chunk.seq == 0:
         env = decode_envelope(chunk.head)
         if env.message is None or env.message.snapshot is None:
             raise FrameError("a chunked envelope must carry a snapshot")
@@ -575,12 +570,12 @@ def _frames() -> list[bytes]:
     ))
     raft_msg = encode_message(_message(ents))
     bodies: list[list[Any]] = [
-        [FrameKind.RAFT, [raft_msg]],
+        [1, [raft_msg]],  # a retired RAFT frame (an older node's)
         [FrameKind.ENVELOPES, [encode_envelope(env)]],
         [FrameKind.FORWARD, 9, 2, [b"SET", b"k", b"v"]],
         [FrameKind.FORWARD, 9, 3, [b"GET", b"k"], 1, 1, 1],
         [FrameKind.FORWARD_REPLY, 9, b"+OK\r\n"],
-        [FrameKind.SNAPSHOT_CHUNK, 4, 0, False, encode_message(_message(
+        [4, 4, 0, False, encode_message(_message(  # a retired SNAPSHOT_CHUNK
             snapshot=Snapshot(b"", snap.metadata))), b"abc"],
         [FrameKind.ENVELOPE_CHUNK, 5, 0, True, snap_env, b"abc"],
         [FrameKind.PEERS, [[2, "127.0.0.1", 7001]], True, [1, 2, 3]],

@@ -1,8 +1,9 @@
 """A placement group of three members on the simulated network, and nodes that talk to it.
 
-The members are real `PlacementMember`s (Raft replicas of the metadata with their own
-`SimDisk`s); "nodes" are plain ids whose replies are collected, so tests can send exactly
-the requests they mean and read exactly what came back.
+The members are real `PlacementMember`s (the metadata's Raft replicas, each hosted in a
+placement host over its own `SimNodeDisk`); "nodes" are plain ids whose replies are
+collected, so tests can send exactly the requests they mean and read exactly what came
+back.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from cairn.placement.service import (
     ServiceSettings,
 )
 from cairn.raft.config import Config
-from cairn.raft.types import Message, NodeId
+from cairn.raft.types import NodeId
+from cairn.shard.envelope import Envelope
 from cairn.shard.replica import ReplicaConfig
-from cairn.sim.disk import SimDisk
 from cairn.sim.env import SimClock
 from cairn.sim.loop import EventLoop
 from cairn.sim.network import NetworkFaults
-from cairn.sim.region_pd import MemberEnv, PlacementNetwork
+from cairn.sim.node_disk import SimNodeDisk
+from cairn.sim.region_pd import PlacementNetwork, placement_host_for
 
 MS = 1_000_000
 MEMBERS = (1, 2, 3)
@@ -66,7 +68,7 @@ class Group:
     loop: EventLoop
     network: PlacementNetwork
     offsets: dict[NodeId, float]
-    disks: dict[NodeId, SimDisk] = field(default_factory=dict)
+    disks: dict[NodeId, SimNodeDisk] = field(default_factory=dict)
     members: dict[NodeId, PlacementMember] = field(default_factory=dict)
     up: dict[NodeId, int] = field(default_factory=dict)
     """Node id -> its incarnation while up."""
@@ -81,11 +83,12 @@ class Group:
             return self.up.get(node_id) == incarnation
 
         clock = OffsetClock(SimClock(self.loop, node_id, 1.0, alive), self.offsets.get(node_id, 0))
-        disk = self.disks.setdefault(node_id, SimDisk(random.Random(node_id)))
-        env = MemberEnv(node_id, clock, self.network, disk, random.Random(node_id * 7))
+        disk = self.disks.setdefault(node_id, SimNodeDisk(random.Random(node_id)))
+        host_for = placement_host_for(
+            node_id, clock, self.network, disk, random.Random(node_id * 7), REPLICA
+        )
         member = PlacementMember(
-            env,
-            REPLICA,
+            host_for,
             MEMBERS,
             lambda to, reply: self.network.send_placement(node_id, to, reply),
             config=CONFIG,
@@ -106,8 +109,8 @@ class Group:
                     self.replies.setdefault(node_id, []).append(msg)
                 elif isinstance(msg, PlacementRequest):
                     member.on_request(msg)
-                elif isinstance(msg, Message):
-                    member.replica.on_messages((msg,))
+                elif isinstance(msg, Envelope):
+                    member.host.on_envelopes((msg,))
 
         return handle
 

@@ -120,7 +120,10 @@ def test_placement_time_continues_across_failovers_whatever_the_members_clocks()
     group.ask_leader(4, (AddNode(4, "n4", "", (), 0), NodeHeartbeat(4, 0)))
     for _ in range(3):
         old = group.wait_leader()
-        before = old.now_ms()
+        # The last placement time the group recorded: time stands still from there until
+        # the next leader's first entry (the old leader's unstamped reading, `now_ms`,
+        # was never seen by anyone and may be up to a tick interval later).
+        before = old.driver.metadata.clock_ms
         group.crash(old.node_id)
         new = group.wait_leader()
         group.ask_leader(4, (NodeHeartbeat(4, 0),))

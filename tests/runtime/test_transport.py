@@ -1,4 +1,5 @@
-"""The TCP peer transport: handshake, batching, both directions, reconnect, strangers refused."""
+"""The TCP peer transport: handshake, batching, both directions, reconnect, strangers refused,
+large snapshots in chunks, and the retired frame kinds of older nodes dropped."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import asyncio
 
 import pytest
 
-from cairn.raft.types import Entry, Message, MessageType
+from cairn.meta.region import Peer
+from cairn.raft.types import Message, MessageType, Snapshot, SnapshotMetadata
+from cairn.runtime.envelope_codec import TcpHostTransport
 from cairn.runtime.frames import (
     PROTOCOL_VERSION,
     FrameDecoder,
@@ -16,14 +19,20 @@ from cairn.runtime.frames import (
     parse_hello,
 )
 from cairn.runtime.transport import TcpTransport, TransportConfig
+from cairn.shard.envelope import Envelope, EnvelopeKind
 
 LOOPBACK = ("127.0.0.1", 0)
 
 
-def _msg(to: int, frm: int, index: int) -> Message:
-    return Message(
-        type=MessageType.APP, to=to, frm=frm, term=1, index=index, entries=(Entry(1, index + 1),)
-    )
+def _reply(n: int) -> list[object]:
+    return [FrameKind.FORWARD_REPLY, n, b"+OK\r\n"]
+
+
+def _collect(t: TcpTransport) -> list[int]:
+    """The request ids of the FORWARD_REPLY frames `t` receives."""
+    got: list[int] = []
+    t.on_forward_reply = lambda request_id, data: got.append(request_id)
+    return got
 
 
 async def _pair(cluster_b: str = "cairn") -> tuple[TcpTransport, TcpTransport]:
@@ -46,22 +55,18 @@ async def _wait_for(cond: object, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def test_messages_flow_both_ways_over_one_connection() -> None:
+def test_frames_flow_both_ways_over_one_connection() -> None:
     async def main() -> None:
         a, b = await _pair()
-        got_a: list[Message] = []
-        got_b: list[Message] = []
-        a.set_handler(lambda msgs: got_a.extend(msgs))
-        b.set_handler(lambda msgs: got_b.extend(msgs))
+        got_a, got_b = _collect(a), _collect(b)
         await _wait_for(lambda: a.connected(2) and b.connected(1))
-        sent = [_msg(2, 1, i) for i in range(100)]
-        for m in sent:
-            a.send(2, [m])
-        b.send(1, [_msg(1, 2, 7)])
+        for i in range(100):
+            assert a.send_frame(2, _reply(i))
+        b.send_frame(1, _reply(7))
         await _wait_for(lambda: len(got_b) == 100 and len(got_a) == 1)
-        assert got_b == sent
-        assert got_a == [_msg(1, 2, 7)]
-        assert a.stats.frames_sent == 100  # one frame per send() call
+        assert got_b == list(range(100))  # in order
+        assert got_a == [7]
+        assert a.stats.frames_sent == 100
         assert a.stats.connects == 1 and b.stats.connects == 1
         # The handshake carries the client address each side announces (b announces none).
         assert b.client_addrs == {1: "127.0.0.1:7001"} and a.client_addrs == {}
@@ -83,19 +88,17 @@ def test_a_handshake_without_a_client_address_is_still_understood() -> None:
 def test_dialer_reconnects_after_the_peer_restarts() -> None:
     async def main() -> None:
         a, b = await _pair()
-        got: list[Message] = []
         await _wait_for(lambda: a.connected(2))
         address = b.bound_address
         await b.stop()
         await _wait_for(lambda: not a.connected(2))
-        a.send(2, [_msg(2, 1, 1)])
-        assert a.stats.messages_dropped == 1
+        assert not a.send_frame(2, _reply(1))  # dropped: the peer is down
         b2 = TcpTransport(2, address, {1: a.bound_address}, TransportConfig(backoff_initial=0.01))
-        b2.set_handler(lambda msgs: got.extend(msgs))
+        got = _collect(b2)
         await b2.start()
         await _wait_for(lambda: a.connected(2))
-        a.send(2, [_msg(2, 1, 2)])
-        await _wait_for(lambda: len(got) == 1)
+        a.send_frame(2, _reply(2))
+        await _wait_for(lambda: got == [2])
         await a.stop()
         await b2.stop()
 
@@ -139,21 +142,38 @@ def test_garbage_from_a_peer_closes_only_that_connection() -> None:
 
 
 def test_a_large_snapshot_travels_in_chunks() -> None:
-    from cairn.raft.types import Snapshot, SnapshotMetadata
-
     async def main() -> None:
         a, b = await _pair()
-        got: list[Message] = []
-        b.set_handler(lambda msgs: got.extend(msgs))
+        got: list[Envelope] = []
+        TcpHostTransport(b).set_handler(got.extend)
         await _wait_for(lambda: a.connected(2))
         data = bytes(range(256)) * (5 * 4096 + 17)  # about 5 MiB, not a multiple of a chunk
         snap = Snapshot(data=data, metadata=SnapshotMetadata(index=9, term=3))
-        m = Message(type=MessageType.SNAP, to=2, frm=1, term=3, snapshot=snap)
-        a.send(2, [m, _msg(2, 1, 10)])
+        m = Message(type=MessageType.SNAP, to=21, frm=11, term=3, snapshot=snap)
+        big = Envelope(EnvelopeKind.RAFT, 4, Peer(11, 1), Peer(21, 2), message=m)
+        small = Envelope(EnvelopeKind.WAKE, 4, Peer(11, 1), Peer(21, 2))
+        TcpHostTransport(a).send(2, [big, small])
         await _wait_for(lambda: len(got) == 2)
-        assert got[0] == _msg(2, 1, 10) or got[1] == _msg(2, 1, 10)
-        assert m in got
-        assert a.stats.frames_sent >= 6  # 5+ chunk frames and one raft frame
+        assert small in got and big in got
+        assert a.stats.frames_sent >= 6  # 5+ chunk frames and one envelopes frame
+        await a.stop()
+        await b.stop()
+
+    asyncio.run(main())
+
+
+def test_an_older_nodes_retired_frames_are_dropped_and_the_link_stays() -> None:
+    async def main() -> None:
+        a, b = await _pair()
+        got = _collect(b)
+        await _wait_for(lambda: a.connected(2) and b.connected(1))
+        a.send_frame(2, [1, [b"a raft message"]])  # RAFT, as an older node sends it
+        a.send_frame(2, [4, 1, 0, True, b"head", b"piece"])  # SNAPSHOT_CHUNK
+        a.send_frame(2, _reply(5))
+        await _wait_for(lambda: got == [5])
+        assert b.connected(1) and b.stats.connects == 1
+        a.send_frame(2, [99, b"unknown"])  # a kind that never existed closes the link
+        await _wait_for(lambda: not b.connected(1))
         await a.stop()
         await b.stop()
 

@@ -10,64 +10,80 @@ long gone (and one believed itself a learner): a leader transfer to a restarted 
 could not win, and once one real voter died no election could. The simulator's machines
 are not durable (they replay the log from the snapshot), which is why no simulated run
 saw it; these tests give the replicas a machine that survives its crash, as LMDB does.
+The replicas are hosted (one region on simulated region hosts), peer `10 + n` on node n.
 """
 
 from __future__ import annotations
 
 import random
 
+from cairn.env import Clock
+from cairn.env.host_store import RegionRecord
+from cairn.meta.region import Peer, Region
 from cairn.raft.config import Config
-from cairn.raft.types import (
-    ConfChange,
-    ConfChangeSingle,
-    ConfChangeType,
-    ConfState,
-    NodeId,
-    StateRole,
-)
+from cairn.raft.types import ConfChangeType, NodeId, StateRole
+from cairn.shard.host import HostConfig, RegionHost
 from cairn.shard.replica import Completion, Outcome, Replica, ReplicaConfig
-from cairn.sim.disk import SimDisk
-from cairn.sim.env import Buggify, SimClock, SimEnv, SimTransport
-from cairn.sim.kv_machine import KVCommand, KVMachine, KVOp
+from cairn.sim.env import SimClock
+from cairn.sim.kv_machine import KVCommand, KVOp
 from cairn.sim.loop import NS_PER_SECOND, EventLoop
+from cairn.sim.multiraft import SimHostTransport
 from cairn.sim.network import NetworkFaults, SimNetwork
+from cairn.sim.node_disk import SimNodeDisk
+from cairn.sim.range_kv import RangeKVMachine
 
 FOUNDERS = (1, 2, 3, 4, 5)
+REGION = 1
 
 
-class DurableKV(KVMachine):
-    """A `KVMachine` kept across its replica's crash: its applied index survives, as a
+def peer(node: NodeId) -> int:
+    return 10 + node
+
+
+class DurableKV(RangeKVMachine):
+    """A `RangeKVMachine` kept across its replica's crash: its applied index survives, as a
     durable machine's does (every apply here follows a synced log write)."""
 
     durable = True
 
 
 class Group:
-    """Replicas of one Raft group on a perfect network, with durable machines."""
+    """One region's replicas on simulated hosts on a perfect network, durable machines."""
 
     def __init__(self) -> None:
         self.loop = EventLoop()
         self.rng = random.Random(7)
         self.net = SimNetwork(self.loop, self.rng, NetworkFaults())
-        self.config = ReplicaConfig(Config(id=1, election_tick=10, heartbeat_tick=2))
-        self.disks: dict[NodeId, SimDisk] = {}
+        raft = Config(id=1, election_tick=10, heartbeat_tick=2)
+        self.config = HostConfig(ReplicaConfig(raft, tick_interval=0.01), hibernate=False)
+        self.disks: dict[NodeId, SimNodeDisk] = {}
         self.machines: dict[NodeId, DurableKV] = {}
-        self.replicas: dict[NodeId, Replica] = {}
+        self.hosts: dict[NodeId, RegionHost] = {}
+        self.up: dict[NodeId, int] = {}
         self.done: list[Completion] = []
 
     def start(self, i: NodeId, founder: bool = True) -> None:
-        disk = self.disks.setdefault(i, SimDisk(random.Random(i), background_flush=0.0))
-        clock = SimClock(self.loop, i, 1.0, lambda: True)
-        env = SimEnv(
-            i, clock, SimTransport(self.net, i), disk, random.Random(100 + i),
-            Buggify(self.rng, False),
-        )  # fmt: skip
+        incarnation = self.up.get(i, 0) + 1
+        self.up[i] = incarnation
+        clock: Clock = SimClock(self.loop, i, 1.0, lambda: self.up.get(i) == incarnation)
+        disk = self.disks.setdefault(i, SimNodeDisk(random.Random(i), background_flush=0.0))
         machine = self.machines.setdefault(i, DurableKV())
-        conf = ConfState(voters=FOUNDERS) if founder else None
-        self.replicas[i] = Replica(env, machine, self.config, conf)
+
+        def machine_for(record: RegionRecord) -> DurableKV:
+            return machine
+
+        host = RegionHost(
+            i, clock, SimHostTransport(self.net, i), disk, random.Random(100 + i),
+            self.config, DurableKV, machine_for=machine_for,
+        )  # fmt: skip
+        self.hosts[i] = host
+        if founder and REGION not in host.peers:
+            region = Region(REGION, peers=tuple(Peer(peer(n), n) for n in FOUNDERS))
+            host.bootstrap_region(region)
 
     def crash(self, i: NodeId) -> None:
-        self.replicas[i].stop()
+        self.hosts.pop(i).stop()
+        self.up.pop(i)
         self.net.register(i, None)
         self.disks[i].crash()
 
@@ -80,22 +96,27 @@ class Group:
         while self.loop.now < deadline and self.loop.run_one():
             pass
 
-    def leader(self) -> Replica | None:
-        leaders = [r for r in self.replicas.values() if not r.stopped and r.is_leader]
+    def replica(self, i: NodeId) -> Replica:
+        return self.hosts[i].peers[REGION].replica
+
+    def leader(self) -> NodeId | None:
+        leaders = [
+            i for i, h in self.hosts.items() if REGION in h.peers and self.replica(i).is_leader
+        ]
         assert len(leaders) <= 1
         return leaders[0] if leaders else None
 
     def change(self, kind: ConfChangeType, node: NodeId) -> None:
         leader = self.leader()
         assert leader is not None
-        leader.propose_conf_change(ConfChange(changes=(ConfChangeSingle(kind, node),)), self.ok)
+        self.hosts[leader].change_peer(REGION, kind, Peer(peer(node), node), self.ok)
         self.run(0.5)
 
     def write(self, key: str) -> Outcome:
         leader = self.leader()
         if leader is None:
             return Outcome.REJECTED
-        leader.propose(KVCommand(KVOp.PUT, key, "v").encode(), self.ok)
+        self.replica(leader).propose(KVCommand(KVOp.PUT, key, "v").encode(), self.ok)
         self.run(0.3)
         return self.done[-1].outcome
 
@@ -113,8 +134,8 @@ def moved_group(restart_second_voter: bool = True) -> Group:
     g.run(1.0)
     leader = g.leader()
     assert leader is not None
-    if leader.node_id != 2:
-        leader.transfer_leader(2)
+    if leader != 2:
+        g.hosts[leader].transfer_leader(REGION, peer(2))
         g.run(1.0)
     for gone in (5, 1):
         g.change(ConfChangeType.REMOVE_NODE, gone)
@@ -139,13 +160,16 @@ def moved_group(restart_second_voter: bool = True) -> Group:
     return g
 
 
+VOTERS = (peer(2), peer(4), peer(6))
+
+
 def test_restarted_replicas_count_votes_among_the_members_they_applied() -> None:
     g = moved_group()
     for i in (2, 4, 6):
-        conf = g.replicas[i].raw.status().conf_state
-        assert conf.voters == (2, 4, 6) and not conf.voters_outgoing, f"replica {i}"
+        conf = g.replica(i).raw.status().conf_state
+        assert conf.voters == VOTERS and not conf.voters_outgoing, f"replica {i}"
         assert not conf.learners, f"replica {i}"
-        assert g.replicas[i].conf_state.voters == (2, 4, 6), f"replica {i}"
+        assert g.replica(i).conf_state.voters == VOTERS, f"replica {i}"
 
 
 def test_a_region_whose_replicas_restarted_survives_losing_one_voter() -> None:
@@ -153,20 +177,18 @@ def test_a_region_whose_replicas_restarted_survives_losing_one_voter() -> None:
     g.crash(6)
     g.run(5.0)
     leader = g.leader()
-    assert leader is not None and leader.node_id in (2, 4)
+    assert leader is not None and leader in (2, 4)
     assert g.write("c") is Outcome.OK
 
 
 def test_leadership_moves_to_a_restarted_replica_while_another_voter_is_down() -> None:
     g = moved_group(restart_second_voter=False)
-    leader = g.leader()
-    assert leader is not None and leader.node_id == 2
+    assert g.leader() == 2
     g.crash(6)
-    term = leader.term
-    leader.transfer_leader(4)
+    term = g.replica(2).term
+    g.hosts[2].transfer_leader(REGION, peer(4))
     g.run(1.0)
-    new = g.leader()
-    assert new is not None and new.node_id == 4
-    assert new.term == term + 1  # one forced election, won at once
-    assert g.replicas[4].role is StateRole.LEADER
+    assert g.leader() == 4
+    assert g.replica(4).term == term + 1  # one forced election, won at once
+    assert g.replica(4).role is StateRole.LEADER
     assert g.write("c") is Outcome.OK

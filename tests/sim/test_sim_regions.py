@@ -47,7 +47,7 @@ def test_same_seed_same_run() -> None:
     assert run_region_simulation(RegionSimConfig(seed=4, steps=2500)).digest != a.digest
 
 
-@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("seed", [6, 9])  # seeds whose runs split and move
 def test_a_run_splits_moves_and_converges_safely(seed: int) -> None:
     result = run_region_simulation(RegionSimConfig(seed=seed, steps=8000))
     assert result.ok, result.failure
@@ -59,7 +59,7 @@ def test_a_run_splits_moves_and_converges_safely(seed: int) -> None:
 
 
 def test_a_run_that_splits_and_merges_under_faults_stays_safe() -> None:
-    result = run_region_simulation(RegionSimConfig(seed=70, steps=3000))
+    result = run_region_simulation(RegionSimConfig(seed=51, steps=6000))
     assert result.ok, result.failure
     assert result.splits >= 1 and result.merges >= 1
     assert result.converged_after is not None

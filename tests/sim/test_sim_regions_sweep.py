@@ -33,7 +33,9 @@ def test_two_hundred_seeds_stay_safe_and_converge() -> None:
         totals["ops_ok"] += result.ops_ok
     assert not failures, "\n".join(failures)
     # The sweep exercised what it claims to: every structural change and fault happened.
-    assert totals["splits"] >= 40, totals  # 48 on the store machine (76 on the get/put model)
+    # 48 on the store machine (76 on the get/put model); 35 since the placement group is a
+    # hosted region: its drains are events of their own, so 3,000 steps cover less time.
+    assert totals["splits"] >= 30, totals
     assert totals["merges"] >= 8, totals
     assert totals["moves"] >= 200, totals
     assert totals["lost"] >= 50, totals

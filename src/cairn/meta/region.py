@@ -26,6 +26,13 @@ from cairn.store.slot import SLOT_COUNT, key_slot
 
 _SLOT_BYTES = 2
 
+PLACEMENT_REGION_ID = (1 << 63) - 1
+"""The reserved id of the placement group's region (`cairn.placement.group_host`). It lives
+in a region host of its own on each member, never among a node's data regions: it owns no
+key, the placement driver never allocates its id (ids count up from the founding layout's),
+a host never creates a peer of it from a message, and the envelope transport hands its
+envelopes to the placement host alone."""
+
 
 def range_key(key: bytes) -> bytes:
     """The position of a Redis key in the ordered keyspace: its slot, then the key."""

@@ -1,9 +1,10 @@
 """The placement group: the cluster metadata replicated by Raft, and its leader's loop.
 
 Theory of operation. The placement driver's state (`ClusterMetadata`) lives in its own Raft
-group of three or five members on the first nodes. Each member is a `PlacementMember`: a
-`Replica` over a `PlacementMachine`, driven through an `Env` like any other replica, so
-the same code runs on the real node and in the simulator. Every entry of the group's log
+group of three or five members on the first nodes. Each member is a `PlacementMember`: the
+replica of a region hosted in a `RegionHost` of its own over a `PlacementMachine`
+(`cairn.placement.group_host`), driven like any region's replica, so the same code runs on
+the real node and in the simulator. Every entry of the group's log
 is a batch of placement commands (`encode_batch`); every member applies it in log order,
 so every member holds the same metadata, operators in flight included, and a new leader
 continues where the old one stopped.
@@ -36,22 +37,17 @@ from dataclasses import dataclass, replace
 
 import msgpack
 
-from cairn.env import Clock, Env, TimerHandle
+from cairn.env import Clock, TimerHandle
+from cairn.meta.region import PLACEMENT_REGION_ID
 from cairn.placement.codec import Codec, DecodeError
 from cairn.placement.commands import CODEC, CODEC_TABLE, Ack, AllocIds, Command, Result, Tick
 from cairn.placement.config import PlacementConfig
 from cairn.placement.driver import PlacementDriver
+from cairn.placement.group_host import HostFactory, KeylessMachine, placement_region
 from cairn.placement.model import PlacementRules
 from cairn.placement.tso import SaveTsoBound, TimestampOracle, TsoReply, TsoRequest, TsoSettings
-from cairn.raft.types import NONE, ConfState, NodeId
-from cairn.shard.replica import (
-    Callback,
-    Completion,
-    Outcome,
-    Replica,
-    ReplicaConfig,
-    ReplicaObserver,
-)
+from cairn.raft.types import NONE, NodeId
+from cairn.shard.replica import Callback, Completion, Outcome, Replica
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +214,7 @@ class PlacementMember:
 
     def __init__(
         self,
-        env: Env,
-        replica_config: ReplicaConfig,
+        host_for: HostFactory,
         members: Sequence[NodeId],
         send_reply: ReplySender,
         *,
@@ -227,20 +222,21 @@ class PlacementMember:
         rules: PlacementRules | None = None,
         first_id: int = 1,
         settings: ServiceSettings | None = None,
-        observer: ReplicaObserver | None = None,
         wall_ms: Callable[[], int] | None = None,
         tso: TsoSettings | None = None,
     ) -> None:
-        """`wall_ms`: the wall clock in milliseconds, the TSO's physical time (default: the
-        env's clock); `tso`: the timestamp oracle's settings."""
+        """`host_for` builds this member's placement host (`cairn.placement.group_host`)
+        over the member's machine; the placement region is founded in it when its store
+        holds none. `wall_ms`: the wall clock in milliseconds, the TSO's physical time
+        (default: the host's clock); `tso`: the timestamp oracle's settings."""
         self.driver = PlacementDriver(config, rules)
         # Ids below `first_id` belong to the founding layout (every member agrees).
         self.driver.metadata.next_id = max(self.driver.metadata.next_id, first_id)
         self.machine = PlacementMachine(self.driver)
-        bootstrap = ConfState(voters=tuple(sorted(members)))
-        self.replica = Replica(env, self.machine, replica_config, bootstrap, observer)
-        self.node_id = env.node_id
-        self.clock: Clock = env.clock
+        self.host = host_for(KeylessMachine(self.machine))
+        self.replica = self._found(members)
+        self.node_id = self.host.node_id
+        self.clock: Clock = self.host.clock
         self.settings = settings or ServiceSettings()
         self.send_reply = send_reply
         self.stats = ServiceStats()
@@ -252,6 +248,17 @@ class PlacementMember:
         clock = self.clock
         wall = wall_ms if wall_ms is not None else lambda: int(clock.now() * 1000)
         self.tso = TimestampOracle(_OracleHost(self), clock, wall, tso)
+
+    def _found(self, members: Sequence[NodeId]) -> Replica:
+        """The replica of the placement region on this member's host, founded (with
+        `members` as its voters) if the host's store holds none yet."""
+        others = sorted(set(self.host.peers) - {PLACEMENT_REGION_ID})
+        if others:
+            raise ValueError(f"a placement host holds other regions: {others}")
+        peer = self.host.peers.get(PLACEMENT_REGION_ID)
+        if peer is None:
+            peer = self.host.bootstrap_region(placement_region(members))
+        return peer.replica
 
     # -- serving ------------------------------------------------------------------------
 
@@ -360,7 +367,7 @@ class PlacementMember:
 
     def stop(self) -> None:
         """Stop for good (the process is gone): no timers, no answers."""
-        self.replica.stop()
+        self.host.stop()
         self.tso.stop()
         self._tick_timer.cancel()
         if self._flush_timer is not None:

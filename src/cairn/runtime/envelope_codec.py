@@ -6,10 +6,14 @@ An `Envelope` travels as a positional msgpack list::
      start, end, message or None, term, commit]
 
 with the Raft message in `cairn.raft.wire`'s form. All envelopes a host sends to one node
-in one drain go in ONE `ENVELOPES` frame, written at once (as a lone group's Raft
-messages were: a leader's appends travel while it fsyncs). An envelope whose message
-carries a snapshot larger than the transport's chunk size travels as an `ENVELOPE_CHUNK`
-stream instead, its head being the envelope without the snapshot's data.
+in one drain go in ONE `ENVELOPES` frame, written at once (a leader's appends travel
+while it fsyncs). An envelope whose message carries a snapshot larger than the
+transport's chunk size travels as an `ENVELOPE_CHUNK` stream instead, its head being the
+envelope without the snapshot's data.
+
+The placement group's region (`PLACEMENT_REGION_ID`) travels in the same frames; its
+envelopes are handed to the member's placement host (`placement_handler`), never to the
+node's region host.
 
 Anything malformed raises `FrameError`, which closes the connection it came on.
 """
@@ -20,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from cairn.meta.region import Peer, RegionEpoch
+from cairn.meta.region import PLACEMENT_REGION_ID, Peer, RegionEpoch
 from cairn.raft.types import NodeId
 from cairn.raft.wire import WireFormatError, decode_message, encode_message
 from cairn.runtime.frame_checks import check_entries
@@ -64,7 +68,7 @@ def decode_envelope(obj: Any) -> Envelope:
             raise FrameError("an envelope's range bounds are not bytes")
         message = decode_message(msg) if msg is not None else None
         if message is not None:
-            check_entries(message, region=True)
+            check_entries(message, region=region != PLACEMENT_REGION_ID)
         return Envelope(
             _KINDS[kind],
             region,
@@ -89,6 +93,10 @@ class TcpHostTransport:
     def __init__(self, transport: TcpTransport) -> None:
         self.transport = transport
         self._handler: EnvelopeHandler | None = None
+        self.placement_handler: EnvelopeHandler | None = None
+        """Receives the envelopes of the placement group's region (a member's placement
+        host, `cairn.runtime.placement_host`); without one they are dropped: they are
+        never the node's region host's."""
         self.sent = 0
         self.dropped = 0
         transport.on_envelopes = self._on_frame
@@ -137,7 +145,15 @@ class TcpHostTransport:
         self._deliver(peer, [full])
 
     def _deliver(self, peer: NodeId, envelopes: list[Envelope]) -> None:
-        if any(env.from_peer.node_id != peer for env in envelopes):
-            raise FrameError(f"node {peer} sent an envelope in another node's name")
+        placement = False
+        for env in envelopes:
+            if env.from_peer.node_id != peer:
+                raise FrameError(f"node {peer} sent an envelope in another node's name")
+            placement = placement or env.region_id == PLACEMENT_REGION_ID
+        if placement:
+            mine = [e for e in envelopes if e.region_id == PLACEMENT_REGION_ID]
+            envelopes = [e for e in envelopes if e.region_id != PLACEMENT_REGION_ID]
+            if self.placement_handler is not None:
+                self.placement_handler(mine)
         if self._handler is not None and envelopes:
             self._handler(envelopes)

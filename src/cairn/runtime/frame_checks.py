@@ -18,7 +18,6 @@ from typing import Any
 import msgpack
 
 from cairn.raft.types import EntryType, Message, NodeId, decode_conf_change
-from cairn.raft.wire import decode_message
 from cairn.runtime.frames import FrameError, FrameKind
 from cairn.runtime.peer_auth import plausible_node_id
 from cairn.shard.region_machine import ADMIN_TAG, conf_change_nodes, decode_region
@@ -145,17 +144,6 @@ def check_forward_reply(frame: list[Any]) -> tuple[int, bytes]:
     return uint(frame[1], "a FORWARD_REPLY's request id"), frame[2]
 
 
-def check_raft(frame: list[Any], peer: NodeId) -> list[Message]:
-    """A RAFT frame's messages (the lone placement group's), decoded and checked."""
-    _arity(frame, FrameKind.RAFT, (2,))
-    msgs = [decode_message(m) for m in _list(frame[1], "a RAFT frame's batch", MAX_BATCH)]
-    for m in msgs:
-        if m.frm != peer:
-            raise FrameError(f"node {peer} sent a raft message in node {m.frm}'s name")
-        check_entries(m, region=False)
-    return msgs
-
-
 def check_envelopes(frame: list[Any]) -> list[Any]:
     """An ENVELOPES frame's encoded envelopes (each is decoded by `envelope_codec`)."""
     _arity(frame, FrameKind.ENVELOPES, (2,))
@@ -164,14 +152,14 @@ def check_envelopes(frame: list[Any]) -> list[Any]:
 
 @dataclass(frozen=True, slots=True)
 class ChunkFrame:
-    """One piece of a chunked snapshot (SNAPSHOT_CHUNK or ENVELOPE_CHUNK)."""
+    """One piece of a chunked snapshot envelope (ENVELOPE_CHUNK)."""
 
     kind: FrameKind
     stream: int
     seq: int
     last: bool
     head: Any
-    """The encoded message or envelope (first piece only; checked by its decoder)."""
+    """The encoded envelope (first piece only; checked by its decoder)."""
     piece: bytes
 
 
@@ -254,12 +242,13 @@ def check_regions(frame: list[Any]) -> list[Any]:
 def check_entries(m: Message, *, region: bool) -> None:
     """Refuse entries the replica's apply would fail on (see the module docstring).
 
-    `region`: the message is a region's (its normal entries carry store or admin
-    commands); else the placement group's (its commands are decoded leniently there)."""
+    `region`: the message is a data region's (its normal entries carry store or admin
+    commands); else the placement group's region's (its commands are decoded leniently
+    there, and none may look like a region's admin command)."""
     for entry in m.entries:
         try:
             if entry.type is EntryType.CONF_CHANGE:
-                _check_conf_change(entry.data, region)
+                _check_conf_change(entry.data)
             elif entry.data:
                 _check_request(entry.data, region)
         except FrameError:
@@ -283,6 +272,8 @@ def _request(data: bytes) -> bytes:
 def _check_request(data: bytes, region: bool) -> None:
     command = _request(data)
     if not region:
+        if command[:1] == ADMIN_TAG:
+            raise FrameError("the placement group's log holds no region admin command")
         return
     if command[:1] == ADMIN_TAG:
         check_admin_command(msgpack.unpackb(command[1:]))
@@ -327,13 +318,13 @@ def check_admin_command(body: Any) -> None:
             raise FrameError(f"a commit-merge's image: {exc}") from None
 
 
-def _check_conf_change(data: bytes, region: bool) -> None:
+def _check_conf_change(data: bytes) -> None:
     cc = decode_conf_change(data)
     if not isinstance(cc.context, bytes):
         raise FrameError("a conf change's context is not bytes")
     for change in cc.changes:
         uint(change.node_id, "a conf change's node id")
-    if region and cc.context:
+    if cc.context:  # every hosted region's, the placement group's too
         _request(cc.context)
         conf_change_nodes(cc.context)  # what `RegionPeer._on_conf_change` decodes
 

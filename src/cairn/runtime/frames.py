@@ -25,8 +25,10 @@ class FrameKind(enum.IntEnum):
     HELLO = 0
     """[kind, version, cluster_id, node_id, client_addr]: the first frame each side sends
     once the handshake (CHALLENGE, PROOF) has authenticated the other."""
-    RAFT = 1
-    """[kind, [message, ...]]: a batch of Raft messages (see `cairn.raft.wire`)."""
+    # 1 was RAFT ([kind, [message, ...]]: the standalone placement replica's Raft
+    # messages) and 4 SNAPSHOT_CHUNK (its large snapshots in pieces). Retired: the
+    # placement group travels in ENVELOPES and ENVELOPE_CHUNK like every region. Never
+    # reuse 1 or 4: a node of an older version still sends them (`RETIRED_KINDS`).
     FORWARD = 2
     """[kind, request_id, protocol, [arg, ...], region, version, conf_ver, user]: a client
     command for the leader to run, routed to that region at that epoch, for ACL user
@@ -34,16 +36,13 @@ class FrameKind(enum.IntEnum):
     (the leader then checks the `default` user), or all four fields (route here)."""
     FORWARD_REPLY = 3
     """[kind, request_id, reply_bytes]: the encoded reply to a forwarded command."""
-    SNAPSHOT_CHUNK = 4
-    """[kind, stream_id, seq, last, message_or_None, chunk]: one piece of a MsgSnap whose
-    data is too large for one frame; the first piece carries the message without data."""
     ENVELOPES = 5
     """[kind, [envelope, ...]]: region-tagged messages between region hosts
     (see `cairn.runtime.envelope_codec`)."""
     ENVELOPE_CHUNK = 6
-    """[kind, stream_id, seq, last, envelope_or_None, chunk]: a snapshot-carrying envelope
-    too large for one frame, as SNAPSHOT_CHUNK (the first piece: the envelope without
-    its snapshot's data)."""
+    """[kind, stream_id, seq, last, envelope_or_None, chunk]: one piece of a
+    snapshot-carrying envelope too large for one frame (the first piece carries the
+    envelope without its snapshot's data)."""
     PLACEMENT = 7
     """[kind, message]: a placement request or reply, as `cairn.placement.service`'s
     `encode_message` writes it (see `cairn.runtime.placement_wiring`)."""
@@ -70,6 +69,11 @@ class FrameKind(enum.IntEnum):
     FUNCTIONS = 16
     """[kind, version, [[name, code], ...]]: the cluster's FUNCTION libraries as the
     placement leader holds them (see `cairn.store.scripting.functions`)."""
+
+
+RETIRED_KINDS = {1: "RAFT", 4: "SNAPSHOT_CHUNK"}
+"""Frame kinds of older versions (the standalone placement replica's): dropped on arrival,
+with one warning per connection, so the regions' traffic on that link goes on."""
 
 
 class FrameError(ValueError):

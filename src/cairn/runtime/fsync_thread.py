@@ -3,7 +3,7 @@
 LMDB lets go of the GIL while it syncs, so a node keeps serving clients while its log
 reaches the disk; whoever asked learns the outcome on the event loop (`SyncDone`), and
 only then acknowledges what the fsync covers. The region host's store
-(`LmdbHostStore`) and the placement group's log (`BackgroundSyncLog`) both use one.
+(`LmdbHostStore`) and a placement member's (`PlacementHostStore`) each use one.
 """
 
 from __future__ import annotations

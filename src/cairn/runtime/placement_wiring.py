@@ -6,13 +6,11 @@ steps in) are pure; `cairn.sim.region_pd` runs them in simulation. `NodePlacemen
 them in a `cairn server`:
 
 * **Members.** The placement group is the first `placement_members` founding nodes of
-  `[peers]` (by id). A member's Raft replica is driven through a `RealEnv`: the node's
-  loop clock, the peer TCP transport's `RAFT` frames (the lone-group frame kind, which
-  the region host does not use: regions travel in `ENVELOPES`) and its own `LmdbLogStore`
-  in `<data_dir>/placement`. Its own environment, not a reserved region of the node's
-  `NodeStore`: the region host lists every record of that store as a region, and the
-  placement log's writes are few (a batch per heartbeat round), so sharing the regions'
-  group commit buys nothing and would tie the metadata to the host's recovery.
+  `[peers]` (by id). A member's Raft replica is the placement region's, hosted in a
+  `RegionHost` of its own (`cairn.placement.group_host`) over its own store in
+  `<data_dir>/placement`, on the node's loop clock and peer links: the same envelopes,
+  snapshot stream and drain as every region (`cairn.runtime.placement_host`, which also
+  migrates a member's directory of the older, standalone layout).
 * **Messages.** Requests and replies travel as `PLACEMENT` frames over the same peer
   links; a member's own agent is answered through the loop, not the network.
 * **Address book.** Nodes that joined after the founding are dialled by address: the
@@ -39,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +62,11 @@ from cairn.raft.config import Config
 from cairn.raft.types import NONE, NodeId
 from cairn.runtime.admin_peer import AdminPeer
 from cairn.runtime.config import NodeConfig
+from cairn.runtime.envelope_codec import TcpHostTransport
 from cairn.runtime.frame_checks import check_acl_users, check_functions, check_peers
 from cairn.runtime.frames import FrameError, FrameKind, encode_frame
-from cairn.runtime.log_sync import BackgroundSyncLog
-from cairn.runtime.real_env import LoopClock, RealEnv
+from cairn.runtime.placement_host import MemberHost
+from cairn.runtime.real_env import LoopClock
 from cairn.runtime.region_inspector import StoreRegionInspector
 from cairn.runtime.region_layout import PEER_ID_STRIDE
 from cairn.runtime.transport import TcpTransport
@@ -76,15 +74,10 @@ from cairn.runtime.tso_wiring import NodeTso, wall_ms
 from cairn.shard.host import RegionHost
 from cairn.shard.region_machine import decode_region, encode_region
 from cairn.shard.replica import ReplicaConfig
-from cairn.storage.lmdb_env import LmdbOptions
-from cairn.storage.log_store import LmdbLogStore
 from cairn.store.machine import StoreMachine
 
 log = logging.getLogger("cairn.placement")
 
-PLACEMENT_DIR = "placement"
-"""The placement member's Raft log, under the node's data directory."""
-PLACEMENT_MAP_SIZE = 1 << 30
 PLACEMENT_TICK_MS = 50
 """The placement replica's tick (at least the regions' `raft.tick_ms`)."""
 PLACEMENT_SNAPSHOT_THRESHOLD = 2000
@@ -183,7 +176,7 @@ class NodePlacement:
         self.remote: dict[int, RemoteRegion] = {}
         """The placement leader's region map, as last pushed here."""
         self.stopped = False
-        self._log_store: BackgroundSyncLog | None = None
+        self._member_host: MemberHost | None = None
         self._pushed_books: dict[NodeId, tuple[BookEntry, ...]] = {}
         self._pushed_layout: tuple[object, ...] = ()
         self._layout: tuple[Any, ...] = ()
@@ -232,15 +225,20 @@ class NodePlacement:
 
     def _start_member(self) -> None:
         cfg = self.config
-        path = Path(cfg.data_dir) / PLACEMENT_DIR
-        path.mkdir(parents=True, exist_ok=True)
-        options = LmdbOptions(map_size=PLACEMENT_MAP_SIZE)
-        store = LmdbLogStore.open(path, cfg.node_id, cfg.cluster_id, options)
-        self._log_store = BackgroundSyncLog(store)  # its fsyncs leave the event loop
-        env = RealEnv(cfg.node_id, self.clock, self.transport, self._log_store, random.Random())
-        self.member = PlacementMember(
-            env,
+        links = self.host.transport
+        if not isinstance(links, TcpHostTransport):
+            raise TypeError("a placement member needs the node's TCP envelope transport")
+        self._member_host = MemberHost(
+            Path(cfg.data_dir),
+            cfg.node_id,
+            cfg.cluster_id,
+            self.members,
+            self.clock,
+            links,
             self._replica_config(),
+        )
+        self.member = PlacementMember(
+            self._member_host.host_for,
             self.members,
             self._send_reply,
             config=placement_config(cfg),
@@ -292,7 +290,7 @@ class NodePlacement:
         self.agent.start()
 
     def stop(self) -> None:
-        """Stop the agent and the member, close the placement log."""
+        """Stop the agent and the member, close the member's store."""
         self.stopped = True
         self.admin.close()
         self.tso.stop()
@@ -304,8 +302,8 @@ class NodePlacement:
             self.agent.stop()
         if self.member is not None:
             self.member.stop()
-        if self._log_store is not None:
-            self._log_store.close()
+        if self._member_host is not None:
+            self._member_host.close()
 
     # -- requests and replies -------------------------------------------------------------
 

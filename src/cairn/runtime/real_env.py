@@ -1,14 +1,11 @@
-"""The real `Env`: the asyncio event loop's clock and timers, TCP peers, an LMDB log."""
+"""The real `Clock`: the asyncio event loop's monotonic time and timers."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from cairn.env import Clock, LogStore, TimerHandle, Transport
-from cairn.raft.types import NodeId
+from cairn.env import TimerHandle
 
 
 class LoopClock:
@@ -37,18 +34,3 @@ class LoopClock:
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         """See `Clock.call_later`."""
         return self.loop.call_later(delay / (1.0 + self.skew), callback)
-
-
-@dataclass(frozen=True, slots=True)
-class RealEnv:
-    """The production `Env`; `buggify` is always off outside the simulator."""
-
-    node_id: NodeId
-    clock: Clock
-    transport: Transport
-    log_store: LogStore
-    random: random.Random
-
-    def buggify(self, site: str) -> bool:
-        """Never: fault injection belongs to the simulator and failpoints."""
-        return False

@@ -13,14 +13,16 @@ the other side's certificate names must be the node dialled and the node that th
 claims (`Handshake.certified`), else the connection is closed with one log line.
 Every later frame is checked before use (`cairn.runtime.frame_checks`): anything
 malformed closes the connection, again with one log line. Once up, one connection carries
-traffic both ways: region-tagged envelopes between region hosts (`ENVELOPES`), batches of
-Raft messages of a lone group, and forwarded client commands (naming the region and
-epoch the sender routed by).
+traffic both ways: region-tagged envelopes between region hosts (`ENVELOPES`, the
+placement group's included; a large snapshot as an `ENVELOPE_CHUNK` stream), forwarded
+client commands (naming the region and epoch the sender routed by), and the frames of the
+layers above (placement, pub/sub, admin). The frame kinds of the retired standalone
+placement replica (`RETIRED_KINDS`) are dropped with one warning per connection.
 
-`send` never blocks: messages are queued per peer and flushed once per event-loop turn as a
-single frame (batching). Raft tolerates loss, so messages for a peer that is down, or
-whose socket buffer is over `max_pending_bytes`, are dropped and counted, never queued
-without bound.
+Sending never blocks: frames are queued per peer and flushed once per event-loop turn
+(`send_frame`) or written at once (`send_frames_now`). Raft tolerates loss, so frames for
+a peer that is down, or whose socket buffer is over `max_pending_bytes`, are dropped and
+counted, never queued without bound.
 """
 
 from __future__ import annotations
@@ -32,12 +34,11 @@ import random
 import secrets
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, cast
 
-from cairn.env import MessageHandler
-from cairn.raft.types import Message, NodeId
-from cairn.raft.wire import WireFormatError, decode_message, encode_message
+from cairn.raft.types import NodeId
+from cairn.raft.wire import WireFormatError
 from cairn.runtime.frame_checks import (
     check_chunk,
     check_envelopes,
@@ -46,11 +47,11 @@ from cairn.runtime.frame_checks import (
     check_join_peers,
     check_peers,
     check_placement,
-    check_raft,
     check_regions,
 )
 from cairn.runtime.frames import (
     PROTOCOL_VERSION,
+    RETIRED_KINDS,
     FrameDecoder,
     FrameError,
     FrameKind,
@@ -279,21 +280,20 @@ class _RefusalLog:
 class _PartialSnapshot:
     stream: int
     message: Any
-    """The decoded `Message` (SNAPSHOT_CHUNK) or the encoded envelope (ENVELOPE_CHUNK)."""
+    """The encoded envelope the stream's first piece carried."""
     pieces: list[bytes] = field(default_factory=list)
     next_seq: int = 0
 
 
 @dataclass(slots=True)
 class _Outbox:
-    raft: list[Message] = field(default_factory=list)
     other: list[bytes] = field(default_factory=list)
     other_bytes: int = 0
     """Bytes of the frames queued by `send_frame` (read by `backlog`)."""
 
 
 class TcpTransport:
-    """The `Transport` of a real node, plus command forwarding between peers."""
+    """The peer links of a real node: framed, authenticated connections to every peer."""
 
     def __init__(
         self,
@@ -309,7 +309,6 @@ class TcpTransport:
         self.config = config or TransportConfig()
         self.rng = rng or random.Random()
         self.stats = TransportStats()
-        self._handler: MessageHandler | None = None
         self.on_forward: ForwardHandler | None = None
         self.on_forward_reply: ForwardReplyHandler | None = None
         self.on_envelopes: EnvelopeFrameHandler | None = None
@@ -330,6 +329,7 @@ class TcpTransport:
         self._next_stream = 0
         self._incoming: dict[tuple[NodeId, int], _PartialSnapshot] = {}
         self._refusals = _RefusalLog()
+        self._retired_warned: set[NodeId] = set()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -501,6 +501,7 @@ class TcpTransport:
         """Use `conn` for `peer` from now on (a newer connection replaces an older one)."""
         old = self._conns.get(peer)
         self._conns[peer] = conn
+        self._retired_warned.discard(peer)
         self.stats.connects += 1
         self.links_version += 1
         if old is not None and old is not conn:
@@ -517,52 +518,6 @@ class TcpTransport:
         return peer in self._conns
 
     # -- sending ----------------------------------------------------------------------
-
-    def set_handler(self, handler: MessageHandler) -> None:
-        """See `Transport.set_handler`."""
-        self._handler = handler
-
-    def send(self, to: NodeId, msgs: Sequence[Message]) -> None:
-        """See `Transport.send`: written now, as one frame (with any frames queued before).
-
-        The driver hands over a whole Ready's messages for a peer in one call, so this is
-        already one frame per peer per Ready. Writing at once, rather than at the end of
-        the loop turn, matters for latency: a leader sends its appends and then fsyncs
-        its own log, and the followers' fsyncs should run during the leader's, not after.
-        """
-        if to not in self._conns:
-            self.stats.messages_dropped += len(msgs)
-            return
-        box = self._outbox.pop(to, None) or _Outbox()
-        for m in msgs:
-            snap = m.snapshot
-            if snap is not None and len(snap.data) > self.config.snapshot_chunk:
-                box.other.extend(self._snapshot_frames(m))
-            else:
-                box.raft.append(m)
-        self._flush_box(to, box)
-
-    def _snapshot_frames(self, m: Message) -> list[bytes]:
-        """A large snapshot as a stream of chunk frames (the first carries the message)."""
-        assert m.snapshot is not None
-        data = m.snapshot.data
-        size = self.config.snapshot_chunk
-        self._next_stream += 1
-        head = encode_message(replace(m, snapshot=replace(m.snapshot, data=b"")))
-        pieces = [data[i : i + size] for i in range(0, len(data), size)]
-        return [
-            encode_frame(
-                [
-                    FrameKind.SNAPSHOT_CHUNK,
-                    self._next_stream,
-                    seq,
-                    seq == len(pieces) - 1,
-                    head if seq == 0 else None,
-                    piece,
-                ]
-            )
-            for seq, piece in enumerate(pieces)
-        ]
 
     def send_frame(self, to: NodeId, payload: list[Any]) -> bool:
         """Queue a non-Raft frame (forwarding); false if the peer is not connected."""
@@ -628,31 +583,23 @@ class TcpTransport:
     def _flush_box(self, peer: NodeId, box: _Outbox) -> None:
         conn = self._conns.get(peer)
         if conn is None:
-            self.stats.messages_dropped += len(box.raft)
+            self.stats.messages_dropped += len(box.other)
             return
-        data = b"".join(box.other)
-        if box.raft:
-            data += encode_frame([FrameKind.RAFT, [encode_message(m) for m in box.raft]])
-        if conn.write(data):
-            self.stats.frames_sent += len(box.other) + (1 if box.raft else 0)
+        if conn.write(b"".join(box.other)):
+            self.stats.frames_sent += len(box.other)
         else:
-            self.stats.messages_dropped += len(box.raft)
+            self.stats.messages_dropped += len(box.other)
 
     # -- receiving ----------------------------------------------------------------------
 
     def _on_snapshot_chunk(self, peer: NodeId, frame: list[Any]) -> None:
-        """Reassemble a chunked snapshot (of a Raft message or of an envelope); a gap (a
-        dropped chunk) abandons the stream and Raft sends the snapshot again later."""
+        """Reassemble a chunked snapshot envelope; a gap (a dropped chunk) abandons the
+        stream and Raft sends the snapshot again later."""
         chunk = check_chunk(frame)
         key = (peer, int(chunk.kind))
         partial = self._incoming.get(key)
         if chunk.seq == 0:
-            first = chunk.head
-            if chunk.kind == FrameKind.SNAPSHOT_CHUNK:
-                first = decode_message(chunk.head)
-                if first.snapshot is None or first.frm != peer:
-                    raise FrameError("a SNAPSHOT_CHUNK head must be the sender's MsgSnap")
-            partial = _PartialSnapshot(chunk.stream, first)
+            partial = _PartialSnapshot(chunk.stream, chunk.head)
             self._incoming[key] = partial
         elif partial is None or partial.stream != chunk.stream or partial.next_seq != chunk.seq:
             self._incoming.pop(key, None)
@@ -664,16 +611,8 @@ class TcpTransport:
             raise FrameError("snapshot stream exceeds max_snapshot")
         if chunk.last:
             del self._incoming[key]
-            data = b"".join(partial.pieces)
-            if chunk.kind == FrameKind.ENVELOPE_CHUNK:
-                if self.on_chunked_envelope is not None:
-                    self.on_chunked_envelope(peer, partial.message, data)
-                return
-            m = partial.message
-            assert m.snapshot is not None
-            full = replace(m, snapshot=replace(m.snapshot, data=data))
-            if self._handler is not None:
-                self._handler([full])
+            if self.on_chunked_envelope is not None:
+                self.on_chunked_envelope(peer, partial.message, b"".join(partial.pieces))
 
     def dispatch(self, peer: NodeId, frame: list[Any], *, restricted: bool = False) -> None:
         """Check one frame from `peer` and route it to its handler (`FrameError` when it
@@ -683,15 +622,25 @@ class TcpTransport:
             if type(kind) is int and kind in self.handlers and not restricted:
                 self.handlers[FrameKind(kind)](peer, frame)
                 return
+            if type(kind) is int and kind in RETIRED_KINDS and not restricted:
+                self._retired(peer, kind)
+                return
             raise FrameError(f"unexpected frame kind {kind!r:.20}")
         if restricted and kind != FrameKind.PEERS:
             raise FrameError(f"node {peer} is no member here: it may only announce itself")
         _DISPATCH[FrameKind(kind)](self, peer, frame, restricted)
 
-    def _on_raft(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
-        msgs = check_raft(frame, peer)
-        if self._handler is not None and msgs:
-            self._handler(msgs)
+    def _retired(self, peer: NodeId, kind: int) -> None:
+        """A frame of a retired kind (an older node's placement replica): dropped, with
+        one warning per connection; the link's other traffic (its regions) goes on."""
+        if peer not in self._retired_warned:
+            self._retired_warned.add(peer)
+            log.warning(
+                "node %d sends %s frames of the retired standalone placement group: "
+                "dropped; upgrade it to rejoin the placement group",
+                peer,
+                RETIRED_KINDS[kind],
+            )
 
     def _on_envelopes(self, peer: NodeId, frame: list[Any], restricted: bool) -> None:
         items = check_envelopes(frame)
@@ -729,11 +678,9 @@ class TcpTransport:
 
 _Route = Callable[[TcpTransport, NodeId, list[Any], bool], None]
 _DISPATCH: dict[FrameKind, _Route] = {
-    FrameKind.RAFT: TcpTransport._on_raft,
     FrameKind.ENVELOPES: TcpTransport._on_envelopes,
     FrameKind.FORWARD: TcpTransport._on_forward,
     FrameKind.FORWARD_REPLY: TcpTransport._on_forward_reply,
-    FrameKind.SNAPSHOT_CHUNK: TcpTransport._on_chunk,
     FrameKind.ENVELOPE_CHUNK: TcpTransport._on_chunk,
     FrameKind.PEERS: TcpTransport._on_layer_frame,
     FrameKind.PLACEMENT: TcpTransport._on_layer_frame,

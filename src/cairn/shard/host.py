@@ -66,7 +66,14 @@ from cairn.env.host_store import (
     RegionLogStore,
     RegionRecord,
 )
-from cairn.meta.region import Peer, PeerRole, Region, RegionEpoch, range_key
+from cairn.meta.region import (
+    PLACEMENT_REGION_ID,
+    Peer,
+    PeerRole,
+    Region,
+    RegionEpoch,
+    range_key,
+)
 from cairn.raft.ready import Ready
 from cairn.raft.storage import BOOTSTRAP_INDEX
 from cairn.raft.types import (
@@ -240,14 +247,7 @@ class RegionPeer:
         self.idle_ticks = 0
         env = _RegionEnv(host, record.region_id, record.peer_id)
         config = host.config.replica
-        self.replica = Replica(
-            env,
-            self.machine,
-            config,
-            None,
-            self,
-            host=host,
-        )
+        self.replica = Replica(env, self.machine, config, self, host=host)
         host.announce(self.machine.region)
 
     @property
@@ -810,8 +810,8 @@ class RegionHost:
     def _maybe_create(self, env: Envelope) -> RegionPeer | None:
         """A peer for a region first heard of here, if the message may create one."""
         assert env.message is not None
-        if self.stopped or is_response(env.message.type):
-            return None
+        if self.stopped or is_response(env.message.type) or env.region_id == PLACEMENT_REGION_ID:
+            return None  # the placement group's region is founded by its members only
         if self.tombstones.get(env.region_id, 0) >= env.to_peer.id:
             return None
         for other in self.peers.values():

@@ -1,12 +1,16 @@
 """`Replica`: one Raft node driven against an `Env`, with a state machine on top.
 
 Theory of operation. The Raft core (`RawNode`) is pure; this driver is its only caller and
-the only place that touches the outside world, always through `Env`. It is synchronous and
-callback-driven: every entry point (a timer firing, messages arriving, a proposal, a read)
-first catches up the ticks owed by the clock, feeds the core, then drains every `Ready` in
-the order its docstring prescribes — persist (fsync when `must_sync`), send `messages`,
+the only place that touches the outside world, always through `Env`. Every replica is
+hosted: its host (`cairn.shard.host.RegionHost`: a node's data regions, or a placement
+member's region) ticks it, and drains it together with the others it hosts. It is
+synchronous and callback-driven: every entry point (a tick, messages arriving, a
+proposal, a read) first catches up the ticks owed by the clock, feeds the core, then asks
+its host for a drain, which handles each `Ready` in the order its docstring prescribes —
+send `messages`, persist (one group write for the host, fsynced when any `must_sync`),
 send `persisted_messages`, restore a snapshot, apply committed entries, serve reads whose
-index is applied, `advance` — and finally compacts the log when it has grown too long.
+index is applied, `advance` (`prepare_ready`, `finish_ready`) — and finally compacts the
+log when it has grown too long (`after_drain`).
 
 Ticks come from the clock, not from the number of timer firings: a node that was paused
 (or starved) catches up every tick it missed before it looks at anything else, so a leader
@@ -25,24 +29,22 @@ import contextlib
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Protocol
 
 import msgpack
 
-from cairn.env import DurableState, Env, LogBatch, TimerHandle
+from cairn.env import DurableState, Env, LogBatch
 from cairn.raft.config import Config
 from cairn.raft.errors import LocalRaftError, ProposalDroppedError
 from cairn.raft.rawnode import RawNode
 from cairn.raft.ready import Ready
-from cairn.raft.storage import MemoryStorage, bootstrap_snapshot
+from cairn.raft.storage import MemoryStorage
 from cairn.raft.types import (
     NONE,
     ConfChange,
     ConfState,
     Entry,
     EntryType,
-    HardState,
     Message,
     MessageType,
     NodeId,
@@ -51,10 +53,6 @@ from cairn.raft.types import (
     StateRole,
     decode_conf_change,
 )
-
-
-class PersistFailedError(Exception):
-    """The log store refused a write: the replica stops and acknowledges nothing more."""
 
 
 class RecoveryError(Exception):
@@ -123,11 +121,6 @@ ApplyMany = Callable[[Sequence[tuple[int, bytes]]], Sequence[object]]
 """A machine's optional `apply_many(entries)`: apply consecutive `(index, command)` entries
 as `apply` would one by one, in one storage transaction; the results in order."""
 
-SyncDone = Callable[[Exception | None], None]
-"""Called on the event loop when a background fsync ends (None: every write made before
-it started is durable)."""
-
-
 @dataclass(frozen=True, slots=True)
 class ReplicaConfig:
     """How a replica drives its Raft node; `raft.applied` is set by the replica itself."""
@@ -142,9 +135,8 @@ class ReplicaConfig:
     """At most this many missed ticks run through the core at once (a hosted replica
     still counts the rest for its lease: `Replica._count_ticks`)."""
     batch_ready: bool = False
-    """Coalesce the Ready work of one event-loop turn (group commit); see `_request_drain`.
-    Proposals and reads of the turn are then also handed to the core together, as one
-    proposal message and one ReadIndex request (see `_flush_batches`)."""
+    """Hand the proposals and reads of one event-loop turn to the core together, as one
+    proposal message and one ReadIndex request, when the host drains (`_flush_batches`)."""
 
 
 class ReplicaObserver(Protocol):
@@ -167,8 +159,8 @@ class ReplicaObserver(Protocol):
 class ReplicaHost(Protocol):
     """The node-level driver of many replicas (`cairn.shard.host.RegionHost`).
 
-    A hosted replica keeps no timer and writes nothing itself at a drain: it asks its host
-    to drain it, and the host carries out every hosted replica's Ready in two phases around
+    A replica keeps no timer and writes nothing itself at a drain: it asks its host to
+    drain it, and the host carries out every hosted replica's Ready in two phases around
     one group write (see `Replica.prepare_ready`).
     """
 
@@ -287,11 +279,10 @@ class Replica:
         env: Env,
         machine: StateMachine,
         config: ReplicaConfig,
-        bootstrap: ConfState | None = None,
         observer: ReplicaObserver | None = None,
         on_fatal: Callable[[Exception], None] | None = None,
         *,
-        host: ReplicaHost | None = None,
+        host: ReplicaHost,
     ) -> None:
         self.env = env
         self.host = host
@@ -306,45 +297,29 @@ class Replica:
         self._nonce = env.random.getrandbits(48)
         self._seq = 0
         self._stopped = False
-        self._draining = False
-        self._syncing = False
-        """A Ready's write waits for its background fsync (`_write_in_background`)."""
-        self._background: Callable[[SyncDone], None] | None = (
-            getattr(env.log_store, "sync_in_background", None) if host is None else None
-        )
         self._proposals: dict[int, _PendingProposal] = {}
         self._reads: dict[bytes, _PendingRead] = {}
         self._snapshot_reports: list[NodeId] = []
-        self._drain_scheduled = False
         self._batched_proposals: list[tuple[bytes, bytes, Callback]] = []
         self._batched_reads: list[Callback] = []
         self._apply_many: ApplyMany | None = getattr(machine, "apply_many", None)
         self._durable = bool(getattr(machine, "durable", False))
-        self.storage, self.conf_state, self.applied = self._recover(env.log_store.load(), bootstrap)
+        self.storage, self.conf_state, self.applied = self._recover(env.log_store.load())
         raft_config = replace(config.raft, id=env.node_id, applied=self.applied)
         self.raw = RawNode(raft_config, self.storage, env.random)
         self._ticks = 0
         self._start = env.clock.now()
-        self._timer: TimerHandle | None = None
         env.transport.set_handler(self.on_messages)
-        if host is None:
-            self._schedule_tick()
-        elif self.raw.has_ready():
+        if self.raw.has_ready():
             # Recovered with work (entries committed but not applied): the host ticks an
             # idle replica without draining it, so ask now.
             self._request_drain()
 
     # -- recovery -------------------------------------------------------------------------
 
-    def _recover(
-        self, state: DurableState, bootstrap: ConfState | None
-    ) -> tuple[MemoryStorage, ConfState, int]:
-        """Rebuild the in-memory log and the state machine from what the disk kept."""
-        if state.is_empty() and bootstrap is not None:
-            snap = bootstrap_snapshot(bootstrap)
-            hs = HardState(term=snap.metadata.term, commit=snap.metadata.index)
-            self.env.log_store.write(LogBatch(snapshot=snap, hard_state=hs), sync=True)
-            state = self.env.log_store.load()
+    def _recover(self, state: DurableState) -> tuple[MemoryStorage, ConfState, int]:
+        """Rebuild the in-memory log and the state machine from what the disk kept (a
+        host founds a region by writing its first snapshot before it builds the replica)."""
         snap = state.snapshot
         storage = (
             _OnDemandSnapshotStorage(self._make_snapshot) if self._durable else MemoryStorage()
@@ -420,11 +395,8 @@ class Replica:
         return self._stopped
 
     def stop(self) -> None:
-        """Stop for good, as a crashed process would: no timers, no callbacks."""
+        """Stop for good, as a crashed process would: no callbacks."""
         self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def propose(self, command: bytes, on_done: Callback) -> None:
         """Replicate `command`; `on_done` gets the state machine's result once applied."""
@@ -442,9 +414,8 @@ class Replica:
         if self._reject_unless_leader(on_done):
             return
         rid = self._next_rid()
-        # A hosted replica keeps the caller's context (the new peers' nodes) beside its
-        # request id; a single group's context is the request id alone, as it always was.
-        context = rid if self.host is None else encode_request(rid, cc.context)
+        # The caller's context (the new peers' nodes) travels beside the request id.
+        context = encode_request(rid, cc.context)
         change = ConfChange(changes=cc.changes, transition=cc.transition, context=context)
         self._propose_with(rid, on_done, lambda: self.raw.propose_conf_change(change))
 
@@ -497,7 +468,7 @@ class Replica:
             return
         self._catch_up()
         self.raw.transfer_leader(to)
-        self._drain()
+        self._request_drain()
 
     def campaign(self) -> None:
         """Start an election now."""
@@ -505,7 +476,7 @@ class Replica:
             return
         self._catch_up()
         self.raw.campaign()
-        self._drain()
+        self._request_drain()
 
     def on_messages(self, msgs: Sequence[Message]) -> None:
         """Feed messages from the network to the core (the `Transport` handler)."""
@@ -576,44 +547,16 @@ class Replica:
 
     # -- time -----------------------------------------------------------------------------
 
-    def _next_tick_at(self) -> float:
-        return self._start + (self._ticks + 1) * self.config.tick_interval
-
-    def _schedule_tick(self) -> None:
-        delay = max(0.0, self._next_tick_at() - self.env.clock.now())
-        self._timer = self.env.clock.call_later(delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        if self._stopped:
-            return
-        self._catch_up()
-        self._drain()
-        self._schedule_tick()
-
     def _catch_up(self) -> None:
         """Tick once for every tick interval the clock has passed since the last tick.
 
         A quiescent replica is woken instead (`_wake`): the time it slept is not ticked.
-        A hosted replica that is owed more than `max_catch_up_ticks` (its process was
-        starved) ticks its core that many times and only counts the rest (`_count_ticks`).
+        A replica that is owed more than `max_catch_up_ticks` (its process was starved)
+        ticks its core that many times and only counts the rest (`_count_ticks`).
         """
         if self.quiesced:
             self._wake()
             return
-        if self.host is not None:
-            self._catch_up_hosted()
-            return
-        now = self.env.clock.now()
-        owed = 0
-        while self._next_tick_at() <= now:
-            self._ticks += 1
-            owed += 1
-            if owed <= self.config.max_catch_up_ticks:
-                self.raw.tick()
-        if owed:
-            self._expire_reads()
-
-    def _catch_up_hosted(self) -> None:
         owed = self._owed_ticks(self.env.clock.now())
         if not owed:
             return
@@ -647,7 +590,7 @@ class Replica:
         self.raw.advance_lease_clock(ticks)
 
     def host_tick(self) -> None:
-        """The host's timer fired: catch up the ticks owed (hosted replicas only), and ask
+        """The host's timer fired: catch up the ticks owed, and ask
         for a drain only if they made work (a message, a change of role or term): an idle
         follower's tick then costs a few attribute reads, not a Ready pass."""
         if self._stopped or self.quiesced or self.env.buggify("replica.tick_skipped"):
@@ -709,7 +652,7 @@ class Replica:
         (False): a leaderless follower asleep would never campaign, and its region would
         stay without a leader for good.
         """
-        if self._stopped or self.host is None:
+        if self._stopped:
             return False
         raw = self.raw
         before = (raw.role, raw.term, raw.lead)
@@ -733,8 +676,7 @@ class Replica:
         slept = self._owed_ticks(self.env.clock.now())
         self._ticks += slept
         self._count_ticks(slept)
-        if self.host is not None:
-            self.host.on_wake(self)
+        self.host.on_wake(self)
 
     def _expire_reads(self) -> None:
         expired = [ctx for ctx, r in self._reads.items() if r.deadline_tick <= self._ticks]
@@ -745,49 +687,10 @@ class Replica:
     # -- the Ready loop -------------------------------------------------------------------
 
     def _request_drain(self) -> None:
-        """Drain now, or (with `batch_ready`) once at the end of this turn of the loop, so
-        every proposal and message that arrives in one turn shares one Ready and one fsync
-        (group commit). A hosted replica always leaves it to its host."""
-        if self.host is not None:
-            self.host.request_drain(self)
-        elif not self.config.batch_ready:
-            self._drain()
-        elif not self._drain_scheduled:
-            self._drain_scheduled = True
-            self.env.clock.call_later(0.0, self._scheduled_drain)
-
-    def _scheduled_drain(self) -> None:
-        self._drain_scheduled = False
-        if not self._stopped:
-            self._catch_up()
-            self._drain()
-
-    def _drain(self) -> None:
-        if self.host is not None:
-            self.host.request_drain(self)
-            return
-        if self._draining or self._syncing:
-            return  # a drain in progress, or `_synced` carries on once the fsync ends
-        self._draining = True
-        try:
-            while True:
-                prepared = self.prepare_ready()
-                if prepared is None:
-                    break
-                if self._write_in_background(prepared):
-                    return  # `_synced` finishes it once durable, then drains on
-                self._write(prepared)
-                self.finish_ready(prepared)
-            self.after_drain()
-        except Exception as exc:
-            # A failed persist (fsync error, disk full) leaves the core with a Ready it
-            # cannot advance past, and a failed apply leaves the machine behind the log:
-            # either way stop for good (`on_fatal`) rather than answer anything from state
-            # that may not match the disk. Observers (the simulator's checker) read
-            # `failure`, so nothing raised here goes unseen.
-            self._fail(exc)
-        finally:
-            self._draining = False
+        """Ask the host to drain this replica at the end of this turn of the event loop,
+        so every proposal and message that arrives in one turn shares one Ready (and the
+        host's one group write and fsync)."""
+        self.host.request_drain(self)
 
     def prepare_ready(self) -> PreparedReady | None:
         """Phase one of handling a Ready: take it from the core, act on the change of role,
@@ -833,7 +736,11 @@ class Replica:
         self._maybe_compact()
 
     def fail(self, exc: Exception) -> None:
-        """Stop for good because handling a Ready raised `exc` (see `_drain`)."""
+        """Stop for good because handling a Ready raised `exc`: a failed persist (fsync
+        error, disk full) leaves the core with a Ready it cannot advance past, and a failed
+        apply leaves the machine behind the log; either way nothing more may be answered
+        from state that may not match the disk (`on_fatal`). Observers (the simulator's
+        checker) read `failure`, so nothing raised here goes unseen."""
         self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
@@ -848,51 +755,6 @@ class Replica:
             read.on_done(Completion(Outcome.REJECTED, reason=f"replica failed: {exc}"))
         if self.on_fatal is not None:
             self.on_fatal(exc)
-
-    def _write(self, prepared: PreparedReady) -> None:
-        """Write one replica's batch on its own (the single-group path)."""
-        if prepared.batch.is_empty():
-            return
-        try:
-            self.env.log_store.write(prepared.batch, sync=prepared.must_sync)
-        except Exception as exc:
-            raise PersistFailedError(f"{type(exc).__name__}: {exc}") from exc
-
-    def _write_in_background(self, prepared: PreparedReady) -> bool:
-        """On a log store that can fsync off the event loop (`sync_in_background`: the
-        placement group's LMDB log), write a batch that must be synced unsynced and start
-        its fsync; True when `_synced` will finish the Ready. Meanwhile the replica takes
-        in proposals, messages and ticks, but prepares no new Ready and acknowledges
-        nothing of this one: its persisted messages, its apply and `advance` wait for
-        the fsync, so nothing is answered or promised before it is durable."""
-        background = self._background
-        if background is None or not prepared.must_sync or prepared.batch.is_empty():
-            return False
-        try:
-            self.env.log_store.write(prepared.batch, sync=False)
-        except Exception as exc:
-            raise PersistFailedError(f"{type(exc).__name__}: {exc}") from exc
-        self._syncing = True
-        background(partial(self._synced, prepared))
-        return True
-
-    def _synced(self, prepared: PreparedReady, error: Exception | None) -> None:
-        """The background fsync of `prepared`'s write ended: finish it, drain on."""
-        self._syncing = False
-        if self._stopped:
-            return
-        if error is not None:
-            self._fail(PersistFailedError(f"{type(error).__name__}: {error}"))
-            return
-        self._draining = True
-        try:
-            self.finish_ready(prepared)
-        except Exception as exc:
-            self._fail(exc)
-            return
-        finally:
-            self._draining = False
-        self._drain()
 
     def _adopt(self, rd: Ready) -> None:
         """Mirror what was just persisted in the in-memory log the core reads."""
@@ -998,7 +860,7 @@ class Replica:
 
     def conf_change_rid(self, cc: ConfChange) -> bytes:
         """The request id inside a conf change's context (see `propose_conf_change`)."""
-        return cc.context if self.host is None else decode_request(cc.context)[0]
+        return decode_request(cc.context)[0]
 
     def _serve_reads(self, rd: Ready) -> None:
         for rs in rd.read_states:

@@ -1,19 +1,18 @@
-"""The simulated `Env`: one node's view of virtual time, the simulated network and disk.
+"""A simulated node's view of virtual time (`SimClock`) and its run's buggify switch.
 
-A node gets a fresh `SimEnv` for every incarnation (each start after a crash): its timers
-and its network handler die with the incarnation, while its `SimDisk` carries over.
+A node gets a fresh `SimClock` for every incarnation (each start after a crash): its timers
+die with the incarnation, while its disk carries over. A region host builds each of its
+replicas' `Env` from them (`cairn.shard.host`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from cairn.env import Clock, LogStore, MessageHandler, TimerHandle, Transport
-from cairn.raft.types import Message, NodeId
-from cairn.sim.disk import SimDisk
+from cairn.env import TimerHandle
+from cairn.raft.types import NodeId
 from cairn.sim.loop import NS_PER_SECOND, EventLoop
-from cairn.sim.network import SimNetwork
 
 
 class Buggify:
@@ -60,68 +59,3 @@ class SimClock:
                 callback()
 
         return self._loop.call_later(ns, self._owner, f"timer n{self._owner}", fire)
-
-
-class SimTransport:
-    """A node's `Transport` onto the simulated network."""
-
-    def __init__(self, network: SimNetwork, node_id: NodeId) -> None:
-        self._network = network
-        self._node_id = node_id
-
-    def send(self, to: NodeId, msgs: Sequence[Message]) -> None:
-        """See `Transport.send`."""
-        self._network.send(self._node_id, to, msgs)
-
-    def set_handler(self, handler: MessageHandler) -> None:
-        """See `Transport.set_handler`."""
-        self._network.register(self._node_id, handler)
-
-
-class SimEnv:
-    """`Env` for one incarnation of a simulated node."""
-
-    def __init__(
-        self,
-        node_id: NodeId,
-        clock: SimClock,
-        transport: SimTransport,
-        disk: SimDisk,
-        rng: random.Random,
-        buggify: Buggify,
-    ) -> None:
-        self._node_id = node_id
-        self._clock = clock
-        self._transport = transport
-        self._disk = disk
-        self._random = rng
-        self._buggify = buggify
-
-    @property
-    def node_id(self) -> NodeId:
-        """See `Env.node_id`."""
-        return self._node_id
-
-    @property
-    def clock(self) -> Clock:
-        """See `Env.clock`."""
-        return self._clock
-
-    @property
-    def transport(self) -> Transport:
-        """See `Env.transport`."""
-        return self._transport
-
-    @property
-    def log_store(self) -> LogStore:
-        """See `Env.log_store`."""
-        return self._disk
-
-    @property
-    def random(self) -> random.Random:
-        """See `Env.random`."""
-        return self._random
-
-    def buggify(self, site: str) -> bool:
-        """See `Env.buggify`."""
-        return self._buggify(site)

@@ -3,12 +3,14 @@ agent on every node, all through the simulated network and clocks.
 
 Theory of operation. `PlacementCluster` is a `MultiCluster` whose nodes run, besides their
 `RegionHost`, a `PlacementAgent` (`cairn.placement.agent`) and — on the placement group's
-members, the first three nodes — a `PlacementMember` (`cairn.placement.service`): a Raft
-replica of the cluster metadata with its own `SimDisk`, which loses unsynced writes when
-its node crashes like the host's disk does. Both are built for each incarnation of a node
+members, the first three nodes — a `PlacementMember` (`cairn.placement.service`): the
+cluster metadata's Raft replica, hosted in a second `RegionHost` over a `SimNodeDisk` of its
+own (`placement_host_for`, `cairn.placement.group_host`), which loses unsynced writes when
+its node crashes like the node's disk does. Both are built for each incarnation of a node
 on that incarnation's clock, so a crash kills their timers, and they die with the node.
-One network handler per node routes what arrives: envelopes to the host, bare Raft
-messages to the placement replica, requests to the member and replies to the agent. So
+One network handler per node routes what arrives: envelopes to the node's host, those of
+the placement region to the placement host (`deliver_to`), requests to the member and
+replies to the agent. So
 placement traffic is dropped, delayed, duplicated, reordered and partitioned like any
 other, and a paused node's placement timers are held back with the rest of its events.
 
@@ -29,10 +31,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from cairn.env import Clock, MessageHandler
-from cairn.meta.region import bound_slot, slot_bound
+from cairn.env import Clock
+from cairn.meta.region import PLACEMENT_REGION_ID, bound_slot, slot_bound
 from cairn.placement import PlacementConfig, PlacementRules, RegionReport
 from cairn.placement.agent import AgentSettings, AgentStats, PlacementAgent
+from cairn.placement.group_host import (
+    HostFactory,
+    KeylessMachine,
+    machine_for_region,
+    placement_host_config,
+)
 from cairn.placement.service import (
     PlacementMember,
     PlacementMessage,
@@ -42,15 +50,15 @@ from cairn.placement.service import (
 )
 from cairn.placement.tso import TsoReply, TsoRequest, TsoSettings
 from cairn.placement.tso_client import TsoClient, TsoClientSettings
-from cairn.raft.types import Message, NodeId
-from cairn.shard.envelope import Envelope
-from cairn.shard.host import RegionHost, RegionPeer
+from cairn.raft.types import NodeId
+from cairn.shard.envelope import Envelope, EnvelopeKind
+from cairn.shard.host import EnvelopeHandler, RegionHost, RegionPeer
 from cairn.shard.replica import ReplicaConfig, ReplicaObserver
-from cairn.sim.disk import SimDisk
 from cairn.sim.env import SimClock
 from cairn.sim.loop import HARNESS, EventLoop
-from cairn.sim.multiraft import MultiCluster
+from cairn.sim.multiraft import MultiCluster, SimHostTransport
 from cairn.sim.network import NetworkFaults, Payload, SimNetwork
+from cairn.sim.node_disk import SimNodeDisk
 from cairn.sim.store_range import machine_layout
 from cairn.store.slot import SLOT_COUNT
 
@@ -105,43 +113,60 @@ class PlacementNetwork(SimNetwork):
         self.send(frm, to, cast(Sequence[Payload], (msg,)))
 
 
-class _RaftTransport:
-    """The placement replica's `Transport`; what arrives reaches it through the node's
-    handler (`SimPlacement._handler`), so registering one is a no-op."""
+class PlacementHostTransport(SimHostTransport):
+    """A placement host's `HostTransport` onto the simulated network: its envelopes travel
+    (faulted and buggified) like the node host's; what arrives reaches it through the
+    node's handler (`SimPlacement._handler`), so registering one is a no-op; and it sends
+    no `LIVENESS` (the node's host tells the other nodes it lives)."""
 
-    def __init__(self, network: SimNetwork, node_id: NodeId) -> None:
-        self._network = network
-        self._node_id = node_id
+    def send(self, to: NodeId, envelopes: Sequence[Envelope]) -> None:
+        """See `HostTransport.send`."""
+        kept = [e for e in envelopes if e.kind is not EnvelopeKind.LIVENESS]
+        if kept:
+            SimHostTransport.send(self, to, kept)
 
-    def send(self, to: NodeId, msgs: Sequence[Message]) -> None:
-        self._network.send(self._node_id, to, msgs)
-
-    def set_handler(self, handler: MessageHandler) -> None:
+    def set_handler(self, handler: EnvelopeHandler | None) -> None:
         """See the class docstring."""
 
 
-class MemberEnv:
-    """The `Env` of one incarnation of a placement member."""
+def placement_host_for(
+    node_id: NodeId,
+    clock: Clock,
+    network: SimNetwork,
+    disk: SimNodeDisk,
+    rng: random.Random,
+    replica: ReplicaConfig,
+    buggify: Callable[[str], bool] = lambda site: False,
+    observer: ReplicaObserver | None = None,
+) -> HostFactory:
+    """How one incarnation of a simulated member builds its placement host: a
+    `RegionHost` over the member's own node disk, on the node's clock and network."""
 
-    def __init__(
-        self,
-        node_id: NodeId,
-        clock: Clock,
-        network: SimNetwork,
-        disk: SimDisk,
-        rng: random.Random,
-        buggify: Callable[[str], bool] = lambda site: False,
-    ) -> None:
-        self.node_id = node_id
-        self.clock = clock
-        self.transport = _RaftTransport(network, node_id)
-        self.log_store = disk
-        self.random = rng
-        self._buggify = buggify
+    def build(machine: KeylessMachine) -> RegionHost:
+        return RegionHost(
+            node_id,
+            clock,
+            PlacementHostTransport(network, node_id, buggify),
+            disk,
+            rng,
+            placement_host_config(replica),
+            lambda: machine,
+            buggify=buggify,
+            observers=lambda node, region: observer,
+            machine_for=machine_for_region(machine),
+        )
 
-    def buggify(self, site: str) -> bool:
-        """The run's buggify switch (the placement replica's sites, as a region's)."""
-        return self._buggify(site)
+    return build
+
+
+def deliver_to(host: RegionHost, member: PlacementMember | None, envelope: Envelope) -> None:
+    """Hand an envelope that reached a node to the host it is for: the placement region's
+    to the member's placement host (dropped on a node that hosts no member), any other to
+    the node's region host."""
+    if envelope.region_id != PLACEMENT_REGION_ID:
+        host.on_envelopes((envelope,))
+    elif member is not None:
+        member.host.on_envelopes((envelope,))
 
 
 class RangeKVInspector:
@@ -190,7 +215,7 @@ class SimPlacement:
         self.setup = setup
         self.rng = rng
         self.observer = observer
-        self.disks = {n: SimDisk(random.Random(rng.getrandbits(64))) for n in setup.members}
+        self.disks = {n: SimNodeDisk(random.Random(rng.getrandbits(64))) for n in setup.members}
         self.members: dict[NodeId, PlacementMember] = {}
         self.agents: dict[NodeId, PlacementAgent] = {}
         self.agent_stats = AgentStats()
@@ -238,24 +263,24 @@ class SimPlacement:
     def _member(self, node_id: NodeId, clock: SimClock) -> PlacementMember:
         setup = self.setup
         network = self.network
-        env = MemberEnv(
+        host_for = placement_host_for(
             node_id,
             clock,
             network,
             self.disks[node_id],
             random.Random(self.rng.getrandbits(64)),
+            setup.replica,
             self.cluster.buggify,
+            self.observer(node_id),
         )
         member = PlacementMember(
-            env,
-            setup.replica,
+            host_for,
             setup.members,
             lambda to, reply: network.send_placement(node_id, to, reply),
             config=setup.config,
             rules=setup.rules,
             first_id=setup.first_id,
             settings=setup.service,
-            observer=self.observer(node_id),
             wall_ms=lambda: WALL_EPOCH_MS + int(clock.now() * 1000) + self.wall_skew(node_id),
             tso=setup.tso,
         )
@@ -273,7 +298,7 @@ class SimPlacement:
         def handle(msgs: Sequence[object]) -> None:
             for msg in msgs:
                 if isinstance(msg, Envelope):
-                    host.on_envelopes((msg,))
+                    deliver_to(host, member, msg)
                 elif isinstance(msg, PlacementReply):
                     agent.on_reply(msg)
                 elif isinstance(msg, TsoReply):
@@ -284,8 +309,6 @@ class SimPlacement:
                     member.on_request(msg)
                 elif isinstance(msg, TsoRequest):
                     member.on_tso_request(msg)
-                elif isinstance(msg, Message):
-                    member.replica.on_messages((msg,))
 
         return handle
 
