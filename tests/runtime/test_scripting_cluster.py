@@ -371,3 +371,36 @@ def test_a_cluster_aware_connection_gets_crossslot_for_a_script(cluster: LocalCl
     with pytest.raises(redis.exceptions.ClusterCrossSlotError):
         c.eval("return 1", 2, a, b)
     c.close()
+
+
+def test_redis_py_lock_built_on_lua_works_across_nodes_and_regions(cluster: LocalCluster) -> None:
+    """redis-py's `Lock` (SET NX PX to acquire; Lua scripts through `register_script` to
+    release, extend and reacquire, each checking the owner's token) on locks in every
+    region, taken and contested from different nodes."""
+    for region_id in range(1, REGIONS + 1):
+        name = key_in(region_id, "lock:")
+        mine, theirs = client(cluster, 1), client(cluster, 1 + region_id % 3)
+        held = mine.lock(name, timeout=10)
+        assert held.acquire(blocking=False)
+        rival = theirs.lock(name, timeout=10)
+        assert not rival.acquire(blocking=False)  # SET NX: taken
+        assert held.owned() and not rival.owned()
+        assert held.extend(20)  # Lua: adds to the TTL only for the owner's token
+        assert 20_000 < theirs.pttl(name) <= 30_000
+        assert held.reacquire()  # Lua: TTL back to the lock's timeout
+        assert 9_000 < theirs.pttl(name) <= 10_000
+        rival.local.token = b"forged"  # the scripts check the token on the server
+        with pytest.raises(redis.exceptions.LockNotOwnedError):
+            rival.release()
+        rival.local.token = b"forged"  # release() dropped it
+        with pytest.raises(redis.exceptions.LockNotOwnedError):
+            rival.extend(5)
+        rival.local.token = None
+        held.release()  # Lua: the owner's token deletes the key
+        assert theirs.exists(name) == 0
+        with rival:  # free now: the context manager acquires and releases it
+            assert rival.owned() and not held.owned()
+            assert not held.acquire(blocking=False)
+        assert mine.exists(name) == 0
+        mine.close()
+        theirs.close()
