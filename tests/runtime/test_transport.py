@@ -173,7 +173,8 @@ def test_an_older_nodes_retired_frames_are_dropped_and_the_link_stays() -> None:
         await _wait_for(lambda: got == [5])
         assert b.connected(1) and b.stats.connects == 1
         a.send_frame(2, [99, b"unknown"])  # a kind that never existed closes the link
-        await _wait_for(lambda: not b.connected(1))
+        # (a redials at once: the close shows as a second connection as often as a gap)
+        await _wait_for(lambda: not b.connected(1) or b.stats.connects > 1)
         await a.stop()
         await b.stop()
 

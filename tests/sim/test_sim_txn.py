@@ -122,9 +122,9 @@ def test_a_third_of_bank_transfers_are_scripts_that_refuse_overdrafts() -> None:
 
 
 CAUGHT_SEEDS: dict[str, tuple[int, ...]] = {
-    SECONDARIES_FIRST: (0, 1, 3),
+    SECONDARIES_FIRST: (1, 3),
     READS_IGNORE_LOCKS: (0, 1, 3),
-    TSO_BACKWARDS: (4, 2),
+    TSO_BACKWARDS: (0, 4, 2),
 }
 """Seeds of each plant's profile whose runs caught it (2026-12-08); the test tries them in
 order and needs one: a change of schedule may move the catch to a later one."""
