@@ -145,6 +145,11 @@ class HostConfig:
     founding_sleep_ticks: int | None = None
     """How long a founding follower sleeps waiting for the founding leader before it wakes
     to campaign itself (default: four election timeouts); see `RegionHost._found`."""
+    pipeline_depth: int = 4
+    """How many Readies of one replica may wait for an fsync at once. More lets a write's
+    appends leave while the previous write's fsync runs (latency under moderate load);
+    fewer makes the next Ready bigger (fewer messages and transactions per write: CPU).
+    At 1 a replica takes no Ready while one of its own waits, as before pipelining."""
     inline_sync_entries: int = 0
     """On a store that fsyncs in the background: a drain whose write holds at most this
     many log entries, while no fsync runs or waits, is fsynced inline instead (0: never).
@@ -365,6 +370,8 @@ class RegionHost:
         """Readies written since the running fsync started, in order: the next covers them."""
         self._waiting: dict[int, int] = {}
         """region id -> its Readies written and not finished yet (waiting for an fsync)."""
+        self._held: set[int] = set()
+        """Regions with work held back at `pipeline_depth` until an fsync ends."""
         self._inline_sync_ms = 0.0
         """A moving average of the inline fsyncs' durations (`inline_sync_entries`)."""
         self.inline_syncs = 0
@@ -675,6 +682,9 @@ class RegionHost:
                 peer.replica.fail(error)
         touched = {peer.region_id for peer, _ in covered}
         self._finish_waiting(covered)
+        if self._held:
+            self._dirty |= self._held
+            self._held.clear()
         if self._unsynced:
             if any(r.must_sync for _, r in self._unsynced):
                 self._start_sync()
@@ -697,9 +707,13 @@ class RegionHost:
 
     def _prepare(self, region_ids: list[int]) -> list[tuple[RegionPeer, PreparedReady]]:
         out = []
+        depth = self.config.pipeline_depth
         for region_id in region_ids:
             peer = self.peers.get(region_id)
             if peer is None or peer.replica.stopped:
+                continue
+            if self._waiting.get(region_id, 0) >= depth:
+                self._held.add(region_id)  # drained again when an fsync ends
                 continue
             try:
                 ready = peer.replica.prepare_ready()
