@@ -16,6 +16,7 @@ of its samples at one client.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from queue import SimpleQueue
@@ -66,10 +67,9 @@ class FsyncThread:
                 error = exc
             except BaseException as exc:  # still no durability to report
                 error = RuntimeError(f"fsync interrupted: {exc!r}")
-            try:
+            # A closed loop raises: nobody waits for the outcome any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._finished, done, error)
-            except RuntimeError:
-                pass  # the loop is closed: nobody waits for the outcome any more
 
     def _finished(self, done: SyncDone, error: Exception | None) -> None:
         self._running -= 1
