@@ -79,6 +79,7 @@ def main() -> None:
     p.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
     p.add_argument("--profile", type=Path, default=None)
     p.add_argument("--profile-seconds", type=int, default=12)
+    p.add_argument("--profile-clients", type=int, default=50, help="clients of the profiled load")
     p.add_argument("--tests", default="", help="comma-separated redis-benchmark tests")
     a = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="set-cpu-") as tmp:
@@ -94,7 +95,8 @@ def main() -> None:
                     spy(pids[leader], a.profile / "leader.txt", a.profile_seconds),
                     spy(pids[follower], a.profile / "follower.txt", a.profile_seconds),
                 ]
-                redis_benchmark(port, args_for(50, a.n50))
+                n = a.n50 if a.profile_clients > 1 else a.n1
+                redis_benchmark(port, args_for(a.profile_clients, n))
                 for t in threads:
                     t.join()
                 return

@@ -19,11 +19,13 @@ from cairn.env import LogBatch
 from cairn.env.host_store import BackgroundSync
 from cairn.raft.types import Entry
 from cairn.runtime.host_store import LmdbHostStore, found_regions
+from cairn.runtime.range_store import StoreRangeMachine
 from cairn.runtime.region_layout import initial_layout
 from cairn.storage import LmdbOptions, failpoints
 from cairn.storage.errors import DiskFailedError
 from cairn.storage.lmdb_env import FP_SYNC
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
+from cairn.store.machine import encode_command
 
 
 @pytest.fixture
@@ -76,3 +78,36 @@ def test_a_failed_fsync_reaches_done_and_fails_the_store(node: NodeStore) -> Non
     assert host_store.syncs == 0
     with pytest.raises(DiskFailedError):
         host_store.write_many(append(RAFT_INIT_INDEX + 2), sync=False)
+
+
+def test_apply_commits_with_the_log_in_one_transaction_or_not_at_all(node: NodeStore) -> None:
+    """`write_many(apply=...)`: the machine's writes join the log's LMDB transaction (the
+    pipelined host applies a Ready's entries there), so both commit, or, if the apply
+    raises, neither does."""
+    host_store = LmdbHostStore(node, 1)
+    region = node.state(1).region
+    machine = StoreRangeMachine(node.keyspace, 1, region)
+    index = RAFT_INIT_INDEX + 1
+    set_k = encode_command("set", [b"k", b"v1"], 1)
+    replies: list[object] = []
+    host_store.write_many(
+        append(index),
+        sync=False,
+        apply=lambda: replies.extend(machine.apply_many([(index, set_k)])),
+    )
+    assert node.store(1).state.last_index == index
+    assert machine.applied_index == index
+    assert len(replies) == 1, replies
+    assert machine.store.key_count() == 1, replies
+
+    def failing() -> None:
+        machine.apply_many([(index + 1, encode_command("set", [b"k", b"v2"], 2))])
+        raise RuntimeError("the apply of a later entry failed")
+
+    with pytest.raises(RuntimeError):
+        host_store.write_many(append(index + 1), sync=False, apply=failing)
+    machine.store.reload()
+    # Neither the log entry nor the machine's write of that transaction is there.
+    assert node.store(1).state.last_index == index
+    assert machine.applied_index == index
+    assert StoreRangeMachine(node.keyspace, 1, region).applied_index == index

@@ -254,3 +254,34 @@ def test_with_background_fsyncs_a_write_is_answered_only_once_a_quorum_synced_it
         c.start(n)
     run(c, 3.0)
     assert machine(leader_of(c, 1), 1).data == {"k": "v"}
+
+
+def test_with_a_slow_fsync_the_next_write_leaves_before_it_ends() -> None:
+    """Pipelined writes: while the leader's first fsync runs, a second write is taken
+    as its own Ready (numbered), written and sent to the followers at once; neither is
+    answered before a quorum synced it, and they complete in log order."""
+    c = make_cluster(background_sync=True)
+    found(c, 1, b"", b"", 3)
+    run(c, 2.0)
+    leader = leader_of(c, 1)
+    for n in (1, 2, 3):
+        disk = c.nodes[n].disk
+        assert isinstance(disk, BackgroundSyncDisk)
+        disk.latency = (0.05, 0.05)
+    replica = leader.peers[1].replica
+    before = replica.raw.log.last_index()
+    done: list[str] = []
+    epoch = leader.peers[1].region.epoch
+    leader.propose(1, epoch, put("a", "1"), lambda d: done.append(f"a {d.outcome.name}"))
+    run(c, 0.01)
+    leader.propose(1, epoch, put("b", "2"), lambda d: done.append(f"b {d.outcome.name}"))
+    run(c, 0.01)
+    # Both entries are on every follower's log, 20 ms into a 50 ms fsync.
+    for n in (1, 2, 3):
+        host = c.host(n)
+        assert host is not None
+        assert host.peers[1].replica.raw.log.last_index() == before + 2, n
+    assert replica.raw.ready_in_progress and done == []
+    run(c, 1.0)
+    assert done == ["a OK", "b OK"]
+    assert machine(leader, 1).data == {"a": "1", "b": "2"}

@@ -37,6 +37,7 @@ def test_background_fsync_stays_safe_and_converges(monkeypatch: pytest.MonkeyPat
             failures.append(f"seed {seed}: {result.failure}")
         crashes += result.faults.get("crash", 0)
     assert not failures, "\n".join(failures)
-    # The runs took the background path, and crashed nodes while fsyncs were running.
-    assert len(started) > 1000 * len(SEEDS) / 10, len(started)
+    # The runs took the background path, and crashed nodes while fsyncs were running
+    # (one seed in three fsyncs small writes inline, as a real node does when idle).
+    assert len(started) > 1000 * len(SEEDS) / 15, len(started)
     assert crashes >= 60, crashes

@@ -47,9 +47,14 @@ class HostStore(Protocol):
         batches: Sequence[tuple[int, LogBatch]],
         sync: bool,
         records: Sequence[RegionRecord] = (),
+        apply: Callable[[], None] | None = None,
     ) -> None:
         """Write every `(region id, batch)` and record in one atomic write, then fsync once
-        when `sync`. Writes become durable in the order they were made."""
+        when `sync`. Writes become durable in the order they were made.
+
+        `apply` runs inside that write, after the batches are staged: the state
+        machines' changes it makes (applying committed entries) commit with the log in
+        the same transaction, or, if it raises, nothing of the write does."""
         ...
 
     def load(self, region_id: int) -> DurableState:

@@ -17,13 +17,18 @@ class Unstable:
     """Entries and a snapshot not yet known to be on stable storage.
 
     Invariant: `entries[i].index == offset + i`; with a snapshot, `offset` is the index
-    just after it.
+    just after it. `in_progress` (etcd's offsetInProgress): entries before it were already
+    handed out in a `Ready` whose write may still be under way, so the next `Ready` starts
+    there; `snapshot_in_progress` likewise for the snapshot. `offset <= in_progress <=
+    offset + len(entries)`.
     """
 
     def __init__(self, offset: int) -> None:
         self.snapshot: Snapshot | None = None
         self.entries: list[Entry] = []
         self.offset = offset
+        self.in_progress = offset
+        self.snapshot_in_progress = False
 
     def maybe_first_index(self) -> int | None:
         """The first log index after the unstable snapshot, if there is one."""
@@ -58,17 +63,21 @@ class Unstable:
             return
         del self.entries[: index + 1 - self.offset]
         self.offset = index + 1
+        self.in_progress = max(self.in_progress, self.offset)
 
     def stable_snap_to(self, index: int) -> None:
         """Drop the snapshot once persisted."""
         if self.snapshot is not None and self.snapshot.metadata.index == index:
             self.snapshot = None
+            self.snapshot_in_progress = False
 
     def restore(self, snap: Snapshot) -> None:
         """Replace everything by a snapshot."""
         self.offset = snap.metadata.index + 1
+        self.in_progress = self.offset
         self.entries = []
         self.snapshot = snap
+        self.snapshot_in_progress = False
 
     def truncate_and_append(self, entries: list[Entry]) -> None:
         """Append, replacing any suffix from `entries[0].index` on."""
@@ -78,9 +87,26 @@ class Unstable:
         elif after <= self.offset:
             # The new entries replace everything we hold, stable or not.
             self.offset = after
+            self.in_progress = after
             self.entries = list(entries)
         else:
             self.entries = [*self.entries[: after - self.offset], *entries]
+            self.in_progress = min(self.in_progress, after)
+
+    def next_entries(self) -> list[Entry]:
+        """The entries not yet handed out for persisting."""
+        return self.entries[self.in_progress - self.offset :]
+
+    def accept_in_progress(self) -> None:
+        """Everything held now has been handed out (its write is under way)."""
+        self.in_progress = self.offset + len(self.entries)
+        self.snapshot_in_progress = self.snapshot is not None
+
+    def has_next(self) -> bool:
+        """Whether entries or a snapshot wait to be handed out."""
+        return self.in_progress < self.offset + len(self.entries) or (
+            self.snapshot is not None and not self.snapshot_in_progress
+        )
 
     def slice(self, lo: int, hi: int) -> list[Entry]:
         """Entries in [lo, hi), which must lie inside this tail."""
@@ -97,6 +123,9 @@ class RaftLog:
         self.unstable = Unstable(last + 1)
         self.committed = first - 1
         self.applied = first - 1
+        self.applying = first - 1
+        """Committed entries up to here were handed out for applying (`applied <=
+        applying <= committed`); the next Ready hands out those after it."""
         self.max_committed_size_per_ready = max_committed_size_per_ready
 
     def __repr__(self) -> str:
@@ -201,16 +230,16 @@ class RaftLog:
         return self.last_index()
 
     def unstable_entries(self) -> list[Entry]:
-        """Entries to persist."""
-        return list(self.unstable.entries)
+        """Entries to persist that no earlier Ready handed out."""
+        return self.unstable.next_entries()
 
     def has_next_committed_entries(self) -> bool:
-        """Whether committed entries wait to be applied."""
-        return self.committed > self.applied and self.applied + 1 >= self.first_index()
+        """Whether committed entries wait to be handed out for applying."""
+        return self.committed > self.applying and self.applying + 1 >= self.first_index()
 
     def next_committed_entries(self) -> list[Entry]:
         """Committed entries to apply, up to the per-Ready size limit."""
-        lo = max(self.applied + 1, self.first_index())
+        lo = max(self.applying + 1, self.first_index())
         if self.committed < lo:
             return []
         return self.slice(lo, self.committed + 1, self.max_committed_size_per_ready)
@@ -275,6 +304,11 @@ class RaftLog:
                 f"applied {index} is out of range [{self.applied}, {self.committed}]"
             )
         self.applied = index
+        self.applying = max(self.applying, index)
+
+    def applying_to(self, index: int) -> None:
+        """Record that committed entries up to `index` were handed out for applying."""
+        self.applying = max(self.applying, index)
 
     def stable_to(self, index: int, term: int) -> None:
         """Record that entries up to `index` (of `term`) are persisted."""

@@ -16,7 +16,7 @@ persisted, so a commit never rests on an entry that only lives in a leader's mem
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -576,7 +576,7 @@ class Raft:
         if pr is not None and pr.maybe_update(index) and self.maybe_commit():
             self.bcast_append()
 
-    def reduce_uncommitted_size(self, entries: tuple[Entry, ...]) -> None:
+    def reduce_uncommitted_size(self, entries: Sequence[Entry]) -> None:
         """Forget the size of entries that are now applied."""
         if self.role is StateRole.LEADER:
             size = sum(len(e.data) for e in entries)

@@ -4,11 +4,24 @@ The application owns the loop: it calls `tick()` on a timer, `step()` for each m
 from the network, `propose()` and friends for its own requests, and whenever
 `has_ready()` is true it takes a `ready()`, carries it out in the order the `Ready`
 docstring gives, and calls `advance(ready)`. Nothing here blocks or does I/O.
+
+Pipelined (raft-rs's asynchronous protocol): instead of `advance`, the application may
+call `advance_append_async(ready)` as soon as it has *started* the Ready's write, and then
+take the next `ready()` while that write is still on its way to the disk: each Ready
+hands out only the entries no earlier one did. Once the writes of every Ready up to
+number n are durable (writes become durable in the order they were made), it calls
+`on_persist_ready(n)`; once it has applied the committed entries handed out, it calls
+`advance_apply()`. Between the two, the Ready's `persisted_messages` wait for the
+persist; its `messages` (a leader's appends) need not (Raft thesis §10.2.1). Committed
+entries may be handed out before the local write that holds them is durable: they are
+committed (durable on a quorum), and a driver whose writes are durable in order applies
+them in or after the write that holds them.
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -28,11 +41,22 @@ from cairn.raft.types import (
     Message,
     MessageType,
     NodeId,
+    Snapshot,
     SoftState,
     StateRole,
     encode_conf_change,
     is_local,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Unpersisted:
+    """What a Ready handed out for persisting, until `on_persist_ready` covers it."""
+
+    number: int
+    last_index: int
+    last_term: int
+    snapshot_index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +95,10 @@ class RawNode:
         self._prev_hard = self.raft.hard_state()
         self._ready_number = 0
         self._in_progress: Ready | None = None
+        """The last Ready handed out, until `advance` or `advance_append_async`."""
+        self._unpersisted: deque[_Unpersisted] = deque()
+        """Readies whose writes were started and not yet acknowledged as durable."""
+        self._persisted_number = 0
         self._log_view = LogView(self.raft.raft_log)
 
     # -- input ------------------------------------------------------------------------
@@ -160,8 +188,7 @@ class RawNode:
         return bool(
             r.soft_state() != self._prev_soft
             or self._hard_state_changed()
-            or r.raft_log.unstable.snapshot is not None
-            or r.raft_log.unstable.entries
+            or r.raft_log.unstable.has_next()
             or r.msgs
             or r.msgs_after_persist
             or r.read_states
@@ -170,23 +197,32 @@ class RawNode:
 
     @property
     def ready_in_progress(self) -> bool:
-        """Whether a Ready was handed out and not yet advanced (its write may still be on
-        its way to the disk)."""
-        return self._in_progress is not None
+        """Whether a Ready was handed out and is not yet advanced or persisted (its write
+        may still be on its way to the disk)."""
+        return self._in_progress is not None or bool(self._unpersisted)
+
+    @property
+    def persisted_number(self) -> int:
+        """The highest Ready number `on_persist_ready` (or `advance`) acknowledged."""
+        return self._persisted_number
 
     def _hard_state_changed(self) -> bool:
         hs = self.raft.hard_state()
         return not hs.is_empty() and hs != self._prev_hard
 
     def ready(self) -> Ready:
-        """The next batch of work; call `advance` with it before asking again."""
+        """The next batch of work; call `advance` (or `advance_append_async`) with it
+        before asking again."""
         if self._in_progress is not None:
             raise LocalRaftError("ready() called again before advance()")
         r = self.raft
+        log = r.raft_log
         soft = r.soft_state()
         hard = r.hard_state()
-        entries = tuple(r.raft_log.unstable_entries())
+        entries = tuple(log.unstable_entries())
         hard_changed = self._hard_state_changed()
+        unstable = log.unstable
+        snapshot = None if unstable.snapshot_in_progress else unstable.snapshot
         self._ready_number += 1
         rd = Ready(
             number=self._ready_number,
@@ -194,49 +230,94 @@ class RawNode:
             hard_state=hard if hard_changed else None,
             read_states=tuple(r.read_states),
             entries=entries,
-            snapshot=r.raft_log.unstable.snapshot,
-            committed_entries=tuple(r.raft_log.next_committed_entries()),
+            snapshot=snapshot,
+            committed_entries=tuple(log.next_committed_entries()),
             messages=tuple(r.msgs),
             persisted_messages=tuple(r.msgs_after_persist),
-            must_sync=self._must_sync(hard, entries),
+            must_sync=self._must_sync(hard, entries, snapshot),
         )
         r.msgs, r.msgs_after_persist, r.read_states = [], [], []
         if rd.soft_state is not None:
             self._prev_soft = soft
+        if rd.hard_state is not None:
+            self._prev_hard = rd.hard_state
+        unstable.accept_in_progress()
+        if snapshot is not None:
+            log.applying_to(snapshot.metadata.index)
+        if rd.committed_entries:
+            log.applying_to(rd.committed_entries[-1].index)
+        last = entries[-1] if entries else None
+        self._unpersisted.append(
+            _Unpersisted(
+                rd.number,
+                last.index if last is not None else 0,
+                last.term if last is not None else 0,
+                snapshot.metadata.index if snapshot is not None else 0,
+            )
+        )
         self._in_progress = rd
         return rd
 
-    def _must_sync(self, hard: HardState, entries: tuple[Entry, ...]) -> bool:
+    def _must_sync(
+        self, hard: HardState, entries: tuple[Entry, ...], snapshot: Snapshot | None
+    ) -> bool:
         """Entries, a new term or a new vote must be fsynced; a commit index need not be."""
-        if entries or self.raft.raft_log.unstable.snapshot is not None:
+        if entries or snapshot is not None:
             return True
         if self.raft.config.has_bug(PlantedBug.UNSYNCED_VOTE):
             return False
         return hard.term != self._prev_hard.term or hard.vote != self._prev_hard.vote
 
     def advance(self, rd: Ready) -> None:
-        """Record that `rd` was carried out: persisted, sent and applied."""
+        """Record that `rd` was carried out: persisted, sent and applied (the synchronous
+        protocol: `rd` is the only Ready not yet acknowledged)."""
         if rd is not self._in_progress:
             raise LocalRaftError("advance() must be given the Ready last returned by ready()")
+        if len(self._unpersisted) != 1:
+            raise LocalRaftError("advance() with other Readies in flight: use on_persist_ready")
         self._in_progress = None
-        r = self.raft
-        if rd.hard_state is not None:
-            self._prev_hard = rd.hard_state
-        if rd.snapshot is not None:
-            r.raft_log.stable_snap_to(rd.snapshot.metadata.index)
-            r.raft_log.applied_to(rd.snapshot.metadata.index)
-        if rd.entries:
-            last = rd.entries[-1]
-            r.raft_log.stable_to(last.index, last.term)
-            # A driver may step messages while this Ready's write is on its way to the
-            # disk (a background fsync); if one replaced these entries meanwhile, the
-            # persisted index is not the log's any more and must not count.
-            if r.raft_log.match_term(last.index, last.term):
-                r.on_persisted(last.index)
+        self.on_persist_ready(rd.number)
         if rd.committed_entries:
-            r.raft_log.applied_to(rd.committed_entries[-1].index)
-            r.reduce_uncommitted_size(rd.committed_entries)
-            r.maybe_auto_leave_joint()
+            self.advance_apply_to(rd.committed_entries[-1].index, rd.committed_entries)
+
+    def advance_append_async(self, rd: Ready) -> None:
+        """The write of `rd` has been started (it may not be durable yet): `ready()` may be
+        called again. Its durability is acknowledged later by `on_persist_ready`."""
+        if rd is not self._in_progress:
+            raise LocalRaftError("advance_append_async() needs the Ready last returned")
+        self._in_progress = None
+
+    def on_persist_ready(self, number: int) -> None:
+        """Every Ready up to `number` is durable (its entries, hard state and snapshot).
+
+        The leader may now count its own entries toward a quorum. If a message replaced
+        a Ready's entries while its write was under way, the persisted index is not the
+        log's any more and does not count."""
+        if self._in_progress is not None and self._in_progress.number <= number:
+            raise LocalRaftError("on_persist_ready() before advance_append_async()")
+        r = self.raft
+        log = r.raft_log
+        while self._unpersisted and self._unpersisted[0].number <= number:
+            done = self._unpersisted.popleft()
+            if done.snapshot_index:
+                log.stable_snap_to(done.snapshot_index)
+                if done.snapshot_index > log.applied:
+                    log.applied_to(done.snapshot_index)
+            if done.last_index:
+                log.stable_to(done.last_index, done.last_term)
+                if log.match_term(done.last_index, done.last_term):
+                    r.on_persisted(done.last_index)
+        self._persisted_number = max(self._persisted_number, number)
+
+    def advance_apply_to(self, index: int, entries: Sequence[Entry] = ()) -> None:
+        """Committed entries up to `index` (among them `entries`, handed out by Readies)
+        are applied."""
+        r = self.raft
+        if index > r.raft_log.applied:
+            r.raft_log.applied_to(index)
+        if entries:
+            r.reduce_uncommitted_size(entries)
+        r.maybe_auto_leave_joint()
 
     # -- inspection -------------------------------------------------------------------
 

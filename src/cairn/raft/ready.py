@@ -21,8 +21,14 @@ class Ready:
        the `read_states` whose index is applied;
     5. call `RawNode.advance(ready)`.
 
-    `number` increases by one per Ready, so logs and traces can name a batch. Invariant:
-    every committed entry handed out here is already in stable storage or in `entries`.
+    Pipelined, a driver calls `RawNode.advance_append_async(ready)` once the write of
+    step 1 has started and may take the next Ready before it is durable; it then
+    acknowledges durability with `RawNode.on_persist_ready(number)` (steps 3 wait for
+    it) and the apply with `RawNode.advance_apply_to` (see `cairn.raft.rawnode`).
+
+    `number` increases by one per Ready: it is what `on_persist_ready` acknowledges.
+    Invariant: every committed entry handed out here is already in stable storage, in
+    the write of an earlier Ready, or in `entries`.
     """
 
     number: int

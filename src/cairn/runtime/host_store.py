@@ -125,8 +125,10 @@ class LmdbHostStore:
         batches: Sequence[tuple[int, LogBatch]],
         sync: bool,
         records: Sequence[RegionRecord] = (),
+        apply: Callable[[], None] | None = None,
     ) -> None:
-        """See `HostStore.write_many`."""
+        """See `HostStore.write_many`: `apply` runs with the node's keyspace grouped into
+        the log's transaction, so the machines' writes join it."""
         for region_id, batch in batches:
             if not batch.is_empty() and not self.store.is_live(region_id):
                 raise RegionCreationError(
@@ -134,7 +136,7 @@ class LmdbHostStore:
                 )
         states = [self._local(r) for r in records]
         try:
-            self.store.write_many(batches, sync, states)
+            self.store.write_many(batches, sync, states, apply)
         except Exception as exc:
             if self.on_failure is not None:
                 self.on_failure(exc)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import msgpack
@@ -72,9 +72,10 @@ class PlacementHostStore:
         batches: Sequence[tuple[int, LogBatch]],
         sync: bool,
         records: Sequence[RegionRecord] = (),
+        apply: Callable[[], None] | None = None,
     ) -> None:
         """See `HostStore.write_many`."""
-        self._records.write_many(batches, sync, records)
+        self._records.write_many(batches, sync, records, apply)
 
     def load(self, region_id: int) -> DurableState:
         """See `HostStore.load`."""

@@ -119,9 +119,10 @@ class UnsyncedHostStore:
         batches: Sequence[tuple[int, LogBatch]],
         sync: bool,
         records: Sequence[RegionRecord] = (),
+        apply: Callable[[], None] | None = None,
     ) -> None:
         """The planted bug: `sync` is ignored."""
-        self.store.write_many(batches, False, records)
+        self.store.write_many(batches, False, records, apply)
 
     def sync_in_background(self, done: SyncDone) -> None:
         """The planted bug again: reported durable at once, without an fsync."""

@@ -10,12 +10,20 @@ wraps its messages in `Envelope`s and whose log store is its slice of the node's
   the messages allowed to leave early), writes all their batches with one `write_many`
   and at most ONE fsync, then finishes them (`finish_ready`: persisted messages, apply,
   reads, advance), and repeats while any has more. Envelopes to one node leave together.
-* **Background fsync.** On a store that can (`BackgroundSync`: a real node's LMDB), the
-  write is committed unsynced and its fsync runs off the event loop; the Readies are
-  finished when it ends (`_synced`), and no new Ready is prepared meanwhile, while the
-  loop keeps reading clients and peers (whose work makes the next write bigger). Raft
-  allows the steps in between (etcd's raft does the same); `RawNode.advance` counts the
-  leader's own entries as persisted only if they are still its log's.
+* **Pipelined writes.** A Ready's committed entries are applied inside the transaction
+  that writes the drain's log batches (`Replica.apply_in_txn`: ordinary commands; a
+  snapshot, a conf change or an admin command are applied once durable, and hold that
+  replica's next Ready back) and their proposals complete as soon as it commits: they are
+  committed, durable on a quorum, and writes reach the disk in order. On a store that
+  can (`BackgroundSync`: a real node's LMDB), the write is committed unsynced and its
+  fsync runs off the event loop, one at a time; meanwhile the host goes on taking
+  Readies (several per replica may be in flight, each numbered), writing them and
+  sending the messages that may leave before the local fsync (a leader's appends, Raft
+  thesis §10.2.1). When an fsync ends (`_synced`) the Readies it covers are finished in
+  order (`finish_ready`: persisted messages such as a follower's acknowledgement, then
+  `RawNode.on_persist_ready(number)`), and the next fsync starts over everything written
+  since. A Ready that needs no fsync (a commit index) of a replica with nothing waiting
+  is finished at once.
 * **One timer.** Every tick the host ticks the regions that are awake, and no other.
 * **Quiescence.** A leader whose region has been idle for `quiesce_after_ticks` (nothing
   pending, every follower caught up, every peer's node live) sends its followers `QUIESCE`
@@ -144,6 +152,19 @@ class HostConfig:
     founding_sleep_ticks: int | None = None
     """How long a founding follower sleeps waiting for the founding leader before it wakes
     to campaign itself (default: four election timeouts); see `RegionHost._found`."""
+    pipeline_depth: int = 4
+    """How many Readies of one replica may wait for an fsync at once. More lets a write's
+    appends leave while the previous write's fsync runs (latency under moderate load);
+    fewer makes the next Ready bigger (fewer messages and transactions per write: CPU).
+    At 1 a replica takes no Ready while one of its own waits, as before pipelining."""
+    inline_sync_entries: int = 0
+    """On a store that fsyncs in the background: a drain whose write holds at most this
+    many log entries, while no fsync runs or waits, is fsynced inline instead (0: never).
+    A single client's write then skips two thread hand-offs on each node (the fsync
+    thread's wake-up and the event loop's), which cost more than a short fsync."""
+    inline_sync_max_ms: float = 5.0
+    """...as long as recent inline fsyncs took at most this long on average (a slow disk
+    would stall the event loop)."""
     founding_campaign_ticks: int | None = None
     """When founding leaders campaign: this many ticks after the host starts, plus a random
     stagger of up to half an election timeout (default: two election timeouts, so the other
@@ -347,7 +368,16 @@ class RegionHost:
         self.store = store
         self._background = store if isinstance(store, BackgroundSync) else None
         self._syncing = False
-        """A background fsync is running: no Ready is prepared until it ends."""
+        """A background fsync is running (over the Readies it was started for)."""
+        self._unsynced: list[tuple[RegionPeer, PreparedReady]] = []
+        """Readies written since the running fsync started, in order: the next covers them."""
+        self._waiting: dict[int, int] = {}
+        """region id -> its Readies written and not finished yet (waiting for an fsync)."""
+        self._held: set[int] = set()
+        """Regions with work held back at `pipeline_depth` until an fsync ends."""
+        self._inline_sync_ms = 0.0
+        """A moving average of the inline fsyncs' durations (`inline_sync_entries`)."""
+        self.inline_syncs = 0
         self.rng = rng
         self.config = replace(
             config, replica=replace(config.replica, max_catch_up_ticks=config.max_catch_up_ticks)
@@ -629,11 +659,6 @@ class RegionHost:
         self._drain_scheduled = False
         if self.stopped:
             return
-        if self._syncing:
-            # The drain carries on when the fsync ends (`_synced`); meanwhile the loop
-            # reads clients and peers, whose work joins the next Ready (a bigger group).
-            self._flush()
-            return
         self.drains += 1
         self._drain_from(set())
 
@@ -646,26 +671,33 @@ class RegionHost:
                 # What may leave before the write (a leader's appends) leaves now, so the
                 # followers' fsyncs run during this node's, not after it.
                 self._flush()
-                if self._persist(prepared, touched):
-                    return  # `_synced` finishes these Readies once they are durable
-                self._finish(prepared)
+                self._persist(prepared)
         self._drain_end(touched)
 
     def _synced(
-        self,
-        prepared: list[tuple[RegionPeer, PreparedReady]],
-        touched: set[int],
-        error: Exception | None,
+        self, covered: list[tuple[RegionPeer, PreparedReady]], error: Exception | None
     ) -> None:
-        """The background fsync of a drain's write ended: finish its Readies (or fail
-        their replicas, as a failed synchronous write does) and go on draining."""
+        """The background fsync over `covered` ended: finish those Readies in order (or
+        fail their replicas, as a failed synchronous write does), then what was written
+        since if none of it needs an fsync, else start the next one; drain on."""
         self._syncing = False
         if self.stopped:
             return
         if error is not None:
-            for peer, _ in prepared:
+            for peer, _ in covered:
                 peer.replica.fail(error)
-        self._finish(prepared)
+        touched = {peer.region_id for peer, _ in covered}
+        self._finish_waiting(covered)
+        if self._held:
+            self._dirty |= self._held
+            self._held.clear()
+        if self._unsynced:
+            if any(r.must_sync for _, r in self._unsynced):
+                self._start_sync()
+            else:
+                later, self._unsynced = self._unsynced, []
+                touched.update(peer.region_id for peer, _ in later)
+                self._finish_waiting(later)
         self._drain_from(touched)
 
     def _drain_end(self, touched: set[int]) -> None:
@@ -673,14 +705,21 @@ class RegionHost:
             peer = self.peers.get(region_id)
             if peer is not None and not peer.replica.stopped:
                 self._guard(peer, peer.replica.after_drain)
-        self._answer_quiesce_requests()
+        if not self._waiting:
+            # A follower answers a leader's QUIESCE with nothing in flight (else it would
+            # answer WAKE for a write that is only waiting for its fsync).
+            self._answer_quiesce_requests()
         self._flush()
 
     def _prepare(self, region_ids: list[int]) -> list[tuple[RegionPeer, PreparedReady]]:
         out = []
+        depth = self.config.pipeline_depth
         for region_id in region_ids:
             peer = self.peers.get(region_id)
             if peer is None or peer.replica.stopped:
+                continue
+            if self._waiting.get(region_id, 0) >= depth:
+                self._held.add(region_id)  # drained again when an fsync ends
                 continue
             try:
                 ready = peer.replica.prepare_ready()
@@ -691,26 +730,68 @@ class RegionHost:
                 out.append((peer, ready))
         return out
 
-    def _persist(
-        self, prepared: list[tuple[RegionPeer, PreparedReady]], touched: set[int]
-    ) -> bool:
-        """Write the drain's batches in one transaction; True when their fsync runs in
-        the background (`BackgroundSync`) and `_synced` will finish them, False when
-        they are durable now (or failed: then so have their replicas)."""
+    def _persist(self, prepared: list[tuple[RegionPeer, PreparedReady]]) -> None:
+        """Write the drain's batches, and apply their inline entries, in one transaction;
+        complete what it applied (`Replica.written`); finish at once what is durable (or
+        needs no fsync and waits behind nothing), and queue the rest for the background
+        fsync. A failed write fails every replica in it."""
         batches = [(p.region_id, r.batch) for p, r in prepared if not r.batch.is_empty()]
         sync = any(r.must_sync for _, r in prepared)
-        background = self._background if sync else None
+        background = self._background
+        if sync and background is not None and self._sync_inline(batches):
+            background = None
+        inline = [(p, r) for p, r in prepared if r.inline]
+        apply = partial(_apply_in_txn, inline) if inline else None
+        start = self.clock.now()
         try:
-            self.store.write_many(batches, sync and background is None)
+            self.store.write_many(batches, sync and background is None, apply=apply)
         except Exception as exc:
             for peer, _ in prepared:
                 peer.replica.fail(exc)
+            return
+        if sync and background is None and self._background is not None:
+            took_ms = 1000.0 * (self.clock.now() - start)
+            self._inline_sync_ms = 0.8 * self._inline_sync_ms + 0.2 * took_ms
+            self.inline_syncs += 1
+        now: list[tuple[RegionPeer, PreparedReady]] = []
+        for peer, ready in prepared:
+            if not self._guard(peer, partial(peer.replica.written, ready)):
+                continue
+            region_id = peer.region_id
+            if background is None or not (ready.must_sync or region_id in self._waiting):
+                now.append((peer, ready))
+            else:
+                self._waiting[region_id] = self._waiting.get(region_id, 0) + 1
+                self._unsynced.append((peer, ready))
+        self._finish(now)
+        if self._unsynced and not self._syncing:
+            self._start_sync()
+
+    def _sync_inline(self, batches: list[tuple[int, LogBatch]]) -> bool:
+        """Whether this write should be fsynced inline (`HostConfig.inline_sync_entries`)."""
+        limit = self.config.inline_sync_entries
+        if limit <= 0 or self._syncing or self._unsynced:
             return False
-        if background is None:
+        if self._inline_sync_ms > self.config.inline_sync_max_ms:
+            self._inline_sync_ms *= 0.9  # try again once the disk may have calmed down
             return False
+        return sum(len(b.entries) for _, b in batches) <= limit
+
+    def _start_sync(self) -> None:
+        """Start the background fsync over every Ready written and not yet covered."""
+        assert self._background is not None
+        covered, self._unsynced = self._unsynced, []
         self._syncing = True
-        background.sync_in_background(partial(self._synced, prepared, touched))
-        return True
+        self._background.sync_in_background(partial(self._synced, covered))
+
+    def _finish_waiting(self, done: list[tuple[RegionPeer, PreparedReady]]) -> None:
+        for peer, _ in done:
+            left = self._waiting.get(peer.region_id, 0) - 1
+            if left > 0:
+                self._waiting[peer.region_id] = left
+            else:
+                self._waiting.pop(peer.region_id, None)
+        self._finish(done)
 
     def _finish(self, prepared: list[tuple[RegionPeer, PreparedReady]]) -> None:
         for peer, ready in prepared:
@@ -1102,6 +1183,14 @@ class RegionHost:
         self.tombstones[region_id] = peer.peer_id
         record = RegionRecord(region_id, peer.peer_id, PeerState.TOMBSTONE, peer.region)
         self.store.write_many([], sync=True, records=[record])
+
+
+def _apply_in_txn(inline: list[tuple[RegionPeer, PreparedReady]]) -> None:
+    """Inside the drain's write transaction: apply each Ready's inline entries (what
+    raises aborts the whole write, so no machine keeps half of a Ready)."""
+    for peer, ready in inline:
+        if not peer.replica.stopped:
+            peer.replica.apply_in_txn(ready)
 
 
 def _node_in(region: Region, peer_id: int) -> NodeId | None:

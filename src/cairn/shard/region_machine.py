@@ -332,6 +332,13 @@ class RegionMachine:
         region = self.region
         return all(region.contains(range_key(k)) for k in self.inner.keys_of(data))
 
+    @staticmethod
+    def is_plain(data: bytes) -> bool:
+        """Whether command `data` is an ordinary one (not an admin command): only those
+        may be applied inside the transaction that writes the log (`Replica.apply_in_txn`);
+        an admin command writes its own transaction (`RegionStorage`)."""
+        return data[:1] != ADMIN_TAG
+
     @property
     def apply_many(self) -> Callable[[Sequence[tuple[int, bytes]]], list[object]] | None:
         """`apply` over consecutive entries, with the runs of in-range commands between

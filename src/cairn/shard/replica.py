@@ -173,16 +173,28 @@ class ReplicaHost(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PreparedReady:
     """A Ready whose early messages are sent, waiting for its batch to be made durable.
 
     The node writes `batch` (with every other replica's) in one write, synced when any of
     them `must_sync`, then calls `Replica.finish_ready` with this value.
+
+    The pipelined protocol of a host (`RegionHost`): `inline` holds the Ready's committed
+    entries, decoded, when they may be applied inside that write's transaction
+    (`Replica.apply_in_txn`: normal commands only, no snapshot); `Replica.written` then
+    completes them once the transaction committed, before the fsync, and the host may
+    take the replica's next Ready while this one's fsync runs. None: they are applied
+    by `finish_ready`, once durable, and the replica hands out no Ready until then.
     """
 
     ready: Ready
     batch: LogBatch
+    inline: list[tuple[Entry, bytes | None, bytes]] | None = None
+    values: Sequence[object] | None = None
+    """What the machine answered for the inline entries that carry a command."""
+    pipelined: bool = False
+    """`Replica.written` was called: the core was told with `advance_append_async`."""
 
     @property
     def must_sync(self) -> bool:
@@ -303,6 +315,10 @@ class Replica:
         self._batched_proposals: list[tuple[bytes, bytes, Callback]] = []
         self._batched_reads: list[Callback] = []
         self._apply_many: ApplyMany | None = getattr(machine, "apply_many", None)
+        self._is_plain: Callable[[bytes], bool] | None = getattr(machine, "is_plain", None)
+        """A machine that can say which commands apply inside the log's transaction."""
+        self._barrier = False
+        """A Ready whose entries apply only once durable (`finish_ready`) is in flight."""
         self._durable = bool(getattr(machine, "durable", False))
         self.storage, self.conf_state, self.applied = self._recover(env.log_store.load())
         raft_config = replace(config.raft, id=env.node_id, applied=self.applied)
@@ -697,7 +713,7 @@ class Replica:
         send the messages that may leave before the persist, and hand back the batch to
         write; None when there is no work. Raises what the core or a callback raises (the
         caller then calls `fail`)."""
-        if self._stopped:
+        if self._stopped or self._barrier:
             return None
         self._flush_batches()
         while not self._stopped:
@@ -709,27 +725,90 @@ class Replica:
                 # `messages` may leave before the persist (a leader's appends then travel
                 # while it fsyncs); `persisted_messages` promise durable state and wait.
                 self._send(rd.messages)
-                return PreparedReady(rd, _batch_of(rd))
+                return PreparedReady(rd, _batch_of(rd), self._inline_of(rd))
             if not self._snapshot_reports:
                 break
             self._report_snapshots()
         return None
 
+    def _inline_of(self, rd: Ready) -> list[tuple[Entry, bytes | None, bytes]] | None:
+        """`rd`'s committed entries not applied yet, decoded, if they may be applied in
+        the write's own transaction (a hosted replica over a machine with `apply_many`
+        and `is_plain`: no snapshot, no conf change, no admin command); else None."""
+        if self.host is None or self._apply_many is None or self._is_plain is None:
+            return None
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            return None
+        run: list[tuple[Entry, bytes | None, bytes]] = []
+        applied = self.applied
+        for entry in rd.committed_entries:
+            if entry.index <= applied:
+                continue
+            if entry.type is not EntryType.NORMAL:
+                return None
+            if not entry.data:
+                run.append((entry, None, b""))  # a leader's no-op: nothing for the machine
+                continue
+            rid, command = decode_request(entry.data)
+            if not self._is_plain(command):
+                return None
+            run.append((entry, rid, command))
+        return run
+
+    def apply_in_txn(self, prepared: PreparedReady) -> None:
+        """Apply `prepared`'s inline entries; the host calls this inside the write
+        transaction that holds the Ready's log batch, so the log and the machine's
+        change commit together (or not at all: if this raises, the whole write is
+        aborted). Their proposals complete in `written`, after the commit."""
+        assert prepared.inline is not None and self._apply_many is not None
+        commands = [(e.index, c) for e, rid, c in prepared.inline if rid is not None]
+        prepared.values = self._apply_many(commands) if commands else ()
+
+    def written(self, prepared: PreparedReady) -> None:
+        """The host's write of `prepared.batch` committed (it may not be durable yet):
+        complete the entries applied in it, serve reads, and let the core hand out the
+        next Ready (`advance_append_async`). A Ready applied only once durable holds the
+        replica's next Ready back until `finish_ready` (`_barrier`)."""
+        rd = prepared.ready
+        self.raw.advance_append_async(rd)
+        prepared.pipelined = True
+        inline = prepared.inline
+        if inline is None:
+            self._barrier = bool(rd.committed_entries) or rd.snapshot is not None
+            return
+        if inline:
+            values = iter(prepared.values or ())
+            for entry, rid, _ in inline:
+                self._complete_applied(entry, rid, None if rid is None else next(values))
+        if rd.committed_entries:
+            self.raw.advance_apply_to(rd.committed_entries[-1].index, rd.committed_entries)
+        self._serve_reads(rd)
+
     def finish_ready(self, prepared: PreparedReady) -> None:
         """Phase two, once `prepared.batch` is durable (when it had to be): adopt it in the
-        in-memory log, send the persisted messages, restore, apply, serve reads, advance."""
+        in-memory log, send the persisted messages, restore, apply (unless `written` did),
+        serve reads, and tell the core (`advance`, or `on_persist_ready` after
+        `written`)."""
         rd = prepared.ready
         self._adopt(rd)
         self._send(rd.persisted_messages)
-        if rd.snapshot is not None and not rd.snapshot.is_empty():
-            self._restore(rd.snapshot)
-        if self._apply_many is None:
-            for entry in rd.committed_entries:
-                self._apply(entry)
-        else:
-            self._apply_batched(rd.committed_entries, self._apply_many)
-        self._serve_reads(rd)
-        self.raw.advance(rd)
+        if prepared.inline is None:
+            if rd.snapshot is not None and not rd.snapshot.is_empty():
+                self._restore(rd.snapshot)
+            if self._apply_many is None:
+                for entry in rd.committed_entries:
+                    self._apply(entry)
+            else:
+                self._apply_batched(rd.committed_entries, self._apply_many)
+            self._serve_reads(rd)
+        if not prepared.pipelined:
+            self.raw.advance(rd)
+            return
+        self.raw.on_persist_ready(rd.number)
+        if prepared.inline is None:
+            self._barrier = False
+            if rd.committed_entries:
+                self.raw.advance_apply_to(rd.committed_entries[-1].index, rd.committed_entries)
 
     def after_drain(self) -> None:
         """The end of a drain: compact the log if it has grown past the threshold."""
@@ -895,19 +974,24 @@ class Replica:
             threshold = min(threshold, 5)
         if self._stopped or self.applied - self.storage.first_index() + 1 < threshold:
             return
+        # Entries applied in their own write (`apply_in_txn`) may not be in the in-memory
+        # log yet (it adopts them once durable): compact only what it holds.
+        index = min(self.applied, self.storage.last_index())
+        if index < self.storage.first_index() or (index != self.applied and not self._durable):
+            return  # the image is of `applied`: wait until the log has caught up
         # A durable machine already holds the state up to `applied` on the same disk, and
         # its writes reach the disk before this record does (commit order), so the
         # snapshot record needs no image: one is made if a follower needs it.
         data = b"" if self._durable else self.machine.snapshot()
-        snap = self.storage.create_snapshot(self.applied, self.conf_state, data)
-        self.storage.compact(self.applied)
+        snap = self.storage.create_snapshot(index, self.conf_state, data)
+        self.storage.compact(index)
         self.env.log_store.write(LogBatch(snapshot=snap), sync=False)
         self.counters.snapshots_taken += 1
 
     def _make_snapshot(self) -> Snapshot:
         """An image of the (durable) machine at `applied`, for a follower behind the log."""
         meta = SnapshotMetadata(
-            index=self.applied, term=self.storage.term(self.applied), conf_state=self.conf_state
+            index=self.applied, term=self.raw.log.term(self.applied), conf_state=self.conf_state
         )
         self.counters.snapshots_made += 1
         return Snapshot(data=self.machine.snapshot(), metadata=meta)

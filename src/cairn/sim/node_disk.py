@@ -56,8 +56,12 @@ class SimNodeDisk:
         batches: Sequence[tuple[int, LogBatch]],
         sync: bool,
         records: Sequence[RegionRecord] = (),
+        apply: Callable[[], None] | None = None,
     ) -> None:
-        """See `HostStore.write_many`."""
+        """See `HostStore.write_many` (the machines are in memory: `apply` just runs
+        after the write is cached, and if it raises the write is not made)."""
+        if apply is not None:
+            apply()
         if batches or records:
             self.writes += 1
             self.pending.append(_Write(tuple(batches), tuple(records)))

@@ -455,7 +455,17 @@ class _Run:
         if self.config.max_inflight_msgs is not None:
             raft = replace(raft, max_inflight_msgs=self.config.max_inflight_msgs)
         replica = ReplicaConfig(raft, tick_interval=TICK, snapshot_threshold=rng.choice([20, 200]))
-        return HostConfig(replica, hibernate=_drawn(self.config.hibernate, rng.random() < 0.5))
+        # One seed in three fsyncs small writes inline (as a real node does when idle),
+        # every other seed keeps one Ready per replica in flight (a real node's
+        # `pipeline_depth`), the others four; taken from the seed, not drawn, so each
+        # seed keeps its schedule.
+        seed = self.config.seed
+        return HostConfig(
+            replica,
+            hibernate=_drawn(self.config.hibernate, rng.random() < 0.5),
+            inline_sync_entries=8 if seed % 3 == 0 else 0,
+            pipeline_depth=1 if seed % 2 else 4,
+        )
 
     def _faults(self, rng: random.Random) -> NetworkFaults:
         faults = self.config.faults

@@ -73,7 +73,14 @@ class LmdbKeyspace:
     def transaction(self) -> Iterator[None]:
         """See `Keyspace.transaction`: one LMDB write transaction for the whole block,
         each batch a nested transaction of it; committed (not synced) when the block ends,
-        aborted with everything in it if the block raises."""
+        aborted with everything in it if the block raises.
+
+        Inside `group` (a caller's transaction, e.g. the log write that applies a
+        Ready's entries: `NodeStore.write_many`'s `apply`) the block joins that
+        transaction instead: it commits or aborts with it."""
+        if self._outer is not None:
+            yield
+            return
         with self.env.write() as wtx, self.group(wtx):
             yield
 

@@ -30,7 +30,7 @@ a region state marks as unfinished, so a crash at any point leaves a directory t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import lmdb
 
@@ -158,9 +158,12 @@ class NodeStore:
         batches: Sequence[tuple[int, LogBatch]],
         sync: bool,
         states: Sequence[RegionLocalState] = (),
+        apply: Callable[[], None] | None = None,
     ) -> None:
         """Write the Ready batches of many regions, and the metadata changes they cause,
-        in one transaction; then one fsync when `sync`.
+        in one transaction; then one fsync when `sync`. `apply` runs last inside that
+        transaction with the keyspace grouped into it (`LmdbKeyspace.group`): what the
+        state machines write then commits with the log, or not at all.
 
         A state that tombstones a live region removes this node's replica of it: its Raft
         and system records go in the same transaction (a new peer of the region, added
@@ -168,7 +171,7 @@ class NodeStore:
         data range, unless a live region here overlaps it, is then deleted
         (`finish_destroy`)."""
         removed = []
-        if batches or states:
+        if batches or states or apply is not None:
             with self.env.write() as wtx:
                 self.stage_many(wtx, batches)
                 for state in states:
@@ -177,6 +180,9 @@ class NodeStore:
                         self._stage_drop_raft(wtx, state.region_id)
                         removed.append(state.region_id)
                     self.stage_state(wtx, state)
+                if apply is not None:
+                    with self.keyspace.group(wtx):
+                        apply()
         if sync:
             self.env.sync()
         for region_id in removed:
