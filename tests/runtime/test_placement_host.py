@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import msgpack
@@ -118,8 +118,9 @@ class _SyncedStore:
         batches: Sequence[tuple[int, LogBatch]],
         sync: bool,
         records: Sequence[RegionRecord] = (),
+        apply: Callable[[], None] | None = None,
     ) -> None:
-        self.inner.write_many(batches, sync, records)
+        self.inner.write_many(batches, sync, records, apply)
 
     def load(self, region_id: int) -> DurableState:
         return self.inner.load(region_id)

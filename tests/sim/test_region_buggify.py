@@ -278,7 +278,7 @@ def test_every_site_fires_in_a_bounded_run_that_stays_safe(
 ) -> None:
     monkeypatch.setattr(region_runner, "Buggify", _AllOn)
     fired: set[str] = set()
-    for seed in (5, 2):  # between them every site but the rare ones fires
+    for seed in (11, 3):  # between them every site but the rare ones fires
         config = replace(EVERY_FAULT, seed=seed, steps=2000, background_sync=True)
         result = run_region_simulation(config)
         assert result.ok, result.failure
