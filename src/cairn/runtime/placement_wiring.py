@@ -70,7 +70,7 @@ from cairn.runtime.real_env import LoopClock
 from cairn.runtime.region_inspector import StoreRegionInspector
 from cairn.runtime.region_layout import PEER_ID_STRIDE
 from cairn.runtime.transport import TcpTransport
-from cairn.runtime.tso_wiring import NodeTso, wall_ms
+from cairn.runtime.tso_wiring import NodeTso, skewed_wall_ms, tso_settings
 from cairn.shard.host import RegionHost
 from cairn.shard.region_machine import decode_region, encode_region
 from cairn.shard.replica import ReplicaConfig
@@ -244,7 +244,8 @@ class NodePlacement:
             config=placement_config(cfg),
             first_id=first_id(cfg),
             settings=service_settings(cfg),
-            wall_ms=wall_ms,
+            wall_ms=skewed_wall_ms(self.clock),
+            tso=tso_settings(),
         )
         log.info("placement member of group %s", list(self.members))
 

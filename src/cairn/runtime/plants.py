@@ -41,6 +41,11 @@ misbehaves on purpose (nothing changes when the variable is absent):
   key just after its transaction was acknowledged, before the secondary's commit applied,
   answers the value from before the transaction. The list-append workload's plain reads
   must find it (a real-time cycle).
+- `tso-backwards`: a new placement leader's timestamp oracle serves from its own clock at
+  once, without first committing a bound above the saved one
+  (`cairn.placement.tso.TSO_BACKWARDS`, wired by `cairn.runtime.tso_wiring.tso_settings`).
+  A new leader whose clock is behind (the chaos clock-skew fault, which the TSO's
+  physical time follows) hands out timestamps below ones already handed out.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from typing import Any
 
 from cairn.env import DurableState, LogBatch
 from cairn.env.host_store import RegionRecord, SyncDone
+from cairn.placement.tso import TSO_BACKWARDS
 from cairn.resp.reply import Reply
 from cairn.runtime.host_store import LmdbHostStore
 from cairn.store.commands import COMMANDS, run_in_batch
@@ -81,6 +87,7 @@ PLANTS = (
     EXEC_SPLIT,
     TXN_SECONDARIES_FIRST,
     TXN_READS_IGNORE_LOCKS,
+    TSO_BACKWARDS,
 )
 CRASH_NODE = 1
 """Under `txn-secondaries-first`: the node that crashes between the commits."""

@@ -9,14 +9,16 @@ instead of the network. `NodePlacement` routes the frames here and exposes `time
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 
 from cairn.placement.service import PlacementMember, encode_message
-from cairn.placement.tso import TsoReply, TsoRequest
+from cairn.placement.tso import TSO_BACKWARDS, TsoReply, TsoRequest, TsoSettings
 from cairn.placement.tso_client import TsoClient
 from cairn.raft.types import NodeId
 from cairn.runtime.frames import FrameError, FrameKind
+from cairn.runtime.plants import PLANT_ENV
 from cairn.runtime.real_env import LoopClock
 from cairn.runtime.transport import TcpTransport
 
@@ -83,3 +85,25 @@ class NodeTso:
 def wall_ms() -> int:
     """The wall clock in milliseconds: the TSO's physical time on a real node."""
     return int(time.time() * 1000)
+
+
+def skewed_wall_ms(clock: LoopClock) -> Callable[[], int]:
+    """The wall clock in milliseconds as node `clock` sees it: the TSO's physical time on
+    a real node. Unskewed (production, no failpoints) it is `wall_ms`; after the chaos
+    runner's clock-skew fault (`CAIRN.CLOCKSKEW`) it is off by as much as `clock` has
+    drifted since, so a skewed placement leader's timestamps are skewed too."""
+    start = clock.now() - clock.loop.time()
+
+    def now_ms() -> int:
+        drift = clock.now() - clock.loop.time() - start
+        return int((time.time() + drift) * 1000)
+
+    return now_ms
+
+
+def tso_settings() -> TsoSettings | None:
+    """The TSO settings of a real node: the defaults, with the planted bug `tso-backwards`
+    when `CAIRN_PLANT` names it (tests only)."""
+    if os.environ.get(PLANT_ENV) == TSO_BACKWARDS:
+        return TsoSettings(plants=frozenset({TSO_BACKWARDS}))
+    return None
