@@ -88,3 +88,42 @@ def test_effects_past_the_entry_limit_are_refused_and_nothing_is_proposed() -> N
     assert io.outcome is not None and isinstance(io.outcome.value, ErrorReply)
     assert "effects are too large" in io.outcome.value.message and io.proposed == []
     assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"5")
+
+
+def _tagged(request_id: bytes, body: str, *keys: str) -> list[bytes]:
+    """The `cairn.idem` arguments of ``IDEMPOTENT <id> EVAL body n keys ...``."""
+    from cairn.store.idempotency import tag_command
+
+    argv = [b"IDEMPOTENT", request_id, b"EVAL", body.encode(), b"%d" % len(keys)]
+    tagged = tag_command([*argv, *(k.encode() for k in keys)], 600_000, 1000)
+    assert not isinstance(tagged, ErrorReply)
+    return tagged[0][1:]
+
+
+def test_a_tagged_script_is_one_idem_entry_with_its_effects_and_a_retry_is_answered() -> None:
+    from cairn.store.idempotency import EFFECTS_WRAPPED, IDEM_COMMAND
+
+    runner, io = _setup()
+    body = "local t = redis.call('TIME'); redis.call('SET', KEYS[1], t[2]); return t[2]"
+    runner.start(IDEM_COMMAND, _tagged(b"r1", body, "k"), io.machine, io)
+    assert io.outcome is not None and isinstance(io.outcome.value, Bulk)
+    first = io.outcome.value
+    (entry,) = io.proposed
+    name, args, _ = decode_command(entry)
+    assert name == IDEM_COMMAND and args[3] == EFFECTS_WRAPPED  # effects, not the script
+    assert io.machine.execute_read("get", [b"k"], 0) == first
+    # a retry: answered the first reply from the record, no run, no entry
+    io.outcome = None
+    runner.start(IDEM_COMMAND, _tagged(b"r1", body, "k"), io.machine, io)
+    assert io.outcome == Completion(Outcome.OK, first) and len(io.proposed) == 1
+    # two copies run before either applied: the second entry applies nothing
+    index = io.machine.applied_index + 1
+    assert io.machine.apply(index, entry) == first
+
+
+def test_a_tagged_reading_script_runs_as_its_entry() -> None:
+    from cairn.store.idempotency import IDEM_COMMAND
+
+    runner, io = _setup()
+    runner.start(IDEM_COMMAND, _tagged(b"r2", "return 1", "k"), io.machine, io)
+    assert io.replayed == 1 and io.proposed == []
