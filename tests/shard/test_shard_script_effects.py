@@ -127,3 +127,59 @@ def test_a_tagged_reading_script_runs_as_its_entry() -> None:
     runner, io = _setup()
     runner.start(IDEM_COMMAND, _tagged(b"r2", "return 1", "k"), io.machine, io)
     assert io.replayed == 1 and io.proposed == []
+
+
+def test_hostile_tagged_effects_entries_are_refused_and_record_nothing() -> None:
+    from cairn.store.idempotency import EFFECTS_WRAPPED, IDEM_COMMAND, MALFORMED
+
+    runner, io = _setup()
+    body = "return redis.call('INCR', KEYS[1])"
+    runner.start(IDEM_COMMAND, _tagged(b"r3", body, "k"), io.machine, io)
+    _, good, _ = decode_command(io.proposed[0])
+    head = good[:4]
+    assert head[3] == EFFECTS_WRAPPED
+    effects, key, digest = good[4:]
+    bad = [
+        [*head, effects, key],  # a part missing
+        [*head, effects, key, digest[:-1]],  # a short digest
+        [*head, b"\xc1junk", key, b"r" + digest],  # not effects, a long digest
+        [*head, b"\xc1junk", key, digest],  # not effects
+    ]
+    for n, args in enumerate(bad):
+        args = [b"bad%d" % n, *args[1:]]
+        reply = io.machine.apply(
+            io.machine.applied_index + 1, encode_command(IDEM_COMMAND, args, 0)
+        )
+        assert isinstance(reply, ErrorReply), reply
+    assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"6")  # applied once only
+    # a stale copy (k changed since the run) writes and records nothing
+    io.machine.apply(io.machine.applied_index + 1, encode_command("set", [b"k", b"9"], 0))
+    fresh = [b"r4", *good[1:]]
+    assert (
+        io.machine.apply(io.machine.applied_index + 1, encode_command(IDEM_COMMAND, fresh, 0))
+        == STALE
+    )
+    assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"9")
+    assert MALFORMED.message.startswith("ERR malformed")
+
+
+def test_a_tagged_exec_queueing_a_script_is_one_idem_entry() -> None:
+    from cairn.store.idempotency import EFFECTS_WRAPPED, IDEM_COMMAND, tag_transaction
+    from cairn.store.transaction import encode_transaction
+
+    runner, io = _setup()
+    payload = encode_transaction(
+        [], [[b"EVAL", b"return redis.call('INCR', KEYS[1])", b"1", b"k"], [b"GET", b"k"]]
+    )
+    tagged = tag_transaction(b"t1", payload, 600_000, 1000)
+    assert not isinstance(tagged, ErrorReply)
+    runner.start(IDEM_COMMAND, tagged[1:], io.machine, io)
+    assert io.outcome is not None and io.outcome.outcome is Outcome.OK
+    (entry,) = io.proposed
+    assert decode_command(entry)[1][3] == EFFECTS_WRAPPED
+    assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"6")
+    io.outcome = None
+    first = io.machine.apply(io.machine.applied_index + 1, entry)  # a second copy
+    assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"6") and not isinstance(
+        first, ErrorReply
+    )

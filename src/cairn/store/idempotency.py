@@ -828,7 +828,6 @@ IDEMPOTENCY_COMMANDS: dict[str, CommandSpec] = {
 a node forwards `cairn.idem` to a region's leader like any write."""
 
 
-
 def prefix_keys(argv: Sequence[bytes]) -> list[bytes]:
     """The keys of ``IDEMPOTENT id command args...``: the wrapped command's (COMMAND
     GETKEYS); none for EXEC, whose keys are those of the queued transaction."""
