@@ -220,3 +220,27 @@ def test_a_scripts_writes_notify_and_wake_blocked_clients(cluster: LocalCluster)
     for c in nodes:
         c.config_set("notify-keyspace-events", "")
         c.close()
+
+
+def test_a_tagged_script_runs_once_and_a_retry_gets_its_first_reply(
+    cluster: LocalCluster,
+) -> None:
+    """IDEMPOTENT <id> EVAL of a non-deterministic script: the leader runs it once, its
+    effects and its request id are one entry, every replica holds the same value, and a
+    retry (from another node) is answered the first reply without running it again."""
+    body = (
+        "redis.log(redis.LOG_WARNING, 'tagged-run-' .. ARGV[1]) "
+        "local v = math.random(1000000000) .. ':' .. redis.call('TIME')[2] "
+        "redis.call('SET', KEYS[1], v) redis.call('INCR', KEYS[2]) return v"
+    )
+    args = ("IDEMPOTENT", "tag-1", "EVAL", body, 2, "{t}value", "{t}count", "tagged-once")
+    first = client(cluster, 1, socket_timeout=4)
+    reply = first.execute_command(*args)
+    retry = client(cluster, 3, socket_timeout=4)
+    assert retry.execute_command(*args) == reply
+    _on_every_node(cluster, "{t}value", reply)
+    _on_every_node(cluster, "{t}count", b"1")  # applied once
+    logs = [cluster.spec(n).log_path.read_text("utf-8", "replace") for n in (1, 2, 3)]
+    assert sum(log.count("tagged-run-tagged-once") for log in logs) == 1  # ran once
+    first.close()
+    retry.close()

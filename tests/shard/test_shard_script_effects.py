@@ -88,3 +88,98 @@ def test_effects_past_the_entry_limit_are_refused_and_nothing_is_proposed() -> N
     assert io.outcome is not None and isinstance(io.outcome.value, ErrorReply)
     assert "effects are too large" in io.outcome.value.message and io.proposed == []
     assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"5")
+
+
+def _tagged(request_id: bytes, body: str, *keys: str) -> list[bytes]:
+    """The `cairn.idem` arguments of ``IDEMPOTENT <id> EVAL body n keys ...``."""
+    from cairn.store.idempotency import tag_command
+
+    argv = [b"IDEMPOTENT", request_id, b"EVAL", body.encode(), b"%d" % len(keys)]
+    tagged = tag_command([*argv, *(k.encode() for k in keys)], 600_000, 1000)
+    assert not isinstance(tagged, ErrorReply)
+    return tagged[0][1:]
+
+
+def test_a_tagged_script_is_one_idem_entry_with_its_effects_and_a_retry_is_answered() -> None:
+    from cairn.store.idempotency import EFFECTS_WRAPPED, IDEM_COMMAND
+
+    runner, io = _setup()
+    body = "local t = redis.call('TIME'); redis.call('SET', KEYS[1], t[2]); return t[2]"
+    runner.start(IDEM_COMMAND, _tagged(b"r1", body, "k"), io.machine, io)
+    assert io.outcome is not None and isinstance(io.outcome.value, Bulk)
+    first = io.outcome.value
+    (entry,) = io.proposed
+    name, args, _ = decode_command(entry)
+    assert name == IDEM_COMMAND and args[3] == EFFECTS_WRAPPED  # effects, not the script
+    assert io.machine.execute_read("get", [b"k"], 0) == first
+    # a retry: answered the first reply from the record, no run, no entry
+    io.outcome = None
+    runner.start(IDEM_COMMAND, _tagged(b"r1", body, "k"), io.machine, io)
+    assert io.outcome == Completion(Outcome.OK, first) and len(io.proposed) == 1
+    # two copies run before either applied: the second entry applies nothing
+    index = io.machine.applied_index + 1
+    assert io.machine.apply(index, entry) == first
+
+
+def test_a_tagged_reading_script_runs_as_its_entry() -> None:
+    from cairn.store.idempotency import IDEM_COMMAND
+
+    runner, io = _setup()
+    runner.start(IDEM_COMMAND, _tagged(b"r2", "return 1", "k"), io.machine, io)
+    assert io.replayed == 1 and io.proposed == []
+
+
+def test_hostile_tagged_effects_entries_are_refused_and_record_nothing() -> None:
+    from cairn.store.idempotency import EFFECTS_WRAPPED, IDEM_COMMAND, MALFORMED
+
+    runner, io = _setup()
+    body = "return redis.call('INCR', KEYS[1])"
+    runner.start(IDEM_COMMAND, _tagged(b"r3", body, "k"), io.machine, io)
+    _, good, _ = decode_command(io.proposed[0])
+    head = good[:4]
+    assert head[3] == EFFECTS_WRAPPED
+    effects, key, digest = good[4:]
+    bad = [
+        [*head, effects, key],  # a part missing
+        [*head, effects, key, digest[:-1]],  # a short digest
+        [*head, b"\xc1junk", key, b"r" + digest],  # not effects, a long digest
+        [*head, b"\xc1junk", key, digest],  # not effects
+    ]
+    for n, args in enumerate(bad):
+        args = [b"bad%d" % n, *args[1:]]
+        reply = io.machine.apply(
+            io.machine.applied_index + 1, encode_command(IDEM_COMMAND, args, 0)
+        )
+        assert isinstance(reply, ErrorReply), reply
+    assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"6")  # applied once only
+    # a stale copy (k changed since the run) writes and records nothing
+    io.machine.apply(io.machine.applied_index + 1, encode_command("set", [b"k", b"9"], 0))
+    fresh = [b"r4", *good[1:]]
+    assert (
+        io.machine.apply(io.machine.applied_index + 1, encode_command(IDEM_COMMAND, fresh, 0))
+        == STALE
+    )
+    assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"9")
+    assert MALFORMED.message.startswith("ERR malformed")
+
+
+def test_a_tagged_exec_queueing_a_script_is_one_idem_entry() -> None:
+    from cairn.store.idempotency import EFFECTS_WRAPPED, IDEM_COMMAND, tag_transaction
+    from cairn.store.transaction import encode_transaction
+
+    runner, io = _setup()
+    payload = encode_transaction(
+        [], [[b"EVAL", b"return redis.call('INCR', KEYS[1])", b"1", b"k"], [b"GET", b"k"]]
+    )
+    tagged = tag_transaction(b"t1", payload, 600_000, 1000)
+    assert not isinstance(tagged, ErrorReply)
+    runner.start(IDEM_COMMAND, tagged[1:], io.machine, io)
+    assert io.outcome is not None and io.outcome.outcome is Outcome.OK
+    (entry,) = io.proposed
+    assert decode_command(entry)[1][3] == EFFECTS_WRAPPED
+    assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"6")
+    io.outcome = None
+    first = io.machine.apply(io.machine.applied_index + 1, entry)  # a second copy
+    assert io.machine.execute_read("get", [b"k"], 0) == Bulk(b"6") and not isinstance(
+        first, ErrorReply
+    )

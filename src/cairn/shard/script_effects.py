@@ -37,6 +37,7 @@ from typing import Protocol
 
 from cairn.resp.reply import ErrorReply
 from cairn.shard.replica import Callback, Completion, Outcome
+from cairn.store.idempotency import IDEM_COMMAND, known_reply, tag_effects
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.scripting.effects import (
     EFFECTS_COMMAND,
@@ -131,18 +132,29 @@ class ScriptEffects:
         self, name: str, args: Sequence[bytes], machine: StoreMachine, io: EffectsIo, runs: int
     ) -> None:
         now_ms = machine.effective_now(self._clock_ms())
+        run_name, run_args = name, args
+        if name == IDEM_COMMAND:  # IDEMPOTENT <id> <script>: a retry is answered here
+            known = known_reply(machine.keyspace, machine.scope, args, now_ms)
+            if known is not None:
+                self.counters.answered += 1
+                io.done(Completion(Outcome.OK, known))
+                return
+            run_name, run_args = args[3].decode().lower(), args[4:]
         outcome = run_for_effects(
             machine.keyspace,
             machine.scope,
-            name,
-            args,
+            run_name,
+            run_args,
             now_ms,
             self._rng,
             machine.collect_events,
             self.states,
             machine.may_hold_locks,
         )
-        if isinstance(outcome, Answer):
+        if isinstance(outcome, Answer) and name == IDEM_COMMAND:
+            self.counters.replayed += 1  # no effects to carry the id: the entry runs it
+            io.replay()
+        elif isinstance(outcome, Answer):
             self.counters.answered += 1
             io.done(Completion(Outcome.OK, outcome.reply))
         elif isinstance(outcome, Replay):
@@ -161,7 +173,15 @@ class ScriptEffects:
         effects: Effects,
         now_ms: int,
     ) -> None:
-        command = encode_command(EFFECTS_COMMAND, [encode_effects(effects)], now_ms)
+        payload = encode_effects(effects)
+        if name == IDEM_COMMAND:  # the id is recorded in the entry of the effects
+            tagged = tag_effects(args, payload)
+            if tagged is None:
+                io.replay()
+                return
+            command = encode_command(IDEM_COMMAND, tagged[1:], now_ms)
+        else:
+            command = encode_command(EFFECTS_COMMAND, [payload], now_ms)
         limit = self._max_entry_bytes()
         if len(command) > limit:
             self.counters.refused += 1

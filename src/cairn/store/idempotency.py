@@ -228,6 +228,8 @@ def wrapped_keys(argv: Sequence[bytes]) -> list[bytes]:
     wrapped = argv[4:]
     if not wrapped:
         return []
+    if wrapped[0] == EFFECTS_WRAPPED:  # a tagged script's effects: the keys it used
+        return _effects_keys(wrapped)
     if wrapped[0] == TXN_COMMAND.encode():
         if len(wrapped) != 2:
             return []
@@ -237,6 +239,20 @@ def wrapped_keys(argv: Sequence[bytes]) -> list[bytes]:
             return []
     spec = classify(wrapped)
     return [] if isinstance(spec, ErrorReply) else spec.keys(wrapped)
+
+
+def _effects_keys(wrapped: Sequence[bytes]) -> list[bytes]:
+    """The keys of wrapped ``cairn.effects <effects> <record-key> <digest>``: the record
+    key and every key the script used; none when malformed."""
+    from cairn.store.scripting.effects import decode_effects
+
+    if len(wrapped) != 4:
+        return []
+    try:
+        effects = decode_effects(wrapped[1])
+    except ValueError:
+        return []
+    return [wrapped[2], *(key for key, _ in effects.fingerprints)]
 
 
 def request_key(wrapped: Sequence[bytes]) -> bytes | None:
@@ -295,6 +311,8 @@ def apply_idempotency(
     if isinstance(parsed, ErrorReply):
         return parsed
     request_id, ttl_ms, max_ids, wrapped = parsed
+    if wrapped[0] == EFFECTS_WRAPPED:  # a tagged script run on the leader: its effects
+        return _apply_tagged_effects(keyspace, scope, index, now_ms, parsed, events)
     keys = wrapped_keys([b"", *args])
     if not keys:
         return MALFORMED
@@ -319,6 +337,92 @@ def apply_idempotency(
     reply = _run_wrapped(keyspace, scope, index, now_ms, wrapped, events)
     if isinstance(reply, ErrorReply) and reply.message.startswith("TRYAGAIN"):
         return reply
+    with write_batch(keyspace) as batch:
+        _record(batch, scope, where, now_ms + ttl_ms, digest, first, reply)
+    return reply
+
+
+EFFECTS_WRAPPED = b"cairn.effects"
+"""What a `cairn.idem` entry wraps for a tagged script the leader ran once: ``cairn.effects
+<effects> <record-key> <digest>`` (the effects of `cairn.store.scripting.effects`, the key
+whose slot keeps the id and the digest of the script command the client sent)."""
+
+_DIGEST_BYTES = 16
+
+
+def tag_effects(args: Sequence[bytes], effects: bytes) -> list[bytes] | None:
+    """The `cairn.idem` entry (name first) recording `args`' request id (a `cairn.idem`
+    entry's arguments wrapping a script) with `effects`, the run's `encode_effects`, in
+    the same entry; None when `args` is malformed (it is then proposed as it is)."""
+    parsed = _parse(args)
+    if isinstance(parsed, ErrorReply):
+        return None
+    wrapped = parsed[3]
+    keys = wrapped_keys([b"", *args])
+    if not keys:
+        return None
+    first = request_key(wrapped) or keys[0]
+    head = [IDEM_COMMAND.encode(), *args[:3]]
+    return [*head, EFFECTS_WRAPPED, effects, first, _digest(wrapped)]
+
+
+def known_reply(
+    reader: KeyspaceReader, scope: Scope, args: Sequence[bytes], now_ms: int
+) -> Reply | None:
+    """The recorded answer to `cairn.idem` entry `args` (a retry's) read without writing,
+    or None when its id is not recorded (live) or `args` is malformed."""
+    parsed = _parse(args)
+    if isinstance(parsed, ErrorReply):
+        return None
+    wrapped = parsed[3]
+    keys = wrapped_keys([b"", *args])
+    if not keys:
+        return None
+    first = request_key(wrapped) or keys[0]
+    raw = reader.get(_record_key(scope, key_slot(first), parsed[0]))
+    if raw is None:
+        return None
+    known = _unpack(raw)
+    expire_ms = known[0]
+    if not isinstance(expire_ms, int) or expire_ms <= now_ms:
+        return None
+    return _answer(known, _digest(wrapped))
+
+
+def _apply_tagged_effects(
+    keyspace: Keyspace,
+    scope: Scope,
+    index: int,
+    now_ms: int,
+    parsed: tuple[bytes, int, int, list[bytes]],
+    events: list[Event] | None,
+) -> Reply:
+    """Apply a tagged script's effects at most once: the first outcome for a recorded id,
+    else the effects and the record together (nothing recorded when they are stale: the
+    leader runs the script again)."""
+    from cairn.store.scripting.effects import STALE, apply_effects
+
+    request_id, ttl_ms, max_ids, wrapped = parsed
+    if len(wrapped) != 4 or len(wrapped[3]) != _DIGEST_BYTES:
+        return MALFORMED
+    _, effects, first, digest = wrapped
+    try:
+        scope.check_keys([first])
+    except KeyOutOfRangeError:
+        return ErrorReply("TRYAGAIN key outside this region's range: route it again")
+    where = _record_key(scope, key_slot(first), request_id)
+    with write_batch(keyspace) as batch:
+        _purge(batch, scope, now_ms, PURGE_ON_WRITE)
+        known = _lookup(batch, scope, where, now_ms)
+        if known is not None:
+            return _answer(known, digest)
+        if decode_count(batch.get(_count_key(scope))) >= max_ids:
+            return table_full(max_ids)
+    reply = apply_effects(keyspace, scope, index, now_ms, effects, events)
+    if reply is STALE or (
+        isinstance(reply, ErrorReply) and reply.message.startswith(("TRYAGAIN", "ERR malformed"))
+    ):
+        return reply  # nothing written: nothing recorded
     with write_batch(keyspace) as batch:
         _record(batch, scope, where, now_ms + ttl_ms, digest, first, reply)
     return reply
@@ -722,7 +826,6 @@ IDEMPOTENCY_COMMANDS: dict[str, CommandSpec] = {
 }
 """The internal entries of idempotent writes: not in `COMMANDS`, so no client sends them;
 a node forwards `cairn.idem` to a region's leader like any write."""
-
 
 
 def prefix_keys(argv: Sequence[bytes]) -> list[bytes]:

@@ -65,7 +65,7 @@ from cairn.store.commands.blocking import Blocked
 from cairn.store.commands.errors import CommandError
 from cairn.store.commands.spec import CommandSpec, Ctx, internal_write
 from cairn.store.db import Db
-from cairn.store.idempotency import decode_reply, encode_reply
+from cairn.store.idempotency import IDEM_COMMAND, decode_reply, encode_reply
 from cairn.store.keyspace import KeyspaceReader, WriteBatch, write_batch
 from cairn.store.layout import META_TAG, decode_meta, decode_u64, encode_meta, encode_stamp
 from cairn.store.notifications import Event
@@ -236,6 +236,9 @@ def runs_for_effects(name: str, args: Sequence[bytes]) -> bool:
     script, or a transaction queueing one."""
     if name in EFFECT_SCRIPTS:
         return True
+    if name == IDEM_COMMAND:  # IDEMPOTENT <id> <script>: the id rides with the effects
+        inner = args[3].decode("latin-1").lower() if len(args) > 4 else ""
+        return inner != IDEM_COMMAND and runs_for_effects(inner, args[4:])
     return name == TXN_COMMAND and len(args) == 1 and transaction_has_script(args[0])
 
 
