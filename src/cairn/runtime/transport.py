@@ -360,12 +360,15 @@ class TcpTransport:
         self._running = False
         for task in self._dialers.values():
             task.cancel()
+        # Connections close before the dialers are awaited: a dialer whose connect
+        # completed as it was cancelled (Python 3.11's wait_for may then drop the
+        # cancellation) waits for its connection to close, so awaiting it first hangs.
+        for conn in list(self._conns.values()):
+            conn.close()
         for task in self._dialers.values():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._dialers.clear()
-        for conn in list(self._conns.values()):
-            conn.close()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -414,6 +417,9 @@ class TcpTransport:
                 backoff = min(backoff * 2, self.config.backoff_max)
                 continue
             backoff, tls_failure = self.config.backoff_initial, ""
+            if not self._running:  # stopped while connecting: see `stop`
+                conn.close()
+                return
             await conn.closed
             await asyncio.sleep(self.config.backoff_initial * self.rng.random())
 
