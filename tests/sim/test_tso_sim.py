@@ -24,6 +24,7 @@ from cairn.shard.replica import ReplicaConfig
 from cairn.sim.loop import HARNESS, EventLoop
 from cairn.sim.network import NetworkFaults
 from cairn.sim.region_pd import PlacementCluster, PlacementNetwork, PlacementSetup, SimPlacement
+from cairn.sim.txn_client import TsoLog
 
 MS = 1_000_000
 NODES = (1, 2, 3, 4, 5)
@@ -55,34 +56,9 @@ class TsoRun:
     """(member, term) of every leader that served a timestamp."""
 
     def violations(self) -> list[str]:
-        """Timestamps not above one issued before they were asked for, and repeats."""
-        found = []
-        by_got = sorted(self.got, key=lambda g: g.got)
-        done_at = [g.got for g in by_got]
-        highest = []  # highest[i]: the largest timestamp among by_got[: i + 1]
-        for g in by_got:
-            highest.append(max(g.ts, highest[-1]) if highest else g.ts)
-        for g in self.got:
-            before = _count_before(done_at, g.asked)
-            if before and highest[before - 1] >= g.ts:
-                earlier = highest[before - 1]
-                found.append(f"ts {g.ts} asked at {g.asked} <= {earlier} issued earlier")
-        seen = [g.ts for g in self.got]
-        if len(set(seen)) != len(seen):
-            found.append("a timestamp was handed out twice")
-        return found
-
-
-def _count_before(done_at: list[int], t: int) -> int:
-    """How many replies arrived strictly before virtual time `t` (`done_at` is sorted)."""
-    lo, hi = 0, len(done_at)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if done_at[mid] < t:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+        """Timestamps not above one issued before they were asked for, and repeats (the
+        simulator's own check of the oracle's real-time order, `TsoLog`)."""
+        return TsoLog([(g.asked, g.got, g.ts) for g in self.got]).violations()
 
 
 def _cluster(seed: int, plants: frozenset[str]) -> tuple[EventLoop, PlacementCluster, SimPlacement]:

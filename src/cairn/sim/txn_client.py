@@ -28,6 +28,7 @@ Pure: no I/O, no clock but the event loop's.
 from __future__ import annotations
 
 import random
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -127,24 +128,13 @@ class TsoLog:
             highest.append(max(ts, highest[-1]) if highest else ts)
         done_at = [g[1] for g in by_got]
         for asked, _, ts in self.got:
-            before = _count_before(done_at, asked)
+            before = bisect_left(done_at, asked)  # replies strictly before `asked`
             if before and highest[before - 1] >= ts:
                 found.append(f"timestamp {ts} asked at {asked} is not above {highest[before - 1]}")
         seen = [g[2] for g in self.got]
         if len(set(seen)) != len(seen):
             found.append("a timestamp was handed out twice")
         return found
-
-
-def _count_before(done_at: list[int], t: int) -> int:
-    lo, hi = 0, len(done_at)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if done_at[mid] < t:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 @dataclass(slots=True)
