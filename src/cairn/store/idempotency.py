@@ -354,6 +354,19 @@ def tag_effects(args: Sequence[bytes], effects: bytes) -> list[bytes] | None:
     """The `cairn.idem` entry (name first) recording `args`' request id (a `cairn.idem`
     entry's arguments wrapping a script) with `effects`, the run's `encode_effects`, in
     the same entry; None when `args` is malformed (it is then proposed as it is)."""
+    found = _tagged_request(args)
+    if found is None:
+        return None
+    _, wrapped, first = found
+    head = [IDEM_COMMAND.encode(), *args[:3]]
+    return [*head, EFFECTS_WRAPPED, effects, first, _digest(wrapped)]
+
+
+def _tagged_request(
+    args: Sequence[bytes],
+) -> tuple[tuple[bytes, int, int, list[bytes]], list[bytes], bytes] | None:
+    """`cairn.idem` entry `args` parsed, its wrapped command, and the key its record
+    lives with (the request's first key); None when malformed or keyless."""
     parsed = _parse(args)
     if isinstance(parsed, ErrorReply):
         return None
@@ -361,9 +374,7 @@ def tag_effects(args: Sequence[bytes], effects: bytes) -> list[bytes] | None:
     keys = wrapped_keys([b"", *args])
     if not keys:
         return None
-    first = request_key(wrapped) or keys[0]
-    head = [IDEM_COMMAND.encode(), *args[:3]]
-    return [*head, EFFECTS_WRAPPED, effects, first, _digest(wrapped)]
+    return parsed, wrapped, request_key(wrapped) or keys[0]
 
 
 def known_reply(
@@ -371,14 +382,10 @@ def known_reply(
 ) -> Reply | None:
     """The recorded answer to `cairn.idem` entry `args` (a retry's) read without writing,
     or None when its id is not recorded (live) or `args` is malformed."""
-    parsed = _parse(args)
-    if isinstance(parsed, ErrorReply):
+    found = _tagged_request(args)
+    if found is None:
         return None
-    wrapped = parsed[3]
-    keys = wrapped_keys([b"", *args])
-    if not keys:
-        return None
-    first = request_key(wrapped) or keys[0]
+    parsed, wrapped, first = found
     raw = reader.get(_record_key(scope, key_slot(first), parsed[0]))
     if raw is None:
         return None
