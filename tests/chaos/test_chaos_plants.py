@@ -15,6 +15,12 @@ the bank's reads must show a wrong total. `txn-reads-ignore-locks` lets a plain 
 skip the locks: the list-append workload's plain LRANGE of a key it just appended to,
 before the secondary's commit applied, must show a real-time cycle. test_chaos_txn.py
 runs the same workloads on the same kind of cluster without a plant: clean.
+
+`tso-backwards` lets a new placement leader's timestamp oracle start from its own clock
+without first committing a bound above the saved one: a leadership transfer onto a
+member whose clock was set behind (`cairn.chaos.tso_faults`) must then show the `tso`
+workload a timestamp below one received before it was asked for. test_chaos_tso.py runs
+the same faults without the plant: clean.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 
 from cairn.chaos.faults import FaultKind
 from cairn.chaos.runner import ChaosConfig, run_chaos
+from cairn.placement.tso import TSO_BACKWARDS
 from cairn.resp.reply import Array, Reply
 from cairn.runtime.plants import (
     ACK_BEFORE_SYNC,
@@ -115,6 +122,27 @@ def test_plain_reads_find_reads_that_ignore_locks(tmp_path: Path) -> None:
     append = next(c for c in result.checks if c.name == "append")
     assert not append.ok, "reads of values from before acknowledged transactions went unnoticed"
     assert any("realtime" in a for a in append.anomalies), append.anomalies
+
+
+def test_placement_transfers_find_a_timestamp_oracle_going_backwards(tmp_path: Path) -> None:
+    config = ChaosConfig(
+        out=tmp_path,
+        duration=9,
+        seed=1,  # one transfer, at 3 s
+        faults=frozenset({FaultKind.PLACEMENT_TRANSFER}),
+        workloads=("tso",),
+        workers=4,
+        network="loopback",
+        plant=TSO_BACKWARDS,
+        final_quiet=1.5,
+    )
+    result = run_chaos(config)
+    outcomes = [f.outcome for f in result.faults]
+    assert outcomes == ["succeeded"], [(f.describe(), f.notes) for f in result.faults]
+    tso = next(c for c in result.checks if c.name == "tso")
+    assert not tso.ok, "a timestamp oracle going backwards went unnoticed"
+    assert "out of real-time order" in tso.anomalies[0], tso.anomalies
+    assert "is not above" in tso.anomalies[1] and "ms of physical time back" in tso.anomalies[1]
 
 
 class _FakeIO:

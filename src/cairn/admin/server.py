@@ -33,6 +33,8 @@ Routes (see docs/admin.md):
     GET  /v1/histories?nodes=1,2,3 several nodes' histories at once (for the dashboard)
     GET|POST /v1/tenants, DELETE /v1/tenants/{name}   `cairn ctl tenant` (`tenants_api`)
     POST /v1/tso                   take one timestamp of the placement group's TSO (`tso_api`)
+    POST /v1/placement/transfer-leader  {"to": N}: hand the placement group's leadership
+                                   to member N (`placement_leader`)
     GET  /dashboard                the web dashboard (`cairn.admin.dashboard`; no token
                                    for the page and its static files, which hold no data)
 """
@@ -57,6 +59,8 @@ from cairn.admin.forward import DEFAULT_EVENT_LIMIT, MAX_EVENT_LIMIT, Forwarder,
 from cairn.admin.history import HistoryFeed
 from cairn.admin.http_log import http_error_logger
 from cairn.admin.json_body import parse_json_body
+from cairn.admin.placement_leader import PlacementLeadership
+from cairn.admin.placement_leader import add_routes as add_leader_routes
 from cairn.admin.placement_source import PlacementSource
 from cairn.admin.region_actions import ENDPOINTS as REGION_ENDPOINTS
 from cairn.admin.region_actions import DriverActions, RegionActions
@@ -309,6 +313,7 @@ def make_app(
         add_tenant_routes(app, tenants)
     if tso is not None:
         add_tso_routes(app, tso)
+        add_leader_routes(app, PlacementLeadership(tso.node))
     dashboard.setup(app, access, history)
     return app
 

@@ -51,6 +51,12 @@ class FaultKind(enum.Enum):
     """A region's leadership is handed to another voter."""
     DRAIN = "drain"
     """A node is drained (its replicas and leaders move off), then undrained."""
+    PLACEMENT_KILL = "placement-kill"
+    """kill -9 the placement group's leader (restarted after `duration`), once the other
+    members' clocks were set behind (`cairn.chaos.tso_faults`)."""
+    PLACEMENT_TRANSFER = "placement-transfer"
+    """The placement group's leadership handed to another member whose clock was set
+    behind first (`cairn.chaos.tso_faults`)."""
 
 
 REGION_FAULTS = frozenset(
@@ -58,8 +64,12 @@ REGION_FAULTS = frozenset(
 )
 """Faults asked of the placement driver (`cairn.chaos.region_faults`): they need its
 admin API and several regions, which the runner provides when any is chosen."""
-ALL_FAULTS = frozenset(FaultKind) - REGION_FAULTS
-"""The node, network and disk faults (`--faults all`); region faults are `regions`."""
+PLACEMENT_FAULTS = frozenset({FaultKind.PLACEMENT_KILL, FaultKind.PLACEMENT_TRANSFER})
+"""Leader changes of the placement group, which runs the timestamp oracle (the `tso`
+workload's faults, `cairn.chaos.tso_faults`); they need the admin API too."""
+ALL_FAULTS = frozenset(FaultKind) - REGION_FAULTS - PLACEMENT_FAULTS
+"""The node, network and disk faults (`--faults all`); region faults are `regions`,
+placement leader changes `placement`."""
 BASIC_FAULTS = frozenset({FaultKind.KILL, FaultKind.PAUSE, FaultKind.PARTITION})
 
 _DURATIONS: dict[FaultKind, tuple[float, float]] = {
@@ -80,7 +90,13 @@ _DURATIONS: dict[FaultKind, tuple[float, float]] = {
     FaultKind.MOVE: (3.0, 6.0),
     FaultKind.TRANSFER: (1.5, 3.0),
     FaultKind.DRAIN: (4.0, 7.0),
+    # placement faults: how long the old leader stays down, or the wait after a transfer
+    FaultKind.PLACEMENT_KILL: (1.0, 3.0),
+    FaultKind.PLACEMENT_TRANSFER: (0.5, 1.5),
 }
+
+LAG_WINDOW_S = 2.0
+"""Seconds a placement fault slows the next leader's clock before the change."""
 
 PARTITION_SHAPES = ("halves", "isolate-leader", "majority-ring", "one-way")
 
@@ -127,7 +143,13 @@ def schedule(
 
 def _settle(kind: FaultKind) -> float:
     """Time a fault needs beyond its duration (restarts, checks)."""
-    slow = {FaultKind.CORRUPT: 8.0, FaultKind.FSYNC_ERROR: 6.0, FaultKind.POWER_LOSS: 4.0}
+    slow = {
+        FaultKind.CORRUPT: 8.0,
+        FaultKind.FSYNC_ERROR: 6.0,
+        FaultKind.POWER_LOSS: 4.0,
+        FaultKind.PLACEMENT_KILL: LAG_WINDOW_S,
+        FaultKind.PLACEMENT_TRANSFER: LAG_WINDOW_S,
+    }
     return slow.get(kind, 0.0)
 
 

@@ -5,18 +5,20 @@ Theory of operation. `ChaosRun.run()`:
 1. sets up the network (namespaces if `ip netns add` works, else loopback proxies; the
    choice is stated in the result), writes the configs and starts N `cairn server`
    processes with failpoints enabled, and waits for a leader;
-2. starts the workloads (register, set, counter, queue, stream, and the transactions'
-   bank and append of `cairn.chaos.txn_workloads`: worker threads recording histories);
+2. starts the workloads (register, set, counter, queue, stream, the transactions'
+   bank and append of `cairn.chaos.txn_workloads`, and `tso`, timestamps taken through
+   the admin API, `cairn.chaos.tso_workload`: worker threads recording histories);
 3. injects the faults of `faults.schedule(seed, ...)` one at a time, healing each after
    its duration, and records each as a `FaultRecord` (target, times, what was observed);
    region faults (split, merge, move, transfer, drain: `cairn.chaos.region_faults`) go
    through the admin API, which the nodes then serve, on a cluster founded with several
    regions (`ChaosConfig.regions`) so that the workloads' keys lie in different ones;
+   placement faults (`cairn.chaos.tso_faults`) move the placement group's leadership;
 4. heals everything, restarts every node, lets the clients run a few more seconds, stops
    them and reads the final state of the set and the counter, drains the queues and
    reads the streams and their groups, the bank's balances and the appended lists;
 5. checks every history (linearizability for the register, the set, counter, queue and
-   stream rules, the bank's totals, Elle's cycles for append)
+   stream rules, the bank's totals, Elle's cycles for append, the timestamps' order)
    and writes the histories (JSON lines), `faults.json`, `summary.json` and `report.html`.
 
 Everything the run creates (processes, proxies, namespaces) is removed in a `finally`
@@ -47,6 +49,7 @@ from cairn.chaos.cluster import ChaosCluster
 from cairn.chaos.cross_region import count_cross_region, founding_region
 from cairn.chaos.faults import (
     ALL_FAULTS,
+    PLACEMENT_FAULTS,
     REGION_FAULTS,
     FaultKind,
     FaultRecord,
@@ -56,6 +59,8 @@ from cairn.chaos.faults import (
 from cairn.chaos.network import LoopbackNetwork, NetnsNetwork, Network, netns_available
 from cairn.chaos.region_faults import RegionFaults
 from cairn.chaos.stream_workload import StreamWorkload
+from cairn.chaos.tso_faults import PlacementFaults
+from cairn.chaos.tso_workload import TsoWorkload
 from cairn.chaos.txn_workloads import AppendWorkload, BankWorkload, TxnWorkload
 from cairn.chaos.workload import (
     CheckResult,
@@ -68,7 +73,7 @@ from cairn.chaos.workload import (
 from cairn.check.history import OpType, write_jsonl
 from cairn.runtime.plants import PLANT_ENV, restore_power_loss_image
 
-WORKLOADS = ("register", "set", "counter", "queue", "stream", "bank", "append")
+WORKLOADS = ("register", "set", "counter", "queue", "stream", "bank", "append", "tso")
 REGION_RUN_REGIONS = 4
 """Regions a run with region faults is founded with unless told (`ChaosConfig.regions`)."""
 REGION_RUN_KEYS = ("r0", "r1", "r2", "r3")
@@ -99,6 +104,11 @@ class ChaosConfig:
     def region_faults(self) -> bool:
         """Whether any region fault is chosen (the admin API is then served)."""
         return bool(self.faults & REGION_FAULTS)
+
+    @property
+    def admin_api(self) -> bool:
+        """Whether the nodes serve their admin API (region and placement faults, `tso`)."""
+        return self.region_faults or bool(self.faults & PLACEMENT_FAULTS) or "tso" in self.workloads
 
     @property
     def founding_regions(self) -> int:
@@ -203,10 +213,11 @@ class ChaosRun:
             config.nodes,
             self.network,
             env=env,
-            admin_api=config.region_faults,
+            admin_api=config.admin_api,
             regions=config.founding_regions,
         )
         self.region_faults = RegionFaults(self.cluster, self.rng)
+        self.placement_faults = PlacementFaults(self.cluster, self.rng)
         self.workloads: list[Workload] = []
         self.records: list[FaultRecord] = []
         self.t0 = time.monotonic_ns()
@@ -299,6 +310,12 @@ class ChaosRun:
             "append": lambda: AppendWorkload(
                 endpoints, cfg.workers, seed=cfg.seed + 6, region_of=self._founding_region
             ),
+            "tso": lambda: TsoWorkload(
+                [self.cluster.admin_addr(n) for n in self.cluster.ids],
+                cfg.workers,
+                seed=cfg.seed + 7,
+                token=self.cluster.admin_token,
+            ),
         }
         for name in cfg.workloads:
             workload = makers[name]()
@@ -326,6 +343,8 @@ class ChaosRun:
     def _inject(self, planned: Planned) -> None:
         if planned.kind in REGION_FAULTS:
             handler = self.region_faults.handler(planned.kind)
+        elif planned.kind in PLACEMENT_FAULTS:
+            handler = self.placement_faults.handler(planned.kind)
         else:
             handler = getattr(self, "_fault_" + planned.kind.value.replace("-", "_"))
         record = FaultRecord(planned.kind, "", time.monotonic_ns())

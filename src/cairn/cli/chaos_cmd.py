@@ -13,25 +13,37 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cairn.chaos.faults import ALL_FAULTS, BASIC_FAULTS, REGION_FAULTS, FaultKind
+from cairn.chaos.faults import (
+    ALL_FAULTS,
+    BASIC_FAULTS,
+    PLACEMENT_FAULTS,
+    REGION_FAULTS,
+    FaultKind,
+)
 from cairn.chaos.network import leftover_namespaces
 from cairn.chaos.runner import WORKLOADS, ChaosConfig, ChaosResult, run_chaos
 from cairn.runtime.plants import PLANTS
 
-_GROUPS = {"all": ALL_FAULTS, "basic": BASIC_FAULTS, "regions": REGION_FAULTS, "none": frozenset()}
+_GROUPS = {
+    "all": ALL_FAULTS,
+    "basic": BASIC_FAULTS,
+    "regions": REGION_FAULTS,
+    "placement": PLACEMENT_FAULTS,
+    "none": frozenset(),
+}
 
 
 def parse_faults(text: str) -> frozenset[FaultKind]:
     """A comma-separated list of faults and groups: `all` (node, network and disk faults),
     `basic` (kill, pause, partition), `regions` (split, merge, move, transfer, drain),
-    `none`."""
+    `placement` (placement-kill, placement-transfer: for the `tso` workload), `none`."""
     names = {f.value: frozenset({f}) for f in FaultKind} | _GROUPS
     chosen: set[FaultKind] = set()
     for part in (p.strip() for p in text.strip().lower().split(",")):
         if part not in names:
             known = ", ".join(f.value for f in FaultKind)
             raise click.BadParameter(
-                f"unknown fault {part!r} (all, basic, regions, none, or: {known})"
+                f"unknown fault {part!r} (all, basic, regions, placement, none, or: {known})"
             )
         chosen |= names[part]
     return frozenset(chosen)
@@ -39,7 +51,7 @@ def parse_faults(text: str) -> frozenset[FaultKind]:
 
 def parse_workloads(text: str) -> tuple[str, ...]:
     """`all` or a comma-separated list of register, set, counter, queue, stream, bank,
-    append."""
+    append, tso."""
     if text.strip().lower() == "all":
         return WORKLOADS
     parts = tuple(p.strip().lower() for p in text.split(",") if p.strip())
@@ -58,7 +70,7 @@ def parse_workloads(text: str) -> tuple[str, ...]:
     "faults_text",
     default="all",
     show_default=True,
-    help="A list of faults and groups: all, basic, regions, none, "
+    help="A list of faults and groups: all, basic, regions, placement, none, "
     + ",".join(f.value for f in FaultKind),
 )
 @click.option(

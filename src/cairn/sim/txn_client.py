@@ -28,11 +28,11 @@ Pure: no I/O, no clock but the event loop's.
 from __future__ import annotations
 
 import random
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cairn.check.tso import TsoLog
 from cairn.meta.region import Region
 from cairn.placement.tso import TSO_BACKWARDS
 from cairn.raft.types import NodeId
@@ -110,31 +110,6 @@ class TxnStats:
             "locked": self.locked,
             "resolved": self.resolved,
         }
-
-
-@dataclass(slots=True)
-class TsoLog:
-    """Every timestamp handed to a coordinator: (asked, got, ts), virtual ns."""
-
-    got: list[tuple[int, int, int]] = field(default_factory=list)
-
-    def violations(self) -> list[str]:
-        """Timestamps not above every one received before they were asked for, and
-        timestamps handed out twice (the oracle's real-time order)."""
-        found: list[str] = []
-        by_got = sorted(self.got, key=lambda g: (g[1], g[2]))
-        highest: list[int] = []
-        for _, _, ts in by_got:
-            highest.append(max(ts, highest[-1]) if highest else ts)
-        done_at = [g[1] for g in by_got]
-        for asked, _, ts in self.got:
-            before = bisect_left(done_at, asked)  # replies strictly before `asked`
-            if before and highest[before - 1] >= ts:
-                found.append(f"timestamp {ts} asked at {asked} is not above {highest[before - 1]}")
-        seen = [g[2] for g in self.got]
-        if len(set(seen)) != len(seen):
-            found.append("a timestamp was handed out twice")
-        return found
 
 
 @dataclass(slots=True)
