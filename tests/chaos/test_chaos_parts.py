@@ -184,13 +184,13 @@ def test_every_fault_kind_has_a_handler() -> None:
 
 
 def test_region_faults_are_their_own_group() -> None:
-    from cairn.chaos.faults import REGION_FAULTS
+    from cairn.chaos.faults import PLACEMENT_FAULTS, REGION_FAULTS
     from cairn.chaos.runner import REGION_RUN_KEYS, ChaosConfig
     from cairn.cli.chaos_cmd import parse_faults
     from cairn.store.slot import key_slot
 
     assert not REGION_FAULTS & ALL_FAULTS
-    assert frozenset(FaultKind) == ALL_FAULTS | REGION_FAULTS
+    assert frozenset(FaultKind) == ALL_FAULTS | REGION_FAULTS | PLACEMENT_FAULTS
     assert parse_faults("basic,regions") == BASIC_FAULTS | REGION_FAULTS
     assert parse_faults("kill,split") == {FaultKind.KILL, FaultKind.SPLIT}
     assert ChaosConfig(Path("x"), faults=BASIC_FAULTS).founding_regions == 1

@@ -9,6 +9,7 @@ The planted bug `tso-backwards` under the same faults is caught in test_chaos_pl
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 from cairn.chaos.faults import PLACEMENT_FAULTS, FaultKind
@@ -55,3 +56,54 @@ def test_timestamps_stay_in_order_across_placement_leader_kills_and_transfers(
     assert kill.target.startswith("placement leader") and "behind" in kill.detail, kill
     assert transfer.outcome == "succeeded" and "behind" in transfer.detail, transfer
     assert len(served_by(result)) >= 2, tso.details  # the leadership did move under load
+
+
+def test_placement_faults_are_their_own_group_with_handlers_and_the_admin_api() -> None:
+    from cairn.chaos.faults import ALL_FAULTS, REGION_FAULTS
+    from cairn.chaos.tso_faults import PlacementFaults
+    from cairn.cli.chaos_cmd import parse_faults, parse_workloads
+
+    assert not PLACEMENT_FAULTS & (ALL_FAULTS | REGION_FAULTS)
+    assert parse_faults("placement") == PLACEMENT_FAULTS
+    assert "tso" in parse_workloads("all") and parse_workloads("tso") == ("tso",)
+    faults = PlacementFaults(None, random.Random(1))  # type: ignore[arg-type]
+    assert faults.handler(FaultKind.PLACEMENT_KILL) == faults.kill
+    assert faults.handler(FaultKind.PLACEMENT_TRANSFER) == faults.transfer
+    plain = ChaosConfig(Path("x"))
+    assert not plain.admin_api
+    assert ChaosConfig(Path("x"), workloads=("tso",)).admin_api
+    placement = ChaosConfig(Path("x"), faults=frozenset({FaultKind.PLACEMENT_KILL}))
+    assert placement.admin_api and placement.founding_regions == 1
+
+
+def test_the_check_counts_and_explains_timestamps_that_went_back() -> None:
+    from cairn.chaos.tso_workload import TsoWorkload
+    from cairn.check.history import Op, OpType
+    from cairn.placement.tso import compose
+
+    ms = 1_000_000
+    workload = TsoWorkload([("127.0.0.1", 1)], workers=1)
+    workload.started = 0
+
+    def take(process: int, node: str, start: int, end: int, ts: int | None, leader: int) -> None:
+        workload.history.ops.append(Op(process, OpType.INVOKE, "tso", node, None, start * ms))
+        done = OpType.FAIL if ts is None else OpType.OK
+        value = None if ts is None else (ts, leader)
+        workload.history.ops.append(Op(process, done, "tso", node, value, end * ms))
+
+    take(1, "n1", 0, 10, compose(5_000, 0), 1)
+    take(2, "n2", 5, 15, compose(5_000, 1), 1)  # concurrent with the first: fine
+    take(1, "n3", 20, 30, compose(4_200, 0), 3)  # the new leader's clock is behind
+    take(2, "n1", 25, 2_000, None, 0)  # a failure promises nothing
+    take(3, "n2", 40, 50, compose(4_200, 1), 3)
+    result = workload.check(None)
+    assert not result.ok and "2 out of order" in result.details, result
+    assert result.anomalies[0] == "2 timestamps out of real-time order or repeated"
+    assert result.anomalies[1] == (
+        f"timestamp {compose(4_200, 0)} from n3 (placement leader 3), asked at t=0.020s, "
+        f"is not above {compose(5_000, 1)} from n2 (placement leader 1) received at "
+        "t=0.015s: 800 ms of physical time back"
+    )
+    assert "leaders [1, 3]" in result.details
+    workload.history.ops[4:] = []  # without the late leader's timestamps: clean
+    assert workload.check(None).ok

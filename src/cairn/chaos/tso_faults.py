@@ -29,6 +29,7 @@ Nothing here judges: the `tso` workload's check does (`cairn.chaos.tso_workload`
 from __future__ import annotations
 
 import contextlib
+import http.client
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -81,7 +82,7 @@ class PlacementFaults:
         for node in self.cluster.ids:
             if not self.cluster.running(node) or node in self.cluster.paused:
                 continue
-            with contextlib.suppress(AdminClientError, OSError, TimeoutError):
+            with contextlib.suppress(AdminClientError, OSError, http.client.HTTPException):
                 doc = self.call([node], "/v1/tso", {})
                 leader = doc.get("placement_leader") if isinstance(doc, dict) else None
                 if isinstance(leader, int) and leader in self.members():
@@ -121,7 +122,7 @@ class PlacementFaults:
             doc = self.call(self.members(), "/v1/placement/transfer-leader", {"to": to})
             moved = isinstance(doc, dict) and doc.get("moved") is True
             r.outcome = "succeeded" if moved else "not-moved"
-        except AdminClientError as exc:
+        except (AdminClientError, http.client.HTTPException) as exc:
             r.notes.append(f"transfer refused: {exc}")
             r.outcome = "refused"
         time.sleep(p.duration)

@@ -20,6 +20,7 @@ of the placement group onto a member whose clock is behind (`cairn.chaos.tso_fau
 
 from __future__ import annotations
 
+import http.client
 import random
 import time
 from collections.abc import Sequence
@@ -86,7 +87,7 @@ class TsoWorkload(Workload):
         self.history.record(process, OpType.INVOKE, "tso", key, None)
         try:
             doc = client.request("POST", "/v1/tso", {})
-        except (AdminClientError, OSError):
+        except (AdminClientError, OSError, http.client.HTTPException):
             self.history.record(process, OpType.FAIL, "tso", key, None)
             return False
         value = _timestamp(doc)
