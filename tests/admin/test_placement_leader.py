@@ -73,5 +73,7 @@ def test_only_another_member_is_a_target(to: object) -> None:
 def test_a_node_that_does_not_lead_refuses_naming_the_leader() -> None:
     with pytest.raises(SourceUnavailableError, match="leader: 2"):
         _transfer(FakePlacement(None, leader=2), 3)
+    with pytest.raises(SourceUnavailableError):  # itself: judged by the leader, not here
+        _transfer(FakePlacement(None, leader=2), 1)
     with pytest.raises(SourceUnavailableError):
         _transfer(None, 3)

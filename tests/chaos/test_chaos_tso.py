@@ -60,6 +60,7 @@ def test_timestamps_stay_in_order_across_placement_leader_kills_and_transfers(
 
 def test_placement_faults_are_their_own_group_with_handlers_and_the_admin_api() -> None:
     from cairn.chaos.faults import ALL_FAULTS, REGION_FAULTS
+    from cairn.chaos.report import FAULT_COLOURS
     from cairn.chaos.tso_faults import PlacementFaults
     from cairn.cli.chaos_cmd import parse_faults, parse_workloads
 
@@ -74,6 +75,7 @@ def test_placement_faults_are_their_own_group_with_handlers_and_the_admin_api() 
     assert ChaosConfig(Path("x"), workloads=("tso",)).admin_api
     placement = ChaosConfig(Path("x"), faults=frozenset({FaultKind.PLACEMENT_KILL}))
     assert placement.admin_api and placement.founding_regions == 1
+    assert set(FAULT_COLOURS) == set(FaultKind)  # every fault has its band in the report
 
 
 def test_the_check_counts_and_explains_timestamps_that_went_back() -> None:

@@ -12,10 +12,10 @@ asking the leader to hand over to member N: Raft's leadership transfer (the targ
 leader for a round trip rather than an election timeout.
 
 Only the serving placement leader answers: another node answers 503 naming the leader it
-believes in (the admin client then tries the next endpoint). `to` must be another member
-of the group (400). The leader waits up to `TRANSFER_WAIT_S` for its leadership to go;
-`moved` says whether it went, `leader` and `term` are what this node sees then (the
-target may still be campaigning: `leader` 0).
+believes in (the admin client then tries the next endpoint). `to` must be a member of the
+group (400 from any node) other than the leader (400 from the leader). The leader waits
+up to `TRANSFER_WAIT_S` for its leadership to go; `moved` says whether it went, `leader`
+and `term` are what this node sees then (the target may still be campaigning: `leader` 0).
 """
 
 from __future__ import annotations
@@ -48,15 +48,14 @@ class PlacementLeadership:
         if placement is None:
             raise SourceUnavailableError("the node is starting or stopping")
         me = self.node.config.node_id
-        if not isinstance(to, int) or isinstance(to, bool):
-            raise BadRequestError('"to" must be a node id (an integer)')
-        if to == me or to not in placement.members:
-            others = [m for m in placement.members if m != me]
-            raise BadRequestError(f"node {to} is not another placement member ({others})")
+        if not isinstance(to, int) or isinstance(to, bool) or to not in placement.members:
+            raise BadRequestError(f'"to" must be a placement member {list(placement.members)}')
         member = placement.serving_member()
-        if member is None:
+        if member is None:  # before judging `to`: "itself" means the leader, not this node
             leader = placement.leader() or 0
             raise SourceUnavailableError(f"not the placement leader (leader: {leader})")
+        if to == me:
+            raise BadRequestError(f"node {to} already leads the placement group")
         replica = member.replica
         replica.transfer_leader(to)
         deadline = asyncio.get_running_loop().time() + TRANSFER_WAIT_S

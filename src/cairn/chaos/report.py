@@ -49,6 +49,8 @@ FAULT_COLOURS = {
     FaultKind.MOVE: "#6c3483",
     FaultKind.TRANSFER: "#b7950b",
     FaultKind.DRAIN: "#873600",
+    FaultKind.PLACEMENT_KILL: "#922b21",
+    FaultKind.PLACEMENT_TRANSFER: "#9a7d0a",
 }
 
 
