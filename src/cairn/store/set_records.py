@@ -89,14 +89,14 @@ def remove_at(db: Db, key: bytes, size: int, doomed: Mapping[int, bytes]) -> Non
     members, keeping the positions dense: each survivor at a position past the new size
     moves into a hole below it (in ascending order of both), then the last positions go.
     About one read and four writes per member removed; the caller keeps `Meta.size`."""
+    if len(doomed) == 1:
+        ((hole, member),) = doomed.items()
+        _remove_one(db, key, size, hole, member)
+        return
     keep = size - len(doomed)
     for member in doomed.values():
         db.delete_field(key, MEMBER + member)
-    if len(doomed) == 1:
-        ((hole, _),) = doomed.items()
-        holes = [hole] if hole < keep else []
-    else:
-        holes = sorted(p for p in doomed if p < keep)
+    holes = sorted(p for p in doomed if p < keep)
     movers = (p for p in range(keep, size) if p not in doomed)
     for hole, mover in zip(holes, movers, strict=True):
         moved = member_at(db, key, mover)
@@ -105,6 +105,21 @@ def remove_at(db: Db, key: bytes, size: int, doomed: Mapping[int, bytes]) -> Non
         db.put_field(key, MEMBER + moved, at)
     for position in range(keep, size):
         db.delete_field(key, POSITION + encode_position(position))
+
+
+def _remove_one(db: Db, key: bytes, size: int, hole: int, member: bytes) -> None:
+    """`remove_at` of the one `member` at position `hole` (SPOP's, SREM's and SMOVE's
+    usual case): the last position's member moves into the hole."""
+    db.delete_field(key, MEMBER + member)
+    last = POSITION + encode_position(size - 1)
+    if hole != size - 1:
+        moved = db.get_field(key, last)
+        if moved is None:
+            raise PositionsCorruptError(f"set {key!r} has no member at position {size - 1}")
+        at = encode_position(hole)
+        db.put_field(key, POSITION + at, moved)
+        db.put_field(key, MEMBER + moved, at)
+    db.delete_field(key, last)
 
 
 def members(
