@@ -326,10 +326,11 @@ def _build(client: MachineClient, argv: list[bytes]) -> Reply | None:
             db.put_field(key, (head + size + i).to_bytes(8, "big"), value)
         db.put_meta(key, Meta(ValueType.LIST, size=size + len(rest), head=head), meta is not None)
     elif name == b"sadd":
+        size = 0 if meta is None else meta.size
         for member in rest:
             if not set_records.has(db, key, member):
-                set_records.add(db, key, member)
-        size = len(set_records.members(db, key))
+                set_records.add(db, key, member, size)
+                size += 1
         db.put_meta(key, Meta(ValueType.SET, size=size), meta is not None)
     else:
         for i in range(0, len(rest), 2):

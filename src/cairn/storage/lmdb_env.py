@@ -45,11 +45,14 @@ from cairn.storage.errors import (
 )
 from cairn.storage.failpoints import InjectedError, fail_point
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """The on-disk format this code writes; a data directory with another one is refused.
 2 (2026-12-07): the sub-records of composite values carry the key's version (background
 deletion), set members are `m` records with an order-statistics index, stream entries
-carry their sequence numbers: a format-1 keyspace would be misread."""
+carry their sequence numbers: a format-1 keyspace would be misread.
+3 (2026-12-08): a set is a dense position array, member records holding their position and
+position records holding their member (`cairn.store.set_records`), instead of empty
+member records and order-statistics counts: a format-2 set would be misread."""
 
 DEFAULT_MAP_SIZE = 4 << 30
 """The default LMDB map size (address space reserved; the file grows as data is written)."""

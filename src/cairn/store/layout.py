@@ -59,9 +59,9 @@ Lists, sets and sorted sets live the same way, every record of a key under its `
 prefix (so splits, snapshots, RENAME and DEL treat every type alike): the metadata payload
 holds the size (a list also its head position, see `Meta.head`), and each element is an
 ``F`` record keyed by member or position (a set and a sorted set keep several families
-under the prefix, told apart by their first byte: members (with their scores), a
-score-ordered index, and the counts of an order-statistics index, see `set_records` and
-`zset_records`).
+under the prefix, told apart by their first byte: a set's members and positions, a
+sorted set's members (with their scores), score-ordered index and the counts of an
+order-statistics index, see `set_records` and `zset_records`).
 A stream's metadata payload is its length and its state (`Meta.value`), and its entries
 are ``F`` records keyed by the stream's generation and their 16-byte big-endian id, so id
 ranges are ordered scans (`cairn.store.commands.stream_store`: trimming moves a cut and

@@ -178,7 +178,7 @@ def write_value(db: Db, key: bytes, value: Value, expire_ms: int | None) -> None
             db.put_field(key, field, data)
         size = len(value.pairs)
     elif kind is ValueType.SET:
-        set_records.add_many(db, key, list(value.items))
+        set_records.add_many(db, key, value.items, 0)
         size = len(value.items)
     elif kind is ValueType.LIST:
         for i, item in enumerate(value.items):

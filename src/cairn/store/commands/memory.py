@@ -5,8 +5,9 @@ metadata record and one sub-record per element, `cairn.store.layout`), so the es
 the sum of their key and value bytes. Like Redis, a composite value is sampled: the first
 `count` sub-records (default 5; 0 means all of them) are measured and their mean is
 multiplied by the number of sub-records the value has (one per element; a sorted set keeps
-two, the member and its score index entry). The other subcommands of MEMORY are the
-node's (`cairn.runtime.memory_report`), answered where the client is connected.
+two, the member and its score index entry, and a set two, the member and its position).
+The other subcommands of MEMORY are the node's (`cairn.runtime.memory_report`), answered
+where the client is connected.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cairn.store.layout import Meta, ValueType, element_prefix, encode_meta, met
 DEFAULT_SAMPLES = 5
 """Redis' OBJ_COMPUTE_SIZE_DEF_SAMPLES."""
 _WALK_CHUNK = 512
-_RECORDS_PER_ELEMENT = {ValueType.ZSET: 2}
+_RECORDS_PER_ELEMENT = {ValueType.ZSET: 2, ValueType.SET: 2}
 
 
 def cmd_memory(ctx: Ctx, args: Sequence[bytes]) -> Reply:

@@ -1,12 +1,13 @@
-"""Set commands. A set is a metadata record holding its member count plus one empty record
-per member (`cairn.store.set_records`), so adding, removing or testing one member is a
-point read or write (plus the order-statistics index's few counts), and the members come
-out of a range scan in byte order.
+"""Set commands. A set is a metadata record holding its member count plus, per member, a
+member record and a position record pointing at each other (`cairn.store.set_records`:
+the positions are exactly ``0 .. size - 1``), so adding, removing or testing one member is
+a few point reads and writes, and the members come out of a range scan in byte order.
 
-Random draws (SPOP, SRANDMEMBER) are uniform: a draw picks positions in the members' byte
-order (from `ctx.rng`, the same on every replica for a write) and finds each through the
-order-statistics index in O(log n) record reads; when the positions are many, one walk
-from the nearer ends reads fewer records and gives the same members. SRANDMEMBER with a
+Random draws (SPOP, SRANDMEMBER) are uniform: a draw picks positions below the size (from
+`ctx.rng`, the same on every replica for a write) and reads each position's record, one
+point read per member drawn (or, when a draw wants more than a quarter of the positions,
+one scan of them all). A removal moves the last position's member into the hole, so SPOP
+of one member reads two records and writes four besides the metadata. SRANDMEMBER with a
 negative count (with repetition) returns at most `RANDOM_REPEAT_LIMIT` members and refuses
 larger counts before reading anything; Redis answers any count (docs/commands.md).
 
@@ -17,7 +18,7 @@ and probes the rest; SUNION reads them all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from cairn.resp.reply import NULL, Array, Bulk, ErrorReply, Integer, Reply, Set
 from cairn.store.commands.common import fail, int_arg, lookup_typed
@@ -35,16 +36,16 @@ from cairn.store.db import Db
 from cairn.store.layout import Meta, ValueType
 from cairn.store.notifications import GENERIC, SET
 from cairn.store.numbers import LLONG_MAX, parse_ll
-from cairn.store.order_index import SELECT_COST, Path
 from cairn.store.set_records import (
     MEMBER,
     MEMBER_END,
     add_many,
+    decode_position,
     has,
     member_at,
-    member_from_end,
-    member_path,
-    remove,
+    position_of,
+    positions,
+    remove_at,
 )
 from cairn.store.set_records import members as member_range
 
@@ -68,69 +69,44 @@ def _set(ctx: Ctx, key: bytes) -> Meta | None:
     return lookup_typed(ctx.db, key, ValueType.SET)
 
 
-def _walk(db: Db, key: bytes, reverse: bool = False, stop: int | None = None) -> Iterator[bytes]:
-    """The members of set `key` in byte order (descending when `reverse`), read `_CHUNK` at
-    a time; at most `stop` of them (None: all)."""
-    start, end, left = b"", None, stop
-    while left is None or left > 0:
-        limit = _CHUNK if left is None else min(_CHUNK, left)
-        rows = member_range(db, key, start, limit, reverse, end)
+def _walk(db: Db, key: bytes) -> Iterator[bytes]:
+    """The members of set `key` in byte order, read `_CHUNK` at a time."""
+    start = b""
+    while True:
+        rows = member_range(db, key, start, _CHUNK)
         yield from rows
-        if len(rows) < limit:
+        if len(rows) < _CHUNK:
             return
-        left = None if left is None else left - limit
-        start, end = (b"", rows[-1]) if reverse else (rows[-1] + b"\x00", None)
+        start = rows[-1] + b"\x00"
 
 
 def _members(db: Db, key: bytes) -> list[bytes]:
     return list(_walk(db, key))
 
 
-def _pick(members: Iterator[bytes], offsets: Sequence[int]) -> list[bytes]:
-    """The members at the ascending distinct `offsets` of the iteration `members`."""
-    picked: list[bytes] = []
-    wanted = iter(offsets)
-    target = next(wanted, None)
-    for offset, member in enumerate(members):
-        if offset == target:
-            picked.append(member)
-            target = next(wanted, None)
-            if target is None:
-                break
-    return picked
+def _at(db: Db, key: bytes, size: int, wanted: Sequence[int]) -> list[bytes]:
+    """The members at `wanted` (positions below `size`, repeats allowed) of set `key`, in
+    that order: a point read per distinct position, or one scan of every position record
+    when more than a quarter of them are wanted (a scan reads a record for less)."""
+    distinct = set(wanted)
+    if len(distinct) * 4 > size:
+        every = [member for _, member in positions(db, key)]
+        return [every[p] for p in wanted]
+    found = {p: member_at(db, key, p) for p in distinct}
+    return [found[p] for p in wanted]
 
 
-def _members_at(db: Db, key: bytes, size: int, positions: Sequence[int]) -> dict[int, bytes]:
-    """The members at `positions` (0-based, byte order) of set `key` of `size` members:
-    each found through the order-statistics index, or, when that reads more, by walks
-    from the first member to the positions in the lower half and from the last to the
-    others, so no walk passes the middle of the set."""
-    wanted = sorted(set(positions))
-    low = [p for p in wanted if p < size // 2]
-    high = [size - 1 - p for p in reversed(wanted) if p >= size // 2]
-    walked = (low[-1] if low else 0) + (high[-1] if high else 0)
-    if len(wanted) * SELECT_COST < walked:
-        return {p: member_at(db, key, size, p) for p in wanted}
-    found: dict[int, bytes] = {}
-    for offsets, reverse in ((low, False), (high, True)):
-        if offsets:
-            members = _pick(_walk(db, key, reverse, offsets[-1] + 1), offsets)
-            for offset, member in zip(offsets, members, strict=True):
-                found[size - 1 - offset if reverse else offset] = member
-    return found
-
-
-def _sample(ctx: Ctx, key: bytes, size: int, count: int) -> list[bytes]:
-    """`count` (< `size`) distinct members drawn uniformly, in draw order."""
-    positions = _positions(ctx, size, count)
-    found = _members_at(ctx.db, key, size, positions)
-    return [found[p] for p in positions]
+def _draw(ctx: Ctx, key: bytes, size: int, count: int) -> dict[int, bytes]:
+    """`count` (< `size`) distinct positions drawn uniformly, each with its member, in
+    draw order."""
+    drawn = _positions(ctx, size, count)
+    return dict(zip(drawn, _at(ctx.db, key, size, drawn), strict=True))
 
 
 def _positions(ctx: Ctx, size: int, count: int) -> list[int]:
     """`count` distinct positions below `size` drawn by ``ctx.rng.sample``; one is drawn
     by `randrange`, which gives the same position for the same seed (both take one
-    ``_randbelow(size)``) at a tenth of the cost, so replicas of either version agree."""
+    ``_randbelow(size)``) at a tenth of the cost."""
     if count == 1:
         return [ctx.rng.randrange(size)]
     return ctx.rng.sample(range(size), count)
@@ -149,7 +125,7 @@ def cmd_sadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         if member not in fresh and (size == 0 or not has(ctx.db, key, member)):
             fresh[member] = None
     added = len(fresh)
-    add_many(ctx.db, key, list(fresh))
+    add_many(ctx.db, key, list(fresh), size)
     if added:
         expire_ms = None if meta is None else meta.expire_ms
         ctx.db.put_meta(key, Meta(ValueType.SET, expire_ms, size=size + added), meta is not None)
@@ -157,25 +133,27 @@ def cmd_sadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     return Integer(added)
 
 
-def _remove(
-    ctx: Ctx,
-    key: bytes,
-    meta: Meta,
-    members: Sequence[bytes],
-    event: str,
-    path: Path | None = None,
-) -> None:
-    """Delete `members` (all present, distinct) from set `key`; an emptied set is deleted.
-    `event`: the notification (srem, spop), followed by del for an emptied set. `path`:
-    the index path of a single member just found by `member_path`."""
+def _remove(ctx: Ctx, key: bytes, meta: Meta, doomed: Mapping[int, bytes], event: str) -> None:
+    """Delete the members `doomed` maps their positions to (all present) from set `key`;
+    an emptied set is deleted. `event`: the notification (srem, spop), followed by del
+    for an emptied set."""
     ctx.notify(SET, event, key)
-    if len(members) == meta.size:
+    if len(doomed) == meta.size:
         ctx.db.delete(key)
         ctx.notify(GENERIC, "del", key)
         return
-    for member in members:
-        remove(ctx.db, key, member, path)
-    ctx.db.put_meta(key, Meta(ValueType.SET, meta.expire_ms, size=meta.size - len(members)), True)
+    remove_at(ctx.db, key, meta.size, doomed)
+    ctx.db.put_meta(key, Meta(ValueType.SET, meta.expire_ms, size=meta.size - len(doomed)), True)
+
+
+def _present(db: Db, key: bytes, members: Sequence[bytes]) -> dict[int, bytes]:
+    """The position of each of `members` in set `key` that is in it."""
+    found: dict[int, bytes] = {}
+    for member in dict.fromkeys(members):
+        at = position_of(db, key, member)
+        if at is not None:
+            found[decode_position(at)] = member
+    return found
 
 
 def cmd_srem(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -184,7 +162,7 @@ def cmd_srem(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     meta = _set(ctx, key)
     if meta is None:
         return Integer(0)
-    present = [m for m in dict.fromkeys(args[1:]) if has(ctx.db, key, m)]
+    present = _present(ctx.db, key, args[1:])
     if present:
         _remove(ctx, key, meta, present, "srem")
     return Integer(len(present))
@@ -224,10 +202,10 @@ def cmd_smove(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     if src is None:
         return Integer(0)
     _set(ctx, destination)  # WRONGTYPE if it holds another type
-    present = has(ctx.db, source, member)
+    present = _present(ctx.db, source, [member])
     if source == destination or not present:
-        return Integer(int(present))
-    _remove(ctx, source, src, [member], "srem")
+        return Integer(int(bool(present)))
+    _remove(ctx, source, src, present, "srem")
     cmd_sadd(ctx, [destination, member])
     return Integer(1)
 
@@ -257,21 +235,10 @@ def cmd_spop(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     meta = _set(ctx, args[0])
     if meta is None:
         return NULL
-    member, path = _draw_one(ctx, args[0], meta.size)
-    _remove(ctx, args[0], meta, [member], "spop", path)
+    position = _positions(ctx, meta.size, 1)[0]
+    member = member_at(ctx.db, args[0], position)
+    _remove(ctx, args[0], meta, {position: member}, "spop")
     return Bulk(member)
-
-
-def _draw_one(ctx: Ctx, key: bytes, size: int) -> tuple[bytes, Path | None]:
-    """`_sample` of one member (the same draw), with its index path when the index found
-    it (None: a walk from the nearer end did, as `_members_at` decides)."""
-    position = _positions(ctx, size, 1)[0]
-    back = size - 1 - position
-    if min(position, back) > SELECT_COST:
-        return member_path(ctx.db, key, size, position)
-    if position <= back:
-        return member_from_end(ctx.db, key, position, False), None
-    return member_from_end(ctx.db, key, back, True), None
 
 
 def _positive_count(data: bytes) -> int:
@@ -287,11 +254,11 @@ def _spop_count(ctx: Ctx, key: bytes, count: int) -> Reply:
         return Set(())
     if count >= meta.size:
         members = _members(ctx.db, key)
-        _remove(ctx, key, meta, members, "spop")
+        _remove(ctx, key, meta, dict(enumerate(members)), "spop")  # all: the key goes
         return _set_reply(members)
-    popped = _sample(ctx, key, meta.size, count)
+    popped = _draw(ctx, key, meta.size, count)
     _remove(ctx, key, meta, popped, "spop")
-    return _set_reply(popped)
+    return _set_reply(list(popped.values()))
 
 
 def cmd_srandmember(ctx: Ctx, args: Sequence[bytes]) -> Reply:
@@ -301,7 +268,9 @@ def cmd_srandmember(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         raise fail(SYNTAX)
     if len(args) == 1:
         meta = _set(ctx, args[0])
-        return NULL if meta is None else Bulk(_sample(ctx, args[0], meta.size, 1)[0])
+        if meta is None:
+            return NULL
+        return Bulk(member_at(ctx.db, args[0], _positions(ctx, meta.size, 1)[0]))
     count = int_arg(args[1])
     if count < -LLONG_MAX:
         raise fail(_COUNT_RANGE)
@@ -319,10 +288,8 @@ def _random_members(ctx: Ctx, key: bytes, size: int, count: int) -> list[bytes]:
     if count >= size:
         return _members(ctx.db, key)
     if count > 0:
-        return _sample(ctx, key, size, count)
-    positions = [ctx.rng.randrange(size) for _ in range(-count)]
-    found = _members_at(ctx.db, key, size, positions)
-    return [found[p] for p in positions]
+        return list(_draw(ctx, key, size, count).values())
+    return _at(ctx.db, key, size, [ctx.rng.randrange(size) for _ in range(-count)])
 
 
 # -- set algebra -----------------------------------------------------------------------
@@ -384,7 +351,7 @@ def _store(ctx: Ctx, destination: bytes, members: Sequence[bytes]) -> Reply:
     deleted = ctx.db.overwrite(destination)
     if members:
         ctx.db.put_meta(destination, Meta(ValueType.SET, size=len(members)), False)
-        add_many(ctx.db, destination, list(members))
+        add_many(ctx.db, destination, members, 0)
         ctx.notify(SET, ctx.name, destination)  # sinterstore, sunionstore, sdiffstore
     elif deleted:
         ctx.notify(GENERIC, "del", destination)
