@@ -8,10 +8,15 @@ transactions over the limits keeping the two-phase commit."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from txn_harness import World
 
 from cairn.resp.reply import OK, Array, Bulk, ErrorReply, Integer, NullBulk, Reply
+from cairn.runtime.config import ConfigError, from_mapping
+from cairn.runtime.txn_wiring import cross_region
+from cairn.shard.topology import Topology
 from cairn.store.txn_locks import COMMITTED, read_lock, read_status
 from cairn.txn import Coordinator, TxnSettings
 from cairn.txn.coordinator import SECONDARIES_FIRST
@@ -269,6 +274,8 @@ def test_the_background_commit_racing_a_resolver_commits_once() -> None:
     while not outcome.replies:
         world.run(until=world.clock + 0.0005)
     assert outcome.reply == Array((OK, Integer(1), OK))
+    world.run(until=world.clock + 0.01)  # the secondaries wait for the primary's commit
+    assert world.call("GET", "a") == Bulk(b"1")  # checked: all prewritten, committed
     assert world.call("GET", "b") == Bulk(b"1")  # resolved before the primary's commit
     world.run()
     assert [world.raw("GET", k) for k in "abc"] == [Bulk(b"1"), Bulk(b"1"), Bulk(b"3")]
@@ -324,3 +331,32 @@ def test_planted_early_secondary_commit_is_caught_and_the_clean_run_is_not() -> 
             assert values == {b"new", b"old"}
         assert world.locks() == 0
         assert read_lock(world.regions[0].machine.keyspace, b"a") is None
+
+
+def test_the_node_config_reaches_the_coordinators_settings(tmp_path: Path) -> None:
+    limits = {"async_commit_max_keys": 7, "async_commit_max_key_bytes": 99}
+    raw = {
+        "node_id": 1,
+        "data_dir": str(tmp_path),
+        "peers": {"1": "127.0.0.1:17001"},
+        "cluster_secret": "a-test-secret-of-enough-bytes",
+        "limits": limits,
+    }
+    cross = cross_region(from_mapping(raw), _no_attempt, _no_topology, _none)
+    assert (cross.settings.async_max_keys, cross.settings.async_max_key_bytes) == (7, 99)
+    default = cross_region(from_mapping(raw | {"limits": {}}), _no_attempt, _no_topology, _none)
+    assert (default.settings.async_max_keys, default.settings.async_max_key_bytes) == (256, 4096)
+    with pytest.raises(ConfigError):
+        from_mapping(raw | {"limits": {"async_commit_max_keys": -1}})
+
+
+def _no_attempt(*args: object) -> None:
+    raise AssertionError("nothing is sent")
+
+
+def _no_topology() -> Topology:
+    raise AssertionError("no routing")
+
+
+def _none() -> None:
+    return None
