@@ -454,8 +454,10 @@ _ZERO_OK = (
     "idle_timeout_s",
     "max_memory_bytes",
     "map_resident_limit_bytes",
+    "async_commit_max_keys",
+    "async_commit_max_key_bytes",
 )
-"""`[limits]` keys where 0 means "no limit", as in Redis."""
+"""`[limits]` keys where 0 means "no limit", as in Redis (for async commit: never)."""
 REDIRECT_MODES = ("auto", "always", "never")
 ADMIN_PORT_OFFSET = 20000
 """The admin API listens this far above the client port unless `admin_addr` says otherwise
