@@ -348,9 +348,8 @@ def test_the_node_config_reaches_the_coordinators_settings(tmp_path: Path) -> No
     assert (default.settings.async_max_keys, default.settings.async_max_key_bytes) == (256, 4096)
     with pytest.raises(ConfigError):
         from_mapping(raw | {"limits": {"async_commit_max_keys": -1}})
-    off = cross_region(
-        from_mapping(raw | {"limits": {"async_commit_max_keys": 0}}), _no_attempt, _no_topology, _none
-    )
+    zero = from_mapping(raw | {"limits": {"async_commit_max_keys": 0}})
+    off = cross_region(zero, _no_attempt, _no_topology, _none)
     assert off.settings.async_max_keys == 0  # 0: every transaction commits in two phases
 
 
