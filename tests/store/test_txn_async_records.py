@@ -229,7 +229,14 @@ def test_check_sees_another_transactions_lock_as_missing_and_leaves_it(
 
 @pytest.mark.parametrize(
     "args",
-    [[_n(TS)], [b"x", b"k"], [b"-1", b"k"], [b"9" * 20, b"k"], [b"", b"k"]],
+    [
+        [_n(TS)],
+        [b"x", b"k"],
+        [b"-1", b"k"],
+        [b"9" * 20, b"k"],
+        [b"", b"k"],
+        [_n(TS), *[b"k%d" % i for i in range(65537)]],  # more keys than any primary lists
+    ],
 )
 def test_hostile_checks_are_refused(client: MachineClient, args: list[bytes]) -> None:
     lock(client, b"p", b"k")

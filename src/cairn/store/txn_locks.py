@@ -477,7 +477,7 @@ def cmd_check_secondaries(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     transaction `start_ts`, all in this one entry: `prewritten`; `rolledback` (locked but
     not prewritten: the lock is dropped now, so the coordinator's prewrite answers `lost`
     and the transaction can no longer commit); `missing` (no lock of it)."""
-    if len(args) < 2:
+    if not 2 <= len(args) <= MAX_SECONDARIES + 1:
         raise _bad("wrong number of arguments for cairn.txn.check_secondaries")
     start_ts = _number(args[0], "start_ts")
     records = ctx.db.records
