@@ -98,6 +98,7 @@ __all__ = [
     "GC_BATCH",
     "GC_COMMAND",
     "LOCK_COMMAND",
+    "MAX_SECONDARIES",
     "PREWRITE_COMMAND",
     "ROLLBACK_COMMAND",
     "ROLLED_BACK",
