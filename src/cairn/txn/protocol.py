@@ -253,8 +253,10 @@ def read_txn_status(reply: Reply) -> Status | AsyncPrimary | Failed:
     """`cairn.txn.status`'s reply: a status word (`committed`, `rolledback`, `alive`), or
     an async-commit primary with its secondaries."""
     items = _items(reply)
-    if items is None or _word(reply) != b"async" or len(items) != 3:
+    if items is None or _word(reply) != b"async":
         return read_status(reply)
+    if len(items) != 3:
+        return Failed(reply)
     ttl, listed = _int_item(items[1]), items[2]
     if ttl is None or not isinstance(listed, Array):
         return Failed(reply)
