@@ -3,6 +3,8 @@
     python bench/transactions.py            # 10 s per workload and client count
     python bench/transactions.py --quick    # 3 s each
     python bench/transactions.py --no-doc   # print only
+    python bench/transactions.py --no-doc --only multi-x --clients 1 --async-commit-max-keys 0
+                                            # one workload, two-phase commit (A/B)
 
 What it does, on 127.0.0.1 with free ports and temporary data directories:
 
@@ -312,8 +314,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 s per measurement, not 10")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--only", action="append", help="run only this workload (repeatable)")
+    parser.add_argument(
+        "--clients", type=int, action="append", help="run only this client count (repeatable)"
+    )
+    parser.add_argument(
+        "--async-commit-max-keys",
+        type=int,
+        help="the nodes' limits.async_commit_max_keys (0: two-phase commit only)",
+    )
     args = parser.parse_args()
     seconds = 3.0 if args.quick else 10.0
+    extra = f"initial_regions = {REGIONS}\n"
+    if args.async_commit_max_keys is not None:
+        extra += f"[limits]\nasync_commit_max_keys = {args.async_commit_max_keys}\n"
     ensure_tools(no_etcd=True)
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     procs = Processes()
@@ -323,7 +337,7 @@ def main() -> None:
             tmp = Path(tmp_name)
             console.print("starting redis-server and a 3-node, 3-region Cairn cluster ...")
             redis_port = start_redis(procs, tmp)
-            cluster = LocalCluster.plan(tmp / "cairn", 3, extra=f"initial_regions = {REGIONS}\n")
+            cluster = LocalCluster.plan(tmp / "cairn", 3, extra=extra)
             cluster.start()
             cluster.wait_for_leader(timeout=60.0)
             any_port = cluster.spec(1).client_port
@@ -339,7 +353,9 @@ def main() -> None:
             idle = idle_cpu_rate(pids)
             rows: list[tuple[str, int, Result | None, Result | None]] = []
             for work in workloads(tag_a, tag_b, sha):
-                for clients in CLIENTS:
+                if args.only and work.name not in args.only:
+                    continue
+                for clients in args.clients or CLIENTS:
                     console.print(f"{work.name}, {clients} client(s) ...")
                     cairn = drive(port, cluster.password, work, clients, seconds, pids, idle)
                     red = (

@@ -275,7 +275,7 @@ def test_prewrite_refuses_a_payload_restore_would_refuse(client: MachineClient) 
     before = records(client)
     got = prewrite(client, TS, [(b"a", 1, 0, b"not a dump payload")])
     assert got == ErrorReply("ERR DUMP payload version or checksum are wrong")
-    assert isinstance(prewrite(client, TS, [(b"a", 2, 0, b"")]), ErrorReply)
+    assert isinstance(prewrite(client, TS, [(b"a", 3, 0, b"")]), ErrorReply)  # 2: unchanged
     assert records(client) == before
 
 

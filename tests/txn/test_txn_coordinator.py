@@ -1,16 +1,31 @@
 """The cross-region transaction coordinator and the lock resolver, over real
-`StoreMachine`s standing for regions (`txn_harness.World`)."""
+`StoreMachine`s standing for regions (`txn_harness.World`); every test runs under both
+commits: two-phase and async (`test_txn_async.py` has async commit's own cases)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
 from random import Random
 
+import pytest
+import txn_harness
 from txn_harness import World
 
 from cairn.resp.reply import NULL_ARRAY, OK, Array, Bulk, ErrorReply, Integer, NullBulk, Reply
 from cairn.txn import Resolver, TxnSettings
 from cairn.txn.coordinator import CHANGES_TOO_LARGE, SECONDARIES_FIRST, TOO_LARGE
 from cairn.txn.protocol import lock_argv
+
+
+@pytest.fixture(autouse=True, params=["two-phase", "async"])
+def commit_mode(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test with async commit off, then on (`txn_harness.DEFAULT_SETTINGS`)."""
+    saved = txn_harness.DEFAULT_SETTINGS
+    if request.param == "two-phase":
+        txn_harness.DEFAULT_SETTINGS = replace(saved, async_max_keys=0)
+    yield request.param
+    txn_harness.DEFAULT_SETTINGS = saved
 
 
 def test_mset_over_three_regions_commits_everywhere() -> None:
@@ -105,7 +120,7 @@ def test_concurrent_transfers_conserve_the_total() -> None:
 
 def test_a_live_foreign_lock_ends_in_tryagain_with_own_locks_rolled_back() -> None:
     world = World()
-    world.settings = world.settings.__class__(lock_ttl_ms=60_000)
+    world.settings = replace(world.settings, lock_ttl_ms=60_000)
     foreign = lock_argv(5, b"c", 60_000, 1 << 20, [], [b"c"])
     absent = Array((Integer(0), Integer(0), NullBulk()))
     assert world.regions[2].run(foreign, world.now_ms()) == Array((Bulk(b"ok"), Array((absent,))))
@@ -241,7 +256,7 @@ def test_a_transaction_rolls_forward_a_committed_lock_without_waiting_its_ttl() 
 
 def test_changes_too_large_for_one_entry_are_refused() -> None:
     world = World()
-    world.settings = TxnSettings(lock_ttl_ms=300, max_bytes=1000)
+    world.settings = replace(world.settings, max_bytes=1000)
     noise = Random(1).randbytes(1200)  # DUMP compresses: values that do not
     world.raw("SET", "a", noise[:600])
     outcome = world.transaction([["APPEND", "a", noise[600:]], ["SET", "b", "1"]])
@@ -288,14 +303,14 @@ def _all_or_nothing(settings: TxnSettings, reads_ignore_locks: bool = False) -> 
 
 def test_a_dead_coordinator_leaves_all_or_nothing() -> None:
     """The primary is committed first: readers roll the rest forward."""
-    assert _all_or_nothing(TxnSettings(lock_ttl_ms=300)) == [Bulk(b"new")] * 3
+    assert _all_or_nothing(txn_harness.DEFAULT_SETTINGS) == [Bulk(b"new")] * 3
 
 
 def test_planted_secondaries_first_is_caught() -> None:
     """Planted bug: secondaries committed before the primary. The coordinator dies after
     committing one secondary; the primary's lock expires and is rolled back, so the
     transaction is half applied, which the all-or-nothing check sees."""
-    plant = TxnSettings(lock_ttl_ms=300, plants=frozenset({SECONDARIES_FIRST}))
+    plant = replace(txn_harness.DEFAULT_SETTINGS, plants=frozenset({SECONDARIES_FIRST}))
     values = _all_or_nothing(plant)
     assert Bulk(b"new") in values and Bulk(b"old") in values
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from cairn.resp.reply import OK, Array, Bulk, ErrorReply, Integer, NullBulk
 from cairn.txn.protocol import (
+    AsyncPrimary,
     Conflict,
     Failed,
     Loaded,
     Status,
+    check_secondaries_argv,
+    prewrite_argv,
+    read_check,
     read_lock,
     read_locked_error,
     read_status,
+    read_txn_status,
 )
+from cairn.txn.protocol import Effect as TxnEffect
 
 
 def test_lock_replies() -> None:
@@ -70,3 +76,44 @@ def test_locked_errors() -> None:
         assert read_locked_error(ErrorReply(bad)) is None, bad
     assert read_locked_error(b"+OK\r\n") is None
     assert read_locked_error(OK) is None
+
+
+def test_async_status_replies() -> None:
+    listed = Array((Bulk(b"x"), Bulk(b"y")))
+    assert read_txn_status(Array((Bulk(b"async"), Integer(5), listed))) == AsyncPrimary(
+        5, (b"x", b"y")
+    )
+    assert read_txn_status(Array((Bulk(b"committed"), Integer(9)))) == Status(b"committed", 9)
+    for bad in (
+        Array((Bulk(b"async"), Integer(5))),
+        Array((Bulk(b"async"), Bulk(b"no"), listed)),
+        Array((Bulk(b"async"), Integer(5), Array((Integer(1),)))),
+        Array((Bulk(b"async"), Integer(5), Bulk(b"x"))),
+        ErrorReply("TRYAGAIN"),
+    ):
+        assert isinstance(read_txn_status(bad), Failed), bad
+
+
+def test_check_replies() -> None:
+    words = (b"prewritten", b"rolledback", b"missing")
+    ok = Array((Bulk(b"ok"), Array(tuple(Bulk(w) for w in words))))
+    assert read_check(ok, 3) == list(words)
+    for bad, count in (
+        (ok, 2),
+        (Array((Bulk(b"ok"), Array((Bulk(b"maybe"),)))), 1),
+        (Array((Bulk(b"ok"), Array((Integer(1),)))), 1),
+        (Array((Bulk(b"ok"),)), 0),
+        (ErrorReply("CROSSSLOT"), 1),
+    ):
+        assert isinstance(read_check(bad, count), Failed), bad
+
+
+def test_async_argvs() -> None:
+    effects = [TxnEffect(b"p", 2)]
+    assert prewrite_argv(7, effects, [b"s"]) == [
+        b"cairn.txn.prewrite", b"7", b"1", b"p", b"2", b"0", b"", b"1", b"s"
+    ]
+    assert prewrite_argv(7, effects) == [b"cairn.txn.prewrite", b"7", b"1", b"p", b"2", b"0", b""]
+    assert check_secondaries_argv(7, [b"a", b"b"]) == [
+        b"cairn.txn.check_secondaries", b"7", b"a", b"b"
+    ]

@@ -33,6 +33,11 @@ REGION_OF = {ord("a"): 0, ord("b"): 1, ord("c"): 2}
 """Keys are placed by their first byte: a..., b..., c... (anything else: region 0)."""
 
 
+DEFAULT_SETTINGS = TxnSettings(lock_ttl_ms=300)
+"""A new `World`'s settings (async commit on, as in a node's default config); a test
+module may switch it (`test_txn_coordinator.py` runs its tests under both commits)."""
+
+
 def region_of(key: bytes) -> int:
     return REGION_OF.get(key[0], 0) if key else 0
 
@@ -91,7 +96,7 @@ class World:
         self.delays: list[tuple[Callable[[list[bytes]], bool], float]] = []
         self.oracle = Oracle(self)
         self.rng = Random(seed)
-        self.settings = TxnSettings(lock_ttl_ms=300)
+        self.settings = DEFAULT_SETTINGS
         self.resolver = Resolver(self, self.settings, self.rng)
 
     # -- TxnIO ----------------------------------------------------------------------------

@@ -122,6 +122,11 @@ class Limits:
     txn_lock_ttl_ms: int = 3000
     """How long a cross-region transaction's locks protect it: past this, another
     transaction or a reader that meets one may roll it back (`cairn.txn`)."""
+    async_commit_max_keys: int = 256
+    async_commit_max_key_bytes: int = 4096
+    """A cross-region transaction locking at most this many keys of at most this many
+    bytes in all commits asynchronously (answered once its prewrites succeed); 0 keys:
+    never (`cairn.txn.coordinator`, docs/transactions.md)."""
     idempotency_ttl_ms: int = 600_000
     """How long a request id of IDEMPOTENT is remembered (`cairn.store.idempotency`)."""
     idempotency_max_ids: int = 100_000
@@ -449,8 +454,10 @@ _ZERO_OK = (
     "idle_timeout_s",
     "max_memory_bytes",
     "map_resident_limit_bytes",
+    "async_commit_max_keys",
+    "async_commit_max_key_bytes",
 )
-"""`[limits]` keys where 0 means "no limit", as in Redis."""
+"""`[limits]` keys where 0 means "no limit", as in Redis (for async commit: never)."""
 REDIRECT_MODES = ("auto", "always", "never")
 ADMIN_PORT_OFFSET = 20000
 """The admin API listens this far above the client port unless `admin_addr` says otherwise

@@ -289,6 +289,8 @@ def cross_region(
     settings = TxnSettings(
         lock_ttl_ms=limits.txn_lock_ttl_ms,
         max_bytes=limits.max_entry_bytes,  # what is read is prewritten: one entry
+        async_max_keys=limits.async_commit_max_keys,
+        async_max_key_bytes=limits.async_commit_max_key_bytes,
         plants=txn_plants(plant),
     )
     specs = {**TXN_LOCK_COMMANDS, **IDEMPOTENCY_COMMANDS}  # with IDEMPOTENT's own steps

@@ -346,7 +346,7 @@ class RoutedClient:
             io,
             SimTimestamps(io, context, self._txn_rng),
             store_scratch,
-            context.settings,
+            context.coordinator_settings(),
             self._txn_rng,
             call.deadline / 1e9,
             done,

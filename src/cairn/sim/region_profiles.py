@@ -30,8 +30,9 @@ Cross-region transactions (`cairn.sim.txn_client`; `TXN_EXPOSES`, proven by
 often, and many coordinators die mid-way.
 
 * `txn-crashes` — the bank, half of the coordinators dying right after their first
-  commit went out. Exposes `txn-secondaries-first`: a coordinator that dies after
-  committing its secondaries leaves its primary to be rolled back, so money appears or
+  commit went out or right after their last prewrite did. Exposes
+  `txn-secondaries-first`: a coordinator that dies after committing its secondaries
+  before its commit point leaves its primary to be rolled back, so money appears or
   vanishes.
 
 * `txn-stale-read` — list-append with half of the operations plain LRANGEs of one key
@@ -127,7 +128,7 @@ TXN_CRASHES = RegionSimConfig(
     losses=0,
     workload=Workload.BANK,
     coordinator_crashes=0.5,
-    crash_stages=("commit",),
+    crash_stages=("commit", "prewrote"),
 )
 
 TXN_STALE_READ = RegionSimConfig(

@@ -15,7 +15,8 @@ node's `TsoClient` (`SimTimestamps`); every one handed out is logged (`TsoLog`) 
 real-time order checked at the end, the property a transaction's `start_ts` relies on.
 
 The coordinator may crash (`CRASH_STAGES`): right after it sends its first lock, prewrite
-or commit, or right after it answered the client; from then on its `SimTxnIO` is dead
+or commit, right after its last prewrite (async commit's commit point, if they all
+apply), or right after it answered the client; from then on its `SimTxnIO` is dead
 (nothing more is sent, nothing more is delivered to it) and the client, if not answered
 yet, records the outcome unknown. A client that times out kills its coordinator the same
 way. The locks it leaves are resolved by whoever meets them (`cairn.txn.Resolver`: rolled
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from cairn.check.tso import TsoLog
@@ -67,10 +68,23 @@ LOCK_TTL_MS = 300
 """The simulated lock ttl: short against a run of a few virtual seconds, so locks left by
 a dead coordinator are resolved while clients still run."""
 
-CRASH_STAGES = ("lock", "prewrite", "commit", "answered")
-"""Where a coordinator may die: after its first lock, prewrite or commit went out, or
-after it answered its client (its secondaries then wait for a reader)."""
-STAGE_COMMAND = {"lock": LOCK_COMMAND, "prewrite": PREWRITE_COMMAND, "commit": COMMIT_COMMAND}
+CRASH_STAGES = ("lock", "prewrite", "prewrote", "commit", "answered")
+"""Where a coordinator may die: after its first lock, prewrite or commit went out, after
+its last prewrite went out (an async commit is then committed if they all apply, and
+readers roll it forward; rolled back otherwise), or after it answered its client (its
+secondaries then wait for a reader)."""
+LAST_PREWRITE = PREWRITE_COMMAND + " (last)"
+"""The crash trigger of stage "prewrote": the coordinator sends its prewrites together,
+so it dies at the next event after the first one left (`SimTxnIO.send`)."""
+STAGE_COMMAND = {
+    "lock": LOCK_COMMAND,
+    "prewrite": PREWRITE_COMMAND,
+    "prewrote": LAST_PREWRITE,
+    "commit": COMMIT_COMMAND,
+}
+TWO_PHASE_EVERY = 4
+"""Every this many-th coordinator of a run commits in two phases (async commit off), the
+others asynchronously (their transactions are small), so a run exercises both paths."""
 
 UNCERTAIN = ErrorReply("UNCERTAIN the region did not answer in time")
 TRYAGAIN = ErrorReply("TRYAGAIN the region's leader could not be reached")
@@ -99,6 +113,8 @@ class TxnStats:
     """-LOCKED replies met by single-region commands and reads (each then resolved)."""
     resolved: int = 0
     """Locks rolled forward or back by the clients' resolvers."""
+    checked: int = 0
+    """Async commits the clients' resolvers decided by checking their secondaries."""
 
     def figures(self) -> dict[str, int]:
         """The counts by name (`RegionSimResult.transactions`)."""
@@ -109,6 +125,7 @@ class TxnStats:
             "gave_up": self.gave_up,
             "locked": self.locked,
             "resolved": self.resolved,
+            "checked": self.checked,
         }
 
 
@@ -125,6 +142,16 @@ class TxnContext:
     """Where a dying coordinator dies."""
     stats: TxnStats = field(default_factory=TxnStats)
     tso: TsoLog = field(default_factory=TsoLog)
+    started: int = 0
+    """Coordinators started so far (`coordinator_settings`)."""
+
+    def coordinator_settings(self) -> TxnSettings:
+        """The settings of the next coordinator: two-phase for every `TWO_PHASE_EVERY`-th
+        one, async commit (as `settings` allow) for the others; deterministic."""
+        self.started += 1
+        if self.started % TWO_PHASE_EVERY:
+            return self.settings
+        return replace(self.settings, async_max_keys=0)
 
 
 class SimTxnIO:
@@ -144,10 +171,20 @@ class SimTxnIO:
         if self.dead:
             return
         self._attempt(argv, done, self.loop.now + SEND_WINDOW)
-        if self.crash_at is not None and argv[0] == self.crash_at.encode():
-            self.kill()
-            if self._on_crash is not None:
-                self.loop.call_later(MS, HARNESS, "coordinator crashed", self._on_crash)
+        trigger = self.crash_at
+        if trigger is not None and argv[0] == trigger.encode():
+            self._crash()
+        elif trigger == LAST_PREWRITE and argv[0] == PREWRITE_COMMAND.encode():
+            self.crash_at = None  # the other prewrites leave in this same step
+            self.loop.call_later(1, HARNESS, "coordinator dies after its prewrites", self._crash)
+
+    def _crash(self) -> None:
+        """The coordinator dies now (its client learns of it a moment later)."""
+        if self.dead:
+            return
+        self.kill()
+        if self._on_crash is not None:
+            self.loop.call_later(MS, HARNESS, "coordinator crashed", self._on_crash)
 
     def kill(self) -> None:
         """Nothing more goes out, nothing more comes back."""

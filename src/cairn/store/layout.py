@@ -31,6 +31,7 @@ metadata record::
 
     b"L" | slot (2 bytes) | user key
     value: msgpack [1, start_ts, primary key, ttl_ms, locked_at_ms, effect]
+    (or [2, ..., effect, secondaries] for async commit: `cairn.store.txn_records`)
 
 ``S`` the status of a cross-region transaction, kept with its primary key::
 

@@ -14,8 +14,17 @@ transaction (or a reader that met a lock) whether a lock's owner committed, roll
 or is alive, rolling back an owner whose primary lock outlived its ttl (TiKV's
 check_txn_status).
 
-Records (`cairn.store.layout`): a lock ``L | slot | key`` ->
-``[1, start_ts, primary, ttl_ms, locked_at_ms, effect]``; a status
+Async commit (docs/transactions.md, "Async commit"): a prewrite may mark a key
+"prewritten, unchanged" (kind 2) and, in the primary's region, list the transaction's
+other keys (`secondaries`), kept in the primary's lock; `STATUS_COMMAND` never rolls such
+a primary back on its ttl but answers ``async`` with that list, and
+`CHECK_SECONDARIES_COMMAND` (TiKV's CheckSecondaryLocks) tells, per key, prewritten /
+rolled back now (locked, not prewritten: so the transaction can no longer commit) /
+missing; the resolver then commits or rolls back the primary.
+
+Records (`cairn.store.txn_records`, `cairn.store.layout`): a lock ``L | slot | key`` ->
+``[1, start_ts, primary, ttl_ms, locked_at_ms, effect]`` (version 2 adds the
+secondaries); a status
 ``S | slot | primary | start_ts`` -> ``[1, state, commit_ts, at_ms]``. Both live with
 their key's range (`cairn.store.ranges`), so splits, merges, snapshots and region drops
 carry them. Each command is an ordinary handler run in the entry's one batch: a refusal
@@ -46,8 +55,6 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import msgpack
-
 from cairn.resp.reply import NULL, Array, Bulk, ErrorReply, Integer, Reply
 from cairn.store.commands import CommandError, CommandSpec
 from cairn.store.commands.dump import cmd_restore, serialize
@@ -69,13 +76,29 @@ from cairn.store.rdb import STREAM_TYPES, BadPayloadError, decode, object_type, 
 from cairn.store.rdb_stream import load_stream
 from cairn.store.scope import Scope
 from cairn.store.transaction import fingerprint
+from cairn.store.txn_records import (
+    COMMITTED,
+    KIND_DELETE,
+    KIND_RESTORE,
+    KIND_UNCHANGED,
+    ROLLED_BACK,
+    Effect,
+    Lock,
+    Status,
+    decode_lock,
+    decode_status,
+    read_lock,
+    read_status,
+)
 
 __all__ = [
+    "CHECK_SECONDARIES_COMMAND",
     "COMMITTED",
     "COMMIT_COMMAND",
     "GC_BATCH",
     "GC_COMMAND",
     "LOCK_COMMAND",
+    "MAX_SECONDARIES",
     "PREWRITE_COMMAND",
     "ROLLBACK_COMMAND",
     "ROLLED_BACK",
@@ -98,6 +121,8 @@ PREWRITE_COMMAND = "cairn.txn.prewrite"
 COMMIT_COMMAND = "cairn.txn.commit"
 ROLLBACK_COMMAND = "cairn.txn.rollback"
 STATUS_COMMAND = "cairn.txn.status"
+CHECK_SECONDARIES_COMMAND = "cairn.txn.check_secondaries"
+"""``cairn.txn.check_secondaries <start_ts> <key>...``: async commit's secondaries check."""
 GC_COMMAND = "cairn.txn.gc"
 """``cairn.txn.gc <retention_ms> (<primary> <start_ts>)...``: delete the named status
 records that are `retention_ms` old at the entry's time; the number deleted."""
@@ -105,99 +130,16 @@ records that are `retention_ms` old at the entry's time; the number deleted."""
 GC_BATCH = 256
 """Status records one `GC_COMMAND` entry names at most."""
 
-COMMITTED = 1
-ROLLED_BACK = 2
-_FORMAT = 1
 _TS_LIMIT = 1 << 63
 """Timestamps and times are below 2^63: they come back as RESP integers."""
 TTL_LIMIT = 1 << 32
 """A lock's ttl is below 2^32 ms (about 49 days), so its expiry stays a RESP integer."""
-_KIND_DELETE = 0
-_KIND_RESTORE = 1
 
 _OK = Array((Bulk(b"ok"),))
 _ROLLED_BACK_REPLY = Array((Bulk(b"rolledback"),))
 
 
-# -- records -------------------------------------------------------------------------------
-
-
-Effect = tuple[int, int, bytes]
-"""A prewritten effect: (kind 0 delete / 1 restore, absolute pexpireat_ms or 0, payload)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lock:
-    """A key's lock: its transaction, primary key, ttl, when it was taken, and the
-    prewritten effect (None: nothing prewritten, or the key is unchanged)."""
-
-    start_ts: int
-    primary: bytes
-    ttl_ms: int
-    locked_at_ms: int
-    effect: Effect | None = None
-
-    def remaining_ms(self, now_ms: int) -> int:
-        """The ttl left at `now_ms` (0 once expired)."""
-        return max(0, self.locked_at_ms + self.ttl_ms - now_ms)
-
-    def encode(self) -> bytes:
-        """The record's stored bytes."""
-        effect = None if self.effect is None else list(self.effect)
-        payload = [_FORMAT, self.start_ts, self.primary, self.ttl_ms, self.locked_at_ms, effect]
-        return bytes(msgpack.packb(payload, use_bin_type=True))
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """A transaction's outcome: `COMMITTED` (with its commit_ts) or `ROLLED_BACK`, and
-    the entry time it was written at."""
-
-    state: int
-    commit_ts: int
-    at_ms: int
-
-    def encode(self) -> bytes:
-        """The record's stored bytes."""
-        payload = [_FORMAT, self.state, self.commit_ts, self.at_ms]
-        return bytes(msgpack.packb(payload, use_bin_type=True))
-
-
-def decode_lock(data: bytes) -> Lock:
-    """The inverse of `Lock.encode` (ValueError on anything else)."""
-    try:
-        fmt, start_ts, primary, ttl_ms, locked_at, effect = msgpack.unpackb(data, raw=False)
-    except Exception as exc:
-        raise ValueError("malformed lock record") from exc
-    if fmt != _FORMAT or not isinstance(primary, bytes):
-        raise ValueError("malformed lock record")
-    if effect is not None:
-        kind, pexpireat, payload = effect
-        effect = (int(kind), int(pexpireat), bytes(payload))
-    return Lock(int(start_ts), primary, int(ttl_ms), int(locked_at), effect)
-
-
-def decode_status(data: bytes) -> Status:
-    """The inverse of `Status.encode` (ValueError on anything else)."""
-    try:
-        fmt, state, commit_ts, at_ms = msgpack.unpackb(data, raw=False)
-    except Exception as exc:
-        raise ValueError("malformed status record") from exc
-    if fmt != _FORMAT or state not in (COMMITTED, ROLLED_BACK):
-        raise ValueError("malformed status record")
-    return Status(int(state), int(commit_ts), int(at_ms))
-
-
-def read_lock(reader: KeyspaceReader, key: bytes) -> Lock | None:
-    """`key`'s lock, or None."""
-    raw = reader.get(lock_key(key))
-    return None if raw is None else decode_lock(raw)
-
-
-def read_status(reader: KeyspaceReader, primary: bytes, start_ts: int) -> Status | None:
-    """The status record of transaction `start_ts` (primary `primary`), or None."""
-    raw = reader.get(status_key(primary, start_ts))
-    return None if raw is None else decode_status(raw)
+# -- records (`cairn.store.txn_records`) -------------------------------------------------
 
 
 def is_locked(reader: KeyspaceReader, key: bytes) -> bool:
@@ -280,24 +222,51 @@ def parse_lock(args: Sequence[bytes]) -> LockRequest:
     return LockRequest(start_ts, args[1], ttl_ms, max_bytes, watches, keys)
 
 
-def parse_prewrite(args: Sequence[bytes]) -> tuple[int, list[tuple[bytes, Effect]]]:
-    """`cairn.txn.prewrite <start_ts> <n> [<key> <kind> <pexpireat_ms> <payload>]*n`:
-    (start_ts, [(key, effect)]); a restore's payload must be a DUMP RESTORE accepts."""
+MAX_SECONDARIES = 1 << 16
+"""The most secondaries one async-commit primary may list (the coordinator's own limit,
+`limits.async_commit_max_keys`, is far lower): a hostile count is refused before use."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrewriteRequest:
+    """A parsed `PREWRITE_COMMAND`."""
+
+    start_ts: int
+    effects: list[tuple[bytes, Effect]]
+    secondaries: tuple[bytes, ...] | None
+    """Async commit: the transaction's other locked keys, kept in the primary's lock (the
+    first key of this entry); None: a two-phase commit's prewrite."""
+
+
+def parse_prewrite(args: Sequence[bytes]) -> PrewriteRequest:
+    """`cairn.txn.prewrite <start_ts> <n> [<key> <kind> <pexpireat_ms> <payload>]*n
+    [<m> <secondary>*m]`; a restore's payload must be a DUMP RESTORE accepts, an unchanged
+    marker (kind 2) is stored with no expiry and no payload."""
     if len(args) < 2:
         raise _bad("wrong number of arguments for cairn.txn.prewrite")
     start_ts = _number(args[0], "start_ts")
     count = _number(args[1], "n", (len(args) - 2) // 4 + 1)
-    if len(args) != 2 + 4 * count or count == 0:
+    end = 2 + 4 * count
+    if count == 0 or len(args) < end:
         raise _bad("wrong number of arguments for cairn.txn.prewrite")
+    secondaries = None
+    if len(args) > end:
+        limit = min(len(args) - end, MAX_SECONDARIES + 1)
+        listed = _number(args[end], "secondaries count", limit)
+        if len(args) != end + 1 + listed:
+            raise _bad("wrong number of arguments for cairn.txn.prewrite")
+        secondaries = tuple(args[end + 1 :])
     effects = []
-    for i in range(2, len(args), 4):
-        kind = _number(args[i + 1], "kind", 2)
+    for i in range(2, end, 4):
+        kind = _number(args[i + 1], "kind", 3)
         pexpireat = _number(args[i + 2], "pexpireat_ms")
         payload = args[i + 3]
-        if kind == _KIND_RESTORE:
+        if kind == KIND_RESTORE:
             _check_payload(payload)
-        effects.append((args[i], (kind, pexpireat, payload if kind == _KIND_RESTORE else b"")))
-    return start_ts, effects
+        elif kind == KIND_UNCHANGED:
+            pexpireat = 0
+        effects.append((args[i], (kind, pexpireat, payload if kind == KIND_RESTORE else b"")))
+    return PrewriteRequest(start_ts, effects, secondaries)
 
 
 def _check_payload(payload: bytes) -> None:
@@ -390,19 +359,26 @@ def _read_values(view: Db, keys: Sequence[bytes], max_bytes: int) -> list[Reply]
 
 
 def cmd_prewrite(ctx: Ctx, args: Sequence[bytes]) -> Reply:
-    """`PREWRITE_COMMAND`: store the effects in the transaction's locks (TXN_SPEC 2.2)."""
-    start_ts, effects = parse_prewrite(args)
+    """`PREWRITE_COMMAND`: store the effects in the transaction's locks, and an async
+    commit's secondaries in its primary's lock (TXN_SPEC 2.2)."""
+    req = parse_prewrite(args)
     records = ctx.db.records
     locks: dict[bytes, Lock] = {}
-    for key, _ in effects:
+    for key, _ in req.effects:
         lock = read_lock(records, key)
-        if lock is None or lock.start_ts != start_ts:
+        if lock is None or lock.start_ts != req.start_ts:
             return Array((Bulk(b"lost"), Bulk(key)))
         locks[key] = lock
+    first = req.effects[0][0]
+    if req.secondaries is not None and locks[first].primary != first:
+        raise _bad("cairn.txn.prewrite lists secondaries only with the primary, first")
     batch = ctx.db.record_writer()
-    for key, effect in effects:
+    for key, effect in req.effects:
         lock = locks[key]
-        locks[key] = Lock(lock.start_ts, lock.primary, lock.ttl_ms, lock.locked_at_ms, effect)
+        listed = req.secondaries if key == first else lock.secondaries
+        locks[key] = Lock(
+            lock.start_ts, lock.primary, lock.ttl_ms, lock.locked_at_ms, effect, listed
+        )
     for key, lock in locks.items():
         batch.put(lock_key(key), lock.encode())
     return _OK
@@ -425,7 +401,7 @@ def cmd_commit(ctx: Ctx, args: Sequence[bytes]) -> Reply:
         lock = read_lock(records, key)
         if lock is None or lock.start_ts != start_ts:
             continue
-        if lock.effect is not None:
+        if lock.effect is not None and lock.effect[0] != KIND_UNCHANGED:
             _apply_effect(ctx, key, lock.effect)
         ctx.db.record_writer().delete(lock_key(key))
     if is_primary:
@@ -438,7 +414,7 @@ def _apply_effect(ctx: Ctx, key: bytes, effect: Effect) -> None:
     """Apply a prewritten effect exactly as ``RESTORE key <pexpireat> payload REPLACE
     ABSTTL`` or ``DEL key`` would, on the entry's `Db`."""
     kind, pexpireat, payload = effect
-    if kind == _KIND_DELETE:
+    if kind == KIND_DELETE:
         cmd_del(Ctx(ctx.db, ctx.now_ms, "del", None, ctx.seed), [key])
         return
     argv = [key, b"%d" % pexpireat, payload, b"REPLACE", b"ABSTTL"]
@@ -487,11 +463,43 @@ def cmd_status(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     lock = read_lock(records, primary)
     if lock is not None and lock.start_ts == start_ts:
         remaining = lock.remaining_ms(ctx.now_ms)
+        if lock.secondaries is not None:  # async commit: its fate is in its secondaries
+            listed = Array(tuple(Bulk(key) for key in lock.secondaries))
+            return Array((Bulk(b"async"), Integer(remaining), listed))
         if remaining > 0:
             return Array((Bulk(b"alive"), Integer(remaining)))
         ctx.db.record_writer().delete(lock_key(primary))
     _write_rolled_back(ctx, primary, start_ts)
     return Array((Bulk(b"rolledback"), Integer(0)))
+
+
+def cmd_check_secondaries(ctx: Ctx, args: Sequence[bytes]) -> Reply:
+    """`CHECK_SECONDARIES_COMMAND` (TiKV's CheckSecondaryLocks): each key's state for
+    transaction `start_ts`, all in this one entry: `prewritten`; `rolledback` (locked but
+    not prewritten: the lock is dropped now, so the coordinator's prewrite answers `lost`
+    and the transaction can no longer commit); `missing` (no lock of it)."""
+    if not 2 <= len(args) <= MAX_SECONDARIES + 1:
+        raise _bad("wrong number of arguments for cairn.txn.check_secondaries")
+    start_ts = _number(args[0], "start_ts")
+    records = ctx.db.records
+    states: dict[bytes, Bulk] = {}
+    for key in args[1:]:
+        if key in states:
+            continue
+        lock = read_lock(records, key)
+        if lock is None or lock.start_ts != start_ts:
+            states[key] = _MISSING
+        elif lock.prewritten:
+            states[key] = _PREWRITTEN
+        else:
+            ctx.db.record_writer().delete(lock_key(key))
+            states[key] = _CHECK_ROLLED_BACK
+    return Array((Bulk(b"ok"), Array(tuple(states[key] for key in args[1:]))))
+
+
+_PREWRITTEN = Bulk(b"prewritten")
+_CHECK_ROLLED_BACK = Bulk(b"rolledback")
+_MISSING = Bulk(b"missing")
 
 
 # -- status records' garbage collection ----------------------------------------------------
@@ -579,7 +587,12 @@ def _lock_keys(argv: Sequence[bytes]) -> list[bytes]:
 
 
 def _prewrite_keys(argv: Sequence[bytes]) -> list[bytes]:
-    return list(argv[3::4]) if len(argv) >= 3 and (len(argv) - 3) % 4 == 0 else []
+    """The keys whose effects are prewritten (never the secondaries it lists: they lie in
+    other regions)."""
+    if len(argv) < 3 or not (0 < len(argv[2]) <= 19 and argv[2].isdigit()):
+        return []
+    end = 3 + 4 * int(argv[2])
+    return list(argv[3:end:4]) if len(argv) >= end else []
 
 
 def _keys_from(at: int) -> Callable[[Sequence[bytes]], list[bytes]]:
@@ -620,6 +633,9 @@ TXN_LOCK_COMMANDS: dict[str, CommandSpec] = {
     ROLLBACK_COMMAND: _internal(ROLLBACK_COMMAND, -4, cmd_rollback, _keys_from(3)),
     STATUS_COMMAND: _internal(STATUS_COMMAND, 3, cmd_status, _primary_key),
     GC_COMMAND: _internal(GC_COMMAND, -4, cmd_gc, _gc_keys),
+    CHECK_SECONDARIES_COMMAND: _internal(
+        CHECK_SECONDARIES_COMMAND, -3, cmd_check_secondaries, _keys_from(2)
+    ),
 }
 """The internal commands of cross-region transactions: not in `COMMANDS`, so no client
 can send them; routed by their keys like `cairn.exec`, and never lock-checked."""

@@ -16,6 +16,17 @@ Theory of operation (docs/transactions.md; Percolator with pessimistic locks, as
 6. the other regions are committed in the background (a reader that meets one of their
    locks first rolls it forward itself: `cairn.txn.resolver`).
 
+Async commit (TiKV's, adapted; docs/transactions.md, "Async commit") replaces 4-6 for an
+untagged transaction locking at most `TxnSettings.async_max_keys` keys of at most
+`async_max_key_bytes` bytes: every locked key is prewritten (an unchanged one with an
+explicit marker), the primary's lock listing the other keys; once every prewrite has
+succeeded the transaction is committed (no rollback can be decided at its primary any
+more), so the client is answered at once, with no commit timestamp and no primary-commit
+round, and the primary then the other regions are committed in the background. A reader
+meeting its locks decides it from the secondaries (`Resolver`). A prewrite that fails,
+maybe only in appearance, makes the coordinator roll back the primary first: `committed`
+(a reader committed the attempt) is then the answer.
+
 Conflicts never wait while holding locks: a key locked by another transaction, a lock
 lost to a resolver, a region that could not be reached make the coordinator roll back
 every lock it took, back off (randomised, through the injected random source), and start
@@ -42,6 +53,7 @@ from cairn.resp.reply import NULL_ARRAY, Array, ErrorReply, Reply
 from cairn.store import CommandSpec, classify
 from cairn.txn.idempotent import RequestTag
 from cairn.txn.protocol import (
+    KIND_UNCHANGED,
     Conflict,
     Effect,
     Loaded,
@@ -128,13 +140,23 @@ class TxnSettings:
     backoff_max_s: float = 0.1
     commit_retry_s: float = 0.02
     """The pause before sending again a commit that failed to reach its region."""
+    async_max_keys: int = 256
+    """A writing transaction locking at most this many keys commits asynchronously
+    (`limits.async_commit_max_keys`; 0: never)."""
+    async_max_key_bytes: int = 4096
+    """... and whose keys total at most this many bytes (they are listed in the primary's
+    lock: `limits.async_commit_max_key_bytes`)."""
     plants: frozenset[str] = frozenset()
     """Planted bugs (tests only; `PLANTS`): empty in every real node."""
 
 
 SECONDARIES_FIRST = "txn-secondaries-first"
-"""Planted bug: the secondaries are committed before the primary, so a coordinator that
-dies in between leaves them committed while its primary is then rolled back."""
+"""Planted bug: the secondaries are committed before the commit point. Two-phase: before
+the primary, so a coordinator that dies in between leaves them committed while its
+primary is then rolled back. Async commit: each secondary region as soon as its own
+prewrite answered, before every prewrite has, so a coordinator that dies then leaves
+them committed while the check of its secondaries (finding those locks gone) rolls the
+transaction back."""
 PLANTS = frozenset({SECONDARIES_FIRST})
 
 
@@ -202,6 +224,8 @@ class _Attempt:
     """Asked of the oracle while the prewrites run (0: not yet answered)."""
     final: Reply | None = None
     """A tagged request's recorded reply, met at the primary's lock (`RequestTag`)."""
+    is_async: bool = False
+    """Prewriting for an async commit: committed once every prewrite has succeeded."""
 
 
 class Coordinator:
@@ -334,7 +358,12 @@ class Coordinator:
 
     def _step_over(self, attempt: _Attempt) -> None:
         """Every region answered the current step: go on, or roll back and end/retry."""
-        if attempt.final is not None:
+        if attempt.is_async:
+            if attempt.retry:
+                self._settle_async(attempt)
+            else:
+                self._async_committed(attempt)
+        elif attempt.final is not None:
             self._abort(attempt, attempt.final)
         elif attempt.outcome is not None:
             self._abort(attempt, attempt.outcome)
@@ -364,6 +393,9 @@ class Coordinator:
         if not effects and self.tag is None:  # read only: read under locks, nothing to commit
             self._abort(attempt, Array(tuple(replies)))
             return
+        if self._async_eligible():
+            self._prewrite_async(attempt, effects)
+            return
         attempt.prewriting = True
         by_key = {e.key: e for e in effects}
         groups = [[by_key[k] for k in keys if k in by_key] for keys in attempt.groups]
@@ -385,6 +417,119 @@ class Coordinator:
             stamped(ts if isinstance(ts, ErrorReply) else Array(()))
 
         self.timestamps.get(got)
+
+    # -- async commit ---------------------------------------------------------------------
+
+    def _async_eligible(self) -> bool:
+        """Whether this transaction commits asynchronously: untagged (a request id is
+        recorded with the primary's commit, `RequestTag`), and few and short keys (they
+        are all listed in the primary's lock)."""
+        settings = self.settings
+        return (
+            self.tag is None
+            and 0 < len(self.keys) <= settings.async_max_keys
+            and sum(map(len, self.keys)) <= settings.async_max_key_bytes
+        )
+
+    def _prewrite_async(self, attempt: _Attempt, effects: Sequence[Effect]) -> None:
+        """Prewrite every locked key (an unchanged one with the explicit marker), the
+        primary's region listing the other keys in the primary's lock; the transaction
+        is committed once every prewrite has succeeded (`_async_committed`)."""
+        attempt.prewriting = attempt.is_async = True
+        by_key = {e.key: e for e in effects}
+        primary = self.primary
+        argvs = []
+        for keys in attempt.groups:
+            listed = None
+            if primary in keys:
+                keys = [primary] + [k for k in keys if k != primary]
+                listed = self.keys[1:]
+            marked = [by_key.get(k) or Effect(k, KIND_UNCHANGED) for k in keys]
+            argvs.append((primary in keys, prewrite_argv(attempt.start_ts, marked, listed)))
+        if any(sum(map(len, argv)) > self.settings.max_bytes for _, argv in argvs):
+            self._abort(attempt, CHANGES_TOO_LARGE)  # one region's prewrite is one entry
+            return
+        attempt.pending = len(argvs)
+        for holds_primary, argv in argvs:
+            read = _prewrote(attempt)
+            if SECONDARIES_FIRST in self.settings.plants and not holds_primary:
+                read = self._planted_early_commit(attempt, argv, read)
+            self.io.send(argv, self._step(attempt, read))
+
+    def _planted_early_commit(
+        self, attempt: _Attempt, argv: list[bytes], read: Callable[[Reply], None]
+    ) -> Callable[[Reply], None]:
+        """The planted bug (`SECONDARIES_FIRST`): a secondary region committed as soon as
+        its own prewrite answered, before the commit point."""
+        keys = list(argv[3 : 3 + 4 * int(argv[2]) : 4])
+
+        def early(reply: Reply) -> None:
+            read(reply)
+            if isinstance(status := read_status(reply), Status) and status.word == b"ok":
+                self.io.send(commit_argv(attempt.start_ts, attempt.start_ts, keys, False), _ignore)
+
+        return early
+
+    def _async_committed(self, attempt: _Attempt) -> None:
+        """Every prewrite succeeded: the transaction is committed (no rollback can be
+        decided at its primary any more). Answer, then commit in the background: the
+        primary first (its status written), then the others: a secondary's lock must
+        never be gone while its primary is undecided, or a check of the secondaries
+        would read the transaction as not prewritten and roll it back."""
+        self._finish(Array(tuple(self._replies)))
+        self._background_commit(attempt)
+
+    def _background_commit(self, attempt: _Attempt) -> None:
+        """Commit the primary's region until it answers (or twice the ttl has passed: a
+        reader then rolls the transaction forward), then the other regions. An async
+        commit records its `start_ts` as its commit_ts (docs/transactions.md)."""
+        give_up = self.io.now() + 2 * self.settings.lock_ttl_ms / 1000
+        start_ts = attempt.start_ts
+
+        def send() -> None:
+            self.io.send(commit_argv(start_ts, start_ts, self._primary_keys(), True), answered)
+
+        def answered(reply: Reply) -> None:
+            status = read_status(reply)
+            if isinstance(status, Status) and status.word == b"ok":
+                self._commit_secondaries(attempt, start_ts)
+            elif isinstance(status, Status):
+                return  # `rolledback`: impossible once every prewrite succeeded
+            elif self.io.now() < give_up:
+                self.io.later(self.settings.commit_retry_s, send)
+
+        send()
+
+    def _settle_async(self, attempt: _Attempt) -> None:
+        """A prewrite failed, maybe only in appearance (its answer lost while it applied,
+        so a reader may have found every key prewritten and committed the transaction):
+        roll back the primary first, sending it until it answers. `ok`: rolled back for
+        good, so the other locks are dropped and the transaction starts again;
+        `committed`: a reader committed it, so it is answered and rolled forward; no
+        answer before the deadline: `-UNCERTAIN`."""
+        self._current = None  # later replies of this attempt are not steps any more
+        start_ts = attempt.start_ts
+
+        def send() -> None:
+            self.io.send(rollback_argv(start_ts, self._primary_keys(), True), answered)
+
+        def answered(reply: Reply) -> None:
+            if self.finished:
+                return
+            status = read_status(reply)
+            if isinstance(status, Status) and status.word == b"committed":
+                self._finish(Array(tuple(self._replies)))
+                self._background_commit(attempt)
+            elif isinstance(status, Status):
+                self._abort(attempt, None)
+            elif self.io.now() >= self.deadline:
+                self._finish(UNCERTAIN)
+            else:
+                self.io.later(self.settings.commit_retry_s, send)
+
+        send()
+
+    # -- two-phase commit -----------------------------------------------------------------
 
     def _commit_primary(self, attempt: _Attempt, commit_ts: int) -> None:
         """Commit the primary's region (the keys that are in it now, should a split or a
@@ -502,6 +647,10 @@ class Coordinator:
         if not self.finished:
             self.finished = True
             self._done(reply)
+
+
+def _ignore(reply: Reply) -> None:
+    """A reply nobody waits for."""
 
 
 def _prewrote(attempt: _Attempt) -> Callable[[Reply], None]:

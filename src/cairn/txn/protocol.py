@@ -19,6 +19,7 @@ PREWRITE_COMMAND = "cairn.txn.prewrite"
 COMMIT_COMMAND = "cairn.txn.commit"
 ROLLBACK_COMMAND = "cairn.txn.rollback"
 STATUS_COMMAND = "cairn.txn.status"
+CHECK_SECONDARIES_COMMAND = "cairn.txn.check_secondaries"
 
 LOGICAL_BITS = 18
 """A timestamp is `physical_ms << LOGICAL_BITS | logical` (TiKV's layout)."""
@@ -27,6 +28,8 @@ LOCKED_PREFIX = "LOCKED "
 
 KIND_DELETE = 0
 KIND_SET = 1
+KIND_UNCHANGED = 2
+"""Async commit's explicit "prewritten, unchanged" marker for a key locked but not changed."""
 
 
 def physical_ms(ts: int) -> int:
@@ -59,12 +62,24 @@ def lock_argv(
     return argv
 
 
-def prewrite_argv(start_ts: int, effects: Sequence[Effect]) -> list[bytes]:
-    """`cairn.txn.prewrite`: store each key's effect in its lock."""
+def prewrite_argv(
+    start_ts: int, effects: Sequence[Effect], secondaries: Sequence[bytes] | None = None
+) -> list[bytes]:
+    """`cairn.txn.prewrite`: store each key's effect in its lock; with `secondaries` (an
+    async commit's primary region, the primary's effect first) the transaction's other
+    locked keys are kept in the primary's lock."""
     argv = [PREWRITE_COMMAND.encode(), _num(start_ts), _num(len(effects))]
     for effect in effects:
         argv += [effect.key, _num(effect.kind), _num(effect.pexpireat_ms), effect.payload]
+    if secondaries is not None:
+        argv += [_num(len(secondaries)), *secondaries]
     return argv
+
+
+def check_secondaries_argv(start_ts: int, keys: Sequence[bytes]) -> list[bytes]:
+    """`cairn.txn.check_secondaries`: each key's state for `start_ts` (rolling back a lock
+    not prewritten yet), in one region."""
+    return [CHECK_SECONDARIES_COMMAND.encode(), _num(start_ts), *keys]
 
 
 def commit_argv(
@@ -223,6 +238,50 @@ def read_status(reply: Reply) -> Status | Failed:
     if number is None:
         return Status(word) if word == b"lost" else Failed(reply)
     return Status(word, number)
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncPrimary:
+    """`cairn.txn.status`'s `async` answer: the primary's lock is prewritten for an async
+    commit and undecided; its fate is in its `secondaries` (`cairn.txn.resolver`)."""
+
+    ttl_ms: int
+    secondaries: tuple[bytes, ...]
+
+
+def read_txn_status(reply: Reply) -> Status | AsyncPrimary | Failed:
+    """`cairn.txn.status`'s reply: a status word (`committed`, `rolledback`, `alive`), or
+    an async-commit primary with its secondaries."""
+    items = _items(reply)
+    if items is None or _word(reply) != b"async":
+        return read_status(reply)
+    if len(items) != 3:
+        return Failed(reply)
+    ttl, listed = _int_item(items[1]), items[2]
+    if ttl is None or not isinstance(listed, Array):
+        return Failed(reply)
+    keys = [k.value for k in listed.items if isinstance(k, Bulk)]
+    if len(keys) != len(listed.items):
+        return Failed(reply)
+    return AsyncPrimary(max(0, ttl), tuple(keys))
+
+
+CHECK_STATES = (b"prewritten", b"rolledback", b"missing")
+
+
+def read_check(reply: Reply, count: int) -> list[bytes] | Failed:
+    """`cairn.txn.check_secondaries`' reply for `count` keys: each key's state word
+    (`CHECK_STATES`)."""
+    items = _items(reply)
+    if items is None or _word(reply) != b"ok" or len(items) != 2:
+        return Failed(reply)
+    rows = items[1]
+    if not isinstance(rows, Array) or len(rows.items) != count:
+        return Failed(reply)
+    states = [row.value for row in rows.items if isinstance(row, Bulk)]
+    if len(states) != count or any(state not in CHECK_STATES for state in states):
+        return Failed(reply)
+    return states
 
 
 def read_locked_error(reply: Reply | bytes) -> Conflict | None:
