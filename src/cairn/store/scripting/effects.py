@@ -65,11 +65,12 @@ from cairn.store.commands.blocking import Blocked
 from cairn.store.commands.errors import CommandError
 from cairn.store.commands.spec import CommandSpec, Ctx, internal_write
 from cairn.store.db import Db
-from cairn.store.idempotency import IDEM_COMMAND, decode_reply, encode_reply
+from cairn.store.idempotency_entries import IDEM_COMMAND
 from cairn.store.keyspace import KeyspaceReader, WriteBatch, write_batch
 from cairn.store.layout import META_TAG, decode_meta, decode_u64, encode_meta, encode_stamp
 from cairn.store.notifications import Event
 from cairn.store.overlay import OverlayKeyspace, encode_counter, record_owner
+from cairn.store.reply_codec import decode_reply, encode_reply
 from cairn.store.scope import KeyOutOfRangeError, Scope
 from cairn.store.scripting.commands import evaluate, function_call
 from cairn.store.scripting.pool import StatePool
