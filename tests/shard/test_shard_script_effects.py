@@ -101,7 +101,7 @@ def _tagged(request_id: bytes, body: str, *keys: str) -> list[bytes]:
 
 
 def test_a_tagged_script_is_one_idem_entry_with_its_effects_and_a_retry_is_answered() -> None:
-    from cairn.store.idempotency import EFFECTS_WRAPPED, IDEM_COMMAND
+    from cairn.store.idempotency_entries import EFFECTS_WRAPPED, IDEM_COMMAND
 
     runner, io = _setup()
     body = "local t = redis.call('TIME'); redis.call('SET', KEYS[1], t[2]); return t[2]"
@@ -122,7 +122,7 @@ def test_a_tagged_script_is_one_idem_entry_with_its_effects_and_a_retry_is_answe
 
 
 def test_a_tagged_reading_script_runs_as_its_entry() -> None:
-    from cairn.store.idempotency import IDEM_COMMAND
+    from cairn.store.idempotency_entries import IDEM_COMMAND
 
     runner, io = _setup()
     runner.start(IDEM_COMMAND, _tagged(b"r2", "return 1", "k"), io.machine, io)
@@ -130,7 +130,7 @@ def test_a_tagged_reading_script_runs_as_its_entry() -> None:
 
 
 def test_hostile_tagged_effects_entries_are_refused_and_record_nothing() -> None:
-    from cairn.store.idempotency import EFFECTS_WRAPPED, IDEM_COMMAND, MALFORMED
+    from cairn.store.idempotency_entries import EFFECTS_WRAPPED, IDEM_COMMAND, MALFORMED
 
     runner, io = _setup()
     body = "return redis.call('INCR', KEYS[1])"
@@ -164,7 +164,8 @@ def test_hostile_tagged_effects_entries_are_refused_and_record_nothing() -> None
 
 
 def test_a_tagged_exec_queueing_a_script_is_one_idem_entry() -> None:
-    from cairn.store.idempotency import EFFECTS_WRAPPED, IDEM_COMMAND, tag_transaction
+    from cairn.store.idempotency import tag_transaction
+    from cairn.store.idempotency_entries import EFFECTS_WRAPPED, IDEM_COMMAND
     from cairn.store.transaction import encode_transaction
 
     runner, io = _setup()

@@ -27,14 +27,15 @@ from cairn.raft.types import HardState, Message, MessageType, ReadOnlyOption, Sn
 from cairn.shard.envelope import Envelope, EnvelopeKind
 from cairn.shard.host import HostConfig
 from cairn.shard.replica import ReplicaConfig
-from cairn.sim import region_runner
+from cairn.sim import region_run
 from cairn.sim.env import Buggify, SimClock
 from cairn.sim.loop import NS_PER_SECOND, EventLoop
 from cairn.sim.multiraft import HELD_BACK, MultiCluster, SimHostTransport
 from cairn.sim.network import NetworkFaults, SimNetwork
 from cairn.sim.node_disk import LATE_REPORT, SLOW_FSYNC, BackgroundSyncDisk, SimNodeDisk
+from cairn.sim.region_config import EVERY_FAULT
 from cairn.sim.region_pd import STEP_DELAY, PlacementNetwork
-from cairn.sim.region_runner import EVERY_FAULT, run_region_simulation
+from cairn.sim.region_runner import run_region_simulation
 
 MS = 1_000_000
 
@@ -276,7 +277,7 @@ def test_every_site_in_the_source_is_named_and_there_are_twenty() -> None:
 def test_every_site_fires_in_a_bounded_run_that_stays_safe(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(region_runner, "Buggify", _AllOn)
+    monkeypatch.setattr(region_run, "Buggify", _AllOn)
     fired: set[str] = set()
     for seed in (11, 3):  # between them every site but the rare ones fires
         config = replace(EVERY_FAULT, seed=seed, steps=2000, background_sync=True)

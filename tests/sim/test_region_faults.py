@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from cairn.cli.main import main
 from cairn.raft.config import PlantedBug
-from cairn.sim.region_runner import EVERY_FAULT, run_region_simulation
+from cairn.sim.region_config import EVERY_FAULT
+from cairn.sim.region_runner import run_region_simulation
 
 SWEEP = range(100, 110)
 STEPS = 1500

@@ -17,8 +17,9 @@ import pytest
 
 from cairn.raft.config import PlantedBug
 from cairn.sim import InvariantKind
+from cairn.sim.region_config import RegionSimResult
 from cairn.sim.region_profiles import REGION_EXPOSES, REGION_PROFILES
-from cairn.sim.region_runner import RegionSimResult, run_region_simulation
+from cairn.sim.region_runner import run_region_simulation
 
 SEEDS = 12
 """Seeds swept per bug at most; each profile catches its bugs in about half of the seeds

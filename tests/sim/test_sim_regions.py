@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from cairn.meta.region import Region, slot_bound
 from cairn.sim.coverage import coverage_problem
-from cairn.sim.region_runner import RegionSimConfig, run_region_simulation
+from cairn.sim.region_config import RegionSimConfig
+from cairn.sim.region_runner import run_region_simulation
 
 
 def tiling(cuts: list[int]) -> list[Region]:

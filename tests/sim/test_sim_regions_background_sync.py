@@ -14,7 +14,8 @@ import pytest
 
 from cairn.env.host_store import SyncDone
 from cairn.sim.node_disk import BackgroundSyncDisk
-from cairn.sim.region_runner import RegionSimConfig, run_region_simulation
+from cairn.sim.region_config import RegionSimConfig
+from cairn.sim.region_runner import run_region_simulation
 
 SEEDS = range(60)
 STEPS = 3000

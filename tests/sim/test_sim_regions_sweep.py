@@ -8,7 +8,8 @@ tests stay quick); `cairn sim --regions --seeds N` runs longer sweeps on every C
 
 from __future__ import annotations
 
-from cairn.sim.region_runner import RegionSimConfig, run_region_simulation
+from cairn.sim.region_config import RegionSimConfig
+from cairn.sim.region_runner import run_region_simulation
 
 SEEDS = range(200)
 STEPS = 3000

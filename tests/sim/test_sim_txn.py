@@ -18,8 +18,8 @@ from cairn.meta.region import range_key, slot_bound
 from cairn.placement.tso import TSO_BACKWARDS
 from cairn.resp.reply import Array
 from cairn.sim import EVERY_FAULT, RegionSimConfig, run_region_simulation
+from cairn.sim.region_config import WORKLOAD_KEYS
 from cairn.sim.region_profiles import REGION_PROFILES, TXN_EXPOSES
-from cairn.sim.region_runner import WORKLOAD_KEYS
 from cairn.sim.store_range import EPOCH_MS, SimStoreMachine
 from cairn.sim.txn_client import READS_IGNORE_LOCKS, TXN_PLANTS, lock_on
 from cairn.sim.txn_run import workload_keys

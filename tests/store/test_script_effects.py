@@ -11,7 +11,7 @@ from store_harness import FakeClock, MachineClient, normalize, resp2
 from store_script import load_script
 
 from cairn.resp.codec import encode
-from cairn.resp.reply import Array, Bulk, ErrorReply, Integer, Reply
+from cairn.resp.reply import OK, Array, Bulk, ErrorReply, Integer, Map, Reply
 from cairn.store import StoreMachine, classify, encode_command
 from cairn.store.keyspace import MemoryKeyspace, write_batch
 from cairn.store.layout import decode_meta, encode_stamp, meta_key
@@ -30,6 +30,7 @@ from cairn.store.scripting.effects import (
     run_for_effects,
     wake_part,
 )
+from cairn.store.slot import key_slot
 
 
 class EffectsClient(MachineClient):
@@ -212,6 +213,74 @@ def test_key_counts_travel_as_deltas_past_other_writes() -> None:
     assert c.apply_entry(encode_command(EFFECTS_COMMAND, [encode_effects(run)], now)) is not STALE
     assert c.call("DBSIZE") == Integer(2)
     assert c.machine.slot_key_count(0) is not None
+
+
+def _counts(c: EffectsClient, key: bytes) -> tuple[int, int | None, Reply]:
+    """(the region's key count, `key`'s slot count, DBSIZE)."""
+    machine = c.machine
+    return machine.key_count(), machine.slot_key_count(key_slot(key)), c.call("DBSIZE")
+
+
+def _created_expired_after_the_run(
+    script: str, write: list[bytes]
+) -> tuple[EffectsClient, Effects, int]:
+    """A region where the leader ran `script` on key ``k`` while ``k`` had no record, and
+    then an entry applied before the script's created ``k`` already expired at the
+    script's time (`write`'s argv, applied 10 ms before that time): the client, the run,
+    and its time."""
+    c = EffectsClient(FakeClock(), StoreMachine(scope=Scope.region(5)))
+    c.call("SET", "other", "x")
+    c.clock.now += 100
+    now = c.machine.effective_now(c.clock())
+    run = run_for_effects(c.machine.keyspace, c.machine.scope, "eval",
+                          [script.encode(), b"1", b"k"], now, random.Random())  # fmt: skip
+    assert isinstance(run, Effects)
+    c.apply_entry(encode_command(write[0].decode(), write[1:], now - 10))
+    assert c.machine.keyspace.get(meta_key(b"k")) is not None  # stored, expired at `now`
+    return c, run, now
+
+
+def test_a_key_expired_but_stored_since_the_run_is_counted_once() -> None:
+    """The run saw no record of ``k``; at its apply ``k`` is expired but still stored
+    (counted). Applying the run's records would replace that record while adding ``k``
+    to the counts again: the entry must be stale, and the rerun counts ``k`` once, as a
+    plain SET does."""
+    plain = EffectsClient(FakeClock(), StoreMachine(scope=Scope.region(5)))
+    plain.call("SET", "other", "x")
+    plain.apply_entry(encode_command("set", [b"k", b"old", b"PX", b"5"], plain.clock() - 10))
+    assert plain.apply_entry(encode_command("set", [b"k", b"new"], plain.clock())) == OK
+    assert _counts(plain, b"k") == (2, 1, Integer(2))
+
+    script = "return redis.call('SET', KEYS[1], 'new')"
+    c, run, now = _created_expired_after_the_run(script, [b"set", b"k", b"old", b"PX", b"5"])
+    first = c.apply_entry(encode_command(EFFECTS_COMMAND, [encode_effects(run)], now))
+    assert _counts(c, b"k") == (2, 1, Integer(2))
+    assert first == STALE  # nothing written: the leader runs the script again
+    again = run_for_effects(c.machine.keyspace, c.machine.scope, "eval",
+                            [script.encode(), b"1", b"k"], now, random.Random())  # fmt: skip
+    assert isinstance(again, Effects)
+    assert c.apply_entry(encode_command(EFFECTS_COMMAND, [encode_effects(again)], now)) == OK
+    assert _counts(c, b"k") == _counts(plain, b"k")
+    assert c.call("GET", "k") == Bulk(b"new")
+
+
+def test_a_hash_expired_but_stored_since_the_run_leaves_no_field_behind() -> None:
+    """As above with a hash: the rerun deletes the expired hash's fields as HSET would."""
+    script = "return redis.call('HSET', KEYS[1], 'g', 'w')"
+    write = [b"hset", b"k", b"f", b"v"]
+    c, run, now = _created_expired_after_the_run(script, write)
+    c.apply_entry(encode_command("pexpireat", [b"k", b"%d" % (now - 5)], now - 10))
+    first = c.apply_entry(encode_command(EFFECTS_COMMAND, [encode_effects(run)], now))
+    assert _counts(c, b"k") == (2, 1, Integer(2))
+    assert first == STALE
+    again = run_for_effects(c.machine.keyspace, c.machine.scope, "eval",
+                            [script.encode(), b"1", b"k"], now, random.Random())  # fmt: skip
+    assert isinstance(again, Effects)
+    assert c.apply_entry(encode_command(EFFECTS_COMMAND, [encode_effects(again)], now)) == (
+        Integer(1)
+    )
+    assert _counts(c, b"k") == (2, 1, Integer(2))
+    assert c.call("HGETALL", "k") == Map(((Bulk(b"g"), Bulk(b"w")),))
 
 
 def test_a_push_onto_a_long_list_is_a_small_entry() -> None:

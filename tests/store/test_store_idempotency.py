@@ -30,20 +30,17 @@ from cairn.resp.reply import (
 from cairn.storage import LmdbOptions, region_data
 from cairn.storage.node_store import NodeStore
 from cairn.store import StoreMachine, encode_command, merge_machines, split_machine
-from cairn.store.idempotency import (
-    BAD_ID,
+from cairn.store.idempotency import BAD_ID, tag_command, tag_transaction
+from cairn.store.idempotency_entries import PURGE_COMMAND
+from cairn.store.idempotency_table import (
     MAX_KEPT_REPLY,
     MISMATCH,
-    PURGE_COMMAND,
     REPLY_NOT_KEPT,
-    decode_reply,
-    encode_reply,
     request_count,
     table_full,
-    tag_command,
-    tag_transaction,
 )
 from cairn.store.keyspace import MemoryKeyspace
+from cairn.store.reply_codec import decode_reply, encode_reply
 from cairn.store.scope import Scope, range_key
 from cairn.store.slot import key_slot
 from cairn.store.transaction import encode_transaction

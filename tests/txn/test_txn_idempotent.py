@@ -10,14 +10,11 @@ from txn_harness import CROSSSLOT, START_MS, Outcome, World, region_of
 
 from cairn.resp.reply import NULL, NULL_ARRAY, Array, Bulk, ErrorReply, Integer, Reply
 from cairn.store import StoreMachine, classify, encode_command
-from cairn.store.idempotency import (
-    IDEMPOTENCY_COMMANDS,
-    MISMATCH,
-    REPLY_NOT_KEPT,
-    decode_reply,
-    tag_transaction,
-)
+from cairn.store.idempotency import tag_transaction
+from cairn.store.idempotency_entries import IDEMPOTENCY_COMMANDS
+from cairn.store.idempotency_table import MISMATCH, REPLY_NOT_KEPT
 from cairn.store.idempotency_txn import final_reply
+from cairn.store.reply_codec import decode_reply
 from cairn.store.transaction import encode_transaction
 from cairn.store.txn_locks import TXN_LOCK_COMMANDS
 from cairn.txn import Coordinator

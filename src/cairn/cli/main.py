@@ -24,8 +24,8 @@ from cairn.cli.sweep import default_workers, sweep
 from cairn.cli.tenant_cmd import tenant
 from cairn.raft.config import PlantedBug
 from cairn.raft.types import ReadOnlyOption
+from cairn.sim.region_config import EVERY_FAULT, REGION_FAULTS, RegionSimConfig, RegionSimResult
 from cairn.sim.region_profiles import REGION_PROFILES
-from cairn.sim.region_runner import EVERY_FAULT, REGION_FAULTS, RegionSimConfig, RegionSimResult
 from cairn.sim.txn_client import TXN_PLANTS
 from cairn.sim.workloads import Workload
 

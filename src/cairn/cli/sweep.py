@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import replace
 
-from cairn.sim.region_runner import RegionSimConfig, RegionSimResult, run_region_simulation
+from cairn.sim.region_config import RegionSimConfig, RegionSimResult
+from cairn.sim.region_runner import run_region_simulation
 
 
 def _run(config: RegionSimConfig) -> RegionSimResult:

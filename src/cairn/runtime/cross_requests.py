@@ -32,7 +32,7 @@ from cairn.runtime.txn_wiring import CrossRegion
 from cairn.shard.routing import CROSSSLOT
 from cairn.store import CommandSpec, classify
 from cairn.store.commands import Flag
-from cairn.store.idempotency import IDEM_COMMAND, IDEMPOTENCY_COMMANDS, TXN_COMMIT_COMMAND
+from cairn.store.idempotency_entries import IDEM_COMMAND, IDEMPOTENCY_COMMANDS, TXN_COMMIT_COMMAND
 from cairn.store.transaction import TXN_COMMAND
 from cairn.txn import Coordinator
 from cairn.txn.coordinator import unsupported

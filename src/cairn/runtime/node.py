@@ -144,7 +144,8 @@ from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
 from cairn.storage.node_store import RAFT_INIT_INDEX, NodeStore
 from cairn.store import COMMANDS, EXPIRE_DELETE, CommandSpec, classify
 from cairn.store.idempotency import PREFIX as IDEMPOTENT
-from cairn.store.idempotency import PURGE_COMMAND, checked_argv, tag_command
+from cairn.store.idempotency import checked_argv, tag_command
+from cairn.store.idempotency_entries import PURGE_COMMAND
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.scripting import FRONT_COMMANDS, ScriptFront
 from cairn.store.scripting.confine import CROSS_REGION_SCRIPTS

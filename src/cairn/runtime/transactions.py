@@ -44,14 +44,8 @@ from cairn.resp.reply import OK, QUEUED, Array, Bulk, ErrorReply, NullArray, Rep
 from cairn.runtime.command_info import ServedCommand
 from cairn.runtime.plants import EXEC_SPLIT, PLANT_ENV
 from cairn.store import CommandSpec, classify
-from cairn.store.idempotency import (
-    IDEM_COMMAND,
-    IDEMPOTENCY_COMMANDS,
-    INSIDE_MULTI,
-    PREFIX,
-    prefix_keys,
-    tag_transaction,
-)
+from cairn.store.idempotency import INSIDE_MULTI, PREFIX, prefix_keys, tag_transaction
+from cairn.store.idempotency_entries import IDEM_COMMAND, IDEMPOTENCY_COMMANDS
 from cairn.store.machine import decode_command, encode_command
 from cairn.store.scripting.confine import CROSS_REGION_SCRIPTS
 from cairn.store.scripting.effects import EFFECTS_COMMAND, wake_part

@@ -45,7 +45,7 @@ from cairn.runtime.reply_decode import ReplyDecodeError, decode_reply
 from cairn.shard.routing import CROSSSLOT, SLOT_NOT_SERVED, TRANSACTIONAL
 from cairn.shard.topology import Topology
 from cairn.store import CommandSpec
-from cairn.store.idempotency import IDEMPOTENCY_COMMANDS
+from cairn.store.idempotency_entries import IDEMPOTENCY_COMMANDS
 from cairn.store.scripting.confine import CROSS_REGION_SCRIPTS
 from cairn.store.transaction import TRANSACTION_COMMANDS, WATCH_COMMAND
 from cairn.store.txn_locks import TXN_LOCK_COMMANDS, Lock

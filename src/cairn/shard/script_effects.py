@@ -37,7 +37,8 @@ from typing import Protocol
 
 from cairn.resp.reply import ErrorReply
 from cairn.shard.replica import Callback, Completion, Outcome
-from cairn.store.idempotency import IDEM_COMMAND, known_reply, tag_effects
+from cairn.store.idempotency_effects import known_reply, tag_effects
+from cairn.store.idempotency_entries import IDEM_COMMAND
 from cairn.store.machine import StoreMachine, encode_command
 from cairn.store.scripting.effects import (
     EFFECTS_COMMAND,

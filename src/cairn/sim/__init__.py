@@ -9,13 +9,8 @@ a trace digest: the same seed always gives the same digest.
 """
 
 from cairn.sim.invariants import InvariantKind, Violation
-from cairn.sim.region_runner import (
-    EVERY_FAULT,
-    REGION_FAULTS,
-    RegionSimConfig,
-    RegionSimResult,
-    run_region_simulation,
-)
+from cairn.sim.region_config import EVERY_FAULT, REGION_FAULTS, RegionSimConfig, RegionSimResult
+from cairn.sim.region_runner import run_region_simulation
 from cairn.sim.workloads import Workload
 
 __all__ = [

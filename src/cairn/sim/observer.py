@@ -1,7 +1,7 @@
 """`SimObserver`: what region replicas persist, commit and apply, fed to the invariant
 checker, and the moments the nemesis may strike at.
 
-One observer per (node, group) replica (`cairn.sim.region_runner` keeps one
+One observer per (node, group) replica (`cairn.sim.region_run` keeps one
 `InvariantChecker` per region and one for the placement group). It tells the nemesis
 when a node has just granted a vote (the moment a crash is most likely to expose a
 missing fsync), become leader, or persisted a commit index as leader.

@@ -53,8 +53,8 @@ from __future__ import annotations
 from cairn.placement.tso import TSO_BACKWARDS
 from cairn.raft.config import PlantedBug
 from cairn.raft.types import ReadOnlyOption
+from cairn.sim.region_config import RegionSimConfig
 from cairn.sim.region_nemesis import RegionNemesisParams
-from cairn.sim.region_runner import RegionSimConfig
 from cairn.sim.txn_client import READS_IGNORE_LOCKS
 from cairn.sim.workloads import Workload
 from cairn.txn.coordinator import SECONDARIES_FIRST

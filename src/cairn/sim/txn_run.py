@@ -31,7 +31,7 @@ from cairn.txn import TxnSettings
 from cairn.txn.coordinator import SECONDARIES_FIRST
 
 if TYPE_CHECKING:
-    from cairn.sim.region_runner import _Run
+    from cairn.sim.region_run import RegionRun as _Run
 
 MS = 1_000_000
 SETTLE_WITHIN = 10_000 * MS
@@ -69,7 +69,7 @@ def locks_left(keys: Sequence[str], leader_machine: LeaderMachine, now_ms: int) 
 
 def settle(run: _Run, leader_machine: LeaderMachine) -> None:
     """Resolve the locks left on the workload's keys (module docstring)."""
-    from cairn.sim.region_runner import workload_key
+    from cairn.sim.region_config import workload_key
 
     keys = workload_keys(run.config.workload, workload_key(run.config))
     deadline = run.loop.now + SETTLE_WITHIN

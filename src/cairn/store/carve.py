@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import random
 
-from cairn.store.idempotency import move_requests, split_requests
+from cairn.store.idempotency_table import move_requests, split_requests
 from cairn.store.keyspace import Keyspace, WriteBatch, write_batch
 from cairn.store.layout import decode_slot, decode_u64, encode_u64, region_key, slot_start
 from cairn.store.machine import StoreMachine

@@ -42,29 +42,24 @@ from collections.abc import Sequence
 
 from cairn.resp.reply import Array, Bulk, ErrorReply, Reply
 from cairn.store.commands import run_in_batch
-from cairn.store.idempotency import (
+from cairn.store.idempotency_entries import (
     MALFORMED,
-    MAX_KEPT_REPLY,
     MAX_REQUEST_ID,
-    PURGE_ON_WRITE,
     TXN_COMMIT_COMMAND,
     TXN_COMMIT_HEAD,
     TXN_LOCK_COMMAND,
-    _answer,
-    _count_key,
-    _lookup,
-    _purge,
-    _record_key,
-    decode_count,
-    decode_reply,
-    encode_reply,
-    record_encoded,
-    table_full,
     txn_lock_keys,
+)
+from cairn.store.idempotency_table import (
+    MAX_KEPT_REPLY,
+    record_encoded,
+    record_key,
+    recorded_answer,
 )
 from cairn.store.keyspace import Keyspace, WriteBatch, write_batch
 from cairn.store.layout import encode_stamp
 from cairn.store.notifications import Event
+from cairn.store.reply_codec import decode_reply, encode_reply
 from cairn.store.scope import KeyOutOfRangeError, Scope
 from cairn.store.slot import key_slot
 from cairn.store.txn_locks import COMMIT_COMMAND as TXN_COMMIT
@@ -156,15 +151,8 @@ def _known(
 ) -> Reply | None:
     """The final answer when the request id is recorded in `first`'s slot (or the table
     is full, when `max_ids` is given), expired ids purged first; None: go on."""
-    where = _record_key(scope, key_slot(first), request_id)
-    with write_batch(keyspace) as batch:
-        _purge(batch, scope, now_ms, PURGE_ON_WRITE)
-        known = _lookup(batch, scope, where, now_ms)
-        if known is not None:
-            return _answer(known, digest)
-        if max_ids is not None and decode_count(batch.get(_count_key(scope))) >= max_ids:
-            return table_full(max_ids)
-    return None
+    where = record_key(scope, key_slot(first), request_id)
+    return recorded_answer(keyspace, scope, where, now_ms, digest, max_ids)
 
 
 def _lock(
@@ -223,7 +211,7 @@ def _commit(
         return _final(known)
     reply = _run(keyspace, scope, index, now_ms, TXN_COMMIT, commit_args, events)
     if reply == Array((Bulk(b"ok"),)):
-        where = _record_key(scope, key_slot(primary), request_id)
+        where = record_key(scope, key_slot(primary), request_id)
         with write_batch(keyspace) as batch:
             _record_blob(batch, scope, where, now_ms + ttl_ms, digest, primary, blob)
     return reply

@@ -60,14 +60,14 @@ from cairn.store.commands.scan import cursor_range_key
 from cairn.store.commands.stream_reclaim import needs_reclaim
 from cairn.store.db import Db
 from cairn.store.encodings import DEFAULT_SETTINGS, ObjectSettings
-from cairn.store.idempotency import (
+from cairn.store.idempotency import apply_idempotency
+from cairn.store.idempotency_entries import (
     IDEM_COMMAND,
     IDEMPOTENCY_COMMANDS,
     TXN_COMMIT_COMMAND,
     TXN_LOCK_COMMAND,
-    apply_idempotency,
-    has_expired,
 )
+from cairn.store.idempotency_table import has_expired
 from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch, write_batch
 from cairn.store.layout import decode_u64, encode_stamp, encode_u64
 from cairn.store.notifications import Event
@@ -511,7 +511,7 @@ class StoreMachine:
 
     def has_expired_requests(self, now_ms: int) -> bool:
         """Whether the request table (IDEMPOTENT) holds ids expired at `now_ms`: then
-        the leader proposes their purge (`cairn.store.idempotency.PURGE_COMMAND`)."""
+        the leader proposes their purge (`cairn.store.idempotency_entries.PURGE_COMMAND`)."""
         self._check_live()
         return has_expired(self.keyspace, self.scope, now_ms)
 

@@ -5,7 +5,7 @@ A commit-merge entry carries its source region's final data as a region image
 or the storage layer's bounded transactions, both through `ImageReader`) and then merges
 the two machines (`carve.merge_machines`), which reads the source's system records: its
 key counts (added to the target's), applied index and time, and the request table
-(`idempotency.move_requests`). An exception there stops the target region for good on
+(`idempotency_table.move_requests`). An exception there stops the target region for good on
 that node, so a peer's entry is checked here first, at the edge
 (`cairn.runtime.frame_checks.check_admin_command`): the image must be one `ImageReader`
 accepts whole (frames, region, every record inside the source), and every system record
@@ -16,7 +16,7 @@ snapshot.
 from __future__ import annotations
 
 from cairn.store.carve import merge_target_key
-from cairn.store.idempotency import check_image_record
+from cairn.store.idempotency_table import check_image_record
 from cairn.store.ranges import ImageError, ImageReader
 from cairn.store.scope import Scope
 from cairn.store.slot import SLOT_COUNT

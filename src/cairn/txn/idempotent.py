@@ -28,17 +28,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cairn.resp.reply import Array, ErrorReply, Reply
-from cairn.store.idempotency import (
-    MAX_KEPT_REPLY,
+from cairn.store.idempotency_entries import (
     TXN_COMMIT_COMMAND,
     TXN_LOCK_COMMAND,
-    decode_reply,
-    encode_reply,
     request_digest,
     request_key,
     transaction_request_key,
 )
+from cairn.store.idempotency_table import MAX_KEPT_REPLY
 from cairn.store.idempotency_txn import final_reply
+from cairn.store.reply_codec import decode_reply, encode_reply
 from cairn.store.transaction import TXN_COMMAND, encode_transaction
 from cairn.txn.protocol import COMMIT_COMMAND, LOCK_COMMAND
 

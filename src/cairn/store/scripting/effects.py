@@ -34,7 +34,13 @@ guaranteed under contention). Otherwise the records are written as they are: no 
 runs Lua. Equal fingerprints mean every key the script touched is as it was when the
 script ran (each write leaves a new stamp, each deletion moves the region's deletion
 stamp), so the records the script wrote are exactly what running it at this index would
-write, but for two things fixed at apply:
+write, but for two things fixed at apply. An effects fingerprint (`effects_fingerprint`)
+is WATCH's plus one thing WATCH does not need: whether an expired key's record is still
+stored. A key created by another entry between the run and the apply and expired by the
+apply looks absent to WATCH, as it did to the run, yet its record is there and counted:
+applying the run's records over it would replace that record and count the key again
+(and leave the old value's fields behind). So such an entry is stale too, and the run
+again purges the expired key as any write does. The two things fixed at apply:
 
 - stamps: the run does not know its entry's index, so it stamps with `PLACEHOLDER_STAMP`;
   the apply rewrites it, in every metadata record and in the deletion stamp record, with
@@ -65,11 +71,19 @@ from cairn.store.commands.blocking import Blocked
 from cairn.store.commands.errors import CommandError
 from cairn.store.commands.spec import CommandSpec, Ctx, internal_write
 from cairn.store.db import Db
-from cairn.store.idempotency import IDEM_COMMAND, decode_reply, encode_reply
+from cairn.store.idempotency_entries import IDEM_COMMAND
 from cairn.store.keyspace import KeyspaceReader, WriteBatch, write_batch
-from cairn.store.layout import META_TAG, decode_meta, decode_u64, encode_meta, encode_stamp
+from cairn.store.layout import (
+    META_TAG,
+    decode_meta,
+    decode_u64,
+    encode_meta,
+    encode_stamp,
+    meta_key,
+)
 from cairn.store.notifications import Event
 from cairn.store.overlay import OverlayKeyspace, encode_counter, record_owner
+from cairn.store.reply_codec import decode_reply, encode_reply
 from cairn.store.scope import KeyOutOfRangeError, Scope
 from cairn.store.scripting.commands import evaluate, function_call
 from cairn.store.scripting.pool import StatePool
@@ -88,6 +102,7 @@ __all__ = [
     "Replay",
     "apply_effects",
     "decode_effects",
+    "effects_fingerprint",
     "effects_keys",
     "encode_effects",
     "run_for_effects",
@@ -119,6 +134,10 @@ MALFORMED = ErrorReply("ERR malformed script effects entry")
 KEY_NOT_IN_REGION = ErrorReply("TRYAGAIN key outside this region's range: route it again")
 
 _FORMAT = 1
+_EXPIRED_RECORD = b"e"
+"""What follows an absent key's fingerprint when its expired record is still stored: one
+byte, so with the record's stamp (16 bytes or none) it never makes the length of an
+absent key's fingerprint without it (whose deletion stamp is 16 bytes or none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,12 +376,27 @@ def _effects(
         return Replay("its reply has no stored form")
     return Effects(
         reply,
-        tuple((key, fingerprint(reader, key)) for key in sorted(overlay.touched)),
+        tuple((key, effects_fingerprint(reader, key)) for key in sorted(overlay.touched)),
         tuple(overlay.record_writes()),
         tuple(overlay.counter_deltas()),
         tuple(events),
         tuple(overlay.written_keys()),
     )
+
+
+def effects_fingerprint(reader: Db, key: bytes) -> bytes:
+    """What an effects entry records of `key` (`reader`: a read-only view at the run's
+    or the apply's time) and its apply compares: WATCH's `fingerprint`, followed, for a
+    key that is absent because it expired while its record is still stored, by
+    `_EXPIRED_RECORD` and that record's stamp (module docstring)."""
+    printed = fingerprint(reader, key)
+    raw = reader.records.get(meta_key(key))
+    if raw is None:
+        return printed
+    meta = decode_meta(raw)
+    if not meta.expired(reader.now_ms):
+        return printed
+    return printed + _EXPIRED_RECORD + meta.stamp
 
 
 def _counter_test(scope: Scope) -> Any:
@@ -501,7 +535,7 @@ def apply_effects(
         return KEY_NOT_IN_REGION
     reader = Db(keyspace, None, now_ms, scope)
     for key, recorded in effects.fingerprints:
-        if fingerprint(reader, key) != recorded:
+        if effects_fingerprint(reader, key) != recorded:
             return STALE
     stamp = encode_stamp(scope.region_id or 0, index)
     with write_batch(keyspace) as batch:
