@@ -1,7 +1,7 @@
 """Requests that run as cross-region transactions on a real 3-node cluster with 3 regions
 (`cairn.runtime.cross_requests`): multi-key reads across regions answer redis-server's
 bytes (RESP2 and RESP3); a cluster-aware connection still gets CROSSSLOT; IDEMPOTENT
-writes and EXECs across regions apply once, also when retried after the leader of the
+writes, scripts and EXECs across regions apply once, also when retried after the leader of the
 primary's region was killed and on the restarted node; the chaos bank's retry path."""
 
 from __future__ import annotations
@@ -180,7 +180,13 @@ def test_cluster_aware_connection_still_gets_crossslot(
     a, b = key_in(layout, 0, "ca"), key_in(layout, 1, "ca")
     r = client(cluster, 1, single_connection_client=True)
     r.execute_command("READWRITE")  # now it can follow MOVED: served as by Redis Cluster
-    for argv in (["SINTER", a, b], ["PFCOUNT", a, b], ["IDEMPOTENT", "ca-1", "MSET", a, 1, b, 2]):
+    tagged_script = ["IDEMPOTENT", "ca-2", "EVAL", "return 1", 2, a, b]
+    for argv in (
+        ["SINTER", a, b],
+        ["PFCOUNT", a, b],
+        ["IDEMPOTENT", "ca-1", "MSET", a, 1, b, 2],
+        tagged_script,
+    ):
         with pytest.raises(redis.exceptions.ClusterCrossSlotError):
             r.execute_command(*argv)
     r.close()
@@ -205,6 +211,52 @@ def test_idempotent_multi_key_write_across_regions_applies_once(
     assert r1.execute_command(*pop) == [src.encode(), [b"c"]]
     assert r3.execute_command(*pop) == [src.encode(), [b"c"]]
     assert r1.lrange(src, 0, -1) == [b"b"]
+
+
+TRANSFER = """
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('INCRBY', KEYS[2], ARGV[1])
+return {n, redis.call('TIME')[2]}
+"""
+"""Moves nothing but bumps both keys; its reply carries the clock, so a retry answered
+anew (not from the record) would differ."""
+
+
+def test_idempotent_script_across_regions_runs_once(
+    cluster: LocalCluster, layout: list[tuple[int, int, int]]
+) -> None:
+    """IDEMPOTENT EVAL, EVALSHA and FCALL whose keys span regions: each runs once as a
+    tagged cross-region transaction, and a retry on another node gets the first reply."""
+    a, b = key_in(layout, 0, "is-a"), key_in(layout, 2, "is-b")
+    r1, r3 = client(cluster, 1), client(cluster, 3)
+    first = r1.execute_command("IDEMPOTENT", "is-1", "EVAL", TRANSFER, 2, a, b, 5)
+    assert first[0] == 5
+    time.sleep(0.01)
+    assert r3.execute_command("IDEMPOTENT", "is-1", "EVAL", TRANSFER, 2, a, b, 5) == first
+    assert r1.mget(a, b) == [b"5", b"5"]
+    sha = r1.script_load(TRANSFER)
+    again = r3.execute_command("IDEMPOTENT", "is-2", "EVALSHA", sha, 2, a, b, 1)
+    assert again[0] == 6
+    assert r1.execute_command("IDEMPOTENT", "is-2", "EVALSHA", sha, 2, a, b, 1) == again
+    with pytest.raises(redis.ResponseError, match="different command"):
+        r1.execute_command("IDEMPOTENT", "is-2", "EVALSHA", sha, 2, a, b, 2)
+    library = "#!lua name=xbump\nredis.register_function('xbump', function(keys, args)\n"
+    library += "  redis.call('INCRBY', keys[1], args[1])\n"
+    library += "  return redis.call('INCRBY', keys[2], args[1])\nend)"
+    r1.execute_command("FUNCTION", "LOAD", "REPLACE", library)
+    assert r1.execute_command("IDEMPOTENT", "is-3", "FCALL", "xbump", 2, a, b, 10) == 16
+    assert r3.execute_command("IDEMPOTENT", "is-3", "FCALL", "xbump", 2, a, b, 10) == 16
+    assert r1.mget(a, b) == [b"16", b"16"]
+    pipe = r3.pipeline(transaction=False)  # the script runs after the earlier write
+    pipe.set(a, "x")
+    pipe.execute_command("IDEMPOTENT", "is-4", "EVAL", "return redis.call('GET', KEYS[1])", 2, a, b)
+    assert pipe.execute() == [True, b"x"]
+    stray = "redis.call('SET', KEYS[1], 'y') return redis.call('GET', 'is-undeclared')"
+    with pytest.raises(redis.ResponseError, match="did not declare"):
+        r1.execute_command("IDEMPOTENT", "is-5", "EVAL", stray, 2, a, b)
+    assert r1.get(a) == b"x"  # confined as an untagged script: nothing of it applied
+    r1.close()
+    r3.close()
 
 
 def _tagged_exec(

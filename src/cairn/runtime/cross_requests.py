@@ -18,9 +18,11 @@ then), the node turns some of those refusals into a cross-region transaction
   the request id is checked at the primary's lock and recorded in the primary commit's
   entry, so the request is applied at most once and a retry answers the first outcome.
 
-A script (EVAL, FCALL ...) is never taken here (it may name keys it does not declare),
-nor a blocking command (it would have to wait across regions): those keep CROSSSLOT.
-A cluster-aware connection keeps CROSSSLOT for all of them, as from Redis Cluster.
+A tagged script (``IDEMPOTENT <id> EVAL ...``) is taken like any tagged write: on the
+scratch machine it may use only its declared keys, as an untagged one across regions. An
+untagged script is not taken here (`cairn.runtime.txn_wiring` runs it), nor a blocking
+command (it would have to wait across regions): that keeps CROSSSLOT. A cluster-aware
+connection keeps CROSSSLOT for all of them, as from Redis Cluster.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "run_tagged_command",
     "run_tagged_exec",
     "tagged_command",
+    "tagged_script",
 ]
 
 Done = Callable[[Reply], None]
@@ -83,18 +86,30 @@ def _xread_blocks(argv: Sequence[bytes]) -> bool:
 def tagged_command(argv: Sequence[bytes], spec: CommandSpec) -> tuple[bytes, list[bytes]] | None:
     """(request id, wrapped command) of a `cairn.idem` entry (`argv`) that may run as a
     tagged cross-region transaction; None: it keeps its CROSSSLOT (not a tagged entry, a
-    tagged transaction, a script, a blocking command, SORT with patterns)."""
+    tagged transaction, a blocking command, SORT with patterns)."""
     if spec.name != IDEM_COMMAND or len(argv) < 6:
         return None
     wrapped = list(argv[4:])
     if wrapped[0] == TXN_COMMAND.encode():
         return None
     inner = classify(wrapped)
-    if not isinstance(inner, CommandSpec) or inner.name in _SCRIPTS:
+    if not isinstance(inner, CommandSpec):
         return None
     if Flag.BLOCKING in inner.flags or unsupported([wrapped]) is not None:
         return None
     return argv[1], wrapped
+
+
+def tagged_script(argv: Sequence[bytes]) -> bool:
+    """Whether `argv` (a `cairn.idem` entry) wraps a script. Such a request runs alone in
+    its client's order, as an untagged script does (`cairn.runtime.ordering`): its
+    leader, or a cross-region coordinator, runs it over state that must already hold the
+    client's earlier writes."""
+    return (
+        len(argv) > 4
+        and argv[0] == IDEM_COMMAND.encode()
+        and argv[4].lower().decode("utf-8", "replace") in _SCRIPTS
+    )
 
 
 def run_tagged(

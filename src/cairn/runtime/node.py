@@ -79,6 +79,7 @@ from cairn.runtime.cross_requests import (
     run_tagged_command,
     run_tagged_exec,
     tagged_command,
+    tagged_script,
 )
 from cairn.runtime.entry_limits import entry_too_large
 from cairn.runtime.envelope_codec import TcpHostTransport
@@ -774,7 +775,8 @@ class Node:
             else:
                 self._dispatch(request)
 
-        state.order.submit(spec.is_write, start, exclusive=name in EFFECT_SCRIPTS)
+        scripted = name in EFFECT_SCRIPTS or tagged_script(args)
+        state.order.submit(spec.is_write, start, exclusive=scripted)
 
     # -- cross-region transactions (`cairn.runtime.txn_wiring`) --------------------------
 
@@ -798,7 +800,8 @@ class Node:
 
             run(reply)
 
-        state.order.submit(spec.is_write, start, exclusive=spec.name in CROSS_REGION_SCRIPTS)
+        scripted = spec.name in CROSS_REGION_SCRIPTS or tagged_script(args)
+        state.order.submit(spec.is_write, start, exclusive=scripted)
         return True
 
     def _cross_run(

@@ -20,17 +20,19 @@ records ``f == "txn"`` with the micro-operations as
 applied state; `check_append` runs Elle's checker (strict serializability: real-time
 edges on virtual time) and reports in the simulator's `WorkloadVerdict`.
 
-Bank (`BankLogic`). `ACCOUNTS` accounts open with `OPENING` each: every client first runs
-MSETNX of all opening balances (unrecorded; only the first applied one sets anything).
-Then a client either transfers a random amount between two accounts or reads every
-balance (GET each, one transaction). A third of the transfers between two accounts of
-one region (as the client routes them) are one EVAL of
-`TRANSFER_SCRIPT` (it moves the money only if the source can pay, else answers 0: FAIL;
-a script cannot cross regions); the others are DECRBY and INCRBY in one transaction,
-which without WATCH cannot look at
-the balance first, so overdrafts are allowed here (the chaos bank, which WATCHes, forbids
-them). `check_bank` then holds every read and the final
-balances to the conserved total and explains the final balances by the transfers.
+Bank (`BankLogic`). `ACCOUNTS` accounts open with `OPENING` each: client 0 first runs
+MSETNX of all opening balances (unrecorded, until it answers; a retry of an applied one
+sets nothing), and every other client reads the first account until it exists (the
+MSETNX sets all or none), so the clients do not start with four MSETNXs over the same
+keys in several regions, which conflict with each other until their deadlines. Then a
+client either transfers a random amount between two accounts or reads every balance (GET
+each, one transaction). A third of the transfers between two accounts of one region (as
+the client routes them) are one EVAL of `TRANSFER_SCRIPT` (it moves the money only if the
+source can pay, else answers 0: FAIL; a script cannot cross regions); the others are
+DECRBY and INCRBY in one transaction, which without WATCH cannot look at the balance
+first, so overdrafts are allowed here (the chaos bank, which WATCHes, forbids them).
+`check_bank` then holds every read and the final balances to the conserved total and
+explains the final balances by the transfers.
 
 Pure: no I/O, no clock.
 """
@@ -190,8 +192,18 @@ class BankLogic(ClientLogic):
     """One client of the bank; `key` is the prefix of the accounts."""
 
     def setup(self) -> Command | None:
+        if self.index != 0:
+            first = accounts_of(self.key)[0]
+            return Command("opened", self.key, None, "get", (first,))
         args = [x for a in accounts_of(self.key) for x in (a.encode(), str(OPENING).encode())]
         return _txn("open", self.key, None, [[b"MSETNX", *args]])
+
+    def setup_done(self, reply: Reply) -> bool:
+        """The opener is done once its MSETNX answered (1, or 0 for a retry of an applied
+        one); a waiting client once the first account exists."""
+        if self.index != 0:
+            return isinstance(reply, Bulk)
+        return isinstance(reply, Array) and isinstance(reply.items[0], Integer)
 
     def choose(self, rng: random.Random) -> Command:
         names = accounts_of(self.key)

@@ -45,7 +45,7 @@ internal command, group keys by region, schedule, read the monotonic clock) and 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from random import Random
 from typing import Protocol
 
@@ -217,7 +217,8 @@ class _Attempt:
     """The worst answer collected so far by the current step (None: all fine)."""
     retry: bool = False
     """The step failed in a way a new attempt may get past."""
-    conflict: Conflict | None = None
+    conflicts: list[Conflict] = field(default_factory=list)
+    """The other transactions' locks met, one per region at most."""
     prewriting: bool = False
     """Past the locks: the current step is the prewrite."""
     commit_ts: int = 0
@@ -348,7 +349,8 @@ class Coordinator:
         if isinstance(got, list):
             attempt.loaded.update((v.key, v) for v in got)
         elif isinstance(got, Conflict):
-            attempt.retry, attempt.conflict = True, got
+            attempt.retry = True
+            attempt.conflicts.append(got)
         elif isinstance(got, Status) and got.word == b"watch":
             attempt.outcome = NULL_ARRAY
         elif isinstance(got, Status) and got.word == b"toolarge":
@@ -608,12 +610,12 @@ class Coordinator:
 
     def _abort(self, attempt: _Attempt, outcome: Reply | None) -> None:
         """Roll back every lock of `attempt`; then answer `outcome`, or (None) try again
-        after a randomised pause (resolving the conflicting lock if it has expired)."""
+        after a randomised pause (resolving the conflicting locks if they have expired)."""
         self._current = None
         primary = self._primary_keys()
         groups = [primary] + [g for g in self._groups_now(self.keys) if self.primary not in g]
         attempt.pending = len(groups)
-        conflict = attempt.conflict
+        conflicts = attempt.conflicts
 
         def rolled(reply: Reply) -> None:
             attempt.pending -= 1
@@ -621,16 +623,31 @@ class Coordinator:
                 return
             if outcome is not None:
                 self._finish(outcome)
-            elif conflict is not None and self._resolve is not None:
-                # Ask the lock's primary even while its ttl runs: a lock whose transaction
-                # committed (its coordinator died, or is still committing its secondaries)
-                # is rolled forward now instead of blocking us until it expires.
-                self._resolve(conflict, self.attempts, self._again)
+            elif conflicts and self._resolve is not None:
+                self._resolve_all(conflicts)
             else:
                 self._again()
 
         for i, keys in enumerate(groups):
             self.io.send(rollback_argv(attempt.start_ts, keys, i == 0), rolled)
+
+    def _resolve_all(self, conflicts: list[Conflict]) -> None:
+        """Settle every lock the attempt met (one per region), all at once, then try
+        again. Ask each lock's primary even while its ttl runs: a lock whose transaction
+        committed (its coordinator died, or is still committing its secondaries) is
+        rolled forward now instead of blocking us until it expires. Settling only one
+        and meeting the next on the following attempt cost a dead coordinator's every
+        victim one attempt per region its locks span."""
+        assert self._resolve is not None
+        left = [len(conflicts)]
+
+        def settled() -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                self._again()
+
+        for conflict in conflicts:
+            self._resolve(conflict, self.attempts, settled)
 
     def _again(self) -> None:
         """Back off, then a new attempt (the deadline is checked as it begins)."""
