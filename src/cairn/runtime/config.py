@@ -130,6 +130,10 @@ class Limits:
     """The node's file-backed resident set (LMDB's mapped data file, libraries) past which
     it drops the data file's pages from its mappings (`cairn.runtime.map_trim`: they stay
     in the page cache); checked every second. 0: never."""
+    map_trim_step_bytes: int = 16 << 20
+    """How much of LMDB's map a long pass that does not yield (a Raft log compaction) may
+    touch between two checks of `map_resident_limit_bytes` made from inside it (each
+    check: tens of microseconds). 0: only the checks every second."""
     txn_status_retention_ms: int = 600_000
     """How long the outcome of a cross-region transaction is kept with its primary key
     after it was decided (`cairn.store.txn_locks`): a lock of it met later than this
@@ -449,6 +453,7 @@ _ZERO_OK = (
     "idle_timeout_s",
     "max_memory_bytes",
     "map_resident_limit_bytes",
+    "map_trim_step_bytes",
 )
 """`[limits]` keys where 0 means "no limit", as in Redis."""
 REDIRECT_MODES = ("auto", "always", "never")

@@ -18,8 +18,25 @@ kernel keeps the page). The hot pages (the B-tree's upper levels, the pages a wo
 keeps reading) come back at once; what stays out is the cold bulk a large value or a
 reclaim walked through once.
 
+Checking every second is not enough on its own: a pass that runs without yielding to the
+event loop maps pages faster than that. Compacting a Raft log of 10,000 entries of 10-16 KB
+(variadic writes of 1,000 elements) deletes them in one write transaction, and LMDB reads
+the first overflow page of each to free it, while the kernel maps the cached pages around
+each read fault (``fault_around_bytes``, 64 KiB): about 155 MB mapped in a tenth of a
+second, on every replica at once (docs/benchmarks.md, "RSS at every moment"). So such a
+pass reports its work as it goes (`LmdbEnv.map_pass_hook`, wired to `note_pass`: the bytes
+of the map it may have touched), and once `step_bytes` of it have accumulated the trimmer
+checks then and there, on the pass's own thread, inside its transaction. That is safe: the
+map stays the same mapping for as long as the pass runs (the environment cannot close under
+it), a write transaction without ``MDB_WRITEMAP`` holds its changed pages in its own heap
+copies, and a page the pass reads again after the advice faults back in with the same
+bytes (clean page cache, or what a spill already wrote). `WorkTrigger` is that counting,
+kept apart as pure logic.
+
 A writable mapping (``MDB_WRITEMAP``) is never advised; on anything but Linux the trimmer
-finds no mapping and does nothing.
+finds no mapping and does nothing. Costs (2 CPUs, docs/benchmarks.md): a check reads
+``/proc/self/status`` (tens of microseconds); advising a 1 GB map takes milliseconds when all
+of it is resident, and far less when little is.
 """
 
 from __future__ import annotations
@@ -38,6 +55,8 @@ MADV_DONTNEED = 4
 """Linux's value (``mmap.MADV_DONTNEED`` where the platform defines it)."""
 DEFAULT_INTERVAL_S = 1.0
 """How often the resident set is checked (reading /proc/self/status: about 0.1 ms)."""
+DEFAULT_STEP_BYTES = 16 << 20
+"""How much of the map a long pass may touch between two checks (`limits.map_trim_step_bytes`)."""
 PAGE = mmap.PAGESIZE
 
 
@@ -89,16 +108,47 @@ def _libc_madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     return madvise
 
 
+class WorkTrigger:
+    """Says when a pass has done enough work to check the resident set again: after
+    `step_bytes` of the map noted since the last time it said so (0: never)."""
+
+    def __init__(self, step_bytes: int) -> None:
+        self.step_bytes = step_bytes
+        self.pending = 0
+        """Bytes noted since the trigger last fired."""
+
+    def note(self, nbytes: int) -> bool:
+        """Count `nbytes` more of the map a pass may have touched; whether to check now
+        (the count then starts again)."""
+        if self.step_bytes <= 0:
+            return False
+        self.pending += nbytes
+        if self.pending < self.step_bytes:
+            return False
+        self.pending = 0
+        return True
+
+
 class MapTrimmer:
     """Drops the data file's pages from this process's resident set once its file-backed
-    RSS passes `limit_bytes` (0: never)."""
+    RSS passes `limit_bytes` (0: never): every `interval_s`, and after every `step_bytes`
+    a long pass reports (`note_pass`)."""
 
-    def __init__(self, data_file: Path, limit_bytes: int, interval_s: float = DEFAULT_INTERVAL_S):
+    def __init__(
+        self,
+        data_file: Path,
+        limit_bytes: int,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        step_bytes: int = DEFAULT_STEP_BYTES,
+    ):
         self.data_file = data_file.resolve()
         self.limit_bytes = limit_bytes
         self.interval_s = interval_s
+        self.trigger = WorkTrigger(step_bytes if limit_bytes > 0 else 0)
         self.trims = 0
         """How many times the map was advised (INFO-style counter, for tests and logs)."""
+        self.pass_trims = 0
+        """How many of those a long pass's work triggered (`note_pass`)."""
         self._madvise = _libc_madvise()
 
     def rss_file_bytes(self) -> int:
@@ -138,6 +188,20 @@ class MapTrimmer:
     def due(self) -> bool:
         """Whether the resident set is past the limit."""
         return self.limit_bytes > 0 and self.rss_file_bytes() > self.limit_bytes
+
+    def note_pass(self, nbytes: int) -> None:
+        """A long pass (on the thread that uses the environment, inside it) may have
+        touched `nbytes` more of the map: check, and trim if due, once `step_bytes` of
+        it have accumulated (see the module docstring for why this is safe mid-pass)."""
+        if not self.trigger.note(nbytes) or self._madvise is None:
+            return
+        try:
+            if self.due():
+                self.trim()
+                self.pass_trims += 1
+        except OSError as exc:  # no /proc here: nothing to bound
+            log.warning("not trimming the LMDB map: %s", exc)
+            self.trigger.step_bytes = 0
 
     async def run(self) -> None:
         """Check every `interval_s`, trimming when `due`; until cancelled. The trim runs on
