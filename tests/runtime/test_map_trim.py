@@ -11,7 +11,7 @@ import pytest
 
 from cairn.env import LogBatch
 from cairn.raft.types import ConfState, Entry, HardState
-from cairn.runtime.map_trim import MapTrimmer, WorkTrigger, parse_maps, status_kb
+from cairn.runtime.map_trim import MapTrimmer, WorkTrigger, parse_maps, statm_shared_pages
 from cairn.storage import LmdbLogStore
 from cairn.storage.lmdb_env import LmdbEnv, LmdbOptions
 from cairn.storage.log_store import MAP_PASS_ENTRY_BYTES, MAP_PASS_EVERY
@@ -51,12 +51,15 @@ def test_trim_drops_the_mapped_pages_and_keeps_the_data(tmp_path: Path) -> None:
         before = _mapped_rss_kb(data_file)
         assert before > RECORDS * VALUE // 1024 // 2
         trimmer = MapTrimmer(data_file, limit_bytes=1)
+        status = Path("/proc/self/status").read_text().split("RssFile:")[1].split()[0]
+        assert abs(trimmer.rss_file_bytes() // 1024 - int(status)) < 4096  # statm's figure
         assert trimmer.due()
         assert trimmer.trim() >= RECORDS * VALUE
         assert _mapped_rss_kb(data_file) < before // 10
         assert _read_all(env) == values  # read back through the map: faulted in again
         assert _mapped_rss_kb(data_file) > before // 2
         assert not MapTrimmer(data_file, limit_bytes=0).due()
+        trimmer.close()
     finally:
         env.close()
 
@@ -73,8 +76,8 @@ def test_only_the_data_file_mappings_are_found() -> None:
         (0x7F00A000, 0x7F00C000, 0, False),
         (0x7F00C000, 0x7F00D000, 0x2000, True),
     ]
-    assert status_kb("Name:\tx\nRssFile:\t  2048 kB\n", "RssFile") == 2048
-    assert status_kb("Name:\tx\n", "RssAnon") == 0
+    assert statm_shared_pages(b"3535 2761 1549 1 0 1596 0\n") == 1549
+    assert statm_shared_pages(b"") == 0
 
 
 def test_the_work_trigger_fires_once_per_step() -> None:
@@ -119,5 +122,6 @@ def test_a_compaction_is_trimmed_from_inside_its_pass(tmp_path: Path) -> None:
         assert all(kb < 256 for kb in mapped_after_trims)
         assert _mapped_rss_kb(data_file) >= 50 * 4  # the last 50 deletions, not trimmed
         assert (store.first_index(), store.entries(count, count + 1)) == (count, [batch[-1]])
+        trimmer.close()
     finally:
         store.close()
