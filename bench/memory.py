@@ -121,12 +121,18 @@ class Sampler:
         for phase in phases:
             head += f" {phase}: peak - idle, MB (RssAnon / RssFile at the peak) |"
             rule += "--:|"
+        head += " any moment: peak - idle, MB |"
+        rule += "--:|"
         rows = [head, rule]
         for node in self.pids:
             anon, mapped = self.idle(node)
             row = f"| {node}{'*' if node == leader else ''} | {anon:.0f} / {mapped:.0f} |"
-            for phase in phases:
-                pa, pf = self.peaks.get((phase, node), (anon, mapped))
+            busy = [p for (phase, n), p in self.peaks.items() if n == node and phase != "idle"]
+            for phase in (*phases, None):
+                if phase is None:
+                    pa, pf = max(busy, key=sum, default=(anon, mapped))
+                else:
+                    pa, pf = self.peaks.get((phase, node), (anon, mapped))
                 growth = pa + pf - anon - mapped
                 row += f" **+{growth:.0f}** (+{pa - anon:.0f} / +{pf - mapped:.0f}) |"
             rows.append(row)
@@ -243,7 +249,7 @@ def main() -> None:
     finally:
         if timeline is not None:
             timeline.close()
-    console.print("\n".join(lines))
+    print("\n".join(lines))  # plain: the table is not wrapped
 
 
 if __name__ == "__main__":
