@@ -60,6 +60,11 @@ def test_trim_drops_the_mapped_pages_and_keeps_the_data(tmp_path: Path) -> None:
         assert _mapped_rss_kb(data_file) > before // 2
         assert not MapTrimmer(data_file, limit_bytes=0).due()
         trimmer.close()
+        roomy = MapTrimmer(data_file, limit_bytes=1 << 40, step_bytes=1)
+        roomy.note_pass(1)  # checked, under the limit: nothing advised
+        assert (roomy.trims, roomy.pass_trims) == (0, 0)
+        roomy.close()
+        assert MapTrimmer(data_file, limit_bytes=0).trigger.step_bytes == 0  # never checks
     finally:
         env.close()
 
