@@ -134,7 +134,11 @@ class Limits:
     map_resident_limit_bytes: int = 64 << 20
     """The node's file-backed resident set (LMDB's mapped data file, libraries) past which
     it drops the data file's pages from its mappings (`cairn.runtime.map_trim`: they stay
-    in the page cache); checked every second. 0: never."""
+    in the page cache); checked every tenth of a second. 0: never."""
+    map_trim_step_bytes: int = 16 << 20
+    """How much of LMDB's map a long pass that does not yield (a Raft log compaction) may
+    touch between two checks of `map_resident_limit_bytes` made from inside it (each
+    check: about 2 microseconds). 0: only the timed checks."""
     txn_status_retention_ms: int = 600_000
     """How long the outcome of a cross-region transaction is kept with its primary key
     after it was decided (`cairn.store.txn_locks`): a lock of it met later than this
@@ -456,6 +460,7 @@ _ZERO_OK = (
     "map_resident_limit_bytes",
     "async_commit_max_keys",
     "async_commit_max_key_bytes",
+    "map_trim_step_bytes",
 )
 """`[limits]` keys where 0 means "no limit", as in Redis (for async commit: never)."""
 REDIRECT_MODES = ("auto", "always", "never")

@@ -453,8 +453,11 @@ class Node:
         )
         self._tasks.append(loop.create_task(self.reclaimer.run()))
         self.map_trimmer = MapTrimmer(
-            Path(self.lmdb.path) / "data.mdb", cfg.limits.map_resident_limit_bytes
+            Path(self.lmdb.path) / "data.mdb",
+            cfg.limits.map_resident_limit_bytes,
+            step_bytes=cfg.limits.map_trim_step_bytes,
         )
+        self.lmdb.map_pass_hook = self.map_trimmer.note_pass  # a compaction's deletes
         self._tasks.append(loop.create_task(self.map_trimmer.run()))
         self._tasks.append(loop.create_task(self._watch_failures()))
         log.info(

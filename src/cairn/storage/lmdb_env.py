@@ -139,6 +139,11 @@ class LmdbEnv:
         self._failed: DiskFailedError | None = None
         self._closed = False
         self._writing = False
+        self.map_pass_hook: Callable[[int], None] | None = None
+        """Called from inside a long pass that touches many pages of the map without
+        yielding (a log compaction's deletes), with the bytes of the map it may have
+        touched since the last call; the node's `cairn.runtime.map_trim.MapTrimmer`
+        trims from it, so the pass cannot map more than a step between trims."""
 
     @classmethod
     def open(

@@ -71,6 +71,13 @@ CACHE_BYTES = 4 << 20
 write entries of 10 to 16 KB (variadic RPUSH/ZADD of 1,000 elements) held 40 to 65 MB
 per region. Older entries are read from LMDB when a follower needs them."""
 
+MAP_PASS_EVERY = 256
+"""Entries a compaction deletes between two calls of the env's `map_pass_hook`."""
+MAP_PASS_ENTRY_BYTES = 64 << 10
+"""The most of the map deleting one entry may touch: LMDB reads a large entry's first
+overflow page to free it, and the kernel maps the cached pages around a read fault too
+(`fault_around_bytes`, 64 KiB by default)."""
+
 
 @dataclass(frozen=True, slots=True)
 class LogState:
@@ -580,12 +587,18 @@ class LmdbLogStore:
 
         A compaction drops thousands of entries at once on the event loop, so the loop
         only compares keys: a group's log keys are its prefix and a fixed-width big-endian
-        index, so the keys from the prefix up to `index`'s are exactly those entries."""
+        index, so the keys from the prefix up to `index`'s are exactly those entries. LMDB
+        still reads the first page of each large entry to free it, which maps its
+        neighbours too: the env's `map_pass_hook` hears of it every `MAP_PASS_EVERY`."""
         last = self.keys.index_key(index)
+        hook, deleted = self.env.map_pass_hook, 0
         with txn.cursor(db=self.keys.log_db) as cur:
             present = cur.set_range(self.keys.prefix)
             while present and (key := cur.key()) and key <= last:
                 present = cur.delete()
+                deleted += 1
+                if hook is not None and deleted % MAP_PASS_EVERY == 0:
+                    hook(MAP_PASS_EVERY * MAP_PASS_ENTRY_BYTES)
 
     def _take_generation(self) -> int:
         generation = self._next_generation
