@@ -106,9 +106,8 @@ class PlacementNetwork(SimNetwork):
         site holds back only the driver's messages: a timestamp request held for 100 to
         600 ms outlived its caller's wait (`TSO_TIMEOUT_S`) and failed most transactions
         of a buggified run, exercising nothing but that timeout."""
-        if isinstance(msg, PlacementRequest | PlacementReply) and self.buggify(
-            "placement.step_delayed"
-        ):
+        driver = isinstance(msg, PlacementRequest | PlacementReply)
+        if driver and self.buggify("placement.step_delayed"):
             delay = self.rng.randint(*STEP_DELAY)
             label = f"buggify step delayed n{frm}->n{to}"
             self.loop.call_later(
