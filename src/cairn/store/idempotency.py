@@ -99,6 +99,7 @@ __all__ = [
     "apply_idempotency",
     "check_image_record",
     "checked_argv",
+    "earliest_request_expiry",
     "has_expired",
     "move_requests",
     "record_encoded",
@@ -647,6 +648,15 @@ def has_expired(reader: KeyspaceReader, scope: Scope, now_ms: int) -> bool:
     proposes `PURGE_COMMAND`): one read of the expiry index's first entry."""
     head = _prefix(scope) + _BY_EXPIRY
     return bool(reader.scan(head, head + _U64.pack(min(now_ms, _MAX_LIMIT) + 1), 1))
+
+
+def earliest_request_expiry(reader: KeyspaceReader, scope: Scope) -> int | None:
+    """When the scope's first request id expires (None: the table is empty): one read
+    of the expiry index's first entry. `has_expired` is then `earliest <= now_ms`, so
+    the machine reads again only after an entry that changed the table."""
+    head = _prefix(scope) + _BY_EXPIRY
+    first = reader.scan(head, prefix_end(head), 1)
+    return int(_U64.unpack_from(first[0][0], len(head))[0]) if first else None
 
 
 # -- splits and merges ------------------------------------------------------------------
