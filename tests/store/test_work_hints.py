@@ -112,6 +112,24 @@ def test_a_region_without_ttls_is_skipped_after_one_lap_and_found_again_on_its_f
     assert not region.machine.hints.expiry.possible
 
 
+def test_a_region_whose_ttls_are_far_off_is_not_walked_until_the_first_is_due() -> None:
+    region = Region()
+    plain_keys(region, 300)
+    region.apply("pexpire", b"k7", b"60000")
+    region.apply("pexpire", b"k9", b"5000")
+    assert all(found == [] for found in region.expire_laps(T0 + 1))  # met two deadlines
+    assert region.machine.hints.expiry.due == T0 + 5000
+    reads = region.space.reads
+    region.apply("set", b"k1", b"w")
+    assert region.machine.expired_keys(T0 + 4999, 8) == []
+    assert region.space.reads == reads
+    assert [k for keys in region.expire_laps(T0 + 5000) for k in keys] == [b"k9"]
+    # An entry that may set a TTL cancels the wait: the next look walks again.
+    region.apply("set", b"k2", b"v", b"PX", b"1")
+    assert region.machine.hints.expiry.due is None
+    assert sorted(k for keys in region.expire_laps(T0 + 5000) for k in keys) == [b"k2", b"k9"]
+
+
 def test_a_ttl_set_behind_the_walk_keeps_the_lap_from_ending_clean() -> None:
     region = Region()
     plain_keys(region, 400)

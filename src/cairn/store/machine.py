@@ -490,17 +490,19 @@ class StoreMachine:
         `EXPIRE_DELETE`. Each call samples the next stretch of the keyspace (about
         20 x `limit` keys, wrapping around), like Redis' incremental active expiry. A
         scope known to hold no key with a TTL (`hints.expiry`: a whole lap met none and
-        no entry since may have set one) answers at once, without a read."""
+        no entry since may have set one), or none due before `now_ms` (such a lap met
+        only later deadlines), answers at once, without a read."""
         self._check_live()
         lap = self.hints.expiry
-        if not lap.possible:
+        if lap.idle_at(now_ms):
             return []
         db = Db(self.keyspace, None, now_ms, self.scope)
         if self._expiry_position <= db.start_position:
             lap.lap_begins()
         entries = db.walk(self._expiry_position, limit * _EXPIRY_SAMPLE_FACTOR)
-        if not lap.dirty and any(e.meta.expire_ms is not None for e in entries):
-            lap.met()
+        deadlines = [e.meta.expire_ms for e in entries if e.meta.expire_ms is not None]
+        if deadlines:
+            lap.met(min(deadlines))
         found = [e for e in entries if e.meta.expired(now_ms)]
         if self._locks_possible:  # a locked key is its transaction's (`Db.purge_if_expired`)
             found = [e for e in found if not is_locked(self.keyspace, e.key)]
@@ -523,7 +525,7 @@ class StoreMachine:
         at once, without a read."""
         self._check_live()
         lap = self.hints.streams
-        if not lap.possible:
+        if lap.idle_at(now_ms):
             return []
         db = Db(self.keyspace, None, now_ms, self.scope)
         if self._reclaim_position <= db.start_position:

@@ -148,35 +148,56 @@ def entry_hints(name: str, args: Sequence[bytes]) -> int:
 
 
 class LapHint:
-    """Whether one incremental walk may find anything (module docstring).
+    """Whether one incremental walk may find anything, and from when (module docstring).
 
     Invariant: `possible` is False only if a whole lap of the walk met nothing and no
-    entry that may create its work was applied since that lap began.
+    entry that may create its work was applied since that lap began; `due` is set only
+    if such a lap met nothing but things with a deadline (keys with a TTL), `due` the
+    earliest: nothing is work before it.
     """
 
-    __slots__ = ("dirty", "possible")
+    __slots__ = ("_busy", "_earliest", "_marked", "due", "possible")
 
     def __init__(self) -> None:
         self.possible = True
-        self.dirty = True
+        self.due: int | None = None
+        self._marked = True
+        self._busy = False
+        self._earliest: int | None = None
+
+    def idle_at(self, now_ms: int) -> bool:
+        """Whether a look at `now_ms` surely finds nothing (it may be skipped)."""
+        return not self.possible or (self.due is not None and now_ms < self.due)
 
     def mark(self) -> None:
         """An entry that may create this walk's work was applied."""
         self.possible = True
-        self.dirty = True
+        self.due = None
+        self._marked = True
 
     def lap_begins(self) -> None:
         """The walk starts over from the scope's first key."""
-        self.dirty = False
+        self.due = None
+        self._marked = self._busy = False
+        self._earliest = None
 
-    def met(self) -> None:
-        """The walk met something (work, or a key that may become work)."""
-        self.dirty = True
+    def met(self, deadline: int | None = None) -> None:
+        """The walk met work (`deadline` None), or something that becomes work at
+        `deadline` (a key's expiry)."""
+        if deadline is None:
+            self._busy = True
+        elif self._earliest is None or deadline < self._earliest:
+            self._earliest = deadline
 
     def lap_ends(self) -> None:
-        """The walk went past the scope's last key: a clean lap proves it quiet."""
-        if not self.dirty:
+        """The walk went past the scope's last key: a lap without entries and work
+        proves it quiet (until its earliest deadline, if it met any)."""
+        if self._marked or self._busy:
+            return
+        if self._earliest is None:
             self.possible = False
+        else:
+            self.due = self._earliest
 
 
 class WorkHints:
