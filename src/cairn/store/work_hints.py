@@ -15,16 +15,18 @@ changed). A plain SET names none: it gives its key no TTL and trims nothing.
 `WorkHints` keeps what the machine knows, in memory:
 
 - for the two walks, a `LapHint` each: `possible` (False: there is surely nothing to
-  find, the walk is skipped without a read) and `dirty` (the current lap of the walk met
-  something, or an entry that may create such work was applied since the lap began). A
-  lap that ends clean proves the scope holds nothing for that walk: every record was
-  seen after the lap began or was written by an entry that would have dirtied it (keys
-  move only through commands that are themselves marked, RENAME, COPY, RESTORE);
+  find, the walk is skipped without a read), and whether the current lap met work or an
+  entry that may create such work was applied since it began. A lap that ends without
+  either proves the scope holds nothing for that walk: every record was seen after the
+  lap began or was written by an entry that would have marked it (keys move only through
+  commands that are themselves marked: RENAME, COPY, RESTORE). For the expiry walk, a lap
+  that met only keys whose TTL lies ahead proves nothing expires before the earliest of
+  them (`due`): the walk waits until then, unless an entry marks it first;
 - for status records and request ids, a dirty flag: the machine reads again (one short
   read, `StoreMachine.may_hold_statuses`, `has_expired_requests`) only after an entry
   that may have changed them, and otherwise answers from what it read last.
 
-Everything starts unknown (possible, dirty) when the machine (re)loads: after a restart,
+Everything starts unknown (possible, marked) when the machine (re)loads: after a restart,
 a snapshot, a split or a merge, the first lap of each walk re-proves the region quiet.
 Only the leader's look consults the hints; every replica keeps them from the same
 entries (an apply pays one dict lookup), so a new leader inherits what its machine knows.
