@@ -42,7 +42,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from cairn.store.commands.table import EXPIRE_DELETE
+from cairn.store.idempotency import IDEM_COMMAND, PURGE_COMMAND
+from cairn.store.reclaim import RECLAIM_COMMAND
+from cairn.store.scripting.effects import EFFECTS_COMMAND
 from cairn.store.transaction import TXN_COMMAND, WATCH_COMMAND, decode_transaction
+from cairn.store.txn_locks import GC_COMMAND
 
 VOLATILE = 1
 """A key may have been given a TTL (the expiry walk may find something)."""
@@ -75,7 +80,7 @@ _QUIET_COMMANDS = _names(
     "bzmpop bzpopmax bzpopmin zadd zdiffstore zincrby zinterstore zmpop zpopmax zpopmin "
     "zrangestore zrem zremrangebylex zremrangebyrank zremrangebyscore zunionstore "
     # deletions only
-    "del unlink persist sort flushall flushdb cairn.expiredel cairn.reclaim"
+    "del unlink persist sort flushall flushdb"
 )
 """Writes that create no kind of background work (`sort` stores without a TTL)."""
 
@@ -91,10 +96,10 @@ _FIXED.update(  # keys that move or arrive whole keep whatever TTL and trim they
 # XTRIM and XSETID; the other stream writes never add trimmed records.
 _FIXED.update(dict.fromkeys(_names("xadd xtrim xsetid"), TRIMMED))
 _FIXED.update(dict.fromkeys(_names("xack xautoclaim xclaim xdel xgroup xread xreadgroup"), 0))
-_FIXED[WATCH_COMMAND] = 0
-_FIXED["cairn.txn.gc"] = STATUSES
-_FIXED["cairn.idempurge"] = REQUESTS
-_FIXED["cairn.effects"] = VOLATILE | TRIMMED  # a script's records: any key's, no table's
+_FIXED.update(dict.fromkeys([WATCH_COMMAND, EXPIRE_DELETE, RECLAIM_COMMAND], 0))
+_FIXED[GC_COMMAND] = STATUSES
+_FIXED[PURGE_COMMAND] = REQUESTS
+_FIXED[EFFECTS_COMMAND] = VOLATILE | TRIMMED  # a script's records: any key's, no table's
 """The hints of every command whose hints do not depend on its arguments."""
 
 
@@ -134,7 +139,7 @@ _BY_ARGUMENTS: dict[str, Callable[[Sequence[bytes]], int]] = {
     "set": _set_hints,
     "getex": _getex_hints,
     TXN_COMMAND: _transaction_hints,
-    "cairn.idem": _idempotent_hints,
+    IDEM_COMMAND: _idempotent_hints,
 }
 
 
