@@ -9,10 +9,11 @@ import asyncio
 import itertools
 from typing import cast
 
+from counting_keyspace import CountingKeyspace
 from fake_region_host import FakeHost, FakePeer, FakeReplica
 from store_harness import FakeClock, MachineClient
 
-from cairn.runtime.reclaimer import Reclaimer
+from cairn.runtime.reclaimer import GRAVEYARD_INTERVAL, Reclaimer
 from cairn.shard.host import RegionHost
 from cairn.store import StoreMachine
 from cairn.store.layout import field_prefix, prefix_end
@@ -107,3 +108,46 @@ def test_the_stream_walk_is_paced_while_a_graveyard_keeps_the_reclaimer_busy() -
     assert asyncio.run(busy()) >= 2
     assert not client.machine.has_garbage()
     assert len(walks) == 1
+
+
+def test_a_region_of_plain_keys_under_writes_is_walked_one_lap_then_costs_no_walk() -> None:
+    """Issue 10: under a write load the applied index always moves, yet once a lap of
+    the stream walk found nothing, rounds walk no more, the status look reads nothing,
+    and the graveyard is looked at once per `GRAVEYARD_INTERVAL` at most."""
+    space = CountingKeyspace()
+    client = MachineClient(clock=FakeClock(), machine=StoreMachine(space))  # type: ignore[arg-type]
+    client.call("MSET", *[b"k%d" % (i // 2) if i % 2 == 0 else b"v" for i in range(6000)])
+    host = FakeHost({1: client}, {1: FakePeer(FakeReplica(True))})
+    now = [0.0]
+    graveyard_looks = [0]
+    looks = client.machine.has_garbage
+
+    def counted() -> bool:
+        graveyard_looks[0] += 1
+        return looks()
+
+    client.machine.has_garbage = counted  # type: ignore[method-assign]
+    reclaimer = Reclaimer(
+        cast(RegionHost, host),
+        {1: client.machine},
+        client.clock,
+        lambda: now[0],
+        resolve_lock=lambda key, lock: None,
+    )
+
+    async def write_and_look(rounds: int) -> bool:
+        busy = False
+        for i in range(rounds):
+            client.call("SET", b"k%d" % i, b"w")
+            now[0] += 0.6  # every walk is due (WALK_INTERVAL 0.5)
+            busy |= await reclaimer.round()
+            busy |= await reclaimer.status_round()
+        return busy
+
+    assert not asyncio.run(write_and_look(5))  # 3,000 keys: a lap takes 3 walks
+    assert not client.machine.may_hold_trimmed_streams
+    reads, graveyard_looks[0] = space.reads, 0
+    assert not asyncio.run(write_and_look(20))  # 12 s of writes
+    assert graveyard_looks[0] <= 12 / GRAVEYARD_INTERVAL + 1
+    assert space.reads - reads == graveyard_looks[0]  # one short read per look, no walk
+    assert host.proposed == []

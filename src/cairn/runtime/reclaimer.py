@@ -15,25 +15,34 @@ entries and each apply stays bounded. The walk looks at most every `WALK_INTERVA
 region (it costs more than a step's apply), and the streams of a step that used its whole
 budget are named again in the next round, since the walk has moved on past them. A failed
 step (no longer leader, region moved) backs off for `IDLE_INTERVAL`. With no garbage
-anywhere it checks again after `IDLE_INTERVAL`. A region is known clean once its
-graveyard is empty and a whole lap of the stream walk found nothing with no entry applied
-in between; it is not walked again until it applies something, so quiescent regions cost
-nothing. A step lost to a leadership change is simply proposed again by whoever leads
-next, since the garbage is replicated state.
+anywhere it checks again after `IDLE_INTERVAL`. A step lost to a leadership change is
+simply proposed again by whoever leads next, since the garbage is replicated state.
+
+What a look costs when there is nothing to do (a region under a write load of plain
+keys, issue 10): nothing but a few attribute reads. The stream walk runs only while the
+machine may hold a trimmed stream (`StoreMachine.may_hold_trimmed_streams`: from the
+entries it applied, `cairn.store.work_hints`; a whole lap that found nothing with no
+stream command applied in between proves the region clean until the next one). The
+graveyard, which any delete of a large value may fill, is looked at (one short read) at
+most every `GRAVEYARD_INTERVAL`, and not again while the region applies nothing after a
+look found it empty.
 
 The same task removes the status records of cross-region transactions
 (`cairn.store.txn_locks`) once `status_retention_ms` old: every `STATUS_INTERVAL` per led
 region it looks at the next stretch of the region's status records (`stale_statuses`,
 wrapping around) and proposes one `GC_COMMAND` naming the stale ones it found (at most
 `GC_BATCH`), which deletes those still stale at its own time. Records age without any
-entry being applied, so this look is timed, not tied to the clean-region bookkeeping.
-The same look hands the region's locks expired for `LOCK_GRACE_MS` (`expired_locks`) to
-the node's lock resolver, which settles each from its transaction's primary (rolled
-forward or back). So a lock left by a coordinator that died is resolved within seconds
-even if no reader ever meets it, and never outlives its transaction's status record
-(which a reader would otherwise need after the retention: without it the lock would be
-rolled back though its transaction committed). Only a region without a leader for
-longer than the retention defeats this (docs/transactions.md).
+entry being applied, so this look is timed, not tied to the clean-region bookkeeping; it
+reads only in a region that may hold a status record (`StoreMachine.may_hold_statuses`,
+read again only after a transaction's entry). The same look hands the region's locks
+expired for `LOCK_GRACE_MS` (`expired_locks`) to the node's lock resolver, which settles
+each from its transaction's primary (rolled forward or back). So a lock left by a
+coordinator that died is resolved within seconds even if no reader ever meets it, and
+never outlives its transaction's status record (which a reader would otherwise need
+after the retention: without it the lock would be rolled back though its transaction
+committed). Only a region without a leader for longer than the retention defeats this
+(docs/transactions.md). A region without locks (`StoreMachine.may_hold_locks`) is not
+looked at for them.
 """
 
 from __future__ import annotations
@@ -62,6 +71,10 @@ STREAM_BATCH = 64
 WALK_INTERVAL = 0.5
 """Seconds between two looks of the stream walk in one region (about 12 ms each on a
 loaded machine): busy rounds reclaiming a graveyard do not walk each time."""
+
+GRAVEYARD_INTERVAL = 1.0
+"""Seconds between two looks at an empty graveyard of a region that keeps applying
+entries (a region that applies nothing is not looked at again)."""
 
 STATUS_INTERVAL = 1.0
 """Seconds between two looks for stale transaction status records in one region."""
@@ -124,13 +137,13 @@ class Reclaimer:
         self.monotonic = monotonic
         self._walked: dict[int, float] = {}
         """When each region's stream walk last looked (`WALK_INTERVAL`)."""
-        self._clean: dict[int, tuple[int, Scope]] = {}
-        """(applied index, scope) of each region when it was last found without garbage:
-        only an applied entry, a snapshot or a split or merge (which change them) can
-        bury or trim anything, so a quiet region is not walked again."""
-        self._quiet: dict[int, tuple[tuple[int, Scope], int]] = {}
-        """(applied index, scope) and stream-walk lap count of each region when a walk
-        first found nothing there: two laps later with the same state, it is clean."""
+        self._empty_graveyard: dict[int, tuple[int, Scope]] = {}
+        """(applied index, scope) of each region when a look last found its graveyard
+        empty: only an applied entry, a snapshot or a split or merge (which change them)
+        can bury anything, so a quiet region is not looked at again."""
+        self._graveyard_looked: dict[int, float] = {}
+        """When each region's graveyard was last looked at (`GRAVEYARD_INTERVAL`; none
+        while it holds garbage: then every round looks)."""
         self._carry: dict[int, list[bytes]] = {}
         """The streams each region's last steps named when one of them used its whole
         budget: named again next round, since the walk has moved on past them."""
@@ -164,26 +177,48 @@ class Reclaimer:
     def _work(self) -> list[Work]:
         """The led regions with garbage, each with the trimmed streams to name."""
         found = []
+        for region_id, machine in self._led():
+            carried = self._carry.pop(region_id, [])
+            walk = machine.may_hold_trimmed_streams and self._walk_due(region_id)
+            if walk:
+                now_ms = machine.effective_now(self.wall_ms())
+                found_now = machine.reclaimable_streams(now_ms, STREAM_BATCH)
+            else:
+                found_now = []
+            streams = list(dict.fromkeys(carried + found_now))[:STREAM_BATCH]
+            if streams or self._graveyard(region_id, machine):
+                found.append((region_id, streams))
+        return found
+
+    def _led(self) -> list[tuple[int, StoreMachine]]:
+        """The live regions this node leads, with their machines."""
+        led = []
         for region_id, peer in list(self.host.peers.items()):
             if peer.replica.stopped or not peer.replica.is_leader:
                 continue
             machine = self.machines.get(region_id)
-            if machine is None or machine.retired:
-                continue
-            state = (machine.applied_index, machine.scope)
-            if self._clean.get(region_id) == state:
-                continue  # nothing applied since it was found clean: still clean
-            now_ms = machine.effective_now(self.wall_ms())
-            walk = self._walk_due(region_id)
-            carried = self._carry.pop(region_id, [])
-            found_now = machine.reclaimable_streams(now_ms, STREAM_BATCH) if walk else []
-            streams = list(dict.fromkeys(carried + found_now))[:STREAM_BATCH]
-            if streams or machine.has_garbage():
-                self._quiet.pop(region_id, None)
-                found.append((region_id, streams))
-            elif walk and self._swept(region_id, state, machine.stream_laps):
-                self._clean[region_id] = state
-        return found
+            if machine is not None and not machine.retired:
+                led.append((region_id, machine))
+        return led
+
+    def _graveyard(self, region_id: int, machine: StoreMachine) -> bool:
+        """Whether the region's graveyard holds a record: looked at (one short read) at
+        most every `GRAVEYARD_INTERVAL`, and not again while the region applies nothing
+        after a look found it empty."""
+        state = (machine.applied_index, machine.scope)
+        if self._empty_graveyard.get(region_id) == state:
+            return False
+        now = self.monotonic()
+        last = self._graveyard_looked.get(region_id)
+        if last is not None and now - last < GRAVEYARD_INTERVAL:
+            return False
+        self._graveyard_looked[region_id] = now
+        if machine.has_garbage():
+            self._empty_graveyard.pop(region_id, None)
+            self._graveyard_looked.pop(region_id, None)  # busy: look again next round
+            return True
+        self._empty_graveyard[region_id] = state
+        return False
 
     def _walk_due(self, region_id: int) -> bool:
         """Whether the region's stream walk may look now (and note that it does)."""
@@ -193,15 +228,6 @@ class Reclaimer:
             return False
         self._walked[region_id] = now
         return True
-
-    def _swept(self, region_id: int, state: tuple[int, Scope], laps: int) -> bool:
-        """Whether the stream walk has found nothing for a whole lap in `state` (it
-        started the lap after the first empty look, and finished it)."""
-        quiet = self._quiet.get(region_id)
-        if quiet is None or quiet[0] != state:
-            self._quiet[region_id] = (state, laps)
-            return False
-        return laps >= quiet[1] + 2
 
     async def status_round(self) -> bool:
         """One `GC_COMMAND` in each led region whose look found stale status records,
@@ -216,35 +242,45 @@ class Reclaimer:
 
     def _status_work(self) -> list[tuple[int, list[bytes]]]:
         """The led regions whose look is due and found stale status records, each with
-        its `GC_COMMAND` arguments."""
+        its `GC_COMMAND` arguments. A region known to hold no status record and no lock
+        (`StoreMachine.may_hold_statuses`, `may_hold_locks`: in memory) costs no read."""
         found = []
         now = self.monotonic()
-        for region_id, peer in list(self.host.peers.items()):
-            if peer.replica.stopped or not peer.replica.is_leader:
-                continue
-            machine = self.machines.get(region_id)
-            if machine is None or machine.retired:
-                continue
+        for region_id, machine in self._led():
             last = self._status_looked.get(region_id)
             if last is not None and now - last < STATUS_INTERVAL:
                 continue
             self._status_looked[region_id] = now
+            locks = self.resolve_lock is not None and machine.may_hold_locks
+            if not (locks or machine.may_hold_statuses):
+                continue
             now_ms = machine.effective_now(self.wall_ms())
-            position = self._status_position.get(region_id, b"")
-            stale, self._status_position[region_id] = stale_statuses(
-                machine.keyspace, machine.scope, now_ms, self.status_retention_ms, position
-            )
-            self._hand_expired_locks(region_id, machine, now_ms)
-            if stale:
-                args = [b"%d" % self.status_retention_ms]
-                for primary, start_ts in stale:
-                    args += [primary, b"%d" % start_ts]
+            if locks:
+                self._hand_expired_locks(region_id, machine, now_ms)
+            args = self._stale_statuses(region_id, machine, now_ms)
+            if args:
                 found.append((region_id, args))
         return found
 
+    def _stale_statuses(self, region_id: int, machine: StoreMachine, now_ms: int) -> list[bytes]:
+        """The `GC_COMMAND` arguments naming the stale status records of the region's
+        next stretch (empty: none found, or none held)."""
+        if not machine.may_hold_statuses:
+            return []
+        position = self._status_position.get(region_id, b"")
+        stale, self._status_position[region_id] = stale_statuses(
+            machine.keyspace, machine.scope, now_ms, self.status_retention_ms, position
+        )
+        if not stale:
+            return []
+        args = [b"%d" % self.status_retention_ms]
+        for primary, start_ts in stale:
+            args += [primary, b"%d" % start_ts]
+        return args
+
     def _hand_expired_locks(self, region_id: int, machine: StoreMachine, now_ms: int) -> None:
         """Give the region's next stretch of long-expired locks to `resolve_lock`."""
-        if self.resolve_lock is None or not machine.may_hold_locks:
+        if self.resolve_lock is None:
             return
         position = self._lock_position.get(region_id, b"")
         expired, self._lock_position[region_id] = expired_locks(

@@ -36,7 +36,8 @@ client may retry later or untagged), never silently evicting a live id, which wo
 the at-most-once promise. A reply larger than `MAX_KEPT_REPLY` bytes is not kept: a retry
 is answered `REPLY_NOT_KEPT` (the write is still applied once; both names are the
 table's). Expired ids go by the purge on each tagged write and by `PURGE_COMMAND`, which
-a region's leader proposes when `has_expired` (`cairn.runtime.node`'s active expiry).
+a region's leader proposes when `StoreMachine.has_expired_requests` (`cairn.runtime.node`'s
+active expiry).
 """
 
 from __future__ import annotations

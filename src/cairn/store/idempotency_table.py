@@ -47,7 +47,7 @@ __all__ = [
     "REPLY_NOT_KEPT",
     "answer",
     "check_image_record",
-    "has_expired",
+    "earliest_request_expiry",
     "live_record",
     "move_requests",
     "purge",
@@ -293,12 +293,14 @@ def purge(batch: WriteBatch, scope: Scope, now_ms: int, limit: int) -> int:
     return len(rows)
 
 
-def has_expired(reader: KeyspaceReader, scope: Scope, now_ms: int) -> bool:
-    """Whether the scope's table holds an id expired at `now_ms` (the leader then
-    proposes `idempotency_entries.PURGE_COMMAND`): one read of the expiry index's first
-    entry."""
+def earliest_request_expiry(reader: KeyspaceReader, scope: Scope) -> int | None:
+    """When the scope's first request id expires (None: the table is empty): one read
+    of the expiry index's first entry. Ids have expired at `now_ms` when it is at most
+    `now_ms` (the leader then proposes `idempotency_entries.PURGE_COMMAND`); the machine
+    reads it again only after an entry that changed the table."""
     head = _prefix(scope) + _BY_EXPIRY
-    return bool(reader.scan(head, head + _U64.pack(min(now_ms, MAX_LIMIT) + 1), 1))
+    first = reader.scan(head, prefix_end(head), 1)
+    return int(_U64.unpack_from(first[0][0], len(head))[0]) if first else None
 
 
 # -- splits and merges ------------------------------------------------------------------

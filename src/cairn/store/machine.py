@@ -17,7 +17,10 @@ command with keys from `expired_keys`; it deletes a key only if it is still expi
 entry's now_ms, so a key refreshed in between survives. Deleted large values are
 reclaimed the same way, with trimmed stream records: the leader proposes the internal
 `RECLAIM_COMMAND` while `has_garbage` or `reclaimable_streams` finds work
-(`cairn.store.reclaim`).
+(`cairn.store.reclaim`). Those looks skip a scope that surely has no such work without
+reading it: the machine notes, from each entry it applies, which kinds of background work
+the entry may have created (`hints`, `cairn.store.work_hints`; in memory, never part of
+the replicated state).
 
 A command that fails (an error reply) leaves no trace but the applied index. Every write
 stamps the keys it changes with its (region, index) for WATCH; a whole MULTI/EXEC is one
@@ -67,11 +70,11 @@ from cairn.store.idempotency_entries import (
     TXN_COMMIT_COMMAND,
     TXN_LOCK_COMMAND,
 )
-from cairn.store.idempotency_table import has_expired
+from cairn.store.idempotency_table import earliest_request_expiry
 from cairn.store.keyspace import Keyspace, MemoryKeyspace, WriteBatch, write_batch
 from cairn.store.layout import decode_u64, encode_stamp, encode_u64
 from cairn.store.notifications import Event
-from cairn.store.ranges import KeyspaceImages, RangeImages
+from cairn.store.ranges import KeyspaceImages, RangeImages, iter_statuses
 from cairn.store.reclaim import has_garbage
 from cairn.store.scope import WHOLE_KEYSPACE, KeyOutOfRangeError, Scope
 from cairn.store.scripting.effects import EFFECTS_COMMAND, EFFECTS_COMMANDS, apply_effects
@@ -82,6 +85,7 @@ from cairn.store.transaction import (
     apply_transaction,
 )
 from cairn.store.txn_locks import TXN_LOCK_COMMANDS, has_locks, is_locked, lock_error
+from cairn.store.work_hints import WorkHints, entry_hints
 
 __all__ = [
     "KEY_NOT_IN_REGION",
@@ -219,6 +223,11 @@ class StoreMachine:
         """Planted bug (tests only, `cairn.txn`'s plant tests): reads skip the lock check,
         so a read of a key whose transaction committed at its primary but not yet here
         sees the value from before an acknowledged transaction."""
+        self.hints = WorkHints()
+        """What the leader's background looks may find (`cairn.store.work_hints`): kept
+        from the applied entries, in memory only, reset by every reload."""
+        self._statuses_possible = True
+        self._request_due: int | None = None
         self.reload()
 
     def reload(self) -> None:
@@ -229,6 +238,7 @@ class StoreMachine:
         self.max_now_ms = decode_u64(self.keyspace.get(self.scope.now_key))
         self._expiry_position = self.scope.meta_bounds()[0]
         self._reclaim_position = self._expiry_position
+        self.hints = WorkHints()  # the range or the records changed: known again by laps
 
     def _note_locks(self) -> None:
         """Look whether the scope holds any transaction lock (one short scan): while it
@@ -410,6 +420,9 @@ class StoreMachine:
             if locked is not None:
                 self._set_progress(index, now_ms)
                 return locked
+        hints = entry_hints(spec.name, args)
+        if hints:
+            self.hints.note(hints)
         events: list[Event] | None = [] if self.collect_events else None
         if spec.name == TXN_COMMAND:
             reply = apply_transaction(self.keyspace, self.scope, index, now_ms, args[0], events)
@@ -475,10 +488,21 @@ class StoreMachine:
     def expired_keys(self, now_ms: int, limit: int) -> list[bytes]:
         """Up to `limit` keys expired at `now_ms`, for the leader to delete by proposing
         `EXPIRE_DELETE`. Each call samples the next stretch of the keyspace (about
-        20 x `limit` keys, wrapping around), like Redis' incremental active expiry."""
+        20 x `limit` keys, wrapping around), like Redis' incremental active expiry. A
+        scope known to hold no key with a TTL (`hints.expiry`: a whole lap met none and
+        no entry since may have set one), or none due before `now_ms` (such a lap met
+        only later deadlines), answers at once, without a read."""
         self._check_live()
+        lap = self.hints.expiry
+        if lap.idle_at(now_ms):
+            return []
         db = Db(self.keyspace, None, now_ms, self.scope)
+        if self._expiry_position <= db.start_position:
+            lap.lap_begins()
         entries = db.walk(self._expiry_position, limit * _EXPIRY_SAMPLE_FACTOR)
+        deadlines = [e.meta.expire_ms for e in entries if e.meta.expire_ms is not None]
+        if deadlines:
+            lap.met(min(deadlines))
         found = [e for e in entries if e.meta.expired(now_ms)]
         if self._locks_possible:  # a locked key is its transaction's (`Db.purge_if_expired`)
             found = [e for e in found if not is_locked(self.keyspace, e.key)]
@@ -489,17 +513,27 @@ class StoreMachine:
             self._expiry_position = entries[-1].position + b"\x00"
         else:
             self._expiry_position = db.start_position
+            lap.lap_ends()
         return [e.key for e in found]
 
     def reclaimable_streams(self, now_ms: int, limit: int) -> list[bytes]:
         """Up to `limit` streams with trimmed records left to delete, for the leader to
         name in its `cairn.reclaim` steps (`cairn.runtime.reclaimer`). Each call walks
         the next stretch of about 20 x `limit` keys, wrapping around (`stream_laps`), like
-        `expired_keys`; a stream with much left is named again until it is done."""
+        `expired_keys`; a stream with much left is named again until it is done. A scope
+        known to hold no trimmed stream (`hints.streams`, as for `expired_keys`) answers
+        at once, without a read."""
         self._check_live()
+        lap = self.hints.streams
+        if lap.idle_at(now_ms):
+            return []
         db = Db(self.keyspace, None, now_ms, self.scope)
+        if self._reclaim_position <= db.start_position:
+            lap.lap_begins()
         entries = db.walk(self._reclaim_position, limit * _EXPIRY_SAMPLE_FACTOR)
         found = [e for e in entries if needs_reclaim(e.meta)][:limit]
+        if found:
+            lap.met()
         if len(found) == limit:
             self._reclaim_position = found[0].position
         elif len(entries) == limit * _EXPIRY_SAMPLE_FACTOR:
@@ -507,13 +541,37 @@ class StoreMachine:
         else:
             self._reclaim_position = db.start_position
             self.stream_laps += 1
+            lap.lap_ends()
         return [e.key for e in found]
+
+    @property
+    def may_hold_trimmed_streams(self) -> bool:
+        """Whether `reclaimable_streams` may find anything (False: surely nothing)."""
+        return self.hints.streams.possible
+
+    @property
+    def may_hold_statuses(self) -> bool:
+        """Whether the scope may hold a transaction status record (False: surely none):
+        read again (one short scan) only after an entry that may have written or deleted
+        one (`hints`), so the leader's look at stale records costs nothing without."""
+        if self.hints.statuses_dirty:
+            self._check_live()
+            self._statuses_possible = (
+                next(iter_statuses(self.keyspace, self.scope), None) is not None
+            )
+            self.hints.statuses_dirty = False
+        return self._statuses_possible
 
     def has_expired_requests(self, now_ms: int) -> bool:
         """Whether the request table (IDEMPOTENT) holds ids expired at `now_ms`: then
-        the leader proposes their purge (`cairn.store.idempotency_entries.PURGE_COMMAND`)."""
+        the leader proposes their purge (`cairn.store.idempotency_entries.PURGE_COMMAND`).
+        The table's earliest expiry is read again only after an entry that changed the
+        table (`hints`): a region without tagged writes answers without a read."""
         self._check_live()
-        return has_expired(self.keyspace, self.scope, now_ms)
+        if self.hints.requests_dirty:
+            self._request_due = earliest_request_expiry(self.keyspace, self.scope)
+            self.hints.requests_dirty = False
+        return self._request_due is not None and self._request_due <= now_ms
 
     def has_garbage(self) -> bool:
         """Whether the scope holds deleted large values whose records are not reclaimed
