@@ -403,10 +403,14 @@ class OrderIndex:
         """Add `delta` to the count of the last pivot below `entry` at each level, up to
         the first level with none (then none lies below it above either): the whole of
         counting or uncounting an entry that is no pivot (all but one in `FANOUT`), one
-        reverse lookup and one write per level, each on the record as read."""
+        reverse lookup and one write per level, each on the record as read. The hot path
+        of ZADD and SADD: the lookups go to the records directly, from the key's prefix
+        read once."""
+        base = db.field_prefix(key) + self.counts
+        rscan = db.records.rscan
         for lvl in range(1, self.levels + 1):
-            floor = self.counts + bytes((lvl,))
-            rows = db.raw_fields(key, floor, 1, floor + entry, True)
+            floor = base + _LEVEL_TAGS[lvl]
+            rows = rscan(floor, floor + entry, 1)
             if not rows:
                 return
             record, raw = rows[0]
@@ -429,3 +433,5 @@ class OrderIndex:
 
 
 _U64_MAX = (1 << 64) - 1
+_LEVEL_TAGS = [bytes((lvl,)) for lvl in range(256)]
+"""The level byte of a count record, by level."""
