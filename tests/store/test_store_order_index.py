@@ -187,3 +187,36 @@ def test_removing_the_first_entries_keeps_the_index(entries: set[bytes], pops: i
             db.delete_field(KEY, SMALL.entries + entry)
             SMALL.removed_first(db, KEY, entry)
         check(Db(space, None, 0), SMALL, model, [])
+
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sets(ENTRIES, min_size=1, max_size=40),
+    st.lists(st.tuples(st.integers(0, 39), ENTRIES), max_size=30),
+    st.sampled_from([SMALL, OrderIndex(b"e", b"f", b"c", bits=2, levels=2)]),
+)
+def test_moves_count_like_removal_then_addition(
+    entries: set[bytes], moves: list[tuple[int, bytes]], index: OrderIndex
+) -> None:
+    """`moved` (a score change: one entry replaced by another) keeps every count record,
+    rank and selection exact, whether either side is a pivot or not."""
+    space = MemoryKeyspace()
+    model = sorted(entries)
+    with write_batch(space) as batch:
+        db = Db(space, batch, 0)
+        for entry in model:
+            db.put_field(KEY, index.entries + entry, b"")
+        index.added_many(db, KEY, model)
+    for at, new in moves:
+        old = model[at % len(model)]
+        if new in model:
+            continue
+        with write_batch(space) as batch:
+            db = Db(space, batch, 0)
+            db.delete_field(KEY, index.entries + old)
+            db.put_field(KEY, index.entries + new, b"")
+            index.moved(db, KEY, old, new)
+        model.remove(old)
+        model.insert(bisect_left(model, new), new)
+        check(Db(space, None, 0), index, model, [])

@@ -5,6 +5,7 @@ inputs, ZSCAN paging, and the number of records a range reads."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 from unittest.mock import patch
 
@@ -15,12 +16,13 @@ from store_harness import FakeClock, MachineClient, Step, bulks, run_steps
 
 from cairn.resp.codec import encode
 from cairn.resp.reply import NULL, NULL_ARRAY, OK, Array, Bulk, Double, ErrorReply, Integer, Pairs
-from cairn.store import order_index
+from cairn.store import order_index, zset_records
 from cairn.store.commands import zset_base
 from cairn.store.commands.blocking import Blocked
 from cairn.store.commands.spec import RANDOM_REPEAT_TOO_MANY
 from cairn.store.commands.zset_scores import lex_range, parse_bound, parse_score, score_range
 from cairn.store.db import Db
+from cairn.store.order_index import OrderIndex
 
 WRONGTYPE = ErrorReply("WRONGTYPE Operation against a key holding the wrong kind of value")
 NOT_FLOAT = ErrorReply("ERR value is not a valid float")
@@ -514,3 +516,26 @@ def test_score_range_bounds_in_the_index() -> None:
     assert start < end
     low, high = lex_range(b"[b", b"(b")
     assert low >= high
+
+
+def test_one_pair_zadds_keep_a_deep_index_exact() -> None:
+    """`ZADD key score member` (the direct path) on an index of fan-out 2, so that every
+    addition and every score change goes through pivots on all levels: the replies, the
+    order, every rank and a selection at every rank agree with a model."""
+    rng = random.Random(11)
+    shape = OrderIndex(zset_records.INDEX, zset_records.INDEX_END, zset_records.COUNTS, 1, 4)
+    with patch.object(zset_records, "RANKS", shape):
+        client = MachineClient(clock=FakeClock())
+        model: dict[bytes, float] = {}
+        for _ in range(400):
+            member = b"m%d" % rng.randrange(80)
+            score = float(rng.randrange(-20, 20))
+            text = b"-0" if score == 0 and rng.random() < 0.5 else b"%d" % score
+            added = member not in model
+            assert client.call("ZADD", "z", text, member) == Integer(int(added))
+            model[member] = score
+        order = _order(model)
+        assert client.call("ZRANGE", "z", "0", "-1", "WITHSCORES") == pairs(*order)
+        for rank, (member, _) in enumerate(order):
+            assert client.call("ZRANK", "z", member) == Integer(rank)
+            assert client.call("ZRANGE", "z", str(rank), str(rank)) == bulks(member)

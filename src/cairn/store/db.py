@@ -315,6 +315,11 @@ class Db:
         if self.stamp:
             self._unstamped.add(key)
 
+    def field_prefix(self, key: bytes) -> bytes:
+        """The prefix of `key`'s sub-records in the keys `raw_fields` returns (a field's
+        record is this prefix plus the field): for walks that go to `records` directly."""
+        return self._element_prefix(key)[1]
+
     def field_offset(self, key: bytes) -> int:
         """Where a field starts in the keys `raw_fields` returns for `key`."""
         return len(self._element_prefix(key)[1])

@@ -352,6 +352,37 @@ class OrderIndex:
             if prev is not None and change:
                 self._put(db, key, lvl, prev[0], prev[1] + change)
 
+    def moved(self, db: Db, key: bytes, old: bytes, new: bytes) -> None:
+        """Count `new` instead of `old` (a member's score change): the caller has deleted
+        `old`'s record and written `new`'s. When neither is a pivot (all but about one
+        change in 32), each level's count moves from the pivot holding `old` to the one
+        holding `new`, and the walk stops at the first level where both lie in the same
+        span (or head): no pivot of that level lies between them, hence none of a level
+        above. A small change of score stops at level 1 with two lookups and no write."""
+        if level(old, self.bits, self.levels) or level(new, self.bits, self.levels):
+            self.removed(db, key, old)
+            self.added(db, key, new)
+            return
+        base = db.field_prefix(key) + self.counts
+        rscan = db.records.rscan
+        for lvl in range(1, self.levels + 1):
+            floor = base + _LEVEL_TAGS[lvl]
+            was = rscan(floor, floor + old, 1)
+            now = rscan(floor, floor + new, 1)
+            if was == now:
+                return  # the same span, or both in the head, here and on every level above
+            if was:
+                self._adjust(db, key, was[0], -1)
+            if now:
+                self._adjust(db, key, now[0], 1)
+
+    def _adjust(self, db: Db, key: bytes, row: tuple[bytes, bytes], delta: int) -> None:
+        """Add `delta` to the count record `row` (as `Db.raw_fields` returned it)."""
+        count = _U64.unpack(row[1])[0] + delta
+        if count <= 0:
+            raise IndexCorruptError(f"a count of {key!r} would drop to {count}")
+        db.put_record(key, row[0], _U64.pack(count))
+
     def removed_first(self, db: Db, key: bytes, entry: bytes) -> None:
         """`removed` for the first entry (ZPOPMIN's): no pivot lies below it at any level,
         so its own count records, if it is a pivot, are all that change (its span joins
@@ -403,10 +434,14 @@ class OrderIndex:
         """Add `delta` to the count of the last pivot below `entry` at each level, up to
         the first level with none (then none lies below it above either): the whole of
         counting or uncounting an entry that is no pivot (all but one in `FANOUT`), one
-        reverse lookup and one write per level, each on the record as read."""
+        reverse lookup and one write per level, each on the record as read. The hot path
+        of ZADD and SADD: the lookups go to the records directly, from the key's prefix
+        read once."""
+        base = db.field_prefix(key) + self.counts
+        rscan = db.records.rscan
         for lvl in range(1, self.levels + 1):
-            floor = self.counts + bytes((lvl,))
-            rows = db.raw_fields(key, floor, 1, floor + entry, True)
+            floor = base + _LEVEL_TAGS[lvl]
+            rows = rscan(floor, floor + entry, 1)
             if not rows:
                 return
             record, raw = rows[0]
@@ -429,3 +464,5 @@ class OrderIndex:
 
 
 _U64_MAX = (1 << 64) - 1
+_LEVEL_TAGS = [bytes((lvl,)) for lvl in range(256)]
+"""The level byte of a count record, by level."""

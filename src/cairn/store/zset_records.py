@@ -82,8 +82,14 @@ def put_member(
         old_entry = sortable(old) + member
         if old_entry == entry:
             return
-        RANKS.removed(db, key, old_entry)
         db.delete_field(key, INDEX + old_entry)
+        db.put_field(key, INDEX + entry, b"")
+        if deferred is None:
+            RANKS.moved(db, key, old_entry, entry)
+        else:
+            RANKS.removed(db, key, old_entry)
+            deferred.append(entry)
+        return
     db.put_field(key, INDEX + entry, b"")
     if deferred is None:
         RANKS.added(db, key, entry)

@@ -68,6 +68,8 @@ NAN_SCORE = ErrorReply("ERR resulting score is not a number (NaN)")
 _MUST_BE_POSITIVE = ErrorReply("ERR value is out of range, must be positive")
 _NUMKEYS = ErrorReply("ERR numkeys should be greater than 0")
 _COUNT = ErrorReply("ERR count should be greater than 0")
+ONE = Integer(1)
+ZERO = Integer(0)
 
 # -- ZADD, ZINCRBY ---------------------------------------------------------------------
 
@@ -182,8 +184,32 @@ def add_members(
     return tally
 
 
+def _add_plain(ctx: Ctx, key: bytes, score_data: bytes, member: bytes) -> Reply:
+    """``ZADD key score member``, the usual form: what `add_members` does for one pair
+    and no option, without the option parsing and the tally (the same errors, in the
+    same order: an option name where the score goes is a syntax error, then the score,
+    then the key's type)."""
+    if score_data.lower() in _ADD_OPTIONS:
+        raise fail(SYNTAX)
+    score = score_arg(score_data)
+    meta = lookup(ctx, key)
+    db = ctx.db
+    old = None if meta is None else score_of(db, key, member)
+    if old is None:
+        set_score(db, key, member, score, None)
+        save_size(db, key, meta, 1 if meta is None else meta.size + 1)
+        ctx.notify(ZSET, "zadd", key)
+        return ONE
+    if score != old:
+        set_score(db, key, member, score, old)
+        ctx.notify(ZSET, "zadd", key)
+    return ZERO
+
+
 def cmd_zadd(ctx: Ctx, args: Sequence[bytes]) -> Reply:
     """ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]."""
+    if len(args) == 3:
+        return _add_plain(ctx, args[0], args[1], args[2])
     flags, pairs = _parse_zadd(args)
     tally = add_members(ctx, args[0], flags, pairs)
     if flags.incr:
