@@ -123,12 +123,13 @@ def test_a_wider_shape_on_a_few_thousand_entries() -> None:
     st.lists(st.integers(min_value=0, max_value=1000), max_size=12),
     st.sampled_from([1, 2, 16]),
 )
-def test_removal_by_the_selection_path_matches_removal(
+def test_selection_then_removal_matches_a_sorted_list(
     entries: set[bytes], draws: list[int], chunk: int
 ) -> None:
-    """SPOP's path: `select_path` finds the entry at a rank (reading spans a `chunk` of
-    pivots at a time, from the nearer end) and `removed_on` uncounts it from that path;
-    every count, selection and rank stays what a sorted list says."""
+    """`select_path` finds the entry at a rank (reading spans a `chunk` of pivots at a
+    time, from the nearer end), and the path it reports is the pivot holding the entry at
+    each level; after `removed` every count, selection and rank stays what a sorted list
+    says."""
     space = MemoryKeyspace()
     model = sorted(entries)
     with write_batch(space) as batch:
@@ -147,7 +148,10 @@ def test_removal_by_the_selection_path_matches_removal(
                 entry, path = SMALL.select_path(db, KEY, len(model), rank)
                 assert entry == model[rank]
                 db.delete_field(KEY, SMALL.entries + entry)
-                SMALL.removed_on(db, KEY, entry, path)
+                for lvl, held in enumerate(path, 1):
+                    if held is not None:
+                        assert held[0] <= entry, (lvl, held, entry)
+                SMALL.removed(db, KEY, entry)
             model.remove(entry)
             check(Db(space, None, 0), SMALL, model, [])
     finally:

@@ -118,8 +118,7 @@ class OrderIndex:
     def select_path(self, db: Db, key: bytes, size: int, rank: int) -> tuple[bytes, Path]:
         """`select`, with the pivot (and its count) whose span holds the entry at each
         level, from level 1 up, None where it lies in the head (then every level above
-        is None too): what `removed_on` needs to remove that entry without looking its
-        pivots up again.
+        is None too).
 
         Each level's span is read a chunk of pivots at a time, up to the pivot that holds
         `rank`: below the top span, every span starts with a pivot of its own level (the
@@ -389,18 +388,6 @@ class OrderIndex:
         the head, which keeps no record)."""
         for lvl in range(1, level(entry, self.bits, self.levels) + 1):
             db.delete_field(key, self._pivot(lvl, entry))
-
-    def removed_on(self, db: Db, key: bytes, entry: bytes, path: Path) -> None:
-        """`removed`, for an entry `select_path` just found with `path` (nothing written
-        in between): an entry that is no pivot (all but one in `FANOUT`) takes one off
-        the count of the pivot holding it at each level, with no lookups."""
-        if level(entry, self.bits, self.levels):
-            self.removed(db, key, entry)
-            return
-        for lvl, held in enumerate(path, 1):
-            if held is None:
-                break  # in the head of this level, hence of every level above
-            self._put(db, key, lvl, held[0], held[1] - 1)
 
     # -- internals ----------------------------------------------------------------------
 
