@@ -76,6 +76,7 @@ from compare_report import (
     parse_benchmark,
     print_report,
     region_commits,
+    spread,
 )
 from compare_report import (
     Figures as Figures,  # re-exported: the other bench scripts import it from here
@@ -446,10 +447,10 @@ def measure_cairn(row: Row, cluster: LocalCluster, port: int, n: int) -> None:
         notes.append("the nodes did not agree on every region's leader before or after the run")
     elif after != before:
         notes.append(f"a region's leader changed during the run ({before} -> {after})")
+    if row.workload.command == "set" and row.workload.clients >= nodes and not spread(row.writes):
+        notes.append(f"the writes did not spread over the regions: {row.writes}")
     if len(row.cairn.masters) != nodes:
         notes.append(f"redis-benchmark saw {len(row.cairn.masters)} masters, not {nodes}")
-    if row.cairn.errors:
-        notes.append(f"{row.cairn.errors} error line(s) from redis-benchmark -e")
     row.note = "; ".join(notes)
 
 

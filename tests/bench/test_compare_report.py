@@ -26,6 +26,7 @@ from compare_report import (  # the bench directory is not a package: sys.path a
     markdown,
     parse_benchmark,
     region_commits,
+    spread,
     targets,
 )
 
@@ -39,16 +40,14 @@ Master 1: {"b" * 40} 127.0.0.1:7002
 Master 2: {"c" * 40} 127.0.0.1:7003
 
 "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-Error from server 127.0.0.1:7002: ERR something
 "SET","2412.45","20.100","1.200","18.303","40.100","55.231","80.000"
 """
 
 
-def test_the_csv_row_the_masters_and_the_error_lines_are_read() -> None:
+def test_the_csv_row_and_the_masters_are_read() -> None:
     f = parse_benchmark(CLUSTER_OUTPUT)
     assert (f.rps, f.p50_ms, f.p99_ms) == (2412.45, 18.303, 55.231)
     assert f.masters == ("127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003")
-    assert f.errors == 1
 
 
 def test_output_without_a_result_row_is_refused() -> None:
@@ -71,6 +70,13 @@ def test_leaders_count_only_when_every_node_agrees_on_every_region() -> None:
     assert agreed_leaders([one, one, _view({1: 1, 2: 3, 3: 3}, {1: 0, 2: 0, 3: 0})], 3) == {}
     assert agreed_leaders([one, one, _view({1: 0, 2: 2, 3: 3}, {1: 0, 2: 0, 3: 0})], 3) == {}
     assert region_commits([one, later]) == {1: 12, 2: 20, 3: 35}
+
+
+def test_writes_spread_when_every_region_takes_half_its_share_or_more() -> None:
+    assert spread({1: 691, 2: 702, 3: 627})
+    assert spread({1: 1000, 2: 1000, 3: 400})  # exactly half its share (400 of 2,400 / 3)
+    assert not spread({1: 1000, 2: 1000, 3: 399})
+    assert not spread({1: 2000, 2: 3, 3: 4}) and not spread({}) and not spread({1: 0})
 
 
 def test_balanced_means_one_leader_per_node_give_or_take_one() -> None:
