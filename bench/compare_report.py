@@ -243,18 +243,30 @@ def figure_cells(row: Row) -> list[list[str]]:
 
 
 def cpu_headers(nodes: Sequence[int]) -> list[str]:
-    """The header of the Cairn table: per-node CPU, their sum, writes per region, masters."""
+    """The header of the Cairn table: per-node CPU, their sum (also less what the nodes use
+    idle), commits per region, masters."""
     per_node = [f"node {n} CPU µs/op" for n in nodes]
-    return ["workload", *per_node, "all nodes", "commits per region", "masters"]
+    sums = ["all nodes", "all nodes less idle"]
+    return ["workload", *per_node, *sums, "commits per region", "masters"]
 
 
-def cpu_cells(row: Row, nodes: Sequence[int]) -> list[str]:
+def less_idle(row: Row, idle: dict[int, float]) -> float | None:
+    """All nodes' CPU µs per operation less what they use idle over the run's length
+    (`idle`: node -> percent of a core): at one client the fixed cost per second (ticks,
+    liveness, background walks) is most of the per-SET figure."""
+    if not row.cpu_us or row.cairn is None or row.cairn.rps <= 0 or not idle:
+        return None
+    idle_cores = sum(idle.get(n, 0.0) for n in row.cpu_us) / 100
+    return sum(row.cpu_us.values()) - 1e6 * idle_cores / row.cairn.rps
+
+
+def cpu_cells(row: Row, nodes: Sequence[int], idle: dict[int, float]) -> list[str]:
     """One workload's row of the Cairn table."""
     cpu = [_f(row.cpu_us.get(n), ",.0f") for n in nodes]
     total = _f(sum(row.cpu_us.values()), ",.0f") if row.cpu_us else "-"
     writes = ", ".join(f"r{r}: {n:,}" for r, n in sorted(row.writes.items())) or "-"
     masters = str(len(row.cairn.masters)) if row.cairn else "-"
-    return [row.workload.name, *cpu, total, writes, masters]
+    return [row.workload.name, *cpu, total, _f(less_idle(row, idle), ",.0f"), writes, masters]
 
 
 def markdown(report: Report) -> str:
@@ -282,7 +294,7 @@ def markdown(report: Report) -> str:
     lines += ["", "Cairn's nodes (CPU time from /proc around each run, per operation):", ""]
     lines += ["| " + " | ".join(headers) + " |"]
     lines += ["|" + "|".join("---" if i == 0 else "--:" for i in range(len(headers))) + "|"]
-    lines += ["| " + " | ".join(cpu_cells(r, nodes)) + " |" for r in report.rows]
+    lines += ["| " + " | ".join(cpu_cells(r, nodes, report.idle)) + " |" for r in report.rows]
     if report.idle:
         idle = ", ".join(f"node {n} {pct:.1f} %" for n, pct in sorted(report.idle.items()))
         lines += ["", f"Idle, before the loads, each node used (of one core): {idle}."]
@@ -300,12 +312,12 @@ def print_report(report: Report, console: Console) -> None:
     console.print(f"[bold]figures[/] (etcd load: {report.etcd_how})")
     for row in report.rows:
         for cells in figure_cells(row):
-            console.print("  " + "  ".join(f"{c:>14}" for c in cells))
+            console.print("  " + "  ".join(f"{c:>14}" for c in cells), soft_wrap=True)
     nodes = sorted({n for r in report.rows for n in r.cpu_us}) or [1, 2, 3]
-    console.print("[bold]Cairn[/]: " + " | ".join(cpu_headers(nodes)))
+    console.print("[bold]Cairn[/]: " + " | ".join(cpu_headers(nodes)), soft_wrap=True)
     for row in report.rows:
-        console.print("  " + " | ".join(cpu_cells(row, nodes)))
+        console.print("  " + " | ".join(cpu_cells(row, nodes, report.idle)), soft_wrap=True)
     console.print("[bold]issue 10's targets[/] (same-run ratios)")
     for t in targets(report.rows):
         colour = "yellow" if t.met is None else "green" if t.met else "red"
-        console.print(f"  {t.goal}: {t.measured} [{colour}]{verdict(t.met)}[/]")
+        console.print(f"  {t.goal}: {t.measured} [{colour}]{verdict(t.met)}[/]", soft_wrap=True)
