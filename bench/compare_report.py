@@ -317,6 +317,9 @@ def print_report(report: Report, console: Console) -> None:
     console.print("[bold]Cairn[/]: " + " | ".join(cpu_headers(nodes)), soft_wrap=True)
     for row in report.rows:
         console.print("  " + " | ".join(cpu_cells(row, nodes, report.idle)), soft_wrap=True)
+    if report.idle:
+        idle = ", ".join(f"node {n} {pct:.1f} %" for n, pct in sorted(report.idle.items()))
+        console.print(f"idle, of one core: {idle}")
     console.print("[bold]issue 10's targets[/] (same-run ratios)")
     for t in targets(report.rows):
         colour = "yellow" if t.met is None else "green" if t.met else "red"
