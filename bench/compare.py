@@ -1,42 +1,46 @@
-"""Cairn against redis-server (appendfsync always) and etcd, on this machine, in one run.
+"""Cairn (`cairn dev`'s cluster, `redis-benchmark --cluster`) against etcd and redis-server.
 
     python bench/compare.py            # full run, several minutes
     python bench/compare.py --quick    # 1/12 of the requests, about two minutes
-    python bench/compare.py --profile /tmp/prof   # also py-spy the leader under SET load
+    python bench/compare.py --pipelined          # also SET and GET with -P 16
+    python bench/compare.py --profile /tmp/prof  # also py-spy node 1 under SET load
+    python bench/compare.py --cairn-src /tmp/base/src --no-doc   # the nodes run other code
 
-What it does, all on 127.0.0.1 with free ports and temporary data directories:
+What it does, all on 127.0.0.1 with temporary data directories:
 
-1. starts a 3-node Cairn cluster (`LocalCluster`, production timing), one `redis-server
-   --appendonly yes --appendfsync always`, and a 3-node etcd cluster (Debian's etcd-server);
-2. runs redis-benchmark against Cairn's leader and against redis-server, back to back for
-   each workload: SET and GET with 100-byte values (`-d 100`), random keys (`-r 100000`),
-   50 clients, with and without `-P 16`, and SET with one client (latency);
-3. runs the equivalent put load against etcd's leader with `bench/etcd_load` (Go, built
-   against Debian's golang-etcd-server-dev sources in GOPATH mode), or, when Go cannot
-   build it, with a Python load generator over etcd's HTTP/JSON gateway (said in the output);
-4. prints a table with throughput, p50 and p99, the ratios Cairn/Redis and Cairn/etcd, the
-   targets of issue 3, and the CPU time Cairn's nodes spent per operation; and rewrites the
-   generated section of `docs/benchmarks.md` with the figures, the command, the date and the
-   machine. Everything it started is stopped by PID at the end, also on failure or Ctrl-C.
+1. starts the cluster `cairn dev` starts by default (`cairn.cli.dev.plan_dev_cluster`: 3
+   nodes, one region per node, production timing; on dev's ports 7001.. when they are
+   free, else on the first free block above), waits until every region has a leader all
+   nodes agree on and, for up to `--balance-timeout` seconds, until the leaders are on
+   distinct nodes (the placement driver's leader balance: 3 masters for redis-benchmark);
+   then one `redis-server --appendonly yes --appendfsync always` and a 3-member etcd
+   cluster (Debian's etcd-server);
+2. for each workload, back to back: `redis-benchmark --cluster` against Cairn (it reads
+   CLUSTER NODES and sends each client's keys to one master: `key:{tag}:<random>`, the tag
+   naming a slot of that master, clients dealt round-robin over the masters), plain
+   redis-benchmark against redis-server, and for SET the same put load against etcd's
+   leader (`bench/etcd_load_driver.py`): SET with 100-byte values and random keys
+   (`-d 100 -r 100000`) at 50 clients, GET at 50 clients, SET at 1 client;
+3. reads each Cairn node's CPU time from /proc around each Cairn run (CPU microseconds
+   per operation, node by node), and each region's commit index (INFO raft) before and
+   after, so the table shows that the writes really spread over all regions;
+4. prints the figures and issue 10's four targets as same-run ratios (met / not met), and
+   rewrites its generated section of `docs/benchmarks.md` (markers `BEGIN`/`END`; appended
+   at the end of the file when absent). Every process it started is stopped by PID at the
+   end, also on failure, Ctrl-C or SIGTERM.
 
-The CPU time per operation (from /proc) is the figure to compare between code versions:
-throughput on a small shared machine moves with whatever else runs, CPU per op much less.
+The machine is small and shared: every row records the load average when it started, and
+the CPU time per operation is the figure to compare between code versions.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
 import collections
 import contextlib
-import csv
 import datetime
-import io
-import json
 import os
 import platform
-import random
 import shutil
 import signal
 import socket
@@ -44,92 +48,51 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 from rich.console import Console
-from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import etcd_load_driver as etcd
+from compare_report import (
+    BEGIN,
+    END,
+    KEYSPACE,
+    PIPELINED,
+    QUICK_DIVISOR,
+    SET50,
+    VALUE_SIZE,
+    WORKLOADS,
+    Report,
+    Row,
+    agreed_leaders,
+    balanced,
+    figure_cells,
+    markdown,
+    parse_benchmark,
+    print_report,
+    region_commits,
+    spread,
+)
+from compare_report import (
+    Figures as Figures,  # re-exported: the other bench scripts import it from here
+)
+
+from cairn.cli.dev import DEFAULT_BASE_PORT, DEFAULT_NODES, busy_dev_ports, plan_dev_cluster
 from cairn.runtime.local_cluster import LocalCluster, free_ports
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- compare.py:begin -->", "<!-- compare.py:end -->"
-GOPATH = "/usr/share/gocode"
-VALUE_SIZE = 100
-KEYSPACE = 100_000
-CLIENTS = 50
+SPY_ARGS = ("-r", "250", "--nonblocking")
+BENCH_TIMEOUT = 1800.0
+"""The longest one redis-benchmark run may take (a bound, not an expectation)."""
 
 console = Console()
-
-
-# -- workloads -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """One redis-benchmark run (and its etcd counterpart, if it has one)."""
-
-    name: str
-    command: str
-    clients: int
-    pipeline: int
-    requests: int
-    """Full-run request count; `--quick` divides it by `QUICK_DIVISOR`."""
-    etcd: bool = False
-
-    def args(self, requests: int) -> list[str]:
-        """redis-benchmark arguments, without host and port."""
-        args = ["-t", self.command, "-n", str(requests), "-c", str(self.clients)]
-        args += ["-d", str(VALUE_SIZE), "-r", str(KEYSPACE), "--csv"]
-        if self.pipeline > 1:
-            args += ["-P", str(self.pipeline)]
-        return args
-
-
-WORKLOADS = (
-    Workload("SET, 50 clients", "set", CLIENTS, 1, 60_000, etcd=True),
-    Workload("GET, 50 clients", "get", CLIENTS, 1, 200_000),
-    Workload("SET, 50 clients, -P 16", "set", CLIENTS, 16, 200_000),
-    Workload("GET, 50 clients, -P 16", "get", CLIENTS, 16, 500_000),
-    Workload("SET, 1 client", "set", 1, 1, 4_000, etcd=True),
-)
-QUICK_DIVISOR = 12
-SET_LOAD = WORKLOADS[0]
-SPY_ARGS = ("-r", "250", "--nonblocking")
-
-
-@dataclass(frozen=True, slots=True)
-class Figures:
-    """Throughput and latency of one run."""
-
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int = 0
-
-    def ratio(self, other: Figures | None) -> float | None:
-        """This throughput over `other`'s."""
-        if other is None or other.rps <= 0:
-            return None
-        return self.rps / other.rps
-
-
-@dataclass(slots=True)
-class Row:
-    """One workload's figures on every system; CPU is Cairn's, ms per 1000 operations."""
-
-    workload: Workload
-    cairn: Figures | None = None
-    redis: Figures | None = None
-    etcd: Figures | None = None
-    cpu_leader: float | None = None
-    cpu_followers: float | None = None
-    note: str = ""
-    """What went wrong on Cairn's side, if anything (e.g. a leader change)."""
 
 
 # -- processes -----------------------------------------------------------------------------
@@ -169,18 +132,31 @@ class Processes:
                 proc.wait()
 
 
-def ensure_tools(no_etcd: bool) -> None:
-    """Install redis-server/redis-tools and etcd-server from Debian when missing (as root)."""
+def ensure_tools(no_etcd: bool, go: bool = False) -> None:
+    """Install redis-server/redis-tools and etcd-server from Debian when missing (as root);
+    with `go`, also Go and etcd's client sources for `bench/etcd_load`, when root can (the
+    Python fallback load is used otherwise)."""
     wanted = {"redis-server": "redis-server", "redis-benchmark": "redis-tools"}
     if not no_etcd:
         wanted["etcd"] = "etcd-server"
     missing = sorted({pkg for tool, pkg in wanted.items() if shutil.which(tool) is None})
-    if not missing:
+    optional = []
+    if go and not no_etcd and os.geteuid() == 0:
+        if shutil.which("go") is None:
+            optional.append("golang-go")
+        if not etcd.CLIENTV3.is_dir():
+            optional.append("golang-etcd-server-dev")
+    if not missing and not optional:
         return
-    if os.geteuid() != 0:
+    if missing and os.geteuid() != 0:
         sys.exit(f"missing {', '.join(missing)}: run apt-get install -y {' '.join(missing)}")
-    console.print(f"installing {', '.join(missing)} ...")
-    subprocess.run(["apt-get", "install", "-y", *missing], check=True, capture_output=True)
+    console.print(f"installing {', '.join(missing + optional)} ...")
+    if missing:
+        subprocess.run(["apt-get", "install", "-y", *missing], check=True, capture_output=True)
+    if optional:
+        done = subprocess.run(["apt-get", "install", "-y", *optional], capture_output=True)
+        if done.returncode != 0:
+            console.print("[yellow]could not install Go: the etcd load will be Python's[/]")
 
 
 def wait_until(check: object, what: str, timeout: float = 30.0) -> None:
@@ -213,32 +189,9 @@ def start_redis(procs: Processes, tmp: Path) -> int:
     return port
 
 
-def start_etcd(procs: Processes, tmp: Path, members: int = 3) -> list[str]:
-    """A `members`-node etcd cluster; its client URLs."""
-    ports = free_ports(2 * members)
-    clients = [f"http://{HOST}:{p}" for p in ports[:members]]
-    peers = [f"http://{HOST}:{p}" for p in ports[members:]]
-    cluster = ",".join(f"e{i}={peers[i]}" for i in range(members))
-    for i in range(members):
-        argv = ["etcd", "--name", f"e{i}", "--data-dir", str(tmp / f"etcd{i}")]
-        argv += ["--listen-client-urls", clients[i], "--advertise-client-urls", clients[i]]
-        argv += ["--listen-peer-urls", peers[i], "--initial-advertise-peer-urls", peers[i]]
-        argv += ["--initial-cluster", cluster, "--initial-cluster-state", "new"]
-        argv += ["--initial-cluster-token", "cairn-bench", "--log-level", "warn"]
-        argv += ["--logger", "zap"]
-        procs.start(f"etcd{i}", argv, tmp / f"etcd{i}.log")
-    for url in clients:
-        wait_until(lambda url=url: _etcd_healthy(url), f"etcd at {url}")
-    return clients
-
-
-def _etcd_healthy(url: str) -> bool:
-    with urllib.request.urlopen(f"{url}/health", timeout=1.0) as resp:
-        return bool(json.loads(resp.read()).get("health") == "true")
-
-
 def start_cairn(tmp: Path) -> tuple[LocalCluster, int]:
-    """A 3-node Cairn cluster with the default (production) timing; its leader's id."""
+    """A 3-node, one-region Cairn cluster with the default (production) timing; its
+    leader's id (what `bench/set_cpu.py` and the other scripts measure)."""
     cluster = LocalCluster.plan(tmp / "cairn", 3)
     cluster.start()
     leader = cluster.wait_for_leader(timeout=60.0)
@@ -246,18 +199,89 @@ def start_cairn(tmp: Path) -> tuple[LocalCluster, int]:
     return cluster, leader
 
 
+# -- `cairn dev`'s cluster -----------------------------------------------------------------
+
+
+def dev_base_port(nodes: int = DEFAULT_NODES) -> int:
+    """`cairn dev`'s base port when its ports are free, else the first free block of 100
+    above it (another developer's `cairn dev` may hold 7001..)."""
+    for base in range(DEFAULT_BASE_PORT, DEFAULT_BASE_PORT + 9000, 100):
+        if not busy_dev_ports(nodes, base):
+            return base
+    raise RuntimeError("no free block of ports for a dev cluster")
+
+
+def start_dev_cluster(tmp: Path, cairn_src: Path | None = None) -> LocalCluster:
+    """Start the cluster `cairn dev` starts by default (its planning code, not a copy), its
+    nodes running `cairn_src`'s code when given (for a before/after run)."""
+    cluster = plan_dev_cluster(tmp / "cairn-data", DEFAULT_NODES, dev_base_port())
+    if cairn_src is not None:
+        cluster.env["PYTHONPATH"] = str(cairn_src.resolve())
+    cluster.start()
+    return cluster
+
+
+def region_views(cluster: LocalCluster) -> list[dict[int, dict[str, object]]]:
+    """Each running node's INFO raft, region id -> that region's fields (role, leader,
+    commit, ...); a node that cannot be asked is left out."""
+    views = []
+    for spec in cluster.specs:
+        if not cluster.running(spec.node_id):
+            continue
+        try:
+            with redis.Redis(host=HOST, port=spec.client_port, socket_timeout=2.0) as client:
+                info = client.info("raft")
+        except redis.RedisError:
+            continue
+        views.append(
+            {
+                int(k.removeprefix("raft_region")): v
+                for k, v in info.items()
+                if k.startswith("raft_region") and k[11:].isdigit() and isinstance(v, dict)
+            }
+        )
+    return views
+
+
+def wait_for_regions(
+    cluster: LocalCluster, timeout: float, balance_timeout: float
+) -> dict[int, int]:
+    """Block until every region has a leader all nodes agree on, then (at most
+    `balance_timeout` more seconds) until each node leads as many regions as the others
+    give or take one; the region -> leader map (possibly unbalanced)."""
+    nodes = len(cluster.specs)
+    deadline = time.monotonic() + timeout
+    leaders: dict[int, int] = {}
+    while not leaders:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no agreed leader for every region; logs in {cluster.root}")
+        if not any(cluster.running(s.node_id) for s in cluster.specs):
+            raise RuntimeError(f"every node exited; logs in {cluster.root}")
+        time.sleep(0.2)
+        leaders = agreed_leaders(region_views(cluster), nodes)
+    deadline = time.monotonic() + balance_timeout
+    while not balanced(leaders, nodes) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        leaders = agreed_leaders(region_views(cluster), nodes) or leaders
+    return leaders
+
+
 # -- measuring -----------------------------------------------------------------------------
 
 
-def redis_benchmark(port: int, args: list[str]) -> Figures:
-    """Run redis-benchmark and read its CSV line (rps, p50, p99)."""
-    argv = ["redis-benchmark", "-h", HOST, "-p", str(port), *args]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
-    rows = [r for r in csv.reader(io.StringIO(out.stdout)) if r and r[0] != "test"]
-    if out.returncode != 0 or not rows:
-        raise RuntimeError(f"{' '.join(argv)} failed: {out.stderr.strip()[-500:]}")
-    row = rows[-1]
-    return Figures(rps=float(row[1]), p50_ms=float(row[4]), p99_ms=float(row[6]))
+def redis_benchmark(port: int, args: list[str], cluster: bool = False) -> Figures:
+    """Run redis-benchmark against `port` (`--cluster`: the cluster `port` belongs to)."""
+    argv = ["redis-benchmark", "-h", HOST, "-p", str(port), *(["--cluster"] if cluster else [])]
+    argv += args
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=BENCH_TIMEOUT)
+    try:
+        figures = parse_benchmark(out.stdout)
+    except ValueError:
+        figures = None
+    if out.returncode != 0 or figures is None:
+        why = (out.stderr.strip() or out.stdout.strip())[-500:]
+        raise RuntimeError(f"{' '.join(argv)} failed: {why}")
+    return figures
 
 
 def cpu_seconds(pid: int) -> float:
@@ -276,103 +300,52 @@ def cpu_meter(pids: Sequence[int]) -> Iterator[dict[int, float]]:
         used[pid] = cpu_seconds(pid) - before[pid]
 
 
-def etcd_load_binary(tmp: Path) -> Path | None:
-    """Build bench/etcd_load (cached by Go's build cache); None when Go cannot build it."""
-    if shutil.which("go") is None or not Path(GOPATH, "src/go.etcd.io/etcd/clientv3").is_dir():
-        return None
-    out = tmp / "etcd_load"
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": GOPATH, "GOFLAGS": ""}
-    build = subprocess.run(
-        ["go", "build", "-o", str(out), "./bench/etcd_load"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if build.returncode != 0:
-        console.print("[yellow]go build failed; using the Python load generator[/]")
-        console.print(build.stderr)
-        return None
-    return out
+@dataclass
+class EtcdLoad:
+    """How this run loads etcd: the Go generator when it builds, else Python's."""
+
+    urls: list[str]
+    binary: Path | None
+    how: str
+
+    def put(self, clients: int, requests: int) -> Figures:
+        """`requests` puts by `clients` clients to etcd's leader."""
+        if self.binary is not None:
+            f = etcd.put_go(self.binary, self.urls, clients, requests, VALUE_SIZE, KEYSPACE)
+        else:
+            f = etcd.put_python(self.urls, clients, requests, VALUE_SIZE, KEYSPACE)
+        return Figures(f.rps, f.p50_ms, f.p99_ms, f.errors)
 
 
-def etcd_put_go(binary: Path, urls: list[str], clients: int, requests: int) -> Figures:
-    """The Go load generator's figures."""
-    argv = [str(binary), "-endpoints", ",".join(urls), "-clients", str(clients)]
-    argv += ["-n", str(requests), "-d", str(VALUE_SIZE), "-r", str(KEYSPACE)]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=True)
-    r = json.loads(out.stdout)
-    return Figures(rps=r["rps"], p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], errors=r["errors"])
-
-
-def etcd_leader_url(urls: list[str]) -> str:
-    """The client URL of the member that reports itself leader (HTTP/JSON gateway)."""
-    for url in urls:
-        req = urllib.request.Request(f"{url}/v3/maintenance/status", data=b"{}", method="POST")
-        with urllib.request.urlopen(req, timeout=2.0) as resp:
-            status = json.loads(resp.read())
-        if status["header"]["member_id"] == status["leader"]:
-            return url
-    raise RuntimeError("no etcd member reports itself leader")
-
-
-def etcd_put_python(urls: list[str], clients: int, requests: int) -> Figures:
-    """Fallback load: keep-alive HTTP/1.1 connections to the gateway's /v3/kv/put."""
-    host, port = etcd_leader_url(urls).removeprefix("http://").rsplit(":", 1)
-    value = base64.b64encode(b"v" * VALUE_SIZE).decode()
-    latencies: list[float] = []
-    counter = iter(range(requests))
-
-    async def client(seed: int) -> None:
-        rng = random.Random(seed)
-        reader, writer = await asyncio.open_connection(host, int(port))
-        for _ in counter:
-            key = base64.b64encode(b"key:%012d" % rng.randrange(KEYSPACE)).decode()
-            body = json.dumps({"key": key, "value": value}).encode()
-            head = f"POST /v3/kv/put HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
-            start = time.perf_counter()
-            writer.write(head.encode() + b"Content-Type: application/json\r\n\r\n" + body)
-            headers = await reader.readuntil(b"\r\n\r\n")
-            length = int(headers.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - start)
-        writer.close()
-
-    async def run() -> float:
-        start = time.perf_counter()
-        await asyncio.gather(*(client(i) for i in range(clients)))
-        return time.perf_counter() - start
-
-    elapsed = asyncio.run(run())
-    latencies.sort()
-    return Figures(
-        rps=len(latencies) / elapsed,
-        p50_ms=_percentile(latencies, 0.50) * 1000,
-        p99_ms=_percentile(latencies, 0.99) * 1000,
-    )
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    i = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))
-    return sorted_values[i]
+def start_etcd_load(procs: Processes, tmp: Path, python_only: bool) -> EtcdLoad:
+    """A 3-member etcd cluster and the generator that loads it."""
+    urls = etcd.start_etcd(procs.start, tmp)
+    binary, why = (None, "--python-etcd") if python_only else etcd.build_load_binary(tmp)
+    if binary is not None:
+        return EtcdLoad(urls, binary, "bench/etcd_load (Go, clientv3, puts to the leader)")
+    console.print(f"[yellow]etcd load: Python HTTP/JSON gateway fallback ({why})[/]")
+    return EtcdLoad(urls, None, f"Python HTTP/JSON gateway fallback to the leader ({why})")
 
 
 # -- profiling -----------------------------------------------------------------------------
 
 
-def profile_leader(pid: int, port: int, out_dir: Path, seconds: int) -> list[tuple[float, str]]:
-    """py-spy the leader under SET load (50 clients); the top functions by self time."""
+def profile_node(
+    pid: int, port: int, out_dir: Path, seconds: int, cluster: bool = True
+) -> list[tuple[float, str]]:
+    """py-spy one node under SET load (50 clients); the top functions by self time."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    argv = ["redis-benchmark", "-h", HOST, "-p", str(port), *(["--cluster"] if cluster else [])]
     load = subprocess.Popen(
-        ["redis-benchmark", "-h", HOST, "-p", str(port), *SET_LOAD.args(100_000_000)],
+        [*argv, *SET50.args(100_000_000)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
         time.sleep(2.0)
-        folded = out_dir / "leader-set.folded"
-        for fmt, path in (("raw", folded), ("flamegraph", out_dir / "leader-set.svg")):
+        folded = out_dir / "node-set.folded"
+        for fmt, path in (("raw", folded), ("flamegraph", out_dir / "node-set.svg")):
             spy = ["py-spy", "record", "-f", fmt, "-o", str(path), "-d", str(seconds), *SPY_ARGS]
             subprocess.run([*spy, "--pid", str(pid)], check=True, capture_output=True)
     finally:
@@ -409,109 +382,35 @@ def machine() -> str:
 
 def versions() -> str:
     """redis-server and etcd versions."""
-    redis = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
-    parts = [redis.stdout.split()[2] if redis.returncode == 0 else "redis ?"]
+    redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
+    parts = [redis_v.stdout.split()[2] if redis_v.returncode == 0 else "redis ?"]
     if shutil.which("etcd"):
-        etcd = subprocess.run(["etcd", "--version"], capture_output=True, text=True)
-        parts.append(etcd.stdout.splitlines()[0] if etcd.stdout else "etcd ?")
+        etcd_v = subprocess.run(["etcd", "--version"], capture_output=True, text=True)
+        parts.append(etcd_v.stdout.splitlines()[0] if etcd_v.stdout else "etcd ?")
     return "redis-server " + parts[0].removeprefix("v=") + "; " + "; ".join(parts[1:])
 
 
-def _f(x: float | None, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
-
-
-HEADERS = [
-    "workload",
-    "system",
-    "ops/s",
-    "p50 ms",
-    "p99 ms",
-    "Cairn/Redis",
-    "Cairn/etcd",
-    "Cairn CPU us/op (leader, follower)",
-]
-
-
-def row_cells(row: Row) -> list[list[str]]:
-    """One workload as table rows: Cairn (with ratios and CPU), Redis, etcd if run."""
-    out: list[list[str]] = []
-    for system, f in (("Cairn", row.cairn), ("Redis", row.redis), ("etcd", row.etcd)):
-        if f is None:
-            if system == "Cairn":
-                out.append([row.workload.name, "Cairn", "failed", "", "", "", "", ""])
-            continue
-        cells = ["" if out else row.workload.name, system]
-        cells += [f"{f.rps:,.0f}", f"{f.p50_ms:.2f}", f"{f.p99_ms:.2f}"]
-        if system == "Cairn":
-            cells += [_f(f.ratio(row.redis), ".2f"), _f(f.ratio(row.etcd), ".2f")]
-            cells.append(f"{_f(row.cpu_leader, '.0f')}, {_f(row.cpu_followers, '.0f')}")
-        else:
-            cells += ["", "", ""]
-        out.append(cells)
-    return out
-
-
-def targets(rows: list[Row]) -> list[tuple[str, str, bool | None]]:
-    """Issue 3's targets: (target, measured, met)."""
-    by = {r.workload.name: r for r in rows}
-    out: list[tuple[str, str, bool | None]] = []
-    s, g = by.get("SET, 50 clients"), by.get("GET, 50 clients")
-    if s and s.cairn and s.redis:
-        r = s.cairn.rps / s.redis.rps
-        out.append(("SET, 50 clients >= 0.2 x Redis", f"{r:.2f} x", r >= 0.2))
-    if g and g.cairn and g.redis:
-        r = g.cairn.rps / g.redis.rps
-        out.append(("GET, 50 clients >= 0.4 x Redis", f"{r:.2f} x", r >= 0.4))
-    if s and s.cairn and s.etcd:
-        c, e = s.cairn.p99_ms, s.etcd.p99_ms
-        out.append(("SET p99, 50 clients <= etcd put p99", f"{c:.1f} vs {e:.1f} ms", c <= e))
-    return out
-
-
-def print_table(rows: list[Row], etcd_how: str) -> None:
-    """The results as a rich table, then the targets."""
-    title = f"Cairn (3 nodes) vs redis-server (appendfsync always) vs etcd ({etcd_how})"
-    table = Table(title=title)
-    for h in HEADERS:
-        table.add_column(h, justify="left" if h in ("workload", "system") else "right")
-    for row in rows:
-        for i, cells in enumerate(row_cells(row)):
-            table.add_row(*cells, end_section=i == len(row_cells(row)) - 1)
-    console.print(table)
-    for name, measured, met in targets(rows):
-        mark = "[green]met[/]" if met else "[red]missed[/]"
-        console.print(f"  {name}: {measured} {mark}")
-
-
-def markdown(rows: list[Row], argv: list[str], started: str, host: str, etcd_how: str) -> str:
-    """The generated section of docs/benchmarks.md."""
-    lines = [
-        BEGIN,
-        "<!-- Generated by bench/compare.py; edits between these markers are overwritten. -->",
-        "",
-        f"Command: `{' '.join(argv)}`  ",
-        f"Date: {started}  ",
-        f"Machine: {host}  ",
-        f"Versions: {versions()}; etcd load: {etcd_how}",
-        "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join("---" if i == 0 else "--:" for i in range(len(HEADERS))) + "|",
-    ]
-    lines += ["| " + " | ".join(cells) + " |" for r in rows for cells in row_cells(r)]
-    notes = [f"- {r.workload.name}: {r.note}" for r in rows if r.note]
-    if notes:
-        lines += ["", "Problems during the run:", "", *notes]
-    lines += ["", "Targets of issue 3:", ""]
-    for name, measured, met in targets(rows):
-        lines.append(f"- {name}: {measured}: {'met' if met else 'missed'}")
-    lines += ["", END]
-    return "\n".join(lines)
+def code_version(cairn_src: Path | None) -> str:
+    """Which Cairn code the nodes ran: this tree's commit, or `--cairn-src`."""
+    if cairn_src is not None:
+        return f"`{cairn_src}` (--cairn-src)"
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h %cd", "--date=short"],
+        capture_output=True,
+        text=True,
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    )
+    mark = " (with uncommitted changes)" if dirty.stdout.strip() else ""
+    return (head.stdout.strip() or "unknown") + mark
 
 
 def write_doc(section: str, begin: str = BEGIN, end: str = END) -> None:
     """Replace the generated section of docs/benchmarks.md between `begin` and `end` (or
-    append one)."""
+    append one at the end of the file)."""
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
     if begin in text and end in text:
         head, _, rest = text.partition(begin)
@@ -525,79 +424,128 @@ def write_doc(section: str, begin: str = BEGIN, end: str = END) -> None:
 # -- main ----------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace, procs: Processes, tmp: Path) -> list[Row]:
-    """Start everything, measure every workload, return the rows."""
-    divisor = QUICK_DIVISOR if args.quick else 1
-    console.print("starting redis-server, a 3-node Cairn cluster and a 3-node etcd cluster ...")
-    redis_port = start_redis(procs, tmp)
-    cluster, leader = start_cairn(tmp)
+def measure_cairn(row: Row, cluster: LocalCluster, port: int, n: int) -> None:
+    """Run the workload against Cairn with `--cluster`, reading each node's CPU time and
+    each region's commit index around it."""
+    pids = {i: p.pid for i, p in cluster.procs.items()}
+    nodes = len(cluster.specs)
+    before_views = region_views(cluster)
+    before = agreed_leaders(before_views, nodes)
     try:
-        pids = {i: cluster.procs[i].pid for i in cluster.procs}
-        etcd_urls = [] if args.no_etcd else start_etcd(procs, tmp)
-        binary = None if args.no_etcd else etcd_load_binary(tmp)
-        args.etcd_how = (
-            "skipped"
-            if args.no_etcd
-            else "bench/etcd_load (Go, clientv3)"
-            if binary
-            else "Python HTTP/JSON gateway fallback"
-        )
-        rows = []
-        for step, w in enumerate(WORKLOADS, 1):
+        with cpu_meter(list(pids.values())) as used:
+            row.cairn = redis_benchmark(port, row.workload.args(n), cluster=True)
+    except RuntimeError as exc:
+        row.note = f"Cairn run failed: {str(exc).splitlines()[-1]}"
+        return
+    after_views = region_views(cluster)
+    row.cpu_us = {i: 1e6 * used[pid] / n for i, pid in pids.items()}
+    first, last = region_commits(before_views), region_commits(after_views)
+    row.writes = {r: last[r] - first.get(r, 0) for r in last}
+    notes = []
+    after = agreed_leaders(after_views, nodes)
+    if not before or not after:
+        notes.append("the nodes did not agree on every region's leader before or after the run")
+    elif after != before:
+        notes.append(f"a region's leader changed during the run ({before} -> {after})")
+    if row.workload.command == "set" and row.workload.clients >= nodes and not spread(row.writes):
+        notes.append(f"the writes did not spread over the regions: {row.writes}")
+    if len(row.cairn.masters) != nodes:
+        notes.append(f"redis-benchmark saw {len(row.cairn.masters)} masters, not {nodes}")
+    row.note = "; ".join(notes)
+
+
+def measure_idle(cluster: LocalCluster, seconds: float) -> dict[int, float]:
+    """Percent of one core each node uses over `seconds` with no client load."""
+    pids = {i: p.pid for i, p in cluster.procs.items()}
+    with cpu_meter(list(pids.values())) as used:
+        time.sleep(seconds)
+    return {i: 100 * used[pid] / seconds for i, pid in pids.items()}
+
+
+def run(args: argparse.Namespace, procs: Processes, tmp: Path, report: Report) -> None:
+    """Start everything, measure every workload into `report.rows`."""
+    divisor = QUICK_DIVISOR if args.quick else 1
+    console.print("starting `cairn dev`'s cluster, redis-server and a 3-member etcd ...")
+    cluster = start_dev_cluster(tmp, args.cairn_src)
+    try:
+        report.leaders = wait_for_regions(cluster, 90.0, args.balance_timeout)
+        if not balanced(report.leaders, len(cluster.specs)):
+            console.print(f"[yellow]leaders not balanced: {report.leaders}[/]")
+        port = cluster.specs[0].client_port
+        redis_port = start_redis(procs, tmp)
+        load = None if args.no_etcd else start_etcd_load(procs, tmp, args.python_etcd)
+        report.etcd_how = load.how if load else "skipped (--no-etcd)"
+        if args.idle > 0:
+            report.idle = measure_idle(cluster, args.idle)
+        workloads = WORKLOADS + (PIPELINED if args.pipelined else ())
+        for step, w in enumerate(workloads, 1):
             n = max(w.requests // divisor, 100)
-            row = Row(w)
-            console.print(f"[{step}/{len(WORKLOADS)}] [bold]{w.name}[/] ({n} requests)")
-            leader = cluster.wait_for_leader(timeout=60.0)
-            try:
-                with cpu_meter(list(pids.values())) as used:
-                    row.cairn = redis_benchmark(cluster.spec(leader).client_port, w.args(n))
-            except RuntimeError as exc:
-                row.note = f"Cairn run failed: {str(exc).splitlines()[-1]}"
-            else:
-                row.cpu_leader = 1e6 * used[pids[leader]] / n
-                followers = [used[p] for i, p in pids.items() if i != leader]
-                row.cpu_followers = 1e6 * sum(followers) / len(followers) / n
-            if cluster.leader_seen_by(leader) != leader:
-                row.note += (" " if row.note else "") + "The Cairn leader changed during the run."
+            row = Row(w, load=os.getloadavg()[0])
+            console.print(f"[{step}/{len(workloads)}] [bold]{w.name}[/] ({n} requests)")
+            measure_cairn(row, cluster, port, n)
             if row.note:
                 console.print(f"[yellow]  {row.note}[/]")
             row.redis = redis_benchmark(redis_port, w.args(n))
-            if w.etcd and etcd_urls:
-                if binary is not None:
-                    row.etcd = etcd_put_go(binary, etcd_urls, w.clients, n)
-                else:
-                    row.etcd = etcd_put_python(etcd_urls, w.clients, n)
-            for cells in row_cells(row):
+            if w.etcd and load is not None:
+                row.etcd = load.put(w.clients, n)
+            for cells in figure_cells(row):
                 console.print("  " + "  ".join(c for c in cells[1:] if c))
-            rows.append(row)
-        if args.profile and shutil.which("py-spy") is None:
-            console.print("[yellow]py-spy not found (pip install py-spy): no profile[/]")
-        elif args.profile:
-            leader = cluster.wait_for_leader(timeout=60.0)
-            cairn_port = cluster.spec(leader).client_port
-            console.print(f"profiling the Cairn leader (pid {pids[leader]}) under SET load ...")
-            top = profile_leader(pids[leader], cairn_port, args.profile, args.profile_seconds)
-            console.print(f"flame graph and folded stacks in {args.profile}; top self time:")
-            for pct, func in top:
-                console.print(f"  {pct:5.1f}%  {func}")
-        return rows
+            report.rows.append(row)
+        if args.profile:
+            profile(cluster, port, args)
     finally:
         cluster.stop()
 
 
-def main() -> None:
-    """Parse flags, run, print and record."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def profile(cluster: LocalCluster, port: int, args: argparse.Namespace) -> None:
+    """`--profile`: py-spy node 1 under a `--cluster` SET load."""
+    if shutil.which("py-spy") is None:
+        console.print("[yellow]py-spy not found (pip install py-spy): no profile[/]")
+        return
+    pid = cluster.procs[1].pid
+    console.print(f"profiling node 1 (pid {pid}) under SET load ...")
+    top = profile_node(pid, port, args.profile, args.profile_seconds)
+    console.print(f"flame graph and folded stacks in {args.profile}; top self time:")
+    for pct, func in top:
+        console.print(f"  {pct:5.1f}%  {func}")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"1/{QUICK_DIVISOR} of the requests")
+    parser.add_argument("--pipelined", action="store_true", help="also SET/GET with -P 16")
     parser.add_argument("--no-etcd", action="store_true", help="skip the etcd cluster")
+    parser.add_argument(
+        "--python-etcd", action="store_true", help="load etcd from Python, not bench/etcd_load"
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
-    parser.add_argument("--profile", type=Path, help="py-spy the leader, output in this dir")
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
+    parser.add_argument(
+        "--balance-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for one region leader per node",
+    )
+    parser.add_argument("--cairn-src", type=Path, help="run the nodes from this src directory")
+    parser.add_argument("--profile", type=Path, help="py-spy node 1, output in this dir")
     parser.add_argument("--profile-seconds", type=int, default=15)
     parser.add_argument("--keep", action="store_true", help="keep the temporary data and logs")
-    args = parser.parse_args()
-    ensure_tools(args.no_etcd)
-    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    host = machine()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    """Parse flags, run, print and record."""
+    args = parse_args()
+    ensure_tools(args.no_etcd, go=not args.python_etcd)
+    started = datetime.datetime.now(datetime.UTC)
+    report = Report(
+        argv=["python", "bench/compare.py", *sys.argv[1:]],
+        started=started.strftime("%Y-%m-%d %H:%M UTC"),
+        host=machine(),
+        code=code_version(args.cairn_src),
+        versions=versions(),
+    )
     procs = Processes()
     tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
 
@@ -606,7 +554,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        rows = run(args, procs, tmp)
+        run(args, procs, tmp, report)
     except (KeyboardInterrupt, TerminatedError):
         console.print("[red]interrupted; stopping every process[/]")
         sys.exit(130)
@@ -616,10 +564,11 @@ def main() -> None:
             console.print(f"data and logs kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print_table(rows, args.etcd_how)
-    argv = ["python", "bench/compare.py", *sys.argv[1:]]
+    report.end_load = "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    report.minutes = (datetime.datetime.now(datetime.UTC) - started).total_seconds() / 60
+    print_report(report, console)
     if not args.no_doc:
-        write_doc(markdown(rows, argv, started, host, args.etcd_how))
+        write_doc(markdown(report))
         console.print(f"wrote {DOC.relative_to(ROOT)}")
 
 

@@ -38,9 +38,62 @@ TLS_PORT_OFFSET = 1000
 """With `--tls`, a node's TLS client port is its plain client port + this (8001 for 7001)."""
 
 
+DEFAULT_NODES = 3
+DEFAULT_BASE_PORT = 7001
+MAX_BASE_PORT = 45535
+"""The highest base port: its admin port (+ `ADMIN_PORT_OFFSET`) must stay below 65536."""
+
+
+def dev_ports(
+    nodes: int, base_port: int, tls: bool = False
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """The client, peer, admin and (with `tls`) TLS client ports of `nodes` dev nodes:
+    `base_port + i`, and that plus each offset."""
+    clients = [base_port + i for i in range(nodes)]
+    peers = [p + PEER_PORT_OFFSET for p in clients]
+    admins = [p + ADMIN_PORT_OFFSET for p in clients]
+    tls_ports = [p + TLS_PORT_OFFSET for p in clients] if tls else []
+    return clients, peers, admins, tls_ports
+
+
+def busy_dev_ports(nodes: int, base_port: int, tls: bool = False) -> list[int]:
+    """The ports of `dev_ports` that something already listens on."""
+    return [p for group in dev_ports(nodes, base_port, tls) for p in group if not port_free(p)]
+
+
+def plan_dev_cluster(
+    data_dir: Path,
+    nodes: int = DEFAULT_NODES,
+    base_port: int = DEFAULT_BASE_PORT,
+    *,
+    password: str | None = None,
+    regions: int | None = None,
+    tls: bool = False,
+) -> LocalCluster:
+    """The cluster `cairn dev` starts (not started yet): `nodes` nodes on `dev_ports`, data
+    and configs under `data_dir`, founded with `regions` regions (default: one per node, so
+    each node can lead one). `bench/compare.py` starts the same cluster through this."""
+    clients, peers, admins, tls_ports = dev_ports(nodes, base_port, tls)
+    return LocalCluster.plan(
+        data_dir,
+        nodes,
+        clients,
+        peers,
+        admins,
+        tls=tls_ports or False,
+        password=password,
+        extra=f"initial_regions = {regions or nodes}\n",
+    )
+
+
 @click.command()
-@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
-@click.option("--base-port", type=click.IntRange(1024, 45535), default=7001, show_default=True)
+@click.option("--nodes", type=click.IntRange(1, 9), default=DEFAULT_NODES, show_default=True)
+@click.option(
+    "--base-port",
+    type=click.IntRange(1024, MAX_BASE_PORT),
+    default=DEFAULT_BASE_PORT,
+    show_default=True,
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -80,23 +133,11 @@ def dev(
 ) -> None:
     """Run a local cluster of NODES real nodes until Ctrl-C."""
     console = Console()
-    clients = [base_port + i for i in range(nodes)]
-    peers = [p + PEER_PORT_OFFSET for p in clients]
-    admins = [p + ADMIN_PORT_OFFSET for p in clients]
-    tls_ports = [p + TLS_PORT_OFFSET for p in clients] if tls else []
-    busy = [p for p in clients + peers + admins + tls_ports if not port_free(p)]
+    busy = busy_dev_ports(nodes, base_port, tls)
     if busy:
         raise click.UsageError(f"ports already in use: {', '.join(map(str, busy))}")
-    founding = f"initial_regions = {regions or nodes}\n"
-    cluster = LocalCluster.plan(
-        data_dir,
-        nodes,
-        clients,
-        peers,
-        admins,
-        tls=tls_ports or False,
-        password=password,
-        extra=founding,
+    cluster = plan_dev_cluster(
+        data_dir, nodes, base_port, password=password, regions=regions, tls=tls
     )
     stopping = False
 
