@@ -57,6 +57,9 @@ WAKING = {TXN_COMMIT_COMMAND: IDEMPOTENCY_COMMANDS[TXN_COMMIT_COMMAND]}
 (the tagged primary commit, like `cairn.txn.commit`): for `BlockingCommands`."""
 
 _SCRIPTS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
+_SCRIPT_NAMES = frozenset(name.encode() for name in _SCRIPTS)
+_IDEM_NAME = IDEM_COMMAND.encode()
+"""`tagged_script` asks these of every command a client sends: kept encoded."""
 _STREAM_READS = frozenset({"xread"})
 """Flagged write and blocking in the table (for BLOCK), a read without BLOCK."""
 
@@ -105,11 +108,7 @@ def tagged_script(argv: Sequence[bytes]) -> bool:
     its client's order, as an untagged script does (`cairn.runtime.ordering`): its
     leader, or a cross-region coordinator, runs it over state that must already hold the
     client's earlier writes."""
-    return (
-        len(argv) > 4
-        and argv[0] == IDEM_COMMAND.encode()
-        and argv[4].lower().decode("utf-8", "replace") in _SCRIPTS
-    )
+    return len(argv) > 4 and argv[0] == _IDEM_NAME and argv[4].lower() in _SCRIPT_NAMES
 
 
 def run_tagged(
