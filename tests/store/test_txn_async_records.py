@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from store_harness import MachineClient
+from store_harness import FakeClock, MachineClient
 
 from cairn.resp.reply import Array, Bulk, ErrorReply, Integer, Reply
 from cairn.store.txn_locks import (
@@ -26,21 +26,13 @@ T0 = 1_700_000_000_000
 TS = 1000 << 18
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> int:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def client(clock: Clock) -> MachineClient:
+def client(clock: FakeClock) -> MachineClient:
     return MachineClient(clock=clock)
 
 
@@ -188,7 +180,7 @@ def test_prewrite_routes_by_its_effect_keys_never_by_the_secondaries() -> None:
 
 
 def test_an_async_primary_is_never_rolled_back_by_status(
-    client: MachineClient, clock: Clock
+    client: MachineClient, clock: FakeClock
 ) -> None:
     lock(client, b"p", b"p", ttl=100)
     prewrite(client, [(b"p", KIND_UNCHANGED, b"")], b"2", b"s1", b"s2")
@@ -265,9 +257,7 @@ def test_commit_and_rollback_still_decide_once_at_the_primary(client: MachineCli
     )
     other = TS + 7
     client.apply_internal(LOCK_COMMAND, _n(other), b"q", b"3000", _n(1 << 20), b"0", b"q")
-    assert client.apply_internal(ROLLBACK_COMMAND, _n(other), b"1", b"q") == Array(
-        (Bulk(b"ok"),)
-    )
+    assert client.apply_internal(ROLLBACK_COMMAND, _n(other), b"1", b"q") == Array((Bulk(b"ok"),))
     assert client.apply_internal(COMMIT_COMMAND, _n(other), _n(other), b"1", b"q") == Array(
         (Bulk(b"rolledback"),)
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from store_harness import MachineClient
+from store_harness import FakeClock, MachineClient
 
 from cairn.resp.reply import NULL, OK, Array, Bulk, ErrorReply, Integer, NullBulk, Reply
 from cairn.store import StoreMachine, encode_command
@@ -34,23 +34,13 @@ TS = 1000 << 18
 OTHER = 2000 << 18
 
 
-class Clock:
-    """A settable clock for the machine client."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> int:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def client(clock: Clock) -> MachineClient:
+def client(clock: FakeClock) -> MachineClient:
     return MachineClient(clock=clock)
 
 
@@ -123,7 +113,7 @@ def locked_error(ts: int, remaining: int, primary: bytes, key: bytes) -> ErrorRe
 # -- cairn.txn.lock -------------------------------------------------------------------------
 
 
-def test_lock_reads_every_key_and_locks_it(client: MachineClient, clock: Clock) -> None:
+def test_lock_reads_every_key_and_locks_it(client: MachineClient, clock: FakeClock) -> None:
     client.call("set", "a", "1")
     client.call("pexpireat", "a", str(T0 + 50_000))
     client.call("rpush", "l", "x")
@@ -155,7 +145,7 @@ def test_lock_reads_every_key_and_locks_it(client: MachineClient, clock: Clock) 
 
 
 def test_a_lock_held_by_another_transaction_refuses_and_writes_nothing(
-    client: MachineClient, clock: Clock
+    client: MachineClient, clock: FakeClock
 ) -> None:
     assert lock(client, OTHER, b"p", [b"p", b"b"], ttl=1000) == reply(
         b"ok", reply(NULL_VALUE, NULL_VALUE)
@@ -172,7 +162,7 @@ def test_a_lock_held_by_another_transaction_refuses_and_writes_nothing(
 NULL_VALUE = reply(0, 0, NULL)
 
 
-def test_a_retried_lock_is_idempotent(client: MachineClient, clock: Clock) -> None:
+def test_a_retried_lock_is_idempotent(client: MachineClient, clock: FakeClock) -> None:
     first = lock(client, TS, b"a", [b"a", b"b"])
     before = records(client)
     clock.now += 100
@@ -295,7 +285,7 @@ def _every_type(c: MachineClient) -> dict[bytes, bytes]:
     return {key: dump(c, key) for key in (b"s", b"h", b"l", b"set", b"z", b"x")}
 
 
-def test_commit_applies_a_dump_of_every_type_with_its_expiry(clock: Clock) -> None:
+def test_commit_applies_a_dump_of_every_type_with_its_expiry(clock: FakeClock) -> None:
     source = MachineClient(clock=clock)
     dumps = _every_type(source)
     target = MachineClient(clock=clock)
@@ -324,7 +314,7 @@ def test_commit_applies_a_dump_of_every_type_with_its_expiry(clock: Clock) -> No
     assert got is not None and (got.state, got.commit_ts, got.at_ms) == (1, TS + 5, clock.now)
 
 
-def test_a_past_expiry_commits_as_restore_does(client: MachineClient, clock: Clock) -> None:
+def test_a_past_expiry_commits_as_restore_does(client: MachineClient, clock: FakeClock) -> None:
     client.call("set", "k", "old")
     payload = dump(client, b"k")
     lock(client, TS, b"k", [b"k"])
@@ -367,7 +357,7 @@ def test_commit_without_the_primary_lock(client: MachineClient) -> None:
 
 
 def test_rollback_drops_the_locks_and_marks_the_primary(
-    client: MachineClient, clock: Clock
+    client: MachineClient, clock: FakeClock
 ) -> None:
     lock(client, TS, b"p", [b"p", b"a"])
     lock(client, OTHER, b"q", [b"b"])
@@ -406,7 +396,7 @@ def test_status_of_decided_transactions(client: MachineClient) -> None:
     assert records(client) == before
 
 
-def test_status_of_a_live_lock_then_an_expired_one(client: MachineClient, clock: Clock) -> None:
+def test_status_of_a_live_lock_then_an_expired_one(client: MachineClient, clock: FakeClock) -> None:
     lock(client, TS, b"p", [b"p"], ttl=1000)
     clock.now += 300
     assert status(client, b"p", TS) == reply(b"alive", 700)
@@ -431,7 +421,7 @@ def test_status_of_an_unknown_transaction_rolls_it_back(client: MachineClient) -
 
 
 def test_locked_keys_answer_locked_to_every_client_command(
-    client: MachineClient, clock: Clock
+    client: MachineClient, clock: FakeClock
 ) -> None:
     client.call("set", "k", "v")
     lock(client, TS, b"prim", [b"k"], ttl=2000)
@@ -454,7 +444,7 @@ def test_locked_keys_answer_locked_to_every_client_command(
     assert client.call("get", "k") == Bulk(b"v")
 
 
-def test_active_expiry_leaves_a_locked_key_alone(client: MachineClient, clock: Clock) -> None:
+def test_active_expiry_leaves_a_locked_key_alone(client: MachineClient, clock: FakeClock) -> None:
     client.call("set", "k", "v", "px", "100")
     client.call("set", "j", "v", "px", "100")
     lock(client, TS, b"k", [b"k"])
@@ -469,7 +459,9 @@ def test_active_expiry_leaves_a_locked_key_alone(client: MachineClient, clock: C
 # -- status GC --------------------------------------------------------------------------------
 
 
-def test_stale_status_records_are_found_and_deleted(client: MachineClient, clock: Clock) -> None:
+def test_stale_status_records_are_found_and_deleted(
+    client: MachineClient, clock: FakeClock
+) -> None:
     for i in range(5):
         rollback(client, TS + i, True, b"p%d" % i)
     clock.now += 1000
